@@ -1,0 +1,222 @@
+//! The transport stage: owns the network (a libp2p Waku node, or anything that
+//! moves [`WakuMessage`]s), its peers and its subscriptions.
+//!
+//! Asked to: [`Publish`], [`Subscribe`], [`Unsubscribe`], [`Dial`], [`GetStatus`].
+//! Tells: [`Event`], to the recipient it was given when it started.
+//!
+//! Any actor that handles these messages is a transport ([`Stage`]); the
+//! `murmur-test-kit` crate has the conformance suite a replacement runs.
+
+use std::fmt;
+
+use actix::{Actor, Addr, Context, Handler, Message, Recipient};
+use thiserror::Error;
+
+use crate::{Delivery, MessageHash, PubsubTopic, WakuMessage};
+
+/// A peer's id, in its text form (`16Uiu2…` for secp256k1 keys).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId(pub String);
+
+impl fmt::Display for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why the transport could not do what it was asked.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The serialized message is larger than the network carries.
+    #[error("message of {len} bytes exceeds the {max}-byte limit of the Waku network")]
+    TooLarge {
+        /// Its serialized size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The message breaks a rule every Waku peer enforces.
+    #[error("invalid message: {0}")]
+    Invalid(&'static str),
+    /// Nobody is there to receive the message on this topic.
+    #[error("no peers to publish to on {0}")]
+    NoPeers(PubsubTopic),
+    /// The same bytes were published recently; relay would drop them as a duplicate.
+    #[error("duplicate message {0}")]
+    Duplicate(MessageHash),
+    /// An address that cannot be parsed or used.
+    #[error("invalid address `{address}`: {reason}")]
+    Address {
+        /// What was given.
+        address: String,
+        /// Why it is unusable.
+        reason: String,
+    },
+    /// Connecting to a peer failed.
+    #[error("could not connect to {address}: {reason}")]
+    Dial {
+        /// Whom we tried.
+        address: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The transport is shutting down or restarting; retry later.
+    #[error("the transport is not running")]
+    Stopped,
+}
+
+/// Publishes `message` on `topic`; answers with its hash once it is handed to the network.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<MessageHash, Error>")]
+#[non_exhaustive]
+pub struct Publish {
+    /// Where.
+    pub topic: PubsubTopic,
+    /// What.
+    pub message: WakuMessage,
+}
+
+impl Publish {
+    /// Publish `message` on `topic`.
+    pub fn new(topic: PubsubTopic, message: WakuMessage) -> Self {
+        Self { topic, message }
+    }
+}
+
+/// Starts receiving the messages of a pubsub topic (and relaying them, on a relay node).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), Error>")]
+pub struct Subscribe(pub PubsubTopic);
+
+/// Stops receiving a pubsub topic.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), Error>")]
+pub struct Unsubscribe(pub PubsubTopic);
+
+/// Connects to a peer by address (a multiaddr ending in `/p2p/<peer id>` for libp2p);
+/// answers once the connection is up.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<PeerId, Error>")]
+pub struct Dial(pub String);
+
+/// Asks for the transport's view of the network.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Status")]
+pub struct GetStatus;
+
+/// What [`GetStatus`] answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Status {
+    /// This node's id.
+    pub peer_id: Option<PeerId>,
+    /// Where it listens, each ending in `/p2p/<peer id>`.
+    pub listen_addrs: Vec<String>,
+    /// Connected peers.
+    pub peers: Vec<PeerId>,
+    /// Subscribed topics and, for each, how many peers receive what we publish there.
+    pub topics: Vec<(PubsubTopic, usize)>,
+}
+
+/// What the transport tells the stage that started it.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+#[non_exhaustive]
+pub enum Event {
+    /// A valid message arrived on a subscribed topic.
+    Message(Delivery),
+    /// A connection to a peer is up (and, on libp2p, the peer is on our cluster).
+    PeerConnected {
+        /// Who.
+        peer: PeerId,
+        /// Its address as we see it.
+        address: String,
+    },
+    /// The last connection to a peer closed.
+    PeerDisconnected {
+        /// Who.
+        peer: PeerId,
+    },
+}
+
+/// Any actor that handles the transport's messages.
+pub trait Stage:
+    Actor<Context = Context<Self>>
+    + Handler<Publish>
+    + Handler<Subscribe>
+    + Handler<Unsubscribe>
+    + Handler<Dial>
+    + Handler<GetStatus>
+{
+}
+
+impl<A> Stage for A where
+    A: Actor<Context = Context<A>>
+        + Handler<Publish>
+        + Handler<Subscribe>
+        + Handler<Unsubscribe>
+        + Handler<Dial>
+        + Handler<GetStatus>
+{
+}
+
+/// The transport as the rest of the node holds it: one recipient per message,
+/// never a concrete actor type.
+#[derive(Clone)]
+pub struct Handle {
+    /// Where [`Publish`] goes.
+    pub publish: Recipient<Publish>,
+    /// Where [`Subscribe`] goes.
+    pub subscribe: Recipient<Subscribe>,
+    /// Where [`Unsubscribe`] goes.
+    pub unsubscribe: Recipient<Unsubscribe>,
+    /// Where [`Dial`] goes.
+    pub dial: Recipient<Dial>,
+    /// Where [`GetStatus`] goes.
+    pub status: Recipient<GetStatus>,
+}
+
+impl<A: Stage> From<Addr<A>> for Handle {
+    fn from(addr: Addr<A>) -> Self {
+        Self {
+            publish: addr.clone().recipient(),
+            subscribe: addr.clone().recipient(),
+            unsubscribe: addr.clone().recipient(),
+            dial: addr.clone().recipient(),
+            status: addr.recipient(),
+        }
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("transport::Handle").finish_non_exhaustive()
+    }
+}
+
+/// Checks the rules every Waku relay peer applies to a message before it
+/// accepts or sends it: a non-empty payload and content topic (js-waku rejects
+/// others), `meta` of at most 64 bytes (nwaku), and the 150 KiB size limit.
+pub fn validate(message: &WakuMessage, encoded_len: usize) -> Result<(), Error> {
+    if encoded_len > murmur_proto::MAX_WAKU_MESSAGE_LEN {
+        return Err(Error::TooLarge {
+            len: encoded_len,
+            max: murmur_proto::MAX_WAKU_MESSAGE_LEN,
+        });
+    }
+    if message.payload.is_empty() {
+        return Err(Error::Invalid("empty payload"));
+    }
+    if message.content_topic.is_empty() {
+        return Err(Error::Invalid("empty content topic"));
+    }
+    if message
+        .meta
+        .as_ref()
+        .is_some_and(|m| m.len() > murmur_proto::MAX_META_LEN)
+    {
+        return Err(Error::Invalid("meta longer than 64 bytes"));
+    }
+    Ok(())
+}
