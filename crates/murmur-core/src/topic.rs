@@ -67,7 +67,9 @@ impl FromStr for ContentTopic {
             input: s.to_owned(),
             reason,
         };
-        let rest = s.strip_prefix('/').ok_or_else(|| err("must start with `/`"))?;
+        let rest = s
+            .strip_prefix('/')
+            .ok_or_else(|| err("must start with `/`"))?;
         let parts: Vec<&str> = rest.split('/').collect();
         if parts.iter().any(|p| p.is_empty()) {
             return Err(err("has an empty part"));
@@ -325,7 +327,10 @@ mod tests {
             "/murmur/1/chat/proto/",
         ] {
             let err = bad.parse::<ContentTopic>().unwrap_err();
-            assert!(err.to_string().contains("expected /{application}"), "{bad}: {err}");
+            assert!(
+                err.to_string().contains("expected /{application}"),
+                "{bad}: {err}"
+            );
         }
     }
 
@@ -350,7 +355,10 @@ mod tests {
             "/waku/2/rs/+1/0",
         ] {
             let err = bad.parse::<PubsubTopic>().unwrap_err();
-            assert!(err.to_string().contains("expected /waku/2/rs/"), "{bad}: {err}");
+            assert!(
+                err.to_string().contains("expected /waku/2/rs/"),
+                "{bad}: {err}"
+            );
         }
     }
 

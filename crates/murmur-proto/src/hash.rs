@@ -44,7 +44,10 @@ mod tests {
 
     #[test]
     fn spec_vector_meta_12_bytes() {
-        let msg = vector(Some(hex::decode(SPEC_META).unwrap()), "010203045445535405060708");
+        let msg = vector(
+            Some(hex::decode(SPEC_META).unwrap()),
+            "010203045445535405060708",
+        );
         assert_eq!(
             hex_hash(SPEC_TOPIC, &msg),
             "64cce733fed134e83da02b02c6f689814872b1a0ac97ea56b76095c3c72bfe05"

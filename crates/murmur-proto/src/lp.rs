@@ -91,7 +91,13 @@ mod tests {
         let mut out = Vec::new();
         block_on(write(&mut out, &[1u8; 2000])).unwrap();
         let err = block_on(read(&mut Cursor::new(out), 1024)).unwrap_err();
-        assert!(matches!(err, Error::TooLarge { len: 2000, max: 1024 }));
+        assert!(matches!(
+            err,
+            Error::TooLarge {
+                len: 2000,
+                max: 1024
+            }
+        ));
     }
 
     #[test]

@@ -1,0 +1,205 @@
+use std::{collections::BTreeSet, time::Duration};
+
+use actix::{
+    prelude::*, ActorFutureExt, Recipient, ResponseFuture, Supervised, Supervisor, WrapFuture,
+};
+use murmur_core::{
+    transport::{self, Dial, Event, GetStatus, Publish, Status, Subscribe, Unsubscribe},
+    MessageHash, PubsubTopic,
+};
+use tokio::sync::mpsc;
+
+use crate::{Config, Error, Node};
+
+/// How many messages may wait in the actor's mailbox.
+const MAILBOX: usize = 1024;
+/// How long to wait before retrying a failed rebuild after a crash.
+const REBUILD_RETRY: Duration = Duration::from_secs(1);
+
+/// The transport stage actor: a thin shell around a [`Node`].
+///
+/// It runs under an actix [`Supervisor`]. If the swarm task panics, the actor
+/// stops, the supervisor restarts it, and it rebuilds the node on the same
+/// ports with the same identity and subscriptions; static peers are redialled
+/// and the mailbox keeps what arrived in between.
+pub struct Transport {
+    config: Config,
+    events: Recipient<Event>,
+    node: Option<Node>,
+    started: Option<(Node, mpsc::Receiver<Event>)>,
+    topics: BTreeSet<PubsubTopic>,
+}
+
+impl Transport {
+    /// Starts the node and, once it listens, the supervised actor around it.
+    /// Events go to `events`. Bind and build errors are returned here, before
+    /// any actor exists.
+    pub async fn start(
+        config: Config,
+        events: Recipient<Event>,
+    ) -> Result<(Addr<Self>, Node), Error> {
+        let (node, rx) = Node::start(config.clone()).await?;
+        let mut config = config;
+        config.listen = node.bound_addrs().to_vec();
+        let handle = node.clone();
+        let addr = Supervisor::start(move |_| Self {
+            config,
+            events,
+            node: None,
+            started: Some((node, rx)),
+            topics: BTreeSet::new(),
+        });
+        Ok((addr, handle))
+    }
+
+    fn attach(&mut self, node: Node, rx: mpsc::Receiver<Event>, ctx: &mut Context<Self>) {
+        actix::spawn(forward(rx, self.events.clone()));
+        ctx.spawn(node.died().into_actor(self).map(|panic, _, ctx| {
+            tracing::error!(%panic, "transport crashed; the supervisor restarts it");
+            ctx.stop();
+        }));
+        let topics: Vec<PubsubTopic> = self.topics.iter().cloned().collect();
+        let resubscribe = node.clone();
+        ctx.wait(
+            async move {
+                for topic in topics {
+                    if let Err(e) = resubscribe.subscribe(&topic).await {
+                        tracing::warn!(%topic, error = %e, "could not resubscribe after restart");
+                    }
+                }
+            }
+            .into_actor(self),
+        );
+        self.node = Some(node);
+    }
+
+    fn rebuild(&mut self, ctx: &mut Context<Self>) {
+        let config = self.config.clone();
+        ctx.wait(
+            Node::start(config)
+                .into_actor(self)
+                .map(|result, act, ctx| match result {
+                    Ok((node, rx)) => {
+                        tracing::info!(peer = %node.peer_id(), "transport restarted");
+                        act.attach(node, rx, ctx);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "transport could not restart; retrying");
+                        ctx.run_later(REBUILD_RETRY, |act, ctx| act.rebuild(ctx));
+                    }
+                }),
+        );
+    }
+
+    fn node(&self) -> Result<Node, transport::Error> {
+        self.node.clone().ok_or(transport::Error::Stopped)
+    }
+}
+
+/// Moves events to the pipeline with backpressure: a full mailbox makes this
+/// task wait, and the node's bounded buffer absorbs the burst.
+async fn forward(mut rx: mpsc::Receiver<Event>, to: Recipient<Event>) {
+    while let Some(mut event) = rx.recv().await {
+        loop {
+            match to.try_send(event) {
+                Ok(()) => break,
+                Err(SendError::Full(back)) => {
+                    event = back;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err(SendError::Closed(_)) => return,
+            }
+        }
+    }
+}
+
+impl Actor for Transport {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(MAILBOX);
+        match self.started.take() {
+            Some((node, rx)) => self.attach(node, rx, ctx),
+            None => self.rebuild(ctx),
+        }
+    }
+}
+
+impl Supervised for Transport {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        // Dropping the node aborts what is left of its task and frees its ports.
+        self.node = None;
+    }
+}
+
+impl Handler<Publish> for Transport {
+    type Result = ResponseFuture<Result<MessageHash, transport::Error>>;
+
+    fn handle(&mut self, msg: Publish, _: &mut Context<Self>) -> Self::Result {
+        let node = self.node();
+        Box::pin(async move { node?.publish(&msg.topic, msg.message).await })
+    }
+}
+
+impl Handler<Subscribe> for Transport {
+    type Result = ResponseFuture<Result<(), transport::Error>>;
+
+    fn handle(&mut self, Subscribe(topic): Subscribe, _: &mut Context<Self>) -> Self::Result {
+        self.topics.insert(topic.clone());
+        let node = self.node();
+        Box::pin(async move { node?.subscribe(&topic).await })
+    }
+}
+
+impl Handler<Unsubscribe> for Transport {
+    type Result = ResponseFuture<Result<(), transport::Error>>;
+
+    fn handle(&mut self, Unsubscribe(topic): Unsubscribe, _: &mut Context<Self>) -> Self::Result {
+        self.topics.remove(&topic);
+        let node = self.node();
+        Box::pin(async move { node?.unsubscribe(&topic).await })
+    }
+}
+
+impl Handler<Dial> for Transport {
+    type Result = ResponseFuture<Result<transport::PeerId, transport::Error>>;
+
+    fn handle(&mut self, Dial(address): Dial, _: &mut Context<Self>) -> Self::Result {
+        let node = self.node();
+        Box::pin(async move { node?.dial(&address).await })
+    }
+}
+
+impl Handler<GetStatus> for Transport {
+    type Result = ResponseFuture<Status>;
+
+    fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
+        let node = self.node.clone();
+        Box::pin(async move {
+            match node {
+                Some(node) => node.status().await,
+                None => Status::default(),
+            }
+        })
+    }
+}
+
+/// Makes the transport's swarm task panic (tests of supervision only).
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct InjectPanic;
+
+#[cfg(feature = "fault-injection")]
+impl Handler<InjectPanic> for Transport {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: InjectPanic, _: &mut Context<Self>) -> Self::Result {
+        let node = self.node.clone();
+        Box::pin(async move {
+            if let Some(node) = node {
+                node.inject_panic().await;
+            }
+        })
+    }
+}

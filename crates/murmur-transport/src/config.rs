@@ -1,0 +1,119 @@
+use std::{fmt, time::Duration};
+
+use libp2p::{identity::Keypair, Multiaddr};
+use murmur_core::{PubsubTopic, Shard, Sharding};
+
+use crate::Metrics;
+
+/// How a [`Node`](crate::Node) is set up.
+#[derive(Clone)]
+pub struct Config {
+    pub(crate) keypair: Keypair,
+    pub(crate) listen: Vec<Multiaddr>,
+    pub(crate) static_peers: Vec<Multiaddr>,
+    pub(crate) sharding: Sharding,
+    pub(crate) shards: Vec<u16>,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) event_buffer: usize,
+    pub(crate) metrics: Metrics,
+}
+
+impl Config {
+    /// A node with identity `keypair` on `sharding`'s cluster, serving every shard
+    /// of it, listening on loopback TCP and WebSocket ports chosen by the system.
+    pub fn new(keypair: Keypair, sharding: Sharding) -> Self {
+        Self {
+            keypair,
+            listen: vec![
+                "/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr"),
+                "/ip4/127.0.0.1/tcp/0/ws".parse().expect("valid multiaddr"),
+            ],
+            static_peers: Vec::new(),
+            shards: sharding.shards().map(|s| s.index).collect(),
+            sharding,
+            // nwaku keeps idle connections for 5 minutes; js-waku light clients
+            // redial every few seconds if we drop them sooner.
+            idle_timeout: Duration::from_secs(300),
+            event_buffer: 4096,
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// Listens on exactly these addresses instead of the defaults.
+    pub fn with_listen(mut self, addrs: impl IntoIterator<Item = Multiaddr>) -> Self {
+        self.listen = addrs.into_iter().collect();
+        self
+    }
+
+    /// Adds a static peer: dialled at start and redialled with backoff whenever
+    /// the connection drops. The address must end in `/p2p/<peer id>`.
+    pub fn with_static_peer(mut self, addr: Multiaddr) -> Self {
+        self.static_peers.push(addr);
+        self
+    }
+
+    /// Serves only these shards of the cluster (announced in metadata).
+    pub fn with_shards(mut self, shards: impl IntoIterator<Item = u16>) -> Self {
+        self.shards = shards.into_iter().collect();
+        self
+    }
+
+    /// How long a connection with no open stream is kept.
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// How many events may wait for the consumer before relay deliveries are
+    /// dropped (and counted).
+    pub fn with_event_buffer(mut self, capacity: usize) -> Self {
+        self.event_buffer = capacity.max(1);
+        self
+    }
+
+    /// Records into these metrics instead of fresh ones.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The node's peer id.
+    pub fn peer_id(&self) -> libp2p::PeerId {
+        self.keypair.public().to_peer_id()
+    }
+
+    /// The cluster.
+    pub fn cluster(&self) -> u16 {
+        self.sharding.cluster
+    }
+
+    /// The autosharding of the cluster.
+    pub fn sharding(&self) -> Sharding {
+        self.sharding
+    }
+
+    /// The pubsub topics of the shards this node serves.
+    pub fn pubsub_topics(&self) -> impl Iterator<Item = PubsubTopic> + '_ {
+        self.shards.iter().map(|&index| {
+            Shard {
+                cluster: self.sharding.cluster,
+                index,
+            }
+            .pubsub_topic()
+        })
+    }
+}
+
+// The keypair is a secret: Debug shows the peer id only.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("peer_id", &self.peer_id())
+            .field("listen", &self.listen)
+            .field("static_peers", &self.static_peers)
+            .field("sharding", &self.sharding)
+            .field("shards", &self.shards)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,933 @@
+use std::{
+    collections::{BTreeSet, HashMap},
+    future::Future,
+    panic::AssertUnwindSafe,
+    time::{Duration, Instant},
+};
+
+use futures::{FutureExt, StreamExt};
+use libp2p::{
+    core::ConnectedPoint,
+    gossipsub::{self, IdentTopic, MessageAcceptance, PublishError},
+    multiaddr::Protocol,
+    noise,
+    swarm::{
+        dial_opts::{DialOpts, PeerCondition},
+        ConnectionId, DialError, SwarmEvent,
+    },
+    tcp, yamux, Multiaddr, PeerId, Swarm, SwarmBuilder,
+};
+use murmur_core::{
+    transport::{self, Event, Status},
+    Delivery, MessageHash, PubsubTopic, WakuMessage,
+};
+use murmur_proto::{metadata::Metadata, MAX_WAKU_MESSAGE_LEN};
+use prost::Message as _;
+use tokio::{
+    sync::{mpsc, oneshot, watch},
+    task::JoinHandle,
+};
+
+use crate::{
+    behaviour::{topic_score_params, Behaviour, BehaviourEvent},
+    metadata, Config, Error, Metrics, RejectReason,
+};
+
+const COMMAND_BUFFER: usize = 1024;
+const REPORT_BUFFER: usize = 256;
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+const DIAL_TIMEOUT: Duration = Duration::from_secs(20);
+const REDIAL_MIN: Duration = Duration::from_secs(1);
+const REDIAL_MAX: Duration = Duration::from_secs(60);
+const REDIAL_TICK: Duration = Duration::from_millis(250);
+
+type Reply<T> = oneshot::Sender<Result<T, transport::Error>>;
+
+enum Command {
+    Publish {
+        topic: PubsubTopic,
+        message: WakuMessage,
+        reply: Reply<MessageHash>,
+    },
+    Subscribe {
+        topic: PubsubTopic,
+        reply: Reply<()>,
+    },
+    Unsubscribe {
+        topic: PubsubTopic,
+        reply: Reply<()>,
+    },
+    Dial {
+        address: String,
+        reply: Reply<transport::PeerId>,
+    },
+    Status(oneshot::Sender<Status>),
+    #[cfg(feature = "fault-injection")]
+    Panic,
+}
+
+/// A running Waku node: the swarm lives in a task of its own, driven through a
+/// bounded command channel. Cloning shares the node; the task stops when the
+/// last clone is dropped.
+#[derive(Clone)]
+pub struct Node {
+    commands: mpsc::Sender<Command>,
+    peer_id: PeerId,
+    listen_addrs: Vec<Multiaddr>,
+    bound: Vec<Multiaddr>,
+    died: watch::Receiver<Option<String>>,
+    _task: std::sync::Arc<AbortOnDrop>,
+}
+
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Node {
+    /// Builds the swarm, binds every listen address and starts dialling the
+    /// static peers. Returns once the node listens, with the stream of its events.
+    ///
+    /// Must be called inside a tokio runtime (actix's is one).
+    pub async fn start(config: Config) -> Result<(Self, mpsc::Receiver<Event>), Error> {
+        for addr in &config.static_peers {
+            if peer_of(addr).is_none() {
+                return Err(Error::StaticPeerWithoutId(addr.clone()));
+            }
+        }
+        let mut swarm = build_swarm(&config).await?;
+        let mut control = swarm.behaviour().streams.new_control();
+        // Protocols must be registered before any connection exists: js-waku
+        // does not support identify push and would never learn of them.
+        let incoming = control
+            .accept(metadata::PROTOCOL)
+            .map_err(|e| Error::Build(e.to_string()))?;
+
+        let mut pending = HashMap::new();
+        for addr in &config.listen {
+            let id = swarm.listen_on(addr.clone()).map_err(|e| Error::Listen {
+                address: addr.clone(),
+                reason: root_cause(&e),
+            })?;
+            pending.insert(id, addr.clone());
+        }
+        let peer_id = *swarm.local_peer_id();
+        let mut listen_addrs = Vec::new();
+        let mut bound = Vec::new();
+        let deadline = tokio::time::Instant::now() + LISTEN_TIMEOUT;
+        while !pending.is_empty() {
+            let event = tokio::time::timeout_at(deadline, swarm.select_next_some())
+                .await
+                .map_err(|_| Error::Build("listeners did not come up in time".to_owned()))?;
+            match event {
+                SwarmEvent::NewListenAddr {
+                    listener_id,
+                    address,
+                } => {
+                    if let Some(requested) = pending.remove(&listener_id) {
+                        bound.push(with_port_of(&requested, &address));
+                    }
+                    listen_addrs.push(address.with(Protocol::P2p(peer_id)));
+                }
+                SwarmEvent::ListenerClosed {
+                    listener_id,
+                    reason,
+                    ..
+                } if pending.contains_key(&listener_id) => {
+                    let address = pending
+                        .remove(&listener_id)
+                        .unwrap_or_else(Multiaddr::empty);
+                    let reason = match reason {
+                        Ok(()) => "closed".to_owned(),
+                        Err(e) => root_cause(&e),
+                    };
+                    return Err(Error::Listen { address, reason });
+                }
+                _ => {}
+            }
+        }
+
+        let ours = Metadata::new(
+            u32::from(config.cluster()),
+            config.shards.iter().map(|&s| u32::from(s)),
+        );
+        let (reports_tx, reports) = mpsc::channel(REPORT_BUFFER);
+        let (commands, command_rx) = mpsc::channel(COMMAND_BUFFER);
+        let (events_tx, events) = mpsc::channel(config.event_buffer);
+        let (died_tx, died) = watch::channel(None);
+
+        let mut driver = Driver {
+            swarm,
+            control,
+            ours: ours.clone(),
+            cluster: config.cluster(),
+            commands: command_rx,
+            events: events_tx,
+            reports,
+            reports_tx: reports_tx.clone(),
+            metrics: config.metrics.clone(),
+            static_peers: config
+                .static_peers
+                .iter()
+                .filter_map(|a| Some((peer_of(a)?, StaticPeer::new(a.clone()))))
+                .collect(),
+            waiters: HashMap::new(),
+            anonymous_dials: HashMap::new(),
+            addresses: HashMap::new(),
+            confirmed: BTreeSet::new(),
+        };
+        driver.dial_static_peers();
+
+        let task = tokio::spawn(async move {
+            let serve = tokio::spawn(metadata::serve(incoming, ours, reports_tx));
+            let outcome = AssertUnwindSafe(driver.run()).catch_unwind().await;
+            serve.abort();
+            if let Err(panic) = outcome {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_owned());
+                tracing::error!(panic = %message, "transport task panicked");
+                let _ = died_tx.send(Some(message));
+            }
+        });
+
+        Ok((
+            Self {
+                commands,
+                peer_id,
+                listen_addrs,
+                bound,
+                died,
+                _task: std::sync::Arc::new(AbortOnDrop(task)),
+            },
+            events,
+        ))
+    }
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Every address the node listens on, ending in `/p2p/<peer id>`.
+    pub fn listen_addrs(&self) -> &[Multiaddr] {
+        &self.listen_addrs
+    }
+
+    /// The configured listen addresses with the ports actually bound, so that
+    /// a restarted node listens where peers knew it.
+    pub fn bound_addrs(&self) -> &[Multiaddr] {
+        &self.bound
+    }
+
+    /// Publishes `message` on `topic`, setting its timestamp to now if it has none.
+    pub async fn publish(
+        &self,
+        topic: &PubsubTopic,
+        message: WakuMessage,
+    ) -> Result<MessageHash, transport::Error> {
+        self.ask(|reply| Command::Publish {
+            topic: topic.clone(),
+            message,
+            reply,
+        })
+        .await
+    }
+
+    /// Subscribes to `topic`.
+    pub async fn subscribe(&self, topic: &PubsubTopic) -> Result<(), transport::Error> {
+        self.ask(|reply| Command::Subscribe {
+            topic: topic.clone(),
+            reply,
+        })
+        .await
+    }
+
+    /// Unsubscribes from `topic`.
+    pub async fn unsubscribe(&self, topic: &PubsubTopic) -> Result<(), transport::Error> {
+        self.ask(|reply| Command::Unsubscribe {
+            topic: topic.clone(),
+            reply,
+        })
+        .await
+    }
+
+    /// Connects to `address`; answers once the connection is up.
+    pub async fn dial(&self, address: &str) -> Result<transport::PeerId, transport::Error> {
+        let address = address.to_owned();
+        let dial = self.ask(|reply| Command::Dial {
+            address: address.clone(),
+            reply,
+        });
+        tokio::time::timeout(DIAL_TIMEOUT, dial)
+            .await
+            .unwrap_or_else(|_| {
+                Err(transport::Error::Dial {
+                    address,
+                    reason: "timed out".to_owned(),
+                })
+            })
+    }
+
+    /// The node's view of the network.
+    pub async fn status(&self) -> Status {
+        let (reply, rx) = oneshot::channel();
+        if self.commands.send(Command::Status(reply)).await.is_err() {
+            return Status::default();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Resolves with the panic message if the swarm task panics.
+    pub fn died(&self) -> impl Future<Output = String> + Send + 'static {
+        let mut died = self.died.clone();
+        async move {
+            let message = died
+                .wait_for(Option::is_some)
+                .await
+                .map(|m| m.clone().unwrap_or_default());
+            match message {
+                Ok(message) => message,
+                // The task ended without panicking: never resolve.
+                Err(_) => futures::future::pending().await,
+            }
+        }
+    }
+
+    /// Makes the swarm task panic, to exercise supervision.
+    #[cfg(feature = "fault-injection")]
+    pub async fn inject_panic(&self) {
+        let _ = self.commands.send(Command::Panic).await;
+    }
+
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<T, transport::Error> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(command(reply))
+            .await
+            .map_err(|_| transport::Error::Stopped)?;
+        rx.await.map_err(|_| transport::Error::Stopped)?
+    }
+}
+
+async fn build_swarm(config: &Config) -> Result<Swarm<Behaviour>, Error> {
+    let build = |e: &dyn std::error::Error| Error::Build(e.to_string());
+    let swarm = SwarmBuilder::with_existing_identity(config.keypair.clone())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            // js-waku speaks only mplex; nwaku both; go-waku only yamux.
+            (yamux::Config::default, libp2p_mplex::Config::default),
+        )
+        .map_err(|e| build(&e))?
+        .with_dns()
+        .map_err(|e| build(&e))?
+        .with_websocket(
+            noise::Config::new,
+            (yamux::Config::default, libp2p_mplex::Config::default),
+        )
+        .await
+        .map_err(|e| build(&e))?
+        .with_behaviour(|key| Behaviour::new(key).map_err(Box::from))
+        .map_err(|e| Error::Build(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
+        .build();
+    Ok(swarm)
+}
+
+struct StaticPeer {
+    address: Multiaddr,
+    backoff: Duration,
+    due: Option<Instant>,
+    connected: bool,
+    /// On another cluster: not redialled.
+    refused: bool,
+}
+
+impl StaticPeer {
+    fn new(address: Multiaddr) -> Self {
+        Self {
+            address,
+            backoff: REDIAL_MIN,
+            due: Some(Instant::now()),
+            connected: false,
+            refused: false,
+        }
+    }
+
+    fn schedule_redial(&mut self) {
+        self.connected = false;
+        self.due = Some(Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(REDIAL_MAX);
+    }
+}
+
+struct Driver {
+    swarm: Swarm<Behaviour>,
+    control: libp2p_stream::Control,
+    ours: Metadata,
+    cluster: u16,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<Event>,
+    reports: mpsc::Receiver<metadata::Report>,
+    reports_tx: mpsc::Sender<metadata::Report>,
+    metrics: Metrics,
+    static_peers: HashMap<PeerId, StaticPeer>,
+    waiters: HashMap<PeerId, Vec<Reply<transport::PeerId>>>,
+    anonymous_dials: HashMap<ConnectionId, Reply<transport::PeerId>>,
+    addresses: HashMap<PeerId, Multiaddr>,
+    confirmed: BTreeSet<PeerId>,
+}
+
+impl Driver {
+    async fn run(&mut self) {
+        let mut redial = tokio::time::interval(REDIAL_TICK);
+        redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                command = self.commands.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => break,
+                },
+                Some(report) = self.reports.recv() => self.on_report(report),
+                _ = redial.tick() => self.dial_static_peers(),
+            }
+        }
+        tracing::debug!("transport task stopping");
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Publish {
+                topic,
+                message,
+                reply,
+            } => {
+                let _ = reply.send(self.publish(&topic, message));
+            }
+            Command::Subscribe { topic, reply } => {
+                let relay = &mut self.swarm.behaviour_mut().relay;
+                let ident = IdentTopic::new(topic.as_str());
+                let result =
+                    relay
+                        .subscribe(&ident)
+                        .map(|_| ())
+                        .map_err(|e| transport::Error::Address {
+                            address: topic.to_string(),
+                            reason: e.to_string(),
+                        });
+                if result.is_ok() {
+                    if let Err(e) = relay.set_topic_params(ident, topic_score_params()) {
+                        tracing::warn!(%topic, error = e, "topic score parameters refused");
+                    }
+                    tracing::info!(%topic, "subscribed");
+                }
+                let _ = reply.send(result);
+            }
+            Command::Unsubscribe { topic, reply } => {
+                self.swarm
+                    .behaviour_mut()
+                    .relay
+                    .unsubscribe(&IdentTopic::new(topic.as_str()));
+                let _ = reply.send(Ok(()));
+            }
+            Command::Dial { address, reply } => self.dial(address, reply),
+            Command::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            #[cfg(feature = "fault-injection")]
+            Command::Panic => panic!("fault injected into the transport task"),
+        }
+    }
+
+    fn publish(
+        &mut self,
+        topic: &PubsubTopic,
+        mut message: WakuMessage,
+    ) -> Result<MessageHash, transport::Error> {
+        if message.timestamp.is_none() {
+            message.timestamp = Some(murmur_core::now_nanos());
+        }
+        let bytes = message.encode_to_vec();
+        transport::validate(&message, bytes.len())?;
+        let hash = MessageHash::of(topic, &message);
+        match self
+            .swarm
+            .behaviour_mut()
+            .relay
+            .publish(IdentTopic::new(topic.as_str()), bytes)
+        {
+            Ok(_) => {
+                self.metrics.inc_published();
+                tracing::debug!(%topic, %hash, "published");
+                Ok(hash)
+            }
+            Err(PublishError::NoPeersSubscribedToTopic) | Err(PublishError::AllQueuesFull(0)) => {
+                Err(transport::Error::NoPeers(topic.clone()))
+            }
+            Err(PublishError::Duplicate) => Err(transport::Error::Duplicate(hash)),
+            Err(PublishError::MessageTooLarge) => Err(transport::Error::TooLarge {
+                len: message.encoded_len(),
+                max: MAX_WAKU_MESSAGE_LEN,
+            }),
+            Err(PublishError::AllQueuesFull(_)) => Err(transport::Error::Dial {
+                address: topic.to_string(),
+                reason: "every peer's send queue is full; slow down".to_owned(),
+            }),
+            Err(e) => Err(transport::Error::Dial {
+                address: topic.to_string(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    fn dial(&mut self, address: String, reply: Reply<transport::PeerId>) {
+        let addr: Multiaddr = match address.parse() {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = reply.send(Err(transport::Error::Address {
+                    address,
+                    reason: e.to_string(),
+                }));
+                return;
+            }
+        };
+        let Some(peer) = peer_of(&addr) else {
+            let opts = DialOpts::unknown_peer_id().address(addr).build();
+            let id = opts.connection_id();
+            match self.swarm.dial(opts) {
+                Ok(()) => {
+                    self.anonymous_dials.insert(id, reply);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(dial_error(address, &e)));
+                }
+            }
+            return;
+        };
+        if self.swarm.is_connected(&peer) {
+            let _ = reply.send(Ok(transport::PeerId(peer.to_string())));
+            return;
+        }
+        let opts = DialOpts::peer_id(peer)
+            .addresses(vec![addr])
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        match self.swarm.dial(opts) {
+            // Already dialling: the waiter rides on that attempt.
+            Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => {
+                self.waiters.entry(peer).or_default().push(reply);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(dial_error(address, &e)));
+            }
+        }
+    }
+
+    fn dial_static_peers(&mut self) {
+        let now = Instant::now();
+        let due: Vec<(PeerId, Multiaddr)> = self
+            .static_peers
+            .iter_mut()
+            .filter(|(_, p)| !p.connected && !p.refused && p.due.is_some_and(|d| d <= now))
+            .map(|(id, p)| {
+                p.due = None;
+                (*id, p.address.clone())
+            })
+            .collect();
+        for (peer, address) in due {
+            if self.swarm.is_connected(&peer) {
+                continue;
+            }
+            tracing::debug!(%peer, %address, "dialling static peer");
+            let opts = DialOpts::peer_id(peer)
+                .addresses(vec![address])
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            match self.swarm.dial(opts) {
+                Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => {}
+                Err(e) => {
+                    tracing::warn!(%peer, error = %root_cause(&e), "static peer dial failed");
+                    if let Some(p) = self.static_peers.get_mut(&peer) {
+                        p.schedule_redial();
+                    }
+                }
+            }
+        }
+    }
+
+    fn status(&self) -> Status {
+        let relay = &self.swarm.behaviour().relay;
+        let mut status = Status::default();
+        status.peer_id = Some(transport::PeerId(self.swarm.local_peer_id().to_string()));
+        status.listen_addrs = self
+            .swarm
+            .listeners()
+            .map(|a| {
+                a.clone()
+                    .with(Protocol::P2p(*self.swarm.local_peer_id()))
+                    .to_string()
+            })
+            .collect();
+        status.peers = self
+            .swarm
+            .connected_peers()
+            .map(|p| transport::PeerId(p.to_string()))
+            .collect();
+        status.topics = relay
+            .topics()
+            .filter_map(|hash| {
+                let topic = hash.as_str().parse().ok()?;
+                Some((topic, relay.mesh_peers(hash).count()))
+            })
+            .collect();
+        status
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => self.on_relay_message(propagation_source, &message_id, message),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(
+                libp2p::identify::Event::Received { peer_id, info, .. },
+            )) => {
+                tracing::debug!(
+                    peer = %peer_id,
+                    agent = %info.agent_version,
+                    protocols = ?info.protocols,
+                    "identified peer"
+                );
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                let remote = match &endpoint {
+                    ConnectedPoint::Dialer { address, .. } => address.clone(),
+                    ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr.clone(),
+                };
+                let id = transport::PeerId(peer_id.to_string());
+                if let Some(reply) = self.anonymous_dials.remove(&connection_id) {
+                    let _ = reply.send(Ok(id.clone()));
+                }
+                for reply in self.waiters.remove(&peer_id).unwrap_or_default() {
+                    let _ = reply.send(Ok(id.clone()));
+                }
+                if let Some(p) = self.static_peers.get_mut(&peer_id) {
+                    p.connected = true;
+                    p.backoff = REDIAL_MIN;
+                    p.due = None;
+                }
+                if num_established.get() == 1 {
+                    self.addresses.insert(peer_id, remote);
+                    tokio::spawn(metadata::request(
+                        self.control.clone(),
+                        peer_id,
+                        self.ours.clone(),
+                        self.reports_tx.clone(),
+                    ));
+                }
+                self.metrics.set_peers(self.swarm.connected_peers().count());
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                cause,
+                ..
+            } => {
+                self.addresses.remove(&peer_id);
+                if self.confirmed.remove(&peer_id) {
+                    tracing::info!(peer = %peer_id, "peer left");
+                    self.emit(Event::PeerDisconnected {
+                        peer: transport::PeerId(peer_id.to_string()),
+                    });
+                }
+                if let Some(p) = self.static_peers.get_mut(&peer_id) {
+                    if !p.refused {
+                        tracing::info!(
+                            peer = %peer_id,
+                            cause = ?cause.map(|c| c.to_string()),
+                            retry_in = ?p.backoff,
+                            "static peer dropped; redialling"
+                        );
+                        p.schedule_redial();
+                    }
+                }
+                self.metrics.set_peers(self.swarm.connected_peers().count());
+            }
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                peer_id,
+                error,
+            } => {
+                let reason = root_cause(&error);
+                if let Some(reply) = self.anonymous_dials.remove(&connection_id) {
+                    let _ = reply.send(Err(transport::Error::Dial {
+                        address: "peer".to_owned(),
+                        reason: reason.clone(),
+                    }));
+                }
+                if let Some(peer) = peer_id {
+                    if !self.swarm.is_connected(&peer) {
+                        for reply in self.waiters.remove(&peer).unwrap_or_default() {
+                            let _ = reply.send(Err(transport::Error::Dial {
+                                address: peer.to_string(),
+                                reason: reason.clone(),
+                            }));
+                        }
+                    }
+                    if let Some(p) = self.static_peers.get_mut(&peer) {
+                        if !p.connected && !p.refused {
+                            tracing::debug!(%peer, %reason, retry_in = ?p.backoff, "static peer unreachable");
+                            p.schedule_redial();
+                        }
+                    }
+                }
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+            }
+            SwarmEvent::ListenerError { error, .. } => {
+                tracing::warn!(error = %error, "listener error");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_relay_message(
+        &mut self,
+        source: PeerId,
+        id: &gossipsub::MessageId,
+        message: gossipsub::Message,
+    ) {
+        let relay = &mut self.swarm.behaviour_mut().relay;
+        match check(&message) {
+            Ok(delivery) => {
+                relay.report_message_validation_result(id, &source, MessageAcceptance::Accept);
+                self.metrics.inc_received();
+                tracing::trace!(topic = %delivery.pubsub_topic, hash = %delivery.hash, "relay message");
+                self.emit(Event::Message(delivery));
+            }
+            Err(reason) => {
+                // Reject, not Ignore: the sender's score pays for it.
+                relay.report_message_validation_result(id, &source, MessageAcceptance::Reject);
+                self.metrics.inc_rejected(reason);
+                tracing::debug!(peer = %source, ?reason, "relay message rejected");
+            }
+        }
+    }
+
+    fn on_report(&mut self, report: metadata::Report) {
+        match report {
+            metadata::Report::Answer { peer, result } => match result {
+                Ok(theirs) => self.check_cluster(peer, theirs.cluster_id),
+                Err(metadata::Failure::Unsupported) => {
+                    // nwaku would drop such a peer; relay-only js-waku peers do
+                    // not serve metadata, so we keep them.
+                    tracing::debug!(%peer, "peer does not serve metadata");
+                    self.confirm(peer);
+                }
+                Err(metadata::Failure::Other(reason)) => {
+                    tracing::debug!(%peer, %reason, "metadata request failed");
+                    self.confirm(peer);
+                }
+            },
+            metadata::Report::Asked { peer, theirs } => {
+                if theirs
+                    .cluster_id
+                    .is_some_and(|c| c != u32::from(self.cluster))
+                {
+                    self.check_cluster(peer, theirs.cluster_id);
+                }
+            }
+        }
+    }
+
+    fn check_cluster(&mut self, peer: PeerId, cluster: Option<u32>) {
+        if cluster == Some(u32::from(self.cluster)) {
+            self.confirm(peer);
+            return;
+        }
+        tracing::warn!(
+            %peer,
+            theirs = ?cluster,
+            ours = self.cluster,
+            "dropping peer on another cluster"
+        );
+        if let Some(p) = self.static_peers.get_mut(&peer) {
+            p.refused = true;
+            tracing::error!(%peer, address = %p.address, "static peer is on another cluster; not redialling it");
+        }
+        self.confirmed.remove(&peer);
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
+    fn confirm(&mut self, peer: PeerId) {
+        if !self.swarm.is_connected(&peer) || !self.confirmed.insert(peer) {
+            return;
+        }
+        let address = self
+            .addresses
+            .get(&peer)
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        tracing::info!(%peer, %address, "peer joined");
+        self.emit(Event::PeerConnected {
+            peer: transport::PeerId(peer.to_string()),
+            address,
+        });
+    }
+
+    fn emit(&mut self, event: Event) {
+        if let Err(mpsc::error::TrySendError::Full(event)) = self.events.try_send(event) {
+            self.metrics.inc_dropped();
+            tracing::warn!(?event, "event consumer is behind; event dropped");
+        }
+    }
+}
+
+/// Relay validation: the checks every Waku implementation applies.
+fn check(message: &gossipsub::Message) -> Result<Delivery, RejectReason> {
+    let topic: PubsubTopic = message
+        .topic
+        .as_str()
+        .parse()
+        .map_err(|_| RejectReason::BadTopic)?;
+    if message.data.len() > MAX_WAKU_MESSAGE_LEN {
+        return Err(RejectReason::TooLarge);
+    }
+    let waku = WakuMessage::decode(message.data.as_slice()).map_err(|_| RejectReason::Malformed)?;
+    transport::validate(&waku, message.data.len()).map_err(|e| match e {
+        transport::Error::TooLarge { .. } => RejectReason::TooLarge,
+        transport::Error::Invalid("empty payload") => RejectReason::EmptyPayload,
+        transport::Error::Invalid("empty content topic") => RejectReason::EmptyContentTopic,
+        _ => RejectReason::MetaTooLong,
+    })?;
+    Ok(Delivery::new(topic, waku))
+}
+
+fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    match addr.iter().last() {
+        Some(Protocol::P2p(peer)) => Some(peer),
+        _ => None,
+    }
+}
+
+/// `requested` with the TCP port taken from `actual`, so that a node asked for
+/// port 0 can listen on the same port again after a restart.
+fn with_port_of(requested: &Multiaddr, actual: &Multiaddr) -> Multiaddr {
+    let port = actual.iter().find_map(|p| match p {
+        Protocol::Tcp(port) => Some(port),
+        _ => None,
+    });
+    requested
+        .iter()
+        .map(|p| match (p, port) {
+            (Protocol::Tcp(0), Some(port)) => Protocol::Tcp(port),
+            (p, _) => p,
+        })
+        .collect()
+}
+
+fn dial_error(address: String, error: &DialError) -> transport::Error {
+    transport::Error::Dial {
+        address,
+        reason: root_cause(error),
+    }
+}
+
+/// The innermost cause: "Connection refused (os error 111)" rather than
+/// libp2p's nested transport report.
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    if let Some(DialError::Transport(errors)) = error.downcast_ref::<DialError>() {
+        if let Some((_, e)) = errors.first() {
+            return root_cause(e);
+        }
+    }
+    let mut current = error;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_zero_becomes_the_bound_port() {
+        let requested: Multiaddr = "/ip4/0.0.0.0/tcp/0/ws".parse().unwrap();
+        let actual: Multiaddr = "/ip4/127.0.0.1/tcp/4242/ws".parse().unwrap();
+        assert_eq!(
+            with_port_of(&requested, &actual).to_string(),
+            "/ip4/0.0.0.0/tcp/4242/ws"
+        );
+    }
+
+    fn gossip(topic: &str, data: Vec<u8>) -> gossipsub::Message {
+        gossipsub::Message {
+            source: None,
+            data,
+            sequence_number: None,
+            topic: gossipsub::TopicHash::from_raw(topic),
+        }
+    }
+
+    #[test]
+    fn validation_rejects_what_waku_peers_reject() {
+        let topic = "/waku/2/rs/1/0";
+        let ok = WakuMessage::new("/a/1/b/c", vec![1]).encode_to_vec();
+        assert!(check(&gossip(topic, ok.clone())).is_ok());
+        let cases = [
+            (
+                gossip("/waku/2/default-waku/proto", ok),
+                RejectReason::BadTopic,
+            ),
+            (gossip(topic, vec![0xff, 0xff]), RejectReason::Malformed),
+            (
+                gossip(topic, WakuMessage::new("/a/1/b/c", vec![]).encode_to_vec()),
+                RejectReason::EmptyPayload,
+            ),
+            (
+                gossip(topic, WakuMessage::new("", vec![1]).encode_to_vec()),
+                RejectReason::EmptyContentTopic,
+            ),
+            (
+                gossip(
+                    topic,
+                    WakuMessage::new("/a/1/b/c", vec![1])
+                        .with_meta(vec![0u8; 65])
+                        .encode_to_vec(),
+                ),
+                RejectReason::MetaTooLong,
+            ),
+            (
+                gossip(
+                    topic,
+                    WakuMessage::new("/a/1/b/c", vec![1u8; MAX_WAKU_MESSAGE_LEN]).encode_to_vec(),
+                ),
+                RejectReason::TooLarge,
+            ),
+        ];
+        for (message, reason) in cases {
+            assert_eq!(check(&message).unwrap_err(), reason);
+        }
+    }
+}
