@@ -1,0 +1,336 @@
+use std::{collections::BTreeSet, future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use actix::{prelude::*, Supervisor};
+use bytes::Bytes;
+use libp2p::identity::Keypair;
+use murmur_core::{
+    hook::{Hook, Outgoing},
+    transport::{self, Dial, GetStatus, Status, Subscribe},
+    ContentTopic, Delivery, MessageHash, PubsubTopic, Sharding, WakuMessage,
+};
+use prometheus_client::registry::Registry;
+use tokio::sync::mpsc;
+
+use crate::{
+    keys,
+    pipeline::{AddSubscriber, Attach, GetStats, Outbound},
+    Config, Error, Pipeline, Stats,
+};
+
+const SUBSCRIBER_QUEUE: usize = 1024;
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
+type TransportFactory =
+    Box<dyn FnOnce(StageContext) -> BoxFuture<Result<transport::Handle, Error>>>;
+
+/// What a stage factory gets from the builder.
+#[non_exhaustive]
+pub struct StageContext {
+    /// Where the stage sends its events: the pipeline.
+    pub events: Recipient<transport::Event>,
+    /// The node's configuration.
+    pub config: Config,
+    /// The node's identity.
+    pub keypair: Keypair,
+    /// Where the stage registers its metrics.
+    pub metrics: murmur_transport::Metrics,
+}
+
+/// Assembles a node: the only code that names concrete stage actors.
+///
+/// ```no_run
+/// # use murmur_node::{Builder, Config};
+/// # async fn run(my_transport: murmur_core::transport::Handle) -> Result<(), murmur_node::Error> {
+/// // Replace the libp2p transport with any actor that handles the transport
+/// // stage's messages.
+/// let node = Builder::new(Config::default())
+///     .with_transport(move |_cx| async move { Ok(my_transport) })
+///     .start()
+///     .await?;
+/// # Ok(()) }
+/// ```
+pub struct Builder {
+    config: Config,
+    keypair: Option<Keypair>,
+    transport: TransportFactory,
+    hooks: Vec<Box<dyn Hook>>,
+    require_static_peers: bool,
+}
+
+impl Builder {
+    /// A node with the libp2p Waku transport.
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            keypair: None,
+            transport: Box::new(|cx| Box::pin(libp2p_transport(cx))),
+            hooks: Vec::new(),
+            require_static_peers: true,
+        }
+    }
+
+    /// Uses this identity instead of the key in the data folder.
+    pub fn with_keypair(mut self, keypair: Keypair) -> Self {
+        self.keypair = Some(keypair);
+        self
+    }
+
+    /// Replaces the transport stage. `factory` starts the stage (under a
+    /// supervisor, if it is an actor) with the events recipient it is given,
+    /// and returns its handle.
+    pub fn with_transport<F, Fut>(mut self, factory: F) -> Self
+    where
+        F: FnOnce(StageContext) -> Fut + 'static,
+        Fut: Future<Output = Result<transport::Handle, Error>> + 'static,
+    {
+        self.transport = Box::new(move |cx| Box::pin(factory(cx)));
+        self
+    }
+
+    /// Adds a hook on the message path, after those added before.
+    pub fn with_hook(mut self, hook: impl Hook) -> Self {
+        self.hooks.push(Box::new(hook));
+        self
+    }
+
+    /// Whether an unreachable static peer fails the start (the default) or is
+    /// only retried in the background.
+    pub fn require_static_peers(mut self, required: bool) -> Self {
+        self.require_static_peers = required;
+        self
+    }
+
+    /// Starts every stage and the pipeline. Must run inside an actix system.
+    pub async fn start(self) -> Result<Node, Error> {
+        let keypair = match self.keypair {
+            Some(k) => k,
+            None => keys::load_or_create(&self.config.data_dir)?,
+        };
+        let hooks = self.hooks;
+        let pipeline = Supervisor::start(move |_| Pipeline::new(hooks));
+        let metrics = murmur_transport::Metrics::default();
+        let mut registry = Registry::with_prefix("murmur");
+        metrics.register(registry.sub_registry_with_prefix("transport"));
+
+        let transport = (self.transport)(StageContext {
+            events: pipeline.clone().recipient(),
+            config: self.config.clone(),
+            keypair: keypair.clone(),
+            metrics: metrics.clone(),
+        })
+        .await?;
+        pipeline.send(Attach(transport.clone())).await?;
+
+        let sharding = self.config.sharding();
+        for index in self.config.shards() {
+            let topic = murmur_core::Shard {
+                cluster: sharding.cluster,
+                index,
+            }
+            .pubsub_topic();
+            transport.subscribe.send(Subscribe(topic)).await??;
+        }
+        for peer in &self.config.network.peers {
+            let result = transport.dial.send(Dial(peer.to_string())).await?;
+            match result {
+                Ok(_) => {}
+                Err(e) if self.require_static_peers => return Err(e.into()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "static peer unreachable; retrying in the background")
+                }
+            }
+        }
+        let metrics_addr = if self.config.metrics.enabled {
+            let bound =
+                crate::metrics::serve(Arc::new(registry), self.config.metrics.address).await?;
+            tracing::info!(address = %bound, "serving metrics at /metrics");
+            Some(bound)
+        } else {
+            None
+        };
+        let status = transport.status.send(GetStatus).await?;
+        Ok(Node {
+            pipeline,
+            transport,
+            sharding,
+            status,
+            metrics,
+            metrics_addr,
+        })
+    }
+}
+
+async fn libp2p_transport(cx: StageContext) -> Result<transport::Handle, Error> {
+    let config = &cx.config;
+    let mut transport = murmur_transport::Config::new(cx.keypair, config.sharding())
+        .with_listen(config.network.listen.iter().cloned())
+        .with_shards(config.shards())
+        .with_idle_timeout(Duration::from_secs(config.network.idle_timeout_secs))
+        .with_metrics(cx.metrics);
+    for peer in &config.network.peers {
+        transport = transport.with_static_peer(peer.clone());
+    }
+    let (addr, _) = murmur_transport::Transport::start(transport, cx.events).await?;
+    Ok(transport::Handle::from(addr))
+}
+
+/// A running node: what an application, a bot or a test holds.
+#[derive(Clone)]
+pub struct Node {
+    pipeline: Addr<Pipeline>,
+    transport: transport::Handle,
+    sharding: Sharding,
+    status: Status,
+    metrics: murmur_transport::Metrics,
+    metrics_addr: Option<std::net::SocketAddr>,
+}
+
+impl Node {
+    /// This node's peer id.
+    pub fn peer_id(&self) -> String {
+        self.status
+            .peer_id
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    }
+
+    /// Where the node listens, each address ending in `/p2p/<peer id>`.
+    pub fn listen_addrs(&self) -> &[String] {
+        &self.status.listen_addrs
+    }
+
+    /// The pubsub topic a content topic travels on (autosharding).
+    pub fn pubsub_topic(&self, topic: &ContentTopic) -> PubsubTopic {
+        self.sharding.pubsub_topic(topic)
+    }
+
+    /// Publishes `payload` on `topic`, stamped with the current time.
+    pub async fn send(
+        &self,
+        topic: &ContentTopic,
+        payload: impl Into<Bytes>,
+    ) -> Result<MessageHash, Error> {
+        let message =
+            WakuMessage::new(topic.as_str(), payload).with_timestamp(murmur_core::now_nanos());
+        self.publish(self.pubsub_topic(topic), message).await
+    }
+
+    /// Publishes a message as given on `pubsub_topic`, through the outbound hooks.
+    pub async fn publish(
+        &self,
+        pubsub_topic: PubsubTopic,
+        message: WakuMessage,
+    ) -> Result<MessageHash, Error> {
+        self.pipeline
+            .send(Outbound(Outgoing::new(pubsub_topic, message)))
+            .await?
+    }
+
+    /// Receives the messages on these content topics (subscribing their shards
+    /// if this node does not serve them already).
+    pub async fn subscribe<'a>(
+        &self,
+        topics: impl IntoIterator<Item = &'a ContentTopic>,
+    ) -> Result<Subscription, Error> {
+        let mut names = BTreeSet::new();
+        let mut shards = BTreeSet::new();
+        for topic in topics {
+            names.insert(topic.as_str().to_owned());
+            shards.insert(self.pubsub_topic(topic));
+        }
+        for shard in shards {
+            self.transport.subscribe.send(Subscribe(shard)).await??;
+        }
+        let rx = self
+            .pipeline
+            .send(AddSubscriber {
+                topics: Some(names),
+                capacity: SUBSCRIBER_QUEUE,
+            })
+            .await?;
+        Ok(Subscription { rx })
+    }
+
+    /// Receives every message on every subscribed pubsub topic.
+    pub async fn subscribe_all(&self) -> Result<Subscription, Error> {
+        let rx = self
+            .pipeline
+            .send(AddSubscriber {
+                topics: None,
+                capacity: SUBSCRIBER_QUEUE,
+            })
+            .await?;
+        Ok(Subscription { rx })
+    }
+
+    /// Connects to a peer.
+    pub async fn dial(&self, address: &str) -> Result<transport::PeerId, Error> {
+        Ok(self.transport.dial.send(Dial(address.to_owned())).await??)
+    }
+
+    /// The transport's view of the network.
+    pub async fn status(&self) -> Result<Status, Error> {
+        Ok(self.transport.status.send(GetStatus).await?)
+    }
+
+    /// The pipeline's counters.
+    pub async fn stats(&self) -> Result<Stats, Error> {
+        Ok(self.pipeline.send(GetStats).await?)
+    }
+
+    /// The transport's metrics (when it is the libp2p transport).
+    pub fn transport_metrics(&self) -> &murmur_transport::Metrics {
+        &self.metrics
+    }
+
+    /// Where `/metrics` is served, if enabled.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// Waits until at least `n` peers receive what this node publishes on `topic`.
+    pub async fn wait_for_peers(
+        &self,
+        topic: &PubsubTopic,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let status = self.status().await?;
+            if status
+                .topics
+                .iter()
+                .any(|(t, count)| t == topic && *count >= n)
+            {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Send(transport::Error::NoPeers(topic.clone())));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A queue of deliveries for one subscriber.
+#[derive(Debug)]
+pub struct Subscription {
+    rx: mpsc::Receiver<Delivery>,
+}
+
+impl Subscription {
+    /// The next delivery; `None` once the node is gone.
+    pub async fn recv(&mut self) -> Option<Delivery> {
+        self.rx.recv().await
+    }
+
+    /// The next delivery, waiting at most `timeout`.
+    pub async fn recv_timeout(&mut self, timeout: Duration) -> Option<Delivery> {
+        tokio::time::timeout(timeout, self.rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+}

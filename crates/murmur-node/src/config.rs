@@ -1,0 +1,317 @@
+//! Node configuration, layered with figment: built-in defaults, then
+//! `config/default.toml` (or `--config FILE`), then `MURMUR_` environment
+//! variables (`__` between nested keys: `MURMUR_NETWORK__CLUSTER=16`), then
+//! command-line flags. A bad value is reported with its key and its source.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use figment::{
+    providers::{Env, Format, Serialized, Toml},
+    value::Value,
+    Figment,
+};
+use libp2p::Multiaddr;
+use murmur_core::{Shard, Sharding};
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// The configuration file read when `--config` is not given, if it exists.
+pub const DEFAULT_FILE: &str = "config/default.toml";
+
+/// Everything a node reads at start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the node key (and, later, the database) lives.
+    pub data_dir: PathBuf,
+    /// Network settings.
+    pub network: Network,
+    /// The Prometheus endpoint.
+    pub metrics: Metrics,
+    /// Each plugin's own section, `[plugins.NAME]`, read by the plugin.
+    pub plugins: BTreeMap<String, Value>,
+}
+
+/// Where the node listens, whom it dials, which shards it serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Network {
+    /// The cluster: 1 is The Waku Network, 0 the global one.
+    pub cluster: u16,
+    /// How many shards the cluster autoshards content topics over.
+    pub num_shards: u16,
+    /// The shards this node serves; empty means all `num_shards`.
+    pub shards: Vec<u16>,
+    /// Listen addresses: TCP, and WebSocket for js-waku.
+    pub listen: Vec<Multiaddr>,
+    /// Static peers, each ending in `/p2p/<peer id>`: dialled at start and
+    /// redialled with backoff when they drop.
+    pub peers: Vec<Multiaddr>,
+    /// Seconds an idle connection is kept.
+    pub idle_timeout_secs: u64,
+}
+
+/// The Prometheus endpoint, off by default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    /// Serve `/metrics`.
+    pub enabled: bool,
+    /// Where.
+    pub address: SocketAddr,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("murmur-data"),
+            network: Network::default(),
+            metrics: Metrics::default(),
+            plugins: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Self {
+            cluster: 1,
+            num_shards: 8,
+            shards: Vec::new(),
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/60000".parse().expect("valid multiaddr"),
+                "/ip4/0.0.0.0/tcp/8000/ws".parse().expect("valid multiaddr"),
+            ],
+            peers: Vec::new(),
+            idle_timeout_secs: 300,
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            address: SocketAddr::from(([127, 0, 0, 1], 8008)),
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then `file` (or [`DEFAULT_FILE`] if it exists), then `MURMUR_`
+    /// variables. Merge command-line flags on top, then [`Config::from_figment`].
+    pub fn figment(file: Option<&Path>) -> Figment {
+        let file = file.map_or_else(|| PathBuf::from(DEFAULT_FILE), Path::to_path_buf);
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(file))
+            .merge(Env::prefixed("MURMUR_").split("__"))
+    }
+
+    /// Extracts and checks a configuration. The error is one line naming the
+    /// key and where its value came from.
+    pub fn from_figment(figment: &Figment) -> Result<Self, Error> {
+        let config: Self = figment.extract().map_err(|e| Error::Config(one_line(&e)))?;
+        config.validate(figment)?;
+        Ok(config)
+    }
+
+    /// Reads plugin `name`'s section, `[plugins.NAME]`.
+    pub fn plugin<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<T, Error> {
+        let value = self
+            .plugins
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| Value::from(BTreeMap::<String, Value>::new()));
+        value
+            .deserialize()
+            .map_err(|e| Error::Config(format!("plugins.{name}: {e}")))
+    }
+
+    /// The autosharding of the configured cluster.
+    pub fn sharding(&self) -> Sharding {
+        Sharding::auto(self.network.cluster, self.network.num_shards.max(1))
+    }
+
+    /// The shards served: the configured ones, or every shard of the cluster.
+    pub fn shards(&self) -> Vec<u16> {
+        if self.network.shards.is_empty() {
+            self.sharding().shards().map(|s| s.index).collect()
+        } else {
+            self.network.shards.clone()
+        }
+    }
+
+    fn validate(&self, figment: &Figment) -> Result<(), Error> {
+        let fail = |key: &str, problem: String| {
+            let source = figment
+                .find_metadata(key)
+                .map(|m| match &m.source {
+                    Some(source) => format!("{} {source}", m.name),
+                    None => m.name.to_string(),
+                })
+                .unwrap_or_else(|| "defaults".to_owned());
+            Err(Error::Config(format!(
+                "invalid value for `{key}` (from {source}): {problem}"
+            )))
+        };
+        if self.network.num_shards == 0 || self.network.num_shards > Shard::MAX_INDEX + 1 {
+            return fail(
+                "network.num_shards",
+                format!("{} is not between 1 and 1024", self.network.num_shards),
+            );
+        }
+        if let Some(s) = self.network.shards.iter().find(|s| **s > Shard::MAX_INDEX) {
+            return fail("network.shards", format!("shard {s} is over 1023"));
+        }
+        if self.network.listen.is_empty() {
+            return fail(
+                "network.listen",
+                "at least one listen address is needed".to_owned(),
+            );
+        }
+        for peer in &self.network.peers {
+            if !matches!(
+                peer.iter().last(),
+                Some(libp2p::multiaddr::Protocol::P2p(_))
+            ) {
+                return fail(
+                    "network.peers",
+                    format!("`{peer}` must end with /p2p/<peer id>"),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// figment's errors can chain several; the first, on one line, with its key
+/// and its source, is what to fix.
+fn one_line(error: &figment::Error) -> String {
+    let first = error
+        .clone()
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| error.clone());
+    let key = first.path.join(".").to_lowercase();
+    let source = match &first.metadata {
+        Some(m) if m.name.contains("environment") => {
+            format!(
+                "environment variable MURMUR_{}",
+                first.path.join("__").to_uppercase()
+            )
+        }
+        Some(m) => match &m.source {
+            Some(source) => format!("{} {source}", m.name),
+            None => m.name.to_string(),
+        },
+        None => "defaults".to_owned(),
+    };
+    let problem = first.kind.to_string().replace('\n', " ");
+    if key.is_empty() {
+        format!("invalid configuration (from {source}): {problem}")
+    } else {
+        format!("invalid value for `{key}` (from {source}): {problem}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use figment::Jail;
+
+    use super::*;
+
+    fn load() -> Result<Config, Error> {
+        Config::from_figment(&Config::figment(None))
+    }
+
+    #[test]
+    fn layers_in_order() {
+        Jail::expect_with(|jail| {
+            jail.create_dir("config")?;
+            jail.create_file(
+                DEFAULT_FILE,
+                "[network]\ncluster = 16\nnum_shards = 4\nidle_timeout_secs = 9\n",
+            )?;
+            jail.set_env("MURMUR_NETWORK__CLUSTER", "17");
+            let figment = Config::figment(None).merge(Serialized::default("network.num_shards", 2));
+            let config = Config::from_figment(&figment).unwrap();
+            assert_eq!(config.network.cluster, 17, "env beats the file");
+            assert_eq!(config.network.num_shards, 2, "flags beat everything");
+            assert_eq!(config.network.idle_timeout_secs, 9, "file beats defaults");
+            assert_eq!(config.shards(), vec![0, 1]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key_and_source() {
+        Jail::expect_with(|jail| {
+            jail.set_env("MURMUR_NETWORK__CLUSTER", "lots");
+            let err = load().unwrap_err().to_string();
+            assert!(err.contains("network.cluster"), "{err}");
+            assert!(err.contains("MURMUR_"), "{err}");
+            assert!(!err.contains('\n'));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_typo_is_an_error() {
+        Jail::expect_with(|jail| {
+            jail.create_file("my.toml", "[network]\nclustre = 3\n")?;
+            let err = Config::from_figment(&Config::figment(Some(Path::new("my.toml"))))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("clustre"), "{err}");
+            assert!(err.contains("my.toml"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_multiaddr_and_a_bad_range_are_errors() {
+        Jail::expect_with(|jail| {
+            jail.create_file("a.toml", "[network]\npeers = [\"/ip4/1.2.3/tcp/1\"]\n")?;
+            let err = Config::from_figment(&Config::figment(Some(Path::new("a.toml"))))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("network.peers"), "{err}");
+
+            jail.create_file("b.toml", "[network]\nnum_shards = 0\n")?;
+            let err = Config::from_figment(&Config::figment(Some(Path::new("b.toml"))))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("network.num_shards") && err.contains("b.toml"),
+                "{err}"
+            );
+
+            jail.create_file("c.toml", "[network]\npeers = [\"/ip4/127.0.0.1/tcp/1\"]\n")?;
+            let err = Config::from_figment(&Config::figment(Some(Path::new("c.toml"))))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("/p2p/<peer id>"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn plugins_read_their_own_section() {
+        #[derive(Deserialize)]
+        struct Moderation {
+            max_per_minute: u32,
+        }
+        Jail::expect_with(|jail| {
+            jail.create_file("p.toml", "[plugins.moderation]\nmax_per_minute = 5\n")?;
+            let config = Config::from_figment(&Config::figment(Some(Path::new("p.toml")))).unwrap();
+            let m: Moderation = config.plugin("moderation").unwrap();
+            assert_eq!(m.max_per_minute, 5);
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,47 @@
+use thiserror::Error;
+
+/// Why a node could not start or do what it was asked.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration value is invalid; the message names the key and its source.
+    #[error("{0}")]
+    Config(String),
+    /// The node key could not be read, created or imported.
+    #[error(transparent)]
+    Key(#[from] crate::keys::Error),
+    /// The transport stage could not start.
+    #[error(transparent)]
+    Transport(#[from] murmur_transport::Error),
+    /// The transport stage refused a request.
+    #[error(transparent)]
+    Send(#[from] murmur_core::transport::Error),
+    /// A topic given by the caller is malformed.
+    #[error(transparent)]
+    Topic(#[from] murmur_core::TopicError),
+    /// An outbound hook dropped the message.
+    #[error("dropped by hook `{hook}`: {reason}")]
+    Dropped {
+        /// The hook.
+        hook: String,
+        /// Its reason.
+        reason: String,
+    },
+    /// A stage actor is gone (the node is shutting down).
+    #[error("the node is shutting down")]
+    Stopped,
+    /// The metrics endpoint could not be bound.
+    #[error("cannot serve metrics on {address}: {reason}")]
+    Metrics {
+        /// The address.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl From<actix::MailboxError> for Error {
+    fn from(_: actix::MailboxError) -> Self {
+        Self::Stopped
+    }
+}
