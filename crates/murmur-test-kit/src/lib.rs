@@ -1,0 +1,44 @@
+//! Test kit for murmur and for crates that plug into it.
+//!
+//! - [`MemoryNetwork`]: an in-memory transport stage, for tests and examples
+//!   that need no sockets.
+//! - [`Probe`]: an actor that collects a stage's events for assertions.
+//! - [`transport_conformance_tests!`]: the transport stage's conformance
+//!   suite. The libp2p transport and the memory transport run it; a
+//!   third-party transport runs the same macro.
+//!
+//! ```
+//! use murmur_core::{transport::{Publish, Subscribe}, PubsubTopic, WakuMessage};
+//! use murmur_test_kit::{MemoryNetwork, Probe};
+//!
+//! murmur_test_kit::run(async {
+//!     let net = MemoryNetwork::new();
+//!     let (probe, mut events) = Probe::start();
+//!     let a = net.start(Probe::start().0.recipient());
+//!     let b = net.start(probe.recipient());
+//!     let topic: PubsubTopic = "/waku/2/rs/1/0".parse().unwrap();
+//!     a.send(Subscribe(topic.clone())).await.unwrap().unwrap();
+//!     b.send(Subscribe(topic.clone())).await.unwrap().unwrap();
+//!     let msg = WakuMessage::new("/a/1/b/c", b"hi".to_vec());
+//!     let hash = a.send(Publish::new(topic, msg)).await.unwrap().unwrap();
+//!     assert_eq!(events.next_message().await.hash, hash);
+//! });
+//! ```
+
+pub mod conformance;
+mod memory;
+mod probe;
+
+pub use memory::{MemoryNetwork, MemoryTransport};
+pub use probe::{Events, Probe};
+
+/// Runs `future` to completion on a fresh actix system: what the conformance
+/// macros use, so that a crate running them needs no test attribute of its own.
+pub fn run<F: std::future::Future>(future: F) -> F::Output {
+    actix_rt::System::new().block_on(future)
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use actix;
+}

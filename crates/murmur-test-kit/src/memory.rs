@@ -1,0 +1,220 @@
+use std::{
+    collections::{BTreeSet, HashMap, HashSet, VecDeque},
+    sync::{Arc, Mutex, PoisonError},
+};
+
+use actix::prelude::*;
+use murmur_core::{
+    now_nanos,
+    transport::{self, Dial, Event, GetStatus, PeerId, Publish, Status, Subscribe, Unsubscribe},
+    Delivery, MessageHash, PubsubTopic,
+};
+use prost::Message as _;
+
+/// How many message hashes a member remembers to drop republished duplicates,
+/// as gossipsub's seen cache does.
+const SEEN: usize = 4096;
+
+/// An in-memory network: every transport started on it reaches every other
+/// one, with Waku's validation rules and no sockets.
+#[derive(Clone, Default)]
+pub struct MemoryNetwork {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    next: u64,
+    members: HashMap<u64, Member>,
+}
+
+struct Member {
+    events: Recipient<Event>,
+    topics: BTreeSet<PubsubTopic>,
+}
+
+impl MemoryNetwork {
+    /// An empty network.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts a transport on this network, under a supervisor, sending its
+    /// events to `events`.
+    pub fn start(&self, events: Recipient<Event>) -> Addr<MemoryTransport> {
+        let id = {
+            let mut inner = self.lock();
+            inner.next += 1;
+            let id = inner.next;
+            inner.members.insert(
+                id,
+                Member {
+                    events,
+                    topics: BTreeSet::new(),
+                },
+            );
+            id
+        };
+        let net = self.clone();
+        Supervisor::start(move |_| MemoryTransport {
+            net,
+            id,
+            seen: HashSet::new(),
+            order: VecDeque::new(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A test that panicked while holding the lock must not hide the next failure.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The transport stage on a [`MemoryNetwork`].
+pub struct MemoryTransport {
+    net: MemoryNetwork,
+    id: u64,
+    seen: HashSet<MessageHash>,
+    order: VecDeque<MessageHash>,
+}
+
+impl MemoryTransport {
+    fn peer(id: u64) -> PeerId {
+        PeerId(format!("memory-{id}"))
+    }
+
+    fn remember(&mut self, hash: MessageHash) -> bool {
+        if !self.seen.insert(hash) {
+            return false;
+        }
+        self.order.push_back(hash);
+        if self.order.len() > SEEN {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        true
+    }
+}
+
+impl Actor for MemoryTransport {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(1024);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.net.lock().members.remove(&self.id);
+    }
+}
+
+impl Supervised for MemoryTransport {}
+
+impl Handler<Publish> for MemoryTransport {
+    type Result = Result<MessageHash, transport::Error>;
+
+    fn handle(&mut self, msg: Publish, _: &mut Context<Self>) -> Self::Result {
+        let Publish {
+            topic, mut message, ..
+        } = msg;
+        message.timestamp.get_or_insert_with(now_nanos);
+        transport::validate(&message, message.encoded_len())?;
+        let delivery = Delivery::new(topic.clone(), message);
+        if !self.remember(delivery.hash) {
+            return Err(transport::Error::Duplicate(delivery.hash));
+        }
+        let inner = self.net.lock();
+        let receivers: Vec<&Member> = inner
+            .members
+            .iter()
+            .filter(|(id, m)| **id != self.id && m.topics.contains(&topic))
+            .map(|(_, m)| m)
+            .collect();
+        if receivers.is_empty() {
+            return Err(transport::Error::NoPeers(topic));
+        }
+        for member in receivers {
+            // A full mailbox loses the message, as a slow gossipsub peer would.
+            let _ = member.events.try_send(Event::Message(delivery.clone()));
+        }
+        Ok(delivery.hash)
+    }
+}
+
+impl Handler<Subscribe> for MemoryTransport {
+    type Result = Result<(), transport::Error>;
+
+    fn handle(&mut self, Subscribe(topic): Subscribe, _: &mut Context<Self>) -> Self::Result {
+        if let Some(m) = self.net.lock().members.get_mut(&self.id) {
+            m.topics.insert(topic);
+        }
+        Ok(())
+    }
+}
+
+impl Handler<Unsubscribe> for MemoryTransport {
+    type Result = Result<(), transport::Error>;
+
+    fn handle(&mut self, Unsubscribe(topic): Unsubscribe, _: &mut Context<Self>) -> Self::Result {
+        if let Some(m) = self.net.lock().members.get_mut(&self.id) {
+            m.topics.remove(&topic);
+        }
+        Ok(())
+    }
+}
+
+impl Handler<Dial> for MemoryTransport {
+    type Result = Result<PeerId, transport::Error>;
+
+    /// Every member is always connected; dialling checks that `memory-N` exists.
+    fn handle(&mut self, Dial(address): Dial, _: &mut Context<Self>) -> Self::Result {
+        let id = address
+            .strip_prefix("memory-")
+            .and_then(|n| n.parse::<u64>().ok())
+            .ok_or_else(|| transport::Error::Address {
+                address: address.clone(),
+                reason: "expected memory-<n>".to_owned(),
+            })?;
+        if self.net.lock().members.contains_key(&id) {
+            Ok(Self::peer(id))
+        } else {
+            Err(transport::Error::Dial {
+                address,
+                reason: "no such member".to_owned(),
+            })
+        }
+    }
+}
+
+impl Handler<GetStatus> for MemoryTransport {
+    type Result = MessageResult<GetStatus>;
+
+    fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
+        let inner = self.net.lock();
+        let mut status = Status::default();
+        status.peer_id = Some(Self::peer(self.id));
+        status.listen_addrs = vec![Self::peer(self.id).0];
+        status.peers = inner
+            .members
+            .keys()
+            .filter(|id| **id != self.id)
+            .map(|id| Self::peer(*id))
+            .collect();
+        if let Some(me) = inner.members.get(&self.id) {
+            status.topics = me
+                .topics
+                .iter()
+                .map(|t| {
+                    let n = inner
+                        .members
+                        .iter()
+                        .filter(|(id, m)| **id != self.id && m.topics.contains(t))
+                        .count();
+                    (t.clone(), n)
+                })
+                .collect();
+        }
+        MessageResult(status)
+    }
+}
