@@ -1,1 +1,34 @@
-//! murmur: placeholder
+//! murmur: private peer-to-peer messaging over Waku v2, as a framework.
+//!
+//! This facade re-exports murmur's crates under short names, the way the
+//! `libp2p` crate does:
+//!
+//! | module | crate | what |
+//! |---|---|---|
+//! | [`core`] | `murmur-core` | stage contracts: ids, topics, typed stage messages, hooks |
+//! | [`proto`] | `murmur-proto` | Waku protobuf codecs and the message hash |
+//! | [`transport`] | `murmur-transport` | the libp2p Waku node (feature `transport`) |
+//! | [`node`] | `murmur-node` | the supervised runtime, builder, config (feature `node`) |
+//!
+//! ```no_run
+//! use murmur::node::{Builder, Config};
+//!
+//! #[actix::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let node = Builder::new(Config::default()).start().await?;
+//!     let topic = "/murmur/1/lobby/proto".parse()?;
+//!     let mut inbox = node.subscribe([&topic]).await?;
+//!     node.send(&topic, b"hello".to_vec()).await?;
+//!     if let Some(delivery) = inbox.recv().await {
+//!         println!("{}", delivery.hash);
+//!     }
+//!     Ok(())
+//! }
+//! ```
+
+pub use murmur_core as core;
+#[cfg(feature = "node")]
+pub use murmur_node as node;
+pub use murmur_proto as proto;
+#[cfg(feature = "transport")]
+pub use murmur_transport as transport;

@@ -382,8 +382,8 @@ struct Driver {
     reports_tx: mpsc::Sender<metadata::Report>,
     metrics: Metrics,
     static_peers: HashMap<PeerId, StaticPeer>,
-    waiters: HashMap<PeerId, Vec<Reply<transport::PeerId>>>,
-    anonymous_dials: HashMap<ConnectionId, Reply<transport::PeerId>>,
+    waiters: HashMap<PeerId, Vec<(String, Reply<transport::PeerId>)>>,
+    anonymous_dials: HashMap<ConnectionId, (String, Reply<transport::PeerId>)>,
     addresses: HashMap<PeerId, Multiaddr>,
     confirmed: BTreeSet<PeerId>,
 }
@@ -507,7 +507,7 @@ impl Driver {
             let id = opts.connection_id();
             match self.swarm.dial(opts) {
                 Ok(()) => {
-                    self.anonymous_dials.insert(id, reply);
+                    self.anonymous_dials.insert(id, (address, reply));
                 }
                 Err(e) => {
                     let _ = reply.send(Err(dial_error(address, &e)));
@@ -526,7 +526,7 @@ impl Driver {
         match self.swarm.dial(opts) {
             // Already dialling: the waiter rides on that attempt.
             Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => {
-                self.waiters.entry(peer).or_default().push(reply);
+                self.waiters.entry(peer).or_default().push((address, reply));
             }
             Err(e) => {
                 let _ = reply.send(Err(dial_error(address, &e)));
@@ -623,10 +623,10 @@ impl Driver {
                     ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr.clone(),
                 };
                 let id = transport::PeerId(peer_id.to_string());
-                if let Some(reply) = self.anonymous_dials.remove(&connection_id) {
+                if let Some((_, reply)) = self.anonymous_dials.remove(&connection_id) {
                     let _ = reply.send(Ok(id.clone()));
                 }
-                for reply in self.waiters.remove(&peer_id).unwrap_or_default() {
+                for (_, reply) in self.waiters.remove(&peer_id).unwrap_or_default() {
                     let _ = reply.send(Ok(id.clone()));
                 }
                 if let Some(p) = self.static_peers.get_mut(&peer_id) {
@@ -677,17 +677,17 @@ impl Driver {
                 error,
             } => {
                 let reason = root_cause(&error);
-                if let Some(reply) = self.anonymous_dials.remove(&connection_id) {
+                if let Some((address, reply)) = self.anonymous_dials.remove(&connection_id) {
                     let _ = reply.send(Err(transport::Error::Dial {
-                        address: "peer".to_owned(),
+                        address,
                         reason: reason.clone(),
                     }));
                 }
                 if let Some(peer) = peer_id {
                     if !self.swarm.is_connected(&peer) {
-                        for reply in self.waiters.remove(&peer).unwrap_or_default() {
+                        for (address, reply) in self.waiters.remove(&peer).unwrap_or_default() {
                             let _ = reply.send(Err(transport::Error::Dial {
-                                address: peer.to_string(),
+                                address,
                                 reason: reason.clone(),
                             }));
                         }

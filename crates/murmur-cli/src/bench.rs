@@ -1,0 +1,365 @@
+//! `murmur bench relay`: murmur's relay path against bare rust-libp2p
+//! gossipsub with the same settings, in the same process and runtime.
+
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex, PoisonError,
+    },
+    time::{Duration, Instant},
+};
+
+use futures::{stream::FuturesUnordered, StreamExt};
+use libp2p::{
+    gossipsub::{self, IdentTopic, MessageAcceptance},
+    identity::Keypair,
+    noise,
+    swarm::SwarmEvent,
+    tcp, yamux, Multiaddr, Swarm, SwarmBuilder,
+};
+use murmur_core::{ContentTopic, PubsubTopic, WakuMessage};
+use murmur_node::{Builder, Config};
+use prost::Message as _;
+use tokio::sync::Notify;
+
+use crate::error::CliError;
+
+const TOPIC: &str = "/murmur/1/bench/proto";
+const SETUP: Duration = Duration::from_secs(20);
+/// A run that takes longer than this is reported as failed.
+const RUN_LIMIT: Duration = Duration::from_secs(300);
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Command {
+    /// Relay throughput and latency between two nodes on loopback.
+    Relay(RelayArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct RelayArgs {
+    /// Messages per run.
+    #[arg(long, default_value_t = 20_000)]
+    messages: usize,
+    /// Payload bytes per message.
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// Messages in flight (published, not yet received) at most.
+    #[arg(long, default_value_t = 256)]
+    window: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, Copy)]
+struct Report {
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// The receiving side's bookkeeping, shared with the publisher.
+struct Progress {
+    start: Instant,
+    received: AtomicUsize,
+    latencies: Mutex<Vec<Duration>>,
+    last: Mutex<Option<Instant>>,
+    notify: Notify,
+}
+
+impl Progress {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            start: Instant::now(),
+            received: AtomicUsize::new(0),
+            latencies: Mutex::new(Vec::new()),
+            last: Mutex::new(None),
+            notify: Notify::new(),
+        })
+    }
+
+    /// The payload: 8 bytes of sequence, 8 bytes of send time, padding.
+    fn payload(&self, seq: usize, size: usize) -> Vec<u8> {
+        let mut p = vec![0u8; size.max(16)];
+        p[..8].copy_from_slice(&(seq as u64).to_be_bytes());
+        let sent = self.start.elapsed().as_nanos() as u64;
+        p[8..16].copy_from_slice(&sent.to_be_bytes());
+        p
+    }
+
+    fn record(&self, payload: &[u8]) {
+        if payload.len() < 16 {
+            return;
+        }
+        let mut sent = [0u8; 8];
+        sent.copy_from_slice(&payload[8..16]);
+        let sent = Duration::from_nanos(u64::from_be_bytes(sent));
+        let latency = self.start.elapsed().saturating_sub(sent);
+        self.latencies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(latency);
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        self.received.fetch_add(1, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    fn in_flight(&self, sent: usize) -> usize {
+        sent.saturating_sub(self.received.load(Ordering::Acquire))
+    }
+
+    fn report(&self, first_send: Instant) -> Report {
+        let mut lat = self
+            .latencies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        lat.sort();
+        let pct = |p: f64| {
+            lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+                .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+        };
+        let last = self
+            .last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .unwrap_or_else(Instant::now);
+        let elapsed = last.duration_since(first_send).as_secs_f64().max(1e-9);
+        Report {
+            per_second: lat.len() as f64 / elapsed,
+            p50_ms: pct(0.50),
+            p99_ms: pct(0.99),
+        }
+    }
+}
+
+pub(crate) async fn run(command: Command) -> Result<(), CliError> {
+    let Command::Relay(args) = command;
+    if args.messages == 0 || args.window == 0 {
+        return Err(CliError::Usage("--messages and --window must be at least 1".to_owned()));
+    }
+    tracing::info!(messages = args.messages, size = args.size, "bare gossipsub run");
+    let bare = bare_gossipsub(&args).await?;
+    tracing::info!("murmur run");
+    let murmur = murmur_relay(&args).await?;
+    let ratio = murmur.per_second / bare.per_second;
+    #[allow(clippy::print_stdout)]
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "messages": args.messages, "size": args.size, "window": args.window,
+                "bare": {"per_second": bare.per_second, "p50_ms": bare.p50_ms, "p99_ms": bare.p99_ms},
+                "murmur": {"per_second": murmur.per_second, "p50_ms": murmur.p50_ms, "p99_ms": murmur.p99_ms},
+                "ratio": ratio,
+            })
+        );
+    } else {
+        println!(
+            "relay, {} messages of {} bytes, window {}",
+            args.messages, args.size, args.window
+        );
+        println!("{:<16} {:>12} {:>10} {:>10}", "", "msgs/s", "p50 ms", "p99 ms");
+        for (name, r) in [("bare gossipsub", bare), ("murmur", murmur)] {
+            println!(
+                "{name:<16} {:>12.0} {:>10.3} {:>10.3}",
+                r.per_second, r.p50_ms, r.p99_ms
+            );
+        }
+        println!("murmur / bare throughput: {ratio:.2}x");
+    }
+    Ok(())
+}
+
+fn bench_topic() -> Result<(ContentTopic, PubsubTopic), CliError> {
+    let content: ContentTopic = TOPIC.parse().map_err(murmur_node::Error::from)?;
+    let pubsub = murmur_core::Sharding::auto(1, 8).pubsub_topic(&content);
+    Ok((content, pubsub))
+}
+
+/// Two murmur nodes: publish through the pipeline actor and the transport
+/// actor, receive through the transport, the pipeline and a subscription.
+async fn murmur_relay(args: &RelayArgs) -> Result<Report, CliError> {
+    let (content, pubsub) = bench_topic()?;
+    let data = tempfile::tempdir()?;
+    let config = |name: &str, peers: Vec<Multiaddr>| {
+        let mut c = Config::default();
+        c.data_dir = data.path().join(name);
+        c.network.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")];
+        c.network.shards = vec![pubsub.shard().index];
+        c.network.peers = peers;
+        c
+    };
+    let a = Builder::new(config("a", Vec::new()))
+        .with_keypair(Keypair::generate_secp256k1())
+        .start()
+        .await?;
+    let a_addr = a.listen_addrs()[0].parse().expect("valid multiaddr");
+    let b = Builder::new(config("b", vec![a_addr]))
+        .with_keypair(Keypair::generate_secp256k1())
+        .start()
+        .await?;
+    let mut inbox = b.subscribe([&content]).await?;
+    a.wait_for_peers(&pubsub, 1, SETUP).await?;
+    b.wait_for_peers(&pubsub, 1, SETUP).await?;
+
+    let progress = Progress::new();
+    let receiver = {
+        let progress = progress.clone();
+        let n = args.messages;
+        tokio::spawn(async move {
+            while progress.received.load(Ordering::Acquire) < n {
+                match inbox.recv().await {
+                    Some(d) => progress.record(&d.message.payload),
+                    None => return,
+                }
+            }
+        })
+    };
+    let first_send = Instant::now();
+    let mut sent = 0;
+    let mut publishing = FuturesUnordered::new();
+    while sent < args.messages || !publishing.is_empty() {
+        while sent < args.messages && progress.in_flight(sent) < args.window && publishing.len() < 64
+        {
+            let message = WakuMessage::new(content.as_str(), progress.payload(sent, args.size))
+                .with_timestamp(murmur_core::now_nanos());
+            let node = a.clone();
+            let topic = pubsub.clone();
+            publishing.push(async move { node.publish(topic, message).await });
+            sent += 1;
+        }
+        tokio::select! {
+            Some(result) = publishing.next() => { result?; }
+            () = progress.notify.notified() => {}
+        }
+    }
+    wait_all(&progress, args.messages).await?;
+    receiver.abort();
+    Ok(progress.report(first_send))
+}
+
+async fn wait_all(progress: &Progress, n: usize) -> Result<(), CliError> {
+    let deadline = tokio::time::Instant::now() + SETUP;
+    while progress.received.load(Ordering::Acquire) < n {
+        if tokio::time::timeout_at(deadline, progress.notify.notified())
+            .await
+            .is_err()
+        {
+            return Err(CliError::Failed(format!(
+                "only {} of {n} messages arrived",
+                progress.received.load(Ordering::Acquire)
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn bare_swarm() -> Result<Swarm<gossipsub::Behaviour>, CliError> {
+    let fail = |e: String| CliError::Failed(format!("bare gossipsub: {e}"));
+    Ok(SwarmBuilder::with_existing_identity(Keypair::generate_secp256k1())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            (yamux::Config::default, libp2p_mplex::Config::default),
+        )
+        .map_err(|e| fail(e.to_string()))?
+        .with_behaviour(|_| {
+            let config = murmur_transport::relay_config().map_err(Box::new)?;
+            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)
+                .map_err(Box::from)
+        })
+        .map_err(|e| fail(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build())
+}
+
+/// Two bare gossipsub swarms with murmur's relay settings, carrying the same
+/// WakuMessage bytes; the receiver accepts each message without decoding it.
+async fn bare_gossipsub(args: &RelayArgs) -> Result<Report, CliError> {
+    let (content, pubsub) = bench_topic()?;
+    let topic = IdentTopic::new(pubsub.as_str());
+    let mut publisher = bare_swarm()?;
+    let mut receiver = bare_swarm()?;
+    let fail = |e: String| CliError::Failed(format!("bare gossipsub: {e}"));
+    publisher
+        .behaviour_mut()
+        .subscribe(&topic)
+        .map_err(|e| fail(e.to_string()))?;
+    receiver
+        .behaviour_mut()
+        .subscribe(&topic)
+        .map_err(|e| fail(e.to_string()))?;
+    receiver
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr"))
+        .map_err(|e| fail(e.to_string()))?;
+    let addr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = receiver.select_next_some().await {
+            break address;
+        }
+    };
+    publisher.dial(addr).map_err(|e| fail(e.to_string()))?;
+
+    let progress = Progress::new();
+    let n = args.messages;
+    let receiving = {
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            while progress.received.load(Ordering::Acquire) < n {
+                if let SwarmEvent::Behaviour(gossipsub::Event::Message {
+                    propagation_source,
+                    message_id,
+                    message,
+                }) = receiver.select_next_some().await
+                {
+                    receiver.behaviour_mut().report_message_validation_result(
+                        &message_id,
+                        &propagation_source,
+                        MessageAcceptance::Accept,
+                    );
+                    // Decoding is needed to read the send time from the payload.
+                    if let Ok(m) = WakuMessage::decode(message.data.as_slice()) {
+                        progress.record(&m.payload);
+                    }
+                }
+            }
+            receiver
+        })
+    };
+
+    let deadline = tokio::time::Instant::now() + SETUP;
+    while publisher.behaviour().mesh_peers(&topic.hash()).count() == 0 {
+        tokio::time::timeout_at(deadline, publisher.select_next_some())
+            .await
+            .map_err(|_| fail("no mesh within 20 s".to_owned()))?;
+    }
+    let first_send = Instant::now();
+    let run_deadline = tokio::time::Instant::now() + RUN_LIMIT;
+    let mut sent = 0;
+    while progress.received.load(Ordering::Acquire) < n {
+        while sent < n && progress.in_flight(sent) < args.window {
+            let message = WakuMessage::new(content.as_str(), progress.payload(sent, args.size))
+                .with_timestamp(murmur_core::now_nanos());
+            match publisher
+                .behaviour_mut()
+                .publish(topic.clone(), message.encode_to_vec())
+            {
+                Ok(_) => sent += 1,
+                // The send queue is full: let the swarm drain it.
+                Err(gossipsub::PublishError::AllQueuesFull(_)) => break,
+                Err(e) => return Err(fail(e.to_string())),
+            }
+        }
+        tokio::select! {
+            _ = publisher.select_next_some() => {}
+            () = progress.notify.notified() => {}
+            () = tokio::time::sleep_until(run_deadline) => {
+                return Err(fail("timed out".to_owned()));
+            }
+        }
+    }
+    let _receiver = receiving.await;
+    Ok(progress.report(first_send))
+}

@@ -1,0 +1,131 @@
+//! Three nodes in one process on loopback, in a line: alice - bob - carol.
+//! Carol reaches alice only through bob's relay.
+
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+use libp2p::identity::Keypair;
+use murmur_core::{ContentTopic, MessageHash};
+use murmur_node::{Builder, Config, Node, Subscription};
+
+use crate::error::CliError;
+
+const TOPIC: &str = "/murmur/1/demo/proto";
+const WAIT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// How many times to play the conversation.
+    #[arg(long, default_value_t = 1)]
+    rounds: u32,
+    /// Where the nodes keep their data (default: a temporary folder, removed at exit).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+struct Member {
+    name: &'static str,
+    node: Node,
+    inbox: Subscription,
+}
+
+#[allow(clippy::print_stdout)]
+pub(crate) async fn run(args: Args) -> Result<(), CliError> {
+    let temp = tempfile::tempdir()?;
+    let root = args.data_dir.unwrap_or_else(|| temp.path().to_path_buf());
+    let topic: ContentTopic = TOPIC.parse().map_err(murmur_node::Error::from)?;
+
+    println!("murmur demo: three nodes on loopback, alice - bob - carol");
+    println!("carol is connected to bob only, so her messages reach alice through bob's relay\n");
+    let mut members: Vec<Member> = Vec::new();
+    for name in ["alice", "bob", "carol"] {
+        let mut config = Config::default();
+        config.data_dir = root.join(name);
+        config.network.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")];
+        if let Some(previous) = members.last() {
+            let addr = previous.node.listen_addrs()[0]
+                .parse()
+                .expect("the transport reports valid addresses");
+            config.network.peers = vec![addr];
+        }
+        let node = Builder::new(config)
+            .with_keypair(Keypair::generate_secp256k1())
+            .start()
+            .await?;
+        println!("{name:<6} listening on {}", node.listen_addrs()[0]);
+        let inbox = node.subscribe([&topic]).await?;
+        members.push(Member { name, node, inbox });
+    }
+
+    let pubsub = members[0].node.pubsub_topic(&topic);
+    println!("\ncontent topic {topic} travels on {pubsub}; waiting for the relay mesh...");
+    for (member, needed) in members.iter().zip([1, 2, 1]) {
+        member.node.wait_for_peers(&pubsub, needed, WAIT).await?;
+    }
+    println!("mesh ready\n");
+
+    let script = [
+        (0, "hi bob, hi carol"),
+        (1, "hello alice, hello carol"),
+        (2, "hey both, this went through bob"),
+    ];
+    let mut sent: BTreeMap<MessageHash, (usize, String)> = BTreeMap::new();
+    for round in 0..args.rounds {
+        for (from, text) in script {
+            let text = if args.rounds > 1 {
+                format!("{text} (round {})", round + 1)
+            } else {
+                text.to_owned()
+            };
+            let hash = members[from].node.send(&topic, text.clone().into_bytes()).await?;
+            println!("{:<6} sent      {}  \"{text}\"", members[from].name, short(&hash));
+            sent.insert(hash, (from, text));
+        }
+    }
+    println!();
+
+    let mut deliveries = 0;
+    for (index, member) in members.iter_mut().enumerate() {
+        let expected = sent.values().filter(|(from, _)| *from != index).count();
+        for _ in 0..expected {
+            let Some(delivery) = member.inbox.recv_timeout(WAIT).await else {
+                return Err(CliError::Failed(format!(
+                    "{} is missing messages after {WAIT:?}",
+                    member.name
+                )));
+            };
+            let Some((from, text)) = sent.get(&delivery.hash) else {
+                return Err(CliError::Failed(format!(
+                    "{} received {} that nobody sent",
+                    member.name, delivery.hash
+                )));
+            };
+            if delivery.message.payload.as_ref() != text.as_bytes() {
+                return Err(CliError::Failed(format!(
+                    "{} received {} with a different payload",
+                    member.name, delivery.hash
+                )));
+            }
+            println!(
+                "{:<6} received  {}  from {:<6} \"{text}\"",
+                member.name,
+                short(&delivery.hash),
+                members_name(*from)
+            );
+            deliveries += 1;
+        }
+    }
+    println!(
+        "\n{} messages, {deliveries} deliveries, every one intact and with the hash its sender computed",
+        sent.len()
+    );
+    Ok(())
+}
+
+fn members_name(index: usize) -> &'static str {
+    ["alice", "bob", "carol"][index]
+}
+
+fn short(hash: &MessageHash) -> String {
+    let s = hash.to_string();
+    format!("{}…{}", &s[..10], &s[s.len() - 4..])
+}

@@ -1,0 +1,141 @@
+//! `murmur`: run a node, the demo, manage the node key, run benchmarks.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Args, Parser, Subcommand};
+use libp2p::Multiaddr;
+use tracing_subscriber::{filter::LevelFilter, EnvFilter};
+
+mod bench;
+mod demo;
+mod error;
+mod keys;
+mod node;
+
+use error::CliError;
+
+/// Private peer-to-peer messaging over Waku v2.
+#[derive(Debug, Parser)]
+#[command(name = "murmur", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a relay node on a Waku network.
+    Node(NodeArgs),
+    /// Start three nodes in this process and watch messages cross between them.
+    Demo(demo::Args),
+    /// Create, show or import the node key.
+    #[command(subcommand)]
+    Keys(keys::Command),
+    /// Measure murmur against a reference run in the same process.
+    #[command(subcommand)]
+    Bench(bench::Command),
+}
+
+/// Flags shared by every command that runs a node, in nwaku's spirit.
+#[derive(Debug, Args, Clone, Default)]
+struct NodeArgs {
+    /// Configuration file (default: config/default.toml if it exists).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Listen address; repeat for several (default: TCP 60000 and WebSocket 8000).
+    #[arg(long = "listen", value_name = "MULTIADDR")]
+    listen: Vec<Multiaddr>,
+    /// Static peer, ending in /p2p/<peer id>; repeat for several.
+    #[arg(long = "peer", value_name = "MULTIADDR")]
+    peers: Vec<Multiaddr>,
+    /// Cluster id (1 is The Waku Network).
+    #[arg(long, value_name = "ID")]
+    cluster: Option<u16>,
+    /// Shard to serve; repeat for several (default: every shard of the cluster).
+    #[arg(long = "shard", value_name = "N")]
+    shards: Vec<u16>,
+    /// Where the node key lives.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return error::clap_exit(&e),
+    };
+    // The demo and benchmarks print their own story; the node logs its life.
+    let quiet = matches!(cli.command, Command::Demo(_) | Command::Bench(_));
+    init_tracing(if quiet { LevelFilter::WARN } else { LevelFilter::INFO });
+    let outcome = actix_rt::System::new().block_on(async move {
+        match cli.command {
+            Command::Node(args) => node::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
+            Command::Keys(cmd) => keys::run(cmd),
+            Command::Bench(cmd) => bench::run(cmd).await,
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(default: LevelFilter) {
+    let filter = EnvFilter::builder()
+        .with_default_directive(default.into())
+        .from_env_lossy();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Command-line flags as a figment provider, so that errors say where a bad
+/// value came from.
+struct Flag<T>(&'static str, T);
+
+impl<T: serde::Serialize> figment::Provider for Flag<T> {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named("command-line flag")
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        figment::providers::Serialized::default(self.0, &self.1).data()
+    }
+}
+
+/// Loads the configuration with the flags on top.
+fn load_config(args: &NodeArgs) -> Result<murmur_node::Config, CliError> {
+    let mut figment = murmur_node::Config::figment(args.config.as_deref());
+    if let Some(path) = &args.config {
+        if !path.exists() {
+            return Err(CliError::Usage(format!(
+                "configuration file {} does not exist",
+                path.display()
+            )));
+        }
+    }
+    let strings = |v: &[Multiaddr]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+    if !args.listen.is_empty() {
+        figment = figment.merge(Flag("network.listen", strings(&args.listen)));
+    }
+    if !args.peers.is_empty() {
+        figment = figment.merge(Flag("network.peers", strings(&args.peers)));
+    }
+    if let Some(cluster) = args.cluster {
+        figment = figment.merge(Flag("network.cluster", cluster));
+    }
+    if !args.shards.is_empty() {
+        figment = figment.merge(Flag("network.shards", args.shards.clone()));
+    }
+    if let Some(dir) = &args.data_dir {
+        figment = figment.merge(Flag("data_dir", dir.clone()));
+    }
+    Ok(murmur_node::Config::from_figment(&figment)?)
+}
