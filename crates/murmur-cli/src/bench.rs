@@ -137,9 +137,15 @@ impl Progress {
 pub(crate) async fn run(command: Command) -> Result<(), CliError> {
     let Command::Relay(args) = command;
     if args.messages == 0 || args.window == 0 {
-        return Err(CliError::Usage("--messages and --window must be at least 1".to_owned()));
+        return Err(CliError::Usage(
+            "--messages and --window must be at least 1".to_owned(),
+        ));
     }
-    tracing::info!(messages = args.messages, size = args.size, "bare gossipsub run");
+    tracing::info!(
+        messages = args.messages,
+        size = args.size,
+        "bare gossipsub run"
+    );
     let bare = bare_gossipsub(&args).await?;
     tracing::info!("murmur run");
     let murmur = murmur_relay(&args).await?;
@@ -160,7 +166,10 @@ pub(crate) async fn run(command: Command) -> Result<(), CliError> {
             "relay, {} messages of {} bytes, window {}",
             args.messages, args.size, args.window
         );
-        println!("{:<16} {:>12} {:>10} {:>10}", "", "msgs/s", "p50 ms", "p99 ms");
+        println!(
+            "{:<16} {:>12} {:>10} {:>10}",
+            "", "msgs/s", "p50 ms", "p99 ms"
+        );
         for (name, r) in [("bare gossipsub", bare), ("murmur", murmur)] {
             println!(
                 "{name:<16} {:>12.0} {:>10.3} {:>10.3}",
@@ -221,7 +230,9 @@ async fn murmur_relay(args: &RelayArgs) -> Result<Report, CliError> {
     let mut sent = 0;
     let mut publishing = FuturesUnordered::new();
     while sent < args.messages || !publishing.is_empty() {
-        while sent < args.messages && progress.in_flight(sent) < args.window && publishing.len() < 64
+        while sent < args.messages
+            && progress.in_flight(sent) < args.window
+            && publishing.len() < 64
         {
             let message = WakuMessage::new(content.as_str(), progress.payload(sent, args.size))
                 .with_timestamp(murmur_core::now_nanos());
@@ -258,22 +269,24 @@ async fn wait_all(progress: &Progress, n: usize) -> Result<(), CliError> {
 
 fn bare_swarm() -> Result<Swarm<gossipsub::Behaviour>, CliError> {
     let fail = |e: String| CliError::Failed(format!("bare gossipsub: {e}"));
-    Ok(SwarmBuilder::with_existing_identity(Keypair::generate_secp256k1())
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            (yamux::Config::default, libp2p_mplex::Config::default),
-        )
-        .map_err(|e| fail(e.to_string()))?
-        .with_behaviour(|_| {
-            let config = murmur_transport::relay_config().map_err(Box::new)?;
-            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)
-                .map_err(Box::from)
-        })
-        .map_err(|e| fail(e.to_string()))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build())
+    Ok(
+        SwarmBuilder::with_existing_identity(Keypair::generate_secp256k1())
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                (yamux::Config::default, libp2p_mplex::Config::default),
+            )
+            .map_err(|e| fail(e.to_string()))?
+            .with_behaviour(|_| {
+                let config = murmur_transport::relay_config().map_err(Box::new)?;
+                gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)
+                    .map_err(Box::from)
+            })
+            .map_err(|e| fail(e.to_string()))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build(),
+    )
 }
 
 /// Two bare gossipsub swarms with murmur's relay settings, carrying the same

@@ -76,8 +76,15 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
             } else {
                 text.to_owned()
             };
-            let hash = members[from].node.send(&topic, text.clone().into_bytes()).await?;
-            println!("{:<6} sent      {}  \"{text}\"", members[from].name, short(&hash));
+            let hash = members[from]
+                .node
+                .send(&topic, text.clone().into_bytes())
+                .await?;
+            println!(
+                "{:<6} sent      {}  \"{text}\"",
+                members[from].name,
+                short(&hash)
+            );
             sent.insert(hash, (from, text));
         }
     }

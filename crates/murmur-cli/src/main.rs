@@ -66,7 +66,11 @@ fn main() -> ExitCode {
     };
     // The demo and benchmarks print their own story; the node logs its life.
     let quiet = matches!(cli.command, Command::Demo(_) | Command::Bench(_));
-    init_tracing(if quiet { LevelFilter::WARN } else { LevelFilter::INFO });
+    init_tracing(if quiet {
+        LevelFilter::WARN
+    } else {
+        LevelFilter::INFO
+    });
     let outcome = actix_rt::System::new().block_on(async move {
         match cli.command {
             Command::Node(args) => node::run(args).await,

@@ -161,17 +161,25 @@ impl Builder {
 }
 
 async fn libp2p_transport(cx: StageContext) -> Result<transport::Handle, Error> {
-    let config = &cx.config;
-    let mut transport = murmur_transport::Config::new(cx.keypair, config.sharding())
-        .with_listen(config.network.listen.iter().cloned())
-        .with_shards(config.shards())
-        .with_idle_timeout(Duration::from_secs(config.network.idle_timeout_secs))
-        .with_metrics(cx.metrics);
-    for peer in &config.network.peers {
-        transport = transport.with_static_peer(peer.clone());
-    }
-    let (addr, _) = murmur_transport::Transport::start(transport, cx.events).await?;
+    let (addr, _) = murmur_transport::Transport::start(cx.transport_config(), cx.events).await?;
     Ok(transport::Handle::from(addr))
+}
+
+impl StageContext {
+    /// The libp2p transport's configuration for this node, for factories that
+    /// wrap or observe the default transport.
+    pub fn transport_config(&self) -> murmur_transport::Config {
+        let config = &self.config;
+        let mut transport = murmur_transport::Config::new(self.keypair.clone(), config.sharding())
+            .with_listen(config.network.listen.iter().cloned())
+            .with_shards(config.shards())
+            .with_idle_timeout(Duration::from_secs(config.network.idle_timeout_secs))
+            .with_metrics(self.metrics.clone());
+        for peer in &config.network.peers {
+            transport = transport.with_static_peer(peer.clone());
+        }
+        transport
+    }
 }
 
 /// A running node: what an application, a bot or a test holds.

@@ -1,0 +1,255 @@
+//! js-waku relay peers (tests/interop/relay-peer.mjs, under Node.js) against
+//! murmur on loopback, over WebSocket with mplex.
+
+use std::{collections::VecDeque, process::Stdio, time::Duration};
+
+use murmur::core::{ContentTopic, PubsubTopic};
+use serde_json::{json, Value};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
+    process::{Child, ChildStdin, ChildStdout, Command},
+};
+
+use crate::support::{addr, interop_dir, start_node, WAIT};
+
+/// A js-waku relay peer in a child process, driven by JSON lines.
+struct JsPeer {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: Lines<BufReader<ChildStdout>>,
+    events: VecDeque<Value>,
+    next_id: u64,
+    peer_id: String,
+}
+
+impl JsPeer {
+    async fn start() -> Self {
+        let dir = interop_dir();
+        assert!(
+            dir.join("node_modules").exists(),
+            "js-waku is not installed: run `npm ci` in tests/interop (.ci/run does)"
+        );
+        let mut child = Command::new("node")
+            .args([
+                "relay-peer.mjs",
+                "--cluster",
+                "1",
+                "--shards",
+                "0,1,2,3,4,5,6,7",
+            ])
+            .current_dir(&dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node (Node.js) is installed");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut peer = Self {
+            child,
+            stdin,
+            stdout,
+            events: VecDeque::new(),
+            next_id: 0,
+            peer_id: String::new(),
+        };
+        let ready = peer.read_line().await;
+        assert_eq!(ready["event"], "ready", "{ready}");
+        peer.peer_id = ready["peerId"].as_str().unwrap().to_owned();
+        peer
+    }
+
+    async fn read_line(&mut self) -> Value {
+        let line = tokio::time::timeout(WAIT, self.stdout.next_line())
+            .await
+            .expect("the js-waku peer answers in time")
+            .unwrap()
+            .expect("the js-waku peer is alive");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"))
+    }
+
+    async fn call(&mut self, mut command: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        command["id"] = json!(id);
+        let mut line = command.to_string();
+        line.push('\n');
+        self.stdin.write_all(line.as_bytes()).await.unwrap();
+        loop {
+            let value = self.read_line().await;
+            if value["id"] == json!(id) {
+                assert_eq!(value["ok"], true, "{command} failed: {value}");
+                return value;
+            }
+            self.events.push_back(value);
+        }
+    }
+
+    async fn next_message(&mut self) -> Value {
+        if let Some(i) = self.events.iter().position(|e| e["event"] == "message") {
+            return self.events.remove(i).unwrap();
+        }
+        loop {
+            let value = self.read_line().await;
+            if value["event"] == "message" {
+                return value;
+            }
+            self.events.push_back(value);
+        }
+    }
+
+    async fn wait_for_mesh_peer(&mut self, topic: &PubsubTopic, peer: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let mesh = self
+                .call(json!({"cmd": "meshPeers", "topic": topic.as_str()}))
+                .await;
+            if mesh["peers"].as_array().unwrap().iter().any(|p| p == peer) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{peer} never joined the mesh"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.call(json!({"cmd": "stop"})).await;
+        let _ = tokio::time::timeout(WAIT, self.child.wait()).await;
+    }
+}
+
+fn hash_hex(hash: &murmur::core::MessageHash) -> String {
+    hash.to_string().trim_start_matches("0x").to_owned()
+}
+
+#[actix_rt::test]
+async fn relay_messages_cross_both_ways_with_equal_hashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path()).await;
+    let topic: ContentTopic = "/test/1/hash/proto".parse().unwrap();
+    let pubsub = node.pubsub_topic(&topic);
+    assert_eq!(
+        pubsub.as_str(),
+        "/waku/2/rs/1/4",
+        "js-waku's default network"
+    );
+    let mut inbox = node.subscribe([&topic]).await.unwrap();
+
+    let mut js = JsPeer::start().await;
+    // js-waku dials murmur over WebSocket; it offers only mplex.
+    let dialled = js
+        .call(json!({"cmd": "dial", "addr": addr(&node, true)}))
+        .await;
+    assert_eq!(dialled["peerId"], node.peer_id());
+    js.call(json!({"cmd": "subscribe", "topic": pubsub.as_str()}))
+        .await;
+    js.wait_for_mesh_peer(&pubsub, &node.peer_id()).await;
+    node.wait_for_peers(&pubsub, 1, WAIT).await.unwrap();
+
+    // What js-waku learns from murmur: every Waku protocol it serves, and its shards.
+    let protocols = js
+        .call(json!({"cmd": "peerProtocols", "peerId": node.peer_id()}))
+        .await;
+    let listed = protocols["protocols"].as_array().unwrap();
+    for p in [
+        "/vac/waku/relay/2.0.0",
+        "/vac/waku/metadata/1.0.0",
+        "/ipfs/id/1.0.0",
+        "/ipfs/ping/1.0.0",
+    ] {
+        assert!(
+            listed.iter().any(|l| l == p),
+            "identify lacks {p}: {protocols}"
+        );
+    }
+    let metadata = js
+        .call(json!({"cmd": "metadataQuery", "peerId": node.peer_id()}))
+        .await;
+    assert_eq!(metadata["clusterId"], 1, "{metadata}");
+    assert!(
+        metadata["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == 4),
+        "{metadata}"
+    );
+
+    // js-waku -> murmur: the js-waku vector message.
+    let published = js
+        .call(json!({
+            "cmd": "publish", "topic": pubsub.as_str(), "contentTopic": topic.as_str(),
+            "payload": "010203", "timestamp": "1700000000000000000",
+        }))
+        .await;
+    let got = inbox
+        .recv_timeout(WAIT)
+        .await
+        .expect("murmur receives js-waku's message");
+    assert_eq!(published["hash"], hash_hex(&got.hash));
+    assert_eq!(
+        hash_hex(&got.hash),
+        "bfd57923726173c6af604c44d06be2927922c30985e80fa5337162f27327317e"
+    );
+    assert_eq!(got.message.payload.as_ref(), [1, 2, 3]);
+
+    // murmur -> js-waku, small and at the size limit.
+    for payload in [b"from murmur".to_vec(), vec![0x5a; 150_000]] {
+        let hash = node.send(&topic, payload.clone()).await.unwrap();
+        let message = js.next_message().await;
+        assert_eq!(message["hash"], hash_hex(&hash), "{message}");
+        assert_eq!(message["payload"], hex::encode(&payload));
+        assert_eq!(message["contentTopic"], topic.as_str());
+    }
+    js.stop().await;
+}
+
+#[actix_rt::test]
+async fn murmur_forwards_between_two_js_waku_peers() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path()).await;
+    let topic: ContentTopic = "/test/1/forward/proto".parse().unwrap();
+    let pubsub = node.pubsub_topic(&topic);
+
+    let mut peers = [JsPeer::start().await, JsPeer::start().await];
+    for js in &mut peers {
+        js.call(json!({"cmd": "dial", "addr": addr(&node, true)}))
+            .await;
+        js.call(json!({"cmd": "subscribe", "topic": pubsub.as_str()}))
+            .await;
+        js.wait_for_mesh_peer(&pubsub, &node.peer_id()).await;
+    }
+    node.wait_for_peers(&pubsub, 2, WAIT).await.unwrap();
+    // The two js-waku peers know only murmur.
+    for (me, other) in [(0, 1), (1, 0)] {
+        let other_id = peers[other].peer_id.clone();
+        let connected = peers[me].call(json!({"cmd": "peers"})).await;
+        assert!(
+            !connected["peers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| *p == other_id),
+            "js-waku peers must not be connected to each other: {connected}"
+        );
+    }
+
+    for (from, to, text) in [(0, 1, "left to right"), (1, 0, "right to left")] {
+        let published = peers[from]
+            .call(json!({
+                "cmd": "publish", "topic": pubsub.as_str(), "contentTopic": topic.as_str(),
+                "payload": hex::encode(text),
+            }))
+            .await;
+        let got = peers[to].next_message().await;
+        assert_eq!(got["hash"], published["hash"], "{got}");
+        assert_eq!(got["payload"], hex::encode(text));
+    }
+    for js in peers {
+        js.stop().await;
+    }
+}

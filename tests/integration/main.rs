@@ -1,0 +1,8 @@
+//! Cross-crate integration tests: several nodes in one process on loopback,
+//! and real js-waku peers under Node.js. One binary, to keep link time down.
+
+mod bad_input;
+mod jswaku;
+mod seam;
+mod supervisor;
+mod support;

@@ -1,0 +1,41 @@
+//! Helpers shared by the integration tests.
+
+use std::{path::PathBuf, time::Duration};
+
+use libp2p::identity::Keypair;
+use murmur::node::{Builder, Config, Node};
+
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
+
+/// A node config on loopback ports chosen by the system, its data in `dir`.
+pub(crate) fn loopback_config(dir: &std::path::Path, listen: &[&str]) -> Config {
+    let mut config = Config::default();
+    config.data_dir = dir.to_path_buf();
+    config.network.listen = listen.iter().map(|a| a.parse().unwrap()).collect();
+    config
+}
+
+/// Starts a libp2p node on loopback TCP and WebSocket.
+pub(crate) async fn start_node(dir: &std::path::Path) -> Node {
+    Builder::new(loopback_config(
+        dir,
+        &["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/tcp/0/ws"],
+    ))
+    .with_keypair(Keypair::generate_secp256k1())
+    .start()
+    .await
+    .expect("node starts")
+}
+
+/// The first listen address whose transport is `/ws` (or not).
+pub(crate) fn addr(node: &Node, websocket: bool) -> String {
+    node.listen_addrs()
+        .iter()
+        .find(|a| a.contains("/ws/") == websocket)
+        .cloned()
+        .expect("the node listens on that transport")
+}
+
+pub(crate) fn interop_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
+}
