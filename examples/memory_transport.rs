@@ -43,8 +43,7 @@ async fn node_on(
     name: &str,
     data: &std::path::Path,
 ) -> Result<Node, murmur::node::Error> {
-    let mut config = Config::default();
-    config.data_dir = data.join(name);
+    let config = Config::new(data.join(name));
     let net = net.clone();
     Builder::new(config)
         .with_keypair(Keypair::generate_secp256k1())

@@ -16,8 +16,7 @@ use crate::support::WAIT;
 
 async fn memory_node(net: &MemoryNetwork, hooks: Vec<Box<dyn FnOnce(Builder) -> Builder>>) -> Node {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.data_dir = dir.path().to_path_buf();
+    let config = Config::new(dir.path());
     let net = net.clone();
     let mut builder = Builder::new(config)
         .with_keypair(libp2p::identity::Keypair::generate_secp256k1())

@@ -9,8 +9,7 @@ pub(crate) const WAIT: Duration = Duration::from_secs(20);
 
 /// A node config on loopback ports chosen by the system, its data in `dir`.
 pub(crate) fn loopback_config(dir: &std::path::Path, listen: &[&str]) -> Config {
-    let mut config = Config::default();
-    config.data_dir = dir.to_path_buf();
+    let mut config = Config::new(dir);
     config.network.listen = listen.iter().map(|a| a.parse().unwrap()).collect();
     config
 }

@@ -193,8 +193,7 @@ async fn murmur_relay(args: &RelayArgs) -> Result<Report, CliError> {
     let (content, pubsub) = bench_topic()?;
     let data = tempfile::tempdir()?;
     let config = |name: &str, peers: Vec<Multiaddr>| {
-        let mut c = Config::default();
-        c.data_dir = data.path().join(name);
+        let mut c = Config::new(data.path().join(name));
         c.network.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")];
         c.network.shards = vec![pubsub.shard().index];
         c.network.peers = peers;

@@ -38,8 +38,7 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
     println!("carol is connected to bob only, so her messages reach alice through bob's relay\n");
     let mut members: Vec<Member> = Vec::new();
     for name in ["alice", "bob", "carol"] {
-        let mut config = Config::default();
-        config.data_dir = root.join(name);
+        let mut config = Config::new(root.join(name));
         config.network.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")];
         if let Some(previous) = members.last() {
             let addr = previous.node.listen_addrs()[0]

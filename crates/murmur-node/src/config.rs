@@ -103,6 +103,14 @@ impl Default for Metrics {
 }
 
 impl Config {
+    /// The defaults, with the node's data in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            ..Self::default()
+        }
+    }
+
     /// Defaults, then `file` (or [`DEFAULT_FILE`] if it exists), then `MURMUR_`
     /// variables. Merge command-line flags on top, then [`Config::from_figment`].
     pub fn figment(file: Option<&Path>) -> Figment {
@@ -220,6 +228,8 @@ fn one_line(error: &figment::Error) -> String {
 }
 
 #[cfg(test)]
+// figment's Jail API returns its own (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use figment::Jail;
 

@@ -600,7 +600,7 @@ impl Driver {
                 propagation_source,
                 message_id,
                 message,
-            })) => self.on_relay_message(propagation_source, &message_id, message),
+            })) => self.on_relay_message(propagation_source, &message_id, &message),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(
                 libp2p::identify::Event::Received { peer_id, info, .. },
             )) => {
@@ -714,10 +714,10 @@ impl Driver {
         &mut self,
         source: PeerId,
         id: &gossipsub::MessageId,
-        message: gossipsub::Message,
+        message: &gossipsub::Message,
     ) {
         let relay = &mut self.swarm.behaviour_mut().relay;
-        match check(&message) {
+        match check(message) {
             Ok(delivery) => {
                 relay.report_message_validation_result(id, &source, MessageAcceptance::Accept);
                 self.metrics.inc_received();
