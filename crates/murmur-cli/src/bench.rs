@@ -229,10 +229,7 @@ async fn murmur_relay(args: &RelayArgs) -> Result<Report, CliError> {
     let mut sent = 0;
     let mut publishing = FuturesUnordered::new();
     while sent < args.messages || !publishing.is_empty() {
-        while sent < args.messages
-            && progress.in_flight(sent) < args.window
-            && publishing.len() < 64
-        {
+        while sent < args.messages && progress.in_flight(sent) < args.window {
             let message = WakuMessage::new(content.as_str(), progress.payload(sent, args.size))
                 .with_timestamp(murmur_core::now_nanos());
             let node = a.clone();
@@ -288,90 +285,138 @@ fn bare_swarm() -> Result<Swarm<gossipsub::Behaviour>, CliError> {
     )
 }
 
-/// Two bare gossipsub swarms with murmur's relay settings, carrying the same
-/// WakuMessage bytes; the receiver accepts each message without decoding it.
+/// Starts `future` now on a thread of its own with a current-thread runtime,
+/// as murmur runs each node's swarm; the result arrives when it is done.
+fn on_own_thread<F, T>(
+    name: &'static str,
+    future: F,
+) -> impl std::future::Future<Output = Result<T, CliError>>
+where
+    F: std::future::Future<Output = Result<T, CliError>> + Send + 'static,
+    T: Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(CliError::Io)
+                .and_then(|rt| rt.block_on(future));
+            let _ = tx.send(result);
+        });
+    async move {
+        spawned?;
+        rx.await
+            .map_err(|_| CliError::Failed(format!("{name} thread died")))?
+    }
+}
+
+/// Two bare gossipsub swarms with murmur's relay settings, each on its own
+/// thread like murmur's, carrying the same WakuMessage bytes; the receiver
+/// accepts each message after decoding it to read the send time.
 async fn bare_gossipsub(args: &RelayArgs) -> Result<Report, CliError> {
     let (content, pubsub) = bench_topic()?;
     let topic = IdentTopic::new(pubsub.as_str());
-    let mut publisher = bare_swarm()?;
-    let mut receiver = bare_swarm()?;
-    let fail = |e: String| CliError::Failed(format!("bare gossipsub: {e}"));
-    publisher
-        .behaviour_mut()
-        .subscribe(&topic)
-        .map_err(|e| fail(e.to_string()))?;
-    receiver
-        .behaviour_mut()
-        .subscribe(&topic)
-        .map_err(|e| fail(e.to_string()))?;
-    receiver
-        .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr"))
-        .map_err(|e| fail(e.to_string()))?;
-    let addr = loop {
-        if let SwarmEvent::NewListenAddr { address, .. } = receiver.select_next_some().await {
-            break address;
-        }
-    };
-    publisher.dial(addr).map_err(|e| fail(e.to_string()))?;
-
     let progress = Progress::new();
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
     let n = args.messages;
     let receiving = {
         let progress = progress.clone();
-        tokio::spawn(async move {
+        let topic = topic.clone();
+        on_own_thread("bare-receiver", async move {
+            let fail = |e: String| CliError::Failed(format!("bare gossipsub: {e}"));
+            let mut receiver = bare_swarm()?;
+            receiver
+                .behaviour_mut()
+                .subscribe(&topic)
+                .map_err(|e| fail(e.to_string()))?;
+            receiver
+                .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr"))
+                .map_err(|e| fail(e.to_string()))?;
+            let mut addr_tx = Some(addr_tx);
+            let deadline = tokio::time::Instant::now() + RUN_LIMIT;
             while progress.received.load(Ordering::Acquire) < n {
-                if let SwarmEvent::Behaviour(gossipsub::Event::Message {
-                    propagation_source,
-                    message_id,
-                    message,
-                }) = receiver.select_next_some().await
-                {
-                    receiver.behaviour_mut().report_message_validation_result(
-                        &message_id,
-                        &propagation_source,
-                        MessageAcceptance::Accept,
-                    );
-                    // Decoding is needed to read the send time from the payload.
-                    if let Ok(m) = WakuMessage::decode(message.data.as_slice()) {
-                        progress.record(&m.payload);
+                let event = tokio::time::timeout_at(deadline, receiver.select_next_some())
+                    .await
+                    .map_err(|_| fail("timed out".to_owned()))?;
+                match event {
+                    SwarmEvent::NewListenAddr { address, .. } => {
+                        if let Some(tx) = addr_tx.take() {
+                            let _ = tx.send(address);
+                        }
+                    }
+                    SwarmEvent::Behaviour(gossipsub::Event::Message {
+                        propagation_source,
+                        message_id,
+                        message,
+                    }) => {
+                        receiver.behaviour_mut().report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            MessageAcceptance::Accept,
+                        );
+                        if let Ok(m) = WakuMessage::decode(message.data.as_slice()) {
+                            progress.record(&m.payload);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Ok(())
+        })
+    };
+    let addr = addr_rx
+        .await
+        .map_err(|_| CliError::Failed("bare receiver did not listen".to_owned()))?;
+    let window = args.window;
+    let size = args.size;
+    let publishing = {
+        let progress = progress.clone();
+        on_own_thread("bare-publisher", async move {
+            let fail = |e: String| CliError::Failed(format!("bare gossipsub: {e}"));
+            let mut publisher = bare_swarm()?;
+            publisher
+                .behaviour_mut()
+                .subscribe(&topic)
+                .map_err(|e| fail(e.to_string()))?;
+            publisher.dial(addr).map_err(|e| fail(e.to_string()))?;
+            let deadline = tokio::time::Instant::now() + SETUP;
+            while publisher.behaviour().mesh_peers(&topic.hash()).count() == 0 {
+                tokio::time::timeout_at(deadline, publisher.select_next_some())
+                    .await
+                    .map_err(|_| fail("no mesh within 20 s".to_owned()))?;
+            }
+            let first_send = Instant::now();
+            let run_deadline = tokio::time::Instant::now() + RUN_LIMIT;
+            let mut sent = 0;
+            while progress.received.load(Ordering::Acquire) < n {
+                while sent < n && progress.in_flight(sent) < window {
+                    let message = WakuMessage::new(content.as_str(), progress.payload(sent, size))
+                        .with_timestamp(murmur_core::now_nanos());
+                    match publisher
+                        .behaviour_mut()
+                        .publish(topic.clone(), message.encode_to_vec())
+                    {
+                        Ok(_) => sent += 1,
+                        // The send queue is full: let the swarm drain it.
+                        Err(gossipsub::PublishError::AllQueuesFull(_)) => break,
+                        Err(e) => return Err(fail(e.to_string())),
+                    }
+                }
+                tokio::select! {
+                    _ = publisher.select_next_some() => {}
+                    () = progress.notify.notified() => {}
+                    () = tokio::time::sleep_until(run_deadline) => {
+                        return Err(fail("timed out".to_owned()));
                     }
                 }
             }
-            receiver
+            Ok(first_send)
         })
     };
-
-    let deadline = tokio::time::Instant::now() + SETUP;
-    while publisher.behaviour().mesh_peers(&topic.hash()).count() == 0 {
-        tokio::time::timeout_at(deadline, publisher.select_next_some())
-            .await
-            .map_err(|_| fail("no mesh within 20 s".to_owned()))?;
-    }
-    let first_send = Instant::now();
-    let run_deadline = tokio::time::Instant::now() + RUN_LIMIT;
-    let mut sent = 0;
-    while progress.received.load(Ordering::Acquire) < n {
-        while sent < n && progress.in_flight(sent) < args.window {
-            let message = WakuMessage::new(content.as_str(), progress.payload(sent, args.size))
-                .with_timestamp(murmur_core::now_nanos());
-            match publisher
-                .behaviour_mut()
-                .publish(topic.clone(), message.encode_to_vec())
-            {
-                Ok(_) => sent += 1,
-                // The send queue is full: let the swarm drain it.
-                Err(gossipsub::PublishError::AllQueuesFull(_)) => break,
-                Err(e) => return Err(fail(e.to_string())),
-            }
-        }
-        tokio::select! {
-            _ = publisher.select_next_some() => {}
-            () = progress.notify.notified() => {}
-            () = tokio::time::sleep_until(run_deadline) => {
-                return Err(fail("timed out".to_owned()));
-            }
-        }
-    }
-    let _receiver = receiving.await;
+    let first_send = publishing.await?;
+    receiving.await?;
     Ok(progress.report(first_send))
 }

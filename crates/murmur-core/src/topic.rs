@@ -1,4 +1,4 @@
-use std::{fmt, str::FromStr};
+use std::{fmt, str::FromStr, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -139,7 +139,7 @@ impl Shard {
     /// The pubsub topic `/waku/2/rs/<cluster>/<index>`.
     pub fn pubsub_topic(self) -> PubsubTopic {
         PubsubTopic {
-            raw: format!("/waku/2/rs/{}/{}", self.cluster, self.index),
+            raw: format!("/waku/2/rs/{}/{}", self.cluster, self.index).into(),
             shard: self,
         }
     }
@@ -149,7 +149,8 @@ impl Shard {
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct PubsubTopic {
-    raw: String,
+    // Shared: topics are cloned into every delivery and publish.
+    raw: Arc<str>,
     shard: Shard,
 }
 
@@ -204,7 +205,7 @@ impl TryFrom<String> for PubsubTopic {
 
 impl From<PubsubTopic> for String {
     fn from(t: PubsubTopic) -> Self {
-        t.raw
+        t.raw.to_string()
     }
 }
 

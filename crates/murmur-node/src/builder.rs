@@ -150,12 +150,14 @@ impl Builder {
         };
         let status = transport.status.send(GetStatus).await?;
         Ok(Node {
-            pipeline,
-            transport,
-            sharding,
-            status,
-            metrics,
-            metrics_addr,
+            inner: Arc::new(Inner {
+                pipeline,
+                transport,
+                sharding,
+                status,
+                metrics,
+                metrics_addr,
+            }),
         })
     }
 }
@@ -182,9 +184,14 @@ impl StageContext {
     }
 }
 
-/// A running node: what an application, a bot or a test holds.
+/// A running node: what an application, a bot or a test holds. Clones are
+/// cheap and share the node.
 #[derive(Clone)]
 pub struct Node {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     pipeline: Addr<Pipeline>,
     transport: transport::Handle,
     sharding: Sharding,
@@ -196,7 +203,8 @@ pub struct Node {
 impl Node {
     /// This node's peer id.
     pub fn peer_id(&self) -> String {
-        self.status
+        self.inner
+            .status
             .peer_id
             .as_ref()
             .map(ToString::to_string)
@@ -205,12 +213,12 @@ impl Node {
 
     /// Where the node listens, each address ending in `/p2p/<peer id>`.
     pub fn listen_addrs(&self) -> &[String] {
-        &self.status.listen_addrs
+        &self.inner.status.listen_addrs
     }
 
     /// The pubsub topic a content topic travels on (autosharding).
     pub fn pubsub_topic(&self, topic: &ContentTopic) -> PubsubTopic {
-        self.sharding.pubsub_topic(topic)
+        self.inner.sharding.pubsub_topic(topic)
     }
 
     /// Publishes `payload` on `topic`, stamped with the current time.
@@ -230,7 +238,8 @@ impl Node {
         pubsub_topic: PubsubTopic,
         message: WakuMessage,
     ) -> Result<MessageHash, Error> {
-        self.pipeline
+        self.inner
+            .pipeline
             .send(Outbound(Outgoing::new(pubsub_topic, message)))
             .await?
     }
@@ -248,9 +257,14 @@ impl Node {
             shards.insert(self.pubsub_topic(topic));
         }
         for shard in shards {
-            self.transport.subscribe.send(Subscribe(shard)).await??;
+            self.inner
+                .transport
+                .subscribe
+                .send(Subscribe(shard))
+                .await??;
         }
         let rx = self
+            .inner
             .pipeline
             .send(AddSubscriber {
                 topics: Some(names),
@@ -263,6 +277,7 @@ impl Node {
     /// Receives every message on every subscribed pubsub topic.
     pub async fn subscribe_all(&self) -> Result<Subscription, Error> {
         let rx = self
+            .inner
             .pipeline
             .send(AddSubscriber {
                 topics: None,
@@ -274,27 +289,32 @@ impl Node {
 
     /// Connects to a peer.
     pub async fn dial(&self, address: &str) -> Result<transport::PeerId, Error> {
-        Ok(self.transport.dial.send(Dial(address.to_owned())).await??)
+        Ok(self
+            .inner
+            .transport
+            .dial
+            .send(Dial(address.to_owned()))
+            .await??)
     }
 
     /// The transport's view of the network.
     pub async fn status(&self) -> Result<Status, Error> {
-        Ok(self.transport.status.send(GetStatus).await?)
+        Ok(self.inner.transport.status.send(GetStatus).await?)
     }
 
     /// The pipeline's counters.
     pub async fn stats(&self) -> Result<Stats, Error> {
-        Ok(self.pipeline.send(GetStats).await?)
+        Ok(self.inner.pipeline.send(GetStats).await?)
     }
 
     /// The transport's metrics (when it is the libp2p transport).
     pub fn transport_metrics(&self) -> &murmur_transport::Metrics {
-        &self.metrics
+        &self.inner.metrics
     }
 
     /// Where `/metrics` is served, if enabled.
     pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
-        self.metrics_addr
+        self.inner.metrics_addr
     }
 
     /// Waits until at least `n` peers receive what this node publishes on `topic`.

@@ -7,7 +7,6 @@ use murmur_core::{
     transport::{self, Dial, Event, GetStatus, Publish, Status, Subscribe, Unsubscribe},
     MessageHash, PubsubTopic,
 };
-use tokio::sync::mpsc;
 
 use crate::{Config, Error, Node};
 
@@ -26,7 +25,7 @@ pub struct Transport {
     config: Config,
     events: Recipient<Event>,
     node: Option<Node>,
-    started: Option<(Node, mpsc::Receiver<Event>)>,
+    started: Option<Node>,
     topics: BTreeSet<PubsubTopic>,
 }
 
@@ -38,7 +37,7 @@ impl Transport {
         config: Config,
         events: Recipient<Event>,
     ) -> Result<(Addr<Self>, Node), Error> {
-        let (node, rx) = Node::start(config.clone()).await?;
+        let node = Node::start_for(config.clone(), events.clone()).await?;
         let mut config = config;
         config.listen = node.bound_addrs().to_vec();
         let handle = node.clone();
@@ -46,14 +45,13 @@ impl Transport {
             config,
             events,
             node: None,
-            started: Some((node, rx)),
+            started: Some(node),
             topics: BTreeSet::new(),
         });
         Ok((addr, handle))
     }
 
-    fn attach(&mut self, node: Node, rx: mpsc::Receiver<Event>, ctx: &mut Context<Self>) {
-        actix::spawn(forward(rx, self.events.clone()));
+    fn attach(&mut self, node: Node, ctx: &mut Context<Self>) {
         ctx.spawn(node.died().into_actor(self).map(|panic, _, ctx| {
             tracing::error!(%panic, "transport crashed; the supervisor restarts it");
             ctx.stop();
@@ -76,12 +74,12 @@ impl Transport {
     fn rebuild(&mut self, ctx: &mut Context<Self>) {
         let config = self.config.clone();
         ctx.wait(
-            Node::start(config)
+            Node::start_for(config, self.events.clone())
                 .into_actor(self)
                 .map(|result, act, ctx| match result {
-                    Ok((node, rx)) => {
+                    Ok(node) => {
                         tracing::info!(peer = %node.peer_id(), "transport restarted");
-                        act.attach(node, rx, ctx);
+                        act.attach(node, ctx);
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "transport could not restart; retrying");
@@ -96,30 +94,13 @@ impl Transport {
     }
 }
 
-/// Moves events to the pipeline with backpressure: a full mailbox makes this
-/// task wait, and the node's bounded buffer absorbs the burst.
-async fn forward(mut rx: mpsc::Receiver<Event>, to: Recipient<Event>) {
-    while let Some(mut event) = rx.recv().await {
-        loop {
-            match to.try_send(event) {
-                Ok(()) => break,
-                Err(SendError::Full(back)) => {
-                    event = back;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                Err(SendError::Closed(_)) => return,
-            }
-        }
-    }
-}
-
 impl Actor for Transport {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX);
         match self.started.take() {
-            Some((node, rx)) => self.attach(node, rx, ctx),
+            Some(node) => self.attach(node, ctx),
             None => self.rebuild(ctx),
         }
     }

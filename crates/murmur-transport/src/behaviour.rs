@@ -28,14 +28,7 @@ pub(crate) struct Behaviour {
 
 impl Behaviour {
     pub(crate) fn new(keypair: &Keypair) -> Result<Self, Error> {
-        let mut relay = gossipsub::Behaviour::new(
-            gossipsub::MessageAuthenticity::Anonymous,
-            relay_config().map_err(|e| Error::Build(e.to_string()))?,
-        )
-        .map_err(|e| Error::Build(e.to_owned()))?;
-        relay
-            .with_peer_score(score_params(), score_thresholds())
-            .map_err(Error::Build)?;
+        let relay = relay_behaviour()?;
         let identify = identify::Behaviour::new(
             identify::Config::new("/ipfs/id/1.0.0".to_owned(), keypair.public())
                 .with_agent_version(format!("murmur/{}", env!("CARGO_PKG_VERSION"))),
@@ -47,6 +40,20 @@ impl Behaviour {
             streams: libp2p_stream::Behaviour::new(),
         })
     }
+}
+
+/// Gossipsub as 11/WAKU2-RELAY: anonymous, [`relay_config`], nwaku's peer
+/// scoring. Public so that benchmarks can run bare gossipsub exactly as murmur does.
+pub fn relay_behaviour() -> Result<gossipsub::Behaviour, Error> {
+    let mut relay = gossipsub::Behaviour::new(
+        gossipsub::MessageAuthenticity::Anonymous,
+        relay_config().map_err(|e| Error::Build(e.to_string()))?,
+    )
+    .map_err(|e| Error::Build(e.to_owned()))?;
+    relay
+        .with_peer_score(score_params(), score_thresholds())
+        .map_err(Error::Build)?;
+    Ok(relay)
 }
 
 /// The gossipsub configuration of 11/WAKU2-RELAY, with nwaku's parameters.

@@ -43,7 +43,7 @@ mod node;
 #[cfg(feature = "fault-injection")]
 pub use actor::InjectPanic;
 pub use actor::Transport;
-pub use behaviour::relay_config;
+pub use behaviour::{relay_behaviour, relay_config};
 pub use config::Config;
 pub use error::Error;
 pub use metrics::{Metrics, RejectReason};

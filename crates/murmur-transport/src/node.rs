@@ -1,5 +1,6 @@
+use actix::{dev::SendError, Recipient};
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeSet, HashMap, VecDeque},
     future::Future,
     panic::AssertUnwindSafe,
     time::{Duration, Instant},
@@ -23,10 +24,7 @@ use murmur_core::{
 };
 use murmur_proto::{metadata::Metadata, MAX_WAKU_MESSAGE_LEN};
 use prost::Message as _;
-use tokio::{
-    sync::{mpsc, oneshot, watch},
-    task::JoinHandle,
-};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
     behaviour::{topic_score_params, Behaviour, BehaviourEvent},
@@ -40,6 +38,8 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(20);
 const REDIAL_MIN: Duration = Duration::from_secs(1);
 const REDIAL_MAX: Duration = Duration::from_secs(60);
 const REDIAL_TICK: Duration = Duration::from_millis(250);
+/// How often a backlog of events is offered again to a consumer that was full.
+const FLUSH_TICK: Duration = Duration::from_millis(1);
 
 type Reply<T> = oneshot::Sender<Result<T, transport::Error>>;
 
@@ -66,9 +66,9 @@ enum Command {
     Panic,
 }
 
-/// A running Waku node: the swarm lives in a task of its own, driven through a
-/// bounded command channel. Cloning shares the node; the task stops when the
-/// last clone is dropped.
+/// A running Waku node: the swarm lives on a thread of its own, driven through
+/// a bounded command channel. Cloning shares the node; the thread stops when
+/// the last clone is dropped.
 #[derive(Clone)]
 pub struct Node {
     commands: mpsc::Sender<Command>,
@@ -76,15 +76,6 @@ pub struct Node {
     listen_addrs: Vec<Multiaddr>,
     bound: Vec<Multiaddr>,
     died: watch::Receiver<Option<String>>,
-    _task: std::sync::Arc<AbortOnDrop>,
-}
-
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 impl Node {
@@ -93,120 +84,56 @@ impl Node {
     ///
     /// Must be called inside a tokio runtime (actix's is one).
     pub async fn start(config: Config) -> Result<(Self, mpsc::Receiver<Event>), Error> {
+        let (tx, rx) = mpsc::channel(config.event_buffer);
+        let node = Self::start_with(config, Sink::Channel(tx)).await?;
+        Ok((node, rx))
+    }
+
+    /// Like [`Node::start`], but events go straight to an actor: one hop less
+    /// on the hot path than a channel and a forwarding task.
+    pub async fn start_for(config: Config, events: Recipient<Event>) -> Result<Self, Error> {
+        Self::start_with(config, Sink::Actor(events)).await
+    }
+
+    async fn start_with(config: Config, sink: Sink) -> Result<Self, Error> {
         for addr in &config.static_peers {
             if peer_of(addr).is_none() {
                 return Err(Error::StaticPeerWithoutId(addr.clone()));
             }
         }
-        let mut swarm = build_swarm(&config).await?;
-        let mut control = swarm.behaviour().streams.new_control();
-        // Protocols must be registered before any connection exists: js-waku
-        // does not support identify push and would never learn of them.
-        let incoming = control
-            .accept(metadata::PROTOCOL)
-            .map_err(|e| Error::Build(e.to_string()))?;
-
-        let mut pending = HashMap::new();
-        for addr in &config.listen {
-            let id = swarm.listen_on(addr.clone()).map_err(|e| Error::Listen {
-                address: addr.clone(),
-                reason: root_cause(&e),
-            })?;
-            pending.insert(id, addr.clone());
-        }
-        let peer_id = *swarm.local_peer_id();
-        let mut listen_addrs = Vec::new();
-        let mut bound = Vec::new();
-        let deadline = tokio::time::Instant::now() + LISTEN_TIMEOUT;
-        while !pending.is_empty() {
-            let event = tokio::time::timeout_at(deadline, swarm.select_next_some())
-                .await
-                .map_err(|_| Error::Build("listeners did not come up in time".to_owned()))?;
-            match event {
-                SwarmEvent::NewListenAddr {
-                    listener_id,
-                    address,
-                } => {
-                    if let Some(requested) = pending.remove(&listener_id) {
-                        bound.push(with_port_of(&requested, &address));
-                    }
-                    listen_addrs.push(address.with(Protocol::P2p(peer_id)));
-                }
-                SwarmEvent::ListenerClosed {
-                    listener_id,
-                    reason,
-                    ..
-                } if pending.contains_key(&listener_id) => {
-                    let address = pending
-                        .remove(&listener_id)
-                        .unwrap_or_else(Multiaddr::empty);
-                    let reason = match reason {
-                        Ok(()) => "closed".to_owned(),
-                        Err(e) => root_cause(&e),
-                    };
-                    return Err(Error::Listen { address, reason });
-                }
-                _ => {}
-            }
-        }
-
-        let ours = Metadata::new(
-            u32::from(config.cluster()),
-            config.shards.iter().map(|&s| u32::from(s)),
-        );
-        let (reports_tx, reports) = mpsc::channel(REPORT_BUFFER);
         let (commands, command_rx) = mpsc::channel(COMMAND_BUFFER);
-        let (events_tx, events) = mpsc::channel(config.event_buffer);
+        let (ready_tx, ready_rx) = oneshot::channel();
         let (died_tx, died) = watch::channel(None);
-
-        let mut driver = Driver {
-            swarm,
-            control,
-            ours: ours.clone(),
-            cluster: config.cluster(),
-            commands: command_rx,
-            events: events_tx,
-            reports,
-            reports_tx: reports_tx.clone(),
-            metrics: config.metrics.clone(),
-            static_peers: config
-                .static_peers
-                .iter()
-                .filter_map(|a| Some((peer_of(a)?, StaticPeer::new(a.clone()))))
-                .collect(),
-            waiters: HashMap::new(),
-            anonymous_dials: HashMap::new(),
-            addresses: HashMap::new(),
-            confirmed: BTreeSet::new(),
-        };
-        driver.dial_static_peers();
-
-        let task = tokio::spawn(async move {
-            let serve = tokio::spawn(metadata::serve(incoming, ours, reports_tx));
-            let outcome = AssertUnwindSafe(driver.run()).catch_unwind().await;
-            serve.abort();
-            if let Err(panic) = outcome {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".to_owned());
-                tracing::error!(panic = %message, "transport task panicked");
-                let _ = died_tx.send(Some(message));
-            }
-        });
-
-        Ok((
-            Self {
-                commands,
-                peer_id,
-                listen_addrs,
-                bound,
-                died,
-                _task: std::sync::Arc::new(AbortOnDrop(task)),
-            },
-            events,
-        ))
+        // The swarm gets a thread and a runtime of its own, so that the
+        // network keeps its pace whatever the application's actors are doing.
+        // It ends by itself once the last `Node` clone, and with it the
+        // command channel, is gone.
+        std::thread::Builder::new()
+            .name("murmur-net".to_owned())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(Error::Build(e.to_string())));
+                        return;
+                    }
+                };
+                runtime.block_on(run_network(config, sink, command_rx, ready_tx, died_tx));
+            })
+            .map_err(|e| Error::Build(format!("cannot start the network thread: {e}")))?;
+        let started = ready_rx
+            .await
+            .map_err(|_| Error::Build("the network thread ended during start".to_owned()))??;
+        Ok(Self {
+            commands,
+            peer_id: started.peer_id,
+            listen_addrs: started.listen_addrs,
+            bound: started.bound,
+            died,
+        })
     }
 
     /// This node's peer id.
@@ -310,12 +237,153 @@ impl Node {
         command: impl FnOnce(Reply<T>) -> Command,
     ) -> Result<T, transport::Error> {
         let (reply, rx) = oneshot::channel();
-        self.commands
-            .send(command(reply))
-            .await
-            .map_err(|_| transport::Error::Stopped)?;
+        // Most of the time there is room: skip the await.
+        match self.commands.try_send(command(reply)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(command)) => self
+                .commands
+                .send(command)
+                .await
+                .map_err(|_| transport::Error::Stopped)?,
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(transport::Error::Stopped),
+        }
         rx.await.map_err(|_| transport::Error::Stopped)?
     }
+}
+
+/// What the network thread reports once it listens.
+struct Started {
+    peer_id: PeerId,
+    listen_addrs: Vec<Multiaddr>,
+    bound: Vec<Multiaddr>,
+}
+
+/// Builds the swarm, binds, reports, then drives it until every `Node` clone
+/// is gone or it panics.
+async fn run_network(
+    config: Config,
+    sink: Sink,
+    commands: mpsc::Receiver<Command>,
+    ready: oneshot::Sender<Result<Started, Error>>,
+    died: watch::Sender<Option<String>>,
+) {
+    let (mut driver, incoming, ours, started) = match prepare(&config, sink, commands).await {
+        Ok(parts) => parts,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    if ready.send(Ok(started)).is_err() {
+        return;
+    }
+    let serve = tokio::spawn(metadata::serve(incoming, ours, driver.reports_tx.clone()));
+    driver.dial_static_peers();
+    let outcome = AssertUnwindSafe(driver.run()).catch_unwind().await;
+    serve.abort();
+    // Free the ports before anyone hears of the crash and rebinds them.
+    drop(driver);
+    if let Err(panic) = outcome {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned());
+        tracing::error!(panic = %message, "transport task panicked");
+        let _ = died.send(Some(message));
+    }
+}
+
+async fn prepare(
+    config: &Config,
+    sink: Sink,
+    commands: mpsc::Receiver<Command>,
+) -> Result<(Driver, libp2p_stream::IncomingStreams, Metadata, Started), Error> {
+    let mut swarm = build_swarm(config).await?;
+    let mut control = swarm.behaviour().streams.new_control();
+    // Protocols must be registered before any connection exists: js-waku
+    // does not support identify push and would never learn of them.
+    let incoming = control
+        .accept(metadata::PROTOCOL)
+        .map_err(|e| Error::Build(e.to_string()))?;
+
+    let mut pending = HashMap::new();
+    for addr in &config.listen {
+        let id = swarm.listen_on(addr.clone()).map_err(|e| Error::Listen {
+            address: addr.clone(),
+            reason: root_cause(&e),
+        })?;
+        pending.insert(id, addr.clone());
+    }
+    let peer_id = *swarm.local_peer_id();
+    let mut listen_addrs = Vec::new();
+    let mut bound = Vec::new();
+    let deadline = tokio::time::Instant::now() + LISTEN_TIMEOUT;
+    while !pending.is_empty() {
+        let event = tokio::time::timeout_at(deadline, swarm.select_next_some())
+            .await
+            .map_err(|_| Error::Build("listeners did not come up in time".to_owned()))?;
+        match event {
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } => {
+                if let Some(requested) = pending.remove(&listener_id) {
+                    bound.push(with_port_of(&requested, &address));
+                }
+                listen_addrs.push(address.with(Protocol::P2p(peer_id)));
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } if pending.contains_key(&listener_id) => {
+                let address = pending
+                    .remove(&listener_id)
+                    .unwrap_or_else(Multiaddr::empty);
+                let reason = match reason {
+                    Ok(()) => "closed".to_owned(),
+                    Err(e) => root_cause(&e),
+                };
+                return Err(Error::Listen { address, reason });
+            }
+            _ => {}
+        }
+    }
+
+    let ours = Metadata::new(
+        u32::from(config.cluster()),
+        config.shards.iter().map(|&s| u32::from(s)),
+    );
+    let (reports_tx, reports) = mpsc::channel(REPORT_BUFFER);
+    let driver = Driver {
+        swarm,
+        control,
+        ours: ours.clone(),
+        cluster: config.cluster(),
+        commands,
+        sink,
+        backlog: VecDeque::new(),
+        backlog_limit: config.event_buffer,
+        reports,
+        reports_tx,
+        metrics: config.metrics.clone(),
+        static_peers: config
+            .static_peers
+            .iter()
+            .filter_map(|a| Some((peer_of(a)?, StaticPeer::new(a.clone()))))
+            .collect(),
+        waiters: HashMap::new(),
+        anonymous_dials: HashMap::new(),
+        addresses: HashMap::new(),
+        confirmed: BTreeSet::new(),
+    };
+    let started = Started {
+        peer_id,
+        listen_addrs,
+        bound,
+    };
+    Ok((driver, incoming, ours, started))
 }
 
 async fn build_swarm(config: &Config) -> Result<Swarm<Behaviour>, Error> {
@@ -342,6 +410,28 @@ async fn build_swarm(config: &Config) -> Result<Swarm<Behaviour>, Error> {
         .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
         .build();
     Ok(swarm)
+}
+
+/// Where events go.
+enum Sink {
+    Channel(mpsc::Sender<Event>),
+    Actor(Recipient<Event>),
+}
+
+impl Sink {
+    /// `Err(Some(event))` when full, `Err(None)` when the consumer is gone.
+    fn try_send(&self, event: Event) -> Result<(), Option<Event>> {
+        match self {
+            Self::Channel(tx) => tx.try_send(event).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(event) => Some(event),
+                mpsc::error::TrySendError::Closed(_) => None,
+            }),
+            Self::Actor(to) => to.try_send(event).map_err(|e| match e {
+                SendError::Full(event) => Some(event),
+                SendError::Closed(_) => None,
+            }),
+        }
+    }
 }
 
 struct StaticPeer {
@@ -377,7 +467,10 @@ struct Driver {
     ours: Metadata,
     cluster: u16,
     commands: mpsc::Receiver<Command>,
-    events: mpsc::Sender<Event>,
+    sink: Sink,
+    /// Events the consumer had no room for yet, oldest first.
+    backlog: VecDeque<Event>,
+    backlog_limit: usize,
     reports: mpsc::Receiver<metadata::Report>,
     reports_tx: mpsc::Sender<metadata::Report>,
     metrics: Metrics,
@@ -392,8 +485,11 @@ impl Driver {
     async fn run(&mut self) {
         let mut redial = tokio::time::interval(REDIAL_TICK);
         redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut flush = tokio::time::interval(FLUSH_TICK);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = flush.tick(), if !self.backlog.is_empty() => self.flush(),
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 command = self.commands.recv() => match command {
                     Some(command) => self.on_command(command),
@@ -600,7 +696,7 @@ impl Driver {
                 propagation_source,
                 message_id,
                 message,
-            })) => self.on_relay_message(propagation_source, &message_id, &message),
+            })) => self.on_relay_message(propagation_source, &message_id, message),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(
                 libp2p::identify::Event::Received { peer_id, info, .. },
             )) => {
@@ -714,7 +810,7 @@ impl Driver {
         &mut self,
         source: PeerId,
         id: &gossipsub::MessageId,
-        message: &gossipsub::Message,
+        message: gossipsub::Message,
     ) {
         let relay = &mut self.swarm.behaviour_mut().relay;
         match check(message) {
@@ -794,26 +890,57 @@ impl Driver {
         });
     }
 
+    /// Hands an event to the consumer without waiting: what it cannot take now
+    /// waits in a bounded backlog, in order; beyond that, deliveries are
+    /// dropped and counted (gossip still forwards them to other peers).
     fn emit(&mut self, event: Event) {
-        if let Err(mpsc::error::TrySendError::Full(event)) = self.events.try_send(event) {
-            self.metrics.inc_dropped();
-            tracing::warn!(?event, "event consumer is behind; event dropped");
+        self.flush();
+        if self.backlog.is_empty() {
+            match self.sink.try_send(event) {
+                Ok(()) => return,
+                Err(Some(event)) => self.backlog.push_back(event),
+                Err(None) => return,
+            }
+        } else {
+            self.backlog.push_back(event);
+        }
+        if self.backlog.len() > self.backlog_limit {
+            if let Some(event) = self.backlog.pop_front() {
+                self.metrics.inc_dropped();
+                tracing::warn!(?event, "event consumer is behind; event dropped");
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        while let Some(event) = self.backlog.pop_front() {
+            match self.sink.try_send(event) {
+                Ok(()) => {}
+                Err(Some(event)) => {
+                    self.backlog.push_front(event);
+                    return;
+                }
+                Err(None) => self.backlog.clear(),
+            }
         }
     }
 }
 
 /// Relay validation: the checks every Waku implementation applies.
-fn check(message: &gossipsub::Message) -> Result<Delivery, RejectReason> {
+fn check(message: gossipsub::Message) -> Result<Delivery, RejectReason> {
     let topic: PubsubTopic = message
         .topic
         .as_str()
         .parse()
         .map_err(|_| RejectReason::BadTopic)?;
-    if message.data.len() > MAX_WAKU_MESSAGE_LEN {
+    let len = message.data.len();
+    if len > MAX_WAKU_MESSAGE_LEN {
         return Err(RejectReason::TooLarge);
     }
-    let waku = WakuMessage::decode(message.data.as_slice()).map_err(|_| RejectReason::Malformed)?;
-    transport::validate(&waku, message.data.len()).map_err(|e| match e {
+    // Decoding from `Bytes` lets the payload share the received buffer.
+    let waku = WakuMessage::decode(bytes::Bytes::from(message.data))
+        .map_err(|_| RejectReason::Malformed)?;
+    transport::validate(&waku, len).map_err(|e| match e {
         transport::Error::TooLarge { .. } => RejectReason::TooLarge,
         transport::Error::Invalid("empty payload") => RejectReason::EmptyPayload,
         transport::Error::Invalid("empty content topic") => RejectReason::EmptyContentTopic,
@@ -894,7 +1021,7 @@ mod tests {
     fn validation_rejects_what_waku_peers_reject() {
         let topic = "/waku/2/rs/1/0";
         let ok = WakuMessage::new("/a/1/b/c", vec![1]).encode_to_vec();
-        assert!(check(&gossip(topic, ok.clone())).is_ok());
+        assert!(check(gossip(topic, ok.clone())).is_ok());
         let cases = [
             (
                 gossip("/waku/2/default-waku/proto", ok),
@@ -927,7 +1054,7 @@ mod tests {
             ),
         ];
         for (message, reason) in cases {
-            assert_eq!(check(&message).unwrap_err(), reason);
+            assert_eq!(check(message).unwrap_err(), reason);
         }
     }
 }
