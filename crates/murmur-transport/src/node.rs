@@ -418,18 +418,28 @@ enum Sink {
     Actor(Recipient<Event>),
 }
 
+/// What became of an event offered to the consumer.
+enum Offer {
+    Taken,
+    /// No room now; here it is back.
+    Full(Event),
+    /// The consumer is gone.
+    Gone,
+}
+
 impl Sink {
-    /// `Err(Some(event))` when full, `Err(None)` when the consumer is gone.
-    fn try_send(&self, event: Event) -> Result<(), Option<Event>> {
+    fn offer(&self, event: Event) -> Offer {
         match self {
-            Self::Channel(tx) => tx.try_send(event).map_err(|e| match e {
-                mpsc::error::TrySendError::Full(event) => Some(event),
-                mpsc::error::TrySendError::Closed(_) => None,
-            }),
-            Self::Actor(to) => to.try_send(event).map_err(|e| match e {
-                SendError::Full(event) => Some(event),
-                SendError::Closed(_) => None,
-            }),
+            Self::Channel(tx) => match tx.try_send(event) {
+                Ok(()) => Offer::Taken,
+                Err(mpsc::error::TrySendError::Full(event)) => Offer::Full(event),
+                Err(mpsc::error::TrySendError::Closed(_)) => Offer::Gone,
+            },
+            Self::Actor(to) => match to.try_send(event) {
+                Ok(()) => Offer::Taken,
+                Err(SendError::Full(event)) => Offer::Full(event),
+                Err(SendError::Closed(_)) => Offer::Gone,
+            },
         }
     }
 }
@@ -896,10 +906,9 @@ impl Driver {
     fn emit(&mut self, event: Event) {
         self.flush();
         if self.backlog.is_empty() {
-            match self.sink.try_send(event) {
-                Ok(()) => return,
-                Err(Some(event)) => self.backlog.push_back(event),
-                Err(None) => return,
+            match self.sink.offer(event) {
+                Offer::Taken | Offer::Gone => return,
+                Offer::Full(event) => self.backlog.push_back(event),
             }
         } else {
             self.backlog.push_back(event);
@@ -914,13 +923,13 @@ impl Driver {
 
     fn flush(&mut self) {
         while let Some(event) = self.backlog.pop_front() {
-            match self.sink.try_send(event) {
-                Ok(()) => {}
-                Err(Some(event)) => {
+            match self.sink.offer(event) {
+                Offer::Taken => {}
+                Offer::Full(event) => {
                     self.backlog.push_front(event);
                     return;
                 }
-                Err(None) => self.backlog.clear(),
+                Offer::Gone => self.backlog.clear(),
             }
         }
     }
