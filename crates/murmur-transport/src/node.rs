@@ -419,6 +419,8 @@ enum Sink {
 }
 
 /// What became of an event offered to the consumer.
+// Lives for one match, never stored: boxing the event would cost more.
+#[allow(clippy::large_enum_variant)]
 enum Offer {
     Taken,
     /// No room now; here it is back.
