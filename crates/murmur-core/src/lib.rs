@@ -27,6 +27,7 @@ pub mod groups;
 pub mod hook;
 mod id;
 pub mod storage;
+pub mod store;
 pub mod sync;
 mod topic;
 pub mod transport;

@@ -3,9 +3,10 @@
 //! - [`MemoryNetwork`]: an in-memory transport stage, for tests and examples
 //!   that need no sockets.
 //! - [`Probe`]: an actor that collects a stage's events for assertions.
-//! - [`transport_conformance_tests!`]: the transport stage's conformance
-//!   suite. The libp2p transport and the memory transport run it; a
-//!   third-party transport runs the same macro.
+//! - [`MemoryStorage`]: the persistence stage in memory.
+//! - [`transport_conformance_tests!`] and [`storage_conformance_tests!`]: the
+//!   conformance suites of the transport and persistence stages. murmur's own
+//!   stages run them; a third-party stage runs the same macro.
 //!
 //! ```
 //! use murmur_core::{transport::{Publish, Subscribe}, PubsubTopic, WakuMessage};
@@ -27,9 +28,12 @@
 
 pub mod conformance;
 mod memory;
+mod memory_storage;
 mod probe;
+pub mod storage_conformance;
 
 pub use memory::{MemoryNetwork, MemoryTransport};
+pub use memory_storage::MemoryStorage;
 pub use probe::{Events, Probe};
 
 /// Runs `future` to completion on a fresh actix system: what the conformance

@@ -1,0 +1,385 @@
+//! The persistence stage's conformance suite. `$start` is an
+//! `async fn() -> murmur_core::storage::Handle` that starts an empty store.
+
+use std::{future::Future, time::Duration};
+
+use murmur_core::{
+    storage::{self, Cursor, Enqueue, LoadCursor, MarkSent, Pending, Prune, SaveCursor, SaveRaw},
+    store::{Page, Query},
+    Delivery, MessageHash, PubsubTopic, WakuMessage,
+};
+
+/// Runs the persistence stage's suite against `$start`.
+#[macro_export]
+macro_rules! storage_conformance_tests {
+    ($start:path) => {
+        mod storage_conformance {
+            use super::*;
+
+            macro_rules! case {
+                ($name:ident) => {
+                    #[test]
+                    fn $name() {
+                        $crate::run($crate::storage_conformance::$name($start));
+                    }
+                };
+            }
+
+            case!(saves_once_and_skips_ephemeral);
+            case!(round_trips_messages_byte_for_byte);
+            case!(filters_by_topic_and_time);
+            case!(pages_forward_with_an_exclusive_cursor);
+            case!(pages_backward_newest_first_each_page_ascending);
+            case!(answers_the_final_query_with_an_empty_page);
+            case!(looks_up_hashes_with_and_without_data);
+            case!(refuses_bad_queries);
+            case!(prunes_by_count_and_age);
+            case!(keeps_an_outbox);
+            case!(keeps_cursors);
+        }
+    };
+}
+
+fn topic(n: u16) -> PubsubTopic {
+    format!("/waku/2/rs/1/{n}").parse().expect("valid topic")
+}
+
+fn delivery(shard: u16, content: &str, timestamp: i64, tag: u32) -> Delivery {
+    let message = WakuMessage::new(content, format!("message {tag}").into_bytes())
+        .with_timestamp(timestamp)
+        .with_meta(tag.to_be_bytes().to_vec());
+    Delivery::new(topic(shard), message)
+}
+
+async fn save(store: &storage::Handle, d: &Delivery) -> bool {
+    store
+        .save_raw
+        .send(SaveRaw(d.clone()))
+        .await
+        .expect("store alive")
+        .expect("save succeeds")
+}
+
+async fn query(store: &storage::Handle, q: Query) -> Result<Page, storage::Error> {
+    store
+        .query
+        .send(storage::Query(q))
+        .await
+        .expect("store alive")
+}
+
+fn hashes(page: &Page) -> Vec<MessageHash> {
+    page.messages.iter().map(|m| m.hash).collect()
+}
+
+/// `n` messages on shard 1, content topic `/c/1/a/proto`, timestamps 1000, 1010, ...
+async fn fill(store: &storage::Handle, n: u32) -> Vec<Delivery> {
+    let mut all = Vec::new();
+    for i in 0..n {
+        let d = delivery(1, "/c/1/a/proto", 1000 + 10 * i64::from(i), i);
+        assert!(save(store, &d).await);
+        all.push(d);
+    }
+    all
+}
+
+/// A hash is stored once; ephemeral messages are never stored.
+pub async fn saves_once_and_skips_ephemeral<F, Fut>(start: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = storage::Handle>,
+{
+    let store = start().await;
+    let d = delivery(1, "/c/1/a/proto", 5, 1);
+    assert!(save(&store, &d).await);
+    assert!(!save(&store, &d).await, "a duplicate is not new");
+    let mut ephemeral = delivery(1, "/c/1/a/proto", 6, 2);
+    ephemeral.message.ephemeral = Some(true);
+    assert!(!save(&store, &ephemeral).await);
+    let page = query(&store, Query::content(None, Vec::new()))
+        .await
+        .unwrap();
+    assert_eq!(hashes(&page), vec![d.hash]);
+}
+
+/// What comes back is what went in, every field.
+pub async fn round_trips_messages_byte_for_byte<F, Fut>(start: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = storage::Handle>,
+{
+    let store = start().await;
+    let mut d = delivery(3, "/c/1/b/proto", -7, 9);
+    d.message.rate_limit_proof = Some(vec![1, 2, 3].into());
+    d.message.version = Some(1);
+    let d = Delivery::new(d.pubsub_topic, d.message);
+    save(&store, &d).await;
+    let page = query(&store, Query::hashes(vec![d.hash])).await.unwrap();
+    let got = &page.messages[0];
+    assert_eq!(got.hash, d.hash);
+    assert_eq!(got.pubsub_topic.as_ref(), Some(&d.pubsub_topic));
+    assert_eq!(got.message.as_ref(), Some(&d.message));
+}
+
+/// Content queries select by pubsub topic, content topics and a half-open time range.
+pub async fn filters_by_topic_and_time<F, Fut>(start: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = storage::Handle>,
+{
+    let store = start().await;
+    let a1 = delivery(1, "/c/1/a/proto", 100, 1);
+    let b1 = delivery(1, "/c/1/b/proto", 200, 2);
+    let a2 = delivery(2, "/c/1/a/proto", 300, 3);
+    let a1_late = delivery(1, "/c/1/a/proto", 400, 4);
+    for d in [&a1_late, &b1, &a2, &a1] {
+        save(&store, d).await;
+    }
+    let only_a_on_1 = Query::content(Some(topic(1)), vec!["/c/1/a/proto".into()]);
+    let page = query(&store, only_a_on_1.clone()).await.unwrap();
+    assert_eq!(
+        hashes(&page),
+        vec![a1.hash, a1_late.hash],
+        "ascending by time"
+    );
+    let both = Query::content(
+        Some(topic(1)),
+        vec!["/c/1/a/proto".into(), "/c/1/b/proto".into()],
+    );
+    let page = query(&store, both).await.unwrap();
+    assert_eq!(hashes(&page), vec![a1.hash, b1.hash, a1_late.hash]);
+    let ranged = only_a_on_1.with_time(Some(100), Some(400));
+    let page = query(&store, ranged).await.unwrap();
+    assert_eq!(
+        hashes(&page),
+        vec![a1.hash],
+        "start inclusive, end exclusive"
+    );
+    let everything = query(&store, Query::content(None, Vec::new()))
+        .await
+        .unwrap();
+    assert_eq!(everything.messages.len(), 4);
+}
+
+async fn collect(store: &storage::Handle, q: Query) -> (Vec<MessageHash>, usize) {
+    let mut q = q;
+    let mut all = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = query(store, q.clone()).await.unwrap();
+        pages += 1;
+        assert!(page.messages.len() <= q.limit);
+        let mut ordered = page.messages.clone();
+        ordered.sort_by_key(|m| {
+            m.message
+                .as_ref()
+                .map(|m| (m.timestamp.unwrap_or(0), m.content_topic.clone()))
+        });
+        assert_eq!(ordered, page.messages, "every page is in ascending order");
+        if q.forward {
+            all.extend(hashes(&page));
+        } else {
+            let mut h = hashes(&page);
+            h.extend(all);
+            all = h;
+        }
+        match page.cursor {
+            Some(c) => q = q.with_cursor(Some(c)),
+            None => break,
+        }
+        assert!(pages < 100, "paging does not end");
+    }
+    (all, pages)
+}
+
+/// 45 messages come back in pages of 20, 20 and 5, each exactly once, in order.
+pub async fn pages_forward_with_an_exclusive_cursor<F, Fut>(start: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = storage::Handle>,
+{
+    let store = start().await;
+    let all = fill(&store, 45).await;
+    let q = Query::content(Some(topic(1)), vec!["/c/1/a/proto".into()]);
+    let (got, pages) = collect(&store, q).await;
+    assert_eq!(pages, 3);
+    assert_eq!(got, all.iter().map(|d| d.hash).collect::<Vec<_>>());
+}
+
+/// Backward pages start at the newest; each page is still oldest first.
+pub async fn pages_backward_newest_first_each_page_ascending<F, Fut>(start: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = storage::Handle>,
+{
+    let store = start().await;
+    let all = fill(&store, 45).await;
+    let q = Query::content(Some(topic(1)), vec!["/c/1/a/proto".into()])
+        .with_forward(false)
+        .with_limit(20);
+    let first = query(&store, q.clone()).await.unwrap();
+    assert_eq!(
+        hashes(&first),
+        all[25..].iter().map(|d| d.hash).collect::<Vec<_>>(),
+        "the newest 20, ascending"
+    );
+    let (got, pages) = collect(&store, q).await;
+    assert_eq!(pages, 3);
+    assert_eq!(got, all.iter().map(|d| d.hash).collect::<Vec<_>>());
+}
+
+/// js-waku pages with the hash of the last message it got until a page is
+/// empty: that final query gets an empty page, not an error.
+pub async fn answers_the_final_query_with_an_empty_page<F, Fut>(start: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = storage::Handle>,
+{
+    let store = start().await;
+    let all = fill(&store, 3).await;
+    let q =
+        Query::content(Some(topic(1)), vec!["/c/1/a/proto".into()]).with_cursor(Some(all[2].hash));
+    let page = query(&store, q).await.unwrap();
+    assert!(page.messages.is_empty());
+    assert_eq!(page.cursor, None);
+}
+
+/// Hash lookups return what is there; without data, only hashes.
+pub async fn looks_up_hashes_with_and_without_data<F, Fut>(start: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = storage::Handle>,
+{
+    let store = start().await;
+    let all = fill(&store, 5).await;
+    let missing = MessageHash([7; 32]);
+    let q = Query::hashes(vec![all[3].hash, missing, all[1].hash]);
+    let page = query(&store, q.clone()).await.unwrap();
+    assert_eq!(hashes(&page), vec![all[1].hash, all[3].hash]);
+    let mut presence = q;
+    presence.include_data = false;
+    let page = query(&store, presence).await.unwrap();
+    assert_eq!(hashes(&page), vec![all[1].hash, all[3].hash]);
+    assert!(page.messages.iter().all(|m| m.message.is_none()));
+}
+
+/// Queries that break the protocol's limits are refused with a typed error.
+pub async fn refuses_bad_queries<F, Fut>(start: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = storage::Handle>,
+{
+    let store = start().await;
+    fill(&store, 2).await;
+    let eleven = (0..11).map(|i| format!("/c/1/{i}/proto")).collect();
+    assert!(matches!(
+        query(&store, Query::content(Some(topic(1)), eleven)).await,
+        Err(storage::Error::BadQuery(_))
+    ));
+    let many = (0..101u8).map(|i| MessageHash([i; 32])).collect();
+    assert!(matches!(
+        query(&store, Query::hashes(many)).await,
+        Err(storage::Error::BadQuery(_))
+    ));
+    let unknown = Query::content(None, Vec::new()).with_cursor(Some(MessageHash([9; 32])));
+    assert!(matches!(
+        query(&store, unknown).await,
+        Err(storage::Error::UnknownCursor(_))
+    ));
+}
+
+/// Retention keeps the newest `max_count` and nothing older than `max_age`.
+pub async fn prunes_by_count_and_age<F, Fut>(start: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = storage::Handle>,
+{
+    let store = start().await;
+    let all = fill(&store, 10).await;
+    let deleted = store
+        .prune
+        .send(Prune::new(None, Some(3)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(deleted, 7);
+    let page = query(&store, Query::content(None, Vec::new()))
+        .await
+        .unwrap();
+    assert_eq!(
+        hashes(&page),
+        all[7..].iter().map(|d| d.hash).collect::<Vec<_>>()
+    );
+    let recent = delivery(1, "/c/1/a/proto", murmur_core::now_nanos(), 99);
+    save(&store, &recent).await;
+    let deleted = store
+        .prune
+        .send(Prune::new(Some(Duration::from_secs(60)), None))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(deleted, 3, "the old ones go");
+    let page = query(&store, Query::content(None, Vec::new()))
+        .await
+        .unwrap();
+    assert_eq!(hashes(&page), vec![recent.hash]);
+}
+
+/// The outbox keeps what is not yet sent, oldest first, once per message.
+pub async fn keeps_an_outbox<F, Fut>(start: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = storage::Handle>,
+{
+    let store = start().await;
+    let a = delivery(1, "/c/1/a/proto", 1, 1);
+    let b = delivery(1, "/c/1/a/proto", 2, 2);
+    for d in [&a, &b, &a] {
+        let hash = store
+            .enqueue
+            .send(Enqueue::new(d.pubsub_topic.clone(), d.message.clone()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(hash, d.hash);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let pending = store.pending.send(Pending).await.unwrap().unwrap();
+    assert_eq!(pending, vec![a.clone(), b.clone()]);
+    store
+        .mark_sent
+        .send(MarkSent(a.hash))
+        .await
+        .unwrap()
+        .unwrap();
+    let pending = store.pending.send(Pending).await.unwrap().unwrap();
+    assert_eq!(pending, vec![b]);
+}
+
+/// Cursors are saved, overwritten and loaded by name.
+pub async fn keeps_cursors<F, Fut>(start: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = storage::Handle>,
+{
+    let store = start().await;
+    let load = |name: &str| store.load_cursor.send(LoadCursor(name.to_owned()));
+    assert_eq!(load("bot").await.unwrap().unwrap(), None);
+    for timestamp in [5, 9] {
+        let cursor = Cursor {
+            timestamp,
+            hash: MessageHash([timestamp as u8; 32]),
+        };
+        store
+            .save_cursor
+            .send(SaveCursor {
+                name: "bot".into(),
+                cursor,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(load("bot").await.unwrap().unwrap(), Some(cursor));
+    }
+    assert_eq!(load("other").await.unwrap().unwrap(), None);
+}
