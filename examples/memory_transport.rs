@@ -10,10 +10,10 @@
 
 use libp2p::identity::Keypair;
 use murmur::{
-    core::{hook::Verdict, transport, ContentTopic},
+    core::{hook::Verdict, storage, transport, ContentTopic},
     node::{Builder, Config, Node},
 };
-use murmur_test_kit::MemoryNetwork;
+use murmur_test_kit::{MemoryNetwork, MemoryStorage};
 
 /// An inbound hook: drops messages that shout.
 struct NoShouting;
@@ -47,8 +47,9 @@ async fn node_on(
     let net = net.clone();
     Builder::new(config)
         .with_keypair(Keypair::generate_secp256k1())
-        // The only line that differs from a node on the real network.
+        // The two lines that differ from a node on the real network.
         .with_transport(move |cx| async move { Ok(transport::Handle::from(net.start(cx.events))) })
+        .with_storage(|_| async { Ok(storage::Handle::from(MemoryStorage::start())) })
         .with_hook(NoShouting)
         .start()
         .await

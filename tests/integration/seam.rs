@@ -6,11 +6,11 @@ use std::time::Duration;
 use murmur::{
     core::{
         hook::{BoxError, FailurePolicy, Hook, Outgoing, Verdict},
-        transport, ContentTopic, Delivery,
+        storage, transport, ContentTopic, Delivery,
     },
     node::{Builder, Config, Error, Node},
 };
-use murmur_test_kit::MemoryNetwork;
+use murmur_test_kit::{MemoryNetwork, MemoryStorage};
 
 use crate::support::WAIT;
 
@@ -18,9 +18,11 @@ async fn memory_node(net: &MemoryNetwork, hooks: Vec<Box<dyn FnOnce(Builder) -> 
     let dir = tempfile::tempdir().unwrap();
     let config = Config::new(dir.path());
     let net = net.clone();
+    // Both stages in memory: no socket, no file.
     let mut builder = Builder::new(config)
         .with_keypair(libp2p::identity::Keypair::generate_secp256k1())
-        .with_transport(move |cx| async move { Ok(transport::Handle::from(net.start(cx.events))) });
+        .with_transport(move |cx| async move { Ok(transport::Handle::from(net.start(cx.events))) })
+        .with_storage(|_| async { Ok(storage::Handle::from(MemoryStorage::start())) });
     for add in hooks {
         builder = add(builder);
     }

@@ -1,7 +1,8 @@
 //! The transport stage: owns the network (a libp2p Waku node, or anything that
 //! moves [`WakuMessage`]s), its peers and its subscriptions.
 //!
-//! Asked to: [`Publish`], [`Subscribe`], [`Unsubscribe`], [`Dial`], [`GetStatus`].
+//! Asked to: [`Publish`], [`Subscribe`], [`Unsubscribe`], [`Dial`], [`GetStatus`],
+//! [`QueryStore`].
 //! Tells: [`Event`], to the recipient it was given when it started.
 //!
 //! Any actor that handles these messages is a transport ([`Stage`]); the
@@ -64,6 +65,24 @@ pub enum Error {
     /// The transport is shutting down or restarting; retry later.
     #[error("the transport is not running")]
     Stopped,
+    /// A remote service answered with an error status.
+    #[error("{service} answered {code}: {description}")]
+    Remote {
+        /// Which protocol: store, lightpush, filter.
+        service: &'static str,
+        /// The status code.
+        code: u32,
+        /// Its description.
+        description: String,
+    },
+    /// A remote service answered with something that is not its protocol.
+    #[error("bad response from {service}: {reason}")]
+    BadResponse {
+        /// Which protocol.
+        service: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
 }
 
 /// Publishes `message` on `topic`; answers with its hash once it is handed to the network.
@@ -99,6 +118,28 @@ pub struct Unsubscribe(pub PubsubTopic);
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<PeerId, Error>")]
 pub struct Dial(pub String);
+
+/// Asks a store node for one page of a store query. `peer` is an address
+/// ending in `/p2p/<peer id>`; the transport connects first if needed.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<crate::store::Page, Error>")]
+#[non_exhaustive]
+pub struct QueryStore {
+    /// The store node.
+    pub peer: String,
+    /// The query.
+    pub query: crate::store::Query,
+}
+
+impl QueryStore {
+    /// Ask `peer` for `query`.
+    pub fn new(peer: impl Into<String>, query: crate::store::Query) -> Self {
+        Self {
+            peer: peer.into(),
+            query,
+        }
+    }
+}
 
 /// Asks for the transport's view of the network.
 #[derive(Debug, Clone, Copy, Message)]
@@ -148,6 +189,7 @@ pub trait Stage:
     + Handler<Unsubscribe>
     + Handler<Dial>
     + Handler<GetStatus>
+    + Handler<QueryStore>
 {
 }
 
@@ -158,6 +200,7 @@ impl<A> Stage for A where
         + Handler<Unsubscribe>
         + Handler<Dial>
         + Handler<GetStatus>
+        + Handler<QueryStore>
 {
 }
 
@@ -175,6 +218,8 @@ pub struct Handle {
     pub dial: Recipient<Dial>,
     /// Where [`GetStatus`] goes.
     pub status: Recipient<GetStatus>,
+    /// Where [`QueryStore`] goes.
+    pub query_store: Recipient<QueryStore>,
 }
 
 impl<A: Stage> From<Addr<A>> for Handle {
@@ -184,7 +229,8 @@ impl<A: Stage> From<Addr<A>> for Handle {
             subscribe: addr.clone().recipient(),
             unsubscribe: addr.clone().recipient(),
             dial: addr.clone().recipient(),
-            status: addr.recipient(),
+            status: addr.clone().recipient(),
+            query_store: addr.recipient(),
         }
     }
 }

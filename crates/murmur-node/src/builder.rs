@@ -5,7 +5,8 @@ use bytes::Bytes;
 use libp2p::identity::Keypair;
 use murmur_core::{
     hook::{Hook, Outgoing},
-    transport::{self, Dial, GetStatus, Status, Subscribe},
+    storage,
+    transport::{self, Dial, GetStatus, QueryStore, Status, Subscribe},
     ContentTopic, Delivery, MessageHash, PubsubTopic, Sharding, WakuMessage,
 };
 use prometheus_client::registry::Registry;
@@ -22,6 +23,7 @@ const SUBSCRIBER_QUEUE: usize = 1024;
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 type TransportFactory =
     Box<dyn FnOnce(StageContext) -> BoxFuture<Result<transport::Handle, Error>>>;
+type StorageFactory = Box<dyn FnOnce(Config) -> BoxFuture<Result<storage::Handle, Error>>>;
 
 /// What a stage factory gets from the builder.
 #[non_exhaustive]
@@ -34,6 +36,8 @@ pub struct StageContext {
     pub keypair: Keypair,
     /// Where the stage registers its metrics.
     pub metrics: murmur_transport::Metrics,
+    /// The persistence stage, which the store service answers from.
+    pub storage: storage::Handle,
 }
 
 /// Assembles a node: the only code that names concrete stage actors.
@@ -53,6 +57,7 @@ pub struct Builder {
     config: Config,
     keypair: Option<Keypair>,
     transport: TransportFactory,
+    storage: StorageFactory,
     hooks: Vec<Box<dyn Hook>>,
     require_static_peers: bool,
 }
@@ -64,6 +69,7 @@ impl Builder {
             config,
             keypair: None,
             transport: Box::new(|cx| Box::pin(libp2p_transport(cx))),
+            storage: Box::new(|config| Box::pin(sql_storage(config))),
             hooks: Vec::new(),
             require_static_peers: true,
         }
@@ -87,6 +93,17 @@ impl Builder {
         self
     }
 
+    /// Replaces the persistence stage (by default SQLite or PostgreSQL, as
+    /// `store.url` says). `factory` starts the stage and returns its handle.
+    pub fn with_storage<F, Fut>(mut self, factory: F) -> Self
+    where
+        F: FnOnce(Config) -> Fut + 'static,
+        Fut: Future<Output = Result<storage::Handle, Error>> + 'static,
+    {
+        self.storage = Box::new(move |config| Box::pin(factory(config)));
+        self
+    }
+
     /// Adds a hook on the message path, after those added before.
     pub fn with_hook(mut self, hook: impl Hook) -> Self {
         self.hooks.push(Box::new(hook));
@@ -106,6 +123,7 @@ impl Builder {
             Some(k) => k,
             None => keys::load_or_create(&self.config.data_dir)?,
         };
+        let storage = (self.storage)(self.config.clone()).await?;
         let hooks = self.hooks;
         let pipeline = Supervisor::start(move |_| Pipeline::new(hooks));
         let metrics = murmur_transport::Metrics::default();
@@ -117,9 +135,16 @@ impl Builder {
             config: self.config.clone(),
             keypair: keypair.clone(),
             metrics: metrics.clone(),
+            storage: storage.clone(),
         })
         .await?;
-        pipeline.send(Attach(transport.clone())).await?;
+        pipeline
+            .send(Attach {
+                transport: transport.clone(),
+                storage: storage.clone(),
+            })
+            .await?;
+        spawn_retention(&self.config, storage.prune.clone());
 
         let sharding = self.config.sharding();
         for index in self.config.shards() {
@@ -162,6 +187,36 @@ impl Builder {
     }
 }
 
+async fn sql_storage(config: Config) -> Result<storage::Handle, Error> {
+    let db = murmur_storage::Database::open(&config.store_url()).await?;
+    Ok(storage::Handle::from(murmur_storage::Storage::start(db)))
+}
+
+/// Applies the configured retention in the background, every
+/// `store.retention_interval_secs`.
+fn spawn_retention(config: &Config, prune: Recipient<storage::Prune>) {
+    let store = &config.store;
+    let max_age = (store.max_age_secs > 0).then(|| Duration::from_secs(store.max_age_secs));
+    let max_count = (store.max_messages > 0).then_some(store.max_messages);
+    if max_age.is_none() && max_count.is_none() {
+        return;
+    }
+    let every = Duration::from_secs(store.retention_interval_secs.max(1));
+    actix::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            match prune.send(storage::Prune::new(max_age, max_count)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(deleted = n, "retention applied"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "retention failed"),
+                // The storage stage is gone: the node is stopping.
+                Err(_) => return,
+            }
+        }
+    });
+}
+
 async fn libp2p_transport(cx: StageContext) -> Result<transport::Handle, Error> {
     let (addr, _) = murmur_transport::Transport::start(cx.transport_config(), cx.events).await?;
     Ok(transport::Handle::from(addr))
@@ -179,6 +234,9 @@ impl StageContext {
             .with_metrics(self.metrics.clone());
         for peer in &config.network.peers {
             transport = transport.with_static_peer(peer.clone());
+        }
+        if config.store.enabled {
+            transport = transport.with_store(self.storage.query.clone());
         }
         transport
     }
@@ -300,6 +358,21 @@ impl Node {
     /// The transport's view of the network.
     pub async fn status(&self) -> Result<Status, Error> {
         Ok(self.inner.transport.status.send(GetStatus).await?)
+    }
+
+    /// Asks the store node at `peer` (an address ending in `/p2p/<peer id>`)
+    /// for one page of `query`.
+    pub async fn query_store(
+        &self,
+        peer: &str,
+        query: murmur_core::store::Query,
+    ) -> Result<murmur_core::store::Page, Error> {
+        Ok(self
+            .inner
+            .transport
+            .query_store
+            .send(QueryStore::new(peer, query))
+            .await??)
     }
 
     /// The pipeline's counters.

@@ -31,6 +31,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Network settings.
     pub network: Network,
+    /// The archive and the store service.
+    pub store: Store,
     /// The Prometheus endpoint.
     pub metrics: Metrics,
     /// Each plugin's own section, `[plugins.NAME]`, read by the plugin.
@@ -56,6 +58,36 @@ pub struct Network {
     pub idle_timeout_secs: u64,
 }
 
+/// The archive of messages and the store v3 service that answers from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Store {
+    /// Serve `/vac/waku/store-query/3.0.0` to other nodes.
+    pub enabled: bool,
+    /// `sqlite://PATH` or `postgres://USER:PASSWORD@HOST:PORT/DB`; empty means
+    /// SQLite in the data folder (`murmur.db`).
+    pub url: String,
+    /// Delete messages older than this many seconds (0 keeps them).
+    pub max_age_secs: u64,
+    /// Keep at most this many messages (0 for no limit).
+    pub max_messages: u64,
+    /// Seconds between retention runs.
+    pub retention_interval_secs: u64,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            url: String::new(),
+            // nwaku's default retention: two days.
+            max_age_secs: 2 * 24 * 3600,
+            max_messages: 0,
+            retention_interval_secs: 60,
+        }
+    }
+}
+
 /// The Prometheus endpoint, off by default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -71,6 +103,7 @@ impl Default for Config {
         Self {
             data_dir: PathBuf::from("murmur-data"),
             network: Network::default(),
+            store: Store::default(),
             metrics: Metrics::default(),
             plugins: BTreeMap::new(),
         }
@@ -138,6 +171,15 @@ impl Config {
         value
             .deserialize()
             .map_err(|e| Error::Config(format!("plugins.{name}: {e}")))
+    }
+
+    /// The database URL: the configured one, or SQLite in the data folder.
+    pub fn store_url(&self) -> String {
+        if self.store.url.is_empty() {
+            format!("sqlite://{}", self.data_dir.join("murmur.db").display())
+        } else {
+            self.store.url.clone()
+        }
     }
 
     /// The autosharding of the configured cluster.

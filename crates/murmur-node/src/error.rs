@@ -10,6 +10,12 @@ pub enum Error {
     /// The node key could not be read, created or imported.
     #[error(transparent)]
     Key(#[from] crate::keys::Error),
+    /// The database could not be opened (the URL's password is masked).
+    #[error(transparent)]
+    Storage(#[from] murmur_storage::OpenError),
+    /// The persistence stage refused a request.
+    #[error(transparent)]
+    Archive(#[from] murmur_core::storage::Error),
     /// The transport stage could not start.
     #[error(transparent)]
     Transport(#[from] murmur_transport::Error),

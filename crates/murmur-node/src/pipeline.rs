@@ -6,6 +6,7 @@ use std::{
 use actix::prelude::*;
 use murmur_core::{
     hook::{BoxError, FailurePolicy, Hook, Outgoing, Verdict},
+    storage,
     transport::{self, Publish},
     Delivery, MessageHash,
 };
@@ -29,6 +30,9 @@ pub struct Stats {
     pub subscriber_overflows: u64,
     /// Connected peers, as the transport reported them.
     pub peers: u64,
+    /// Messages that arrived again after they were archived, and were not
+    /// delivered twice.
+    pub duplicates: u64,
 }
 
 /// Moves each message through the stages.
@@ -38,6 +42,7 @@ pub struct Stats {
 /// decides which actors they are.
 pub struct Pipeline {
     transport: Option<transport::Handle>,
+    storage: Option<storage::Handle>,
     hooks: Vec<Box<dyn Hook>>,
     subscribers: Vec<Subscriber>,
     stats: Stats,
@@ -53,6 +58,7 @@ impl Pipeline {
     pub(crate) fn new(hooks: Vec<Box<dyn Hook>>) -> Self {
         Self {
             transport: None,
+            storage: None,
             hooks,
             subscribers: Vec::new(),
             stats: Stats::default(),
@@ -152,25 +158,59 @@ impl Supervised for Pipeline {
     }
 }
 
-/// Gives the pipeline its transport; the builder sends it once, at start.
+/// Gives the pipeline its stages; the builder sends it once, at start.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct Attach(pub(crate) transport::Handle);
+pub(crate) struct Attach {
+    pub(crate) transport: transport::Handle,
+    pub(crate) storage: storage::Handle,
+}
 
 impl Handler<Attach> for Pipeline {
     type Result = ();
 
-    fn handle(&mut self, Attach(transport): Attach, _: &mut Context<Self>) {
-        self.transport = Some(transport);
+    fn handle(&mut self, attach: Attach, _: &mut Context<Self>) {
+        self.transport = Some(attach.transport);
+        self.storage = Some(attach.storage);
     }
+}
+
+/// How far a message's timestamp may be from our clock for the archive to
+/// keep it (64/WAKU2-NETWORK; nwaku's archive applies the same window).
+const ARCHIVE_WINDOW_NANOS: i64 = 20_000_000_000;
+
+/// Whether the archive keeps `delivery`: not ephemeral, and stamped within
+/// 20 s of now.
+fn archivable(delivery: &Delivery) -> bool {
+    let skew = delivery.message.timestamp.map_or(i64::MAX, |ts| {
+        murmur_core::now_nanos().saturating_sub(ts).saturating_abs()
+    });
+    !delivery.message.is_ephemeral() && skew <= ARCHIVE_WINDOW_NANOS
 }
 
 impl Handler<transport::Event> for Pipeline {
     type Result = ();
 
-    fn handle(&mut self, event: transport::Event, _: &mut Context<Self>) {
+    fn handle(&mut self, event: transport::Event, ctx: &mut Context<Self>) {
         match event {
-            transport::Event::Message(delivery) => self.deliver(delivery),
+            transport::Event::Message(delivery) => {
+                let Some(storage) = self.storage.as_ref().filter(|_| archivable(&delivery)) else {
+                    self.deliver(delivery);
+                    return;
+                };
+                // Stored by hash before any subscriber sees it; the mailbox
+                // waits, so deliveries keep their order.
+                let save = storage.save_raw.send(storage::SaveRaw(delivery.clone()));
+                ctx.wait(save.into_actor(self).map(move |saved, act, _| match saved {
+                    Ok(Ok(true)) => act.deliver(delivery),
+                    Ok(Ok(false)) => act.stats.duplicates += 1,
+                    Ok(Err(e)) => {
+                        tracing::warn!(hash = %delivery.hash, error = %e, "not archived; delivering anyway");
+                        act.deliver(delivery);
+                    }
+                    Err(_) => act.deliver(delivery),
+                }));
+            }
             transport::Event::PeerConnected { .. } => self.stats.peers += 1,
             transport::Event::PeerDisconnected { .. } => {
                 self.stats.peers = self.stats.peers.saturating_sub(1);

@@ -29,6 +29,7 @@ mod hash;
 pub mod lp;
 mod message;
 pub mod metadata;
+pub mod store;
 
 pub use error::Error;
 pub use hash::message_hash;
@@ -40,4 +41,6 @@ pub mod protocol {
     pub const RELAY: &str = "/vac/waku/relay/2.0.0";
     /// 66/WAKU2-METADATA.
     pub const METADATA: &str = "/vac/waku/metadata/1.0.0";
+    /// 13/WAKU2-STORE v3.
+    pub const STORE: &str = "/vac/waku/store-query/3.0.0";
 }

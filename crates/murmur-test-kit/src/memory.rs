@@ -6,7 +6,9 @@ use std::{
 use actix::prelude::*;
 use murmur_core::{
     now_nanos,
-    transport::{self, Dial, Event, GetStatus, PeerId, Publish, Status, Subscribe, Unsubscribe},
+    transport::{
+        self, Dial, Event, GetStatus, PeerId, Publish, QueryStore, Status, Subscribe, Unsubscribe,
+    },
     Delivery, MessageHash, PubsubTopic,
 };
 use prost::Message as _;
@@ -184,6 +186,18 @@ impl Handler<Dial> for MemoryTransport {
                 reason: "no such member".to_owned(),
             })
         }
+    }
+}
+
+impl Handler<QueryStore> for MemoryTransport {
+    type Result = Result<murmur_core::store::Page, transport::Error>;
+
+    /// A memory network has no store nodes.
+    fn handle(&mut self, msg: QueryStore, _: &mut Context<Self>) -> Self::Result {
+        Err(transport::Error::Dial {
+            address: msg.peer,
+            reason: "a memory network has no store nodes".to_owned(),
+        })
     }
 }
 

@@ -4,7 +4,10 @@ use actix::{
     prelude::*, ActorFutureExt, Recipient, ResponseFuture, Supervised, Supervisor, WrapFuture,
 };
 use murmur_core::{
-    transport::{self, Dial, Event, GetStatus, Publish, Status, Subscribe, Unsubscribe},
+    store::Page,
+    transport::{
+        self, Dial, Event, GetStatus, Publish, QueryStore, Status, Subscribe, Unsubscribe,
+    },
     MessageHash, PubsubTopic,
 };
 
@@ -148,6 +151,15 @@ impl Handler<Dial> for Transport {
     fn handle(&mut self, Dial(address): Dial, _: &mut Context<Self>) -> Self::Result {
         let node = self.node();
         Box::pin(async move { node?.dial(&address).await })
+    }
+}
+
+impl Handler<QueryStore> for Transport {
+    type Result = ResponseFuture<Result<Page, transport::Error>>;
+
+    fn handle(&mut self, msg: QueryStore, _: &mut Context<Self>) -> Self::Result {
+        let node = self.node();
+        Box::pin(async move { node?.query_store(&msg.peer, msg.query).await })
     }
 }
 

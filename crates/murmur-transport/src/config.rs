@@ -16,6 +16,7 @@ pub struct Config {
     pub(crate) idle_timeout: Duration,
     pub(crate) event_buffer: usize,
     pub(crate) metrics: Metrics,
+    pub(crate) store: Option<actix::Recipient<murmur_core::storage::Query>>,
 }
 
 impl Config {
@@ -36,6 +37,7 @@ impl Config {
             idle_timeout: Duration::from_secs(300),
             event_buffer: 4096,
             metrics: Metrics::default(),
+            store: None,
         }
     }
 
@@ -77,6 +79,12 @@ impl Config {
         self
     }
 
+    /// Serves store v3 queries from this persistence stage.
+    pub fn with_store(mut self, archive: actix::Recipient<murmur_core::storage::Query>) -> Self {
+        self.store = Some(archive);
+        self
+    }
+
     /// The node's peer id.
     pub fn peer_id(&self) -> libp2p::PeerId {
         self.keypair.public().to_peer_id()
@@ -114,6 +122,7 @@ impl fmt::Debug for Config {
             .field("sharding", &self.sharding)
             .field("shards", &self.shards)
             .field("idle_timeout", &self.idle_timeout)
+            .field("store", &self.store.is_some())
             .finish_non_exhaustive()
     }
 }

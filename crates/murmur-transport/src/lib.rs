@@ -39,6 +39,7 @@ mod error;
 mod metadata;
 mod metrics;
 mod node;
+mod store;
 
 #[cfg(feature = "fault-injection")]
 pub use actor::InjectPanic;

@@ -62,6 +62,11 @@ enum Command {
         reply: Reply<transport::PeerId>,
     },
     Status(oneshot::Sender<Status>),
+    QueryStore {
+        peer: PeerId,
+        query: murmur_core::store::Query,
+        reply: Reply<murmur_core::store::Page>,
+    },
     #[cfg(feature = "fault-injection")]
     Panic,
 }
@@ -201,6 +206,22 @@ impl Node {
             })
     }
 
+    /// Asks the store node at `address` for one page of `query`, connecting
+    /// first if needed.
+    pub async fn query_store(
+        &self,
+        address: &str,
+        query: murmur_core::store::Query,
+    ) -> Result<murmur_core::store::Page, transport::Error> {
+        let peer = self.dial(address).await?;
+        let peer: PeerId = peer.0.parse().map_err(|_| transport::Error::Address {
+            address: address.to_owned(),
+            reason: "no peer id".to_owned(),
+        })?;
+        self.ask(|reply| Command::QueryStore { peer, query, reply })
+            .await
+    }
+
     /// The node's view of the network.
     pub async fn status(&self) -> Status {
         let (reply, rx) = oneshot::channel();
@@ -267,7 +288,7 @@ async fn run_network(
     ready: oneshot::Sender<Result<Started, Error>>,
     died: watch::Sender<Option<String>>,
 ) {
-    let (mut driver, incoming, ours, started) = match prepare(&config, sink, commands).await {
+    let (mut driver, services, ours, started) = match prepare(&config, sink, commands).await {
         Ok(parts) => parts,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -277,10 +298,19 @@ async fn run_network(
     if ready.send(Ok(started)).is_err() {
         return;
     }
-    let serve = tokio::spawn(metadata::serve(incoming, ours, driver.reports_tx.clone()));
+    let mut served = vec![tokio::spawn(metadata::serve(
+        services.metadata,
+        ours,
+        driver.reports_tx.clone(),
+    ))];
+    if let Some((incoming, archive)) = services.store {
+        served.push(tokio::spawn(crate::store::serve(incoming, archive)));
+    }
     driver.dial_static_peers();
     let outcome = AssertUnwindSafe(driver.run()).catch_unwind().await;
-    serve.abort();
+    for task in served {
+        task.abort();
+    }
     // Free the ports before anyone hears of the crash and rebinds them.
     drop(driver);
     if let Err(panic) = outcome {
@@ -298,7 +328,7 @@ async fn prepare(
     config: &Config,
     sink: Sink,
     commands: mpsc::Receiver<Command>,
-) -> Result<(Driver, libp2p_stream::IncomingStreams, Metadata, Started), Error> {
+) -> Result<(Driver, Services, Metadata, Started), Error> {
     let mut swarm = build_swarm(config).await?;
     let mut control = swarm.behaviour().streams.new_control();
     // Protocols must be registered before any connection exists: js-waku
@@ -306,6 +336,15 @@ async fn prepare(
     let incoming = control
         .accept(metadata::PROTOCOL)
         .map_err(|e| Error::Build(e.to_string()))?;
+    let store = match &config.store {
+        Some(archive) => Some((
+            control
+                .accept(crate::store::PROTOCOL)
+                .map_err(|e| Error::Build(e.to_string()))?,
+            archive.clone(),
+        )),
+        None => None,
+    };
 
     let mut pending = HashMap::new();
     for addr in &config.listen {
@@ -383,7 +422,24 @@ async fn prepare(
         listen_addrs,
         bound,
     };
-    Ok((driver, incoming, ours, started))
+    Ok((
+        driver,
+        Services {
+            metadata: incoming,
+            store,
+        },
+        ours,
+        started,
+    ))
+}
+
+/// The inbound protocol handlers to run beside the swarm.
+struct Services {
+    metadata: libp2p_stream::IncomingStreams,
+    store: Option<(
+        libp2p_stream::IncomingStreams,
+        actix::Recipient<murmur_core::storage::Query>,
+    )>,
 }
 
 async fn build_swarm(config: &Config) -> Result<Swarm<Behaviour>, Error> {
@@ -552,6 +608,12 @@ impl Driver {
             Command::Dial { address, reply } => self.dial(address, reply),
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
+            }
+            Command::QueryStore { peer, query, reply } => {
+                let control = self.control.clone();
+                tokio::spawn(async move {
+                    let _ = reply.send(crate::store::request(control, peer, query).await);
+                });
             }
             #[cfg(feature = "fault-injection")]
             Command::Panic => panic!("fault injected into the transport task"),
