@@ -12,31 +12,40 @@ use tokio::{
 
 use crate::support::{addr, interop_dir, start_node, WAIT};
 
-/// A js-waku relay peer in a child process, driven by JSON lines.
-struct JsPeer {
+/// A js-waku peer in a child process (tests/interop), driven by JSON lines.
+pub(crate) struct JsPeer {
     child: Child,
     stdin: ChildStdin,
     stdout: Lines<BufReader<ChildStdout>>,
     events: VecDeque<Value>,
     next_id: u64,
-    peer_id: String,
+    pub(crate) peer_id: String,
 }
 
 impl JsPeer {
+    /// A relay peer on cluster 1, all eight shards.
     async fn start() -> Self {
+        Self::start_script(
+            "relay-peer.mjs",
+            &["--cluster", "1", "--shards", "0,1,2,3,4,5,6,7"],
+        )
+        .await
+    }
+
+    /// A light client (lightpush, filter, store) on cluster 1, eight shards.
+    pub(crate) async fn light_client() -> Self {
+        Self::start_script("light-client.mjs", &["--cluster", "1", "--num-shards", "8"]).await
+    }
+
+    async fn start_script(script: &str, args: &[&str]) -> Self {
         let dir = interop_dir();
         assert!(
             dir.join("node_modules").exists(),
             "js-waku is not installed: run `npm ci` in tests/interop (.ci/run does)"
         );
         let mut child = Command::new("node")
-            .args([
-                "relay-peer.mjs",
-                "--cluster",
-                "1",
-                "--shards",
-                "0,1,2,3,4,5,6,7",
-            ])
+            .arg(script)
+            .args(args)
             .current_dir(&dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -69,7 +78,7 @@ impl JsPeer {
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"))
     }
 
-    async fn call(&mut self, mut command: Value) -> Value {
+    pub(crate) async fn call(&mut self, mut command: Value) -> Value {
         self.next_id += 1;
         let id = self.next_id;
         command["id"] = json!(id);
@@ -116,13 +125,13 @@ impl JsPeer {
         }
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let _ = self.call(json!({"cmd": "stop"})).await;
         let _ = tokio::time::timeout(WAIT, self.child.wait()).await;
     }
 }
 
-fn hash_hex(hash: &murmur::core::MessageHash) -> String {
+pub(crate) fn hash_hex(hash: &murmur::core::MessageHash) -> String {
     hash.to_string().trim_start_matches("0x").to_owned()
 }
 

@@ -4,5 +4,6 @@
 mod bad_input;
 mod jswaku;
 mod seam;
+mod store;
 mod supervisor;
 mod support;
