@@ -37,6 +37,9 @@ fn explain(e: &murmur_node::Error) -> String {
         murmur_node::Error::Transport(murmur_transport::Error::Listen { .. }) => {
             format!("{e}; check the address given with --listen")
         }
+        murmur_node::Error::Storage(_) => {
+            format!("{e}; check store.url (or --store-url) and that the database is running")
+        }
         murmur_node::Error::Send(transport::Error::Dial { .. }) => {
             format!("{e}; check the address and that the peer is running")
         }

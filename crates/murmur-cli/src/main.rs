@@ -11,6 +11,7 @@ mod demo;
 mod error;
 mod keys;
 mod node;
+mod query;
 
 use error::CliError;
 
@@ -28,6 +29,8 @@ enum Command {
     Node(NodeArgs),
     /// Start three nodes in this process and watch messages cross between them.
     Demo(demo::Args),
+    /// Read history from a Waku store node, as JSON lines.
+    Query(query::Args),
     /// Create, show or import the node key.
     #[command(subcommand)]
     Keys(keys::Command),
@@ -54,9 +57,16 @@ struct NodeArgs {
     /// Shard to serve; repeat for several (default: every shard of the cluster).
     #[arg(long = "shard", value_name = "N")]
     shards: Vec<u16>,
-    /// Where the node key lives.
+    /// Where the node key and the SQLite archive live.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// The archive: sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DB
+    /// (default: SQLite in the data folder).
+    #[arg(long, value_name = "URL")]
+    store_url: Option<String>,
+    /// Do not serve store queries to other nodes (the node still archives).
+    #[arg(long)]
+    no_store: bool,
 }
 
 fn main() -> ExitCode {
@@ -65,7 +75,10 @@ fn main() -> ExitCode {
         Err(e) => return error::clap_exit(&e),
     };
     // The demo and benchmarks print their own story; the node logs its life.
-    let quiet = matches!(cli.command, Command::Demo(_) | Command::Bench(_));
+    let quiet = matches!(
+        cli.command,
+        Command::Demo(_) | Command::Bench(_) | Command::Query(_)
+    );
     init_tracing(if quiet {
         LevelFilter::WARN
     } else {
@@ -75,6 +88,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Node(args) => node::run(args).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::Query(args) => query::run(args).await,
             Command::Keys(cmd) => keys::run(cmd),
             Command::Bench(cmd) => bench::run(cmd).await,
         }
@@ -137,6 +151,12 @@ fn load_config(args: &NodeArgs) -> Result<murmur_node::Config, CliError> {
     }
     if !args.shards.is_empty() {
         figment = figment.merge(Flag("network.shards", args.shards.clone()));
+    }
+    if let Some(url) = &args.store_url {
+        figment = figment.merge(Flag("store.url", url.clone()));
+    }
+    if args.no_store {
+        figment = figment.merge(Flag("store.enabled", false));
     }
     if let Some(dir) = &args.data_dir {
         figment = figment.merge(Flag("data_dir", dir.clone()));
