@@ -78,7 +78,16 @@ impl JsPeer {
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"))
     }
 
-    pub(crate) async fn call(&mut self, mut command: Value) -> Value {
+    /// Sends a command and answers its reply, which must be `ok`.
+    pub(crate) async fn call(&mut self, command: Value) -> Value {
+        let description = command.to_string();
+        let value = self.call_raw(command).await;
+        assert_eq!(value["ok"], true, "{description} failed: {value}");
+        value
+    }
+
+    /// Sends a command and answers its reply, successful or not.
+    pub(crate) async fn call_raw(&mut self, mut command: Value) -> Value {
         self.next_id += 1;
         let id = self.next_id;
         command["id"] = json!(id);
@@ -88,7 +97,6 @@ impl JsPeer {
         loop {
             let value = self.read_line().await;
             if value["id"] == json!(id) {
-                assert_eq!(value["ok"], true, "{command} failed: {value}");
                 return value;
             }
             self.events.push_back(value);

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod jswaku;
+mod lightpush;
 mod seam;
 mod store;
 mod supervisor;

@@ -179,6 +179,9 @@ pub enum Event {
         /// Who.
         peer: PeerId,
     },
+    /// A light client pushed this message through us (lightpush); it is
+    /// relayed and, if archivable, already archived.
+    Pushed(Delivery),
 }
 
 /// Any actor that handles the transport's messages.

@@ -238,6 +238,7 @@ impl StageContext {
         if config.store.enabled {
             transport = transport.with_store(self.storage.query.clone());
         }
+        transport = transport.with_archive(self.storage.save_raw.clone());
         transport
     }
 }

@@ -211,6 +211,8 @@ impl Handler<transport::Event> for Pipeline {
                     Err(_) => act.deliver(delivery),
                 }));
             }
+            // Archived by the lightpush service before it answered.
+            transport::Event::Pushed(delivery) => self.deliver(delivery),
             transport::Event::PeerConnected { .. } => self.stats.peers += 1,
             transport::Event::PeerDisconnected { .. } => {
                 self.stats.peers = self.stats.peers.saturating_sub(1);

@@ -26,6 +26,7 @@
 
 mod error;
 mod hash;
+pub mod lightpush;
 pub mod lp;
 mod message;
 pub mod metadata;
@@ -41,6 +42,10 @@ pub mod protocol {
     pub const RELAY: &str = "/vac/waku/relay/2.0.0";
     /// 66/WAKU2-METADATA.
     pub const METADATA: &str = "/vac/waku/metadata/1.0.0";
+    /// Lightpush v3.
+    pub const LIGHTPUSH: &str = "/vac/waku/lightpush/3.0.0";
+    /// Lightpush v2, which go-waku speaks.
+    pub const LIGHTPUSH_V2: &str = "/vac/waku/lightpush/2.0.0-beta1";
     /// 13/WAKU2-STORE v3.
     pub const STORE: &str = "/vac/waku/store-query/3.0.0";
 }

@@ -17,6 +17,8 @@ pub struct Config {
     pub(crate) event_buffer: usize,
     pub(crate) metrics: Metrics,
     pub(crate) store: Option<actix::Recipient<murmur_core::storage::Query>>,
+    pub(crate) archive: Option<actix::Recipient<murmur_core::storage::SaveRaw>>,
+    pub(crate) lightpush: bool,
 }
 
 impl Config {
@@ -38,6 +40,8 @@ impl Config {
             event_buffer: 4096,
             metrics: Metrics::default(),
             store: None,
+            archive: None,
+            lightpush: true,
         }
     }
 
@@ -82,6 +86,22 @@ impl Config {
     /// Serves store v3 queries from this persistence stage.
     pub fn with_store(mut self, archive: actix::Recipient<murmur_core::storage::Query>) -> Self {
         self.store = Some(archive);
+        self
+    }
+
+    /// Archives what light clients push here before answering them, so that an
+    /// acknowledged message survives a crash.
+    pub fn with_archive(
+        mut self,
+        archive: actix::Recipient<murmur_core::storage::SaveRaw>,
+    ) -> Self {
+        self.archive = Some(archive);
+        self
+    }
+
+    /// Serves lightpush (v3 and v2) to light clients; on by default.
+    pub fn with_lightpush(mut self, serve: bool) -> Self {
+        self.lightpush = serve;
         self
     }
 

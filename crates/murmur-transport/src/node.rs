@@ -67,6 +67,21 @@ enum Command {
         query: murmur_core::store::Query,
         reply: Reply<murmur_core::store::Page>,
     },
+    /// A lightpush we serve: publish and tell how many relay peers got it.
+    Push {
+        topic: PubsubTopic,
+        message: WakuMessage,
+        reply: Reply<(Delivery, usize)>,
+    },
+    /// A pushed message, archived: hand it to the local pipeline.
+    Local(Delivery),
+    /// A lightpush we make, through `peer`.
+    LightPush {
+        peer: PeerId,
+        topic: PubsubTopic,
+        message: WakuMessage,
+        reply: Reply<u32>,
+    },
     #[cfg(feature = "fault-injection")]
     Panic,
 }
@@ -107,6 +122,7 @@ impl Node {
             }
         }
         let (commands, command_rx) = mpsc::channel(COMMAND_BUFFER);
+        let relay = Relay(commands.downgrade());
         let (ready_tx, ready_rx) = oneshot::channel();
         let (died_tx, died) = watch::channel(None);
         // The swarm gets a thread and a runtime of its own, so that the
@@ -126,7 +142,13 @@ impl Node {
                         return;
                     }
                 };
-                runtime.block_on(run_network(config, sink, command_rx, ready_tx, died_tx));
+                runtime.block_on(run_network(
+                    config,
+                    sink,
+                    (command_rx, relay),
+                    ready_tx,
+                    died_tx,
+                ));
             })
             .map_err(|e| Error::Build(format!("cannot start the network thread: {e}")))?;
         let started = ready_rx
@@ -222,6 +244,29 @@ impl Node {
             .await
     }
 
+    /// Pushes `message` through the lightpush (v3) service at `address`,
+    /// connecting first if needed; answers how many relay peers it reached.
+    pub async fn lightpush(
+        &self,
+        address: &str,
+        topic: &PubsubTopic,
+        message: WakuMessage,
+    ) -> Result<u32, transport::Error> {
+        let peer = self.dial(address).await?;
+        let peer: PeerId = peer.0.parse().map_err(|_| transport::Error::Address {
+            address: address.to_owned(),
+            reason: "no peer id".to_owned(),
+        })?;
+        let topic = topic.clone();
+        self.ask(|reply| Command::LightPush {
+            peer,
+            topic,
+            message,
+            reply,
+        })
+        .await
+    }
+
     /// The node's view of the network.
     pub async fn status(&self) -> Status {
         let (reply, rx) = oneshot::channel();
@@ -272,6 +317,39 @@ impl Node {
     }
 }
 
+/// What protocol services hold to reach the swarm: a weak sender, so that
+/// they never keep a dropped node alive.
+#[derive(Clone)]
+pub(crate) struct Relay(mpsc::WeakSender<Command>);
+
+impl Relay {
+    /// Publishes on relay; answers the delivery and how many peers got it.
+    pub(crate) async fn publish(
+        &self,
+        topic: PubsubTopic,
+        message: WakuMessage,
+    ) -> Result<(Delivery, usize), transport::Error> {
+        let commands = self.0.upgrade().ok_or(transport::Error::Stopped)?;
+        let (reply, rx) = oneshot::channel();
+        commands
+            .send(Command::Push {
+                topic,
+                message,
+                reply,
+            })
+            .await
+            .map_err(|_| transport::Error::Stopped)?;
+        rx.await.map_err(|_| transport::Error::Stopped)?
+    }
+
+    /// Hands a pushed message to the local pipeline.
+    pub(crate) async fn deliver_locally(&self, delivery: Delivery) {
+        if let Some(commands) = self.0.upgrade() {
+            let _ = commands.send(Command::Local(delivery)).await;
+        }
+    }
+}
+
 /// What the network thread reports once it listens.
 struct Started {
     peer_id: PeerId,
@@ -284,7 +362,7 @@ struct Started {
 async fn run_network(
     config: Config,
     sink: Sink,
-    commands: mpsc::Receiver<Command>,
+    (commands, relay): (mpsc::Receiver<Command>, Relay),
     ready: oneshot::Sender<Result<Started, Error>>,
     died: watch::Sender<Option<String>>,
 ) {
@@ -305,6 +383,19 @@ async fn run_network(
     ))];
     if let Some((incoming, archive)) = services.store {
         served.push(tokio::spawn(crate::store::serve(incoming, archive)));
+    }
+    if let Some((v3, v2)) = services.lightpush {
+        let service = crate::lightpush::Service {
+            relay,
+            archive: config.archive.clone(),
+            sharding: config.sharding(),
+        };
+        served.push(tokio::spawn(crate::lightpush::serve(
+            v3,
+            service.clone(),
+            false,
+        )));
+        served.push(tokio::spawn(crate::lightpush::serve(v2, service, true)));
     }
     driver.dial_static_peers();
     let outcome = AssertUnwindSafe(driver.run()).catch_unwind().await;
@@ -336,6 +427,17 @@ async fn prepare(
     let incoming = control
         .accept(metadata::PROTOCOL)
         .map_err(|e| Error::Build(e.to_string()))?;
+    let lightpush = if config.lightpush {
+        let accept = |control: &mut libp2p_stream::Control, p| {
+            control.accept(p).map_err(|e| Error::Build(e.to_string()))
+        };
+        Some((
+            accept(&mut control, crate::lightpush::V3)?,
+            accept(&mut control, crate::lightpush::V2)?,
+        ))
+    } else {
+        None
+    };
     let store = match &config.store {
         Some(archive) => Some((
             control
@@ -427,6 +529,7 @@ async fn prepare(
         Services {
             metadata: incoming,
             store,
+            lightpush,
         },
         ours,
         started,
@@ -439,6 +542,10 @@ struct Services {
     store: Option<(
         libp2p_stream::IncomingStreams,
         actix::Recipient<murmur_core::storage::Query>,
+    )>,
+    lightpush: Option<(
+        libp2p_stream::IncomingStreams,
+        libp2p_stream::IncomingStreams,
     )>,
 }
 
@@ -577,7 +684,7 @@ impl Driver {
                 message,
                 reply,
             } => {
-                let _ = reply.send(self.publish(&topic, message));
+                let _ = reply.send(self.publish_counted(&topic, message).map(|(d, _)| d.hash));
             }
             Command::Subscribe { topic, reply } => {
                 let relay = &mut self.swarm.behaviour_mut().relay;
@@ -609,6 +716,26 @@ impl Driver {
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
             }
+            Command::Push {
+                topic,
+                message,
+                reply,
+            } => {
+                let _ = reply.send(self.publish_counted(&topic, message));
+            }
+            Command::Local(delivery) => self.emit(Event::Pushed(delivery)),
+            Command::LightPush {
+                peer,
+                topic,
+                message,
+                reply,
+            } => {
+                let control = self.control.clone();
+                tokio::spawn(async move {
+                    let _ =
+                        reply.send(crate::lightpush::request(control, peer, topic, message).await);
+                });
+            }
             Command::QueryStore { peer, query, reply } => {
                 let control = self.control.clone();
                 tokio::spawn(async move {
@@ -620,34 +747,39 @@ impl Driver {
         }
     }
 
-    fn publish(
+    /// Publishes, answering the delivery as published and how many peers on
+    /// the topic it was sent to.
+    fn publish_counted(
         &mut self,
         topic: &PubsubTopic,
         mut message: WakuMessage,
-    ) -> Result<MessageHash, transport::Error> {
+    ) -> Result<(Delivery, usize), transport::Error> {
         if message.timestamp.is_none() {
             message.timestamp = Some(murmur_core::now_nanos());
         }
         let bytes = message.encode_to_vec();
         transport::validate(&message, bytes.len())?;
-        let hash = MessageHash::of(topic, &message);
-        match self
-            .swarm
-            .behaviour_mut()
-            .relay
-            .publish(IdentTopic::new(topic.as_str()), bytes)
-        {
+        let ident = IdentTopic::new(topic.as_str());
+        let topic_hash = ident.hash();
+        let relay = &mut self.swarm.behaviour_mut().relay;
+        let peers = relay
+            .all_peers()
+            .filter(|(_, topics)| topics.contains(&&topic_hash))
+            .count();
+        let delivery = Delivery::new(topic.clone(), message);
+        let hash = delivery.hash;
+        match relay.publish(ident, bytes) {
             Ok(_) => {
                 self.metrics.inc_published();
                 tracing::debug!(%topic, %hash, "published");
-                Ok(hash)
+                Ok((delivery, peers))
             }
             Err(PublishError::NoPeersSubscribedToTopic) | Err(PublishError::AllQueuesFull(0)) => {
                 Err(transport::Error::NoPeers(topic.clone()))
             }
             Err(PublishError::Duplicate) => Err(transport::Error::Duplicate(hash)),
             Err(PublishError::MessageTooLarge) => Err(transport::Error::TooLarge {
-                len: message.encoded_len(),
+                len: delivery.message.encoded_len(),
                 max: MAX_WAKU_MESSAGE_LEN,
             }),
             Err(PublishError::AllQueuesFull(_)) => Err(transport::Error::Dial {

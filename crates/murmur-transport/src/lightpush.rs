@@ -1,0 +1,253 @@
+//! Lightpush v3 and v2: light clients hand us messages to relay.
+
+use std::time::Duration;
+
+use actix::Recipient;
+use futures::{AsyncWriteExt, StreamExt};
+use libp2p::{PeerId, StreamProtocol};
+use libp2p_stream::{Control, IncomingStreams};
+use murmur_core::{storage, transport, ContentTopic, Delivery, PubsubTopic, Sharding, WakuMessage};
+use murmur_proto::{
+    lightpush::{self as wire, status, PushResponse, PushRpc, Request, Response},
+    lp, protocol, MAX_WAKU_MESSAGE_LEN,
+};
+use prost::Message as _;
+
+use crate::node::Relay;
+
+pub(crate) const V3: StreamProtocol = StreamProtocol::new(protocol::LIGHTPUSH);
+pub(crate) const V2: StreamProtocol = StreamProtocol::new(protocol::LIGHTPUSH_V2);
+/// js-waku pre-opens the lightpush stream right after identify and may use it
+/// minutes later.
+const READ_TIMEOUT: Duration = Duration::from_secs(300);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_CONCURRENT: usize = 32;
+
+/// What a push came to, whichever version asked.
+struct Outcome {
+    code: u32,
+    description: String,
+    relay_peers: u32,
+}
+
+impl Outcome {
+    fn fail(code: u32, description: impl Into<String>) -> Self {
+        Self {
+            code,
+            description: description.into(),
+            relay_peers: 0,
+        }
+    }
+}
+
+/// Everything a push needs from the node.
+#[derive(Clone)]
+pub(crate) struct Service {
+    pub(crate) relay: Relay,
+    pub(crate) archive: Option<Recipient<storage::SaveRaw>>,
+    pub(crate) sharding: Sharding,
+}
+
+impl Service {
+    /// Validates, relays, archives, then hands the message to the local pipeline.
+    async fn push(&self, pubsub_topic: Option<&str>, message: Option<WakuMessage>) -> Outcome {
+        let Some(mut message) = message else {
+            return Outcome::fail(status::BAD_REQUEST, "no message");
+        };
+        let topic = match pubsub_topic.filter(|t| !t.is_empty()) {
+            Some(t) => match t.parse::<PubsubTopic>() {
+                Ok(t) if t.shard().cluster == self.sharding.cluster => t,
+                Ok(_) => return Outcome::fail(status::UNSUPPORTED_PUBSUB_TOPIC, "another cluster"),
+                Err(_) => return Outcome::fail(status::BAD_REQUEST, "invalid pubsub topic"),
+            },
+            None => match message.content_topic.parse::<ContentTopic>() {
+                Ok(ct) => self.sharding.pubsub_topic(&ct),
+                Err(_) => return Outcome::fail(status::INVALID_MESSAGE, "invalid content topic"),
+            },
+        };
+        message.timestamp.get_or_insert_with(murmur_core::now_nanos);
+        let len = message.encoded_len();
+        if len > MAX_WAKU_MESSAGE_LEN {
+            return Outcome::fail(status::PAYLOAD_TOO_LARGE, "message over 150 KiB");
+        }
+        if let Err(e) = transport::validate(&message, len) {
+            return Outcome::fail(status::INVALID_MESSAGE, e.to_string());
+        }
+        let (delivery, peers) = match self.relay.publish(topic, message).await {
+            Ok(published) => published,
+            Err(transport::Error::NoPeers(_)) => {
+                return Outcome::fail(status::NO_PEERS_TO_RELAY, "no peers to relay to")
+            }
+            Err(transport::Error::Duplicate(_)) => {
+                return Outcome::fail(status::INVALID_MESSAGE, "duplicate message")
+            }
+            Err(e) => return Outcome::fail(status::INTERNAL_SERVER_ERROR, e.to_string()),
+        };
+        if let Some(archive) = &self.archive {
+            if archivable(&delivery) {
+                match archive.send(storage::SaveRaw(delivery.clone())).await {
+                    Ok(Ok(_)) => {}
+                    _ => {
+                        return Outcome::fail(
+                            status::INTERNAL_SERVER_ERROR,
+                            "relayed, but the archive failed",
+                        )
+                    }
+                }
+            }
+        }
+        self.relay.deliver_locally(delivery).await;
+        Outcome {
+            code: status::OK,
+            description: "OK".to_owned(),
+            relay_peers: u32::try_from(peers.max(1)).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+fn archivable(d: &Delivery) -> bool {
+    let skew = d.message.timestamp.map_or(i64::MAX, |ts| {
+        murmur_core::now_nanos().saturating_sub(ts).saturating_abs()
+    });
+    !d.message.is_ephemeral() && skew <= 20_000_000_000
+}
+
+/// Serves one lightpush version on `incoming`.
+pub(crate) async fn serve(incoming: IncomingStreams, service: Service, v2: bool) {
+    incoming
+        .for_each_concurrent(MAX_CONCURRENT, |(peer, mut stream)| {
+            let service = service.clone();
+            async move {
+                let frame = match tokio::time::timeout(
+                    READ_TIMEOUT,
+                    lp::read(&mut stream, wire::MAX_REQUEST_LEN),
+                )
+                .await
+                {
+                    Ok(Ok(frame)) => frame,
+                    Ok(Err(murmur_proto::Error::TooLarge { .. })) => {
+                        let response = if v2 {
+                            v2_response(
+                                "N/A".to_owned(),
+                                &Outcome::fail(status::PAYLOAD_TOO_LARGE, "request too large"),
+                            )
+                        } else {
+                            v3_response(
+                                "N/A".to_owned(),
+                                &Outcome::fail(status::PAYLOAD_TOO_LARGE, "request too large"),
+                            )
+                        };
+                        let _ = lp::write(&mut stream, &response).await;
+                        let _ = stream.close().await;
+                        return;
+                    }
+                    Ok(Err(_)) | Err(_) => return,
+                };
+                let response = if v2 {
+                    match PushRpc::decode(frame.as_slice()) {
+                        Ok(rpc) => {
+                            let (topic, message) = rpc
+                                .request
+                                .map(|r| (Some(r.pubsub_topic), r.message))
+                                .unwrap_or((None, None));
+                            let outcome = service.push(topic.as_deref(), message).await;
+                            v2_response(id_or_na(rpc.request_id), &outcome)
+                        }
+                        Err(_) => v2_response(
+                            "N/A".to_owned(),
+                            &Outcome::fail(status::BAD_REQUEST, "malformed request"),
+                        ),
+                    }
+                } else {
+                    match Request::decode(frame.as_slice()) {
+                        Ok(req) => {
+                            let outcome =
+                                service.push(req.pubsub_topic.as_deref(), req.message).await;
+                            v3_response(id_or_na(req.request_id), &outcome)
+                        }
+                        Err(_) => v3_response(
+                            "N/A".to_owned(),
+                            &Outcome::fail(status::BAD_REQUEST, "malformed request"),
+                        ),
+                    }
+                };
+                tracing::debug!(%peer, v2, "lightpush answered");
+                let _ = lp::write(&mut stream, &response).await;
+                let _ = stream.close().await;
+            }
+        })
+        .await;
+}
+
+fn id_or_na(id: String) -> String {
+    if id.is_empty() {
+        "N/A".to_owned()
+    } else {
+        id
+    }
+}
+
+fn v3_response(request_id: String, outcome: &Outcome) -> Vec<u8> {
+    Response {
+        request_id,
+        status_code: Some(outcome.code),
+        status_desc: Some(outcome.description.clone()),
+        relay_peer_count: (outcome.code == status::OK).then_some(outcome.relay_peers),
+    }
+    .encode_to_vec()
+}
+
+fn v2_response(request_id: String, outcome: &Outcome) -> Vec<u8> {
+    PushRpc {
+        request_id,
+        request: None,
+        response: Some(PushResponse {
+            is_success: Some(outcome.code == status::OK),
+            info: Some(outcome.description.clone()),
+        }),
+    }
+    .encode_to_vec()
+}
+
+/// Pushes `message` through `peer` (v3); answers how many relay peers it reached.
+pub(crate) async fn request(
+    mut control: Control,
+    peer: PeerId,
+    topic: PubsubTopic,
+    message: WakuMessage,
+) -> Result<u32, transport::Error> {
+    let bad = |reason: String| transport::Error::BadResponse {
+        service: "lightpush",
+        reason,
+    };
+    let request = Request {
+        request_id: murmur_core::RequestId::next().to_string(),
+        pubsub_topic: Some(topic.as_str().to_owned()),
+        message: Some(message),
+    };
+    let exchange = async {
+        let mut stream = control
+            .open_stream(peer, V3)
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+        lp::write(&mut stream, &request.encode_to_vec())
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+        let frame = lp::read(&mut stream, wire::MAX_RESPONSE_LEN)
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+        let _ = stream.close().await;
+        Response::decode(frame.as_slice()).map_err(|e| bad(e.to_string()))
+    };
+    let response = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        .await
+        .map_err(|_| bad("timed out".to_owned()))??;
+    match response.status_code {
+        Some(status::OK) => Ok(response.relay_peer_count.unwrap_or(0)),
+        code => Err(transport::Error::Remote {
+            service: "lightpush",
+            code: code.unwrap_or(0),
+            description: response.status_desc.unwrap_or_default(),
+        }),
+    }
+}
