@@ -104,12 +104,17 @@ impl JsPeer {
     }
 
     async fn next_message(&mut self) -> Value {
-        if let Some(i) = self.events.iter().position(|e| e["event"] == "message") {
+        self.next_event("message").await
+    }
+
+    /// The next event of this kind, keeping others for later.
+    pub(crate) async fn next_event(&mut self, kind: &str) -> Value {
+        if let Some(i) = self.events.iter().position(|e| e["event"] == kind) {
             return self.events.remove(i).unwrap();
         }
         loop {
             let value = self.read_line().await;
-            if value["event"] == "message" {
+            if value["event"] == kind {
                 return value;
             }
             self.events.push_back(value);

@@ -25,6 +25,7 @@
 //! ```
 
 mod error;
+pub mod filter;
 mod hash;
 pub mod lightpush;
 pub mod lp;
@@ -42,6 +43,10 @@ pub mod protocol {
     pub const RELAY: &str = "/vac/waku/relay/2.0.0";
     /// 66/WAKU2-METADATA.
     pub const METADATA: &str = "/vac/waku/metadata/1.0.0";
+    /// Filter v2, client to service.
+    pub const FILTER_SUBSCRIBE: &str = "/vac/waku/filter-subscribe/2.0.0-beta1";
+    /// Filter v2, service to client.
+    pub const FILTER_PUSH: &str = "/vac/waku/filter-push/2.0.0-beta1";
     /// Lightpush v3.
     pub const LIGHTPUSH: &str = "/vac/waku/lightpush/3.0.0";
     /// Lightpush v2, which go-waku speaks.

@@ -19,6 +19,7 @@ pub struct Config {
     pub(crate) store: Option<actix::Recipient<murmur_core::storage::Query>>,
     pub(crate) archive: Option<actix::Recipient<murmur_core::storage::SaveRaw>>,
     pub(crate) lightpush: bool,
+    pub(crate) filter: bool,
 }
 
 impl Config {
@@ -42,6 +43,7 @@ impl Config {
             store: None,
             archive: None,
             lightpush: true,
+            filter: true,
         }
     }
 
@@ -102,6 +104,12 @@ impl Config {
     /// Serves lightpush (v3 and v2) to light clients; on by default.
     pub fn with_lightpush(mut self, serve: bool) -> Self {
         self.lightpush = serve;
+        self
+    }
+
+    /// Serves filter v2 to light clients; on by default.
+    pub fn with_filter(mut self, serve: bool) -> Self {
+        self.filter = serve;
         self
     }
 

@@ -36,6 +36,7 @@ mod actor;
 mod behaviour;
 mod config;
 mod error;
+mod filter;
 mod lightpush;
 mod metadata;
 mod metrics;

@@ -75,6 +75,12 @@ enum Command {
     },
     /// A pushed message, archived: hand it to the local pipeline.
     Local(Delivery),
+    /// A filter subscribe, unsubscribe or ping from `peer`.
+    Filter {
+        peer: PeerId,
+        request: murmur_proto::filter::SubscribeRequest,
+        reply: oneshot::Sender<(u32, &'static str)>,
+    },
     /// A lightpush we make, through `peer`.
     LightPush {
         peer: PeerId,
@@ -342,6 +348,34 @@ impl Relay {
         rx.await.map_err(|_| transport::Error::Stopped)?
     }
 
+    /// Applies a filter request from `peer`.
+    pub(crate) async fn filter(
+        &self,
+        peer: PeerId,
+        request: murmur_proto::filter::SubscribeRequest,
+    ) -> (u32, &'static str) {
+        let unavailable = (
+            murmur_proto::filter::status::SERVICE_UNAVAILABLE,
+            "the node is stopping",
+        );
+        let Some(commands) = self.0.upgrade() else {
+            return unavailable;
+        };
+        let (reply, rx) = oneshot::channel();
+        if commands
+            .send(Command::Filter {
+                peer,
+                request,
+                reply,
+            })
+            .await
+            .is_err()
+        {
+            return unavailable;
+        }
+        rx.await.unwrap_or(unavailable)
+    }
+
     /// Hands a pushed message to the local pipeline.
     pub(crate) async fn deliver_locally(&self, delivery: Delivery) {
         if let Some(commands) = self.0.upgrade() {
@@ -383,6 +417,9 @@ async fn run_network(
     ))];
     if let Some((incoming, archive)) = services.store {
         served.push(tokio::spawn(crate::store::serve(incoming, archive)));
+    }
+    if let Some(incoming) = services.filter {
+        served.push(tokio::spawn(crate::filter::serve(incoming, relay.clone())));
     }
     if let Some((v3, v2)) = services.lightpush {
         let service = crate::lightpush::Service {
@@ -435,6 +472,15 @@ async fn prepare(
             accept(&mut control, crate::lightpush::V3)?,
             accept(&mut control, crate::lightpush::V2)?,
         ))
+    } else {
+        None
+    };
+    let filter = if config.filter {
+        Some(
+            control
+                .accept(crate::filter::SUBSCRIBE)
+                .map_err(|e| Error::Build(e.to_string()))?,
+        )
     } else {
         None
     };
@@ -518,6 +564,8 @@ async fn prepare(
         anonymous_dials: HashMap::new(),
         addresses: HashMap::new(),
         confirmed: BTreeSet::new(),
+        filter: crate::filter::Subscriptions::default(),
+        push_permits: std::sync::Arc::new(tokio::sync::Semaphore::new(crate::filter::MAX_PUSHES)),
     };
     let started = Started {
         peer_id,
@@ -530,6 +578,7 @@ async fn prepare(
             metadata: incoming,
             store,
             lightpush,
+            filter,
         },
         ours,
         started,
@@ -547,6 +596,7 @@ struct Services {
         libp2p_stream::IncomingStreams,
         libp2p_stream::IncomingStreams,
     )>,
+    filter: Option<libp2p_stream::IncomingStreams>,
 }
 
 async fn build_swarm(config: &Config) -> Result<Swarm<Behaviour>, Error> {
@@ -654,6 +704,8 @@ struct Driver {
     anonymous_dials: HashMap<ConnectionId, (String, Reply<transport::PeerId>)>,
     addresses: HashMap<PeerId, Multiaddr>,
     confirmed: BTreeSet<PeerId>,
+    filter: crate::filter::Subscriptions,
+    push_permits: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Driver {
@@ -671,7 +723,13 @@ impl Driver {
                     None => break,
                 },
                 Some(report) = self.reports.recv() => self.on_report(report),
-                _ = redial.tick() => self.dial_static_peers(),
+                _ = redial.tick() => {
+                    self.dial_static_peers();
+                    let expired = self.filter.expire(Instant::now());
+                    if expired > 0 {
+                        tracing::debug!(expired, "filter subscriptions expired");
+                    }
+                }
             }
         }
         tracing::debug!("transport task stopping");
@@ -724,6 +782,13 @@ impl Driver {
                 let _ = reply.send(self.publish_counted(&topic, message));
             }
             Command::Local(delivery) => self.emit(Event::Pushed(delivery)),
+            Command::Filter {
+                peer,
+                request,
+                reply,
+            } => {
+                let _ = reply.send(self.filter.apply(peer, &request, Instant::now()));
+            }
             Command::LightPush {
                 peer,
                 topic,
@@ -772,6 +837,7 @@ impl Driver {
             Ok(_) => {
                 self.metrics.inc_published();
                 tracing::debug!(%topic, %hash, "published");
+                self.push_to_filter_subscribers(&delivery);
                 Ok((delivery, peers))
             }
             Err(PublishError::NoPeersSubscribedToTopic) | Err(PublishError::AllQueuesFull(0)) => {
@@ -790,6 +856,28 @@ impl Driver {
                 address: topic.to_string(),
                 reason: e.to_string(),
             }),
+        }
+    }
+
+    fn push_to_filter_subscribers(&mut self, delivery: &Delivery) {
+        let peers = self.filter.matching(
+            delivery.pubsub_topic.as_str(),
+            &delivery.message.content_topic,
+        );
+        if peers.is_empty() {
+            return;
+        }
+        let frame = crate::filter::frame(delivery);
+        for peer in peers {
+            if !crate::filter::push(
+                self.control.clone(),
+                peer,
+                frame.clone(),
+                &self.push_permits,
+            ) {
+                self.metrics.inc_dropped();
+                tracing::warn!(%peer, "too many filter pushes in flight; push dropped");
+            }
         }
     }
 
@@ -1023,6 +1111,7 @@ impl Driver {
             Ok(delivery) => {
                 relay.report_message_validation_result(id, &source, MessageAcceptance::Accept);
                 self.metrics.inc_received();
+                self.push_to_filter_subscribers(&delivery);
                 tracing::trace!(topic = %delivery.pubsub_topic, hash = %delivery.hash, "relay message");
                 self.emit(Event::Message(delivery));
             }

@@ -1,0 +1,332 @@
+//! Filter v2, service side: light clients subscribe to content topics and we
+//! push them every matching message, relayed or published here.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use futures::{AsyncWriteExt, StreamExt};
+use libp2p::{PeerId, StreamProtocol};
+use libp2p_stream::{Control, IncomingStreams};
+use murmur_core::Delivery;
+use murmur_proto::{
+    filter::{self as wire, kind, status, MessagePush, SubscribeRequest, SubscribeResponse},
+    lp, protocol,
+};
+use prost::Message as _;
+use tokio::sync::Semaphore;
+
+use crate::node::Relay;
+
+pub(crate) const SUBSCRIBE: StreamProtocol = StreamProtocol::new(protocol::FILTER_SUBSCRIBE);
+pub(crate) const PUSH: StreamProtocol = StreamProtocol::new(protocol::FILTER_PUSH);
+const READ_TIMEOUT: Duration = Duration::from_secs(300);
+const PUSH_TIMEOUT: Duration = Duration::from_secs(20);
+const MAX_CONCURRENT: usize = 32;
+/// Pushes in flight at once; beyond, a push is dropped and counted.
+pub(crate) const MAX_PUSHES: usize = 256;
+
+/// nwaku's limits.
+const MAX_CONTENT_TOPICS_PER_REQUEST: usize = 100;
+const MAX_SUBSCRIBERS: usize = 100;
+const MAX_CRITERIA_PER_SUBSCRIBER: usize = 1000;
+/// A subscription not refreshed by a ping or subscribe for this long expires.
+pub(crate) const SUBSCRIPTION_TTL: Duration = Duration::from_secs(300);
+
+struct Subscriber {
+    /// (pubsub topic, content topic)
+    criteria: BTreeSet<(String, String)>,
+    refreshed: Instant,
+}
+
+/// Who is subscribed to what: a plain state machine, driven by the swarm task.
+#[derive(Default)]
+pub(crate) struct Subscriptions {
+    peers: HashMap<PeerId, Subscriber>,
+}
+
+impl Subscriptions {
+    /// Applies a request; answers the status and its description.
+    pub(crate) fn apply(
+        &mut self,
+        peer: PeerId,
+        request: &SubscribeRequest,
+        now: Instant,
+    ) -> (u32, &'static str) {
+        let criteria = || -> Result<Vec<(String, String)>, &'static str> {
+            let topic = request
+                .pubsub_topic
+                .as_deref()
+                .filter(|t| !t.is_empty())
+                .ok_or("a pubsub topic is required")?;
+            if request.content_topics.is_empty() {
+                return Err("content topics are required");
+            }
+            if request.content_topics.len() > MAX_CONTENT_TOPICS_PER_REQUEST {
+                return Err("too many content topics (at most 100)");
+            }
+            Ok(request
+                .content_topics
+                .iter()
+                .map(|c| (topic.to_owned(), c.clone()))
+                .collect())
+        };
+        match request.filter_subscribe_type {
+            kind::PING => match self.peers.get_mut(&peer) {
+                Some(s) => {
+                    s.refreshed = now;
+                    (status::OK, "OK")
+                }
+                None => (status::NOT_FOUND, "peer has no subscriptions"),
+            },
+            kind::SUBSCRIBE => {
+                let wanted = match criteria() {
+                    Ok(c) => c,
+                    Err(reason) => return (status::BAD_REQUEST, reason),
+                };
+                if !self.peers.contains_key(&peer) && self.peers.len() >= MAX_SUBSCRIBERS {
+                    return (status::SERVICE_UNAVAILABLE, "too many subscribers");
+                }
+                let subscriber = self.peers.entry(peer).or_insert_with(|| Subscriber {
+                    criteria: BTreeSet::new(),
+                    refreshed: now,
+                });
+                let new = wanted
+                    .iter()
+                    .filter(|c| !subscriber.criteria.contains(*c))
+                    .count();
+                if subscriber.criteria.len() + new > MAX_CRITERIA_PER_SUBSCRIBER {
+                    if subscriber.criteria.is_empty() {
+                        self.peers.remove(&peer);
+                    }
+                    return (
+                        status::SERVICE_UNAVAILABLE,
+                        "too many subscriptions for this peer",
+                    );
+                }
+                subscriber.criteria.extend(wanted);
+                subscriber.refreshed = now;
+                (status::OK, "OK")
+            }
+            kind::UNSUBSCRIBE => {
+                let unwanted = match criteria() {
+                    Ok(c) => c,
+                    Err(reason) => return (status::BAD_REQUEST, reason),
+                };
+                let Some(subscriber) = self.peers.get_mut(&peer) else {
+                    return (status::NOT_FOUND, "peer has no subscriptions");
+                };
+                for c in &unwanted {
+                    subscriber.criteria.remove(c);
+                }
+                subscriber.refreshed = now;
+                if subscriber.criteria.is_empty() {
+                    self.peers.remove(&peer);
+                }
+                (status::OK, "OK")
+            }
+            kind::UNSUBSCRIBE_ALL => match self.peers.remove(&peer) {
+                Some(_) => (status::OK, "OK"),
+                None => (status::NOT_FOUND, "peer has no subscriptions"),
+            },
+            _ => (status::BAD_REQUEST, "unknown request type"),
+        }
+    }
+
+    /// The subscribers of `content_topic` on `pubsub_topic`.
+    pub(crate) fn matching(&self, pubsub_topic: &str, content_topic: &str) -> Vec<PeerId> {
+        let key = (pubsub_topic.to_owned(), content_topic.to_owned());
+        self.peers
+            .iter()
+            .filter(|(_, s)| s.criteria.contains(&key))
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    /// Drops subscriptions not refreshed within the TTL; answers how many.
+    pub(crate) fn expire(&mut self, now: Instant) -> usize {
+        let before = self.peers.len();
+        self.peers
+            .retain(|_, s| now.duration_since(s.refreshed) < SUBSCRIPTION_TTL);
+        before - self.peers.len()
+    }
+}
+
+/// Answers subscribe, unsubscribe and ping requests.
+pub(crate) async fn serve(incoming: IncomingStreams, relay: Relay) {
+    incoming
+        .for_each_concurrent(MAX_CONCURRENT, |(peer, mut stream)| {
+            let relay = relay.clone();
+            async move {
+                let frame = match tokio::time::timeout(
+                    READ_TIMEOUT,
+                    lp::read(&mut stream, wire::MAX_REQUEST_LEN),
+                )
+                .await
+                {
+                    Ok(Ok(frame)) => frame,
+                    Ok(Err(_)) | Err(_) => return,
+                };
+                let response = match SubscribeRequest::decode(frame.as_slice()) {
+                    Ok(request) => {
+                        let id = if request.request_id.is_empty() {
+                            "N/A".to_owned()
+                        } else {
+                            request.request_id.clone()
+                        };
+                        let (code, description) = relay.filter(peer, request).await;
+                        SubscribeResponse {
+                            request_id: id,
+                            status_code: Some(code),
+                            status_desc: Some(description.to_owned()),
+                        }
+                    }
+                    Err(_) => SubscribeResponse {
+                        request_id: "N/A".to_owned(),
+                        status_code: Some(status::BAD_REQUEST),
+                        status_desc: Some("malformed request".to_owned()),
+                    },
+                };
+                tracing::debug!(%peer, status = ?response.status_code, "filter request answered");
+                let _ = lp::write(&mut stream, &response.encode_to_vec()).await;
+                let _ = stream.close().await;
+            }
+        })
+        .await;
+}
+
+/// Pushes `delivery` to `peer` on a new stream (go-waku's way; js-waku and
+/// nwaku accept it). The permit bounds pushes in flight.
+pub(crate) fn push(
+    mut control: Control,
+    peer: PeerId,
+    frame: Arc<Vec<u8>>,
+    permits: &Arc<Semaphore>,
+) -> bool {
+    let Ok(permit) = permits.clone().try_acquire_owned() else {
+        return false;
+    };
+    tokio::spawn(async move {
+        let _permit = permit;
+        let sent = tokio::time::timeout(PUSH_TIMEOUT, async {
+            let mut stream = control.open_stream(peer, PUSH).await.ok()?;
+            lp::write(&mut stream, &frame).await.ok()?;
+            stream.close().await.ok()
+        })
+        .await;
+        if !matches!(sent, Ok(Some(()))) {
+            tracing::debug!(%peer, "filter push failed");
+        }
+    });
+    true
+}
+
+/// The push frame for a delivery, with the pubsub topic always set.
+pub(crate) fn frame(delivery: &Delivery) -> Arc<Vec<u8>> {
+    Arc::new(
+        MessagePush {
+            waku_message: Some(delivery.message.clone()),
+            pubsub_topic: Some(delivery.pubsub_topic.as_str().to_owned()),
+        }
+        .encode_to_vec(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(kind: i32, topics: &[&str]) -> SubscribeRequest {
+        SubscribeRequest {
+            request_id: "1".into(),
+            filter_subscribe_type: kind,
+            pubsub_topic: Some("/waku/2/rs/1/0".into()),
+            content_topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn subscribe_ping_unsubscribe_expire() {
+        let mut subs = Subscriptions::default();
+        let peer = PeerId::random();
+        let now = Instant::now();
+        assert_eq!(
+            subs.apply(peer, &request(kind::PING, &[]), now).0,
+            status::NOT_FOUND
+        );
+        assert_eq!(
+            subs.apply(
+                peer,
+                &request(kind::SUBSCRIBE, &["/a/1/b/c", "/a/1/d/c"]),
+                now
+            )
+            .0,
+            status::OK
+        );
+        assert_eq!(subs.matching("/waku/2/rs/1/0", "/a/1/b/c"), vec![peer]);
+        assert!(subs.matching("/waku/2/rs/1/1", "/a/1/b/c").is_empty());
+        assert_eq!(
+            subs.apply(peer, &request(kind::UNSUBSCRIBE, &["/a/1/b/c"]), now)
+                .0,
+            status::OK
+        );
+        assert!(subs.matching("/waku/2/rs/1/0", "/a/1/b/c").is_empty());
+        assert_eq!(
+            subs.apply(peer, &request(kind::PING, &[]), now).0,
+            status::OK
+        );
+        assert_eq!(subs.expire(now + SUBSCRIPTION_TTL / 2), 0);
+        assert_eq!(subs.expire(now + SUBSCRIPTION_TTL), 1);
+        assert_eq!(
+            subs.apply(peer, &request(kind::UNSUBSCRIBE_ALL, &[]), now)
+                .0,
+            status::NOT_FOUND
+        );
+    }
+
+    #[test]
+    fn bad_requests_and_limits() {
+        let mut subs = Subscriptions::default();
+        let now = Instant::now();
+        let peer = PeerId::random();
+        assert_eq!(
+            subs.apply(peer, &request(kind::SUBSCRIBE, &[]), now).0,
+            status::BAD_REQUEST
+        );
+        let mut no_topic = request(kind::SUBSCRIBE, &["/a/1/b/c"]);
+        no_topic.pubsub_topic = None;
+        assert_eq!(subs.apply(peer, &no_topic, now).0, status::BAD_REQUEST);
+        let many: Vec<String> = (0..101).map(|i| format!("/a/{i}/b/c")).collect();
+        let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert_eq!(
+            subs.apply(peer, &request(kind::SUBSCRIBE, &refs), now).0,
+            status::BAD_REQUEST
+        );
+        assert_eq!(
+            subs.apply(peer, &request(9, &[]), now).0,
+            status::BAD_REQUEST
+        );
+        for _ in 0..MAX_SUBSCRIBERS {
+            assert_eq!(
+                subs.apply(
+                    PeerId::random(),
+                    &request(kind::SUBSCRIBE, &["/a/1/b/c"]),
+                    now
+                )
+                .0,
+                status::OK
+            );
+        }
+        assert_eq!(
+            subs.apply(
+                PeerId::random(),
+                &request(kind::SUBSCRIBE, &["/a/1/b/c"]),
+                now
+            )
+            .0,
+            status::SERVICE_UNAVAILABLE
+        );
+    }
+}
