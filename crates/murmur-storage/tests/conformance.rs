@@ -15,13 +15,13 @@ async fn start() -> storage::Handle {
 murmur_test_kit::storage_conformance_tests!(start);
 
 /// PostgreSQL: a fresh schema-less database per test on the server named by
-/// `MURMUR_TEST_POSTGRES_URL` (.ci/run starts one and sets it).
+/// `TEST_POSTGRES_URL` (.ci/run starts one and sets it).
 mod postgres {
     use super::*;
 
     pub(super) async fn start() -> storage::Handle {
-        let url = std::env::var("MURMUR_TEST_POSTGRES_URL").expect(
-            "MURMUR_TEST_POSTGRES_URL must name a PostgreSQL server for these tests; .ci/run sets one up",
+        let url = std::env::var("TEST_POSTGRES_URL").expect(
+            "TEST_POSTGRES_URL must name a PostgreSQL server for these tests; .ci/run sets one up",
         );
         let db = Database::open_fresh(&url)
             .await
