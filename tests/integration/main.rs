@@ -4,6 +4,7 @@
 mod bad_input;
 mod filter;
 mod jswaku;
+mod light;
 mod lightpush;
 mod seam;
 mod store;

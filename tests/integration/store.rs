@@ -32,9 +32,8 @@ async fn store_node(dir: &std::path::Path, postgres: bool) -> Node {
     .with_keypair(Keypair::generate_secp256k1());
     let builder = if postgres {
         builder.with_storage(|_| async {
-            let url = std::env::var("TEST_POSTGRES_URL").expect(
-                "TEST_POSTGRES_URL must name a PostgreSQL server; .ci/run sets one up",
-            );
+            let url = std::env::var("TEST_POSTGRES_URL")
+                .expect("TEST_POSTGRES_URL must name a PostgreSQL server; .ci/run sets one up");
             let db = murmur_storage::Database::open_fresh(&url).await?;
             Ok(storage::Handle::from(murmur_storage::Storage::start(db)))
         })

@@ -67,6 +67,15 @@ struct NodeArgs {
     /// Do not serve store queries to other nodes (the node still archives).
     #[arg(long)]
     no_store: bool,
+    /// Do not serve filter to light clients.
+    #[arg(long)]
+    no_filter: bool,
+    /// Do not serve lightpush to light clients.
+    #[arg(long)]
+    no_lightpush: bool,
+    /// Run as a light client of the first --peer: lightpush out, filter in, store for history.
+    #[arg(long)]
+    light: bool,
 }
 
 fn main() -> ExitCode {
@@ -157,6 +166,15 @@ fn load_config(args: &NodeArgs) -> Result<murmur_node::Config, CliError> {
     }
     if args.no_store {
         figment = figment.merge(Flag("store.enabled", false));
+    }
+    if args.no_filter {
+        figment = figment.merge(Flag("network.filter", false));
+    }
+    if args.no_lightpush {
+        figment = figment.merge(Flag("network.lightpush", false));
+    }
+    if args.light {
+        figment = figment.merge(Flag("network.light", true));
     }
     if let Some(dir) = &args.data_dir {
         figment = figment.merge(Flag("data_dir", dir.clone()));

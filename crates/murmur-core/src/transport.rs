@@ -103,10 +103,34 @@ impl Publish {
     }
 }
 
-/// Starts receiving the messages of a pubsub topic (and relaying them, on a relay node).
+/// Starts receiving the messages of a pubsub topic (and relaying them, on a
+/// relay node). A light client receives only the content topics named, through
+/// a filter service; a relay node receives the whole pubsub topic.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<(), Error>")]
-pub struct Subscribe(pub PubsubTopic);
+#[non_exhaustive]
+pub struct Subscribe {
+    /// The pubsub topic.
+    pub topic: PubsubTopic,
+    /// The content topics wanted on it (required by a light client).
+    pub content_topics: Vec<String>,
+}
+
+impl Subscribe {
+    /// Subscribe to `topic`.
+    pub fn new(topic: PubsubTopic) -> Self {
+        Self {
+            topic,
+            content_topics: Vec::new(),
+        }
+    }
+
+    /// Names the content topics wanted.
+    pub fn with_content_topics(mut self, topics: impl IntoIterator<Item = String>) -> Self {
+        self.content_topics = topics.into_iter().collect();
+        self
+    }
+}
 
 /// Stops receiving a pubsub topic.
 #[derive(Debug, Clone, Message)]

@@ -147,13 +147,19 @@ impl Builder {
         spawn_retention(&self.config, storage.prune.clone());
 
         let sharding = self.config.sharding();
-        for index in self.config.shards() {
+        // A light client relays nothing: it subscribes only to what it asks for.
+        let relayed = if self.config.network.light {
+            Vec::new()
+        } else {
+            self.config.shards()
+        };
+        for index in relayed {
             let topic = murmur_core::Shard {
                 cluster: sharding.cluster,
                 index,
             }
             .pubsub_topic();
-            transport.subscribe.send(Subscribe(topic)).await??;
+            transport.subscribe.send(Subscribe::new(topic)).await??;
         }
         for peer in &self.config.network.peers {
             let result = transport.dial.send(Dial(peer.to_string())).await?;
@@ -238,7 +244,15 @@ impl StageContext {
         if config.store.enabled {
             transport = transport.with_store(self.storage.query.clone());
         }
-        transport = transport.with_archive(self.storage.save_raw.clone());
+        transport = transport
+            .with_archive(self.storage.save_raw.clone())
+            .with_filter(config.network.filter)
+            .with_lightpush(config.network.lightpush);
+        if config.network.light {
+            if let Some(service) = config.network.peers.first() {
+                transport = transport.light(service.clone());
+            }
+        }
         transport
     }
 }
@@ -310,16 +324,19 @@ impl Node {
         topics: impl IntoIterator<Item = &'a ContentTopic>,
     ) -> Result<Subscription, Error> {
         let mut names = BTreeSet::new();
-        let mut shards = BTreeSet::new();
+        let mut shards: std::collections::BTreeMap<PubsubTopic, Vec<String>> = Default::default();
         for topic in topics {
             names.insert(topic.as_str().to_owned());
-            shards.insert(self.pubsub_topic(topic));
+            shards
+                .entry(self.pubsub_topic(topic))
+                .or_default()
+                .push(topic.as_str().to_owned());
         }
-        for shard in shards {
+        for (shard, content_topics) in shards {
             self.inner
                 .transport
                 .subscribe
-                .send(Subscribe(shard))
+                .send(Subscribe::new(shard).with_content_topics(content_topics))
                 .await??;
         }
         let rx = self

@@ -56,6 +56,13 @@ pub struct Network {
     pub peers: Vec<Multiaddr>,
     /// Seconds an idle connection is kept.
     pub idle_timeout_secs: u64,
+    /// Run as a light client of the first of `peers`: send with lightpush,
+    /// receive with filter, read history with store; relay nothing.
+    pub light: bool,
+    /// Serve filter v2 to light clients (not in light mode).
+    pub filter: bool,
+    /// Serve lightpush v3 and v2 to light clients (not in light mode).
+    pub lightpush: bool,
 }
 
 /// The archive of messages and the store v3 service that answers from it.
@@ -122,6 +129,9 @@ impl Default for Network {
             ],
             peers: Vec::new(),
             idle_timeout_secs: 300,
+            light: false,
+            filter: true,
+            lightpush: true,
         }
     }
 }
@@ -222,6 +232,12 @@ impl Config {
             return fail(
                 "network.listen",
                 "at least one listen address is needed".to_owned(),
+            );
+        }
+        if self.network.light && self.network.peers.is_empty() {
+            return fail(
+                "network.light",
+                "a light client needs a service node: give it with --peer".to_owned(),
             );
         }
         for peer in &self.network.peers {

@@ -85,7 +85,7 @@ fn topic(shard: u16) -> PubsubTopic {
 async fn subscribe(handle: &transport::Handle, topic: &PubsubTopic) {
     handle
         .subscribe
-        .send(Subscribe(topic.clone()))
+        .send(Subscribe::new(topic.clone()))
         .await
         .expect("transport alive")
         .expect("subscribe succeeds");

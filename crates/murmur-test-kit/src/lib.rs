@@ -18,8 +18,8 @@
 //!     let a = net.start(Probe::start().0.recipient());
 //!     let b = net.start(probe.recipient());
 //!     let topic: PubsubTopic = "/waku/2/rs/1/0".parse().unwrap();
-//!     a.send(Subscribe(topic.clone())).await.unwrap().unwrap();
-//!     b.send(Subscribe(topic.clone())).await.unwrap().unwrap();
+//!     a.send(Subscribe::new(topic.clone())).await.unwrap().unwrap();
+//!     b.send(Subscribe::new(topic.clone())).await.unwrap().unwrap();
 //!     let msg = WakuMessage::new("/a/1/b/c", b"hi".to_vec());
 //!     let hash = a.send(Publish::new(topic, msg)).await.unwrap().unwrap();
 //!     assert_eq!(events.next_message().await.hash, hash);

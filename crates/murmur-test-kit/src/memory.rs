@@ -147,7 +147,8 @@ impl Handler<Publish> for MemoryTransport {
 impl Handler<Subscribe> for MemoryTransport {
     type Result = Result<(), transport::Error>;
 
-    fn handle(&mut self, Subscribe(topic): Subscribe, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) -> Self::Result {
+        let topic = msg.topic;
         if let Some(m) = self.net.lock().members.get_mut(&self.id) {
             m.topics.insert(topic);
         }

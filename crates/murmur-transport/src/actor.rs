@@ -1,4 +1,4 @@
-use std::{collections::BTreeSet, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
 use actix::{
     prelude::*, ActorFutureExt, Recipient, ResponseFuture, Supervised, Supervisor, WrapFuture,
@@ -29,7 +29,8 @@ pub struct Transport {
     events: Recipient<Event>,
     node: Option<Node>,
     started: Option<Node>,
-    topics: BTreeSet<PubsubTopic>,
+    /// Subscriptions to restore after a restart: topic -> content topics.
+    topics: BTreeMap<PubsubTopic, Vec<String>>,
 }
 
 impl Transport {
@@ -49,7 +50,7 @@ impl Transport {
             events,
             node: None,
             started: Some(node),
-            topics: BTreeSet::new(),
+            topics: BTreeMap::new(),
         });
         Ok((addr, handle))
     }
@@ -59,12 +60,16 @@ impl Transport {
             tracing::error!(%panic, "transport crashed; the supervisor restarts it");
             ctx.stop();
         }));
-        let topics: Vec<PubsubTopic> = self.topics.iter().cloned().collect();
+        let topics: Vec<(PubsubTopic, Vec<String>)> = self
+            .topics
+            .iter()
+            .map(|(t, c)| (t.clone(), c.clone()))
+            .collect();
         let resubscribe = node.clone();
         ctx.wait(
             async move {
-                for topic in topics {
-                    if let Err(e) = resubscribe.subscribe(&topic).await {
+                for (topic, content_topics) in topics {
+                    if let Err(e) = resubscribe.subscribe_to(&topic, content_topics).await {
                         tracing::warn!(%topic, error = %e, "could not resubscribe after restart");
                     }
                 }
@@ -128,10 +133,15 @@ impl Handler<Publish> for Transport {
 impl Handler<Subscribe> for Transport {
     type Result = ResponseFuture<Result<(), transport::Error>>;
 
-    fn handle(&mut self, Subscribe(topic): Subscribe, _: &mut Context<Self>) -> Self::Result {
-        self.topics.insert(topic.clone());
+    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) -> Self::Result {
+        let known = self.topics.entry(msg.topic.clone()).or_default();
+        for c in &msg.content_topics {
+            if !known.contains(c) {
+                known.push(c.clone());
+            }
+        }
         let node = self.node();
-        Box::pin(async move { node?.subscribe(&topic).await })
+        Box::pin(async move { node?.subscribe_to(&msg.topic, msg.content_topics).await })
     }
 }
 

@@ -20,6 +20,7 @@ pub struct Config {
     pub(crate) archive: Option<actix::Recipient<murmur_core::storage::SaveRaw>>,
     pub(crate) lightpush: bool,
     pub(crate) filter: bool,
+    pub(crate) light: Option<Multiaddr>,
 }
 
 impl Config {
@@ -44,6 +45,7 @@ impl Config {
             archive: None,
             lightpush: true,
             filter: true,
+            light: None,
         }
     }
 
@@ -111,6 +113,26 @@ impl Config {
     pub fn with_filter(mut self, serve: bool) -> Self {
         self.filter = serve;
         self
+    }
+
+    /// Runs as a light client of the service node at `service` (an address
+    /// ending in `/p2p/<peer id>`): publishing goes out by lightpush,
+    /// subscriptions are kept by the service's filter, nothing is relayed, and
+    /// no service is offered. Above the transport nothing changes.
+    pub fn light(mut self, service: Multiaddr) -> Self {
+        if !self.static_peers.contains(&service) {
+            self.static_peers.push(service.clone());
+        }
+        self.light = Some(service);
+        self.lightpush = false;
+        self.filter = false;
+        self.store = None;
+        self
+    }
+
+    /// Whether this is a light client.
+    pub fn is_light(&self) -> bool {
+        self.light.is_some()
     }
 
     /// The node's peer id.

@@ -234,6 +234,79 @@ pub(crate) fn frame(delivery: &Delivery) -> Arc<Vec<u8>> {
     )
 }
 
+/// Sends a filter request to `peer` (we are its client).
+pub(crate) async fn request(
+    mut control: Control,
+    peer: PeerId,
+    request: SubscribeRequest,
+) -> Result<(), murmur_core::transport::Error> {
+    let bad = |reason: String| murmur_core::transport::Error::BadResponse {
+        service: "filter",
+        reason,
+    };
+    let exchange = async {
+        let mut stream = control
+            .open_stream(peer, SUBSCRIBE)
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+        lp::write(&mut stream, &request.encode_to_vec())
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+        let frame = lp::read(&mut stream, 64 * 1024)
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+        let _ = stream.close().await;
+        SubscribeResponse::decode(frame.as_slice()).map_err(|e| bad(e.to_string()))
+    };
+    let response = tokio::time::timeout(PUSH_TIMEOUT, exchange)
+        .await
+        .map_err(|_| bad("timed out".to_owned()))??;
+    match response.status_code {
+        Some(status::OK) => Ok(()),
+        code => Err(murmur_core::transport::Error::Remote {
+            service: "filter",
+            code: code.unwrap_or(0),
+            description: response.status_desc.unwrap_or_default(),
+        }),
+    }
+}
+
+/// Receives pushes from our filter service: one or more frames per stream
+/// (nwaku reuses a stream, go-waku opens one per push).
+pub(crate) async fn receive(incoming: IncomingStreams, relay: Relay) {
+    incoming
+        .for_each_concurrent(MAX_CONCURRENT, |(peer, mut stream)| {
+            let relay = relay.clone();
+            async move {
+                while let Ok(Ok(frame)) =
+                    tokio::time::timeout(READ_TIMEOUT, lp::read(&mut stream, wire::MAX_PUSH_LEN))
+                        .await
+                {
+                    let push = match MessagePush::decode(frame.as_slice()) {
+                        Ok(p) => p,
+                        Err(_) => {
+                            tracing::debug!(%peer, "malformed filter push");
+                            return;
+                        }
+                    };
+                    let (Some(message), Some(topic)) = (push.waku_message, push.pubsub_topic)
+                    else {
+                        tracing::debug!(%peer, "filter push without a message or pubsub topic");
+                        continue;
+                    };
+                    let Ok(topic) = topic.parse() else {
+                        continue;
+                    };
+                    if murmur_core::transport::validate(&message, message.encoded_len()).is_err() {
+                        continue;
+                    }
+                    relay.inbound(Delivery::new(topic, message)).await;
+                }
+            }
+        })
+        .await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -51,6 +51,7 @@ enum Command {
     },
     Subscribe {
         topic: PubsubTopic,
+        content_topics: Vec<String>,
         reply: Reply<()>,
     },
     Unsubscribe {
@@ -75,6 +76,8 @@ enum Command {
     },
     /// A pushed message, archived: hand it to the local pipeline.
     Local(Delivery),
+    /// A message our filter service pushed to us.
+    Inbound(Delivery),
     /// A filter subscribe, unsubscribe or ping from `peer`.
     Filter {
         peer: PeerId,
@@ -199,10 +202,21 @@ impl Node {
         .await
     }
 
-    /// Subscribes to `topic`.
+    /// Subscribes to `topic` (a relay node receives all of it).
     pub async fn subscribe(&self, topic: &PubsubTopic) -> Result<(), transport::Error> {
+        self.subscribe_to(topic, Vec::new()).await
+    }
+
+    /// Subscribes to these content topics on `topic`; a light client asks its
+    /// filter service for exactly these.
+    pub async fn subscribe_to(
+        &self,
+        topic: &PubsubTopic,
+        content_topics: Vec<String>,
+    ) -> Result<(), transport::Error> {
         self.ask(|reply| Command::Subscribe {
             topic: topic.clone(),
+            content_topics,
             reply,
         })
         .await
@@ -376,6 +390,13 @@ impl Relay {
         rx.await.unwrap_or(unavailable)
     }
 
+    /// Hands a message our filter service pushed to the local pipeline.
+    pub(crate) async fn inbound(&self, delivery: Delivery) {
+        if let Some(commands) = self.0.upgrade() {
+            let _ = commands.send(Command::Inbound(delivery)).await;
+        }
+    }
+
     /// Hands a pushed message to the local pipeline.
     pub(crate) async fn deliver_locally(&self, delivery: Delivery) {
         if let Some(commands) = self.0.upgrade() {
@@ -417,6 +438,12 @@ async fn run_network(
     ))];
     if let Some((incoming, archive)) = services.store {
         served.push(tokio::spawn(crate::store::serve(incoming, archive)));
+    }
+    if let Some(incoming) = services.filter_push {
+        served.push(tokio::spawn(crate::filter::receive(
+            incoming,
+            relay.clone(),
+        )));
     }
     if let Some(incoming) = services.filter {
         served.push(tokio::spawn(crate::filter::serve(incoming, relay.clone())));
@@ -479,6 +506,15 @@ async fn prepare(
         Some(
             control
                 .accept(crate::filter::SUBSCRIBE)
+                .map_err(|e| Error::Build(e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    let filter_push = if config.light.is_some() {
+        Some(
+            control
+                .accept(crate::filter::PUSH)
                 .map_err(|e| Error::Build(e.to_string()))?,
         )
     } else {
@@ -566,6 +602,15 @@ async fn prepare(
         confirmed: BTreeSet::new(),
         filter: crate::filter::Subscriptions::default(),
         push_permits: std::sync::Arc::new(tokio::sync::Semaphore::new(crate::filter::MAX_PUSHES)),
+        light: config
+            .light
+            .as_ref()
+            .and_then(peer_of)
+            .map(|service| Light {
+                service,
+                filters: Default::default(),
+                pinged: Instant::now(),
+            }),
     };
     let started = Started {
         peer_id,
@@ -579,6 +624,7 @@ async fn prepare(
             store,
             lightpush,
             filter,
+            filter_push,
         },
         ours,
         started,
@@ -597,6 +643,7 @@ struct Services {
         libp2p_stream::IncomingStreams,
     )>,
     filter: Option<libp2p_stream::IncomingStreams>,
+    filter_push: Option<libp2p_stream::IncomingStreams>,
 }
 
 async fn build_swarm(config: &Config) -> Result<Swarm<Behaviour>, Error> {
@@ -623,6 +670,30 @@ async fn build_swarm(config: &Config) -> Result<Swarm<Behaviour>, Error> {
         .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
         .build();
     Ok(swarm)
+}
+
+/// How often a light client pings its filter service (subscriptions expire
+/// after 5 minutes without one; js-waku pings every minute too).
+const FILTER_PING: Duration = Duration::from_secs(60);
+
+/// A light client's state: its service and what it asked the service's filter for.
+struct Light {
+    service: PeerId,
+    filters: std::collections::BTreeMap<PubsubTopic, BTreeSet<String>>,
+    pinged: Instant,
+}
+
+fn filter_request(
+    kind: i32,
+    topic: &PubsubTopic,
+    content_topics: Vec<String>,
+) -> murmur_proto::filter::SubscribeRequest {
+    murmur_proto::filter::SubscribeRequest {
+        request_id: murmur_core::RequestId::next().to_string(),
+        filter_subscribe_type: kind,
+        pubsub_topic: Some(topic.as_str().to_owned()),
+        content_topics,
+    }
 }
 
 /// Where events go.
@@ -706,6 +777,7 @@ struct Driver {
     confirmed: BTreeSet<PeerId>,
     filter: crate::filter::Subscriptions,
     push_permits: std::sync::Arc<tokio::sync::Semaphore>,
+    light: Option<Light>,
 }
 
 impl Driver {
@@ -725,6 +797,7 @@ impl Driver {
                 Some(report) = self.reports.recv() => self.on_report(report),
                 _ = redial.tick() => {
                     self.dial_static_peers();
+                    self.refresh_filters(false);
                     let expired = self.filter.expire(Instant::now());
                     if expired > 0 {
                         tracing::debug!(expired, "filter subscriptions expired");
@@ -741,10 +814,21 @@ impl Driver {
                 topic,
                 message,
                 reply,
+            } => match &self.light {
+                Some(light) => self.light_publish(light.service, topic, message, reply),
+                None => {
+                    let _ = reply.send(self.publish_counted(&topic, message).map(|(d, _)| d.hash));
+                }
+            },
+            Command::Subscribe {
+                topic,
+                content_topics,
+                reply,
             } => {
-                let _ = reply.send(self.publish_counted(&topic, message).map(|(d, _)| d.hash));
-            }
-            Command::Subscribe { topic, reply } => {
+                if self.light.is_some() {
+                    self.light_subscribe(topic, content_topics, reply);
+                    return;
+                }
                 let relay = &mut self.swarm.behaviour_mut().relay;
                 let ident = IdentTopic::new(topic.as_str());
                 let result =
@@ -764,6 +848,25 @@ impl Driver {
                 let _ = reply.send(result);
             }
             Command::Unsubscribe { topic, reply } => {
+                if let Some(light) = &mut self.light {
+                    // Light mode: tell the filter service we want none of it.
+                    let content: Vec<String> = light
+                        .filters
+                        .remove(&topic)
+                        .map(|c| c.into_iter().collect())
+                        .unwrap_or_default();
+                    if content.is_empty() {
+                        let _ = reply.send(Ok(()));
+                        return;
+                    }
+                    let request =
+                        filter_request(murmur_proto::filter::kind::UNSUBSCRIBE, &topic, content);
+                    let (control, service) = (self.control.clone(), light.service);
+                    tokio::spawn(async move {
+                        let _ = reply.send(crate::filter::request(control, service, request).await);
+                    });
+                    return;
+                }
                 self.swarm
                     .behaviour_mut()
                     .relay
@@ -782,6 +885,10 @@ impl Driver {
                 let _ = reply.send(self.publish_counted(&topic, message));
             }
             Command::Local(delivery) => self.emit(Event::Pushed(delivery)),
+            Command::Inbound(delivery) => {
+                self.metrics.inc_received();
+                self.emit(Event::Message(delivery));
+            }
             Command::Filter {
                 peer,
                 request,
@@ -857,6 +964,106 @@ impl Driver {
                 reason: e.to_string(),
             }),
         }
+    }
+
+    /// Light mode: publish through the service's lightpush.
+    fn light_publish(
+        &self,
+        service: PeerId,
+        topic: PubsubTopic,
+        mut message: WakuMessage,
+        reply: Reply<MessageHash>,
+    ) {
+        message.timestamp.get_or_insert_with(murmur_core::now_nanos);
+        if let Err(e) = transport::validate(&message, message.encoded_len()) {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        let hash = MessageHash::of(&topic, &message);
+        let control = self.control.clone();
+        tokio::spawn(async move {
+            let result = crate::lightpush::request(control, service, topic, message).await;
+            let _ = reply.send(result.map(|_| hash));
+        });
+    }
+
+    /// Light mode: ask the service's filter for these content topics.
+    fn light_subscribe(
+        &mut self,
+        topic: PubsubTopic,
+        content_topics: Vec<String>,
+        reply: Reply<()>,
+    ) {
+        let Some(light) = &mut self.light else {
+            return;
+        };
+        if content_topics.is_empty() {
+            let _ = reply.send(Err(transport::Error::Invalid(
+                "a light client subscribes to content topics, through its filter service",
+            )));
+            return;
+        }
+        light
+            .filters
+            .entry(topic.clone())
+            .or_default()
+            .extend(content_topics.iter().cloned());
+        let request = filter_request(
+            murmur_proto::filter::kind::SUBSCRIBE,
+            &topic,
+            content_topics,
+        );
+        let (control, service) = (self.control.clone(), light.service);
+        tokio::spawn(async move {
+            let _ = reply.send(crate::filter::request(control, service, request).await);
+        });
+    }
+
+    /// Light mode: refresh our filter subscriptions (every minute), and
+    /// subscribe again where the service has forgotten us.
+    fn refresh_filters(&mut self, resubscribe: bool) {
+        let Some(light) = &mut self.light else {
+            return;
+        };
+        if light.filters.is_empty() || !self.swarm.is_connected(&light.service) {
+            return;
+        }
+        let now = Instant::now();
+        if !resubscribe && now.duration_since(light.pinged) < FILTER_PING {
+            return;
+        }
+        light.pinged = now;
+        let (control, service) = (self.control.clone(), light.service);
+        let subscriptions: Vec<_> = light
+            .filters
+            .iter()
+            .map(|(t, c)| {
+                filter_request(
+                    murmur_proto::filter::kind::SUBSCRIBE,
+                    t,
+                    c.iter().cloned().collect(),
+                )
+            })
+            .collect();
+        tokio::spawn(async move {
+            let ping = murmur_proto::filter::SubscribeRequest {
+                request_id: murmur_core::RequestId::next().to_string(),
+                filter_subscribe_type: murmur_proto::filter::kind::PING,
+                ..Default::default()
+            };
+            let alive = !resubscribe
+                && crate::filter::request(control.clone(), service, ping)
+                    .await
+                    .is_ok();
+            if !alive {
+                for request in subscriptions {
+                    if let Err(e) = crate::filter::request(control.clone(), service, request).await
+                    {
+                        tracing::warn!(error = %e, "filter resubscription failed");
+                    }
+                }
+            }
+        });
     }
 
     fn push_to_filter_subscribers(&mut self, delivery: &Delivery) {
@@ -1023,6 +1230,12 @@ impl Driver {
                     p.connected = true;
                     p.backoff = REDIAL_MIN;
                     p.due = None;
+                }
+                if num_established.get() == 1
+                    && self.light.as_ref().is_some_and(|l| l.service == peer_id)
+                {
+                    // A new connection to our service: it may have forgotten us.
+                    self.refresh_filters(true);
                 }
                 if num_established.get() == 1 {
                     self.addresses.insert(peer_id, remote);
