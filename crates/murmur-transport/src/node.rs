@@ -826,7 +826,7 @@ impl Driver {
                 reply,
             } => {
                 if self.light.is_some() {
-                    self.light_subscribe(topic, content_topics, reply);
+                    self.light_subscribe(&topic, content_topics, reply);
                     return;
                 }
                 let relay = &mut self.swarm.behaviour_mut().relay;
@@ -990,7 +990,7 @@ impl Driver {
     /// Light mode: ask the service's filter for these content topics.
     fn light_subscribe(
         &mut self,
-        topic: PubsubTopic,
+        topic: &PubsubTopic,
         content_topics: Vec<String>,
         reply: Reply<()>,
     ) {
@@ -1008,11 +1008,7 @@ impl Driver {
             .entry(topic.clone())
             .or_default()
             .extend(content_topics.iter().cloned());
-        let request = filter_request(
-            murmur_proto::filter::kind::SUBSCRIBE,
-            &topic,
-            content_topics,
-        );
+        let request = filter_request(murmur_proto::filter::kind::SUBSCRIBE, topic, content_topics);
         let (control, service) = (self.control.clone(), light.service);
         tokio::spawn(async move {
             let _ = reply.send(crate::filter::request(control, service, request).await);
