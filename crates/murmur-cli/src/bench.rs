@@ -33,6 +33,8 @@ const RUN_LIMIT: Duration = Duration::from_secs(300);
 pub(crate) enum Command {
     /// Relay throughput and latency between two nodes on loopback.
     Relay(RelayArgs),
+    /// Archive ingest and store query latency, against bare sqlx.
+    Store(crate::bench_store::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -135,7 +137,10 @@ impl Progress {
 }
 
 pub(crate) async fn run(command: Command) -> Result<(), CliError> {
-    let Command::Relay(args) = command;
+    let args = match command {
+        Command::Relay(args) => args,
+        Command::Store(args) => return crate::bench_store::run(args).await,
+    };
     if args.messages == 0 || args.window == 0 {
         return Err(CliError::Usage(
             "--messages and --window must be at least 1".to_owned(),

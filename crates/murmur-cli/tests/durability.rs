@@ -42,7 +42,13 @@ async fn a_lightpush_acknowledged_is_archived_even_if_the_node_is_killed() {
     client.subscribe(&topic).await.unwrap();
     client.dial(&address).await.unwrap();
     for _ in 0..200 {
-        if client.status().await.topics.iter().any(|(t, n)| *t == topic && *n > 0) {
+        if client
+            .status()
+            .await
+            .topics
+            .iter()
+            .any(|(t, n)| *t == topic && *n > 0)
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -56,9 +62,16 @@ async fn a_lightpush_acknowledged_is_archived_even_if_the_node_is_killed() {
     child.kill().unwrap();
     child.wait().unwrap();
 
-    let db = Database::open(&format!("sqlite://{}", dir.path().join("murmur.db").display()))
-        .await
-        .unwrap();
+    let db = Database::open(&format!(
+        "sqlite://{}",
+        dir.path().join("murmur.db").display()
+    ))
+    .await
+    .unwrap();
     let page = db.query(&Query::hashes(vec![hash])).await.unwrap();
-    assert_eq!(page.messages.len(), 1, "the acknowledged message survived SIGKILL");
+    assert_eq!(
+        page.messages.len(),
+        1,
+        "the acknowledged message survived SIGKILL"
+    );
 }

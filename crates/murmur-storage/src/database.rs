@@ -197,6 +197,61 @@ impl Database {
         Ok(result.rows_affected() == 1)
     }
 
+    /// Archives several messages in one transaction (multi-row inserts of up to
+    /// 100 rows); answers, for each, whether it was new. Ephemeral messages are
+    /// skipped (`false`).
+    pub async fn save_batch(&self, deliveries: &[Delivery]) -> Result<Vec<bool>, Error> {
+        let keep: Vec<&Delivery> = deliveries
+            .iter()
+            .filter(|d| !d.message.is_ephemeral())
+            .collect();
+        let mut inserted = std::collections::HashSet::new();
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let stored_at = now_nanos();
+        for chunk in keep.chunks(100) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let b = i * 6;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${})",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5,
+                        b + 6
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO messages (hash, pubsub_topic, content_topic, timestamp, message, stored_at) \
+                 VALUES {} ON CONFLICT (hash) DO NOTHING RETURNING hash",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for d in chunk {
+                q = q
+                    .bind(d.hash.as_bytes().to_vec())
+                    .bind(d.pubsub_topic.as_str())
+                    .bind(d.message.content_topic.as_str())
+                    .bind(d.message.timestamp.unwrap_or(0))
+                    .bind(d.message.encode_to_vec())
+                    .bind(stored_at);
+            }
+            for row in q.fetch_all(&mut *tx).await.map_err(backend)? {
+                let hash: Vec<u8> = row.try_get(0).map_err(backend)?;
+                inserted.insert(to_hash(&hash)?);
+            }
+        }
+        tx.commit().await.map_err(backend)?;
+        // A hash twice in one batch is new only the first time.
+        let mut seen = std::collections::HashSet::new();
+        Ok(deliveries
+            .iter()
+            .map(|d| inserted.contains(&d.hash) && seen.insert(d.hash))
+            .collect())
+    }
+
     /// Answers one page of a store query.
     pub async fn query(&self, query: &Query) -> Result<Page, Error> {
         query.check().map_err(Error::BadQuery)?;
@@ -401,6 +456,11 @@ impl Database {
             })
         })
         .transpose()
+    }
+
+    /// The connection pool, for tools and benchmarks that compare against raw SQL.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     /// Whether this is the SQLite backend.

@@ -1,0 +1,255 @@
+//! `murmur bench store`: the persistence stage against bare sqlx on the same
+//! database engine, in the same run.
+
+use std::time::{Duration, Instant};
+
+use futures::{stream::FuturesUnordered, StreamExt};
+use murmur_core::{
+    storage::{self, SaveRaw},
+    store::Query,
+    Delivery, PubsubTopic, WakuMessage,
+};
+use murmur_storage::{Database, Storage};
+use prost::Message as _;
+
+use crate::error::CliError;
+
+const CONTENT_TOPIC: &str = "/murmur/1/bench-store/proto";
+/// Rows per statement in the bare batched insert.
+const BATCH: usize = 100;
+const QUERIES: usize = 1000;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Messages to store in each run.
+    #[arg(long, default_value_t = 1_000_000)]
+    messages: usize,
+    /// Payload bytes per message.
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// A PostgreSQL server URL; without it, SQLite files in a temporary folder.
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
+    /// SaveRaw requests in flight at once in the murmur run.
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+}
+
+struct Run {
+    ingest_per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn deliveries(n: usize, size: usize) -> (PubsubTopic, Vec<Delivery>) {
+    let topic: PubsubTopic = "/waku/2/rs/1/0".parse().expect("valid topic");
+    // Spread over the last n milliseconds, one content topic (and a second one
+    // every tenth message, so that the query has something to filter out).
+    let start = murmur_core::now_nanos() - i64::try_from(n).unwrap_or(0) * 1_000_000;
+    let all = (0..n)
+        .map(|i| {
+            let content = if i % 10 == 9 {
+                "/murmur/1/other/proto"
+            } else {
+                CONTENT_TOPIC
+            };
+            let mut payload = vec![0u8; size.max(8)];
+            payload[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            let message = WakuMessage::new(content, payload)
+                .with_timestamp(start + i64::try_from(i).unwrap_or(0) * 1_000_000);
+            Delivery::new(topic.clone(), message)
+        })
+        .collect();
+    (topic, all)
+}
+
+async fn open(args: &Args, name: &str) -> Result<Database, CliError> {
+    let db = match &args.postgres {
+        Some(url) => Database::open_fresh(url).await,
+        None => {
+            let dir =
+                std::env::temp_dir().join(format!("murmur-bench-{}-{name}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            Database::open(&format!("sqlite://{}", dir.join("bench.db").display())).await
+        }
+    };
+    db.map_err(|e| CliError::Node(e.into()))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    sorted
+        .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
+        .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+}
+
+fn the_query(topic: &PubsubTopic, newest: i64) -> Query {
+    // One content topic, the last ten minutes, a page of 20, newest first
+    // (what a chat client asks when it opens a conversation).
+    Query::content(Some(topic.clone()), vec![CONTENT_TOPIC.to_owned()])
+        .with_time(Some(newest - 600_000_000_000), Some(newest + 1))
+        .with_forward(false)
+        .with_limit(20)
+}
+
+/// Through the Storage actor: SaveRaw per message, `concurrency` in flight;
+/// queries through `storage::Query`.
+async fn murmur_run(args: &Args) -> Result<Run, CliError> {
+    let (topic, all) = deliveries(args.messages, args.size);
+    let newest = all.last().and_then(|d| d.message.timestamp).unwrap_or(0);
+    let db = open(args, "murmur").await?;
+    let store = storage::Handle::from(Storage::start(db));
+    let started = Instant::now();
+    let mut inflight = FuturesUnordered::new();
+    for d in all {
+        if inflight.len() >= args.concurrency {
+            if let Some(r) = inflight.next().await {
+                check(r)?;
+            }
+        }
+        inflight.push(store.save_raw.send(SaveRaw(d)));
+    }
+    while let Some(r) = inflight.next().await {
+        check(r)?;
+    }
+    let ingest = args.messages as f64 / started.elapsed().as_secs_f64();
+    let mut latencies = Vec::with_capacity(QUERIES);
+    for _ in 0..QUERIES {
+        let t = Instant::now();
+        let page = store
+            .query
+            .send(storage::Query(the_query(&topic, newest)))
+            .await
+            .map_err(|_| CliError::Failed("storage stopped".to_owned()))?
+            .map_err(|e| CliError::Failed(e.to_string()))?;
+        latencies.push(t.elapsed());
+        if page.messages.len() != 20 {
+            return Err(CliError::Failed(format!(
+                "a page of {}",
+                page.messages.len()
+            )));
+        }
+    }
+    latencies.sort();
+    Ok(Run {
+        ingest_per_second: ingest,
+        p50_ms: percentile(&latencies, 0.5),
+        p99_ms: percentile(&latencies, 0.99),
+    })
+}
+
+fn check(r: Result<Result<bool, storage::Error>, actix::MailboxError>) -> Result<(), CliError> {
+    match r {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(CliError::Failed(e.to_string())),
+        Err(_) => Err(CliError::Failed("storage stopped".to_owned())),
+    }
+}
+
+/// Bare sqlx on the same schema: multi-row inserts of 100 rows, and the same
+/// select murmur runs for that query.
+async fn bare_run(args: &Args) -> Result<Run, CliError> {
+    let (topic, all) = deliveries(args.messages, args.size);
+    let newest = all.last().and_then(|d| d.message.timestamp).unwrap_or(0);
+    let db = open(args, "bare").await?;
+    let pool = db.pool();
+    let fail = |e: sqlx::Error| CliError::Failed(format!("bare sqlx: {e}"));
+    let started = Instant::now();
+    for chunk in all.chunks(BATCH) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = i * 6;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO messages (hash, pubsub_topic, content_topic, timestamp, message, stored_at) VALUES {} ON CONFLICT (hash) DO NOTHING",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for d in chunk {
+            q = q
+                .bind(d.hash.as_bytes().to_vec())
+                .bind(d.pubsub_topic.as_str().to_owned())
+                .bind(d.message.content_topic.clone())
+                .bind(d.message.timestamp.unwrap_or(0))
+                .bind(d.message.encode_to_vec())
+                .bind(murmur_core::now_nanos());
+        }
+        q.execute(pool).await.map_err(fail)?;
+    }
+    let ingest = args.messages as f64 / started.elapsed().as_secs_f64();
+    let query = the_query(&topic, newest);
+    let (start, end) = match &query.criteria {
+        murmur_core::store::Criteria::Content { start, end, .. } => {
+            (start.unwrap_or(0), end.unwrap_or(0))
+        }
+        _ => (0, 0),
+    };
+    let sql = "SELECT hash, timestamp, pubsub_topic, message FROM messages WHERE 1 = 1 \
+               AND pubsub_topic = $1 AND content_topic IN ($2) AND timestamp >= $3 AND timestamp < $4 \
+               ORDER BY timestamp DESC, hash DESC LIMIT $5";
+    let mut latencies = Vec::with_capacity(QUERIES);
+    for _ in 0..QUERIES {
+        let t = Instant::now();
+        let rows = sqlx::query(sql)
+            .bind(topic.as_str().to_owned())
+            .bind(CONTENT_TOPIC)
+            .bind(start)
+            .bind(end)
+            .bind(21_i64)
+            .fetch_all(pool)
+            .await
+            .map_err(fail)?;
+        latencies.push(t.elapsed());
+        if rows.len() != 21 {
+            return Err(CliError::Failed(format!("bare: {} rows", rows.len())));
+        }
+    }
+    latencies.sort();
+    Ok(Run {
+        ingest_per_second: ingest,
+        p50_ms: percentile(&latencies, 0.5),
+        p99_ms: percentile(&latencies, 0.99),
+    })
+}
+
+#[allow(clippy::print_stdout)]
+pub(crate) async fn run(args: Args) -> Result<(), CliError> {
+    let backend = if args.postgres.is_some() {
+        "postgresql"
+    } else {
+        "sqlite"
+    };
+    tracing::info!(messages = args.messages, backend, "bare sqlx run");
+    let bare = bare_run(&args).await?;
+    tracing::info!("murmur run");
+    let murmur = murmur_run(&args).await?;
+    println!(
+        "store on {backend}, {} messages of {} bytes",
+        args.messages, args.size
+    );
+    println!(
+        "{:<12} {:>14} {:>12} {:>12}",
+        "", "ingest msg/s", "query p50 ms", "query p99 ms"
+    );
+    for (name, r) in [("bare sqlx", &bare), ("murmur", &murmur)] {
+        println!(
+            "{name:<12} {:>14.0} {:>12.3} {:>12.3}",
+            r.ingest_per_second, r.p50_ms, r.p99_ms
+        );
+    }
+    println!(
+        "ingest murmur / bare: {:.2}x; query p99 murmur / bare: {:.2}x",
+        murmur.ingest_per_second / bare.ingest_per_second,
+        murmur.p99_ms / bare.p99_ms
+    );
+    Ok(())
+}
