@@ -1,24 +1,28 @@
 //! A message the node acknowledged is in the archive even if the process is
 //! killed right after: `murmur node` in a child process, SIGKILLed the moment
-//! it answers a lightpush with 200.
+//! it answers a lightpush with 200, or the moment it forwards a relay message.
 
 use std::{
     io::{BufRead, BufReader},
-    process::{Command, Stdio},
+    path::Path,
+    process::{Child, Command, Stdio},
     time::Duration,
 };
 
 use libp2p::identity::Keypair;
-use murmur_core::{store::Query, MessageHash, PubsubTopic, Sharding, WakuMessage};
+use murmur_core::{
+    store::Query, transport::Event, MessageHash, PubsubTopic, Sharding, WakuMessage,
+};
 use murmur_storage::Database;
 use murmur_transport::{Config, Node};
+use tokio::sync::mpsc;
 
-#[tokio::test]
-async fn a_lightpush_acknowledged_is_archived_even_if_the_node_is_killed() {
-    let dir = tempfile::tempdir().unwrap();
+/// Starts `murmur node` on loopback with its data in `dir`; answers the child
+/// and its first listen address.
+fn spawn_node(dir: &Path) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_murmur"))
         .args(["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--data-dir"])
-        .arg(dir.path())
+        .arg(dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -33,45 +37,89 @@ async fn a_lightpush_acknowledged_is_archived_even_if_the_node_is_killed() {
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("unexpected first line: {line}"))
         .to_owned();
+    (child, address)
+}
 
-    // The client is also the service's relay peer, so that the push is relayed.
-    let topic: PubsubTopic = "/waku/2/rs/1/3".parse().unwrap();
+/// A relay peer of the node at `address`, subscribed to `topic`.
+async fn relay_peer(address: &str, topic: &PubsubTopic) -> (Node, mpsc::Receiver<Event>) {
     let config = Config::new(Keypair::generate_secp256k1(), Sharding::auto(1, 8))
         .with_listen(["/ip4/127.0.0.1/tcp/0".parse().unwrap()]);
-    let (client, _events) = Node::start(config).await.unwrap();
-    client.subscribe(&topic).await.unwrap();
-    client.dial(&address).await.unwrap();
+    let (peer, events) = Node::start(config).await.unwrap();
+    peer.subscribe(topic).await.unwrap();
+    peer.dial(address).await.unwrap();
     for _ in 0..200 {
-        if client
+        if peer
             .status()
             .await
             .topics
             .iter()
-            .any(|(t, n)| *t == topic && *n > 0)
+            .any(|(t, n)| t == topic && *n > 0)
         {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    (peer, events)
+}
 
-    let message = WakuMessage::new("/murmur/1/durable/proto", b"must survive".to_vec())
-        .with_timestamp(murmur_core::now_nanos());
+async fn archived(dir: &Path, hash: MessageHash) -> bool {
+    let db = Database::open(&format!("sqlite://{}", dir.join("murmur.db").display()))
+        .await
+        .unwrap();
+    let page = db.query(&Query::hashes(vec![hash])).await.unwrap();
+    page.messages.len() == 1
+}
+
+fn message(text: &str) -> WakuMessage {
+    WakuMessage::new("/murmur/1/durable/proto", text.as_bytes().to_vec())
+        .with_timestamp(murmur_core::now_nanos())
+}
+
+#[tokio::test]
+async fn a_lightpush_acknowledged_is_archived_even_if_the_node_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, address) = spawn_node(dir.path());
+    // The client is also the node's relay peer, so that the push is relayed.
+    let topic: PubsubTopic = "/waku/2/rs/1/3".parse().unwrap();
+    let (client, _events) = relay_peer(&address, &topic).await;
+
+    let message = message("must survive");
     let hash = MessageHash::of(&topic, &message);
     let relayed_to = client.lightpush(&address, &topic, message).await.unwrap();
     assert!(relayed_to >= 1);
     child.kill().unwrap();
     child.wait().unwrap();
-
-    let db = Database::open(&format!(
-        "sqlite://{}",
-        dir.path().join("murmur.db").display()
-    ))
-    .await
-    .unwrap();
-    let page = db.query(&Query::hashes(vec![hash])).await.unwrap();
-    assert_eq!(
-        page.messages.len(),
-        1,
+    assert!(
+        archived(dir.path(), hash).await,
         "the acknowledged message survived SIGKILL"
+    );
+}
+
+#[tokio::test]
+async fn a_relay_message_forwarded_is_archived_even_if_the_node_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, address) = spawn_node(dir.path());
+    let topic: PubsubTopic = "/waku/2/rs/1/3".parse().unwrap();
+    let (sender, _) = relay_peer(&address, &topic).await;
+    let (_receiver, mut received) = relay_peer(&address, &topic).await;
+
+    let hash = sender.publish(&topic, message("relayed")).await.unwrap();
+    // The receiver knows only the node: getting the message means the node
+    // accepted it, and it accepts only what it has archived.
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(20), received.recv())
+            .await
+            .expect("forwarded within 20 s")
+            .expect("events open");
+        if let Event::Message(d) = event {
+            assert_eq!(d.hash, hash);
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        archived(dir.path(), hash).await,
+        "the forwarded message survived SIGKILL"
     );
 }

@@ -1,7 +1,20 @@
 //! Store queries (13/WAKU2-STORE v3) as the persistence stage answers them:
 //! the types the store server, the store client and the storage backends share.
 
-use crate::{MessageHash, PubsubTopic, WakuMessage};
+use crate::{Delivery, MessageHash, PubsubTopic, WakuMessage};
+
+/// How far a message's timestamp may be from our clock for the archive to
+/// keep it (64/WAKU2-NETWORK; nwaku's archive applies the same window).
+pub const ARCHIVE_WINDOW_NANOS: i64 = 20_000_000_000;
+
+/// Whether an archive keeps `delivery`: not ephemeral, and stamped within
+/// 20 s of our clock.
+pub fn archivable(delivery: &Delivery) -> bool {
+    let skew = delivery.message.timestamp.map_or(i64::MAX, |ts| {
+        crate::now_nanos().saturating_sub(ts).saturating_abs()
+    });
+    !delivery.message.is_ephemeral() && skew <= ARCHIVE_WINDOW_NANOS
+}
 
 /// The most messages one page may hold (nwaku's cap).
 pub const MAX_PAGE: usize = 100;

@@ -206,6 +206,9 @@ pub enum Event {
     /// A light client pushed this message through us (lightpush); it is
     /// relayed and, if archivable, already archived.
     Pushed(Delivery),
+    /// A valid message arrived and the transport archived it (new, by hash)
+    /// before accepting it for relay: do not archive it again.
+    Archived(Delivery),
 }
 
 /// Any actor that handles the transport's messages.

@@ -175,26 +175,17 @@ impl Handler<Attach> for Pipeline {
     }
 }
 
-/// How far a message's timestamp may be from our clock for the archive to
-/// keep it (64/WAKU2-NETWORK; nwaku's archive applies the same window).
-const ARCHIVE_WINDOW_NANOS: i64 = 20_000_000_000;
-
-/// Whether the archive keeps `delivery`: not ephemeral, and stamped within
-/// 20 s of now.
-fn archivable(delivery: &Delivery) -> bool {
-    let skew = delivery.message.timestamp.map_or(i64::MAX, |ts| {
-        murmur_core::now_nanos().saturating_sub(ts).saturating_abs()
-    });
-    !delivery.message.is_ephemeral() && skew <= ARCHIVE_WINDOW_NANOS
-}
-
 impl Handler<transport::Event> for Pipeline {
     type Result = ();
 
     fn handle(&mut self, event: transport::Event, ctx: &mut Context<Self>) {
         match event {
             transport::Event::Message(delivery) => {
-                let Some(storage) = self.storage.as_ref().filter(|_| archivable(&delivery)) else {
+                let Some(storage) = self
+                    .storage
+                    .as_ref()
+                    .filter(|_| murmur_core::store::archivable(&delivery))
+                else {
                     self.deliver(delivery);
                     return;
                 };
@@ -212,7 +203,9 @@ impl Handler<transport::Event> for Pipeline {
                 }));
             }
             // Archived by the lightpush service before it answered.
-            transport::Event::Pushed(delivery) => self.deliver(delivery),
+            transport::Event::Pushed(delivery) | transport::Event::Archived(delivery) => {
+                self.deliver(delivery);
+            }
             transport::Event::PeerConnected { .. } => self.stats.peers += 1,
             transport::Event::PeerDisconnected { .. } => {
                 self.stats.peers = self.stats.peers.saturating_sub(1);

@@ -6,7 +6,7 @@ use actix::Recipient;
 use futures::{AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, StreamProtocol};
 use libp2p_stream::{Control, IncomingStreams};
-use murmur_core::{storage, transport, ContentTopic, Delivery, PubsubTopic, Sharding, WakuMessage};
+use murmur_core::{storage, transport, ContentTopic, PubsubTopic, Sharding, WakuMessage};
 use murmur_proto::{
     lightpush::{self as wire, status, PushResponse, PushRpc, Request, Response},
     lp, protocol, MAX_WAKU_MESSAGE_LEN,
@@ -84,7 +84,7 @@ impl Service {
             Err(e) => return Outcome::fail(status::INTERNAL_SERVER_ERROR, e.to_string()),
         };
         if let Some(archive) = &self.archive {
-            if archivable(&delivery) {
+            if murmur_core::store::archivable(&delivery) {
                 match archive.send(storage::SaveRaw(delivery.clone())).await {
                     Ok(Ok(_)) => {}
                     _ => {
@@ -103,13 +103,6 @@ impl Service {
             relay_peers: u32::try_from(peers.max(1)).unwrap_or(u32::MAX),
         }
     }
-}
-
-fn archivable(d: &Delivery) -> bool {
-    let skew = d.message.timestamp.map_or(i64::MAX, |ts| {
-        murmur_core::now_nanos().saturating_sub(ts).saturating_abs()
-    });
-    !d.message.is_ephemeral() && skew <= 20_000_000_000
 }
 
 /// Serves one lightpush version on `incoming`.

@@ -78,6 +78,13 @@ enum Command {
     Local(Delivery),
     /// A message our filter service pushed to us.
     Inbound(Delivery),
+    /// A relay message whose archiving finished: accept it now.
+    Archived {
+        id: gossipsub::MessageId,
+        source: PeerId,
+        delivery: Delivery,
+        saved: Result<bool, ()>,
+    },
     /// A filter subscribe, unsubscribe or ping from `peer`.
     Filter {
         peer: PeerId,
@@ -390,6 +397,26 @@ impl Relay {
         rx.await.unwrap_or(unavailable)
     }
 
+    /// Reports that a relay message was archived (or not).
+    pub(crate) async fn archived(
+        &self,
+        id: gossipsub::MessageId,
+        source: PeerId,
+        delivery: Delivery,
+        saved: Result<bool, ()>,
+    ) {
+        if let Some(commands) = self.0.upgrade() {
+            let _ = commands
+                .send(Command::Archived {
+                    id,
+                    source,
+                    delivery,
+                    saved,
+                })
+                .await;
+        }
+    }
+
     /// Hands a message our filter service pushed to the local pipeline.
     pub(crate) async fn inbound(&self, delivery: Delivery) {
         if let Some(commands) = self.0.upgrade() {
@@ -421,13 +448,14 @@ async fn run_network(
     ready: oneshot::Sender<Result<Started, Error>>,
     died: watch::Sender<Option<String>>,
 ) {
-    let (mut driver, services, ours, started) = match prepare(&config, sink, commands).await {
-        Ok(parts) => parts,
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
+    let (mut driver, services, ours, started) =
+        match prepare(&config, sink, commands, relay.clone()).await {
+            Ok(parts) => parts,
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        };
     if ready.send(Ok(started)).is_err() {
         return;
     }
@@ -483,6 +511,7 @@ async fn prepare(
     config: &Config,
     sink: Sink,
     commands: mpsc::Receiver<Command>,
+    myself: Relay,
 ) -> Result<(Driver, Services, Metadata, Started), Error> {
     let mut swarm = build_swarm(config).await?;
     let mut control = swarm.behaviour().streams.new_control();
@@ -611,6 +640,8 @@ async fn prepare(
                 filters: Default::default(),
                 pinged: Instant::now(),
             }),
+        archive: config.archive.clone(),
+        myself,
     };
     let started = Started {
         peer_id,
@@ -778,6 +809,10 @@ struct Driver {
     filter: crate::filter::Subscriptions,
     push_permits: std::sync::Arc<tokio::sync::Semaphore>,
     light: Option<Light>,
+    /// Where relay messages are archived before they are accepted.
+    archive: Option<actix::Recipient<murmur_core::storage::SaveRaw>>,
+    /// The driver's own command channel, weakly, for tasks that report back.
+    myself: Relay,
 }
 
 impl Driver {
@@ -885,6 +920,34 @@ impl Driver {
                 let _ = reply.send(self.publish_counted(&topic, message));
             }
             Command::Local(delivery) => self.emit(Event::Pushed(delivery)),
+            Command::Archived {
+                id,
+                source,
+                delivery,
+                saved,
+            } => {
+                // Forwarded only now: what we accept is on disk first.
+                self.swarm
+                    .behaviour_mut()
+                    .relay
+                    .report_message_validation_result(&id, &source, MessageAcceptance::Accept);
+                match saved {
+                    Ok(true) => {
+                        self.metrics.inc_received();
+                        self.push_to_filter_subscribers(&delivery);
+                        self.emit(Event::Archived(delivery));
+                    }
+                    // Archived before (a store sync, a lightpush relayed back):
+                    // already delivered here.
+                    Ok(false) => {}
+                    // The archive failed: the pipeline tries again and delivers.
+                    Err(()) => {
+                        self.metrics.inc_received();
+                        self.push_to_filter_subscribers(&delivery);
+                        self.emit(Event::Message(delivery));
+                    }
+                }
+            }
             Command::Inbound(delivery) => {
                 self.metrics.inc_received();
                 self.emit(Event::Message(delivery));
@@ -1317,6 +1380,26 @@ impl Driver {
     ) {
         let relay = &mut self.swarm.behaviour_mut().relay;
         match check(message) {
+            Ok(delivery) if self.archive.is_some() && murmur_core::store::archivable(&delivery) => {
+                // Archive first, accept (and so forward) after: a message this
+                // node accepted survives a crash.
+                let archive = self.archive.clone();
+                let myself = self.myself.clone();
+                let id = id.clone();
+                tokio::spawn(async move {
+                    let saved = match archive {
+                        Some(archive) => match archive
+                            .send(murmur_core::storage::SaveRaw(delivery.clone()))
+                            .await
+                        {
+                            Ok(Ok(new)) => Ok(new),
+                            _ => Err(()),
+                        },
+                        None => Err(()),
+                    };
+                    myself.archived(id, source, delivery, saved).await;
+                });
+            }
             Ok(delivery) => {
                 relay.report_message_validation_result(id, &source, MessageAcceptance::Accept);
                 self.metrics.inc_received();
