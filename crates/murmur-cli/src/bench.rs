@@ -152,8 +152,10 @@ pub(crate) async fn run(command: Command) -> Result<(), CliError> {
         "bare gossipsub run"
     );
     let bare = bare_gossipsub(&args).await?;
-    tracing::info!("murmur run");
-    let murmur = murmur_relay(&args).await?;
+    tracing::info!("murmur run, relay only");
+    let murmur = murmur_relay(&args, false).await?;
+    tracing::info!("murmur run, archiving");
+    let archiving = murmur_relay(&args, true).await?;
     let ratio = murmur.per_second / bare.per_second;
     #[allow(clippy::print_stdout)]
     if args.json {
@@ -163,6 +165,7 @@ pub(crate) async fn run(command: Command) -> Result<(), CliError> {
                 "messages": args.messages, "size": args.size, "window": args.window,
                 "bare": {"per_second": bare.per_second, "p50_ms": bare.p50_ms, "p99_ms": bare.p99_ms},
                 "murmur": {"per_second": murmur.per_second, "p50_ms": murmur.p50_ms, "p99_ms": murmur.p99_ms},
+                "murmur_archiving": {"per_second": archiving.per_second, "p50_ms": archiving.p50_ms, "p99_ms": archiving.p99_ms},
                 "ratio": ratio,
             })
         );
@@ -175,13 +178,20 @@ pub(crate) async fn run(command: Command) -> Result<(), CliError> {
             "{:<16} {:>12} {:>10} {:>10}",
             "", "msgs/s", "p50 ms", "p99 ms"
         );
-        for (name, r) in [("bare gossipsub", bare), ("murmur", murmur)] {
+        for (name, r) in [
+            ("bare gossipsub", bare),
+            ("murmur", murmur),
+            ("murmur+archive", archiving),
+        ] {
             println!(
                 "{name:<16} {:>12.0} {:>10.3} {:>10.3}",
                 r.per_second, r.p50_ms, r.p99_ms
             );
         }
-        println!("murmur / bare throughput: {ratio:.2}x");
+        println!(
+            "murmur / bare throughput: {ratio:.2}x (relay only); {:.2}x archiving every message",
+            archiving.per_second / bare.per_second
+        );
     }
     Ok(())
 }
@@ -194,7 +204,7 @@ fn bench_topic() -> Result<(ContentTopic, PubsubTopic), CliError> {
 
 /// Two murmur nodes: publish through the pipeline actor and the transport
 /// actor, receive through the transport, the pipeline and a subscription.
-async fn murmur_relay(args: &RelayArgs) -> Result<Report, CliError> {
+async fn murmur_relay(args: &RelayArgs, archive: bool) -> Result<Report, CliError> {
     let (content, pubsub) = bench_topic()?;
     let data = tempfile::tempdir()?;
     let config = |name: &str, peers: Vec<Multiaddr>| {
@@ -202,6 +212,7 @@ async fn murmur_relay(args: &RelayArgs) -> Result<Report, CliError> {
         c.network.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")];
         c.network.shards = vec![pubsub.shard().index];
         c.network.peers = peers;
+        c.store.archive = archive;
         c
     };
     let a = Builder::new(config("a", Vec::new()))

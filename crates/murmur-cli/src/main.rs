@@ -68,6 +68,9 @@ struct NodeArgs {
     /// Do not serve store queries to other nodes (the node still archives).
     #[arg(long)]
     no_store: bool,
+    /// Do not archive arriving messages (a relay-only node; implies nothing to serve to store).
+    #[arg(long)]
+    no_archive: bool,
     /// Do not serve filter to light clients.
     #[arg(long)]
     no_filter: bool,
@@ -167,6 +170,9 @@ fn load_config(args: &NodeArgs) -> Result<murmur_node::Config, CliError> {
     }
     if args.no_store {
         figment = figment.merge(Flag("store.enabled", false));
+    }
+    if args.no_archive {
+        figment = figment.merge(Flag("store.archive", false));
     }
     if args.no_filter {
         figment = figment.merge(Flag("network.filter", false));

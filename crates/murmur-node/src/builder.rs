@@ -142,6 +142,7 @@ impl Builder {
             .send(Attach {
                 transport: transport.clone(),
                 storage: storage.clone(),
+                archive: self.config.store.archive,
             })
             .await?;
         spawn_retention(&self.config, storage.prune.clone());
@@ -244,8 +245,10 @@ impl StageContext {
         if config.store.enabled {
             transport = transport.with_store(self.storage.query.clone());
         }
+        if config.store.archive {
+            transport = transport.with_archive(self.storage.save_raw.clone());
+        }
         transport = transport
-            .with_archive(self.storage.save_raw.clone())
             .with_filter(config.network.filter)
             .with_lightpush(config.network.lightpush);
         if config.network.light {

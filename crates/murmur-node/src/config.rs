@@ -71,6 +71,9 @@ pub struct Network {
 pub struct Store {
     /// Serve `/vac/waku/store-query/3.0.0` to other nodes.
     pub enabled: bool,
+    /// Archive every message that arrives (before accepting it for relay).
+    /// A relay-only node may turn it off; store then has nothing to serve.
+    pub archive: bool,
     /// `sqlite://PATH` or `postgres://USER:PASSWORD@HOST:PORT/DB`; empty means
     /// SQLite in the data folder (`murmur.db`).
     pub url: String,
@@ -86,6 +89,7 @@ impl Default for Store {
     fn default() -> Self {
         Self {
             enabled: true,
+            archive: true,
             url: String::new(),
             // nwaku's default retention: two days.
             max_age_secs: 2 * 24 * 3600,

@@ -164,6 +164,8 @@ impl Supervised for Pipeline {
 pub(crate) struct Attach {
     pub(crate) transport: transport::Handle,
     pub(crate) storage: storage::Handle,
+    /// Whether arriving messages are archived.
+    pub(crate) archive: bool,
 }
 
 impl Handler<Attach> for Pipeline {
@@ -171,7 +173,7 @@ impl Handler<Attach> for Pipeline {
 
     fn handle(&mut self, attach: Attach, _: &mut Context<Self>) {
         self.transport = Some(attach.transport);
-        self.storage = Some(attach.storage);
+        self.storage = attach.archive.then_some(attach.storage);
     }
 }
 
