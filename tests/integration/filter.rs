@@ -3,30 +3,16 @@
 
 use std::time::Duration;
 
-use libp2p::identity::Keypair;
-use murmur::{
-    core::ContentTopic,
-    node::{Builder, Node},
-};
+use murmur::core::ContentTopic;
 use serde_json::{json, Value};
 
 use crate::{
     jswaku::{hash_hex, JsPeer},
-    support::{addr, loopback_config, start_node, WAIT},
+    support::{addr, peer_of, start_node, WAIT},
 };
 
 fn topic() -> ContentTopic {
     "/murmur/1/filtered/proto".parse().unwrap()
-}
-
-async fn relay_peer_of(dir: &std::path::Path, service: &Node) -> Node {
-    let mut config = loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
-    config.network.peers = vec![addr(service, false).parse().unwrap()];
-    Builder::new(config)
-        .with_keypair(Keypair::generate_secp256k1())
-        .start()
-        .await
-        .unwrap()
 }
 
 async fn next_filter_event(js: &mut JsPeer) -> Value {
@@ -39,7 +25,7 @@ async fn next_filter_event(js: &mut JsPeer) -> Value {
 async fn a_lightpush_reaches_a_filter_subscriber_through_murmur() {
     let dir = tempfile::tempdir().unwrap();
     let service = start_node(&dir.path().join("service")).await;
-    let relay = relay_peer_of(&dir.path().join("relay"), &service).await;
+    let relay = peer_of(&dir.path().join("relay"), &service, false).await;
     service
         .wait_for_peers(&service.pubsub_topic(&topic()), 1, WAIT)
         .await

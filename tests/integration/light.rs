@@ -2,35 +2,20 @@
 //! receives with filter and reads history with store, through the same
 //! node API as a relay node.
 
-use libp2p::identity::Keypair;
-use murmur::{
-    core::{store::Query, ContentTopic},
-    node::{Builder, Node},
-};
+use murmur::core::{store::Query, ContentTopic};
 
-use crate::support::{addr, loopback_config, start_node, WAIT};
+use crate::support::{addr, peer_of, start_node, WAIT};
 
 fn topic() -> ContentTopic {
     "/murmur/1/light/proto".parse().unwrap()
-}
-
-async fn node_with_peer(dir: &std::path::Path, peer: &Node, light: bool) -> Node {
-    let mut config = loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
-    config.network.peers = vec![addr(peer, false).parse().unwrap()];
-    config.network.light = light;
-    Builder::new(config)
-        .with_keypair(Keypair::generate_secp256k1())
-        .start()
-        .await
-        .unwrap()
 }
 
 #[actix_rt::test]
 async fn a_light_node_sends_receives_and_reads_history_through_a_service_node() {
     let dir = tempfile::tempdir().unwrap();
     let service = start_node(&dir.path().join("service")).await;
-    let relay = node_with_peer(&dir.path().join("relay"), &service, false).await;
-    let light = node_with_peer(&dir.path().join("light"), &service, true).await;
+    let relay = peer_of(&dir.path().join("relay"), &service, false).await;
+    let light = peer_of(&dir.path().join("light"), &service, true).await;
     let pubsub = service.pubsub_topic(&topic());
     service.wait_for_peers(&pubsub, 1, WAIT).await.unwrap();
     assert!(

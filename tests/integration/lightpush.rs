@@ -2,37 +2,23 @@
 //! which relays, archives and delivers locally; with nobody to relay to, it
 //! answers 505.
 
-use libp2p::identity::Keypair;
-use murmur::{
-    core::{store::Query, ContentTopic},
-    node::{Builder, Node},
-};
+use murmur::core::{store::Query, ContentTopic};
 use serde_json::json;
 
 use crate::{
     jswaku::{hash_hex, JsPeer},
-    support::{addr, loopback_config, start_node, WAIT},
+    support::{addr, peer_of, start_node, WAIT},
 };
 
 fn topic() -> ContentTopic {
     "/murmur/1/pushed/proto".parse().unwrap()
 }
 
-async fn relay_peer_of(dir: &std::path::Path, service: &Node) -> Node {
-    let mut config = loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
-    config.network.peers = vec![addr(service, false).parse().unwrap()];
-    Builder::new(config)
-        .with_keypair(Keypair::generate_secp256k1())
-        .start()
-        .await
-        .unwrap()
-}
-
 #[actix_rt::test]
 async fn js_waku_lightpush_is_relayed_archived_and_delivered() {
     let dir = tempfile::tempdir().unwrap();
     let service = start_node(&dir.path().join("service")).await;
-    let relay = relay_peer_of(&dir.path().join("relay"), &service).await;
+    let relay = peer_of(&dir.path().join("relay"), &service, false).await;
     let mut at_service = service.subscribe([&topic()]).await.unwrap();
     let mut at_relay = relay.subscribe([&topic()]).await.unwrap();
     service

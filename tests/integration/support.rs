@@ -38,3 +38,16 @@ pub(crate) fn addr(node: &Node, websocket: bool) -> String {
 pub(crate) fn interop_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
 }
+
+/// A node on loopback TCP whose only static peer is `service`; a light client
+/// of it if `light`.
+pub(crate) async fn peer_of(dir: &std::path::Path, service: &Node, light: bool) -> Node {
+    let mut config = loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
+    config.network.peers = vec![addr(service, false).parse().unwrap()];
+    config.network.light = light;
+    Builder::new(config)
+        .with_keypair(Keypair::generate_secp256k1())
+        .start()
+        .await
+        .unwrap()
+}

@@ -156,45 +156,35 @@ impl Subscriptions {
 
 /// Answers subscribe, unsubscribe and ping requests.
 pub(crate) async fn serve(incoming: IncomingStreams, relay: Relay) {
-    incoming
-        .for_each_concurrent(MAX_CONCURRENT, |(peer, mut stream)| {
-            let relay = relay.clone();
-            async move {
-                let frame = match tokio::time::timeout(
-                    READ_TIMEOUT,
-                    lp::read(&mut stream, wire::MAX_REQUEST_LEN),
-                )
-                .await
-                {
-                    Ok(Ok(frame)) => frame,
-                    Ok(Err(_)) | Err(_) => return,
-                };
-                let response = match SubscribeRequest::decode(frame.as_slice()) {
-                    Ok(request) => {
-                        let id = if request.request_id.is_empty() {
-                            "N/A".to_owned()
-                        } else {
-                            request.request_id.clone()
-                        };
-                        let (code, description) = relay.filter(peer, request).await;
-                        SubscribeResponse {
-                            request_id: id,
-                            status_code: Some(code),
-                            status_desc: Some(description.to_owned()),
-                        }
+    crate::rpc::serve(incoming, wire::MAX_REQUEST_LEN, |peer, request| {
+        let relay = relay.clone();
+        async move {
+            let request = request.ok()?;
+            let response = match SubscribeRequest::decode(request.as_slice()) {
+                Ok(request) => {
+                    let id = if request.request_id.is_empty() {
+                        "N/A".to_owned()
+                    } else {
+                        request.request_id.clone()
+                    };
+                    let (code, description) = relay.filter(peer, request).await;
+                    SubscribeResponse {
+                        request_id: id,
+                        status_code: Some(code),
+                        status_desc: Some(description.to_owned()),
                     }
-                    Err(_) => SubscribeResponse {
-                        request_id: "N/A".to_owned(),
-                        status_code: Some(status::BAD_REQUEST),
-                        status_desc: Some("malformed request".to_owned()),
-                    },
-                };
-                tracing::debug!(%peer, status = ?response.status_code, "filter request answered");
-                let _ = lp::write(&mut stream, &response.encode_to_vec()).await;
-                let _ = stream.close().await;
-            }
-        })
-        .await;
+                }
+                Err(_) => SubscribeResponse {
+                    request_id: "N/A".to_owned(),
+                    status_code: Some(status::BAD_REQUEST),
+                    status_desc: Some("malformed request".to_owned()),
+                },
+            };
+            tracing::debug!(%peer, status = ?response.status_code, "filter request answered");
+            Some(response.encode_to_vec())
+        }
+    })
+    .await;
 }
 
 /// Pushes `delivery` to `peer` on a new stream (go-waku's way; js-waku and
@@ -244,23 +234,17 @@ pub(crate) async fn request(
         service: "filter",
         reason,
     };
-    let exchange = async {
-        let mut stream = control
-            .open_stream(peer, SUBSCRIBE)
-            .await
-            .map_err(|e| bad(e.to_string()))?;
-        lp::write(&mut stream, &request.encode_to_vec())
-            .await
-            .map_err(|e| bad(e.to_string()))?;
-        let frame = lp::read(&mut stream, 64 * 1024)
-            .await
-            .map_err(|e| bad(e.to_string()))?;
-        let _ = stream.close().await;
-        SubscribeResponse::decode(frame.as_slice()).map_err(|e| bad(e.to_string()))
-    };
-    let response = tokio::time::timeout(PUSH_TIMEOUT, exchange)
-        .await
-        .map_err(|_| bad("timed out".to_owned()))??;
+    let frame = crate::rpc::request(
+        &mut control,
+        peer,
+        SUBSCRIBE,
+        &request.encode_to_vec(),
+        64 * 1024,
+        PUSH_TIMEOUT,
+    )
+    .await
+    .map_err(|e| bad(e.to_string()))?;
+    let response = SubscribeResponse::decode(frame.as_slice()).map_err(|e| bad(e.to_string()))?;
     match response.status_code {
         Some(status::OK) => Ok(()),
         code => Err(murmur_core::transport::Error::Remote {

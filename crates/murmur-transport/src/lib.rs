@@ -41,6 +41,7 @@ mod lightpush;
 mod metadata;
 mod metrics;
 mod node;
+mod rpc;
 mod store;
 
 #[cfg(feature = "fault-injection")]

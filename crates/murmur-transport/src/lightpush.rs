@@ -3,13 +3,12 @@
 use std::time::Duration;
 
 use actix::Recipient;
-use futures::{AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, StreamProtocol};
 use libp2p_stream::{Control, IncomingStreams};
 use murmur_core::{storage, transport, ContentTopic, PubsubTopic, Sharding, WakuMessage};
 use murmur_proto::{
     lightpush::{self as wire, status, PushResponse, PushRpc, Request, Response},
-    lp, protocol, MAX_WAKU_MESSAGE_LEN,
+    protocol, MAX_WAKU_MESSAGE_LEN,
 };
 use prost::Message as _;
 
@@ -17,11 +16,7 @@ use crate::node::Relay;
 
 pub(crate) const V3: StreamProtocol = StreamProtocol::new(protocol::LIGHTPUSH);
 pub(crate) const V2: StreamProtocol = StreamProtocol::new(protocol::LIGHTPUSH_V2);
-/// js-waku pre-opens the lightpush stream right after identify and may use it
-/// minutes later.
-const READ_TIMEOUT: Duration = Duration::from_secs(300);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-const MAX_CONCURRENT: usize = 32;
 
 /// What a push came to, whichever version asked.
 struct Outcome {
@@ -107,69 +102,51 @@ impl Service {
 
 /// Serves one lightpush version on `incoming`.
 pub(crate) async fn serve(incoming: IncomingStreams, service: Service, v2: bool) {
-    incoming
-        .for_each_concurrent(MAX_CONCURRENT, |(peer, mut stream)| {
-            let service = service.clone();
-            async move {
-                let frame = match tokio::time::timeout(
-                    READ_TIMEOUT,
-                    lp::read(&mut stream, wire::MAX_REQUEST_LEN),
-                )
-                .await
-                {
-                    Ok(Ok(frame)) => frame,
-                    Ok(Err(murmur_proto::Error::TooLarge { .. })) => {
-                        let response = if v2 {
-                            v2_response(
-                                "N/A".to_owned(),
-                                &Outcome::fail(status::PAYLOAD_TOO_LARGE, "request too large"),
-                            )
-                        } else {
-                            v3_response(
-                                "N/A".to_owned(),
-                                &Outcome::fail(status::PAYLOAD_TOO_LARGE, "request too large"),
-                            )
-                        };
-                        let _ = lp::write(&mut stream, &response).await;
-                        let _ = stream.close().await;
-                        return;
-                    }
-                    Ok(Err(_)) | Err(_) => return,
-                };
-                let response = if v2 {
-                    match PushRpc::decode(frame.as_slice()) {
-                        Ok(rpc) => {
-                            let (topic, message) = rpc
-                                .request
-                                .map(|r| (Some(r.pubsub_topic), r.message))
-                                .unwrap_or((None, None));
-                            let outcome = service.push(topic.as_deref(), message).await;
-                            v2_response(id_or_na(rpc.request_id), &outcome)
-                        }
-                        Err(_) => v2_response(
-                            "N/A".to_owned(),
-                            &Outcome::fail(status::BAD_REQUEST, "malformed request"),
-                        ),
-                    }
+    crate::rpc::serve(incoming, wire::MAX_REQUEST_LEN, |peer, request| {
+        let service = service.clone();
+        async move {
+            let respond = |id: String, outcome: &Outcome| {
+                if v2 {
+                    v2_response(id, outcome)
                 } else {
-                    match Request::decode(frame.as_slice()) {
-                        Ok(req) => {
-                            let outcome =
-                                service.push(req.pubsub_topic.as_deref(), req.message).await;
-                            v3_response(id_or_na(req.request_id), &outcome)
-                        }
-                        Err(_) => v3_response(
-                            "N/A".to_owned(),
-                            &Outcome::fail(status::BAD_REQUEST, "malformed request"),
-                        ),
+                    v3_response(id, outcome)
+                }
+            };
+            let frame = match request {
+                Ok(frame) => frame,
+                Err(murmur_proto::Error::TooLarge { .. }) => {
+                    let outcome = Outcome::fail(status::PAYLOAD_TOO_LARGE, "request too large");
+                    return Some(respond("N/A".to_owned(), &outcome));
+                }
+                Err(_) => return None,
+            };
+            let malformed = Outcome::fail(status::BAD_REQUEST, "malformed request");
+            let response = if v2 {
+                match PushRpc::decode(frame.as_slice()) {
+                    Ok(rpc) => {
+                        let (topic, message) = rpc
+                            .request
+                            .map(|r| (Some(r.pubsub_topic), r.message))
+                            .unwrap_or((None, None));
+                        let outcome = service.push(topic.as_deref(), message).await;
+                        respond(id_or_na(rpc.request_id), &outcome)
                     }
-                };
-                tracing::debug!(%peer, v2, "lightpush answered");
-                let _ = lp::write(&mut stream, &response).await;
-                let _ = stream.close().await;
-            }
-        })
-        .await;
+                    Err(_) => respond("N/A".to_owned(), &malformed),
+                }
+            } else {
+                match Request::decode(frame.as_slice()) {
+                    Ok(req) => {
+                        let outcome = service.push(req.pubsub_topic.as_deref(), req.message).await;
+                        respond(id_or_na(req.request_id), &outcome)
+                    }
+                    Err(_) => respond("N/A".to_owned(), &malformed),
+                }
+            };
+            tracing::debug!(%peer, v2, "lightpush answered");
+            Some(response)
+        }
+    })
+    .await;
 }
 
 fn id_or_na(id: String) -> String {
@@ -218,23 +195,17 @@ pub(crate) async fn request(
         pubsub_topic: Some(topic.as_str().to_owned()),
         message: Some(message),
     };
-    let exchange = async {
-        let mut stream = control
-            .open_stream(peer, V3)
-            .await
-            .map_err(|e| bad(e.to_string()))?;
-        lp::write(&mut stream, &request.encode_to_vec())
-            .await
-            .map_err(|e| bad(e.to_string()))?;
-        let frame = lp::read(&mut stream, wire::MAX_RESPONSE_LEN)
-            .await
-            .map_err(|e| bad(e.to_string()))?;
-        let _ = stream.close().await;
-        Response::decode(frame.as_slice()).map_err(|e| bad(e.to_string()))
-    };
-    let response = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
-        .await
-        .map_err(|_| bad("timed out".to_owned()))??;
+    let frame = crate::rpc::request(
+        &mut control,
+        peer,
+        V3,
+        &request.encode_to_vec(),
+        wire::MAX_RESPONSE_LEN,
+        REQUEST_TIMEOUT,
+    )
+    .await
+    .map_err(|e| bad(e.to_string()))?;
+    let response = Response::decode(frame.as_slice()).map_err(|e| bad(e.to_string()))?;
     match response.status_code {
         Some(status::OK) => Ok(response.relay_peer_count.unwrap_or(0)),
         code => Err(transport::Error::Remote {

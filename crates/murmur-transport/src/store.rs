@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use actix::Recipient;
-use futures::{AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, StreamProtocol};
 use libp2p_stream::{Control, IncomingStreams};
 use murmur_core::{
@@ -13,53 +12,34 @@ use murmur_core::{
     transport, MessageHash, PubsubTopic,
 };
 use murmur_proto::{
-    lp, protocol,
+    protocol,
     store::{self as wire, status, KeyValue, Request, Response},
 };
 use prost::Message as _;
 
 pub(crate) const PROTOCOL: StreamProtocol = StreamProtocol::new(protocol::STORE);
-/// js-waku pre-opens streams and may leave them idle for minutes.
-const READ_TIMEOUT: Duration = Duration::from_secs(300);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-const MAX_CONCURRENT: usize = 32;
 const SERVICE: &str = "store";
 
-/// Answers store queries from `storage`, a bounded number at a time.
+/// Answers store queries from `storage`.
 pub(crate) async fn serve(incoming: IncomingStreams, storage: Recipient<storage::Query>) {
-    incoming
-        .for_each_concurrent(MAX_CONCURRENT, |(peer, mut stream)| {
-            let storage = storage.clone();
-            async move {
-                let frame = match tokio::time::timeout(
-                    READ_TIMEOUT,
-                    lp::read(&mut stream, wire::MAX_REQUEST_LEN),
-                )
-                .await
-                {
-                    Ok(Ok(frame)) => frame,
-                    // A pre-opened stream closed unused, or a broken one: nothing to answer.
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "store request not read");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-                let response = answer(&frame, &storage).await;
-                tracing::debug!(
-                    %peer,
-                    status = ?response.status_code,
-                    messages = response.messages.len(),
-                    "store query answered"
-                );
-                if let Err(e) = lp::write(&mut stream, &response.encode_to_vec()).await {
-                    tracing::debug!(%peer, error = %e, "store response not written");
-                }
-                // js-waku reads until the stream closes.
-                let _ = stream.close().await;
-            }
-        })
-        .await;
+    crate::rpc::serve(incoming, wire::MAX_REQUEST_LEN, |peer, request| {
+        let storage = storage.clone();
+        async move {
+            let response = match request {
+                Ok(frame) => answer(&frame, &storage).await,
+                Err(_) => error("N/A".to_owned(), status::BAD_REQUEST, "unreadable request"),
+            };
+            tracing::debug!(
+                %peer,
+                status = ?response.status_code,
+                messages = response.messages.len(),
+                "store query answered"
+            );
+            Some(response.encode_to_vec())
+        }
+    })
+    .await;
 }
 
 async fn answer(frame: &[u8], storage: &Recipient<storage::Query>) -> Response {
@@ -204,23 +184,17 @@ pub(crate) async fn request(
             ))
         }
     }
-    let exchange = async {
-        let mut stream = control
-            .open_stream(peer, PROTOCOL)
-            .await
-            .map_err(|e| bad(e.to_string()))?;
-        lp::write(&mut stream, &request.encode_to_vec())
-            .await
-            .map_err(|e| bad(e.to_string()))?;
-        let frame = lp::read(&mut stream, wire::MAX_RESPONSE_LEN)
-            .await
-            .map_err(|e| bad(e.to_string()))?;
-        let _ = stream.close().await;
-        Response::decode(frame.as_slice()).map_err(|e| bad(e.to_string()))
-    };
-    let response = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
-        .await
-        .map_err(|_| bad("timed out".to_owned()))??;
+    let frame = crate::rpc::request(
+        &mut control,
+        peer,
+        PROTOCOL,
+        &request.encode_to_vec(),
+        wire::MAX_RESPONSE_LEN,
+        REQUEST_TIMEOUT,
+    )
+    .await
+    .map_err(|e| bad(e.to_string()))?;
+    let response = Response::decode(frame.as_slice()).map_err(|e| bad(e.to_string()))?;
     let code = response.status_code.unwrap_or(0);
     if code != status::OK {
         return Err(transport::Error::Remote {
