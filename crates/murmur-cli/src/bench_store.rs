@@ -155,23 +155,9 @@ async fn bare_run(args: &Args) -> Result<Run, CliError> {
     let fail = |e: sqlx::Error| CliError::Failed(format!("bare sqlx: {e}"));
     let started = Instant::now();
     for chunk in all.chunks(BATCH) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let b = i * 6;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6
-                )
-            })
-            .collect();
         let sql = format!(
             "INSERT INTO messages (hash, pubsub_topic, content_topic, timestamp, message, stored_at) VALUES {} ON CONFLICT (hash) DO NOTHING",
-            values.join(", ")
+            murmur_storage::row_placeholders(chunk.len(), 6)
         );
         let mut q = sqlx::query(&sql);
         for d in chunk {

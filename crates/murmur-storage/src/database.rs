@@ -209,24 +209,10 @@ impl Database {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let stored_at = now_nanos();
         for chunk in keep.chunks(100) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    let b = i * 6;
-                    format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${})",
-                        b + 1,
-                        b + 2,
-                        b + 3,
-                        b + 4,
-                        b + 5,
-                        b + 6
-                    )
-                })
-                .collect();
             let sql = format!(
                 "INSERT INTO messages (hash, pubsub_topic, content_topic, timestamp, message, stored_at) \
                  VALUES {} ON CONFLICT (hash) DO NOTHING RETURNING hash",
-                values.join(", ")
+                row_placeholders(chunk.len(), 6)
             );
             let mut q = sqlx::query(&sql);
             for d in chunk {
@@ -493,6 +479,20 @@ fn decode(bytes: &[u8]) -> Result<WakuMessage, Error> {
     WakuMessage::decode(bytes).map_err(|e| Error::Corrupt(e.to_string()))
 }
 
+/// `($1, $2), ($3, $4)` for 2 rows of 2 columns: numbered placeholders for a
+/// multi-row insert, which SQLite and PostgreSQL both read.
+pub fn row_placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let row: Vec<String> = (1..=columns)
+                .map(|c| format!("${}", r * columns + c))
+                .collect();
+            format!("({})", row.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 enum Arg {
     Text(String),
     Int(i64),
@@ -525,6 +525,11 @@ impl Args {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn placeholders_number_rows_then_columns() {
+        assert_eq!(row_placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+    }
 
     #[test]
     fn passwords_are_masked() {

@@ -29,4 +29,4 @@ mod actor;
 mod database;
 
 pub use actor::Storage;
-pub use database::{Database, OpenError};
+pub use database::{row_placeholders, Database, OpenError};

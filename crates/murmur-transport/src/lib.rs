@@ -50,5 +50,6 @@ pub use actor::Transport;
 pub use behaviour::{relay_behaviour, relay_config};
 pub use config::Config;
 pub use error::Error;
+pub use lightpush::Version as LightpushVersion;
 pub use metrics::{Metrics, RejectReason};
 pub use node::Node;

@@ -7,7 +7,7 @@ use libp2p::{PeerId, StreamProtocol};
 use libp2p_stream::{Control, IncomingStreams};
 use murmur_core::{storage, transport, ContentTopic, PubsubTopic, Sharding, WakuMessage};
 use murmur_proto::{
-    lightpush::{self as wire, status, PushResponse, PushRpc, Request, Response},
+    lightpush::{self as wire, status, PushRequest, PushResponse, PushRpc, Request, Response},
     protocol, MAX_WAKU_MESSAGE_LEN,
 };
 use prost::Message as _;
@@ -179,39 +179,89 @@ fn v2_response(request_id: String, outcome: &Outcome) -> Vec<u8> {
     .encode_to_vec()
 }
 
-/// Pushes `message` through `peer` (v3); answers how many relay peers it reached.
+/// Pushes `message` through `peer`: v3, or v2 if the peer speaks only that
+/// (go-waku). Answers how many relay peers it reached (v2 does not say: 1).
 pub(crate) async fn request(
     mut control: Control,
     peer: PeerId,
     topic: PubsubTopic,
     message: WakuMessage,
+    version: Version,
 ) -> Result<u32, transport::Error> {
     let bad = |reason: String| transport::Error::BadResponse {
         service: "lightpush",
         reason,
     };
-    let request = Request {
+    if version == Version::V3 {
+        let request = Request {
+            request_id: murmur_core::RequestId::next().to_string(),
+            pubsub_topic: Some(topic.as_str().to_owned()),
+            message: Some(message.clone()),
+        };
+        match crate::rpc::request(
+            &mut control,
+            peer,
+            V3,
+            &request.encode_to_vec(),
+            wire::MAX_RESPONSE_LEN,
+            REQUEST_TIMEOUT,
+        )
+        .await
+        {
+            Ok(frame) => {
+                let response =
+                    Response::decode(frame.as_slice()).map_err(|e| bad(e.to_string()))?;
+                return match response.status_code {
+                    Some(status::OK) => Ok(response.relay_peer_count.unwrap_or(0)),
+                    code => Err(transport::Error::Remote {
+                        service: "lightpush",
+                        code: code.unwrap_or(0),
+                        description: response.status_desc.unwrap_or_default(),
+                    }),
+                };
+            }
+            Err(crate::rpc::Failure::Unsupported) => {}
+            Err(e) => return Err(bad(e.to_string())),
+        }
+    }
+    let request = PushRpc {
         request_id: murmur_core::RequestId::next().to_string(),
-        pubsub_topic: Some(topic.as_str().to_owned()),
-        message: Some(message),
+        request: Some(PushRequest {
+            pubsub_topic: topic.as_str().to_owned(),
+            message: Some(message),
+        }),
+        response: None,
     };
     let frame = crate::rpc::request(
         &mut control,
         peer,
-        V3,
+        V2,
         &request.encode_to_vec(),
         wire::MAX_RESPONSE_LEN,
         REQUEST_TIMEOUT,
     )
     .await
     .map_err(|e| bad(e.to_string()))?;
-    let response = Response::decode(frame.as_slice()).map_err(|e| bad(e.to_string()))?;
-    match response.status_code {
-        Some(status::OK) => Ok(response.relay_peer_count.unwrap_or(0)),
-        code => Err(transport::Error::Remote {
+    let response = PushRpc::decode(frame.as_slice())
+        .map_err(|e| bad(e.to_string()))?
+        .response
+        .ok_or_else(|| bad("no response in the reply".to_owned()))?;
+    if response.is_success == Some(true) {
+        Ok(1)
+    } else {
+        Err(transport::Error::Remote {
             service: "lightpush",
-            code: code.unwrap_or(0),
-            description: response.status_desc.unwrap_or_default(),
-        }),
+            code: 0,
+            description: response.info.unwrap_or_default(),
+        })
     }
+}
+
+/// Which lightpush a client speaks first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// `/vac/waku/lightpush/3.0.0`, falling back to v2 if the peer lacks it.
+    V3,
+    /// `/vac/waku/lightpush/2.0.0-beta1` only (go-waku).
+    V2,
 }

@@ -96,6 +96,7 @@ enum Command {
         peer: PeerId,
         topic: PubsubTopic,
         message: WakuMessage,
+        version: crate::lightpush::Version,
         reply: Reply<u32>,
     },
     #[cfg(feature = "fault-injection")]
@@ -271,13 +272,26 @@ impl Node {
             .await
     }
 
-    /// Pushes `message` through the lightpush (v3) service at `address`,
-    /// connecting first if needed; answers how many relay peers it reached.
+    /// Pushes `message` through the lightpush service at `address` (v3, or v2
+    /// if that is all it speaks), connecting first if needed; answers how many
+    /// relay peers it reached.
     pub async fn lightpush(
         &self,
         address: &str,
         topic: &PubsubTopic,
         message: WakuMessage,
+    ) -> Result<u32, transport::Error> {
+        self.lightpush_with(address, topic, message, crate::lightpush::Version::V3)
+            .await
+    }
+
+    /// Like [`Node::lightpush`], choosing the protocol version.
+    pub async fn lightpush_with(
+        &self,
+        address: &str,
+        topic: &PubsubTopic,
+        message: WakuMessage,
+        version: crate::lightpush::Version,
     ) -> Result<u32, transport::Error> {
         let peer = self.dial(address).await?;
         let peer: PeerId = peer.0.parse().map_err(|_| transport::Error::Address {
@@ -289,6 +303,7 @@ impl Node {
             peer,
             topic,
             message,
+            version,
             reply,
         })
         .await
@@ -963,12 +978,14 @@ impl Driver {
                 peer,
                 topic,
                 message,
+                version,
                 reply,
             } => {
                 let control = self.control.clone();
                 tokio::spawn(async move {
-                    let _ =
-                        reply.send(crate::lightpush::request(control, peer, topic, message).await);
+                    let result =
+                        crate::lightpush::request(control, peer, topic, message, version).await;
+                    let _ = reply.send(result);
                 });
             }
             Command::QueryStore { peer, query, reply } => {
@@ -1045,7 +1062,14 @@ impl Driver {
         let hash = MessageHash::of(&topic, &message);
         let control = self.control.clone();
         tokio::spawn(async move {
-            let result = crate::lightpush::request(control, service, topic, message).await;
+            let result = crate::lightpush::request(
+                control,
+                service,
+                topic,
+                message,
+                crate::lightpush::Version::V3,
+            )
+            .await;
             let _ = reply.send(result.map(|_| hash));
         });
     }

@@ -60,3 +60,44 @@ async fn relays_both_ways_with_equal_hashes() {
     let sent = b.publish(&topic, back).await.unwrap();
     assert_eq!(next_message(&mut a_events).await.hash, sent);
 }
+
+#[tokio::test]
+async fn lightpush_v3_and_v2_clients_reach_the_mesh() {
+    use murmur_transport::LightpushVersion;
+
+    let (service, _) = Node::start(config()).await.unwrap();
+    let relay_config = config().with_static_peer(service.listen_addrs()[0].clone());
+    let (relay, mut relay_events) = Node::start(relay_config).await.unwrap();
+    let topic: PubsubTopic = "/waku/2/rs/1/2".parse().unwrap();
+    service.subscribe(&topic).await.unwrap();
+    relay.subscribe(&topic).await.unwrap();
+    wait_for_mesh(&service, &topic).await;
+
+    let (client, _) = Node::start(config()).await.unwrap();
+    let address = service.listen_addrs()[0].to_string();
+    for (version, text) in [(LightpushVersion::V3, "v3"), (LightpushVersion::V2, "v2")] {
+        let message = WakuMessage::new("/test/1/push/proto", text.as_bytes().to_vec())
+            .with_timestamp(murmur_core::now_nanos());
+        let peers = client
+            .lightpush_with(&address, &topic, message.clone(), version)
+            .await
+            .unwrap();
+        assert!(peers >= 1);
+        let got = next_message(&mut relay_events).await;
+        assert_eq!(got.message, message, "{text}");
+    }
+
+    // Nobody on a topic: v3 answers 505, v2 is_success = false.
+    let empty: PubsubTopic = "/waku/2/rs/1/7".parse().unwrap();
+    for version in [LightpushVersion::V3, LightpushVersion::V2] {
+        let message = WakuMessage::new("/test/1/push/proto", b"alone".to_vec());
+        let err = client
+            .lightpush_with(&address, &empty, message, version)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, murmur_core::transport::Error::Remote { .. }),
+            "{err}"
+        );
+    }
+}
