@@ -31,6 +31,7 @@ pub mod lightpush;
 pub mod lp;
 mod message;
 pub mod metadata;
+pub mod peer_exchange;
 pub mod store;
 
 pub use error::Error;
@@ -51,6 +52,8 @@ pub mod protocol {
     pub const LIGHTPUSH: &str = "/vac/waku/lightpush/3.0.0";
     /// Lightpush v2, which go-waku speaks.
     pub const LIGHTPUSH_V2: &str = "/vac/waku/lightpush/2.0.0-beta1";
+    /// 34/WAKU2-PEER-EXCHANGE.
+    pub const PEER_EXCHANGE: &str = "/vac/waku/peer-exchange/2.0.0-alpha1";
     /// 13/WAKU2-STORE v3.
     pub const STORE: &str = "/vac/waku/store-query/3.0.0";
 }
