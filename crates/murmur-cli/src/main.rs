@@ -80,6 +80,12 @@ struct NodeArgs {
     /// Run as a light client of the first --peer: lightpush out, filter in, store for history.
     #[arg(long)]
     light: bool,
+    /// Do not serve peer exchange.
+    #[arg(long)]
+    no_peer_exchange: bool,
+    /// A peer record (enr:…) to hand out through peer exchange; repeatable.
+    #[arg(long = "bootstrap-enr", value_name = "ENR")]
+    bootstrap_enrs: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -179,6 +185,12 @@ fn load_config(args: &NodeArgs) -> Result<murmur_node::Config, CliError> {
     }
     if args.no_lightpush {
         figment = figment.merge(Flag("network.lightpush", false));
+    }
+    if args.no_peer_exchange {
+        figment = figment.merge(Flag("network.peer_exchange", false));
+    }
+    if !args.bootstrap_enrs.is_empty() {
+        figment = figment.merge(Flag("network.bootstrap_enrs", args.bootstrap_enrs.clone()));
     }
     if args.light {
         figment = figment.merge(Flag("network.light", true));

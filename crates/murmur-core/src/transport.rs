@@ -182,6 +182,8 @@ pub struct Status {
     pub peers: Vec<PeerId>,
     /// Subscribed topics and, for each, how many peers receive what we publish there.
     pub topics: Vec<(PubsubTopic, usize)>,
+    /// The node's discovery record (`enr:…`), if the transport has one.
+    pub enr: Option<String>,
 }
 
 /// What the transport tells the stage that started it.

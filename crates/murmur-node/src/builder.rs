@@ -248,7 +248,14 @@ impl StageContext {
         if config.store.archive {
             transport = transport.with_archive(self.storage.save_raw.clone());
         }
+        let bootstrap = config
+            .network
+            .bootstrap_enrs
+            .iter()
+            .filter_map(|enr| enr.parse::<murmur_transport::enr::Record>().ok());
         transport = transport
+            .with_peer_exchange(config.network.peer_exchange)
+            .with_bootstrap(bootstrap)
             .with_filter(config.network.filter)
             .with_lightpush(config.network.lightpush);
         if config.network.light {
@@ -285,6 +292,11 @@ impl Node {
             .as_ref()
             .map(ToString::to_string)
             .unwrap_or_default()
+    }
+
+    /// The node's discovery record (`enr:…`), for other nodes' bootstrap lists.
+    pub fn enr(&self) -> Option<&str> {
+        self.inner.status.enr.as_deref()
     }
 
     /// Where the node listens, each address ending in `/p2p/<peer id>`.

@@ -63,6 +63,11 @@ pub struct Network {
     pub filter: bool,
     /// Serve lightpush v3 and v2 to light clients (not in light mode).
     pub lightpush: bool,
+    /// Serve peer exchange (34/WAKU2-PEER-EXCHANGE).
+    pub peer_exchange: bool,
+    /// Records (`enr:…`) of peers to hand out through peer exchange until the
+    /// node learns others.
+    pub bootstrap_enrs: Vec<String>,
 }
 
 /// The archive of messages and the store v3 service that answers from it.
@@ -136,6 +141,8 @@ impl Default for Network {
             light: false,
             filter: true,
             lightpush: true,
+            peer_exchange: true,
+            bootstrap_enrs: Vec::new(),
         }
     }
 }
@@ -243,6 +250,14 @@ impl Config {
                 "network.light",
                 "a light client needs a service node: give it with --peer".to_owned(),
             );
+        }
+        for enr in &self.network.bootstrap_enrs {
+            if let Err(e) = enr.parse::<murmur_transport::enr::Record>() {
+                return fail(
+                    "network.bootstrap_enrs",
+                    format!("`{enr}` is not a valid ENR: {e}"),
+                );
+            }
         }
         for peer in &self.network.peers {
             if !matches!(

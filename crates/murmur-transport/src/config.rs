@@ -21,6 +21,8 @@ pub struct Config {
     pub(crate) lightpush: bool,
     pub(crate) filter: bool,
     pub(crate) light: Option<Multiaddr>,
+    pub(crate) peer_exchange: bool,
+    pub(crate) bootstrap: Vec<crate::enr::Record>,
 }
 
 impl Config {
@@ -46,6 +48,8 @@ impl Config {
             lightpush: true,
             filter: true,
             light: None,
+            peer_exchange: true,
+            bootstrap: Vec::new(),
         }
     }
 
@@ -133,6 +137,19 @@ impl Config {
     /// Whether this is a light client.
     pub fn is_light(&self) -> bool {
         self.light.is_some()
+    }
+
+    /// Serves peer exchange (34/WAKU2-PEER-EXCHANGE); on by default.
+    pub fn with_peer_exchange(mut self, serve: bool) -> Self {
+        self.peer_exchange = serve;
+        self
+    }
+
+    /// Records of peers to hand out through peer exchange, until the node
+    /// learns others.
+    pub fn with_bootstrap(mut self, records: impl IntoIterator<Item = crate::enr::Record>) -> Self {
+        self.bootstrap.extend(records);
+        self
     }
 
     /// The node's peer id.

@@ -42,6 +42,7 @@ mod lightpush;
 mod metadata;
 mod metrics;
 mod node;
+mod peer_exchange;
 mod rpc;
 mod store;
 

@@ -78,6 +78,20 @@ enum Command {
     Local(Delivery),
     /// A message our filter service pushed to us.
     Inbound(Delivery),
+    /// Peer exchange, served: records to hand to `asker`.
+    SamplePeers {
+        n: usize,
+        asker: PeerId,
+        reply: oneshot::Sender<Vec<Vec<u8>>>,
+    },
+    /// Peer exchange, asked: query `peer` and learn what it answers.
+    PeerExchange {
+        peer: PeerId,
+        n: u64,
+        reply: Reply<Vec<crate::enr::Record>>,
+    },
+    /// Records learned from a peer exchange we asked for.
+    Learned(Vec<crate::enr::Record>),
     /// A relay message whose archiving finished: accept it now.
     Archived {
         id: gossipsub::MessageId,
@@ -112,6 +126,7 @@ pub struct Node {
     peer_id: PeerId,
     listen_addrs: Vec<Multiaddr>,
     bound: Vec<Multiaddr>,
+    enr: String,
     died: watch::Receiver<Option<String>>,
 }
 
@@ -176,6 +191,7 @@ impl Node {
             peer_id: started.peer_id,
             listen_addrs: started.listen_addrs,
             bound: started.bound,
+            enr: started.enr,
             died,
         })
     }
@@ -309,6 +325,28 @@ impl Node {
         .await
     }
 
+    /// Asks the node at `address` for up to `n` peer records (peer exchange),
+    /// connecting first if needed. The records are kept to hand out in turn;
+    /// [`crate::enr::addresses`] tells where to dial each.
+    pub async fn peer_exchange(
+        &self,
+        address: &str,
+        n: u64,
+    ) -> Result<Vec<crate::enr::Record>, transport::Error> {
+        let peer = self.dial(address).await?;
+        let peer: PeerId = peer.0.parse().map_err(|_| transport::Error::Address {
+            address: address.to_owned(),
+            reason: "no peer id".to_owned(),
+        })?;
+        self.ask(|reply| Command::PeerExchange { peer, n, reply })
+            .await
+    }
+
+    /// The node's own record, `enr:…`, signed with its key.
+    pub fn enr(&self) -> &str {
+        &self.enr
+    }
+
     /// The node's view of the network.
     pub async fn status(&self) -> Status {
         let (reply, rx) = oneshot::channel();
@@ -432,6 +470,29 @@ impl Relay {
         }
     }
 
+    /// Up to `n` known peer records for `asker`.
+    pub(crate) async fn sample_peers(&self, n: usize, asker: PeerId) -> Vec<Vec<u8>> {
+        let Some(commands) = self.0.upgrade() else {
+            return Vec::new();
+        };
+        let (reply, rx) = oneshot::channel();
+        if commands
+            .send(Command::SamplePeers { n, asker, reply })
+            .await
+            .is_err()
+        {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Keeps records learned from a peer exchange, to hand out in turn.
+    pub(crate) async fn learn(&self, records: Vec<crate::enr::Record>) {
+        if let Some(commands) = self.0.upgrade() {
+            let _ = commands.send(Command::Learned(records)).await;
+        }
+    }
+
     /// Hands a message our filter service pushed to the local pipeline.
     pub(crate) async fn inbound(&self, delivery: Delivery) {
         if let Some(commands) = self.0.upgrade() {
@@ -452,6 +513,7 @@ struct Started {
     peer_id: PeerId,
     listen_addrs: Vec<Multiaddr>,
     bound: Vec<Multiaddr>,
+    enr: String,
 }
 
 /// Builds the swarm, binds, reports, then drives it until every `Node` clone
@@ -481,6 +543,12 @@ async fn run_network(
     ))];
     if let Some((incoming, archive)) = services.store {
         served.push(tokio::spawn(crate::store::serve(incoming, archive)));
+    }
+    if let Some(incoming) = services.peer_exchange {
+        served.push(tokio::spawn(crate::peer_exchange::serve(
+            incoming,
+            relay.clone(),
+        )));
     }
     if let Some(incoming) = services.filter_push {
         served.push(tokio::spawn(crate::filter::receive(
@@ -550,6 +618,15 @@ async fn prepare(
         Some(
             control
                 .accept(crate::filter::SUBSCRIBE)
+                .map_err(|e| Error::Build(e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    let peer_exchange = if config.peer_exchange {
+        Some(
+            control
+                .accept(crate::peer_exchange::PROTOCOL)
                 .map_err(|e| Error::Build(e.to_string()))?,
         )
     } else {
@@ -656,12 +733,48 @@ async fn prepare(
                 pinged: Instant::now(),
             }),
         archive: config.archive.clone(),
+        peer_cache: {
+            let mut cache = crate::peer_exchange::Cache::default();
+            for record in &config.bootstrap {
+                cache.learn(record);
+            }
+            cache
+        },
+        enr: String::new(),
         myself,
     };
+    let enr = {
+        use crate::enr::capability;
+        let mut capabilities = 0;
+        if config.light.is_none() {
+            capabilities |= capability::RELAY;
+        }
+        if config.store.is_some() {
+            capabilities |= capability::STORE;
+        }
+        if config.filter {
+            capabilities |= capability::FILTER;
+        }
+        if config.lightpush {
+            capabilities |= capability::LIGHTPUSH;
+        }
+        crate::enr::build(
+            &config.keypair,
+            &listen_addrs,
+            capabilities,
+            config.cluster(),
+            &config.shards,
+        )
+        .map_err(Error::Build)?
+        .to_base64()
+    };
+    let mut driver = driver;
+    driver.enr = enr.clone();
     let started = Started {
         peer_id,
         listen_addrs,
         bound,
+        enr,
     };
     Ok((
         driver,
@@ -671,6 +784,7 @@ async fn prepare(
             lightpush,
             filter,
             filter_push,
+            peer_exchange,
         },
         ours,
         started,
@@ -690,6 +804,7 @@ struct Services {
     )>,
     filter: Option<libp2p_stream::IncomingStreams>,
     filter_push: Option<libp2p_stream::IncomingStreams>,
+    peer_exchange: Option<libp2p_stream::IncomingStreams>,
 }
 
 async fn build_swarm(config: &Config) -> Result<Swarm<Behaviour>, Error> {
@@ -826,6 +941,10 @@ struct Driver {
     light: Option<Light>,
     /// Where relay messages are archived before they are accepted.
     archive: Option<actix::Recipient<murmur_core::storage::SaveRaw>>,
+    /// Records to hand out through peer exchange.
+    peer_cache: crate::peer_exchange::Cache,
+    /// Our own record.
+    enr: String,
     /// The driver's own command channel, weakly, for tasks that report back.
     myself: Relay,
 }
@@ -961,6 +1080,25 @@ impl Driver {
                         self.push_to_filter_subscribers(&delivery);
                         self.emit(Event::Message(delivery));
                     }
+                }
+            }
+            Command::SamplePeers { n, asker, reply } => {
+                let _ = reply.send(self.peer_cache.sample(n, asker));
+            }
+            Command::PeerExchange { peer, n, reply } => {
+                let control = self.control.clone();
+                let myself = self.myself.clone();
+                tokio::spawn(async move {
+                    let result = crate::peer_exchange::request(control, peer, n).await;
+                    if let Ok(records) = &result {
+                        myself.learn(records.clone()).await;
+                    }
+                    let _ = reply.send(result);
+                });
+            }
+            Command::Learned(records) => {
+                for record in &records {
+                    self.peer_cache.learn(record);
                 }
             }
             Command::Inbound(delivery) => {
@@ -1250,6 +1388,7 @@ impl Driver {
         let relay = &self.swarm.behaviour().relay;
         let mut status = Status::default();
         status.peer_id = Some(transport::PeerId(self.swarm.local_peer_id().to_string()));
+        status.enr = Some(self.enr.clone());
         status.listen_addrs = self
             .swarm
             .listeners()

@@ -101,3 +101,52 @@ async fn lightpush_v3_and_v2_clients_reach_the_mesh() {
         );
     }
 }
+
+#[tokio::test]
+async fn peer_exchange_hands_out_signed_records_that_lead_to_dialable_peers() {
+    use murmur_transport::enr::{addresses, Record};
+
+    let (target, _) = Node::start(config()).await.unwrap();
+    let record: Record = target.enr().parse().unwrap();
+    assert_eq!(
+        murmur_transport::enr::peer_id(&record),
+        Some(target.peer_id())
+    );
+
+    let (empty, _) = Node::start(config()).await.unwrap();
+    let (server, _) = Node::start(config().with_bootstrap([record]))
+        .await
+        .unwrap();
+    let (client, _) = Node::start(config()).await.unwrap();
+
+    // Nothing to share: 503, as nwaku answers.
+    let err = client
+        .peer_exchange(&empty.listen_addrs()[0].to_string(), 10)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, murmur_core::transport::Error::Remote { code: 503, .. }),
+        "{err}"
+    );
+
+    let records = client
+        .peer_exchange(&server.listen_addrs()[0].to_string(), 10)
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 1);
+    let addrs = addresses(&records[0]);
+    assert!(!addrs.is_empty());
+    let dialled = client.dial(&addrs[0].to_string()).await.unwrap();
+    assert_eq!(dialled.0, target.peer_id().to_string());
+
+    // What the client learned, it hands out in turn.
+    let (other, _) = Node::start(config()).await.unwrap();
+    let relayed = other
+        .peer_exchange(&client.listen_addrs()[0].to_string(), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        murmur_transport::enr::peer_id(&relayed[0]),
+        Some(target.peer_id())
+    );
+}
