@@ -137,6 +137,10 @@ impl Subscriptions {
 
     /// The subscribers of `content_topic` on `pubsub_topic`.
     pub(crate) fn matching(&self, pubsub_topic: &str, content_topic: &str) -> Vec<PeerId> {
+        // The common case on a relay node: nobody to push to, nothing to allocate.
+        if self.peers.is_empty() {
+            return Vec::new();
+        }
         let key = (pubsub_topic.to_owned(), content_topic.to_owned());
         self.peers
             .iter()
