@@ -4,7 +4,7 @@
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use libp2p::identity::Keypair;
-use murmur_core::{ContentTopic, MessageHash};
+use murmur_core::{store::Query, ContentTopic, MessageHash};
 use murmur_node::{Builder, Config, Node, Subscription};
 
 use crate::error::CliError;
@@ -124,6 +124,27 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
         "\n{} messages, {deliveries} deliveries, every one intact and with the hash its sender computed",
         sent.len()
     );
+
+    // Every node archived what it relayed (SQLite, in the data folder): ask
+    // bob's store for the conversation, as a node back from offline would.
+    let bob = members[1].node.listen_addrs()[0].clone();
+    let query = Query::content(Some(pubsub), vec![topic.to_string()]);
+    let page = members[2].node.query_store(&bob, query).await?;
+    let history: Vec<MessageHash> = page.messages.iter().map(|m| m.hash).collect();
+    println!(
+        "carol asked bob's store for the history: {} messages, oldest first",
+        history.len()
+    );
+    for hash in &history {
+        if let Some((from, text)) = sent.get(hash) {
+            println!("  {}  {:<6} \"{text}\"", short(hash), members_name(*from));
+        }
+    }
+    if history.len() != sent.len() || !history.iter().all(|h| sent.contains_key(h)) {
+        return Err(CliError::Failed(
+            "bob's store does not hold the whole conversation".to_owned(),
+        ));
+    }
     Ok(())
 }
 

@@ -2,15 +2,20 @@ use murmur_node::Builder;
 
 use crate::{error::CliError, load_config, NodeArgs};
 
-#[allow(clippy::print_stdout)]
 pub(crate) async fn run(args: NodeArgs) -> Result<(), CliError> {
     let config = load_config(&args)?;
     let node = Builder::new(config).start().await?;
-    for addr in node.listen_addrs() {
-        println!("listening on {addr}");
-    }
-    if let Some(enr) = node.enr() {
-        println!("enr {enr}");
+    {
+        // A closed stdout (a supervisor that stopped reading) must not stop the node.
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        for addr in node.listen_addrs() {
+            let _ = writeln!(out, "listening on {addr}");
+        }
+        if let Some(enr) = node.enr() {
+            let _ = writeln!(out, "enr {enr}");
+        }
+        let _ = out.flush();
     }
     tracing::info!(peer = %node.peer_id(), "node running; Ctrl-C to stop");
     murmur_node::shutdown_signal().await;

@@ -18,8 +18,8 @@ use murmur_transport::{Config, Node};
 use tokio::sync::mpsc;
 
 /// Starts `murmur node` on loopback with its data in `dir`; answers the child
-/// and its first listen address.
-fn spawn_node(dir: &Path) -> (Child, String) {
+/// (with its stdout kept open) and its first listen address.
+fn spawn_node(dir: &Path) -> ((Child, BufReader<std::process::ChildStdout>), String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_murmur"))
         .args(["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--data-dir"])
         .arg(dir)
@@ -29,15 +29,14 @@ fn spawn_node(dir: &Path) -> (Child, String) {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    stdout.read_line(&mut line).unwrap();
     let address = line
         .trim()
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("unexpected first line: {line}"))
         .to_owned();
-    (child, address)
+    ((child, stdout), address)
 }
 
 /// A relay peer of the node at `address`, subscribed to `topic`.
@@ -78,7 +77,7 @@ fn message(text: &str) -> WakuMessage {
 #[tokio::test]
 async fn a_lightpush_acknowledged_is_archived_even_if_the_node_is_killed() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, address) = spawn_node(dir.path());
+    let ((mut child, _stdout), address) = spawn_node(dir.path());
     // The client is also the node's relay peer, so that the push is relayed.
     let topic: PubsubTopic = "/waku/2/rs/1/3".parse().unwrap();
     let (client, _events) = relay_peer(&address, &topic).await;
@@ -98,7 +97,7 @@ async fn a_lightpush_acknowledged_is_archived_even_if_the_node_is_killed() {
 #[tokio::test]
 async fn a_relay_message_forwarded_is_archived_even_if_the_node_is_killed() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, address) = spawn_node(dir.path());
+    let ((mut child, _stdout), address) = spawn_node(dir.path());
     let topic: PubsubTopic = "/waku/2/rs/1/3".parse().unwrap();
     let (sender, _) = relay_peer(&address, &topic).await;
     let (_receiver, mut received) = relay_peer(&address, &topic).await;

@@ -227,6 +227,7 @@ impl Handler<Outbound> for Pipeline {
 
     fn handle(&mut self, Outbound(outgoing): Outbound, _: &mut Context<Self>) -> Self::Result {
         let transport = self.transport.as_ref().map(|t| t.publish.clone());
+        let archive = self.storage.as_ref().map(|s| s.save_raw.clone());
         let outgoing = self.run_hooks(
             outgoing,
             "outbound",
@@ -234,11 +235,25 @@ impl Handler<Outbound> for Pipeline {
             |o, m| o.message = m,
         );
         Box::pin(async move {
-            let outgoing = outgoing?;
+            let mut outgoing = outgoing?;
+            // Stamped here, so that what is archived is what was published.
+            outgoing
+                .message
+                .timestamp
+                .get_or_insert_with(murmur_core::now_nanos);
             let transport = transport.ok_or(Error::Stopped)?;
+            let delivery = Delivery::new(outgoing.pubsub_topic, outgoing.message);
             let hash = transport
-                .send(Publish::new(outgoing.pubsub_topic, outgoing.message))
+                .send(Publish::new(
+                    delivery.pubsub_topic.clone(),
+                    delivery.message.clone(),
+                ))
                 .await??;
+            // Our own messages belong in our archive too: gossipsub never
+            // hands them back to us.
+            if let Some(archive) = archive.filter(|_| murmur_core::store::archivable(&delivery)) {
+                archive.send(storage::SaveRaw(delivery)).await??;
+            }
             Ok(hash)
         })
     }
