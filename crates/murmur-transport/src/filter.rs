@@ -166,11 +166,7 @@ pub(crate) async fn serve(incoming: IncomingStreams, relay: Relay) {
             let request = request.ok()?;
             let response = match SubscribeRequest::decode(request.as_slice()) {
                 Ok(request) => {
-                    let id = if request.request_id.is_empty() {
-                        "N/A".to_owned()
-                    } else {
-                        request.request_id.clone()
-                    };
+                    let id = crate::rpc::echo_id(&request.request_id);
                     let (code, description) = relay.filter(peer, request).await;
                     SubscribeResponse {
                         request_id: id,
@@ -179,7 +175,7 @@ pub(crate) async fn serve(incoming: IncomingStreams, relay: Relay) {
                     }
                 }
                 Err(_) => SubscribeResponse {
-                    request_id: "N/A".to_owned(),
+                    request_id: crate::rpc::echo_id(""),
                     status_code: Some(status::BAD_REQUEST),
                     status_desc: Some("malformed request".to_owned()),
                 },

@@ -116,7 +116,7 @@ pub(crate) async fn serve(incoming: IncomingStreams, service: Service, v2: bool)
                 Ok(frame) => frame,
                 Err(murmur_proto::Error::TooLarge { .. }) => {
                     let outcome = Outcome::fail(status::PAYLOAD_TOO_LARGE, "request too large");
-                    return Some(respond("N/A".to_owned(), &outcome));
+                    return Some(respond(crate::rpc::echo_id(""), &outcome));
                 }
                 Err(_) => return None,
             };
@@ -129,17 +129,17 @@ pub(crate) async fn serve(incoming: IncomingStreams, service: Service, v2: bool)
                             .map(|r| (Some(r.pubsub_topic), r.message))
                             .unwrap_or((None, None));
                         let outcome = service.push(topic.as_deref(), message).await;
-                        respond(id_or_na(rpc.request_id), &outcome)
+                        respond(crate::rpc::echo_id(&rpc.request_id), &outcome)
                     }
-                    Err(_) => respond("N/A".to_owned(), &malformed),
+                    Err(_) => respond(crate::rpc::echo_id(""), &malformed),
                 }
             } else {
                 match Request::decode(frame.as_slice()) {
                     Ok(req) => {
                         let outcome = service.push(req.pubsub_topic.as_deref(), req.message).await;
-                        respond(id_or_na(req.request_id), &outcome)
+                        respond(crate::rpc::echo_id(&req.request_id), &outcome)
                     }
-                    Err(_) => respond("N/A".to_owned(), &malformed),
+                    Err(_) => respond(crate::rpc::echo_id(""), &malformed),
                 }
             };
             tracing::debug!(%peer, v2, "lightpush answered");
@@ -147,14 +147,6 @@ pub(crate) async fn serve(incoming: IncomingStreams, service: Service, v2: bool)
         }
     })
     .await;
-}
-
-fn id_or_na(id: String) -> String {
-    if id.is_empty() {
-        "N/A".to_owned()
-    } else {
-        id
-    }
 }
 
 fn v3_response(request_id: String, outcome: &Outcome) -> Vec<u8> {

@@ -272,6 +272,15 @@ impl Node {
             })
     }
 
+    /// Connects to `address` (if not connected yet) and answers the peer's id.
+    async fn connect(&self, address: &str) -> Result<PeerId, transport::Error> {
+        let peer = self.dial(address).await?;
+        peer.0.parse().map_err(|_| transport::Error::Address {
+            address: address.to_owned(),
+            reason: "no peer id".to_owned(),
+        })
+    }
+
     /// Asks the store node at `address` for one page of `query`, connecting
     /// first if needed.
     pub async fn query_store(
@@ -279,11 +288,7 @@ impl Node {
         address: &str,
         query: murmur_core::store::Query,
     ) -> Result<murmur_core::store::Page, transport::Error> {
-        let peer = self.dial(address).await?;
-        let peer: PeerId = peer.0.parse().map_err(|_| transport::Error::Address {
-            address: address.to_owned(),
-            reason: "no peer id".to_owned(),
-        })?;
+        let peer = self.connect(address).await?;
         self.ask(|reply| Command::QueryStore { peer, query, reply })
             .await
     }
@@ -309,11 +314,7 @@ impl Node {
         message: WakuMessage,
         version: crate::lightpush::Version,
     ) -> Result<u32, transport::Error> {
-        let peer = self.dial(address).await?;
-        let peer: PeerId = peer.0.parse().map_err(|_| transport::Error::Address {
-            address: address.to_owned(),
-            reason: "no peer id".to_owned(),
-        })?;
+        let peer = self.connect(address).await?;
         let topic = topic.clone();
         self.ask(|reply| Command::LightPush {
             peer,
@@ -333,11 +334,7 @@ impl Node {
         address: &str,
         n: u64,
     ) -> Result<Vec<crate::enr::Record>, transport::Error> {
-        let peer = self.dial(address).await?;
-        let peer: PeerId = peer.0.parse().map_err(|_| transport::Error::Address {
-            address: address.to_owned(),
-            reason: "no peer id".to_owned(),
-        })?;
+        let peer = self.connect(address).await?;
         self.ask(|reply| Command::PeerExchange { peer, n, reply })
             .await
     }
@@ -403,23 +400,34 @@ impl Node {
 pub(crate) struct Relay(mpsc::WeakSender<Command>);
 
 impl Relay {
+    /// Sends a command that expects no answer; nothing if the node is gone.
+    async fn tell(&self, command: Command) {
+        if let Some(commands) = self.0.upgrade() {
+            let _ = commands.send(command).await;
+        }
+    }
+
+    /// Sends a command and waits for its answer; `None` if the node is gone.
+    async fn ask<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+        let commands = self.0.upgrade()?;
+        let (reply, rx) = oneshot::channel();
+        commands.send(command(reply)).await.ok()?;
+        rx.await.ok()
+    }
+
     /// Publishes on relay; answers the delivery and how many peers got it.
     pub(crate) async fn publish(
         &self,
         topic: PubsubTopic,
         message: WakuMessage,
     ) -> Result<(Delivery, usize), transport::Error> {
-        let commands = self.0.upgrade().ok_or(transport::Error::Stopped)?;
-        let (reply, rx) = oneshot::channel();
-        commands
-            .send(Command::Push {
-                topic,
-                message,
-                reply,
-            })
-            .await
-            .map_err(|_| transport::Error::Stopped)?;
-        rx.await.map_err(|_| transport::Error::Stopped)?
+        self.ask(|reply| Command::Push {
+            topic,
+            message,
+            reply,
+        })
+        .await
+        .unwrap_or(Err(transport::Error::Stopped))
     }
 
     /// Applies a filter request from `peer`.
@@ -428,26 +436,16 @@ impl Relay {
         peer: PeerId,
         request: murmur_proto::filter::SubscribeRequest,
     ) -> (u32, &'static str) {
-        let unavailable = (
+        self.ask(|reply| Command::Filter {
+            peer,
+            request,
+            reply,
+        })
+        .await
+        .unwrap_or((
             murmur_proto::filter::status::SERVICE_UNAVAILABLE,
             "the node is stopping",
-        );
-        let Some(commands) = self.0.upgrade() else {
-            return unavailable;
-        };
-        let (reply, rx) = oneshot::channel();
-        if commands
-            .send(Command::Filter {
-                peer,
-                request,
-                reply,
-            })
-            .await
-            .is_err()
-        {
-            return unavailable;
-        }
-        rx.await.unwrap_or(unavailable)
+        ))
     }
 
     /// Reports that a relay message was archived (or not).
@@ -458,53 +456,35 @@ impl Relay {
         delivery: Delivery,
         saved: Result<bool, ()>,
     ) {
-        if let Some(commands) = self.0.upgrade() {
-            let _ = commands
-                .send(Command::Archived {
-                    id,
-                    source,
-                    delivery,
-                    saved,
-                })
-                .await;
-        }
+        self.tell(Command::Archived {
+            id,
+            source,
+            delivery,
+            saved,
+        })
+        .await;
     }
 
     /// Up to `n` known peer records for `asker`.
     pub(crate) async fn sample_peers(&self, n: usize, asker: PeerId) -> Vec<Vec<u8>> {
-        let Some(commands) = self.0.upgrade() else {
-            return Vec::new();
-        };
-        let (reply, rx) = oneshot::channel();
-        if commands
-            .send(Command::SamplePeers { n, asker, reply })
+        self.ask(|reply| Command::SamplePeers { n, asker, reply })
             .await
-            .is_err()
-        {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
+            .unwrap_or_default()
     }
 
     /// Keeps records learned from a peer exchange, to hand out in turn.
     pub(crate) async fn learn(&self, records: Vec<crate::enr::Record>) {
-        if let Some(commands) = self.0.upgrade() {
-            let _ = commands.send(Command::Learned(records)).await;
-        }
+        self.tell(Command::Learned(records)).await;
     }
 
     /// Hands a message our filter service pushed to the local pipeline.
     pub(crate) async fn inbound(&self, delivery: Delivery) {
-        if let Some(commands) = self.0.upgrade() {
-            let _ = commands.send(Command::Inbound(delivery)).await;
-        }
+        self.tell(Command::Inbound(delivery)).await;
     }
 
     /// Hands a pushed message to the local pipeline.
     pub(crate) async fn deliver_locally(&self, delivery: Delivery) {
-        if let Some(commands) = self.0.upgrade() {
-            let _ = commands.send(Command::Local(delivery)).await;
-        }
+        self.tell(Command::Local(delivery)).await;
     }
 }
 

@@ -14,6 +14,16 @@ const READ_TIMEOUT: Duration = Duration::from_secs(300);
 /// Requests served at once, per protocol.
 const MAX_CONCURRENT: usize = 32;
 
+/// The request id to echo: the request's own, or `N/A` (nwaku's word) when
+/// it has none or could not be read.
+pub(crate) fn echo_id(request_id: &str) -> String {
+    if request_id.is_empty() {
+        "N/A".to_owned()
+    } else {
+        request_id.to_owned()
+    }
+}
+
 /// Why a request got no answer.
 #[derive(Debug)]
 pub(crate) enum Failure {

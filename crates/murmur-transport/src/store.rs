@@ -28,7 +28,11 @@ pub(crate) async fn serve(incoming: IncomingStreams, storage: Recipient<storage:
         async move {
             let response = match request {
                 Ok(frame) => answer(&frame, &storage).await,
-                Err(_) => error("N/A".to_owned(), status::BAD_REQUEST, "unreadable request"),
+                Err(_) => error(
+                    crate::rpc::echo_id(""),
+                    status::BAD_REQUEST,
+                    "unreadable request",
+                ),
             };
             tracing::debug!(
                 %peer,
@@ -45,13 +49,15 @@ pub(crate) async fn serve(incoming: IncomingStreams, storage: Recipient<storage:
 async fn answer(frame: &[u8], storage: &Recipient<storage::Query>) -> Response {
     let request = match Request::decode(frame) {
         Ok(r) => r,
-        Err(_) => return error("N/A".to_owned(), status::BAD_REQUEST, "malformed request"),
+        Err(_) => {
+            return error(
+                crate::rpc::echo_id(""),
+                status::BAD_REQUEST,
+                "malformed request",
+            )
+        }
     };
-    let id = if request.request_id.is_empty() {
-        "N/A".to_owned()
-    } else {
-        request.request_id.clone()
-    };
+    let id = crate::rpc::echo_id(&request.request_id);
     let query = match to_query(&request) {
         Ok(q) => q,
         Err(reason) => return error(id, status::BAD_REQUEST, reason),
