@@ -198,4 +198,23 @@ impl Page {
     pub fn new(messages: Vec<Stored>, cursor: Option<MessageHash>) -> Self {
         Self { messages, cursor }
     }
+
+    /// The page a store answers from what it read for `query`: up to
+    /// `limit + 1` messages in the query's direction (the extra one only tells
+    /// that another page follows). The cursor is the last message kept, and
+    /// the page is put in ascending order, as the protocol wants.
+    pub fn from_rows(mut rows: Vec<Stored>, query: &Query) -> Self {
+        let limit = query.limit.clamp(1, MAX_PAGE);
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let cursor = if more {
+            rows.last().map(|m| m.hash)
+        } else {
+            None
+        };
+        if !query.forward {
+            rows.reverse();
+        }
+        Self::new(rows, cursor)
+    }
 }

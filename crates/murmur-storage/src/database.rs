@@ -307,22 +307,11 @@ impl Database {
             };
         }
         let rows = q.fetch_all(&self.pool).await.map_err(backend)?;
-        let more = rows.len() > limit;
-        let mut messages = rows
+        let messages = rows
             .iter()
-            .take(limit)
             .map(|row| read_stored(row, query.include_data))
             .collect::<Result<Vec<_>, _>>()?;
-        // The last row read is the one the next page continues from.
-        let cursor = if more {
-            messages.last().map(|m| m.hash)
-        } else {
-            None
-        };
-        if !query.forward {
-            messages.reverse();
-        }
-        Ok(Page::new(messages, cursor))
+        Ok(Page::from_rows(messages, query))
     }
 
     /// Applies retention; answers how many messages were deleted.

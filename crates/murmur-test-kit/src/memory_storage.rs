@@ -64,23 +64,10 @@ impl MemoryStorage {
                 (false, None) => Box::new(self.archive.iter().rev()),
             };
         let limit = query.limit.clamp(1, store::MAX_PAGE);
-        let mut selected: Vec<&Delivery> = candidates
+        let rows = candidates
             .map(|(_, d)| d)
             .filter(|d| matches(d))
             .take(limit + 1)
-            .collect();
-        let more = selected.len() > limit;
-        selected.truncate(limit);
-        let cursor = if more {
-            selected.last().map(|d| d.hash)
-        } else {
-            None
-        };
-        if !query.forward {
-            selected.reverse();
-        }
-        let messages = selected
-            .into_iter()
             .map(|d| {
                 if query.include_data {
                     Stored::new(d.hash, d.pubsub_topic.clone(), d.message.clone())
@@ -89,7 +76,7 @@ impl MemoryStorage {
                 }
             })
             .collect();
-        Ok(Page::new(messages, cursor))
+        Ok(Page::from_rows(rows, query))
     }
 }
 
