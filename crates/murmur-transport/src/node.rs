@@ -38,6 +38,8 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(20);
 const REDIAL_MIN: Duration = Duration::from_secs(1);
 const REDIAL_MAX: Duration = Duration::from_secs(60);
 const REDIAL_TICK: Duration = Duration::from_millis(250);
+/// Commands handled per wake-up at most, before the swarm is polled again.
+const COMMAND_BATCH: usize = 64;
 /// How often a backlog of events is offered again to a consumer that was full.
 const FLUSH_TICK: Duration = Duration::from_millis(1);
 
@@ -940,7 +942,18 @@ impl Driver {
                 _ = flush.tick(), if !self.backlog.is_empty() => self.flush(),
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 command = self.commands.recv() => match command {
-                    Some(command) => self.on_command(command),
+                    Some(command) => {
+                        self.on_command(command);
+                        // Under load commands arrive faster than the swarm
+                        // needs polling: take what is queued before the next
+                        // (costly) poll of every connection and behaviour.
+                        for _ in 1..COMMAND_BATCH {
+                            match self.commands.try_recv() {
+                                Ok(command) => self.on_command(command),
+                                Err(_) => break,
+                            }
+                        }
+                    }
                     None => break,
                 },
                 Some(report) = self.reports.recv() => self.on_report(report),
