@@ -1,0 +1,690 @@
+//! Accounts, devices and the prekey bundles that let others reach them.
+//!
+//! An [`Account`] is an Ed25519 key: it says which devices are its own by
+//! signing a [`Certificate`] for each. An [`Installation`] is one device: its
+//! own Ed25519 signing key (so a device never needs the account key), an
+//! X25519 identity key, a signed prekey that rotates, and one-time prekeys
+//! consumed once each. Its [`Bundle`] is what a contact needs to open a
+//! session with it while it is offline.
+
+use std::{collections::BTreeMap, fmt};
+
+use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use zeroize::Zeroizing;
+
+use crate::{
+    codec::{DecodeError, Reader, Writer},
+    keys::{random_bytes, short_hex, KeyPair, PublicKey},
+};
+
+const CERTIFICATE_CONTEXT: &[u8] = b"murmur/certificate/v1";
+const BUNDLE_CONTEXT: &[u8] = b"murmur/bundle/v1";
+const REVOCATION_CONTEXT: &[u8] = b"murmur/revocation/v1";
+const BUNDLE_VERSION: u8 = 1;
+const INSTALLATION_VERSION: u8 = 1;
+/// A bundle never carries more one-time prekeys than this, whatever its
+/// encoding claims.
+pub const MAX_ONE_TIME_PREKEYS: usize = 256;
+
+/// Why a certificate, bundle or revocation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BundleError {
+    /// The bytes are not a bundle.
+    #[error("malformed: {0}")]
+    Malformed(#[from] DecodeError),
+    /// The account's signature over the device certificate does not verify.
+    #[error("the device certificate is not signed by account {0}")]
+    Certificate(AccountId),
+    /// The device's signature over the bundle does not verify.
+    #[error("the bundle is not signed by device {0}")]
+    Signature(DeviceId),
+    /// The account's signature over a revocation does not verify.
+    #[error("the revocation of device {0} is not signed by its account")]
+    Revocation(DeviceId),
+    /// A certificate was offered for another device's keys.
+    #[error("the certificate is for device {found}, not {expected}")]
+    WrongDevice {
+        /// The device being paired.
+        expected: DeviceId,
+        /// The device the certificate names.
+        found: DeviceId,
+    },
+    /// An account or signing key is not a valid Ed25519 point.
+    #[error("invalid Ed25519 public key")]
+    Key,
+}
+
+/// An account's public identity: its Ed25519 key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AccountId(pub [u8; 32]);
+
+impl AccountId {
+    fn verifying_key(&self) -> Result<VerifyingKey, BundleError> {
+        VerifyingKey::from_bytes(&self.0).map_err(|_| BundleError::Key)
+    }
+}
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AccountId({})", short_hex(&self.0))
+    }
+}
+
+/// One device of an account: 16 random bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeviceId(pub [u8; 16]);
+
+impl fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DeviceId({})", short_hex(&self.0))
+    }
+}
+
+/// An account's secret key. Wiped on drop, never printed.
+pub struct Account {
+    key: SigningKey,
+}
+
+impl Account {
+    /// A new account.
+    pub fn generate() -> Self {
+        Self::from_secret(Zeroizing::new(random_bytes()))
+    }
+
+    /// The account whose secret is `bytes`.
+    pub fn from_secret(bytes: Zeroizing<[u8; 32]>) -> Self {
+        Self {
+            key: SigningKey::from_bytes(&bytes),
+        }
+    }
+
+    /// The secret, to keep it (encrypted) somewhere.
+    pub fn to_secret(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.key.to_bytes())
+    }
+
+    /// The public identity.
+    pub fn id(&self) -> AccountId {
+        AccountId(self.key.verifying_key().to_bytes())
+    }
+
+    /// Vouches for a device: its signing and identity keys are the account's.
+    pub fn certify(&self, request: &PairingRequest, issued_at: u64) -> Certificate {
+        let mut c = Certificate {
+            account: self.id(),
+            device: request.device,
+            signing_key: request.signing_key,
+            identity_key: request.identity_key,
+            issued_at,
+            signature: [0; 64],
+        };
+        c.signature = self.key.sign(&c.signed_bytes()).to_bytes();
+        c
+    }
+
+    /// Says that `device` is no longer the account's: contacts stop
+    /// encrypting to it.
+    pub fn revoke(&self, device: DeviceId, revoked_at: u64) -> Revocation {
+        let mut r = Revocation {
+            account: self.id(),
+            device,
+            revoked_at,
+            signature: [0; 64],
+        };
+        r.signature = self.key.sign(&r.signed_bytes()).to_bytes();
+        r
+    }
+}
+
+impl fmt::Debug for Account {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Account")
+            .field("id", &self.id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a new device asks its account to certify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PairingRequest {
+    /// The new device.
+    pub device: DeviceId,
+    /// Its Ed25519 signing key.
+    pub signing_key: [u8; 32],
+    /// Its X25519 identity key.
+    pub identity_key: PublicKey,
+}
+
+/// An account's signature saying a device's keys are its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Certificate {
+    /// The account vouching.
+    pub account: AccountId,
+    /// The device.
+    pub device: DeviceId,
+    /// The device's Ed25519 key, which signs its bundles.
+    pub signing_key: [u8; 32],
+    /// The device's X25519 identity key, used in X3DH.
+    pub identity_key: PublicKey,
+    /// When it was issued (seconds since the Unix epoch).
+    pub issued_at: u64,
+    /// The account's Ed25519 signature.
+    pub signature: [u8; 64],
+}
+
+impl Certificate {
+    const LEN: usize = 32 + 16 + 32 + 32 + 8 + 64;
+
+    fn signed_bytes(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(CERTIFICATE_CONTEXT.len() + Self::LEN);
+        v.extend_from_slice(CERTIFICATE_CONTEXT);
+        v.extend_from_slice(&self.account.0);
+        v.extend_from_slice(&self.device.0);
+        v.extend_from_slice(&self.signing_key);
+        v.extend_from_slice(&self.identity_key.0);
+        v.extend_from_slice(&self.issued_at.to_be_bytes());
+        v
+    }
+
+    /// Checks the account's signature.
+    pub fn verify(&self) -> Result<(), BundleError> {
+        self.account
+            .verifying_key()?
+            .verify_strict(
+                &self.signed_bytes(),
+                &Signature::from_bytes(&self.signature),
+            )
+            .map_err(|_| BundleError::Certificate(self.account))
+    }
+
+    pub(crate) fn write(&self, w: &mut Writer) {
+        w.bytes(&self.account.0)
+            .bytes(&self.device.0)
+            .bytes(&self.signing_key)
+            .bytes(&self.identity_key.0)
+            .u64(self.issued_at)
+            .bytes(&self.signature);
+    }
+
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            account: AccountId(r.array("certificate account")?),
+            device: DeviceId(r.array("certificate device")?),
+            signing_key: r.array("certificate signing key")?,
+            identity_key: PublicKey(r.array("certificate identity key")?),
+            issued_at: r.u64("certificate time")?,
+            signature: r.array("certificate signature")?,
+        })
+    }
+}
+
+/// An account's signed statement that one of its devices is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    /// The account.
+    pub account: AccountId,
+    /// The revoked device.
+    pub device: DeviceId,
+    /// When (seconds since the Unix epoch).
+    pub revoked_at: u64,
+    /// The account's Ed25519 signature.
+    pub signature: [u8; 64],
+}
+
+impl Revocation {
+    fn signed_bytes(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(REVOCATION_CONTEXT.len() + 56);
+        v.extend_from_slice(REVOCATION_CONTEXT);
+        v.extend_from_slice(&self.account.0);
+        v.extend_from_slice(&self.device.0);
+        v.extend_from_slice(&self.revoked_at.to_be_bytes());
+        v
+    }
+
+    /// Checks the account's signature.
+    pub fn verify(&self) -> Result<(), BundleError> {
+        self.account
+            .verifying_key()?
+            .verify_strict(
+                &self.signed_bytes(),
+                &Signature::from_bytes(&self.signature),
+            )
+            .map_err(|_| BundleError::Revocation(self.device))
+    }
+}
+
+/// A signed prekey as a bundle publishes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignedPrekey {
+    /// Its id, unique within the device.
+    pub id: u32,
+    /// The key.
+    pub key: PublicKey,
+    /// When it was made (seconds since the Unix epoch).
+    pub created_at: u64,
+}
+
+/// What a contact needs to open a session with a device that may be
+/// offline: its certificate, current signed prekey and one-time prekeys, all
+/// signed by the device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bundle {
+    /// The account's certificate for the device.
+    pub certificate: Certificate,
+    /// The current signed prekey.
+    pub signed_prekey: SignedPrekey,
+    /// One-time prekeys, each to be used once.
+    pub one_time: Vec<(u32, PublicKey)>,
+    /// When the device signed this bundle; a newer one replaces an older one.
+    pub timestamp: u64,
+    /// The device's Ed25519 signature.
+    pub signature: [u8; 64],
+}
+
+impl Bundle {
+    fn signed_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::new(BUNDLE_VERSION);
+        w.bytes(BUNDLE_CONTEXT);
+        self.write_unsigned(&mut w);
+        w.finish().to_vec()
+    }
+
+    fn write_unsigned(&self, w: &mut Writer) {
+        self.certificate.write(w);
+        w.u32(self.signed_prekey.id)
+            .bytes(&self.signed_prekey.key.0)
+            .u64(self.signed_prekey.created_at)
+            .u32(u32::try_from(self.one_time.len()).unwrap_or(u32::MAX));
+        for (id, key) in &self.one_time {
+            w.u32(*id).bytes(&key.0);
+        }
+        w.u64(self.timestamp);
+    }
+
+    /// The account of the device.
+    pub fn account(&self) -> AccountId {
+        self.certificate.account
+    }
+
+    /// The device.
+    pub fn device(&self) -> DeviceId {
+        self.certificate.device
+    }
+
+    /// Checks both signatures: the account's over the device, the device's
+    /// over the prekeys.
+    pub fn verify(&self) -> Result<(), BundleError> {
+        self.certificate.verify()?;
+        VerifyingKey::from_bytes(&self.certificate.signing_key)
+            .map_err(|_| BundleError::Key)?
+            .verify_strict(
+                &self.signed_bytes(),
+                &Signature::from_bytes(&self.signature),
+            )
+            .map_err(|_| BundleError::Signature(self.certificate.device))
+    }
+
+    /// The wire form.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::new(BUNDLE_VERSION);
+        self.write_unsigned(&mut w);
+        w.bytes(&self.signature);
+        w.finish().to_vec()
+    }
+
+    /// Reads the wire form. The signatures are not checked here: call
+    /// [`Bundle::verify`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes, "bundle", BUNDLE_VERSION)?;
+        let certificate = Certificate::read(&mut r)?;
+        let signed_prekey = SignedPrekey {
+            id: r.u32("signed prekey id")?,
+            key: PublicKey(r.array("signed prekey")?),
+            created_at: r.u64("signed prekey time")?,
+        };
+        let n = r.count(36, "one-time prekeys")?;
+        if n > MAX_ONE_TIME_PREKEYS {
+            return Err(DecodeError::Invalid("one-time prekey count"));
+        }
+        let mut one_time = Vec::with_capacity(n);
+        for _ in 0..n {
+            one_time.push((
+                r.u32("one-time prekey id")?,
+                PublicKey(r.array("one-time prekey")?),
+            ));
+        }
+        let timestamp = r.u64("bundle time")?;
+        let signature = r.array("bundle signature")?;
+        r.finish()?;
+        Ok(Self {
+            certificate,
+            signed_prekey,
+            one_time,
+            timestamp,
+            signature,
+        })
+    }
+}
+
+/// How a device keeps its prekeys fresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrekeyPolicy {
+    /// A signed prekey older than this (seconds) is replaced.
+    pub rotate_after: u64,
+    /// How many replaced signed prekeys are kept, for first messages that
+    /// were sent to them and arrive late.
+    pub keep_previous: usize,
+    /// How many one-time prekeys the device keeps published.
+    pub one_time: usize,
+}
+
+impl Default for PrekeyPolicy {
+    fn default() -> Self {
+        Self {
+            rotate_after: 7 * 24 * 3600,
+            keep_previous: 2,
+            one_time: 50,
+        }
+    }
+}
+
+/// A new device's keys, before its account has certified them.
+pub struct Unpaired {
+    device: DeviceId,
+    signing: SigningKey,
+    identity: KeyPair,
+}
+
+impl Unpaired {
+    /// Fresh keys for a new device.
+    pub fn generate() -> Self {
+        Self {
+            device: DeviceId(random_bytes()),
+            signing: SigningKey::from_bytes(&Zeroizing::new(random_bytes())),
+            identity: KeyPair::generate(),
+        }
+    }
+
+    /// What the account must certify.
+    pub fn request(&self) -> PairingRequest {
+        PairingRequest {
+            device: self.device,
+            signing_key: self.signing.verifying_key().to_bytes(),
+            identity_key: self.identity.public(),
+        }
+    }
+
+    /// Becomes an installation once `certificate` vouches for exactly these
+    /// keys.
+    pub fn pair(
+        self,
+        certificate: Certificate,
+        policy: PrekeyPolicy,
+        now: u64,
+    ) -> Result<Installation, BundleError> {
+        certificate.verify()?;
+        let request = self.request();
+        if certificate.device != request.device
+            || certificate.signing_key != request.signing_key
+            || certificate.identity_key != request.identity_key
+        {
+            return Err(BundleError::WrongDevice {
+                expected: request.device,
+                found: certificate.device,
+            });
+        }
+        let mut installation = Installation {
+            device: self.device,
+            signing: self.signing,
+            identity: self.identity,
+            certificate,
+            prekeys: Vec::new(),
+            one_time: BTreeMap::new(),
+            next_id: 1,
+            policy,
+        };
+        installation.rotate(now);
+        installation.maintain(now);
+        Ok(installation)
+    }
+}
+
+impl fmt::Debug for Unpaired {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Unpaired")
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A signed prekey with its secret.
+#[derive(Clone)]
+struct Prekey {
+    id: u32,
+    pair: KeyPair,
+    created_at: u64,
+}
+
+/// One device of an account, with every secret it holds.
+pub struct Installation {
+    device: DeviceId,
+    signing: SigningKey,
+    identity: KeyPair,
+    certificate: Certificate,
+    /// Signed prekeys, the current one last.
+    prekeys: Vec<Prekey>,
+    one_time: BTreeMap<u32, KeyPair>,
+    /// The next prekey id, shared by signed and one-time prekeys.
+    next_id: u32,
+    policy: PrekeyPolicy,
+}
+
+impl Installation {
+    /// An account's first device, certified on the spot.
+    pub fn create(account: &Account, policy: PrekeyPolicy, now: u64) -> Self {
+        let keys = Unpaired::generate();
+        let certificate = account.certify(&keys.request(), now);
+        keys.pair(certificate, policy, now)
+            .expect("a certificate made for these keys matches them")
+    }
+
+    /// This device.
+    pub fn device(&self) -> DeviceId {
+        self.device
+    }
+
+    /// The account that certified this device.
+    pub fn account(&self) -> AccountId {
+        self.certificate.account
+    }
+
+    /// The account's certificate for this device.
+    pub fn certificate(&self) -> &Certificate {
+        &self.certificate
+    }
+
+    /// The X25519 identity key.
+    pub fn identity_key(&self) -> PublicKey {
+        self.identity.public()
+    }
+
+    pub(crate) fn identity(&self) -> &KeyPair {
+        &self.identity
+    }
+
+    /// The current bundle, signed now.
+    pub fn bundle(&self, now: u64) -> Bundle {
+        let current = self.prekeys.last().expect("an installation has a prekey");
+        let mut b = Bundle {
+            certificate: self.certificate.clone(),
+            signed_prekey: SignedPrekey {
+                id: current.id,
+                key: current.pair.public(),
+                created_at: current.created_at,
+            },
+            one_time: self
+                .one_time
+                .iter()
+                .take(MAX_ONE_TIME_PREKEYS)
+                .map(|(id, pair)| (*id, pair.public()))
+                .collect(),
+            timestamp: now,
+            signature: [0; 64],
+        };
+        b.signature = self.signing.sign(&b.signed_bytes()).to_bytes();
+        b
+    }
+
+    /// Rotates the signed prekey when it is due and tops the one-time prekeys
+    /// up; true when the bundle changed and should be published again.
+    pub fn maintain(&mut self, now: u64) -> bool {
+        let mut changed = false;
+        let due = self
+            .prekeys
+            .last()
+            .is_none_or(|p| now.saturating_sub(p.created_at) >= self.policy.rotate_after);
+        if due {
+            self.rotate(now);
+            changed = true;
+        }
+        while self.one_time.len() < self.policy.one_time {
+            let id = self.take_id();
+            self.one_time.insert(id, KeyPair::generate());
+            changed = true;
+        }
+        changed
+    }
+
+    fn rotate(&mut self, now: u64) {
+        let id = self.take_id();
+        self.prekeys.push(Prekey {
+            id,
+            pair: KeyPair::generate(),
+            created_at: now,
+        });
+        let excess = self
+            .prekeys
+            .len()
+            .saturating_sub(self.policy.keep_previous + 1);
+        self.prekeys.drain(..excess);
+    }
+
+    fn take_id(&mut self) -> u32 {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        id
+    }
+
+    pub(crate) fn signed_prekey(&self, id: u32) -> Option<&KeyPair> {
+        self.prekeys.iter().find(|p| p.id == id).map(|p| &p.pair)
+    }
+
+    pub(crate) fn one_time_prekey(&self, id: u32) -> Option<&KeyPair> {
+        self.one_time.get(&id)
+    }
+
+    /// Deletes a one-time prekey once a session was built on it.
+    pub(crate) fn consume_one_time(&mut self, id: u32) {
+        self.one_time.remove(&id);
+    }
+
+    /// How many one-time prekeys are left.
+    pub fn one_time_left(&self) -> usize {
+        self.one_time.len()
+    }
+
+    /// The installation's secrets and state, to keep (encrypted) somewhere.
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let mut w = Writer::new(INSTALLATION_VERSION);
+        w.bytes(&self.device.0)
+            .bytes(self.signing.as_bytes())
+            .bytes(&self.identity.secret_bytes());
+        self.certificate.write(&mut w);
+        w.u32(self.prekeys.len() as u32);
+        for p in &self.prekeys {
+            w.u32(p.id).bytes(&p.pair.secret_bytes()).u64(p.created_at);
+        }
+        w.u32(self.one_time.len() as u32);
+        for (id, pair) in &self.one_time {
+            w.u32(*id).bytes(&pair.secret_bytes());
+        }
+        w.u32(self.next_id)
+            .u64(self.policy.rotate_after)
+            .u32(self.policy.keep_previous as u32)
+            .u32(self.policy.one_time as u32);
+        w.finish()
+    }
+
+    /// Reads what [`Installation::to_bytes`] wrote.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes, "installation", INSTALLATION_VERSION)?;
+        let device = DeviceId(r.array("device")?);
+        let signing = SigningKey::from_bytes(&Zeroizing::new(r.array("signing key")?));
+        let identity = KeyPair::from_secret(r.array("identity key")?);
+        let certificate = Certificate::read(&mut r)?;
+        let n = r.count(44, "signed prekeys")?;
+        let mut prekeys = Vec::with_capacity(n);
+        for _ in 0..n {
+            prekeys.push(Prekey {
+                id: r.u32("prekey id")?,
+                pair: KeyPair::from_secret(r.array("prekey")?),
+                created_at: r.u64("prekey time")?,
+            });
+        }
+        if prekeys.is_empty() {
+            return Err(DecodeError::Invalid("signed prekeys: none"));
+        }
+        let n = r.count(36, "one-time prekeys")?;
+        let mut one_time = BTreeMap::new();
+        for _ in 0..n {
+            let id = r.u32("one-time prekey id")?;
+            one_time.insert(id, KeyPair::from_secret(r.array("one-time prekey")?));
+        }
+        let next_id = r.u32("next prekey id")?;
+        let policy = PrekeyPolicy {
+            rotate_after: r.u64("rotation period")?,
+            keep_previous: r.u32("kept prekeys")? as usize,
+            one_time: r.u32("one-time prekey target")? as usize,
+        };
+        r.finish()?;
+        Ok(Self {
+            device,
+            signing,
+            identity,
+            certificate,
+            prekeys,
+            one_time,
+            next_id,
+            policy,
+        })
+    }
+}
+
+impl fmt::Debug for Installation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Installation")
+            .field("account", &self.certificate.account)
+            .field("device", &self.device)
+            .field("identity_key", &self.identity.public())
+            .field("one_time_left", &self.one_time.len())
+            .finish_non_exhaustive()
+    }
+}
