@@ -106,13 +106,13 @@ pub struct Account {
 impl Account {
     /// A new account.
     pub fn generate() -> Self {
-        Self::from_secret(Zeroizing::new(random_bytes()))
+        Self::from_secret(&Zeroizing::new(random_bytes()))
     }
 
     /// The account whose secret is `bytes`.
-    pub fn from_secret(bytes: Zeroizing<[u8; 32]>) -> Self {
+    pub fn from_secret(bytes: &[u8; 32]) -> Self {
         Self {
-            key: SigningKey::from_bytes(&bytes),
+            key: SigningKey::from_bytes(bytes),
         }
     }
 

@@ -199,11 +199,11 @@ struct Staged {
 impl Staged {
     fn new(
         skipped: Vec<((PublicKey, u32), Secret)>,
-        at: Secret,
+        at: &Secret,
         index: u32,
         step: Option<Step>,
     ) -> Self {
-        let (key, next) = kdf::chain(&at);
+        let (key, next) = kdf::chain(at);
         Self {
             skipped,
             key,
@@ -359,7 +359,7 @@ impl Session {
                 });
             }
             let at = self.skip(header.ratchet_key, recv, header.index, &mut skipped)?;
-            return Ok(Staged::new(skipped, at, header.index, None));
+            return Ok(Staged::new(skipped, &at, header.index, None));
         }
         if self.retired.contains(&header.ratchet_key) {
             return Err(DecryptError::Replay {
@@ -388,7 +388,7 @@ impl Session {
                 index: 0,
             },
         };
-        Ok(Staged::new(skipped, at, header.index, Some(step)))
+        Ok(Staged::new(skipped, &at, header.index, Some(step)))
     }
 
     /// Walks `chain` up to `until`, collecting the keys passed over; returns

@@ -87,7 +87,7 @@ pub enum Ciphertext {
     /// A message of an established session.
     Message(Message),
     /// A message that also sets the session up.
-    Prekey(Initiation, Message),
+    Prekey(Box<Initiation>, Message),
 }
 
 impl Ciphertext {
@@ -121,7 +121,7 @@ impl Ciphertext {
         match r.u8("ciphertext kind")? {
             KIND_MESSAGE => Ok(Self::Message(Message::from_bytes(r.rest())?)),
             KIND_PREKEY => {
-                let initiation = Initiation::read(&mut r)?;
+                let initiation = Box::new(Initiation::read(&mut r)?);
                 Ok(Self::Prekey(initiation, Message::from_bytes(r.rest())?))
             }
             _ => Err(DecodeError::Invalid("ciphertext kind")),
@@ -135,7 +135,7 @@ impl Session {
     pub fn seal(&mut self, plaintext: &[u8]) -> Result<Ciphertext, EncryptError> {
         let message = self.encrypt(plaintext)?;
         Ok(match self.pending() {
-            Some(initiation) => Ciphertext::Prekey(initiation.clone(), message),
+            Some(initiation) => Ciphertext::Prekey(Box::new(initiation.clone()), message),
             None => Ciphertext::Message(message),
         })
     }

@@ -1,0 +1,172 @@
+//! X3DH: bundles are checked, one-time prekeys are used once, and a failed
+//! first message leaves the responder as it was.
+
+use murmur_crypto::{
+    x3dh, Account, Bundle, BundleError, Ciphertext, Installation, Limits, PrekeyPolicy, Unpaired,
+    X3dhError,
+};
+
+use crate::{device, NOW};
+
+fn first_message(
+    from: &Installation,
+    to: &Bundle,
+) -> (murmur_crypto::Initiation, murmur_crypto::Message) {
+    let mut s = x3dh::initiate(from, to, Limits::default()).expect("valid bundle");
+    match s.seal(b"first").expect("seal") {
+        Ciphertext::Prekey(i, m) => (*i, m),
+        Ciphertext::Message(_) => panic!("a first message carries the X3DH header"),
+    }
+}
+
+#[test]
+fn a_bundle_with_a_bad_signature_is_refused() {
+    let alice = device();
+    let bob = device();
+    let good = bob.bundle(NOW);
+    good.verify().expect("a fresh bundle verifies");
+
+    let mut prekey = good.clone();
+    prekey.signed_prekey.key.0[0] ^= 1;
+    assert_eq!(
+        x3dh::initiate(&alice, &prekey, Limits::default()).err(),
+        Some(X3dhError::Bundle(BundleError::Signature(bob.device())))
+    );
+
+    let mut device_key = good.clone();
+    device_key.certificate.identity_key.0[0] ^= 1;
+    assert_eq!(
+        device_key.verify(),
+        Err(BundleError::Certificate(bob.account()))
+    );
+
+    // A device of another account cannot pass for one of Bob's.
+    let mallory = device();
+    let mut forged = mallory.bundle(NOW);
+    forged.certificate.account = bob.account();
+    assert!(forged.verify().is_err());
+}
+
+#[test]
+fn bundles_survive_the_wire_and_garbage_is_a_typed_error() {
+    let bundle = device().bundle(NOW);
+    let bytes = bundle.to_bytes();
+    assert_eq!(Bundle::from_bytes(&bytes).expect("decodes"), bundle);
+    for len in [0, 1, 100, bytes.len() - 1] {
+        assert!(Bundle::from_bytes(&bytes[..len]).is_err(), "{len} bytes");
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(Bundle::from_bytes(&longer).is_err());
+}
+
+#[test]
+fn a_one_time_prekey_is_used_once() {
+    let alice = device();
+    let mut bob = device();
+    let before = bob.one_time_left();
+    let (init, m) = first_message(&alice, &bob.bundle(NOW));
+    let id = init.one_time.expect("the bundle had one-time prekeys");
+    x3dh::respond(&mut bob, &init, &m, Limits::default()).expect("first time");
+    assert_eq!(bob.one_time_left(), before - 1);
+    assert_eq!(
+        x3dh::respond(&mut bob, &init, &m, Limits::default()).err(),
+        Some(X3dhError::OneTimePrekeyUsed(id)),
+        "a replayed first message opens no second session"
+    );
+    assert!(bob.maintain(NOW), "the used key is replaced");
+    assert_eq!(bob.one_time_left(), before);
+}
+
+#[test]
+fn a_tampered_first_message_keeps_the_one_time_prekey() {
+    let alice = device();
+    let mut bob = device();
+    let (init, mut m) = first_message(&alice, &bob.bundle(NOW));
+    let left = bob.one_time_left();
+    m.ciphertext[0] ^= 1;
+    assert!(matches!(
+        x3dh::respond(&mut bob, &init, &m, Limits::default()),
+        Err(X3dhError::Decrypt(_))
+    ));
+    assert_eq!(bob.one_time_left(), left, "nothing consumed by a forgery");
+}
+
+#[test]
+fn an_impostor_certificate_is_refused() {
+    let alice = device();
+    let mut bob = device();
+    let (mut init, m) = first_message(&alice, &bob.bundle(NOW));
+    init.certificate.account = device().account();
+    assert!(matches!(
+        x3dh::respond(&mut bob, &init, &m, Limits::default()),
+        Err(X3dhError::Bundle(BundleError::Certificate(_)))
+    ));
+}
+
+#[test]
+fn a_message_for_another_device_does_not_open() {
+    let alice = device();
+    let bob = device();
+    let mut carol = device();
+    let (init, m) = first_message(&alice, &bob.bundle(NOW));
+    assert!(x3dh::respond(&mut carol, &init, &m, Limits::default()).is_err());
+}
+
+#[test]
+fn late_first_messages_reach_a_rotated_prekey_until_it_is_dropped() {
+    let policy = PrekeyPolicy {
+        rotate_after: 10,
+        keep_previous: 1,
+        one_time: 5,
+    };
+    let alice = device();
+    let mut bob = Installation::create(&Account::generate(), policy, NOW);
+    let old_bundle = bob.bundle(NOW);
+    assert!(bob.maintain(NOW + 10), "rotation is due");
+    let (init, m) = first_message(&alice, &old_bundle);
+    x3dh::respond(&mut bob, &init, &m, Limits::default()).expect("previous prekey still kept");
+    bob.maintain(NOW + 20);
+    let (init, m) = first_message(&alice, &old_bundle);
+    assert_eq!(
+        x3dh::respond(&mut bob, &init, &m, Limits::default()).err(),
+        Some(X3dhError::UnknownPrekey(old_bundle.signed_prekey.id))
+    );
+}
+
+#[test]
+fn a_second_device_pairs_and_a_wrong_certificate_is_refused() {
+    let account = Account::generate();
+    let phone = Installation::create(&account, PrekeyPolicy::default(), NOW);
+    let laptop = Unpaired::generate();
+    let other = Unpaired::generate();
+    let wrong = account.certify(&other.request(), NOW);
+    assert!(matches!(
+        Unpaired::generate().pair(wrong, PrekeyPolicy::default(), NOW),
+        Err(BundleError::WrongDevice { .. })
+    ));
+    let cert = account.certify(&laptop.request(), NOW);
+    let laptop = laptop
+        .pair(cert, PrekeyPolicy::default(), NOW)
+        .expect("paired");
+    assert_eq!(laptop.account(), phone.account());
+    // The two devices of one account talk like any two devices.
+    let mut to_laptop = x3dh::initiate(&phone, &laptop.bundle(NOW), Limits::default()).expect("ok");
+    assert!(to_laptop.seal(b"sync").is_ok());
+    // And the account can revoke the laptop, verifiably.
+    let revocation = account.revoke(laptop.device(), NOW + 1);
+    revocation.verify().expect("signed by the account");
+    let mut forged = revocation.clone();
+    forged.device = phone.device();
+    assert!(forged.verify().is_err());
+}
+
+#[test]
+fn installations_survive_a_round_trip_through_bytes() {
+    let alice = device();
+    let bob = device();
+    let mut restored = Installation::from_bytes(&bob.to_bytes()).expect("decodes");
+    assert_eq!(restored.bundle(NOW), bob.bundle(NOW));
+    let (init, m) = first_message(&alice, &bob.bundle(NOW));
+    x3dh::respond(&mut restored, &init, &m, Limits::default()).expect("restored keys work");
+}
