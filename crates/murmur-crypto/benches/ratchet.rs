@@ -34,7 +34,8 @@ fn murmur_pair() -> (Session, Session) {
         unreachable!("first message")
     };
     let (mut b, _) = x3dh::respond(&mut bob, &init, &m, Limits::default()).expect("respond");
-    a.decrypt(&b.encrypt(b"ok").expect("encrypt")).expect("answer");
+    a.decrypt(&b.encrypt(b"ok").expect("encrypt"))
+        .expect("answer");
     (a, b)
 }
 
@@ -43,11 +44,8 @@ fn olm_pair() -> (olm::Session, olm::Session) {
     let mut bob = olm::Account::new();
     bob.generate_one_time_keys(1);
     let otk = *bob.one_time_keys().values().next().expect("one key");
-    let mut a = alice.create_outbound_session(
-        SessionConfig::version_2(),
-        bob.curve25519_key(),
-        otk,
-    );
+    let mut a =
+        alice.create_outbound_session(SessionConfig::version_2(), bob.curve25519_key(), otk);
     let OlmMessage::PreKey(m) = a.encrypt(b"hi") else {
         unreachable!("first message")
     };
@@ -108,7 +106,10 @@ impl Floor {
                 .expand(b"message", &mut okm)
                 .expect("44");
             let aead = ChaCha20Poly1305::new((&okm[..32]).into());
-            let payload = |msg| Payload { msg, aad: &[0u8; 40] };
+            let payload = |msg| Payload {
+                msg,
+                aad: &[0u8; 40],
+            };
             sealed = if side == 0 {
                 aead.encrypt((&okm[32..]).into(), payload(&PAYLOAD))
                     .expect("seal")
@@ -126,7 +127,10 @@ fn burst(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     let (mut a, mut b) = murmur_pair();
     g.bench_function("murmur", |i| {
-        i.iter(|| b.decrypt(&a.encrypt(&PAYLOAD).expect("encrypt")).expect("decrypt"))
+        i.iter(|| {
+            b.decrypt(&a.encrypt(&PAYLOAD).expect("encrypt"))
+                .expect("decrypt")
+        })
     });
     let (mut a, mut b) = olm_pair();
     g.bench_function("vodozemac", |i| {
@@ -145,7 +149,11 @@ fn ping_pong(c: &mut Criterion) {
     g.bench_function("murmur", |i| {
         i.iter(|| {
             turn = !turn;
-            let (from, to) = if turn { (&mut a, &mut b) } else { (&mut b, &mut a) };
+            let (from, to) = if turn {
+                (&mut a, &mut b)
+            } else {
+                (&mut b, &mut a)
+            };
             to.decrypt(&from.encrypt(&PAYLOAD).expect("encrypt"))
                 .expect("decrypt")
         })
@@ -154,7 +162,11 @@ fn ping_pong(c: &mut Criterion) {
     g.bench_function("vodozemac", |i| {
         i.iter(|| {
             turn = !turn;
-            let (from, to) = if turn { (&mut a, &mut b) } else { (&mut b, &mut a) };
+            let (from, to) = if turn {
+                (&mut a, &mut b)
+            } else {
+                (&mut b, &mut a)
+            };
             to.decrypt(&from.encrypt(PAYLOAD)).expect("decrypt")
         })
     });

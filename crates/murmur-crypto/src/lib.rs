@@ -39,6 +39,7 @@
 //! ```
 
 mod codec;
+pub mod envelope;
 mod identity;
 pub mod kdf;
 mod keys;
@@ -46,6 +47,7 @@ mod ratchet;
 pub mod x3dh;
 
 pub use codec::DecodeError;
+pub use envelope::{EnvelopeError, Opened};
 pub use identity::{
     Account, AccountId, Bundle, BundleError, Certificate, DeviceId, Installation, PairingRequest,
     PrekeyPolicy, Revocation, SignedPrekey, Unpaired, MAX_ONE_TIME_PREKEYS,

@@ -170,3 +170,55 @@ fn installations_survive_a_round_trip_through_bytes() {
     let (init, m) = first_message(&alice, &bob.bundle(NOW));
     x3dh::respond(&mut restored, &init, &m, Limits::default()).expect("restored keys work");
 }
+
+#[test]
+fn an_envelope_opens_only_for_its_device_and_hides_the_sender() {
+    use murmur_crypto::envelope;
+    let alice = device();
+    let mut bob = device();
+    let carol = device();
+    let mut s = x3dh::initiate(&alice, &bob.bundle(NOW), Limits::default()).expect("ok");
+    let sealed = s.seal(b"sealed hello").expect("seal");
+    let payload = envelope::seal(
+        &bob.identity_key(),
+        (alice.account(), alice.device()),
+        &sealed,
+    );
+    // version (2) + ephemeral (2 + 32) + sealed's tag and length (3) + AEAD tag (16)
+    assert_eq!(payload.len(), 512 + 55, "padded to a bucket");
+    for secret_free in [
+        alice.account().0.as_slice(),
+        &alice.device().0,
+        &alice.identity_key().0,
+    ] {
+        assert!(
+            !payload.windows(secret_free.len()).any(|w| w == secret_free),
+            "the sender's identity is not on the wire"
+        );
+    }
+    assert_eq!(
+        envelope::open(&carol, &payload),
+        Err(envelope::EnvelopeError::NotForUs)
+    );
+    let opened = envelope::open(&bob, &payload).expect("for bob");
+    assert_eq!(opened.sender_account, alice.account());
+    assert_eq!(opened.sender_device, alice.device());
+    let Ciphertext::Prekey(init, m) = opened.ciphertext else {
+        panic!("first message")
+    };
+    let (_, text) = x3dh::respond(&mut bob, &init, &m, Limits::default()).expect("respond");
+    assert_eq!(text, b"sealed hello");
+
+    let mut tampered = payload.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    assert_eq!(
+        envelope::open(&bob, &tampered),
+        Err(envelope::EnvelopeError::NotForUs)
+    );
+    assert!(matches!(
+        envelope::open(&bob, b"\x08\x02"),
+        Err(envelope::EnvelopeError::Version(2))
+    ));
+    assert!(envelope::open(&bob, &[0xff; 7]).is_err());
+}
