@@ -17,8 +17,11 @@ use murmur_proto::{
 };
 use prost::Message as _;
 
+/// A fuzz target: any bytes in, no panic.
+pub type Target = fn(&[u8]);
+
 /// Every target, by the name of its corpus folder.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("waku_message", waku_message),
     ("store", store),
     ("filter", filter),
