@@ -2,7 +2,8 @@
 //! the store server answers from), the outbox and per-topic cursors.
 //!
 //! Asked to: [`SaveRaw`], [`Query`], [`Prune`], [`Enqueue`], [`MarkSent`],
-//! [`Pending`], [`SaveCursor`], [`LoadCursor`]. Tells nothing. Every backend
+//! [`Pending`], [`SaveCursor`], [`LoadCursor`], [`SaveState`], [`LoadState`],
+//! [`ListState`]. Tells nothing. Every backend
 //! runs `murmur-test-kit`'s `storage_conformance_tests!`.
 
 use std::{fmt, time::Duration};
@@ -120,6 +121,24 @@ pub struct SaveCursor {
 #[rtype(result = "Result<Option<Cursor>, Error>")]
 pub struct LoadCursor(pub String);
 
+/// Writes other stages' state: opaque bytes by name (`None` deletes), all
+/// in one transaction. Stages encrypt what they keep here with keys the
+/// database never sees.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), Error>")]
+pub struct SaveState(pub Vec<(String, Option<Vec<u8>>)>);
+
+/// Reads one entry of stage state.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Option<Vec<u8>>, Error>")]
+pub struct LoadState(pub String);
+
+/// Reads every entry of stage state whose name starts with the prefix, by
+/// name.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Vec<(String, Vec<u8>)>, Error>")]
+pub struct ListState(pub String);
+
 /// Any actor that handles the persistence stage's messages.
 pub trait Stage:
     Actor<Context = Context<Self>>
@@ -131,6 +150,9 @@ pub trait Stage:
     + Handler<Pending>
     + Handler<SaveCursor>
     + Handler<LoadCursor>
+    + Handler<SaveState>
+    + Handler<LoadState>
+    + Handler<ListState>
 {
 }
 
@@ -144,6 +166,9 @@ impl<A> Stage for A where
         + Handler<Pending>
         + Handler<SaveCursor>
         + Handler<LoadCursor>
+        + Handler<SaveState>
+        + Handler<LoadState>
+        + Handler<ListState>
 {
 }
 
@@ -166,6 +191,12 @@ pub struct Handle {
     pub save_cursor: Recipient<SaveCursor>,
     /// Where [`LoadCursor`] goes.
     pub load_cursor: Recipient<LoadCursor>,
+    /// Where [`SaveState`] goes.
+    pub save_state: Recipient<SaveState>,
+    /// Where [`LoadState`] goes.
+    pub load_state: Recipient<LoadState>,
+    /// Where [`ListState`] goes.
+    pub list_state: Recipient<ListState>,
 }
 
 impl<A: Stage> From<Addr<A>> for Handle {
@@ -178,7 +209,10 @@ impl<A: Stage> From<Addr<A>> for Handle {
             mark_sent: addr.clone().recipient(),
             pending: addr.clone().recipient(),
             save_cursor: addr.clone().recipient(),
-            load_cursor: addr.recipient(),
+            load_cursor: addr.clone().recipient(),
+            save_state: addr.clone().recipient(),
+            load_state: addr.clone().recipient(),
+            list_state: addr.recipient(),
         }
     }
 }

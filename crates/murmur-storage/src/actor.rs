@@ -1,7 +1,8 @@
 use actix::prelude::*;
 use murmur_core::{
     storage::{
-        Cursor, Enqueue, Error, LoadCursor, MarkSent, Pending, Prune, Query, SaveCursor, SaveRaw,
+        Cursor, Enqueue, Error, ListState, LoadCursor, LoadState, MarkSent, Pending, Prune, Query,
+        SaveCursor, SaveRaw, SaveState,
     },
     store::Page,
     Delivery, MessageHash,
@@ -126,4 +127,11 @@ forward!(SaveCursor, (), |db, m| db
     .await);
 forward!(LoadCursor, Option<Cursor>, |db, m| db
     .load_cursor(&m.0)
+    .await);
+forward!(SaveState, (), |db, m| db.save_state(&m.0).await);
+forward!(LoadState, Option<Vec<u8>>, |db, m| db
+    .load_state(&m.0)
+    .await);
+forward!(ListState, Vec<(String, Vec<u8>)>, |db, m| db
+    .list_state(&m.0)
     .await);

@@ -433,6 +433,58 @@ impl Database {
         .transpose()
     }
 
+    /// Writes (or, with `None`, deletes) entries of stage state in one
+    /// transaction.
+    pub async fn save_state(&self, entries: &[(String, Option<Vec<u8>>)]) -> Result<(), Error> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        for (name, value) in entries {
+            match value {
+                Some(value) => sqlx::query(
+                    "INSERT INTO state (name, value, updated_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO UPDATE SET value = excluded.value, \
+                     updated_at = excluded.updated_at",
+                )
+                .bind(name.as_str())
+                .bind(value.clone())
+                .bind(now_nanos()),
+                None => sqlx::query("DELETE FROM state WHERE name = $1").bind(name.as_str()),
+            }
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    /// Reads one entry of stage state.
+    pub async fn load_state(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
+        let row = sqlx::query("SELECT value FROM state WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|row| row.try_get(0).map_err(backend)).transpose()
+    }
+
+    /// Reads every entry of stage state under a name prefix, by name.
+    pub async fn list_state(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, Error> {
+        // A range, not LIKE: names may hold `%` and `_`.
+        let rows = sqlx::query("SELECT name, value FROM state WHERE name >= $1 ORDER BY name")
+            .bind(prefix)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let name: String = row.try_get(0).map_err(backend)?;
+            if !name.starts_with(prefix) {
+                break;
+            }
+            out.push((name, row.try_get(1).map_err(backend)?));
+        }
+        Ok(out)
+    }
+
     /// The connection pool, for tools and benchmarks that compare against raw SQL.
     pub fn pool(&self) -> &AnyPool {
         &self.pool

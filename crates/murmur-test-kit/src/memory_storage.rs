@@ -4,7 +4,8 @@ use actix::prelude::*;
 use murmur_core::{
     now_nanos,
     storage::{
-        Cursor, Enqueue, Error, LoadCursor, MarkSent, Pending, Prune, Query, SaveCursor, SaveRaw,
+        Cursor, Enqueue, Error, ListState, LoadCursor, LoadState, MarkSent, Pending, Prune, Query,
+        SaveCursor, SaveRaw, SaveState,
     },
     store::{self, Criteria, Page, Stored},
     Delivery, MessageHash,
@@ -19,6 +20,7 @@ pub struct MemoryStorage {
     by_hash: HashMap<MessageHash, i64>,
     outbox: Vec<(Delivery, bool)>,
     cursors: HashMap<String, Cursor>,
+    state: BTreeMap<String, Vec<u8>>,
 }
 
 impl MemoryStorage {
@@ -188,5 +190,40 @@ impl Handler<LoadCursor> for MemoryStorage {
 
     fn handle(&mut self, LoadCursor(name): LoadCursor, _: &mut Context<Self>) -> Self::Result {
         Ok(self.cursors.get(&name).copied())
+    }
+}
+
+impl Handler<SaveState> for MemoryStorage {
+    type Result = Result<(), Error>;
+
+    fn handle(&mut self, SaveState(entries): SaveState, _: &mut Context<Self>) -> Self::Result {
+        for (name, value) in entries {
+            match value {
+                Some(v) => self.state.insert(name, v),
+                None => self.state.remove(&name),
+            };
+        }
+        Ok(())
+    }
+}
+
+impl Handler<LoadState> for MemoryStorage {
+    type Result = Result<Option<Vec<u8>>, Error>;
+
+    fn handle(&mut self, LoadState(name): LoadState, _: &mut Context<Self>) -> Self::Result {
+        Ok(self.state.get(&name).cloned())
+    }
+}
+
+impl Handler<ListState> for MemoryStorage {
+    type Result = Result<Vec<(String, Vec<u8>)>, Error>;
+
+    fn handle(&mut self, ListState(prefix): ListState, _: &mut Context<Self>) -> Self::Result {
+        Ok(self
+            .state
+            .range(prefix.clone()..)
+            .take_while(|(name, _)| name.starts_with(&prefix))
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect())
     }
 }

@@ -4,7 +4,10 @@
 use std::{future::Future, time::Duration};
 
 use murmur_core::{
-    storage::{self, Cursor, Enqueue, LoadCursor, MarkSent, Pending, Prune, SaveCursor, SaveRaw},
+    storage::{
+        self, Cursor, Enqueue, ListState, LoadCursor, LoadState, MarkSent, Pending, Prune,
+        SaveCursor, SaveRaw, SaveState,
+    },
     store::{Page, Query},
     Delivery, MessageHash, PubsubTopic, WakuMessage,
 };
@@ -36,6 +39,7 @@ macro_rules! storage_conformance_tests {
             case!(prunes_by_count_and_age);
             case!(keeps_an_outbox);
             case!(keeps_cursors);
+            case!(keeps_stage_state_by_name_and_prefix);
         }
     };
 }
@@ -382,4 +386,64 @@ where
         assert_eq!(load("bot").await.unwrap().unwrap(), Some(cursor));
     }
     assert_eq!(load("other").await.unwrap().unwrap(), None);
+}
+
+/// Stage state: saved in one batch, overwritten, deleted, listed by prefix in
+/// name order (with `%` and `_` taken literally), bytes kept exactly.
+pub async fn keeps_stage_state_by_name_and_prefix<F, Fut>(start: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = storage::Handle>,
+{
+    let store = start().await;
+    let save = |entries: Vec<(&str, Option<Vec<u8>>)>| {
+        store.save_state.send(SaveState(
+            entries
+                .into_iter()
+                .map(|(n, v)| (n.to_owned(), v))
+                .collect(),
+        ))
+    };
+    let all_bytes: Vec<u8> = (0..=255).collect();
+    save(vec![
+        ("crypto/session/b", Some(vec![2])),
+        ("crypto/session/a", Some(all_bytes.clone())),
+        ("crypto/session%", Some(vec![9])),
+        ("crypto/installation", Some(vec![1])),
+        ("groups/x", Some(vec![3])),
+    ])
+    .await
+    .unwrap()
+    .unwrap();
+    let load = |name: &str| store.load_state.send(LoadState(name.to_owned()));
+    assert_eq!(
+        load("crypto/session/a").await.unwrap().unwrap(),
+        Some(all_bytes.clone())
+    );
+    assert_eq!(load("nothing").await.unwrap().unwrap(), None);
+    let list = store
+        .list_state
+        .send(ListState("crypto/session/".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        list,
+        vec![
+            ("crypto/session/a".to_owned(), all_bytes),
+            ("crypto/session/b".to_owned(), vec![2]),
+        ]
+    );
+    save(vec![
+        ("crypto/session/a", None),
+        ("crypto/session/b", Some(vec![7])),
+    ])
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(load("crypto/session/a").await.unwrap().unwrap(), None);
+    assert_eq!(
+        load("crypto/session/b").await.unwrap().unwrap(),
+        Some(vec![7])
+    );
 }

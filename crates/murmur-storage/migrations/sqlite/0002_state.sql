@@ -1,0 +1,7 @@
+-- Other stages' state (crypto sessions and keys, group state): opaque bytes
+-- by name, encrypted by the stage that owns them before they arrive here.
+CREATE TABLE state (
+    name       TEXT    PRIMARY KEY NOT NULL,
+    value      BLOB   NOT NULL,
+    updated_at INTEGER NOT NULL
+);
