@@ -1,55 +1,124 @@
-//! The crypto-sessions stage: owns the identity, prekeys, ratchet sessions and
-//! group sender chains. Its core is a sans-I/O state machine; its actor
-//! persists what the core returns.
+//! The crypto-sessions stage: owns the account, this device's keys, its
+//! contacts' bundles and the ratchet sessions. Its core is the sans-I/O
+//! `murmur-crypto`; its actor persists what the core changes.
 //!
-//! Asked to: [`Seal`], [`Open`]. Tells: [`Event`].
-//! The shapes are set here; the stage itself arrives with the end-to-end
-//! encryption work.
+//! Asked to: [`Seal`], [`Open`], [`AddContact`], [`ContactCode`], [`Topics`].
+//! Tells: [`Event`].
 
-use actix::Message;
+use std::fmt;
+
+use actix::{Message, Recipient};
 use bytes::Bytes;
 use thiserror::Error;
 
 use crate::{ContentTopic, Delivery};
 
-/// One installation (device) of an account: its X25519 identity key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DeviceId(pub [u8; 32]);
+/// An account: its Ed25519 public key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AccountId(pub [u8; 32]);
 
-/// Why sealing or opening failed.
+/// One installation (device) of an account.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeviceId(pub [u8; 16]);
+
+macro_rules! hex_id {
+    ($t:ty, $name:literal) => {
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                for b in self.0 {
+                    write!(f, "{b:02x}")?;
+                }
+                Ok(())
+            }
+        }
+
+        impl fmt::Debug for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(
+                    f,
+                    concat!($name, "({:02x}{:02x}{:02x}{:02x}…)"),
+                    self.0[0], self.0[1], self.0[2], self.0[3]
+                )
+            }
+        }
+    };
+}
+hex_id!(AccountId, "AccountId");
+hex_id!(DeviceId, "DeviceId");
+
+/// Why sealing, opening or adding a contact failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// No session with this device, and no prekey bundle to start one.
-    #[error("no session with the recipient device and no prekey bundle to start one")]
-    NoSession,
-    /// The envelope is not for us, or was tampered with.
+    /// No device of the recipient is known: add its contact code first.
+    #[error("no device of account {0} is known; add its contact code first")]
+    UnknownContact(AccountId),
+    /// The envelope is not for this device.
+    #[error("the envelope is not for this device")]
+    NotForUs,
+    /// The envelope or the message inside was altered, or is malformed.
     #[error("the envelope cannot be opened: {0}")]
     Undecryptable(String),
-    /// The envelope was opened before.
-    #[error("replayed envelope")]
+    /// The message was received before.
+    #[error("replayed message")]
     Replay,
+    /// A message from a device we have no session with, that does not set
+    /// one up.
+    #[error("no session with device {device} of {account}")]
+    UnknownSession {
+        /// The claimed sender.
+        account: AccountId,
+        /// The claimed device.
+        device: DeviceId,
+    },
+    /// A message that skips more keys than the session allows.
+    #[error("message too far ahead: {0}")]
+    TooFarAhead(String),
+    /// A contact code or bundle that does not verify, or does not parse.
+    #[error("bad contact code: {0}")]
+    BadContact(String),
+    /// The stage could not read or write its state.
+    #[error("crypto state: {0}")]
+    State(String),
 }
 
-/// Seals `plaintext` for each recipient device (and our other devices).
+/// Seals `plaintext` for every known device of `to`, and for this account's
+/// other devices; answers one envelope per device.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<Vec<Sealed>, Error>")]
 #[non_exhaustive]
 pub struct Seal {
-    /// Who may read it.
-    pub recipients: Vec<DeviceId>,
-    /// What they will read. Never logged.
+    /// The recipient account.
+    pub to: AccountId,
+    /// What its devices will read. Never logged.
     pub plaintext: Bytes,
+}
+
+impl Seal {
+    /// Seals `plaintext` for `to`.
+    pub fn new(to: AccountId, plaintext: Bytes) -> Self {
+        Self { to, plaintext }
+    }
 }
 
 /// One sealed envelope, ready to publish.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Sealed {
-    /// Where it goes: the recipient's partition, or the group's topic.
+    /// The recipient's partition topic.
     pub content_topic: ContentTopic,
-    /// The envelope bytes, the WakuMessage payload.
+    /// The envelope, the WakuMessage payload.
     pub payload: Bytes,
+}
+
+impl Sealed {
+    /// An envelope for `content_topic`.
+    pub fn new(content_topic: ContentTopic, payload: Bytes) -> Self {
+        Self {
+            content_topic,
+            payload,
+        }
+    }
 }
 
 /// Opens an envelope that arrived.
@@ -57,15 +126,43 @@ pub struct Sealed {
 #[rtype(result = "Result<Opened, Error>")]
 pub struct Open(pub Delivery);
 
-/// An opened envelope: who sent it, known only now (sealed sender).
+/// An opened envelope: who sent it, known and verified only now.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Opened {
+    /// The sending account.
+    pub sender: AccountId,
     /// The sending device.
-    pub sender: DeviceId,
+    pub device: DeviceId,
     /// The plaintext. Never logged.
     pub plaintext: Bytes,
 }
+
+impl Opened {
+    /// An opened envelope.
+    pub fn new(sender: AccountId, device: DeviceId, plaintext: Bytes) -> Self {
+        Self {
+            sender,
+            device,
+            plaintext,
+        }
+    }
+}
+
+/// Adds a contact from its contact code; answers its account.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<AccountId, Error>")]
+pub struct AddContact(pub String);
+
+/// Asks for this device's contact code.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<String, Error>")]
+pub struct ContactCode;
+
+/// Asks for the content topics where this device's envelopes arrive.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Vec<ContentTopic>")]
+pub struct Topics;
 
 /// What the crypto stage tells the pipeline.
 #[derive(Debug, Clone, Message)]
@@ -73,12 +170,51 @@ pub struct Opened {
 #[non_exhaustive]
 pub enum Event {
     /// A session with a device is up.
-    SessionEstablished(DeviceId),
-    /// A session was reset; messages in flight may need resending.
-    SessionReset {
-        /// With whom.
+    SessionEstablished {
+        /// The peer account.
+        account: AccountId,
+        /// The peer device.
         device: DeviceId,
-        /// Why.
-        reason: String,
     },
+}
+
+/// The crypto stage as the rest of the node holds it.
+#[derive(Clone)]
+pub struct Handle {
+    /// Where [`Seal`] goes.
+    pub seal: Recipient<Seal>,
+    /// Where [`Open`] goes.
+    pub open: Recipient<Open>,
+    /// Where [`AddContact`] goes.
+    pub add_contact: Recipient<AddContact>,
+    /// Where [`ContactCode`] goes.
+    pub contact_code: Recipient<ContactCode>,
+    /// Where [`Topics`] goes.
+    pub topics: Recipient<Topics>,
+}
+
+impl<A> From<actix::Addr<A>> for Handle
+where
+    A: actix::Actor<Context = actix::Context<A>>
+        + actix::Handler<Seal>
+        + actix::Handler<Open>
+        + actix::Handler<AddContact>
+        + actix::Handler<ContactCode>
+        + actix::Handler<Topics>,
+{
+    fn from(addr: actix::Addr<A>) -> Self {
+        Self {
+            seal: addr.clone().recipient(),
+            open: addr.clone().recipient(),
+            add_contact: addr.clone().recipient(),
+            contact_code: addr.clone().recipient(),
+            topics: addr.recipient(),
+        }
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("crypto::Handle").finish_non_exhaustive()
+    }
 }

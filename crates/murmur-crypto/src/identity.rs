@@ -530,8 +530,15 @@ impl Installation {
         &self.identity
     }
 
-    /// The current bundle, signed now.
+    /// The current bundle with every one-time prekey, signed now.
     pub fn bundle(&self, now: u64) -> Bundle {
+        self.bundle_with(now, MAX_ONE_TIME_PREKEYS)
+    }
+
+    /// The current bundle with at most `one_time` one-time prekeys, signed
+    /// now. A bundle that many people will use (a contact code) carries none:
+    /// the first of them would use each up.
+    pub fn bundle_with(&self, now: u64, one_time: usize) -> Bundle {
         let current = self.prekeys.last().expect("an installation has a prekey");
         let mut b = Bundle {
             certificate: self.certificate.clone(),
@@ -543,7 +550,7 @@ impl Installation {
             one_time: self
                 .one_time
                 .iter()
-                .take(MAX_ONE_TIME_PREKEYS)
+                .take(one_time.min(MAX_ONE_TIME_PREKEYS))
                 .map(|(id, pair)| (*id, pair.public()))
                 .collect(),
             timestamp: now,

@@ -44,6 +44,7 @@ mod identity;
 pub mod kdf;
 mod keys;
 mod ratchet;
+pub mod vault;
 pub mod x3dh;
 
 pub use codec::DecodeError;
@@ -54,4 +55,5 @@ pub use identity::{
 };
 pub use keys::{KeyPair, PublicKey};
 pub use ratchet::{DecryptError, EncryptError, Header, Limits, Message, Session};
+pub use vault::{Vault, VaultError};
 pub use x3dh::{Ciphertext, Initiation, X3dhError};

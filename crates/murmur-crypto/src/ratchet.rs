@@ -168,6 +168,9 @@ struct Chain {
 pub struct Session {
     peer_account: AccountId,
     peer_device: DeviceId,
+    /// The peer device's X25519 identity key, which its envelopes are
+    /// sealed to.
+    peer_identity: PublicKey,
     /// Both parties' identities, bound into every message's associated data.
     ad: Vec<u8>,
     root: Secret,
@@ -226,7 +229,7 @@ struct Step {
 
 impl Session {
     pub(crate) fn initiator(
-        peer: (AccountId, DeviceId),
+        peer: (AccountId, DeviceId, PublicKey),
         shared: &Secret,
         ad: Vec<u8>,
         their_prekey: PublicKey,
@@ -238,6 +241,7 @@ impl Session {
         Self {
             peer_account: peer.0,
             peer_device: peer.1,
+            peer_identity: peer.2,
             ad,
             root,
             ours,
@@ -257,7 +261,7 @@ impl Session {
     }
 
     pub(crate) fn responder(
-        peer: (AccountId, DeviceId),
+        peer: (AccountId, DeviceId, PublicKey),
         shared: &Secret,
         ad: Vec<u8>,
         our_prekey: KeyPair,
@@ -266,6 +270,7 @@ impl Session {
         Self {
             peer_account: peer.0,
             peer_device: peer.1,
+            peer_identity: peer.2,
             ad,
             root: shared.clone(),
             ours: our_prekey,
@@ -289,6 +294,11 @@ impl Session {
     /// The peer's device.
     pub fn peer_device(&self) -> DeviceId {
         self.peer_device
+    }
+
+    /// The peer device's X25519 identity key.
+    pub fn peer_identity(&self) -> PublicKey {
+        self.peer_identity
     }
 
     /// The X3DH header still sent with every message, until the peer answers.
@@ -514,6 +524,7 @@ impl Session {
                 w.u8(0);
             }
         }
+        w.bytes(&self.peer_identity.0);
         w.finish()
     }
 
@@ -569,10 +580,12 @@ impl Session {
         } else {
             None
         };
+        let peer_identity = PublicKey(r.array("peer identity key")?);
         r.finish()?;
         Ok(Self {
             peer_account,
             peer_device,
+            peer_identity,
             ad,
             root,
             ours,

@@ -182,7 +182,7 @@ pub fn initiate(
         one_time: one_time.map(|(id, _)| id),
     };
     Ok(Session::initiator(
-        (theirs.account(), theirs.device()),
+        (theirs.account(), theirs.device(), ik_b),
         &shared,
         associated_data(ours.certificate(), &theirs.certificate),
         spk,
@@ -226,6 +226,7 @@ pub fn respond(
         (
             initiation.certificate.account,
             initiation.certificate.device,
+            ik_a,
         ),
         &shared,
         associated_data(&initiation.certificate, ours.certificate()),

@@ -24,6 +24,7 @@
 
 mod builder;
 pub mod config;
+pub mod crypto;
 mod error;
 pub mod keys;
 mod metrics;

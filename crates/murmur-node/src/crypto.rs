@@ -1,0 +1,523 @@
+//! The crypto stage actor: a thin shell around `murmur-crypto` that keeps
+//! the account, this device, contacts and sessions, and persists every
+//! change through the storage stage, sealed with the node's vault key.
+
+use std::collections::{BTreeMap, HashMap};
+
+use actix::prelude::*;
+use base64::Engine as _;
+use bytes::Bytes;
+use murmur_core::{
+    crypto::{
+        self, AccountId, AddContact, ContactCode, DeviceId, Error, Open, Opened, Seal, Sealed,
+        Topics,
+    },
+    storage, ContentTopic,
+};
+use murmur_crypto::{
+    envelope, x3dh, Account, Bundle, Ciphertext, DecryptError, EnvelopeError, Installation, Limits,
+    PrekeyPolicy, Session, Vault, X3dhError,
+};
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family},
+    registry::Registry,
+};
+
+const MAILBOX: usize = 1024;
+/// A contact code: this prefix, then the bundle in unpadded base64url.
+pub const CODE_PREFIX: &str = "murmur:";
+const ACCOUNT: &str = "crypto/account";
+const INSTALLATION: &str = "crypto/installation";
+const SESSION: &str = "crypto/session/";
+const CONTACT: &str = "crypto/contact/";
+
+/// The crypto stage's counters: sealed, opened, and refused by reason.
+#[derive(Clone, Default, Debug)]
+pub struct Metrics {
+    sealed: Counter,
+    opened: Counter,
+    refused: Family<Reason, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: &'static str,
+}
+
+impl Metrics {
+    /// Registers the counters.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register("sealed", "Envelopes sealed", self.sealed.clone());
+        registry.register(
+            "opened",
+            "Envelopes opened and decrypted",
+            self.opened.clone(),
+        );
+        registry.register(
+            "refused",
+            "Envelopes refused, by reason",
+            self.refused.clone(),
+        );
+    }
+
+    /// How many envelopes were refused for `reason`.
+    pub fn refused(&self, reason: &'static str) -> u64 {
+        self.refused.get_or_create(&Reason { reason }).get()
+    }
+
+    /// How many envelopes were opened.
+    pub fn opened(&self) -> u64 {
+        self.opened.get()
+    }
+}
+
+/// The crypto stage.
+pub struct Crypto {
+    account: Option<Account>,
+    installation: Installation,
+    sessions: HashMap<(AccountId, DeviceId), Session>,
+    contacts: BTreeMap<AccountId, BTreeMap<DeviceId, Bundle>>,
+    vault: Vault,
+    storage: storage::Handle,
+    partitions: u32,
+    limits: Limits,
+    metrics: Metrics,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn account_id(a: murmur_crypto::AccountId) -> AccountId {
+    AccountId(a.0)
+}
+
+fn device_id(d: murmur_crypto::DeviceId) -> DeviceId {
+    DeviceId(d.0)
+}
+
+fn key(prefix: &str, account: AccountId, device: DeviceId) -> String {
+    format!("{prefix}{account}/{device}")
+}
+
+fn state_error(e: impl std::fmt::Display) -> Error {
+    Error::State(e.to_string())
+}
+
+/// The content topic of a partition.
+pub fn partition_topic(partition: u32) -> ContentTopic {
+    format!("/murmur/1/dm-{partition}/proto")
+        .parse()
+        .expect("a partition topic is a valid content topic")
+}
+
+impl Crypto {
+    /// Loads the stage's state (creating an account and a device on first
+    /// start) and starts it under a supervisor.
+    pub async fn start(
+        storage: storage::Handle,
+        node_secret: &[u8],
+        partitions: u32,
+        metrics: Metrics,
+    ) -> Result<Addr<Self>, Error> {
+        let vault = Vault::new(node_secret);
+        let entries = storage
+            .list_state
+            .send(storage::ListState("crypto/".to_owned()))
+            .await
+            .map_err(state_error)?
+            .map_err(state_error)?;
+        let mut account = None;
+        let mut installation = None;
+        let mut sessions = HashMap::new();
+        let mut contacts: BTreeMap<AccountId, BTreeMap<DeviceId, Bundle>> = BTreeMap::new();
+        for (name, value) in entries {
+            let bytes = vault.open(&name, &value).map_err(state_error)?;
+            if name == ACCOUNT {
+                let secret: [u8; 32] = bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| Error::State("account key is not 32 bytes".to_owned()))?;
+                account = Some(Account::from_secret(&secret));
+            } else if name == INSTALLATION {
+                installation = Some(Installation::from_bytes(&bytes).map_err(state_error)?);
+            } else if name.starts_with(SESSION) {
+                let s = Session::from_bytes(&bytes).map_err(state_error)?;
+                sessions.insert(
+                    (account_id(s.peer_account()), device_id(s.peer_device())),
+                    s,
+                );
+            } else if name.starts_with(CONTACT) {
+                let b = Bundle::from_bytes(&bytes).map_err(state_error)?;
+                contacts
+                    .entry(account_id(b.account()))
+                    .or_default()
+                    .insert(device_id(b.device()), b);
+            }
+        }
+        let mut fresh = Vec::new();
+        let installation = match installation {
+            Some(i) => i,
+            None => {
+                let new_account = Account::generate();
+                let i = Installation::create(&new_account, PrekeyPolicy::default(), now());
+                fresh.push((
+                    ACCOUNT.to_owned(),
+                    Some(vault.seal(ACCOUNT, new_account.to_secret().as_ref())),
+                ));
+                fresh.push((
+                    INSTALLATION.to_owned(),
+                    Some(vault.seal(INSTALLATION, &i.to_bytes())),
+                ));
+                account = Some(new_account);
+                tracing::info!(account = %account_id(i.account()), device = %device_id(i.device()), "created a chat account");
+                i
+            }
+        };
+        if !fresh.is_empty() {
+            storage
+                .save_state
+                .send(storage::SaveState(fresh))
+                .await
+                .map_err(state_error)?
+                .map_err(state_error)?;
+        }
+        let stage = Self {
+            account,
+            installation,
+            sessions,
+            contacts,
+            vault,
+            storage,
+            partitions: partitions.max(1),
+            limits: Limits::default(),
+            metrics,
+        };
+        Ok(Supervisor::start(move |_| stage))
+    }
+
+    fn account(&self) -> AccountId {
+        account_id(self.installation.account())
+    }
+
+    fn device(&self) -> DeviceId {
+        device_id(self.installation.device())
+    }
+
+    fn topic_of(&self, account: AccountId) -> ContentTopic {
+        partition_topic(envelope::partition(
+            &murmur_crypto::AccountId(account.0),
+            self.partitions,
+        ))
+    }
+
+    fn sealed_session(
+        &self,
+        peer: (AccountId, DeviceId),
+        s: &Session,
+    ) -> (String, Option<Vec<u8>>) {
+        let name = key(SESSION, peer.0, peer.1);
+        let value = self.vault.seal(&name, &s.to_bytes());
+        (name, Some(value))
+    }
+
+    fn sealed_installation(&self) -> (String, Option<Vec<u8>>) {
+        (
+            INSTALLATION.to_owned(),
+            Some(self.vault.seal(INSTALLATION, &self.installation.to_bytes())),
+        )
+    }
+
+    /// Every device to seal for: the recipient's, and our other ones.
+    fn devices(&self, to: AccountId) -> Vec<(AccountId, DeviceId)> {
+        let me = (self.account(), self.device());
+        let mut out: Vec<_> = [to, self.account()]
+            .iter()
+            .flat_map(|account| {
+                let known = self
+                    .contacts
+                    .get(account)
+                    .into_iter()
+                    .flat_map(|d| d.keys().map(|device| (*account, *device)));
+                let sessions = self.sessions.keys().filter(|(a, _)| a == account).copied();
+                known.chain(sessions).collect::<Vec<_>>()
+            })
+            .filter(|peer| *peer != me)
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn seal(
+        &mut self,
+        to: AccountId,
+        plaintext: &[u8],
+    ) -> Result<(Vec<Sealed>, Vec<(String, Option<Vec<u8>>)>), Error> {
+        let devices = self.devices(to);
+        if !devices.iter().any(|(a, _)| *a == to) {
+            return Err(Error::UnknownContact(to));
+        }
+        let sender = (self.installation.account(), self.installation.device());
+        let mut sealed = Vec::with_capacity(devices.len());
+        let mut saves = Vec::with_capacity(devices.len());
+        for peer in devices {
+            if !self.sessions.contains_key(&peer) {
+                let Some(bundle) = self.contacts.get(&peer.0).and_then(|d| d.get(&peer.1)) else {
+                    continue;
+                };
+                let session = x3dh::initiate(&self.installation, bundle, self.limits)
+                    .map_err(|e| Error::BadContact(e.to_string()))?;
+                self.sessions.insert(peer, session);
+            }
+            let session = self.sessions.get_mut(&peer).expect("inserted above");
+            let ciphertext = session
+                .seal(plaintext)
+                .map_err(|e| Error::State(e.to_string()))?;
+            let payload = envelope::seal(&session.peer_identity(), sender, &ciphertext);
+            sealed.push(Sealed::new(self.topic_of(peer.0), Bytes::from(payload)));
+            let session = &self.sessions[&peer];
+            saves.push(self.sealed_session(peer, session));
+            self.metrics.sealed.inc();
+        }
+        Ok((sealed, saves))
+    }
+
+    fn refuse(&self, reason: &'static str, error: Error) -> Error {
+        self.metrics.refused.get_or_create(&Reason { reason }).inc();
+        tracing::debug!(reason, %error, "envelope refused");
+        error
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn open(&mut self, payload: &[u8]) -> Result<(Opened, Vec<(String, Option<Vec<u8>>)>), Error> {
+        let opened = envelope::open(&self.installation, payload).map_err(|e| match e {
+            EnvelopeError::NotForUs => self.refuse("not_for_us", Error::NotForUs),
+            other => self.refuse("malformed", Error::Undecryptable(other.to_string())),
+        })?;
+        let peer = (
+            account_id(opened.sender_account),
+            device_id(opened.sender_device),
+        );
+        let mut saves = Vec::new();
+        let existing = match self.sessions.get_mut(&peer) {
+            Some(session) => Some(session.decrypt(opened.ciphertext.message())),
+            None => None,
+        };
+        let plaintext = match (existing, &opened.ciphertext) {
+            (Some(Ok(plaintext)), _) => plaintext,
+            // A first message again: the peer lost its session and starts
+            // over, or this one was replayed (X3DH then refuses the used
+            // one-time prekey).
+            (Some(Err(_)) | None, Ciphertext::Prekey(initiation, message)) => {
+                if (
+                    account_id(initiation.certificate.account),
+                    device_id(initiation.certificate.device),
+                ) != peer
+                {
+                    return Err(self.refuse(
+                        "forged_sender",
+                        Error::Undecryptable(
+                            "the envelope's sender is not the certificate's".to_owned(),
+                        ),
+                    ));
+                }
+                let (session, plaintext) =
+                    x3dh::respond(&mut self.installation, initiation, message, self.limits)
+                        .map_err(|e| match e {
+                            X3dhError::OneTimePrekeyUsed(_) => self.refuse("replay", Error::Replay),
+                            X3dhError::Decrypt(DecryptError::Replay { .. }) => {
+                                self.refuse("replay", Error::Replay)
+                            }
+                            other => self
+                                .refuse("undecryptable", Error::Undecryptable(other.to_string())),
+                        })?;
+                self.sessions.insert(peer, session);
+                saves.push(self.sealed_installation());
+                tracing::info!(account = %peer.0, device = %peer.1, "session established");
+                plaintext
+            }
+            (Some(Err(e)), Ciphertext::Message(_)) => {
+                return Err(match e {
+                    DecryptError::Replay { .. } => self.refuse("replay", Error::Replay),
+                    DecryptError::TooFarAhead { .. } => {
+                        self.refuse("too_far_ahead", Error::TooFarAhead(e.to_string()))
+                    }
+                    other => self.refuse("undecryptable", Error::Undecryptable(other.to_string())),
+                });
+            }
+            (None, Ciphertext::Message(_)) => {
+                return Err(self.refuse(
+                    "unknown_session",
+                    Error::UnknownSession {
+                        account: peer.0,
+                        device: peer.1,
+                    },
+                ));
+            }
+        };
+        saves.push(self.sealed_session(peer, &self.sessions[&peer]));
+        self.metrics.opened.inc();
+        Ok((Opened::new(peer.0, peer.1, Bytes::from(plaintext)), saves))
+    }
+
+    fn add_contact(
+        &mut self,
+        code: &str,
+    ) -> Result<(AccountId, Vec<(String, Option<Vec<u8>>)>), Error> {
+        let bundle = parse_code(code)?;
+        bundle
+            .verify()
+            .map_err(|e| Error::BadContact(e.to_string()))?;
+        let peer = (account_id(bundle.account()), device_id(bundle.device()));
+        let name = key(CONTACT, peer.0, peer.1);
+        let value = self.vault.seal(&name, &bundle.to_bytes());
+        self.contacts
+            .entry(peer.0)
+            .or_default()
+            .insert(peer.1, bundle);
+        Ok((peer.0, vec![(name, Some(value))]))
+    }
+
+    /// Persists `saves`, then answers `result`: durable before the answer,
+    /// and the mailbox waits, so saves land in order.
+    fn persist<T: 'static>(
+        &self,
+        saves: Vec<(String, Option<Vec<u8>>)>,
+        result: T,
+    ) -> AtomicResponse<Self, Result<T, Error>> {
+        let save = self.storage.save_state.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                if saves.is_empty() {
+                    return Ok(result);
+                }
+                save.send(storage::SaveState(saves))
+                    .await
+                    .map_err(state_error)?
+                    .map_err(state_error)?;
+                Ok(result)
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+/// The bundle inside a contact code.
+pub fn parse_code(code: &str) -> Result<Bundle, Error> {
+    let body = code
+        .trim()
+        .strip_prefix(CODE_PREFIX)
+        .ok_or_else(|| Error::BadContact(format!("a contact code starts with {CODE_PREFIX:?}")))?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(body)
+        .map_err(|e| Error::BadContact(format!("not base64url: {e}")))?;
+    Bundle::from_bytes(&bytes).map_err(|e| Error::BadContact(e.to_string()))
+}
+
+impl Actor for Crypto {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(MAILBOX);
+        // Rotate the signed prekey and top one-time prekeys up, hourly.
+        ctx.run_interval(std::time::Duration::from_secs(3600), |act, ctx| {
+            if act.installation.maintain(now()) {
+                let saves = vec![act.sealed_installation()];
+                let save = act.storage.save_state.clone();
+                ctx.spawn(
+                    async move {
+                        if let Ok(Err(e)) = save.send(storage::SaveState(saves)).await {
+                            tracing::warn!(error = %e, "prekeys not saved");
+                        }
+                    }
+                    .into_actor(act),
+                );
+            }
+        });
+    }
+}
+
+impl Supervised for Crypto {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        tracing::warn!("crypto stage restarting");
+    }
+}
+
+impl Handler<Seal> for Crypto {
+    type Result = AtomicResponse<Self, Result<Vec<Sealed>, Error>>;
+
+    fn handle(&mut self, msg: Seal, _: &mut Context<Self>) -> Self::Result {
+        match self.seal(msg.to, &msg.plaintext) {
+            Ok((sealed, saves)) => self.persist(saves, sealed),
+            Err(e) => AtomicResponse::new(Box::pin(actix::fut::ready(Err(e)))),
+        }
+    }
+}
+
+impl Handler<Open> for Crypto {
+    type Result = AtomicResponse<Self, Result<Opened, Error>>;
+
+    fn handle(&mut self, Open(delivery): Open, _: &mut Context<Self>) -> Self::Result {
+        match self.open(&delivery.message.payload) {
+            Ok((opened, saves)) => self.persist(saves, opened),
+            Err(e) => AtomicResponse::new(Box::pin(actix::fut::ready(Err(e)))),
+        }
+    }
+}
+
+impl Handler<AddContact> for Crypto {
+    type Result = AtomicResponse<Self, Result<AccountId, Error>>;
+
+    fn handle(&mut self, AddContact(code): AddContact, _: &mut Context<Self>) -> Self::Result {
+        match self.add_contact(&code) {
+            Ok((account, saves)) => self.persist(saves, account),
+            Err(e) => AtomicResponse::new(Box::pin(actix::fut::ready(Err(e)))),
+        }
+    }
+}
+
+impl Handler<ContactCode> for Crypto {
+    type Result = Result<String, Error>;
+
+    fn handle(&mut self, _: ContactCode, _: &mut Context<Self>) -> Self::Result {
+        // No one-time prekeys: a code is for many people, the first would
+        // use each up.
+        let bundle = self.installation.bundle_with(now(), 0);
+        Ok(format!(
+            "{CODE_PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bundle.to_bytes())
+        ))
+    }
+}
+
+impl Handler<Topics> for Crypto {
+    type Result = MessageResult<Topics>;
+
+    fn handle(&mut self, _: Topics, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(vec![self.topic_of(self.account())])
+    }
+}
+
+impl Crypto {
+    /// Whether this device holds its account's key (the first device does;
+    /// a paired one need not).
+    pub fn holds_account_key(&self) -> bool {
+        self.account.is_some()
+    }
+}
+
+/// Starts the default crypto stage and returns its handle.
+pub(crate) async fn start_default(
+    storage: storage::Handle,
+    node_secret: &[u8],
+    partitions: u32,
+    metrics: Metrics,
+) -> Result<crypto::Handle, Error> {
+    Ok(crypto::Handle::from(
+        Crypto::start(storage, node_secret, partitions, metrics).await?,
+    ))
+}
