@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | [`core`] | `murmur-core` | stage contracts: ids, topics, typed stage messages, hooks |
 //! | [`proto`] | `murmur-proto` | Waku protobuf codecs and the message hash |
+//! | [`crypto`] | `murmur-crypto` | sans-I/O X3DH, Double Ratchet, sealed envelopes |
 //! | [`transport`] | `murmur-transport` | the libp2p Waku node (feature `transport`) |
 //! | [`node`] | `murmur-node` | the supervised runtime, builder, config (feature `node`) |
 //!
@@ -27,6 +28,7 @@
 //! ```
 
 pub use murmur_core as core;
+pub use murmur_crypto as crypto;
 #[cfg(feature = "node")]
 pub use murmur_node as node;
 pub use murmur_proto as proto;

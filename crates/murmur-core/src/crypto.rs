@@ -2,7 +2,8 @@
 //! contacts' bundles and the ratchet sessions. Its core is the sans-I/O
 //! `murmur-crypto`; its actor persists what the core changes.
 //!
-//! Asked to: [`Seal`], [`Open`], [`AddContact`], [`ContactCode`], [`Topics`].
+//! Asked to: [`Seal`], [`Open`], [`AddContact`], [`ContactCode`], [`Topics`],
+//! [`Identity`].
 //! Tells: [`Event`].
 
 use std::fmt;
@@ -164,6 +165,11 @@ pub struct ContactCode;
 #[rtype(result = "Vec<ContentTopic>")]
 pub struct Topics;
 
+/// Asks for this node's account and device.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "(AccountId, DeviceId)")]
+pub struct Identity;
+
 /// What the crypto stage tells the pipeline.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
@@ -191,6 +197,8 @@ pub struct Handle {
     pub contact_code: Recipient<ContactCode>,
     /// Where [`Topics`] goes.
     pub topics: Recipient<Topics>,
+    /// Where [`Identity`] goes.
+    pub identity: Recipient<Identity>,
 }
 
 impl<A> From<actix::Addr<A>> for Handle
@@ -200,7 +208,8 @@ where
         + actix::Handler<Open>
         + actix::Handler<AddContact>
         + actix::Handler<ContactCode>
-        + actix::Handler<Topics>,
+        + actix::Handler<Topics>
+        + actix::Handler<Identity>,
 {
     fn from(addr: actix::Addr<A>) -> Self {
         Self {
@@ -208,7 +217,8 @@ where
             open: addr.clone().recipient(),
             add_contact: addr.clone().recipient(),
             contact_code: addr.clone().recipient(),
-            topics: addr.recipient(),
+            topics: addr.clone().recipient(),
+            identity: addr.recipient(),
         }
     }
 }

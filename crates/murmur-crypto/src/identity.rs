@@ -481,7 +481,14 @@ struct Prekey {
     id: u32,
     pair: KeyPair,
     created_at: u64,
+    /// The initiators' ephemeral keys of every session set up on this
+    /// prekey: without a one-time prekey, a replayed first message would
+    /// otherwise set the same session up again.
+    seen: std::collections::BTreeSet<[u8; 32]>,
 }
+
+/// Sessions set up on one signed prekey before it is rotated early.
+pub const MAX_SESSIONS_PER_PREKEY: usize = 65_536;
 
 /// One device of an account, with every secret it holds.
 pub struct Installation {
@@ -568,7 +575,11 @@ impl Installation {
             .prekeys
             .last()
             .is_none_or(|p| now.saturating_sub(p.created_at) >= self.policy.rotate_after);
-        if due {
+        let full = self
+            .prekeys
+            .last()
+            .is_some_and(|p| p.seen.len() >= MAX_SESSIONS_PER_PREKEY);
+        if due || full {
             self.rotate(now);
             changed = true;
         }
@@ -586,6 +597,7 @@ impl Installation {
             id,
             pair: KeyPair::generate(),
             created_at: now,
+            seen: Default::default(),
         });
         let excess = self
             .prekeys
@@ -602,6 +614,21 @@ impl Installation {
 
     pub(crate) fn signed_prekey(&self, id: u32) -> Option<&KeyPair> {
         self.prekeys.iter().find(|p| p.id == id).map(|p| &p.pair)
+    }
+
+    /// Whether a session was already set up on signed prekey `id` with
+    /// this ephemeral key.
+    pub(crate) fn seen(&self, id: u32, ephemeral: &PublicKey) -> bool {
+        self.prekeys
+            .iter()
+            .any(|p| p.id == id && p.seen.contains(&ephemeral.0))
+    }
+
+    /// Remembers a session set up on signed prekey `id`.
+    pub(crate) fn record(&mut self, id: u32, ephemeral: &PublicKey) {
+        if let Some(p) = self.prekeys.iter_mut().find(|p| p.id == id) {
+            p.seen.insert(ephemeral.0);
+        }
     }
 
     pub(crate) fn one_time_prekey(&self, id: u32) -> Option<&KeyPair> {
@@ -627,7 +654,13 @@ impl Installation {
         self.certificate.write(&mut w);
         w.u32(self.prekeys.len() as u32);
         for p in &self.prekeys {
-            w.u32(p.id).bytes(&p.pair.secret_bytes()).u64(p.created_at);
+            w.u32(p.id)
+                .bytes(&p.pair.secret_bytes())
+                .u64(p.created_at)
+                .u32(p.seen.len() as u32);
+            for e in &p.seen {
+                w.bytes(e);
+            }
         }
         w.u32(self.one_time.len() as u32);
         for (id, pair) in &self.one_time {
@@ -647,13 +680,21 @@ impl Installation {
         let signing = SigningKey::from_bytes(&Zeroizing::new(r.array("signing key")?));
         let identity = KeyPair::from_secret(r.array("identity key")?);
         let certificate = Certificate::read(&mut r)?;
-        let n = r.count(44, "signed prekeys")?;
+        let n = r.count(48, "signed prekeys")?;
         let mut prekeys = Vec::with_capacity(n);
         for _ in 0..n {
+            let id = r.u32("prekey id")?;
+            let pair = KeyPair::from_secret(r.array("prekey")?);
+            let created_at = r.u64("prekey time")?;
+            let mut seen = std::collections::BTreeSet::new();
+            for _ in 0..r.count(32, "sessions on the prekey")? {
+                seen.insert(r.array("initiator ephemeral key")?);
+            }
             prekeys.push(Prekey {
-                id: r.u32("prekey id")?,
-                pair: KeyPair::from_secret(r.array("prekey")?),
-                created_at: r.u64("prekey time")?,
+                id,
+                pair,
+                created_at,
+                seen,
             });
         }
         if prekeys.is_empty() {

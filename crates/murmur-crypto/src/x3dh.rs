@@ -35,6 +35,9 @@ pub enum X3dhError {
     /// or a second initiator racing for the same key.
     #[error("one-time prekey {0} was already used")]
     OneTimePrekeyUsed(u32),
+    /// A session was already set up from this first message: a replay.
+    #[error("replayed first message")]
+    Replay,
     /// A device cannot open a session with itself.
     #[error("a device cannot open a session with itself")]
     SameDevice,
@@ -210,6 +213,9 @@ pub fn respond(
         .clone();
     let ik_a = initiation.certificate.identity_key;
     let ek = initiation.ephemeral;
+    if ours.seen(initiation.signed_prekey, &ek) {
+        return Err(X3dhError::Replay);
+    }
     let dh1 = spk.agree(&ik_a);
     let dh2 = ours.identity().agree(&ek);
     let dh3 = spk.agree(&ek);
@@ -237,5 +243,6 @@ pub fn respond(
     if let Some(id) = initiation.one_time {
         ours.consume_one_time(id);
     }
+    ours.record(initiation.signed_prekey, &ek);
     Ok((session, plaintext))
 }

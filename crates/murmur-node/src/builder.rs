@@ -1,4 +1,4 @@
-use std::{collections::BTreeSet, future::Future, pin::Pin, sync::Arc, time::Duration};
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use actix::{prelude::*, Supervisor};
 use bytes::Bytes;
@@ -13,8 +13,9 @@ use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 
 use crate::{
+    chat::{AccountId, Body, Conversation, DeviceId, Inbox, Sent},
     keys,
-    pipeline::{AddSubscriber, Attach, GetStats, Outbound},
+    pipeline::{AddInbox, AddSubscriber, Attach, AttachChat, GetStats, Outbound, SendChat},
     Config, Error, Pipeline, Stats,
 };
 
@@ -147,6 +148,37 @@ impl Builder {
             .await?;
         spawn_retention(&self.config, storage.prune.clone());
 
+        let crypto_metrics = crate::crypto::Metrics::default();
+        crypto_metrics.register(registry.sub_registry_with_prefix("crypto"));
+        let chat = if self.config.chat.enabled {
+            // The vault key derives from the node key, which the database
+            // never holds.
+            let secret =
+                zeroize_vec(keypair.to_protobuf_encoding().map_err(|e| {
+                    Error::Config(format!("the node key cannot seal chat state: {e}"))
+                })?);
+            let crypto = crate::crypto::start_default(
+                storage.clone(),
+                &secret,
+                self.config.chat.partitions,
+                crypto_metrics.clone(),
+            )
+            .await?;
+            let topics = crypto.topics.send(murmur_core::crypto::Topics).await?;
+            let me = crypto.identity.send(murmur_core::crypto::Identity).await?;
+            pipeline
+                .send(AttachChat {
+                    crypto: crypto.clone(),
+                    sharding: self.config.sharding(),
+                    topics: topics.clone(),
+                    me: me.0,
+                })
+                .await?;
+            Some((crypto, topics, me))
+        } else {
+            None
+        };
+
         let sharding = self.config.sharding();
         // A light client relays nothing: it subscribes only to what it asks for.
         let relayed = if self.config.network.light {
@@ -181,7 +213,7 @@ impl Builder {
             None
         };
         let status = transport.status.send(GetStatus).await?;
-        Ok(Node {
+        let node = Node {
             inner: Arc::new(Inner {
                 pipeline,
                 transport,
@@ -189,8 +221,16 @@ impl Builder {
                 status,
                 metrics,
                 metrics_addr,
+                crypto_metrics,
+                chat: chat.as_ref().map(|(crypto, _, me)| (crypto.clone(), *me)),
             }),
-        })
+        };
+        if let Some((_, topics, _)) = &chat {
+            // Our partition's shard, with its content topic, even on a node
+            // that relays only some shards or none (light).
+            node.subscribe_shards(topics.iter()).await?;
+        }
+        Ok(node)
     }
 }
 
@@ -281,6 +321,12 @@ struct Inner {
     status: Status,
     metrics: murmur_transport::Metrics,
     metrics_addr: Option<std::net::SocketAddr>,
+    crypto_metrics: crate::crypto::Metrics,
+    chat: Option<(murmur_core::crypto::Handle, (AccountId, DeviceId))>,
+}
+
+fn zeroize_vec(v: Vec<u8>) -> zeroize::Zeroizing<Vec<u8>> {
+    zeroize::Zeroizing::new(v)
 }
 
 impl Node {
@@ -338,10 +384,27 @@ impl Node {
         &self,
         topics: impl IntoIterator<Item = &'a ContentTopic>,
     ) -> Result<Subscription, Error> {
-        let mut names = BTreeSet::new();
+        let topics: Vec<&ContentTopic> = topics.into_iter().collect();
+        let names = topics.iter().map(|t| t.as_str().to_owned()).collect();
+        self.subscribe_shards(topics.iter().copied()).await?;
+        let rx = self
+            .inner
+            .pipeline
+            .send(AddSubscriber {
+                topics: Some(names),
+                capacity: SUBSCRIBER_QUEUE,
+            })
+            .await?;
+        Ok(Subscription { rx })
+    }
+
+    /// Subscribes the transport to the shards of these content topics.
+    async fn subscribe_shards<'a>(
+        &self,
+        topics: impl IntoIterator<Item = &'a ContentTopic>,
+    ) -> Result<(), Error> {
         let mut shards: std::collections::BTreeMap<PubsubTopic, Vec<String>> = Default::default();
         for topic in topics {
-            names.insert(topic.as_str().to_owned());
             shards
                 .entry(self.pubsub_topic(topic))
                 .or_default()
@@ -354,15 +417,116 @@ impl Node {
                 .send(Subscribe::new(shard).with_content_topics(content_topics))
                 .await??;
         }
+        Ok(())
+    }
+
+    fn chat(&self) -> Result<&murmur_core::crypto::Handle, Error> {
+        self.inner
+            .chat
+            .as_ref()
+            .map(|(c, _)| c)
+            .ok_or(Error::ChatDisabled)
+    }
+
+    /// This node's chat account and device.
+    pub fn chat_identity(&self) -> Result<(AccountId, DeviceId), Error> {
+        self.inner
+            .chat
+            .as_ref()
+            .map(|(_, me)| *me)
+            .ok_or(Error::ChatDisabled)
+    }
+
+    /// This device's contact code (`murmur:…`): share it, and whoever adds
+    /// it can write to this account, even while it is offline.
+    pub async fn contact_code(&self) -> Result<String, Error> {
+        Ok(self
+            .chat()?
+            .contact_code
+            .send(murmur_core::crypto::ContactCode)
+            .await??)
+    }
+
+    /// Adds a contact's device from its contact code; answers its account.
+    pub async fn add_contact(&self, code: &str) -> Result<AccountId, Error> {
+        Ok(self
+            .chat()?
+            .add_contact
+            .send(murmur_core::crypto::AddContact(code.to_owned()))
+            .await??)
+    }
+
+    /// A conversation with `peer`.
+    pub fn conversation(&self, peer: AccountId) -> Conversation {
+        Conversation::new(self.clone(), peer)
+    }
+
+    pub(crate) async fn send_chat(&self, to: AccountId, body: Body) -> Result<Sent, Error> {
+        self.inner.pipeline.send(SendChat { to, body }).await?
+    }
+
+    /// Receives the chat messages that arrive from now on, decrypted, with
+    /// their verified sender.
+    pub async fn inbox(&self) -> Result<Inbox, Error> {
         let rx = self
             .inner
             .pipeline
-            .send(AddSubscriber {
-                topics: Some(names),
+            .send(AddInbox {
                 capacity: SUBSCRIBER_QUEUE,
             })
-            .await?;
-        Ok(Subscription { rx })
+            .await??;
+        Ok(Inbox { rx })
+    }
+
+    /// Fetches from the store node at `peer` (an address ending in
+    /// `/p2p/<peer id>`) what arrived on this account's chat topics since
+    /// `since` (nanoseconds since the Unix epoch; `None` for everything the
+    /// store keeps), and passes it through the pipeline like relay traffic:
+    /// archived by hash first, so nothing is delivered twice, then opened
+    /// and delivered to the inboxes in the store's order. Answers how many
+    /// messages the store returned.
+    pub async fn catch_up(&self, peer: &str, since: Option<i64>) -> Result<usize, Error> {
+        let crypto = self.chat()?;
+        let topics = crypto.topics.send(murmur_core::crypto::Topics).await?;
+        let mut shards: std::collections::BTreeMap<PubsubTopic, Vec<String>> = Default::default();
+        for t in &topics {
+            shards
+                .entry(self.pubsub_topic(t))
+                .or_default()
+                .push(t.as_str().to_owned());
+        }
+        let mut fetched = 0;
+        for (shard, content_topics) in shards {
+            let mut query = murmur_core::store::Query::content(Some(shard.clone()), content_topics)
+                .with_time(since, None);
+            loop {
+                let page = self.query_store(peer, query.clone()).await?;
+                for stored in page.messages {
+                    let Some(message) = stored.message else {
+                        continue;
+                    };
+                    fetched += 1;
+                    let delivery = Delivery::new(
+                        stored.pubsub_topic.unwrap_or_else(|| shard.clone()),
+                        message,
+                    );
+                    self.inner
+                        .pipeline
+                        .send(transport::Event::Message(delivery))
+                        .await?;
+                }
+                match page.cursor {
+                    Some(cursor) => query = query.with_cursor(Some(cursor)),
+                    None => break,
+                }
+            }
+        }
+        Ok(fetched)
+    }
+
+    /// The crypto stage's counters.
+    pub fn crypto_metrics(&self) -> &crate::crypto::Metrics {
+        &self.inner.crypto_metrics
     }
 
     /// Receives every message on every subscribed pubsub topic.

@@ -35,6 +35,8 @@ pub struct Config {
     pub store: Store,
     /// The Prometheus endpoint.
     pub metrics: Metrics,
+    /// End-to-end encrypted chat.
+    pub chat: Chat,
     /// Each plugin's own section, `[plugins.NAME]`, read by the plugin.
     pub plugins: BTreeMap<String, Value>,
 }
@@ -104,6 +106,28 @@ impl Default for Store {
     }
 }
 
+/// End-to-end encrypted chat: this node's account and device, its contacts
+/// and sessions, kept in the database sealed with the node key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Chat {
+    /// Run the crypto stage and listen on this account's partition.
+    pub enabled: bool,
+    /// 1:1 traffic goes to one of this many partition topics, by recipient;
+    /// an observer learns only the partition. Every node that talks to this
+    /// one must use the same number.
+    pub partitions: u32,
+}
+
+impl Default for Chat {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            partitions: 64,
+        }
+    }
+}
+
 /// The Prometheus endpoint, off by default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -121,6 +145,7 @@ impl Default for Config {
             network: Network::default(),
             store: Store::default(),
             metrics: Metrics::default(),
+            chat: Chat::default(),
             plugins: BTreeMap::new(),
         }
     }

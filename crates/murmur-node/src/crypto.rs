@@ -9,8 +9,8 @@ use base64::Engine as _;
 use bytes::Bytes;
 use murmur_core::{
     crypto::{
-        self, AccountId, AddContact, ContactCode, DeviceId, Error, Open, Opened, Seal, Sealed,
-        Topics,
+        self, AccountId, AddContact, ContactCode, DeviceId, Error, Identity, Open, Opened, Seal,
+        Sealed, Topics,
     },
     storage, ContentTopic,
 };
@@ -25,6 +25,9 @@ use prometheus_client::{
 };
 
 const MAILBOX: usize = 1024;
+
+/// State entries to write (or, with `None`, delete) in one transaction.
+type Saves = Vec<(String, Option<Vec<u8>>)>;
 /// A contact code: this prefix, then the bundle in unpadded base64url.
 pub const CODE_PREFIX: &str = "murmur:";
 const ACCOUNT: &str = "crypto/account";
@@ -252,11 +255,7 @@ impl Crypto {
         out
     }
 
-    fn seal(
-        &mut self,
-        to: AccountId,
-        plaintext: &[u8],
-    ) -> Result<(Vec<Sealed>, Vec<(String, Option<Vec<u8>>)>), Error> {
+    fn seal(&mut self, to: AccountId, plaintext: &[u8]) -> Result<(Vec<Sealed>, Saves), Error> {
         let devices = self.devices(to);
         if !devices.iter().any(|(a, _)| *a == to) {
             return Err(Error::UnknownContact(to));
@@ -292,8 +291,7 @@ impl Crypto {
         error
     }
 
-    #[allow(clippy::type_complexity)]
-    fn open(&mut self, payload: &[u8]) -> Result<(Opened, Vec<(String, Option<Vec<u8>>)>), Error> {
+    fn open(&mut self, payload: &[u8]) -> Result<(Opened, Saves), Error> {
         let opened = envelope::open(&self.installation, payload).map_err(|e| match e {
             EnvelopeError::NotForUs => self.refuse("not_for_us", Error::NotForUs),
             other => self.refuse("malformed", Error::Undecryptable(other.to_string())),
@@ -328,7 +326,9 @@ impl Crypto {
                 let (session, plaintext) =
                     x3dh::respond(&mut self.installation, initiation, message, self.limits)
                         .map_err(|e| match e {
-                            X3dhError::OneTimePrekeyUsed(_) => self.refuse("replay", Error::Replay),
+                            X3dhError::OneTimePrekeyUsed(_) | X3dhError::Replay => {
+                                self.refuse("replay", Error::Replay)
+                            }
                             X3dhError::Decrypt(DecryptError::Replay { .. }) => {
                                 self.refuse("replay", Error::Replay)
                             }
@@ -364,10 +364,7 @@ impl Crypto {
         Ok((Opened::new(peer.0, peer.1, Bytes::from(plaintext)), saves))
     }
 
-    fn add_contact(
-        &mut self,
-        code: &str,
-    ) -> Result<(AccountId, Vec<(String, Option<Vec<u8>>)>), Error> {
+    fn add_contact(&mut self, code: &str) -> Result<(AccountId, Saves), Error> {
         let bundle = parse_code(code)?;
         bundle
             .verify()
@@ -386,7 +383,7 @@ impl Crypto {
     /// and the mailbox waits, so saves land in order.
     fn persist<T: 'static>(
         &self,
-        saves: Vec<(String, Option<Vec<u8>>)>,
+        saves: Saves,
         result: T,
     ) -> AtomicResponse<Self, Result<T, Error>> {
         let save = self.storage.save_state.clone();
@@ -499,6 +496,14 @@ impl Handler<Topics> for Crypto {
 
     fn handle(&mut self, _: Topics, _: &mut Context<Self>) -> Self::Result {
         MessageResult(vec![self.topic_of(self.account())])
+    }
+}
+
+impl Handler<Identity> for Crypto {
+    type Result = MessageResult<Identity>;
+
+    fn handle(&mut self, _: Identity, _: &mut Context<Self>) -> Self::Result {
+        MessageResult((self.account(), self.device()))
     }
 }
 

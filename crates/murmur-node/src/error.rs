@@ -22,6 +22,12 @@ pub enum Error {
     /// The transport stage refused a request.
     #[error(transparent)]
     Send(#[from] murmur_core::transport::Error),
+    /// The crypto stage refused: an unknown contact, a bad contact code.
+    #[error(transparent)]
+    Crypto(#[from] murmur_core::crypto::Error),
+    /// Chat needs the crypto stage, and `chat.enabled` is false.
+    #[error("chat is disabled on this node (chat.enabled = false)")]
+    ChatDisabled,
     /// A topic given by the caller is malformed.
     #[error(transparent)]
     Topic(#[from] murmur_core::TopicError),

@@ -23,6 +23,7 @@
 //! ```
 
 mod builder;
+pub mod chat;
 pub mod config;
 pub mod crypto;
 mod error;

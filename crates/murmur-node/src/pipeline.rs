@@ -1,18 +1,26 @@
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeSet, HashMap, VecDeque},
     panic::{catch_unwind, AssertUnwindSafe},
+    sync::Arc,
 };
 
 use actix::prelude::*;
 use murmur_core::{
+    crypto::{self, AccountId},
     hook::{BoxError, FailurePolicy, Hook, Outgoing, Verdict},
     storage,
     transport::{self, Publish},
-    Delivery, MessageHash,
+    Delivery, MessageHash, Sharding, WakuMessage,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
-use crate::Error;
+use crate::{
+    chat::{self, Body, ChatMessage, Decoded, DeliveryState, MessageId, Sent},
+    Error,
+};
+
+/// Sent messages whose receipts are still counted.
+const TRACKED: usize = 10_000;
 
 const MAILBOX: usize = 4096;
 
@@ -33,6 +41,11 @@ pub struct Stats {
     /// Messages that arrived again after they were archived, and were not
     /// delivered twice.
     pub duplicates: u64,
+    /// Chat envelopes opened.
+    pub chat_opened: u64,
+    /// Chat envelopes on our partition that did not open (most are for
+    /// other accounts of the partition).
+    pub chat_refused: u64,
 }
 
 /// Moves each message through the stages.
@@ -46,6 +59,20 @@ pub struct Pipeline {
     hooks: Vec<Box<dyn Hook>>,
     subscribers: Vec<Subscriber>,
     stats: Stats,
+    chat: Option<Chat>,
+}
+
+/// The chat side of the pipeline.
+struct Chat {
+    crypto: crypto::Handle,
+    sharding: Sharding,
+    /// Where our envelopes arrive.
+    topics: BTreeSet<String>,
+    me: AccountId,
+    inboxes: Vec<mpsc::Sender<ChatMessage>>,
+    /// Sent messages: their state, and how many receipts came.
+    sent: HashMap<MessageId, (Arc<watch::Sender<DeliveryState>>, usize)>,
+    sent_order: VecDeque<MessageId>,
 }
 
 struct Subscriber {
@@ -62,6 +89,7 @@ impl Pipeline {
             hooks,
             subscribers: Vec::new(),
             stats: Stats::default(),
+            chat: None,
         }
     }
 
@@ -110,7 +138,7 @@ impl Pipeline {
         Ok(item)
     }
 
-    fn deliver(&mut self, delivery: Delivery) {
+    fn deliver(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
         let Ok(delivery) = self.run_hooks(
             delivery,
             "inbound",
@@ -140,6 +168,71 @@ impl Pipeline {
         if overflows > 0 {
             self.stats.subscriber_overflows += overflows;
             tracing::warn!(hash = %delivery.hash, overflows, "subscriber queue full; delivery missed");
+        }
+        let Some(chat) = self
+            .chat
+            .as_ref()
+            .filter(|c| c.topics.contains(&delivery.message.content_topic))
+        else {
+            return;
+        };
+        // Opened in arrival order: the mailbox waits.
+        let open = chat.crypto.open.send(crypto::Open(delivery));
+        ctx.wait(open.into_actor(self).map(|opened, act, ctx| match opened {
+            Ok(Ok(opened)) => act.on_opened(&opened, ctx),
+            Ok(Err(e)) => {
+                act.stats.chat_refused += 1;
+                tracing::debug!(error = %e, "chat envelope refused");
+            }
+            Err(_) => act.stats.chat_refused += 1,
+        }));
+    }
+
+    fn on_opened(&mut self, opened: &crypto::Opened, ctx: &mut Context<Self>) {
+        self.stats.chat_opened += 1;
+        let Some(chat) = self.chat.as_mut() else {
+            return;
+        };
+        match chat::decode(opened.sender, opened.device, &opened.plaintext) {
+            Ok(Decoded::Receipts(ids)) => {
+                for id in ids {
+                    if let Some((state, acks)) = chat.sent.get_mut(&id) {
+                        *acks += 1;
+                        state.send_replace(DeliveryState::Acknowledged { devices: *acks });
+                    }
+                }
+            }
+            Ok(Decoded::Message(message)) => {
+                // Our own other devices get copies; only the other side
+                // acknowledges.
+                if message.sender != chat.me {
+                    let receipt = chat::encode_receipt(&[message.id]);
+                    let publish = publish_sealed(
+                        chat.crypto.seal.clone(),
+                        crypto::Seal::new(message.sender, receipt),
+                        chat.sharding,
+                        ctx.address(),
+                    );
+                    actix::spawn(async move {
+                        if let Err(e) = publish.await {
+                            tracing::debug!(error = %e, "receipt not sent");
+                        }
+                    });
+                }
+                chat.inboxes
+                    .retain(|inbox| match inbox.try_send(message.clone()) {
+                        Ok(()) => true,
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            tracing::warn!(id = %message.id, "chat inbox full; message missed");
+                            true
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => false,
+                    });
+            }
+            Err(reason) => {
+                self.stats.chat_refused += 1;
+                tracing::debug!(%reason, "chat content malformed");
+            }
         }
     }
 }
@@ -188,25 +281,25 @@ impl Handler<transport::Event> for Pipeline {
                     .as_ref()
                     .filter(|_| murmur_core::store::archivable(&delivery))
                 else {
-                    self.deliver(delivery);
+                    self.deliver(delivery, ctx);
                     return;
                 };
                 // Stored by hash before any subscriber sees it; the mailbox
                 // waits, so deliveries keep their order.
                 let save = storage.save_raw.send(storage::SaveRaw(delivery.clone()));
-                ctx.wait(save.into_actor(self).map(move |saved, act, _| match saved {
-                    Ok(Ok(true)) => act.deliver(delivery),
+                ctx.wait(save.into_actor(self).map(move |saved, act, ctx| match saved {
+                    Ok(Ok(true)) => act.deliver(delivery, ctx),
                     Ok(Ok(false)) => act.stats.duplicates += 1,
                     Ok(Err(e)) => {
                         tracing::warn!(hash = %delivery.hash, error = %e, "not archived; delivering anyway");
-                        act.deliver(delivery);
+                        act.deliver(delivery, ctx);
                     }
-                    Err(_) => act.deliver(delivery),
+                    Err(_) => act.deliver(delivery, ctx),
                 }));
             }
             // Archived by the lightpush service before it answered.
             transport::Event::Pushed(delivery) | transport::Event::Archived(delivery) => {
-                self.deliver(delivery);
+                self.deliver(delivery, ctx);
             }
             transport::Event::PeerConnected { .. } => self.stats.peers += 1,
             transport::Event::PeerDisconnected { .. } => {
@@ -290,5 +383,128 @@ impl Handler<GetStats> for Pipeline {
 
     fn handle(&mut self, _: GetStats, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.stats)
+    }
+}
+
+/// Seals through the crypto stage, then publishes each envelope through the
+/// outbound path; answers how many were published.
+async fn publish_sealed(
+    crypto: Recipient<crypto::Seal>,
+    seal: crypto::Seal,
+    sharding: Sharding,
+    pipeline: Addr<Pipeline>,
+) -> Result<usize, Error> {
+    let sealed = crypto.send(seal).await??;
+    let mut published = 0;
+    let mut last_error = None;
+    for envelope in sealed {
+        let message = WakuMessage::new(envelope.content_topic.as_str(), envelope.payload)
+            .with_timestamp(murmur_core::now_nanos());
+        let topic = sharding.pubsub_topic(&envelope.content_topic);
+        match pipeline
+            .send(Outbound(Outgoing::new(topic, message)))
+            .await?
+        {
+            Ok(_) => published += 1,
+            Err(e) => last_error = Some(e),
+        }
+    }
+    match (published, last_error) {
+        (0, Some(e)) => Err(e),
+        (n, _) => Ok(n),
+    }
+}
+
+/// Gives the pipeline the crypto stage; the builder sends it once, at start.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct AttachChat {
+    pub(crate) crypto: crypto::Handle,
+    pub(crate) sharding: Sharding,
+    pub(crate) topics: Vec<murmur_core::ContentTopic>,
+    pub(crate) me: AccountId,
+}
+
+impl Handler<AttachChat> for Pipeline {
+    type Result = ();
+
+    fn handle(&mut self, a: AttachChat, _: &mut Context<Self>) {
+        self.chat = Some(Chat {
+            crypto: a.crypto,
+            sharding: a.sharding,
+            topics: a.topics.iter().map(|t| t.as_str().to_owned()).collect(),
+            me: a.me,
+            inboxes: Vec::new(),
+            sent: HashMap::new(),
+            sent_order: VecDeque::new(),
+        });
+    }
+}
+
+/// Sends a chat message: sealed for every device, published, then tracked
+/// until the recipient's devices acknowledge it.
+#[derive(Message)]
+#[rtype(result = "Result<Sent, Error>")]
+pub(crate) struct SendChat {
+    pub(crate) to: AccountId,
+    pub(crate) body: Body,
+}
+
+impl Handler<SendChat> for Pipeline {
+    type Result = ResponseFuture<Result<Sent, Error>>;
+
+    fn handle(&mut self, msg: SendChat, ctx: &mut Context<Self>) -> Self::Result {
+        let Some(chat) = self.chat.as_mut() else {
+            return Box::pin(async { Err(Error::ChatDisabled) });
+        };
+        let id = MessageId::random();
+        let (tx, rx) = watch::channel(DeliveryState::Queued);
+        let tx = Arc::new(tx);
+        chat.sent.insert(id, (tx.clone(), 0));
+        chat.sent_order.push_back(id);
+        if chat.sent_order.len() > TRACKED {
+            if let Some(old) = chat.sent_order.pop_front() {
+                chat.sent.remove(&old);
+            }
+        }
+        let seal = crypto::Seal::new(msg.to, chat::encode(id, &msg.body));
+        let publish = publish_sealed(chat.crypto.seal.clone(), seal, chat.sharding, ctx.address());
+        Box::pin(async move {
+            match publish.await {
+                Ok(envelopes) => {
+                    // A receipt may have come first.
+                    tx.send_if_modified(|s| {
+                        let queued = *s == DeliveryState::Queued;
+                        if queued {
+                            *s = DeliveryState::Published { envelopes };
+                        }
+                        queued
+                    });
+                    Ok(Sent::new(id, rx))
+                }
+                Err(e) => {
+                    tx.send_replace(DeliveryState::Failed(e.to_string()));
+                    Err(e)
+                }
+            }
+        })
+    }
+}
+
+/// Adds a chat inbox; answers with its queue.
+#[derive(Message)]
+#[rtype(result = "Result<mpsc::Receiver<ChatMessage>, Error>")]
+pub(crate) struct AddInbox {
+    pub(crate) capacity: usize,
+}
+
+impl Handler<AddInbox> for Pipeline {
+    type Result = Result<mpsc::Receiver<ChatMessage>, Error>;
+
+    fn handle(&mut self, msg: AddInbox, _: &mut Context<Self>) -> Self::Result {
+        let chat = self.chat.as_mut().ok_or(Error::ChatDisabled)?;
+        let (tx, rx) = mpsc::channel(msg.capacity.max(1));
+        chat.inboxes.push(tx);
+        Ok(rx)
     }
 }

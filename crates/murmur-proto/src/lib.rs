@@ -24,6 +24,7 @@
 //! );
 //! ```
 
+pub mod chat;
 mod error;
 pub mod filter;
 mod hash;

@@ -61,8 +61,8 @@ fn open(mk: &[u8; 32], ad: &[u8], m: &Message) -> Vec<u8> {
 
 /// Bob's secrets, read from `Installation::to_bytes` (layout version 1:
 /// version, device 16, signing key 32, identity key 32, certificate 184,
-/// signed prekeys as count and (id, secret, created), one-time prekeys as
-/// count and (id, secret)).
+/// signed prekeys as count and (id, secret, created, sessions seen),
+/// one-time prekeys as count and (id, secret)).
 struct BobSecrets {
     identity: [u8; 32],
     signed: Vec<(u32, [u8; 32])>,
@@ -78,7 +78,8 @@ fn read_installation(bytes: &[u8]) -> BobSecrets {
     let mut signed = Vec::new();
     for _ in 0..u32_at(at) {
         signed.push((u32_at(at + 4), key_at(at + 8)));
-        at += 44;
+        // id, secret, created, then the sessions seen on it.
+        at += 44 + 4 + 32 * u32_at(at + 4 + 44) as usize;
     }
     at += 4;
     let mut one_time = Vec::new();

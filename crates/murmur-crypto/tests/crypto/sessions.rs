@@ -71,8 +71,15 @@ fn a_one_time_prekey_is_used_once() {
     assert_eq!(bob.one_time_left(), before - 1);
     assert_eq!(
         x3dh::respond(&mut bob, &init, &m, Limits::default()).err(),
-        Some(X3dhError::OneTimePrekeyUsed(id)),
+        Some(X3dhError::Replay),
         "a replayed first message opens no second session"
+    );
+    // Another initiator who picked the same one-time prekey finds it gone.
+    let (mut other, m2) = first_message(&device(), &bob.bundle(NOW));
+    other.one_time = Some(id);
+    assert_eq!(
+        x3dh::respond(&mut bob, &other, &m2, Limits::default()).err(),
+        Some(X3dhError::OneTimePrekeyUsed(id))
     );
     assert!(bob.maintain(NOW), "the used key is replaced");
     assert_eq!(bob.one_time_left(), before);
@@ -221,4 +228,26 @@ fn an_envelope_opens_only_for_its_device_and_hides_the_sender() {
         Err(envelope::EnvelopeError::Version(2))
     ));
     assert!(envelope::open(&bob, &[0xff; 7]).is_err());
+}
+
+#[test]
+fn a_first_message_without_a_one_time_prekey_sets_up_one_session_only() {
+    let alice = device();
+    let mut bob = device();
+    let (init, m) = first_message(&alice, &bob.bundle_with(NOW, 0));
+    assert_eq!(init.one_time, None);
+    x3dh::respond(&mut bob, &init, &m, Limits::default()).expect("first time");
+    assert_eq!(
+        x3dh::respond(&mut bob, &init, &m, Limits::default()).err(),
+        Some(X3dhError::Replay)
+    );
+    // Remembered across a restart.
+    let mut bob = Installation::from_bytes(&bob.to_bytes()).expect("decodes");
+    assert_eq!(
+        x3dh::respond(&mut bob, &init, &m, Limits::default()).err(),
+        Some(X3dhError::Replay)
+    );
+    // Another initiator on the same prekey is welcome.
+    let (init, m) = first_message(&device(), &bob.bundle_with(NOW, 0));
+    assert!(x3dh::respond(&mut bob, &init, &m, Limits::default()).is_ok());
 }

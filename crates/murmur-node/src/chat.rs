@@ -1,0 +1,286 @@
+//! End-to-end encrypted 1:1 chat: conversations, received messages with
+//! their verified sender, and the delivery state of what was sent.
+
+use std::{fmt, time::Duration};
+
+use bytes::Bytes;
+pub use murmur_core::crypto::{AccountId, DeviceId};
+use murmur_proto::chat::Content;
+use prost::Message as _;
+use tokio::sync::{mpsc, watch};
+
+use crate::{Error, Node};
+
+/// A message's id, chosen at random by its sender.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId(pub [u8; 16]);
+
+impl MessageId {
+    pub(crate) fn random() -> Self {
+        Self(rand::random())
+    }
+
+    pub(crate) fn from_slice(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(Self)
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MessageId({self})")
+    }
+}
+
+/// What a message carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Body {
+    /// Text.
+    Text(String),
+    /// A typed payload: the application's own type name and bytes.
+    Typed {
+        /// The type, for example `"com.example.location"`.
+        kind: String,
+        /// The bytes.
+        data: Bytes,
+    },
+}
+
+/// A message that arrived, decrypted, its sender verified by the session it
+/// came through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ChatMessage {
+    /// The sender's id for it.
+    pub id: MessageId,
+    /// The sending account.
+    pub sender: AccountId,
+    /// The sending device.
+    pub device: DeviceId,
+    /// When the sender says it sent it (milliseconds since the Unix epoch).
+    pub sent_at: u64,
+    /// What it says.
+    pub body: Body,
+}
+
+impl ChatMessage {
+    /// The text, if it is a text message.
+    pub fn text(&self) -> Option<&str> {
+        match &self.body {
+            Body::Text(t) => Some(t),
+            Body::Typed { .. } => None,
+        }
+    }
+}
+
+/// Where a sent message is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeliveryState {
+    /// Sealed, not yet handed to the network.
+    Queued,
+    /// Published: one envelope per device (the recipient's and this
+    /// account's other devices).
+    Published {
+        /// Envelopes published.
+        envelopes: usize,
+    },
+    /// Acknowledged by this many of the recipient's devices.
+    Acknowledged {
+        /// Devices that sent a receipt.
+        devices: usize,
+    },
+    /// Not sent.
+    Failed(String),
+}
+
+/// A message on its way: its id and its delivery state, to await or watch.
+#[derive(Debug)]
+pub struct Sent {
+    /// The id the recipient will see.
+    pub id: MessageId,
+    state: watch::Receiver<DeliveryState>,
+}
+
+impl Sent {
+    pub(crate) fn new(id: MessageId, state: watch::Receiver<DeliveryState>) -> Self {
+        Self { id, state }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> DeliveryState {
+        self.state.borrow().clone()
+    }
+
+    /// A receiver of every state change.
+    pub fn watch(&self) -> watch::Receiver<DeliveryState> {
+        self.state.clone()
+    }
+
+    /// Waits until a recipient device acknowledged the message, at most
+    /// `timeout`; answers the state it ended in.
+    pub async fn acknowledged(&mut self, timeout: Duration) -> DeliveryState {
+        let _ = tokio::time::timeout(
+            timeout,
+            self.state.wait_for(|s| {
+                matches!(
+                    s,
+                    DeliveryState::Acknowledged { .. } | DeliveryState::Failed(_)
+                )
+            }),
+        )
+        .await;
+        self.state()
+    }
+}
+
+/// A 1:1 conversation with an account.
+#[derive(Clone)]
+pub struct Conversation {
+    node: Node,
+    peer: AccountId,
+}
+
+impl Conversation {
+    pub(crate) fn new(node: Node, peer: AccountId) -> Self {
+        Self { node, peer }
+    }
+
+    /// The other account.
+    pub fn peer(&self) -> AccountId {
+        self.peer
+    }
+
+    /// Sends text.
+    pub async fn send_text(&self, text: impl Into<String>) -> Result<Sent, Error> {
+        self.send(Body::Text(text.into())).await
+    }
+
+    /// Sends a typed payload.
+    pub async fn send_typed(
+        &self,
+        kind: impl Into<String>,
+        data: impl Into<Bytes>,
+    ) -> Result<Sent, Error> {
+        self.send(Body::Typed {
+            kind: kind.into(),
+            data: data.into(),
+        })
+        .await
+    }
+
+    /// Sends a message.
+    pub async fn send(&self, body: Body) -> Result<Sent, Error> {
+        self.node.send_chat(self.peer, body).await
+    }
+}
+
+impl fmt::Debug for Conversation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Conversation")
+            .field("peer", &self.peer)
+            .finish()
+    }
+}
+
+/// A queue of chat messages for one subscriber.
+#[derive(Debug)]
+pub struct Inbox {
+    pub(crate) rx: mpsc::Receiver<ChatMessage>,
+}
+
+impl Inbox {
+    /// The next message; `None` once the node is gone.
+    pub async fn recv(&mut self) -> Option<ChatMessage> {
+        self.rx.recv().await
+    }
+
+    /// The next message, waiting at most `timeout`.
+    pub async fn recv_timeout(&mut self, timeout: Duration) -> Option<ChatMessage> {
+        tokio::time::timeout(timeout, self.rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
+pub(crate) fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub(crate) fn encode(id: MessageId, body: &Body) -> Bytes {
+    let mut content = Content {
+        id: id.0.to_vec(),
+        sent_at: now_millis(),
+        ..Content::default()
+    };
+    match body {
+        Body::Text(t) => content.text = Some(t.clone()),
+        Body::Typed { kind, data } => {
+            content.kind = Some(kind.clone());
+            content.data = Some(data.to_vec());
+        }
+    }
+    Bytes::from(content.encode_to_vec())
+}
+
+pub(crate) fn encode_receipt(ids: &[MessageId]) -> Bytes {
+    Bytes::from(
+        Content {
+            id: MessageId::random().0.to_vec(),
+            sent_at: now_millis(),
+            receipts: ids.iter().map(|id| id.0.to_vec()).collect(),
+            ..Content::default()
+        }
+        .encode_to_vec(),
+    )
+}
+
+/// What a decrypted plaintext is.
+pub(crate) enum Decoded {
+    Message(ChatMessage),
+    Receipts(Vec<MessageId>),
+}
+
+pub(crate) fn decode(
+    sender: AccountId,
+    device: DeviceId,
+    plaintext: &[u8],
+) -> Result<Decoded, String> {
+    let c = Content::decode(plaintext).map_err(|e| e.to_string())?;
+    if !c.receipts.is_empty() {
+        return Ok(Decoded::Receipts(
+            c.receipts
+                .iter()
+                .filter_map(|r| MessageId::from_slice(r))
+                .collect(),
+        ));
+    }
+    let id = MessageId::from_slice(&c.id).ok_or("message id is not 16 bytes")?;
+    let body = match (c.text, c.kind, c.data) {
+        (Some(t), None, None) => Body::Text(t),
+        (None, Some(kind), data) => Body::Typed {
+            kind,
+            data: Bytes::from(data.unwrap_or_default()),
+        },
+        _ => return Err("neither text nor a typed payload".to_owned()),
+    };
+    Ok(Decoded::Message(ChatMessage {
+        id,
+        sender,
+        device,
+        sent_at: c.sent_at,
+        body,
+    }))
+}

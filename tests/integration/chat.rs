@@ -1,0 +1,260 @@
+//! End-to-end encrypted 1:1 chat over real libp2p nodes on loopback: sealed
+//! sender on partition topics, receipts, catching up from a store node, bad
+//! envelopes refused and counted, and what an observer sees.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use libp2p::identity::Keypair;
+use murmur::node::{
+    chat::{Body, DeliveryState},
+    Builder, Node,
+};
+use murmur_core::WakuMessage;
+
+use crate::support::{addr, loopback_config, WAIT};
+
+async fn node_with_peer(dir: &std::path::Path, peer: Option<&Node>) -> Node {
+    let mut config = loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
+    if let Some(peer) = peer {
+        config.network.peers = vec![addr(peer, false).parse().unwrap()];
+    }
+    Builder::new(config)
+        .with_keypair(Keypair::generate_secp256k1())
+        .start()
+        .await
+        .expect("node starts")
+}
+
+/// Waits until `node` has a peer on the shard of `other`'s chat topic.
+async fn meshed(node: &Node, other: &Node) {
+    let topic = murmur::node::crypto::partition_topic(partition_of(other, 64).await);
+    node.wait_for_peers(&node.pubsub_topic(&topic), 1, WAIT)
+        .await
+        .expect("a peer on the shard");
+}
+
+#[actix_rt::test]
+async fn two_accounts_chat_end_to_end_with_receipts_and_a_verified_sender() {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let alice = node_with_peer(dirs[0].path(), None).await;
+    let bob = node_with_peer(dirs[1].path(), Some(&alice)).await;
+    let (alice_id, _) = alice.chat_identity().unwrap();
+    let (bob_id, bob_device) = bob.chat_identity().unwrap();
+    assert_eq!(
+        alice
+            .add_contact(&bob.contact_code().await.unwrap())
+            .await
+            .unwrap(),
+        bob_id
+    );
+    let mut bob_inbox = bob.inbox().await.unwrap();
+    let mut alice_inbox = alice.inbox().await.unwrap();
+    meshed(&alice, &bob).await;
+
+    let mut sent = alice
+        .conversation(bob_id)
+        .send_text("hello Bob")
+        .await
+        .expect("sealed and published");
+    let got = bob_inbox.recv_timeout(WAIT).await.expect("Bob receives");
+    assert_eq!(got.text(), Some("hello Bob"));
+    assert_eq!(
+        got.sender, alice_id,
+        "the sender is verified by the session"
+    );
+    assert_eq!(got.id, sent.id);
+    assert_eq!(
+        sent.acknowledged(WAIT).await,
+        DeliveryState::Acknowledged { devices: 1 }
+    );
+
+    // Bob answers without having added Alice: the session she opened is
+    // enough.
+    bob.conversation(alice_id)
+        .send_typed("com.example.point", Bytes::from_static(b"\x01\x02"))
+        .await
+        .expect("Bob answers");
+    let got = alice_inbox
+        .recv_timeout(WAIT)
+        .await
+        .expect("Alice receives");
+    assert_eq!(got.sender, bob_id);
+    assert_eq!(got.device, bob_device);
+    assert_eq!(
+        got.body,
+        Body::Typed {
+            kind: "com.example.point".into(),
+            data: Bytes::from_static(b"\x01\x02"),
+        }
+    );
+    for i in 0..5 {
+        alice
+            .conversation(bob_id)
+            .send_text(format!("more {i}"))
+            .await
+            .unwrap();
+    }
+    for i in 0..5 {
+        let got = bob_inbox.recv_timeout(WAIT).await.expect("in order");
+        assert_eq!(got.text(), Some(format!("more {i}").as_str()));
+    }
+}
+
+#[actix_rt::test]
+async fn an_unknown_contact_is_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = node_with_peer(dir.path(), None).await;
+    let stranger = murmur::node::chat::AccountId([7; 32]);
+    let err = alice
+        .conversation(stranger)
+        .send_text("hi")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("add its contact code"), "{err}");
+    for bad in ["", "murmur:", "murmur:!!!", "hello", "murmur:AAAA"] {
+        assert!(alice.add_contact(bad).await.is_err(), "{bad:?}");
+    }
+}
+
+#[actix_rt::test]
+async fn an_offline_device_catches_up_from_a_store_node_and_loses_nothing() {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let store = node_with_peer(dirs[0].path(), None).await;
+    // Carol's device exists (her code is known) but is offline.
+    let carol_dir = tempfile::tempdir().unwrap();
+    let carol_key = Keypair::generate_secp256k1();
+    let carol_config = |peer: &Node| {
+        let mut c = loopback_config(carol_dir.path(), &["/ip4/127.0.0.1/tcp/0"]);
+        c.network.peers = vec![addr(peer, false).parse().unwrap()];
+        c
+    };
+    // Carol's device, set up before and not connected to anyone now.
+    let carol_offline = Builder::new(loopback_config(carol_dir.path(), &["/ip4/127.0.0.1/tcp/0"]))
+        .with_keypair(carol_key.clone())
+        .start()
+        .await
+        .unwrap();
+    let (carol_id, _) = carol_offline.chat_identity().unwrap();
+    let carol_code = carol_offline.contact_code().await.unwrap();
+
+    let dave = node_with_peer(dirs[1].path(), Some(&store)).await;
+    dave.add_contact(&carol_code).await.unwrap();
+    dave.wait_for_peers(
+        &dave.pubsub_topic(&murmur::node::crypto::partition_topic(
+            murmur::crypto::envelope::partition(&murmur::crypto::AccountId(carol_id.0), 64),
+        )),
+        1,
+        WAIT,
+    )
+    .await
+    .unwrap();
+    let texts: Vec<String> = (0..4).map(|i| format!("while you were away {i}")).collect();
+    for t in &texts {
+        dave.conversation(carol_id)
+            .send_text(t.clone())
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Carol comes back online: the same data folder and key, so the same
+    // account, device and prekeys, read back from the database.
+    let carol = Builder::new(carol_config(&store))
+        .with_keypair(carol_key)
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(carol.chat_identity().unwrap().0, carol_id);
+    let mut inbox = carol.inbox().await.unwrap();
+    let fetched = carol
+        .catch_up(&addr(&store, false), None)
+        .await
+        .expect("store answers");
+    assert!(fetched >= texts.len(), "fetched {fetched}");
+    for t in &texts {
+        let got = inbox.recv_timeout(WAIT).await.expect("caught up");
+        assert_eq!(got.text(), Some(t.as_str()));
+    }
+    // A second catch-up delivers nothing twice.
+    carol.catch_up(&addr(&store, false), None).await.unwrap();
+    assert!(inbox.recv_timeout(Duration::from_secs(1)).await.is_none());
+}
+
+#[actix_rt::test]
+async fn tampered_and_replayed_envelopes_are_refused_counted_and_the_session_goes_on() {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let alice = node_with_peer(dirs[0].path(), None).await;
+    let bob = node_with_peer(dirs[1].path(), Some(&alice)).await;
+    let (bob_id, _) = bob.chat_identity().unwrap();
+    alice
+        .add_contact(&bob.contact_code().await.unwrap())
+        .await
+        .unwrap();
+    let mut bob_inbox = bob.inbox().await.unwrap();
+    // Bob's raw view of his partition: the envelopes as they travel.
+    let bob_topic = murmur::node::crypto::partition_topic(partition_of(&bob, 64).await);
+    let mut wire = bob.subscribe([&bob_topic]).await.unwrap();
+    meshed(&alice, &bob).await;
+
+    alice.conversation(bob_id).send_text("first").await.unwrap();
+    assert_eq!(
+        bob_inbox.recv_timeout(WAIT).await.unwrap().text(),
+        Some("first")
+    );
+    let envelope = wire
+        .recv_timeout(WAIT)
+        .await
+        .expect("the envelope")
+        .message
+        .payload;
+
+    let before = bob.stats().await.unwrap().chat_refused;
+    let mut tampered = envelope.to_vec();
+    let i = tampered.len() - 3;
+    tampered[i] ^= 0x40;
+    // A new timestamp makes each a new Waku message, past relay and archive
+    // dedupe: the crypto stage must refuse them itself.
+    for bytes in [tampered, b"not an envelope".to_vec(), envelope.to_vec()] {
+        let message =
+            WakuMessage::new(bob_topic.as_str(), bytes).with_timestamp(murmur_core::now_nanos());
+        alice
+            .publish(alice.pubsub_topic(&bob_topic), message)
+            .await
+            .unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while bob.stats().await.unwrap().chat_refused < before + 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "refusals counted: {before} -> {} ({:?} replay, {} malformed, {} not for us); {:?}",
+            bob.stats().await.unwrap().chat_refused,
+            bob.crypto_metrics().refused("replay"),
+            bob.crypto_metrics().refused("malformed"),
+            bob.crypto_metrics().refused("not_for_us"),
+            bob.stats().await.unwrap(),
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(bob.crypto_metrics().refused("replay") >= 1);
+    assert!(bob.crypto_metrics().refused("malformed") >= 1);
+    assert!(bob_inbox
+        .recv_timeout(Duration::from_millis(300))
+        .await
+        .is_none());
+
+    alice
+        .conversation(bob_id)
+        .send_text("still here")
+        .await
+        .unwrap();
+    assert_eq!(
+        bob_inbox.recv_timeout(WAIT).await.unwrap().text(),
+        Some("still here")
+    );
+}
+
+async fn partition_of(node: &Node, partitions: u32) -> u32 {
+    let (id, _) = node.chat_identity().unwrap();
+    murmur::crypto::envelope::partition(&murmur::crypto::AccountId(id.0), partitions)
+}
