@@ -1,5 +1,6 @@
 //! Three nodes in one process on loopback, in a line: alice - bob - carol.
-//! Carol reaches alice only through bob's relay.
+//! Carol reaches alice only through bob's relay. Then alice and bob chat end
+//! to end encrypted while carol, relaying, records what an observer sees.
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
@@ -145,7 +146,108 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
             "bob's store does not hold the whole conversation".to_owned(),
         ));
     }
+    private_chat(&members).await
+}
+
+/// Alice and Bob, end to end encrypted; Carol relays and watches the wire.
+#[allow(clippy::print_stdout)]
+async fn private_chat(members: &[Member]) -> Result<(), CliError> {
+    let (alice, bob, carol) = (&members[0].node, &members[1].node, &members[2].node);
+    println!("\nend-to-end encrypted: alice and bob chat; carol relays and records the wire");
+    let (alice_id, alice_device) = alice.chat_identity()?;
+    let (bob_id, bob_device) = bob.chat_identity()?;
+    let code = bob.contact_code().await?;
+    println!("bob's contact code ({} characters): {}…", code.len(), &code[..40]);
+    alice.add_contact(&code).await?;
+    let mut wire = carol.subscribe_all().await?;
+    let mut inboxes = [alice.inbox().await?, bob.inbox().await?];
+    let topics: Vec<_> = [alice_id, bob_id]
+        .iter()
+        .map(|id| murmur_node::crypto::partition_topic(partition(*id)))
+        .collect();
+    for (node, topic) in [(alice, &topics[1]), (bob, &topics[0])] {
+        node.wait_for_peers(&node.pubsub_topic(topic), 1, WAIT).await?;
+    }
+
+    let script = [
+        (0, "meet at noon?"),
+        (1, "noon works. the usual place"),
+        (0, "see you there"),
+    ];
+    for (from, text) in script {
+        let (node, to) = if from == 0 { (alice, bob_id) } else { (bob, alice_id) };
+        let mut sent = node.conversation(to).send_text(text).await?;
+        let got = inboxes[1 - from]
+            .recv_timeout(WAIT)
+            .await
+            .ok_or_else(|| CliError::Failed(format!("\"{text}\" did not arrive")))?;
+        if got.text() != Some(text) || got.id != sent.id {
+            return Err(CliError::Failed(format!("\"{text}\" arrived altered")));
+        }
+        let state = sent.acknowledged(WAIT).await;
+        println!(
+            "{:<6} -> {:<6} \"{text}\"  sender verified as {}…, {state:?}",
+            members_name(from),
+            members_name(1 - from),
+            &got.sender.to_string()[..8],
+        );
+    }
+
+    // What carol saw: envelopes on partition topics, nothing more.
+    let identity_key = |code: &str| -> Result<Vec<u8>, CliError> {
+        Ok(murmur_node::crypto::parse_code(code)
+            .map_err(murmur_node::Error::from)?
+            .certificate
+            .identity_key
+            .0
+            .to_vec())
+    };
+    let secrets: Vec<Vec<u8>> = vec![
+        alice_id.0.to_vec(),
+        bob_id.0.to_vec(),
+        alice_device.0.to_vec(),
+        bob_device.0.to_vec(),
+        identity_key(&alice.contact_code().await?)?,
+        identity_key(&code)?,
+        b"noon".to_vec(),
+        b"see you".to_vec(),
+    ];
+    let mut seen = 0;
+    println!("\ncarol's view of the same exchange (messages and receipts):");
+    while let Some(d) = wire.recv_timeout(Duration::from_millis(500)).await {
+        if !d.message.content_topic.starts_with("/murmur/1/dm-") {
+            continue;
+        }
+        seen += 1;
+        let payload = d.message.payload.as_ref();
+        if secrets.iter().any(|s| payload.windows(s.len()).any(|w| w == s)) {
+            return Err(CliError::Failed(
+                "an identity or plaintext is visible on the wire".to_owned(),
+            ));
+        }
+        println!(
+            "  {}  {:<22} {:>5} bytes  sender: unknown",
+            short(&d.hash),
+            d.message.content_topic,
+            payload.len()
+        );
+    }
+    println!(
+        "{seen} envelopes: padded sizes, a partition topic each; no account, device, identity key or text in any of them"
+    );
+    if seen < 6 {
+        return Err(CliError::Failed(format!(
+            "carol saw {seen} envelopes; 3 messages and 3 receipts were sent"
+        )));
+    }
     Ok(())
+}
+
+fn partition(id: murmur_node::chat::AccountId) -> u32 {
+    murmur_crypto::envelope::partition(
+        &murmur_crypto::AccountId(id.0),
+        murmur_node::Config::default().chat.partitions,
+    )
 }
 
 fn members_name(index: usize) -> &'static str {

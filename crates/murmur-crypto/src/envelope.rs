@@ -36,8 +36,10 @@ use crate::{
 pub const VERSION: u32 = 1;
 /// Info string of the seal's key derivation.
 pub const SEAL_INFO: &[u8] = b"murmur/seal/v1";
-/// Padded lengths are powers of two from this size ...
-pub const MIN_BUCKET: usize = 256;
+/// Padded lengths are powers of two from this size (a first message, with
+/// its X3DH header, fits in it: an observer cannot tell it from a short
+/// message) ...
+pub const MIN_BUCKET: usize = 512;
 /// ... up to this one, then multiples of it.
 pub const MAX_BUCKET: usize = 16 * 1024;
 
@@ -217,9 +219,9 @@ mod tests {
 
     #[test]
     fn buckets_hide_exact_lengths() {
-        assert_eq!(bucket(0), 256);
-        assert_eq!(bucket(256), 256);
-        assert_eq!(bucket(257), 512);
+        assert_eq!(bucket(0), 512);
+        assert_eq!(bucket(512), 512);
+        assert_eq!(bucket(513), 1024);
         assert_eq!(bucket(16 * 1024), 16 * 1024);
         assert_eq!(bucket(16 * 1024 + 1), 32 * 1024);
         assert_eq!(bucket(40 * 1024), 48 * 1024);
