@@ -157,7 +157,11 @@ async fn private_chat(members: &[Member]) -> Result<(), CliError> {
     let (alice_id, alice_device) = alice.chat_identity()?;
     let (bob_id, bob_device) = bob.chat_identity()?;
     let code = bob.contact_code().await?;
-    println!("bob's contact code ({} characters): {}…", code.len(), &code[..40]);
+    println!(
+        "bob's contact code ({} characters): {}…",
+        code.len(),
+        &code[..40]
+    );
     alice.add_contact(&code).await?;
     let mut wire = carol.subscribe_all().await?;
     let mut inboxes = [alice.inbox().await?, bob.inbox().await?];
@@ -166,7 +170,8 @@ async fn private_chat(members: &[Member]) -> Result<(), CliError> {
         .map(|id| murmur_node::crypto::partition_topic(partition(*id)))
         .collect();
     for (node, topic) in [(alice, &topics[1]), (bob, &topics[0])] {
-        node.wait_for_peers(&node.pubsub_topic(topic), 1, WAIT).await?;
+        node.wait_for_peers(&node.pubsub_topic(topic), 1, WAIT)
+            .await?;
     }
 
     let script = [
@@ -175,7 +180,11 @@ async fn private_chat(members: &[Member]) -> Result<(), CliError> {
         (0, "see you there"),
     ];
     for (from, text) in script {
-        let (node, to) = if from == 0 { (alice, bob_id) } else { (bob, alice_id) };
+        let (node, to) = if from == 0 {
+            (alice, bob_id)
+        } else {
+            (bob, alice_id)
+        };
         let mut sent = node.conversation(to).send_text(text).await?;
         let got = inboxes[1 - from]
             .recv_timeout(WAIT)
@@ -220,7 +229,10 @@ async fn private_chat(members: &[Member]) -> Result<(), CliError> {
         }
         seen += 1;
         let payload = d.message.payload.as_ref();
-        if secrets.iter().any(|s| payload.windows(s.len()).any(|w| w == s)) {
+        if secrets
+            .iter()
+            .any(|s| payload.windows(s.len()).any(|w| w == s))
+        {
             return Err(CliError::Failed(
                 "an identity or plaintext is visible on the wire".to_owned(),
             ));

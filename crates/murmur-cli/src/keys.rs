@@ -19,6 +19,17 @@ pub(crate) enum Command {
         #[arg(long, value_name = "DIR", default_value = "murmur-data")]
         data_dir: PathBuf,
     },
+    /// Show this node's chat account, device and contact code (creating the
+    /// account on first use). Share the code: whoever adds it can write to
+    /// you, even while you are offline.
+    Contact {
+        /// Where the node key and database live.
+        #[arg(long, value_name = "DIR", default_value = "murmur-data")]
+        data_dir: PathBuf,
+        /// The node's database, if not the SQLite file in the data folder.
+        #[arg(long, value_name = "URL")]
+        store_url: Option<String>,
+    },
     /// Import a secp256k1 secret key (64 hex digits, nwaku's --nodekey format).
     Import {
         /// The key, or `-` to read it from standard input (keeps it out of shell history).
@@ -29,8 +40,53 @@ pub(crate) enum Command {
     },
 }
 
+/// Shows the contact code: the crypto stage on the node's own database, no
+/// network.
+pub(crate) async fn contact(data_dir: PathBuf, store_url: Option<String>) -> Result<(), CliError> {
+    let keypair = keys::load_or_create(&data_dir)?;
+    let mut config = murmur_node::Config::new(&data_dir);
+    if let Some(url) = store_url {
+        config.store.url = url;
+    }
+    let db = murmur_storage::Database::open(&config.store_url())
+        .await
+        .map_err(murmur_node::Error::from)?;
+    let storage = murmur_core::storage::Handle::from(murmur_storage::Storage::start(db));
+    let secret = murmur_node::crypto::vault_secret(&keypair)?;
+    let crypto = murmur_node::crypto::Crypto::start(
+        storage,
+        &secret,
+        config.chat.partitions,
+        murmur_node::crypto::Metrics::default(),
+    )
+    .await
+    .map_err(murmur_node::Error::from)?;
+    let code = crypto
+        .send(murmur_core::crypto::ContactCode)
+        .await
+        .map_err(murmur_node::Error::from)?
+        .map_err(murmur_node::Error::from)?;
+    let (account, device) = crypto
+        .send(murmur_core::crypto::Identity)
+        .await
+        .map_err(murmur_node::Error::from)?;
+    #[allow(clippy::print_stdout)]
+    {
+        println!("account: {account}");
+        println!("device: {device}");
+        println!("contact code: {code}");
+    }
+    Ok(())
+}
+
 pub(crate) fn run(command: Command) -> Result<(), CliError> {
     let (keypair, dir) = match command {
+        Command::Contact { data_dir, .. } => {
+            return Err(CliError::Usage(format!(
+                "run `murmur keys contact --data-dir {}` from the command line",
+                data_dir.display()
+            )))
+        }
         Command::Generate { data_dir } => (keys::load_or_create(&data_dir)?, data_dir),
         Command::Show { data_dir } => {
             let path = keys::path(&data_dir);

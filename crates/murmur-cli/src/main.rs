@@ -108,6 +108,10 @@ fn main() -> ExitCode {
             Command::Node(args) => node::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Query(args) => query::run(args).await,
+            Command::Keys(keys::Command::Contact {
+                data_dir,
+                store_url,
+            }) => keys::contact(data_dir, store_url).await,
             Command::Keys(cmd) => keys::run(cmd),
             Command::Bench(cmd) => bench::run(cmd).await,
         }

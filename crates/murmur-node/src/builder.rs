@@ -151,12 +151,7 @@ impl Builder {
         let crypto_metrics = crate::crypto::Metrics::default();
         crypto_metrics.register(registry.sub_registry_with_prefix("crypto"));
         let chat = if self.config.chat.enabled {
-            // The vault key derives from the node key, which the database
-            // never holds.
-            let secret =
-                zeroize_vec(keypair.to_protobuf_encoding().map_err(|e| {
-                    Error::Config(format!("the node key cannot seal chat state: {e}"))
-                })?);
+            let secret = crate::crypto::vault_secret(&keypair)?;
             let crypto = crate::crypto::start_default(
                 storage.clone(),
                 &secret,
@@ -323,10 +318,6 @@ struct Inner {
     metrics_addr: Option<std::net::SocketAddr>,
     crypto_metrics: crate::crypto::Metrics,
     chat: Option<(murmur_core::crypto::Handle, (AccountId, DeviceId))>,
-}
-
-fn zeroize_vec(v: Vec<u8>) -> zeroize::Zeroizing<Vec<u8>> {
-    zeroize::Zeroizing::new(v)
 }
 
 impl Node {

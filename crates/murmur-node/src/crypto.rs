@@ -110,6 +110,17 @@ fn state_error(e: impl std::fmt::Display) -> Error {
     Error::State(e.to_string())
 }
 
+/// The secret the vault key derives from: the node key, which the database
+/// never holds.
+pub fn vault_secret(
+    keypair: &libp2p::identity::Keypair,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::Error> {
+    keypair
+        .to_protobuf_encoding()
+        .map(zeroize::Zeroizing::new)
+        .map_err(|e| crate::Error::Config(format!("the node key cannot seal chat state: {e}")))
+}
+
 /// The content topic of a partition.
 pub fn partition_topic(partition: u32) -> ContentTopic {
     format!("/murmur/1/dm-{partition}/proto")
