@@ -25,6 +25,7 @@ async fn start(dir: &std::path::Path, peer: Option<&Node>) -> Result<Node, murmu
 }
 
 #[actix::main]
+#[allow(clippy::print_stdout)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (a, b) = (tempfile::tempdir()?, tempfile::tempdir()?);
     let alice = start(a.path(), None).await?;
