@@ -39,8 +39,8 @@ async fn two_accounts_chat_end_to_end_with_receipts_and_a_verified_sender() {
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let alice = node_with_peer(dirs[0].path(), None).await;
     let bob = node_with_peer(dirs[1].path(), Some(&alice)).await;
-    let (alice_id, _) = alice.chat_identity().unwrap();
-    let (bob_id, bob_device) = bob.chat_identity().unwrap();
+    let (alice_id, _) = alice.chat_identity().await.unwrap();
+    let (bob_id, bob_device) = bob.chat_identity().await.unwrap();
     assert_eq!(
         alice
             .add_contact(&bob.contact_code().await.unwrap())
@@ -135,7 +135,7 @@ async fn an_offline_device_catches_up_from_a_store_node_and_loses_nothing() {
         .start()
         .await
         .unwrap();
-    let (carol_id, _) = carol_offline.chat_identity().unwrap();
+    let (carol_id, _) = carol_offline.chat_identity().await.unwrap();
     let carol_code = carol_offline.contact_code().await.unwrap();
 
     let dave = node_with_peer(dirs[1].path(), Some(&store)).await;
@@ -165,7 +165,7 @@ async fn an_offline_device_catches_up_from_a_store_node_and_loses_nothing() {
         .start()
         .await
         .unwrap();
-    assert_eq!(carol.chat_identity().unwrap().0, carol_id);
+    assert_eq!(carol.chat_identity().await.unwrap().0, carol_id);
     let mut inbox = carol.inbox().await.unwrap();
     let fetched = carol
         .catch_up(&addr(&store, false), None)
@@ -186,7 +186,7 @@ async fn tampered_and_replayed_envelopes_are_refused_counted_and_the_session_goe
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let alice = node_with_peer(dirs[0].path(), None).await;
     let bob = node_with_peer(dirs[1].path(), Some(&alice)).await;
-    let (bob_id, _) = bob.chat_identity().unwrap();
+    let (bob_id, _) = bob.chat_identity().await.unwrap();
     alice
         .add_contact(&bob.contact_code().await.unwrap())
         .await
@@ -255,6 +255,219 @@ async fn tampered_and_replayed_envelopes_are_refused_counted_and_the_session_goe
 }
 
 async fn partition_of(node: &Node, partitions: u32) -> u32 {
-    let (id, _) = node.chat_identity().unwrap();
+    let (id, _) = node.chat_identity().await.unwrap();
     murmur::crypto::envelope::partition(&murmur::crypto::AccountId(id.0), partitions)
+}
+
+/// Waits until `node` has a peer on the shard of `account`'s chat topic.
+async fn meshed_for(node: &Node, account: murmur::node::chat::AccountId) {
+    let topic = murmur::node::crypto::partition_topic(murmur::crypto::envelope::partition(
+        &murmur::crypto::AccountId(account.0),
+        64,
+    ));
+    node.wait_for_peers(&node.pubsub_topic(&topic), 1, WAIT)
+        .await
+        .expect("a peer on the shard");
+}
+
+/// Polls `check` until it holds, at most [`WAIT`].
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_second_device_pairs_gets_copies_both_ways_and_once_revoked_gets_nothing() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let alice = node_with_peer(dirs[0].path(), None).await;
+    let phone = node_with_peer(dirs[1].path(), Some(&alice)).await;
+    let laptop = node_with_peer(dirs[2].path(), Some(&alice)).await;
+    let (alice_id, _) = alice.chat_identity().await.unwrap();
+    let (bob_id, phone_device) = phone.chat_identity().await.unwrap();
+    let (throwaway, _) = laptop.chat_identity().await.unwrap();
+    for node in [&alice, &phone, &laptop] {
+        for account in [alice_id, bob_id, throwaway] {
+            meshed_for(node, account).await;
+        }
+    }
+    assert_eq!(
+        alice
+            .add_contact(&phone.contact_code().await.unwrap())
+            .await
+            .unwrap(),
+        bob_id
+    );
+    let mut alice_inbox = alice.inbox().await.unwrap();
+    let mut phone_inbox = phone.inbox().await.unwrap();
+    let mut laptop_inbox = laptop.inbox().await.unwrap();
+
+    // Alice and Bob's phone already talk.
+    alice.conversation(bob_id).send_text("hello").await.unwrap();
+    assert!(phone_inbox.recv_timeout(WAIT).await.is_some());
+
+    // Pairing: only the first device issues codes.
+    let code = phone.pairing_code().await.unwrap();
+    assert!(
+        laptop.pairing_code().await.is_ok(),
+        "the laptop is still its own first device"
+    );
+    laptop.pair(&code).await.unwrap();
+    eventually("the laptop joins Bob's account", || async {
+        laptop.chat_identity().await.unwrap().0 == bob_id
+    })
+    .await;
+    let (_, laptop_device) = laptop.chat_identity().await.unwrap();
+    assert!(matches!(
+        laptop.pairing_code().await,
+        Err(murmur::node::Error::Crypto(
+            murmur_core::crypto::Error::NotPrimary
+        ))
+    ));
+    eventually("Alice learns Bob's new device from the phone", || async {
+        alice
+            .devices(bob_id)
+            .await
+            .unwrap()
+            .contains(&laptop_device)
+    })
+    .await;
+    // Someone who starts talking to Bob only now learns both devices from
+    // the first answer.
+    let dave_dir = tempfile::tempdir().unwrap();
+    let dave = node_with_peer(dave_dir.path(), Some(&alice)).await;
+    meshed_for(&dave, bob_id).await;
+    dave.add_contact(&phone.contact_code().await.unwrap())
+        .await
+        .unwrap();
+    dave.conversation(bob_id)
+        .send_text("hi Bob, I'm Dave")
+        .await
+        .unwrap();
+    let got = phone_inbox
+        .recv_timeout(WAIT)
+        .await
+        .expect("the phone receives");
+    assert_eq!(got.text(), Some("hi Bob, I'm Dave"));
+    eventually("Dave learns Bob's laptop", || async {
+        dave.devices(bob_id).await.unwrap().contains(&laptop_device)
+    })
+    .await;
+    assert_eq!(phone.devices(bob_id).await.unwrap(), vec![laptop_device]);
+    assert_eq!(laptop.devices(bob_id).await.unwrap(), vec![phone_device]);
+    meshed_for(&laptop, bob_id).await;
+
+    // Incoming: both of Bob's devices get Alice's message, both acknowledge.
+    let sent = alice
+        .conversation(bob_id)
+        .send_text("to both of you")
+        .await
+        .unwrap();
+    for inbox in [&mut phone_inbox, &mut laptop_inbox] {
+        let got = inbox
+            .recv_timeout(WAIT)
+            .await
+            .expect("each device receives");
+        assert_eq!(
+            (got.text(), got.sender, got.to),
+            (Some("to both of you"), alice_id, bob_id)
+        );
+    }
+    let mut state = sent.watch();
+    tokio::time::timeout(
+        WAIT,
+        state.wait_for(|s| *s == DeliveryState::Acknowledged { devices: 2 }),
+    )
+    .await
+    .expect("both devices acknowledge")
+    .unwrap();
+
+    // Outgoing: what the phone sends, the laptop gets a copy of.
+    phone
+        .conversation(alice_id)
+        .send_text("from the phone")
+        .await
+        .unwrap();
+    let got = alice_inbox
+        .recv_timeout(WAIT)
+        .await
+        .expect("Alice receives");
+    assert_eq!(
+        (got.text(), got.sender, got.device),
+        (Some("from the phone"), bob_id, phone_device)
+    );
+    let copy = laptop_inbox
+        .recv_timeout(WAIT)
+        .await
+        .expect("the laptop gets a copy");
+    assert_eq!(
+        (copy.text(), copy.sender, copy.to),
+        (Some("from the phone"), bob_id, alice_id)
+    );
+    laptop
+        .conversation(alice_id)
+        .send_text("from the laptop")
+        .await
+        .unwrap();
+    let got = alice_inbox
+        .recv_timeout(WAIT)
+        .await
+        .expect("Alice receives");
+    assert_eq!((got.sender, got.device), (bob_id, laptop_device));
+    let copy = phone_inbox
+        .recv_timeout(WAIT)
+        .await
+        .expect("the phone gets a copy");
+    assert_eq!(copy.text(), Some("from the laptop"));
+
+    // The laptop is lost: the phone revokes it.
+    assert!(
+        laptop.revoke(phone_device).await.is_err(),
+        "only the first device revokes"
+    );
+    phone.revoke(laptop_device).await.unwrap();
+    eventually("Alice forgets the revoked device", || async {
+        !alice
+            .devices(bob_id)
+            .await
+            .unwrap()
+            .contains(&laptop_device)
+    })
+    .await;
+    alice
+        .conversation(bob_id)
+        .send_text("after the revocation")
+        .await
+        .unwrap();
+    assert_eq!(
+        phone_inbox
+            .recv_timeout(WAIT)
+            .await
+            .expect("the phone still receives")
+            .text(),
+        Some("after the revocation")
+    );
+    assert!(
+        laptop_inbox
+            .recv_timeout(Duration::from_secs(2))
+            .await
+            .is_none(),
+        "the revoked laptop reads nothing new"
+    );
+    let refused = alice.crypto_metrics().refused("revoked");
+    let _ = laptop.conversation(alice_id).send_text("still me?").await;
+    eventually("Alice refuses the revoked device", || async {
+        alice.crypto_metrics().refused("revoked") > refused
+    })
+    .await;
+    assert!(alice_inbox
+        .recv_timeout(Duration::from_millis(500))
+        .await
+        .is_none());
 }

@@ -154,8 +154,8 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
 async fn private_chat(members: &[Member]) -> Result<(), CliError> {
     let (alice, bob, carol) = (&members[0].node, &members[1].node, &members[2].node);
     println!("\nend-to-end encrypted: alice and bob chat; carol relays and records the wire");
-    let (alice_id, alice_device) = alice.chat_identity()?;
-    let (bob_id, bob_device) = bob.chat_identity()?;
+    let (alice_id, alice_device) = alice.chat_identity().await?;
+    let (bob_id, bob_device) = bob.chat_identity().await?;
     let code = bob.contact_code().await?;
     println!(
         "bob's contact code ({} characters): {}…",

@@ -3,7 +3,7 @@
 //! `murmur-crypto`; its actor persists what the core changes.
 //!
 //! Asked to: [`Seal`], [`Open`], [`AddContact`], [`ContactCode`], [`Topics`],
-//! [`Identity`].
+//! [`Identity`], [`PairingCode`], [`Pair`], [`Revoke`], [`Devices`].
 //! Tells: [`Event`].
 
 use std::fmt;
@@ -78,6 +78,21 @@ pub enum Error {
     /// A contact code or bundle that does not verify, or does not parse.
     #[error("bad contact code: {0}")]
     BadContact(String),
+    /// Only the device that holds the account key can pair or revoke
+    /// devices.
+    #[error("this device does not hold its account's key; pair and revoke from the first device")]
+    NotPrimary,
+    /// A pairing code that is malformed, expired or used.
+    #[error("pairing: {0}")]
+    Pairing(String),
+    /// The sending device was revoked by its account.
+    #[error("device {device} of {account} was revoked")]
+    Revoked {
+        /// The account.
+        account: AccountId,
+        /// The revoked device.
+        device: DeviceId,
+    },
     /// The stage could not read or write its state.
     #[error("crypto state: {0}")]
     State(String),
@@ -135,18 +150,38 @@ pub struct Opened {
     pub sender: AccountId,
     /// The sending device.
     pub device: DeviceId,
-    /// The plaintext. Never logged.
-    pub plaintext: Bytes,
+    /// The application's plaintext; `None` for the stage's own messages
+    /// (pairing, device lists, revocations), which it handled. Never logged.
+    pub plaintext: Option<Bytes>,
+    /// Envelopes the stage wants published in answer (a pairing answer, a
+    /// device list for contacts).
+    pub publish: Vec<Sealed>,
+    /// This device's account or partition changed (it was just paired).
+    pub identity_changed: bool,
 }
 
 impl Opened {
-    /// An opened envelope.
-    pub fn new(sender: AccountId, device: DeviceId, plaintext: Bytes) -> Self {
+    /// An opened envelope carrying the application's `plaintext`.
+    pub fn new(sender: AccountId, device: DeviceId, plaintext: Option<Bytes>) -> Self {
         Self {
             sender,
             device,
             plaintext,
+            publish: Vec::new(),
+            identity_changed: false,
         }
+    }
+
+    /// With envelopes to publish in answer.
+    pub fn with_publish(mut self, publish: Vec<Sealed>) -> Self {
+        self.publish = publish;
+        self
+    }
+
+    /// Marks this device's identity as changed.
+    pub fn with_identity_changed(mut self, changed: bool) -> Self {
+        self.identity_changed = changed;
+        self
     }
 }
 
@@ -164,6 +199,30 @@ pub struct ContactCode;
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Vec<ContentTopic>")]
 pub struct Topics;
+
+/// Asks for a one-time pairing code (valid ten minutes) that lets a new
+/// device join this account. Only the device holding the account key can.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<String, Error>")]
+pub struct PairingCode;
+
+/// Joins the account whose pairing code this is: answers the request to
+/// publish. The device's identity changes when the answer arrives.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Vec<Sealed>, Error>")]
+pub struct Pair(pub String);
+
+/// Revokes one of this account's devices: answers the revocation to publish
+/// to every contact and other device.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<Vec<Sealed>, Error>")]
+pub struct Revoke(pub DeviceId);
+
+/// Asks which devices of an account this device knows (its own account:
+/// the other devices).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Vec<DeviceId>")]
+pub struct Devices(pub AccountId);
 
 /// Asks for this node's account and device.
 #[derive(Debug, Clone, Copy, Message)]
@@ -199,6 +258,14 @@ pub struct Handle {
     pub topics: Recipient<Topics>,
     /// Where [`Identity`] goes.
     pub identity: Recipient<Identity>,
+    /// Where [`PairingCode`] goes.
+    pub pairing_code: Recipient<PairingCode>,
+    /// Where [`Pair`] goes.
+    pub pair: Recipient<Pair>,
+    /// Where [`Revoke`] goes.
+    pub revoke: Recipient<Revoke>,
+    /// Where [`Devices`] goes.
+    pub devices: Recipient<Devices>,
 }
 
 impl<A> From<actix::Addr<A>> for Handle
@@ -209,7 +276,11 @@ where
         + actix::Handler<AddContact>
         + actix::Handler<ContactCode>
         + actix::Handler<Topics>
-        + actix::Handler<Identity>,
+        + actix::Handler<Identity>
+        + actix::Handler<PairingCode>
+        + actix::Handler<Pair>
+        + actix::Handler<Revoke>
+        + actix::Handler<Devices>,
 {
     fn from(addr: actix::Addr<A>) -> Self {
         Self {
@@ -218,7 +289,11 @@ where
             add_contact: addr.clone().recipient(),
             contact_code: addr.clone().recipient(),
             topics: addr.clone().recipient(),
-            identity: addr.recipient(),
+            identity: addr.clone().recipient(),
+            pairing_code: addr.clone().recipient(),
+            pair: addr.clone().recipient(),
+            revoke: addr.clone().recipient(),
+            devices: addr.recipient(),
         }
     }
 }

@@ -22,6 +22,7 @@ const BUNDLE_CONTEXT: &[u8] = b"murmur/bundle/v1";
 const REVOCATION_CONTEXT: &[u8] = b"murmur/revocation/v1";
 const BUNDLE_VERSION: u8 = 1;
 const INSTALLATION_VERSION: u8 = 1;
+const REVOCATION_VERSION: u8 = 1;
 /// A bundle never carries more one-time prekeys than this, whatever its
 /// encoding claims.
 pub const MAX_ONE_TIME_PREKEYS: usize = 256;
@@ -128,11 +129,12 @@ impl Account {
 
     /// Vouches for a device: its signing and identity keys are the account's.
     pub fn certify(&self, request: &PairingRequest, issued_at: u64) -> Certificate {
+        let asked = &request.bundle.certificate;
         let mut c = Certificate {
             account: self.id(),
-            device: request.device,
-            signing_key: request.signing_key,
-            identity_key: request.identity_key,
+            device: asked.device,
+            signing_key: asked.signing_key,
+            identity_key: asked.identity_key,
             issued_at,
             signature: [0; 64],
         };
@@ -162,15 +164,50 @@ impl fmt::Debug for Account {
     }
 }
 
-/// What a new device asks its account to certify.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a new device asks its account to certify: its bundle, signed by the
+/// device, with a certificate still to be filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PairingRequest {
+    bundle: Bundle,
+}
+
+impl PairingRequest {
     /// The new device.
-    pub device: DeviceId,
-    /// Its Ed25519 signing key.
-    pub signing_key: [u8; 32],
-    /// Its X25519 identity key.
-    pub identity_key: PublicKey,
+    pub fn device(&self) -> DeviceId {
+        self.bundle.certificate.device
+    }
+
+    /// The device's bundle, once the account's certificate is in it; checked.
+    pub fn complete(&self, certificate: Certificate) -> Result<Bundle, BundleError> {
+        let c = &self.bundle.certificate;
+        if certificate.device != c.device
+            || certificate.signing_key != c.signing_key
+            || certificate.identity_key != c.identity_key
+        {
+            return Err(BundleError::WrongDevice {
+                expected: c.device,
+                found: certificate.device,
+            });
+        }
+        let bundle = Bundle {
+            certificate,
+            ..self.bundle.clone()
+        };
+        bundle.verify()?;
+        Ok(bundle)
+    }
+
+    /// The wire form.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.bundle.to_bytes()
+    }
+
+    /// Reads the wire form.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Ok(Self {
+            bundle: Bundle::from_bytes(bytes)?,
+        })
+    }
 }
 
 /// An account's signature saying a device's keys are its own.
@@ -269,6 +306,29 @@ impl Revocation {
             )
             .map_err(|_| BundleError::Revocation(self.device))
     }
+
+    /// The wire form.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::new(REVOCATION_VERSION);
+        w.bytes(&self.account.0)
+            .bytes(&self.device.0)
+            .u64(self.revoked_at)
+            .bytes(&self.signature);
+        w.finish().to_vec()
+    }
+
+    /// Reads the wire form; call [`Revocation::verify`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes, "revocation", REVOCATION_VERSION)?;
+        let revocation = Self {
+            account: AccountId(r.array("revoking account")?),
+            device: DeviceId(r.array("revoked device")?),
+            revoked_at: r.u64("revocation time")?,
+            signature: r.array("revocation signature")?,
+        };
+        r.finish()?;
+        Ok(revocation)
+    }
 }
 
 /// A signed prekey as a bundle publishes it.
@@ -300,15 +360,26 @@ pub struct Bundle {
 }
 
 impl Bundle {
+    /// What the device signs: its own keys and prekeys, not the account's
+    /// certificate, so that a new device can sign its bundle before its
+    /// account certifies it.
     fn signed_bytes(&self) -> Vec<u8> {
         let mut w = Writer::new(BUNDLE_VERSION);
-        w.bytes(BUNDLE_CONTEXT);
-        self.write_unsigned(&mut w);
+        let c = &self.certificate;
+        w.bytes(BUNDLE_CONTEXT)
+            .bytes(&c.device.0)
+            .bytes(&c.signing_key)
+            .bytes(&c.identity_key.0);
+        self.write_prekeys(&mut w);
         w.finish().to_vec()
     }
 
     fn write_unsigned(&self, w: &mut Writer) {
         self.certificate.write(w);
+        self.write_prekeys(w);
+    }
+
+    fn write_prekeys(&self, w: &mut Writer) {
         w.u32(self.signed_prekey.id)
             .bytes(&self.signed_prekey.key.0)
             .u64(self.signed_prekey.created_at)
@@ -406,71 +477,77 @@ impl Default for PrekeyPolicy {
     }
 }
 
-/// A new device's keys, before its account has certified them.
+/// A new device, before its account has certified it: its keys and
+/// prekeys exist, its certificate does not yet.
 pub struct Unpaired {
-    device: DeviceId,
-    signing: SigningKey,
-    identity: KeyPair,
+    inner: Installation,
 }
 
 impl Unpaired {
-    /// Fresh keys for a new device.
-    pub fn generate() -> Self {
-        Self {
-            device: DeviceId(random_bytes()),
-            signing: SigningKey::from_bytes(&Zeroizing::new(random_bytes())),
-            identity: KeyPair::generate(),
-        }
-    }
-
-    /// What the account must certify.
-    pub fn request(&self) -> PairingRequest {
-        PairingRequest {
-            device: self.device,
-            signing_key: self.signing.verifying_key().to_bytes(),
-            identity_key: self.identity.public(),
-        }
-    }
-
-    /// Becomes an installation once `certificate` vouches for exactly these
-    /// keys.
-    pub fn pair(
-        self,
-        certificate: Certificate,
-        policy: PrekeyPolicy,
-        now: u64,
-    ) -> Result<Installation, BundleError> {
-        certificate.verify()?;
-        let request = self.request();
-        if certificate.device != request.device
-            || certificate.signing_key != request.signing_key
-            || certificate.identity_key != request.identity_key
-        {
-            return Err(BundleError::WrongDevice {
-                expected: request.device,
-                found: certificate.device,
-            });
-        }
-        let mut installation = Installation {
-            device: self.device,
-            signing: self.signing,
-            identity: self.identity,
+    /// Fresh keys and prekeys for a new device.
+    pub fn generate(policy: PrekeyPolicy, now: u64) -> Self {
+        let device = DeviceId(random_bytes());
+        let signing = SigningKey::from_bytes(&Zeroizing::new(random_bytes()));
+        let identity = KeyPair::generate();
+        let certificate = Certificate {
+            account: AccountId([0; 32]),
+            device,
+            signing_key: signing.verifying_key().to_bytes(),
+            identity_key: identity.public(),
+            issued_at: 0,
+            signature: [0; 64],
+        };
+        let mut inner = Installation {
+            device,
+            signing,
+            identity,
             certificate,
             prekeys: Vec::new(),
             one_time: BTreeMap::new(),
             next_id: 1,
             policy,
         };
-        installation.rotate(now);
-        installation.maintain(now);
-        Ok(installation)
+        inner.rotate(now);
+        inner.maintain(now);
+        Self { inner }
+    }
+
+    /// This device.
+    pub fn device(&self) -> DeviceId {
+        self.inner.device
+    }
+
+    /// What the account must certify: the device's bundle (one-time prekeys
+    /// included), signed by the device.
+    pub fn request(&self, now: u64) -> PairingRequest {
+        PairingRequest {
+            bundle: self.inner.bundle(now),
+        }
+    }
+
+    /// Becomes an installation once `certificate` vouches for exactly these
+    /// keys.
+    pub fn pair(mut self, certificate: Certificate) -> Result<Installation, BundleError> {
+        certificate.verify()?;
+        let c = &self.inner.certificate;
+        if certificate.device != c.device
+            || certificate.signing_key != c.signing_key
+            || certificate.identity_key != c.identity_key
+        {
+            return Err(BundleError::WrongDevice {
+                expected: c.device,
+                found: certificate.device,
+            });
+        }
+        self.inner.certificate = certificate;
+        Ok(self.inner)
     }
 }
 
 impl fmt::Debug for Unpaired {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Unpaired")
-            .field("device", &self.device)
+            .field("device", &self.inner.device)
             .finish_non_exhaustive()
     }
 }
@@ -507,9 +584,9 @@ pub struct Installation {
 impl Installation {
     /// An account's first device, certified on the spot.
     pub fn create(account: &Account, policy: PrekeyPolicy, now: u64) -> Self {
-        let keys = Unpaired::generate();
-        let certificate = account.certify(&keys.request(), now);
-        keys.pair(certificate, policy, now)
+        let keys = Unpaired::generate(policy, now);
+        let certificate = account.certify(&keys.request(now), now);
+        keys.pair(certificate)
             .expect("a certificate made for these keys matches them")
     }
 

@@ -217,7 +217,7 @@ impl Builder {
                 metrics,
                 metrics_addr,
                 crypto_metrics,
-                chat: chat.as_ref().map(|(crypto, _, me)| (crypto.clone(), *me)),
+                chat: chat.as_ref().map(|(crypto, _, _)| crypto.clone()),
             }),
         };
         if let Some((_, topics, _)) = &chat {
@@ -317,7 +317,7 @@ struct Inner {
     metrics: murmur_transport::Metrics,
     metrics_addr: Option<std::net::SocketAddr>,
     crypto_metrics: crate::crypto::Metrics,
-    chat: Option<(murmur_core::crypto::Handle, (AccountId, DeviceId))>,
+    chat: Option<murmur_core::crypto::Handle>,
 }
 
 impl Node {
@@ -412,20 +412,68 @@ impl Node {
     }
 
     fn chat(&self) -> Result<&murmur_core::crypto::Handle, Error> {
-        self.inner
-            .chat
-            .as_ref()
-            .map(|(c, _)| c)
-            .ok_or(Error::ChatDisabled)
+        self.inner.chat.as_ref().ok_or(Error::ChatDisabled)
     }
 
-    /// This node's chat account and device.
-    pub fn chat_identity(&self) -> Result<(AccountId, DeviceId), Error> {
-        self.inner
-            .chat
-            .as_ref()
-            .map(|(_, me)| *me)
-            .ok_or(Error::ChatDisabled)
+    /// This node's chat account and device (the account changes once, when
+    /// a new device is paired).
+    pub async fn chat_identity(&self) -> Result<(AccountId, DeviceId), Error> {
+        Ok(self
+            .chat()?
+            .identity
+            .send(murmur_core::crypto::Identity)
+            .await?)
+    }
+
+    /// A one-time code, valid ten minutes, that lets a new device join this
+    /// account (`Node::pair` on the new device). Only the account's first
+    /// device can issue one.
+    pub async fn pairing_code(&self) -> Result<String, Error> {
+        Ok(self
+            .chat()?
+            .pairing_code
+            .send(murmur_core::crypto::PairingCode)
+            .await??)
+    }
+
+    /// Joins the account that issued `code`: sends the request and returns;
+    /// the device takes the account's identity when the answer arrives
+    /// (watch [`Node::chat_identity`]). Contacts learn the new device from
+    /// the first one.
+    pub async fn pair(&self, code: &str) -> Result<(), Error> {
+        let sealed = self
+            .chat()?
+            .pair
+            .send(murmur_core::crypto::Pair(code.to_owned()))
+            .await??;
+        crate::pipeline::publish_all(sealed, self.inner.sharding, self.inner.pipeline.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Revokes one of this account's devices (a lost phone): contacts and
+    /// the other devices stop sealing for it and refuse what it sends.
+    pub async fn revoke(&self, device: DeviceId) -> Result<(), Error> {
+        let sealed = self
+            .chat()?
+            .revoke
+            .send(murmur_core::crypto::Revoke(device))
+            .await??;
+        if !sealed.is_empty() {
+            crate::pipeline::publish_all(sealed, self.inner.sharding, self.inner.pipeline.clone())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The devices of `account` this node knows (for its own account: the
+    /// other devices).
+    pub async fn devices(&self, account: AccountId) -> Result<Vec<DeviceId>, Error> {
+        Ok(self
+            .chat()?
+            .devices
+            .send(murmur_core::crypto::Devices(account))
+            .await?)
     }
 
     /// This device's contact code (`murmur:…`): share it, and whoever adds

@@ -66,6 +66,9 @@ pub struct ChatMessage {
     pub sender: AccountId,
     /// The sending device.
     pub device: DeviceId,
+    /// The account it was sent to: this one, or, for a copy of what another
+    /// device of this account sent, the other side of that conversation.
+    pub to: AccountId,
     /// When the sender says it sent it (milliseconds since the Unix epoch).
     pub sent_at: u64,
     /// What it says.
@@ -219,9 +222,10 @@ pub(crate) fn now_millis() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-pub(crate) fn encode(id: MessageId, body: &Body) -> Bytes {
+pub(crate) fn encode(id: MessageId, to: AccountId, body: &Body) -> Bytes {
     let mut content = Content {
         id: id.0.to_vec(),
+        to: Some(to.0.to_vec()),
         sent_at: now_millis(),
         ..Content::default()
     };
@@ -256,6 +260,7 @@ pub(crate) enum Decoded {
 pub(crate) fn decode(
     sender: AccountId,
     device: DeviceId,
+    me: AccountId,
     plaintext: &[u8],
 ) -> Result<Decoded, String> {
     let c = Content::decode(plaintext).map_err(|e| e.to_string())?;
@@ -276,10 +281,19 @@ pub(crate) fn decode(
         },
         _ => return Err("neither text nor a typed payload".to_owned()),
     };
+    let to = match c.to {
+        Some(to) => AccountId(
+            to.as_slice()
+                .try_into()
+                .map_err(|_| "recipient is not 32 bytes")?,
+        ),
+        None => me,
+    };
     Ok(Decoded::Message(ChatMessage {
         id,
         sender,
         device,
+        to,
         sent_at: c.sent_at,
         body,
     }))

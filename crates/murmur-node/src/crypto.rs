@@ -9,20 +9,21 @@ use base64::Engine as _;
 use bytes::Bytes;
 use murmur_core::{
     crypto::{
-        self, AccountId, AddContact, ContactCode, DeviceId, Error, Identity, Open, Opened, Seal,
-        Sealed, Topics,
+        self, AccountId, AddContact, ContactCode, DeviceId, Devices, Error, Identity, Open, Opened,
+        Pair, PairingCode, Revoke, Seal, Sealed, Topics,
     },
     storage, ContentTopic,
 };
 use murmur_crypto::{
     envelope, x3dh, Account, Bundle, Ciphertext, DecryptError, EnvelopeError, Installation, Limits,
-    PrekeyPolicy, Session, Vault, X3dhError,
+    PairingRequest, PrekeyPolicy, Revocation, Session, Unpaired, Vault, X3dhError,
 };
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
+use prost::Message as _;
 
 const MAILBOX: usize = 1024;
 
@@ -34,6 +35,57 @@ const ACCOUNT: &str = "crypto/account";
 const INSTALLATION: &str = "crypto/installation";
 const SESSION: &str = "crypto/session/";
 const CONTACT: &str = "crypto/contact/";
+const REVOKED: &str = "crypto/revoked/";
+/// A pairing code: this prefix, then in unpadded base64url a one-time
+/// secret (32 bytes) and the issuing device's bundle.
+pub const PAIR_PREFIX: &str = "murmur-pair:";
+/// How long a pairing code can be used.
+const PAIRING_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// What the crypto stage seals: the application's bytes, or one of its own
+/// messages.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Payload {
+    #[prost(bytes = "vec", optional, tag = "1")]
+    app: Option<Vec<u8>>,
+    #[prost(message, optional, tag = "2")]
+    pair_request: Option<PairRequest>,
+    #[prost(message, optional, tag = "3")]
+    pair_response: Option<PairResponse>,
+    /// Bundles of the sender's account's devices.
+    #[prost(bytes = "vec", repeated, tag = "4")]
+    devices: Vec<Vec<u8>>,
+    #[prost(bytes = "vec", optional, tag = "5")]
+    revocation: Option<Vec<u8>>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct PairRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    secret: Vec<u8>,
+    /// The new device's bundle, its certificate to be filled in.
+    #[prost(bytes = "vec", tag = "2")]
+    request: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct PairResponse {
+    #[prost(bytes = "vec", tag = "1")]
+    certificate: Vec<u8>,
+    /// Every bundle the account's first device knows: its contacts' and its
+    /// own devices'.
+    #[prost(bytes = "vec", repeated, tag = "2")]
+    bundles: Vec<Vec<u8>>,
+    #[prost(bytes = "vec", repeated, tag = "3")]
+    revocations: Vec<Vec<u8>>,
+}
+
+/// A pairing this device asked for and waits to be answered.
+struct PendingPair {
+    keys: Unpaired,
+    /// The device that issued the code.
+    primary: (AccountId, DeviceId),
+}
 
 /// The crypto stage's counters: sealed, opened, and refused by reason.
 #[derive(Clone, Default, Debug)]
@@ -86,6 +138,11 @@ pub struct Crypto {
     partitions: u32,
     limits: Limits,
     metrics: Metrics,
+    /// Pairing secrets handed out, with their expiry.
+    pairing: Vec<([u8; 32], std::time::Instant)>,
+    pending_pair: Option<PendingPair>,
+    /// Revoked devices, with the revocation to pass on.
+    revoked: BTreeMap<(AccountId, DeviceId), Revocation>,
 }
 
 fn now() -> u64 {
@@ -148,6 +205,7 @@ impl Crypto {
         let mut installation = None;
         let mut sessions = HashMap::new();
         let mut contacts: BTreeMap<AccountId, BTreeMap<DeviceId, Bundle>> = BTreeMap::new();
+        let mut revoked = BTreeMap::new();
         for (name, value) in entries {
             let bytes = vault.open(&name, &value).map_err(state_error)?;
             if name == ACCOUNT {
@@ -164,6 +222,9 @@ impl Crypto {
                     (account_id(s.peer_account()), device_id(s.peer_device())),
                     s,
                 );
+            } else if name.starts_with(REVOKED) {
+                let r = Revocation::from_bytes(&bytes).map_err(state_error)?;
+                revoked.insert((account_id(r.account), device_id(r.device)), r);
             } else if name.starts_with(CONTACT) {
                 let b = Bundle::from_bytes(&bytes).map_err(state_error)?;
                 contacts
@@ -209,6 +270,9 @@ impl Crypto {
             partitions: partitions.max(1),
             limits: Limits::default(),
             metrics,
+            pairing: Vec::new(),
+            pending_pair: None,
+            revoked,
         };
         Ok(Supervisor::start(move |_| stage))
     }
@@ -271,10 +335,42 @@ impl Crypto {
         if !devices.iter().any(|(a, _)| *a == to) {
             return Err(Error::UnknownContact(to));
         }
+        let payload = Payload {
+            app: Some(plaintext.to_vec()),
+            ..Payload::default()
+        };
+        self.seal_to(devices, &payload)
+    }
+
+    /// Every device this one knows, of every account, but itself.
+    fn everyone(&self) -> Vec<(AccountId, DeviceId)> {
+        let me = (self.account(), self.device());
+        let mut out: Vec<_> = self
+            .contacts
+            .iter()
+            .flat_map(|(a, d)| d.keys().map(|device| (*a, *device)))
+            .chain(self.sessions.keys().copied())
+            .filter(|peer| *peer != me)
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn seal_to(
+        &mut self,
+        devices: Vec<(AccountId, DeviceId)>,
+        payload: &Payload,
+    ) -> Result<(Vec<Sealed>, Saves), Error> {
+        let plaintext = zeroize::Zeroizing::new(payload.encode_to_vec());
+        let plaintext = plaintext.as_slice();
         let sender = (self.installation.account(), self.installation.device());
         let mut sealed = Vec::with_capacity(devices.len());
         let mut saves = Vec::with_capacity(devices.len());
         for peer in devices {
+            if self.revoked.contains_key(&peer) {
+                continue;
+            }
             if !self.sessions.contains_key(&peer) {
                 let Some(bundle) = self.contacts.get(&peer.0).and_then(|d| d.get(&peer.1)) else {
                     continue;
@@ -311,11 +407,21 @@ impl Crypto {
             account_id(opened.sender_account),
             device_id(opened.sender_device),
         );
+        if self.revoked.contains_key(&peer) {
+            return Err(self.refuse(
+                "revoked",
+                Error::Revoked {
+                    account: peer.0,
+                    device: peer.1,
+                },
+            ));
+        }
         let mut saves = Vec::new();
         let existing = match self.sessions.get_mut(&peer) {
             Some(session) => Some(session.decrypt(opened.ciphertext.message())),
             None => None,
         };
+        let mut opened_first = None;
         let plaintext = match (existing, &opened.ciphertext) {
             (Some(Ok(plaintext)), _) => plaintext,
             // A first message again: the peer lost its session and starts
@@ -348,6 +454,7 @@ impl Crypto {
                         })?;
                 self.sessions.insert(peer, session);
                 saves.push(self.sealed_installation());
+                opened_first = Some(true);
                 tracing::info!(account = %peer.0, device = %peer.1, "session established");
                 plaintext
             }
@@ -372,14 +479,67 @@ impl Crypto {
         };
         saves.push(self.sealed_session(peer, &self.sessions[&peer]));
         self.metrics.opened.inc();
-        Ok((Opened::new(peer.0, peer.1, Bytes::from(plaintext)), saves))
+        let payload = Payload::decode(plaintext.as_slice())
+            .map_err(|e| self.refuse("malformed", Error::Undecryptable(e.to_string())))?;
+        let mut opened = Opened::new(peer.0, peer.1, payload.app.map(Bytes::from));
+        if matches!(opened_first, Some(true)) && peer.0 != self.account() {
+            // A new session from another account: tell it about this
+            // account's other devices, so that it writes to them too.
+            let ours: Vec<Vec<u8>> = self
+                .contacts
+                .get(&self.account())
+                .map(|d| d.values().map(Bundle::to_bytes).collect())
+                .unwrap_or_default();
+            if !ours.is_empty() {
+                let (publish, more) = self.seal_to(
+                    vec![peer],
+                    &Payload {
+                        devices: ours,
+                        ..Payload::default()
+                    },
+                )?;
+                saves.extend(more);
+                opened = opened.with_publish(publish);
+            }
+        }
+        if let Some(request) = payload.pair_request {
+            let (publish, more) = self.on_pair_request(peer, &request)?;
+            saves.extend(more);
+            opened = opened.with_publish(publish);
+        }
+        if let Some(response) = payload.pair_response {
+            let (publish, more) = self.on_pair_response(peer, &response)?;
+            saves.extend(more);
+            opened = opened.with_publish(publish).with_identity_changed(true);
+        }
+        for bytes in &payload.devices {
+            saves.extend(self.learn_device(peer.0, bytes));
+        }
+        if let Some(bytes) = payload.revocation {
+            saves.extend(self.on_revocation(peer.0, &bytes));
+        }
+        Ok((opened, saves))
     }
 
-    fn add_contact(&mut self, code: &str) -> Result<(AccountId, Saves), Error> {
-        let bundle = parse_code(code)?;
-        bundle
-            .verify()
-            .map_err(|e| Error::BadContact(e.to_string()))?;
+    /// A bundle of `account`'s devices, from that account: kept if it
+    /// verifies and is not revoked.
+    fn learn_device(&mut self, account: AccountId, bytes: &[u8]) -> Saves {
+        let Ok(bundle) = Bundle::from_bytes(bytes) else {
+            return Vec::new();
+        };
+        let peer = (account_id(bundle.account()), device_id(bundle.device()));
+        if peer.0 != account || bundle.verify().is_err() || self.revoked.contains_key(&peer) {
+            tracing::debug!(account = %peer.0, "device list entry refused");
+            return Vec::new();
+        }
+        if peer == (self.account(), self.device()) {
+            return Vec::new();
+        }
+        tracing::info!(account = %peer.0, device = %peer.1, "learned a device");
+        self.keep_contact(bundle)
+    }
+
+    fn keep_contact(&mut self, bundle: Bundle) -> Saves {
         let peer = (account_id(bundle.account()), device_id(bundle.device()));
         let name = key(CONTACT, peer.0, peer.1);
         let value = self.vault.seal(&name, &bundle.to_bytes());
@@ -387,7 +547,166 @@ impl Crypto {
             .entry(peer.0)
             .or_default()
             .insert(peer.1, bundle);
-        Ok((peer.0, vec![(name, Some(value))]))
+        vec![(name, Some(value))]
+    }
+
+    /// A revocation from `account`: the device's bundle and session go, and
+    /// nothing from it is accepted again.
+    fn on_revocation(&mut self, account: AccountId, bytes: &[u8]) -> Saves {
+        let Ok(r) = Revocation::from_bytes(bytes) else {
+            return Vec::new();
+        };
+        let peer = (account_id(r.account), device_id(r.device));
+        if peer.0 != account || r.verify().is_err() {
+            tracing::debug!(account = %peer.0, "revocation refused");
+            return Vec::new();
+        }
+        self.forget(peer, r)
+    }
+
+    fn forget(&mut self, peer: (AccountId, DeviceId), r: Revocation) -> Saves {
+        tracing::warn!(account = %peer.0, device = %peer.1, "device revoked");
+        if peer == (self.account(), self.device()) {
+            tracing::error!(
+                "this device was revoked by its account; it can no longer send or receive for it"
+            );
+        }
+        if let Some(devices) = self.contacts.get_mut(&peer.0) {
+            devices.remove(&peer.1);
+        }
+        self.sessions.remove(&peer);
+        let name = key(REVOKED, peer.0, peer.1);
+        let value = self.vault.seal(&name, &r.to_bytes());
+        self.revoked.insert(peer, r);
+        vec![
+            (key(SESSION, peer.0, peer.1), None),
+            (key(CONTACT, peer.0, peer.1), None),
+            (name, Some(value)),
+        ]
+    }
+
+    /// On the first device: a new device asks to join with a pairing secret.
+    fn on_pair_request(
+        &mut self,
+        from: (AccountId, DeviceId),
+        request: &PairRequest,
+    ) -> Result<(Vec<Sealed>, Saves), Error> {
+        let Some(account) = self.account.as_ref() else {
+            return Err(self.refuse("pairing", Error::NotPrimary));
+        };
+        let now_instant = std::time::Instant::now();
+        self.pairing.retain(|(_, expiry)| *expiry > now_instant);
+        let position = self.pairing.iter().position(|(secret, _)| {
+            subtle::ConstantTimeEq::ct_eq(secret.as_slice(), request.secret.as_slice()).into()
+        });
+        let Some(position) = position else {
+            return Err(self.refuse(
+                "pairing",
+                Error::Pairing("unknown, expired or used pairing secret".to_owned()),
+            ));
+        };
+        self.pairing.remove(position);
+        let asked = PairingRequest::from_bytes(&request.request)
+            .map_err(|e| self.refuse("pairing", Error::Pairing(e.to_string())))?;
+        let certificate = account.certify(&asked, now());
+        let bundle = asked
+            .complete(certificate.clone())
+            .map_err(|e| self.refuse("pairing", Error::Pairing(e.to_string())))?;
+        let new_device = (self.account(), device_id(bundle.device()));
+        tracing::info!(device = %new_device.1, "paired a new device");
+        let mut saves = self.keep_contact(bundle.clone());
+        let mut bundles: Vec<Vec<u8>> = self
+            .contacts
+            .values()
+            .flat_map(|d| d.values().map(Bundle::to_bytes))
+            .collect();
+        bundles.push(self.installation.bundle_with(now(), 0).to_bytes());
+        let response = Payload {
+            pair_response: Some(PairResponse {
+                certificate: bundle.to_bytes(),
+                bundles,
+                revocations: self.revoked.values().map(Revocation::to_bytes).collect(),
+            }),
+            ..Payload::default()
+        };
+        let (mut publish, more) = self.seal_to(vec![from], &response)?;
+        saves.extend(more);
+        // Everyone else learns the new device: contacts, and our other
+        // devices.
+        let others: Vec<_> = self
+            .everyone()
+            .into_iter()
+            .filter(|p| *p != from && *p != new_device)
+            .collect();
+        let announce = Payload {
+            devices: vec![bundle.to_bytes()],
+            ..Payload::default()
+        };
+        let (more_publish, more) = self.seal_to(others, &announce)?;
+        publish.extend(more_publish);
+        saves.extend(more);
+        Ok((publish, saves))
+    }
+
+    /// On the new device: the first device's answer, with our certificate.
+    fn on_pair_response(
+        &mut self,
+        from: (AccountId, DeviceId),
+        response: &PairResponse,
+    ) -> Result<(Vec<Sealed>, Saves), Error> {
+        let Some(pending) = self.pending_pair.take_if(|p| p.primary == from) else {
+            return Err(self.refuse(
+                "pairing",
+                Error::Pairing("an answer to a pairing this device did not ask for".to_owned()),
+            ));
+        };
+        let bundle = Bundle::from_bytes(&response.certificate)
+            .map_err(|e| self.refuse("pairing", Error::Pairing(e.to_string())))?;
+        let installation = pending
+            .keys
+            .pair(bundle.certificate)
+            .map_err(|e| self.refuse("pairing", Error::Pairing(e.to_string())))?;
+        // The throwaway identity's sessions and account go; the contacts
+        // stay, and the first device's list is added.
+        let mut saves: Saves = self
+            .sessions
+            .keys()
+            .map(|(a, d)| (key(SESSION, *a, *d), None))
+            .collect();
+        self.sessions.clear();
+        self.account = None;
+        self.installation = installation;
+        saves.push((ACCOUNT.to_owned(), None));
+        saves.push(self.sealed_installation());
+        for r in &response.revocations {
+            saves.extend(self.on_revocation(from.0, r));
+        }
+        for bytes in &response.bundles {
+            if let Ok(b) = Bundle::from_bytes(bytes) {
+                if b.verify().is_ok() && b.device() != self.installation.device() {
+                    saves.extend(self.keep_contact(b));
+                }
+            }
+        }
+        tracing::info!(account = %self.account(), device = %self.device(), "paired: this device now belongs to the account");
+        Ok((Vec::new(), saves))
+    }
+
+    fn add_contact(&mut self, code: &str) -> Result<(AccountId, Saves), Error> {
+        let bundle = parse_code(code)?;
+        bundle
+            .verify()
+            .map_err(|e| Error::BadContact(e.to_string()))?;
+        let account = account_id(bundle.account());
+        if self
+            .revoked
+            .contains_key(&(account, device_id(bundle.device())))
+        {
+            return Err(Error::BadContact(
+                "that device was revoked by its account".to_owned(),
+            ));
+        }
+        Ok((account, self.keep_contact(bundle)))
     }
 
     /// Persists `saves`, then answers `result`: durable before the answer,
@@ -518,7 +837,128 @@ impl Handler<Identity> for Crypto {
     }
 }
 
+impl Handler<PairingCode> for Crypto {
+    type Result = Result<String, Error>;
+
+    fn handle(&mut self, _: PairingCode, _: &mut Context<Self>) -> Self::Result {
+        if self.account.is_none() {
+            return Err(Error::NotPrimary);
+        }
+        let secret: [u8; 32] = rand::random();
+        let now_instant = std::time::Instant::now();
+        self.pairing.retain(|(_, expiry)| *expiry > now_instant);
+        self.pairing.push((secret, now_instant + PAIRING_TTL));
+        let mut body = secret.to_vec();
+        body.extend(self.installation.bundle_with(now(), 0).to_bytes());
+        Ok(format!(
+            "{PAIR_PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(body)
+        ))
+    }
+}
+
+impl Handler<Pair> for Crypto {
+    type Result = AtomicResponse<Self, Result<Vec<Sealed>, Error>>;
+
+    fn handle(&mut self, Pair(code): Pair, _: &mut Context<Self>) -> Self::Result {
+        match self.pair(&code) {
+            Ok((sealed, saves)) => self.persist(saves, sealed),
+            Err(e) => AtomicResponse::new(Box::pin(actix::fut::ready(Err(e)))),
+        }
+    }
+}
+
+impl Handler<Revoke> for Crypto {
+    type Result = AtomicResponse<Self, Result<Vec<Sealed>, Error>>;
+
+    fn handle(&mut self, Revoke(device): Revoke, _: &mut Context<Self>) -> Self::Result {
+        match self.revoke(device) {
+            Ok((sealed, saves)) => self.persist(saves, sealed),
+            Err(e) => AtomicResponse::new(Box::pin(actix::fut::ready(Err(e)))),
+        }
+    }
+}
+
+impl Handler<Devices> for Crypto {
+    type Result = MessageResult<Devices>;
+
+    fn handle(&mut self, Devices(account): Devices, _: &mut Context<Self>) -> Self::Result {
+        let me = (self.account(), self.device());
+        let mut devices: Vec<DeviceId> = self
+            .everyone()
+            .into_iter()
+            .filter(|p| p.0 == account && *p != me)
+            .map(|p| p.1)
+            .collect();
+        devices.dedup();
+        MessageResult(devices)
+    }
+}
+
 impl Crypto {
+    /// On a new device: asks the account's first device to certify it.
+    fn pair(&mut self, code: &str) -> Result<(Vec<Sealed>, Saves), Error> {
+        let body = code
+            .trim()
+            .strip_prefix(PAIR_PREFIX)
+            .ok_or_else(|| Error::Pairing(format!("a pairing code starts with {PAIR_PREFIX:?}")))?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(body)
+            .map_err(|e| Error::Pairing(format!("not base64url: {e}")))?;
+        if bytes.len() < 32 {
+            return Err(Error::Pairing("too short".to_owned()));
+        }
+        let (secret, bundle) = bytes.split_at(32);
+        let primary = Bundle::from_bytes(bundle).map_err(|e| Error::Pairing(e.to_string()))?;
+        primary
+            .verify()
+            .map_err(|e| Error::Pairing(e.to_string()))?;
+        let from = (account_id(primary.account()), device_id(primary.device()));
+        if from.0 == self.account() {
+            return Err(Error::Pairing(
+                "this device already belongs to that account".to_owned(),
+            ));
+        }
+        let keys = Unpaired::generate(PrekeyPolicy::default(), now());
+        let request = Payload {
+            pair_request: Some(PairRequest {
+                secret: secret.to_vec(),
+                request: keys.request(now()).to_bytes(),
+            }),
+            ..Payload::default()
+        };
+        let mut saves = self.keep_contact(primary);
+        let (sealed, more) = self.seal_to(vec![from], &request)?;
+        saves.extend(more);
+        self.pending_pair = Some(PendingPair {
+            keys,
+            primary: from,
+        });
+        Ok((sealed, saves))
+    }
+
+    /// On the first device: revokes one of the account's devices, and tells
+    /// everyone.
+    fn revoke(&mut self, device: DeviceId) -> Result<(Vec<Sealed>, Saves), Error> {
+        let account = self.account.as_ref().ok_or(Error::NotPrimary)?;
+        if device == self.device() {
+            return Err(Error::Pairing("a device cannot revoke itself".to_owned()));
+        }
+        let revocation = account.revoke(murmur_crypto::DeviceId(device.0), now());
+        let bytes = revocation.to_bytes();
+        let everyone = self.everyone();
+        let mut saves = self.forget((self.account(), device), revocation);
+        let (sealed, more) = self.seal_to(
+            everyone,
+            &Payload {
+                revocation: Some(bytes),
+                ..Payload::default()
+            },
+        )?;
+        saves.extend(more);
+        Ok((sealed, saves))
+    }
+
     /// Whether this device holds its account's key (the first device does;
     /// a paired one need not).
     pub fn holds_account_key(&self) -> bool {

@@ -188,12 +188,64 @@ impl Pipeline {
         }));
     }
 
+    /// After pairing: the account, and so the partition, changed. The mailbox
+    /// waits until the new topic is subscribed.
+    fn refresh_identity(&mut self, ctx: &mut Context<Self>) {
+        let (Some(chat), Some(transport)) = (self.chat.as_ref(), self.transport.as_ref()) else {
+            return;
+        };
+        let crypto = chat.crypto.clone();
+        let subscribe = transport.subscribe.clone();
+        let sharding = chat.sharding;
+        let refresh = async move {
+            let me = crypto.identity.send(crypto::Identity).await?;
+            let topics = crypto.topics.send(crypto::Topics).await?;
+            for topic in &topics {
+                let shard = sharding.pubsub_topic(topic);
+                subscribe
+                    .send(
+                        transport::Subscribe::new(shard)
+                            .with_content_topics(vec![topic.as_str().to_owned()]),
+                    )
+                    .await??;
+            }
+            Ok::<_, Error>((me, topics))
+        };
+        ctx.wait(refresh.into_actor(self).map(|result, act, _| match result {
+            Ok((me, topics)) => {
+                if let Some(chat) = act.chat.as_mut() {
+                    tracing::info!(account = %me.0, device = %me.1, "chat identity changed");
+                    chat.me = me.0;
+                    chat.topics = topics.iter().map(|t| t.as_str().to_owned()).collect();
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "new chat topic not subscribed"),
+        }));
+    }
+
     fn on_opened(&mut self, opened: &crypto::Opened, ctx: &mut Context<Self>) {
         self.stats.chat_opened += 1;
         let Some(chat) = self.chat.as_mut() else {
             return;
         };
-        match chat::decode(opened.sender, opened.device, &opened.plaintext) {
+        if !opened.publish.is_empty() {
+            let publish = publish_all(opened.publish.clone(), chat.sharding, ctx.address());
+            actix::spawn(async move {
+                if let Err(e) = publish.await {
+                    tracing::warn!(error = %e, "crypto stage's answer not published");
+                }
+            });
+        }
+        if opened.identity_changed {
+            self.refresh_identity(ctx);
+        }
+        let Some(chat) = self.chat.as_mut() else {
+            return;
+        };
+        let Some(plaintext) = &opened.plaintext else {
+            return;
+        };
+        match chat::decode(opened.sender, opened.device, chat.me, plaintext) {
             Ok(Decoded::Receipts(ids)) => {
                 for id in ids {
                     if let Some((state, acks)) = chat.sent.get_mut(&id) {
@@ -395,6 +447,16 @@ async fn publish_sealed(
     pipeline: Addr<Pipeline>,
 ) -> Result<usize, Error> {
     let sealed = crypto.send(seal).await??;
+    publish_all(sealed, sharding, pipeline).await
+}
+
+/// Publishes envelopes through the outbound path; answers how many were
+/// published, or the error if none was.
+pub(crate) async fn publish_all(
+    sealed: Vec<crypto::Sealed>,
+    sharding: Sharding,
+    pipeline: Addr<Pipeline>,
+) -> Result<usize, Error> {
     let mut published = 0;
     let mut last_error = None;
     for envelope in sealed {
@@ -467,7 +529,7 @@ impl Handler<SendChat> for Pipeline {
                 chat.sent.remove(&old);
             }
         }
-        let seal = crypto::Seal::new(msg.to, chat::encode(id, &msg.body));
+        let seal = crypto::Seal::new(msg.to, chat::encode(id, msg.to, &msg.body));
         let publish = publish_sealed(chat.crypto.seal.clone(), seal, chat.sharding, ctx.address());
         Box::pin(async move {
             match publish.await {

@@ -8,6 +8,8 @@
 //!   4: kind      string      a typed payload's type, with
 //!   5: data      bytes       its bytes, or
 //!   6: receipts  repeated bytes(16)   the ids of messages received
+//!   7: to        bytes(32)   the recipient account (copies to the sender's
+//!                            other devices say whom it went to)
 //! ```
 
 /// One chat message, or a receipt.
@@ -31,4 +33,7 @@ pub struct Content {
     /// The ids of messages this one acknowledges.
     #[prost(bytes = "vec", repeated, tag = "6")]
     pub receipts: Vec<Vec<u8>>,
+    /// The recipient account.
+    #[prost(bytes = "vec", optional, tag = "7")]
+    pub to: Option<Vec<u8>>,
 }

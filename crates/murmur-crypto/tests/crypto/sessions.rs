@@ -145,21 +145,31 @@ fn late_first_messages_reach_a_rotated_prekey_until_it_is_dropped() {
 fn a_second_device_pairs_and_a_wrong_certificate_is_refused() {
     let account = Account::generate();
     let phone = Installation::create(&account, PrekeyPolicy::default(), NOW);
-    let laptop = Unpaired::generate();
-    let other = Unpaired::generate();
-    let wrong = account.certify(&other.request(), NOW);
+    let laptop = Unpaired::generate(PrekeyPolicy::default(), NOW);
+    let other = Unpaired::generate(PrekeyPolicy::default(), NOW);
+    let wrong = account.certify(&other.request(NOW), NOW);
     assert!(matches!(
-        Unpaired::generate().pair(wrong, PrekeyPolicy::default(), NOW),
+        Unpaired::generate(PrekeyPolicy::default(), NOW).pair(wrong.clone()),
         Err(BundleError::WrongDevice { .. })
     ));
-    let cert = account.certify(&laptop.request(), NOW);
-    let laptop = laptop
-        .pair(cert, PrekeyPolicy::default(), NOW)
-        .expect("paired");
+    // The request travels as bytes; the account completes the device's
+    // bundle with its certificate, without the device's help.
+    let request = murmur_crypto::PairingRequest::from_bytes(&laptop.request(NOW).to_bytes())
+        .expect("decodes");
+    assert!(request.complete(wrong).is_err());
+    let cert = account.certify(&request, NOW);
+    let laptop_bundle = request.complete(cert.clone()).expect("a valid bundle");
+    let laptop = laptop.pair(cert).expect("paired");
     assert_eq!(laptop.account(), phone.account());
+    assert_eq!(laptop_bundle.device(), laptop.device());
     // The two devices of one account talk like any two devices.
-    let mut to_laptop = x3dh::initiate(&phone, &laptop.bundle(NOW), Limits::default()).expect("ok");
-    assert!(to_laptop.seal(b"sync").is_ok());
+    let mut to_laptop = x3dh::initiate(&phone, &laptop_bundle, Limits::default()).expect("ok");
+    let Ciphertext::Prekey(init, m) = to_laptop.seal(b"sync").expect("seal") else {
+        panic!("first message")
+    };
+    let mut laptop = laptop;
+    let (_, text) = x3dh::respond(&mut laptop, &init, &m, Limits::default()).expect("opens");
+    assert_eq!(text, b"sync");
     // And the account can revoke the laptop, verifiably.
     let revocation = account.revoke(laptop.device(), NOW + 1);
     revocation.verify().expect("signed by the account");
