@@ -26,6 +26,13 @@ async fn node_with_peer(dir: &std::path::Path, peer: Option<&Node>) -> Node {
         .expect("node starts")
 }
 
+/// `node` adds `other`'s contact code; answers `other`'s account.
+async fn introduce(node: &Node, other: &Node) -> murmur::node::chat::AccountId {
+    node.add_contact(&other.contact_code().await.unwrap())
+        .await
+        .unwrap()
+}
+
 /// Waits until `node` has a peer on the shard of `other`'s chat topic.
 async fn meshed(node: &Node, other: &Node) {
     let topic = murmur::node::crypto::partition_topic(partition_of(other, 64).await);
@@ -41,13 +48,7 @@ async fn two_accounts_chat_end_to_end_with_receipts_and_a_verified_sender() {
     let bob = node_with_peer(dirs[1].path(), Some(&alice)).await;
     let (alice_id, _) = alice.chat_identity().await.unwrap();
     let (bob_id, bob_device) = bob.chat_identity().await.unwrap();
-    assert_eq!(
-        alice
-            .add_contact(&bob.contact_code().await.unwrap())
-            .await
-            .unwrap(),
-        bob_id
-    );
+    assert_eq!(introduce(&alice, &bob).await, bob_id);
     let mut bob_inbox = bob.inbox().await.unwrap();
     let mut alice_inbox = alice.inbox().await.unwrap();
     meshed(&alice, &bob).await;
@@ -187,10 +188,7 @@ async fn tampered_and_replayed_envelopes_are_refused_counted_and_the_session_goe
     let alice = node_with_peer(dirs[0].path(), None).await;
     let bob = node_with_peer(dirs[1].path(), Some(&alice)).await;
     let (bob_id, _) = bob.chat_identity().await.unwrap();
-    alice
-        .add_contact(&bob.contact_code().await.unwrap())
-        .await
-        .unwrap();
+    introduce(&alice, &bob).await;
     let mut bob_inbox = bob.inbox().await.unwrap();
     // Bob's raw view of his partition: the envelopes as they travel.
     let bob_topic = murmur::node::crypto::partition_topic(partition_of(&bob, 64).await);
@@ -297,13 +295,7 @@ async fn a_second_device_pairs_gets_copies_both_ways_and_once_revoked_gets_nothi
             meshed_for(node, account).await;
         }
     }
-    assert_eq!(
-        alice
-            .add_contact(&phone.contact_code().await.unwrap())
-            .await
-            .unwrap(),
-        bob_id
-    );
+    assert_eq!(introduce(&alice, &phone).await, bob_id);
     let mut alice_inbox = alice.inbox().await.unwrap();
     let mut phone_inbox = phone.inbox().await.unwrap();
     let mut laptop_inbox = laptop.inbox().await.unwrap();
@@ -343,9 +335,7 @@ async fn a_second_device_pairs_gets_copies_both_ways_and_once_revoked_gets_nothi
     let dave_dir = tempfile::tempdir().unwrap();
     let dave = node_with_peer(dave_dir.path(), Some(&alice)).await;
     meshed_for(&dave, bob_id).await;
-    dave.add_contact(&phone.contact_code().await.unwrap())
-        .await
-        .unwrap();
+    introduce(&dave, &phone).await;
     dave.conversation(bob_id)
         .send_text("hi Bob, I'm Dave")
         .await

@@ -179,16 +179,7 @@ impl PairingRequest {
 
     /// The device's bundle, once the account's certificate is in it; checked.
     pub fn complete(&self, certificate: Certificate) -> Result<Bundle, BundleError> {
-        let c = &self.bundle.certificate;
-        if certificate.device != c.device
-            || certificate.signing_key != c.signing_key
-            || certificate.identity_key != c.identity_key
-        {
-            return Err(BundleError::WrongDevice {
-                expected: c.device,
-                found: certificate.device,
-            });
-        }
+        self.bundle.certificate.same_keys(&certificate)?;
         let bundle = Bundle {
             certificate,
             ..self.bundle.clone()
@@ -250,6 +241,21 @@ impl Certificate {
                 &Signature::from_bytes(&self.signature),
             )
             .map_err(|_| BundleError::Certificate(self.account))
+    }
+
+    /// Whether `other` certifies the same device keys as this one.
+    fn same_keys(&self, other: &Certificate) -> Result<(), BundleError> {
+        if other.device == self.device
+            && other.signing_key == self.signing_key
+            && other.identity_key == self.identity_key
+        {
+            Ok(())
+        } else {
+            Err(BundleError::WrongDevice {
+                expected: self.device,
+                found: other.device,
+            })
+        }
     }
 
     pub(crate) fn write(&self, w: &mut Writer) {
@@ -529,16 +535,7 @@ impl Unpaired {
     /// keys.
     pub fn pair(mut self, certificate: Certificate) -> Result<Installation, BundleError> {
         certificate.verify()?;
-        let c = &self.inner.certificate;
-        if certificate.device != c.device
-            || certificate.signing_key != c.signing_key
-            || certificate.identity_key != c.identity_key
-        {
-            return Err(BundleError::WrongDevice {
-                expected: c.device,
-                found: certificate.device,
-            });
-        }
+        self.inner.certificate.same_keys(&certificate)?;
         self.inner.certificate = certificate;
         Ok(self.inner)
     }
