@@ -146,16 +146,55 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
             "bob's store does not hold the whole conversation".to_owned(),
         ));
     }
-    private_chat(&members).await
+    private_chat(&members, &root).await
 }
 
-/// Alice and Bob, end to end encrypted; Carol relays and watches the wire.
+/// Alice and Bob (on his phone, the node "bob", and a laptop he pairs), end
+/// to end encrypted; Carol relays and watches the wire.
 #[allow(clippy::print_stdout)]
-async fn private_chat(members: &[Member]) -> Result<(), CliError> {
+async fn private_chat(members: &[Member], root: &std::path::Path) -> Result<(), CliError> {
     let (alice, bob, carol) = (&members[0].node, &members[1].node, &members[2].node);
-    println!("\nend-to-end encrypted: alice and bob chat; carol relays and records the wire");
+    println!("\nend-to-end encrypted: alice and bob chat, bob on two devices; carol relays and records the wire");
+    let mut wire = carol.subscribe_all().await?;
     let (alice_id, alice_device) = alice.chat_identity().await?;
     let (bob_id, bob_device) = bob.chat_identity().await?;
+
+    // Bob's laptop: a fourth node, beside his phone, joins his account.
+    let mut config = Config::new(root.join("bob-laptop"));
+    config.network.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")];
+    config.network.peers = vec![bob.listen_addrs()[0]
+        .parse()
+        .expect("the transport reports valid addresses")];
+    let laptop = Builder::new(config)
+        .with_keypair(Keypair::generate_secp256k1())
+        .start()
+        .await?;
+    let (throwaway, _) = laptop.chat_identity().await?;
+    for node in [alice, bob, &laptop] {
+        for id in [alice_id, bob_id, throwaway] {
+            let topic = murmur_node::crypto::partition_topic(partition(id));
+            node.wait_for_peers(&node.pubsub_topic(&topic), 1, WAIT)
+                .await?;
+        }
+    }
+    let pairing = bob.pairing_code().await?;
+    laptop.pair(&pairing).await?;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while laptop.chat_identity().await?.0 != bob_id {
+        if tokio::time::Instant::now() > deadline {
+            return Err(CliError::Failed(
+                "the laptop did not join bob's account".to_owned(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, laptop_device) = laptop.chat_identity().await?;
+    println!(
+        "bob paired his laptop with a one-time code: device {}… joins account {}…",
+        &laptop_device.to_string()[..8],
+        &bob_id.to_string()[..8]
+    );
+
     let code = bob.contact_code().await?;
     println!(
         "bob's contact code ({} characters): {}…",
@@ -163,43 +202,56 @@ async fn private_chat(members: &[Member]) -> Result<(), CliError> {
         &code[..40]
     );
     alice.add_contact(&code).await?;
-    let mut wire = carol.subscribe_all().await?;
-    let mut inboxes = [alice.inbox().await?, bob.inbox().await?];
-    let topics: Vec<_> = [alice_id, bob_id]
-        .iter()
-        .map(|id| murmur_node::crypto::partition_topic(partition(*id)))
-        .collect();
-    for (node, topic) in [(alice, &topics[1]), (bob, &topics[0])] {
-        node.wait_for_peers(&node.pubsub_topic(topic), 1, WAIT)
-            .await?;
-    }
-
-    let script = [
-        (0, "meet at noon?"),
-        (1, "noon works. the usual place"),
-        (0, "see you there"),
+    let mut inboxes = [
+        alice.inbox().await?,
+        bob.inbox().await?,
+        laptop.inbox().await?,
     ];
-    for (from, text) in script {
+
+    // Who reads each line: alice (0), bob's phone (1), bob's laptop (2).
+    let script: [(usize, &str, &[usize]); 3] = [
+        (0, "meet at noon?", &[1]),
+        (1, "noon works. the usual place", &[0, 2]),
+        (0, "see you there", &[1, 2]),
+    ];
+    let names = ["alice", "bob (phone)", "bob (laptop)"];
+    for (from, text, readers) in script {
         let (node, to) = if from == 0 {
             (alice, bob_id)
         } else {
             (bob, alice_id)
         };
         let mut sent = node.conversation(to).send_text(text).await?;
-        let got = inboxes[1 - from]
-            .recv_timeout(WAIT)
-            .await
-            .ok_or_else(|| CliError::Failed(format!("\"{text}\" did not arrive")))?;
-        if got.text() != Some(text) || got.id != sent.id {
-            return Err(CliError::Failed(format!("\"{text}\" arrived altered")));
+        let mut read_by = Vec::new();
+        for &reader in readers {
+            let got = inboxes[reader].recv_timeout(WAIT).await.ok_or_else(|| {
+                CliError::Failed(format!("\"{text}\" did not reach {}", names[reader]))
+            })?;
+            if got.text() != Some(text) || got.id != sent.id {
+                return Err(CliError::Failed(format!("\"{text}\" arrived altered")));
+            }
+            read_by.push(names[reader]);
         }
         let state = sent.acknowledged(WAIT).await;
         println!(
-            "{:<6} -> {:<6} \"{text}\"  sender verified as {}…, {state:?}",
-            members_name(from),
-            members_name(1 - from),
-            &got.sender.to_string()[..8],
+            "{:<12} \"{text}\"  read by {}; {state:?}",
+            names[from],
+            read_by.join(" and "),
         );
+        if from == 0 && readers.len() == 1 {
+            // Bob's phone answered alice's first message with his device
+            // list: from now on she writes to the laptop too.
+            let deadline = tokio::time::Instant::now() + WAIT;
+            while !alice.devices(bob_id).await?.contains(&laptop_device) {
+                if tokio::time::Instant::now() > deadline {
+                    return Err(CliError::Failed(
+                        "alice never learned bob's laptop".to_owned(),
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            println!("             (bob's phone told alice about his laptop, inside the session)");
+        }
     }
 
     // What carol saw: envelopes on partition topics, nothing more.
@@ -216,6 +268,7 @@ async fn private_chat(members: &[Member]) -> Result<(), CliError> {
         bob_id.0.to_vec(),
         alice_device.0.to_vec(),
         bob_device.0.to_vec(),
+        laptop_device.0.to_vec(),
         identity_key(&alice.contact_code().await?)?,
         identity_key(&code)?,
         b"noon".to_vec(),
