@@ -461,3 +461,72 @@ async fn a_second_device_pairs_gets_copies_both_ways_and_once_revoked_gets_nothi
         .await
         .is_none());
 }
+
+#[actix_rt::test]
+async fn an_account_known_only_by_its_id_is_reached_through_its_published_bundle() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let alice = node_with_peer(dirs[0].path(), None).await;
+    let bob = node_with_peer(dirs[1].path(), Some(&alice)).await;
+    let mallory = node_with_peer(dirs[2].path(), Some(&alice)).await;
+    let (bob_id, bob_device) = bob.chat_identity().await.unwrap();
+    meshed(&alice, &bob).await;
+    meshed(&bob, &alice).await;
+    let bundle_topic = murmur::node::crypto::bundle_topic(partition_of(&bob, 64).await);
+    mallory
+        .wait_for_peers(&mallory.pubsub_topic(&bundle_topic), 1, WAIT)
+        .await
+        .unwrap();
+    bob.publish_bundle().await.unwrap();
+    // Mallory's own bundle, and junk, on Bob's bundle topic: neither is Bob's.
+    let (mallory_id, _) = mallory.chat_identity().await.unwrap();
+    let mallory_code = mallory.contact_code().await.unwrap();
+    let mallory_bundle = murmur::node::crypto::parse_code(&mallory_code)
+        .unwrap()
+        .to_bytes();
+    for payload in [mallory_bundle, b"junk".to_vec()] {
+        let message = WakuMessage::new(bundle_topic.as_str(), payload)
+            .with_timestamp(murmur_core::now_nanos());
+        mallory
+            .publish(mallory.pubsub_topic(&bundle_topic), message)
+            .await
+            .unwrap();
+    }
+    // Alice asks another store node: Mallory's, which relays and keeps
+    // what it relays like any other.
+    let store = addr(&mallory, false);
+    eventually("Mallory's store holds the posts too", || async {
+        let q = murmur_core::store::Query::content(
+            Some(alice.pubsub_topic(&bundle_topic)),
+            vec![bundle_topic.as_str().to_owned()],
+        );
+        alice
+            .query_store(&store, q)
+            .await
+            .map(|p| p.messages.len())
+            .unwrap_or(0)
+            >= 3
+    })
+    .await;
+    let mut bob_inbox = bob.inbox().await.unwrap();
+    assert_eq!(alice.refresh_contact(&store, bob_id).await.unwrap(), 1);
+    assert_eq!(alice.devices(bob_id).await.unwrap(), vec![bob_device]);
+    assert!(alice.devices(mallory_id).await.unwrap().is_empty());
+    assert_eq!(
+        alice.refresh_contact(&store, bob_id).await.unwrap(),
+        0,
+        "nothing newer the second time"
+    );
+    alice
+        .conversation(bob_id)
+        .send_text("found you")
+        .await
+        .unwrap();
+    assert_eq!(
+        bob_inbox
+            .recv_timeout(WAIT)
+            .await
+            .expect("Bob receives")
+            .text(),
+        Some("found you")
+    );
+}

@@ -3,7 +3,8 @@
 //! `murmur-crypto`; its actor persists what the core changes.
 //!
 //! Asked to: [`Seal`], [`Open`], [`AddContact`], [`ContactCode`], [`Topics`],
-//! [`Identity`], [`PairingCode`], [`Pair`], [`Revoke`], [`Devices`].
+//! [`Identity`], [`PairingCode`], [`Pair`], [`Revoke`], [`Devices`],
+//! [`OwnBundle`], [`BundleTopic`], [`LearnBundles`].
 //! Tells: [`Event`].
 
 use std::fmt;
@@ -224,6 +225,30 @@ pub struct Revoke(pub DeviceId);
 #[rtype(result = "Vec<DeviceId>")]
 pub struct Devices(pub AccountId);
 
+/// Asks for this device's current bundle (signed, without one-time
+/// prekeys) and the topic to publish it on, so that contacts can fetch it
+/// from store nodes: a fresh signed prekey, and the account's devices.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "(ContentTopic, Bytes)")]
+pub struct OwnBundle;
+
+/// Asks for the topic an account's devices publish their bundles on.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "ContentTopic")]
+pub struct BundleTopic(pub AccountId);
+
+/// Bundles of `account`'s devices, fetched from the network: each one that
+/// verifies, belongs to the account, is not revoked and is newer than the
+/// one known is kept. Answers how many were kept.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<usize, Error>")]
+pub struct LearnBundles {
+    /// Whose.
+    pub account: AccountId,
+    /// The payloads found.
+    pub bundles: Vec<Bytes>,
+}
+
 /// Asks for this node's account and device.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "(AccountId, DeviceId)")]
@@ -266,6 +291,12 @@ pub struct Handle {
     pub revoke: Recipient<Revoke>,
     /// Where [`Devices`] goes.
     pub devices: Recipient<Devices>,
+    /// Where [`OwnBundle`] goes.
+    pub own_bundle: Recipient<OwnBundle>,
+    /// Where [`BundleTopic`] goes.
+    pub bundle_topic: Recipient<BundleTopic>,
+    /// Where [`LearnBundles`] goes.
+    pub learn_bundles: Recipient<LearnBundles>,
 }
 
 impl<A> From<actix::Addr<A>> for Handle
@@ -280,7 +311,10 @@ where
         + actix::Handler<PairingCode>
         + actix::Handler<Pair>
         + actix::Handler<Revoke>
-        + actix::Handler<Devices>,
+        + actix::Handler<Devices>
+        + actix::Handler<OwnBundle>
+        + actix::Handler<BundleTopic>
+        + actix::Handler<LearnBundles>,
 {
     fn from(addr: actix::Addr<A>) -> Self {
         Self {
@@ -293,7 +327,10 @@ where
             pairing_code: addr.clone().recipient(),
             pair: addr.clone().recipient(),
             revoke: addr.clone().recipient(),
-            devices: addr.recipient(),
+            devices: addr.clone().recipient(),
+            own_bundle: addr.clone().recipient(),
+            bundle_topic: addr.clone().recipient(),
+            learn_bundles: addr.recipient(),
         }
     }
 }

@@ -224,9 +224,37 @@ impl Builder {
             // Our partition's shard, with its content topic, even on a node
             // that relays only some shards or none (light).
             node.subscribe_shards(topics.iter()).await?;
+            spawn_bundle_publisher(&node);
         }
         Ok(node)
     }
+}
+
+/// Publishes the device's bundle soon after start and every six hours; a
+/// failed attempt (no peers yet) is retried every thirty seconds.
+fn spawn_bundle_publisher(node: &Node) {
+    const EVERY: Duration = Duration::from_secs(6 * 3600);
+    const RETRY: Duration = Duration::from_secs(30);
+    let node = std::sync::Arc::downgrade(&node.inner);
+    actix::spawn(async move {
+        let mut wait = Duration::from_secs(2);
+        loop {
+            tokio::time::sleep(wait).await;
+            // The node is gone once every handle is dropped.
+            let Some(inner) = node.upgrade() else { return };
+            wait = match (Node { inner }).publish_bundle().await {
+                Ok(hash) => {
+                    tracing::debug!(%hash, "bundle published");
+                    EVERY
+                }
+                Err(Error::Stopped) => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "bundle not published yet");
+                    RETRY
+                }
+            };
+        }
+    });
 }
 
 async fn sql_storage(config: Config) -> Result<storage::Handle, Error> {
@@ -561,6 +589,54 @@ impl Node {
             }
         }
         Ok(fetched)
+    }
+
+    /// Publishes this device's bundle (signed, without one-time prekeys) on
+    /// its account's bundle topic, where store nodes keep it for contacts
+    /// ([`Node::refresh_contact`]). The node does this by itself every six
+    /// hours; answers the message hash.
+    pub async fn publish_bundle(&self) -> Result<MessageHash, Error> {
+        let (topic, bundle) = self
+            .chat()?
+            .own_bundle
+            .send(murmur_core::crypto::OwnBundle)
+            .await?;
+        let message =
+            WakuMessage::new(topic.as_str(), bundle).with_timestamp(murmur_core::now_nanos());
+        self.publish(self.pubsub_topic(&topic), message).await
+    }
+
+    /// Fetches the bundles `account`'s devices published from the store node
+    /// at `peer`, and keeps those newer than what this node knows (a
+    /// rotated signed prekey, a new device). Enough to write to an account
+    /// known only by its id. Answers how many bundles were kept.
+    pub async fn refresh_contact(&self, peer: &str, account: AccountId) -> Result<usize, Error> {
+        let crypto = self.chat()?;
+        let topic = crypto
+            .bundle_topic
+            .send(murmur_core::crypto::BundleTopic(account))
+            .await?;
+        let mut query = murmur_core::store::Query::content(
+            Some(self.pubsub_topic(&topic)),
+            vec![topic.as_str().to_owned()],
+        );
+        let mut bundles = Vec::new();
+        loop {
+            let page = self.query_store(peer, query.clone()).await?;
+            bundles.extend(
+                page.messages
+                    .into_iter()
+                    .filter_map(|m| m.message.map(|m| m.payload)),
+            );
+            match page.cursor {
+                Some(cursor) => query = query.with_cursor(Some(cursor)),
+                None => break,
+            }
+        }
+        Ok(crypto
+            .learn_bundles
+            .send(murmur_core::crypto::LearnBundles { account, bundles })
+            .await??)
     }
 
     /// The crypto stage's counters.

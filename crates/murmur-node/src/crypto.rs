@@ -9,8 +9,8 @@ use base64::Engine as _;
 use bytes::Bytes;
 use murmur_core::{
     crypto::{
-        self, AccountId, AddContact, ContactCode, DeviceId, Devices, Error, Identity, Open, Opened,
-        Pair, PairingCode, Revoke, Seal, Sealed, Topics,
+        self, AccountId, AddContact, BundleTopic, ContactCode, DeviceId, Devices, Error, Identity,
+        LearnBundles, Open, Opened, OwnBundle, Pair, PairingCode, Revoke, Seal, Sealed, Topics,
     },
     storage, ContentTopic,
 };
@@ -178,6 +178,14 @@ pub fn vault_secret(
         .map_err(|e| crate::Error::Config(format!("the node key cannot seal chat state: {e}")))
 }
 
+/// The content topic where the accounts of a partition publish their
+/// devices' bundles.
+pub fn bundle_topic(partition: u32) -> ContentTopic {
+    format!("/murmur/1/bundles-{partition}/proto")
+        .parse()
+        .expect("a bundle topic is a valid content topic")
+}
+
 /// The content topic of a partition.
 pub fn partition_topic(partition: u32) -> ContentTopic {
     format!("/murmur/1/dm-{partition}/proto")
@@ -283,6 +291,13 @@ impl Crypto {
 
     fn device(&self) -> DeviceId {
         device_id(self.installation.device())
+    }
+
+    fn bundle_topic_of(&self, account: AccountId) -> ContentTopic {
+        bundle_topic(envelope::partition(
+            &murmur_crypto::AccountId(account.0),
+            self.partitions,
+        ))
     }
 
     fn topic_of(&self, account: AccountId) -> ContentTopic {
@@ -826,6 +841,52 @@ impl Handler<Topics> for Crypto {
 
     fn handle(&mut self, _: Topics, _: &mut Context<Self>) -> Self::Result {
         MessageResult(vec![self.topic_of(self.account())])
+    }
+}
+
+impl Handler<OwnBundle> for Crypto {
+    type Result = MessageResult<OwnBundle>;
+
+    fn handle(&mut self, _: OwnBundle, _: &mut Context<Self>) -> Self::Result {
+        let bundle = self.installation.bundle_with(now(), 0);
+        MessageResult((
+            self.bundle_topic_of(self.account()),
+            Bytes::from(bundle.to_bytes()),
+        ))
+    }
+}
+
+impl Handler<BundleTopic> for Crypto {
+    type Result = MessageResult<BundleTopic>;
+
+    fn handle(&mut self, BundleTopic(account): BundleTopic, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.bundle_topic_of(account))
+    }
+}
+
+impl Handler<LearnBundles> for Crypto {
+    type Result = AtomicResponse<Self, Result<usize, Error>>;
+
+    fn handle(&mut self, msg: LearnBundles, _: &mut Context<Self>) -> Self::Result {
+        let mut saves = Vec::new();
+        let mut kept = 0;
+        for bytes in &msg.bundles {
+            let Ok(bundle) = Bundle::from_bytes(bytes) else {
+                continue;
+            };
+            let device = device_id(bundle.device());
+            let newer = self
+                .contacts
+                .get(&msg.account)
+                .and_then(|d| d.get(&device))
+                .is_none_or(|known| known.timestamp < bundle.timestamp);
+            if newer {
+                let more = self.learn_device(msg.account, bytes);
+                kept += usize::from(!more.is_empty());
+                saves.extend(more);
+            }
+        }
+        self.persist(saves, kept)
     }
 }
 
