@@ -113,9 +113,29 @@ async fn an_unknown_contact_is_a_typed_error() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("add its contact code"), "{err}");
-    for bad in ["", "murmur:", "murmur:!!!", "hello", "murmur:AAAA"] {
+    // A code whose bundle signature does not verify.
+    let other = tempfile::tempdir().unwrap();
+    let bob = node_with_peer(other.path(), None).await;
+    let code = bob.contact_code().await.unwrap();
+    let mut bundle = murmur::node::crypto::parse_code(&code).unwrap();
+    bundle.signed_prekey.key.0[0] ^= 1;
+    let forged = format!("murmur:{}", base64_url(&bundle.to_bytes()));
+    for bad in [
+        "",
+        "murmur:",
+        "murmur:!!!",
+        "hello",
+        "murmur:AAAA",
+        forged.as_str(),
+    ] {
         assert!(alice.add_contact(bad).await.is_err(), "{bad:?}");
     }
+    assert_eq!(alice.crypto_metrics().refused("bad_bundle"), 6);
+    assert!(alice
+        .devices(murmur::node::chat::AccountId(bundle.account().0))
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[actix_rt::test]
@@ -529,4 +549,9 @@ async fn an_account_known_only_by_its_id_is_reached_through_its_published_bundle
             .text(),
         Some("found you")
     );
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }

@@ -155,7 +155,7 @@ impl Builder {
             let crypto = crate::crypto::start_default(
                 storage.clone(),
                 &secret,
-                self.config.chat.partitions,
+                &self.config.chat,
                 crypto_metrics.clone(),
             )
             .await?;

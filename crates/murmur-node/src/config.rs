@@ -117,6 +117,11 @@ pub struct Chat {
     /// an observer learns only the partition. Every node that talks to this
     /// one must use the same number.
     pub partitions: u32,
+    /// The largest gap, in one chain of a session, a message may skip
+    /// (later messages arrive before earlier ones, or some are lost).
+    pub max_skip: u32,
+    /// The most keys of skipped messages a session keeps; the oldest go.
+    pub max_skipped_keys: usize,
 }
 
 impl Default for Chat {
@@ -124,6 +129,8 @@ impl Default for Chat {
         Self {
             enabled: true,
             partitions: 64,
+            max_skip: 1000,
+            max_skipped_keys: 2000,
         }
     }
 }

@@ -199,7 +199,7 @@ impl Crypto {
     pub async fn start(
         storage: storage::Handle,
         node_secret: &[u8],
-        partitions: u32,
+        settings: &crate::config::Chat,
         metrics: Metrics,
     ) -> Result<Addr<Self>, Error> {
         let vault = Vault::new(node_secret);
@@ -275,8 +275,11 @@ impl Crypto {
             contacts,
             vault,
             storage,
-            partitions: partitions.max(1),
-            limits: Limits::default(),
+            partitions: settings.partitions.max(1),
+            limits: Limits {
+                max_skip: settings.max_skip,
+                max_stored: settings.max_skipped_keys,
+            },
             metrics,
             pairing: Vec::new(),
             pending_pair: None,
@@ -544,7 +547,10 @@ impl Crypto {
         };
         let peer = (account_id(bundle.account()), device_id(bundle.device()));
         if peer.0 != account || bundle.verify().is_err() || self.revoked.contains_key(&peer) {
-            tracing::debug!(account = %peer.0, "device list entry refused");
+            self.refuse(
+                "bad_bundle",
+                Error::BadContact(format!("a bundle of {} from {account} refused", peer.0)),
+            );
             return Vec::new();
         }
         if peer == (self.account(), self.device()) {
@@ -708,10 +714,10 @@ impl Crypto {
     }
 
     fn add_contact(&mut self, code: &str) -> Result<(AccountId, Saves), Error> {
-        let bundle = parse_code(code)?;
+        let bundle = parse_code(code).map_err(|e| self.refuse("bad_bundle", e))?;
         bundle
             .verify()
-            .map_err(|e| Error::BadContact(e.to_string()))?;
+            .map_err(|e| self.refuse("bad_bundle", Error::BadContact(e.to_string())))?;
         let account = account_id(bundle.account());
         if self
             .revoked
@@ -1031,10 +1037,10 @@ impl Crypto {
 pub(crate) async fn start_default(
     storage: storage::Handle,
     node_secret: &[u8],
-    partitions: u32,
+    settings: &crate::config::Chat,
     metrics: Metrics,
 ) -> Result<crypto::Handle, Error> {
     Ok(crypto::Handle::from(
-        Crypto::start(storage, node_secret, partitions, metrics).await?,
+        Crypto::start(storage, node_secret, settings, metrics).await?,
     ))
 }
