@@ -306,7 +306,18 @@ async fn a_second_device_pairs_gets_copies_both_ways_and_once_revoked_gets_nothi
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let alice = node_with_peer(dirs[0].path(), None).await;
     let phone = node_with_peer(dirs[1].path(), Some(&alice)).await;
-    let laptop = node_with_peer(dirs[2].path(), Some(&alice)).await;
+    // The laptop keeps its node key: its chat state is sealed with it.
+    let laptop_key = Keypair::generate_secp256k1();
+    let laptop_config = || {
+        let mut c = loopback_config(dirs[2].path(), &["/ip4/127.0.0.1/tcp/0"]);
+        c.network.peers = vec![addr(&alice, false).parse().unwrap()];
+        c
+    };
+    let laptop = Builder::new(laptop_config())
+        .with_keypair(laptop_key.clone())
+        .start()
+        .await
+        .unwrap();
     let (alice_id, _) = alice.chat_identity().await.unwrap();
     let (bob_id, phone_device) = phone.chat_identity().await.unwrap();
     let (throwaway, _) = laptop.chat_identity().await.unwrap();
@@ -435,6 +446,44 @@ async fn a_second_device_pairs_gets_copies_both_ways_and_once_revoked_gets_nothi
         .await
         .expect("the phone gets a copy");
     assert_eq!(copy.text(), Some("from the laptop"));
+
+    // The laptop goes offline; Alice writes; the laptop comes back and
+    // catches up from a store node, each message once.
+    laptop.go_offline().await.unwrap();
+    let missed = ["while you were off 1", "while you were off 2"];
+    for text in missed {
+        alice.conversation(bob_id).send_text(text).await.unwrap();
+        assert_eq!(
+            phone_inbox.recv_timeout(WAIT).await.unwrap().text(),
+            Some(text)
+        );
+    }
+    assert!(laptop_inbox
+        .recv_timeout(Duration::from_millis(500))
+        .await
+        .is_none());
+    let laptop = Builder::new(laptop_config())
+        .with_keypair(laptop_key)
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(
+        laptop.chat_identity().await.unwrap(),
+        (bob_id, laptop_device)
+    );
+    let mut laptop_inbox = laptop.inbox().await.unwrap();
+    laptop.catch_up(&addr(&alice, false), None).await.unwrap();
+    for text in missed {
+        assert_eq!(
+            laptop_inbox.recv_timeout(WAIT).await.unwrap().text(),
+            Some(text)
+        );
+    }
+    assert!(laptop_inbox
+        .recv_timeout(Duration::from_millis(500))
+        .await
+        .is_none());
+    meshed_for(&laptop, alice_id).await;
 
     // The laptop is lost: the phone revokes it.
     assert!(

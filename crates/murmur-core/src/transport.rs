@@ -1,7 +1,7 @@
 //! The transport stage: owns the network (a libp2p Waku node, or anything that
 //! moves [`WakuMessage`]s), its peers and its subscriptions.
 //!
-//! Asked to: [`Publish`], [`Subscribe`], [`Unsubscribe`], [`Dial`], [`GetStatus`],
+//! Asked to: [`Publish`], [`Subscribe`], [`Unsubscribe`], [`Dial`], [`Stop`], [`GetStatus`],
 //! [`QueryStore`].
 //! Tells: [`Event`], to the recipient it was given when it started.
 //!
@@ -213,6 +213,14 @@ pub enum Event {
     Archived(Delivery),
 }
 
+/// Leaves the network: every connection and listener closes and nothing is
+/// relayed any more; later requests are answered with [`Error::Stopped`].
+/// The node is offline until a new transport starts (a new node on the same
+/// data folder).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
 /// Any actor that handles the transport's messages.
 pub trait Stage:
     Actor<Context = Context<Self>>
@@ -222,6 +230,7 @@ pub trait Stage:
     + Handler<Dial>
     + Handler<GetStatus>
     + Handler<QueryStore>
+    + Handler<Stop>
 {
 }
 
@@ -233,6 +242,7 @@ impl<A> Stage for A where
         + Handler<Dial>
         + Handler<GetStatus>
         + Handler<QueryStore>
+        + Handler<Stop>
 {
 }
 
@@ -252,6 +262,8 @@ pub struct Handle {
     pub status: Recipient<GetStatus>,
     /// Where [`QueryStore`] goes.
     pub query_store: Recipient<QueryStore>,
+    /// Where [`Stop`] goes.
+    pub stop: Recipient<Stop>,
 }
 
 impl<A: Stage> From<Addr<A>> for Handle {
@@ -262,7 +274,8 @@ impl<A: Stage> From<Addr<A>> for Handle {
             unsubscribe: addr.clone().recipient(),
             dial: addr.clone().recipient(),
             status: addr.clone().recipient(),
-            query_store: addr.recipient(),
+            query_store: addr.clone().recipient(),
+            stop: addr.recipient(),
         }
     }
 }

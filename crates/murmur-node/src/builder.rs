@@ -667,6 +667,14 @@ impl Node {
             .await??)
     }
 
+    /// Takes the node off the network: connections and listeners close, and
+    /// it relays and receives nothing more. Its data stays in its folder;
+    /// a node started again on that folder (and key) is the same node, and
+    /// [`Node::catch_up`] fetches what it missed.
+    pub async fn go_offline(&self) -> Result<(), Error> {
+        Ok(self.inner.transport.stop.send(transport::Stop).await?)
+    }
+
     /// The transport's view of the network.
     pub async fn status(&self) -> Result<Status, Error> {
         Ok(self.inner.transport.status.send(GetStatus).await?)

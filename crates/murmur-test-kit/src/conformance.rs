@@ -10,7 +10,7 @@ use std::{future::Future, time::Duration};
 
 use actix::prelude::*;
 use murmur_core::{
-    transport::{self, Event, GetStatus, Publish, Subscribe},
+    transport::{self, Event, GetStatus, Publish, Stop, Subscribe},
     MessageHash, PubsubTopic, WakuMessage,
 };
 
@@ -56,6 +56,11 @@ macro_rules! transport_conformance_tests {
             #[test]
             fn reports_subscriptions_in_status() {
                 $crate::run($crate::conformance::reports_subscriptions_in_status($start));
+            }
+
+            #[test]
+            fn leaves_the_network_when_stopped() {
+                $crate::run($crate::conformance::leaves_the_network_when_stopped($start));
             }
         }
     };
@@ -242,4 +247,34 @@ where
         .expect("transport alive");
     assert!(status.topics.iter().any(|(topic, _)| *topic == t));
     assert!(status.peer_id.is_some());
+}
+
+/// After [`Stop`], a stage publishes nothing, receives nothing, and says so
+/// with [`transport::Error::Stopped`]; its peers see it gone.
+pub async fn leaves_the_network_when_stopped<F, Fut>(start: F)
+where
+    F: FnOnce(Vec<Recipient<Event>>) -> Fut,
+    Fut: Future<Output = Vec<transport::Handle>>,
+{
+    let (handles, mut events) = start_n(start, 2).await;
+    let t = topic(6);
+    subscribe(&handles[0], &t).await;
+    subscribe(&handles[1], &t).await;
+    wait_for_peers(&handles[0], &t).await;
+    handles[1].stop.send(Stop).await.expect("transport alive");
+    let message = |n: u8| {
+        WakuMessage::new("/conformance/1/stop/proto", vec![n; 10])
+            .with_timestamp(murmur_core::now_nanos())
+    };
+    assert!(matches!(
+        publish(&handles[1], &t, message(1)).await,
+        Err(transport::Error::Stopped)
+    ));
+    // The other side finds nobody to publish to, or publishes into the
+    // void: either way nothing arrives.
+    let _ = publish(&handles[0], &t, message(2)).await;
+    assert!(
+        events[1].message_within(QUIET).await.is_none(),
+        "a stopped stage receives nothing"
+    );
 }

@@ -63,6 +63,7 @@ impl MemoryNetwork {
             id,
             seen: HashSet::new(),
             order: VecDeque::new(),
+            stopped: false,
         })
     }
 
@@ -78,11 +79,20 @@ pub struct MemoryTransport {
     id: u64,
     seen: HashSet<MessageHash>,
     order: VecDeque<MessageHash>,
+    stopped: bool,
 }
 
 impl MemoryTransport {
     fn peer(id: u64) -> PeerId {
         PeerId(format!("memory-{id}"))
+    }
+
+    fn running(&self) -> Result<(), transport::Error> {
+        if self.stopped {
+            Err(transport::Error::Stopped)
+        } else {
+            Ok(())
+        }
     }
 
     fn remember(&mut self, hash: MessageHash) -> bool {
@@ -117,6 +127,7 @@ impl Handler<Publish> for MemoryTransport {
     type Result = Result<MessageHash, transport::Error>;
 
     fn handle(&mut self, msg: Publish, _: &mut Context<Self>) -> Self::Result {
+        self.running()?;
         let Publish {
             topic, mut message, ..
         } = msg;
@@ -148,6 +159,7 @@ impl Handler<Subscribe> for MemoryTransport {
     type Result = Result<(), transport::Error>;
 
     fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) -> Self::Result {
+        self.running()?;
         let topic = msg.topic;
         if let Some(m) = self.net.lock().members.get_mut(&self.id) {
             m.topics.insert(topic);
@@ -172,6 +184,7 @@ impl Handler<Dial> for MemoryTransport {
 
     /// Every member is always connected; dialling checks that `memory-N` exists.
     fn handle(&mut self, Dial(address): Dial, _: &mut Context<Self>) -> Self::Result {
+        self.running()?;
         let id = address
             .strip_prefix("memory-")
             .and_then(|n| n.parse::<u64>().ok())
@@ -199,6 +212,15 @@ impl Handler<QueryStore> for MemoryTransport {
             address: msg.peer,
             reason: "a memory network has no store nodes".to_owned(),
         })
+    }
+}
+
+impl Handler<transport::Stop> for MemoryTransport {
+    type Result = ();
+
+    fn handle(&mut self, _: transport::Stop, _: &mut Context<Self>) {
+        self.stopped = true;
+        self.net.lock().members.remove(&self.id);
     }
 }
 

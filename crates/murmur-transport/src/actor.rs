@@ -6,7 +6,7 @@ use actix::{
 use murmur_core::{
     store::Page,
     transport::{
-        self, Dial, Event, GetStatus, Publish, QueryStore, Status, Subscribe, Unsubscribe,
+        self, Dial, Event, GetStatus, Publish, QueryStore, Status, Stop, Subscribe, Unsubscribe,
     },
     MessageHash, PubsubTopic,
 };
@@ -31,6 +31,8 @@ pub struct Transport {
     started: Option<Node>,
     /// Subscriptions to restore after a restart: topic -> content topics.
     topics: BTreeMap<PubsubTopic, Vec<String>>,
+    /// Asked to leave the network: no rebuild after that.
+    stopped: bool,
 }
 
 impl Transport {
@@ -51,6 +53,7 @@ impl Transport {
             node: None,
             started: Some(node),
             topics: BTreeMap::new(),
+            stopped: false,
         });
         Ok((addr, handle))
     }
@@ -109,6 +112,7 @@ impl Actor for Transport {
         ctx.set_mailbox_capacity(MAILBOX);
         match self.started.take() {
             Some(node) => self.attach(node, ctx),
+            None if self.stopped => {}
             None => self.rebuild(ctx),
         }
     }
@@ -170,6 +174,19 @@ impl Handler<QueryStore> for Transport {
     fn handle(&mut self, msg: QueryStore, _: &mut Context<Self>) -> Self::Result {
         let node = self.node();
         Box::pin(async move { node?.query_store(&msg.peer, msg.query).await })
+    }
+}
+
+impl Handler<Stop> for Transport {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, _: &mut Context<Self>) {
+        // The last handle to the node goes: its task ends, the swarm closes
+        // its connections and listeners.
+        self.stopped = true;
+        self.node = None;
+        self.started = None;
+        tracing::info!("transport stopped; the node is offline");
     }
 }
 
