@@ -25,6 +25,22 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 type TransportFactory =
     Box<dyn FnOnce(StageContext) -> BoxFuture<Result<transport::Handle, Error>>>;
 type StorageFactory = Box<dyn FnOnce(Config) -> BoxFuture<Result<storage::Handle, Error>>>;
+type CryptoFactory =
+    Box<dyn FnOnce(CryptoContext) -> BoxFuture<Result<murmur_core::crypto::Handle, Error>>>;
+
+/// What a crypto stage factory gets from the builder.
+#[non_exhaustive]
+pub struct CryptoContext {
+    /// The persistence stage, for the stage's own state.
+    pub storage: storage::Handle,
+    /// The secret to derive the at-rest key from (the node key). Wiped on
+    /// drop.
+    pub node_secret: zeroize::Zeroizing<Vec<u8>>,
+    /// The `[chat]` settings.
+    pub settings: crate::config::Chat,
+    /// Where the stage counts what it seals, opens and refuses.
+    pub metrics: crate::crypto::Metrics,
+}
 
 /// What a stage factory gets from the builder.
 #[non_exhaustive]
@@ -59,6 +75,7 @@ pub struct Builder {
     keypair: Option<Keypair>,
     transport: TransportFactory,
     storage: StorageFactory,
+    crypto: CryptoFactory,
     hooks: Vec<Box<dyn Hook>>,
     require_static_peers: bool,
 }
@@ -71,6 +88,18 @@ impl Builder {
             keypair: None,
             transport: Box::new(|cx| Box::pin(libp2p_transport(cx))),
             storage: Box::new(|config| Box::pin(sql_storage(config))),
+            crypto: Box::new(|cx| {
+                Box::pin(async move {
+                    crate::crypto::start_default(
+                        cx.storage,
+                        &cx.node_secret,
+                        &cx.settings,
+                        cx.metrics,
+                    )
+                    .await
+                    .map_err(Error::from)
+                })
+            }),
             hooks: Vec::new(),
             require_static_peers: true,
         }
@@ -102,6 +131,18 @@ impl Builder {
         Fut: Future<Output = Result<storage::Handle, Error>> + 'static,
     {
         self.storage = Box::new(move |config| Box::pin(factory(config)));
+        self
+    }
+
+    /// Replaces the crypto stage (by default `murmur_node::crypto::Crypto`).
+    /// `factory` starts the stage and returns its handle; a replacement proves
+    /// itself with `murmur_test_kit::crypto_conformance_tests!`.
+    pub fn with_crypto<F, Fut>(mut self, factory: F) -> Self
+    where
+        F: FnOnce(CryptoContext) -> Fut + 'static,
+        Fut: Future<Output = Result<murmur_core::crypto::Handle, Error>> + 'static,
+    {
+        self.crypto = Box::new(move |cx| Box::pin(factory(cx)));
         self
     }
 
@@ -151,13 +192,12 @@ impl Builder {
         let crypto_metrics = crate::crypto::Metrics::default();
         crypto_metrics.register(registry.sub_registry_with_prefix("crypto"));
         let chat = if self.config.chat.enabled {
-            let secret = crate::crypto::vault_secret(&keypair)?;
-            let crypto = crate::crypto::start_default(
-                storage.clone(),
-                &secret,
-                &self.config.chat,
-                crypto_metrics.clone(),
-            )
+            let crypto = (self.crypto)(CryptoContext {
+                storage: storage.clone(),
+                node_secret: crate::crypto::vault_secret(&keypair)?,
+                settings: self.config.chat.clone(),
+                metrics: crypto_metrics.clone(),
+            })
             .await?;
             let topics = crypto.topics.send(murmur_core::crypto::Topics).await?;
             let me = crypto.identity.send(murmur_core::crypto::Identity).await?;

@@ -31,7 +31,7 @@ pub mod keys;
 mod metrics;
 mod pipeline;
 
-pub use builder::{Builder, Node, StageContext, Subscription};
+pub use builder::{Builder, CryptoContext, Node, StageContext, Subscription};
 pub use config::Config;
 pub use error::Error;
 pub use pipeline::{Pipeline, Stats};

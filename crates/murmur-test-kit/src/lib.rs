@@ -27,6 +27,7 @@
 //! ```
 
 pub mod conformance;
+pub mod crypto_conformance;
 mod memory;
 mod memory_storage;
 mod probe;

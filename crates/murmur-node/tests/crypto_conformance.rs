@@ -1,0 +1,18 @@
+//! The crypto stage passes the conformance suite every replacement runs.
+
+use murmur_core::{crypto, storage};
+use murmur_node::{config::Chat, crypto::Crypto};
+
+async fn start(storage: storage::Handle) -> crypto::Handle {
+    let addr = Crypto::start(
+        storage,
+        b"the node key of this test",
+        &Chat::default(),
+        murmur_node::crypto::Metrics::default(),
+    )
+    .await
+    .expect("the crypto stage starts");
+    crypto::Handle::from(addr)
+}
+
+murmur_test_kit::crypto_conformance_tests!(start);

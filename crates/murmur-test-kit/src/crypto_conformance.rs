@@ -1,0 +1,198 @@
+//! The crypto stage's conformance suite. `$start` is an
+//! `async fn(murmur_core::storage::Handle) -> murmur_core::crypto::Handle`
+//! that starts the stage on that storage: with a fresh storage, a new
+//! account and device; with one it used before, the same ones.
+
+use std::future::Future;
+
+use bytes::Bytes;
+use murmur_core::{
+    crypto::{self, AccountId, AddContact, ContactCode, Error, Identity, Open, Seal, Sealed},
+    storage, Delivery, PubsubTopic, WakuMessage,
+};
+
+use crate::MemoryStorage;
+
+/// Runs the crypto stage's suite against `$start`.
+#[macro_export]
+macro_rules! crypto_conformance_tests {
+    ($start:path) => {
+        mod crypto_conformance {
+            use super::*;
+
+            macro_rules! case {
+                ($name:ident) => {
+                    #[test]
+                    fn $name() {
+                        $crate::run($crate::crypto_conformance::$name($start));
+                    }
+                };
+            }
+
+            case!(seals_and_opens_both_ways_with_the_sender_verified);
+            case!(refuses_what_is_not_for_it);
+            case!(refuses_a_replay_and_goes_on);
+            case!(refuses_unknown_contacts_and_bad_codes);
+            case!(keeps_its_identity_and_sessions_across_a_restart);
+        }
+    };
+}
+
+fn storage() -> storage::Handle {
+    storage::Handle::from(MemoryStorage::start())
+}
+
+fn delivery(sealed: &Sealed) -> Delivery {
+    let topic: PubsubTopic = "/waku/2/rs/1/0".parse().expect("valid topic");
+    Delivery::new(
+        topic,
+        WakuMessage::new(sealed.content_topic.as_str(), sealed.payload.clone())
+            .with_timestamp(murmur_core::now_nanos()),
+    )
+}
+
+async fn identity(stage: &crypto::Handle) -> (AccountId, crypto::DeviceId) {
+    stage.identity.send(Identity).await.expect("stage alive")
+}
+
+async fn seal(stage: &crypto::Handle, to: AccountId, text: &str) -> Result<Vec<Sealed>, Error> {
+    stage
+        .seal
+        .send(Seal::new(to, Bytes::from(text.to_owned())))
+        .await
+        .expect("stage alive")
+}
+
+async fn open(stage: &crypto::Handle, sealed: &Sealed) -> Result<crypto::Opened, Error> {
+    stage
+        .open
+        .send(Open(delivery(sealed)))
+        .await
+        .expect("stage alive")
+}
+
+/// `a` adds `b`'s contact code.
+async fn introduce(a: &crypto::Handle, b: &crypto::Handle) -> AccountId {
+    let code = b
+        .contact_code
+        .send(ContactCode)
+        .await
+        .expect("stage alive")
+        .expect("a contact code");
+    a.add_contact
+        .send(AddContact(code))
+        .await
+        .expect("stage alive")
+        .expect("a valid code")
+}
+
+/// Sealed for a contact, opened by it with the sender verified; the answer
+/// goes back through the session the first message set up.
+pub async fn seals_and_opens_both_ways_with_the_sender_verified<F, Fut>(start: F)
+where
+    F: Fn(storage::Handle) -> Fut,
+    Fut: Future<Output = crypto::Handle>,
+{
+    let (alice, bob) = (start(storage()).await, start(storage()).await);
+    let bob_id = introduce(&alice, &bob).await;
+    assert_eq!(bob_id, identity(&bob).await.0);
+    let sealed = seal(&alice, bob_id, "hello").await.expect("sealed");
+    assert_eq!(sealed.len(), 1, "one envelope per device");
+    assert!(
+        !sealed[0].payload.windows(5).any(|w| w == b"hello"),
+        "the plaintext is not on the wire"
+    );
+    let opened = open(&bob, &sealed[0]).await.expect("opens");
+    assert_eq!(opened.plaintext.as_deref(), Some(&b"hello"[..]));
+    assert_eq!((opened.sender, opened.device), identity(&alice).await);
+    let reply = seal(&bob, opened.sender, "hi").await.expect("answers");
+    let opened = open(&alice, &reply[0]).await.expect("opens");
+    assert_eq!(opened.plaintext.as_deref(), Some(&b"hi"[..]));
+    assert_eq!(opened.sender, bob_id);
+}
+
+/// An envelope for another device, and bytes that are no envelope, are
+/// refused with typed errors.
+pub async fn refuses_what_is_not_for_it<F, Fut>(start: F)
+where
+    F: Fn(storage::Handle) -> Fut,
+    Fut: Future<Output = crypto::Handle>,
+{
+    let (alice, bob, carol) = (
+        start(storage()).await,
+        start(storage()).await,
+        start(storage()).await,
+    );
+    let bob_id = introduce(&alice, &bob).await;
+    let sealed = seal(&alice, bob_id, "for bob").await.expect("sealed");
+    assert_eq!(open(&carol, &sealed[0]).await.err(), Some(Error::NotForUs));
+    let junk = Sealed::new(sealed[0].content_topic.clone(), Bytes::from_static(b"junk"));
+    assert!(matches!(
+        open(&bob, &junk).await,
+        Err(Error::Undecryptable(_))
+    ));
+    assert!(
+        open(&bob, &sealed[0]).await.is_ok(),
+        "the real one still opens"
+    );
+}
+
+/// The same envelope twice: the second is a replay; the session goes on.
+pub async fn refuses_a_replay_and_goes_on<F, Fut>(start: F)
+where
+    F: Fn(storage::Handle) -> Fut,
+    Fut: Future<Output = crypto::Handle>,
+{
+    let (alice, bob) = (start(storage()).await, start(storage()).await);
+    let bob_id = introduce(&alice, &bob).await;
+    for text in ["one", "two"] {
+        let sealed = seal(&alice, bob_id, text).await.expect("sealed");
+        assert!(open(&bob, &sealed[0]).await.is_ok());
+        assert_eq!(open(&bob, &sealed[0]).await.err(), Some(Error::Replay));
+    }
+}
+
+/// Sealing for an account never introduced, and adding malformed codes,
+/// are typed errors.
+pub async fn refuses_unknown_contacts_and_bad_codes<F, Fut>(start: F)
+where
+    F: Fn(storage::Handle) -> Fut,
+    Fut: Future<Output = crypto::Handle>,
+{
+    let alice = start(storage()).await;
+    let stranger = AccountId([9; 32]);
+    assert_eq!(
+        seal(&alice, stranger, "hi").await.err(),
+        Some(Error::UnknownContact(stranger))
+    );
+    for code in ["", "murmur:", "murmur:@@@", "not a code"] {
+        let added = alice
+            .add_contact
+            .send(AddContact(code.to_owned()))
+            .await
+            .expect("stage alive");
+        assert!(matches!(added, Err(Error::BadContact(_))), "{code:?}");
+    }
+}
+
+/// Restarted on the storage it used, the stage is the same device with the
+/// same sessions.
+pub async fn keeps_its_identity_and_sessions_across_a_restart<F, Fut>(start: F)
+where
+    F: Fn(storage::Handle) -> Fut,
+    Fut: Future<Output = crypto::Handle>,
+{
+    let bob_storage = storage();
+    let alice = start(storage()).await;
+    let bob = start(bob_storage.clone()).await;
+    let me = identity(&bob).await;
+    let bob_id = introduce(&alice, &bob).await;
+    let first = seal(&alice, bob_id, "before").await.expect("sealed");
+    assert!(open(&bob, &first[0]).await.is_ok());
+    let bob = start(bob_storage).await;
+    assert_eq!(identity(&bob).await, me);
+    let second = seal(&alice, bob_id, "after").await.expect("sealed");
+    let opened = open(&bob, &second[0]).await.expect("the session survived");
+    assert_eq!(opened.plaintext.as_deref(), Some(&b"after"[..]));
+    assert_eq!(open(&bob, &first[0]).await.err(), Some(Error::Replay));
+}
