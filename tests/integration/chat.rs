@@ -604,3 +604,74 @@ fn base64_url(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
+
+#[actix_rt::test]
+async fn a_message_with_nobody_to_hear_it_waits_in_the_outbox_even_across_a_restart() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let bob = node_with_peer(dirs[1].path(), None).await;
+    let (bob_id, _) = bob.chat_identity().await.unwrap();
+    let mut bob_inbox = bob.inbox().await.unwrap();
+    let alice_key = Keypair::generate_secp256k1();
+    let alice_alone = || {
+        Builder::new(loopback_config(dirs[0].path(), &["/ip4/127.0.0.1/tcp/0"]))
+            .with_keypair(alice_key.clone())
+            .start()
+    };
+
+    // Alice is alone: the message is sealed, kept, and waits.
+    let alice = alice_alone().await.unwrap();
+    introduce(&alice, &bob).await;
+    let mut sent = alice
+        .conversation(bob_id)
+        .send_text("when you can")
+        .await
+        .unwrap();
+    assert_eq!(sent.state(), DeliveryState::Queued);
+    // Once there is someone to publish to, it goes out by itself.
+    alice.dial(&addr(&bob, false)).await.unwrap();
+    assert_eq!(
+        bob_inbox
+            .recv_timeout(WAIT)
+            .await
+            .expect("delivered from the outbox")
+            .text(),
+        Some("when you can")
+    );
+    assert_eq!(
+        sent.acknowledged(WAIT).await,
+        DeliveryState::Acknowledged { devices: 1 }
+    );
+
+    // Queued, then the node goes away before any peer shows up: a node
+    // started again on the same folder sends it.
+    alice.go_offline().await.unwrap();
+    let alone_again = alice_alone().await.unwrap();
+    alone_again
+        .conversation(bob_id)
+        .send_text("across a restart")
+        .await
+        .unwrap();
+    alone_again.go_offline().await.unwrap();
+    let mut config = loopback_config(dirs[0].path(), &["/ip4/127.0.0.1/tcp/0"]);
+    config.network.peers = vec![addr(&bob, false).parse().unwrap()];
+    let _back = Builder::new(config)
+        .with_keypair(alice_key)
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(
+        bob_inbox
+            .recv_timeout(WAIT)
+            .await
+            .expect("sent after the restart")
+            .text(),
+        Some("across a restart")
+    );
+    assert!(
+        bob_inbox
+            .recv_timeout(Duration::from_secs(1))
+            .await
+            .is_none(),
+        "once"
+    );
+}

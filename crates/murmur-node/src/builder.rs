@@ -15,7 +15,9 @@ use tokio::sync::mpsc;
 use crate::{
     chat::{AccountId, Body, Conversation, DeviceId, Inbox, Sent},
     keys,
-    pipeline::{AddInbox, AddSubscriber, Attach, AttachChat, GetStats, Outbound, SendChat},
+    pipeline::{
+        AddInbox, AddSubscriber, Attach, AttachChat, GetStats, Outbound, PublishEnvelopes, SendChat,
+    },
     Config, Error, Pipeline, Stats,
 };
 
@@ -204,6 +206,7 @@ impl Builder {
             pipeline
                 .send(AttachChat {
                     crypto: crypto.clone(),
+                    outbox: storage.clone(),
                     sharding: self.config.sharding(),
                     topics: topics.clone(),
                     me: me.0,
@@ -514,8 +517,7 @@ impl Node {
             .pair
             .send(murmur_core::crypto::Pair(code.to_owned()))
             .await??;
-        crate::pipeline::publish_all(sealed, self.inner.sharding, self.inner.pipeline.clone())
-            .await?;
+        self.inner.pipeline.send(PublishEnvelopes(sealed)).await??;
         Ok(())
     }
 
@@ -528,8 +530,7 @@ impl Node {
             .send(murmur_core::crypto::Revoke(device))
             .await??;
         if !sealed.is_empty() {
-            crate::pipeline::publish_all(sealed, self.inner.sharding, self.inner.pipeline.clone())
-                .await?;
+            self.inner.pipeline.send(PublishEnvelopes(sealed)).await??;
         }
         Ok(())
     }

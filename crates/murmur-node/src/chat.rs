@@ -89,7 +89,8 @@ impl ChatMessage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DeliveryState {
-    /// Sealed, not yet handed to the network.
+    /// Sealed and in the outbox (durable), not yet taken by the network:
+    /// retried every few seconds, across restarts, until it is.
     Queued,
     /// Published: one envelope per device (the recipient's and this
     /// account's other devices).

@@ -73,7 +73,42 @@ struct Chat {
     /// Sent messages: their state, and how many receipts came.
     sent: HashMap<MessageId, (Arc<watch::Sender<DeliveryState>>, usize)>,
     sent_order: VecDeque<MessageId>,
+    /// Where envelopes wait until they are published.
+    outbox: Outbox,
+    /// A retry of the outbox is running.
+    retrying: bool,
 }
+
+/// The persistence stage's outbox, as the chat path uses it: every envelope
+/// is in it before it is published and until it is.
+#[derive(Clone)]
+pub(crate) struct Outbox {
+    enqueue: Recipient<storage::Enqueue>,
+    mark_sent: Recipient<storage::MarkSent>,
+    pending: Recipient<storage::Pending>,
+}
+
+impl From<&storage::Handle> for Outbox {
+    fn from(s: &storage::Handle) -> Self {
+        Self {
+            enqueue: s.enqueue.clone(),
+            mark_sent: s.mark_sent.clone(),
+            pending: s.pending.clone(),
+        }
+    }
+}
+
+/// How a batch of envelopes went out.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Outcome {
+    /// Published now.
+    pub(crate) published: usize,
+    /// In the outbox, to be published when the network takes them.
+    pub(crate) queued: usize,
+}
+
+/// How often queued envelopes are offered to the network again.
+const OUTBOX_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
 struct Subscriber {
     /// Content topics it wants; `None` for everything.
@@ -229,7 +264,12 @@ impl Pipeline {
             return;
         };
         if !opened.publish.is_empty() {
-            let publish = publish_all(opened.publish.clone(), chat.sharding, ctx.address());
+            let publish = publish_all(
+                opened.publish.clone(),
+                chat.sharding,
+                chat.outbox.clone(),
+                ctx.address(),
+            );
             actix::spawn(async move {
                 if let Err(e) = publish.await {
                     tracing::warn!(error = %e, "crypto stage's answer not published");
@@ -263,6 +303,7 @@ impl Pipeline {
                         chat.crypto.seal.clone(),
                         crypto::Seal::new(message.sender, receipt),
                         chat.sharding,
+                        chat.outbox.clone(),
                         ctx.address(),
                     );
                     actix::spawn(async move {
@@ -444,36 +485,123 @@ async fn publish_sealed(
     crypto: Recipient<crypto::Seal>,
     seal: crypto::Seal,
     sharding: Sharding,
+    outbox: Outbox,
     pipeline: Addr<Pipeline>,
-) -> Result<usize, Error> {
+) -> Result<Outcome, Error> {
     let sealed = crypto.send(seal).await??;
-    publish_all(sealed, sharding, pipeline).await
+    publish_all(sealed, sharding, outbox, pipeline).await
 }
 
-/// Publishes envelopes through the outbound path; answers how many were
-/// published, or the error if none was.
+/// Puts each envelope in the outbox (durable), then publishes it through
+/// the outbound path and marks it sent. One the network does not take now
+/// (no peers yet, the node offline) stays queued and is retried every few
+/// seconds, across restarts. A hook's drop is final.
 pub(crate) async fn publish_all(
     sealed: Vec<crypto::Sealed>,
     sharding: Sharding,
+    outbox: Outbox,
     pipeline: Addr<Pipeline>,
-) -> Result<usize, Error> {
-    let mut published = 0;
-    let mut last_error = None;
+) -> Result<Outcome, Error> {
+    let mut outcome = Outcome::default();
+    let mut dropped = None;
     for envelope in sealed {
         let message = WakuMessage::new(envelope.content_topic.as_str(), envelope.payload)
             .with_timestamp(murmur_core::now_nanos());
         let topic = sharding.pubsub_topic(&envelope.content_topic);
+        let hash = outbox
+            .enqueue
+            .send(storage::Enqueue::new(topic.clone(), message.clone()))
+            .await??;
         match pipeline
             .send(Outbound(Outgoing::new(topic, message)))
             .await?
         {
-            Ok(_) => published += 1,
-            Err(e) => last_error = Some(e),
+            Ok(_) => {
+                outbox.mark_sent.send(storage::MarkSent(hash)).await??;
+                outcome.published += 1;
+            }
+            Err(e @ Error::Dropped { .. }) => {
+                outbox.mark_sent.send(storage::MarkSent(hash)).await??;
+                dropped = Some(e);
+            }
+            Err(e) => {
+                tracing::debug!(%hash, error = %e, "envelope queued for a retry");
+                outcome.queued += 1;
+            }
         }
     }
-    match (published, last_error) {
-        (0, Some(e)) => Err(e),
-        (n, _) => Ok(n),
+    match dropped {
+        Some(e) if outcome.published + outcome.queued == 0 => Err(e),
+        _ => Ok(outcome),
+    }
+}
+
+impl Pipeline {
+    /// Offers what waits in the outbox to the transport again.
+    fn retry_outbox(&mut self, ctx: &mut Context<Self>) {
+        let (Some(chat), Some(transport)) = (self.chat.as_mut(), self.transport.as_ref()) else {
+            return;
+        };
+        if chat.retrying {
+            return;
+        }
+        chat.retrying = true;
+        let outbox = chat.outbox.clone();
+        let publish = transport.publish.clone();
+        let archive = self.storage.as_ref().map(|s| s.save_raw.clone());
+        let retry = async move {
+            let Ok(Ok(pending)) = outbox.pending.send(storage::Pending).await else {
+                return 0;
+            };
+            let mut sent = 0;
+            for d in pending {
+                match publish
+                    .send(Publish::new(d.pubsub_topic.clone(), d.message.clone()))
+                    .await
+                {
+                    Ok(Ok(_)) | Ok(Err(transport::Error::Duplicate(_))) => {
+                        let _ = outbox.mark_sent.send(storage::MarkSent(d.hash)).await;
+                        if let Some(archive) = &archive {
+                            let _ = archive.send(storage::SaveRaw(d)).await;
+                        }
+                        sent += 1;
+                    }
+                    // Still nobody to publish to: the next tick tries again.
+                    _ => break,
+                }
+            }
+            sent
+        };
+        ctx.spawn(retry.into_actor(self).map(|sent, act, _| {
+            if let Some(chat) = act.chat.as_mut() {
+                chat.retrying = false;
+            }
+            if sent > 0 {
+                tracing::info!(sent, "queued chat envelopes published");
+            }
+        }));
+    }
+}
+
+/// Publishes envelopes the crypto stage made outside a message's path
+/// (pairing, revocation), through the outbox.
+#[derive(Message)]
+#[rtype(result = "Result<Outcome, Error>")]
+pub(crate) struct PublishEnvelopes(pub(crate) Vec<crypto::Sealed>);
+
+impl Handler<PublishEnvelopes> for Pipeline {
+    type Result = ResponseFuture<Result<Outcome, Error>>;
+
+    fn handle(&mut self, msg: PublishEnvelopes, ctx: &mut Context<Self>) -> Self::Result {
+        let Some(chat) = self.chat.as_ref() else {
+            return Box::pin(async { Err(Error::ChatDisabled) });
+        };
+        Box::pin(publish_all(
+            msg.0,
+            chat.sharding,
+            chat.outbox.clone(),
+            ctx.address(),
+        ))
     }
 }
 
@@ -482,6 +610,7 @@ pub(crate) async fn publish_all(
 #[rtype(result = "()")]
 pub(crate) struct AttachChat {
     pub(crate) crypto: crypto::Handle,
+    pub(crate) outbox: storage::Handle,
     pub(crate) sharding: Sharding,
     pub(crate) topics: Vec<murmur_core::ContentTopic>,
     pub(crate) me: AccountId,
@@ -490,8 +619,12 @@ pub(crate) struct AttachChat {
 impl Handler<AttachChat> for Pipeline {
     type Result = ();
 
-    fn handle(&mut self, a: AttachChat, _: &mut Context<Self>) {
+    fn handle(&mut self, a: AttachChat, ctx: &mut Context<Self>) {
+        // What a previous run left queued goes out once there are peers.
+        ctx.run_interval(OUTBOX_RETRY, |act, ctx| act.retry_outbox(ctx));
         self.chat = Some(Chat {
+            outbox: Outbox::from(&a.outbox),
+            retrying: false,
             crypto: a.crypto,
             sharding: a.sharding,
             topics: a.topics.iter().map(|t| t.as_str().to_owned()).collect(),
@@ -530,15 +663,24 @@ impl Handler<SendChat> for Pipeline {
             }
         }
         let seal = crypto::Seal::new(msg.to, chat::encode(id, msg.to, &msg.body));
-        let publish = publish_sealed(chat.crypto.seal.clone(), seal, chat.sharding, ctx.address());
+        let publish = publish_sealed(
+            chat.crypto.seal.clone(),
+            seal,
+            chat.sharding,
+            chat.outbox.clone(),
+            ctx.address(),
+        );
         Box::pin(async move {
             match publish.await {
-                Ok(envelopes) => {
-                    // A receipt may have come first.
+                Ok(outcome) => {
+                    // A receipt may have come first; envelopes still queued
+                    // leave the state at Queued until a receipt arrives.
                     tx.send_if_modified(|s| {
-                        let queued = *s == DeliveryState::Queued;
+                        let queued = *s == DeliveryState::Queued && outcome.published > 0;
                         if queued {
-                            *s = DeliveryState::Published { envelopes };
+                            *s = DeliveryState::Published {
+                                envelopes: outcome.published,
+                            };
                         }
                         queued
                     });
