@@ -234,5 +234,22 @@ fn session(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, burst, ping_pong, session);
+/// One X25519 in each library: murmur's x25519-dalek, and the one vodozemac
+/// is built on.
+fn x25519(c: &mut Criterion) {
+    let mut g = c.benchmark_group("x25519");
+    let ours = x25519_dalek::StaticSecret::from([5u8; 32]);
+    let theirs = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from([6u8; 32]));
+    g.bench_function("murmur", |i| {
+        i.iter(|| ours.diffie_hellman(&theirs).to_bytes())
+    });
+    let olm_ours = vodozemac::Curve25519SecretKey::new();
+    let olm_theirs = vodozemac::Curve25519PublicKey::from(&vodozemac::Curve25519SecretKey::new());
+    g.bench_function("vodozemac", |i| {
+        i.iter(|| olm_ours.diffie_hellman(&olm_theirs).to_bytes())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, burst, ping_pong, session, x25519);
 criterion_main!(benches);
