@@ -1,0 +1,443 @@
+//! murmur's group membership, sans I/O: no runtime, socket, clock or
+//! database inside.
+//!
+//! A group is a log of membership [`Event`]s (create, add, remove, leave,
+//! promote, demote, rename), each signed by its author and pointing at the
+//! events its author had seen (its parents). The group's id is the id of its
+//! `Create` event, so the creator is bound to the group.
+//!
+//! **Order.** An event's clock is one more than the largest clock among its
+//! parents, so a parent always sorts before its children. Events are applied
+//! in the order `(clock, id)`: a total order that every member computes the
+//! same way from the same set of events, whatever order they arrived in.
+//!
+//! **Validity.** Each event is applied only if its author held the right at
+//! that point of the order (admins add, remove, promote, demote and rename;
+//! members leave; the creator cannot be removed or demoted). An event that
+//! does not hold is kept in the log (others may cite it as a parent) but
+//! changes nothing, and is listed in [`State::rejected`]. So members that
+//! hold the same set of events reach the same [`State`]: the state is a pure
+//! function of the set. Events whose parents have not arrived wait, outside
+//! the state, until they do.
+//!
+//! ```
+//! use murmur_groups::{Action, Log, Role, SigningKey};
+//!
+//! let alice = SigningKey::from_bytes(&[1; 32]);
+//! let bob = SigningKey::from_bytes(&[2; 32]);
+//! let (mut log, create) = Log::create(&alice, "friends");
+//! let add = log.author(&alice, Action::Add(bob.verifying_key().into()))?;
+//!
+//! // Bob receives the events, in any order.
+//! let mut bobs = Log::new(log.group());
+//! bobs.insert(add)?;
+//! bobs.insert(create)?;
+//! assert_eq!(bobs.state(), log.state());
+//! assert_eq!(bobs.state().role(&bob.verifying_key().into()), Some(Role::Member));
+//! # Ok::<(), murmur_groups::InsertError>(())
+//! ```
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    fmt,
+};
+
+pub use ed25519_dalek::SigningKey;
+use ed25519_dalek::{Signature, Signer as _, VerifyingKey};
+use sha2_011::{Digest as _, Sha256};
+
+const CONTEXT: &[u8] = b"murmur/group-event/v1";
+/// The longest group name, in bytes.
+pub const MAX_NAME: usize = 256;
+/// The most parents an event may cite.
+pub const MAX_PARENTS: usize = 64;
+
+/// A member: the Ed25519 key that signs its events.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MemberId(pub [u8; 32]);
+
+impl From<VerifyingKey> for MemberId {
+    fn from(k: VerifyingKey) -> Self {
+        Self(k.to_bytes())
+    }
+}
+
+/// An event's id: SHA-256 of its signed encoding and signature.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventId(pub [u8; 32]);
+
+/// A group's id: the id of its `Create` event.
+pub type GroupId = EventId;
+
+macro_rules! short_hex {
+    ($t:ty, $name:literal) => {
+        impl fmt::Debug for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let b = &self.0;
+                write!(
+                    f,
+                    concat!($name, "({:02x}{:02x}{:02x}{:02x}…)"),
+                    b[0], b[1], b[2], b[3]
+                )
+            }
+        }
+    };
+}
+short_hex!(MemberId, "MemberId");
+short_hex!(EventId, "EventId");
+
+/// What an event does.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Creates the group, its author its first admin.
+    Create {
+        /// The group's name.
+        name: String,
+    },
+    /// Adds a member.
+    Add(MemberId),
+    /// Removes a member.
+    Remove(MemberId),
+    /// The author leaves.
+    Leave,
+    /// Makes a member an admin.
+    Promote(MemberId),
+    /// Makes an admin a member.
+    Demote(MemberId),
+    /// Renames the group.
+    Rename(String),
+}
+
+/// One signed membership event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The group; zero for a `Create`, whose own id is the group's.
+    pub group: GroupId,
+    /// Who signed it.
+    pub author: MemberId,
+    /// One more than the largest clock among its parents.
+    pub clock: u64,
+    /// The events its author had seen last (the heads of its log).
+    pub parents: Vec<EventId>,
+    /// What it does.
+    pub action: Action,
+    /// The author's Ed25519 signature.
+    pub signature: [u8; 64],
+}
+
+impl Event {
+    fn signed_bytes(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(CONTEXT.len() + 128 + 32 * self.parents.len());
+        v.extend_from_slice(CONTEXT);
+        v.extend_from_slice(&self.group.0);
+        v.extend_from_slice(&self.author.0);
+        v.extend_from_slice(&self.clock.to_be_bytes());
+        v.extend_from_slice(&(self.parents.len() as u32).to_be_bytes());
+        for p in &self.parents {
+            v.extend_from_slice(&p.0);
+        }
+        let (tag, arg): (u8, &[u8]) = match &self.action {
+            Action::Create { name } => (0, name.as_bytes()),
+            Action::Add(m) => (1, &m.0),
+            Action::Remove(m) => (2, &m.0),
+            Action::Leave => (3, &[]),
+            Action::Promote(m) => (4, &m.0),
+            Action::Demote(m) => (5, &m.0),
+            Action::Rename(name) => (6, name.as_bytes()),
+        };
+        v.push(tag);
+        v.extend_from_slice(&(arg.len() as u32).to_be_bytes());
+        v.extend_from_slice(arg);
+        v
+    }
+
+    /// The event's id.
+    pub fn id(&self) -> EventId {
+        let mut h = Sha256::new();
+        h.update(self.signed_bytes());
+        h.update(self.signature);
+        EventId(h.finalize().into())
+    }
+
+    fn sign(
+        key: &SigningKey,
+        group: GroupId,
+        clock: u64,
+        parents: Vec<EventId>,
+        action: Action,
+    ) -> Self {
+        let mut e = Self {
+            group,
+            author: key.verifying_key().into(),
+            clock,
+            parents,
+            action,
+            signature: [0; 64],
+        };
+        e.signature = key.sign(&e.signed_bytes()).to_bytes();
+        e
+    }
+
+    fn verify(&self) -> bool {
+        VerifyingKey::from_bytes(&self.author.0).is_ok_and(|k| {
+            k.verify_strict(
+                &self.signed_bytes(),
+                &Signature::from_bytes(&self.signature),
+            )
+            .is_ok()
+        })
+    }
+}
+
+/// Why an event was not taken into the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InsertError {
+    /// The signature does not verify for the author.
+    #[error("the event's signature does not verify")]
+    BadSignature,
+    /// The event belongs to another group.
+    #[error("the event belongs to another group")]
+    WrongGroup,
+    /// The log has this event already.
+    #[error("the event is already in the log")]
+    Duplicate,
+    /// The clock is not one more than the largest of the parents' clocks,
+    /// or the parents are too many or repeated.
+    #[error("the event's clock or parents are inconsistent")]
+    BadParents,
+    /// A name longer than [`MAX_NAME`].
+    #[error("the name is longer than {MAX_NAME} bytes")]
+    NameTooLong,
+}
+
+/// Whether an event joined the log now or waits for its parents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// In the log (with any waiting events it completed).
+    Applied,
+    /// Waiting for parents that have not arrived.
+    Pending,
+}
+
+/// A member's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// Adds, removes, promotes, demotes, renames.
+    Admin,
+    /// Reads and writes.
+    Member,
+}
+
+/// What the log says the group is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    /// The group's name.
+    pub name: String,
+    /// Who created it.
+    pub creator: Option<MemberId>,
+    /// Members and their roles.
+    pub members: BTreeMap<MemberId, Role>,
+    /// Events in the log that did not hold when they were applied.
+    pub rejected: BTreeSet<EventId>,
+}
+
+impl State {
+    /// A member's role, if it is a member.
+    pub fn role(&self, member: &MemberId) -> Option<Role> {
+        self.members.get(member).copied()
+    }
+
+    fn is_admin(&self, m: &MemberId) -> bool {
+        self.role(m) == Some(Role::Admin)
+    }
+
+    /// Applies one event in order; false if it does not hold.
+    fn apply(&mut self, e: &Event, group: GroupId, id: EventId) -> bool {
+        let author = e.author;
+        let admin = self.is_admin(&author);
+        let protected = |m: &MemberId| self.creator == Some(*m);
+        match &e.action {
+            Action::Create { name } if id == group && self.creator.is_none() => {
+                self.creator = Some(author);
+                self.name.clone_from(name);
+                self.members.insert(author, Role::Admin);
+            }
+            Action::Add(m) if admin && !self.members.contains_key(m) => {
+                self.members.insert(*m, Role::Member);
+            }
+            Action::Remove(m) if admin && *m != author && !protected(m) => {
+                return self.members.remove(m).is_some();
+            }
+            Action::Leave if self.members.contains_key(&author) => {
+                self.members.remove(&author);
+            }
+            Action::Promote(m) if admin && self.role(m) == Some(Role::Member) => {
+                self.members.insert(*m, Role::Admin);
+            }
+            Action::Demote(m) if admin && self.role(m) == Some(Role::Admin) && !protected(m) => {
+                self.members.insert(*m, Role::Member);
+            }
+            Action::Rename(name) if admin => self.name.clone_from(name),
+            _ => return false,
+        }
+        true
+    }
+}
+
+/// One member's copy of a group's log.
+#[derive(Debug, Clone)]
+pub struct Log {
+    group: GroupId,
+    /// Applied events in the group's order.
+    events: BTreeMap<(u64, EventId), Event>,
+    clocks: HashMap<EventId, u64>,
+    /// Events none of the others cite.
+    heads: BTreeSet<EventId>,
+    /// Events waiting for parents, by id.
+    pending: HashMap<EventId, Event>,
+}
+
+impl Log {
+    /// An empty log for `group` (a joining member's, before events arrive).
+    pub fn new(group: GroupId) -> Self {
+        Self {
+            group,
+            events: BTreeMap::new(),
+            clocks: HashMap::new(),
+            heads: BTreeSet::new(),
+            pending: HashMap::new(),
+        }
+    }
+
+    /// Creates a group; answers its log and the `Create` event to send.
+    pub fn create(key: &SigningKey, name: &str) -> (Self, Event) {
+        let create = Event::sign(
+            key,
+            EventId([0; 32]),
+            1,
+            Vec::new(),
+            Action::Create {
+                name: name.to_owned(),
+            },
+        );
+        let mut log = Self::new(create.id());
+        log.insert(create.clone())
+            .expect("a fresh create event is valid");
+        (log, create)
+    }
+
+    /// The group.
+    pub fn group(&self) -> GroupId {
+        self.group
+    }
+
+    /// Signs `action` on top of everything this log has applied, inserts it,
+    /// and answers it to send to the others. Whether it holds is for
+    /// [`Log::state`] to say, as for anyone's event.
+    pub fn author(&mut self, key: &SigningKey, action: Action) -> Result<Event, InsertError> {
+        let parents: Vec<EventId> = self.heads.iter().copied().collect();
+        let clock = parents
+            .iter()
+            .filter_map(|p| self.clocks.get(p))
+            .max()
+            .map_or(1, |c| c + 1);
+        let event = Event::sign(key, self.group, clock, parents, action);
+        self.insert(event.clone())?;
+        Ok(event)
+    }
+
+    /// Takes an event from anyone, in any order.
+    pub fn insert(&mut self, event: Event) -> Result<Inserted, InsertError> {
+        let id = event.id();
+        let is_create = matches!(event.action, Action::Create { .. });
+        if is_create {
+            if id != self.group || !event.parents.is_empty() || event.clock != 1 {
+                return Err(InsertError::WrongGroup);
+            }
+        } else if event.group != self.group {
+            return Err(InsertError::WrongGroup);
+        }
+        if let Action::Create { name } | Action::Rename(name) = &event.action {
+            if name.len() > MAX_NAME {
+                return Err(InsertError::NameTooLong);
+            }
+        }
+        let distinct: BTreeSet<_> = event.parents.iter().collect();
+        if event.parents.len() > MAX_PARENTS
+            || distinct.len() != event.parents.len()
+            || (!is_create && event.parents.is_empty())
+        {
+            return Err(InsertError::BadParents);
+        }
+        if self.clocks.contains_key(&id) || self.pending.contains_key(&id) {
+            return Err(InsertError::Duplicate);
+        }
+        if !event.verify() {
+            return Err(InsertError::BadSignature);
+        }
+        if event.parents.iter().any(|p| !self.clocks.contains_key(p)) {
+            self.pending.insert(id, event);
+            return Ok(Inserted::Pending);
+        }
+        self.apply(id, event)?;
+        // Waiting events this one completes, and those they complete.
+        loop {
+            let ready: Vec<EventId> = self
+                .pending
+                .iter()
+                .filter(|(_, e)| e.parents.iter().all(|p| self.clocks.contains_key(p)))
+                .map(|(id, _)| *id)
+                .collect();
+            if ready.is_empty() {
+                break;
+            }
+            for id in ready {
+                if let Some(e) = self.pending.remove(&id) {
+                    // An inconsistent clock is dropped now its parents are known.
+                    let _ = self.apply(id, e);
+                }
+            }
+        }
+        Ok(Inserted::Applied)
+    }
+
+    fn apply(&mut self, id: EventId, event: Event) -> Result<(), InsertError> {
+        let expected = event
+            .parents
+            .iter()
+            .filter_map(|p| self.clocks.get(p))
+            .max()
+            .map_or(1, |c| c + 1);
+        if event.clock != expected {
+            return Err(InsertError::BadParents);
+        }
+        for p in &event.parents {
+            self.heads.remove(p);
+        }
+        self.heads.insert(id);
+        self.clocks.insert(id, event.clock);
+        self.events.insert((event.clock, id), event);
+        Ok(())
+    }
+
+    /// The group as the applied events say, in the group's order.
+    pub fn state(&self) -> State {
+        let mut state = State::default();
+        for ((_, id), event) in &self.events {
+            if !state.apply(event, self.group, *id) {
+                state.rejected.insert(*id);
+            }
+        }
+        state
+    }
+
+    /// How many events wait for parents.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Every applied event, in the group's order: what a new member needs.
+    pub fn events(&self) -> impl Iterator<Item = &Event> {
+        self.events.values()
+    }
+}
