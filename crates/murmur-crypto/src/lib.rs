@@ -40,6 +40,7 @@
 
 mod codec;
 pub mod envelope;
+pub mod group;
 mod identity;
 pub mod kdf;
 mod keys;
