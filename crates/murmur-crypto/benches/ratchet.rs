@@ -251,5 +251,73 @@ fn x25519(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, burst, ping_pong, session, x25519);
+/// A group of `n`: `n - 1` sessions from one member to the others.
+fn fan_out(n: usize) -> Vec<Session> {
+    let me = Installation::create(&Account::generate(), PrekeyPolicy::default(), NOW);
+    (1..n)
+        .map(|_| {
+            let other = Installation::create(&Account::generate(), PrekeyPolicy::default(), NOW);
+            let mut s =
+                x3dh::initiate(&me, &other.bundle_with(NOW, 0), Limits::default()).expect("bundle");
+            let _ = s.encrypt(b"warm up").expect("encrypt");
+            s
+        })
+        .collect()
+}
+
+/// Per message sent to a group of 100 and of 1,000: one group message
+/// (a sending chain) against one Double Ratchet message per member
+/// (pairwise fan-out, as Status does); and the cost of rotating after a
+/// removal (a new chain, its key sealed to every remaining member).
+fn group(c: &mut Criterion) {
+    use murmur_crypto::group::{GroupMessage, SenderChain};
+    let mut g = c.benchmark_group("group");
+    g.sample_size(20);
+    for n in [100usize, 1000] {
+        let mut sessions = fan_out(n);
+        let mut chain = SenderChain::generate();
+        let group_bytes = chain.encrypt(&PAYLOAD).to_bytes().len();
+        let fan_out_bytes: usize = sessions
+            .iter_mut()
+            .map(|s| s.encrypt(&PAYLOAD).expect("encrypt").to_bytes().len())
+            .sum();
+        let rotate_bytes: usize = sessions
+            .iter_mut()
+            .map(|s| {
+                s.encrypt(&SenderChain::generate().chain_key().to_bytes())
+                    .expect("encrypt")
+                    .to_bytes()
+                    .len()
+            })
+            .sum();
+        eprintln!(
+            "group of {n}: bytes per message: group {group_bytes}, pairwise fan-out {fan_out_bytes} ({:.0}x); rotation after a removal: {rotate_bytes}",
+            fan_out_bytes as f64 / group_bytes as f64
+        );
+        g.bench_function(format!("send/{n}"), |i| i.iter(|| chain.encrypt(&PAYLOAD)));
+        g.bench_function(format!("fan_out/{n}"), |i| {
+            i.iter(|| {
+                sessions
+                    .iter_mut()
+                    .map(|s| s.encrypt(&PAYLOAD).expect("encrypt"))
+                    .collect::<Vec<_>>()
+            })
+        });
+        g.bench_function(format!("rotate/{n}"), |i| {
+            i.iter(|| {
+                let fresh = SenderChain::generate();
+                let key = fresh.chain_key().to_bytes();
+                sessions
+                    .iter_mut()
+                    .skip(1)
+                    .map(|s| s.encrypt(&key).expect("encrypt"))
+                    .collect::<Vec<_>>()
+            })
+        });
+        let _ = GroupMessage::from_bytes;
+    }
+    g.finish();
+}
+
+criterion_group!(benches, burst, ping_pong, session, x25519, group);
 criterion_main!(benches);

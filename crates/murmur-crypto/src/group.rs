@@ -84,12 +84,16 @@ pub struct GroupMessage {
 }
 
 impl GroupMessage {
+    /// What the sender signs: the chain, the position and a SHA-256 of the
+    /// ciphertext (Ed25519 hashes what it signs twice; a digest keeps that
+    /// short whatever the message's size).
     fn signed_bytes(chain: ChainId, iteration: u32, ciphertext: &[u8]) -> Vec<u8> {
-        let mut v = Vec::with_capacity(SIGN_CONTEXT.len() + 20 + ciphertext.len());
+        use sha2_011::Digest as _;
+        let mut v = Vec::with_capacity(SIGN_CONTEXT.len() + 52);
         v.extend_from_slice(SIGN_CONTEXT);
         v.extend_from_slice(&chain.0);
         v.extend_from_slice(&iteration.to_be_bytes());
-        v.extend_from_slice(ciphertext);
+        v.extend_from_slice(&sha2_011::Sha256::digest(ciphertext));
         v
     }
 
