@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use libp2p::identity::Keypair;
 use murmur::node::{
-    chat::{Body, DeliveryState},
+    chat::{Body, ChatMessage, DeliveryState, Inbox},
     Builder, Node,
 };
 use murmur_core::WakuMessage;
@@ -24,6 +24,19 @@ async fn node_with_peer(dir: &std::path::Path, peer: Option<&Node>) -> Node {
         .start()
         .await
         .expect("node starts")
+}
+
+/// The next message in `inbox`, waiting at most [`WAIT`].
+async fn next(inbox: &mut Inbox, what: &str) -> ChatMessage {
+    inbox
+        .recv_timeout(WAIT)
+        .await
+        .unwrap_or_else(|| panic!("no message within {WAIT:?}: {what}"))
+}
+
+/// Whether nothing arrives in `inbox` within `within`.
+async fn silent(inbox: &mut Inbox, within: Duration) -> bool {
+    inbox.recv_timeout(within).await.is_none()
 }
 
 /// `node` adds `other`'s contact code; answers `other`'s account.
@@ -58,7 +71,7 @@ async fn two_accounts_chat_end_to_end_with_receipts_and_a_verified_sender() {
         .send_text("hello Bob")
         .await
         .expect("sealed and published");
-    let got = bob_inbox.recv_timeout(WAIT).await.expect("Bob receives");
+    let got = next(&mut bob_inbox, "Bob receives").await;
     assert_eq!(got.text(), Some("hello Bob"));
     assert_eq!(
         got.sender, alice_id,
@@ -76,10 +89,7 @@ async fn two_accounts_chat_end_to_end_with_receipts_and_a_verified_sender() {
         .send_typed("com.example.point", Bytes::from_static(b"\x01\x02"))
         .await
         .expect("Bob answers");
-    let got = alice_inbox
-        .recv_timeout(WAIT)
-        .await
-        .expect("Alice receives");
+    let got = next(&mut alice_inbox, "Alice receives").await;
     assert_eq!(got.sender, bob_id);
     assert_eq!(got.device, bob_device);
     assert_eq!(
@@ -97,7 +107,7 @@ async fn two_accounts_chat_end_to_end_with_receipts_and_a_verified_sender() {
             .unwrap();
     }
     for i in 0..5 {
-        let got = bob_inbox.recv_timeout(WAIT).await.expect("in order");
+        let got = next(&mut bob_inbox, "in order").await;
         assert_eq!(got.text(), Some(format!("more {i}").as_str()));
     }
 }
@@ -194,12 +204,12 @@ async fn an_offline_device_catches_up_from_a_store_node_and_loses_nothing() {
         .expect("store answers");
     assert!(fetched >= texts.len(), "fetched {fetched}");
     for t in &texts {
-        let got = inbox.recv_timeout(WAIT).await.expect("caught up");
+        let got = next(&mut inbox, "caught up").await;
         assert_eq!(got.text(), Some(t.as_str()));
     }
     // A second catch-up delivers nothing twice.
     carol.catch_up(&addr(&store, false), None).await.unwrap();
-    assert!(inbox.recv_timeout(Duration::from_secs(1)).await.is_none());
+    assert!(silent(&mut inbox, Duration::from_secs(1)).await);
 }
 
 #[actix_rt::test]
@@ -217,7 +227,7 @@ async fn tampered_and_replayed_envelopes_are_refused_counted_and_the_session_goe
 
     alice.conversation(bob_id).send_text("first").await.unwrap();
     assert_eq!(
-        bob_inbox.recv_timeout(WAIT).await.unwrap().text(),
+        next(&mut bob_inbox, "a message").await.text(),
         Some("first")
     );
     let envelope = wire
@@ -256,10 +266,7 @@ async fn tampered_and_replayed_envelopes_are_refused_counted_and_the_session_goe
     }
     assert!(bob.crypto_metrics().refused("replay") >= 1);
     assert!(bob.crypto_metrics().refused("malformed") >= 1);
-    assert!(bob_inbox
-        .recv_timeout(Duration::from_millis(300))
-        .await
-        .is_none());
+    assert!(silent(&mut bob_inbox, Duration::from_millis(300)).await);
 
     alice
         .conversation(bob_id)
@@ -267,7 +274,7 @@ async fn tampered_and_replayed_envelopes_are_refused_counted_and_the_session_goe
         .await
         .unwrap();
     assert_eq!(
-        bob_inbox.recv_timeout(WAIT).await.unwrap().text(),
+        next(&mut bob_inbox, "a message").await.text(),
         Some("still here")
     );
 }
@@ -371,10 +378,7 @@ async fn a_second_device_pairs_gets_copies_both_ways_and_once_revoked_gets_nothi
         .send_text("hi Bob, I'm Dave")
         .await
         .unwrap();
-    let got = phone_inbox
-        .recv_timeout(WAIT)
-        .await
-        .expect("the phone receives");
+    let got = next(&mut phone_inbox, "the phone receives").await;
     assert_eq!(got.text(), Some("hi Bob, I'm Dave"));
     eventually("Dave learns Bob's laptop", || async {
         dave.devices(bob_id).await.unwrap().contains(&laptop_device)
@@ -391,10 +395,7 @@ async fn a_second_device_pairs_gets_copies_both_ways_and_once_revoked_gets_nothi
         .await
         .unwrap();
     for inbox in [&mut phone_inbox, &mut laptop_inbox] {
-        let got = inbox
-            .recv_timeout(WAIT)
-            .await
-            .expect("each device receives");
+        let got = next(inbox, "each device receives").await;
         assert_eq!(
             (got.text(), got.sender, got.to),
             (Some("to both of you"), alice_id, bob_id)
@@ -415,18 +416,12 @@ async fn a_second_device_pairs_gets_copies_both_ways_and_once_revoked_gets_nothi
         .send_text("from the phone")
         .await
         .unwrap();
-    let got = alice_inbox
-        .recv_timeout(WAIT)
-        .await
-        .expect("Alice receives");
+    let got = next(&mut alice_inbox, "Alice receives").await;
     assert_eq!(
         (got.text(), got.sender, got.device),
         (Some("from the phone"), bob_id, phone_device)
     );
-    let copy = laptop_inbox
-        .recv_timeout(WAIT)
-        .await
-        .expect("the laptop gets a copy");
+    let copy = next(&mut laptop_inbox, "the laptop gets a copy").await;
     assert_eq!(
         (copy.text(), copy.sender, copy.to),
         (Some("from the phone"), bob_id, alice_id)
@@ -436,15 +431,9 @@ async fn a_second_device_pairs_gets_copies_both_ways_and_once_revoked_gets_nothi
         .send_text("from the laptop")
         .await
         .unwrap();
-    let got = alice_inbox
-        .recv_timeout(WAIT)
-        .await
-        .expect("Alice receives");
+    let got = next(&mut alice_inbox, "Alice receives").await;
     assert_eq!((got.sender, got.device), (bob_id, laptop_device));
-    let copy = phone_inbox
-        .recv_timeout(WAIT)
-        .await
-        .expect("the phone gets a copy");
+    let copy = next(&mut phone_inbox, "the phone gets a copy").await;
     assert_eq!(copy.text(), Some("from the laptop"));
 
     // The laptop goes offline; Alice writes; the laptop comes back and
@@ -453,15 +442,9 @@ async fn a_second_device_pairs_gets_copies_both_ways_and_once_revoked_gets_nothi
     let missed = ["while you were off 1", "while you were off 2"];
     for text in missed {
         alice.conversation(bob_id).send_text(text).await.unwrap();
-        assert_eq!(
-            phone_inbox.recv_timeout(WAIT).await.unwrap().text(),
-            Some(text)
-        );
+        assert_eq!(next(&mut phone_inbox, "a message").await.text(), Some(text));
     }
-    assert!(laptop_inbox
-        .recv_timeout(Duration::from_millis(500))
-        .await
-        .is_none());
+    assert!(silent(&mut laptop_inbox, Duration::from_millis(500)).await);
     let laptop = Builder::new(laptop_config())
         .with_keypair(laptop_key)
         .start()
@@ -475,14 +458,11 @@ async fn a_second_device_pairs_gets_copies_both_ways_and_once_revoked_gets_nothi
     laptop.catch_up(&addr(&alice, false), None).await.unwrap();
     for text in missed {
         assert_eq!(
-            laptop_inbox.recv_timeout(WAIT).await.unwrap().text(),
+            next(&mut laptop_inbox, "a message").await.text(),
             Some(text)
         );
     }
-    assert!(laptop_inbox
-        .recv_timeout(Duration::from_millis(500))
-        .await
-        .is_none());
+    assert!(silent(&mut laptop_inbox, Duration::from_millis(500)).await);
     meshed_for(&laptop, alice_id).await;
 
     // The laptop is lost: the phone revokes it.
@@ -505,18 +485,13 @@ async fn a_second_device_pairs_gets_copies_both_ways_and_once_revoked_gets_nothi
         .await
         .unwrap();
     assert_eq!(
-        phone_inbox
-            .recv_timeout(WAIT)
+        next(&mut phone_inbox, "the phone still receives")
             .await
-            .expect("the phone still receives")
             .text(),
         Some("after the revocation")
     );
     assert!(
-        laptop_inbox
-            .recv_timeout(Duration::from_secs(2))
-            .await
-            .is_none(),
+        silent(&mut laptop_inbox, Duration::from_secs(2)).await,
         "the revoked laptop reads nothing new"
     );
     let refused = alice.crypto_metrics().refused("revoked");
@@ -525,10 +500,7 @@ async fn a_second_device_pairs_gets_copies_both_ways_and_once_revoked_gets_nothi
         alice.crypto_metrics().refused("revoked") > refused
     })
     .await;
-    assert!(alice_inbox
-        .recv_timeout(Duration::from_millis(500))
-        .await
-        .is_none());
+    assert!(silent(&mut alice_inbox, Duration::from_millis(500)).await);
 }
 
 #[actix_rt::test]
@@ -591,11 +563,7 @@ async fn an_account_known_only_by_its_id_is_reached_through_its_published_bundle
         .await
         .unwrap();
     assert_eq!(
-        bob_inbox
-            .recv_timeout(WAIT)
-            .await
-            .expect("Bob receives")
-            .text(),
+        next(&mut bob_inbox, "Bob receives").await.text(),
         Some("found you")
     );
 }
@@ -630,10 +598,8 @@ async fn a_message_with_nobody_to_hear_it_waits_in_the_outbox_even_across_a_rest
     // Once there is someone to publish to, it goes out by itself.
     alice.dial(&addr(&bob, false)).await.unwrap();
     assert_eq!(
-        bob_inbox
-            .recv_timeout(WAIT)
+        next(&mut bob_inbox, "delivered from the outbox")
             .await
-            .expect("delivered from the outbox")
             .text(),
         Some("when you can")
     );
@@ -660,18 +626,8 @@ async fn a_message_with_nobody_to_hear_it_waits_in_the_outbox_even_across_a_rest
         .await
         .unwrap();
     assert_eq!(
-        bob_inbox
-            .recv_timeout(WAIT)
-            .await
-            .expect("sent after the restart")
-            .text(),
+        next(&mut bob_inbox, "sent after the restart").await.text(),
         Some("across a restart")
     );
-    assert!(
-        bob_inbox
-            .recv_timeout(Duration::from_secs(1))
-            .await
-            .is_none(),
-        "once"
-    );
+    assert!(silent(&mut bob_inbox, Duration::from_secs(1)).await, "once");
 }

@@ -60,8 +60,18 @@ pub enum BundleError {
 pub struct AccountId(pub [u8; 32]);
 
 impl AccountId {
-    fn verifying_key(&self) -> Result<VerifyingKey, BundleError> {
-        VerifyingKey::from_bytes(&self.0).map_err(|_| BundleError::Key)
+    /// Checks the account's signature over `bytes`; `refused` is the error
+    /// when it does not verify.
+    fn verify(
+        &self,
+        bytes: &[u8],
+        signature: &[u8; 64],
+        refused: BundleError,
+    ) -> Result<(), BundleError> {
+        VerifyingKey::from_bytes(&self.0)
+            .map_err(|_| BundleError::Key)?
+            .verify_strict(bytes, &Signature::from_bytes(signature))
+            .map_err(|_| refused)
     }
 }
 
@@ -234,13 +244,11 @@ impl Certificate {
 
     /// Checks the account's signature.
     pub fn verify(&self) -> Result<(), BundleError> {
-        self.account
-            .verifying_key()?
-            .verify_strict(
-                &self.signed_bytes(),
-                &Signature::from_bytes(&self.signature),
-            )
-            .map_err(|_| BundleError::Certificate(self.account))
+        self.account.verify(
+            &self.signed_bytes(),
+            &self.signature,
+            BundleError::Certificate(self.account),
+        )
     }
 
     /// Whether `other` certifies the same device keys as this one.
@@ -304,13 +312,11 @@ impl Revocation {
 
     /// Checks the account's signature.
     pub fn verify(&self) -> Result<(), BundleError> {
-        self.account
-            .verifying_key()?
-            .verify_strict(
-                &self.signed_bytes(),
-                &Signature::from_bytes(&self.signature),
-            )
-            .map_err(|_| BundleError::Revocation(self.device))
+        self.account.verify(
+            &self.signed_bytes(),
+            &self.signature,
+            BundleError::Revocation(self.device),
+        )
     }
 
     /// The wire form.

@@ -460,11 +460,11 @@ impl Node {
         Ok(Subscription { rx })
     }
 
-    /// Subscribes the transport to the shards of these content topics.
-    async fn subscribe_shards<'a>(
+    /// Content topics grouped by the shard (pubsub topic) they travel on.
+    fn by_shard<'a>(
         &self,
         topics: impl IntoIterator<Item = &'a ContentTopic>,
-    ) -> Result<(), Error> {
+    ) -> std::collections::BTreeMap<PubsubTopic, Vec<String>> {
         let mut shards: std::collections::BTreeMap<PubsubTopic, Vec<String>> = Default::default();
         for topic in topics {
             shards
@@ -472,7 +472,15 @@ impl Node {
                 .or_default()
                 .push(topic.as_str().to_owned());
         }
-        for (shard, content_topics) in shards {
+        shards
+    }
+
+    /// Subscribes the transport to the shards of these content topics.
+    async fn subscribe_shards<'a>(
+        &self,
+        topics: impl IntoIterator<Item = &'a ContentTopic>,
+    ) -> Result<(), Error> {
+        for (shard, content_topics) in self.by_shard(topics) {
             self.inner
                 .transport
                 .subscribe
@@ -596,15 +604,8 @@ impl Node {
     pub async fn catch_up(&self, peer: &str, since: Option<i64>) -> Result<usize, Error> {
         let crypto = self.chat()?;
         let topics = crypto.topics.send(murmur_core::crypto::Topics).await?;
-        let mut shards: std::collections::BTreeMap<PubsubTopic, Vec<String>> = Default::default();
-        for t in &topics {
-            shards
-                .entry(self.pubsub_topic(t))
-                .or_default()
-                .push(t.as_str().to_owned());
-        }
         let mut fetched = 0;
-        for (shard, content_topics) in shards {
+        for (shard, content_topics) in self.by_shard(&topics) {
             let mut query = murmur_core::store::Query::content(Some(shard.clone()), content_topics)
                 .with_time(since, None);
             loop {
