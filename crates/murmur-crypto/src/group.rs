@@ -29,6 +29,8 @@ use crate::{
 
 const CHAIN_KEY_VERSION: u8 = 1;
 const MESSAGE_VERSION: u8 = 1;
+const SENDER_VERSION: u8 = 1;
+const RECEIVER_VERSION: u8 = 1;
 const SIGN_CONTEXT: &[u8] = b"murmur/group-message/v1";
 
 /// One sending chain: random, chosen by its owner.
@@ -228,6 +230,32 @@ impl SenderChain {
         }
     }
 
+    /// The stored form, secret: seal it before it leaves memory.
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let mut w = Writer::new(SENDER_VERSION);
+        w.bytes(&self.chain.0)
+            .u32(self.iteration)
+            .bytes(&self.key.0)
+            .bytes(self.signing.as_bytes());
+        w.finish()
+    }
+
+    /// Reads the stored form.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes, "sender chain", SENDER_VERSION)?;
+        let chain = ChainId(r.array("chain id")?);
+        let iteration = r.u32("iteration")?;
+        let key = Secret(r.array("chain key")?);
+        let signing = SigningKey::from_bytes(&Zeroizing::new(r.array("signing key")?));
+        r.finish()?;
+        Ok(Self {
+            chain,
+            iteration,
+            key,
+            signing,
+        })
+    }
+
     /// Encrypts and signs one message for the whole group.
     pub fn encrypt(&mut self, plaintext: &[u8]) -> GroupMessage {
         let (mk, next) = kdf::chain(&self.key);
@@ -282,6 +310,52 @@ impl ReceiverChain {
             verifying: VerifyingKey::from_bytes(&key.verifying_key)
                 .map_err(|_| GroupError::BadSignature)?,
             skipped: BTreeMap::new(),
+            max_skip,
+        })
+    }
+
+    /// The chain.
+    pub fn id(&self) -> ChainId {
+        self.chain
+    }
+
+    /// The stored form, secret: seal it before it leaves memory.
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let mut w = Writer::new(RECEIVER_VERSION);
+        w.bytes(&self.chain.0)
+            .u32(self.iteration)
+            .bytes(&self.key.0)
+            .bytes(self.verifying.as_bytes())
+            .u32(self.max_skip)
+            .u32(self.skipped.len() as u32);
+        for (i, k) in &self.skipped {
+            w.u32(*i).bytes(&k.0);
+        }
+        w.finish()
+    }
+
+    /// Reads the stored form.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes, "receiver chain", RECEIVER_VERSION)?;
+        let chain = ChainId(r.array("chain id")?);
+        let iteration = r.u32("iteration")?;
+        let key = Secret(r.array("chain key")?);
+        let verifying = VerifyingKey::from_bytes(&r.array("verifying key")?)
+            .map_err(|_| DecodeError::Invalid("verifying key"))?;
+        let max_skip = r.u32("max skip")?;
+        let n = r.count(36, "skipped keys")?;
+        let mut skipped = BTreeMap::new();
+        for _ in 0..n {
+            let i = r.u32("skipped index")?;
+            skipped.insert(i, Secret(r.array("skipped key")?));
+        }
+        r.finish()?;
+        Ok(Self {
+            chain,
+            iteration,
+            key,
+            verifying,
+            skipped,
             max_skip,
         })
     }
@@ -417,6 +491,22 @@ mod tests {
         // A member was removed: a new chain, handed only to those who stay.
         let mut s = SenderChain::generate();
         assert_eq!(r.decrypt(&s.encrypt(b"new")), Err(GroupError::WrongChain));
+    }
+
+    #[test]
+    fn chains_survive_their_stored_form() {
+        let (mut s, mut r) = pair();
+        let m: Vec<_> = (0..3).map(|i| s.encrypt(&[i; 8])).collect();
+        assert!(r.decrypt(&m[2]).is_ok());
+        let mut s = SenderChain::from_bytes(&s.to_bytes()).expect("decodes");
+        let mut r = ReceiverChain::from_bytes(&r.to_bytes()).expect("decodes");
+        assert_eq!(r.decrypt(&m[0]).expect("skipped key kept"), [0; 8]);
+        assert_eq!(r.decrypt(&s.encrypt(b"next")).expect("reads"), b"next");
+        assert_eq!(r.decrypt(&m[2]), Err(GroupError::Replay(2)));
+        let stored = r.to_bytes();
+        for cut in 0..stored.len() {
+            assert!(ReceiverChain::from_bytes(&stored[..cut]).is_err());
+        }
     }
 
     #[test]

@@ -42,6 +42,12 @@ use std::{
     fmt,
 };
 
+mod codec;
+mod group;
+
+pub use codec::DecodeError;
+pub use group::{ChainError, Effects, Group, OpenError, Opened, SealError};
+
 pub use ed25519_dalek::SigningKey;
 use ed25519_dalek::{Signature, Signer as _, VerifyingKey};
 use sha2_011::{Digest as _, Sha256};
@@ -159,23 +165,19 @@ impl Event {
         EventId(h.finalize().into())
     }
 
-    fn sign(
-        key: &SigningKey,
-        group: GroupId,
-        clock: u64,
-        parents: Vec<EventId>,
-        action: Action,
-    ) -> Self {
-        let mut e = Self {
-            group,
-            author: key.verifying_key().into(),
-            clock,
-            parents,
-            action,
-            signature: [0; 64],
-        };
-        e.signature = key.sign(&e.signed_bytes()).to_bytes();
-        e
+    /// Reads an event from its wire form; the signature is checked when
+    /// the event is inserted into a log.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        codec::decode_event(bytes)
+    }
+
+    /// The wire form.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = self.signed_bytes();
+        v.drain(..CONTEXT.len());
+        v.insert(0, codec::EVENT_VERSION);
+        v.extend_from_slice(&self.signature);
+        v
     }
 
     fn verify(&self) -> bool {
@@ -185,6 +187,43 @@ impl Event {
                 &Signature::from_bytes(&self.signature),
             )
             .is_ok()
+        })
+    }
+}
+
+/// An event to be signed by its author's key, wherever that key is (the
+/// crypto stage holds an account's key, not this crate).
+#[derive(Debug, Clone)]
+pub struct Unsigned(Event);
+
+impl Unsigned {
+    /// The bytes the author signs (with Ed25519, as they are).
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        self.0.signed_bytes()
+    }
+
+    /// The author.
+    pub fn author(&self) -> MemberId {
+        self.0.author
+    }
+
+    /// The event, with the author's signature over [`Unsigned::signed_bytes`].
+    pub fn sign(mut self, signature: [u8; 64]) -> Event {
+        self.0.signature = signature;
+        self.0
+    }
+
+    /// The `Create` event of a new group.
+    pub fn create(author: MemberId, name: &str) -> Self {
+        Self(Event {
+            group: EventId([0; 32]),
+            author,
+            clock: 1,
+            parents: Vec::new(),
+            action: Action::Create {
+                name: name.to_owned(),
+            },
+            signature: [0; 64],
         })
     }
 }
@@ -311,19 +350,18 @@ impl Log {
 
     /// Creates a group; answers its log and the `Create` event to send.
     pub fn create(key: &SigningKey, name: &str) -> (Self, Event) {
-        let create = Event::sign(
-            key,
-            EventId([0; 32]),
-            1,
-            Vec::new(),
-            Action::Create {
-                name: name.to_owned(),
-            },
-        );
-        let mut log = Self::new(create.id());
-        log.insert(create.clone())
-            .expect("a fresh create event is valid");
+        let unsigned = Unsigned::create(key.verifying_key().into(), name);
+        let signature = key.sign(&unsigned.signed_bytes()).to_bytes();
+        let create = unsigned.sign(signature);
+        let log = Self::from_create(create.clone()).expect("a fresh create event is valid");
         (log, create)
+    }
+
+    /// The log of the group a signed `Create` event starts.
+    pub fn from_create(create: Event) -> Result<Self, InsertError> {
+        let mut log = Self::new(create.id());
+        log.insert(create)?;
+        Ok(log)
     }
 
     /// The group.
@@ -335,15 +373,30 @@ impl Log {
     /// and answers it to send to the others. Whether it holds is for
     /// [`Log::state`] to say, as for anyone's event.
     pub fn author(&mut self, key: &SigningKey, action: Action) -> Result<Event, InsertError> {
+        let unsigned = self.prepare(key.verifying_key().into(), action);
+        let signature = key.sign(&unsigned.signed_bytes()).to_bytes();
+        let event = unsigned.sign(signature);
+        self.insert(event.clone())?;
+        Ok(event)
+    }
+
+    /// `action` by `author` on top of everything this log has applied, to
+    /// be signed and then inserted.
+    pub fn prepare(&self, author: MemberId, action: Action) -> Unsigned {
         let parents: Vec<EventId> = self.heads.iter().copied().collect();
         let clock = parents
             .iter()
             .filter_map(|p| self.clocks.get(p))
             .max()
             .map_or(1, |c| c + 1);
-        let event = Event::sign(key, self.group, clock, parents, action);
-        self.insert(event.clone())?;
-        Ok(event)
+        Unsigned(Event {
+            group: self.group,
+            author,
+            clock,
+            parents,
+            action,
+            signature: [0; 64],
+        })
     }
 
     /// Takes an event from anyone, in any order.
@@ -439,5 +492,10 @@ impl Log {
     /// Every applied event, in the group's order: what a new member needs.
     pub fn events(&self) -> impl Iterator<Item = &Event> {
         self.events.values()
+    }
+
+    /// Every event held, applied or waiting for parents.
+    pub fn all_events(&self) -> impl Iterator<Item = &Event> {
+        self.events.values().chain(self.pending.values())
     }
 }

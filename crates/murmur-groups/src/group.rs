@@ -1,0 +1,468 @@
+//! One device's view of a group: the membership log and the sending chains
+//! of group encryption, kept consistent with each other.
+//!
+//! Every change of membership is folded here into what this device must do
+//! ([`Effects`]): a device that becomes a member starts a sending chain and
+//! hands it to every member; when someone joins, each member hands it its
+//! chain at its current position (so the joiner reads nothing from before);
+//! when someone leaves or is removed, every remaining member starts a new
+//! chain and hands it only to those who stay, and the chains of whoever
+//! left are dropped (so it reads nothing from after).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use murmur_crypto::group::{
+    ChainId, ChainKey, GroupError, GroupMessage, ReceiverChain, SenderChain,
+};
+use zeroize::Zeroizing;
+
+use crate::{
+    codec::{put_var, DecodeError, Reader},
+    Event, GroupId, InsertError, Inserted, Log, MemberId, State, Unsigned,
+};
+
+const STORED_VERSION: u8 = 1;
+/// Chains kept per member device: the newest and the one before, for
+/// messages that were in flight when it rotated.
+const CHAINS_PER_DEVICE: usize = 2;
+
+/// A device of a member: the account's key and the device's id.
+pub type Device = (MemberId, [u8; 16]);
+
+/// What this device must do after a change of membership.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[must_use]
+pub struct Effects {
+    /// Members to hand this device's current chain key to, over the
+    /// pairwise sessions.
+    pub chain_to: BTreeSet<MemberId>,
+    /// This device started a new sending chain.
+    pub rotated: bool,
+    /// This device's member left or was removed: it reads and sends no more.
+    pub removed: bool,
+    /// Members who joined.
+    pub added: BTreeSet<MemberId>,
+}
+
+/// Why a message could not be sealed for the group.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    /// This device's member is not (or no longer) in the group.
+    #[error("not a member of the group")]
+    NotMember,
+}
+
+/// Why a group message could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    /// Not a group message.
+    #[error("malformed group message: {0}")]
+    Malformed(String),
+    /// A chain this device was not given: from before it joined, from
+    /// after it was removed, or from a non-member.
+    #[error("no key for this sending chain")]
+    UnknownChain,
+    /// The chain's owner is no longer a member.
+    #[error("the sender is not a member")]
+    NotMember,
+    /// The chain refused it (signature, tampering, replay, bound).
+    #[error(transparent)]
+    Chain(#[from] GroupError),
+}
+
+/// Why a chain key handed over was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    /// From someone who is not a member.
+    #[error("a chain key from a non-member")]
+    NotMember,
+    /// Not a chain key.
+    #[error("malformed chain key: {0}")]
+    Malformed(String),
+}
+
+/// A group message opened: who sent it and what it says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    /// The sending member.
+    pub sender: MemberId,
+    /// The sending device.
+    pub device: [u8; 16],
+    /// What it says.
+    pub plaintext: Vec<u8>,
+}
+
+struct Receiver {
+    owner: Device,
+    chain: ReceiverChain,
+}
+
+/// One device's view of a group.
+pub struct Group {
+    log: Log,
+    me: Device,
+    sending: Option<SenderChain>,
+    receivers: BTreeMap<ChainId, Receiver>,
+    max_skip: u32,
+}
+
+impl Group {
+    /// A group this device's member created: `create` is its signed
+    /// `Create` event.
+    pub fn create(
+        me: Device,
+        create: Event,
+        max_skip: u32,
+    ) -> Result<(Self, Effects), InsertError> {
+        let mut group = Self::join(me, create.id(), max_skip);
+        let (_, effects) = group.insert(create)?;
+        Ok((group, effects))
+    }
+
+    /// A group this device was invited into, before its events arrive.
+    pub fn join(me: Device, group: GroupId, max_skip: u32) -> Self {
+        Self {
+            log: Log::new(group),
+            me,
+            sending: None,
+            receivers: BTreeMap::new(),
+            max_skip,
+        }
+    }
+
+    /// The group.
+    pub fn id(&self) -> GroupId {
+        self.log.group()
+    }
+
+    /// The membership log.
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// The group as the log says.
+    pub fn state(&self) -> State {
+        self.log.state()
+    }
+
+    /// Whether this device's member is in the group.
+    pub fn is_member(&self) -> bool {
+        self.state().members.contains_key(&self.me.0)
+    }
+
+    /// `action` by this device's member, to sign and then [`Group::insert`].
+    pub fn prepare(&self, action: crate::Action) -> Unsigned {
+        self.log.prepare(self.me.0, action)
+    }
+
+    /// Takes an event (anyone's, in any order) and answers what this device
+    /// must do about the change it made.
+    pub fn insert(&mut self, event: Event) -> Result<(Inserted, Effects), InsertError> {
+        let before = self.state().members;
+        let inserted = self.log.insert(event)?;
+        let after = self.state().members;
+        Ok((inserted, self.membership_changed(&before, &after)))
+    }
+
+    fn membership_changed(
+        &mut self,
+        before: &BTreeMap<MemberId, crate::Role>,
+        after: &BTreeMap<MemberId, crate::Role>,
+    ) -> Effects {
+        let me = self.me.0;
+        let gone: BTreeSet<MemberId> = before
+            .keys()
+            .filter(|m| !after.contains_key(m))
+            .copied()
+            .collect();
+        let added: BTreeSet<MemberId> = after
+            .keys()
+            .filter(|m| !before.contains_key(m))
+            .copied()
+            .collect();
+        let others = || after.keys().filter(|m| **m != me).copied().collect();
+        let mut effects = Effects {
+            added: added.clone(),
+            ..Effects::default()
+        };
+        self.receivers.retain(|_, r| after.contains_key(&r.owner.0));
+        match (before.contains_key(&me), after.contains_key(&me)) {
+            (_, false) => {
+                effects.removed = before.contains_key(&me) || self.sending.is_some();
+                self.sending = None;
+                self.receivers.clear();
+            }
+            (false, true) => {
+                self.sending = Some(SenderChain::generate());
+                effects.rotated = true;
+                effects.chain_to = others();
+            }
+            (true, true) if !gone.is_empty() || self.sending.is_none() => {
+                self.sending = Some(SenderChain::generate());
+                effects.rotated = true;
+                effects.chain_to = others();
+            }
+            (true, true) => effects.chain_to = added.into_iter().filter(|m| *m != me).collect(),
+        }
+        effects
+    }
+
+    /// This device's current chain key, to hand to the members
+    /// [`Effects::chain_to`] names.
+    pub fn chain_key(&self) -> Option<ChainKey> {
+        self.sending.as_ref().map(SenderChain::chain_key)
+    }
+
+    /// A chain key that `owner` handed over in a pairwise session (or that
+    /// another device of this member did).
+    pub fn receive_chain(&mut self, owner: Device, key: &[u8]) -> Result<(), ChainError> {
+        if !self.state().members.contains_key(&owner.0) {
+            return Err(ChainError::NotMember);
+        }
+        let key = ChainKey::from_bytes(key).map_err(|e| ChainError::Malformed(e.to_string()))?;
+        if self.receivers.contains_key(&key.chain) {
+            // Handed over twice (a copy, a retry): the chain read so far stays.
+            return Ok(());
+        }
+        let chain = ReceiverChain::new(&key, self.max_skip)
+            .map_err(|e| ChainError::Malformed(e.to_string()))?;
+        self.receivers.insert(key.chain, Receiver { owner, chain });
+        let mut own: Vec<ChainId> = self
+            .receivers
+            .iter()
+            .filter(|(_, r)| r.owner == owner)
+            .map(|(id, _)| *id)
+            .collect();
+        // Chains of one device arrive in the order it made them.
+        own.retain(|id| *id != key.chain);
+        while own.len() >= CHAINS_PER_DEVICE {
+            self.receivers.remove(&own.remove(0));
+        }
+        Ok(())
+    }
+
+    /// Encrypts and signs `plaintext` for every member: one message on the
+    /// wire whatever the group's size.
+    pub fn seal(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
+        if !self.is_member() {
+            return Err(SealError::NotMember);
+        }
+        let sending = self.sending.get_or_insert_with(SenderChain::generate);
+        Ok(sending.encrypt(plaintext).to_bytes())
+    }
+
+    /// Reads a group message from the wire.
+    pub fn open(&mut self, bytes: &[u8]) -> Result<Opened, OpenError> {
+        let message =
+            GroupMessage::from_bytes(bytes).map_err(|e| OpenError::Malformed(e.to_string()))?;
+        let members = self.state().members;
+        let receiver = self
+            .receivers
+            .get_mut(&message.chain)
+            .ok_or(OpenError::UnknownChain)?;
+        if !members.contains_key(&receiver.owner.0) {
+            return Err(OpenError::NotMember);
+        }
+        let plaintext = receiver.chain.decrypt(&message)?;
+        Ok(Opened {
+            sender: receiver.owner.0,
+            device: receiver.owner.1,
+            plaintext,
+        })
+    }
+
+    /// The chain a wire message claims, if the bytes are one: whether this
+    /// device can read it at all.
+    pub fn knows_chain(&self, bytes: &[u8]) -> bool {
+        GroupMessage::from_bytes(bytes).is_ok_and(|m| self.receivers.contains_key(&m.chain))
+    }
+
+    /// The stored form, secret (it holds chain keys): seal it before it
+    /// leaves memory.
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let mut v = Zeroizing::new(vec![STORED_VERSION]);
+        v.extend_from_slice(&self.log.group().0);
+        v.extend_from_slice(&self.me.0 .0);
+        v.extend_from_slice(&self.me.1);
+        v.extend_from_slice(&self.max_skip.to_be_bytes());
+        let events: Vec<&Event> = self.log.all_events().collect();
+        v.extend_from_slice(&(events.len() as u32).to_be_bytes());
+        for e in events {
+            put_var(&mut v, &e.to_bytes());
+        }
+        match &self.sending {
+            Some(s) => put_var(&mut v, &s.to_bytes()),
+            None => put_var(&mut v, &[]),
+        }
+        v.extend_from_slice(&(self.receivers.len() as u32).to_be_bytes());
+        for r in self.receivers.values() {
+            v.extend_from_slice(&r.owner.0 .0);
+            v.extend_from_slice(&r.owner.1);
+            put_var(&mut v, &r.chain.to_bytes());
+        }
+        v
+    }
+
+    /// Reads the stored form.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes, "stored group", STORED_VERSION)?;
+        let group = crate::EventId(r.array("group")?);
+        let me = (MemberId(r.array("member")?), r.array("device")?);
+        let max_skip = r.u32("max skip")?;
+        let mut log = Log::new(group);
+        for _ in 0..r.count(4, "events")? {
+            let event = Event::from_bytes(r.var("event")?)?;
+            // Each was checked when it first arrived; the order they are
+            // stored in does not matter to the log.
+            let _ = log.insert(event);
+        }
+        let sending = match r.var("sending chain")? {
+            [] => None,
+            b => Some(
+                SenderChain::from_bytes(b).map_err(|_| DecodeError::Invalid("sending chain"))?,
+            ),
+        };
+        let mut receivers = BTreeMap::new();
+        for _ in 0..r.count(52, "receiving chains")? {
+            let owner = (MemberId(r.array("chain owner")?), r.array("chain device")?);
+            let chain = ReceiverChain::from_bytes(r.var("receiving chain")?)
+                .map_err(|_| DecodeError::Invalid("receiving chain"))?;
+            receivers.insert(chain.id(), Receiver { owner, chain });
+        }
+        r.finish()?;
+        Ok(Self {
+            log,
+            me,
+            sending,
+            receivers,
+            max_skip,
+        })
+    }
+}
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group")
+            .field("id", &self.id())
+            .field("me", &self.me.0)
+            .field("chains", &self.receivers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Action, SigningKey};
+    use ed25519_dalek::Signer as _;
+
+    struct Member {
+        key: SigningKey,
+        group: Group,
+    }
+
+    impl Member {
+        fn id(&self) -> MemberId {
+            self.key.verifying_key().into()
+        }
+
+        fn act(&mut self, action: Action) -> (Event, Effects) {
+            let unsigned = self.group.prepare(action);
+            let sig = self.key.sign(&unsigned.signed_bytes()).to_bytes();
+            let event = unsigned.sign(sig);
+            let (_, effects) = self.group.insert(event.clone()).expect("valid");
+            (event, effects)
+        }
+    }
+
+    fn member(n: u8, group: GroupId) -> Member {
+        let key = SigningKey::from_bytes(&[n; 32]);
+        let me = (key.verifying_key().into(), [n; 16]);
+        Member {
+            key,
+            group: Group::join(me, group, 100),
+        }
+    }
+
+    /// Hands `from`'s chain to `to`.
+    fn hand(from: &Member, to: &mut Member) {
+        let key = from.group.chain_key().expect("a member has a chain");
+        to.group
+            .receive_chain(from.group.me, &key.to_bytes())
+            .expect("accepted");
+    }
+
+    #[test]
+    fn a_removed_member_reads_nothing_after_and_a_joiner_nothing_before() {
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let unsigned = Unsigned::create(key.verifying_key().into(), "g");
+        let create = unsigned
+            .clone()
+            .sign(key.sign(&unsigned.signed_bytes()).to_bytes());
+        let (group, effects) =
+            Group::create((key.verifying_key().into(), [1; 16]), create.clone(), 100)
+                .expect("valid");
+        assert!(effects.rotated && effects.chain_to.is_empty());
+        let mut alice = Member { key, group };
+        let (mut bob, mut carol) = (member(2, alice.group.id()), member(3, alice.group.id()));
+        let (add_bob, e) = alice.act(Action::Add(bob.id()));
+        assert_eq!(e.chain_to, BTreeSet::from([bob.id()]));
+        let (add_carol, _) = alice.act(Action::Add(carol.id()));
+        for m in [&mut bob, &mut carol] {
+            for ev in [&create, &add_bob, &add_carol] {
+                let _ = m.group.insert(ev.clone());
+            }
+        }
+        hand(&alice, &mut bob);
+        hand(&alice, &mut carol);
+        let before = alice.group.seal(b"before dave").expect("member");
+        let mut dave = member(4, alice.group.id());
+        let (add_dave, _) = alice.act(Action::Add(dave.id()));
+        for ev in alice.group.log().events().cloned().collect::<Vec<_>>() {
+            let _ = dave.group.insert(ev);
+        }
+        let _ = bob.group.insert(add_dave.clone());
+        hand(&alice, &mut dave);
+        assert!(matches!(
+            dave.group.open(&before),
+            Err(OpenError::Chain(GroupError::Replay(0)))
+        ));
+        assert_eq!(
+            bob.group.open(&before).expect("member").plaintext,
+            b"before dave"
+        );
+
+        let (remove_bob, e) = alice.act(Action::Remove(bob.id()));
+        assert!(e.rotated);
+        assert_eq!(e.chain_to, BTreeSet::from([carol.id(), dave.id()]));
+        // The new chain goes to those who stay before anything is sent on it.
+        hand(&alice, &mut carol);
+        let after = alice.group.seal(b"after bob").expect("member");
+        let (_, e) = bob.group.insert(remove_bob).expect("valid");
+        assert!(e.removed);
+        assert_eq!(bob.group.open(&after), Err(OpenError::UnknownChain));
+        assert_eq!(bob.group.seal(b"x"), Err(SealError::NotMember));
+        assert_eq!(
+            carol.group.open(&after).expect("member").plaintext,
+            b"after bob"
+        );
+        // A chain from someone who is not a member is refused.
+        let stranger = member(9, alice.group.id());
+        assert_eq!(
+            carol.group.receive_chain(
+                stranger.group.me,
+                &alice.group.chain_key().expect("chain").to_bytes()
+            ),
+            Err(ChainError::NotMember)
+        );
+        // Stored and read back, the group goes on.
+        let mut carol2 = Group::from_bytes(&carol.group.to_bytes()).expect("decodes");
+        assert_eq!(carol2.state(), carol.group.state());
+        let next = alice.group.seal(b"next").expect("member");
+        assert_eq!(carol2.open(&next).expect("reads").plaintext, b"next");
+        assert!(matches!(
+            carol2.open(&next),
+            Err(OpenError::Chain(GroupError::Replay(_)))
+        ));
+    }
+}
