@@ -4,6 +4,7 @@
 mod bad_input;
 mod chat;
 mod filter;
+mod groups;
 mod jswaku;
 mod light;
 mod lightpush;

@@ -94,6 +94,9 @@ pub enum Error {
         /// The revoked device.
         device: DeviceId,
     },
+    /// Bytes the account key does not sign (it signs group events only).
+    #[error("the account key signs group membership events only")]
+    NotSignable,
     /// The stage could not read or write its state.
     #[error("crypto state: {0}")]
     State(String),
@@ -249,6 +252,20 @@ pub struct LearnBundles {
     pub bundles: Vec<Bytes>,
 }
 
+/// Asks for the bundles this device holds of `account`'s devices (its own
+/// account: this device's, without one-time prekeys, and the others'), to
+/// introduce the account to someone who has never met it.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Vec<Bytes>")]
+pub struct Bundles(pub AccountId);
+
+/// Signs a group membership event with the account key: only bytes that
+/// start with `murmur/group-event/`, and only on the device that holds the
+/// key ([`Error::NotPrimary`] elsewhere).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<[u8; 64], Error>")]
+pub struct SignEvent(pub Bytes);
+
 /// Asks for this node's account and device.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "(AccountId, DeviceId)")]
@@ -297,6 +314,10 @@ pub struct Handle {
     pub bundle_topic: Recipient<BundleTopic>,
     /// Where [`LearnBundles`] goes.
     pub learn_bundles: Recipient<LearnBundles>,
+    /// Where [`Bundles`] goes.
+    pub bundles: Recipient<Bundles>,
+    /// Where [`SignEvent`] goes.
+    pub sign_event: Recipient<SignEvent>,
 }
 
 impl<A> From<actix::Addr<A>> for Handle
@@ -314,7 +335,9 @@ where
         + actix::Handler<Devices>
         + actix::Handler<OwnBundle>
         + actix::Handler<BundleTopic>
-        + actix::Handler<LearnBundles>,
+        + actix::Handler<LearnBundles>
+        + actix::Handler<Bundles>
+        + actix::Handler<SignEvent>,
 {
     fn from(addr: actix::Addr<A>) -> Self {
         Self {
@@ -330,7 +353,9 @@ where
             devices: addr.clone().recipient(),
             own_bundle: addr.clone().recipient(),
             bundle_topic: addr.clone().recipient(),
-            learn_bundles: addr.recipient(),
+            learn_bundles: addr.clone().recipient(),
+            bundles: addr.clone().recipient(),
+            sign_event: addr.recipient(),
         }
     }
 }

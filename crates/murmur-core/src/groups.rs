@@ -1,64 +1,328 @@
-//! The group-membership stage: groups, communities, members, roles and the
-//! signed event log. Its core is sans-I/O.
+//! The group-membership stage: private groups, their signed membership
+//! logs and their group encryption. Its core is the sans-I/O
+//! `murmur-groups`.
 //!
-//! Asked to: [`Authorize`], [`ResolveRecipients`], [`Apply`]. Tells: [`Event`].
-//! The shapes are set here; the stage arrives with private groups.
+//! Asked to: [`Create`], [`Change`], [`Post`] (authorizes the sender and
+//! seals once for every member), [`Open`] (authorizes the sender and
+//! opens), [`Control`] (applies what a member sent in a pairwise session:
+//! events, chain keys), [`Info`], [`List`], [`Topics`].
+//!
+//! The stage never publishes: what it answers says what the pipeline must
+//! do ([`Effects`]): bundles to learn, content topics to subscribe, and
+//! pairwise messages to seal through the crypto stage, so that group
+//! metadata only ever travels inside the pairwise sessions' encryption.
 
-use actix::Message;
+use std::fmt;
+
+use actix::{Message, Recipient};
 use bytes::Bytes;
 use thiserror::Error;
 
-use crate::crypto::DeviceId;
+use crate::{
+    crypto::{AccountId, DeviceId, Sealed},
+    ContentTopic, Delivery,
+};
 
-/// A group or community.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A group: the id of its signed `Create` event.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct GroupId(pub [u8; 32]);
 
-/// Why a membership request failed.
+impl fmt::Display for GroupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for GroupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = &self.0;
+        write!(
+            f,
+            "GroupId({:02x}{:02x}{:02x}{:02x}…)",
+            b[0], b[1], b[2], b[3]
+        )
+    }
+}
+
+impl std::str::FromStr for GroupId {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let mut id = [0u8; 32];
+        if s.len() != 64 || !s.is_ascii() {
+            return Err(Error::Malformed("a group id is 64 hex digits".to_owned()));
+        }
+        for (i, b) in id.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16)
+                .map_err(|_| Error::Malformed("a group id is 64 hex digits".to_owned()))?;
+        }
+        Ok(Self(id))
+    }
+}
+
+/// A member's role in a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Role {
+    /// Adds, removes, promotes, demotes, renames.
+    Admin,
+    /// Reads and writes.
+    Member,
+}
+
+/// Why a membership request failed. Nothing was applied.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// No such group.
-    #[error("unknown group")]
-    UnknownGroup,
-    /// The sender lacks the role the action needs.
+    /// This device is in no group with that id.
+    #[error("unknown group {0}")]
+    UnknownGroup(GroupId),
+    /// The author lacks the role the action needs (or the action cannot
+    /// hold: removing the creator, adding a member twice).
     #[error("not allowed: {0}")]
     Forbidden(String),
-    /// A log event whose signature or parent does not check out.
+    /// This device's account is not a member (any more).
+    #[error("not a member of group {0}")]
+    NotMember(GroupId),
+    /// A membership event whose signature, group or parents do not check
+    /// out.
     #[error("invalid membership event: {0}")]
     InvalidEvent(String),
+    /// A group message this device has no key for: sent before it joined,
+    /// after it was removed, or by a non-member.
+    #[error(
+        "no key for this group message (sent before joining, after removal, or by a non-member)"
+    )]
+    UnknownChain,
+    /// A group message or pairwise control message that does not parse, or
+    /// does not authenticate.
+    #[error("malformed or altered: {0}")]
+    Malformed(String),
+    /// A group message that was read before.
+    #[error("replayed group message")]
+    Replay,
+    /// Signing or sealing through the crypto stage failed.
+    #[error(transparent)]
+    Crypto(#[from] crate::crypto::Error),
+    /// The stage could not read or write its state.
+    #[error("group state: {0}")]
+    State(String),
 }
 
-/// May `sender` do `action` in `group`?
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<(), Error>")]
+/// What the pipeline must do after a request, in this order.
+#[derive(Debug, Clone, Default)]
 #[non_exhaustive]
-pub struct Authorize {
+pub struct Effects {
+    /// Bundles to hand the crypto stage ([`crate::crypto::LearnBundles`]):
+    /// of accounts this device may have never met.
+    pub learn: Vec<(AccountId, Vec<Bytes>)>,
+    /// Content topics to subscribe to.
+    pub subscribe: Vec<ContentTopic>,
+    /// Plaintexts to seal for an account ([`crate::crypto::Seal`]) and publish.
+    pub pairwise: Vec<(AccountId, Bytes)>,
+}
+
+impl Effects {
+    /// Nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.learn.is_empty() && self.subscribe.is_empty() && self.pairwise.is_empty()
+    }
+}
+
+/// A change of membership, as its author asks for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Action {
+    /// Adds an account (admins).
+    Add(AccountId),
+    /// Removes an account (admins; not the creator).
+    Remove(AccountId),
+    /// This account leaves.
+    Leave,
+    /// Makes a member an admin (admins).
+    Promote(AccountId),
+    /// Makes an admin a member (admins; not the creator).
+    Demote(AccountId),
+    /// Renames the group (admins).
+    Rename(String),
+}
+
+/// Creates a group with this account as its creator and first admin.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(GroupId, Effects), Error>")]
+pub struct Create {
+    /// Its name (at most 256 bytes).
+    pub name: String,
+}
+
+/// Authors a membership change, signed with the account key.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Effects, Error>")]
+pub struct Change {
     /// Where.
     pub group: GroupId,
-    /// Who.
-    pub sender: DeviceId,
-    /// What, as the membership log names it (`post`, `kick`, `ban`, ...).
-    pub action: String,
+    /// What.
+    pub action: Action,
 }
 
-/// Who receives a message sent to `group`.
+/// Seals `plaintext` once for every member: answers the envelope to
+/// publish.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<Vec<DeviceId>, Error>")]
-pub struct ResolveRecipients(pub GroupId);
+#[rtype(result = "Result<Sealed, Error>")]
+pub struct Post {
+    /// Where.
+    pub group: GroupId,
+    /// What the members will read. Never logged.
+    pub plaintext: Bytes,
+}
 
-/// Applies a signed membership event from the log.
+/// Opens a message that arrived on a group topic.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<(), Error>")]
-pub struct Apply(pub Bytes);
+#[rtype(result = "Result<Opened, Error>")]
+pub struct Open(pub Delivery);
 
-/// What the membership stage tells the pipeline.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
+/// A group message opened, its sender a member whose chain it is.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
-pub enum Event {
-    /// Someone joined, left or changed role.
-    MembershipChanged(GroupId),
-    /// A member was removed: every sender chain of the group must rotate.
-    KeysMustRotate(GroupId),
+pub struct Opened {
+    /// Which group.
+    pub group: GroupId,
+    /// The sending account.
+    pub sender: AccountId,
+    /// The sending device.
+    pub device: DeviceId,
+    /// What it says.
+    pub plaintext: Bytes,
+}
+
+impl Opened {
+    /// `sender`'s message in `group`.
+    pub fn new(group: GroupId, sender: AccountId, device: DeviceId, plaintext: Bytes) -> Self {
+        Self {
+            group,
+            sender,
+            device,
+            plaintext,
+        }
+    }
+}
+
+/// What a device sent this one in a pairwise session about a group
+/// (membership events, its chain key), the sender verified by the session.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Effects, Error>")]
+pub struct Control {
+    /// The sending account.
+    pub from: AccountId,
+    /// The sending device.
+    pub device: DeviceId,
+    /// The control message.
+    pub message: Bytes,
+}
+
+/// What a group is, as this device's log says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Summary {
+    /// The group.
+    pub id: GroupId,
+    /// Its name.
+    pub name: String,
+    /// Its members and their roles.
+    pub members: Vec<(AccountId, Role)>,
+    /// Whether this account is one of them.
+    pub member: bool,
+    /// Membership events that did not hold (unauthorized), kept in the log
+    /// but applied to nothing.
+    pub rejected: usize,
+}
+
+impl Summary {
+    /// A group named `name` with `members`.
+    pub fn new(id: GroupId, name: String, members: Vec<(AccountId, Role)>, member: bool) -> Self {
+        Self {
+            id,
+            name,
+            members,
+            member,
+            rejected: 0,
+        }
+    }
+
+    /// With `n` rejected events.
+    pub fn with_rejected(mut self, n: usize) -> Self {
+        self.rejected = n;
+        self
+    }
+}
+
+/// Asks what a group is.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<Summary, Error>")]
+pub struct Info(pub GroupId);
+
+/// Asks for every group this device knows.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Vec<Summary>")]
+pub struct List;
+
+/// Asks for the content topics of the groups this account is in.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Vec<ContentTopic>")]
+pub struct Topics;
+
+/// The membership stage as the rest of the node holds it.
+#[derive(Clone)]
+pub struct Handle {
+    /// Where [`Create`] goes.
+    pub create: Recipient<Create>,
+    /// Where [`Change`] goes.
+    pub change: Recipient<Change>,
+    /// Where [`Post`] goes.
+    pub post: Recipient<Post>,
+    /// Where [`Open`] goes.
+    pub open: Recipient<Open>,
+    /// Where [`Control`] goes.
+    pub control: Recipient<Control>,
+    /// Where [`Info`] goes.
+    pub info: Recipient<Info>,
+    /// Where [`List`] goes.
+    pub list: Recipient<List>,
+    /// Where [`Topics`] goes.
+    pub topics: Recipient<Topics>,
+}
+
+impl<A> From<actix::Addr<A>> for Handle
+where
+    A: actix::Actor<Context = actix::Context<A>>
+        + actix::Handler<Create>
+        + actix::Handler<Change>
+        + actix::Handler<Post>
+        + actix::Handler<Open>
+        + actix::Handler<Control>
+        + actix::Handler<Info>
+        + actix::Handler<List>
+        + actix::Handler<Topics>,
+{
+    fn from(addr: actix::Addr<A>) -> Self {
+        Self {
+            create: addr.clone().recipient(),
+            change: addr.clone().recipient(),
+            post: addr.clone().recipient(),
+            open: addr.clone().recipient(),
+            control: addr.clone().recipient(),
+            info: addr.clone().recipient(),
+            list: addr.clone().recipient(),
+            topics: addr.recipient(),
+        }
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("groups::Handle").finish_non_exhaustive()
+    }
 }

@@ -20,6 +20,8 @@ use crate::{
 const CERTIFICATE_CONTEXT: &[u8] = b"murmur/certificate/v1";
 const BUNDLE_CONTEXT: &[u8] = b"murmur/bundle/v1";
 const REVOCATION_CONTEXT: &[u8] = b"murmur/revocation/v1";
+/// What an account signs for other crates: group membership events.
+pub const GROUP_EVENT_CONTEXT: &[u8] = b"murmur/group-event/";
 const BUNDLE_VERSION: u8 = 1;
 const INSTALLATION_VERSION: u8 = 1;
 const REVOCATION_VERSION: u8 = 1;
@@ -150,6 +152,16 @@ impl Account {
         };
         c.signature = self.key.sign(&c.signed_bytes()).to_bytes();
         c
+    }
+
+    /// Signs a group membership event in the account's name; `None` for
+    /// bytes that do not start with [`GROUP_EVENT_CONTEXT`], so that the
+    /// account key signs nothing that could pass for a certificate, bundle
+    /// or revocation.
+    pub fn sign_group_event(&self, bytes: &[u8]) -> Option<[u8; 64]> {
+        bytes
+            .starts_with(GROUP_EVENT_CONTEXT)
+            .then(|| self.key.sign(bytes).to_bytes())
     }
 
     /// Says that `device` is no longer the account's: contacts stop

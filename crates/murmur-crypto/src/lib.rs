@@ -52,7 +52,7 @@ pub use codec::DecodeError;
 pub use envelope::{EnvelopeError, Opened};
 pub use identity::{
     Account, AccountId, Bundle, BundleError, Certificate, DeviceId, Installation, PairingRequest,
-    PrekeyPolicy, Revocation, SignedPrekey, Unpaired, MAX_ONE_TIME_PREKEYS,
+    PrekeyPolicy, Revocation, SignedPrekey, Unpaired, GROUP_EVENT_CONTEXT, MAX_ONE_TIME_PREKEYS,
     MAX_SESSIONS_PER_PREKEY,
 };
 pub use keys::{KeyPair, PublicKey};

@@ -25,6 +25,9 @@ const STORED_VERSION: u8 = 1;
 /// Chains kept per member device: the newest and the one before, for
 /// messages that were in flight when it rotated.
 const CHAINS_PER_DEVICE: usize = 2;
+/// Chain keys held from accounts that are not members yet: a joiner may
+/// get the members' keys before the events that make them members to it.
+const HELD_CHAINS: usize = 64;
 
 /// A device of a member: the account's key and the device's id.
 pub type Device = (MemberId, [u8; 16]);
@@ -103,6 +106,8 @@ pub struct Group {
     me: Device,
     sending: Option<SenderChain>,
     receivers: BTreeMap<ChainId, Receiver>,
+    /// Keys from accounts not (yet) members, oldest first; not persisted.
+    held: Vec<(Device, Zeroizing<Vec<u8>>)>,
     max_skip: u32,
 }
 
@@ -126,6 +131,7 @@ impl Group {
             me,
             sending: None,
             receivers: BTreeMap::new(),
+            held: Vec::new(),
             max_skip,
         }
     }
@@ -161,7 +167,14 @@ impl Group {
         let before = self.state().members;
         let inserted = self.log.insert(event)?;
         let after = self.state().members;
-        Ok((inserted, self.membership_changed(&before, &after)))
+        let effects = self.membership_changed(&before, &after);
+        if !effects.added.is_empty() {
+            for (owner, key) in std::mem::take(&mut self.held) {
+                // Still not a member: held again.
+                let _ = self.receive_chain(owner, &key);
+            }
+        }
+        Ok((inserted, effects))
     }
 
     fn membership_changed(
@@ -214,12 +227,19 @@ impl Group {
     }
 
     /// A chain key that `owner` handed over in a pairwise session (or that
-    /// another device of this member did).
+    /// another device of this member did). A key from an account that is
+    /// not a member is refused, and held (boundedly) in case the events
+    /// that make it one are still on their way.
     pub fn receive_chain(&mut self, owner: Device, key: &[u8]) -> Result<(), ChainError> {
+        let parsed = ChainKey::from_bytes(key).map_err(|e| ChainError::Malformed(e.to_string()))?;
         if !self.state().members.contains_key(&owner.0) {
+            if self.held.len() >= HELD_CHAINS {
+                self.held.remove(0);
+            }
+            self.held.push((owner, Zeroizing::new(key.to_vec())));
             return Err(ChainError::NotMember);
         }
-        let key = ChainKey::from_bytes(key).map_err(|e| ChainError::Malformed(e.to_string()))?;
+        let key = parsed;
         if self.receivers.contains_key(&key.chain) {
             // Handed over twice (a copy, a retry): the chain read so far stays.
             return Ok(());
@@ -335,6 +355,7 @@ impl Group {
             me,
             sending,
             receivers,
+            held: Vec::new(),
             max_skip,
         })
     }

@@ -46,7 +46,7 @@ mod codec;
 mod group;
 
 pub use codec::DecodeError;
-pub use group::{ChainError, Effects, Group, OpenError, Opened, SealError};
+pub use group::{ChainError, Device, Effects, Group, OpenError, Opened, SealError};
 
 pub use ed25519_dalek::SigningKey;
 use ed25519_dalek::{Signature, Signer as _, VerifyingKey};

@@ -13,10 +13,14 @@ use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 
 use crate::{
-    chat::{AccountId, Body, Conversation, DeviceId, Inbox, Sent},
+    chat::{
+        AccountId, Body, Conversation, DeliveryState, DeviceId, Group, GroupId, Inbox, Sent,
+        Summary,
+    },
     keys,
     pipeline::{
-        AddInbox, AddSubscriber, Attach, AttachChat, GetStats, Outbound, PublishEnvelopes, SendChat,
+        AddInbox, AddSubscriber, ApplyEffects, Attach, AttachChat, AttachGroups, GetStats,
+        Outbound, PublishEnvelopes, SendChat,
     },
     Config, Error, Pipeline, Stats,
 };
@@ -29,6 +33,25 @@ type TransportFactory =
 type StorageFactory = Box<dyn FnOnce(Config) -> BoxFuture<Result<storage::Handle, Error>>>;
 type CryptoFactory =
     Box<dyn FnOnce(CryptoContext) -> BoxFuture<Result<murmur_core::crypto::Handle, Error>>>;
+type GroupsFactory =
+    Box<dyn FnOnce(GroupsContext) -> BoxFuture<Result<murmur_core::groups::Handle, Error>>>;
+
+/// What a membership stage factory gets from the builder.
+#[non_exhaustive]
+pub struct GroupsContext {
+    /// The persistence stage, for the stage's own state.
+    pub storage: storage::Handle,
+    /// The crypto stage: it signs membership events with the account key
+    /// and has the bundles of accounts to introduce.
+    pub crypto: murmur_core::crypto::Handle,
+    /// The secret to derive the at-rest key from (the node key). Wiped on
+    /// drop.
+    pub node_secret: zeroize::Zeroizing<Vec<u8>>,
+    /// The `[chat]` settings.
+    pub settings: crate::config::Chat,
+    /// Where the stage counts what it opens and refuses.
+    pub metrics: crate::groups::Metrics,
+}
 
 /// What a crypto stage factory gets from the builder.
 #[non_exhaustive]
@@ -78,6 +101,7 @@ pub struct Builder {
     transport: TransportFactory,
     storage: StorageFactory,
     crypto: CryptoFactory,
+    groups: GroupsFactory,
     hooks: Vec<Box<dyn Hook>>,
     require_static_peers: bool,
 }
@@ -99,6 +123,20 @@ impl Builder {
                         cx.metrics,
                     )
                     .await
+                    .map_err(Error::from)
+                })
+            }),
+            groups: Box::new(|cx| {
+                Box::pin(async move {
+                    crate::groups::Membership::start(
+                        cx.storage,
+                        cx.crypto,
+                        &cx.node_secret,
+                        cx.settings.max_skip,
+                        cx.metrics,
+                    )
+                    .await
+                    .map(murmur_core::groups::Handle::from)
                     .map_err(Error::from)
                 })
             }),
@@ -148,6 +186,18 @@ impl Builder {
         self
     }
 
+    /// Replaces the membership stage (by default
+    /// `murmur_node::groups::Membership`). `factory` starts the stage and
+    /// returns its handle.
+    pub fn with_groups<F, Fut>(mut self, factory: F) -> Self
+    where
+        F: FnOnce(GroupsContext) -> Fut + 'static,
+        Fut: Future<Output = Result<murmur_core::groups::Handle, Error>> + 'static,
+    {
+        self.groups = Box::new(move |cx| Box::pin(factory(cx)));
+        self
+    }
+
     /// Adds a hook on the message path, after those added before.
     pub fn with_hook(mut self, hook: impl Hook) -> Self {
         self.hooks.push(Box::new(hook));
@@ -193,6 +243,8 @@ impl Builder {
 
         let crypto_metrics = crate::crypto::Metrics::default();
         crypto_metrics.register(registry.sub_registry_with_prefix("crypto"));
+        let group_metrics = crate::groups::Metrics::default();
+        group_metrics.register(registry.sub_registry_with_prefix("groups"));
         let chat = if self.config.chat.enabled {
             let crypto = (self.crypto)(CryptoContext {
                 storage: storage.clone(),
@@ -212,7 +264,24 @@ impl Builder {
                     me: me.0,
                 })
                 .await?;
-            Some((crypto, topics, me))
+            let groups = (self.groups)(GroupsContext {
+                storage: storage.clone(),
+                crypto: crypto.clone(),
+                node_secret: crate::crypto::vault_secret(&keypair)?,
+                settings: self.config.chat.clone(),
+                metrics: group_metrics.clone(),
+            })
+            .await?;
+            let group_topics = groups.topics.send(murmur_core::groups::Topics).await?;
+            pipeline
+                .send(AttachGroups {
+                    groups: groups.clone(),
+                    topics: group_topics.clone(),
+                })
+                .await?;
+            let mut topics = topics;
+            topics.extend(group_topics);
+            Some((crypto, topics, groups))
         } else {
             None
         };
@@ -260,7 +329,9 @@ impl Builder {
                 metrics,
                 metrics_addr,
                 crypto_metrics,
+                group_metrics,
                 chat: chat.as_ref().map(|(crypto, _, _)| crypto.clone()),
+                groups: chat.as_ref().map(|(_, _, groups)| groups.clone()),
             }),
         };
         if let Some((_, topics, _)) = &chat {
@@ -388,7 +459,9 @@ struct Inner {
     metrics: murmur_transport::Metrics,
     metrics_addr: Option<std::net::SocketAddr>,
     crypto_metrics: crate::crypto::Metrics,
+    group_metrics: crate::groups::Metrics,
     chat: Option<murmur_core::crypto::Handle>,
+    groups: Option<murmur_core::groups::Handle>,
 }
 
 impl Node {
@@ -581,6 +654,94 @@ impl Node {
         self.inner.pipeline.send(SendChat { to, body }).await?
     }
 
+    fn groups_stage(&self) -> Result<&murmur_core::groups::Handle, Error> {
+        self.inner.groups.as_ref().ok_or(Error::ChatDisabled)
+    }
+
+    /// Creates a private group with this account as its creator and first
+    /// admin (on the device that holds the account key).
+    pub async fn create_group(&self, name: &str) -> Result<Group, Error> {
+        let (id, effects) = self
+            .groups_stage()?
+            .create
+            .send(murmur_core::groups::Create {
+                name: name.to_owned(),
+            })
+            .await??;
+        self.inner.pipeline.send(ApplyEffects(effects)).await??;
+        Ok(Group::new(self.clone(), id))
+    }
+
+    /// A group this device knows (see [`Node::groups`]).
+    pub fn group(&self, id: GroupId) -> Group {
+        Group::new(self.clone(), id)
+    }
+
+    /// Every group this device knows, with its members, including those
+    /// this account has left.
+    pub async fn groups(&self) -> Result<Vec<Summary>, Error> {
+        Ok(self
+            .groups_stage()?
+            .list
+            .send(murmur_core::groups::List)
+            .await?)
+    }
+
+    pub(crate) async fn group_info(&self, id: GroupId) -> Result<Summary, Error> {
+        Ok(self
+            .groups_stage()?
+            .info
+            .send(murmur_core::groups::Info(id))
+            .await??)
+    }
+
+    pub(crate) async fn change_group(
+        &self,
+        group: GroupId,
+        action: murmur_core::groups::Action,
+    ) -> Result<(), Error> {
+        let effects = self
+            .groups_stage()?
+            .change
+            .send(murmur_core::groups::Change { group, action })
+            .await??;
+        // Published (or durably queued) before this returns: keys handed
+        // over before anything is sent on them.
+        self.inner.pipeline.send(ApplyEffects(effects)).await??;
+        Ok(())
+    }
+
+    pub(crate) async fn send_group(&self, group: GroupId, body: Body) -> Result<Sent, Error> {
+        let id = crate::chat::MessageId::random();
+        let sealed = self
+            .groups_stage()?
+            .post
+            .send(murmur_core::groups::Post {
+                group,
+                plaintext: crate::chat::encode_group(id, &body),
+            })
+            .await??;
+        let outcome = self
+            .inner
+            .pipeline
+            .send(PublishEnvelopes(vec![sealed]))
+            .await??;
+        let state = if outcome.published > 0 {
+            DeliveryState::Published {
+                envelopes: outcome.published,
+            }
+        } else {
+            DeliveryState::Queued
+        };
+        let (_, rx) = tokio::sync::watch::channel(state);
+        Ok(Sent::new(id, rx))
+    }
+
+    /// The membership stage's counters.
+    pub fn group_metrics(&self) -> &crate::groups::Metrics {
+        &self.inner.group_metrics
+    }
+
     /// Receives the chat messages that arrive from now on, decrypted, with
     /// their verified sender.
     pub async fn inbox(&self) -> Result<Inbox, Error> {
@@ -604,8 +765,26 @@ impl Node {
     pub async fn catch_up(&self, peer: &str, since: Option<i64>) -> Result<usize, Error> {
         let crypto = self.chat()?;
         let topics = crypto.topics.send(murmur_core::crypto::Topics).await?;
+        let mut fetched = self.catch_up_topics(peer, since, &topics).await?;
+        // Groups after the pairwise topics: the keys a group's messages
+        // need come in pairwise sessions.
+        let groups = self
+            .groups_stage()?
+            .topics
+            .send(murmur_core::groups::Topics)
+            .await?;
+        fetched += self.catch_up_topics(peer, since, &groups).await?;
+        Ok(fetched)
+    }
+
+    async fn catch_up_topics(
+        &self,
+        peer: &str,
+        since: Option<i64>,
+        topics: &[ContentTopic],
+    ) -> Result<usize, Error> {
         let mut fetched = 0;
-        for (shard, content_topics) in self.by_shard(&topics) {
+        for (shard, content_topics) in self.by_shard(topics) {
             let mut query = murmur_core::store::Query::content(Some(shard.clone()), content_topics)
                 .with_time(since, None);
             loop {

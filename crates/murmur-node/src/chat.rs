@@ -5,6 +5,7 @@ use std::{fmt, time::Duration};
 
 use bytes::Bytes;
 pub use murmur_core::crypto::{AccountId, DeviceId};
+pub use murmur_core::groups::{GroupId, Role, Summary};
 use murmur_proto::chat::Content;
 use prost::Message as _;
 use tokio::sync::{mpsc, watch};
@@ -70,6 +71,8 @@ pub struct ChatMessage {
     pub sent_at: u64,
     /// What it says.
     pub body: Body,
+    /// The private group it was sent in; `None` for a 1:1 message.
+    pub group: Option<GroupId>,
 }
 
 impl ChatMessage {
@@ -193,6 +196,89 @@ impl fmt::Debug for Conversation {
     }
 }
 
+/// A private group, as one of its members (or former members) holds it.
+///
+/// Membership changes are signed with the account key, so they are made
+/// from the device that holds it (the account's first); any device of a
+/// member reads and sends.
+#[derive(Clone)]
+pub struct Group {
+    node: Node,
+    id: GroupId,
+}
+
+impl Group {
+    pub(crate) fn new(node: Node, id: GroupId) -> Self {
+        Self { node, id }
+    }
+
+    /// The group's id.
+    pub fn id(&self) -> GroupId {
+        self.id
+    }
+
+    /// Its name, members and roles, as this device's log says.
+    pub async fn info(&self) -> Result<Summary, Error> {
+        self.node.group_info(self.id).await
+    }
+
+    /// Adds an account (admins): it gets the group's log and every
+    /// member's key from now on, nothing sent before.
+    pub async fn add(&self, account: AccountId) -> Result<(), Error> {
+        self.change(murmur_core::groups::Action::Add(account)).await
+    }
+
+    /// Removes an account (admins): every member starts a new sending
+    /// chain that the removed account never gets.
+    pub async fn remove(&self, account: AccountId) -> Result<(), Error> {
+        self.change(murmur_core::groups::Action::Remove(account))
+            .await
+    }
+
+    /// Leaves the group.
+    pub async fn leave(&self) -> Result<(), Error> {
+        self.change(murmur_core::groups::Action::Leave).await
+    }
+
+    /// Makes a member an admin (admins).
+    pub async fn promote(&self, account: AccountId) -> Result<(), Error> {
+        self.change(murmur_core::groups::Action::Promote(account))
+            .await
+    }
+
+    /// Makes an admin a member (admins; the creator stays an admin).
+    pub async fn demote(&self, account: AccountId) -> Result<(), Error> {
+        self.change(murmur_core::groups::Action::Demote(account))
+            .await
+    }
+
+    /// Renames the group (admins).
+    pub async fn rename(&self, name: impl Into<String>) -> Result<(), Error> {
+        self.change(murmur_core::groups::Action::Rename(name.into()))
+            .await
+    }
+
+    async fn change(&self, action: murmur_core::groups::Action) -> Result<(), Error> {
+        self.node.change_group(self.id, action).await
+    }
+
+    /// Sends text to every member: one message on the wire.
+    pub async fn send_text(&self, text: impl Into<String>) -> Result<Sent, Error> {
+        self.send(Body::Text(text.into())).await
+    }
+
+    /// Sends a message to every member.
+    pub async fn send(&self, body: Body) -> Result<Sent, Error> {
+        self.node.send_group(self.id, body).await
+    }
+}
+
+impl fmt::Debug for Group {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Group").field("id", &self.id).finish()
+    }
+}
+
 /// A queue of chat messages for one subscriber.
 #[derive(Debug)]
 pub struct Inbox {
@@ -221,9 +307,18 @@ pub(crate) fn now_millis() -> u64 {
 }
 
 pub(crate) fn encode(id: MessageId, to: AccountId, body: &Body) -> Bytes {
+    Bytes::from(content(id, Some(to), body).encode_to_vec())
+}
+
+/// A group message's plaintext, padded to its size bucket.
+pub(crate) fn encode_group(id: MessageId, body: &Body) -> Bytes {
+    Bytes::from(crate::groups::pad(content(id, None, body)))
+}
+
+fn content(id: MessageId, to: Option<AccountId>, body: &Body) -> Content {
     let mut content = Content {
         id: id.0.to_vec(),
-        to: Some(to.0.to_vec()),
+        to: to.map(|to| to.0.to_vec()),
         sent_at: now_millis(),
         ..Content::default()
     };
@@ -234,7 +329,7 @@ pub(crate) fn encode(id: MessageId, to: AccountId, body: &Body) -> Bytes {
             content.data = Some(data.to_vec());
         }
     }
-    Bytes::from(content.encode_to_vec())
+    content
 }
 
 pub(crate) fn encode_receipt(ids: &[MessageId]) -> Bytes {
@@ -253,6 +348,8 @@ pub(crate) fn encode_receipt(ids: &[MessageId]) -> Bytes {
 pub(crate) enum Decoded {
     Message(ChatMessage),
     Receipts(Vec<MessageId>),
+    /// A private group's events or keys, for the membership stage.
+    Group,
 }
 
 pub(crate) fn decode(
@@ -262,6 +359,9 @@ pub(crate) fn decode(
     plaintext: &[u8],
 ) -> Result<Decoded, String> {
     let c = Content::decode(plaintext).map_err(|e| e.to_string())?;
+    if c.group.is_some() {
+        return Ok(Decoded::Group);
+    }
     if !c.receipts.is_empty() {
         return Ok(Decoded::Receipts(
             c.receipts
@@ -294,5 +394,6 @@ pub(crate) fn decode(
         to,
         sent_at: c.sent_at,
         body,
+        group: None,
     }))
 }

@@ -9,8 +9,9 @@ use base64::Engine as _;
 use bytes::Bytes;
 use murmur_core::{
     crypto::{
-        self, AccountId, AddContact, BundleTopic, ContactCode, DeviceId, Devices, Error, Identity,
-        LearnBundles, Open, Opened, OwnBundle, Pair, PairingCode, Revoke, Seal, Sealed, Topics,
+        self, AccountId, AddContact, BundleTopic, Bundles, ContactCode, DeviceId, Devices, Error,
+        Identity, LearnBundles, Open, Opened, OwnBundle, Pair, PairingCode, Revoke, Seal, Sealed,
+        SignEvent, Topics,
     },
     storage, ContentTopic,
 };
@@ -943,6 +944,32 @@ impl Handler<Revoke> for Crypto {
             Ok((sealed, saves)) => self.persist(saves, sealed),
             Err(e) => AtomicResponse::new(Box::pin(actix::fut::ready(Err(e)))),
         }
+    }
+}
+
+impl Handler<Bundles> for Crypto {
+    type Result = MessageResult<Bundles>;
+
+    fn handle(&mut self, Bundles(account): Bundles, _: &mut Context<Self>) -> Self::Result {
+        let own = (account == self.account())
+            .then(|| Bytes::from(self.installation.bundle_with(now(), 0).to_bytes()));
+        let known = self
+            .contacts
+            .get(&account)
+            .into_iter()
+            .flat_map(|devices| devices.values())
+            .filter(|b| device_id(b.device()) != self.device())
+            .map(|b| Bytes::from(b.to_bytes()));
+        MessageResult(own.into_iter().chain(known).collect())
+    }
+}
+
+impl Handler<SignEvent> for Crypto {
+    type Result = Result<[u8; 64], Error>;
+
+    fn handle(&mut self, SignEvent(bytes): SignEvent, _: &mut Context<Self>) -> Self::Result {
+        let account = self.account.as_ref().ok_or(Error::NotPrimary)?;
+        account.sign_group_event(&bytes).ok_or(Error::NotSignable)
     }
 }
 

@@ -25,6 +25,10 @@ pub enum Error {
     /// The crypto stage refused: an unknown contact, a bad contact code.
     #[error(transparent)]
     Crypto(#[from] murmur_core::crypto::Error),
+    /// The membership stage refused: an unknown group, a change the
+    /// account's role does not allow, a removed member sending.
+    #[error(transparent)]
+    Group(#[from] murmur_core::groups::Error),
     /// Chat needs the crypto stage, and `chat.enabled` is false.
     #[error("chat is disabled on this node (chat.enabled = false)")]
     ChatDisabled,

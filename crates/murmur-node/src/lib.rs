@@ -27,11 +27,12 @@ pub mod chat;
 pub mod config;
 pub mod crypto;
 mod error;
+pub mod groups;
 pub mod keys;
 mod metrics;
 mod pipeline;
 
-pub use builder::{Builder, CryptoContext, Node, StageContext, Subscription};
+pub use builder::{Builder, CryptoContext, GroupsContext, Node, StageContext, Subscription};
 pub use config::Config;
 pub use error::Error;
 pub use pipeline::{Pipeline, Stats};

@@ -7,6 +7,7 @@ use std::{
 use actix::prelude::*;
 use murmur_core::{
     crypto::{self, AccountId},
+    groups,
     hook::{BoxError, FailurePolicy, Hook, Outgoing, Verdict},
     storage,
     transport::{self, Publish},
@@ -46,7 +47,16 @@ pub struct Stats {
     /// Chat envelopes on our partition that did not open (most are for
     /// other accounts of the partition).
     pub chat_refused: u64,
+    /// Group messages opened.
+    pub group_opened: u64,
+    /// Group messages that did not open: from before this account joined,
+    /// after it was removed, from non-members, altered, replayed.
+    pub group_refused: u64,
 }
+
+/// Group messages kept that no chain this device holds opens yet: a chain
+/// key can arrive after the first message sent on it.
+const PARKED: usize = 256;
 
 /// Moves each message through the stages.
 ///
@@ -77,6 +87,12 @@ struct Chat {
     outbox: Outbox,
     /// A retry of the outbox is running.
     retrying: bool,
+    /// The membership stage.
+    groups: Option<groups::Handle>,
+    /// Where the messages of this account's groups arrive.
+    group_topics: BTreeSet<String>,
+    /// Group messages waiting for their chain key.
+    parked: VecDeque<Delivery>,
 }
 
 /// The persistence stage's outbox, as the chat path uses it: every envelope
@@ -204,6 +220,19 @@ impl Pipeline {
             self.stats.subscriber_overflows += overflows;
             tracing::warn!(hash = %delivery.hash, overflows, "subscriber queue full; delivery missed");
         }
+        if let Some(chat) = self.chat.as_mut() {
+            let topic = &delivery.message.content_topic;
+            if chat.group_topics.contains(topic) {
+                self.open_group(delivery, ctx);
+                return;
+            }
+            if topic.starts_with(crate::groups::TOPIC_PREFIX) {
+                // Perhaps a group this account is being invited into, its
+                // first message ahead of the invite.
+                chat.park(delivery);
+                return;
+            }
+        }
         let Some(chat) = self
             .chat
             .as_ref()
@@ -258,6 +287,153 @@ impl Pipeline {
         }));
     }
 
+    fn open_group(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
+        let Some(groups) = self.chat.as_ref().and_then(|c| c.groups.clone()) else {
+            return;
+        };
+        let open = groups.open.send(groups::Open(delivery.clone()));
+        ctx.wait(
+            open.into_actor(self)
+                .map(move |opened, act, _| match opened {
+                    Ok(Ok(opened)) => act.on_group_message(&opened),
+                    Ok(Err(groups::Error::UnknownChain)) => {
+                        act.stats.group_refused += 1;
+                        if let Some(chat) = act.chat.as_mut() {
+                            if chat.parked.len() >= PARKED {
+                                chat.parked.pop_front();
+                            }
+                            chat.parked.push_back(delivery);
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        act.stats.group_refused += 1;
+                        tracing::debug!(error = %e, "group message refused");
+                    }
+                    Err(_) => act.stats.group_refused += 1,
+                }),
+        );
+    }
+
+    fn on_group_message(&mut self, opened: &groups::Opened) {
+        let Some(chat) = self.chat.as_mut() else {
+            return;
+        };
+        match chat::decode(opened.sender, opened.device, chat.me, &opened.plaintext) {
+            Ok(Decoded::Message(mut message)) => {
+                self.stats.group_opened += 1;
+                message.group = Some(opened.group);
+                message.to = chat.me;
+                chat.deliver_to_inboxes(&message);
+            }
+            Ok(_) | Err(_) => {
+                self.stats.group_refused += 1;
+                tracing::debug!(group = %opened.group, "group content malformed");
+            }
+        }
+    }
+
+    /// A group's events or keys arrived in a pairwise session: the mailbox
+    /// waits until the membership stage applied them, so that the group
+    /// messages after them open.
+    fn on_group_control(
+        &mut self,
+        opened: &crypto::Opened,
+        plaintext: bytes::Bytes,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(groups) = self.chat.as_ref().and_then(|c| c.groups.clone()) else {
+            return;
+        };
+        let control = groups.control.send(groups::Control {
+            from: opened.sender,
+            device: opened.device,
+            message: plaintext,
+        });
+        ctx.wait(
+            control
+                .into_actor(self)
+                .map(|applied, act, ctx| match applied {
+                    Ok(Ok(effects)) => {
+                        let apply = act.apply_effects(effects, ctx);
+                        actix::spawn(async move {
+                            if let Err(e) = apply.await {
+                                tracing::warn!(error = %e, "group keys or events not sent");
+                            }
+                        });
+                        // Messages that came before their chain key.
+                        let parked = act.chat.as_mut().map(|c| std::mem::take(&mut c.parked));
+                        for delivery in parked.into_iter().flatten() {
+                            act.open_group(delivery, ctx);
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        act.stats.chat_refused += 1;
+                        tracing::debug!(error = %e, "group control refused");
+                    }
+                    Err(_) => act.stats.chat_refused += 1,
+                }),
+        );
+    }
+
+    /// Subscribes what the membership stage asks for now, and answers the
+    /// rest (bundles to learn, then pairwise messages to seal and publish)
+    /// as a future.
+    fn apply_effects(
+        &mut self,
+        effects: groups::Effects,
+        ctx: &mut Context<Self>,
+    ) -> impl std::future::Future<Output = Result<Outcome, Error>> + 'static {
+        let transport = self.transport.as_ref().map(|t| t.subscribe.clone());
+        let chat = self.chat.as_mut().map(|chat| {
+            for topic in &effects.subscribe {
+                chat.group_topics.insert(topic.as_str().to_owned());
+            }
+            (chat.crypto.clone(), chat.sharding, chat.outbox.clone())
+        });
+        let pipeline = ctx.address();
+        async move {
+            let (crypto, sharding, outbox) = chat.ok_or(Error::ChatDisabled)?;
+            if let Some(subscribe) = transport {
+                for topic in &effects.subscribe {
+                    subscribe
+                        .send(
+                            transport::Subscribe::new(sharding.pubsub_topic(topic))
+                                .with_content_topics(vec![topic.as_str().to_owned()]),
+                        )
+                        .await??;
+                }
+            }
+            for (account, bundles) in effects.learn {
+                let learn = crypto::LearnBundles { account, bundles };
+                if let Err(e) = crypto.learn_bundles.send(learn).await? {
+                    tracing::debug!(error = %e, "bundles of a group member not learned");
+                }
+            }
+            let mut outcome = Outcome::default();
+            for (to, plaintext) in effects.pairwise {
+                let seal = crypto::Seal::new(to, plaintext);
+                match publish_sealed(
+                    crypto.seal.clone(),
+                    seal,
+                    sharding,
+                    outbox.clone(),
+                    pipeline.clone(),
+                )
+                .await
+                {
+                    Ok(o) => {
+                        outcome.published += o.published;
+                        outcome.queued += o.queued;
+                    }
+                    Err(e) => {
+                        tracing::warn!(account = %to, error = %e, "group keys or events not sealed")
+                    }
+                }
+            }
+            Ok(outcome)
+        }
+    }
+
     fn on_opened(&mut self, opened: &crypto::Opened, ctx: &mut Context<Self>) {
         self.stats.chat_opened += 1;
         let Some(chat) = self.chat.as_mut() else {
@@ -294,6 +470,10 @@ impl Pipeline {
                     }
                 }
             }
+            Ok(Decoded::Group) => {
+                let plaintext = plaintext.clone();
+                self.on_group_control(opened, plaintext, ctx);
+            }
             Ok(Decoded::Message(message)) => {
                 // Our own other devices get copies; only the other side
                 // acknowledges.
@@ -312,21 +492,34 @@ impl Pipeline {
                         }
                     });
                 }
-                chat.inboxes
-                    .retain(|inbox| match inbox.try_send(message.clone()) {
-                        Ok(()) => true,
-                        Err(mpsc::error::TrySendError::Full(_)) => {
-                            tracing::warn!(id = %message.id, "chat inbox full; message missed");
-                            true
-                        }
-                        Err(mpsc::error::TrySendError::Closed(_)) => false,
-                    });
+                chat.deliver_to_inboxes(&message);
             }
             Err(reason) => {
                 self.stats.chat_refused += 1;
                 tracing::debug!(%reason, "chat content malformed");
             }
         }
+    }
+}
+
+impl Chat {
+    fn park(&mut self, delivery: Delivery) {
+        if self.parked.len() >= PARKED {
+            self.parked.pop_front();
+        }
+        self.parked.push_back(delivery);
+    }
+
+    fn deliver_to_inboxes(&mut self, message: &ChatMessage) {
+        self.inboxes
+            .retain(|inbox| match inbox.try_send(message.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::warn!(id = %message.id, "chat inbox full; message missed");
+                    true
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
     }
 }
 
@@ -632,7 +825,49 @@ impl Handler<AttachChat> for Pipeline {
             inboxes: Vec::new(),
             sent: HashMap::new(),
             sent_order: VecDeque::new(),
+            groups: None,
+            group_topics: BTreeSet::new(),
+            parked: VecDeque::new(),
         });
+    }
+}
+
+/// Gives the pipeline the membership stage and the topics of the groups
+/// this account is in; the builder sends it once, after [`AttachChat`].
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct AttachGroups {
+    pub(crate) groups: groups::Handle,
+    pub(crate) topics: Vec<murmur_core::ContentTopic>,
+}
+
+impl Handler<AttachGroups> for Pipeline {
+    type Result = ();
+
+    fn handle(&mut self, a: AttachGroups, _: &mut Context<Self>) {
+        if let Some(chat) = self.chat.as_mut() {
+            chat.groups = Some(a.groups);
+            chat.group_topics = a.topics.iter().map(|t| t.as_str().to_owned()).collect();
+        }
+    }
+}
+
+/// Carries out what the membership stage answered a request of this node's
+/// user: subscriptions, bundles, then pairwise messages, published through
+/// the outbox before the request returns.
+#[derive(Message)]
+#[rtype(result = "Result<Outcome, Error>")]
+pub(crate) struct ApplyEffects(pub(crate) groups::Effects);
+
+impl Handler<ApplyEffects> for Pipeline {
+    type Result = ResponseFuture<Result<Outcome, Error>>;
+
+    fn handle(
+        &mut self,
+        ApplyEffects(effects): ApplyEffects,
+        ctx: &mut Context<Self>,
+    ) -> Self::Result {
+        Box::pin(self.apply_effects(effects, ctx))
     }
 }
 

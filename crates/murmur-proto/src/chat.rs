@@ -10,6 +10,19 @@
 //!   6: receipts  repeated bytes(16)   the ids of messages received
 //!   7: to        bytes(32)   the recipient account (copies to the sender's
 //!                            other devices say whom it went to)
+//!   8: group     GroupControl  a private group's events and keys, pairwise
+//!   9: padding   bytes       fills a group message up to its size bucket
+//!
+//! GroupControl
+//!   1: group     bytes(32)   the group's id
+//!   2: events    repeated bytes   signed membership events
+//!   3: chain     bytes       the sender device's chain key, secret
+//!   4: bundles   repeated AccountBundles   bundles of accounts the
+//!                            recipient may not know (members, joiners)
+//!
+//! AccountBundles
+//!   1: account   bytes(32)
+//!   2: bundles   repeated bytes
 //! ```
 
 /// One chat message, or a receipt.
@@ -36,4 +49,39 @@ pub struct Content {
     /// The recipient account.
     #[prost(bytes = "vec", optional, tag = "7")]
     pub to: Option<Vec<u8>>,
+    /// A private group's events and keys.
+    #[prost(message, optional, tag = "8")]
+    pub group: Option<GroupControl>,
+    /// Bytes that pad a group message to its size bucket; ignored.
+    #[prost(bytes = "vec", optional, tag = "9")]
+    pub padding: Option<Vec<u8>>,
+}
+
+/// A private group's membership events and keys, sent in a pairwise
+/// session.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct GroupControl {
+    /// The group's id.
+    #[prost(bytes = "vec", tag = "1")]
+    pub group: Vec<u8>,
+    /// Signed membership events.
+    #[prost(bytes = "vec", repeated, tag = "2")]
+    pub events: Vec<Vec<u8>>,
+    /// The sending device's chain key: secret.
+    #[prost(bytes = "vec", optional, tag = "3")]
+    pub chain: Option<Vec<u8>>,
+    /// Bundles of accounts the recipient may not know.
+    #[prost(message, repeated, tag = "4")]
+    pub bundles: Vec<AccountBundles>,
+}
+
+/// The bundles of one account's devices.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AccountBundles {
+    /// The account.
+    #[prost(bytes = "vec", tag = "1")]
+    pub account: Vec<u8>,
+    /// Its devices' bundles.
+    #[prost(bytes = "vec", repeated, tag = "2")]
+    pub bundles: Vec<Vec<u8>>,
 }

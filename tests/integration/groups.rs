@@ -1,0 +1,240 @@
+//! Private groups over real libp2p nodes on loopback: one message on the
+//! wire for every member, members who never met each other, a removed
+//! member who reads nothing sent afterwards, and refusals that change
+//! nothing.
+
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use murmur::node::{
+    chat::{AccountId, ChatMessage, Group, Inbox, Role},
+    groups::group_topic,
+    Builder, Error, Node,
+};
+use murmur_core::{groups, WakuMessage};
+
+use crate::support::{addr, loopback_config, WAIT};
+
+async fn node(dir: &std::path::Path, peer: Option<&Node>) -> Node {
+    let mut config = loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
+    if let Some(peer) = peer {
+        config.network.peers = vec![addr(peer, false).parse().unwrap()];
+    }
+    Builder::new(config)
+        .with_keypair(Keypair::generate_secp256k1())
+        .start()
+        .await
+        .expect("node starts")
+}
+
+async fn account(node: &Node) -> AccountId {
+    node.chat_identity().await.unwrap().0
+}
+
+/// The next group message in `inbox`.
+async fn next(inbox: &mut Inbox, what: &str) -> ChatMessage {
+    loop {
+        let m = inbox
+            .recv_timeout(WAIT)
+            .await
+            .unwrap_or_else(|| panic!("no message within {WAIT:?}: {what}"));
+        if m.group.is_some() {
+            return m;
+        }
+    }
+}
+
+/// Waits until `node`'s copy of `group` has `members` members.
+async fn members(node: &Node, group: &Group, members: usize) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Ok(info) = node.group(group.id()).info().await {
+            if info.members.len() == members {
+                return;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the group never reached {members} members"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Three accounts: Alice knows Bob and Carol, who have never met.
+async fn three() -> ([tempfile::TempDir; 3], Node, Node, Node) {
+    let dirs = [(); 3].map(|_| tempfile::tempdir().unwrap());
+    let alice = node(dirs[0].path(), None).await;
+    let bob = node(dirs[1].path(), Some(&alice)).await;
+    let carol = node(dirs[2].path(), Some(&alice)).await;
+    for other in [&bob, &carol] {
+        alice
+            .add_contact(&other.contact_code().await.unwrap())
+            .await
+            .unwrap();
+    }
+    (dirs, alice, bob, carol)
+}
+
+async fn meshed(nodes: &[&Node], group: &Group) {
+    let topic = group_topic(group.id());
+    for n in nodes {
+        n.wait_for_peers(&n.pubsub_topic(&topic), 1, WAIT)
+            .await
+            .expect("a peer on the group's shard");
+    }
+}
+
+#[actix_rt::test]
+async fn a_removed_member_reads_nothing_sent_after_its_removal() {
+    let (_dirs, alice, bob, carol) = three().await;
+    let (a, b, c) = (
+        account(&alice).await,
+        account(&bob).await,
+        account(&carol).await,
+    );
+    let mut inboxes = [
+        alice.inbox().await.unwrap(),
+        bob.inbox().await.unwrap(),
+        carol.inbox().await.unwrap(),
+    ];
+
+    let group = alice.create_group("friends").await.expect("created");
+    group.add(b).await.expect("Alice is an admin");
+    group.add(c).await.expect("Alice is an admin");
+    members(&bob, &group, 3).await;
+    members(&carol, &group, 3).await;
+    meshed(&[&alice, &bob, &carol], &group).await;
+    let info = bob.group(group.id()).info().await.unwrap();
+    assert_eq!(info.name, "friends");
+    assert!(info.members.contains(&(a, Role::Admin)));
+    assert!(info.members.contains(&(c, Role::Member)));
+
+    let sent = group.send_text("hello group").await.expect("sent");
+    for (inbox, who) in inboxes[1..].iter_mut().zip(["Bob, first", "Carol, first"]) {
+        let got = next(inbox, who).await;
+        assert_eq!(got.text(), Some("hello group"));
+        assert_eq!(got.sender, a, "the sender is the chain's owner");
+        assert_eq!(got.group, Some(group.id()));
+        assert_eq!(got.id, sent.id);
+    }
+    // Carol and Bob never met: they read each other through the keys the
+    // group handed over.
+    carol
+        .group(group.id())
+        .send_text("hi, from Carol")
+        .await
+        .unwrap();
+    for (i, who) in [(0, "Alice"), (1, "Bob")] {
+        let got = next(&mut inboxes[i], who).await;
+        assert_eq!((got.text(), got.sender), (Some("hi, from Carol"), c));
+    }
+
+    // Bob is a member, not an admin: his removal of Carol is refused and
+    // changes nothing.
+    let err = bob.group(group.id()).remove(c).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Group(groups::Error::Forbidden(_))),
+        "{err}"
+    );
+    assert_eq!(bob.group(group.id()).info().await.unwrap().members.len(), 3);
+
+    group.remove(b).await.expect("Alice removes Bob");
+    members(&carol, &group, 2).await;
+    members(&bob, &group, 2).await;
+    let refused_before = bob.stats().await.unwrap().group_refused;
+    group.send_text("after Bob left").await.unwrap();
+    assert_eq!(
+        next(&mut inboxes[2], "Carol, after the removal")
+            .await
+            .text(),
+        Some("after Bob left")
+    );
+    carol
+        .group(group.id())
+        .send_text("Carol, after Bob")
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut inboxes[0], "Alice, after the removal")
+            .await
+            .text(),
+        Some("Carol, after Bob")
+    );
+    assert!(
+        inboxes[1]
+            .recv_timeout(Duration::from_secs(2))
+            .await
+            .is_none(),
+        "the removed member reads nothing"
+    );
+    let stats = bob.stats().await.unwrap();
+    assert!(
+        stats.group_refused >= refused_before + 2,
+        "both messages reached Bob and did not open: {stats:?}"
+    );
+    let err = bob
+        .group(group.id())
+        .send_text("still here?")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Group(groups::Error::NotMember(_))),
+        "{err}"
+    );
+    assert!(!bob.group(group.id()).info().await.unwrap().member);
+}
+
+#[actix_rt::test]
+async fn tampered_replayed_and_garbage_group_messages_are_refused_and_counted() {
+    let (_dirs, alice, bob, carol) = three().await;
+    let group = alice.create_group("g").await.unwrap();
+    group.add(account(&bob).await).await.unwrap();
+    members(&bob, &group, 2).await;
+    meshed(&[&alice, &bob, &carol], &group).await;
+    let mut inbox = bob.inbox().await.unwrap();
+    // Carol is no member; she relays the group's shard and sees its
+    // messages go by.
+    let topic = group_topic(group.id());
+    let mut wire = carol.subscribe([&topic]).await.unwrap();
+    group.send_text("original").await.unwrap();
+    assert_eq!(next(&mut inbox, "Bob").await.text(), Some("original"));
+    let seen = wire
+        .recv_timeout(WAIT)
+        .await
+        .expect("Carol relays it")
+        .message;
+    assert!(!seen.payload.windows(8).any(|w| w == b"original"));
+
+    let shard = carol.pubsub_topic(&topic);
+    let mut tampered = seen.clone();
+    let mut payload = tampered.payload.to_vec();
+    let last = payload.len() - 1;
+    payload[last] ^= 1;
+    tampered.payload = payload.into();
+    tampered.timestamp = Some(murmur_core::now_nanos());
+    let mut replayed = seen.clone();
+    replayed.timestamp = Some(murmur_core::now_nanos() + 1);
+    let garbage = WakuMessage::new(topic.as_str(), b"not a group message".to_vec());
+    let metrics = bob.group_metrics();
+    let before = (metrics.refused("malformed"), metrics.refused("replay"));
+    for m in [tampered, replayed, garbage] {
+        carol.publish(shard.clone(), m).await.unwrap();
+    }
+    group.send_text("after the noise").await.unwrap();
+    assert_eq!(
+        next(&mut inbox, "Bob").await.text(),
+        Some("after the noise")
+    );
+    assert!(inbox
+        .recv_timeout(Duration::from_millis(500))
+        .await
+        .is_none());
+    let metrics = bob.group_metrics();
+    assert_eq!(
+        metrics.refused("malformed"),
+        before.0 + 2,
+        "tampered and garbage"
+    );
+    assert_eq!(metrics.refused("replay"), before.1 + 1);
+}
