@@ -305,6 +305,89 @@ async fn private_chat(members: &[Member], root: &std::path::Path) -> Result<(), 
             "carol saw {seen} envelopes; 3 messages and 3 receipts were sent"
         )));
     }
+    private_group(members, &laptop, inboxes).await
+}
+
+/// Alice's group with Bob (both his devices) and Carol; then Alice removes
+/// Carol, and Carol's node, still relaying the group's topic, cannot read
+/// what follows.
+#[allow(clippy::print_stdout)]
+async fn private_group(
+    members: &[Member],
+    laptop: &Node,
+    mut inboxes: [murmur_node::chat::Inbox; 3],
+) -> Result<(), CliError> {
+    let (alice, bob, carol) = (&members[0].node, &members[1].node, &members[2].node);
+    println!(
+        "
+private group: alice creates \"weekend\" with bob and carol (bob and carol have never met)"
+    );
+    let carol_id = alice.add_contact(&carol.contact_code().await?).await?;
+    let (bob_id, _) = bob.chat_identity().await?;
+    let mut carol_inbox = carol.inbox().await?;
+    let group = alice.create_group("weekend").await?;
+    group.add(bob_id).await?;
+    group.add(carol_id).await?;
+    let topic = murmur_node::groups::group_topic(group.id());
+    for node in [alice, bob, carol, laptop] {
+        node.wait_for_peers(&node.pubsub_topic(&topic), 1, WAIT)
+            .await?;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while node
+            .group(group.id())
+            .info()
+            .await
+            .map_or(true, |i| i.members.len() != 3)
+        {
+            if tokio::time::Instant::now() > deadline {
+                return Err(CliError::Failed(
+                    "a member never learned the group".to_owned(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    println!("group {}…: 3 members, its name and members only inside pairwise sessions; messages on {topic}", &group.id().to_string()[..8]);
+    let expect = |got: Option<murmur_node::chat::ChatMessage>, text: &str, who: &str| match got {
+        Some(m) if m.text() == Some(text) && m.group == Some(group.id()) => Ok(()),
+        _ => Err(CliError::Failed(format!("\"{text}\" did not reach {who}"))),
+    };
+    let text = "who is in for saturday?";
+    group.send_text(text).await?;
+    expect(inboxes[1].recv_timeout(WAIT).await, text, "bob's phone")?;
+    expect(inboxes[2].recv_timeout(WAIT).await, text, "bob's laptop")?;
+    expect(carol_inbox.recv_timeout(WAIT).await, text, "carol")?;
+    println!("alice        \"{text}\"  one message on the wire, read by bob (phone), bob (laptop) and carol");
+    let text = "count me in";
+    carol.group(group.id()).send_text(text).await?;
+    expect(inboxes[0].recv_timeout(WAIT).await, text, "alice")?;
+    expect(inboxes[1].recv_timeout(WAIT).await, text, "bob's phone")?;
+    println!("carol        \"{text}\"  read by alice and bob");
+
+    group.remove(carol_id).await?;
+    println!("alice removes carol: every remaining device starts a new sending chain that carol never gets");
+    let refused = carol.stats().await?.group_refused;
+    let text = "plan b: just the two of us";
+    group.send_text(text).await?;
+    expect(inboxes[1].recv_timeout(WAIT).await, text, "bob's phone")?;
+    if carol_inbox
+        .recv_timeout(Duration::from_secs(2))
+        .await
+        .is_some()
+    {
+        return Err(CliError::Failed(
+            "carol read a message sent after her removal".to_owned(),
+        ));
+    }
+    let refused = carol.stats().await?.group_refused - refused;
+    if refused == 0 {
+        return Err(CliError::Failed(
+            "the message never reached carol's node".to_owned(),
+        ));
+    }
+    println!(
+        "alice        \"{text}\"  read by bob; carol's node received it and could not open it"
+    );
     Ok(())
 }
 

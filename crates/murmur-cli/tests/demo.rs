@@ -24,4 +24,12 @@ fn the_demo_runs_and_the_observer_sees_no_identity_or_plaintext() {
         stdout.contains("no account, device, identity key or text in any of them"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("read by bob (phone), bob (laptop) and carol"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("carol's node received it and could not open it"),
+        "{stdout}"
+    );
 }
