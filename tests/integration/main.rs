@@ -8,6 +8,7 @@ mod groups;
 mod jswaku;
 mod light;
 mod lightpush;
+mod plugins;
 mod seam;
 mod store;
 mod supervisor;

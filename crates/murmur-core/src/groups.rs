@@ -194,17 +194,26 @@ pub struct Opened {
     pub sender: AccountId,
     /// The sending device.
     pub device: DeviceId,
+    /// The sender's role when the message was opened.
+    pub role: Role,
     /// What it says.
     pub plaintext: Bytes,
 }
 
 impl Opened {
-    /// `sender`'s message in `group`.
-    pub fn new(group: GroupId, sender: AccountId, device: DeviceId, plaintext: Bytes) -> Self {
+    /// `sender`'s message in `group`, sent with `role`.
+    pub fn new(
+        group: GroupId,
+        sender: AccountId,
+        device: DeviceId,
+        role: Role,
+        plaintext: Bytes,
+    ) -> Self {
         Self {
             group,
             sender,
             device,
+            role,
             plaintext,
         }
     }

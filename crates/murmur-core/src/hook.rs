@@ -2,19 +2,28 @@
 //! [`Verdict`], run in the order they were added. Moderation (rate limits,
 //! word filters, bans) lives here.
 //!
+//! A hook sees messages at two levels: Waku messages as the network carries
+//! them (encrypted, for chat), in [`Hook::inbound`] and [`Hook::outbound`];
+//! and chat messages decrypted, their sender verified, in
+//! [`Hook::chat_inbound`] and [`Hook::chat_outbound`].
+//!
 //! A hook that returns an error or panics is isolated: the failure is logged
 //! and counted, the message takes the hook's [`FailurePolicy`], and the node
 //! keeps running.
 
-use crate::{Delivery, PubsubTopic, WakuMessage};
+use crate::{
+    chat::{self, Body, ChatMessage},
+    Delivery, PubsubTopic, WakuMessage,
+};
 
 /// An error from user code: a hook's or a bot handler's.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// What a hook decides about a message.
+/// What a hook decides about a message: `T` is what a rewrite replaces (the
+/// Waku message, or a chat message's body).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Verdict {
+pub enum Verdict<T = WakuMessage> {
     /// Let it through unchanged.
     Deliver,
     /// Stop it here; the reason is logged and counted.
@@ -23,8 +32,8 @@ pub enum Verdict {
         reason: String,
     },
     /// Let it through with this content instead. Inbound, the message keeps
-    /// its network hash as its id.
-    Rewrite(WakuMessage),
+    /// its network hash (or chat id) as its id.
+    Rewrite(T),
 }
 
 /// What happens to a message when a hook fails on it.
@@ -71,6 +80,20 @@ pub trait Hook: Send + 'static {
     /// Decides about a message before it is published.
     fn outbound(&mut self, outgoing: &Outgoing) -> Result<Verdict, BoxError> {
         let _ = outgoing;
+        Ok(Verdict::Deliver)
+    }
+
+    /// Decides about a chat message that arrived, decrypted and its sender
+    /// verified, before any inbox (or bot) sees it. A rewrite replaces its
+    /// body.
+    fn chat_inbound(&mut self, message: &ChatMessage) -> Result<Verdict<Body>, BoxError> {
+        let _ = message;
+        Ok(Verdict::Deliver)
+    }
+
+    /// Decides about a chat message this node sends, before it is sealed.
+    fn chat_outbound(&mut self, message: &chat::Outgoing) -> Result<Verdict<Body>, BoxError> {
+        let _ = message;
         Ok(Verdict::Deliver)
     }
 

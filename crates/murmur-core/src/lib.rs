@@ -22,6 +22,7 @@
 //! # Ok::<(), murmur_core::TopicError>(())
 //! ```
 
+pub mod chat;
 pub mod crypto;
 pub mod groups;
 pub mod hook;

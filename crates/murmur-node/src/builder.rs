@@ -19,8 +19,8 @@ use crate::{
     },
     keys,
     pipeline::{
-        AddInbox, AddSubscriber, ApplyEffects, Attach, AttachChat, AttachGroups, GetStats,
-        Outbound, PublishEnvelopes, SendChat,
+        AddInbox, AddSubscriber, ApplyEffects, Attach, AttachChat, AttachGroups, ChatOutbound,
+        GetStats, Outbound, PublishEnvelopes, SendChat, Slot,
     },
     Config, Error, Pipeline, Stats,
 };
@@ -35,6 +35,14 @@ type CryptoFactory =
     Box<dyn FnOnce(CryptoContext) -> BoxFuture<Result<murmur_core::crypto::Handle, Error>>>;
 type GroupsFactory =
     Box<dyn FnOnce(GroupsContext) -> BoxFuture<Result<murmur_core::groups::Handle, Error>>>;
+
+type PluginFactory = Box<dyn FnOnce(&Config) -> Result<Option<Slot>, Error>>;
+
+/// A hook as it was added: an instance, or a plugin built at start.
+enum HookSpec {
+    Instance(Box<dyn Hook>),
+    Plugin(PluginFactory),
+}
 
 /// What a membership stage factory gets from the builder.
 #[non_exhaustive]
@@ -102,7 +110,7 @@ pub struct Builder {
     storage: StorageFactory,
     crypto: CryptoFactory,
     groups: GroupsFactory,
-    hooks: Vec<Box<dyn Hook>>,
+    hooks: Vec<HookSpec>,
     require_static_peers: bool,
 }
 
@@ -198,9 +206,18 @@ impl Builder {
         self
     }
 
+    /// Adds plugin `P`, built from the `[plugins.NAME]` section of the
+    /// configuration at start (and rebuilt from it after a panic), after
+    /// the hooks added before.
+    pub fn with_plugin<P: crate::plugin::Plugin>(mut self) -> Self {
+        self.hooks
+            .push(HookSpec::Plugin(Box::new(crate::plugin::slot::<P>)));
+        self
+    }
+
     /// Adds a hook on the message path, after those added before.
     pub fn with_hook(mut self, hook: impl Hook) -> Self {
-        self.hooks.push(Box::new(hook));
+        self.hooks.push(HookSpec::Instance(Box::new(hook)));
         self
     }
 
@@ -218,7 +235,13 @@ impl Builder {
             None => keys::load_or_create(&self.config.data_dir)?,
         };
         let storage = (self.storage)(self.config.clone()).await?;
-        let hooks = self.hooks;
+        let mut hooks = Vec::with_capacity(self.hooks.len());
+        for spec in self.hooks {
+            match spec {
+                HookSpec::Instance(hook) => hooks.push(Slot::new(hook)),
+                HookSpec::Plugin(build) => hooks.extend(build(&self.config)?),
+            }
+        }
         let pipeline = Supervisor::start(move |_| Pipeline::new(hooks));
         let metrics = murmur_transport::Metrics::default();
         let mut registry = Registry::with_prefix("murmur");
@@ -712,7 +735,9 @@ impl Node {
     }
 
     pub(crate) async fn send_group(&self, group: GroupId, body: Body) -> Result<Sent, Error> {
-        let id = crate::chat::MessageId::random();
+        let outgoing = crate::chat::Outgoing::new(crate::chat::Target::Group(group), body);
+        let body = self.inner.pipeline.send(ChatOutbound(outgoing)).await??;
+        let id = crate::chat::random_id();
         let sealed = self
             .groups_stage()?
             .post

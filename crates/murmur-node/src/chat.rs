@@ -12,77 +12,14 @@ use tokio::sync::{mpsc, watch};
 
 use crate::{Error, Node};
 
-/// A message's id, chosen at random by its sender.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MessageId(pub [u8; 16]);
+pub use murmur_core::chat::{Body, ChatMessage, MessageId, Outgoing, Target};
 
-impl MessageId {
-    pub(crate) fn random() -> Self {
-        Self(rand::random())
-    }
-
-    pub(crate) fn from_slice(bytes: &[u8]) -> Option<Self> {
-        bytes.try_into().ok().map(Self)
-    }
+pub(crate) fn random_id() -> MessageId {
+    MessageId(rand::random())
 }
 
-impl fmt::Display for MessageId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for MessageId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "MessageId({self})")
-    }
-}
-
-/// What a message carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Body {
-    /// Text.
-    Text(String),
-    /// A typed payload: the application's own type name and bytes.
-    Typed {
-        /// The type, for example `"com.example.location"`.
-        kind: String,
-        /// The bytes.
-        data: Bytes,
-    },
-}
-
-/// A message that arrived, decrypted, its sender verified by the session it
-/// came through.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ChatMessage {
-    /// The sender's id for it.
-    pub id: MessageId,
-    /// The sending account.
-    pub sender: AccountId,
-    /// The sending device.
-    pub device: DeviceId,
-    /// The account it was sent to: this one, or, for a copy of what another
-    /// device of this account sent, the other side of that conversation.
-    pub to: AccountId,
-    /// When the sender says it sent it (milliseconds since the Unix epoch).
-    pub sent_at: u64,
-    /// What it says.
-    pub body: Body,
-    /// The private group it was sent in; `None` for a 1:1 message.
-    pub group: Option<GroupId>,
-}
-
-impl ChatMessage {
-    /// The text, if it is a text message.
-    pub fn text(&self) -> Option<&str> {
-        match &self.body {
-            Body::Text(t) => Some(t),
-            Body::Typed { .. } => None,
-        }
-    }
+fn id_from_slice(bytes: &[u8]) -> Option<MessageId> {
+    bytes.try_into().ok().map(MessageId)
 }
 
 /// Where a sent message is.
@@ -328,6 +265,9 @@ fn content(id: MessageId, to: Option<AccountId>, body: &Body) -> Content {
             content.kind = Some(kind.clone());
             content.data = Some(data.to_vec());
         }
+        // Bodies a later version adds travel as the typed payload they
+        // are built on; this version has none.
+        _ => {}
     }
     content
 }
@@ -335,7 +275,7 @@ fn content(id: MessageId, to: Option<AccountId>, body: &Body) -> Content {
 pub(crate) fn encode_receipt(ids: &[MessageId]) -> Bytes {
     Bytes::from(
         Content {
-            id: MessageId::random().0.to_vec(),
+            id: random_id().0.to_vec(),
             sent_at: now_millis(),
             receipts: ids.iter().map(|id| id.0.to_vec()).collect(),
             ..Content::default()
@@ -364,13 +304,10 @@ pub(crate) fn decode(
     }
     if !c.receipts.is_empty() {
         return Ok(Decoded::Receipts(
-            c.receipts
-                .iter()
-                .filter_map(|r| MessageId::from_slice(r))
-                .collect(),
+            c.receipts.iter().filter_map(|r| id_from_slice(r)).collect(),
         ));
     }
-    let id = MessageId::from_slice(&c.id).ok_or("message id is not 16 bytes")?;
+    let id = id_from_slice(&c.id).ok_or("message id is not 16 bytes")?;
     let body = match (c.text, c.kind, c.data) {
         (Some(t), None, None) => Body::Text(t),
         (None, Some(kind), data) => Body::Typed {
@@ -387,13 +324,7 @@ pub(crate) fn decode(
         ),
         None => me,
     };
-    Ok(Decoded::Message(ChatMessage {
-        id,
-        sender,
-        device,
-        to,
-        sent_at: c.sent_at,
-        body,
-        group: None,
-    }))
+    Ok(Decoded::Message(
+        ChatMessage::new(id, sender, device, to, body).at(c.sent_at),
+    ))
 }

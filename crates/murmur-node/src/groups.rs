@@ -621,10 +621,15 @@ impl Handler<Open> for Membership {
                     OpenError::Chain(murmur_crypto::group::GroupError::Replay(_)) => Error::Replay,
                     other => Error::Malformed(other.to_string()),
                 })?;
+                let role = match group.state().role(&opened.sender) {
+                    Some(murmur_groups::Role::Admin) => Role::Admin,
+                    _ => Role::Member,
+                };
                 Ok(Opened::new(
                     id,
                     account(opened.sender),
                     DeviceId(opened.device),
+                    role,
                     Bytes::from(opened.plaintext),
                 ))
             });

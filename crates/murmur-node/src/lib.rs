@@ -31,6 +31,7 @@ pub mod groups;
 pub mod keys;
 mod metrics;
 mod pipeline;
+pub mod plugin;
 
 pub use builder::{Builder, CryptoContext, GroupsContext, Node, StageContext, Subscription};
 pub use config::Config;

@@ -35,6 +35,8 @@ pub struct Stats {
     pub dropped_by_hooks: u64,
     /// Hook errors and panics.
     pub hook_failures: u64,
+    /// Hooks rebuilt from their configuration after a panic.
+    pub hook_restarts: u64,
     /// Deliveries a slow subscriber missed because its queue was full.
     pub subscriber_overflows: u64,
     /// Connected peers, as the transport reported them.
@@ -66,7 +68,7 @@ const PARKED: usize = 256;
 pub struct Pipeline {
     transport: Option<transport::Handle>,
     storage: Option<storage::Handle>,
-    hooks: Vec<Box<dyn Hook>>,
+    hooks: Vec<Slot>,
     subscribers: Vec<Subscriber>,
     stats: Stats,
     chat: Option<Chat>,
@@ -126,6 +128,72 @@ pub(crate) struct Outcome {
 /// How often queued envelopes are offered to the network again.
 const OUTBOX_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Builds a hook again, from its configuration.
+pub(crate) type Factory = Box<dyn Fn() -> Result<Box<dyn Hook>, BoxError>>;
+
+/// A hook in the pipeline, with what it takes to isolate it.
+pub(crate) struct Slot {
+    hook: Box<dyn Hook>,
+    /// How to rebuild it after a panic; a hook given as an instance has none
+    /// and runs on as it is.
+    factory: Option<Factory>,
+    /// The configured failure policy, over the hook's own.
+    policy: Option<FailurePolicy>,
+}
+
+impl Slot {
+    pub(crate) fn new(hook: Box<dyn Hook>) -> Self {
+        Self {
+            hook,
+            factory: None,
+            policy: None,
+        }
+    }
+
+    pub(crate) fn with_factory(mut self, factory: Factory, policy: Option<FailurePolicy>) -> Self {
+        self.factory = Some(factory);
+        self.policy = policy;
+        self
+    }
+
+    fn name(&self) -> &str {
+        self.hook.name()
+    }
+
+    fn failed<R>(&self, direction: &'static str, error: &str) -> Verdict<R> {
+        let policy = self.policy.unwrap_or_else(|| self.hook.failure_policy());
+        tracing::warn!(hook = self.name(), direction, %error, ?policy, "hook failed");
+        match policy {
+            FailurePolicy::Deliver => Verdict::Deliver,
+            FailurePolicy::Drop => Verdict::Drop {
+                reason: format!("hook failed: {error}"),
+            },
+        }
+    }
+
+    /// Replaces a hook that panicked with a fresh one; false if it cannot
+    /// be rebuilt (it then runs on as it is).
+    fn restart(&mut self) -> bool {
+        let Some(factory) = &self.factory else {
+            return false;
+        };
+        match catch_unwind(AssertUnwindSafe(factory)) {
+            Ok(Ok(hook)) => {
+                tracing::info!(hook = hook.name(), "hook restarted after a panic");
+                self.hook = hook;
+                true
+            }
+            _ => {
+                tracing::warn!(
+                    hook = self.name(),
+                    "hook could not be rebuilt; it runs on as it is"
+                );
+                false
+            }
+        }
+    }
+}
+
 struct Subscriber {
     /// Content topics it wants; `None` for everything.
     topics: Option<BTreeSet<String>>,
@@ -133,7 +201,7 @@ struct Subscriber {
 }
 
 impl Pipeline {
-    pub(crate) fn new(hooks: Vec<Box<dyn Hook>>) -> Self {
+    pub(crate) fn new(hooks: Vec<Slot>) -> Self {
         Self {
             transport: None,
             storage: None,
@@ -145,40 +213,38 @@ impl Pipeline {
     }
 
     /// Runs the hooks in order; the error names the hook that dropped the
-    /// message, and why.
-    fn run_hooks<T>(
+    /// message, and why. A hook that fails takes its failure policy; one
+    /// that panics is also rebuilt from its configuration, if it has one.
+    fn run_hooks<T, R>(
         &mut self,
         mut item: T,
         direction: &'static str,
-        call: impl Fn(&mut dyn Hook, &T) -> Result<Verdict, BoxError>,
-        rewrite: impl Fn(&mut T, murmur_core::WakuMessage),
+        call: impl Fn(&mut dyn Hook, &T) -> Result<Verdict<R>, BoxError>,
+        rewrite: impl Fn(&mut T, R),
     ) -> Result<T, Error> {
-        for hook in &mut self.hooks {
-            let verdict = match catch_unwind(AssertUnwindSafe(|| call(hook.as_mut(), &item))) {
+        for slot in &mut self.hooks {
+            let verdict = match catch_unwind(AssertUnwindSafe(|| call(slot.hook.as_mut(), &item))) {
                 Ok(Ok(verdict)) => verdict,
-                failure => {
+                Ok(Err(e)) => {
                     self.stats.hook_failures += 1;
-                    let error = match failure {
-                        Ok(Err(e)) => e.to_string(),
-                        _ => "panicked".to_owned(),
-                    };
-                    let policy = hook.failure_policy();
-                    tracing::warn!(hook = hook.name(), direction, %error, ?policy, "hook failed");
-                    match policy {
-                        FailurePolicy::Deliver => Verdict::Deliver,
-                        FailurePolicy::Drop => Verdict::Drop {
-                            reason: format!("hook failed: {error}"),
-                        },
+                    slot.failed(direction, &e.to_string())
+                }
+                Err(_) => {
+                    self.stats.hook_failures += 1;
+                    let verdict = slot.failed(direction, "panicked");
+                    if slot.restart() {
+                        self.stats.hook_restarts += 1;
                     }
+                    verdict
                 }
             };
             match verdict {
-                Verdict::Rewrite(message) => rewrite(&mut item, message),
+                Verdict::Rewrite(replacement) => rewrite(&mut item, replacement),
                 Verdict::Drop { reason } => {
                     self.stats.dropped_by_hooks += 1;
-                    tracing::debug!(hook = hook.name(), direction, %reason, "hook dropped a message");
+                    tracing::debug!(hook = slot.name(), direction, %reason, "hook dropped a message");
                     return Err(Error::Dropped {
-                        hook: hook.name().to_owned(),
+                        hook: slot.name().to_owned(),
                         reason,
                     });
                 }
@@ -322,8 +388,9 @@ impl Pipeline {
             Ok(Decoded::Message(mut message)) => {
                 self.stats.group_opened += 1;
                 message.group = Some(opened.group);
+                message.role = Some(opened.role);
                 message.to = chat.me;
-                chat.deliver_to_inboxes(&message);
+                self.deliver_chat(message);
             }
             Ok(_) | Err(_) => {
                 self.stats.group_refused += 1;
@@ -492,12 +559,27 @@ impl Pipeline {
                         }
                     });
                 }
-                chat.deliver_to_inboxes(&message);
+                self.deliver_chat(message);
             }
             Err(reason) => {
                 self.stats.chat_refused += 1;
                 tracing::debug!(%reason, "chat content malformed");
             }
+        }
+    }
+
+    /// Through the chat hooks, then to every inbox.
+    fn deliver_chat(&mut self, message: ChatMessage) {
+        let Ok(message) = self.run_hooks(
+            message,
+            "chat inbound",
+            |hook, m| hook.chat_inbound(m),
+            |m, body| m.body = body,
+        ) else {
+            return;
+        };
+        if let Some(chat) = self.chat.as_mut() {
+            chat.deliver_to_inboxes(&message);
         }
     }
 }
@@ -884,10 +966,22 @@ impl Handler<SendChat> for Pipeline {
     type Result = ResponseFuture<Result<Sent, Error>>;
 
     fn handle(&mut self, msg: SendChat, ctx: &mut Context<Self>) -> Self::Result {
+        if self.chat.is_none() {
+            return Box::pin(async { Err(Error::ChatDisabled) });
+        }
+        let body = match self.run_hooks(
+            chat::Outgoing::new(chat::Target::Account(msg.to), msg.body),
+            "chat outbound",
+            |hook, o| hook.chat_outbound(o),
+            |o, body| o.body = body,
+        ) {
+            Ok(outgoing) => outgoing.body,
+            Err(e) => return Box::pin(async { Err(e) }),
+        };
         let Some(chat) = self.chat.as_mut() else {
             return Box::pin(async { Err(Error::ChatDisabled) });
         };
-        let id = MessageId::random();
+        let id = chat::random_id();
         let (tx, rx) = watch::channel(DeliveryState::Queued);
         let tx = Arc::new(tx);
         chat.sent.insert(id, (tx.clone(), 0));
@@ -897,7 +991,7 @@ impl Handler<SendChat> for Pipeline {
                 chat.sent.remove(&old);
             }
         }
-        let seal = crypto::Seal::new(msg.to, chat::encode(id, msg.to, &msg.body));
+        let seal = crypto::Seal::new(msg.to, chat::encode(id, msg.to, &body));
         let publish = publish_sealed(
             chat.crypto.seal.clone(),
             seal,
@@ -927,6 +1021,30 @@ impl Handler<SendChat> for Pipeline {
                 }
             }
         })
+    }
+}
+
+/// Runs the outbound chat hooks on a message for a group; answers the body
+/// to seal.
+#[derive(Message)]
+#[rtype(result = "Result<Body, Error>")]
+pub(crate) struct ChatOutbound(pub(crate) chat::Outgoing);
+
+impl Handler<ChatOutbound> for Pipeline {
+    type Result = Result<Body, Error>;
+
+    fn handle(
+        &mut self,
+        ChatOutbound(outgoing): ChatOutbound,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
+        self.run_hooks(
+            outgoing,
+            "chat outbound",
+            |hook, o| hook.chat_outbound(o),
+            |o, body| o.body = body,
+        )
+        .map(|o| o.body)
     }
 }
 

@@ -1,0 +1,156 @@
+//! Chat messages as applications, hooks and bots see them: decrypted, the
+//! sender verified by the session or group chain it came through.
+
+use std::fmt;
+
+use bytes::Bytes;
+
+use crate::{
+    crypto::{AccountId, DeviceId},
+    groups::{GroupId, Role},
+};
+
+/// A message's id, chosen at random by its sender.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId(pub [u8; 16]);
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MessageId({self})")
+    }
+}
+
+impl std::str::FromStr for MessageId {
+    type Err = hex::FromHexError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut id = [0; 16];
+        hex::decode_to_slice(s, &mut id)?;
+        Ok(Self(id))
+    }
+}
+
+/// What a message carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Body {
+    /// Text.
+    Text(String),
+    /// A typed payload: the application's own type name and bytes.
+    Typed {
+        /// The type, for example `"com.example.location"`.
+        kind: String,
+        /// The bytes.
+        data: Bytes,
+    },
+}
+
+/// A message that arrived, decrypted, its sender verified by the session or
+/// group chain it came through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ChatMessage {
+    /// The sender's id for it.
+    pub id: MessageId,
+    /// The sending account.
+    pub sender: AccountId,
+    /// The sending device.
+    pub device: DeviceId,
+    /// The account it was sent to: this one, or, for a copy of what another
+    /// device of this account sent, the other side of that conversation.
+    pub to: AccountId,
+    /// When the sender says it sent it (milliseconds since the Unix epoch).
+    pub sent_at: u64,
+    /// What it says.
+    pub body: Body,
+    /// The private group it was sent in; `None` for a 1:1 message.
+    pub group: Option<GroupId>,
+    /// The sender's role in that group when the message was opened.
+    pub role: Option<Role>,
+}
+
+impl ChatMessage {
+    /// A 1:1 message (for tests of hooks and bots; the node builds the
+    /// messages it delivers itself).
+    pub fn new(
+        id: MessageId,
+        sender: AccountId,
+        device: DeviceId,
+        to: AccountId,
+        body: Body,
+    ) -> Self {
+        Self {
+            id,
+            sender,
+            device,
+            to,
+            sent_at: 0,
+            body,
+            group: None,
+            role: None,
+        }
+    }
+
+    /// The same message, sent in `group` by a sender with `role`.
+    pub fn in_group(mut self, group: GroupId, role: Role) -> Self {
+        self.group = Some(group);
+        self.role = Some(role);
+        self
+    }
+
+    /// The same message, sent at `millis` since the Unix epoch.
+    pub fn at(mut self, millis: u64) -> Self {
+        self.sent_at = millis;
+        self
+    }
+
+    /// The text, if it is a text message.
+    pub fn text(&self) -> Option<&str> {
+        match &self.body {
+            Body::Text(t) => Some(t),
+            Body::Typed { .. } => None,
+        }
+    }
+
+    /// Where an answer goes: the group, or the sender.
+    pub fn reply_target(&self) -> Target {
+        match self.group {
+            Some(group) => Target::Group(group),
+            None => Target::Account(self.sender),
+        }
+    }
+}
+
+/// Where a chat message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Target {
+    /// Every device of an account (and this account's other devices).
+    Account(AccountId),
+    /// Every member of a group.
+    Group(GroupId),
+}
+
+/// A chat message on its way out, before it is sealed: what outbound chat
+/// hooks see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Outgoing {
+    /// Where it goes.
+    pub to: Target,
+    /// What it says.
+    pub body: Body,
+}
+
+impl Outgoing {
+    /// `body` for `to`.
+    pub fn new(to: Target, body: Body) -> Self {
+        Self { to, body }
+    }
+}
