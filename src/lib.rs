@@ -10,6 +10,7 @@
 //! | [`crypto`] | `murmur-crypto` | sans-I/O X3DH, Double Ratchet, sealed envelopes |
 //! | [`transport`] | `murmur-transport` | the libp2p Waku node (feature `transport`) |
 //! | [`node`] | `murmur-node` | the supervised runtime, builder, config (feature `node`) |
+//! | [`bot`] | `murmur-bot` | the bot SDK: extracted handler arguments, typed commands, middleware (feature `bot`) |
 //!
 //! ```no_run
 //! use murmur::node::{Builder, Config};
@@ -27,6 +28,8 @@
 //! }
 //! ```
 
+#[cfg(feature = "bot")]
+pub use murmur_bot as bot;
 pub use murmur_core as core;
 pub use murmur_crypto as crypto;
 #[cfg(feature = "node")]

@@ -38,6 +38,9 @@ type GroupsFactory =
 
 type PluginFactory = Box<dyn FnOnce(&Config) -> Result<Option<Slot>, Error>>;
 
+/// Where the application's state lives among the node's.
+const APP_STATE: &str = "app/";
+
 /// A hook as it was added: an instance, or a plugin built at start.
 enum HookSpec {
     Instance(Box<dyn Hook>),
@@ -355,6 +358,7 @@ impl Builder {
                 group_metrics,
                 chat: chat.as_ref().map(|(crypto, _, _)| crypto.clone()),
                 groups: chat.as_ref().map(|(_, _, groups)| groups.clone()),
+                storage: storage.clone(),
             }),
         };
         if let Some((_, topics, _)) = &chat {
@@ -485,6 +489,15 @@ struct Inner {
     group_metrics: crate::groups::Metrics,
     chat: Option<murmur_core::crypto::Handle>,
     groups: Option<murmur_core::groups::Handle>,
+    storage: storage::Handle,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("peer_id", &self.peer_id())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Node {
@@ -760,6 +773,32 @@ impl Node {
         };
         let (_, rx) = tokio::sync::watch::channel(state);
         Ok(Sent::new(id, rx))
+    }
+
+    /// Reads what the application saved under `key` with
+    /// [`Node::save_app_state`].
+    pub async fn load_app_state(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self
+            .inner
+            .storage
+            .load_state
+            .send(storage::LoadState(format!("{APP_STATE}{key}")))
+            .await??)
+    }
+
+    /// Keeps `value` under `key` in the node's database (`None` deletes
+    /// it), beside the node's own state but never mixed with it. Stored as
+    /// given: seal what must stay secret at rest.
+    pub async fn save_app_state(&self, key: &str, value: Option<Vec<u8>>) -> Result<(), Error> {
+        Ok(self
+            .inner
+            .storage
+            .save_state
+            .send(storage::SaveState(vec![(
+                format!("{APP_STATE}{key}"),
+                value,
+            )]))
+            .await??)
     }
 
     /// The membership stage's counters.

@@ -206,6 +206,12 @@ impl Config {
             .merge(Env::prefixed("MURMUR_").split("__"))
     }
 
+    /// The configuration from `file` (or `config/default.toml`, if it
+    /// exists) and the `MURMUR_` environment, over the defaults.
+    pub fn load(file: Option<&Path>) -> Result<Self, Error> {
+        Self::from_figment(&Self::figment(file))
+    }
+
     /// Extracts and checks a configuration. The error is one line naming the
     /// key and where its value came from.
     pub fn from_figment(figment: &Figment) -> Result<Self, Error> {

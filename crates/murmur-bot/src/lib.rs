@@ -1,0 +1,291 @@
+//! murmur's bot SDK.
+//!
+//! A bot is a [`murmur_node::Node`] and a list of handlers: plain async
+//! functions whose arguments are extracted from the message they handle
+//! (the [`ChatMessage`], a [`Reply`] to answer where it came from, the
+//! [`Node`], shared [`State`], a typed [`Command`], the bot's [`Store`]).
+//! Middleware runs before and after every handler and sees its errors.
+//! The bot stops on Ctrl-C or SIGTERM, and by default does not answer the
+//! backlog it finds at start.
+//!
+//! ```no_run
+//! use murmur_bot::{Bot, Reply};
+//! use murmur_core::chat::ChatMessage;
+//! use murmur_node::{Builder, Config};
+//!
+//! #[actix::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let node = Builder::new(Config::load(None)?).start().await?;
+//!     println!("write to me: {}", node.contact_code().await?);
+//!     Bot::new(node)
+//!         .on_message(|m: ChatMessage, reply: Reply| async move {
+//!             reply.text(format!("you said: {}", m.text().unwrap_or("something"))).await
+//!         })
+//!         .run()
+//!         .await?;
+//!     Ok(())
+//! }
+//! ```
+
+mod command;
+mod extract;
+mod handler;
+mod middleware;
+
+use std::{
+    any::{Any, TypeId},
+    collections::HashMap,
+    rc::Rc,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+};
+
+pub use command::{BotCommand, Command};
+pub use extract::{FromContext, Reply, State, Store};
+pub use handler::Handler;
+pub use middleware::{Flow, Middleware};
+use murmur_core::chat::ChatMessage;
+pub use murmur_core::hook::BoxError;
+use murmur_node::Node;
+
+/// What a handler answers: `Ok`, or an error for the middleware's
+/// `on_error` (logged and counted; the bot runs on).
+pub type HandlerResult = Result<(), BoxError>;
+
+/// Why a bot stopped, or could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The node refused: chat disabled, the node shutting down.
+    #[error(transparent)]
+    Node(#[from] murmur_node::Error),
+    /// A handler's argument could not be extracted (a [`State`] that was
+    /// never added): a programming error, reported once per message.
+    #[error("cannot extract {0}: add it to the bot first")]
+    Missing(&'static str),
+}
+
+/// The bot's counters.
+#[derive(Debug, Default)]
+pub struct Counters {
+    handled: AtomicU64,
+    failed: AtomicU64,
+    backlog: AtomicU64,
+    bad_commands: AtomicU64,
+    stopped: AtomicU64,
+}
+
+impl Counters {
+    /// Messages a handler ran for, without error.
+    pub fn handled(&self) -> u64 {
+        self.handled.load(Ordering::Relaxed)
+    }
+
+    /// Handler errors.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Messages from before the bot started, left unanswered.
+    pub fn backlog(&self) -> u64 {
+        self.backlog.load(Ordering::Relaxed)
+    }
+
+    /// Commands with bad arguments (answered with their usage).
+    pub fn bad_commands(&self) -> u64 {
+        self.bad_commands.load(Ordering::Relaxed)
+    }
+
+    /// Messages a middleware stopped before any handler.
+    pub fn stopped(&self) -> u64 {
+        self.stopped.load(Ordering::Relaxed)
+    }
+}
+
+/// What a handler's arguments are extracted from.
+pub struct Context {
+    /// The message being handled.
+    pub message: ChatMessage,
+    /// The bot's node.
+    pub node: Node,
+    states: Rc<HashMap<TypeId, Rc<dyn Any>>>,
+    /// The command's arguments, for a command handler.
+    args: Option<String>,
+}
+
+impl Context {
+    fn state<T: 'static>(&self) -> Option<Rc<T>> {
+        self.states
+            .get(&TypeId::of::<T>())
+            .and_then(|s| s.clone().downcast::<T>().ok())
+    }
+}
+
+/// Which messages a route takes.
+enum Route {
+    /// Every message no command took.
+    Any,
+    /// `/name ...` text messages.
+    Command(&'static str),
+}
+
+/// A bot: a node and its handlers.
+pub struct Bot {
+    node: Node,
+    routes: Vec<(Route, Box<dyn handler::Erased>)>,
+    middleware: Vec<Rc<dyn Middleware>>,
+    states: HashMap<TypeId, Rc<dyn Any>>,
+    backlog: bool,
+    counters: Arc<Counters>,
+}
+
+impl Bot {
+    /// A bot on `node`, with no handler yet.
+    pub fn new(node: Node) -> Self {
+        Self {
+            node,
+            routes: Vec::new(),
+            middleware: Vec::new(),
+            states: HashMap::new(),
+            backlog: false,
+            counters: Arc::new(Counters::default()),
+        }
+    }
+
+    /// Handles every message that no command takes.
+    pub fn on_message<Args: 'static>(mut self, handler: impl Handler<Args>) -> Self {
+        self.routes.push((Route::Any, handler::erase(handler)));
+        self
+    }
+
+    /// Handles the text messages `/NAME ...` of command `C`; a handler
+    /// extracts the parsed command with [`Command<C>`]. Bad arguments get
+    /// the command's usage as a reply.
+    pub fn command<C: BotCommand, Args: 'static>(mut self, handler: impl Handler<Args>) -> Self {
+        self.routes
+            .push((Route::Command(C::NAME), handler::erase(handler)));
+        self
+    }
+
+    /// Adds a middleware, after those added before.
+    pub fn middleware(mut self, m: impl Middleware) -> Self {
+        self.middleware.push(Rc::new(m));
+        self
+    }
+
+    /// Shares `value` with every handler, which extracts it as
+    /// [`State<T>`].
+    pub fn state<T: 'static>(mut self, value: T) -> Self {
+        self.states.insert(TypeId::of::<T>(), Rc::new(value));
+        self
+    }
+
+    /// Answers messages sent before the bot started too (off by default).
+    pub fn answer_backlog(mut self, yes: bool) -> Self {
+        self.backlog = yes;
+        self
+    }
+
+    /// The bot's counters, to read while it runs.
+    pub fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
+    }
+
+    /// Handles messages until Ctrl-C or SIGTERM.
+    pub async fn run(self) -> Result<(), Error> {
+        self.run_until(murmur_node::shutdown_signal()).await
+    }
+
+    /// Handles messages until `stop` completes (or the node stops).
+    pub async fn run_until(
+        mut self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<(), Error> {
+        let mut inbox = self.node.inbox().await?;
+        let (me, _) = self.node.chat_identity().await?;
+        let started = now_millis();
+        let states = Rc::new(std::mem::take(&mut self.states));
+        tracing::info!(account = %me, "bot running");
+        let mut stop = std::pin::pin!(stop);
+        loop {
+            let message = tokio::select! {
+                m = inbox.recv() => match m {
+                    Some(m) => m,
+                    None => return Ok(()),
+                },
+                () = &mut stop => {
+                    tracing::info!("bot stopping");
+                    return Ok(());
+                }
+            };
+            // Copies of what this account sent from another device.
+            if message.sender == me {
+                continue;
+            }
+            if !self.backlog && message.sent_at < started {
+                self.counters.backlog.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            self.dispatch(message, &states).await;
+        }
+    }
+
+    async fn dispatch(&self, message: ChatMessage, states: &Rc<HashMap<TypeId, Rc<dyn Any>>>) {
+        let command = message.text().and_then(command::split);
+        let route = self.routes.iter().find(|(r, _)| match (r, &command) {
+            (Route::Command(name), Some((n, _))) => name == n,
+            _ => false,
+        });
+        let route = route.or_else(|| self.routes.iter().find(|(r, _)| matches!(r, Route::Any)));
+        let Some((route, handler)) = route else {
+            return;
+        };
+        for m in &self.middleware {
+            if let Flow::Stop(reason) = m.before(&message) {
+                tracing::debug!(%reason, id = %message.id, "a middleware stopped the message");
+                self.counters.stopped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        let cx = Context {
+            args: match (route, command) {
+                (Route::Command(_), Some((_, args))) => Some(args.to_owned()),
+                _ => None,
+            },
+            message: message.clone(),
+            node: self.node.clone(),
+            states: states.clone(),
+        };
+        let reply = Reply::to(&self.node, &message);
+        let result = handler.call(cx).await;
+        match &result {
+            Ok(()) => {
+                self.counters.handled.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) if e.is::<command::BadArguments>() => {
+                self.counters.bad_commands.fetch_add(1, Ordering::Relaxed);
+                if let Err(e) = reply.text(e.to_string()).await {
+                    tracing::debug!(error = %e, "usage not sent");
+                }
+            }
+            Err(e) => {
+                self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, id = %message.id, "handler failed");
+                for m in &self.middleware {
+                    m.on_error(&message, e.as_ref(), &reply).await;
+                }
+            }
+        }
+        for m in &self.middleware {
+            m.after(&message, &result);
+        }
+    }
+}
+
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
