@@ -51,6 +51,20 @@ pub enum Body {
     },
 }
 
+/// The kind of a typed payload that deletes an earlier message: its data is
+/// the message's id. Honoured from those whose role allows it.
+pub const DELETE_KIND: &str = "murmur.delete";
+
+impl Body {
+    /// A notice that deletes message `id`.
+    pub fn deletion(id: MessageId) -> Self {
+        Self::Typed {
+            kind: DELETE_KIND.to_owned(),
+            data: Bytes::copy_from_slice(&id.0),
+        }
+    }
+}
+
 /// A message that arrived, decrypted, its sender verified by the session or
 /// group chain it came through.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +129,16 @@ impl ChatMessage {
         match &self.body {
             Body::Text(t) => Some(t),
             Body::Typed { .. } => None,
+        }
+    }
+
+    /// The message this one deletes, if it is a deletion notice.
+    pub fn deletes(&self) -> Option<MessageId> {
+        match &self.body {
+            Body::Typed { kind, data } if kind == DELETE_KIND => {
+                data.as_ref().try_into().ok().map(MessageId)
+            }
+            _ => None,
         }
     }
 

@@ -5,7 +5,7 @@
 use murmur_core::{chat::MessageId, crypto::AccountId};
 
 /// An admin command, parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AdminCommand {
     /// Drops everything the account sends (and removes it from the group).

@@ -263,6 +263,13 @@ impl Moderator {
             return Err(Reason::Deleted);
         }
         let admin = m.role == Some(Role::Admin) || self.admins.contains(&m.sender);
+        if let Some(id) = m.deletes() {
+            if !admin {
+                return Err(Reason::NotAllowed("delete"));
+            }
+            self.delete(id);
+            return Ok(());
+        }
         if let Some(parsed) = m.text().and_then(AdminCommand::parse) {
             let command = match &parsed {
                 Ok(c) => command_name(c),

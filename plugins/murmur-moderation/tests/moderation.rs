@@ -159,6 +159,16 @@ fn admin_commands_are_honoured_only_from_admins() {
         }]
     );
 
+    // A deletion notice counts only from an admin.
+    let other = from(6, Role::Member, "another");
+    let mut notice = from(2, Role::Member, "");
+    notice.body = Body::deletion(other.id);
+    assert_eq!(m.check(&notice, t), Err(Reason::NotAllowed("delete")));
+    assert_eq!(m.check(&other, t), Ok(()));
+    notice.role = Some(Role::Admin);
+    assert_eq!(m.check(&notice, t), Ok(()));
+    assert_eq!(m.check(&other, t), Err(Reason::Deleted));
+
     // Bad arguments: dropped, counted, and a polite answer queued.
     assert!(matches!(
         m.check(&from(1, Role::Admin, "/mute bob"), t),
