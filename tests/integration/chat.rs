@@ -631,3 +631,47 @@ async fn a_message_with_nobody_to_hear_it_waits_in_the_outbox_even_across_a_rest
     );
     assert!(silent(&mut bob_inbox, Duration::from_secs(1)).await, "once");
 }
+
+#[actix_rt::test]
+async fn two_accounts_that_start_a_session_at_once_end_up_on_one() {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let alice = node_with_peer(dirs[0].path(), None).await;
+    let bob = node_with_peer(dirs[1].path(), Some(&alice)).await;
+    let bob_id = introduce(&alice, &bob).await;
+    let alice_id = introduce(&bob, &alice).await;
+    meshed(&alice, &bob).await;
+    meshed(&bob, &alice).await;
+    let mut alice_inbox = alice.inbox().await.unwrap();
+    let mut bob_inbox = bob.inbox().await.unwrap();
+    // Both write first: two sessions cross on the wire.
+    let (to_bob, to_alice) = (alice.conversation(bob_id), bob.conversation(alice_id));
+    let (a, b) = futures::join!(to_bob.send_text("hi Bob"), to_alice.send_text("hi Alice"));
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(next(&mut bob_inbox, "crossed").await.text(), Some("hi Bob"));
+    assert_eq!(
+        next(&mut alice_inbox, "crossed").await.text(),
+        Some("hi Alice")
+    );
+    for round in 0..3 {
+        let text = format!("alice {round}");
+        alice
+            .conversation(bob_id)
+            .send_text(text.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            next(&mut bob_inbox, "after").await.text(),
+            Some(text.as_str())
+        );
+        let text = format!("bob {round}");
+        bob.conversation(alice_id)
+            .send_text(text.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            next(&mut alice_inbox, "after").await.text(),
+            Some(text.as_str())
+        );
+    }
+}

@@ -133,6 +133,9 @@ pub struct Crypto {
     account: Option<Account>,
     installation: Installation,
     sessions: HashMap<(AccountId, DeviceId), Session>,
+    /// Sessions that lost a simultaneous start, kept to read what was sent
+    /// on them before the peer switched; not persisted.
+    shadows: HashMap<(AccountId, DeviceId), Session>,
     contacts: BTreeMap<AccountId, BTreeMap<DeviceId, Bundle>>,
     vault: Vault,
     storage: storage::Handle,
@@ -273,6 +276,7 @@ impl Crypto {
             account,
             installation,
             sessions,
+            shadows: HashMap::new(),
             contacts,
             vault,
             storage,
@@ -390,6 +394,7 @@ impl Crypto {
             if self.revoked.contains_key(&peer) {
                 continue;
             }
+            let mut introduced = None;
             if !self.sessions.contains_key(&peer) {
                 let Some(bundle) = self.contacts.get(&peer.0).and_then(|d| d.get(&peer.1)) else {
                     continue;
@@ -397,10 +402,20 @@ impl Crypto {
                 let session = x3dh::initiate(&self.installation, bundle, self.limits)
                     .map_err(|e| Error::BadContact(e.to_string()))?;
                 self.sessions.insert(peer, session);
+                if peer.0 != self.account() {
+                    // The first message carries this device's bundle, so
+                    // that the other side can introduce it to others (the
+                    // members of a group it adds this account to).
+                    let mut first = payload.clone();
+                    first
+                        .devices
+                        .push(self.installation.bundle_with(now(), 0).to_bytes());
+                    introduced = Some(zeroize::Zeroizing::new(first.encode_to_vec()));
+                }
             }
             let session = self.sessions.get_mut(&peer).expect("inserted above");
             let ciphertext = session
-                .seal(plaintext)
+                .seal(introduced.as_deref().map_or(plaintext, Vec::as_slice))
                 .map_err(|e| Error::State(e.to_string()))?;
             let payload = envelope::seal(&session.peer_identity(), sender, &ciphertext);
             sealed.push(Sealed::new(self.topic_of(peer.0), Bytes::from(payload)));
@@ -436,10 +451,21 @@ impl Crypto {
             ));
         }
         let mut saves = Vec::new();
-        let existing = match self.sessions.get_mut(&peer) {
+        let mut existing = match self.sessions.get_mut(&peer) {
             Some(session) => Some(session.decrypt(opened.ciphertext.message())),
             None => None,
         };
+        if matches!(existing, Some(Err(_))) {
+            // The session that lost a simultaneous start still reads what
+            // the peer sent on it before it switched.
+            if let Some(Ok(plaintext)) = self
+                .shadows
+                .get_mut(&peer)
+                .map(|s| s.decrypt(opened.ciphertext.message()))
+            {
+                existing = Some(Ok(plaintext));
+            }
+        }
         let mut opened_first = None;
         let plaintext = match (existing, &opened.ciphertext) {
             (Some(Ok(plaintext)), _) => plaintext,
@@ -471,7 +497,21 @@ impl Crypto {
                             other => self
                                 .refuse("undecryptable", Error::Undecryptable(other.to_string())),
                         })?;
-                self.sessions.insert(peer, session);
+                // Both sides started a session at once: both keep the one
+                // the smaller (account, device) started, so that they end
+                // up on the same one. Ours is kept if it is unanswered and
+                // ours is the smaller side; theirs then only reads.
+                let ours_wins = self
+                    .sessions
+                    .get(&peer)
+                    .is_some_and(|s| s.pending().is_some())
+                    && (self.account(), self.device()) < peer;
+                if ours_wins {
+                    self.shadows.insert(peer, session);
+                } else {
+                    self.shadows.remove(&peer);
+                    self.sessions.insert(peer, session);
+                }
                 saves.push(self.sealed_installation());
                 opened_first = Some(true);
                 tracing::info!(account = %peer.0, device = %peer.1, "session established");

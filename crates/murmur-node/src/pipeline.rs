@@ -95,6 +95,8 @@ struct Chat {
     group_topics: BTreeSet<String>,
     /// Group messages waiting for their chain key.
     parked: VecDeque<Delivery>,
+    /// Pairwise group messages for accounts not met yet, until they write.
+    deferred: HashMap<AccountId, Vec<bytes::Bytes>>,
 }
 
 /// The persistence stage's outbox, as the chat path uses it: every envelope
@@ -478,7 +480,7 @@ impl Pipeline {
             }
             let mut outcome = Outcome::default();
             for (to, plaintext) in effects.pairwise {
-                let seal = crypto::Seal::new(to, plaintext);
+                let seal = crypto::Seal::new(to, plaintext.clone());
                 match publish_sealed(
                     crypto.seal.clone(),
                     seal,
@@ -492,6 +494,12 @@ impl Pipeline {
                         outcome.published += o.published;
                         outcome.queued += o.queued;
                     }
+                    // Someone this device has not met (added by an admin who
+                    // knew it from a session only): it writes first, with
+                    // the bundles its invite carried, and this goes then.
+                    Err(Error::Crypto(crypto::Error::UnknownContact(_))) => {
+                        pipeline.do_send(Defer { to, plaintext });
+                    }
                     Err(e) => {
                         tracing::warn!(account = %to, error = %e, "group keys or events not sealed")
                     }
@@ -503,6 +511,20 @@ impl Pipeline {
 
     fn on_opened(&mut self, opened: &crypto::Opened, ctx: &mut Context<Self>) {
         self.stats.chat_opened += 1;
+        if let Some(waiting) = self
+            .chat
+            .as_mut()
+            .and_then(|c| c.deferred.remove(&opened.sender))
+        {
+            let mut effects = groups::Effects::default();
+            effects.pairwise = waiting.into_iter().map(|p| (opened.sender, p)).collect();
+            let apply = self.apply_effects(effects, ctx);
+            actix::spawn(async move {
+                if let Err(e) = apply.await {
+                    tracing::warn!(error = %e, "deferred group keys not sent");
+                }
+            });
+        }
         let Some(chat) = self.chat.as_mut() else {
             return;
         };
@@ -910,6 +932,7 @@ impl Handler<AttachChat> for Pipeline {
             groups: None,
             group_topics: BTreeSet::new(),
             parked: VecDeque::new(),
+            deferred: HashMap::new(),
         });
     }
 }
@@ -930,6 +953,36 @@ impl Handler<AttachGroups> for Pipeline {
         if let Some(chat) = self.chat.as_mut() {
             chat.groups = Some(a.groups);
             chat.group_topics = a.topics.iter().map(|t| t.as_str().to_owned()).collect();
+        }
+    }
+}
+
+/// Keeps a pairwise group message for an account this device has not met,
+/// until it writes.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Defer {
+    to: AccountId,
+    plaintext: bytes::Bytes,
+}
+
+/// Accounts with deferred messages, and messages per account, kept at most.
+const DEFERRED: usize = 1024;
+
+impl Handler<Defer> for Pipeline {
+    type Result = ();
+
+    fn handle(&mut self, msg: Defer, _: &mut Context<Self>) {
+        let Some(chat) = self.chat.as_mut() else {
+            return;
+        };
+        if chat.deferred.len() >= DEFERRED && !chat.deferred.contains_key(&msg.to) {
+            tracing::warn!(account = %msg.to, "too many accounts waited for; group message dropped");
+            return;
+        }
+        let waiting = chat.deferred.entry(msg.to).or_default();
+        if waiting.len() < DEFERRED {
+            waiting.push(msg.plaintext);
         }
     }
 }

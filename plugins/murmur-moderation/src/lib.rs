@@ -72,6 +72,9 @@ pub struct Moderation {
 }
 
 impl Moderation {
+    /// Its section in the node's configuration: `[plugins.moderation]`.
+    pub const NAME_IN_CONFIG: &'static str = <Self as Plugin>::NAME;
+
     /// A plugin on state shared with a bot (see [`Moderation::shared`]).
     pub fn with_shared(shared: Shared) -> Self {
         Self { shared }
