@@ -6,6 +6,7 @@ use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use libp2p::identity::Keypair;
 use murmur_core::{store::Query, ContentTopic, MessageHash};
+use murmur_moderation::Moderation;
 use murmur_node::{Builder, Config, Node, Subscription};
 
 use crate::error::CliError;
@@ -41,6 +42,9 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
     for name in ["alice", "bob", "carol"] {
         let mut config = Config::new(root.join(name));
         config.network.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")];
+        config
+            .plugins
+            .insert("moderation".to_owned(), moderation_settings());
         if let Some(previous) = members.last() {
             let addr = previous.node.listen_addrs()[0]
                 .parse()
@@ -49,6 +53,7 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
         }
         let node = Builder::new(config)
             .with_keypair(Keypair::generate_secp256k1())
+            .with_plugin::<Moderation>()
             .start()
             .await?;
         println!("{name:<6} listening on {}", node.listen_addrs()[0]);
@@ -388,7 +393,116 @@ private group: alice creates \"weekend\" with bob and carol (bob and carol have 
     println!(
         "alice        \"{text}\"  read by bob; carol's node received it and could not open it"
     );
+    community(members).await
+}
+
+/// `[plugins.moderation]` of every demo node: more than five messages from
+/// one sender in one conversation within ten seconds is a flood.
+fn moderation_settings() -> figment::value::Value {
+    let mut flood = figment::value::Dict::new();
+    flood.insert("messages".into(), 5u32.into());
+    flood.insert("seconds".into(), 10u64.into());
+    let mut settings = figment::value::Dict::new();
+    settings.insert("flood".into(), flood.into());
+    settings.into()
+}
+
+/// Carol's community: she runs it, Alice moderates; every node runs the
+/// moderation plugin.
+#[allow(clippy::print_stdout)]
+async fn community(members: &[Member]) -> Result<(), CliError> {
+    use murmur_node::chat::{Body, ChatMessage, Role};
+
+    let (alice, bob, carol) = (&members[0].node, &members[1].node, &members[2].node);
+    println!("\ncommunity: carol runs \"town square\" with alice as a moderator; every node runs the moderation plugin");
+    let alice_id = carol.add_contact(&alice.contact_code().await?).await?;
+    let bob_id = carol.add_contact(&bob.contact_code().await?).await?;
+    let square = carol.create_group("town square").await?;
+    square.add(alice_id).await?;
+    square.add(bob_id).await?;
+    square.promote(alice_id).await?;
+    let topic = murmur_node::groups::group_topic(square.id());
+    for node in [alice, bob, carol] {
+        node.wait_for_peers(&node.pubsub_topic(&topic), 1, WAIT)
+            .await?;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !node
+            .group(square.id())
+            .info()
+            .await
+            .is_ok_and(|i| i.members.len() == 3 && i.members.contains(&(alice_id, Role::Admin)))
+        {
+            if tokio::time::Instant::now() > deadline {
+                return Err(CliError::Failed("the community never formed".to_owned()));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let mut alice_inbox = alice.inbox().await?;
+    let mut bob_inbox = bob.inbox().await?;
+    let in_square = |m: &ChatMessage| m.group == Some(square.id());
+
+    // A message a moderator deletes.
+    let oops = carol
+        .group(square.id())
+        .send_text("the door code is 4711")
+        .await?;
+    let got = next_in(&mut bob_inbox, &in_square).await?;
+    if got.id != oops.id {
+        return Err(CliError::Failed(
+            "bob did not read carol's message".to_owned(),
+        ));
+    }
+    alice
+        .group(square.id())
+        .send(Body::deletion(oops.id))
+        .await?;
+    let notice = next_in(&mut bob_inbox, &in_square).await?;
+    if notice.deletes() != Some(oops.id) || notice.role != Some(Role::Admin) {
+        return Err(CliError::Failed(
+            "the deletion did not arrive from a moderator".to_owned(),
+        ));
+    }
+    println!("carol        \"the door code is 4711\"; alice, a moderator, deletes it: bob's app gets the notice, his plugin drops any later copy");
+
+    // A flood.
+    for i in 0..8 {
+        bob.group(square.id())
+            .send_text(format!("FREE TOKENS, click now ({i})"))
+            .await?;
+    }
+    let mut through = 0;
+    while let Some(m) = alice_inbox.recv_timeout(Duration::from_secs(2)).await {
+        if in_square(&m) && m.sender == bob_id {
+            through += 1;
+        }
+    }
+    if through != 5 {
+        return Err(CliError::Failed(format!(
+            "alice's plugin let {through} flood messages through, not 5"
+        )));
+    }
+    println!("bob floods 8 messages: alice's moderation plugin lets 5 through, drops 3 and mutes bob on her node");
     Ok(())
+}
+
+async fn next_in(
+    inbox: &mut murmur_node::chat::Inbox,
+    wanted: &dyn Fn(&murmur_node::chat::ChatMessage) -> bool,
+) -> Result<murmur_node::chat::ChatMessage, CliError> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match inbox.recv_timeout(left).await {
+            Some(m) if wanted(&m) => return Ok(m),
+            Some(_) => {}
+            None => {
+                return Err(CliError::Failed(
+                    "a community message did not arrive".to_owned(),
+                ))
+            }
+        }
+    }
 }
 
 fn partition(id: murmur_node::chat::AccountId) -> u32 {

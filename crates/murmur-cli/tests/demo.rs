@@ -32,4 +32,12 @@ fn the_demo_runs_and_the_observer_sees_no_identity_or_plaintext() {
         stdout.contains("carol's node received it and could not open it"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("alice, a moderator, deletes it"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("moderation plugin lets 5 through, drops 3"),
+        "{stdout}"
+    );
 }

@@ -44,10 +44,12 @@ impl Window {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
-    /// Most messages a member sends in a window; more are dropped.
+    /// Most messages a member sends in a window, per conversation; more are
+    /// dropped.
     pub rate: Option<Window>,
-    /// A burst that counts as a flood: its sender is muted for
-    /// `mute_seconds` and what it sends meanwhile is dropped.
+    /// A burst in one conversation that counts as a flood: its sender is
+    /// muted (everywhere) for `mute_seconds` and what it sends meanwhile is
+    /// dropped.
     pub flood: Option<Window>,
     /// The same text from the same member more than `messages` times within
     /// `seconds`: the repeats are dropped.
@@ -180,7 +182,9 @@ pub struct Moderator {
     muted: HashMap<AccountId, Instant>,
     deleted: BTreeSet<MessageId>,
     deleted_order: VecDeque<MessageId>,
-    recent: HashMap<AccountId, Recent>,
+    /// Per member and conversation: a flood in one group says nothing
+    /// about another.
+    recent: HashMap<(AccountId, Target), Recent>,
     actions: Vec<Action>,
     counts: BTreeMap<&'static str, u64>,
 }
@@ -312,7 +316,10 @@ impl Moderator {
             }
         }
         self.remember(m, now);
-        let recent = self.recent.get(&m.sender).expect("remembered above");
+        let recent = self
+            .recent
+            .get(&(m.sender, m.reply_target()))
+            .expect("remembered above");
         let within = |w: Window| {
             recent
                 .times
@@ -346,7 +353,8 @@ impl Moderator {
     }
 
     fn remember(&mut self, m: &ChatMessage, now: Instant) {
-        if self.recent.len() >= MAX_SENDERS && !self.recent.contains_key(&m.sender) {
+        let key = (m.sender, m.reply_target());
+        if self.recent.len() >= MAX_SENDERS && !self.recent.contains_key(&key) {
             // Forget whoever was quiet longest.
             let quiet = self
                 .recent
@@ -367,7 +375,7 @@ impl Moderator {
         .map(|w| w.messages as usize + 1)
         .max()
         .unwrap_or(1);
-        let recent = self.recent.entry(m.sender).or_default();
+        let recent = self.recent.entry(key).or_default();
         recent.times.push_back(now);
         if recent.times.len() > keep {
             recent.times.pop_front();
