@@ -37,3 +37,8 @@ pub use murmur_node as node;
 pub use murmur_proto as proto;
 #[cfg(feature = "transport")]
 pub use murmur_transport as transport;
+
+/// docs/plugins.md, compiled: its examples are doctests of this crate.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/plugins.md")]
+pub struct PluginGuide;

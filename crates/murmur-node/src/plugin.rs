@@ -67,7 +67,10 @@ pub trait Plugin: Hook + Sized {
 /// section says `enabled = false`.
 pub(crate) fn slot<P: Plugin>(config: &Config) -> Result<Option<Slot>, Error> {
     let name = P::NAME;
-    let bad = |e: &dyn std::fmt::Display| Error::Config(format!("plugins.{name}: {e}"));
+    // serde quotes expected names itself, and figment quotes them again.
+    let bad = |e: &dyn std::fmt::Display| {
+        Error::Config(format!("plugins.{name}: {e}").replace("``", "`"))
+    };
     let mut dict = match config.plugins.get(name) {
         None => figment::value::Dict::new(),
         Some(Value::Dict(_, d)) => d.clone(),

@@ -201,3 +201,19 @@ fn bad_settings_name_what_is_wrong() {
     let typo: Result<Settings, _> = Figment::from(Toml::string("wrods = []")).extract();
     assert!(typo.unwrap_err().to_string().contains("wrods"));
 }
+
+#[test]
+fn the_shipped_configuration_builds_a_moderator() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/moderation.toml");
+    let config = murmur_node::Config::from_figment(&murmur_node::Config::figment(Some(&path)))
+        .expect("config/moderation.toml is a valid node configuration");
+    let settings: Settings = config
+        .plugin("moderation")
+        .expect("valid moderation settings");
+    let mut m = Moderator::new(settings).expect("builds");
+    assert_eq!(
+        m.check(&from(1, Role::Member, "FREE TOKENS here"), Instant::now()),
+        Err(Reason::Word("free tokens".into()))
+    );
+}
