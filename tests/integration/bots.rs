@@ -306,5 +306,5 @@ async fn the_moderation_bot_drops_a_flood_and_carries_out_kicks_and_deletions() 
     };
     assert_eq!(notice.deletes(), Some(sent.id));
     assert_eq!(notice.sender, bot_id);
-    assert_eq!(notice.role, Some(Role::Admin));
+    assert_eq!(notice.role, Some(Role::Owner), "the bot created the group");
 }

@@ -107,7 +107,7 @@ async fn a_removed_member_reads_nothing_sent_after_its_removal() {
     meshed(&[&alice, &bob, &carol], &group).await;
     let info = bob.group(group.id()).info().await.unwrap();
     assert_eq!(info.name, "friends");
-    assert!(info.members.contains(&(a, Role::Admin)));
+    assert!(info.members.contains(&(a, Role::Owner)));
     assert!(info.members.contains(&(c, Role::Member)));
 
     let sent = group.send_text("hello group").await.expect("sent");

@@ -4,6 +4,7 @@
 mod bad_input;
 mod bots;
 mod chat;
+mod communities;
 mod filter;
 mod groups;
 mod jswaku;

@@ -85,6 +85,8 @@ pub struct ChatMessage {
     pub body: Body,
     /// The private group it was sent in; `None` for a 1:1 message.
     pub group: Option<GroupId>,
+    /// The group's channel it was sent in, if any.
+    pub channel: Option<String>,
     /// The sender's role in that group when the message was opened.
     pub role: Option<Role>,
 }
@@ -107,6 +109,7 @@ impl ChatMessage {
             sent_at: 0,
             body,
             group: None,
+            channel: None,
             role: None,
         }
     }

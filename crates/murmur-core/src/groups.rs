@@ -5,7 +5,11 @@
 //! Asked to: [`Create`], [`Change`], [`Post`] (authorizes the sender and
 //! seals once for every member), [`Open`] (authorizes the sender and
 //! opens), [`Control`] (applies what a member sent in a pairwise session:
-//! events, chain keys), [`Info`], [`List`], [`Topics`].
+//! events, chain keys, join requests), [`CreateInvite`], [`Join`],
+//! [`Requests`], [`Info`], [`List`], [`Topics`].
+//!
+//! A community is a group with channels, roles below admin (moderators),
+//! bans, pins, deletions and a join mode: the same log, the same stage.
 //!
 //! The stage never publishes: what it answers says what the pipeline must
 //! do ([`Effects`]): bundles to learn, content topics to subscribe, and
@@ -19,6 +23,7 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use crate::{
+    chat::MessageId,
     crypto::{AccountId, DeviceId, Sealed},
     ContentTopic, Delivery,
 };
@@ -63,14 +68,47 @@ impl std::str::FromStr for GroupId {
     }
 }
 
-/// A member's role in a group.
+/// A member's role in a group or community, from the most rights to the
+/// least.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum Role {
-    /// Adds, removes, promotes, demotes, renames.
+    /// The creator: an admin no one removes, demotes or bans; makes admins.
+    Owner,
+    /// Adds members, removes and bans those below admin, gives the
+    /// moderator and member roles, renames, manages channels, the join mode
+    /// and invites.
     Admin,
+    /// Removes and bans members, deletes and pins messages.
+    Moderator,
     /// Reads and writes.
     Member,
+}
+
+impl Role {
+    /// Owner or admin.
+    pub fn is_admin(self) -> bool {
+        self <= Self::Admin
+    }
+
+    /// Owner, admin or moderator.
+    pub fn moderates(self) -> bool {
+        self <= Self::Moderator
+    }
+}
+
+/// How accounts join. Any admin's device carries it out, so joining works
+/// while the owner is offline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum JoinMode {
+    /// Admins add members; an invite code admits its holder.
+    #[default]
+    Invite,
+    /// Whoever asks an admin's device (with a link) is added.
+    Open,
+    /// Requests wait for an admin's approval; invite codes still admit.
+    Approval,
 }
 
 /// Why a membership request failed. Nothing was applied.
@@ -104,6 +142,9 @@ pub enum Error {
     /// A group message that was read before.
     #[error("replayed group message")]
     Replay,
+    /// A group message a moderator deleted.
+    #[error("the message was deleted by a moderator")]
+    Deleted,
     /// Signing or sealing through the crypto stage failed.
     #[error(transparent)]
     Crypto(#[from] crate::crypto::Error),
@@ -123,13 +164,71 @@ pub struct Effects {
     pub subscribe: Vec<ContentTopic>,
     /// Plaintexts to seal for an account ([`crate::crypto::Seal`]) and publish.
     pub pairwise: Vec<(AccountId, Bytes)>,
+    /// Accounts to add, as this device's member ([`Change`] with
+    /// [`Action::Add`]): join requests an admin's device accepted.
+    pub admit: Vec<(GroupId, AccountId)>,
+    /// What happened, for the application.
+    pub notices: Vec<Notice>,
 }
 
 impl Effects {
     /// Nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.learn.is_empty() && self.subscribe.is_empty() && self.pairwise.is_empty()
+        self.learn.is_empty()
+            && self.subscribe.is_empty()
+            && self.pairwise.is_empty()
+            && self.admit.is_empty()
+            && self.notices.is_empty()
     }
+}
+
+/// Something that changed in a group, for the application to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Notice {
+    /// Accounts joined.
+    Joined {
+        /// Where.
+        group: GroupId,
+        /// Who.
+        accounts: Vec<AccountId>,
+    },
+    /// Accounts left or were removed or banned.
+    Left {
+        /// Where.
+        group: GroupId,
+        /// Who.
+        accounts: Vec<AccountId>,
+    },
+    /// A moderator deleted a message: hide it.
+    Deleted {
+        /// Where.
+        group: GroupId,
+        /// Which.
+        message: MessageId,
+    },
+    /// A message was pinned.
+    Pinned {
+        /// Where.
+        group: GroupId,
+        /// Which.
+        message: MessageId,
+    },
+    /// A message was unpinned.
+    Unpinned {
+        /// Where.
+        group: GroupId,
+        /// Which.
+        message: MessageId,
+    },
+    /// An account asks to join a group whose join mode is approval; an
+    /// admin approves with [`Action::Add`].
+    Requested {
+        /// Where.
+        group: GroupId,
+        /// Who.
+        account: AccountId,
+    },
 }
 
 /// A change of membership, as its author asks for it.
@@ -148,6 +247,26 @@ pub enum Action {
     Demote(AccountId),
     /// Renames the group (admins).
     Rename(String),
+    /// Gives a member a role below owner (the owner any; admins moderator
+    /// or member to those below them).
+    SetRole(AccountId, Role),
+    /// Removes an account and keeps it out (moderators and above, on those
+    /// below them).
+    Ban(AccountId),
+    /// Lifts a ban.
+    Unban(AccountId),
+    /// Opens a channel (admins).
+    OpenChannel(String),
+    /// Closes a channel (admins).
+    CloseChannel(String),
+    /// Pins a message (moderators and above).
+    Pin(MessageId),
+    /// Unpins a message.
+    Unpin(MessageId),
+    /// Deletes a message for every member (moderators and above).
+    Delete(MessageId),
+    /// Sets how accounts join (admins).
+    SetJoinMode(JoinMode),
 }
 
 /// Creates a group with this account as its creator and first admin.
@@ -247,6 +366,14 @@ pub struct Summary {
     /// Membership events that did not hold (unauthorized), kept in the log
     /// but applied to nothing.
     pub rejected: usize,
+    /// Open channels.
+    pub channels: Vec<String>,
+    /// Pinned messages.
+    pub pinned: Vec<MessageId>,
+    /// Banned accounts.
+    pub banned: Vec<AccountId>,
+    /// How accounts join.
+    pub join_mode: JoinMode,
 }
 
 impl Summary {
@@ -258,7 +385,34 @@ impl Summary {
             members,
             member,
             rejected: 0,
+            channels: Vec::new(),
+            pinned: Vec::new(),
+            banned: Vec::new(),
+            join_mode: JoinMode::Invite,
         }
+    }
+
+    /// With the community's channels, pins, bans and join mode.
+    pub fn with_community(
+        mut self,
+        channels: Vec<String>,
+        pinned: Vec<MessageId>,
+        banned: Vec<AccountId>,
+        join_mode: JoinMode,
+    ) -> Self {
+        self.channels = channels;
+        self.pinned = pinned;
+        self.banned = banned;
+        self.join_mode = join_mode;
+        self
+    }
+
+    /// The role of `account`, if it is a member.
+    pub fn role(&self, account: &AccountId) -> Option<Role> {
+        self.members
+            .iter()
+            .find(|(a, _)| a == account)
+            .map(|(_, r)| *r)
     }
 
     /// With `n` rejected events.
@@ -267,6 +421,30 @@ impl Summary {
         self
     }
 }
+
+/// Makes a code that lets its holder join `group` (admins): with a secret
+/// registered in the group's log (`admit`: admitted in every join mode), or
+/// without (a link: admitted if the group is open, a request if it asks for
+/// approval). Answers the code and what to publish.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<(String, Effects), Error>")]
+pub struct CreateInvite {
+    /// Where.
+    pub group: GroupId,
+    /// Whether the code carries a secret that admits by itself.
+    pub admit: bool,
+}
+
+/// Asks to join with a code from [`CreateInvite`]: answers the request to
+/// seal for the admin who made it.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(GroupId, Effects), Error>")]
+pub struct Join(pub String);
+
+/// Asks for the join requests waiting for an admin's approval.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Vec<AccountId>")]
+pub struct Requests(pub GroupId);
 
 /// Asks what a group is.
 #[derive(Debug, Clone, Copy, Message)]
@@ -302,6 +480,12 @@ pub struct Handle {
     pub list: Recipient<List>,
     /// Where [`Topics`] goes.
     pub topics: Recipient<Topics>,
+    /// Where [`CreateInvite`] goes.
+    pub create_invite: Recipient<CreateInvite>,
+    /// Where [`Join`] goes.
+    pub join: Recipient<Join>,
+    /// Where [`Requests`] goes.
+    pub requests: Recipient<Requests>,
 }
 
 impl<A> From<actix::Addr<A>> for Handle
@@ -314,7 +498,10 @@ where
         + actix::Handler<Control>
         + actix::Handler<Info>
         + actix::Handler<List>
-        + actix::Handler<Topics>,
+        + actix::Handler<Topics>
+        + actix::Handler<CreateInvite>
+        + actix::Handler<Join>
+        + actix::Handler<Requests>,
 {
     fn from(addr: actix::Addr<A>) -> Self {
         Self {
@@ -325,7 +512,10 @@ where
             control: addr.clone().recipient(),
             info: addr.clone().recipient(),
             list: addr.clone().recipient(),
-            topics: addr.recipient(),
+            topics: addr.clone().recipient(),
+            create_invite: addr.clone().recipient(),
+            join: addr.clone().recipient(),
+            requests: addr.recipient(),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! integers. Decoding never panics and never allocates more than the input
 //! can hold.
 
-use crate::{Action, Event, EventId, MemberId, MAX_NAME, MAX_PARENTS};
+use crate::{Action, Event, EventId, JoinMode, MemberId, Role, MAX_NAME, MAX_PARENTS};
 
 pub(crate) const EVENT_VERSION: u8 = 1;
 
@@ -130,6 +130,8 @@ fn read_event(r: &mut Reader<'_>) -> Result<Event, DecodeError> {
             .map(MemberId)
             .map_err(|_| DecodeError::Invalid("member"))
     };
+    let id16 = || <[u8; 16]>::try_from(arg).map_err(|_| DecodeError::Invalid("message id"));
+    let id32 = || <[u8; 32]>::try_from(arg).map_err(|_| DecodeError::Invalid("invite"));
     let name = || {
         if arg.len() > MAX_NAME {
             return Err(DecodeError::Invalid("name length"));
@@ -144,6 +146,34 @@ fn read_event(r: &mut Reader<'_>) -> Result<Event, DecodeError> {
         4 => Action::Promote(member()?),
         5 => Action::Demote(member()?),
         6 => Action::Rename(name()?),
+        7 => {
+            let (m, r) = arg
+                .split_at_checked(32)
+                .ok_or(DecodeError::Invalid("role"))?;
+            let role = match r {
+                [t] => Role::from_tag(*t).ok_or(DecodeError::Invalid("role"))?,
+                _ => return Err(DecodeError::Invalid("role")),
+            };
+            Action::SetRole(
+                MemberId(m.try_into().map_err(|_| DecodeError::Invalid("member"))?),
+                role,
+            )
+        }
+        8 => Action::Ban(member()?),
+        9 => Action::Unban(member()?),
+        10 => Action::Channel(name()?),
+        11 => Action::DropChannel(name()?),
+        12 => Action::Pin(id16()?),
+        13 => Action::Unpin(id16()?),
+        14 => Action::Delete(id16()?),
+        15 => match arg {
+            [t] => {
+                Action::JoinMode(JoinMode::from_tag(*t).ok_or(DecodeError::Invalid("join mode"))?)
+            }
+            _ => return Err(DecodeError::Invalid("join mode")),
+        },
+        16 => Action::Invite(id32()?),
+        17 => Action::RevokeInvite(id32()?),
         _ => return Err(DecodeError::Invalid("action")),
     };
     Ok(Event {

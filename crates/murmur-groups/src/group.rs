@@ -156,6 +156,11 @@ impl Group {
         self.state().members.contains_key(&self.me.0)
     }
 
+    /// Whether `unsigned` would hold (see [`Log::allows`]).
+    pub fn allows(&self, unsigned: &Unsigned) -> bool {
+        self.log.allows(unsigned)
+    }
+
     /// `action` by this device's member, to sign and then [`Group::insert`].
     pub fn prepare(&self, action: crate::Action) -> Unsigned {
         self.log.prepare(self.me.0, action)

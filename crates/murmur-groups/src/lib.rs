@@ -12,8 +12,12 @@
 //! same way from the same set of events, whatever order they arrived in.
 //!
 //! **Validity.** Each event is applied only if its author held the right at
-//! that point of the order (admins add, remove, promote, demote and rename;
-//! members leave; the creator cannot be removed or demoted). An event that
+//! that point of the order. The creator is the owner, whom no one removes,
+//! demotes or bans; admins add members, remove and ban those below them,
+//! give the moderator and member roles, rename, open and close channels, set
+//! the join mode and register invites (the owner also makes admins);
+//! moderators remove and ban members and pin and delete messages; members
+//! leave. An event that
 //! does not hold is kept in the log (others may cite it as a parent) but
 //! changes nothing, and is listed in [`State::rejected`]. So members that
 //! hold the same set of events reach the same [`State`]: the state is a pure
@@ -57,6 +61,8 @@ const CONTEXT: &[u8] = b"murmur/group-event/v1";
 pub const MAX_NAME: usize = 256;
 /// The most parents an event may cite.
 pub const MAX_PARENTS: usize = 64;
+/// The most events that may wait for their parents.
+pub const MAX_PENDING: usize = 1024;
 
 /// A member: the Ed25519 key that signs its events.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -112,6 +118,61 @@ pub enum Action {
     Demote(MemberId),
     /// Renames the group.
     Rename(String),
+    /// Gives a member a role (not `Owner`): the owner any, an admin
+    /// `Moderator` or `Member` to those below admin.
+    SetRole(MemberId, Role),
+    /// Removes a member (or keeps a non-member out) until unbanned.
+    Ban(MemberId),
+    /// Lifts a ban.
+    Unban(MemberId),
+    /// Opens a channel (admins).
+    Channel(String),
+    /// Closes a channel (admins).
+    DropChannel(String),
+    /// Pins a message (moderators and above).
+    Pin([u8; 16]),
+    /// Unpins a message.
+    Unpin([u8; 16]),
+    /// Deletes a message for every member (moderators and above).
+    Delete([u8; 16]),
+    /// How accounts join (admins).
+    JoinMode(JoinMode),
+    /// Registers an invite: the SHA-256 of its secret (admins).
+    Invite([u8; 32]),
+    /// Withdraws an invite.
+    RevokeInvite([u8; 32]),
+}
+
+/// How accounts join a group or community. Any admin's device carries it
+/// out, so joining works while the owner is offline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum JoinMode {
+    /// Admins add members; an invite code admits its holder.
+    #[default]
+    Invite,
+    /// Whoever asks an admin's device is added.
+    Open,
+    /// Requests wait until an admin approves them; invite codes still admit.
+    Approval,
+}
+
+impl JoinMode {
+    fn tag(self) -> u8 {
+        match self {
+            Self::Invite => 0,
+            Self::Open => 1,
+            Self::Approval => 2,
+        }
+    }
+
+    pub(crate) fn from_tag(t: u8) -> Option<Self> {
+        Some(match t {
+            0 => Self::Invite,
+            1 => Self::Open,
+            2 => Self::Approval,
+            _ => return None,
+        })
+    }
 }
 
 /// One signed membership event.
@@ -142,18 +203,10 @@ impl Event {
         for p in &self.parents {
             v.extend_from_slice(&p.0);
         }
-        let (tag, arg): (u8, &[u8]) = match &self.action {
-            Action::Create { name } => (0, name.as_bytes()),
-            Action::Add(m) => (1, &m.0),
-            Action::Remove(m) => (2, &m.0),
-            Action::Leave => (3, &[]),
-            Action::Promote(m) => (4, &m.0),
-            Action::Demote(m) => (5, &m.0),
-            Action::Rename(name) => (6, name.as_bytes()),
-        };
+        let (tag, arg) = self.action.encode();
         v.push(tag);
         v.extend_from_slice(&(arg.len() as u32).to_be_bytes());
-        v.extend_from_slice(arg);
+        v.extend_from_slice(&arg);
         v
     }
 
@@ -188,6 +241,36 @@ impl Event {
             )
             .is_ok()
         })
+    }
+}
+
+impl Action {
+    /// Its wire tag and argument.
+    fn encode(&self) -> (u8, Vec<u8>) {
+        match self {
+            Self::Create { name } => (0, name.as_bytes().to_vec()),
+            Self::Add(m) => (1, m.0.to_vec()),
+            Self::Remove(m) => (2, m.0.to_vec()),
+            Self::Leave => (3, Vec::new()),
+            Self::Promote(m) => (4, m.0.to_vec()),
+            Self::Demote(m) => (5, m.0.to_vec()),
+            Self::Rename(name) => (6, name.as_bytes().to_vec()),
+            Self::SetRole(m, r) => {
+                let mut a = m.0.to_vec();
+                a.push(r.tag());
+                (7, a)
+            }
+            Self::Ban(m) => (8, m.0.to_vec()),
+            Self::Unban(m) => (9, m.0.to_vec()),
+            Self::Channel(name) => (10, name.as_bytes().to_vec()),
+            Self::DropChannel(name) => (11, name.as_bytes().to_vec()),
+            Self::Pin(id) => (12, id.to_vec()),
+            Self::Unpin(id) => (13, id.to_vec()),
+            Self::Delete(id) => (14, id.to_vec()),
+            Self::JoinMode(mode) => (15, vec![mode.tag()]),
+            Self::Invite(h) => (16, h.to_vec()),
+            Self::RevokeInvite(h) => (17, h.to_vec()),
+        }
     }
 }
 
@@ -247,6 +330,9 @@ pub enum InsertError {
     /// A name longer than [`MAX_NAME`].
     #[error("the name is longer than {MAX_NAME} bytes")]
     NameTooLong,
+    /// [`MAX_PENDING`] events already wait for parents that never came.
+    #[error("too many events wait for their parents")]
+    TooManyPending,
 }
 
 /// Whether an event joined the log now or waits for its parents.
@@ -258,13 +344,48 @@ pub enum Inserted {
     Pending,
 }
 
-/// A member's role.
+/// A member's role, from the most rights to the least.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
-    /// Adds, removes, promotes, demotes, renames.
+    /// The creator: an admin that no one can remove, demote or ban.
+    Owner,
+    /// Manages members, roles below admin, channels, join mode, invites.
     Admin,
+    /// Kicks and bans members, deletes and pins messages.
+    Moderator,
     /// Reads and writes.
     Member,
+}
+
+impl Role {
+    fn tag(self) -> u8 {
+        match self {
+            Self::Owner => 0,
+            Self::Admin => 1,
+            Self::Moderator => 2,
+            Self::Member => 3,
+        }
+    }
+
+    pub(crate) fn from_tag(t: u8) -> Option<Self> {
+        Some(match t {
+            0 => Self::Owner,
+            1 => Self::Admin,
+            2 => Self::Moderator,
+            3 => Self::Member,
+            _ => return None,
+        })
+    }
+
+    /// Whether this role manages members (owner, admin).
+    pub fn is_admin(self) -> bool {
+        self <= Self::Admin
+    }
+
+    /// Whether this role moderates (owner, admin, moderator).
+    pub fn moderates(self) -> bool {
+        self <= Self::Moderator
+    }
 }
 
 /// What the log says the group is.
@@ -278,6 +399,18 @@ pub struct State {
     pub members: BTreeMap<MemberId, Role>,
     /// Events in the log that did not hold when they were applied.
     pub rejected: BTreeSet<EventId>,
+    /// Accounts kept out.
+    pub banned: BTreeSet<MemberId>,
+    /// Open channels.
+    pub channels: BTreeSet<String>,
+    /// Pinned messages.
+    pub pinned: BTreeSet<[u8; 16]>,
+    /// Deleted messages.
+    pub deleted: BTreeSet<[u8; 16]>,
+    /// How accounts join.
+    pub join_mode: JoinMode,
+    /// SHA-256 of the secrets of the invites in force.
+    pub invites: BTreeSet<[u8; 32]>,
 }
 
 impl State {
@@ -286,26 +419,42 @@ impl State {
         self.members.get(member).copied()
     }
 
-    fn is_admin(&self, m: &MemberId) -> bool {
-        self.role(m) == Some(Role::Admin)
+    /// Whether `author` may act on `target` (remove, ban, set a role):
+    /// owners and admins on anyone below admin, and admins on admins only
+    /// if they are the owner; moderators on members (and non-members).
+    fn outranks(&self, author: &MemberId, target: &MemberId) -> bool {
+        let (Some(a), t) = (self.role(author), self.role(target).unwrap_or(Role::Member)) else {
+            return false;
+        };
+        author != target
+            && t != Role::Owner
+            && match a {
+                Role::Owner => true,
+                Role::Admin => t > Role::Admin,
+                Role::Moderator => t == Role::Member,
+                Role::Member => false,
+            }
     }
 
     /// Applies one event in order; false if it does not hold.
     fn apply(&mut self, e: &Event, group: GroupId, id: EventId) -> bool {
         let author = e.author;
-        let admin = self.is_admin(&author);
-        let protected = |m: &MemberId| self.creator == Some(*m);
+        let role = self.role(&author);
+        let admin = role.is_some_and(Role::is_admin);
+        let moderates = role.is_some_and(Role::moderates);
         match &e.action {
             Action::Create { name } if id == group && self.creator.is_none() => {
                 self.creator = Some(author);
                 self.name.clone_from(name);
-                self.members.insert(author, Role::Admin);
+                self.members.insert(author, Role::Owner);
             }
-            Action::Add(m) if admin && !self.members.contains_key(m) => {
+            Action::Add(m)
+                if admin && !self.members.contains_key(m) && !self.banned.contains(m) =>
+            {
                 self.members.insert(*m, Role::Member);
             }
-            Action::Remove(m) if admin && *m != author && !protected(m) => {
-                return self.members.remove(m).is_some();
+            Action::Remove(m) if self.members.contains_key(m) && self.outranks(&author, m) => {
+                self.members.remove(m);
             }
             Action::Leave if self.members.contains_key(&author) => {
                 self.members.remove(&author);
@@ -313,9 +462,39 @@ impl State {
             Action::Promote(m) if admin && self.role(m) == Some(Role::Member) => {
                 self.members.insert(*m, Role::Admin);
             }
-            Action::Demote(m) if admin && self.role(m) == Some(Role::Admin) && !protected(m) => {
+            Action::Demote(m) if admin && self.role(m) == Some(Role::Admin) => {
                 self.members.insert(*m, Role::Member);
             }
+            Action::SetRole(m, r)
+                if *r != Role::Owner
+                    && self.members.contains_key(m)
+                    && self.outranks(&author, m)
+                    && (role == Some(Role::Owner) || *r > Role::Admin) =>
+            {
+                self.members.insert(*m, *r);
+            }
+            Action::Ban(m)
+                if !self.banned.contains(m) && self.outranks(&author, m) && moderates =>
+            {
+                self.members.remove(m);
+                self.banned.insert(*m);
+            }
+            Action::Unban(m) if moderates && self.banned.contains(m) => {
+                self.banned.remove(m);
+            }
+            Action::Channel(name) if admin && !name.is_empty() => {
+                return self.channels.insert(name.clone());
+            }
+            Action::DropChannel(name) if admin => return self.channels.remove(name),
+            Action::Pin(m) if moderates => return self.pinned.insert(*m),
+            Action::Unpin(m) if moderates => return self.pinned.remove(m),
+            Action::Delete(m) if moderates => {
+                self.pinned.remove(m);
+                return self.deleted.insert(*m);
+            }
+            Action::JoinMode(mode) if admin => self.join_mode = *mode,
+            Action::Invite(h) if admin => return self.invites.insert(*h),
+            Action::RevokeInvite(h) if admin => return self.invites.remove(h),
             Action::Rename(name) if admin => self.name.clone_from(name),
             _ => return false,
         }
@@ -410,7 +589,11 @@ impl Log {
         } else if event.group != self.group {
             return Err(InsertError::WrongGroup);
         }
-        if let Action::Create { name } | Action::Rename(name) = &event.action {
+        if let Action::Create { name }
+        | Action::Rename(name)
+        | Action::Channel(name)
+        | Action::DropChannel(name) = &event.action
+        {
             if name.len() > MAX_NAME {
                 return Err(InsertError::NameTooLong);
             }
@@ -429,6 +612,9 @@ impl Log {
             return Err(InsertError::BadSignature);
         }
         if event.parents.iter().any(|p| !self.clocks.contains_key(p)) {
+            if self.pending.len() >= MAX_PENDING {
+                return Err(InsertError::TooManyPending);
+            }
             self.pending.insert(id, event);
             return Ok(Inserted::Pending);
         }
@@ -492,6 +678,16 @@ impl Log {
     /// Every applied event, in the group's order: what a new member needs.
     pub fn events(&self) -> impl Iterator<Item = &Event> {
         self.events.values()
+    }
+
+    /// Whether `unsigned`, once signed, would hold: it sorts after every
+    /// event this log has applied (its clock is one more than theirs), so
+    /// this is the state as it is, and the event applied to it. An author
+    /// asks before signing, so that a refused event never enters its log
+    /// (where later events would cite it as a parent).
+    pub fn allows(&self, unsigned: &Unsigned) -> bool {
+        let mut state = self.state();
+        state.apply(&unsigned.0, self.group, EventId([0; 32]))
     }
 
     /// Every event held, applied or waiting for parents.

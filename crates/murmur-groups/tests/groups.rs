@@ -1,7 +1,9 @@
 //! Membership logs: the same events in any order give the same state;
 //! forged, replayed and unauthorized events change nothing.
 
-use murmur_groups::{Action, Event, InsertError, Inserted, Log, MemberId, Role, SigningKey};
+use murmur_groups::{
+    Action, Event, InsertError, Inserted, JoinMode, Log, MemberId, Role, SigningKey,
+};
 use proptest::prelude::*;
 
 fn key(n: u8) -> SigningKey {
@@ -23,13 +25,27 @@ fn replay(group: murmur_groups::GroupId, events: &[Event]) -> Log {
 
 fn action(kind: u8, target: u8) -> Action {
     let t = id(target);
-    match kind % 7 {
+    match kind % 16 {
         0 => Action::Add(t),
         1 => Action::Remove(t),
         2 => Action::Leave,
         3 => Action::Promote(t),
         4 => Action::Demote(t),
         5 => Action::Rename(format!("name {target}")),
+        6 => Action::SetRole(
+            t,
+            [Role::Admin, Role::Moderator, Role::Member, Role::Owner][target as usize % 4],
+        ),
+        7 => Action::Ban(t),
+        8 => Action::Unban(t),
+        9 => Action::Channel(format!("c{}", target % 2)),
+        10 => Action::DropChannel(format!("c{}", target % 2)),
+        11 => Action::Pin([target % 2; 16]),
+        12 => Action::Delete([target % 2; 16]),
+        13 => Action::JoinMode(
+            [JoinMode::Open, JoinMode::Approval, JoinMode::Invite][target as usize % 3],
+        ),
+        14 => Action::Invite([target % 2; 32]),
         _ => Action::Add(t),
     }
 }
@@ -41,7 +57,7 @@ proptest! {
     /// and sync now and then; any order of the union gives one state.
     #[test]
     fn any_order_of_the_same_events_gives_the_same_state(
-        steps in proptest::collection::vec((0u8..5, 0u8..7, 0u8..5, 0u8..5, any::<bool>()), 1..40),
+        steps in proptest::collection::vec((0u8..5, 0u8..16, 0u8..5, 0u8..5, any::<bool>()), 1..40),
         orders in proptest::collection::vec(any::<u64>(), 3),
     ) {
         let (creator_log, create) = Log::create(&key(0), "group");
@@ -89,7 +105,7 @@ fn the_creator_is_the_first_admin_and_admins_manage_members() {
         .unwrap();
     let state = log.state();
     assert_eq!(state.name, "best friends");
-    assert_eq!(state.role(&id(0)), Some(Role::Admin));
+    assert_eq!(state.role(&id(0)), Some(Role::Owner));
     assert_eq!(state.role(&id(1)), Some(Role::Admin));
     assert_eq!(state.role(&id(2)), Some(Role::Member));
     assert!(state.rejected.is_empty());
@@ -119,7 +135,7 @@ fn unauthorized_events_are_kept_but_change_nothing() {
     let e2 = log.author(&key(1), Action::Demote(id(0))).unwrap();
     let state = log.state();
     assert!(state.rejected.contains(&e.id()) && state.rejected.contains(&e2.id()));
-    assert_eq!(state.role(&id(0)), Some(Role::Admin));
+    assert_eq!(state.role(&id(0)), Some(Role::Owner));
 }
 
 #[test]
@@ -168,4 +184,135 @@ fn an_event_waits_for_its_parents() {
     assert_eq!(late.insert(create), Ok(Inserted::Applied));
     assert_eq!(late.pending(), 0);
     assert_eq!(late.state(), log.state());
+}
+
+#[test]
+fn community_roles_hold_their_rights_and_no_more() {
+    let (mut log, _) = Log::create(&key(0), "community");
+    for n in 1..=4 {
+        log.author(&key(0), Action::Add(id(n))).unwrap();
+    }
+    log.author(&key(0), Action::SetRole(id(1), Role::Admin))
+        .unwrap();
+    log.author(&key(1), Action::SetRole(id(2), Role::Moderator))
+        .unwrap();
+    let denied = [
+        // An admin makes no admins, and cannot touch the owner or admins.
+        log.author(&key(1), Action::SetRole(id(3), Role::Admin))
+            .unwrap(),
+        log.author(&key(1), Action::Ban(id(0))).unwrap(),
+        // A moderator bans no moderator or admin, opens no channel.
+        log.author(&key(2), Action::Ban(id(1))).unwrap(),
+        log.author(&key(2), Action::Channel("mods".into())).unwrap(),
+        // A member moderates nothing.
+        log.author(&key(3), Action::Delete([7; 16])).unwrap(),
+        log.author(&key(3), Action::Remove(id(4))).unwrap(),
+        // Nobody makes an owner.
+        log.author(&key(0), Action::SetRole(id(3), Role::Owner))
+            .unwrap(),
+    ];
+    let allowed = [
+        log.author(&key(1), Action::Channel("general".into()))
+            .unwrap(),
+        log.author(&key(1), Action::JoinMode(JoinMode::Approval))
+            .unwrap(),
+        log.author(&key(1), Action::Invite([9; 32])).unwrap(),
+        log.author(&key(2), Action::Pin([5; 16])).unwrap(),
+        log.author(&key(2), Action::Delete([6; 16])).unwrap(),
+        log.author(&key(2), Action::Ban(id(4))).unwrap(),
+    ];
+    let state = log.state();
+    for e in &denied {
+        assert!(
+            state.rejected.contains(&e.id()),
+            "{:?} by {:?}",
+            e.action,
+            e.author
+        );
+    }
+    for e in &allowed {
+        assert!(
+            !state.rejected.contains(&e.id()),
+            "{:?} by {:?}",
+            e.action,
+            e.author
+        );
+    }
+    assert_eq!(state.role(&id(0)), Some(Role::Owner));
+    assert_eq!(state.role(&id(2)), Some(Role::Moderator));
+    assert_eq!(state.role(&id(3)), Some(Role::Member));
+    assert_eq!(state.role(&id(4)), None, "banned members are out");
+    assert!(state.banned.contains(&id(4)));
+    assert!(state.channels.contains("general") && !state.channels.contains("mods"));
+    assert_eq!(state.join_mode, JoinMode::Approval);
+    assert!(state.invites.contains(&[9; 32]));
+    assert!(state.pinned.contains(&[5; 16]) && state.deleted.contains(&[6; 16]));
+
+    // A banned account cannot be added back until it is unbanned.
+    let back = log.author(&key(1), Action::Add(id(4))).unwrap();
+    assert!(log.state().rejected.contains(&back.id()));
+    log.author(&key(2), Action::Unban(id(4))).unwrap();
+    log.author(&key(1), Action::Add(id(4))).unwrap();
+    assert_eq!(log.state().role(&id(4)), Some(Role::Member));
+}
+
+#[test]
+fn community_events_survive_their_wire_form() {
+    let (mut log, _) = Log::create(&key(0), "c");
+    let actions = [
+        Action::SetRole(id(1), Role::Moderator),
+        Action::Ban(id(2)),
+        Action::Unban(id(2)),
+        Action::Channel("general".into()),
+        Action::DropChannel("general".into()),
+        Action::Pin([1; 16]),
+        Action::Unpin([1; 16]),
+        Action::Delete([2; 16]),
+        Action::JoinMode(JoinMode::Open),
+        Action::Invite([3; 32]),
+        Action::RevokeInvite([3; 32]),
+    ];
+    for a in actions {
+        let e = log.author(&key(0), a).unwrap();
+        assert_eq!(Event::from_bytes(&e.to_bytes()), Ok(e));
+    }
+}
+
+#[test]
+fn an_author_learns_before_signing_whether_its_event_would_hold() {
+    let (mut log, _) = Log::create(&key(0), "g");
+    log.author(&key(0), Action::Add(id(1))).unwrap();
+    assert!(log.allows(&log.prepare(id(0), Action::Remove(id(1)))));
+    assert!(!log.allows(&log.prepare(id(1), Action::Remove(id(0)))));
+    assert!(!log.allows(&log.prepare(id(1), Action::Channel("x".into()))));
+    let before = log.events().count();
+    assert!(!log.allows(&log.prepare(id(1), Action::Ban(id(0)))));
+    assert_eq!(log.events().count(), before, "asking changes nothing");
+}
+
+#[test]
+fn events_waiting_for_parents_are_bounded() {
+    let (mut log, _) = Log::create(&key(0), "g");
+    let mut orphan_source = log.clone();
+    let mut orphans = Vec::new();
+    for n in 0..(murmur_groups::MAX_PENDING + 1) {
+        orphans.push(
+            orphan_source
+                .author(&key(0), Action::Rename(format!("n{n}")))
+                .unwrap(),
+        );
+    }
+    // Every one of them but the first cites a parent this log lacks.
+    let mut refused = 0;
+    for e in orphans.into_iter().skip(1) {
+        if log.insert(e) == Err(InsertError::TooManyPending) {
+            refused += 1;
+        }
+    }
+    assert_eq!(log.pending(), murmur_groups::MAX_PENDING);
+    assert_eq!(refused, 0, "exactly the bound fits");
+    let extra = orphan_source
+        .author(&key(0), Action::Rename("one more".into()))
+        .unwrap();
+    assert_eq!(log.insert(extra), Err(InsertError::TooManyPending));
 }

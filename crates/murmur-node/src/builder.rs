@@ -14,13 +14,13 @@ use tokio::sync::mpsc;
 
 use crate::{
     chat::{
-        AccountId, Body, Conversation, DeliveryState, DeviceId, Group, GroupId, Inbox, Sent,
-        Summary,
+        AccountId, Body, Conversation, DeliveryState, DeviceId, Group, GroupId, Inbox, Notices,
+        Sent, Summary,
     },
     keys,
     pipeline::{
-        AddInbox, AddSubscriber, ApplyEffects, Attach, AttachChat, AttachGroups, ChatOutbound,
-        GetStats, Outbound, PublishEnvelopes, SendChat, Slot,
+        AddInbox, AddNotices, AddSubscriber, ApplyEffects, Attach, AttachChat, AttachGroups,
+        ChatOutbound, GetStats, Outbound, PublishEnvelopes, SendChat, Slot,
     },
     Config, Error, Pipeline, Stats,
 };
@@ -708,6 +708,67 @@ impl Node {
         Ok(Group::new(self.clone(), id))
     }
 
+    /// Creates a community: a group with these channels, in `mode`, this
+    /// account its owner. Any admin's device carries out joins and
+    /// moderation, so the community works while the owner is offline.
+    pub async fn create_community(
+        &self,
+        name: &str,
+        channels: &[&str],
+        mode: murmur_core::groups::JoinMode,
+    ) -> Result<Group, Error> {
+        let group = self.create_group(name).await?;
+        for channel in channels {
+            group.open_channel(*channel).await?;
+        }
+        group.set_join_mode(mode).await?;
+        Ok(group)
+    }
+
+    /// Asks to join with an invite code or link ([`Group::invite_code`],
+    /// [`Group::link`]): the request goes to the admin who made it, whose
+    /// device adds this account (or, for a link to a group that asks for
+    /// approval, keeps the request for an admin). Answers the group, which
+    /// this device learns once it is added.
+    pub async fn join(&self, code: &str) -> Result<GroupId, Error> {
+        let (group, effects) = self
+            .groups_stage()?
+            .join
+            .send(murmur_core::groups::Join(code.to_owned()))
+            .await??;
+        self.inner.pipeline.send(ApplyEffects(effects)).await??;
+        Ok(group)
+    }
+
+    /// Receives what changes in this account's groups from now on: joins
+    /// and departures, deletions, pins, join requests.
+    pub async fn notices(&self) -> Result<Notices, Error> {
+        let rx = self
+            .inner
+            .pipeline
+            .send(AddNotices { capacity: 1024 })
+            .await??;
+        Ok(Notices { rx })
+    }
+
+    pub(crate) async fn group_invite(&self, group: GroupId, admit: bool) -> Result<String, Error> {
+        let (code, effects) = self
+            .groups_stage()?
+            .create_invite
+            .send(murmur_core::groups::CreateInvite { group, admit })
+            .await??;
+        self.inner.pipeline.send(ApplyEffects(effects)).await??;
+        Ok(code)
+    }
+
+    pub(crate) async fn group_requests(&self, group: GroupId) -> Result<Vec<AccountId>, Error> {
+        Ok(self
+            .groups_stage()?
+            .requests
+            .send(murmur_core::groups::Requests(group))
+            .await?)
+    }
+
     /// A group this device knows (see [`Node::groups`]).
     pub fn group(&self, id: GroupId) -> Group {
         Group::new(self.clone(), id)
@@ -747,7 +808,12 @@ impl Node {
         Ok(())
     }
 
-    pub(crate) async fn send_group(&self, group: GroupId, body: Body) -> Result<Sent, Error> {
+    pub(crate) async fn send_group(
+        &self,
+        group: GroupId,
+        channel: Option<&str>,
+        body: Body,
+    ) -> Result<Sent, Error> {
         let outgoing = crate::chat::Outgoing::new(crate::chat::Target::Group(group), body);
         let body = self.inner.pipeline.send(ChatOutbound(outgoing)).await??;
         let id = crate::chat::random_id();
@@ -756,7 +822,7 @@ impl Node {
             .post
             .send(murmur_core::groups::Post {
                 group,
-                plaintext: crate::chat::encode_group(id, &body),
+                plaintext: crate::chat::encode_group(id, channel, &body),
             })
             .await??;
         let outcome = self

@@ -5,7 +5,7 @@ use std::{fmt, time::Duration};
 
 use bytes::Bytes;
 pub use murmur_core::crypto::{AccountId, DeviceId};
-pub use murmur_core::groups::{GroupId, Role, Summary};
+pub use murmur_core::groups::{GroupId, JoinMode, Notice, Role, Summary};
 use murmur_proto::chat::Content;
 use prost::Message as _;
 use tokio::sync::{mpsc, watch};
@@ -199,6 +199,92 @@ impl Group {
         self.node.change_group(self.id, action).await
     }
 
+    /// Gives a member a role below owner: the owner any, admins moderator
+    /// or member to those below them.
+    pub async fn set_role(&self, account: AccountId, role: Role) -> Result<(), Error> {
+        self.change(murmur_core::groups::Action::SetRole(account, role))
+            .await
+    }
+
+    /// Removes an account and keeps it out until unbanned (moderators and
+    /// above, on those below them): every member starts a new chain.
+    pub async fn ban(&self, account: AccountId) -> Result<(), Error> {
+        self.change(murmur_core::groups::Action::Ban(account)).await
+    }
+
+    /// Lifts a ban (moderators and above).
+    pub async fn unban(&self, account: AccountId) -> Result<(), Error> {
+        self.change(murmur_core::groups::Action::Unban(account))
+            .await
+    }
+
+    /// Opens a channel (admins).
+    pub async fn open_channel(&self, name: impl Into<String>) -> Result<(), Error> {
+        self.change(murmur_core::groups::Action::OpenChannel(name.into()))
+            .await
+    }
+
+    /// Closes a channel (admins).
+    pub async fn close_channel(&self, name: impl Into<String>) -> Result<(), Error> {
+        self.change(murmur_core::groups::Action::CloseChannel(name.into()))
+            .await
+    }
+
+    /// Pins a message (moderators and above).
+    pub async fn pin(&self, message: MessageId) -> Result<(), Error> {
+        self.change(murmur_core::groups::Action::Pin(message)).await
+    }
+
+    /// Unpins a message.
+    pub async fn unpin(&self, message: MessageId) -> Result<(), Error> {
+        self.change(murmur_core::groups::Action::Unpin(message))
+            .await
+    }
+
+    /// Deletes a message for every member (moderators and above): members'
+    /// nodes get [`Notice::Deleted`] and drop any copy that comes later.
+    pub async fn delete(&self, message: MessageId) -> Result<(), Error> {
+        self.change(murmur_core::groups::Action::Delete(message))
+            .await
+    }
+
+    /// Sets how accounts join (admins).
+    pub async fn set_join_mode(&self, mode: JoinMode) -> Result<(), Error> {
+        self.change(murmur_core::groups::Action::SetJoinMode(mode))
+            .await
+    }
+
+    /// An invite code that admits its holder whatever the join mode
+    /// (admins): its secret's hash goes into the group's log, so any admin's
+    /// device honours it.
+    pub async fn invite_code(&self) -> Result<String, Error> {
+        self.node.group_invite(self.id, true).await
+    }
+
+    /// A link to ask this admin's device to join: admitted in an open
+    /// group, kept for approval in one that asks for it.
+    pub async fn link(&self) -> Result<String, Error> {
+        self.node.group_invite(self.id, false).await
+    }
+
+    /// Join requests waiting for an admin's approval on this device.
+    pub async fn requests(&self) -> Result<Vec<AccountId>, Error> {
+        self.node.group_requests(self.id).await
+    }
+
+    /// Approves a join request: adds the account (admins).
+    pub async fn approve(&self, account: AccountId) -> Result<(), Error> {
+        self.add(account).await
+    }
+
+    /// A channel of this community.
+    pub fn channel(&self, name: impl Into<String>) -> Channel {
+        Channel {
+            group: self.clone(),
+            name: name.into(),
+        }
+    }
+
     /// Sends text to every member: one message on the wire.
     pub async fn send_text(&self, text: impl Into<String>) -> Result<Sent, Error> {
         self.send(Body::Text(text.into())).await
@@ -206,7 +292,56 @@ impl Group {
 
     /// Sends a message to every member.
     pub async fn send(&self, body: Body) -> Result<Sent, Error> {
-        self.node.send_group(self.id, body).await
+        self.node.send_group(self.id, None, body).await
+    }
+}
+
+/// A channel of a community: its messages go to every member, marked with
+/// the channel, and are refused if the channel is not open.
+#[derive(Clone, Debug)]
+pub struct Channel {
+    group: Group,
+    name: String,
+}
+
+impl Channel {
+    /// The channel's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Sends text in the channel.
+    pub async fn send_text(&self, text: impl Into<String>) -> Result<Sent, Error> {
+        self.send(Body::Text(text.into())).await
+    }
+
+    /// Sends a message in the channel.
+    pub async fn send(&self, body: Body) -> Result<Sent, Error> {
+        self.group
+            .node
+            .send_group(self.group.id, Some(&self.name), body)
+            .await
+    }
+}
+
+/// A queue of group notices for one subscriber.
+#[derive(Debug)]
+pub struct Notices {
+    pub(crate) rx: mpsc::Receiver<Notice>,
+}
+
+impl Notices {
+    /// The next notice; `None` once the node is gone.
+    pub async fn recv(&mut self) -> Option<Notice> {
+        self.rx.recv().await
+    }
+
+    /// The next notice, waiting at most `timeout`.
+    pub async fn recv_timeout(&mut self, timeout: Duration) -> Option<Notice> {
+        tokio::time::timeout(timeout, self.rx.recv())
+            .await
+            .ok()
+            .flatten()
     }
 }
 
@@ -248,8 +383,10 @@ pub(crate) fn encode(id: MessageId, to: AccountId, body: &Body) -> Bytes {
 }
 
 /// A group message's plaintext, padded to its size bucket.
-pub(crate) fn encode_group(id: MessageId, body: &Body) -> Bytes {
-    Bytes::from(crate::groups::pad(content(id, None, body)))
+pub(crate) fn encode_group(id: MessageId, channel: Option<&str>, body: &Body) -> Bytes {
+    let mut c = content(id, None, body);
+    c.channel = channel.map(str::to_owned);
+    Bytes::from(crate::groups::pad(c))
 }
 
 fn content(id: MessageId, to: Option<AccountId>, body: &Body) -> Content {
@@ -324,7 +461,7 @@ pub(crate) fn decode(
         ),
         None => me,
     };
-    Ok(Decoded::Message(
-        ChatMessage::new(id, sender, device, to, body).at(c.sent_at),
-    ))
+    let mut message = ChatMessage::new(id, sender, device, to, body).at(c.sent_at);
+    message.channel = c.channel;
+    Ok(Decoded::Message(message))
 }

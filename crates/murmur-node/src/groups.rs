@@ -9,16 +9,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use actix::prelude::*;
 use bytes::Bytes;
 use murmur_core::{
+    chat::MessageId,
     crypto::{self, AccountId, DeviceId, Sealed},
     groups::{
-        Action, Change, Control, Create, Effects, Error, GroupId, Info, List, Open, Opened, Post,
-        Role, Summary, Topics,
+        Action, Change, Control, Create, CreateInvite, Effects, Error, GroupId, Info, Join,
+        JoinMode, List, Notice, Open, Opened, Post, Requests, Role, Summary, Topics,
     },
     storage, ContentTopic,
 };
 use murmur_crypto::{envelope, Vault};
 use murmur_groups::{Group, MemberId, OpenError};
-use murmur_proto::chat::{AccountBundles, Content, GroupControl};
+use murmur_proto::chat::{AccountBundles, Content, GroupControl, JoinRequest};
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family},
@@ -118,6 +119,135 @@ pub struct Membership {
     vault: Vault,
     max_skip: u32,
     metrics: Metrics,
+    /// Join requests waiting for an admin's approval, per group.
+    requests: BTreeMap<GroupId, BTreeSet<AccountId>>,
+}
+
+/// Join requests kept per group; more are refused until some are handled.
+const MAX_REQUESTS: usize = 256;
+/// How an invite code starts.
+pub const INVITE_PREFIX: &str = "murmur-join:";
+
+fn role_of(r: murmur_groups::Role) -> Role {
+    match r {
+        murmur_groups::Role::Owner => Role::Owner,
+        murmur_groups::Role::Admin => Role::Admin,
+        murmur_groups::Role::Moderator => Role::Moderator,
+        murmur_groups::Role::Member => Role::Member,
+    }
+}
+
+fn log_role(r: Role) -> Result<murmur_groups::Role, Error> {
+    Ok(match r {
+        Role::Owner => murmur_groups::Role::Owner,
+        Role::Admin => murmur_groups::Role::Admin,
+        Role::Moderator => murmur_groups::Role::Moderator,
+        Role::Member => murmur_groups::Role::Member,
+        other => {
+            return Err(Error::Forbidden(format!(
+                "{other:?} is not a role this version knows"
+            )))
+        }
+    })
+}
+
+fn log_action(action: Action) -> Result<murmur_groups::Action, Error> {
+    use murmur_groups::Action as A;
+    Ok(match action {
+        Action::Add(a) => A::Add(member(a)),
+        Action::Remove(a) => A::Remove(member(a)),
+        Action::Leave => A::Leave,
+        Action::Promote(a) => A::Promote(member(a)),
+        Action::Demote(a) => A::Demote(member(a)),
+        Action::Rename(name) => A::Rename(name),
+        Action::SetRole(a, r) => A::SetRole(member(a), log_role(r)?),
+        Action::Ban(a) => A::Ban(member(a)),
+        Action::Unban(a) => A::Unban(member(a)),
+        Action::OpenChannel(name) => A::Channel(name),
+        Action::CloseChannel(name) => A::DropChannel(name),
+        Action::Pin(m) => A::Pin(m.0),
+        Action::Unpin(m) => A::Unpin(m.0),
+        Action::Delete(m) => A::Delete(m.0),
+        Action::SetJoinMode(mode) => A::JoinMode(match mode {
+            JoinMode::Open => murmur_groups::JoinMode::Open,
+            JoinMode::Approval => murmur_groups::JoinMode::Approval,
+            _ => murmur_groups::JoinMode::Invite,
+        }),
+        other => return Err(Error::Forbidden(format!("{other:?} is not supported"))),
+    })
+}
+
+/// Why an action of this account's does not hold.
+fn refusal(action: &murmur_groups::Action) -> &'static str {
+    use murmur_groups::Action as A;
+    match action {
+        A::Leave => "not a member",
+        A::Add(_) => "only admins add members, and not members or banned accounts",
+        A::Remove(_) | A::Ban(_) => {
+            "only moderators and above remove or ban, and only those below them (never the owner)"
+        }
+        A::SetRole(..) => {
+            "admins give the moderator and member roles to those below them; only the owner makes admins"
+        }
+        A::Unban(_) | A::Pin(_) | A::Unpin(_) | A::Delete(_) => {
+            "only moderators and above (or it is so already)"
+        }
+        _ => "only admins (or it is so already; the owner stays the owner)",
+    }
+}
+
+/// What changed between two states, for the application.
+fn notices(
+    id: GroupId,
+    before: &murmur_groups::State,
+    after: &murmur_groups::State,
+) -> Vec<Notice> {
+    let mut out = Vec::new();
+    let joined: Vec<AccountId> = after
+        .members
+        .keys()
+        .filter(|m| !before.members.contains_key(m))
+        .map(|m| account(*m))
+        .collect();
+    let left: Vec<AccountId> = before
+        .members
+        .keys()
+        .filter(|m| !after.members.contains_key(m))
+        .map(|m| account(*m))
+        .collect();
+    if !joined.is_empty() {
+        out.push(Notice::Joined {
+            group: id,
+            accounts: joined,
+        });
+    }
+    if !left.is_empty() {
+        out.push(Notice::Left {
+            group: id,
+            accounts: left,
+        });
+    }
+    for m in after.deleted.difference(&before.deleted) {
+        out.push(Notice::Deleted {
+            group: id,
+            message: MessageId(*m),
+        });
+    }
+    for m in after.pinned.difference(&before.pinned) {
+        out.push(Notice::Pinned {
+            group: id,
+            message: MessageId(*m),
+        });
+    }
+    for m in before.pinned.difference(&after.pinned) {
+        if !after.deleted.contains(m) {
+            out.push(Notice::Unpinned {
+                group: id,
+                message: MessageId(*m),
+            });
+        }
+    }
+    out
 }
 
 impl Membership {
@@ -145,6 +275,7 @@ impl Membership {
             vault,
             max_skip,
             metrics,
+            requests: BTreeMap::new(),
         };
         for (name, value) in entries {
             let bytes = stage.vault.open(&name, &value).map_err(state_error)?;
@@ -193,23 +324,28 @@ impl Membership {
 
     fn summary(&self, id: GroupId, group: &Group, me: AccountId) -> Summary {
         let state = group.state();
+        let join_mode = match state.join_mode {
+            murmur_groups::JoinMode::Open => JoinMode::Open,
+            murmur_groups::JoinMode::Approval => JoinMode::Approval,
+            murmur_groups::JoinMode::Invite => JoinMode::Invite,
+        };
         Summary::new(
             id,
             state.name.clone(),
             state
                 .members
                 .iter()
-                .map(|(m, r)| {
-                    let role = match r {
-                        murmur_groups::Role::Admin => Role::Admin,
-                        murmur_groups::Role::Member => Role::Member,
-                    };
-                    (account(*m), role)
-                })
+                .map(|(m, r)| (account(*m), role_of(*r)))
                 .collect(),
             state.members.contains_key(&member(me)),
         )
         .with_rejected(state.rejected.len())
+        .with_community(
+            state.channels.iter().cloned().collect(),
+            state.pinned.iter().map(|m| MessageId(*m)).collect(),
+            state.banned.iter().map(|m| account(*m)).collect(),
+            join_mode,
+        )
     }
 }
 
@@ -229,6 +365,7 @@ fn control_message(
                 events,
                 chain,
                 bundles,
+                join: None,
             }),
             ..Content::default()
         }
@@ -319,31 +456,35 @@ struct Prepared {
     bundles: BTreeMap<AccountId, Vec<Bytes>>,
 }
 
-impl Handler<Change> for Membership {
-    type Result = AtomicResponse<Self, Result<Effects, Error>>;
-
-    fn handle(&mut self, msg: Change, _: &mut Context<Self>) -> Self::Result {
-        let id = msg.group;
-        let prepared = self.group(id).map(|group| {
-            let action = match msg.action {
-                Action::Add(a) => murmur_groups::Action::Add(member(a)),
-                Action::Remove(a) => murmur_groups::Action::Remove(member(a)),
-                Action::Leave => murmur_groups::Action::Leave,
-                Action::Promote(a) => murmur_groups::Action::Promote(member(a)),
-                Action::Demote(a) => murmur_groups::Action::Demote(member(a)),
-                Action::Rename(name) => murmur_groups::Action::Rename(name),
-                other => return Err(Error::Forbidden(format!("{other:?} is not supported"))),
-            };
+impl Membership {
+    /// Signs `action` with the account key (through the crypto stage),
+    /// applies it, persists the group, and answers who must hear of it.
+    fn author(
+        &mut self,
+        id: GroupId,
+        action: murmur_groups::Action,
+    ) -> std::pin::Pin<Box<dyn ActorFuture<Self, Output = Result<Effects, Error>>>> {
+        let metrics = self.metrics.clone();
+        let prepared = self.group(id).and_then(|group| {
             let mut involved: BTreeSet<AccountId> =
                 group.state().members.keys().map(|m| account(*m)).collect();
             if let murmur_groups::Action::Add(m) = &action {
                 involved.insert(account(*m));
             }
-            Ok((group.prepare(action), involved))
+            let why = refusal(&action);
+            let unsigned = group.prepare(action);
+            // Refused before it is signed: a refused event in our own log
+            // would be cited by our next events, which others could then
+            // never place.
+            if !group.allows(&unsigned) {
+                metrics.refuse("unauthorized");
+                return Err(Error::Forbidden(why.to_owned()));
+            }
+            Ok((unsigned, involved))
         });
         let crypto = self.crypto.clone();
         let gather = async move {
-            let (unsigned, involved) = prepared??;
+            let (unsigned, involved) = prepared?;
             let me = crypto
                 .identity
                 .send(crypto::Identity)
@@ -374,12 +515,205 @@ impl Handler<Change> for Membership {
                 bundles,
             })
         };
-        AtomicResponse::new(Box::pin(gather.into_actor(self).then(
-            move |prepared, act, _| match prepared.and_then(|p| act.apply_own(id, &p)) {
+        Box::pin(gather.into_actor(self).then(move |prepared, act, _| {
+            match prepared.and_then(|p| act.apply_own(id, &p)) {
                 Ok(effects) => act.persist(id, effects).boxed_local(),
+                Err(e) => fut::ready(Err(e)).boxed_local(),
+            }
+        }))
+    }
+}
+
+impl Handler<Change> for Membership {
+    type Result = AtomicResponse<Self, Result<Effects, Error>>;
+
+    fn handle(&mut self, msg: Change, _: &mut Context<Self>) -> Self::Result {
+        match log_action(msg.action) {
+            Ok(action) => {
+                if let murmur_groups::Action::Add(m) = &action {
+                    if let Some(r) = self.requests.get_mut(&msg.group) {
+                        r.remove(&account(*m));
+                    }
+                }
+                AtomicResponse::new(self.author(msg.group, action))
+            }
+            Err(e) => AtomicResponse::new(Box::pin(fut::ready(Err(e)))),
+        }
+    }
+}
+
+/// An invite code: the group, the admin's account and bundles to write to,
+/// and the secret, if it admits by itself.
+struct Invite {
+    group: GroupId,
+    admin: AccountId,
+    secret: Option<[u8; 32]>,
+    bundles: Vec<Bytes>,
+}
+
+impl Invite {
+    fn encode(&self) -> String {
+        use base64::Engine as _;
+        let mut v = Vec::with_capacity(130 + self.bundles.iter().map(Bytes::len).sum::<usize>());
+        v.push(1); // version
+        v.extend_from_slice(&self.group.0);
+        v.extend_from_slice(&self.admin.0);
+        match &self.secret {
+            Some(s) => {
+                v.push(1);
+                v.extend_from_slice(s);
+            }
+            None => v.push(0),
+        }
+        for b in &self.bundles {
+            v.extend_from_slice(&(b.len() as u32).to_be_bytes());
+            v.extend_from_slice(b);
+        }
+        format!(
+            "{INVITE_PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v)
+        )
+    }
+
+    fn decode(code: &str) -> Result<Self, Error> {
+        use base64::Engine as _;
+        let bad = |why: &str| Error::Malformed(format!("invite code: {why}"));
+        let body = code
+            .trim()
+            .strip_prefix(INVITE_PREFIX)
+            .ok_or_else(|| bad(&format!("it starts with {INVITE_PREFIX:?}")))?;
+        let v = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(body)
+            .map_err(|_| bad("not base64url"))?;
+        let (head, mut rest) = v.split_at_checked(66).ok_or_else(|| bad("too short"))?;
+        if head[0] != 1 {
+            return Err(bad("unknown version"));
+        }
+        let group = GroupId(head[1..33].try_into().map_err(|_| bad("group"))?);
+        let admin = AccountId(head[33..65].try_into().map_err(|_| bad("admin"))?);
+        let secret = match head[65] {
+            0 => None,
+            1 => {
+                let (s, r) = rest.split_at_checked(32).ok_or_else(|| bad("secret"))?;
+                rest = r;
+                Some(s.try_into().map_err(|_| bad("secret"))?)
+            }
+            _ => return Err(bad("secret flag")),
+        };
+        let mut bundles = Vec::new();
+        while !rest.is_empty() {
+            let (len, r) = rest
+                .split_at_checked(4)
+                .ok_or_else(|| bad("bundle length"))?;
+            let len =
+                u32::from_be_bytes(len.try_into().map_err(|_| bad("bundle length"))?) as usize;
+            let (b, r) = r.split_at_checked(len).ok_or_else(|| bad("bundle"))?;
+            bundles.push(Bytes::copy_from_slice(b));
+            rest = r;
+        }
+        Ok(Self {
+            group,
+            admin,
+            secret,
+            bundles,
+        })
+    }
+}
+
+fn invite_hash(secret: &[u8; 32]) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(b"murmur/invite/v1")
+        .chain_update(secret)
+        .finalize()
+        .into()
+}
+
+impl Handler<CreateInvite> for Membership {
+    type Result = AtomicResponse<Self, Result<(String, Effects), Error>>;
+
+    fn handle(&mut self, msg: CreateInvite, _: &mut Context<Self>) -> Self::Result {
+        let id = msg.group;
+        let crypto = self.crypto.clone();
+        let checked = self.group(id).map(|g| g.state());
+        let code = async move {
+            let state = checked?;
+            let me = crypto
+                .identity
+                .send(crypto::Identity)
+                .await
+                .map_err(state_error)?;
+            if !state
+                .role(&member(me.0))
+                .is_some_and(murmur_groups::Role::is_admin)
+            {
+                return Err(Error::Forbidden("only admins make invite codes".to_owned()));
+            }
+            let bundles = crypto
+                .bundles
+                .send(crypto::Bundles(me.0))
+                .await
+                .map_err(state_error)?;
+            Ok::<_, Error>(Invite {
+                group: id,
+                admin: me.0,
+                secret: msg.admit.then(rand::random::<[u8; 32]>),
+                bundles,
+            })
+        };
+        AtomicResponse::new(Box::pin(code.into_actor(self).then(
+            move |invite, act, _| match invite {
+                Ok(invite) => {
+                    let code = invite.encode();
+                    match invite.secret {
+                        Some(secret) => act
+                            .author(id, murmur_groups::Action::Invite(invite_hash(&secret)))
+                            .map(move |effects, _, _| effects.map(|e| (code, e)))
+                            .boxed_local(),
+                        None => fut::ready(Ok((code, Effects::default()))).boxed_local(),
+                    }
+                }
                 Err(e) => fut::ready(Err(e)).boxed_local(),
             },
         )))
+    }
+}
+
+impl Handler<Join> for Membership {
+    type Result = Result<(GroupId, Effects), Error>;
+
+    fn handle(&mut self, Join(code): Join, _: &mut Context<Self>) -> Self::Result {
+        let invite = Invite::decode(&code)?;
+        let mut effects = Effects::default();
+        effects.learn.push((invite.admin, invite.bundles));
+        let request = Content {
+            id: rand::random::<[u8; 16]>().to_vec(),
+            sent_at: crate::chat::now_millis(),
+            group: Some(GroupControl {
+                group: invite.group.0.to_vec(),
+                join: Some(JoinRequest {
+                    secret: invite.secret.map(|s| s.to_vec()),
+                }),
+                ..GroupControl::default()
+            }),
+            ..Content::default()
+        };
+        effects
+            .pairwise
+            .push((invite.admin, Bytes::from(request.encode_to_vec())));
+        Ok((invite.group, effects))
+    }
+}
+
+impl Handler<Requests> for Membership {
+    type Result = MessageResult<Requests>;
+
+    fn handle(&mut self, Requests(id): Requests, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            self.requests
+                .get(&id)
+                .map(|r| r.iter().copied().collect())
+                .unwrap_or_default(),
+        )
     }
 }
 
@@ -399,18 +733,9 @@ impl Membership {
         if state.rejected.len() > state_before.rejected.len() {
             // Signed and logged, but it changes nothing: say why, and tell
             // no one (a rejected event of ours is harmless in others' logs).
-            let why = match &p.event.action {
-                murmur_groups::Action::Leave => "not a member".to_owned(),
-                murmur_groups::Action::Add(_) => {
-                    "only admins add members, and only non-members".to_owned()
-                }
-                murmur_groups::Action::Remove(_) => {
-                    "only admins remove members, and not the creator or themselves".to_owned()
-                }
-                _ => "only admins change the group (and the creator stays an admin)".to_owned(),
-            };
+            let why = refusal(&p.event.action);
             self.metrics.refuse("unauthorized");
-            return Err(Error::Forbidden(why));
+            return Err(Error::Forbidden(why.to_owned()));
         }
         let after: BTreeSet<AccountId> = state.members.keys().map(|m| account(*m)).collect();
         let chain = group.chain_key().map(|k| k.to_bytes().to_vec());
@@ -428,6 +753,7 @@ impl Membership {
         };
         let joiners: BTreeSet<AccountId> = effects.added.iter().map(|m| account(*m)).collect();
         let mut out = Effects::default();
+        out.notices = notices(id, &state_before, &state);
         for to in before.union(&after).filter(|a| **a != me) {
             let gets_chain = effects.chain_to.contains(&member(*to));
             let chain = gets_chain.then(|| chain.clone()).flatten();
@@ -471,6 +797,11 @@ impl Membership {
                 .try_into()
                 .map_err(|_| Error::Malformed("a group id is 32 bytes".to_owned()))?,
         );
+        if let Some(join) = &control.join {
+            return self
+                .on_join_request(id, msg.from, me.0, join)
+                .map(|e| (id, e));
+        }
         let max_skip = self.max_skip;
         let mut learn = Vec::new();
         for b in &control.bundles {
@@ -495,6 +826,7 @@ impl Membership {
             )
         });
         let was_member = group.is_member();
+        let state_before = group.state();
         let mut chain_to = BTreeSet::new();
         for bytes in &control.events {
             let event = match murmur_groups::Event::from_bytes(bytes) {
@@ -535,6 +867,9 @@ impl Membership {
         self.insert_topic(id);
         let mut effects = Effects::default();
         effects.learn = learn;
+        if let Some(group) = self.groups.get(&id) {
+            effects.notices = notices(id, &state_before, &group.state());
+        }
         // A key can come before the invite: the group was known (empty,
         // holding the key) before this device became a member.
         if is_member && !was_member {
@@ -549,6 +884,63 @@ impl Membership {
             }
         }
         Ok((id, effects))
+    }
+
+    /// A request to join, on an admin's device: admitted with a valid
+    /// invite secret or in an open group, kept for approval in a group that
+    /// asks for it, refused otherwise. Nothing is applied here: an admitted
+    /// account is added by the pipeline through [`Change`].
+    fn on_join_request(
+        &mut self,
+        id: GroupId,
+        from: AccountId,
+        me: AccountId,
+        join: &JoinRequest,
+    ) -> Result<Effects, Error> {
+        let state = self.group(id)?.state();
+        if !state
+            .role(&member(me))
+            .is_some_and(murmur_groups::Role::is_admin)
+        {
+            return Err(Error::Forbidden("join requests go to admins".to_owned()));
+        }
+        let mut effects = Effects::default();
+        if state.members.contains_key(&member(from)) {
+            return Ok(effects);
+        }
+        if state.banned.contains(&member(from)) {
+            self.metrics.refuse("unauthorized");
+            return Err(Error::Forbidden(format!("{from} is banned")));
+        }
+        let invited = join
+            .secret
+            .as_deref()
+            .and_then(|s| <[u8; 32]>::try_from(s).ok())
+            .is_some_and(|s| state.invites.contains(&invite_hash(&s)));
+        match state.join_mode {
+            _ if invited => effects.admit.push((id, from)),
+            murmur_groups::JoinMode::Open => effects.admit.push((id, from)),
+            murmur_groups::JoinMode::Approval => {
+                let waiting = self.requests.entry(id).or_default();
+                if waiting.len() >= MAX_REQUESTS {
+                    self.metrics.refuse("unauthorized");
+                    return Err(Error::Forbidden("too many join requests wait".to_owned()));
+                }
+                if waiting.insert(from) {
+                    effects.notices.push(Notice::Requested {
+                        group: id,
+                        account: from,
+                    });
+                }
+            }
+            murmur_groups::JoinMode::Invite => {
+                self.metrics.refuse("unauthorized");
+                return Err(Error::Forbidden(
+                    "this group admits by invite code only".to_owned(),
+                ));
+            }
+        }
+        Ok(effects)
     }
 
     /// Groups known only from keys that came before their events.
@@ -586,7 +978,15 @@ impl Handler<Post> for Membership {
     type Result = AtomicResponse<Self, Result<Sealed, Error>>;
 
     fn handle(&mut self, msg: Post, _: &mut Context<Self>) -> Self::Result {
+        let channel = Content::decode(msg.plaintext.as_ref())
+            .ok()
+            .and_then(|c| c.channel);
         let sealed = self.group(msg.group).and_then(|group| {
+            if let Some(channel) = &channel {
+                if !group.state().channels.contains(channel) {
+                    return Err(Error::Forbidden(format!("no channel #{channel}")));
+                }
+            }
             group
                 .seal(&msg.plaintext)
                 .map_err(|_| Error::NotMember(msg.group))
@@ -621,10 +1021,18 @@ impl Handler<Open> for Membership {
                     OpenError::Chain(murmur_crypto::group::GroupError::Replay(_)) => Error::Replay,
                     other => Error::Malformed(other.to_string()),
                 })?;
-                let role = match group.state().role(&opened.sender) {
-                    Some(murmur_groups::Role::Admin) => Role::Admin,
-                    _ => Role::Member,
-                };
+                let state = group.state();
+                let role = state.role(&opened.sender).map_or(Role::Member, role_of);
+                // What the log deleted stays deleted, whenever a copy comes;
+                // a channel that was never opened has no messages.
+                if let Ok(c) = Content::decode(opened.plaintext.as_slice()) {
+                    if <[u8; 16]>::try_from(c.id.as_slice()).is_ok_and(|m| state.deleted.contains(&m)) {
+                        return Err(Error::Deleted);
+                    }
+                    if c.channel.is_some_and(|ch| !state.channels.contains(&ch)) {
+                        return Err(Error::Malformed("a channel that is not open".to_owned()));
+                    }
+                }
                 Ok(Opened::new(
                     id,
                     account(opened.sender),
@@ -642,6 +1050,7 @@ impl Handler<Open> for Membership {
                 self.metrics.refuse(match e {
                     Error::UnknownChain => "unknown_chain",
                     Error::Replay => "replay",
+                    Error::Deleted => "deleted",
                     Error::NotMember(_) => "not_member",
                     _ => "malformed",
                 });

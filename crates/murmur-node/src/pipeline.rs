@@ -97,6 +97,8 @@ struct Chat {
     parked: VecDeque<Delivery>,
     /// Pairwise group messages for accounts not met yet, until they write.
     deferred: HashMap<AccountId, Vec<bytes::Bytes>>,
+    /// Where group notices go.
+    notices: Vec<mpsc::Sender<groups::Notice>>,
 }
 
 /// The persistence stage's outbox, as the chat path uses it: every envelope
@@ -457,11 +459,26 @@ impl Pipeline {
             for topic in &effects.subscribe {
                 chat.group_topics.insert(topic.as_str().to_owned());
             }
-            (chat.crypto.clone(), chat.sharding, chat.outbox.clone())
+            for notice in &effects.notices {
+                chat.notices.retain(|tx| match tx.try_send(notice.clone()) {
+                    Ok(()) => true,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        tracing::warn!(?notice, "notice queue full; notice missed");
+                        true
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => false,
+                });
+            }
+            (
+                chat.crypto.clone(),
+                chat.groups.clone(),
+                chat.sharding,
+                chat.outbox.clone(),
+            )
         });
         let pipeline = ctx.address();
         async move {
-            let (crypto, sharding, outbox) = chat.ok_or(Error::ChatDisabled)?;
+            let (crypto, groups, sharding, outbox) = chat.ok_or(Error::ChatDisabled)?;
             if let Some(subscribe) = transport {
                 for topic in &effects.subscribe {
                     subscribe
@@ -502,6 +519,25 @@ impl Pipeline {
                     }
                     Err(e) => {
                         tracing::warn!(account = %to, error = %e, "group keys or events not sealed")
+                    }
+                }
+            }
+            // Join requests this admin's device accepted: added as any
+            // change of this account's.
+            for (group, account) in effects.admit {
+                let Some(groups) = &groups else { break };
+                let add = groups::Change {
+                    group,
+                    action: groups::Action::Add(account),
+                };
+                match groups.change.send(add).await? {
+                    Ok(more) => {
+                        let o = pipeline.send(ApplyEffects(more)).await??;
+                        outcome.published += o.published;
+                        outcome.queued += o.queued;
+                    }
+                    Err(e) => {
+                        tracing::warn!(%group, %account, error = %e, "join request not carried out")
                     }
                 }
             }
@@ -933,6 +969,7 @@ impl Handler<AttachChat> for Pipeline {
             group_topics: BTreeSet::new(),
             parked: VecDeque::new(),
             deferred: HashMap::new(),
+            notices: Vec::new(),
         });
     }
 }
@@ -1098,6 +1135,24 @@ impl Handler<ChatOutbound> for Pipeline {
             |o, body| o.body = body,
         )
         .map(|o| o.body)
+    }
+}
+
+/// Adds a queue of group notices; answers it.
+#[derive(Message)]
+#[rtype(result = "Result<mpsc::Receiver<groups::Notice>, Error>")]
+pub(crate) struct AddNotices {
+    pub(crate) capacity: usize,
+}
+
+impl Handler<AddNotices> for Pipeline {
+    type Result = Result<mpsc::Receiver<groups::Notice>, Error>;
+
+    fn handle(&mut self, msg: AddNotices, _: &mut Context<Self>) -> Self::Result {
+        let chat = self.chat.as_mut().ok_or(Error::ChatDisabled)?;
+        let (tx, rx) = mpsc::channel(msg.capacity.max(1));
+        chat.notices.push(tx);
+        Ok(rx)
     }
 }
 

@@ -12,6 +12,7 @@
 //!                            other devices say whom it went to)
 //!   8: group     GroupControl  a private group's events and keys, pairwise
 //!   9: padding   bytes       fills a group message up to its size bucket
+//!  10: channel   string      the community channel a group message is in
 //!
 //! GroupControl
 //!   1: group     bytes(32)   the group's id
@@ -19,6 +20,10 @@
 //!   3: chain     bytes       the sender device's chain key, secret
 //!   4: bundles   repeated AccountBundles   bundles of accounts the
 //!                            recipient may not know (members, joiners)
+//!   5: join      JoinRequest asks an admin's device to be added
+//!
+//! JoinRequest
+//!   1: secret    bytes(32)   an invite's secret, if the code had one
 //!
 //! AccountBundles
 //!   1: account   bytes(32)
@@ -55,6 +60,17 @@ pub struct Content {
     /// Bytes that pad a group message to its size bucket; ignored.
     #[prost(bytes = "vec", optional, tag = "9")]
     pub padding: Option<Vec<u8>>,
+    /// The community channel a group message is in.
+    #[prost(string, optional, tag = "10")]
+    pub channel: Option<String>,
+}
+
+/// A request to join a group, to an admin's device.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct JoinRequest {
+    /// An invite's secret, if the code carried one.
+    #[prost(bytes = "vec", optional, tag = "1")]
+    pub secret: Option<Vec<u8>>,
 }
 
 /// A private group's membership events and keys, sent in a pairwise
@@ -73,6 +89,9 @@ pub struct GroupControl {
     /// Bundles of accounts the recipient may not know.
     #[prost(message, repeated, tag = "4")]
     pub bundles: Vec<AccountBundles>,
+    /// A request to be added.
+    #[prost(message, optional, tag = "5")]
+    pub join: Option<JoinRequest>,
 }
 
 /// The bundles of one account's devices.

@@ -266,7 +266,7 @@ impl Moderator {
         if self.deleted.contains(&m.id) {
             return Err(Reason::Deleted);
         }
-        let admin = m.role == Some(Role::Admin) || self.admins.contains(&m.sender);
+        let admin = m.role.is_some_and(Role::moderates) || self.admins.contains(&m.sender);
         if let Some(id) = m.deletes() {
             if !admin {
                 return Err(Reason::NotAllowed("delete"));
