@@ -4,45 +4,23 @@
 
 use std::time::Duration;
 
-use libp2p::identity::Keypair;
 use murmur::{
     core::groups,
     node::{
-        chat::{AccountId, ChatMessage, Group, Inbox, JoinMode, Notice, Notices, Role},
+        chat::{ChatMessage, Group, Inbox, JoinMode, Notice, Notices, Role},
         groups::group_topic,
-        Builder, Error, Node,
+        Error, Node,
     },
 };
 
-use crate::support::{addr, loopback_config, WAIT};
+use crate::support::{account, chat_node, next_in_group, WAIT};
 
 async fn node(dir: &std::path::Path, relay: Option<&Node>) -> Node {
-    let mut config = loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
-    if let Some(relay) = relay {
-        config.network.peers = vec![addr(relay, false).parse().unwrap()];
-    }
-    Builder::new(config)
-        .with_keypair(Keypair::generate_secp256k1())
-        .start()
-        .await
-        .expect("node starts")
+    chat_node(dir, relay).await
 }
 
-async fn account(node: &Node) -> AccountId {
-    node.chat_identity().await.unwrap().0
-}
-
-/// The next message in `group`.
 async fn next_in(inbox: &mut Inbox, group: &Group, what: &str) -> ChatMessage {
-    loop {
-        let m = inbox
-            .recv_timeout(WAIT)
-            .await
-            .unwrap_or_else(|| panic!("no message within {WAIT:?}: {what}"));
-        if m.group == Some(group.id()) {
-            return m;
-        }
-    }
+    next_in_group(inbox, Some(group.id()), what).await
 }
 
 /// The next notice that `wanted` accepts.

@@ -5,43 +5,21 @@
 
 use std::time::Duration;
 
-use libp2p::identity::Keypair;
 use murmur::node::{
-    chat::{AccountId, ChatMessage, Group, Inbox, Role},
+    chat::{ChatMessage, Group, Inbox, Role},
     groups::group_topic,
-    Builder, Error, Node,
+    Error, Node,
 };
 use murmur_core::{groups, WakuMessage};
 
-use crate::support::{addr, loopback_config, WAIT};
+use crate::support::{account, chat_node, next_in_group, WAIT};
 
 async fn node(dir: &std::path::Path, peer: Option<&Node>) -> Node {
-    let mut config = loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
-    if let Some(peer) = peer {
-        config.network.peers = vec![addr(peer, false).parse().unwrap()];
-    }
-    Builder::new(config)
-        .with_keypair(Keypair::generate_secp256k1())
-        .start()
-        .await
-        .expect("node starts")
+    chat_node(dir, peer).await
 }
 
-async fn account(node: &Node) -> AccountId {
-    node.chat_identity().await.unwrap().0
-}
-
-/// The next group message in `inbox`.
 async fn next(inbox: &mut Inbox, what: &str) -> ChatMessage {
-    loop {
-        let m = inbox
-            .recv_timeout(WAIT)
-            .await
-            .unwrap_or_else(|| panic!("no message within {WAIT:?}: {what}"));
-        if m.group.is_some() {
-            return m;
-        }
-    }
+    next_in_group(inbox, None, what).await
 }
 
 /// Waits until `node`'s copy of `group` has `members` members.

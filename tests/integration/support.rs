@@ -51,3 +51,38 @@ pub(crate) async fn peer_of(dir: &std::path::Path, service: &Node, light: bool) 
         .await
         .unwrap()
 }
+
+/// A node on loopback TCP, its only static peer `peer` (if any).
+pub(crate) async fn chat_node(dir: &std::path::Path, peer: Option<&Node>) -> Node {
+    let mut config = loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
+    if let Some(peer) = peer {
+        config.network.peers = vec![addr(peer, false).parse().unwrap()];
+    }
+    Builder::new(config)
+        .with_keypair(Keypair::generate_secp256k1())
+        .start()
+        .await
+        .expect("node starts")
+}
+
+/// `node`'s chat account.
+pub(crate) async fn account(node: &Node) -> murmur::node::chat::AccountId {
+    node.chat_identity().await.unwrap().0
+}
+
+/// The next message in `inbox` sent in a group (`group`, or any).
+pub(crate) async fn next_in_group(
+    inbox: &mut murmur::node::chat::Inbox,
+    group: Option<murmur::node::chat::GroupId>,
+    what: &str,
+) -> murmur::node::chat::ChatMessage {
+    loop {
+        let m = inbox
+            .recv_timeout(WAIT)
+            .await
+            .unwrap_or_else(|| panic!("no message within {WAIT:?}: {what}"));
+        if m.group.is_some() && (group.is_none() || m.group == group) {
+            return m;
+        }
+    }
+}
