@@ -15,15 +15,7 @@ use murmur_core::WakuMessage;
 use crate::support::{addr, loopback_config, WAIT};
 
 async fn node_with_peer(dir: &std::path::Path, peer: Option<&Node>) -> Node {
-    let mut config = loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
-    if let Some(peer) = peer {
-        config.network.peers = vec![addr(peer, false).parse().unwrap()];
-    }
-    Builder::new(config)
-        .with_keypair(Keypair::generate_secp256k1())
-        .start()
-        .await
-        .expect("node starts")
+    crate::support::chat_node(dir, peer).await
 }
 
 /// The next message in `inbox`, waiting at most [`WAIT`].
