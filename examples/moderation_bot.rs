@@ -1,8 +1,9 @@
-//! A community bot: it owns a group that anyone joins by writing `/join`
-//! to it, runs the moderation plugin (`[plugins.moderation]` in the
-//! configuration) on what the group says, and carries out what the group's
-//! moderators ask: `/kick` and `/ban` remove a member, `/delete` tells
-//! every member's app to hide a message.
+//! A community bot: it owns a community (channel `#general`) that anyone
+//! joins by writing `/join` to it, runs the moderation plugin
+//! (`[plugins.moderation]` in the configuration) on what is said there, and
+//! carries out what the community's moderators ask: `/kick` removes a
+//! member, `/ban` removes and keeps out, `/delete` deletes a message through
+//! the community's log, so that every member's node refuses it.
 //!
 //! ```text
 //! cargo run --example moderation_bot -- --config config/moderation.toml
@@ -16,7 +17,10 @@ use murmur::{
         chat::{Body, ChatMessage, Target},
         hook::BoxError,
     },
-    node::{chat::Group, Builder, Config, Node},
+    node::{
+        chat::{Group, JoinMode},
+        Builder, Config, Node,
+    },
 };
 use murmur_moderation::{Action, Moderation, Moderator, Settings, Shared};
 
@@ -31,7 +35,7 @@ pub fn builder(config: Config) -> Result<(Builder, Shared), BoxError> {
     Ok((builder, shared))
 }
 
-/// The bot's community: the group it created before, or a new one.
+/// The bot's community: the one it created before, or a new one.
 pub async fn community(node: &Node) -> Result<Group, BoxError> {
     let existing = node
         .groups()
@@ -40,7 +44,10 @@ pub async fn community(node: &Node) -> Result<Group, BoxError> {
         .find(|g| g.name == NAME && g.member);
     Ok(match existing {
         Some(g) => node.group(g.id),
-        None => node.create_group(NAME).await?,
+        None => {
+            node.create_community(NAME, &["general"], JoinMode::Invite)
+                .await?
+        }
     })
 }
 
@@ -82,9 +89,12 @@ fn spawn_enforcer(node: Node, shared: Shared) {
             tokio::time::sleep(Duration::from_millis(100)).await;
             for action in shared.take_actions() {
                 let done = match &action {
-                    Action::Kick { group, account } => {
-                        node.group(*group).remove(*account).await.map(|_| ())
-                    }
+                    Action::Kick { group, account } => node.group(*group).remove(*account).await,
+                    Action::Ban { group, account } => node.group(*group).ban(*account).await,
+                    Action::Delete {
+                        target: Target::Group(group),
+                        message,
+                    } => node.group(*group).delete(*message).await,
                     Action::Delete { target, message } => {
                         send(&node, *target, Body::deletion(*message)).await
                     }

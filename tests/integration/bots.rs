@@ -148,7 +148,7 @@ async fn until_info(
 
 #[actix_rt::test]
 async fn the_moderation_bot_drops_a_flood_and_carries_out_kicks_and_deletions() {
-    use murmur::node::chat::Role;
+    use murmur::node::chat::{Notice, Role};
     use murmur_moderation::Moderation;
 
     let dirs = [(); 4].map(|_| tempfile::tempdir().unwrap());
@@ -266,10 +266,13 @@ async fn the_moderation_bot_drops_a_flood_and_carries_out_kicks_and_deletions() 
             >= 1,
         "Bob's /kick refused"
     );
+    until_info(&mallory, group.id(), |i| !i.member, "Mallory's node knows").await;
     let err = mallorys.send_text("let me back").await.unwrap_err();
     assert!(err.to_string().contains("not a member"), "{err}");
 
-    // Bob writes something; Alice deletes it; the bot tells every member.
+    // Bob writes something; Alice deletes it; the bot deletes it through
+    // the community's log, and every member's node is told.
+    let mut bob_notices = bob.notices().await.unwrap();
     while bob_inbox
         .recv_timeout(Duration::from_millis(300))
         .await
@@ -295,16 +298,24 @@ async fn the_moderation_bot_drops_a_flood_and_carries_out_kicks_and_deletions() 
         .send_text(format!("/delete {}", sent.id))
         .await
         .unwrap();
-    let notice = loop {
-        let m = bob_inbox
+    let deleted = loop {
+        let notice = bob_notices
             .recv_timeout(WAIT)
             .await
             .expect("a deletion notice");
-        if m.deletes().is_some() {
-            break m;
+        if let Notice::Deleted { message, .. } = notice {
+            break message;
         }
     };
-    assert_eq!(notice.deletes(), Some(sent.id));
-    assert_eq!(notice.sender, bot_id);
-    assert_eq!(notice.role, Some(Role::Owner), "the bot created the group");
+    assert_eq!(deleted, sent.id);
+    assert_eq!(
+        bot_node
+            .group(group.id())
+            .info()
+            .await
+            .unwrap()
+            .role(&bot_id),
+        Some(Role::Owner),
+        "the bot owns the community"
+    );
 }

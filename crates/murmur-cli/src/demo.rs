@@ -407,20 +407,39 @@ fn moderation_settings() -> figment::value::Value {
     settings.into()
 }
 
-/// Carol's community: she runs it, Alice moderates; every node runs the
-/// moderation plugin.
+/// Carol's community: she owns it, Alice moderates, Bob asks to join with a
+/// link and Carol approves; every node runs the moderation plugin.
 #[allow(clippy::print_stdout)]
 async fn community(members: &[Member]) -> Result<(), CliError> {
-    use murmur_node::chat::{Body, ChatMessage, Role};
+    use murmur_node::chat::{ChatMessage, JoinMode, Notice, Role};
 
     let (alice, bob, carol) = (&members[0].node, &members[1].node, &members[2].node);
-    println!("\ncommunity: carol runs \"town square\" with alice as a moderator; every node runs the moderation plugin");
+    println!("\ncommunity: carol owns \"town square\" (#general, join by approval); alice moderates; every node runs the moderation plugin");
     let alice_id = carol.add_contact(&alice.contact_code().await?).await?;
-    let bob_id = carol.add_contact(&bob.contact_code().await?).await?;
-    let square = carol.create_group("town square").await?;
+    let square = carol
+        .create_community("town square", &["general"], JoinMode::Approval)
+        .await?;
     square.add(alice_id).await?;
-    square.add(bob_id).await?;
-    square.promote(alice_id).await?;
+    square.set_role(alice_id, Role::Moderator).await?;
+    let mut carol_notices = carol.notices().await?;
+    bob.join(&square.link().await?).await?;
+    let bob_id = bob.chat_identity().await?.0;
+    let asked = next_notice(&mut carol_notices, |n| {
+        matches!(n, Notice::Requested { .. })
+    })
+    .await?;
+    if asked
+        != (Notice::Requested {
+            group: square.id(),
+            account: bob_id,
+        })
+    {
+        return Err(CliError::Failed(
+            "bob's request did not reach carol".to_owned(),
+        ));
+    }
+    square.approve(bob_id).await?;
+    println!("bob asks to join with carol's link; carol's device gets the request and approves it");
     let topic = murmur_node::groups::group_topic(square.id());
     for node in [alice, bob, carol] {
         node.wait_for_peers(&node.pubsub_topic(&topic), 1, WAIT)
@@ -430,7 +449,7 @@ async fn community(members: &[Member]) -> Result<(), CliError> {
             .group(square.id())
             .info()
             .await
-            .is_ok_and(|i| i.members.len() == 3 && i.members.contains(&(alice_id, Role::Admin)))
+            .is_ok_and(|i| i.members.len() == 3 && i.role(&alice_id) == Some(Role::Moderator))
         {
             if tokio::time::Instant::now() > deadline {
                 return Err(CliError::Failed("the community never formed".to_owned()));
@@ -440,34 +459,35 @@ async fn community(members: &[Member]) -> Result<(), CliError> {
     }
     let mut alice_inbox = alice.inbox().await?;
     let mut bob_inbox = bob.inbox().await?;
+    let mut bob_notices = bob.notices().await?;
     let in_square = |m: &ChatMessage| m.group == Some(square.id());
+    let general = |node: &Node| node.group(square.id()).channel("general");
 
-    // A message a moderator deletes.
-    let oops = carol
-        .group(square.id())
-        .send_text("the door code is 4711")
-        .await?;
+    // A message a moderator deletes, through the community's log.
+    let oops = general(carol).send_text("the door code is 4711").await?;
     let got = next_in(&mut bob_inbox, &in_square).await?;
-    if got.id != oops.id {
+    if got.id != oops.id || got.channel.as_deref() != Some("general") {
         return Err(CliError::Failed(
-            "bob did not read carol's message".to_owned(),
+            "bob did not read carol's message in #general".to_owned(),
         ));
     }
-    alice
-        .group(square.id())
-        .send(Body::deletion(oops.id))
-        .await?;
-    let notice = next_in(&mut bob_inbox, &in_square).await?;
-    if notice.deletes() != Some(oops.id) || notice.role != Some(Role::Admin) {
+    alice.group(square.id()).delete(oops.id).await?;
+    let deleted = next_notice(&mut bob_notices, |n| matches!(n, Notice::Deleted { .. })).await?;
+    if deleted
+        != (Notice::Deleted {
+            group: square.id(),
+            message: oops.id,
+        })
+    {
         return Err(CliError::Failed(
-            "the deletion did not arrive from a moderator".to_owned(),
+            "the deletion did not reach bob".to_owned(),
         ));
     }
-    println!("carol        \"the door code is 4711\"; alice, a moderator, deletes it: bob's app gets the notice, his plugin drops any later copy");
+    println!("carol        \"the door code is 4711\" in #general; alice, a moderator, deletes it: every member's node is told, and refuses any later copy");
 
     // A flood.
     for i in 0..8 {
-        bob.group(square.id())
+        general(bob)
             .send_text(format!("FREE TOKENS, click now ({i})"))
             .await?;
     }
@@ -482,8 +502,27 @@ async fn community(members: &[Member]) -> Result<(), CliError> {
             "alice's plugin let {through} flood messages through, not 5"
         )));
     }
-    println!("bob floods 8 messages: alice's moderation plugin lets 5 through, drops 3 and mutes bob on her node");
+    println!("bob floods #general with 8 messages: alice's moderation plugin lets 5 through, drops 3 and mutes bob on her node");
     Ok(())
+}
+
+async fn next_notice(
+    notices: &mut murmur_node::chat::Notices,
+    wanted: impl Fn(&murmur_node::chat::Notice) -> bool,
+) -> Result<murmur_node::chat::Notice, CliError> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match notices.recv_timeout(left).await {
+            Some(n) if wanted(&n) => return Ok(n),
+            Some(_) => {}
+            None => {
+                return Err(CliError::Failed(
+                    "a community notice did not arrive".to_owned(),
+                ))
+            }
+        }
+    }
 }
 
 async fn next_in(

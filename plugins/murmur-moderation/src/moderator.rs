@@ -150,7 +150,16 @@ pub enum Action {
         /// Who.
         account: AccountId,
     },
-    /// Tell the members that `message` is deleted.
+    /// Ban `account` from `group`: removed, and kept out.
+    Ban {
+        /// The group.
+        group: GroupId,
+        /// Who.
+        account: AccountId,
+    },
+    /// Delete `message` for every member: in a group, through its log
+    /// (every member's node then refuses it); in a 1:1 chat, with a
+    /// deletion notice.
     Delete {
         /// Where.
         target: Target,
@@ -393,7 +402,9 @@ impl Moderator {
         match command {
             AdminCommand::Ban(a) => {
                 self.banned.insert(a);
-                self.actions.extend(kick(a));
+                if let Some(group) = m.group {
+                    self.actions.push(Action::Ban { group, account: a });
+                }
             }
             AdminCommand::Unban(a) => {
                 self.banned.remove(&a);

@@ -138,7 +138,7 @@ fn admin_commands_are_honoured_only_from_admins() {
     );
     assert_eq!(
         m.take_actions(),
-        [Action::Kick {
+        [Action::Ban {
             group: GROUP,
             account: AccountId([5; 32])
         }]
