@@ -216,3 +216,64 @@ async fn tampered_replayed_and_garbage_group_messages_are_refused_and_counted() 
     );
     assert_eq!(metrics.refused("replay"), before.1 + 1);
 }
+
+#[actix_rt::test]
+async fn a_member_restarted_on_its_folder_still_reads_and_writes_the_group() {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let alice = node(dirs[0].path(), None).await;
+    let bob_key = libp2p::identity::Keypair::generate_secp256k1();
+    let bob_config = |alice: &Node| {
+        let mut c = crate::support::loopback_config(dirs[1].path(), &["/ip4/127.0.0.1/tcp/0"]);
+        c.network.peers = vec![crate::support::addr(alice, false).parse().unwrap()];
+        c
+    };
+    let bob = murmur::node::Builder::new(bob_config(&alice))
+        .with_keypair(bob_key.clone())
+        .start()
+        .await
+        .unwrap();
+    let b = account(&bob).await;
+    alice
+        .add_contact(&bob.contact_code().await.unwrap())
+        .await
+        .unwrap();
+    let group = alice.create_group("kept").await.unwrap();
+    group.add(b).await.unwrap();
+    members(&bob, &group, 2).await;
+    meshed(&[&alice, &bob], &group).await;
+    let mut alice_inbox = alice.inbox().await.unwrap();
+    bob.group(group.id())
+        .send_text("before the restart")
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut alice_inbox, "before").await.text(),
+        Some("before the restart")
+    );
+
+    // Bob's node stops; a new one starts on the same folder and key.
+    bob.go_offline().await.unwrap();
+    drop(bob);
+    let bob = murmur::node::Builder::new(bob_config(&alice))
+        .with_keypair(bob_key)
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(
+        bob.groups().await.unwrap().len(),
+        1,
+        "the group was persisted"
+    );
+    meshed(&[&alice, &bob], &group).await;
+    let mut bob_inbox = bob.inbox().await.unwrap();
+    group.send_text("after the restart").await.unwrap();
+    assert_eq!(
+        next(&mut bob_inbox, "Bob reads").await.text(),
+        Some("after the restart")
+    );
+    bob.group(group.id()).send_text("and writes").await.unwrap();
+    assert_eq!(
+        next(&mut alice_inbox, "Alice reads").await.text(),
+        Some("and writes")
+    );
+}

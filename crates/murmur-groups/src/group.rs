@@ -458,16 +458,29 @@ mod tests {
             b"before dave"
         );
 
+        // Bob's chain, and a message of his that will arrive late.
+        hand(&bob, &mut carol);
+        let late = bob
+            .group
+            .seal(b"sent before, arrives after")
+            .expect("member");
         let (remove_bob, e) = alice.act(Action::Remove(bob.id()));
         assert!(e.rotated);
         assert_eq!(e.chain_to, BTreeSet::from([carol.id(), dave.id()]));
         // The new chain goes to those who stay before anything is sent on it.
         hand(&alice, &mut carol);
         let after = alice.group.seal(b"after bob").expect("member");
-        let (_, e) = bob.group.insert(remove_bob).expect("valid");
+        let (_, e) = bob.group.insert(remove_bob.clone()).expect("valid");
         assert!(e.removed);
         assert_eq!(bob.group.open(&after), Err(OpenError::UnknownChain));
         assert_eq!(bob.group.seal(b"x"), Err(SealError::NotMember));
+        // Once Carol has the removal, nothing of Bob's opens: his chains
+        // went with him.
+        for ev in alice.group.log().events().cloned().collect::<Vec<_>>() {
+            let _ = carol.group.insert(ev);
+        }
+        assert!(!carol.group.state().members.contains_key(&bob.id()));
+        assert_eq!(carol.group.open(&late), Err(OpenError::UnknownChain));
         assert_eq!(
             carol.group.open(&after).expect("member").plaintext,
             b"after bob"
