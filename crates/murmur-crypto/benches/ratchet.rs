@@ -251,6 +251,16 @@ fn x25519(c: &mut Criterion) {
     g.finish();
 }
 
+/// One step of a chain: HMAC-SHA256 for the message key and the next key.
+fn kdf_chain(key: &[u8; 32]) -> ([u8; 32], [u8; 32]) {
+    let step = |b: u8| -> [u8; 32] {
+        let mut m = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(key).expect("any key length");
+        m.update(&[b]);
+        m.finalize().into_bytes().into()
+    };
+    (step(1), step(2))
+}
+
 /// A group of `n`: `n - 1` sessions from one member to the others.
 fn fan_out(n: usize) -> Vec<Session> {
     let me = Installation::create(&Account::generate(), PrekeyPolicy::default(), NOW);
@@ -295,6 +305,31 @@ fn group(c: &mut Criterion) {
             fan_out_bytes as f64 / group_bytes as f64
         );
         g.bench_function(format!("send/{n}"), |i| i.iter(|| chain.encrypt(&PAYLOAD)));
+        if n == 100 {
+            // What a send cannot do without: one Ed25519 signature (over the
+            // chain, the position and a digest), and the symmetric work.
+            use ed25519_dalek::Signer as _;
+            let signing = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+            let signed = [9u8; 23 + 20 + 32];
+            g.bench_function("floor/ed25519_sign", |i| i.iter(|| signing.sign(&signed)));
+            let key = [5u8; 32];
+            g.bench_function("floor/symmetric", |i| {
+                i.iter(|| {
+                    use sha2_011::Digest as _;
+                    let (mk, _next) = kdf_chain(&key);
+                    let ct = ChaCha20Poly1305::new((&mk).into())
+                        .encrypt(
+                            (&[0u8; 12]).into(),
+                            Payload {
+                                msg: &PAYLOAD,
+                                aad: &[0; 20],
+                            },
+                        )
+                        .expect("encrypts");
+                    Sha256::digest(&ct)
+                })
+            });
+        }
         g.bench_function(format!("fan_out/{n}"), |i| {
             i.iter(|| {
                 sessions
