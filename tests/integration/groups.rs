@@ -277,3 +277,59 @@ async fn a_member_restarted_on_its_folder_still_reads_and_writes_the_group() {
         Some("and writes")
     );
 }
+
+#[actix_rt::test]
+async fn a_member_who_joins_reads_nothing_sent_before_it_joined() {
+    let dirs = [(); 3].map(|_| tempfile::tempdir().unwrap());
+    let alice = node(dirs[0].path(), None).await;
+    let bob = node(dirs[1].path(), Some(&alice)).await;
+    let carol = node(dirs[2].path(), Some(&alice)).await;
+    let b = alice
+        .add_contact(&bob.contact_code().await.unwrap())
+        .await
+        .unwrap();
+    let c = alice
+        .add_contact(&carol.contact_code().await.unwrap())
+        .await
+        .unwrap();
+    let group = alice.create_group("g").await.unwrap();
+    group.add(b).await.unwrap();
+    members(&bob, &group, 2).await;
+    meshed(&[&alice, &bob, &carol], &group).await;
+    // Carol relays the group's shard and keeps what goes by, as a store
+    // would; she is not a member yet.
+    let mut wire = carol.subscribe([&group_topic(group.id())]).await.unwrap();
+    let mut bob_inbox = bob.inbox().await.unwrap();
+    group.send_text("before Carol").await.unwrap();
+    assert_eq!(
+        next(&mut bob_inbox, "Bob").await.text(),
+        Some("before Carol")
+    );
+    let earlier = wire
+        .recv_timeout(WAIT)
+        .await
+        .expect("Carol relays it")
+        .message;
+
+    group.add(c).await.unwrap();
+    members(&carol, &group, 3).await;
+    let mut carol_inbox = carol.inbox().await.unwrap();
+    let refused = carol.stats().await.unwrap().group_refused;
+    // The earlier message comes again (a store, a replay): it does not open.
+    let mut again = earlier.clone();
+    again.timestamp = Some(murmur_core::now_nanos());
+    alice
+        .publish(alice.pubsub_topic(&group_topic(group.id())), again)
+        .await
+        .unwrap();
+    group.send_text("after Carol").await.unwrap();
+    assert_eq!(
+        next(&mut carol_inbox, "Carol").await.text(),
+        Some("after Carol")
+    );
+    assert!(carol_inbox
+        .recv_timeout(Duration::from_millis(500))
+        .await
+        .is_none());
+    assert!(carol.stats().await.unwrap().group_refused > refused);
+}
