@@ -302,10 +302,11 @@ impl Group {
         GroupMessage::from_bytes(bytes).is_ok_and(|m| self.receivers.contains_key(&m.chain))
     }
 
-    /// The stored form, secret (it holds chain keys): seal it before it
-    /// leaves memory.
-    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        let mut v = Zeroizing::new(vec![STORED_VERSION]);
+    /// The stored form of the log: changes only with membership, so it is
+    /// written only then. Not secret (every member holds it), though what it
+    /// says about the group is private: seal it too.
+    pub fn log_bytes(&self) -> Vec<u8> {
+        let mut v = vec![STORED_VERSION];
         v.extend_from_slice(&self.log.group().0);
         v.extend_from_slice(&self.me.0 .0);
         v.extend_from_slice(&self.me.1);
@@ -315,6 +316,13 @@ impl Group {
         for e in events {
             put_var(&mut v, &e.to_bytes());
         }
+        v
+    }
+
+    /// The stored form of the chains, secret: it changes with every message
+    /// sent or read. Seal it before it leaves memory.
+    pub fn keys_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let mut v = Zeroizing::new(vec![STORED_VERSION]);
         match &self.sending {
             Some(s) => put_var(&mut v, &s.to_bytes()),
             None => put_var(&mut v, &[]),
@@ -328,9 +336,9 @@ impl Group {
         v
     }
 
-    /// Reads the stored form.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let mut r = Reader::new(bytes, "stored group", STORED_VERSION)?;
+    /// Reads the stored forms (a group without keys yet has none).
+    pub fn from_parts(log_bytes: &[u8], keys_bytes: Option<&[u8]>) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(log_bytes, "stored group", STORED_VERSION)?;
         let group = crate::EventId(r.array("group")?);
         let me = (MemberId(r.array("member")?), r.array("device")?);
         let max_skip = r.u32("max skip")?;
@@ -341,20 +349,26 @@ impl Group {
             // stored in does not matter to the log.
             let _ = log.insert(event);
         }
-        let sending = match r.var("sending chain")? {
-            [] => None,
-            b => Some(
-                SenderChain::from_bytes(b).map_err(|_| DecodeError::Invalid("sending chain"))?,
-            ),
-        };
-        let mut receivers = BTreeMap::new();
-        for _ in 0..r.count(52, "receiving chains")? {
-            let owner = (MemberId(r.array("chain owner")?), r.array("chain device")?);
-            let chain = ReceiverChain::from_bytes(r.var("receiving chain")?)
-                .map_err(|_| DecodeError::Invalid("receiving chain"))?;
-            receivers.insert(chain.id(), Receiver { owner, chain });
-        }
         r.finish()?;
+        let mut sending = None;
+        let mut receivers = BTreeMap::new();
+        if let Some(keys) = keys_bytes {
+            let mut r = Reader::new(keys, "stored group keys", STORED_VERSION)?;
+            sending = match r.var("sending chain")? {
+                [] => None,
+                b => Some(
+                    SenderChain::from_bytes(b)
+                        .map_err(|_| DecodeError::Invalid("sending chain"))?,
+                ),
+            };
+            for _ in 0..r.count(52, "receiving chains")? {
+                let owner = (MemberId(r.array("chain owner")?), r.array("chain device")?);
+                let chain = ReceiverChain::from_bytes(r.var("receiving chain")?)
+                    .map_err(|_| DecodeError::Invalid("receiving chain"))?;
+                receivers.insert(chain.id(), Receiver { owner, chain });
+            }
+            r.finish()?;
+        }
         Ok(Self {
             log,
             me,
@@ -495,7 +509,13 @@ mod tests {
             Err(ChainError::NotMember)
         );
         // Stored and read back, the group goes on.
-        let mut carol2 = Group::from_bytes(&carol.group.to_bytes()).expect("decodes");
+        let mut carol2 =
+            Group::from_parts(&carol.group.log_bytes(), Some(&carol.group.keys_bytes()))
+                .expect("decodes");
+        let log = carol.group.log_bytes();
+        for cut in 0..log.len() {
+            assert!(Group::from_parts(&log[..cut], None).is_err());
+        }
         assert_eq!(carol2.state(), carol.group.state());
         let next = alice.group.seal(b"next").expect("member");
         assert_eq!(carol2.open(&next).expect("reads").plaintext, b"next");

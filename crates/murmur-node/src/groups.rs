@@ -277,9 +277,27 @@ impl Membership {
             metrics,
             requests: BTreeMap::new(),
         };
+        // groups/<id>/log and groups/<id>/keys, side by side.
+        type Part = Option<zeroize::Zeroizing<Vec<u8>>>;
+        let mut parts: BTreeMap<String, (Part, Part)> = BTreeMap::new();
         for (name, value) in entries {
             let bytes = stage.vault.open(&name, &value).map_err(state_error)?;
-            let group = Group::from_bytes(&bytes).map_err(state_error)?;
+            let slot = parts
+                .entry(
+                    name.rsplit_once('/')
+                        .map_or(name.clone(), |(g, _)| g.to_owned()),
+                )
+                .or_default();
+            if name.ends_with("/log") {
+                slot.0 = Some(bytes);
+            } else if name.ends_with("/keys") {
+                slot.1 = Some(bytes);
+            }
+        }
+        for (name, (log, keys)) in parts {
+            let log = log.ok_or_else(|| Error::State(format!("{name}: keys without a log")))?;
+            let group = Group::from_parts(&log, keys.as_ref().map(|k| k.as_slice()))
+                .map_err(state_error)?;
             stage.insert_group(group);
         }
         Ok(Supervisor::start(move |_| stage))
@@ -295,25 +313,33 @@ impl Membership {
         self.groups.get_mut(&id).ok_or(Error::UnknownGroup(id))
     }
 
-    fn save(&self, id: GroupId) -> (String, Option<Vec<u8>>) {
-        let name = format!("{STATE}{id}");
-        let value = self
-            .groups
-            .get(&id)
-            .map(|g| self.vault.seal(&name, &g.to_bytes()));
-        (name, value)
+    /// The sealed state entries of a group: its keys, and its log too when
+    /// `log` (membership changed).
+    fn save(&self, id: GroupId, log: bool) -> Vec<(String, Option<Vec<u8>>)> {
+        let Some(g) = self.groups.get(&id) else {
+            return Vec::new();
+        };
+        let keys = format!("{STATE}{id}/keys");
+        let mut entries = vec![(keys.clone(), Some(self.vault.seal(&keys, &g.keys_bytes())))];
+        if log {
+            let name = format!("{STATE}{id}/log");
+            entries.push((name.clone(), Some(self.vault.seal(&name, &g.log_bytes()))));
+        }
+        entries
     }
 
-    /// Persists `group`, then answers `result`; the mailbox waits.
+    /// Persists `group` (its log too, if `log`), then answers `result`; the
+    /// mailbox waits.
     fn persist<T: 'static>(
         &self,
         group: GroupId,
+        log: bool,
         result: T,
     ) -> impl ActorFuture<Self, Output = Result<T, Error>> + use<T> {
         let save = self.storage.save_state.clone();
-        let entry = self.save(group);
+        let entries = self.save(group, log);
         async move {
-            save.send(storage::SaveState(vec![entry]))
+            save.send(storage::SaveState(entries))
                 .await
                 .map_err(state_error)?
                 .map_err(state_error)?;
@@ -439,7 +465,7 @@ impl Handler<Create> for Membership {
                     Ok(id) => {
                         let mut effects = Effects::default();
                         effects.subscribe.push(group_topic(id));
-                        act.persist(id, (id, effects)).boxed_local()
+                        act.persist(id, true, (id, effects)).boxed_local()
                     }
                     Err(e) => fut::ready(Err(e)).boxed_local(),
                 }
@@ -517,7 +543,7 @@ impl Membership {
         };
         Box::pin(gather.into_actor(self).then(move |prepared, act, _| {
             match prepared.and_then(|p| act.apply_own(id, &p)) {
-                Ok(effects) => act.persist(id, effects).boxed_local(),
+                Ok(effects) => act.persist(id, true, effects).boxed_local(),
                 Err(e) => fut::ready(Err(e)).boxed_local(),
             }
         }))
@@ -966,7 +992,7 @@ impl Handler<Control> for Membership {
                 .into_actor(self)
                 .then(
                     move |me, act, _| match me.and_then(|me| act.apply_control(&msg, me)) {
-                        Ok((id, effects)) => act.persist(id, effects).boxed_local(),
+                        Ok((id, effects)) => act.persist(id, true, effects).boxed_local(),
                         Err(e) => fut::ready(Err(e)).boxed_local(),
                     },
                 ),
@@ -995,7 +1021,7 @@ impl Handler<Post> for Membership {
             Ok(payload) => {
                 self.metrics.posted.inc();
                 let sealed = Sealed::new(group_topic(msg.group), Bytes::from(payload));
-                AtomicResponse::new(Box::pin(self.persist(msg.group, sealed)))
+                AtomicResponse::new(Box::pin(self.persist(msg.group, false, sealed)))
             }
             Err(e) => AtomicResponse::new(Box::pin(fut::ready(Err(e)))),
         }
@@ -1044,7 +1070,7 @@ impl Handler<Open> for Membership {
         match opened {
             Ok(opened) => {
                 self.metrics.opened.inc();
-                AtomicResponse::new(Box::pin(self.persist(opened.group, opened)))
+                AtomicResponse::new(Box::pin(self.persist(opened.group, false, opened)))
             }
             Err(e) => {
                 self.metrics.refuse(match e {
