@@ -24,7 +24,7 @@ use murmur::{
             self, Cursor, Enqueue, Error, ListState, LoadCursor, LoadState, MarkSent, Pending,
             Prune, Query, SaveCursor, SaveRaw, SaveState,
         },
-        store::{self, Criteria, Page, Stored},
+        store::{self, Page, Stored},
         Delivery, MessageHash, PubsubTopic, WakuMessage,
     },
     node::{Builder, Config},
@@ -229,23 +229,7 @@ impl JournalStorage {
 
     fn query(&self, q: &store::Query) -> Result<Page, Error> {
         q.check().map_err(Error::BadQuery)?;
-        let wanted = |d: &Delivery| match &q.criteria {
-            Criteria::Hashes(hashes) => hashes.contains(&d.hash),
-            Criteria::Content {
-                pubsub_topic,
-                content_topics,
-                start,
-                end,
-            } => {
-                let ts = d.message.timestamp.unwrap_or(0);
-                pubsub_topic.as_ref().is_none_or(|t| t == &d.pubsub_topic)
-                    && (content_topics.is_empty()
-                        || content_topics.contains(&d.message.content_topic))
-                    && start.is_none_or(|s| ts >= s)
-                    && end.is_none_or(|e| ts < e)
-            }
-            _ => false,
-        };
+        let wanted = |d: &Delivery| q.criteria.matches(d);
         // Where the cursor's message sits; the page starts just past it.
         let (from, to) = match q.cursor {
             None => (0, self.archive.len()),

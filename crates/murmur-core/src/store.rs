@@ -45,6 +45,29 @@ pub enum Criteria {
     Hashes(Vec<MessageHash>),
 }
 
+impl Criteria {
+    /// Whether an archived message is one of those selected: what an
+    /// in-memory store filters with (the SQL backends say it in SQL).
+    pub fn matches(&self, d: &Delivery) -> bool {
+        match self {
+            Self::Content {
+                pubsub_topic,
+                content_topics,
+                start,
+                end,
+            } => {
+                let ts = d.message.timestamp.unwrap_or(0);
+                pubsub_topic.as_ref().is_none_or(|t| *t == d.pubsub_topic)
+                    && (content_topics.is_empty()
+                        || content_topics.contains(&d.message.content_topic))
+                    && start.is_none_or(|s| ts >= s)
+                    && end.is_none_or(|e| ts < e)
+            }
+            Self::Hashes(hashes) => hashes.contains(&d.hash),
+        }
+    }
+}
+
 /// One page of a store query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

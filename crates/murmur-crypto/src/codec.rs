@@ -72,17 +72,15 @@ impl Writer {
     }
 }
 
-pub(crate) struct Reader<'a> {
+/// Reads fields in order: fixed-size, big-endian, length-prefixed; every
+/// read checks what is left first. Other murmur crates' byte layouts use it.
+pub struct Reader<'a> {
     rest: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
     /// Reads the version byte and checks it.
-    pub(crate) fn new(
-        bytes: &'a [u8],
-        what: &'static str,
-        supported: u8,
-    ) -> Result<Self, DecodeError> {
+    pub fn new(bytes: &'a [u8], what: &'static str, supported: u8) -> Result<Self, DecodeError> {
         let mut r = Self { rest: bytes };
         let found = r.u8(what)?;
         if found != supported {
@@ -95,7 +93,8 @@ impl<'a> Reader<'a> {
         Ok(r)
     }
 
-    pub(crate) fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
+    /// The next `n` bytes.
+    pub fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
         if self.rest.len() < n {
             return Err(DecodeError::Truncated(what));
         }
@@ -104,28 +103,30 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    pub(crate) fn array<const N: usize>(
-        &mut self,
-        what: &'static str,
-    ) -> Result<[u8; N], DecodeError> {
+    /// The next `N` bytes, as an array.
+    pub fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], DecodeError> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.take(N, what)?);
         Ok(out)
     }
 
-    pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
+    /// One byte.
+    pub fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
         Ok(self.take(1, what)?[0])
     }
 
-    pub(crate) fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
+    /// A big-endian `u32`.
+    pub fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
         Ok(u32::from_be_bytes(self.array(what)?))
     }
 
-    pub(crate) fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
+    /// A big-endian `u64`.
+    pub fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
         Ok(u64::from_be_bytes(self.array(what)?))
     }
 
-    pub(crate) fn bool(&mut self, what: &'static str) -> Result<bool, DecodeError> {
+    /// A byte that is 0 or 1.
+    pub fn bool(&mut self, what: &'static str) -> Result<bool, DecodeError> {
         match self.u8(what)? {
             0 => Ok(false),
             1 => Ok(true),
@@ -134,18 +135,14 @@ impl<'a> Reader<'a> {
     }
 
     /// A length-prefixed byte string.
-    pub(crate) fn var(&mut self, what: &'static str) -> Result<&'a [u8], DecodeError> {
+    pub fn var(&mut self, what: &'static str) -> Result<&'a [u8], DecodeError> {
         let len = self.u32(what)? as usize;
         self.take(len, what)
     }
 
     /// A count of items, each at least `item_len` bytes: checked against what
     /// is left before anything is allocated for them.
-    pub(crate) fn count(
-        &mut self,
-        item_len: usize,
-        what: &'static str,
-    ) -> Result<usize, DecodeError> {
+    pub fn count(&mut self, item_len: usize, what: &'static str) -> Result<usize, DecodeError> {
         let n = self.u32(what)? as usize;
         if n.saturating_mul(item_len) > self.rest.len() {
             return Err(DecodeError::Truncated(what));
@@ -154,11 +151,12 @@ impl<'a> Reader<'a> {
     }
 
     /// Everything that is left.
-    pub(crate) fn rest(&mut self) -> &'a [u8] {
+    pub fn rest(&mut self) -> &'a [u8] {
         std::mem::take(&mut self.rest)
     }
 
-    pub(crate) fn finish(self) -> Result<(), DecodeError> {
+    /// Ends the reading: nothing may be left.
+    pub fn finish(self) -> Result<(), DecodeError> {
         if self.rest.is_empty() {
             Ok(())
         } else {

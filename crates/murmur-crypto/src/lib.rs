@@ -38,7 +38,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-mod codec;
+pub mod codec;
 pub mod envelope;
 pub mod group;
 mod identity;
@@ -48,7 +48,7 @@ mod ratchet;
 pub mod vault;
 pub mod x3dh;
 
-pub use codec::DecodeError;
+pub use codec::{DecodeError, Reader};
 pub use envelope::{EnvelopeError, Opened};
 pub use identity::{
     Account, AccountId, Bundle, BundleError, Certificate, DeviceId, Installation, PairingRequest,

@@ -147,7 +147,7 @@ impl Group {
     }
 
     /// The group as the log says.
-    pub fn state(&self) -> State {
+    pub fn state(&self) -> &State {
         self.log.state()
     }
 
@@ -169,9 +169,9 @@ impl Group {
     /// Takes an event (anyone's, in any order) and answers what this device
     /// must do about the change it made.
     pub fn insert(&mut self, event: Event) -> Result<(Inserted, Effects), InsertError> {
-        let before = self.state().members;
+        let before = self.state().members.clone();
         let inserted = self.log.insert(event)?;
-        let after = self.state().members;
+        let after = self.state().members.clone();
         let effects = self.membership_changed(&before, &after);
         if !effects.added.is_empty() {
             for (owner, key) in std::mem::take(&mut self.held) {
@@ -280,12 +280,11 @@ impl Group {
     pub fn open(&mut self, bytes: &[u8]) -> Result<Opened, OpenError> {
         let message =
             GroupMessage::from_bytes(bytes).map_err(|e| OpenError::Malformed(e.to_string()))?;
-        let members = self.state().members;
         let receiver = self
             .receivers
             .get_mut(&message.chain)
             .ok_or(OpenError::UnknownChain)?;
-        if !members.contains_key(&receiver.owner.0) {
+        if !self.log.state().members.contains_key(&receiver.owner.0) {
             return Err(OpenError::NotMember);
         }
         let plaintext = receiver.chain.decrypt(&message)?;

@@ -513,6 +513,9 @@ pub struct Log {
     heads: BTreeSet<EventId>,
     /// Events waiting for parents, by id.
     pending: HashMap<EventId, Event>,
+    /// The applied events folded in order: kept, since every message
+    /// opened asks for it.
+    state: State,
 }
 
 impl Log {
@@ -524,6 +527,7 @@ impl Log {
             clocks: HashMap::new(),
             heads: BTreeSet::new(),
             pending: HashMap::new(),
+            state: State::default(),
         }
     }
 
@@ -655,12 +659,22 @@ impl Log {
         }
         self.heads.insert(id);
         self.clocks.insert(id, event.clock);
-        self.events.insert((event.clock, id), event);
+        let key = (event.clock, id);
+        let last = self.events.last_key_value().is_none_or(|(k, _)| *k < key);
+        self.events.insert(key, event);
+        if last {
+            // The usual case: a new event sorts after all the others.
+            let event = &self.events[&key];
+            if !self.state.apply(event, self.group, id) {
+                self.state.rejected.insert(id);
+            }
+        } else {
+            self.state = self.fold();
+        }
         Ok(())
     }
 
-    /// The group as the applied events say, in the group's order.
-    pub fn state(&self) -> State {
+    fn fold(&self) -> State {
         let mut state = State::default();
         for ((_, id), event) in &self.events {
             if !state.apply(event, self.group, *id) {
@@ -668,6 +682,11 @@ impl Log {
             }
         }
         state
+    }
+
+    /// The group as the applied events say, in the group's order.
+    pub fn state(&self) -> &State {
+        &self.state
     }
 
     /// How many events wait for parents.
@@ -686,7 +705,7 @@ impl Log {
     /// asks before signing, so that a refused event never enters its log
     /// (where later events would cite it as a parent).
     pub fn allows(&self, unsigned: &Unsigned) -> bool {
-        let mut state = self.state();
+        let mut state = self.state.clone();
         state.apply(&unsigned.0, self.group, EventId([0; 32]))
     }
 

@@ -660,7 +660,7 @@ impl Handler<CreateInvite> for Membership {
     fn handle(&mut self, msg: CreateInvite, _: &mut Context<Self>) -> Self::Result {
         let id = msg.group;
         let crypto = self.crypto.clone();
-        let checked = self.group(id).map(|g| g.state());
+        let checked = self.group(id).map(|g| g.state().clone());
         let code = async move {
             let state = checked?;
             let me = crypto
@@ -751,7 +751,7 @@ impl Membership {
         let group = self.group(id)?;
         let before: BTreeSet<AccountId> =
             group.state().members.keys().map(|m| account(*m)).collect();
-        let state_before = group.state();
+        let state_before = group.state().clone();
         let (_, effects) = group
             .insert(p.event.clone())
             .map_err(|e| Error::InvalidEvent(e.to_string()))?;
@@ -779,7 +779,7 @@ impl Membership {
         };
         let joiners: BTreeSet<AccountId> = effects.added.iter().map(|m| account(*m)).collect();
         let mut out = Effects::default();
-        out.notices = notices(id, &state_before, &state);
+        out.notices = notices(id, &state_before, state);
         for to in before.union(&after).filter(|a| **a != me) {
             let gets_chain = effects.chain_to.contains(&member(*to));
             let chain = gets_chain.then(|| chain.clone()).flatten();
@@ -852,7 +852,7 @@ impl Membership {
             )
         });
         let was_member = group.is_member();
-        let state_before = group.state();
+        let state_before = group.state().clone();
         let mut chain_to = BTreeSet::new();
         for bytes in &control.events {
             let event = match murmur_groups::Event::from_bytes(bytes) {
@@ -894,7 +894,7 @@ impl Membership {
         let mut effects = Effects::default();
         effects.learn = learn;
         if let Some(group) = self.groups.get(&id) {
-            effects.notices = notices(id, &state_before, &group.state());
+            effects.notices = notices(id, &state_before, group.state());
         }
         // A key can come before the invite: the group was known (empty,
         // holding the key) before this device became a member.

@@ -7,7 +7,7 @@ use murmur_core::{
         Cursor, Enqueue, Error, ListState, LoadCursor, LoadState, MarkSent, Pending, Prune, Query,
         SaveCursor, SaveRaw, SaveState,
     },
-    store::{self, Criteria, Page, Stored},
+    store::{self, Page, Stored},
     Delivery, MessageHash,
 };
 
@@ -31,23 +31,7 @@ impl MemoryStorage {
 
     fn query(&self, query: &store::Query) -> Result<Page, Error> {
         query.check().map_err(Error::BadQuery)?;
-        let matches = |d: &Delivery| match &query.criteria {
-            Criteria::Content {
-                pubsub_topic,
-                content_topics,
-                start,
-                end,
-            } => {
-                let ts = d.message.timestamp.unwrap_or(0);
-                pubsub_topic.as_ref().is_none_or(|t| *t == d.pubsub_topic)
-                    && (content_topics.is_empty()
-                        || content_topics.contains(&d.message.content_topic))
-                    && start.is_none_or(|s| ts >= s)
-                    && end.is_none_or(|e| ts < e)
-            }
-            Criteria::Hashes(hashes) => hashes.contains(&d.hash),
-            _ => false,
-        };
+        let matches = |d: &Delivery| query.criteria.matches(d);
         let position = match query.cursor {
             Some(hash) => Some((
                 *self.by_hash.get(&hash).ok_or(Error::UnknownCursor(hash))?,
