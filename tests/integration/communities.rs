@@ -172,6 +172,11 @@ async fn community_roles_channels_pins_deletions_and_bans_hold_on_every_node() {
         i.role(&b).is_none() && i.banned.contains(&b)
     })
     .await;
+    until(bob, &club, "Bob's own node knows", |i| !i.member).await;
+    until(admin, &club, "the admin's node knows", |i| {
+        i.banned.contains(&b)
+    })
+    .await;
     let err = bob
         .group(club.id())
         .send_text("still here?")
