@@ -15,3 +15,4 @@ mod seam;
 mod store;
 mod supervisor;
 mod support;
+mod threads;

@@ -15,6 +15,17 @@ use crate::support::{addr, loopback_config, start_node, WAIT};
 
 #[actix_rt::test]
 async fn a_panicking_transport_is_restarted_and_relays_again() {
+    restarted_and_relaying(true).await;
+}
+
+/// The same when the swarm runs on the node's own thread beside its actors:
+/// the panic is caught there and the thread goes on.
+#[actix_rt::test]
+async fn a_panicking_swarm_sharing_the_actors_thread_is_restarted_too() {
+    restarted_and_relaying(false).await;
+}
+
+async fn restarted_and_relaying(own_thread: bool) {
     let dir = tempfile::tempdir().unwrap();
     let bob = start_node(&dir.path().join("bob")).await;
 
@@ -22,6 +33,7 @@ async fn a_panicking_transport_is_restarted_and_relays_again() {
     let captured = slot.clone();
     let mut config = loopback_config(&dir.path().join("alice"), &["/ip4/127.0.0.1/tcp/0"]);
     config.network.peers = vec![addr(&bob, false).parse().unwrap()];
+    config.network.own_thread = own_thread;
     let alice = Builder::new(config)
         .with_keypair(Keypair::generate_secp256k1())
         .with_transport(move |cx| async move {

@@ -9,6 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use actix::{Arbiter, ArbiterHandle};
 use futures::{stream::FuturesUnordered, StreamExt};
 use libp2p::{
     gossipsub::{self, IdentTopic, MessageAcceptance},
@@ -18,7 +19,7 @@ use libp2p::{
     tcp, yamux, Multiaddr, Swarm, SwarmBuilder,
 };
 use murmur_core::{ContentTopic, PubsubTopic, WakuMessage};
-use murmur_node::{Builder, Config};
+use murmur_node::{Builder, Config, Node};
 use prost::Message as _;
 use tokio::sync::Notify;
 
@@ -51,6 +52,13 @@ pub(crate) struct RelayArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// Leave out the run with archiving (SQLite ingest bounds it; see `bench store`).
+    #[arg(long)]
+    no_archive: bool,
+    /// Rounds of every run, one after another; the ratios reported are the
+    /// medians over rounds (one run alone varies by 10 % or more).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 /// What one run measured.
@@ -136,64 +144,151 @@ impl Progress {
     }
 }
 
+/// How a murmur run lays its two nodes out on threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// Each node on a thread of its own: its swarm, its stage actors and the
+    /// loop that publishes to it or reads from it (`network.own_thread =
+    /// false`, the node started on an actix arbiter), as each bare swarm runs
+    /// with its loop.
+    ThreadPerNode,
+    /// The defaults: each swarm on its own thread, both nodes' actors and the
+    /// loops on the process's actix thread.
+    Default,
+}
+
+/// The runs of one round, in the order they run.
+#[derive(Debug, Clone, Copy)]
+struct Round {
+    bare: Report,
+    per_node: Report,
+    default: Report,
+    archiving: Option<Report>,
+}
+
 pub(crate) async fn run(command: Command) -> Result<(), CliError> {
     let args = match command {
         Command::Relay(args) => args,
         Command::Store(args) => return crate::bench_store::run(args).await,
     };
-    if args.messages == 0 || args.window == 0 {
+    if args.messages == 0 || args.window == 0 || args.rounds == 0 {
         return Err(CliError::Usage(
-            "--messages and --window must be at least 1".to_owned(),
+            "--messages, --window and --rounds must be at least 1".to_owned(),
         ));
     }
-    tracing::info!(
-        messages = args.messages,
-        size = args.size,
-        "bare gossipsub run"
-    );
-    let bare = bare_gossipsub(&args).await?;
-    tracing::info!("murmur run, relay only");
-    let murmur = murmur_relay(&args, false).await?;
-    tracing::info!("murmur run, archiving");
-    let archiving = murmur_relay(&args, true).await?;
-    let ratio = murmur.per_second / bare.per_second;
-    #[allow(clippy::print_stdout)]
+    let mut rounds = Vec::with_capacity(args.rounds);
+    for round in 1..=args.rounds {
+        tracing::info!(
+            round,
+            messages = args.messages,
+            size = args.size,
+            "bare gossipsub run"
+        );
+        let bare = bare_gossipsub(&args).await?;
+        tracing::info!(round, "murmur run, a thread per node");
+        let per_node = murmur_relay(&args, false, Layout::ThreadPerNode).await?;
+        tracing::info!(round, "murmur run, default threads");
+        let default = murmur_relay(&args, false, Layout::Default).await?;
+        let archiving = if args.no_archive {
+            None
+        } else {
+            tracing::info!(round, "murmur run, archiving");
+            Some(murmur_relay(&args, true, Layout::Default).await?)
+        };
+        rounds.push(Round {
+            bare,
+            per_node,
+            default,
+            archiving,
+        });
+    }
+    print_rounds(&args, &rounds);
+    Ok(())
+}
+
+/// The median of `values` (the upper one of an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+#[allow(clippy::print_stdout)]
+fn print_rounds(args: &RelayArgs, rounds: &[Round]) {
+    let ratio = |f: fn(&Round) -> Option<Report>| {
+        median(
+            rounds
+                .iter()
+                .filter_map(|r| Some(f(r)?.per_second / r.bare.per_second))
+                .collect(),
+        )
+    };
+    let per_node = ratio(|r| Some(r.per_node));
+    let default = ratio(|r| Some(r.default));
+    let archiving = ratio(|r| r.archiving);
     if args.json {
+        let report = |r: Report| serde_json::json!({"per_second": r.per_second, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms});
+        let rounds: Vec<_> = rounds
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "bare": report(r.bare),
+                    "murmur_thread_per_node": report(r.per_node),
+                    "murmur_default": report(r.default),
+                    "murmur_archiving": r.archiving.map(report),
+                })
+            })
+            .collect();
         println!(
             "{}",
             serde_json::json!({
                 "messages": args.messages, "size": args.size, "window": args.window,
-                "bare": {"per_second": bare.per_second, "p50_ms": bare.p50_ms, "p99_ms": bare.p99_ms},
-                "murmur": {"per_second": murmur.per_second, "p50_ms": murmur.p50_ms, "p99_ms": murmur.p99_ms},
-                "murmur_archiving": {"per_second": archiving.per_second, "p50_ms": archiving.p50_ms, "p99_ms": archiving.p99_ms},
-                "ratio": ratio,
+                "rounds": rounds,
+                "median_ratio": {
+                    "thread_per_node": per_node,
+                    "default": default,
+                    "archiving": (!args.no_archive).then_some(archiving),
+                },
             })
         );
-    } else {
-        println!(
-            "relay, {} messages of {} bytes, window {}",
-            args.messages, args.size, args.window
-        );
-        println!(
-            "{:<16} {:>12} {:>10} {:>10}",
-            "", "msgs/s", "p50 ms", "p99 ms"
-        );
-        for (name, r) in [
-            ("bare gossipsub", bare),
-            ("murmur", murmur),
-            ("murmur+archive", archiving),
-        ] {
+        return;
+    }
+    println!(
+        "relay, {} messages of {} bytes, window {}, {} round(s)",
+        args.messages,
+        args.size,
+        args.window,
+        rounds.len()
+    );
+    println!(
+        "{:<6} {:<26} {:>10} {:>9} {:>9} {:>8}",
+        "round", "", "msgs/s", "p50 ms", "p99 ms", "/ bare"
+    );
+    for (i, round) in rounds.iter().enumerate() {
+        let runs = [
+            ("bare gossipsub", Some(round.bare)),
+            ("murmur, a thread per node", Some(round.per_node)),
+            ("murmur, default threads", Some(round.default)),
+            ("murmur+archive", round.archiving),
+        ];
+        for (name, r) in runs.into_iter().filter_map(|(n, r)| Some((n, r?))) {
             println!(
-                "{name:<16} {:>12.0} {:>10.3} {:>10.3}",
-                r.per_second, r.p50_ms, r.p99_ms
+                "{:<6} {name:<26} {:>10.0} {:>9.3} {:>9.3} {:>7.2}x",
+                i + 1,
+                r.per_second,
+                r.p50_ms,
+                r.p99_ms,
+                r.per_second / round.bare.per_second
             );
         }
-        println!(
-            "murmur / bare throughput: {ratio:.2}x (relay only); {:.2}x archiving every message",
-            archiving.per_second / bare.per_second
-        );
     }
-    Ok(())
+    print!(
+        "median murmur / bare throughput: {per_node:.2}x a thread per node; {default:.2}x default threads"
+    );
+    if args.no_archive {
+        println!();
+    } else {
+        println!("; {archiving:.2}x archiving every message");
+    }
 }
 
 fn bench_topic() -> Result<(ContentTopic, PubsubTopic), CliError> {
@@ -204,7 +299,7 @@ fn bench_topic() -> Result<(ContentTopic, PubsubTopic), CliError> {
 
 /// Two murmur nodes: publish through the pipeline actor and the transport
 /// actor, receive through the transport, the pipeline and a subscription.
-async fn murmur_relay(args: &RelayArgs, archive: bool) -> Result<Report, CliError> {
+async fn murmur_relay(args: &RelayArgs, archive: bool, layout: Layout) -> Result<Report, CliError> {
     let (content, pubsub) = bench_topic()?;
     let data = tempfile::tempdir()?;
     let config = |name: &str, peers: Vec<Multiaddr>| {
@@ -212,55 +307,124 @@ async fn murmur_relay(args: &RelayArgs, archive: bool) -> Result<Report, CliErro
         c.network.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")];
         c.network.shards = vec![pubsub.shard().index];
         c.network.peers = peers;
+        c.network.own_thread = layout == Layout::Default;
         c.store.archive = archive;
         c
     };
-    let a = Builder::new(config("a", Vec::new()))
-        .with_keypair(Keypair::generate_secp256k1())
-        .start()
-        .await?;
+    let threads = match layout {
+        Layout::ThreadPerNode => Some((Arbiter::new(), Arbiter::new())),
+        Layout::Default => None,
+    };
+    let (a_thread, b_thread) = match &threads {
+        Some((a, b)) => (Some(a.handle()), Some(b.handle())),
+        None => (None, None),
+    };
+    let a = start_node(config("a", Vec::new()), a_thread.as_ref()).await?;
     let a_addr = a.listen_addrs()[0].parse().expect("valid multiaddr");
-    let b = Builder::new(config("b", vec![a_addr]))
-        .with_keypair(Keypair::generate_secp256k1())
-        .start()
-        .await?;
+    let b = start_node(config("b", vec![a_addr]), b_thread.as_ref()).await?;
     let mut inbox = b.subscribe([&content]).await?;
     a.wait_for_peers(&pubsub, 1, SETUP).await?;
     b.wait_for_peers(&pubsub, 1, SETUP).await?;
 
     let progress = Progress::new();
-    let receiver = {
+    let receiving = {
         let progress = progress.clone();
         let n = args.messages;
-        tokio::spawn(async move {
+        run_on(b_thread.as_ref(), async move {
             while progress.received.load(Ordering::Acquire) < n {
                 match inbox.recv().await {
                     Some(d) => progress.record(&d.message.payload),
-                    None => return,
+                    None => break,
                 }
             }
+            Ok(())
         })
     };
     let first_send = Instant::now();
-    let mut sent = 0;
-    let mut publishing = FuturesUnordered::new();
-    while sent < args.messages || !publishing.is_empty() {
-        while sent < args.messages && progress.in_flight(sent) < args.window {
-            let message = WakuMessage::new(content.as_str(), progress.payload(sent, args.size))
-                .with_timestamp(murmur_core::now_nanos());
-            let node = a.clone();
-            let topic = pubsub.clone();
-            publishing.push(async move { node.publish(topic, message).await });
-            sent += 1;
+    let (messages, window, size) = (args.messages, args.window, args.size);
+    let publishing = {
+        let progress = progress.clone();
+        run_on(a_thread.as_ref(), async move {
+            let mut sent = 0;
+            let mut publishing = FuturesUnordered::new();
+            while sent < messages || !publishing.is_empty() {
+                while sent < messages && progress.in_flight(sent) < window {
+                    let message = WakuMessage::new(content.as_str(), progress.payload(sent, size))
+                        .with_timestamp(murmur_core::now_nanos());
+                    let node = a.clone();
+                    let topic = pubsub.clone();
+                    publishing.push(async move { node.publish(topic, message).await });
+                    sent += 1;
+                }
+                tokio::select! {
+                    Some(result) = publishing.next() => { result?; }
+                    () = progress.notify.notified() => {}
+                }
+            }
+            Ok(())
+        })
+    };
+    let published = publishing.await;
+    let all = wait_all(&progress, args.messages).await;
+    drop(b);
+    let _ = receiving.await;
+    if let Some((a, b)) = threads {
+        a.stop();
+        b.stop();
+    }
+    published?;
+    all?;
+    Ok(progress.report(first_send))
+}
+
+/// Starts a node with the default stages; on `thread` if given, so that its
+/// actors (and with `own_thread = false` its swarm) live there.
+async fn start_node(config: Config, thread: Option<&ArbiterHandle>) -> Result<Node, CliError> {
+    let start = || {
+        Builder::new(config)
+            .with_keypair(Keypair::generate_secp256k1())
+            .start()
+    };
+    let Some(thread) = thread else {
+        return Ok(start().await?);
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // The builder is not `Send`: it is made on the thread that runs it.
+    thread.spawn_fn(move || {
+        actix::spawn(async move {
+            let _ = tx.send(start().await);
+        });
+    });
+    Ok(rx
+        .await
+        .map_err(|_| CliError::Failed("the node's thread stopped".to_owned()))??)
+}
+
+/// Starts `future` now, on `thread` or on this one; its result arrives when
+/// it is done.
+fn run_on<F>(
+    thread: Option<&ArbiterHandle>,
+    future: F,
+) -> impl std::future::Future<Output = Result<(), CliError>>
+where
+    F: std::future::Future<Output = Result<(), CliError>> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let run = async move {
+        let _ = tx.send(future.await);
+    };
+    match thread {
+        Some(thread) => {
+            thread.spawn(run);
         }
-        tokio::select! {
-            Some(result) = publishing.next() => { result?; }
-            () = progress.notify.notified() => {}
+        None => {
+            actix::spawn(run);
         }
     }
-    wait_all(&progress, args.messages).await?;
-    receiver.abort();
-    Ok(progress.report(first_send))
+    async move {
+        rx.await
+            .map_err(|_| CliError::Failed("a benchmark loop stopped".to_owned()))?
+    }
 }
 
 async fn wait_all(progress: &Progress, n: usize) -> Result<(), CliError> {

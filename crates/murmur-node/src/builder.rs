@@ -20,7 +20,7 @@ use crate::{
     keys,
     pipeline::{
         AddInbox, AddNotices, AddSubscriber, ApplyEffects, Attach, AttachChat, AttachGroups,
-        ChatOutbound, GetStats, Outbound, PublishEnvelopes, SendChat, Slot,
+        ChatOutbound, GetStats, PublishEnvelopes, SendChat, Slot,
     },
     Config, Error, Pipeline, Stats,
 };
@@ -442,6 +442,7 @@ impl StageContext {
             .with_listen(config.network.listen.iter().cloned())
             .with_shards(config.shards())
             .with_idle_timeout(Duration::from_secs(config.network.idle_timeout_secs))
+            .with_own_thread(config.network.own_thread)
             .with_metrics(self.metrics.clone());
         for peer in &config.network.peers {
             transport = transport.with_static_peer(peer.clone());
@@ -543,10 +544,7 @@ impl Node {
         pubsub_topic: PubsubTopic,
         message: WakuMessage,
     ) -> Result<MessageHash, Error> {
-        self.inner
-            .pipeline
-            .send(Outbound(Outgoing::new(pubsub_topic, message)))
-            .await?
+        crate::pipeline::publish(&self.inner.pipeline, Outgoing::new(pubsub_topic, message)).await
     }
 
     /// Receives the messages on these content topics (subscribing their shards

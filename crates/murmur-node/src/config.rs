@@ -58,6 +58,12 @@ pub struct Network {
     pub peers: Vec<Multiaddr>,
     /// Seconds an idle connection is kept.
     pub idle_timeout_secs: u64,
+    /// Run the swarm on a thread of its own (the default), so the network
+    /// keeps its pace whatever the actors do. `false` runs it on the thread
+    /// the node is started on, beside its stage actors: one thread per node,
+    /// no hand-off between threads on the message path, the faster relay
+    /// when each node has a core (see docs/benchmarks.md).
+    pub own_thread: bool,
     /// Run as a light client of the first of `peers`: send with lightpush,
     /// receive with filter, read history with store; relay nothing.
     pub light: bool,
@@ -170,6 +176,7 @@ impl Default for Network {
             ],
             peers: Vec::new(),
             idle_timeout_secs: 300,
+            own_thread: true,
             light: false,
             filter: true,
             lightpush: true,
@@ -381,6 +388,16 @@ mod tests {
             assert!(err.contains("network.cluster"), "{err}");
             assert!(err.contains("MURMUR_"), "{err}");
             assert!(!err.contains('\n'));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_shipped_default_file_is_the_built_in_defaults() {
+        Jail::expect_with(|jail| {
+            jail.create_dir("config")?;
+            jail.create_file(DEFAULT_FILE, include_str!("../../../config/default.toml"))?;
+            assert_eq!(load().unwrap(), Config::default());
             Ok(())
         });
     }

@@ -1,6 +1,8 @@
 use std::{
     collections::{BTreeSet, HashMap, VecDeque},
+    future::Future,
     panic::{catch_unwind, AssertUnwindSafe},
+    pin::Pin,
     sync::Arc,
 };
 
@@ -737,44 +739,68 @@ impl Handler<transport::Event> for Pipeline {
 }
 
 /// Publishes a message through the outbound hooks and the transport.
+///
+/// The handler runs the hooks and hands the message to the transport's
+/// mailbox at once, in arrival order; it answers with what is left to wait
+/// for, which the caller awaits (see [`publish`]). So the pipeline spawns no
+/// task per message and its mailbox never waits on the network.
 #[derive(Message)]
-#[rtype(result = "Result<MessageHash, Error>")]
+#[rtype(result = "Result<Published, Error>")]
 pub(crate) struct Outbound(pub(crate) Outgoing);
 
+/// The rest of a publish the pipeline has handed on: the transport's answer,
+/// and, on an archiving node, the message's archiving.
+pub(crate) type Published = Pin<Box<dyn Future<Output = Result<MessageHash, Error>> + Send>>;
+
+/// Publishes through `pipeline` and waits for the transport's answer.
+pub(crate) async fn publish(
+    pipeline: &Addr<Pipeline>,
+    outgoing: Outgoing,
+) -> Result<MessageHash, Error> {
+    pipeline.send(Outbound(outgoing)).await??.await
+}
+
 impl Handler<Outbound> for Pipeline {
-    type Result = ResponseFuture<Result<MessageHash, Error>>;
+    type Result = MessageResult<Outbound>;
 
     fn handle(&mut self, Outbound(outgoing): Outbound, _: &mut Context<Self>) -> Self::Result {
-        let transport = self.transport.as_ref().map(|t| t.publish.clone());
-        let archive = self.storage.as_ref().map(|s| s.save_raw.clone());
-        let outgoing = self.run_hooks(
+        MessageResult(self.publish(outgoing))
+    }
+}
+
+impl Pipeline {
+    fn publish(&mut self, outgoing: Outgoing) -> Result<Published, Error> {
+        let mut outgoing = self.run_hooks(
             outgoing,
             "outbound",
             |hook, o| hook.outbound(o),
             |o, m| o.message = m,
-        );
-        Box::pin(async move {
-            let mut outgoing = outgoing?;
-            // Stamped here, so that what is archived is what was published.
-            outgoing
-                .message
-                .timestamp
-                .get_or_insert_with(murmur_core::now_nanos);
-            let transport = transport.ok_or(Error::Stopped)?;
-            let delivery = Delivery::new(outgoing.pubsub_topic, outgoing.message);
-            let hash = transport
-                .send(Publish::new(
-                    delivery.pubsub_topic.clone(),
-                    delivery.message.clone(),
-                ))
-                .await??;
+        )?;
+        let transport = self.transport.as_ref().ok_or(Error::Stopped)?;
+        // Stamped here, so that what is archived is what was published.
+        outgoing
+            .message
+            .timestamp
+            .get_or_insert_with(murmur_core::now_nanos);
+        let forward = |topic, message| {
+            let sent = transport.publish.send(Publish::new(topic, message));
+            async move { Ok(sent.await??) }
+        };
+        let Some(archive) = self.storage.as_ref().map(|s| s.save_raw.clone()) else {
+            return Ok(Box::pin(forward(outgoing.pubsub_topic, outgoing.message)));
+        };
+        let delivery = Delivery::new(outgoing.pubsub_topic, outgoing.message);
+        if !murmur_core::store::archivable(&delivery) {
+            return Ok(Box::pin(forward(delivery.pubsub_topic, delivery.message)));
+        }
+        let sent = forward(delivery.pubsub_topic.clone(), delivery.message.clone());
+        Ok(Box::pin(async move {
+            let hash = sent.await?;
             // Our own messages belong in our archive too: gossipsub never
             // hands them back to us.
-            if let Some(archive) = archive.filter(|_| murmur_core::store::archivable(&delivery)) {
-                archive.send(storage::SaveRaw(delivery)).await??;
-            }
+            archive.send(storage::SaveRaw(delivery)).await??;
             Ok(hash)
-        })
+        }))
     }
 }
 
@@ -845,10 +871,7 @@ pub(crate) async fn publish_all(
             .enqueue
             .send(storage::Enqueue::new(topic.clone(), message.clone()))
             .await??;
-        match pipeline
-            .send(Outbound(Outgoing::new(topic, message)))
-            .await?
-        {
+        match publish(&pipeline, Outgoing::new(topic, message)).await {
             Ok(_) => {
                 outbox.mark_sent.send(storage::MarkSent(hash)).await??;
                 outcome.published += 1;

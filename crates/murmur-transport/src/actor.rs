@@ -1,7 +1,9 @@
-use std::{collections::BTreeMap, time::Duration};
+use std::{cell::RefCell, collections::BTreeMap, rc::Rc, time::Duration};
 
 use actix::{
-    prelude::*, ActorFutureExt, Recipient, ResponseFuture, Supervised, Supervisor, WrapFuture,
+    dev::{MessageResponse, OneshotSender},
+    prelude::*,
+    ActorFutureExt, Recipient, ResponseFuture, Supervised, Supervisor, WrapFuture,
 };
 use murmur_core::{
     store::Page,
@@ -11,7 +13,7 @@ use murmur_core::{
     MessageHash, PubsubTopic,
 };
 
-use crate::{Config, Error, Node};
+use crate::{node::Pending, Config, Error, Node};
 
 /// How many messages may wait in the actor's mailbox.
 const MAILBOX: usize = 1024;
@@ -33,6 +35,8 @@ pub struct Transport {
     topics: BTreeMap<PubsubTopic, Vec<String>>,
     /// Asked to leave the network: no rebuild after that.
     stopped: bool,
+    /// Publishes waiting for the mailbox to drain (see [`Forward`]).
+    queue: Rc<RefCell<Vec<Pending>>>,
 }
 
 impl Transport {
@@ -54,6 +58,7 @@ impl Transport {
             started: Some(node),
             topics: BTreeMap::new(),
             stopped: false,
+            queue: Rc::default(),
         });
         Ok((addr, handle))
     }
@@ -126,11 +131,52 @@ impl Supervised for Transport {
 }
 
 impl Handler<Publish> for Transport {
-    type Result = ResponseFuture<Result<MessageHash, transport::Error>>;
+    type Result = Forward;
 
-    fn handle(&mut self, msg: Publish, _: &mut Context<Self>) -> Self::Result {
-        let node = self.node();
-        Box::pin(async move { node?.publish(&msg.topic, msg.message).await })
+    fn handle(&mut self, msg: Publish, _: &mut Context<Self>) -> Forward {
+        Forward {
+            publish: msg,
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+/// A publish queued with the asker's own reply channel, for the swarm to
+/// answer directly: the actor spawns no task and adds no channel per
+/// message. What the mailbox holds goes to the swarm as one batch once the
+/// mailbox is drained (publishing is the hot path; every hand-over to the
+/// swarm's thread may wake it).
+pub struct Forward {
+    publish: Publish,
+    queue: Rc<RefCell<Vec<Pending>>>,
+}
+
+impl MessageResponse<Transport, Publish> for Forward {
+    fn handle(
+        self,
+        ctx: &mut Context<Transport>,
+        tx: Option<OneshotSender<Result<MessageHash, transport::Error>>>,
+    ) {
+        let mut queue = self.queue.borrow_mut();
+        if queue.is_empty() {
+            // Runs after the mailbox is drained.
+            ctx.spawn(fut::ready(()).map(|(), act: &mut Transport, _| act.flush()));
+        }
+        queue.push(Pending {
+            topic: self.publish.topic,
+            message: self.publish.message,
+            reply: tx.unwrap_or_else(|| tokio::sync::oneshot::channel().0),
+        });
+    }
+}
+
+impl Transport {
+    fn flush(&mut self) {
+        let batch = std::mem::take(&mut *self.queue.borrow_mut());
+        match &self.node {
+            Some(node) => node.publish_many(batch),
+            None => batch.into_iter().for_each(Pending::refuse),
+        }
     }
 }
 

@@ -14,6 +14,7 @@ pub struct Config {
     pub(crate) sharding: Sharding,
     pub(crate) shards: Vec<u16>,
     pub(crate) idle_timeout: Duration,
+    pub(crate) own_thread: bool,
     pub(crate) event_buffer: usize,
     pub(crate) metrics: Metrics,
     pub(crate) store: Option<actix::Recipient<murmur_core::storage::Query>>,
@@ -41,6 +42,7 @@ impl Config {
             // nwaku keeps idle connections for 5 minutes; js-waku light clients
             // redial every few seconds if we drop them sooner.
             idle_timeout: Duration::from_secs(300),
+            own_thread: true,
             event_buffer: 4096,
             metrics: Metrics::default(),
             store: None,
@@ -51,6 +53,14 @@ impl Config {
             peer_exchange: true,
             bootstrap: Vec::new(),
         }
+    }
+
+    /// Runs the swarm on a thread of its own (the default) or, with `false`,
+    /// as a task on the runtime that starts the node, beside its callers:
+    /// no hand-off between threads when the caller lives there too.
+    pub fn with_own_thread(mut self, own: bool) -> Self {
+        self.own_thread = own;
+        self
     }
 
     /// Listens on exactly these addresses instead of the defaults.

@@ -45,12 +45,27 @@ const FLUSH_TICK: Duration = Duration::from_millis(1);
 
 type Reply<T> = oneshot::Sender<Result<T, transport::Error>>;
 
+/// A message to publish and where to answer with its hash.
+pub(crate) struct Pending {
+    pub(crate) topic: PubsubTopic,
+    pub(crate) message: WakuMessage,
+    pub(crate) reply: Reply<MessageHash>,
+}
+
+impl Pending {
+    /// Answers that the node is gone.
+    pub(crate) fn refuse(self) {
+        let _ = self.reply.send(Err(transport::Error::Stopped));
+    }
+}
+
 enum Command {
     Publish {
         topic: PubsubTopic,
         message: WakuMessage,
         reply: Reply<MessageHash>,
     },
+    PublishMany(Vec<Pending>),
     Subscribe {
         topic: PubsubTopic,
         content_topics: Vec<String>,
@@ -119,9 +134,19 @@ enum Command {
     Panic,
 }
 
-/// A running Waku node: the swarm lives on a thread of its own, driven through
-/// a bounded command channel. Cloning shares the node; the thread stops when
-/// the last clone is dropped.
+impl Command {
+    /// Answers a publish the node can no longer take.
+    fn refuse(self) {
+        if let Command::PublishMany(batch) = self {
+            batch.into_iter().for_each(Pending::refuse);
+        }
+    }
+}
+
+/// A running Waku node: the swarm lives on a thread of its own (or, see
+/// [`Config::with_own_thread`], on the starter's runtime), driven through a
+/// bounded command channel. Cloning shares the node; the swarm stops when the
+/// last clone is dropped.
 #[derive(Clone)]
 pub struct Node {
     commands: mpsc::Sender<Command>,
@@ -159,32 +184,24 @@ impl Node {
         let relay = Relay(commands.downgrade());
         let (ready_tx, ready_rx) = oneshot::channel();
         let (died_tx, died) = watch::channel(None);
-        // The swarm gets a thread and a runtime of its own, so that the
-        // network keeps its pace whatever the application's actors are doing.
+        let own_thread = config.own_thread;
+        let network = run_network(config, sink, (command_rx, relay), ready_tx, died_tx);
         // It ends by itself once the last `Node` clone, and with it the
         // command channel, is gone.
-        std::thread::Builder::new()
-            .name("murmur-net".to_owned())
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(Error::Build(e.to_string())));
-                        return;
-                    }
-                };
-                runtime.block_on(run_network(
-                    config,
-                    sink,
-                    (command_rx, relay),
-                    ready_tx,
-                    died_tx,
-                ));
-            })
-            .map_err(|e| Error::Build(format!("cannot start the network thread: {e}")))?;
+        if own_thread {
+            // A thread and a runtime of its own, so that the network keeps
+            // its pace whatever the application's actors are doing.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::Build(e.to_string()))?;
+            std::thread::Builder::new()
+                .name("murmur-net".to_owned())
+                .spawn(move || runtime.block_on(network))
+                .map_err(|e| Error::Build(format!("cannot start the network thread: {e}")))?;
+        } else {
+            tokio::spawn(network);
+        }
         let started = ready_rx
             .await
             .map_err(|_| Error::Build("the network thread ended during start".to_owned()))??;
@@ -226,6 +243,26 @@ impl Node {
             reply,
         })
         .await
+    }
+
+    /// Publishes each of `batch` like [`Node::publish`], answering each on
+    /// its own channel. One command for the lot: under load the swarm's
+    /// thread wakes once per batch, not once per message.
+    pub(crate) fn publish_many(&self, batch: Vec<Pending>) {
+        match self.commands.try_send(Command::PublishMany(batch)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(command)) => {
+                // The swarm is behind: wait for room off the caller's thread;
+                // the askers wait for their answers meanwhile (back-pressure).
+                let commands = self.commands.clone();
+                tokio::spawn(async move {
+                    if let Err(mpsc::error::SendError(command)) = commands.send(command).await {
+                        command.refuse();
+                    }
+                });
+            }
+            Err(mpsc::error::TrySendError::Closed(command)) => command.refuse(),
+        }
     }
 
     /// Subscribes to `topic` (a relay node receives all of it).
@@ -982,6 +1019,15 @@ impl Driver {
                     let _ = reply.send(self.publish_counted(&topic, message).map(|(d, _)| d.hash));
                 }
             },
+            Command::PublishMany(batch) => {
+                for p in batch {
+                    self.on_command(Command::Publish {
+                        topic: p.topic,
+                        message: p.message,
+                        reply: p.reply,
+                    });
+                }
+            }
             Command::Subscribe {
                 topic,
                 content_topics,
