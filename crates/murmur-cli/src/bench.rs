@@ -454,11 +454,8 @@ fn bare_swarm() -> Result<Swarm<gossipsub::Behaviour>, CliError> {
                 (yamux::Config::default, libp2p_mplex::Config::default),
             )
             .map_err(|e| fail(e.to_string()))?
-            .with_behaviour(|_| {
-                let config = murmur_transport::relay_config().map_err(Box::new)?;
-                gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)
-                    .map_err(Box::from)
-            })
+            // murmur's relay exactly: its configuration and nwaku's peer scoring.
+            .with_behaviour(|_| murmur_transport::relay_behaviour().map_err(Box::from))
             .map_err(|e| fail(e.to_string()))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
             .build(),

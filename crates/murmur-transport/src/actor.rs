@@ -1,4 +1,4 @@
-use std::{cell::RefCell, collections::BTreeMap, rc::Rc, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
 use actix::{
     dev::{MessageResponse, OneshotSender},
@@ -13,7 +13,7 @@ use murmur_core::{
     MessageHash, PubsubTopic,
 };
 
-use crate::{node::Pending, Config, Error, Node};
+use crate::{Config, Error, Node};
 
 /// How many messages may wait in the actor's mailbox.
 const MAILBOX: usize = 1024;
@@ -35,8 +35,6 @@ pub struct Transport {
     topics: BTreeMap<PubsubTopic, Vec<String>>,
     /// Asked to leave the network: no rebuild after that.
     stopped: bool,
-    /// Publishes waiting for the mailbox to drain (see [`Forward`]).
-    queue: Rc<RefCell<Vec<Pending>>>,
 }
 
 impl Transport {
@@ -58,7 +56,6 @@ impl Transport {
             started: Some(node),
             topics: BTreeMap::new(),
             stopped: false,
-            queue: Rc::default(),
         });
         Ok((addr, handle))
     }
@@ -135,47 +132,32 @@ impl Handler<Publish> for Transport {
 
     fn handle(&mut self, msg: Publish, _: &mut Context<Self>) -> Forward {
         Forward {
+            node: self.node(),
             publish: msg,
-            queue: self.queue.clone(),
         }
     }
 }
 
-/// A publish queued with the asker's own reply channel, for the swarm to
-/// answer directly: the actor spawns no task and adds no channel per
-/// message. What the mailbox holds goes to the swarm as one batch once the
-/// mailbox is drained (publishing is the hot path; every hand-over to the
-/// swarm's thread may wake it).
+/// A publish handed to the swarm with the asker's own reply channel: the
+/// swarm answers the asker directly, so the actor spawns no task and adds no
+/// channel per message (publishing is the hot path).
 pub struct Forward {
+    node: Result<Node, transport::Error>,
     publish: Publish,
-    queue: Rc<RefCell<Vec<Pending>>>,
 }
 
 impl MessageResponse<Transport, Publish> for Forward {
     fn handle(
         self,
-        ctx: &mut Context<Transport>,
+        _: &mut Context<Transport>,
         tx: Option<OneshotSender<Result<MessageHash, transport::Error>>>,
     ) {
-        let mut queue = self.queue.borrow_mut();
-        if queue.is_empty() {
-            // Runs after the mailbox is drained.
-            ctx.spawn(fut::ready(()).map(|(), act: &mut Transport, _| act.flush()));
-        }
-        queue.push(Pending {
-            topic: self.publish.topic,
-            message: self.publish.message,
-            reply: tx.unwrap_or_else(|| tokio::sync::oneshot::channel().0),
-        });
-    }
-}
-
-impl Transport {
-    fn flush(&mut self) {
-        let batch = std::mem::take(&mut *self.queue.borrow_mut());
-        match &self.node {
-            Some(node) => node.publish_many(batch),
-            None => batch.into_iter().for_each(Pending::refuse),
+        let reply = tx.unwrap_or_else(|| tokio::sync::oneshot::channel().0);
+        match self.node {
+            Ok(node) => node.publish_to(self.publish.topic, self.publish.message, reply),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
         }
     }
 }

@@ -45,27 +45,12 @@ const FLUSH_TICK: Duration = Duration::from_millis(1);
 
 type Reply<T> = oneshot::Sender<Result<T, transport::Error>>;
 
-/// A message to publish and where to answer with its hash.
-pub(crate) struct Pending {
-    pub(crate) topic: PubsubTopic,
-    pub(crate) message: WakuMessage,
-    pub(crate) reply: Reply<MessageHash>,
-}
-
-impl Pending {
-    /// Answers that the node is gone.
-    pub(crate) fn refuse(self) {
-        let _ = self.reply.send(Err(transport::Error::Stopped));
-    }
-}
-
 enum Command {
     Publish {
         topic: PubsubTopic,
         message: WakuMessage,
         reply: Reply<MessageHash>,
     },
-    PublishMany(Vec<Pending>),
     Subscribe {
         topic: PubsubTopic,
         content_topics: Vec<String>,
@@ -132,15 +117,6 @@ enum Command {
     },
     #[cfg(feature = "fault-injection")]
     Panic,
-}
-
-impl Command {
-    /// Answers a publish the node can no longer take.
-    fn refuse(self) {
-        if let Command::PublishMany(batch) = self {
-            batch.into_iter().for_each(Pending::refuse);
-        }
-    }
 }
 
 /// A running Waku node: the swarm lives on a thread of its own (or, see
@@ -245,23 +221,37 @@ impl Node {
         .await
     }
 
-    /// Publishes each of `batch` like [`Node::publish`], answering each on
-    /// its own channel. One command for the lot: under load the swarm's
-    /// thread wakes once per batch, not once per message.
-    pub(crate) fn publish_many(&self, batch: Vec<Pending>) {
-        match self.commands.try_send(Command::PublishMany(batch)) {
+    /// Publishes like [`Node::publish`], answering on `reply`: for a caller
+    /// that already holds a reply channel (the transport actor's asker).
+    pub(crate) fn publish_to(
+        &self,
+        topic: PubsubTopic,
+        message: WakuMessage,
+        reply: Reply<MessageHash>,
+    ) {
+        let refuse = |command| {
+            if let Command::Publish { reply, .. } = command {
+                let _ = reply.send(Err(transport::Error::Stopped));
+            }
+        };
+        let command = Command::Publish {
+            topic,
+            message,
+            reply,
+        };
+        match self.commands.try_send(command) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(command)) => {
-                // The swarm is behind: wait for room off the caller's thread;
-                // the askers wait for their answers meanwhile (back-pressure).
+                // The swarm is behind: wait for room off the caller's path;
+                // the asker waits for its answer meanwhile (back-pressure).
                 let commands = self.commands.clone();
                 tokio::spawn(async move {
                     if let Err(mpsc::error::SendError(command)) = commands.send(command).await {
-                        command.refuse();
+                        refuse(command);
                     }
                 });
             }
-            Err(mpsc::error::TrySendError::Closed(command)) => command.refuse(),
+            Err(mpsc::error::TrySendError::Closed(command)) => refuse(command),
         }
     }
 
@@ -1016,18 +1006,12 @@ impl Driver {
             } => match &self.light {
                 Some(light) => self.light_publish(light.service, topic, message, reply),
                 None => {
-                    let _ = reply.send(self.publish_counted(&topic, message).map(|(d, _)| d.hash));
+                    let _ = reply.send(
+                        self.publish_counted(&topic, message, false)
+                            .map(|(d, _)| d.hash),
+                    );
                 }
             },
-            Command::PublishMany(batch) => {
-                for p in batch {
-                    self.on_command(Command::Publish {
-                        topic: p.topic,
-                        message: p.message,
-                        reply: p.reply,
-                    });
-                }
-            }
             Command::Subscribe {
                 topic,
                 content_topics,
@@ -1090,7 +1074,7 @@ impl Driver {
                 message,
                 reply,
             } => {
-                let _ = reply.send(self.publish_counted(&topic, message));
+                let _ = reply.send(self.publish_counted(&topic, message, true));
             }
             Command::Local(delivery) => self.emit(Event::Pushed(delivery)),
             Command::Archived {
@@ -1176,28 +1160,33 @@ impl Driver {
         }
     }
 
-    /// Publishes, answering the delivery as published and how many peers on
-    /// the topic it was sent to.
+    /// Publishes, answering the delivery as published and, if `count`, how
+    /// many peers on the topic it was sent to (0 otherwise).
     fn publish_counted(
         &mut self,
         topic: &PubsubTopic,
         mut message: WakuMessage,
+        count: bool,
     ) -> Result<(Delivery, usize), transport::Error> {
         if message.timestamp.is_none() {
             message.timestamp = Some(murmur_core::now_nanos());
         }
         let bytes = message.encode_to_vec();
         transport::validate(&message, bytes.len())?;
-        let ident = IdentTopic::new(topic.as_str());
-        let topic_hash = ident.hash();
+        let topic_hash = gossipsub::TopicHash::from_raw(topic.as_str());
         let relay = &mut self.swarm.behaviour_mut().relay;
-        let peers = relay
-            .all_peers()
-            .filter(|(_, topics)| topics.contains(&&topic_hash))
-            .count();
+        // Only a lightpush answer needs the count; it costs a walk over every peer.
+        let peers = if count {
+            relay
+                .all_peers()
+                .filter(|(_, topics)| topics.contains(&&topic_hash))
+                .count()
+        } else {
+            0
+        };
         let delivery = Delivery::new(topic.clone(), message);
         let hash = delivery.hash;
-        match relay.publish(ident, bytes) {
+        match relay.publish(topic_hash, bytes) {
             Ok(_) => {
                 self.metrics.inc_published();
                 tracing::debug!(%topic, %hash, "published");
