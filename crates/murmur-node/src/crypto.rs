@@ -464,6 +464,21 @@ impl Crypto {
                 .map(|s| s.decrypt(opened.ciphertext.message()))
             {
                 existing = Some(Ok(plaintext));
+                // The peer writes on the session we keep as a shadow: the two
+                // sides ended on different sessions (the answer to a
+                // simultaneous start overtook the other side's first
+                // message). The smaller (account, device) follows the
+                // larger, which never switches back on a shadow: one switch,
+                // and both write on the same session again.
+                if (self.account(), self.device()) < peer {
+                    if let (Some(main), Some(shadow)) =
+                        (self.sessions.remove(&peer), self.shadows.remove(&peer))
+                    {
+                        self.sessions.insert(peer, shadow);
+                        self.shadows.insert(peer, main);
+                        tracing::debug!(account = %peer.0, device = %peer.1, "session switched to the peer's");
+                    }
+                }
             }
         }
         let mut opened_first = None;
@@ -508,9 +523,10 @@ impl Crypto {
                     && (self.account(), self.device()) < peer;
                 if ours_wins {
                     self.shadows.insert(peer, session);
-                } else {
-                    self.shadows.remove(&peer);
-                    self.sessions.insert(peer, session);
+                } else if let Some(previous) = self.sessions.insert(peer, session) {
+                    // Kept to read what the peer may still send on it (see
+                    // above: the peer may have ended on it).
+                    self.shadows.insert(peer, previous);
                 }
                 saves.push(self.sealed_installation());
                 opened_first = Some(true);

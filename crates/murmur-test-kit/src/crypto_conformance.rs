@@ -34,6 +34,7 @@ macro_rules! crypto_conformance_tests {
             case!(refuses_a_replay_and_goes_on);
             case!(refuses_unknown_contacts_and_bad_codes);
             case!(keeps_its_identity_and_sessions_across_a_restart);
+            case!(sessions_started_at_once_converge_whatever_arrives_first);
         }
     };
 }
@@ -195,4 +196,55 @@ where
     let opened = open(&bob, &second[0]).await.expect("the session survived");
     assert_eq!(opened.plaintext.as_deref(), Some(&b"after"[..]));
     assert_eq!(open(&bob, &first[0]).await.err(), Some(Error::Replay));
+}
+
+/// Both sides write first, and one side's answer on the other's session
+/// overtakes its own first message: every message still opens, and after
+/// one exchange both write on the same session.
+pub async fn sessions_started_at_once_converge_whatever_arrives_first<F, Fut>(start: F)
+where
+    F: Fn(storage::Handle) -> Fut,
+    Fut: Future<Output = crypto::Handle>,
+{
+    let (a, b) = (start(storage()).await, start(storage()).await);
+    introduce(&a, &b).await;
+    introduce(&b, &a).await;
+    // The tie is broken by (account, device): name the sides by it.
+    let (small, large) = if identity(&a).await < identity(&b).await {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    let (small_id, large_id) = (identity(&small).await.0, identity(&large).await.0);
+    let text = |o: crypto::Opened| {
+        o.plaintext
+            .map(|p| String::from_utf8_lossy(&p).into_owned())
+    };
+    let from_small = seal(&small, large_id, "small 1").await.expect("sealed");
+    let from_large = seal(&large, small_id, "large 1").await.expect("sealed");
+    // The large side takes the small side's first message, and answers on it.
+    let opened = open(&large, &from_small[0]).await.expect("opens");
+    assert_eq!(text(opened).as_deref(), Some("small 1"));
+    let answer = seal(&large, small_id, "large 2").await.expect("sealed");
+    // The answer reaches the small side before the large side's first message.
+    let opened = open(&small, &answer[0]).await.expect("the answer opens");
+    assert_eq!(text(opened).as_deref(), Some("large 2"));
+    let opened = open(&small, &from_large[0])
+        .await
+        .expect("the late first message opens");
+    assert_eq!(text(opened).as_deref(), Some("large 1"));
+    for round in 2..5 {
+        let words = format!("small {round}");
+        let sealed = seal(&small, large_id, &words).await.expect("sealed");
+        let opened = open(&large, &sealed[0])
+            .await
+            .expect("the large side reads");
+        assert_eq!(text(opened), Some(words));
+        let words = format!("large {}", round + 1);
+        let sealed = seal(&large, small_id, &words).await.expect("sealed");
+        let opened = open(&small, &sealed[0])
+            .await
+            .expect("the small side reads");
+        assert_eq!(text(opened), Some(words));
+    }
 }
