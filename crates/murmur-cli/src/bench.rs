@@ -366,8 +366,11 @@ async fn murmur_relay(args: &RelayArgs, archive: bool, layout: Layout) -> Result
     };
     let published = publishing.await;
     let all = wait_all(&progress, args.messages).await;
+    if all.is_ok() {
+        // It stops after the last message; after a failure it would wait on.
+        let _ = receiving.await;
+    }
     drop(b);
-    let _ = receiving.await;
     if let Some((a, b)) = threads {
         a.stop();
         b.stop();
