@@ -26,18 +26,11 @@ async fn a_node_on_one_thread_relays_bursts_both_ways() {
     config.network.peers = vec![addr(&bob, false).parse().unwrap()];
     config.network.own_thread = false;
     let thread = Arbiter::new();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    // The builder is made on the thread that runs the node.
-    thread.spawn_fn(move || {
-        actix::spawn(async move {
-            let started = Builder::new(config)
-                .with_keypair(Keypair::generate_secp256k1())
-                .start()
-                .await;
-            let _ = tx.send(started);
-        });
-    });
-    let alice = rx.await.unwrap().expect("node starts on its arbiter");
+    let alice = Builder::start_on(&thread.handle(), move || {
+        Builder::new(config).with_keypair(Keypair::generate_secp256k1())
+    })
+    .await
+    .expect("node starts on its arbiter");
 
     let topic: ContentTopic = "/murmur/1/threads/proto".parse().unwrap();
     let pubsub = alice.pubsub_topic(&topic);

@@ -383,24 +383,11 @@ async fn murmur_relay(args: &RelayArgs, archive: bool, layout: Layout) -> Result
 /// Starts a node with the default stages; on `thread` if given, so that its
 /// actors (and with `own_thread = false` its swarm) live there.
 async fn start_node(config: Config, thread: Option<&ArbiterHandle>) -> Result<Node, CliError> {
-    let start = || {
-        Builder::new(config)
-            .with_keypair(Keypair::generate_secp256k1())
-            .start()
-    };
-    let Some(thread) = thread else {
-        return Ok(start().await?);
-    };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    // The builder is not `Send`: it is made on the thread that runs it.
-    thread.spawn_fn(move || {
-        actix::spawn(async move {
-            let _ = tx.send(start().await);
-        });
-    });
-    Ok(rx
-        .await
-        .map_err(|_| CliError::Failed("the node's thread stopped".to_owned()))??)
+    let make = || Builder::new(config).with_keypair(Keypair::generate_secp256k1());
+    Ok(match thread {
+        Some(thread) => Builder::start_on(thread, make).await?,
+        None => make().start().await?,
+    })
 }
 
 /// Starts `future` now, on `thread` or on this one; its result arrives when

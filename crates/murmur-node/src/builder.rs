@@ -231,6 +231,25 @@ impl Builder {
         self
     }
 
+    /// Builds a node with `make` on `thread` (an actix arbiter) and starts
+    /// it there: its stage actors live on that thread and, with
+    /// `network.own_thread = false`, its swarm too, so that the node is one
+    /// thread with no hand-off between threads on its message path. `make`
+    /// runs on that thread because a builder is not `Send`. Errors with
+    /// [`Error::Stopped`] if the arbiter has stopped.
+    pub async fn start_on(
+        thread: &ArbiterHandle,
+        make: impl FnOnce() -> Builder + Send + 'static,
+    ) -> Result<Node, Error> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        thread.spawn_fn(move || {
+            actix::spawn(async move {
+                let _ = tx.send(make().start().await);
+            });
+        });
+        rx.await.map_err(|_| Error::Stopped)?
+    }
+
     /// Starts every stage and the pipeline. Must run inside an actix system.
     pub async fn start(self) -> Result<Node, Error> {
         let keypair = match self.keypair {

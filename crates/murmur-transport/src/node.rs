@@ -229,30 +229,17 @@ impl Node {
         message: WakuMessage,
         reply: Reply<MessageHash>,
     ) {
-        let refuse = |command| {
-            if let Command::Publish { reply, .. } = command {
-                let _ = reply.send(Err(transport::Error::Stopped));
-            }
-        };
         let command = Command::Publish {
             topic,
             message,
             reply,
         };
-        match self.commands.try_send(command) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(command)) => {
-                // The swarm is behind: wait for room off the caller's path;
-                // the asker waits for its answer meanwhile (back-pressure).
-                let commands = self.commands.clone();
-                tokio::spawn(async move {
-                    if let Err(mpsc::error::SendError(command)) = commands.send(command).await {
-                        refuse(command);
-                    }
-                });
+        // The asker's channel is not ours to drop: tell it the node is gone.
+        self.submit(command, |command| {
+            if let Command::Publish { reply, .. } = command {
+                let _ = reply.send(Err(transport::Error::Stopped));
             }
-            Err(mpsc::error::TrySendError::Closed(command)) => refuse(command),
-        }
+        });
     }
 
     /// Subscribes to `topic` (a relay node receives all of it).
@@ -409,17 +396,28 @@ impl Node {
         command: impl FnOnce(Reply<T>) -> Command,
     ) -> Result<T, transport::Error> {
         let (reply, rx) = oneshot::channel();
-        // Most of the time there is room: skip the await.
-        match self.commands.try_send(command(reply)) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(command)) => self
-                .commands
-                .send(command)
-                .await
-                .map_err(|_| transport::Error::Stopped)?,
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(transport::Error::Stopped),
-        }
+        // Refused, the command drops its reply channel: `rx` then says so.
+        self.submit(command(reply), drop);
         rx.await.map_err(|_| transport::Error::Stopped)?
+    }
+
+    /// Queues `command` for the swarm without waiting: most of the time there
+    /// is room; when the channel is full a task waits for it, and the caller
+    /// waits for its answer meanwhile (back-pressure). A command the node can
+    /// no longer take goes to `refused`.
+    fn submit(&self, command: Command, refused: impl FnOnce(Command) + Send + 'static) {
+        match self.commands.try_send(command) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(command)) => {
+                let commands = self.commands.clone();
+                tokio::spawn(async move {
+                    if let Err(mpsc::error::SendError(command)) = commands.send(command).await {
+                        refused(command);
+                    }
+                });
+            }
+            Err(mpsc::error::TrySendError::Closed(command)) => refused(command),
+        }
     }
 }
 
