@@ -4,6 +4,8 @@
 
 use zeroize::Zeroizing;
 
+use crate::keys::PublicKey;
+
 /// Why bytes could not be read as a key, bundle, message or session.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -110,6 +112,21 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
+    /// An X25519 public key in its canonical encoding: a little-endian
+    /// u-coordinate below 2^255 - 19. X25519 ignores the top bit and reduces
+    /// mod p, so other encodings name the same key in different bytes; an
+    /// honest key never uses them, and refusing them keeps one key to one byte
+    /// string (the replay check on first messages compares the bytes).
+    pub fn key(&mut self, what: &'static str) -> Result<PublicKey, DecodeError> {
+        let bytes: [u8; 32] = self.array(what)?;
+        let at_least_p =
+            bytes[31] == 0x7f && bytes[1..31].iter().all(|b| *b == 0xff) && bytes[0] >= 0xed;
+        if bytes[31] & 0x80 != 0 || at_least_p {
+            return Err(DecodeError::Invalid(what));
+        }
+        Ok(PublicKey(bytes))
+    }
+
     /// One byte.
     pub fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
         Ok(self.take(1, what)?[0])
@@ -168,6 +185,26 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_canonical_x25519_keys_are_read() {
+        let read = |key: [u8; 32]| {
+            let mut w = Writer::new(1);
+            w.bytes(&key);
+            Reader::new(&w.0, "key", 1).and_then(|mut r| r.key("key"))
+        };
+        let honest = crate::keys::KeyPair::generate().public();
+        assert_eq!(read(honest.0).map(|k| k.0), Ok(honest.0));
+        let mut top_bit = honest.0;
+        top_bit[31] |= 0x80;
+        assert_eq!(read(top_bit), Err(DecodeError::Invalid("key")));
+        let mut p = [0xff; 32];
+        p[0] = 0xed;
+        p[31] = 0x7f;
+        assert_eq!(read(p), Err(DecodeError::Invalid("key")), "p itself");
+        p[0] = 0xec;
+        assert!(read(p).is_ok(), "p - 1 is canonical");
+    }
 
     #[test]
     fn counts_are_checked_before_allocation() {

@@ -292,7 +292,7 @@ impl Certificate {
             account: AccountId(r.array("certificate account")?),
             device: DeviceId(r.array("certificate device")?),
             signing_key: r.array("certificate signing key")?,
-            identity_key: PublicKey(r.array("certificate identity key")?),
+            identity_key: r.key("certificate identity key")?,
             issued_at: r.u64("certificate time")?,
             signature: r.array("certificate signature")?,
         })
@@ -452,7 +452,7 @@ impl Bundle {
         let certificate = Certificate::read(&mut r)?;
         let signed_prekey = SignedPrekey {
             id: r.u32("signed prekey id")?,
-            key: PublicKey(r.array("signed prekey")?),
+            key: r.key("signed prekey")?,
             created_at: r.u64("signed prekey time")?,
         };
         let n = r.count(36, "one-time prekeys")?;
@@ -461,10 +461,7 @@ impl Bundle {
         }
         let mut one_time = Vec::with_capacity(n);
         for _ in 0..n {
-            one_time.push((
-                r.u32("one-time prekey id")?,
-                PublicKey(r.array("one-time prekey")?),
-            ));
+            one_time.push((r.u32("one-time prekey id")?, r.key("one-time prekey")?));
         }
         let timestamp = r.u64("bundle time")?;
         let signature = r.array("bundle signature")?;

@@ -113,7 +113,7 @@ impl Header {
 
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(Self {
-            ratchet_key: PublicKey(r.array("ratchet key")?),
+            ratchet_key: r.key("ratchet key")?,
             previous: r.u32("previous chain length")?,
             index: r.u32("message index")?,
         })
@@ -537,7 +537,7 @@ impl Session {
         let root = Secret(r.array("root key")?);
         let ours = KeyPair::from_secret(r.array("ratchet key")?);
         let theirs = if r.bool("their ratchet key")? {
-            Some(PublicKey(r.array("their ratchet key")?))
+            Some(r.key("their ratchet key")?)
         } else {
             None
         };
@@ -558,17 +558,14 @@ impl Session {
         let mut skipped = HashMap::with_capacity(n);
         let mut skipped_order = VecDeque::with_capacity(n);
         for _ in 0..n {
-            let id = (
-                PublicKey(r.array("skipped ratchet key")?),
-                r.u32("skipped index")?,
-            );
+            let id = (r.key("skipped ratchet key")?, r.u32("skipped index")?);
             skipped.insert(id, Secret(r.array("skipped key")?));
             skipped_order.push_back(id);
         }
         let n = r.count(32, "retired keys")?;
         let mut retired = VecDeque::with_capacity(n);
         for _ in 0..n {
-            retired.push_back(PublicKey(r.array("retired key")?));
+            retired.push_back(r.key("retired key")?);
         }
         let limits = Limits {
             max_skip: r.u32("max skip")?,
@@ -580,7 +577,7 @@ impl Session {
         } else {
             None
         };
-        let peer_identity = PublicKey(r.array("peer identity key")?);
+        let peer_identity = r.key("peer identity key")?;
         r.finish()?;
         Ok(Self {
             peer_account,

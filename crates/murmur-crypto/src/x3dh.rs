@@ -72,7 +72,7 @@ impl Initiation {
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(Self {
             certificate: Certificate::read(r)?,
-            ephemeral: PublicKey(r.array("ephemeral key")?),
+            ephemeral: r.key("ephemeral key")?,
             signed_prekey: r.u32("signed prekey id")?,
             one_time: if r.bool("one-time prekey")? {
                 Some(r.u32("one-time prekey id")?)
