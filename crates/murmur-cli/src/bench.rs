@@ -59,6 +59,11 @@ pub(crate) struct RelayArgs {
     /// medians over rounds (one run alone varies by 10 % or more).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Nice value of gossipsub's timer thread, for every run alike (as a
+    /// node sets it, `network.timer_thread_nice`); 0 leaves it as it is.
+    #[arg(long, default_value_t = murmur_transport::timer::DEFAULT_NICE,
+          value_parser = clap::value_parser!(u8).range(0..=i64::from(murmur_transport::timer::MAX_NICE)))]
+    timer_nice: u8,
 }
 
 /// What one run measured.
@@ -176,6 +181,8 @@ pub(crate) async fn run(command: Command) -> Result<(), CliError> {
             "--messages, --window and --rounds must be at least 1".to_owned(),
         ));
     }
+    // Before the first bare run, so that every run has the same timer thread.
+    murmur_transport::timer::lower_priority(args.timer_nice);
     let mut rounds = Vec::with_capacity(args.rounds);
     for round in 1..=args.rounds {
         tracing::info!(
@@ -242,6 +249,7 @@ fn print_rounds(args: &RelayArgs, rounds: &[Round]) {
             "{}",
             serde_json::json!({
                 "messages": args.messages, "size": args.size, "window": args.window,
+                "timer_nice": args.timer_nice,
                 "rounds": rounds,
                 "median_ratio": {
                     "thread_per_node": per_node,
@@ -253,11 +261,12 @@ fn print_rounds(args: &RelayArgs, rounds: &[Round]) {
         return;
     }
     println!(
-        "relay, {} messages of {} bytes, window {}, {} round(s)",
+        "relay, {} messages of {} bytes, window {}, {} round(s), timer thread at nice {}",
         args.messages,
         args.size,
         args.window,
-        rounds.len()
+        rounds.len(),
+        args.timer_nice
     );
     println!(
         "{:<6} {:<26} {:>10} {:>9} {:>9} {:>8}",
@@ -308,6 +317,7 @@ async fn murmur_relay(args: &RelayArgs, archive: bool, layout: Layout) -> Result
         c.network.shards = vec![pubsub.shard().index];
         c.network.peers = peers;
         c.network.own_thread = layout == Layout::Default;
+        c.network.timer_thread_nice = args.timer_nice;
         c.store.archive = archive;
         c
     };

@@ -462,6 +462,7 @@ impl StageContext {
             .with_shards(config.shards())
             .with_idle_timeout(Duration::from_secs(config.network.idle_timeout_secs))
             .with_own_thread(config.network.own_thread)
+            .with_timer_nice(config.network.timer_thread_nice)
             .with_metrics(self.metrics.clone());
         for peer in &config.network.peers {
             transport = transport.with_static_peer(peer.clone());

@@ -64,6 +64,10 @@ pub struct Network {
     /// no hand-off between threads on the message path, the faster relay
     /// when each node has a core (see docs/benchmarks.md).
     pub own_thread: bool,
+    /// The nice value (0 to 19) given to the one timer thread gossipsub
+    /// wakes for every message, so that it does not preempt the network
+    /// under load; 0 leaves it as it is. Linux only.
+    pub timer_thread_nice: u8,
     /// Run as a light client of the first of `peers`: send with lightpush,
     /// receive with filter, read history with store; relay nothing.
     pub light: bool,
@@ -177,6 +181,7 @@ impl Default for Network {
             peers: Vec::new(),
             idle_timeout_secs: 300,
             own_thread: true,
+            timer_thread_nice: murmur_transport::timer::DEFAULT_NICE,
             light: false,
             filter: true,
             lightpush: true,
@@ -283,6 +288,16 @@ impl Config {
         }
         if let Some(s) = self.network.shards.iter().find(|s| **s > Shard::MAX_INDEX) {
             return fail("network.shards", format!("shard {s} is over 1023"));
+        }
+        if self.network.timer_thread_nice > murmur_transport::timer::MAX_NICE {
+            return fail(
+                "network.timer_thread_nice",
+                format!(
+                    "{} is not between 0 and {}",
+                    self.network.timer_thread_nice,
+                    murmur_transport::timer::MAX_NICE
+                ),
+            );
         }
         if self.network.listen.is_empty() {
             return fail(
@@ -438,6 +453,13 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("/p2p/<peer id>"), "{err}");
+
+            jail.set_env("MURMUR_NETWORK__TIMER_THREAD_NICE", "20");
+            let err = load().unwrap_err().to_string();
+            assert!(
+                err.contains("network.timer_thread_nice") && err.contains("between 0 and 19"),
+                "{err}"
+            );
             Ok(())
         });
     }

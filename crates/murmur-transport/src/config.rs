@@ -15,6 +15,7 @@ pub struct Config {
     pub(crate) shards: Vec<u16>,
     pub(crate) idle_timeout: Duration,
     pub(crate) own_thread: bool,
+    pub(crate) timer_nice: u8,
     pub(crate) event_buffer: usize,
     pub(crate) metrics: Metrics,
     pub(crate) store: Option<actix::Recipient<murmur_core::storage::Query>>,
@@ -43,6 +44,7 @@ impl Config {
             // redial every few seconds if we drop them sooner.
             idle_timeout: Duration::from_secs(300),
             own_thread: true,
+            timer_nice: crate::timer::DEFAULT_NICE,
             event_buffer: 4096,
             metrics: Metrics::default(),
             store: None,
@@ -60,6 +62,14 @@ impl Config {
     /// no hand-off between threads when the caller lives there too.
     pub fn with_own_thread(mut self, own: bool) -> Self {
         self.own_thread = own;
+        self
+    }
+
+    /// The nice value the node gives gossipsub's timer thread at start
+    /// ([`timer::DEFAULT_NICE`](crate::timer::DEFAULT_NICE) unless set; 0
+    /// leaves it as it is); see [`timer`](crate::timer) for why.
+    pub fn with_timer_nice(mut self, nice: u8) -> Self {
+        self.timer_nice = nice;
         self
     }
 

@@ -45,6 +45,7 @@ mod node;
 mod peer_exchange;
 mod rpc;
 mod store;
+pub mod timer;
 
 #[cfg(feature = "fault-injection")]
 pub use actor::InjectPanic;

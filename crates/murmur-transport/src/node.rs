@@ -161,6 +161,7 @@ impl Node {
         let (ready_tx, ready_rx) = oneshot::channel();
         let (died_tx, died) = watch::channel(None);
         let own_thread = config.own_thread;
+        let timer_nice = config.timer_nice;
         let network = run_network(config, sink, (command_rx, relay), ready_tx, died_tx);
         // It ends by itself once the last `Node` clone, and with it the
         // command channel, is gone.
@@ -181,6 +182,7 @@ impl Node {
         let started = ready_rx
             .await
             .map_err(|_| Error::Build("the network thread ended during start".to_owned()))??;
+        crate::timer::lower_priority(timer_nice);
         Ok(Self {
             commands,
             peer_id: started.peer_id,
