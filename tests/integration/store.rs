@@ -8,7 +8,7 @@ use murmur::{
     core::{
         storage,
         store::{Page, Query},
-        transport, ContentTopic, MessageHash,
+        transport, ContentTopic, Delivery, MessageHash, WakuMessage,
     },
     node::{Builder, Error, Node},
 };
@@ -43,20 +43,25 @@ async fn store_node(dir: &std::path::Path, postgres: bool) -> Node {
     builder.start().await.expect("store node starts")
 }
 
+/// A relay node without a store of its own, with `store` as its peer.
+async fn relay_to(dir: &std::path::Path, store: &Node) -> Node {
+    let mut config = loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
+    config.network.peers = vec![addr(store, false).parse().unwrap()];
+    config.store.enabled = false;
+    Builder::new(config)
+        .with_keypair(Keypair::generate_secp256k1())
+        .start()
+        .await
+        .unwrap()
+}
+
 /// A node that relays to `store` and publishes `n` messages; answers their hashes.
 async fn publish_history(
     dir: &std::path::Path,
     store: &Node,
     n: usize,
 ) -> (Node, Vec<MessageHash>) {
-    let mut config = loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
-    config.network.peers = vec![addr(store, false).parse().unwrap()];
-    config.store.enabled = false;
-    let publisher = Builder::new(config)
-        .with_keypair(Keypair::generate_secp256k1())
-        .start()
-        .await
-        .unwrap();
+    let publisher = relay_to(dir, store).await;
     let pubsub = publisher.pubsub_topic(&topic());
     publisher.wait_for_peers(&pubsub, 1, WAIT).await.unwrap();
     let mut hashes = Vec::new();
@@ -145,6 +150,34 @@ async fn archives_and_answers(postgres: bool) {
         matches!(err, Error::Send(transport::Error::Remote { code: 400, .. })),
         "{err}"
     );
+}
+
+/// A store node keeps what it publishes itself, also when the caller stops
+/// waiting once the message is handed over: the archiving does not hang on
+/// the caller's future.
+#[actix_rt::test]
+async fn a_store_node_archives_what_it_publishes_even_when_the_caller_stops_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_node(&dir.path().join("store"), false).await;
+    let peer = relay_to(&dir.path().join("peer"), &store).await;
+    let mut inbox = peer.subscribe([&topic()]).await.unwrap();
+    let pubsub = store.pubsub_topic(&topic());
+    store.wait_for_peers(&pubsub, 1, WAIT).await.unwrap();
+    peer.wait_for_peers(&pubsub, 1, WAIT).await.unwrap();
+
+    let awaited = store.send(&topic(), b"awaited".to_vec()).await.unwrap();
+    let message = WakuMessage::new(topic().as_str(), b"abandoned".to_vec())
+        .with_timestamp(murmur::core::now_nanos());
+    let abandoned = Delivery::new(pubsub.clone(), message.clone()).hash;
+    // Polled once, which hands the message to the pipeline, then dropped.
+    let publishing = tokio::time::timeout(Duration::ZERO, store.publish(pubsub, message)).await;
+    assert!(publishing.is_err(), "the publish was still under way");
+
+    for expected in [awaited, abandoned] {
+        let got = inbox.recv_timeout(WAIT).await.expect("published");
+        assert_eq!(got.hash, expected);
+    }
+    wait_archived(&peer, &addr(&store, false), &[awaited, abandoned]).await;
 }
 
 #[actix_rt::test]

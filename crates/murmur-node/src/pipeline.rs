@@ -794,12 +794,21 @@ impl Pipeline {
             return Ok(Box::pin(forward(delivery.pubsub_topic, delivery.message)));
         }
         let sent = forward(delivery.pubsub_topic.clone(), delivery.message.clone());
+        // Our own messages belong in our archive too (gossipsub never hands
+        // them back to us), once the network took them. That runs on its
+        // own, so that a caller who stops waiting cannot leave a published
+        // message out of the archive; the caller's answer waits for both.
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        actix::spawn(async move {
+            let archived = async {
+                let hash = sent.await?;
+                archive.send(storage::SaveRaw(delivery)).await??;
+                Ok(hash)
+            };
+            let _ = answer.send(archived.await);
+        });
         Ok(Box::pin(async move {
-            let hash = sent.await?;
-            // Our own messages belong in our archive too: gossipsub never
-            // hands them back to us.
-            archive.send(storage::SaveRaw(delivery)).await??;
-            Ok(hash)
+            answered.await.map_err(|_| Error::Stopped)?
         }))
     }
 }
