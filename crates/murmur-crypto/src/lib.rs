@@ -4,8 +4,9 @@
 //! - an [`Account`] (Ed25519) certifies each of its devices;
 //! - an [`Installation`] (one device) holds an X25519 identity key, a signed
 //!   prekey that rotates and one-time prekeys, published as a [`Bundle`];
-//! - [`x3dh::initiate`] and [`x3dh::respond`] open a [`Session`] with a
-//!   device that may be offline;
+//! - [`x3dh::initiate`] (or [`x3dh::initiate_shared`], for a bundle others
+//!   hold copies of) and [`x3dh::respond`] open a [`Session`] with a device
+//!   that may be offline;
 //! - a [`Session`] is the Double Ratchet: forward secrecy per message,
 //!   post-compromise security per round trip, out-of-order delivery within
 //!   [`Limits`], replays refused.

@@ -157,10 +157,37 @@ fn associated_data(initiator: &Certificate, responder: &Certificate) -> Vec<u8> 
 
 /// Opens a session with the device whose bundle this is. The bundle's
 /// signatures are checked; one of its one-time prekeys is used at random.
+///
+/// Only for a bundle that came from its device to this one alone (a
+/// pairing request): a one-time prekey opens one session, so of two
+/// initiators who picked the same one from copies of a bundle, only the
+/// first to arrive is read. For any other bundle use [`initiate_shared`].
 pub fn initiate(
     ours: &Installation,
     theirs: &Bundle,
     limits: Limits,
+) -> Result<Session, X3dhError> {
+    start(ours, theirs, limits, true)
+}
+
+/// Opens a session from a bundle that others may hold copies of (one an
+/// account handed on in a device list, a contact code, a published
+/// bundle): its one-time prekeys are left alone, and the first messages'
+/// forward secrecy comes from the signed prekey, which rotates. The
+/// responder still refuses a replayed first message (by its ephemeral key).
+pub fn initiate_shared(
+    ours: &Installation,
+    theirs: &Bundle,
+    limits: Limits,
+) -> Result<Session, X3dhError> {
+    start(ours, theirs, limits, false)
+}
+
+fn start(
+    ours: &Installation,
+    theirs: &Bundle,
+    limits: Limits,
+    one_time: bool,
 ) -> Result<Session, X3dhError> {
     theirs.verify()?;
     if theirs.device() == ours.device() {
@@ -169,7 +196,7 @@ pub fn initiate(
     let ephemeral = KeyPair::generate();
     let spk = theirs.signed_prekey.key;
     let ik_b = theirs.certificate.identity_key;
-    let one_time = (!theirs.one_time.is_empty())
+    let one_time = (one_time && !theirs.one_time.is_empty())
         .then(|| theirs.one_time[rand::thread_rng().gen_range(0..theirs.one_time.len())]);
     let dh1 = ours.identity().agree(&spk);
     let dh2 = ephemeral.agree(&ik_b);

@@ -2,7 +2,7 @@
 //! the account, this device, contacts and sessions, and persists every
 //! change through the storage stage, sealed with the node's vault key.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use actix::prelude::*;
 use base64::Engine as _;
@@ -136,6 +136,13 @@ pub struct Crypto {
     /// Sessions that lost a simultaneous start, kept to read what was sent
     /// on them before the peer switched; not persisted.
     shadows: HashMap<(AccountId, DeviceId), Session>,
+    /// Devices whose bundle came from the device itself, to this device
+    /// alone (a pairing request): the first session with one may use its
+    /// one-time prekeys. Every other bundle is a copy others hold too (a
+    /// device list, a contact code), and a one-time prekey serves only the
+    /// first initiator to reach its device; not persisted (a restart only
+    /// costs the first message that prekey's forward secrecy).
+    first_hand: HashSet<(AccountId, DeviceId)>,
     contacts: BTreeMap<AccountId, BTreeMap<DeviceId, Bundle>>,
     vault: Vault,
     storage: storage::Handle,
@@ -277,6 +284,7 @@ impl Crypto {
             installation,
             sessions,
             shadows: HashMap::new(),
+            first_hand: HashSet::new(),
             contacts,
             vault,
             storage,
@@ -399,8 +407,12 @@ impl Crypto {
                 let Some(bundle) = self.contacts.get(&peer.0).and_then(|d| d.get(&peer.1)) else {
                     continue;
                 };
-                let session = x3dh::initiate(&self.installation, bundle, self.limits)
-                    .map_err(|e| Error::BadContact(e.to_string()))?;
+                let session = if self.first_hand.remove(&peer) {
+                    x3dh::initiate(&self.installation, bundle, self.limits)
+                } else {
+                    x3dh::initiate_shared(&self.installation, bundle, self.limits)
+                }
+                .map_err(|e| Error::BadContact(e.to_string()))?;
                 self.sessions.insert(peer, session);
                 if peer.0 != self.account() {
                     // The first message carries this device's bundle, so
@@ -692,6 +704,7 @@ impl Crypto {
             .map_err(|e| self.refuse("pairing", Error::Pairing(e.to_string())))?;
         let new_device = (self.account(), device_id(bundle.device()));
         tracing::info!(device = %new_device.1, "paired a new device");
+        self.first_hand.insert(new_device);
         let mut saves = self.keep_contact(bundle.clone());
         let mut bundles: Vec<Vec<u8>> = self
             .contacts

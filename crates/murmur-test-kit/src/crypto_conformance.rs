@@ -7,7 +7,10 @@ use std::future::Future;
 
 use bytes::Bytes;
 use murmur_core::{
-    crypto::{self, AccountId, AddContact, ContactCode, Error, Identity, Open, Seal, Sealed},
+    crypto::{
+        self, AccountId, AddContact, ContactCode, Error, Identity, Open, Pair, PairingCode, Seal,
+        Sealed,
+    },
     storage, Delivery, PubsubTopic, WakuMessage,
 };
 
@@ -35,6 +38,7 @@ macro_rules! crypto_conformance_tests {
             case!(refuses_unknown_contacts_and_bad_codes);
             case!(keeps_its_identity_and_sessions_across_a_restart);
             case!(sessions_started_at_once_converge_whatever_arrives_first);
+            case!(every_contact_reaches_a_paired_device_it_was_introduced_to);
         }
     };
 }
@@ -246,5 +250,88 @@ where
             .await
             .expect("the small side reads");
         assert_eq!(text(opened), Some(words));
+    }
+}
+
+/// Opens every envelope of `sealed` that is for `stage`; the others (for
+/// other devices) must be refused as such.
+async fn open_mine(stage: &crypto::Handle, sealed: &[Sealed]) -> Vec<crypto::Opened> {
+    let mut opened = Vec::new();
+    for envelope in sealed {
+        match open(stage, envelope).await {
+            Ok(o) => opened.push(o),
+            Err(Error::NotForUs) => {}
+            Err(e) => panic!("an envelope for this device was refused: {e}"),
+        }
+    }
+    opened
+}
+
+/// A second device joins an account; the first device introduces it to
+/// many contacts, each of which then writes to it: every first message
+/// opens on the new device. (The bundle the first device hands on is one
+/// copy for all of them: a one-time prekey in it can serve only one.)
+pub async fn every_contact_reaches_a_paired_device_it_was_introduced_to<F, Fut>(start: F)
+where
+    F: Fn(storage::Handle) -> Fut,
+    Fut: Future<Output = crypto::Handle>,
+{
+    const CONTACTS: usize = 24;
+    let (phone, laptop) = (start(storage()).await, start(storage()).await);
+    let code = phone
+        .pairing_code
+        .send(PairingCode)
+        .await
+        .expect("stage alive")
+        .expect("the first device makes pairing codes");
+    let request = laptop
+        .pair
+        .send(Pair(code))
+        .await
+        .expect("stage alive")
+        .expect("a valid code");
+    let mut answers = Vec::new();
+    for o in open_mine(&phone, &request).await {
+        answers.extend(o.publish);
+    }
+    let opened = open_mine(&laptop, &answers).await;
+    assert!(opened.iter().any(|o| o.identity_changed), "paired");
+    let (account, laptop_device) = identity(&laptop).await;
+    assert_eq!(account, identity(&phone).await.0);
+
+    let mut contacts = Vec::new();
+    for _ in 0..CONTACTS {
+        let contact = start(storage()).await;
+        introduce(&contact, &phone).await;
+        let hello = seal(&contact, account, "hello").await.expect("sealed");
+        // The phone's answer to a new session lists the account's devices.
+        for o in open_mine(&phone, &hello).await {
+            open_mine(&contact, &o.publish).await;
+        }
+        let devices = contact
+            .devices
+            .send(crypto::Devices(account))
+            .await
+            .expect("stage alive");
+        assert!(devices.contains(&laptop_device), "introduced to the laptop");
+        contacts.push(contact);
+    }
+    // The phone writes to its laptop too (a copy of what it sends).
+    let contact_id = identity(&contacts[0]).await.0;
+    let copy = seal(&phone, contact_id, "a copy").await.expect("sealed");
+    let opened = open_mine(&laptop, &copy).await;
+    assert_eq!(opened.len(), 1, "the phone's copy opens on the laptop");
+
+    for (i, contact) in contacts.iter().enumerate() {
+        let words = format!("from contact {i}");
+        let sealed = seal(contact, account, &words).await.expect("sealed");
+        let opened = open_mine(&laptop, &sealed).await;
+        assert_eq!(
+            opened.len(),
+            1,
+            "contact {i}'s first message opens on the laptop"
+        );
+        assert_eq!(opened[0].plaintext.as_deref(), Some(words.as_bytes()));
+        assert_eq!(opened[0].sender, identity(contact).await.0);
     }
 }

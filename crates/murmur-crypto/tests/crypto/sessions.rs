@@ -261,3 +261,25 @@ fn a_first_message_without_a_one_time_prekey_sets_up_one_session_only() {
     let (init, m) = first_message(&device(), &bob.bundle_with(NOW, 0));
     assert!(x3dh::respond(&mut bob, &init, &m, Limits::default()).is_ok());
 }
+
+#[test]
+fn many_initiators_with_copies_of_one_bundle_all_reach_its_device() {
+    let mut bob = device();
+    // One bundle with one-time prekeys, handed on to everyone.
+    let copy = bob.bundle(NOW);
+    let before = bob.one_time_left();
+    for i in 0..3 * before {
+        let mut s = x3dh::initiate_shared(&device(), &copy, Limits::default()).expect("valid");
+        let Ciphertext::Prekey(init, m) = s.seal(b"first").expect("seal") else {
+            panic!("a first message carries the X3DH header");
+        };
+        assert_eq!(
+            init.one_time, None,
+            "a copy's one-time prekeys are left alone"
+        );
+        let (_, plaintext) = x3dh::respond(&mut bob, &init, &m, Limits::default())
+            .unwrap_or_else(|e| panic!("initiator {i} refused: {e}"));
+        assert_eq!(plaintext, b"first");
+    }
+    assert_eq!(bob.one_time_left(), before, "none used up");
+}
