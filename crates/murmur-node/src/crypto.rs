@@ -515,8 +515,11 @@ impl Crypto {
                 let (session, plaintext) =
                     x3dh::respond(&mut self.installation, initiation, message, self.limits)
                         .map_err(|e| match e {
-                            X3dhError::OneTimePrekeyUsed(_) | X3dhError::Replay => {
-                                self.refuse("replay", Error::Replay)
+                            X3dhError::Replay => self.refuse("replay", Error::Replay),
+                            // Another initiator used it first: kept apart
+                            // from replays, as it is a different fault.
+                            X3dhError::OneTimePrekeyUsed(_) => {
+                                self.refuse("one_time_prekey_used", Error::Replay)
                             }
                             X3dhError::Decrypt(DecryptError::Replay { .. }) => {
                                 self.refuse("replay", Error::Replay)
