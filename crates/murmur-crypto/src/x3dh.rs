@@ -187,7 +187,7 @@ fn start(
     ours: &Installation,
     theirs: &Bundle,
     limits: Limits,
-    one_time: bool,
+    use_one_time: bool,
 ) -> Result<Session, X3dhError> {
     theirs.verify()?;
     if theirs.device() == ours.device() {
@@ -196,7 +196,7 @@ fn start(
     let ephemeral = KeyPair::generate();
     let spk = theirs.signed_prekey.key;
     let ik_b = theirs.certificate.identity_key;
-    let one_time = (one_time && !theirs.one_time.is_empty())
+    let one_time = (use_one_time && !theirs.one_time.is_empty())
         .then(|| theirs.one_time[rand::thread_rng().gen_range(0..theirs.one_time.len())]);
     let dh1 = ours.identity().agree(&spk);
     let dh2 = ephemeral.agree(&ik_b);

@@ -559,6 +559,10 @@ impl Node {
     }
 
     /// Publishes a message as given on `pubsub_topic`, through the outbound hooks.
+    ///
+    /// Dropping the future before it answers may or may not stop the
+    /// message (it may already be on the network); one that is published is
+    /// also archived on an archiving node, whether or not anyone still waits.
     pub async fn publish(
         &self,
         pubsub_topic: PubsubTopic,

@@ -516,8 +516,10 @@ impl Crypto {
                     x3dh::respond(&mut self.installation, initiation, message, self.limits)
                         .map_err(|e| match e {
                             X3dhError::Replay => self.refuse("replay", Error::Replay),
-                            // Another initiator used it first: kept apart
-                            // from replays, as it is a different fault.
+                            // A one-time prekey gone: another initiator used
+                            // it first, or this device never issued it (a
+                            // restored installation); not a replay, counted
+                            // apart.
                             X3dhError::OneTimePrekeyUsed(_) => {
                                 self.refuse("one_time_prekey_used", Error::Replay)
                             }
@@ -668,6 +670,7 @@ impl Crypto {
             devices.remove(&peer.1);
         }
         self.sessions.remove(&peer);
+        self.first_hand.remove(&peer);
         let name = key(REVOKED, peer.0, peer.1);
         let value = self.vault.seal(&name, &r.to_bytes());
         self.revoked.insert(peer, r);

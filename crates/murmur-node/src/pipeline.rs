@@ -742,8 +742,9 @@ impl Handler<transport::Event> for Pipeline {
 ///
 /// The handler runs the hooks and hands the message to the transport's
 /// mailbox at once, in arrival order; it answers with what is left to wait
-/// for, which the caller awaits (see [`publish`]). So the pipeline spawns no
-/// task per message and its mailbox never waits on the network.
+/// for, which the caller awaits (see [`publish`]). So its mailbox never waits
+/// on the network, and only an archiving node spawns a task per message (to
+/// archive it once published, whether or not the caller still waits).
 #[derive(Message)]
 #[rtype(result = "Result<Published, Error>")]
 pub(crate) struct Outbound(pub(crate) Outgoing);
@@ -805,7 +806,9 @@ impl Pipeline {
                 archive.send(storage::SaveRaw(delivery)).await??;
                 Ok(hash)
             };
-            let _ = answer.send(archived.await);
+            if let Err(Err(e)) = answer.send(archived.await) {
+                tracing::warn!(error = %e, "own message not archived");
+            }
         });
         Ok(Box::pin(async move {
             answered.await.map_err(|_| Error::Stopped)?

@@ -52,7 +52,7 @@ mod imp {
             tracing::debug!("no /proc/self/task; timer thread priority left as it is");
             return 0;
         };
-        let mut changed = 0;
+        let (mut found, mut changed) = (false, 0);
         for task in tasks.flatten() {
             let path = task.path();
             let named = std::fs::read_to_string(path.join("comm"))
@@ -65,6 +65,7 @@ mod imp {
             let (true, Some(pid)) = (named, pid) else {
                 continue;
             };
+            found = true;
             match getpriority_process(Some(pid)) {
                 Ok(current) if current >= nice => {}
                 Ok(_) => match setpriority_process(Some(pid), nice) {
@@ -76,6 +77,12 @@ mod imp {
                 },
                 Err(e) => tracing::debug!(error = %e, "timer thread priority unknown"),
             }
+        }
+        if !found {
+            tracing::debug!(
+                thread = NAME,
+                "no such thread; timer thread priority left alone"
+            );
         }
         changed
     }
