@@ -35,6 +35,8 @@ pub const CODE_PREFIX: &str = "murmur:";
 const ACCOUNT: &str = "crypto/account";
 const INSTALLATION: &str = "crypto/installation";
 const SESSION: &str = "crypto/session/";
+/// A session kept to read what a peer sent on it after a simultaneous start.
+const SHADOW: &str = "crypto/shadow/";
 const CONTACT: &str = "crypto/contact/";
 const REVOKED: &str = "crypto/revoked/";
 /// A pairing code: this prefix, then in unpadded base64url a one-time
@@ -134,7 +136,8 @@ pub struct Crypto {
     installation: Installation,
     sessions: HashMap<(AccountId, DeviceId), Session>,
     /// Sessions that lost a simultaneous start, kept to read what was sent
-    /// on them before the peer switched; not persisted.
+    /// on them before the peer switched (and what it still sends on them,
+    /// until the sides converge), across restarts too.
     shadows: HashMap<(AccountId, DeviceId), Session>,
     /// Devices whose bundle came from the device itself, to this device
     /// alone (a pairing request): the first session with one may use its
@@ -223,6 +226,7 @@ impl Crypto {
         let mut account = None;
         let mut installation = None;
         let mut sessions = HashMap::new();
+        let mut shadows = HashMap::new();
         let mut contacts: BTreeMap<AccountId, BTreeMap<DeviceId, Bundle>> = BTreeMap::new();
         let mut revoked = BTreeMap::new();
         for (name, value) in entries {
@@ -235,12 +239,14 @@ impl Crypto {
                 account = Some(Account::from_secret(&secret));
             } else if name == INSTALLATION {
                 installation = Some(Installation::from_bytes(&bytes).map_err(state_error)?);
-            } else if name.starts_with(SESSION) {
+            } else if name.starts_with(SESSION) || name.starts_with(SHADOW) {
                 let s = Session::from_bytes(&bytes).map_err(state_error)?;
-                sessions.insert(
-                    (account_id(s.peer_account()), device_id(s.peer_device())),
-                    s,
-                );
+                let peer = (account_id(s.peer_account()), device_id(s.peer_device()));
+                if name.starts_with(SESSION) {
+                    sessions.insert(peer, s);
+                } else {
+                    shadows.insert(peer, s);
+                }
             } else if name.starts_with(REVOKED) {
                 let r = Revocation::from_bytes(&bytes).map_err(state_error)?;
                 revoked.insert((account_id(r.account), device_id(r.device)), r);
@@ -283,7 +289,7 @@ impl Crypto {
             account,
             installation,
             sessions,
-            shadows: HashMap::new(),
+            shadows,
             first_hand: HashSet::new(),
             contacts,
             vault,
@@ -328,7 +334,16 @@ impl Crypto {
         peer: (AccountId, DeviceId),
         s: &Session,
     ) -> (String, Option<Vec<u8>>) {
-        let name = key(SESSION, peer.0, peer.1);
+        self.sealed_state(SESSION, peer, s)
+    }
+
+    fn sealed_state(
+        &self,
+        prefix: &str,
+        peer: (AccountId, DeviceId),
+        s: &Session,
+    ) -> (String, Option<Vec<u8>>) {
+        let name = key(prefix, peer.0, peer.1);
         let value = self.vault.seal(&name, &s.to_bytes());
         (name, Some(value))
     }
@@ -463,6 +478,8 @@ impl Crypto {
             ));
         }
         let mut saves = Vec::new();
+        // The shadow read this message or was replaced: save it too.
+        let mut shadow_changed = false;
         let mut existing = match self.sessions.get_mut(&peer) {
             Some(session) => Some(session.decrypt(opened.ciphertext.message())),
             None => None,
@@ -476,6 +493,7 @@ impl Crypto {
                 .map(|s| s.decrypt(opened.ciphertext.message()))
             {
                 existing = Some(Ok(plaintext));
+                shadow_changed = true;
                 // The peer writes on the session we keep as a shadow: the two
                 // sides ended on different sessions (the answer to a
                 // simultaneous start overtook the other side's first
@@ -540,10 +558,12 @@ impl Crypto {
                     && (self.account(), self.device()) < peer;
                 if ours_wins {
                     self.shadows.insert(peer, session);
+                    shadow_changed = true;
                 } else if let Some(previous) = self.sessions.insert(peer, session) {
                     // Kept to read what the peer may still send on it (see
                     // above: the peer may have ended on it).
                     self.shadows.insert(peer, previous);
+                    shadow_changed = true;
                 }
                 saves.push(self.sealed_installation());
                 opened_first = Some(true);
@@ -570,6 +590,9 @@ impl Crypto {
             }
         };
         saves.push(self.sealed_session(peer, &self.sessions[&peer]));
+        if let Some(shadow) = self.shadows.get(&peer).filter(|_| shadow_changed) {
+            saves.push(self.sealed_state(SHADOW, peer, shadow));
+        }
         self.metrics.opened.inc();
         let payload = Payload::decode(plaintext.as_slice())
             .map_err(|e| self.refuse("malformed", Error::Undecryptable(e.to_string())))?;
@@ -670,12 +693,14 @@ impl Crypto {
             devices.remove(&peer.1);
         }
         self.sessions.remove(&peer);
+        self.shadows.remove(&peer);
         self.first_hand.remove(&peer);
         let name = key(REVOKED, peer.0, peer.1);
         let value = self.vault.seal(&name, &r.to_bytes());
         self.revoked.insert(peer, r);
         vec![
             (key(SESSION, peer.0, peer.1), None),
+            (key(SHADOW, peer.0, peer.1), None),
             (key(CONTACT, peer.0, peer.1), None),
             (name, Some(value)),
         ]
@@ -769,8 +794,14 @@ impl Crypto {
             .sessions
             .keys()
             .map(|(a, d)| (key(SESSION, *a, *d), None))
+            .chain(
+                self.shadows
+                    .keys()
+                    .map(|(a, d)| (key(SHADOW, *a, *d), None)),
+            )
             .collect();
         self.sessions.clear();
+        self.shadows.clear();
         self.account = None;
         self.installation = installation;
         saves.push((ACCOUNT.to_owned(), None));

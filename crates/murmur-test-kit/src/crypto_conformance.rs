@@ -38,6 +38,7 @@ macro_rules! crypto_conformance_tests {
             case!(refuses_unknown_contacts_and_bad_codes);
             case!(keeps_its_identity_and_sessions_across_a_restart);
             case!(sessions_started_at_once_converge_whatever_arrives_first);
+            case!(sessions_started_at_once_converge_across_a_restart);
             case!(every_contact_reaches_a_paired_device_it_was_introduced_to);
         }
     };
@@ -202,6 +203,65 @@ where
     assert_eq!(open(&bob, &first[0]).await.err(), Some(Error::Replay));
 }
 
+fn text(o: crypto::Opened) -> Option<String> {
+    o.plaintext
+        .map(|p| String::from_utf8_lossy(&p).into_owned())
+}
+
+/// Two stages, each with its storage, named by (account, device): the tie
+/// of a simultaneous start is broken by it.
+async fn ordered_pair<F, Fut>(start: &F) -> [(crypto::Handle, storage::Handle); 2]
+where
+    F: Fn(storage::Handle) -> Fut,
+    Fut: Future<Output = crypto::Handle>,
+{
+    let (a_storage, b_storage) = (storage(), storage());
+    let (a, b) = (
+        start(a_storage.clone()).await,
+        start(b_storage.clone()).await,
+    );
+    introduce(&a, &b).await;
+    introduce(&b, &a).await;
+    if identity(&a).await < identity(&b).await {
+        [(a, a_storage), (b, b_storage)]
+    } else {
+        [(b, b_storage), (a, a_storage)]
+    }
+}
+
+/// Both write first, and the large side's answer on the small side's
+/// session overtakes the large side's own first message: each reads
+/// everything, and they end up writing on different sessions.
+async fn start_at_once(small: &crypto::Handle, large: &crypto::Handle) {
+    let (small_id, large_id) = (identity(small).await.0, identity(large).await.0);
+    let from_small = seal(small, large_id, "small 1").await.expect("sealed");
+    let from_large = seal(large, small_id, "large 1").await.expect("sealed");
+    let opened = open(large, &from_small[0]).await.expect("opens");
+    assert_eq!(text(opened).as_deref(), Some("small 1"));
+    let answer = seal(large, small_id, "large 2").await.expect("sealed");
+    let opened = open(small, &answer[0]).await.expect("the answer opens");
+    assert_eq!(text(opened).as_deref(), Some("large 2"));
+    let opened = open(small, &from_large[0])
+        .await
+        .expect("the late first message opens");
+    assert_eq!(text(opened).as_deref(), Some("large 1"));
+}
+
+/// Rounds of one message each way, every one read.
+async fn exchange(small: &crypto::Handle, large: &crypto::Handle) {
+    let (small_id, large_id) = (identity(small).await.0, identity(large).await.0);
+    for round in 2..5 {
+        let words = format!("small {round}");
+        let sealed = seal(small, large_id, &words).await.expect("sealed");
+        let opened = open(large, &sealed[0]).await.expect("the large side reads");
+        assert_eq!(text(opened), Some(words));
+        let words = format!("large {}", round + 1);
+        let sealed = seal(large, small_id, &words).await.expect("sealed");
+        let opened = open(small, &sealed[0]).await.expect("the small side reads");
+        assert_eq!(text(opened), Some(words));
+    }
+}
+
 /// Both sides write first, and one side's answer on the other's session
 /// overtakes its own first message: every message still opens, and after
 /// one exchange both write on the same session.
@@ -210,47 +270,22 @@ where
     F: Fn(storage::Handle) -> Fut,
     Fut: Future<Output = crypto::Handle>,
 {
-    let (a, b) = (start(storage()).await, start(storage()).await);
-    introduce(&a, &b).await;
-    introduce(&b, &a).await;
-    // The tie is broken by (account, device): name the sides by it.
-    let (small, large) = if identity(&a).await < identity(&b).await {
-        (a, b)
-    } else {
-        (b, a)
-    };
-    let (small_id, large_id) = (identity(&small).await.0, identity(&large).await.0);
-    let text = |o: crypto::Opened| {
-        o.plaintext
-            .map(|p| String::from_utf8_lossy(&p).into_owned())
-    };
-    let from_small = seal(&small, large_id, "small 1").await.expect("sealed");
-    let from_large = seal(&large, small_id, "large 1").await.expect("sealed");
-    // The large side takes the small side's first message, and answers on it.
-    let opened = open(&large, &from_small[0]).await.expect("opens");
-    assert_eq!(text(opened).as_deref(), Some("small 1"));
-    let answer = seal(&large, small_id, "large 2").await.expect("sealed");
-    // The answer reaches the small side before the large side's first message.
-    let opened = open(&small, &answer[0]).await.expect("the answer opens");
-    assert_eq!(text(opened).as_deref(), Some("large 2"));
-    let opened = open(&small, &from_large[0])
-        .await
-        .expect("the late first message opens");
-    assert_eq!(text(opened).as_deref(), Some("large 1"));
-    for round in 2..5 {
-        let words = format!("small {round}");
-        let sealed = seal(&small, large_id, &words).await.expect("sealed");
-        let opened = open(&large, &sealed[0])
-            .await
-            .expect("the large side reads");
-        assert_eq!(text(opened), Some(words));
-        let words = format!("large {}", round + 1);
-        let sealed = seal(&large, small_id, &words).await.expect("sealed");
-        let opened = open(&small, &sealed[0])
-            .await
-            .expect("the small side reads");
-        assert_eq!(text(opened), Some(words));
-    }
+    let [(small, _), (large, _)] = ordered_pair(&start).await;
+    start_at_once(&small, &large).await;
+    exchange(&small, &large).await;
+}
+
+/// As above, with both sides restarted while they still write on different
+/// sessions: what each keeps to read the other's session survives.
+pub async fn sessions_started_at_once_converge_across_a_restart<F, Fut>(start: F)
+where
+    F: Fn(storage::Handle) -> Fut,
+    Fut: Future<Output = crypto::Handle>,
+{
+    let [(small, small_storage), (large, large_storage)] = ordered_pair(&start).await;
+    start_at_once(&small, &large).await;
+    let (small, large) = (start(small_storage).await, start(large_storage).await);
+    exchange(&small, &large).await;
 }
 
 /// Opens every envelope of `sealed` that is for `stage`; the others (for
