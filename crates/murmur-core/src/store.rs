@@ -7,13 +7,13 @@ use crate::{Delivery, MessageHash, PubsubTopic, WakuMessage};
 /// keep it (64/WAKU2-NETWORK; nwaku's archive applies the same window).
 pub const ARCHIVE_WINDOW_NANOS: i64 = 20_000_000_000;
 
-/// Whether an archive keeps `delivery`: not ephemeral, and stamped within
-/// 20 s of our clock.
-pub fn archivable(delivery: &Delivery) -> bool {
-    let skew = delivery.message.timestamp.map_or(i64::MAX, |ts| {
+/// Whether an archive keeps `message`: not ephemeral, and stamped within
+/// 20 s of our clock. It needs no hash, so callers can ask before hashing.
+pub fn archivable(message: &WakuMessage) -> bool {
+    let skew = message.timestamp.map_or(i64::MAX, |ts| {
         crate::now_nanos().saturating_sub(ts).saturating_abs()
     });
-    !delivery.message.is_ephemeral() && skew <= ARCHIVE_WINDOW_NANOS
+    !message.is_ephemeral() && skew <= ARCHIVE_WINDOW_NANOS
 }
 
 /// The most messages one page may hold (nwaku's cap).

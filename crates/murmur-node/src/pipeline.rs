@@ -707,7 +707,7 @@ impl Handler<transport::Event> for Pipeline {
                 let Some(storage) = self
                     .storage
                     .as_ref()
-                    .filter(|_| murmur_core::store::archivable(&delivery))
+                    .filter(|_| murmur_core::store::archivable(&delivery.message))
                 else {
                     self.deliver(delivery, ctx);
                     return;
@@ -787,13 +787,14 @@ impl Pipeline {
             let sent = transport.publish.send(Publish::new(topic, message));
             async move { Ok(sent.await??) }
         };
-        let Some(archive) = self.storage.as_ref().map(|s| s.save_raw.clone()) else {
+        let archive = (self.storage.as_ref())
+            .filter(|_| murmur_core::store::archivable(&outgoing.message))
+            .map(|s| s.save_raw.clone());
+        let Some(archive) = archive else {
             return Ok(Box::pin(forward(outgoing.pubsub_topic, outgoing.message)));
         };
+        // Hashed only here: the archive keys by hash.
         let delivery = Delivery::new(outgoing.pubsub_topic, outgoing.message);
-        if !murmur_core::store::archivable(&delivery) {
-            return Ok(Box::pin(forward(delivery.pubsub_topic, delivery.message)));
-        }
         let sent = forward(delivery.pubsub_topic.clone(), delivery.message.clone());
         // Our own messages belong in our archive too (gossipsub never hands
         // them back to us), once the network took them. That runs on its

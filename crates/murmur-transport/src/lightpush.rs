@@ -79,7 +79,7 @@ impl Service {
             Err(e) => return Outcome::fail(status::INTERNAL_SERVER_ERROR, e.to_string()),
         };
         if let Some(archive) = &self.archive {
-            if murmur_core::store::archivable(&delivery) {
+            if murmur_core::store::archivable(&delivery.message) {
                 match archive.send(storage::SaveRaw(delivery.clone())).await {
                     Ok(Ok(_)) => {}
                     _ => {

@@ -1571,7 +1571,9 @@ impl Driver {
     ) {
         let relay = &mut self.swarm.behaviour_mut().relay;
         match check(message) {
-            Ok(delivery) if self.archive.is_some() && murmur_core::store::archivable(&delivery) => {
+            Ok(delivery)
+                if self.archive.is_some() && murmur_core::store::archivable(&delivery.message) =>
+            {
                 // Archive first, accept (and so forward) after: a message this
                 // node accepted survives a crash.
                 let archive = self.archive.clone();

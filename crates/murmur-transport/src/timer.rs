@@ -47,25 +47,32 @@ mod imp {
     /// The name `futures-timer` gives its helper thread.
     const NAME: &str = "futures-timer";
 
-    pub(super) fn lower_priority(nice: i32) -> usize {
+    /// The helper threads of this process (one, unless `futures-timer`
+    /// raced at its own start); empty without /proc.
+    pub(super) fn helpers() -> Vec<Pid> {
         let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-            tracing::debug!("no /proc/self/task; timer thread priority left as it is");
-            return 0;
+            return Vec::new();
         };
-        let (mut found, mut changed) = (false, 0);
-        for task in tasks.flatten() {
-            let path = task.path();
-            let named = std::fs::read_to_string(path.join("comm"))
-                .is_ok_and(|comm| comm.trim_end() == NAME);
-            let pid = task
-                .file_name()
-                .to_str()
-                .and_then(|tid| tid.parse().ok())
-                .and_then(Pid::from_raw);
-            let (true, Some(pid)) = (named, pid) else {
-                continue;
-            };
-            found = true;
+        tasks
+            .flatten()
+            .filter(|task| {
+                std::fs::read_to_string(task.path().join("comm"))
+                    .is_ok_and(|comm| comm.trim_end() == NAME)
+            })
+            .filter_map(|task| Pid::from_raw(task.file_name().to_str()?.parse().ok()?))
+            .collect()
+    }
+
+    pub(super) fn lower_priority(nice: i32) -> usize {
+        let helpers = helpers();
+        if helpers.is_empty() {
+            tracing::debug!(
+                thread = NAME,
+                "no such thread; timer thread priority left alone"
+            );
+        }
+        let mut changed = 0;
+        for pid in helpers {
             match getpriority_process(Some(pid)) {
                 Ok(current) if current >= nice => {}
                 Ok(_) => match setpriority_process(Some(pid), nice) {
@@ -77,12 +84,6 @@ mod imp {
                 },
                 Err(e) => tracing::debug!(error = %e, "timer thread priority unknown"),
             }
-        }
-        if !found {
-            tracing::debug!(
-                thread = NAME,
-                "no such thread; timer thread priority left alone"
-            );
         }
         changed
     }
@@ -100,16 +101,8 @@ mod tests {
     use super::*;
 
     fn timer_nice() -> Option<i32> {
-        std::fs::read_dir("/proc/self/task")
-            .ok()?
-            .flatten()
-            .find(|t| {
-                std::fs::read_to_string(t.path().join("comm"))
-                    .is_ok_and(|c| c.trim_end() == "futures-timer")
-            })
-            .and_then(|t| t.file_name().to_str()?.parse().ok())
-            .and_then(rustix::process::Pid::from_raw)
-            .and_then(|pid| rustix::process::getpriority_process(Some(pid)).ok())
+        let helper = *imp::helpers().first()?;
+        rustix::process::getpriority_process(Some(helper)).ok()
     }
 
     #[test]
