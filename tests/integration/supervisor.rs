@@ -8,7 +8,7 @@ use libp2p::identity::Keypair;
 use murmur::{
     core::{transport, ContentTopic},
     node::Builder,
-    transport::{InjectPanic, Transport},
+    transport::{CrashSwarm, Transport},
 };
 
 use crate::support::{addr, loopback_config, start_node, WAIT};
@@ -55,7 +55,7 @@ async fn restarted_and_relaying(own_thread: bool) {
     assert_eq!(bob_inbox.recv_timeout(WAIT).await.unwrap().hash, before);
     let peer_id = alice.status().await.unwrap().peer_id;
 
-    transport.send(InjectPanic).await.unwrap();
+    transport.send(CrashSwarm).await.unwrap();
 
     // The supervisor rebuilds the node; bob is a static peer and is redialled.
     alice.wait_for_peers(&pubsub, 1, WAIT).await.unwrap();

@@ -97,6 +97,10 @@ pub enum Error {
     /// Bytes the account key does not sign (it signs group events only).
     #[error("the account key signs group membership events only")]
     NotSignable,
+    /// The stage failed on this request (a defect: it panicked) and was
+    /// restarted from its persisted state; the request was not carried out.
+    #[error(transparent)]
+    Restarted(#[from] crate::supervise::Panicked),
     /// The stage could not read or write its state.
     #[error("crypto state: {0}")]
     State(String),

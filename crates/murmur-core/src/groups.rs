@@ -148,6 +148,10 @@ pub enum Error {
     /// Signing or sealing through the crypto stage failed.
     #[error(transparent)]
     Crypto(#[from] crate::crypto::Error),
+    /// The stage failed on this request (a defect: it panicked) and was
+    /// restarted from its persisted state; the request was not carried out.
+    #[error(transparent)]
+    Restarted(#[from] crate::supervise::Panicked),
     /// The stage could not read or write its state.
     #[error("group state: {0}")]
     State(String),

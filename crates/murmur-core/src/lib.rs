@@ -29,6 +29,7 @@ pub mod hook;
 mod id;
 pub mod storage;
 pub mod store;
+pub mod supervise;
 pub mod sync;
 mod topic;
 pub mod transport;

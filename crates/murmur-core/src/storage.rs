@@ -29,6 +29,10 @@ pub enum Error {
     /// The query breaks a rule of the store protocol.
     #[error("bad query: {0}")]
     BadQuery(&'static str),
+    /// The stage failed on this request (a defect: it panicked) and was
+    /// restarted from its persisted state; the request was not carried out.
+    #[error(transparent)]
+    Restarted(#[from] crate::supervise::Panicked),
     /// The cursor names a message this store does not have.
     #[error("unknown cursor {0}")]
     UnknownCursor(MessageHash),

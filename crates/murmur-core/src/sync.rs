@@ -13,6 +13,10 @@ use crate::{ContentTopic, MessageHash, PubsubTopic};
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The stage failed on this request (a defect: it panicked) and was
+    /// restarted from its persisted state; the request was not carried out.
+    #[error(transparent)]
+    Restarted(#[from] crate::supervise::Panicked),
     /// No store node could be reached.
     #[error("no store node available")]
     NoStoreNode,

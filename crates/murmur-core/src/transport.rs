@@ -62,6 +62,10 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// The stage failed on this request (a defect: it panicked) and was
+    /// restarted from its persisted state; the request was not carried out.
+    #[error(transparent)]
+    Restarted(#[from] crate::supervise::Panicked),
     /// The transport is shutting down or restarting; retry later.
     #[error("the transport is not running")]
     Stopped,

@@ -13,7 +13,7 @@ use murmur_core::{
         Identity, LearnBundles, Open, Opened, OwnBundle, Pair, PairingCode, Revoke, Seal, Sealed,
         SignEvent, Topics,
     },
-    storage, ContentTopic,
+    storage, supervise, ContentTopic,
 };
 use murmur_crypto::{
     envelope, x3dh, Account, Bundle, Ciphertext, DecryptError, EnvelopeError, Installation, Limits,
@@ -157,6 +157,9 @@ pub struct Crypto {
     pending_pair: Option<PendingPair>,
     /// Revoked devices, with the revocation to pass on.
     revoked: BTreeMap<(AccountId, DeviceId), Revocation>,
+    /// Restarted after a panic: the state is read back from storage first.
+    reload: bool,
+    fuse: supervise::Fuse,
 }
 
 fn now() -> u64 {
@@ -207,6 +210,69 @@ pub fn partition_topic(partition: u32) -> ContentTopic {
         .expect("a partition topic is a valid content topic")
 }
 
+/// What the stage keeps on disk, read back.
+struct Loaded {
+    account: Option<Account>,
+    installation: Option<Installation>,
+    sessions: HashMap<(AccountId, DeviceId), Session>,
+    shadows: HashMap<(AccountId, DeviceId), Session>,
+    contacts: BTreeMap<AccountId, BTreeMap<DeviceId, Bundle>>,
+    revoked: BTreeMap<(AccountId, DeviceId), Revocation>,
+}
+
+async fn list_state(storage: &storage::Handle) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    storage
+        .list_state
+        .send(storage::ListState("crypto/".to_owned()))
+        .await
+        .map_err(state_error)?
+        .map_err(state_error)
+}
+
+impl Loaded {
+    fn parse(entries: Vec<(String, Vec<u8>)>, vault: &Vault) -> Result<Self, Error> {
+        let mut loaded = Self {
+            account: None,
+            installation: None,
+            sessions: HashMap::new(),
+            shadows: HashMap::new(),
+            contacts: BTreeMap::new(),
+            revoked: BTreeMap::new(),
+        };
+        for (name, value) in entries {
+            let bytes = vault.open(&name, &value).map_err(state_error)?;
+            if name == ACCOUNT {
+                let secret: [u8; 32] = bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| Error::State("account key is not 32 bytes".to_owned()))?;
+                loaded.account = Some(Account::from_secret(&secret));
+            } else if name == INSTALLATION {
+                loaded.installation = Some(Installation::from_bytes(&bytes).map_err(state_error)?);
+            } else if name.starts_with(SESSION) || name.starts_with(SHADOW) {
+                let s = Session::from_bytes(&bytes).map_err(state_error)?;
+                let peer = (account_id(s.peer_account()), device_id(s.peer_device()));
+                if name.starts_with(SESSION) {
+                    loaded.sessions.insert(peer, s);
+                } else {
+                    loaded.shadows.insert(peer, s);
+                }
+            } else if name.starts_with(REVOKED) {
+                let r = Revocation::from_bytes(&bytes).map_err(state_error)?;
+                loaded.revoked.insert((account_id(r.account), device_id(r.device)), r);
+            } else if name.starts_with(CONTACT) {
+                let b = Bundle::from_bytes(&bytes).map_err(state_error)?;
+                loaded
+                    .contacts
+                    .entry(account_id(b.account()))
+                    .or_default()
+                    .insert(device_id(b.device()), b);
+            }
+        }
+        Ok(loaded)
+    }
+}
+
 impl Crypto {
     /// Loads the stage's state (creating an account and a device on first
     /// start) and starts it under a supervisor.
@@ -217,47 +283,15 @@ impl Crypto {
         metrics: Metrics,
     ) -> Result<Addr<Self>, Error> {
         let vault = Vault::new(node_secret);
-        let entries = storage
-            .list_state
-            .send(storage::ListState("crypto/".to_owned()))
-            .await
-            .map_err(state_error)?
-            .map_err(state_error)?;
-        let mut account = None;
-        let mut installation = None;
-        let mut sessions = HashMap::new();
-        let mut shadows = HashMap::new();
-        let mut contacts: BTreeMap<AccountId, BTreeMap<DeviceId, Bundle>> = BTreeMap::new();
-        let mut revoked = BTreeMap::new();
-        for (name, value) in entries {
-            let bytes = vault.open(&name, &value).map_err(state_error)?;
-            if name == ACCOUNT {
-                let secret: [u8; 32] = bytes
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| Error::State("account key is not 32 bytes".to_owned()))?;
-                account = Some(Account::from_secret(&secret));
-            } else if name == INSTALLATION {
-                installation = Some(Installation::from_bytes(&bytes).map_err(state_error)?);
-            } else if name.starts_with(SESSION) || name.starts_with(SHADOW) {
-                let s = Session::from_bytes(&bytes).map_err(state_error)?;
-                let peer = (account_id(s.peer_account()), device_id(s.peer_device()));
-                if name.starts_with(SESSION) {
-                    sessions.insert(peer, s);
-                } else {
-                    shadows.insert(peer, s);
-                }
-            } else if name.starts_with(REVOKED) {
-                let r = Revocation::from_bytes(&bytes).map_err(state_error)?;
-                revoked.insert((account_id(r.account), device_id(r.device)), r);
-            } else if name.starts_with(CONTACT) {
-                let b = Bundle::from_bytes(&bytes).map_err(state_error)?;
-                contacts
-                    .entry(account_id(b.account()))
-                    .or_default()
-                    .insert(device_id(b.device()), b);
-            }
-        }
+        let entries = list_state(&storage).await?;
+        let Loaded {
+            mut account,
+            installation,
+            sessions,
+            shadows,
+            contacts,
+            revoked,
+        } = Loaded::parse(entries, &vault)?;
         let mut fresh = Vec::new();
         let installation = match installation {
             Some(i) => i,
@@ -303,6 +337,8 @@ impl Crypto {
             pairing: Vec::new(),
             pending_pair: None,
             revoked,
+            reload: false,
+            fuse: supervise::Fuse::default(),
         };
         Ok(Supervisor::start(move |_| stage))
     }
@@ -845,19 +881,61 @@ impl Crypto {
         result: T,
     ) -> AtomicResponse<Self, Result<T, Error>> {
         let save = self.storage.save_state.clone();
-        AtomicResponse::new(Box::pin(
-            async move {
-                if saves.is_empty() {
-                    return Ok(result);
-                }
-                save.send(storage::SaveState(saves))
-                    .await
-                    .map_err(state_error)?
-                    .map_err(state_error)?;
-                Ok(result)
+        let saved = async move {
+            if saves.is_empty() {
+                return Ok(result);
             }
-            .into_actor(self),
+            save.send(storage::SaveState(saves))
+                .await
+                .map_err(state_error)?
+                .map_err(state_error)?;
+            Ok(result)
+        };
+        AtomicResponse::new(Box::pin(
+            supervise::Guarded::new(Box::pin(saved.into_actor(self)))
+                .map(|outcome, _, _| outcome.unwrap_or_else(|p| Err(p.into()))),
         ))
+    }
+
+    /// Answers a guarded change: persisted first, or its error.
+    fn respond<T: 'static>(
+        &self,
+        outcome: Result<Result<(T, Saves), Error>, supervise::Panicked>,
+    ) -> AtomicResponse<Self, Result<T, Error>> {
+        match outcome {
+            Ok(Ok((result, saves))) => self.persist(saves, result),
+            Ok(Err(e)) => AtomicResponse::new(Box::pin(actix::fut::ready(Err(e)))),
+            Err(p) => AtomicResponse::new(Box::pin(actix::fut::ready(Err(p.into())))),
+        }
+    }
+
+    /// Reads the persisted state back after a restart: what a panic left
+    /// half-changed in memory is replaced by what was last saved.
+    fn reload(&mut self, ctx: &mut Context<Self>) {
+        let storage = self.storage.clone();
+        ctx.wait(
+            async move { list_state(&storage).await }
+                .into_actor(self)
+                .map(|entries, act, _| {
+                    match entries.and_then(|e| Loaded::parse(e, &act.vault)) {
+                        Ok(loaded) => act.restore(loaded),
+                        Err(e) => tracing::error!(error = %e, "crypto state not reloaded; keeping the state in memory"),
+                    }
+                }),
+        );
+    }
+
+    fn restore(&mut self, loaded: Loaded) {
+        let Some(installation) = loaded.installation else {
+            return;
+        };
+        self.installation = installation;
+        self.account = loaded.account;
+        self.sessions = loaded.sessions;
+        self.shadows = loaded.shadows;
+        self.contacts = loaded.contacts;
+        self.revoked = loaded.revoked;
+        tracing::info!("crypto stage reloaded its state");
     }
 }
 
@@ -878,6 +956,9 @@ impl Actor for Crypto {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX);
+        if std::mem::take(&mut self.reload) {
+            self.reload(ctx);
+        }
         // Rotate the signed prekey and top one-time prekeys up, hourly.
         ctx.run_interval(std::time::Duration::from_secs(3600), |act, ctx| {
             if act.installation.maintain(now()) {
@@ -899,88 +980,192 @@ impl Actor for Crypto {
 impl Supervised for Crypto {
     fn restarting(&mut self, _: &mut Context<Self>) {
         tracing::warn!("crypto stage restarting");
+        self.reload = true;
     }
 }
+
+impl supervise::Stage for Crypto {
+    const NAME: &'static str = "crypto";
+
+    fn fuse(&mut self) -> &mut supervise::Fuse {
+        &mut self.fuse
+    }
+}
+
+murmur_core::inject_panic_handler!(Crypto);
 
 impl Handler<Seal> for Crypto {
     type Result = AtomicResponse<Self, Result<Vec<Sealed>, Error>>;
 
-    fn handle(&mut self, msg: Seal, _: &mut Context<Self>) -> Self::Result {
-        match self.seal(msg.to, &msg.plaintext) {
-            Ok((sealed, saves)) => self.persist(saves, sealed),
-            Err(e) => AtomicResponse::new(Box::pin(actix::fut::ready(Err(e)))),
-        }
+    fn handle(&mut self, msg: Seal, ctx: &mut Context<Self>) -> Self::Result {
+        let outcome = supervise::guard(self, ctx, |act, _| act.seal(msg.to, &msg.plaintext));
+        self.respond(outcome)
     }
 }
 
 impl Handler<Open> for Crypto {
     type Result = AtomicResponse<Self, Result<Opened, Error>>;
 
-    fn handle(&mut self, Open(delivery): Open, _: &mut Context<Self>) -> Self::Result {
-        match self.open(&delivery.message.payload) {
-            Ok((opened, saves)) => self.persist(saves, opened),
-            Err(e) => AtomicResponse::new(Box::pin(actix::fut::ready(Err(e)))),
-        }
+    fn handle(&mut self, Open(delivery): Open, ctx: &mut Context<Self>) -> Self::Result {
+        let outcome = supervise::guard(self, ctx, |act, _| act.open(&delivery.message.payload));
+        self.respond(outcome)
     }
 }
 
 impl Handler<AddContact> for Crypto {
     type Result = AtomicResponse<Self, Result<AccountId, Error>>;
 
-    fn handle(&mut self, AddContact(code): AddContact, _: &mut Context<Self>) -> Self::Result {
-        match self.add_contact(&code) {
-            Ok((account, saves)) => self.persist(saves, account),
-            Err(e) => AtomicResponse::new(Box::pin(actix::fut::ready(Err(e)))),
-        }
+    fn handle(&mut self, AddContact(code): AddContact, ctx: &mut Context<Self>) -> Self::Result {
+        let outcome = supervise::guard(self, ctx, |act, _| act.add_contact(&code));
+        self.respond(outcome)
     }
 }
 
 impl Handler<ContactCode> for Crypto {
     type Result = Result<String, Error>;
 
-    fn handle(&mut self, _: ContactCode, _: &mut Context<Self>) -> Self::Result {
-        // No one-time prekeys: a code is for many people, the first would
-        // use each up.
-        let bundle = self.installation.bundle_with(now(), 0);
-        Ok(format!(
-            "{CODE_PREFIX}{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bundle.to_bytes())
-        ))
+    fn handle(&mut self, _: ContactCode, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |act, _| {
+            // No one-time prekeys: a code is for many people, the first
+            // would use each up.
+            let bundle = act.installation.bundle_with(now(), 0);
+            format!(
+                "{CODE_PREFIX}{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bundle.to_bytes())
+            )
+        })
+        .map_err(Error::from)
     }
 }
 
 impl Handler<Topics> for Crypto {
-    type Result = MessageResult<Topics>;
+    type Result = supervise::Answer<Vec<ContentTopic>>;
 
-    fn handle(&mut self, _: Topics, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(vec![self.topic_of(self.account())])
+    fn handle(&mut self, _: Topics, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |act, _| vec![act.topic_of(act.account())]).into()
     }
 }
 
 impl Handler<OwnBundle> for Crypto {
-    type Result = MessageResult<OwnBundle>;
+    type Result = supervise::Answer<(ContentTopic, Bytes)>;
 
-    fn handle(&mut self, _: OwnBundle, _: &mut Context<Self>) -> Self::Result {
-        let bundle = self.installation.bundle_with(now(), 0);
-        MessageResult((
-            self.bundle_topic_of(self.account()),
-            Bytes::from(bundle.to_bytes()),
-        ))
+    fn handle(&mut self, _: OwnBundle, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |act, _| {
+            let bundle = act.installation.bundle_with(now(), 0);
+            (
+                act.bundle_topic_of(act.account()),
+                Bytes::from(bundle.to_bytes()),
+            )
+        })
+        .into()
     }
 }
 
 impl Handler<BundleTopic> for Crypto {
-    type Result = MessageResult<BundleTopic>;
+    type Result = supervise::Answer<ContentTopic>;
 
-    fn handle(&mut self, BundleTopic(account): BundleTopic, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.bundle_topic_of(account))
+    fn handle(&mut self, BundleTopic(account): BundleTopic, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |act, _| act.bundle_topic_of(account)).into()
     }
 }
 
 impl Handler<LearnBundles> for Crypto {
     type Result = AtomicResponse<Self, Result<usize, Error>>;
 
-    fn handle(&mut self, msg: LearnBundles, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: LearnBundles, ctx: &mut Context<Self>) -> Self::Result {
+        let outcome = supervise::guard(self, ctx, |act, _| Ok(act.learn_bundles(&msg)));
+        self.respond(outcome)
+    }
+}
+
+impl Handler<Identity> for Crypto {
+    type Result = supervise::Answer<(AccountId, DeviceId)>;
+
+    fn handle(&mut self, _: Identity, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |act, _| (act.account(), act.device())).into()
+    }
+}
+
+impl Handler<PairingCode> for Crypto {
+    type Result = Result<String, Error>;
+
+    fn handle(&mut self, _: PairingCode, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |act, _| act.pairing_code())?
+    }
+}
+
+impl Handler<Pair> for Crypto {
+    type Result = AtomicResponse<Self, Result<Vec<Sealed>, Error>>;
+
+    fn handle(&mut self, Pair(code): Pair, ctx: &mut Context<Self>) -> Self::Result {
+        let outcome = supervise::guard(self, ctx, |act, _| act.pair(&code));
+        self.respond(outcome)
+    }
+}
+
+impl Handler<Revoke> for Crypto {
+    type Result = AtomicResponse<Self, Result<Vec<Sealed>, Error>>;
+
+    fn handle(&mut self, Revoke(device): Revoke, ctx: &mut Context<Self>) -> Self::Result {
+        let outcome = supervise::guard(self, ctx, |act, _| act.revoke(device));
+        self.respond(outcome)
+    }
+}
+
+impl Handler<Bundles> for Crypto {
+    type Result = supervise::Answer<Vec<Bytes>>;
+
+    fn handle(&mut self, Bundles(account): Bundles, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |act, _| {
+            let own = (account == act.account())
+                .then(|| Bytes::from(act.installation.bundle_with(now(), 0).to_bytes()));
+            let known = act
+                .contacts
+                .get(&account)
+                .into_iter()
+                .flat_map(|devices| devices.values())
+                .filter(|b| device_id(b.device()) != act.device())
+                .map(|b| Bytes::from(b.to_bytes()));
+            own.into_iter().chain(known).collect()
+        })
+        .into()
+    }
+}
+
+impl Handler<SignEvent> for Crypto {
+    type Result = Result<[u8; 64], Error>;
+
+    fn handle(&mut self, SignEvent(bytes): SignEvent, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |act, _| {
+            let account = act.account.as_ref().ok_or(Error::NotPrimary)?;
+            account.sign_group_event(&bytes).ok_or(Error::NotSignable)
+        })?
+    }
+}
+
+impl Handler<Devices> for Crypto {
+    type Result = supervise::Answer<Vec<DeviceId>>;
+
+    fn handle(&mut self, Devices(account): Devices, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |act, _| {
+            let me = (act.account(), act.device());
+            let mut devices: Vec<DeviceId> = act
+                .everyone()
+                .into_iter()
+                .filter(|p| p.0 == account && *p != me)
+                .map(|p| p.1)
+                .collect();
+            devices.dedup();
+            devices
+        })
+        .into()
+    }
+}
+
+impl Crypto {
+    /// Keeps the bundles that are newer than those known; answers how many
+    /// devices were learned, with what to save.
+    fn learn_bundles(&mut self, msg: &LearnBundles) -> (usize, Saves) {
         let mut saves = Vec::new();
         let mut kept = 0;
         for bytes in &msg.bundles {
@@ -999,22 +1184,10 @@ impl Handler<LearnBundles> for Crypto {
                 saves.extend(more);
             }
         }
-        self.persist(saves, kept)
+        (kept, saves)
     }
-}
 
-impl Handler<Identity> for Crypto {
-    type Result = MessageResult<Identity>;
-
-    fn handle(&mut self, _: Identity, _: &mut Context<Self>) -> Self::Result {
-        MessageResult((self.account(), self.device()))
-    }
-}
-
-impl Handler<PairingCode> for Crypto {
-    type Result = Result<String, Error>;
-
-    fn handle(&mut self, _: PairingCode, _: &mut Context<Self>) -> Self::Result {
+    fn pairing_code(&mut self) -> Result<String, Error> {
         if self.account.is_none() {
             return Err(Error::NotPrimary);
         }
@@ -1028,70 +1201,6 @@ impl Handler<PairingCode> for Crypto {
             "{PAIR_PREFIX}{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(body)
         ))
-    }
-}
-
-impl Handler<Pair> for Crypto {
-    type Result = AtomicResponse<Self, Result<Vec<Sealed>, Error>>;
-
-    fn handle(&mut self, Pair(code): Pair, _: &mut Context<Self>) -> Self::Result {
-        match self.pair(&code) {
-            Ok((sealed, saves)) => self.persist(saves, sealed),
-            Err(e) => AtomicResponse::new(Box::pin(actix::fut::ready(Err(e)))),
-        }
-    }
-}
-
-impl Handler<Revoke> for Crypto {
-    type Result = AtomicResponse<Self, Result<Vec<Sealed>, Error>>;
-
-    fn handle(&mut self, Revoke(device): Revoke, _: &mut Context<Self>) -> Self::Result {
-        match self.revoke(device) {
-            Ok((sealed, saves)) => self.persist(saves, sealed),
-            Err(e) => AtomicResponse::new(Box::pin(actix::fut::ready(Err(e)))),
-        }
-    }
-}
-
-impl Handler<Bundles> for Crypto {
-    type Result = MessageResult<Bundles>;
-
-    fn handle(&mut self, Bundles(account): Bundles, _: &mut Context<Self>) -> Self::Result {
-        let own = (account == self.account())
-            .then(|| Bytes::from(self.installation.bundle_with(now(), 0).to_bytes()));
-        let known = self
-            .contacts
-            .get(&account)
-            .into_iter()
-            .flat_map(|devices| devices.values())
-            .filter(|b| device_id(b.device()) != self.device())
-            .map(|b| Bytes::from(b.to_bytes()));
-        MessageResult(own.into_iter().chain(known).collect())
-    }
-}
-
-impl Handler<SignEvent> for Crypto {
-    type Result = Result<[u8; 64], Error>;
-
-    fn handle(&mut self, SignEvent(bytes): SignEvent, _: &mut Context<Self>) -> Self::Result {
-        let account = self.account.as_ref().ok_or(Error::NotPrimary)?;
-        account.sign_group_event(&bytes).ok_or(Error::NotSignable)
-    }
-}
-
-impl Handler<Devices> for Crypto {
-    type Result = MessageResult<Devices>;
-
-    fn handle(&mut self, Devices(account): Devices, _: &mut Context<Self>) -> Self::Result {
-        let me = (self.account(), self.device());
-        let mut devices: Vec<DeviceId> = self
-            .everyone()
-            .into_iter()
-            .filter(|p| p.0 == account && *p != me)
-            .map(|p| p.1)
-            .collect();
-        devices.dedup();
-        MessageResult(devices)
     }
 }
 

@@ -43,6 +43,10 @@ pub enum Error {
         /// Its reason.
         reason: String,
     },
+    /// A stage failed on this request (a defect: it panicked) and was
+    /// restarted; the request was not carried out.
+    #[error(transparent)]
+    Restarted(#[from] murmur_core::supervise::Panicked),
     /// A stage actor is gone (the node is shutting down).
     #[error("the node is shutting down")]
     Stopped,

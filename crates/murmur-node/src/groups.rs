@@ -15,7 +15,7 @@ use murmur_core::{
         Action, Change, Control, Create, CreateInvite, Effects, Error, GroupId, Info, Join,
         JoinMode, List, Notice, Open, Opened, Post, Requests, Role, Summary, Topics,
     },
-    storage, ContentTopic,
+    storage, supervise, ContentTopic,
 };
 use murmur_crypto::{envelope, Vault};
 use murmur_groups::{Group, MemberId, OpenError};
@@ -121,6 +121,9 @@ pub struct Membership {
     metrics: Metrics,
     /// Join requests waiting for an admin's approval, per group.
     requests: BTreeMap<GroupId, BTreeSet<AccountId>>,
+    /// Restarted after a panic: the groups are read back from storage first.
+    reload: bool,
+    fuse: supervise::Fuse,
 }
 
 /// Join requests kept per group; more are refused until some are handled.
@@ -250,6 +253,15 @@ fn notices(
     out
 }
 
+async fn list_state(storage: &storage::Handle) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    storage
+        .list_state
+        .send(storage::ListState(STATE.to_owned()))
+        .await
+        .map_err(state_error)?
+        .map_err(state_error)
+}
+
 impl Membership {
     /// Loads every group this device keeps and starts the stage under a
     /// supervisor.
@@ -261,12 +273,7 @@ impl Membership {
         metrics: Metrics,
     ) -> Result<Addr<Self>, Error> {
         let vault = Vault::new(node_secret);
-        let entries = storage
-            .list_state
-            .send(storage::ListState(STATE.to_owned()))
-            .await
-            .map_err(state_error)?
-            .map_err(state_error)?;
+        let entries = list_state(&storage).await?;
         let mut stage = Self {
             groups: BTreeMap::new(),
             topics: BTreeMap::new(),
@@ -276,12 +283,21 @@ impl Membership {
             max_skip,
             metrics,
             requests: BTreeMap::new(),
+            reload: false,
+            fuse: supervise::Fuse::default(),
         };
+        stage.load(entries)?;
+        Ok(Supervisor::start(move |_| stage))
+    }
+
+    /// Replaces the groups in memory with those of `entries`: at start, and
+    /// after a restart, so that what a panic left half-changed is dropped.
+    fn load(&mut self, entries: Vec<(String, Vec<u8>)>) -> Result<(), Error> {
         // groups/<id>/log and groups/<id>/keys, side by side.
         type Part = Option<zeroize::Zeroizing<Vec<u8>>>;
         let mut parts: BTreeMap<String, (Part, Part)> = BTreeMap::new();
         for (name, value) in entries {
-            let bytes = stage.vault.open(&name, &value).map_err(state_error)?;
+            let bytes = self.vault.open(&name, &value).map_err(state_error)?;
             let slot = parts
                 .entry(
                     name.rsplit_once('/')
@@ -294,13 +310,35 @@ impl Membership {
                 slot.1 = Some(bytes);
             }
         }
+        let mut groups = Vec::new();
         for (name, (log, keys)) in parts {
             let log = log.ok_or_else(|| Error::State(format!("{name}: keys without a log")))?;
-            let group = Group::from_parts(&log, keys.as_ref().map(|k| k.as_slice()))
-                .map_err(state_error)?;
-            stage.insert_group(group);
+            groups.push(
+                Group::from_parts(&log, keys.as_ref().map(|k| k.as_slice()))
+                    .map_err(state_error)?,
+            );
         }
-        Ok(Supervisor::start(move |_| stage))
+        self.groups.clear();
+        self.topics.clear();
+        for group in groups {
+            self.insert_group(group);
+        }
+        Ok(())
+    }
+
+    /// Reads the groups back from storage after a restart.
+    fn reload(&mut self, ctx: &mut Context<Self>) {
+        let storage = self.storage.clone();
+        ctx.wait(
+            async move { list_state(&storage).await }
+                .into_actor(self)
+                .map(|entries, act, _| {
+                    match entries.and_then(|e| act.load(e)) {
+                        Ok(()) => tracing::info!("membership stage reloaded its groups"),
+                        Err(e) => tracing::error!(error = %e, "groups not reloaded; keeping those in memory"),
+                    }
+                }),
+        );
     }
 
     fn insert_group(&mut self, group: Group) {
@@ -415,62 +453,79 @@ impl Actor for Membership {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX);
+        if std::mem::take(&mut self.reload) {
+            self.reload(ctx);
+        }
     }
 }
 
 impl Supervised for Membership {
     fn restarting(&mut self, _: &mut Context<Self>) {
         tracing::warn!("membership stage restarting");
+        self.reload = true;
     }
 }
+
+impl supervise::Stage for Membership {
+    const NAME: &'static str = "membership";
+
+    fn fuse(&mut self) -> &mut supervise::Fuse {
+        &mut self.fuse
+    }
+}
+
+murmur_core::inject_panic_handler!(Membership);
 
 impl Handler<Create> for Membership {
     type Result = AtomicResponse<Self, Result<(GroupId, Effects), Error>>;
 
-    fn handle(&mut self, msg: Create, _: &mut Context<Self>) -> Self::Result {
-        if msg.name.len() > murmur_groups::MAX_NAME {
-            return AtomicResponse::new(Box::pin(fut::ready(Err(Error::Forbidden(format!(
-                "a group name is at most {} bytes",
-                murmur_groups::MAX_NAME
-            ))))));
-        }
-        let crypto = self.crypto.clone();
-        let max_skip = self.max_skip;
-        let sign = async move {
-            let me = crypto
-                .identity
-                .send(crypto::Identity)
-                .await
-                .map_err(state_error)?;
-            let unsigned = murmur_groups::Unsigned::create(member(me.0), &msg.name);
-            let signature = crypto
-                .sign_event
-                .send(crypto::SignEvent(Bytes::from(unsigned.signed_bytes())))
-                .await
-                .map_err(state_error)??;
-            Ok::<_, Error>((me, unsigned.sign(signature)))
-        };
-        AtomicResponse::new(Box::pin(sign.into_actor(self).then(
-            move |signed, act, _| {
-                let created = signed.and_then(|(me, create)| {
-                    Group::create((member(me.0), me.1 .0), create, max_skip)
-                        .map_err(|e| Error::InvalidEvent(e.to_string()))
-                });
-                let result = created.map(|(group, _)| {
-                    let id = gid(group.id());
-                    act.insert_group(group);
-                    id
-                });
-                match result {
-                    Ok(id) => {
-                        let mut effects = Effects::default();
-                        effects.subscribe.push(group_topic(id));
-                        act.persist(id, true, (id, effects)).boxed_local()
+    fn handle(&mut self, msg: Create, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::atomic(self, ctx, |this, _| {
+            if msg.name.len() > murmur_groups::MAX_NAME {
+                return Box::pin(fut::ready(Err(Error::Forbidden(format!(
+                    "a group name is at most {} bytes",
+                    murmur_groups::MAX_NAME
+                )))));
+            }
+            let crypto = this.crypto.clone();
+            let max_skip = this.max_skip;
+            let sign = async move {
+                let me = crypto
+                    .identity
+                    .send(crypto::Identity)
+                    .await
+                    .map_err(state_error)?;
+                let unsigned = murmur_groups::Unsigned::create(member(me.0), &msg.name);
+                let signature = crypto
+                    .sign_event
+                    .send(crypto::SignEvent(Bytes::from(unsigned.signed_bytes())))
+                    .await
+                    .map_err(state_error)??;
+                Ok::<_, Error>((me, unsigned.sign(signature)))
+            };
+            Box::pin(sign.into_actor(this).then(
+                move |signed, act, _| {
+                    let created = signed.and_then(|(me, create)| {
+                        Group::create((member(me.0), me.1 .0), create, max_skip)
+                            .map_err(|e| Error::InvalidEvent(e.to_string()))
+                    });
+                    let result = created.map(|(group, _)| {
+                        let id = gid(group.id());
+                        act.insert_group(group);
+                        id
+                    });
+                    match result {
+                        Ok(id) => {
+                            let mut effects = Effects::default();
+                            effects.subscribe.push(group_topic(id));
+                            act.persist(id, true, (id, effects)).boxed_local()
+                        }
+                        Err(e) => fut::ready(Err(e)).boxed_local(),
                     }
-                    Err(e) => fut::ready(Err(e)).boxed_local(),
-                }
-            },
-        )))
+                },
+            ))
+    
+        })
     }
 }
 
@@ -553,18 +608,21 @@ impl Membership {
 impl Handler<Change> for Membership {
     type Result = AtomicResponse<Self, Result<Effects, Error>>;
 
-    fn handle(&mut self, msg: Change, _: &mut Context<Self>) -> Self::Result {
-        match log_action(msg.action) {
-            Ok(action) => {
-                if let murmur_groups::Action::Add(m) = &action {
-                    if let Some(r) = self.requests.get_mut(&msg.group) {
-                        r.remove(&account(*m));
+    fn handle(&mut self, msg: Change, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::atomic(self, ctx, |this, _| {
+            match log_action(msg.action) {
+                Ok(action) => {
+                    if let murmur_groups::Action::Add(m) = &action {
+                        if let Some(r) = this.requests.get_mut(&msg.group) {
+                            r.remove(&account(*m));
+                        }
                     }
+                    this.author(msg.group, action)
                 }
-                AtomicResponse::new(self.author(msg.group, action))
+                Err(e) => Box::pin(fut::ready(Err(e))),
             }
-            Err(e) => AtomicResponse::new(Box::pin(fut::ready(Err(e)))),
-        }
+    
+        })
     }
 }
 
@@ -657,89 +715,99 @@ fn invite_hash(secret: &[u8; 32]) -> [u8; 32] {
 impl Handler<CreateInvite> for Membership {
     type Result = AtomicResponse<Self, Result<(String, Effects), Error>>;
 
-    fn handle(&mut self, msg: CreateInvite, _: &mut Context<Self>) -> Self::Result {
-        let id = msg.group;
-        let crypto = self.crypto.clone();
-        let checked = self.group(id).map(|g| g.state().clone());
-        let code = async move {
-            let state = checked?;
-            let me = crypto
-                .identity
-                .send(crypto::Identity)
-                .await
-                .map_err(state_error)?;
-            if !state
-                .role(&member(me.0))
-                .is_some_and(murmur_groups::Role::is_admin)
-            {
-                return Err(Error::Forbidden("only admins make invite codes".to_owned()));
-            }
-            let bundles = crypto
-                .bundles
-                .send(crypto::Bundles(me.0))
-                .await
-                .map_err(state_error)?;
-            Ok::<_, Error>(Invite {
-                group: id,
-                admin: me.0,
-                secret: msg.admit.then(rand::random::<[u8; 32]>),
-                bundles,
-            })
-        };
-        AtomicResponse::new(Box::pin(code.into_actor(self).then(
-            move |invite, act, _| match invite {
-                Ok(invite) => {
-                    let code = invite.encode();
-                    match invite.secret {
-                        Some(secret) => act
-                            .author(id, murmur_groups::Action::Invite(invite_hash(&secret)))
-                            .map(move |effects, _, _| effects.map(|e| (code, e)))
-                            .boxed_local(),
-                        None => fut::ready(Ok((code, Effects::default()))).boxed_local(),
-                    }
+    fn handle(&mut self, msg: CreateInvite, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::atomic(self, ctx, |this, _| {
+            let id = msg.group;
+            let crypto = this.crypto.clone();
+            let checked = this.group(id).map(|g| g.state().clone());
+            let code = async move {
+                let state = checked?;
+                let me = crypto
+                    .identity
+                    .send(crypto::Identity)
+                    .await
+                    .map_err(state_error)?;
+                if !state
+                    .role(&member(me.0))
+                    .is_some_and(murmur_groups::Role::is_admin)
+                {
+                    return Err(Error::Forbidden("only admins make invite codes".to_owned()));
                 }
-                Err(e) => fut::ready(Err(e)).boxed_local(),
-            },
-        )))
+                let bundles = crypto
+                    .bundles
+                    .send(crypto::Bundles(me.0))
+                    .await
+                    .map_err(state_error)?;
+                Ok::<_, Error>(Invite {
+                    group: id,
+                    admin: me.0,
+                    secret: msg.admit.then(rand::random::<[u8; 32]>),
+                    bundles,
+                })
+            };
+            Box::pin(code.into_actor(this).then(
+                move |invite, act, _| match invite {
+                    Ok(invite) => {
+                        let code = invite.encode();
+                        match invite.secret {
+                            Some(secret) => act
+                                .author(id, murmur_groups::Action::Invite(invite_hash(&secret)))
+                                .map(move |effects, _, _| effects.map(|e| (code, e)))
+                                .boxed_local(),
+                            None => fut::ready(Ok((code, Effects::default()))).boxed_local(),
+                        }
+                    }
+                    Err(e) => fut::ready(Err(e)).boxed_local(),
+                },
+            ))
+    
+        })
     }
 }
 
 impl Handler<Join> for Membership {
     type Result = Result<(GroupId, Effects), Error>;
 
-    fn handle(&mut self, Join(code): Join, _: &mut Context<Self>) -> Self::Result {
-        let invite = Invite::decode(&code)?;
-        let mut effects = Effects::default();
-        effects.learn.push((invite.admin, invite.bundles));
-        let request = Content {
-            id: rand::random::<[u8; 16]>().to_vec(),
-            sent_at: crate::chat::now_millis(),
-            group: Some(GroupControl {
-                group: invite.group.0.to_vec(),
-                join: Some(JoinRequest {
-                    secret: invite.secret.map(|s| s.to_vec()),
+    fn handle(&mut self, Join(code): Join, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |_, _| {
+            let invite = Invite::decode(&code)?;
+            let mut effects = Effects::default();
+            effects.learn.push((invite.admin, invite.bundles));
+            let request = Content {
+                id: rand::random::<[u8; 16]>().to_vec(),
+                sent_at: crate::chat::now_millis(),
+                group: Some(GroupControl {
+                    group: invite.group.0.to_vec(),
+                    join: Some(JoinRequest {
+                        secret: invite.secret.map(|s| s.to_vec()),
+                    }),
+                    ..GroupControl::default()
                 }),
-                ..GroupControl::default()
-            }),
-            ..Content::default()
-        };
-        effects
-            .pairwise
-            .push((invite.admin, Bytes::from(request.encode_to_vec())));
-        Ok((invite.group, effects))
+                ..Content::default()
+            };
+            effects
+                .pairwise
+                .push((invite.admin, Bytes::from(request.encode_to_vec())));
+            Ok((invite.group, effects))
+    
+        })?
     }
 }
 
 impl Handler<Requests> for Membership {
-    type Result = MessageResult<Requests>;
+    type Result = supervise::Answer<<Requests as Message>::Result>;
 
-    fn handle(&mut self, Requests(id): Requests, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(
-            self.requests
-                .get(&id)
-                .map(|r| r.iter().copied().collect())
-                .unwrap_or_default(),
-        )
+    fn handle(&mut self, Requests(id): Requests, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+        
+                this.requests
+                    .get(&id)
+                    .map(|r| r.iter().copied().collect())
+                    .unwrap_or_default()
+        
+    
+        })
+        .into()
     }
 }
 
@@ -985,154 +1053,173 @@ impl Membership {
 impl Handler<Control> for Membership {
     type Result = AtomicResponse<Self, Result<Effects, Error>>;
 
-    fn handle(&mut self, msg: Control, _: &mut Context<Self>) -> Self::Result {
-        let identity = self.crypto.identity.clone();
-        AtomicResponse::new(Box::pin(
-            async move { identity.send(crypto::Identity).await.map_err(state_error) }
-                .into_actor(self)
-                .then(
-                    move |me, act, _| match me.and_then(|me| act.apply_control(&msg, me)) {
-                        Ok((id, effects)) => act.persist(id, true, effects).boxed_local(),
-                        Err(e) => fut::ready(Err(e)).boxed_local(),
-                    },
-                ),
-        ))
+    fn handle(&mut self, msg: Control, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::atomic(self, ctx, |this, _| {
+            let identity = this.crypto.identity.clone();
+            Box::pin(
+                async move { identity.send(crypto::Identity).await.map_err(state_error) }
+                    .into_actor(this)
+                    .then(
+                        move |me, act, _| match me.and_then(|me| act.apply_control(&msg, me)) {
+                            Ok((id, effects)) => act.persist(id, true, effects).boxed_local(),
+                            Err(e) => fut::ready(Err(e)).boxed_local(),
+                        },
+                    ),
+            )
+    
+        })
     }
 }
 
 impl Handler<Post> for Membership {
     type Result = AtomicResponse<Self, Result<Sealed, Error>>;
 
-    fn handle(&mut self, msg: Post, _: &mut Context<Self>) -> Self::Result {
-        let channel = Content::decode(msg.plaintext.as_ref())
-            .ok()
-            .and_then(|c| c.channel);
-        let sealed = self.group(msg.group).and_then(|group| {
-            if let Some(channel) = &channel {
-                if !group.state().channels.contains(channel) {
-                    return Err(Error::Forbidden(format!("no channel #{channel}")));
+    fn handle(&mut self, msg: Post, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::atomic(self, ctx, |this, _| {
+            let channel = Content::decode(msg.plaintext.as_ref())
+                .ok()
+                .and_then(|c| c.channel);
+            let sealed = this.group(msg.group).and_then(|group| {
+                if let Some(channel) = &channel {
+                    if !group.state().channels.contains(channel) {
+                        return Err(Error::Forbidden(format!("no channel #{channel}")));
+                    }
                 }
+                group
+                    .seal(&msg.plaintext)
+                    .map_err(|_| Error::NotMember(msg.group))
+            });
+            match sealed {
+                Ok(payload) => {
+                    this.metrics.posted.inc();
+                    let sealed = Sealed::new(group_topic(msg.group), Bytes::from(payload));
+                    Box::pin(this.persist(msg.group, false, sealed))
+                }
+                Err(e) => Box::pin(fut::ready(Err(e))),
             }
-            group
-                .seal(&msg.plaintext)
-                .map_err(|_| Error::NotMember(msg.group))
-        });
-        match sealed {
-            Ok(payload) => {
-                self.metrics.posted.inc();
-                let sealed = Sealed::new(group_topic(msg.group), Bytes::from(payload));
-                AtomicResponse::new(Box::pin(self.persist(msg.group, false, sealed)))
-            }
-            Err(e) => AtomicResponse::new(Box::pin(fut::ready(Err(e)))),
-        }
+    
+        })
     }
 }
 
 impl Handler<Open> for Membership {
     type Result = AtomicResponse<Self, Result<Opened, Error>>;
 
-    fn handle(&mut self, Open(delivery): Open, _: &mut Context<Self>) -> Self::Result {
-        let opened = self
-            .topics
-            .get(&delivery.message.content_topic)
-            .copied()
-            // A group this device is not in (yet): the pipeline keeps it a
-            // while, in case the invite is on its way.
-            .ok_or(Error::UnknownChain)
-            .and_then(|id| {
-                let group = self.group(id)?;
-                let opened = group.open(&delivery.message.payload).map_err(|e| match e {
-                    OpenError::UnknownChain => Error::UnknownChain,
-                    OpenError::NotMember => Error::NotMember(id),
-                    OpenError::Chain(murmur_crypto::group::GroupError::Replay(_)) => Error::Replay,
-                    other => Error::Malformed(other.to_string()),
-                })?;
-                let state = group.state();
-                let role = state.role(&opened.sender).map_or(Role::Member, role_of);
-                // What the log deleted stays deleted, whenever a copy comes;
-                // a channel that was never opened has no messages.
-                if let Ok(c) = Content::decode(opened.plaintext.as_slice()) {
-                    if <[u8; 16]>::try_from(c.id.as_slice()).is_ok_and(|m| state.deleted.contains(&m)) {
-                        return Err(Error::Deleted);
+    fn handle(&mut self, Open(delivery): Open, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::atomic(self, ctx, |this, _| {
+            let opened = this
+                .topics
+                .get(&delivery.message.content_topic)
+                .copied()
+                // A group this device is not in (yet): the pipeline keeps it a
+                // while, in case the invite is on its way.
+                .ok_or(Error::UnknownChain)
+                .and_then(|id| {
+                    let group = this.group(id)?;
+                    let opened = group.open(&delivery.message.payload).map_err(|e| match e {
+                        OpenError::UnknownChain => Error::UnknownChain,
+                        OpenError::NotMember => Error::NotMember(id),
+                        OpenError::Chain(murmur_crypto::group::GroupError::Replay(_)) => Error::Replay,
+                        other => Error::Malformed(other.to_string()),
+                    })?;
+                    let state = group.state();
+                    let role = state.role(&opened.sender).map_or(Role::Member, role_of);
+                    // What the log deleted stays deleted, whenever a copy comes;
+                    // a channel that was never opened has no messages.
+                    if let Ok(c) = Content::decode(opened.plaintext.as_slice()) {
+                        if <[u8; 16]>::try_from(c.id.as_slice()).is_ok_and(|m| state.deleted.contains(&m)) {
+                            return Err(Error::Deleted);
+                        }
+                        if c.channel.is_some_and(|ch| !state.channels.contains(&ch)) {
+                            return Err(Error::Malformed("a channel that is not open".to_owned()));
+                        }
                     }
-                    if c.channel.is_some_and(|ch| !state.channels.contains(&ch)) {
-                        return Err(Error::Malformed("a channel that is not open".to_owned()));
-                    }
-                }
-                Ok(Opened::new(
-                    id,
-                    account(opened.sender),
-                    DeviceId(opened.device),
-                    role,
-                    Bytes::from(opened.plaintext),
-                ))
-            });
-        match opened {
-            Ok(opened) => {
-                self.metrics.opened.inc();
-                AtomicResponse::new(Box::pin(self.persist(opened.group, false, opened)))
-            }
-            Err(e) => {
-                self.metrics.refuse(match e {
-                    Error::UnknownChain => "unknown_chain",
-                    Error::Replay => "replay",
-                    Error::Deleted => "deleted",
-                    Error::NotMember(_) => "not_member",
-                    _ => "malformed",
+                    Ok(Opened::new(
+                        id,
+                        account(opened.sender),
+                        DeviceId(opened.device),
+                        role,
+                        Bytes::from(opened.plaintext),
+                    ))
                 });
-                AtomicResponse::new(Box::pin(fut::ready(Err(e))))
+            match opened {
+                Ok(opened) => {
+                    this.metrics.opened.inc();
+                    Box::pin(this.persist(opened.group, false, opened))
+                }
+                Err(e) => {
+                    this.metrics.refuse(match e {
+                        Error::UnknownChain => "unknown_chain",
+                        Error::Replay => "replay",
+                        Error::Deleted => "deleted",
+                        Error::NotMember(_) => "not_member",
+                        _ => "malformed",
+                    });
+                    Box::pin(fut::ready(Err(e)))
+                }
             }
-        }
+    
+        })
     }
 }
 
 impl Handler<Info> for Membership {
     type Result = ResponseActFuture<Self, Result<Summary, Error>>;
 
-    fn handle(&mut self, Info(id): Info, _: &mut Context<Self>) -> Self::Result {
-        let identity = self.crypto.identity.clone();
-        Box::pin(
-            async move { identity.send(crypto::Identity).await.map_err(state_error) }
-                .into_actor(self)
-                .map(move |me, act, _| {
-                    let me = me?;
-                    let group = act.groups.get(&id).ok_or(Error::UnknownGroup(id))?;
-                    Ok(act.summary(id, group, me.0))
-                }),
-        )
+    fn handle(&mut self, Info(id): Info, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::act_future(self, ctx, |this, _| {
+            let identity = this.crypto.identity.clone();
+            Box::pin(
+                async move { identity.send(crypto::Identity).await.map_err(state_error) }
+                    .into_actor(this)
+                    .map(move |me, act, _| {
+                        let me = me?;
+                        let group = act.groups.get(&id).ok_or(Error::UnknownGroup(id))?;
+                        Ok(act.summary(id, group, me.0))
+                    }),
+            )
+    
+        })
     }
 }
 
 impl Handler<List> for Membership {
-    type Result = ResponseActFuture<Self, Vec<Summary>>;
+    type Result = supervise::ActAnswer<Self, Vec<Summary>>;
 
-    fn handle(&mut self, _: List, _: &mut Context<Self>) -> Self::Result {
-        let identity = self.crypto.identity.clone();
-        Box::pin(
-            async move { identity.send(crypto::Identity).await.ok() }
-                .into_actor(self)
-                .map(move |me, act, _| {
-                    let Some(me) = me else { return Vec::new() };
-                    act.groups
-                        .iter()
-                        .filter(|(_, g)| g.log().events().next().is_some())
-                        .map(|(id, g)| act.summary(*id, g, me.0))
-                        .collect()
-                }),
-        )
+    fn handle(&mut self, _: List, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::act(self, ctx, |this, _| {
+            let identity = this.crypto.identity.clone();
+            Box::pin(
+                async move { identity.send(crypto::Identity).await.ok() }
+                    .into_actor(this)
+                    .map(move |me, act, _| {
+                        let Some(me) = me else { return Vec::new() };
+                        act.groups
+                            .iter()
+                            .filter(|(_, g)| g.log().events().next().is_some())
+                            .map(|(id, g)| act.summary(*id, g, me.0))
+                            .collect()
+                    }),
+            )
+    
+        })
     }
 }
 
 impl Handler<Topics> for Membership {
-    type Result = MessageResult<Topics>;
+    type Result = supervise::Answer<<Topics as Message>::Result>;
 
-    fn handle(&mut self, _: Topics, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(
-            self.groups
-                .iter()
-                .filter(|(_, g)| g.is_member())
-                .map(|(id, _)| group_topic(*id))
-                .collect(),
-        )
+    fn handle(&mut self, _: Topics, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+        
+                this.groups
+                    .iter()
+                    .filter(|(_, g)| g.is_member())
+                    .map(|(id, _)| group_topic(*id))
+                    .collect()
+        
+    
+        })
+        .into()
     }
 }

@@ -11,7 +11,7 @@ use murmur_core::{
     crypto::{self, AccountId},
     groups,
     hook::{BoxError, FailurePolicy, Hook, Outgoing, Verdict},
-    storage,
+    storage, supervise,
     transport::{self, Publish},
     Delivery, MessageHash, Sharding, WakuMessage,
 };
@@ -74,6 +74,7 @@ pub struct Pipeline {
     subscribers: Vec<Subscriber>,
     stats: Stats,
     chat: Option<Chat>,
+    fuse: supervise::Fuse,
 }
 
 /// The chat side of the pipeline.
@@ -215,6 +216,7 @@ impl Pipeline {
             subscribers: Vec::new(),
             stats: Stats::default(),
             chat: None,
+            fuse: supervise::Fuse::default(),
         }
     }
 
@@ -670,14 +672,32 @@ impl Actor for Pipeline {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX);
+        // After a restart: the outbox's timer went with the old context.
+        if let Some(chat) = self.chat.as_mut() {
+            chat.retrying = false;
+            ctx.run_interval(OUTBOX_RETRY, |act, ctx| act.retry_outbox(ctx));
+        }
     }
 }
 
+/// The pipeline keeps what it holds across a restart: its subscribers'
+/// queues, inboxes and delivery watches belong to the application, and what
+/// must survive a crash (the outbox, the archive) is in storage already.
 impl Supervised for Pipeline {
     fn restarting(&mut self, _: &mut Context<Self>) {
         tracing::warn!("pipeline restarting");
     }
 }
+
+impl supervise::Stage for Pipeline {
+    const NAME: &'static str = "pipeline";
+
+    fn fuse(&mut self) -> &mut supervise::Fuse {
+        &mut self.fuse
+    }
+}
+
+murmur_core::inject_panic_handler!(Pipeline);
 
 /// Gives the pipeline its stages; the builder sends it once, at start.
 #[derive(Message)]
@@ -692,9 +712,12 @@ pub(crate) struct Attach {
 impl Handler<Attach> for Pipeline {
     type Result = ();
 
-    fn handle(&mut self, attach: Attach, _: &mut Context<Self>) {
-        self.transport = Some(attach.transport);
-        self.storage = attach.archive.then_some(attach.storage);
+    fn handle(&mut self, attach: Attach, ctx: &mut Context<Self>) {
+        let _ = supervise::guard(self, ctx, |this, _| {
+            this.transport = Some(attach.transport);
+            this.storage = attach.archive.then_some(attach.storage);
+    
+        });
     }
 }
 
@@ -702,39 +725,42 @@ impl Handler<transport::Event> for Pipeline {
     type Result = ();
 
     fn handle(&mut self, event: transport::Event, ctx: &mut Context<Self>) {
-        match event {
-            transport::Event::Message(delivery) => {
-                let Some(storage) = self
-                    .storage
-                    .as_ref()
-                    .filter(|_| murmur_core::store::archivable(&delivery.message))
-                else {
-                    self.deliver(delivery, ctx);
-                    return;
-                };
-                // Stored by hash before any subscriber sees it; the mailbox
-                // waits, so deliveries keep their order.
-                let save = storage.save_raw.send(storage::SaveRaw(delivery.clone()));
-                ctx.wait(save.into_actor(self).map(move |saved, act, ctx| match saved {
-                    Ok(Ok(true)) => act.deliver(delivery, ctx),
-                    Ok(Ok(false)) => act.stats.duplicates += 1,
-                    Ok(Err(e)) => {
-                        tracing::warn!(hash = %delivery.hash, error = %e, "not archived; delivering anyway");
-                        act.deliver(delivery, ctx);
-                    }
-                    Err(_) => act.deliver(delivery, ctx),
-                }));
+        let _ = supervise::guard(self, ctx, |this, ctx| {
+            match event {
+                transport::Event::Message(delivery) => {
+                    let Some(storage) = this
+                        .storage
+                        .as_ref()
+                        .filter(|_| murmur_core::store::archivable(&delivery.message))
+                    else {
+                        this.deliver(delivery, ctx);
+                        return;
+                    };
+                    // Stored by hash before any subscriber sees it; the mailbox
+                    // waits, so deliveries keep their order.
+                    let save = storage.save_raw.send(storage::SaveRaw(delivery.clone()));
+                    ctx.wait(save.into_actor(this).map(move |saved, act, ctx| match saved {
+                        Ok(Ok(true)) => act.deliver(delivery, ctx),
+                        Ok(Ok(false)) => act.stats.duplicates += 1,
+                        Ok(Err(e)) => {
+                            tracing::warn!(hash = %delivery.hash, error = %e, "not archived; delivering anyway");
+                            act.deliver(delivery, ctx);
+                        }
+                        Err(_) => act.deliver(delivery, ctx),
+                    }));
+                }
+                // Archived by the lightpush service before it answered.
+                transport::Event::Pushed(delivery) | transport::Event::Archived(delivery) => {
+                    this.deliver(delivery, ctx);
+                }
+                transport::Event::PeerConnected { .. } => this.stats.peers += 1,
+                transport::Event::PeerDisconnected { .. } => {
+                    this.stats.peers = this.stats.peers.saturating_sub(1);
+                }
+                _ => {}
             }
-            // Archived by the lightpush service before it answered.
-            transport::Event::Pushed(delivery) | transport::Event::Archived(delivery) => {
-                self.deliver(delivery, ctx);
-            }
-            transport::Event::PeerConnected { .. } => self.stats.peers += 1,
-            transport::Event::PeerDisconnected { .. } => {
-                self.stats.peers = self.stats.peers.saturating_sub(1);
-            }
-            _ => {}
-        }
+    
+        });
     }
 }
 
@@ -764,8 +790,9 @@ pub(crate) async fn publish(
 impl Handler<Outbound> for Pipeline {
     type Result = MessageResult<Outbound>;
 
-    fn handle(&mut self, Outbound(outgoing): Outbound, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.publish(outgoing))
+    fn handle(&mut self, Outbound(outgoing): Outbound, ctx: &mut Context<Self>) -> Self::Result {
+        let published = supervise::guard(self, ctx, |this, _| this.publish(outgoing));
+        MessageResult(published.unwrap_or_else(|p| Err(p.into())))
     }
 }
 
@@ -826,15 +853,19 @@ pub(crate) struct AddSubscriber {
 }
 
 impl Handler<AddSubscriber> for Pipeline {
-    type Result = MessageResult<AddSubscriber>;
+    type Result = supervise::Answer<<AddSubscriber as Message>::Result>;
 
-    fn handle(&mut self, msg: AddSubscriber, _: &mut Context<Self>) -> Self::Result {
-        let (tx, rx) = mpsc::channel(msg.capacity.max(1));
-        self.subscribers.push(Subscriber {
-            topics: msg.topics,
-            tx,
-        });
-        MessageResult(rx)
+    fn handle(&mut self, msg: AddSubscriber, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            let (tx, rx) = mpsc::channel(msg.capacity.max(1));
+            this.subscribers.push(Subscriber {
+                topics: msg.topics,
+                tx,
+            });
+            rx
+    
+        })
+        .into()
     }
 }
 
@@ -844,10 +875,14 @@ impl Handler<AddSubscriber> for Pipeline {
 pub(crate) struct GetStats;
 
 impl Handler<GetStats> for Pipeline {
-    type Result = MessageResult<GetStats>;
+    type Result = supervise::Answer<<GetStats as Message>::Result>;
 
-    fn handle(&mut self, _: GetStats, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.stats)
+    fn handle(&mut self, _: GetStats, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            this.stats
+    
+        })
+        .into()
     }
 }
 
@@ -962,15 +997,21 @@ impl Handler<PublishEnvelopes> for Pipeline {
     type Result = ResponseFuture<Result<Outcome, Error>>;
 
     fn handle(&mut self, msg: PublishEnvelopes, ctx: &mut Context<Self>) -> Self::Result {
-        let Some(chat) = self.chat.as_ref() else {
-            return Box::pin(async { Err(Error::ChatDisabled) });
-        };
-        Box::pin(publish_all(
-            msg.0,
-            chat.sharding,
-            chat.outbox.clone(),
-            ctx.address(),
-        ))
+        match supervise::guard(self, ctx, |this, ctx| -> Self::Result {
+            let Some(chat) = this.chat.as_ref() else {
+                return Box::pin(async { Err(Error::ChatDisabled) });
+            };
+            Box::pin(publish_all(
+                msg.0,
+                chat.sharding,
+                chat.outbox.clone(),
+                ctx.address(),
+            ))
+    
+        }) {
+            Ok(future) => future,
+            Err(p) => Box::pin(std::future::ready(Err(p.into()))),
+        }
     }
 }
 
@@ -989,23 +1030,26 @@ impl Handler<AttachChat> for Pipeline {
     type Result = ();
 
     fn handle(&mut self, a: AttachChat, ctx: &mut Context<Self>) {
-        // What a previous run left queued goes out once there are peers.
-        ctx.run_interval(OUTBOX_RETRY, |act, ctx| act.retry_outbox(ctx));
-        self.chat = Some(Chat {
-            outbox: Outbox::from(&a.outbox),
-            retrying: false,
-            crypto: a.crypto,
-            sharding: a.sharding,
-            topics: a.topics.iter().map(|t| t.as_str().to_owned()).collect(),
-            me: a.me,
-            inboxes: Vec::new(),
-            sent: HashMap::new(),
-            sent_order: VecDeque::new(),
-            groups: None,
-            group_topics: BTreeSet::new(),
-            parked: VecDeque::new(),
-            deferred: HashMap::new(),
-            notices: Vec::new(),
+        let _ = supervise::guard(self, ctx, |this, ctx| {
+            // What a previous run left queued goes out once there are peers.
+            ctx.run_interval(OUTBOX_RETRY, |act, ctx| act.retry_outbox(ctx));
+            this.chat = Some(Chat {
+                outbox: Outbox::from(&a.outbox),
+                retrying: false,
+                crypto: a.crypto,
+                sharding: a.sharding,
+                topics: a.topics.iter().map(|t| t.as_str().to_owned()).collect(),
+                me: a.me,
+                inboxes: Vec::new(),
+                sent: HashMap::new(),
+                sent_order: VecDeque::new(),
+                groups: None,
+                group_topics: BTreeSet::new(),
+                parked: VecDeque::new(),
+                deferred: HashMap::new(),
+                notices: Vec::new(),
+            });
+    
         });
     }
 }
@@ -1022,11 +1066,14 @@ pub(crate) struct AttachGroups {
 impl Handler<AttachGroups> for Pipeline {
     type Result = ();
 
-    fn handle(&mut self, a: AttachGroups, _: &mut Context<Self>) {
-        if let Some(chat) = self.chat.as_mut() {
-            chat.groups = Some(a.groups);
-            chat.group_topics = a.topics.iter().map(|t| t.as_str().to_owned()).collect();
-        }
+    fn handle(&mut self, a: AttachGroups, ctx: &mut Context<Self>) {
+        let _ = supervise::guard(self, ctx, |this, _| {
+            if let Some(chat) = this.chat.as_mut() {
+                chat.groups = Some(a.groups);
+                chat.group_topics = a.topics.iter().map(|t| t.as_str().to_owned()).collect();
+            }
+    
+        });
     }
 }
 
@@ -1045,18 +1092,21 @@ const DEFERRED: usize = 1024;
 impl Handler<Defer> for Pipeline {
     type Result = ();
 
-    fn handle(&mut self, msg: Defer, _: &mut Context<Self>) {
-        let Some(chat) = self.chat.as_mut() else {
-            return;
-        };
-        if chat.deferred.len() >= DEFERRED && !chat.deferred.contains_key(&msg.to) {
-            tracing::warn!(account = %msg.to, "too many accounts waited for; group message dropped");
-            return;
-        }
-        let waiting = chat.deferred.entry(msg.to).or_default();
-        if waiting.len() < DEFERRED {
-            waiting.push(msg.plaintext);
-        }
+    fn handle(&mut self, msg: Defer, ctx: &mut Context<Self>) {
+        let _ = supervise::guard(self, ctx, |this, _| {
+            let Some(chat) = this.chat.as_mut() else {
+                return;
+            };
+            if chat.deferred.len() >= DEFERRED && !chat.deferred.contains_key(&msg.to) {
+                tracing::warn!(account = %msg.to, "too many accounts waited for; group message dropped");
+                return;
+            }
+            let waiting = chat.deferred.entry(msg.to).or_default();
+            if waiting.len() < DEFERRED {
+                waiting.push(msg.plaintext);
+            }
+    
+        });
     }
 }
 
@@ -1070,12 +1120,14 @@ pub(crate) struct ApplyEffects(pub(crate) groups::Effects);
 impl Handler<ApplyEffects> for Pipeline {
     type Result = ResponseFuture<Result<Outcome, Error>>;
 
-    fn handle(
-        &mut self,
-        ApplyEffects(effects): ApplyEffects,
-        ctx: &mut Context<Self>,
-    ) -> Self::Result {
-        Box::pin(self.apply_effects(effects, ctx))
+    fn handle(&mut self, ApplyEffects(effects): ApplyEffects, ctx: &mut Context<Self>) -> Self::Result {
+        match supervise::guard(self, ctx, |this, ctx| -> Self::Result {
+            Box::pin(this.apply_effects(effects, ctx))
+    
+        }) {
+            Ok(future) => future,
+            Err(p) => Box::pin(std::future::ready(Err(p.into()))),
+        }
     }
 }
 
@@ -1092,61 +1144,67 @@ impl Handler<SendChat> for Pipeline {
     type Result = ResponseFuture<Result<Sent, Error>>;
 
     fn handle(&mut self, msg: SendChat, ctx: &mut Context<Self>) -> Self::Result {
-        if self.chat.is_none() {
-            return Box::pin(async { Err(Error::ChatDisabled) });
-        }
-        let body = match self.run_hooks(
-            chat::Outgoing::new(chat::Target::Account(msg.to), msg.body),
-            "chat outbound",
-            |hook, o| hook.chat_outbound(o),
-            |o, body| o.body = body,
-        ) {
-            Ok(outgoing) => outgoing.body,
-            Err(e) => return Box::pin(async { Err(e) }),
-        };
-        let Some(chat) = self.chat.as_mut() else {
-            return Box::pin(async { Err(Error::ChatDisabled) });
-        };
-        let id = chat::random_id();
-        let (tx, rx) = watch::channel(DeliveryState::Queued);
-        let tx = Arc::new(tx);
-        chat.sent.insert(id, (tx.clone(), 0));
-        chat.sent_order.push_back(id);
-        if chat.sent_order.len() > TRACKED {
-            if let Some(old) = chat.sent_order.pop_front() {
-                chat.sent.remove(&old);
+        match supervise::guard(self, ctx, |this, ctx| -> Self::Result {
+            if this.chat.is_none() {
+                return Box::pin(async { Err(Error::ChatDisabled) });
             }
-        }
-        let seal = crypto::Seal::new(msg.to, chat::encode(id, msg.to, &body));
-        let publish = publish_sealed(
-            chat.crypto.seal.clone(),
-            seal,
-            chat.sharding,
-            chat.outbox.clone(),
-            ctx.address(),
-        );
-        Box::pin(async move {
-            match publish.await {
-                Ok(outcome) => {
-                    // A receipt may have come first; envelopes still queued
-                    // leave the state at Queued until a receipt arrives.
-                    tx.send_if_modified(|s| {
-                        let queued = *s == DeliveryState::Queued && outcome.published > 0;
-                        if queued {
-                            *s = DeliveryState::Published {
-                                envelopes: outcome.published,
-                            };
-                        }
-                        queued
-                    });
-                    Ok(Sent::new(id, rx))
-                }
-                Err(e) => {
-                    tx.send_replace(DeliveryState::Failed(e.to_string()));
-                    Err(e)
+            let body = match this.run_hooks(
+                chat::Outgoing::new(chat::Target::Account(msg.to), msg.body),
+                "chat outbound",
+                |hook, o| hook.chat_outbound(o),
+                |o, body| o.body = body,
+            ) {
+                Ok(outgoing) => outgoing.body,
+                Err(e) => return Box::pin(async { Err(e) }),
+            };
+            let Some(chat) = this.chat.as_mut() else {
+                return Box::pin(async { Err(Error::ChatDisabled) });
+            };
+            let id = chat::random_id();
+            let (tx, rx) = watch::channel(DeliveryState::Queued);
+            let tx = Arc::new(tx);
+            chat.sent.insert(id, (tx.clone(), 0));
+            chat.sent_order.push_back(id);
+            if chat.sent_order.len() > TRACKED {
+                if let Some(old) = chat.sent_order.pop_front() {
+                    chat.sent.remove(&old);
                 }
             }
-        })
+            let seal = crypto::Seal::new(msg.to, chat::encode(id, msg.to, &body));
+            let publish = publish_sealed(
+                chat.crypto.seal.clone(),
+                seal,
+                chat.sharding,
+                chat.outbox.clone(),
+                ctx.address(),
+            );
+            Box::pin(async move {
+                match publish.await {
+                    Ok(outcome) => {
+                        // A receipt may have come first; envelopes still queued
+                        // leave the state at Queued until a receipt arrives.
+                        tx.send_if_modified(|s| {
+                            let queued = *s == DeliveryState::Queued && outcome.published > 0;
+                            if queued {
+                                *s = DeliveryState::Published {
+                                    envelopes: outcome.published,
+                                };
+                            }
+                            queued
+                        });
+                        Ok(Sent::new(id, rx))
+                    }
+                    Err(e) => {
+                        tx.send_replace(DeliveryState::Failed(e.to_string()));
+                        Err(e)
+                    }
+                }
+            })
+    
+        }) {
+            Ok(future) => future,
+            Err(p) => Box::pin(std::future::ready(Err(p.into()))),
+        }
     }
 }
 
@@ -1159,18 +1217,17 @@ pub(crate) struct ChatOutbound(pub(crate) chat::Outgoing);
 impl Handler<ChatOutbound> for Pipeline {
     type Result = Result<Body, Error>;
 
-    fn handle(
-        &mut self,
-        ChatOutbound(outgoing): ChatOutbound,
-        _: &mut Context<Self>,
-    ) -> Self::Result {
-        self.run_hooks(
-            outgoing,
-            "chat outbound",
-            |hook, o| hook.chat_outbound(o),
-            |o, body| o.body = body,
-        )
-        .map(|o| o.body)
+    fn handle(&mut self, ChatOutbound(outgoing): ChatOutbound, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            this.run_hooks(
+                outgoing,
+                "chat outbound",
+                |hook, o| hook.chat_outbound(o),
+                |o, body| o.body = body,
+            )
+            .map(|o| o.body)
+    
+        })?
     }
 }
 
@@ -1184,11 +1241,14 @@ pub(crate) struct AddNotices {
 impl Handler<AddNotices> for Pipeline {
     type Result = Result<mpsc::Receiver<groups::Notice>, Error>;
 
-    fn handle(&mut self, msg: AddNotices, _: &mut Context<Self>) -> Self::Result {
-        let chat = self.chat.as_mut().ok_or(Error::ChatDisabled)?;
-        let (tx, rx) = mpsc::channel(msg.capacity.max(1));
-        chat.notices.push(tx);
-        Ok(rx)
+    fn handle(&mut self, msg: AddNotices, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            let chat = this.chat.as_mut().ok_or(Error::ChatDisabled)?;
+            let (tx, rx) = mpsc::channel(msg.capacity.max(1));
+            chat.notices.push(tx);
+            Ok(rx)
+    
+        })?
     }
 }
 
@@ -1202,10 +1262,13 @@ pub(crate) struct AddInbox {
 impl Handler<AddInbox> for Pipeline {
     type Result = Result<mpsc::Receiver<ChatMessage>, Error>;
 
-    fn handle(&mut self, msg: AddInbox, _: &mut Context<Self>) -> Self::Result {
-        let chat = self.chat.as_mut().ok_or(Error::ChatDisabled)?;
-        let (tx, rx) = mpsc::channel(msg.capacity.max(1));
-        chat.inboxes.push(tx);
-        Ok(rx)
+    fn handle(&mut self, msg: AddInbox, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            let chat = this.chat.as_mut().ok_or(Error::ChatDisabled)?;
+            let (tx, rx) = mpsc::channel(msg.capacity.max(1));
+            chat.inboxes.push(tx);
+            Ok(rx)
+    
+        })?
     }
 }

@@ -5,8 +5,9 @@ use murmur_core::{
         SaveCursor, SaveRaw, SaveState,
     },
     store::Page,
-    Delivery, MessageHash,
+    supervise, Delivery, MessageHash,
 };
+use tokio::sync::{mpsc, oneshot};
 
 use crate::Database;
 
@@ -14,20 +15,24 @@ const MAILBOX: usize = 4096;
 
 /// Saves written in one transaction at most.
 const MAX_GROUP: usize = 1000;
+/// Saves waiting for the writer: past this, an asker's future waits for
+/// room instead of the queue growing.
+const QUEUE: usize = 4 * MAX_GROUP;
 
-type Waiter = tokio::sync::oneshot::Sender<Result<bool, Error>>;
+type Waiter = oneshot::Sender<Result<bool, Error>>;
 
 /// The persistence stage actor: a thin shell around a [`Database`]. Each
 /// request runs as its own future, so that slow queries do not hold up saves;
 /// the pool bounds how many run at once.
 ///
-/// Saves are group-committed: while one transaction is being written, the
-/// saves that arrive wait and go together in the next one, and each is
-/// answered only once its transaction is committed.
+/// Saves are group-committed: one writer takes what is queued (at most
+/// [`MAX_GROUP`]) into one transaction while the next saves queue behind it,
+/// and each save is answered only once its transaction is committed. The
+/// queue is bounded: when it is full, savers wait.
 pub struct Storage {
     db: Database,
-    waiting: Vec<(Delivery, Waiter)>,
-    writing: bool,
+    saves: mpsc::Sender<(Delivery, Waiter)>,
+    fuse: supervise::Fuse,
 }
 
 impl Storage {
@@ -35,53 +40,53 @@ impl Storage {
     pub fn start(db: Database) -> Addr<Self> {
         Supervisor::start(move |_| Self {
             db,
-            waiting: Vec::new(),
-            writing: false,
+            // Replaced in `started`, with the writer that drains it.
+            saves: mpsc::channel(1).0,
+            fuse: supervise::Fuse::default(),
         })
     }
+}
 
-    fn write(&mut self, ctx: &mut Context<Self>) {
-        if self.writing || self.waiting.is_empty() {
-            return;
+/// Writes what is queued, a group at a time, until the stage restarts.
+async fn write(db: Database, mut queue: mpsc::Receiver<(Delivery, Waiter)>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
+        let (deliveries, waiters): (Vec<Delivery>, Vec<Waiter>) = group.drain(..).unzip();
+        match db.save_batch(&deliveries).await {
+            Ok(new) => {
+                for (waiter, new) in waiters.into_iter().zip(new) {
+                    let _ = waiter.send(Ok(new));
+                }
+            }
+            Err(e) => {
+                for waiter in waiters {
+                    let _ = waiter.send(Err(e.clone()));
+                }
+            }
         }
-        self.writing = true;
-        let take = self.waiting.len().min(MAX_GROUP);
-        let (deliveries, waiters): (Vec<Delivery>, Vec<Waiter>) =
-            self.waiting.drain(..take).unzip();
-        let db = self.db.clone();
-        ctx.spawn(
-            async move { db.save_batch(&deliveries).await }
-                .into_actor(self)
-                .map(move |result, act, ctx| {
-                    match result {
-                        Ok(new) => {
-                            for (waiter, new) in waiters.into_iter().zip(new) {
-                                let _ = waiter.send(Ok(new));
-                            }
-                        }
-                        Err(e) => {
-                            for waiter in waiters {
-                                let _ = waiter.send(Err(e.clone()));
-                            }
-                        }
-                    }
-                    act.writing = false;
-                    act.write(ctx);
-                }),
-        );
     }
+}
+
+fn restarted() -> Error {
+    Error::Restarted(supervise::Panicked(<Storage as supervise::Stage>::NAME))
 }
 
 impl Handler<SaveRaw> for Storage {
     type Result = ResponseFuture<Result<bool, Error>>;
 
     fn handle(&mut self, SaveRaw(delivery): SaveRaw, ctx: &mut Context<Self>) -> Self::Result {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.waiting.push((delivery, tx));
-        self.write(ctx);
+        let saves = match supervise::guard(self, ctx, |act, _| act.saves.clone()) {
+            Ok(saves) => saves,
+            Err(p) => return Box::pin(std::future::ready(Err(p.into()))),
+        };
         Box::pin(async move {
-            rx.await
-                .unwrap_or_else(|_| Err(Error::Backend("the storage stage restarted".to_owned())))
+            let (tx, rx) = oneshot::channel();
+            saves
+                .send((delivery, tx))
+                .await
+                .map_err(|_| restarted())?;
+            // A writer that went with a restart dropped its waiters.
+            rx.await.unwrap_or_else(|_| Err(restarted()))
         })
     }
 }
@@ -91,25 +96,41 @@ impl Actor for Storage {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX);
+        let (tx, rx) = mpsc::channel(QUEUE);
+        self.saves = tx;
+        let writer = Box::pin(write(self.db.clone(), rx)).into_actor(self);
+        ctx.spawn(supervise::Guarded::new(writer).map(|_, _, _| ()));
     }
 }
 
+/// Nothing to reload: the database is the state, and the saves that were
+/// queued when it restarted are answered with [`Error::Restarted`].
 impl Supervised for Storage {
     fn restarting(&mut self, _: &mut Context<Self>) {
-        // Their futures report the restart; the senders retry.
-        self.waiting.clear();
-        self.writing = false;
+        tracing::warn!("storage stage restarting");
     }
 }
+
+impl supervise::Stage for Storage {
+    const NAME: &'static str = "storage";
+
+    fn fuse(&mut self) -> &mut supervise::Fuse {
+        &mut self.fuse
+    }
+}
+
+murmur_core::inject_panic_handler!(Storage);
 
 macro_rules! forward {
     ($msg:ty, $out:ty, |$db:ident, $m:ident| $body:expr) => {
         impl Handler<$msg> for Storage {
             type Result = ResponseFuture<Result<$out, Error>>;
 
-            fn handle(&mut self, $m: $msg, _: &mut Context<Self>) -> Self::Result {
-                let $db = self.db.clone();
-                Box::pin(async move { $body })
+            fn handle(&mut self, $m: $msg, ctx: &mut Context<Self>) -> Self::Result {
+                match supervise::guard(self, ctx, |act, _| act.db.clone()) {
+                    Ok($db) => Box::pin(async move { $body }),
+                    Err(p) => Box::pin(std::future::ready(Err(p.into()))),
+                }
             }
         }
     };

@@ -10,7 +10,7 @@ use murmur_core::{
     transport::{
         self, Dial, Event, GetStatus, Publish, QueryStore, Status, Stop, Subscribe, Unsubscribe,
     },
-    MessageHash, PubsubTopic,
+    supervise, MessageHash, PubsubTopic,
 };
 
 use crate::{Config, Error, Node};
@@ -19,6 +19,11 @@ use crate::{Config, Error, Node};
 const MAILBOX: usize = 1024;
 /// How long to wait before retrying a failed rebuild after a crash.
 const REBUILD_RETRY: Duration = Duration::from_secs(1);
+/// How long a rebuilt node may take to find its static peers again on its
+/// topics before the mailbox is served anyway.
+const RECOVERY: Duration = Duration::from_secs(15);
+/// How often a rebuilt node's topics are looked at while it recovers.
+const RECOVERY_POLL: Duration = Duration::from_millis(20);
 
 /// The transport stage actor: a thin shell around a [`Node`].
 ///
@@ -35,6 +40,7 @@ pub struct Transport {
     topics: BTreeMap<PubsubTopic, Vec<String>>,
     /// Asked to leave the network: no rebuild after that.
     stopped: bool,
+    fuse: supervise::Fuse,
 }
 
 impl Transport {
@@ -56,11 +62,12 @@ impl Transport {
             started: Some(node),
             topics: BTreeMap::new(),
             stopped: false,
+            fuse: supervise::Fuse::default(),
         });
         Ok((addr, handle))
     }
 
-    fn attach(&mut self, node: Node, ctx: &mut Context<Self>) {
+    fn attach(&mut self, node: Node, ctx: &mut Context<Self>, rebuilt: bool) {
         ctx.spawn(node.died().into_actor(self).map(|panic, _, ctx| {
             tracing::error!(%panic, "transport crashed; the supervisor restarts it");
             ctx.stop();
@@ -71,12 +78,20 @@ impl Transport {
             .map(|(t, c)| (t.clone(), c.clone()))
             .collect();
         let resubscribe = node.clone();
+        // A rebuilt node has lost its connections: what waits in the mailbox
+        // (a send issued during the restart) is served once the static
+        // peers are back on every topic, not refused for want of peers.
+        let recover = rebuilt && !self.config.static_peers.is_empty();
         ctx.wait(
             async move {
-                for (topic, content_topics) in topics {
-                    if let Err(e) = resubscribe.subscribe_to(&topic, content_topics).await {
+                for (topic, content_topics) in &topics {
+                    let content_topics = content_topics.clone();
+                    if let Err(e) = resubscribe.subscribe_to(topic, content_topics).await {
                         tracing::warn!(%topic, error = %e, "could not resubscribe after restart");
                     }
+                }
+                if recover {
+                    recovered(&resubscribe, &topics).await;
                 }
             }
             .into_actor(self),
@@ -92,7 +107,7 @@ impl Transport {
                 .map(|result, act, ctx| match result {
                     Ok(node) => {
                         tracing::info!(peer = %node.peer_id(), "transport restarted");
-                        act.attach(node, ctx);
+                        act.attach(node, ctx, true);
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "transport could not restart; retrying");
@@ -113,7 +128,7 @@ impl Actor for Transport {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX);
         match self.started.take() {
-            Some(node) => self.attach(node, ctx),
+            Some(node) => self.attach(node, ctx, false),
             None if self.stopped => {}
             None => self.rebuild(ctx),
         }
@@ -127,12 +142,46 @@ impl Supervised for Transport {
     }
 }
 
+impl supervise::Stage for Transport {
+    const NAME: &'static str = "transport";
+
+    fn fuse(&mut self) -> &mut supervise::Fuse {
+        &mut self.fuse
+    }
+}
+
+murmur_core::inject_panic_handler!(Transport);
+
+/// Resolves once `node` has a peer on each of `topics` again, or after
+/// [`RECOVERY`].
+async fn recovered(node: &Node, topics: &[(PubsubTopic, Vec<String>)]) {
+    let deadline = tokio::time::Instant::now() + RECOVERY;
+    loop {
+        let status = node.status().await;
+        let ready = topics.iter().all(|(topic, _)| {
+            status
+                .topics
+                .iter()
+                .any(|(t, peers)| t == topic && *peers > 0)
+        });
+        if ready {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!("static peers not back on every topic after the restart; serving anyway");
+            return;
+        }
+        tokio::time::sleep(RECOVERY_POLL).await;
+    }
+}
+
 impl Handler<Publish> for Transport {
     type Result = Forward;
 
-    fn handle(&mut self, msg: Publish, _: &mut Context<Self>) -> Forward {
+    fn handle(&mut self, msg: Publish, ctx: &mut Context<Self>) -> Forward {
+        let node = supervise::guard(self, ctx, |act, _| act.node());
         Forward {
-            node: self.node(),
+            node: node.unwrap_or_else(|p| Err(p.into())),
             publish: msg,
         }
     }
@@ -165,64 +214,71 @@ impl MessageResponse<Transport, Publish> for Forward {
 impl Handler<Subscribe> for Transport {
     type Result = ResponseFuture<Result<(), transport::Error>>;
 
-    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) -> Self::Result {
-        let known = self.topics.entry(msg.topic.clone()).or_default();
-        for c in &msg.content_topics {
-            if !known.contains(c) {
-                known.push(c.clone());
+    fn handle(&mut self, msg: Subscribe, ctx: &mut Context<Self>) -> Self::Result {
+        let node = supervise::guard(self, ctx, |act, _| {
+            let known = act.topics.entry(msg.topic.clone()).or_default();
+            for c in &msg.content_topics {
+                if !known.contains(c) {
+                    known.push(c.clone());
+                }
             }
-        }
-        let node = self.node();
-        Box::pin(async move { node?.subscribe_to(&msg.topic, msg.content_topics).await })
+            act.node()
+        });
+        Box::pin(async move { node??.subscribe_to(&msg.topic, msg.content_topics).await })
     }
 }
 
 impl Handler<Unsubscribe> for Transport {
     type Result = ResponseFuture<Result<(), transport::Error>>;
 
-    fn handle(&mut self, Unsubscribe(topic): Unsubscribe, _: &mut Context<Self>) -> Self::Result {
-        self.topics.remove(&topic);
-        let node = self.node();
-        Box::pin(async move { node?.unsubscribe(&topic).await })
+    fn handle(&mut self, Unsubscribe(topic): Unsubscribe, ctx: &mut Context<Self>) -> Self::Result {
+        let node = supervise::guard(self, ctx, |act, _| {
+            act.topics.remove(&topic);
+            act.node()
+        });
+        Box::pin(async move { node??.unsubscribe(&topic).await })
     }
 }
 
 impl Handler<Dial> for Transport {
     type Result = ResponseFuture<Result<transport::PeerId, transport::Error>>;
 
-    fn handle(&mut self, Dial(address): Dial, _: &mut Context<Self>) -> Self::Result {
-        let node = self.node();
-        Box::pin(async move { node?.dial(&address).await })
+    fn handle(&mut self, Dial(address): Dial, ctx: &mut Context<Self>) -> Self::Result {
+        let node = supervise::guard(self, ctx, |act, _| act.node());
+        Box::pin(async move { node??.dial(&address).await })
     }
 }
 
 impl Handler<QueryStore> for Transport {
     type Result = ResponseFuture<Result<Page, transport::Error>>;
 
-    fn handle(&mut self, msg: QueryStore, _: &mut Context<Self>) -> Self::Result {
-        let node = self.node();
-        Box::pin(async move { node?.query_store(&msg.peer, msg.query).await })
+    fn handle(&mut self, msg: QueryStore, ctx: &mut Context<Self>) -> Self::Result {
+        let node = supervise::guard(self, ctx, |act, _| act.node());
+        Box::pin(async move { node??.query_store(&msg.peer, msg.query).await })
     }
 }
 
 impl Handler<Stop> for Transport {
     type Result = ();
 
-    fn handle(&mut self, _: Stop, _: &mut Context<Self>) {
-        // The last handle to the node goes: its task ends, the swarm closes
-        // its connections and listeners.
-        self.stopped = true;
-        self.node = None;
-        self.started = None;
-        tracing::info!("transport stopped; the node is offline");
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        let _ = supervise::guard(self, ctx, |act, _| {
+            // The last handle to the node goes: its task ends, the swarm
+            // closes its connections and listeners.
+            act.stopped = true;
+            act.node = None;
+            act.started = None;
+            tracing::info!("transport stopped; the node is offline");
+        });
     }
 }
 
 impl Handler<GetStatus> for Transport {
     type Result = ResponseFuture<Status>;
 
-    fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
-        let node = self.node.clone();
+    fn handle(&mut self, _: GetStatus, ctx: &mut Context<Self>) -> Self::Result {
+        // After a panic here the status is that of a node restarting: empty.
+        let node = supervise::guard(self, ctx, |act, _| act.node.clone()).unwrap_or_default();
         Box::pin(async move {
             match node {
                 Some(node) => node.status().await,
@@ -232,22 +288,30 @@ impl Handler<GetStatus> for Transport {
     }
 }
 
-/// Makes the transport's swarm task panic (tests of supervision only).
+/// Makes the transport's swarm task panic (tests of supervision only), and
+/// answers once the actor has noticed: whatever is sent to the stage after
+/// the answer is handled by the rebuilt node.
 #[cfg(feature = "fault-injection")]
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
-pub struct InjectPanic;
+pub struct CrashSwarm;
 
 #[cfg(feature = "fault-injection")]
-impl Handler<InjectPanic> for Transport {
-    type Result = ResponseFuture<()>;
+impl Handler<CrashSwarm> for Transport {
+    type Result = AtomicResponse<Self, ()>;
 
-    fn handle(&mut self, _: InjectPanic, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _: CrashSwarm, _: &mut Context<Self>) -> Self::Result {
         let node = self.node.clone();
-        Box::pin(async move {
-            if let Some(node) = node {
-                node.inject_panic().await;
+        AtomicResponse::new(Box::pin(
+            async move {
+                if let Some(node) = node {
+                    let died = node.died();
+                    node.inject_panic().await;
+                    died.await;
+                }
             }
-        })
+            .into_actor(self)
+            .map(|(), _, ctx| ctx.stop()),
+        ))
     }
 }

@@ -23,11 +23,14 @@ pub(crate) struct Behaviour {
     pub(crate) relay: gossipsub::Behaviour,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
+    /// Outbound request streams (the clients of store, lightpush, filter...).
     pub(crate) streams: libp2p_stream::Behaviour,
+    /// Inbound streams of the protocols this node serves.
+    pub(crate) inbound: crate::inbound::Behaviour,
 }
 
 impl Behaviour {
-    pub(crate) fn new(keypair: &Keypair) -> Result<Self, Error> {
+    pub(crate) fn new(keypair: &Keypair, served: crate::inbound::Registry) -> Result<Self, Error> {
         let relay = relay_behaviour()?;
         let identify = identify::Behaviour::new(
             identify::Config::new("/ipfs/id/1.0.0".to_owned(), keypair.public())
@@ -38,6 +41,7 @@ impl Behaviour {
             identify,
             ping: ping::Behaviour::default(),
             streams: libp2p_stream::Behaviour::new(),
+            inbound: crate::inbound::Behaviour::new(served),
         })
     }
 }
@@ -148,7 +152,7 @@ mod tests {
     #[test]
     fn configuration_is_accepted_by_gossipsub() {
         let keypair = Keypair::generate_secp256k1();
-        Behaviour::new(&keypair).unwrap();
+        Behaviour::new(&keypair, crate::inbound::Registry::default()).unwrap();
         topic_score_params().validate().unwrap();
     }
 }

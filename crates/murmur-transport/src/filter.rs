@@ -9,7 +9,7 @@ use std::{
 
 use futures::{AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, StreamProtocol};
-use libp2p_stream::{Control, IncomingStreams};
+use libp2p_stream::Control;
 use murmur_core::Delivery;
 use murmur_proto::{
     filter::{self as wire, kind, status, MessagePush, SubscribeRequest, SubscribeResponse},
@@ -18,7 +18,7 @@ use murmur_proto::{
 use prost::Message as _;
 use tokio::sync::Semaphore;
 
-use crate::node::Relay;
+use crate::{inbound::Incoming, node::Relay};
 
 pub(crate) const SUBSCRIBE: StreamProtocol = StreamProtocol::new(protocol::FILTER_SUBSCRIBE);
 pub(crate) const PUSH: StreamProtocol = StreamProtocol::new(protocol::FILTER_PUSH);
@@ -159,32 +159,46 @@ impl Subscriptions {
 }
 
 /// Answers subscribe, unsubscribe and ping requests.
-pub(crate) async fn serve(incoming: IncomingStreams, relay: Relay) {
-    crate::rpc::serve(incoming, wire::MAX_REQUEST_LEN, |peer, request| {
-        let relay = relay.clone();
-        async move {
-            let request = request.ok()?;
-            let response = match SubscribeRequest::decode(request.as_slice()) {
-                Ok(request) => {
-                    let id = crate::rpc::echo_id(&request.request_id);
-                    let (code, description) = relay.filter(peer, request).await;
-                    SubscribeResponse {
-                        request_id: id,
-                        status_code: Some(code),
-                        status_desc: Some(description.to_owned()),
-                    }
+pub(crate) async fn serve(incoming: Incoming, relay: Relay) {
+    crate::rpc::serve(incoming, wire::MAX_REQUEST_LEN, Server(relay)).await;
+}
+
+struct Server(Relay);
+
+impl crate::rpc::Answer for Server {
+    async fn answer(&self, peer: PeerId, request: Result<Vec<u8>, murmur_proto::Error>) -> Option<Vec<u8>> {
+        let request = request.ok()?;
+        let response = match SubscribeRequest::decode(request.as_slice()) {
+            Ok(request) => {
+                let id = crate::rpc::echo_id(&request.request_id);
+                let (code, description) = self.0.filter(peer, request).await;
+                SubscribeResponse {
+                    request_id: id,
+                    status_code: Some(code),
+                    status_desc: Some(description.to_owned()),
                 }
-                Err(_) => SubscribeResponse {
-                    request_id: crate::rpc::echo_id(""),
-                    status_code: Some(status::BAD_REQUEST),
-                    status_desc: Some("malformed request".to_owned()),
-                },
-            };
-            tracing::debug!(%peer, status = ?response.status_code, "filter request answered");
-            Some(response.encode_to_vec())
-        }
-    })
-    .await;
+            }
+            Err(_) => SubscribeResponse {
+                request_id: crate::rpc::echo_id(""),
+                status_code: Some(status::BAD_REQUEST),
+                status_desc: Some("malformed request".to_owned()),
+            },
+        };
+        tracing::debug!(%peer, status = ?response.status_code, "filter request answered");
+        Some(response.encode_to_vec())
+    }
+
+    fn busy(&self, request: &[u8]) -> Option<Vec<u8>> {
+        let id = SubscribeRequest::decode(request)
+            .map(|r| r.request_id)
+            .unwrap_or_default();
+        let response = SubscribeResponse {
+            request_id: crate::rpc::echo_id(&id),
+            status_code: Some(status::TOO_MANY_REQUESTS),
+            status_desc: Some("too many requests".to_owned()),
+        };
+        Some(response.encode_to_vec())
+    }
 }
 
 /// Pushes `delivery` to `peer` on a new stream (go-waku's way; js-waku and
@@ -257,8 +271,8 @@ pub(crate) async fn request(
 
 /// Receives pushes from our filter service: one or more frames per stream
 /// (nwaku reuses a stream, go-waku opens one per push).
-pub(crate) async fn receive(incoming: IncomingStreams, relay: Relay) {
-    incoming
+pub(crate) async fn receive(mut incoming: Incoming, relay: Relay) {
+    futures::stream::poll_fn(|cx| incoming.poll_recv(cx))
         .for_each_concurrent(MAX_CONCURRENT, |(peer, mut stream)| {
             let relay = relay.clone();
             async move {

@@ -38,6 +38,7 @@ mod config;
 pub mod enr;
 mod error;
 mod filter;
+mod inbound;
 mod lightpush;
 mod metadata;
 mod metrics;
@@ -48,7 +49,7 @@ mod store;
 pub mod timer;
 
 #[cfg(feature = "fault-injection")]
-pub use actor::InjectPanic;
+pub use actor::CrashSwarm;
 pub use actor::Transport;
 pub use behaviour::{relay_behaviour, relay_config};
 pub use config::Config;

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use actix::Recipient;
 use libp2p::{PeerId, StreamProtocol};
-use libp2p_stream::{Control, IncomingStreams};
+use libp2p_stream::Control;
+
+use crate::inbound::Incoming;
 use murmur_core::{storage, transport, ContentTopic, PubsubTopic, Sharding, WakuMessage};
 use murmur_proto::{
     lightpush::{self as wire, status, PushRequest, PushResponse, PushRpc, Request, Response},
@@ -101,52 +103,77 @@ impl Service {
 }
 
 /// Serves one lightpush version on `incoming`.
-pub(crate) async fn serve(incoming: IncomingStreams, service: Service, v2: bool) {
-    crate::rpc::serve(incoming, wire::MAX_REQUEST_LEN, |peer, request| {
-        let service = service.clone();
-        async move {
-            let respond = |id: String, outcome: &Outcome| {
-                if v2 {
-                    v2_response(id, outcome)
-                } else {
-                    v3_response(id, outcome)
-                }
-            };
-            let frame = match request {
-                Ok(frame) => frame,
-                Err(murmur_proto::Error::TooLarge { .. }) => {
-                    let outcome = Outcome::fail(status::PAYLOAD_TOO_LARGE, "request too large");
-                    return Some(respond(crate::rpc::echo_id(""), &outcome));
-                }
-                Err(_) => return None,
-            };
-            let malformed = Outcome::fail(status::BAD_REQUEST, "malformed request");
-            let response = if v2 {
-                match PushRpc::decode(frame.as_slice()) {
-                    Ok(rpc) => {
-                        let (topic, message) = rpc
-                            .request
-                            .map(|r| (Some(r.pubsub_topic), r.message))
-                            .unwrap_or((None, None));
-                        let outcome = service.push(topic.as_deref(), message).await;
-                        respond(crate::rpc::echo_id(&rpc.request_id), &outcome)
-                    }
-                    Err(_) => respond(crate::rpc::echo_id(""), &malformed),
-                }
-            } else {
-                match Request::decode(frame.as_slice()) {
-                    Ok(req) => {
-                        let outcome = service.push(req.pubsub_topic.as_deref(), req.message).await;
-                        respond(crate::rpc::echo_id(&req.request_id), &outcome)
-                    }
-                    Err(_) => respond(crate::rpc::echo_id(""), &malformed),
-                }
-            };
-            tracing::debug!(%peer, v2, "lightpush answered");
-            Some(response)
+pub(crate) async fn serve(incoming: Incoming, service: Service, v2: bool) {
+    crate::rpc::serve(incoming, wire::MAX_REQUEST_LEN, Server { service, v2 }).await;
+}
+
+struct Server {
+    service: Service,
+    v2: bool,
+}
+
+impl Server {
+    fn respond(&self, id: String, outcome: &Outcome) -> Vec<u8> {
+        if self.v2 {
+            v2_response(id, outcome)
+        } else {
+            v3_response(id, outcome)
         }
-    })
-    .await;
+    }
+
+    fn request_id(&self, frame: &[u8]) -> String {
+        let id = if self.v2 {
+            PushRpc::decode(frame).map(|r| r.request_id)
+        } else {
+            Request::decode(frame).map(|r| r.request_id)
+        };
+        crate::rpc::echo_id(&id.unwrap_or_default())
+    }
+}
+
+impl crate::rpc::Answer for Server {
+    async fn answer(&self, peer: PeerId, request: Result<Vec<u8>, murmur_proto::Error>) -> Option<Vec<u8>> {
+        let frame = match request {
+            Ok(frame) => frame,
+            Err(murmur_proto::Error::TooLarge { .. }) => {
+                let outcome = Outcome::fail(status::PAYLOAD_TOO_LARGE, "request too large");
+                return Some(self.respond(crate::rpc::echo_id(""), &outcome));
+            }
+            Err(_) => return None,
+        };
+        let malformed = Outcome::fail(status::BAD_REQUEST, "malformed request");
+        let response = if self.v2 {
+            match PushRpc::decode(frame.as_slice()) {
+                Ok(rpc) => {
+                    let (topic, message) = rpc
+                        .request
+                        .map(|r| (Some(r.pubsub_topic), r.message))
+                        .unwrap_or((None, None));
+                    let outcome = self.service.push(topic.as_deref(), message).await;
+                    self.respond(crate::rpc::echo_id(&rpc.request_id), &outcome)
+                }
+                Err(_) => self.respond(crate::rpc::echo_id(""), &malformed),
+            }
+        } else {
+            match Request::decode(frame.as_slice()) {
+                Ok(req) => {
+                    let outcome = self
+                        .service
+                        .push(req.pubsub_topic.as_deref(), req.message)
+                        .await;
+                    self.respond(crate::rpc::echo_id(&req.request_id), &outcome)
+                }
+                Err(_) => self.respond(crate::rpc::echo_id(""), &malformed),
+            }
+        };
+        tracing::debug!(%peer, v2 = self.v2, "lightpush answered");
+        Some(response)
+    }
+
+    fn busy(&self, request: &[u8]) -> Option<Vec<u8>> {
+        let outcome = Outcome::fail(status::TOO_MANY_REQUESTS, "too many requests");
+        Some(self.respond(self.request_id(request), &outcome))
+    }
 }
 
 fn v3_response(request_id: String, outcome: &Outcome) -> Vec<u8> {

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use libp2p::{PeerId, StreamProtocol};
-use libp2p_stream::{Control, IncomingStreams};
+use libp2p_stream::Control;
+
+use crate::inbound::Incoming;
 use murmur_proto::{metadata::Metadata, protocol};
 use prost::Message as _;
 use tokio::sync::mpsc;
@@ -48,29 +50,34 @@ pub(crate) async fn request(
 }
 
 /// Answers every inbound metadata request with `ours`.
-pub(crate) async fn serve(
-    incoming: IncomingStreams,
-    ours: Metadata,
+pub(crate) async fn serve(incoming: Incoming, ours: Metadata, reports: mpsc::Sender<Report>) {
+    let server = Server {
+        response: ours.encode_to_vec(),
+        reports,
+    };
+    crate::rpc::serve(incoming, murmur_proto::metadata::MAX_LEN, server).await;
+}
+
+struct Server {
+    response: Vec<u8>,
     reports: mpsc::Sender<Report>,
-) {
-    let response = ours.encode_to_vec();
-    crate::rpc::serve(
-        incoming,
-        murmur_proto::metadata::MAX_LEN,
-        |peer, request| {
-            let (reports, response) = (reports.clone(), response.clone());
-            async move {
-                let theirs = match request.map(|frame| Metadata::decode_frame(&frame)) {
-                    Ok(Ok(theirs)) => theirs,
-                    Ok(Err(e)) | Err(e) => {
-                        tracing::debug!(%peer, error = %e, "bad metadata request");
-                        return None;
-                    }
-                };
-                let _ = reports.send(Report::Asked { peer, theirs }).await;
-                Some(response)
+}
+
+impl crate::rpc::Answer for Server {
+    async fn answer(&self, peer: PeerId, request: Result<Vec<u8>, murmur_proto::Error>) -> Option<Vec<u8>> {
+        let theirs = match request.map(|frame| Metadata::decode_frame(&frame)) {
+            Ok(Ok(theirs)) => theirs,
+            Ok(Err(e)) | Err(e) => {
+                tracing::debug!(%peer, error = %e, "bad metadata request");
+                return None;
             }
-        },
-    )
-    .await;
+        };
+        let _ = self.reports.send(Report::Asked { peer, theirs }).await;
+        Some(self.response.clone())
+    }
+
+    /// Metadata has no status: the answer costs nothing, so it is given.
+    fn busy(&self, _: &[u8]) -> Option<Vec<u8>> {
+        Some(self.response.clone())
+    }
 }

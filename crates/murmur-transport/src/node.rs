@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
     behaviour::{topic_score_params, Behaviour, BehaviourEvent},
+    inbound::Incoming,
     metadata, Config, Error, Metrics, RejectReason,
 };
 
@@ -605,60 +606,30 @@ async fn prepare(
     commands: mpsc::Receiver<Command>,
     myself: Relay,
 ) -> Result<(Driver, Services, Metadata, Started), Error> {
-    let mut swarm = build_swarm(config).await?;
-    let mut control = swarm.behaviour().streams.new_control();
     // Protocols must be registered before any connection exists: js-waku
     // does not support identify push and would never learn of them.
-    let incoming = control
-        .accept(metadata::PROTOCOL)
-        .map_err(|e| Error::Build(e.to_string()))?;
-    let lightpush = if config.lightpush {
-        let accept = |control: &mut libp2p_stream::Control, p| {
-            control.accept(p).map_err(|e| Error::Build(e.to_string()))
-        };
-        Some((
-            accept(&mut control, crate::lightpush::V3)?,
-            accept(&mut control, crate::lightpush::V2)?,
-        ))
-    } else {
-        None
-    };
-    let filter = if config.filter {
-        Some(
-            control
-                .accept(crate::filter::SUBSCRIBE)
-                .map_err(|e| Error::Build(e.to_string()))?,
+    let mut served = crate::inbound::Registry::default();
+    let incoming = served.accept(metadata::PROTOCOL);
+    let lightpush = config.lightpush.then(|| {
+        (
+            served.accept(crate::lightpush::V3),
+            served.accept(crate::lightpush::V2),
         )
-    } else {
-        None
-    };
-    let peer_exchange = if config.peer_exchange {
-        Some(
-            control
-                .accept(crate::peer_exchange::PROTOCOL)
-                .map_err(|e| Error::Build(e.to_string()))?,
-        )
-    } else {
-        None
-    };
-    let filter_push = if config.light.is_some() {
-        Some(
-            control
-                .accept(crate::filter::PUSH)
-                .map_err(|e| Error::Build(e.to_string()))?,
-        )
-    } else {
-        None
-    };
-    let store = match &config.store {
-        Some(archive) => Some((
-            control
-                .accept(crate::store::PROTOCOL)
-                .map_err(|e| Error::Build(e.to_string()))?,
-            archive.clone(),
-        )),
-        None => None,
-    };
+    });
+    let filter = config.filter.then(|| served.accept(crate::filter::SUBSCRIBE));
+    let peer_exchange = config
+        .peer_exchange
+        .then(|| served.accept(crate::peer_exchange::PROTOCOL));
+    let filter_push = config
+        .light
+        .is_some()
+        .then(|| served.accept(crate::filter::PUSH));
+    let store = config
+        .store
+        .as_ref()
+        .map(|archive| (served.accept(crate::store::PROTOCOL), archive.clone()));
+    let mut swarm = build_swarm(config, served).await?;
+    let control = swarm.behaviour().streams.new_control();
 
     let mut pending = HashMap::new();
     for addr in &config.listen {
@@ -802,21 +773,18 @@ async fn prepare(
 
 /// The inbound protocol handlers to run beside the swarm.
 struct Services {
-    metadata: libp2p_stream::IncomingStreams,
-    store: Option<(
-        libp2p_stream::IncomingStreams,
-        actix::Recipient<murmur_core::storage::Query>,
-    )>,
-    lightpush: Option<(
-        libp2p_stream::IncomingStreams,
-        libp2p_stream::IncomingStreams,
-    )>,
-    filter: Option<libp2p_stream::IncomingStreams>,
-    filter_push: Option<libp2p_stream::IncomingStreams>,
-    peer_exchange: Option<libp2p_stream::IncomingStreams>,
+    metadata: Incoming,
+    store: Option<(Incoming, actix::Recipient<murmur_core::storage::Query>)>,
+    lightpush: Option<(Incoming, Incoming)>,
+    filter: Option<Incoming>,
+    filter_push: Option<Incoming>,
+    peer_exchange: Option<Incoming>,
 }
 
-async fn build_swarm(config: &Config) -> Result<Swarm<Behaviour>, Error> {
+async fn build_swarm(
+    config: &Config,
+    served: crate::inbound::Registry,
+) -> Result<Swarm<Behaviour>, Error> {
     let build = |e: &dyn std::error::Error| Error::Build(e.to_string());
     let swarm = SwarmBuilder::with_existing_identity(config.keypair.clone())
         .with_tokio()
@@ -835,7 +803,7 @@ async fn build_swarm(config: &Config) -> Result<Swarm<Behaviour>, Error> {
         )
         .await
         .map_err(|e| build(&e))?
-        .with_behaviour(|key| Behaviour::new(key).map_err(Box::from))
+        .with_behaviour(|key| Behaviour::new(key, served).map_err(Box::from))
         .map_err(|e| Error::Build(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
         .build();

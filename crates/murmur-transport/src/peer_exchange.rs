@@ -4,7 +4,9 @@
 use std::{collections::VecDeque, time::Duration};
 
 use libp2p::{PeerId, StreamProtocol};
-use libp2p_stream::{Control, IncomingStreams};
+use libp2p_stream::Control;
+
+use crate::inbound::Incoming;
 use murmur_core::transport;
 use murmur_proto::{
     peer_exchange::{self as wire, PeerInfo, Query, Response, Rpc},
@@ -51,48 +53,58 @@ impl Cache {
 }
 
 /// Answers peer exchange queries from the swarm's cache.
-pub(crate) async fn serve(incoming: IncomingStreams, relay: Relay) {
-    crate::rpc::serve(incoming, wire::MAX_REQUEST_LEN, |peer, request| {
-        let relay = relay.clone();
-        async move {
-            let wanted = request
-                .ok()
-                .and_then(|frame| Rpc::decode(frame.as_slice()).ok())
-                .and_then(|rpc| rpc.query)
-                .map(|q| q.num_peers);
-            let response = match wanted {
-                None => Response {
-                    status_code: Some(400),
-                    status_desc: Some("malformed request".to_owned()),
-                    ..Response::default()
-                },
-                Some(n) => {
-                    let n = usize::try_from(n.clamp(1, wire::MAX_PEERS)).unwrap_or(CACHE);
-                    let records = relay.sample_peers(n, peer).await;
-                    if records.is_empty() {
-                        Response {
-                            status_code: Some(503),
-                            status_desc: Some("no peers to share".to_owned()),
-                            ..Response::default()
-                        }
-                    } else {
-                        Response {
-                            peer_infos: records.into_iter().map(|enr| PeerInfo { enr }).collect(),
-                            status_code: Some(200),
-                            status_desc: Some("OK".to_owned()),
-                        }
+pub(crate) async fn serve(incoming: Incoming, relay: Relay) {
+    crate::rpc::serve(incoming, wire::MAX_REQUEST_LEN, Server(relay)).await;
+}
+
+struct Server(Relay);
+
+impl crate::rpc::Answer for Server {
+    async fn answer(&self, peer: PeerId, request: Result<Vec<u8>, murmur_proto::Error>) -> Option<Vec<u8>> {
+        let wanted = request
+            .ok()
+            .and_then(|frame| Rpc::decode(frame.as_slice()).ok())
+            .and_then(|rpc| rpc.query)
+            .map(|q| q.num_peers);
+        let response = match wanted {
+            None => failure(400, "malformed request"),
+            Some(n) => {
+                let n = usize::try_from(n.clamp(1, wire::MAX_PEERS)).unwrap_or(CACHE);
+                let records = self.0.sample_peers(n, peer).await;
+                if records.is_empty() {
+                    failure(503, "no peers to share")
+                } else {
+                    Response {
+                        peer_infos: records.into_iter().map(|enr| PeerInfo { enr }).collect(),
+                        status_code: Some(200),
+                        status_desc: Some("OK".to_owned()),
                     }
                 }
-            };
-            // nwaku's decoder wants `query` even in a response.
-            let rpc = Rpc {
-                query: Some(Query::default()),
-                response: Some(response),
-            };
-            Some(rpc.encode_to_vec())
-        }
-    })
-    .await;
+            }
+        };
+        Some(wrap(response))
+    }
+
+    fn busy(&self, _: &[u8]) -> Option<Vec<u8>> {
+        Some(wrap(failure(429, "too many requests")))
+    }
+}
+
+fn failure(code: u32, description: &str) -> Response {
+    Response {
+        status_code: Some(code),
+        status_desc: Some(description.to_owned()),
+        ..Response::default()
+    }
+}
+
+/// nwaku's decoder wants `query` even in a response.
+fn wrap(response: Response) -> Vec<u8> {
+    Rpc {
+        query: Some(Query::default()),
+        response: Some(response),
+    }
+    .encode_to_vec()
 }
 
 /// Asks `peer` for up to `n` records; answers the valid ones.

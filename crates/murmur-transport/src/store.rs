@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use actix::Recipient;
 use libp2p::{PeerId, StreamProtocol};
-use libp2p_stream::{Control, IncomingStreams};
+use libp2p_stream::Control;
 use murmur_core::{
     storage,
     store::{Criteria, Page, Query, Stored},
@@ -17,33 +17,49 @@ use murmur_proto::{
 };
 use prost::Message as _;
 
+use crate::inbound::Incoming;
+
 pub(crate) const PROTOCOL: StreamProtocol = StreamProtocol::new(protocol::STORE);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const SERVICE: &str = "store";
 
 /// Answers store queries from `storage`.
-pub(crate) async fn serve(incoming: IncomingStreams, storage: Recipient<storage::Query>) {
-    crate::rpc::serve(incoming, wire::MAX_REQUEST_LEN, |peer, request| {
-        let storage = storage.clone();
-        async move {
-            let response = match request {
-                Ok(frame) => answer(&frame, &storage).await,
-                Err(_) => error(
-                    crate::rpc::echo_id(""),
-                    status::BAD_REQUEST,
-                    "unreadable request",
-                ),
-            };
-            tracing::debug!(
-                %peer,
-                status = ?response.status_code,
-                messages = response.messages.len(),
-                "store query answered"
-            );
-            Some(response.encode_to_vec())
-        }
-    })
-    .await;
+pub(crate) async fn serve(incoming: Incoming, storage: Recipient<storage::Query>) {
+    crate::rpc::serve(incoming, wire::MAX_REQUEST_LEN, Server(storage)).await;
+}
+
+struct Server(Recipient<storage::Query>);
+
+impl crate::rpc::Answer for Server {
+    async fn answer(&self, peer: PeerId, request: Result<Vec<u8>, murmur_proto::Error>) -> Option<Vec<u8>> {
+        let response = match request {
+            Ok(frame) => answer(&frame, &self.0).await,
+            Err(_) => error(
+                crate::rpc::echo_id(""),
+                status::BAD_REQUEST,
+                "unreadable request",
+            ),
+        };
+        tracing::debug!(
+            %peer,
+            status = ?response.status_code,
+            messages = response.messages.len(),
+            "store query answered"
+        );
+        Some(response.encode_to_vec())
+    }
+
+    fn busy(&self, request: &[u8]) -> Option<Vec<u8>> {
+        let id = Request::decode(request)
+            .map(|r| r.request_id)
+            .unwrap_or_default();
+        let response = error(
+            crate::rpc::echo_id(&id),
+            status::TOO_MANY_REQUESTS,
+            "too many requests",
+        );
+        Some(response.encode_to_vec())
+    }
 }
 
 async fn answer(frame: &[u8], storage: &Recipient<storage::Query>) -> Response {
