@@ -25,7 +25,7 @@ use murmur::{
             Prune, Query, SaveCursor, SaveRaw, SaveState,
         },
         store::{self, Page, Stored},
-        Delivery, MessageHash, PubsubTopic, WakuMessage,
+        supervise, Delivery, MessageHash, PubsubTopic, WakuMessage,
     },
     node::{Builder, Config},
 };
@@ -136,23 +136,27 @@ impl Record {
 
 /// The persistence stage on a journal file.
 pub struct JournalStorage {
+    path: std::path::PathBuf,
     journal: File,
     /// Archived messages in the store's order: (timestamp, hash).
     archive: Vec<((i64, MessageHash), Delivery)>,
     outbox: Vec<(Delivery, bool)>,
     cursors: std::collections::HashMap<String, Cursor>,
     state: std::collections::BTreeMap<String, Vec<u8>>,
+    fuse: supervise::Fuse,
 }
 
 impl JournalStorage {
     /// Opens (or creates) the journal at `path` and replays it.
     pub fn open(path: &Path) -> std::io::Result<Self> {
         let mut storage = Self {
+            path: path.to_owned(),
             journal: OpenOptions::new().create(true).append(true).open(path)?,
             archive: Vec::new(),
             outbox: Vec::new(),
             cursors: Default::default(),
             state: Default::default(),
+            fuse: supervise::Fuse::default(),
         };
         let mut reader = BufReader::new(File::open(path)?);
         let mut len = [0u8; 4];
@@ -277,129 +281,162 @@ impl Actor for JournalStorage {
     type Context = Context<Self>;
 }
 
-impl Supervised for JournalStorage {}
+/// A handler that panicked may have left memory half-changed: the journal
+/// is what was answered, so the restarted stage replays it.
+impl Supervised for JournalStorage {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        match Self::open(&self.path) {
+            Ok(replayed) => *self = replayed,
+            Err(e) => eprintln!("journal not replayed after a restart: {e}"),
+        }
+    }
+}
+
+impl supervise::Restartable for JournalStorage {
+    const NAME: &'static str = "journal storage";
+
+    fn fuse(&mut self) -> &mut supervise::Fuse {
+        &mut self.fuse
+    }
+}
+
+murmur::core::inject_panic_handler!(JournalStorage);
 
 impl Handler<SaveRaw> for JournalStorage {
     type Result = Result<bool, Error>;
 
-    fn handle(&mut self, SaveRaw(d): SaveRaw, _: &mut Context<Self>) -> Self::Result {
-        if d.message.is_ephemeral() || self.has(&d.hash).is_some() {
-            return Ok(false);
-        }
-        self.write(Record::Archived(d)).map(|()| true)
+    fn handle(&mut self, SaveRaw(d): SaveRaw, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            if d.message.is_ephemeral() || this.has(&d.hash).is_some() {
+                return Ok(false);
+            }
+            this.write(Record::Archived(d)).map(|()| true)
+        })?
     }
 }
 
 impl Handler<Query> for JournalStorage {
     type Result = Result<Page, Error>;
 
-    fn handle(&mut self, Query(q): Query, _: &mut Context<Self>) -> Self::Result {
-        self.query(&q)
+    fn handle(&mut self, Query(q): Query, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| this.query(&q))?
     }
 }
 
 impl Handler<Prune> for JournalStorage {
     type Result = Result<u64, Error>;
 
-    fn handle(&mut self, p: Prune, _: &mut Context<Self>) -> Self::Result {
-        let cutoff = p.max_age.map(|age| {
-            now_nanos().saturating_sub(i64::try_from(age.as_nanos()).unwrap_or(i64::MAX))
-        });
-        let keep = p
-            .max_count
-            .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
-        let excess = self.archive.len().saturating_sub(keep);
-        let gone: Vec<MessageHash> = self
-            .archive
-            .iter()
-            .enumerate()
-            .filter(|(i, ((ts, _), _))| *i < excess || cutoff.is_some_and(|c| *ts < c))
-            .map(|(_, (k, _))| k.1)
-            .collect();
-        let n = gone.len() as u64;
-        if n > 0 {
-            self.write(Record::Pruned(gone))?;
-        }
-        Ok(n)
+    fn handle(&mut self, p: Prune, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            let cutoff = p.max_age.map(|age| {
+                now_nanos().saturating_sub(i64::try_from(age.as_nanos()).unwrap_or(i64::MAX))
+            });
+            let keep = p
+                .max_count
+                .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+            let excess = this.archive.len().saturating_sub(keep);
+            let gone: Vec<MessageHash> = this
+                .archive
+                .iter()
+                .enumerate()
+                .filter(|(i, ((ts, _), _))| *i < excess || cutoff.is_some_and(|c| *ts < c))
+                .map(|(_, (k, _))| k.1)
+                .collect();
+            let n = gone.len() as u64;
+            if n > 0 {
+                this.write(Record::Pruned(gone))?;
+            }
+            Ok(n)
+        })?
     }
 }
 
 impl Handler<Enqueue> for JournalStorage {
     type Result = Result<MessageHash, Error>;
 
-    fn handle(&mut self, e: Enqueue, _: &mut Context<Self>) -> Self::Result {
-        let d = Delivery::new(e.pubsub_topic, e.message);
-        let hash = d.hash;
-        self.write(Record::Queued(d))?;
-        Ok(hash)
+    fn handle(&mut self, e: Enqueue, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            let d = Delivery::new(e.pubsub_topic, e.message);
+            let hash = d.hash;
+            this.write(Record::Queued(d))?;
+            Ok(hash)
+        })?
     }
 }
 
 impl Handler<MarkSent> for JournalStorage {
     type Result = Result<(), Error>;
 
-    fn handle(&mut self, MarkSent(hash): MarkSent, _: &mut Context<Self>) -> Self::Result {
-        self.write(Record::Sent(hash))
+    fn handle(&mut self, MarkSent(hash): MarkSent, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| this.write(Record::Sent(hash)))?
     }
 }
 
 impl Handler<Pending> for JournalStorage {
     type Result = Result<Vec<Delivery>, Error>;
 
-    fn handle(&mut self, _: Pending, _: &mut Context<Self>) -> Self::Result {
-        Ok(self
-            .outbox
-            .iter()
-            .filter(|(_, sent)| !sent)
-            .map(|(d, _)| d.clone())
-            .collect())
+    fn handle(&mut self, _: Pending, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            Ok(this
+                .outbox
+                .iter()
+                .filter(|(_, sent)| !sent)
+                .map(|(d, _)| d.clone())
+                .collect())
+        })?
     }
 }
 
 impl Handler<SaveCursor> for JournalStorage {
     type Result = Result<(), Error>;
 
-    fn handle(&mut self, c: SaveCursor, _: &mut Context<Self>) -> Self::Result {
-        self.write(Record::Cursor(c.name, c.cursor))
+    fn handle(&mut self, c: SaveCursor, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            this.write(Record::Cursor(c.name, c.cursor))
+        })?
     }
 }
 
 impl Handler<LoadCursor> for JournalStorage {
     type Result = Result<Option<Cursor>, Error>;
 
-    fn handle(&mut self, LoadCursor(name): LoadCursor, _: &mut Context<Self>) -> Self::Result {
-        Ok(self.cursors.get(&name).copied())
+    fn handle(&mut self, LoadCursor(name): LoadCursor, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| Ok(this.cursors.get(&name).copied()))?
     }
 }
 
 impl Handler<SaveState> for JournalStorage {
     type Result = Result<(), Error>;
 
-    fn handle(&mut self, SaveState(entries): SaveState, _: &mut Context<Self>) -> Self::Result {
-        entries
-            .into_iter()
-            .try_for_each(|(name, value)| self.write(Record::State(name, value)))
+    fn handle(&mut self, SaveState(entries): SaveState, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            entries
+                .into_iter()
+                .try_for_each(|(name, value)| this.write(Record::State(name, value)))
+        })?
     }
 }
 
 impl Handler<LoadState> for JournalStorage {
     type Result = Result<Option<Vec<u8>>, Error>;
 
-    fn handle(&mut self, LoadState(name): LoadState, _: &mut Context<Self>) -> Self::Result {
-        Ok(self.state.get(&name).cloned())
+    fn handle(&mut self, LoadState(name): LoadState, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| Ok(this.state.get(&name).cloned()))?
     }
 }
 
 impl Handler<ListState> for JournalStorage {
     type Result = Result<Vec<(String, Vec<u8>)>, Error>;
 
-    fn handle(&mut self, ListState(prefix): ListState, _: &mut Context<Self>) -> Self::Result {
-        Ok(self
-            .state
-            .iter()
-            .filter(|(name, _)| name.starts_with(&prefix))
-            .map(|(n, v)| (n.clone(), v.clone()))
-            .collect())
+    fn handle(&mut self, ListState(prefix): ListState, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            Ok(this
+                .state
+                .iter()
+                .filter(|(name, _)| name.starts_with(&prefix))
+                .map(|(n, v)| (n.clone(), v.clone()))
+                .collect())
+        })?
     }
 }
 

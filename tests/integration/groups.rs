@@ -12,7 +12,7 @@ use murmur::node::{
 };
 use murmur_core::{groups, WakuMessage};
 
-use crate::support::{account, chat_node, next_in_group, WAIT};
+use crate::support::{account, chat_node, members, next_in_group, WAIT};
 
 async fn node(dir: &std::path::Path, peer: Option<&Node>) -> Node {
     chat_node(dir, peer).await
@@ -20,23 +20,6 @@ async fn node(dir: &std::path::Path, peer: Option<&Node>) -> Node {
 
 async fn next(inbox: &mut Inbox, what: &str) -> ChatMessage {
     next_in_group(inbox, None, what).await
-}
-
-/// Waits until `node`'s copy of `group` has `members` members.
-async fn members(node: &Node, group: &Group, members: usize) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Ok(info) = node.group(group.id()).info().await {
-            if info.members.len() == members {
-                return;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the group never reached {members} members"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Three accounts: Alice knows Bob and Carol, who have never met.

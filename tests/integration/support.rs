@@ -86,3 +86,20 @@ pub(crate) async fn next_in_group(
         }
     }
 }
+
+/// Waits until `node`'s copy of `group` has `members` members.
+pub(crate) async fn members(node: &Node, group: &murmur::node::chat::Group, members: usize) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Ok(info) = node.group(group.id()).info().await {
+            if info.members.len() == members {
+                return;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the group never reached {members} members"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -322,6 +322,9 @@ pub struct Handle {
     pub bundles: Recipient<Bundles>,
     /// Where [`SignEvent`] goes.
     pub sign_event: Recipient<SignEvent>,
+    /// Where [`InjectPanic`](crate::supervise::InjectPanic) goes (tests of
+    /// supervision).
+    pub inject_panic: Recipient<crate::supervise::InjectPanic>,
 }
 
 impl<A> From<actix::Addr<A>> for Handle
@@ -341,7 +344,8 @@ where
         + actix::Handler<BundleTopic>
         + actix::Handler<LearnBundles>
         + actix::Handler<Bundles>
-        + actix::Handler<SignEvent>,
+        + actix::Handler<SignEvent>
+        + actix::Handler<crate::supervise::InjectPanic>,
 {
     fn from(addr: actix::Addr<A>) -> Self {
         Self {
@@ -359,7 +363,8 @@ where
             bundle_topic: addr.clone().recipient(),
             learn_bundles: addr.clone().recipient(),
             bundles: addr.clone().recipient(),
-            sign_event: addr.recipient(),
+            sign_event: addr.clone().recipient(),
+            inject_panic: addr.recipient(),
         }
     }
 }

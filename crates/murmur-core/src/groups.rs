@@ -490,6 +490,9 @@ pub struct Handle {
     pub join: Recipient<Join>,
     /// Where [`Requests`] goes.
     pub requests: Recipient<Requests>,
+    /// Where [`InjectPanic`](crate::supervise::InjectPanic) goes (tests of
+    /// supervision).
+    pub inject_panic: Recipient<crate::supervise::InjectPanic>,
 }
 
 impl<A> From<actix::Addr<A>> for Handle
@@ -505,7 +508,8 @@ where
         + actix::Handler<Topics>
         + actix::Handler<CreateInvite>
         + actix::Handler<Join>
-        + actix::Handler<Requests>,
+        + actix::Handler<Requests>
+        + actix::Handler<crate::supervise::InjectPanic>,
 {
     fn from(addr: actix::Addr<A>) -> Self {
         Self {
@@ -519,7 +523,8 @@ where
             topics: addr.clone().recipient(),
             create_invite: addr.clone().recipient(),
             join: addr.clone().recipient(),
-            requests: addr.recipient(),
+            requests: addr.clone().recipient(),
+            inject_panic: addr.recipient(),
         }
     }
 }

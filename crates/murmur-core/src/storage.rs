@@ -13,6 +13,7 @@ use thiserror::Error;
 
 use crate::{
     store::{self, Page},
+    supervise::InjectPanic,
     Delivery, MessageHash, PubsubTopic, WakuMessage,
 };
 
@@ -157,6 +158,7 @@ pub trait Stage:
     + Handler<SaveState>
     + Handler<LoadState>
     + Handler<ListState>
+    + Handler<InjectPanic>
 {
 }
 
@@ -173,6 +175,7 @@ impl<A> Stage for A where
         + Handler<SaveState>
         + Handler<LoadState>
         + Handler<ListState>
+        + Handler<InjectPanic>
 {
 }
 
@@ -201,6 +204,8 @@ pub struct Handle {
     pub load_state: Recipient<LoadState>,
     /// Where [`ListState`] goes.
     pub list_state: Recipient<ListState>,
+    /// Where [`InjectPanic`] goes (tests of supervision).
+    pub inject_panic: Recipient<InjectPanic>,
 }
 
 impl<A: Stage> From<Addr<A>> for Handle {
@@ -216,7 +221,8 @@ impl<A: Stage> From<Addr<A>> for Handle {
             load_cursor: addr.clone().recipient(),
             save_state: addr.clone().recipient(),
             load_state: addr.clone().recipient(),
-            list_state: addr.recipient(),
+            list_state: addr.clone().recipient(),
+            inject_panic: addr.recipient(),
         }
     }
 }

@@ -12,7 +12,7 @@
 //!
 //! ```
 //! use actix::prelude::*;
-//! use murmur_core::supervise::{self, Fuse, Panicked, Stage};
+//! use murmur_core::supervise::{self, Fuse, Panicked, Restartable};
 //!
 //! #[derive(Default)]
 //! struct Counter {
@@ -24,7 +24,7 @@
 //!     type Context = Context<Self>;
 //! }
 //! impl Supervised for Counter {}
-//! impl Stage for Counter {
+//! impl Restartable for Counter {
 //!     const NAME: &'static str = "counter";
 //!     fn fuse(&mut self) -> &mut Fuse {
 //!         &mut self.fuse
@@ -65,8 +65,8 @@ use std::{
 
 use actix::{
     dev::{MessageResponse, OneshotSender},
-    Actor, ActorContext, ActorFuture, ActorFutureExt as _, AsyncContext as _, AtomicResponse,
-    Context, Message, ResponseActFuture, Supervised,
+    Actor, ActorContext, ActorFuture, ActorFutureExt as _, AsyncContext as _, Context, Message,
+    ResponseActFuture, Supervised,
 };
 
 /// A request that made its stage panic: the stage restarted, and the request
@@ -76,8 +76,9 @@ use actix::{
 #[error("the {0} stage failed on this request and was restarted")]
 pub struct Panicked(pub &'static str);
 
-/// A stage actor run under a supervisor whose handlers are guarded.
-pub trait Stage: Actor<Context = Context<Self>> + Supervised {
+/// A stage actor run under a supervisor whose handlers are guarded, so
+/// that a panic restarts it instead of ending it.
+pub trait Restartable: Actor<Context = Context<Self>> + Supervised {
     /// The stage's name in logs and errors.
     const NAME: &'static str;
 
@@ -108,10 +109,9 @@ impl Fuse {
 /// whoever holds a stage's address can already stop it.
 #[derive(Debug, Clone, Copy, actix::Message)]
 #[rtype(result = "()")]
-#[non_exhaustive]
 pub struct InjectPanic;
 
-/// Handles [`InjectPanic`] for a [`Stage`] (orphan rules forbid a blanket
+/// Handles [`InjectPanic`] for a [`Restartable`] stage (orphan rules forbid a blanket
 /// impl in this crate).
 #[macro_export]
 macro_rules! inject_panic_handler {
@@ -124,7 +124,7 @@ macro_rules! inject_panic_handler {
                 _: $crate::supervise::InjectPanic,
                 _: &mut ::actix::Context<Self>,
             ) {
-                $crate::supervise::Stage::fuse(self).arm();
+                $crate::supervise::Restartable::fuse(self).arm();
             }
         }
     };
@@ -138,7 +138,7 @@ pub fn guard<A, R>(
     body: impl FnOnce(&mut A, &mut Context<A>) -> R,
 ) -> Result<R, Panicked>
 where
-    A: Stage,
+    A: Restartable,
 {
     let armed = act.fuse().blow();
     let outcome = catch_unwind(AssertUnwindSafe(|| {
@@ -182,7 +182,7 @@ impl<F> Guarded<F> {
 
 impl<A, F, T> ActorFuture<A> for Guarded<F>
 where
-    A: Stage,
+    A: Restartable,
     F: ActorFuture<A, Output = T> + Unpin,
 {
     type Output = Result<T, Panicked>;
@@ -211,36 +211,87 @@ where
 
 /// Runs a handler's body that answers with an actor future, both guarded:
 /// a panic in either is answered as [`Panicked`] and restarts the stage.
+/// The future runs beside the mailbox; see [`atomic`] for one the mailbox
+/// waits for.
 pub fn act_future<A, T, E>(
     act: &mut A,
     ctx: &mut Context<A>,
     body: impl FnOnce(&mut A, &mut Context<A>) -> ResponseActFuture<A, Result<T, E>>,
-) -> ResponseActFuture<A, Result<T, E>>
+) -> Reply<A, Result<T, E>>
 where
-    A: Stage,
+    A: Restartable,
     T: 'static,
     E: From<Panicked> + 'static,
 {
     match guard(act, ctx, body) {
-        Ok(future) => Box::pin(
-            Guarded::new(future).map(|outcome, _, _| outcome.unwrap_or_else(|p| Err(p.into()))),
-        ),
-        Err(p) => Box::pin(actix::fut::ready(Err(p.into()))),
+        Ok(future) => Reply::Spawn(flatten(future)),
+        Err(p) => Reply::Now(Err(p.into())),
     }
 }
 
-/// [`act_future`] for an atomic response: the mailbox waits for it.
+/// [`act_future`] for a future the mailbox waits for, as actix's
+/// `AtomicResponse`.
 pub fn atomic<A, T, E>(
     act: &mut A,
     ctx: &mut Context<A>,
     body: impl FnOnce(&mut A, &mut Context<A>) -> ResponseActFuture<A, Result<T, E>>,
-) -> AtomicResponse<A, Result<T, E>>
+) -> Reply<A, Result<T, E>>
 where
-    A: Stage,
+    A: Restartable,
     T: 'static,
     E: From<Panicked> + 'static,
 {
-    AtomicResponse::new(act_future(act, ctx, body))
+    match guard(act, ctx, body) {
+        Ok(future) => Reply::Wait(flatten(future)),
+        Err(p) => Reply::Now(Err(p.into())),
+    }
+}
+
+fn flatten<A, T, E>(
+    future: ResponseActFuture<A, Result<T, E>>,
+) -> ResponseActFuture<A, Result<T, E>>
+where
+    A: Restartable,
+    T: 'static,
+    E: From<Panicked> + 'static,
+{
+    Box::pin(Guarded::new(future).map(|outcome, _, _| outcome.unwrap_or_else(|p| Err(p.into()))))
+}
+
+/// A guarded handler's answer. A stage that stopped to be restarted polls
+/// none of its futures again, so the answer to the request that met the
+/// panic must go out at once ([`Reply::Now`]), not as a future.
+pub enum Reply<A: Actor, T> {
+    /// Answered now.
+    Now(T),
+    /// Answered by a future the mailbox waits for.
+    Wait(ResponseActFuture<A, T>),
+    /// Answered by a future that runs beside the mailbox.
+    Spawn(ResponseActFuture<A, T>),
+}
+
+impl<A, M, T> MessageResponse<A, M> for Reply<A, T>
+where
+    A: Actor<Context = Context<A>>,
+    M: Message<Result = T>,
+    T: 'static,
+{
+    fn handle(self, ctx: &mut Context<A>, tx: Option<OneshotSender<T>>) {
+        let send = move |value: T| {
+            if let Some(tx) = tx {
+                let _ = tx.send(value);
+            }
+        };
+        match self {
+            Self::Now(value) => send(value),
+            Self::Wait(future) => {
+                ctx.wait(future.map(move |value, _, _| send(value)));
+            }
+            Self::Spawn(future) => {
+                ctx.spawn(future.map(move |value, _, _| send(value)));
+            }
+        }
+    }
 }
 
 /// Runs a handler's body that answers with an actor future for a message
@@ -252,7 +303,7 @@ pub fn act<A, T>(
     body: impl FnOnce(&mut A, &mut Context<A>) -> ResponseActFuture<A, T>,
 ) -> ActAnswer<A, T>
 where
-    A: Stage,
+    A: Restartable,
     T: 'static,
 {
     match guard(act, ctx, body) {

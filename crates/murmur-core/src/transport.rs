@@ -13,7 +13,7 @@ use std::fmt;
 use actix::{Actor, Addr, Context, Handler, Message, Recipient};
 use thiserror::Error;
 
-use crate::{Delivery, MessageHash, PubsubTopic, WakuMessage};
+use crate::{supervise::InjectPanic, Delivery, MessageHash, PubsubTopic, WakuMessage};
 
 /// A peer's id, in its text form (`16Uiu2…` for secp256k1 keys).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -235,6 +235,7 @@ pub trait Stage:
     + Handler<GetStatus>
     + Handler<QueryStore>
     + Handler<Stop>
+    + Handler<InjectPanic>
 {
 }
 
@@ -247,6 +248,7 @@ impl<A> Stage for A where
         + Handler<GetStatus>
         + Handler<QueryStore>
         + Handler<Stop>
+        + Handler<InjectPanic>
 {
 }
 
@@ -268,6 +270,8 @@ pub struct Handle {
     pub query_store: Recipient<QueryStore>,
     /// Where [`Stop`] goes.
     pub stop: Recipient<Stop>,
+    /// Where [`InjectPanic`] goes (tests of supervision).
+    pub inject_panic: Recipient<InjectPanic>,
 }
 
 impl<A: Stage> From<Addr<A>> for Handle {
@@ -279,7 +283,8 @@ impl<A: Stage> From<Addr<A>> for Handle {
             dial: addr.clone().recipient(),
             status: addr.clone().recipient(),
             query_store: addr.clone().recipient(),
-            stop: addr.recipient(),
+            stop: addr.clone().recipient(),
+            inject_panic: addr.recipient(),
         }
     }
 }

@@ -521,7 +521,46 @@ impl std::fmt::Debug for Node {
     }
 }
 
+/// A stage of a running node, to inject a fault into (tests of supervision).
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageId {
+    /// The pipeline.
+    Pipeline,
+    /// The transport stage.
+    Transport,
+    /// The crypto stage.
+    Crypto,
+    /// The membership stage.
+    Membership,
+    /// The persistence stage.
+    Storage,
+}
+
 impl Node {
+    /// Makes `stage` panic in its next handler, as a defect there would:
+    /// the stage answers that request with a `Restarted` error and is
+    /// restarted by its supervisor (tests of supervision).
+    #[cfg(feature = "fault-injection")]
+    pub async fn inject_panic(&self, stage: StageId) -> Result<(), Error> {
+        use murmur_core::supervise::InjectPanic;
+        let inner = &self.inner;
+        match stage {
+            StageId::Pipeline => inner.pipeline.send(InjectPanic).await?,
+            StageId::Transport => inner.transport.inject_panic.send(InjectPanic).await?,
+            StageId::Crypto => {
+                let crypto = inner.chat.as_ref().ok_or(Error::ChatDisabled)?;
+                crypto.inject_panic.send(InjectPanic).await?;
+            }
+            StageId::Membership => {
+                let groups = inner.groups.as_ref().ok_or(Error::ChatDisabled)?;
+                groups.inject_panic.send(InjectPanic).await?;
+            }
+            StageId::Storage => inner.storage.inject_panic.send(InjectPanic).await?,
+        }
+        Ok(())
+    }
+
     /// This node's peer id.
     pub fn peer_id(&self) -> String {
         self.inner

@@ -259,7 +259,9 @@ impl Loaded {
                 }
             } else if name.starts_with(REVOKED) {
                 let r = Revocation::from_bytes(&bytes).map_err(state_error)?;
-                loaded.revoked.insert((account_id(r.account), device_id(r.device)), r);
+                loaded
+                    .revoked
+                    .insert((account_id(r.account), device_id(r.device)), r);
             } else if name.starts_with(CONTACT) {
                 let b = Bundle::from_bytes(&bytes).map_err(state_error)?;
                 loaded
@@ -879,19 +881,21 @@ impl Crypto {
         &self,
         saves: Saves,
         result: T,
-    ) -> AtomicResponse<Self, Result<T, Error>> {
+    ) -> supervise::Reply<Self, Result<T, Error>> {
+        if saves.is_empty() {
+            return supervise::Reply::Now(Ok(result));
+        }
         let save = self.storage.save_state.clone();
         let saved = async move {
-            if saves.is_empty() {
-                return Ok(result);
+            match save.send(storage::SaveState(saves)).await {
+                Ok(Ok(())) => Ok(result),
+                // Not saved: the storage stage restarted on it.
+                Ok(Err(storage::Error::Restarted(p))) => Err(Error::Restarted(p)),
+                Ok(Err(e)) => Err(state_error(e)),
+                Err(e) => Err(state_error(e)),
             }
-            save.send(storage::SaveState(saves))
-                .await
-                .map_err(state_error)?
-                .map_err(state_error)?;
-            Ok(result)
         };
-        AtomicResponse::new(Box::pin(
+        supervise::Reply::Wait(Box::pin(
             supervise::Guarded::new(Box::pin(saved.into_actor(self)))
                 .map(|outcome, _, _| outcome.unwrap_or_else(|p| Err(p.into()))),
         ))
@@ -901,11 +905,11 @@ impl Crypto {
     fn respond<T: 'static>(
         &self,
         outcome: Result<Result<(T, Saves), Error>, supervise::Panicked>,
-    ) -> AtomicResponse<Self, Result<T, Error>> {
+    ) -> supervise::Reply<Self, Result<T, Error>> {
         match outcome {
             Ok(Ok((result, saves))) => self.persist(saves, result),
-            Ok(Err(e)) => AtomicResponse::new(Box::pin(actix::fut::ready(Err(e)))),
-            Err(p) => AtomicResponse::new(Box::pin(actix::fut::ready(Err(p.into())))),
+            Ok(Err(e)) => supervise::Reply::Now(Err(e)),
+            Err(p) => supervise::Reply::Now(Err(p.into())),
         }
     }
 
@@ -984,7 +988,7 @@ impl Supervised for Crypto {
     }
 }
 
-impl supervise::Stage for Crypto {
+impl supervise::Restartable for Crypto {
     const NAME: &'static str = "crypto";
 
     fn fuse(&mut self) -> &mut supervise::Fuse {
@@ -995,7 +999,7 @@ impl supervise::Stage for Crypto {
 murmur_core::inject_panic_handler!(Crypto);
 
 impl Handler<Seal> for Crypto {
-    type Result = AtomicResponse<Self, Result<Vec<Sealed>, Error>>;
+    type Result = supervise::Reply<Self, Result<Vec<Sealed>, Error>>;
 
     fn handle(&mut self, msg: Seal, ctx: &mut Context<Self>) -> Self::Result {
         let outcome = supervise::guard(self, ctx, |act, _| act.seal(msg.to, &msg.plaintext));
@@ -1004,7 +1008,7 @@ impl Handler<Seal> for Crypto {
 }
 
 impl Handler<Open> for Crypto {
-    type Result = AtomicResponse<Self, Result<Opened, Error>>;
+    type Result = supervise::Reply<Self, Result<Opened, Error>>;
 
     fn handle(&mut self, Open(delivery): Open, ctx: &mut Context<Self>) -> Self::Result {
         let outcome = supervise::guard(self, ctx, |act, _| act.open(&delivery.message.payload));
@@ -1013,7 +1017,7 @@ impl Handler<Open> for Crypto {
 }
 
 impl Handler<AddContact> for Crypto {
-    type Result = AtomicResponse<Self, Result<AccountId, Error>>;
+    type Result = supervise::Reply<Self, Result<AccountId, Error>>;
 
     fn handle(&mut self, AddContact(code): AddContact, ctx: &mut Context<Self>) -> Self::Result {
         let outcome = supervise::guard(self, ctx, |act, _| act.add_contact(&code));
@@ -1064,13 +1068,17 @@ impl Handler<OwnBundle> for Crypto {
 impl Handler<BundleTopic> for Crypto {
     type Result = supervise::Answer<ContentTopic>;
 
-    fn handle(&mut self, BundleTopic(account): BundleTopic, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(
+        &mut self,
+        BundleTopic(account): BundleTopic,
+        ctx: &mut Context<Self>,
+    ) -> Self::Result {
         supervise::guard(self, ctx, |act, _| act.bundle_topic_of(account)).into()
     }
 }
 
 impl Handler<LearnBundles> for Crypto {
-    type Result = AtomicResponse<Self, Result<usize, Error>>;
+    type Result = supervise::Reply<Self, Result<usize, Error>>;
 
     fn handle(&mut self, msg: LearnBundles, ctx: &mut Context<Self>) -> Self::Result {
         let outcome = supervise::guard(self, ctx, |act, _| Ok(act.learn_bundles(&msg)));
@@ -1095,7 +1103,7 @@ impl Handler<PairingCode> for Crypto {
 }
 
 impl Handler<Pair> for Crypto {
-    type Result = AtomicResponse<Self, Result<Vec<Sealed>, Error>>;
+    type Result = supervise::Reply<Self, Result<Vec<Sealed>, Error>>;
 
     fn handle(&mut self, Pair(code): Pair, ctx: &mut Context<Self>) -> Self::Result {
         let outcome = supervise::guard(self, ctx, |act, _| act.pair(&code));
@@ -1104,7 +1112,7 @@ impl Handler<Pair> for Crypto {
 }
 
 impl Handler<Revoke> for Crypto {
-    type Result = AtomicResponse<Self, Result<Vec<Sealed>, Error>>;
+    type Result = supervise::Reply<Self, Result<Vec<Sealed>, Error>>;
 
     fn handle(&mut self, Revoke(device): Revoke, ctx: &mut Context<Self>) -> Self::Result {
         let outcome = supervise::guard(self, ctx, |act, _| act.revoke(device));

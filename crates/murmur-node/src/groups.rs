@@ -332,10 +332,10 @@ impl Membership {
         ctx.wait(
             async move { list_state(&storage).await }
                 .into_actor(self)
-                .map(|entries, act, _| {
-                    match entries.and_then(|e| act.load(e)) {
-                        Ok(()) => tracing::info!("membership stage reloaded its groups"),
-                        Err(e) => tracing::error!(error = %e, "groups not reloaded; keeping those in memory"),
+                .map(|entries, act, _| match entries.and_then(|e| act.load(e)) {
+                    Ok(()) => tracing::info!("membership stage reloaded its groups"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "groups not reloaded; keeping those in memory")
                     }
                 }),
         );
@@ -377,11 +377,13 @@ impl Membership {
         let save = self.storage.save_state.clone();
         let entries = self.save(group, log);
         async move {
-            save.send(storage::SaveState(entries))
-                .await
-                .map_err(state_error)?
-                .map_err(state_error)?;
-            Ok(result)
+            match save.send(storage::SaveState(entries)).await {
+                Ok(Ok(())) => Ok(result),
+                // Not saved: the storage stage restarted on it.
+                Ok(Err(storage::Error::Restarted(p))) => Err(Error::Restarted(p)),
+                Ok(Err(e)) => Err(state_error(e)),
+                Err(e) => Err(state_error(e)),
+            }
         }
         .into_actor(self)
     }
@@ -466,7 +468,7 @@ impl Supervised for Membership {
     }
 }
 
-impl supervise::Stage for Membership {
+impl supervise::Restartable for Membership {
     const NAME: &'static str = "membership";
 
     fn fuse(&mut self) -> &mut supervise::Fuse {
@@ -477,7 +479,7 @@ impl supervise::Stage for Membership {
 murmur_core::inject_panic_handler!(Membership);
 
 impl Handler<Create> for Membership {
-    type Result = AtomicResponse<Self, Result<(GroupId, Effects), Error>>;
+    type Result = supervise::Reply<Self, Result<(GroupId, Effects), Error>>;
 
     fn handle(&mut self, msg: Create, ctx: &mut Context<Self>) -> Self::Result {
         supervise::atomic(self, ctx, |this, _| {
@@ -503,28 +505,25 @@ impl Handler<Create> for Membership {
                     .map_err(state_error)??;
                 Ok::<_, Error>((me, unsigned.sign(signature)))
             };
-            Box::pin(sign.into_actor(this).then(
-                move |signed, act, _| {
-                    let created = signed.and_then(|(me, create)| {
-                        Group::create((member(me.0), me.1 .0), create, max_skip)
-                            .map_err(|e| Error::InvalidEvent(e.to_string()))
-                    });
-                    let result = created.map(|(group, _)| {
-                        let id = gid(group.id());
-                        act.insert_group(group);
-                        id
-                    });
-                    match result {
-                        Ok(id) => {
-                            let mut effects = Effects::default();
-                            effects.subscribe.push(group_topic(id));
-                            act.persist(id, true, (id, effects)).boxed_local()
-                        }
-                        Err(e) => fut::ready(Err(e)).boxed_local(),
+            Box::pin(sign.into_actor(this).then(move |signed, act, _| {
+                let created = signed.and_then(|(me, create)| {
+                    Group::create((member(me.0), me.1 .0), create, max_skip)
+                        .map_err(|e| Error::InvalidEvent(e.to_string()))
+                });
+                let result = created.map(|(group, _)| {
+                    let id = gid(group.id());
+                    act.insert_group(group);
+                    id
+                });
+                match result {
+                    Ok(id) => {
+                        let mut effects = Effects::default();
+                        effects.subscribe.push(group_topic(id));
+                        act.persist(id, true, (id, effects)).boxed_local()
                     }
-                },
-            ))
-    
+                    Err(e) => fut::ready(Err(e)).boxed_local(),
+                }
+            }))
         })
     }
 }
@@ -606,22 +605,19 @@ impl Membership {
 }
 
 impl Handler<Change> for Membership {
-    type Result = AtomicResponse<Self, Result<Effects, Error>>;
+    type Result = supervise::Reply<Self, Result<Effects, Error>>;
 
     fn handle(&mut self, msg: Change, ctx: &mut Context<Self>) -> Self::Result {
-        supervise::atomic(self, ctx, |this, _| {
-            match log_action(msg.action) {
-                Ok(action) => {
-                    if let murmur_groups::Action::Add(m) = &action {
-                        if let Some(r) = this.requests.get_mut(&msg.group) {
-                            r.remove(&account(*m));
-                        }
+        supervise::atomic(self, ctx, |this, _| match log_action(msg.action) {
+            Ok(action) => {
+                if let murmur_groups::Action::Add(m) = &action {
+                    if let Some(r) = this.requests.get_mut(&msg.group) {
+                        r.remove(&account(*m));
                     }
-                    this.author(msg.group, action)
                 }
-                Err(e) => Box::pin(fut::ready(Err(e))),
+                this.author(msg.group, action)
             }
-    
+            Err(e) => Box::pin(fut::ready(Err(e))),
         })
     }
 }
@@ -713,7 +709,7 @@ fn invite_hash(secret: &[u8; 32]) -> [u8; 32] {
 }
 
 impl Handler<CreateInvite> for Membership {
-    type Result = AtomicResponse<Self, Result<(String, Effects), Error>>;
+    type Result = supervise::Reply<Self, Result<(String, Effects), Error>>;
 
     fn handle(&mut self, msg: CreateInvite, ctx: &mut Context<Self>) -> Self::Result {
         supervise::atomic(self, ctx, |this, _| {
@@ -745,22 +741,22 @@ impl Handler<CreateInvite> for Membership {
                     bundles,
                 })
             };
-            Box::pin(code.into_actor(this).then(
-                move |invite, act, _| match invite {
-                    Ok(invite) => {
-                        let code = invite.encode();
-                        match invite.secret {
-                            Some(secret) => act
-                                .author(id, murmur_groups::Action::Invite(invite_hash(&secret)))
-                                .map(move |effects, _, _| effects.map(|e| (code, e)))
-                                .boxed_local(),
-                            None => fut::ready(Ok((code, Effects::default()))).boxed_local(),
+            Box::pin(
+                code.into_actor(this)
+                    .then(move |invite, act, _| match invite {
+                        Ok(invite) => {
+                            let code = invite.encode();
+                            match invite.secret {
+                                Some(secret) => act
+                                    .author(id, murmur_groups::Action::Invite(invite_hash(&secret)))
+                                    .map(move |effects, _, _| effects.map(|e| (code, e)))
+                                    .boxed_local(),
+                                None => fut::ready(Ok((code, Effects::default()))).boxed_local(),
+                            }
                         }
-                    }
-                    Err(e) => fut::ready(Err(e)).boxed_local(),
-                },
-            ))
-    
+                        Err(e) => fut::ready(Err(e)).boxed_local(),
+                    }),
+            )
         })
     }
 }
@@ -789,7 +785,6 @@ impl Handler<Join> for Membership {
                 .pairwise
                 .push((invite.admin, Bytes::from(request.encode_to_vec())));
             Ok((invite.group, effects))
-    
         })?
     }
 }
@@ -799,13 +794,10 @@ impl Handler<Requests> for Membership {
 
     fn handle(&mut self, Requests(id): Requests, ctx: &mut Context<Self>) -> Self::Result {
         supervise::guard(self, ctx, |this, _| {
-        
-                this.requests
-                    .get(&id)
-                    .map(|r| r.iter().copied().collect())
-                    .unwrap_or_default()
-        
-    
+            this.requests
+                .get(&id)
+                .map(|r| r.iter().copied().collect())
+                .unwrap_or_default()
         })
         .into()
     }
@@ -1051,7 +1043,7 @@ impl Membership {
 }
 
 impl Handler<Control> for Membership {
-    type Result = AtomicResponse<Self, Result<Effects, Error>>;
+    type Result = supervise::Reply<Self, Result<Effects, Error>>;
 
     fn handle(&mut self, msg: Control, ctx: &mut Context<Self>) -> Self::Result {
         supervise::atomic(self, ctx, |this, _| {
@@ -1066,13 +1058,12 @@ impl Handler<Control> for Membership {
                         },
                     ),
             )
-    
         })
     }
 }
 
 impl Handler<Post> for Membership {
-    type Result = AtomicResponse<Self, Result<Sealed, Error>>;
+    type Result = supervise::Reply<Self, Result<Sealed, Error>>;
 
     fn handle(&mut self, msg: Post, ctx: &mut Context<Self>) -> Self::Result {
         supervise::atomic(self, ctx, |this, _| {
@@ -1097,13 +1088,12 @@ impl Handler<Post> for Membership {
                 }
                 Err(e) => Box::pin(fut::ready(Err(e))),
             }
-    
         })
     }
 }
 
 impl Handler<Open> for Membership {
-    type Result = AtomicResponse<Self, Result<Opened, Error>>;
+    type Result = supervise::Reply<Self, Result<Opened, Error>>;
 
     fn handle(&mut self, Open(delivery): Open, ctx: &mut Context<Self>) -> Self::Result {
         supervise::atomic(self, ctx, |this, _| {
@@ -1158,13 +1148,12 @@ impl Handler<Open> for Membership {
                     Box::pin(fut::ready(Err(e)))
                 }
             }
-    
         })
     }
 }
 
 impl Handler<Info> for Membership {
-    type Result = ResponseActFuture<Self, Result<Summary, Error>>;
+    type Result = supervise::Reply<Self, Result<Summary, Error>>;
 
     fn handle(&mut self, Info(id): Info, ctx: &mut Context<Self>) -> Self::Result {
         supervise::act_future(self, ctx, |this, _| {
@@ -1178,7 +1167,6 @@ impl Handler<Info> for Membership {
                         Ok(act.summary(id, group, me.0))
                     }),
             )
-    
         })
     }
 }
@@ -1201,7 +1189,6 @@ impl Handler<List> for Membership {
                             .collect()
                     }),
             )
-    
         })
     }
 }
@@ -1211,14 +1198,11 @@ impl Handler<Topics> for Membership {
 
     fn handle(&mut self, _: Topics, ctx: &mut Context<Self>) -> Self::Result {
         supervise::guard(self, ctx, |this, _| {
-        
-                this.groups
-                    .iter()
-                    .filter(|(_, g)| g.is_member())
-                    .map(|(id, _)| group_topic(*id))
-                    .collect()
-        
-    
+            this.groups
+                .iter()
+                .filter(|(_, g)| g.is_member())
+                .map(|(id, _)| group_topic(*id))
+                .collect()
         })
         .into()
     }

@@ -33,6 +33,8 @@ mod metrics;
 mod pipeline;
 pub mod plugin;
 
+#[cfg(feature = "fault-injection")]
+pub use builder::StageId;
 pub use builder::{Builder, CryptoContext, GroupsContext, Node, StageContext, Subscription};
 pub use config::Config;
 pub use error::Error;

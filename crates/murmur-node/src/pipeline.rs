@@ -315,7 +315,9 @@ impl Pipeline {
             return;
         };
         // Opened in arrival order: the mailbox waits.
-        let open = chat.crypto.open.send(crypto::Open(delivery));
+        let open = ask_again_after_restart(chat.crypto.open.clone(), crypto::Open(delivery), |r| {
+            matches!(r, Err(crypto::Error::Restarted(_)))
+        });
         ctx.wait(open.into_actor(self).map(|opened, act, ctx| match opened {
             Ok(Ok(opened)) => act.on_opened(&opened, ctx),
             Ok(Err(e)) => {
@@ -365,7 +367,9 @@ impl Pipeline {
         let Some(groups) = self.chat.as_ref().and_then(|c| c.groups.clone()) else {
             return;
         };
-        let open = groups.open.send(groups::Open(delivery.clone()));
+        let open = ask_again_after_restart(groups.open, groups::Open(delivery.clone()), |r| {
+            matches!(r, Err(groups::Error::Restarted(_)))
+        });
         ctx.wait(
             open.into_actor(self)
                 .map(move |opened, act, _| match opened {
@@ -419,10 +423,13 @@ impl Pipeline {
         let Some(groups) = self.chat.as_ref().and_then(|c| c.groups.clone()) else {
             return;
         };
-        let control = groups.control.send(groups::Control {
+        let control = groups::Control {
             from: opened.sender,
             device: opened.device,
             message: plaintext,
+        };
+        let control = ask_again_after_restart(groups.control, control, |r| {
+            matches!(r, Err(groups::Error::Restarted(_)))
         });
         ctx.wait(
             control
@@ -689,7 +696,7 @@ impl Supervised for Pipeline {
     }
 }
 
-impl supervise::Stage for Pipeline {
+impl supervise::Restartable for Pipeline {
     const NAME: &'static str = "pipeline";
 
     fn fuse(&mut self) -> &mut supervise::Fuse {
@@ -698,6 +705,26 @@ impl supervise::Stage for Pipeline {
 }
 
 murmur_core::inject_panic_handler!(Pipeline);
+
+/// Asks `stage`, and once more if it failed on the request and restarted:
+/// it restarted from its persisted state, where the request had not been
+/// carried out, and an arriving message must not be lost to a defect.
+async fn ask_again_after_restart<M>(
+    stage: Recipient<M>,
+    message: M,
+    restarted: fn(&M::Result) -> bool,
+) -> Result<M::Result, MailboxError>
+where
+    M: Message + Clone + Send + 'static,
+    M::Result: Send,
+{
+    let answer = stage.send(message.clone()).await?;
+    if restarted(&answer) {
+        tracing::warn!("a stage restarted on an arriving message; asking it again");
+        return stage.send(message).await;
+    }
+    Ok(answer)
+}
 
 /// Gives the pipeline its stages; the builder sends it once, at start.
 #[derive(Message)]
@@ -716,7 +743,6 @@ impl Handler<Attach> for Pipeline {
         let _ = supervise::guard(self, ctx, |this, _| {
             this.transport = Some(attach.transport);
             this.storage = attach.archive.then_some(attach.storage);
-    
         });
     }
 }
@@ -759,7 +785,6 @@ impl Handler<transport::Event> for Pipeline {
                 }
                 _ => {}
             }
-    
         });
     }
 }
@@ -863,7 +888,6 @@ impl Handler<AddSubscriber> for Pipeline {
                 tx,
             });
             rx
-    
         })
         .into()
     }
@@ -878,11 +902,7 @@ impl Handler<GetStats> for Pipeline {
     type Result = supervise::Answer<<GetStats as Message>::Result>;
 
     fn handle(&mut self, _: GetStats, ctx: &mut Context<Self>) -> Self::Result {
-        supervise::guard(self, ctx, |this, _| {
-            this.stats
-    
-        })
-        .into()
+        supervise::guard(self, ctx, |this, _| this.stats).into()
     }
 }
 
@@ -1007,7 +1027,6 @@ impl Handler<PublishEnvelopes> for Pipeline {
                 chat.outbox.clone(),
                 ctx.address(),
             ))
-    
         }) {
             Ok(future) => future,
             Err(p) => Box::pin(std::future::ready(Err(p.into()))),
@@ -1049,7 +1068,6 @@ impl Handler<AttachChat> for Pipeline {
                 deferred: HashMap::new(),
                 notices: Vec::new(),
             });
-    
         });
     }
 }
@@ -1072,7 +1090,6 @@ impl Handler<AttachGroups> for Pipeline {
                 chat.groups = Some(a.groups);
                 chat.group_topics = a.topics.iter().map(|t| t.as_str().to_owned()).collect();
             }
-    
         });
     }
 }
@@ -1105,7 +1122,6 @@ impl Handler<Defer> for Pipeline {
             if waiting.len() < DEFERRED {
                 waiting.push(msg.plaintext);
             }
-    
         });
     }
 }
@@ -1120,10 +1136,13 @@ pub(crate) struct ApplyEffects(pub(crate) groups::Effects);
 impl Handler<ApplyEffects> for Pipeline {
     type Result = ResponseFuture<Result<Outcome, Error>>;
 
-    fn handle(&mut self, ApplyEffects(effects): ApplyEffects, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(
+        &mut self,
+        ApplyEffects(effects): ApplyEffects,
+        ctx: &mut Context<Self>,
+    ) -> Self::Result {
         match supervise::guard(self, ctx, |this, ctx| -> Self::Result {
             Box::pin(this.apply_effects(effects, ctx))
-    
         }) {
             Ok(future) => future,
             Err(p) => Box::pin(std::future::ready(Err(p.into()))),
@@ -1200,7 +1219,6 @@ impl Handler<SendChat> for Pipeline {
                     }
                 }
             })
-    
         }) {
             Ok(future) => future,
             Err(p) => Box::pin(std::future::ready(Err(p.into()))),
@@ -1217,7 +1235,11 @@ pub(crate) struct ChatOutbound(pub(crate) chat::Outgoing);
 impl Handler<ChatOutbound> for Pipeline {
     type Result = Result<Body, Error>;
 
-    fn handle(&mut self, ChatOutbound(outgoing): ChatOutbound, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(
+        &mut self,
+        ChatOutbound(outgoing): ChatOutbound,
+        ctx: &mut Context<Self>,
+    ) -> Self::Result {
         supervise::guard(self, ctx, |this, _| {
             this.run_hooks(
                 outgoing,
@@ -1226,7 +1248,6 @@ impl Handler<ChatOutbound> for Pipeline {
                 |o, body| o.body = body,
             )
             .map(|o| o.body)
-    
         })?
     }
 }
@@ -1247,7 +1268,6 @@ impl Handler<AddNotices> for Pipeline {
             let (tx, rx) = mpsc::channel(msg.capacity.max(1));
             chat.notices.push(tx);
             Ok(rx)
-    
         })?
     }
 }
@@ -1268,7 +1288,6 @@ impl Handler<AddInbox> for Pipeline {
             let (tx, rx) = mpsc::channel(msg.capacity.max(1));
             chat.inboxes.push(tx);
             Ok(rx)
-    
         })?
     }
 }

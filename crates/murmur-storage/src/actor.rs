@@ -68,7 +68,9 @@ async fn write(db: Database, mut queue: mpsc::Receiver<(Delivery, Waiter)>) {
 }
 
 fn restarted() -> Error {
-    Error::Restarted(supervise::Panicked(<Storage as supervise::Stage>::NAME))
+    Error::Restarted(supervise::Panicked(
+        <Storage as supervise::Restartable>::NAME,
+    ))
 }
 
 impl Handler<SaveRaw> for Storage {
@@ -81,10 +83,7 @@ impl Handler<SaveRaw> for Storage {
         };
         Box::pin(async move {
             let (tx, rx) = oneshot::channel();
-            saves
-                .send((delivery, tx))
-                .await
-                .map_err(|_| restarted())?;
+            saves.send((delivery, tx)).await.map_err(|_| restarted())?;
             // A writer that went with a restart dropped its waiters.
             rx.await.unwrap_or_else(|_| Err(restarted()))
         })
@@ -111,7 +110,7 @@ impl Supervised for Storage {
     }
 }
 
-impl supervise::Stage for Storage {
+impl supervise::Restartable for Storage {
     const NAME: &'static str = "storage";
 
     fn fuse(&mut self) -> &mut supervise::Fuse {

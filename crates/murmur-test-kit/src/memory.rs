@@ -5,7 +5,7 @@ use std::{
 
 use actix::prelude::*;
 use murmur_core::{
-    now_nanos,
+    now_nanos, supervise,
     transport::{
         self, Dial, Event, GetStatus, PeerId, Publish, QueryStore, Status, Subscribe, Unsubscribe,
     },
@@ -64,6 +64,7 @@ impl MemoryNetwork {
             seen: HashSet::new(),
             order: VecDeque::new(),
             stopped: false,
+            fuse: supervise::Fuse::default(),
         })
     }
 
@@ -80,6 +81,7 @@ pub struct MemoryTransport {
     seen: HashSet<MessageHash>,
     order: VecDeque<MessageHash>,
     stopped: bool,
+    fuse: supervise::Fuse,
 }
 
 impl MemoryTransport {
@@ -123,135 +125,160 @@ impl Actor for MemoryTransport {
 
 impl Supervised for MemoryTransport {}
 
+impl supervise::Restartable for MemoryTransport {
+    const NAME: &'static str = "memory transport";
+
+    fn fuse(&mut self) -> &mut supervise::Fuse {
+        &mut self.fuse
+    }
+}
+
+murmur_core::inject_panic_handler!(MemoryTransport);
+
 impl Handler<Publish> for MemoryTransport {
     type Result = Result<MessageHash, transport::Error>;
 
-    fn handle(&mut self, msg: Publish, _: &mut Context<Self>) -> Self::Result {
-        self.running()?;
-        let Publish {
-            topic, mut message, ..
-        } = msg;
-        message.timestamp.get_or_insert_with(now_nanos);
-        transport::validate(&message, message.encoded_len())?;
-        let delivery = Delivery::new(topic.clone(), message);
-        if !self.remember(delivery.hash) {
-            return Err(transport::Error::Duplicate(delivery.hash));
-        }
-        let inner = self.net.lock();
-        let receivers: Vec<&Member> = inner
-            .members
-            .iter()
-            .filter(|(id, m)| **id != self.id && m.topics.contains(&topic))
-            .map(|(_, m)| m)
-            .collect();
-        if receivers.is_empty() {
-            return Err(transport::Error::NoPeers(topic));
-        }
-        for member in receivers {
-            // A full mailbox loses the message, as a slow gossipsub peer would.
-            let _ = member.events.try_send(Event::Message(delivery.clone()));
-        }
-        Ok(delivery.hash)
+    fn handle(&mut self, msg: Publish, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            this.running()?;
+            let Publish {
+                topic, mut message, ..
+            } = msg;
+            message.timestamp.get_or_insert_with(now_nanos);
+            transport::validate(&message, message.encoded_len())?;
+            let delivery = Delivery::new(topic.clone(), message);
+            if !this.remember(delivery.hash) {
+                return Err(transport::Error::Duplicate(delivery.hash));
+            }
+            let inner = this.net.lock();
+            let receivers: Vec<&Member> = inner
+                .members
+                .iter()
+                .filter(|(id, m)| **id != this.id && m.topics.contains(&topic))
+                .map(|(_, m)| m)
+                .collect();
+            if receivers.is_empty() {
+                return Err(transport::Error::NoPeers(topic));
+            }
+            for member in receivers {
+                // A full mailbox loses the message, as a slow gossipsub peer would.
+                let _ = member.events.try_send(Event::Message(delivery.clone()));
+            }
+            Ok(delivery.hash)
+        })?
     }
 }
 
 impl Handler<Subscribe> for MemoryTransport {
     type Result = Result<(), transport::Error>;
 
-    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) -> Self::Result {
-        self.running()?;
-        let topic = msg.topic;
-        if let Some(m) = self.net.lock().members.get_mut(&self.id) {
-            m.topics.insert(topic);
-        }
-        Ok(())
+    fn handle(&mut self, msg: Subscribe, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            this.running()?;
+            let topic = msg.topic;
+            if let Some(m) = this.net.lock().members.get_mut(&this.id) {
+                m.topics.insert(topic);
+            }
+            Ok(())
+        })?
     }
 }
 
 impl Handler<Unsubscribe> for MemoryTransport {
     type Result = Result<(), transport::Error>;
 
-    fn handle(&mut self, Unsubscribe(topic): Unsubscribe, _: &mut Context<Self>) -> Self::Result {
-        if let Some(m) = self.net.lock().members.get_mut(&self.id) {
-            m.topics.remove(&topic);
-        }
-        Ok(())
+    fn handle(&mut self, Unsubscribe(topic): Unsubscribe, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            if let Some(m) = this.net.lock().members.get_mut(&this.id) {
+                m.topics.remove(&topic);
+            }
+            Ok(())
+        })?
     }
 }
 
+/// Every member is always connected; dialling checks that `memory-N` exists.
 impl Handler<Dial> for MemoryTransport {
     type Result = Result<PeerId, transport::Error>;
 
-    /// Every member is always connected; dialling checks that `memory-N` exists.
-    fn handle(&mut self, Dial(address): Dial, _: &mut Context<Self>) -> Self::Result {
-        self.running()?;
-        let id = address
-            .strip_prefix("memory-")
-            .and_then(|n| n.parse::<u64>().ok())
-            .ok_or_else(|| transport::Error::Address {
-                address: address.clone(),
-                reason: "expected memory-<n>".to_owned(),
-            })?;
-        if self.net.lock().members.contains_key(&id) {
-            Ok(Self::peer(id))
-        } else {
-            Err(transport::Error::Dial {
-                address,
-                reason: "no such member".to_owned(),
-            })
-        }
+    fn handle(&mut self, Dial(address): Dial, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            this.running()?;
+            let id = address
+                .strip_prefix("memory-")
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or_else(|| transport::Error::Address {
+                    address: address.clone(),
+                    reason: "expected memory-<n>".to_owned(),
+                })?;
+            if this.net.lock().members.contains_key(&id) {
+                Ok(Self::peer(id))
+            } else {
+                Err(transport::Error::Dial {
+                    address,
+                    reason: "no such member".to_owned(),
+                })
+            }
+        })?
     }
 }
 
+/// A memory network has no store nodes.
 impl Handler<QueryStore> for MemoryTransport {
     type Result = Result<murmur_core::store::Page, transport::Error>;
 
-    /// A memory network has no store nodes.
-    fn handle(&mut self, msg: QueryStore, _: &mut Context<Self>) -> Self::Result {
-        Err(transport::Error::Dial {
-            address: msg.peer,
-            reason: "a memory network has no store nodes".to_owned(),
-        })
+    fn handle(&mut self, msg: QueryStore, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |_, _| {
+            Err(transport::Error::Dial {
+                address: msg.peer,
+                reason: "a memory network has no store nodes".to_owned(),
+            })
+        })?
     }
 }
 
 impl Handler<transport::Stop> for MemoryTransport {
     type Result = ();
 
-    fn handle(&mut self, _: transport::Stop, _: &mut Context<Self>) {
-        self.stopped = true;
-        self.net.lock().members.remove(&self.id);
+    fn handle(&mut self, _: transport::Stop, ctx: &mut Context<Self>) {
+        let _ = supervise::guard(self, ctx, |this, _| {
+            this.stopped = true;
+            this.net.lock().members.remove(&this.id);
+        });
     }
 }
 
 impl Handler<GetStatus> for MemoryTransport {
-    type Result = MessageResult<GetStatus>;
+    type Result = supervise::Answer<<GetStatus as Message>::Result>;
 
-    fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
-        let inner = self.net.lock();
-        let mut status = Status::default();
-        status.peer_id = Some(Self::peer(self.id));
-        status.listen_addrs = vec![Self::peer(self.id).0];
-        status.peers = inner
-            .members
-            .keys()
-            .filter(|id| **id != self.id)
-            .map(|id| Self::peer(*id))
-            .collect();
-        if let Some(me) = inner.members.get(&self.id) {
-            status.topics = me
-                .topics
-                .iter()
-                .map(|t| {
-                    let n = inner
-                        .members
-                        .iter()
-                        .filter(|(id, m)| **id != self.id && m.topics.contains(t))
-                        .count();
-                    (t.clone(), n)
-                })
+    fn handle(&mut self, _: GetStatus, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            let inner = this.net.lock();
+            let mut status = Status::default();
+            status.peer_id = Some(Self::peer(this.id));
+            status.listen_addrs = vec![Self::peer(this.id).0];
+            status.peers = inner
+                .members
+                .keys()
+                .filter(|id| **id != this.id)
+                .map(|id| Self::peer(*id))
                 .collect();
-        }
-        MessageResult(status)
+            if let Some(me) = inner.members.get(&this.id) {
+                status.topics = me
+                    .topics
+                    .iter()
+                    .map(|t| {
+                        let n = inner
+                            .members
+                            .iter()
+                            .filter(|(id, m)| **id != this.id && m.topics.contains(t))
+                            .count();
+                        (t.clone(), n)
+                    })
+                    .collect();
+            }
+            status
+        })
+        .into()
     }
 }

@@ -8,7 +8,7 @@ use murmur_core::{
         SaveCursor, SaveRaw, SaveState,
     },
     store::{self, Page, Stored},
-    Delivery, MessageHash,
+    supervise, Delivery, MessageHash,
 };
 
 /// The persistence stage in memory: the reference the SQL backends are
@@ -21,6 +21,7 @@ pub struct MemoryStorage {
     outbox: Vec<(Delivery, bool)>,
     cursors: HashMap<String, Cursor>,
     state: BTreeMap<String, Vec<u8>>,
+    fuse: supervise::Fuse,
 }
 
 impl MemoryStorage {
@@ -72,142 +73,168 @@ impl Actor for MemoryStorage {
 
 impl Supervised for MemoryStorage {}
 
+impl supervise::Restartable for MemoryStorage {
+    const NAME: &'static str = "memory storage";
+
+    fn fuse(&mut self) -> &mut supervise::Fuse {
+        &mut self.fuse
+    }
+}
+
+murmur_core::inject_panic_handler!(MemoryStorage);
+
 impl Handler<SaveRaw> for MemoryStorage {
     type Result = Result<bool, Error>;
 
-    fn handle(&mut self, SaveRaw(d): SaveRaw, _: &mut Context<Self>) -> Self::Result {
-        if d.message.is_ephemeral() || self.by_hash.contains_key(&d.hash) {
-            return Ok(false);
-        }
-        let ts = d.message.timestamp.unwrap_or(0);
-        self.by_hash.insert(d.hash, ts);
-        self.archive.insert((ts, d.hash), d);
-        Ok(true)
+    fn handle(&mut self, SaveRaw(d): SaveRaw, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            if d.message.is_ephemeral() || this.by_hash.contains_key(&d.hash) {
+                return Ok(false);
+            }
+            let ts = d.message.timestamp.unwrap_or(0);
+            this.by_hash.insert(d.hash, ts);
+            this.archive.insert((ts, d.hash), d);
+            Ok(true)
+        })?
     }
 }
 
 impl Handler<Query> for MemoryStorage {
     type Result = Result<Page, Error>;
 
-    fn handle(&mut self, Query(q): Query, _: &mut Context<Self>) -> Self::Result {
-        self.query(&q)
+    fn handle(&mut self, Query(q): Query, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| this.query(&q))?
     }
 }
 
 impl Handler<Prune> for MemoryStorage {
     type Result = Result<u64, Error>;
 
-    fn handle(&mut self, prune: Prune, _: &mut Context<Self>) -> Self::Result {
-        let before = self.archive.len();
-        if let Some(age) = prune.max_age {
-            let cutoff =
-                now_nanos().saturating_sub(i64::try_from(age.as_nanos()).unwrap_or(i64::MAX));
-            self.archive.retain(|(ts, _), _| *ts >= cutoff);
-        }
-        if let Some(count) = prune.max_count {
-            let excess = self
-                .archive
-                .len()
-                .saturating_sub(usize::try_from(count).unwrap_or(usize::MAX));
-            let old: Vec<_> = self.archive.keys().take(excess).copied().collect();
-            for key in old {
-                self.archive.remove(&key);
+    fn handle(&mut self, prune: Prune, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            let before = this.archive.len();
+            if let Some(age) = prune.max_age {
+                let cutoff =
+                    now_nanos().saturating_sub(i64::try_from(age.as_nanos()).unwrap_or(i64::MAX));
+                this.archive.retain(|(ts, _), _| *ts >= cutoff);
             }
-        }
-        let archive = &self.archive;
-        self.by_hash
-            .retain(|hash, ts| archive.contains_key(&(*ts, *hash)));
-        Ok((before - self.archive.len()) as u64)
+            if let Some(count) = prune.max_count {
+                let excess = this
+                    .archive
+                    .len()
+                    .saturating_sub(usize::try_from(count).unwrap_or(usize::MAX));
+                let old: Vec<_> = this.archive.keys().take(excess).copied().collect();
+                for key in old {
+                    this.archive.remove(&key);
+                }
+            }
+            let archive = &this.archive;
+            this.by_hash
+                .retain(|hash, ts| archive.contains_key(&(*ts, *hash)));
+            Ok((before - this.archive.len()) as u64)
+        })?
     }
 }
 
 impl Handler<Enqueue> for MemoryStorage {
     type Result = Result<MessageHash, Error>;
 
-    fn handle(&mut self, msg: Enqueue, _: &mut Context<Self>) -> Self::Result {
-        let d = Delivery::new(msg.pubsub_topic, msg.message);
-        let hash = d.hash;
-        if !self.outbox.iter().any(|(o, _)| o.hash == hash) {
-            self.outbox.push((d, false));
-        }
-        Ok(hash)
+    fn handle(&mut self, msg: Enqueue, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            let d = Delivery::new(msg.pubsub_topic, msg.message);
+            let hash = d.hash;
+            if !this.outbox.iter().any(|(o, _)| o.hash == hash) {
+                this.outbox.push((d, false));
+            }
+            Ok(hash)
+        })?
     }
 }
 
 impl Handler<MarkSent> for MemoryStorage {
     type Result = Result<(), Error>;
 
-    fn handle(&mut self, MarkSent(hash): MarkSent, _: &mut Context<Self>) -> Self::Result {
-        for (d, sent) in &mut self.outbox {
-            if d.hash == hash {
-                *sent = true;
+    fn handle(&mut self, MarkSent(hash): MarkSent, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            for (d, sent) in &mut this.outbox {
+                if d.hash == hash {
+                    *sent = true;
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })?
     }
 }
 
 impl Handler<Pending> for MemoryStorage {
     type Result = Result<Vec<Delivery>, Error>;
 
-    fn handle(&mut self, _: Pending, _: &mut Context<Self>) -> Self::Result {
-        Ok(self
-            .outbox
-            .iter()
-            .filter(|(_, sent)| !sent)
-            .map(|(d, _)| d.clone())
-            .collect())
+    fn handle(&mut self, _: Pending, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            Ok(this
+                .outbox
+                .iter()
+                .filter(|(_, sent)| !sent)
+                .map(|(d, _)| d.clone())
+                .collect())
+        })?
     }
 }
 
 impl Handler<SaveCursor> for MemoryStorage {
     type Result = Result<(), Error>;
 
-    fn handle(&mut self, msg: SaveCursor, _: &mut Context<Self>) -> Self::Result {
-        self.cursors.insert(msg.name, msg.cursor);
-        Ok(())
+    fn handle(&mut self, msg: SaveCursor, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            this.cursors.insert(msg.name, msg.cursor);
+            Ok(())
+        })?
     }
 }
 
 impl Handler<LoadCursor> for MemoryStorage {
     type Result = Result<Option<Cursor>, Error>;
 
-    fn handle(&mut self, LoadCursor(name): LoadCursor, _: &mut Context<Self>) -> Self::Result {
-        Ok(self.cursors.get(&name).copied())
+    fn handle(&mut self, LoadCursor(name): LoadCursor, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| Ok(this.cursors.get(&name).copied()))?
     }
 }
 
 impl Handler<SaveState> for MemoryStorage {
     type Result = Result<(), Error>;
 
-    fn handle(&mut self, SaveState(entries): SaveState, _: &mut Context<Self>) -> Self::Result {
-        for (name, value) in entries {
-            match value {
-                Some(v) => self.state.insert(name, v),
-                None => self.state.remove(&name),
-            };
-        }
-        Ok(())
+    fn handle(&mut self, SaveState(entries): SaveState, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            for (name, value) in entries {
+                match value {
+                    Some(v) => this.state.insert(name, v),
+                    None => this.state.remove(&name),
+                };
+            }
+            Ok(())
+        })?
     }
 }
 
 impl Handler<LoadState> for MemoryStorage {
     type Result = Result<Option<Vec<u8>>, Error>;
 
-    fn handle(&mut self, LoadState(name): LoadState, _: &mut Context<Self>) -> Self::Result {
-        Ok(self.state.get(&name).cloned())
+    fn handle(&mut self, LoadState(name): LoadState, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| Ok(this.state.get(&name).cloned()))?
     }
 }
 
 impl Handler<ListState> for MemoryStorage {
     type Result = Result<Vec<(String, Vec<u8>)>, Error>;
 
-    fn handle(&mut self, ListState(prefix): ListState, _: &mut Context<Self>) -> Self::Result {
-        Ok(self
-            .state
-            .range(prefix.clone()..)
-            .take_while(|(name, _)| name.starts_with(&prefix))
-            .map(|(n, v)| (n.clone(), v.clone()))
-            .collect())
+    fn handle(&mut self, ListState(prefix): ListState, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            Ok(this
+                .state
+                .range(prefix.clone()..)
+                .take_while(|(name, _)| name.starts_with(&prefix))
+                .map(|(n, v)| (n.clone(), v.clone()))
+                .collect())
+        })?
     }
 }

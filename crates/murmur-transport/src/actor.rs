@@ -7,10 +7,11 @@ use actix::{
 };
 use murmur_core::{
     store::Page,
+    supervise,
     transport::{
         self, Dial, Event, GetStatus, Publish, QueryStore, Status, Stop, Subscribe, Unsubscribe,
     },
-    supervise, MessageHash, PubsubTopic,
+    MessageHash, PubsubTopic,
 };
 
 use crate::{Config, Error, Node};
@@ -142,7 +143,7 @@ impl Supervised for Transport {
     }
 }
 
-impl supervise::Stage for Transport {
+impl supervise::Restartable for Transport {
     const NAME: &'static str = "transport";
 
     fn fuse(&mut self) -> &mut supervise::Fuse {
@@ -168,7 +169,9 @@ async fn recovered(node: &Node, topics: &[(PubsubTopic, Vec<String>)]) {
             return;
         }
         if tokio::time::Instant::now() >= deadline {
-            tracing::warn!("static peers not back on every topic after the restart; serving anyway");
+            tracing::warn!(
+                "static peers not back on every topic after the restart; serving anyway"
+            );
             return;
         }
         tokio::time::sleep(RECOVERY_POLL).await;

@@ -166,7 +166,11 @@ pub(crate) async fn serve(incoming: Incoming, relay: Relay) {
 struct Server(Relay);
 
 impl crate::rpc::Answer for Server {
-    async fn answer(&self, peer: PeerId, request: Result<Vec<u8>, murmur_proto::Error>) -> Option<Vec<u8>> {
+    async fn answer(
+        &self,
+        peer: PeerId,
+        request: Result<Vec<u8>, murmur_proto::Error>,
+    ) -> Option<Vec<u8>> {
         let request = request.ok()?;
         let response = match SubscribeRequest::decode(request.as_slice()) {
             Ok(request) => {

@@ -114,7 +114,12 @@ impl NetworkBehaviour for Behaviour {
 
     fn on_swarm_event(&mut self, _: FromSwarm<'_>) {}
 
-    fn on_connection_handler_event(&mut self, _: PeerId, _: ConnectionId, event: THandlerOutEvent<Self>) {
+    fn on_connection_handler_event(
+        &mut self,
+        _: PeerId,
+        _: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
         match event {}
     }
 
@@ -138,10 +143,7 @@ impl ConnectionHandler for Handler {
     type OutboundOpenInfo = Infallible;
 
     fn listen_protocol(&self) -> SubstreamProtocol<Self::InboundProtocol> {
-        SubstreamProtocol::new(
-            Upgrade(self.registry.queues.keys().cloned().collect()),
-            (),
-        )
+        SubstreamProtocol::new(Upgrade(self.registry.queues.keys().cloned().collect()), ())
     }
 
     fn poll(

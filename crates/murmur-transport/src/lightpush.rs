@@ -132,7 +132,11 @@ impl Server {
 }
 
 impl crate::rpc::Answer for Server {
-    async fn answer(&self, peer: PeerId, request: Result<Vec<u8>, murmur_proto::Error>) -> Option<Vec<u8>> {
+    async fn answer(
+        &self,
+        peer: PeerId,
+        request: Result<Vec<u8>, murmur_proto::Error>,
+    ) -> Option<Vec<u8>> {
         let frame = match request {
             Ok(frame) => frame,
             Err(murmur_proto::Error::TooLarge { .. }) => {

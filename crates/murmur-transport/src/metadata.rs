@@ -64,7 +64,11 @@ struct Server {
 }
 
 impl crate::rpc::Answer for Server {
-    async fn answer(&self, peer: PeerId, request: Result<Vec<u8>, murmur_proto::Error>) -> Option<Vec<u8>> {
+    async fn answer(
+        &self,
+        peer: PeerId,
+        request: Result<Vec<u8>, murmur_proto::Error>,
+    ) -> Option<Vec<u8>> {
         let theirs = match request.map(|frame| Metadata::decode_frame(&frame)) {
             Ok(Ok(theirs)) => theirs,
             Ok(Err(e)) | Err(e) => {

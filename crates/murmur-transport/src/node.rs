@@ -616,7 +616,9 @@ async fn prepare(
             served.accept(crate::lightpush::V2),
         )
     });
-    let filter = config.filter.then(|| served.accept(crate::filter::SUBSCRIBE));
+    let filter = config
+        .filter
+        .then(|| served.accept(crate::filter::SUBSCRIBE));
     let peer_exchange = config
         .peer_exchange
         .then(|| served.accept(crate::peer_exchange::PROTOCOL));

@@ -60,7 +60,11 @@ pub(crate) async fn serve(incoming: Incoming, relay: Relay) {
 struct Server(Relay);
 
 impl crate::rpc::Answer for Server {
-    async fn answer(&self, peer: PeerId, request: Result<Vec<u8>, murmur_proto::Error>) -> Option<Vec<u8>> {
+    async fn answer(
+        &self,
+        peer: PeerId,
+        request: Result<Vec<u8>, murmur_proto::Error>,
+    ) -> Option<Vec<u8>> {
         let wanted = request
             .ok()
             .and_then(|frame| Rpc::decode(frame.as_slice()).ok())

@@ -31,7 +31,11 @@ pub(crate) async fn serve(incoming: Incoming, storage: Recipient<storage::Query>
 struct Server(Recipient<storage::Query>);
 
 impl crate::rpc::Answer for Server {
-    async fn answer(&self, peer: PeerId, request: Result<Vec<u8>, murmur_proto::Error>) -> Option<Vec<u8>> {
+    async fn answer(
+        &self,
+        peer: PeerId,
+        request: Result<Vec<u8>, murmur_proto::Error>,
+    ) -> Option<Vec<u8>> {
         let response = match request {
             Ok(frame) => answer(&frame, &self.0).await,
             Err(_) => error(
