@@ -11,6 +11,7 @@ mod groups;
 mod jswaku;
 mod light;
 mod lightpush;
+mod load;
 mod plugins;
 mod seam;
 mod store;

@@ -10,7 +10,9 @@ use std::{future::Future, time::Duration};
 
 use actix::prelude::*;
 use murmur_core::{
-    transport::{self, Event, GetStatus, Publish, Stop, Subscribe},
+    store::Query,
+    supervise::InjectPanic,
+    transport::{self, Dial, Event, GetStatus, Publish, QueryStore, Stop, Subscribe, Unsubscribe},
     MessageHash, PubsubTopic, WakuMessage,
 };
 
@@ -61,6 +63,32 @@ macro_rules! transport_conformance_tests {
             #[test]
             fn leaves_the_network_when_stopped() {
                 $crate::run($crate::conformance::leaves_the_network_when_stopped($start));
+            }
+
+            #[test]
+            fn delivers_nothing_after_unsubscribe() {
+                $crate::run($crate::conformance::delivers_nothing_after_unsubscribe(
+                    $start,
+                ));
+            }
+
+            #[test]
+            fn dials_a_peer_and_refuses_a_bad_address() {
+                $crate::run($crate::conformance::dials_a_peer_and_refuses_a_bad_address(
+                    $start,
+                ));
+            }
+
+            #[test]
+            fn answers_a_store_query_it_cannot_make_with_an_error() {
+                $crate::run(
+                    $crate::conformance::answers_a_store_query_it_cannot_make_with_an_error($start),
+                );
+            }
+
+            #[test]
+            fn survives_a_panic_in_a_handler() {
+                $crate::run($crate::conformance::survives_a_panic_in_a_handler($start));
             }
         }
     };
@@ -277,4 +305,164 @@ where
         events[1].message_within(QUIET).await.is_none(),
         "a stopped stage receives nothing"
     );
+}
+
+fn marked(content: &str, n: u8) -> WakuMessage {
+    WakuMessage::new(content, vec![n; 10]).with_timestamp(murmur_core::now_nanos())
+}
+
+/// Waits until `handle` has no peer to publish to on `topic`.
+async fn wait_for_no_peers(handle: &transport::Handle, topic: &PubsubTopic) {
+    let deadline = tokio::time::Instant::now() + MESH_WAIT;
+    loop {
+        let status = handle
+            .status
+            .send(GetStatus)
+            .await
+            .expect("transport alive");
+        if !status.topics.iter().any(|(t, n)| t == topic && *n > 0) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "peers still on {topic} after {MESH_WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// After [`Unsubscribe`], the topic is gone from the status and nothing
+/// published on it arrives: the next message is one on a topic still
+/// subscribed, sent after it.
+pub async fn delivers_nothing_after_unsubscribe<F, Fut>(start: F)
+where
+    F: FnOnce(Vec<Recipient<Event>>) -> Fut,
+    Fut: Future<Output = Vec<transport::Handle>>,
+{
+    let (handles, mut events) = start_n(start, 2).await;
+    let (left, kept) = (topic(2), topic(3));
+    for t in [&left, &kept] {
+        subscribe(&handles[0], t).await;
+        subscribe(&handles[1], t).await;
+        wait_for_peers(&handles[0], t).await;
+    }
+    handles[1]
+        .unsubscribe
+        .send(Unsubscribe(left.clone()))
+        .await
+        .expect("transport alive")
+        .expect("unsubscribe succeeds");
+    let status = handles[1]
+        .status
+        .send(GetStatus)
+        .await
+        .expect("transport alive");
+    assert!(!status.topics.iter().any(|(t, _)| *t == left));
+    wait_for_no_peers(&handles[0], &left).await;
+    // Nobody to send it to: refused, or published into the void.
+    let _ = publish(&handles[0], &left, marked("/conformance/1/left/proto", 1)).await;
+    let marker = publish(&handles[0], &kept, marked("/conformance/1/kept/proto", 2))
+        .await
+        .expect("publish succeeds");
+    let got = events[1].next_message().await;
+    assert_eq!(
+        got.hash, marker,
+        "only the subscribed topic's message arrives"
+    );
+}
+
+/// [`Dial`] of a peer's listen address answers its peer id; an address
+/// that means nothing is refused with a typed error.
+pub async fn dials_a_peer_and_refuses_a_bad_address<F, Fut>(start: F)
+where
+    F: FnOnce(Vec<Recipient<Event>>) -> Fut,
+    Fut: Future<Output = Vec<transport::Handle>>,
+{
+    let (handles, _events) = start_n(start, 2).await;
+    let other = handles[1]
+        .status
+        .send(GetStatus)
+        .await
+        .expect("transport alive");
+    let address = other
+        .listen_addrs
+        .first()
+        .expect("a listen address")
+        .clone();
+    let peer = handles[0]
+        .dial
+        .send(Dial(address))
+        .await
+        .expect("transport alive")
+        .expect("dials a listening peer");
+    assert_eq!(Some(peer), other.peer_id);
+    let refused = handles[0]
+        .dial
+        .send(Dial("not an address".to_owned()))
+        .await
+        .expect("transport alive");
+    assert!(
+        matches!(
+            refused,
+            Err(transport::Error::Address { .. } | transport::Error::Dial { .. })
+        ),
+        "{refused:?}"
+    );
+}
+
+/// A store query to somewhere that cannot answer it is refused with a typed
+/// error, and the stage goes on.
+pub async fn answers_a_store_query_it_cannot_make_with_an_error<F, Fut>(start: F)
+where
+    F: FnOnce(Vec<Recipient<Event>>) -> Fut,
+    Fut: Future<Output = Vec<transport::Handle>>,
+{
+    let (handles, _events) = start_n(start, 1).await;
+    let answer = handles[0]
+        .query_store
+        .send(QueryStore::new(
+            "not an address".to_owned(),
+            Query::content(None, Vec::new()),
+        ))
+        .await
+        .expect("transport alive");
+    assert!(answer.is_err(), "{answer:?}");
+    let t = topic(5);
+    subscribe(&handles[0], &t).await;
+}
+
+/// A panic in a handler is answered with [`transport::Error::Restarted`];
+/// the stage is restarted and relays both ways again.
+pub async fn survives_a_panic_in_a_handler<F, Fut>(start: F)
+where
+    F: FnOnce(Vec<Recipient<Event>>) -> Fut,
+    Fut: Future<Output = Vec<transport::Handle>>,
+{
+    let (handles, mut events) = start_n(start, 2).await;
+    let t = topic(7);
+    subscribe(&handles[0], &t).await;
+    subscribe(&handles[1], &t).await;
+    wait_for_peers(&handles[0], &t).await;
+    handles[0]
+        .inject_panic
+        .send(InjectPanic)
+        .await
+        .expect("transport alive");
+    let met = publish(&handles[0], &t, marked("/conformance/1/panic/proto", 1)).await;
+    assert!(
+        matches!(met, Err(transport::Error::Restarted(_))),
+        "the publish that met the panic: {met:?}"
+    );
+    wait_for_peers(&handles[0], &t).await;
+    wait_for_peers(&handles[1], &t).await;
+    for (from, to) in [(0, 1), (1, 0)] {
+        let hash = publish(
+            &handles[from],
+            &t,
+            marked("/conformance/1/panic/proto", 2 + from as u8),
+        )
+        .await
+        .expect("publishes after the restart");
+        assert_eq!(events[to].next_message().await.hash, hash);
+    }
 }

@@ -11,7 +11,9 @@ use murmur_core::{
         self, AccountId, AddContact, ContactCode, Error, Identity, Open, Pair, PairingCode, Seal,
         Sealed,
     },
-    storage, Delivery, PubsubTopic, WakuMessage,
+    storage,
+    supervise::InjectPanic,
+    Delivery, PubsubTopic, WakuMessage,
 };
 
 use crate::MemoryStorage;
@@ -40,6 +42,7 @@ macro_rules! crypto_conformance_tests {
             case!(sessions_started_at_once_converge_whatever_arrives_first);
             case!(sessions_started_at_once_converge_across_a_restart);
             case!(every_contact_reaches_a_paired_device_it_was_introduced_to);
+            case!(survives_a_panic_in_a_handler_with_its_sessions);
         }
     };
 }
@@ -369,4 +372,36 @@ where
         assert_eq!(opened[0].plaintext.as_deref(), Some(words.as_bytes()));
         assert_eq!(opened[0].sender, identity(contact).await.0);
     }
+}
+
+/// A panic in a handler is answered with [`Error::Restarted`]; the stage
+/// restarts from what it had saved, so the message that met the panic opens
+/// when it is offered again, and the session goes on both ways.
+pub async fn survives_a_panic_in_a_handler_with_its_sessions<F, Fut>(start: F)
+where
+    F: Fn(storage::Handle) -> Fut,
+    Fut: Future<Output = crypto::Handle>,
+{
+    let (alice, bob) = (start(storage()).await, start(storage()).await);
+    let bob_id = introduce(&alice, &bob).await;
+    let first = seal(&alice, bob_id, "one").await.expect("sealed");
+    open(&bob, &first[0]).await.expect("opens");
+    let second = seal(&alice, bob_id, "two").await.expect("sealed");
+
+    bob.inject_panic
+        .send(InjectPanic)
+        .await
+        .expect("stage alive");
+    let met = open(&bob, &second[0]).await;
+    assert!(
+        matches!(met, Err(Error::Restarted(_))),
+        "the open that met the panic: {met:?}"
+    );
+    let opened = open(&bob, &second[0])
+        .await
+        .expect("opens after the restart: the panic changed nothing saved");
+    assert_eq!(opened.plaintext.as_deref(), Some(&b"two"[..]));
+    let reply = seal(&bob, opened.sender, "three").await.expect("answers");
+    let opened = open(&alice, &reply[0]).await.expect("opens");
+    assert_eq!(opened.plaintext.as_deref(), Some(&b"three"[..]));
 }

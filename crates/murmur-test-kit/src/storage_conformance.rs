@@ -9,6 +9,7 @@ use murmur_core::{
         SaveCursor, SaveRaw, SaveState,
     },
     store::{Page, Query},
+    supervise::InjectPanic,
     Delivery, MessageHash, PubsubTopic, WakuMessage,
 };
 
@@ -40,6 +41,7 @@ macro_rules! storage_conformance_tests {
             case!(keeps_an_outbox);
             case!(keeps_cursors);
             case!(keeps_stage_state_by_name_and_prefix);
+            case!(survives_a_panic_in_a_handler);
         }
     };
 }
@@ -446,4 +448,38 @@ where
         load("crypto/session/b").await.unwrap().unwrap(),
         Some(vec![7])
     );
+}
+
+/// A panic in a handler is answered with [`storage::Error::Restarted`]; the
+/// stage restarts and keeps what it had saved, and takes saves again.
+pub async fn survives_a_panic_in_a_handler<F, Fut>(start: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = storage::Handle>,
+{
+    let store = start().await;
+    let kept = fill(&store, 3).await;
+    store
+        .inject_panic
+        .send(InjectPanic)
+        .await
+        .expect("store alive");
+    let met = delivery(1, "/c/1/a/proto", 2000, 100);
+    let answer = store
+        .save_raw
+        .send(SaveRaw(met.clone()))
+        .await
+        .expect("answered, not dropped");
+    assert!(
+        matches!(answer, Err(storage::Error::Restarted(_))),
+        "the save that met the panic: {answer:?}"
+    );
+    let after = delivery(1, "/c/1/a/proto", 2010, 101);
+    assert!(save(&store, &after).await, "saves again after the restart");
+    let page = query(&store, Query::content(None, Vec::new()))
+        .await
+        .expect("queries again after the restart");
+    let mut expected: Vec<MessageHash> = kept.iter().map(|d| d.hash).collect();
+    expected.push(after.hash);
+    assert_eq!(hashes(&page), expected, "nothing saved before was lost");
 }

@@ -31,7 +31,11 @@ const RECOVERY_POLL: Duration = Duration::from_millis(20);
 /// It runs under an actix [`Supervisor`]. If the swarm task panics, the actor
 /// stops, the supervisor restarts it, and it rebuilds the node on the same
 /// ports with the same identity and subscriptions; static peers are redialled
-/// and the mailbox keeps what arrived in between.
+/// and the mailbox keeps what arrived in between, served once the static
+/// peers are back on every topic (at most 15 s). If one of the actor's own
+/// handlers panics, that request is answered with
+/// [`transport::Error::Restarted`] and the actor restarts around the same
+/// swarm, which never stopped.
 pub struct Transport {
     config: Config,
     events: Recipient<Event>,
@@ -41,6 +45,9 @@ pub struct Transport {
     topics: BTreeMap<PubsubTopic, Vec<String>>,
     /// Asked to leave the network: no rebuild after that.
     stopped: bool,
+    /// The swarm itself died: the restart builds a new one. After a panic
+    /// in one of the actor's own handlers the swarm is sound and is kept.
+    swarm_died: bool,
     fuse: supervise::Fuse,
 }
 
@@ -63,14 +70,16 @@ impl Transport {
             started: Some(node),
             topics: BTreeMap::new(),
             stopped: false,
+            swarm_died: false,
             fuse: supervise::Fuse::default(),
         });
         Ok((addr, handle))
     }
 
     fn attach(&mut self, node: Node, ctx: &mut Context<Self>, rebuilt: bool) {
-        ctx.spawn(node.died().into_actor(self).map(|panic, _, ctx| {
+        ctx.spawn(node.died().into_actor(self).map(|panic, act, ctx| {
             tracing::error!(%panic, "transport crashed; the supervisor restarts it");
+            act.swarm_died = true;
             ctx.stop();
         }));
         let topics: Vec<(PubsubTopic, Vec<String>)> = self
@@ -128,18 +137,23 @@ impl Actor for Transport {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX);
-        match self.started.take() {
-            Some(node) => self.attach(node, ctx, false),
-            None if self.stopped => {}
-            None => self.rebuild(ctx),
+        match (self.started.take(), self.node.take()) {
+            (Some(node), _) => self.attach(node, ctx, false),
+            (None, _) if self.stopped => {}
+            // Restarted after a panic in a handler: the same swarm goes on.
+            (None, Some(node)) => self.attach(node, ctx, false),
+            (None, None) => self.rebuild(ctx),
         }
     }
 }
 
 impl Supervised for Transport {
     fn restarting(&mut self, _: &mut Context<Self>) {
-        // Dropping the node aborts what is left of its task and frees its ports.
-        self.node = None;
+        if std::mem::take(&mut self.swarm_died) {
+            // Dropping the node aborts what is left of its task and frees
+            // its ports for the new one.
+            self.node = None;
+        }
     }
 }
 
@@ -314,7 +328,10 @@ impl Handler<CrashSwarm> for Transport {
                 }
             }
             .into_actor(self)
-            .map(|(), _, ctx| ctx.stop()),
+            .map(|(), act, ctx| {
+                act.swarm_died = true;
+                ctx.stop();
+            }),
         ))
     }
 }
