@@ -14,6 +14,7 @@ mod lightpush;
 mod load;
 mod plugins;
 mod seam;
+mod shutdown;
 mod store;
 mod supervisor;
 mod support;

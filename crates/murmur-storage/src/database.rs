@@ -1,77 +1,81 @@
-use std::{path::Path, time::Duration};
+//! The database handle: every statement runs on the database's own thread.
+//!
+//! sqlx returns a pooled connection by spawning a task on the runtime it is
+//! dropped in. A connection dropped with the runtime that held it (a program
+//! returning from `main` with a save still in flight, an actix system torn
+//! down) therefore panicked with "this functionality requires a Tokio
+//! context". Here the pool lives on a runtime of its own, on a thread of its
+//! own: the callers only await the answer, so dropping a caller abandons the
+//! wait while the statement still finishes where its connection lives, and
+//! when the last handle goes the thread closes the pool (waiting for what is
+//! in flight) and ends.
+
+use std::{future::Future, sync::Arc};
 
 use murmur_core::{
-    now_nanos,
     storage::{Cursor, Error, Prune},
-    store::{Criteria, Page, Query, Stored},
+    store::{Page, Query},
     Delivery, MessageHash, PubsubTopic, WakuMessage,
 };
-use prost::Message as _;
-use sqlx::{
-    any::{AnyPoolOptions, AnyRow},
-    AnyPool, Executor, Row,
+use sqlx::AnyPool;
+use tokio::{runtime, sync::oneshot};
+
+use crate::{
+    sql::{mask, Sql},
+    OpenError,
 };
-use thiserror::Error;
 
-static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
-static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
-
-/// Why a database could not be opened. The URL in the message has its
-/// password masked.
-#[derive(Debug, Error)]
-#[non_exhaustive]
-pub enum OpenError {
-    /// Neither a SQLite path nor a PostgreSQL URL.
-    #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DB")]
-    Scheme(String),
-    /// The database could not be reached or created.
-    #[error("cannot open database {url}: {reason}")]
-    Connect {
-        /// The URL, password masked.
-        url: String,
-        /// Why.
-        reason: String,
-    },
-    /// The migrations could not be applied.
-    #[error("cannot migrate database {url}: {reason}")]
-    Migrate {
-        /// The URL, password masked.
-        url: String,
-        /// Why.
-        reason: String,
-    },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Sqlite,
-    Postgres,
-}
-
-/// The archive, outbox and cursors in one SQL database.
+/// The archive, outbox and cursors in one SQL database (SQLite or
+/// PostgreSQL), reached from any runtime.
 #[derive(Debug, Clone)]
 pub struct Database {
-    pool: AnyPool,
-    kind: Kind,
+    sql: Sql,
+    thread: Arc<Thread>,
 }
 
-// Used as `map_err(backend)`, which hands over the error by value.
-#[allow(clippy::needless_pass_by_value)]
-fn backend(e: sqlx::Error) -> Error {
-    Error::Backend(e.to_string())
+/// The database's thread: its runtime's handle, and the signal that ends it
+/// once the last [`Database`] handle is dropped.
+#[derive(Debug)]
+struct Thread {
+    runtime: runtime::Handle,
+    _done: oneshot::Sender<()>,
 }
 
-/// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`.
-pub(crate) fn mask(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((credentials, host)) = rest.split_once('@') else {
-        return url.to_owned();
-    };
-    match credentials.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
+impl Thread {
+    /// Starts the thread; it runs until the returned value is dropped, then
+    /// closes the pool it is handed through `pool`.
+    fn start(url: &str) -> Result<(Self, oneshot::Sender<AnyPool>), OpenError> {
+        let failed = |e: std::io::Error| OpenError::Connect {
+            url: mask(url),
+            reason: format!("cannot start the database thread: {e}"),
+        };
+        let rt = runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(failed)?;
+        let runtime = rt.handle().clone();
+        let (done, until_done) = oneshot::channel::<()>();
+        let (pool_tx, pool_rx) = oneshot::channel::<AnyPool>();
+        std::thread::Builder::new()
+            .name("murmur-db".to_owned())
+            .spawn(move || {
+                rt.block_on(async move {
+                    let _ = until_done.await;
+                    // Waits for the connections still out: what was asked
+                    // before the last handle went is carried out.
+                    if let Ok(pool) = pool_rx.await {
+                        pool.close().await;
+                    }
+                });
+            })
+            .map_err(failed)?;
+        Ok((
+            Self {
+                runtime,
+                _done: done,
+            },
+            pool_tx,
+        ))
     }
 }
 
@@ -79,276 +83,76 @@ impl Database {
     /// Opens (creating a SQLite file and its folder if needed) and migrates.
     /// `url` is `sqlite://PATH` (or a plain path) or `postgres://...`.
     pub async fn open(url: &str) -> Result<Self, OpenError> {
-        sqlx::any::install_default_drivers();
-        let masked = mask(url);
-        let (kind, connect_url) =
-            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                (Kind::Postgres, url.to_owned())
-            } else if let Some(path) = url
-                .strip_prefix("sqlite://")
-                .or_else(|| url.strip_prefix("sqlite:"))
-                .or_else(|| (!url.contains("://")).then_some(url))
-            {
-                let path = path.split('?').next().unwrap_or(path);
-                if let Some(dir) = Path::new(path)
-                    .parent()
-                    .filter(|d| !d.as_os_str().is_empty())
-                {
-                    std::fs::create_dir_all(dir).map_err(|e| OpenError::Connect {
-                        url: masked.clone(),
-                        reason: e.to_string(),
-                    })?;
-                }
-                (Kind::Sqlite, format!("sqlite://{path}?mode=rwc"))
-            } else {
-                return Err(OpenError::Scheme(masked));
-            };
-        let options = AnyPoolOptions::new()
-            .max_connections(if kind == Kind::Sqlite { 4 } else { 16 })
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if kind == Kind::Sqlite {
-                        // WAL: readers do not block the writer. NORMAL: a
-                        // commit survives the process being killed (not a
-                        // power cut) without an fsync per message.
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
-                        conn.execute("PRAGMA busy_timeout = 5000").await?;
-                    }
-                    Ok(())
-                })
-            });
-        let pool = options
-            .connect(&connect_url)
+        let (thread, keep_pool) = Thread::start(url)?;
+        let owned = url.to_owned();
+        let sql = thread
+            .runtime
+            .spawn(async move { Sql::open(&owned).await })
             .await
             .map_err(|e| OpenError::Connect {
-                url: masked.clone(),
+                url: mask(url),
                 reason: e.to_string(),
-            })?;
-        let migrator = match kind {
-            Kind::Sqlite => &SQLITE,
-            Kind::Postgres => &POSTGRES,
-        };
-        migrator.run(&pool).await.map_err(|e| OpenError::Migrate {
-            url: masked,
-            reason: e.to_string(),
-        })?;
-        Ok(Self { pool, kind })
+            })??;
+        let _ = keep_pool.send(sql.pool().clone());
+        Ok(Self {
+            sql,
+            thread: Arc::new(thread),
+        })
     }
 
     /// Creates a new, uniquely named database on the PostgreSQL server at
     /// `server_url` and opens it: for test suites that need an empty database
     /// each, such as the storage conformance suite.
     pub async fn open_fresh(server_url: &str) -> Result<Self, OpenError> {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let (thread, _) = Thread::start(server_url)?;
+        let owned = server_url.to_owned();
+        let url = thread
+            .runtime
+            .spawn(async move { Sql::create_fresh(&owned).await })
+            .await
+            .map_err(|e| OpenError::Connect {
+                url: mask(server_url),
+                reason: e.to_string(),
+            })??;
+        Self::open(&url).await
+    }
 
-        sqlx::any::install_default_drivers();
-        let masked = mask(server_url);
-        let name = format!(
-            "murmur_test_{}_{}_{}",
-            std::process::id(),
-            now_nanos(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let admin = AnyPoolOptions::new()
-            .max_connections(1)
-            .connect(server_url)
+    /// Runs `statement` on the database's thread and waits for its answer.
+    async fn run<T, F>(&self, statement: impl FnOnce(Sql) -> F) -> Result<T, Error>
+    where
+        F: Future<Output = Result<T, Error>> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.thread
+            .runtime
+            .spawn(statement(self.sql.clone()))
             .await
-            .map_err(|e| OpenError::Connect {
-                url: masked.clone(),
-                reason: e.to_string(),
-            })?;
-        admin
-            .execute(format!("CREATE DATABASE {name}").as_str())
-            .await
-            .map_err(|e| OpenError::Connect {
-                url: masked,
-                reason: e.to_string(),
-            })?;
-        admin.close().await;
-        let (base, query) = match server_url.split_once('?') {
-            Some((b, q)) => (b, format!("?{q}")),
-            None => (server_url, String::new()),
-        };
-        let root = base.rsplit_once('/').map_or(base, |(root, _)| root);
-        Self::open(&format!("{root}/{name}{query}")).await
+            .map_err(|e| Error::Backend(format!("the database thread failed: {e}")))?
     }
 
     /// Archives a message; `false` if its hash was there already or it is ephemeral.
     pub async fn save(&self, delivery: &Delivery) -> Result<bool, Error> {
-        if delivery.message.is_ephemeral() {
-            return Ok(false);
-        }
-        let result = sqlx::query(
-            "INSERT INTO messages (hash, pubsub_topic, content_topic, timestamp, message, stored_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (hash) DO NOTHING",
-        )
-        .bind(delivery.hash.as_bytes().to_vec())
-        .bind(delivery.pubsub_topic.as_str())
-        .bind(delivery.message.content_topic.as_str())
-        .bind(delivery.message.timestamp.unwrap_or(0))
-        .bind(delivery.message.encode_to_vec())
-        .bind(now_nanos())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(result.rows_affected() == 1)
+        let delivery = delivery.clone();
+        self.run(|sql| async move { sql.save(&delivery).await })
+            .await
     }
 
-    /// Archives several messages in one transaction (multi-row inserts of up to
-    /// 100 rows); answers, for each, whether it was new. Ephemeral messages are
-    /// skipped (`false`).
+    /// Archives messages in one transaction; answers, for each, whether it was new.
     pub async fn save_batch(&self, deliveries: &[Delivery]) -> Result<Vec<bool>, Error> {
-        let keep: Vec<&Delivery> = deliveries
-            .iter()
-            .filter(|d| !d.message.is_ephemeral())
-            .collect();
-        let mut inserted = std::collections::HashSet::new();
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        let stored_at = now_nanos();
-        for chunk in keep.chunks(100) {
-            let sql = format!(
-                "INSERT INTO messages (hash, pubsub_topic, content_topic, timestamp, message, stored_at) \
-                 VALUES {} ON CONFLICT (hash) DO NOTHING RETURNING hash",
-                row_placeholders(chunk.len(), 6)
-            );
-            let mut q = sqlx::query(&sql);
-            for d in chunk {
-                q = q
-                    .bind(d.hash.as_bytes().to_vec())
-                    .bind(d.pubsub_topic.as_str())
-                    .bind(d.message.content_topic.as_str())
-                    .bind(d.message.timestamp.unwrap_or(0))
-                    .bind(d.message.encode_to_vec())
-                    .bind(stored_at);
-            }
-            for row in q.fetch_all(&mut *tx).await.map_err(backend)? {
-                let hash: Vec<u8> = row.try_get(0).map_err(backend)?;
-                inserted.insert(to_hash(&hash)?);
-            }
-        }
-        tx.commit().await.map_err(backend)?;
-        // A hash twice in one batch is new only the first time.
-        let mut seen = std::collections::HashSet::new();
-        Ok(deliveries
-            .iter()
-            .map(|d| inserted.contains(&d.hash) && seen.insert(d.hash))
-            .collect())
+        let deliveries = deliveries.to_vec();
+        self.run(|sql| async move { sql.save_batch(&deliveries).await })
+            .await
     }
 
     /// Answers one page of a store query.
     pub async fn query(&self, query: &Query) -> Result<Page, Error> {
-        query.check().map_err(Error::BadQuery)?;
-        let mut sql = String::from(if query.include_data {
-            "SELECT hash, timestamp, pubsub_topic, message FROM messages WHERE 1 = 1"
-        } else {
-            "SELECT hash, timestamp FROM messages WHERE 1 = 1"
-        });
-        let mut args = Args::default();
-        match &query.criteria {
-            Criteria::Content {
-                pubsub_topic,
-                content_topics,
-                start,
-                end,
-            } => {
-                if let Some(topic) = pubsub_topic {
-                    sql += &format!(" AND pubsub_topic = {}", args.text(topic.as_str()));
-                }
-                if !content_topics.is_empty() {
-                    let list: Vec<String> = content_topics.iter().map(|t| args.text(t)).collect();
-                    sql += &format!(" AND content_topic IN ({})", list.join(", "));
-                }
-                if let Some(start) = start {
-                    sql += &format!(" AND timestamp >= {}", args.int(*start));
-                }
-                if let Some(end) = end {
-                    sql += &format!(" AND timestamp < {}", args.int(*end));
-                }
-            }
-            Criteria::Hashes(hashes) => {
-                let list: Vec<String> = hashes.iter().map(|h| args.blob(h.as_bytes())).collect();
-                sql += &format!(" AND hash IN ({})", list.join(", "));
-            }
-            _ => return Err(Error::BadQuery("criteria this store does not know")),
-        }
-        if let Some(cursor) = query.cursor {
-            let row = sqlx::query("SELECT timestamp FROM messages WHERE hash = $1")
-                .bind(cursor.as_bytes().to_vec())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(backend)?
-                .ok_or(Error::UnknownCursor(cursor))?;
-            let timestamp: i64 = row.try_get(0).map_err(backend)?;
-            let op = if query.forward { ">" } else { "<" };
-            // Row values compare (timestamp, hash) lexicographically: the
-            // store's order, so the cursor is exclusive and stable.
-            sql += &format!(
-                " AND (timestamp, hash) {op} ({}, {})",
-                args.int(timestamp),
-                args.blob(cursor.as_bytes())
-            );
-        }
-        let order = if query.forward { "ASC" } else { "DESC" };
-        // One more than a page tells whether another page follows.
-        let limit = query.limit.clamp(1, murmur_core::store::MAX_PAGE);
-        sql += &format!(
-            " ORDER BY timestamp {order}, hash {order} LIMIT {}",
-            args.int(i64::try_from(limit + 1).unwrap_or(i64::MAX))
-        );
-        let mut q = sqlx::query(&sql);
-        for arg in args.0 {
-            q = match arg {
-                Arg::Text(s) => q.bind(s),
-                Arg::Int(i) => q.bind(i),
-                Arg::Blob(b) => q.bind(b),
-            };
-        }
-        let rows = q.fetch_all(&self.pool).await.map_err(backend)?;
-        let messages = rows
-            .iter()
-            .map(|row| read_stored(row, query.include_data))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_rows(messages, query))
+        let query = query.clone();
+        self.run(|sql| async move { sql.query(&query).await }).await
     }
 
     /// Applies retention; answers how many messages were deleted.
     pub async fn prune(&self, prune: Prune) -> Result<u64, Error> {
-        let mut deleted = 0;
-        if let Some(age) = prune.max_age {
-            let cutoff =
-                now_nanos().saturating_sub(i64::try_from(age.as_nanos()).unwrap_or(i64::MAX));
-            deleted += sqlx::query("DELETE FROM messages WHERE timestamp < $1")
-                .bind(cutoff)
-                .execute(&self.pool)
-                .await
-                .map_err(backend)?
-                .rows_affected();
-        }
-        if let Some(count) = prune.max_count {
-            // The newest message that falls outside the kept count, if any.
-            let edge = sqlx::query(
-                "SELECT timestamp, hash FROM messages ORDER BY timestamp DESC, hash DESC LIMIT 1 OFFSET $1",
-            )
-            .bind(i64::try_from(count).unwrap_or(i64::MAX))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-            if let Some(edge) = edge {
-                let timestamp: i64 = edge.try_get(0).map_err(backend)?;
-                let hash: Vec<u8> = edge.try_get(1).map_err(backend)?;
-                deleted += sqlx::query("DELETE FROM messages WHERE (timestamp, hash) <= ($1, $2)")
-                    .bind(timestamp)
-                    .bind(hash)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(backend)?
-                    .rows_affected();
-            }
-        }
-        Ok(deleted)
+        self.run(|sql| async move { sql.prune(prune).await }).await
     }
 
     /// Puts a message in the outbox; answers its hash.
@@ -357,227 +161,67 @@ impl Database {
         topic: &PubsubTopic,
         message: &WakuMessage,
     ) -> Result<MessageHash, Error> {
-        let hash = MessageHash::of(topic, message);
-        sqlx::query(
-            "INSERT INTO outbox (hash, pubsub_topic, message, created_at, sent_at) \
-             VALUES ($1, $2, $3, $4, NULL) ON CONFLICT (hash) DO NOTHING",
-        )
-        .bind(hash.as_bytes().to_vec())
-        .bind(topic.as_str())
-        .bind(message.encode_to_vec())
-        .bind(now_nanos())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(hash)
+        let (topic, message) = (topic.clone(), message.clone());
+        self.run(|sql| async move { sql.enqueue(&topic, &message).await })
+            .await
     }
 
     /// Marks an outbox entry published.
     pub async fn mark_sent(&self, hash: MessageHash) -> Result<(), Error> {
-        sqlx::query("UPDATE outbox SET sent_at = $1 WHERE hash = $2 AND sent_at IS NULL")
-            .bind(now_nanos())
-            .bind(hash.as_bytes().to_vec())
-            .execute(&self.pool)
+        self.run(|sql| async move { sql.mark_sent(hash).await })
             .await
-            .map_err(backend)?;
-        Ok(())
     }
 
     /// The outbox entries not yet published, oldest first.
     pub async fn pending(&self) -> Result<Vec<Delivery>, Error> {
-        let rows = sqlx::query(
-            "SELECT pubsub_topic, message FROM outbox WHERE sent_at IS NULL ORDER BY created_at, hash",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                let topic: String = row.try_get(0).map_err(backend)?;
-                let bytes: Vec<u8> = row.try_get(1).map_err(backend)?;
-                Ok(Delivery::new(parse_topic(&topic)?, decode(&bytes)?))
-            })
-            .collect()
+        self.run(|sql| async move { sql.pending().await }).await
     }
 
-    /// Saves a reader's cursor.
+    /// Saves a named cursor.
     pub async fn save_cursor(&self, name: &str, cursor: Cursor) -> Result<(), Error> {
-        sqlx::query(
-            "INSERT INTO cursors (name, timestamp, hash, updated_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (name) DO UPDATE SET timestamp = excluded.timestamp, hash = excluded.hash, \
-             updated_at = excluded.updated_at",
-        )
-        .bind(name)
-        .bind(cursor.timestamp)
-        .bind(cursor.hash.as_bytes().to_vec())
-        .bind(now_nanos())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(())
-    }
-
-    /// Loads a reader's cursor.
-    pub async fn load_cursor(&self, name: &str) -> Result<Option<Cursor>, Error> {
-        let row = sqlx::query("SELECT timestamp, hash FROM cursors WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
+        let name = name.to_owned();
+        self.run(|sql| async move { sql.save_cursor(&name, cursor).await })
             .await
-            .map_err(backend)?;
-        row.map(|row| {
-            Ok(Cursor {
-                timestamp: row.try_get(0).map_err(backend)?,
-                hash: to_hash(&row.try_get::<Vec<u8>, _>(1).map_err(backend)?)?,
-            })
-        })
-        .transpose()
     }
 
-    /// Writes (or, with `None`, deletes) entries of stage state in one
+    /// Loads a named cursor.
+    pub async fn load_cursor(&self, name: &str) -> Result<Option<Cursor>, Error> {
+        let name = name.to_owned();
+        self.run(|sql| async move { sql.load_cursor(&name).await })
+            .await
+    }
+
+    /// Saves, overwrites or (with `None`) deletes stage state entries, in one
     /// transaction.
     pub async fn save_state(&self, entries: &[(String, Option<Vec<u8>>)]) -> Result<(), Error> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        for (name, value) in entries {
-            match value {
-                Some(value) => sqlx::query(
-                    "INSERT INTO state (name, value, updated_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (name) DO UPDATE SET value = excluded.value, \
-                     updated_at = excluded.updated_at",
-                )
-                .bind(name.as_str())
-                .bind(value.clone())
-                .bind(now_nanos()),
-                None => sqlx::query("DELETE FROM state WHERE name = $1").bind(name.as_str()),
-            }
-            .execute(&mut *tx)
+        let entries = entries.to_vec();
+        self.run(|sql| async move { sql.save_state(&entries).await })
             .await
-            .map_err(backend)?;
-        }
-        tx.commit().await.map_err(backend)
     }
 
-    /// Reads one entry of stage state.
+    /// Loads one stage state entry.
     pub async fn load_state(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
-        let row = sqlx::query("SELECT value FROM state WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
+        let name = name.to_owned();
+        self.run(|sql| async move { sql.load_state(&name).await })
             .await
-            .map_err(backend)?;
-        row.map(|row| row.try_get(0).map_err(backend)).transpose()
     }
 
-    /// Reads every entry of stage state under a name prefix, by name.
+    /// Every stage state entry whose name starts with `prefix`, by name.
     pub async fn list_state(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, Error> {
-        // A range, not LIKE: names may hold `%` and `_`.
-        let rows = sqlx::query("SELECT name, value FROM state WHERE name >= $1 ORDER BY name")
-            .bind(prefix)
-            .fetch_all(&self.pool)
+        let prefix = prefix.to_owned();
+        self.run(|sql| async move { sql.list_state(&prefix).await })
             .await
-            .map_err(backend)?;
-        let mut out = Vec::new();
-        for row in rows {
-            let name: String = row.try_get(0).map_err(backend)?;
-            if !name.starts_with(prefix) {
-                break;
-            }
-            out.push((name, row.try_get(1).map_err(backend)?));
-        }
-        Ok(out)
     }
 
-    /// The connection pool, for tools and benchmarks that compare against raw SQL.
+    /// The connection pool, for tools and benchmarks that compare against
+    /// raw SQL. Its connections belong to the database's thread; statements
+    /// run on it from another runtime still work.
     pub fn pool(&self) -> &AnyPool {
-        &self.pool
+        self.sql.pool()
     }
 
     /// Whether this is the SQLite backend.
     pub fn is_sqlite(&self) -> bool {
-        self.kind == Kind::Sqlite
-    }
-}
-
-fn read_stored(row: &AnyRow, include_data: bool) -> Result<Stored, Error> {
-    let hash = to_hash(&row.try_get::<Vec<u8>, _>(0).map_err(backend)?)?;
-    if !include_data {
-        return Ok(Stored::hash_only(hash));
-    }
-    let topic: String = row.try_get(2).map_err(backend)?;
-    let bytes: Vec<u8> = row.try_get(3).map_err(backend)?;
-    Ok(Stored::new(hash, parse_topic(&topic)?, decode(&bytes)?))
-}
-
-fn to_hash(bytes: &[u8]) -> Result<MessageHash, Error> {
-    <[u8; 32]>::try_from(bytes)
-        .map(MessageHash)
-        .map_err(|_| Error::Corrupt(format!("a hash of {} bytes", bytes.len())))
-}
-
-fn parse_topic(topic: &str) -> Result<PubsubTopic, Error> {
-    topic.parse().map_err(|e| Error::Corrupt(format!("{e}")))
-}
-
-fn decode(bytes: &[u8]) -> Result<WakuMessage, Error> {
-    WakuMessage::decode(bytes).map_err(|e| Error::Corrupt(e.to_string()))
-}
-
-/// `($1, $2), ($3, $4)` for 2 rows of 2 columns: numbered placeholders for a
-/// multi-row insert, which SQLite and PostgreSQL both read.
-pub fn row_placeholders(rows: usize, columns: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let row: Vec<String> = (1..=columns)
-                .map(|c| format!("${}", r * columns + c))
-                .collect();
-            format!("({})", row.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-enum Arg {
-    Text(String),
-    Int(i64),
-    Blob(Vec<u8>),
-}
-
-/// Numbered placeholders (`$1`, `$2`, ...), which both SQLite and PostgreSQL read.
-#[derive(Default)]
-struct Args(Vec<Arg>);
-
-impl Args {
-    fn push(&mut self, arg: Arg) -> String {
-        self.0.push(arg);
-        format!("${}", self.0.len())
-    }
-
-    fn text(&mut self, s: &str) -> String {
-        self.push(Arg::Text(s.to_owned()))
-    }
-
-    fn int(&mut self, i: i64) -> String {
-        self.push(Arg::Int(i))
-    }
-
-    fn blob(&mut self, b: &[u8]) -> String {
-        self.push(Arg::Blob(b.to_vec()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn placeholders_number_rows_then_columns() {
-        assert_eq!(row_placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
-    }
-
-    #[test]
-    fn passwords_are_masked() {
-        assert_eq!(
-            mask("postgres://murmur:hunter2@127.0.0.1:5432/db"),
-            "postgres://murmur:***@127.0.0.1:5432/db"
-        );
-        assert_eq!(mask("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+        self.sql.is_sqlite()
     }
 }

@@ -27,6 +27,8 @@
 
 mod actor;
 mod database;
+mod sql;
 
 pub use actor::Storage;
-pub use database::{row_placeholders, Database, OpenError};
+pub use database::Database;
+pub use sql::{row_placeholders, OpenError};
