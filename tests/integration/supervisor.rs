@@ -57,20 +57,21 @@ async fn restarted_and_relaying(own_thread: bool) {
 
     transport.send(CrashSwarm).await.unwrap();
 
-    // The supervisor rebuilds the node; bob is a static peer and is redialled.
-    alice.wait_for_peers(&pubsub, 1, WAIT).await.unwrap();
+    // The supervisor rebuilds the node; bob is a static peer and is
+    // redialled. A send issued at once waits for the mesh to be back; it
+    // does not fail for want of peers.
+    let after = alice.send(&topic, b"after".to_vec()).await.unwrap();
     assert_eq!(
         alice.status().await.unwrap().peer_id,
         peer_id,
         "same identity"
     );
-    bob.wait_for_peers(&pubsub, 1, WAIT).await.unwrap();
-    let after = alice.send(&topic, b"after".to_vec()).await.unwrap();
     let got = bob_inbox
         .recv_timeout(WAIT)
         .await
         .expect("relayed after restart");
     assert_eq!(got.hash, after);
+    bob.wait_for_peers(&pubsub, 1, WAIT).await.unwrap();
     let back = bob.send(&topic, b"and back".to_vec()).await.unwrap();
     let got = alice_inbox
         .recv_timeout(WAIT)

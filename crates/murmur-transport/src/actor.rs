@@ -20,19 +20,18 @@ use crate::{Config, Error, Node};
 const MAILBOX: usize = 1024;
 /// How long to wait before retrying a failed rebuild after a crash.
 const REBUILD_RETRY: Duration = Duration::from_secs(1);
-/// How long a rebuilt node may take to find its static peers again on its
-/// topics before the mailbox is served anyway.
+/// How long a rebuilt node may take to find peers again on the topics that
+/// had them before the mailbox is served anyway.
 const RECOVERY: Duration = Duration::from_secs(15);
-/// How often a rebuilt node's topics are looked at while it recovers.
-const RECOVERY_POLL: Duration = Duration::from_millis(20);
 
 /// The transport stage actor: a thin shell around a [`Node`].
 ///
 /// It runs under an actix [`Supervisor`]. If the swarm task panics, the actor
 /// stops, the supervisor restarts it, and it rebuilds the node on the same
 /// ports with the same identity and subscriptions; static peers are redialled
-/// and the mailbox keeps what arrived in between, served once the static
-/// peers are back on every topic (at most 15 s). If one of the actor's own
+/// and the mailbox keeps what arrived in between, served once the topics
+/// that had mesh peers have them again (at most 15 s): a send issued during
+/// the restart waits for it instead of failing for want of peers. If one of the actor's own
 /// handlers panics, that request is answered with
 /// [`transport::Error::Restarted`] and the actor restarts around the same
 /// swarm, which never stopped.
@@ -48,6 +47,9 @@ pub struct Transport {
     /// The swarm itself died: the restart builds a new one. After a panic
     /// in one of the actor's own handlers the swarm is sound and is kept.
     swarm_died: bool,
+    /// The topics that had mesh peers when the swarm died: the rebuilt node
+    /// serves the mailbox once it has peers there again.
+    meshed_before: Vec<PubsubTopic>,
     fuse: supervise::Fuse,
 }
 
@@ -71,15 +73,17 @@ impl Transport {
             topics: BTreeMap::new(),
             stopped: false,
             swarm_died: false,
+            meshed_before: Vec::new(),
             fuse: supervise::Fuse::default(),
         });
         Ok((addr, handle))
     }
 
     fn attach(&mut self, node: Node, ctx: &mut Context<Self>, rebuilt: bool) {
-        ctx.spawn(node.died().into_actor(self).map(|panic, act, ctx| {
+        let meshed = node.meshed();
+        ctx.spawn(node.died().into_actor(self).map(move |panic, act, ctx| {
             tracing::error!(%panic, "transport crashed; the supervisor restarts it");
-            act.swarm_died = true;
+            act.died(&meshed.borrow());
             ctx.stop();
         }));
         let topics: Vec<(PubsubTopic, Vec<String>)> = self
@@ -89,9 +93,10 @@ impl Transport {
             .collect();
         let resubscribe = node.clone();
         // A rebuilt node has lost its connections: what waits in the mailbox
-        // (a send issued during the restart) is served once the static
-        // peers are back on every topic, not refused for want of peers.
-        let recover = rebuilt && !self.config.static_peers.is_empty();
+        // (a send issued during the restart) is served once the topics that
+        // had peers before have peers again, not refused for want of them.
+        let meshed_before = std::mem::take(&mut self.meshed_before);
+        let recover = rebuilt && !meshed_before.is_empty();
         ctx.wait(
             async move {
                 for (topic, content_topics) in &topics {
@@ -101,7 +106,7 @@ impl Transport {
                     }
                 }
                 if recover {
-                    recovered(&resubscribe, &topics).await;
+                    recovered(&resubscribe, &meshed_before).await;
                 }
             }
             .into_actor(self),
@@ -125,6 +130,16 @@ impl Transport {
                     }
                 }),
         );
+    }
+
+    /// The swarm died with `meshed` as its last count of mesh peers.
+    fn died(&mut self, meshed: &crate::node::Meshed) {
+        self.swarm_died = true;
+        self.meshed_before = meshed
+            .iter()
+            .filter(|(_, peers)| **peers > 0)
+            .map(|(topic, _)| topic.clone())
+            .collect();
     }
 
     fn node(&self) -> Result<Node, transport::Error> {
@@ -167,28 +182,17 @@ impl supervise::Restartable for Transport {
 
 murmur_core::inject_panic_handler!(Transport);
 
-/// Resolves once `node` has a peer on each of `topics` again, or after
+/// Resolves once `node` has mesh peers again on each of `topics`, or after
 /// [`RECOVERY`].
-async fn recovered(node: &Node, topics: &[(PubsubTopic, Vec<String>)]) {
-    let deadline = tokio::time::Instant::now() + RECOVERY;
-    loop {
-        let status = node.status().await;
-        let ready = topics.iter().all(|(topic, _)| {
-            status
-                .topics
-                .iter()
-                .any(|(t, peers)| t == topic && *peers > 0)
-        });
-        if ready {
-            return;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            tracing::warn!(
-                "static peers not back on every topic after the restart; serving anyway"
-            );
-            return;
-        }
-        tokio::time::sleep(RECOVERY_POLL).await;
+async fn recovered(node: &Node, topics: &[PubsubTopic]) {
+    let mut meshed = node.meshed();
+    let back = meshed.wait_for(|m| {
+        topics
+            .iter()
+            .all(|t| m.get(t).is_some_and(|peers| *peers > 0))
+    });
+    if !matches!(tokio::time::timeout(RECOVERY, back).await, Ok(Ok(_))) {
+        tracing::warn!("the topics' peers are not back after the restart; serving anyway");
     }
 }
 
@@ -319,6 +323,7 @@ impl Handler<CrashSwarm> for Transport {
 
     fn handle(&mut self, _: CrashSwarm, _: &mut Context<Self>) -> Self::Result {
         let node = self.node.clone();
+        let meshed = node.as_ref().map(Node::meshed);
         AtomicResponse::new(Box::pin(
             async move {
                 if let Some(node) = node {
@@ -328,8 +333,10 @@ impl Handler<CrashSwarm> for Transport {
                 }
             }
             .into_actor(self)
-            .map(|(), act, ctx| {
-                act.swarm_died = true;
+            .map(move |(), act, ctx| {
+                if let Some(meshed) = meshed {
+                    act.died(&meshed.borrow());
+                }
                 ctx.stop();
             }),
         ))

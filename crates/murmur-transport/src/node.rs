@@ -132,7 +132,11 @@ pub struct Node {
     bound: Vec<Multiaddr>,
     enr: String,
     died: watch::Receiver<Option<String>>,
+    meshed: watch::Receiver<Meshed>,
 }
+
+/// Mesh peers per subscribed topic, as the swarm last counted them.
+pub(crate) type Meshed = std::collections::BTreeMap<PubsubTopic, usize>;
 
 impl Node {
     /// Builds the swarm, binds every listen address and starts dialling the
@@ -161,9 +165,16 @@ impl Node {
         let relay = Relay(commands.downgrade());
         let (ready_tx, ready_rx) = oneshot::channel();
         let (died_tx, died) = watch::channel(None);
+        let (meshed_tx, meshed) = watch::channel(Meshed::new());
         let own_thread = config.own_thread;
         let timer_nice = config.timer_nice;
-        let network = run_network(config, sink, (command_rx, relay), ready_tx, died_tx);
+        let network = run_network(
+            config,
+            sink,
+            (command_rx, relay),
+            ready_tx,
+            (died_tx, meshed_tx),
+        );
         // It ends by itself once the last `Node` clone, and with it the
         // command channel, is gone.
         if own_thread {
@@ -191,7 +202,14 @@ impl Node {
             bound: started.bound,
             enr: started.enr,
             died,
+            meshed,
         })
+    }
+
+    /// Mesh peers per topic, updated as the mesh changes (every 250 ms at
+    /// most); after the swarm died, the last count it made.
+    pub(crate) fn meshed(&self) -> watch::Receiver<Meshed> {
+        self.meshed.clone()
     }
 
     /// This node's peer id.
@@ -533,10 +551,10 @@ async fn run_network(
     sink: Sink,
     (commands, relay): (mpsc::Receiver<Command>, Relay),
     ready: oneshot::Sender<Result<Started, Error>>,
-    died: watch::Sender<Option<String>>,
+    (died, meshed): (watch::Sender<Option<String>>, watch::Sender<Meshed>),
 ) {
     let (mut driver, services, ours, started) =
-        match prepare(&config, sink, commands, relay.clone()).await {
+        match prepare(&config, sink, commands, (relay.clone(), meshed)).await {
             Ok(parts) => parts,
             Err(e) => {
                 let _ = ready.send(Err(e));
@@ -604,7 +622,7 @@ async fn prepare(
     config: &Config,
     sink: Sink,
     commands: mpsc::Receiver<Command>,
-    myself: Relay,
+    (myself, meshed): (Relay, watch::Sender<Meshed>),
 ) -> Result<(Driver, Services, Metadata, Started), Error> {
     // Protocols must be registered before any connection exists: js-waku
     // does not support identify push and would never learn of them.
@@ -724,6 +742,7 @@ async fn prepare(
         },
         enr: String::new(),
         myself,
+        meshed,
     };
     let enr = {
         use crate::enr::capability;
@@ -926,6 +945,9 @@ struct Driver {
     enr: String,
     /// The driver's own command channel, weakly, for tasks that report back.
     myself: Relay,
+    /// Where the mesh counts go, for the transport actor to tell, after a
+    /// crash, which topics had peers.
+    meshed: watch::Sender<Meshed>,
 }
 
 impl Driver {
@@ -955,6 +977,7 @@ impl Driver {
                 },
                 Some(report) = self.reports.recv() => self.on_report(report),
                 _ = redial.tick() => {
+                    self.count_mesh();
                     self.dial_static_peers();
                     self.refresh_filters(false);
                     let expired = self.filter.expire(Instant::now());
@@ -1037,6 +1060,7 @@ impl Driver {
             }
             Command::Dial { address, reply } => self.dial(address, reply),
             Command::Status(reply) => {
+                self.count_mesh();
                 let _ = reply.send(self.status());
             }
             Command::Push {
@@ -1380,6 +1404,19 @@ impl Driver {
                 }
             }
         }
+    }
+
+    fn count_mesh(&self) {
+        let relay = &self.swarm.behaviour().relay;
+        let now: Meshed = relay
+            .topics()
+            .filter_map(|hash| Some((hash.as_str().parse().ok()?, relay.mesh_peers(hash).count())))
+            .collect();
+        self.meshed.send_if_modified(|meshed| {
+            let changed = *meshed != now;
+            *meshed = now;
+            changed
+        });
     }
 
     fn status(&self) -> Status {
