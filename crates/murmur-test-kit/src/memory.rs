@@ -118,7 +118,12 @@ impl Actor for MemoryTransport {
         ctx.set_mailbox_capacity(1024);
     }
 
-    fn stopped(&mut self, _: &mut Context<Self>) {
+}
+
+/// A member leaves the network when the actor is gone for good, not when it
+/// stops to be restarted.
+impl Drop for MemoryTransport {
+    fn drop(&mut self) {
         self.net.lock().members.remove(&self.id);
     }
 }
