@@ -102,3 +102,15 @@ pub trait Hook: Send + 'static {
         FailurePolicy::Deliver
     }
 }
+
+/// A hook a node builds from its `[plugins.NAME]` section.
+pub trait Plugin: Hook + Sized {
+    /// The name of its section, `[plugins.NAME]`, and in logs and metrics.
+    const NAME: &'static str;
+    /// Its settings, as the section spells them.
+    type Config: serde::de::DeserializeOwned;
+
+    /// Builds the plugin from its settings: at start, and again after it
+    /// panicked.
+    fn new(config: Self::Config) -> Result<Self, BoxError>;
+}

@@ -10,7 +10,8 @@
 //! ```
 //! use murmur_core::{chat::ChatMessage, hook::{BoxError, Hook, Verdict}};
 //! use murmur_core::chat::Body;
-//! use murmur_node::{plugin::Plugin, Builder, Config};
+//! use murmur_core::hook::Plugin;
+//! use murmur_node::{Builder, Config};
 //!
 //! /// Drops chat messages that shout.
 //! struct NoShouting { max_caps: usize }
@@ -46,22 +47,10 @@
 //! ```
 
 use figment::value::Value;
+pub use murmur_core::hook::Plugin;
 use murmur_core::hook::{BoxError, FailurePolicy, Hook};
-use serde::de::DeserializeOwned;
 
 use crate::{pipeline::Slot, Config, Error};
-
-/// A hook a node builds from its `[plugins.NAME]` section.
-pub trait Plugin: Hook + Sized {
-    /// The name of its section, `[plugins.NAME]`, and in logs and metrics.
-    const NAME: &'static str;
-    /// Its settings, as the section spells them.
-    type Config: DeserializeOwned;
-
-    /// Builds the plugin from its settings: at start, and again after it
-    /// panicked.
-    fn new(config: Self::Config) -> Result<Self, BoxError>;
-}
 
 /// Builds the pipeline slot of plugin `P` from `config`; `None` if the
 /// section says `enabled = false`.

@@ -13,7 +13,7 @@
 //!
 //! ```
 //! use murmur_moderation::{Moderation, Settings};
-//! use murmur_node::plugin::Plugin as _;
+//! use murmur_core::hook::Plugin as _;
 //!
 //! let settings: Settings = toml_like(r#"
 //!     words = ["buy now"]
@@ -37,9 +37,8 @@ pub use command::{AdminCommand, CommandError};
 pub use moderator::{Action, Moderator, Reason, Settings, Window};
 use murmur_core::{
     chat::{Body, ChatMessage},
-    hook::{BoxError, FailurePolicy, Hook, Verdict},
+    hook::{BoxError, FailurePolicy, Hook, Plugin, Verdict},
 };
-use murmur_node::plugin::Plugin;
 
 /// The moderator state a plugin and its bot share.
 #[derive(Clone, Debug)]
