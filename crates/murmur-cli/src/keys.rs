@@ -56,7 +56,7 @@ pub(crate) async fn contact(data_dir: PathBuf, store_url: Option<String>) -> Res
     let crypto = murmur_node::crypto::Crypto::start(
         storage,
         &secret,
-        &config.chat,
+        &config.chat.sessions(),
         murmur_node::crypto::Metrics::default(),
     )
     .await

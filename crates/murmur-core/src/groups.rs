@@ -465,6 +465,23 @@ pub struct List;
 #[rtype(result = "Vec<ContentTopic>")]
 pub struct Topics;
 
+/// How every group's content topic starts: group messages of groups this
+/// node does not know yet are recognised by it.
+pub const TOPIC_PREFIX: &str = "/murmur/1/group-";
+
+/// The content topic of a group's messages: from a hash of its id, so that
+/// the topic names no one.
+pub fn topic(group: GroupId) -> ContentTopic {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::new()
+        .chain_update(b"murmur/group-topic/v1")
+        .chain_update(group.0)
+        .finalize();
+    format!("{TOPIC_PREFIX}{}/proto", hex::encode(&digest[..8]))
+        .parse()
+        .expect("a group topic is a valid content topic")
+}
+
 /// The membership stage as the rest of the node holds it.
 #[derive(Clone)]
 pub struct Handle {

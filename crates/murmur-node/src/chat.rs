@@ -382,11 +382,11 @@ pub(crate) fn encode(id: MessageId, to: AccountId, body: &Body) -> Bytes {
     Bytes::from(content(id, Some(to), body).encode_to_vec())
 }
 
-/// A group message's plaintext, padded to its size bucket.
+/// A group message's plaintext (the membership stage pads it).
 pub(crate) fn encode_group(id: MessageId, channel: Option<&str>, body: &Body) -> Bytes {
     let mut c = content(id, None, body);
     c.channel = channel.map(str::to_owned);
-    Bytes::from(crate::groups::pad(c))
+    Bytes::from(c.encode_to_vec())
 }
 
 fn content(id: MessageId, to: Option<AccountId>, body: &Body) -> Content {

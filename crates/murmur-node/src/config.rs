@@ -134,6 +134,13 @@ pub struct Chat {
     pub max_skipped_keys: usize,
 }
 
+impl Chat {
+    /// The crypto stage's part of these settings.
+    pub fn sessions(&self) -> murmur_sessions::Settings {
+        murmur_sessions::Settings::new(self.partitions, self.max_skip, self.max_skipped_keys)
+    }
+}
+
 impl Default for Chat {
     fn default() -> Self {
         Self {

@@ -300,7 +300,7 @@ impl Pipeline {
                 self.open_group(delivery, ctx);
                 return;
             }
-            if topic.starts_with(crate::groups::TOPIC_PREFIX) {
+            if topic.starts_with(murmur_core::groups::TOPIC_PREFIX) {
                 // Perhaps a group this account is being invited into, its
                 // first message ahead of the invite.
                 chat.park(delivery);

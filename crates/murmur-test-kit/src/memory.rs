@@ -117,7 +117,6 @@ impl Actor for MemoryTransport {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(1024);
     }
-
 }
 
 /// A member leaves the network when the actor is gone for good, not when it

@@ -1,14 +1,14 @@
 //! The crypto stage passes the conformance suite every replacement runs.
 
 use murmur_core::{crypto, storage};
-use murmur_node::{config::Chat, crypto::Crypto};
+use murmur_sessions::{Crypto, Metrics, Settings};
 
 async fn start(storage: storage::Handle) -> crypto::Handle {
     let addr = Crypto::start(
         storage,
         b"the node key of this test",
-        &Chat::default(),
-        murmur_node::crypto::Metrics::default(),
+        &Settings::default(),
+        Metrics::default(),
     )
     .await
     .expect("the crypto stage starts");
