@@ -10,7 +10,7 @@ use murmur::node::{
     Builder, Config, Node,
 };
 
-use crate::support::{addr, loopback_config, WAIT};
+use crate::support::{addr, eventually, loopback_config, stored, WAIT};
 
 #[path = "../../examples/echo_bot.rs"]
 #[allow(dead_code, unreachable_pub)]
@@ -39,10 +39,7 @@ async fn answer(inbox: &mut Inbox, what: &str) -> String {
 }
 
 async fn meshed(node: &Node, account: AccountId) {
-    let topic = murmur::node::crypto::partition_topic(murmur::crypto::envelope::partition(
-        &murmur::crypto::AccountId(account.0),
-        64,
-    ));
+    let topic = crate::support::partition_topic_of(account);
     node.wait_for_peers(&node.pubsub_topic(&topic), 1, WAIT)
         .await
         .unwrap();
@@ -77,7 +74,8 @@ async fn the_echo_bot_answers_commands_keeps_state_and_skips_the_backlog() {
     drop(bot_node);
     let chat = user.conversation(bot_id);
     chat.send_text("are you there?").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let bot_topic = crate::support::partition_topic_of(bot_id);
+    stored(&user, &addr(&store, false), &bot_topic, 1).await;
 
     let bot_node = node(config(dirs[2].path(), &store), bot_key.clone()).await;
     meshed(&bot_node, user_id).await;
@@ -88,9 +86,12 @@ async fn the_echo_bot_answers_commands_keeps_state_and_skips_the_backlog() {
     let running = actix::spawn(bot.run_until(async move {
         let _ = stopped.await;
     }));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually("the bot listens", || async { counters.listening() }).await;
     bot_node.catch_up(&addr(&store, false), None).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually("the message from before the start is skipped", || async {
+        counters.backlog() >= 1
+    })
+    .await;
     assert_eq!(counters.backlog(), 1, "the message from before the start");
 
     chat.send_text("/echo hello, bot").await.unwrap();
@@ -116,11 +117,15 @@ async fn the_echo_bot_answers_commands_keeps_state_and_skips_the_backlog() {
     stop.send(()).unwrap();
     running.await.unwrap().unwrap();
     let again = echo_bot::bot(bot_node.clone());
+    let listening = again.counters();
     let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
     actix::spawn(again.run_until(async move {
         let _ = stopped.await;
     }));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually("the restarted bot listens", || async {
+        listening.listening()
+    })
+    .await;
     chat.send_text("/count").await.unwrap();
     assert_eq!(answer(&mut user_inbox, "/count after a restart").await, "3");
 }
@@ -222,12 +227,19 @@ async fn the_moderation_bot_drops_a_flood_and_carries_out_kicks_and_deletions() 
     let mut alice_inbox = alice.inbox().await.unwrap();
 
     // Mallory floods: Bob's plugin lets three through, then mutes her.
+    let opened_before = bob.stats().await.unwrap().group_opened;
     let mallorys = mallory.group(group.id());
     for i in 0..10 {
         mallorys.send_text(format!("BUY NOW {i}")).await.unwrap();
     }
+    // Once Bob's node opened all ten, its hooks have judged each, and what
+    // they let through is in his inbox.
+    eventually("the flood reaches Bob", || async {
+        bob.stats().await.unwrap().group_opened >= opened_before + 10
+    })
+    .await;
     let mut seen = 0;
-    while let Some(m) = bob_inbox.recv_timeout(Duration::from_secs(2)).await {
+    while let Some(m) = bob_inbox.recv_timeout(Duration::ZERO).await {
         assert_eq!(m.sender, mallory_id);
         seen += 1;
     }
@@ -273,11 +285,6 @@ async fn the_moderation_bot_drops_a_flood_and_carries_out_kicks_and_deletions() 
     // Bob writes something; Alice deletes it; the bot deletes it through
     // the community's log, and every member's node is told.
     let mut bob_notices = bob.notices().await.unwrap();
-    while bob_inbox
-        .recv_timeout(Duration::from_millis(300))
-        .await
-        .is_some()
-    {}
     let sent = bob
         .group(group.id())
         .send_text("oops, wrong chat")

@@ -12,7 +12,7 @@ use murmur::node::{
 };
 use murmur_core::WakuMessage;
 
-use crate::support::{addr, loopback_config, WAIT};
+use crate::support::{addr, eventually, loopback_config, WAIT};
 
 async fn node_with_peer(dir: &std::path::Path, peer: Option<&Node>) -> Node {
     crate::support::chat_node(dir, peer).await
@@ -179,7 +179,8 @@ async fn an_offline_device_catches_up_from_a_store_node_and_loses_nothing() {
             .await
             .unwrap();
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let carol_topic = crate::support::partition_topic_of(carol_id);
+    crate::support::stored(&dave, &addr(&store, false), &carol_topic, texts.len()).await;
 
     // Carol comes back online: the same data folder and key, so the same
     // account, device and prekeys, read back from the database.
@@ -278,26 +279,10 @@ async fn partition_of(node: &Node, partitions: u32) -> u32 {
 
 /// Waits until `node` has a peer on the shard of `account`'s chat topic.
 async fn meshed_for(node: &Node, account: murmur::node::chat::AccountId) {
-    let topic = murmur::node::crypto::partition_topic(murmur::crypto::envelope::partition(
-        &murmur::crypto::AccountId(account.0),
-        64,
-    ));
+    let topic = crate::support::partition_topic_of(account);
     node.wait_for_peers(&node.pubsub_topic(&topic), 1, WAIT)
         .await
         .expect("a peer on the shard");
-}
-
-/// Polls `check` until it holds, at most [`WAIT`].
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[actix_rt::test]

@@ -9,18 +9,12 @@ use std::future::Future;
 
 use murmur::node::{
     chat::{ChatMessage, DeliveryState, Inbox, Sent},
-    crypto::partition_topic,
     groups::group_topic,
     Error, Node, StageId,
 };
 use murmur_core::{crypto, groups, storage, transport};
 
-use crate::support::{account, chat_node, members, WAIT};
-
-/// The partition of `account` among the default 64.
-fn partition(account: murmur::node::chat::AccountId) -> u32 {
-    murmur::crypto::envelope::partition(&murmur::crypto::AccountId(account.0), 64)
-}
+use crate::support::{account, chat_node, members, partition_topic_of, WAIT};
 
 #[actix_rt::test]
 async fn a_panic_in_the_pipeline_is_caught_and_nothing_is_lost() {
@@ -113,8 +107,8 @@ async fn survives(stage: StageId) {
     members(&bob, &group, 2).await;
     let bob_group = bob.group(group.id());
     let topics = [
-        partition_topic(partition(a)),
-        partition_topic(partition(b)),
+        partition_topic_of(a),
+        partition_topic_of(b),
         group_topic(group.id()),
     ];
     for node in [&alice, &bob] {

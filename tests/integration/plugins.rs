@@ -2,10 +2,7 @@
 //! messages, a plugin that panics rebuilt from its configuration while the
 //! node runs on, and configuration mistakes reported in one line.
 
-use std::{
-    sync::atomic::{AtomicUsize, Ordering},
-    time::Duration,
-};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use figment::{
     providers::{Format, Serialized, Toml},
@@ -137,22 +134,35 @@ async fn chat_plugins_filter_rewrite_and_survive_a_panic() {
         .await
         .unwrap();
     let mut inbox = bob.inbox().await.unwrap();
-    let topic = murmur::node::crypto::partition_topic(murmur::crypto::envelope::partition(
-        &murmur::crypto::AccountId(bob_id.0),
-        64,
-    ));
+    let topic = crate::support::partition_topic_of(bob_id);
     alice
         .wait_for_peers(&alice.pubsub_topic(&topic), 1, WAIT)
         .await
         .unwrap();
     let built = BUILT.load(Ordering::SeqCst);
     let chat = alice.conversation(bob_id);
-    for text in ["hello", "buy spam now", "boom", "oh darn, still here"] {
+    // The last one passes every hook: once it is in, every one before it
+    // has been judged (one sender's messages open in order).
+    for text in [
+        "hello",
+        "buy spam now",
+        "boom",
+        "oh darn, still here",
+        "that is all",
+    ] {
         chat.send_text(text).await.unwrap();
     }
     let mut got = Vec::new();
-    while let Some(m) = inbox.recv_timeout(Duration::from_secs(3)).await {
-        got.push(m.text().unwrap().to_owned());
+    loop {
+        let m = inbox
+            .recv_timeout(WAIT)
+            .await
+            .expect("the last message arrives");
+        let text = m.text().unwrap().to_owned();
+        if text == "that is all" {
+            break;
+        }
+        got.push(text);
     }
     // "spam" dropped by Bob's word filter; "boom" panicked Bob's flaky
     // plugin, whose policy here is to drop; Alice's outbound hook rewrote

@@ -1,8 +1,6 @@
 //! The seam: the same pipeline, with the transport stage swapped for the
 //! in-memory one; hooks run in order and a failing hook is isolated.
 
-use std::time::Duration;
-
 use murmur::{
     core::{
         hook::{BoxError, FailurePolicy, Hook, Outgoing, Verdict},
@@ -128,12 +126,28 @@ async fn hooks_drop_rewrite_and_fail_in_isolation() {
     let dropped = a.send(&topic(), b"secret plans".to_vec()).await;
     assert!(matches!(dropped, Err(Error::Dropped { ref hook, .. }) if hook == "word-filter"));
 
-    for payload in [&b"buy spam now"[..], b"boom", b"error", b"hello"] {
+    // The last one passes every hook: once it is in, every one before it
+    // has been judged.
+    for payload in [
+        &b"buy spam now"[..],
+        b"boom",
+        b"error",
+        b"hello",
+        b"that is all",
+    ] {
         a.send(&topic(), payload.to_vec()).await.unwrap();
     }
     let mut got = Vec::new();
-    while let Some(d) = inbox.recv_timeout(Duration::from_secs(2)).await {
-        got.push(String::from_utf8(d.message.payload.to_vec()).unwrap());
+    loop {
+        let d = inbox
+            .recv_timeout(WAIT)
+            .await
+            .expect("the last message arrives");
+        let text = String::from_utf8(d.message.payload.to_vec()).unwrap();
+        if text == "THAT IS ALL" {
+            break;
+        }
+        got.push(text);
     }
     // spam dropped; the panicking and failing hook let the messages through
     // (its policy), and the rewrite hook after it still ran.

@@ -8,8 +8,6 @@
 
 use std::process::Command;
 
-use murmur::node::crypto::partition_topic;
-
 use crate::support::{chat_node, WAIT};
 
 const CHILD: &str = "MURMUR_SHUTDOWN_CHILD";
@@ -60,10 +58,7 @@ fn child_sends_and_returns() {
             .add_contact(&bob.contact_code().await.unwrap())
             .await
             .unwrap();
-        let topic = partition_topic(murmur::crypto::envelope::partition(
-            &murmur::crypto::AccountId(bob_id.0),
-            64,
-        ));
+        let topic = crate::support::partition_topic_of(bob_id);
         alice
             .wait_for_peers(&alice.pubsub_topic(&topic), 1, WAIT)
             .await

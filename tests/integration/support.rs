@@ -103,3 +103,43 @@ pub(crate) async fn members(node: &Node, group: &murmur::node::chat::Group, memb
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Polls `check` until it holds, at most [`WAIT`]: for state that has no
+/// event to wait on.
+pub(crate) async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the store node at `store` holds at least `n` messages on
+/// `topic`, asking through `node`.
+pub(crate) async fn stored(node: &Node, store: &str, topic: &murmur::core::ContentTopic, n: usize) {
+    eventually("the store holds the messages", || async {
+        let query = murmur::core::store::Query::content(
+            Some(node.pubsub_topic(topic)),
+            vec![topic.as_str().to_owned()],
+        );
+        node.query_store(store, query)
+            .await
+            .is_ok_and(|page| page.messages.len() >= n)
+    })
+    .await;
+}
+
+/// The content topic where `account`'s devices read (the default 64
+/// partitions).
+pub(crate) fn partition_topic_of(
+    account: murmur::node::chat::AccountId,
+) -> murmur::core::ContentTopic {
+    murmur::node::crypto::partition_topic(murmur::crypto::envelope::partition(
+        &murmur::crypto::AccountId(account.0),
+        64,
+    ))
+}

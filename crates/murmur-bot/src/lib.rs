@@ -75,9 +75,16 @@ pub struct Counters {
     backlog: AtomicU64,
     bad_commands: AtomicU64,
     stopped: AtomicU64,
+    listening: std::sync::atomic::AtomicBool,
 }
 
 impl Counters {
+    /// Whether the bot's inbox is attached: every message that arrives from
+    /// now on reaches it (until it stops).
+    pub fn listening(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
+    }
+
     /// Messages a handler ran for, without error.
     pub fn handled(&self) -> u64 {
         self.handled.load(Ordering::Relaxed)
@@ -101,6 +108,15 @@ impl Counters {
     /// Messages a middleware stopped before any handler.
     pub fn stopped(&self) -> u64 {
         self.stopped.load(Ordering::Relaxed)
+    }
+}
+
+/// Clears [`Counters::listening`] however `run_until` ends.
+struct Listening<'a>(&'a Counters);
+
+impl Drop for Listening<'_> {
+    fn drop(&mut self) {
+        self.0.listening.store(false, Ordering::Release);
     }
 }
 
@@ -208,6 +224,8 @@ impl Bot {
         let started = now_millis();
         let states = Rc::new(std::mem::take(&mut self.states));
         tracing::info!(account = %me, "bot running");
+        self.counters.listening.store(true, Ordering::Release);
+        let _listening = Listening(&self.counters);
         let mut stop = std::pin::pin!(stop);
         loop {
             let message = tokio::select! {

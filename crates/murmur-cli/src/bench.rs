@@ -36,6 +36,8 @@ pub(crate) enum Command {
     Relay(RelayArgs),
     /// Archive ingest and store query latency, against bare sqlx.
     Store(crate::bench_store::Args),
+    /// A service node under many store and lightpush clients at once.
+    Serve(crate::bench_serve::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -175,6 +177,7 @@ pub(crate) async fn run(command: Command) -> Result<(), CliError> {
     let args = match command {
         Command::Relay(args) => args,
         Command::Store(args) => return crate::bench_store::run(args).await,
+        Command::Serve(args) => return crate::bench_serve::run(args).await,
     };
     if args.messages == 0 || args.window == 0 || args.rounds == 0 {
         return Err(CliError::Usage(

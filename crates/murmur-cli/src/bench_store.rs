@@ -76,7 +76,7 @@ async fn open(args: &Args, name: &str) -> Result<Database, CliError> {
     db.map_err(|e| CliError::Node(e.into()))
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted
         .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
         .map_or(0.0, |d| d.as_secs_f64() * 1e3)

@@ -375,19 +375,20 @@ private group: alice creates \"weekend\" with bob and carol (bob and carol have 
     let text = "plan b: just the two of us";
     group.send_text(text).await?;
     expect(inboxes[1].recv_timeout(WAIT).await, text, "bob's phone")?;
-    if carol_inbox
-        .recv_timeout(Duration::from_secs(2))
-        .await
-        .is_some()
-    {
+    // Carol's node gets it and cannot open it: wait for that refusal, then
+    // her inbox must be empty.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while carol.stats().await?.group_refused == refused {
+        if tokio::time::Instant::now() > deadline {
+            return Err(CliError::Failed(
+                "the message never reached carol's node".to_owned(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if carol_inbox.recv_timeout(Duration::ZERO).await.is_some() {
         return Err(CliError::Failed(
             "carol read a message sent after her removal".to_owned(),
-        ));
-    }
-    let refused = carol.stats().await?.group_refused - refused;
-    if refused == 0 {
-        return Err(CliError::Failed(
-            "the message never reached carol's node".to_owned(),
         ));
     }
     println!(
@@ -485,14 +486,23 @@ async fn community(members: &[Member]) -> Result<(), CliError> {
     }
     println!("carol        \"the door code is 4711\" in #general; alice, a moderator, deletes it: every member's node is told, and refuses any later copy");
 
-    // A flood.
+    // A flood. Once alice's node opened all eight, her plugin has judged
+    // each, and what it let through is in her inbox.
+    let opened = alice.stats().await?.group_opened;
     for i in 0..8 {
         general(bob)
             .send_text(format!("FREE TOKENS, click now ({i})"))
             .await?;
     }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while alice.stats().await?.group_opened < opened + 8 {
+        if tokio::time::Instant::now() > deadline {
+            return Err(CliError::Failed("the flood never reached alice".to_owned()));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut through = 0;
-    while let Some(m) = alice_inbox.recv_timeout(Duration::from_secs(2)).await {
+    while let Some(m) = alice_inbox.recv_timeout(Duration::ZERO).await {
         if in_square(&m) && m.sender == bob_id {
             through += 1;
         }

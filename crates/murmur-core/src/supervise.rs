@@ -223,10 +223,7 @@ where
     T: 'static,
     E: From<Panicked> + 'static,
 {
-    match guard(act, ctx, body) {
-        Ok(future) => Reply::Spawn(flatten(future)),
-        Err(p) => Reply::Now(Err(p.into())),
-    }
+    guarded_future(act, ctx, body).map_or_else(|e| Reply::Now(Err(e)), Reply::Spawn)
 }
 
 /// [`act_future`] for a future the mailbox waits for, as actix's
@@ -241,10 +238,22 @@ where
     T: 'static,
     E: From<Panicked> + 'static,
 {
-    match guard(act, ctx, body) {
-        Ok(future) => Reply::Wait(flatten(future)),
-        Err(p) => Reply::Now(Err(p.into())),
-    }
+    guarded_future(act, ctx, body).map_or_else(|e| Reply::Now(Err(e)), Reply::Wait)
+}
+
+/// The body's future, both guarded, or the error of a body that panicked.
+#[allow(clippy::type_complexity)]
+fn guarded_future<A, T, E>(
+    act: &mut A,
+    ctx: &mut Context<A>,
+    body: impl FnOnce(&mut A, &mut Context<A>) -> ResponseActFuture<A, Result<T, E>>,
+) -> Result<ResponseActFuture<A, Result<T, E>>, E>
+where
+    A: Restartable,
+    T: 'static,
+    E: From<Panicked> + 'static,
+{
+    guard(act, ctx, body).map(flatten).map_err(E::from)
 }
 
 fn flatten<A, T, E>(

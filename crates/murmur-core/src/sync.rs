@@ -1,13 +1,20 @@
-//! The store-sync stage: per-topic cursors, gap detection and causal history,
-//! so that a node that was offline catches up from store nodes.
+//! The store-sync stage: what a node missed while it was away, fetched from
+//! store nodes and put on the inbound path, where it is archived by hash (so
+//! nothing enters twice) and handled as if it had just arrived.
 //!
-//! Asked to: [`CatchUp`], [`FetchMissing`]. Tells: [`Event`].
-//! The shapes are set here; the stage arrives with store sync.
+//! Asked to: [`CatchUp`], [`FetchMissing`]. The stage asks store nodes
+//! through the transport's [`QueryStore`](crate::transport::QueryStore), page
+//! by page, and hands what comes back to the recipient of
+//! [`transport::Event`](crate::transport::Event)s it was given (the
+//! pipeline). Per-topic cursors, gap detection and causal history arrive with
+//! the delivery guarantees (`Event`'s shapes are set here for them).
 
-use actix::Message;
+use std::fmt;
+
+use actix::{Actor, Addr, Context, Handler, Message, Recipient};
 use thiserror::Error;
 
-use crate::{ContentTopic, MessageHash, PubsubTopic};
+use crate::{supervise::InjectPanic, ContentTopic, MessageHash, PubsubTopic};
 
 /// Why a catch-up failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -17,7 +24,7 @@ pub enum Error {
     /// restarted from its persisted state; the request was not carried out.
     #[error(transparent)]
     Restarted(#[from] crate::supervise::Panicked),
-    /// No store node could be reached.
+    /// No store node is known to ask.
     #[error("no store node available")]
     NoStoreNode,
     /// A store node answered with an error status.
@@ -28,9 +35,23 @@ pub enum Error {
         /// Its description.
         description: String,
     },
+    /// A store node could not be asked (not reachable, no store protocol,
+    /// a malformed answer).
+    #[error("store node {store} could not be asked: {reason}")]
+    Unreachable {
+        /// The store node.
+        store: String,
+        /// Why.
+        reason: String,
+    },
+    /// What came back could not be handed on: the node is shutting down.
+    #[error("the inbound path is gone")]
+    Stopped,
 }
 
-/// Fetches what was published on these topics since `since_nanos`.
+/// Fetches what was published on these topics since `since_nanos`, from
+/// `store` if given, else from the store nodes the stage knows (the next one
+/// when one fails); answers how many messages came back.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<usize, Error>")]
 #[non_exhaustive]
@@ -39,11 +60,38 @@ pub struct CatchUp {
     pub pubsub_topic: PubsubTopic,
     /// The content topics on it.
     pub content_topics: Vec<ContentTopic>,
-    /// Unix nanoseconds.
-    pub since_nanos: i64,
+    /// Unix nanoseconds; `None` for everything the store has.
+    pub since_nanos: Option<i64>,
+    /// The store node to ask.
+    pub store: Option<String>,
 }
 
-/// Fetches messages that others depend on, by hash.
+impl CatchUp {
+    /// Everything on `content_topics` (on `pubsub_topic`) the store nodes have.
+    pub fn new(pubsub_topic: PubsubTopic, content_topics: Vec<ContentTopic>) -> Self {
+        Self {
+            pubsub_topic,
+            content_topics,
+            since_nanos: None,
+            store: None,
+        }
+    }
+
+    /// Only what was published since `nanos`.
+    pub fn since(mut self, nanos: Option<i64>) -> Self {
+        self.since_nanos = nanos;
+        self
+    }
+
+    /// Asks this store node (a multiaddr with `/p2p/`).
+    pub fn from_store(mut self, store: impl Into<String>) -> Self {
+        self.store = Some(store.into());
+        self
+    }
+}
+
+/// Fetches messages by hash (ones others depend on), from the store nodes
+/// the stage knows; answers how many came back.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<usize, Error>")]
 pub struct FetchMissing(pub Vec<MessageHash>);
@@ -60,4 +108,45 @@ pub enum Event {
     },
     /// A message is referenced but no store node has it.
     Gap(MessageHash),
+}
+
+/// Any actor that handles the store-sync stage's messages.
+pub trait Stage:
+    Actor<Context = Context<Self>> + Handler<CatchUp> + Handler<FetchMissing> + Handler<InjectPanic>
+{
+}
+
+impl<A> Stage for A where
+    A: Actor<Context = Context<A>>
+        + Handler<CatchUp>
+        + Handler<FetchMissing>
+        + Handler<InjectPanic>
+{
+}
+
+/// The store-sync stage as the rest of the node holds it.
+#[derive(Clone)]
+pub struct Handle {
+    /// Where [`CatchUp`] goes.
+    pub catch_up: Recipient<CatchUp>,
+    /// Where [`FetchMissing`] goes.
+    pub fetch_missing: Recipient<FetchMissing>,
+    /// Where [`InjectPanic`] goes (tests of supervision).
+    pub inject_panic: Recipient<InjectPanic>,
+}
+
+impl<A: Stage> From<Addr<A>> for Handle {
+    fn from(addr: Addr<A>) -> Self {
+        Self {
+            catch_up: addr.clone().recipient(),
+            fetch_missing: addr.clone().recipient(),
+            inject_panic: addr.recipient(),
+        }
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("sync::Handle").finish_non_exhaustive()
+    }
 }

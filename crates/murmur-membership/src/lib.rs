@@ -1060,9 +1060,12 @@ impl Handler<Post> for Membership {
 
     fn handle(&mut self, msg: Post, ctx: &mut Context<Self>) -> Self::Result {
         supervise::atomic(self, ctx, |this, _| {
-            // Padded here, to this stage's size buckets; bytes that are no
-            // content go as they are.
-            let content = Content::decode(msg.plaintext.as_ref()).ok();
+            // Padded here, to this stage's size buckets. Only what is exactly
+            // a chat content (it reads back to the same bytes) is padded:
+            // other bytes go as they are.
+            let content = Content::decode(msg.plaintext.as_ref())
+                .ok()
+                .filter(|c| c.encode_to_vec() == msg.plaintext.as_ref());
             let channel = content.as_ref().and_then(|c| c.channel.clone());
             let plaintext = content.map_or_else(|| msg.plaintext.to_vec(), pad);
             let sealed = this.group(msg.group).and_then(|group| {

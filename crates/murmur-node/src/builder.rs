@@ -35,6 +35,8 @@ type CryptoFactory =
     Box<dyn FnOnce(CryptoContext) -> BoxFuture<Result<murmur_core::crypto::Handle, Error>>>;
 type GroupsFactory =
     Box<dyn FnOnce(GroupsContext) -> BoxFuture<Result<murmur_core::groups::Handle, Error>>>;
+type SyncFactory =
+    Box<dyn FnOnce(SyncContext) -> BoxFuture<Result<murmur_core::sync::Handle, Error>>>;
 
 type PluginFactory = Box<dyn FnOnce(&Config) -> Result<Option<Slot>, Error>>;
 
@@ -62,6 +64,17 @@ pub struct GroupsContext {
     pub settings: crate::config::Chat,
     /// Where the stage counts what it opens and refuses.
     pub metrics: crate::groups::Metrics,
+}
+
+/// What a store-sync stage factory gets from the builder.
+#[non_exhaustive]
+pub struct SyncContext {
+    /// Where store queries go: the transport's.
+    pub query_store: Recipient<transport::QueryStore>,
+    /// Where what comes back goes: the pipeline's inbound path.
+    pub inbound: Recipient<transport::Event>,
+    /// The store nodes to ask: the node's static peers.
+    pub stores: Vec<String>,
 }
 
 /// What a crypto stage factory gets from the builder.
@@ -113,6 +126,7 @@ pub struct Builder {
     storage: StorageFactory,
     crypto: CryptoFactory,
     groups: GroupsFactory,
+    sync: SyncFactory,
     hooks: Vec<HookSpec>,
     require_static_peers: bool,
 }
@@ -149,6 +163,13 @@ impl Builder {
                     .await
                     .map(murmur_core::groups::Handle::from)
                     .map_err(Error::from)
+                })
+            }),
+            sync: Box::new(|cx| {
+                Box::pin(async move {
+                    let stage =
+                        murmur_sync::StoreSync::start(cx.query_store, cx.inbound, cx.stores);
+                    Ok(murmur_core::sync::Handle::from(stage))
                 })
             }),
             hooks: Vec::new(),
@@ -206,6 +227,18 @@ impl Builder {
         Fut: Future<Output = Result<murmur_core::groups::Handle, Error>> + 'static,
     {
         self.groups = Box::new(move |cx| Box::pin(factory(cx)));
+        self
+    }
+
+    /// Replaces the store-sync stage (by default `murmur_sync::StoreSync`).
+    /// `factory` starts the stage and returns its handle; a replacement
+    /// proves itself with `murmur_test_kit::sync_conformance_tests!`.
+    pub fn with_sync<F, Fut>(mut self, factory: F) -> Self
+    where
+        F: FnOnce(SyncContext) -> Fut + 'static,
+        Fut: Future<Output = Result<murmur_core::sync::Handle, Error>> + 'static,
+    {
+        self.sync = Box::new(move |cx| Box::pin(factory(cx)));
         self
     }
 
@@ -285,6 +318,18 @@ impl Builder {
             })
             .await?;
         spawn_retention(&self.config, storage.prune.clone());
+        let sync = (self.sync)(SyncContext {
+            query_store: transport.query_store.clone(),
+            inbound: pipeline.clone().recipient(),
+            stores: self
+                .config
+                .network
+                .peers
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        })
+        .await?;
 
         let crypto_metrics = crate::crypto::Metrics::default();
         crypto_metrics.register(registry.sub_registry_with_prefix("crypto"));
@@ -378,6 +423,7 @@ impl Builder {
                 chat: chat.as_ref().map(|(crypto, _, _)| crypto.clone()),
                 groups: chat.as_ref().map(|(_, _, groups)| groups.clone()),
                 storage: storage.clone(),
+                sync,
             }),
         };
         if let Some((_, topics, _)) = &chat {
@@ -511,6 +557,7 @@ struct Inner {
     chat: Option<murmur_core::crypto::Handle>,
     groups: Option<murmur_core::groups::Handle>,
     storage: storage::Handle,
+    sync: murmur_core::sync::Handle,
 }
 
 impl std::fmt::Debug for Node {
@@ -535,6 +582,8 @@ pub enum StageId {
     Membership,
     /// The persistence stage.
     Storage,
+    /// The store-sync stage.
+    Sync,
 }
 
 impl Node {
@@ -557,6 +606,7 @@ impl Node {
                 groups.inject_panic.send(InjectPanic).await?;
             }
             StageId::Storage => inner.storage.inject_panic.send(InjectPanic).await?,
+            StageId::Sync => inner.sync.inject_panic.send(InjectPanic).await?,
         }
         Ok(())
     }
@@ -976,29 +1026,14 @@ impl Node {
     ) -> Result<usize, Error> {
         let mut fetched = 0;
         for (shard, content_topics) in self.by_shard(topics) {
-            let mut query = murmur_core::store::Query::content(Some(shard.clone()), content_topics)
-                .with_time(since, None);
-            loop {
-                let page = self.query_store(peer, query.clone()).await?;
-                for stored in page.messages {
-                    let Some(message) = stored.message else {
-                        continue;
-                    };
-                    fetched += 1;
-                    let delivery = Delivery::new(
-                        stored.pubsub_topic.unwrap_or_else(|| shard.clone()),
-                        message,
-                    );
-                    self.inner
-                        .pipeline
-                        .send(transport::Event::Message(delivery))
-                        .await?;
-                }
-                match page.cursor {
-                    Some(cursor) => query = query.with_cursor(Some(cursor)),
-                    None => break,
-                }
-            }
+            let content_topics = content_topics
+                .iter()
+                .filter_map(|t| t.parse().ok())
+                .collect();
+            let ask = murmur_core::sync::CatchUp::new(shard, content_topics)
+                .since(since)
+                .from_store(peer);
+            fetched += self.inner.sync.catch_up.send(ask).await??;
         }
         Ok(fetched)
     }

@@ -29,6 +29,9 @@ pub enum Error {
     /// account's role does not allow, a removed member sending.
     #[error(transparent)]
     Group(#[from] murmur_core::groups::Error),
+    /// The store-sync stage could not catch up: no store node answered.
+    #[error(transparent)]
+    Sync(#[from] murmur_core::sync::Error),
     /// Chat needs the crypto stage, and `chat.enabled` is false.
     #[error("chat is disabled on this node (chat.enabled = false)")]
     ChatDisabled,

@@ -35,7 +35,9 @@ pub mod plugin;
 
 #[cfg(feature = "fault-injection")]
 pub use builder::StageId;
-pub use builder::{Builder, CryptoContext, GroupsContext, Node, StageContext, Subscription};
+pub use builder::{
+    Builder, CryptoContext, GroupsContext, Node, StageContext, Subscription, SyncContext,
+};
 pub use config::Config;
 pub use error::Error;
 pub use pipeline::{Pipeline, Stats};

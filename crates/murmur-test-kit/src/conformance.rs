@@ -126,6 +126,12 @@ async fn subscribe(handle: &transport::Handle, topic: &PubsubTopic) {
 
 /// Waits until `handle` has at least one peer to publish to on `topic`.
 pub async fn wait_for_peers(handle: &transport::Handle, topic: &PubsubTopic) {
+    wait_for(handle, topic, true).await;
+}
+
+/// Waits until `handle` has peers to publish to on `topic` (or, if not
+/// `peers`, none).
+async fn wait_for(handle: &transport::Handle, topic: &PubsubTopic, peers: bool) {
     let deadline = tokio::time::Instant::now() + MESH_WAIT;
     loop {
         let status = handle
@@ -133,12 +139,13 @@ pub async fn wait_for_peers(handle: &transport::Handle, topic: &PubsubTopic) {
             .send(GetStatus)
             .await
             .expect("transport alive");
-        if status.topics.iter().any(|(t, n)| t == topic && *n > 0) {
+        if status.topics.iter().any(|(t, n)| t == topic && *n > 0) == peers {
             return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "no peer on {topic} within {MESH_WAIT:?}"
+            "peers on {topic} still {} after {MESH_WAIT:?}",
+            if peers { "missing" } else { "there" }
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -311,26 +318,6 @@ fn marked(content: &str, n: u8) -> WakuMessage {
     WakuMessage::new(content, vec![n; 10]).with_timestamp(murmur_core::now_nanos())
 }
 
-/// Waits until `handle` has no peer to publish to on `topic`.
-async fn wait_for_no_peers(handle: &transport::Handle, topic: &PubsubTopic) {
-    let deadline = tokio::time::Instant::now() + MESH_WAIT;
-    loop {
-        let status = handle
-            .status
-            .send(GetStatus)
-            .await
-            .expect("transport alive");
-        if !status.topics.iter().any(|(t, n)| t == topic && *n > 0) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "peers still on {topic} after {MESH_WAIT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// After [`Unsubscribe`], the topic is gone from the status and nothing
 /// published on it arrives: the next message is one on a topic still
 /// subscribed, sent after it.
@@ -358,7 +345,7 @@ where
         .await
         .expect("transport alive");
     assert!(!status.topics.iter().any(|(t, _)| *t == left));
-    wait_for_no_peers(&handles[0], &left).await;
+    wait_for(&handles[0], &left, false).await;
     // Nobody to send it to: refused, or published into the void.
     let _ = publish(&handles[0], &left, marked("/conformance/1/left/proto", 1)).await;
     let marker = publish(&handles[0], &kept, marked("/conformance/1/kept/proto", 2))

@@ -4,9 +4,13 @@
 //!   that need no sockets.
 //! - [`Probe`]: an actor that collects a stage's events for assertions.
 //! - [`MemoryStorage`]: the persistence stage in memory.
-//! - [`transport_conformance_tests!`] and [`storage_conformance_tests!`]: the
-//!   conformance suites of the transport and persistence stages. murmur's own
-//!   stages run them; a third-party stage runs the same macro.
+//! - [`MemoryStore`]: a store node in memory, answering `QueryStore`.
+//! - [`transport_conformance_tests!`], [`storage_conformance_tests!`],
+//!   [`crypto_conformance_tests!`], [`membership_conformance_tests!`] and
+//!   [`sync_conformance_tests!`]: the conformance suites of the five stages,
+//!   each covering every message of its contract, an injected panic
+//!   included. murmur's own stages run them; a third-party stage runs the
+//!   same macro.
 //!
 //! ```
 //! use murmur_core::{transport::{Publish, Subscribe}, PubsubTopic, WakuMessage};
@@ -28,13 +32,17 @@
 
 pub mod conformance;
 pub mod crypto_conformance;
+pub mod membership_conformance;
 mod memory;
 mod memory_storage;
+mod memory_store;
 mod probe;
 pub mod storage_conformance;
+pub mod sync_conformance;
 
 pub use memory::{MemoryNetwork, MemoryTransport};
 pub use memory_storage::MemoryStorage;
+pub use memory_store::MemoryStore;
 pub use probe::{Events, Probe};
 
 /// Runs `future` to completion on a fresh actix system: what the conformance

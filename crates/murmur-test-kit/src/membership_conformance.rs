@@ -1,0 +1,477 @@
+//! The membership stage's conformance suite. `$start` is an
+//! `async fn(murmur_core::storage::Handle) -> (crypto::Handle, groups::Handle)`
+//! that starts one device: a crypto stage and the membership stage under
+//! test, both on that storage.
+//!
+//! The suite plays the pipeline's part between devices: it learns the
+//! bundles an answer names, seals each pairwise control message with the
+//! sender's crypto stage, opens it with the recipient's and hands it to the
+//! recipient's membership stage, and follows the effects of that in turn.
+
+use std::future::Future;
+
+use bytes::Bytes;
+use murmur_core::{
+    crypto::{self, AccountId, AddContact, ContactCode, Identity, LearnBundles, Seal},
+    groups::{
+        self, Action, Change, Control, Create, CreateInvite, Effects, Error, GroupId, Info,
+        JoinMode, List, Post, Requests, Role, Topics,
+    },
+    storage,
+    supervise::InjectPanic,
+    Delivery, PubsubTopic, WakuMessage,
+};
+
+use crate::MemoryStorage;
+
+/// Runs the membership stage's suite against `$start`.
+#[macro_export]
+macro_rules! membership_conformance_tests {
+    ($start:path) => {
+        mod membership_conformance {
+            use super::*;
+
+            macro_rules! case {
+                ($name:ident) => {
+                    #[test]
+                    fn $name() {
+                        $crate::run($crate::membership_conformance::$name($start));
+                    }
+                };
+            }
+
+            case!(creates_a_group_it_lists_and_subscribes);
+            case!(an_added_member_reads_and_writes);
+            case!(refuses_what_a_role_does_not_allow);
+            case!(a_removed_member_reads_nothing_after);
+            case!(refuses_tampered_replayed_and_stray_messages);
+            case!(admits_by_invite_and_keeps_requests_for_approval);
+            case!(survives_a_panic_in_a_handler_with_its_groups);
+        }
+    };
+}
+
+/// One device: its stages and who it is.
+pub struct Device {
+    crypto: crypto::Handle,
+    groups: groups::Handle,
+    account: AccountId,
+}
+
+async fn device<F, Fut>(start: &F) -> Device
+where
+    F: Fn(storage::Handle) -> Fut,
+    Fut: Future<Output = (crypto::Handle, groups::Handle)>,
+{
+    let (crypto, groups) = start(storage::Handle::from(MemoryStorage::start())).await;
+    let (account, _) = crypto.identity.send(Identity).await.expect("stage alive");
+    Device {
+        crypto,
+        groups,
+        account,
+    }
+}
+
+/// `a` adds `b`'s contact code.
+async fn introduce(a: &Device, b: &Device) {
+    let code = b
+        .crypto
+        .contact_code
+        .send(ContactCode)
+        .await
+        .expect("stage alive")
+        .expect("a contact code");
+    a.crypto
+        .add_contact
+        .send(AddContact(code))
+        .await
+        .expect("stage alive")
+        .expect("a valid code");
+}
+
+fn delivery(sealed: &crypto::Sealed) -> Delivery {
+    let topic: PubsubTopic = "/waku/2/rs/1/0".parse().expect("valid topic");
+    Delivery::new(
+        topic,
+        WakuMessage::new(sealed.content_topic.as_str(), sealed.payload.clone())
+            .with_timestamp(murmur_core::now_nanos()),
+    )
+}
+
+/// Carries out `effects` of `from` among `devices`, as the pipeline does,
+/// and the effects they cause, until none is left.
+async fn follow(from: &Device, effects: Effects, devices: &[&Device]) {
+    let mut work = vec![(from.account, effects)];
+    while let Some((author, effects)) = work.pop() {
+        let Some(me) = devices.iter().find(|d| d.account == author) else {
+            continue;
+        };
+        for (account, bundles) in effects.learn {
+            me.crypto
+                .learn_bundles
+                .send(LearnBundles { account, bundles })
+                .await
+                .expect("stage alive")
+                .expect("bundles learned");
+        }
+        for (group, account) in effects.admit {
+            let admitted = me
+                .groups
+                .change
+                .send(Change {
+                    group,
+                    action: Action::Add(account),
+                })
+                .await
+                .expect("stage alive")
+                .expect("the admin adds whom it admits");
+            work.push((me.account, admitted));
+        }
+        for (to, message) in effects.pairwise {
+            let Some(recipient) = devices.iter().find(|d| d.account == to) else {
+                continue;
+            };
+            let sealed = me
+                .crypto
+                .seal
+                .send(Seal::new(to, message))
+                .await
+                .expect("stage alive")
+                .expect("sealed for a known account");
+            for envelope in &sealed {
+                let Ok(opened) = recipient
+                    .crypto
+                    .open
+                    .send(crypto::Open(delivery(envelope)))
+                    .await
+                    .expect("stage alive")
+                else {
+                    continue;
+                };
+                let Some(plaintext) = opened.plaintext else {
+                    continue;
+                };
+                let applied = recipient
+                    .groups
+                    .control
+                    .send(Control {
+                        from: opened.sender,
+                        device: opened.device,
+                        message: plaintext,
+                    })
+                    .await
+                    .expect("stage alive")
+                    .expect("a member's control is applied");
+                work.push((recipient.account, applied));
+            }
+        }
+    }
+}
+
+async fn change(by: &Device, group: GroupId, action: Action) -> Result<Effects, Error> {
+    by.groups
+        .change
+        .send(Change { group, action })
+        .await
+        .expect("stage alive")
+}
+
+async fn info(of: &Device, group: GroupId) -> Result<groups::Summary, Error> {
+    of.groups.info.send(Info(group)).await.expect("stage alive")
+}
+
+async fn post(by: &Device, group: GroupId, text: &str) -> Result<crypto::Sealed, Error> {
+    by.groups
+        .post
+        .send(Post {
+            group,
+            plaintext: Bytes::from(text.to_owned()),
+        })
+        .await
+        .expect("stage alive")
+}
+
+async fn open(by: &Device, sealed: &crypto::Sealed) -> Result<groups::Opened, Error> {
+    by.groups
+        .open
+        .send(groups::Open(delivery(sealed)))
+        .await
+        .expect("stage alive")
+}
+
+/// Alice creates a group and adds Bob; answers the group.
+async fn pair_in_a_group(alice: &Device, bob: &Device) -> GroupId {
+    introduce(alice, bob).await;
+    let (group, effects) = alice
+        .groups
+        .create
+        .send(Create {
+            name: "conformance".to_owned(),
+        })
+        .await
+        .expect("stage alive")
+        .expect("created");
+    follow(alice, effects, &[alice, bob]).await;
+    let added = change(alice, group, Action::Add(bob.account))
+        .await
+        .expect("the owner adds");
+    follow(alice, added, &[alice, bob]).await;
+    group
+}
+
+/// A new group has its creator as owner, is listed, and its topic is to be
+/// subscribed.
+pub async fn creates_a_group_it_lists_and_subscribes<F, Fut>(start: F)
+where
+    F: Fn(storage::Handle) -> Fut,
+    Fut: Future<Output = (crypto::Handle, groups::Handle)>,
+{
+    let alice = device(&start).await;
+    let (group, effects) = alice
+        .groups
+        .create
+        .send(Create {
+            name: "a group".to_owned(),
+        })
+        .await
+        .expect("stage alive")
+        .expect("created");
+    assert_eq!(effects.subscribe, vec![groups::topic(group)]);
+    let summary = info(&alice, group).await.expect("known");
+    assert_eq!(summary.name, "a group");
+    assert_eq!(summary.members, vec![(alice.account, Role::Owner)]);
+    let listed = alice.groups.list.send(List).await.expect("stage alive");
+    assert!(listed.iter().any(|s| s.id == group));
+    let topics = alice.groups.topics.send(Topics).await.expect("stage alive");
+    assert_eq!(topics, vec![groups::topic(group)]);
+}
+
+/// A member added by the owner learns the group through the pairwise
+/// controls, and reads and writes it, each message with its verified sender.
+pub async fn an_added_member_reads_and_writes<F, Fut>(start: F)
+where
+    F: Fn(storage::Handle) -> Fut,
+    Fut: Future<Output = (crypto::Handle, groups::Handle)>,
+{
+    let (alice, bob) = (device(&start).await, device(&start).await);
+    let group = pair_in_a_group(&alice, &bob).await;
+    let members = info(&bob, group).await.expect("bob knows it").members;
+    assert!(members.contains(&(alice.account, Role::Owner)));
+    assert!(members.contains(&(bob.account, Role::Member)));
+
+    let sealed = post(&alice, group, "hello group").await.expect("sealed");
+    assert_eq!(sealed.content_topic, groups::topic(group));
+    let opened = open(&bob, &sealed).await.expect("bob reads");
+    assert_eq!(opened.plaintext.as_ref(), b"hello group");
+    assert_eq!((opened.sender, opened.role), (alice.account, Role::Owner));
+
+    let sealed = post(&bob, group, "hi").await.expect("bob writes");
+    let opened = open(&alice, &sealed).await.expect("alice reads");
+    assert_eq!(
+        (opened.sender, opened.plaintext.as_ref()),
+        (bob.account, &b"hi"[..])
+    );
+}
+
+/// A member's change its role does not allow is refused and changes
+/// nothing.
+pub async fn refuses_what_a_role_does_not_allow<F, Fut>(start: F)
+where
+    F: Fn(storage::Handle) -> Fut,
+    Fut: Future<Output = (crypto::Handle, groups::Handle)>,
+{
+    let (alice, bob) = (device(&start).await, device(&start).await);
+    let group = pair_in_a_group(&alice, &bob).await;
+    for action in [
+        Action::Remove(alice.account),
+        Action::Rename("mine now".to_owned()),
+        Action::SetJoinMode(JoinMode::Open),
+    ] {
+        let refused = change(&bob, group, action.clone()).await;
+        assert!(
+            matches!(refused, Err(Error::Forbidden(_))),
+            "{action:?}: {refused:?}"
+        );
+    }
+    let summary = info(&alice, group).await.expect("known");
+    assert_eq!(summary.name, "conformance");
+    assert_eq!(summary.members.len(), 2);
+    assert_eq!(summary.join_mode, JoinMode::Invite);
+}
+
+/// After its removal a member opens nothing sent afterwards, and what it
+/// sends is refused.
+pub async fn a_removed_member_reads_nothing_after<F, Fut>(start: F)
+where
+    F: Fn(storage::Handle) -> Fut,
+    Fut: Future<Output = (crypto::Handle, groups::Handle)>,
+{
+    let (alice, bob) = (device(&start).await, device(&start).await);
+    let group = pair_in_a_group(&alice, &bob).await;
+    let before = post(&bob, group, "before").await.expect("a member writes");
+    assert!(open(&alice, &before).await.is_ok(), "a member's post opens");
+    let removed = change(&alice, group, Action::Remove(bob.account))
+        .await
+        .expect("the owner removes");
+    follow(&alice, removed, &[&alice, &bob]).await;
+    assert_eq!(info(&alice, group).await.expect("known").members.len(), 1);
+
+    let after = post(&alice, group, "after").await.expect("sealed");
+    assert!(
+        open(&bob, &after).await.is_err(),
+        "the removed member reads it"
+    );
+    let late = post(&bob, group, "late").await;
+    if let Ok(late) = late {
+        assert!(
+            open(&alice, &late).await.is_err(),
+            "a removed member's post opens"
+        );
+    }
+}
+
+/// A tampered message, a replay and a message for no known group are each
+/// refused with a typed error; the group goes on.
+pub async fn refuses_tampered_replayed_and_stray_messages<F, Fut>(start: F)
+where
+    F: Fn(storage::Handle) -> Fut,
+    Fut: Future<Output = (crypto::Handle, groups::Handle)>,
+{
+    let (alice, bob) = (device(&start).await, device(&start).await);
+    let group = pair_in_a_group(&alice, &bob).await;
+    let sealed = post(&alice, group, "original").await.expect("sealed");
+    let mut bytes = sealed.payload.to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    let tampered = crypto::Sealed::new(sealed.content_topic.clone(), Bytes::from(bytes));
+    assert!(open(&bob, &tampered).await.is_err(), "a flipped bit opens");
+    assert!(open(&bob, &sealed).await.is_ok());
+    assert_eq!(open(&bob, &sealed).await.err(), Some(Error::Replay));
+    let stray = crypto::Sealed::new(
+        groups::topic(GroupId([7; 32])),
+        Bytes::from_static(b"no group"),
+    );
+    assert_eq!(open(&bob, &stray).await.err(), Some(Error::UnknownChain));
+    let garbage = bob
+        .groups
+        .control
+        .send(Control {
+            from: alice.account,
+            device: crypto::DeviceId([0; 16]),
+            message: Bytes::from_static(b"\xff\xff"),
+        })
+        .await
+        .expect("stage alive");
+    assert!(garbage.is_err(), "garbage control applied: {garbage:?}");
+    let next = post(&alice, group, "still here").await.expect("sealed");
+    assert!(open(&bob, &next).await.is_ok());
+}
+
+/// An invite that admits brings its holder in through the admin; in the
+/// approval mode a request without one waits for the admin.
+pub async fn admits_by_invite_and_keeps_requests_for_approval<F, Fut>(start: F)
+where
+    F: Fn(storage::Handle) -> Fut,
+    Fut: Future<Output = (crypto::Handle, groups::Handle)>,
+{
+    let (alice, bob, carol) = (
+        device(&start).await,
+        device(&start).await,
+        device(&start).await,
+    );
+    let all = [&alice, &bob, &carol];
+    let group = pair_in_a_group(&alice, &bob).await;
+
+    let (code, effects) = alice
+        .groups
+        .create_invite
+        .send(CreateInvite { group, admit: true })
+        .await
+        .expect("stage alive")
+        .expect("an admin makes invites");
+    follow(&alice, effects, &all).await;
+    let (joined, effects) = carol
+        .groups
+        .join
+        .send(groups::Join(code))
+        .await
+        .expect("stage alive")
+        .expect("a valid code");
+    assert_eq!(joined, group);
+    follow(&carol, effects, &all).await;
+    let members = info(&alice, group).await.expect("known").members;
+    assert!(
+        members.contains(&(carol.account, Role::Member)),
+        "{members:?}"
+    );
+    let sealed = post(&alice, group, "welcome").await.expect("sealed");
+    assert!(open(&carol, &sealed).await.is_ok(), "the newcomer reads");
+
+    // Approval: a link without a secret waits for the admin.
+    let dave = device(&start).await;
+    let all = [&alice, &bob, &carol, &dave];
+    let mode = change(&alice, group, Action::SetJoinMode(JoinMode::Approval))
+        .await
+        .expect("the owner sets the mode");
+    follow(&alice, mode, &all).await;
+    let (link, effects) = alice
+        .groups
+        .create_invite
+        .send(CreateInvite {
+            group,
+            admit: false,
+        })
+        .await
+        .expect("stage alive")
+        .expect("a link");
+    follow(&alice, effects, &all).await;
+    let (_, effects) = dave
+        .groups
+        .join
+        .send(groups::Join(link))
+        .await
+        .expect("stage alive")
+        .expect("a valid link");
+    follow(&dave, effects, &all).await;
+    let waiting = alice
+        .groups
+        .requests
+        .send(Requests(group))
+        .await
+        .expect("stage alive");
+    assert_eq!(waiting, vec![dave.account]);
+    assert!(!info(&alice, group)
+        .await
+        .expect("known")
+        .members
+        .iter()
+        .any(|(a, _)| *a == dave.account));
+}
+
+/// A panic in a handler is answered with [`Error::Restarted`]; the stage
+/// restarts with its groups (read back from what it saved) and goes on.
+pub async fn survives_a_panic_in_a_handler_with_its_groups<F, Fut>(start: F)
+where
+    F: Fn(storage::Handle) -> Fut,
+    Fut: Future<Output = (crypto::Handle, groups::Handle)>,
+{
+    let (alice, bob) = (device(&start).await, device(&start).await);
+    let group = pair_in_a_group(&alice, &bob).await;
+    alice
+        .groups
+        .inject_panic
+        .send(InjectPanic)
+        .await
+        .expect("stage alive");
+    let met = post(&alice, group, "met the panic").await;
+    assert!(
+        matches!(met, Err(Error::Restarted(_))),
+        "the post that met the panic: {met:?}"
+    );
+    let sealed = post(&alice, group, "after the restart")
+        .await
+        .expect("posts again");
+    let opened = open(&bob, &sealed).await.expect("bob reads it");
+    assert_eq!(opened.plaintext.as_ref(), b"after the restart");
+    assert_eq!(info(&alice, group).await.expect("known").members.len(), 2);
+}

@@ -1,0 +1,242 @@
+//! The store-sync stage's conformance suite. `$start` is an
+//! `async fn(Recipient<QueryStore>, Recipient<transport::Event>, Vec<String>) -> sync::Handle`
+//! that starts the stage asking store nodes through the first, handing
+//! what comes back to the second, and knowing the store nodes of the third.
+//!
+//! The store node is a [`MemoryStore`] over a [`MemoryStorage`]; what the
+//! stage hands on is read by a [`Probe`].
+
+use std::{collections::BTreeSet, future::Future, time::Duration};
+
+use actix::prelude::*;
+use murmur_core::{
+    storage::{self, SaveRaw},
+    supervise::InjectPanic,
+    sync::{self, CatchUp, Error, FetchMissing},
+    transport::{self, QueryStore},
+    ContentTopic, Delivery, MessageHash, PubsubTopic, WakuMessage,
+};
+
+use crate::{Events, MemoryStorage, MemoryStore, Probe};
+
+/// How long a message that must not come is waited for.
+const QUIET: Duration = Duration::from_millis(300);
+
+/// Runs the store-sync stage's suite against `$start`.
+#[macro_export]
+macro_rules! sync_conformance_tests {
+    ($start:path) => {
+        mod sync_conformance {
+            use super::*;
+
+            macro_rules! case {
+                ($name:ident) => {
+                    #[test]
+                    fn $name() {
+                        $crate::run($crate::sync_conformance::$name($start));
+                    }
+                };
+            }
+
+            case!(catches_up_every_page_of_a_topic);
+            case!(catches_up_only_since_a_time_and_only_its_topics);
+            case!(falls_back_to_the_next_store_node);
+            case!(says_why_no_store_node_answered);
+            case!(fetches_missing_messages_by_hash);
+            case!(survives_a_panic_in_a_handler);
+        }
+    };
+}
+
+fn topic() -> PubsubTopic {
+    "/waku/2/rs/1/4".parse().expect("valid topic")
+}
+
+fn content(name: &str) -> ContentTopic {
+    format!("/conformance/1/{name}/proto")
+        .parse()
+        .expect("valid topic")
+}
+
+/// A store node holding `n` messages on content topic `name`, stamped 1000,
+/// 1010, ...; answers it and the messages.
+async fn store_with(name: &str, n: u32) -> (Addr<MemoryStore>, storage::Handle, Vec<Delivery>) {
+    let storage = storage::Handle::from(MemoryStorage::start());
+    let mut kept = Vec::new();
+    for i in 0..n {
+        let message = WakuMessage::new(content(name).as_str(), format!("{name} {i}").into_bytes())
+            .with_timestamp(1000 + 10 * i64::from(i));
+        let delivery = Delivery::new(topic(), message);
+        storage
+            .save_raw
+            .send(SaveRaw(delivery.clone()))
+            .await
+            .expect("storage alive")
+            .expect("saved");
+        kept.push(delivery);
+    }
+    (MemoryStore::start(storage.clone()), storage, kept)
+}
+
+async fn start_with<F, Fut>(
+    start: &F,
+    store: &Addr<MemoryStore>,
+    stores: &[&str],
+) -> (sync::Handle, Events)
+where
+    F: Fn(Recipient<QueryStore>, Recipient<transport::Event>, Vec<String>) -> Fut,
+    Fut: Future<Output = sync::Handle>,
+{
+    let (probe, events) = Probe::start();
+    let stage = start(
+        store.clone().recipient(),
+        probe.recipient(),
+        stores.iter().map(|s| (*s).to_owned()).collect(),
+    )
+    .await;
+    (stage, events)
+}
+
+/// What reaches the inbound path, `n` messages, by hash.
+async fn received(events: &mut Events, n: usize) -> BTreeSet<MessageHash> {
+    let mut hashes = BTreeSet::new();
+    for _ in 0..n {
+        hashes.insert(events.next_message().await.hash);
+    }
+    assert!(
+        events.message_within(QUIET).await.is_none(),
+        "more than {n} messages came"
+    );
+    hashes
+}
+
+fn hashes(deliveries: &[Delivery]) -> BTreeSet<MessageHash> {
+    deliveries.iter().map(|d| d.hash).collect()
+}
+
+async fn catch_up(stage: &sync::Handle, ask: CatchUp) -> Result<usize, Error> {
+    stage.catch_up.send(ask).await.expect("stage alive")
+}
+
+/// Every page of a topic is fetched (more than one page's worth), each
+/// message handed on once, intact, with its pubsub topic.
+pub async fn catches_up_every_page_of_a_topic<F, Fut>(start: F)
+where
+    F: Fn(Recipient<QueryStore>, Recipient<transport::Event>, Vec<String>) -> Fut,
+    Fut: Future<Output = sync::Handle>,
+{
+    let (store, _, kept) = store_with("pages", 45).await;
+    let (stage, mut events) = start_with(&start, &store, &[MemoryStore::ADDRESS]).await;
+    let fetched = catch_up(&stage, CatchUp::new(topic(), vec![content("pages")])).await;
+    assert_eq!(fetched, Ok(45));
+    let first = events.next_message().await;
+    assert_eq!(first.pubsub_topic, topic());
+    assert_eq!(first, kept[0], "handed on byte for byte");
+    let mut got = received(&mut events, 44).await;
+    got.insert(first.hash);
+    assert_eq!(got, hashes(&kept));
+}
+
+/// `since` and the content topics select; a named store is asked.
+pub async fn catches_up_only_since_a_time_and_only_its_topics<F, Fut>(start: F)
+where
+    F: Fn(Recipient<QueryStore>, Recipient<transport::Event>, Vec<String>) -> Fut,
+    Fut: Future<Output = sync::Handle>,
+{
+    let (store, storage, kept) = store_with("wanted", 10).await;
+    let other = Delivery::new(
+        topic(),
+        WakuMessage::new(content("other").as_str(), b"not asked for".to_vec()).with_timestamp(1500),
+    );
+    storage
+        .save_raw
+        .send(SaveRaw(other))
+        .await
+        .expect("storage alive")
+        .expect("saved");
+    // The stage knows no store node: the request names one.
+    let (stage, mut events) = start_with(&start, &store, &[]).await;
+    let ask = CatchUp::new(topic(), vec![content("wanted")])
+        .since(Some(1050))
+        .from_store(MemoryStore::ADDRESS);
+    assert_eq!(catch_up(&stage, ask).await, Ok(5));
+    assert_eq!(received(&mut events, 5).await, hashes(&kept[5..]));
+}
+
+/// A store node that cannot be reached, or refuses, is passed over for the
+/// next one.
+pub async fn falls_back_to_the_next_store_node<F, Fut>(start: F)
+where
+    F: Fn(Recipient<QueryStore>, Recipient<transport::Event>, Vec<String>) -> Fut,
+    Fut: Future<Output = sync::Handle>,
+{
+    let (store, _, kept) = store_with("fallback", 3).await;
+    let stores = ["nowhere", MemoryStore::REFUSING, MemoryStore::ADDRESS];
+    let (stage, mut events) = start_with(&start, &store, &stores).await;
+    let fetched = catch_up(&stage, CatchUp::new(topic(), vec![content("fallback")])).await;
+    assert_eq!(fetched, Ok(3));
+    assert_eq!(received(&mut events, 3).await, hashes(&kept));
+}
+
+/// With no store node to ask, or none that answers, the error says why.
+pub async fn says_why_no_store_node_answered<F, Fut>(start: F)
+where
+    F: Fn(Recipient<QueryStore>, Recipient<transport::Event>, Vec<String>) -> Fut,
+    Fut: Future<Output = sync::Handle>,
+{
+    let (store, _, _) = store_with("none", 1).await;
+    let ask = || CatchUp::new(topic(), vec![content("none")]);
+    let (stage, _events) = start_with(&start, &store, &[]).await;
+    assert_eq!(catch_up(&stage, ask()).await, Err(Error::NoStoreNode));
+    let (stage, _events) = start_with(&start, &store, &[MemoryStore::REFUSING]).await;
+    assert!(matches!(
+        catch_up(&stage, ask()).await,
+        Err(Error::Store { code: 503, .. })
+    ));
+    let (stage, _events) = start_with(&start, &store, &["nowhere"]).await;
+    assert!(matches!(
+        catch_up(&stage, ask()).await,
+        Err(Error::Unreachable { .. })
+    ));
+}
+
+/// Messages asked for by hash come back, and only those.
+pub async fn fetches_missing_messages_by_hash<F, Fut>(start: F)
+where
+    F: Fn(Recipient<QueryStore>, Recipient<transport::Event>, Vec<String>) -> Fut,
+    Fut: Future<Output = sync::Handle>,
+{
+    let (store, _, kept) = store_with("missing", 6).await;
+    let (stage, mut events) = start_with(&start, &store, &[MemoryStore::ADDRESS]).await;
+    let wanted = vec![kept[1].hash, kept[4].hash];
+    let fetched = stage
+        .fetch_missing
+        .send(FetchMissing(wanted.clone()))
+        .await
+        .expect("stage alive");
+    assert_eq!(fetched, Ok(2));
+    assert_eq!(received(&mut events, 2).await, wanted.into_iter().collect());
+}
+
+/// A panic in a handler is answered with [`Error::Restarted`]; the stage
+/// restarts and catches up again.
+pub async fn survives_a_panic_in_a_handler<F, Fut>(start: F)
+where
+    F: Fn(Recipient<QueryStore>, Recipient<transport::Event>, Vec<String>) -> Fut,
+    Fut: Future<Output = sync::Handle>,
+{
+    let (store, _, kept) = store_with("panic", 2).await;
+    let (stage, mut events) = start_with(&start, &store, &[MemoryStore::ADDRESS]).await;
+    stage
+        .inject_panic
+        .send(InjectPanic)
+        .await
+        .expect("stage alive");
+    let ask = || CatchUp::new(topic(), vec![content("panic")]);
+    assert!(matches!(
+        catch_up(&stage, ask()).await,
+        Err(Error::Restarted(_))
+    ));
+    assert_eq!(catch_up(&stage, ask()).await, Ok(2));
+    assert_eq!(received(&mut events, 2).await, hashes(&kept));
+}
