@@ -12,7 +12,7 @@ use murmur::node::{
     groups::group_topic,
     Error, Node, StageId,
 };
-use murmur_core::{crypto, groups, storage, transport};
+use murmur_core::{crypto, groups, storage, sync, transport};
 
 use crate::support::{account, chat_node, members, partition_topic_of, WAIT};
 
@@ -41,6 +41,11 @@ async fn a_panic_in_the_storage_stage_is_caught_and_nothing_is_lost() {
     survives(StageId::Storage).await;
 }
 
+#[actix_rt::test]
+async fn a_panic_in_the_store_sync_stage_is_caught_and_nothing_is_lost() {
+    survives(StageId::Sync).await;
+}
+
 /// Whether `e` is the answer of a stage that met the panic.
 fn restarted(e: &Error) -> bool {
     matches!(
@@ -51,6 +56,7 @@ fn restarted(e: &Error) -> bool {
             | Error::Group(groups::Error::Crypto(crypto::Error::Restarted(_)))
             | Error::Archive(storage::Error::Restarted(_))
             | Error::Send(transport::Error::Restarted(_))
+            | Error::Sync(sync::Error::Restarted(_))
     )
 }
 
@@ -130,6 +136,10 @@ async fn survives(stage: StageId) {
     .await;
 
     alice.inject_panic(stage).await.unwrap();
+    // Catching up from Bob's store goes through the store-sync stage (and
+    // the transport, the pipeline and the stages it feeds).
+    let store = crate::support::addr(&bob, false);
+    sent("catching up", || alice.catch_up(&store, None)).await;
 
     for round in 0..3 {
         let label = format!("after the panic in the {stage:?} stage, round {round}");

@@ -69,6 +69,7 @@ pub(crate) async fn contact(data_dir: PathBuf, store_url: Option<String>) -> Res
     let (account, device) = crypto
         .send(murmur_core::crypto::Identity)
         .await
+        .map_err(murmur_node::Error::from)?
         .map_err(murmur_node::Error::from)?;
     #[allow(clippy::print_stdout)]
     {

@@ -205,7 +205,7 @@ pub struct ContactCode;
 
 /// Asks for the content topics where this device's envelopes arrive.
 #[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "Vec<ContentTopic>")]
+#[rtype(result = "Result<Vec<ContentTopic>, Error>")]
 pub struct Topics;
 
 /// Asks for a one-time pairing code (valid ten minutes) that lets a new
@@ -229,19 +229,19 @@ pub struct Revoke(pub DeviceId);
 /// Asks which devices of an account this device knows (its own account:
 /// the other devices).
 #[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "Vec<DeviceId>")]
+#[rtype(result = "Result<Vec<DeviceId>, Error>")]
 pub struct Devices(pub AccountId);
 
 /// Asks for this device's current bundle (signed, without one-time
 /// prekeys) and the topic to publish it on, so that contacts can fetch it
 /// from store nodes: a fresh signed prekey, and the account's devices.
 #[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "(ContentTopic, Bytes)")]
+#[rtype(result = "Result<(ContentTopic, Bytes), Error>")]
 pub struct OwnBundle;
 
 /// Asks for the topic an account's devices publish their bundles on.
 #[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "ContentTopic")]
+#[rtype(result = "Result<ContentTopic, Error>")]
 pub struct BundleTopic(pub AccountId);
 
 /// Bundles of `account`'s devices, fetched from the network: each one that
@@ -260,7 +260,7 @@ pub struct LearnBundles {
 /// account: this device's, without one-time prekeys, and the others'), to
 /// introduce the account to someone who has never met it.
 #[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "Vec<Bytes>")]
+#[rtype(result = "Result<Vec<Bytes>, Error>")]
 pub struct Bundles(pub AccountId);
 
 /// Signs a group membership event with the account key: only bytes that
@@ -272,7 +272,7 @@ pub struct SignEvent(pub Bytes);
 
 /// Asks for this node's account and device.
 #[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "(AccountId, DeviceId)")]
+#[rtype(result = "Result<(AccountId, DeviceId), Error>")]
 pub struct Identity;
 
 /// What the crypto stage tells the pipeline.

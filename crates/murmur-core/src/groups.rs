@@ -447,7 +447,7 @@ pub struct Join(pub String);
 
 /// Asks for the join requests waiting for an admin's approval.
 #[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "Vec<AccountId>")]
+#[rtype(result = "Result<Vec<AccountId>, Error>")]
 pub struct Requests(pub GroupId);
 
 /// Asks what a group is.
@@ -457,12 +457,12 @@ pub struct Info(pub GroupId);
 
 /// Asks for every group this device knows.
 #[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "Vec<Summary>")]
+#[rtype(result = "Result<Vec<Summary>, Error>")]
 pub struct List;
 
 /// Asks for the content topics of the groups this account is in.
 #[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "Vec<ContentTopic>")]
+#[rtype(result = "Result<Vec<ContentTopic>, Error>")]
 pub struct Topics;
 
 /// How every group's content topic starts: group messages of groups this

@@ -303,42 +303,6 @@ where
     }
 }
 
-/// Runs a handler's body that answers with an actor future for a message
-/// that cannot fail: after a panic in either, the asker gets no answer
-/// (`MailboxError::Closed`), as with [`Answer`].
-pub fn act<A, T>(
-    act: &mut A,
-    ctx: &mut Context<A>,
-    body: impl FnOnce(&mut A, &mut Context<A>) -> ResponseActFuture<A, T>,
-) -> ActAnswer<A, T>
-where
-    A: Restartable,
-    T: 'static,
-{
-    match guard(act, ctx, body) {
-        Ok(future) => ActAnswer(Box::pin(Guarded::new(future))),
-        Err(p) => ActAnswer(Box::pin(actix::fut::ready(Err(p)))),
-    }
-}
-
-/// The answer [`act`] builds.
-pub struct ActAnswer<A: Actor, T>(ResponseActFuture<A, Result<T, Panicked>>);
-
-impl<A, M, T> MessageResponse<A, M> for ActAnswer<A, T>
-where
-    A: Actor<Context = Context<A>>,
-    M: Message<Result = T>,
-    T: 'static,
-{
-    fn handle(self, ctx: &mut Context<A>, tx: Option<OneshotSender<T>>) {
-        ctx.spawn(self.0.map(move |outcome, _, _| {
-            if let (Ok(value), Some(tx)) = (outcome, tx) {
-                let _ = tx.send(value);
-            }
-        }));
-    }
-}
-
 /// The answer of a handler whose message cannot fail: its value, or, after
 /// a panic, no answer at all, so that the asker's `send` fails with
 /// `MailboxError::Closed` (a typed error, not a hang).

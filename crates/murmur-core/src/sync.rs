@@ -20,8 +20,9 @@ use crate::{supervise::InjectPanic, ContentTopic, MessageHash, PubsubTopic};
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The stage failed on this request (a defect: it panicked) and was
-    /// restarted from its persisted state; the request was not carried out.
+    /// The stage, or the transport it asked through, failed on this request
+    /// (a defect: it panicked) and was restarted; the request was not
+    /// carried out, and may be asked again.
     #[error(transparent)]
     Restarted(#[from] crate::supervise::Panicked),
     /// No store node is known to ask.

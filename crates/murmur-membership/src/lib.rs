@@ -15,7 +15,7 @@ use murmur_core::{
         Action, Change, Control, Create, CreateInvite, Effects, Error, GroupId, Info, Join,
         JoinMode, List, Notice, Open, Opened, Post, Requests, Role, Summary, Topics,
     },
-    storage, supervise,
+    storage, supervise, ContentTopic,
 };
 use murmur_crypto::{envelope, Vault};
 use murmur_groups::{Group, MemberId, OpenError};
@@ -489,7 +489,7 @@ impl Handler<Create> for Membership {
                     .identity
                     .send(crypto::Identity)
                     .await
-                    .map_err(state_error)?;
+                    .map_err(state_error)??;
                 let unsigned = murmur_groups::Unsigned::create(member(me.0), &msg.name);
                 let signature = crypto
                     .sign_event
@@ -562,7 +562,7 @@ impl Membership {
                 .identity
                 .send(crypto::Identity)
                 .await
-                .map_err(state_error)?;
+                .map_err(state_error)??;
             if unsigned.author() != member(me.0) {
                 return Err(Error::State(
                     "the account changed since the group was joined".to_owned(),
@@ -579,7 +579,7 @@ impl Membership {
                     .bundles
                     .send(crypto::Bundles(a))
                     .await
-                    .map_err(state_error)?;
+                    .map_err(state_error)??;
                 bundles.insert(a, b);
             }
             Ok::<_, Error>(Prepared {
@@ -715,7 +715,7 @@ impl Handler<CreateInvite> for Membership {
                     .identity
                     .send(crypto::Identity)
                     .await
-                    .map_err(state_error)?;
+                    .map_err(state_error)??;
                 if !state
                     .role(&member(me.0))
                     .is_some_and(murmur_groups::Role::is_admin)
@@ -726,7 +726,7 @@ impl Handler<CreateInvite> for Membership {
                     .bundles
                     .send(crypto::Bundles(me.0))
                     .await
-                    .map_err(state_error)?;
+                    .map_err(state_error)??;
                 Ok::<_, Error>(Invite {
                     group: id,
                     admin: me.0,
@@ -783,7 +783,7 @@ impl Handler<Join> for Membership {
 }
 
 impl Handler<Requests> for Membership {
-    type Result = supervise::Answer<<Requests as Message>::Result>;
+    type Result = Result<Vec<AccountId>, Error>;
 
     fn handle(&mut self, Requests(id): Requests, ctx: &mut Context<Self>) -> Self::Result {
         supervise::guard(self, ctx, |this, _| {
@@ -792,7 +792,7 @@ impl Handler<Requests> for Membership {
                 .map(|r| r.iter().copied().collect())
                 .unwrap_or_default()
         })
-        .into()
+        .map_err(Error::from)
     }
 }
 
@@ -1042,14 +1042,21 @@ impl Handler<Control> for Membership {
         supervise::atomic(self, ctx, |this, _| {
             let identity = this.crypto.identity.clone();
             Box::pin(
-                async move { identity.send(crypto::Identity).await.map_err(state_error) }
-                    .into_actor(this)
-                    .then(
-                        move |me, act, _| match me.and_then(|me| act.apply_control(&msg, me)) {
-                            Ok((id, effects)) => act.persist(id, true, effects).boxed_local(),
-                            Err(e) => fut::ready(Err(e)).boxed_local(),
-                        },
-                    ),
+                async move {
+                    Ok::<_, Error>(
+                        identity
+                            .send(crypto::Identity)
+                            .await
+                            .map_err(state_error)??,
+                    )
+                }
+                .into_actor(this)
+                .then(move |me, act, _| {
+                    match me.and_then(|me| act.apply_control(&msg, me)) {
+                        Ok((id, effects)) => act.persist(id, true, effects).boxed_local(),
+                        Err(e) => fut::ready(Err(e)).boxed_local(),
+                    }
+                }),
             )
         })
     }
@@ -1157,42 +1164,57 @@ impl Handler<Info> for Membership {
         supervise::act_future(self, ctx, |this, _| {
             let identity = this.crypto.identity.clone();
             Box::pin(
-                async move { identity.send(crypto::Identity).await.map_err(state_error) }
-                    .into_actor(this)
-                    .map(move |me, act, _| {
-                        let me = me?;
-                        let group = act.groups.get(&id).ok_or(Error::UnknownGroup(id))?;
-                        Ok(act.summary(id, group, me.0))
-                    }),
+                async move {
+                    Ok::<_, Error>(
+                        identity
+                            .send(crypto::Identity)
+                            .await
+                            .map_err(state_error)??,
+                    )
+                }
+                .into_actor(this)
+                .map(move |me, act, _| {
+                    let me = me?;
+                    let group = act.groups.get(&id).ok_or(Error::UnknownGroup(id))?;
+                    Ok(act.summary(id, group, me.0))
+                }),
             )
         })
     }
 }
 
 impl Handler<List> for Membership {
-    type Result = supervise::ActAnswer<Self, Vec<Summary>>;
+    type Result = supervise::Reply<Self, Result<Vec<Summary>, Error>>;
 
     fn handle(&mut self, _: List, ctx: &mut Context<Self>) -> Self::Result {
-        supervise::act(self, ctx, |this, _| {
+        supervise::act_future(self, ctx, |this, _| {
             let identity = this.crypto.identity.clone();
             Box::pin(
-                async move { identity.send(crypto::Identity).await.ok() }
-                    .into_actor(this)
-                    .map(move |me, act, _| {
-                        let Some(me) = me else { return Vec::new() };
-                        act.groups
-                            .iter()
-                            .filter(|(_, g)| g.log().events().next().is_some())
-                            .map(|(id, g)| act.summary(*id, g, me.0))
-                            .collect()
-                    }),
+                async move {
+                    Ok::<_, Error>(
+                        identity
+                            .send(crypto::Identity)
+                            .await
+                            .map_err(state_error)??,
+                    )
+                }
+                .into_actor(this)
+                .map(move |me, act, _| {
+                    let me = me?;
+                    Ok(act
+                        .groups
+                        .iter()
+                        .filter(|(_, g)| g.log().events().next().is_some())
+                        .map(|(id, g)| act.summary(*id, g, me.0))
+                        .collect())
+                }),
             )
         })
     }
 }
 
 impl Handler<Topics> for Membership {
-    type Result = supervise::Answer<<Topics as Message>::Result>;
+    type Result = Result<Vec<ContentTopic>, Error>;
 
     fn handle(&mut self, _: Topics, ctx: &mut Context<Self>) -> Self::Result {
         supervise::guard(self, ctx, |this, _| {
@@ -1202,6 +1224,6 @@ impl Handler<Topics> for Membership {
                 .map(|(id, _)| group_topic(*id))
                 .collect()
         })
-        .into()
+        .map_err(Error::from)
     }
 }

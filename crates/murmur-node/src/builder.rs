@@ -343,8 +343,11 @@ impl Builder {
                 metrics: crypto_metrics.clone(),
             })
             .await?;
-            let topics = crypto.topics.send(murmur_core::crypto::Topics).await?;
-            let me = crypto.identity.send(murmur_core::crypto::Identity).await?;
+            let topics = crypto.topics.send(murmur_core::crypto::Topics).await??;
+            let me = crypto
+                .identity
+                .send(murmur_core::crypto::Identity)
+                .await??;
             pipeline
                 .send(AttachChat {
                     crypto: crypto.clone(),
@@ -362,7 +365,7 @@ impl Builder {
                 metrics: group_metrics.clone(),
             })
             .await?;
-            let group_topics = groups.topics.send(murmur_core::groups::Topics).await?;
+            let group_topics = groups.topics.send(murmur_core::groups::Topics).await??;
             pipeline
                 .send(AttachGroups {
                     groups: groups.clone(),
@@ -721,7 +724,7 @@ impl Node {
             .chat()?
             .identity
             .send(murmur_core::crypto::Identity)
-            .await?)
+            .await??)
     }
 
     /// A one-time code, valid ten minutes, that lets a new device join this
@@ -770,7 +773,7 @@ impl Node {
             .chat()?
             .devices
             .send(murmur_core::crypto::Devices(account))
-            .await?)
+            .await??)
     }
 
     /// This device's contact code (`murmur:…`): share it, and whoever adds
@@ -877,7 +880,7 @@ impl Node {
             .groups_stage()?
             .requests
             .send(murmur_core::groups::Requests(group))
-            .await?)
+            .await??)
     }
 
     /// A group this device knows (see [`Node::groups`]).
@@ -892,7 +895,7 @@ impl Node {
             .groups_stage()?
             .list
             .send(murmur_core::groups::List)
-            .await?)
+            .await??)
     }
 
     pub(crate) async fn group_info(&self, id: GroupId) -> Result<Summary, Error> {
@@ -1005,7 +1008,7 @@ impl Node {
     /// messages the store returned.
     pub async fn catch_up(&self, peer: &str, since: Option<i64>) -> Result<usize, Error> {
         let crypto = self.chat()?;
-        let topics = crypto.topics.send(murmur_core::crypto::Topics).await?;
+        let topics = crypto.topics.send(murmur_core::crypto::Topics).await??;
         let mut fetched = self.catch_up_topics(peer, since, &topics).await?;
         // Groups after the pairwise topics: the keys a group's messages
         // need come in pairwise sessions.
@@ -1013,7 +1016,7 @@ impl Node {
             .groups_stage()?
             .topics
             .send(murmur_core::groups::Topics)
-            .await?;
+            .await??;
         fetched += self.catch_up_topics(peer, since, &groups).await?;
         Ok(fetched)
     }
@@ -1047,7 +1050,7 @@ impl Node {
             .chat()?
             .own_bundle
             .send(murmur_core::crypto::OwnBundle)
-            .await?;
+            .await??;
         let message =
             WakuMessage::new(topic.as_str(), bundle).with_timestamp(murmur_core::now_nanos());
         self.publish(self.pubsub_topic(&topic), message).await
@@ -1062,7 +1065,7 @@ impl Node {
         let topic = crypto
             .bundle_topic
             .send(murmur_core::crypto::BundleTopic(account))
-            .await?;
+            .await??;
         let mut query = murmur_core::store::Query::content(
             Some(self.pubsub_topic(&topic)),
             vec![topic.as_str().to_owned()],

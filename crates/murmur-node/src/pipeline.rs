@@ -338,8 +338,8 @@ impl Pipeline {
         let subscribe = transport.subscribe.clone();
         let sharding = chat.sharding;
         let refresh = async move {
-            let me = crypto.identity.send(crypto::Identity).await?;
-            let topics = crypto.topics.send(crypto::Topics).await?;
+            let me = crypto.identity.send(crypto::Identity).await??;
+            let topics = crypto.topics.send(crypto::Topics).await??;
             for topic in &topics {
                 let shard = sharding.pubsub_topic(topic);
                 subscribe

@@ -1087,15 +1087,15 @@ impl Handler<ContactCode> for Crypto {
 }
 
 impl Handler<Topics> for Crypto {
-    type Result = supervise::Answer<Vec<ContentTopic>>;
+    type Result = Result<Vec<ContentTopic>, Error>;
 
     fn handle(&mut self, _: Topics, ctx: &mut Context<Self>) -> Self::Result {
-        supervise::guard(self, ctx, |act, _| vec![act.topic_of(act.account())]).into()
+        supervise::guard(self, ctx, |act, _| vec![act.topic_of(act.account())]).map_err(Error::from)
     }
 }
 
 impl Handler<OwnBundle> for Crypto {
-    type Result = supervise::Answer<(ContentTopic, Bytes)>;
+    type Result = Result<(ContentTopic, Bytes), Error>;
 
     fn handle(&mut self, _: OwnBundle, ctx: &mut Context<Self>) -> Self::Result {
         supervise::guard(self, ctx, |act, _| {
@@ -1105,19 +1105,19 @@ impl Handler<OwnBundle> for Crypto {
                 Bytes::from(bundle.to_bytes()),
             )
         })
-        .into()
+        .map_err(Error::from)
     }
 }
 
 impl Handler<BundleTopic> for Crypto {
-    type Result = supervise::Answer<ContentTopic>;
+    type Result = Result<ContentTopic, Error>;
 
     fn handle(
         &mut self,
         BundleTopic(account): BundleTopic,
         ctx: &mut Context<Self>,
     ) -> Self::Result {
-        supervise::guard(self, ctx, |act, _| act.bundle_topic_of(account)).into()
+        supervise::guard(self, ctx, |act, _| act.bundle_topic_of(account)).map_err(Error::from)
     }
 }
 
@@ -1131,10 +1131,10 @@ impl Handler<LearnBundles> for Crypto {
 }
 
 impl Handler<Identity> for Crypto {
-    type Result = supervise::Answer<(AccountId, DeviceId)>;
+    type Result = Result<(AccountId, DeviceId), Error>;
 
     fn handle(&mut self, _: Identity, ctx: &mut Context<Self>) -> Self::Result {
-        supervise::guard(self, ctx, |act, _| (act.account(), act.device())).into()
+        supervise::guard(self, ctx, |act, _| (act.account(), act.device())).map_err(Error::from)
     }
 }
 
@@ -1165,7 +1165,7 @@ impl Handler<Revoke> for Crypto {
 }
 
 impl Handler<Bundles> for Crypto {
-    type Result = supervise::Answer<Vec<Bytes>>;
+    type Result = Result<Vec<Bytes>, Error>;
 
     fn handle(&mut self, Bundles(account): Bundles, ctx: &mut Context<Self>) -> Self::Result {
         supervise::guard(self, ctx, |act, _| {
@@ -1180,7 +1180,7 @@ impl Handler<Bundles> for Crypto {
                 .map(|b| Bytes::from(b.to_bytes()));
             own.into_iter().chain(known).collect()
         })
-        .into()
+        .map_err(Error::from)
     }
 }
 
@@ -1196,7 +1196,7 @@ impl Handler<SignEvent> for Crypto {
 }
 
 impl Handler<Devices> for Crypto {
-    type Result = supervise::Answer<Vec<DeviceId>>;
+    type Result = Result<Vec<DeviceId>, Error>;
 
     fn handle(&mut self, Devices(account): Devices, ctx: &mut Context<Self>) -> Self::Result {
         supervise::guard(self, ctx, |act, _| {
@@ -1210,7 +1210,7 @@ impl Handler<Devices> for Crypto {
             devices.dedup();
             devices
         })
-        .into()
+        .map_err(Error::from)
     }
 }
 

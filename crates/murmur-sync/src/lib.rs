@@ -123,6 +123,8 @@ impl Asker {
                     transport::Error::Remote {
                         code, description, ..
                     } => Error::Store { code, description },
+                    // The transport met a panic on it: the caller may ask again.
+                    transport::Error::Restarted(p) => Error::Restarted(p),
                     other => Error::Unreachable {
                         store: store.to_owned(),
                         reason: other.to_string(),

@@ -61,7 +61,12 @@ fn delivery(sealed: &Sealed) -> Delivery {
 }
 
 async fn identity(stage: &crypto::Handle) -> (AccountId, crypto::DeviceId) {
-    stage.identity.send(Identity).await.expect("stage alive")
+    stage
+        .identity
+        .send(Identity)
+        .await
+        .expect("stage alive")
+        .expect("an identity")
 }
 
 async fn seal(stage: &crypto::Handle, to: AccountId, text: &str) -> Result<Vec<Sealed>, Error> {
@@ -350,7 +355,8 @@ where
             .devices
             .send(crypto::Devices(account))
             .await
-            .expect("stage alive");
+            .expect("stage alive")
+            .expect("the devices");
         assert!(devices.contains(&laptop_device), "introduced to the laptop");
         contacts.push(contact);
     }

@@ -64,7 +64,12 @@ where
     Fut: Future<Output = (crypto::Handle, groups::Handle)>,
 {
     let (crypto, groups) = start(storage::Handle::from(MemoryStorage::start())).await;
-    let (account, _) = crypto.identity.send(Identity).await.expect("stage alive");
+    let (account, _) = crypto
+        .identity
+        .send(Identity)
+        .await
+        .expect("stage alive")
+        .expect("an identity");
     Device {
         crypto,
         groups,
@@ -240,9 +245,21 @@ where
     let summary = info(&alice, group).await.expect("known");
     assert_eq!(summary.name, "a group");
     assert_eq!(summary.members, vec![(alice.account, Role::Owner)]);
-    let listed = alice.groups.list.send(List).await.expect("stage alive");
+    let listed = alice
+        .groups
+        .list
+        .send(List)
+        .await
+        .expect("stage alive")
+        .expect("a list");
     assert!(listed.iter().any(|s| s.id == group));
-    let topics = alice.groups.topics.send(Topics).await.expect("stage alive");
+    let topics = alice
+        .groups
+        .topics
+        .send(Topics)
+        .await
+        .expect("stage alive")
+        .expect("topics");
     assert_eq!(topics, vec![groups::topic(group)]);
 }
 
@@ -438,7 +455,8 @@ where
         .requests
         .send(Requests(group))
         .await
-        .expect("stage alive");
+        .expect("stage alive")
+        .expect("the requests");
     assert_eq!(waiting, vec![dave.account]);
     assert!(!info(&alice, group)
         .await
