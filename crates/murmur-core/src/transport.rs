@@ -66,6 +66,9 @@ pub enum Error {
     /// restarted from its persisted state; the request was not carried out.
     #[error(transparent)]
     Restarted(#[from] crate::supervise::Panicked),
+    /// Too much is in flight: the request was refused at once; ask again.
+    #[error("the transport has too much in flight; try again")]
+    Busy,
     /// The transport is shutting down or restarting; retry later.
     #[error("the transport is not running")]
     Stopped,

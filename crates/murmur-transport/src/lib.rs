@@ -46,6 +46,7 @@ mod node;
 mod peer_exchange;
 mod rpc;
 mod store;
+mod tasks;
 pub mod timer;
 
 #[cfg(feature = "fault-injection")]

@@ -743,6 +743,7 @@ async fn prepare(
         enr: String::new(),
         myself,
         meshed,
+        tasks: crate::tasks::Tasks::new(),
     };
     let enr = {
         use crate::enr::capability;
@@ -948,6 +949,8 @@ struct Driver {
     /// Where the mesh counts go, for the transport actor to tell, after a
     /// crash, which topics had peers.
     meshed: watch::Sender<Meshed>,
+    /// Requests and archiving in flight, bounded.
+    tasks: crate::tasks::Tasks,
 }
 
 impl Driver {
@@ -976,6 +979,7 @@ impl Driver {
                     None => break,
                 },
                 Some(report) = self.reports.recv() => self.on_report(report),
+                () = self.tasks.next(), if !self.tasks.is_empty() => {}
                 _ = redial.tick() => {
                     self.count_mesh();
                     self.dial_static_peers();
@@ -1047,9 +1051,7 @@ impl Driver {
                     let request =
                         filter_request(murmur_proto::filter::kind::UNSUBSCRIBE, &topic, content);
                     let (control, service) = (self.control.clone(), light.service);
-                    tokio::spawn(async move {
-                        let _ = reply.send(crate::filter::request(control, service, request).await);
-                    });
+                    self.answer(reply, crate::filter::request(control, service, request));
                     return;
                 }
                 self.swarm
@@ -1105,12 +1107,12 @@ impl Driver {
             Command::PeerExchange { peer, n, reply } => {
                 let control = self.control.clone();
                 let myself = self.myself.clone();
-                tokio::spawn(async move {
+                self.answer(reply, async move {
                     let result = crate::peer_exchange::request(control, peer, n).await;
                     if let Ok(records) = &result {
                         myself.learn(records.clone()).await;
                     }
-                    let _ = reply.send(result);
+                    result
                 });
             }
             Command::Learned(records) => {
@@ -1137,17 +1139,14 @@ impl Driver {
                 reply,
             } => {
                 let control = self.control.clone();
-                tokio::spawn(async move {
-                    let result =
-                        crate::lightpush::request(control, peer, topic, message, version).await;
-                    let _ = reply.send(result);
-                });
+                self.answer(
+                    reply,
+                    crate::lightpush::request(control, peer, topic, message, version),
+                );
             }
             Command::QueryStore { peer, query, reply } => {
                 let control = self.control.clone();
-                tokio::spawn(async move {
-                    let _ = reply.send(crate::store::request(control, peer, query).await);
-                });
+                self.answer(reply, crate::store::request(control, peer, query));
             }
             #[cfg(feature = "fault-injection")]
             Command::Panic => panic!("fault injected into the transport task"),
@@ -1208,7 +1207,7 @@ impl Driver {
 
     /// Light mode: publish through the service's lightpush.
     fn light_publish(
-        &self,
+        &mut self,
         service: PeerId,
         topic: PubsubTopic,
         mut message: WakuMessage,
@@ -1221,16 +1220,16 @@ impl Driver {
         }
         let hash = MessageHash::of(&topic, &message);
         let control = self.control.clone();
-        tokio::spawn(async move {
-            let result = crate::lightpush::request(
+        self.answer(reply, async move {
+            crate::lightpush::request(
                 control,
                 service,
                 topic,
                 message,
                 crate::lightpush::Version::V3,
             )
-            .await;
-            let _ = reply.send(result.map(|_| hash));
+            .await
+            .map(|_| hash)
         });
     }
 
@@ -1257,9 +1256,7 @@ impl Driver {
             .extend(content_topics.iter().cloned());
         let request = filter_request(murmur_proto::filter::kind::SUBSCRIBE, topic, content_topics);
         let (control, service) = (self.control.clone(), light.service);
-        tokio::spawn(async move {
-            let _ = reply.send(crate::filter::request(control, service, request).await);
-        });
+        self.answer(reply, crate::filter::request(control, service, request));
     }
 
     /// Light mode: refresh our filter subscriptions (every minute), and
@@ -1288,7 +1285,7 @@ impl Driver {
                 )
             })
             .collect();
-        tokio::spawn(async move {
+        self.run_beside("filter refresh", async move {
             let ping = murmur_proto::filter::SubscribeRequest {
                 request_id: murmur_core::RequestId::next().to_string(),
                 filter_subscribe_type: murmur_proto::filter::kind::PING,
@@ -1406,6 +1403,31 @@ impl Driver {
         }
     }
 
+    /// Answers `reply` with what `work` comes to, run beside the swarm; with
+    /// [`transport::Error::Busy`] at once when too much is in flight.
+    fn answer<T: Send + 'static>(
+        &mut self,
+        reply: Reply<T>,
+        work: impl Future<Output = Result<T, transport::Error>> + Send + 'static,
+    ) {
+        if self.tasks.is_full() {
+            tracing::warn!("too many requests in flight; one refused");
+            let _ = reply.send(Err(transport::Error::Busy));
+            return;
+        }
+        let _ = self.tasks.start(async move {
+            let _ = reply.send(work.await);
+        });
+    }
+
+    /// Runs `work` beside the swarm, or lets it go (logged) when too much is
+    /// in flight: for work nobody waits on.
+    fn run_beside(&mut self, what: &'static str, work: impl Future<Output = ()> + Send + 'static) {
+        if self.tasks.start(work).is_err() {
+            tracing::warn!(what, "too much in flight; not done");
+        }
+    }
+
     fn count_mesh(&self) {
         let relay = &self.swarm.behaviour().relay;
         let now: Meshed = relay
@@ -1496,12 +1518,13 @@ impl Driver {
                 }
                 if num_established.get() == 1 {
                     self.addresses.insert(peer_id, remote);
-                    tokio::spawn(metadata::request(
+                    let request = metadata::request(
                         self.control.clone(),
                         peer_id,
                         self.ours.clone(),
                         self.reports_tx.clone(),
-                    ));
+                    );
+                    self.run_beside("metadata request", request);
                 }
                 self.metrics.set_peers(self.swarm.connected_peers().count());
             }
@@ -1585,8 +1608,8 @@ impl Driver {
                 // node accepted survives a crash.
                 let archive = self.archive.clone();
                 let myself = self.myself.clone();
-                let id = id.clone();
-                tokio::spawn(async move {
+                let task_id = id.clone();
+                let archiving = async move {
                     let saved = match archive {
                         Some(archive) => match archive
                             .send(murmur_core::storage::SaveRaw(delivery.clone()))
@@ -1597,8 +1620,18 @@ impl Driver {
                         },
                         None => Err(()),
                     };
-                    myself.archived(id, source, delivery, saved).await;
-                });
+                    myself.archived(task_id, source, delivery, saved).await;
+                };
+                if self.tasks.start(archiving).is_err() {
+                    // More archiving in flight than the bound: let this one
+                    // go unforwarded (Ignore costs the sender nothing).
+                    self.swarm
+                        .behaviour_mut()
+                        .relay
+                        .report_message_validation_result(id, &source, MessageAcceptance::Ignore);
+                    self.metrics.inc_dropped();
+                    tracing::warn!("too many relay messages being archived; one let go");
+                }
             }
             Ok(delivery) => {
                 relay.report_message_validation_result(id, &source, MessageAcceptance::Accept);
