@@ -19,7 +19,7 @@
 //!     .await
 //!     .expect("a new account and device");
 //! let handle = crypto::Handle::from(stage);
-//! let (account, device) = handle.identity.send(Identity).await.unwrap();
+//! let (account, device) = handle.identity.send(Identity).await.unwrap().unwrap();
 //! # let _ = (account, device);
 //! # });
 //! ```
