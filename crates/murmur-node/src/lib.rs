@@ -22,6 +22,7 @@
 //! }
 //! ```
 
+mod background;
 mod builder;
 pub mod chat;
 pub mod config;

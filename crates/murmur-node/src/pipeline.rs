@@ -74,6 +74,7 @@ pub struct Pipeline {
     subscribers: Vec<Subscriber>,
     stats: Stats,
     chat: Option<Chat>,
+    background: crate::background::Background,
     fuse: supervise::Fuse,
 }
 
@@ -216,6 +217,7 @@ impl Pipeline {
             subscribers: Vec::new(),
             stats: Stats::default(),
             chat: None,
+            background: crate::background::Background::idle(),
             fuse: supervise::Fuse::default(),
         }
     }
@@ -328,6 +330,24 @@ impl Pipeline {
         }));
     }
 
+    /// Runs `work` beside the mailbox; when too much is queued already, the
+    /// mailbox waits for it instead.
+    fn background<T: 'static>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        what: &'static str,
+        work: impl std::future::Future<Output = Result<T, Error>> + 'static,
+    ) {
+        let work: crate::background::Work = Box::pin(async move {
+            if let Err(e) = work.await {
+                tracing::warn!(what, error = %e, "not done");
+            }
+        });
+        if let Err(work) = self.background.offer(work) {
+            ctx.wait(work.into_actor(self));
+        }
+    }
+
     /// After pairing: the account, and so the partition, changed. The mailbox
     /// waits until the new topic is subscribed.
     fn refresh_identity(&mut self, ctx: &mut Context<Self>) {
@@ -437,11 +457,7 @@ impl Pipeline {
                 .map(|applied, act, ctx| match applied {
                     Ok(Ok(effects)) => {
                         let apply = act.apply_effects(effects, ctx);
-                        actix::spawn(async move {
-                            if let Err(e) = apply.await {
-                                tracing::warn!(error = %e, "group keys or events not sent");
-                            }
-                        });
+                        act.background(ctx, "group keys or events", apply);
                         // Messages that came before their chain key.
                         let parked = act.chat.as_mut().map(|c| std::mem::take(&mut c.parked));
                         for delivery in parked.into_iter().flatten() {
@@ -526,7 +542,10 @@ impl Pipeline {
                     // knew it from a session only): it writes first, with
                     // the bundles its invite carried, and this goes then.
                     Err(Error::Crypto(crypto::Error::UnknownContact(_))) => {
-                        pipeline.do_send(Defer { to, plaintext });
+                        // Waits for room in the pipeline's mailbox.
+                        if pipeline.send(Defer { to, plaintext }).await.is_err() {
+                            tracing::debug!(account = %to, "pipeline gone; group message not deferred");
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(account = %to, error = %e, "group keys or events not sealed")
@@ -566,11 +585,7 @@ impl Pipeline {
             let mut effects = groups::Effects::default();
             effects.pairwise = waiting.into_iter().map(|p| (opened.sender, p)).collect();
             let apply = self.apply_effects(effects, ctx);
-            actix::spawn(async move {
-                if let Err(e) = apply.await {
-                    tracing::warn!(error = %e, "deferred group keys not sent");
-                }
-            });
+            self.background(ctx, "deferred group keys", apply);
         }
         let Some(chat) = self.chat.as_mut() else {
             return;
@@ -582,11 +597,7 @@ impl Pipeline {
                 chat.outbox.clone(),
                 ctx.address(),
             );
-            actix::spawn(async move {
-                if let Err(e) = publish.await {
-                    tracing::warn!(error = %e, "crypto stage's answer not published");
-                }
-            });
+            self.background(ctx, "the crypto stage's answer", publish);
         }
         if opened.identity_changed {
             self.refresh_identity(ctx);
@@ -622,11 +633,7 @@ impl Pipeline {
                         chat.outbox.clone(),
                         ctx.address(),
                     );
-                    actix::spawn(async move {
-                        if let Err(e) = publish.await {
-                            tracing::debug!(error = %e, "receipt not sent");
-                        }
-                    });
+                    self.background(ctx, "a receipt", publish);
                 }
                 self.deliver_chat(message);
             }
@@ -679,6 +686,7 @@ impl Actor for Pipeline {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX);
+        self.background = crate::background::Background::start(self, ctx);
         // After a restart: the outbox's timer went with the old context.
         if let Some(chat) = self.chat.as_mut() {
             chat.retrying = false;
@@ -852,17 +860,23 @@ impl Pipeline {
         // them back to us), once the network took them. That runs on its
         // own, so that a caller who stops waiting cannot leave a published
         // message out of the archive; the caller's answer waits for both.
+        let archived = async move {
+            let hash = sent.await?;
+            archive.send(storage::SaveRaw(delivery)).await??;
+            Ok(hash)
+        };
+        if !self.background.has_room() {
+            // Too much beside the mailbox: the caller's wait does it.
+            return Ok(Box::pin(archived));
+        }
         let (answer, answered) = tokio::sync::oneshot::channel();
-        actix::spawn(async move {
-            let archived = async {
-                let hash = sent.await?;
-                archive.send(storage::SaveRaw(delivery)).await??;
-                Ok(hash)
-            };
+        let work: crate::background::Work = Box::pin(async move {
             if let Err(Err(e)) = answer.send(archived.await) {
                 tracing::warn!(error = %e, "own message not archived");
             }
         });
+        // Room was just checked, on this thread.
+        let _ = self.background.offer(work);
         Ok(Box::pin(async move {
             answered.await.map_err(|_| Error::Stopped)?
         }))
