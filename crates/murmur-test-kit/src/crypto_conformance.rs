@@ -8,8 +8,8 @@ use std::future::Future;
 use bytes::Bytes;
 use murmur_core::{
     crypto::{
-        self, AccountId, AddContact, ContactCode, Error, Identity, Open, Pair, PairingCode, Seal,
-        Sealed,
+        self, AccountId, AddContact, BundleTopic, Bundles, ContactCode, Error, Identity,
+        LearnBundles, Open, OwnBundle, Pair, PairingCode, Revoke, Seal, Sealed, SignEvent, Topics,
     },
     storage,
     supervise::InjectPanic,
@@ -43,6 +43,10 @@ macro_rules! crypto_conformance_tests {
             case!(sessions_started_at_once_converge_across_a_restart);
             case!(every_contact_reaches_a_paired_device_it_was_introduced_to);
             case!(survives_a_panic_in_a_handler_with_its_sessions);
+            case!(names_its_topics_and_hands_out_bundles);
+            case!(learns_bundles_and_reaches_an_account_known_by_them);
+            case!(signs_group_events_only);
+            case!(a_revoked_device_reads_nothing_after);
         }
     };
 }
@@ -410,4 +414,199 @@ where
     let reply = seal(&bob, opened.sender, "three").await.expect("answers");
     let opened = open(&alice, &reply[0]).await.expect("opens");
     assert_eq!(opened.plaintext.as_deref(), Some(&b"three"[..]));
+}
+
+/// The stage names its partition topic and its bundle topic, hands out its
+/// own signed bundle, and the bundles it knows of an account.
+pub async fn names_its_topics_and_hands_out_bundles<F, Fut>(start: F)
+where
+    F: Fn(storage::Handle) -> Fut,
+    Fut: Future<Output = crypto::Handle>,
+{
+    let (alice, bob) = (start(storage()).await, start(storage()).await);
+    let (account, _) = identity(&alice).await;
+    let topics = alice
+        .topics
+        .send(Topics)
+        .await
+        .expect("stage alive")
+        .expect("topics");
+    assert_eq!(topics.len(), 1, "one partition topic: {topics:?}");
+    let (topic, bundle) = alice
+        .own_bundle
+        .send(OwnBundle)
+        .await
+        .expect("stage alive")
+        .expect("a bundle");
+    let named = alice
+        .bundle_topic
+        .send(BundleTopic(account))
+        .await
+        .expect("stage alive")
+        .expect("a bundle topic");
+    assert_eq!(
+        topic, named,
+        "its own bundle goes on its account's bundle topic"
+    );
+    assert_ne!(topic, topics[0]);
+    assert!(!bundle.is_empty());
+    let own = alice
+        .bundles
+        .send(Bundles(account))
+        .await
+        .expect("stage alive")
+        .expect("bundles");
+    assert_eq!(own.len(), 1, "its own device");
+    let bob_id = introduce(&alice, &bob).await;
+    let known = alice
+        .bundles
+        .send(Bundles(bob_id))
+        .await
+        .expect("stage alive")
+        .expect("bundles");
+    assert_eq!(known.len(), 1, "bob's device, from his contact code");
+    let strangers = alice
+        .bundles
+        .send(Bundles(AccountId([3; 32])))
+        .await
+        .expect("stage alive")
+        .expect("bundles");
+    assert!(strangers.is_empty());
+}
+
+/// An account known only by its bundles (as read from its bundle topic) can
+/// be written to; garbage among the bundles is passed over.
+pub async fn learns_bundles_and_reaches_an_account_known_by_them<F, Fut>(start: F)
+where
+    F: Fn(storage::Handle) -> Fut,
+    Fut: Future<Output = crypto::Handle>,
+{
+    let (alice, bob) = (start(storage()).await, start(storage()).await);
+    let (bob_id, _) = identity(&bob).await;
+    let (_, bundle) = bob
+        .own_bundle
+        .send(OwnBundle)
+        .await
+        .expect("stage alive")
+        .expect("a bundle");
+    let learned = alice
+        .learn_bundles
+        .send(LearnBundles {
+            account: bob_id,
+            bundles: vec![Bytes::from_static(b"not a bundle"), bundle.clone()],
+        })
+        .await
+        .expect("stage alive")
+        .expect("learned");
+    assert_eq!(learned, 1, "one device learned, the garbage passed over");
+    let again = alice
+        .learn_bundles
+        .send(LearnBundles {
+            account: bob_id,
+            bundles: vec![bundle],
+        })
+        .await
+        .expect("stage alive")
+        .expect("learned");
+    assert_eq!(again, 0, "a bundle known already teaches nothing");
+    let sealed = seal(&alice, bob_id, "found you").await.expect("sealed");
+    let opened = open(&bob, &sealed[0]).await.expect("opens");
+    assert_eq!(opened.plaintext.as_deref(), Some(&b"found you"[..]));
+}
+
+/// The account key signs group membership events and nothing else.
+pub async fn signs_group_events_only<F, Fut>(start: F)
+where
+    F: Fn(storage::Handle) -> Fut,
+    Fut: Future<Output = crypto::Handle>,
+{
+    let alice = start(storage()).await;
+    let refused = alice
+        .sign_event
+        .send(SignEvent(Bytes::from_static(
+            b"a bundle, a revocation, anything",
+        )))
+        .await
+        .expect("stage alive");
+    assert_eq!(refused, Err(Error::NotSignable));
+}
+
+/// After the first device revokes the second, the second reads nothing
+/// its contacts send afterwards, and a device cannot revoke itself.
+pub async fn a_revoked_device_reads_nothing_after<F, Fut>(start: F)
+where
+    F: Fn(storage::Handle) -> Fut,
+    Fut: Future<Output = crypto::Handle>,
+{
+    let (phone, laptop, friend) = (
+        start(storage()).await,
+        start(storage()).await,
+        start(storage()).await,
+    );
+    let code = phone
+        .pairing_code
+        .send(PairingCode)
+        .await
+        .expect("stage alive")
+        .expect("a pairing code");
+    let request = laptop
+        .pair
+        .send(Pair(code))
+        .await
+        .expect("stage alive")
+        .expect("a valid code");
+    let mut answers = Vec::new();
+    for o in open_mine(&phone, &request).await {
+        answers.extend(o.publish);
+    }
+    open_mine(&laptop, &answers).await;
+    let (account, laptop_device) = identity(&laptop).await;
+    let (_, phone_device) = identity(&phone).await;
+    introduce(&friend, &phone).await;
+    let hello = seal(&friend, account, "hello").await.expect("sealed");
+    for o in open_mine(&phone, &hello).await {
+        open_mine(&friend, &o.publish).await;
+    }
+    let before = seal(&friend, account, "to both").await.expect("sealed");
+    assert_eq!(
+        open_mine(&laptop, &before).await.len(),
+        1,
+        "the laptop reads"
+    );
+
+    let own = phone
+        .revoke
+        .send(Revoke(phone_device))
+        .await
+        .expect("stage alive");
+    assert!(matches!(own, Err(Error::Pairing(_))), "{own:?}");
+    let told = phone
+        .revoke
+        .send(Revoke(laptop_device))
+        .await
+        .expect("stage alive")
+        .expect("the first device revokes");
+    for envelope in &told {
+        let _ = open(&friend, envelope).await;
+    }
+    let devices = friend
+        .devices
+        .send(crypto::Devices(account))
+        .await
+        .expect("stage alive")
+        .expect("devices");
+    assert!(
+        !devices.contains(&laptop_device),
+        "the friend forgot the laptop"
+    );
+    let after = seal(&friend, account, "after").await.expect("sealed");
+    assert!(
+        open_mine(&laptop, &after).await.is_empty(),
+        "the revoked laptop reads nothing sent after"
+    );
+    assert_eq!(
+        open_mine(&phone, &after).await.len(),
+        1,
+        "the phone still reads"
+    );
 }
