@@ -29,18 +29,18 @@ pub mod config;
 pub mod crypto;
 mod error;
 pub mod groups;
+mod handle;
 pub mod keys;
 mod metrics;
 mod pipeline;
 pub mod plugin;
 
-#[cfg(feature = "fault-injection")]
-pub use builder::StageId;
-pub use builder::{
-    Builder, CryptoContext, GroupsContext, Node, StageContext, Subscription, SyncContext,
-};
+pub use builder::{Builder, CryptoContext, GroupsContext, StageContext, SyncContext};
 pub use config::Config;
 pub use error::Error;
+#[cfg(feature = "fault-injection")]
+pub use handle::StageId;
+pub use handle::{Node, Subscription};
 pub use pipeline::{Pipeline, Stats};
 
 /// Waits for Ctrl-C or SIGTERM: what `murmur node` stops on.

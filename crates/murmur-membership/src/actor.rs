@@ -1,0 +1,387 @@
+//! The actor: supervision and the stage's messages.
+
+use super::*;
+
+impl Actor for Membership {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(MAILBOX);
+        if std::mem::take(&mut self.reload) {
+            self.reload(ctx);
+        }
+    }
+}
+
+impl Supervised for Membership {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        tracing::warn!("membership stage restarting");
+        self.reload = true;
+    }
+}
+
+impl supervise::Restartable for Membership {
+    const NAME: &'static str = "membership";
+
+    fn fuse(&mut self) -> &mut supervise::Fuse {
+        &mut self.fuse
+    }
+}
+
+murmur_core::inject_panic_handler!(Membership);
+
+impl Handler<Create> for Membership {
+    type Result = supervise::Reply<Self, Result<(GroupId, Effects), Error>>;
+
+    fn handle(&mut self, msg: Create, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::atomic(self, ctx, |this, _| {
+            if msg.name.len() > murmur_groups::MAX_NAME {
+                return Box::pin(fut::ready(Err(Error::Forbidden(format!(
+                    "a group name is at most {} bytes",
+                    murmur_groups::MAX_NAME
+                )))));
+            }
+            let crypto = this.crypto.clone();
+            let max_skip = this.max_skip;
+            let sign = async move {
+                let me = crypto
+                    .identity
+                    .send(crypto::Identity)
+                    .await
+                    .map_err(state_error)??;
+                let unsigned = murmur_groups::Unsigned::create(member(me.0), &msg.name);
+                let signature = crypto
+                    .sign_event
+                    .send(crypto::SignEvent(Bytes::from(unsigned.signed_bytes())))
+                    .await
+                    .map_err(state_error)??;
+                Ok::<_, Error>((me, unsigned.sign(signature)))
+            };
+            Box::pin(sign.into_actor(this).then(move |signed, act, _| {
+                let created = signed.and_then(|(me, create)| {
+                    Group::create((member(me.0), me.1 .0), create, max_skip)
+                        .map_err(|e| Error::InvalidEvent(e.to_string()))
+                });
+                let result = created.map(|(group, _)| {
+                    let id = gid(group.id());
+                    act.insert_group(group);
+                    id
+                });
+                match result {
+                    Ok(id) => {
+                        let mut effects = Effects::default();
+                        effects.subscribe.push(group_topic(id));
+                        act.persist(id, true, (id, effects)).boxed_local()
+                    }
+                    Err(e) => fut::ready(Err(e)).boxed_local(),
+                }
+            }))
+        })
+    }
+}
+
+impl Handler<Change> for Membership {
+    type Result = supervise::Reply<Self, Result<Effects, Error>>;
+
+    fn handle(&mut self, msg: Change, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::atomic(self, ctx, |this, _| match log_action(msg.action) {
+            Ok(action) => {
+                if let murmur_groups::Action::Add(m) = &action {
+                    if let Some(r) = this.requests.get_mut(&msg.group) {
+                        r.remove(&account(*m));
+                    }
+                }
+                this.author(msg.group, action)
+            }
+            Err(e) => Box::pin(fut::ready(Err(e))),
+        })
+    }
+}
+
+impl Handler<CreateInvite> for Membership {
+    type Result = supervise::Reply<Self, Result<(String, Effects), Error>>;
+
+    fn handle(&mut self, msg: CreateInvite, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::atomic(self, ctx, |this, _| {
+            let id = msg.group;
+            let crypto = this.crypto.clone();
+            let checked = this.group(id).map(|g| g.state().clone());
+            let code = async move {
+                let state = checked?;
+                let me = crypto
+                    .identity
+                    .send(crypto::Identity)
+                    .await
+                    .map_err(state_error)??;
+                if !state
+                    .role(&member(me.0))
+                    .is_some_and(murmur_groups::Role::is_admin)
+                {
+                    return Err(Error::Forbidden("only admins make invite codes".to_owned()));
+                }
+                let bundles = crypto
+                    .bundles
+                    .send(crypto::Bundles(me.0))
+                    .await
+                    .map_err(state_error)??;
+                Ok::<_, Error>(Invite {
+                    group: id,
+                    admin: me.0,
+                    secret: msg.admit.then(rand::random::<[u8; 32]>),
+                    bundles,
+                })
+            };
+            Box::pin(
+                code.into_actor(this)
+                    .then(move |invite, act, _| match invite {
+                        Ok(invite) => {
+                            let code = invite.encode();
+                            match invite.secret {
+                                Some(secret) => act
+                                    .author(id, murmur_groups::Action::Invite(invite_hash(&secret)))
+                                    .map(move |effects, _, _| effects.map(|e| (code, e)))
+                                    .boxed_local(),
+                                None => fut::ready(Ok((code, Effects::default()))).boxed_local(),
+                            }
+                        }
+                        Err(e) => fut::ready(Err(e)).boxed_local(),
+                    }),
+            )
+        })
+    }
+}
+
+impl Handler<Join> for Membership {
+    type Result = Result<(GroupId, Effects), Error>;
+
+    fn handle(&mut self, Join(code): Join, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |_, _| {
+            let invite = Invite::decode(&code)?;
+            let mut effects = Effects::default();
+            effects.learn.push((invite.admin, invite.bundles));
+            let request = Content {
+                id: rand::random::<[u8; 16]>().to_vec(),
+                sent_at: now_millis(),
+                group: Some(GroupControl {
+                    group: invite.group.0.to_vec(),
+                    join: Some(JoinRequest {
+                        secret: invite.secret.map(|s| s.to_vec()),
+                    }),
+                    ..GroupControl::default()
+                }),
+                ..Content::default()
+            };
+            effects
+                .pairwise
+                .push((invite.admin, Bytes::from(request.encode_to_vec())));
+            Ok((invite.group, effects))
+        })?
+    }
+}
+
+impl Handler<Requests> for Membership {
+    type Result = Result<Vec<AccountId>, Error>;
+
+    fn handle(&mut self, Requests(id): Requests, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            this.requests
+                .get(&id)
+                .map(|r| r.iter().copied().collect())
+                .unwrap_or_default()
+        })
+        .map_err(Error::from)
+    }
+}
+
+impl Handler<Control> for Membership {
+    type Result = supervise::Reply<Self, Result<Effects, Error>>;
+
+    fn handle(&mut self, msg: Control, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::atomic(self, ctx, |this, _| {
+            let identity = this.crypto.identity.clone();
+            Box::pin(
+                async move {
+                    Ok::<_, Error>(
+                        identity
+                            .send(crypto::Identity)
+                            .await
+                            .map_err(state_error)??,
+                    )
+                }
+                .into_actor(this)
+                .then(move |me, act, _| {
+                    match me.and_then(|me| act.apply_control(&msg, me)) {
+                        Ok((id, effects)) => act.persist(id, true, effects).boxed_local(),
+                        Err(e) => fut::ready(Err(e)).boxed_local(),
+                    }
+                }),
+            )
+        })
+    }
+}
+
+impl Handler<Post> for Membership {
+    type Result = supervise::Reply<Self, Result<Sealed, Error>>;
+
+    fn handle(&mut self, msg: Post, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::atomic(self, ctx, |this, _| {
+            // Padded here, to this stage's size buckets. Only what is exactly
+            // a chat content (it reads back to the same bytes) is padded:
+            // other bytes go as they are.
+            let content = Content::decode(msg.plaintext.as_ref())
+                .ok()
+                .filter(|c| c.encode_to_vec() == msg.plaintext.as_ref());
+            let channel = content.as_ref().and_then(|c| c.channel.clone());
+            let plaintext = content.map_or_else(|| msg.plaintext.to_vec(), pad);
+            let sealed = this.group(msg.group).and_then(|group| {
+                if let Some(channel) = &channel {
+                    if !group.state().channels.contains(channel) {
+                        return Err(Error::Forbidden(format!("no channel #{channel}")));
+                    }
+                }
+                group
+                    .seal(&plaintext)
+                    .map_err(|_| Error::NotMember(msg.group))
+            });
+            match sealed {
+                Ok(payload) => {
+                    this.metrics.posted.inc();
+                    let sealed = Sealed::new(group_topic(msg.group), Bytes::from(payload));
+                    Box::pin(this.persist(msg.group, false, sealed))
+                }
+                Err(e) => Box::pin(fut::ready(Err(e))),
+            }
+        })
+    }
+}
+
+impl Handler<Open> for Membership {
+    type Result = supervise::Reply<Self, Result<Opened, Error>>;
+
+    fn handle(&mut self, Open(delivery): Open, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::atomic(self, ctx, |this, _| {
+            let opened = this
+                .topics
+                .get(&delivery.message.content_topic)
+                .copied()
+                // A group this device is not in (yet): the pipeline keeps it a
+                // while, in case the invite is on its way.
+                .ok_or(Error::UnknownChain)
+                .and_then(|id| {
+                    let group = this.group(id)?;
+                    let opened = group.open(&delivery.message.payload).map_err(|e| match e {
+                        OpenError::UnknownChain => Error::UnknownChain,
+                        OpenError::NotMember => Error::NotMember(id),
+                        OpenError::Chain(murmur_crypto::group::GroupError::Replay(_)) => Error::Replay,
+                        other => Error::Malformed(other.to_string()),
+                    })?;
+                    let state = group.state();
+                    let role = state.role(&opened.sender).map_or(Role::Member, role_of);
+                    // What the log deleted stays deleted, whenever a copy comes;
+                    // a channel that was never opened has no messages.
+                    if let Ok(c) = Content::decode(opened.plaintext.as_slice()) {
+                        if <[u8; 16]>::try_from(c.id.as_slice()).is_ok_and(|m| state.deleted.contains(&m)) {
+                            return Err(Error::Deleted);
+                        }
+                        if c.channel.is_some_and(|ch| !state.channels.contains(&ch)) {
+                            return Err(Error::Malformed("a channel that is not open".to_owned()));
+                        }
+                    }
+                    Ok(Opened::new(
+                        id,
+                        account(opened.sender),
+                        DeviceId(opened.device),
+                        role,
+                        Bytes::from(opened.plaintext),
+                    ))
+                });
+            match opened {
+                Ok(opened) => {
+                    this.metrics.opened.inc();
+                    Box::pin(this.persist(opened.group, false, opened))
+                }
+                Err(e) => {
+                    this.metrics.refuse(match e {
+                        Error::UnknownChain => "unknown_chain",
+                        Error::Replay => "replay",
+                        Error::Deleted => "deleted",
+                        Error::NotMember(_) => "not_member",
+                        _ => "malformed",
+                    });
+                    Box::pin(fut::ready(Err(e)))
+                }
+            }
+        })
+    }
+}
+
+impl Handler<Info> for Membership {
+    type Result = supervise::Reply<Self, Result<Summary, Error>>;
+
+    fn handle(&mut self, Info(id): Info, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::act_future(self, ctx, |this, _| {
+            let identity = this.crypto.identity.clone();
+            Box::pin(
+                async move {
+                    Ok::<_, Error>(
+                        identity
+                            .send(crypto::Identity)
+                            .await
+                            .map_err(state_error)??,
+                    )
+                }
+                .into_actor(this)
+                .map(move |me, act, _| {
+                    let me = me?;
+                    let group = act.groups.get(&id).ok_or(Error::UnknownGroup(id))?;
+                    Ok(act.summary(id, group, me.0))
+                }),
+            )
+        })
+    }
+}
+
+impl Handler<List> for Membership {
+    type Result = supervise::Reply<Self, Result<Vec<Summary>, Error>>;
+
+    fn handle(&mut self, _: List, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::act_future(self, ctx, |this, _| {
+            let identity = this.crypto.identity.clone();
+            Box::pin(
+                async move {
+                    Ok::<_, Error>(
+                        identity
+                            .send(crypto::Identity)
+                            .await
+                            .map_err(state_error)??,
+                    )
+                }
+                .into_actor(this)
+                .map(move |me, act, _| {
+                    let me = me?;
+                    Ok(act
+                        .groups
+                        .iter()
+                        .filter(|(_, g)| g.log().events().next().is_some())
+                        .map(|(id, g)| act.summary(*id, g, me.0))
+                        .collect())
+                }),
+            )
+        })
+    }
+}
+
+impl Handler<Topics> for Membership {
+    type Result = Result<Vec<ContentTopic>, Error>;
+
+    fn handle(&mut self, _: Topics, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            this.groups
+                .iter()
+                .filter(|(_, g)| g.is_member())
+                .map(|(id, _)| group_topic(*id))
+                .collect()
+        })
+        .map_err(Error::from)
+    }
+}

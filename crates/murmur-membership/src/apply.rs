@@ -1,0 +1,320 @@
+//! Changes to a group: this account's own (signed through the crypto
+//! stage), and those members send in pairwise sessions (events, chain keys,
+//! join requests).
+
+use super::*;
+
+/// What the author of a change must gather before applying it.
+pub(crate) struct Prepared {
+    pub(crate) me: (AccountId, DeviceId),
+    pub(crate) event: murmur_groups::Event,
+    /// Bundles of every account involved: the members and the joiner.
+    pub(crate) bundles: BTreeMap<AccountId, Vec<Bytes>>,
+}
+
+impl Membership {
+    /// Signs `action` with the account key (through the crypto stage),
+    /// applies it, persists the group, and answers who must hear of it.
+    pub(crate) fn author(
+        &mut self,
+        id: GroupId,
+        action: murmur_groups::Action,
+    ) -> std::pin::Pin<Box<dyn ActorFuture<Self, Output = Result<Effects, Error>>>> {
+        let metrics = self.metrics.clone();
+        let prepared = self.group(id).and_then(|group| {
+            let mut involved: BTreeSet<AccountId> =
+                group.state().members.keys().map(|m| account(*m)).collect();
+            if let murmur_groups::Action::Add(m) = &action {
+                involved.insert(account(*m));
+            }
+            let why = refusal(&action);
+            let unsigned = group.prepare(action);
+            // Refused before it is signed: a refused event in our own log
+            // would be cited by our next events, which others could then
+            // never place.
+            if !group.allows(&unsigned) {
+                metrics.refuse("unauthorized");
+                return Err(Error::Forbidden(why.to_owned()));
+            }
+            Ok((unsigned, involved))
+        });
+        let crypto = self.crypto.clone();
+        let gather = async move {
+            let (unsigned, involved) = prepared?;
+            let me = crypto
+                .identity
+                .send(crypto::Identity)
+                .await
+                .map_err(state_error)??;
+            if unsigned.author() != member(me.0) {
+                return Err(Error::State(
+                    "the account changed since the group was joined".to_owned(),
+                ));
+            }
+            let signature = crypto
+                .sign_event
+                .send(crypto::SignEvent(Bytes::from(unsigned.signed_bytes())))
+                .await
+                .map_err(state_error)??;
+            let mut bundles = BTreeMap::new();
+            for a in involved {
+                let b = crypto
+                    .bundles
+                    .send(crypto::Bundles(a))
+                    .await
+                    .map_err(state_error)??;
+                bundles.insert(a, b);
+            }
+            Ok::<_, Error>(Prepared {
+                me,
+                event: unsigned.sign(signature),
+                bundles,
+            })
+        };
+        Box::pin(gather.into_actor(self).then(move |prepared, act, _| {
+            match prepared.and_then(|p| act.apply_own(id, &p)) {
+                Ok(effects) => act.persist(id, true, effects).boxed_local(),
+                Err(e) => fut::ready(Err(e)).boxed_local(),
+            }
+        }))
+    }
+}
+
+impl Membership {
+    /// Applies this account's own signed event and answers who must hear of
+    /// it: every member after it, and whoever it removed; a joiner gets
+    /// the whole log and every member's bundles, the others the joiner's.
+    pub(crate) fn apply_own(&mut self, id: GroupId, p: &Prepared) -> Result<Effects, Error> {
+        let group = self.group(id)?;
+        let before: BTreeSet<AccountId> =
+            group.state().members.keys().map(|m| account(*m)).collect();
+        let state_before = group.state().clone();
+        let (_, effects) = group
+            .insert(p.event.clone())
+            .map_err(|e| Error::InvalidEvent(e.to_string()))?;
+        let state = group.state();
+        if state.rejected.len() > state_before.rejected.len() {
+            // Signed and logged, but it changes nothing: say why, and tell
+            // no one (a rejected event of ours is harmless in others' logs).
+            let why = refusal(&p.event.action);
+            self.metrics.refuse("unauthorized");
+            return Err(Error::Forbidden(why.to_owned()));
+        }
+        let after: BTreeSet<AccountId> = state.members.keys().map(|m| account(*m)).collect();
+        let chain = group.chain_key().map(|k| k.to_bytes().to_vec());
+        let log: Vec<Vec<u8>> = group.log().events().map(|e| e.to_bytes()).collect();
+        let me = p.me.0;
+        let bundles_of = |accounts: &mut dyn Iterator<Item = &AccountId>| -> Vec<AccountBundles> {
+            accounts
+                .filter_map(|a| {
+                    p.bundles.get(a).map(|b| AccountBundles {
+                        account: a.0.to_vec(),
+                        bundles: b.iter().map(|x| x.to_vec()).collect(),
+                    })
+                })
+                .collect()
+        };
+        let joiners: BTreeSet<AccountId> = effects.added.iter().map(|m| account(*m)).collect();
+        let mut out = Effects::default();
+        out.notices = notices(id, &state_before, state);
+        for to in before.union(&after).filter(|a| **a != me) {
+            let gets_chain = effects.chain_to.contains(&member(*to));
+            let chain = gets_chain.then(|| chain.clone()).flatten();
+            let message = if joiners.contains(to) {
+                let others: Vec<&AccountId> = after.iter().filter(|a| *a != to).collect();
+                control_message(id, log.clone(), chain, bundles_of(&mut others.into_iter()))
+            } else {
+                control_message(
+                    id,
+                    vec![p.event.to_bytes()],
+                    chain,
+                    bundles_of(&mut joiners.iter()),
+                )
+            };
+            out.pairwise.push((*to, message));
+        }
+        if !joiners.is_empty() {
+            out.learn = joiners
+                .iter()
+                .filter_map(|a| p.bundles.get(a).map(|b| (*a, b.clone())))
+                .collect();
+        }
+        Ok(out)
+    }
+
+    /// Applies what another device sent about a group.
+    pub(crate) fn apply_control(
+        &mut self,
+        msg: &Control,
+        me: (AccountId, DeviceId),
+    ) -> Result<(GroupId, Effects), Error> {
+        let c =
+            Content::decode(msg.message.as_ref()).map_err(|e| Error::Malformed(e.to_string()))?;
+        let control = c
+            .group
+            .ok_or_else(|| Error::Malformed("no group control".to_owned()))?;
+        let id = GroupId(
+            control
+                .group
+                .as_slice()
+                .try_into()
+                .map_err(|_| Error::Malformed("a group id is 32 bytes".to_owned()))?,
+        );
+        if let Some(join) = &control.join {
+            return self
+                .on_join_request(id, msg.from, me.0, join)
+                .map(|e| (id, e));
+        }
+        let max_skip = self.max_skip;
+        let mut learn = Vec::new();
+        for b in &control.bundles {
+            if let Ok(a) = <[u8; 32]>::try_from(b.account.as_slice()) {
+                learn.push((
+                    AccountId(a),
+                    b.bundles.iter().cloned().map(Bytes::from).collect(),
+                ));
+            }
+        }
+        let metrics = self.metrics.clone();
+        let new = !self.groups.contains_key(&id);
+        if new && self.shells() >= MAX_SHELLS {
+            metrics.refuse("not_member");
+            return Err(Error::NotMember(id));
+        }
+        let group = self.groups.entry(id).or_insert_with(|| {
+            Group::join(
+                (member(me.0), me.1 .0),
+                murmur_groups::EventId(id.0),
+                max_skip,
+            )
+        });
+        let was_member = group.is_member();
+        let state_before = group.state().clone();
+        let mut chain_to = BTreeSet::new();
+        for bytes in &control.events {
+            let event = match murmur_groups::Event::from_bytes(bytes) {
+                Ok(e) => e,
+                Err(_) => {
+                    metrics.refuse("malformed");
+                    continue;
+                }
+            };
+            match group.insert(event) {
+                Ok((_, effects)) => {
+                    if effects.removed {
+                        tracing::info!(group = %id, "this account left or was removed from a group");
+                    }
+                    if effects.rotated {
+                        chain_to.clone_from(&effects.chain_to);
+                    } else {
+                        chain_to.extend(effects.chain_to);
+                    }
+                }
+                // A copy, or a member re-sending the log: nothing new.
+                Err(murmur_groups::InsertError::Duplicate) => {}
+                Err(e) => {
+                    metrics.refuse("invalid_event");
+                    tracing::debug!(group = %id, error = %e, "membership event refused");
+                }
+            }
+        }
+        if let Some(key) = &control.chain {
+            match group.receive_chain((member(msg.from), msg.device.0), key) {
+                Ok(()) => {}
+                Err(murmur_groups::ChainError::NotMember) => metrics.refuse("not_member"),
+                Err(_) => metrics.refuse("malformed"),
+            }
+        }
+        let is_member = group.is_member();
+        let chain = group.chain_key().map(|k| k.to_bytes().to_vec());
+        self.insert_topic(id);
+        let mut effects = Effects::default();
+        effects.learn = learn;
+        if let Some(group) = self.groups.get(&id) {
+            effects.notices = notices(id, &state_before, group.state());
+        }
+        // A key can come before the invite: the group was known (empty,
+        // holding the key) before this device became a member.
+        if is_member && !was_member {
+            effects.subscribe.push(group_topic(id));
+        }
+        for m in chain_to {
+            if account(m) != me.0 {
+                effects.pairwise.push((
+                    account(m),
+                    control_message(id, Vec::new(), chain.clone(), Vec::new()),
+                ));
+            }
+        }
+        Ok((id, effects))
+    }
+
+    /// A request to join, on an admin's device: admitted with a valid
+    /// invite secret or in an open group, kept for approval in a group that
+    /// asks for it, refused otherwise. Nothing is applied here: an admitted
+    /// account is added by the pipeline through [`Change`].
+    pub(crate) fn on_join_request(
+        &mut self,
+        id: GroupId,
+        from: AccountId,
+        me: AccountId,
+        join: &JoinRequest,
+    ) -> Result<Effects, Error> {
+        let state = self.group(id)?.state();
+        if !state
+            .role(&member(me))
+            .is_some_and(murmur_groups::Role::is_admin)
+        {
+            return Err(Error::Forbidden("join requests go to admins".to_owned()));
+        }
+        let mut effects = Effects::default();
+        if state.members.contains_key(&member(from)) {
+            return Ok(effects);
+        }
+        if state.banned.contains(&member(from)) {
+            self.metrics.refuse("unauthorized");
+            return Err(Error::Forbidden(format!("{from} is banned")));
+        }
+        let invited = join
+            .secret
+            .as_deref()
+            .and_then(|s| <[u8; 32]>::try_from(s).ok())
+            .is_some_and(|s| state.invites.contains(&invite_hash(&s)));
+        match state.join_mode {
+            _ if invited => effects.admit.push((id, from)),
+            murmur_groups::JoinMode::Open => effects.admit.push((id, from)),
+            murmur_groups::JoinMode::Approval => {
+                let waiting = self.requests.entry(id).or_default();
+                if waiting.len() >= MAX_REQUESTS {
+                    self.metrics.refuse("unauthorized");
+                    return Err(Error::Forbidden("too many join requests wait".to_owned()));
+                }
+                if waiting.insert(from) {
+                    effects.notices.push(Notice::Requested {
+                        group: id,
+                        account: from,
+                    });
+                }
+            }
+            murmur_groups::JoinMode::Invite => {
+                self.metrics.refuse("unauthorized");
+                return Err(Error::Forbidden(
+                    "this group admits by invite code only".to_owned(),
+                ));
+            }
+        }
+        Ok(effects)
+    }
+
+    /// Groups known only from keys that came before their events.
+    pub(crate) fn shells(&self) -> usize {
+        self.groups
+            .values()
+            .filter(|g| g.log().events().next().is_none())
+            .count()
+    }
+
+    pub(crate) fn insert_topic(&mut self, id: GroupId) {
+        self.topics.insert(group_topic(id).as_str().to_owned(), id);
+    }
+}

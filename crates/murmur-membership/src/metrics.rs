@@ -1,0 +1,45 @@
+//! The membership stage's counters.
+
+use super::*;
+
+/// The membership stage's counters.
+#[derive(Clone, Default, Debug)]
+pub struct Metrics {
+    pub(crate) posted: Counter,
+    pub(crate) opened: Counter,
+    pub(crate) refused: Family<Reason, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct Reason {
+    pub(crate) reason: &'static str,
+}
+
+impl Metrics {
+    /// Registers the counters.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register("posted", "Group messages sealed", self.posted.clone());
+        registry.register("opened", "Group messages opened", self.opened.clone());
+        registry.register(
+            "refused",
+            "Group messages, events and keys refused, by reason",
+            self.refused.clone(),
+        );
+    }
+
+    /// How many messages, events or keys were refused for `reason`
+    /// (`unknown_chain`, `replay`, `malformed`, `not_member`,
+    /// `invalid_event`, `unauthorized`).
+    pub fn refused(&self, reason: &'static str) -> u64 {
+        self.refused.get_or_create(&Reason { reason }).get()
+    }
+
+    /// How many group messages were opened.
+    pub fn opened(&self) -> u64 {
+        self.opened.get()
+    }
+
+    pub(crate) fn refuse(&self, reason: &'static str) {
+        self.refused.get_or_create(&Reason { reason }).inc();
+    }
+}

@@ -1,0 +1,313 @@
+//! The handle an application holds: a running node's stages behind one
+//! cheap, cloneable value.
+
+use std::{sync::Arc, time::Duration};
+
+use actix::prelude::*;
+use bytes::Bytes;
+use murmur_core::{
+    hook::Outgoing,
+    storage,
+    transport::{self, Dial, GetStatus, QueryStore, Status, Subscribe},
+    ContentTopic, Delivery, MessageHash, PubsubTopic, Sharding, WakuMessage,
+};
+use tokio::sync::mpsc;
+
+use crate::{
+    builder::{APP_STATE, SUBSCRIBER_QUEUE},
+    chat::{
+        AccountId, Body, Conversation, DeliveryState, DeviceId, Group, GroupId, Inbox, Notices,
+        Sent, Summary,
+    },
+    pipeline::{
+        AddInbox, AddNotices, AddSubscriber, ApplyEffects, ChatOutbound, GetStats,
+        PublishEnvelopes, SendChat,
+    },
+    Error, Pipeline, Stats,
+};
+
+mod chat;
+
+/// A running node: what an application, a bot or a test holds. Clones are
+/// cheap and share the node.
+#[derive(Clone)]
+pub struct Node {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) pipeline: Addr<Pipeline>,
+    pub(crate) transport: transport::Handle,
+    pub(crate) sharding: Sharding,
+    pub(crate) status: Status,
+    pub(crate) metrics: murmur_transport::Metrics,
+    pub(crate) metrics_addr: Option<std::net::SocketAddr>,
+    pub(crate) crypto_metrics: crate::crypto::Metrics,
+    pub(crate) group_metrics: crate::groups::Metrics,
+    pub(crate) chat: Option<murmur_core::crypto::Handle>,
+    pub(crate) groups: Option<murmur_core::groups::Handle>,
+    pub(crate) storage: storage::Handle,
+    pub(crate) sync: murmur_core::sync::Handle,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("peer_id", &self.peer_id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A stage of a running node, to inject a fault into (tests of supervision).
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageId {
+    /// The pipeline.
+    Pipeline,
+    /// The transport stage.
+    Transport,
+    /// The crypto stage.
+    Crypto,
+    /// The membership stage.
+    Membership,
+    /// The persistence stage.
+    Storage,
+    /// The store-sync stage.
+    Sync,
+}
+
+impl Node {
+    /// Makes `stage` panic in its next handler, as a defect there would:
+    /// the stage answers that request with a `Restarted` error and is
+    /// restarted by its supervisor (tests of supervision).
+    #[cfg(feature = "fault-injection")]
+    pub async fn inject_panic(&self, stage: StageId) -> Result<(), Error> {
+        use murmur_core::supervise::InjectPanic;
+        let inner = &self.inner;
+        match stage {
+            StageId::Pipeline => inner.pipeline.send(InjectPanic).await?,
+            StageId::Transport => inner.transport.inject_panic.send(InjectPanic).await?,
+            StageId::Crypto => {
+                let crypto = inner.chat.as_ref().ok_or(Error::ChatDisabled)?;
+                crypto.inject_panic.send(InjectPanic).await?;
+            }
+            StageId::Membership => {
+                let groups = inner.groups.as_ref().ok_or(Error::ChatDisabled)?;
+                groups.inject_panic.send(InjectPanic).await?;
+            }
+            StageId::Storage => inner.storage.inject_panic.send(InjectPanic).await?,
+            StageId::Sync => inner.sync.inject_panic.send(InjectPanic).await?,
+        }
+        Ok(())
+    }
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> String {
+        self.inner
+            .status
+            .peer_id
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    }
+
+    /// The node's discovery record (`enr:…`), for other nodes' bootstrap lists.
+    pub fn enr(&self) -> Option<&str> {
+        self.inner.status.enr.as_deref()
+    }
+
+    /// Where the node listens, each address ending in `/p2p/<peer id>`.
+    pub fn listen_addrs(&self) -> &[String] {
+        &self.inner.status.listen_addrs
+    }
+
+    /// The pubsub topic a content topic travels on (autosharding).
+    pub fn pubsub_topic(&self, topic: &ContentTopic) -> PubsubTopic {
+        self.inner.sharding.pubsub_topic(topic)
+    }
+
+    /// Publishes `payload` on `topic`, stamped with the current time.
+    pub async fn send(
+        &self,
+        topic: &ContentTopic,
+        payload: impl Into<Bytes>,
+    ) -> Result<MessageHash, Error> {
+        let message =
+            WakuMessage::new(topic.as_str(), payload).with_timestamp(murmur_core::now_nanos());
+        self.publish(self.pubsub_topic(topic), message).await
+    }
+
+    /// Publishes a message as given on `pubsub_topic`, through the outbound hooks.
+    ///
+    /// Dropping the future before it answers may or may not stop the
+    /// message (it may already be on the network); one that is published is
+    /// also archived on an archiving node, whether or not anyone still waits.
+    pub async fn publish(
+        &self,
+        pubsub_topic: PubsubTopic,
+        message: WakuMessage,
+    ) -> Result<MessageHash, Error> {
+        crate::pipeline::publish(&self.inner.pipeline, Outgoing::new(pubsub_topic, message)).await
+    }
+
+    /// Receives the messages on these content topics (subscribing their shards
+    /// if this node does not serve them already).
+    pub async fn subscribe<'a>(
+        &self,
+        topics: impl IntoIterator<Item = &'a ContentTopic>,
+    ) -> Result<Subscription, Error> {
+        let topics: Vec<&ContentTopic> = topics.into_iter().collect();
+        let names = topics.iter().map(|t| t.as_str().to_owned()).collect();
+        self.subscribe_shards(topics.iter().copied()).await?;
+        let rx = self
+            .inner
+            .pipeline
+            .send(AddSubscriber {
+                topics: Some(names),
+                capacity: SUBSCRIBER_QUEUE,
+            })
+            .await?;
+        Ok(Subscription { rx })
+    }
+
+    /// Content topics grouped by the shard (pubsub topic) they travel on.
+    pub(crate) fn by_shard<'a>(
+        &self,
+        topics: impl IntoIterator<Item = &'a ContentTopic>,
+    ) -> std::collections::BTreeMap<PubsubTopic, Vec<String>> {
+        let mut shards: std::collections::BTreeMap<PubsubTopic, Vec<String>> = Default::default();
+        for topic in topics {
+            shards
+                .entry(self.pubsub_topic(topic))
+                .or_default()
+                .push(topic.as_str().to_owned());
+        }
+        shards
+    }
+
+    /// Subscribes the transport to the shards of these content topics.
+    pub(crate) async fn subscribe_shards<'a>(
+        &self,
+        topics: impl IntoIterator<Item = &'a ContentTopic>,
+    ) -> Result<(), Error> {
+        for (shard, content_topics) in self.by_shard(topics) {
+            self.inner
+                .transport
+                .subscribe
+                .send(Subscribe::new(shard).with_content_topics(content_topics))
+                .await??;
+        }
+        Ok(())
+    }
+
+    /// Receives every message on every subscribed pubsub topic.
+    pub async fn subscribe_all(&self) -> Result<Subscription, Error> {
+        let rx = self
+            .inner
+            .pipeline
+            .send(AddSubscriber {
+                topics: None,
+                capacity: SUBSCRIBER_QUEUE,
+            })
+            .await?;
+        Ok(Subscription { rx })
+    }
+
+    /// Connects to a peer.
+    pub async fn dial(&self, address: &str) -> Result<transport::PeerId, Error> {
+        Ok(self
+            .inner
+            .transport
+            .dial
+            .send(Dial(address.to_owned()))
+            .await??)
+    }
+
+    /// Takes the node off the network: connections and listeners close, and
+    /// it relays and receives nothing more. Its data stays in its folder;
+    /// a node started again on that folder (and key) is the same node, and
+    /// [`Node::catch_up`] fetches what it missed.
+    pub async fn go_offline(&self) -> Result<(), Error> {
+        Ok(self.inner.transport.stop.send(transport::Stop).await?)
+    }
+
+    /// The transport's view of the network.
+    pub async fn status(&self) -> Result<Status, Error> {
+        Ok(self.inner.transport.status.send(GetStatus).await?)
+    }
+
+    /// Asks the store node at `peer` (an address ending in `/p2p/<peer id>`)
+    /// for one page of `query`.
+    pub async fn query_store(
+        &self,
+        peer: &str,
+        query: murmur_core::store::Query,
+    ) -> Result<murmur_core::store::Page, Error> {
+        Ok(self
+            .inner
+            .transport
+            .query_store
+            .send(QueryStore::new(peer, query))
+            .await??)
+    }
+
+    /// The pipeline's counters.
+    pub async fn stats(&self) -> Result<Stats, Error> {
+        Ok(self.inner.pipeline.send(GetStats).await?)
+    }
+
+    /// The transport's metrics (when it is the libp2p transport).
+    pub fn transport_metrics(&self) -> &murmur_transport::Metrics {
+        &self.inner.metrics
+    }
+
+    /// Where `/metrics` is served, if enabled.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.inner.metrics_addr
+    }
+
+    /// Waits until at least `n` peers receive what this node publishes on `topic`.
+    pub async fn wait_for_peers(
+        &self,
+        topic: &PubsubTopic,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let status = self.status().await?;
+            if status
+                .topics
+                .iter()
+                .any(|(t, count)| t == topic && *count >= n)
+            {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Send(transport::Error::NoPeers(topic.clone())));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A queue of deliveries for one subscriber.
+#[derive(Debug)]
+pub struct Subscription {
+    rx: mpsc::Receiver<Delivery>,
+}
+
+impl Subscription {
+    /// The next delivery; `None` once the node is gone.
+    pub async fn recv(&mut self) -> Option<Delivery> {
+        self.rx.recv().await
+    }
+
+    /// The next delivery, waiting at most `timeout`.
+    pub async fn recv_timeout(&mut self, timeout: Duration) -> Option<Delivery> {
+        tokio::time::timeout(timeout, self.rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+}

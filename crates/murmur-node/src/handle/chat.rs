@@ -1,0 +1,357 @@
+//! The chat side of the handle: accounts, devices, contacts,
+//! conversations, groups and communities, inboxes and catching up.
+
+use super::*;
+
+impl Node {
+    pub(crate) fn chat(&self) -> Result<&murmur_core::crypto::Handle, Error> {
+        self.inner.chat.as_ref().ok_or(Error::ChatDisabled)
+    }
+    /// This node's chat account and device (the account changes once, when
+    /// a new device is paired).
+    pub async fn chat_identity(&self) -> Result<(AccountId, DeviceId), Error> {
+        Ok(self
+            .chat()?
+            .identity
+            .send(murmur_core::crypto::Identity)
+            .await??)
+    }
+    /// A one-time code, valid ten minutes, that lets a new device join this
+    /// account (`Node::pair` on the new device). Only the account's first
+    /// device can issue one.
+    pub async fn pairing_code(&self) -> Result<String, Error> {
+        Ok(self
+            .chat()?
+            .pairing_code
+            .send(murmur_core::crypto::PairingCode)
+            .await??)
+    }
+    /// Joins the account that issued `code`: sends the request and returns;
+    /// the device takes the account's identity when the answer arrives
+    /// (watch [`Node::chat_identity`]). Contacts learn the new device from
+    /// the first one.
+    pub async fn pair(&self, code: &str) -> Result<(), Error> {
+        let sealed = self
+            .chat()?
+            .pair
+            .send(murmur_core::crypto::Pair(code.to_owned()))
+            .await??;
+        self.inner.pipeline.send(PublishEnvelopes(sealed)).await??;
+        Ok(())
+    }
+    /// Revokes one of this account's devices (a lost phone): contacts and
+    /// the other devices stop sealing for it and refuse what it sends.
+    pub async fn revoke(&self, device: DeviceId) -> Result<(), Error> {
+        let sealed = self
+            .chat()?
+            .revoke
+            .send(murmur_core::crypto::Revoke(device))
+            .await??;
+        if !sealed.is_empty() {
+            self.inner.pipeline.send(PublishEnvelopes(sealed)).await??;
+        }
+        Ok(())
+    }
+    /// The devices of `account` this node knows (for its own account: the
+    /// other devices).
+    pub async fn devices(&self, account: AccountId) -> Result<Vec<DeviceId>, Error> {
+        Ok(self
+            .chat()?
+            .devices
+            .send(murmur_core::crypto::Devices(account))
+            .await??)
+    }
+    /// This device's contact code (`murmur:…`): share it, and whoever adds
+    /// it can write to this account, even while it is offline.
+    pub async fn contact_code(&self) -> Result<String, Error> {
+        Ok(self
+            .chat()?
+            .contact_code
+            .send(murmur_core::crypto::ContactCode)
+            .await??)
+    }
+    /// Adds a contact's device from its contact code; answers its account.
+    pub async fn add_contact(&self, code: &str) -> Result<AccountId, Error> {
+        Ok(self
+            .chat()?
+            .add_contact
+            .send(murmur_core::crypto::AddContact(code.to_owned()))
+            .await??)
+    }
+    /// A conversation with `peer`.
+    pub fn conversation(&self, peer: AccountId) -> Conversation {
+        Conversation::new(self.clone(), peer)
+    }
+    pub(crate) async fn send_chat(&self, to: AccountId, body: Body) -> Result<Sent, Error> {
+        self.inner.pipeline.send(SendChat { to, body }).await?
+    }
+    pub(crate) fn groups_stage(&self) -> Result<&murmur_core::groups::Handle, Error> {
+        self.inner.groups.as_ref().ok_or(Error::ChatDisabled)
+    }
+    /// Creates a private group with this account as its creator and first
+    /// admin (on the device that holds the account key).
+    pub async fn create_group(&self, name: &str) -> Result<Group, Error> {
+        let (id, effects) = self
+            .groups_stage()?
+            .create
+            .send(murmur_core::groups::Create {
+                name: name.to_owned(),
+            })
+            .await??;
+        self.inner.pipeline.send(ApplyEffects(effects)).await??;
+        Ok(Group::new(self.clone(), id))
+    }
+    /// Creates a community: a group with these channels, in `mode`, this
+    /// account its owner. Any admin's device carries out joins and
+    /// moderation, so the community works while the owner is offline.
+    pub async fn create_community(
+        &self,
+        name: &str,
+        channels: &[&str],
+        mode: murmur_core::groups::JoinMode,
+    ) -> Result<Group, Error> {
+        let group = self.create_group(name).await?;
+        for channel in channels {
+            group.open_channel(*channel).await?;
+        }
+        group.set_join_mode(mode).await?;
+        Ok(group)
+    }
+    /// Asks to join with an invite code or link ([`Group::invite_code`],
+    /// [`Group::link`]): the request goes to the admin who made it, whose
+    /// device adds this account (or, for a link to a group that asks for
+    /// approval, keeps the request for an admin). Answers the group, which
+    /// this device learns once it is added.
+    pub async fn join(&self, code: &str) -> Result<GroupId, Error> {
+        let (group, effects) = self
+            .groups_stage()?
+            .join
+            .send(murmur_core::groups::Join(code.to_owned()))
+            .await??;
+        self.inner.pipeline.send(ApplyEffects(effects)).await??;
+        Ok(group)
+    }
+    /// Receives what changes in this account's groups from now on: joins
+    /// and departures, deletions, pins, join requests.
+    pub async fn notices(&self) -> Result<Notices, Error> {
+        let rx = self
+            .inner
+            .pipeline
+            .send(AddNotices { capacity: 1024 })
+            .await??;
+        Ok(Notices { rx })
+    }
+    pub(crate) async fn group_invite(&self, group: GroupId, admit: bool) -> Result<String, Error> {
+        let (code, effects) = self
+            .groups_stage()?
+            .create_invite
+            .send(murmur_core::groups::CreateInvite { group, admit })
+            .await??;
+        self.inner.pipeline.send(ApplyEffects(effects)).await??;
+        Ok(code)
+    }
+    pub(crate) async fn group_requests(&self, group: GroupId) -> Result<Vec<AccountId>, Error> {
+        Ok(self
+            .groups_stage()?
+            .requests
+            .send(murmur_core::groups::Requests(group))
+            .await??)
+    }
+    /// A group this device knows (see [`Node::groups`]).
+    pub fn group(&self, id: GroupId) -> Group {
+        Group::new(self.clone(), id)
+    }
+    /// Every group this device knows, with its members, including those
+    /// this account has left.
+    pub async fn groups(&self) -> Result<Vec<Summary>, Error> {
+        Ok(self
+            .groups_stage()?
+            .list
+            .send(murmur_core::groups::List)
+            .await??)
+    }
+    pub(crate) async fn group_info(&self, id: GroupId) -> Result<Summary, Error> {
+        Ok(self
+            .groups_stage()?
+            .info
+            .send(murmur_core::groups::Info(id))
+            .await??)
+    }
+    pub(crate) async fn change_group(
+        &self,
+        group: GroupId,
+        action: murmur_core::groups::Action,
+    ) -> Result<(), Error> {
+        let effects = self
+            .groups_stage()?
+            .change
+            .send(murmur_core::groups::Change { group, action })
+            .await??;
+        // Published (or durably queued) before this returns: keys handed
+        // over before anything is sent on them.
+        self.inner.pipeline.send(ApplyEffects(effects)).await??;
+        Ok(())
+    }
+    pub(crate) async fn send_group(
+        &self,
+        group: GroupId,
+        channel: Option<&str>,
+        body: Body,
+    ) -> Result<Sent, Error> {
+        let outgoing = crate::chat::Outgoing::new(crate::chat::Target::Group(group), body);
+        let body = self.inner.pipeline.send(ChatOutbound(outgoing)).await??;
+        let id = crate::chat::random_id();
+        let sealed = self
+            .groups_stage()?
+            .post
+            .send(murmur_core::groups::Post {
+                group,
+                plaintext: crate::chat::encode_group(id, channel, &body),
+            })
+            .await??;
+        let outcome = self
+            .inner
+            .pipeline
+            .send(PublishEnvelopes(vec![sealed]))
+            .await??;
+        let state = if outcome.published > 0 {
+            DeliveryState::Published {
+                envelopes: outcome.published,
+            }
+        } else {
+            DeliveryState::Queued
+        };
+        let (_, rx) = tokio::sync::watch::channel(state);
+        Ok(Sent::new(id, rx))
+    }
+    /// Reads what the application saved under `key` with
+    /// [`Node::save_app_state`].
+    pub async fn load_app_state(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self
+            .inner
+            .storage
+            .load_state
+            .send(storage::LoadState(format!("{APP_STATE}{key}")))
+            .await??)
+    }
+    /// Keeps `value` under `key` in the node's database (`None` deletes
+    /// it), beside the node's own state but never mixed with it. Stored as
+    /// given: seal what must stay secret at rest.
+    pub async fn save_app_state(&self, key: &str, value: Option<Vec<u8>>) -> Result<(), Error> {
+        Ok(self
+            .inner
+            .storage
+            .save_state
+            .send(storage::SaveState(vec![(
+                format!("{APP_STATE}{key}"),
+                value,
+            )]))
+            .await??)
+    }
+    /// The membership stage's counters.
+    pub fn group_metrics(&self) -> &crate::groups::Metrics {
+        &self.inner.group_metrics
+    }
+    /// Receives the chat messages that arrive from now on, decrypted, with
+    /// their verified sender.
+    pub async fn inbox(&self) -> Result<Inbox, Error> {
+        let rx = self
+            .inner
+            .pipeline
+            .send(AddInbox {
+                capacity: SUBSCRIBER_QUEUE,
+            })
+            .await??;
+        Ok(Inbox { rx })
+    }
+    /// Fetches from the store node at `peer` (an address ending in
+    /// `/p2p/<peer id>`) what arrived on this account's chat topics since
+    /// `since` (nanoseconds since the Unix epoch; `None` for everything the
+    /// store keeps), and passes it through the pipeline like relay traffic:
+    /// archived by hash first, so nothing is delivered twice, then opened
+    /// and delivered to the inboxes in the store's order. Answers how many
+    /// messages the store returned.
+    pub async fn catch_up(&self, peer: &str, since: Option<i64>) -> Result<usize, Error> {
+        let crypto = self.chat()?;
+        let topics = crypto.topics.send(murmur_core::crypto::Topics).await??;
+        let mut fetched = self.catch_up_topics(peer, since, &topics).await?;
+        // Groups after the pairwise topics: the keys a group's messages
+        // need come in pairwise sessions.
+        let groups = self
+            .groups_stage()?
+            .topics
+            .send(murmur_core::groups::Topics)
+            .await??;
+        fetched += self.catch_up_topics(peer, since, &groups).await?;
+        Ok(fetched)
+    }
+    pub(crate) async fn catch_up_topics(
+        &self,
+        peer: &str,
+        since: Option<i64>,
+        topics: &[ContentTopic],
+    ) -> Result<usize, Error> {
+        let mut fetched = 0;
+        for (shard, content_topics) in self.by_shard(topics) {
+            let content_topics = content_topics
+                .iter()
+                .filter_map(|t| t.parse().ok())
+                .collect();
+            let ask = murmur_core::sync::CatchUp::new(shard, content_topics)
+                .since(since)
+                .from_store(peer);
+            fetched += self.inner.sync.catch_up.send(ask).await??;
+        }
+        Ok(fetched)
+    }
+    /// Publishes this device's bundle (signed, without one-time prekeys) on
+    /// its account's bundle topic, where store nodes keep it for contacts
+    /// ([`Node::refresh_contact`]). The node does this by itself every six
+    /// hours; answers the message hash.
+    pub async fn publish_bundle(&self) -> Result<MessageHash, Error> {
+        let (topic, bundle) = self
+            .chat()?
+            .own_bundle
+            .send(murmur_core::crypto::OwnBundle)
+            .await??;
+        let message =
+            WakuMessage::new(topic.as_str(), bundle).with_timestamp(murmur_core::now_nanos());
+        self.publish(self.pubsub_topic(&topic), message).await
+    }
+    /// Fetches the bundles `account`'s devices published from the store node
+    /// at `peer`, and keeps those newer than what this node knows (a
+    /// rotated signed prekey, a new device). Enough to write to an account
+    /// known only by its id. Answers how many bundles were kept.
+    pub async fn refresh_contact(&self, peer: &str, account: AccountId) -> Result<usize, Error> {
+        let crypto = self.chat()?;
+        let topic = crypto
+            .bundle_topic
+            .send(murmur_core::crypto::BundleTopic(account))
+            .await??;
+        let mut query = murmur_core::store::Query::content(
+            Some(self.pubsub_topic(&topic)),
+            vec![topic.as_str().to_owned()],
+        );
+        let mut bundles = Vec::new();
+        loop {
+            let page = self.query_store(peer, query.clone()).await?;
+            bundles.extend(
+                page.messages
+                    .into_iter()
+                    .filter_map(|m| m.message.map(|m| m.payload)),
+            );
+            match page.cursor {
+                Some(cursor) => query = query.with_cursor(Some(cursor)),
+                None => break,
+            }
+        }
+        Ok(crypto
+            .learn_bundles
+            .send(murmur_core::crypto::LearnBundles { account, bundles })
+            .await??)
+    }
+    /// The crypto stage's counters.
+    pub fn crypto_metrics(&self) -> &crate::crypto::Metrics {
+        &self.inner.crypto_metrics
+    }
+}

@@ -1,0 +1,596 @@
+//! The pipeline's messages: attaching stages, publishing (raw and chat),
+//! subscribers, inboxes and notices, and the outbox's retries.
+
+use super::*;
+
+/// Asks `stage`, and once more if it failed on the request and restarted:
+/// it restarted from its persisted state, where the request had not been
+/// carried out, and an arriving message must not be lost to a defect.
+pub(crate) async fn ask_again_after_restart<M>(
+    stage: Recipient<M>,
+    message: M,
+    restarted: fn(&M::Result) -> bool,
+) -> Result<M::Result, MailboxError>
+where
+    M: Message + Clone + Send + 'static,
+    M::Result: Send,
+{
+    let answer = stage.send(message.clone()).await?;
+    if restarted(&answer) {
+        tracing::warn!("a stage restarted on an arriving message; asking it again");
+        return stage.send(message).await;
+    }
+    Ok(answer)
+}
+
+/// Gives the pipeline its stages; the builder sends it once, at start.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Attach {
+    pub(crate) transport: transport::Handle,
+    pub(crate) storage: storage::Handle,
+    /// Whether arriving messages are archived.
+    pub(crate) archive: bool,
+}
+
+impl Handler<Attach> for Pipeline {
+    type Result = ();
+
+    fn handle(&mut self, attach: Attach, ctx: &mut Context<Self>) {
+        let _ = supervise::guard(self, ctx, |this, _| {
+            this.transport = Some(attach.transport);
+            this.storage = attach.archive.then_some(attach.storage);
+        });
+    }
+}
+
+impl Handler<transport::Event> for Pipeline {
+    type Result = ();
+
+    fn handle(&mut self, event: transport::Event, ctx: &mut Context<Self>) {
+        let _ = supervise::guard(self, ctx, |this, ctx| {
+            match event {
+                transport::Event::Message(delivery) => {
+                    let Some(storage) = this
+                        .storage
+                        .as_ref()
+                        .filter(|_| murmur_core::store::archivable(&delivery.message))
+                    else {
+                        this.deliver(delivery, ctx);
+                        return;
+                    };
+                    // Stored by hash before any subscriber sees it; the mailbox
+                    // waits, so deliveries keep their order.
+                    let save = storage.save_raw.send(storage::SaveRaw(delivery.clone()));
+                    ctx.wait(save.into_actor(this).map(move |saved, act, ctx| match saved {
+                        Ok(Ok(true)) => act.deliver(delivery, ctx),
+                        Ok(Ok(false)) => act.stats.duplicates += 1,
+                        Ok(Err(e)) => {
+                            tracing::warn!(hash = %delivery.hash, error = %e, "not archived; delivering anyway");
+                            act.deliver(delivery, ctx);
+                        }
+                        Err(_) => act.deliver(delivery, ctx),
+                    }));
+                }
+                // Archived by the lightpush service before it answered.
+                transport::Event::Pushed(delivery) | transport::Event::Archived(delivery) => {
+                    this.deliver(delivery, ctx);
+                }
+                transport::Event::PeerConnected { .. } => this.stats.peers += 1,
+                transport::Event::PeerDisconnected { .. } => {
+                    this.stats.peers = this.stats.peers.saturating_sub(1);
+                }
+                _ => {}
+            }
+        });
+    }
+}
+
+/// Publishes a message through the outbound hooks and the transport.
+///
+/// The handler runs the hooks and hands the message to the transport's
+/// mailbox at once, in arrival order; it answers with what is left to wait
+/// for, which the caller awaits (see [`publish`]). So its mailbox never waits
+/// on the network, and only an archiving node spawns a task per message (to
+/// archive it once published, whether or not the caller still waits).
+#[derive(Message)]
+#[rtype(result = "Result<Published, Error>")]
+pub(crate) struct Outbound(pub(crate) Outgoing);
+
+/// The rest of a publish the pipeline has handed on: the transport's answer,
+/// and, on an archiving node, the message's archiving.
+pub(crate) type Published = Pin<Box<dyn Future<Output = Result<MessageHash, Error>> + Send>>;
+
+/// Publishes through `pipeline` and waits for the transport's answer.
+pub(crate) async fn publish(
+    pipeline: &Addr<Pipeline>,
+    outgoing: Outgoing,
+) -> Result<MessageHash, Error> {
+    pipeline.send(Outbound(outgoing)).await??.await
+}
+
+impl Handler<Outbound> for Pipeline {
+    type Result = MessageResult<Outbound>;
+
+    fn handle(&mut self, Outbound(outgoing): Outbound, ctx: &mut Context<Self>) -> Self::Result {
+        let published = supervise::guard(self, ctx, |this, _| this.publish(outgoing));
+        MessageResult(published.unwrap_or_else(|p| Err(p.into())))
+    }
+}
+
+impl Pipeline {
+    pub(super) fn publish(&mut self, outgoing: Outgoing) -> Result<Published, Error> {
+        let mut outgoing = self.run_hooks(
+            outgoing,
+            "outbound",
+            |hook, o| hook.outbound(o),
+            |o, m| o.message = m,
+        )?;
+        let transport = self.transport.as_ref().ok_or(Error::Stopped)?;
+        // Stamped here, so that what is archived is what was published.
+        outgoing
+            .message
+            .timestamp
+            .get_or_insert_with(murmur_core::now_nanos);
+        let forward = |topic, message| {
+            let sent = transport.publish.send(Publish::new(topic, message));
+            async move { Ok(sent.await??) }
+        };
+        let archive = (self.storage.as_ref())
+            .filter(|_| murmur_core::store::archivable(&outgoing.message))
+            .map(|s| s.save_raw.clone());
+        let Some(archive) = archive else {
+            return Ok(Box::pin(forward(outgoing.pubsub_topic, outgoing.message)));
+        };
+        // Hashed only here: the archive keys by hash.
+        let delivery = Delivery::new(outgoing.pubsub_topic, outgoing.message);
+        let sent = forward(delivery.pubsub_topic.clone(), delivery.message.clone());
+        // Our own messages belong in our archive too (gossipsub never hands
+        // them back to us), once the network took them. That runs on its
+        // own, so that a caller who stops waiting cannot leave a published
+        // message out of the archive; the caller's answer waits for both.
+        let archived = async move {
+            let hash = sent.await?;
+            archive.send(storage::SaveRaw(delivery)).await??;
+            Ok(hash)
+        };
+        if !self.background.has_room() {
+            // Too much beside the mailbox: the caller's wait does it.
+            return Ok(Box::pin(archived));
+        }
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let work: crate::background::Work = Box::pin(async move {
+            if let Err(Err(e)) = answer.send(archived.await) {
+                tracing::warn!(error = %e, "own message not archived");
+            }
+        });
+        // Room was just checked, on this thread.
+        let _ = self.background.offer(work);
+        Ok(Box::pin(async move {
+            answered.await.map_err(|_| Error::Stopped)?
+        }))
+    }
+}
+
+/// Adds a subscriber; answers with its queue.
+#[derive(Message)]
+#[rtype(result = "mpsc::Receiver<Delivery>")]
+pub(crate) struct AddSubscriber {
+    pub(crate) topics: Option<BTreeSet<String>>,
+    pub(crate) capacity: usize,
+}
+
+impl Handler<AddSubscriber> for Pipeline {
+    type Result = supervise::Answer<<AddSubscriber as Message>::Result>;
+
+    fn handle(&mut self, msg: AddSubscriber, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            let (tx, rx) = mpsc::channel(msg.capacity.max(1));
+            this.subscribers.push(Subscriber {
+                topics: msg.topics,
+                tx,
+            });
+            rx
+        })
+        .into()
+    }
+}
+
+/// Asks for the pipeline's counters.
+#[derive(Message)]
+#[rtype(result = "Stats")]
+pub(crate) struct GetStats;
+
+impl Handler<GetStats> for Pipeline {
+    type Result = supervise::Answer<<GetStats as Message>::Result>;
+
+    fn handle(&mut self, _: GetStats, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| this.stats).into()
+    }
+}
+
+/// Seals through the crypto stage, then publishes each envelope through the
+/// outbound path; answers how many were published.
+pub(crate) async fn publish_sealed(
+    crypto: Recipient<crypto::Seal>,
+    seal: crypto::Seal,
+    sharding: Sharding,
+    outbox: Outbox,
+    pipeline: Addr<Pipeline>,
+) -> Result<Outcome, Error> {
+    let sealed = crypto.send(seal).await??;
+    publish_all(sealed, sharding, outbox, pipeline).await
+}
+
+/// Puts each envelope in the outbox (durable), then publishes it through
+/// the outbound path and marks it sent. One the network does not take now
+/// (no peers yet, the node offline) stays queued and is retried every few
+/// seconds, across restarts. A hook's drop is final.
+pub(crate) async fn publish_all(
+    sealed: Vec<crypto::Sealed>,
+    sharding: Sharding,
+    outbox: Outbox,
+    pipeline: Addr<Pipeline>,
+) -> Result<Outcome, Error> {
+    let mut outcome = Outcome::default();
+    let mut dropped = None;
+    for envelope in sealed {
+        let message = WakuMessage::new(envelope.content_topic.as_str(), envelope.payload)
+            .with_timestamp(murmur_core::now_nanos());
+        let topic = sharding.pubsub_topic(&envelope.content_topic);
+        let hash = outbox
+            .enqueue
+            .send(storage::Enqueue::new(topic.clone(), message.clone()))
+            .await??;
+        match publish(&pipeline, Outgoing::new(topic, message)).await {
+            Ok(_) => {
+                outbox.mark_sent.send(storage::MarkSent(hash)).await??;
+                outcome.published += 1;
+            }
+            Err(e @ Error::Dropped { .. }) => {
+                outbox.mark_sent.send(storage::MarkSent(hash)).await??;
+                dropped = Some(e);
+            }
+            Err(e) => {
+                tracing::debug!(%hash, error = %e, "envelope queued for a retry");
+                outcome.queued += 1;
+            }
+        }
+    }
+    match dropped {
+        Some(e) if outcome.published + outcome.queued == 0 => Err(e),
+        _ => Ok(outcome),
+    }
+}
+
+impl Pipeline {
+    /// Offers what waits in the outbox to the transport again.
+    pub(super) fn retry_outbox(&mut self, ctx: &mut Context<Self>) {
+        let (Some(chat), Some(transport)) = (self.chat.as_mut(), self.transport.as_ref()) else {
+            return;
+        };
+        if chat.retrying {
+            return;
+        }
+        chat.retrying = true;
+        let outbox = chat.outbox.clone();
+        let publish = transport.publish.clone();
+        let archive = self.storage.as_ref().map(|s| s.save_raw.clone());
+        let retry = async move {
+            let Ok(Ok(pending)) = outbox.pending.send(storage::Pending).await else {
+                return 0;
+            };
+            let mut sent = 0;
+            for d in pending {
+                match publish
+                    .send(Publish::new(d.pubsub_topic.clone(), d.message.clone()))
+                    .await
+                {
+                    Ok(Ok(_)) | Ok(Err(transport::Error::Duplicate(_))) => {
+                        let _ = outbox.mark_sent.send(storage::MarkSent(d.hash)).await;
+                        if let Some(archive) = &archive {
+                            let _ = archive.send(storage::SaveRaw(d)).await;
+                        }
+                        sent += 1;
+                    }
+                    // Still nobody to publish to: the next tick tries again.
+                    _ => break,
+                }
+            }
+            sent
+        };
+        ctx.spawn(retry.into_actor(self).map(|sent, act, _| {
+            if let Some(chat) = act.chat.as_mut() {
+                chat.retrying = false;
+            }
+            if sent > 0 {
+                tracing::info!(sent, "queued chat envelopes published");
+            }
+        }));
+    }
+}
+
+/// Publishes envelopes the crypto stage made outside a message's path
+/// (pairing, revocation), through the outbox.
+#[derive(Message)]
+#[rtype(result = "Result<Outcome, Error>")]
+pub(crate) struct PublishEnvelopes(pub(crate) Vec<crypto::Sealed>);
+
+impl Handler<PublishEnvelopes> for Pipeline {
+    type Result = ResponseFuture<Result<Outcome, Error>>;
+
+    fn handle(&mut self, msg: PublishEnvelopes, ctx: &mut Context<Self>) -> Self::Result {
+        match supervise::guard(self, ctx, |this, ctx| -> Self::Result {
+            let Some(chat) = this.chat.as_ref() else {
+                return Box::pin(async { Err(Error::ChatDisabled) });
+            };
+            Box::pin(publish_all(
+                msg.0,
+                chat.sharding,
+                chat.outbox.clone(),
+                ctx.address(),
+            ))
+        }) {
+            Ok(future) => future,
+            Err(p) => Box::pin(std::future::ready(Err(p.into()))),
+        }
+    }
+}
+
+/// Gives the pipeline the crypto stage; the builder sends it once, at start.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct AttachChat {
+    pub(crate) crypto: crypto::Handle,
+    pub(crate) outbox: storage::Handle,
+    pub(crate) sharding: Sharding,
+    pub(crate) topics: Vec<murmur_core::ContentTopic>,
+    pub(crate) me: AccountId,
+}
+
+impl Handler<AttachChat> for Pipeline {
+    type Result = ();
+
+    fn handle(&mut self, a: AttachChat, ctx: &mut Context<Self>) {
+        let _ = supervise::guard(self, ctx, |this, ctx| {
+            // What a previous run left queued goes out once there are peers.
+            ctx.run_interval(OUTBOX_RETRY, |act, ctx| act.retry_outbox(ctx));
+            this.chat = Some(Chat {
+                outbox: Outbox::from(&a.outbox),
+                retrying: false,
+                crypto: a.crypto,
+                sharding: a.sharding,
+                topics: a.topics.iter().map(|t| t.as_str().to_owned()).collect(),
+                me: a.me,
+                inboxes: Vec::new(),
+                sent: HashMap::new(),
+                sent_order: VecDeque::new(),
+                groups: None,
+                group_topics: BTreeSet::new(),
+                parked: VecDeque::new(),
+                deferred: HashMap::new(),
+                notices: Vec::new(),
+            });
+        });
+    }
+}
+
+/// Gives the pipeline the membership stage and the topics of the groups
+/// this account is in; the builder sends it once, after [`AttachChat`].
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct AttachGroups {
+    pub(crate) groups: groups::Handle,
+    pub(crate) topics: Vec<murmur_core::ContentTopic>,
+}
+
+impl Handler<AttachGroups> for Pipeline {
+    type Result = ();
+
+    fn handle(&mut self, a: AttachGroups, ctx: &mut Context<Self>) {
+        let _ = supervise::guard(self, ctx, |this, _| {
+            if let Some(chat) = this.chat.as_mut() {
+                chat.groups = Some(a.groups);
+                chat.group_topics = a.topics.iter().map(|t| t.as_str().to_owned()).collect();
+            }
+        });
+    }
+}
+
+/// Keeps a pairwise group message for an account this device has not met,
+/// until it writes.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Defer {
+    pub(crate) to: AccountId,
+    pub(crate) plaintext: bytes::Bytes,
+}
+
+/// Accounts with deferred messages, and messages per account, kept at most.
+pub(crate) const DEFERRED: usize = 1024;
+
+impl Handler<Defer> for Pipeline {
+    type Result = ();
+
+    fn handle(&mut self, msg: Defer, ctx: &mut Context<Self>) {
+        let _ = supervise::guard(self, ctx, |this, _| {
+            let Some(chat) = this.chat.as_mut() else {
+                return;
+            };
+            if chat.deferred.len() >= DEFERRED && !chat.deferred.contains_key(&msg.to) {
+                tracing::warn!(account = %msg.to, "too many accounts waited for; group message dropped");
+                return;
+            }
+            let waiting = chat.deferred.entry(msg.to).or_default();
+            if waiting.len() < DEFERRED {
+                waiting.push(msg.plaintext);
+            }
+        });
+    }
+}
+
+/// Carries out what the membership stage answered a request of this node's
+/// user: subscriptions, bundles, then pairwise messages, published through
+/// the outbox before the request returns.
+#[derive(Message)]
+#[rtype(result = "Result<Outcome, Error>")]
+pub(crate) struct ApplyEffects(pub(crate) groups::Effects);
+
+impl Handler<ApplyEffects> for Pipeline {
+    type Result = ResponseFuture<Result<Outcome, Error>>;
+
+    fn handle(
+        &mut self,
+        ApplyEffects(effects): ApplyEffects,
+        ctx: &mut Context<Self>,
+    ) -> Self::Result {
+        match supervise::guard(self, ctx, |this, ctx| -> Self::Result {
+            Box::pin(this.apply_effects(effects, ctx))
+        }) {
+            Ok(future) => future,
+            Err(p) => Box::pin(std::future::ready(Err(p.into()))),
+        }
+    }
+}
+
+/// Sends a chat message: sealed for every device, published, then tracked
+/// until the recipient's devices acknowledge it.
+#[derive(Message)]
+#[rtype(result = "Result<Sent, Error>")]
+pub(crate) struct SendChat {
+    pub(crate) to: AccountId,
+    pub(crate) body: Body,
+}
+
+impl Handler<SendChat> for Pipeline {
+    type Result = ResponseFuture<Result<Sent, Error>>;
+
+    fn handle(&mut self, msg: SendChat, ctx: &mut Context<Self>) -> Self::Result {
+        match supervise::guard(self, ctx, |this, ctx| -> Self::Result {
+            if this.chat.is_none() {
+                return Box::pin(async { Err(Error::ChatDisabled) });
+            }
+            let body = match this.run_hooks(
+                chat::Outgoing::new(chat::Target::Account(msg.to), msg.body),
+                "chat outbound",
+                |hook, o| hook.chat_outbound(o),
+                |o, body| o.body = body,
+            ) {
+                Ok(outgoing) => outgoing.body,
+                Err(e) => return Box::pin(async { Err(e) }),
+            };
+            let Some(chat) = this.chat.as_mut() else {
+                return Box::pin(async { Err(Error::ChatDisabled) });
+            };
+            let id = chat::random_id();
+            let (tx, rx) = watch::channel(DeliveryState::Queued);
+            let tx = Arc::new(tx);
+            chat.sent.insert(id, (tx.clone(), 0));
+            chat.sent_order.push_back(id);
+            if chat.sent_order.len() > TRACKED {
+                if let Some(old) = chat.sent_order.pop_front() {
+                    chat.sent.remove(&old);
+                }
+            }
+            let seal = crypto::Seal::new(msg.to, chat::encode(id, msg.to, &body));
+            let publish = publish_sealed(
+                chat.crypto.seal.clone(),
+                seal,
+                chat.sharding,
+                chat.outbox.clone(),
+                ctx.address(),
+            );
+            Box::pin(async move {
+                match publish.await {
+                    Ok(outcome) => {
+                        // A receipt may have come first; envelopes still queued
+                        // leave the state at Queued until a receipt arrives.
+                        tx.send_if_modified(|s| {
+                            let queued = *s == DeliveryState::Queued && outcome.published > 0;
+                            if queued {
+                                *s = DeliveryState::Published {
+                                    envelopes: outcome.published,
+                                };
+                            }
+                            queued
+                        });
+                        Ok(Sent::new(id, rx))
+                    }
+                    Err(e) => {
+                        tx.send_replace(DeliveryState::Failed(e.to_string()));
+                        Err(e)
+                    }
+                }
+            })
+        }) {
+            Ok(future) => future,
+            Err(p) => Box::pin(std::future::ready(Err(p.into()))),
+        }
+    }
+}
+
+/// Runs the outbound chat hooks on a message for a group; answers the body
+/// to seal.
+#[derive(Message)]
+#[rtype(result = "Result<Body, Error>")]
+pub(crate) struct ChatOutbound(pub(crate) chat::Outgoing);
+
+impl Handler<ChatOutbound> for Pipeline {
+    type Result = Result<Body, Error>;
+
+    fn handle(
+        &mut self,
+        ChatOutbound(outgoing): ChatOutbound,
+        ctx: &mut Context<Self>,
+    ) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            this.run_hooks(
+                outgoing,
+                "chat outbound",
+                |hook, o| hook.chat_outbound(o),
+                |o, body| o.body = body,
+            )
+            .map(|o| o.body)
+        })?
+    }
+}
+
+/// Adds a queue of group notices; answers it.
+#[derive(Message)]
+#[rtype(result = "Result<mpsc::Receiver<groups::Notice>, Error>")]
+pub(crate) struct AddNotices {
+    pub(crate) capacity: usize,
+}
+
+impl Handler<AddNotices> for Pipeline {
+    type Result = Result<mpsc::Receiver<groups::Notice>, Error>;
+
+    fn handle(&mut self, msg: AddNotices, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            let chat = this.chat.as_mut().ok_or(Error::ChatDisabled)?;
+            let (tx, rx) = mpsc::channel(msg.capacity.max(1));
+            chat.notices.push(tx);
+            Ok(rx)
+        })?
+    }
+}
+
+/// Adds a chat inbox; answers with its queue.
+#[derive(Message)]
+#[rtype(result = "Result<mpsc::Receiver<ChatMessage>, Error>")]
+pub(crate) struct AddInbox {
+    pub(crate) capacity: usize,
+}
+
+impl Handler<AddInbox> for Pipeline {
+    type Result = Result<mpsc::Receiver<ChatMessage>, Error>;
+
+    fn handle(&mut self, msg: AddInbox, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            let chat = this.chat.as_mut().ok_or(Error::ChatDisabled)?;
+            let (tx, rx) = mpsc::channel(msg.capacity.max(1));
+            chat.inboxes.push(tx);
+            Ok(rx)
+        })?
+    }
+}

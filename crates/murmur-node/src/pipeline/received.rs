@@ -1,0 +1,333 @@
+//! The chat side of the pipeline: opening envelopes and group messages in
+//! arrival order, what they cause (receipts, group keys, the crypto
+//! stage's answers), and delivering what opened to the inboxes.
+
+use super::*;
+
+impl Pipeline {
+    /// After pairing: the account, and so the partition, changed. The mailbox
+    /// waits until the new topic is subscribed.
+    pub(super) fn refresh_identity(&mut self, ctx: &mut Context<Self>) {
+        let (Some(chat), Some(transport)) = (self.chat.as_ref(), self.transport.as_ref()) else {
+            return;
+        };
+        let crypto = chat.crypto.clone();
+        let subscribe = transport.subscribe.clone();
+        let sharding = chat.sharding;
+        let refresh = async move {
+            let me = crypto.identity.send(crypto::Identity).await??;
+            let topics = crypto.topics.send(crypto::Topics).await??;
+            for topic in &topics {
+                let shard = sharding.pubsub_topic(topic);
+                subscribe
+                    .send(
+                        transport::Subscribe::new(shard)
+                            .with_content_topics(vec![topic.as_str().to_owned()]),
+                    )
+                    .await??;
+            }
+            Ok::<_, Error>((me, topics))
+        };
+        ctx.wait(refresh.into_actor(self).map(|result, act, _| match result {
+            Ok((me, topics)) => {
+                if let Some(chat) = act.chat.as_mut() {
+                    tracing::info!(account = %me.0, device = %me.1, "chat identity changed");
+                    chat.me = me.0;
+                    chat.topics = topics.iter().map(|t| t.as_str().to_owned()).collect();
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "new chat topic not subscribed"),
+        }));
+    }
+    pub(super) fn open_group(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
+        let Some(groups) = self.chat.as_ref().and_then(|c| c.groups.clone()) else {
+            return;
+        };
+        let open = ask_again_after_restart(groups.open, groups::Open(delivery.clone()), |r| {
+            matches!(r, Err(groups::Error::Restarted(_)))
+        });
+        ctx.wait(
+            open.into_actor(self)
+                .map(move |opened, act, _| match opened {
+                    Ok(Ok(opened)) => act.on_group_message(&opened),
+                    Ok(Err(groups::Error::UnknownChain)) => {
+                        act.stats.group_refused += 1;
+                        if let Some(chat) = act.chat.as_mut() {
+                            if chat.parked.len() >= PARKED {
+                                chat.parked.pop_front();
+                            }
+                            chat.parked.push_back(delivery);
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        act.stats.group_refused += 1;
+                        tracing::debug!(error = %e, "group message refused");
+                    }
+                    Err(_) => act.stats.group_refused += 1,
+                }),
+        );
+    }
+    pub(super) fn on_group_message(&mut self, opened: &groups::Opened) {
+        let Some(chat) = self.chat.as_mut() else {
+            return;
+        };
+        match chat::decode(opened.sender, opened.device, chat.me, &opened.plaintext) {
+            Ok(Decoded::Message(mut message)) => {
+                self.stats.group_opened += 1;
+                message.group = Some(opened.group);
+                message.role = Some(opened.role);
+                message.to = chat.me;
+                self.deliver_chat(message);
+            }
+            Ok(_) | Err(_) => {
+                self.stats.group_refused += 1;
+                tracing::debug!(group = %opened.group, "group content malformed");
+            }
+        }
+    }
+    /// A group's events or keys arrived in a pairwise session: the mailbox
+    /// waits until the membership stage applied them, so that the group
+    /// messages after them open.
+    pub(super) fn on_group_control(
+        &mut self,
+        opened: &crypto::Opened,
+        plaintext: bytes::Bytes,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(groups) = self.chat.as_ref().and_then(|c| c.groups.clone()) else {
+            return;
+        };
+        let control = groups::Control {
+            from: opened.sender,
+            device: opened.device,
+            message: plaintext,
+        };
+        let control = ask_again_after_restart(groups.control, control, |r| {
+            matches!(r, Err(groups::Error::Restarted(_)))
+        });
+        ctx.wait(
+            control
+                .into_actor(self)
+                .map(|applied, act, ctx| match applied {
+                    Ok(Ok(effects)) => {
+                        let apply = act.apply_effects(effects, ctx);
+                        act.background(ctx, "group keys or events", apply);
+                        // Messages that came before their chain key.
+                        let parked = act.chat.as_mut().map(|c| std::mem::take(&mut c.parked));
+                        for delivery in parked.into_iter().flatten() {
+                            act.open_group(delivery, ctx);
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        act.stats.chat_refused += 1;
+                        tracing::debug!(error = %e, "group control refused");
+                    }
+                    Err(_) => act.stats.chat_refused += 1,
+                }),
+        );
+    }
+    /// Subscribes what the membership stage asks for now, and answers the
+    /// rest (bundles to learn, then pairwise messages to seal and publish)
+    /// as a future.
+    pub(super) fn apply_effects(
+        &mut self,
+        effects: groups::Effects,
+        ctx: &mut Context<Self>,
+    ) -> impl std::future::Future<Output = Result<Outcome, Error>> + 'static {
+        let transport = self.transport.as_ref().map(|t| t.subscribe.clone());
+        let chat = self.chat.as_mut().map(|chat| {
+            for topic in &effects.subscribe {
+                chat.group_topics.insert(topic.as_str().to_owned());
+            }
+            for notice in &effects.notices {
+                chat.notices.retain(|tx| match tx.try_send(notice.clone()) {
+                    Ok(()) => true,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        tracing::warn!(?notice, "notice queue full; notice missed");
+                        true
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => false,
+                });
+            }
+            (
+                chat.crypto.clone(),
+                chat.groups.clone(),
+                chat.sharding,
+                chat.outbox.clone(),
+            )
+        });
+        let pipeline = ctx.address();
+        async move {
+            let (crypto, groups, sharding, outbox) = chat.ok_or(Error::ChatDisabled)?;
+            if let Some(subscribe) = transport {
+                for topic in &effects.subscribe {
+                    subscribe
+                        .send(
+                            transport::Subscribe::new(sharding.pubsub_topic(topic))
+                                .with_content_topics(vec![topic.as_str().to_owned()]),
+                        )
+                        .await??;
+                }
+            }
+            for (account, bundles) in effects.learn {
+                let learn = crypto::LearnBundles { account, bundles };
+                if let Err(e) = crypto.learn_bundles.send(learn).await? {
+                    tracing::debug!(error = %e, "bundles of a group member not learned");
+                }
+            }
+            let mut outcome = Outcome::default();
+            for (to, plaintext) in effects.pairwise {
+                let seal = crypto::Seal::new(to, plaintext.clone());
+                match publish_sealed(
+                    crypto.seal.clone(),
+                    seal,
+                    sharding,
+                    outbox.clone(),
+                    pipeline.clone(),
+                )
+                .await
+                {
+                    Ok(o) => {
+                        outcome.published += o.published;
+                        outcome.queued += o.queued;
+                    }
+                    // Someone this device has not met (added by an admin who
+                    // knew it from a session only): it writes first, with
+                    // the bundles its invite carried, and this goes then.
+                    Err(Error::Crypto(crypto::Error::UnknownContact(_))) => {
+                        // Waits for room in the pipeline's mailbox.
+                        if pipeline.send(Defer { to, plaintext }).await.is_err() {
+                            tracing::debug!(account = %to, "pipeline gone; group message not deferred");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(account = %to, error = %e, "group keys or events not sealed")
+                    }
+                }
+            }
+            // Join requests this admin's device accepted: added as any
+            // change of this account's.
+            for (group, account) in effects.admit {
+                let Some(groups) = &groups else { break };
+                let add = groups::Change {
+                    group,
+                    action: groups::Action::Add(account),
+                };
+                match groups.change.send(add).await? {
+                    Ok(more) => {
+                        let o = pipeline.send(ApplyEffects(more)).await??;
+                        outcome.published += o.published;
+                        outcome.queued += o.queued;
+                    }
+                    Err(e) => {
+                        tracing::warn!(%group, %account, error = %e, "join request not carried out")
+                    }
+                }
+            }
+            Ok(outcome)
+        }
+    }
+    pub(super) fn on_opened(&mut self, opened: &crypto::Opened, ctx: &mut Context<Self>) {
+        self.stats.chat_opened += 1;
+        if let Some(waiting) = self
+            .chat
+            .as_mut()
+            .and_then(|c| c.deferred.remove(&opened.sender))
+        {
+            let mut effects = groups::Effects::default();
+            effects.pairwise = waiting.into_iter().map(|p| (opened.sender, p)).collect();
+            let apply = self.apply_effects(effects, ctx);
+            self.background(ctx, "deferred group keys", apply);
+        }
+        let Some(chat) = self.chat.as_mut() else {
+            return;
+        };
+        if !opened.publish.is_empty() {
+            let publish = publish_all(
+                opened.publish.clone(),
+                chat.sharding,
+                chat.outbox.clone(),
+                ctx.address(),
+            );
+            self.background(ctx, "the crypto stage's answer", publish);
+        }
+        if opened.identity_changed {
+            self.refresh_identity(ctx);
+        }
+        let Some(chat) = self.chat.as_mut() else {
+            return;
+        };
+        let Some(plaintext) = &opened.plaintext else {
+            return;
+        };
+        match chat::decode(opened.sender, opened.device, chat.me, plaintext) {
+            Ok(Decoded::Receipts(ids)) => {
+                for id in ids {
+                    if let Some((state, acks)) = chat.sent.get_mut(&id) {
+                        *acks += 1;
+                        state.send_replace(DeliveryState::Acknowledged { devices: *acks });
+                    }
+                }
+            }
+            Ok(Decoded::Group) => {
+                let plaintext = plaintext.clone();
+                self.on_group_control(opened, plaintext, ctx);
+            }
+            Ok(Decoded::Message(message)) => {
+                // Our own other devices get copies; only the other side
+                // acknowledges.
+                if message.sender != chat.me {
+                    let receipt = chat::encode_receipt(&[message.id]);
+                    let publish = publish_sealed(
+                        chat.crypto.seal.clone(),
+                        crypto::Seal::new(message.sender, receipt),
+                        chat.sharding,
+                        chat.outbox.clone(),
+                        ctx.address(),
+                    );
+                    self.background(ctx, "a receipt", publish);
+                }
+                self.deliver_chat(message);
+            }
+            Err(reason) => {
+                self.stats.chat_refused += 1;
+                tracing::debug!(%reason, "chat content malformed");
+            }
+        }
+    }
+    /// Through the chat hooks, then to every inbox.
+    pub(super) fn deliver_chat(&mut self, message: ChatMessage) {
+        let Ok(message) = self.run_hooks(
+            message,
+            "chat inbound",
+            |hook, m| hook.chat_inbound(m),
+            |m, body| m.body = body,
+        ) else {
+            return;
+        };
+        if let Some(chat) = self.chat.as_mut() {
+            chat.deliver_to_inboxes(&message);
+        }
+    }
+}
+
+impl Chat {
+    pub(super) fn park(&mut self, delivery: Delivery) {
+        if self.parked.len() >= PARKED {
+            self.parked.pop_front();
+        }
+        self.parked.push_back(delivery);
+    }
+
+    pub(super) fn deliver_to_inboxes(&mut self, message: &ChatMessage) {
+        self.inboxes
+            .retain(|inbox| match inbox.try_send(message.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::warn!(id = %message.id, "chat inbox full; message missed");
+                    true
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
+    }
+}

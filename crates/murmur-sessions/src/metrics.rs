@@ -1,0 +1,43 @@
+//! The crypto stage's counters.
+
+use super::*;
+
+/// The crypto stage's counters: sealed, opened, and refused by reason.
+#[derive(Clone, Default, Debug)]
+pub struct Metrics {
+    pub(crate) sealed: Counter,
+    pub(crate) opened: Counter,
+    pub(crate) refused: Family<Reason, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct Reason {
+    pub(crate) reason: &'static str,
+}
+
+impl Metrics {
+    /// Registers the counters.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register("sealed", "Envelopes sealed", self.sealed.clone());
+        registry.register(
+            "opened",
+            "Envelopes opened and decrypted",
+            self.opened.clone(),
+        );
+        registry.register(
+            "refused",
+            "Envelopes refused, by reason",
+            self.refused.clone(),
+        );
+    }
+
+    /// How many envelopes were refused for `reason`.
+    pub fn refused(&self, reason: &'static str) -> u64 {
+        self.refused.get_or_create(&Reason { reason }).get()
+    }
+
+    /// How many envelopes were opened.
+    pub fn opened(&self) -> u64 {
+        self.opened.get()
+    }
+}

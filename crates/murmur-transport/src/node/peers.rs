@@ -1,0 +1,123 @@
+//! Dialling, static peers (redialled with backoff) and the metadata check
+//! that drops peers of another cluster.
+
+use super::*;
+
+pub(super) struct StaticPeer {
+    pub(super) address: Multiaddr,
+    pub(super) backoff: Duration,
+    pub(super) due: Option<Instant>,
+    pub(super) connected: bool,
+    /// On another cluster: not redialled.
+    pub(super) refused: bool,
+}
+
+impl StaticPeer {
+    pub(super) fn new(address: Multiaddr) -> Self {
+        Self {
+            address,
+            backoff: REDIAL_MIN,
+            due: Some(Instant::now()),
+            connected: false,
+            refused: false,
+        }
+    }
+
+    pub(super) fn schedule_redial(&mut self) {
+        self.connected = false;
+        self.due = Some(Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(REDIAL_MAX);
+    }
+}
+
+impl Driver {
+    pub(super) fn dial_static_peers(&mut self) {
+        let now = Instant::now();
+        let due: Vec<(PeerId, Multiaddr)> = self
+            .static_peers
+            .iter_mut()
+            .filter(|(_, p)| !p.connected && !p.refused && p.due.is_some_and(|d| d <= now))
+            .map(|(id, p)| {
+                p.due = None;
+                (*id, p.address.clone())
+            })
+            .collect();
+        for (peer, address) in due {
+            if self.swarm.is_connected(&peer) {
+                continue;
+            }
+            tracing::debug!(%peer, %address, "dialling static peer");
+            let opts = DialOpts::peer_id(peer)
+                .addresses(vec![address])
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            match self.swarm.dial(opts) {
+                Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => {}
+                Err(e) => {
+                    tracing::warn!(%peer, error = %root_cause(&e), "static peer dial failed");
+                    if let Some(p) = self.static_peers.get_mut(&peer) {
+                        p.schedule_redial();
+                    }
+                }
+            }
+        }
+    }
+    pub(super) fn on_report(&mut self, report: metadata::Report) {
+        match report {
+            metadata::Report::Answer { peer, result } => match result {
+                Ok(theirs) => self.check_cluster(peer, theirs.cluster_id),
+                Err(metadata::Failure::Unsupported) => {
+                    // nwaku would drop such a peer; relay-only js-waku peers do
+                    // not serve metadata, so we keep them.
+                    tracing::debug!(%peer, "peer does not serve metadata");
+                    self.confirm(peer);
+                }
+                Err(metadata::Failure::Other(reason)) => {
+                    tracing::debug!(%peer, %reason, "metadata request failed");
+                    self.confirm(peer);
+                }
+            },
+            metadata::Report::Asked { peer, theirs } => {
+                if theirs
+                    .cluster_id
+                    .is_some_and(|c| c != u32::from(self.cluster))
+                {
+                    self.check_cluster(peer, theirs.cluster_id);
+                }
+            }
+        }
+    }
+    pub(super) fn check_cluster(&mut self, peer: PeerId, cluster: Option<u32>) {
+        if cluster == Some(u32::from(self.cluster)) {
+            self.confirm(peer);
+            return;
+        }
+        tracing::warn!(
+            %peer,
+            theirs = ?cluster,
+            ours = self.cluster,
+            "dropping peer on another cluster"
+        );
+        if let Some(p) = self.static_peers.get_mut(&peer) {
+            p.refused = true;
+            tracing::error!(%peer, address = %p.address, "static peer is on another cluster; not redialling it");
+        }
+        self.confirmed.remove(&peer);
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+    pub(super) fn confirm(&mut self, peer: PeerId) {
+        if !self.swarm.is_connected(&peer) || !self.confirmed.insert(peer) {
+            return;
+        }
+        let address = self
+            .addresses
+            .get(&peer)
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        tracing::info!(%peer, %address, "peer joined");
+        self.emit(Event::PeerConnected {
+            peer: transport::PeerId(peer.to_string()),
+            address,
+        });
+    }
+}

@@ -1,0 +1,97 @@
+//! The handle protocol services hold to reach the swarm driver.
+
+use super::*;
+
+/// What protocol services hold to reach the swarm: a weak sender, so that
+/// they never keep a dropped node alive.
+#[derive(Clone)]
+pub(crate) struct Relay(pub(super) mpsc::WeakSender<Command>);
+
+impl Relay {
+    /// Sends a command that expects no answer; nothing if the node is gone.
+    async fn tell(&self, command: Command) {
+        if let Some(commands) = self.0.upgrade() {
+            let _ = commands.send(command).await;
+        }
+    }
+
+    /// Sends a command and waits for its answer; `None` if the node is gone.
+    async fn ask<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+        let commands = self.0.upgrade()?;
+        let (reply, rx) = oneshot::channel();
+        commands.send(command(reply)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Publishes on relay; answers the delivery and how many peers got it.
+    pub(crate) async fn publish(
+        &self,
+        topic: PubsubTopic,
+        message: WakuMessage,
+    ) -> Result<(Delivery, usize), transport::Error> {
+        self.ask(|reply| Command::Push {
+            topic,
+            message,
+            reply,
+        })
+        .await
+        .unwrap_or(Err(transport::Error::Stopped))
+    }
+
+    /// Applies a filter request from `peer`.
+    pub(crate) async fn filter(
+        &self,
+        peer: PeerId,
+        request: murmur_proto::filter::SubscribeRequest,
+    ) -> (u32, &'static str) {
+        self.ask(|reply| Command::Filter {
+            peer,
+            request,
+            reply,
+        })
+        .await
+        .unwrap_or((
+            murmur_proto::filter::status::SERVICE_UNAVAILABLE,
+            "the node is stopping",
+        ))
+    }
+
+    /// Reports that a relay message was archived (or not).
+    pub(crate) async fn archived(
+        &self,
+        id: gossipsub::MessageId,
+        source: PeerId,
+        delivery: Delivery,
+        saved: Result<bool, ()>,
+    ) {
+        self.tell(Command::Archived {
+            id,
+            source,
+            delivery,
+            saved,
+        })
+        .await;
+    }
+
+    /// Up to `n` known peer records for `asker`.
+    pub(crate) async fn sample_peers(&self, n: usize, asker: PeerId) -> Vec<Vec<u8>> {
+        self.ask(|reply| Command::SamplePeers { n, asker, reply })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Keeps records learned from a peer exchange, to hand out in turn.
+    pub(crate) async fn learn(&self, records: Vec<crate::enr::Record>) {
+        self.tell(Command::Learned(records)).await;
+    }
+
+    /// Hands a message our filter service pushed to the local pipeline.
+    pub(crate) async fn inbound(&self, delivery: Delivery) {
+        self.tell(Command::Inbound(delivery)).await;
+    }
+
+    /// Hands a pushed message to the local pipeline.
+    pub(crate) async fn deliver_locally(&self, delivery: Delivery) {
+        self.tell(Command::Local(delivery)).await;
+    }
+}
