@@ -136,7 +136,7 @@ async fn serve(
         let config = murmur_transport::Config::new(Keypair::generate_secp256k1(), sharding)
             .with_own_thread(false)
             .with_listen(Vec::new());
-        let (node, _events) = murmur_transport::Node::start(config)
+        let (node, _events) = murmur_transport::Network::start(config)
             .await
             .map_err(|e| CliError::Failed(format!("a client did not start: {e}")))?;
         node.dial(address)

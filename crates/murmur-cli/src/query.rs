@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use libp2p::{identity::Keypair, Multiaddr};
 use murmur_core::{store::Query, ContentTopic, MessageHash, PubsubTopic, Sharding};
-use murmur_transport::{Config, Node};
+use murmur_transport::{Config, Network};
 
 use crate::error::CliError;
 
@@ -105,7 +105,7 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
 
     let config = Config::new(Keypair::generate_secp256k1(), sharding)
         .with_listen(["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")]);
-    let (node, _events) = Node::start(config)
+    let (node, _events) = Network::start(config)
         .await
         .map_err(|e| CliError::Node(e.into()))?;
     let peer = args.peer.to_string();

@@ -14,7 +14,7 @@ use murmur_core::{
     store::Query, transport::Event, MessageHash, PubsubTopic, Sharding, WakuMessage,
 };
 use murmur_storage::Database;
-use murmur_transport::{Config, Node};
+use murmur_transport::{Config, Network};
 use tokio::sync::mpsc;
 
 /// Starts `murmur node` on loopback with its data in `dir`; answers the child
@@ -40,10 +40,10 @@ fn spawn_node(dir: &Path) -> ((Child, BufReader<std::process::ChildStdout>), Str
 }
 
 /// A relay peer of the node at `address`, subscribed to `topic`.
-async fn relay_peer(address: &str, topic: &PubsubTopic) -> (Node, mpsc::Receiver<Event>) {
+async fn relay_peer(address: &str, topic: &PubsubTopic) -> (Network, mpsc::Receiver<Event>) {
     let config = Config::new(Keypair::generate_secp256k1(), Sharding::auto(1, 8))
         .with_listen(["/ip4/127.0.0.1/tcp/0".parse().unwrap()]);
-    let (peer, events) = Node::start(config).await.unwrap();
+    let (peer, events) = Network::start(config).await.unwrap();
     peer.subscribe(topic).await.unwrap();
     peer.dial(address).await.unwrap();
     for _ in 0..200 {

@@ -14,7 +14,7 @@ use murmur_core::{
     MessageHash, PubsubTopic,
 };
 
-use crate::{Config, Error, Node};
+use crate::{Config, Error, Network};
 
 /// How many messages may wait in the actor's mailbox.
 const MAILBOX: usize = 1024;
@@ -24,7 +24,7 @@ const REBUILD_RETRY: Duration = Duration::from_secs(1);
 /// had them before the mailbox is served anyway.
 const RECOVERY: Duration = Duration::from_secs(15);
 
-/// The transport stage actor: a thin shell around a [`Node`].
+/// The transport stage actor: a thin shell around a [`Network`].
 ///
 /// It runs under an actix [`Supervisor`]. If the swarm task panics, the actor
 /// stops, the supervisor restarts it, and it rebuilds the node on the same
@@ -38,8 +38,8 @@ const RECOVERY: Duration = Duration::from_secs(15);
 pub struct Transport {
     config: Config,
     events: Recipient<Event>,
-    node: Option<Node>,
-    started: Option<Node>,
+    node: Option<Network>,
+    started: Option<Network>,
     /// Subscriptions to restore after a restart: topic -> content topics.
     topics: BTreeMap<PubsubTopic, Vec<String>>,
     /// Asked to leave the network: no rebuild after that.
@@ -60,8 +60,8 @@ impl Transport {
     pub async fn start(
         config: Config,
         events: Recipient<Event>,
-    ) -> Result<(Addr<Self>, Node), Error> {
-        let node = Node::start_for(config.clone(), events.clone()).await?;
+    ) -> Result<(Addr<Self>, Network), Error> {
+        let node = Network::start_for(config.clone(), events.clone()).await?;
         let mut config = config;
         config.listen = node.bound_addrs().to_vec();
         let handle = node.clone();
@@ -79,7 +79,7 @@ impl Transport {
         Ok((addr, handle))
     }
 
-    fn attach(&mut self, node: Node, ctx: &mut Context<Self>, rebuilt: bool) {
+    fn attach(&mut self, node: Network, ctx: &mut Context<Self>, rebuilt: bool) {
         let meshed = node.meshed();
         ctx.spawn(node.died().into_actor(self).map(move |panic, act, ctx| {
             tracing::error!(%panic, "transport crashed; the supervisor restarts it");
@@ -117,7 +117,7 @@ impl Transport {
     fn rebuild(&mut self, ctx: &mut Context<Self>) {
         let config = self.config.clone();
         ctx.wait(
-            Node::start_for(config, self.events.clone())
+            Network::start_for(config, self.events.clone())
                 .into_actor(self)
                 .map(|result, act, ctx| match result {
                     Ok(node) => {
@@ -133,7 +133,7 @@ impl Transport {
     }
 
     /// The swarm died with `meshed` as its last count of mesh peers.
-    fn died(&mut self, meshed: &crate::node::Meshed) {
+    fn died(&mut self, meshed: &crate::network::Meshed) {
         self.swarm_died = true;
         self.meshed_before = meshed
             .iter()
@@ -142,7 +142,7 @@ impl Transport {
             .collect();
     }
 
-    fn node(&self) -> Result<Node, transport::Error> {
+    fn node(&self) -> Result<Network, transport::Error> {
         self.node.clone().ok_or(transport::Error::Stopped)
     }
 }
@@ -184,7 +184,7 @@ murmur_core::inject_panic_handler!(Transport);
 
 /// Resolves once `node` has mesh peers again on each of `topics`, or after
 /// [`RECOVERY`].
-async fn recovered(node: &Node, topics: &[PubsubTopic]) {
+async fn recovered(node: &Network, topics: &[PubsubTopic]) {
     let mut meshed = node.meshed();
     let back = meshed.wait_for(|m| {
         topics
@@ -212,7 +212,7 @@ impl Handler<Publish> for Transport {
 /// swarm answers the asker directly, so the actor spawns no task and adds no
 /// channel per message (publishing is the hot path).
 pub struct Forward {
-    node: Result<Node, transport::Error>,
+    node: Result<Network, transport::Error>,
     publish: Publish,
 }
 
@@ -323,7 +323,7 @@ impl Handler<CrashSwarm> for Transport {
 
     fn handle(&mut self, _: CrashSwarm, _: &mut Context<Self>) -> Self::Result {
         let node = self.node.clone();
-        let meshed = node.as_ref().map(Node::meshed);
+        let meshed = node.as_ref().map(Network::meshed);
         AtomicResponse::new(Box::pin(
             async move {
                 if let Some(node) = node {

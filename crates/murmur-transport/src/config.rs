@@ -5,7 +5,7 @@ use murmur_core::{PubsubTopic, Shard, Sharding};
 
 use crate::Metrics;
 
-/// How a [`Node`](crate::Node) is set up.
+/// How a [`Network`](crate::Network) is set up.
 #[derive(Clone)]
 pub struct Config {
     pub(crate) keypair: Keypair,

@@ -18,7 +18,7 @@ use murmur_proto::{
 use prost::Message as _;
 use tokio::sync::Semaphore;
 
-use crate::{inbound::Incoming, node::Relay};
+use crate::{inbound::Incoming, network::Relay};
 
 pub(crate) const SUBSCRIBE: StreamProtocol = StreamProtocol::new(protocol::FILTER_SUBSCRIBE);
 pub(crate) const PUSH: StreamProtocol = StreamProtocol::new(protocol::FILTER_PUSH);

@@ -6,7 +6,7 @@
 //! yamux or mplex: what nwaku, go-waku and js-waku need to talk to it.
 //!
 //! Two layers, as in the rest of murmur:
-//! - [`Node`] owns the swarm in a task of its own and is driven through a
+//! - [`Network`] owns the swarm in a task of its own and is driven through a
 //!   bounded command channel; it knows nothing of actors.
 //! - [`Transport`] is the thin actor around it that handles the transport
 //!   stage's messages ([`murmur_core::transport`]) under a supervisor,
@@ -14,13 +14,13 @@
 //!
 //! ```no_run
 //! use murmur_core::{transport::Event, Sharding, WakuMessage};
-//! use murmur_transport::{Config, Node};
+//! use murmur_transport::{Config, Network};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let sharding = Sharding::auto(1, 8);
 //! let config = Config::new(libp2p::identity::Keypair::generate_secp256k1(), sharding)
 //!     .with_static_peer("/ip4/127.0.0.1/tcp/60000/p2p/16Uiu2HAm...".parse()?);
-//! let (node, mut events) = Node::start(config).await?;
+//! let (node, mut events) = Network::start(config).await?;
 //! let topic = "/waku/2/rs/1/0".parse()?;
 //! node.subscribe(&topic).await?;
 //! node.publish(&topic, WakuMessage::new("/murmur/1/hi/proto", b"hello".to_vec())).await?;
@@ -42,7 +42,7 @@ mod inbound;
 mod lightpush;
 mod metadata;
 mod metrics;
-mod node;
+mod network;
 mod peer_exchange;
 mod rpc;
 mod store;
@@ -57,4 +57,4 @@ pub use config::Config;
 pub use error::Error;
 pub use lightpush::Version as LightpushVersion;
 pub use metrics::{Metrics, RejectReason};
-pub use node::Node;
+pub use network::Network;

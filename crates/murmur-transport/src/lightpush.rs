@@ -14,7 +14,7 @@ use murmur_proto::{
 };
 use prost::Message as _;
 
-use crate::node::Relay;
+use crate::network::Relay;
 
 pub(crate) const V3: StreamProtocol = StreamProtocol::new(protocol::LIGHTPUSH);
 pub(crate) const V2: StreamProtocol = StreamProtocol::new(protocol::LIGHTPUSH_V2);

@@ -14,7 +14,7 @@ use murmur_proto::{
 };
 use prost::Message as _;
 
-use crate::{enr::Record, node::Relay};
+use crate::{enr::Record, network::Relay};
 
 pub(crate) const PROTOCOL: StreamProtocol = StreamProtocol::new(protocol::PEER_EXCHANGE);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

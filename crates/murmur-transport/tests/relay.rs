@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use libp2p::identity::Keypair;
 use murmur_core::{transport::Event, PubsubTopic, Sharding, WakuMessage};
-use murmur_transport::{Config, Node};
+use murmur_transport::{Config, Network};
 use tokio::sync::mpsc;
 
 fn config() -> Config {
@@ -23,7 +23,7 @@ async fn next_message(events: &mut mpsc::Receiver<Event>) -> murmur_core::Delive
     }
 }
 
-async fn wait_for_mesh(node: &Node, topic: &PubsubTopic) {
+async fn wait_for_mesh(node: &Network, topic: &PubsubTopic) {
     for _ in 0..100 {
         let status = node.status().await;
         if status.topics.iter().any(|(t, n)| t == topic && *n > 0) {
@@ -36,9 +36,9 @@ async fn wait_for_mesh(node: &Node, topic: &PubsubTopic) {
 
 #[tokio::test]
 async fn relays_both_ways_with_equal_hashes() {
-    let (a, mut a_events) = Node::start(config()).await.unwrap();
+    let (a, mut a_events) = Network::start(config()).await.unwrap();
     let b_config = config().with_static_peer(a.listen_addrs()[0].clone());
-    let (b, mut b_events) = Node::start(b_config).await.unwrap();
+    let (b, mut b_events) = Network::start(b_config).await.unwrap();
     let topic: PubsubTopic = "/waku/2/rs/1/4".parse().unwrap();
     a.subscribe(&topic).await.unwrap();
     b.subscribe(&topic).await.unwrap();
@@ -65,15 +65,15 @@ async fn relays_both_ways_with_equal_hashes() {
 async fn lightpush_v3_and_v2_clients_reach_the_mesh() {
     use murmur_transport::LightpushVersion;
 
-    let (service, _) = Node::start(config()).await.unwrap();
+    let (service, _) = Network::start(config()).await.unwrap();
     let relay_config = config().with_static_peer(service.listen_addrs()[0].clone());
-    let (relay, mut relay_events) = Node::start(relay_config).await.unwrap();
+    let (relay, mut relay_events) = Network::start(relay_config).await.unwrap();
     let topic: PubsubTopic = "/waku/2/rs/1/2".parse().unwrap();
     service.subscribe(&topic).await.unwrap();
     relay.subscribe(&topic).await.unwrap();
     wait_for_mesh(&service, &topic).await;
 
-    let (client, _) = Node::start(config()).await.unwrap();
+    let (client, _) = Network::start(config()).await.unwrap();
     let address = service.listen_addrs()[0].to_string();
     for (version, text) in [(LightpushVersion::V3, "v3"), (LightpushVersion::V2, "v2")] {
         let message = WakuMessage::new("/test/1/push/proto", text.as_bytes().to_vec())
@@ -106,18 +106,18 @@ async fn lightpush_v3_and_v2_clients_reach_the_mesh() {
 async fn peer_exchange_hands_out_signed_records_that_lead_to_dialable_peers() {
     use murmur_transport::enr::{addresses, Record};
 
-    let (target, _) = Node::start(config()).await.unwrap();
+    let (target, _) = Network::start(config()).await.unwrap();
     let record: Record = target.enr().parse().unwrap();
     assert_eq!(
         murmur_transport::enr::peer_id(&record),
         Some(target.peer_id())
     );
 
-    let (empty, _) = Node::start(config()).await.unwrap();
-    let (server, _) = Node::start(config().with_bootstrap([record]))
+    let (empty, _) = Network::start(config()).await.unwrap();
+    let (server, _) = Network::start(config().with_bootstrap([record]))
         .await
         .unwrap();
-    let (client, _) = Node::start(config()).await.unwrap();
+    let (client, _) = Network::start(config()).await.unwrap();
 
     // Nothing to share: 503, as nwaku answers.
     let err = client
@@ -140,7 +140,7 @@ async fn peer_exchange_hands_out_signed_records_that_lead_to_dialable_peers() {
     assert_eq!(dialled.0, target.peer_id().to_string());
 
     // What the client learned, it hands out in turn.
-    let (other, _) = Node::start(config()).await.unwrap();
+    let (other, _) = Network::start(config()).await.unwrap();
     let relayed = other
         .peer_exchange(&client.listen_addrs()[0].to_string(), 10)
         .await

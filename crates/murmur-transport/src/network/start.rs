@@ -11,7 +11,7 @@ pub(super) struct Started {
     pub(super) enr: String,
 }
 
-/// Builds the swarm, binds, reports, then drives it until every `Node` clone
+/// Builds the swarm, binds, reports, then drives it until every `Network` clone
 /// is gone or it panics.
 pub(super) async fn run_network(
     config: Config,

@@ -139,7 +139,7 @@ enum Command {
 /// bounded command channel. Cloning shares the node; the swarm stops when the
 /// last clone is dropped.
 #[derive(Clone)]
-pub struct Node {
+pub struct Network {
     commands: mpsc::Sender<Command>,
     peer_id: PeerId,
     listen_addrs: Vec<Multiaddr>,
@@ -152,7 +152,7 @@ pub struct Node {
 /// Mesh peers per subscribed topic, as the swarm last counted them.
 pub(crate) type Meshed = std::collections::BTreeMap<PubsubTopic, usize>;
 
-impl Node {
+impl Network {
     /// Builds the swarm, binds every listen address and starts dialling the
     /// static peers. Returns once the node listens, with the stream of its events.
     ///
@@ -163,7 +163,7 @@ impl Node {
         Ok((node, rx))
     }
 
-    /// Like [`Node::start`], but events go straight to an actor: one hop less
+    /// Like [`Network::start`], but events go straight to an actor: one hop less
     /// on the hot path than a channel and a forwarding task.
     pub async fn start_for(config: Config, events: Recipient<Event>) -> Result<Self, Error> {
         Self::start_with(config, Sink::Actor(events)).await
@@ -189,7 +189,7 @@ impl Node {
             ready_tx,
             (died_tx, meshed_tx),
         );
-        // It ends by itself once the last `Node` clone, and with it the
+        // It ends by itself once the last `Network` clone, and with it the
         // command channel, is gone.
         if own_thread {
             // A thread and a runtime of its own, so that the network keeps
@@ -256,7 +256,7 @@ impl Node {
         .await
     }
 
-    /// Publishes like [`Node::publish`], answering on `reply`: for a caller
+    /// Publishes like [`Network::publish`], answering on `reply`: for a caller
     /// that already holds a reply channel (the transport actor's asker).
     pub(crate) fn publish_to(
         &self,
@@ -357,7 +357,7 @@ impl Node {
             .await
     }
 
-    /// Like [`Node::lightpush`], choosing the protocol version.
+    /// Like [`Network::lightpush`], choosing the protocol version.
     pub async fn lightpush_with(
         &self,
         address: &str,
