@@ -80,8 +80,15 @@ pub struct Pipeline {
     stats: Stats,
     chat: Option<Chat>,
     background: crate::background::Background,
+    /// Chat and group deliveries, opened one after another beside the
+    /// mailbox (`received::Lane`): raw traffic never waits behind them.
+    lane: mpsc::Sender<Delivery>,
+    lane_rx: mpsc::Receiver<Delivery>,
     fuse: supervise::Fuse,
 }
+
+/// Chat and group deliveries waiting to be opened.
+const LANE: usize = 4096;
 
 /// The chat side of the pipeline.
 struct Chat {
@@ -215,7 +222,10 @@ struct Subscriber {
 
 impl Pipeline {
     pub(crate) fn new(hooks: Vec<Slot>) -> Self {
+        let (lane, lane_rx) = mpsc::channel(LANE);
         Self {
+            lane,
+            lane_rx,
             transport: None,
             storage: None,
             hooks,
@@ -301,38 +311,36 @@ impl Pipeline {
             self.stats.subscriber_overflows += overflows;
             tracing::warn!(hash = %delivery.hash, overflows, "subscriber queue full; delivery missed");
         }
-        if let Some(chat) = self.chat.as_mut() {
-            let topic = &delivery.message.content_topic;
-            if chat.group_topics.contains(topic) {
-                self.open_group(delivery, ctx);
-                return;
-            }
-            if topic.starts_with(murmur_core::groups::TOPIC_PREFIX) {
-                // Perhaps a group this account is being invited into, its
-                // first message ahead of the invite.
-                chat.park(delivery);
-                return;
-            }
-        }
-        let Some(chat) = self
-            .chat
-            .as_ref()
-            .filter(|c| c.topics.contains(&delivery.message.content_topic))
-        else {
+        let Some(chat) = self.chat.as_mut() else {
             return;
         };
-        // Opened in arrival order: the mailbox waits.
-        let open = ask_again_after_restart(chat.crypto.open.clone(), crypto::Open(delivery), |r| {
-            matches!(r, Err(crypto::Error::Restarted(_)))
-        });
-        ctx.wait(open.into_actor(self).map(|opened, act, ctx| match opened {
-            Ok(Ok(opened)) => act.on_opened(&opened, ctx),
-            Ok(Err(e)) => {
-                act.stats.chat_refused += 1;
-                tracing::debug!(error = %e, "chat envelope refused");
+        let topic = &delivery.message.content_topic;
+        if !chat.group_topics.contains(topic)
+            && topic.starts_with(murmur_core::groups::TOPIC_PREFIX)
+        {
+            // Perhaps a group this account is being invited into, its first
+            // message ahead of the invite.
+            chat.park(delivery);
+            return;
+        }
+        if !chat.group_topics.contains(topic) && !chat.topics.contains(topic) {
+            return;
+        }
+        // Opened in arrival order, in the lane; when the lane is full the
+        // mailbox waits for room (arrival order is kept either way).
+        match self.lane.try_send(delivery) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(delivery)) => {
+                let lane = self.lane.clone();
+                ctx.wait(
+                    async move {
+                        let _ = lane.send(delivery).await;
+                    }
+                    .into_actor(self),
+                );
             }
-            Err(_) => act.stats.chat_refused += 1,
-        }));
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
     }
 
     /// Runs `work` beside the mailbox; when too much is queued already, the
@@ -360,6 +368,10 @@ impl Actor for Pipeline {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX);
         self.background = crate::background::Background::start(self, ctx);
+        // The lane's reader: one delivery at a time, each opened and
+        // handled before the next; it reads the actor's own receiver, so a
+        // restart loses nothing queued.
+        ctx.spawn(received::Lane.fold((), |(), delivery, act, ctx| act.open(delivery, ctx)));
         // After a restart: the outbox's timer went with the old context.
         if let Some(chat) = self.chat.as_mut() {
             chat.retrying = false;

@@ -371,9 +371,13 @@ where
         .send(GetStatus)
         .await
         .expect("transport alive");
+    // A plain address where there is one (a WebSocket listener is dialled
+    // the same way, but one is enough here).
     let address = other
         .listen_addrs
-        .first()
+        .iter()
+        .find(|a| !a.contains("/ws"))
+        .or(other.listen_addrs.first())
         .expect("a listen address")
         .clone();
     let peer = handles[0]

@@ -4,12 +4,62 @@
 
 use super::*;
 
+/// A step of the lane: what opening one delivery leads to, finished before
+/// the next delivery is opened.
+type Step = Pin<Box<dyn ActorFuture<Pipeline, Output = ()>>>;
+
+fn done() -> Step {
+    Box::pin(actix::fut::ready(()))
+}
+
+/// The pipeline's chat lane, read from the actor's own receiver.
+pub(super) struct Lane;
+
+impl ActorStream<Pipeline> for Lane {
+    type Item = Delivery;
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        act: &mut Pipeline,
+        _: &mut Context<Pipeline>,
+        task: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Delivery>> {
+        act.lane_rx.poll_recv(task)
+    }
+}
+
 impl Pipeline {
-    /// After pairing: the account, and so the partition, changed. The mailbox
+    /// Opens one delivery from the lane: a group message, or a pairwise
+    /// envelope on this device's partition.
+    pub(super) fn open(&mut self, delivery: Delivery, _: &mut Context<Self>) -> Step {
+        let Some(chat) = self.chat.as_ref() else {
+            return done();
+        };
+        if chat.group_topics.contains(&delivery.message.content_topic) {
+            return self.open_group(delivery);
+        }
+        let open = ask_again_after_restart(chat.crypto.open.clone(), crypto::Open(delivery), |r| {
+            matches!(r, Err(crypto::Error::Restarted(_)))
+        });
+        Box::pin(open.into_actor(self).then(|opened, act, ctx| match opened {
+            Ok(Ok(opened)) => act.on_opened(&opened, ctx),
+            Ok(Err(e)) => {
+                act.stats.chat_refused += 1;
+                tracing::debug!(error = %e, "chat envelope refused");
+                done()
+            }
+            Err(_) => {
+                act.stats.chat_refused += 1;
+                done()
+            }
+        }))
+    }
+
+    /// After pairing: the account, and so the partition, changed. The lane
     /// waits until the new topic is subscribed.
-    pub(super) fn refresh_identity(&mut self, ctx: &mut Context<Self>) {
+    pub(super) fn refresh_identity(&mut self) -> Step {
         let (Some(chat), Some(transport)) = (self.chat.as_ref(), self.transport.as_ref()) else {
-            return;
+            return done();
         };
         let crypto = chat.crypto.clone();
         let subscribe = transport.subscribe.clone();
@@ -28,7 +78,7 @@ impl Pipeline {
             }
             Ok::<_, Error>((me, topics))
         };
-        ctx.wait(refresh.into_actor(self).map(|result, act, _| match result {
+        Box::pin(refresh.into_actor(self).map(|result, act, _| match result {
             Ok((me, topics)) => {
                 if let Some(chat) = act.chat.as_mut() {
                     tracing::info!(account = %me.0, device = %me.1, "chat identity changed");
@@ -37,16 +87,16 @@ impl Pipeline {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "new chat topic not subscribed"),
-        }));
+        }))
     }
-    pub(super) fn open_group(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
+    pub(super) fn open_group(&mut self, delivery: Delivery) -> Step {
         let Some(groups) = self.chat.as_ref().and_then(|c| c.groups.clone()) else {
-            return;
+            return done();
         };
         let open = ask_again_after_restart(groups.open, groups::Open(delivery.clone()), |r| {
             matches!(r, Err(groups::Error::Restarted(_)))
         });
-        ctx.wait(
+        Box::pin(
             open.into_actor(self)
                 .map(move |opened, act, _| match opened {
                     Ok(Ok(opened)) => act.on_group_message(&opened),
@@ -65,7 +115,7 @@ impl Pipeline {
                     }
                     Err(_) => act.stats.group_refused += 1,
                 }),
-        );
+        )
     }
     pub(super) fn on_group_message(&mut self, opened: &groups::Opened) {
         let Some(chat) = self.chat.as_mut() else {
@@ -85,17 +135,16 @@ impl Pipeline {
             }
         }
     }
-    /// A group's events or keys arrived in a pairwise session: the mailbox
+    /// A group's events or keys arrived in a pairwise session: the lane
     /// waits until the membership stage applied them, so that the group
     /// messages after them open.
     pub(super) fn on_group_control(
         &mut self,
         opened: &crypto::Opened,
         plaintext: bytes::Bytes,
-        ctx: &mut Context<Self>,
-    ) {
+    ) -> Step {
         let Some(groups) = self.chat.as_ref().and_then(|c| c.groups.clone()) else {
-            return;
+            return done();
         };
         let control = groups::Control {
             from: opened.sender,
@@ -105,26 +154,32 @@ impl Pipeline {
         let control = ask_again_after_restart(groups.control, control, |r| {
             matches!(r, Err(groups::Error::Restarted(_)))
         });
-        ctx.wait(
+        Box::pin(
             control
                 .into_actor(self)
-                .map(|applied, act, ctx| match applied {
+                .then(|applied, act, ctx| match applied {
                     Ok(Ok(effects)) => {
                         let apply = act.apply_effects(effects, ctx);
                         act.background(ctx, "group keys or events", apply);
-                        // Messages that came before their chain key.
+                        // Messages that came before their chain key, in order.
                         let parked = act.chat.as_mut().map(|c| std::mem::take(&mut c.parked));
+                        let mut step = done();
                         for delivery in parked.into_iter().flatten() {
-                            act.open_group(delivery, ctx);
+                            step = Box::pin(step.then(move |(), act, _| act.open_group(delivery)));
                         }
+                        step
                     }
                     Ok(Err(e)) => {
                         act.stats.chat_refused += 1;
                         tracing::debug!(error = %e, "group control refused");
+                        done()
                     }
-                    Err(_) => act.stats.chat_refused += 1,
+                    Err(_) => {
+                        act.stats.chat_refused += 1;
+                        done()
+                    }
                 }),
-        );
+        )
     }
     /// Subscribes what the membership stage asks for now, and answers the
     /// rest (bundles to learn, then pairwise messages to seal and publish)
@@ -227,7 +282,7 @@ impl Pipeline {
             Ok(outcome)
         }
     }
-    pub(super) fn on_opened(&mut self, opened: &crypto::Opened, ctx: &mut Context<Self>) {
+    pub(super) fn on_opened(&mut self, opened: &crypto::Opened, ctx: &mut Context<Self>) -> Step {
         self.stats.chat_opened += 1;
         if let Some(waiting) = self
             .chat
@@ -240,7 +295,7 @@ impl Pipeline {
             self.background(ctx, "deferred group keys", apply);
         }
         let Some(chat) = self.chat.as_mut() else {
-            return;
+            return done();
         };
         if !opened.publish.is_empty() {
             let publish = publish_all(
@@ -251,14 +306,16 @@ impl Pipeline {
             );
             self.background(ctx, "the crypto stage's answer", publish);
         }
-        if opened.identity_changed {
-            self.refresh_identity(ctx);
-        }
+        let first = if opened.identity_changed {
+            self.refresh_identity()
+        } else {
+            done()
+        };
         let Some(chat) = self.chat.as_mut() else {
-            return;
+            return first;
         };
         let Some(plaintext) = &opened.plaintext else {
-            return;
+            return first;
         };
         match chat::decode(opened.sender, opened.device, chat.me, plaintext) {
             Ok(Decoded::Receipts(ids)) => {
@@ -271,7 +328,8 @@ impl Pipeline {
             }
             Ok(Decoded::Group) => {
                 let plaintext = plaintext.clone();
-                self.on_group_control(opened, plaintext, ctx);
+                let control = self.on_group_control(opened, plaintext);
+                return Box::pin(first.then(move |(), _, _| control));
             }
             Ok(Decoded::Message(message)) => {
                 // Our own other devices get copies; only the other side
@@ -294,6 +352,7 @@ impl Pipeline {
                 tracing::debug!(%reason, "chat content malformed");
             }
         }
+        first
     }
     /// Through the chat hooks, then to every inbox.
     pub(super) fn deliver_chat(&mut self, message: ChatMessage) {
