@@ -12,6 +12,7 @@ mod jswaku;
 mod light;
 mod lightpush;
 mod load;
+mod path;
 mod plugins;
 mod seam;
 mod shutdown;
