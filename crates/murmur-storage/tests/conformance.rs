@@ -31,3 +31,53 @@ mod postgres {
 
     murmur_test_kit::storage_conformance_tests!(start);
 }
+
+/// A flood of saves past every bound on the way (the stage's mailbox of
+/// 4,096 and its save queue of 4,000): each saver waits for room, every save
+/// is answered once it is committed, and every message is there after.
+#[actix_rt::test]
+async fn a_flood_of_saves_waits_for_room_and_loses_nothing() {
+    use futures::{stream::FuturesUnordered, StreamExt};
+    use murmur_core::{
+        storage::SaveRaw,
+        store::{self, Query},
+        Delivery, WakuMessage,
+    };
+
+    const FLOOD: usize = 12_000;
+    let store = start().await;
+    let topic: murmur_core::PubsubTopic = "/waku/2/rs/1/0".parse().unwrap();
+    let mut saves: FuturesUnordered<_> = (0..FLOOD)
+        .map(|i| {
+            let message = WakuMessage::new("/flood/1/a/proto", format!("{i}").into_bytes())
+                .with_timestamp(1 + i as i64);
+            store
+                .save_raw
+                .send(SaveRaw(Delivery::new(topic.clone(), message)))
+        })
+        .collect();
+    let mut new = 0;
+    while let Some(answer) = saves.next().await {
+        if answer.expect("the stage answers").expect("saved") {
+            new += 1;
+        }
+    }
+    assert_eq!(new, FLOOD, "every save was new and answered");
+    let mut stored = 0;
+    let mut query = Query::content(Some(topic), vec!["/flood/1/a/proto".to_owned()])
+        .with_limit(store::MAX_PAGE);
+    loop {
+        let page = store
+            .query
+            .send(storage::Query(query.clone()))
+            .await
+            .unwrap()
+            .unwrap();
+        stored += page.messages.len();
+        match page.cursor {
+            Some(c) => query = query.with_cursor(Some(c)),
+            None => break,
+        }
+    }
+    assert_eq!(stored, FLOOD, "nothing lost");
+}
