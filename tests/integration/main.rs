@@ -7,6 +7,7 @@ mod chat;
 mod communities;
 mod faults;
 mod filter;
+mod flood;
 mod groups;
 mod jswaku;
 mod light;
