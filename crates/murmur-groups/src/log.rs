@@ -1,0 +1,218 @@
+//! The log of a group's signed membership events: inserted in any
+//! order, applied in one order every member agrees on, folded into the
+//! group's state.
+
+use super::*;
+
+/// One member's copy of a group's log.
+#[derive(Debug, Clone)]
+pub struct Log {
+    group: GroupId,
+    /// Applied events in the group's order.
+    events: BTreeMap<(u64, EventId), Event>,
+    clocks: HashMap<EventId, u64>,
+    /// Events none of the others cite.
+    heads: BTreeSet<EventId>,
+    /// Events waiting for parents, by id.
+    pending: HashMap<EventId, Event>,
+    /// The applied events folded in order: kept, since every message
+    /// opened asks for it.
+    state: State,
+}
+
+impl Log {
+    /// An empty log for `group` (a joining member's, before events arrive).
+    pub fn new(group: GroupId) -> Self {
+        Self {
+            group,
+            events: BTreeMap::new(),
+            clocks: HashMap::new(),
+            heads: BTreeSet::new(),
+            pending: HashMap::new(),
+            state: State::default(),
+        }
+    }
+
+    /// Creates a group; answers its log and the `Create` event to send.
+    pub fn create(key: &SigningKey, name: &str) -> (Self, Event) {
+        let unsigned = Unsigned::create(key.verifying_key().into(), name);
+        let signature = key.sign(&unsigned.signed_bytes()).to_bytes();
+        let create = unsigned.sign(signature);
+        let log = Self::from_create(create.clone()).expect("a fresh create event is valid");
+        (log, create)
+    }
+
+    /// The log of the group a signed `Create` event starts.
+    pub fn from_create(create: Event) -> Result<Self, InsertError> {
+        let mut log = Self::new(create.id());
+        log.insert(create)?;
+        Ok(log)
+    }
+
+    /// The group.
+    pub fn group(&self) -> GroupId {
+        self.group
+    }
+
+    /// Signs `action` on top of everything this log has applied, inserts it,
+    /// and answers it to send to the others. Whether it holds is for
+    /// [`Log::state`] to say, as for anyone's event.
+    pub fn author(&mut self, key: &SigningKey, action: Action) -> Result<Event, InsertError> {
+        let unsigned = self.prepare(key.verifying_key().into(), action);
+        let signature = key.sign(&unsigned.signed_bytes()).to_bytes();
+        let event = unsigned.sign(signature);
+        self.insert(event.clone())?;
+        Ok(event)
+    }
+
+    /// `action` by `author` on top of everything this log has applied, to
+    /// be signed and then inserted.
+    pub fn prepare(&self, author: MemberId, action: Action) -> Unsigned {
+        let parents: Vec<EventId> = self.heads.iter().copied().collect();
+        let clock = parents
+            .iter()
+            .filter_map(|p| self.clocks.get(p))
+            .max()
+            .map_or(1, |c| c + 1);
+        Unsigned(Event {
+            group: self.group,
+            author,
+            clock,
+            parents,
+            action,
+            signature: [0; 64],
+        })
+    }
+
+    /// Takes an event from anyone, in any order.
+    pub fn insert(&mut self, event: Event) -> Result<Inserted, InsertError> {
+        let id = event.id();
+        let is_create = matches!(event.action, Action::Create { .. });
+        if is_create {
+            if id != self.group || !event.parents.is_empty() || event.clock != 1 {
+                return Err(InsertError::WrongGroup);
+            }
+        } else if event.group != self.group {
+            return Err(InsertError::WrongGroup);
+        }
+        if let Action::Create { name }
+        | Action::Rename(name)
+        | Action::Channel(name)
+        | Action::DropChannel(name) = &event.action
+        {
+            if name.len() > MAX_NAME {
+                return Err(InsertError::NameTooLong);
+            }
+        }
+        let distinct: BTreeSet<_> = event.parents.iter().collect();
+        if event.parents.len() > MAX_PARENTS
+            || distinct.len() != event.parents.len()
+            || (!is_create && event.parents.is_empty())
+        {
+            return Err(InsertError::BadParents);
+        }
+        if self.clocks.contains_key(&id) || self.pending.contains_key(&id) {
+            return Err(InsertError::Duplicate);
+        }
+        if !event.verify() {
+            return Err(InsertError::BadSignature);
+        }
+        if event.parents.iter().any(|p| !self.clocks.contains_key(p)) {
+            if self.pending.len() >= MAX_PENDING {
+                return Err(InsertError::TooManyPending);
+            }
+            self.pending.insert(id, event);
+            return Ok(Inserted::Pending);
+        }
+        self.apply(id, event)?;
+        // Waiting events this one completes, and those they complete.
+        loop {
+            let ready: Vec<EventId> = self
+                .pending
+                .iter()
+                .filter(|(_, e)| e.parents.iter().all(|p| self.clocks.contains_key(p)))
+                .map(|(id, _)| *id)
+                .collect();
+            if ready.is_empty() {
+                break;
+            }
+            for id in ready {
+                if let Some(e) = self.pending.remove(&id) {
+                    // An inconsistent clock is dropped now its parents are known.
+                    let _ = self.apply(id, e);
+                }
+            }
+        }
+        Ok(Inserted::Applied)
+    }
+
+    fn apply(&mut self, id: EventId, event: Event) -> Result<(), InsertError> {
+        let expected = event
+            .parents
+            .iter()
+            .filter_map(|p| self.clocks.get(p))
+            .max()
+            .map_or(1, |c| c + 1);
+        if event.clock != expected {
+            return Err(InsertError::BadParents);
+        }
+        for p in &event.parents {
+            self.heads.remove(p);
+        }
+        self.heads.insert(id);
+        self.clocks.insert(id, event.clock);
+        let key = (event.clock, id);
+        let last = self.events.last_key_value().is_none_or(|(k, _)| *k < key);
+        self.events.insert(key, event);
+        if last {
+            // The usual case: a new event sorts after all the others.
+            let event = &self.events[&key];
+            if !self.state.apply(event, self.group, id) {
+                self.state.rejected.insert(id);
+            }
+        } else {
+            self.state = self.fold();
+        }
+        Ok(())
+    }
+
+    fn fold(&self) -> State {
+        let mut state = State::default();
+        for ((_, id), event) in &self.events {
+            if !state.apply(event, self.group, *id) {
+                state.rejected.insert(*id);
+            }
+        }
+        state
+    }
+
+    /// The group as the applied events say, in the group's order.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// How many events wait for parents.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Every applied event, in the group's order: what a new member needs.
+    pub fn events(&self) -> impl Iterator<Item = &Event> {
+        self.events.values()
+    }
+
+    /// Whether `unsigned`, once signed, would hold: it sorts after every
+    /// event this log has applied (its clock is one more than theirs), so
+    /// this is the state as it is, and the event applied to it. An author
+    /// asks before signing, so that a refused event never enters its log
+    /// (where later events would cite it as a parent).
+    pub fn allows(&self, unsigned: &Unsigned) -> bool {
+        let mut state = self.state.clone();
+        state.apply(&unsigned.0, self.group, EventId([0; 32]))
+    }
+
+    /// Every event held, applied or waiting for parents.
+    pub fn all_events(&self) -> impl Iterator<Item = &Event> {
+        self.events.values().chain(self.pending.values())
+    }
+}
