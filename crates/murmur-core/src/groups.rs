@@ -23,8 +23,8 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use crate::{
-    chat::MessageId,
     crypto::{AccountId, DeviceId, Sealed},
+    id::MessageId,
     ContentTopic, Delivery,
 };
 

@@ -92,3 +92,29 @@ mod tests {
         assert_eq!(serde_json::from_str::<MessageHash>(&json).unwrap(), h);
     }
 }
+
+/// A message's id, chosen at random by its sender.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId(pub [u8; 16]);
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MessageId({self})")
+    }
+}
+
+impl std::str::FromStr for MessageId {
+    type Err = hex::FromHexError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut id = [0; 16];
+        hex::decode_to_slice(s, &mut id)?;
+        Ok(Self(id))
+    }
+}

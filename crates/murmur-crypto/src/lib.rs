@@ -43,6 +43,7 @@ pub mod codec;
 pub mod envelope;
 pub mod group;
 mod identity;
+mod initiation;
 pub mod kdf;
 mod keys;
 mod ratchet;

@@ -19,9 +19,9 @@ use zeroize::Zeroizing;
 use crate::{
     codec::{DecodeError, Reader, Writer},
     identity::{AccountId, DeviceId},
+    initiation::Initiation,
     kdf,
     keys::{KeyPair, PublicKey, Secret},
-    x3dh::Initiation,
 };
 
 const MESSAGE_VERSION: u8 = 1;

@@ -16,8 +16,6 @@ use crate::{
     Config, Error, Pipeline,
 };
 
-pub(crate) const SUBSCRIBER_QUEUE: usize = 1024;
-
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 type TransportFactory =
     Box<dyn FnOnce(StageContext) -> BoxFuture<Result<transport::Handle, Error>>>;
@@ -30,9 +28,6 @@ type SyncFactory =
     Box<dyn FnOnce(SyncContext) -> BoxFuture<Result<murmur_core::sync::Handle, Error>>>;
 
 type PluginFactory = Box<dyn FnOnce(&Config) -> Result<Option<Slot>, Error>>;
-
-/// Where the application's state lives among the node's.
-pub(crate) const APP_STATE: &str = "app/";
 
 /// A hook as it was added: an instance, or a plugin built at start.
 enum HookSpec {
@@ -432,7 +427,7 @@ impl Builder {
 
 /// Publishes the device's bundle soon after start and every six hours; a
 /// failed attempt (no peers yet) is retried every thirty seconds.
-pub(crate) fn spawn_bundle_publisher(node: &Node) {
+fn spawn_bundle_publisher(node: &Node) {
     const EVERY: Duration = Duration::from_secs(6 * 3600);
     const RETRY: Duration = Duration::from_secs(30);
     let node = std::sync::Arc::downgrade(&node.inner);

@@ -14,7 +14,6 @@ use murmur_core::{
 use tokio::sync::mpsc;
 
 use crate::{
-    builder::{APP_STATE, SUBSCRIBER_QUEUE},
     chat::{
         AccountId, Body, Conversation, DeliveryState, DeviceId, Group, GroupId, Inbox, Notices,
         Sent, Summary,
@@ -25,6 +24,11 @@ use crate::{
     },
     Error, Pipeline, Stats,
 };
+
+pub(crate) const SUBSCRIBER_QUEUE: usize = 1024;
+
+/// Where the application's state lives among the node's.
+pub(crate) const APP_STATE: &str = "app/";
 
 mod chat;
 

@@ -18,7 +18,7 @@ use murmur_proto::{
 use prost::Message as _;
 use tokio::sync::Semaphore;
 
-use crate::{inbound::Incoming, network::Relay};
+use crate::{inbound::Incoming, services::Swarm};
 
 pub(crate) const SUBSCRIBE: StreamProtocol = StreamProtocol::new(protocol::FILTER_SUBSCRIBE);
 pub(crate) const PUSH: StreamProtocol = StreamProtocol::new(protocol::FILTER_PUSH);
@@ -159,11 +159,11 @@ impl Subscriptions {
 }
 
 /// Answers subscribe, unsubscribe and ping requests.
-pub(crate) async fn serve(incoming: Incoming, relay: Relay) {
+pub(crate) async fn serve(incoming: Incoming, relay: Swarm) {
     crate::rpc::serve(incoming, wire::MAX_REQUEST_LEN, Server(relay)).await;
 }
 
-struct Server(Relay);
+struct Server(Swarm);
 
 impl crate::rpc::Answer for Server {
     async fn answer(
@@ -275,7 +275,7 @@ pub(crate) async fn request(
 
 /// Receives pushes from our filter service: one or more frames per stream
 /// (nwaku reuses a stream, go-waku opens one per push).
-pub(crate) async fn receive(mut incoming: Incoming, relay: Relay) {
+pub(crate) async fn receive(mut incoming: Incoming, relay: Swarm) {
     futures::stream::poll_fn(|cx| incoming.poll_recv(cx))
         .for_each_concurrent(MAX_CONCURRENT, |(peer, mut stream)| {
             let relay = relay.clone();

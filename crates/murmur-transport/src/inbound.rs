@@ -6,7 +6,7 @@
 //! again is reset, and a client sees "stream reset" for a request that was
 //! never read. Here every connection's handler puts its streams into a
 //! bounded queue per protocol (sized for bursts from many clients at once),
-//! and [`crate::rpc::serve`] answers or refuses each one with the protocol's
+//! and the protocol's server (`rpc::serve`) answers or refuses each one with the protocol's
 //! own "too many requests". Only a flood past the queue is reset, and it is
 //! counted and logged.
 

@@ -45,6 +45,7 @@ mod metrics;
 mod network;
 mod peer_exchange;
 mod rpc;
+mod services;
 mod store;
 mod tasks;
 pub mod timer;

@@ -14,7 +14,7 @@ use murmur_proto::{
 };
 use prost::Message as _;
 
-use crate::network::Relay;
+use crate::services::Swarm;
 
 pub(crate) const V3: StreamProtocol = StreamProtocol::new(protocol::LIGHTPUSH);
 pub(crate) const V2: StreamProtocol = StreamProtocol::new(protocol::LIGHTPUSH_V2);
@@ -40,7 +40,7 @@ impl Outcome {
 /// Everything a push needs from the node.
 #[derive(Clone)]
 pub(crate) struct Service {
-    pub(crate) relay: Relay,
+    pub(crate) relay: Swarm,
     pub(crate) archive: Option<Recipient<storage::SaveRaw>>,
     pub(crate) sharding: Sharding,
 }

@@ -14,7 +14,7 @@ use murmur_proto::{
 };
 use prost::Message as _;
 
-use crate::{enr::Record, network::Relay};
+use crate::{enr::Record, services::Swarm};
 
 pub(crate) const PROTOCOL: StreamProtocol = StreamProtocol::new(protocol::PEER_EXCHANGE);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,11 +53,11 @@ impl Cache {
 }
 
 /// Answers peer exchange queries from the swarm's cache.
-pub(crate) async fn serve(incoming: Incoming, relay: Relay) {
+pub(crate) async fn serve(incoming: Incoming, relay: Swarm) {
     crate::rpc::serve(incoming, wire::MAX_REQUEST_LEN, Server(relay)).await;
 }
 
-struct Server(Relay);
+struct Server(Swarm);
 
 impl crate::rpc::Answer for Server {
     async fn answer(

@@ -95,3 +95,38 @@ impl Relay {
         self.tell(Command::Local(delivery)).await;
     }
 }
+
+impl crate::services::Services for Relay {
+    fn publish(
+        &self,
+        topic: PubsubTopic,
+        message: WakuMessage,
+    ) -> crate::services::Call<Result<(Delivery, usize), transport::Error>> {
+        let relay = self.clone();
+        Box::pin(async move { relay.publish(topic, message).await })
+    }
+
+    fn filter(
+        &self,
+        peer: PeerId,
+        request: murmur_proto::filter::SubscribeRequest,
+    ) -> crate::services::Call<(u32, &'static str)> {
+        let relay = self.clone();
+        Box::pin(async move { relay.filter(peer, request).await })
+    }
+
+    fn sample_peers(&self, n: usize, asker: PeerId) -> crate::services::Call<Vec<Vec<u8>>> {
+        let relay = self.clone();
+        Box::pin(async move { relay.sample_peers(n, asker).await })
+    }
+
+    fn inbound(&self, delivery: Delivery) -> crate::services::Call<()> {
+        let relay = self.clone();
+        Box::pin(async move { relay.inbound(delivery).await })
+    }
+
+    fn deliver_locally(&self, delivery: Delivery) -> crate::services::Call<()> {
+        let relay = self.clone();
+        Box::pin(async move { relay.deliver_locally(delivery).await })
+    }
+}

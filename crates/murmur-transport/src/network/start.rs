@@ -39,24 +39,25 @@ pub(super) async fn run_network(
     if let Some((incoming, archive)) = services.store {
         served.push(tokio::spawn(crate::store::serve(incoming, archive)));
     }
+    let swarm: crate::services::Swarm = std::sync::Arc::new(relay.clone());
     if let Some(incoming) = services.peer_exchange {
         served.push(tokio::spawn(crate::peer_exchange::serve(
             incoming,
-            relay.clone(),
+            swarm.clone(),
         )));
     }
     if let Some(incoming) = services.filter_push {
         served.push(tokio::spawn(crate::filter::receive(
             incoming,
-            relay.clone(),
+            swarm.clone(),
         )));
     }
     if let Some(incoming) = services.filter {
-        served.push(tokio::spawn(crate::filter::serve(incoming, relay.clone())));
+        served.push(tokio::spawn(crate::filter::serve(incoming, swarm.clone())));
     }
     if let Some((v3, v2)) = services.lightpush {
         let service = crate::lightpush::Service {
-            relay,
+            relay: swarm,
             archive: config.archive.clone(),
             sharding: config.sharding(),
         };
