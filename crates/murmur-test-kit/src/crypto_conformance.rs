@@ -314,6 +314,28 @@ async fn open_mine(stage: &crypto::Handle, sealed: &[Sealed]) -> Vec<crypto::Ope
     opened
 }
 
+/// `second` pairs with `first`'s account: code, request, answer.
+async fn pair(first: &crypto::Handle, second: &crypto::Handle) {
+    let code = first
+        .pairing_code
+        .send(PairingCode)
+        .await
+        .expect("stage alive")
+        .expect("the first device makes pairing codes");
+    let request = second
+        .pair
+        .send(Pair(code))
+        .await
+        .expect("stage alive")
+        .expect("a valid code");
+    let mut answers = Vec::new();
+    for o in open_mine(first, &request).await {
+        answers.extend(o.publish);
+    }
+    let opened = open_mine(second, &answers).await;
+    assert!(opened.iter().any(|o| o.identity_changed), "paired");
+}
+
 /// A second device joins an account; the first device introduces it to
 /// many contacts, each of which then writes to it: every first message
 /// opens on the new device. (The bundle the first device hands on is one
@@ -325,24 +347,7 @@ where
 {
     const CONTACTS: usize = 24;
     let (phone, laptop) = (start(storage()).await, start(storage()).await);
-    let code = phone
-        .pairing_code
-        .send(PairingCode)
-        .await
-        .expect("stage alive")
-        .expect("the first device makes pairing codes");
-    let request = laptop
-        .pair
-        .send(Pair(code))
-        .await
-        .expect("stage alive")
-        .expect("a valid code");
-    let mut answers = Vec::new();
-    for o in open_mine(&phone, &request).await {
-        answers.extend(o.publish);
-    }
-    let opened = open_mine(&laptop, &answers).await;
-    assert!(opened.iter().any(|o| o.identity_changed), "paired");
+    pair(&phone, &laptop).await;
     let (account, laptop_device) = identity(&laptop).await;
     assert_eq!(account, identity(&phone).await.0);
 
@@ -543,23 +548,7 @@ where
         start(storage()).await,
         start(storage()).await,
     );
-    let code = phone
-        .pairing_code
-        .send(PairingCode)
-        .await
-        .expect("stage alive")
-        .expect("a pairing code");
-    let request = laptop
-        .pair
-        .send(Pair(code))
-        .await
-        .expect("stage alive")
-        .expect("a valid code");
-    let mut answers = Vec::new();
-    for o in open_mine(&phone, &request).await {
-        answers.extend(o.publish);
-    }
-    open_mine(&laptop, &answers).await;
+    pair(&phone, &laptop).await;
     let (account, laptop_device) = identity(&laptop).await;
     let (_, phone_device) = identity(&phone).await;
     introduce(&friend, &phone).await;
