@@ -198,24 +198,12 @@ impl Handler<Control> for Membership {
 
     fn handle(&mut self, msg: Control, ctx: &mut Context<Self>) -> Self::Result {
         supervise::atomic(self, ctx, |this, _| {
-            let identity = this.crypto.identity.clone();
-            Box::pin(
-                async move {
-                    Ok::<_, Error>(
-                        identity
-                            .send(crypto::Identity)
-                            .await
-                            .map_err(state_error)??,
-                    )
+            Box::pin(this.me().into_actor(this).then(move |me, act, _| {
+                match me.and_then(|me| act.apply_control(&msg, me)) {
+                    Ok((id, effects)) => act.persist(id, true, effects).boxed_local(),
+                    Err(e) => fut::ready(Err(e)).boxed_local(),
                 }
-                .into_actor(this)
-                .then(move |me, act, _| {
-                    match me.and_then(|me| act.apply_control(&msg, me)) {
-                        Ok((id, effects)) => act.persist(id, true, effects).boxed_local(),
-                        Err(e) => fut::ready(Err(e)).boxed_local(),
-                    }
-                }),
-            )
+            }))
         })
     }
 }
@@ -320,23 +308,11 @@ impl Handler<Info> for Membership {
 
     fn handle(&mut self, Info(id): Info, ctx: &mut Context<Self>) -> Self::Result {
         supervise::act_future(self, ctx, |this, _| {
-            let identity = this.crypto.identity.clone();
-            Box::pin(
-                async move {
-                    Ok::<_, Error>(
-                        identity
-                            .send(crypto::Identity)
-                            .await
-                            .map_err(state_error)??,
-                    )
-                }
-                .into_actor(this)
-                .map(move |me, act, _| {
-                    let me = me?;
-                    let group = act.groups.get(&id).ok_or(Error::UnknownGroup(id))?;
-                    Ok(act.summary(id, group, me.0))
-                }),
-            )
+            Box::pin(this.me().into_actor(this).map(move |me, act, _| {
+                let me = me?;
+                let group = act.groups.get(&id).ok_or(Error::UnknownGroup(id))?;
+                Ok(act.summary(id, group, me.0))
+            }))
         })
     }
 }
@@ -346,27 +322,15 @@ impl Handler<List> for Membership {
 
     fn handle(&mut self, _: List, ctx: &mut Context<Self>) -> Self::Result {
         supervise::act_future(self, ctx, |this, _| {
-            let identity = this.crypto.identity.clone();
-            Box::pin(
-                async move {
-                    Ok::<_, Error>(
-                        identity
-                            .send(crypto::Identity)
-                            .await
-                            .map_err(state_error)??,
-                    )
-                }
-                .into_actor(this)
-                .map(move |me, act, _| {
-                    let me = me?;
-                    Ok(act
-                        .groups
-                        .iter()
-                        .filter(|(_, g)| g.log().events().next().is_some())
-                        .map(|(id, g)| act.summary(*id, g, me.0))
-                        .collect())
-                }),
-            )
+            Box::pin(this.me().into_actor(this).map(move |me, act, _| {
+                let me = me?;
+                Ok(act
+                    .groups
+                    .iter()
+                    .filter(|(_, g)| g.log().events().next().is_some())
+                    .map(|(id, g)| act.summary(*id, g, me.0))
+                    .collect())
+            }))
         })
     }
 }

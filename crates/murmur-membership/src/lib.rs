@@ -300,6 +300,20 @@ impl Membership {
         );
     }
 
+    /// This device's account and device, as the crypto stage knows them.
+    fn me(
+        &self,
+    ) -> impl std::future::Future<Output = Result<(AccountId, DeviceId), Error>> + 'static {
+        let identity = self.crypto.identity.clone();
+        async move {
+            identity
+                .send(crypto::Identity)
+                .await
+                .map_err(state_error)?
+                .map_err(Error::from)
+        }
+    }
+
     fn insert_group(&mut self, group: Group) {
         let id = gid(group.id());
         self.topics.insert(group_topic(id).as_str().to_owned(), id);
