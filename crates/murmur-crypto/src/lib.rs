@@ -9,7 +9,10 @@
 //!   that may be offline;
 //! - a [`Session`] is the Double Ratchet: forward secrecy per message,
 //!   post-compromise security per round trip, out-of-order delivery within
-//!   [`Limits`], replays refused.
+//!   [`Limits`], replays refused;
+//! - a [`Device`] is one device's end of every conversation: contacts and
+//!   their devices, a session with each, simultaneous starts converging on
+//!   one session, pairing a new device and revoking one.
 //!
 //! Every secret is wiped on drop and absent from Debug output; state leaves
 //! as versioned bytes ([`Session::to_bytes`], [`Installation::to_bytes`]) for
@@ -40,6 +43,7 @@
 //! ```
 
 pub mod codec;
+pub mod device;
 pub mod envelope;
 pub mod group;
 mod identity;
@@ -51,6 +55,7 @@ pub mod vault;
 pub mod x3dh;
 
 pub use codec::{DecodeError, Reader};
+pub use device::Device;
 pub use envelope::{EnvelopeError, Opened};
 pub use identity::{
     Account, AccountId, Bundle, BundleError, Certificate, DeviceId, Installation, PairingRequest,

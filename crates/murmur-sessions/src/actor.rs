@@ -12,8 +12,8 @@ impl Actor for Crypto {
         }
         // Rotate the signed prekey and top one-time prekeys up, hourly.
         ctx.run_interval(std::time::Duration::from_secs(3600), |act, ctx| {
-            if act.installation.maintain(now()) {
-                let saves = vec![act.sealed_installation()];
+            let saves = act.device.maintain(now());
+            if !saves.is_empty() {
                 let save = act.storage.save_state.clone();
                 ctx.spawn(
                     async move {
@@ -49,7 +49,12 @@ impl Handler<Seal> for Crypto {
     type Result = supervise::Reply<Self, Result<Vec<Sealed>, Error>>;
 
     fn handle(&mut self, msg: Seal, ctx: &mut Context<Self>) -> Self::Result {
-        let outcome = supervise::guard(self, ctx, |act, _| act.seal(msg.to, &msg.plaintext));
+        let outcome = supervise::guard(self, ctx, |act, _| {
+            let to = murmur_crypto::AccountId(msg.to.0);
+            let (out, saves) = act.on_device(|d, now| d.seal(to, &msg.plaintext, now))?;
+            act.metrics.sealed.inc_by(out.len() as u64);
+            Ok((act.sealed(out), saves))
+        });
         self.respond(outcome)
     }
 }
@@ -58,7 +63,21 @@ impl Handler<Open> for Crypto {
     type Result = supervise::Reply<Self, Result<Opened, Error>>;
 
     fn handle(&mut self, Open(delivery): Open, ctx: &mut Context<Self>) -> Self::Result {
-        let outcome = supervise::guard(self, ctx, |act, _| act.open(&delivery.message.payload));
+        let outcome = supervise::guard(self, ctx, |act, _| {
+            let (received, saves) =
+                act.on_device(|d, now| d.open(&delivery.message.payload, now))?;
+            act.metrics.opened.inc();
+            let (account, device) = received.sender;
+            let publish = act.sealed(received.reply);
+            let opened = Opened::new(
+                account_id(account),
+                device_id(device),
+                received.app.map(Bytes::from),
+            )
+            .with_publish(publish)
+            .with_identity_changed(received.identity_changed);
+            Ok((opened, saves))
+        });
         self.respond(outcome)
     }
 }
@@ -67,7 +86,10 @@ impl Handler<AddContact> for Crypto {
     type Result = supervise::Reply<Self, Result<AccountId, Error>>;
 
     fn handle(&mut self, AddContact(code): AddContact, ctx: &mut Context<Self>) -> Self::Result {
-        let outcome = supervise::guard(self, ctx, |act, _| act.add_contact(&code));
+        let outcome = supervise::guard(self, ctx, |act, _| {
+            let (account, saves) = act.on_device(|d, _| d.add_contact(&code))?;
+            Ok((account_id(account), saves))
+        });
         self.respond(outcome)
     }
 }
@@ -76,16 +98,7 @@ impl Handler<ContactCode> for Crypto {
     type Result = Result<String, Error>;
 
     fn handle(&mut self, _: ContactCode, ctx: &mut Context<Self>) -> Self::Result {
-        supervise::guard(self, ctx, |act, _| {
-            // No one-time prekeys: a code is for many people, the first
-            // would use each up.
-            let bundle = act.installation.bundle_with(now(), 0);
-            format!(
-                "{CODE_PREFIX}{}",
-                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bundle.to_bytes())
-            )
-        })
-        .map_err(Error::from)
+        supervise::guard(self, ctx, |act, _| act.device.contact_code(now())).map_err(Error::from)
     }
 }
 
@@ -102,10 +115,9 @@ impl Handler<OwnBundle> for Crypto {
 
     fn handle(&mut self, _: OwnBundle, ctx: &mut Context<Self>) -> Self::Result {
         supervise::guard(self, ctx, |act, _| {
-            let bundle = act.installation.bundle_with(now(), 0);
             (
                 act.bundle_topic_of(act.account()),
-                Bytes::from(bundle.to_bytes()),
+                Bytes::from(act.device.bundle(now()).to_bytes()),
             )
         })
         .map_err(Error::from)
@@ -128,7 +140,10 @@ impl Handler<LearnBundles> for Crypto {
     type Result = supervise::Reply<Self, Result<usize, Error>>;
 
     fn handle(&mut self, msg: LearnBundles, ctx: &mut Context<Self>) -> Self::Result {
-        let outcome = supervise::guard(self, ctx, |act, _| Ok(act.learn_bundles(&msg)));
+        let outcome = supervise::guard(self, ctx, |act, _| {
+            let account = murmur_crypto::AccountId(msg.account.0);
+            act.on_device(|d, _| Ok(d.learn_bundles(account, &msg.bundles)))
+        });
         self.respond(outcome)
     }
 }
@@ -145,7 +160,9 @@ impl Handler<PairingCode> for Crypto {
     type Result = Result<String, Error>;
 
     fn handle(&mut self, _: PairingCode, ctx: &mut Context<Self>) -> Self::Result {
-        supervise::guard(self, ctx, |act, _| act.pairing_code())?
+        supervise::guard(self, ctx, |act, _| {
+            act.on_device(|d, now| d.pairing_code(now))
+        })?
     }
 }
 
@@ -153,7 +170,10 @@ impl Handler<Pair> for Crypto {
     type Result = supervise::Reply<Self, Result<Vec<Sealed>, Error>>;
 
     fn handle(&mut self, Pair(code): Pair, ctx: &mut Context<Self>) -> Self::Result {
-        let outcome = supervise::guard(self, ctx, |act, _| act.pair(&code));
+        let outcome = supervise::guard(self, ctx, |act, _| {
+            let (out, saves) = act.on_device(|d, now| d.pair(&code, now))?;
+            Ok((act.sealed(out), saves))
+        });
         self.respond(outcome)
     }
 }
@@ -162,7 +182,11 @@ impl Handler<Revoke> for Crypto {
     type Result = supervise::Reply<Self, Result<Vec<Sealed>, Error>>;
 
     fn handle(&mut self, Revoke(device): Revoke, ctx: &mut Context<Self>) -> Self::Result {
-        let outcome = supervise::guard(self, ctx, |act, _| act.revoke(device));
+        let outcome = supervise::guard(self, ctx, |act, _| {
+            let device = murmur_crypto::DeviceId(device.0);
+            let (out, saves) = act.on_device(|d, now| d.revoke(device, now))?;
+            Ok((act.sealed(out), saves))
+        });
         self.respond(outcome)
     }
 }
@@ -172,16 +196,11 @@ impl Handler<Bundles> for Crypto {
 
     fn handle(&mut self, Bundles(account): Bundles, ctx: &mut Context<Self>) -> Self::Result {
         supervise::guard(self, ctx, |act, _| {
-            let own = (account == act.account())
-                .then(|| Bytes::from(act.installation.bundle_with(now(), 0).to_bytes()));
-            let known = act
-                .contacts
-                .get(&account)
+            act.device
+                .bundles(murmur_crypto::AccountId(account.0), now())
                 .into_iter()
-                .flat_map(|devices| devices.values())
-                .filter(|b| device_id(b.device()) != act.device())
-                .map(|b| Bytes::from(b.to_bytes()));
-            own.into_iter().chain(known).collect()
+                .map(Bytes::from)
+                .collect()
         })
         .map_err(Error::from)
     }
@@ -192,8 +211,7 @@ impl Handler<SignEvent> for Crypto {
 
     fn handle(&mut self, SignEvent(bytes): SignEvent, ctx: &mut Context<Self>) -> Self::Result {
         supervise::guard(self, ctx, |act, _| {
-            let account = act.account.as_ref().ok_or(Error::NotPrimary)?;
-            account.sign_group_event(&bytes).ok_or(Error::NotSignable)
+            act.device.sign_group_event(&bytes).map_err(contract_error)
         })?
     }
 }
@@ -203,15 +221,11 @@ impl Handler<Devices> for Crypto {
 
     fn handle(&mut self, Devices(account): Devices, ctx: &mut Context<Self>) -> Self::Result {
         supervise::guard(self, ctx, |act, _| {
-            let me = (act.account(), act.device());
-            let mut devices: Vec<DeviceId> = act
-                .everyone()
+            act.device
+                .devices_of(murmur_crypto::AccountId(account.0))
                 .into_iter()
-                .filter(|p| p.0 == account && *p != me)
-                .map(|p| p.1)
-                .collect();
-            devices.dedup();
-            devices
+                .map(device_id)
+                .collect()
         })
         .map_err(Error::from)
     }
@@ -221,6 +235,6 @@ impl Crypto {
     /// Whether this device holds its account's key (the first device does;
     /// a paired one need not).
     pub fn holds_account_key(&self) -> bool {
-        self.account.is_some()
+        self.device.holds_account_key()
     }
 }

@@ -1,7 +1,9 @@
 //! murmur's crypto stage: the default actor behind `murmur_core::crypto`, a
-//! thin shell around `murmur-crypto` that keeps the account, this device,
-//! contacts and sessions, and persists every change through the storage
-//! stage, sealed with the node's vault key.
+//! thin shell around the sans-I/O [`murmur_crypto::Device`] (the account,
+//! this device, contacts and sessions, pairing and revocation). The shell
+//! reads the clock, publishes on each account's partition topic, counts,
+//! and persists every change the device reports through the storage stage
+//! before it answers.
 //!
 //! A panic in a handler is caught (`murmur_core::supervise`): the request is
 //! answered with `Error::Restarted`, and the stage restarts from what it had
@@ -24,10 +26,7 @@
 //! # });
 //! ```
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-
 use actix::prelude::*;
-use base64::Engine as _;
 use bytes::Bytes;
 use murmur_core::{
     crypto::{
@@ -38,32 +37,25 @@ use murmur_core::{
     storage, supervise, ContentTopic,
 };
 use murmur_crypto::{
-    envelope, x3dh, Account, Bundle, Ciphertext, DecryptError, EnvelopeError, Installation, Limits,
-    PairingRequest, PrekeyPolicy, Revocation, Session, Unpaired, Vault, X3dhError,
+    device::{self, Device, Outgoing, Records},
+    envelope, Limits, Vault,
 };
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
-use prost::Message as _;
 
 mod actor;
 mod metrics;
-mod open;
-mod pairing;
-mod seal;
 mod state;
-mod wire;
 
 pub use metrics::Metrics;
 use metrics::Reason;
-use wire::{PairRequest, PairResponse, Payload};
+pub use murmur_crypto::device::{CODE_PREFIX, PAIR_PREFIX};
 
 const MAILBOX: usize = 1024;
 
-/// State entries to write (or, with `None`, delete) in one transaction.
-type Saves = Vec<(String, Option<Vec<u8>>)>;
 /// The crypto stage's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -95,57 +87,22 @@ impl Settings {
             max_skipped_keys,
         }
     }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            max_skip: self.max_skip,
+            max_stored: self.max_skipped_keys,
+        }
+    }
 }
 
-/// A contact code: this prefix, then the bundle in unpadded base64url.
-pub const CODE_PREFIX: &str = "murmur:";
-const ACCOUNT: &str = "crypto/account";
-const INSTALLATION: &str = "crypto/installation";
-const SESSION: &str = "crypto/session/";
-/// A session kept to read what a peer sent on it after a simultaneous start.
-const SHADOW: &str = "crypto/shadow/";
-const CONTACT: &str = "crypto/contact/";
-const REVOKED: &str = "crypto/revoked/";
-/// A pairing code: this prefix, then in unpadded base64url a one-time
-/// secret (32 bytes) and the issuing device's bundle.
-pub const PAIR_PREFIX: &str = "murmur-pair:";
-/// How long a pairing code can be used.
-const PAIRING_TTL: std::time::Duration = std::time::Duration::from_secs(600);
-
-/// A pairing this device asked for and waits to be answered.
-struct PendingPair {
-    keys: Unpaired,
-    /// The device that issued the code.
-    primary: (AccountId, DeviceId),
-}
-
-/// The crypto stage.
+/// The crypto stage: the actor around this device's
+/// [`murmur_crypto::Device`].
 pub struct Crypto {
-    account: Option<Account>,
-    installation: Installation,
-    sessions: HashMap<(AccountId, DeviceId), Session>,
-    /// Sessions that lost a simultaneous start, kept to read what was sent
-    /// on them before the peer switched (and what it still sends on them,
-    /// until the sides converge), across restarts too.
-    shadows: HashMap<(AccountId, DeviceId), Session>,
-    /// Devices whose bundle came from the device itself, to this device
-    /// alone (a pairing request): the first session with one may use its
-    /// one-time prekeys. Every other bundle is a copy others hold too (a
-    /// device list, a contact code), and a one-time prekey serves only the
-    /// first initiator to reach its device; not persisted (a restart only
-    /// costs the first message that prekey's forward secrecy).
-    first_hand: HashSet<(AccountId, DeviceId)>,
-    contacts: BTreeMap<AccountId, BTreeMap<DeviceId, Bundle>>,
-    vault: Vault,
+    device: Device,
     storage: storage::Handle,
     partitions: u32,
-    limits: Limits,
     metrics: Metrics,
-    /// Pairing secrets handed out, with their expiry.
-    pairing: Vec<([u8; 32], std::time::Instant)>,
-    pending_pair: Option<PendingPair>,
-    /// Revoked devices, with the revocation to pass on.
-    revoked: BTreeMap<(AccountId, DeviceId), Revocation>,
     /// Restarted after a panic: the state is read back from storage first.
     reload: bool,
     fuse: supervise::Fuse,
@@ -165,12 +122,39 @@ fn device_id(d: murmur_crypto::DeviceId) -> DeviceId {
     DeviceId(d.0)
 }
 
-fn key(prefix: &str, account: AccountId, device: DeviceId) -> String {
-    format!("{prefix}{account}/{device}")
-}
-
 fn state_error(e: impl std::fmt::Display) -> Error {
     Error::State(e.to_string())
+}
+
+/// The stage contract's error for the device's.
+fn contract_error(e: device::Error) -> Error {
+    use device::Error as E;
+    match e {
+        E::NotForUs => Error::NotForUs,
+        E::Malformed(why) | E::Undecryptable(why) => Error::Undecryptable(why),
+        E::Revoked { account, device } => Error::Revoked {
+            account: account_id(account),
+            device: device_id(device),
+        },
+        E::ForgedSender => Error::Undecryptable(e.to_string()),
+        E::Replay | E::OneTimePrekeyUsed => Error::Replay,
+        E::TooFarAhead(why) => Error::TooFarAhead(why),
+        E::UnknownSession { account, device } => Error::UnknownSession {
+            account: account_id(account),
+            device: device_id(device),
+        },
+        E::NotPrimary => Error::NotPrimary,
+        E::NotSignable => Error::NotSignable,
+        E::Pairing(why) => Error::Pairing(why),
+        E::BadContact(why) => Error::BadContact(why),
+        E::UnknownContact(account) => Error::UnknownContact(account_id(account)),
+        other => Error::State(other.to_string()),
+    }
+}
+
+/// The bundle inside a contact code.
+pub fn parse_code(code: &str) -> Result<murmur_crypto::Bundle, Error> {
+    device::parse_code(code).map_err(contract_error)
 }
 
 /// The content topic where the accounts of a partition publish their
@@ -190,11 +174,11 @@ pub fn partition_topic(partition: u32) -> ContentTopic {
 
 impl Crypto {
     fn account(&self) -> AccountId {
-        account_id(self.installation.account())
+        account_id(self.device.account())
     }
 
     fn device(&self) -> DeviceId {
-        device_id(self.installation.device())
+        device_id(self.device.device())
     }
 
     fn bundle_topic_of(&self, account: AccountId) -> ContentTopic {
@@ -210,16 +194,29 @@ impl Crypto {
             self.partitions,
         ))
     }
-}
 
-/// The bundle inside a contact code.
-pub fn parse_code(code: &str) -> Result<Bundle, Error> {
-    let body = code
-        .trim()
-        .strip_prefix(CODE_PREFIX)
-        .ok_or_else(|| Error::BadContact(format!("a contact code starts with {CODE_PREFIX:?}")))?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(body)
-        .map_err(|e| Error::BadContact(format!("not base64url: {e}")))?;
-    Bundle::from_bytes(&bytes).map_err(|e| Error::BadContact(e.to_string()))
+    /// Counts what the device refused since it was last asked.
+    fn count_refusals(&mut self) {
+        for reason in self.device.take_refusals() {
+            self.metrics.refused.get_or_create(&Reason { reason }).inc();
+        }
+    }
+
+    /// Envelopes to publish, on their recipients' partition topics.
+    fn sealed(&self, out: Vec<Outgoing>) -> Vec<Sealed> {
+        out.into_iter()
+            .map(|o| Sealed::new(self.topic_of(account_id(o.to)), Bytes::from(o.envelope)))
+            .collect()
+    }
+
+    /// Runs `op` on the device: its refusals counted, its error in the
+    /// contract's terms.
+    fn on_device<T>(
+        &mut self,
+        op: impl FnOnce(&mut Device, u64) -> Result<T, device::Error>,
+    ) -> Result<T, Error> {
+        let outcome = op(&mut self.device, now());
+        self.count_refusals();
+        outcome.map_err(contract_error)
+    }
 }

@@ -3,69 +3,13 @@
 
 use super::*;
 
-/// What the stage keeps on disk, read back.
-pub(crate) struct Loaded {
-    pub(crate) account: Option<Account>,
-    pub(crate) installation: Option<Installation>,
-    pub(crate) sessions: HashMap<(AccountId, DeviceId), Session>,
-    pub(crate) shadows: HashMap<(AccountId, DeviceId), Session>,
-    pub(crate) contacts: BTreeMap<AccountId, BTreeMap<DeviceId, Bundle>>,
-    pub(crate) revoked: BTreeMap<(AccountId, DeviceId), Revocation>,
-}
-
 pub(crate) async fn list_state(storage: &storage::Handle) -> Result<Vec<(String, Vec<u8>)>, Error> {
     storage
         .list_state
-        .send(storage::ListState("crypto/".to_owned()))
+        .send(storage::ListState(device::PREFIX.to_owned()))
         .await
         .map_err(state_error)?
         .map_err(state_error)
-}
-
-impl Loaded {
-    pub(crate) fn parse(entries: Vec<(String, Vec<u8>)>, vault: &Vault) -> Result<Self, Error> {
-        let mut loaded = Self {
-            account: None,
-            installation: None,
-            sessions: HashMap::new(),
-            shadows: HashMap::new(),
-            contacts: BTreeMap::new(),
-            revoked: BTreeMap::new(),
-        };
-        for (name, value) in entries {
-            let bytes = vault.open(&name, &value).map_err(state_error)?;
-            if name == ACCOUNT {
-                let secret: [u8; 32] = bytes
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| Error::State("account key is not 32 bytes".to_owned()))?;
-                loaded.account = Some(Account::from_secret(&secret));
-            } else if name == INSTALLATION {
-                loaded.installation = Some(Installation::from_bytes(&bytes).map_err(state_error)?);
-            } else if name.starts_with(SESSION) || name.starts_with(SHADOW) {
-                let s = Session::from_bytes(&bytes).map_err(state_error)?;
-                let peer = (account_id(s.peer_account()), device_id(s.peer_device()));
-                if name.starts_with(SESSION) {
-                    loaded.sessions.insert(peer, s);
-                } else {
-                    loaded.shadows.insert(peer, s);
-                }
-            } else if name.starts_with(REVOKED) {
-                let r = Revocation::from_bytes(&bytes).map_err(state_error)?;
-                loaded
-                    .revoked
-                    .insert((account_id(r.account), device_id(r.device)), r);
-            } else if name.starts_with(CONTACT) {
-                let b = Bundle::from_bytes(&bytes).map_err(state_error)?;
-                loaded
-                    .contacts
-                    .entry(account_id(b.account()))
-                    .or_default()
-                    .insert(device_id(b.device()), b);
-            }
-        }
-        Ok(loaded)
-    }
 }
 
 impl Crypto {
@@ -78,93 +22,38 @@ impl Crypto {
         metrics: Metrics,
     ) -> Result<Addr<Self>, Error> {
         let vault = Vault::new(node_secret);
-        let entries = list_state(&storage).await?;
-        let Loaded {
-            mut account,
-            installation,
-            sessions,
-            shadows,
-            contacts,
-            revoked,
-        } = Loaded::parse(entries, &vault)?;
-        let mut fresh = Vec::new();
-        let installation = match installation {
-            Some(i) => i,
+        let records = list_state(&storage).await?;
+        let restored =
+            Device::restore(vault, settings.limits(), records).map_err(contract_error)?;
+        let device = match restored {
+            Some(device) => device,
             None => {
-                let new_account = Account::generate();
-                let i = Installation::create(&new_account, PrekeyPolicy::default(), now());
-                fresh.push((
-                    ACCOUNT.to_owned(),
-                    Some(vault.seal(ACCOUNT, new_account.to_secret().as_ref())),
-                ));
-                fresh.push((
-                    INSTALLATION.to_owned(),
-                    Some(vault.seal(INSTALLATION, &i.to_bytes())),
-                ));
-                account = Some(new_account);
-                tracing::info!(account = %account_id(i.account()), device = %device_id(i.device()), "created a chat account");
-                i
+                let (device, records) =
+                    Device::create(Vault::new(node_secret), settings.limits(), now());
+                storage
+                    .save_state
+                    .send(storage::SaveState(records))
+                    .await
+                    .map_err(state_error)?
+                    .map_err(state_error)?;
+                device
             }
         };
-        if !fresh.is_empty() {
-            storage
-                .save_state
-                .send(storage::SaveState(fresh))
-                .await
-                .map_err(state_error)?
-                .map_err(state_error)?;
-        }
         let stage = Self {
-            account,
-            installation,
-            sessions,
-            shadows,
-            first_hand: HashSet::new(),
-            contacts,
-            vault,
+            device,
             storage,
             partitions: settings.partitions.max(1),
-            limits: Limits {
-                max_skip: settings.max_skip,
-                max_stored: settings.max_skipped_keys,
-            },
             metrics,
-            pairing: Vec::new(),
-            pending_pair: None,
-            revoked,
             reload: false,
             fuse: supervise::Fuse::default(),
         };
         Ok(Supervisor::start(move |_| stage))
     }
-    pub(crate) fn sealed_session(
-        &self,
-        peer: (AccountId, DeviceId),
-        s: &Session,
-    ) -> (String, Option<Vec<u8>>) {
-        self.sealed_state(SESSION, peer, s)
-    }
-    pub(crate) fn sealed_state(
-        &self,
-        prefix: &str,
-        peer: (AccountId, DeviceId),
-        s: &Session,
-    ) -> (String, Option<Vec<u8>>) {
-        let name = key(prefix, peer.0, peer.1);
-        let value = self.vault.seal(&name, &s.to_bytes());
-        (name, Some(value))
-    }
-    pub(crate) fn sealed_installation(&self) -> (String, Option<Vec<u8>>) {
-        (
-            INSTALLATION.to_owned(),
-            Some(self.vault.seal(INSTALLATION, &self.installation.to_bytes())),
-        )
-    }
     /// Persists `saves`, then answers `result`: durable before the answer,
     /// and the mailbox waits, so saves land in order.
     pub(crate) fn persist<T: 'static>(
         &self,
-        saves: Saves,
+        saves: Records,
         result: T,
     ) -> supervise::Reply<Self, Result<T, Error>> {
         if saves.is_empty() {
@@ -188,7 +77,7 @@ impl Crypto {
     /// Answers a guarded change: persisted first, or its error.
     pub(crate) fn respond<T: 'static>(
         &self,
-        outcome: Result<Result<(T, Saves), Error>, supervise::Panicked>,
+        outcome: Result<Result<(T, Records), Error>, supervise::Panicked>,
     ) -> supervise::Reply<Self, Result<T, Error>> {
         match outcome {
             Ok(Ok((result, saves))) => self.persist(saves, result),
@@ -203,24 +92,12 @@ impl Crypto {
         ctx.wait(
             async move { list_state(&storage).await }
                 .into_actor(self)
-                .map(|entries, act, _| {
-                    match entries.and_then(|e| Loaded::parse(e, &act.vault)) {
-                        Ok(loaded) => act.restore(loaded),
+                .map(|records, act, _| {
+                    match records.and_then(|r| act.device.reload(r).map_err(contract_error)) {
+                        Ok(()) => tracing::info!("crypto stage reloaded its state"),
                         Err(e) => tracing::error!(error = %e, "crypto state not reloaded; keeping the state in memory"),
                     }
                 }),
         );
-    }
-    pub(crate) fn restore(&mut self, loaded: Loaded) {
-        let Some(installation) = loaded.installation else {
-            return;
-        };
-        self.installation = installation;
-        self.account = loaded.account;
-        self.sessions = loaded.sessions;
-        self.shadows = loaded.shadows;
-        self.contacts = loaded.contacts;
-        self.revoked = loaded.revoked;
-        tracing::info!("crypto stage reloaded its state");
     }
 }

@@ -1,15 +1,16 @@
 //! Contacts, devices, pairing a new device and revoking one.
 
-use super::*;
+use super::{wire::PairRequest, wire::PairResponse, *};
+use crate::{PairingRequest, PrekeyPolicy};
 
-impl Crypto {
+impl Device {
     /// A bundle of `account`'s devices, from that account: kept if it
     /// verifies and is not revoked.
-    pub(crate) fn learn_device(&mut self, account: AccountId, bytes: &[u8]) -> Saves {
+    pub(super) fn learn_device(&mut self, account: AccountId, bytes: &[u8]) -> Records {
         let Ok(bundle) = Bundle::from_bytes(bytes) else {
             return Vec::new();
         };
-        let peer = (account_id(bundle.account()), device_id(bundle.device()));
+        let peer = (bundle.account(), bundle.device());
         if peer.0 != account || bundle.verify().is_err() || self.revoked.contains_key(&peer) {
             self.refuse(
                 "bad_bundle",
@@ -17,38 +18,37 @@ impl Crypto {
             );
             return Vec::new();
         }
-        if peer == (self.account(), self.device()) {
+        if peer == self.me() {
             return Vec::new();
         }
         tracing::info!(account = %peer.0, device = %peer.1, "learned a device");
         self.keep_contact(bundle)
     }
-    pub(crate) fn keep_contact(&mut self, bundle: Bundle) -> Saves {
-        let peer = (account_id(bundle.account()), device_id(bundle.device()));
-        let name = key(CONTACT, peer.0, peer.1);
-        let value = self.vault.seal(&name, &bundle.to_bytes());
+    fn keep_contact(&mut self, bundle: Bundle) -> Records {
+        let peer = (bundle.account(), bundle.device());
+        let record = self.contact_record(peer, &bundle);
         self.contacts
             .entry(peer.0)
             .or_default()
             .insert(peer.1, bundle);
-        vec![(name, Some(value))]
+        vec![record]
     }
     /// A revocation from `account`: the device's bundle and session go, and
     /// nothing from it is accepted again.
-    pub(crate) fn on_revocation(&mut self, account: AccountId, bytes: &[u8]) -> Saves {
+    pub(super) fn on_revocation(&mut self, account: AccountId, bytes: &[u8]) -> Records {
         let Ok(r) = Revocation::from_bytes(bytes) else {
             return Vec::new();
         };
-        let peer = (account_id(r.account), device_id(r.device));
+        let peer = (r.account, r.device);
         if peer.0 != account || r.verify().is_err() {
             tracing::debug!(account = %peer.0, "revocation refused");
             return Vec::new();
         }
         self.forget(peer, r)
     }
-    pub(crate) fn forget(&mut self, peer: (AccountId, DeviceId), r: Revocation) -> Saves {
+    fn forget(&mut self, peer: Peer, r: Revocation) -> Records {
         tracing::warn!(account = %peer.0, device = %peer.1, "device revoked");
-        if peer == (self.account(), self.device()) {
+        if peer == self.me() {
             tracing::error!(
                 "this device was revoked by its account; it can no longer send or receive for it"
             );
@@ -59,27 +59,22 @@ impl Crypto {
         self.sessions.remove(&peer);
         self.shadows.remove(&peer);
         self.first_hand.remove(&peer);
-        let name = key(REVOKED, peer.0, peer.1);
-        let value = self.vault.seal(&name, &r.to_bytes());
+        let mut records = records::forgotten(peer);
+        records.push(self.revoked_record(peer, &r));
         self.revoked.insert(peer, r);
-        vec![
-            (key(SESSION, peer.0, peer.1), None),
-            (key(SHADOW, peer.0, peer.1), None),
-            (key(CONTACT, peer.0, peer.1), None),
-            (name, Some(value)),
-        ]
+        records
     }
     /// On the first device: a new device asks to join with a pairing secret.
-    pub(crate) fn on_pair_request(
+    pub(super) fn on_pair_request(
         &mut self,
-        from: (AccountId, DeviceId),
+        from: Peer,
         request: &PairRequest,
-    ) -> Result<(Vec<Sealed>, Saves), Error> {
-        let Some(account) = self.account.as_ref() else {
+        now: u64,
+    ) -> Result<(Vec<Outgoing>, Records), Error> {
+        if self.account.is_none() {
             return Err(self.refuse("pairing", Error::NotPrimary));
-        };
-        let now_instant = std::time::Instant::now();
-        self.pairing.retain(|(_, expiry)| *expiry > now_instant);
+        }
+        self.pairing.retain(|(_, expiry)| *expiry > now);
         let position = self.pairing.iter().position(|(secret, _)| {
             subtle::ConstantTimeEq::ct_eq(secret.as_slice(), request.secret.as_slice()).into()
         });
@@ -92,11 +87,14 @@ impl Crypto {
         self.pairing.remove(position);
         let asked = PairingRequest::from_bytes(&request.request)
             .map_err(|e| self.refuse("pairing", Error::Pairing(e.to_string())))?;
-        let certificate = account.certify(&asked, now());
+        let Some(account) = self.account.as_ref() else {
+            return Err(self.refuse("pairing", Error::NotPrimary));
+        };
+        let certificate = account.certify(&asked, now);
         let bundle = asked
             .complete(certificate.clone())
             .map_err(|e| self.refuse("pairing", Error::Pairing(e.to_string())))?;
-        let new_device = (self.account(), device_id(bundle.device()));
+        let new_device = (self.account(), bundle.device());
         tracing::info!(device = %new_device.1, "paired a new device");
         self.first_hand.insert(new_device);
         let mut saves = self.keep_contact(bundle.clone());
@@ -105,7 +103,7 @@ impl Crypto {
             .values()
             .flat_map(|d| d.values().map(Bundle::to_bytes))
             .collect();
-        bundles.push(self.installation.bundle_with(now(), 0).to_bytes());
+        bundles.push(self.bundle(now).to_bytes());
         let response = Payload {
             pair_response: Some(PairResponse {
                 certificate: bundle.to_bytes(),
@@ -114,7 +112,7 @@ impl Crypto {
             }),
             ..Payload::default()
         };
-        let (mut publish, more) = self.seal_to(vec![from], &response)?;
+        let (mut publish, more) = self.seal_to(vec![from], &response, now)?;
         saves.extend(more);
         // Everyone else learns the new device: contacts, and our other
         // devices.
@@ -127,17 +125,17 @@ impl Crypto {
             devices: vec![bundle.to_bytes()],
             ..Payload::default()
         };
-        let (more_publish, more) = self.seal_to(others, &announce)?;
+        let (more_publish, more) = self.seal_to(others, &announce, now)?;
         publish.extend(more_publish);
         saves.extend(more);
         Ok((publish, saves))
     }
     /// On the new device: the first device's answer, with our certificate.
-    pub(crate) fn on_pair_response(
+    pub(super) fn on_pair_response(
         &mut self,
-        from: (AccountId, DeviceId),
+        from: Peer,
         response: &PairResponse,
-    ) -> Result<(Vec<Sealed>, Saves), Error> {
+    ) -> Result<Records, Error> {
         let Some(pending) = self.pending_pair.take_if(|p| p.primary == from) else {
             return Err(self.refuse(
                 "pairing",
@@ -152,22 +150,13 @@ impl Crypto {
             .map_err(|e| self.refuse("pairing", Error::Pairing(e.to_string())))?;
         // The throwaway identity's sessions and account go; the contacts
         // stay, and the first device's list is added.
-        let mut saves: Saves = self
-            .sessions
-            .keys()
-            .map(|(a, d)| (key(SESSION, *a, *d), None))
-            .chain(
-                self.shadows
-                    .keys()
-                    .map(|(a, d)| (key(SHADOW, *a, *d), None)),
-            )
-            .collect();
+        let mut saves = self.sessions_dropped();
         self.sessions.clear();
         self.shadows.clear();
         self.account = None;
         self.installation = installation;
-        saves.push((ACCOUNT.to_owned(), None));
-        saves.push(self.sealed_installation());
+        saves.push(records::account_dropped());
+        saves.push(self.installation_record());
         for r in &response.revocations {
             saves.extend(self.on_revocation(from.0, r));
         }
@@ -179,71 +168,74 @@ impl Crypto {
             }
         }
         tracing::info!(account = %self.account(), device = %self.device(), "paired: this device now belongs to the account");
-        Ok((Vec::new(), saves))
+        Ok(saves)
     }
-    pub(crate) fn add_contact(&mut self, code: &str) -> Result<(AccountId, Saves), Error> {
+
+    /// Adds a contact from its contact code; answers its account.
+    pub fn add_contact(&mut self, code: &str) -> Result<(AccountId, Records), Error> {
         let bundle = parse_code(code).map_err(|e| self.refuse("bad_bundle", e))?;
         bundle
             .verify()
             .map_err(|e| self.refuse("bad_bundle", Error::BadContact(e.to_string())))?;
-        let account = account_id(bundle.account());
-        if self
-            .revoked
-            .contains_key(&(account, device_id(bundle.device())))
-        {
-            return Err(Error::BadContact(
-                "that device was revoked by its account".to_owned(),
+        let account = bundle.account();
+        if self.revoked.contains_key(&(account, bundle.device())) {
+            return Err(self.refuse(
+                "bad_bundle",
+                Error::BadContact("that device was revoked by its account".to_owned()),
             ));
         }
         Ok((account, self.keep_contact(bundle)))
     }
-    /// Keeps the bundles that are newer than those known; answers how many
-    /// devices were learned, with what to save.
-    pub(crate) fn learn_bundles(&mut self, msg: &LearnBundles) -> (usize, Saves) {
+
+    /// Keeps those of `account`'s bundles (from the network, or a group's
+    /// introduction) that verify and are newer than the ones known; answers
+    /// how many devices were learned.
+    pub fn learn_bundles<B: AsRef<[u8]>>(
+        &mut self,
+        account: AccountId,
+        bundles: &[B],
+    ) -> (usize, Records) {
         let mut saves = Vec::new();
         let mut kept = 0;
-        for bytes in &msg.bundles {
+        for bytes in bundles {
+            let bytes = bytes.as_ref();
             let Ok(bundle) = Bundle::from_bytes(bytes) else {
                 continue;
             };
-            let device = device_id(bundle.device());
+            let device = bundle.device();
             let newer = self
                 .contacts
-                .get(&msg.account)
+                .get(&account)
                 .and_then(|d| d.get(&device))
                 .is_none_or(|known| known.timestamp < bundle.timestamp);
             if newer {
-                let more = self.learn_device(msg.account, bytes);
+                let more = self.learn_device(account, bytes);
                 kept += usize::from(!more.is_empty());
                 saves.extend(more);
             }
         }
         (kept, saves)
     }
-    pub(crate) fn pairing_code(&mut self) -> Result<String, Error> {
+    /// On the device holding the account key: a code that pairs one new
+    /// device within [`PAIRING_TTL`] seconds.
+    pub fn pairing_code(&mut self, now: u64) -> Result<String, Error> {
         if self.account.is_none() {
             return Err(Error::NotPrimary);
         }
         let secret: [u8; 32] = rand::random();
-        let now_instant = std::time::Instant::now();
-        self.pairing.retain(|(_, expiry)| *expiry > now_instant);
-        self.pairing.push((secret, now_instant + PAIRING_TTL));
+        self.pairing.retain(|(_, expiry)| *expiry > now);
+        self.pairing.push((secret, now.saturating_add(PAIRING_TTL)));
         let mut body = secret.to_vec();
-        body.extend(self.installation.bundle_with(now(), 0).to_bytes());
+        body.extend(self.bundle(now).to_bytes());
         Ok(format!(
             "{PAIR_PREFIX}{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(body)
         ))
     }
     /// On a new device: asks the account's first device to certify it.
-    pub(crate) fn pair(&mut self, code: &str) -> Result<(Vec<Sealed>, Saves), Error> {
-        let body = code
-            .trim()
-            .strip_prefix(PAIR_PREFIX)
-            .ok_or_else(|| Error::Pairing(format!("a pairing code starts with {PAIR_PREFIX:?}")))?;
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(body)
-            .map_err(|e| Error::Pairing(format!("not base64url: {e}")))?;
+    /// The answer, when it comes, makes this device one of that account's.
+    pub fn pair(&mut self, code: &str, now: u64) -> Result<(Vec<Outgoing>, Records), Error> {
+        let bytes = code_body(code, PAIR_PREFIX).map_err(Error::Pairing)?;
         if bytes.len() < 32 {
             return Err(Error::Pairing("too short".to_owned()));
         }
@@ -252,22 +244,22 @@ impl Crypto {
         primary
             .verify()
             .map_err(|e| Error::Pairing(e.to_string()))?;
-        let from = (account_id(primary.account()), device_id(primary.device()));
+        let from = (primary.account(), primary.device());
         if from.0 == self.account() {
             return Err(Error::Pairing(
                 "this device already belongs to that account".to_owned(),
             ));
         }
-        let keys = Unpaired::generate(PrekeyPolicy::default(), now());
+        let keys = Unpaired::generate(PrekeyPolicy::default(), now);
         let request = Payload {
             pair_request: Some(PairRequest {
                 secret: secret.to_vec(),
-                request: keys.request(now()).to_bytes(),
+                request: keys.request(now).to_bytes(),
             }),
             ..Payload::default()
         };
         let mut saves = self.keep_contact(primary);
-        let (sealed, more) = self.seal_to(vec![from], &request)?;
+        let (sealed, more) = self.seal_to(vec![from], &request, now)?;
         saves.extend(more);
         self.pending_pair = Some(PendingPair {
             keys,
@@ -277,12 +269,16 @@ impl Crypto {
     }
     /// On the first device: revokes one of the account's devices, and tells
     /// everyone.
-    pub(crate) fn revoke(&mut self, device: DeviceId) -> Result<(Vec<Sealed>, Saves), Error> {
+    pub fn revoke(
+        &mut self,
+        device: DeviceId,
+        now: u64,
+    ) -> Result<(Vec<Outgoing>, Records), Error> {
         let account = self.account.as_ref().ok_or(Error::NotPrimary)?;
         if device == self.device() {
             return Err(Error::Pairing("a device cannot revoke itself".to_owned()));
         }
-        let revocation = account.revoke(murmur_crypto::DeviceId(device.0), now());
+        let revocation = account.revoke(device, now);
         let bytes = revocation.to_bytes();
         let everyone = self.everyone();
         let mut saves = self.forget((self.account(), device), revocation);
@@ -292,6 +288,7 @@ impl Crypto {
                 revocation: Some(bytes),
                 ..Payload::default()
             },
+            now,
         )?;
         saves.extend(more);
         Ok((sealed, saves))

@@ -1,0 +1,197 @@
+//! Opening an envelope: the sender's session (or one set up from its X3DH
+//! header), shadow sessions and their convergence, and what the device's
+//! own messages do.
+
+use super::*;
+use crate::{Ciphertext, DecryptError, EnvelopeError, X3dhError};
+
+impl Device {
+    /// Opens an envelope published for this device.
+    pub fn open(&mut self, envelope: &[u8], now: u64) -> Result<(Received, Records), Error> {
+        let opened = envelope::open(&self.installation, envelope).map_err(|e| match e {
+            EnvelopeError::NotForUs => self.refuse("not_for_us", Error::NotForUs),
+            other => self.refuse("malformed", Error::Malformed(other.to_string())),
+        })?;
+        let peer = (opened.sender_account, opened.sender_device);
+        if self.revoked.contains_key(&peer) {
+            return Err(self.refuse(
+                "revoked",
+                Error::Revoked {
+                    account: peer.0,
+                    device: peer.1,
+                },
+            ));
+        }
+        let (plaintext, first, shadow_changed) = self.decrypt(peer, &opened.ciphertext)?;
+        let mut records = Vec::new();
+        if first {
+            records.push(self.installation_record());
+        }
+        records.push(self.session_record(peer));
+        if shadow_changed && self.shadows.contains_key(&peer) {
+            records.push(self.shadow_record(peer));
+        }
+        let payload = Payload::decode(plaintext.as_slice())
+            .map_err(|e| self.refuse("malformed", Error::Malformed(e.to_string())))?;
+        let mut received = Received {
+            sender: peer,
+            app: payload.app,
+            reply: Vec::new(),
+            identity_changed: false,
+        };
+        if first && peer.0 != self.account() {
+            // A new session from another account: tell it about this
+            // account's other devices, so that it writes to them too.
+            let ours: Vec<Vec<u8>> = self
+                .contacts
+                .get(&self.account())
+                .map(|d| d.values().map(Bundle::to_bytes).collect())
+                .unwrap_or_default();
+            if !ours.is_empty() {
+                let (reply, more) = self.seal_to(
+                    vec![peer],
+                    &Payload {
+                        devices: ours,
+                        ..Payload::default()
+                    },
+                    now,
+                )?;
+                records.extend(more);
+                received.reply.extend(reply);
+            }
+        }
+        if let Some(request) = payload.pair_request {
+            let (reply, more) = self.on_pair_request(peer, &request, now)?;
+            records.extend(more);
+            received.reply.extend(reply);
+        }
+        if let Some(response) = payload.pair_response {
+            records.extend(self.on_pair_response(peer, &response)?);
+            received.identity_changed = true;
+        }
+        for bytes in &payload.devices {
+            records.extend(self.learn_device(peer.0, bytes));
+        }
+        if let Some(bytes) = payload.revocation {
+            records.extend(self.on_revocation(peer.0, &bytes));
+        }
+        Ok((received, records))
+    }
+
+    /// Decrypts in the session with `peer`, its shadow, or a new session
+    /// from the X3DH header; answers the plaintext, whether a session was
+    /// set up, and whether the shadow changed.
+    fn decrypt(
+        &mut self,
+        peer: Peer,
+        ciphertext: &Ciphertext,
+    ) -> Result<(zeroize::Zeroizing<Vec<u8>>, bool, bool), Error> {
+        let mut shadow_changed = false;
+        let mut existing = self
+            .sessions
+            .get_mut(&peer)
+            .map(|session| session.decrypt(ciphertext.message()));
+        if matches!(existing, Some(Err(_))) {
+            // The session that lost a simultaneous start still reads what
+            // the peer sent on it before it switched.
+            if let Some(Ok(plaintext)) = self
+                .shadows
+                .get_mut(&peer)
+                .map(|s| s.decrypt(ciphertext.message()))
+            {
+                existing = Some(Ok(plaintext));
+                shadow_changed = true;
+                self.converge(peer);
+            }
+        }
+        let plaintext = match (existing, ciphertext) {
+            (Some(Ok(plaintext)), _) => plaintext,
+            // A first message again: the peer lost its session and starts
+            // over, or this one was replayed (X3DH then refuses the used
+            // one-time prekey).
+            (Some(Err(_)) | None, Ciphertext::Prekey(initiation, message)) => {
+                if (
+                    initiation.certificate.account,
+                    initiation.certificate.device,
+                ) != peer
+                {
+                    return Err(self.refuse("forged_sender", Error::ForgedSender));
+                }
+                let (session, plaintext) =
+                    x3dh::respond(&mut self.installation, initiation, message, self.limits)
+                        .map_err(|e| match e {
+                            X3dhError::Replay | X3dhError::Decrypt(DecryptError::Replay { .. }) => {
+                                self.refuse("replay", Error::Replay)
+                            }
+                            // Another initiator used it first, or this
+                            // device never issued it (a restored
+                            // installation); not a replay, counted apart.
+                            X3dhError::OneTimePrekeyUsed(_) => {
+                                self.refuse("one_time_prekey_used", Error::OneTimePrekeyUsed)
+                            }
+                            other => self
+                                .refuse("undecryptable", Error::Undecryptable(other.to_string())),
+                        })?;
+                self.start_from(peer, session);
+                tracing::info!(account = %peer.0, device = %peer.1, "session established");
+                return Ok((zeroize::Zeroizing::new(plaintext), true, true));
+            }
+            (Some(Err(e)), Ciphertext::Message(_)) => {
+                return Err(match e {
+                    DecryptError::Replay { .. } => self.refuse("replay", Error::Replay),
+                    DecryptError::TooFarAhead { .. } => {
+                        self.refuse("too_far_ahead", Error::TooFarAhead(e.to_string()))
+                    }
+                    other => self.refuse("undecryptable", Error::Undecryptable(other.to_string())),
+                });
+            }
+            (None, Ciphertext::Message(_)) => {
+                return Err(self.refuse(
+                    "unknown_session",
+                    Error::UnknownSession {
+                        account: peer.0,
+                        device: peer.1,
+                    },
+                ));
+            }
+        };
+        Ok((zeroize::Zeroizing::new(plaintext), false, shadow_changed))
+    }
+
+    /// The peer writes on the session kept as a shadow: the two sides
+    /// ended on different sessions (the answer to a simultaneous start
+    /// overtook the other side's first message). The smaller (account,
+    /// device) follows the larger, which never switches back on a shadow:
+    /// one switch, and both write on the same session again.
+    fn converge(&mut self, peer: Peer) {
+        if self.me() >= peer {
+            return;
+        }
+        if let (Some(main), Some(shadow)) =
+            (self.sessions.remove(&peer), self.shadows.remove(&peer))
+        {
+            self.sessions.insert(peer, shadow);
+            self.shadows.insert(peer, main);
+            tracing::debug!(account = %peer.0, device = %peer.1, "session switched to the peer's");
+        }
+    }
+
+    /// A session the peer started: both sides of a simultaneous start keep
+    /// the one the smaller (account, device) started, so that they end up
+    /// on the same one. Ours is kept if it is unanswered and ours is the
+    /// smaller side; theirs then only reads.
+    fn start_from(&mut self, peer: Peer, session: Session) {
+        let ours_wins = self
+            .sessions
+            .get(&peer)
+            .is_some_and(|s| s.pending().is_some())
+            && self.me() < peer;
+        if ours_wins {
+            self.shadows.insert(peer, session);
+        } else if let Some(previous) = self.sessions.insert(peer, session) {
+            // Kept to read what the peer may still send on it (see
+            // `converge`: the peer may have ended on it).
+            self.shadows.insert(peer, previous);
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! A device's end of its conversations, without any runtime: contacts,
+//! simultaneous starts, pairing, revocation, restoring from records, and
+//! what an attacker on the network sends.
+
+use std::collections::BTreeMap;
+
+use murmur_crypto::device::{self, Device, Error, Outgoing, Records};
+use murmur_crypto::{Limits, Vault};
+
+use crate::NOW;
+
+fn new_device(secret: &[u8]) -> (Device, Records) {
+    Device::create(Vault::new(secret), Limits::default(), NOW)
+}
+
+fn introduce(a: &mut Device, b: &Device) {
+    a.add_contact(&b.contact_code(NOW)).expect("a valid code");
+}
+
+/// Opens what `to` can, and answers the application bytes it read.
+fn deliver(to: &mut Device, out: &[Outgoing]) -> Vec<Vec<u8>> {
+    out.iter()
+        .filter_map(|o| to.open(&o.envelope, NOW).ok())
+        .filter_map(|r| r.0.app)
+        .collect()
+}
+
+/// Two accounts that know each other's contact code.
+fn contacts() -> (Device, Device) {
+    let (mut alice, _) = new_device(b"alice");
+    let (mut bob, _) = new_device(b"bob");
+    introduce(&mut alice, &bob);
+    introduce(&mut bob, &alice);
+    (alice, bob)
+}
+
+fn seal(from: &mut Device, to: &Device, text: &str) -> Vec<Outgoing> {
+    from.seal(to.account(), text.as_bytes(), NOW)
+        .expect("a known contact")
+        .0
+}
+
+/// Both sides write on one session again: each message reads on the other
+/// side, both ways, several times.
+fn assert_talk(a: &mut Device, b: &mut Device) {
+    for round in 0..3 {
+        let to_b = seal(a, b, &format!("a{round}"));
+        assert_eq!(deliver(b, &to_b), vec![format!("a{round}").into_bytes()]);
+        let to_a = seal(b, a, &format!("b{round}"));
+        assert_eq!(deliver(a, &to_a), vec![format!("b{round}").into_bytes()]);
+    }
+}
+
+#[test]
+fn a_contact_reads_what_is_sealed_and_knows_the_sender() {
+    let (mut alice, _) = new_device(b"alice");
+    let (mut bob, _) = new_device(b"bob");
+    introduce(&mut alice, &bob);
+    let out = seal(&mut alice, &bob, "hi");
+    let (received, records) = bob.open(&out[0].envelope, NOW).expect("opens");
+    assert_eq!(received.sender, (alice.account(), alice.device()));
+    assert_eq!(received.app.as_deref(), Some(&b"hi"[..]));
+    assert!(!records.is_empty(), "the new session is to be saved");
+    assert_talk(&mut alice, &mut bob);
+}
+
+#[test]
+fn sessions_started_at_once_converge_in_every_order() {
+    // Both seal first; then each of the four orders of delivering the two
+    // first messages and the two answers.
+    for order in 0..4 {
+        let (mut a, _) = new_device(b"a");
+        let (mut b, _) = new_device(b"b");
+        introduce(&mut a, &b);
+        introduce(&mut b, &a);
+        let a1 = seal(&mut a, &b, "a1");
+        let b1 = seal(&mut b, &a, "b1");
+        if order & 1 == 0 {
+            assert_eq!(deliver(&mut b, &a1), vec![b"a1".to_vec()]);
+            assert_eq!(deliver(&mut a, &b1), vec![b"b1".to_vec()]);
+        } else {
+            assert_eq!(deliver(&mut a, &b1), vec![b"b1".to_vec()]);
+            assert_eq!(deliver(&mut b, &a1), vec![b"a1".to_vec()]);
+        }
+        // Answers cross before either is read.
+        let a2 = seal(&mut a, &b, "a2");
+        let b2 = seal(&mut b, &a, "b2");
+        if order & 2 == 0 {
+            assert_eq!(deliver(&mut b, &a2), vec![b"a2".to_vec()], "order {order}");
+            assert_eq!(deliver(&mut a, &b2), vec![b"b2".to_vec()], "order {order}");
+        } else {
+            assert_eq!(deliver(&mut a, &b2), vec![b"b2".to_vec()], "order {order}");
+            assert_eq!(deliver(&mut b, &a2), vec![b"a2".to_vec()], "order {order}");
+        }
+        assert_talk(&mut a, &mut b);
+    }
+}
+
+#[test]
+fn a_replay_is_refused_and_counted() {
+    let (mut alice, _) = new_device(b"alice");
+    let (mut bob, _) = new_device(b"bob");
+    introduce(&mut alice, &bob);
+    let first = seal(&mut alice, &bob, "one");
+    deliver(&mut bob, &first);
+    let second = seal(&mut alice, &bob, "two");
+    deliver(&mut bob, &second);
+    bob.take_refusals();
+    for out in [&first, &second] {
+        let err = bob.open(&out[0].envelope, NOW).unwrap_err();
+        assert!(
+            matches!(err, Error::Replay | Error::OneTimePrekeyUsed),
+            "{err}"
+        );
+    }
+    assert_eq!(bob.take_refusals().len(), 2);
+    assert_talk(&mut alice, &mut bob);
+}
+
+#[test]
+fn what_is_not_for_it_or_malformed_is_refused_without_a_session() {
+    let (mut alice, _) = new_device(b"alice");
+    let (bob, _) = new_device(b"bob");
+    let (mut eve, _) = new_device(b"eve");
+    introduce(&mut alice, &bob);
+    let out = seal(&mut alice, &bob, "for bob");
+    assert_eq!(
+        eve.open(&out[0].envelope, NOW).unwrap_err(),
+        Error::NotForUs
+    );
+    for garbage in [&b""[..], &[0xff; 3][..], &[0u8; 200][..]] {
+        assert!(eve.open(garbage, NOW).is_err());
+    }
+    let mut flipped = out[0].envelope.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    assert!(eve.open(&flipped, NOW).is_err());
+    assert_eq!(eve.take_refusals().len(), 5);
+    assert!(eve.devices_of(alice.account()).is_empty());
+}
+
+#[test]
+fn a_device_list_from_another_account_is_refused() {
+    // Mallory sends Bob a "device list" naming Carol's device: Bob must not
+    // start writing to Carol's device as if it were Mallory's.
+    let (mut mallory, _) = new_device(b"mallory");
+    let (mut bob, _) = new_device(b"bob");
+    let (carol, _) = new_device(b"carol");
+    introduce(&mut mallory, &bob);
+    let hi = seal(&mut mallory, &bob, "hi");
+    deliver(&mut bob, &hi);
+    let carol_bundle = carol.bundle(NOW).to_bytes();
+    let (kept, _) = bob.learn_bundles(mallory.account(), &[carol_bundle]);
+    assert_eq!(kept, 0);
+    assert_eq!(bob.take_refusals(), vec!["bad_bundle"]);
+    assert!(bob.devices_of(carol.account()).is_empty());
+    assert_eq!(bob.devices_of(mallory.account()), vec![mallory.device()]);
+}
+
+/// Pairs a new device to `first`'s account; answers it.
+fn paired(first: &mut Device) -> Device {
+    let (mut second, _) = new_device(b"second");
+    let code = first.pairing_code(NOW).expect("the first device pairs");
+    let (request, _) = second.pair(&code, NOW).expect("a valid code");
+    let (received, _) = first.open(&request[0].envelope, NOW).expect("the request");
+    // The answer, and the account's device list if it has other devices.
+    let throwaway = second.account();
+    let changed = received
+        .reply
+        .iter()
+        .filter(|o| o.to == throwaway)
+        .map(|o| second.open(&o.envelope, NOW).expect("the answer"))
+        .filter(|(r, _)| r.identity_changed)
+        .count();
+    assert_eq!(changed, 1);
+    assert_eq!(second.account(), first.account());
+    assert!(!second.holds_account_key());
+    second
+}
+
+#[test]
+fn a_paired_device_reads_what_contacts_send_to_the_account() {
+    let (mut alice, mut bob) = contacts();
+    let mut phone = paired(&mut alice);
+    // Bob learns Alice's new device from her first device.
+    let to_bob = seal(&mut alice, &bob, "meet my phone");
+    for o in &to_bob {
+        if let Ok((r, _)) = bob.open(&o.envelope, NOW) {
+            assert_eq!(r.app.as_deref(), Some(&b"meet my phone"[..]));
+        }
+    }
+    let (_, _) = bob.learn_bundles(alice.account(), &alice.bundles(alice.account(), NOW));
+    assert_eq!(bob.devices_of(alice.account()).len(), 2);
+    let out = seal(&mut bob, &alice, "to both");
+    assert_eq!(out.len(), 2);
+    assert_eq!(deliver(&mut phone, &out), vec![b"to both".to_vec()]);
+    assert_eq!(deliver(&mut alice, &out), vec![b"to both".to_vec()]);
+}
+
+#[test]
+fn a_pairing_code_works_once_and_not_from_a_second_device() {
+    let (mut alice, _) = new_device(b"alice");
+    let code = alice.pairing_code(NOW).unwrap();
+    let (mut one, _) = new_device(b"one");
+    let (mut two, _) = new_device(b"two");
+    let (first, _) = one.pair(&code, NOW).unwrap();
+    let (again, _) = two.pair(&code, NOW).unwrap();
+    assert!(alice.open(&first[0].envelope, NOW).is_ok());
+    assert!(matches!(
+        alice.open(&again[0].envelope, NOW),
+        Err(Error::Pairing(_))
+    ));
+    // An expired code.
+    let code = alice.pairing_code(NOW).unwrap();
+    let (mut late, _) = new_device(b"late");
+    let (request, _) = late.pair(&code, NOW).unwrap();
+    let later = NOW + device::PAIRING_TTL + 1;
+    assert!(matches!(
+        alice.open(&request[0].envelope, later),
+        Err(Error::Pairing(_))
+    ));
+    // A paired device holds no account key.
+    let mut phone = paired(&mut alice);
+    assert_eq!(phone.pairing_code(NOW).unwrap_err(), Error::NotPrimary);
+}
+
+#[test]
+fn a_revoked_device_is_refused_by_everyone_told() {
+    let (mut alice, mut bob) = contacts();
+    let mut phone = paired(&mut alice);
+    bob.learn_bundles(alice.account(), &alice.bundles(alice.account(), NOW));
+    // The phone talks to Bob, then is revoked.
+    let before = seal(&mut phone, &bob, "before");
+    assert_eq!(deliver(&mut bob, &before), vec![b"before".to_vec()]);
+    let (told, _) = alice.revoke(phone.device(), NOW).unwrap();
+    let to_bob: Vec<_> = told.into_iter().filter(|o| o.to == bob.account()).collect();
+    deliver(&mut bob, &to_bob);
+    assert!(!bob.devices_of(alice.account()).contains(&phone.device()));
+    let after = seal(&mut phone, &bob, "after");
+    bob.take_refusals();
+    for o in &after {
+        assert!(matches!(
+            bob.open(&o.envelope, NOW),
+            Err(Error::Revoked { .. } | Error::NotForUs)
+        ));
+    }
+    // Nothing Bob sends to the account reaches the phone any more.
+    let out = seal(&mut bob, &alice, "not for the phone");
+    assert_eq!(out.len(), 1);
+    assert!(deliver(&mut phone, &out).is_empty());
+    assert!(matches!(
+        alice.revoke(alice.device(), NOW),
+        Err(Error::Pairing(_))
+    ));
+    // Carol "revokes" Alice's device id: her account's key revokes only
+    // devices of her account, so Bob still writes to Alice.
+    let (mut carol, _) = new_device(b"carol");
+    introduce(&mut carol, &bob);
+    introduce(&mut bob, &carol);
+    let hi = seal(&mut carol, &bob, "hi");
+    deliver(&mut bob, &hi);
+    let (told, _) = carol.revoke(alice.device(), NOW).unwrap();
+    deliver(&mut bob, &told);
+    assert!(bob.devices_of(alice.account()).contains(&alice.device()));
+    let still = seal(&mut bob, &alice, "still");
+    assert_eq!(deliver(&mut alice, &still), vec![b"still".to_vec()]);
+}
+
+#[test]
+fn a_restored_device_goes_on_where_it_was() {
+    let (mut alice, records) = new_device(b"alice");
+    let mut store: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut keep = |records: Records| {
+        for (name, value) in records {
+            match value {
+                Some(v) => store.insert(name, v),
+                None => store.remove(&name),
+            };
+        }
+    };
+    keep(records);
+    let (mut bob, _) = new_device(b"bob");
+    introduce(&mut bob, &alice);
+    let (id, records) = alice.add_contact(&bob.contact_code(NOW)).unwrap();
+    keep(records);
+    assert_eq!(id, bob.account());
+    let out = seal(&mut bob, &alice, "one");
+    let (_, records) = alice.open(&out[0].envelope, NOW).unwrap();
+    keep(records);
+    let (out, records) = alice.seal(bob.account(), b"two", NOW).unwrap();
+    keep(records);
+    assert_eq!(deliver(&mut bob, &out), vec![b"two".to_vec()]);
+    let account = alice.account();
+    drop(alice);
+    let entries: Vec<_> = store.into_iter().collect();
+    assert!(entries.iter().all(|(n, _)| n.starts_with(device::PREFIX)));
+    let wrong = Device::restore(Vault::new(b"not alice"), Limits::default(), entries.clone());
+    assert!(
+        matches!(wrong, Err(Error::State(_))),
+        "another node's key opens nothing"
+    );
+    let mut alice = Device::restore(Vault::new(b"alice"), Limits::default(), entries)
+        .unwrap()
+        .expect("a device was saved");
+    assert_eq!(alice.account(), account);
+    assert!(alice.holds_account_key());
+    assert_talk(&mut alice, &mut bob);
+    // Nothing saved: nothing restored.
+    assert!(
+        Device::restore(Vault::new(b"x"), Limits::default(), Vec::new())
+            .unwrap()
+            .is_none()
+    );
+}
