@@ -24,6 +24,11 @@
 //! function of the set. Events whose parents have not arrived wait, outside
 //! the state, until they do.
 //!
+//! **Joining.** [`invite`] writes and reads invite codes, and
+//! [`State::admission`] is the join policy an admin's device applies to a
+//! request to join: a registered invite secret admits, otherwise the join
+//! mode decides, and banned accounts stay out.
+//!
 //! ```
 //! use murmur_groups::{Action, Log, Role, SigningKey};
 //!
@@ -48,10 +53,12 @@ use std::{
 
 mod codec;
 mod group;
+pub mod invite;
 mod log;
 
 pub use codec::DecodeError;
 pub use group::{ChainError, Device, Effects, Group, OpenError, Opened, SealError};
+pub use invite::{Admission, Invite};
 pub use log::Log;
 
 pub use ed25519_dalek::SigningKey;

@@ -125,10 +125,10 @@ impl Handler<CreateInvite> for Membership {
                     .await
                     .map_err(state_error)??;
                 Ok::<_, Error>(Invite {
-                    group: id,
-                    admin: me.0,
+                    group: murmur_groups::EventId(id.0),
+                    admin: member(me.0),
                     secret: msg.admit.then(rand::random::<[u8; 32]>),
-                    bundles,
+                    bundles: bundles.into_iter().map(|b| b.to_vec()).collect(),
                 })
             };
             Box::pin(
@@ -138,7 +138,10 @@ impl Handler<CreateInvite> for Membership {
                             let code = invite.encode();
                             match invite.secret {
                                 Some(secret) => act
-                                    .author(id, murmur_groups::Action::Invite(invite_hash(&secret)))
+                                    .author(
+                                        id,
+                                        murmur_groups::Action::Invite(invite::hash(&secret)),
+                                    )
                                     .map(move |effects, _, _| effects.map(|e| (code, e)))
                                     .boxed_local(),
                                 None => fut::ready(Ok((code, Effects::default()))).boxed_local(),
@@ -156,9 +159,12 @@ impl Handler<Join> for Membership {
 
     fn handle(&mut self, Join(code): Join, ctx: &mut Context<Self>) -> Self::Result {
         supervise::guard(self, ctx, |_, _| {
-            let invite = Invite::decode(&code)?;
+            let invite = Invite::decode(&code).map_err(|e| Error::Malformed(e.to_string()))?;
+            let admin = account(invite.admin);
             let mut effects = Effects::default();
-            effects.learn.push((invite.admin, invite.bundles));
+            effects
+                .learn
+                .push((admin, invite.bundles.into_iter().map(Bytes::from).collect()));
             let request = Content {
                 id: rand::random::<[u8; 16]>().to_vec(),
                 sent_at: now_millis(),
@@ -173,8 +179,8 @@ impl Handler<Join> for Membership {
             };
             effects
                 .pairwise
-                .push((invite.admin, Bytes::from(request.encode_to_vec())));
-            Ok((invite.group, effects))
+                .push((admin, Bytes::from(request.encode_to_vec())));
+            Ok((gid(invite.group), effects))
         })?
     }
 }

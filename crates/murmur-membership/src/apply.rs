@@ -261,29 +261,20 @@ impl Membership {
         join: &JoinRequest,
     ) -> Result<Effects, Error> {
         let state = self.group(id)?.state();
-        if !state
-            .role(&member(me))
-            .is_some_and(murmur_groups::Role::is_admin)
-        {
-            return Err(Error::Forbidden("join requests go to admins".to_owned()));
-        }
+        let secret = join.secret.as_deref();
+        let admission = state
+            .admission(&member(me), &member(from), secret)
+            .map_err(|refused| {
+                if !matches!(refused, invite::Refused::NotAdmin) {
+                    self.metrics.refuse("unauthorized");
+                }
+                Error::Forbidden(refused.to_string())
+            })?;
         let mut effects = Effects::default();
-        if state.members.contains_key(&member(from)) {
-            return Ok(effects);
-        }
-        if state.banned.contains(&member(from)) {
-            self.metrics.refuse("unauthorized");
-            return Err(Error::Forbidden(format!("{from} is banned")));
-        }
-        let invited = join
-            .secret
-            .as_deref()
-            .and_then(|s| <[u8; 32]>::try_from(s).ok())
-            .is_some_and(|s| state.invites.contains(&invite_hash(&s)));
-        match state.join_mode {
-            _ if invited => effects.admit.push((id, from)),
-            murmur_groups::JoinMode::Open => effects.admit.push((id, from)),
-            murmur_groups::JoinMode::Approval => {
+        match admission {
+            Admission::Member => {}
+            Admission::Admit => effects.admit.push((id, from)),
+            Admission::Ask => {
                 let waiting = self.requests.entry(id).or_default();
                 if waiting.len() >= MAX_REQUESTS {
                     self.metrics.refuse("unauthorized");
@@ -295,12 +286,6 @@ impl Membership {
                         account: from,
                     });
                 }
-            }
-            murmur_groups::JoinMode::Invite => {
-                self.metrics.refuse("unauthorized");
-                return Err(Error::Forbidden(
-                    "this group admits by invite code only".to_owned(),
-                ));
             }
         }
         Ok(effects)

@@ -1,5 +1,6 @@
 //! The membership stage: private groups. A thin actor around the sans-I/O
-//! [`murmur_groups::Group`]: it asks the crypto stage to sign events with
+//! [`murmur_groups::Group`] (the log, its state and join policy, group
+//! keys) and [`murmur_groups::Invite`]: it asks the crypto stage to sign events with
 //! the account key and for the bundles of accounts to introduce, persists
 //! each group (sealed with the vault key) through the storage stage, and
 //! answers the pipeline what to publish.
@@ -18,7 +19,7 @@ use murmur_core::{
     storage, supervise, ContentTopic,
 };
 use murmur_crypto::{envelope, Vault};
-use murmur_groups::{Group, MemberId, OpenError};
+use murmur_groups::{invite, Admission, Group, Invite, MemberId, OpenError};
 use murmur_proto::chat::{AccountBundles, Content, GroupControl, JoinRequest};
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -26,14 +27,11 @@ use prometheus_client::{
     registry::Registry,
 };
 use prost::Message as _;
-use sha2::{Digest as _, Sha256};
 
 mod actor;
 mod apply;
-mod invite;
 mod metrics;
 
-use invite::{invite_hash, Invite};
 pub use metrics::Metrics;
 
 const MAILBOX: usize = 1024;
@@ -88,7 +86,7 @@ pub struct Membership {
 /// Join requests kept per group; more are refused until some are handled.
 const MAX_REQUESTS: usize = 256;
 /// How an invite code starts.
-pub const INVITE_PREFIX: &str = "murmur-join:";
+pub use murmur_groups::invite::PREFIX as INVITE_PREFIX;
 
 fn role_of(r: murmur_groups::Role) -> Role {
     match r {
