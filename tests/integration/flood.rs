@@ -1,12 +1,20 @@
-//! Public entry points flooded past their bounds wait for room and lose
-//! nothing: 6,000 sends at once into one node (past the pipeline's mailbox
-//! of 4,096, its background queue of 1,024, the transport's mailbox and
-//! command channel of 1,024 each) are all published and all archived.
+//! Public entry points flooded past their bounds: what waits for room loses
+//! nothing, what is refused is refused at once and counted.
+//!
+//! - 6,000 sends at once into one node (past the pipeline's mailbox of
+//!   4,096, its background queue of 1,024, the transport's mailbox and
+//!   command channel of 1,024 each) are all published and all archived;
+//! - chat messages past the chat queue (`chat.queue`) all open, in order;
+//! - relay messages past the swarm's work bound (`network.max_tasks`) are
+//!   let go and counted, and a request then fails at once with `Busy`.
 
 use futures::{stream::FuturesUnordered, StreamExt};
-use murmur::core::{store::Query, ContentTopic};
+use murmur::core::{store::Query, transport, ContentTopic};
 
-use crate::support::{addr, peer_of, start_node, WAIT};
+use crate::gate::{gated_archive, gated_open};
+use crate::support::{
+    addr, chat_node, eventually, loopback_config, partition_topic_of, peer_of, start_node, WAIT,
+};
 
 const FLOOD: usize = 6_000;
 
@@ -51,4 +59,116 @@ async fn a_flood_of_sends_is_published_and_archived_whole() {
         }
     }
     assert_eq!(archived, FLOOD, "every published message is in the archive");
+}
+
+#[actix_rt::test]
+async fn chat_past_its_queue_waits_and_opens_every_message_in_order() {
+    const QUEUE: usize = 8;
+    const SENT: usize = 5 * QUEUE;
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let alice = chat_node(dirs[0].path(), None).await;
+    let mut config = loopback_config(dirs[1].path(), &["/ip4/127.0.0.1/tcp/0"]);
+    config.network.peers = vec![addr(&alice, false).parse().unwrap()];
+    config.chat.queue = QUEUE;
+    let (bob, mut valve) = gated_open(config).await;
+    let bob_id = alice
+        .add_contact(&bob.contact_code().await.unwrap())
+        .await
+        .unwrap();
+    let mut inbox = bob.inbox().await.unwrap();
+    let dm = partition_topic_of(bob_id);
+    alice
+        .wait_for_peers(&alice.pubsub_topic(&dm), 1, WAIT)
+        .await
+        .unwrap();
+
+    let conversation = alice.conversation(bob_id);
+    for i in 0..SENT {
+        conversation.send_text(format!("m{i}")).await.unwrap();
+    }
+    // The first is held being opened; the queue behind it fills, and the
+    // pipeline waits with the rest.
+    valve.holding(1).await;
+    valve.open();
+    for i in 0..SENT {
+        let got = inbox.recv_timeout(WAIT).await.expect("every message opens");
+        assert_eq!(got.text(), Some(format!("m{i}").as_str()), "in order");
+    }
+    let stats = bob.stats().await.unwrap();
+    assert!(
+        stats.chat_queue_full > 0,
+        "{SENT} messages behind one held must have found the queue of {QUEUE} full"
+    );
+    assert_eq!(stats.chat_refused, 0);
+}
+
+#[actix_rt::test]
+async fn relay_past_the_work_bound_is_counted_and_a_request_is_busy_at_once() {
+    const MAX_TASKS: usize = 4;
+    const SENT: usize = 20;
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let alice = start_node(dirs[0].path()).await;
+    let mut config = loopback_config(dirs[1].path(), &["/ip4/127.0.0.1/tcp/0"]);
+    config.network.peers = vec![addr(&alice, false).parse().unwrap()];
+    config.network.max_tasks = MAX_TASKS;
+    config.chat.enabled = false;
+    let (bob, mut valve) = gated_archive(config).await;
+    let topic: ContentTopic = "/murmur/1/flood-relay/proto".parse().unwrap();
+    let mut at_bob = bob.subscribe([&topic]).await.unwrap();
+    for node in [&alice, &bob] {
+        node.wait_for_peers(&node.pubsub_topic(&topic), 1, WAIT)
+            .await
+            .unwrap();
+    }
+
+    let mut sent = std::collections::BTreeSet::new();
+    for i in 0..SENT {
+        sent.insert(
+            alice
+                .send(&topic, format!("r{i}").into_bytes())
+                .await
+                .unwrap(),
+        );
+    }
+    // Four are being archived (held at the gate); the rest are let go,
+    // unforwarded, and counted.
+    valve.holding(MAX_TASKS).await;
+    let dropped = || bob.transport_metrics().dropped() as usize;
+    eventually("the messages past the bound are counted", || async {
+        dropped() + MAX_TASKS >= SENT
+    })
+    .await;
+    let query = Query::content(
+        Some(alice.pubsub_topic(&topic)),
+        vec![topic.as_str().to_owned()],
+    );
+    let err = bob
+        .query_store(&addr(&alice, false), query.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, murmur::node::Error::Send(transport::Error::Busy)),
+        "a request while the bound is full fails at once: {err}"
+    );
+
+    valve.open();
+    let mut delivered = std::collections::BTreeSet::new();
+    while delivered.len() + dropped() < SENT {
+        let got = at_bob
+            .recv_timeout(WAIT)
+            .await
+            .expect("the held ones arrive");
+        assert!(sent.contains(&got.hash), "only what was sent");
+        delivered.insert(got.hash);
+    }
+    assert_eq!(delivered.len(), MAX_TASKS);
+    assert_eq!(
+        delivered.len() + dropped(),
+        SENT,
+        "each one delivered or counted"
+    );
+    // The bound has room again.
+    bob.query_store(&addr(&alice, false), query)
+        .await
+        .expect("answered once the work in flight is done");
 }

@@ -8,6 +8,7 @@ mod communities;
 mod faults;
 mod filter;
 mod flood;
+mod gate;
 mod groups;
 mod jswaku;
 mod light;

@@ -8,76 +8,18 @@
 //! mailbox waited for each envelope to open, and the raw message behind it
 //! waited too.
 
-use actix::prelude::*;
-use libp2p::identity::Keypair;
-use murmur::node::{crypto::Crypto, Builder};
-use murmur_core::{crypto, ContentTopic};
-use tokio::sync::watch;
+use murmur_core::ContentTopic;
 
+use crate::gate::gated_open;
 use crate::support::{addr, chat_node, loopback_config, partition_topic_of, WAIT};
-
-/// Holds every `Open` until the gate is open, then hands it to the stage.
-struct Gate {
-    inner: Recipient<crypto::Open>,
-    open: watch::Receiver<bool>,
-    /// How many envelopes wait at the gate.
-    waiting: watch::Sender<usize>,
-}
-
-impl Actor for Gate {
-    type Context = Context<Self>;
-}
-
-impl Handler<crypto::Open> for Gate {
-    type Result = ResponseFuture<Result<crypto::Opened, crypto::Error>>;
-
-    fn handle(&mut self, msg: crypto::Open, _: &mut Context<Self>) -> Self::Result {
-        let (inner, mut open, waiting) =
-            (self.inner.clone(), self.open.clone(), self.waiting.clone());
-        waiting.send_modify(|n| *n += 1);
-        Box::pin(async move {
-            let _ = open.wait_for(|o| *o).await;
-            waiting.send_modify(|n| *n -= 1);
-            inner.send(msg).await.unwrap_or(Err(crypto::Error::State(
-                "the crypto stage is gone".to_owned(),
-            )))
-        })
-    }
-}
 
 #[actix_rt::test]
 async fn raw_traffic_is_not_held_behind_a_chat_envelope_being_opened() {
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let alice = chat_node(dirs[0].path(), None).await;
-    let (gate, opened) = watch::channel(false);
-    let (waiting_tx, mut waiting) = watch::channel(0usize);
     let mut config = loopback_config(dirs[1].path(), &["/ip4/127.0.0.1/tcp/0"]);
     config.network.peers = vec![addr(&alice, false).parse().unwrap()];
-    let bob = Builder::new(config)
-        .with_keypair(Keypair::generate_secp256k1())
-        .with_crypto(move |cx| async move {
-            let stage = Crypto::start(
-                cx.storage,
-                &cx.node_secret,
-                &cx.settings.sessions(),
-                cx.metrics,
-            )
-            .await?;
-            let default = crypto::Handle::from(stage);
-            let gate = Gate {
-                inner: default.open.clone(),
-                open: opened,
-                waiting: waiting_tx,
-            }
-            .start();
-            Ok(crypto::Handle {
-                open: gate.recipient(),
-                ..default
-            })
-        })
-        .start()
-        .await
-        .unwrap();
+    let (bob, mut valve) = gated_open(config).await;
     let bob_id = alice
         .add_contact(&bob.contact_code().await.unwrap())
         .await
@@ -100,10 +42,7 @@ async fn raw_traffic_is_not_held_behind_a_chat_envelope_being_opened() {
         .send_text("held at the gate")
         .await
         .unwrap();
-    tokio::time::timeout(WAIT, waiting.wait_for(|n| *n > 0))
-        .await
-        .expect("the envelope reaches the gate")
-        .unwrap();
+    valve.holding(1).await;
 
     let hash = alice.send(&raw, b"not held".to_vec()).await.unwrap();
     let got = bob_raw
@@ -111,9 +50,9 @@ async fn raw_traffic_is_not_held_behind_a_chat_envelope_being_opened() {
         .await
         .expect("raw traffic passes while an envelope waits to be opened");
     assert_eq!(got.hash, hash);
-    assert_eq!(*waiting.borrow(), 1, "the envelope is still at the gate");
+    assert_eq!(valve.held(), 1, "the envelope is still at the gate");
 
-    gate.send_replace(true);
+    valve.open();
     let message = bob_inbox
         .recv_timeout(WAIT)
         .await

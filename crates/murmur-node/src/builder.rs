@@ -283,7 +283,8 @@ impl Builder {
                 HookSpec::Plugin(build) => hooks.extend(build(&self.config)?),
             }
         }
-        let pipeline = Supervisor::start(move |_| Pipeline::new(hooks));
+        let queue = self.config.chat.queue;
+        let pipeline = Supervisor::start(move |_| Pipeline::new(hooks, queue));
         let metrics = murmur_transport::Metrics::default();
         let mut registry = Registry::with_prefix("murmur");
         metrics.register(registry.sub_registry_with_prefix("transport"));
@@ -498,6 +499,7 @@ impl StageContext {
             .with_idle_timeout(Duration::from_secs(config.network.idle_timeout_secs))
             .with_own_thread(config.network.own_thread)
             .with_timer_nice(config.network.timer_thread_nice)
+            .with_max_tasks(config.network.max_tasks)
             .with_metrics(self.metrics.clone());
         for peer in &config.network.peers {
             transport = transport.with_static_peer(peer.clone());

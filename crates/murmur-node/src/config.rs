@@ -80,6 +80,12 @@ pub struct Network {
     /// Records (`enr:…`) of peers to hand out through peer exchange until the
     /// node learns others.
     pub bootstrap_enrs: Vec<String>,
+    /// Work the swarm runs at once: store and lightpush requests, filter
+    /// requests, metadata exchanges, archiving a relay message before it is
+    /// accepted. Past it a request fails at once with `Busy` and a relay
+    /// message is let go unforwarded, counted in
+    /// `murmur_transport_events_dropped`.
+    pub max_tasks: usize,
 }
 
 /// The archive of messages and the store v3 service that answers from it.
@@ -132,6 +138,10 @@ pub struct Chat {
     pub max_skip: u32,
     /// The most keys of skipped messages a session keeps; the oldest go.
     pub max_skipped_keys: usize,
+    /// Chat and group deliveries waiting, in arrival order, to be opened;
+    /// when full, the pipeline waits for room before it takes the next
+    /// message of any kind (nothing is dropped).
+    pub queue: usize,
 }
 
 impl Chat {
@@ -148,6 +158,7 @@ impl Default for Chat {
             partitions: 64,
             max_skip: 1000,
             max_skipped_keys: 2000,
+            queue: 4096,
         }
     }
 }
@@ -194,6 +205,7 @@ impl Default for Network {
             lightpush: true,
             peer_exchange: true,
             bootstrap_enrs: Vec::new(),
+            max_tasks: 4096,
         }
     }
 }
@@ -305,6 +317,14 @@ impl Config {
                     murmur_transport::timer::MAX_NICE
                 ),
             );
+        }
+        for (key, value) in [
+            ("network.max_tasks", self.network.max_tasks),
+            ("chat.queue", self.chat.queue),
+        ] {
+            if value == 0 {
+                return fail(key, "0 would refuse everything; at least 1".to_owned());
+            }
         }
         if self.network.listen.is_empty() {
             return fail(

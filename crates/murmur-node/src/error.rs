@@ -53,6 +53,9 @@ pub enum Error {
     /// A stage actor is gone (the node is shutting down).
     #[error("the node is shutting down")]
     Stopped,
+    /// A queue of the node had no room for this now; nothing was done.
+    #[error("busy: {0}")]
+    Busy(&'static str),
     /// The metrics endpoint could not be bound.
     #[error("cannot serve metrics on {address}: {reason}")]
     Metrics {

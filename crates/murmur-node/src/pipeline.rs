@@ -61,6 +61,9 @@ pub struct Stats {
     /// Group messages that did not open: from before this account joined,
     /// after it was removed, from non-members, altered, replayed.
     pub group_refused: u64,
+    /// Times a chat or group message found the chat queue (`chat.queue`)
+    /// full, and the pipeline waited for room before taking anything else.
+    pub chat_queue_full: u64,
 }
 
 /// Group messages kept that no chain this device holds opens yet: a chain
@@ -84,11 +87,48 @@ pub struct Pipeline {
     /// mailbox (`received::Lane`): raw traffic never waits behind them.
     lane: mpsc::Sender<Delivery>,
     lane_rx: mpsc::Receiver<Delivery>,
+    /// What opening the lane's current delivery leads to, in flight.
+    lane_step: Option<received::Step>,
     fuse: supervise::Fuse,
 }
 
-/// Chat and group deliveries waiting to be opened.
-const LANE: usize = 4096;
+/// The pipeline's mailbox as background work reaches it (see
+/// [`Pipeline::mailbox`]).
+#[derive(Clone)]
+pub(crate) struct Mailbox {
+    addr: Addr<Pipeline>,
+    /// Whether the work may wait for the mailbox's answers.
+    wait: bool,
+}
+
+impl Mailbox {
+    /// For work nobody in the mailbox waits for: it may always wait.
+    pub(crate) fn waiting(addr: Addr<Pipeline>) -> Self {
+        Self { addr, wait: true }
+    }
+
+    /// The address to publish through, if the work may wait for it.
+    pub(crate) fn publisher(&self) -> Option<Addr<Pipeline>> {
+        self.wait.then(|| self.addr.clone())
+    }
+
+    /// Hands `msg` to the pipeline: waiting for room and for the answer if
+    /// the work may, else only if there is room now (`None` then).
+    pub(crate) async fn ask<M>(&self, msg: M) -> Result<Option<M::Result>, Error>
+    where
+        M: actix::Message + Send + 'static,
+        M::Result: Send,
+        Pipeline: Handler<M>,
+    {
+        if self.wait {
+            return Ok(Some(self.addr.send(msg).await?));
+        }
+        self.addr
+            .try_send(msg)
+            .map(|()| None)
+            .map_err(|_| Error::Busy("the pipeline's mailbox is full"))
+    }
+}
 
 /// The chat side of the pipeline.
 struct Chat {
@@ -221,11 +261,14 @@ struct Subscriber {
 }
 
 impl Pipeline {
-    pub(crate) fn new(hooks: Vec<Slot>) -> Self {
-        let (lane, lane_rx) = mpsc::channel(LANE);
+    /// A pipeline with these hooks, and room for `lane` chat deliveries
+    /// waiting to be opened.
+    pub(crate) fn new(hooks: Vec<Slot>, lane: usize) -> Self {
+        let (lane, lane_rx) = mpsc::channel(lane.max(1));
         Self {
             lane,
             lane_rx,
+            lane_step: None,
             transport: None,
             storage: None,
             hooks,
@@ -331,20 +374,29 @@ impl Pipeline {
         match self.lane.try_send(delivery) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(delivery)) => {
-                let lane = self.lane.clone();
-                ctx.wait(
-                    async move {
-                        let _ = lane.send(delivery).await;
-                    }
-                    .into_actor(self),
-                );
+                self.stats.chat_queue_full += 1;
+                ctx.wait(received::Room(Some(delivery)));
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
 
+    /// How work for [`Pipeline::background`] reaches this pipeline's
+    /// mailbox: waiting for its answers while the background queue has
+    /// room. When the queue is full the mailbox waits for the work itself,
+    /// and a work that waited for the mailbox would never end: it then only
+    /// offers its messages to the mailbox, and its envelopes stay in the
+    /// outbox, which the retry timer publishes.
+    fn mailbox(&self, ctx: &mut Context<Self>) -> Mailbox {
+        Mailbox {
+            addr: ctx.address(),
+            wait: self.background.has_room(),
+        }
+    }
+
     /// Runs `work` beside the mailbox; when too much is queued already, the
-    /// mailbox waits for it instead.
+    /// mailbox waits for it instead (so `work` must not wait for the
+    /// mailbox: see [`Pipeline::mailbox`]).
     fn background<T: 'static>(
         &mut self,
         ctx: &mut Context<Self>,
@@ -371,7 +423,7 @@ impl Actor for Pipeline {
         // The lane's reader: one delivery at a time, each opened and
         // handled before the next; it reads the actor's own receiver, so a
         // restart loses nothing queued.
-        ctx.spawn(received::Lane.fold((), |(), delivery, act, ctx| act.open(delivery, ctx)));
+        ctx.spawn(received::Lane);
         // After a restart: the outbox's timer went with the old context.
         if let Some(chat) = self.chat.as_mut() {
             chat.retrying = false;
@@ -386,6 +438,8 @@ impl Actor for Pipeline {
 impl Supervised for Pipeline {
     fn restarting(&mut self, _: &mut Context<Self>) {
         tracing::warn!("pipeline restarting");
+        // The step in flight belonged to the context that failed.
+        self.lane_step = None;
     }
 }
 

@@ -219,12 +219,18 @@ pub struct Forward {
 impl MessageResponse<Transport, Publish> for Forward {
     fn handle(
         self,
-        _: &mut Context<Transport>,
+        ctx: &mut Context<Transport>,
         tx: Option<OneshotSender<Result<MessageHash, transport::Error>>>,
     ) {
         let reply = tx.unwrap_or_else(|| tokio::sync::oneshot::channel().0);
         match self.node {
-            Ok(node) => node.publish_to(self.publish.topic, self.publish.message, reply),
+            Ok(node) => {
+                // The swarm's queue is full: the mailbox waits with it.
+                if let Some(room) = node.publish_to(self.publish.topic, self.publish.message, reply)
+                {
+                    ctx.wait(actix::fut::wrap_future(room));
+                }
+            }
             Err(e) => {
                 let _ = reply.send(Err(e));
             }

@@ -17,6 +17,7 @@ pub struct Config {
     pub(crate) own_thread: bool,
     pub(crate) timer_nice: u8,
     pub(crate) event_buffer: usize,
+    pub(crate) max_tasks: usize,
     pub(crate) metrics: Metrics,
     pub(crate) store: Option<actix::Recipient<murmur_core::storage::Query>>,
     pub(crate) archive: Option<actix::Recipient<murmur_core::storage::SaveRaw>>,
@@ -46,6 +47,7 @@ impl Config {
             own_thread: true,
             timer_nice: crate::timer::DEFAULT_NICE,
             event_buffer: 4096,
+            max_tasks: crate::tasks::LIMIT,
             metrics: Metrics::default(),
             store: None,
             archive: None,
@@ -102,6 +104,16 @@ impl Config {
     /// dropped (and counted).
     pub fn with_event_buffer(mut self, capacity: usize) -> Self {
         self.event_buffer = capacity.max(1);
+        self
+    }
+
+    /// How much work the swarm driver runs at once (store and lightpush
+    /// requests, filter requests, metadata exchanges, archiving a relay
+    /// message before accepting it); past it an asker gets
+    /// `transport::Error::Busy` at once and a relay message is let go
+    /// unforwarded, counted. 4,096 by default.
+    pub fn with_max_tasks(mut self, max: usize) -> Self {
+        self.max_tasks = max.max(1);
         self
     }
 

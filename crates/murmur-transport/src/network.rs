@@ -258,23 +258,42 @@ impl Network {
 
     /// Publishes like [`Network::publish`], answering on `reply`: for a caller
     /// that already holds a reply channel (the transport actor's asker).
+    /// When the swarm's command queue is full, answers a future that waits
+    /// for room and then hands the publish over; the caller holds its own
+    /// queue until it resolves, so back-pressure reaches the senders and no
+    /// task is spawned per message.
     pub(crate) fn publish_to(
         &self,
         topic: PubsubTopic,
         message: WakuMessage,
         reply: Reply<MessageHash>,
-    ) {
+    ) -> Option<impl Future<Output = ()> + 'static> {
         let command = Command::Publish {
             topic,
             message,
             reply,
         };
         // The asker's channel is not ours to drop: tell it the node is gone.
-        self.submit(command, |command| {
+        let refused = |command| {
             if let Command::Publish { reply, .. } = command {
                 let _ = reply.send(Err(transport::Error::Stopped));
             }
-        });
+        };
+        match self.commands.try_send(command) {
+            Ok(()) => None,
+            Err(mpsc::error::TrySendError::Closed(command)) => {
+                refused(command);
+                None
+            }
+            Err(mpsc::error::TrySendError::Full(command)) => {
+                let commands = self.commands.clone();
+                Some(async move {
+                    if let Err(mpsc::error::SendError(command)) = commands.send(command).await {
+                        refused(command);
+                    }
+                })
+            }
+        }
     }
 
     /// Subscribes to `topic` (a relay node receives all of it).
@@ -426,33 +445,18 @@ impl Network {
         let _ = self.commands.send(Command::Panic).await;
     }
 
+    /// Hands `command` to the swarm, waiting for room in its queue
+    /// (back-pressure on the caller), and waits for its answer.
     async fn ask<T>(
         &self,
         command: impl FnOnce(Reply<T>) -> Command,
     ) -> Result<T, transport::Error> {
         let (reply, rx) = oneshot::channel();
-        // Refused, the command drops its reply channel: `rx` then says so.
-        self.submit(command(reply), drop);
+        self.commands
+            .send(command(reply))
+            .await
+            .map_err(|_| transport::Error::Stopped)?;
         rx.await.map_err(|_| transport::Error::Stopped)?
-    }
-
-    /// Queues `command` for the swarm without waiting: most of the time there
-    /// is room; when the channel is full a task waits for it, and the caller
-    /// waits for its answer meanwhile (back-pressure). A command the node can
-    /// no longer take goes to `refused`.
-    fn submit(&self, command: Command, refused: impl FnOnce(Command) + Send + 'static) {
-        match self.commands.try_send(command) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(command)) => {
-                let commands = self.commands.clone();
-                tokio::spawn(async move {
-                    if let Err(mpsc::error::SendError(command)) = commands.send(command).await {
-                        refused(command);
-                    }
-                });
-            }
-            Err(mpsc::error::TrySendError::Closed(command)) => refused(command),
-        }
     }
 }
 

@@ -9,7 +9,7 @@ use std::{future::Future, pin::Pin};
 
 use futures::{stream::FuturesUnordered, StreamExt};
 
-/// Tasks in flight at most.
+/// Tasks in flight at most, by default.
 pub(crate) const LIMIT: usize = 4096;
 
 type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -17,12 +17,14 @@ type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// The driver's work in flight.
 pub(crate) struct Tasks {
     set: FuturesUnordered<Task>,
+    limit: usize,
 }
 
 impl Tasks {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(limit: usize) -> Self {
         Self {
             set: FuturesUnordered::new(),
+            limit,
         }
     }
 
@@ -31,7 +33,7 @@ impl Tasks {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        if self.set.len() >= LIMIT {
+        if self.is_full() {
             return Err(work);
         }
         self.set.push(Box::pin(work));
@@ -39,7 +41,7 @@ impl Tasks {
     }
 
     pub(crate) fn is_full(&self) -> bool {
-        self.set.len() >= LIMIT
+        self.set.len() >= self.limit
     }
 
     pub(crate) fn is_empty(&self) -> bool {

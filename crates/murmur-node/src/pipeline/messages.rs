@@ -216,7 +216,7 @@ pub(crate) async fn publish_sealed(
     seal: crypto::Seal,
     sharding: Sharding,
     outbox: Outbox,
-    pipeline: Addr<Pipeline>,
+    pipeline: Option<Addr<Pipeline>>,
 ) -> Result<Outcome, Error> {
     let sealed = crypto.send(seal).await??;
     publish_all(sealed, sharding, outbox, pipeline).await
@@ -225,12 +225,14 @@ pub(crate) async fn publish_sealed(
 /// Puts each envelope in the outbox (durable), then publishes it through
 /// the outbound path and marks it sent. One the network does not take now
 /// (no peers yet, the node offline) stays queued and is retried every few
-/// seconds, across restarts. A hook's drop is final.
+/// seconds, across restarts. A hook's drop is final. Without a `pipeline`
+/// (work the pipeline's mailbox itself waits for, which must not wait for
+/// that mailbox) every envelope stays queued for the retry.
 pub(crate) async fn publish_all(
     sealed: Vec<crypto::Sealed>,
     sharding: Sharding,
     outbox: Outbox,
-    pipeline: Addr<Pipeline>,
+    pipeline: Option<Addr<Pipeline>>,
 ) -> Result<Outcome, Error> {
     let mut outcome = Outcome::default();
     let mut dropped = None;
@@ -242,7 +244,11 @@ pub(crate) async fn publish_all(
             .enqueue
             .send(storage::Enqueue::new(topic.clone(), message.clone()))
             .await??;
-        match publish(&pipeline, Outgoing::new(topic, message)).await {
+        let Some(pipeline) = pipeline.as_ref() else {
+            outcome.queued += 1;
+            continue;
+        };
+        match publish(pipeline, Outgoing::new(topic, message)).await {
             Ok(_) => {
                 outbox.mark_sent.send(storage::MarkSent(hash)).await??;
                 outcome.published += 1;
@@ -328,7 +334,7 @@ impl Handler<PublishEnvelopes> for Pipeline {
                 msg.0,
                 chat.sharding,
                 chat.outbox.clone(),
-                ctx.address(),
+                Some(ctx.address()),
             ))
         }) {
             Ok(future) => future,
@@ -445,7 +451,8 @@ impl Handler<ApplyEffects> for Pipeline {
         ctx: &mut Context<Self>,
     ) -> Self::Result {
         match supervise::guard(self, ctx, |this, ctx| -> Self::Result {
-            Box::pin(this.apply_effects(effects, ctx))
+            let mailbox = Mailbox::waiting(ctx.address());
+            Box::pin(this.apply_effects(effects, mailbox))
         }) {
             Ok(future) => future,
             Err(p) => Box::pin(std::future::ready(Err(p.into()))),
@@ -498,7 +505,7 @@ impl Handler<SendChat> for Pipeline {
                 seal,
                 chat.sharding,
                 chat.outbox.clone(),
-                ctx.address(),
+                Some(ctx.address()),
             );
             Box::pin(async move {
                 match publish.await {

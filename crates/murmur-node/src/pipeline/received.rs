@@ -2,33 +2,92 @@
 //! arrival order, what they cause (receipts, group keys, the crypto
 //! stage's answers), and delivering what opened to the inboxes.
 
+use std::task::Poll;
+
 use super::*;
 
 /// A step of the lane: what opening one delivery leads to, finished before
 /// the next delivery is opened.
-type Step = Pin<Box<dyn ActorFuture<Pipeline, Output = ()>>>;
+pub(super) type Step = Pin<Box<dyn ActorFuture<Pipeline, Output = ()>>>;
 
 fn done() -> Step {
     Box::pin(actix::fut::ready(()))
 }
 
-/// The pipeline's chat lane, read from the actor's own receiver.
+/// The pipeline's chat lane at work: spawned once per context, it never
+/// ends. The step in flight is the actor's, not this future's, so that
+/// whoever waits for room in the lane can move it on too.
 pub(super) struct Lane;
 
-impl ActorStream<Pipeline> for Lane {
-    type Item = Delivery;
+impl ActorFuture<Pipeline> for Lane {
+    type Output = ();
 
-    fn poll_next(
+    fn poll(
         self: Pin<&mut Self>,
         act: &mut Pipeline,
-        _: &mut Context<Pipeline>,
+        ctx: &mut Context<Pipeline>,
         task: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Delivery>> {
-        act.lane_rx.poll_recv(task)
+    ) -> Poll<()> {
+        act.drive_lane(ctx, task);
+        Poll::Pending
+    }
+}
+
+/// A delivery waiting for room in the full lane. The mailbox waits with it
+/// (`Context::wait`), and while it waits actix polls nothing else of the
+/// actor, the lane's own reader included: so this future moves the lane on
+/// itself until there is room.
+pub(super) struct Room(pub(super) Option<Delivery>);
+
+impl ActorFuture<Pipeline> for Room {
+    type Output = ();
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        act: &mut Pipeline,
+        ctx: &mut Context<Pipeline>,
+        task: &mut std::task::Context<'_>,
+    ) -> Poll<()> {
+        loop {
+            let Some(delivery) = self.0.take() else {
+                return Poll::Ready(());
+            };
+            match act.lane.try_send(delivery) {
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => return Poll::Ready(()),
+                Err(mpsc::error::TrySendError::Full(delivery)) => self.0 = Some(delivery),
+            }
+            let room = act.lane.capacity();
+            act.drive_lane(ctx, task);
+            if act.lane.capacity() == room {
+                // The step in flight is pending: it wakes this task.
+                return Poll::Pending;
+            }
+        }
     }
 }
 
 impl Pipeline {
+    /// Moves the lane on: finishes the step in flight, then opens the next
+    /// delivery, until a step is pending or the lane is empty.
+    pub(super) fn drive_lane(
+        &mut self,
+        ctx: &mut Context<Self>,
+        task: &mut std::task::Context<'_>,
+    ) {
+        loop {
+            if let Some(mut step) = self.lane_step.take() {
+                if step.as_mut().poll(self, ctx, task).is_pending() {
+                    self.lane_step = Some(step);
+                    return;
+                }
+            }
+            match self.lane_rx.poll_recv(task) {
+                Poll::Ready(Some(delivery)) => self.lane_step = Some(self.open(delivery, ctx)),
+                Poll::Ready(None) | Poll::Pending => return,
+            }
+        }
+    }
+
     /// Opens one delivery from the lane: a group message, or a pairwise
     /// envelope on this device's partition.
     pub(super) fn open(&mut self, delivery: Delivery, _: &mut Context<Self>) -> Step {
@@ -159,7 +218,7 @@ impl Pipeline {
                 .into_actor(self)
                 .then(|applied, act, ctx| match applied {
                     Ok(Ok(effects)) => {
-                        let apply = act.apply_effects(effects, ctx);
+                        let apply = act.apply_effects(effects, act.mailbox(ctx));
                         act.background(ctx, "group keys or events", apply);
                         // Messages that came before their chain key, in order.
                         let parked = act.chat.as_mut().map(|c| std::mem::take(&mut c.parked));
@@ -182,12 +241,13 @@ impl Pipeline {
         )
     }
     /// Subscribes what the membership stage asks for now, and answers the
-    /// rest (bundles to learn, then pairwise messages to seal and publish)
-    /// as a future.
+    /// rest (bundles to learn, then pairwise messages to seal and publish
+    /// through `pipeline`, or without one to leave queued in the outbox) as
+    /// a future.
     pub(super) fn apply_effects(
         &mut self,
         effects: groups::Effects,
-        ctx: &mut Context<Self>,
+        mailbox: Mailbox,
     ) -> impl std::future::Future<Output = Result<Outcome, Error>> + 'static {
         let transport = self.transport.as_ref().map(|t| t.subscribe.clone());
         let chat = self.chat.as_mut().map(|chat| {
@@ -211,7 +271,6 @@ impl Pipeline {
                 chat.outbox.clone(),
             )
         });
-        let pipeline = ctx.address();
         async move {
             let (crypto, groups, sharding, outbox) = chat.ok_or(Error::ChatDisabled)?;
             if let Some(subscribe) = transport {
@@ -238,7 +297,7 @@ impl Pipeline {
                     seal,
                     sharding,
                     outbox.clone(),
-                    pipeline.clone(),
+                    mailbox.publisher(),
                 )
                 .await
                 {
@@ -250,9 +309,8 @@ impl Pipeline {
                     // knew it from a session only): it writes first, with
                     // the bundles its invite carried, and this goes then.
                     Err(Error::Crypto(crypto::Error::UnknownContact(_))) => {
-                        // Waits for room in the pipeline's mailbox.
-                        if pipeline.send(Defer { to, plaintext }).await.is_err() {
-                            tracing::debug!(account = %to, "pipeline gone; group message not deferred");
+                        if let Err(e) = mailbox.ask(Defer { to, plaintext }).await {
+                            tracing::warn!(account = %to, error = %e, "group message not deferred");
                         }
                     }
                     Err(e) => {
@@ -270,9 +328,11 @@ impl Pipeline {
                 };
                 match groups.change.send(add).await? {
                     Ok(more) => {
-                        let o = pipeline.send(ApplyEffects(more)).await??;
-                        outcome.published += o.published;
-                        outcome.queued += o.queued;
+                        if let Some(o) = mailbox.ask(ApplyEffects(more)).await? {
+                            let o = o?;
+                            outcome.published += o.published;
+                            outcome.queued += o.queued;
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(%group, %account, error = %e, "join request not carried out")
@@ -291,9 +351,10 @@ impl Pipeline {
         {
             let mut effects = groups::Effects::default();
             effects.pairwise = waiting.into_iter().map(|p| (opened.sender, p)).collect();
-            let apply = self.apply_effects(effects, ctx);
+            let apply = self.apply_effects(effects, self.mailbox(ctx));
             self.background(ctx, "deferred group keys", apply);
         }
+        let publisher = self.mailbox(ctx).publisher();
         let Some(chat) = self.chat.as_mut() else {
             return done();
         };
@@ -302,7 +363,7 @@ impl Pipeline {
                 opened.publish.clone(),
                 chat.sharding,
                 chat.outbox.clone(),
-                ctx.address(),
+                publisher,
             );
             self.background(ctx, "the crypto stage's answer", publish);
         }
@@ -311,6 +372,7 @@ impl Pipeline {
         } else {
             done()
         };
+        let publisher = self.mailbox(ctx).publisher();
         let Some(chat) = self.chat.as_mut() else {
             return first;
         };
@@ -341,7 +403,7 @@ impl Pipeline {
                         crypto::Seal::new(message.sender, receipt),
                         chat.sharding,
                         chat.outbox.clone(),
-                        ctx.address(),
+                        publisher,
                     );
                     self.background(ctx, "a receipt", publish);
                 }

@@ -211,7 +211,7 @@ pub(super) async fn prepare(
         enr: String::new(),
         myself,
         meshed,
-        tasks: crate::tasks::Tasks::new(),
+        tasks: crate::tasks::Tasks::new(config.max_tasks),
     };
     let enr = {
         use crate::enr::capability;
