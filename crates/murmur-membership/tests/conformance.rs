@@ -24,3 +24,55 @@ async fn start(storage: storage::Handle) -> (crypto::Handle, groups::Handle) {
 }
 
 murmur_test_kit::membership_conformance_tests!(start);
+
+/// The suite again on a replacement: the default stage behind counters on
+/// the messages that change groups, as an integrator's auditing stage would
+/// wrap it. The pipeline and the suite see only the handle.
+mod counted {
+    use murmur_core::groups::{self, Error};
+    use murmur_test_kit::{tally, Tally};
+
+    use super::*;
+
+    fn gone<T>() -> Result<T, Error> {
+        Err(Error::State("the membership stage is gone".to_owned()))
+    }
+
+    async fn counted(storage: storage::Handle) -> (crypto::Handle, groups::Handle, [Tally; 3]) {
+        let (crypto, default) = super::start(storage).await;
+        let (create, created) = tally(default.create.clone(), gone);
+        let (change, changed) = tally(default.change.clone(), gone);
+        let (control, controls) = tally(default.control.clone(), gone);
+        let handle = groups::Handle {
+            create,
+            change,
+            control,
+            ..default
+        };
+        (crypto, handle, [created, changed, controls])
+    }
+
+    async fn start(storage: storage::Handle) -> (crypto::Handle, groups::Handle) {
+        let (crypto, groups, _) = counted(storage).await;
+        (crypto, groups)
+    }
+
+    murmur_test_kit::membership_conformance_tests!(start);
+
+    #[test]
+    fn the_replacement_is_on_the_path() {
+        murmur_test_kit::run(async {
+            let storage = storage::Handle::from(murmur_test_kit::MemoryStorage::start());
+            let (_, groups, [created, ..]) = counted(storage).await;
+            groups
+                .create
+                .send(groups::Create {
+                    name: "audited".to_owned(),
+                })
+                .await
+                .expect("the stage is there")
+                .expect("created");
+            assert_eq!(created.get(), 1);
+        });
+    }
+}

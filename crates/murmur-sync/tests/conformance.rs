@@ -16,3 +16,34 @@ async fn start(
 }
 
 murmur_test_kit::sync_conformance_tests!(start);
+
+/// The suite again on a replacement: the default stage behind counters on
+/// both its messages, as an integrator's stage that observes catch-ups
+/// would wrap it.
+mod counted {
+    use murmur_core::sync::Error;
+    use murmur_test_kit::tally;
+
+    use super::*;
+
+    fn gone<T>() -> Result<T, Error> {
+        Err(Error::Stopped)
+    }
+
+    async fn start(
+        query: Recipient<QueryStore>,
+        inbound: Recipient<transport::Event>,
+        stores: Vec<String>,
+    ) -> sync::Handle {
+        let default = super::start(query, inbound, stores).await;
+        let (catch_up, _) = tally(default.catch_up.clone(), gone);
+        let (fetch_missing, _) = tally(default.fetch_missing.clone(), gone);
+        sync::Handle {
+            catch_up,
+            fetch_missing,
+            ..default
+        }
+    }
+
+    murmur_test_kit::sync_conformance_tests!(start);
+}

@@ -5,6 +5,9 @@
 //! - [`Probe`]: an actor that collects a stage's events for assertions.
 //! - [`MemoryStorage`]: the persistence stage in memory.
 //! - [`MemoryStore`]: a store node in memory, answering `QueryStore`.
+//! - [`tally`] and [`gate`]: a stage message counted, or held until the
+//!   test lets it through, on its way to the stage: the smallest
+//!   replacements of a stage (ones that wrap the default).
 //! - [`transport_conformance_tests!`], [`storage_conformance_tests!`],
 //!   [`crypto_conformance_tests!`], [`membership_conformance_tests!`] and
 //!   [`sync_conformance_tests!`]: the conformance suites of the five stages,
@@ -39,11 +42,13 @@ mod memory_store;
 mod probe;
 pub mod storage_conformance;
 pub mod sync_conformance;
+mod wrap;
 
 pub use memory::{MemoryNetwork, MemoryTransport};
 pub use memory_storage::MemoryStorage;
 pub use memory_store::MemoryStore;
 pub use probe::{Events, Probe};
+pub use wrap::{gate, tally, Tally, Valve};
 
 /// Runs `future` to completion on a fresh actix system: what the conformance
 /// macros use, so that a crate running them needs no test attribute of its own.

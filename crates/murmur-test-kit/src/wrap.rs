@@ -1,0 +1,195 @@
+//! A stage message wrapped on its way to the stage: counted ([`tally`]) or
+//! held until the test lets it through ([`gate`]). These are the smallest
+//! replacements of a stage an integrator writes (one that wraps the default
+//! and observes or delays what goes through): the conformance suites run on
+//! them beside the default stages, to prove that a stage is only its
+//! handle, and integration tests hold a stage still with a gate.
+
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
+
+use actix::prelude::*;
+use tokio::sync::watch;
+
+use crate::probe::WAIT;
+
+/// How many messages went through a [`tally`].
+#[derive(Debug, Clone, Default)]
+pub struct Tally(Arc<AtomicU64>);
+
+impl Tally {
+    /// How many so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Forwards each `M` to the stage, counting it, after the gate (if any)
+/// opened.
+struct Wrapper<M>
+where
+    M: Message + Send,
+    M::Result: Send,
+{
+    inner: Recipient<M>,
+    tally: Tally,
+    open: Option<watch::Receiver<bool>>,
+    held: watch::Sender<usize>,
+    /// The answer when the stage behind is gone.
+    gone: fn() -> M::Result,
+}
+
+impl<M> Actor for Wrapper<M>
+where
+    M: Message + Send + 'static,
+    M::Result: Send,
+{
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(1024);
+    }
+}
+
+impl<M> Handler<M> for Wrapper<M>
+where
+    M: Message + Send + 'static,
+    M::Result: Send,
+{
+    type Result = ResponseFuture<M::Result>;
+
+    fn handle(&mut self, msg: M, _: &mut Context<Self>) -> Self::Result {
+        self.tally.0.fetch_add(1, Ordering::Relaxed);
+        let (inner, open, held, gone) = (
+            self.inner.clone(),
+            self.open.clone(),
+            self.held.clone(),
+            self.gone,
+        );
+        Box::pin(async move {
+            if let Some(mut open) = open {
+                held.send_modify(|n| *n += 1);
+                let _ = open.wait_for(|o| *o).await;
+                held.send_modify(|n| *n -= 1);
+            }
+            inner.send(msg).await.unwrap_or_else(|_| gone())
+        })
+    }
+}
+
+fn wrap<M>(
+    inner: Recipient<M>,
+    gone: fn() -> M::Result,
+    open: Option<watch::Receiver<bool>>,
+) -> (Recipient<M>, Tally, watch::Receiver<usize>)
+where
+    M: Message + Send + 'static,
+    M::Result: Send,
+{
+    let tally = Tally::default();
+    let (held_tx, held) = watch::channel(0);
+    let wrapper = Wrapper {
+        inner,
+        tally: tally.clone(),
+        open,
+        held: held_tx,
+        gone,
+    }
+    .start();
+    (wrapper.recipient(), tally, held)
+}
+
+/// Counts every `M` sent to the returned recipient, then hands it to
+/// `inner`; `gone` is the answer when `inner` is no longer there.
+///
+/// ```
+/// use murmur_core::storage::{self, ListState};
+/// use murmur_test_kit::{tally, MemoryStorage};
+///
+/// murmur_test_kit::run(async {
+///     let default = storage::Handle::from(MemoryStorage::start());
+///     let (list_state, listed) = tally(default.list_state.clone(), || {
+///         Err(storage::Error::Backend("gone".to_owned()))
+///     });
+///     let counted = storage::Handle { list_state, ..default };
+///     counted.list_state.send(ListState("x/".to_owned())).await.unwrap().unwrap();
+///     assert_eq!(listed.get(), 1);
+/// });
+/// ```
+pub fn tally<M>(inner: Recipient<M>, gone: fn() -> M::Result) -> (Recipient<M>, Tally)
+where
+    M: Message + Send + 'static,
+    M::Result: Send,
+{
+    let (recipient, tally, _) = wrap(inner, gone, None);
+    (recipient, tally)
+}
+
+/// The test's side of a [`gate`].
+#[derive(Debug)]
+pub struct Valve {
+    open: watch::Sender<bool>,
+    held: watch::Receiver<usize>,
+}
+
+/// A closed gate in front of `inner`: every `M` sent to the returned
+/// recipient waits until the [`Valve`] opens, then goes to `inner`; `gone`
+/// is the answer when `inner` is no longer there.
+///
+/// ```
+/// use murmur_core::storage::{self, ListState};
+/// use murmur_test_kit::{gate, MemoryStorage};
+///
+/// murmur_test_kit::run(async {
+///     let default = storage::Handle::from(MemoryStorage::start());
+///     let (list_state, mut valve) = gate(default.list_state.clone(), || {
+///         Err(storage::Error::Backend("gone".to_owned()))
+///     });
+///     let asked = list_state.send(ListState("x/".to_owned()));
+///     let answered = actix::spawn(asked);
+///     valve.holding(1).await;
+///     valve.open();
+///     answered.await.unwrap().unwrap().unwrap();
+/// });
+/// ```
+pub fn gate<M>(inner: Recipient<M>, gone: fn() -> M::Result) -> (Recipient<M>, Valve)
+where
+    M: Message + Send + 'static,
+    M::Result: Send,
+{
+    let (open_tx, open) = watch::channel(false);
+    let (recipient, _, held) = wrap(inner, gone, Some(open));
+    (
+        recipient,
+        Valve {
+            open: open_tx,
+            held,
+        },
+    )
+}
+
+impl Valve {
+    /// Waits until at least `n` messages are held.
+    ///
+    /// # Panics
+    ///
+    /// If they are not within 15 s: this is for tests.
+    pub async fn holding(&mut self, n: usize) {
+        tokio::time::timeout(WAIT, self.held.wait_for(|h| *h >= n))
+            .await
+            .unwrap_or_else(|_| panic!("{n} messages never reached the gate"))
+            .expect("the gate is there");
+    }
+
+    /// How many messages are held now.
+    pub fn held(&self) -> usize {
+        *self.held.borrow()
+    }
+
+    /// Lets every message held, and every later one, through.
+    pub fn open(&self) {
+        self.open.send_replace(true);
+    }
+}
