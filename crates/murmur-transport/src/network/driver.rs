@@ -68,6 +68,7 @@ impl Driver {
                 () = self.tasks.next(), if !self.tasks.is_empty() => {}
                 _ = redial.tick() => {
                     self.count_mesh();
+                    self.recycle_silent_static_peers();
                     self.dial_static_peers();
                     self.refresh_filters(false);
                     let expired = self.filter.expire(Instant::now());
@@ -421,6 +422,12 @@ impl Driver {
                     protocols = ?info.protocols,
                     "identified peer"
                 );
+                if let Some(p) = self.static_peers.get_mut(&peer_id) {
+                    p.relays = info
+                        .protocols
+                        .iter()
+                        .any(|p| p.as_ref() == murmur_proto::protocol::RELAY);
+                }
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
@@ -444,6 +451,9 @@ impl Driver {
                     p.connected = true;
                     p.backoff = REDIAL_MIN;
                     p.due = None;
+                    if num_established.get() == 1 {
+                        p.awaiting_topics = Some(Instant::now());
+                    }
                 }
                 if num_established.get() == 1
                     && self.light.as_ref().is_some_and(|l| l.service == peer_id)

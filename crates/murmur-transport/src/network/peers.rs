@@ -3,6 +3,10 @@
 
 use super::*;
 
+/// How long a static relay peer may take to send its subscriptions on a
+/// new connection before the connection is closed and redialled once.
+const SILENT: Duration = Duration::from_secs(3);
+
 pub(super) struct StaticPeer {
     pub(super) address: Multiaddr,
     pub(super) backoff: Duration,
@@ -10,6 +14,12 @@ pub(super) struct StaticPeer {
     pub(super) connected: bool,
     /// On another cluster: not redialled.
     pub(super) refused: bool,
+    /// When its current connection was made, until its subscriptions came.
+    pub(super) awaiting_topics: Option<Instant>,
+    /// It says (identify) that it speaks relay.
+    pub(super) relays: bool,
+    /// Reconnected once already because its subscriptions never came.
+    pub(super) recycled: bool,
 }
 
 impl StaticPeer {
@@ -20,6 +30,9 @@ impl StaticPeer {
             due: Some(Instant::now()),
             connected: false,
             refused: false,
+            awaiting_topics: None,
+            relays: false,
+            recycled: false,
         }
     }
 
@@ -31,6 +44,44 @@ impl StaticPeer {
 }
 
 impl Driver {
+    /// A relay peer tells its subscriptions on its first connection with
+    /// a peer only. A static peer that still held a connection from this
+    /// node's previous life (a restart on the same key, before the peer saw
+    /// the old connection close) takes the new one for a second and never
+    /// tells: this node would never learn its topics, and every publish
+    /// would find no peers. Such a connection is closed and redialled, once
+    /// per peer: by then the old one is gone and the new one is a first.
+    pub(super) fn recycle_silent_static_peers(&mut self) {
+        if self.light.is_some() {
+            return;
+        }
+        let relay = &self.swarm.behaviour().relay;
+        let with_topics: BTreeSet<PeerId> = relay
+            .all_peers()
+            .filter(|(_, topics)| !topics.is_empty())
+            .map(|(peer, _)| *peer)
+            .collect();
+        let now = Instant::now();
+        let mut silent = Vec::new();
+        for (peer, p) in &mut self.static_peers {
+            let Some(since) = p.awaiting_topics else {
+                continue;
+            };
+            let waited = now.duration_since(since);
+            if with_topics.contains(peer) || p.recycled || waited >= 10 * SILENT {
+                p.awaiting_topics = None;
+            } else if waited >= SILENT && p.relays {
+                p.awaiting_topics = None;
+                p.recycled = true;
+                silent.push(*peer);
+            }
+        }
+        for peer in silent {
+            tracing::info!(%peer, "static peer sent no subscriptions; reconnecting once");
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
     pub(super) fn dial_static_peers(&mut self) {
         let now = Instant::now();
         let due: Vec<(PeerId, Multiaddr)> = self
