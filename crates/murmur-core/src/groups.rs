@@ -245,9 +245,9 @@ pub enum Action {
     Remove(AccountId),
     /// This account leaves.
     Leave,
-    /// Makes a member an admin (admins).
+    /// Makes a member an admin (the owner only).
     Promote(AccountId),
-    /// Makes an admin a member (admins; not the creator).
+    /// Makes an admin a member (the owner only; not the owner).
     Demote(AccountId),
     /// Renames the group (admins).
     Rename(String),
@@ -257,7 +257,8 @@ pub enum Action {
     /// Removes an account and keeps it out (moderators and above, on those
     /// below them).
     Ban(AccountId),
-    /// Lifts a ban.
+    /// Lifts a ban (moderators and above; only the role that set it or a
+    /// higher one).
     Unban(AccountId),
     /// Opens a channel (admins).
     OpenChannel(String),

@@ -175,9 +175,11 @@ impl State {
         if self.banned.contains(joiner) {
             return Err(Refused::Banned(*joiner));
         }
+        // An invite admits while the admin who registered it still is one.
         let invited = secret
             .and_then(|s| <[u8; 32]>::try_from(s).ok())
-            .is_some_and(|s| self.invites.contains(&hash(&s)));
+            .and_then(|s| self.invites.get(&hash(&s)))
+            .is_some_and(|issuer| self.role(issuer).is_some_and(crate::Role::is_admin));
         match self.join_mode {
             _ if invited => Ok(Admission::Admit),
             JoinMode::Open => Ok(Admission::Admit),

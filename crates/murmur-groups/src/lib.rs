@@ -11,23 +11,30 @@
 //! in the order `(clock, id)`: a total order that every member computes the
 //! same way from the same set of events, whatever order they arrived in.
 //!
-//! **Validity.** Each event is applied only if its author held the right at
-//! that point of the order. The creator is the owner, whom no one removes,
-//! demotes or bans; admins add members, remove and ban those below them,
-//! give the moderator and member roles, rename, open and close channels, set
-//! the join mode and register invites (the owner also makes admins);
-//! moderators remove and ban members and pin and delete messages; members
-//! leave. An event that
-//! does not hold is kept in the log (others may cite it as a parent) but
-//! changes nothing, and is listed in [`State::rejected`]. So members that
-//! hold the same set of events reach the same [`State`]: the state is a pure
-//! function of the set. Events whose parents have not arrived wait, outside
-//! the state, until they do.
+//! **Validity.** An event counts only if its author held the right in the
+//! event's own causal past (the events it cites, directly or not), no
+//! removal, ban, demotion or role change of its author that counts is
+//! concurrent with it, and it holds at its place in the order. The author
+//! picks the parents, so the first two rules are what make back-dating
+//! useless: a removed admin's event signed on a view from before its
+//! removal is concurrent with the removal, and does not count (see
+//! `authority.rs`). The creator is the owner, whom no one removes, demotes
+//! or bans, and who alone makes and unmakes admins; admins add members,
+//! remove and ban those below them, give the moderator and member roles,
+//! rename, open and close channels, set the join mode and register invites;
+//! moderators remove and ban members and pin and delete messages; a ban is
+//! lifted only by the role that set it or a higher one; members leave. An
+//! event that does not count is kept in the log (others may cite it as a
+//! parent) but changes nothing, and is listed in [`State::rejected`]. So
+//! members that hold the same set of events reach the same [`State`]: the
+//! state is a pure function of the set. Events whose parents have not
+//! arrived wait, outside the state, until they do.
 //!
 //! **Joining.** [`invite`] writes and reads invite codes, and
 //! [`State::admission`] is the join policy an admin's device applies to a
-//! request to join: a registered invite secret admits, otherwise the join
-//! mode decides, and banned accounts stay out.
+//! request to join: a registered invite secret admits while the admin who
+//! registered it is one, otherwise the join mode decides, and banned
+//! accounts stay out.
 //!
 //! ```
 //! use murmur_groups::{Action, Log, Role, SigningKey};
@@ -51,15 +58,18 @@ use std::{
     fmt,
 };
 
+mod authority;
 mod codec;
 mod group;
 pub mod invite;
 mod log;
+mod state;
 
 pub use codec::DecodeError;
 pub use group::{ChainError, Device, Effects, Group, OpenError, Opened, SealError};
 pub use invite::{Admission, Invite};
 pub use log::Log;
+pub use state::State;
 
 pub use ed25519_dalek::SigningKey;
 use ed25519_dalek::{Signature, Signer as _, VerifyingKey};
@@ -394,119 +404,5 @@ impl Role {
     /// Whether this role moderates (owner, admin, moderator).
     pub fn moderates(self) -> bool {
         self <= Self::Moderator
-    }
-}
-
-/// What the log says the group is.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct State {
-    /// The group's name.
-    pub name: String,
-    /// Who created it.
-    pub creator: Option<MemberId>,
-    /// Members and their roles.
-    pub members: BTreeMap<MemberId, Role>,
-    /// Events in the log that did not hold when they were applied.
-    pub rejected: BTreeSet<EventId>,
-    /// Accounts kept out.
-    pub banned: BTreeSet<MemberId>,
-    /// Open channels.
-    pub channels: BTreeSet<String>,
-    /// Pinned messages.
-    pub pinned: BTreeSet<[u8; 16]>,
-    /// Deleted messages.
-    pub deleted: BTreeSet<[u8; 16]>,
-    /// How accounts join.
-    pub join_mode: JoinMode,
-    /// SHA-256 of the secrets of the invites in force.
-    pub invites: BTreeSet<[u8; 32]>,
-}
-
-impl State {
-    /// A member's role, if it is a member.
-    pub fn role(&self, member: &MemberId) -> Option<Role> {
-        self.members.get(member).copied()
-    }
-
-    /// Whether `author` may act on `target` (remove, ban, set a role):
-    /// owners and admins on anyone below admin, and admins on admins only
-    /// if they are the owner; moderators on members (and non-members).
-    fn outranks(&self, author: &MemberId, target: &MemberId) -> bool {
-        let (Some(a), t) = (self.role(author), self.role(target).unwrap_or(Role::Member)) else {
-            return false;
-        };
-        author != target
-            && t != Role::Owner
-            && match a {
-                Role::Owner => true,
-                Role::Admin => t > Role::Admin,
-                Role::Moderator => t == Role::Member,
-                Role::Member => false,
-            }
-    }
-
-    /// Applies one event in order; false if it does not hold.
-    fn apply(&mut self, e: &Event, group: GroupId, id: EventId) -> bool {
-        let author = e.author;
-        let role = self.role(&author);
-        let admin = role.is_some_and(Role::is_admin);
-        let moderates = role.is_some_and(Role::moderates);
-        match &e.action {
-            Action::Create { name } if id == group && self.creator.is_none() => {
-                self.creator = Some(author);
-                self.name.clone_from(name);
-                self.members.insert(author, Role::Owner);
-            }
-            Action::Add(m)
-                if admin && !self.members.contains_key(m) && !self.banned.contains(m) =>
-            {
-                self.members.insert(*m, Role::Member);
-            }
-            Action::Remove(m) if self.members.contains_key(m) && self.outranks(&author, m) => {
-                self.members.remove(m);
-            }
-            Action::Leave if self.members.contains_key(&author) => {
-                self.members.remove(&author);
-            }
-            Action::Promote(m) if admin && self.role(m) == Some(Role::Member) => {
-                self.members.insert(*m, Role::Admin);
-            }
-            Action::Demote(m) if admin && self.role(m) == Some(Role::Admin) => {
-                self.members.insert(*m, Role::Member);
-            }
-            Action::SetRole(m, r)
-                if *r != Role::Owner
-                    && self.members.contains_key(m)
-                    && self.outranks(&author, m)
-                    && (role == Some(Role::Owner) || *r > Role::Admin) =>
-            {
-                self.members.insert(*m, *r);
-            }
-            Action::Ban(m)
-                if !self.banned.contains(m) && self.outranks(&author, m) && moderates =>
-            {
-                self.members.remove(m);
-                self.banned.insert(*m);
-            }
-            Action::Unban(m) if moderates && self.banned.contains(m) => {
-                self.banned.remove(m);
-            }
-            Action::Channel(name) if admin && !name.is_empty() => {
-                return self.channels.insert(name.clone());
-            }
-            Action::DropChannel(name) if admin => return self.channels.remove(name),
-            Action::Pin(m) if moderates => return self.pinned.insert(*m),
-            Action::Unpin(m) if moderates => return self.pinned.remove(m),
-            Action::Delete(m) if moderates => {
-                self.pinned.remove(m);
-                return self.deleted.insert(*m);
-            }
-            Action::JoinMode(mode) if admin => self.join_mode = *mode,
-            Action::Invite(h) if admin => return self.invites.insert(*h),
-            Action::RevokeInvite(h) if admin => return self.invites.remove(h),
-            Action::Rename(name) if admin => self.name.clone_from(name),
-            _ => return false,
-        }
-        true
     }
 }

@@ -156,34 +156,27 @@ impl Log {
         if event.clock != expected {
             return Err(InsertError::BadParents);
         }
+        // The usual case: the event cites every head, so it follows every
+        // event of the log, is concurrent with none, and changes no other
+        // event's standing; it holds if it holds on the state as it is.
+        let follows_all = event.parents.len() == self.heads.len()
+            && event.parents.iter().all(|p| self.heads.contains(p));
         for p in &event.parents {
             self.heads.remove(p);
         }
         self.heads.insert(id);
         self.clocks.insert(id, event.clock);
         let key = (event.clock, id);
-        let last = self.events.last_key_value().is_none_or(|(k, _)| *k < key);
         self.events.insert(key, event);
-        if last {
-            // The usual case: a new event sorts after all the others.
+        if follows_all {
             let event = &self.events[&key];
             if !self.state.apply(event, self.group, id) {
                 self.state.rejected.insert(id);
             }
         } else {
-            self.state = self.fold();
+            self.state = authority::resolve(self.group, &self.events);
         }
         Ok(())
-    }
-
-    fn fold(&self) -> State {
-        let mut state = State::default();
-        for ((_, id), event) in &self.events {
-            if !state.apply(event, self.group, *id) {
-                state.rejected.insert(*id);
-            }
-        }
-        state
     }
 
     /// The group as the applied events say, in the group's order.

@@ -245,7 +245,7 @@ fn community_roles_hold_their_rights_and_no_more() {
     assert!(state.banned.contains(&id(4)));
     assert!(state.channels.contains("general") && !state.channels.contains("mods"));
     assert_eq!(state.join_mode, JoinMode::Approval);
-    assert!(state.invites.contains(&[9; 32]));
+    assert!(state.invites.contains_key(&[9; 32]));
     assert!(state.pinned.contains(&[5; 16]) && state.deleted.contains(&[6; 16]));
 
     // A banned account cannot be added back until it is unbanned.

@@ -149,7 +149,11 @@ fn refusal(action: &murmur_groups::Action) -> &'static str {
         A::SetRole(..) => {
             "admins give the moderator and member roles to those below them; only the owner makes admins"
         }
-        A::Unban(_) | A::Pin(_) | A::Unpin(_) | A::Delete(_) => {
+        A::Promote(_) | A::Demote(_) => "only the owner makes and unmakes admins",
+        A::Unban(_) => {
+            "only moderators and above, and a ban only by the role that set it or a higher one"
+        }
+        A::Pin(_) | A::Unpin(_) | A::Delete(_) => {
             "only moderators and above (or it is so already)"
         }
         _ => "only admins (or it is so already; the owner stays the owner)",

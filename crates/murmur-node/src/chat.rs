@@ -177,13 +177,13 @@ impl Group {
         self.change(murmur_core::groups::Action::Leave).await
     }
 
-    /// Makes a member an admin (admins).
+    /// Makes a member an admin (the owner only).
     pub async fn promote(&self, account: AccountId) -> Result<(), Error> {
         self.change(murmur_core::groups::Action::Promote(account))
             .await
     }
 
-    /// Makes an admin a member (admins; the creator stays an admin).
+    /// Makes an admin a member (the owner only; the owner stays the owner).
     pub async fn demote(&self, account: AccountId) -> Result<(), Error> {
         self.change(murmur_core::groups::Action::Demote(account))
             .await
