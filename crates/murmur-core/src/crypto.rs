@@ -108,7 +108,7 @@ pub enum Error {
 
 /// Seals `plaintext` for every known device of `to`, and for this account's
 /// other devices; answers one envelope per device.
-#[derive(Debug, Clone, Message)]
+#[derive(Clone, Message)]
 #[rtype(result = "Result<Vec<Sealed>, Error>")]
 #[non_exhaustive]
 pub struct Seal {
@@ -151,7 +151,7 @@ impl Sealed {
 pub struct Open(pub Delivery);
 
 /// An opened envelope: who sent it, known and verified only now.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct Opened {
     /// The sending account.
@@ -372,5 +372,29 @@ where
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("crypto::Handle").finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for Seal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Seal")
+            .field("to", &self.to)
+            .field("plaintext", &crate::id::Redacted(&self.plaintext))
+            .finish()
+    }
+}
+
+impl fmt::Debug for Opened {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Opened")
+            .field("sender", &self.sender)
+            .field("device", &self.device)
+            .field(
+                "plaintext",
+                &self.plaintext.as_deref().map(crate::id::Redacted),
+            )
+            .field("publish", &self.publish.len())
+            .field("identity_changed", &self.identity_changed)
+            .finish()
     }
 }

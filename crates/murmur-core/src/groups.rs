@@ -158,7 +158,7 @@ pub enum Error {
 }
 
 /// What the pipeline must do after a request, in this order.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 #[non_exhaustive]
 pub struct Effects {
     /// Bundles to hand the crypto stage ([`crate::crypto::LearnBundles`]):
@@ -294,7 +294,7 @@ pub struct Change {
 
 /// Seals `plaintext` once for every member: answers the envelope to
 /// publish.
-#[derive(Debug, Clone, Message)]
+#[derive(Clone, Message)]
 #[rtype(result = "Result<Sealed, Error>")]
 pub struct Post {
     /// Where.
@@ -309,7 +309,7 @@ pub struct Post {
 pub struct Open(pub Delivery);
 
 /// A group message opened, its sender a member whose chain it is.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct Opened {
     /// Which group.
@@ -345,7 +345,7 @@ impl Opened {
 
 /// What a device sent this one in a pairwise session about a group
 /// (membership events, its chain key), the sender verified by the session.
-#[derive(Debug, Clone, Message)]
+#[derive(Clone, Message)]
 #[rtype(result = "Result<Effects, Error>")]
 pub struct Control {
     /// The sending account.
@@ -550,5 +550,98 @@ where
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("groups::Handle").finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for Post {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Post")
+            .field("group", &self.group)
+            .field("plaintext", &crate::id::Redacted(&self.plaintext))
+            .finish()
+    }
+}
+
+impl fmt::Debug for Opened {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Opened")
+            .field("group", &self.group)
+            .field("sender", &self.sender)
+            .field("device", &self.device)
+            .field("role", &self.role)
+            .field("plaintext", &crate::id::Redacted(&self.plaintext))
+            .finish()
+    }
+}
+
+/// A control message carries chain keys: its bytes never reach a log.
+impl fmt::Debug for Control {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Control")
+            .field("from", &self.from)
+            .field("device", &self.device)
+            .field("message", &crate::id::Redacted(&self.message))
+            .finish()
+    }
+}
+
+/// Pairwise messages carry chain keys: Debug shows whom they go to only.
+impl fmt::Debug for Effects {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let to: Vec<&AccountId> = self.pairwise.iter().map(|(a, _)| a).collect();
+        f.debug_struct("Effects")
+            .field("learn", &self.learn.len())
+            .field("subscribe", &self.subscribe)
+            .field("pairwise_to", &to)
+            .field("admit", &self.admit)
+            .field("notices", &self.notices)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod redaction {
+    use super::*;
+
+    #[test]
+    fn no_plaintext_or_chain_key_in_debug_output() {
+        let secret = Bytes::from_static(b"the chain key 0123456789abcdef");
+        let account = AccountId([3; 32]);
+        let device = DeviceId([4; 16]);
+        let group = GroupId([5; 32]);
+        let mut effects = Effects::default();
+        effects.pairwise.push((account, secret.clone()));
+        let printed = [
+            format!(
+                "{:?}",
+                Post {
+                    group,
+                    plaintext: secret.clone()
+                }
+            ),
+            format!(
+                "{:?}",
+                Opened::new(group, account, device, Role::Member, secret.clone())
+            ),
+            format!(
+                "{:?}",
+                Control {
+                    from: account,
+                    device,
+                    message: secret.clone()
+                }
+            ),
+            format!("{effects:?}"),
+            format!("{:?}", crate::crypto::Seal::new(account, secret.clone())),
+            format!(
+                "{:?}",
+                crate::crypto::Opened::new(account, device, Some(secret.clone()))
+            ),
+        ];
+        for p in printed {
+            assert!(!p.contains("chain key"), "{p}");
+            assert!(!p.contains("116, 104, 101"), "{p}");
+            assert!(p.contains("30 bytes") || p.contains("pairwise_to"), "{p}");
+        }
     }
 }

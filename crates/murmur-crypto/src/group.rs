@@ -70,6 +70,10 @@ pub enum GroupError {
     /// The bytes are not a group message or chain key.
     #[error("malformed: {0}")]
     Malformed(#[from] DecodeError),
+    /// The chain's last position: never used, so that no position after
+    /// it wraps around to one already read. The chain must rotate.
+    #[error("the chain is used up; its owner must start a new one")]
+    Exhausted,
 }
 
 /// A group message: one ciphertext for every member.
@@ -261,7 +265,10 @@ impl SenderChain {
         let (mk, next) = kdf::chain(&self.key);
         let iteration = self.iteration;
         self.key = next;
-        self.iteration = self.iteration.wrapping_add(1);
+        // A chain is never used up in practice (it rotates on every
+        // removal, and starts at 0); at the last position it stays there,
+        // and receivers refuse it.
+        self.iteration = self.iteration.saturating_add(1);
         let ciphertext = seal(&mk, &GroupMessage::ad(self.chain, iteration), plaintext);
         let signature = self
             .signing
@@ -373,6 +380,11 @@ impl ReceiverChain {
             )
             .map_err(|_| GroupError::BadSignature)?;
         let ad = GroupMessage::ad(message.chain, message.iteration);
+        // A member chooses the position it signs (and the one of the key it
+        // hands over): the last one would leave no next position.
+        if message.iteration == u32::MAX {
+            return Err(GroupError::Exhausted);
+        }
         if message.iteration < self.iteration {
             let mk = self
                 .skipped
@@ -442,6 +454,28 @@ mod tests {
         )
         .expect("valid key");
         (s, r)
+    }
+
+    #[test]
+    fn a_chain_at_its_last_position_is_refused_not_wrapped() {
+        let mut s = SenderChain::generate();
+        s.iteration = u32::MAX - 1;
+        let mut r = ReceiverChain::new(
+            &ChainKey::from_bytes(&s.chain_key().to_bytes()).expect("decodes"),
+            100,
+        )
+        .expect("valid key");
+        let before_last = s.encrypt(b"one");
+        assert_eq!(r.decrypt(&before_last).expect("reads"), b"one");
+        let last = s.encrypt(b"two");
+        assert_eq!(last.iteration, u32::MAX);
+        assert!(matches!(r.decrypt(&last), Err(GroupError::Exhausted)));
+        // The sender stays at the end instead of wrapping to 0.
+        assert_eq!(s.encrypt(b"three").iteration, u32::MAX);
+        assert!(matches!(
+            r.decrypt(&before_last),
+            Err(GroupError::Replay(_))
+        ));
     }
 
     #[test]

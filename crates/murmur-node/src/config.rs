@@ -122,6 +122,11 @@ impl Default for Store {
     }
 }
 
+/// The most message keys a session or group chain may skip in one step.
+pub const MAX_SKIP: u32 = 100_000;
+/// The most skipped message keys a session may keep.
+pub const MAX_SKIPPED_KEYS: usize = 1_000_000;
+
 /// End-to-end encrypted chat: this node's account and device, its contacts
 /// and sessions, kept in the database sealed with the node key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -326,6 +331,21 @@ impl Config {
                 return fail(key, "0 would refuse everything; at least 1".to_owned());
             }
         }
+        // A peer makes this node derive up to max_skip keys per message
+        // and keep max_skipped_keys: bounded, so that one message cannot
+        // cost seconds or memory without end.
+        if self.chat.max_skip > MAX_SKIP {
+            return fail(
+                "chat.max_skip",
+                format!("{} is over {MAX_SKIP}", self.chat.max_skip),
+            );
+        }
+        if self.chat.max_skipped_keys > MAX_SKIPPED_KEYS {
+            return fail(
+                "chat.max_skipped_keys",
+                format!("{} is over {MAX_SKIPPED_KEYS}", self.chat.max_skipped_keys),
+            );
+        }
         if self.network.listen.is_empty() {
             return fail(
                 "network.listen",
@@ -480,6 +500,15 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("/p2p/<peer id>"), "{err}");
+
+            jail.create_file("d.toml", "[chat]\nmax_skip = 4000000000\n")?;
+            let err = Config::from_figment(&Config::figment(Some(Path::new("d.toml"))))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("chat.max_skip") && err.contains("over"),
+                "{err}"
+            );
 
             jail.set_env("MURMUR_NETWORK__TIMER_THREAD_NICE", "20");
             let err = load().unwrap_err().to_string();
