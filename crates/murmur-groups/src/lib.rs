@@ -54,7 +54,7 @@
 //! ```
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
     fmt,
 };
 
@@ -82,6 +82,8 @@ pub const MAX_NAME: usize = 256;
 pub const MAX_PARENTS: usize = 64;
 /// The most events that may wait for their parents.
 pub const MAX_PENDING: usize = 1024;
+/// The most events of one author that may wait for their parents.
+pub const MAX_PENDING_PER_AUTHOR: usize = 256;
 
 /// A member: the Ed25519 key that signs its events.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -349,9 +351,9 @@ pub enum InsertError {
     /// A name longer than [`MAX_NAME`].
     #[error("the name is longer than {MAX_NAME} bytes")]
     NameTooLong,
-    /// [`MAX_PENDING`] events already wait for parents that never came.
-    #[error("too many events wait for their parents")]
-    TooManyPending,
+    /// The author was never a member of the group: its event is not kept.
+    #[error("the event's author was never a member of the group")]
+    NotMember,
 }
 
 /// Whether an event joined the log now or waits for its parents.

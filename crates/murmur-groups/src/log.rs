@@ -13,8 +13,9 @@ pub struct Log {
     clocks: HashMap<EventId, u64>,
     /// Events none of the others cite.
     heads: BTreeSet<EventId>,
-    /// Events waiting for parents, by id.
+    /// Events waiting for parents, by id, and in the order they came.
     pending: HashMap<EventId, Event>,
+    arrivals: VecDeque<EventId>,
     /// The applied events folded in order: kept, since every message
     /// opened asks for it.
     state: State,
@@ -29,6 +30,7 @@ impl Log {
             clocks: HashMap::new(),
             heads: BTreeSet::new(),
             pending: HashMap::new(),
+            arrivals: VecDeque::new(),
             state: State::default(),
         }
     }
@@ -118,10 +120,7 @@ impl Log {
             return Err(InsertError::BadSignature);
         }
         if event.parents.iter().any(|p| !self.clocks.contains_key(p)) {
-            if self.pending.len() >= MAX_PENDING {
-                return Err(InsertError::TooManyPending);
-            }
-            self.pending.insert(id, event);
+            self.wait(id, event);
             return Ok(Inserted::Pending);
         }
         self.apply(id, event)?;
@@ -138,12 +137,47 @@ impl Log {
             }
             for id in ready {
                 if let Some(e) = self.pending.remove(&id) {
-                    // An inconsistent clock is dropped now its parents are known.
+                    self.arrivals.retain(|a| *a != id);
+                    // An inconsistent clock, or a stranger's event, is
+                    // dropped now its parents are known.
                     let _ = self.apply(id, e);
                 }
             }
         }
         Ok(Inserted::Applied)
+    }
+
+    /// Keeps `event` until its parents come. Bounded per author and in
+    /// all: past either bound the oldest waiting event of the author with
+    /// the most waiting goes, so a flood evicts its own events first.
+    fn wait(&mut self, id: EventId, event: Event) {
+        let author = event.author;
+        let mut per_author: HashMap<MemberId, usize> = HashMap::new();
+        for e in self.pending.values() {
+            *per_author.entry(e.author).or_default() += 1;
+        }
+        let evict_from = if per_author.get(&author).copied().unwrap_or(0) >= MAX_PENDING_PER_AUTHOR
+        {
+            Some(author)
+        } else if self.pending.len() >= MAX_PENDING {
+            per_author
+                .iter()
+                .max_by_key(|(m, n)| (**n, **m))
+                .map(|(m, _)| *m)
+        } else {
+            None
+        };
+        if let Some(victim) = evict_from {
+            let oldest = self
+                .arrivals
+                .iter()
+                .position(|a| self.pending.get(a).is_some_and(|e| e.author == victim));
+            if let Some(i) = oldest.and_then(|i| self.arrivals.remove(i)) {
+                self.pending.remove(&i);
+            }
+        }
+        self.pending.insert(id, event);
+        self.arrivals.push_back(id);
     }
 
     fn apply(&mut self, id: EventId, event: Event) -> Result<(), InsertError> {
@@ -155,6 +189,10 @@ impl Log {
             .map_or(1, |c| c + 1);
         if event.clock != expected {
             return Err(InsertError::BadParents);
+        }
+        let create = matches!(event.action, Action::Create { .. });
+        if !create && !self.admitted_before(&event) {
+            return Err(InsertError::NotMember);
         }
         // The usual case: the event cites every head, so it follows every
         // event of the log, is concurrent with none, and changes no other
@@ -177,6 +215,34 @@ impl Log {
             self.state = authority::resolve(self.group, &self.events);
         }
         Ok(())
+    }
+
+    /// Whether `event`'s own causal past creates the group by its author or
+    /// adds its author: an account never added writes nothing into the
+    /// log, not even a rejected event. A function of the event alone, so
+    /// that every member keeps the same events whatever order they came in.
+    fn admitted_before(&self, event: &Event) -> bool {
+        let mut seen: BTreeSet<EventId> = BTreeSet::new();
+        let mut next: Vec<EventId> = event.parents.clone();
+        while let Some(id) = next.pop() {
+            if !seen.insert(id) {
+                continue;
+            }
+            let Some(e) = self
+                .clocks
+                .get(&id)
+                .and_then(|c| self.events.get(&(*c, id)))
+            else {
+                continue;
+            };
+            match &e.action {
+                Action::Add(m) if *m == event.author => return true,
+                Action::Create { .. } if e.author == event.author => return true,
+                _ => {}
+            }
+            next.extend(e.parents.iter().copied());
+        }
+        false
     }
 
     /// The group as the applied events say, in the group's order.
