@@ -285,7 +285,7 @@ fn group(c: &mut Criterion) {
     g.sample_size(20);
     for n in [100usize, 1000] {
         let mut sessions = fan_out(n);
-        let mut chain = SenderChain::generate();
+        let mut chain = SenderChain::generate(b"owner");
         let group_bytes = chain.encrypt(&PAYLOAD).to_bytes().len();
         let fan_out_bytes: usize = sessions
             .iter_mut()
@@ -294,7 +294,7 @@ fn group(c: &mut Criterion) {
         let rotate_bytes: usize = sessions
             .iter_mut()
             .map(|s| {
-                s.encrypt(&SenderChain::generate().chain_key().to_bytes())
+                s.encrypt(&SenderChain::generate(b"owner").chain_key().to_bytes())
                     .expect("encrypt")
                     .to_bytes()
                     .len()
@@ -340,7 +340,7 @@ fn group(c: &mut Criterion) {
         });
         g.bench_function(format!("rotate/{n}"), |i| {
             i.iter(|| {
-                let fresh = SenderChain::generate();
+                let fresh = SenderChain::generate(b"owner");
                 let key = fresh.chain_key().to_bytes();
                 sessions
                     .iter_mut()

@@ -37,6 +37,25 @@ const SIGN_CONTEXT: &[u8] = b"murmur/group-message/v1";
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ChainId(pub [u8; 16]);
 
+impl ChainId {
+    /// The id of the chain whose messages `verifying_key` signs, sent by
+    /// `owner` (its account and device, as the group names them): a chain
+    /// id names its owner, so no member can hand over a key under another
+    /// member's chain id, or another member's key as its own.
+    pub fn bound(owner: &[u8], verifying_key: &[u8; 32]) -> Self {
+        use sha2_011::Digest as _;
+        let digest = sha2_011::Sha256::new()
+            .chain_update(b"murmur/group-chain/v1")
+            .chain_update((owner.len() as u32).to_be_bytes())
+            .chain_update(owner)
+            .chain_update(verifying_key)
+            .finalize();
+        let mut id = [0; 16];
+        id.copy_from_slice(&digest[..16]);
+        Self(id)
+    }
+}
+
 impl fmt::Debug for ChainId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ChainId({})", crate::keys::short_hex(&self.0))
@@ -210,12 +229,15 @@ pub struct SenderChain {
 impl SenderChain {
     /// A new chain: at the start of a group, and after every membership
     /// change that removes someone.
-    pub fn generate() -> Self {
+    /// A new chain of `owner` (its account and device, as the group names
+    /// them), its id bound to both ([`ChainId::bound`]).
+    pub fn generate(owner: &[u8]) -> Self {
+        let signing = SigningKey::from_bytes(&Zeroizing::new(random_bytes()));
         Self {
-            chain: ChainId(random_bytes()),
+            chain: ChainId::bound(owner, &signing.verifying_key().to_bytes()),
             iteration: 0,
             key: Secret(random_bytes()),
-            signing: SigningKey::from_bytes(&Zeroizing::new(random_bytes())),
+            signing,
         }
     }
 
@@ -447,7 +469,7 @@ mod tests {
     use super::*;
 
     fn pair() -> (SenderChain, ReceiverChain) {
-        let s = SenderChain::generate();
+        let s = SenderChain::generate(b"owner");
         let r = ReceiverChain::new(
             &ChainKey::from_bytes(&s.chain_key().to_bytes()).expect("decodes"),
             100,
@@ -458,7 +480,7 @@ mod tests {
 
     #[test]
     fn a_chain_at_its_last_position_is_refused_not_wrapped() {
-        let mut s = SenderChain::generate();
+        let mut s = SenderChain::generate(b"owner");
         s.iteration = u32::MAX - 1;
         let mut r = ReceiverChain::new(
             &ChainKey::from_bytes(&s.chain_key().to_bytes()).expect("decodes"),
@@ -498,7 +520,7 @@ mod tests {
         m.ciphertext[0] ^= 1;
         assert_eq!(r.decrypt(&m), Err(GroupError::BadSignature));
         // Someone with the chain key but not the signing key.
-        let mut impostor = SenderChain::generate();
+        let mut impostor = SenderChain::generate(b"owner");
         impostor.chain = s.chain;
         impostor.key = s.key.clone();
         impostor.iteration = s.iteration;
@@ -511,7 +533,7 @@ mod tests {
 
     #[test]
     fn a_member_who_joins_reads_nothing_from_before() {
-        let mut s = SenderChain::generate();
+        let mut s = SenderChain::generate(b"owner");
         let before = s.encrypt(b"before");
         let mut late = ReceiverChain::new(&s.chain_key(), 100).expect("valid key");
         assert_eq!(late.decrypt(&before), Err(GroupError::Replay(0)));
@@ -523,7 +545,7 @@ mod tests {
         let (mut s, mut r) = pair();
         assert!(r.decrypt(&s.encrypt(b"old")).is_ok());
         // A member was removed: a new chain, handed only to those who stay.
-        let mut s = SenderChain::generate();
+        let mut s = SenderChain::generate(b"owner");
         assert_eq!(r.decrypt(&s.encrypt(b"new")), Err(GroupError::WrongChain));
     }
 

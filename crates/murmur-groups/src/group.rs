@@ -82,6 +82,19 @@ pub enum ChainError {
     /// Not a chain key.
     #[error("malformed chain key: {0}")]
     Malformed(String),
+    /// A chain id that does not name the device that handed it over: a
+    /// member passing off another member's chain as its own, or squatting
+    /// on its id.
+    #[error("the chain key is not the sender's own")]
+    NotOwn,
+}
+
+/// How a device names itself in its chain ids.
+fn owner_bytes((member, device): Device) -> [u8; 48] {
+    let mut owner = [0; 48];
+    owner[..32].copy_from_slice(&member.0);
+    owner[32..].copy_from_slice(&device);
+    owner
 }
 
 /// A group message opened: who sent it and what it says.
@@ -211,12 +224,12 @@ impl Group {
                 self.receivers.clear();
             }
             (false, true) => {
-                self.sending = Some(SenderChain::generate());
+                self.sending = Some(SenderChain::generate(&owner_bytes(self.me)));
                 effects.rotated = true;
                 effects.chain_to = others();
             }
             (true, true) if !gone.is_empty() || self.sending.is_none() => {
-                self.sending = Some(SenderChain::generate());
+                self.sending = Some(SenderChain::generate(&owner_bytes(self.me)));
                 effects.rotated = true;
                 effects.chain_to = others();
             }
@@ -245,6 +258,9 @@ impl Group {
             return Err(ChainError::NotMember);
         }
         let key = parsed;
+        if key.chain != ChainId::bound(&owner_bytes(owner), &key.verifying_key) {
+            return Err(ChainError::NotOwn);
+        }
         if self.receivers.contains_key(&key.chain) {
             // Handed over twice (a copy, a retry): the chain read so far stays.
             return Ok(());
@@ -272,7 +288,10 @@ impl Group {
         if !self.is_member() {
             return Err(SealError::NotMember);
         }
-        let sending = self.sending.get_or_insert_with(SenderChain::generate);
+        let me = owner_bytes(self.me);
+        let sending = self
+            .sending
+            .get_or_insert_with(|| SenderChain::generate(&me));
         Ok(sending.encrypt(plaintext).to_bytes())
     }
 
@@ -497,6 +516,21 @@ mod tests {
         assert_eq!(
             carol.group.open(&after).expect("member").plaintext,
             b"after bob"
+        );
+        // Dave hands Carol Alice's chain as his own (to have Alice's
+        // messages read as his), or a chain of his own under the id of
+        // Alice's: a chain id names its owner, and both are refused.
+        let alices = alice.group.chain_key().expect("chain");
+        for device in [dave.group.me, (dave.id(), alice.group.me.1)] {
+            assert_eq!(
+                carol.group.receive_chain(device, &alices.to_bytes()),
+                Err(ChainError::NotOwn)
+            );
+        }
+        assert_eq!(
+            carol.group.open(&after).map(|o| o.sender),
+            Err(OpenError::Chain(GroupError::Replay(0))),
+            "Alice's message is hers, and read once"
         );
         // A chain from someone who is not a member is refused.
         let stranger = member(9, alice.group.id());

@@ -222,6 +222,7 @@ impl Membership {
             match group.receive_chain((member(msg.from), msg.device.0), key) {
                 Ok(()) => {}
                 Err(murmur_groups::ChainError::NotMember) => metrics.refuse("not_member"),
+                Err(murmur_groups::ChainError::NotOwn) => metrics.refuse("not_own_chain"),
                 Err(_) => metrics.refuse("malformed"),
             }
         }
