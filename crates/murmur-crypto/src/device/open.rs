@@ -47,11 +47,16 @@ impl Device {
                 .get(&self.account())
                 .map(|d| d.values().map(Bundle::to_bytes).collect())
                 .unwrap_or_default();
-            if !ours.is_empty() {
+            // With the revocations of this account's devices: a contact
+            // that never saw one learns it before it could learn a revoked
+            // device elsewhere.
+            let revocations = self.revocations_of(self.account());
+            if !ours.is_empty() || !revocations.is_empty() {
                 let (reply, more) = self.seal_to(
                     vec![peer],
                     &Payload {
                         devices: ours,
+                        revocations,
                         ..Payload::default()
                     },
                     now,
@@ -69,11 +74,13 @@ impl Device {
             records.extend(self.on_pair_response(peer, &response)?);
             received.identity_changed = true;
         }
+        // Revocations first: a device list never brings back a device
+        // revoked in the same message.
+        for bytes in payload.revocation.iter().chain(&payload.revocations) {
+            records.extend(self.on_revocation(bytes));
+        }
         for bytes in &payload.devices {
             records.extend(self.learn_device(peer.0, bytes));
-        }
-        if let Some(bytes) = payload.revocation {
-            records.extend(self.on_revocation(peer.0, &bytes));
         }
         Ok((received, records))
     }

@@ -33,18 +33,35 @@ impl Device {
             .insert(peer.1, bundle);
         vec![record]
     }
-    /// A revocation from `account`: the device's bundle and session go, and
-    /// nothing from it is accepted again.
-    pub(super) fn on_revocation(&mut self, account: AccountId, bytes: &[u8]) -> Records {
+    /// A revocation, from whoever passes it on: signed by the account key
+    /// of the device it revokes, it proves itself. The device's bundle and
+    /// session go, and nothing from it is accepted again.
+    pub(super) fn on_revocation(&mut self, bytes: &[u8]) -> Records {
         let Ok(r) = Revocation::from_bytes(bytes) else {
             return Vec::new();
         };
         let peer = (r.account, r.device);
-        if peer.0 != account || r.verify().is_err() {
-            tracing::debug!(account = %peer.0, "revocation refused");
+        if r.verify().is_err() {
+            self.refuse(
+                "bad_revocation",
+                Error::BadContact(format!("a revocation for {} that does not verify", peer.0)),
+            );
+            return Vec::new();
+        }
+        if self.revoked.contains_key(&peer) {
             return Vec::new();
         }
         self.forget(peer, r)
+    }
+
+    /// The revocations of `account`'s devices this device knows, to pass
+    /// on with its device list.
+    pub(super) fn revocations_of(&self, account: AccountId) -> Vec<Vec<u8>> {
+        self.revoked
+            .iter()
+            .filter(|((a, _), _)| *a == account)
+            .map(|(_, r)| r.to_bytes())
+            .collect()
     }
     fn forget(&mut self, peer: Peer, r: Revocation) -> Records {
         tracing::warn!(account = %peer.0, device = %peer.1, "device revoked");
@@ -157,8 +174,10 @@ impl Device {
         self.installation = installation;
         saves.push(records::account_dropped());
         saves.push(self.installation_record());
+        // Every revocation the first device knows, of any account: a
+        // device it stopped trusting is not learned again here.
         for r in &response.revocations {
-            saves.extend(self.on_revocation(from.0, r));
+            saves.extend(self.on_revocation(r));
         }
         for bytes in &response.bundles {
             if let Ok(b) = Bundle::from_bytes(bytes) {

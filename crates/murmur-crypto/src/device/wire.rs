@@ -16,6 +16,9 @@ pub(super) struct Payload {
     pub(super) devices: Vec<Vec<u8>>,
     #[prost(bytes = "vec", optional, tag = "5")]
     pub(super) revocation: Option<Vec<u8>>,
+    /// Revocations of the sender's account's devices, with its device list.
+    #[prost(bytes = "vec", repeated, tag = "6")]
+    pub(super) revocations: Vec<Vec<u8>>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -312,3 +312,69 @@ fn a_restored_device_goes_on_where_it_was() {
             .is_none()
     );
 }
+
+#[test]
+fn a_paired_device_learns_every_revocation_its_account_knows() {
+    let (mut alice, mut bob) = contacts();
+    let mut bobs_phone = paired(&mut bob);
+    let phone_bundle = bobs_phone.bundle(NOW).to_bytes();
+    alice.learn_bundles(bob.account(), std::slice::from_ref(&phone_bundle));
+    assert!(alice
+        .devices_of(bob.account())
+        .contains(&bobs_phone.device()));
+    let (told, _) = bob.revoke(bobs_phone.device(), NOW).unwrap();
+    deliver(&mut alice, &told);
+    assert!(!alice
+        .devices_of(bob.account())
+        .contains(&bobs_phone.device()));
+    // Alice's new tablet gets her contacts' revocations with its pairing:
+    // Bob's old phone is neither learned again nor heard.
+    let mut tablet = paired(&mut alice);
+    let (kept, _) = tablet.learn_bundles(bob.account(), &[phone_bundle]);
+    assert_eq!(kept, 0);
+    introduce(&mut bobs_phone, &tablet);
+    let from_phone = seal(&mut bobs_phone, &tablet, "still here");
+    let to_alice: Vec<_> = from_phone
+        .iter()
+        .filter(|o| o.to == tablet.account())
+        .collect();
+    assert!(!to_alice.is_empty());
+    for o in to_alice {
+        let opened = tablet.open(&o.envelope, NOW);
+        assert!(
+            matches!(opened, Err(Error::Revoked { .. } | Error::NotForUs)),
+            "{opened:?}"
+        );
+    }
+    assert!(tablet.take_refusals().contains(&"revoked"));
+}
+
+#[test]
+fn a_contact_who_missed_a_revocation_learns_it_with_the_device_list() {
+    let (mut bob, _) = new_device(b"bob");
+    let mut phone = paired(&mut bob);
+    let phone_bundle = phone.bundle(NOW).to_bytes();
+    bob.revoke(phone.device(), NOW).unwrap();
+    // Carol meets Bob after the revocation, and has the phone's bundle
+    // from somewhere (a stale copy on the bundle topic).
+    let (mut carol, _) = new_device(b"carol");
+    introduce(&mut carol, &bob);
+    let hello = seal(&mut carol, &bob, "hello");
+    let (received, _) = bob.open(&hello[0].envelope, NOW).unwrap();
+    // Bob's first answer to a new account: his device list, with the
+    // revocation.
+    deliver(&mut carol, &received.reply);
+    let (kept, _) = carol.learn_bundles(bob.account(), &[phone_bundle]);
+    assert_eq!(kept, 0, "the revoked phone is not learned");
+    introduce(&mut phone, &carol);
+    let from_phone = seal(&mut phone, &carol, "it's me, Bob");
+    let to_carol: Vec<_> = from_phone
+        .iter()
+        .filter(|o| o.to == carol.account())
+        .collect();
+    assert_eq!(to_carol.len(), 1);
+    assert!(matches!(
+        carol.open(&to_carol[0].envelope, NOW),
+        Err(Error::Revoked { .. })
+    ));
+}
