@@ -166,6 +166,9 @@ pub struct Opened {
     pub publish: Vec<Sealed>,
     /// This device's account or partition changed (it was just paired).
     pub identity_changed: bool,
+    /// Devices this envelope revoked: the membership stage must drop their
+    /// group chains and hand new ones to the others.
+    pub revoked: Vec<(AccountId, DeviceId)>,
 }
 
 impl Opened {
@@ -177,7 +180,14 @@ impl Opened {
             plaintext,
             publish: Vec::new(),
             identity_changed: false,
+            revoked: Vec::new(),
         }
+    }
+
+    /// With the devices this envelope revoked.
+    pub fn with_revoked(mut self, revoked: Vec<(AccountId, DeviceId)>) -> Self {
+        self.revoked = revoked;
+        self
     }
 
     /// With envelopes to publish in answer.
@@ -395,6 +405,7 @@ impl fmt::Debug for Opened {
             )
             .field("publish", &self.publish.len())
             .field("identity_changed", &self.identity_changed)
+            .field("revoked", &self.revoked)
             .finish()
     }
 }

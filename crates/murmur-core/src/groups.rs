@@ -446,6 +446,19 @@ pub struct CreateInvite {
 #[rtype(result = "Result<(GroupId, Effects), Error>")]
 pub struct Join(pub String);
 
+/// A device was revoked by its account (this one's, or a contact's): its
+/// group chains are dropped, and this device starts new ones in every group
+/// the revoked device could read; answers the pairwise messages that hand
+/// them to the members (sealed, they no longer reach the revoked device).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<Effects, Error>")]
+pub struct Revoked {
+    /// The account.
+    pub account: AccountId,
+    /// Its revoked device.
+    pub device: DeviceId,
+}
+
 /// Asks for the join requests waiting for an admin's approval.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Result<Vec<AccountId>, Error>")]
@@ -508,6 +521,8 @@ pub struct Handle {
     pub join: Recipient<Join>,
     /// Where [`Requests`] goes.
     pub requests: Recipient<Requests>,
+    /// Where [`Revoked`] goes.
+    pub revoked: Recipient<Revoked>,
     /// Where [`InjectPanic`](crate::supervise::InjectPanic) goes (tests of
     /// supervision).
     pub inject_panic: Recipient<crate::supervise::InjectPanic>,
@@ -527,6 +542,7 @@ where
         + actix::Handler<CreateInvite>
         + actix::Handler<Join>
         + actix::Handler<Requests>
+        + actix::Handler<Revoked>
         + actix::Handler<crate::supervise::InjectPanic>,
 {
     fn from(addr: actix::Addr<A>) -> Self {
@@ -542,6 +558,7 @@ where
             create_invite: addr.clone().recipient(),
             join: addr.clone().recipient(),
             requests: addr.clone().recipient(),
+            revoked: addr.clone().recipient(),
             inject_panic: addr.recipient(),
         }
     }

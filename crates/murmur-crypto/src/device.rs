@@ -140,6 +140,9 @@ pub struct Received {
     pub reply: Vec<Outgoing>,
     /// This device was just paired: its account changed.
     pub identity_changed: bool,
+    /// Devices this envelope revoked (their accounts signed it): whatever
+    /// else holds keys they could read (group chains) must move on too.
+    pub revoked: Vec<Peer>,
 }
 
 /// A pairing this device asked for and waits to be answered.

@@ -238,6 +238,29 @@ impl Group {
         effects
     }
 
+    /// `device` was revoked by its account: its chains are dropped (nothing
+    /// it sends is read from now on) and, if it could read this device's
+    /// chain, this device starts a new one for every other member, handed
+    /// over pairwise, where the revoked device is no longer reached.
+    pub fn revoke(&mut self, device: Device) -> Effects {
+        self.receivers.retain(|_, r| r.owner != device);
+        self.held.retain(|(owner, _)| *owner != device);
+        let mut effects = Effects::default();
+        let reads_us = self.state().members.contains_key(&device.0) && device != self.me;
+        if self.is_member() && reads_us && self.sending.is_some() {
+            self.sending = Some(SenderChain::generate(&owner_bytes(self.me)));
+            effects.rotated = true;
+            effects.chain_to = self
+                .state()
+                .members
+                .keys()
+                .filter(|m| **m != self.me.0)
+                .copied()
+                .collect();
+        }
+        effects
+    }
+
     /// This device's current chain key, to hand to the members
     /// [`Effects::chain_to`] names.
     pub fn chain_key(&self) -> Option<ChainKey> {
@@ -556,5 +579,19 @@ mod tests {
             carol2.open(&next),
             Err(OpenError::Chain(GroupError::Replay(_)))
         ));
+        // Carol's account revokes one of Carol's devices: Alice drops its
+        // chain and starts a new one for the others.
+        hand(&carol, &mut alice);
+        let from_carol = carol.group.seal(b"from the phone").expect("member");
+        let e = alice.group.revoke(carol.group.me);
+        assert!(e.rotated);
+        assert_eq!(e.chain_to, BTreeSet::from([carol.id(), dave.id()]));
+        assert_eq!(alice.group.open(&from_carol), Err(OpenError::UnknownChain));
+        // What Alice sends now is on a chain Carol's revoked device never got.
+        let after_revocation = alice.group.seal(b"not for the phone").expect("member");
+        assert_eq!(
+            carol.group.open(&after_revocation),
+            Err(OpenError::UnknownChain)
+        );
     }
 }

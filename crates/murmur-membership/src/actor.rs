@@ -199,6 +199,32 @@ impl Handler<Requests> for Membership {
     }
 }
 
+impl Handler<Revoked> for Membership {
+    type Result = supervise::Reply<Self, Result<Effects, Error>>;
+
+    fn handle(&mut self, msg: Revoked, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::atomic(self, ctx, |this, _| {
+            let owner = (member(msg.account), msg.device.0);
+            let mut effects = Effects::default();
+            let mut changed = Vec::new();
+            for (id, group) in &mut this.groups {
+                let e = group.revoke(owner);
+                changed.push(*id);
+                if e.rotated {
+                    let chain = group.chain_key().map(|k| k.to_bytes().to_vec());
+                    for m in e.chain_to {
+                        effects.pairwise.push((
+                            account(m),
+                            control_message(*id, Vec::new(), chain.clone(), Vec::new()),
+                        ));
+                    }
+                }
+            }
+            Box::pin(this.persist_all(&changed, false, effects))
+        })
+    }
+}
+
 impl Handler<Control> for Membership {
     type Result = supervise::Reply<Self, Result<Effects, Error>>;
 

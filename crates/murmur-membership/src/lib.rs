@@ -14,7 +14,7 @@ use murmur_core::{
     crypto::{self, AccountId, DeviceId, Sealed},
     groups::{
         Action, Change, Control, Create, CreateInvite, Effects, Error, GroupId, Info, Join,
-        JoinMode, List, Notice, Open, Opened, Post, Requests, Role, Summary, Topics,
+        JoinMode, List, Notice, Open, Opened, Post, Requests, Revoked, Role, Summary, Topics,
     },
     storage, supervise, ContentTopic,
 };
@@ -349,8 +349,18 @@ impl Membership {
         log: bool,
         result: T,
     ) -> impl ActorFuture<Self, Output = Result<T, Error>> + use<T> {
+        self.persist_all(&[group], log, result)
+    }
+
+    /// Persists `groups` together, then answers `result`; the mailbox waits.
+    fn persist_all<T: 'static>(
+        &self,
+        groups: &[GroupId],
+        log: bool,
+        result: T,
+    ) -> impl ActorFuture<Self, Output = Result<T, Error>> + use<T> {
         let save = self.storage.save_state.clone();
-        let entries = self.save(group, log);
+        let entries: Vec<_> = groups.iter().flat_map(|g| self.save(*g, log)).collect();
         async move {
             match save.send(storage::SaveState(entries)).await {
                 Ok(Ok(())) => Ok(result),

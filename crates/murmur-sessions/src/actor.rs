@@ -75,7 +75,14 @@ impl Handler<Open> for Crypto {
                 received.app.map(Bytes::from),
             )
             .with_publish(publish)
-            .with_identity_changed(received.identity_changed);
+            .with_identity_changed(received.identity_changed)
+            .with_revoked(
+                received
+                    .revoked
+                    .iter()
+                    .map(|(a, d)| (account_id(*a), device_id(*d)))
+                    .collect(),
+            );
             Ok((opened, saves))
         });
         self.respond(outcome)

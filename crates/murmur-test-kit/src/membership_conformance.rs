@@ -44,6 +44,7 @@ macro_rules! membership_conformance_tests {
             case!(an_added_member_reads_and_writes);
             case!(refuses_what_a_role_does_not_allow);
             case!(a_removed_member_reads_nothing_after);
+            case!(a_revoked_device_reads_and_writes_nothing_after);
             case!(refuses_tampered_replayed_and_stray_messages);
             case!(admits_by_invite_and_keeps_requests_for_approval);
             case!(survives_a_panic_in_a_handler_with_its_groups);
@@ -345,6 +346,60 @@ where
             "a removed member's post opens"
         );
     }
+}
+
+/// `Revoked`: the revoked device's chain is dropped (what it sends opens no
+/// more), and the stage starts a new chain for the members that remain,
+/// which the revoked device never gets.
+pub async fn a_revoked_device_reads_and_writes_nothing_after<F, Fut>(start: F)
+where
+    F: Fn(storage::Handle) -> Fut,
+    Fut: Future<Output = (crypto::Handle, groups::Handle)>,
+{
+    let (alice, bob) = (device(&start).await, device(&start).await);
+    let group = pair_in_a_group(&alice, &bob).await;
+    let (_, bobs_device) = bob
+        .crypto
+        .identity
+        .send(Identity)
+        .await
+        .expect("stage alive")
+        .expect("an identity");
+    let before = post(&bob, group, "before").await.expect("a member writes");
+    assert!(open(&alice, &before).await.is_ok());
+    let late = post(&bob, group, "from the stolen phone")
+        .await
+        .expect("sealed");
+    let renewed = alice
+        .groups
+        .revoked
+        .send(groups::Revoked {
+            account: bob.account,
+            device: bobs_device,
+        })
+        .await
+        .expect("stage alive")
+        .expect("revoked");
+    assert_eq!(
+        renewed
+            .pairwise
+            .iter()
+            .map(|(to, _)| *to)
+            .collect::<Vec<_>>(),
+        vec![bob.account],
+        "a new chain for the account's other devices"
+    );
+    assert!(
+        open(&alice, &late).await.is_err(),
+        "the revoked device's chain is dropped"
+    );
+    // What Alice sends now is on the new chain; the revoked device, which
+    // never gets it, reads nothing.
+    let after = post(&alice, group, "after").await.expect("sealed");
+    assert!(
+        open(&bob, &after).await.is_err(),
+        "the revoked device reads it"
+    );
 }
 
 /// A tampered message, a replay and a message for no known group are each

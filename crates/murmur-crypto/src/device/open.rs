@@ -38,6 +38,7 @@ impl Device {
             app: payload.app,
             reply: Vec::new(),
             identity_changed: false,
+            revoked: Vec::new(),
         };
         if first && peer.0 != self.account() {
             // A new session from another account: tell it about this
@@ -77,7 +78,13 @@ impl Device {
         // Revocations first: a device list never brings back a device
         // revoked in the same message.
         for bytes in payload.revocation.iter().chain(&payload.revocations) {
-            records.extend(self.on_revocation(bytes));
+            let more = self.on_revocation(bytes);
+            if !more.is_empty() {
+                if let Ok(r) = crate::Revocation::from_bytes(bytes) {
+                    received.revoked.push((r.account, r.device));
+                }
+            }
+            records.extend(more);
         }
         for bytes in &payload.devices {
             records.extend(self.learn_device(peer.0, bytes));

@@ -50,6 +50,16 @@ impl Node {
         if !sealed.is_empty() {
             self.inner.pipeline.send(PublishEnvelopes(sealed)).await??;
         }
+        // The revoked device held this account's group chains: every group
+        // moves to new ones it never gets.
+        if let Ok(groups) = self.groups_stage() {
+            let (account, _) = self.chat_identity().await?;
+            let effects = groups
+                .revoked
+                .send(murmur_core::groups::Revoked { account, device })
+                .await??;
+            self.inner.pipeline.send(ApplyEffects(effects)).await??;
+        }
         Ok(())
     }
     /// The devices of `account` this node knows (for its own account: the

@@ -344,6 +344,46 @@ impl Pipeline {
     }
     pub(super) fn on_opened(&mut self, opened: &crypto::Opened, ctx: &mut Context<Self>) -> Step {
         self.stats.chat_opened += 1;
+        if opened.revoked.is_empty() {
+            return self.opened(opened, ctx);
+        }
+        // Revoked devices lose their group chains before anything else of
+        // this envelope is handled.
+        let revoked = self.revocations(opened.revoked.clone());
+        let opened = opened.clone();
+        Box::pin(revoked.then(move |(), act, ctx| act.opened(&opened, ctx)))
+    }
+
+    /// Tells the membership stage of revoked devices, and hands the new
+    /// group chains it starts to the members that remain.
+    fn revocations(&mut self, revoked: Vec<(crypto::AccountId, crypto::DeviceId)>) -> Step {
+        let Some(groups) = self.chat.as_ref().and_then(|c| c.groups.clone()) else {
+            return done();
+        };
+        let ask = async move {
+            let mut all = groups::Effects::default();
+            for (account, device) in revoked {
+                match groups
+                    .revoked
+                    .send(groups::Revoked { account, device })
+                    .await
+                {
+                    Ok(Ok(effects)) => all.pairwise.extend(effects.pairwise),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "group chains not renewed after a revocation")
+                    }
+                    Err(_) => tracing::warn!("membership stage gone; group chains not renewed"),
+                }
+            }
+            all
+        };
+        Box::pin(ask.into_actor(self).map(|effects, act, ctx| {
+            let apply = act.apply_effects(effects, act.mailbox(ctx));
+            act.background(ctx, "new group chains after a revocation", apply);
+        }))
+    }
+
+    fn opened(&mut self, opened: &crypto::Opened, ctx: &mut Context<Self>) -> Step {
         if let Some(waiting) = self
             .chat
             .as_mut()
