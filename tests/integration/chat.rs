@@ -12,7 +12,7 @@ use murmur::node::{
 };
 use murmur_core::WakuMessage;
 
-use crate::support::{addr, eventually, loopback_config, WAIT};
+use crate::support::{addr, eventually, loopback_config, members, next_in_group, WAIT};
 
 async fn node_with_peer(dir: &std::path::Path, peer: Option<&Node>) -> Node {
     crate::support::chat_node(dir, peer).await
@@ -442,12 +442,44 @@ async fn a_second_device_pairs_gets_copies_both_ways_and_once_revoked_gets_nothi
     assert!(silent(&mut laptop_inbox, Duration::from_millis(500)).await);
     meshed_for(&laptop, alice_id).await;
 
+    // A group with Bob: both of his devices hold its keys.
+    let group = alice.create_group("with Bob").await.unwrap();
+    group.add(bob_id).await.unwrap();
+    for node in [&phone, &laptop] {
+        members(node, &group, 2).await;
+    }
+    let topic = murmur::node::groups::group_topic(group.id());
+    for node in [&alice, &phone, &laptop] {
+        node.wait_for_peers(&node.pubsub_topic(&topic), 1, WAIT)
+            .await
+            .unwrap();
+    }
+    group.send_text("group, before").await.unwrap();
+    for inbox in [&mut phone_inbox, &mut laptop_inbox] {
+        let got = next_in_group(inbox, Some(group.id()), "each device reads the group").await;
+        assert_eq!(got.text(), Some("group, before"));
+    }
+
     // The laptop is lost: the phone revokes it.
     assert!(
         laptop.revoke(phone_device).await.is_err(),
         "only the first device revokes"
     );
     phone.revoke(laptop_device).await.unwrap();
+    // In the group too: the phone dropped the laptop's chain and writes on
+    // a new one that the laptop never gets.
+    let laptop_refused = laptop.stats().await.unwrap().group_refused;
+    phone
+        .group(group.id())
+        .send_text("group, from the phone")
+        .await
+        .unwrap();
+    let got = next_in_group(&mut alice_inbox, Some(group.id()), "Alice reads the phone").await;
+    assert_eq!(got.text(), Some("group, from the phone"));
+    eventually("the laptop cannot open the phone's new chain", || async {
+        laptop.stats().await.unwrap().group_refused > laptop_refused
+    })
+    .await;
     eventually("Alice forgets the revoked device", || async {
         !alice
             .devices(bob_id)
@@ -478,6 +510,16 @@ async fn a_second_device_pairs_gets_copies_both_ways_and_once_revoked_gets_nothi
     })
     .await;
     assert!(silent(&mut alice_inbox, Duration::from_millis(500)).await);
+    // What the laptop writes in the group, the phone no longer opens.
+    let phone_refused = phone.stats().await.unwrap().group_refused;
+    let _ = laptop
+        .group(group.id())
+        .send_text("group, from the laptop")
+        .await;
+    eventually("the phone refuses the laptop's chain", || async {
+        phone.stats().await.unwrap().group_refused > phone_refused
+    })
+    .await;
 }
 
 #[actix_rt::test]
