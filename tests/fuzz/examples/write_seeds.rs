@@ -40,6 +40,29 @@ fn main() {
         )
         .expect("record"),
     );
+    let owner = murmur_groups::SigningKey::from_bytes(&[1; 32]);
+    let (mut log, create) = murmur_groups::Log::create(&owner, "seed");
+    let add = log
+        .author(
+            &owner,
+            murmur_groups::Action::Add(murmur_groups::MemberId([2; 32])),
+        )
+        .expect("the owner adds");
+    let group_events = [create.clone(), add];
+    let (mut group, _) =
+        murmur_groups::Group::create((owner.verifying_key().into(), [1; 16]), create, 1000)
+            .expect("a group");
+    let group_message = murmur_groups::Group::seal(&mut group, b"seed").expect("a member");
+    let group_message = murmur_crypto::group::GroupMessage::from_bytes(&group_message)
+        .expect("its own message decodes");
+    let chain_key = group.chain_key().expect("a chain").to_bytes();
+    let invite = murmur_groups::Invite {
+        group: log.group(),
+        admin: owner.verifying_key().into(),
+        secret: Some([7; 32]),
+        bundles: vec![bob.bundle(now).to_bytes()],
+    }
+    .encode();
     let seeds: Vec<(&str, Vec<u8>)> = vec![
         ("waku_message", message.encode_to_vec()),
         (
@@ -102,7 +125,21 @@ fn main() {
             ),
         ),
         ("state", session.to_bytes().to_vec()),
+        ("group_event", group_events[1].to_bytes()),
+        ("group_message", group_message.to_bytes()),
+        ("group_state", group.log_bytes()),
+        ("invite", invite.into_bytes()),
     ];
+    // The chain key and stored keys of the same group go in as well.
+    for (name, file, bytes) in [
+        ("group_message", "chain_key", chain_key.to_vec()),
+        ("group_state", "keys", group.keys_bytes().to_vec()),
+        ("group_event", "create", group_events[0].to_bytes()),
+    ] {
+        let dir = corpus(name);
+        fs::create_dir_all(&dir).expect("corpus folder");
+        fs::write(dir.join(file), bytes).expect("seed written");
+    }
     for (name, bytes) in seeds {
         let dir = corpus(name);
         fs::create_dir_all(&dir).expect("corpus folder");

@@ -34,6 +34,10 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("ciphertext", ciphertext),
     ("envelope", envelope),
     ("state", state),
+    ("group_event", group_event),
+    ("group_message", group_message),
+    ("group_state", group_state),
+    ("invite", invite),
 ];
 
 /// A relay, filter push or store message: decoded, validated, hashed.
@@ -160,5 +164,56 @@ pub fn state(data: &[u8]) {
     }
     if let Ok(i) = Installation::from_bytes(data) {
         let _ = i.bundle(0);
+    }
+}
+
+/// A group membership event, from a member's control message or a joiner's
+/// copy of the log: decoded, encoded again, and offered to a log.
+pub fn group_event(data: &[u8]) {
+    if let Ok(e) = murmur_groups::Event::from_bytes(data) {
+        assert_eq!(
+            murmur_groups::Event::from_bytes(&e.to_bytes()).map(|again| again.id()),
+            Ok(e.id())
+        );
+        let mut log = murmur_groups::Log::new(e.group);
+        let _ = log.insert(e);
+    }
+}
+
+thread_local! {
+    static CHAIN: RefCell<Option<murmur_crypto::group::ReceiverChain>> = const { RefCell::new(None) };
+}
+
+/// A group message off the wire, read by a member's chain, and a chain key
+/// handed over in a pairwise session.
+pub fn group_message(data: &[u8]) {
+    use murmur_crypto::group::{ChainKey, GroupMessage, ReceiverChain, SenderChain};
+    if let Ok(m) = GroupMessage::from_bytes(data) {
+        CHAIN.with(|cell| {
+            let mut cell = cell.borrow_mut();
+            let chain = cell.get_or_insert_with(|| {
+                let sender = SenderChain::generate(b"fuzz");
+                ReceiverChain::new(&sender.chain_key(), 1000).expect("a fresh key")
+            });
+            let _ = chain.decrypt(&m);
+        });
+    }
+    if let Ok(k) = ChainKey::from_bytes(data) {
+        let _ = ReceiverChain::new(&k, 1000);
+    }
+}
+
+/// A group's stored log and keys, read back from storage.
+pub fn group_state(data: &[u8]) {
+    let _ = murmur_groups::Group::from_parts(data, None);
+    let _ = murmur_groups::Group::from_parts(&[], Some(data));
+}
+
+/// An invite code a user pasted.
+pub fn invite(data: &[u8]) {
+    if let Ok(code) = std::str::from_utf8(data) {
+        if let Ok(i) = murmur_groups::Invite::decode(code) {
+            assert_eq!(murmur_groups::Invite::decode(&i.encode()).ok(), Some(i));
+        }
     }
 }

@@ -1,0 +1,3 @@
+//! libFuzzer target: `murmur_fuzz::group_event`.
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| murmur_fuzz::group_event(data));
