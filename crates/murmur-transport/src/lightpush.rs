@@ -78,6 +78,11 @@ impl Service {
             Err(transport::Error::Duplicate(_)) => {
                 return Outcome::fail(status::INVALID_MESSAGE, "duplicate message")
             }
+            // Every relay peer's send queue is full, or the swarm is: the
+            // client's to slow down, as lightpush says it.
+            Err(transport::Error::Busy) => {
+                return Outcome::fail(status::TOO_MANY_REQUESTS, "too many requests")
+            }
             Err(e) => return Outcome::fail(status::INTERNAL_SERVER_ERROR, e.to_string()),
         };
         if let Some(archive) = &self.archive {

@@ -281,10 +281,10 @@ impl Driver {
                 len: delivery.message.encoded_len(),
                 max: MAX_WAKU_MESSAGE_LEN,
             }),
-            Err(PublishError::AllQueuesFull(_)) => Err(transport::Error::Dial {
-                address: topic.to_string(),
-                reason: "every peer's send queue is full; slow down".to_owned(),
-            }),
+            // Every peer's send queue (5,000 messages) is full: the
+            // network's own back-pressure. The message stays in gossip's
+            // cache; the caller slows down and sends anew.
+            Err(PublishError::AllQueuesFull(_)) => Err(transport::Error::Busy),
             Err(e) => Err(transport::Error::Dial {
                 address: topic.to_string(),
                 reason: e.to_string(),
