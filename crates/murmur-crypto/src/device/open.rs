@@ -147,7 +147,8 @@ impl Device {
                                 .refuse("undecryptable", Error::Undecryptable(other.to_string())),
                         })?;
                 self.start_from(peer, session);
-                tracing::info!(account = %peer.0, device = %peer.1, "session established");
+                // Who talks to whom stays out of the INFO log.
+                tracing::debug!(account = %peer.0, device = %peer.1, "session established");
                 return Ok((zeroize::Zeroizing::new(plaintext), true, true));
             }
             (Some(Err(e)), Ciphertext::Message(_)) => {

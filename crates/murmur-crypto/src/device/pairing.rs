@@ -21,7 +21,7 @@ impl Device {
         if peer == self.me() {
             return Vec::new();
         }
-        tracing::info!(account = %peer.0, device = %peer.1, "learned a device");
+        tracing::debug!(account = %peer.0, device = %peer.1, "learned a device");
         self.keep_contact(bundle)
     }
     fn keep_contact(&mut self, bundle: Bundle) -> Records {
@@ -64,7 +64,11 @@ impl Device {
             .collect()
     }
     fn forget(&mut self, peer: Peer, r: Revocation) -> Records {
-        tracing::warn!(account = %peer.0, device = %peer.1, "device revoked");
+        if peer.0 == self.account() {
+            tracing::warn!(device = %peer.1, "a device of this account was revoked");
+        } else {
+            tracing::debug!(account = %peer.0, device = %peer.1, "device revoked");
+        }
         if peer == self.me() {
             tracing::error!(
                 "this device was revoked by its account; it can no longer send or receive for it"
