@@ -184,15 +184,10 @@ async fn private_chat(members: &[Member], root: &std::path::Path) -> Result<(), 
     }
     let pairing = bob.pairing_code().await?;
     laptop.pair(&pairing).await?;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while laptop.chat_identity().await?.0 != bob_id {
-        if tokio::time::Instant::now() > deadline {
-            return Err(CliError::Failed(
-                "the laptop did not join bob's account".to_owned(),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until("the laptop did not join bob's account", || async {
+        Ok(laptop.chat_identity().await?.0 == bob_id)
+    })
+    .await?;
     let (_, laptop_device) = laptop.chat_identity().await?;
     println!(
         "bob paired his laptop with a one-time code: device {}… joins account {}…",
@@ -246,15 +241,10 @@ async fn private_chat(members: &[Member], root: &std::path::Path) -> Result<(), 
         if from == 0 && readers.len() == 1 {
             // Bob's phone answered alice's first message with his device
             // list: from now on she writes to the laptop too.
-            let deadline = tokio::time::Instant::now() + WAIT;
-            while !alice.devices(bob_id).await?.contains(&laptop_device) {
-                if tokio::time::Instant::now() > deadline {
-                    return Err(CliError::Failed(
-                        "alice never learned bob's laptop".to_owned(),
-                    ));
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            until("alice never learned bob's laptop", || async {
+                Ok(alice.devices(bob_id).await?.contains(&laptop_device))
+            })
+            .await?;
             println!("             (bob's phone told alice about his laptop, inside the session)");
         }
     }
@@ -337,20 +327,14 @@ private group: alice creates \"weekend\" with bob and carol (bob and carol have 
     for node in [alice, bob, carol, laptop] {
         node.wait_for_peers(&node.pubsub_topic(&topic), 1, WAIT)
             .await?;
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while node
-            .group(group.id())
-            .info()
-            .await
-            .map_or(true, |i| i.members.len() != 3)
-        {
-            if tokio::time::Instant::now() > deadline {
-                return Err(CliError::Failed(
-                    "a member never learned the group".to_owned(),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        until("a member never learned the group", || async {
+            Ok(node
+                .group(group.id())
+                .info()
+                .await
+                .is_ok_and(|i| i.members.len() == 3))
+        })
+        .await?;
     }
     println!("group {}…: 3 members, its name and members only inside pairwise sessions; messages on {topic}", &group.id().to_string()[..8]);
     let expect = |got: Option<murmur_node::chat::ChatMessage>, text: &str, who: &str| match got {
@@ -377,15 +361,10 @@ private group: alice creates \"weekend\" with bob and carol (bob and carol have 
     expect(inboxes[1].recv_timeout(WAIT).await, text, "bob's phone")?;
     // Carol's node gets it and cannot open it: wait for that refusal, then
     // her inbox must be empty.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while carol.stats().await?.group_refused == refused {
-        if tokio::time::Instant::now() > deadline {
-            return Err(CliError::Failed(
-                "the message never reached carol's node".to_owned(),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until("the message never reached carol's node", || async {
+        Ok(carol.stats().await?.group_refused != refused)
+    })
+    .await?;
     if carol_inbox.recv_timeout(Duration::ZERO).await.is_some() {
         return Err(CliError::Failed(
             "carol read a message sent after her removal".to_owned(),
@@ -445,18 +424,14 @@ async fn community(members: &[Member]) -> Result<(), CliError> {
     for node in [alice, bob, carol] {
         node.wait_for_peers(&node.pubsub_topic(&topic), 1, WAIT)
             .await?;
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while !node
-            .group(square.id())
-            .info()
-            .await
-            .is_ok_and(|i| i.members.len() == 3 && i.role(&alice_id) == Some(Role::Moderator))
-        {
-            if tokio::time::Instant::now() > deadline {
-                return Err(CliError::Failed("the community never formed".to_owned()));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        until("the community never formed", || async {
+            Ok(node
+                .group(square.id())
+                .info()
+                .await
+                .is_ok_and(|i| i.members.len() == 3 && i.role(&alice_id) == Some(Role::Moderator)))
+        })
+        .await?;
     }
     let mut alice_inbox = alice.inbox().await?;
     let mut bob_inbox = bob.inbox().await?;
@@ -494,13 +469,10 @@ async fn community(members: &[Member]) -> Result<(), CliError> {
             .send_text(format!("FREE TOKENS, click now ({i})"))
             .await?;
     }
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while alice.stats().await?.group_opened < opened + 8 {
-        if tokio::time::Instant::now() > deadline {
-            return Err(CliError::Failed("the flood never reached alice".to_owned()));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until("the flood never reached alice", || async {
+        Ok(alice.stats().await?.group_opened >= opened + 8)
+    })
+    .await?;
     let mut through = 0;
     while let Some(m) = alice_inbox.recv_timeout(Duration::ZERO).await {
         if in_square(&m) && m.sender == bob_id {
@@ -552,6 +524,23 @@ async fn next_in(
             }
         }
     }
+}
+
+/// Polls `check` until it holds, at most [`WAIT`], failing with `what`:
+/// for state that has no event to wait on (a count, a member list).
+async fn until<F, Fut>(what: &str, mut check: F) -> Result<(), CliError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, CliError>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check().await? {
+        if tokio::time::Instant::now() > deadline {
+            return Err(CliError::Failed(what.to_owned()));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
 }
 
 fn partition(id: murmur_node::chat::AccountId) -> u32 {

@@ -384,28 +384,3 @@ impl fmt::Debug for Handle {
         f.debug_struct("crypto::Handle").finish_non_exhaustive()
     }
 }
-
-impl fmt::Debug for Seal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Seal")
-            .field("to", &self.to)
-            .field("plaintext", &crate::id::Redacted(&self.plaintext))
-            .finish()
-    }
-}
-
-impl fmt::Debug for Opened {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Opened")
-            .field("sender", &self.sender)
-            .field("device", &self.device)
-            .field(
-                "plaintext",
-                &self.plaintext.as_deref().map(crate::id::Redacted),
-            )
-            .field("publish", &self.publish.len())
-            .field("identity_changed", &self.identity_changed)
-            .field("revoked", &self.revoked)
-            .finish()
-    }
-}

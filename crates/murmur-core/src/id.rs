@@ -118,12 +118,3 @@ impl std::str::FromStr for MessageId {
         Ok(Self(id))
     }
 }
-
-/// Bytes that must not reach a log: Debug shows their length only.
-pub(crate) struct Redacted<'a>(pub(crate) &'a [u8]);
-
-impl fmt::Debug for Redacted<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "<{} bytes>", self.0.len())
-    }
-}

@@ -27,6 +27,7 @@ pub mod crypto;
 pub mod groups;
 pub mod hook;
 mod id;
+mod redacted;
 pub mod storage;
 pub mod store;
 pub mod supervise;

@@ -78,13 +78,10 @@ impl Device {
         // Revocations first: a device list never brings back a device
         // revoked in the same message.
         for bytes in payload.revocation.iter().chain(&payload.revocations) {
-            let more = self.on_revocation(bytes);
-            if !more.is_empty() {
-                if let Ok(r) = crate::Revocation::from_bytes(bytes) {
-                    received.revoked.push((r.account, r.device));
-                }
+            if let Some((peer, more)) = self.on_revocation(bytes) {
+                received.revoked.push(peer);
+                records.extend(more);
             }
-            records.extend(more);
         }
         for bytes in &payload.devices {
             records.extend(self.learn_device(peer.0, bytes));

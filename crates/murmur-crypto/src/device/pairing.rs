@@ -36,22 +36,21 @@ impl Device {
     /// A revocation, from whoever passes it on: signed by the account key
     /// of the device it revokes, it proves itself. The device's bundle and
     /// session go, and nothing from it is accepted again.
-    pub(super) fn on_revocation(&mut self, bytes: &[u8]) -> Records {
-        let Ok(r) = Revocation::from_bytes(bytes) else {
-            return Vec::new();
-        };
+    /// Answers the device it newly revoked, with the records to keep.
+    pub(super) fn on_revocation(&mut self, bytes: &[u8]) -> Option<(Peer, Records)> {
+        let r = Revocation::from_bytes(bytes).ok()?;
         let peer = (r.account, r.device);
         if r.verify().is_err() {
             self.refuse(
                 "bad_revocation",
                 Error::BadContact(format!("a revocation for {} that does not verify", peer.0)),
             );
-            return Vec::new();
+            return None;
         }
         if self.revoked.contains_key(&peer) {
-            return Vec::new();
+            return None;
         }
-        self.forget(peer, r)
+        Some((peer, self.forget(peer, r)))
     }
 
     /// The revocations of `account`'s devices this device knows, to pass
@@ -181,7 +180,9 @@ impl Device {
         // Every revocation the first device knows, of any account: a
         // device it stopped trusting is not learned again here.
         for r in &response.revocations {
-            saves.extend(self.on_revocation(r));
+            if let Some((_, records)) = self.on_revocation(r) {
+                saves.extend(records);
+            }
         }
         for bytes in &response.bundles {
             if let Ok(b) = Bundle::from_bytes(bytes) {
