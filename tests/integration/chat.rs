@@ -12,7 +12,9 @@ use murmur::node::{
 };
 use murmur_core::WakuMessage;
 
-use crate::support::{addr, eventually, loopback_config, members, next_in_group, WAIT};
+use crate::support::{
+    addr, befriend, eventually, loopback_config, members, meshed_for, next_in_group, WAIT,
+};
 
 async fn node_with_peer(dir: &std::path::Path, peer: Option<&Node>) -> Node {
     crate::support::chat_node(dir, peer).await
@@ -70,10 +72,18 @@ async fn two_accounts_chat_end_to_end_with_receipts_and_a_verified_sender() {
         "the sender is verified by the session"
     );
     assert_eq!(got.id, sent.id);
+    // Bob never added Alice: a message request. Nothing went back (the
+    // pipeline counted it instead of sending a receipt).
+    assert!(got.request);
+    assert_eq!(bob.requests().await.unwrap(), vec![alice_id]);
+    assert_eq!(bob.stats().await.unwrap().requests, 1);
+    // Bob accepts: the receipt held for Alice goes now.
+    bob.accept(alice_id).await.unwrap();
     assert_eq!(
         sent.acknowledged(WAIT).await,
         DeliveryState::Acknowledged { devices: 1 }
     );
+    assert!(bob.requests().await.unwrap().is_empty());
 
     // Bob answers without having added Alice: the session she opened is
     // enough.
@@ -101,6 +111,7 @@ async fn two_accounts_chat_end_to_end_with_receipts_and_a_verified_sender() {
     for i in 0..5 {
         let got = next(&mut bob_inbox, "in order").await;
         assert_eq!(got.text(), Some(format!("more {i}").as_str()));
+        assert!(!got.request, "Alice is accepted now");
     }
 }
 
@@ -278,13 +289,6 @@ async fn partition_of(node: &Node, partitions: u32) -> u32 {
 }
 
 /// Waits until `node` has a peer on the shard of `account`'s chat topic.
-async fn meshed_for(node: &Node, account: murmur::node::chat::AccountId) {
-    let topic = crate::support::partition_topic_of(account);
-    node.wait_for_peers(&node.pubsub_topic(&topic), 1, WAIT)
-        .await
-        .expect("a peer on the shard");
-}
-
 #[actix_rt::test]
 async fn a_second_device_pairs_gets_copies_both_ways_and_once_revoked_gets_nothing() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
@@ -310,7 +314,7 @@ async fn a_second_device_pairs_gets_copies_both_ways_and_once_revoked_gets_nothi
             meshed_for(node, account).await;
         }
     }
-    assert_eq!(introduce(&alice, &phone).await, bob_id);
+    assert_eq!(befriend(&alice, &phone).await, bob_id);
     let mut alice_inbox = alice.inbox().await.unwrap();
     let mut phone_inbox = phone.inbox().await.unwrap();
     let mut laptop_inbox = laptop.inbox().await.unwrap();
@@ -357,6 +361,9 @@ async fn a_second_device_pairs_gets_copies_both_ways_and_once_revoked_gets_nothi
         .unwrap();
     let got = next(&mut phone_inbox, "the phone receives").await;
     assert_eq!(got.text(), Some("hi Bob, I'm Dave"));
+    // A stranger learns Bob's devices once Bob accepts him.
+    assert!(got.request);
+    phone.accept(got.sender).await.unwrap();
     eventually("Dave learns Bob's laptop", || async {
         dave.devices(bob_id).await.unwrap().contains(&laptop_device)
     })
@@ -607,7 +614,7 @@ async fn a_message_with_nobody_to_hear_it_waits_in_the_outbox_even_across_a_rest
 
     // Alice is alone: the message is sealed, kept, and waits.
     let alice = alice_alone().await.unwrap();
-    introduce(&alice, &bob).await;
+    befriend(&alice, &bob).await;
     let mut sent = alice
         .conversation(bob_id)
         .send_text("when you can")

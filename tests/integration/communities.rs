@@ -13,7 +13,7 @@ use murmur::{
     },
 };
 
-use crate::support::{account, chat_node, next_in_group, WAIT};
+use crate::support::{account, befriend, chat_node, next_in_group, WAIT};
 
 async fn node(dir: &std::path::Path, relay: Option<&Node>) -> Node {
     chat_node(dir, relay).await
@@ -65,12 +65,7 @@ async fn community_roles_channels_pins_deletions_and_bans_hold_on_every_node() {
     };
     let mut ids = Vec::new();
     for n in &nodes[1..] {
-        ids.push(
-            owner
-                .add_contact(&n.contact_code().await.unwrap())
-                .await
-                .unwrap(),
-        );
+        ids.push(befriend(owner, n).await);
     }
     let (a, m, b, c) = (ids[0], ids[1], ids[2], ids[3]);
     let club = owner
@@ -207,10 +202,7 @@ async fn newcomers_join_by_invite_and_by_approval_while_the_owner_is_offline() {
     let admin = node(dirs[2].path(), Some(&relay)).await;
     let invited = node(dirs[3].path(), Some(&relay)).await;
     let asking = node(dirs[4].path(), Some(&relay)).await;
-    let a = owner
-        .add_contact(&admin.contact_code().await.unwrap())
-        .await
-        .unwrap();
+    let a = befriend(&owner, &admin).await;
     let club = owner
         .create_community("club", &["general"], JoinMode::Approval)
         .await

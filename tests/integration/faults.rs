@@ -14,7 +14,7 @@ use murmur::node::{
 };
 use murmur_core::{crypto, groups, storage, sync, transport};
 
-use crate::support::{account, chat_node, members, partition_topic_of, WAIT};
+use crate::support::{account, befriend, chat_node, members, partition_topic_of, WAIT};
 
 #[actix_rt::test]
 async fn a_panic_in_the_pipeline_is_caught_and_nothing_is_lost() {
@@ -103,10 +103,7 @@ async fn survives(stage: StageId) {
     let alice = chat_node(dirs[0].path(), None).await;
     let bob = chat_node(dirs[1].path(), Some(&alice)).await;
     let (a, b) = (account(&alice).await, account(&bob).await);
-    alice
-        .add_contact(&bob.contact_code().await.unwrap())
-        .await
-        .unwrap();
+    befriend(&alice, &bob).await;
     let mut inboxes = [alice.inbox().await.unwrap(), bob.inbox().await.unwrap()];
     let group = alice.create_group("faults").await.unwrap();
     group.add(b).await.unwrap();

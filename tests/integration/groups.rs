@@ -12,7 +12,7 @@ use murmur::node::{
 };
 use murmur_core::{groups, WakuMessage};
 
-use crate::support::{account, chat_node, eventually, members, next_in_group, WAIT};
+use crate::support::{account, befriend, chat_node, eventually, members, next_in_group, WAIT};
 
 async fn node(dir: &std::path::Path, peer: Option<&Node>) -> Node {
     chat_node(dir, peer).await
@@ -29,10 +29,7 @@ async fn three() -> ([tempfile::TempDir; 3], Node, Node, Node) {
     let bob = node(dirs[1].path(), Some(&alice)).await;
     let carol = node(dirs[2].path(), Some(&alice)).await;
     for other in [&bob, &carol] {
-        alice
-            .add_contact(&other.contact_code().await.unwrap())
-            .await
-            .unwrap();
+        befriend(&alice, other).await;
     }
     (dirs, alice, bob, carol)
 }
@@ -220,10 +217,7 @@ async fn a_member_restarted_on_its_folder_still_reads_and_writes_the_group() {
         .await
         .unwrap();
     let b = account(&bob).await;
-    alice
-        .add_contact(&bob.contact_code().await.unwrap())
-        .await
-        .unwrap();
+    befriend(&alice, &bob).await;
     let group = alice.create_group("kept").await.unwrap();
     group.add(b).await.unwrap();
     members(&bob, &group, 2).await;
@@ -271,14 +265,8 @@ async fn a_member_who_joins_reads_nothing_sent_before_it_joined() {
     let alice = node(dirs[0].path(), None).await;
     let bob = node(dirs[1].path(), Some(&alice)).await;
     let carol = node(dirs[2].path(), Some(&alice)).await;
-    let b = alice
-        .add_contact(&bob.contact_code().await.unwrap())
-        .await
-        .unwrap();
-    let c = alice
-        .add_contact(&carol.contact_code().await.unwrap())
-        .await
-        .unwrap();
+    let b = befriend(&alice, &bob).await;
+    let c = befriend(&alice, &carol).await;
     let group = alice.create_group("g").await.unwrap();
     group.add(b).await.unwrap();
     members(&bob, &group, 2).await;

@@ -16,6 +16,7 @@ mod lightpush;
 mod load;
 mod path;
 mod plugins;
+mod requests;
 mod seam;
 mod shutdown;
 mod store;

@@ -65,6 +65,25 @@ pub(crate) async fn chat_node(dir: &std::path::Path, peer: Option<&Node>) -> Nod
         .expect("node starts")
 }
 
+/// `a` adds `b`'s contact code and `b` adds `a`'s, as two people who
+/// exchanged codes: each accepts the other. Answers `b`'s account.
+pub(crate) async fn befriend(a: &Node, b: &Node) -> murmur::node::chat::AccountId {
+    b.add_contact(&a.contact_code().await.unwrap())
+        .await
+        .unwrap();
+    a.add_contact(&b.contact_code().await.unwrap())
+        .await
+        .unwrap()
+}
+
+/// Waits until `node` has a peer on the shard of `account`'s partition.
+pub(crate) async fn meshed_for(node: &Node, account: murmur::node::chat::AccountId) {
+    let topic = partition_topic_of(account);
+    node.wait_for_peers(&node.pubsub_topic(&topic), 1, WAIT)
+        .await
+        .expect("a peer on the shard");
+}
+
 /// `node`'s chat account.
 pub(crate) async fn account(node: &Node) -> murmur::node::chat::AccountId {
     node.chat_identity().await.unwrap().0

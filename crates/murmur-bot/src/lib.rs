@@ -6,7 +6,9 @@
 //! [`Node`], shared [`State`], a typed [`Command`], the bot's [`Store`]).
 //! Middleware runs before and after every handler and sees its errors.
 //! The bot stops on Ctrl-C or SIGTERM, and by default does not answer the
-//! backlog it finds at start.
+//! backlog it finds at start. A bot talks to strangers: by default it
+//! accepts every message request before it handles it
+//! ([`Bot::accept_requests`]).
 //!
 //! ```no_run
 //! use murmur_bot::{Bot, Reply};
@@ -73,6 +75,7 @@ pub struct Counters {
     handled: AtomicU64,
     failed: AtomicU64,
     backlog: AtomicU64,
+    requests: AtomicU64,
     bad_commands: AtomicU64,
     stopped: AtomicU64,
     listening: std::sync::atomic::AtomicBool,
@@ -98,6 +101,11 @@ impl Counters {
     /// Messages from before the bot started, left unanswered.
     pub fn backlog(&self) -> u64 {
         self.backlog.load(Ordering::Relaxed)
+    }
+
+    /// Message requests left unhandled (with [`Bot::accept_requests`] off).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
     }
 
     /// Commands with bad arguments (answered with their usage).
@@ -154,6 +162,7 @@ pub struct Bot {
     middleware: Vec<Rc<dyn Middleware>>,
     states: HashMap<TypeId, Rc<dyn Any>>,
     backlog: bool,
+    accept_requests: bool,
     counters: Arc<Counters>,
 }
 
@@ -166,6 +175,7 @@ impl Bot {
             middleware: Vec::new(),
             states: HashMap::new(),
             backlog: false,
+            accept_requests: true,
             counters: Arc::new(Counters::default()),
         }
     }
@@ -201,6 +211,16 @@ impl Bot {
     /// Answers messages sent before the bot started too (off by default).
     pub fn answer_backlog(mut self, yes: bool) -> Self {
         self.backlog = yes;
+        self
+    }
+
+    /// Accepts the sender of every message request before handling it (on
+    /// by default): the sender then gets receipts, and may add the bot to
+    /// groups. Off, the bot handles only accounts accepted otherwise (its
+    /// node's contacts, or every account with `chat.accept = "everyone"`)
+    /// and counts the others as [`Counters::requests`].
+    pub fn accept_requests(mut self, yes: bool) -> Self {
+        self.accept_requests = yes;
         self
     }
 
@@ -245,6 +265,16 @@ impl Bot {
             if !self.backlog && message.sent_at < started {
                 self.counters.backlog.fetch_add(1, Ordering::Relaxed);
                 continue;
+            }
+            if message.request {
+                if !self.accept_requests {
+                    self.counters.requests.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                if let Err(e) = self.node.accept(message.sender).await {
+                    tracing::warn!(error = %e, "message request not accepted");
+                    continue;
+                }
             }
             self.dispatch(message, &states).await;
         }

@@ -230,6 +230,16 @@ async fn private_chat(members: &[Member], root: &std::path::Path) -> Result<(), 
             if got.text() != Some(text) || got.id != sent.id {
                 return Err(CliError::Failed(format!("\"{text}\" arrived altered")));
             }
+            if got.request {
+                // Bob never added alice: her first message is a message
+                // request. Until he accepts, she gets no receipt and learns
+                // nothing of his devices.
+                println!(
+                    "             (a message request: {} accepts alice)",
+                    names[reader]
+                );
+                bob.accept(got.sender).await?;
+            }
             read_by.push(names[reader]);
         }
         let state = sent.acknowledged(WAIT).await;
@@ -239,7 +249,7 @@ async fn private_chat(members: &[Member], root: &std::path::Path) -> Result<(), 
             read_by.join(" and "),
         );
         if from == 0 && readers.len() == 1 {
-            // Bob's phone answered alice's first message with his device
+            // Bob's phone answered alice, once accepted, with his device
             // list: from now on she writes to the laptop too.
             until("alice never learned bob's laptop", || async {
                 Ok(alice.devices(bob_id).await?.contains(&laptop_device))
@@ -317,7 +327,11 @@ async fn private_group(
         "
 private group: alice creates \"weekend\" with bob and carol (bob and carol have never met)"
     );
+    // Alice and carol exchange contact codes: each accepts the other, so
+    // carol joins the group alice adds her to (a stranger's invite would
+    // wait as a message request).
     let carol_id = alice.add_contact(&carol.contact_code().await?).await?;
+    carol.add_contact(&alice.contact_code().await?).await?;
     let (bob_id, _) = bob.chat_identity().await?;
     let mut carol_inbox = carol.inbox().await?;
     let group = alice.create_group("weekend").await?;

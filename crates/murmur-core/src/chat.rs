@@ -63,6 +63,10 @@ pub struct ChatMessage {
     pub channel: Option<String>,
     /// The sender's role in that group when the message was opened.
     pub role: Option<Role>,
+    /// A message request: the sender's account is not accepted. It got no
+    /// receipt; accept it (`Node::accept`) to answer, or decline or block
+    /// it.
+    pub request: bool,
 }
 
 impl ChatMessage {
@@ -85,6 +89,7 @@ impl ChatMessage {
             group: None,
             channel: None,
             role: None,
+            request: false,
         }
     }
 

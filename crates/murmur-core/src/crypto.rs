@@ -4,7 +4,8 @@
 //!
 //! Asked to: [`Seal`], [`Open`], [`AddContact`], [`ContactCode`], [`Topics`],
 //! [`Identity`], [`PairingCode`], [`Pair`], [`Revoke`], [`Devices`],
-//! [`OwnBundle`], [`BundleTopic`], [`LearnBundles`].
+//! [`OwnBundle`], [`BundleTopic`], [`LearnBundles`], [`Bundles`],
+//! [`SignEvent`], [`Requests`], [`Accept`], [`Decline`].
 //! Tells: [`Event`].
 
 use std::fmt;
@@ -104,6 +105,19 @@ pub enum Error {
     /// The stage could not read or write its state.
     #[error("crypto state: {0}")]
     State(String),
+    /// The sending account is blocked.
+    #[error("account {0} is blocked")]
+    Blocked(AccountId),
+    /// A first message from a stranger while as many message requests as
+    /// allowed wait for an answer.
+    #[error("too many message requests wait for an answer")]
+    TooManyRequests,
+    /// One more device of an account than allowed.
+    #[error("too many devices of account {0}")]
+    TooManyDevices(AccountId),
+    /// This account cannot decline or block itself.
+    #[error("this device's own account cannot be declined or blocked")]
+    OwnAccount,
 }
 
 /// Seals `plaintext` for every known device of `to`, and for this account's
@@ -169,6 +183,12 @@ pub struct Opened {
     /// Devices this envelope revoked: the membership stage must drop their
     /// group chains and hand new ones to the others.
     pub revoked: Vec<(AccountId, DeviceId)>,
+    /// The sender's account is not accepted (a message request): nothing
+    /// answers it (no receipt, no group join) until the user accepts it.
+    pub request: bool,
+    /// Accounts another device of this account accepted: what was held
+    /// for their requests can go.
+    pub accepted: Vec<AccountId>,
 }
 
 impl Opened {
@@ -181,7 +201,21 @@ impl Opened {
             publish: Vec::new(),
             identity_changed: false,
             revoked: Vec::new(),
+            request: false,
+            accepted: Vec::new(),
         }
+    }
+
+    /// With the accounts another device of this account accepted.
+    pub fn with_accepted(mut self, accepted: Vec<AccountId>) -> Self {
+        self.accepted = accepted;
+        self
+    }
+
+    /// Marks the sender as not accepted: a message request.
+    pub fn with_request(mut self, request: bool) -> Self {
+        self.request = request;
+        self
     }
 
     /// With the devices this envelope revoked.
@@ -280,6 +314,32 @@ pub struct Bundles(pub AccountId);
 #[rtype(result = "Result<[u8; 64], Error>")]
 pub struct SignEvent(pub Bytes);
 
+/// Asks which accounts wrote to this device and wait to be accepted,
+/// declined or blocked (message requests).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<Vec<AccountId>, Error>")]
+pub struct Requests;
+
+/// Accepts an account: it gets receipts and may add this account to
+/// groups from now on. Answers this account's device list for its devices,
+/// and the news for this account's other devices, to publish. Unblocks a
+/// blocked account.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<Vec<Sealed>, Error>")]
+pub struct Accept(pub AccountId);
+
+/// Declines an account: its sessions and devices are forgotten. Blocked,
+/// nothing it sends is opened again until it is accepted; answers what
+/// tells this account's other devices, to publish.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<Vec<Sealed>, Error>")]
+pub struct Decline {
+    /// Whom.
+    pub account: AccountId,
+    /// Refuse everything it sends from now on.
+    pub block: bool,
+}
+
 /// Asks for this node's account and device.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Result<(AccountId, DeviceId), Error>")]
@@ -332,6 +392,12 @@ pub struct Handle {
     pub bundles: Recipient<Bundles>,
     /// Where [`SignEvent`] goes.
     pub sign_event: Recipient<SignEvent>,
+    /// Where [`Requests`] goes.
+    pub requests: Recipient<Requests>,
+    /// Where [`Accept`] goes.
+    pub accept: Recipient<Accept>,
+    /// Where [`Decline`] goes.
+    pub decline: Recipient<Decline>,
     /// Where [`InjectPanic`](crate::supervise::InjectPanic) goes (tests of
     /// supervision).
     pub inject_panic: Recipient<crate::supervise::InjectPanic>,
@@ -355,6 +421,9 @@ where
         + actix::Handler<LearnBundles>
         + actix::Handler<Bundles>
         + actix::Handler<SignEvent>
+        + actix::Handler<Requests>
+        + actix::Handler<Accept>
+        + actix::Handler<Decline>
         + actix::Handler<crate::supervise::InjectPanic>,
 {
     fn from(addr: actix::Addr<A>) -> Self {
@@ -374,6 +443,9 @@ where
             learn_bundles: addr.clone().recipient(),
             bundles: addr.clone().recipient(),
             sign_event: addr.clone().recipient(),
+            requests: addr.clone().recipient(),
+            accept: addr.clone().recipient(),
+            decline: addr.clone().recipient(),
             inject_panic: addr.recipient(),
         }
     }

@@ -155,6 +155,10 @@ pub enum Error {
     /// The stage could not read or write its state.
     #[error("group state: {0}")]
     State(String),
+    /// An account the user has not accepted (a message request) tried to
+    /// bring this account into a group.
+    #[error("account {0} is not accepted; it cannot add this account to a group")]
+    NotAccepted(AccountId),
 }
 
 /// What the pipeline must do after a request, in this order.
@@ -354,6 +358,9 @@ pub struct Control {
     pub device: DeviceId,
     /// The control message.
     pub message: Bytes,
+    /// The sending account is not accepted (a message request): it cannot
+    /// bring this account into a group it is not in.
+    pub request: bool,
 }
 
 /// What a group is, as this device's log says.

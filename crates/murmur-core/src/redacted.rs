@@ -65,6 +65,7 @@ impl fmt::Debug for groups::Control {
             .field("from", &self.from)
             .field("device", &self.device)
             .field("message", &Redacted(&self.message))
+            .field("request", &self.request)
             .finish()
     }
 }
@@ -117,7 +118,8 @@ mod tests {
                 Control {
                     from: account,
                     device,
-                    message: secret.clone()
+                    message: secret.clone(),
+                    request: false,
                 }
             ),
             format!("{effects:?}"),

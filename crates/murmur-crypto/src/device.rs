@@ -24,7 +24,7 @@
 //! # Ok::<(), murmur_crypto::device::Error>(())
 //! ```
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 use base64::Engine as _;
@@ -38,9 +38,11 @@ use crate::{
 mod open;
 mod pairing;
 mod records;
+mod requests;
 mod wire;
 
 pub use records::{Records, PREFIX};
+pub use requests::{Accept, Policy};
 use wire::Payload;
 
 /// A device of an account.
@@ -115,6 +117,19 @@ pub enum Error {
     /// Stored state could not be read, or a session could not seal.
     #[error("state: {0}")]
     State(String),
+    /// The user blocked the sending account.
+    #[error("account {0} is blocked")]
+    Blocked(AccountId),
+    /// A first message from one more account than [`Policy::max_requests`]
+    /// allows to wait for an answer.
+    #[error("too many message requests wait for an answer")]
+    TooManyRequests,
+    /// One device of the account more than [`Policy::max_devices`] allows.
+    #[error("too many devices of account {0}")]
+    TooManyDevices(AccountId),
+    /// This account cannot be declined or blocked by itself.
+    #[error("this device's own account")]
+    OwnAccount,
 }
 
 /// An envelope to publish, for a device of the account `to`.
@@ -143,6 +158,13 @@ pub struct Received {
     /// Devices this envelope revoked (their accounts signed it): whatever
     /// else holds keys they could read (group chains) must move on too.
     pub revoked: Vec<Peer>,
+    /// The sender's account is not accepted: a message request. Nothing
+    /// was answered, and nothing should be (no receipt, no group join)
+    /// until the user accepts it.
+    pub request: bool,
+    /// Accounts another device of this account accepted: what was held
+    /// for them (receipts, group invites) can go now.
+    pub accepted: Vec<AccountId>,
 }
 
 /// A pairing this device asked for and waits to be answered.
@@ -177,6 +199,13 @@ pub struct Device {
     pending_pair: Option<PendingPair>,
     /// Revoked devices, with the revocation to pass on.
     revoked: BTreeMap<Peer, Revocation>,
+    /// Accounts the user added, wrote to or accepted.
+    accepted: BTreeSet<AccountId>,
+    /// Accounts with a session that are not accepted: message requests.
+    strangers: BTreeSet<AccountId>,
+    /// Accounts whose envelopes are refused unopened.
+    blocked: BTreeSet<AccountId>,
+    policy: Policy,
     /// Why things were refused since the caller last asked.
     refusals: Vec<&'static str>,
 }
@@ -190,6 +219,7 @@ impl fmt::Debug for Device {
             .field("sessions", &self.sessions.len())
             .field("contacts", &self.contacts.len())
             .field("revoked", &self.revoked.len())
+            .field("requests", &self.strangers.len())
             .finish_non_exhaustive()
     }
 }
@@ -258,13 +288,17 @@ impl Device {
         account.sign_group_event(bytes).ok_or(Error::NotSignable)
     }
 
-    /// Rotates the signed prekey and tops one-time prekeys up when due.
+    /// Rotates the signed prekey and tops one-time prekeys up when due;
+    /// the replay records of prekeys rotated out go.
     pub fn maintain(&mut self, now: u64) -> Records {
+        let mut records = Vec::new();
         if self.installation.maintain(now) {
-            vec![self.installation_record()]
-        } else {
-            Vec::new()
+            records.push(self.installation_record());
         }
+        for (prekey, seen) in self.installation.take_dropped() {
+            records.extend(seen.iter().map(|e| (records::seen(prekey, e), None)));
+        }
+        records
     }
 
     /// Why envelopes, bundles and requests were refused since the last
@@ -296,7 +330,17 @@ impl Device {
             app: Some(plaintext.to_vec()),
             ..Payload::default()
         };
-        self.seal_to(devices, &payload, now)
+        // Writing to an account accepts it, on this account's other
+        // devices too.
+        let accepted = self.mark_accepted(to);
+        let (mut out, mut records) = self.seal_to(devices, &payload, now)?;
+        if let Some(record) = accepted {
+            records.push(record);
+            let (told, more) = self.tell_own(to, false, now)?;
+            out.extend(told);
+            records.extend(more);
+        }
+        Ok((out, records))
     }
 
     /// Every device to seal for: the recipient's, and our other ones.

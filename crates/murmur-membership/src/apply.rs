@@ -177,6 +177,10 @@ impl Membership {
         }
         let metrics = self.metrics.clone();
         let new = !self.groups.contains_key(&id);
+        if new && msg.request {
+            metrics.refuse("not_accepted");
+            return Err(Error::NotAccepted(msg.from));
+        }
         if new && self.shells() >= MAX_SHELLS {
             metrics.refuse("not_member");
             return Err(Error::NotMember(id));

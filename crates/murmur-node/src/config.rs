@@ -147,12 +147,43 @@ pub struct Chat {
     /// when full, the pipeline waits for room before it takes the next
     /// message of any kind (nothing is dropped).
     pub queue: usize,
+    /// Who gets answers without being accepted first: `"contacts"` (those
+    /// this account added, wrote to or accepted; everyone else's messages
+    /// arrive as message requests, with no receipt and no group join) or
+    /// `"everyone"` (a bot).
+    pub accept: Accept,
+    /// The most accounts whose message requests wait for an answer; a first
+    /// message from one more is refused.
+    pub max_requests: usize,
+    /// The most devices kept of one other account.
+    pub max_devices: usize,
+}
+
+/// Who a node answers without being asked: `chat.accept`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accept {
+    /// Accounts this one added, wrote to or accepted.
+    #[default]
+    Contacts,
+    /// Every account (bots and services).
+    Everyone,
 }
 
 impl Chat {
     /// The crypto stage's part of these settings.
     pub fn sessions(&self) -> murmur_sessions::Settings {
+        let accept = match self.accept {
+            Accept::Contacts => murmur_crypto::device::Accept::Contacts,
+            Accept::Everyone => murmur_crypto::device::Accept::Everyone,
+        };
         murmur_sessions::Settings::new(self.partitions, self.max_skip, self.max_skipped_keys)
+            .with_policy(
+                murmur_crypto::device::Policy::default()
+                    .accept(accept)
+                    .max_requests(self.max_requests)
+                    .max_devices(self.max_devices),
+            )
     }
 }
 
@@ -164,6 +195,9 @@ impl Default for Chat {
             max_skip: 1000,
             max_skipped_keys: 2000,
             queue: 4096,
+            accept: Accept::Contacts,
+            max_requests: 1024,
+            max_devices: 16,
         }
     }
 }
@@ -326,6 +360,7 @@ impl Config {
         for (key, value) in [
             ("network.max_tasks", self.network.max_tasks),
             ("chat.queue", self.chat.queue),
+            ("chat.max_devices", self.chat.max_devices),
         ] {
             if value == 0 {
                 return fail(key, "0 would refuse everything; at least 1".to_owned());

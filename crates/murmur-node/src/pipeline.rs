@@ -23,11 +23,13 @@ use crate::{
 };
 
 mod messages;
-/// Sent messages whose receipts are still counted.
 mod received;
+mod requests;
 
 pub(crate) use messages::*;
+pub(crate) use requests::Accepted;
 
+/// Sent messages whose receipts are still counted.
 const TRACKED: usize = 10_000;
 
 const MAILBOX: usize = 4096;
@@ -64,6 +66,10 @@ pub struct Stats {
     /// Times a chat or group message found the chat queue (`chat.queue`)
     /// full, and the pipeline waited for room before taking anything else.
     pub chat_queue_full: u64,
+    /// Chat messages and group invites from accounts not accepted
+    /// (message requests): no receipt went back, no group was joined; both
+    /// are held (in memory) until the user accepts the account.
+    pub requests: u64,
 }
 
 /// Group messages kept that no chain this device holds opens yet: a chain
@@ -155,6 +161,8 @@ struct Chat {
     deferred: HashMap<AccountId, Vec<bytes::Bytes>>,
     /// Where group notices go.
     notices: Vec<mpsc::Sender<groups::Notice>>,
+    /// What message requests would have caused, until they are accepted.
+    held: requests::Held,
 }
 
 /// The persistence stage's outbox, as the chat path uses it: every envelope

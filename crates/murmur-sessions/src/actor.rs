@@ -76,6 +76,8 @@ impl Handler<Open> for Crypto {
             )
             .with_publish(publish)
             .with_identity_changed(received.identity_changed)
+            .with_request(received.request)
+            .with_accepted(received.accepted.into_iter().map(account_id).collect())
             .with_revoked(
                 received
                     .revoked
@@ -235,6 +237,49 @@ impl Handler<Devices> for Crypto {
                 .collect()
         })
         .map_err(Error::from)
+    }
+}
+
+impl Handler<Requests> for Crypto {
+    type Result = Result<Vec<AccountId>, Error>;
+
+    fn handle(&mut self, _: Requests, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |act, _| {
+            act.device.requests().into_iter().map(account_id).collect()
+        })
+        .map_err(Error::from)
+    }
+}
+
+impl Handler<Accept> for Crypto {
+    type Result = supervise::Reply<Self, Result<Vec<Sealed>, Error>>;
+
+    fn handle(&mut self, Accept(account): Accept, ctx: &mut Context<Self>) -> Self::Result {
+        let outcome = supervise::guard(self, ctx, |act, _| {
+            let account = murmur_crypto::AccountId(account.0);
+            let (out, saves) = act.on_device(|d, now| d.accept(account, now))?;
+            Ok((act.sealed(out), saves))
+        });
+        self.respond(outcome)
+    }
+}
+
+impl Handler<Decline> for Crypto {
+    type Result = supervise::Reply<Self, Result<Vec<Sealed>, Error>>;
+
+    fn handle(&mut self, msg: Decline, ctx: &mut Context<Self>) -> Self::Result {
+        let outcome = supervise::guard(self, ctx, |act, _| {
+            let account = murmur_crypto::AccountId(msg.account.0);
+            let (out, saves) = act.on_device(|d, now| {
+                if msg.block {
+                    d.block(account, now)
+                } else {
+                    d.decline(account).map(|saves| (Vec::new(), saves))
+                }
+            })?;
+            Ok((act.sealed(out), saves))
+        });
+        self.respond(outcome)
     }
 }
 

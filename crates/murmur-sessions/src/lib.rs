@@ -30,9 +30,9 @@ use actix::prelude::*;
 use bytes::Bytes;
 use murmur_core::{
     crypto::{
-        AccountId, AddContact, BundleTopic, Bundles, ContactCode, DeviceId, Devices, Error,
-        Identity, LearnBundles, Open, Opened, OwnBundle, Pair, PairingCode, Revoke, Seal, Sealed,
-        SignEvent, Topics,
+        Accept, AccountId, AddContact, BundleTopic, Bundles, ContactCode, Decline, DeviceId,
+        Devices, Error, Identity, LearnBundles, Open, Opened, OwnBundle, Pair, PairingCode,
+        Requests, Revoke, Seal, Sealed, SignEvent, Topics,
     },
     storage, supervise, ContentTopic,
 };
@@ -66,6 +66,9 @@ pub struct Settings {
     pub max_skip: u32,
     /// How many skipped message keys a session keeps at most.
     pub max_skipped_keys: usize,
+    /// Who is answered without being asked (message requests), and how
+    /// many strangers and devices per account are kept.
+    pub policy: device::Policy,
 }
 
 impl Default for Settings {
@@ -74,6 +77,7 @@ impl Default for Settings {
             partitions: 64,
             max_skip: 1000,
             max_skipped_keys: 2000,
+            policy: device::Policy::default(),
         }
     }
 }
@@ -85,7 +89,14 @@ impl Settings {
             partitions,
             max_skip,
             max_skipped_keys,
+            policy: device::Policy::default(),
         }
+    }
+
+    /// With `policy` for strangers.
+    pub fn with_policy(mut self, policy: device::Policy) -> Self {
+        self.policy = policy;
+        self
     }
 
     fn limits(&self) -> Limits {
@@ -148,6 +159,10 @@ fn contract_error(e: device::Error) -> Error {
         E::Pairing(why) => Error::Pairing(why),
         E::BadContact(why) => Error::BadContact(why),
         E::UnknownContact(account) => Error::UnknownContact(account_id(account)),
+        E::Blocked(account) => Error::Blocked(account_id(account)),
+        E::TooManyRequests => Error::TooManyRequests,
+        E::TooManyDevices(account) => Error::TooManyDevices(account_id(account)),
+        E::OwnAccount => Error::OwnAccount,
         other => Error::State(other.to_string()),
     }
 }

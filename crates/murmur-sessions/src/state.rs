@@ -25,7 +25,7 @@ impl Crypto {
         let records = list_state(&storage).await?;
         let restored =
             Device::restore(vault, settings.limits(), records).map_err(contract_error)?;
-        let device = match restored {
+        let mut device = match restored {
             Some(device) => device,
             None => {
                 let (device, records) =
@@ -39,6 +39,7 @@ impl Crypto {
                 device
             }
         };
+        device.set_policy(settings.policy);
         let stage = Self {
             device,
             storage,

@@ -8,8 +8,9 @@ use std::future::Future;
 use bytes::Bytes;
 use murmur_core::{
     crypto::{
-        self, AccountId, AddContact, BundleTopic, Bundles, ContactCode, Error, Identity,
-        LearnBundles, Open, OwnBundle, Pair, PairingCode, Revoke, Seal, Sealed, SignEvent, Topics,
+        self, Accept, AccountId, AddContact, BundleTopic, Bundles, ContactCode, Decline, Error,
+        Identity, LearnBundles, Open, OwnBundle, Pair, PairingCode, Requests, Revoke, Seal, Sealed,
+        SignEvent, Topics,
     },
     storage,
     supervise::InjectPanic,
@@ -47,6 +48,7 @@ macro_rules! crypto_conformance_tests {
             case!(learns_bundles_and_reaches_an_account_known_by_them);
             case!(signs_group_events_only);
             case!(a_revoked_device_reads_nothing_after);
+            case!(a_stranger_hears_nothing_until_accepted_and_a_blocked_one_is_refused);
         }
     };
 }
@@ -314,6 +316,26 @@ async fn open_mine(stage: &crypto::Handle, sealed: &[Sealed]) -> Vec<crypto::Ope
     opened
 }
 
+/// `stage` opens `hello` from `stranger`, a message request: nothing goes
+/// back until it accepts `stranger`, whose devices then open the answer
+/// (this account's device list).
+async fn answer_accepted(stage: &crypto::Handle, stranger: &crypto::Handle, hello: &[Sealed]) {
+    for o in open_mine(stage, hello).await {
+        assert!(o.request, "a first message from a stranger is a request");
+        assert!(
+            o.publish.is_empty(),
+            "a stranger is answered before it is accepted"
+        );
+    }
+    let answer = stage
+        .accept
+        .send(Accept(identity(stranger).await.0))
+        .await
+        .expect("stage alive")
+        .expect("accepted");
+    open_mine(stranger, &answer).await;
+}
+
 /// `second` pairs with `first`'s account: code, request, answer.
 async fn pair(first: &crypto::Handle, second: &crypto::Handle) {
     let code = first
@@ -356,10 +378,9 @@ where
         let contact = start(storage()).await;
         introduce(&contact, &phone).await;
         let hello = seal(&contact, account, "hello").await.expect("sealed");
-        // The phone's answer to a new session lists the account's devices.
-        for o in open_mine(&phone, &hello).await {
-            open_mine(&contact, &o.publish).await;
-        }
+        // Once the phone accepts a new contact, its answer lists the
+        // account's devices.
+        answer_accepted(&phone, &contact, &hello).await;
         let devices = contact
             .devices
             .send(crypto::Devices(account))
@@ -553,9 +574,7 @@ where
     let (_, phone_device) = identity(&phone).await;
     introduce(&friend, &phone).await;
     let hello = seal(&friend, account, "hello").await.expect("sealed");
-    for o in open_mine(&phone, &hello).await {
-        open_mine(&friend, &o.publish).await;
-    }
+    answer_accepted(&phone, &friend, &hello).await;
     let before = seal(&friend, account, "to both").await.expect("sealed");
     assert_eq!(
         open_mine(&laptop, &before).await.len(),
@@ -598,4 +617,80 @@ where
         1,
         "the phone still reads"
     );
+}
+
+/// A stranger's first message opens as a request and gets no answer; the
+/// stranger is listed until accepted, declined or blocked; a blocked
+/// account is refused unopened until it is accepted again; writing to an
+/// account accepts it.
+pub async fn a_stranger_hears_nothing_until_accepted_and_a_blocked_one_is_refused<F, Fut>(start: F)
+where
+    F: Fn(storage::Handle) -> Fut,
+    Fut: Future<Output = crypto::Handle>,
+{
+    let (bob, carol, dave) = (
+        start(storage()).await,
+        start(storage()).await,
+        start(storage()).await,
+    );
+    let bob_id = identity(&bob).await.0;
+    let (carol_id, dave_id) = (identity(&carol).await.0, identity(&dave).await.0);
+    let requests = || async {
+        bob.requests
+            .send(Requests)
+            .await
+            .expect("stage alive")
+            .expect("requests")
+    };
+    introduce(&carol, &bob).await;
+    introduce(&dave, &bob).await;
+    let hello = seal(&carol, bob_id, "hi").await.expect("sealed");
+    let opened = open_mine(&bob, &hello).await;
+    assert!(opened.iter().all(|o| o.request && o.publish.is_empty()));
+    let from_dave = seal(&dave, bob_id, "hello").await.expect("sealed");
+    open_mine(&bob, &from_dave).await;
+    let mut waiting = requests().await;
+    waiting.sort();
+    let mut expected = vec![carol_id, dave_id];
+    expected.sort();
+    assert_eq!(waiting, expected);
+
+    // Bob answers Dave: writing accepts.
+    let answer = seal(&bob, dave_id, "hello Dave").await.expect("sealed");
+    open_mine(&dave, &answer).await;
+    assert_eq!(requests().await, vec![carol_id]);
+    let again = seal(&dave, bob_id, "good").await.expect("sealed");
+    assert!(open_mine(&bob, &again).await.iter().all(|o| !o.request));
+
+    // Blocked: refused unopened, and no longer a request.
+    bob.decline
+        .send(Decline {
+            account: carol_id,
+            block: true,
+        })
+        .await
+        .expect("stage alive")
+        .expect("blocked");
+    assert!(requests().await.is_empty());
+    let more = seal(&carol, bob_id, "let me in").await.expect("sealed");
+    for envelope in &more {
+        match open(&bob, envelope).await {
+            Err(Error::Blocked(a)) => assert_eq!(a, carol_id),
+            Err(Error::NotForUs) => {}
+            other => panic!(
+                "a blocked account's envelope: {:?}",
+                other.map(|o| o.sender)
+            ),
+        }
+    }
+    // Its own account cannot be blocked.
+    let own = bob
+        .decline
+        .send(Decline {
+            account: bob_id,
+            block: true,
+        })
+        .await
+        .expect("stage alive");
+    assert_eq!(own.err(), Some(Error::OwnAccount));
 }

@@ -48,6 +48,7 @@ macro_rules! membership_conformance_tests {
             case!(refuses_tampered_replayed_and_stray_messages);
             case!(admits_by_invite_and_keeps_requests_for_approval);
             case!(survives_a_panic_in_a_handler_with_its_groups);
+            case!(an_account_not_accepted_adds_this_one_to_no_group);
         }
     };
 }
@@ -79,7 +80,7 @@ where
 }
 
 /// `a` adds `b`'s contact code.
-async fn introduce(a: &Device, b: &Device) {
+async fn add_code(a: &Device, b: &Device) {
     let code = b
         .crypto
         .contact_code
@@ -93,6 +94,12 @@ async fn introduce(a: &Device, b: &Device) {
         .await
         .expect("stage alive")
         .expect("a valid code");
+}
+
+/// `a` and `b` exchange contact codes: each accepts the other.
+async fn introduce(a: &Device, b: &Device) {
+    add_code(a, b).await;
+    add_code(b, a).await;
 }
 
 fn delivery(sealed: &crypto::Sealed) -> Delivery {
@@ -164,6 +171,7 @@ async fn follow(from: &Device, effects: Effects, devices: &[&Device]) {
                         from: opened.sender,
                         device: opened.device,
                         message: plaintext,
+                        request: opened.request,
                     })
                     .await
                     .expect("stage alive")
@@ -431,6 +439,7 @@ where
             from: alice.account,
             device: crypto::DeviceId([0; 16]),
             message: Bytes::from_static(b"\xff\xff"),
+            request: false,
         })
         .await
         .expect("stage alive");
@@ -547,4 +556,82 @@ where
     let opened = open(&bob, &sealed).await.expect("bob reads it");
     assert_eq!(opened.plaintext.as_ref(), b"after the restart");
     assert_eq!(info(&alice, group).await.expect("known").members.len(), 2);
+}
+
+/// A control message that would bring this account into a group, from an
+/// account it has not accepted (a message request), is refused and joins
+/// nothing; the same message once the account is accepted is applied.
+pub async fn an_account_not_accepted_adds_this_one_to_no_group<F, Fut>(start: F)
+where
+    F: Fn(storage::Handle) -> Fut,
+    Fut: Future<Output = (crypto::Handle, groups::Handle)>,
+{
+    let (alice, bob) = (device(&start).await, device(&start).await);
+    // Alice has Bob's code; Bob never heard of Alice.
+    add_code(&alice, &bob).await;
+    let (group, _) = alice
+        .groups
+        .create
+        .send(Create {
+            name: "uninvited".to_owned(),
+        })
+        .await
+        .expect("stage alive")
+        .expect("created");
+    let added = change(&alice, group, Action::Add(bob.account))
+        .await
+        .expect("the owner adds");
+    let mut invites = Vec::new();
+    for (to, message) in added.pairwise {
+        if to != bob.account {
+            continue;
+        }
+        let sealed = alice
+            .crypto
+            .seal
+            .send(Seal::new(to, message))
+            .await
+            .expect("stage alive")
+            .expect("sealed");
+        for envelope in &sealed {
+            if let Ok(opened) = bob
+                .crypto
+                .open
+                .send(crypto::Open(delivery(envelope)))
+                .await
+                .expect("stage alive")
+            {
+                assert!(opened.request, "Alice is a stranger to Bob");
+                invites.push(opened);
+            }
+        }
+    }
+    assert!(!invites.is_empty(), "Bob got the invite");
+    for opened in &invites {
+        let control = |request| Control {
+            from: opened.sender,
+            device: opened.device,
+            message: opened.plaintext.clone().expect("a control message"),
+            request,
+        };
+        let refused = bob
+            .groups
+            .control
+            .send(control(true))
+            .await
+            .expect("stage alive");
+        assert_eq!(refused.err(), Some(Error::NotAccepted(alice.account)));
+        assert!(
+            info(&bob, group).await.is_err(),
+            "a stranger's group joined"
+        );
+        bob.groups
+            .control
+            .send(control(false))
+            .await
+            .expect("stage alive")
+            .expect("applied once accepted");
+    }
+    let members = info(&bob, group).await.expect("joined").members;
+    assert!(members.contains(&(bob.account, Role::Member)));
 }

@@ -5,6 +5,22 @@
 use super::*;
 use crate::{Ciphertext, DecryptError, EnvelopeError, X3dhError};
 
+/// The plaintext, the session set up from a first message (if one was),
+/// and whether the shadow session changed.
+type Decrypted = (zeroize::Zeroizing<Vec<u8>>, Option<First>, bool);
+
+/// A session set up from a first message.
+struct First {
+    /// The signed prekey it used.
+    prekey: u32,
+    /// The initiator's ephemeral key, seen on that prekey from now on.
+    ephemeral: [u8; 32],
+    /// It used a one-time prekey, now deleted.
+    one_time: bool,
+    /// The prekey is still held, so the ephemeral key was kept.
+    recorded: bool,
+}
+
 impl Device {
     /// Opens an envelope published for this device.
     pub fn open(&mut self, envelope: &[u8], now: u64) -> Result<(Received, Records), Error> {
@@ -22,10 +38,28 @@ impl Device {
                 },
             ));
         }
+        if self.blocked.contains(&peer.0) {
+            return Err(self.refuse("blocked", Error::Blocked(peer.0)));
+        }
+        if matches!(opened.ciphertext, Ciphertext::Prekey(..)) {
+            self.admit(peer)?;
+        }
         let (plaintext, first, shadow_changed) = self.decrypt(peer, &opened.ciphertext)?;
+        let request = !self.is_accepted(peer.0);
         let mut records = Vec::new();
-        if first {
-            records.push(self.installation_record());
+        if let Some(first) = &first {
+            // The one-time prekey used is gone from the installation; a
+            // shared bundle's first message changes nothing in it but the
+            // replay keys, each kept as a record of its own.
+            if first.one_time {
+                records.push(self.installation_record());
+            }
+            if first.recorded {
+                records.push(self.seen_record(first.prekey, &first.ephemeral));
+            }
+            if request {
+                self.strangers.insert(peer.0);
+            }
         }
         records.push(self.session_record(peer));
         if shadow_changed && self.shadows.contains_key(&peer) {
@@ -33,40 +67,35 @@ impl Device {
         }
         let payload = Payload::decode(plaintext.as_slice())
             .map_err(|e| self.refuse("malformed", Error::Malformed(e.to_string())))?;
+        // What another device of this account accepted or blocked.
+        let accepted = if peer.0 == self.account() {
+            let (accepted, more) = self.on_own_lists(&payload);
+            records.extend(more);
+            accepted
+        } else {
+            Vec::new()
+        };
         let mut received = Received {
             sender: peer,
             app: payload.app,
             reply: Vec::new(),
             identity_changed: false,
             revoked: Vec::new(),
+            request,
+            accepted,
         };
-        if first && peer.0 != self.account() {
-            // A new session from another account: tell it about this
-            // account's other devices, so that it writes to them too.
-            let ours: Vec<Vec<u8>> = self
-                .contacts
-                .get(&self.account())
-                .map(|d| d.values().map(Bundle::to_bytes).collect())
-                .unwrap_or_default();
-            // With the revocations of this account's devices: a contact
-            // that never saw one learns it before it could learn a revoked
-            // device elsewhere.
-            let revocations = self.revocations_of(self.account());
-            if !ours.is_empty() || !revocations.is_empty() {
-                let (reply, more) = self.seal_to(
-                    vec![peer],
-                    &Payload {
-                        devices: ours,
-                        revocations,
-                        ..Payload::default()
-                    },
-                    now,
-                )?;
-                records.extend(more);
-                received.reply.extend(reply);
-            }
+        // A new session from another account: tell it about this
+        // account's other devices, so that it writes to them too; a
+        // stranger hears nothing until the user accepts it.
+        if first.is_some() && peer.0 != self.account() && !request {
+            let (reply, more) = self.introduce(vec![peer], now)?;
+            records.extend(more);
+            received.reply.extend(reply);
         }
         if let Some(request) = payload.pair_request {
+            // A new device of this account, under its throwaway identity:
+            // not a message request.
+            self.strangers.remove(&peer.0);
             let (reply, more) = self.on_pair_request(peer, &request, now)?;
             records.extend(more);
             received.reply.extend(reply);
@@ -86,17 +115,18 @@ impl Device {
         for bytes in &payload.devices {
             records.extend(self.learn_device(peer.0, bytes));
         }
+
         Ok((received, records))
     }
 
     /// Decrypts in the session with `peer`, its shadow, or a new session
-    /// from the X3DH header; answers the plaintext, whether a session was
-    /// set up, and whether the shadow changed.
+    /// from the X3DH header; answers the plaintext, the session set up (if
+    /// one was), and whether the shadow changed.
     fn decrypt(
         &mut self,
         peer: Peer,
         ciphertext: &Ciphertext,
-    ) -> Result<(zeroize::Zeroizing<Vec<u8>>, bool, bool), Error> {
+    ) -> Result<Decrypted, Error> {
         let mut shadow_changed = false;
         let mut existing = self
             .sessions
@@ -146,7 +176,15 @@ impl Device {
                 self.start_from(peer, session);
                 // Who talks to whom stays out of the INFO log.
                 tracing::debug!(account = %peer.0, device = %peer.1, "session established");
-                return Ok((zeroize::Zeroizing::new(plaintext), true, true));
+                let first = First {
+                    prekey: initiation.signed_prekey,
+                    ephemeral: initiation.ephemeral.0,
+                    one_time: initiation.one_time.is_some(),
+                    recorded: self
+                        .installation
+                        .seen(initiation.signed_prekey, &initiation.ephemeral),
+                };
+                return Ok((zeroize::Zeroizing::new(plaintext), Some(first), true));
             }
             (Some(Err(e)), Ciphertext::Message(_)) => {
                 return Err(match e {
@@ -167,7 +205,7 @@ impl Device {
                 ));
             }
         };
-        Ok((zeroize::Zeroizing::new(plaintext), false, shadow_changed))
+        Ok((zeroize::Zeroizing::new(plaintext), None, shadow_changed))
     }
 
     /// The peer writes on the session kept as a shadow: the two sides

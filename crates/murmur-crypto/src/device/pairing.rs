@@ -21,6 +21,14 @@ impl Device {
         if peer == self.me() {
             return Vec::new();
         }
+        let known = self.contacts.get(&peer.0);
+        if peer.0 != self.account()
+            && !known.is_some_and(|d| d.contains_key(&peer.1))
+            && known.map_or(0, BTreeMap::len) >= self.policy.max_devices
+        {
+            self.refuse("too_many_devices", Error::TooManyDevices(peer.0));
+            return Vec::new();
+        }
         tracing::debug!(account = %peer.0, device = %peer.1, "learned a device");
         self.keep_contact(bundle)
     }
@@ -129,6 +137,8 @@ impl Device {
                 certificate: bundle.to_bytes(),
                 bundles,
                 revocations: self.revoked.values().map(Revocation::to_bytes).collect(),
+                accepted: self.accepted.iter().map(|a| a.0.to_vec()).collect(),
+                blocked: self.blocked.iter().map(|a| a.0.to_vec()).collect(),
             }),
             ..Payload::default()
         };
@@ -191,6 +201,18 @@ impl Device {
                 }
             }
         }
+        // The account's message requests, answered as the first device
+        // answered them.
+        for bytes in &response.accepted {
+            if let Ok(a) = <[u8; 32]>::try_from(bytes.as_slice()) {
+                saves.extend(self.mark_accepted(AccountId(a)));
+            }
+        }
+        for bytes in &response.blocked {
+            if let Ok(a) = <[u8; 32]>::try_from(bytes.as_slice()) {
+                saves.extend(self.block_here(AccountId(a)).unwrap_or_default());
+            }
+        }
         tracing::info!(account = %self.account(), device = %self.device(), "paired: this device now belongs to the account");
         Ok(saves)
     }
@@ -208,12 +230,15 @@ impl Device {
                 Error::BadContact("that device was revoked by its account".to_owned()),
             ));
         }
-        Ok((account, self.keep_contact(bundle)))
+        let mut records = self.keep_contact(bundle);
+        records.extend(self.mark_accepted(account));
+        Ok((account, records))
     }
 
     /// Keeps those of `account`'s bundles (from the network, or a group's
     /// introduction) that verify and are newer than the ones known; answers
-    /// how many devices were learned.
+    /// how many devices were learned. An account introduced so (a member of
+    /// a group this account is in, one looked up to write to) is accepted.
     pub fn learn_bundles<B: AsRef<[u8]>>(
         &mut self,
         account: AccountId,
@@ -237,6 +262,9 @@ impl Device {
                 kept += usize::from(!more.is_empty());
                 saves.extend(more);
             }
+        }
+        if kept > 0 {
+            saves.extend(self.mark_accepted(account));
         }
         (kept, saves)
     }

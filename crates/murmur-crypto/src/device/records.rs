@@ -17,9 +17,42 @@ const SESSION: &str = "crypto/session/";
 const SHADOW: &str = "crypto/shadow/";
 const CONTACT: &str = "crypto/contact/";
 const REVOKED: &str = "crypto/revoked/";
+pub(super) const ACCEPTED: &str = "crypto/accepted/";
+pub(super) const BLOCKED: &str = "crypto/blocked/";
+/// An initiator's ephemeral key seen on a signed prekey: one record per
+/// session set up, so that accepting a first message writes the same few
+/// bytes however many came before it.
+const SEEN: &str = "crypto/seen/";
 
 fn name(prefix: &str, (account, device): Peer) -> String {
     format!("{prefix}{account}/{device}")
+}
+
+/// The record of an account under `prefix` (accepted, blocked).
+pub(super) fn named(prefix: &str, account: AccountId) -> String {
+    format!("{prefix}{account}")
+}
+
+/// The replay record of `ephemeral` on signed prekey `prekey`.
+pub(super) fn seen(prekey: u32, ephemeral: &[u8; 32]) -> String {
+    let mut name = format!("{SEEN}{prekey}/");
+    for b in ephemeral {
+        name.push_str(&format!("{b:02x}"));
+    }
+    name
+}
+
+/// Thirty-two bytes from 64 hex digits.
+fn hex32(s: &str) -> Result<[u8; 32], Error> {
+    let bad = || Error::State(format!("not 32 bytes of hex: {s:?}"));
+    if s.len() != 64 || !s.is_ascii() {
+        return Err(bad());
+    }
+    let mut out = [0; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(out)
 }
 
 fn state(e: impl fmt::Display) -> Error {
@@ -49,6 +82,9 @@ struct Loaded {
     shadows: HashMap<Peer, Session>,
     contacts: BTreeMap<AccountId, BTreeMap<DeviceId, Bundle>>,
     revoked: BTreeMap<Peer, Revocation>,
+    accepted: BTreeSet<AccountId>,
+    blocked: BTreeSet<AccountId>,
+    seen: Vec<(u32, [u8; 32])>,
 }
 
 impl Loaded {
@@ -75,6 +111,18 @@ impl Loaded {
             } else if key.starts_with(REVOKED) {
                 let r = Revocation::from_bytes(&bytes).map_err(state)?;
                 loaded.revoked.insert((r.account, r.device), r);
+            } else if let Some(account) = key.strip_prefix(ACCEPTED) {
+                loaded.accepted.insert(AccountId(hex32(account)?));
+            } else if let Some(account) = key.strip_prefix(BLOCKED) {
+                loaded.blocked.insert(AccountId(hex32(account)?));
+            } else if let Some(rest) = key.strip_prefix(SEEN) {
+                let (prekey, ephemeral) = rest
+                    .split_once('/')
+                    .ok_or_else(|| Error::State(format!("bad record name {key:?}")))?;
+                let prekey = prekey
+                    .parse()
+                    .map_err(|_| Error::State(format!("bad record name {key:?}")))?;
+                loaded.seen.push((prekey, hex32(ephemeral)?));
             } else if key.starts_with(CONTACT) {
                 let b = Bundle::from_bytes(&bytes).map_err(state)?;
                 loaded
@@ -117,6 +165,10 @@ impl Device {
             pairing: Vec::new(),
             pending_pair: None,
             revoked: BTreeMap::new(),
+            accepted: BTreeSet::new(),
+            strangers: BTreeSet::new(),
+            blocked: BTreeSet::new(),
+            policy: Policy::default(),
             refusals: Vec::new(),
         }
     }
@@ -149,22 +201,45 @@ impl Device {
         Ok(())
     }
 
-    /// Everything but the installation, from `loaded`.
+    /// Everything but the installation (bar the replay keys seen on its
+    /// prekeys), from `loaded`.
     fn replace(&mut self, loaded: Loaded) {
+        for (prekey, ephemeral) in &loaded.seen {
+            self.installation
+                .record(*prekey, &crate::PublicKey(*ephemeral));
+        }
         self.account = loaded.account;
         self.sessions = loaded.sessions;
         self.shadows = loaded.shadows;
         self.contacts = loaded.contacts;
         self.revoked = loaded.revoked;
+        self.accepted = loaded.accepted;
+        self.blocked = loaded.blocked;
+        let me = self.account();
+        self.strangers = self
+            .sessions
+            .keys()
+            .map(|p| p.0)
+            .filter(|a| *a != me && !self.accepted.contains(a))
+            .collect();
     }
 
-    fn seal_record(&self, key: String, bytes: &[u8]) -> (String, Option<Vec<u8>>) {
+    pub(super) fn seal_record(&self, key: String, bytes: &[u8]) -> (String, Option<Vec<u8>>) {
         let value = self.vault.seal(&key, bytes);
         (key, Some(value))
     }
 
     pub(super) fn installation_record(&self) -> (String, Option<Vec<u8>>) {
         self.seal_record(INSTALLATION.to_owned(), &self.installation.to_bytes())
+    }
+
+    /// The record that a session was set up on `prekey` from `ephemeral`.
+    pub(super) fn seen_record(
+        &self,
+        prekey: u32,
+        ephemeral: &[u8; 32],
+    ) -> (String, Option<Vec<u8>>) {
+        self.seal_record(seen(prekey, ephemeral), &[])
     }
 
     pub(super) fn session_record(&self, peer: Peer) -> (String, Option<Vec<u8>>) {

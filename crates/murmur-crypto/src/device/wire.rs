@@ -19,6 +19,13 @@ pub(super) struct Payload {
     /// Revocations of the sender's account's devices, with its device list.
     #[prost(bytes = "vec", repeated, tag = "6")]
     pub(super) revocations: Vec<Vec<u8>>,
+    /// Accounts the sending device accepted (32 bytes each): only from a
+    /// device of this account, which answers them as the sender does.
+    #[prost(bytes = "vec", repeated, tag = "7")]
+    pub(super) accepted: Vec<Vec<u8>>,
+    /// Accounts the sending device blocked; only from this account.
+    #[prost(bytes = "vec", repeated, tag = "8")]
+    pub(super) blocked: Vec<Vec<u8>>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -40,4 +47,11 @@ pub(super) struct PairResponse {
     pub(super) bundles: Vec<Vec<u8>>,
     #[prost(bytes = "vec", repeated, tag = "3")]
     pub(super) revocations: Vec<Vec<u8>>,
+    /// The accounts the first device accepted (32 bytes each): the new
+    /// device answers them as it does.
+    #[prost(bytes = "vec", repeated, tag = "4")]
+    pub(super) accepted: Vec<Vec<u8>>,
+    /// The accounts the first device blocked.
+    #[prost(bytes = "vec", repeated, tag = "5")]
+    pub(super) blocked: Vec<Vec<u8>>,
 }

@@ -54,6 +54,7 @@ impl Unpaired {
             one_time: BTreeMap::new(),
             next_id: 1,
             policy,
+            dropped: Vec::new(),
         };
         inner.rotate(now);
         inner.maintain(now);
@@ -99,7 +100,10 @@ struct Prekey {
     created_at: u64,
     /// The initiators' ephemeral keys of every session set up on this
     /// prekey: without a one-time prekey, a replayed first message would
-    /// otherwise set the same session up again.
+    /// otherwise set the same session up again. Not part of
+    /// [`Installation::to_bytes`]: each key is kept as a record of its own
+    /// (see `Device`), so that accepting a first message costs the same
+    /// however many came before it.
     seen: std::collections::BTreeSet<[u8; 32]>,
 }
 
@@ -118,6 +122,9 @@ pub struct Installation {
     /// The next prekey id, shared by signed and one-time prekeys.
     next_id: u32,
     policy: PrekeyPolicy,
+    /// Signed prekeys rotated out since the caller last asked, with the
+    /// ephemeral keys seen on them (their records can go).
+    dropped: Vec<(u32, Vec<[u8; 32]>)>,
 }
 
 impl Installation {
@@ -219,7 +226,18 @@ impl Installation {
             .prekeys
             .len()
             .saturating_sub(self.policy.keep_previous + 1);
-        self.prekeys.drain(..excess);
+        let dropped: Vec<_> = self
+            .prekeys
+            .drain(..excess)
+            .map(|p| (p.id, p.seen.into_iter().collect()))
+            .collect();
+        self.dropped.extend(dropped);
+    }
+
+    /// Signed prekeys rotated out since the last call, each with the
+    /// initiators' ephemeral keys that were seen on it.
+    pub(crate) fn take_dropped(&mut self) -> Vec<(u32, Vec<[u8; 32]>)> {
+        std::mem::take(&mut self.dropped)
     }
 
     fn take_id(&mut self) -> u32 {
@@ -240,10 +258,15 @@ impl Installation {
             .any(|p| p.id == id && p.seen.contains(&ephemeral.0))
     }
 
-    /// Remembers a session set up on signed prekey `id`.
-    pub(crate) fn record(&mut self, id: u32, ephemeral: &PublicKey) {
-        if let Some(p) = self.prekeys.iter_mut().find(|p| p.id == id) {
-            p.seen.insert(ephemeral.0);
+    /// Remembers a session set up on signed prekey `id`; false when the
+    /// prekey is no longer held (the key need not be kept).
+    pub(crate) fn record(&mut self, id: u32, ephemeral: &PublicKey) -> bool {
+        match self.prekeys.iter_mut().find(|p| p.id == id) {
+            Some(p) => {
+                p.seen.insert(ephemeral.0);
+                true
+            }
+            None => false,
         }
     }
 
@@ -273,10 +296,9 @@ impl Installation {
             w.u32(p.id)
                 .bytes(&p.pair.secret_bytes())
                 .u64(p.created_at)
-                .u32(p.seen.len() as u32);
-            for e in &p.seen {
-                w.bytes(e);
-            }
+                // The keys seen are records of their own; the count stays
+                // in the format, which older states filled.
+                .u32(0);
         }
         w.u32(self.one_time.len() as u32);
         for (id, pair) in &self.one_time {
@@ -338,6 +360,7 @@ impl Installation {
             one_time,
             next_id,
             policy,
+            dropped: Vec::new(),
         })
     }
 }

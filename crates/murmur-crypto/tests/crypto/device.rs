@@ -17,6 +17,25 @@ fn introduce(a: &mut Device, b: &Device) {
     a.add_contact(&b.contact_code(NOW)).expect("a valid code");
 }
 
+/// Records as a database keeps them: written, replaced and deleted.
+#[derive(Default)]
+struct Store(BTreeMap<String, Vec<u8>>);
+
+impl Store {
+    fn keep(&mut self, records: Records) {
+        for (name, value) in records {
+            match value {
+                Some(v) => self.0.insert(name, v),
+                None => self.0.remove(&name),
+            };
+        }
+    }
+
+    fn entries(&self) -> Vec<(String, Vec<u8>)> {
+        self.0.clone().into_iter().collect()
+    }
+}
+
 /// Opens what `to` can, and answers the application bytes it read.
 fn deliver(to: &mut Device, out: &[Outgoing]) -> Vec<Vec<u8>> {
     out.iter()
@@ -361,9 +380,11 @@ fn a_contact_who_missed_a_revocation_learns_it_with_the_device_list() {
     introduce(&mut carol, &bob);
     let hello = seal(&mut carol, &bob, "hello");
     let (received, _) = bob.open(&hello[0].envelope, NOW).unwrap();
-    // Bob's first answer to a new account: his device list, with the
+    assert!(received.request && received.reply.is_empty());
+    // Bob's answer once he accepts Carol: his device list, with the
     // revocation.
-    deliver(&mut carol, &received.reply);
+    let (answer, _) = bob.accept(carol.account(), NOW).unwrap();
+    deliver(&mut carol, &answer);
     let (kept, _) = carol.learn_bundles(bob.account(), &[phone_bundle]);
     assert_eq!(kept, 0, "the revoked phone is not learned");
     introduce(&mut phone, &carol);
@@ -377,4 +398,121 @@ fn a_contact_who_missed_a_revocation_learns_it_with_the_device_list() {
         carol.open(&to_carol[0].envelope, NOW),
         Err(Error::Revoked { .. })
     ));
+}
+
+#[test]
+fn a_stranger_is_read_but_answered_only_once_accepted() {
+    let (mut bob, _) = new_device(b"bob");
+    let mut phone = paired(&mut bob);
+    let (mut carol, _) = new_device(b"carol");
+    introduce(&mut carol, &bob);
+    let hello = seal(&mut carol, &bob, "hello");
+    let to_bob = hello.iter().find(|o| bob.open(&o.envelope, NOW).is_ok());
+    assert!(to_bob.is_some(), "Bob reads a stranger");
+    // Nothing went back: Carol does not learn Bob's phone, nor that Bob
+    // is there.
+    assert_eq!(bob.requests(), vec![carol.account()]);
+    assert!(!carol.devices_of(bob.account()).contains(&phone.device()));
+    let (answer, records) = bob.accept(carol.account(), NOW).unwrap();
+    assert!(!records.is_empty(), "the acceptance is kept");
+    deliver(&mut carol, &answer);
+    assert!(carol.devices_of(bob.account()).contains(&phone.device()));
+    assert!(bob.requests().is_empty());
+    // Bob's phone is told, and answers Carol as Bob's first device does.
+    assert!(!phone.is_accepted(carol.account()));
+    deliver(&mut phone, &answer);
+    assert!(phone.is_accepted(carol.account()));
+    // Another stranger, and one Bob writes to first: writing accepts.
+    let (mut dave, _) = new_device(b"dave");
+    introduce(&mut bob, &dave);
+    let out = seal(&mut bob, &dave, "hi Dave");
+    deliver(&mut dave, &out);
+    let back = seal(&mut dave, &bob, "hi Bob");
+    let (received, _) = bob.open(&back[0].envelope, NOW).unwrap();
+    assert!(!received.request);
+}
+
+#[test]
+fn strangers_and_devices_per_account_are_bounded() {
+    let (mut bob, _) = new_device(b"bob");
+    bob.set_policy(device::Policy::default().max_requests(2).max_devices(1));
+    for i in 0..3u8 {
+        let (mut stranger, _) = new_device(&[i; 8]);
+        introduce(&mut stranger, &bob);
+        let hello = seal(&mut stranger, &bob, "let me in");
+        let opened = bob.open(&hello[0].envelope, NOW);
+        if i < 2 {
+            assert!(opened.unwrap().0.request);
+        } else {
+            assert_eq!(opened.err(), Some(Error::TooManyRequests));
+        }
+    }
+    assert_eq!(bob.requests().len(), 2);
+    assert!(bob.take_refusals().contains(&"too_many_requests"));
+    // A contact's second device is one too many at max_devices = 1.
+    let (mut alice, _) = new_device(b"alice");
+    let second = paired(&mut alice);
+    introduce(&mut bob, &alice);
+    let (kept, _) = bob.learn_bundles(alice.account(), &[second.bundle(NOW).to_bytes()]);
+    assert_eq!(kept, 0);
+    assert!(bob.take_refusals().contains(&"too_many_devices"));
+}
+
+#[test]
+fn a_first_message_writes_the_same_few_records_however_many_came_before() {
+    let (mut bob, records) = new_device(b"bob");
+    let mut store = Store::default();
+    store.keep(records);
+    let mut first_sizes = Vec::new();
+    let mut replayable = None;
+    for i in 0..200u16 {
+        let (mut stranger, _) = new_device(&i.to_be_bytes());
+        introduce(&mut stranger, &bob);
+        let hello = seal(&mut stranger, &bob, "hi");
+        let (_, records) = bob.open(&hello[0].envelope, NOW).unwrap();
+        first_sizes.push(
+            records
+                .iter()
+                .map(|(n, v)| n.len() + v.as_ref().map_or(0, Vec::len))
+                .sum::<usize>(),
+        );
+        store.keep(records);
+        replayable = Some(hello[0].envelope.clone());
+    }
+    // Constant work: the 200th first message writes what the 1st did (the
+    // replay set is not rewritten with each one).
+    let (min, max) = (
+        *first_sizes.iter().min().unwrap(),
+        *first_sizes.iter().max().unwrap(),
+    );
+    assert!(max - min < 64, "{min}..{max} bytes per first message");
+    // The replay set survives a restart.
+    let mut bob = Device::restore(Vault::new(b"bob"), Limits::default(), store.entries())
+        .unwrap()
+        .expect("restored");
+    assert_eq!(
+        bob.open(&replayable.unwrap(), NOW).err(),
+        Some(Error::Replay)
+    );
+}
+
+#[test]
+fn a_blocked_account_is_refused_across_a_restart_until_accepted() {
+    let (mut bob, records) = new_device(b"bob");
+    let mut store = Store::default();
+    store.keep(records);
+    let (mut carol, _) = new_device(b"carol");
+    introduce(&mut carol, &bob);
+    store.keep(bob.block(carol.account(), NOW).unwrap().1);
+    assert_eq!(bob.block(bob.account(), NOW).err(), Some(Error::OwnAccount));
+    let hello = seal(&mut carol, &bob, "hello");
+    let mut bob = Device::restore(Vault::new(b"bob"), Limits::default(), store.entries())
+        .unwrap()
+        .expect("restored");
+    assert_eq!(
+        bob.open(&hello[0].envelope, NOW).err(),
+        Some(Error::Blocked(carol.account()))
+    );
+    bob.accept(carol.account(), NOW).unwrap();
+    assert!(!bob.open(&hello[0].envelope, NOW).unwrap().0.request);
 }

@@ -251,12 +251,8 @@ fn a_first_message_without_a_one_time_prekey_sets_up_one_session_only() {
         x3dh::respond(&mut bob, &init, &m, Limits::default()).err(),
         Some(X3dhError::Replay)
     );
-    // Remembered across a restart.
-    let mut bob = Installation::from_bytes(&bob.to_bytes()).expect("decodes");
-    assert_eq!(
-        x3dh::respond(&mut bob, &init, &m, Limits::default()).err(),
-        Some(X3dhError::Replay)
-    );
+    // Across a restart the device keeps the keys seen as records of their
+    // own (device.rs: a_first_message_writes_the_same_few_records...).
     // Another initiator on the same prekey is welcome.
     let (init, m) = first_message(&device(), &bob.bundle_with(NOW, 0));
     assert!(x3dh::respond(&mut bob, &init, &m, Limits::default()).is_ok());

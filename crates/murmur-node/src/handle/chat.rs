@@ -62,6 +62,56 @@ impl Node {
         }
         Ok(())
     }
+    /// Accounts that wrote to this one and wait for an answer (message
+    /// requests): their messages arrived with `ChatMessage::request` set,
+    /// and they got no receipt, no device list and no group join.
+    pub async fn requests(&self) -> Result<Vec<AccountId>, Error> {
+        Ok(self
+            .chat()?
+            .requests
+            .send(murmur_core::crypto::Requests)
+            .await??)
+    }
+    /// Accepts `account`: it gets receipts and may add this account to
+    /// groups from now on, and its devices learn this account's others
+    /// now. Writing to an account, or adding its contact code, accepts it
+    /// too; so does `chat.accept = "everyone"` (bots).
+    pub async fn accept(&self, account: AccountId) -> Result<(), Error> {
+        let sealed = self
+            .chat()?
+            .accept
+            .send(murmur_core::crypto::Accept(account))
+            .await??;
+        if !sealed.is_empty() {
+            self.inner.pipeline.send(PublishEnvelopes(sealed)).await??;
+        }
+        self.inner
+            .pipeline
+            .send(crate::pipeline::Accepted(account))
+            .await?;
+        Ok(())
+    }
+    /// Declines `account`'s message request: its sessions and devices are
+    /// forgotten; it may ask again.
+    pub async fn decline(&self, account: AccountId) -> Result<(), Error> {
+        self.decline_or_block(account, false).await
+    }
+    /// Blocks `account`: declined, and nothing it sends is opened again
+    /// until it is accepted.
+    pub async fn block(&self, account: AccountId) -> Result<(), Error> {
+        self.decline_or_block(account, true).await
+    }
+    async fn decline_or_block(&self, account: AccountId, block: bool) -> Result<(), Error> {
+        let sealed = self
+            .chat()?
+            .decline
+            .send(murmur_core::crypto::Decline { account, block })
+            .await??;
+        if !sealed.is_empty() {
+            self.inner.pipeline.send(PublishEnvelopes(sealed)).await??;
+        }
+        Ok(())
+    }
     /// The devices of `account` this node knows (for its own account: the
     /// other devices).
     pub async fn devices(&self, account: AccountId) -> Result<Vec<DeviceId>, Error> {

@@ -376,6 +376,7 @@ impl Handler<AttachChat> for Pipeline {
                 parked: VecDeque::new(),
                 deferred: HashMap::new(),
                 notices: Vec::new(),
+                held: Default::default(),
             });
         });
     }

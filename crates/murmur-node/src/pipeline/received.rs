@@ -205,10 +205,17 @@ impl Pipeline {
         let Some(groups) = self.chat.as_ref().and_then(|c| c.groups.clone()) else {
             return done();
         };
+        let (from, device) = (opened.sender, opened.device);
+        let request = opened.request
+            && !self
+                .chat
+                .as_ref()
+                .is_some_and(|c| c.held.accepted_since(from));
         let control = groups::Control {
-            from: opened.sender,
-            device: opened.device,
-            message: plaintext,
+            from,
+            device,
+            message: plaintext.clone(),
+            request,
         };
         let control = ask_again_after_restart(groups.control, control, |r| {
             matches!(r, Err(groups::Error::Restarted(_)))
@@ -216,7 +223,7 @@ impl Pipeline {
         Box::pin(
             control
                 .into_actor(self)
-                .then(|applied, act, ctx| match applied {
+                .then(move |applied, act, ctx| match applied {
                     Ok(Ok(effects)) => {
                         let apply = act.apply_effects(effects, act.mailbox(ctx));
                         act.background(ctx, "group keys or events", apply);
@@ -227,6 +234,15 @@ impl Pipeline {
                             step = Box::pin(step.then(move |(), act, _| act.open_group(delivery)));
                         }
                         step
+                    }
+                    Ok(Err(groups::Error::NotAccepted(_))) => {
+                        // An invite from a stranger: joined if the user
+                        // accepts it.
+                        act.stats.requests += 1;
+                        if let Some(chat) = act.chat.as_mut() {
+                            chat.held.control(from, device, plaintext);
+                        }
+                        done()
                     }
                     Ok(Err(e)) => {
                         act.stats.chat_refused += 1;
@@ -384,6 +400,9 @@ impl Pipeline {
     }
 
     fn opened(&mut self, opened: &crypto::Opened, ctx: &mut Context<Self>) -> Step {
+        for account in &opened.accepted {
+            self.release(*account, ctx);
+        }
         if let Some(waiting) = self
             .chat
             .as_mut()
@@ -433,10 +452,15 @@ impl Pipeline {
                 let control = self.on_group_control(opened, plaintext);
                 return Box::pin(first.then(move |(), _, _| control));
             }
-            Ok(Decoded::Message(message)) => {
+            Ok(Decoded::Message(mut message)) => {
+                message.request = opened.request && !chat.held.accepted_since(message.sender);
                 // Our own other devices get copies; only the other side
-                // acknowledges.
-                if message.sender != chat.me {
+                // acknowledges, and a stranger learns nothing (not even
+                // that this device is online) until the user accepts it.
+                if message.request {
+                    self.stats.requests += 1;
+                    chat.held.receipt(message.sender, message.id);
+                } else if message.sender != chat.me {
                     let receipt = chat::encode_receipt(&[message.id]);
                     let publish = publish_sealed(
                         chat.crypto.seal.clone(),

@@ -1,0 +1,148 @@
+//! Message requests over real nodes: a stranger's messages arrive flagged,
+//! and it learns nothing back (no receipt, no device list, no group join)
+//! until the user accepts it; a blocked account is refused unopened.
+
+use murmur::node::{chat::DeliveryState, Builder, Node};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::{
+    account, addr, befriend, eventually, loopback_config, members, meshed_for, WAIT,
+};
+
+/// A chat node serving `/metrics` on a loopback port of its own.
+async fn node(dir: &std::path::Path, peer: Option<&Node>) -> Node {
+    let mut config = loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
+    if let Some(peer) = peer {
+        config.network.peers = vec![addr(peer, false).parse().unwrap()];
+    }
+    config.metrics.enabled = true;
+    config.metrics.address = "127.0.0.1:0".parse().unwrap();
+    Builder::new(config)
+        .with_keypair(libp2p::identity::Keypair::generate_secp256k1())
+        .start()
+        .await
+        .expect("node starts")
+}
+
+/// The value of the sample `name` (with its labels) that `node` serves
+/// on `/metrics`, 0 if absent.
+async fn metric(node: &Node, name: &str) -> u64 {
+    let mut stream = tokio::net::TcpStream::connect(node.metrics_addr().expect("metrics on"))
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[actix_rt::test]
+async fn a_stranger_joins_this_account_to_no_group_until_accepted() {
+    let dirs = [(); 2].map(|_| tempfile::tempdir().unwrap());
+    let alice = node(dirs[0].path(), None).await;
+    let bob = node(dirs[1].path(), Some(&alice)).await;
+    let a = account(&alice).await;
+    // Alice has Bob's code; Bob never heard of Alice.
+    let b = alice
+        .add_contact(&bob.contact_code().await.unwrap())
+        .await
+        .unwrap();
+    let group = alice.create_group("party").await.unwrap();
+    group.add(b).await.unwrap();
+    eventually("Alice's invite is held as a request", || async {
+        bob.stats().await.unwrap().requests >= 1
+    })
+    .await;
+    assert!(
+        bob.groups().await.unwrap().is_empty(),
+        "a stranger added Bob to a group"
+    );
+    assert_eq!(
+        metric(&bob, "murmur_groups_refused_total{reason=\"not_accepted\"}").await,
+        1
+    );
+    assert_eq!(bob.requests().await.unwrap(), vec![a]);
+
+    // Bob accepts Alice: the invite held is carried out.
+    bob.accept(a).await.unwrap();
+    members(&bob, &group, 2).await;
+}
+
+#[actix_rt::test]
+async fn a_declined_account_is_forgotten_and_a_blocked_one_refused_unopened() {
+    let dirs = [(); 3].map(|_| tempfile::tempdir().unwrap());
+    let bob = node(dirs[0].path(), None).await;
+    let carol = node(dirs[1].path(), Some(&bob)).await;
+    let alice = node(dirs[2].path(), Some(&bob)).await;
+    let b = befriend(&alice, &bob).await;
+    let c = account(&carol).await;
+    carol
+        .add_contact(&bob.contact_code().await.unwrap())
+        .await
+        .unwrap();
+    let mut inbox = bob.inbox().await.unwrap();
+    meshed_for(&carol, b).await;
+    meshed_for(&alice, b).await;
+
+    carol
+        .conversation(b)
+        .send_text("hi, it's Carol")
+        .await
+        .unwrap();
+    let got = inbox.recv_timeout(WAIT).await.expect("the request arrives");
+    assert!(got.request && got.sender == c);
+
+    // Declined: forgotten. Carol's session was never answered, so what she
+    // writes on it still starts it, with the header Bob saw once: refused
+    // as a replay, not taken as a new request.
+    bob.decline(c).await.unwrap();
+    assert!(bob.requests().await.unwrap().is_empty());
+    assert!(bob.devices(c).await.unwrap().is_empty());
+    let replay = "murmur_crypto_refused_total{reason=\"replay\"}";
+    carol
+        .conversation(b)
+        .send_text("still there?")
+        .await
+        .unwrap();
+    eventually("the message on a declined session is refused", || async {
+        metric(&bob, replay).await >= 1
+    })
+    .await;
+    assert!(bob.requests().await.unwrap().is_empty());
+
+    // Blocked: nothing Carol sends is opened, a new session included.
+    bob.block(c).await.unwrap();
+    let blocked = "murmur_crypto_refused_total{reason=\"blocked\"}";
+    let mut sent = alice
+        .conversation(b)
+        .send_text("from a friend")
+        .await
+        .unwrap();
+    let got = inbox.recv_timeout(WAIT).await.expect("a friend's message");
+    assert_eq!(got.text(), Some("from a friend"));
+    assert!(!got.request);
+    assert_eq!(
+        sent.acknowledged(WAIT).await,
+        DeliveryState::Acknowledged { devices: 1 }
+    );
+    assert_eq!(metric(&bob, blocked).await, 0);
+    carol.conversation(b).send_text("let me in").await.unwrap();
+    eventually("Carol's envelopes are refused as blocked", || async {
+        metric(&bob, blocked).await >= 1
+    })
+    .await;
+    // Refused by the crypto stage: nothing of it can reach the inbox.
+    assert!(
+        inbox
+            .recv_timeout(std::time::Duration::ZERO)
+            .await
+            .is_none(),
+        "a blocked account's message arrived"
+    );
+    assert!(bob.requests().await.unwrap().is_empty());
+}
