@@ -38,6 +38,8 @@ pub(crate) enum Command {
     Store(crate::bench_store::Args),
     /// A service node under many store and lightpush clients at once.
     Serve(crate::bench_serve::Args),
+    /// A contact's latency while unknown accounts flood first messages.
+    Strangers(crate::bench_strangers::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -178,6 +180,7 @@ pub(crate) async fn run(command: Command) -> Result<(), CliError> {
         Command::Relay(args) => args,
         Command::Store(args) => return crate::bench_store::run(args).await,
         Command::Serve(args) => return crate::bench_serve::run(args).await,
+        Command::Strangers(args) => return crate::bench_strangers::run(args).await,
     };
     if args.messages == 0 || args.window == 0 || args.rounds == 0 {
         return Err(CliError::Usage(

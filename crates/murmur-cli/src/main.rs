@@ -9,6 +9,7 @@ use tracing_subscriber::{filter::LevelFilter, EnvFilter};
 mod bench;
 mod bench_serve;
 mod bench_store;
+mod bench_strangers;
 mod demo;
 mod error;
 mod keys;

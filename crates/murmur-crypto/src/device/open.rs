@@ -122,11 +122,7 @@ impl Device {
     /// Decrypts in the session with `peer`, its shadow, or a new session
     /// from the X3DH header; answers the plaintext, the session set up (if
     /// one was), and whether the shadow changed.
-    fn decrypt(
-        &mut self,
-        peer: Peer,
-        ciphertext: &Ciphertext,
-    ) -> Result<Decrypted, Error> {
+    fn decrypt(&mut self, peer: Peer, ciphertext: &Ciphertext) -> Result<Decrypted, Error> {
         let mut shadow_changed = false;
         let mut existing = self
             .sessions
