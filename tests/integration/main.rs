@@ -23,3 +23,4 @@ mod store;
 mod supervisor;
 mod support;
 mod threads;
+mod vault;

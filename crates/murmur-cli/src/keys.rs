@@ -44,7 +44,10 @@ pub(crate) enum Command {
 /// network.
 pub(crate) async fn contact(data_dir: PathBuf, store_url: Option<String>) -> Result<(), CliError> {
     let keypair = keys::load_or_create(&data_dir)?;
-    let mut config = murmur_node::Config::new(&data_dir);
+    // The environment's settings (MURMUR_CHAT__VAULT__SOURCE, ...), so that
+    // the state opens with the vault key the node uses.
+    let mut config = murmur_node::Config::load(None)?;
+    config.data_dir = data_dir;
     if let Some(url) = store_url {
         config.store.url = url;
     }
@@ -52,7 +55,7 @@ pub(crate) async fn contact(data_dir: PathBuf, store_url: Option<String>) -> Res
         .await
         .map_err(murmur_node::Error::from)?;
     let storage = murmur_core::storage::Handle::from(murmur_storage::Storage::start(db));
-    let secret = murmur_node::crypto::vault_secret(&keypair)?;
+    let secret = murmur_node::crypto::vault_secret(&keypair, &config)?;
     let crypto = murmur_node::crypto::Crypto::start(
         storage,
         &secret,

@@ -323,9 +323,10 @@ impl Builder {
         let group_metrics = crate::groups::Metrics::default();
         group_metrics.register(registry.sub_registry_with_prefix("groups"));
         let chat = if self.config.chat.enabled {
+            let vault_secret = crate::crypto::vault_secret(&keypair, &self.config)?;
             let crypto = (self.crypto)(CryptoContext {
                 storage: storage.clone(),
-                node_secret: crate::crypto::vault_secret(&keypair)?,
+                node_secret: vault_secret.clone(),
                 settings: self.config.chat.clone(),
                 metrics: crypto_metrics.clone(),
             })
@@ -347,7 +348,7 @@ impl Builder {
             let groups = (self.groups)(GroupsContext {
                 storage: storage.clone(),
                 crypto: crypto.clone(),
-                node_secret: crate::crypto::vault_secret(&keypair)?,
+                node_secret: vault_secret.clone(),
                 settings: self.config.chat.clone(),
                 metrics: group_metrics.clone(),
             })

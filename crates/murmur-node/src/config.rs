@@ -157,6 +157,51 @@ pub struct Chat {
     pub max_requests: usize,
     /// The most devices kept of one other account.
     pub max_devices: usize,
+    /// Where the key that seals the chat state in the database comes from.
+    pub vault: Vault,
+}
+
+/// Where the key that seals chat state at rest comes from (`[chat.vault]`).
+/// The node key always goes into it; `passphrase` and `command` add a
+/// secret that is not in the data folder, so that the folder alone opens
+/// nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Vault {
+    /// `"node-key"` (the node key alone, beside the database: whoever
+    /// copies the data folder reads the chat state), `"passphrase"` (with
+    /// a passphrase read from the environment variable `passphrase_env`,
+    /// stretched with Argon2id) or `"command"` (with what `command`
+    /// prints: a system keyring, a password manager).
+    pub source: VaultSource,
+    /// The environment variable holding the passphrase.
+    pub passphrase_env: String,
+    /// The program and its arguments that print the secret (say
+    /// `["secret-tool", "lookup", "service", "murmur"]`).
+    pub command: Vec<String>,
+}
+
+impl Default for Vault {
+    fn default() -> Self {
+        Self {
+            source: VaultSource::NodeKey,
+            passphrase_env: "MURMUR_VAULT_PASSPHRASE".to_owned(),
+            command: Vec::new(),
+        }
+    }
+}
+
+/// `chat.vault.source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VaultSource {
+    /// The node key alone.
+    #[default]
+    NodeKey,
+    /// The node key and a passphrase.
+    Passphrase,
+    /// The node key and what a command prints.
+    Command,
 }
 
 /// Who a node answers without being asked: `chat.accept`.
@@ -198,6 +243,7 @@ impl Default for Chat {
             accept: Accept::Contacts,
             max_requests: 1024,
             max_devices: 16,
+            vault: Vault::default(),
         }
     }
 }

@@ -13,6 +13,9 @@ use crate::Database;
 
 const MAILBOX: usize = 4096;
 
+/// How often what superseded state left in the WAL is erased.
+const ERASE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Saves written in one transaction at most.
 const MAX_GROUP: usize = 1000;
 /// Saves waiting for the writer: past this, an asker's future waits for
@@ -99,6 +102,17 @@ impl Actor for Storage {
         self.saves = tx;
         let writer = Box::pin(write(self.db.clone(), rx)).into_actor(self);
         ctx.spawn(supervise::Guarded::new(writer).map(|_, _, _| ()));
+        ctx.run_interval(ERASE_EVERY, |act, ctx| {
+            let db = act.db.clone();
+            ctx.spawn(
+                async move {
+                    if let Err(e) = db.erase_superseded().await {
+                        tracing::warn!(error = %e, "superseded state not erased");
+                    }
+                }
+                .into_actor(act),
+            );
+        });
     }
 }
 

@@ -199,6 +199,13 @@ impl Database {
             .await
     }
 
+    /// Erases what superseded state left behind, where the backend can
+    /// (SQLite: a truncating checkpoint of the WAL); true if it ran.
+    pub async fn erase_superseded(&self) -> Result<bool, Error> {
+        self.run(|sql| async move { sql.erase_superseded().await })
+            .await
+    }
+
     /// Loads one stage state entry.
     pub async fn load_state(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
         let name = name.to_owned();

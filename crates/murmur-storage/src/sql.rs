@@ -54,6 +54,8 @@ enum Kind {
 pub(crate) struct Sql {
     pool: AnyPool,
     kind: Kind,
+    /// State was overwritten or deleted since the last [`Sql::erase_superseded`].
+    superseded: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 // Used as `map_err(backend)`, which hands over the error by value.
@@ -116,6 +118,11 @@ impl Sql {
                         conn.execute("PRAGMA journal_mode = WAL").await?;
                         conn.execute("PRAGMA synchronous = NORMAL").await?;
                         conn.execute("PRAGMA busy_timeout = 5000").await?;
+                        // A superseded sealed state (an old ratchet step)
+                        // is overwritten with zeros, not left in a free
+                        // page; the WAL's copies go at the next truncating
+                        // checkpoint (`erase_superseded`).
+                        conn.execute("PRAGMA secure_delete = ON").await?;
                     }
                     Ok(())
                 })
@@ -135,7 +142,11 @@ impl Sql {
             url: masked,
             reason: e.to_string(),
         })?;
-        Ok(Self { pool, kind })
+        Ok(Self {
+            pool,
+            kind,
+            superseded: Default::default(),
+        })
     }
 
     /// Creates a new, uniquely named database on the PostgreSQL server at
@@ -456,7 +467,30 @@ impl Sql {
             .await
             .map_err(backend)?;
         }
-        tx.commit().await.map_err(backend)
+        tx.commit().await.map_err(backend)?;
+        self.superseded
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// On SQLite, when state changed since the last call: a truncating
+    /// checkpoint, so that the WAL's copies of superseded state are gone
+    /// (the database file's were zeroed by `secure_delete`). PostgreSQL
+    /// keeps old row versions until VACUUM, and in its own WAL and any
+    /// archive of it: nothing murmur can erase (docs/security.md).
+    pub(crate) async fn erase_superseded(&self) -> Result<bool, Error> {
+        if self.kind != Kind::Sqlite
+            || !self
+                .superseded
+                .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            return Ok(false);
+        }
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(true)
     }
 
     /// Reads one entry of stage state.

@@ -1,0 +1,49 @@
+//! Superseded state does not linger on disk: an overwritten or deleted
+//! state entry's bytes are gone from the SQLite file and its WAL once
+//! `erase_superseded` ran (the storage stage runs it every 30 seconds).
+
+use murmur_storage::Database;
+
+const OLD: &[u8] = b"an old ratchet state, never to be read again";
+
+/// Whether `needle` occurs in any file of `dir`.
+fn on_disk(dir: &std::path::Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).unwrap().any(|entry| {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap_or_default();
+        bytes.windows(needle.len()).any(|w| w == needle)
+    })
+}
+
+#[tokio::test]
+async fn an_overwritten_and_a_deleted_state_are_erased_from_the_file_and_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(&format!(
+        "sqlite://{}",
+        dir.path().join("murmur.db").display()
+    ))
+    .await
+    .unwrap();
+    let entry = |value: &[u8]| vec![("crypto/session/x".to_owned(), Some(value.to_vec()))];
+    db.save_state(&entry(OLD)).await.unwrap();
+    db.save_state(&[(
+        "crypto/gone".to_owned(),
+        Some(OLD.iter().rev().copied().collect()),
+    )])
+    .await
+    .unwrap();
+    assert!(on_disk(dir.path(), OLD), "the state was written");
+    db.save_state(&entry(b"the next state")).await.unwrap();
+    db.save_state(&[("crypto/gone".to_owned(), None)])
+        .await
+        .unwrap();
+    assert!(db.erase_superseded().await.unwrap());
+    let reversed: Vec<u8> = OLD.iter().rev().copied().collect();
+    assert!(!on_disk(dir.path(), OLD), "an overwritten state lingers");
+    assert!(!on_disk(dir.path(), &reversed), "a deleted state lingers");
+    assert_eq!(
+        db.load_state("crypto/session/x").await.unwrap().as_deref(),
+        Some(&b"the next state"[..])
+    );
+    // Nothing changed since: nothing to do.
+    assert!(!db.erase_superseded().await.unwrap());
+}
