@@ -83,3 +83,50 @@ async fn a_command_vault_opens_with_what_the_command_prints() {
     let node = start(with("from the keyring")).await.unwrap();
     assert_eq!(node.chat_identity().await.unwrap(), account);
 }
+
+#[actix_rt::test]
+async fn a_session_state_put_back_in_the_database_is_refused_at_start() {
+    let dirs = [(); 2].map(|_| tempfile::tempdir().unwrap());
+    let bob = crate::support::chat_node(dirs[1].path(), None).await;
+    let alice_config = || {
+        let mut c = config(dirs[0].path(), VaultSource::NodeKey, "UNUSED");
+        c.network.peers = vec![crate::support::addr(&bob, false).parse().unwrap()];
+        c
+    };
+    let alice = start(alice_config()).await.unwrap();
+    let b = crate::support::befriend(&alice, &bob).await;
+    crate::support::meshed_for(&alice, b).await;
+    let mut inbox = bob.inbox().await.unwrap();
+    let db_url = format!("sqlite://{}", dirs[0].path().join("murmur.db").display());
+    let session_of = |entries: Vec<(String, Vec<u8>)>| {
+        entries
+            .into_iter()
+            .find(|(n, _)| n.starts_with("crypto/session/"))
+            .expect("a session with Bob")
+    };
+    alice.conversation(b).send_text("one").await.unwrap();
+    inbox.recv_timeout(crate::support::WAIT).await.expect("one");
+    let db = murmur_storage::Database::open(&db_url).await.unwrap();
+    let before = session_of(db.list_state("crypto/").await.unwrap());
+    let mut two = alice.conversation(b).send_text("two").await.unwrap();
+    inbox.recv_timeout(crate::support::WAIT).await.expect("two");
+    // Bob's receipt opened (and its session step saved): Alice writes no
+    // more state.
+    assert!(matches!(
+        two.acknowledged(crate::support::WAIT).await,
+        murmur::node::chat::DeliveryState::Acknowledged { .. }
+    ));
+    alice.go_offline().await.unwrap();
+    drop(alice);
+
+    // Someone who can write the database puts the session back to its
+    // state before "two": Alice would seal her next message with the key
+    // and nonce "two" used. She refuses to start on it instead.
+    db.save_state(&[(before.0.clone(), Some(before.1.clone()))])
+        .await
+        .unwrap();
+    match start(alice_config()).await {
+        Err(e) => assert!(e.to_string().contains("rolled back"), "{e}"),
+        Ok(_) => panic!("started on a rolled-back session"),
+    }
+}

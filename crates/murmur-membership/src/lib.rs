@@ -39,6 +39,11 @@ const MAILBOX: usize = 1024;
 /// the invite); more are refused.
 const MAX_SHELLS: usize = 32;
 const STATE: &str = "groups/";
+
+/// The vault's tip record over the groups' entries (rollback detection).
+fn tip() -> String {
+    format!("{STATE}ledger")
+}
 /// Bytes a group message adds to its plaintext (version, chain id,
 /// iteration, signature, tag), so that what is on the wire fills a bucket.
 const OVERHEAD: usize = 1 + 16 + 4 + 64 + 16;
@@ -257,7 +262,11 @@ impl Membership {
         // groups/<id>/log and groups/<id>/keys, side by side.
         type Part = Option<zeroize::Zeroizing<Vec<u8>>>;
         let mut parts: BTreeMap<String, (Part, Part)> = BTreeMap::new();
+        self.vault.verify(&tip(), &entries).map_err(state_error)?;
         for (name, value) in entries {
+            if name == tip() {
+                continue;
+            }
             let bytes = self.vault.open(&name, &value).map_err(state_error)?;
             let slot = parts
                 .entry(
@@ -360,7 +369,8 @@ impl Membership {
         result: T,
     ) -> impl ActorFuture<Self, Output = Result<T, Error>> + use<T> {
         let save = self.storage.save_state.clone();
-        let entries: Vec<_> = groups.iter().flat_map(|g| self.save(*g, log)).collect();
+        let mut entries: Vec<_> = groups.iter().flat_map(|g| self.save(*g, log)).collect();
+        self.vault.commit(&tip(), &mut entries);
         async move {
             match save.send(storage::SaveState(entries)).await {
                 Ok(Ok(())) => Ok(result),
@@ -371,6 +381,14 @@ impl Membership {
             }
         }
         .into_actor(self)
+        .map(|saved, act, ctx| {
+            if saved.is_err() {
+                // Memory (and the vault's ledger) went past what storage
+                // holds: back to what it holds.
+                act.reload(ctx);
+            }
+            saved
+        })
     }
 
     fn summary(&self, id: GroupId, group: &Group, me: AccountId) -> Summary {

@@ -13,16 +13,14 @@ impl Actor for Crypto {
         // Rotate the signed prekey and top one-time prekeys up, hourly.
         ctx.run_interval(std::time::Duration::from_secs(3600), |act, ctx| {
             let saves = act.device.maintain(now());
-            if !saves.is_empty() {
-                let save = act.storage.save_state.clone();
-                ctx.spawn(
-                    async move {
-                        if let Ok(Err(e)) = save.send(storage::SaveState(saves)).await {
-                            tracing::warn!(error = %e, "prekeys not saved");
-                        }
+            // Through the mailbox's own order, as every save: each batch's
+            // tip record must land after the batch before it.
+            if let supervise::Reply::Wait(save) = act.persist(saves, ()) {
+                ctx.wait(save.map(|saved, _, _| {
+                    if let Err(e) = saved {
+                        tracing::warn!(error = %e, "prekeys not saved");
                     }
-                    .into_actor(act),
-                );
+                }));
             }
         });
     }

@@ -28,8 +28,9 @@ impl Crypto {
         let mut device = match restored {
             Some(device) => device,
             None => {
-                let (device, records) =
+                let (device, mut records) =
                     Device::create(Vault::new(node_secret), settings.limits(), now());
+                device.commit(&mut records);
                 storage
                     .save_state
                     .send(storage::SaveState(records))
@@ -54,12 +55,13 @@ impl Crypto {
     /// and the mailbox waits, so saves land in order.
     pub(crate) fn persist<T: 'static>(
         &self,
-        saves: Records,
+        mut saves: Records,
         result: T,
     ) -> supervise::Reply<Self, Result<T, Error>> {
         if saves.is_empty() {
             return supervise::Reply::Now(Ok(result));
         }
+        self.device.commit(&mut saves);
         let save = self.storage.save_state.clone();
         let saved = async move {
             match save.send(storage::SaveState(saves)).await {
@@ -71,8 +73,15 @@ impl Crypto {
             }
         };
         supervise::Reply::Wait(Box::pin(
-            supervise::Guarded::new(Box::pin(saved.into_actor(self)))
-                .map(|outcome, _, _| outcome.unwrap_or_else(|p| Err(p.into()))),
+            supervise::Guarded::new(Box::pin(saved.into_actor(self))).map(|outcome, act, ctx| {
+                let outcome = outcome.unwrap_or_else(|p| Err(p.into()));
+                if outcome.is_err() {
+                    // Not saved: the state in memory (and the vault's
+                    // ledger) went past what storage holds; back to that.
+                    act.reload(ctx);
+                }
+                outcome
+            }),
         ))
     }
     /// Answers a guarded change: persisted first, or its error.

@@ -23,6 +23,8 @@ pub(super) const BLOCKED: &str = "crypto/blocked/";
 /// session set up, so that accepting a first message writes the same few
 /// bytes however many came before it.
 const SEEN: &str = "crypto/seen/";
+/// The vault's tip record over all the others (rollback detection).
+const TIP: &str = "crypto/ledger";
 
 fn name(prefix: &str, (account, device): Peer) -> String {
     format!("{prefix}{account}/{device}")
@@ -89,6 +91,7 @@ struct Loaded {
 
 impl Loaded {
     fn parse(records: Vec<(String, Vec<u8>)>, vault: &Vault) -> Result<Self, Error> {
+        vault.verify(TIP, &records).map_err(state)?;
         let mut loaded = Self::default();
         for (key, value) in records {
             let bytes = vault.open(&key, &value).map_err(state)?;
@@ -222,6 +225,14 @@ impl Device {
             .map(|p| p.0)
             .filter(|a| *a != me && !self.accepted.contains(a))
             .collect();
+    }
+
+    /// Takes `records`, about to be written in one transaction, into the
+    /// vault's ledger and appends its tip record: call it once on every
+    /// batch a method of this device answers, just before writing it, so
+    /// that a rolled-back entry is refused when the state is read back.
+    pub fn commit(&self, records: &mut Records) {
+        self.vault.commit(TIP, records);
     }
 
     pub(super) fn seal_record(&self, key: String, bytes: &[u8]) -> (String, Option<Vec<u8>>) {

@@ -22,7 +22,9 @@ fn introduce(a: &mut Device, b: &Device) {
 struct Store(BTreeMap<String, Vec<u8>>);
 
 impl Store {
-    fn keep(&mut self, records: Records) {
+    /// Writes what `device` answered, as its stage does: committed first.
+    fn keep(&mut self, device: &Device, mut records: Records) {
+        device.commit(&mut records);
         for (name, value) in records {
             match value {
                 Some(v) => self.0.insert(name, v),
@@ -288,27 +290,35 @@ fn a_revoked_device_is_refused_by_everyone_told() {
 #[test]
 fn a_restored_device_goes_on_where_it_was() {
     let (mut alice, records) = new_device(b"alice");
-    let mut store: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let mut keep = |records: Records| {
-        for (name, value) in records {
-            match value {
-                Some(v) => store.insert(name, v),
-                None => store.remove(&name),
-            };
-        }
-    };
-    keep(records);
+    let mut store = Store::default();
+    store.keep(&alice, records);
     let (mut bob, _) = new_device(b"bob");
     introduce(&mut bob, &alice);
     let (id, records) = alice.add_contact(&bob.contact_code(NOW)).unwrap();
-    keep(records);
+    store.keep(&alice, records);
     assert_eq!(id, bob.account());
     let out = seal(&mut bob, &alice, "one");
     let (_, records) = alice.open(&out[0].envelope, NOW).unwrap();
-    keep(records);
+    store.keep(&alice, records);
+    let session = store
+        .0
+        .iter()
+        .find(|(n, _)| n.starts_with("crypto/session/"))
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .expect("a session record");
     let (out, records) = alice.seal(bob.account(), b"two", NOW).unwrap();
-    keep(records);
+    store.keep(&alice, records);
     assert_eq!(deliver(&mut bob, &out), vec![b"two".to_vec()]);
+    // The session put back to its state before "two": refused, or Alice
+    // would seal the next message with the key and nonce "two" used.
+    let mut rolled = store.entries();
+    rolled.retain(|(n, _)| *n != session.0);
+    rolled.push(session);
+    match Device::restore(Vault::new(b"alice"), Limits::default(), rolled) {
+        Err(Error::State(why)) => assert!(why.contains("rolled back"), "{why}"),
+        other => panic!("a rolled-back session: {:?}", other.map(|d| d.is_some())),
+    }
+    let store = store.0;
     let account = alice.account();
     drop(alice);
     let entries: Vec<_> = store.into_iter().collect();
@@ -462,7 +472,7 @@ fn strangers_and_devices_per_account_are_bounded() {
 fn a_first_message_writes_the_same_few_records_however_many_came_before() {
     let (mut bob, records) = new_device(b"bob");
     let mut store = Store::default();
-    store.keep(records);
+    store.keep(&bob, records);
     let mut first_sizes = Vec::new();
     let mut replayable = None;
     for i in 0..200u16 {
@@ -476,7 +486,7 @@ fn a_first_message_writes_the_same_few_records_however_many_came_before() {
                 .map(|(n, v)| n.len() + v.as_ref().map_or(0, Vec::len))
                 .sum::<usize>(),
         );
-        store.keep(records);
+        store.keep(&bob, records);
         replayable = Some(hello[0].envelope.clone());
     }
     // Constant work: the 200th first message writes what the 1st did (the
@@ -500,10 +510,11 @@ fn a_first_message_writes_the_same_few_records_however_many_came_before() {
 fn a_blocked_account_is_refused_across_a_restart_until_accepted() {
     let (mut bob, records) = new_device(b"bob");
     let mut store = Store::default();
-    store.keep(records);
+    store.keep(&bob, records);
     let (mut carol, _) = new_device(b"carol");
     introduce(&mut carol, &bob);
-    store.keep(bob.block(carol.account(), NOW).unwrap().1);
+    let (_, records) = bob.block(carol.account(), NOW).unwrap();
+    store.keep(&bob, records);
     assert_eq!(bob.block(bob.account(), NOW).err(), Some(Error::OwnAccount));
     let hello = seal(&mut carol, &bob, "hello");
     let mut bob = Device::restore(Vault::new(b"bob"), Limits::default(), store.entries())
