@@ -12,7 +12,9 @@ use murmur::node::{
 };
 use murmur_core::{groups, WakuMessage};
 
-use crate::support::{account, befriend, chat_node, eventually, members, next_in_group, WAIT};
+use crate::support::{
+    account, befriend, chat_node, eventually, members, metered_node, metric, next_in_group, WAIT,
+};
 
 async fn node(dir: &std::path::Path, peer: Option<&Node>) -> Node {
     chat_node(dir, peer).await
@@ -307,4 +309,48 @@ async fn a_member_who_joins_reads_nothing_sent_before_it_joined() {
         .await
         .is_none());
     assert!(carol.stats().await.unwrap().group_refused > refused);
+}
+
+#[actix_rt::test]
+async fn a_member_that_missed_a_change_while_offline_pulls_it_from_the_next_message() {
+    let dirs = [(); 3].map(|_| tempfile::tempdir().unwrap());
+    // A relay that stays up: what Alice publishes while Bob is away goes
+    // out, and Bob never sees it.
+    let relay = node(dirs[2].path(), None).await;
+    let alice = metered_node(dirs[0].path(), Some(&relay)).await;
+    let bob_key = libp2p::identity::Keypair::generate_secp256k1();
+    let start_bob = || {
+        let mut c = crate::support::loopback_config(dirs[1].path(), &["/ip4/127.0.0.1/tcp/0"]);
+        c.network.peers = vec![crate::support::addr(&relay, false).parse().unwrap()];
+        c.metrics.enabled = true;
+        c.metrics.address = "127.0.0.1:0".parse().unwrap();
+        murmur::node::Builder::new(c)
+            .with_keypair(bob_key.clone())
+            .start()
+    };
+    let bob = start_bob().await.unwrap();
+    let b = befriend(&alice, &bob).await;
+    let group = alice.create_group("before").await.unwrap();
+    group.add(b).await.unwrap();
+    members(&bob, &group, 2).await;
+
+    // Bob is away while Alice renames the group: the event goes out to the
+    // relay and Bob never gets it (nor asks a store node for it).
+    bob.go_offline().await.unwrap();
+    drop(bob);
+    group.rename("after").await.unwrap();
+    let bob = start_bob().await.unwrap();
+    assert_eq!(bob.group(group.id()).info().await.unwrap().name, "before");
+    meshed(&[&alice, &bob], &group).await;
+    crate::support::meshed_for(&alice, b).await;
+    let mut bob_inbox = bob.inbox().await.unwrap();
+    group.send_text("did you see the new name?").await.unwrap();
+    next(&mut bob_inbox, "Alice's message").await;
+    // Her message named her log's heads; Bob lacked one and asked her.
+    eventually("Bob learns the rename from Alice's log", || async {
+        bob.group(group.id()).info().await.unwrap().name == "after"
+    })
+    .await;
+    assert_eq!(metric(&bob, "murmur_groups_pulled_total").await, 1);
+    assert_eq!(metric(&alice, "murmur_groups_served_total").await, 1);
 }

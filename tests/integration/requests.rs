@@ -2,44 +2,11 @@
 //! and it learns nothing back (no receipt, no device list, no group join)
 //! until the user accepts it; a blocked account is refused unopened.
 
-use murmur::node::{chat::DeliveryState, Builder, Node};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use murmur::node::chat::DeliveryState;
 
 use crate::support::{
-    account, addr, befriend, eventually, loopback_config, members, meshed_for, WAIT,
+    account, befriend, eventually, members, meshed_for, metered_node as node, metric, WAIT,
 };
-
-/// A chat node serving `/metrics` on a loopback port of its own.
-async fn node(dir: &std::path::Path, peer: Option<&Node>) -> Node {
-    let mut config = loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
-    if let Some(peer) = peer {
-        config.network.peers = vec![addr(peer, false).parse().unwrap()];
-    }
-    config.metrics.enabled = true;
-    config.metrics.address = "127.0.0.1:0".parse().unwrap();
-    Builder::new(config)
-        .with_keypair(libp2p::identity::Keypair::generate_secp256k1())
-        .start()
-        .await
-        .expect("node starts")
-}
-
-/// The value of the sample `name` (with its labels) that `node` serves
-/// on `/metrics`, 0 if absent.
-async fn metric(node: &Node, name: &str) -> u64 {
-    let mut stream = tokio::net::TcpStream::connect(node.metrics_addr().expect("metrics on"))
-        .await
-        .unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.unwrap();
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0)
-}
 
 #[actix_rt::test]
 async fn a_stranger_joins_this_account_to_no_group_until_accepted() {

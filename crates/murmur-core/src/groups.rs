@@ -237,6 +237,16 @@ pub enum Notice {
         /// Who.
         account: AccountId,
     },
+    /// A member signed two membership events neither of which cites the
+    /// other: it showed members different histories. Both are kept and
+    /// every member decides the same from them; the member is not to be
+    /// trusted as an admin.
+    Equivocated {
+        /// Where.
+        group: GroupId,
+        /// Who.
+        account: AccountId,
+    },
 }
 
 /// A change of membership, as its author asks for it.
@@ -326,6 +336,9 @@ pub struct Opened {
     pub role: Role,
     /// What it says.
     pub plaintext: Bytes,
+    /// What opening it asks of the pipeline: the message named log heads
+    /// this device lacks, so it asks the sender for its log.
+    pub effects: Effects,
 }
 
 impl Opened {
@@ -343,7 +356,14 @@ impl Opened {
             device,
             role,
             plaintext,
+            effects: Effects::default(),
         }
+    }
+
+    /// With what opening the message asks of the pipeline.
+    pub fn with_effects(mut self, effects: Effects) -> Self {
+        self.effects = effects;
+        self
     }
 }
 
@@ -386,6 +406,9 @@ pub struct Summary {
     pub banned: Vec<AccountId>,
     /// How accounts join.
     pub join_mode: JoinMode,
+    /// Members caught signing two membership events neither of which
+    /// cites the other (see [`Notice::Equivocated`]).
+    pub equivocators: Vec<AccountId>,
 }
 
 impl Summary {
@@ -401,7 +424,14 @@ impl Summary {
             pinned: Vec::new(),
             banned: Vec::new(),
             join_mode: JoinMode::Invite,
+            equivocators: Vec::new(),
         }
+    }
+
+    /// With the members caught equivocating.
+    pub fn with_equivocators(mut self, equivocators: Vec<AccountId>) -> Self {
+        self.equivocators = equivocators;
+        self
     }
 
     /// With the community's channels, pins, bans and join mode.

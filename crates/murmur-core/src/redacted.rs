@@ -54,6 +54,7 @@ impl fmt::Debug for groups::Opened {
             .field("device", &self.device)
             .field("role", &self.role)
             .field("plaintext", &Redacted(&self.plaintext))
+            .field("effects", &self.effects)
             .finish()
     }
 }

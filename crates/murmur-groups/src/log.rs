@@ -19,6 +19,10 @@ pub struct Log {
     /// The applied events folded in order: kept, since every message
     /// opened asks for it.
     state: State,
+    /// Authors who signed two events neither of which cites the other: an
+    /// honest author builds each event on its own last one, so this is an
+    /// author showing different histories to different members.
+    forks: BTreeSet<MemberId>,
 }
 
 impl Log {
@@ -32,6 +36,7 @@ impl Log {
             pending: HashMap::new(),
             arrivals: VecDeque::new(),
             state: State::default(),
+            forks: BTreeSet::new(),
         }
     }
 
@@ -203,6 +208,18 @@ impl Log {
         if !admitted {
             return Err(InsertError::NotMember);
         }
+        if !follows_all {
+            // An event that cites every head follows all the author's
+            // others; one that does not must still follow each of them.
+            let past = self.past(&event.parents);
+            if self
+                .events
+                .iter()
+                .any(|((_, other), e)| e.author == event.author && !past.contains(other))
+            {
+                self.forks.insert(event.author);
+            }
+        }
         for p in &event.parents {
             self.heads.remove(p);
         }
@@ -247,6 +264,42 @@ impl Log {
             next.extend(e.parents.iter().copied());
         }
         false
+    }
+
+    /// Every applied event `parents` cite, directly or not, and themselves.
+    fn past(&self, parents: &[EventId]) -> BTreeSet<EventId> {
+        let mut seen = BTreeSet::new();
+        let mut next = parents.to_vec();
+        while let Some(id) = next.pop() {
+            if !seen.insert(id) {
+                continue;
+            }
+            if let Some(e) = self
+                .clocks
+                .get(&id)
+                .and_then(|c| self.events.get(&(*c, id)))
+            {
+                next.extend(e.parents.iter().copied());
+            }
+        }
+        seen
+    }
+
+    /// Members caught signing two events neither of which cites the other
+    /// (an admin showing different members different histories).
+    pub fn equivocators(&self) -> &BTreeSet<MemberId> {
+        &self.forks
+    }
+
+    /// The events no other cites: what a member sends with its messages,
+    /// so that others see what they lack.
+    pub fn heads(&self) -> impl Iterator<Item = &EventId> {
+        self.heads.iter()
+    }
+
+    /// Whether the log holds event `id`, applied or waiting for parents.
+    pub fn holds(&self, id: &EventId) -> bool {
+        self.clocks.contains_key(id) || self.pending.contains_key(id)
     }
 
     /// The group as the applied events say, in the group's order.

@@ -317,3 +317,42 @@ proptest! {
         prop_assert_eq!(log.state(), &expected);
     }
 }
+
+#[test]
+fn an_admin_showing_members_different_histories_is_caught_by_whoever_sees_both() {
+    // The owner adds Bob and Carol, then signs two events on the same view:
+    // one shown to Bob, one to Carol.
+    let (mut log, _) = Log::create(&key(OWNER), "club");
+    log.author(&key(OWNER), Action::Add(id(2))).unwrap();
+    log.author(&key(OWNER), Action::Add(id(3))).unwrap();
+    let (mut bobs, mut carols) = (log.clone(), log.clone());
+    let to_bob = bobs
+        .author(&key(OWNER), Action::Rename("for Bob".into()))
+        .unwrap();
+    let to_carol = carols.author(&key(OWNER), Action::Remove(id(2))).unwrap();
+    assert!(bobs.equivocators().is_empty() && carols.equivocators().is_empty());
+    // Each alone looks honest; a member who gets both (a pull after a
+    // message naming the other's head) sees the fork, in either order.
+    bobs.insert(to_carol.clone()).unwrap();
+    carols.insert(to_bob.clone()).unwrap();
+    for view in [&bobs, &carols] {
+        assert_eq!(
+            view.equivocators().iter().collect::<Vec<_>>(),
+            vec![&id(OWNER)]
+        );
+    }
+    assert_eq!(bobs.state(), carols.state(), "both still decide the same");
+    // Concurrent events of two different authors are no fork; an author
+    // building on its own events is none either.
+    let (mut log, _) = Log::create(&key(OWNER), "club");
+    log.author(&key(OWNER), Action::Add(id(EVE))).unwrap();
+    log.author(&key(OWNER), Action::Promote(id(EVE))).unwrap();
+    let mut eves = log.clone();
+    let by_eve = eves
+        .author(&key(EVE), Action::Rename("Eve's".into()))
+        .unwrap();
+    log.author(&key(OWNER), Action::Add(id(2))).unwrap();
+    log.author(&key(OWNER), Action::Add(id(3))).unwrap();
+    log.insert(by_eve).unwrap();
+    assert!(log.equivocators().is_empty(), "{:?}", log.equivocators());
+}

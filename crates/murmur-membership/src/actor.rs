@@ -252,7 +252,26 @@ impl Handler<Post> for Membership {
                 .ok()
                 .filter(|c| c.encode_to_vec() == msg.plaintext.as_ref());
             let channel = content.as_ref().and_then(|c| c.channel.clone());
-            let plaintext = content.map_or_else(|| msg.plaintext.to_vec(), pad);
+            // With this device's log heads: a member that lacks one asks
+            // for the log.
+            let heads: Vec<Vec<u8>> = this
+                .groups
+                .get(&msg.group)
+                .map(|g| {
+                    g.log()
+                        .heads()
+                        .take(MAX_HEADS)
+                        .map(|h| h.0.to_vec())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let plaintext = content.map_or_else(
+                || msg.plaintext.to_vec(),
+                |mut c| {
+                    c.heads = heads;
+                    pad(c)
+                },
+            );
             let sealed = this.group(msg.group).and_then(|group| {
                 if let Some(channel) = &channel {
                     if !group.state().channels.contains(channel) {
@@ -299,6 +318,7 @@ impl Handler<Open> for Membership {
                     let role = state.role(&opened.sender).map_or(Role::Member, role_of);
                     // What the log deleted stays deleted, whenever a copy comes;
                     // a channel that was never opened has no messages.
+                    let mut missing = Vec::new();
                     if let Ok(c) = Content::decode(opened.plaintext.as_slice()) {
                         if <[u8; 16]>::try_from(c.id.as_slice()).is_ok_and(|m| state.deleted.contains(&m)) {
                             return Err(Error::Deleted);
@@ -306,14 +326,29 @@ impl Handler<Open> for Membership {
                         if c.channel.is_some_and(|ch| !state.channels.contains(&ch)) {
                             return Err(Error::Malformed("a channel that is not open".to_owned()));
                         }
+                        missing = c
+                            .heads
+                            .iter()
+                            .take(MAX_HEADS)
+                            .filter_map(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
+                            .map(murmur_groups::EventId)
+                            .filter(|h| !group.log().holds(h))
+                            .collect();
+                    }
+                    let sender = account(opened.sender);
+                    let mut effects = Effects::default();
+                    if this.ask_for(id, missing) {
+                        this.metrics.pulled.inc();
+                        effects.pairwise.push((sender, want_message(id)));
                     }
                     Ok(Opened::new(
                         id,
-                        account(opened.sender),
+                        sender,
                         DeviceId(opened.device),
                         role,
                         Bytes::from(opened.plaintext),
-                    ))
+                    )
+                    .with_effects(effects))
                 });
             match opened {
                 Ok(opened) => {

@@ -120,18 +120,20 @@ impl Membership {
         for to in before.union(&after).filter(|a| **a != me) {
             let gets_chain = effects.chain_to.contains(&member(*to));
             let chain = gets_chain.then(|| chain.clone()).flatten();
-            let message = if joiners.contains(to) {
+            if joiners.contains(to) {
                 let others: Vec<&AccountId> = after.iter().filter(|a| *a != to).collect();
-                control_message(id, log.clone(), chain, bundles_of(&mut others.into_iter()))
+                for message in log_messages(id, &log, chain, bundles_of(&mut others.into_iter())) {
+                    out.pairwise.push((*to, message));
+                }
             } else {
-                control_message(
+                let message = control_message(
                     id,
                     vec![p.event.to_bytes()],
                     chain,
                     bundles_of(&mut joiners.iter()),
-                )
-            };
-            out.pairwise.push((*to, message));
+                );
+                out.pairwise.push((*to, message));
+            }
         }
         if !joiners.is_empty() {
             out.learn = joiners
@@ -165,6 +167,9 @@ impl Membership {
                 .on_join_request(id, msg.from, me.0, join)
                 .map(|e| (id, e));
         }
+        if control.want {
+            return self.on_want(id, msg.from).map(|e| (id, e));
+        }
         let max_skip = self.max_skip;
         let mut learn = Vec::new();
         for b in &control.bundles {
@@ -194,6 +199,7 @@ impl Membership {
         });
         let was_member = group.is_member();
         let state_before = group.state().clone();
+        let forks_before = group.log().equivocators().clone();
         let mut chain_to = BTreeSet::new();
         for bytes in &control.events {
             let event = match murmur_groups::Event::from_bytes(bytes) {
@@ -237,6 +243,14 @@ impl Membership {
         effects.learn = learn;
         if let Some(group) = self.groups.get(&id) {
             effects.notices = notices(id, &state_before, group.state());
+            for m in group.log().equivocators().difference(&forks_before) {
+                tracing::warn!(group = %id, "a member signed two diverging histories");
+                metrics.equivocations.inc();
+                effects.notices.push(Notice::Equivocated {
+                    group: id,
+                    account: account(*m),
+                });
+            }
         }
         // A key can come before the invite: the group was known (empty,
         // holding the key) before this device became a member.
@@ -252,6 +266,25 @@ impl Membership {
             }
         }
         Ok((id, effects))
+    }
+
+    /// A member saw heads it lacks in a message of this device's and asks
+    /// for the log: sent in chunks, to current members only (a removed
+    /// member or a stranger learns nothing of the group from it).
+    fn on_want(&mut self, id: GroupId, from: AccountId) -> Result<Effects, Error> {
+        let group = self.groups.get(&id).ok_or(Error::UnknownGroup(id))?;
+        if !group.state().members.contains_key(&member(from)) {
+            self.metrics.refuse("not_member");
+            return Err(Error::NotMember(id));
+        }
+        let log: Vec<Vec<u8>> = group.log().events().map(|e| e.to_bytes()).collect();
+        self.metrics.served.inc();
+        let mut effects = Effects::default();
+        effects.pairwise = log_messages(id, &log, None, Vec::new())
+            .into_iter()
+            .map(|m| (from, m))
+            .collect();
+        Ok(effects)
     }
 
     /// A request to join, on an admin's device: admitted with a valid

@@ -83,6 +83,9 @@ pub struct Membership {
     metrics: Metrics,
     /// Join requests waiting for an admin's approval, per group.
     requests: BTreeMap<GroupId, BTreeSet<AccountId>>,
+    /// Heads a message named that this device asked its sender's log for:
+    /// asked once each, not on every message until the log comes.
+    asked: BTreeSet<(GroupId, murmur_groups::EventId)>,
     /// Restarted after a panic: the groups are read back from storage first.
     reload: bool,
     fuse: supervise::Fuse,
@@ -90,6 +93,10 @@ pub struct Membership {
 
 /// Join requests kept per group; more are refused until some are handled.
 const MAX_REQUESTS: usize = 256;
+/// Log heads a group message carries at most (and is read for).
+const MAX_HEADS: usize = 16;
+/// Heads asked about, remembered at most.
+const MAX_ASKED: usize = 4096;
 /// How an invite code starts.
 pub use murmur_groups::invite::PREFIX as INVITE_PREFIX;
 
@@ -249,6 +256,7 @@ impl Membership {
             max_skip,
             metrics,
             requests: BTreeMap::new(),
+            asked: BTreeSet::new(),
             reload: false,
             fuse: supervise::Fuse::default(),
         };
@@ -323,6 +331,19 @@ impl Membership {
                 .map_err(state_error)?
                 .map_err(Error::from)
         }
+    }
+
+    /// Whether to ask for the log of group `id`, whose message named
+    /// `missing` heads this device lacks: once per head.
+    fn ask_for(&mut self, id: GroupId, missing: Vec<murmur_groups::EventId>) -> bool {
+        if self.asked.len() >= MAX_ASKED {
+            self.asked.clear();
+        }
+        let mut new = false;
+        for head in missing {
+            new |= self.asked.insert((id, head));
+        }
+        new
     }
 
     fn insert_group(&mut self, group: Group) {
@@ -409,6 +430,14 @@ impl Membership {
             state.members.contains_key(&member(me)),
         )
         .with_rejected(state.rejected.len())
+        .with_equivocators(
+            group
+                .log()
+                .equivocators()
+                .iter()
+                .map(|m| account(*m))
+                .collect(),
+        )
         .with_community(
             state.channels.iter().cloned().collect(),
             state.pinned.iter().map(|m| MessageId(*m)).collect(),
@@ -425,25 +454,72 @@ fn control_message(
     chain: Option<Vec<u8>>,
     bundles: Vec<AccountBundles>,
 ) -> Bytes {
+    control(GroupControl {
+        group: group.0.to_vec(),
+        events,
+        chain,
+        bundles,
+        ..GroupControl::default()
+    })
+}
+
+fn control(group: GroupControl) -> Bytes {
     Bytes::from(
         Content {
             id: rand::random::<[u8; 16]>().to_vec(),
             sent_at: now_millis(),
-            group: Some(GroupControl {
-                group: group.0.to_vec(),
-                events,
-                chain,
-                bundles,
-                join: None,
-            }),
+            group: Some(group),
             ..Content::default()
         }
         .encode_to_vec(),
     )
 }
 
-/// Content padded so that the group message on the wire fills a size
-/// bucket, as pairwise envelopes do.
+/// Asks a member for its log: this device saw heads it lacks.
+fn want_message(group: GroupId) -> Bytes {
+    control(GroupControl {
+        group: group.0.to_vec(),
+        want: true,
+        ..GroupControl::default()
+    })
+}
+
+/// Event bytes in one control message at most: an envelope (150 KiB on
+/// the relay, with padding and sealing around it) always carries it.
+const CHUNK: usize = 64 * 1024;
+
+/// A whole log (events in the group's order) as control messages of at
+/// most [`CHUNK`] bytes of events each, the first carrying `chain` and
+/// `bundles`: a joiner gets the group however long its history.
+fn log_messages(
+    group: GroupId,
+    events: &[Vec<u8>],
+    chain: Option<Vec<u8>>,
+    bundles: Vec<AccountBundles>,
+) -> Vec<Bytes> {
+    let mut chunks: Vec<Vec<Vec<u8>>> = vec![Vec::new()];
+    let mut size = 0;
+    for e in events {
+        if size + e.len() > CHUNK && !chunks.last().is_some_and(Vec::is_empty) {
+            chunks.push(Vec::new());
+            size = 0;
+        }
+        size += e.len();
+        chunks
+            .last_mut()
+            .expect("one chunk at least")
+            .push(e.clone());
+    }
+    let mut first = Some((chain, bundles));
+    chunks
+        .into_iter()
+        .map(|events| {
+            let (chain, bundles) = first.take().unwrap_or_default();
+            control_message(group, events, chain, bundles)
+        })
+        .collect()
+}
+
 fn pad(mut content: Content) -> Vec<u8> {
     let len = content.encoded_len();
     let target = envelope::bucket(len + OVERHEAD + 3).saturating_sub(OVERHEAD);

@@ -8,6 +8,9 @@ pub struct Metrics {
     pub(crate) posted: Counter,
     pub(crate) opened: Counter,
     pub(crate) refused: Family<Reason, Counter>,
+    pub(crate) pulled: Counter,
+    pub(crate) served: Counter,
+    pub(crate) equivocations: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -25,6 +28,31 @@ impl Metrics {
             "Group messages, events and keys refused, by reason",
             self.refused.clone(),
         );
+        registry.register(
+            "pulled",
+            "Logs asked of a member whose message named heads this device lacked",
+            self.pulled.clone(),
+        );
+        registry.register(
+            "served",
+            "Logs sent to a member that asked for them",
+            self.served.clone(),
+        );
+        registry.register(
+            "equivocations",
+            "Members caught signing two events neither of which cites the other",
+            self.equivocations.clone(),
+        );
+    }
+
+    /// How many times this device asked a member for its log.
+    pub fn pulled(&self) -> u64 {
+        self.pulled.get()
+    }
+
+    /// How many times this device sent its log to a member that asked.
+    pub fn served(&self) -> u64 {
+        self.served.get()
     }
 
     /// How many messages, events or keys were refused for `reason`

@@ -13,6 +13,8 @@
 //!   8: group     GroupControl  a private group's events and keys, pairwise
 //!   9: padding   bytes       fills a group message up to its size bucket
 //!  10: channel   string      the community channel a group message is in
+//!  11: heads     repeated bytes(32)   a group message's sender's log heads:
+//!                            a member that lacks one asks for the log
 //!
 //! GroupControl
 //!   1: group     bytes(32)   the group's id
@@ -21,6 +23,8 @@
 //!   4: bundles   repeated AccountBundles   bundles of accounts the
 //!                            recipient may not know (members, joiners)
 //!   5: join      JoinRequest asks an admin's device to be added
+//!   6: want      bool        asks a member for its log (the recipient saw
+//!                            heads it lacks)
 //!
 //! JoinRequest
 //!   1: secret    bytes(32)   an invite's secret, if the code had one
@@ -63,6 +67,9 @@ pub struct Content {
     /// The community channel a group message is in.
     #[prost(string, optional, tag = "10")]
     pub channel: Option<String>,
+    /// A group message's sender's log heads.
+    #[prost(bytes = "vec", repeated, tag = "11")]
+    pub heads: Vec<Vec<u8>>,
 }
 
 /// A request to join a group, to an admin's device.
@@ -92,6 +99,9 @@ pub struct GroupControl {
     /// A request to be added.
     #[prost(message, optional, tag = "5")]
     pub join: Option<JoinRequest>,
+    /// Asks the recipient, a member, for its log.
+    #[prost(bool, tag = "6")]
+    pub want: bool,
 }
 
 /// The bundles of one account's devices.

@@ -49,6 +49,8 @@ macro_rules! membership_conformance_tests {
             case!(admits_by_invite_and_keeps_requests_for_approval);
             case!(survives_a_panic_in_a_handler_with_its_groups);
             case!(an_account_not_accepted_adds_this_one_to_no_group);
+            case!(a_member_who_missed_an_event_pulls_it_from_the_next_message);
+            case!(a_joiner_gets_a_log_longer_than_one_envelope);
         }
     };
 }
@@ -182,6 +184,18 @@ async fn follow(from: &Device, effects: Effects, devices: &[&Device]) {
     }
 }
 
+/// `by` creates a group named `name`; answers it and what to do.
+async fn create(by: &Device, name: &str) -> (GroupId, Effects) {
+    by.groups
+        .create
+        .send(Create {
+            name: name.to_owned(),
+        })
+        .await
+        .expect("stage alive")
+        .expect("created")
+}
+
 async fn change(by: &Device, group: GroupId, action: Action) -> Result<Effects, Error> {
     by.groups
         .change
@@ -216,15 +230,7 @@ async fn open(by: &Device, sealed: &crypto::Sealed) -> Result<groups::Opened, Er
 /// Alice creates a group and adds Bob; answers the group.
 async fn pair_in_a_group(alice: &Device, bob: &Device) -> GroupId {
     introduce(alice, bob).await;
-    let (group, effects) = alice
-        .groups
-        .create
-        .send(Create {
-            name: "conformance".to_owned(),
-        })
-        .await
-        .expect("stage alive")
-        .expect("created");
+    let (group, effects) = create(alice, "conformance").await;
     follow(alice, effects, &[alice, bob]).await;
     let added = change(alice, group, Action::Add(bob.account))
         .await
@@ -241,15 +247,7 @@ where
     Fut: Future<Output = (crypto::Handle, groups::Handle)>,
 {
     let alice = device(&start).await;
-    let (group, effects) = alice
-        .groups
-        .create
-        .send(Create {
-            name: "a group".to_owned(),
-        })
-        .await
-        .expect("stage alive")
-        .expect("created");
+    let (group, effects) = create(&alice, "a group").await;
     assert_eq!(effects.subscribe, vec![groups::topic(group)]);
     let summary = info(&alice, group).await.expect("known");
     assert_eq!(summary.name, "a group");
@@ -569,15 +567,7 @@ where
     let (alice, bob) = (device(&start).await, device(&start).await);
     // Alice has Bob's code; Bob never heard of Alice.
     add_code(&alice, &bob).await;
-    let (group, _) = alice
-        .groups
-        .create
-        .send(Create {
-            name: "uninvited".to_owned(),
-        })
-        .await
-        .expect("stage alive")
-        .expect("created");
+    let (group, _) = create(&alice, "uninvited").await;
     let added = change(&alice, group, Action::Add(bob.account))
         .await
         .expect("the owner adds");
@@ -634,4 +624,133 @@ where
     }
     let members = info(&bob, group).await.expect("joined").members;
     assert!(members.contains(&(bob.account, Role::Member)));
+}
+
+/// A chat text as the node encodes it: group messages that are chat
+/// content carry their sender's log heads.
+async fn post_text(by: &Device, group: GroupId, text: &str) -> crypto::Sealed {
+    use prost::Message as _;
+    let content = murmur_proto::chat::Content {
+        id: rand_id().to_vec(),
+        sent_at: 1,
+        text: Some(text.to_owned()),
+        ..Default::default()
+    };
+    by.groups
+        .post
+        .send(Post {
+            group,
+            plaintext: Bytes::from(content.encode_to_vec()),
+        })
+        .await
+        .expect("stage alive")
+        .expect("sealed")
+}
+
+fn rand_id() -> [u8; 16] {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    static NEXT: AtomicU8 = AtomicU8::new(0);
+    [NEXT.fetch_add(1, Ordering::Relaxed); 16]
+}
+
+/// A member that missed a membership event learns it from the next
+/// message of a member that has it: the message names its sender's log
+/// heads, the reader asks that member for its log (once per head), and
+/// applies it. A device that is not a member gets nothing by asking.
+pub async fn a_member_who_missed_an_event_pulls_it_from_the_next_message<F, Fut>(start: F)
+where
+    F: Fn(storage::Handle) -> Fut,
+    Fut: Future<Output = (crypto::Handle, groups::Handle)>,
+{
+    let (alice, bob, carol) = (
+        device(&start).await,
+        device(&start).await,
+        device(&start).await,
+    );
+    let group = pair_in_a_group(&alice, &bob).await;
+    // Alice renames the group; the event never reaches Bob.
+    change(&alice, group, Action::Rename("renamed".to_owned()))
+        .await
+        .expect("renamed");
+    let sealed = post_text(&alice, group, "after the rename").await;
+    let opened = open(&bob, &sealed).await.expect("Bob reads");
+    assert_eq!(info(&bob, group).await.expect("known").name, "conformance");
+    assert!(!opened.effects.pairwise.is_empty(), "Bob asks for the log");
+    follow(&bob, opened.effects.clone(), &[&alice, &bob]).await;
+    assert_eq!(info(&bob, group).await.expect("known").name, "renamed");
+    // Asked once: the same heads again ask nothing.
+    let again = post_text(&alice, group, "again").await;
+    assert!(open(&bob, &again).await.expect("reads").effects.is_empty());
+
+    // Carol, no member, asks Alice for the log: refused.
+    let want = {
+        use prost::Message as _;
+        murmur_proto::chat::Content {
+            id: rand_id().to_vec(),
+            group: Some(murmur_proto::chat::GroupControl {
+                group: group.0.to_vec(),
+                want: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    };
+    let asked = alice
+        .groups
+        .control
+        .send(Control {
+            from: carol.account,
+            device: crypto::DeviceId([0; 16]),
+            message: Bytes::from(want),
+            request: false,
+        })
+        .await
+        .expect("stage alive");
+    assert_eq!(asked.err(), Some(Error::NotMember(group)));
+}
+
+/// A group whose log is longer than one envelope carries (150 KiB on the
+/// relay) still reaches a joiner: in several control messages, each well
+/// under it, which together make the whole log.
+pub async fn a_joiner_gets_a_log_longer_than_one_envelope<F, Fut>(start: F)
+where
+    F: Fn(storage::Handle) -> Fut,
+    Fut: Future<Output = (crypto::Handle, groups::Handle)>,
+{
+    let (alice, bob) = (device(&start).await, device(&start).await);
+    introduce(&alice, &bob).await;
+    let (group, _) = create(&alice, "long").await;
+    let long = "n".repeat(200);
+    for i in 0..700 {
+        change(&alice, group, Action::Rename(format!("{long}{i}")))
+            .await
+            .expect("renamed");
+    }
+    let added = change(&alice, group, Action::Add(bob.account))
+        .await
+        .expect("the owner adds");
+    let to_bob: Vec<&Bytes> = added
+        .pairwise
+        .iter()
+        .filter(|(to, _)| *to == bob.account)
+        .map(|(_, m)| m)
+        .collect();
+    let total: usize = to_bob.iter().map(|m| m.len()).sum();
+    assert!(
+        total > 150 * 1024,
+        "the log is longer than an envelope: {total}"
+    );
+    assert!(to_bob.len() > 1);
+    for m in &to_bob {
+        assert!(
+            m.len() < 100 * 1024,
+            "a control message of {} bytes",
+            m.len()
+        );
+    }
+    follow(&alice, added, &[&alice, &bob]).await;
+    let summary = info(&bob, group).await.expect("Bob has the group");
+    assert_eq!(summary.name, format!("{long}699"));
+    assert!(summary.member);
 }

@@ -157,8 +157,16 @@ impl Pipeline {
         });
         Box::pin(
             open.into_actor(self)
-                .map(move |opened, act, _| match opened {
-                    Ok(Ok(opened)) => act.on_group_message(&opened),
+                .map(move |opened, act, ctx| match opened {
+                    Ok(Ok(opened)) => {
+                        if !opened.effects.is_empty() {
+                            // The sender's heads are ahead of this log: ask
+                            // it for the events.
+                            let apply = act.apply_effects(opened.effects.clone(), act.mailbox(ctx));
+                            act.background(ctx, "a pull of a group's log", apply);
+                        }
+                        act.on_group_message(&opened)
+                    }
                     Ok(Err(groups::Error::UnknownChain)) => {
                         act.stats.group_refused += 1;
                         if let Some(chat) = act.chat.as_mut() {
