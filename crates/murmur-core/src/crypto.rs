@@ -5,7 +5,7 @@
 //! Asked to: [`Seal`], [`Open`], [`AddContact`], [`ContactCode`], [`Topics`],
 //! [`Identity`], [`PairingCode`], [`Pair`], [`Revoke`], [`Devices`],
 //! [`OwnBundle`], [`BundleTopic`], [`LearnBundles`], [`Bundles`],
-//! [`SignEvent`], [`Requests`], [`Accept`], [`Decline`].
+//! [`SignEvent`], [`Revocations`], [`Requests`], [`Accept`], [`Decline`].
 //! Tells: [`Event`].
 
 use std::fmt;
@@ -290,7 +290,9 @@ pub struct BundleTopic(pub AccountId);
 
 /// Bundles of `account`'s devices, fetched from the network: each one that
 /// verifies, belongs to the account, is not revoked and is newer than the
-/// one known is kept. Answers how many were kept.
+/// one known is kept. Revocations of the account's devices among them
+/// (published beside the bundles) are applied first. Answers how many
+/// bundles were kept.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<usize, Error>")]
 pub struct LearnBundles {
@@ -313,6 +315,13 @@ pub struct Bundles(pub AccountId);
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<[u8; 64], Error>")]
 pub struct SignEvent(pub Bytes);
+
+/// Asks for the revocations this device knows of `account`'s devices (its
+/// own account: to publish beside its bundle, so that whoever fetches the
+/// account's bundles learns them first).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<Vec<Bytes>, Error>")]
+pub struct Revocations(pub AccountId);
 
 /// Asks which accounts wrote to this device and wait to be accepted,
 /// declined or blocked (message requests).
@@ -392,6 +401,8 @@ pub struct Handle {
     pub bundles: Recipient<Bundles>,
     /// Where [`SignEvent`] goes.
     pub sign_event: Recipient<SignEvent>,
+    /// Where [`Revocations`] goes.
+    pub revocations: Recipient<Revocations>,
     /// Where [`Requests`] goes.
     pub requests: Recipient<Requests>,
     /// Where [`Accept`] goes.
@@ -421,6 +432,7 @@ where
         + actix::Handler<LearnBundles>
         + actix::Handler<Bundles>
         + actix::Handler<SignEvent>
+        + actix::Handler<Revocations>
         + actix::Handler<Requests>
         + actix::Handler<Accept>
         + actix::Handler<Decline>
@@ -443,6 +455,7 @@ where
             learn_bundles: addr.clone().recipient(),
             bundles: addr.clone().recipient(),
             sign_event: addr.clone().recipient(),
+            revocations: addr.clone().recipient(),
             requests: addr.clone().recipient(),
             accept: addr.clone().recipient(),
             decline: addr.clone().recipient(),

@@ -421,20 +421,29 @@ impl Builder {
             // Our partition's shard, with its content topic, even on a node
             // that relays only some shards or none (light).
             node.subscribe_shards(topics.iter()).await?;
-            spawn_bundle_publisher(&node);
+            spawn_bundle_publisher(&node, &self.config.chat);
         }
         Ok(node)
     }
 }
 
-/// Publishes the device's bundle soon after start and every six hours; a
-/// failed attempt (no peers yet) is retried every thirty seconds.
-fn spawn_bundle_publisher(node: &Node) {
-    const EVERY: Duration = Duration::from_secs(6 * 3600);
+/// Publishes the device's bundle (and its account's revocations) at a
+/// random time in the first `chat.bundle_delay_secs` after start, then
+/// every six hours give or take an hour; a failed attempt (no peers yet)
+/// is retried every thirty seconds. Random, so that the first relay does
+/// not see a bundle, which names the account, leave a peer the moment it
+/// connects. Not at all with `chat.publish_bundle = false`.
+fn spawn_bundle_publisher(node: &Node, config: &crate::config::Chat) {
+    const EVERY: Duration = Duration::from_secs(5 * 3600);
     const RETRY: Duration = Duration::from_secs(30);
+    if !config.publish_bundle {
+        return;
+    }
+    let jitter = |max: u64| Duration::from_secs(rand::random::<u64>() % max.max(1));
+    let first = jitter(config.bundle_delay_secs);
     let node = std::sync::Arc::downgrade(&node.inner);
     actix::spawn(async move {
-        let mut wait = Duration::from_secs(2);
+        let mut wait = first;
         loop {
             tokio::time::sleep(wait).await;
             // The node is gone once every handle is dropped.
@@ -442,7 +451,7 @@ fn spawn_bundle_publisher(node: &Node) {
             wait = match (Node { inner }).publish_bundle().await {
                 Ok(hash) => {
                     tracing::debug!(%hash, "bundle published");
-                    EVERY
+                    EVERY + jitter(2 * 3600)
                 }
                 Err(Error::Stopped) => return,
                 Err(e) => {

@@ -159,6 +159,15 @@ pub struct Chat {
     pub max_devices: usize,
     /// Where the key that seals the chat state in the database comes from.
     pub vault: Vault,
+    /// Publish this device's bundle on its account's bundle topic (store
+    /// nodes keep it for contacts: a fresher signed prekey, new devices).
+    /// A device no one needs to find there (its contacts have its code)
+    /// can leave it off, and tell no relay which account runs on it.
+    pub publish_bundle: bool,
+    /// The bundle goes out at a random time within this many seconds of
+    /// start, not as the node connects: a relay watching a peer connect
+    /// does not see the bundle, which names the account, follow at once.
+    pub bundle_delay_secs: u64,
 }
 
 /// Where the key that seals chat state at rest comes from (`[chat.vault]`).
@@ -244,6 +253,8 @@ impl Default for Chat {
             max_requests: 1024,
             max_devices: 16,
             vault: Vault::default(),
+            publish_bundle: true,
+            bundle_delay_secs: 1800,
         }
     }
 }

@@ -238,6 +238,25 @@ impl Handler<Devices> for Crypto {
     }
 }
 
+impl Handler<Revocations> for Crypto {
+    type Result = Result<Vec<Bytes>, Error>;
+
+    fn handle(
+        &mut self,
+        Revocations(account): Revocations,
+        ctx: &mut Context<Self>,
+    ) -> Self::Result {
+        supervise::guard(self, ctx, |act, _| {
+            act.device
+                .revocations_of(murmur_crypto::AccountId(account.0))
+                .into_iter()
+                .map(Bytes::from)
+                .collect()
+        })
+        .map_err(Error::from)
+    }
+}
+
 impl Handler<Requests> for Crypto {
     type Result = Result<Vec<AccountId>, Error>;
 

@@ -32,7 +32,7 @@ use murmur_core::{
     crypto::{
         Accept, AccountId, AddContact, BundleTopic, Bundles, ContactCode, Decline, DeviceId,
         Devices, Error, Identity, LearnBundles, Open, Opened, OwnBundle, Pair, PairingCode,
-        Requests, Revoke, Seal, Sealed, SignEvent, Topics,
+        Requests, Revocations, Revoke, Seal, Sealed, SignEvent, Topics,
     },
     storage, supervise, ContentTopic,
 };

@@ -62,8 +62,8 @@ impl Device {
     }
 
     /// The revocations of `account`'s devices this device knows, to pass
-    /// on with its device list.
-    pub(super) fn revocations_of(&self, account: AccountId) -> Vec<Vec<u8>> {
+    /// on with its device list or publish beside its bundle.
+    pub fn revocations_of(&self, account: AccountId) -> Vec<Vec<u8>> {
         self.revoked
             .iter()
             .filter(|((a, _), _)| *a == account)
@@ -246,6 +246,17 @@ impl Device {
     ) -> (usize, Records) {
         let mut saves = Vec::new();
         let mut kept = 0;
+        // Revocations published beside the bundles first: a revoked
+        // device's bundle, however fresh, is not learned.
+        for bytes in bundles {
+            if let Ok(r) = Revocation::from_bytes(bytes.as_ref()) {
+                if r.account == account {
+                    if let Some((_, more)) = self.on_revocation(bytes.as_ref()) {
+                        saves.extend(more);
+                    }
+                }
+            }
+        }
         for bytes in bundles {
             let bytes = bytes.as_ref();
             let Ok(bundle) = Bundle::from_bytes(bytes) else {

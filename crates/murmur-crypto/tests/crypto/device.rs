@@ -527,3 +527,34 @@ fn a_blocked_account_is_refused_across_a_restart_until_accepted() {
     bob.accept(carol.account(), NOW).unwrap();
     assert!(!bob.open(&hello[0].envelope, NOW).unwrap().0.request);
 }
+
+#[test]
+fn a_revocation_published_beside_the_bundles_keeps_the_revoked_device_out() {
+    let (mut bob, _) = new_device(b"bob");
+    let phone = paired(&mut bob);
+    let phone_bundle = phone.bundle(NOW).to_bytes();
+    bob.revoke(phone.device(), NOW).unwrap();
+    let revocations = bob.revocations_of(bob.account());
+    assert_eq!(revocations.len(), 1);
+    // Carol fetches everything on Bob's bundle topic: the phone's bundle
+    // (published before it was revoked, or by the thief) and the
+    // revocation, in any order.
+    let (mut carol, _) = new_device(b"carol");
+    let mut topic = vec![phone_bundle, bob.bundle(NOW).to_bytes()];
+    topic.extend(revocations);
+    let (kept, _) = carol.learn_bundles(bob.account(), &topic);
+    assert_eq!(kept, 1, "Bob's first device only");
+    assert!(!carol.devices_of(bob.account()).contains(&phone.device()));
+    // A revocation of another account's device, put on Bob's topic, is not
+    // taken for Bob's.
+    let (mut dave, _) = new_device(b"dave");
+    let daves_phone = paired(&mut dave);
+    dave.revoke(daves_phone.device(), NOW).unwrap();
+    let (mut erin, _) = new_device(b"erin");
+    erin.learn_bundles(bob.account(), &dave.revocations_of(dave.account()));
+    let (kept, _) = erin.learn_bundles(dave.account(), &[daves_phone.bundle(NOW).to_bytes()]);
+    assert_eq!(
+        kept, 1,
+        "a revocation on the wrong account's topic is ignored"
+    );
+}

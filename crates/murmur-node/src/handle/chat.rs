@@ -368,12 +368,26 @@ impl Node {
     /// its account's bundle topic, where store nodes keep it for contacts
     /// ([`Node::refresh_contact`]). The node does this by itself every six
     /// hours; answers the message hash.
+    ///
+    /// The revocations of this account's devices go beside it, first, so
+    /// that whoever fetches the account's bundles learns them before it
+    /// could learn a revoked device there.
     pub async fn publish_bundle(&self) -> Result<MessageHash, Error> {
-        let (topic, bundle) = self
-            .chat()?
+        let crypto = self.chat()?;
+        let (topic, bundle) = crypto
             .own_bundle
             .send(murmur_core::crypto::OwnBundle)
             .await??;
+        let (account, _) = self.chat_identity().await?;
+        let revocations = crypto
+            .revocations
+            .send(murmur_core::crypto::Revocations(account))
+            .await??;
+        for revocation in revocations {
+            let message = WakuMessage::new(topic.as_str(), revocation)
+                .with_timestamp(murmur_core::now_nanos());
+            self.publish(self.pubsub_topic(&topic), message).await?;
+        }
         let message =
             WakuMessage::new(topic.as_str(), bundle).with_timestamp(murmur_core::now_nanos());
         self.publish(self.pubsub_topic(&topic), message).await
