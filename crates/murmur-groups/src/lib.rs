@@ -317,6 +317,25 @@ impl Unsigned {
         self.0
     }
 
+    /// Any event, its fields as given: what a log would refuse is for the
+    /// log to say (tools, and tests that play an attacker, make these).
+    pub fn new(
+        group: GroupId,
+        author: MemberId,
+        clock: u64,
+        parents: Vec<EventId>,
+        action: Action,
+    ) -> Self {
+        Self(Event {
+            group,
+            author,
+            clock,
+            parents,
+            action,
+            signature: [0; 64],
+        })
+    }
+
     /// The `Create` event of a new group.
     pub fn create(author: MemberId, name: &str) -> Self {
         Self(Event {

@@ -1,0 +1,345 @@
+//! The tests an attacker would write, against real nodes on loopback.
+//!
+//! The attacker is built from murmur's public pieces, not from a node's
+//! good behaviour: a sans-I/O [`Device`] holds its account and sessions,
+//! a [`murmur_groups::Log`] its own view of a group, and a plain node
+//! only carries raw frames (`Node::send` on any topic, `Node::subscribe`
+//! to read the victims' partitions). It signs, seals and publishes what
+//! it likes. One test per finding of the issue "Removal that sticks".
+
+use std::time::Duration;
+
+use murmur::crypto::{device::Device, Limits, Vault};
+use murmur::node::{chat::AccountId, Builder, Node};
+use murmur_core::ContentTopic;
+use murmur_groups::{Action, Event, JoinMode, Log, MemberId};
+use murmur_proto::chat::{Content, GroupControl};
+use prost::Message as _;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+}
+
+/// A default chat node on loopback, its data in `dir`.
+async fn node(dir: &std::path::Path, peer: Option<&Node>) -> Node {
+    let mut config = murmur::node::Config::new(dir);
+    config.network.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    if let Some(peer) = peer {
+        config.network.peers = vec![peer.listen_addrs()[0].parse().unwrap()];
+    }
+    Builder::new(config).start().await.expect("node starts")
+}
+
+fn partition_topic(account: AccountId) -> ContentTopic {
+    murmur::node::crypto::partition_topic(murmur::crypto::envelope::partition(
+        &murmur::crypto::AccountId(account.0),
+        64,
+    ))
+}
+
+/// Polls `check` until it holds, at most [`WAIT`]: state with no event to
+/// wait on.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An account run by hand: its device, and a node that carries its raw
+/// frames.
+struct Attacker {
+    device: Device,
+    wire: Node,
+    inbox: murmur::node::Subscription,
+}
+
+impl Attacker {
+    async fn new(dir: &std::path::Path, peer: &Node) -> Self {
+        let (device, _) = Device::create(Vault::new(b"attacker"), Limits::default(), now());
+        let wire = node(dir, Some(peer)).await;
+        let topic = partition_topic(AccountId(device.account().0));
+        let inbox = wire.subscribe([&topic]).await.unwrap();
+        wire.wait_for_peers(&wire.pubsub_topic(&topic), 1, WAIT)
+            .await
+            .unwrap();
+        Self {
+            device,
+            wire,
+            inbox,
+        }
+    }
+
+    /// Adds `node`'s contact code, as anyone who was shown it can.
+    async fn meet(&mut self, node: &Node) {
+        self.device
+            .add_contact(&node.contact_code().await.unwrap())
+            .unwrap();
+    }
+
+    fn member(&self) -> MemberId {
+        MemberId(self.device.account().0)
+    }
+
+    fn code(&self) -> String {
+        self.device.contact_code(now())
+    }
+
+    /// Seals `content` for `to` and publishes it on `to`'s partition.
+    async fn send(&mut self, to: AccountId, content: &Content) {
+        let (out, _) = self
+            .device
+            .seal(
+                murmur::crypto::AccountId(to.0),
+                &content.encode_to_vec(),
+                now(),
+            )
+            .expect("a known contact");
+        for o in out {
+            let topic = partition_topic(AccountId(o.to.0));
+            self.wire.send(&topic, o.envelope).await.unwrap();
+        }
+    }
+
+    /// The next chat content sealed for this account.
+    async fn receive(&mut self) -> Content {
+        loop {
+            let delivery = self.inbox.recv_timeout(WAIT).await.expect("an envelope");
+            if let Ok((received, _)) = self.device.open(&delivery.message.payload, now()) {
+                if let Some(app) = received.app {
+                    return Content::decode(app.as_slice()).expect("chat content");
+                }
+            }
+        }
+    }
+
+    /// Takes group control messages until `log` satisfies `done`.
+    async fn follow(&mut self, log: &mut Log, done: impl Fn(&Log) -> bool) {
+        while !done(log) {
+            let content = self.receive().await;
+            for bytes in content.group.map(|g| g.events).unwrap_or_default() {
+                let _ = log.insert(Event::from_bytes(&bytes).expect("an event"));
+            }
+        }
+    }
+
+    /// Signs `action` on top of `view`, with the account key.
+    fn sign(&self, view: &Log, action: Action) -> Event {
+        let unsigned = view.prepare(self.member(), action);
+        let signature = self
+            .device
+            .sign_group_event(&unsigned.signed_bytes())
+            .expect("the first device signs group events");
+        unsigned.sign(signature)
+    }
+}
+
+fn control(group: murmur::node::chat::GroupId, events: &[Event]) -> Content {
+    Content {
+        id: vec![7; 16],
+        sent_at: 1,
+        group: Some(GroupControl {
+            group: group.0.to_vec(),
+            events: events.iter().map(Event::to_bytes).collect(),
+            ..GroupControl::default()
+        }),
+        ..Content::default()
+    }
+}
+
+/// C1: an admin the owner removed signs, on its view from before the
+/// removal, an event that opens the group, and sends it to the owner. It
+/// changes nothing, and is counted as refused.
+#[actix_rt::test]
+async fn a_removed_admin_back_dating_an_event_changes_nothing() {
+    let dirs = [(); 2].map(|_| tempfile::tempdir().unwrap());
+    let alice = node(dirs[0].path(), None).await;
+    let mut eve = Attacker::new(dirs[1].path(), &alice).await;
+    let e = alice.add_contact(&eve.code()).await.unwrap();
+    let group = alice.create_group("club").await.unwrap();
+    let mut eves_view = Log::new(murmur_groups::EventId(group.id().0));
+    group.add(e).await.unwrap();
+    group.promote(e).await.unwrap();
+    let me = eve.member();
+    eve.follow(&mut eves_view, |log| {
+        log.state().role(&me) == Some(murmur_groups::Role::Admin)
+    })
+    .await;
+    group.remove(e).await.unwrap();
+    let before = alice.group(group.id()).info().await.unwrap();
+    assert!(!before.members.iter().any(|(a, _)| *a == e));
+
+    let open = eve.sign(&eves_view, Action::JoinMode(JoinMode::Open));
+    eve.send(account(&alice).await, &control(group.id(), &[open]))
+        .await;
+    eventually(
+        "Alice's log takes the back-dated event as rejected",
+        || async { alice.group(group.id()).info().await.unwrap().rejected > before.rejected },
+    )
+    .await;
+    let after = alice.group(group.id()).info().await.unwrap();
+    assert_eq!(after.join_mode, murmur_core::groups::JoinMode::Invite);
+    assert_eq!(after.members, before.members);
+}
+
+/// H3: an account that was never a member pushes an event for the group
+/// (it knows the group's id, which is its creation event's): refused, not
+/// kept, and counted.
+#[actix_rt::test]
+async fn a_stranger_writes_nothing_into_a_groups_log() {
+    let dirs = [(); 2].map(|_| tempfile::tempdir().unwrap());
+    let alice = metered(dirs[0].path()).await;
+    let mut mallory = Attacker::new(dirs[1].path(), &alice).await;
+    alice.add_contact(&mallory.code()).await.unwrap();
+    mallory.meet(&alice).await;
+    let group = alice.create_group("club").await.unwrap();
+    let before = alice.group(group.id()).info().await.unwrap();
+    let id = murmur_groups::EventId(group.id().0);
+    let forged = murmur_groups::Unsigned::new(
+        id,
+        mallory.member(),
+        2,
+        vec![id],
+        Action::Add(mallory.member()),
+    );
+    let signature = mallory
+        .device
+        .sign_group_event(&forged.signed_bytes())
+        .unwrap();
+    mallory
+        .send(
+            account(&alice).await,
+            &control(group.id(), &[forged.sign(signature)]),
+        )
+        .await;
+    let refused = "murmur_groups_refused_total{reason=\"invalid_event\"}";
+    eventually("Alice refuses the stranger's event", || async {
+        metric(&alice, refused).await >= 1
+    })
+    .await;
+    let after = alice.group(group.id()).info().await.unwrap();
+    assert_eq!(after.members, before.members);
+    assert_eq!(after.rejected, 0, "not even kept as rejected");
+}
+
+/// A chat node serving `/metrics` on a loopback port of its own.
+async fn metered(dir: &std::path::Path) -> Node {
+    let mut config = murmur::node::Config::new(dir);
+    config.network.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    config.metrics.enabled = true;
+    config.metrics.address = "127.0.0.1:0".parse().unwrap();
+    Builder::new(config).start().await.expect("node starts")
+}
+
+/// The value of the sample `name` that `node` serves on `/metrics`.
+async fn metric(node: &Node, name: &str) -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(node.metrics_addr().expect("metrics on"))
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// H4, M5, M9: strangers flood first messages. Each is opened once and at
+/// constant cost, no more than `chat.max_requests` of them wait as
+/// requests (the rest are refused before any X3DH), none gets an answer,
+/// and a contact's messages still arrive.
+#[actix_rt::test]
+async fn a_flood_of_strangers_is_bounded_answered_by_nothing_and_stalls_no_contact() {
+    const STRANGERS: usize = 40;
+    let dirs = [(); 3].map(|_| tempfile::tempdir().unwrap());
+    let mut config = murmur::node::Config::new(dirs[0].path());
+    config.network.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    config.metrics.enabled = true;
+    config.metrics.address = "127.0.0.1:0".parse().unwrap();
+    config.chat.max_requests = 8;
+    let bob = Builder::new(config).start().await.unwrap();
+    let alice = node(dirs[1].path(), Some(&bob)).await;
+    let flooder = Attacker::new(dirs[2].path(), &bob).await;
+    let b = account(&bob).await;
+    bob.add_contact(&alice.contact_code().await.unwrap())
+        .await
+        .unwrap();
+    alice
+        .add_contact(&bob.contact_code().await.unwrap())
+        .await
+        .unwrap();
+    let topic = partition_topic(b);
+    for n in [&alice, &flooder.wire] {
+        n.wait_for_peers(&n.pubsub_topic(&topic), 1, WAIT)
+            .await
+            .unwrap();
+    }
+    let mut inbox = bob.inbox().await.unwrap();
+    let mut answers = flooder.wire.subscribe_all().await.unwrap();
+
+    let code = bob.contact_code().await.unwrap();
+    for i in 0..STRANGERS {
+        let (mut stranger, _) = Device::create(
+            Vault::new(format!("s{i}").as_bytes()),
+            Limits::default(),
+            now(),
+        );
+        let (to, _) = stranger.add_contact(&code).unwrap();
+        let (out, _) = stranger.seal(to, b"let me in", now()).unwrap();
+        for o in out {
+            flooder.wire.send(&topic, o.envelope).await.unwrap();
+        }
+    }
+    let mut sent = alice.conversation(b).send_text("a friend").await.unwrap();
+    let got = loop {
+        let m = inbox
+            .recv_timeout(WAIT)
+            .await
+            .expect("the contact's message");
+        if m.text() == Some("a friend") {
+            break m;
+        }
+    };
+    assert!(!got.request);
+    assert!(matches!(
+        sent.acknowledged(WAIT).await,
+        murmur::node::chat::DeliveryState::Acknowledged { .. }
+    ));
+    let too_many = "murmur_crypto_refused_total{reason=\"too_many_requests\"}";
+    eventually("every stranger opened or refused", || async {
+        let refused = metric(&bob, too_many).await;
+        refused + bob.requests().await.unwrap().len() as u64 == STRANGERS as u64
+    })
+    .await;
+    assert_eq!(bob.requests().await.unwrap().len(), 8);
+    // Nothing went back on any stranger's partition: the flooder heard
+    // only its own frames and Alice's traffic.
+    let (a, _) = alice.chat_identity().await.unwrap();
+    while let Some(d) = answers.recv_timeout(Duration::from_millis(1)).await {
+        let topic = d.message.content_topic.clone();
+        assert!(
+            topic == partition_topic(b).as_str()
+                || topic == partition_topic(a).as_str()
+                || topic.contains("bundles"),
+            "an answer went to a stranger's partition: {topic}"
+        );
+    }
+}
+
+async fn account(node: &Node) -> AccountId {
+    node.chat_identity().await.unwrap().0
+}
