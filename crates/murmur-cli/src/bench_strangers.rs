@@ -226,7 +226,8 @@ fn report(
     println!(
         "flood: {published} first messages from unknown accounts at {rate:.0}/s; \
          {requests} accounts wait as message requests (the rest were refused past \
-         chat.max_requests, or were not yet opened when Alice's run ended)"
+         chat.requests_per_minute or chat.max_requests before any X3DH, or were \
+         not yet opened when Alice's run ended)"
     );
     println!(
         "{:<28} {:>10} {:>10}",

@@ -206,6 +206,8 @@ pub struct Device {
     /// Accounts whose envelopes are refused unopened.
     blocked: BTreeSet<AccountId>,
     policy: Policy,
+    /// New requests opened lately (`Policy::requests_per_minute`).
+    new_requests: requests::Bucket,
     /// Why things were refused since the caller last asked.
     refusals: Vec<&'static str>,
 }

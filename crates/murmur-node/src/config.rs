@@ -157,6 +157,10 @@ pub struct Chat {
     pub max_requests: usize,
     /// The most devices kept of one other account.
     pub max_devices: usize,
+    /// New message requests opened per minute at most; past it a
+    /// stranger's first message is refused before any X3DH or write, so
+    /// that a flood does not hold up contacts' messages. 0: no limit.
+    pub requests_per_minute: u32,
     /// Where the key that seals the chat state in the database comes from.
     pub vault: Vault,
     /// Publish this device's bundle on its account's bundle topic (store
@@ -236,7 +240,8 @@ impl Chat {
                 murmur_crypto::device::Policy::default()
                     .accept(accept)
                     .max_requests(self.max_requests)
-                    .max_devices(self.max_devices),
+                    .max_devices(self.max_devices)
+                    .requests_per_minute(self.requests_per_minute),
             )
     }
 }
@@ -252,6 +257,7 @@ impl Default for Chat {
             accept: Accept::Contacts,
             max_requests: 1024,
             max_devices: 16,
+            requests_per_minute: 600,
             vault: Vault::default(),
             publish_bundle: true,
             bundle_delay_secs: 1800,

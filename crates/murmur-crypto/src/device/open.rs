@@ -42,7 +42,7 @@ impl Device {
             return Err(self.refuse("blocked", Error::Blocked(peer.0)));
         }
         if matches!(opened.ciphertext, Ciphertext::Prekey(..)) {
-            self.admit(peer)?;
+            self.admit(peer, now)?;
         }
         let (plaintext, first, shadow_changed) = self.decrypt(peer, &opened.ciphertext)?;
         let request = !self.is_accepted(peer.0);

@@ -172,6 +172,7 @@ impl Device {
             strangers: BTreeSet::new(),
             blocked: BTreeSet::new(),
             policy: Policy::default(),
+            new_requests: Default::default(),
             refusals: Vec::new(),
         }
     }

@@ -31,6 +31,12 @@ pub struct Policy {
     /// The most devices kept of one other account: one more is refused
     /// with [`Error::TooManyDevices`].
     pub max_devices: usize,
+    /// New message requests opened per minute at most (a token bucket,
+    /// ten seconds' worth at once): past it, a first message from an account
+    /// not yet waiting is refused with [`Error::TooManyRequests`] before
+    /// any X3DH or write, so that a flood costs the node one X25519 per
+    /// envelope and contacts' messages do not queue behind it. 0: no limit.
+    pub requests_per_minute: u32,
 }
 
 impl Default for Policy {
@@ -39,6 +45,7 @@ impl Default for Policy {
             accept: Accept::Contacts,
             max_requests: 1024,
             max_devices: 16,
+            requests_per_minute: 600,
         }
     }
 }
@@ -60,6 +67,42 @@ impl Policy {
     pub fn max_devices(mut self, n: usize) -> Self {
         self.max_devices = n;
         self
+    }
+
+    /// With at most `n` new message requests opened per minute (0: no
+    /// limit).
+    pub fn requests_per_minute(mut self, n: u32) -> Self {
+        self.requests_per_minute = n;
+        self
+    }
+}
+
+/// New requests' token bucket: `tokens` left as of `at` (seconds).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Bucket {
+    tokens: f64,
+    at: u64,
+}
+
+impl Bucket {
+    /// Takes a token at `now`, refilled at `per_minute` up to ten seconds'
+    /// worth (a burst that size, no more, at once); false when none is
+    /// left.
+    fn take(&mut self, per_minute: u32, now: u64) -> bool {
+        let rate = f64::from(per_minute) / 60.0;
+        let cap = (rate * 10.0).max(1.0);
+        if self.at == 0 {
+            self.tokens = cap;
+        } else {
+            let elapsed = now.saturating_sub(self.at) as f64;
+            self.tokens = (self.tokens + elapsed * rate).min(cap);
+        }
+        self.at = now;
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
     }
 }
 
@@ -245,9 +288,10 @@ impl Device {
     }
 
     /// Before a session is set up from a first message of `peer`: refused
-    /// when its account is blocked, when it would be one request too many,
-    /// or one device of its account too many.
-    pub(super) fn admit(&mut self, peer: Peer) -> Result<(), Error> {
+    /// when its account is blocked, when it would be one request too many
+    /// (waiting, or opened this minute), or one device of its account too
+    /// many.
+    pub(super) fn admit(&mut self, peer: Peer, now: u64) -> Result<(), Error> {
         if self.blocked.contains(&peer.0) {
             return Err(self.refuse("blocked", Error::Blocked(peer.0)));
         }
@@ -260,11 +304,13 @@ impl Device {
         {
             return Err(self.refuse("too_many_devices", Error::TooManyDevices(peer.0)));
         }
-        if !self.is_accepted(peer.0)
-            && !self.strangers.contains(&peer.0)
-            && self.strangers.len() >= self.policy.max_requests
-        {
-            return Err(self.refuse("too_many_requests", Error::TooManyRequests));
+        if !self.is_accepted(peer.0) && !self.strangers.contains(&peer.0) {
+            let per_minute = self.policy.requests_per_minute;
+            if self.strangers.len() >= self.policy.max_requests
+                || (per_minute > 0 && !self.new_requests.take(per_minute, now))
+            {
+                return Err(self.refuse("too_many_requests", Error::TooManyRequests));
+            }
         }
         Ok(())
     }

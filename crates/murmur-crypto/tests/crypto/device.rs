@@ -459,6 +459,19 @@ fn strangers_and_devices_per_account_are_bounded() {
     }
     assert_eq!(bob.requests().len(), 2);
     assert!(bob.take_refusals().contains(&"too_many_requests"));
+    // Two new requests a minute: one at once (ten seconds' worth, at
+    // least one), then one more as the bucket refills.
+    let (mut carol, _) = new_device(b"carol");
+    carol.set_policy(device::Policy::default().requests_per_minute(2));
+    let code = carol.contact_code(NOW);
+    let mut opened = Vec::new();
+    for (at, i) in [(NOW, 0u8), (NOW, 1), (NOW, 2), (NOW + 30, 3), (NOW + 30, 4)] {
+        let (mut stranger, _) = new_device(&[i, 9, 9, 9]);
+        let (to, _) = stranger.add_contact(&code).unwrap();
+        let (out, _) = stranger.seal(to, b"hi", NOW).unwrap();
+        opened.push(carol.open(&out[0].envelope, at).is_ok());
+    }
+    assert_eq!(opened, [true, false, false, true, false]);
     // A contact's second device is one too many at max_devices = 1.
     let (mut alice, _) = new_device(b"alice");
     let second = paired(&mut alice);
