@@ -484,6 +484,8 @@ fn strangers_and_devices_per_account_are_bounded() {
 #[test]
 fn a_first_message_writes_the_same_few_records_however_many_came_before() {
     let (mut bob, records) = new_device(b"bob");
+    // Every one opened: no rate limit on new requests.
+    bob.set_policy(device::Policy::default().requests_per_minute(0));
     let mut store = Store::default();
     store.keep(&bob, records);
     let mut first_sizes = Vec::new();
@@ -513,6 +515,7 @@ fn a_first_message_writes_the_same_few_records_however_many_came_before() {
     let mut bob = Device::restore(Vault::new(b"bob"), Limits::default(), store.entries())
         .unwrap()
         .expect("restored");
+    bob.set_policy(device::Policy::default().requests_per_minute(0));
     assert_eq!(
         bob.open(&replayable.unwrap(), NOW).err(),
         Some(Error::Replay)
