@@ -312,7 +312,26 @@ impl Log {
         self.pending.len()
     }
 
-    /// Every applied event, in the group's order: what a new member needs.
+    /// The applied events a new member needs, in the group's order: every
+    /// one that counts, and of those that do not (an unauthorized
+    /// member's), only the ones a later event cites, without which it
+    /// could not be placed. A rejected event no one built on goes no
+    /// further than the logs that already hold it.
+    pub fn shipped(&self) -> Vec<&Event> {
+        let mut needed: BTreeSet<EventId> = BTreeSet::new();
+        let mut kept = Vec::new();
+        for ((_, id), event) in self.events.iter().rev() {
+            if self.state.rejected.contains(id) && !needed.contains(id) {
+                continue;
+            }
+            needed.extend(event.parents.iter().copied());
+            kept.push(event);
+        }
+        kept.reverse();
+        kept
+    }
+
+    /// Every applied event, in the group's order.
     pub fn events(&self) -> impl Iterator<Item = &Event> {
         self.events.values()
     }

@@ -356,3 +356,29 @@ fn an_admin_showing_members_different_histories_is_caught_by_whoever_sees_both()
     log.insert(by_eve).unwrap();
     assert!(log.equivocators().is_empty(), "{:?}", log.equivocators());
 }
+
+#[test]
+fn a_rejected_event_no_one_built_on_is_not_shipped_to_joiners() {
+    let (mut log, mut eves_view) = removed_after_holding(Role::Admin);
+    let open = back_dated(&mut eves_view, Action::JoinMode(JoinMode::Open));
+    log.insert(open.clone()).unwrap();
+    assert!(log.state().rejected.contains(&open.id()));
+    let shipped: Vec<_> = log.shipped().into_iter().map(Event::id).collect();
+    assert!(
+        !shipped.contains(&open.id()),
+        "a rejected leaf went to a joiner"
+    );
+    // Once an honest event cites it, it goes: the joiner could not place
+    // the honest one without it.
+    let next = log
+        .author(&key(OWNER), Action::Rename("later".into()))
+        .unwrap();
+    let shipped: Vec<_> = log.shipped().into_iter().map(Event::id).collect();
+    assert!(shipped.contains(&open.id()) && shipped.contains(&next.id()));
+    // A joiner given exactly these reaches the same state.
+    let mut joiner = Log::new(log.group());
+    for e in log.shipped() {
+        joiner.insert(e.clone()).unwrap();
+    }
+    assert_eq!(joiner.state(), log.state());
+}
