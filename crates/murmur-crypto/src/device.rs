@@ -148,7 +148,9 @@ pub struct Received {
     /// The sending device, proven by its session.
     pub sender: Peer,
     /// The application's bytes; `None` for the device's own messages
-    /// (pairing, device lists, revocations), which it handled.
+    /// (pairing, device lists, revocations), which it handled, and for
+    /// what a session carried that did not parse (refused and counted as
+    /// `"malformed"`; the session's step is in the records all the same).
     pub app: Option<Vec<u8>>,
     /// Envelopes to publish in answer (a pairing answer, this account's
     /// device list for a new contact).

@@ -65,8 +65,24 @@ impl Device {
         if shadow_changed && self.shadows.contains_key(&peer) {
             records.push(self.shadow_record(peer));
         }
-        let payload = Payload::decode(plaintext.as_slice())
-            .map_err(|e| self.refuse("malformed", Error::Malformed(e.to_string())))?;
+        let payload = match Payload::decode(plaintext.as_slice()) {
+            Ok(payload) => payload,
+            Err(e) => {
+                // The session moved on (and a first message's replay key
+                // is taken): that is kept, though what came is refused.
+                self.refuse("malformed", Error::Malformed(e.to_string()));
+                let nothing = Received {
+                    sender: peer,
+                    app: None,
+                    reply: Vec::new(),
+                    identity_changed: false,
+                    revoked: Vec::new(),
+                    request,
+                    accepted: Vec::new(),
+                };
+                return Ok((nothing, records));
+            }
+        };
         // What another device of this account accepted or blocked.
         let accepted = if peer.0 == self.account() {
             let (accepted, more) = self.on_own_lists(&payload);

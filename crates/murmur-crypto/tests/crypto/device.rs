@@ -574,3 +574,30 @@ fn a_revocation_published_beside_the_bundles_keeps_the_revoked_device_out() {
         "a revocation on the wrong account's topic is ignored"
     );
 }
+
+#[test]
+fn what_a_session_carried_that_does_not_parse_still_saves_the_sessions_step() {
+    use murmur_crypto::{envelope, x3dh, Account, Installation, PrekeyPolicy};
+    let (mut bob, records) = new_device(b"bob");
+    let mut store = Store::default();
+    store.keep(&bob, records);
+    // A peer that seals bytes no device would: not a payload.
+    let alice = Installation::create(&Account::generate(), PrekeyPolicy::default(), NOW);
+    let mut session = x3dh::initiate_shared(&alice, &bob.bundle(NOW), Limits::default()).unwrap();
+    let sealed = session.seal(&[0xff, 0xff, 0xff]).unwrap();
+    let garbage = envelope::seal(
+        &bob.bundle(NOW).certificate.identity_key,
+        (alice.account(), alice.device()),
+        &sealed,
+    );
+    let (received, records) = bob.open(&garbage, NOW).expect("opened, though refused");
+    assert!(received.app.is_none());
+    assert!(bob.take_refusals().contains(&"malformed"));
+    store.keep(&bob, records);
+    // The step was saved: after a restart the same envelope is a replay,
+    // not a session to set up again.
+    let mut bob = Device::restore(Vault::new(b"bob"), Limits::default(), store.entries())
+        .unwrap()
+        .expect("restored");
+    assert_eq!(bob.open(&garbage, NOW).err(), Some(Error::Replay));
+}
