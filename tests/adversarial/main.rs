@@ -340,6 +340,141 @@ async fn a_flood_of_strangers_is_bounded_answered_by_nothing_and_stalls_no_conta
     }
 }
 
+/// H1, H2: a thief keeps a paired phone after its account revoked it. The
+/// phone still holds valid-looking keys and a certificate, and writes to a
+/// contact that got the revocation, and to one that missed it and learns
+/// it only from the account's bundle topic: both refuse it, unopened.
+#[actix_rt::test]
+async fn a_revoked_phone_reaches_no_contact_even_one_that_missed_the_revocation() {
+    let dirs = [(); 3].map(|_| tempfile::tempdir().unwrap());
+    let bob = metered(dirs[0].path()).await;
+    let mut carol_config = murmur::node::Config::new(dirs[1].path());
+    carol_config.network.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    carol_config.network.peers = vec![bob.listen_addrs()[0].parse().unwrap()];
+    carol_config.metrics.enabled = true;
+    carol_config.metrics.address = "127.0.0.1:0".parse().unwrap();
+    let carol = Builder::new(carol_config).start().await.unwrap();
+    // Eve's first device (honest) and her phone, run by hand; `wire`
+    // carries their frames.
+    let mut eve = Attacker::new(dirs[2].path(), &bob).await;
+    let (mut phone, _) = Device::create(Vault::new(b"phone"), Limits::default(), now());
+    let (b, c) = (account(&bob).await, account(&carol).await);
+    for n in [&bob, &carol] {
+        eve.meet(n).await;
+        n.add_contact(&eve.code()).await.unwrap();
+    }
+    let code = eve.device.pairing_code(now()).unwrap();
+    let (request, _) = phone.pair(&code, now()).unwrap();
+    for o in request {
+        let (received, _) = eve.device.open(&o.envelope, now()).unwrap();
+        for answer in received.reply {
+            let _ = phone.open(&answer.envelope, now());
+        }
+    }
+    assert_eq!(phone.account(), eve.device.account(), "paired");
+    let e = AccountId(eve.device.account().0);
+    for topic in [partition_topic(b), partition_topic(c)] {
+        eve.wire
+            .wait_for_peers(&eve.wire.pubsub_topic(&topic), 1, WAIT)
+            .await
+            .unwrap();
+    }
+
+    // The phone is stolen; Eve revokes it. Bob gets the revocation; Carol
+    // was away and missed it. It is on Eve's bundle topic too, beside her
+    // bundle, as every node publishes them.
+    let (revocation, _) = eve.device.revoke(phone.device(), now()).unwrap();
+    for o in revocation.iter().filter(|o| AccountId(o.to.0) == b) {
+        eve.wire
+            .send(&partition_topic(b), o.envelope.clone())
+            .await
+            .unwrap();
+    }
+    let bundle_topic = murmur::node::crypto::bundle_topic(murmur::crypto::envelope::partition(
+        &murmur::crypto::AccountId(e.0),
+        64,
+    ));
+    for payload in eve
+        .device
+        .revocations_of(eve.device.account())
+        .into_iter()
+        .chain([eve.device.bundle(now()).to_bytes()])
+    {
+        eve.wire.send(&bundle_topic, payload).await.unwrap();
+    }
+    eventually("Bob takes the revocation", || async {
+        !bob.devices(e)
+            .await
+            .unwrap()
+            .contains(&murmur::node::chat::DeviceId(phone.device().0))
+    })
+    .await;
+
+    // The thief writes to Bob: refused unopened.
+    let revoked = "murmur_crypto_refused_total{reason=\"revoked\"}";
+    let text = |t: &str| Content {
+        id: vec![1; 16],
+        sent_at: 1,
+        text: Some(t.to_owned()),
+        ..Content::default()
+    };
+    let mut bob_inbox = bob.inbox().await.unwrap();
+    let (out, _) = phone
+        .seal(
+            murmur::crypto::AccountId(b.0),
+            &text("it's Eve").encode_to_vec(),
+            now(),
+        )
+        .unwrap();
+    for o in out.iter().filter(|o| AccountId(o.to.0) == b) {
+        eve.wire
+            .send(&partition_topic(b), o.envelope.clone())
+            .await
+            .unwrap();
+    }
+    eventually("Bob refuses the revoked phone", || async {
+        metric(&bob, revoked).await >= 1
+    })
+    .await;
+    assert!(bob_inbox.recv_timeout(Duration::ZERO).await.is_none());
+
+    // Carol reads Eve's bundle topic from a store (the node that relayed
+    // it archived it), learns the revocation there, and then refuses the
+    // thief too.
+    let store = format!("{}/p2p/{}", eve.wire.listen_addrs()[0], eve.wire.peer_id());
+    let published = murmur_core::store::Query::content(
+        Some(carol.pubsub_topic(&bundle_topic)),
+        vec![bundle_topic.as_str().to_owned()],
+    );
+    eventually("the bundle topic is in the store", || async {
+        carol
+            .query_store(&store, published.clone())
+            .await
+            .is_ok_and(|page| page.messages.len() >= 2)
+    })
+    .await;
+    carol.refresh_contact(&store, e).await.unwrap();
+    let mut carol_inbox = carol.inbox().await.unwrap();
+    let (out, _) = phone
+        .seal(
+            murmur::crypto::AccountId(c.0),
+            &text("it's Eve").encode_to_vec(),
+            now(),
+        )
+        .unwrap();
+    for o in out.iter().filter(|o| AccountId(o.to.0) == c) {
+        eve.wire
+            .send(&partition_topic(c), o.envelope.clone())
+            .await
+            .unwrap();
+    }
+    eventually("Carol refuses the revoked phone", || async {
+        metric(&carol, revoked).await >= 1
+    })
+    .await;
+    assert!(carol_inbox.recv_timeout(Duration::ZERO).await.is_none());
+}
+
 async fn account(node: &Node) -> AccountId {
     node.chat_identity().await.unwrap().0
 }
