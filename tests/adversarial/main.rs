@@ -83,7 +83,7 @@ impl Attacker {
     /// Adds `node`'s contact code, as anyone who was shown it can.
     async fn meet(&mut self, node: &Node) {
         self.device
-            .add_contact(&node.contact_code().await.unwrap())
+            .add_contact(&node.contact_code().await.unwrap(), now())
             .unwrap();
     }
 
@@ -298,7 +298,7 @@ async fn a_flood_of_strangers_is_bounded_answered_by_nothing_and_stalls_no_conta
             Limits::default(),
             now(),
         );
-        let (to, _) = stranger.add_contact(&code).unwrap();
+        let (to, _) = stranger.add_contact(&code, now()).unwrap();
         let (out, _) = stranger.seal(to, b"let me in", now()).unwrap();
         for o in out {
             flooder.wire.send(&topic, o.envelope).await.unwrap();

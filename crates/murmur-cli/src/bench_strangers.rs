@@ -124,7 +124,7 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
             Limits::default(),
             now,
         );
-        let (bob_account, _) = stranger.add_contact(&code).map_err(failed)?;
+        let (bob_account, _) = stranger.add_contact(&code, now).map_err(failed)?;
         let (out, _) = stranger
             .seal(bob_account, b"let me in", now)
             .map_err(failed)?;

@@ -118,6 +118,15 @@ pub enum Error {
     /// This account cannot decline or block itself.
     #[error("this device's own account cannot be declined or blocked")]
     OwnAccount,
+    /// A device never met before whose certificate expired: its account
+    /// stopped renewing it (revoked, or abandoned).
+    #[error("the certificate of device {device} of {account} expired")]
+    Expired {
+        /// The account.
+        account: AccountId,
+        /// The device.
+        device: DeviceId,
+    },
 }
 
 /// Seals `plaintext` for every known device of `to`, and for this account's

@@ -16,7 +16,7 @@
 //! let (mut alice, _) = Device::create(Vault::new(b"alice's node"), Limits::default(), now);
 //! let (mut bob, _) = Device::create(Vault::new(b"bob's node"), Limits::default(), now);
 //!
-//! let (bob_id, _) = alice.add_contact(&bob.contact_code(now))?;
+//! let (bob_id, _) = alice.add_contact(&bob.contact_code(now), now)?;
 //! let (out, _records) = alice.seal(bob_id, b"hi Bob", now)?;
 //! let (received, _) = bob.open(&out[0].envelope, now)?;
 //! assert_eq!(received.app.as_deref(), Some(&b"hi Bob"[..]));
@@ -130,6 +130,15 @@ pub enum Error {
     /// This account cannot be declined or blocked by itself.
     #[error("this device's own account")]
     OwnAccount,
+    /// A device never met before whose certificate expired: its account
+    /// stopped renewing it (revoked, or abandoned).
+    #[error("the certificate of device {device} of {account} expired")]
+    Expired {
+        /// The account.
+        account: AccountId,
+        /// The device.
+        device: DeviceId,
+    },
 }
 
 /// An envelope to publish, for a device of the account `to`.
@@ -210,6 +219,9 @@ pub struct Device {
     policy: Policy,
     /// New requests opened lately (`Policy::requests_per_minute`).
     new_requests: requests::Bucket,
+    /// This device's certificate was renewed: its bundle goes to the
+    /// account's other devices with the next message they get.
+    announce: bool,
     /// Why things were refused since the caller last asked.
     refusals: Vec<&'static str>,
 }
@@ -296,7 +308,20 @@ impl Device {
     /// the replay records of prekeys rotated out go.
     pub fn maintain(&mut self, now: u64) -> Records {
         let mut records = Vec::new();
-        if self.installation.maintain(now) {
+        let mut changed = self.installation.maintain(now);
+        // The first device renews its own certificate (the others' go to
+        // them with the next message they get: see `seal_to`).
+        if let Some(account) = &self.account {
+            if self.installation.certificate().due(now) {
+                let request = crate::PairingRequest::of(self.installation.bundle_with(now, 0));
+                let renewed = account.certify(&request, now);
+                if self.installation.renew(renewed).unwrap_or(false) {
+                    changed = true;
+                    self.announce = true;
+                }
+            }
+        }
+        if changed {
             records.push(self.installation_record());
         }
         for (prekey, seen) in self.installation.take_dropped() {
@@ -379,6 +404,7 @@ impl Device {
         let plaintext = zeroize::Zeroizing::new(payload.encode_to_vec());
         let plaintext = plaintext.as_slice();
         let sender = self.me();
+        let mut announced = false;
         let mut sealed = Vec::with_capacity(devices.len());
         let mut records = Vec::with_capacity(devices.len());
         for peer in devices {
@@ -386,6 +412,17 @@ impl Device {
                 continue;
             }
             let mut introduced = None;
+            let own = peer.0 == self.account();
+            let renewal = own.then(|| self.renewal_for(peer.1, now)).flatten();
+            if renewal.is_some() || (own && self.announce) {
+                let mut extra = payload.clone();
+                extra.renewal = renewal;
+                if self.announce {
+                    extra.devices.push(self.bundle(now).to_bytes());
+                    announced = true;
+                }
+                introduced = Some(zeroize::Zeroizing::new(extra.encode_to_vec()));
+            }
             if !self.sessions.contains_key(&peer) {
                 let Some(bundle) = self.contacts.get(&peer.0).and_then(|d| d.get(&peer.1)) else {
                     continue;
@@ -397,7 +434,7 @@ impl Device {
                 }
                 .map_err(|e| Error::BadContact(e.to_string()))?;
                 self.sessions.insert(peer, session);
-                if peer.0 != self.account() {
+                if !own {
                     // The first message carries this device's bundle, so
                     // that the other side can introduce it to others (the
                     // members of a group it adds this account to).
@@ -419,7 +456,22 @@ impl Device {
             });
             records.push(self.session_record(peer));
         }
+        if announced {
+            self.announce = false;
+        }
         Ok((sealed, records))
+    }
+
+    /// On the first device: a renewed certificate for this account's
+    /// device `device`, when the one known is due.
+    fn renewal_for(&self, device: DeviceId, now: u64) -> Option<Vec<u8>> {
+        let account = self.account.as_ref()?;
+        let bundle = self.contacts.get(&self.account())?.get(&device)?;
+        if !bundle.certificate.due(now) {
+            return None;
+        }
+        let request = crate::PairingRequest::of(bundle.clone());
+        Some(account.certify(&request, now).to_bytes())
     }
 }
 

@@ -22,8 +22,9 @@ const BUNDLE_CONTEXT: &[u8] = b"murmur/bundle/v1";
 const REVOCATION_CONTEXT: &[u8] = b"murmur/revocation/v1";
 /// What an account signs for other crates: group membership events.
 pub const GROUP_EVENT_CONTEXT: &[u8] = b"murmur/group-event/";
-const BUNDLE_VERSION: u8 = 1;
-const INSTALLATION_VERSION: u8 = 1;
+const BUNDLE_VERSION: u8 = 2;
+const INSTALLATION_VERSION: u8 = 2;
+const CERTIFICATE_VERSION: u8 = 1;
 const REVOCATION_VERSION: u8 = 1;
 /// A bundle never carries more one-time prekeys than this, whatever its
 /// encoding claims.
@@ -55,6 +56,10 @@ pub enum BundleError {
     /// An account or signing key is not a valid Ed25519 point.
     #[error("invalid Ed25519 public key")]
     Key,
+    /// The device's certificate expired: its account stopped renewing it
+    /// (a revoked or abandoned device), so it is not learned anew.
+    #[error("the certificate of device {0} expired")]
+    Expired(DeviceId),
 }
 
 /// An account's public identity: its Ed25519 key.
@@ -148,6 +153,7 @@ impl Account {
             signing_key: asked.signing_key,
             identity_key: asked.identity_key,
             issued_at,
+            expires_at: issued_at.saturating_add(CERTIFICATE_TTL),
             signature: [0; 64],
         };
         c.signature = self.key.sign(&c.signed_bytes()).to_bytes();
@@ -194,6 +200,11 @@ pub struct PairingRequest {
 }
 
 impl PairingRequest {
+    /// What certifying a known device's keys again takes: its bundle.
+    pub(crate) fn of(bundle: Bundle) -> Self {
+        Self { bundle }
+    }
+
     /// The new device.
     pub fn device(&self) -> DeviceId {
         self.bundle.certificate.device
@@ -236,12 +247,48 @@ pub struct Certificate {
     pub identity_key: PublicKey,
     /// When it was issued (seconds since the Unix epoch).
     pub issued_at: u64,
+    /// After when no one learns the device from it (seconds since the Unix
+    /// epoch): [`CERTIFICATE_TTL`] after it was issued. The account renews
+    /// the certificates of its devices while it keeps them; a revoked
+    /// device's runs out, so even a contact that never got the revocation
+    /// stops taking it in.
+    pub expires_at: u64,
     /// The account's Ed25519 signature.
     pub signature: [u8; 64],
 }
 
+/// How long a device certificate lets others learn the device: 180 days.
+/// The first device renews its own and its devices' certificates when half
+/// of it is left.
+pub const CERTIFICATE_TTL: u64 = 180 * 24 * 3600;
+
 impl Certificate {
-    const LEN: usize = 32 + 16 + 32 + 32 + 8 + 64;
+    const LEN: usize = 32 + 16 + 32 + 32 + 8 + 8 + 64;
+
+    /// Whether it expired at `now`.
+    pub fn expired(&self, now: u64) -> bool {
+        now > self.expires_at
+    }
+
+    /// Whether less than half its life is left at `now`: time to renew.
+    pub fn due(&self, now: u64) -> bool {
+        self.expires_at.saturating_sub(now) < CERTIFICATE_TTL / 2
+    }
+
+    /// The certificate alone, to hand a device its renewal.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::new(CERTIFICATE_VERSION);
+        self.write(&mut w);
+        w.finish().to_vec()
+    }
+
+    /// Reads what [`Certificate::to_bytes`] wrote.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes, "certificate", CERTIFICATE_VERSION)?;
+        let c = Self::read(&mut r)?;
+        r.finish()?;
+        Ok(c)
+    }
 
     fn signed_bytes(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(CERTIFICATE_CONTEXT.len() + Self::LEN);
@@ -251,6 +298,7 @@ impl Certificate {
         v.extend_from_slice(&self.signing_key);
         v.extend_from_slice(&self.identity_key.0);
         v.extend_from_slice(&self.issued_at.to_be_bytes());
+        v.extend_from_slice(&self.expires_at.to_be_bytes());
         v
     }
 
@@ -261,6 +309,11 @@ impl Certificate {
             &self.signature,
             BundleError::Certificate(self.account),
         )
+    }
+
+    /// Whether it certifies the same device keys as `other`.
+    pub fn same_device_keys(&self, other: &Certificate) -> bool {
+        self.same_keys(other).is_ok()
     }
 
     /// Whether `other` certifies the same device keys as this one.
@@ -284,6 +337,7 @@ impl Certificate {
             .bytes(&self.signing_key)
             .bytes(&self.identity_key.0)
             .u64(self.issued_at)
+            .u64(self.expires_at)
             .bytes(&self.signature);
     }
 
@@ -294,6 +348,7 @@ impl Certificate {
             signing_key: r.array("certificate signing key")?,
             identity_key: r.key("certificate identity key")?,
             issued_at: r.u64("certificate time")?,
+            expires_at: r.u64("certificate expiry")?,
             signature: r.array("certificate signature")?,
         })
     }

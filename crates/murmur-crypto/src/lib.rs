@@ -59,8 +59,8 @@ pub use device::Device;
 pub use envelope::{EnvelopeError, Opened};
 pub use identity::{
     Account, AccountId, Bundle, BundleError, Certificate, DeviceId, Installation, PairingRequest,
-    PrekeyPolicy, Revocation, SignedPrekey, Unpaired, GROUP_EVENT_CONTEXT, MAX_ONE_TIME_PREKEYS,
-    MAX_SESSIONS_PER_PREKEY,
+    PrekeyPolicy, Revocation, SignedPrekey, Unpaired, CERTIFICATE_TTL, GROUP_EVENT_CONTEXT,
+    MAX_ONE_TIME_PREKEYS, MAX_SESSIONS_PER_PREKEY,
 };
 pub use keys::{KeyPair, PublicKey};
 pub use ratchet::{DecryptError, EncryptError, Header, Limits, Message, Session};

@@ -94,7 +94,7 @@ impl Handler<AddContact> for Crypto {
 
     fn handle(&mut self, AddContact(code): AddContact, ctx: &mut Context<Self>) -> Self::Result {
         let outcome = supervise::guard(self, ctx, |act, _| {
-            let (account, saves) = act.on_device(|d, _| d.add_contact(&code))?;
+            let (account, saves) = act.on_device(|d, now| d.add_contact(&code, now))?;
             Ok((account_id(account), saves))
         });
         self.respond(outcome)
@@ -149,7 +149,7 @@ impl Handler<LearnBundles> for Crypto {
     fn handle(&mut self, msg: LearnBundles, ctx: &mut Context<Self>) -> Self::Result {
         let outcome = supervise::guard(self, ctx, |act, _| {
             let account = murmur_crypto::AccountId(msg.account.0);
-            act.on_device(|d, _| Ok(d.learn_bundles(account, &msg.bundles)))
+            act.on_device(|d, now| Ok(d.learn_bundles(account, &msg.bundles, now)))
         });
         self.respond(outcome)
     }

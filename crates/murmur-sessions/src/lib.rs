@@ -163,6 +163,10 @@ fn contract_error(e: device::Error) -> Error {
         E::TooManyRequests => Error::TooManyRequests,
         E::TooManyDevices(account) => Error::TooManyDevices(account_id(account)),
         E::OwnAccount => Error::OwnAccount,
+        E::Expired { account, device } => Error::Expired {
+            account: account_id(account),
+            device: device_id(device),
+        },
         other => Error::State(other.to_string()),
     }
 }

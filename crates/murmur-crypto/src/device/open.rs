@@ -44,7 +44,7 @@ impl Device {
         if matches!(opened.ciphertext, Ciphertext::Prekey(..)) {
             self.admit(peer, now)?;
         }
-        let (plaintext, first, shadow_changed) = self.decrypt(peer, &opened.ciphertext)?;
+        let (plaintext, first, shadow_changed) = self.decrypt(peer, &opened.ciphertext, now)?;
         let request = !self.is_accepted(peer.0);
         let mut records = Vec::new();
         if let Some(first) = &first {
@@ -83,6 +83,26 @@ impl Device {
                 return Ok((nothing, records));
             }
         };
+        // A renewed certificate for this device, from its account.
+        if let Some(bytes) = payload
+            .renewal
+            .as_deref()
+            .filter(|_| peer.0 == self.account())
+        {
+            match crate::Certificate::from_bytes(bytes)
+                .map_err(crate::BundleError::Malformed)
+                .and_then(|c| self.installation.renew(c))
+            {
+                Ok(true) => {
+                    self.announce = true;
+                    records.push(self.installation_record());
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    self.refuse("bad_renewal", Error::BadContact(e.to_string()));
+                }
+            }
+        }
         // What another device of this account accepted or blocked.
         let accepted = if peer.0 == self.account() {
             let (accepted, more) = self.on_own_lists(&payload);
@@ -117,7 +137,7 @@ impl Device {
             received.reply.extend(reply);
         }
         if let Some(response) = payload.pair_response {
-            records.extend(self.on_pair_response(peer, &response)?);
+            records.extend(self.on_pair_response(peer, &response, now)?);
             received.identity_changed = true;
         }
         // Revocations first: a device list never brings back a device
@@ -129,7 +149,7 @@ impl Device {
             }
         }
         for bytes in &payload.devices {
-            records.extend(self.learn_device(peer.0, bytes));
+            records.extend(self.learn_device(peer.0, bytes, now));
         }
 
         Ok((received, records))
@@ -138,7 +158,12 @@ impl Device {
     /// Decrypts in the session with `peer`, its shadow, or a new session
     /// from the X3DH header; answers the plaintext, the session set up (if
     /// one was), and whether the shadow changed.
-    fn decrypt(&mut self, peer: Peer, ciphertext: &Ciphertext) -> Result<Decrypted, Error> {
+    fn decrypt(
+        &mut self,
+        peer: Peer,
+        ciphertext: &Ciphertext,
+        now: u64,
+    ) -> Result<Decrypted, Error> {
         let mut shadow_changed = false;
         let mut existing = self
             .sessions
@@ -169,6 +194,18 @@ impl Device {
                 ) != peer
                 {
                     return Err(self.refuse("forged_sender", Error::ForgedSender));
+                }
+                // A device whose account stopped renewing its certificate
+                // (revoked, where this device never heard it) sets up no
+                // session.
+                if initiation.certificate.expired(now) {
+                    return Err(self.refuse(
+                        "expired",
+                        Error::Expired {
+                            account: peer.0,
+                            device: peer.1,
+                        },
+                    ));
                 }
                 let (session, plaintext) =
                     x3dh::respond(&mut self.installation, initiation, message, self.limits)

@@ -6,7 +6,7 @@ use crate::{PairingRequest, PrekeyPolicy};
 impl Device {
     /// A bundle of `account`'s devices, from that account: kept if it
     /// verifies and is not revoked.
-    pub(super) fn learn_device(&mut self, account: AccountId, bytes: &[u8]) -> Records {
+    pub(super) fn learn_device(&mut self, account: AccountId, bytes: &[u8], now: u64) -> Records {
         let Ok(bundle) = Bundle::from_bytes(bytes) else {
             return Vec::new();
         };
@@ -15,6 +15,16 @@ impl Device {
             self.refuse(
                 "bad_bundle",
                 Error::BadContact(format!("a bundle of {} from {account} refused", peer.0)),
+            );
+            return Vec::new();
+        }
+        if bundle.certificate.expired(now) {
+            self.refuse(
+                "expired",
+                Error::Expired {
+                    account: peer.0,
+                    device: peer.1,
+                },
             );
             return Vec::new();
         }
@@ -165,6 +175,7 @@ impl Device {
         &mut self,
         from: Peer,
         response: &PairResponse,
+        now: u64,
     ) -> Result<Records, Error> {
         let Some(pending) = self.pending_pair.take_if(|p| p.primary == from) else {
             return Err(self.refuse(
@@ -196,7 +207,10 @@ impl Device {
         }
         for bytes in &response.bundles {
             if let Ok(b) = Bundle::from_bytes(bytes) {
-                if b.verify().is_ok() && b.device() != self.installation.device() {
+                if b.verify().is_ok()
+                    && !b.certificate.expired(now)
+                    && b.device() != self.installation.device()
+                {
                     saves.extend(self.keep_contact(b));
                 }
             }
@@ -218,11 +232,19 @@ impl Device {
     }
 
     /// Adds a contact from its contact code; answers its account.
-    pub fn add_contact(&mut self, code: &str) -> Result<(AccountId, Records), Error> {
+    pub fn add_contact(&mut self, code: &str, now: u64) -> Result<(AccountId, Records), Error> {
         let bundle = parse_code(code).map_err(|e| self.refuse("bad_bundle", e))?;
         bundle
             .verify()
             .map_err(|e| self.refuse("bad_bundle", Error::BadContact(e.to_string())))?;
+        if bundle.certificate.expired(now) {
+            return Err(self.refuse(
+                "expired",
+                Error::BadContact(
+                    "the code's certificate expired; ask for a fresh code".to_owned(),
+                ),
+            ));
+        }
         let account = bundle.account();
         if self.revoked.contains_key(&(account, bundle.device())) {
             return Err(self.refuse(
@@ -243,6 +265,7 @@ impl Device {
         &mut self,
         account: AccountId,
         bundles: &[B],
+        now: u64,
     ) -> (usize, Records) {
         let mut saves = Vec::new();
         let mut kept = 0;
@@ -269,7 +292,7 @@ impl Device {
                 .and_then(|d| d.get(&device))
                 .is_none_or(|known| known.timestamp < bundle.timestamp);
             if newer {
-                let more = self.learn_device(account, bytes);
+                let more = self.learn_device(account, bytes, now);
                 kept += usize::from(!more.is_empty());
                 saves.extend(more);
             }

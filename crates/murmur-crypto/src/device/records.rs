@@ -173,6 +173,7 @@ impl Device {
             blocked: BTreeSet::new(),
             policy: Policy::default(),
             new_requests: Default::default(),
+            announce: false,
             refusals: Vec::new(),
         }
     }

@@ -26,6 +26,10 @@ pub(super) struct Payload {
     /// Accounts the sending device blocked; only from this account.
     #[prost(bytes = "vec", repeated, tag = "8")]
     pub(super) blocked: Vec<Vec<u8>>,
+    /// A renewed certificate for the recipient device, from the device
+    /// that holds the account key.
+    #[prost(bytes = "vec", optional, tag = "9")]
+    pub(super) renewal: Option<Vec<u8>>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

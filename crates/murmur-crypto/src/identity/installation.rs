@@ -43,6 +43,7 @@ impl Unpaired {
             signing_key: signing.verifying_key().to_bytes(),
             identity_key: identity.public(),
             issued_at: 0,
+            expires_at: 0,
             signature: [0; 64],
         };
         let mut inner = Installation {
@@ -149,6 +150,22 @@ impl Installation {
     /// The account's certificate for this device.
     pub fn certificate(&self) -> &Certificate {
         &self.certificate
+    }
+
+    /// Takes a renewed certificate from the account: for exactly these
+    /// keys, signed by this installation's account, and running longer
+    /// than the one held.
+    pub fn renew(&mut self, certificate: Certificate) -> Result<bool, BundleError> {
+        certificate.verify()?;
+        self.certificate.same_keys(&certificate)?;
+        if certificate.account != self.certificate.account {
+            return Err(BundleError::Certificate(certificate.account));
+        }
+        if certificate.expires_at <= self.certificate.expires_at {
+            return Ok(false);
+        }
+        self.certificate = certificate;
+        Ok(true)
     }
 
     /// The X25519 identity key.

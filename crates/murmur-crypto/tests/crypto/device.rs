@@ -14,7 +14,8 @@ fn new_device(secret: &[u8]) -> (Device, Records) {
 }
 
 fn introduce(a: &mut Device, b: &Device) {
-    a.add_contact(&b.contact_code(NOW)).expect("a valid code");
+    a.add_contact(&b.contact_code(NOW), NOW)
+        .expect("a valid code");
 }
 
 /// Records as a database keeps them: written, replaced and deleted.
@@ -171,7 +172,7 @@ fn a_device_list_from_another_account_is_refused() {
     let hi = seal(&mut mallory, &bob, "hi");
     deliver(&mut bob, &hi);
     let carol_bundle = carol.bundle(NOW).to_bytes();
-    let (kept, _) = bob.learn_bundles(mallory.account(), &[carol_bundle]);
+    let (kept, _) = bob.learn_bundles(mallory.account(), &[carol_bundle], NOW);
     assert_eq!(kept, 0);
     assert_eq!(bob.take_refusals(), vec!["bad_bundle"]);
     assert!(bob.devices_of(carol.account()).is_empty());
@@ -210,7 +211,7 @@ fn a_paired_device_reads_what_contacts_send_to_the_account() {
             assert_eq!(r.app.as_deref(), Some(&b"meet my phone"[..]));
         }
     }
-    let (_, _) = bob.learn_bundles(alice.account(), &alice.bundles(alice.account(), NOW));
+    let (_, _) = bob.learn_bundles(alice.account(), &alice.bundles(alice.account(), NOW), NOW);
     assert_eq!(bob.devices_of(alice.account()).len(), 2);
     let out = seal(&mut bob, &alice, "to both");
     assert_eq!(out.len(), 2);
@@ -249,7 +250,7 @@ fn a_pairing_code_works_once_and_not_from_a_second_device() {
 fn a_revoked_device_is_refused_by_everyone_told() {
     let (mut alice, mut bob) = contacts();
     let mut phone = paired(&mut alice);
-    bob.learn_bundles(alice.account(), &alice.bundles(alice.account(), NOW));
+    bob.learn_bundles(alice.account(), &alice.bundles(alice.account(), NOW), NOW);
     // The phone talks to Bob, then is revoked.
     let before = seal(&mut phone, &bob, "before");
     assert_eq!(deliver(&mut bob, &before), vec![b"before".to_vec()]);
@@ -294,7 +295,7 @@ fn a_restored_device_goes_on_where_it_was() {
     store.keep(&alice, records);
     let (mut bob, _) = new_device(b"bob");
     introduce(&mut bob, &alice);
-    let (id, records) = alice.add_contact(&bob.contact_code(NOW)).unwrap();
+    let (id, records) = alice.add_contact(&bob.contact_code(NOW), NOW).unwrap();
     store.keep(&alice, records);
     assert_eq!(id, bob.account());
     let out = seal(&mut bob, &alice, "one");
@@ -347,7 +348,7 @@ fn a_paired_device_learns_every_revocation_its_account_knows() {
     let (mut alice, mut bob) = contacts();
     let mut bobs_phone = paired(&mut bob);
     let phone_bundle = bobs_phone.bundle(NOW).to_bytes();
-    alice.learn_bundles(bob.account(), std::slice::from_ref(&phone_bundle));
+    alice.learn_bundles(bob.account(), std::slice::from_ref(&phone_bundle), NOW);
     assert!(alice
         .devices_of(bob.account())
         .contains(&bobs_phone.device()));
@@ -359,7 +360,7 @@ fn a_paired_device_learns_every_revocation_its_account_knows() {
     // Alice's new tablet gets her contacts' revocations with its pairing:
     // Bob's old phone is neither learned again nor heard.
     let mut tablet = paired(&mut alice);
-    let (kept, _) = tablet.learn_bundles(bob.account(), &[phone_bundle]);
+    let (kept, _) = tablet.learn_bundles(bob.account(), &[phone_bundle], NOW);
     assert_eq!(kept, 0);
     introduce(&mut bobs_phone, &tablet);
     let from_phone = seal(&mut bobs_phone, &tablet, "still here");
@@ -395,7 +396,7 @@ fn a_contact_who_missed_a_revocation_learns_it_with_the_device_list() {
     // revocation.
     let (answer, _) = bob.accept(carol.account(), NOW).unwrap();
     deliver(&mut carol, &answer);
-    let (kept, _) = carol.learn_bundles(bob.account(), &[phone_bundle]);
+    let (kept, _) = carol.learn_bundles(bob.account(), &[phone_bundle], NOW);
     assert_eq!(kept, 0, "the revoked phone is not learned");
     introduce(&mut phone, &carol);
     let from_phone = seal(&mut phone, &carol, "it's me, Bob");
@@ -467,7 +468,7 @@ fn strangers_and_devices_per_account_are_bounded() {
     let mut opened = Vec::new();
     for (at, i) in [(NOW, 0u8), (NOW, 1), (NOW, 2), (NOW + 30, 3), (NOW + 30, 4)] {
         let (mut stranger, _) = new_device(&[i, 9, 9, 9]);
-        let (to, _) = stranger.add_contact(&code).unwrap();
+        let (to, _) = stranger.add_contact(&code, NOW).unwrap();
         let (out, _) = stranger.seal(to, b"hi", NOW).unwrap();
         opened.push(carol.open(&out[0].envelope, at).is_ok());
     }
@@ -476,7 +477,7 @@ fn strangers_and_devices_per_account_are_bounded() {
     let (mut alice, _) = new_device(b"alice");
     let second = paired(&mut alice);
     introduce(&mut bob, &alice);
-    let (kept, _) = bob.learn_bundles(alice.account(), &[second.bundle(NOW).to_bytes()]);
+    let (kept, _) = bob.learn_bundles(alice.account(), &[second.bundle(NOW).to_bytes()], NOW);
     assert_eq!(kept, 0);
     assert!(bob.take_refusals().contains(&"too_many_devices"));
 }
@@ -558,7 +559,7 @@ fn a_revocation_published_beside_the_bundles_keeps_the_revoked_device_out() {
     let (mut carol, _) = new_device(b"carol");
     let mut topic = vec![phone_bundle, bob.bundle(NOW).to_bytes()];
     topic.extend(revocations);
-    let (kept, _) = carol.learn_bundles(bob.account(), &topic);
+    let (kept, _) = carol.learn_bundles(bob.account(), &topic, NOW);
     assert_eq!(kept, 1, "Bob's first device only");
     assert!(!carol.devices_of(bob.account()).contains(&phone.device()));
     // A revocation of another account's device, put on Bob's topic, is not
@@ -567,8 +568,8 @@ fn a_revocation_published_beside_the_bundles_keeps_the_revoked_device_out() {
     let daves_phone = paired(&mut dave);
     dave.revoke(daves_phone.device(), NOW).unwrap();
     let (mut erin, _) = new_device(b"erin");
-    erin.learn_bundles(bob.account(), &dave.revocations_of(dave.account()));
-    let (kept, _) = erin.learn_bundles(dave.account(), &[daves_phone.bundle(NOW).to_bytes()]);
+    erin.learn_bundles(bob.account(), &dave.revocations_of(dave.account()), NOW);
+    let (kept, _) = erin.learn_bundles(dave.account(), &[daves_phone.bundle(NOW).to_bytes()], NOW);
     assert_eq!(
         kept, 1,
         "a revocation on the wrong account's topic is ignored"
@@ -600,4 +601,84 @@ fn what_a_session_carried_that_does_not_parse_still_saves_the_sessions_step() {
         .unwrap()
         .expect("restored");
     assert_eq!(bob.open(&garbage, NOW).err(), Some(Error::Replay));
+}
+
+const TTL: u64 = murmur_crypto::CERTIFICATE_TTL;
+
+#[test]
+fn a_device_whose_certificate_ran_out_is_not_learned_anew() {
+    // Bob's phone is stolen and revoked; Carol never hears of it. Its
+    // certificate is no longer renewed, and once it runs out Carol takes
+    // the phone in from nowhere: not from a stale bundle, not from an old
+    // contact code, not from a first message.
+    let (mut bob, _) = new_device(b"bob");
+    let mut phone = paired(&mut bob);
+    let stale = phone.bundle(NOW).to_bytes();
+    let stale_code = phone.contact_code(NOW);
+    bob.revoke(phone.device(), NOW).unwrap();
+    let later = NOW + TTL + 1;
+    let (mut carol, _) = new_device(b"carol");
+    let (kept, _) = carol.learn_bundles(bob.account(), std::slice::from_ref(&stale), later);
+    assert_eq!(kept, 0);
+    assert!(carol.take_refusals().contains(&"expired"));
+    assert!(carol.add_contact(&stale_code, later).is_err());
+    // Before it ran out, the same bundle was taken: the expiry, not the
+    // bundle, keeps it out.
+    let (mut dave, _) = new_device(b"dave");
+    assert_eq!(dave.learn_bundles(bob.account(), &[stale], NOW).0, 1);
+    // The thief's phone writes to Carol first: no session. (Carol's own
+    // device renewed its certificate meanwhile, at its hourly upkeep.)
+    carol.maintain(later);
+    phone
+        .add_contact(&carol.contact_code(later), later)
+        .unwrap();
+    let (out, _) = phone.seal(carol.account(), b"it's Bob", later).unwrap();
+    let to_carol = out.iter().find(|o| o.to == carol.account()).unwrap();
+    assert!(matches!(
+        carol.open(&to_carol.envelope, later),
+        Err(Error::Expired { .. })
+    ));
+}
+
+#[test]
+fn the_first_device_renews_its_own_and_its_devices_certificates() {
+    let (mut bob, _) = new_device(b"bob");
+    let mut phone = paired(&mut bob);
+    let (carol, _) = new_device(b"carol");
+    introduce(&mut bob, &carol);
+    let first = bob.bundle(NOW).certificate.expires_at;
+    let phones = phone.bundle(NOW).certificate.expires_at;
+    // Half the life gone: the first device renews its own at its hourly
+    // upkeep, and hands the phone a renewal with the next copy it sends.
+    let t = NOW + TTL / 2 + 3600;
+    bob.maintain(t);
+    assert!(bob.bundle(t).certificate.expires_at > first);
+    let out = seal_at(&mut bob, &carol, "hello", t);
+    let account = bob.account();
+    for o in out.iter().filter(|o| o.to == account) {
+        phone
+            .open(&o.envelope, t)
+            .expect("the phone reads its copy");
+    }
+    assert!(phone.bundle(t).certificate.expires_at > phones);
+    // The phone announces its renewed bundle with its next copy to the
+    // first device, which hands it on from then on (and stops renewing).
+    let back = phone.seal(bob.account(), b"a note to self", t).unwrap().0;
+    let account = bob.account();
+    for o in back.iter().filter(|o| o.to == account) {
+        bob.open(&o.envelope, t).expect("Bob reads the copy");
+    }
+    let handed_on = bob.bundles(bob.account(), t);
+    // Past the first certificates' end, whoever meets Bob now learns both
+    // devices from what he hands on.
+    let late = NOW + TTL + 1;
+    let (mut erin, _) = new_device(b"erin");
+    let (kept, _) = erin.learn_bundles(bob.account(), &handed_on, late);
+    assert_eq!(kept, 2, "the first device and the phone");
+}
+
+fn seal_at(from: &mut Device, to: &Device, text: &str, now: u64) -> Vec<Outgoing> {
+    from.seal(to.account(), text.as_bytes(), now)
+        .expect("a known contact")
+        .0
 }

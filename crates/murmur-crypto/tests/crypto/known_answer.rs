@@ -59,8 +59,8 @@ fn open(mk: &[u8; 32], ad: &[u8], m: &Message) -> Vec<u8> {
         .expect("the independently derived key opens the message")
 }
 
-/// Bob's secrets, read from `Installation::to_bytes` (layout version 1:
-/// version, device 16, signing key 32, identity key 32, certificate 184,
+/// Bob's secrets, read from `Installation::to_bytes` (layout version 2:
+/// version, device 16, signing key 32, identity key 32, certificate 192,
 /// signed prekeys as count and (id, secret, created, sessions seen),
 /// one-time prekeys as count and (id, secret)).
 struct BobSecrets {
@@ -72,9 +72,9 @@ struct BobSecrets {
 fn read_installation(bytes: &[u8]) -> BobSecrets {
     let u32_at = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4"));
     let key_at = |at: usize| -> [u8; 32] { bytes[at..at + 32].try_into().expect("32") };
-    assert_eq!(bytes[0], 1, "installation layout version 1");
+    assert_eq!(bytes[0], 2, "installation layout version 2");
     let identity = key_at(1 + 16 + 32);
-    let mut at = 1 + 16 + 32 + 32 + 184;
+    let mut at = 1 + 16 + 32 + 32 + 192;
     let mut signed = Vec::new();
     for _ in 0..u32_at(at) {
         signed.push((u32_at(at + 4), key_at(at + 8)));
