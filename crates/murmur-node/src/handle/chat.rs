@@ -419,10 +419,42 @@ impl Node {
                 None => break,
             }
         }
-        Ok(crypto
+        let before = self.revoked_devices(account).await?;
+        let kept = crypto
             .learn_bundles
             .send(murmur_core::crypto::LearnBundles { account, bundles })
-            .await??)
+            .await??;
+        // A device revoked on the topic held this account's group chains
+        // if it was in a group with it: its chain goes, and new ones go to
+        // the members that remain, as for a revocation inside a session.
+        if let Ok(groups) = self.groups_stage() {
+            for device in self.revoked_devices(account).await?.difference(&before) {
+                let effects = groups
+                    .revoked
+                    .send(murmur_core::groups::Revoked {
+                        account,
+                        device: *device,
+                    })
+                    .await??;
+                self.inner.pipeline.send(ApplyEffects(effects)).await??;
+            }
+        }
+        Ok(kept)
+    }
+    /// The devices of `account` this node knows to be revoked.
+    async fn revoked_devices(
+        &self,
+        account: AccountId,
+    ) -> Result<std::collections::BTreeSet<DeviceId>, Error> {
+        Ok(self
+            .chat()?
+            .revocations
+            .send(murmur_core::crypto::Revocations(account))
+            .await??
+            .iter()
+            .filter_map(|r| murmur_crypto::Revocation::from_bytes(r).ok())
+            .map(|r| DeviceId(r.device.0))
+            .collect())
     }
     /// The crypto stage's counters.
     pub fn crypto_metrics(&self) -> &crate::crypto::Metrics {
