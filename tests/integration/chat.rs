@@ -701,3 +701,133 @@ async fn two_accounts_that_start_a_session_at_once_end_up_on_one() {
         );
     }
 }
+
+#[actix_rt::test]
+async fn a_member_that_missed_a_revocation_drops_the_devices_group_chain_from_the_bundle_topic() {
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    // Alice relays and keeps what she relays (a store node); Carol owns a
+    // group with Bob, whose phone and laptop are both in it.
+    let alice = node_with_peer(dirs[0].path(), None).await;
+    let phone = node_with_peer(dirs[1].path(), Some(&alice)).await;
+    let laptop = node_with_peer(dirs[2].path(), Some(&alice)).await;
+    let carol_key = Keypair::generate_secp256k1();
+    let carol_config = || {
+        let mut c = loopback_config(dirs[3].path(), &["/ip4/127.0.0.1/tcp/0"]);
+        c.network.peers = vec![addr(&alice, false).parse().unwrap()];
+        c
+    };
+    let start_carol = || {
+        Builder::new(carol_config())
+            .with_keypair(carol_key.clone())
+            .start()
+    };
+    let carol = start_carol().await.unwrap();
+    let (bob_id, _) = phone.chat_identity().await.unwrap();
+    let (throwaway, _) = laptop.chat_identity().await.unwrap();
+    let (carol_id, _) = carol.chat_identity().await.unwrap();
+    for node in [&phone, &laptop, &carol] {
+        for account in [bob_id, throwaway, carol_id] {
+            meshed_for(node, account).await;
+        }
+    }
+    laptop
+        .pair(&phone.pairing_code().await.unwrap())
+        .await
+        .unwrap();
+    eventually("the laptop joins Bob's account", || async {
+        laptop.chat_identity().await.unwrap().0 == bob_id
+    })
+    .await;
+    let (_, laptop_device) = laptop.chat_identity().await.unwrap();
+    befriend(&carol, &phone).await;
+    // Carol writes first; the phone's answer lists Bob's devices.
+    carol
+        .conversation(bob_id)
+        .send_text("hi Bob")
+        .await
+        .unwrap();
+    eventually("Carol learns Bob's laptop", || async {
+        carol
+            .devices(bob_id)
+            .await
+            .unwrap()
+            .contains(&laptop_device)
+    })
+    .await;
+    let group = carol.create_group("with Bob").await.unwrap();
+    group.add(bob_id).await.unwrap();
+    for node in [&phone, &laptop] {
+        members(node, &group, 2).await;
+    }
+    let topic = murmur::node::groups::group_topic(group.id());
+    for node in [&carol, &laptop] {
+        node.wait_for_peers(&node.pubsub_topic(&topic), 1, WAIT)
+            .await
+            .unwrap();
+    }
+    let mut carol_inbox = carol.inbox().await.unwrap();
+    laptop
+        .group(group.id())
+        .send_text("from the laptop, before")
+        .await
+        .unwrap();
+    let got = next_in_group(&mut carol_inbox, Some(group.id()), "Carol reads the laptop").await;
+    assert_eq!(got.text(), Some("from the laptop, before"));
+
+    // Carol is away while Bob revokes the laptop; his phone publishes the
+    // revocation beside its bundle, and Alice keeps it.
+    carol.go_offline().await.unwrap();
+    drop(carol);
+    phone.revoke(laptop_device).await.unwrap();
+    phone.publish_bundle().await.unwrap();
+    let carol = start_carol().await.unwrap();
+    assert!(carol
+        .devices(bob_id)
+        .await
+        .unwrap()
+        .contains(&laptop_device));
+    let bundles = murmur::node::crypto::bundle_topic(murmur::crypto::envelope::partition(
+        &murmur::crypto::AccountId(bob_id.0),
+        64,
+    ));
+    let query = murmur::core::store::Query::content(
+        Some(carol.pubsub_topic(&bundles)),
+        vec![bundles.as_str().to_owned()],
+    );
+    eventually("the revocation is in Alice's store", || async {
+        alice
+            .query_store(&addr(&alice, false), query.clone())
+            .await
+            .is_ok_and(|p| p.messages.len() >= 2)
+            || carol
+                .query_store(&addr(&alice, false), query.clone())
+                .await
+                .is_ok_and(|p| p.messages.len() >= 2)
+    })
+    .await;
+    carol
+        .refresh_contact(&addr(&alice, false), bob_id)
+        .await
+        .unwrap();
+    assert!(!carol
+        .devices(bob_id)
+        .await
+        .unwrap()
+        .contains(&laptop_device));
+    // The laptop's group chain is gone at Carol's: what it writes there she
+    // no longer opens.
+    carol
+        .wait_for_peers(&carol.pubsub_topic(&topic), 1, WAIT)
+        .await
+        .unwrap();
+    let refused = carol.stats().await.unwrap().group_refused;
+    laptop
+        .group(group.id())
+        .send_text("from the laptop, after")
+        .await
+        .unwrap();
+    eventually("Carol refuses the revoked laptop's chain", || async {
+        carol.stats().await.unwrap().group_refused > refused
+    })
+    .await;
+}

@@ -127,6 +127,12 @@ impl Device {
             let (reply, more) = self.introduce(vec![peer], now)?;
             records.extend(more);
             received.reply.extend(reply);
+            // And this account's other devices learn that the account is
+            // accepted here (added by code on this device, say), so that
+            // they answer it too.
+            let (told, more) = self.tell_own(peer.0, false, now)?;
+            records.extend(more);
+            received.reply.extend(told);
         }
         if let Some(request) = payload.pair_request {
             // A new device of this account, under its throwaway identity:
