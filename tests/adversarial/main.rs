@@ -5,7 +5,13 @@
 //! a [`murmur_groups::Log`] its own view of a group, and a plain node
 //! only carries raw frames (`Node::send` on any topic, `Node::subscribe`
 //! to read the victims' partitions). It signs, seals and publishes what
-//! it likes. One test per finding of the issue "Removal that sticks".
+//! it likes. One test per finding of the issue "Removal that sticks" that
+//! an outsider or a member can act out over the network: C1 (back-dating),
+//! M1 (a moderator's unban), H3 (a stranger's event), H1/H2 (a revoked
+//! phone), H4/M5/M9 (a flood of strangers), M4 (chain squatting), M2 (an
+//! equivocating admin). Those of someone who writes the database (M6, M7)
+//! are in `tests/integration/vault.rs` and
+//! `crates/murmur-storage/tests/erase.rs`.
 
 use std::time::Duration;
 
@@ -473,6 +479,215 @@ async fn a_revoked_phone_reaches_no_contact_even_one_that_missed_the_revocation(
     })
     .await;
     assert!(carol_inbox.recv_timeout(Duration::ZERO).await.is_none());
+}
+
+/// M1: a moderator lifts a ban the owner set, signing the unban on its
+/// current view and sending it to the owner: refused, the ban holds.
+#[actix_rt::test]
+async fn a_moderator_cannot_lift_a_ban_set_above_it() {
+    let dirs = [(); 3].map(|_| tempfile::tempdir().unwrap());
+    let alice = node(dirs[0].path(), None).await;
+    let banned = node(dirs[1].path(), Some(&alice)).await;
+    let mut eve = Attacker::new(dirs[2].path(), &alice).await;
+    let e = alice.add_contact(&eve.code()).await.unwrap();
+    let x = account(&banned).await;
+    alice
+        .add_contact(&banned.contact_code().await.unwrap())
+        .await
+        .unwrap();
+    banned
+        .add_contact(&alice.contact_code().await.unwrap())
+        .await
+        .unwrap();
+    let club = alice
+        .create_community("club", &["general"], murmur_core::groups::JoinMode::Invite)
+        .await
+        .unwrap();
+    club.add(e).await.unwrap();
+    club.add(x).await.unwrap();
+    club.set_role(e, murmur_core::groups::Role::Moderator)
+        .await
+        .unwrap();
+    club.ban(x).await.unwrap();
+    let mut eves_view = Log::new(murmur_groups::EventId(club.id().0));
+    let (me, banned_member) = (eve.member(), MemberId(x.0));
+    eve.follow(&mut eves_view, |log| {
+        log.state().role(&me) == Some(murmur_groups::Role::Moderator)
+            && log.state().banned.contains(&banned_member)
+    })
+    .await;
+    let before = alice.group(club.id()).info().await.unwrap();
+    let unban = eve.sign(&eves_view, Action::Unban(banned_member));
+    eve.send(account(&alice).await, &control(club.id(), &[unban]))
+        .await;
+    eventually("the owner's log takes the unban as rejected", || async {
+        alice.group(club.id()).info().await.unwrap().rejected > before.rejected
+    })
+    .await;
+    assert!(alice
+        .group(club.id())
+        .info()
+        .await
+        .unwrap()
+        .banned
+        .contains(&x));
+}
+
+/// M2: an admin shows the owner one history and a member another (two
+/// events on the same view). The member sees heads it lacks in the
+/// owner's next message, pulls the owner's log, and reports the admin.
+#[actix_rt::test]
+async fn an_equivocating_admin_is_caught_by_the_member_it_lied_to() {
+    let dirs = [(); 3].map(|_| tempfile::tempdir().unwrap());
+    let alice = node(dirs[0].path(), None).await;
+    let bob = node(dirs[1].path(), Some(&alice)).await;
+    let mut eve = Attacker::new(dirs[2].path(), &alice).await;
+    let e = alice.add_contact(&eve.code()).await.unwrap();
+    eve.meet(&alice).await;
+    eve.meet(&bob).await;
+    bob.add_contact(&eve.code()).await.unwrap();
+    let b = account(&bob).await;
+    alice
+        .add_contact(&bob.contact_code().await.unwrap())
+        .await
+        .unwrap();
+    bob.add_contact(&alice.contact_code().await.unwrap())
+        .await
+        .unwrap();
+    let group = alice.create_group("club").await.unwrap();
+    group.add(e).await.unwrap();
+    group.add(b).await.unwrap();
+    group.promote(e).await.unwrap();
+    let mut view = Log::new(murmur_groups::EventId(group.id().0));
+    let me = eve.member();
+    eve.follow(&mut view, |log| {
+        log.state().role(&me) == Some(murmur_groups::Role::Admin)
+            && log.state().members.contains_key(&MemberId(b.0))
+    })
+    .await;
+    eventually("Bob is in", || async {
+        bob.group(group.id())
+            .info()
+            .await
+            .is_ok_and(|i| i.members.len() == 3)
+    })
+    .await;
+    let to_alice = eve.sign(&view, Action::Rename("for Alice".into()));
+    let to_bob = eve.sign(&view, Action::Rename("for Bob".into()));
+    eve.send(account(&alice).await, &control(group.id(), &[to_alice]))
+        .await;
+    eve.send(b, &control(group.id(), &[to_bob])).await;
+    eventually("each took its own version", || async {
+        alice.group(group.id()).info().await.unwrap().name == "for Alice"
+            && bob.group(group.id()).info().await.unwrap().name == "for Bob"
+    })
+    .await;
+    assert!(bob
+        .group(group.id())
+        .info()
+        .await
+        .unwrap()
+        .equivocators
+        .is_empty());
+    let topic = murmur::node::groups::group_topic(group.id());
+    for n in [&alice, &bob] {
+        n.wait_for_peers(&n.pubsub_topic(&topic), 1, WAIT)
+            .await
+            .unwrap();
+    }
+    group.send_text("hello all").await.unwrap();
+    eventually("Bob pulls Alice's log and sees the fork", || async {
+        bob.group(group.id()).info().await.unwrap().equivocators == vec![e]
+    })
+    .await;
+}
+
+/// M4: a member reads another member's chain id off the wire and hands a
+/// newcomer a chain key of its own under that id, before the newcomer
+/// joins (so that it is held and tried first). The newcomer refuses it
+/// (a chain is bound to its owner's key) and reads the real owner.
+#[actix_rt::test]
+async fn a_member_cannot_squat_on_another_members_chain_at_a_newcomer() {
+    let dirs = [(); 3].map(|_| tempfile::tempdir().unwrap());
+    let alice = node(dirs[0].path(), None).await;
+    let mut carol_config = murmur::node::Config::new(dirs[1].path());
+    carol_config.network.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    carol_config.network.peers = vec![alice.listen_addrs()[0].parse().unwrap()];
+    carol_config.metrics.enabled = true;
+    carol_config.metrics.address = "127.0.0.1:0".parse().unwrap();
+    let carol = Builder::new(carol_config).start().await.unwrap();
+    let mut eve = Attacker::new(dirs[2].path(), &alice).await;
+    let e = alice.add_contact(&eve.code()).await.unwrap();
+    let c = account(&carol).await;
+    alice
+        .add_contact(&carol.contact_code().await.unwrap())
+        .await
+        .unwrap();
+    carol
+        .add_contact(&alice.contact_code().await.unwrap())
+        .await
+        .unwrap();
+    carol.add_contact(&eve.code()).await.unwrap();
+    eve.meet(&carol).await;
+    let group = alice.create_group("club").await.unwrap();
+    let topic = murmur::node::groups::group_topic(group.id());
+    let mut wire = eve.wire.subscribe([&topic]).await.unwrap();
+    group.add(e).await.unwrap();
+    let mut view = Log::new(murmur_groups::EventId(group.id().0));
+    let me = eve.member();
+    eve.follow(&mut view, |log| log.state().members.contains_key(&me))
+        .await;
+    alice
+        .wait_for_peers(&alice.pubsub_topic(&topic), 1, WAIT)
+        .await
+        .unwrap();
+    // Alice's chain id, off the wire.
+    group.send_text("hello").await.unwrap();
+    let seen = wire
+        .recv_timeout(WAIT)
+        .await
+        .expect("Alice's group message");
+    let alices = murmur::crypto::group::GroupMessage::from_bytes(&seen.message.payload)
+        .expect("a group message")
+        .chain;
+    // Eve's own chain key, under Alice's id, to Carol before she joins.
+    let mut forged = murmur::crypto::group::SenderChain::generate(&[0; 48])
+        .chain_key()
+        .to_bytes()
+        .to_vec();
+    forged[1..17].copy_from_slice(&alices.0);
+    let squat = Content {
+        id: vec![3; 16],
+        sent_at: 1,
+        group: Some(GroupControl {
+            group: group.id().0.to_vec(),
+            chain: Some(forged),
+            ..GroupControl::default()
+        }),
+        ..Content::default()
+    };
+    eve.send(c, &squat).await;
+    let held = "murmur_groups_refused_total{reason=\"not_member\"}";
+    eventually("Carol holds the key of a group she is not in", || async {
+        metric(&carol, held).await >= 1
+    })
+    .await;
+
+    // Alice adds Carol: Eve's held key is tried first, and refused (it is
+    // not bound to Eve's device); Alice's own key then takes the chain.
+    let mut inbox = carol.inbox().await.unwrap();
+    group.add(c).await.unwrap();
+    eventually("Carol is in", || async {
+        carol.group(group.id()).info().await.is_ok_and(|i| i.member)
+    })
+    .await;
+    carol
+        .wait_for_peers(&carol.pubsub_topic(&topic), 1, WAIT)
+        .await
+        .unwrap();
+    group.send_text("welcome Carol").await.unwrap();
+    let got = inbox.recv_timeout(WAIT).await.expect("Carol reads Alice");
+    assert_eq!(got.text(), Some("welcome Carol"));
 }
 
 async fn account(node: &Node) -> AccountId {
