@@ -681,6 +681,8 @@ async fn a_member_cannot_squat_on_another_members_chain_at_a_newcomer() {
         carol.group(group.id()).info().await.is_ok_and(|i| i.member)
     })
     .await;
+    let squatted = "murmur_groups_refused_total{reason=\"not_own_chain\"}";
+    assert_eq!(metric(&carol, squatted).await, 1);
     carol
         .wait_for_peers(&carol.pubsub_topic(&topic), 1, WAIT)
         .await

@@ -378,8 +378,8 @@ pub struct Control {
     pub device: DeviceId,
     /// The control message.
     pub message: Bytes,
-    /// The sending account is not accepted (a message request): it cannot
-    /// bring this account into a group it is not in.
+    /// The sending account is not accepted (a message request): its
+    /// events cannot bring this account into a group it is not in.
     pub request: bool,
 }
 

@@ -45,6 +45,9 @@ pub struct Effects {
     pub removed: bool,
     /// Members who joined.
     pub added: BTreeSet<MemberId>,
+    /// Chain keys held from before their owners were members, refused now
+    /// that they are (a key not bound to its sender's device, say).
+    pub refused_chains: Vec<ChainError>,
 }
 
 /// Why a message could not be sealed for the group.
@@ -186,10 +189,14 @@ impl Group {
         let inserted = self.log.insert(event)?;
         let after = self.state().members.clone();
         let effects = self.membership_changed(&before, &after);
+        let mut effects = effects;
         if !effects.added.is_empty() {
             for (owner, key) in std::mem::take(&mut self.held) {
-                // Still not a member: held again.
-                let _ = self.receive_chain(owner, &key);
+                match self.receive_chain(owner, &key) {
+                    // Still not a member: held again.
+                    Ok(()) | Err(ChainError::NotMember) => {}
+                    Err(e) => effects.refused_chains.push(e),
+                }
             }
         }
         Ok((inserted, effects))

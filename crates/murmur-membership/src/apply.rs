@@ -187,7 +187,13 @@ impl Membership {
         }
         let metrics = self.metrics.clone();
         let new = !self.groups.contains_key(&id);
-        if new && msg.request {
+        // A stranger's events would bring this account into a group it is
+        // not in (known or not, say by a key sent first): not before the
+        // user accepts it. A chain key alone joins nothing (a member this
+        // device has not been introduced to yet may send its key before
+        // the invite arrives): it is held as any early key.
+        let member_already = self.groups.get(&id).is_some_and(|g| g.is_member());
+        if msg.request && !member_already && !control.events.is_empty() {
             metrics.refuse("not_accepted");
             return Err(Error::NotAccepted(msg.from));
         }
@@ -216,6 +222,12 @@ impl Membership {
             };
             match group.insert(event) {
                 Ok((_, effects)) => {
+                    for refused in &effects.refused_chains {
+                        metrics.refuse(match refused {
+                            murmur_groups::ChainError::NotOwn => "not_own_chain",
+                            _ => "malformed",
+                        });
+                    }
                     if effects.removed {
                         tracing::info!(group = %id, "this account left or was removed from a group");
                     }
