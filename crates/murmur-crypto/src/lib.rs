@@ -64,5 +64,5 @@ pub use identity::{
 };
 pub use keys::{KeyPair, PublicKey};
 pub use ratchet::{DecryptError, EncryptError, Header, Limits, Message, Session};
-pub use vault::{Vault, VaultError};
+pub use vault::{Undo, Vault, VaultError};
 pub use x3dh::{Ciphertext, Initiation, X3dhError};

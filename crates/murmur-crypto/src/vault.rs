@@ -49,9 +49,13 @@ pub enum VaultError {
     RolledBack(String),
 }
 
+/// What the vault knew before a batch was committed: hand it back with
+/// [`Vault::undo`] when the batch was not written.
+pub struct Undo(Ledger);
+
 /// What the vault knows of the entries written: each one's version, and
 /// the digest over them.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Ledger {
     next: u64,
     live: HashMap<String, u64>,
@@ -157,10 +161,14 @@ impl Vault {
     /// and deletions) into the ledger, and appends the tip record `tip`
     /// that [`Vault::verify`] checks the state against. Call it once per
     /// batch, just before writing it in one transaction.
-    pub fn commit(&self, tip: &str, batch: &mut Vec<(String, Option<Vec<u8>>)>) {
+    pub fn commit(&self, tip: &str, batch: &mut Vec<(String, Option<Vec<u8>>)>) -> Undo {
+        let undo = Undo(Ledger {
+            next: 0,
+            ..self.ledger().clone()
+        });
         batch.retain(|(name, _)| name != tip);
         if batch.is_empty() {
-            return;
+            return undo;
         }
         let mut ledger = self.ledger();
         let mut digest = ledger.digest;
@@ -179,6 +187,16 @@ impl Vault {
         drop(ledger);
         let sealed = self.seal(tip, &body);
         batch.push((tip.to_owned(), Some(sealed)));
+        undo
+    }
+
+    /// The batch [`Vault::commit`] took was not written: the ledger goes
+    /// back to what storage holds (the counter keeps growing, so versions
+    /// are never used twice).
+    pub fn undo(&self, undo: Undo) {
+        let mut ledger = self.ledger();
+        ledger.live = undo.0.live;
+        ledger.digest = undo.0.digest;
     }
 
     /// Checks `entries` (all of a stage's, its tip `tip` among them) as
@@ -294,7 +312,7 @@ mod tests {
             ("s/a".to_owned(), Some(vault.seal("s/a", b"a1"))),
             ("s/b".to_owned(), Some(vault.seal("s/b", b"b1"))),
         ];
-        vault.commit(TIP, &mut batch);
+        let _ = vault.commit(TIP, &mut batch);
         write(&mut db, batch);
         let a1 = db["s/a"].clone();
         let b1 = db["s/b"].clone();
@@ -353,5 +371,17 @@ mod tests {
         Vault::new(b"node secret")
             .verify(TIP, &entries(&db))
             .expect("a batch after a restart verifies");
+
+        // A batch committed but never written (the save failed), undone:
+        // the next batch's tip says what storage holds.
+        let mut lost = vec![("s/c".to_owned(), Some(fresh.seal("s/c", b"c2")))];
+        let undo = fresh.commit(TIP, &mut lost);
+        fresh.undo(undo);
+        let mut batch = vec![("s/d".to_owned(), Some(fresh.seal("s/d", b"d1")))];
+        let _ = fresh.commit(TIP, &mut batch);
+        write(&mut db, batch);
+        Vault::new(b"node secret")
+            .verify(TIP, &entries(&db))
+            .expect("a failed save, undone, leaves no false rollback");
     }
 }

@@ -187,13 +187,14 @@ impl Membership {
         }
         let metrics = self.metrics.clone();
         let new = !self.groups.contains_key(&id);
-        // A stranger's events would bring this account into a group it is
-        // not in (known or not, say by a key sent first): not before the
-        // user accepts it. A chain key alone joins nothing (a member this
-        // device has not been introduced to yet may send its key before
-        // the invite arrives): it is held as any early key.
+        // A stranger makes this device keep nothing for a group it does not
+        // know (not even an empty one holding a key: those are few, and a
+        // stranger could fill them), and its events bring this account
+        // into no group it is not in. The pipeline holds what is refused
+        // here until the account is accepted, by the user or by a group's
+        // introduction (a member's key can come before the invite).
         let member_already = self.groups.get(&id).is_some_and(|g| g.is_member());
-        if msg.request && !member_already && !control.events.is_empty() {
+        if msg.request && (new || (!member_already && !control.events.is_empty())) {
             metrics.refuse("not_accepted");
             return Err(Error::NotAccepted(msg.from));
         }

@@ -391,7 +391,7 @@ impl Membership {
     ) -> impl ActorFuture<Self, Output = Result<T, Error>> + use<T> {
         let save = self.storage.save_state.clone();
         let mut entries: Vec<_> = groups.iter().flat_map(|g| self.save(*g, log)).collect();
-        self.vault.commit(&tip(), &mut entries);
+        let undo = self.vault.commit(&tip(), &mut entries);
         async move {
             match save.send(storage::SaveState(entries)).await {
                 Ok(Ok(())) => Ok(result),
@@ -404,8 +404,10 @@ impl Membership {
         .into_actor(self)
         .map(|saved, act, ctx| {
             if saved.is_err() {
-                // Memory (and the vault's ledger) went past what storage
-                // holds: back to what it holds.
+                // Memory and the vault's ledger went past what storage
+                // holds: the ledger back at once (a reload that fails too
+                // must not leave it ahead), the groups with the reload.
+                act.vault.undo(undo);
                 act.reload(ctx);
             }
             saved

@@ -30,7 +30,7 @@ impl Crypto {
             None => {
                 let (device, mut records) =
                     Device::create(Vault::new(node_secret), settings.limits(), now());
-                device.commit(&mut records);
+                let _ = device.commit(&mut records);
                 storage
                     .save_state
                     .send(storage::SaveState(records))
@@ -61,7 +61,7 @@ impl Crypto {
         if saves.is_empty() {
             return supervise::Reply::Now(Ok(result));
         }
-        self.device.commit(&mut saves);
+        let undo = self.device.commit(&mut saves);
         let save = self.storage.save_state.clone();
         let saved = async move {
             match save.send(storage::SaveState(saves)).await {
@@ -76,8 +76,10 @@ impl Crypto {
             supervise::Guarded::new(Box::pin(saved.into_actor(self))).map(|outcome, act, ctx| {
                 let outcome = outcome.unwrap_or_else(|p| Err(p.into()));
                 if outcome.is_err() {
-                    // Not saved: the state in memory (and the vault's
-                    // ledger) went past what storage holds; back to that.
+                    // Not saved: the vault's ledger goes back at once (a
+                    // reload that fails too must not leave it ahead of
+                    // storage), and the state in memory with the reload.
+                    act.device.undo(undo);
                     act.reload(ctx);
                 }
                 outcome

@@ -233,8 +233,14 @@ impl Device {
     /// vault's ledger and appends its tip record: call it once on every
     /// batch a method of this device answers, just before writing it, so
     /// that a rolled-back entry is refused when the state is read back.
-    pub fn commit(&self, records: &mut Records) {
-        self.vault.commit(TIP, records);
+    pub fn commit(&self, records: &mut Records) -> crate::vault::Undo {
+        self.vault.commit(TIP, records)
+    }
+
+    /// The batch [`Device::commit`] took was not written: the vault's
+    /// ledger goes back to what storage holds.
+    pub fn undo(&self, undo: crate::vault::Undo) {
+        self.vault.undo(undo);
     }
 
     pub(super) fn seal_record(&self, key: String, bytes: &[u8]) -> (String, Option<Vec<u8>>) {

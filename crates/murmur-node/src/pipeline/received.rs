@@ -309,8 +309,16 @@ impl Pipeline {
             }
             for (account, bundles) in effects.learn {
                 let learn = crypto::LearnBundles { account, bundles };
-                if let Err(e) = crypto.learn_bundles.send(learn).await? {
-                    tracing::debug!(error = %e, "bundles of a group member not learned");
+                match crypto.learn_bundles.send(learn).await? {
+                    // Introduced by a group: accepted, so what its messages
+                    // left waiting (a key sent before the invite) goes on.
+                    Ok(kept) if kept > 0 => {
+                        if let Err(e) = mailbox.ask(super::Accepted(account)).await {
+                            tracing::debug!(error = %e, "held requests not released");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "bundles of a group member not learned"),
                 }
             }
             let mut outcome = Outcome::default();
