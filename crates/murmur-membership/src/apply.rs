@@ -102,12 +102,7 @@ impl Membership {
         }
         let after: BTreeSet<AccountId> = state.members.keys().map(|m| account(*m)).collect();
         let chain = group.chain_key().map(|k| k.to_bytes().to_vec());
-        let log: Vec<Vec<u8>> = group
-            .log()
-            .shipped()
-            .into_iter()
-            .map(|e| e.to_bytes())
-            .collect();
+        let log = shipped(group.log());
         let me = p.me.0;
         let bundles_of = |accounts: &mut dyn Iterator<Item = &AccountId>| -> Vec<AccountBundles> {
             accounts
@@ -295,12 +290,7 @@ impl Membership {
             self.metrics.refuse("not_member");
             return Err(Error::NotMember(id));
         }
-        let log: Vec<Vec<u8>> = group
-            .log()
-            .shipped()
-            .into_iter()
-            .map(|e| e.to_bytes())
-            .collect();
+        let log = shipped(group.log());
         self.metrics.served.inc();
         let mut effects = Effects::default();
         effects.pairwise = log_messages(id, &log, None, Vec::new())

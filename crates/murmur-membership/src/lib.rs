@@ -486,6 +486,11 @@ fn want_message(group: GroupId) -> Bytes {
     })
 }
 
+/// What of a group's log goes to a joiner or a member that asks, encoded.
+fn shipped(log: &murmur_groups::Log) -> Vec<Vec<u8>> {
+    log.shipped().into_iter().map(|e| e.to_bytes()).collect()
+}
+
 /// Event bytes in one control message at most: an envelope (150 KiB on
 /// the relay, with padding and sealing around it) always carries it.
 const CHUNK: usize = 64 * 1024;

@@ -600,30 +600,17 @@ where
     // A chain key alone from an account not accepted, for a group Bob
     // does not know: refused too (Bob's node holds it until the account
     // is accepted or introduced), so that strangers fill nothing here.
-    let key_only = {
-        use prost::Message as _;
-        murmur_proto::chat::Content {
-            id: rand_id().to_vec(),
-            group: Some(murmur_proto::chat::GroupControl {
-                group: group.0.to_vec(),
-                chain: Some(vec![1; 16]),
-                ..Default::default()
-            }),
+    let held = raw_control(
+        &bob,
+        alice.account,
+        murmur_proto::chat::GroupControl {
+            group: group.0.to_vec(),
+            chain: Some(vec![1; 16]),
             ..Default::default()
-        }
-        .encode_to_vec()
-    };
-    let held = bob
-        .groups
-        .control
-        .send(Control {
-            from: alice.account,
-            device: crypto::DeviceId([0; 16]),
-            message: Bytes::from(key_only),
-            request: true,
-        })
-        .await
-        .expect("stage alive");
+        },
+        true,
+    )
+    .await;
     assert_eq!(held.err(), Some(Error::NotAccepted(alice.account)));
     for opened in &invites {
         let control = |request| Control {
@@ -711,30 +698,17 @@ where
     assert!(open(&bob, &again).await.expect("reads").effects.is_empty());
 
     // Carol, no member, asks Alice for the log: refused.
-    let want = {
-        use prost::Message as _;
-        murmur_proto::chat::Content {
-            id: rand_id().to_vec(),
-            group: Some(murmur_proto::chat::GroupControl {
-                group: group.0.to_vec(),
-                want: true,
-                ..Default::default()
-            }),
+    let asked = raw_control(
+        &alice,
+        carol.account,
+        murmur_proto::chat::GroupControl {
+            group: group.0.to_vec(),
+            want: true,
             ..Default::default()
-        }
-        .encode_to_vec()
-    };
-    let asked = alice
-        .groups
-        .control
-        .send(Control {
-            from: carol.account,
-            device: crypto::DeviceId([0; 16]),
-            message: Bytes::from(want),
-            request: false,
-        })
-        .await
-        .expect("stage alive");
+        },
+        false,
+    )
+    .await;
     assert_eq!(asked.err(), Some(Error::NotMember(group)));
 }
 
@@ -781,4 +755,31 @@ where
     let summary = info(&bob, group).await.expect("Bob has the group");
     assert_eq!(summary.name, format!("{long}699"));
     assert!(summary.member);
+}
+
+/// `from`'s control message `control` (as the pipeline hands it over), sent
+/// to `to`'s membership stage.
+async fn raw_control(
+    to: &Device,
+    from: AccountId,
+    control: murmur_proto::chat::GroupControl,
+    request: bool,
+) -> Result<Effects, Error> {
+    use prost::Message as _;
+    let message = murmur_proto::chat::Content {
+        id: rand_id().to_vec(),
+        group: Some(control),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    to.groups
+        .control
+        .send(Control {
+            from,
+            device: crypto::DeviceId([0; 16]),
+            message: Bytes::from(message),
+            request,
+        })
+        .await
+        .expect("stage alive")
 }
