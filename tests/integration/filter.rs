@@ -7,7 +7,8 @@ use murmur::core::ContentTopic;
 use serde_json::{json, Value};
 
 use crate::{
-    jswaku::{hash_hex, JsPeer},
+    jswaku::{self, hash_hex},
+    peer::Peer,
     support::{addr, peer_of, start_node, WAIT},
 };
 
@@ -15,7 +16,7 @@ fn topic() -> ContentTopic {
     "/murmur/1/filtered/proto".parse().unwrap()
 }
 
-async fn next_filter_event(js: &mut JsPeer) -> Value {
+async fn next_filter_event(js: &mut Peer) -> Value {
     tokio::time::timeout(WAIT, js.next_event("filter"))
         .await
         .expect("a filter push within the wait")
@@ -31,7 +32,7 @@ async fn a_lightpush_reaches_a_filter_subscriber_through_murmur() {
         .await
         .unwrap();
 
-    let mut subscriber = JsPeer::light_client().await;
+    let mut subscriber = jswaku::light_client().await;
     subscriber
         .call(json!({"cmd": "dial", "addr": addr(&service, true)}))
         .await;
@@ -42,7 +43,7 @@ async fn a_lightpush_reaches_a_filter_subscriber_through_murmur() {
         .call(json!({"cmd": "subscribe", "contentTopic": topic().as_str()}))
         .await;
 
-    let mut pusher = JsPeer::light_client().await;
+    let mut pusher = jswaku::light_client().await;
     pusher
         .call(json!({"cmd": "dial", "addr": addr(&service, true)}))
         .await;

@@ -1,147 +1,42 @@
 //! js-waku relay peers (tests/interop/relay-peer.mjs, under Node.js) against
 //! murmur on loopback, over WebSocket with mplex.
 
-use std::{collections::VecDeque, process::Stdio, time::Duration};
+use murmur::core::ContentTopic;
+use serde_json::json;
 
-use murmur::core::{ContentTopic, PubsubTopic};
-use serde_json::{json, Value};
-use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
-    process::{Child, ChildStdin, ChildStdout, Command},
+use crate::{
+    peer::Peer,
+    support::{addr, interop_dir, start_node, WAIT},
 };
 
-use crate::support::{addr, interop_dir, start_node, WAIT};
-
-/// A js-waku peer in a child process (tests/interop), driven by JSON lines.
-pub(crate) struct JsPeer {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: Lines<BufReader<ChildStdout>>,
-    events: VecDeque<Value>,
-    next_id: u64,
-    pub(crate) peer_id: String,
+/// A js-waku relay peer on `cluster`, `shards` (comma-separated).
+pub(crate) async fn relay_peer(cluster: u16, shards: &str) -> Peer {
+    script(
+        "relay-peer.mjs",
+        &["--cluster", &cluster.to_string(), "--shards", shards],
+    )
+    .await
 }
 
-impl JsPeer {
-    /// A relay peer on cluster 1, all eight shards.
-    async fn start() -> Self {
-        Self::start_script(
-            "relay-peer.mjs",
-            &["--cluster", "1", "--shards", "0,1,2,3,4,5,6,7"],
-        )
-        .await
-    }
+/// A js-waku relay peer on cluster 1, all eight shards.
+async fn relay_peer_twn() -> Peer {
+    relay_peer(1, "0,1,2,3,4,5,6,7").await
+}
 
-    /// A light client (lightpush, filter, store) on cluster 1, eight shards.
-    pub(crate) async fn light_client() -> Self {
-        Self::start_script("light-client.mjs", &["--cluster", "1", "--num-shards", "8"]).await
-    }
+/// A js-waku light client (lightpush, filter, store) on cluster 1, eight shards.
+pub(crate) async fn light_client() -> Peer {
+    script("light-client.mjs", &["--cluster", "1", "--num-shards", "8"]).await
+}
 
-    async fn start_script(script: &str, args: &[&str]) -> Self {
-        let dir = interop_dir();
-        assert!(
-            dir.join("node_modules").exists(),
-            "js-waku is not installed: run `npm ci` in tests/interop (.ci/run does)"
-        );
-        let mut child = Command::new("node")
-            .arg(script)
-            .args(args)
-            .current_dir(&dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("node (Node.js) is installed");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut peer = Self {
-            child,
-            stdin,
-            stdout,
-            events: VecDeque::new(),
-            next_id: 0,
-            peer_id: String::new(),
-        };
-        let ready = peer.read_line().await;
-        assert_eq!(ready["event"], "ready", "{ready}");
-        peer.peer_id = ready["peerId"].as_str().unwrap().to_owned();
-        peer
-    }
-
-    async fn read_line(&mut self) -> Value {
-        let line = tokio::time::timeout(WAIT, self.stdout.next_line())
-            .await
-            .expect("the js-waku peer answers in time")
-            .unwrap()
-            .expect("the js-waku peer is alive");
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"))
-    }
-
-    /// Sends a command and answers its reply, which must be `ok`.
-    pub(crate) async fn call(&mut self, command: Value) -> Value {
-        let description = command.to_string();
-        let value = self.call_raw(command).await;
-        assert_eq!(value["ok"], true, "{description} failed: {value}");
-        value
-    }
-
-    /// Sends a command and answers its reply, successful or not.
-    pub(crate) async fn call_raw(&mut self, mut command: Value) -> Value {
-        self.next_id += 1;
-        let id = self.next_id;
-        command["id"] = json!(id);
-        let mut line = command.to_string();
-        line.push('\n');
-        self.stdin.write_all(line.as_bytes()).await.unwrap();
-        loop {
-            let value = self.read_line().await;
-            if value["id"] == json!(id) {
-                return value;
-            }
-            self.events.push_back(value);
-        }
-    }
-
-    async fn next_message(&mut self) -> Value {
-        self.next_event("message").await
-    }
-
-    /// The next event of this kind, keeping others for later.
-    pub(crate) async fn next_event(&mut self, kind: &str) -> Value {
-        if let Some(i) = self.events.iter().position(|e| e["event"] == kind) {
-            return self.events.remove(i).unwrap();
-        }
-        loop {
-            let value = self.read_line().await;
-            if value["event"] == kind {
-                return value;
-            }
-            self.events.push_back(value);
-        }
-    }
-
-    async fn wait_for_mesh_peer(&mut self, topic: &PubsubTopic, peer: &str) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let mesh = self
-                .call(json!({"cmd": "meshPeers", "topic": topic.as_str()}))
-                .await;
-            if mesh["peers"].as_array().unwrap().iter().any(|p| p == peer) {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{peer} never joined the mesh"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    pub(crate) async fn stop(mut self) {
-        let _ = self.call(json!({"cmd": "stop"})).await;
-        let _ = tokio::time::timeout(WAIT, self.child.wait()).await;
-    }
+async fn script(script: &str, args: &[&str]) -> Peer {
+    let dir = interop_dir();
+    assert!(
+        dir.join("node_modules").exists(),
+        "js-waku is not installed: run `npm ci` in tests/interop (.ci/run does)"
+    );
+    let mut all = vec![script];
+    all.extend_from_slice(args);
+    Peer::spawn(std::path::Path::new("node"), &all, &dir).await
 }
 
 pub(crate) fn hash_hex(hash: &murmur::core::MessageHash) -> String {
@@ -161,7 +56,7 @@ async fn relay_messages_cross_both_ways_with_equal_hashes() {
     );
     let mut inbox = node.subscribe([&topic]).await.unwrap();
 
-    let mut js = JsPeer::start().await;
+    let mut js = relay_peer_twn().await;
     // js-waku dials murmur over WebSocket; it offers only mplex.
     let dialled = js
         .call(json!({"cmd": "dial", "addr": addr(&node, true)}))
@@ -237,7 +132,7 @@ async fn murmur_forwards_between_two_js_waku_peers() {
     let topic: ContentTopic = "/test/1/forward/proto".parse().unwrap();
     let pubsub = node.pubsub_topic(&topic);
 
-    let mut peers = [JsPeer::start().await, JsPeer::start().await];
+    let mut peers = [relay_peer_twn().await, relay_peer_twn().await];
     for js in &mut peers {
         js.call(json!({"cmd": "dial", "addr": addr(&node, true)}))
             .await;

@@ -6,7 +6,7 @@ use murmur::core::{store::Query, ContentTopic};
 use serde_json::json;
 
 use crate::{
-    jswaku::{hash_hex, JsPeer},
+    jswaku::{self, hash_hex},
     support::{addr, peer_of, start_node, WAIT},
 };
 
@@ -26,7 +26,7 @@ async fn js_waku_lightpush_is_relayed_archived_and_delivered() {
         .await
         .unwrap();
 
-    let mut js = JsPeer::light_client().await;
+    let mut js = jswaku::light_client().await;
     js.call(json!({"cmd": "dial", "addr": addr(&service, true)}))
         .await;
     js.call(json!({"cmd": "waitForProtocols", "protocols": ["lightpush"], "timeoutMs": 15000, "contentTopic": topic().as_str()}))
@@ -62,7 +62,7 @@ async fn js_waku_lightpush_is_relayed_archived_and_delivered() {
 async fn with_no_relay_peers_lightpush_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let service = start_node(dir.path()).await;
-    let mut js = JsPeer::light_client().await;
+    let mut js = jswaku::light_client().await;
     js.call(json!({"cmd": "dial", "addr": addr(&service, true)}))
         .await;
     js.call(json!({"cmd": "waitForProtocols", "protocols": ["lightpush"], "timeoutMs": 15000, "contentTopic": topic().as_str()}))

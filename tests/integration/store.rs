@@ -15,7 +15,7 @@ use murmur::{
 use serde_json::json;
 
 use crate::{
-    jswaku::{hash_hex, JsPeer},
+    jswaku::{self, hash_hex},
     support::{addr, loopback_config, WAIT},
 };
 
@@ -197,7 +197,7 @@ async fn js_waku_reads_history_from_a_murmur_store_node() {
     let store = store_node(&dir.path().join("store"), false).await;
     let (_publisher, sent) = publish_history(&dir.path().join("publisher"), &store, 45).await;
 
-    let mut js = JsPeer::light_client().await;
+    let mut js = jswaku::light_client().await;
     js.call(json!({"cmd": "dial", "addr": addr(&store, true)}))
         .await;
     js.call(json!({"cmd": "waitForProtocols", "protocols": ["store"], "timeoutMs": 15000, "contentTopic": topic().as_str()}))

@@ -133,7 +133,7 @@ async fn serve(
     let sharding = Sharding::auto(1, 8);
     let mut nodes = Vec::with_capacity(clients);
     for _ in 0..clients {
-        let config = murmur_transport::Config::new(Keypair::generate_secp256k1(), sharding)
+        let config = murmur_transport::Config::new(Keypair::generate_secp256k1(), sharding.clone())
             .with_own_thread(false)
             .with_listen(Vec::new());
         let (node, _events) = murmur_transport::Network::start(config)

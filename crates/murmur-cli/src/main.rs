@@ -60,6 +60,10 @@ struct NodeArgs {
     /// Shard to serve; repeat for several (default: every shard of the cluster).
     #[arg(long = "shard", value_name = "N")]
     shards: Vec<u16>,
+    /// Shard for content topics whose autoshard is not served; repeat for
+    /// several (default: any served shard).
+    #[arg(long = "topic-shard", value_name = "N")]
+    topic_shards: Vec<u16>,
     /// Where the node key and the SQLite archive live.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -176,6 +180,9 @@ fn load_config(args: &NodeArgs) -> Result<murmur_node::Config, CliError> {
     }
     if !args.shards.is_empty() {
         figment = figment.merge(Flag("network.shards", args.shards.clone()));
+    }
+    if !args.topic_shards.is_empty() {
+        figment = figment.merge(Flag("network.topic_shards", args.topic_shards.clone()));
     }
     if let Some(url) = &args.store_url {
         figment = figment.merge(Flag("store.url", url.clone()));

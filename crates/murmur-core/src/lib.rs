@@ -37,7 +37,7 @@ pub mod transport;
 
 pub use id::{MessageHash, RequestId};
 pub use murmur_proto::WakuMessage;
-pub use topic::{ContentTopic, PubsubTopic, Shard, Sharding, TopicError};
+pub use topic::{ContentTopic, PubsubTopic, Shard, Sharding, ShardingError, TopicError};
 
 /// A message that arrived from the network, after the transport validated it:
 /// what subscribers and inbound hooks see.

@@ -221,13 +221,32 @@ impl fmt::Debug for PubsubTopic {
     }
 }
 
-/// Autosharding: which shard of a cluster a content topic travels on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Which shard of a cluster a content topic travels on.
+///
+/// Autosharding first (23/WAKU2-TOPICS): the shard every Waku node computes
+/// for the topic, so that murmur meets js-waku, go-waku and nwaku on it. A
+/// node that serves only some shards ([`Sharding::serving`]) never places a
+/// topic outside them: a topic whose autoshard it does not serve goes on one
+/// of its own shards instead, picked by the same hash. Networks with static
+/// shards, such as Status's cluster 16, work this way: nodes relay only the
+/// shards the network runs, and a topic sent to any other shard would cross
+/// none of its relays.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sharding {
     /// The cluster.
     pub cluster: u16,
     /// How many shards the cluster autoshards over (8 on The Waku Network).
     pub num_shards: u16,
+    // Shared: the sharding is cloned into every stage that places topics.
+    placement: Option<Arc<Placement>>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Placement {
+    /// Sorted, without repeats.
+    served: Vec<u16>,
+    /// In the order configured: the hash picks among them by position.
+    fallback: Vec<u16>,
 }
 
 impl Sharding {
@@ -242,11 +261,53 @@ impl Sharding {
         Self {
             cluster,
             num_shards,
+            placement: None,
         }
     }
 
+    /// The same autosharding on a node that serves only `served`: a topic
+    /// whose autoshard is not among them goes on one of `fallback` (the
+    /// served shards if empty), which must all be served.
+    pub fn serving(self, served: &[u16], fallback: &[u16]) -> Result<Self, ShardingError> {
+        if let Some(&index) = served
+            .iter()
+            .chain(fallback)
+            .find(|i| **i > Shard::MAX_INDEX)
+        {
+            return Err(ShardingError::OutOfRange { index });
+        }
+        let mut sorted = served.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted.is_empty() {
+            return Err(ShardingError::NoShards);
+        }
+        if let Some(&index) = fallback.iter().find(|i| sorted.binary_search(i).is_err()) {
+            return Err(ShardingError::FallbackNotServed { index });
+        }
+        let fallback = if fallback.is_empty() {
+            sorted.clone()
+        } else {
+            fallback.to_vec()
+        };
+        let every = sorted.len() == usize::from(self.num_shards)
+            && sorted.iter().copied().eq(0..self.num_shards);
+        Ok(Self {
+            // Serving the whole autosharding range places nothing elsewhere.
+            placement: (!every).then(|| {
+                Arc::new(Placement {
+                    served: sorted,
+                    fallback,
+                })
+            }),
+            ..self
+        })
+    }
+
     /// The shard of `topic`: `sha256(application || version)`, last 8 bytes as
-    /// a big-endian integer, modulo the number of shards.
+    /// a big-endian integer, modulo the number of shards; if this node does
+    /// not serve that shard, the same integer modulo the number of fallback
+    /// shards picks one of those.
     pub fn shard(&self, topic: &ContentTopic) -> Shard {
         let digest = Sha256::new()
             .chain_update(topic.application())
@@ -254,11 +315,19 @@ impl Sharding {
             .finalize();
         let mut tail = [0u8; 8];
         tail.copy_from_slice(&digest[24..32]);
-        let index = u64::from_be_bytes(tail) % u64::from(self.num_shards);
+        let hash = u64::from_be_bytes(tail);
+        // The modulus is a u16, so the index fits.
+        let auto = (hash % u64::from(self.num_shards)) as u16;
+        let index = match &self.placement {
+            Some(p) if p.served.binary_search(&auto).is_err() => {
+                // Not empty: `serving` checked it.
+                p.fallback[(hash % p.fallback.len() as u64) as usize]
+            }
+            _ => auto,
+        };
         Shard {
             cluster: self.cluster,
-            // The modulus is a u16, so the index fits.
-            index: index as u16,
+            index,
         }
     }
 
@@ -267,13 +336,34 @@ impl Sharding {
         self.shard(topic).pubsub_topic()
     }
 
-    /// Every shard of the cluster.
+    /// Every shard of the cluster's autosharding.
     pub fn shards(&self) -> impl Iterator<Item = Shard> + '_ {
         (0..self.num_shards).map(|index| Shard {
             cluster: self.cluster,
             index,
         })
     }
+}
+
+/// A shard placement that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ShardingError {
+    /// A node that serves no shard has nowhere to place a topic.
+    #[error("a node must serve at least one shard")]
+    NoShards,
+    /// Shards are numbered 0 to 1023.
+    #[error("shard {index} is over 1023")]
+    OutOfRange {
+        /// The shard given.
+        index: u16,
+    },
+    /// Topics placed on a shard the node does not relay would reach no one.
+    #[error("shard {index} is a fallback for topics but is not among the shards served")]
+    FallbackNotServed {
+        /// The shard given.
+        index: u16,
+    },
 }
 
 #[cfg(test)]
@@ -303,6 +393,50 @@ mod tests {
         assert_eq!(
             twn.pubsub_topic(&ct("/test/1/hash/proto")).as_str(),
             "/waku/2/rs/1/4"
+        );
+    }
+
+    #[test]
+    fn a_node_serving_some_shards_places_every_topic_on_them() {
+        let topics: Vec<ContentTopic> = (0..200)
+            .map(|i| ct(&format!("/app{i}/1/chat/proto")))
+            .collect();
+        let twn = Sharding::auto(1, 8);
+        // Serving every shard changes nothing.
+        let all = twn.clone().serving(&[7, 6, 5, 4, 3, 2, 1, 0], &[]).unwrap();
+        assert_eq!(all, twn);
+        // A topic whose autoshard is served stays there: js-waku meets it.
+        let some = twn.clone().serving(&[4, 0], &[]).unwrap();
+        for t in &topics {
+            let auto = twn.shard(t).index;
+            let placed = some.shard(t).index;
+            assert!(placed == 0 || placed == 4, "{t}");
+            if auto == 0 || auto == 4 {
+                assert_eq!(placed, auto, "{t}");
+            }
+        }
+        // Status: cluster 16 relays 32 and 64; topics go on 64 only.
+        let status = Sharding::auto(16, 8).serving(&[32, 64], &[64]).unwrap();
+        for t in &topics {
+            assert_eq!(status.pubsub_topic(t).as_str(), "/waku/2/rs/16/64", "{t}");
+        }
+        // Two fallback shards both get topics, the same ones on every node.
+        let two = Sharding::auto(16, 8).serving(&[32, 64], &[]).unwrap();
+        let on_32 = topics.iter().filter(|t| two.shard(t).index == 32).count();
+        assert!((50..150).contains(&on_32), "{on_32} of 200 on shard 32");
+    }
+
+    #[test]
+    fn impossible_placements_are_refused() {
+        let twn = || Sharding::auto(1, 8);
+        assert_eq!(twn().serving(&[], &[]), Err(ShardingError::NoShards));
+        assert_eq!(
+            twn().serving(&[1024], &[]),
+            Err(ShardingError::OutOfRange { index: 1024 })
+        );
+        assert_eq!(
+            twn().serving(&[32], &[64]),
+            Err(ShardingError::FallbackNotServed { index: 64 })
         );
     }
 

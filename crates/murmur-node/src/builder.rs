@@ -271,6 +271,9 @@ impl Builder {
 
     /// Starts every stage and the pipeline. Must run inside an actix system.
     pub async fn start(self) -> Result<Node, Error> {
+        self.config
+            .placement()
+            .map_err(|e| Error::Config(format!("network.topic_shards: {e}")))?;
         let keypair = match self.keypair {
             Some(k) => k,
             None => keys::load_or_create(&self.config.data_dir)?,

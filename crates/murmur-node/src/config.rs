@@ -51,6 +51,10 @@ pub struct Network {
     pub num_shards: u16,
     /// The shards this node serves; empty means all `num_shards`.
     pub shards: Vec<u16>,
+    /// Where content topics go whose autoshard this node does not serve:
+    /// one of these, picked by the topic's hash; empty means any served
+    /// shard. Each must be served.
+    pub topic_shards: Vec<u16>,
     /// Listen addresses: TCP, and WebSocket for js-waku.
     pub listen: Vec<Multiaddr>,
     /// Static peers, each ending in `/p2p/<peer id>`: dialled at start and
@@ -294,6 +298,7 @@ impl Default for Network {
             cluster: 1,
             num_shards: 8,
             shards: Vec::new(),
+            topic_shards: Vec::new(),
             listen: vec![
                 "/ip4/0.0.0.0/tcp/60000".parse().expect("valid multiaddr"),
                 "/ip4/0.0.0.0/tcp/8000/ws".parse().expect("valid multiaddr"),
@@ -374,15 +379,26 @@ impl Config {
         }
     }
 
-    /// The autosharding of the configured cluster.
+    /// Where content topics go: the cluster's autosharding, kept to the
+    /// shards this node serves.
     pub fn sharding(&self) -> Sharding {
+        // Checked at load and by `Builder::start`, which refuses a placement
+        // that cannot work before anything uses this.
+        self.placement().unwrap_or_else(|_| {
+            Sharding::auto(self.network.cluster, self.network.num_shards.max(1))
+        })
+    }
+
+    /// [`Config::sharding`], or why the configured shards cannot work.
+    pub fn placement(&self) -> Result<Sharding, murmur_core::ShardingError> {
         Sharding::auto(self.network.cluster, self.network.num_shards.max(1))
+            .serving(&self.shards(), &self.network.topic_shards)
     }
 
     /// The shards served: the configured ones, or every shard of the cluster.
     pub fn shards(&self) -> Vec<u16> {
         if self.network.shards.is_empty() {
-            self.sharding().shards().map(|s| s.index).collect()
+            (0..self.network.num_shards.max(1)).collect()
         } else {
             self.network.shards.clone()
         }
@@ -409,6 +425,9 @@ impl Config {
         }
         if let Some(s) = self.network.shards.iter().find(|s| **s > Shard::MAX_INDEX) {
             return fail("network.shards", format!("shard {s} is over 1023"));
+        }
+        if let Err(e) = self.placement() {
+            return fail("network.topic_shards", e.to_string());
         }
         if self.network.timer_thread_nice > murmur_transport::timer::MAX_NICE {
             return fail(
@@ -605,6 +624,18 @@ mod tests {
                 .to_string();
             assert!(
                 err.contains("chat.max_skip") && err.contains("over"),
+                "{err}"
+            );
+
+            jail.create_file(
+                "e.toml",
+                "[network]\ncluster = 16\nshards = [32]\ntopic_shards = [64]\n",
+            )?;
+            let err = Config::from_figment(&Config::figment(Some(Path::new("e.toml"))))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("network.topic_shards") && err.contains("shard 64"),
                 "{err}"
             );
 

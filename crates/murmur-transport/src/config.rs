@@ -194,9 +194,10 @@ impl Config {
         self.sharding.cluster
     }
 
-    /// The autosharding of the cluster.
-    pub fn sharding(&self) -> Sharding {
-        self.sharding
+    /// Where content topics go: the cluster's autosharding, kept to the
+    /// shards served.
+    pub fn sharding(&self) -> &Sharding {
+        &self.sharding
     }
 
     /// The pubsub topics of the shards this node serves.

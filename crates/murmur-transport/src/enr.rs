@@ -135,6 +135,38 @@ pub fn addresses(record: &Record) -> Vec<Multiaddr> {
     out
 }
 
+/// The cluster and shards the record says its node relays: the `rs` list,
+/// else the `rsv` bit vector (shard `s` is bit `s % 8`, least significant
+/// first, of byte `s / 8`, as nwaku and go-waku write it). `None` if it has
+/// neither or they are malformed.
+pub fn shards(record: &Record) -> Option<(u16, Vec<u16>)> {
+    let field = |key: &str| {
+        let raw = record.get_raw_rlp(key)?;
+        <alloy_rlp::Bytes as alloy_rlp::Decodable>::decode(&mut &raw[..]).ok()
+    };
+    if let Some(rs) = field("rs") {
+        let (head, list) = rs.split_at_checked(3)?;
+        let count = usize::from(head[2]);
+        if list.len() != 2 * count {
+            return None;
+        }
+        let shards = list
+            .chunks_exact(2)
+            .map(|s| u16::from_be_bytes([s[0], s[1]]))
+            .collect();
+        return Some((u16::from_be_bytes([head[0], head[1]]), shards));
+    }
+    let rsv = field("rsv")?;
+    let (cluster, bits) = rsv.split_at_checked(2)?;
+    if bits.len() != 128 {
+        return None;
+    }
+    let shards = (0..1024u16)
+        .filter(|s| bits[usize::from(s / 8)] & (1 << (s % 8)) != 0)
+        .collect();
+    Some((u16::from_be_bytes([cluster[0], cluster[1]]), shards))
+}
+
 /// The record as the RLP bytes peer exchange carries.
 pub fn encode(record: &Record) -> Vec<u8> {
     alloy_rlp::encode(record)
@@ -185,6 +217,27 @@ mod tests {
             decoded.get_raw_rlp("rs"),
             Some(&[0x87, 0, 1, 2, 0, 0, 0, 4][..])
         );
+        assert_eq!(shards(&decoded), Some((1, vec![0, 4])));
+    }
+
+    #[test]
+    fn shards_are_read_from_the_bit_vector_too() {
+        let key = enr::k256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
+        let mut rsv = vec![0, 16];
+        rsv.extend([0u8; 128]);
+        for s in [1u16, 32, 64, 128, 256, 1023] {
+            rsv[2 + usize::from(s / 8)] |= 1 << (s % 8);
+        }
+        let record = enr::Enr::builder()
+            .add_value_rlp("rsv", rlp_bytes(&rsv).into())
+            .build(&key)
+            .unwrap();
+        assert_eq!(shards(&record), Some((16, vec![1, 32, 64, 128, 256, 1023])));
+        let short = enr::Enr::builder()
+            .add_value_rlp("rs", rlp_bytes(&[0, 16, 2, 0, 32]).into())
+            .build(&key)
+            .unwrap();
+        assert_eq!(shards(&short), None, "a count the list does not hold");
     }
 
     #[test]

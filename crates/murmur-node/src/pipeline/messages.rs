@@ -332,7 +332,7 @@ impl Handler<PublishEnvelopes> for Pipeline {
             };
             Box::pin(publish_all(
                 msg.0,
-                chat.sharding,
+                chat.sharding.clone(),
                 chat.outbox.clone(),
                 Some(ctx.address()),
             ))
@@ -504,7 +504,7 @@ impl Handler<SendChat> for Pipeline {
             let publish = publish_sealed(
                 chat.crypto.seal.clone(),
                 seal,
-                chat.sharding,
+                chat.sharding.clone(),
                 chat.outbox.clone(),
                 Some(ctx.address()),
             );

@@ -122,7 +122,7 @@ impl Pipeline {
         };
         let crypto = chat.crypto.clone();
         let subscribe = transport.subscribe.clone();
-        let sharding = chat.sharding;
+        let sharding = chat.sharding.clone();
         let refresh = async move {
             let me = crypto.identity.send(crypto::Identity).await??;
             let topics = crypto.topics.send(crypto::Topics).await??;
@@ -291,7 +291,7 @@ impl Pipeline {
             (
                 chat.crypto.clone(),
                 chat.groups.clone(),
-                chat.sharding,
+                chat.sharding.clone(),
                 chat.outbox.clone(),
             )
         });
@@ -327,7 +327,7 @@ impl Pipeline {
                 match publish_sealed(
                     crypto.seal.clone(),
                     seal,
-                    sharding,
+                    sharding.clone(),
                     outbox.clone(),
                     mailbox.publisher(),
                 )
@@ -436,7 +436,7 @@ impl Pipeline {
         if !opened.publish.is_empty() {
             let publish = publish_all(
                 opened.publish.clone(),
-                chat.sharding,
+                chat.sharding.clone(),
                 chat.outbox.clone(),
                 publisher,
             );
@@ -481,7 +481,7 @@ impl Pipeline {
                     let publish = publish_sealed(
                         chat.crypto.seal.clone(),
                         crypto::Seal::new(message.sender, receipt),
-                        chat.sharding,
+                        chat.sharding.clone(),
                         chat.outbox.clone(),
                         publisher,
                     );

@@ -111,7 +111,7 @@ impl Pipeline {
             let publish = publish_sealed(
                 chat.crypto.seal.clone(),
                 crypto::Seal::new(account, chat::encode_receipt(&waiting.receipts)),
-                chat.sharding,
+                chat.sharding.clone(),
                 chat.outbox.clone(),
                 mailbox.publisher(),
             );

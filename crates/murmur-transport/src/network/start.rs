@@ -59,7 +59,7 @@ pub(super) async fn run_network(
         let service = crate::lightpush::Service {
             relay: swarm,
             archive: config.archive.clone(),
-            sharding: config.sharding(),
+            sharding: config.sharding().clone(),
         };
         served.push(tokio::spawn(crate::lightpush::serve(
             v3,
