@@ -63,3 +63,32 @@ async fn a_light_node_sends_receives_and_reads_history_through_a_service_node() 
         .unwrap();
     assert_eq!(page.messages.len(), 2);
 }
+
+#[actix_rt::test]
+async fn a_light_node_starts_and_sends_through_a_service_without_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config =
+        crate::support::loopback_config(&dir.path().join("service"), &["/ip4/127.0.0.1/tcp/0"]);
+    config.network.filter = false;
+    let service = murmur::node::Builder::new(config)
+        .with_keypair(libp2p::identity::Keypair::generate_secp256k1())
+        .start()
+        .await
+        .unwrap();
+    let relay = peer_of(&dir.path().join("relay"), &service, false).await;
+    let mut at_relay = relay.subscribe([&topic()]).await.unwrap();
+    service
+        .wait_for_peers(&service.pubsub_topic(&topic()), 1, WAIT)
+        .await
+        .unwrap();
+    // Its chat topics cannot be subscribed at the service: it starts anyway.
+    let light = peer_of(&dir.path().join("light"), &service, true).await;
+    let sent = light
+        .send(&topic(), b"lightpush only".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        at_relay.recv_timeout(WAIT).await.expect("relayed").hash,
+        sent
+    );
+}

@@ -9,6 +9,7 @@ mod faults;
 mod filter;
 mod flood;
 mod gate;
+mod gowaku;
 mod groups;
 mod jswaku;
 mod light;

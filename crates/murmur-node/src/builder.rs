@@ -423,7 +423,18 @@ impl Builder {
         if let Some((_, topics, _)) = &chat {
             // Our partition's shard, with its content topic, even on a node
             // that relays only some shards or none (light).
-            node.subscribe_shards(topics.iter()).await?;
+            match node.subscribe_shards(topics.iter()).await {
+                Ok(()) => {}
+                // A service without filter (or one that refuses) still
+                // carries what a light node sends; the subscription is asked
+                // for again at every filter refresh.
+                Err(e) if self.config.network.light => tracing::warn!(
+                    error = %e,
+                    "the filter service did not take this device's chat topics; \
+                     asking again every minute"
+                ),
+                Err(e) => return Err(e),
+            }
             spawn_bundle_publisher(&node, &self.config.chat);
         }
         Ok(node)

@@ -242,8 +242,35 @@ pub(crate) fn frame(delivery: &Delivery) -> Arc<Vec<u8>> {
     )
 }
 
-/// Sends a filter request to `peer` (we are its client).
+/// Sends a filter request to `peer` (we are its client). A 429 is tried
+/// again, after one second, then two, then three: services limit filter
+/// requests per client (go-waku to one a second, pings included), and a
+/// light client that subscribes to several shards at start asks several
+/// times at once.
 pub(crate) async fn request(
+    control: Control,
+    peer: PeerId,
+    request: SubscribeRequest,
+) -> Result<(), murmur_core::transport::Error> {
+    let mut waited = 0;
+    loop {
+        match request_once(control.clone(), peer, request.clone()).await {
+            Err(murmur_core::transport::Error::Remote { code, .. })
+                if code == status::TOO_MANY_REQUESTS && waited < RATE_LIMITED_TRIES =>
+            {
+                waited += 1;
+                tracing::debug!(%peer, waited, "filter service is rate-limiting; trying again");
+                tokio::time::sleep(Duration::from_secs(waited)).await;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// How many times a rate-limited filter request is tried again.
+const RATE_LIMITED_TRIES: u64 = 3;
+
+async fn request_once(
     mut control: Control,
     peer: PeerId,
     request: SubscribeRequest,

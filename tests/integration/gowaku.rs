@@ -1,0 +1,442 @@
+//! go-waku (tests/interop/gowaku, github.com/waku-org/go-waku v0.10.0, the
+//! Waku node inside status-go) against murmur on loopback TCP: relay, store,
+//! lightpush, filter, peer exchange and metadata, both ways.
+
+use std::path::PathBuf;
+
+use libp2p::identity::Keypair;
+use murmur::{
+    core::{store::Query, ContentTopic, PubsubTopic, Sharding, WakuMessage},
+    node::{Builder, Node},
+    transport::enr,
+};
+use serde_json::{json, Value};
+
+use crate::{
+    jswaku::hash_hex,
+    peer::Peer,
+    support::{addr, eventually, loopback_config, start_node, WAIT},
+};
+
+/// Where `.ci/gowaku` puts the peer: the target folder.
+fn binary() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../gowaku/gowaku-peer");
+    assert!(
+        path.exists(),
+        "the go-waku test peer is not built: run `bash .ci/gowaku` (.ci/run does)"
+    );
+    path
+}
+
+/// A go-waku node on loopback, `cluster` and every shard of The Waku
+/// Network's eight, with `flags` (`--store`, `--lightpush`, `--filter`,
+/// `--px`, `--no-relay`).
+async fn gowaku(cluster: u16, flags: &[&str]) -> Peer {
+    let cluster = cluster.to_string();
+    let mut args = vec!["--cluster", &cluster, "--shards", "0,1,2,3,4,5,6,7"];
+    args.extend_from_slice(flags);
+    let dir = crate::support::interop_dir();
+    Peer::spawn(&binary(), &args, &dir).await
+}
+
+/// The peer's TCP address, ending in `/p2p/<id>`.
+fn tcp(peer: &Peer) -> String {
+    peer.ready["addrs"][0].as_str().unwrap().to_owned()
+}
+
+fn topic() -> ContentTopic {
+    "/test/1/gowaku/proto".parse().unwrap()
+}
+
+/// A go-waku relay peer meshed with `node` on `pubsub`.
+async fn meshed(node: &Node, pubsub: &PubsubTopic, flags: &[&str]) -> Peer {
+    let mut go = gowaku(1, flags).await;
+    go.call(json!({"cmd": "subscribe", "topic": pubsub.as_str()}))
+        .await;
+    go.call(json!({"cmd": "dial", "addr": addr(node, false)}))
+        .await;
+    go.wait_for_mesh_peer(pubsub, &node.peer_id()).await;
+    go
+}
+
+fn publish(go_topic: &PubsubTopic, text: &str, timestamp: i64) -> Value {
+    json!({
+        "cmd": "publish", "topic": go_topic.as_str(), "contentTopic": topic().as_str(),
+        "payload": hex::encode(text), "timestamp": timestamp.to_string(),
+    })
+}
+
+#[actix_rt::test]
+async fn relay_crosses_both_ways_with_the_hash_go_waku_computes() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path()).await;
+    let pubsub = node.pubsub_topic(&topic());
+    let mut inbox = node.subscribe([&topic()]).await.unwrap();
+    let mut go = meshed(&node, &pubsub, &[]).await;
+    node.wait_for_peers(&pubsub, 1, WAIT).await.unwrap();
+
+    // go-waku -> murmur, the spec's vector among them.
+    let published = go
+        .call(json!({
+            "cmd": "publish", "topic": pubsub.as_str(), "contentTopic": "/test/1/gowaku/proto",
+            "payload": "010203", "timestamp": "1700000000000000000",
+        }))
+        .await;
+    let got = inbox.recv_timeout(WAIT).await.expect("murmur receives");
+    assert_eq!(published["hash"], hash_hex(&got.hash));
+    assert_eq!(got.message.payload.as_ref(), [1, 2, 3]);
+    assert_eq!(got.message.timestamp, Some(1_700_000_000_000_000_000));
+
+    // murmur -> go-waku, small and at go-waku's 150 KiB limit.
+    for payload in [b"from murmur".to_vec(), vec![0x5a; 150_000]] {
+        let hash = node.send(&topic(), payload.clone()).await.unwrap();
+        let message = go.next_message().await;
+        assert_eq!(message["hash"], hash_hex(&hash), "{message}");
+        assert_eq!(message["payload"], hex::encode(&payload));
+        assert_eq!(message["contentTopic"], topic().as_str());
+    }
+    go.stop().await;
+}
+
+#[actix_rt::test]
+async fn two_go_waku_peers_meet_only_through_murmur() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path()).await;
+    let pubsub = node.pubsub_topic(&topic());
+    let mut peers = [
+        meshed(&node, &pubsub, &[]).await,
+        meshed(&node, &pubsub, &[]).await,
+    ];
+    node.wait_for_peers(&pubsub, 2, WAIT).await.unwrap();
+    for (me, other) in [(0, 1), (1, 0)] {
+        let other_id = peers[other].peer_id.clone();
+        let connected = peers[me].call(json!({"cmd": "peers"})).await;
+        assert!(
+            !connected["peers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["peerId"] == other_id.as_str()),
+            "the go-waku peers must know only murmur: {connected}"
+        );
+    }
+    let now = murmur::core::now_nanos();
+    for (i, (from, to)) in [(0, 1), (1, 0)].into_iter().enumerate() {
+        let text = format!("from go-waku {from} to go-waku {to}");
+        let published = peers[from]
+            .call(publish(&pubsub, &text, now + i as i64))
+            .await;
+        let got = peers[to].next_message().await;
+        assert_eq!(got["hash"], published["hash"], "{got}");
+        assert_eq!(got["payload"], hex::encode(&text));
+    }
+    for go in peers {
+        go.stop().await;
+    }
+}
+
+#[actix_rt::test]
+async fn go_waku_pages_murmurs_store_and_murmur_reads_go_wakus() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path()).await;
+    let pubsub = node.pubsub_topic(&topic());
+    let mut inbox = node.subscribe([&topic()]).await.unwrap();
+    let mut go = meshed(&node, &pubsub, &["--store"]).await;
+    node.wait_for_peers(&pubsub, 1, WAIT).await.unwrap();
+
+    // Five from each side, archived by both (murmur archives a message
+    // before any subscriber sees it).
+    let start = murmur::core::now_nanos();
+    let mut hashes = Vec::new();
+    for i in 0..5 {
+        let sent = go
+            .call(publish(&pubsub, &format!("go-waku {i}"), start + i))
+            .await;
+        hashes.push(sent["hash"].as_str().unwrap().to_owned());
+        let got = inbox.recv_timeout(WAIT).await.expect("archived");
+        assert_eq!(sent["hash"].as_str(), Some(hash_hex(&got.hash).as_str()));
+        let message = WakuMessage::new(topic().as_str(), format!("murmur {i}").into_bytes())
+            .with_timestamp(start + 100 + i);
+        let hash = node.publish(pubsub.clone(), message).await.unwrap();
+        hashes.push(hash_hex(&hash));
+        go.next_message().await;
+    }
+    hashes.sort();
+
+    // go-waku's store client pages through murmur's store v3.
+    let query = |page_size: u64| {
+        json!({
+            "cmd": "storeQuery", "peerId": node.peer_id(), "pubsubTopic": pubsub.as_str(),
+            "contentTopics": [topic().as_str()], "pageSize": page_size,
+            "timeStart": (start - 1).to_string(), "timeEnd": (start + 1_000).to_string(),
+        })
+    };
+    let answer = go.call(query(3)).await;
+    let mut found: Vec<String> = answer["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["hash"].as_str().unwrap().to_owned())
+        .collect();
+    found.sort();
+    assert_eq!(found, hashes, "{answer}");
+    assert_eq!(answer["pages"], json!([3, 3, 3, 1]), "{answer}");
+    // By hash too.
+    let answer = go
+        .call(json!({"cmd": "storeQuery", "peerId": node.peer_id(), "hashes": [hashes[0]]}))
+        .await;
+    assert_eq!(answer["messages"][0]["hash"], hashes[0].as_str());
+
+    // murmur's store client reads go-waku's SQLite store.
+    let store = tcp(&go);
+    let query =
+        Query::content(Some(pubsub.clone()), vec![topic().as_str().to_owned()]).with_limit(4);
+    let mut from_go = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = node
+            .query_store(&store, query.clone().with_cursor(cursor))
+            .await
+            .unwrap();
+        from_go.extend(page.messages.iter().map(|m| hash_hex(&m.hash)));
+        cursor = page.cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    from_go.sort();
+    assert_eq!(from_go, hashes);
+    go.stop().await;
+}
+
+#[actix_rt::test]
+async fn lightpush_go_waku_to_murmur_and_murmur_to_go_waku() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(&dir.path().join("service")).await;
+    let pubsub = node.pubsub_topic(&topic());
+    let mut at_service = node.subscribe([&topic()]).await.unwrap();
+    // A relay peer for the service to push to: go-waku, which serves
+    // lightpush too (for the other direction).
+    let mut relay = meshed(&node, &pubsub, &["--lightpush"]).await;
+    node.wait_for_peers(&pubsub, 1, WAIT).await.unwrap();
+
+    // go-waku's client (lightpush v2) -> murmur.
+    let mut client = gowaku(1, &["--no-relay"]).await;
+    client
+        .call(json!({"cmd": "dial", "addr": addr(&node, false)}))
+        .await;
+    let pushed = client
+        .call(json!({
+            "cmd": "lightpush", "peerId": node.peer_id(), "pubsubTopic": pubsub.as_str(),
+            "contentTopic": topic().as_str(), "payload": hex::encode("pushed by go-waku"),
+            "timestamp": murmur::core::now_nanos().to_string(),
+        }))
+        .await;
+    let got = at_service.recv_timeout(WAIT).await.expect("delivered");
+    assert_eq!(hash_hex(&got.hash), pushed["hash"].as_str().unwrap());
+    let relayed = relay.next_message().await;
+    assert_eq!(relayed["hash"], pushed["hash"]);
+
+    // murmur's light client -> go-waku's lightpush service (v3 refused,
+    // so v2), relayed back to the murmur node.
+    let mut config = loopback_config(&dir.path().join("light"), &["/ip4/127.0.0.1/tcp/0"]);
+    config.network.peers = vec![tcp(&relay).parse().unwrap()];
+    config.network.light = true;
+    let light = Builder::new(config)
+        .with_keypair(Keypair::generate_secp256k1())
+        .start()
+        .await
+        .unwrap();
+    let sent = light
+        .send(&topic(), b"pushed by murmur".to_vec())
+        .await
+        .unwrap();
+    let got = at_service.recv_timeout(WAIT).await.expect("relayed back");
+    assert_eq!(got.hash, sent);
+    client.stop().await;
+    relay.stop().await;
+}
+
+#[actix_rt::test]
+async fn filter_go_waku_at_murmur_and_murmur_at_go_waku() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(&dir.path().join("service")).await;
+    let pubsub = node.pubsub_topic(&topic());
+    let mut relay = meshed(&node, &pubsub, &["--filter", "--lightpush"]).await;
+    node.wait_for_peers(&pubsub, 1, WAIT).await.unwrap();
+
+    // go-waku's filter client subscribed at murmur.
+    let mut subscriber = gowaku(1, &["--no-relay"]).await;
+    subscriber
+        .call(json!({"cmd": "dial", "addr": addr(&node, false)}))
+        .await;
+    subscriber
+        .call(json!({
+            "cmd": "filterSubscribe", "peerId": node.peer_id(), "pubsubTopic": pubsub.as_str(),
+            "contentTopics": [topic().as_str()],
+        }))
+        .await;
+    let published = relay
+        .call(publish(
+            &pubsub,
+            "to the filter subscriber",
+            murmur::core::now_nanos(),
+        ))
+        .await;
+    let pushed = subscriber.next_event("filter").await;
+    assert_eq!(pushed["hash"], published["hash"], "{pushed}");
+    assert_eq!(pushed["pubsubTopic"], pubsub.as_str());
+
+    // murmur's light mode subscribed at go-waku's filter service.
+    let mut config = loopback_config(&dir.path().join("light"), &["/ip4/127.0.0.1/tcp/0"]);
+    config.network.peers = vec![tcp(&relay).parse().unwrap()];
+    config.network.light = true;
+    let light = Builder::new(config)
+        .with_keypair(Keypair::generate_secp256k1())
+        .start()
+        .await
+        .unwrap();
+    let mut inbox = light.subscribe([&topic()]).await.unwrap();
+    // The subscription is made once go-waku's filter answers; a message
+    // published before may be missed, so publish until one is pushed.
+    let hash = node
+        .send(&topic(), b"to murmur's light node".to_vec())
+        .await
+        .unwrap();
+    let got = inbox.recv_timeout(WAIT).await.expect("pushed by go-waku");
+    assert_eq!(got.hash, hash);
+    subscriber.stop().await;
+    relay.stop().await;
+}
+
+#[actix_rt::test]
+async fn metadata_and_peer_exchange_records_are_understood_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path()).await;
+    let mut go = gowaku(1, &["--px"]).await;
+    go.call(json!({"cmd": "dial", "addr": addr(&node, false)}))
+        .await;
+
+    // go-waku reads murmur's metadata.
+    let metadata = go
+        .call(json!({"cmd": "metadataQuery", "peerId": node.peer_id()}))
+        .await;
+    assert_eq!(metadata["clusterId"], 1, "{metadata}");
+    assert_eq!(metadata["shards"], json!([0, 1, 2, 3, 4, 5, 6, 7]));
+
+    // murmur reads go-waku's record: its id, addresses and shards.
+    let record: enr::Record = go.ready["enr"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        enr::peer_id(&record).map(|p| p.to_string()),
+        Some(go.peer_id.clone())
+    );
+    assert_eq!(enr::shards(&record), Some((1, (0..8).collect())));
+    assert!(
+        enr::addresses(&record)
+            .iter()
+            .any(|a| a.to_string() == tcp(&go)),
+        "{:?}",
+        enr::addresses(&record)
+    );
+
+    // go-waku asks a murmur node for peers, and reads murmur's record.
+    let mut config = loopback_config(&dir.path().join("px"), &["/ip4/127.0.0.1/tcp/0"]);
+    config.network.bootstrap_enrs = vec![node.enr().unwrap().to_owned()];
+    let server = Builder::new(config)
+        .with_keypair(Keypair::generate_secp256k1())
+        .start()
+        .await
+        .unwrap();
+    go.call(json!({"cmd": "dial", "addr": addr(&server, false)}))
+        .await;
+    let exchanged = go
+        .call(json!({"cmd": "peerExchange", "peerId": server.peer_id(), "numPeers": 5}))
+        .await;
+    let first = &exchanged["peers"][0];
+    assert_eq!(first["peerId"], node.peer_id(), "{exchanged}");
+    assert_eq!(first["cluster"], 1, "{exchanged}");
+    assert_eq!(first["shards"], json!([0, 1, 2, 3, 4, 5, 6, 7]));
+    assert!(
+        first["multiaddrs"].as_array().unwrap().iter().any(|a| a
+            .as_str()
+            .is_some_and(|a| addr(&node, false).starts_with(a))),
+        "{exchanged}"
+    );
+
+    // murmur asks go-waku, whose peer exchange hands out what its discv5
+    // found: another go-waku node here. The asker is a transport of its
+    // own, as a light client's would be.
+    let found = gowaku(1, &["--discv5"]).await;
+    let server = gowaku(
+        1,
+        &[
+            "--px",
+            "--discv5",
+            "--discv5-bootnodes",
+            found.ready["enr"].as_str().unwrap(),
+        ],
+    )
+    .await;
+    let (asker, _events) = murmur::transport::Network::start(murmur::transport::Config::new(
+        Keypair::generate_secp256k1(),
+        Sharding::auto(1, 8),
+    ))
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let records = loop {
+        // go-waku answers one request a second per peer.
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        match asker.peer_exchange(&tcp(&server), 5).await {
+            Ok(records) if !records.is_empty() => break records,
+            other => assert!(
+                tokio::time::Instant::now() < deadline,
+                "no record from go-waku: {other:?}"
+            ),
+        }
+    };
+    let record = &records[0];
+    assert_eq!(
+        enr::peer_id(record).map(|p| p.to_string()),
+        Some(found.peer_id.clone())
+    );
+    assert_eq!(enr::shards(record), Some((1, (0..8).collect())));
+    let dialled = asker
+        .dial(&enr::addresses(record)[0].to_string())
+        .await
+        .expect("the record leads to a dialable peer");
+    assert_eq!(dialled.0, found.peer_id);
+    for peer in [go, found, server] {
+        peer.stop().await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_peer_on_another_cluster_is_dropped_by_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path()).await;
+    // go-waku on cluster 2 dials murmur on cluster 1.
+    let mut go = gowaku(2, &[]).await;
+    let _ = go
+        .call_raw(json!({"cmd": "dial", "addr": addr(&node, false)}))
+        .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let peers = go.call(json!({"cmd": "peers"})).await;
+        if peers["peers"].as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still connected: {peers}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // murmur dials go-waku.
+    let _ = node.dial(&tcp(&go)).await;
+    eventually("murmur keeps no peer", || async {
+        node.status().await.unwrap().peers.is_empty()
+    })
+    .await;
+    go.stop().await;
+}
