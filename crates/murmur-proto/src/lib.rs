@@ -28,6 +28,7 @@ pub mod chat;
 mod error;
 pub mod filter;
 mod hash;
+pub mod legacy_store;
 pub mod lightpush;
 pub mod lp;
 mod message;
@@ -57,4 +58,6 @@ pub mod protocol {
     pub const PEER_EXCHANGE: &str = "/vac/waku/peer-exchange/2.0.0-alpha1";
     /// 13/WAKU2-STORE v3.
     pub const STORE: &str = "/vac/waku/store-query/3.0.0";
+    /// 13/WAKU2-STORE v2beta4, which go-waku still serves (client only).
+    pub const STORE_V2: &str = "/vac/waku/store/2.0.0-beta4";
 }

@@ -1,7 +1,12 @@
 //! 13/WAKU2-STORE v3: the server answers from the persistence stage, the
-//! client asks other store nodes (murmur, nwaku, go-waku).
+//! client asks other store nodes (murmur, nwaku), and falls back to store v2
+//! for a node that serves only that (go-waku).
 
-use std::time::Duration;
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use actix::Recipient;
 use libp2p::{PeerId, StreamProtocol};
@@ -12,7 +17,7 @@ use murmur_core::{
     transport, MessageHash, PubsubTopic,
 };
 use murmur_proto::{
-    protocol,
+    legacy_store as legacy_wire, protocol,
     store::{self as wire, status, KeyValue, Request, Response},
 };
 use prost::Message as _;
@@ -20,6 +25,7 @@ use prost::Message as _;
 use crate::inbound::Incoming;
 
 pub(crate) const PROTOCOL: StreamProtocol = StreamProtocol::new(protocol::STORE);
+const PROTOCOL_V2: StreamProtocol = StreamProtocol::new(protocol::STORE_V2);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const SERVICE: &str = "store";
 
@@ -170,11 +176,13 @@ fn to_query(request: &Request) -> Result<Query, &'static str> {
     Ok(query)
 }
 
-/// Asks `peer` for one page.
+/// Asks `peer` for one page: with store v3, or with store v2 if that is all
+/// it serves.
 pub(crate) async fn request(
     mut control: Control,
     peer: PeerId,
     query: Query,
+    cursors: Cursors,
 ) -> Result<Page, transport::Error> {
     let bad = |reason: String| transport::Error::BadResponse {
         service: SERVICE,
@@ -210,7 +218,7 @@ pub(crate) async fn request(
             ))
         }
     }
-    let frame = crate::rpc::request(
+    let frame = match crate::rpc::request(
         &mut control,
         peer,
         PROTOCOL,
@@ -219,7 +227,13 @@ pub(crate) async fn request(
         REQUEST_TIMEOUT,
     )
     .await
-    .map_err(|e| bad(e.to_string()))?;
+    {
+        Ok(frame) => frame,
+        Err(crate::rpc::Failure::Unsupported) => {
+            return legacy(control, peer, query, &cursors).await
+        }
+        Err(e) => return Err(bad(e.to_string())),
+    };
     let response = Response::decode(frame.as_slice()).map_err(|e| bad(e.to_string()))?;
     let code = response.status_code.unwrap_or(0);
     if code != status::OK {
@@ -250,6 +264,159 @@ pub(crate) async fn request(
         })
         .collect::<Result<Vec<_>, transport::Error>>()?;
     let cursor = response.pagination_cursor.as_deref().and_then(hash);
+    Ok(Page::new(messages, cursor))
+}
+
+/// Store v2 cursors this client was handed, each under the hash of the
+/// message it points at: a [`Page`]'s cursor is a hash, and a v2 cursor
+/// holds the server's own digest and arrival time, which no message shows.
+/// The newest [`CURSORS`] are kept; an older one is an error, not a restart.
+#[derive(Clone, Default)]
+pub(crate) struct Cursors(Arc<Mutex<VecDeque<(PeerId, MessageHash, legacy_wire::Index)>>>);
+
+/// Store v2 cursors kept.
+const CURSORS: usize = 256;
+
+impl Cursors {
+    fn keep(&self, peer: PeerId, at: MessageHash, index: legacy_wire::Index) {
+        let mut kept = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        kept.retain(|(p, h, _)| (*p, *h) != (peer, at));
+        if kept.len() == CURSORS {
+            kept.pop_front();
+        }
+        kept.push_back((peer, at, index));
+    }
+
+    fn get(&self, peer: PeerId, at: MessageHash) -> Option<legacy_wire::Index> {
+        let kept = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        kept.iter()
+            .find(|(p, h, _)| (*p, *h) == (peer, at))
+            .map(|(_, _, index)| index.clone())
+    }
+}
+
+/// One page from a store v2 server. v2 answers content queries only, and
+/// its entries carry no hash or pubsub topic: the query's pubsub topic is
+/// needed to tell their hashes.
+async fn legacy(
+    mut control: Control,
+    peer: PeerId,
+    query: Query,
+    cursors: &Cursors,
+) -> Result<Page, transport::Error> {
+    use legacy_wire::{direction, ContentFilter, HistoryQuery, HistoryRpc, PagingInfo};
+
+    let bad = |reason: String| transport::Error::BadResponse {
+        service: SERVICE,
+        reason,
+    };
+    let Criteria::Content {
+        pubsub_topic,
+        content_topics,
+        start,
+        end,
+    } = &query.criteria
+    else {
+        return Err(transport::Error::Invalid(
+            "this store node serves store v2 only, which cannot look messages up by hash",
+        ));
+    };
+    let Some(topic) = pubsub_topic else {
+        return Err(transport::Error::Invalid(
+            "this store node serves store v2 only: ask it with a pubsub topic",
+        ));
+    };
+    let cursor = match query.cursor {
+        None => None,
+        Some(at) => Some(cursors.get(peer, at).ok_or(transport::Error::Invalid(
+            "a store v2 cursor this client no longer holds (or never had): start the query again",
+        ))?),
+    };
+    let id = murmur_core::RequestId::next().to_string();
+    let rpc = HistoryRpc {
+        request_id: id.clone(),
+        query: Some(HistoryQuery {
+            pubsub_topic: topic.as_str().to_owned(),
+            content_filters: content_topics
+                .iter()
+                .map(|t| ContentFilter {
+                    content_topic: t.clone(),
+                })
+                .collect(),
+            paging_info: Some(PagingInfo {
+                page_size: query.limit as u64,
+                cursor,
+                direction: if query.forward {
+                    direction::FORWARD
+                } else {
+                    direction::BACKWARD
+                },
+            }),
+            start_time: *start,
+            // v2's end is inclusive, v3's exclusive.
+            end_time: end.map(|e| e.saturating_sub(1)),
+        }),
+        response: None,
+    };
+    let frame = crate::rpc::request(
+        &mut control,
+        peer,
+        PROTOCOL_V2,
+        &rpc.encode_to_vec(),
+        wire::MAX_RESPONSE_LEN,
+        REQUEST_TIMEOUT,
+    )
+    .await
+    .map_err(|e| bad(e.to_string()))?;
+    let answer = HistoryRpc::decode(frame.as_slice()).map_err(|e| bad(e.to_string()))?;
+    if answer.request_id != id {
+        return Err(bad("a response to another request".to_owned()));
+    }
+    let response = answer
+        .response
+        .ok_or_else(|| bad("a frame without a response".to_owned()))?;
+    match response.error {
+        legacy_wire::error::NONE => {}
+        code => {
+            return Err(transport::Error::Remote {
+                service: SERVICE,
+                code: u32::try_from(code).unwrap_or(0),
+                description: match code {
+                    legacy_wire::error::INVALID_CURSOR => "invalid cursor",
+                    legacy_wire::error::TOO_MANY_REQUESTS => "too many requests",
+                    legacy_wire::error::SERVICE_UNAVAILABLE => "service unavailable",
+                    _ => "store v2 error",
+                }
+                .to_owned(),
+            })
+        }
+    }
+    let messages: Vec<Stored> = response
+        .messages
+        .into_iter()
+        .map(|m| Stored::new(MessageHash::of(topic, &m), topic.clone(), m))
+        .collect();
+    let next = response.paging_info.and_then(|p| p.cursor);
+    // The server's cursor is the last entry it read, in the direction read.
+    let at = if query.forward {
+        messages.last()
+    } else {
+        messages.first()
+    };
+    let cursor = match (next, at) {
+        (Some(index), Some(at)) => {
+            cursors.keep(peer, at.hash, index);
+            Some(at.hash)
+        }
+        (Some(_), None) => return Err(bad("a cursor after an empty page".to_owned())),
+        (None, _) => None,
+    };
     Ok(Page::new(messages, cursor))
 }
 

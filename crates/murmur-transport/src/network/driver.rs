@@ -37,6 +37,8 @@ pub(super) struct Driver {
     pub(super) meshed: watch::Sender<Meshed>,
     /// Requests and archiving in flight, bounded.
     pub(super) tasks: crate::tasks::Tasks,
+    /// Cursors store v2 servers handed this client.
+    pub(super) store_cursors: crate::store::Cursors,
 }
 
 impl Driver {
@@ -233,7 +235,8 @@ impl Driver {
             }
             Command::QueryStore { peer, query, reply } => {
                 let control = self.control.clone();
-                self.answer(reply, crate::store::request(control, peer, query));
+                let cursors = self.store_cursors.clone();
+                self.answer(reply, crate::store::request(control, peer, query, cursors));
             }
             #[cfg(feature = "fault-injection")]
             Command::Panic => panic!("fault injected into the transport task"),

@@ -212,6 +212,7 @@ pub(super) async fn prepare(
         myself,
         meshed,
         tasks: crate::tasks::Tasks::new(config.max_tasks),
+        store_cursors: crate::store::Cursors::default(),
     };
     let enr = {
         use crate::enr::capability;
