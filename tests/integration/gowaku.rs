@@ -32,8 +32,13 @@ fn binary() -> PathBuf {
 /// Network's eight, with `flags` (`--store`, `--lightpush`, `--filter`,
 /// `--px`, `--no-relay`).
 async fn gowaku(cluster: u16, flags: &[&str]) -> Peer {
+    gowaku_on(cluster, "0,1,2,3,4,5,6,7", flags).await
+}
+
+/// A go-waku node on loopback, `cluster` and `shards` (comma-separated).
+async fn gowaku_on(cluster: u16, shards: &str, flags: &[&str]) -> Peer {
     let cluster = cluster.to_string();
-    let mut args = vec!["--cluster", &cluster, "--shards", "0,1,2,3,4,5,6,7"];
+    let mut args = vec!["--cluster", &cluster, "--shards", shards];
     args.extend_from_slice(flags);
     let dir = crate::support::interop_dir();
     Peer::spawn(&binary(), &args, &dir).await
@@ -434,6 +439,60 @@ async fn metadata_and_peer_exchange_records_are_understood_both_ways() {
     for peer in [go, found, server] {
         peer.stop().await;
     }
+}
+
+#[actix_rt::test]
+async fn murmur_chat_crosses_a_go_waku_relay_of_status_s_cluster() {
+    // A go-waku relay as Status's fleet runs them: cluster 16, shards 32 and
+    // 64 only, the only link between two murmur nodes on config/status.toml.
+    let mut go = gowaku_on(16, "32,64", &["--subscribe"]).await;
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let alice = crate::sharding::status_node(dirs[0].path(), Some(tcp(&go))).await;
+    let bob = crate::sharding::status_node(dirs[1].path(), Some(tcp(&go))).await;
+    let (a, b) = (
+        crate::support::account(&alice).await,
+        crate::support::account(&bob).await,
+    );
+    crate::support::befriend(&alice, &bob).await;
+    let shard_64: PubsubTopic = "/waku/2/rs/16/64".parse().unwrap();
+    for node in [&alice, &bob] {
+        go.wait_for_mesh_peer(&shard_64, &node.peer_id()).await;
+    }
+    let mut inboxes = [alice.inbox().await.unwrap(), bob.inbox().await.unwrap()];
+    alice
+        .conversation(b)
+        .send_text("via go-waku")
+        .await
+        .unwrap();
+    let got = inboxes[1].recv_timeout(WAIT).await.expect("across go-waku");
+    assert_eq!(got.text(), Some("via go-waku"));
+    bob.conversation(a).send_text("and back").await.unwrap();
+    let got = inboxes[0]
+        .recv_timeout(WAIT)
+        .await
+        .expect("back across go-waku");
+    assert_eq!(got.text(), Some("and back"));
+    // go-waku relayed them, on shard 64.
+    let relayed = go.next_message().await;
+    assert_eq!(relayed["topic"], shard_64.as_str(), "{relayed}");
+    go.stop().await;
+}
+
+#[actix_rt::test]
+async fn murmur_drops_a_peer_of_another_cluster_that_does_not_check() {
+    // go-waku on cluster 0 checks no one's cluster: the drop is murmur's.
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path()).await;
+    let mut go = gowaku(0, &[]).await;
+    let _ = go
+        .call_raw(json!({"cmd": "dial", "addr": addr(&node, false)}))
+        .await;
+    go.next_event("peer:disconnect").await;
+    eventually("murmur keeps no peer", || async {
+        node.status().await.unwrap().peers.is_empty()
+    })
+    .await;
+    go.stop().await;
 }
 
 #[actix_rt::test]

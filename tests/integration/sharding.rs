@@ -17,8 +17,8 @@ use crate::{
 };
 
 /// config/status.toml as shipped, on loopback, its data in `dir`, `peer`
-/// its static peer.
-async fn status_node(dir: &std::path::Path, peer: Option<&Node>) -> Node {
+/// (an address ending in `/p2p/<id>`) its static peer.
+pub(crate) async fn status_node(dir: &std::path::Path, peer: Option<String>) -> Node {
     let file = interop_dir().join("../../config/status.toml");
     let mut config = Config::load(Some(&file)).expect("config/status.toml loads");
     config.data_dir = dir.to_owned();
@@ -26,9 +26,7 @@ async fn status_node(dir: &std::path::Path, peer: Option<&Node>) -> Node {
         "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
         "/ip4/127.0.0.1/tcp/0/ws".parse().unwrap(),
     ];
-    config.network.peers = peer
-        .map(|p| vec![addr(p, false).parse().unwrap()])
-        .unwrap_or_default();
+    config.network.peers = peer.map(|p| vec![p.parse().unwrap()]).unwrap_or_default();
     Builder::new(config)
         .with_keypair(Keypair::generate_secp256k1())
         .start()
@@ -56,7 +54,7 @@ fn served() -> BTreeSet<String> {
 async fn a_status_node_subscribes_advertises_and_chats_only_on_its_shards() {
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let alice = status_node(dirs[0].path(), None).await;
-    let bob = status_node(dirs[1].path(), Some(&alice)).await;
+    let bob = status_node(dirs[1].path(), Some(addr(&alice, false))).await;
     for node in [&alice, &bob] {
         assert_eq!(subscribed(node).await, served(), "subscriptions");
         let record = node.enr().expect("a relay node has a record");
