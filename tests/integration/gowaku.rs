@@ -185,6 +185,9 @@ async fn go_waku_pages_murmurs_store_and_murmur_reads_go_wakus() {
         .collect();
     found.sort();
     assert_eq!(found, hashes, "{answer}");
+    for m in answer["messages"].as_array().unwrap() {
+        assert_eq!(m["computedHash"], m["hash"], "go-waku's own hash of {m}");
+    }
     assert_eq!(answer["pages"], json!([3, 3, 3, 1]), "{answer}");
     // By hash too.
     let answer = go
@@ -522,5 +525,68 @@ async fn a_peer_on_another_cluster_is_dropped_by_both() {
         node.status().await.unwrap().peers.is_empty()
     })
     .await;
+    go.stop().await;
+}
+
+#[actix_rt::test]
+async fn an_offline_device_catches_up_from_a_go_waku_store() {
+    let mut go = gowaku(1, &["--store", "--subscribe"]).await;
+    // Carol's device exists (Dave has her code) but is offline.
+    let carol_dir = tempfile::tempdir().unwrap();
+    let carol_key = Keypair::generate_secp256k1();
+    let carol_config = |peer: Option<String>| {
+        let mut c = loopback_config(carol_dir.path(), &["/ip4/127.0.0.1/tcp/0"]);
+        c.network.peers = peer.into_iter().map(|p| p.parse().unwrap()).collect();
+        c
+    };
+    let offline = Builder::new(carol_config(None))
+        .with_keypair(carol_key.clone())
+        .start()
+        .await
+        .unwrap();
+    let carol = crate::support::account(&offline).await;
+    let code = offline.contact_code().await.unwrap();
+    drop(offline);
+
+    let dave_dir = tempfile::tempdir().unwrap();
+    let mut config = loopback_config(dave_dir.path(), &["/ip4/127.0.0.1/tcp/0"]);
+    config.network.peers = vec![tcp(&go).parse().unwrap()];
+    let dave = Builder::new(config)
+        .with_keypair(Keypair::generate_secp256k1())
+        .start()
+        .await
+        .unwrap();
+    dave.add_contact(&code).await.unwrap();
+    crate::support::meshed_for(&dave, carol).await;
+    let texts: Vec<String> = (0..4).map(|i| format!("kept by go-waku {i}")).collect();
+    for t in &texts {
+        dave.conversation(carol).send_text(t.clone()).await.unwrap();
+    }
+    let topic = crate::support::partition_topic_of(carol);
+    // Kept by go-waku, as murmur's store client (through store v2) sees.
+    crate::support::stored(&dave, &tcp(&go), &topic, texts.len()).await;
+
+    // Carol comes back: the same folder and key; the store-sync stage
+    // reads go-waku's store (v2) and every message arrives, once.
+    let carol_node = Builder::new(carol_config(Some(tcp(&go))))
+        .with_keypair(carol_key)
+        .start()
+        .await
+        .unwrap();
+    let mut inbox = carol_node.inbox().await.unwrap();
+    let fetched = carol_node.catch_up(&tcp(&go), None).await.unwrap();
+    assert!(fetched >= texts.len(), "fetched {fetched}");
+    for t in &texts {
+        let got = inbox.recv_timeout(WAIT).await.expect("caught up");
+        assert_eq!(got.text(), Some(t.as_str()));
+    }
+    carol_node.catch_up(&tcp(&go), None).await.unwrap();
+    assert!(
+        inbox
+            .recv_timeout(std::time::Duration::from_secs(1))
+            .await
+            .is_none(),
+        "nothing twice"
+    );
     go.stop().await;
 }
