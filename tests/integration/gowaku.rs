@@ -530,7 +530,7 @@ async fn a_peer_on_another_cluster_is_dropped_by_both() {
 
 #[actix_rt::test]
 async fn an_offline_device_catches_up_from_a_go_waku_store() {
-    let mut go = gowaku(1, &["--store", "--subscribe"]).await;
+    let go = gowaku(1, &["--store", "--subscribe"]).await;
     // Carol's device exists (Dave has her code) but is offline.
     let carol_dir = tempfile::tempdir().unwrap();
     let carol_key = Keypair::generate_secp256k1();

@@ -242,33 +242,41 @@ pub(crate) fn frame(delivery: &Delivery) -> Arc<Vec<u8>> {
     )
 }
 
-/// Sends a filter request to `peer` (we are its client). A 429 is tried
-/// again, after one second, then two, then three: services limit filter
-/// requests per client (go-waku to one a second, pings included), and a
-/// light client that subscribes to several shards at start asks several
-/// times at once.
+/// Sends a filter request to `peer` (we are its client), [`patiently`].
 pub(crate) async fn request(
     control: Control,
     peer: PeerId,
     request: SubscribeRequest,
 ) -> Result<(), murmur_core::transport::Error> {
+    patiently(|| request_once(control.clone(), peer, request.clone())).await
+}
+
+/// How many times a rate-limited filter request is tried again.
+const RATE_LIMITED_TRIES: u64 = 3;
+
+/// Runs `attempt`, and on a 429 runs it again after one second, then two,
+/// then three: services limit filter requests per client (go-waku to one
+/// a second, pings included), and a light client that subscribes to
+/// several shards at start asks several times at once.
+async fn patiently<F, Fut>(mut attempt: F) -> Result<(), murmur_core::transport::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), murmur_core::transport::Error>>,
+{
     let mut waited = 0;
     loop {
-        match request_once(control.clone(), peer, request.clone()).await {
+        match attempt().await {
             Err(murmur_core::transport::Error::Remote { code, .. })
                 if code == status::TOO_MANY_REQUESTS && waited < RATE_LIMITED_TRIES =>
             {
                 waited += 1;
-                tracing::debug!(%peer, waited, "filter service is rate-limiting; trying again");
+                tracing::debug!(waited, "filter service is rate-limiting; trying again");
                 tokio::time::sleep(Duration::from_secs(waited)).await;
             }
             result => return result,
         }
     }
 }
-
-/// How many times a rate-limited filter request is tried again.
-const RATE_LIMITED_TRIES: u64 = 3;
 
 async fn request_once(
     mut control: Control,
@@ -386,6 +394,40 @@ mod tests {
                 .0,
             status::NOT_FOUND
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_limited_request_is_tried_again_then_given_up() {
+        use murmur_core::transport::Error;
+        let limited = || Error::Remote {
+            service: "filter",
+            code: status::TOO_MANY_REQUESTS,
+            description: "filter request rejected due rate limit exceeded".into(),
+        };
+        // Two refusals, then the service takes it: after one second and two.
+        let started = tokio::time::Instant::now();
+        let mut answers = vec![Ok(()), Err(limited()), Err(limited())];
+        assert!(patiently(|| std::future::ready(answers.pop().unwrap()))
+            .await
+            .is_ok());
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
+        // Refused every time: four tries, then the 429 itself.
+        let mut tries = 0;
+        let result = patiently(|| {
+            tries += 1;
+            std::future::ready(Err(limited()))
+        })
+        .await;
+        assert_eq!(tries, 4);
+        assert!(matches!(result, Err(Error::Remote { code: 429, .. })));
+        // Any other error is not tried again.
+        let mut tries = 0;
+        let result = patiently(|| {
+            tries += 1;
+            std::future::ready(Err(Error::Invalid("no")))
+        })
+        .await;
+        assert_eq!((tries, result), (1, Err(Error::Invalid("no"))));
     }
 
     #[test]
