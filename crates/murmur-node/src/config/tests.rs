@@ -1,0 +1,131 @@
+use figment::Jail;
+
+use super::*;
+
+fn load() -> Result<Config, Error> {
+    Config::from_figment(&Config::figment(None))
+}
+
+#[test]
+fn layers_in_order() {
+    Jail::expect_with(|jail| {
+        jail.create_dir("config")?;
+        jail.create_file(
+            DEFAULT_FILE,
+            "[network]\ncluster = 16\nnum_shards = 4\nidle_timeout_secs = 9\n",
+        )?;
+        jail.set_env("MURMUR_NETWORK__CLUSTER", "17");
+        let figment = Config::figment(None).merge(Serialized::default("network.num_shards", 2));
+        let config = Config::from_figment(&figment).unwrap();
+        assert_eq!(config.network.cluster, 17, "env beats the file");
+        assert_eq!(config.network.num_shards, 2, "flags beat everything");
+        assert_eq!(config.network.idle_timeout_secs, 9, "file beats defaults");
+        assert_eq!(config.shards(), vec![0, 1]);
+        Ok(())
+    });
+}
+
+#[test]
+fn a_bad_value_names_its_key_and_source() {
+    Jail::expect_with(|jail| {
+        jail.set_env("MURMUR_NETWORK__CLUSTER", "lots");
+        let err = load().unwrap_err().to_string();
+        assert!(err.contains("network.cluster"), "{err}");
+        assert!(err.contains("MURMUR_"), "{err}");
+        assert!(!err.contains('\n'));
+        Ok(())
+    });
+}
+
+#[test]
+fn the_shipped_default_file_is_the_built_in_defaults() {
+    Jail::expect_with(|jail| {
+        jail.create_dir("config")?;
+        jail.create_file(DEFAULT_FILE, include_str!("../../../../config/default.toml"))?;
+        assert_eq!(load().unwrap(), Config::default());
+        Ok(())
+    });
+}
+
+#[test]
+fn a_typo_is_an_error() {
+    Jail::expect_with(|jail| {
+        jail.create_file("my.toml", "[network]\nclustre = 3\n")?;
+        let err = Config::from_figment(&Config::figment(Some(Path::new("my.toml"))))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("clustre"), "{err}");
+        assert!(err.contains("my.toml"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_bad_multiaddr_and_a_bad_range_are_errors() {
+    Jail::expect_with(|jail| {
+        jail.create_file("a.toml", "[network]\npeers = [\"/ip4/1.2.3/tcp/1\"]\n")?;
+        let err = Config::from_figment(&Config::figment(Some(Path::new("a.toml"))))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("network.peers"), "{err}");
+
+        jail.create_file("b.toml", "[network]\nnum_shards = 0\n")?;
+        let err = Config::from_figment(&Config::figment(Some(Path::new("b.toml"))))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("network.num_shards") && err.contains("b.toml"),
+            "{err}"
+        );
+
+        jail.create_file("c.toml", "[network]\npeers = [\"/ip4/127.0.0.1/tcp/1\"]\n")?;
+        let err = Config::from_figment(&Config::figment(Some(Path::new("c.toml"))))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/p2p/<peer id>"), "{err}");
+
+        jail.create_file("d.toml", "[chat]\nmax_skip = 4000000000\n")?;
+        let err = Config::from_figment(&Config::figment(Some(Path::new("d.toml"))))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("chat.max_skip") && err.contains("over"),
+            "{err}"
+        );
+
+        jail.create_file(
+            "e.toml",
+            "[network]\ncluster = 16\nshards = [32]\ntopic_shards = [64]\n",
+        )?;
+        let err = Config::from_figment(&Config::figment(Some(Path::new("e.toml"))))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("network.topic_shards") && err.contains("shard 64"),
+            "{err}"
+        );
+
+        jail.set_env("MURMUR_NETWORK__TIMER_THREAD_NICE", "20");
+        let err = load().unwrap_err().to_string();
+        assert!(
+            err.contains("network.timer_thread_nice") && err.contains("between 0 and 19"),
+            "{err}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn plugins_read_their_own_section() {
+    #[derive(Deserialize)]
+    struct Moderation {
+        max_per_minute: u32,
+    }
+    Jail::expect_with(|jail| {
+        jail.create_file("p.toml", "[plugins.moderation]\nmax_per_minute = 5\n")?;
+        let config = Config::from_figment(&Config::figment(Some(Path::new("p.toml")))).unwrap();
+        let m: Moderation = config.plugin("moderation").unwrap();
+        assert_eq!(m.max_per_minute, 5);
+        Ok(())
+    });
+}
