@@ -41,7 +41,10 @@ fn a_bad_value_names_its_key_and_source() {
 fn the_shipped_default_file_is_the_built_in_defaults() {
     Jail::expect_with(|jail| {
         jail.create_dir("config")?;
-        jail.create_file(DEFAULT_FILE, include_str!("../../../../config/default.toml"))?;
+        jail.create_file(
+            DEFAULT_FILE,
+            include_str!("../../../../config/default.toml"),
+        )?;
         assert_eq!(load().unwrap(), Config::default());
         Ok(())
     });

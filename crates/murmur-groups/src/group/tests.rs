@@ -1,0 +1,159 @@
+use super::*;
+use crate::{Action, SigningKey};
+use ed25519_dalek::Signer as _;
+
+struct Member {
+    key: SigningKey,
+    group: Group,
+}
+
+impl Member {
+    fn id(&self) -> MemberId {
+        self.key.verifying_key().into()
+    }
+
+    fn act(&mut self, action: Action) -> (Event, Effects) {
+        let unsigned = self.group.prepare(action);
+        let sig = self.key.sign(&unsigned.signed_bytes()).to_bytes();
+        let event = unsigned.sign(sig);
+        let (_, effects) = self.group.insert(event.clone()).expect("valid");
+        (event, effects)
+    }
+}
+
+fn member(n: u8, group: GroupId) -> Member {
+    let key = SigningKey::from_bytes(&[n; 32]);
+    let me = (key.verifying_key().into(), [n; 16]);
+    Member {
+        key,
+        group: Group::join(me, group, 100),
+    }
+}
+
+/// Hands `from`'s chain to `to`.
+fn hand(from: &Member, to: &mut Member) {
+    let key = from.group.chain_key().expect("a member has a chain");
+    to.group
+        .receive_chain(from.group.me, &key.to_bytes())
+        .expect("accepted");
+}
+
+#[test]
+fn a_removed_member_reads_nothing_after_and_a_joiner_nothing_before() {
+    let key = SigningKey::from_bytes(&[1; 32]);
+    let unsigned = Unsigned::create(key.verifying_key().into(), "g");
+    let create = unsigned
+        .clone()
+        .sign(key.sign(&unsigned.signed_bytes()).to_bytes());
+    let (group, effects) =
+        Group::create((key.verifying_key().into(), [1; 16]), create.clone(), 100).expect("valid");
+    assert!(effects.rotated && effects.chain_to.is_empty());
+    let mut alice = Member { key, group };
+    let (mut bob, mut carol) = (member(2, alice.group.id()), member(3, alice.group.id()));
+    let (add_bob, e) = alice.act(Action::Add(bob.id()));
+    assert_eq!(e.chain_to, BTreeSet::from([bob.id()]));
+    let (add_carol, _) = alice.act(Action::Add(carol.id()));
+    for m in [&mut bob, &mut carol] {
+        for ev in [&create, &add_bob, &add_carol] {
+            let _ = m.group.insert(ev.clone());
+        }
+    }
+    hand(&alice, &mut bob);
+    hand(&alice, &mut carol);
+    let before = alice.group.seal(b"before dave").expect("member");
+    let mut dave = member(4, alice.group.id());
+    let (add_dave, _) = alice.act(Action::Add(dave.id()));
+    for ev in alice.group.log().events().cloned().collect::<Vec<_>>() {
+        let _ = dave.group.insert(ev);
+    }
+    let _ = bob.group.insert(add_dave.clone());
+    hand(&alice, &mut dave);
+    assert!(matches!(
+        dave.group.open(&before),
+        Err(OpenError::Chain(GroupError::Replay(0)))
+    ));
+    assert_eq!(
+        bob.group.open(&before).expect("member").plaintext,
+        b"before dave"
+    );
+
+    // Bob's chain, and a message of his that will arrive late.
+    hand(&bob, &mut carol);
+    let late = bob
+        .group
+        .seal(b"sent before, arrives after")
+        .expect("member");
+    let (remove_bob, e) = alice.act(Action::Remove(bob.id()));
+    assert!(e.rotated);
+    assert_eq!(e.chain_to, BTreeSet::from([carol.id(), dave.id()]));
+    // The new chain goes to those who stay before anything is sent on it.
+    hand(&alice, &mut carol);
+    let after = alice.group.seal(b"after bob").expect("member");
+    let (_, e) = bob.group.insert(remove_bob.clone()).expect("valid");
+    assert!(e.removed);
+    assert_eq!(bob.group.open(&after), Err(OpenError::UnknownChain));
+    assert_eq!(bob.group.seal(b"x"), Err(SealError::NotMember));
+    // Once Carol has the removal, nothing of Bob's opens: his chains
+    // went with him.
+    for ev in alice.group.log().events().cloned().collect::<Vec<_>>() {
+        let _ = carol.group.insert(ev);
+    }
+    assert!(!carol.group.state().members.contains_key(&bob.id()));
+    assert_eq!(carol.group.open(&late), Err(OpenError::UnknownChain));
+    assert_eq!(
+        carol.group.open(&after).expect("member").plaintext,
+        b"after bob"
+    );
+    // Dave hands Carol Alice's chain as his own (to have Alice's
+    // messages read as his), or a chain of his own under the id of
+    // Alice's: a chain id names its owner, and both are refused.
+    let alices = alice.group.chain_key().expect("chain");
+    for device in [dave.group.me, (dave.id(), alice.group.me.1)] {
+        assert_eq!(
+            carol.group.receive_chain(device, &alices.to_bytes()),
+            Err(ChainError::NotOwn)
+        );
+    }
+    assert_eq!(
+        carol.group.open(&after).map(|o| o.sender),
+        Err(OpenError::Chain(GroupError::Replay(0))),
+        "Alice's message is hers, and read once"
+    );
+    // A chain from someone who is not a member is refused.
+    let stranger = member(9, alice.group.id());
+    assert_eq!(
+        carol.group.receive_chain(
+            stranger.group.me,
+            &alice.group.chain_key().expect("chain").to_bytes()
+        ),
+        Err(ChainError::NotMember)
+    );
+    // Stored and read back, the group goes on.
+    let mut carol2 = Group::from_parts(&carol.group.log_bytes(), Some(&carol.group.keys_bytes()))
+        .expect("decodes");
+    let log = carol.group.log_bytes();
+    for cut in 0..log.len() {
+        assert!(Group::from_parts(&log[..cut], None).is_err());
+    }
+    assert_eq!(carol2.state(), carol.group.state());
+    let next = alice.group.seal(b"next").expect("member");
+    assert_eq!(carol2.open(&next).expect("reads").plaintext, b"next");
+    assert!(matches!(
+        carol2.open(&next),
+        Err(OpenError::Chain(GroupError::Replay(_)))
+    ));
+    // Carol's account revokes one of Carol's devices: Alice drops its
+    // chain and starts a new one for the others.
+    hand(&carol, &mut alice);
+    let from_carol = carol.group.seal(b"from the phone").expect("member");
+    let e = alice.group.revoke(carol.group.me);
+    assert!(e.rotated);
+    assert_eq!(e.chain_to, BTreeSet::from([carol.id(), dave.id()]));
+    assert_eq!(alice.group.open(&from_carol), Err(OpenError::UnknownChain));
+    // What Alice sends now is on a chain Carol's revoked device never got.
+    let after_revocation = alice.group.seal(b"not for the phone").expect("member");
+    assert_eq!(
+        carol.group.open(&after_revocation),
+        Err(OpenError::UnknownChain)
+    );
+}
