@@ -831,3 +831,51 @@ async fn a_member_that_missed_a_revocation_drops_the_devices_group_chain_from_th
     })
     .await;
 }
+
+#[actix_rt::test]
+async fn an_offline_device_catches_up_by_itself_when_it_comes_back() {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let store = node_with_peer(dirs[0].path(), None).await;
+    let carol_dir = tempfile::tempdir().unwrap();
+    let carol_key = Keypair::generate_secp256k1();
+    // Carol's device is set up, then away: no peer, and then not running.
+    let offline = Builder::new(loopback_config(carol_dir.path(), &["/ip4/127.0.0.1/tcp/0"]))
+        .with_keypair(carol_key.clone())
+        .start()
+        .await
+        .unwrap();
+    let (carol_id, _) = offline.chat_identity().await.unwrap();
+    let carol_code = offline.contact_code().await.unwrap();
+    drop(offline);
+
+    let dave = node_with_peer(dirs[1].path(), Some(&store)).await;
+    dave.add_contact(&carol_code).await.unwrap();
+    crate::support::meshed_for(&dave, carol_id).await;
+    let texts: Vec<String> = (0..4).map(|i| format!("kept for you {i}")).collect();
+    for t in &texts {
+        dave.conversation(carol_id)
+            .send_text(t.clone())
+            .await
+            .unwrap();
+    }
+    let carol_topic = crate::support::partition_topic_of(carol_id);
+    crate::support::stored(&dave, &addr(&store, false), &carol_topic, texts.len()).await;
+
+    // Back, with the store node as its static peer: nothing is asked by hand.
+    let mut config = loopback_config(carol_dir.path(), &["/ip4/127.0.0.1/tcp/0"]);
+    config.network.peers = vec![addr(&store, false).parse().unwrap()];
+    let carol = Builder::new(config)
+        .with_keypair(carol_key)
+        .start()
+        .await
+        .unwrap();
+    let mut inbox = carol.inbox().await.unwrap();
+    for t in &texts {
+        let got = next(&mut inbox, "caught up by itself").await;
+        assert_eq!(got.text(), Some(t.as_str()));
+    }
+    assert_eq!(carol.stats().await.unwrap().chat_opened, texts.len() as u64);
+    // A round asked for now finds nothing new to deliver.
+    carol.sync_now().await.unwrap();
+    assert!(silent(&mut inbox, Duration::from_secs(1)).await);
+}

@@ -2,11 +2,13 @@
 //! store nodes and put on the inbound path, where it is archived by hash (so
 //! nothing enters twice) and handled as if it had just arrived.
 //!
-//! Asked to: [`CatchUp`], [`FetchMissing`]. The stage asks store nodes
-//! through the transport's [`QueryStore`](crate::transport::QueryStore), page
-//! by page, and hands what comes back to the recipient of
-//! [`transport::Event`](crate::transport::Event)s it was given (the
-//! pipeline). Per-topic cursors, gap detection and causal history arrive with
+//! Asked to: [`Watch`] topics and run a [`Round`] over them, [`CatchUp`],
+//! [`FetchMissing`]. The stage asks store nodes through the transport's
+//! [`QueryStore`](crate::transport::QueryStore), page by page, and hands what
+//! comes back to the recipient of [`transport::Event`](crate::transport::Event)s
+//! it was given (the pipeline). It keeps, durably, how far this node has
+//! seen each watched topic; the node runs a round at start, on every new
+//! connection and periodically. Gap detection and causal history arrive with
 //! the delivery guarantees (`Event`'s shapes are set here for them).
 
 use std::fmt;
@@ -48,7 +50,60 @@ pub enum Error {
     /// What came back could not be handed on: the node is shutting down.
     #[error("the inbound path is gone")]
     Stopped,
+    /// How far a topic was seen could not be read or saved.
+    #[error("sync positions: {0}")]
+    Positions(String),
 }
+
+/// Keeps these topics in sync from now on: each [`Round`] fetches what came
+/// on them since this node last saw them. A topic watched for the first
+/// time starts now (a new device does not pull what came before it);
+/// watching it again changes nothing. The stage keeps the positions
+/// durably, not the list: a node watches its topics again after a restart.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), Error>")]
+#[non_exhaustive]
+pub struct Watch {
+    /// The pubsub topic.
+    pub pubsub_topic: PubsubTopic,
+    /// The content topics on it.
+    pub content_topics: Vec<ContentTopic>,
+}
+
+impl Watch {
+    /// Watches `content_topics` on `pubsub_topic`.
+    pub fn new(pubsub_topic: PubsubTopic, content_topics: Vec<ContentTopic>) -> Self {
+        Self {
+            pubsub_topic,
+            content_topics,
+        }
+    }
+}
+
+/// Why a [`Round`] runs: for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reason {
+    /// The node started.
+    Start,
+    /// A peer connected: perhaps after an outage, or a store node came back.
+    Reconnected,
+    /// The periodic round.
+    Periodic,
+    /// Someone asked.
+    Asked,
+}
+
+/// Fetches, for every watched topic, what came since this node last saw it
+/// (with a margin for clocks and messages in flight), from the store nodes
+/// the stage knows, the next when one fails; a topic's position moves to the
+/// round's start once a store answered it to the end, and stays where it
+/// was otherwise, so that the next round asks again. Rounds run one after
+/// another. Answers how many messages came back (the archive drops the ones
+/// this node already had); fails only if no topic could be asked.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<usize, Error>")]
+pub struct Round(pub Reason);
 
 /// Fetches what was published on these topics since `since_nanos`, from
 /// `store` if given, else from the store nodes the stage knows (the next one
@@ -113,12 +168,19 @@ pub enum Event {
 
 /// Any actor that handles the store-sync stage's messages.
 pub trait Stage:
-    Actor<Context = Context<Self>> + Handler<CatchUp> + Handler<FetchMissing> + Handler<InjectPanic>
+    Actor<Context = Context<Self>>
+    + Handler<Watch>
+    + Handler<Round>
+    + Handler<CatchUp>
+    + Handler<FetchMissing>
+    + Handler<InjectPanic>
 {
 }
 
 impl<A> Stage for A where
     A: Actor<Context = Context<A>>
+        + Handler<Watch>
+        + Handler<Round>
         + Handler<CatchUp>
         + Handler<FetchMissing>
         + Handler<InjectPanic>
@@ -128,6 +190,10 @@ impl<A> Stage for A where
 /// The store-sync stage as the rest of the node holds it.
 #[derive(Clone)]
 pub struct Handle {
+    /// Where [`Watch`] goes.
+    pub watch: Recipient<Watch>,
+    /// Where [`Round`] goes.
+    pub round: Recipient<Round>,
     /// Where [`CatchUp`] goes.
     pub catch_up: Recipient<CatchUp>,
     /// Where [`FetchMissing`] goes.
@@ -139,6 +205,8 @@ pub struct Handle {
 impl<A: Stage> From<Addr<A>> for Handle {
     fn from(addr: Addr<A>) -> Self {
         Self {
+            watch: addr.clone().recipient(),
+            round: addr.clone().recipient(),
             catch_up: addr.clone().recipient(),
             fetch_missing: addr.clone().recipient(),
             inject_panic: addr.recipient(),

@@ -61,6 +61,9 @@ pub struct SyncContext {
     pub inbound: Recipient<transport::Event>,
     /// The store nodes to ask: the node's static peers.
     pub stores: Vec<String>,
+    /// The persistence stage, where the stage keeps how far it has seen
+    /// the topics it watches.
+    pub storage: storage::Handle,
 }
 
 /// What a crypto stage factory gets from the builder.
@@ -153,8 +156,12 @@ impl Builder {
             }),
             sync: Box::new(|cx| {
                 Box::pin(async move {
-                    let stage =
-                        murmur_sync::StoreSync::start(cx.query_store, cx.inbound, cx.stores);
+                    let stage = murmur_sync::StoreSync::start(
+                        cx.query_store,
+                        cx.inbound,
+                        cx.stores,
+                        cx.storage,
+                    );
                     Ok(murmur_core::sync::Handle::from(stage))
                 })
             }),
@@ -300,10 +307,12 @@ impl Builder {
             storage: storage.clone(),
         })
         .await?;
+        let connected = Arc::new(tokio::sync::Notify::new());
         pipeline
             .send(Attach {
                 transport: transport.clone(),
                 storage: storage.clone(),
+                connected: connected.clone(),
                 archive: self.config.store.archive,
             })
             .await?;
@@ -318,6 +327,7 @@ impl Builder {
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
+            storage: storage.clone(),
         })
         .await?;
 
@@ -418,6 +428,7 @@ impl Builder {
                 groups: chat.as_ref().map(|(_, _, groups)| groups.clone()),
                 storage: storage.clone(),
                 sync,
+                watched: Default::default(),
             }),
         };
         if let Some((_, topics, _)) = &chat {
@@ -437,6 +448,7 @@ impl Builder {
             }
             spawn_bundle_publisher(&node, &self.config.chat);
         }
+        crate::store_sync::spawn(&node, connected, &self.config.store);
         Ok(node)
     }
 }

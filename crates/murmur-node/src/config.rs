@@ -108,6 +108,11 @@ pub struct Store {
     pub max_age_secs: u64,
     /// Keep at most this many messages (0 for no limit).
     pub max_messages: u64,
+    /// Seconds between rounds of store sync, give or take a fifth; 0 runs
+    /// none by itself (not at start nor on connection either). A round
+    /// fetches from the static peers what came on this node's chat topics
+    /// and subscriptions since it last saw them.
+    pub sync_interval_secs: u64,
     /// Seconds between retention runs.
     pub retention_interval_secs: u64,
 }
@@ -121,6 +126,7 @@ impl Default for Store {
             // nwaku's default retention: two days.
             max_age_secs: 2 * 24 * 3600,
             max_messages: 0,
+            sync_interval_secs: 300,
             retention_interval_secs: 60,
         }
     }

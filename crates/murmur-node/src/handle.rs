@@ -52,6 +52,9 @@ pub(crate) struct Inner {
     pub(crate) groups: Option<murmur_core::groups::Handle>,
     pub(crate) storage: storage::Handle,
     pub(crate) sync: murmur_core::sync::Handle,
+    /// The content topics subscribed through [`Node::subscribe`], which
+    /// store sync keeps up to date beside the chat topics.
+    pub(crate) watched: std::sync::Mutex<std::collections::BTreeSet<ContentTopic>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -163,6 +166,11 @@ impl Node {
         let topics: Vec<&ContentTopic> = topics.into_iter().collect();
         let names = topics.iter().map(|t| t.as_str().to_owned()).collect();
         self.subscribe_shards(topics.iter().copied()).await?;
+        self.inner
+            .watched
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(topics.iter().map(|t| (*t).clone()));
         let rx = self
             .inner
             .pipeline

@@ -34,6 +34,7 @@ pub mod keys;
 mod metrics;
 mod pipeline;
 pub mod plugin;
+mod store_sync;
 
 pub use builder::{Builder, CryptoContext, GroupsContext, StageContext, SyncContext};
 pub use config::Config;

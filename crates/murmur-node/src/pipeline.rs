@@ -95,6 +95,8 @@ pub struct Pipeline {
     lane_rx: mpsc::Receiver<Delivery>,
     /// What opening the lane's current delivery leads to, in flight.
     lane_step: Option<received::Step>,
+    /// Told of every new connection: the node's store sync runs a round.
+    connected: Option<std::sync::Arc<tokio::sync::Notify>>,
     fuse: supervise::Fuse,
 }
 
@@ -284,6 +286,7 @@ impl Pipeline {
             stats: Stats::default(),
             chat: None,
             background: crate::background::Background::idle(),
+            connected: None,
             fuse: supervise::Fuse::default(),
         }
     }

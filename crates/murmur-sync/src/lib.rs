@@ -5,12 +5,15 @@
 //! `QueryStore`, follows every page's cursor, and hands each message to the
 //! inbound path as a `transport::Event::Message`: the pipeline archives it by
 //! hash before anything else, so a message fetched twice, or that also came
-//! by relay, enters once. What it does today is what `Node::catch_up` asks of
-//! it; per-topic cursors and gap repair build on it.
+//! by relay, enters once. For the topics it watches it keeps, in the
+//! persistence stage's state, how far this node has seen each, and a round
+//! fetches what came since; the node runs one at start, on every new
+//! connection and periodically. Gap repair builds on it.
 //!
 //! A panic in a handler is caught (`murmur_core::supervise`), answered with
-//! `sync::Error::Restarted`, and the stage restarts; it keeps nothing of its
-//! own that could be half-changed.
+//! `sync::Error::Restarted`, and the stage restarts; what it keeps in
+//! memory (the topics watched) the node tells it again before every round,
+//! and positions move only after a store answered.
 //!
 //! ```
 //! use murmur_core::{sync::{self, CatchUp}, transport};
@@ -25,6 +28,8 @@
 //!         store.recipient(),
 //!         inbound.recipient(),
 //!         vec![MemoryStore::ADDRESS.to_owned()],
+//!         // Where the stage keeps how far each watched topic was seen.
+//!         murmur_core::storage::Handle::from(MemoryStorage::start()),
 //!     );
 //!     let sync = sync::Handle::from(stage);
 //!     let ask = CatchUp::new(
@@ -36,38 +41,60 @@
 //! });
 //! ```
 
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::Duration,
+};
+
 use actix::prelude::*;
 use murmur_core::{
+    storage::{self, LoadState, SaveState},
     store::Query,
     supervise,
-    sync::{CatchUp, Error, FetchMissing},
+    sync::{CatchUp, Error, FetchMissing, Round, Watch},
     transport::{self, QueryStore},
-    Delivery, PubsubTopic,
+    ContentTopic, Delivery, PubsubTopic,
 };
 
 const MAILBOX: usize = 256;
+
+/// How far before a topic's position a round asks from: a message stamped
+/// before the last round may reach the store after it (in flight, or from
+/// a sender whose clock is behind; store nodes keep nothing more than 20 s
+/// off). What comes twice, the archive drops.
+pub const OVERLAP: Duration = Duration::from_secs(120);
 
 /// The store-sync stage actor.
 pub struct StoreSync {
     query: Recipient<QueryStore>,
     inbound: Recipient<transport::Event>,
     stores: Vec<String>,
+    storage: storage::Handle,
+    watched: BTreeMap<PubsubTopic, BTreeSet<ContentTopic>>,
+    /// Held by the round that runs: rounds never overlap.
+    rounds: Arc<tokio::sync::Mutex<()>>,
     fuse: supervise::Fuse,
 }
 
 impl StoreSync {
     /// Starts the stage under a supervisor: it asks store nodes through
-    /// `query` (the transport's), `stores` first to last, and hands what
-    /// comes back to `inbound` (the pipeline).
+    /// `query` (the transport's), `stores` first to last, hands what comes
+    /// back to `inbound` (the pipeline), and keeps how far each watched
+    /// topic was seen in `storage`'s state.
     pub fn start(
         query: Recipient<QueryStore>,
         inbound: Recipient<transport::Event>,
         stores: Vec<String>,
+        storage: storage::Handle,
     ) -> Addr<Self> {
         Supervisor::start(move |_| Self {
             query,
             inbound,
             stores,
+            storage,
+            watched: BTreeMap::new(),
+            rounds: Arc::default(),
             fuse: supervise::Fuse::default(),
         })
     }
@@ -91,7 +118,7 @@ struct Asker {
 
 impl Asker {
     /// Runs `query` on the first store node that answers it to the end.
-    async fn fetch(self, query: Query, topic: Option<PubsubTopic>) -> Result<usize, Error> {
+    async fn fetch(&self, query: Query, topic: Option<PubsubTopic>) -> Result<usize, Error> {
         let mut last = Error::NoStoreNode;
         for store in &self.stores {
             match self.pages(store, query.clone(), topic.as_ref()).await {
@@ -187,7 +214,128 @@ impl Handler<CatchUp> for StoreSync {
             .collect();
         let query = Query::content(Some(msg.pubsub_topic.clone()), content_topics)
             .with_time(msg.since_nanos, None);
-        Box::pin(asker.fetch(query, Some(msg.pubsub_topic)))
+        Box::pin(async move { asker.fetch(query, Some(msg.pubsub_topic)).await })
+    }
+}
+
+/// Where a topic's position is kept in the persistence stage's state.
+fn position_key(pubsub: &PubsubTopic, content: &ContentTopic) -> String {
+    format!("sync/position{pubsub}{content}")
+}
+
+async fn load_position(storage: &storage::Handle, key: String) -> Result<Option<i64>, Error> {
+    let stored = storage
+        .load_state
+        .send(LoadState(key))
+        .await
+        .map_err(|_| Error::Stopped)?
+        .map_err(|e| Error::Positions(e.to_string()))?;
+    Ok(stored.and_then(|bytes| Some(i64::from_be_bytes(bytes.try_into().ok()?))))
+}
+
+async fn save_positions(
+    storage: &storage::Handle,
+    entries: Vec<(String, i64)>,
+) -> Result<(), Error> {
+    let entries = entries
+        .into_iter()
+        .map(|(key, nanos)| (key, Some(nanos.to_be_bytes().to_vec())))
+        .collect();
+    storage
+        .save_state
+        .send(SaveState(entries))
+        .await
+        .map_err(|_| Error::Stopped)?
+        .map_err(|e| Error::Positions(e.to_string()))
+}
+
+impl Handler<Watch> for StoreSync {
+    type Result = ResponseFuture<Result<(), Error>>;
+
+    fn handle(&mut self, msg: Watch, ctx: &mut Context<Self>) -> Self::Result {
+        let storage = match supervise::guard(self, ctx, |act, _| {
+            act.watched
+                .entry(msg.pubsub_topic.clone())
+                .or_default()
+                .extend(msg.content_topics.iter().cloned());
+            act.storage.clone()
+        }) {
+            Ok(storage) => storage,
+            Err(p) => return Box::pin(std::future::ready(Err(p.into()))),
+        };
+        Box::pin(async move {
+            let now = murmur_core::now_nanos();
+            let mut new = Vec::new();
+            for content in &msg.content_topics {
+                let key = position_key(&msg.pubsub_topic, content);
+                if load_position(&storage, key.clone()).await?.is_none() {
+                    new.push((key, now));
+                }
+            }
+            if new.is_empty() {
+                return Ok(());
+            }
+            save_positions(&storage, new).await
+        })
+    }
+}
+
+impl Handler<Round> for StoreSync {
+    type Result = ResponseFuture<Result<usize, Error>>;
+
+    fn handle(&mut self, Round(reason): Round, ctx: &mut Context<Self>) -> Self::Result {
+        let prepared = supervise::guard(self, ctx, |act, _| {
+            (
+                act.ask(None),
+                act.watched.clone(),
+                act.storage.clone(),
+                act.rounds.clone(),
+            )
+        });
+        let (asker, watched, storage, rounds) = match prepared {
+            Ok(prepared) => prepared,
+            Err(p) => return Box::pin(std::future::ready(Err(p.into()))),
+        };
+        Box::pin(async move {
+            let _turn = rounds.lock().await;
+            let started = murmur_core::now_nanos();
+            let overlap = i64::try_from(OVERLAP.as_nanos()).unwrap_or(i64::MAX);
+            let (mut fetched, mut asked, mut failed) = (0, 0, None);
+            for (pubsub, contents) in watched {
+                let keys: Vec<String> = contents.iter().map(|c| position_key(&pubsub, c)).collect();
+                let mut since = None::<i64>;
+                for key in &keys {
+                    // A topic watched but never saved starts now.
+                    let at = load_position(&storage, key.clone())
+                        .await?
+                        .unwrap_or(started);
+                    since = Some(since.map_or(at, |s| s.min(at)));
+                }
+                let query = Query::content(
+                    Some(pubsub.clone()),
+                    contents.iter().map(|c| c.as_str().to_owned()).collect(),
+                )
+                .with_time(since.map(|s| s.saturating_sub(overlap)), None);
+                match asker.fetch(query, Some(pubsub.clone())).await {
+                    Ok(n) => {
+                        fetched += n;
+                        asked += 1;
+                        save_positions(&storage, keys.into_iter().map(|k| (k, started)).collect())
+                            .await?;
+                    }
+                    Err(Error::Stopped) => return Err(Error::Stopped),
+                    Err(e) => {
+                        tracing::debug!(%pubsub, error = %e, "store sync: the topic stays where it was");
+                        failed = Some(e);
+                    }
+                }
+            }
+            tracing::debug!(?reason, fetched, asked, "store sync round");
+            match failed {
+                Some(e) if asked == 0 => Err(e),
+                _ => Ok(fetched),
+            }
+        })
     }
 }
 
@@ -203,6 +351,79 @@ impl Handler<FetchMissing> for StoreSync {
             Ok(asker) => asker,
             Err(p) => return Box::pin(std::future::ready(Err(p.into()))),
         };
-        Box::pin(asker.fetch(Query::hashes(hashes), None))
+        Box::pin(async move { asker.fetch(Query::hashes(hashes), None).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use murmur_core::{storage::SaveRaw, sync::Reason, WakuMessage};
+    use murmur_test_kit::{MemoryStorage, MemoryStore, Probe};
+
+    use super::*;
+
+    const MINUTE: i64 = 60_000_000_000;
+
+    #[test]
+    fn a_round_asks_from_each_position_less_the_overlap_and_moves_it() {
+        murmur_test_kit::run(positions_move());
+    }
+
+    async fn positions_move() {
+        let pubsub: PubsubTopic = "/waku/2/rs/1/4".parse().unwrap();
+        let content: ContentTopic = "/test/1/positions/proto".parse().unwrap();
+        let kept = storage::Handle::from(MemoryStorage::start());
+        let now = murmur_core::now_nanos();
+        let keep = |text: &str, at: i64| {
+            let kept = kept.clone();
+            let message =
+                WakuMessage::new(content.as_str(), text.as_bytes().to_vec()).with_timestamp(at);
+            let delivery = Delivery::new(pubsub.clone(), message);
+            async move {
+                kept.save_raw
+                    .send(SaveRaw(delivery.clone()))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                delivery.hash
+            }
+        };
+        let _before = keep("before the position and the overlap", now - 13 * MINUTE).await;
+        let within = keep("after the position", now - 9 * MINUTE).await;
+        let fresh = keep("now", now).await;
+
+        // The topic was last seen ten minutes ago.
+        let positions = storage::Handle::from(MemoryStorage::start());
+        let key = position_key(&pubsub, &content);
+        save_positions(&positions, vec![(key.clone(), now - 10 * MINUTE)])
+            .await
+            .unwrap();
+        let (probe, mut events) = Probe::start();
+        let stage = StoreSync::start(
+            MemoryStore::start(kept.clone()).recipient(),
+            probe.recipient(),
+            vec![MemoryStore::ADDRESS.to_owned()],
+            positions.clone(),
+        );
+        // Watching a topic with a position keeps it.
+        stage
+            .send(Watch::new(pubsub.clone(), vec![content.clone()]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stage.send(Round(Reason::Asked)).await.unwrap(), Ok(2));
+        let got = [
+            events.next_message().await.hash,
+            events.next_message().await.hash,
+        ];
+        assert_eq!(got, [within, fresh]);
+
+        // Moved to the round's start: what is older than the overlap before
+        // it is not asked for again.
+        let moved = load_position(&positions, key).await.unwrap().unwrap();
+        assert!(moved >= now, "{moved} < {now}");
+        let _late = keep("five minutes old, after the last round", now - 5 * MINUTE).await;
+        assert_eq!(stage.send(Round(Reason::Asked)).await.unwrap(), Ok(1));
+        assert_eq!(events.next_message().await.hash, fresh);
     }
 }

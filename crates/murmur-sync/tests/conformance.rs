@@ -2,7 +2,7 @@
 
 use actix::Recipient;
 use murmur_core::{
-    sync,
+    storage, sync,
     transport::{self, QueryStore},
 };
 use murmur_sync::StoreSync;
@@ -11,14 +11,15 @@ async fn start(
     query: Recipient<QueryStore>,
     inbound: Recipient<transport::Event>,
     stores: Vec<String>,
+    positions: storage::Handle,
 ) -> sync::Handle {
-    sync::Handle::from(StoreSync::start(query, inbound, stores))
+    sync::Handle::from(StoreSync::start(query, inbound, stores, positions))
 }
 
 murmur_test_kit::sync_conformance_tests!(start);
 
 /// The suite again on a replacement: the default stage behind counters on
-/// both its messages, as an integrator's stage that observes catch-ups
+/// every message of its contract, as an integrator's stage that observes catch-ups
 /// would wrap it.
 mod counted {
     use murmur_core::sync::Error;
@@ -34,11 +35,16 @@ mod counted {
         query: Recipient<QueryStore>,
         inbound: Recipient<transport::Event>,
         stores: Vec<String>,
+        positions: storage::Handle,
     ) -> sync::Handle {
-        let default = super::start(query, inbound, stores).await;
+        let default = super::start(query, inbound, stores, positions).await;
         let (catch_up, _) = tally(default.catch_up.clone(), gone);
         let (fetch_missing, _) = tally(default.fetch_missing.clone(), gone);
+        let (watch, _) = tally(default.watch.clone(), gone);
+        let (round, _) = tally(default.round.clone(), gone);
         sync::Handle {
+            watch,
+            round,
             catch_up,
             fetch_missing,
             ..default

@@ -1,7 +1,8 @@
 //! The store-sync stage's conformance suite. `$start` is an
-//! `async fn(Recipient<QueryStore>, Recipient<transport::Event>, Vec<String>) -> sync::Handle`
+//! `async fn(Recipient<QueryStore>, Recipient<transport::Event>, Vec<String>, storage::Handle) -> sync::Handle`
 //! that starts the stage asking store nodes through the first, handing
-//! what comes back to the second, and knowing the store nodes of the third.
+//! what comes back to the second, knowing the store nodes of the third, and
+//! keeping how far it has seen its watched topics in the fourth.
 //!
 //! The store node is a [`MemoryStore`] over a [`MemoryStorage`]; what the
 //! stage hands on is read by a [`Probe`].
@@ -12,7 +13,7 @@ use actix::prelude::*;
 use murmur_core::{
     storage::{self, SaveRaw},
     supervise::InjectPanic,
-    sync::{self, CatchUp, Error, FetchMissing},
+    sync::{self, CatchUp, Error, FetchMissing, Reason, Round, Watch},
     transport::{self, QueryStore},
     ContentTopic, Delivery, MessageHash, PubsubTopic, WakuMessage,
 };
@@ -44,6 +45,8 @@ macro_rules! sync_conformance_tests {
             case!(says_why_no_store_node_answered);
             case!(fetches_missing_messages_by_hash);
             case!(survives_a_panic_in_a_handler);
+            case!(a_round_fetches_what_came_on_watched_topics_since_they_were_watched);
+            case!(a_round_no_store_answered_fails_and_the_next_fetches_what_was_missed);
         }
     };
 }
@@ -84,7 +87,22 @@ async fn start_with<F, Fut>(
     stores: &[&str],
 ) -> (sync::Handle, Events)
 where
-    F: Fn(Recipient<QueryStore>, Recipient<transport::Event>, Vec<String>) -> Fut,
+    F: Fn(Recipient<QueryStore>, Recipient<transport::Event>, Vec<String>, storage::Handle) -> Fut,
+    Fut: Future<Output = sync::Handle>,
+{
+    let positions = storage::Handle::from(MemoryStorage::start());
+    start_on(start, store, stores, positions).await
+}
+
+/// [`start_with`], keeping positions in `positions` (a restart keeps them).
+async fn start_on<F, Fut>(
+    start: &F,
+    store: &Addr<MemoryStore>,
+    stores: &[&str],
+    positions: storage::Handle,
+) -> (sync::Handle, Events)
+where
+    F: Fn(Recipient<QueryStore>, Recipient<transport::Event>, Vec<String>, storage::Handle) -> Fut,
     Fut: Future<Output = sync::Handle>,
 {
     let (probe, events) = Probe::start();
@@ -92,6 +110,7 @@ where
         store.clone().recipient(),
         probe.recipient(),
         stores.iter().map(|s| (*s).to_owned()).collect(),
+        positions,
     )
     .await;
     (stage, events)
@@ -122,7 +141,7 @@ async fn catch_up(stage: &sync::Handle, ask: CatchUp) -> Result<usize, Error> {
 /// message handed on once, intact, with its pubsub topic.
 pub async fn catches_up_every_page_of_a_topic<F, Fut>(start: F)
 where
-    F: Fn(Recipient<QueryStore>, Recipient<transport::Event>, Vec<String>) -> Fut,
+    F: Fn(Recipient<QueryStore>, Recipient<transport::Event>, Vec<String>, storage::Handle) -> Fut,
     Fut: Future<Output = sync::Handle>,
 {
     let (store, _, kept) = store_with("pages", 45).await;
@@ -140,7 +159,7 @@ where
 /// `since` and the content topics select; a named store is asked.
 pub async fn catches_up_only_since_a_time_and_only_its_topics<F, Fut>(start: F)
 where
-    F: Fn(Recipient<QueryStore>, Recipient<transport::Event>, Vec<String>) -> Fut,
+    F: Fn(Recipient<QueryStore>, Recipient<transport::Event>, Vec<String>, storage::Handle) -> Fut,
     Fut: Future<Output = sync::Handle>,
 {
     let (store, storage, kept) = store_with("wanted", 10).await;
@@ -167,7 +186,7 @@ where
 /// next one.
 pub async fn falls_back_to_the_next_store_node<F, Fut>(start: F)
 where
-    F: Fn(Recipient<QueryStore>, Recipient<transport::Event>, Vec<String>) -> Fut,
+    F: Fn(Recipient<QueryStore>, Recipient<transport::Event>, Vec<String>, storage::Handle) -> Fut,
     Fut: Future<Output = sync::Handle>,
 {
     let (store, _, kept) = store_with("fallback", 3).await;
@@ -181,7 +200,7 @@ where
 /// With no store node to ask, or none that answers, the error says why.
 pub async fn says_why_no_store_node_answered<F, Fut>(start: F)
 where
-    F: Fn(Recipient<QueryStore>, Recipient<transport::Event>, Vec<String>) -> Fut,
+    F: Fn(Recipient<QueryStore>, Recipient<transport::Event>, Vec<String>, storage::Handle) -> Fut,
     Fut: Future<Output = sync::Handle>,
 {
     let (store, _, _) = store_with("none", 1).await;
@@ -203,7 +222,7 @@ where
 /// Messages asked for by hash come back, and only those.
 pub async fn fetches_missing_messages_by_hash<F, Fut>(start: F)
 where
-    F: Fn(Recipient<QueryStore>, Recipient<transport::Event>, Vec<String>) -> Fut,
+    F: Fn(Recipient<QueryStore>, Recipient<transport::Event>, Vec<String>, storage::Handle) -> Fut,
     Fut: Future<Output = sync::Handle>,
 {
     let (store, _, kept) = store_with("missing", 6).await;
@@ -222,7 +241,7 @@ where
 /// restarts and catches up again.
 pub async fn survives_a_panic_in_a_handler<F, Fut>(start: F)
 where
-    F: Fn(Recipient<QueryStore>, Recipient<transport::Event>, Vec<String>) -> Fut,
+    F: Fn(Recipient<QueryStore>, Recipient<transport::Event>, Vec<String>, storage::Handle) -> Fut,
     Fut: Future<Output = sync::Handle>,
 {
     let (store, _, kept) = store_with("panic", 2).await;
@@ -239,4 +258,94 @@ where
     ));
     assert_eq!(catch_up(&stage, ask()).await, Ok(2));
     assert_eq!(received(&mut events, 2).await, hashes(&kept));
+    // Watching and rounds work after the restart too (what the store has
+    // predates the watch).
+    watch(&stage, "panic").await;
+    assert_eq!(round(&stage).await, Ok(0));
+}
+
+async fn watch(stage: &sync::Handle, name: &str) {
+    stage
+        .watch
+        .send(Watch::new(topic(), vec![content(name)]))
+        .await
+        .expect("stage alive")
+        .expect("watched");
+}
+
+async fn round(stage: &sync::Handle) -> Result<usize, Error> {
+    stage
+        .round
+        .send(Round(Reason::Asked))
+        .await
+        .expect("stage alive")
+}
+
+/// A message on `name` stamped now, kept by the store node's `storage`.
+async fn arrives_now(storage: &storage::Handle, name: &str, text: &str) -> Delivery {
+    let message = WakuMessage::new(content(name).as_str(), text.as_bytes().to_vec())
+        .with_timestamp(murmur_core::now_nanos());
+    let delivery = Delivery::new(topic(), message);
+    storage
+        .save_raw
+        .send(SaveRaw(delivery.clone()))
+        .await
+        .expect("storage alive")
+        .expect("saved");
+    delivery
+}
+
+/// A round fetches what came on the watched topics since they were
+/// watched: not what the store held from long before (a new device does not
+/// pull the past), not other topics.
+pub async fn a_round_fetches_what_came_on_watched_topics_since_they_were_watched<F, Fut>(start: F)
+where
+    F: Fn(Recipient<QueryStore>, Recipient<transport::Event>, Vec<String>, storage::Handle) -> Fut,
+    Fut: Future<Output = sync::Handle>,
+{
+    let (store, storage, _old) = store_with("watched", 5).await;
+    let (stage, mut events) = start_with(&start, &store, &[MemoryStore::ADDRESS]).await;
+    watch(&stage, "watched").await;
+    let new = [
+        arrives_now(&storage, "watched", "one").await,
+        arrives_now(&storage, "watched", "two").await,
+    ];
+    arrives_now(&storage, "not-watched", "no").await;
+    assert_eq!(round(&stage).await, Ok(2));
+    assert_eq!(received(&mut events, 2).await, hashes(&new));
+    // Watching again changes nothing.
+    watch(&stage, "watched").await;
+    assert_eq!(
+        round(&stage).await,
+        Ok(2),
+        "within the overlap, asked again"
+    );
+    assert_eq!(received(&mut events, 2).await, hashes(&new));
+}
+
+/// A round no store node answered says why and moves nothing: the next
+/// round, a store node answering, fetches what the first missed; positions
+/// are kept across a restart of the stage.
+pub async fn a_round_no_store_answered_fails_and_the_next_fetches_what_was_missed<F, Fut>(start: F)
+where
+    F: Fn(Recipient<QueryStore>, Recipient<transport::Event>, Vec<String>, storage::Handle) -> Fut,
+    Fut: Future<Output = sync::Handle>,
+{
+    let (store, storage, _) = store_with("missed", 0).await;
+    let positions = storage::Handle::from(MemoryStorage::start());
+    let (stage, _events) = start_on(&start, &store, &["nowhere"], positions.clone()).await;
+    watch(&stage, "missed").await;
+    let missed = arrives_now(&storage, "missed", "while no store answered").await;
+    assert!(matches!(
+        round(&stage).await,
+        Err(Error::Unreachable { .. })
+    ));
+    // Nothing watched: nothing to ask, nothing fails.
+    let (idle, _idle_events) = start_with(&start, &store, &[]).await;
+    assert_eq!(round(&idle).await, Ok(0));
+
+    let (stage, mut events) = start_on(&start, &store, &[MemoryStore::ADDRESS], positions).await;
+    watch(&stage, "missed").await;
+    assert_eq!(round(&stage).await, Ok(1));
+    assert_eq!(received(&mut events, 1).await, hashes(&[missed]));
 }

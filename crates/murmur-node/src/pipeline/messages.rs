@@ -29,6 +29,7 @@ where
 pub(crate) struct Attach {
     pub(crate) transport: transport::Handle,
     pub(crate) storage: storage::Handle,
+    pub(crate) connected: std::sync::Arc<tokio::sync::Notify>,
     /// Whether arriving messages are archived.
     pub(crate) archive: bool,
 }
@@ -39,6 +40,7 @@ impl Handler<Attach> for Pipeline {
     fn handle(&mut self, attach: Attach, ctx: &mut Context<Self>) {
         let _ = supervise::guard(self, ctx, |this, _| {
             this.transport = Some(attach.transport);
+            this.connected = Some(attach.connected);
             this.storage = attach.archive.then_some(attach.storage);
         });
     }
@@ -76,7 +78,12 @@ impl Handler<transport::Event> for Pipeline {
                 transport::Event::Pushed(delivery) | transport::Event::Archived(delivery) => {
                     this.deliver(delivery, ctx);
                 }
-                transport::Event::PeerConnected { .. } => this.stats.peers += 1,
+                transport::Event::PeerConnected { .. } => {
+                    this.stats.peers += 1;
+                    if let Some(connected) = &this.connected {
+                        connected.notify_one();
+                    }
+                }
                 transport::Event::PeerDisconnected { .. } => {
                     this.stats.peers = this.stats.peers.saturating_sub(1);
                 }
