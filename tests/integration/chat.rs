@@ -151,47 +151,54 @@ async fn an_unknown_contact_is_a_typed_error() {
         .is_empty());
 }
 
-#[actix_rt::test]
-async fn an_offline_device_catches_up_from_a_store_node_and_loses_nothing() {
-    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let store = node_with_peer(dirs[0].path(), None).await;
-    // Carol's device exists (her code is known) but is offline.
-    let carol_dir = tempfile::tempdir().unwrap();
+/// Carol's device, set up in `carol_dir` and then away (not running),
+/// and Dave (a peer of `store`, in `dave_dir`) having written her `texts`,
+/// which `store` keeps. Answers Carol's key, her account and Dave.
+async fn written_while_away(
+    carol_dir: &std::path::Path,
+    dave_dir: &std::path::Path,
+    store: &Node,
+    texts: &[String],
+) -> (Keypair, murmur::node::chat::AccountId, Node) {
     let carol_key = Keypair::generate_secp256k1();
-    let carol_config = |peer: &Node| {
-        let mut c = loopback_config(carol_dir.path(), &["/ip4/127.0.0.1/tcp/0"]);
-        c.network.peers = vec![addr(peer, false).parse().unwrap()];
-        c
-    };
-    // Carol's device, set up before and not connected to anyone now.
-    let carol_offline = Builder::new(loopback_config(carol_dir.path(), &["/ip4/127.0.0.1/tcp/0"]))
+    let offline = Builder::new(loopback_config(carol_dir, &["/ip4/127.0.0.1/tcp/0"]))
         .with_keypair(carol_key.clone())
         .start()
         .await
         .unwrap();
-    let (carol_id, _) = carol_offline.chat_identity().await.unwrap();
-    let carol_code = carol_offline.contact_code().await.unwrap();
+    let (carol_id, _) = offline.chat_identity().await.unwrap();
+    let carol_code = offline.contact_code().await.unwrap();
+    drop(offline);
 
-    let dave = node_with_peer(dirs[1].path(), Some(&store)).await;
+    let dave = node_with_peer(dave_dir, Some(store)).await;
     dave.add_contact(&carol_code).await.unwrap();
-    dave.wait_for_peers(
-        &dave.pubsub_topic(&murmur::node::crypto::partition_topic(
-            murmur::crypto::envelope::partition(&murmur::crypto::AccountId(carol_id.0), 64),
-        )),
-        1,
-        WAIT,
-    )
-    .await
-    .unwrap();
-    let texts: Vec<String> = (0..4).map(|i| format!("while you were away {i}")).collect();
-    for t in &texts {
+    meshed_for(&dave, carol_id).await;
+    for t in texts {
         dave.conversation(carol_id)
             .send_text(t.clone())
             .await
             .unwrap();
     }
     let carol_topic = crate::support::partition_topic_of(carol_id);
-    crate::support::stored(&dave, &addr(&store, false), &carol_topic, texts.len()).await;
+    crate::support::stored(&dave, &addr(store, false), &carol_topic, texts.len()).await;
+    (carol_key, carol_id, dave)
+}
+
+#[actix_rt::test]
+async fn an_offline_device_catches_up_from_a_store_node_and_loses_nothing() {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let store = node_with_peer(dirs[0].path(), None).await;
+    let carol_dir = tempfile::tempdir().unwrap();
+    let carol_config = |peer: &Node| {
+        let mut c = loopback_config(carol_dir.path(), &["/ip4/127.0.0.1/tcp/0"]);
+        c.network.peers = vec![addr(peer, false).parse().unwrap()];
+        // Asked by hand here: no round of its own.
+        c.store.sync_interval_secs = 0;
+        c
+    };
+    let texts: Vec<String> = (0..4).map(|i| format!("while you were away {i}")).collect();
+    let (carol_key, carol_id, _dave) =
+        written_while_away(carol_dir.path(), dirs[1].path(), &store, &texts).await;
 
     // Carol comes back online: the same data folder and key, so the same
     // account, device and prekeys, read back from the database.
@@ -837,29 +844,9 @@ async fn an_offline_device_catches_up_by_itself_when_it_comes_back() {
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let store = node_with_peer(dirs[0].path(), None).await;
     let carol_dir = tempfile::tempdir().unwrap();
-    let carol_key = Keypair::generate_secp256k1();
-    // Carol's device is set up, then away: no peer, and then not running.
-    let offline = Builder::new(loopback_config(carol_dir.path(), &["/ip4/127.0.0.1/tcp/0"]))
-        .with_keypair(carol_key.clone())
-        .start()
-        .await
-        .unwrap();
-    let (carol_id, _) = offline.chat_identity().await.unwrap();
-    let carol_code = offline.contact_code().await.unwrap();
-    drop(offline);
-
-    let dave = node_with_peer(dirs[1].path(), Some(&store)).await;
-    dave.add_contact(&carol_code).await.unwrap();
-    crate::support::meshed_for(&dave, carol_id).await;
     let texts: Vec<String> = (0..4).map(|i| format!("kept for you {i}")).collect();
-    for t in &texts {
-        dave.conversation(carol_id)
-            .send_text(t.clone())
-            .await
-            .unwrap();
-    }
-    let carol_topic = crate::support::partition_topic_of(carol_id);
-    crate::support::stored(&dave, &addr(&store, false), &carol_topic, texts.len()).await;
+    let (carol_key, _carol_id, _dave) =
+        written_while_away(carol_dir.path(), dirs[1].path(), &store, &texts).await;
 
     // Back, with the store node as its static peer: nothing is asked by hand.
     let mut config = loopback_config(carol_dir.path(), &["/ip4/127.0.0.1/tcp/0"]);
