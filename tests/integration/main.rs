@@ -25,5 +25,6 @@ mod shutdown;
 mod store;
 mod supervisor;
 mod support;
+mod sync;
 mod threads;
 mod vault;

@@ -20,6 +20,9 @@ use crate::{Error, Node};
 /// runs this long after start.
 const SETTLE: Duration = Duration::from_secs(2);
 
+/// Rounds for new connections come at least this far apart.
+const MIN_GAP: Duration = Duration::from_secs(30);
+
 /// Runs rounds for `node` until it is dropped; none with an interval of 0.
 pub(crate) fn spawn(node: &Node, connected: Arc<Notify>, config: &crate::config::Store) {
     if config.sync_interval_secs == 0 {
@@ -41,11 +44,14 @@ pub(crate) fn spawn(node: &Node, connected: Arc<Notify>, config: &crate::config:
                 Err(Error::Stopped) => return,
                 Err(e) => tracing::debug!(?reason, error = %e, "store sync round failed"),
             }
-            let jitter = every.mul_f64(rand::random::<f64>() * 0.4 - 0.2);
+            let ran = tokio::time::Instant::now();
+            // A fifth either way, so that nodes started together spread out.
+            let next = every.mul_f64(0.8 + rand::random::<f64>() * 0.4);
             reason = tokio::select! {
-                () = tokio::time::sleep(every.saturating_add(jitter)) => Reason::Periodic,
+                () = tokio::time::sleep(next) => Reason::Periodic,
                 () = connected.notified() => {
-                    tokio::time::sleep(SETTLE).await;
+                    // A busy relay sees peers come and go all the time.
+                    tokio::time::sleep_until((ran + MIN_GAP).max(tokio::time::Instant::now() + SETTLE)).await;
                     Reason::Reconnected
                 }
             };

@@ -1,0 +1,54 @@
+//! Store sync by itself: rounds the node runs with nothing called.
+
+use libp2p::identity::Keypair;
+use murmur::node::Builder;
+
+use crate::support::{addr, loopback_config, meshed_for, WAIT};
+
+#[actix_rt::test]
+async fn periodic_rounds_bring_what_nothing_else_would() {
+    // A store node that serves no filter: a light client of it receives
+    // nothing but what its own store-sync rounds fetch.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = loopback_config(&dir.path().join("store"), &["/ip4/127.0.0.1/tcp/0"]);
+    config.network.filter = false;
+    let store = Builder::new(config)
+        .with_keypair(Keypair::generate_secp256k1())
+        .start()
+        .await
+        .unwrap();
+    let mut config = loopback_config(&dir.path().join("carol"), &["/ip4/127.0.0.1/tcp/0"]);
+    config.network.peers = vec![addr(&store, false).parse().unwrap()];
+    config.network.light = true;
+    config.store.sync_interval_secs = 1;
+    let carol = Builder::new(config)
+        .with_keypair(Keypair::generate_secp256k1())
+        .start()
+        .await
+        .unwrap();
+    let mut inbox = carol.inbox().await.unwrap();
+    let carol_id = crate::support::account(&carol).await;
+    let carol_code = carol.contact_code().await.unwrap();
+
+    let dave = crate::support::chat_node(&dir.path().join("dave"), Some(&store)).await;
+    dave.add_contact(&carol_code).await.unwrap();
+    meshed_for(&dave, carol_id).await;
+    // Each text reaches Carol only through a round: the first may come
+    // with the one at start, the later ones only with periodic rounds.
+    for i in 0..3 {
+        let text = format!("only through the store, {i}");
+        dave.conversation(carol_id)
+            .send_text(text.clone())
+            .await
+            .unwrap();
+        let got = inbox
+            .recv_timeout(WAIT)
+            .await
+            .unwrap_or_else(|| panic!("not fetched: {text}"));
+        assert_eq!(got.text(), Some(text.as_str()));
+    }
+    assert!(
+        carol.status().await.unwrap().topics.is_empty(),
+        "a light node relays nothing"
+    );
+}
