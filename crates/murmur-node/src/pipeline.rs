@@ -365,6 +365,12 @@ impl Pipeline {
             self.stats.subscriber_overflows += overflows;
             tracing::warn!(hash = %delivery.hash, overflows, "subscriber queue full; delivery missed");
         }
+        self.queue_for_lane(delivery, ctx);
+    }
+
+    /// Hands a chat or group delivery to the lane, in arrival order; parks
+    /// a message for a group this account has not joined yet.
+    fn queue_for_lane(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
         let Some(chat) = self.chat.as_mut() else {
             return;
         };

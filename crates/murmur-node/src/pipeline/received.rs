@@ -312,12 +312,14 @@ impl Pipeline {
                 match crypto.learn_bundles.send(learn).await? {
                     // Introduced by a group: accepted, so what its messages
                     // left waiting (a key sent before the invite) goes on.
-                    Ok(kept) if kept > 0 => {
+                    // Also when no bundle was new: its first message, held
+                    // as a request, may have taught this device its device
+                    // before the group did.
+                    Ok(_) => {
                         if let Err(e) = mailbox.ask(super::Accepted(account)).await {
                             tracing::debug!(error = %e, "held requests not released");
                         }
                     }
-                    Ok(_) => {}
                     Err(e) => tracing::debug!(error = %e, "bundles of a group member not learned"),
                 }
             }

@@ -82,6 +82,23 @@ impl Held {
     }
 }
 
+/// Group messages parked for a key or an invite that has come since go
+/// through the lane again.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Unpark;
+
+impl Handler<Unpark> for Pipeline {
+    type Result = ();
+
+    fn handle(&mut self, Unpark: Unpark, ctx: &mut Context<Self>) {
+        let parked = self.chat.as_mut().map(|c| std::mem::take(&mut c.parked));
+        for delivery in parked.into_iter().flatten() {
+            self.queue_for_lane(delivery, ctx);
+        }
+    }
+}
+
 /// The user accepted `account`: the receipts held for it go, and the
 /// groups it added this account to are joined.
 #[derive(Message)]
@@ -140,6 +157,8 @@ impl Pipeline {
                     Err(e) => tracing::debug!(error = %e, "held group control refused"),
                 }
             }
+            // Group messages that came before these keys open now.
+            mailbox.ask(Unpark).await?;
             Ok::<_, Error>(())
         };
         self.background(ctx, "groups held for a message request", join);
