@@ -52,3 +52,66 @@ async fn periodic_rounds_bring_what_nothing_else_would() {
         "a light node relays nothing"
     );
 }
+
+#[actix_rt::test]
+async fn a_new_connection_brings_a_round() {
+    // As above, a light node of a store that pushes nothing; its periodic
+    // rounds are five minutes apart, so only the round at start and the
+    // one a new connection brings can fetch anything here.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = loopback_config(&dir.path().join("store"), &["/ip4/127.0.0.1/tcp/0"]);
+    config.network.filter = false;
+    let store = Builder::new(config)
+        .with_keypair(Keypair::generate_secp256k1())
+        .start()
+        .await
+        .unwrap();
+    let carol_key = Keypair::generate_secp256k1();
+    let carol_config = |peers: Vec<String>| {
+        let mut config = loopback_config(&dir.path().join("carol"), &["/ip4/127.0.0.1/tcp/0"]);
+        config.network.peers = peers.iter().map(|p| p.parse().unwrap()).collect();
+        config.network.light = true;
+        config.store.sync_interval_secs = 300;
+        config
+    };
+    // Carol's device is set up, then away while Dave writes.
+    let away = Builder::new(carol_config(Vec::new()))
+        .with_keypair(carol_key.clone())
+        .start()
+        .await
+        .unwrap();
+    let carol_id = crate::support::account(&away).await;
+    let carol_code = away.contact_code().await.unwrap();
+    drop(away);
+    let dave = crate::support::chat_node(&dir.path().join("dave"), Some(&store)).await;
+    dave.add_contact(&carol_code).await.unwrap();
+    meshed_for(&dave, carol_id).await;
+    let to_carol = dave.conversation(carol_id);
+    to_carol
+        .send_text("before you came back".to_owned())
+        .await
+        .unwrap();
+    let partition = crate::support::partition_topic_of(carol_id);
+    crate::support::stored(&dave, &addr(&store, false), &partition, 1).await;
+
+    // Back: the round at start brings the first.
+    let carol = Builder::new(carol_config(vec![addr(&store, false)]))
+        .with_keypair(carol_key)
+        .start()
+        .await
+        .unwrap();
+    let mut inbox = carol.inbox().await.unwrap();
+    let got = inbox.recv_timeout(WAIT).await.expect("the round at start");
+    assert_eq!(got.text(), Some("before you came back"));
+
+    // The second comes with the round a new connection brings (at least
+    // 30 s after the last round).
+    to_carol.send_text("after".to_owned()).await.unwrap();
+    crate::support::stored(&dave, &addr(&store, false), &partition, 2).await;
+    carol.dial(&addr(&dave, false)).await.unwrap();
+    let got = inbox
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .await
+        .expect("the round a new connection brings");
+    assert_eq!(got.text(), Some("after"));
+}
