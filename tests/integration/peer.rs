@@ -126,6 +126,17 @@ impl Peer {
         }
     }
 
+    /// Whether it is connected to `peer` (its `peers` answer lists ids, or
+    /// entries with a `peerId`).
+    pub(crate) async fn connected_to(&mut self, peer: &str) -> bool {
+        let connected = self.call(json!({"cmd": "peers"})).await;
+        connected["peers"]
+            .as_array()
+            .expect("a list of peers")
+            .iter()
+            .any(|p| p == peer || p["peerId"] == peer)
+    }
+
     /// Stops it and waits for it to exit.
     pub(crate) async fn stop(mut self) {
         let _ = self.call(json!({"cmd": "stop"})).await;

@@ -5,18 +5,22 @@ use murmur::node::Builder;
 
 use crate::support::{addr, loopback_config, meshed_for, WAIT};
 
-#[actix_rt::test]
-async fn periodic_rounds_bring_what_nothing_else_would() {
-    // A store node that serves no filter: a light client of it receives
-    // nothing but what its own store-sync rounds fetch.
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = loopback_config(&dir.path().join("store"), &["/ip4/127.0.0.1/tcp/0"]);
+/// A store node that serves no filter: a light client of it receives
+/// nothing but what its own store-sync rounds fetch.
+async fn store_without_filter(dir: &std::path::Path) -> murmur::node::Node {
+    let mut config = loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
     config.network.filter = false;
-    let store = Builder::new(config)
+    Builder::new(config)
         .with_keypair(Keypair::generate_secp256k1())
         .start()
         .await
-        .unwrap();
+        .expect("the store node starts")
+}
+
+#[actix_rt::test]
+async fn periodic_rounds_bring_what_nothing_else_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_without_filter(&dir.path().join("store")).await;
     let mut config = loopback_config(&dir.path().join("carol"), &["/ip4/127.0.0.1/tcp/0"]);
     config.network.peers = vec![addr(&store, false).parse().unwrap()];
     config.network.light = true;
@@ -59,13 +63,7 @@ async fn a_new_connection_brings_a_round() {
     // rounds are five minutes apart, so only the round at start and the
     // one a new connection brings can fetch anything here.
     let dir = tempfile::tempdir().unwrap();
-    let mut config = loopback_config(&dir.path().join("store"), &["/ip4/127.0.0.1/tcp/0"]);
-    config.network.filter = false;
-    let store = Builder::new(config)
-        .with_keypair(Keypair::generate_secp256k1())
-        .start()
-        .await
-        .unwrap();
+    let store = store_without_filter(&dir.path().join("store")).await;
     let carol_key = Keypair::generate_secp256k1();
     let carol_config = |peers: Vec<String>| {
         let mut config = loopback_config(&dir.path().join("carol"), &["/ip4/127.0.0.1/tcp/0"]);
