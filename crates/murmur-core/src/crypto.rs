@@ -5,7 +5,8 @@
 //! Asked to: [`Seal`], [`Open`], [`AddContact`], [`ContactCode`], [`Topics`],
 //! [`Identity`], [`PairingCode`], [`Pair`], [`Revoke`], [`Devices`],
 //! [`OwnBundle`], [`BundleTopic`], [`LearnBundles`], [`Bundles`],
-//! [`SignEvent`], [`Revocations`], [`Requests`], [`Accept`], [`Decline`].
+//! [`SignEvent`], [`Revocations`], [`Requests`], [`Accept`], [`Decline`],
+//! [`Unhandled`], [`Handled`].
 //! Tells: [`Event`].
 
 use std::fmt;
@@ -14,7 +15,7 @@ use actix::{Message, Recipient};
 use bytes::Bytes;
 use thiserror::Error;
 
-use crate::{ContentTopic, Delivery};
+use crate::{ContentTopic, Delivery, MessageHash};
 
 /// An account: its Ed25519 public key.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -363,6 +364,23 @@ pub struct Decline {
 #[rtype(result = "Result<(AccountId, DeviceId), Error>")]
 pub struct Identity;
 
+/// Asks for the envelopes opened whose plaintext was not yet marked
+/// [`Handled`], oldest first, each with its hash. The stage keeps every
+/// [`Opened`] that carries a plaintext (its sender, device, request flag
+/// and plaintext; not what it asked to publish) in the same transaction as
+/// the session step that opened it: the step cannot be taken twice, so a
+/// node that stops between the step and the application would lose the
+/// message without it.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<Vec<(MessageHash, Opened)>, Error>")]
+pub struct Unhandled;
+
+/// Marks opened envelopes handled by their hashes: what was kept of them
+/// goes. Unknown hashes are ignored.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), Error>")]
+pub struct Handled(pub Vec<MessageHash>);
+
 /// What the crypto stage tells the pipeline.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
@@ -418,6 +436,10 @@ pub struct Handle {
     pub accept: Recipient<Accept>,
     /// Where [`Decline`] goes.
     pub decline: Recipient<Decline>,
+    /// Where [`Unhandled`] goes.
+    pub unhandled: Recipient<Unhandled>,
+    /// Where [`Handled`] goes.
+    pub handled: Recipient<Handled>,
     /// Where [`InjectPanic`](crate::supervise::InjectPanic) goes (tests of
     /// supervision).
     pub inject_panic: Recipient<crate::supervise::InjectPanic>,
@@ -445,6 +467,8 @@ where
         + actix::Handler<Requests>
         + actix::Handler<Accept>
         + actix::Handler<Decline>
+        + actix::Handler<Unhandled>
+        + actix::Handler<Handled>
         + actix::Handler<crate::supervise::InjectPanic>,
 {
     fn from(addr: actix::Addr<A>) -> Self {
@@ -468,6 +492,8 @@ where
             requests: addr.clone().recipient(),
             accept: addr.clone().recipient(),
             decline: addr.clone().recipient(),
+            unhandled: addr.clone().recipient(),
+            handled: addr.clone().recipient(),
             inject_panic: addr.recipient(),
         }
     }

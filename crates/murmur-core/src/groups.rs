@@ -6,7 +6,8 @@
 //! seals once for every member), [`Open`] (authorizes the sender and
 //! opens), [`Control`] (applies what a member sent in a pairwise session:
 //! events, chain keys, join requests), [`CreateInvite`], [`Join`],
-//! [`Requests`], [`Info`], [`List`], [`Topics`].
+//! [`Requests`], [`Info`], [`List`], [`Topics`], [`Unhandled`],
+//! [`Handled`].
 //!
 //! A community is a group with channels, roles below admin (moderators),
 //! bans, pins, deletions and a join mode: the same log, the same stage.
@@ -25,7 +26,7 @@ use thiserror::Error;
 use crate::{
     crypto::{AccountId, DeviceId, Sealed},
     id::MessageId,
-    ContentTopic, Delivery,
+    ContentTopic, Delivery, MessageHash,
 };
 
 /// A group: the id of its signed `Create` event.
@@ -533,6 +534,22 @@ pub fn topic(group: GroupId) -> ContentTopic {
         .expect("a group topic is a valid content topic")
 }
 
+/// Asks for the group messages opened whose plaintext was not yet marked
+/// [`Handled`], oldest first, each with its hash. The stage keeps every
+/// [`Opened`] (without its effects) in the same transaction as the chain
+/// step that opened it: the step cannot be taken twice, so a node that
+/// stops between the step and the application would lose the message
+/// without it.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<Vec<(MessageHash, Opened)>, Error>")]
+pub struct Unhandled;
+
+/// Marks opened group messages handled by their hashes: what was kept of
+/// them goes. Unknown hashes are ignored.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), Error>")]
+pub struct Handled(pub Vec<MessageHash>);
+
 /// The membership stage as the rest of the node holds it.
 #[derive(Clone)]
 pub struct Handle {
@@ -560,6 +577,10 @@ pub struct Handle {
     pub requests: Recipient<Requests>,
     /// Where [`Revoked`] goes.
     pub revoked: Recipient<Revoked>,
+    /// Where [`Unhandled`] goes.
+    pub unhandled: Recipient<Unhandled>,
+    /// Where [`Handled`] goes.
+    pub handled: Recipient<Handled>,
     /// Where [`InjectPanic`](crate::supervise::InjectPanic) goes (tests of
     /// supervision).
     pub inject_panic: Recipient<crate::supervise::InjectPanic>,
@@ -580,6 +601,8 @@ where
         + actix::Handler<Join>
         + actix::Handler<Requests>
         + actix::Handler<Revoked>
+        + actix::Handler<Unhandled>
+        + actix::Handler<Handled>
         + actix::Handler<crate::supervise::InjectPanic>,
 {
     fn from(addr: actix::Addr<A>) -> Self {
@@ -596,6 +619,8 @@ where
             join: addr.clone().recipient(),
             requests: addr.clone().recipient(),
             revoked: addr.clone().recipient(),
+            unhandled: addr.clone().recipient(),
+            handled: addr.clone().recipient(),
             inject_panic: addr.recipient(),
         }
     }

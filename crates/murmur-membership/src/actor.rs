@@ -220,7 +220,7 @@ impl Handler<Revoked> for Membership {
                     }
                 }
             }
-            Box::pin(this.persist_all(&changed, false, effects))
+            Box::pin(this.persist_all(&changed, false, None, effects))
         })
     }
 }
@@ -353,7 +353,8 @@ impl Handler<Open> for Membership {
             match opened {
                 Ok(opened) => {
                     this.metrics.opened.inc();
-                    Box::pin(this.persist(opened.group, false, opened))
+                    let kept = journal::record(&this.vault, &delivery.hash, &opened);
+                    Box::pin(this.persist_all(&[opened.group], false, Some(kept), opened))
                 }
                 Err(e) => {
                     this.metrics.refuse(match e {

@@ -30,6 +30,7 @@ use prost::Message as _;
 
 mod actor;
 mod apply;
+mod journal;
 mod metrics;
 
 pub use metrics::Metrics;
@@ -379,19 +380,24 @@ impl Membership {
         log: bool,
         result: T,
     ) -> impl ActorFuture<Self, Output = Result<T, Error>> + use<T> {
-        self.persist_all(&[group], log, result)
+        self.persist_all(&[group], log, None, result)
     }
 
-    /// Persists `groups` together, then answers `result`; the mailbox waits.
+    /// Persists `groups` together (and `beside`, a record outside the
+    /// groups' ledger, in the same transaction), then answers `result`; the
+    /// mailbox waits.
     fn persist_all<T: 'static>(
         &self,
         groups: &[GroupId],
         log: bool,
+        beside: Option<(String, Option<Vec<u8>>)>,
         result: T,
     ) -> impl ActorFuture<Self, Output = Result<T, Error>> + use<T> {
         let save = self.storage.save_state.clone();
         let mut entries: Vec<_> = groups.iter().flat_map(|g| self.save(*g, log)).collect();
         let undo = self.vault.commit(&tip(), &mut entries);
+        // Outside the ledger: a record the groups' state does not hold.
+        entries.extend(beside);
         async move {
             match save.send(storage::SaveState(entries)).await {
                 Ok(Ok(())) => Ok(result),

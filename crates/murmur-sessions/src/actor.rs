@@ -83,9 +83,14 @@ impl Handler<Open> for Crypto {
                     .map(|(a, d)| (account_id(*a), device_id(*d)))
                     .collect(),
             );
-            Ok((opened, saves))
+            let kept = journal::record(&act.journal, &delivery.hash, &opened);
+            Ok((opened, saves, kept))
         });
-        self.respond(outcome)
+        match outcome {
+            Ok(Ok((opened, saves, kept))) => self.persist_with(saves, kept, opened),
+            Ok(Err(e)) => supervise::Reply::Now(Err(e)),
+            Err(p) => supervise::Reply::Now(Err(p.into())),
+        }
     }
 }
 

@@ -47,6 +47,7 @@ use prometheus_client::{
 };
 
 mod actor;
+mod journal;
 mod metrics;
 mod state;
 
@@ -111,6 +112,9 @@ impl Settings {
 /// [`murmur_crypto::Device`].
 pub struct Crypto {
     device: Device,
+    /// Seals the plaintexts kept until handled ([`journal`]), apart from
+    /// the device's ledger.
+    journal: Vault,
     storage: storage::Handle,
     partitions: u32,
     metrics: Metrics,

@@ -43,6 +43,7 @@ impl Crypto {
         device.set_policy(settings.policy);
         let stage = Self {
             device,
+            journal: Vault::new(node_secret),
             storage,
             partitions: settings.partitions.max(1),
             metrics,
@@ -55,13 +56,25 @@ impl Crypto {
     /// and the mailbox waits, so saves land in order.
     pub(crate) fn persist<T: 'static>(
         &self,
-        mut saves: Records,
+        saves: Records,
         result: T,
     ) -> supervise::Reply<Self, Result<T, Error>> {
-        if saves.is_empty() {
+        self.persist_with(saves, None, result)
+    }
+
+    /// Persists `saves` and `beside` (a record outside the device's
+    /// ledger) in one transaction, then answers `result`.
+    pub(crate) fn persist_with<T: 'static>(
+        &self,
+        mut saves: Records,
+        beside: Option<(String, Option<Vec<u8>>)>,
+        result: T,
+    ) -> supervise::Reply<Self, Result<T, Error>> {
+        if saves.is_empty() && beside.is_none() {
             return supervise::Reply::Now(Ok(result));
         }
         let undo = self.device.commit(&mut saves);
+        saves.extend(beside);
         let save = self.storage.save_state.clone();
         let saved = async move {
             match save.send(storage::SaveState(saves)).await {

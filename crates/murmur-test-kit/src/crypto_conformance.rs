@@ -19,6 +19,9 @@ use murmur_core::{
 
 use crate::MemoryStorage;
 
+mod journal;
+pub use journal::keeps_what_it_opened_until_it_is_handled;
+
 /// Runs the crypto stage's suite against `$start`.
 #[macro_export]
 macro_rules! crypto_conformance_tests {
@@ -49,6 +52,7 @@ macro_rules! crypto_conformance_tests {
             case!(signs_group_events_only);
             case!(a_revoked_device_reads_nothing_after);
             case!(a_stranger_hears_nothing_until_accepted_and_a_blocked_one_is_refused);
+            case!(keeps_what_it_opened_until_it_is_handled);
         }
     };
 }

@@ -24,6 +24,9 @@ use murmur_core::{
 
 use crate::MemoryStorage;
 
+mod journal;
+pub use journal::keeps_what_it_opened_until_it_is_handled;
+
 /// Runs the membership stage's suite against `$start`.
 #[macro_export]
 macro_rules! membership_conformance_tests {
@@ -51,6 +54,7 @@ macro_rules! membership_conformance_tests {
             case!(an_account_not_accepted_adds_this_one_to_no_group);
             case!(a_member_who_missed_an_event_pulls_it_from_the_next_message);
             case!(a_joiner_gets_a_log_longer_than_one_envelope);
+            case!(keeps_what_it_opened_until_it_is_handled);
         }
     };
 }
@@ -67,7 +71,16 @@ where
     F: Fn(storage::Handle) -> Fut,
     Fut: Future<Output = (crypto::Handle, groups::Handle)>,
 {
-    let (crypto, groups) = start(storage::Handle::from(MemoryStorage::start())).await;
+    device_on(start, storage::Handle::from(MemoryStorage::start())).await
+}
+
+/// A device on `storage`: the same one again if it ran on it before.
+async fn device_on<F, Fut>(start: &F, storage: storage::Handle) -> Device
+where
+    F: Fn(storage::Handle) -> Fut,
+    Fut: Future<Output = (crypto::Handle, groups::Handle)>,
+{
+    let (crypto, groups) = start(storage).await;
     let (account, _) = crypto
         .identity
         .send(Identity)
