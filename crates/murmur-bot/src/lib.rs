@@ -5,8 +5,13 @@
 //! (the [`ChatMessage`], a [`Reply`] to answer where it came from, the
 //! [`Node`], shared [`State`], a typed [`Command`], the bot's [`Store`]).
 //! Middleware runs before and after every handler and sees its errors.
-//! The bot stops on Ctrl-C or SIGTERM, and by default does not answer the
-//! backlog it finds at start. A bot talks to strangers: by default it
+//! The bot stops on Ctrl-C or SIGTERM. It reads the node's durable inbox:
+//! your handler sees each message at least once; once it returns `Ok` it
+//! never sees it again, even after a crash or a `kill -9`, and what it
+//! kept in its [`Store`] is saved with that in one transaction. Its
+//! replies go out under ids derived from the message, so a reply sent
+//! again after a crash reaches the other side once. By default it does
+//! not answer what was sent before its first start. A bot talks to strangers: by default it
 //! accepts every message request before it handles it
 //! ([`Bot::accept_requests`]).
 //!
@@ -33,6 +38,7 @@ mod command;
 mod extract;
 mod handler;
 mod middleware;
+mod turn;
 
 use std::{
     any::{Any, TypeId},
@@ -137,6 +143,8 @@ pub struct Context {
     states: Rc<HashMap<TypeId, Rc<dyn Any>>>,
     /// The command's arguments, for a command handler.
     args: Option<String>,
+    /// This message's handling: the store's writes, the replies' ids.
+    turn: turn::Shared,
 }
 
 impl Context {
@@ -164,6 +172,8 @@ pub struct Bot {
     backlog: bool,
     accept_requests: bool,
     counters: Arc<Counters>,
+    name: String,
+    attempts: u32,
 }
 
 impl Bot {
@@ -177,7 +187,26 @@ impl Bot {
             backlog: false,
             accept_requests: true,
             counters: Arc::new(Counters::default()),
+            name: "bot".to_owned(),
+            attempts: 1,
         }
+    }
+
+    /// The name the bot reads the node's durable inbox as (`"bot"` by
+    /// default): its position is kept under it. Two bots on one node need
+    /// two names.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// How many times a handler runs for one message when it answers
+    /// `Err` (1 by default: no retry), half a second apart and doubling.
+    /// After the last, the error goes to the middleware and the bot moves
+    /// on.
+    pub fn attempts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts.max(1);
+        self
     }
 
     /// Handles every message that no command takes.
@@ -208,7 +237,9 @@ impl Bot {
         self
     }
 
-    /// Answers messages sent before the bot started too (off by default).
+    /// Answers the messages sent before this bot's first start too (off by
+    /// default). The first start is kept in the node's database: messages
+    /// sent while a bot that ran before was down are always answered.
     pub fn answer_backlog(mut self, yes: bool) -> Self {
         self.backlog = yes;
         self
@@ -235,22 +266,28 @@ impl Bot {
     }
 
     /// Handles messages until `stop` completes (or the node stops).
+    ///
+    /// The bot reads the node's durable inbox ([`Node::durable_inbox`]) as
+    /// [`Bot::name`]: a handler sees each message at least once, and once
+    /// it returned `Ok` (or its last attempt `Err`), never again, even
+    /// after a crash; what it kept in its [`Store`] is saved in the same
+    /// transaction as that.
     pub async fn run_until(
         mut self,
         stop: impl std::future::Future<Output = ()>,
     ) -> Result<(), Error> {
-        let mut inbox = self.node.inbox().await?;
+        let mut inbox = self.node.durable_inbox(&self.name).await?;
         let (me, _) = self.node.chat_identity().await?;
-        let started = now_millis();
+        let first = self.first_start().await?;
         let states = Rc::new(std::mem::take(&mut self.states));
-        tracing::info!(account = %me, "bot running");
+        tracing::info!(account = %me, name = %self.name, from = inbox.position(), "bot running");
         self.counters.listening.store(true, Ordering::Release);
         let _listening = Listening(&self.counters);
         let mut stop = std::pin::pin!(stop);
         loop {
-            let message = tokio::select! {
-                m = inbox.recv() => match m {
-                    Some(m) => m,
+            let entry = tokio::select! {
+                e = inbox.recv() => match e {
+                    Some(e) => e,
                     None => return Ok(()),
                 },
                 () = &mut stop => {
@@ -258,29 +295,66 @@ impl Bot {
                     return Ok(());
                 }
             };
-            // Copies of what this account sent from another device.
-            if message.sender == me {
-                continue;
+            let writes = self.handle(entry.message, me, first, &states).await;
+            if let Err(e) = inbox.commit(entry.seq, writes).await {
+                // The position stays: the message comes again at the next
+                // start, and the store's writes with it.
+                tracing::warn!(error = %e, seq = entry.seq, "position not saved");
             }
-            if !self.backlog && message.sent_at < started {
-                self.counters.backlog.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            if message.request {
-                if !self.accept_requests {
-                    self.counters.requests.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                if let Err(e) = self.node.accept(message.sender).await {
-                    tracing::warn!(error = %e, "message request not accepted");
-                    continue;
-                }
-            }
-            self.dispatch(message, &states).await;
         }
     }
 
-    async fn dispatch(&self, message: ChatMessage, states: &Rc<HashMap<TypeId, Rc<dyn Any>>>) {
+    /// When this bot first ran (milliseconds since the Unix epoch), kept in
+    /// the node's database.
+    async fn first_start(&self) -> Result<u64, Error> {
+        let key = format!("murmur-bot/{}/first-start", self.name);
+        if let Some(bytes) = self.node.load_app_state(&key).await? {
+            if let Ok(b) = <[u8; 8]>::try_from(bytes.as_slice()) {
+                return Ok(u64::from_be_bytes(b));
+            }
+        }
+        let now = now_millis();
+        self.node
+            .save_app_state(&key, Some(now.to_be_bytes().to_vec()))
+            .await?;
+        Ok(now)
+    }
+
+    /// Handles one message; answers what its handler kept, to save with
+    /// the position.
+    async fn handle(
+        &self,
+        message: ChatMessage,
+        me: murmur_core::crypto::AccountId,
+        first: u64,
+        states: &Rc<HashMap<TypeId, Rc<dyn Any>>>,
+    ) -> Vec<(String, Option<Vec<u8>>)> {
+        // Copies of what this account sent from another device.
+        if message.sender == me {
+            return Vec::new();
+        }
+        if !self.backlog && message.sent_at < first {
+            self.counters.backlog.fetch_add(1, Ordering::Relaxed);
+            return Vec::new();
+        }
+        if message.request {
+            if !self.accept_requests {
+                self.counters.requests.fetch_add(1, Ordering::Relaxed);
+                return Vec::new();
+            }
+            if let Err(e) = self.node.accept(message.sender).await {
+                tracing::warn!(error = %e, "message request not accepted");
+                return Vec::new();
+            }
+        }
+        self.dispatch(message, states).await
+    }
+
+    async fn dispatch(
+        &self,
+        message: ChatMessage,
+        states: &Rc<HashMap<TypeId, Rc<dyn Any>>>,
+    ) -> Vec<(String, Option<Vec<u8>>)> {
         let command = message.text().and_then(command::split);
         let route = self.routes.iter().find(|(r, _)| match (r, &command) {
             (Route::Command(name), Some((n, _))) => name == n,
@@ -288,35 +362,55 @@ impl Bot {
         });
         let route = route.or_else(|| self.routes.iter().find(|(r, _)| matches!(r, Route::Any)));
         let Some((route, handler)) = route else {
-            return;
+            return Vec::new();
         };
         for m in &self.middleware {
             if let Flow::Stop(reason) = m.before(&message) {
                 tracing::debug!(%reason, id = %message.id, "a middleware stopped the message");
                 self.counters.stopped.fetch_add(1, Ordering::Relaxed);
-                return;
+                return Vec::new();
             }
         }
-        let cx = Context {
-            args: match (route, command) {
-                (Route::Command(_), Some((_, args))) => Some(args.to_owned()),
-                _ => None,
-            },
-            message: message.clone(),
-            node: self.node.clone(),
-            states: states.clone(),
+        let mut attempt = 1;
+        let (result, turn) = loop {
+            // A new turn each time: a retry's replies reuse the ids of the
+            // attempt before, and its writes start from what is saved.
+            let turn = turn::Turn::new(&message);
+            let cx = Context {
+                args: match (route, &command) {
+                    (Route::Command(_), Some((_, args))) => Some((*args).to_owned()),
+                    _ => None,
+                },
+                message: message.clone(),
+                node: self.node.clone(),
+                states: states.clone(),
+                turn: turn.clone(),
+            };
+            let result = handler.call(cx).await;
+            match &result {
+                Err(e) if attempt < self.attempts && !e.is::<command::BadArguments>() => {
+                    tracing::debug!(error = %e, id = %message.id, attempt, "handler failed; again");
+                    tokio::time::sleep(std::time::Duration::from_millis(
+                        500 << (attempt - 1).min(6),
+                    ))
+                    .await;
+                    attempt += 1;
+                }
+                _ => break (result, turn),
+            }
         };
-        let reply = Reply::to(&self.node, &message);
-        let result = handler.call(cx).await;
-        match &result {
+        let reply = Reply::to(&self.node, &message, &turn);
+        let writes = match &result {
             Ok(()) => {
                 self.counters.handled.fetch_add(1, Ordering::Relaxed);
+                turn.borrow_mut().take_writes()
             }
             Err(e) if e.is::<command::BadArguments>() => {
                 self.counters.bad_commands.fetch_add(1, Ordering::Relaxed);
                 if let Err(e) = reply.text(e.to_string()).await {
                     tracing::debug!(error = %e, "usage not sent");
                 }
+                Vec::new()
             }
             Err(e) => {
                 self.counters.failed.fetch_add(1, Ordering::Relaxed);
@@ -324,11 +418,13 @@ impl Bot {
                 for m in &self.middleware {
                     m.on_error(&message, e.as_ref(), &reply).await;
                 }
+                Vec::new()
             }
-        }
+        };
         for m in &self.middleware {
             m.after(&message, &result);
         }
+        writes
     }
 }
 

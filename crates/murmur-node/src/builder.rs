@@ -12,7 +12,7 @@ use prometheus_client::registry::Registry;
 use crate::{
     handle::{Inner, Node},
     keys,
-    pipeline::{Attach, AttachChat, AttachGroups, Slot},
+    pipeline::{Attach, AttachChat, AttachGroups, AttachInbox, Slot},
     Config, Error, Pipeline,
 };
 
@@ -373,9 +373,15 @@ impl Builder {
                     topics: group_topics.clone(),
                 })
                 .await?;
+            let shelf = Arc::new(crate::inbox::Shelf::new(
+                murmur_crypto::Vault::new(&vault_secret),
+                storage.clone(),
+            ));
+            let book = crate::inbox::Book::load(shelf.clone(), self.config.chat.inbox_keep).await?;
+            pipeline.send(AttachInbox(book)).await?;
             let mut topics = topics;
             topics.extend(group_topics);
-            Some((crypto, topics, groups))
+            Some((crypto, topics, groups, shelf))
         } else {
             None
         };
@@ -424,14 +430,15 @@ impl Builder {
                 metrics_addr,
                 crypto_metrics,
                 group_metrics,
-                chat: chat.as_ref().map(|(crypto, _, _)| crypto.clone()),
-                groups: chat.as_ref().map(|(_, _, groups)| groups.clone()),
+                chat: chat.as_ref().map(|(crypto, ..)| crypto.clone()),
+                groups: chat.as_ref().map(|(_, _, groups, _)| groups.clone()),
+                inbox: chat.as_ref().map(|(.., shelf)| shelf.clone()),
                 storage: storage.clone(),
                 sync,
                 watched: Default::default(),
             }),
         };
-        if let Some((_, topics, _)) = &chat {
+        if let Some((_, topics, ..)) = &chat {
             // Our partition's shard, with its content topic, even on a node
             // that relays only some shards or none (light).
             match node.subscribe_shards(topics.iter()).await {

@@ -12,6 +12,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::{Error, Node};
 
+mod durable;
+pub use durable::{Durable, Entry};
+
 pub use murmur_core::chat::{Body, ChatMessage, MessageId, Outgoing, Target};
 
 pub(crate) fn random_id() -> MessageId {
@@ -121,7 +124,16 @@ impl Conversation {
 
     /// Sends a message.
     pub async fn send(&self, body: Body) -> Result<Sent, Error> {
-        self.node.send_chat(self.peer, body).await
+        self.node.send_chat(self.peer, None, body).await
+    }
+
+    /// Sends a message under an id of the caller's: sent again under the
+    /// same id (a retry after a crash), it reaches the other side's inbox
+    /// once, as long as that inbox still keeps the first
+    /// (`chat.inbox_keep`). Derive the id from what the send answers, so
+    /// that a retry computes the same one.
+    pub async fn send_as(&self, id: MessageId, body: Body) -> Result<Sent, Error> {
+        self.node.send_chat(self.peer, Some(id), body).await
     }
 }
 
@@ -292,7 +304,14 @@ impl Group {
 
     /// Sends a message to every member.
     pub async fn send(&self, body: Body) -> Result<Sent, Error> {
-        self.node.send_group(self.id, None, body).await
+        self.node.send_group(self.id, None, None, body).await
+    }
+
+    /// Sends a message to every member under an id of the caller's: each
+    /// member's inbox keeps it once however often it is sent (see
+    /// [`Conversation::send_as`]).
+    pub async fn send_as(&self, id: MessageId, body: Body) -> Result<Sent, Error> {
+        self.node.send_group(self.id, None, Some(id), body).await
     }
 }
 
@@ -319,7 +338,7 @@ impl Channel {
     pub async fn send(&self, body: Body) -> Result<Sent, Error> {
         self.group
             .node
-            .send_group(self.group.id, Some(&self.name), body)
+            .send_group(self.group.id, Some(&self.name), None, body)
             .await
     }
 }

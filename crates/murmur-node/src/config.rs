@@ -182,6 +182,9 @@ pub struct Chat {
     /// start, not as the node connects: a relay watching a peer connect
     /// does not see the bundle, which names the account, follow at once.
     pub bundle_delay_secs: u64,
+    /// Chat messages kept in the durable inbox, the oldest going first; a
+    /// durable subscriber keeps what it has not passed, however many.
+    pub inbox_keep: usize,
 }
 
 /// Where the key that seals chat state at rest comes from (`[chat.vault]`).
@@ -271,6 +274,7 @@ impl Default for Chat {
             vault: Vault::default(),
             publish_bundle: true,
             bundle_delay_secs: 1800,
+            inbox_keep: 10_000,
         }
     }
 }

@@ -56,6 +56,10 @@ pub enum Error {
     /// A queue of the node had no room for this now; nothing was done.
     #[error("busy: {0}")]
     Busy(&'static str),
+    /// A record of the node's own (the inbox, a subscriber's position)
+    /// does not read back: altered, or sealed with another key.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
     /// The metrics endpoint could not be bound.
     #[error("cannot serve metrics on {address}: {reason}")]
     Metrics {

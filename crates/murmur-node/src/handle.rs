@@ -30,6 +30,11 @@ pub(crate) const SUBSCRIBER_QUEUE: usize = 1024;
 /// Where the application's state lives among the node's.
 pub(crate) const APP_STATE: &str = "app/";
 
+/// The name of the application's state under `key`.
+pub(crate) fn app_state_name(key: &str) -> String {
+    format!("{APP_STATE}{key}")
+}
+
 mod chat;
 
 /// A running node: what an application, a bot or a test holds. Clones are
@@ -50,6 +55,8 @@ pub(crate) struct Inner {
     pub(crate) group_metrics: crate::groups::Metrics,
     pub(crate) chat: Option<murmur_core::crypto::Handle>,
     pub(crate) groups: Option<murmur_core::groups::Handle>,
+    /// The durable inbox's records, when chat is on.
+    pub(crate) inbox: Option<Arc<crate::inbox::Shelf>>,
     pub(crate) storage: storage::Handle,
     pub(crate) sync: murmur_core::sync::Handle,
     /// The content topics subscribed through [`Node::subscribe`], which

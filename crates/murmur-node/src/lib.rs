@@ -30,6 +30,7 @@ pub mod crypto;
 mod error;
 pub mod groups;
 mod handle;
+mod inbox;
 pub mod keys;
 mod metrics;
 mod pipeline;

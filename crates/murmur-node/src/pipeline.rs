@@ -22,10 +22,13 @@ use crate::{
     Error,
 };
 
+mod durable;
 mod messages;
 mod received;
 mod requests;
 
+pub(crate) use durable::{AddDurable, AttachInbox, Newest, Position};
+use durable::{Journal, Tap};
 pub(crate) use messages::*;
 pub(crate) use requests::Accepted;
 
@@ -165,6 +168,10 @@ struct Chat {
     notices: Vec<mpsc::Sender<groups::Notice>>,
     /// What message requests would have caused, until they are accepted.
     held: requests::Held,
+    /// The durable inbox, once attached.
+    book: Option<crate::inbox::Book>,
+    /// Durable subscribers.
+    taps: Vec<Tap>,
 }
 
 /// The persistence stage's outbox, as the chat path uses it: every envelope

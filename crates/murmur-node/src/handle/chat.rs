@@ -142,8 +142,13 @@ impl Node {
     pub fn conversation(&self, peer: AccountId) -> Conversation {
         Conversation::new(self.clone(), peer)
     }
-    pub(crate) async fn send_chat(&self, to: AccountId, body: Body) -> Result<Sent, Error> {
-        self.inner.pipeline.send(SendChat { to, body }).await?
+    pub(crate) async fn send_chat(
+        &self,
+        to: AccountId,
+        id: Option<crate::chat::MessageId>,
+        body: Body,
+    ) -> Result<Sent, Error> {
+        self.inner.pipeline.send(SendChat { to, body, id }).await?
     }
     pub(crate) fn groups_stage(&self) -> Result<&murmur_core::groups::Handle, Error> {
         self.inner.groups.as_ref().ok_or(Error::ChatDisabled)
@@ -256,11 +261,12 @@ impl Node {
         &self,
         group: GroupId,
         channel: Option<&str>,
+        id: Option<crate::chat::MessageId>,
         body: Body,
     ) -> Result<Sent, Error> {
         let outgoing = crate::chat::Outgoing::new(crate::chat::Target::Group(group), body);
         let body = self.inner.pipeline.send(ChatOutbound(outgoing)).await??;
-        let id = crate::chat::random_id();
+        let id = id.unwrap_or_else(crate::chat::random_id);
         let sealed = self
             .groups_stage()?
             .post
@@ -291,7 +297,7 @@ impl Node {
             .inner
             .storage
             .load_state
-            .send(storage::LoadState(format!("{APP_STATE}{key}")))
+            .send(storage::LoadState(crate::handle::app_state_name(key)))
             .await??)
     }
     /// Keeps `value` under `key` in the node's database (`None` deletes
@@ -303,7 +309,7 @@ impl Node {
             .storage
             .save_state
             .send(storage::SaveState(vec![(
-                format!("{APP_STATE}{key}"),
+                crate::handle::app_state_name(key),
                 value,
             )]))
             .await??)
@@ -312,8 +318,29 @@ impl Node {
     pub fn group_metrics(&self) -> &crate::groups::Metrics {
         &self.inner.group_metrics
     }
+    /// The durable inbox as subscriber `name` reads it: every chat message
+    /// at least once, from the position `name` saved (from the oldest kept,
+    /// the first time), across restarts and crashes. See
+    /// [`crate::chat::Durable`].
+    pub async fn durable_inbox(&self, name: &str) -> Result<crate::chat::Durable, Error> {
+        crate::chat::Durable::attach(self, name, SUBSCRIBER_QUEUE).await
+    }
+    /// Forgets durable subscriber `name`: its position goes, and with it
+    /// what the inbox kept only for it.
+    pub async fn forget_durable(&self, name: &str) -> Result<(), Error> {
+        let shelf = self.inner.inbox.as_ref().ok_or(Error::ChatDisabled)?;
+        shelf.forget(name).await?;
+        self.inner
+            .pipeline
+            .send(crate::pipeline::Position(name.to_owned(), None))
+            .await?;
+        Ok(())
+    }
     /// Receives the chat messages that arrive from now on, decrypted, with
-    /// their verified sender.
+    /// their verified sender. Nothing is kept for it: a message that comes
+    /// while its queue is full is missed (counted in the log), and nothing
+    /// is handed again after a restart. [`Node::durable_inbox`] is the
+    /// subscriber that loses nothing.
     pub async fn inbox(&self) -> Result<Inbox, Error> {
         let rx = self
             .inner

@@ -384,6 +384,8 @@ impl Handler<AttachChat> for Pipeline {
                 deferred: HashMap::new(),
                 notices: Vec::new(),
                 held: Default::default(),
+                book: None,
+                taps: Vec::new(),
             });
         });
     }
@@ -475,6 +477,8 @@ impl Handler<ApplyEffects> for Pipeline {
 pub(crate) struct SendChat {
     pub(crate) to: AccountId,
     pub(crate) body: Body,
+    /// The id to send it under; a new one if `None`.
+    pub(crate) id: Option<MessageId>,
 }
 
 impl Handler<SendChat> for Pipeline {
@@ -497,7 +501,7 @@ impl Handler<SendChat> for Pipeline {
             let Some(chat) = this.chat.as_mut() else {
                 return Box::pin(async { Err(Error::ChatDisabled) });
             };
-            let id = chat::random_id();
+            let id = msg.id.unwrap_or_else(chat::random_id);
             let (tx, rx) = watch::channel(DeliveryState::Queued);
             let tx = Arc::new(tx);
             chat.sent.insert(id, (tx.clone(), 0));

@@ -10,7 +10,7 @@ use super::*;
 /// the next delivery is opened.
 pub(super) type Step = Pin<Box<dyn ActorFuture<Pipeline, Output = ()>>>;
 
-fn done() -> Step {
+pub(super) fn done() -> Step {
     Box::pin(actix::fut::ready(()))
 }
 
@@ -97,21 +97,25 @@ impl Pipeline {
         if chat.group_topics.contains(&delivery.message.content_topic) {
             return self.open_group(delivery);
         }
+        let hash = delivery.hash;
         let open = ask_again_after_restart(chat.crypto.open.clone(), crypto::Open(delivery), |r| {
             matches!(r, Err(crypto::Error::Restarted(_)))
         });
-        Box::pin(open.into_actor(self).then(|opened, act, ctx| match opened {
-            Ok(Ok(opened)) => act.on_opened(&opened, ctx),
-            Ok(Err(e)) => {
-                act.stats.chat_refused += 1;
-                tracing::debug!(error = %e, "chat envelope refused");
-                done()
-            }
-            Err(_) => {
-                act.stats.chat_refused += 1;
-                done()
-            }
-        }))
+        Box::pin(
+            open.into_actor(self)
+                .then(move |opened, act, ctx| match opened {
+                    Ok(Ok(opened)) => act.on_opened(&opened, Journal::Crypto(hash), ctx),
+                    Ok(Err(e)) => {
+                        act.stats.chat_refused += 1;
+                        tracing::debug!(error = %e, "chat envelope refused");
+                        done()
+                    }
+                    Err(_) => {
+                        act.stats.chat_refused += 1;
+                        done()
+                    }
+                }),
+        )
     }
 
     /// After pairing: the account, and so the partition, changed. The lane
@@ -157,7 +161,7 @@ impl Pipeline {
         });
         Box::pin(
             open.into_actor(self)
-                .map(move |opened, act, ctx| match opened {
+                .then(move |opened, act, ctx| match opened {
                     Ok(Ok(opened)) => {
                         if !opened.effects.is_empty() {
                             // The sender's heads are ahead of this log: ask
@@ -165,7 +169,7 @@ impl Pipeline {
                             let apply = act.apply_effects(opened.effects.clone(), act.mailbox(ctx));
                             act.background(ctx, "a pull of a group's log", apply);
                         }
-                        act.on_group_message(&opened)
+                        act.on_group_message(&opened, Journal::Group(delivery.hash), ctx)
                     }
                     Ok(Err(groups::Error::UnknownChain)) => {
                         act.stats.group_refused += 1;
@@ -175,18 +179,28 @@ impl Pipeline {
                             }
                             chat.parked.push_back(delivery);
                         }
+                        done()
                     }
                     Ok(Err(e)) => {
                         act.stats.group_refused += 1;
                         tracing::debug!(error = %e, "group message refused");
+                        done()
                     }
-                    Err(_) => act.stats.group_refused += 1,
+                    Err(_) => {
+                        act.stats.group_refused += 1;
+                        done()
+                    }
                 }),
         )
     }
-    pub(super) fn on_group_message(&mut self, opened: &groups::Opened) {
+    pub(super) fn on_group_message(
+        &mut self,
+        opened: &groups::Opened,
+        journal: Journal,
+        ctx: &mut Context<Self>,
+    ) -> Step {
         let Some(chat) = self.chat.as_mut() else {
-            return;
+            return done();
         };
         match chat::decode(opened.sender, opened.device, chat.me, &opened.plaintext) {
             Ok(Decoded::Message(mut message)) => {
@@ -194,13 +208,15 @@ impl Pipeline {
                 message.group = Some(opened.group);
                 message.role = Some(opened.role);
                 message.to = chat.me;
-                self.deliver_chat(message);
+                return self.deliver_chat(message, journal, ctx);
             }
             Ok(_) | Err(_) => {
                 self.stats.group_refused += 1;
                 tracing::debug!(group = %opened.group, "group content malformed");
             }
         }
+        self.handled(journal, ctx);
+        done()
     }
     /// A group's events or keys arrived in a pairwise session: the lane
     /// waits until the membership stage applied them, so that the group
@@ -376,16 +392,21 @@ impl Pipeline {
             Ok(outcome)
         }
     }
-    pub(super) fn on_opened(&mut self, opened: &crypto::Opened, ctx: &mut Context<Self>) -> Step {
+    pub(super) fn on_opened(
+        &mut self,
+        opened: &crypto::Opened,
+        journal: Journal,
+        ctx: &mut Context<Self>,
+    ) -> Step {
         self.stats.chat_opened += 1;
         if opened.revoked.is_empty() {
-            return self.opened(opened, ctx);
+            return self.opened(opened, journal, ctx);
         }
         // Revoked devices lose their group chains before anything else of
         // this envelope is handled.
         let revoked = self.revocations(opened.revoked.clone());
         let opened = opened.clone();
-        Box::pin(revoked.then(move |(), act, ctx| act.opened(&opened, ctx)))
+        Box::pin(revoked.then(move |(), act, ctx| act.opened(&opened, journal, ctx)))
     }
 
     /// Tells the membership stage of revoked devices, and hands the new
@@ -417,7 +438,14 @@ impl Pipeline {
         }))
     }
 
-    fn opened(&mut self, opened: &crypto::Opened, ctx: &mut Context<Self>) -> Step {
+    /// What an opened envelope says, handled; `journal` names the kept
+    /// plaintext to let go once it is (see [`Journal`]).
+    pub(super) fn opened(
+        &mut self,
+        opened: &crypto::Opened,
+        journal: Journal,
+        ctx: &mut Context<Self>,
+    ) -> Step {
         for account in &opened.accepted {
             self.release(*account, ctx);
         }
@@ -468,7 +496,11 @@ impl Pipeline {
             Ok(Decoded::Group) => {
                 let plaintext = plaintext.clone();
                 let control = self.on_group_control(opened, plaintext);
-                return Box::pin(first.then(move |(), _, _| control));
+                return Box::pin(
+                    first
+                        .then(move |(), _, _| control)
+                        .map(move |(), act, ctx| act.handled(journal, ctx)),
+                );
             }
             Ok(Decoded::Message(mut message)) => {
                 message.request = opened.request && !chat.held.accepted_since(message.sender);
@@ -489,28 +521,16 @@ impl Pipeline {
                     );
                     self.background(ctx, "a receipt", publish);
                 }
-                self.deliver_chat(message);
+                let deliver = self.deliver_chat(message, journal, ctx);
+                return Box::pin(first.then(move |(), _, _| deliver));
             }
             Err(reason) => {
                 self.stats.chat_refused += 1;
                 tracing::debug!(%reason, "chat content malformed");
             }
         }
+        self.handled(journal, ctx);
         first
-    }
-    /// Through the chat hooks, then to every inbox.
-    pub(super) fn deliver_chat(&mut self, message: ChatMessage) {
-        let Ok(message) = self.run_hooks(
-            message,
-            "chat inbound",
-            |hook, m| hook.chat_inbound(m),
-            |m, body| m.body = body,
-        ) else {
-            return;
-        };
-        if let Some(chat) = self.chat.as_mut() {
-            chat.deliver_to_inboxes(&message);
-        }
     }
 }
 
@@ -522,7 +542,9 @@ impl Chat {
         self.parked.push_back(delivery);
     }
 
-    pub(super) fn deliver_to_inboxes(&mut self, message: &ChatMessage) {
+    /// To every inbox, and with its sequence in the durable inbox (if
+    /// kept there) to every durable subscriber.
+    pub(super) fn deliver_to_inboxes(&mut self, message: &ChatMessage, seq: Option<u64>) {
         self.inboxes
             .retain(|inbox| match inbox.try_send(message.clone()) {
                 Ok(()) => true,
@@ -532,5 +554,8 @@ impl Chat {
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
             });
+        if let Some(seq) = seq {
+            self.taps.retain(|tap| tap.offer(seq, message));
+        }
     }
 }

@@ -1,0 +1,208 @@
+//! A durable subscriber of the chat inbox: at least once, from where it
+//! said it was done, across restarts and crashes.
+
+use std::{
+    collections::VecDeque,
+    fmt,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+};
+
+use tokio::sync::mpsc;
+
+use super::ChatMessage;
+use crate::{inbox, pipeline::Position, Error, Node};
+
+/// Messages read from the inbox at a time when catching up.
+const PAGE: usize = 256;
+
+/// A chat message from the durable inbox, with its place in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Entry {
+    /// Its sequence in this node's inbox: what [`Durable::done`] takes.
+    pub seq: u64,
+    /// The message.
+    pub message: ChatMessage,
+}
+
+/// A named subscriber of the durable inbox ([`Node::durable_inbox`]).
+///
+/// It gets every chat message at least once, in the order the node kept
+/// them: those after its saved position first (what arrived while it was
+/// away, or before it said it was done with them), then each new one. Its
+/// position moves only when it says so ([`Durable::done`],
+/// [`Durable::commit`]), so a process killed while it handles a message
+/// gets that message again at its next start; once `done` returned, never.
+/// A subscriber that falls behind is not dropped: it reads on from the
+/// inbox.
+pub struct Durable {
+    name: String,
+    node: Node,
+    shelf: Arc<inbox::Shelf>,
+    live: mpsc::Receiver<(u64, ChatMessage)>,
+    missed: Arc<AtomicBool>,
+    backlog: VecDeque<Entry>,
+    /// The highest sequence handed out.
+    read: u64,
+    /// The position saved.
+    done: u64,
+}
+
+impl fmt::Debug for Durable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Durable")
+            .field("name", &self.name)
+            .field("read", &self.read)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Durable {
+    pub(crate) async fn attach(node: &Node, name: &str, capacity: usize) -> Result<Self, Error> {
+        let shelf = node.inner.inbox.clone().ok_or(Error::ChatDisabled)?;
+        let (live, missed) = node
+            .inner
+            .pipeline
+            .send(crate::pipeline::AddDurable { capacity })
+            .await??;
+        let done = shelf.position(name).await?.unwrap_or(0);
+        let durable = Self {
+            name: name.to_owned(),
+            node: node.clone(),
+            shelf,
+            live,
+            missed,
+            backlog: VecDeque::new(),
+            read: done,
+            done,
+        };
+        if done > 0 {
+            durable.moved(done).await;
+        }
+        // What the inbox holds after the position comes first.
+        durable.missed.store(true, Ordering::Release);
+        Ok(durable)
+    }
+
+    /// The subscriber's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The position saved: every message up to it is done.
+    pub fn position(&self) -> u64 {
+        self.done
+    }
+
+    /// The next message; `None` once the node is gone.
+    pub async fn recv(&mut self) -> Option<Entry> {
+        loop {
+            if let Some(entry) = self.backlog.pop_front() {
+                if entry.seq > self.read {
+                    self.read = entry.seq;
+                    return Some(entry);
+                }
+                continue;
+            }
+            if self.missed.swap(false, Ordering::AcqRel) || self.read < self.done {
+                self.catch_up(u64::MAX).await;
+                if !self.backlog.is_empty() {
+                    continue;
+                }
+            }
+            let (seq, message) = self.live.recv().await?;
+            if seq <= self.read {
+                continue;
+            }
+            if seq > self.read + 1 {
+                // Some went by while this one was not reading: from the
+                // inbox first.
+                self.catch_up(seq - 1).await;
+            }
+            self.backlog.push_back(Entry { seq, message });
+        }
+    }
+
+    /// Reads what the inbox holds after what was handed out, up to `until`.
+    async fn catch_up(&mut self, until: u64) {
+        let mut after = self.read;
+        loop {
+            match self.shelf.read(after, PAGE).await {
+                Ok(page) => {
+                    let full = page.len() == PAGE;
+                    for (seq, message) in page {
+                        if seq > until {
+                            return;
+                        }
+                        after = seq;
+                        self.backlog.push_back(Entry { seq, message });
+                    }
+                    if !full {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    // The live queue goes on; the gap is read again at
+                    // the next miss or start.
+                    tracing::warn!(subscriber = %self.name, error = %e, "inbox not read");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Saves the position: every message up to `seq` is done, and is not
+    /// handed to this subscriber again, even after a restart.
+    pub async fn done(&mut self, seq: u64) -> Result<(), Error> {
+        self.commit(seq, Vec::new()).await
+    }
+
+    /// Saves the position with the application's own state, in one
+    /// transaction: `state` as [`Node::save_app_state`] keeps it (`None`
+    /// deletes a key). Either both are saved or neither.
+    pub async fn commit(
+        &mut self,
+        seq: u64,
+        state: Vec<(String, Option<Vec<u8>>)>,
+    ) -> Result<(), Error> {
+        let mut records: Vec<_> = state
+            .into_iter()
+            .map(|(key, value)| (crate::handle::app_state_name(&key), value))
+            .collect();
+        records.push(inbox::position_record(&self.name, seq));
+        self.shelf.save(records).await?;
+        self.done = seq;
+        self.read = self.read.max(seq);
+        self.moved(seq).await;
+        Ok(())
+    }
+
+    /// Skips everything the inbox holds now: the position moves to its
+    /// newest message (a subscriber that starts from here on).
+    pub async fn skip_to_end(&mut self) -> Result<u64, Error> {
+        let last = self
+            .node
+            .inner
+            .pipeline
+            .send(crate::pipeline::Newest)
+            .await??;
+        self.backlog.clear();
+        if last > self.done {
+            self.done(last).await?;
+        }
+        Ok(self.done)
+    }
+
+    async fn moved(&self, seq: u64) {
+        let _ = self
+            .node
+            .inner
+            .pipeline
+            .send(Position(self.name.clone(), Some(seq)))
+            .await;
+    }
+}

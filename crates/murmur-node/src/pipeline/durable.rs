@@ -1,0 +1,253 @@
+//! Nothing lost between the stages and the application: what the crypto
+//! and membership stages opened is kept by them until the chat message is
+//! in the durable inbox (`crate::inbox`), then let go; what a previous run
+//! left kept is handled again at start; durable subscribers get each
+//! message with its sequence, and read on from the inbox when they fall
+//! behind.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::received::{done, Step};
+use super::*;
+use crate::inbox::Book;
+
+/// Which stage keeps an opened plaintext until the pipeline handled it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Journal {
+    /// The crypto stage, by the envelope's hash.
+    Crypto(MessageHash),
+    /// The membership stage, by the group message's hash.
+    Group(MessageHash),
+}
+
+/// A durable subscriber as the pipeline feeds it.
+pub(crate) struct Tap {
+    tx: mpsc::Sender<(u64, ChatMessage)>,
+    /// Set when a message did not fit: the subscriber reads on from the
+    /// inbox.
+    missed: Arc<AtomicBool>,
+}
+
+impl Tap {
+    /// Hands the message on; answers whether the subscriber is still there.
+    pub(super) fn offer(&self, seq: u64, message: &ChatMessage) -> bool {
+        match self.tx.try_send((seq, message.clone())) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.missed.store(true, Ordering::Release);
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+impl Pipeline {
+    /// The kept plaintext behind `journal` can go: the message is handled.
+    pub(super) fn handled(&mut self, journal: Journal, ctx: &mut Context<Self>) {
+        let Some(chat) = self.chat.as_ref() else {
+            return;
+        };
+        let let_go = match journal {
+            Journal::Crypto(hash) => {
+                let handled = chat.crypto.handled.clone();
+                Box::pin(async move {
+                    Ok::<_, Error>(handled.send(crypto::Handled(vec![hash])).await??)
+                }) as Pin<Box<dyn Future<Output = Result<(), Error>>>>
+            }
+            Journal::Group(hash) => {
+                let Some(groups) = chat.groups.clone() else {
+                    return;
+                };
+                Box::pin(async move {
+                    Ok::<_, Error>(groups.handled.send(groups::Handled(vec![hash])).await??)
+                })
+            }
+        };
+        self.background(ctx, "letting a handled plaintext go", let_go);
+    }
+
+    /// Through the chat hooks, into the durable inbox, then to every inbox
+    /// and durable subscriber; the kept plaintext goes once the message is
+    /// in the durable inbox (or was there already, or a hook dropped it).
+    pub(super) fn deliver_chat(
+        &mut self,
+        message: ChatMessage,
+        journal: Journal,
+        ctx: &mut Context<Self>,
+    ) -> Step {
+        let Ok(message) = self.run_hooks(
+            message,
+            "chat inbound",
+            |hook, m| hook.chat_inbound(m),
+            |m, body| m.body = body,
+        ) else {
+            self.handled(journal, ctx);
+            return done();
+        };
+        let Some(chat) = self.chat.as_mut() else {
+            return done();
+        };
+        let Some(book) = chat.book.as_mut() else {
+            chat.deliver_to_inboxes(&message, None);
+            self.handled(journal, ctx);
+            return done();
+        };
+        let Some((seq, records)) = book.admit(&message) else {
+            // Delivered before: a sender's retry, or a plaintext handled
+            // again after a crash.
+            self.stats.duplicates += 1;
+            self.handled(journal, ctx);
+            return done();
+        };
+        let shelf = book.shelf().clone();
+        Box::pin(
+            async move { shelf.save(records).await }
+                .into_actor(self)
+                .map(move |saved, act, ctx| {
+                    let kept = match saved {
+                        Ok(()) => Some(seq),
+                        Err(e) => {
+                            // Kept by the stage that opened it, it comes
+                            // again at the next start.
+                            tracing::warn!(error = %e, id = %message.id, "chat message not kept in the inbox");
+                            None
+                        }
+                    };
+                    if let Some(chat) = act.chat.as_mut() {
+                        chat.deliver_to_inboxes(&message, kept);
+                    }
+                    if kept.is_some() {
+                        act.handled(journal, ctx);
+                    }
+                }),
+        )
+    }
+}
+
+/// Gives the pipeline the durable inbox, and handles what the stages kept
+/// unhandled from a previous run (the mailbox waits); the builder sends it
+/// once, after [`AttachGroups`].
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct AttachInbox(pub(crate) Book);
+
+impl Handler<AttachInbox> for Pipeline {
+    type Result = ();
+
+    fn handle(&mut self, AttachInbox(book): AttachInbox, ctx: &mut Context<Self>) {
+        let _ = supervise::guard(self, ctx, |this, ctx| {
+            let Some(chat) = this.chat.as_mut() else {
+                return;
+            };
+            chat.book = Some(book);
+            let crypto = chat.crypto.unhandled.clone();
+            let groups = chat.groups.as_ref().map(|g| g.unhandled.clone());
+            let kept = async move {
+                let pairwise = match crypto.send(crypto::Unhandled).await {
+                    Ok(Ok(kept)) => kept,
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "kept chat messages not read");
+                        Vec::new()
+                    }
+                    Err(_) => Vec::new(),
+                };
+                let group = match groups {
+                    Some(groups) => match groups.send(groups::Unhandled).await {
+                        Ok(Ok(kept)) => kept,
+                        Ok(Err(e)) => {
+                            tracing::error!(error = %e, "kept group messages not read");
+                            Vec::new()
+                        }
+                        Err(_) => Vec::new(),
+                    },
+                    None => Vec::new(),
+                };
+                (pairwise, group)
+            };
+            ctx.wait(kept.into_actor(this).then(|(pairwise, group), _, _| {
+                if !pairwise.is_empty() || !group.is_empty() {
+                    tracing::info!(
+                        pairwise = pairwise.len(),
+                        group = group.len(),
+                        "handling messages a previous run opened and did not finish"
+                    );
+                }
+                let mut step = done();
+                for (hash, opened) in pairwise {
+                    step = Box::pin(step.then(move |(), act: &mut Self, ctx| {
+                        act.opened(&opened, Journal::Crypto(hash), ctx)
+                    }));
+                }
+                for (hash, opened) in group {
+                    step = Box::pin(step.then(move |(), act: &mut Self, ctx| {
+                        act.on_group_message(&opened, Journal::Group(hash), ctx)
+                    }));
+                }
+                step
+            }));
+        });
+    }
+}
+
+/// Adds a durable subscriber: answers its queue and its flag for missed
+/// messages.
+#[derive(Message)]
+#[rtype(result = "Result<(mpsc::Receiver<(u64, ChatMessage)>, Arc<AtomicBool>), Error>")]
+pub(crate) struct AddDurable {
+    pub(crate) capacity: usize,
+}
+
+impl Handler<AddDurable> for Pipeline {
+    type Result = Result<(mpsc::Receiver<(u64, ChatMessage)>, Arc<AtomicBool>), Error>;
+
+    fn handle(&mut self, msg: AddDurable, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            let chat = this.chat.as_mut().ok_or(Error::ChatDisabled)?;
+            let (tx, rx) = mpsc::channel(msg.capacity.max(1));
+            let missed = Arc::new(AtomicBool::new(false));
+            chat.taps.push(Tap {
+                tx,
+                missed: missed.clone(),
+            });
+            Ok((rx, missed))
+        })?
+    }
+}
+
+/// Asks for the newest sequence in the durable inbox (0: empty).
+#[derive(Message)]
+#[rtype(result = "Result<u64, Error>")]
+pub(crate) struct Newest;
+
+impl Handler<Newest> for Pipeline {
+    type Result = Result<u64, Error>;
+
+    fn handle(&mut self, _: Newest, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            let book = this.chat.as_ref().and_then(|c| c.book.as_ref());
+            book.map(Book::last).ok_or(Error::ChatDisabled)
+        })?
+    }
+}
+
+/// A durable subscriber saved its position (`Some`), or is forgotten
+/// (`None`): the inbox keeps what it has not passed, no more.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Position(pub(crate) String, pub(crate) Option<u64>);
+
+impl Handler<Position> for Pipeline {
+    type Result = ();
+
+    fn handle(&mut self, Position(name, seq): Position, ctx: &mut Context<Self>) {
+        let _ = supervise::guard(self, ctx, |this, _| {
+            if let Some(book) = this.chat.as_mut().and_then(|c| c.book.as_mut()) {
+                match seq {
+                    Some(seq) => book.moved(name, seq),
+                    None => book.forget(&name),
+                }
+            }
+        });
+    }
+}
