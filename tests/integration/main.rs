@@ -5,6 +5,7 @@ mod bad_input;
 mod bots;
 mod chat;
 mod communities;
+mod crash;
 mod faults;
 mod filter;
 mod flood;

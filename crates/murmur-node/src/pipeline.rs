@@ -100,7 +100,43 @@ pub struct Pipeline {
     lane_step: Option<received::Step>,
     /// Told of every new connection: the node's store sync runs a round.
     connected: Option<std::sync::Arc<tokio::sync::Notify>>,
+    /// What went to the lane in this run (see [`Recent`]).
+    recent: Recent,
     fuse: supervise::Fuse,
+}
+
+/// The hashes of the chat and group deliveries that went to the lane in
+/// this run, the newest [`Recent::CAPACITY`]. A delivery the archive holds
+/// already is opened again unless it is here: a node killed with
+/// deliveries still in its lane archived them and never opened them, and
+/// finds them again only at a store node; what it did open, the crypto
+/// and membership stages refuse as a replay.
+#[derive(Default)]
+struct Recent {
+    set: std::collections::HashSet<MessageHash>,
+    order: VecDeque<MessageHash>,
+}
+
+impl Recent {
+    const CAPACITY: usize = 1 << 16;
+
+    /// Remembers `hash`; answers whether it is new.
+    fn insert(&mut self, hash: MessageHash) -> bool {
+        if !self.set.insert(hash) {
+            return false;
+        }
+        self.order.push_back(hash);
+        if self.order.len() > Self::CAPACITY {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
+
+    fn contains(&self, hash: &MessageHash) -> bool {
+        self.set.contains(hash)
+    }
 }
 
 /// The pipeline's mailbox as background work reaches it (see
@@ -286,6 +322,7 @@ impl Pipeline {
             lane,
             lane_rx,
             lane_step: None,
+            recent: Recent::default(),
             transport: None,
             storage: None,
             hooks,
@@ -375,6 +412,18 @@ impl Pipeline {
         self.queue_for_lane(delivery, ctx);
     }
 
+    /// Whether `delivery` is for the lane and not in it this run: one the
+    /// archive held already, which a previous run may have archived and
+    /// never opened.
+    fn for_lane_again(&self, delivery: &Delivery) -> bool {
+        let Some(chat) = self.chat.as_ref() else {
+            return false;
+        };
+        let topic = &delivery.message.content_topic;
+        (chat.group_topics.contains(topic) || chat.topics.contains(topic))
+            && !self.recent.contains(&delivery.hash)
+    }
+
     /// Hands a chat or group delivery to the lane, in arrival order; parks
     /// a message for a group this account has not joined yet.
     fn queue_for_lane(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
@@ -391,6 +440,10 @@ impl Pipeline {
             return;
         }
         if !chat.group_topics.contains(topic) && !chat.topics.contains(topic) {
+            return;
+        }
+        if !self.recent.insert(delivery.hash) {
+            self.stats.duplicates += 1;
             return;
         }
         // Opened in arrival order, in the lane; when the lane is full the

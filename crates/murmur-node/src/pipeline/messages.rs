@@ -66,6 +66,11 @@ impl Handler<transport::Event> for Pipeline {
                     let save = storage.save_raw.send(storage::SaveRaw(delivery.clone()));
                     ctx.wait(save.into_actor(this).map(move |saved, act, ctx| match saved {
                         Ok(Ok(true)) => act.deliver(delivery, ctx),
+                        // Subscribers and hooks had it when it was
+                        // archived; the lane perhaps not (a crash).
+                        Ok(Ok(false)) if act.for_lane_again(&delivery) => {
+                            act.queue_for_lane(delivery, ctx)
+                        }
                         Ok(Ok(false)) => act.stats.duplicates += 1,
                         Ok(Err(e)) => {
                             tracing::warn!(hash = %delivery.hash, error = %e, "not archived; delivering anyway");

@@ -1,0 +1,308 @@
+//! A node killed with `kill -9` loses nothing and hands nothing twice to
+//! its application: real processes, a real SQLite file, real sockets.
+//!
+//! The child is this test binary run again as `crash::child` (ignored
+//! unless `MURMUR_CRASH_CHILD` names its role): a receiving node whose
+//! application marks each message done in the same transaction as its
+//! position in the durable inbox, or a bot whose handler keeps each message
+//! in its store and replies. The parent is the sender, and the store node
+//! the child catches up from; it kills the child twice in the middle of a
+//! stream of messages and starts it again on the same data folder.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use murmur::{
+    bot::{Bot, HandlerResult, Reply, Store},
+    core::chat::ChatMessage,
+    node::{Builder, Node},
+};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+    sync::watch,
+};
+
+use crate::support::{addr, loopback_config, meshed_for};
+
+const ROLE: &str = "MURMUR_CRASH_CHILD";
+const DATA: &str = "MURMUR_CRASH_DATA";
+const PEER: &str = "MURMUR_CRASH_PEER";
+const CONTACT: &str = "MURMUR_CRASH_CONTACT";
+/// Messages in the stream.
+const MESSAGES: usize = 10_000;
+/// Where in the stream the child is killed.
+const KILLS: [usize; 2] = [2_500, 6_000];
+/// How long the child may take to show progress.
+const PROGRESS: Duration = Duration::from_secs(60);
+/// How far the sender runs ahead of what the child has done: a stream a
+/// receiver keeps up with. What the child misses while it is down comes
+/// back from the store behind newer messages, and one chain skips at most
+/// `chat.max_skip` (1000) keys.
+const AHEAD: usize = 300;
+
+/// The child process: a node on the data folder it is given, with the
+/// parent's node as its peer and store.
+#[test]
+#[ignore = "a child process of the crash tests"]
+fn child() {
+    let Ok(role) = std::env::var(ROLE) else {
+        return;
+    };
+    murmur_test_kit::run(async move {
+        let mut config = loopback_config(
+            Path::new(&std::env::var(DATA).unwrap()),
+            &["/ip4/127.0.0.1/tcp/0"],
+        );
+        config.network.peers = vec![std::env::var(PEER).unwrap().parse().unwrap()];
+        let node = Builder::new(config).start().await.unwrap();
+        node.add_contact(&std::env::var(CONTACT).unwrap())
+            .await
+            .unwrap();
+        say(&format!("code {}", node.contact_code().await.unwrap()));
+        match role.as_str() {
+            "receiver" => receive(node).await,
+            _ => serve(node).await,
+        }
+    });
+}
+
+#[allow(clippy::print_stdout)]
+fn say(line: &str) {
+    println!("@@ {line}");
+}
+
+fn count_of(bytes: Option<Vec<u8>>) -> u64 {
+    bytes.map_or(0, |b| u64::from_be_bytes(b.try_into().unwrap()))
+}
+
+/// The application of a receiving node: each message marked seen in the
+/// same transaction as the position; a message seen before is a failure.
+async fn receive(node: Node) {
+    let mut inbox = node.durable_inbox("app").await.unwrap();
+    let mut count = count_of(node.load_app_state("count").await.unwrap());
+    say(&format!("count {count}"));
+    let synced = node.clone();
+    actix::spawn(async move {
+        synced.sync_now().await.unwrap();
+        say("synced");
+    });
+    while let Some(entry) = inbox.recv().await {
+        let key = format!("seen/{}", entry.message.id);
+        let mut state = Vec::new();
+        if node.load_app_state(&key).await.unwrap().is_some() {
+            say(&format!("dup {}", entry.message.text().unwrap_or("")));
+        } else {
+            count += 1;
+            state.push((key, Some(vec![1])));
+            state.push(("count".to_owned(), Some(count.to_be_bytes().to_vec())));
+        }
+        inbox.commit(entry.seq, state).await.unwrap();
+        if count % 50 == 0 || count > MESSAGES as u64 {
+            say(&format!("count {count}"));
+        }
+    }
+}
+
+/// A bot: each message kept in its store, answered, and a moment spent
+/// before the handler returns, where a kill often lands.
+async fn serve(node: Node) {
+    let synced = node.clone();
+    actix::spawn(async move {
+        synced.sync_now().await.unwrap();
+        say("synced");
+    });
+    Bot::new(node)
+        .on_message(|m: ChatMessage, store: Store, reply: Reply| async move {
+            let key = format!("seen/{}", m.id);
+            if store.get::<bool>(&key).await?.is_some() {
+                say(&format!("dup {}", m.text().unwrap_or("")));
+                return Ok(());
+            }
+            let count = store.get::<u64>("count").await?.unwrap_or(0) + 1;
+            store.put(&key, &true).await?;
+            store.put("count", &count).await?;
+            reply.text(format!("ack {}", m.text().unwrap_or(""))).await?;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            if count % 50 == 0 {
+                say(&format!("count {count}"));
+            }
+            HandlerResult::Ok(())
+        })
+        .run()
+        .await
+        .unwrap();
+}
+
+/// A child process and what it says: its contact code, how many messages
+/// it has done, whether its round from the store is over; a message handed
+/// twice fails the test.
+struct Running {
+    child: Child,
+    code: String,
+    count: watch::Receiver<usize>,
+    synced: watch::Receiver<bool>,
+}
+
+impl Running {
+    async fn start(role: &str, data: &Path, peer: &str, contact: &str) -> Self {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["crash::child", "--exact", "--ignored", "--nocapture"])
+            .env(ROLE, role)
+            .env(DATA, data)
+            .env(PEER, peer)
+            .env(CONTACT, contact)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (code_tx, code) = tokio::sync::oneshot::channel();
+        let (count_tx, count) = watch::channel(0);
+        let (synced_tx, synced) = watch::channel(false);
+        actix::spawn(async move {
+            let mut code_tx = Some(code_tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                let Some(said) = line.strip_prefix("@@ ") else {
+                    continue;
+                };
+                assert!(!said.starts_with("dup "), "handed twice: {said}");
+                if let Some(code) = said.strip_prefix("code ") {
+                    if let Some(tx) = code_tx.take() {
+                        let _ = tx.send(code.to_owned());
+                    }
+                } else if let Some(n) = said.strip_prefix("count ") {
+                    count_tx.send_replace(n.parse().unwrap());
+                } else if said == "synced" {
+                    synced_tx.send_replace(true);
+                }
+            }
+        });
+        let code = tokio::time::timeout(PROGRESS, code)
+            .await
+            .expect("the child starts")
+            .expect("the child says its code");
+        Self {
+            child,
+            code,
+            count,
+            synced,
+        }
+    }
+
+    /// How many messages the child has done.
+    fn done(&self) -> usize {
+        *self.count.borrow()
+    }
+
+    /// Waits until the child has done `n` messages.
+    async fn counted(&self, n: usize) {
+        let mut count = self.count.clone();
+        tokio::time::timeout(PROGRESS, count.wait_for(|c| *c >= n))
+            .await
+            .unwrap_or_else(|_| panic!("the child did {} of {n}", self.done()))
+            .expect("the child is alive");
+        assert_eq!(self.done(), n, "the child did more than it was sent");
+    }
+
+    /// Waits until the child's first round from the store is over.
+    async fn synced(&self) {
+        let mut synced = self.synced.clone();
+        tokio::time::timeout(PROGRESS, synced.wait_for(|s| *s))
+            .await
+            .expect("the round ends")
+            .expect("the child is alive");
+    }
+
+    /// `kill -9`.
+    async fn kill(mut self) {
+        self.child.kill().await.unwrap();
+    }
+}
+
+async fn sender(dir: &Path) -> Node {
+    let mut config = loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
+    // Every answer stays in its inbox until the test reads them.
+    config.chat.inbox_keep = 2 * MESSAGES;
+    Builder::new(config).start().await.unwrap()
+}
+
+/// Streams the messages to `role`'s child, at most [`AHEAD`] ahead of
+/// what it has done, killing it at [`KILLS`] and starting it again;
+/// answers the sender and the child still running.
+async fn stream_with_kills(role: &str, dir: &Path, data: PathBuf) -> (Node, Running) {
+    let sender = sender(dir).await;
+    let peer = addr(&sender, false);
+    let contact = sender.contact_code().await.unwrap();
+    let mut child = Running::start(role, &data, &peer, &contact).await;
+    let account = sender.add_contact(&child.code).await.unwrap();
+    meshed_for(&sender, account).await;
+    let chat = sender.conversation(account);
+    for i in 0..MESSAGES {
+        if KILLS.contains(&i) {
+            child.kill().await;
+            child = Running::start(role, &data, &peer, &contact).await;
+        }
+        if i >= AHEAD {
+            let behind = i - AHEAD;
+            let mut count = child.count.clone();
+            tokio::time::timeout(PROGRESS, count.wait_for(|c| *c >= behind))
+                .await
+                .unwrap_or_else(|_| panic!("the child stalled at {} of {i}", child.done()))
+                .expect("the child is alive");
+        }
+        chat.send_text(format!("m{i}")).await.unwrap();
+    }
+    (sender, child)
+}
+
+#[actix_rt::test]
+async fn a_receiving_node_killed_twice_mid_stream_loses_nothing_and_repeats_nothing() {
+    let dirs = [(); 2].map(|_| tempfile::tempdir().unwrap());
+    let data = dirs[1].path().to_owned();
+    let (sender, child) = stream_with_kills("receiver", dirs[0].path(), data.clone()).await;
+    child.counted(MESSAGES).await;
+
+    // Started once more: the store's copies of what it handled (a round
+    // overlaps) are not handed again. A last message, sent after the round,
+    // comes after every copy the round brought.
+    child.kill().await;
+    let contact = sender.contact_code().await.unwrap();
+    let child = Running::start("receiver", &data, &addr(&sender, false), &contact).await;
+    child.counted(MESSAGES).await;
+    child.synced().await;
+    let account = sender.add_contact(&child.code).await.unwrap();
+    meshed_for(&sender, account).await;
+    sender.conversation(account).send_text("last").await.unwrap();
+    child.counted(MESSAGES + 1).await;
+    child.kill().await;
+}
+
+#[actix_rt::test]
+async fn a_bot_killed_twice_mid_handler_answers_every_message_once() {
+    let dirs = [(); 2].map(|_| tempfile::tempdir().unwrap());
+    let data = dirs[1].path().to_owned();
+    let (sender, child) = stream_with_kills("bot", dirs[0].path(), data.clone()).await;
+    let mut replies = sender.durable_inbox("replies").await.unwrap();
+    let mut answered: HashMap<String, usize> = HashMap::new();
+    while answered.len() < MESSAGES {
+        let entry = tokio::time::timeout(PROGRESS, replies.recv())
+            .await
+            .expect("answers keep coming")
+            .expect("the node runs");
+        let text = entry.message.text().unwrap_or_default().to_owned();
+        *answered.entry(text).or_default() += 1;
+    }
+    let twice: Vec<_> = answered.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "answered twice: {twice:?}");
+    for i in 0..MESSAGES {
+        assert!(answered.contains_key(&format!("ack m{i}")), "m{i} unanswered");
+    }
+    child.counted(MESSAGES).await;
+    child.kill().await;
+}
