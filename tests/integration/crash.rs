@@ -102,7 +102,7 @@ async fn receive(node: Node) {
             state.push(("count".to_owned(), Some(count.to_be_bytes().to_vec())));
         }
         inbox.commit(entry.seq, state).await.unwrap();
-        if count % 50 == 0 || count > MESSAGES as u64 {
+        if count.is_multiple_of(50) || count > MESSAGES as u64 {
             say(&format!("count {count}"));
         }
     }
@@ -126,9 +126,11 @@ async fn serve(node: Node) {
             let count = store.get::<u64>("count").await?.unwrap_or(0) + 1;
             store.put(&key, &true).await?;
             store.put("count", &count).await?;
-            reply.text(format!("ack {}", m.text().unwrap_or(""))).await?;
+            reply
+                .text(format!("ack {}", m.text().unwrap_or("")))
+                .await?;
             tokio::time::sleep(Duration::from_millis(2)).await;
-            if count % 50 == 0 {
+            if count.is_multiple_of(50) {
                 say(&format!("count {count}"));
             }
             HandlerResult::Ok(())
@@ -278,7 +280,11 @@ async fn a_receiving_node_killed_twice_mid_stream_loses_nothing_and_repeats_noth
     child.synced().await;
     let account = sender.add_contact(&child.code).await.unwrap();
     meshed_for(&sender, account).await;
-    sender.conversation(account).send_text("last").await.unwrap();
+    sender
+        .conversation(account)
+        .send_text("last")
+        .await
+        .unwrap();
     child.counted(MESSAGES + 1).await;
     child.kill().await;
 }
@@ -301,7 +307,10 @@ async fn a_bot_killed_twice_mid_handler_answers_every_message_once() {
     let twice: Vec<_> = answered.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "answered twice: {twice:?}");
     for i in 0..MESSAGES {
-        assert!(answered.contains_key(&format!("ack m{i}")), "m{i} unanswered");
+        assert!(
+            answered.contains_key(&format!("ack m{i}")),
+            "m{i} unanswered"
+        );
     }
     child.counted(MESSAGES).await;
     child.kill().await;
