@@ -110,7 +110,8 @@ pub struct Pipeline {
 /// already is opened again unless it is here: a node killed with
 /// deliveries still in its lane archived them and never opened them, and
 /// finds them again only at a store node; what it did open, the crypto
-/// and membership stages refuse as a replay.
+/// and membership stages refuse as a replay (counted as refused, as an
+/// attacker's replay is: after a restart, those of the first store round).
 #[derive(Default)]
 struct Recent {
     set: std::collections::HashSet<MessageHash>,

@@ -261,10 +261,10 @@ pub(crate) async fn publish_all(
             continue;
         };
         match publish(pipeline, Outgoing::new(topic, message)).await {
-            Ok(_) => {
-                outbox.mark_sent.send(storage::MarkSent(hash)).await??;
-                outcome.published += 1;
-            }
+            // Left in the outbox until the next retry finds it published
+            // (gossipsub answers a duplicate) and marks it: a process
+            // killed before the bytes left publishes it again at start.
+            Ok(_) => outcome.published += 1,
             Err(e @ Error::Dropped { .. }) => {
                 outbox.mark_sent.send(storage::MarkSent(hash)).await??;
                 dropped = Some(e);
@@ -304,12 +304,16 @@ impl Pipeline {
                     .send(Publish::new(d.pubsub_topic.clone(), d.message.clone()))
                     .await
                 {
-                    Ok(Ok(_)) | Ok(Err(transport::Error::Duplicate(_))) => {
+                    Ok(Ok(_)) => {
                         let _ = outbox.mark_sent.send(storage::MarkSent(d.hash)).await;
                         if let Some(archive) = &archive {
                             let _ = archive.send(storage::SaveRaw(d)).await;
                         }
                         sent += 1;
+                    }
+                    // Published before (in this run): now it is marked.
+                    Ok(Err(transport::Error::Duplicate(_))) => {
+                        let _ = outbox.mark_sent.send(storage::MarkSent(d.hash)).await;
                     }
                     // Still nobody to publish to: the next tick tries again.
                     _ => break,

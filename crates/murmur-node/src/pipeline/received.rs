@@ -105,12 +105,6 @@ impl Pipeline {
             open.into_actor(self)
                 .then(move |opened, act, ctx| match opened {
                     Ok(Ok(opened)) => act.on_opened(&opened, Journal::Crypto(hash), ctx),
-                    // Opened before: a store node's copy of what this node
-                    // handled (see `Recent`).
-                    Ok(Err(crypto::Error::Replay)) => {
-                        act.stats.duplicates += 1;
-                        done()
-                    }
                     Ok(Err(e)) => {
                         act.stats.chat_refused += 1;
                         tracing::debug!(error = %e, "chat envelope refused");
@@ -185,10 +179,6 @@ impl Pipeline {
                             }
                             chat.parked.push_back(delivery);
                         }
-                        done()
-                    }
-                    Ok(Err(groups::Error::Replay)) => {
-                        act.stats.duplicates += 1;
                         done()
                     }
                     Ok(Err(e)) => {
