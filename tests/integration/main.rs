@@ -6,6 +6,7 @@ mod bots;
 mod chat;
 mod communities;
 mod crash;
+mod durable;
 mod faults;
 mod filter;
 mod flood;
