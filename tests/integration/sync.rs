@@ -113,3 +113,142 @@ async fn a_new_connection_brings_a_round() {
         .expect("the round a new connection brings");
     assert_eq!(got.text(), Some("after"));
 }
+
+/// Store queries on their way to the transport: the first `after` go
+/// through, the next waits until the test resumes it (a catch-up stopped
+/// in the middle of its pages).
+struct Pause {
+    inner: actix::Recipient<murmur::core::transport::QueryStore>,
+    after: usize,
+    passed: usize,
+    reached: tokio::sync::watch::Sender<bool>,
+    resume: tokio::sync::watch::Receiver<bool>,
+}
+
+impl actix::Actor for Pause {
+    type Context = actix::Context<Self>;
+}
+
+impl actix::Handler<murmur::core::transport::QueryStore> for Pause {
+    type Result =
+        actix::ResponseFuture<Result<murmur::core::store::Page, murmur::core::transport::Error>>;
+
+    fn handle(
+        &mut self,
+        query: murmur::core::transport::QueryStore,
+        _: &mut actix::Context<Self>,
+    ) -> Self::Result {
+        self.passed += 1;
+        let wait = (self.passed > self.after).then(|| {
+            self.reached.send_replace(true);
+            self.resume.clone()
+        });
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            if let Some(mut resume) = wait {
+                let _ = resume.wait_for(|r| *r).await;
+            }
+            inner
+                .send(query)
+                .await
+                .unwrap_or(Err(murmur::core::transport::Error::Stopped))
+        })
+    }
+}
+
+#[actix_rt::test]
+async fn a_store_node_killed_while_a_light_client_catches_up_loses_nothing() {
+    use actix::Actor as _;
+    const SENT: usize = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let first = crate::support::chat_node(&dir.path().join("first"), None).await;
+    let second = crate::support::chat_node(&dir.path().join("second"), Some(&first)).await;
+    let dave = crate::support::chat_node(&dir.path().join("dave"), Some(&first)).await;
+    let carol_key = Keypair::generate_secp256k1();
+    let carol_config = || {
+        let mut config = loopback_config(&dir.path().join("carol"), &["/ip4/127.0.0.1/tcp/0"]);
+        config.network.peers = [&first, &second]
+            .iter()
+            .map(|s| addr(s, false).parse().unwrap())
+            .collect();
+        config.network.light = true;
+        config
+    };
+    // Carol's device exists, then goes away while Dave writes.
+    let carol = Builder::new(carol_config())
+        .with_keypair(carol_key.clone())
+        .start()
+        .await
+        .unwrap();
+    let carol_id = crate::support::account(&carol).await;
+    dave.add_contact(&carol.contact_code().await.unwrap())
+        .await
+        .unwrap();
+    carol.go_offline().await.unwrap();
+    drop(carol);
+    meshed_for(&dave, carol_id).await;
+    for i in 0..SENT {
+        dave.conversation(carol_id)
+            .send_text(format!("while away {i}"))
+            .await
+            .unwrap();
+    }
+    let topic = crate::support::partition_topic_of(carol_id);
+    for store in [&first, &second] {
+        let store = addr(store, false);
+        crate::support::eventually("both stores hold every message", || async {
+            let query = murmur::core::store::Query::content(
+                Some(dave.pubsub_topic(&topic)),
+                vec![topic.as_str().to_owned()],
+            )
+            .with_limit(SENT);
+            dave.query_store(&store, query)
+                .await
+                .is_ok_and(|page| page.messages.len() >= SENT)
+        })
+        .await;
+    }
+
+    // Back: its first round reads two pages (of 20) from the first store,
+    // which dies before the third.
+    let (reached, mut paused) = tokio::sync::watch::channel(false);
+    let (resume, resumed) = tokio::sync::watch::channel(false);
+    let carol = Builder::new(carol_config())
+        .with_keypair(carol_key)
+        .with_sync(move |cx| async move {
+            let query = Pause {
+                inner: cx.query_store,
+                after: 2,
+                passed: 0,
+                reached,
+                resume: resumed,
+            }
+            .start()
+            .recipient();
+            let stage = murmur_sync::StoreSync::start(query, cx.inbound, cx.stores, cx.storage);
+            Ok(murmur::core::sync::Handle::from(stage))
+        })
+        .start()
+        .await
+        .unwrap();
+    let mut inbox = carol.durable_inbox("app").await.unwrap();
+    tokio::time::timeout(WAIT, paused.wait_for(|p| *p))
+        .await
+        .expect("the catch-up reaches its third page")
+        .unwrap();
+    first.go_offline().await.unwrap();
+    resume.send_replace(true);
+
+    let mut texts = std::collections::BTreeSet::new();
+    while texts.len() < SENT {
+        let entry = tokio::time::timeout(WAIT, inbox.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{} of {SENT} caught up", texts.len()))
+            .unwrap();
+        let text = entry.message.text().unwrap().to_owned();
+        assert!(texts.insert(text.clone()), "handed twice: {text}");
+    }
+    for i in 0..SENT {
+        assert!(texts.contains(&format!("while away {i}")));
+    }
+}
