@@ -24,12 +24,14 @@ use crate::{
 
 mod durable;
 mod messages;
+mod outbox;
 mod received;
 mod requests;
 
 pub(crate) use durable::{AddDurable, AttachInbox, Newest, Position};
 use durable::{Journal, Tap};
 pub(crate) use messages::*;
+pub(crate) use outbox::*;
 pub(crate) use requests::Accepted;
 
 /// Sent messages whose receipts are still counted.
