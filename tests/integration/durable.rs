@@ -10,6 +10,17 @@ use murmur::node::{chat::MessageId, Builder, Node};
 
 use crate::support::{befriend, eventually, loopback_config, meshed_for, WAIT};
 
+#[path = "../../examples/durable_inbox.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod example;
+
+#[actix_rt::test]
+async fn the_example_handles_each_message_once_across_a_restart() {
+    let tally = example::run().await.unwrap();
+    let expected: Vec<String> = (1..=5).map(|i| format!("message {i}")).collect();
+    assert_eq!(tally, expected);
+}
+
 async fn node(dir: &std::path::Path, key: &Keypair, peer: Option<&Node>) -> Node {
     let mut config = loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
     if let Some(peer) = peer {

@@ -28,7 +28,8 @@ pub struct Entry {
     pub message: ChatMessage,
 }
 
-/// A named subscriber of the durable inbox ([`Node::durable_inbox`]).
+/// A named subscriber of the durable inbox ([`Node::durable_inbox`]); one
+/// reader per name at a time.
 ///
 /// It gets every chat message at least once, in the order the node kept
 /// them: those after its saved position first (what arrived while it was
@@ -163,12 +164,14 @@ impl Durable {
 
     /// Saves the position with the application's own state, in one
     /// transaction: `state` as [`Node::save_app_state`] keeps it (`None`
-    /// deletes a key). Either both are saved or neither.
+    /// deletes a key). Either both are saved or neither. The position only
+    /// moves on: a `seq` below it saves the state and leaves it.
     pub async fn commit(
         &mut self,
         seq: u64,
         state: Vec<(String, Option<Vec<u8>>)>,
     ) -> Result<(), Error> {
+        let seq = seq.max(self.done);
         let mut records: Vec<_> = state
             .into_iter()
             .map(|(key, value)| (crate::handle::app_state_name(&key), value))
