@@ -148,3 +148,65 @@ async fn a_restarted_node_resumes_at_the_saved_position_and_a_resent_id_is_kept_
     assert_eq!(after.message.text(), Some("after"), "the copy was dropped");
     assert!(bob.stats().await.unwrap().duplicates >= 1);
 }
+
+#[actix_rt::test]
+async fn a_message_ahead_of_what_the_store_brings_back_is_held_until_it_opens() {
+    const AWAY: usize = 1_050;
+    let dirs = [(); 3].map(|_| tempfile::tempdir().unwrap());
+    let store = crate::support::chat_node(dirs[0].path(), None).await;
+    let alice = node(dirs[1].path(), &Keypair::generate_secp256k1(), Some(&store)).await;
+    let bob_key = Keypair::generate_secp256k1();
+    // Bob catches up only when the test asks.
+    let bob_node = |dir: &std::path::Path| {
+        let mut config = loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
+        config.network.peers = vec![crate::support::addr(&store, false).parse().unwrap()];
+        config.store.sync_interval_secs = 0;
+        Builder::new(config).with_keypair(bob_key.clone()).start()
+    };
+    let bob = bob_node(dirs[2].path()).await.unwrap();
+    let bob_id = befriend(&alice, &bob).await;
+    meshed_for(&alice, bob_id).await;
+    let chat = alice.conversation(bob_id);
+    chat.send_text("hello").await.unwrap();
+    let mut inbox = bob.durable_inbox("app").await.unwrap();
+    let hello = tokio::time::timeout(WAIT, inbox.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    inbox.done(hello.seq).await.unwrap();
+    drop(inbox);
+    bob.go_offline().await.unwrap();
+    drop(bob);
+
+    // More than a session step may skip (chat.max_skip, 1000) while Bob
+    // is away: the store keeps them.
+    for i in 0..AWAY {
+        chat.send_text(format!("away {i}")).await.unwrap();
+    }
+    let bob = bob_node(dirs[2].path()).await.unwrap();
+    let mut inbox = bob.durable_inbox("app").await.unwrap();
+    meshed_for(&alice, bob_id).await;
+    // Heard before the store round: too far ahead of the session, held.
+    chat.send_text("live").await.unwrap();
+    eventually("the live message is held", || async {
+        bob.stats().await.unwrap().chat_ahead >= 1
+    })
+    .await;
+    bob.sync_now().await.unwrap();
+
+    let mut texts = Vec::new();
+    while texts.len() < AWAY + 1 {
+        let entry = tokio::time::timeout(WAIT, inbox.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{} of {} arrived", texts.len(), AWAY + 1))
+            .unwrap();
+        texts.push(entry.message.text().unwrap().to_owned());
+    }
+    assert_eq!(
+        texts.last().map(String::as_str),
+        Some("live"),
+        "it opens after the rest"
+    );
+    let away: BTreeSet<_> = texts[..AWAY].iter().cloned().collect();
+    assert_eq!(away.len(), AWAY, "every message from the store, once");
+}

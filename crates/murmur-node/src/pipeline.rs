@@ -75,6 +75,11 @@ pub struct Stats {
     /// (message requests): no receipt went back, no group was joined; both
     /// are held (in memory) until the user accepts the account.
     pub requests: u64,
+    /// Envelopes further ahead of their session than `chat.max_skip`
+    /// allows (a node back from an outage hears new messages before a
+    /// store round brings the old): held and tried again every few seconds
+    /// until the messages before them have opened, for ten minutes.
+    pub chat_ahead: u64,
 }
 
 /// Group messages kept that no chain this device holds opens yet: a chain
@@ -211,6 +216,10 @@ struct Chat {
     book: Option<crate::inbox::Book>,
     /// Durable subscribers.
     taps: Vec<Tap>,
+    /// Envelopes too far ahead of their session, with when they came.
+    ahead: VecDeque<(std::time::Instant, Delivery)>,
+    /// When each envelope held (and held again) was first held.
+    ahead_since: HashMap<MessageHash, std::time::Instant>,
 }
 
 /// The persistence stage's outbox, as the chat path uses it: every envelope
@@ -507,7 +516,10 @@ impl Actor for Pipeline {
         // After a restart: the outbox's timer went with the old context.
         if let Some(chat) = self.chat.as_mut() {
             chat.retrying = false;
-            ctx.run_interval(OUTBOX_RETRY, |act, ctx| act.retry_outbox(ctx));
+            ctx.run_interval(OUTBOX_RETRY, |act, ctx| {
+                act.retry_outbox(ctx);
+                act.retry_ahead();
+            });
         }
     }
 }

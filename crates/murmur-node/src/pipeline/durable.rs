@@ -42,7 +42,69 @@ impl Tap {
     }
 }
 
+/// Envelopes held because they are too far ahead of their session, at most.
+const AHEAD: usize = 1024;
+/// How long one is held before it counts as refused.
+const AHEAD_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+
 impl Pipeline {
+    /// Holds an envelope further ahead of its session than a step may skip:
+    /// the messages before it are on their way (a store round after an
+    /// outage), and once they opened, so does it.
+    pub(super) fn hold_ahead(&mut self, delivery: Delivery) {
+        let Some(chat) = self.chat.as_mut() else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        let since = match chat.ahead_since.get(&delivery.hash) {
+            Some(since) => *since,
+            None => {
+                self.stats.chat_ahead += 1;
+                if chat.ahead_since.len() < 4 * AHEAD {
+                    chat.ahead_since.insert(delivery.hash, now);
+                }
+                now
+            }
+        };
+        if chat.ahead.len() >= AHEAD {
+            if let Some((_, dropped)) = chat.ahead.pop_front() {
+                self.stats.chat_refused += 1;
+                tracing::warn!(hash = %dropped.hash, "too many envelopes ahead of their session; the oldest is dropped");
+            }
+        }
+        tracing::debug!(hash = %delivery.hash, "an envelope ahead of its session is held");
+        chat.ahead.push_back((since, delivery));
+    }
+
+    /// Offers the held envelopes to the lane again; those held too long
+    /// count as refused.
+    pub(super) fn retry_ahead(&mut self) {
+        let Some(chat) = self.chat.as_mut() else {
+            return;
+        };
+        chat.ahead_since
+            .retain(|_, since| since.elapsed() <= AHEAD_FOR);
+        let mut offered = std::mem::take(&mut chat.ahead);
+        while let Some((since, delivery)) = offered.pop_front() {
+            if since.elapsed() > AHEAD_FOR {
+                self.stats.chat_refused += 1;
+                tracing::warn!(hash = %delivery.hash, "an envelope ahead of its session never caught up; refused");
+                continue;
+            }
+            match self.lane.try_send(delivery) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(delivery)) => {
+                    offered.push_front((since, delivery));
+                    break;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => break,
+            }
+        }
+        // Not offered now: in front of what the lane holds again.
+        offered.append(&mut chat.ahead);
+        chat.ahead = offered;
+    }
+
     /// The kept plaintext behind `journal` can go: the message is handled.
     pub(super) fn handled(&mut self, journal: Journal, ctx: &mut Context<Self>) {
         let Some(chat) = self.chat.as_ref() else {

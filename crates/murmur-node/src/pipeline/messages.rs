@@ -238,7 +238,10 @@ impl Handler<AttachChat> for Pipeline {
     fn handle(&mut self, a: AttachChat, ctx: &mut Context<Self>) {
         let _ = supervise::guard(self, ctx, |this, ctx| {
             // What a previous run left queued goes out once there are peers.
-            ctx.run_interval(OUTBOX_RETRY, |act, ctx| act.retry_outbox(ctx));
+            ctx.run_interval(OUTBOX_RETRY, |act, ctx| {
+                act.retry_outbox(ctx);
+                act.retry_ahead();
+            });
             this.chat = Some(Chat {
                 outbox: Outbox::from(&a.outbox),
                 retrying: false,
@@ -257,6 +260,8 @@ impl Handler<AttachChat> for Pipeline {
                 held: Default::default(),
                 book: None,
                 taps: Vec::new(),
+                ahead: VecDeque::new(),
+                ahead_since: HashMap::new(),
             });
         });
     }

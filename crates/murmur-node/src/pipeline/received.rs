@@ -98,13 +98,19 @@ impl Pipeline {
             return self.open_group(delivery);
         }
         let hash = delivery.hash;
-        let open = ask_again_after_restart(chat.crypto.open.clone(), crypto::Open(delivery), |r| {
-            matches!(r, Err(crypto::Error::Restarted(_)))
-        });
+        let open = ask_again_after_restart(
+            chat.crypto.open.clone(),
+            crypto::Open(delivery.clone()),
+            |r| matches!(r, Err(crypto::Error::Restarted(_))),
+        );
         Box::pin(
             open.into_actor(self)
                 .then(move |opened, act, ctx| match opened {
                     Ok(Ok(opened)) => act.on_opened(&opened, Journal::Crypto(hash), ctx),
+                    Ok(Err(crypto::Error::TooFarAhead(_))) => {
+                        act.hold_ahead(delivery);
+                        done()
+                    }
                     Ok(Err(e)) => {
                         act.stats.chat_refused += 1;
                         tracing::debug!(error = %e, "chat envelope refused");
