@@ -116,7 +116,11 @@ async fn serve(node: Node) {
         synced.sync_now().await.unwrap();
         say("synced");
     });
+    // Every message of the stream is for it, the first ones included
+    // (sent as it starts, perhaps a moment before its first start is kept).
     Bot::new(node)
+        .answer_backlog(true)
+        .middleware(Tell)
         .on_message(|m: ChatMessage, store: Store, reply: Reply| async move {
             let key = format!("seen/{}", m.id);
             if store.get::<bool>(&key).await?.is_some() {
@@ -140,14 +144,27 @@ async fn serve(node: Node) {
         .unwrap();
 }
 
+/// Says every handler error, so that a failure of the test names it.
+struct Tell;
+
+impl murmur::bot::Middleware for Tell {
+    fn after(&self, message: &ChatMessage, result: &HandlerResult) {
+        if let Err(e) = result {
+            say(&format!("error {}: {e}", message.text().unwrap_or("")));
+        }
+    }
+}
+
 /// A child process and what it says: its contact code, how many messages
 /// it has done, whether its round from the store is over; a message handed
-/// twice fails the test.
+/// twice or a handler's error fails the test ([`Running::check`]).
 struct Running {
     child: Child,
     code: String,
     count: watch::Receiver<usize>,
     synced: watch::Receiver<bool>,
+    /// Messages handed twice, handlers that failed.
+    faults: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Running {
@@ -167,13 +184,17 @@ impl Running {
         let (code_tx, code) = tokio::sync::oneshot::channel();
         let (count_tx, count) = watch::channel(0);
         let (synced_tx, synced) = watch::channel(false);
+        let faults = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let faults_seen = faults.clone();
         actix::spawn(async move {
             let mut code_tx = Some(code_tx);
             while let Ok(Some(line)) = lines.next_line().await {
                 let Some(said) = line.strip_prefix("@@ ") else {
                     continue;
                 };
-                assert!(!said.starts_with("dup "), "handed twice: {said}");
+                if said.starts_with("dup ") || said.starts_with("error ") {
+                    faults_seen.lock().unwrap().push(said.to_owned());
+                }
                 if let Some(code) = said.strip_prefix("code ") {
                     if let Some(tx) = code_tx.take() {
                         let _ = tx.send(code.to_owned());
@@ -194,7 +215,15 @@ impl Running {
             code,
             count,
             synced,
+            faults,
         }
+    }
+
+    /// Fails the test if the child said a message was handed twice or a
+    /// handler failed.
+    fn check(&self) {
+        let faults = self.faults.lock().unwrap();
+        assert!(faults.is_empty(), "the child said: {faults:?}");
     }
 
     /// How many messages the child has done.
@@ -210,6 +239,7 @@ impl Running {
             .unwrap_or_else(|_| panic!("the child did {} of {n}", self.done()))
             .expect("the child is alive");
         assert_eq!(self.done(), n, "the child did more than it was sent");
+        self.check();
     }
 
     /// Waits until the child's first round from the store is over.
@@ -224,6 +254,7 @@ impl Running {
     /// `kill -9`.
     async fn kill(mut self) {
         self.child.kill().await.unwrap();
+        self.check();
     }
 }
 
@@ -297,10 +328,18 @@ async fn a_bot_killed_twice_mid_handler_answers_every_message_once() {
     let mut replies = sender.durable_inbox("replies").await.unwrap();
     let mut answered: HashMap<String, usize> = HashMap::new();
     while answered.len() < MESSAGES {
-        let entry = tokio::time::timeout(PROGRESS, replies.recv())
-            .await
-            .expect("answers keep coming")
-            .expect("the node runs");
+        let Ok(entry) = tokio::time::timeout(PROGRESS, replies.recv()).await else {
+            child.check();
+            let missing: Vec<_> = (0..MESSAGES)
+                .filter(|i| !answered.contains_key(&format!("ack m{i}")))
+                .take(10)
+                .collect();
+            panic!(
+                "answers stopped at {} of {MESSAGES}; the first missing: {missing:?}",
+                answered.len()
+            );
+        };
+        let entry = entry.expect("the node runs");
         let text = entry.message.text().unwrap_or_default().to_owned();
         *answered.entry(text).or_default() += 1;
     }
