@@ -188,10 +188,12 @@ async fn the_moderation_bot_drops_a_flood_and_carries_out_kicks_and_deletions() 
     let mallory = member(dirs[3].path(), false).start().await.unwrap();
     let group = moderation_bot::community(&bot_node).await.unwrap();
     let bot = moderation_bot::bot(bot_node.clone(), group.clone(), shared.clone());
+    let counters = bot.counters();
     let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
     actix::spawn(bot.run_until(async move {
         let _ = stopped.await;
     }));
+    eventually("the bot listens", || async { counters.listening() }).await;
     let (bot_id, _) = bot_node.chat_identity().await.unwrap();
     let mut ids = Vec::new();
     for m in [&alice, &bob, &mallory] {

@@ -276,9 +276,12 @@ impl Bot {
         mut self,
         stop: impl std::future::Future<Output = ()>,
     ) -> Result<(), Error> {
+        // The first start is when `run` was called, not when what it waits
+        // for answered: a message sent after the call is never backlog.
+        let called = now_millis();
         let mut inbox = self.node.durable_inbox(&self.name).await?;
         let (me, _) = self.node.chat_identity().await?;
-        let first = self.first_start().await?;
+        let first = self.first_start(called).await?;
         let states = Rc::new(std::mem::take(&mut self.states));
         tracing::info!(account = %me, name = %self.name, from = inbox.position(), "bot running");
         self.counters.listening.store(true, Ordering::Release);
@@ -306,14 +309,13 @@ impl Bot {
 
     /// When this bot first ran (milliseconds since the Unix epoch), kept in
     /// the node's database.
-    async fn first_start(&self) -> Result<u64, Error> {
+    async fn first_start(&self, now: u64) -> Result<u64, Error> {
         let key = format!("murmur-bot/{}/first-start", self.name);
         if let Some(bytes) = self.node.load_app_state(&key).await? {
             if let Ok(b) = <[u8; 8]>::try_from(bytes.as_slice()) {
                 return Ok(u64::from_be_bytes(b));
             }
         }
-        let now = now_millis();
         self.node
             .save_app_state(&key, Some(now.to_be_bytes().to_vec()))
             .await?;
