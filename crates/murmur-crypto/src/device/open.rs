@@ -190,6 +190,13 @@ impl Device {
         }
         let plaintext = match (existing, ciphertext) {
             (Some(Ok(plaintext)), _) => plaintext,
+            // A first message of the session this device has, further
+            // ahead of it than a step may skip (the initiator heard nothing
+            // back yet, and this device was away): not a new start, and not
+            // a replay; it opens once those before it have.
+            (Some(Err(e @ DecryptError::TooFarAhead { .. })), Ciphertext::Prekey(..)) => {
+                return Err(self.refuse("too_far_ahead", Error::TooFarAhead(e.to_string())));
+            }
             // A first message again: the peer lost its session and starts
             // over, or this one was replayed (X3DH then refuses the used
             // one-time prekey).
@@ -224,6 +231,13 @@ impl Device {
                             // installation); not a replay, counted apart.
                             X3dhError::OneTimePrekeyUsed(_) => {
                                 self.refuse("one_time_prekey_used", Error::OneTimePrekeyUsed)
+                            }
+                            // A message of the initiator's first chain, more
+                            // than a step may skip past those before it (a
+                            // receiver back from an outage): it opens once
+                            // they have, so it says so.
+                            X3dhError::Decrypt(e @ DecryptError::TooFarAhead { .. }) => {
+                                self.refuse("too_far_ahead", Error::TooFarAhead(e.to_string()))
                             }
                             other => self
                                 .refuse("undecryptable", Error::Undecryptable(other.to_string())),
