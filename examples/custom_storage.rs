@@ -469,7 +469,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pubsub = b.pubsub_topic(&topic);
     b.wait_for_peers(&pubsub, 1, Duration::from_secs(20))
         .await?;
-    let hash = a.send(&topic, b"kept in a journal".to_vec()).await?;
+    let hash = a.send(&topic, b"kept in a journal".to_vec()).await?.hash();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let query = store::Query::content(Some(pubsub), vec![topic.to_string()]);
     let page = b.query_store(&a.listen_addrs()[0], query.clone()).await?;

@@ -66,7 +66,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let topic: ContentTopic = "/murmur/1/memory/proto".parse()?;
     let mut inbox = bob.subscribe([&topic]).await?;
     for text in ["hello bob", "HELLO BOB", "over an in-memory transport"] {
-        let hash = alice.send(&topic, text.as_bytes().to_vec()).await?;
+        let hash = alice.send(&topic, text.as_bytes().to_vec()).await?.hash();
         println!("alice sent {hash}: {text}");
     }
     while let Some(delivery) = inbox

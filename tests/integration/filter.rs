@@ -65,7 +65,8 @@ async fn a_lightpush_reaches_a_filter_subscriber_through_murmur() {
     let hash = relay
         .send(&topic(), b"from the mesh".to_vec())
         .await
-        .unwrap();
+        .unwrap()
+        .hash();
     let event = next_filter_event(&mut subscriber).await;
     assert_eq!(event["hash"], hash_hex(&hash), "{event}");
 
@@ -74,7 +75,11 @@ async fn a_lightpush_reaches_a_filter_subscriber_through_murmur() {
         .call(json!({"cmd": "unsubscribe", "contentTopic": topic().as_str()}))
         .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    relay.send(&topic(), b"too late".to_vec()).await.unwrap();
+    relay
+        .send(&topic(), b"too late".to_vec())
+        .await
+        .unwrap()
+        .hash();
     assert!(
         tokio::time::timeout(Duration::from_secs(2), subscriber.next_event("filter"))
             .await

@@ -131,7 +131,8 @@ async fn relay_past_the_work_bound_is_counted_and_a_request_is_busy_at_once() {
             alice
                 .send(&topic, format!("r{i}").into_bytes())
                 .await
-                .unwrap(),
+                .unwrap()
+                .hash(),
         );
     }
     // Four are being archived (held at the gate); the rest are let go,

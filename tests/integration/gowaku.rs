@@ -106,7 +106,7 @@ async fn relay_crosses_both_ways_with_the_hash_go_waku_computes() {
 
     // murmur -> go-waku, small and at go-waku's 150 KiB limit.
     for payload in [b"from murmur".to_vec(), vec![0x5a; 150_000]] {
-        let hash = node.send(&topic(), payload.clone()).await.unwrap();
+        let hash = node.send(&topic(), payload.clone()).await.unwrap().hash();
         let message = go.next_message().await;
         assert_eq!(message["hash"], hash_hex(&hash), "{message}");
         assert_eq!(message["payload"], hex::encode(&payload));
@@ -159,7 +159,7 @@ async fn go_waku_pages_murmurs_store_and_murmur_reads_go_wakus() {
         assert_eq!(sent["hash"].as_str(), Some(hash_hex(&got.hash).as_str()));
         let message = WakuMessage::new(topic().as_str(), format!("murmur {i}").into_bytes())
             .with_timestamp(start + 100 + i);
-        let hash = node.publish(pubsub.clone(), message).await.unwrap();
+        let hash = node.publish(pubsub.clone(), message).await.unwrap().hash();
         hashes.push(hash_hex(&hash));
         go.next_message().await;
     }
@@ -273,7 +273,8 @@ async fn lightpush_go_waku_to_murmur_and_murmur_to_go_waku() {
     let sent = light
         .send(&topic(), b"pushed by murmur".to_vec())
         .await
-        .unwrap();
+        .unwrap()
+        .hash();
     let got = at_service.recv_timeout(WAIT).await.expect("relayed back");
     assert_eq!(got.hash, sent);
     client.stop().await;
@@ -318,7 +319,8 @@ async fn filter_go_waku_at_murmur_and_murmur_at_go_waku() {
     let hash = node
         .send(&topic(), b"to murmur's light node".to_vec())
         .await
-        .unwrap();
+        .unwrap()
+        .hash();
     let got = inbox.recv_timeout(WAIT).await.expect("pushed by go-waku");
     assert_eq!(got.hash, hash);
     subscriber.stop().await;

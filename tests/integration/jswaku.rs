@@ -116,7 +116,7 @@ async fn relay_messages_cross_both_ways_with_equal_hashes() {
 
     // murmur -> js-waku, small and at the size limit.
     for payload in [b"from murmur".to_vec(), vec![0x5a; 150_000]] {
-        let hash = node.send(&topic, payload.clone()).await.unwrap();
+        let hash = node.send(&topic, payload.clone()).await.unwrap().hash();
         let message = js.next_message().await;
         assert_eq!(message["hash"], hash_hex(&hash), "{message}");
         assert_eq!(message["payload"], hex::encode(&payload));

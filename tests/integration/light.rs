@@ -30,7 +30,8 @@ async fn a_light_node_sends_receives_and_reads_history_through_a_service_node() 
     let sent = light
         .send(&topic(), b"from the light node".to_vec())
         .await
-        .unwrap();
+        .unwrap()
+        .hash();
     let got = at_relay.recv_timeout(WAIT).await.expect("relayed");
     assert_eq!(got.hash, sent);
 
@@ -40,7 +41,8 @@ async fn a_light_node_sends_receives_and_reads_history_through_a_service_node() 
     let from_mesh = relay
         .send(&topic(), b"to the light node".to_vec())
         .await
-        .unwrap();
+        .unwrap()
+        .hash();
     let mut seen = Vec::new();
     while !seen.contains(&from_mesh) {
         let got = at_light.recv_timeout(WAIT).await.expect("pushed by filter");
@@ -86,7 +88,8 @@ async fn a_light_node_starts_and_sends_through_a_service_without_filter() {
     let sent = light
         .send(&topic(), b"lightpush only".to_vec())
         .await
-        .unwrap();
+        .unwrap()
+        .hash();
     assert_eq!(
         at_relay.recv_timeout(WAIT).await.expect("relayed").hash,
         sent

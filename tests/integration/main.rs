@@ -17,6 +17,7 @@ mod jswaku;
 mod light;
 mod lightpush;
 mod load;
+mod outbox;
 mod path;
 mod peer;
 mod plugins;

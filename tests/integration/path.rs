@@ -44,7 +44,7 @@ async fn raw_traffic_is_not_held_behind_a_chat_envelope_being_opened() {
         .unwrap();
     valve.holding(1).await;
 
-    let hash = alice.send(&raw, b"not held".to_vec()).await.unwrap();
+    let hash = alice.send(&raw, b"not held".to_vec()).await.unwrap().hash();
     let got = bob_raw
         .recv_timeout(WAIT)
         .await

@@ -37,7 +37,11 @@ async fn the_pipeline_runs_unchanged_on_a_memory_transport() {
     let a = memory_node(&net, Vec::new()).await;
     let b = memory_node(&net, Vec::new()).await;
     let mut inbox = b.subscribe([&topic()]).await.unwrap();
-    let hash = a.send(&topic(), b"over memory".to_vec()).await.unwrap();
+    let hash = a
+        .send(&topic(), b"over memory".to_vec())
+        .await
+        .unwrap()
+        .hash();
     let got = inbox.recv_timeout(WAIT).await.expect("delivered");
     assert_eq!(got.hash, hash);
     assert_eq!(got.message.payload.as_ref(), b"over memory");
@@ -135,7 +139,7 @@ async fn hooks_drop_rewrite_and_fail_in_isolation() {
         b"hello",
         b"that is all",
     ] {
-        a.send(&topic(), payload.to_vec()).await.unwrap();
+        a.send(&topic(), payload.to_vec()).await.unwrap().hash();
     }
     let mut got = Vec::new();
     loop {
@@ -156,7 +160,10 @@ async fn hooks_drop_rewrite_and_fail_in_isolation() {
     assert_eq!(stats.hook_failures, 2);
     assert_eq!(stats.dropped_by_hooks, 1);
     // The node is still running.
-    a.send(&topic(), b"still here".to_vec()).await.unwrap();
+    a.send(&topic(), b"still here".to_vec())
+        .await
+        .unwrap()
+        .hash();
     assert!(inbox.recv_timeout(WAIT).await.is_some());
 }
 
@@ -172,8 +179,8 @@ async fn a_fail_closed_hook_drops_on_failure() {
     )
     .await;
     let mut inbox = b.subscribe([&topic()]).await.unwrap();
-    a.send(&topic(), b"error".to_vec()).await.unwrap();
-    a.send(&topic(), b"fine".to_vec()).await.unwrap();
+    a.send(&topic(), b"error".to_vec()).await.unwrap().hash();
+    a.send(&topic(), b"fine".to_vec()).await.unwrap().hash();
     let got = inbox.recv_timeout(WAIT).await.unwrap();
     assert_eq!(got.message.payload.as_ref(), b"fine");
 }

@@ -70,7 +70,8 @@ async fn publish_history(
             publisher
                 .send(&topic(), format!("message {i}").into_bytes())
                 .await
-                .unwrap(),
+                .unwrap()
+                .hash(),
         );
         // Distinct timestamps keep the expected order unambiguous.
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -165,7 +166,11 @@ async fn a_store_node_archives_what_it_publishes_even_when_the_caller_stops_wait
     store.wait_for_peers(&pubsub, 1, WAIT).await.unwrap();
     peer.wait_for_peers(&pubsub, 1, WAIT).await.unwrap();
 
-    let awaited = store.send(&topic(), b"awaited".to_vec()).await.unwrap();
+    let awaited = store
+        .send(&topic(), b"awaited".to_vec())
+        .await
+        .unwrap()
+        .hash();
     let message = WakuMessage::new(topic().as_str(), b"abandoned".to_vec())
         .with_timestamp(murmur::core::now_nanos());
     let abandoned = Delivery::new(pubsub.clone(), message.clone()).hash;

@@ -79,7 +79,7 @@ async fn restarted_and_relaying_through(
     let mut bob_inbox = bob.subscribe([&topic]).await.unwrap();
     let mut alice_inbox = alice.subscribe([&topic]).await.unwrap();
     alice.wait_for_peers(&pubsub, 1, WAIT).await.unwrap();
-    let before = alice.send(&topic, b"before".to_vec()).await.unwrap();
+    let before = alice.send(&topic, b"before".to_vec()).await.unwrap().hash();
     assert_eq!(bob_inbox.recv_timeout(WAIT).await.unwrap().hash, before);
     let peer_id = alice.status().await.unwrap().peer_id;
 
@@ -88,7 +88,7 @@ async fn restarted_and_relaying_through(
     // The supervisor rebuilds the node; bob is a static peer and is
     // redialled. A send issued at once waits for the mesh to be back; it
     // does not fail for want of peers.
-    let after = alice.send(&topic, b"after".to_vec()).await.unwrap();
+    let after = alice.send(&topic, b"after".to_vec()).await.unwrap().hash();
     assert_eq!(
         alice.status().await.unwrap().peer_id,
         peer_id,
@@ -100,7 +100,7 @@ async fn restarted_and_relaying_through(
         .expect("relayed after restart");
     assert_eq!(got.hash, after);
     bob.wait_for_peers(&pubsub, 1, WAIT).await.unwrap();
-    let back = bob.send(&topic, b"and back".to_vec()).await.unwrap();
+    let back = bob.send(&topic, b"and back".to_vec()).await.unwrap().hash();
     let got = alice_inbox
         .recv_timeout(WAIT)
         .await

@@ -56,7 +56,7 @@ async fn burst(node: &Node, topic: &ContentTopic, from: &str) -> BTreeMap<Messag
     let hashes = join_all(payloads.iter().map(|p| node.send(topic, p.clone()))).await;
     let sent: BTreeMap<_, _> = hashes
         .into_iter()
-        .map(|h| h.expect("published"))
+        .map(|h| h.expect("published").hash())
         .zip(payloads)
         .collect();
     assert_eq!(sent.len(), BURST, "every message has a hash of its own");

@@ -84,7 +84,8 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
             let hash = members[from]
                 .node
                 .send(&topic, text.clone().into_bytes())
-                .await?;
+                .await?
+                .hash();
             println!(
                 "{:<6} sent      {}  \"{text}\"",
                 members[from].name,

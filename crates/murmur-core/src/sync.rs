@@ -3,7 +3,7 @@
 //! nothing enters twice) and handled as if it had just arrived.
 //!
 //! Asked to: [`Watch`] topics and run a [`Round`] over them, [`CatchUp`],
-//! [`FetchMissing`]. The stage asks store nodes through the transport's
+//! [`FetchMissing`], [`Confirm`]. The stage asks store nodes through the transport's
 //! [`QueryStore`](crate::transport::QueryStore), page by page, and hands what
 //! comes back to the recipient of [`transport::Event`](crate::transport::Event)s
 //! it was given (the pipeline). It keeps, durably, how far this node has
@@ -152,6 +152,14 @@ impl CatchUp {
 #[rtype(result = "Result<usize, Error>")]
 pub struct FetchMissing(pub Vec<MessageHash>);
 
+/// Asks a store node which of these messages it holds (a lookup by hash
+/// that brings back no data): what a sender calls acknowledged by the
+/// network. The first store node the stage knows that answers is taken at
+/// its word; answers the hashes it holds.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Vec<MessageHash>, Error>")]
+pub struct Confirm(pub Vec<MessageHash>);
+
 /// What store sync tells the pipeline.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
@@ -173,6 +181,7 @@ pub trait Stage:
     + Handler<Round>
     + Handler<CatchUp>
     + Handler<FetchMissing>
+    + Handler<Confirm>
     + Handler<InjectPanic>
 {
 }
@@ -183,6 +192,7 @@ impl<A> Stage for A where
         + Handler<Round>
         + Handler<CatchUp>
         + Handler<FetchMissing>
+        + Handler<Confirm>
         + Handler<InjectPanic>
 {
 }
@@ -198,6 +208,8 @@ pub struct Handle {
     pub catch_up: Recipient<CatchUp>,
     /// Where [`FetchMissing`] goes.
     pub fetch_missing: Recipient<FetchMissing>,
+    /// Where [`Confirm`] goes.
+    pub confirm: Recipient<Confirm>,
     /// Where [`InjectPanic`] goes (tests of supervision).
     pub inject_panic: Recipient<InjectPanic>,
 }
@@ -209,6 +221,7 @@ impl<A: Stage> From<Addr<A>> for Handle {
             round: addr.clone().recipient(),
             catch_up: addr.clone().recipient(),
             fetch_missing: addr.clone().recipient(),
+            confirm: addr.clone().recipient(),
             inject_panic: addr.recipient(),
         }
     }

@@ -308,15 +308,6 @@ impl Builder {
         })
         .await?;
         let connected = Arc::new(tokio::sync::Notify::new());
-        pipeline
-            .send(Attach {
-                transport: transport.clone(),
-                storage: storage.clone(),
-                connected: connected.clone(),
-                archive: self.config.store.archive,
-            })
-            .await?;
-        spawn_retention(&self.config, storage.prune.clone());
         let sync = (self.sync)(SyncContext {
             query_store: transport.query_store.clone(),
             inbound: pipeline.clone().recipient(),
@@ -330,6 +321,16 @@ impl Builder {
             storage: storage.clone(),
         })
         .await?;
+        pipeline
+            .send(Attach {
+                transport: transport.clone(),
+                storage: storage.clone(),
+                connected: connected.clone(),
+                confirm: sync.confirm.clone(),
+                archive: self.config.store.archive,
+            })
+            .await?;
+        spawn_retention(&self.config, storage.prune.clone());
 
         let crypto_metrics = crate::crypto::Metrics::default();
         crypto_metrics.register(registry.sub_registry_with_prefix("crypto"));
@@ -482,8 +483,8 @@ fn spawn_bundle_publisher(node: &Node, config: &crate::config::Chat) {
             // The node is gone once every handle is dropped.
             let Some(inner) = node.upgrade() else { return };
             wait = match (Node { inner }).publish_bundle().await {
-                Ok(hash) => {
-                    tracing::debug!(%hash, "bundle published");
+                Ok(sent) => {
+                    tracing::debug!(hash = %sent.hash(), state = ?sent.state(), "bundle sent");
                     EVERY + jitter(2 * 3600)
                 }
                 Err(Error::Stopped) => return,

@@ -9,7 +9,7 @@ use murmur_core::{
     hook::Outgoing,
     storage,
     transport::{self, Dial, GetStatus, QueryStore, Status, Subscribe},
-    ContentTopic, Delivery, MessageHash, PubsubTopic, Sharding, WakuMessage,
+    ContentTopic, Delivery, PubsubTopic, Sharding, WakuMessage,
 };
 use tokio::sync::mpsc;
 
@@ -22,7 +22,7 @@ use crate::{
         AddInbox, AddNotices, AddSubscriber, ApplyEffects, ChatOutbound, GetStats,
         PublishEnvelopes, SendChat,
     },
-    Error, Pipeline, Stats,
+    Error, Pipeline, Publication, Stats,
 };
 
 pub(crate) const SUBSCRIBER_QUEUE: usize = 1024;
@@ -140,27 +140,36 @@ impl Node {
         self.inner.sharding.pubsub_topic(topic)
     }
 
-    /// Publishes `payload` on `topic`, stamped with the current time.
+    /// Publishes `payload` on `topic`, stamped with the current time; see
+    /// [`Node::publish`].
     pub async fn send(
         &self,
         topic: &ContentTopic,
         payload: impl Into<Bytes>,
-    ) -> Result<MessageHash, Error> {
+    ) -> Result<Publication, Error> {
         let message =
             WakuMessage::new(topic.as_str(), payload).with_timestamp(murmur_core::now_nanos());
         self.publish(self.pubsub_topic(topic), message).await
     }
 
-    /// Publishes a message as given on `pubsub_topic`, through the outbound hooks.
+    /// Publishes a message as given on `pubsub_topic`, through the outbound
+    /// hooks and the outbox.
+    ///
+    /// Answers once the message is durable: in the outbox, or taken by the
+    /// network. It does not fail because no peer is connected: the message
+    /// then waits in the outbox ([`Queued`](crate::PublishState::Queued)) and is offered
+    /// again every few seconds, across restarts. The [`Publication`]
+    /// follows it on to published and acknowledged (a store node holds it).
+    /// Errors are for what will never go out: a hook dropped it, the network
+    /// would refuse it (too large, malformed), or a service node refused it.
     ///
     /// Dropping the future before it answers may or may not stop the
-    /// message (it may already be on the network); one that is published is
-    /// also archived on an archiving node, whether or not anyone still waits.
+    /// message (it may already be in the outbox or on the network).
     pub async fn publish(
         &self,
         pubsub_topic: PubsubTopic,
         message: WakuMessage,
-    ) -> Result<MessageHash, Error> {
+    ) -> Result<Publication, Error> {
         crate::pipeline::publish(&self.inner.pipeline, Outgoing::new(pubsub_topic, message)).await
     }
 

@@ -35,6 +35,7 @@ pub mod keys;
 mod metrics;
 mod pipeline;
 pub mod plugin;
+mod publication;
 mod store_sync;
 
 pub use builder::{Builder, CryptoContext, GroupsContext, StageContext, SyncContext};
@@ -44,6 +45,7 @@ pub use error::Error;
 pub use handle::StageId;
 pub use handle::{Node, Subscription};
 pub use pipeline::{Pipeline, Stats};
+pub use publication::{Publication, PublishState};
 
 /// Waits for Ctrl-C or SIGTERM: what `murmur node` stops on.
 pub async fn shutdown_signal() {

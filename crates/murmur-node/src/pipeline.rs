@@ -109,6 +109,12 @@ pub struct Pipeline {
     connected: Option<std::sync::Arc<tokio::sync::Notify>>,
     /// What went to the lane in this run (see [`Recent`]).
     recent: Recent,
+    /// Where every message waits until the network takes it.
+    outbox: Option<Outbox>,
+    /// Asks store nodes which published messages they hold.
+    confirm: Option<Recipient<murmur_core::sync::Confirm>>,
+    /// The publishes under way.
+    sends: outbox::Sends,
     fuse: supervise::Fuse,
 }
 
@@ -198,8 +204,6 @@ struct Chat {
     sent_order: VecDeque<MessageId>,
     /// Where envelopes wait until they are published.
     outbox: Outbox,
-    /// A retry of the outbox is running.
-    retrying: bool,
     /// The membership stage.
     groups: Option<groups::Handle>,
     /// Where the messages of this account's groups arrive.
@@ -222,8 +226,8 @@ struct Chat {
     ahead_since: HashMap<MessageHash, std::time::Instant>,
 }
 
-/// The persistence stage's outbox, as the chat path uses it: every envelope
-/// is in it before it is published and until it is.
+/// The persistence stage's outbox: every message is in it before a publish
+/// answers, and until the network took it.
 #[derive(Clone)]
 pub(crate) struct Outbox {
     enqueue: Recipient<storage::Enqueue>,
@@ -250,7 +254,8 @@ pub(crate) struct Outcome {
     pub(crate) queued: usize,
 }
 
-/// How often queued envelopes are offered to the network again.
+/// How often queued messages are offered to the network again (and what
+/// was published is confirmed with a store node).
 const OUTBOX_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Builds a hook again, from its configuration.
@@ -335,6 +340,9 @@ impl Pipeline {
             lane_rx,
             lane_step: None,
             recent: Recent::default(),
+            outbox: None,
+            confirm: None,
+            sends: outbox::Sends::default(),
             transport: None,
             storage: None,
             hooks,
@@ -486,6 +494,12 @@ impl Pipeline {
     /// Runs `work` beside the mailbox; when too much is queued already, the
     /// mailbox waits for it instead (so `work` must not wait for the
     /// mailbox: see [`Pipeline::mailbox`]).
+    /// The timer's work: the outbox, and chat envelopes held too far ahead.
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        self.tick_outbox(ctx);
+        self.retry_ahead();
+    }
+
     fn background<T: 'static>(
         &mut self,
         ctx: &mut Context<Self>,
@@ -513,13 +527,11 @@ impl Actor for Pipeline {
         // handled before the next; it reads the actor's own receiver, so a
         // restart loses nothing queued.
         ctx.spawn(received::Lane);
-        // After a restart: the outbox's timer went with the old context.
-        if let Some(chat) = self.chat.as_mut() {
-            chat.retrying = false;
-            ctx.run_interval(OUTBOX_RETRY, |act, ctx| {
-                act.retry_outbox(ctx);
-                act.retry_ahead();
-            });
+        // After a restart: the outbox's timer and the work it ran went
+        // with the old context.
+        if self.outbox.is_some() {
+            self.sends.stopped();
+            ctx.run_interval(OUTBOX_RETRY, Pipeline::tick);
         }
     }
 }

@@ -50,11 +50,11 @@ use std::{
 use actix::prelude::*;
 use murmur_core::{
     storage::{self, LoadState, SaveState},
-    store::Query,
+    store::{Page, Query},
     supervise,
-    sync::{CatchUp, Error, FetchMissing, Round, Watch},
+    sync::{CatchUp, Confirm, Error, FetchMissing, Round, Watch},
     transport::{self, QueryStore},
-    ContentTopic, Delivery, PubsubTopic,
+    ContentTopic, Delivery, MessageHash, PubsubTopic,
 };
 
 const MAILBOX: usize = 256;
@@ -133,6 +133,63 @@ impl Asker {
         Err(last)
     }
 
+    /// Asks the first store node that answers which of `hashes` it holds.
+    async fn held(&self, hashes: &[MessageHash]) -> Result<Vec<MessageHash>, Error> {
+        let mut last = Error::NoStoreNode;
+        for store in &self.stores {
+            match self.held_at(store, hashes).await {
+                Ok(held) => return Ok(held),
+                Err(Error::Stopped) => return Err(Error::Stopped),
+                Err(e) => {
+                    tracing::debug!(%store, error = %e, "store node failed; trying the next");
+                    last = e;
+                }
+            }
+        }
+        Err(last)
+    }
+
+    async fn held_at(
+        &self,
+        store: &str,
+        hashes: &[MessageHash],
+    ) -> Result<Vec<MessageHash>, Error> {
+        let mut held = Vec::new();
+        // Store nodes take at most this many hashes in one query.
+        for chunk in hashes.chunks(murmur_core::store::MAX_HASHES) {
+            let mut query = Query::hashes(chunk.to_vec());
+            query.include_data = false;
+            loop {
+                let page = self.page(store, query.clone()).await?;
+                held.extend(page.messages.iter().map(|m| m.hash));
+                match page.cursor {
+                    Some(cursor) => query = query.with_cursor(Some(cursor)),
+                    None => break,
+                }
+            }
+        }
+        Ok(held)
+    }
+
+    /// One page of `query` from `store`.
+    async fn page(&self, store: &str, query: Query) -> Result<Page, Error> {
+        self.query
+            .send(QueryStore::new(store, query))
+            .await
+            .map_err(|_| Error::Stopped)?
+            .map_err(|e| match e {
+                transport::Error::Remote {
+                    code, description, ..
+                } => Error::Store { code, description },
+                // The transport met a panic on it: the caller may ask again.
+                transport::Error::Restarted(p) => Error::Restarted(p),
+                other => Error::Unreachable {
+                    store: store.to_owned(),
+                    reason: other.to_string(),
+                },
+            })
+    }
+
     async fn pages(
         &self,
         store: &str,
@@ -141,22 +198,7 @@ impl Asker {
     ) -> Result<usize, Error> {
         let mut count = 0;
         loop {
-            let page = self
-                .query
-                .send(QueryStore::new(store, query.clone()))
-                .await
-                .map_err(|_| Error::Stopped)?
-                .map_err(|e| match e {
-                    transport::Error::Remote {
-                        code, description, ..
-                    } => Error::Store { code, description },
-                    // The transport met a panic on it: the caller may ask again.
-                    transport::Error::Restarted(p) => Error::Restarted(p),
-                    other => Error::Unreachable {
-                        store: store.to_owned(),
-                        reason: other.to_string(),
-                    },
-                })?;
+            let page = self.page(store, query.clone()).await?;
             for stored in page.messages {
                 let (Some(message), Some(topic)) = (
                     stored.message,
@@ -352,6 +394,18 @@ impl Handler<FetchMissing> for StoreSync {
             Err(p) => return Box::pin(std::future::ready(Err(p.into()))),
         };
         Box::pin(async move { asker.fetch(Query::hashes(hashes), None).await })
+    }
+}
+
+impl Handler<Confirm> for StoreSync {
+    type Result = ResponseFuture<Result<Vec<MessageHash>, Error>>;
+
+    fn handle(&mut self, Confirm(hashes): Confirm, ctx: &mut Context<Self>) -> Self::Result {
+        let asker = match supervise::guard(self, ctx, |act, _| act.ask(None)) {
+            Ok(asker) => asker,
+            Err(p) => return Box::pin(std::future::ready(Err(p.into()))),
+        };
+        Box::pin(async move { asker.held(&hashes).await })
     }
 }
 

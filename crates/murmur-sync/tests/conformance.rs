@@ -42,11 +42,13 @@ mod counted {
         let (fetch_missing, _) = tally(default.fetch_missing.clone(), gone);
         let (watch, _) = tally(default.watch.clone(), gone);
         let (round, _) = tally(default.round.clone(), gone);
+        let (confirm, _) = tally(default.confirm.clone(), gone);
         sync::Handle {
             watch,
             round,
             catch_up,
             fetch_missing,
+            confirm,
             ..default
         }
     }

@@ -13,7 +13,7 @@ use actix::prelude::*;
 use murmur_core::{
     storage::{self, SaveRaw},
     supervise::InjectPanic,
-    sync::{self, CatchUp, Error, FetchMissing, Reason, Round, Watch},
+    sync::{self, CatchUp, Confirm, Error, FetchMissing, Reason, Round, Watch},
     transport::{self, QueryStore},
     ContentTopic, Delivery, MessageHash, PubsubTopic, WakuMessage,
 };
@@ -44,6 +44,7 @@ macro_rules! sync_conformance_tests {
             case!(falls_back_to_the_next_store_node);
             case!(says_why_no_store_node_answered);
             case!(fetches_missing_messages_by_hash);
+            case!(confirms_which_messages_a_store_node_holds);
             case!(survives_a_panic_in_a_handler);
             case!(a_round_fetches_what_came_on_watched_topics_since_they_were_watched);
             case!(a_round_no_store_answered_fails_and_the_next_fetches_what_was_missed);
@@ -235,6 +236,52 @@ where
         .expect("stage alive");
     assert_eq!(fetched, Ok(2));
     assert_eq!(received(&mut events, 2).await, wanted.into_iter().collect());
+}
+
+/// A store node is asked which messages it holds, past a store node that
+/// does not answer: the ones it holds, and none it does not (a message
+/// never published, or one held by no store yet), with nothing handed to
+/// the inbound path; more hashes than one query takes are asked in turn.
+pub async fn confirms_which_messages_a_store_node_holds<F, Fut>(start: F)
+where
+    F: Fn(Recipient<QueryStore>, Recipient<transport::Event>, Vec<String>, storage::Handle) -> Fut,
+    Fut: Future<Output = sync::Handle>,
+{
+    let (store, _, kept) = store_with("confirm", 3).await;
+    let (stage, mut events) = start_with(&start, &store, &["nowhere", MemoryStore::ADDRESS]).await;
+    let stranger = Delivery::new(
+        topic(),
+        WakuMessage::new(content("confirm").as_str(), b"never published".to_vec())
+            .with_timestamp(murmur_core::now_nanos()),
+    )
+    .hash;
+    let mut asked: Vec<MessageHash> = vec![kept[0].hash, stranger, kept[2].hash];
+    // Past what one query takes: the last, held, is in the second query.
+    let filler = (0..=u8::MAX).take(murmur_core::store::MAX_HASHES);
+    asked.splice(2..2, filler.map(|i| MessageHash([i; 32])));
+    let mut held = stage
+        .confirm
+        .send(Confirm(asked))
+        .await
+        .expect("stage alive")
+        .expect("a store node answered");
+    held.sort();
+    let mut want = vec![kept[0].hash, kept[2].hash];
+    want.sort();
+    assert_eq!(held, want);
+    assert!(
+        events.message_within(QUIET).await.is_none(),
+        "a confirmation hands nothing to the inbound path"
+    );
+    let (alone, _events) = start_with(&start, &store, &[]).await;
+    assert_eq!(
+        alone
+            .confirm
+            .send(Confirm(vec![kept[0].hash]))
+            .await
+            .expect("stage alive"),
+        Err(Error::NoStoreNode)
+    );
 }
 
 /// A panic in a handler is answered with [`Error::Restarted`]; the stage

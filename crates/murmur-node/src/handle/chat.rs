@@ -394,12 +394,12 @@ impl Node {
     /// Publishes this device's bundle (signed, without one-time prekeys) on
     /// its account's bundle topic, where store nodes keep it for contacts
     /// ([`Node::refresh_contact`]). The node does this by itself every six
-    /// hours; answers the message hash.
+    /// hours; answers the bundle's publication.
     ///
     /// The revocations of this account's devices go beside it, first, so
     /// that whoever fetches the account's bundles learns them before it
     /// could learn a revoked device there.
-    pub async fn publish_bundle(&self) -> Result<MessageHash, Error> {
+    pub async fn publish_bundle(&self) -> Result<crate::Publication, Error> {
         let crypto = self.chat()?;
         let (topic, bundle) = crypto
             .own_bundle

@@ -30,6 +30,8 @@ pub(crate) struct Attach {
     pub(crate) transport: transport::Handle,
     pub(crate) storage: storage::Handle,
     pub(crate) connected: std::sync::Arc<tokio::sync::Notify>,
+    /// Asks store nodes which published messages they hold.
+    pub(crate) confirm: Recipient<murmur_core::sync::Confirm>,
     /// Whether arriving messages are archived.
     pub(crate) archive: bool,
 }
@@ -38,10 +40,14 @@ impl Handler<Attach> for Pipeline {
     type Result = ();
 
     fn handle(&mut self, attach: Attach, ctx: &mut Context<Self>) {
-        let _ = supervise::guard(self, ctx, |this, _| {
+        let _ = supervise::guard(self, ctx, |this, ctx| {
             this.transport = Some(attach.transport);
             this.connected = Some(attach.connected);
+            this.outbox = Some(Outbox::from(&attach.storage));
+            this.confirm = Some(attach.confirm);
             this.storage = attach.archive.then_some(attach.storage);
+            // What a previous run left queued goes out once there are peers.
+            ctx.run_interval(OUTBOX_RETRY, Pipeline::tick);
         });
     }
 }
@@ -98,26 +104,28 @@ impl Handler<transport::Event> for Pipeline {
     }
 }
 
-/// Publishes a message through the outbound hooks and the transport.
+/// Publishes a message through the outbound hooks, the outbox and the
+/// transport.
 ///
-/// The handler runs the hooks and hands the message to the transport's
-/// mailbox at once, in arrival order; it answers with what is left to wait
-/// for, which the caller awaits (see [`publish`]). So its mailbox never waits
-/// on the network, and only an archiving node spawns a task per message (to
-/// archive it once published, whether or not the caller still waits).
+/// The handler runs the hooks and hands the message to the outbox and to the
+/// transport's mailbox at once, in arrival order; it answers with what is
+/// left to wait for, which the caller awaits (see [`publish`]), so its
+/// mailbox never waits on the network or the disk. What the network took
+/// is archived by that future, on its own when there is room beside the
+/// mailbox, so that a caller who stops waiting cannot leave it out.
 #[derive(Message)]
 #[rtype(result = "Result<Published, Error>")]
 pub(crate) struct Outbound(pub(crate) Outgoing);
 
-/// The rest of a publish the pipeline has handed on: the transport's answer,
-/// and, on an archiving node, the message's archiving.
-pub(crate) type Published = Pin<Box<dyn Future<Output = Result<MessageHash, Error>> + Send>>;
+/// The rest of a publish the pipeline has handed on: the outbox's and the
+/// transport's answers, and, on an archiving node, the message's archiving.
+pub(crate) type Published = Pin<Box<dyn Future<Output = Result<crate::Publication, Error>> + Send>>;
 
-/// Publishes through `pipeline` and waits for the transport's answer.
+/// Publishes through `pipeline`; answers once the message is durable.
 pub(crate) async fn publish(
     pipeline: &Addr<Pipeline>,
     outgoing: Outgoing,
-) -> Result<MessageHash, Error> {
+) -> Result<crate::Publication, Error> {
     pipeline.send(Outbound(outgoing)).await??.await
 }
 
@@ -125,13 +133,17 @@ impl Handler<Outbound> for Pipeline {
     type Result = MessageResult<Outbound>;
 
     fn handle(&mut self, Outbound(outgoing): Outbound, ctx: &mut Context<Self>) -> Self::Result {
-        let published = supervise::guard(self, ctx, |this, _| this.publish(outgoing));
+        let published = supervise::guard(self, ctx, |this, ctx| this.publish(outgoing, ctx));
         MessageResult(published.unwrap_or_else(|p| Err(p.into())))
     }
 }
 
 impl Pipeline {
-    pub(super) fn publish(&mut self, outgoing: Outgoing) -> Result<Published, Error> {
+    pub(super) fn publish(
+        &mut self,
+        outgoing: Outgoing,
+        ctx: &mut Context<Self>,
+    ) -> Result<Published, Error> {
         let mut outgoing = self.run_hooks(
             outgoing,
             "outbound",
@@ -139,41 +151,38 @@ impl Pipeline {
             |o, m| o.message = m,
         )?;
         let transport = self.transport.as_ref().ok_or(Error::Stopped)?;
+        let outbox = self.outbox.clone().ok_or(Error::Stopped)?;
         // Stamped here, so that what is archived is what was published.
         outgoing
             .message
             .timestamp
             .get_or_insert_with(murmur_core::now_nanos);
-        let forward = |topic, message| {
-            let sent = transport.publish.send(Publish::new(topic, message));
-            async move { Ok(sent.await??) }
-        };
+        // What no peer would take never enters the outbox.
+        let len = prost::Message::encoded_len(&outgoing.message);
+        transport::validate(&outgoing.message, len)?;
         let archive = (self.storage.as_ref())
             .filter(|_| murmur_core::store::archivable(&outgoing.message))
             .map(|s| s.save_raw.clone());
-        let Some(archive) = archive else {
-            return Ok(Box::pin(forward(outgoing.pubsub_topic, outgoing.message)));
-        };
-        // Hashed only here: the archive keys by hash.
         let delivery = Delivery::new(outgoing.pubsub_topic, outgoing.message);
-        let sent = forward(delivery.pubsub_topic.clone(), delivery.message.clone());
-        // Our own messages belong in our archive too (gossipsub never hands
-        // them back to us), once the network took them. That runs on its
-        // own, so that a caller who stops waiting cannot leave a published
-        // message out of the archive; the caller's answer waits for both.
-        let archived = async move {
-            let hash = sent.await?;
-            archive.send(storage::SaveRaw(delivery)).await??;
-            Ok(hash)
-        };
+        let progress = self.sends.watch(delivery.hash);
+        self.sends.unmarked.insert(delivery.hash, None);
+        let publishing = Publishing {
+            delivery,
+            outbox,
+            publish: transport.publish.clone(),
+            archive,
+            pipeline: ctx.address(),
+            progress,
+        }
+        .run();
         if !self.background.has_room() {
             // Too much beside the mailbox: the caller's wait does it.
-            return Ok(Box::pin(archived));
+            return Ok(Box::pin(publishing));
         }
         let (answer, answered) = tokio::sync::oneshot::channel();
         let work: crate::background::Work = Box::pin(async move {
-            if let Err(Err(e)) = answer.send(archived.await) {
-                tracing::warn!(error = %e, "own message not archived");
+            if let Err(Err(e)) = answer.send(publishing.await) {
+                tracing::warn!(error = %e, "a message no one waited for was not published");
             }
         });
         // Room was just checked, on this thread.
@@ -236,15 +245,9 @@ impl Handler<AttachChat> for Pipeline {
     type Result = ();
 
     fn handle(&mut self, a: AttachChat, ctx: &mut Context<Self>) {
-        let _ = supervise::guard(self, ctx, |this, ctx| {
-            // What a previous run left queued goes out once there are peers.
-            ctx.run_interval(OUTBOX_RETRY, |act, ctx| {
-                act.retry_outbox(ctx);
-                act.retry_ahead();
-            });
+        let _ = supervise::guard(self, ctx, |this, _| {
             this.chat = Some(Chat {
                 outbox: Outbox::from(&a.outbox),
-                retrying: false,
                 crypto: a.crypto,
                 sharding: a.sharding,
                 topics: a.topics.iter().map(|t| t.as_str().to_owned()).collect(),

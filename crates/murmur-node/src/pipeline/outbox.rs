@@ -1,8 +1,308 @@
-//! The outbox as the chat path uses it: every envelope in it before it is
-//! published, and until a retry finds it taken by the network; the retries
-//! every few seconds, across restarts.
+//! The outbox: every message, raw or chat, is in it before a publish
+//! answers, and until the network took it; what the network did not take
+//! is offered again every few seconds, across restarts; what it took is
+//! confirmed with a store node.
+
+use std::collections::HashSet;
+
+use murmur_core::sync;
 
 use super::*;
+use crate::publication::{Progress, PublishState};
+
+/// Raw sends whose state is kept for whoever watches it, at most.
+const WATCHED: usize = 10_000;
+
+/// A queued message stamped longer ago than this is stamped again when it
+/// goes out: store nodes keep nothing more than 20 s off their clock.
+const RESTAMP_AFTER: i64 = 10_000_000_000;
+
+/// How many ticks a published message is asked after at the store nodes.
+const CONFIRM_TRIES: u8 = 12;
+
+/// Hashes asked of a store node in one tick, at most.
+const CONFIRM_BATCH: usize = 1_000;
+
+/// What the pipeline keeps of the publishes under way.
+#[derive(Default)]
+pub(super) struct Sends {
+    /// A retry of the outbox is running.
+    retrying: bool,
+    /// A confirmation is running.
+    confirming: bool,
+    /// The retry ticks so far.
+    tick: u64,
+    /// Handed to the network in this run and not yet marked published in
+    /// the outbox: `None` while the transport has not answered, else the
+    /// tick it answered in. A retry leaves them alone.
+    pub(super) unmarked: HashMap<MessageHash, Option<u64>>,
+    /// The states someone may watch, by the hash the message travels under.
+    watched: HashMap<MessageHash, Watched>,
+    order: VecDeque<MessageHash>,
+}
+
+struct Watched {
+    progress: watch::Sender<Progress>,
+    /// The tick it was published in, once it was.
+    published: Option<u64>,
+    /// Times a store node was asked for it.
+    asked: u8,
+}
+
+impl Sends {
+    /// Forgets the work that went with a restarted context.
+    pub(super) fn stopped(&mut self) {
+        self.retrying = false;
+        self.confirming = false;
+    }
+
+    pub(super) fn watch(&mut self, hash: MessageHash) -> watch::Receiver<Progress> {
+        let (progress, rx) = watch::channel(Progress {
+            hash,
+            state: PublishState::Queued,
+        });
+        let watched = Watched {
+            progress,
+            published: None,
+            asked: 0,
+        };
+        if self.watched.insert(hash, watched).is_none() {
+            self.order.push_back(hash);
+        }
+        while self.order.len() > WATCHED {
+            if let Some(old) = self.order.pop_front() {
+                self.watched.remove(&old);
+            }
+        }
+        rx
+    }
+
+    /// Records what one attempt to publish `hash` came to.
+    fn attempted(&mut self, hash: MessageHash, outcome: &Attempt) {
+        match outcome {
+            Attempt::Published(now) => {
+                self.unmarked.insert(*now, Some(self.tick));
+            }
+            Attempt::Queued(_) => {
+                self.unmarked.remove(&hash);
+            }
+            // Marked by whoever met the refusal.
+            Attempt::Refused(_) => {
+                self.unmarked.remove(&hash);
+            }
+        }
+        let Some(mut watched) = self.watched.remove(&hash) else {
+            return;
+        };
+        let (now, state) = match outcome {
+            Attempt::Published(now) => {
+                watched.published = Some(self.tick);
+                (*now, PublishState::Published)
+            }
+            Attempt::Queued(now) => (*now, PublishState::Queued),
+            Attempt::Refused(reason) => (hash, PublishState::Failed(reason.clone())),
+        };
+        watched.progress.send_replace(Progress { hash: now, state });
+        if now != hash {
+            if let Some(slot) = self.order.iter_mut().find(|h| **h == hash) {
+                *slot = now;
+            }
+        }
+        self.watched.insert(now, watched);
+    }
+
+    /// The messages published at least a tick ago, now to be marked so in
+    /// the outbox (they left before this tick, even if the process dies now).
+    fn take_marks(&mut self) -> Vec<MessageHash> {
+        let before = self.tick.saturating_sub(1);
+        let marks: Vec<MessageHash> = self
+            .unmarked
+            .iter()
+            .filter(|(_, at)| at.is_some_and(|at| at < before))
+            .map(|(hash, _)| *hash)
+            .collect();
+        for hash in &marks {
+            self.unmarked.remove(hash);
+        }
+        marks
+    }
+
+    /// The published messages to ask a store node about now.
+    fn to_confirm(&mut self) -> Vec<MessageHash> {
+        let before = self.tick.saturating_sub(1);
+        let mut asked = Vec::new();
+        for (hash, watched) in &mut self.watched {
+            if asked.len() == CONFIRM_BATCH {
+                break;
+            }
+            if watched.progress.borrow().state != PublishState::Published
+                || !watched.published.is_some_and(|at| at < before)
+                || watched.asked >= CONFIRM_TRIES
+            {
+                continue;
+            }
+            watched.asked += 1;
+            asked.push(*hash);
+        }
+        asked
+    }
+
+    fn confirmed(&mut self, held: &[MessageHash]) {
+        for hash in held {
+            if let Some(watched) = self.watched.remove(hash) {
+                watched
+                    .progress
+                    .send_modify(|p| p.state = PublishState::Acknowledged);
+            }
+        }
+        // What no store node holds after every try stays published; and
+        // with no store node to ask, nothing is asked again.
+        self.watched.retain(|_, w| {
+            !(w.asked >= CONFIRM_TRIES && w.progress.borrow().state == PublishState::Published)
+        });
+        let watched = &self.watched;
+        self.order.retain(|h| watched.contains_key(h));
+    }
+
+    fn stop_confirming(&mut self, asked: &[MessageHash]) {
+        for hash in asked {
+            if let Some(w) = self.watched.get_mut(hash) {
+                w.asked = CONFIRM_TRIES;
+            }
+        }
+        self.confirmed(&[]);
+    }
+}
+
+/// What one attempt to publish came to.
+#[derive(Debug, Clone)]
+pub(crate) enum Attempt {
+    /// The network took it, under this hash.
+    Published(MessageHash),
+    /// Nobody took it now: it waits in the outbox, under this hash.
+    Queued(MessageHash),
+    /// Refused for good: it left the outbox.
+    Refused(String),
+}
+
+impl Attempt {
+    /// What the transport's answer means for a message in the outbox.
+    fn of(
+        answer: Result<Result<MessageHash, transport::Error>, MailboxError>,
+        hash: MessageHash,
+    ) -> Result<Self, transport::Error> {
+        match answer {
+            Ok(Ok(hash)) => Ok(Self::Published(hash)),
+            // The same bytes went out a moment ago.
+            Ok(Err(transport::Error::Duplicate(_))) => Ok(Self::Published(hash)),
+            Ok(Err(e)) if lasting(&e) => Err(e),
+            Ok(Err(e)) => {
+                tracing::debug!(%hash, error = %e, "message queued for a retry");
+                Ok(Self::Queued(hash))
+            }
+            Err(_) => Ok(Self::Queued(hash)),
+        }
+    }
+}
+
+/// A refusal that asking again would not change: the message is malformed
+/// for the network, or a service node refused it as a bad request.
+fn lasting(e: &transport::Error) -> bool {
+    match e {
+        transport::Error::TooLarge { .. } | transport::Error::Invalid(_) => true,
+        transport::Error::Remote { code, .. } => (400..500).contains(code) && *code != 429,
+        _ => false,
+    }
+}
+
+/// Tells the pipeline what an attempt came to.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Attempted {
+    hash: MessageHash,
+    outcome: Attempt,
+}
+
+impl Handler<Attempted> for Pipeline {
+    type Result = ();
+
+    fn handle(&mut self, msg: Attempted, ctx: &mut Context<Self>) {
+        let _ = supervise::guard(self, ctx, |this, _| {
+            this.sends.attempted(msg.hash, &msg.outcome);
+        });
+    }
+}
+
+/// The outbox's side of a publish, once the hooks let the message through.
+pub(super) struct Publishing {
+    pub(super) delivery: Delivery,
+    pub(super) outbox: Outbox,
+    pub(super) publish: Recipient<Publish>,
+    pub(super) archive: Option<Recipient<storage::SaveRaw>>,
+    pub(super) pipeline: Addr<Pipeline>,
+    pub(super) progress: watch::Receiver<Progress>,
+}
+
+impl Publishing {
+    /// Puts the message in the outbox while the transport publishes it,
+    /// and answers once it is durable: in the outbox, or taken by the
+    /// network and archived. Both start at once, so that messages reach
+    /// the transport in the order they were published.
+    pub(super) async fn run(self) -> Result<crate::Publication, Error> {
+        let Self {
+            delivery,
+            outbox,
+            publish,
+            archive,
+            pipeline,
+            progress,
+        } = self;
+        let hash = delivery.hash;
+        let queued = outbox.enqueue.send(storage::Enqueue::new(
+            delivery.pubsub_topic.clone(),
+            delivery.message.clone(),
+        ));
+        let sent = publish.send(Publish::new(
+            delivery.pubsub_topic.clone(),
+            delivery.message.clone(),
+        ));
+        let (queued, sent) = futures::join!(queued, sent);
+        let attempt = Attempt::of(sent, hash);
+        let attempt = match (queued, attempt) {
+            (_, Err(e)) => {
+                // Never goes out: it leaves the outbox (and is not watched).
+                let _ = outbox.mark_sent.send(storage::MarkSent(hash)).await;
+                pipeline.do_send(Attempted {
+                    hash,
+                    outcome: Attempt::Refused(e.to_string()),
+                });
+                return Err(Error::Send(e));
+            }
+            (Ok(Ok(_)), Ok(attempt)) => attempt,
+            // Published, though not in the outbox: it is on the network.
+            (_, Ok(attempt @ Attempt::Published(_))) => attempt,
+            (Ok(Err(e)), Ok(_)) => {
+                pipeline.do_send(Attempted {
+                    hash,
+                    outcome: Attempt::Refused(e.to_string()),
+                });
+                return Err(Error::Archive(e));
+            }
+            (Err(_), Ok(_)) => return Err(Error::Stopped),
+        };
+        if let (Attempt::Published(_), Some(archive)) = (&attempt, archive) {
+            // Our own messages belong in our archive too (gossipsub never
+            // hands them back to us).
+            archive.send(storage::SaveRaw(delivery)).await??;
+        }
+        pipeline.do_send(Attempted {
+            hash,
+            outcome: attempt,
+        });
+        let publication = crate::Publication::new(progress);
+        Ok(publication)
+    }
+}
 
 /// Seals through the crypto stage, then publishes each envelope through the
 /// outbound path; answers how many were published.
@@ -17,12 +317,12 @@ pub(crate) async fn publish_sealed(
     publish_all(sealed, sharding, outbox, pipeline).await
 }
 
-/// Puts each envelope in the outbox (durable), then publishes it through
-/// the outbound path and marks it sent. One the network does not take now
-/// (no peers yet, the node offline) stays queued and is retried every few
-/// seconds, across restarts. A hook's drop is final. Without a `pipeline`
-/// (work the pipeline's mailbox itself waits for, which must not wait for
-/// that mailbox) every envelope stays queued for the retry.
+/// Publishes each envelope through the outbound path, which puts it in the
+/// outbox first. One the network does not take now (no peers yet, the node
+/// offline) stays queued and is retried every few seconds, across
+/// restarts. A hook's drop is final. Without a `pipeline` (work the
+/// pipeline's mailbox itself waits for, which must not wait for that
+/// mailbox) every envelope is only put in the outbox, for the retry.
 pub(crate) async fn publish_all(
     sealed: Vec<crypto::Sealed>,
     sharding: Sharding,
@@ -35,27 +335,19 @@ pub(crate) async fn publish_all(
         let message = WakuMessage::new(envelope.content_topic.as_str(), envelope.payload)
             .with_timestamp(murmur_core::now_nanos());
         let topic = sharding.pubsub_topic(&envelope.content_topic);
-        let hash = outbox
-            .enqueue
-            .send(storage::Enqueue::new(topic.clone(), message.clone()))
-            .await??;
         let Some(pipeline) = pipeline.as_ref() else {
+            outbox
+                .enqueue
+                .send(storage::Enqueue::new(topic, message))
+                .await??;
             outcome.queued += 1;
             continue;
         };
         match publish(pipeline, Outgoing::new(topic, message)).await {
-            // Left in the outbox until the next retry finds it published
-            // (gossipsub answers a duplicate) and marks it: a process
-            // killed before the bytes left publishes it again at start.
+            Ok(p) if p.state() == PublishState::Queued => outcome.queued += 1,
             Ok(_) => outcome.published += 1,
-            Err(e @ Error::Dropped { .. }) => {
-                outbox.mark_sent.send(storage::MarkSent(hash)).await??;
-                dropped = Some(e);
-            }
-            Err(e) => {
-                tracing::debug!(%hash, error = %e, "envelope queued for a retry");
-                outcome.queued += 1;
-            }
+            Err(e @ Error::Dropped { .. }) => dropped = Some(e),
+            Err(e) => return Err(e),
         }
     }
     match dropped {
@@ -65,54 +357,134 @@ pub(crate) async fn publish_all(
 }
 
 impl Pipeline {
-    /// Offers what waits in the outbox to the transport again.
-    pub(super) fn retry_outbox(&mut self, ctx: &mut Context<Self>) {
-        let (Some(chat), Some(transport)) = (self.chat.as_mut(), self.transport.as_ref()) else {
+    /// Marks what went out before the last tick, then offers what waits in
+    /// the outbox to the transport again; and asks a store node about what
+    /// was published.
+    pub(super) fn tick_outbox(&mut self, ctx: &mut Context<Self>) {
+        self.sends.tick += 1;
+        self.retry_outbox(ctx);
+        self.confirm_published(ctx);
+    }
+
+    fn retry_outbox(&mut self, ctx: &mut Context<Self>) {
+        let (Some(outbox), Some(transport)) = (self.outbox.clone(), self.transport.as_ref()) else {
             return;
         };
-        if chat.retrying {
+        if self.sends.retrying {
             return;
         }
-        chat.retrying = true;
-        let outbox = chat.outbox.clone();
+        self.sends.retrying = true;
+        let marks = self.sends.take_marks();
+        let busy: HashSet<MessageHash> = self.sends.unmarked.keys().copied().collect();
         let publish = transport.publish.clone();
         let archive = self.storage.as_ref().map(|s| s.save_raw.clone());
+        let pipeline = ctx.address();
         let retry = async move {
+            for hash in marks {
+                let _ = outbox.mark_sent.send(storage::MarkSent(hash)).await;
+            }
             let Ok(Ok(pending)) = outbox.pending.send(storage::Pending).await else {
                 return 0;
             };
             let mut sent = 0;
-            for d in pending {
-                match publish
-                    .send(Publish::new(d.pubsub_topic.clone(), d.message.clone()))
-                    .await
-                {
-                    Ok(Ok(_)) => {
-                        let _ = outbox.mark_sent.send(storage::MarkSent(d.hash)).await;
-                        if let Some(archive) = &archive {
-                            let _ = archive.send(storage::SaveRaw(d)).await;
-                        }
-                        sent += 1;
-                    }
-                    // Published before (in this run): now it is marked.
-                    Ok(Err(transport::Error::Duplicate(_))) => {
-                        let _ = outbox.mark_sent.send(storage::MarkSent(d.hash)).await;
-                    }
-                    // Still nobody to publish to: the next tick tries again.
-                    _ => break,
+            for d in pending.into_iter().filter(|d| !busy.contains(&d.hash)) {
+                let Some(outcome) = again(d, &outbox, &publish, archive.as_ref()).await else {
+                    break;
+                };
+                let (hash, queued) = outcome;
+                if matches!(queued, Attempt::Published(_)) {
+                    sent += 1;
+                }
+                let still = matches!(queued, Attempt::Queued(_));
+                pipeline.do_send(Attempted {
+                    hash,
+                    outcome: queued,
+                });
+                // Still nobody to publish to: the next tick tries again.
+                if still {
+                    break;
                 }
             }
             sent
         };
         ctx.spawn(retry.into_actor(self).map(|sent, act, _| {
-            if let Some(chat) = act.chat.as_mut() {
-                chat.retrying = false;
-            }
+            act.sends.retrying = false;
             if sent > 0 {
-                tracing::info!(sent, "queued chat envelopes published");
+                tracing::info!(sent, "queued messages published");
             }
         }));
     }
+
+    fn confirm_published(&mut self, ctx: &mut Context<Self>) {
+        let Some(confirm) = self.confirm.clone() else {
+            return;
+        };
+        if self.sends.confirming {
+            return;
+        }
+        let asked = self.sends.to_confirm();
+        if asked.is_empty() {
+            return;
+        }
+        self.sends.confirming = true;
+        let ask = confirm.send(sync::Confirm(asked.clone()));
+        ctx.spawn(ask.into_actor(self).map(move |held, act, _| {
+            act.sends.confirming = false;
+            match held {
+                Ok(Ok(held)) => act.sends.confirmed(&held),
+                Ok(Err(sync::Error::NoStoreNode)) => act.sends.stop_confirming(&asked),
+                Ok(Err(e)) => tracing::debug!(error = %e, "published messages not confirmed"),
+                Err(_) => {}
+            }
+        }));
+    }
+}
+
+/// Offers one queued message to the network again, stamped again first if
+/// it waited too long; answers the hash it was queued under and what came
+/// of it, or `None` if the outbox could not be written.
+async fn again(
+    mut d: Delivery,
+    outbox: &Outbox,
+    publish: &Recipient<Publish>,
+    archive: Option<&Recipient<storage::SaveRaw>>,
+) -> Option<(MessageHash, Attempt)> {
+    let queued_as = d.hash;
+    let now = murmur_core::now_nanos();
+    if d.message
+        .timestamp
+        .is_some_and(|t| now.saturating_sub(t) > RESTAMP_AFTER)
+    {
+        // A new entry before the old goes: killed in between, both go out.
+        let message = d.message.clone().with_timestamp(now);
+        let restamped = Delivery::new(d.pubsub_topic.clone(), message);
+        let enqueue =
+            storage::Enqueue::new(restamped.pubsub_topic.clone(), restamped.message.clone());
+        outbox.enqueue.send(enqueue).await.ok()?.ok()?;
+        outbox
+            .mark_sent
+            .send(storage::MarkSent(queued_as))
+            .await
+            .ok()?
+            .ok()?;
+        d = restamped;
+    }
+    let answer = publish
+        .send(Publish::new(d.pubsub_topic.clone(), d.message.clone()))
+        .await;
+    let attempt = match Attempt::of(answer, d.hash) {
+        Ok(attempt) => attempt,
+        Err(e) => {
+            let _ = outbox.mark_sent.send(storage::MarkSent(d.hash)).await;
+            Attempt::Refused(e.to_string())
+        }
+    };
+    if let (Attempt::Published(_), Some(archive)) = (&attempt, archive) {
+        if murmur_core::store::archivable(&d.message) {
+            let _ = archive.send(storage::SaveRaw(d)).await;
+        }
+    }
+    Some((queued_as, attempt))
 }
 
 /// Publishes envelopes the crypto stage made outside a message's path
