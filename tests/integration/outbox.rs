@@ -10,7 +10,7 @@ use murmur::{
     node::{Builder, Node, PublishState},
 };
 
-use crate::support::{addr, loopback_config, WAIT};
+use crate::support::{loopback_config, WAIT};
 
 fn topic() -> ContentTopic {
     "/murmur/1/outbox/proto".parse().unwrap()

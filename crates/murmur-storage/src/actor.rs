@@ -16,25 +16,36 @@ const MAILBOX: usize = 4096;
 /// How often what superseded state left in the WAL is erased.
 const ERASE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Saves written in one transaction at most.
+/// Writes committed in one transaction at most.
 const MAX_GROUP: usize = 1000;
-/// Saves waiting for the writer: past this, an asker's future waits for
+/// Writes waiting for the writer: past this, an asker's future waits for
 /// room instead of the queue growing.
 const QUEUE: usize = 4 * MAX_GROUP;
 
 type Waiter = oneshot::Sender<Result<bool, Error>>;
 
+/// A write the writer groups with others into one transaction.
+enum Write {
+    /// Archive a message (answers whether it was new).
+    Save(Delivery),
+    /// Put a message in the outbox.
+    Enqueue(Delivery),
+    /// Take an entry the network took out of the outbox.
+    Sent(MessageHash),
+}
+
 /// The persistence stage actor: a thin shell around a [`Database`]. Each
 /// request runs as its own future, so that slow queries do not hold up saves;
 /// the pool bounds how many run at once.
 ///
-/// Saves are group-committed: one writer takes what is queued (at most
-/// [`MAX_GROUP`]) into one transaction while the next saves queue behind it,
-/// and each save is answered only once its transaction is committed. The
-/// queue is bounded: when it is full, savers wait.
+/// Writes (archive saves, outbox entries in and out) are group-committed:
+/// one writer takes what is queued (at most [`MAX_GROUP`]) into one
+/// transaction while the next writes queue behind it, and each is answered
+/// only once its transaction is committed. The queue is bounded: when it is
+/// full, writers wait.
 pub struct Storage {
     db: Database,
-    saves: mpsc::Sender<(Delivery, Waiter)>,
+    writes: mpsc::Sender<(Write, Waiter)>,
     fuse: supervise::Fuse,
 }
 
@@ -44,25 +55,46 @@ impl Storage {
         Supervisor::start(move |_| Self {
             db,
             // Replaced in `started`, with the writer that drains it.
-            saves: mpsc::channel(1).0,
+            writes: mpsc::channel(1).0,
             fuse: supervise::Fuse::default(),
         })
     }
 }
 
 /// Writes what is queued, a group at a time, until the stage restarts.
-async fn write(db: Database, mut queue: mpsc::Receiver<(Delivery, Waiter)>) {
+async fn write(db: Database, mut queue: mpsc::Receiver<(Write, Waiter)>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
-        let (deliveries, waiters): (Vec<Delivery>, Vec<Waiter>) = group.drain(..).unzip();
-        match db.save_batch(&deliveries).await {
+        let mut batch = crate::sql::Batch::default();
+        let mut saved = Vec::new();
+        let mut others = Vec::new();
+        for (write, waiter) in group.drain(..) {
+            match write {
+                Write::Save(d) => {
+                    batch.saves.push(d);
+                    saved.push(waiter);
+                }
+                Write::Enqueue(d) => {
+                    batch.queued.push(d);
+                    others.push(waiter);
+                }
+                Write::Sent(hash) => {
+                    batch.sent.push(hash);
+                    others.push(waiter);
+                }
+            }
+        }
+        match db.write(batch).await {
             Ok(new) => {
-                for (waiter, new) in waiters.into_iter().zip(new) {
+                for (waiter, new) in saved.into_iter().zip(new) {
                     let _ = waiter.send(Ok(new));
+                }
+                for waiter in others {
+                    let _ = waiter.send(Ok(true));
                 }
             }
             Err(e) => {
-                for waiter in waiters {
+                for waiter in saved.into_iter().chain(others) {
                     let _ = waiter.send(Err(e.clone()));
                 }
             }
@@ -76,20 +108,51 @@ fn restarted() -> Error {
     ))
 }
 
-impl Handler<SaveRaw> for Storage {
-    type Result = ResponseFuture<Result<bool, Error>>;
-
-    fn handle(&mut self, SaveRaw(delivery): SaveRaw, ctx: &mut Context<Self>) -> Self::Result {
-        let saves = match supervise::guard(self, ctx, |act, _| act.saves.clone()) {
-            Ok(saves) => saves,
+impl Storage {
+    /// Queues `write` for the writer; answers once its group is committed.
+    fn queue(
+        &mut self,
+        write: Write,
+        ctx: &mut Context<Self>,
+    ) -> ResponseFuture<Result<bool, Error>> {
+        let writes = match supervise::guard(self, ctx, |act, _| act.writes.clone()) {
+            Ok(writes) => writes,
             Err(p) => return Box::pin(std::future::ready(Err(p.into()))),
         };
         Box::pin(async move {
             let (tx, rx) = oneshot::channel();
-            saves.send((delivery, tx)).await.map_err(|_| restarted())?;
+            writes.send((write, tx)).await.map_err(|_| restarted())?;
             // A writer that went with a restart dropped its waiters.
             rx.await.unwrap_or_else(|_| Err(restarted()))
         })
+    }
+}
+
+impl Handler<SaveRaw> for Storage {
+    type Result = ResponseFuture<Result<bool, Error>>;
+
+    fn handle(&mut self, SaveRaw(delivery): SaveRaw, ctx: &mut Context<Self>) -> Self::Result {
+        self.queue(Write::Save(delivery), ctx)
+    }
+}
+
+impl Handler<Enqueue> for Storage {
+    type Result = ResponseFuture<Result<MessageHash, Error>>;
+
+    fn handle(&mut self, msg: Enqueue, ctx: &mut Context<Self>) -> Self::Result {
+        let delivery = Delivery::new(msg.pubsub_topic, msg.message);
+        let hash = delivery.hash;
+        let queued = self.queue(Write::Enqueue(delivery), ctx);
+        Box::pin(async move { queued.await.map(|_| hash) })
+    }
+}
+
+impl Handler<MarkSent> for Storage {
+    type Result = ResponseFuture<Result<(), Error>>;
+
+    fn handle(&mut self, MarkSent(hash): MarkSent, ctx: &mut Context<Self>) -> Self::Result {
+        let marked = self.queue(Write::Sent(hash), ctx);
+        Box::pin(async move { marked.await.map(drop) })
     }
 }
 
@@ -99,7 +162,7 @@ impl Actor for Storage {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX);
         let (tx, rx) = mpsc::channel(QUEUE);
-        self.saves = tx;
+        self.writes = tx;
         let writer = Box::pin(write(self.db.clone(), rx)).into_actor(self);
         ctx.spawn(supervise::Guarded::new(writer).map(|_, _, _| ()));
         ctx.run_interval(ERASE_EVERY, |act, ctx| {
@@ -151,10 +214,6 @@ macro_rules! forward {
 
 forward!(Query, Page, |db, m| db.query(&m.0).await);
 forward!(Prune, u64, |db, m| db.prune(m).await);
-forward!(Enqueue, MessageHash, |db, m| db
-    .enqueue(&m.pubsub_topic, &m.message)
-    .await);
-forward!(MarkSent, (), |db, m| db.mark_sent(m.0).await);
 forward!(Pending, Vec<Delivery>, |db, _m| db.pending().await);
 forward!(SaveCursor, (), |db, m| db
     .save_cursor(&m.name, m.cursor)

@@ -166,7 +166,13 @@ impl Database {
             .await
     }
 
-    /// Marks an outbox entry published.
+    /// Writes archived messages, outbox entries and entries sent in one
+    /// transaction; answers, for each archived message, whether it was new.
+    pub(crate) async fn write(&self, batch: crate::sql::Batch) -> Result<Vec<bool>, Error> {
+        self.run(|sql| async move { sql.write(&batch).await }).await
+    }
+
+    /// Takes an entry the network took out of the outbox.
     pub async fn mark_sent(&self, hash: MessageHash) -> Result<(), Error> {
         self.run(|sql| async move { sql.mark_sent(hash).await })
             .await

@@ -13,6 +13,10 @@ use sqlx::{
 };
 use thiserror::Error;
 
+mod outbox;
+
+pub(crate) use outbox::Batch;
+
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -212,41 +216,23 @@ impl Sql {
     /// 100 rows); answers, for each, whether it was new. Ephemeral messages are
     /// skipped (`false`).
     pub(crate) async fn save_batch(&self, deliveries: &[Delivery]) -> Result<Vec<bool>, Error> {
-        let keep: Vec<&Delivery> = deliveries
-            .iter()
-            .filter(|d| !d.message.is_ephemeral())
-            .collect();
-        let mut inserted = std::collections::HashSet::new();
+        let batch = Batch {
+            saves: deliveries.to_vec(),
+            ..Batch::default()
+        };
+        self.write(&batch).await
+    }
+
+    /// Writes a batch in one transaction: the archive's messages first,
+    /// then the outbox's; answers, for each message archived, whether it
+    /// was new.
+    pub(crate) async fn write(&self, batch: &Batch) -> Result<Vec<bool>, Error> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let stored_at = now_nanos();
-        for chunk in keep.chunks(100) {
-            let sql = format!(
-                "INSERT INTO messages (hash, pubsub_topic, content_topic, timestamp, message, stored_at) \
-                 VALUES {} ON CONFLICT (hash) DO NOTHING RETURNING hash",
-                row_placeholders(chunk.len(), 6)
-            );
-            let mut q = sqlx::query(&sql);
-            for d in chunk {
-                q = q
-                    .bind(d.hash.as_bytes().to_vec())
-                    .bind(d.pubsub_topic.as_str())
-                    .bind(d.message.content_topic.as_str())
-                    .bind(d.message.timestamp.unwrap_or(0))
-                    .bind(d.message.encode_to_vec())
-                    .bind(stored_at);
-            }
-            for row in q.fetch_all(&mut *tx).await.map_err(backend)? {
-                let hash: Vec<u8> = row.try_get(0).map_err(backend)?;
-                inserted.insert(to_hash(&hash)?);
-            }
-        }
+        let saved = save_in(&mut tx, &batch.saves).await?;
+        outbox::enqueue_in(&mut tx, &batch.queued).await?;
+        outbox::sent_in(&mut tx, &batch.sent).await?;
         tx.commit().await.map_err(backend)?;
-        // A hash twice in one batch is new only the first time.
-        let mut seen = std::collections::HashSet::new();
-        Ok(deliveries
-            .iter()
-            .map(|d| inserted.contains(&d.hash) && seen.insert(d.hash))
-            .collect())
+        Ok(saved)
     }
 
     /// Answers one page of a store query.
@@ -360,55 +346,6 @@ impl Sql {
             }
         }
         Ok(deleted)
-    }
-
-    /// Puts a message in the outbox; answers its hash.
-    pub(crate) async fn enqueue(
-        &self,
-        topic: &PubsubTopic,
-        message: &WakuMessage,
-    ) -> Result<MessageHash, Error> {
-        let hash = MessageHash::of(topic, message);
-        sqlx::query(
-            "INSERT INTO outbox (hash, pubsub_topic, message, created_at, sent_at) \
-             VALUES ($1, $2, $3, $4, NULL) ON CONFLICT (hash) DO NOTHING",
-        )
-        .bind(hash.as_bytes().to_vec())
-        .bind(topic.as_str())
-        .bind(message.encode_to_vec())
-        .bind(now_nanos())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(hash)
-    }
-
-    /// Marks an outbox entry published.
-    pub(crate) async fn mark_sent(&self, hash: MessageHash) -> Result<(), Error> {
-        sqlx::query("UPDATE outbox SET sent_at = $1 WHERE hash = $2 AND sent_at IS NULL")
-            .bind(now_nanos())
-            .bind(hash.as_bytes().to_vec())
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    /// The outbox entries not yet published, oldest first.
-    pub(crate) async fn pending(&self) -> Result<Vec<Delivery>, Error> {
-        let rows = sqlx::query(
-            "SELECT pubsub_topic, message FROM outbox WHERE sent_at IS NULL ORDER BY created_at, hash",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                let topic: String = row.try_get(0).map_err(backend)?;
-                let bytes: Vec<u8> = row.try_get(1).map_err(backend)?;
-                Ok(Delivery::new(parse_topic(&topic)?, decode(&bytes)?))
-            })
-            .collect()
     }
 
     /// Saves a reader's cursor.
@@ -553,6 +490,47 @@ fn parse_topic(topic: &str) -> Result<PubsubTopic, Error> {
 
 fn decode(bytes: &[u8]) -> Result<WakuMessage, Error> {
     WakuMessage::decode(bytes).map_err(|e| Error::Corrupt(e.to_string()))
+}
+
+/// Archives `deliveries` in `tx`; answers, for each, whether it was new.
+/// Ephemeral messages are skipped (`false`).
+async fn save_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    deliveries: &[Delivery],
+) -> Result<Vec<bool>, Error> {
+    let keep: Vec<&Delivery> = deliveries
+        .iter()
+        .filter(|d| !d.message.is_ephemeral())
+        .collect();
+    let mut inserted = std::collections::HashSet::new();
+    let stored_at = now_nanos();
+    for chunk in keep.chunks(100) {
+        let sql = format!(
+            "INSERT INTO messages (hash, pubsub_topic, content_topic, timestamp, message, stored_at) \
+             VALUES {} ON CONFLICT (hash) DO NOTHING RETURNING hash",
+            row_placeholders(chunk.len(), 6)
+        );
+        let mut q = sqlx::query(&sql);
+        for d in chunk {
+            q = q
+                .bind(d.hash.as_bytes().to_vec())
+                .bind(d.pubsub_topic.as_str())
+                .bind(d.message.content_topic.as_str())
+                .bind(d.message.timestamp.unwrap_or(0))
+                .bind(d.message.encode_to_vec())
+                .bind(stored_at);
+        }
+        for row in q.fetch_all(&mut **tx).await.map_err(backend)? {
+            let hash: Vec<u8> = row.try_get(0).map_err(backend)?;
+            inserted.insert(to_hash(&hash)?);
+        }
+    }
+    // A hash twice in one batch is new only the first time.
+    let mut seen = std::collections::HashSet::new();
+    Ok(deliveries
+        .iter()
+        .map(|d| inserted.contains(&d.hash) && seen.insert(d.hash))
+        .collect())
 }
 
 /// `($1, $2), ($3, $4)` for 2 rows of 2 columns: numbered placeholders for a

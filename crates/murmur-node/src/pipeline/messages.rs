@@ -115,25 +115,54 @@ impl Handler<transport::Event> for Pipeline {
 /// mailbox, so that a caller who stops waiting cannot leave it out.
 #[derive(Message)]
 #[rtype(result = "Result<Published, Error>")]
-pub(crate) struct Outbound(pub(crate) Outgoing);
+pub(crate) struct Outbound {
+    pub(crate) outgoing: Outgoing,
+    /// Answer only once the message is in the outbox, even if the network
+    /// took it sooner (see [`publish_durably`]).
+    pub(crate) durably: bool,
+}
 
 /// The rest of a publish the pipeline has handed on: the outbox's and the
 /// transport's answers, and, on an archiving node, the message's archiving.
 pub(crate) type Published = Pin<Box<dyn Future<Output = Result<crate::Publication, Error>> + Send>>;
 
-/// Publishes through `pipeline`; answers once the message is durable.
+/// Publishes through `pipeline`; answers once the message is durable:
+/// taken by the network, or else in the outbox.
 pub(crate) async fn publish(
     pipeline: &Addr<Pipeline>,
     outgoing: Outgoing,
 ) -> Result<crate::Publication, Error> {
-    pipeline.send(Outbound(outgoing)).await??.await
+    outbound(pipeline, outgoing, false).await
+}
+
+/// Publishes through `pipeline`; answers once the message is in the
+/// outbox, whether or not the network took it. Chat envelopes go so: a
+/// process that dies before the bytes left publishes the envelope again at
+/// start, and a bot that committed its position after a reply cannot lose
+/// the reply. A raw publish answers as soon as the network took it, which
+/// is as fast as the relay allows; its guarantee is its acknowledgement.
+pub(crate) async fn publish_durably(
+    pipeline: &Addr<Pipeline>,
+    outgoing: Outgoing,
+) -> Result<crate::Publication, Error> {
+    outbound(pipeline, outgoing, true).await
+}
+
+async fn outbound(
+    pipeline: &Addr<Pipeline>,
+    outgoing: Outgoing,
+    durably: bool,
+) -> Result<crate::Publication, Error> {
+    pipeline.send(Outbound { outgoing, durably }).await??.await
 }
 
 impl Handler<Outbound> for Pipeline {
     type Result = MessageResult<Outbound>;
 
-    fn handle(&mut self, Outbound(outgoing): Outbound, ctx: &mut Context<Self>) -> Self::Result {
-        let published = supervise::guard(self, ctx, |this, ctx| this.publish(outgoing, ctx));
+    fn handle(&mut self, msg: Outbound, ctx: &mut Context<Self>) -> Self::Result {
+        let published = supervise::guard(self, ctx, |this, ctx| {
+            this.publish(msg.outgoing, msg.durably, ctx)
+        });
         MessageResult(published.unwrap_or_else(|p| Err(p.into())))
     }
 }
@@ -142,6 +171,7 @@ impl Pipeline {
     pub(super) fn publish(
         &mut self,
         outgoing: Outgoing,
+        durably: bool,
         ctx: &mut Context<Self>,
     ) -> Result<Published, Error> {
         let mut outgoing = self.run_hooks(
@@ -173,6 +203,7 @@ impl Pipeline {
             archive,
             pipeline: ctx.address(),
             progress,
+            durably,
         }
         .run();
         if !self.background.has_room() {

@@ -128,7 +128,7 @@ impl Sends {
     }
 
     /// The published messages to ask a store node about now.
-    fn to_confirm(&mut self) -> Vec<MessageHash> {
+    fn take_unconfirmed(&mut self) -> Vec<MessageHash> {
         let before = self.tick.saturating_sub(1);
         let mut asked = Vec::new();
         for (hash, watched) in &mut self.watched {
@@ -136,7 +136,7 @@ impl Sends {
                 break;
             }
             if watched.progress.borrow().state != PublishState::Published
-                || !watched.published.is_some_and(|at| at < before)
+                || watched.published.is_none_or(|at| at >= before)
                 || watched.asked >= CONFIRM_TRIES
             {
                 continue;
@@ -241,13 +241,18 @@ pub(super) struct Publishing {
     pub(super) archive: Option<Recipient<storage::SaveRaw>>,
     pub(super) pipeline: Addr<Pipeline>,
     pub(super) progress: watch::Receiver<Progress>,
+    /// Wait for the outbox even when the network took the message.
+    pub(super) durably: bool,
 }
 
 impl Publishing {
     /// Puts the message in the outbox while the transport publishes it,
-    /// and answers once it is durable: in the outbox, or taken by the
-    /// network and archived. Both start at once, so that messages reach
-    /// the transport in the order they were published.
+    /// and answers once it is durable: taken by the network (and archived,
+    /// on an archiving node), or else in the outbox; `durably`, in the
+    /// outbox either way. Both start at once, so that messages reach the
+    /// transport in the order they were published; the outbox entry of a
+    /// message the network took guards it until the next tick, in case the
+    /// process dies before the bytes left.
     pub(super) async fn run(self) -> Result<crate::Publication, Error> {
         let Self {
             delivery,
@@ -256,6 +261,7 @@ impl Publishing {
             archive,
             pipeline,
             progress,
+            durably,
         } = self;
         let hash = delivery.hash;
         let queued = outbox.enqueue.send(storage::Enqueue::new(
@@ -266,29 +272,31 @@ impl Publishing {
             delivery.pubsub_topic.clone(),
             delivery.message.clone(),
         ));
-        let (queued, sent) = futures::join!(queued, sent);
-        let attempt = Attempt::of(sent, hash);
-        let attempt = match (queued, attempt) {
-            (_, Err(e)) => {
-                // Never goes out: it leaves the outbox (and is not watched).
+        let refused = |reason: String| {
+            pipeline.do_send(Attempted {
+                hash,
+                outcome: Attempt::Refused(reason),
+            });
+        };
+        let attempt = match Attempt::of(sent.await, hash) {
+            Err(e) => {
+                // Never goes out: it leaves the outbox (the writes are in
+                // order, so this comes after it entered), and is not watched.
                 let _ = outbox.mark_sent.send(storage::MarkSent(hash)).await;
-                pipeline.do_send(Attempted {
-                    hash,
-                    outcome: Attempt::Refused(e.to_string()),
-                });
+                refused(e.to_string());
                 return Err(Error::Send(e));
             }
-            (Ok(Ok(_)), Ok(attempt)) => attempt,
-            // Published, though not in the outbox: it is on the network.
-            (_, Ok(attempt @ Attempt::Published(_))) => attempt,
-            (Ok(Err(e)), Ok(_)) => {
-                pipeline.do_send(Attempted {
-                    hash,
-                    outcome: Attempt::Refused(e.to_string()),
-                });
-                return Err(Error::Archive(e));
-            }
-            (Err(_), Ok(_)) => return Err(Error::Stopped),
+            // On the network: the caller need not wait for the outbox,
+            // whose entry the next tick takes out again.
+            Ok(attempt @ Attempt::Published(_)) if !durably => attempt,
+            Ok(attempt) => match queued.await {
+                Ok(Ok(_)) => attempt,
+                Ok(Err(e)) => {
+                    refused(e.to_string());
+                    return Err(Error::Archive(e));
+                }
+                Err(_) => return Err(Error::Stopped),
+            },
         };
         if let (Attempt::Published(_), Some(archive)) = (&attempt, archive) {
             // Our own messages belong in our archive too (gossipsub never
@@ -343,7 +351,7 @@ pub(crate) async fn publish_all(
             outcome.queued += 1;
             continue;
         };
-        match publish(pipeline, Outgoing::new(topic, message)).await {
+        match publish_durably(pipeline, Outgoing::new(topic, message)).await {
             Ok(p) if p.state() == PublishState::Queued => outcome.queued += 1,
             Ok(_) => outcome.published += 1,
             Err(e @ Error::Dropped { .. }) => dropped = Some(e),
@@ -422,7 +430,7 @@ impl Pipeline {
         if self.sends.confirming {
             return;
         }
-        let asked = self.sends.to_confirm();
+        let asked = self.sends.take_unconfirmed();
         if asked.is_empty() {
             return;
         }

@@ -1,0 +1,100 @@
+//! The outbox's statements: a message waits here from before its publish
+//! answers until the network took it, and then goes.
+
+use super::*;
+
+/// Writes that share one transaction (group commit): messages archived,
+/// messages put in the outbox, and outbox entries the network took.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    pub(crate) saves: Vec<Delivery>,
+    pub(crate) queued: Vec<Delivery>,
+    pub(crate) sent: Vec<MessageHash>,
+}
+
+impl Sql {
+    /// Puts a message in the outbox; answers its hash.
+    pub(crate) async fn enqueue(
+        &self,
+        topic: &PubsubTopic,
+        message: &WakuMessage,
+    ) -> Result<MessageHash, Error> {
+        let delivery = Delivery::new(topic.clone(), message.clone());
+        let hash = delivery.hash;
+        let batch = Batch {
+            queued: vec![delivery],
+            ..Batch::default()
+        };
+        self.write(&batch).await?;
+        Ok(hash)
+    }
+
+    /// Takes an entry the network took out of the outbox.
+    pub(crate) async fn mark_sent(&self, hash: MessageHash) -> Result<(), Error> {
+        let batch = Batch {
+            sent: vec![hash],
+            ..Batch::default()
+        };
+        self.write(&batch).await.map(drop)
+    }
+
+    /// The outbox entries not yet published, oldest first.
+    pub(crate) async fn pending(&self) -> Result<Vec<Delivery>, Error> {
+        let rows = sqlx::query(
+            "SELECT pubsub_topic, message FROM outbox WHERE sent_at IS NULL ORDER BY created_at, hash",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let topic: String = row.try_get(0).map_err(backend)?;
+                let bytes: Vec<u8> = row.try_get(1).map_err(backend)?;
+                Ok(Delivery::new(parse_topic(&topic)?, decode(&bytes)?))
+            })
+            .collect()
+    }
+}
+
+/// Puts `queued` in the outbox in `tx`, 100 rows a statement.
+pub(super) async fn enqueue_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    queued: &[Delivery],
+) -> Result<(), Error> {
+    let created_at = now_nanos();
+    for chunk in queued.chunks(100) {
+        let sql = format!(
+            "INSERT INTO outbox (hash, pubsub_topic, message, created_at) \
+             VALUES {} ON CONFLICT (hash) DO NOTHING",
+            row_placeholders(chunk.len(), 4)
+        );
+        let mut q = sqlx::query(&sql);
+        for d in chunk {
+            q = q
+                .bind(d.hash.as_bytes().to_vec())
+                .bind(d.pubsub_topic.as_str())
+                .bind(d.message.encode_to_vec())
+                .bind(created_at);
+        }
+        q.execute(&mut **tx).await.map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// Deletes the entries the network took, in `tx`: the outbox keeps only
+/// what still waits.
+pub(super) async fn sent_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    sent: &[MessageHash],
+) -> Result<(), Error> {
+    for chunk in sent.chunks(100) {
+        let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!("DELETE FROM outbox WHERE hash IN ({})", list.join(", "));
+        let mut q = sqlx::query(&sql);
+        for hash in chunk {
+            q = q.bind(hash.as_bytes().to_vec());
+        }
+        q.execute(&mut **tx).await.map_err(backend)?;
+    }
+    Ok(())
+}
