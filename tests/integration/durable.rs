@@ -235,3 +235,79 @@ async fn a_message_ahead_of_what_the_store_brings_back_is_held_until_it_opens() 
     let away: BTreeSet<_> = texts[..AWAY].iter().cloned().collect();
     assert_eq!(away.len(), AWAY, "every message from the store, once");
 }
+
+/// As above, in a group: a group message further ahead of its chain than
+/// `chat.max_skip` is held until the store round brings the ones before it.
+#[actix_rt::test]
+async fn a_group_message_ahead_of_what_the_store_brings_back_is_held_until_it_opens() {
+    const AWAY: usize = 1_050;
+    let dirs = [(); 3].map(|_| tempfile::tempdir().unwrap());
+    let store = crate::support::chat_node(dirs[0].path(), None).await;
+    let alice = node(dirs[1].path(), &Keypair::generate_secp256k1(), Some(&store)).await;
+    let bob_key = Keypair::generate_secp256k1();
+    let bob_node = |dir: &std::path::Path, light: bool| {
+        let mut config = loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
+        config.network.peers = vec![crate::support::addr(&store, false).parse().unwrap()];
+        config.network.light = light;
+        config.store.sync_interval_secs = 0;
+        Builder::new(config).with_keypair(bob_key.clone()).start()
+    };
+    let bob = bob_node(dirs[2].path(), false).await.unwrap();
+    let bob_id = befriend(&alice, &bob).await;
+    meshed_for(&alice, bob_id).await;
+    meshed_for(&bob, bob_id).await;
+    let group = alice.create_group("away").await.unwrap();
+    group.add(bob_id).await.unwrap();
+    crate::support::members(&bob, &group, 2).await;
+    let mut inbox = bob.durable_inbox("app").await.unwrap();
+    // Until Bob's copy of the group hears Alice's chain.
+    let hello = loop {
+        group.send_text("hello").await.unwrap();
+        if let Ok(Some(entry)) = tokio::time::timeout(Duration::from_secs(2), inbox.recv()).await {
+            break entry;
+        }
+    };
+    assert_eq!(hello.message.group, Some(group.id()));
+    // Any later copy of "hello" is in the inbox before Bob goes.
+    while let Ok(Some(entry)) = tokio::time::timeout(Duration::from_secs(1), inbox.recv()).await {
+        assert_eq!(entry.message.text(), Some("hello"));
+        inbox.done(entry.seq).await.unwrap();
+    }
+    inbox.done(hello.seq).await.unwrap();
+    drop(inbox);
+    bob.go_offline().await.unwrap();
+    drop(bob);
+
+    for i in 0..AWAY {
+        group.send_text(format!("away {i}")).await.unwrap();
+    }
+    let bob = bob_node(dirs[2].path(), true).await.unwrap();
+    let mut inbox = bob.durable_inbox("app").await.unwrap();
+    group.send_text("live").await.unwrap();
+    eventually("the live group message is held", || async {
+        bob.stats().await.unwrap().chat_ahead >= 1
+    })
+    .await;
+    bob.sync_now().await.unwrap();
+
+    let mut texts = Vec::new();
+    while texts.len() < AWAY + 1 {
+        let entry = tokio::time::timeout(WAIT, inbox.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{} of {} arrived", texts.len(), AWAY + 1))
+            .unwrap();
+        assert_eq!(entry.message.group, Some(group.id()));
+        // A "hello" sent again while the first was on its way may come
+        // back from the store too.
+        if entry.message.text() != Some("hello") {
+            texts.push(entry.message.text().unwrap().to_owned());
+        }
+    }
+    assert_eq!(
+        texts.last().map(String::as_str),
+        Some("live"),
+        "it opens after the rest"
+    );
+    let away: BTreeSet<_> = texts[..AWAY].iter().cloned().collect();
+    assert_eq!(away.len(), AWAY, "every message from the store, once");
+}

@@ -146,6 +146,12 @@ pub enum Error {
     /// A group message that was read before.
     #[error("replayed group message")]
     Replay,
+    /// A group message further ahead of its chain than this device skips
+    /// (`chat.max_skip`): nothing was opened or advanced. The pipeline holds
+    /// it and offers it again once the messages before it (a store round
+    /// brings them) have opened.
+    #[error("group message too far ahead of its chain: {0}")]
+    TooFarAhead(String),
     /// A group message a moderator deleted.
     #[error("the message was deleted by a moderator")]
     Deleted,

@@ -312,6 +312,9 @@ impl Handler<Open> for Membership {
                         OpenError::UnknownChain => Error::UnknownChain,
                         OpenError::NotMember => Error::NotMember(id),
                         OpenError::Chain(murmur_crypto::group::GroupError::Replay(_)) => Error::Replay,
+                        OpenError::Chain(
+                            e @ murmur_crypto::group::GroupError::TooFarAhead { .. },
+                        ) => Error::TooFarAhead(e.to_string()),
                         other => Error::Malformed(other.to_string()),
                     })?;
                     let state = group.state();

@@ -75,10 +75,11 @@ pub struct Stats {
     /// (message requests): no receipt went back, no group was joined; both
     /// are held (in memory) until the user accepts the account.
     pub requests: u64,
-    /// Envelopes further ahead of their session than `chat.max_skip`
-    /// allows (a node back from an outage hears new messages before a
-    /// store round brings the old): held and tried again every few seconds
-    /// until the messages before them have opened, for ten minutes.
+    /// Envelopes further ahead of their session, and group messages further
+    /// ahead of their chain, than `chat.max_skip` allows (a node back from
+    /// an outage hears new messages before a store round brings the old):
+    /// held and tried again every few seconds until the messages before
+    /// them have opened, for ten minutes.
     pub chat_ahead: u64,
 }
 

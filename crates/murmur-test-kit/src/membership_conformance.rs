@@ -60,6 +60,7 @@ macro_rules! membership_conformance_tests {
             case!(a_removed_member_reads_nothing_after);
             case!(a_revoked_device_reads_and_writes_nothing_after);
             case!(refuses_tampered_replayed_and_stray_messages);
+            case!(a_message_too_far_ahead_advances_nothing_and_opens_after_the_rest);
             case!(admits_by_invite_and_keeps_requests_for_approval);
             case!(survives_a_panic_in_a_handler_with_its_groups);
             case!(an_account_not_accepted_adds_this_one_to_no_group);
@@ -468,6 +469,43 @@ where
     assert!(garbage.is_err(), "garbage control applied: {garbage:?}");
     let next = post(&alice, group, "still here").await.expect("sealed");
     assert!(open(&bob, &next).await.is_ok());
+}
+
+/// A message further ahead of its chain than the stage skips (run with
+/// `max_skip` 1,000, the node's default) is refused as [`Error::TooFarAhead`]
+/// (the pipeline holds it), advancing nothing: the first message still
+/// opens, and once it did, the held one is within reach and opens too.
+pub async fn a_message_too_far_ahead_advances_nothing_and_opens_after_the_rest<F, Fut>(start: F)
+where
+    F: Fn(storage::Handle) -> Fut,
+    Fut: Future<Output = (crypto::Handle, groups::Handle)>,
+{
+    const MAX_SKIP: usize = 1_000;
+    let (alice, bob) = (device(&start).await, device(&start).await);
+    let group = pair_in_a_group(&alice, &bob).await;
+    let mut sealed = Vec::with_capacity(MAX_SKIP + 2);
+    for i in 0..MAX_SKIP + 2 {
+        sealed.push(
+            post(&alice, group, &format!("away {i}"))
+                .await
+                .expect("sealed"),
+        );
+    }
+    let last = sealed.last().expect("posted");
+    assert!(
+        matches!(open(&bob, last).await, Err(Error::TooFarAhead(_))),
+        "{} messages ahead opens",
+        MAX_SKIP + 1
+    );
+    let first = open(&bob, &sealed[0]).await.expect("the first still opens");
+    assert_eq!(first.plaintext.as_ref(), b"away 0");
+    let held = open(&bob, last).await.expect("within reach now");
+    assert_eq!(
+        held.plaintext.as_ref(),
+        format!("away {}", MAX_SKIP + 1).as_bytes()
+    );
+    let skipped = open(&bob, &sealed[1]).await.expect("a skipped one opens");
+    assert_eq!(skipped.plaintext.as_ref(), b"away 1");
 }
 
 /// A panic in a handler is answered with [`Error::Restarted`]; the stage

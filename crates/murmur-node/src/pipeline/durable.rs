@@ -42,13 +42,15 @@ impl Tap {
     }
 }
 
-/// Envelopes held because they are too far ahead of their session, at most.
+/// Envelopes and group messages held because they are too far ahead of
+/// their session or chain, at most.
 const AHEAD: usize = 1024;
 /// How long one is held before it counts as refused.
 const AHEAD_FOR: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl Pipeline {
-    /// Holds an envelope further ahead of its session than a step may skip:
+    /// Holds an envelope (or a group message) further ahead of its session
+    /// (or chain) than a step may skip:
     /// the messages before it are on their way (a store round after an
     /// outage), and once they opened, so does it.
     pub(super) fn hold_ahead(&mut self, delivery: Delivery) {

@@ -187,6 +187,10 @@ impl Pipeline {
                         }
                         done()
                     }
+                    Ok(Err(groups::Error::TooFarAhead(_))) => {
+                        act.hold_ahead(delivery);
+                        done()
+                    }
                     Ok(Err(e)) => {
                         act.stats.group_refused += 1;
                         tracing::debug!(error = %e, "group message refused");
