@@ -7,6 +7,7 @@ mod chat;
 mod communities;
 mod crash;
 mod durable;
+mod durable_raw;
 mod faults;
 mod filter;
 mod flood;

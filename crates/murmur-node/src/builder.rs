@@ -12,7 +12,7 @@ use prometheus_client::registry::Registry;
 use crate::{
     handle::{Inner, Node},
     keys,
-    pipeline::{Attach, AttachChat, AttachGroups, AttachInbox, Slot},
+    pipeline::{Attach, AttachChat, AttachGroups, AttachInbox, AttachRaw, Slot},
     Config, Error, Pipeline,
 };
 
@@ -332,6 +332,15 @@ impl Builder {
             .await?;
         spawn_retention(&self.config, storage.prune.clone());
 
+        // Raw messages are public: kept as the network carries them.
+        let raw = Arc::new(crate::inbox::Shelf::new(None, storage.clone()));
+        let raw_topics = raw.topics().await?;
+        let raw_book =
+            crate::inbox::Book::load(raw.clone(), self.config.store.subscription_keep).await?;
+        pipeline
+            .send(AttachRaw(raw_book, raw_topics.clone()))
+            .await?;
+
         let crypto_metrics = crate::crypto::Metrics::default();
         crypto_metrics.register(registry.sub_registry_with_prefix("crypto"));
         let group_metrics = crate::groups::Metrics::default();
@@ -375,7 +384,7 @@ impl Builder {
                 })
                 .await?;
             let shelf = Arc::new(crate::inbox::Shelf::new(
-                murmur_crypto::Vault::new(&vault_secret),
+                Some(murmur_crypto::Vault::new(&vault_secret)),
                 storage.clone(),
             ));
             let book = crate::inbox::Book::load(shelf.clone(), self.config.chat.inbox_keep).await?;
@@ -434,6 +443,7 @@ impl Builder {
                 chat: chat.as_ref().map(|(crypto, ..)| crypto.clone()),
                 groups: chat.as_ref().map(|(_, _, groups, _)| groups.clone()),
                 inbox: chat.as_ref().map(|(.., shelf)| shelf.clone()),
+                raw,
                 storage: storage.clone(),
                 sync,
                 watched: Default::default(),
@@ -455,6 +465,13 @@ impl Builder {
                 Err(e) => return Err(e),
             }
             spawn_bundle_publisher(&node, &self.config.chat);
+        }
+        // What durable subscriptions asked for before is kept from now on,
+        // before the application asks again.
+        let raw_topics: Vec<murmur_core::ContentTopic> =
+            raw_topics.iter().filter_map(|t| t.parse().ok()).collect();
+        if !raw_topics.is_empty() {
+            node.watch(&raw_topics).await?;
         }
         crate::store_sync::spawn(&node, connected, &self.config.store);
         Ok(node)

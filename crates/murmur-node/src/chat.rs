@@ -12,8 +12,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::{Error, Node};
 
-mod durable;
-pub use durable::{Durable, Entry};
+pub use crate::durable::{Durable, Entry};
 
 pub use murmur_core::chat::{Body, ChatMessage, MessageId, Outgoing, Target};
 

@@ -115,6 +115,10 @@ pub struct Store {
     pub sync_interval_secs: u64,
     /// Seconds between retention runs.
     pub retention_interval_secs: u64,
+    /// Messages kept for durable subscriptions (`Node::durable_subscribe`),
+    /// the oldest going first; a durable subscriber keeps what it has not
+    /// passed, however many.
+    pub subscription_keep: usize,
 }
 
 impl Default for Store {
@@ -128,6 +132,7 @@ impl Default for Store {
             max_messages: 0,
             sync_interval_secs: 300,
             retention_interval_secs: 60,
+            subscription_keep: 10_000,
         }
     }
 }

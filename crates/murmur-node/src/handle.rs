@@ -19,8 +19,8 @@ use crate::{
         Sent, Summary,
     },
     pipeline::{
-        AddInbox, AddNotices, AddSubscriber, ApplyEffects, ChatOutbound, GetStats,
-        PublishEnvelopes, SendChat,
+        AddInbox, AddNotices, AddSubscriber, ApplyEffects, ChatOutbound, GetStats, Position,
+        PublishEnvelopes, SendChat, Which,
     },
     Error, Pipeline, Publication, Stats,
 };
@@ -56,7 +56,9 @@ pub(crate) struct Inner {
     pub(crate) chat: Option<murmur_core::crypto::Handle>,
     pub(crate) groups: Option<murmur_core::groups::Handle>,
     /// The durable inbox's records, when chat is on.
-    pub(crate) inbox: Option<Arc<crate::inbox::Shelf>>,
+    pub(crate) inbox: Option<Arc<crate::inbox::Shelf<crate::inbox::Chat>>>,
+    /// The raw inbox's records (durable subscriptions).
+    pub(crate) raw: Arc<crate::inbox::Shelf<crate::inbox::Raw>>,
     pub(crate) storage: storage::Handle,
     pub(crate) sync: murmur_core::sync::Handle,
     /// The content topics subscribed through [`Node::subscribe`], which
@@ -179,20 +181,18 @@ impl Node {
         crate::pipeline::publish(&self.inner.pipeline, Outgoing::new(pubsub_topic, message)).await
     }
 
-    /// Receives the messages on these content topics (subscribing their shards
-    /// if this node does not serve them already).
+    /// Receives the messages on these content topics from now on
+    /// (subscribing their shards if this node does not serve them already).
+    /// Nothing is kept for it: a delivery that comes while its queue is full
+    /// is missed (counted in [`Stats::subscriber_overflows`]).
+    /// [`Node::durable_subscribe`] is the subscriber that loses nothing.
     pub async fn subscribe<'a>(
         &self,
         topics: impl IntoIterator<Item = &'a ContentTopic>,
     ) -> Result<Subscription, Error> {
-        let topics: Vec<&ContentTopic> = topics.into_iter().collect();
+        let topics: Vec<ContentTopic> = topics.into_iter().cloned().collect();
         let names = topics.iter().map(|t| t.as_str().to_owned()).collect();
-        self.subscribe_shards(topics.iter().copied()).await?;
-        self.inner
-            .watched
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend(topics.iter().map(|t| (*t).clone()));
+        self.watch(&topics).await?;
         let rx = self
             .inner
             .pipeline
@@ -202,6 +202,38 @@ impl Node {
             })
             .await?;
         Ok(Subscription { rx })
+    }
+
+    /// A durable subscriber of these content topics, named `name` (one
+    /// reader per name at a time): every message on them at least once, in
+    /// arrival order, from where it last said it was done, across restarts
+    /// and crashes ([`Durable`](crate::Durable)). From the first call on, the
+    /// node keeps what comes on these topics (`store.subscription_keep`, never
+    /// one this subscriber has not passed), also after a restart before the
+    /// application asks again, and store sync catches them up after an
+    /// outage. A message is kept once per hash. [`Node::forget_durable`]
+    /// ends it.
+    pub async fn durable_subscribe<'a>(
+        &self,
+        name: &str,
+        topics: impl IntoIterator<Item = &'a ContentTopic>,
+    ) -> Result<crate::Durable<Delivery>, Error> {
+        let topics: Vec<ContentTopic> = topics.into_iter().cloned().collect();
+        self.watch(&topics).await?;
+        let names = topics.iter().map(|t| t.as_str().to_owned()).collect();
+        crate::Durable::raw(self, name, names, SUBSCRIBER_QUEUE).await
+    }
+
+    /// Subscribes the shards of `topics` and has store sync keep them up to
+    /// date.
+    pub(crate) async fn watch(&self, topics: &[ContentTopic]) -> Result<(), Error> {
+        self.subscribe_shards(topics.iter()).await?;
+        self.inner
+            .watched
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(topics.iter().cloned());
+        Ok(())
     }
 
     /// Content topics grouped by the shard (pubsub topic) they travel on.

@@ -1,17 +1,22 @@
-//! The durable inbox: every chat message this node delivers, kept in the
-//! database (sealed with the vault key) under a sequence number, so that a
+//! The durable inboxes: every chat message this node delivers (sealed with
+//! the vault key), and every raw message on a topic a durable subscription
+//! asked for, kept in the database under a sequence number, so that a
 //! subscriber resumes from the position it last said it was done with
-//! ([`crate::chat::Durable`]) and a slow one reads on from here instead of
-//! missing messages.
+//! ([`crate::Durable`]) and a slow one reads on from here instead of missing
+//! messages.
 //!
-//! A message is kept before any subscriber sees it, and once per sender and
-//! message id: a copy that comes again (a sender's retry with the same id,
-//! a plaintext the crypto stage kept and the node handles again after a
-//! crash) is dropped while the first is kept. The oldest messages go past
-//! `chat.inbox_keep`, but never one a durable subscriber has not passed.
+//! A message is kept before any durable subscriber sees it, and once per
+//! key (a chat message's sender and id, a raw message's hash): a copy that
+//! comes again (a sender's retry with the same id, a plaintext the crypto
+//! stage kept and the node handles again after a crash, a store round's
+//! overlap) is dropped while the first is kept. The oldest messages go past
+//! the configured number kept, but never one a durable subscriber has not
+//! passed.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{BTreeSet, HashMap, HashSet, VecDeque},
+    hash::Hash,
+    marker::PhantomData,
     sync::Arc,
 };
 
@@ -20,32 +25,110 @@ use murmur_core::{
     chat::{Body, ChatMessage, MessageId},
     crypto::{AccountId, DeviceId},
     groups::{GroupId, Role},
-    storage,
+    storage, Delivery, MessageHash, PubsubTopic, WakuMessage,
 };
 use murmur_crypto::Vault;
 use prost::Message as _;
 
 use crate::Error;
 
-/// Where the messages are: `inbox/m/<sequence, 20 digits>`.
-const MESSAGES: &str = "inbox/m/";
-/// Where the subscribers' positions are: `inbox/p/<subscriber>`.
-const POSITIONS: &str = "inbox/p/";
-
-fn message_name(seq: u64) -> String {
-    format!("{MESSAGES}{seq:020}")
+/// What an inbox keeps, and under which records: `<prefix>m/<sequence, 20
+/// digits>` for the messages, `<prefix>p/<subscriber>` for positions.
+pub(crate) trait Kind: Send + Sync + 'static {
+    /// A message as subscribers get it.
+    type Item: Clone + Send + 'static;
+    /// What makes two copies the same message.
+    type Key: Copy + Eq + Hash + Send + 'static;
+    /// The records' prefix.
+    const PREFIX: &'static str;
+    fn key(item: &Self::Item) -> Self::Key;
+    fn encode(item: &Self::Item) -> Vec<u8>;
+    fn decode(bytes: &[u8]) -> Result<Self::Item, String>;
 }
 
-fn seq_of(name: &str) -> Option<u64> {
-    name.strip_prefix(MESSAGES)?.parse().ok()
+/// The chat inbox: decrypted messages, sealed, one per sender and id.
+pub(crate) struct Chat;
+
+impl Kind for Chat {
+    type Item = ChatMessage;
+    type Key = (AccountId, MessageId);
+    const PREFIX: &'static str = "inbox/";
+
+    fn key(m: &ChatMessage) -> Self::Key {
+        (m.sender, m.id)
+    }
+
+    fn encode(m: &ChatMessage) -> Vec<u8> {
+        encode(m)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<ChatMessage, String> {
+        decode(bytes)
+    }
+}
+
+/// The raw inbox: deliveries on the topics durable subscriptions asked
+/// for, one per hash. What the network carries in the clear is kept so.
+pub(crate) struct Raw;
+
+/// A raw delivery as the raw inbox keeps it.
+#[derive(Clone, PartialEq, prost::Message)]
+struct KeptRaw {
+    #[prost(string, tag = "1")]
+    pubsub_topic: String,
+    #[prost(bytes = "vec", tag = "2")]
+    message: Vec<u8>,
+}
+
+impl Kind for Raw {
+    type Item = Delivery;
+    type Key = MessageHash;
+    const PREFIX: &'static str = "raw/";
+
+    fn key(d: &Delivery) -> MessageHash {
+        d.hash
+    }
+
+    fn encode(d: &Delivery) -> Vec<u8> {
+        KeptRaw {
+            pubsub_topic: d.pubsub_topic.as_str().to_owned(),
+            message: d.message.encode_to_vec(),
+        }
+        .encode_to_vec()
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Delivery, String> {
+        let kept = KeptRaw::decode(bytes).map_err(|e| e.to_string())?;
+        let topic: PubsubTopic = kept.pubsub_topic.parse().map_err(|e| format!("{e}"))?;
+        let message = WakuMessage::decode(kept.message.as_slice()).map_err(|e| e.to_string())?;
+        Ok(Delivery::new(topic, message))
+    }
+}
+
+fn messages<K: Kind>() -> String {
+    format!("{}m/", K::PREFIX)
+}
+
+fn message_name<K: Kind>(seq: u64) -> String {
+    format!("{}m/{seq:020}", K::PREFIX)
+}
+
+fn position_name<K: Kind>(name: &str) -> String {
+    format!("{}p/{name}", K::PREFIX)
+}
+
+/// The record of the topics raw subscriber `name` asked for.
+fn topics_name(name: &str) -> String {
+    format!("{}t/{name}", Raw::PREFIX)
+}
+
+fn seq_of<K: Kind>(name: &str) -> Option<u64> {
+    name.strip_prefix(&messages::<K>())?.parse().ok()
 }
 
 /// The record of subscriber `name`'s position.
-pub(crate) fn position_record(name: &str, seq: u64) -> (String, Option<Vec<u8>>) {
-    (
-        format!("{POSITIONS}{name}"),
-        Some(seq.to_be_bytes().to_vec()),
-    )
+pub(crate) fn position_record<K: Kind>(name: &str, seq: u64) -> (String, Option<Vec<u8>>) {
+    (position_name::<K>(name), Some(seq.to_be_bytes().to_vec()))
 }
 
 /// State records to write in one transaction (`None` deletes).
@@ -146,36 +229,54 @@ fn decode(bytes: &[u8]) -> Result<ChatMessage, String> {
     Ok(m)
 }
 
-/// The inbox's records as anyone reads them: the node's handles and the
+/// An inbox's records as anyone reads them: the node's handles and the
 /// pipeline share it.
-pub(crate) struct Shelf {
-    vault: Vault,
+pub(crate) struct Shelf<K> {
+    /// Seals what is kept; `None` keeps it as it is.
+    vault: Option<Vault>,
     storage: storage::Handle,
+    kind: PhantomData<K>,
 }
 
-impl Shelf {
-    pub(crate) fn new(vault: Vault, storage: storage::Handle) -> Self {
-        Self { vault, storage }
+impl<K: Kind> Shelf<K> {
+    pub(crate) fn new(vault: Option<Vault>, storage: storage::Handle) -> Self {
+        Self {
+            vault,
+            storage,
+            kind: PhantomData,
+        }
     }
 
     async fn names(&self) -> Result<Vec<(u64, String, Vec<u8>)>, Error> {
         let listed = self
             .storage
             .list_state
-            .send(storage::ListState(MESSAGES.to_owned()))
+            .send(storage::ListState(messages::<K>()))
             .await??;
         Ok(listed
             .into_iter()
-            .filter_map(|(name, value)| Some((seq_of(&name)?, name, value)))
+            .filter_map(|(name, value)| Some((seq_of::<K>(&name)?, name, value)))
             .collect())
     }
 
-    fn open(&self, name: &str, value: &[u8]) -> Result<ChatMessage, Error> {
-        let plain = self
-            .vault
-            .open(name, value)
-            .map_err(|e| Error::Corrupt(format!("{name}: {e}")))?;
-        decode(&plain).map_err(|e| Error::Corrupt(format!("{name}: {e}")))
+    fn seal(&self, name: &str, item: &K::Item) -> Vec<u8> {
+        let plain = K::encode(item);
+        match &self.vault {
+            Some(vault) => vault.seal(name, &plain),
+            None => plain,
+        }
+    }
+
+    fn open(&self, name: &str, value: &[u8]) -> Result<K::Item, Error> {
+        let decoded = match &self.vault {
+            Some(vault) => K::decode(
+                &vault
+                    .open(name, value)
+                    .map_err(|e| Error::Corrupt(format!("{name}: {e}")))?,
+            ),
+            None => K::decode(value),
+        };
+        decoded.map_err(|e| Error::Corrupt(format!("{name}: {e}")))
     }
 
     /// The messages after `after`, in order, at most `limit`.
@@ -183,7 +284,7 @@ impl Shelf {
         &self,
         after: u64,
         limit: usize,
-    ) -> Result<Vec<(u64, ChatMessage)>, Error> {
+    ) -> Result<Vec<(u64, K::Item)>, Error> {
         let mut names = self.names().await?;
         names.retain(|(seq, ..)| *seq > after);
         names.sort_unstable_by_key(|(seq, ..)| *seq);
@@ -199,7 +300,7 @@ impl Shelf {
         let stored = self
             .storage
             .load_state
-            .send(storage::LoadState(format!("{POSITIONS}{name}")))
+            .send(storage::LoadState(position_name::<K>(name)))
             .await??;
         stored
             .map(|b| {
@@ -210,9 +311,13 @@ impl Shelf {
             .transpose()
     }
 
-    /// Deletes subscriber `name`'s position.
+    /// Deletes subscriber `name`'s position (and, raw, its topics).
     pub(crate) async fn forget(&self, name: &str) -> Result<(), Error> {
-        self.save(vec![(format!("{POSITIONS}{name}"), None)]).await
+        self.save(vec![
+            (position_name::<K>(name), None),
+            (topics_name(name), None),
+        ])
+        .await
     }
 
     /// Writes `records` in one transaction (a position and what the
@@ -226,37 +331,71 @@ impl Shelf {
     }
 }
 
-/// The inbox as the pipeline writes it.
-pub(crate) struct Book {
-    shelf: Arc<Shelf>,
+impl Shelf<Raw> {
+    /// Keeps the topics raw subscriber `name` asked for, so that a node
+    /// started again keeps what comes on them before it asks again.
+    pub(crate) async fn keep_topics(
+        &self,
+        name: &str,
+        topics: &BTreeSet<String>,
+    ) -> Result<(), Error> {
+        let joined = topics.iter().cloned().collect::<Vec<_>>().join("\n");
+        self.save(vec![(topics_name(name), Some(joined.into_bytes()))])
+            .await
+    }
+
+    /// Every topic a raw subscriber asked for.
+    pub(crate) async fn topics(&self) -> Result<BTreeSet<String>, Error> {
+        let listed = self
+            .storage
+            .list_state
+            .send(storage::ListState(topics_name("")))
+            .await??;
+        Ok(listed
+            .iter()
+            .flat_map(|(_, value)| {
+                String::from_utf8_lossy(value)
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|t| !t.is_empty())
+            .collect())
+    }
+}
+
+/// An inbox as the pipeline writes it.
+pub(crate) struct Book<K: Kind> {
+    shelf: Arc<Shelf<K>>,
     last: u64,
-    /// Messages kept, oldest first: their sequence and who sent which id.
-    kept: VecDeque<(u64, (AccountId, MessageId))>,
-    seen: HashSet<(AccountId, MessageId)>,
+    /// Messages kept, oldest first: their sequence and key.
+    kept: VecDeque<(u64, K::Key)>,
+    seen: HashSet<K::Key>,
     /// Durable subscribers' positions, as last saved or told.
     positions: HashMap<String, u64>,
     keep: usize,
 }
 
-impl Book {
+impl<K: Kind> Book<K> {
     /// Reads what the inbox holds.
-    pub(crate) async fn load(shelf: Arc<Shelf>, keep: usize) -> Result<Self, Error> {
+    pub(crate) async fn load(shelf: Arc<Shelf<K>>, keep: usize) -> Result<Self, Error> {
         let mut names = shelf.names().await?;
         names.sort_unstable_by_key(|(seq, ..)| *seq);
         let mut kept = VecDeque::with_capacity(names.len());
         for (seq, name, value) in &names {
-            let m = shelf.open(name, value)?;
-            kept.push_back((*seq, (m.sender, m.id)));
+            let item = shelf.open(name, value)?;
+            kept.push_back((*seq, K::key(&item)));
         }
+        let prefix = position_name::<K>("");
         let positions = shelf
             .storage
             .list_state
-            .send(storage::ListState(POSITIONS.to_owned()))
+            .send(storage::ListState(prefix.clone()))
             .await??
             .into_iter()
             .filter_map(|(name, value)| {
                 let seq = u64::from_be_bytes(value.as_slice().try_into().ok()?);
-                Some((name.strip_prefix(POSITIONS)?.to_owned(), seq))
+                Some((name.strip_prefix(&prefix)?.to_owned(), seq))
             })
             .collect();
         Ok(Self {
@@ -284,18 +423,18 @@ impl Book {
         self.positions.remove(name);
     }
 
-    /// Takes `message` in: its sequence and the records to write (it, and
+    /// Takes `item` in: its sequence and the records to write (it, and
     /// the oldest that go), or `None` when it was kept before.
-    pub(crate) fn admit(&mut self, message: &ChatMessage) -> Option<(u64, Records)> {
-        let key = (message.sender, message.id);
+    pub(crate) fn admit(&mut self, item: &K::Item) -> Option<(u64, Records)> {
+        let key = K::key(item);
         if !self.seen.insert(key) {
             return None;
         }
         self.last += 1;
         let seq = self.last;
         self.kept.push_back((seq, key));
-        let name = message_name(seq);
-        let sealed = self.shelf.vault.seal(&name, &encode(message));
+        let name = message_name::<K>(seq);
+        let sealed = self.shelf.seal(&name, item);
         let mut records = vec![(name, Some(sealed))];
         let passed = self.positions.values().copied().min().unwrap_or(u64::MAX);
         while self.kept.len() > self.keep {
@@ -305,14 +444,14 @@ impl Book {
             }
             if let Some((oldest, key)) = self.kept.pop_front() {
                 self.seen.remove(&key);
-                records.push((message_name(oldest), None));
+                records.push((message_name::<K>(oldest), None));
             }
         }
         Some((seq, records))
     }
 
     /// The shelf, to write through.
-    pub(crate) fn shelf(&self) -> &Arc<Shelf> {
+    pub(crate) fn shelf(&self) -> &Arc<Shelf<K>> {
         &self.shelf
     }
 }
@@ -347,10 +486,10 @@ mod tests {
         assert!(decode(b"\x0a\x01").is_err(), "a short id is refused");
     }
 
-    fn book(keep: usize) -> Book {
+    fn book(keep: usize) -> Book<Chat> {
         let storage = storage::Handle::from(murmur_test_kit::MemoryStorage::start());
         Book {
-            shelf: Arc::new(Shelf::new(Vault::new(b"test"), storage)),
+            shelf: Arc::new(Shelf::new(Some(Vault::new(b"test")), storage)),
             last: 0,
             kept: VecDeque::new(),
             seen: HashSet::new(),
@@ -393,10 +532,32 @@ mod tests {
             .filter(|(_, v)| v.is_none())
             .map(|(n, _)| n.clone())
             .collect();
-        assert_eq!(gone, vec![message_name(1), message_name(2)]);
+        assert_eq!(gone, vec![message_name::<Chat>(1), message_name::<Chat>(2)]);
         assert!(
             book.admit(&message(1, 1)).is_some(),
             "forgotten once it went"
         );
+    }
+
+    #[test]
+    fn a_raw_message_reads_back_whole_and_is_kept_once_per_hash() {
+        murmur_test_kit::run(async {
+            let message = WakuMessage::new("/test/1/raw/proto", b"payload".to_vec())
+                .with_timestamp(42)
+                .with_meta(b"meta".to_vec());
+            let d = Delivery::new("/waku/2/rs/1/4".parse().unwrap(), message);
+            assert_eq!(Raw::decode(&Raw::encode(&d)), Ok(d.clone()));
+            assert!(
+                Raw::decode(b"\x0a\x02no").is_err(),
+                "a bad topic is refused"
+            );
+            let storage = storage::Handle::from(murmur_test_kit::MemoryStorage::start());
+            let shelf = Arc::new(Shelf::<Raw>::new(None, storage));
+            let mut book = Book::load(shelf.clone(), 10).await.unwrap();
+            let (seq, records) = book.admit(&d).expect("new");
+            assert!(book.admit(&d).is_none(), "the same hash again");
+            shelf.save(records).await.unwrap();
+            assert_eq!(shelf.read(0, 10).await.unwrap(), vec![(seq, d)]);
+        });
     }
 }

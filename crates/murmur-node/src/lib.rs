@@ -27,6 +27,7 @@ mod builder;
 pub mod chat;
 pub mod config;
 pub mod crypto;
+mod durable;
 mod error;
 pub mod groups;
 mod handle;
@@ -40,6 +41,7 @@ mod store_sync;
 
 pub use builder::{Builder, CryptoContext, GroupsContext, StageContext, SyncContext};
 pub use config::Config;
+pub use durable::{Durable, Entry};
 pub use error::Error;
 #[cfg(feature = "fault-injection")]
 pub use handle::StageId;

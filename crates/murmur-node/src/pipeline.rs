@@ -25,13 +25,16 @@ use crate::{
 mod durable;
 mod messages;
 mod outbox;
+mod raw;
 mod received;
 mod requests;
 
-pub(crate) use durable::{AddDurable, AttachInbox, Newest, Position};
+pub(crate) use durable::{AddDurable, AttachInbox, Newest, Position, Which};
 use durable::{Journal, Tap};
 pub(crate) use messages::*;
 pub(crate) use outbox::*;
+use raw::RawInbox;
+pub(crate) use raw::{AddRawDurable, AttachRaw};
 pub(crate) use requests::Accepted;
 
 /// Sent messages whose receipts are still counted.
@@ -116,6 +119,8 @@ pub struct Pipeline {
     confirm: Option<Recipient<murmur_core::sync::Confirm>>,
     /// The publishes under way.
     sends: outbox::Sends,
+    /// The raw inbox of durable subscriptions.
+    raw: RawInbox,
     fuse: supervise::Fuse,
 }
 
@@ -218,9 +223,9 @@ struct Chat {
     /// What message requests would have caused, until they are accepted.
     held: requests::Held,
     /// The durable inbox, once attached.
-    book: Option<crate::inbox::Book>,
+    book: Option<crate::inbox::Book<crate::inbox::Chat>>,
     /// Durable subscribers.
-    taps: Vec<Tap>,
+    taps: Vec<Tap<ChatMessage>>,
     /// Envelopes too far ahead of their session, with when they came.
     ahead: VecDeque<(std::time::Instant, Delivery)>,
     /// When each envelope held (and held again) was first held.
@@ -344,6 +349,7 @@ impl Pipeline {
             outbox: None,
             confirm: None,
             sends: outbox::Sends::default(),
+            raw: RawInbox::default(),
             transport: None,
             storage: None,
             hooks,
@@ -430,6 +436,7 @@ impl Pipeline {
             self.stats.subscriber_overflows += overflows;
             tracing::warn!(hash = %delivery.hash, overflows, "subscriber queue full; delivery missed");
         }
+        self.keep_raw(&delivery, ctx);
         self.queue_for_lane(delivery, ctx);
     }
 

@@ -323,17 +323,21 @@ impl Node {
     /// the first time), across restarts and crashes. See
     /// [`crate::chat::Durable`].
     pub async fn durable_inbox(&self, name: &str) -> Result<crate::chat::Durable, Error> {
-        crate::chat::Durable::attach(self, name, SUBSCRIBER_QUEUE).await
+        crate::chat::Durable::chat(self, name, SUBSCRIBER_QUEUE).await
     }
-    /// Forgets durable subscriber `name`: its position goes, and with it
-    /// what the inbox kept only for it.
+    /// Forgets durable subscriber `name`, of the chat inbox and of raw
+    /// topics: its position goes, and with it what the inboxes kept only
+    /// for it (what it asked to be kept is kept on, by its topics, until
+    /// the next start).
     pub async fn forget_durable(&self, name: &str) -> Result<(), Error> {
-        let shelf = self.inner.inbox.as_ref().ok_or(Error::ChatDisabled)?;
-        shelf.forget(name).await?;
-        self.inner
-            .pipeline
-            .send(crate::pipeline::Position(name.to_owned(), None))
-            .await?;
+        if let Some(shelf) = self.inner.inbox.as_ref() {
+            shelf.forget(name).await?;
+            let forgotten = Position(Which::Chat, name.to_owned(), None);
+            self.inner.pipeline.send(forgotten).await?;
+        }
+        self.inner.raw.forget(name).await?;
+        let forgotten = Position(Which::Raw, name.to_owned(), None);
+        self.inner.pipeline.send(forgotten).await?;
         Ok(())
     }
     /// Receives the chat messages that arrive from now on, decrypted, with

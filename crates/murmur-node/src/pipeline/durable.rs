@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::received::{done, Step};
 use super::*;
-use crate::inbox::Book;
+use crate::inbox::{self, Book};
 
 /// Which stage keeps an opened plaintext until the pipeline handled it.
 #[derive(Debug, Clone, Copy)]
@@ -20,17 +20,37 @@ pub(crate) enum Journal {
     Group(MessageHash),
 }
 
+/// Which durable inbox a subscriber reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Which {
+    /// The chat inbox.
+    Chat,
+    /// The raw inbox.
+    Raw,
+}
+
 /// A durable subscriber as the pipeline feeds it.
-pub(crate) struct Tap {
-    tx: mpsc::Sender<(u64, ChatMessage)>,
+pub(crate) struct Tap<T> {
+    tx: mpsc::Sender<(u64, T)>,
     /// Set when a message did not fit: the subscriber reads on from the
     /// inbox.
     missed: Arc<AtomicBool>,
 }
 
-impl Tap {
+impl<T: Clone> Tap<T> {
+    /// A tap and the subscriber's end of it.
+    pub(super) fn new(capacity: usize) -> (Self, mpsc::Receiver<(u64, T)>, Arc<AtomicBool>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let missed = Arc::new(AtomicBool::new(false));
+        let tap = Self {
+            tx,
+            missed: missed.clone(),
+        };
+        (tap, rx, missed)
+    }
+
     /// Hands the message on; answers whether the subscriber is still there.
-    pub(super) fn offer(&self, seq: u64, message: &ChatMessage) -> bool {
+    pub(super) fn offer(&self, seq: u64, message: &T) -> bool {
         match self.tx.try_send((seq, message.clone())) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -194,7 +214,7 @@ impl Pipeline {
 /// once, after [`AttachGroups`].
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct AttachInbox(pub(crate) Book);
+pub(crate) struct AttachInbox(pub(crate) Book<inbox::Chat>);
 
 impl Handler<AttachInbox> for Pipeline {
     type Result = ();
@@ -268,29 +288,28 @@ impl Handler<AddDurable> for Pipeline {
     fn handle(&mut self, msg: AddDurable, ctx: &mut Context<Self>) -> Self::Result {
         supervise::guard(self, ctx, |this, _| {
             let chat = this.chat.as_mut().ok_or(Error::ChatDisabled)?;
-            let (tx, rx) = mpsc::channel(msg.capacity.max(1));
-            let missed = Arc::new(AtomicBool::new(false));
-            chat.taps.push(Tap {
-                tx,
-                missed: missed.clone(),
-            });
+            let (tap, rx, missed) = Tap::new(msg.capacity);
+            chat.taps.push(tap);
             Ok((rx, missed))
         })?
     }
 }
 
-/// Asks for the newest sequence in the durable inbox (0: empty).
+/// Asks for the newest sequence in a durable inbox (0: empty).
 #[derive(Message)]
 #[rtype(result = "Result<u64, Error>")]
-pub(crate) struct Newest;
+pub(crate) struct Newest(pub(crate) Which);
 
 impl Handler<Newest> for Pipeline {
     type Result = Result<u64, Error>;
 
-    fn handle(&mut self, _: Newest, ctx: &mut Context<Self>) -> Self::Result {
-        supervise::guard(self, ctx, |this, _| {
-            let book = this.chat.as_ref().and_then(|c| c.book.as_ref());
-            book.map(Book::last).ok_or(Error::ChatDisabled)
+    fn handle(&mut self, Newest(which): Newest, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| match which {
+            Which::Chat => {
+                let book = this.chat.as_ref().and_then(|c| c.book.as_ref());
+                book.map(Book::last).ok_or(Error::ChatDisabled)
+            }
+            Which::Raw => this.raw.book.as_ref().map(Book::last).ok_or(Error::Stopped),
         })?
     }
 }
@@ -299,19 +318,45 @@ impl Handler<Newest> for Pipeline {
 /// (`None`): the inbox keeps what it has not passed, no more.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct Position(pub(crate) String, pub(crate) Option<u64>);
+pub(crate) struct Position(pub(crate) Which, pub(crate) String, pub(crate) Option<u64>);
 
 impl Handler<Position> for Pipeline {
     type Result = ();
 
-    fn handle(&mut self, Position(name, seq): Position, ctx: &mut Context<Self>) {
+    fn handle(&mut self, Position(which, name, seq): Position, ctx: &mut Context<Self>) {
         let _ = supervise::guard(self, ctx, |this, _| {
-            if let Some(book) = this.chat.as_mut().and_then(|c| c.book.as_mut()) {
-                match seq {
-                    Some(seq) => book.moved(name, seq),
-                    None => book.forget(&name),
+            let moved = |book: &mut dyn Moved| match seq {
+                Some(seq) => book.moved(name.clone(), seq),
+                None => book.forget(&name),
+            };
+            match which {
+                Which::Chat => {
+                    if let Some(book) = this.chat.as_mut().and_then(|c| c.book.as_mut()) {
+                        moved(book);
+                    }
+                }
+                Which::Raw => {
+                    if let Some(book) = this.raw.book.as_mut() {
+                        moved(book);
+                    }
                 }
             }
         });
+    }
+}
+
+/// A book's positions, whatever it keeps.
+trait Moved {
+    fn moved(&mut self, name: String, seq: u64);
+    fn forget(&mut self, name: &str);
+}
+
+impl<K: inbox::Kind> Moved for Book<K> {
+    fn moved(&mut self, name: String, seq: u64) {
+        Book::moved(self, name, seq);
+    }
+
+    fn forget(&mut self, name: &str) {
+        Book::forget(self, name);
     }
 }

@@ -1,4 +1,5 @@
-//! A durable subscriber of the chat inbox: at least once, from where it
+//! A durable subscriber of the chat inbox ([`Node::durable_inbox`]) or of
+//! raw topics ([`Node::durable_subscribe`]): at least once, from where it
 //! said it was done, across restarts and crashes.
 
 use std::{
@@ -10,28 +11,62 @@ use std::{
     },
 };
 
+use futures::future::BoxFuture;
+use murmur_core::{chat::ChatMessage, Delivery};
 use tokio::sync::mpsc;
 
-use super::ChatMessage;
-use crate::{inbox, pipeline::Position, Error, Node};
+use crate::{
+    inbox::{self, Kind, Shelf},
+    pipeline::{Newest, Position, Which},
+    Error, Node,
+};
 
 /// Messages read from the inbox at a time when catching up.
 const PAGE: usize = 256;
 
-/// A chat message from the durable inbox, with its place in it.
+/// A message from a durable inbox, with its place in it: a
+/// [`ChatMessage`], or a raw [`Delivery`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Entry {
+pub struct Entry<T = ChatMessage> {
     /// Its sequence in this node's inbox: what [`Durable::done`] takes.
     pub seq: u64,
     /// The message.
-    pub message: ChatMessage,
+    pub message: T,
 }
 
-/// A named subscriber of the durable inbox ([`Node::durable_inbox`]); one
-/// reader per name at a time.
+/// An inbox's shelf as a subscriber of its items reads it.
+trait Read<T>: Send + Sync {
+    fn read(&self, after: u64, limit: usize) -> BoxFuture<'_, Result<Vec<(u64, T)>, Error>>;
+    fn position<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<u64>, Error>>;
+    fn save(&self, records: inbox::Records) -> BoxFuture<'_, Result<(), Error>>;
+    fn position_record(&self, name: &str, seq: u64) -> (String, Option<Vec<u8>>);
+}
+
+impl<K: Kind> Read<K::Item> for Shelf<K> {
+    fn read(&self, after: u64, limit: usize) -> BoxFuture<'_, Result<Vec<(u64, K::Item)>, Error>> {
+        Box::pin(Shelf::read(self, after, limit))
+    }
+
+    fn position<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<u64>, Error>> {
+        Box::pin(Shelf::position(self, name))
+    }
+
+    fn save(&self, records: inbox::Records) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(Shelf::save(self, records))
+    }
+
+    fn position_record(&self, name: &str, seq: u64) -> (String, Option<Vec<u8>>) {
+        inbox::position_record::<K>(name, seq)
+    }
+}
+
+/// A named subscriber of a durable inbox: the chat inbox
+/// ([`Node::durable_inbox`], `Durable<ChatMessage>`) or raw topics
+/// ([`Node::durable_subscribe`], `Durable<Delivery>`); one reader per name
+/// at a time.
 ///
-/// It gets every chat message at least once, in the order the node kept
+/// It gets every message at least once, in the order the node kept
 /// them: those after its saved position first (what arrived while it was
 /// away, or before it said it was done with them), then each new one. Its
 /// position moves only when it says so ([`Durable::done`],
@@ -39,20 +74,21 @@ pub struct Entry {
 /// gets that message again at its next start; once `done` returned, never.
 /// A subscriber that falls behind is not dropped: it reads on from the
 /// inbox.
-pub struct Durable {
+pub struct Durable<T = ChatMessage> {
     name: String,
     node: Node,
-    shelf: Arc<inbox::Shelf>,
-    live: mpsc::Receiver<(u64, ChatMessage)>,
+    which: Which,
+    shelf: Arc<dyn Read<T>>,
+    live: mpsc::Receiver<(u64, T)>,
     missed: Arc<AtomicBool>,
-    backlog: VecDeque<Entry>,
+    backlog: VecDeque<Entry<T>>,
     /// The highest sequence handed out.
     read: u64,
     /// The position saved.
     done: u64,
 }
 
-impl fmt::Debug for Durable {
+impl<T> fmt::Debug for Durable<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Durable")
             .field("name", &self.name)
@@ -62,18 +98,50 @@ impl fmt::Debug for Durable {
     }
 }
 
-impl Durable {
-    pub(crate) async fn attach(node: &Node, name: &str, capacity: usize) -> Result<Self, Error> {
+impl Durable<ChatMessage> {
+    pub(crate) async fn chat(node: &Node, name: &str, capacity: usize) -> Result<Self, Error> {
         let shelf = node.inner.inbox.clone().ok_or(Error::ChatDisabled)?;
         let (live, missed) = node
             .inner
             .pipeline
             .send(crate::pipeline::AddDurable { capacity })
             .await??;
+        Self::attach(node, name, Which::Chat, shelf, live, missed).await
+    }
+}
+
+impl Durable<Delivery> {
+    pub(crate) async fn raw(
+        node: &Node,
+        name: &str,
+        topics: std::collections::BTreeSet<String>,
+        capacity: usize,
+    ) -> Result<Self, Error> {
+        let shelf = node.inner.raw.clone();
+        shelf.keep_topics(name, &topics).await?;
+        let (live, missed) = node
+            .inner
+            .pipeline
+            .send(crate::pipeline::AddRawDurable { topics, capacity })
+            .await??;
+        Self::attach(node, name, Which::Raw, shelf, live, missed).await
+    }
+}
+
+impl<T: Send + 'static> Durable<T> {
+    async fn attach(
+        node: &Node,
+        name: &str,
+        which: Which,
+        shelf: Arc<dyn Read<T>>,
+        live: mpsc::Receiver<(u64, T)>,
+        missed: Arc<AtomicBool>,
+    ) -> Result<Self, Error> {
         let done = shelf.position(name).await?.unwrap_or(0);
         let durable = Self {
             name: name.to_owned(),
             node: node.clone(),
+            which,
             shelf,
             live,
             missed,
@@ -100,7 +168,7 @@ impl Durable {
     }
 
     /// The next message; `None` once the node is gone.
-    pub async fn recv(&mut self) -> Option<Entry> {
+    pub async fn recv(&mut self) -> Option<Entry<T>> {
         loop {
             if let Some(entry) = self.backlog.pop_front() {
                 if entry.seq > self.read {
@@ -176,7 +244,7 @@ impl Durable {
             .into_iter()
             .map(|(key, value)| (crate::handle::app_state_name(&key), value))
             .collect();
-        records.push(inbox::position_record(&self.name, seq));
+        records.push(self.shelf.position_record(&self.name, seq));
         self.shelf.save(records).await?;
         self.done = seq;
         self.read = self.read.max(seq);
@@ -187,12 +255,7 @@ impl Durable {
     /// Skips everything the inbox holds now: the position moves to its
     /// newest message (a subscriber that starts from here on).
     pub async fn skip_to_end(&mut self) -> Result<u64, Error> {
-        let last = self
-            .node
-            .inner
-            .pipeline
-            .send(crate::pipeline::Newest)
-            .await??;
+        let last = self.node.inner.pipeline.send(Newest(self.which)).await??;
         self.backlog.clear();
         if last > self.done {
             self.done(last).await?;
@@ -205,7 +268,7 @@ impl Durable {
             .node
             .inner
             .pipeline
-            .send(Position(self.name.clone(), Some(seq)))
+            .send(Position(self.which, self.name.clone(), Some(seq)))
             .await;
     }
 }

@@ -1,0 +1,93 @@
+//! The raw inbox as the pipeline writes it: every delivery on a topic a
+//! durable subscription asked for is kept (once per hash) before a durable
+//! subscriber sees it, in arrival order, so that one resumes from its
+//! position after a restart and reads on from the database when it falls
+//! behind.
+
+use std::sync::atomic::AtomicBool;
+
+use super::durable::Tap;
+use super::*;
+use crate::inbox::{Book, Raw};
+
+/// The raw inbox and its durable subscribers.
+#[derive(Default)]
+pub(crate) struct RawInbox {
+    /// Once attached at start.
+    pub(super) book: Option<Book<Raw>>,
+    /// What each subscriber asked for.
+    taps: Vec<(BTreeSet<String>, Tap<Delivery>)>,
+    /// Every topic kept: what subscribers asked for, in this run or before.
+    topics: BTreeSet<String>,
+}
+
+impl Pipeline {
+    /// Keeps `delivery` in the raw inbox if a durable subscription asked
+    /// for its topic, then hands it to those subscribers; the mailbox waits
+    /// for the write, so that the inbox keeps arrival order.
+    pub(super) fn keep_raw(&mut self, delivery: &Delivery, ctx: &mut Context<Self>) {
+        let raw = &mut self.raw;
+        if !raw.topics.contains(&delivery.message.content_topic) {
+            return;
+        }
+        let Some(book) = raw.book.as_mut() else {
+            return;
+        };
+        let Some((seq, records)) = book.admit(delivery) else {
+            return;
+        };
+        let shelf = book.shelf().clone();
+        let delivery = delivery.clone();
+        let save = async move { shelf.save(records).await };
+        ctx.wait(save.into_actor(self).map(move |saved, act, _| match saved {
+            Ok(()) => act.raw.taps.retain(|(topics, tap)| {
+                !topics.contains(&delivery.message.content_topic) || tap.offer(seq, &delivery)
+            }),
+            Err(e) => {
+                tracing::warn!(hash = %delivery.hash, error = %e, "raw message not kept for durable subscribers")
+            }
+        }));
+    }
+}
+
+/// Gives the pipeline the raw inbox and the topics it keeps (those
+/// subscribers asked for before); the builder sends it once, at start.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct AttachRaw(pub(crate) Book<Raw>, pub(crate) BTreeSet<String>);
+
+impl Handler<AttachRaw> for Pipeline {
+    type Result = ();
+
+    fn handle(&mut self, AttachRaw(book, topics): AttachRaw, ctx: &mut Context<Self>) {
+        let _ = supervise::guard(self, ctx, |this, _| {
+            this.raw.book = Some(book);
+            this.raw.topics.extend(topics);
+        });
+    }
+}
+
+/// Adds a durable subscriber of raw topics: answers its queue and its flag
+/// for missed messages.
+#[derive(Message)]
+#[rtype(result = "Result<(mpsc::Receiver<(u64, Delivery)>, Arc<AtomicBool>), Error>")]
+pub(crate) struct AddRawDurable {
+    pub(crate) topics: BTreeSet<String>,
+    pub(crate) capacity: usize,
+}
+
+impl Handler<AddRawDurable> for Pipeline {
+    type Result = Result<(mpsc::Receiver<(u64, Delivery)>, Arc<AtomicBool>), Error>;
+
+    fn handle(&mut self, msg: AddRawDurable, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            if this.raw.book.is_none() {
+                return Err(Error::Stopped);
+            }
+            let (tap, rx, missed) = Tap::new(msg.capacity);
+            this.raw.topics.extend(msg.topics.iter().cloned());
+            this.raw.taps.push((msg.topics, tap));
+            Ok((rx, missed))
+        })?
+    }
+}

@@ -1,0 +1,129 @@
+//! Durable subscriptions to raw topics over real nodes: a subscriber that
+//! falls behind reads on from the database where a live subscription
+//! misses; a restarted node keeps what comes on the topics before the
+//! application asks again, and resumes at the saved position.
+
+use libp2p::identity::Keypair;
+use murmur::{
+    core::ContentTopic,
+    node::{Builder, Node},
+};
+
+use crate::support::{addr, eventually, loopback_config, WAIT};
+
+fn topic() -> ContentTopic {
+    "/murmur/1/durable-raw/proto".parse().unwrap()
+}
+
+async fn node(dir: &std::path::Path, key: &Keypair, peer: Option<&Node>) -> Node {
+    let mut config = loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
+    if let Some(peer) = peer {
+        config.network.peers = vec![addr(peer, false).parse().unwrap()];
+    }
+    Builder::new(config)
+        .with_keypair(key.clone())
+        .start()
+        .await
+        .unwrap()
+}
+
+async fn next_text(durable: &mut murmur::node::Durable<murmur::core::Delivery>) -> (u64, String) {
+    let entry = tokio::time::timeout(WAIT, durable.recv())
+        .await
+        .expect("a message within the wait")
+        .expect("the node is there");
+    let text = String::from_utf8(entry.message.message.payload.to_vec()).unwrap();
+    (entry.seq, text)
+}
+
+#[actix_rt::test]
+async fn a_durable_subscription_that_falls_behind_reads_on_from_the_database() {
+    const SENT: usize = 1_300;
+    let dirs = [(); 2].map(|_| tempfile::tempdir().unwrap());
+    let alice = node(dirs[0].path(), &Keypair::generate_secp256k1(), None).await;
+    let bob = node(dirs[1].path(), &Keypair::generate_secp256k1(), Some(&alice)).await;
+    let mut durable = bob.durable_subscribe("app", [&topic()]).await.unwrap();
+    let mut live = bob.subscribe([&topic()]).await.unwrap();
+    let pubsub = alice.pubsub_topic(&topic());
+    alice.wait_for_peers(&pubsub, 1, WAIT).await.unwrap();
+
+    // Neither reads while all of it arrives: more than either queue holds.
+    for i in 0..SENT {
+        alice
+            .send(&topic(), format!("m{i}").into_bytes())
+            .await
+            .unwrap();
+    }
+    eventually("every message reached Bob's pipeline", || async {
+        bob.stats().await.unwrap().delivered >= SENT as u64
+    })
+    .await;
+    let mut got_live = 0;
+    while live
+        .recv_timeout(std::time::Duration::from_millis(200))
+        .await
+        .is_some()
+    {
+        got_live += 1;
+    }
+    assert!(got_live < SENT, "the live subscription missed none");
+
+    let mut last = 0;
+    for i in 0..SENT {
+        let (seq, text) = next_text(&mut durable).await;
+        assert_eq!(text, format!("m{i}"), "in order, none missed");
+        assert!(seq > last);
+        last = seq;
+    }
+}
+
+#[actix_rt::test]
+async fn a_restarted_node_keeps_what_came_before_it_asked_again_and_resumes_at_its_position() {
+    let dirs = [(); 2].map(|_| tempfile::tempdir().unwrap());
+    let alice = node(dirs[0].path(), &Keypair::generate_secp256k1(), None).await;
+    let bob_key = Keypair::generate_secp256k1();
+    let pubsub = alice.pubsub_topic(&topic());
+
+    let bob = node(dirs[1].path(), &bob_key, Some(&alice)).await;
+    let mut durable = bob.durable_subscribe("app", [&topic()]).await.unwrap();
+    alice.wait_for_peers(&pubsub, 1, WAIT).await.unwrap();
+    for text in ["one", "two", "three"] {
+        alice
+            .send(&topic(), text.as_bytes().to_vec())
+            .await
+            .unwrap();
+    }
+    let mut seqs = Vec::new();
+    for want in ["one", "two", "three"] {
+        let (seq, text) = next_text(&mut durable).await;
+        assert_eq!(text, want);
+        seqs.push(seq);
+    }
+    // Done with two; "three" was handed out but not done.
+    durable.done(seqs[1]).await.unwrap();
+    drop(durable);
+    bob.go_offline().await.unwrap();
+    drop(bob);
+
+    // Started again: what comes before the application subscribes again
+    // is kept, since the subscription asked for the topic before.
+    let bob = node(dirs[1].path(), &bob_key, Some(&alice)).await;
+    alice.wait_for_peers(&pubsub, 1, WAIT).await.unwrap();
+    alice.send(&topic(), b"four".to_vec()).await.unwrap();
+    eventually("\"four\" reached Bob's pipeline", || async {
+        bob.stats().await.unwrap().delivered >= 1
+    })
+    .await;
+    let mut durable = bob.durable_subscribe("app", [&topic()]).await.unwrap();
+    assert_eq!(durable.position(), seqs[1]);
+    assert_eq!(next_text(&mut durable).await.1, "three", "not done: again");
+    let (seq, text) = next_text(&mut durable).await;
+    assert_eq!(text, "four");
+    durable.done(seq).await.unwrap();
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_secs(1), durable.recv())
+            .await
+            .is_err(),
+        "nothing more, nothing twice"
+    );
+}
