@@ -11,6 +11,15 @@ use murmur::{
 
 use crate::support::{addr, eventually, loopback_config, WAIT};
 
+#[path = "../../examples/durable_subscription.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod example;
+
+#[actix_rt::test]
+async fn the_example_sums_each_reading_once_across_a_restart() {
+    assert_eq!(example::run().await.unwrap(), 10 + 20 + 30 + 40 + 50);
+}
+
 fn topic() -> ContentTopic {
     "/murmur/1/durable-raw/proto".parse().unwrap()
 }
