@@ -77,13 +77,17 @@ async fn a_durable_subscription_that_falls_behind_reads_on_from_the_database() {
     }
     assert!(got_live < SENT, "the live subscription missed none");
 
-    let mut last = 0;
-    for i in 0..SENT {
+    // In the order they arrived (a publish the transport could not take at
+    // once may arrive after later ones), every one once.
+    let (mut last, mut texts) = (0, std::collections::BTreeSet::new());
+    for _ in 0..SENT {
         let (seq, text) = next_text(&mut durable).await;
-        assert_eq!(text, format!("m{i}"), "in order, none missed");
-        assert!(seq > last);
+        assert!(seq > last, "in the order kept");
         last = seq;
+        assert!(texts.insert(text), "handed twice");
     }
+    let sent: std::collections::BTreeSet<_> = (0..SENT).map(|i| format!("m{i}")).collect();
+    assert_eq!(texts, sent, "none missed");
 }
 
 #[actix_rt::test]
@@ -134,5 +138,63 @@ async fn a_restarted_node_keeps_what_came_before_it_asked_again_and_resumes_at_i
             .await
             .is_err(),
         "nothing more, nothing twice"
+    );
+}
+
+/// A flood on a topic whose durable subscriber stopped reading does not
+/// make the node keep it all: past ten times `store.subscription_keep` the
+/// oldest go, and the subscriber is told how many it lost.
+#[actix_rt::test]
+async fn a_flood_while_the_subscriber_is_stopped_is_bounded_and_counted() {
+    const KEEP: usize = 10;
+    const FLOOD: usize = 150;
+    let dirs = [(); 2].map(|_| tempfile::tempdir().unwrap());
+    let alice = node(dirs[0].path(), &Keypair::generate_secp256k1(), None).await;
+    let mut config = loopback_config(dirs[1].path(), &["/ip4/127.0.0.1/tcp/0"]);
+    config.network.peers = vec![addr(&alice, false).parse().unwrap()];
+    config.store.subscription_keep = KEEP;
+    let bob = Builder::new(config)
+        .with_keypair(Keypair::generate_secp256k1())
+        .start()
+        .await
+        .unwrap();
+    let mut durable = bob.durable_subscribe("app", [&topic()]).await.unwrap();
+    alice
+        .wait_for_peers(&alice.pubsub_topic(&topic()), 1, WAIT)
+        .await
+        .unwrap();
+    alice.send(&topic(), b"first".to_vec()).await.unwrap();
+    let (seq, text) = next_text(&mut durable).await;
+    assert_eq!(text, "first");
+    durable.done(seq).await.unwrap();
+    drop(durable);
+
+    // The application is away; the flood is not.
+    for i in 0..FLOOD {
+        alice
+            .send(&topic(), format!("f{i}").into_bytes())
+            .await
+            .unwrap();
+    }
+    eventually("the flood reached Bob's pipeline", || async {
+        bob.stats().await.unwrap().delivered >= (FLOOD + 1) as u64
+    })
+    .await;
+    let mut durable = bob.durable_subscribe("app", [&topic()]).await.unwrap();
+    let mut read = Vec::new();
+    loop {
+        let (_, text) = next_text(&mut durable).await;
+        let last = text == format!("f{}", FLOOD - 1);
+        read.push(text);
+        if last {
+            break;
+        }
+    }
+    assert_eq!(read.len(), 10 * KEEP, "at most ten times what it keeps");
+    assert_eq!(durable.lost(), (FLOOD - 10 * KEEP) as u64);
+    assert_eq!(
+        read[0],
+        format!("f{}", FLOOD - 10 * KEEP),
+        "the oldest went"
     );
 }

@@ -117,7 +117,7 @@ pub struct Store {
     pub retention_interval_secs: u64,
     /// Messages kept for durable subscriptions (`Node::durable_subscribe`),
     /// the oldest going first; a durable subscriber keeps what it has not
-    /// passed, however many.
+    /// passed, up to ten times this many (`Durable::lost` counts the rest).
     pub subscription_keep: usize,
 }
 
@@ -188,7 +188,8 @@ pub struct Chat {
     /// does not see the bundle, which names the account, follow at once.
     pub bundle_delay_secs: u64,
     /// Chat messages kept in the durable inbox, the oldest going first; a
-    /// durable subscriber keeps what it has not passed, however many.
+    /// durable subscriber keeps what it has not passed, up to ten times
+    /// this many (`Durable::lost` counts the rest).
     pub inbox_keep: usize,
 }
 

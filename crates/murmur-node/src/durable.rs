@@ -86,6 +86,8 @@ pub struct Durable<T = ChatMessage> {
     read: u64,
     /// The position saved.
     done: u64,
+    /// Messages that went past the inbox's hard limit unread.
+    lost: u64,
 }
 
 impl<T> fmt::Debug for Durable<T> {
@@ -148,6 +150,7 @@ impl<T: Send + 'static> Durable<T> {
             backlog: VecDeque::new(),
             read: done,
             done,
+            lost: 0,
         };
         if done > 0 {
             durable.moved(done).await;
@@ -165,6 +168,14 @@ impl<T: Send + 'static> Durable<T> {
     /// The position saved: every message up to it is done.
     pub fn position(&self) -> u64 {
         self.done
+    }
+
+    /// Messages that went before this subscriber read them, since it was
+    /// attached: past the inbox's hard limit (ten times what it keeps), the
+    /// oldest go even unread, so that a subscriber that stopped reading
+    /// cannot make the node keep a flood without end.
+    pub fn lost(&self) -> u64 {
+        self.lost
     }
 
     /// The next message; `None` once the node is gone.
@@ -206,6 +217,12 @@ impl<T: Send + 'static> Durable<T> {
                     for (seq, message) in page {
                         if seq > until {
                             return;
+                        }
+                        // Sequences are contiguous: a jump past a position
+                        // this subscriber had is what retention took.
+                        if after > 0 && seq > after + 1 {
+                            self.lost += seq - after - 1;
+                            tracing::warn!(subscriber = %self.name, lost = seq - after - 1, "messages went before this subscriber read them");
                         }
                         after = seq;
                         self.backlog.push_back(Entry { seq, message });

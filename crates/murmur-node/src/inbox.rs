@@ -10,8 +10,9 @@
 //! comes again (a sender's retry with the same id, a plaintext the crypto
 //! stage kept and the node handles again after a crash, a store round's
 //! overlap) is dropped while the first is kept. The oldest messages go past
-//! the configured number kept, but never one a durable subscriber has not
-//! passed.
+//! the configured number kept, but not one a durable subscriber has not
+//! passed, up to ten times that number ([`HARD_LIMIT`]): past it, a flood on
+//! a topic a stopped subscriber asked for goes too.
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet, VecDeque},
@@ -130,6 +131,10 @@ fn seq_of<K: Kind>(name: &str) -> Option<u64> {
 pub(crate) fn position_record<K: Kind>(name: &str, seq: u64) -> (String, Option<Vec<u8>>) {
     (position_name::<K>(name), Some(seq.to_be_bytes().to_vec()))
 }
+
+/// An inbox keeps at most this many times what it is configured to keep,
+/// whatever durable subscribers have not read.
+pub(crate) const HARD_LIMIT: usize = 10;
 
 /// State records to write in one transaction (`None` deletes).
 pub(crate) type Records = Vec<(String, Option<Vec<u8>>)>;
@@ -447,6 +452,19 @@ impl<K: Kind> Book<K> {
                 records.push((message_name::<K>(oldest), None));
             }
         }
+        // A subscriber that stopped reading must not make the node keep a
+        // flood without end: past the hard limit the oldest go, passed or
+        // not (the subscriber counts them, `Durable::lost`).
+        while self.kept.len() > self.keep.saturating_mul(HARD_LIMIT) {
+            if let Some((oldest, key)) = self.kept.pop_front() {
+                self.seen.remove(&key);
+                records.push((message_name::<K>(oldest), None));
+                tracing::warn!(
+                    seq = oldest,
+                    "inbox past its hard limit: a message no durable subscriber read went"
+                );
+            }
+        }
         Some((seq, records))
     }
 
@@ -558,6 +576,19 @@ mod tests {
             assert!(book.admit(&d).is_none(), "the same hash again");
             shelf.save(records).await.unwrap();
             assert_eq!(shelf.read(0, 10).await.unwrap(), vec![(seq, d)]);
+        });
+    }
+
+    #[test]
+    fn past_the_hard_limit_the_oldest_go_even_unread() {
+        murmur_test_kit::run(async {
+            let mut book = book(2);
+            book.moved("stopped".to_owned(), 0);
+            for n in 0..=(2 * HARD_LIMIT) as u8 {
+                book.admit(&message(n, 1)).expect("new");
+            }
+            assert_eq!(book.kept.len(), 2 * HARD_LIMIT, "the oldest went");
+            assert_eq!(book.kept.front().map(|(seq, _)| *seq), Some(2));
         });
     }
 }

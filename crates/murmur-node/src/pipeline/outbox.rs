@@ -278,7 +278,7 @@ impl Publishing {
                 outcome: Attempt::Refused(reason),
             });
         };
-        let attempt = match Attempt::of(sent.await, hash) {
+        let attempt = match Attempt::of(busy_then_again(sent, &publish, &delivery).await, hash) {
             Err(e) => {
                 // Never goes out: it leaves the outbox (the writes are in
                 // order, so this comes after it entered), and is not watched.
@@ -310,6 +310,33 @@ impl Publishing {
         let publication = crate::Publication::new(progress);
         Ok(publication)
     }
+}
+
+/// How long a publish the transport found too busy is tried again before
+/// it is left to the outbox's tick, at most.
+const BUSY_FOR: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The transport's answer to a publish: asked again while it answers that
+/// it is too busy (back-pressure, not an outage), for up to [`BUSY_FOR`].
+/// So a sender that awaits each publish keeps its order; a message left to
+/// the outbox's tick would come seconds after the ones sent behind it.
+async fn busy_then_again(
+    first: impl std::future::Future<
+        Output = Result<Result<MessageHash, transport::Error>, MailboxError>,
+    >,
+    publish: &Recipient<Publish>,
+    delivery: &Delivery,
+) -> Result<Result<MessageHash, transport::Error>, MailboxError> {
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(5);
+    let mut answer = first.await;
+    while matches!(answer, Ok(Err(transport::Error::Busy))) && started.elapsed() < BUSY_FOR {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(100));
+        let again = Publish::new(delivery.pubsub_topic.clone(), delivery.message.clone());
+        answer = publish.send(again).await;
+    }
+    answer
 }
 
 /// Seals through the crypto stage, then publishes each envelope through the
