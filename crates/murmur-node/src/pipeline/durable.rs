@@ -324,39 +324,25 @@ impl Handler<Position> for Pipeline {
     type Result = ();
 
     fn handle(&mut self, Position(which, name, seq): Position, ctx: &mut Context<Self>) {
-        let _ = supervise::guard(self, ctx, |this, _| {
-            let moved = |book: &mut dyn Moved| match seq {
-                Some(seq) => book.moved(name.clone(), seq),
-                None => book.forget(&name),
-            };
-            match which {
-                Which::Chat => {
-                    if let Some(book) = this.chat.as_mut().and_then(|c| c.book.as_mut()) {
-                        moved(book);
-                    }
+        let _ = supervise::guard(self, ctx, |this, _| match which {
+            Which::Chat => {
+                if let Some(book) = this.chat.as_mut().and_then(|c| c.book.as_mut()) {
+                    moved(book, name, seq);
                 }
-                Which::Raw => {
-                    if let Some(book) = this.raw.book.as_mut() {
-                        moved(book);
-                    }
+            }
+            Which::Raw => {
+                if let Some(book) = this.raw.book.as_mut() {
+                    moved(book, name, seq);
                 }
             }
         });
     }
 }
 
-/// A book's positions, whatever it keeps.
-trait Moved {
-    fn moved(&mut self, name: String, seq: u64);
-    fn forget(&mut self, name: &str);
-}
-
-impl<K: inbox::Kind> Moved for Book<K> {
-    fn moved(&mut self, name: String, seq: u64) {
-        Book::moved(self, name, seq);
-    }
-
-    fn forget(&mut self, name: &str) {
-        Book::forget(self, name);
+/// Tells `book` where subscriber `name` is (`None`: it is forgotten).
+fn moved<K: inbox::Kind>(book: &mut Book<K>, name: String, seq: Option<u64>) {
+    match seq {
+        Some(seq) => book.moved(name, seq),
+        None => book.forget(&name),
     }
 }
