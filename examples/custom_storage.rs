@@ -21,8 +21,8 @@ use murmur::{
     core::{
         now_nanos,
         storage::{
-            self, Cursor, Enqueue, Error, ListState, LoadCursor, LoadState, MarkSent, Pending,
-            Prune, Query, SaveCursor, SaveRaw, SaveState,
+            self, Acquire, Cursor, Enqueue, Error, Lease, Leases, ListState, LoadCursor, LoadState,
+            MarkSent, Pending, Prune, Query, Release, SaveCursor, SaveRaw, SaveState,
         },
         store::{self, Page, Stored},
         supervise, Delivery, MessageHash, PubsubTopic, WakuMessage,
@@ -143,6 +143,8 @@ pub struct JournalStorage {
     outbox: Vec<(Delivery, bool)>,
     cursors: std::collections::HashMap<String, Cursor>,
     state: std::collections::BTreeMap<String, Vec<u8>>,
+    /// One process opens the journal: its lease needs no record.
+    leases: Leases,
     fuse: supervise::Fuse,
 }
 
@@ -156,6 +158,7 @@ impl JournalStorage {
             outbox: Vec::new(),
             cursors: Default::default(),
             state: Default::default(),
+            leases: Leases::default(),
             fuse: supervise::Fuse::default(),
         };
         let mut reader = BufReader::new(File::open(path)?);
@@ -181,6 +184,8 @@ impl JournalStorage {
     }
 
     fn write(&mut self, record: Record) -> Result<(), Error> {
+        // A write happens only while this stage may write (see `Leases`).
+        self.leases.check()?;
         let bytes = record.encode();
         let mut framed = (bytes.len() as u32).to_be_bytes().to_vec();
         framed.extend_from_slice(&bytes);
@@ -487,6 +492,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     assert!(page.messages.iter().any(|m| m.hash == hash));
     Ok(())
+}
+
+impl Handler<Acquire> for JournalStorage {
+    type Result = Result<Lease, Error>;
+
+    fn handle(&mut self, ask: Acquire, ctx: &mut Context<Self>) -> Self::Result {
+        Ok(supervise::guard(self, ctx, |this, _| {
+            this.leases.acquire(&ask)
+        })?)
+    }
+}
+
+impl Handler<Release> for JournalStorage {
+    type Result = Result<(), Error>;
+
+    fn handle(&mut self, ask: Release, ctx: &mut Context<Self>) -> Self::Result {
+        Ok(supervise::guard(self, ctx, |this, _| {
+            this.leases.release(&ask)
+        })?)
+    }
 }
 
 #[cfg(test)]

@@ -33,6 +33,10 @@ const ROLE: &str = "MURMUR_CRASH_CHILD";
 const DATA: &str = "MURMUR_CRASH_DATA";
 const PEER: &str = "MURMUR_CRASH_PEER";
 const CONTACT: &str = "MURMUR_CRASH_CONTACT";
+/// A database to use instead of the data folder's SQLite file (replicas).
+const STORE: &str = "MURMUR_CRASH_STORE";
+/// The lease's term, in seconds, on a shared database.
+pub(crate) const LEASE_SECS: u64 = 3;
 /// Messages in the stream.
 const MESSAGES: usize = 10_000;
 /// Where in the stream the child is killed.
@@ -59,10 +63,21 @@ fn child() {
             &["/ip4/127.0.0.1/tcp/0"],
         );
         config.network.peers = vec![std::env::var(PEER).unwrap().parse().unwrap()];
+        if let Ok(url) = std::env::var(STORE) {
+            config.store.url = url;
+            config.store.lease_secs = LEASE_SECS;
+            // Replicas share a peer id: what the sender wrote into the
+            // socket of one paused or dying comes from the store instead.
+            config.store.sync_interval_secs = 5;
+        }
+        say("starting");
+        // A replica waits here while another holds the database's lease.
         let node = Builder::new(config).start().await.unwrap();
         node.add_contact(&std::env::var(CONTACT).unwrap())
             .await
             .unwrap();
+        let (_, device) = node.chat_identity().await.unwrap();
+        say(&format!("device {device}"));
         say(&format!("code {}", node.contact_code().await.unwrap()));
         match role.as_str() {
             "receiver" => receive(node).await,
@@ -118,7 +133,8 @@ async fn serve(node: Node) {
     });
     // Every message of the stream is for it, the first ones included
     // (sent as it starts, perhaps a moment before its first start is kept).
-    Bot::new(node)
+    // A replica that lost the database's lease to another stops here.
+    let stopped = Bot::new(node)
         .answer_backlog(true)
         .middleware(Tell)
         .on_message(|m: ChatMessage, store: Store, reply: Reply| async move {
@@ -140,8 +156,10 @@ async fn serve(node: Node) {
             HandlerResult::Ok(())
         })
         .run()
-        .await
-        .unwrap();
+        .await;
+    if let Err(e) = stopped {
+        say(&format!("stopped {e}"));
+    }
 }
 
 /// Says every handler error, so that a failure of the test names it.
@@ -155,39 +173,72 @@ impl murmur::bot::Middleware for Tell {
     }
 }
 
-/// A child process and what it says: its contact code, how many messages
-/// it has done, whether its round from the store is over; a message handed
-/// twice or a handler's error fails the test ([`Running::check`]).
-struct Running {
+/// A child process and what it says: its device and contact code, how
+/// many messages it has done, whether its round from the store is over,
+/// whether it stopped; a message handed twice or a handler's error fails
+/// the test ([`Running::check`]).
+pub(crate) struct Running {
     child: Child,
-    code: String,
+    said: watch::Receiver<Said>,
     count: watch::Receiver<usize>,
     synced: watch::Receiver<bool>,
     /// Messages handed twice, handlers that failed.
     faults: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
+/// What a child said about itself.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Said {
+    /// It is about to start its node.
+    pub(crate) starting: bool,
+    /// Its device, once its node runs.
+    pub(crate) device: Option<String>,
+    /// Its contact code, once its node runs.
+    pub(crate) code: Option<String>,
+    /// Why its bot stopped, if it did.
+    pub(crate) stopped: Option<String>,
+}
+
 impl Running {
+    /// Starts a child and waits until its node runs.
     async fn start(role: &str, data: &Path, peer: &str, contact: &str) -> Self {
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        let child = Self::spawn(role, data, peer, contact, None);
+        child.ready().await;
+        child
+    }
+
+    /// Starts a child; `store` is a database URL in place of the data
+    /// folder's SQLite file.
+    pub(crate) fn spawn(
+        role: &str,
+        data: &Path,
+        peer: &str,
+        contact: &str,
+        store: Option<&str>,
+    ) -> Self {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
             .args(["crash::child", "--exact", "--ignored", "--nocapture"])
             .env(ROLE, role)
             .env(DATA, data)
             .env(PEER, peer)
-            .env(CONTACT, contact)
+            .env(CONTACT, contact);
+        if let Some(url) = store {
+            command.env(STORE, url);
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (code_tx, code) = tokio::sync::oneshot::channel();
+        let (said_tx, said) = watch::channel(Said::default());
         let (count_tx, count) = watch::channel(0);
         let (synced_tx, synced) = watch::channel(false);
         let faults = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let faults_seen = faults.clone();
         actix::spawn(async move {
-            let mut code_tx = Some(code_tx);
             while let Ok(Some(line)) = lines.next_line().await {
                 let Some(said) = line.strip_prefix("@@ ") else {
                     continue;
@@ -195,10 +246,14 @@ impl Running {
                 if said.starts_with("dup ") || said.starts_with("error ") {
                     faults_seen.lock().unwrap().push(said.to_owned());
                 }
-                if let Some(code) = said.strip_prefix("code ") {
-                    if let Some(tx) = code_tx.take() {
-                        let _ = tx.send(code.to_owned());
-                    }
+                if said == "starting" {
+                    said_tx.send_modify(|s| s.starting = true);
+                } else if let Some(device) = said.strip_prefix("device ") {
+                    said_tx.send_modify(|s| s.device = Some(device.to_owned()));
+                } else if let Some(code) = said.strip_prefix("code ") {
+                    said_tx.send_modify(|s| s.code = Some(code.to_owned()));
+                } else if let Some(why) = said.strip_prefix("stopped ") {
+                    said_tx.send_modify(|s| s.stopped = Some(why.to_owned()));
                 } else if let Some(n) = said.strip_prefix("count ") {
                     count_tx.send_replace(n.parse().unwrap());
                 } else if said == "synced" {
@@ -206,33 +261,84 @@ impl Running {
                 }
             }
         });
-        let code = tokio::time::timeout(PROGRESS, code)
-            .await
-            .expect("the child starts")
-            .expect("the child says its code");
         Self {
             child,
-            code,
+            said,
             count,
             synced,
             faults,
         }
     }
 
+    /// Waits until the child said `what`, for at most `within`.
+    pub(crate) async fn said<T>(
+        &self,
+        within: Duration,
+        what: impl Fn(&Said) -> Option<T>,
+    ) -> Option<T> {
+        let mut said = self.said.clone();
+        let answer = tokio::time::timeout(within, said.wait_for(|s| what(s).is_some()))
+            .await
+            .ok()?
+            .ok()?;
+        what(&answer)
+    }
+
+    /// What the child said so far.
+    pub(crate) fn so_far(&self) -> Said {
+        self.said.borrow().clone()
+    }
+
+    /// Waits until the child's node runs; answers its contact code.
+    pub(crate) async fn ready(&self) -> String {
+        self.said(PROGRESS, |s| s.code.clone())
+            .await
+            .expect("the child starts its node and says its code")
+    }
+
+    /// Whether the process is still running.
+    pub(crate) fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// The process id, for signals.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id().expect("the child runs")
+    }
+
     /// Fails the test if the child said a message was handed twice or a
     /// handler failed.
-    fn check(&self) {
+    pub(crate) fn check(&self) {
         let faults = self.faults.lock().unwrap();
         assert!(faults.is_empty(), "the child said: {faults:?}");
     }
 
+    /// The messages the child said it was handed twice.
+    pub(crate) fn duplicates(&self) -> Vec<String> {
+        let faults = self.faults.lock().unwrap();
+        faults
+            .iter()
+            .filter(|f| f.starts_with("dup "))
+            .cloned()
+            .collect()
+    }
+
     /// How many messages the child has done.
-    fn done(&self) -> usize {
+    pub(crate) fn done(&self) -> usize {
         *self.count.borrow()
     }
 
+    /// Waits until the child has done at least `n` messages, of `sent`.
+    pub(crate) async fn keeps_up(&self, n: usize, sent: usize) {
+        let mut count = self.count.clone();
+        tokio::time::timeout(PROGRESS, count.wait_for(|c| *c >= n))
+            .await
+            .unwrap_or_else(|_| panic!("the child stalled at {} of {sent}", self.done()))
+            .expect("the child is alive");
+    }
+
     /// Waits until the child has done `n` messages.
-    async fn counted(&self, n: usize) {
+    pub(crate) async fn counted(&self, n: usize) {
         let mut count = self.count.clone();
         tokio::time::timeout(PROGRESS, count.wait_for(|c| *c >= n))
             .await
@@ -252,13 +358,13 @@ impl Running {
     }
 
     /// `kill -9`.
-    async fn kill(mut self) {
+    pub(crate) async fn kill(mut self) {
         self.child.kill().await.unwrap();
         self.check();
     }
 }
 
-async fn sender(dir: &Path) -> Node {
+pub(crate) async fn sender(dir: &Path) -> Node {
     let mut config = loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
     // Every answer stays in its inbox until the test reads them.
     config.chat.inbox_keep = 2 * MESSAGES;
@@ -273,7 +379,7 @@ async fn stream_with_kills(role: &str, dir: &Path, data: PathBuf) -> (Node, Runn
     let peer = addr(&sender, false);
     let contact = sender.contact_code().await.unwrap();
     let mut child = Running::start(role, &data, &peer, &contact).await;
-    let account = sender.add_contact(&child.code).await.unwrap();
+    let account = sender.add_contact(&child.ready().await).await.unwrap();
     meshed_for(&sender, account).await;
     let chat = sender.conversation(account);
     for i in 0..MESSAGES {
@@ -282,12 +388,7 @@ async fn stream_with_kills(role: &str, dir: &Path, data: PathBuf) -> (Node, Runn
             child = Running::start(role, &data, &peer, &contact).await;
         }
         if i >= AHEAD {
-            let behind = i - AHEAD;
-            let mut count = child.count.clone();
-            tokio::time::timeout(PROGRESS, count.wait_for(|c| *c >= behind))
-                .await
-                .unwrap_or_else(|_| panic!("the child stalled at {} of {i}", child.done()))
-                .expect("the child is alive");
+            child.keeps_up(i - AHEAD, i).await;
         }
         chat.send_text(format!("m{i}")).await.unwrap();
     }
@@ -309,7 +410,7 @@ async fn a_receiving_node_killed_twice_mid_stream_loses_nothing_and_repeats_noth
     let child = Running::start("receiver", &data, &addr(&sender, false), &contact).await;
     child.counted(MESSAGES).await;
     child.synced().await;
-    let account = sender.add_contact(&child.code).await.unwrap();
+    let account = sender.add_contact(&child.ready().await).await.unwrap();
     meshed_for(&sender, account).await;
     sender
         .conversation(account)
@@ -325,17 +426,25 @@ async fn a_bot_killed_twice_mid_handler_answers_every_message_once() {
     let dirs = [(); 2].map(|_| tempfile::tempdir().unwrap());
     let data = dirs[1].path().to_owned();
     let (sender, child) = stream_with_kills("bot", dirs[0].path(), data.clone()).await;
+    answered_once(&sender, MESSAGES, &child).await;
+    child.counted(MESSAGES).await;
+    child.kill().await;
+}
+
+/// Reads the sender's answers until `n` distinct ones came; fails if any
+/// came twice or `m<i>` for some `i < n` went unanswered.
+pub(crate) async fn answered_once(sender: &Node, n: usize, child: &Running) {
     let mut replies = sender.durable_inbox("replies").await.unwrap();
     let mut answered: HashMap<String, usize> = HashMap::new();
-    while answered.len() < MESSAGES {
+    while answered.len() < n {
         let Ok(entry) = tokio::time::timeout(PROGRESS, replies.recv()).await else {
             child.check();
-            let missing: Vec<_> = (0..MESSAGES)
+            let missing: Vec<_> = (0..n)
                 .filter(|i| !answered.contains_key(&format!("ack m{i}")))
                 .take(10)
                 .collect();
             panic!(
-                "answers stopped at {} of {MESSAGES}; the first missing: {missing:?}",
+                "answers stopped at {} of {n}; the first missing: {missing:?}",
                 answered.len()
             );
         };
@@ -345,12 +454,10 @@ async fn a_bot_killed_twice_mid_handler_answers_every_message_once() {
     }
     let twice: Vec<_> = answered.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "answered twice: {twice:?}");
-    for i in 0..MESSAGES {
+    for i in 0..n {
         assert!(
             answered.contains_key(&format!("ack m{i}")),
             "m{i} unanswered"
         );
     }
-    child.counted(MESSAGES).await;
-    child.kill().await;
 }

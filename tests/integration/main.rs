@@ -22,6 +22,7 @@ mod outbox;
 mod path;
 mod peer;
 mod plugins;
+mod replicas;
 mod requests;
 mod seam;
 mod sharding;

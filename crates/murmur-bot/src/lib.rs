@@ -52,6 +52,7 @@ use std::{
 
 pub use command::{BotCommand, Command};
 pub use extract::{FromContext, Reply, State, Store};
+use futures::FutureExt as _;
 pub use handler::Handler;
 pub use middleware::{Flow, Middleware};
 use murmur_core::chat::ChatMessage;
@@ -73,6 +74,11 @@ pub enum Error {
     /// never added): a programming error, reported once per message.
     #[error("cannot extract {0}: add it to the bot first")]
     Missing(&'static str),
+}
+
+/// The error of a bot whose process lost the database's lease to `holder`.
+fn lease_lost(holder: String) -> Error {
+    murmur_node::Error::from(murmur_core::storage::Error::Fenced(holder)).into()
 }
 
 /// The bot's counters.
@@ -260,12 +266,18 @@ impl Bot {
         self.counters.clone()
     }
 
-    /// Handles messages until Ctrl-C or SIGTERM.
+    /// Handles messages until Ctrl-C or SIGTERM, then gives up the
+    /// database's lease ([`Node::close`]) so that a replica standing by
+    /// takes over at once: the process is ending.
     pub async fn run(self) -> Result<(), Error> {
-        self.run_until(murmur_node::shutdown_signal()).await
+        let node = self.node.clone();
+        self.run_until(murmur_node::shutdown_signal()).await?;
+        node.close().await?;
+        Ok(())
     }
 
-    /// Handles messages until `stop` completes (or the node stops).
+    /// Handles messages until `stop` completes (or the node stops, or it
+    /// loses the database's lease to a replica: an error).
     ///
     /// The bot reads the node's durable inbox ([`Node::durable_inbox`]) as
     /// [`Bot::name`]: a handler sees each message at least once, and once
@@ -291,12 +303,19 @@ impl Bot {
             let entry = tokio::select! {
                 e = inbox.recv() => match e {
                     Some(e) => e,
-                    None => return Ok(()),
+                    None => {
+                        return match self.node.lease_lost().now_or_never() {
+                            Some(holder) => Err(lease_lost(holder)),
+                            None => Ok(()),
+                        }
+                    }
                 },
                 () = &mut stop => {
                     tracing::info!("bot stopping");
                     return Ok(());
                 }
+                // Another replica runs this bot now; this one writes nothing.
+                holder = self.node.lease_lost() => return Err(lease_lost(holder)),
             };
             let writes = self.handle(entry.message, me, first, &states).await;
             if let Err(e) = inbox.commit(entry.seq, writes).await {

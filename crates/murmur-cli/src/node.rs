@@ -18,8 +18,17 @@ pub(crate) async fn run(args: NodeArgs) -> Result<(), CliError> {
         let _ = out.flush();
     }
     tracing::info!(peer = %node.peer_id(), "node running; Ctrl-C to stop");
-    murmur_node::shutdown_signal().await;
-    tracing::info!("shutting down");
+    let outcome = tokio::select! {
+        () = murmur_node::shutdown_signal() => {
+            tracing::info!("shutting down");
+            // A replica standing by takes over now, not when the lease lapses.
+            node.close().await.map_err(Into::into)
+        }
+        holder = node.lease_lost() => Err(murmur_node::Error::from(
+            murmur_core::storage::Error::Fenced(holder),
+        )
+        .into()),
+    };
     actix::System::current().stop();
-    Ok(())
+    outcome
 }

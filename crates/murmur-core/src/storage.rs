@@ -3,8 +3,15 @@
 //!
 //! Asked to: [`SaveRaw`], [`Query`], [`Prune`], [`Enqueue`], [`MarkSent`],
 //! [`Pending`], [`SaveCursor`], [`LoadCursor`], [`SaveState`], [`LoadState`],
-//! [`ListState`]. Tells nothing. Every backend
+//! [`ListState`], [`Acquire`], [`Release`]. Tells nothing. Every backend
 //! runs `murmur-test-kit`'s `storage_conformance_tests!`.
+//!
+//! One database is one node. Two processes pointed at one database (replicas
+//! of a bot on one PostgreSQL server) take turns through a lease
+//! ([`Acquire`]): the holder runs, the other waits, and once a stage holds
+//! the lease each of its writes commits only while it still does, in the
+//! same transaction (fencing), so a holder that was paused past its lease
+//! and woke after another took over writes nothing.
 
 use std::{fmt, time::Duration};
 
@@ -37,6 +44,11 @@ pub enum Error {
     /// The cursor names a message this store does not have.
     #[error("unknown cursor {0}")]
     UnknownCursor(MessageHash),
+    /// Another process took this database's lease from this stage's holder
+    /// (named here): the write was not carried out, and none will be until
+    /// this holder acquires the lease again.
+    #[error("the database's lease was taken by {0}; this process writes nothing more")]
+    Fenced(String),
 }
 
 /// Archives a message that arrived or was published; answers `true` if it was
@@ -144,6 +156,76 @@ pub struct LoadState(pub String);
 #[rtype(result = "Result<Vec<(String, Vec<u8>)>, Error>")]
 pub struct ListState(pub String);
 
+/// Takes the lease `name` for `holder`, or renews it, for `ttl` from now by
+/// the database's clock; a lease whose holder did not renew it in time goes
+/// to the next asker. Once this answers [`Lease::Held`], every write of the
+/// stage commits only while `holder` holds the lease, checked in the write's
+/// own transaction, and fails with [`Error::Fenced`] after another holder
+/// took it.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Lease, Error>")]
+#[non_exhaustive]
+pub struct Acquire {
+    /// Which lease (one per node: the node's database).
+    pub name: String,
+    /// Who asks: unique to one process's run.
+    pub holder: String,
+    /// How long the lease lasts unless renewed.
+    pub ttl: Duration,
+}
+
+impl Acquire {
+    /// Asks for the lease `name` for `holder`, for `ttl`.
+    pub fn new(name: impl Into<String>, holder: impl Into<String>, ttl: Duration) -> Self {
+        Self {
+            name: name.into(),
+            holder: holder.into(),
+            ttl,
+        }
+    }
+}
+
+/// The answer to an [`Acquire`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lease {
+    /// The asker holds the lease. The epoch grows each time the lease
+    /// changes hands, and stays while one holder renews it.
+    Held {
+        /// Which tenure this is.
+        epoch: u64,
+    },
+    /// Another holds it.
+    Taken {
+        /// Who.
+        holder: String,
+        /// How long until it lapses unless renewed.
+        remaining: Duration,
+    },
+}
+
+/// Gives up the lease `name` if `holder` holds it (a clean stop), so that
+/// the next asker takes it at once. A stage that acquired it for `holder`
+/// writes nothing more after it (until it acquires it again).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), Error>")]
+#[non_exhaustive]
+pub struct Release {
+    /// Which lease.
+    pub name: String,
+    /// Who gives it up.
+    pub holder: String,
+}
+
+impl Release {
+    /// `holder` gives up the lease `name`.
+    pub fn new(name: impl Into<String>, holder: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            holder: holder.into(),
+        }
+    }
+}
+
 /// Any actor that handles the persistence stage's messages.
 pub trait Stage:
     Actor<Context = Context<Self>>
@@ -158,6 +240,8 @@ pub trait Stage:
     + Handler<SaveState>
     + Handler<LoadState>
     + Handler<ListState>
+    + Handler<Acquire>
+    + Handler<Release>
     + Handler<InjectPanic>
 {
 }
@@ -175,6 +259,8 @@ impl<A> Stage for A where
         + Handler<SaveState>
         + Handler<LoadState>
         + Handler<ListState>
+        + Handler<Acquire>
+        + Handler<Release>
         + Handler<InjectPanic>
 {
 }
@@ -204,6 +290,10 @@ pub struct Handle {
     pub load_state: Recipient<LoadState>,
     /// Where [`ListState`] goes.
     pub list_state: Recipient<ListState>,
+    /// Where [`Acquire`] goes.
+    pub acquire: Recipient<Acquire>,
+    /// Where [`Release`] goes.
+    pub release: Recipient<Release>,
     /// Where [`InjectPanic`] goes (tests of supervision).
     pub inject_panic: Recipient<InjectPanic>,
 }
@@ -222,6 +312,8 @@ impl<A: Stage> From<Addr<A>> for Handle {
             save_state: addr.clone().recipient(),
             load_state: addr.clone().recipient(),
             list_state: addr.clone().recipient(),
+            acquire: addr.clone().recipient(),
+            release: addr.clone().recipient(),
             inject_panic: addr.recipient(),
         }
     }
@@ -230,5 +322,78 @@ impl<A: Stage> From<Addr<A>> for Handle {
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("storage::Handle").finish_non_exhaustive()
+    }
+}
+
+/// The lease table of a database only one process opens (in memory, a
+/// file of its own), for backends to answer [`Acquire`] and [`Release`]
+/// and fence their writes with [`Leases::check`], as the SQL backends do
+/// in their tables.
+#[derive(Debug, Default)]
+pub struct Leases {
+    table: std::collections::HashMap<String, (String, u64, std::time::Instant)>,
+    /// The lease this stage's writes are fenced with (the epoch `None`
+    /// once given up).
+    fence: Option<(String, String, Option<u64>)>,
+}
+
+impl Leases {
+    /// Takes or renews a lease; see [`Acquire`].
+    pub fn acquire(&mut self, ask: &Acquire) -> Lease {
+        let now = std::time::Instant::now();
+        let until = now + ask.ttl;
+        let epoch = match self.table.get_mut(&ask.name) {
+            Some((holder, epoch, expires)) if *holder != ask.holder && *expires > now => {
+                return Lease::Taken {
+                    holder: holder.clone(),
+                    remaining: *expires - now,
+                };
+            }
+            Some((holder, epoch, expires)) => {
+                if *holder != ask.holder {
+                    holder.clone_from(&ask.holder);
+                    *epoch += 1;
+                }
+                *expires = until;
+                *epoch
+            }
+            None => {
+                self.table
+                    .insert(ask.name.clone(), (ask.holder.clone(), 1, until));
+                1
+            }
+        };
+        self.fence = Some((ask.name.clone(), ask.holder.clone(), Some(epoch)));
+        Lease::Held { epoch }
+    }
+
+    /// Gives a lease up; see [`Release`].
+    pub fn release(&mut self, ask: &Release) {
+        if let Some((name, holder, epoch)) = &mut self.fence {
+            if *name == ask.name && *holder == ask.holder {
+                *epoch = None;
+            }
+        }
+        if let Some((holder, _, expires)) = self.table.get_mut(&ask.name) {
+            if *holder == ask.holder {
+                *expires = std::time::Instant::now();
+            }
+        }
+    }
+
+    /// Whether this stage may write: it never asked for a lease, or it
+    /// holds the one it asked for.
+    pub fn check(&self) -> Result<(), Error> {
+        let Some((name, me, epoch)) = &self.fence else {
+            return Ok(());
+        };
+        let Some(epoch) = epoch else {
+            return Err(Error::Fenced(format!("nobody ({me} gave it up)")));
+        };
+        match self.table.get(name) {
+            Some((holder, held, _)) if holder == me && held == epoch => Ok(()),
+            Some((holder, ..)) => Err(Error::Fenced(holder.clone())),
+            None => Err(Error::Fenced("nobody (the lease is gone)".to_owned())),
+        }
     }
 }

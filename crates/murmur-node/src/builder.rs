@@ -286,6 +286,14 @@ impl Builder {
             None => keys::load_or_create(&self.config.data_dir)?,
         };
         let storage = (self.storage)(self.config.clone()).await?;
+        // Before any stage loads its state: a replica standing by has
+        // loaded nothing that the holder may change.
+        let lease = if self.config.store.leased() {
+            let term = Duration::from_secs(self.config.store.lease_secs);
+            Some(crate::lease::take(&storage, term).await?)
+        } else {
+            None
+        };
         let mut hooks = Vec::with_capacity(self.hooks.len());
         for spec in self.hooks {
             match spec {
@@ -447,6 +455,7 @@ impl Builder {
                 storage: storage.clone(),
                 sync,
                 watched: Default::default(),
+                lease,
             }),
         };
         if let Some((_, topics, ..)) = &chat {

@@ -119,6 +119,41 @@ pub struct Store {
     /// the oldest going first; a durable subscriber keeps what it has not
     /// passed, up to ten times this many (`Durable::lost` counts the rest).
     pub subscription_keep: usize,
+    /// Whether this process takes the database's lease before it starts,
+    /// so that replicas sharing one database run one at a time.
+    pub lease: LeaseMode,
+    /// Seconds a lease lasts unless renewed (every third of it): how long a
+    /// standby waits after the holder dies before it takes over.
+    pub lease_secs: u64,
+}
+
+/// `store.lease`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaseMode {
+    /// On PostgreSQL, which several processes share; not on SQLite, a file
+    /// of the node's own (and a node killed and started again takes over
+    /// at once, not after its old lease lapses).
+    #[default]
+    Auto,
+    /// Always (a custom storage shared by processes).
+    On,
+    /// Never.
+    Off,
+}
+
+impl Store {
+    /// Whether this node takes a lease: `lease`, with `auto` resolved by
+    /// the URL.
+    pub fn leased(&self) -> bool {
+        match self.lease {
+            LeaseMode::On => true,
+            LeaseMode::Off => false,
+            LeaseMode::Auto => {
+                self.url.starts_with("postgres://") || self.url.starts_with("postgresql://")
+            }
+        }
+    }
 }
 
 impl Default for Store {
@@ -133,6 +168,8 @@ impl Default for Store {
             sync_interval_secs: 300,
             retention_interval_secs: 60,
             subscription_keep: 10_000,
+            lease: LeaseMode::Auto,
+            lease_secs: 10,
         }
     }
 }
@@ -463,6 +500,13 @@ impl Config {
             if value == 0 {
                 return fail(key, "0 would refuse everything; at least 1".to_owned());
             }
+        }
+        // Renewed every third: under 3 s, a busy database misses renewals.
+        if self.store.lease_secs < 3 {
+            return fail(
+                "store.lease_secs",
+                format!("{} is under 3 seconds", self.store.lease_secs),
+            );
         }
         // A peer makes this node derive up to max_skip keys per message
         // and keep max_skipped_keys: bounded, so that one message cannot

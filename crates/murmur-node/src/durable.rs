@@ -178,10 +178,17 @@ impl<T: Send + 'static> Durable<T> {
         self.lost
     }
 
-    /// The next message; `None` once the node is gone.
+    /// The next message; `None` once the node is gone, or once this
+    /// process lost the database's lease to a replica ([`Node::lease_lost`]):
+    /// a process that was frozen past its lease hands out nothing more
+    /// before a renewal says it still holds it.
     pub async fn recv(&mut self) -> Option<Entry<T>> {
         loop {
             if let Some(entry) = self.backlog.pop_front() {
+                if !self.node.holds_lease().await {
+                    self.backlog.push_front(entry);
+                    return None;
+                }
                 if entry.seq > self.read {
                     self.read = entry.seq;
                     return Some(entry);

@@ -64,6 +64,18 @@ pub(crate) struct Inner {
     /// The content topics subscribed through [`Node::subscribe`], which
     /// store sync keeps up to date beside the chat topics.
     pub(crate) watched: std::sync::Mutex<std::collections::BTreeSet<ContentTopic>>,
+    /// This process's hold on the database (`store.lease`).
+    pub(crate) lease: Option<crate::lease::Tenure>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Not given up (that needs the database): it lapses, and a standby
+        // takes over after its term.
+        if let Some(lease) = &self.lease {
+            lease.stop_renewing();
+        }
+    }
 }
 
 impl std::fmt::Debug for Node {
@@ -115,6 +127,39 @@ impl Node {
             StageId::Sync => inner.sync.inject_panic.send(InjectPanic).await?,
         }
         Ok(())
+    }
+
+    /// Waits until this process loses the database's lease to another
+    /// (`store.lease`: replicas on one database); answers who took it. The
+    /// node writes nothing from then on: stop it, and start it again to
+    /// stand by. Never answers on a node that holds no lease.
+    pub async fn lease_lost(&self) -> String {
+        match &self.inner.lease {
+            Some(lease) => lease.lost().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Whether this process may hand a message to its application: it holds
+    /// no lease, or surely holds it (waiting for a renewal's word after a
+    /// freeze).
+    pub(crate) async fn holds_lease(&self) -> bool {
+        match &self.inner.lease {
+            Some(lease) => lease.confirmed().await.is_ok(),
+            None => true,
+        }
+    }
+
+    /// Gives up the database's lease, so that a replica standing by takes
+    /// over now instead of after the lease lapses; the node writes nothing
+    /// from then on. The last thing to call before the process ends
+    /// (`murmur node` and `Bot::run` do on Ctrl-C or SIGTERM). Nothing to
+    /// do on a node that holds no lease.
+    pub async fn close(&self) -> Result<(), Error> {
+        match &self.inner.lease {
+            Some(lease) => lease.release().await,
+            None => Ok(()),
+        }
     }
 
     /// This node's peer id.

@@ -33,6 +33,7 @@ pub mod groups;
 mod handle;
 mod inbox;
 pub mod keys;
+mod lease;
 mod metrics;
 mod pipeline;
 pub mod plugin;

@@ -1,8 +1,8 @@
 use actix::prelude::*;
 use murmur_core::{
     storage::{
-        Cursor, Enqueue, Error, ListState, LoadCursor, LoadState, MarkSent, Pending, Prune, Query,
-        SaveCursor, SaveRaw, SaveState,
+        Acquire, Cursor, Enqueue, Error, Lease, ListState, LoadCursor, LoadState, MarkSent,
+        Pending, Prune, Query, Release, SaveCursor, SaveRaw, SaveState,
     },
     store::Page,
     supervise, Delivery, MessageHash,
@@ -228,3 +228,5 @@ forward!(LoadState, Option<Vec<u8>>, |db, m| db
 forward!(ListState, Vec<(String, Vec<u8>)>, |db, m| db
     .list_state(&m.0)
     .await);
+forward!(Acquire, Lease, |db, m| db.acquire(&m).await);
+forward!(Release, (), |db, m| db.release(&m).await);

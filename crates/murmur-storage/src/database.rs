@@ -13,7 +13,7 @@
 use std::{future::Future, sync::Arc};
 
 use murmur_core::{
-    storage::{Cursor, Error, Prune},
+    storage::{Acquire, Cursor, Error, Lease, Prune, Release},
     store::{Page, Query},
     Delivery, MessageHash, PubsubTopic, WakuMessage,
 };
@@ -104,17 +104,23 @@ impl Database {
     /// `server_url` and opens it: for test suites that need an empty database
     /// each, such as the storage conformance suite.
     pub async fn open_fresh(server_url: &str) -> Result<Self, OpenError> {
+        Self::open(&Self::create_fresh(server_url).await?).await
+    }
+
+    /// Creates a new, uniquely named database on the PostgreSQL server at
+    /// `server_url`; answers its URL, for tests that open it more than once
+    /// (two processes, or two stages, on one database).
+    pub async fn create_fresh(server_url: &str) -> Result<String, OpenError> {
         let (thread, _) = Thread::start(server_url)?;
         let owned = server_url.to_owned();
-        let url = thread
+        thread
             .runtime
             .spawn(async move { Sql::create_fresh(&owned).await })
             .await
             .map_err(|e| OpenError::Connect {
                 url: mask(server_url),
                 reason: e.to_string(),
-            })??;
-        Self::open(&url).await
+            })?
     }
 
     /// Runs `statement` on the database's thread and waits for its answer.
@@ -224,6 +230,19 @@ impl Database {
         let prefix = prefix.to_owned();
         self.run(|sql| async move { sql.list_state(&prefix).await })
             .await
+    }
+
+    /// Takes or renews a lease; from then on every write of this handle
+    /// (and its clones) commits only while it holds it.
+    pub async fn acquire(&self, ask: &Acquire) -> Result<Lease, Error> {
+        let ask = ask.clone();
+        self.run(|sql| async move { sql.acquire(&ask).await }).await
+    }
+
+    /// Gives a lease up; this handle writes nothing more.
+    pub async fn release(&self, ask: &Release) -> Result<(), Error> {
+        let ask = ask.clone();
+        self.run(|sql| async move { sql.release(&ask).await }).await
     }
 
     /// The connection pool, for tools and benchmarks that compare against

@@ -13,6 +13,7 @@ use sqlx::{
 };
 use thiserror::Error;
 
+mod lease;
 mod outbox;
 
 pub(crate) use outbox::Batch;
@@ -46,6 +47,10 @@ pub enum OpenError {
     },
 }
 
+/// The longest a PostgreSQL transaction of this process may wait for its
+/// next statement: every transaction here runs its statements back to back.
+const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Sqlite,
@@ -60,6 +65,8 @@ pub(crate) struct Sql {
     kind: Kind,
     /// State was overwritten or deleted since the last [`Sql::erase_superseded`].
     superseded: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The lease every write checks, once this stage asked for one.
+    fence: lease::Fence,
 }
 
 // Used as `map_err(backend)`, which hands over the error by value.
@@ -127,6 +134,20 @@ impl Sql {
                         // page; the WAL's copies go at the next truncating
                         // checkpoint (`erase_superseded`).
                         conn.execute("PRAGMA secure_delete = ON").await?;
+                    } else {
+                        // A process frozen in the middle of a transaction
+                        // (stopped, cut off) would hold its locks, the
+                        // lease row's among them, until it woke: the
+                        // server ends such a transaction instead, and a
+                        // replica standing by can take over.
+                        conn.execute(
+                            format!(
+                                "SET idle_in_transaction_session_timeout = {}",
+                                IDLE_IN_TRANSACTION.as_millis()
+                            )
+                            .as_str(),
+                        )
+                        .await?;
                     }
                     Ok(())
                 })
@@ -150,6 +171,7 @@ impl Sql {
             pool,
             kind,
             superseded: Default::default(),
+            fence: lease::Fence::default(),
         })
     }
 
@@ -193,23 +215,8 @@ impl Sql {
 
     /// Archives a message; `false` if its hash was there already or it is ephemeral.
     pub(crate) async fn save(&self, delivery: &Delivery) -> Result<bool, Error> {
-        if delivery.message.is_ephemeral() {
-            return Ok(false);
-        }
-        let result = sqlx::query(
-            "INSERT INTO messages (hash, pubsub_topic, content_topic, timestamp, message, stored_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (hash) DO NOTHING",
-        )
-        .bind(delivery.hash.as_bytes().to_vec())
-        .bind(delivery.pubsub_topic.as_str())
-        .bind(delivery.message.content_topic.as_str())
-        .bind(delivery.message.timestamp.unwrap_or(0))
-        .bind(delivery.message.encode_to_vec())
-        .bind(now_nanos())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(result.rows_affected() == 1)
+        let new = self.save_batch(std::slice::from_ref(delivery)).await?;
+        Ok(new.first().copied().unwrap_or(false))
     }
 
     /// Archives several messages in one transaction (multi-row inserts of up to
@@ -227,7 +234,7 @@ impl Sql {
     /// then the outbox's; answers, for each message archived, whether it
     /// was new.
     pub(crate) async fn write(&self, batch: &Batch) -> Result<Vec<bool>, Error> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_write().await?;
         let saved = save_in(&mut tx, &batch.saves).await?;
         outbox::enqueue_in(&mut tx, &batch.queued).await?;
         outbox::sent_in(&mut tx, &batch.sent).await?;
@@ -313,13 +320,14 @@ impl Sql {
 
     /// Applies retention; answers how many messages were deleted.
     pub(crate) async fn prune(&self, prune: Prune) -> Result<u64, Error> {
+        let mut tx = self.begin_write().await?;
         let mut deleted = 0;
         if let Some(age) = prune.max_age {
             let cutoff =
                 now_nanos().saturating_sub(i64::try_from(age.as_nanos()).unwrap_or(i64::MAX));
             deleted += sqlx::query("DELETE FROM messages WHERE timestamp < $1")
                 .bind(cutoff)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(backend)?
                 .rows_affected();
@@ -330,7 +338,7 @@ impl Sql {
                 "SELECT timestamp, hash FROM messages ORDER BY timestamp DESC, hash DESC LIMIT 1 OFFSET $1",
             )
             .bind(i64::try_from(count).unwrap_or(i64::MAX))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(backend)?;
             if let Some(edge) = edge {
@@ -339,17 +347,19 @@ impl Sql {
                 deleted += sqlx::query("DELETE FROM messages WHERE (timestamp, hash) <= ($1, $2)")
                     .bind(timestamp)
                     .bind(hash)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await
                     .map_err(backend)?
                     .rows_affected();
             }
         }
+        tx.commit().await.map_err(backend)?;
         Ok(deleted)
     }
 
     /// Saves a reader's cursor.
     pub(crate) async fn save_cursor(&self, name: &str, cursor: Cursor) -> Result<(), Error> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO cursors (name, timestamp, hash, updated_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (name) DO UPDATE SET timestamp = excluded.timestamp, hash = excluded.hash, \
@@ -359,10 +369,10 @@ impl Sql {
         .bind(cursor.timestamp)
         .bind(cursor.hash.as_bytes().to_vec())
         .bind(now_nanos())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        Ok(())
+        tx.commit().await.map_err(backend)
     }
 
     /// Loads a reader's cursor.
@@ -387,7 +397,7 @@ impl Sql {
         &self,
         entries: &[(String, Option<Vec<u8>>)],
     ) -> Result<(), Error> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_write().await?;
         for (name, value) in entries {
             match value {
                 Some(value) => sqlx::query(

@@ -12,7 +12,20 @@ async fn start() -> storage::Handle {
     storage::Handle::from(Storage::start(db))
 }
 
-murmur_test_kit::storage_conformance_tests!(start);
+/// Two stages on one fresh SQLite file, each with its own connections, as
+/// two processes would have.
+async fn pair() -> (storage::Handle, storage::Handle) {
+    let dir = tempfile::tempdir().expect("temp dir").keep();
+    let url = format!("sqlite://{}", dir.join("murmur.db").display());
+    let a = Database::open(&url).await.expect("opens");
+    let b = Database::open(&url).await.expect("opens again");
+    (
+        storage::Handle::from(Storage::start(a)),
+        storage::Handle::from(Storage::start(b)),
+    )
+}
+
+murmur_test_kit::storage_conformance_tests!(start, shared = pair);
 
 /// PostgreSQL: a fresh schema-less database per test on the server named by
 /// `TEST_POSTGRES_URL` (.ci/run starts one and sets it).
@@ -29,7 +42,21 @@ mod postgres {
         storage::Handle::from(Storage::start(db))
     }
 
-    murmur_test_kit::storage_conformance_tests!(start);
+    /// Two stages on one fresh database, each with its own pool.
+    pub(super) async fn pair() -> (storage::Handle, storage::Handle) {
+        let server = std::env::var("TEST_POSTGRES_URL").expect(
+            "TEST_POSTGRES_URL must name a PostgreSQL server for these tests; .ci/run sets one up",
+        );
+        let url = Database::create_fresh(&server).await.expect("creates");
+        let a = Database::open(&url).await.expect("opens");
+        let b = Database::open(&url).await.expect("opens again");
+        (
+            storage::Handle::from(Storage::start(a)),
+            storage::Handle::from(Storage::start(b)),
+        )
+    }
+
+    murmur_test_kit::storage_conformance_tests!(start, shared = pair);
 }
 
 /// A flood of saves past every bound on the way (the stage's mailbox of

@@ -4,8 +4,8 @@ use actix::prelude::*;
 use murmur_core::{
     now_nanos,
     storage::{
-        Cursor, Enqueue, Error, ListState, LoadCursor, LoadState, MarkSent, Pending, Prune, Query,
-        SaveCursor, SaveRaw, SaveState,
+        Acquire, Cursor, Enqueue, Error, Lease, Leases, ListState, LoadCursor, LoadState, MarkSent,
+        Pending, Prune, Query, Release, SaveCursor, SaveRaw, SaveState,
     },
     store::{self, Page, Stored},
     supervise, Delivery, MessageHash,
@@ -21,6 +21,8 @@ pub struct MemoryStorage {
     outbox: Vec<(Delivery, bool)>,
     cursors: HashMap<String, Cursor>,
     state: BTreeMap<String, Vec<u8>>,
+    /// No other process sees this database: the lease is this stage's alone.
+    leases: Leases,
     fuse: supervise::Fuse,
 }
 
@@ -88,6 +90,7 @@ impl Handler<SaveRaw> for MemoryStorage {
 
     fn handle(&mut self, SaveRaw(d): SaveRaw, ctx: &mut Context<Self>) -> Self::Result {
         supervise::guard(self, ctx, |this, _| {
+            this.leases.check()?;
             if d.message.is_ephemeral() || this.by_hash.contains_key(&d.hash) {
                 return Ok(false);
             }
@@ -112,6 +115,7 @@ impl Handler<Prune> for MemoryStorage {
 
     fn handle(&mut self, prune: Prune, ctx: &mut Context<Self>) -> Self::Result {
         supervise::guard(self, ctx, |this, _| {
+            this.leases.check()?;
             let before = this.archive.len();
             if let Some(age) = prune.max_age {
                 let cutoff =
@@ -141,6 +145,7 @@ impl Handler<Enqueue> for MemoryStorage {
 
     fn handle(&mut self, msg: Enqueue, ctx: &mut Context<Self>) -> Self::Result {
         supervise::guard(self, ctx, |this, _| {
+            this.leases.check()?;
             let d = Delivery::new(msg.pubsub_topic, msg.message);
             let hash = d.hash;
             if !this.outbox.iter().any(|(o, _)| o.hash == hash) {
@@ -156,6 +161,7 @@ impl Handler<MarkSent> for MemoryStorage {
 
     fn handle(&mut self, MarkSent(hash): MarkSent, ctx: &mut Context<Self>) -> Self::Result {
         supervise::guard(self, ctx, |this, _| {
+            this.leases.check()?;
             for (d, sent) in &mut this.outbox {
                 if d.hash == hash {
                     *sent = true;
@@ -186,6 +192,7 @@ impl Handler<SaveCursor> for MemoryStorage {
 
     fn handle(&mut self, msg: SaveCursor, ctx: &mut Context<Self>) -> Self::Result {
         supervise::guard(self, ctx, |this, _| {
+            this.leases.check()?;
             this.cursors.insert(msg.name, msg.cursor);
             Ok(())
         })?
@@ -205,6 +212,7 @@ impl Handler<SaveState> for MemoryStorage {
 
     fn handle(&mut self, SaveState(entries): SaveState, ctx: &mut Context<Self>) -> Self::Result {
         supervise::guard(self, ctx, |this, _| {
+            this.leases.check()?;
             for (name, value) in entries {
                 match value {
                     Some(v) => this.state.insert(name, v),
@@ -236,5 +244,21 @@ impl Handler<ListState> for MemoryStorage {
                 .map(|(n, v)| (n.clone(), v.clone()))
                 .collect())
         })?
+    }
+}
+
+impl Handler<Acquire> for MemoryStorage {
+    type Result = Result<Lease, Error>;
+
+    fn handle(&mut self, ask: Acquire, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| this.leases.acquire(&ask)).map_err(Error::from)
+    }
+}
+
+impl Handler<Release> for MemoryStorage {
+    type Result = Result<(), Error>;
+
+    fn handle(&mut self, ask: Release, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| this.leases.release(&ask)).map_err(Error::from)
     }
 }

@@ -1,5 +1,8 @@
 //! The persistence stage's conformance suite. `$start` is an
 //! `async fn() -> murmur_core::storage::Handle` that starts an empty store.
+//! A backend that several processes can share also names, after
+//! `shared =`, an `async fn() -> (Handle, Handle)` that starts two stages on
+//! one empty database, for the cases of its lease.
 
 use std::{future::Future, time::Duration};
 
@@ -16,6 +19,26 @@ use murmur_core::{
 /// Runs the persistence stage's suite against `$start`.
 #[macro_export]
 macro_rules! storage_conformance_tests {
+    ($start:path, shared = $pair:path) => {
+        $crate::storage_conformance_tests!($start);
+
+        /// Two stages on one database, as two processes sharing it are.
+        mod storage_conformance_shared {
+            use super::*;
+
+            macro_rules! case {
+                ($name:ident) => {
+                    #[test]
+                    fn $name() {
+                        $crate::run($crate::storage_conformance::$name($pair));
+                    }
+                };
+            }
+
+            case!(fences_a_holder_whose_lease_was_taken);
+            case!(gives_a_contested_lease_to_one);
+        }
+    };
     ($start:path) => {
         mod storage_conformance {
             use super::*;
@@ -42,9 +65,17 @@ macro_rules! storage_conformance_tests {
             case!(keeps_cursors);
             case!(keeps_stage_state_by_name_and_prefix);
             case!(survives_a_panic_in_a_handler);
+            case!(keeps_a_lease_for_one_holder_at_a_time);
+            case!(hands_on_a_lapsed_lease);
         }
     };
 }
+
+mod lease;
+pub use lease::{
+    fences_a_holder_whose_lease_was_taken, gives_a_contested_lease_to_one, hands_on_a_lapsed_lease,
+    keeps_a_lease_for_one_holder_at_a_time,
+};
 
 fn topic(n: u16) -> PubsubTopic {
     format!("/waku/2/rs/1/{n}").parse().expect("valid topic")
