@@ -19,6 +19,7 @@ mod light;
 mod lightpush;
 mod load;
 mod outbox;
+mod partition;
 mod path;
 mod peer;
 mod plugins;

@@ -95,12 +95,17 @@ pub enum Reason {
 }
 
 /// Fetches, for every watched topic, what came since this node last saw it
-/// (with a margin for clocks and messages in flight), from the store nodes
-/// the stage knows, the next when one fails; a topic's position moves to the
-/// round's start once a store answered it to the end, and stays where it
-/// was otherwise, so that the next round asks again. Rounds run one after
-/// another. Answers how many messages came back (the archive drops the ones
-/// this node already had); fails only if no topic could be asked.
+/// (with a margin for clocks and messages in flight), from every store node
+/// the stage knows, each from where this node left that store node: what
+/// one never got (it was cut off from the sender by a partition, or down)
+/// comes from another. A topic's position at a store node moves to the
+/// round's start once that store node answered it to the end, and stays
+/// where it was otherwise, so that the next round asks it again; a store
+/// node asked for the first time is asked from where every store node
+/// answered last (or since the topic was first watched). Rounds run one
+/// after another. Answers how many messages came back (the archive drops
+/// the ones this node already had, from another store node or by relay);
+/// fails only if no store node could be asked about any topic.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Result<usize, Error>")]
 pub struct Round(pub Reason);

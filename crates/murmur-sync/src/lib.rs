@@ -6,9 +6,11 @@
 //! inbound path as a `transport::Event::Message`: the pipeline archives it by
 //! hash before anything else, so a message fetched twice, or that also came
 //! by relay, enters once. For the topics it watches it keeps, in the
-//! persistence stage's state, how far this node has seen each, and a round
-//! fetches what came since; the node runs one at start, on every new
-//! connection and periodically. Gap repair builds on it.
+//! persistence stage's state, how far this node has seen each at each store
+//! node, and a round asks every store node for what came since: after a
+//! partition, each side's store nodes hold what the other side lacks. The
+//! node runs a round at start, on every new connection and periodically.
+//! Gap repair builds on it.
 //!
 //! A panic in a handler is caught (`murmur_core::supervise`), answered with
 //! `sync::Error::Restarted`, and the stage restarts; what it keeps in
@@ -265,6 +267,24 @@ fn position_key(pubsub: &PubsubTopic, content: &ContentTopic) -> String {
     format!("sync/position{pubsub}{content}")
 }
 
+/// Where this node left `store` on a topic: a round asks each store node
+/// from its own position.
+fn store_position_key(store: &str, pubsub: &PubsubTopic, content: &ContentTopic) -> String {
+    format!("sync/at/{store}/{pubsub}{content}")
+}
+
+/// The earliest of the positions under `keys`, `unsaved` for one never saved.
+async fn earliest(storage: &storage::Handle, keys: &[String], unsaved: i64) -> Result<i64, Error> {
+    let mut since = None::<i64>;
+    for key in keys {
+        let at = load_position(storage, key.clone())
+            .await?
+            .unwrap_or(unsaved);
+        since = Some(since.map_or(at, |s| s.min(at)));
+    }
+    Ok(since.unwrap_or(unsaved))
+}
+
 async fn load_position(storage: &storage::Handle, key: String) -> Result<Option<i64>, Error> {
     let stored = storage
         .load_state
@@ -344,32 +364,55 @@ impl Handler<Round> for StoreSync {
             let overlap = i64::try_from(OVERLAP.as_nanos()).unwrap_or(i64::MAX);
             let (mut fetched, mut asked, mut failed) = (0, 0, None);
             for (pubsub, contents) in watched {
-                let keys: Vec<String> = contents.iter().map(|c| position_key(&pubsub, c)).collect();
-                let mut since = None::<i64>;
-                for key in &keys {
-                    // A topic watched but never saved starts now.
-                    let at = load_position(&storage, key.clone())
-                        .await?
-                        .unwrap_or(started);
-                    since = Some(since.map_or(at, |s| s.min(at)));
-                }
+                let floor_keys: Vec<String> =
+                    contents.iter().map(|c| position_key(&pubsub, c)).collect();
+                // A topic watched but never saved starts now.
+                let floor = earliest(&storage, &floor_keys, started).await?;
                 let query = Query::content(
                     Some(pubsub.clone()),
                     contents.iter().map(|c| c.as_str().to_owned()).collect(),
-                )
-                .with_time(since.map(|s| s.saturating_sub(overlap)), None);
-                match asker.fetch(query, Some(pubsub.clone())).await {
-                    Ok(n) => {
-                        fetched += n;
-                        asked += 1;
-                        save_positions(&storage, keys.into_iter().map(|k| (k, started)).collect())
+                );
+                if asker.stores.is_empty() {
+                    failed = Some(Error::NoStoreNode);
+                }
+                // Every store node, each from where this node left it: what
+                // one never got (it was cut off, or down) another may have,
+                // and the archive drops what comes twice.
+                let mut every = true;
+                for store in &asker.stores {
+                    let keys: Vec<String> = contents
+                        .iter()
+                        .map(|c| store_position_key(store, &pubsub, c))
+                        .collect();
+                    let since = earliest(&storage, &keys, floor).await?;
+                    let query = query
+                        .clone()
+                        .with_time(Some(since.saturating_sub(overlap)), None);
+                    match asker.pages(store, query, Some(&pubsub)).await {
+                        Ok(n) => {
+                            fetched += n;
+                            asked += 1;
+                            save_positions(
+                                &storage,
+                                keys.into_iter().map(|k| (k, started)).collect(),
+                            )
                             .await?;
+                        }
+                        Err(Error::Stopped) => return Err(Error::Stopped),
+                        Err(e) => {
+                            tracing::debug!(%pubsub, %store, error = %e, "store sync: this store node stays where it was");
+                            every = false;
+                            failed = Some(e);
+                        }
                     }
-                    Err(Error::Stopped) => return Err(Error::Stopped),
-                    Err(e) => {
-                        tracing::debug!(%pubsub, error = %e, "store sync: the topic stays where it was");
-                        failed = Some(e);
-                    }
+                }
+                // Where a store node asked for the first time starts.
+                if every && !asker.stores.is_empty() {
+                    save_positions(
+                        &storage,
+                        floor_keys.into_iter().map(|k| (k, started)).collect(),
+                    )
+                    .await?;
                 }
             }
             tracing::debug!(?reason, fetched, asked, "store sync round");

@@ -8,12 +8,13 @@ use murmur_core::{
     transport::{self, QueryStore},
 };
 
-/// Answers [`QueryStore`] for [`MemoryStore::ADDRESS`] from its storage,
-/// with the store protocol's status for what the storage refuses;
+/// Answers [`QueryStore`] for [`MemoryStore::ADDRESS`] from its storage
+/// (or for each address [`MemoryStore::start_many`] was given, from its
+/// own), with the store protocol's status for what the storage refuses;
 /// [`MemoryStore::REFUSING`] answers every query with 503; any other
 /// address cannot be reached.
 pub struct MemoryStore {
-    storage: storage::Handle,
+    stores: std::collections::HashMap<String, storage::Handle>,
 }
 
 impl MemoryStore {
@@ -24,7 +25,22 @@ impl MemoryStore {
 
     /// Starts it, answering from `storage`.
     pub fn start(storage: storage::Handle) -> Addr<Self> {
-        Self { storage }.start()
+        Self::start_many([(Self::ADDRESS, storage)])
+    }
+
+    /// Starts several store nodes behind one recipient: each address
+    /// answers from its own storage, as store nodes that saw different
+    /// messages (a partition) do.
+    pub fn start_many<'a>(
+        stores: impl IntoIterator<Item = (&'a str, storage::Handle)>,
+    ) -> Addr<Self> {
+        Self {
+            stores: stores
+                .into_iter()
+                .map(|(address, storage)| (address.to_owned(), storage))
+                .collect(),
+        }
+        .start()
     }
 }
 
@@ -36,15 +52,15 @@ impl Handler<QueryStore> for MemoryStore {
     type Result = ResponseFuture<Result<Page, transport::Error>>;
 
     fn handle(&mut self, msg: QueryStore, _: &mut Context<Self>) -> Self::Result {
-        let query = self.storage.query.clone();
+        let query = self.stores.get(&msg.peer).map(|s| s.query.clone());
         Box::pin(async move {
             let remote = |code, description: String| transport::Error::Remote {
                 service: "store",
                 code,
                 description,
             };
-            match msg.peer.as_str() {
-                Self::ADDRESS => match query.send(storage::Query(msg.query)).await {
+            match (query, msg.peer.as_str()) {
+                (Some(query), _) => match query.send(storage::Query(msg.query)).await {
                     Ok(Ok(page)) => Ok(page),
                     Ok(Err(
                         e @ (storage::Error::BadQuery(_) | storage::Error::UnknownCursor(_)),
@@ -52,8 +68,8 @@ impl Handler<QueryStore> for MemoryStore {
                     Ok(Err(e)) => Err(remote(503, e.to_string())),
                     Err(_) => Err(remote(503, "the archive is gone".to_owned())),
                 },
-                Self::REFUSING => Err(remote(503, "the archive is unavailable".to_owned())),
-                other => Err(transport::Error::Dial {
+                (None, Self::REFUSING) => Err(remote(503, "the archive is unavailable".to_owned())),
+                (None, other) => Err(transport::Error::Dial {
                     address: other.to_owned(),
                     reason: "no such store node".to_owned(),
                 }),

@@ -48,6 +48,7 @@ macro_rules! sync_conformance_tests {
             case!(survives_a_panic_in_a_handler);
             case!(a_round_fetches_what_came_on_watched_topics_since_they_were_watched);
             case!(a_round_no_store_answered_fails_and_the_next_fetches_what_was_missed);
+            case!(a_round_asks_every_store_node_so_a_partition_loses_nothing);
         }
     };
 }
@@ -395,4 +396,39 @@ where
     watch(&stage, "missed").await;
     assert_eq!(round(&stage).await, Ok(1));
     assert_eq!(received(&mut events, 1).await, hashes(&[missed]));
+}
+
+/// A round asks every store node, each from where this node left it: a
+/// message only one store node holds (it was on the sender's side of a
+/// partition) comes from that one, once the partition heals, however many
+/// rounds other store nodes answered in between.
+pub async fn a_round_asks_every_store_node_so_a_partition_loses_nothing<F, Fut>(start: F)
+where
+    F: Fn(Recipient<QueryStore>, Recipient<transport::Event>, Vec<String>, storage::Handle) -> Fut,
+    Fut: Future<Output = sync::Handle>,
+{
+    let (near, far) = (
+        storage::Handle::from(MemoryStorage::start()),
+        storage::Handle::from(MemoryStorage::start()),
+    );
+    let known = ["store-near", "store-far"];
+    // While the partition lasts, the far store node cannot be reached.
+    let cut = MemoryStore::start_many([("store-near", near.clone())]);
+    let healed =
+        MemoryStore::start_many([("store-near", near.clone()), ("store-far", far.clone())]);
+    let positions = storage::Handle::from(MemoryStorage::start());
+
+    let (stage, mut events) = start_on(&start, &cut, &known, positions.clone()).await;
+    watch(&stage, "split").await;
+    let here = arrives_now(&near, "split", "sent on this side").await;
+    let there = arrives_now(&far, "split", "sent on the other side").await;
+    assert_eq!(round(&stage).await, Ok(1), "the near store node answers");
+    assert_eq!(received(&mut events, 1).await, hashes(std::slice::from_ref(&here)));
+    assert_eq!(round(&stage).await, Ok(1), "and again, within the overlap");
+    received(&mut events, 1).await;
+
+    let (stage, mut events) = start_on(&start, &healed, &known, positions).await;
+    watch(&stage, "split").await;
+    assert_eq!(round(&stage).await, Ok(2), "each store node answers");
+    assert_eq!(received(&mut events, 2).await, hashes(&[here, there]));
 }

@@ -416,6 +416,17 @@ impl Driver {
                 message_id,
                 message,
             })) => self.on_relay_message(propagation_source, &message_id, message),
+            // A peer that stopped answering (frozen, or cut off without a
+            // word) would keep its connection, and the place of whoever
+            // connects next with its key, until the idle timeout.
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(libp2p::ping::Event {
+                peer,
+                connection,
+                result: Err(libp2p::ping::Failure::Timeout),
+            })) => {
+                tracing::debug!(%peer, "ping timed out; closing the connection");
+                self.swarm.close_connection(connection);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(
                 libp2p::identify::Event::Received { peer_id, info, .. },
             )) => {

@@ -6,6 +6,9 @@ use super::*;
 /// How long a static relay peer may take to send its subscriptions on a
 /// new connection before the connection is closed and redialled once.
 const SILENT: Duration = Duration::from_secs(3);
+/// Reconnections in a row to a static peer that sends no subscriptions,
+/// at most: about three minutes of them.
+const MAX_RECYCLES: u32 = 6;
 
 pub(super) struct StaticPeer {
     pub(super) address: Multiaddr,
@@ -19,7 +22,8 @@ pub(super) struct StaticPeer {
     /// It says (identify) that it speaks relay.
     pub(super) relays: bool,
     /// Reconnected once already because its subscriptions never came.
-    pub(super) recycled: bool,
+    /// Reconnections in a row for want of its subscriptions.
+    pub(super) recycles: u32,
 }
 
 impl StaticPeer {
@@ -32,7 +36,7 @@ impl StaticPeer {
             refused: false,
             awaiting_topics: None,
             relays: false,
-            recycled: false,
+            recycles: 0,
         }
     }
 
@@ -47,10 +51,13 @@ impl Driver {
     /// A relay peer tells its subscriptions on its first connection with
     /// a peer only. A static peer that still held a connection from this
     /// node's previous life (a restart on the same key, before the peer saw
-    /// the old connection close) takes the new one for a second and never
-    /// tells: this node would never learn its topics, and every publish
-    /// would find no peers. Such a connection is closed and redialled, once
-    /// per peer: by then the old one is gone and the new one is a first.
+    /// the old connection close), or from another process with this key (a
+    /// replica frozen while it ran this node), takes the new one for a
+    /// second and never tells: this node would never learn its topics, and
+    /// every publish would find no peers. Such a connection is closed and
+    /// redialled, after 3 s of silence, then 6, 12 and so on, at most
+    /// [`MAX_RECYCLES`] times in a row: the old connection goes when the
+    /// peer sees it close, or when its pings time out there.
     pub(super) fn recycle_silent_static_peers(&mut self) {
         if self.light.is_some() {
             return;
@@ -68,16 +75,19 @@ impl Driver {
                 continue;
             };
             let waited = now.duration_since(since);
-            if with_topics.contains(peer) || p.recycled || waited >= 10 * SILENT {
+            if with_topics.contains(peer) {
                 p.awaiting_topics = None;
-            } else if waited >= SILENT && p.relays {
+                p.recycles = 0;
+            } else if !p.relays && waited >= 10 * SILENT || p.recycles >= MAX_RECYCLES {
                 p.awaiting_topics = None;
-                p.recycled = true;
+            } else if p.relays && waited >= SILENT * 2u32.pow(p.recycles) {
+                p.awaiting_topics = None;
+                p.recycles += 1;
                 silent.push(*peer);
             }
         }
         for peer in silent {
-            tracing::info!(%peer, "static peer sent no subscriptions; reconnecting once");
+            tracing::info!(%peer, "static peer sent no subscriptions; reconnecting");
             let _ = self.swarm.disconnect_peer_id(peer);
         }
     }
