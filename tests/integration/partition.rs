@@ -4,7 +4,8 @@
 //! only through TCP links this test runs on loopback, which it cuts (every
 //! connection through them dropped, every new one refused) and heals.
 //! Nothing is asked by hand: what crosses after the heal comes from the
-//! store-sync rounds that a new connection brings.
+//! store-sync rounds that a new connection brings. The time the network
+//! took to converge is printed (docs/benchmarks.md, "Partition").
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -134,10 +135,32 @@ fn text_of(message: &ChatMessage) -> String {
 }
 
 #[actix_rt::test]
-#[ignore = "fails: after the heal one member never opens the group messages another \
-            sent while apart (refused for want of the sender's chain key, which \
-            nothing asks for again: issue 14, item 5); run with --ignored"]
 async fn four_nodes_split_in_two_for_a_minute_converge_once_healed() {
+    split_and_heal(Speak::Everyone).await;
+}
+
+/// The same, where only the group's creator has written in it before the
+/// split: the other members' chain keys were handed over when they joined,
+/// and no message has shown yet that each reached every member.
+#[actix_rt::test]
+#[ignore = "fails in some runs (3 of 5 here): a member (d) never opened what another (b) \
+            sent while apart, for want of b's chain key, handed over when b joined and never \
+            asked for again (issue 14, item 5); run with --ignored"]
+async fn members_who_never_wrote_before_the_split_are_read_once_healed() {
+    split_and_heal(Speak::Creator).await;
+}
+
+/// Who writes in the group before the split.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Speak {
+    /// Each member, and each message reaches every other.
+    Everyone,
+    /// Only the creator.
+    Creator,
+}
+
+/// Four nodes, one group; split for [`SPLIT`] while all send; healed.
+async fn split_and_heal(speak: Speak) {
     let dirs = [(); 4].map(|_| tempfile::tempdir().unwrap());
     let keys = [(); 4].map(|_| Keypair::generate_secp256k1());
     let [a_key, b_key, c_key, d_key] = &keys;
@@ -180,11 +203,20 @@ async fn four_nodes_split_in_two_for_a_minute_converge_once_healed() {
     for n in nodes {
         inboxes.push(n.inbox().await.unwrap());
     }
-    // The group works across the halves before the split.
-    group.send_text("before").await.unwrap();
+    // The group works across the halves before the split: each member's
+    // chain reaches every other.
+    let speakers = if speak == Speak::Everyone { 4 } else { 1 };
+    for (n, name) in nodes.iter().zip(names).take(speakers) {
+        n.group(group.id())
+            .send_text(format!("{name} before"))
+            .await
+            .unwrap();
+    }
     let before = Instant::now() + CONVERGE;
-    for (i, inbox) in inboxes.iter_mut().enumerate().skip(1) {
-        receive_all(names[i], inbox, ["before".to_owned()].into(), before).await;
+    for (i, inbox) in inboxes.iter_mut().enumerate() {
+        let others = names[..speakers].iter().filter(|n| **n != names[i]);
+        let expected = others.map(|n| format!("{n} before")).collect();
+        receive_all(names[i], inbox, expected, before).await;
     }
 
     for link in [&a_c, &c_a, &b_d, &d_b] {

@@ -423,7 +423,10 @@ where
     let here = arrives_now(&near, "split", "sent on this side").await;
     let there = arrives_now(&far, "split", "sent on the other side").await;
     assert_eq!(round(&stage).await, Ok(1), "the near store node answers");
-    assert_eq!(received(&mut events, 1).await, hashes(std::slice::from_ref(&here)));
+    assert_eq!(
+        received(&mut events, 1).await,
+        hashes(std::slice::from_ref(&here))
+    );
     assert_eq!(round(&stage).await, Ok(1), "and again, within the overlap");
     received(&mut events, 1).await;
 
