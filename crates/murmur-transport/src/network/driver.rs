@@ -429,20 +429,7 @@ impl Driver {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(
                 libp2p::identify::Event::Received { peer_id, info, .. },
-            )) => {
-                tracing::debug!(
-                    peer = %peer_id,
-                    agent = %info.agent_version,
-                    protocols = ?info.protocols,
-                    "identified peer"
-                );
-                if let Some(p) = self.static_peers.get_mut(&peer_id) {
-                    p.relays = info
-                        .protocols
-                        .iter()
-                        .any(|p| p.as_ref() == murmur_proto::protocol::RELAY);
-                }
-            }
+            )) => self.on_identified(peer_id, &info),
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 connection_id,

@@ -4,7 +4,8 @@
 use super::*;
 
 /// How long a static relay peer may take to send its subscriptions on a
-/// new connection before the connection is closed and redialled once.
+/// new connection before the connection is closed and redialled (the
+/// first time; each time after, twice as long).
 const SILENT: Duration = Duration::from_secs(3);
 /// Reconnections in a row to a static peer that sends no subscriptions,
 /// at most: about three minutes of them.
@@ -48,6 +49,23 @@ impl StaticPeer {
 }
 
 impl Driver {
+    /// A peer said what it is: a static peer that relays is expected to
+    /// tell its subscriptions.
+    pub(super) fn on_identified(&mut self, peer: PeerId, info: &libp2p::identify::Info) {
+        tracing::debug!(
+            %peer,
+            agent = %info.agent_version,
+            protocols = ?info.protocols,
+            "identified peer"
+        );
+        if let Some(p) = self.static_peers.get_mut(&peer) {
+            p.relays = info
+                .protocols
+                .iter()
+                .any(|p| p.as_ref() == murmur_proto::protocol::RELAY);
+        }
+    }
+
     /// A relay peer tells its subscriptions on its first connection with
     /// a peer only. A static peer that still held a connection from this
     /// node's previous life (a restart on the same key, before the peer saw
