@@ -36,6 +36,20 @@ async fn three() -> ([tempfile::TempDir; 3], Node, Node, Node) {
     (dirs, alice, bob, carol)
 }
 
+/// A metered node on `dir` with `key` whose one peer is `relay`: the same
+/// node each time it starts again, after being away.
+async fn away(dir: &std::path::Path, key: &libp2p::identity::Keypair, relay: &Node) -> Node {
+    let mut c = crate::support::loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
+    c.network.peers = vec![crate::support::addr(relay, false).parse().unwrap()];
+    c.metrics.enabled = true;
+    c.metrics.address = "127.0.0.1:0".parse().unwrap();
+    murmur::node::Builder::new(c)
+        .with_keypair(key.clone())
+        .start()
+        .await
+        .unwrap()
+}
+
 async fn meshed(nodes: &[&Node], group: &Group) {
     let topic = group_topic(group.id());
     for n in nodes {
@@ -319,16 +333,8 @@ async fn a_member_that_missed_a_change_while_offline_pulls_it_from_the_next_mess
     let relay = node(dirs[2].path(), None).await;
     let alice = metered_node(dirs[0].path(), Some(&relay)).await;
     let bob_key = libp2p::identity::Keypair::generate_secp256k1();
-    let start_bob = || {
-        let mut c = crate::support::loopback_config(dirs[1].path(), &["/ip4/127.0.0.1/tcp/0"]);
-        c.network.peers = vec![crate::support::addr(&relay, false).parse().unwrap()];
-        c.metrics.enabled = true;
-        c.metrics.address = "127.0.0.1:0".parse().unwrap();
-        murmur::node::Builder::new(c)
-            .with_keypair(bob_key.clone())
-            .start()
-    };
-    let bob = start_bob().await.unwrap();
+    let start_bob = || away(dirs[1].path(), &bob_key, &relay);
+    let bob = start_bob().await;
     let b = befriend(&alice, &bob).await;
     let group = alice.create_group("before").await.unwrap();
     group.add(b).await.unwrap();
@@ -339,7 +345,7 @@ async fn a_member_that_missed_a_change_while_offline_pulls_it_from_the_next_mess
     bob.go_offline().await.unwrap();
     drop(bob);
     group.rename("after").await.unwrap();
-    let bob = start_bob().await.unwrap();
+    let bob = start_bob().await;
     assert_eq!(bob.group(group.id()).info().await.unwrap().name, "before");
     meshed(&[&alice, &bob], &group).await;
     crate::support::meshed_for(&alice, b).await;
@@ -353,4 +359,73 @@ async fn a_member_that_missed_a_change_while_offline_pulls_it_from_the_next_mess
     .await;
     assert_eq!(metric(&bob, "murmur_groups_pulled_total").await, 1);
     assert_eq!(metric(&alice, "murmur_groups_served_total").await, 1);
+}
+
+/// Bob is away while Alice adds Carol: the event and Carol's chain key go
+/// out through the relay, which keeps nothing (no store), so Bob never
+/// gets them. When Carol writes, Bob cannot read her message: he asks the
+/// members he knows (Alice) for the key, Alice sees from his heads that
+/// he lacks events and sends her log, Bob learns Carol is a member, asks
+/// her, and reads the message, parked until then. Fails without the key
+/// request (Bob never reads it).
+#[actix_rt::test]
+async fn a_member_that_missed_a_newcomers_key_while_offline_asks_for_it_and_reads_on() {
+    let dirs = [(); 4].map(|_| tempfile::tempdir().unwrap());
+    let relay = {
+        let mut c = crate::support::loopback_config(dirs[3].path(), &["/ip4/127.0.0.1/tcp/0"]);
+        c.store.enabled = false;
+        c.store.archive = false;
+        murmur::node::Builder::new(c)
+            .with_keypair(libp2p::identity::Keypair::generate_secp256k1())
+            .start()
+            .await
+            .unwrap()
+    };
+    let alice = metered_node(dirs[0].path(), Some(&relay)).await;
+    let carol = metered_node(dirs[2].path(), Some(&relay)).await;
+    let bob_key = libp2p::identity::Keypair::generate_secp256k1();
+    let start_bob = || away(dirs[1].path(), &bob_key, &relay);
+    let bob = start_bob().await;
+    let b = befriend(&alice, &bob).await;
+    let c = befriend(&alice, &carol).await;
+    // Bob and Carol have met: what Bob asks Carol can be sealed for her.
+    befriend(&bob, &carol).await;
+    let group = alice.create_group("while bob is away").await.unwrap();
+    group.add(b).await.unwrap();
+    members(&bob, &group, 2).await;
+
+    // What goes to Bob's partition while he is away, as the relay sees
+    // it: Alice's event and Carol's key, and (if their partitions are
+    // Bob's too) Carol's key to Alice and Alice's log to Carol.
+    let a = crate::support::account(&alice).await;
+    let partition = crate::support::partition_topic_of;
+    let mut to_bob = relay.subscribe([&partition(b)]).await.unwrap();
+    let expected =
+        2 + usize::from(partition(a) == partition(b)) + usize::from(partition(c) == partition(b));
+    bob.go_offline().await.unwrap();
+    drop(bob);
+    group.add(c).await.unwrap();
+    for _ in 0..expected {
+        to_bob
+            .recv_timeout(crate::support::WAIT)
+            .await
+            .expect("Alice's event and Carol's key go out while Bob is away");
+    }
+
+    let bob = start_bob().await;
+    assert_eq!(bob.group(group.id()).info().await.unwrap().members.len(), 2);
+    meshed(&[&carol, &bob], &group).await;
+    let mut bob_inbox = bob.inbox().await.unwrap();
+    carol
+        .group(group.id())
+        .send_text("hello from the newcomer")
+        .await
+        .unwrap();
+    let got = next(&mut bob_inbox, "Carol's message").await;
+    assert_eq!(got.text(), Some("hello from the newcomer"));
+    assert_eq!(got.sender, c);
+    assert!(metric(&bob, "murmur_groups_keys_asked_total").await >= 2);
+    assert_eq!(metric(&carol, "murmur_groups_keys_served_total").await, 1);
+    assert_eq!(metric(&alice, "murmur_groups_keys_served_total").await, 0);
+    assert_eq!(bob.group(group.id()).info().await.unwrap().members.len(), 3);
 }

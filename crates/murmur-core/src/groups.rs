@@ -4,8 +4,9 @@
 //!
 //! Asked to: [`Create`], [`Change`], [`Post`] (authorizes the sender and
 //! seals once for every member), [`Open`] (authorizes the sender and
-//! opens), [`Control`] (applies what a member sent in a pairwise session:
-//! events, chain keys, join requests), [`CreateInvite`], [`Join`],
+//! opens), [`RequestKey`] (asks again for a chain key this device lacks),
+//! [`Control`] (applies what a member sent in a pairwise session:
+//! events, chain keys, join requests, key requests), [`CreateInvite`], [`Join`],
 //! [`Requests`], [`Info`], [`List`], [`Topics`], [`Unhandled`],
 //! [`Handled`].
 //!
@@ -331,6 +332,17 @@ pub struct Post {
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<Opened, Error>")]
 pub struct Open(pub Delivery);
+
+/// A group message [`Open`] answered [`Error::UnknownChain`] for: the
+/// chain key to ask the group's members for again (its owner answers, in a
+/// pairwise session, with the key from that message on). Nothing to do when
+/// the key has come since, this device is not a member, or the chain was
+/// asked for a moment ago: asks are limited per chain and per group, so
+/// that messages made up on a group topic cannot make the members flood
+/// each other.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Effects, Error>")]
+pub struct RequestKey(pub Delivery);
 
 /// A group message opened, its sender a member whose chain it is.
 #[derive(Clone)]

@@ -12,7 +12,10 @@
 //! joins gets chains at their current position, so it reads nothing sent
 //! before.
 
-use std::{collections::BTreeMap, fmt};
+use std::{
+    collections::{BTreeMap, VecDeque},
+    fmt,
+};
 
 use chacha20poly1305::{
     aead::{Aead as _, Payload},
@@ -29,7 +32,13 @@ use crate::{
 
 const CHAIN_KEY_VERSION: u8 = 1;
 const MESSAGE_VERSION: u8 = 1;
-const SENDER_VERSION: u8 = 1;
+/// The sender chain's stored form: 1 had no checkpoints, 2 has them.
+const SENDER_VERSION: u8 = 2;
+/// A sender keeps its chain key at every this many positions...
+const CHECKPOINT_EVERY: u32 = 64;
+/// ...this many of the newest: a member who lost the key (or never got it)
+/// is handed one for a message at most about a thousand messages back.
+const CHECKPOINTS: usize = 16;
 const RECEIVER_VERSION: u8 = 1;
 const SIGN_CONTEXT: &[u8] = b"murmur/group-message/v1";
 
@@ -219,11 +228,21 @@ fn seal(key: &Secret, ad: &[u8], plaintext: &[u8]) -> Vec<u8> {
 }
 
 /// This member's sending chain in a group.
+///
+/// Besides its current key it keeps a few earlier ones (checkpoints), so
+/// that a member whose copy of the key was lost can be handed the key at
+/// the first message it could not read ([`SenderChain::chain_key_at`]).
+/// That is a bounded exception to forward secrecy on this device, of the
+/// same size as the skipped message keys a receiver keeps: whoever takes
+/// this device's state reads at most the last [`CHECKPOINTS`] ×
+/// [`CHECKPOINT_EVERY`] messages of its current chain, never an earlier
+/// chain's.
 pub struct SenderChain {
     chain: ChainId,
     iteration: u32,
     key: Secret,
     signing: SigningKey,
+    checkpoints: VecDeque<(u32, Secret)>,
 }
 
 impl SenderChain {
@@ -233,10 +252,12 @@ impl SenderChain {
     /// them), its id bound to both ([`ChainId::bound`]).
     pub fn generate(owner: &[u8]) -> Self {
         let signing = SigningKey::from_bytes(&Zeroizing::new(random_bytes()));
+        let key = Secret(random_bytes());
         Self {
             chain: ChainId::bound(owner, &signing.verifying_key().to_bytes()),
             iteration: 0,
-            key: Secret(random_bytes()),
+            checkpoints: VecDeque::from([(0, key.clone())]),
+            key,
             signing,
         }
     }
@@ -244,6 +265,11 @@ impl SenderChain {
     /// The chain.
     pub fn id(&self) -> ChainId {
         self.chain
+    }
+
+    /// The position of the next message.
+    pub fn iteration(&self) -> u32 {
+        self.iteration
     }
 
     /// The key to hand the other members now: they read from here on.
@@ -256,29 +282,81 @@ impl SenderChain {
         }
     }
 
+    /// The key for a member that could not read message `iteration` of
+    /// this chain: at that position, or at the oldest one this device still
+    /// holds if that is later (then the messages before it stay
+    /// unreadable to that member), and never past the current one.
+    pub fn chain_key_at(&self, iteration: u32) -> ChainKey {
+        let oldest = self.checkpoints.front().map_or(self.iteration, |c| c.0);
+        let at = iteration.clamp(oldest, self.iteration);
+        let (from, key) = self
+            .checkpoints
+            .iter()
+            .rev()
+            .find(|(i, _)| *i <= at)
+            .map_or((self.iteration, &self.key), |(i, k)| (*i, k));
+        let mut key = key.clone();
+        for _ in from..at {
+            key = kdf::chain(&key).1;
+        }
+        ChainKey {
+            chain: self.chain,
+            iteration: at,
+            key,
+            verifying_key: self.signing.verifying_key().to_bytes(),
+        }
+    }
+
     /// The stored form, secret: seal it before it leaves memory.
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         let mut w = Writer::new(SENDER_VERSION);
         w.bytes(&self.chain.0)
             .u32(self.iteration)
             .bytes(&self.key.0)
-            .bytes(self.signing.as_bytes());
+            .bytes(self.signing.as_bytes())
+            .u32(self.checkpoints.len() as u32);
+        for (i, k) in &self.checkpoints {
+            w.u32(*i).bytes(&k.0);
+        }
         w.finish()
     }
 
-    /// Reads the stored form.
+    /// Reads the stored form (either version: a chain stored before
+    /// checkpoints starts keeping them from its current position).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let mut r = Reader::new(bytes, "sender chain", SENDER_VERSION)?;
+        let version = if bytes.first() == Some(&1) {
+            1
+        } else {
+            SENDER_VERSION
+        };
+        let mut r = Reader::new(bytes, "sender chain", version)?;
         let chain = ChainId(r.array("chain id")?);
         let iteration = r.u32("iteration")?;
         let key = Secret(r.array("chain key")?);
         let signing = SigningKey::from_bytes(&Zeroizing::new(r.array("signing key")?));
+        let mut checkpoints = VecDeque::new();
+        if version == 1 {
+            checkpoints.push_back((iteration, key.clone()));
+        } else {
+            let n = r.count(36, "checkpoints")?;
+            if n > CHECKPOINTS {
+                return Err(DecodeError::Invalid("checkpoints"));
+            }
+            for _ in 0..n {
+                let at = r.u32("checkpoint")?;
+                if at > iteration || checkpoints.back().is_some_and(|(i, _)| *i >= at) {
+                    return Err(DecodeError::Invalid("checkpoint"));
+                }
+                checkpoints.push_back((at, Secret(r.array("checkpoint key")?)));
+            }
+        }
         r.finish()?;
         Ok(Self {
             chain,
             iteration,
             key,
             signing,
+            checkpoints,
         })
     }
 
@@ -291,6 +369,13 @@ impl SenderChain {
         // removal, and starts at 0); at the last position it stays there,
         // and receivers refuse it.
         self.iteration = self.iteration.saturating_add(1);
+        if self.iteration.is_multiple_of(CHECKPOINT_EVERY) {
+            if self.checkpoints.len() >= CHECKPOINTS {
+                self.checkpoints.pop_front();
+            }
+            self.checkpoints
+                .push_back((self.iteration, self.key.clone()));
+        }
         let ciphertext = seal(&mk, &GroupMessage::ad(self.chain, iteration), plaintext);
         let signature = self
             .signing
@@ -465,122 +550,4 @@ impl fmt::Debug for ReceiverChain {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pair() -> (SenderChain, ReceiverChain) {
-        let s = SenderChain::generate(b"owner");
-        let r = ReceiverChain::new(
-            &ChainKey::from_bytes(&s.chain_key().to_bytes()).expect("decodes"),
-            100,
-        )
-        .expect("valid key");
-        (s, r)
-    }
-
-    #[test]
-    fn a_chain_at_its_last_position_is_refused_not_wrapped() {
-        let mut s = SenderChain::generate(b"owner");
-        s.iteration = u32::MAX - 1;
-        let mut r = ReceiverChain::new(
-            &ChainKey::from_bytes(&s.chain_key().to_bytes()).expect("decodes"),
-            100,
-        )
-        .expect("valid key");
-        let before_last = s.encrypt(b"one");
-        assert_eq!(r.decrypt(&before_last).expect("reads"), b"one");
-        let last = s.encrypt(b"two");
-        assert_eq!(last.iteration, u32::MAX);
-        assert!(matches!(r.decrypt(&last), Err(GroupError::Exhausted)));
-        // The sender stays at the end instead of wrapping to 0.
-        assert_eq!(s.encrypt(b"three").iteration, u32::MAX);
-        assert!(matches!(
-            r.decrypt(&before_last),
-            Err(GroupError::Replay(_))
-        ));
-    }
-
-    #[test]
-    fn members_read_in_any_order_once() {
-        let (mut s, mut r) = pair();
-        let m: Vec<_> = (0..5u8).map(|i| s.encrypt(&[i; 40])).collect();
-        for i in [3usize, 0, 4, 1, 2] {
-            let wire = GroupMessage::from_bytes(&m[i].to_bytes()).expect("decodes");
-            assert_eq!(r.decrypt(&wire).expect("reads"), vec![i as u8; 40]);
-        }
-        for msg in &m {
-            assert!(matches!(r.decrypt(msg), Err(GroupError::Replay(_))));
-        }
-    }
-
-    #[test]
-    fn a_forged_or_altered_message_fails_and_the_chain_goes_on() {
-        let (mut s, mut r) = pair();
-        let mut m = s.encrypt(b"hello");
-        m.ciphertext[0] ^= 1;
-        assert_eq!(r.decrypt(&m), Err(GroupError::BadSignature));
-        // Someone with the chain key but not the signing key.
-        let mut impostor = SenderChain::generate(b"owner");
-        impostor.chain = s.chain;
-        impostor.key = s.key.clone();
-        impostor.iteration = s.iteration;
-        assert_eq!(
-            r.decrypt(&impostor.encrypt(b"me too")),
-            Err(GroupError::BadSignature)
-        );
-        assert_eq!(r.decrypt(&s.encrypt(b"still")).expect("reads"), b"still");
-    }
-
-    #[test]
-    fn a_member_who_joins_reads_nothing_from_before() {
-        let mut s = SenderChain::generate(b"owner");
-        let before = s.encrypt(b"before");
-        let mut late = ReceiverChain::new(&s.chain_key(), 100).expect("valid key");
-        assert_eq!(late.decrypt(&before), Err(GroupError::Replay(0)));
-        assert_eq!(late.decrypt(&s.encrypt(b"after")).expect("reads"), b"after");
-    }
-
-    #[test]
-    fn a_new_chain_is_unreadable_with_the_old_key() {
-        let (mut s, mut r) = pair();
-        assert!(r.decrypt(&s.encrypt(b"old")).is_ok());
-        // A member was removed: a new chain, handed only to those who stay.
-        let mut s = SenderChain::generate(b"owner");
-        assert_eq!(r.decrypt(&s.encrypt(b"new")), Err(GroupError::WrongChain));
-    }
-
-    #[test]
-    fn chains_survive_their_stored_form() {
-        let (mut s, mut r) = pair();
-        let m: Vec<_> = (0..3).map(|i| s.encrypt(&[i; 8])).collect();
-        assert!(r.decrypt(&m[2]).is_ok());
-        let mut s = SenderChain::from_bytes(&s.to_bytes()).expect("decodes");
-        let mut r = ReceiverChain::from_bytes(&r.to_bytes()).expect("decodes");
-        assert_eq!(r.decrypt(&m[0]).expect("skipped key kept"), [0; 8]);
-        assert_eq!(r.decrypt(&s.encrypt(b"next")).expect("reads"), b"next");
-        assert_eq!(r.decrypt(&m[2]), Err(GroupError::Replay(2)));
-        let stored = r.to_bytes();
-        for cut in 0..stored.len() {
-            assert!(ReceiverChain::from_bytes(&stored[..cut]).is_err());
-        }
-    }
-
-    #[test]
-    fn skipping_beyond_the_bound_fails() {
-        let (mut s, _) = pair();
-        let mut r = ReceiverChain::new(&s.chain_key(), 3).expect("valid key");
-        let m: Vec<_> = (0..6).map(|_| s.encrypt(b"x")).collect();
-        assert!(matches!(
-            r.decrypt(&m[5]),
-            Err(GroupError::TooFarAhead { gap: 5, max: 3 })
-        ));
-        assert!(r.decrypt(&m[3]).is_ok());
-        assert!(r.decrypt(&m[5]).is_ok());
-        // Four keys were skipped (0, 1, 2, 4); the bound keeps the newest three.
-        assert_eq!(r.decrypt(&m[0]), Err(GroupError::Replay(0)));
-        assert!(
-            r.decrypt(&m[1]).is_ok(),
-            "skipped keys kept within the bound"
-        );
-    }
-}
+mod tests;

@@ -22,6 +22,8 @@ use crate::{
 };
 
 const STORED_VERSION: u8 = 1;
+/// The stored chains: 1 had no floors, 2 has them.
+const KEYS_VERSION: u8 = 2;
 /// Chains kept per member device: the newest and the one before, for
 /// messages that were in flight when it rotated.
 const CHAINS_PER_DEVICE: usize = 2;
@@ -56,6 +58,18 @@ pub enum SealError {
     /// This device's member is not (or no longer) in the group.
     #[error("not a member of the group")]
     NotMember,
+}
+
+/// Why a member's request for this device's chain key is not answered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerError {
+    /// The one asking is not a member (a stranger, or removed).
+    #[error("a chain key request from a non-member")]
+    NotMember,
+    /// Not this device's current chain: another member's, or one this
+    /// device left behind when it rotated (its keys are gone).
+    #[error("not this device's current chain")]
+    NotOurs,
 }
 
 /// Why a group message could not be read.
@@ -121,6 +135,9 @@ pub struct Group {
     log: Log,
     me: Device,
     sending: Option<SenderChain>,
+    /// Members who joined after the sending chain started, and the position
+    /// it was at: a key asked for again is never earlier than that.
+    floors: BTreeMap<MemberId, u32>,
     receivers: BTreeMap<ChainId, Receiver>,
     /// Keys from accounts not (yet) members, oldest first; not persisted.
     held: Vec<(Device, Zeroizing<Vec<u8>>)>,
@@ -146,6 +163,7 @@ impl Group {
             log: Log::new(group),
             me,
             sending: None,
+            floors: BTreeMap::new(),
             receivers: BTreeMap::new(),
             held: Vec::new(),
             max_skip,
@@ -155,6 +173,11 @@ impl Group {
     /// The group.
     pub fn id(&self) -> GroupId {
         self.log.group()
+    }
+
+    /// This device, as the group names it.
+    pub fn me(&self) -> Device {
+        self.me
     }
 
     /// The membership log.
@@ -224,6 +247,7 @@ impl Group {
             ..Effects::default()
         };
         self.receivers.retain(|_, r| after.contains_key(&r.owner.0));
+        self.floors.retain(|m, _| after.contains_key(m));
         match (before.contains_key(&me), after.contains_key(&me)) {
             (_, false) => {
                 effects.removed = before.contains_key(&me) || self.sending.is_some();
@@ -240,7 +264,16 @@ impl Group {
                 effects.rotated = true;
                 effects.chain_to = others();
             }
-            (true, true) => effects.chain_to = added.into_iter().filter(|m| *m != me).collect(),
+            (true, true) => {
+                let at = self.sending.as_ref().map_or(0, SenderChain::iteration);
+                for m in added.iter().filter(|m| **m != me) {
+                    self.floors.insert(*m, at);
+                }
+                effects.chain_to = added.into_iter().filter(|m| *m != me).collect();
+            }
+        }
+        if effects.rotated || effects.removed {
+            self.floors.clear();
         }
         effects
     }
@@ -256,6 +289,7 @@ impl Group {
         let reads_us = self.state().members.contains_key(&device.0) && device != self.me;
         if self.is_member() && reads_us && self.sending.is_some() {
             self.sending = Some(SenderChain::generate(&owner_bytes(self.me)));
+            self.floors.clear();
             effects.rotated = true;
             effects.chain_to = self
                 .state()
@@ -272,6 +306,38 @@ impl Group {
     /// [`Effects::chain_to`] names.
     pub fn chain_key(&self) -> Option<ChainKey> {
         self.sending.as_ref().map(SenderChain::chain_key)
+    }
+
+    /// `from` could not read message `iteration` of `chain` (its copy of
+    /// the key was lost, or came after the message): if the chain is this
+    /// device's current one and `from` a member, the key to hand it, at
+    /// that message or at the position `from` joined the chain, whichever
+    /// is later, so it reads nothing it could not read before.
+    pub fn answer_chain(
+        &self,
+        from: MemberId,
+        chain: ChainId,
+        iteration: u32,
+    ) -> Result<ChainKey, AnswerError> {
+        if from == self.me.0 || !self.state().members.contains_key(&from) {
+            return Err(AnswerError::NotMember);
+        }
+        let sending = self
+            .sending
+            .as_ref()
+            .filter(|s| s.id() == chain)
+            .ok_or(AnswerError::NotOurs)?;
+        let floor = self.floors.get(&from).copied().unwrap_or(0);
+        Ok(sending.chain_key_at(iteration.max(floor)))
+    }
+
+    /// The chain and position of a group message this device has no key
+    /// for, if the bytes are one: what to ask its owner for.
+    pub fn missing_chain(&self, bytes: &[u8]) -> Option<(ChainId, u32)> {
+        GroupMessage::from_bytes(bytes)
+            .ok()
+            .filter(|m| !self.receivers.contains_key(&m.chain))
+            .map(|m| (m.chain, m.iteration))
     }
 
     /// A chain key that `owner` handed over in a pairwise session (or that
@@ -370,7 +436,7 @@ impl Group {
     /// The stored form of the chains, secret: it changes with every message
     /// sent or read. Seal it before it leaves memory.
     pub fn keys_bytes(&self) -> Zeroizing<Vec<u8>> {
-        let mut v = Zeroizing::new(vec![STORED_VERSION]);
+        let mut v = Zeroizing::new(vec![KEYS_VERSION]);
         match &self.sending {
             Some(s) => put_var(&mut v, &s.to_bytes()),
             None => put_var(&mut v, &[]),
@@ -380,6 +446,11 @@ impl Group {
             v.extend_from_slice(&r.owner.0 .0);
             v.extend_from_slice(&r.owner.1);
             put_var(&mut v, &r.chain.to_bytes());
+        }
+        v.extend_from_slice(&(self.floors.len() as u32).to_be_bytes());
+        for (m, at) in &self.floors {
+            v.extend_from_slice(&m.0);
+            v.extend_from_slice(&at.to_be_bytes());
         }
         v
     }
@@ -400,8 +471,17 @@ impl Group {
         r.finish()?;
         let mut sending = None;
         let mut receivers = BTreeMap::new();
+        let mut floors = BTreeMap::new();
         if let Some(keys) = keys_bytes {
-            let mut r = Reader::new(keys, "stored group keys", STORED_VERSION)?;
+            // Version 1 kept no floors: a member asking again gets no key
+            // older than the oldest the sending chain holds, which is its
+            // position when it was stored (see `SenderChain::from_bytes`).
+            let version = if keys.first() == Some(&1) {
+                1
+            } else {
+                KEYS_VERSION
+            };
+            let mut r = Reader::new(keys, "stored group keys", version)?;
             sending = match r.var("sending chain")? {
                 [] => None,
                 b => Some(
@@ -415,12 +495,18 @@ impl Group {
                     .map_err(|_| DecodeError::Invalid("receiving chain"))?;
                 receivers.insert(chain.id(), Receiver { owner, chain });
             }
+            if version > 1 {
+                for _ in 0..r.count(36, "floors")? {
+                    floors.insert(MemberId(r.array("floor member")?), r.u32("floor")?);
+                }
+            }
             r.finish()?;
         }
         Ok(Self {
             log,
             me,
             sending,
+            floors,
             receivers,
             held: Vec::new(),
             max_skip,

@@ -66,7 +66,7 @@ mod log;
 mod state;
 
 pub use codec::DecodeError;
-pub use group::{ChainError, Device, Effects, Group, OpenError, Opened, SealError};
+pub use group::{AnswerError, ChainError, Device, Effects, Group, OpenError, Opened, SealError};
 pub use invite::{Admission, Invite};
 pub use log::Log;
 pub use state::State;

@@ -374,6 +374,18 @@ impl Handler<Open> for Membership {
     }
 }
 
+impl Handler<RequestKey> for Membership {
+    type Result = Result<Effects, Error>;
+
+    fn handle(
+        &mut self,
+        RequestKey(delivery): RequestKey,
+        ctx: &mut Context<Self>,
+    ) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| this.request_key(&delivery))?
+    }
+}
+
 impl Handler<Info> for Membership {
     type Result = supervise::Reply<Self, Result<Summary, Error>>;
 

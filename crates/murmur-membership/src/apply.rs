@@ -1,6 +1,10 @@
 //! Changes to a group: this account's own (signed through the crypto
 //! stage), and those members send in pairwise sessions (events, chain keys,
-//! join requests).
+//! join requests, key requests).
+
+use std::time::Instant;
+
+use murmur_groups::AnswerError;
 
 use super::*;
 
@@ -170,6 +174,11 @@ impl Membership {
         if control.want {
             return self.on_want(id, msg.from).map(|e| (id, e));
         }
+        if let Some(request) = &control.chain_request {
+            return self
+                .on_chain_request(id, msg.from, request)
+                .map(|e| (id, e));
+        }
         let max_skip = self.max_skip;
         let mut learn = Vec::new();
         for b in &control.bundles {
@@ -297,6 +306,101 @@ impl Membership {
             .into_iter()
             .map(|m| (from, m))
             .collect();
+        Ok(effects)
+    }
+
+    /// A group message this device has no key for: every other member is
+    /// asked for its chain, within the limits of [`crate::repair`].
+    pub(crate) fn request_key(&mut self, delivery: &Delivery) -> Result<Effects, Error> {
+        let mut effects = Effects::default();
+        let Some(id) = self.topics.get(&delivery.message.content_topic).copied() else {
+            return Ok(effects);
+        };
+        let Some(group) = self.groups.get(&id).filter(|g| g.is_member()) else {
+            return Ok(effects);
+        };
+        let Some((chain, iteration)) = group.missing_chain(&delivery.message.payload) else {
+            return Ok(effects);
+        };
+        let me = group.me().0;
+        let members: Vec<AccountId> = group
+            .state()
+            .members
+            .keys()
+            .filter(|m| **m != me)
+            .map(|m| account(*m))
+            .collect();
+        let heads = group
+            .log()
+            .heads()
+            .take(MAX_HEADS)
+            .map(|h| h.0.to_vec())
+            .collect();
+        let ask = self.repair.ask(id, chain, members, Instant::now());
+        if ask.is_empty() {
+            return Ok(effects);
+        }
+        self.metrics.keys_asked.inc();
+        let request = chain_request_message(id, chain, iteration, heads);
+        effects.pairwise = ask.into_iter().map(|a| (a, request.clone())).collect();
+        Ok(effects)
+    }
+
+    /// A member could not read a message of `request.chain`: if the chain
+    /// is this device's, its key from that message on (never earlier than
+    /// the member joined it) goes back to that member's devices.
+    fn on_chain_request(
+        &mut self,
+        id: GroupId,
+        from: AccountId,
+        request: &ChainRequest,
+    ) -> Result<Effects, Error> {
+        let group = self.groups.get(&id).ok_or(Error::UnknownGroup(id))?;
+        let chain = ChainId(
+            request
+                .chain
+                .as_slice()
+                .try_into()
+                .map_err(|_| Error::Malformed("a chain id is 16 bytes".to_owned()))?,
+        );
+        let key = match group.answer_chain(member(from), chain, request.iteration) {
+            Ok(key) => Some(key),
+            Err(AnswerError::NotMember) => {
+                self.metrics.refuse("not_member");
+                return Err(Error::NotMember(id));
+            }
+            // Another member's chain: its owner answers.
+            Err(AnswerError::NotOurs) => None,
+        };
+        // The asker lacks events this device holds (the one that made the
+        // chain's owner a member, it may be): it gets the log too, or it
+        // would not know whom to ask.
+        let theirs: BTreeSet<&[u8]> = request.heads.iter().map(Vec::as_slice).collect();
+        let behind = group
+            .log()
+            .heads()
+            .any(|h| !theirs.contains(h.0.as_slice()));
+        let log = behind.then(|| shipped(group.log()));
+        let mut effects = Effects::default();
+        if (key.is_none() && log.is_none()) || !self.repair.answer(id, from, chain, Instant::now())
+        {
+            return Ok(effects);
+        }
+        if let Some(key) = key {
+            self.metrics.keys_served.inc();
+            effects.pairwise.push((
+                from,
+                control_message(id, Vec::new(), Some(key.to_bytes().to_vec()), Vec::new()),
+            ));
+        }
+        if let Some(log) = log {
+            self.metrics.served.inc();
+            effects.pairwise.extend(
+                log_messages(id, &log, None, Vec::new())
+                    .into_iter()
+                    .map(|m| (from, m)),
+            );
+        }
         Ok(effects)
     }
 

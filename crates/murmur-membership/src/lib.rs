@@ -14,13 +14,15 @@ use murmur_core::{
     crypto::{self, AccountId, DeviceId, Sealed},
     groups::{
         Action, Change, Control, Create, CreateInvite, Effects, Error, GroupId, Info, Join,
-        JoinMode, List, Notice, Open, Opened, Post, Requests, Revoked, Role, Summary, Topics,
+        JoinMode, List, Notice, Open, Opened, Post, RequestKey, Requests, Revoked, Role, Summary,
+        Topics,
     },
-    storage, supervise, ContentTopic,
+    storage, supervise, ContentTopic, Delivery,
 };
+use murmur_crypto::group::ChainId;
 use murmur_crypto::{envelope, Vault};
 use murmur_groups::{invite, Admission, Group, Invite, MemberId, OpenError};
-use murmur_proto::chat::{AccountBundles, Content, GroupControl, JoinRequest};
+use murmur_proto::chat::{AccountBundles, ChainRequest, Content, GroupControl, JoinRequest};
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family},
@@ -32,6 +34,7 @@ mod actor;
 mod apply;
 mod journal;
 mod metrics;
+mod repair;
 
 pub use metrics::Metrics;
 
@@ -87,6 +90,8 @@ pub struct Membership {
     /// Heads a message named that this device asked its sender's log for:
     /// asked once each, not on every message until the log comes.
     asked: BTreeSet<(GroupId, murmur_groups::EventId)>,
+    /// Chain keys asked for again, and answered: limited.
+    repair: repair::Repair,
     /// Restarted after a panic: the groups are read back from storage first.
     reload: bool,
     fuse: supervise::Fuse,
@@ -258,6 +263,7 @@ impl Membership {
             metrics,
             requests: BTreeMap::new(),
             asked: BTreeSet::new(),
+            repair: repair::Repair::default(),
             reload: false,
             fuse: supervise::Fuse::default(),
         };
@@ -488,6 +494,25 @@ fn want_message(group: GroupId) -> Bytes {
     control(GroupControl {
         group: group.0.to_vec(),
         want: true,
+        ..GroupControl::default()
+    })
+}
+
+/// Asks the members for the key of `chain`, from message `iteration` on,
+/// naming this device's log `heads`.
+fn chain_request_message(
+    group: GroupId,
+    chain: ChainId,
+    iteration: u32,
+    heads: Vec<Vec<u8>>,
+) -> Bytes {
+    control(GroupControl {
+        group: group.0.to_vec(),
+        chain_request: Some(ChainRequest {
+            chain: chain.0.to_vec(),
+            iteration,
+            heads,
+        }),
         ..GroupControl::default()
     })
 }

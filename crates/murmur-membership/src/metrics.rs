@@ -11,6 +11,8 @@ pub struct Metrics {
     pub(crate) pulled: Counter,
     pub(crate) served: Counter,
     pub(crate) equivocations: Counter,
+    pub(crate) keys_asked: Counter,
+    pub(crate) keys_served: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -39,6 +41,16 @@ impl Metrics {
             self.served.clone(),
         );
         registry.register(
+            "keys_asked",
+            "Group chain keys this device lacked and asked the members for",
+            self.keys_asked.clone(),
+        );
+        registry.register(
+            "keys_served",
+            "Chain keys of this device handed again to a member that asked",
+            self.keys_served.clone(),
+        );
+        registry.register(
             "equivocations",
             "Members caught signing two events neither of which cites the other",
             self.equivocations.clone(),
@@ -53,6 +65,16 @@ impl Metrics {
     /// How many times this device sent its log to a member that asked.
     pub fn served(&self) -> u64 {
         self.served.get()
+    }
+
+    /// How many times this device asked the members for a chain key.
+    pub fn keys_asked(&self) -> u64 {
+        self.keys_asked.get()
+    }
+
+    /// How many times this device handed its chain key to a member again.
+    pub fn keys_served(&self) -> u64 {
+        self.keys_served.get()
     }
 
     /// How many messages, events or keys were refused for `reason`

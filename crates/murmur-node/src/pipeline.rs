@@ -89,6 +89,8 @@ pub struct Stats {
 /// Group messages kept that no chain this device holds opens yet: a chain
 /// key can arrive after the first message sent on it.
 const PARKED: usize = 256;
+/// Ticks between asking again for the keys of parked group messages.
+const ASK_KEYS_EVERY: u64 = 4;
 
 /// Moves each message through the stages.
 ///
@@ -499,15 +501,19 @@ impl Pipeline {
         }
     }
 
-    /// Runs `work` beside the mailbox; when too much is queued already, the
-    /// mailbox waits for it instead (so `work` must not wait for the
-    /// mailbox: see [`Pipeline::mailbox`]).
-    /// The timer's work: the outbox, and chat envelopes held too far ahead.
+    /// The timer's work: the outbox, chat envelopes held too far ahead,
+    /// and the keys of parked group messages.
     fn tick(&mut self, ctx: &mut Context<Self>) {
         self.tick_outbox(ctx);
         self.retry_ahead();
+        if self.sends.tick.is_multiple_of(ASK_KEYS_EVERY) {
+            self.ask_keys_again(ctx);
+        }
     }
 
+    /// Runs `work` beside the mailbox; when too much is queued already, the
+    /// mailbox waits for it instead (so `work` must not wait for the
+    /// mailbox: see [`Pipeline::mailbox`]).
     fn background<T: 'static>(
         &mut self,
         ctx: &mut Context<Self>,

@@ -102,6 +102,26 @@ pub struct GroupControl {
     /// Asks the recipient, a member, for its log.
     #[prost(bool, tag = "6")]
     pub want: bool,
+    /// Asks the members for the key of a chain the sender cannot read: its
+    /// owner answers with the key in `chain`.
+    #[prost(message, optional, tag = "7")]
+    pub chain_request: Option<ChainRequest>,
+}
+
+/// A group chain's key asked for again: its id, and the first message of
+/// it the asker could not read.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ChainRequest {
+    /// The chain's id (16 bytes).
+    #[prost(bytes = "vec", tag = "1")]
+    pub chain: Vec<u8>,
+    /// The position of that message.
+    #[prost(uint32, tag = "2")]
+    pub iteration: u32,
+    /// The asker's log heads: a member that holds events the asker lacks
+    /// (the one that made the chain's owner a member, say) sends its log.
+    #[prost(bytes = "vec", repeated, tag = "3")]
+    pub heads: Vec<Vec<u8>>,
 }
 
 /// The bundles of one account's devices.

@@ -27,6 +27,7 @@ use crate::MemoryStorage;
 mod joining;
 mod journal;
 mod logs;
+mod repair;
 pub use joining::{
     admits_by_invite_and_keeps_requests_for_approval,
     an_account_not_accepted_adds_this_one_to_no_group,
@@ -37,6 +38,7 @@ pub use logs::{
     a_joiner_gets_a_log_longer_than_one_envelope,
     a_member_who_missed_an_event_pulls_it_from_the_next_message,
 };
+pub use repair::a_member_whose_chain_key_was_lost_asks_for_it_and_reads_on;
 
 /// Runs the membership stage's suite against `$start`.
 #[macro_export]
@@ -67,6 +69,7 @@ macro_rules! membership_conformance_tests {
             case!(a_member_who_missed_an_event_pulls_it_from_the_next_message);
             case!(a_joiner_gets_a_log_longer_than_one_envelope);
             case!(keeps_what_it_opened_until_it_is_handled);
+            case!(a_member_whose_chain_key_was_lost_asks_for_it_and_reads_on);
         }
     };
 }
@@ -141,6 +144,17 @@ fn delivery(sealed: &crypto::Sealed) -> Delivery {
 /// Carries out `effects` of `from` among `devices`, as the pipeline does,
 /// and the effects they cause, until none is left.
 async fn follow(from: &Device, effects: Effects, devices: &[&Device]) {
+    follow_dropping(from, effects, devices, &|_, _, _| false).await;
+}
+
+/// [`follow`], losing the pairwise messages `lost` names (by author,
+/// recipient and plaintext).
+async fn follow_dropping(
+    from: &Device,
+    effects: Effects,
+    devices: &[&Device],
+    lost: &dyn Fn(AccountId, AccountId, &Bytes) -> bool,
+) {
     let mut work = vec![(from.account, effects)];
     while let Some((author, effects)) = work.pop() {
         let Some(me) = devices.iter().find(|d| d.account == author) else {
@@ -168,6 +182,9 @@ async fn follow(from: &Device, effects: Effects, devices: &[&Device]) {
             work.push((me.account, admitted));
         }
         for (to, message) in effects.pairwise {
+            if lost(me.account, to, &message) {
+                continue;
+            }
             let Some(recipient) = devices.iter().find(|d| d.account == to) else {
                 continue;
             };

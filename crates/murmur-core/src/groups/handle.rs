@@ -15,6 +15,8 @@ pub struct Handle {
     pub post: Recipient<Post>,
     /// Where [`Open`] goes.
     pub open: Recipient<Open>,
+    /// Where [`RequestKey`] goes.
+    pub request_key: Recipient<RequestKey>,
     /// Where [`Control`] goes.
     pub control: Recipient<Control>,
     /// Where [`Info`] goes.
@@ -47,6 +49,7 @@ where
         + actix::Handler<Change>
         + actix::Handler<Post>
         + actix::Handler<Open>
+        + actix::Handler<RequestKey>
         + actix::Handler<Control>
         + actix::Handler<Info>
         + actix::Handler<List>
@@ -65,6 +68,7 @@ where
             change: addr.clone().recipient(),
             post: addr.clone().recipient(),
             open: addr.clone().recipient(),
+            request_key: addr.clone().recipient(),
             control: addr.clone().recipient(),
             info: addr.clone().recipient(),
             list: addr.clone().recipient(),

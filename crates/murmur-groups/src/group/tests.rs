@@ -30,6 +30,19 @@ fn member(n: u8, group: GroupId) -> Member {
     }
 }
 
+/// Alice, who creates a group: her member, its `Create` event, and what
+/// creating it made her do.
+fn creator() -> (Member, Event, Effects) {
+    let key = SigningKey::from_bytes(&[1; 32]);
+    let unsigned = Unsigned::create(key.verifying_key().into(), "g");
+    let create = unsigned
+        .clone()
+        .sign(key.sign(&unsigned.signed_bytes()).to_bytes());
+    let (group, effects) =
+        Group::create((key.verifying_key().into(), [1; 16]), create.clone(), 100).expect("valid");
+    (Member { key, group }, create, effects)
+}
+
 /// Hands `from`'s chain to `to`.
 fn hand(from: &Member, to: &mut Member) {
     let key = from.group.chain_key().expect("a member has a chain");
@@ -40,15 +53,8 @@ fn hand(from: &Member, to: &mut Member) {
 
 #[test]
 fn a_removed_member_reads_nothing_after_and_a_joiner_nothing_before() {
-    let key = SigningKey::from_bytes(&[1; 32]);
-    let unsigned = Unsigned::create(key.verifying_key().into(), "g");
-    let create = unsigned
-        .clone()
-        .sign(key.sign(&unsigned.signed_bytes()).to_bytes());
-    let (group, effects) =
-        Group::create((key.verifying_key().into(), [1; 16]), create.clone(), 100).expect("valid");
+    let (mut alice, create, effects) = creator();
     assert!(effects.rotated && effects.chain_to.is_empty());
-    let mut alice = Member { key, group };
     let (mut bob, mut carol) = (member(2, alice.group.id()), member(3, alice.group.id()));
     let (add_bob, e) = alice.act(Action::Add(bob.id()));
     assert_eq!(e.chain_to, BTreeSet::from([bob.id()]));
@@ -155,5 +161,116 @@ fn a_removed_member_reads_nothing_after_and_a_joiner_nothing_before() {
     assert_eq!(
         carol.group.open(&after_revocation),
         Err(OpenError::UnknownChain)
+    );
+}
+
+/// Alice's group with Bob and Carol, every chain handed to every member.
+fn three() -> (Member, Member, Member) {
+    let (mut alice, _, _) = creator();
+    let (mut bob, mut carol) = (member(2, alice.group.id()), member(3, alice.group.id()));
+    let _ = alice.act(Action::Add(bob.id()));
+    let _ = alice.act(Action::Add(carol.id()));
+    for m in [&mut bob, &mut carol] {
+        for ev in alice.group.log().events().cloned().collect::<Vec<_>>() {
+            let _ = m.group.insert(ev);
+        }
+    }
+    (alice, bob, carol)
+}
+
+#[test]
+fn a_member_that_lost_a_chain_key_is_handed_it_again_from_the_message_it_missed() {
+    let (mut alice, mut bob, _) = three();
+    let sent: Vec<_> = (0..5u8)
+        .map(|i| alice.group.seal(&[i]).expect("member"))
+        .collect();
+    // Alice's key never reached Bob.
+    assert_eq!(bob.group.open(&sent[2]), Err(OpenError::UnknownChain));
+    let (chain, at) = bob.group.missing_chain(&sent[2]).expect("a group message");
+    assert_eq!(at, 2);
+    let key = alice
+        .group
+        .answer_chain(bob.id(), chain, at)
+        .expect("Bob is a member; the chain is Alice's");
+    bob.group
+        .receive_chain(alice.group.me, &key.to_bytes())
+        .expect("Alice's own chain");
+    assert!(bob.group.missing_chain(&sent[2]).is_none());
+    for i in [2usize, 4, 3] {
+        assert_eq!(
+            bob.group.open(&sent[i]).expect("reads").plaintext,
+            [i as u8]
+        );
+    }
+    // Asked for message 2, handed nothing older.
+    assert_eq!(
+        bob.group.open(&sent[1]),
+        Err(OpenError::Chain(GroupError::Replay(1)))
+    );
+}
+
+#[test]
+fn a_chain_key_is_handed_again_to_no_stranger_no_removed_member_and_no_earlier_than_a_join() {
+    let (mut alice, bob, mut carol) = three();
+    let chain = alice.group.chain_key().expect("chain").chain;
+    let before_dave = alice.group.seal(b"before dave").expect("member");
+    // A stranger, and Alice's own account (another device of hers gets
+    // her keys through pairing, not from the group), are answered nothing.
+    let stranger = member(9, alice.group.id());
+    assert_eq!(
+        alice.group.answer_chain(stranger.id(), chain, 0).err(),
+        Some(AnswerError::NotMember)
+    );
+    assert_eq!(
+        alice.group.answer_chain(alice.id(), chain, 0).err(),
+        Some(AnswerError::NotMember)
+    );
+    // Another member's chain, or a made-up one, is not Alice's to hand.
+    assert_eq!(
+        alice
+            .group
+            .answer_chain(bob.id(), ChainId([7; 16]), 0)
+            .err(),
+        Some(AnswerError::NotOurs)
+    );
+    // Dave joins at Alice's position 1; asking for 0 gets him position 1.
+    let mut dave = member(4, alice.group.id());
+    let (add_dave, _) = alice.act(Action::Add(dave.id()));
+    for ev in alice.group.log().events().cloned().collect::<Vec<_>>() {
+        let _ = dave.group.insert(ev);
+    }
+    let key = alice
+        .group
+        .answer_chain(dave.id(), chain, 0)
+        .expect("member");
+    assert_eq!(key.iteration, 1);
+    dave.group
+        .receive_chain(alice.group.me, &key.to_bytes())
+        .expect("accepted");
+    assert_eq!(
+        dave.group.open(&before_dave),
+        Err(OpenError::Chain(GroupError::Replay(0)))
+    );
+    // The floor is kept with the chains.
+    let stored = Group::from_parts(&alice.group.log_bytes(), Some(&alice.group.keys_bytes()))
+        .expect("decodes");
+    assert_eq!(
+        stored
+            .answer_chain(dave.id(), chain, 0)
+            .map(|k| k.iteration),
+        Ok(1)
+    );
+    let _ = carol.group.insert(add_dave);
+    // Carol is removed: her requests go unanswered, and the chain she
+    // asks for is gone (Alice rotated).
+    let _ = alice.act(Action::Remove(carol.id()));
+    assert_eq!(
+        alice.group.answer_chain(carol.id(), chain, 0).err(),
+        Some(AnswerError::NotMember)
+    );
+    assert_eq!(
+        alice.group.answer_chain(bob.id(), chain, 0).err(),
+        Some(AnswerError::NotOurs),
+        "a rotated chain's keys are gone"
     );
 }

@@ -31,7 +31,7 @@ pub(super) struct Sends {
     /// A confirmation is running.
     confirming: bool,
     /// The retry ticks so far.
-    tick: u64,
+    pub(super) tick: u64,
     /// Handed to the network in this run and not yet marked published in
     /// the outbox: `None` while the transport has not answered, else the
     /// tick it answered in. A retry leaves them alone.
