@@ -201,7 +201,7 @@ pub(crate) struct Said {
 
 impl Running {
     /// Starts a child and waits until its node runs.
-    async fn start(role: &str, data: &Path, peer: &str, contact: &str) -> Self {
+    pub(crate) async fn start(role: &str, data: &Path, peer: &str, contact: &str) -> Self {
         let child = Self::spawn(role, data, peer, contact, None);
         child.ready().await;
         child

@@ -25,6 +25,7 @@ mod peer;
 mod plugins;
 mod replicas;
 mod requests;
+mod restore;
 mod seam;
 mod sharding;
 mod shutdown;

@@ -75,6 +75,16 @@ pub enum Error {
         /// The claimed device.
         device: DeviceId,
     },
+    /// The session with that device does not open its message: one side
+    /// lost its session state or went back to an older copy (a restored
+    /// backup). [`Reset`] starts a new session with it.
+    #[error("the session with device {device} of {account} does not open its message")]
+    BrokenSession {
+        /// The claimed sender (the envelope names it; only a session proves it).
+        account: AccountId,
+        /// The claimed device.
+        device: DeviceId,
+    },
     /// A message that skips more keys than the session allows.
     #[error("message too far ahead: {0}")]
     TooFarAhead(String),
@@ -174,6 +184,22 @@ impl Sealed {
 #[rtype(result = "Result<Opened, Error>")]
 pub struct Open(pub Delivery);
 
+/// Starts a new session with a device whose message [`Open`] answered
+/// [`Error::UnknownSession`] or [`Error::BrokenSession`] for: answers the
+/// new session's first envelope, which asks that device to send again what
+/// this one did not acknowledge. Answers nothing if this device reset with
+/// that device less than a minute ago (forged envelopes "from" a contact
+/// cost at most that), or if its account is not accepted. The old session
+/// stays readable until both sides are on the new one.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<Vec<Sealed>, Error>")]
+pub struct Reset {
+    /// The device's account.
+    pub account: AccountId,
+    /// The device.
+    pub device: DeviceId,
+}
+
 /// An opened envelope: who sent it, known and verified only now.
 #[derive(Clone)]
 #[non_exhaustive]
@@ -199,6 +225,10 @@ pub struct Opened {
     /// Accounts another device of this account accepted: what was held
     /// for their requests can go.
     pub accepted: Vec<AccountId>,
+    /// The sender could not read this device's messages and started a new
+    /// session ([`Reset`]): what this device sent it and was not
+    /// acknowledged should be sent again.
+    pub reset: bool,
 }
 
 impl Opened {
@@ -213,7 +243,15 @@ impl Opened {
             revoked: Vec::new(),
             request: false,
             accepted: Vec::new(),
+            reset: false,
         }
+    }
+
+    /// Marks the envelope as the first of a session the sender started
+    /// over (see [`Opened::reset`]).
+    pub fn with_reset(mut self, reset: bool) -> Self {
+        self.reset = reset;
+        self
     }
 
     /// With the accounts another device of this account accepted.
@@ -402,6 +440,8 @@ pub struct Handle {
     pub seal: Recipient<Seal>,
     /// Where [`Open`] goes.
     pub open: Recipient<Open>,
+    /// Where [`Reset`] goes.
+    pub reset: Recipient<Reset>,
     /// Where [`AddContact`] goes.
     pub add_contact: Recipient<AddContact>,
     /// Where [`ContactCode`] goes.
@@ -449,6 +489,7 @@ impl<A> From<actix::Addr<A>> for Handle
 where
     A: actix::Actor<Context = actix::Context<A>>
         + actix::Handler<Seal>
+        + actix::Handler<Reset>
         + actix::Handler<Open>
         + actix::Handler<AddContact>
         + actix::Handler<ContactCode>
@@ -474,6 +515,7 @@ where
     fn from(addr: actix::Addr<A>) -> Self {
         Self {
             seal: addr.clone().recipient(),
+            reset: addr.clone().recipient(),
             open: addr.clone().recipient(),
             add_contact: addr.clone().recipient(),
             contact_code: addr.clone().recipient(),

@@ -39,7 +39,10 @@ mod open;
 mod pairing;
 mod records;
 mod requests;
+mod reset;
 mod wire;
+
+pub use reset::RESET_EVERY;
 
 pub use records::{Records, PREFIX};
 pub use requests::{Accept, Policy};
@@ -94,6 +97,16 @@ pub enum Error {
     /// A message from a device this one has no session with.
     #[error("no session with device {device} of {account}")]
     UnknownSession {
+        /// The sending account.
+        account: AccountId,
+        /// The sending device.
+        device: DeviceId,
+    },
+    /// The session with this device does not open its message: one side
+    /// lost its session state or went back to an older one (a restored
+    /// backup). [`Device::reset`] starts a new session.
+    #[error("the session with device {device} of {account} does not open its message")]
+    BrokenSession {
         /// The sending account.
         account: AccountId,
         /// The sending device.
@@ -176,6 +189,10 @@ pub struct Received {
     /// Accounts another device of this account accepted: what was held
     /// for them (receipts, group invites) can go now.
     pub accepted: Vec<AccountId>,
+    /// The sender could not read this device's messages and started a new
+    /// session ([`Device::reset`]): what this device sent it and was not
+    /// acknowledged is lost to it, and should be sent again.
+    pub reset: bool,
 }
 
 /// A pairing this device asked for and waits to be answered.
@@ -224,6 +241,9 @@ pub struct Device {
     announce: bool,
     /// Why things were refused since the caller last asked.
     refusals: Vec<&'static str>,
+    /// When this device last reset its session with each device (seconds):
+    /// at most once a minute, whatever a broken session keeps bringing.
+    resets: HashMap<Peer, u64>,
 }
 
 impl fmt::Debug for Device {

@@ -28,6 +28,7 @@ mod outbox;
 mod raw;
 mod received;
 mod requests;
+mod reset;
 
 pub(crate) use durable::{AddDurable, AttachInbox, Newest, Position, Which};
 use durable::{Journal, Tap};
@@ -84,6 +85,13 @@ pub struct Stats {
     /// held and tried again every few seconds until the messages before
     /// them have opened, for ten minutes.
     pub chat_ahead: u64,
+    /// 1:1 messages that no session opened (this device lost its session
+    /// state, or went back to an older one): each asked for a new session
+    /// with the sending device (at most one a minute per device).
+    pub sessions_reset: u64,
+    /// Messages sent again because their recipient started a new session
+    /// without having acknowledged them.
+    pub resent: u64,
 }
 
 /// Group messages kept that no chain this device holds opens yet: a chain
@@ -210,6 +218,8 @@ struct Chat {
     /// Sent messages: their state, and how many receipts came.
     sent: HashMap<MessageId, (Arc<watch::Sender<DeliveryState>>, usize)>,
     sent_order: VecDeque<MessageId>,
+    /// Sent 1:1 messages not acknowledged yet, to send again after a reset.
+    unacked: reset::Unacked,
     /// Where envelopes wait until they are published.
     outbox: Outbox,
     /// The membership stage.

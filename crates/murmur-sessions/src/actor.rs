@@ -57,6 +57,26 @@ impl Handler<Seal> for Crypto {
     }
 }
 
+impl Handler<Reset> for Crypto {
+    type Result = supervise::Reply<Self, Result<Vec<Sealed>, Error>>;
+
+    fn handle(&mut self, msg: Reset, ctx: &mut Context<Self>) -> Self::Result {
+        let outcome = supervise::guard(self, ctx, |act, _| {
+            let peer = (
+                murmur_crypto::AccountId(msg.account.0),
+                murmur_crypto::DeviceId(msg.device.0),
+            );
+            let (out, saves) = act.on_device(|d, now| d.reset(peer, now))?;
+            if !out.is_empty() {
+                act.metrics.resets.inc();
+            }
+            act.metrics.sealed.inc_by(out.len() as u64);
+            Ok((act.sealed(out), saves))
+        });
+        self.respond(outcome)
+    }
+}
+
 impl Handler<Open> for Crypto {
     type Result = supervise::Reply<Self, Result<Opened, Error>>;
 
@@ -75,6 +95,7 @@ impl Handler<Open> for Crypto {
             .with_publish(publish)
             .with_identity_changed(received.identity_changed)
             .with_request(received.request)
+            .with_reset(received.reset)
             .with_accepted(received.accepted.into_iter().map(account_id).collect())
             .with_revoked(
                 received

@@ -32,7 +32,7 @@ use murmur_core::{
     crypto::{
         Accept, AccountId, AddContact, BundleTopic, Bundles, ContactCode, Decline, DeviceId,
         Devices, Error, Identity, LearnBundles, Open, Opened, OwnBundle, Pair, PairingCode,
-        Requests, Revocations, Revoke, Seal, Sealed, SignEvent, Topics,
+        Requests, Reset, Revocations, Revoke, Seal, Sealed, SignEvent, Topics,
     },
     storage, supervise, ContentTopic,
 };
@@ -155,6 +155,10 @@ fn contract_error(e: device::Error) -> Error {
         E::Replay | E::OneTimePrekeyUsed => Error::Replay,
         E::TooFarAhead(why) => Error::TooFarAhead(why),
         E::UnknownSession { account, device } => Error::UnknownSession {
+            account: account_id(account),
+            device: device_id(device),
+        },
+        E::BrokenSession { account, device } => Error::BrokenSession {
             account: account_id(account),
             device: device_id(device),
         },

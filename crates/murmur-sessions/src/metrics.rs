@@ -8,6 +8,7 @@ pub struct Metrics {
     pub(crate) sealed: Counter,
     pub(crate) opened: Counter,
     pub(crate) refused: Family<Reason, Counter>,
+    pub(crate) resets: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -29,6 +30,16 @@ impl Metrics {
             "Envelopes refused, by reason",
             self.refused.clone(),
         );
+        registry.register(
+            "resets",
+            "Sessions started over with a device whose message the old one did not open",
+            self.resets.clone(),
+        );
+    }
+
+    /// How many sessions this device started over.
+    pub fn resets(&self) -> u64 {
+        self.resets.get()
     }
 
     /// How many envelopes were refused for `reason`.

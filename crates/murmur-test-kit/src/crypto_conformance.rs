@@ -21,11 +21,16 @@ use crate::MemoryStorage;
 
 mod accounts;
 mod journal;
+mod reset;
 pub use accounts::{
     a_revoked_device_reads_nothing_after,
     a_stranger_hears_nothing_until_accepted_and_a_blocked_one_is_refused,
 };
 pub use journal::keeps_what_it_opened_until_it_is_handled;
+pub use reset::{
+    a_broken_session_is_started_over_once_a_minute_at_most,
+    a_reset_keeps_the_old_session_readable_and_comes_once_a_minute,
+};
 
 /// Runs the crypto stage's suite against `$start`.
 #[macro_export]
@@ -58,6 +63,8 @@ macro_rules! crypto_conformance_tests {
             case!(a_revoked_device_reads_nothing_after);
             case!(a_stranger_hears_nothing_until_accepted_and_a_blocked_one_is_refused);
             case!(keeps_what_it_opened_until_it_is_handled);
+            case!(a_broken_session_is_started_over_once_a_minute_at_most);
+            case!(a_reset_keeps_the_old_session_readable_and_comes_once_a_minute);
         }
     };
 }

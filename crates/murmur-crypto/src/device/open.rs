@@ -79,6 +79,7 @@ impl Device {
                     revoked: Vec::new(),
                     request,
                     accepted: Vec::new(),
+                    reset: false,
                 };
                 return Ok((nothing, records));
             }
@@ -119,6 +120,9 @@ impl Device {
             revoked: Vec::new(),
             request,
             accepted,
+            // Only a first message starts over: a reset flag on any other
+            // would make this device send its history again at will.
+            reset: payload.reset && first.is_some(),
         };
         // A new session from another account: tell it about this
         // account's other devices, so that it writes to them too; a
@@ -261,7 +265,15 @@ impl Device {
                     DecryptError::TooFarAhead { .. } => {
                         self.refuse("too_far_ahead", Error::TooFarAhead(e.to_string()))
                     }
-                    other => self.refuse("undecryptable", Error::Undecryptable(other.to_string())),
+                    // The envelope proved the sender; its session and this
+                    // one no longer agree.
+                    _ => self.refuse(
+                        "undecryptable",
+                        Error::BrokenSession {
+                            account: peer.0,
+                            device: peer.1,
+                        },
+                    ),
                 });
             }
             (None, Ciphertext::Message(_)) => {

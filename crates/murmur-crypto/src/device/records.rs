@@ -175,6 +175,7 @@ impl Device {
             new_requests: Default::default(),
             announce: false,
             refusals: Vec::new(),
+            resets: HashMap::new(),
         }
     }
 

@@ -30,6 +30,11 @@ pub(super) struct Payload {
     /// that holds the account key.
     #[prost(bytes = "vec", optional, tag = "9")]
     pub(super) renewal: Option<Vec<u8>>,
+    /// The first message of a session the sender started over because it
+    /// could not read the recipient's: what the recipient sent it since its
+    /// last receipt should come again.
+    #[prost(bool, tag = "10")]
+    pub(super) reset: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -682,3 +682,63 @@ fn seal_at(from: &mut Device, to: &Device, text: &str, now: u64) -> Vec<Outgoing
         .expect("a known contact")
         .0
 }
+
+/// Anyone can seal an envelope that names a contact as its sender: garbage
+/// "from" Alice makes Bob reset, once a minute at most, and the
+/// conversation goes on whichever session Alice writes on.
+#[test]
+fn a_forged_envelope_costs_one_reset_a_minute_not_the_conversation() {
+    use murmur_crypto::{envelope, Ciphertext, Header, Message, PublicKey};
+    let (mut alice, mut bob) = contacts();
+    assert_talk(&mut alice, &mut bob);
+    let (to, from) = (
+        bob.bundle(NOW).certificate.identity_key,
+        (alice.account(), alice.device()),
+    );
+    let forged = move || {
+        let garbage = Ciphertext::Message(Message {
+            header: Header {
+                ratchet_key: PublicKey([7; 32]),
+                previous: 0,
+                index: 0,
+            },
+            ciphertext: vec![0; 48],
+        });
+        envelope::seal(&to, from, &garbage)
+    };
+    let envelope = forged();
+    let refused = bob.open(&envelope, NOW).err();
+    assert!(
+        matches!(refused, Some(Error::BrokenSession { account, .. }) if account == alice.account()),
+        "{refused:?}"
+    );
+    let (reset, _) = bob
+        .reset((alice.account(), alice.device()), NOW)
+        .expect("a contact");
+    assert_eq!(reset.len(), 1);
+    // Alice writes on the old session before the reset arrives: it opens.
+    let old = seal(&mut alice, &bob, "old");
+    assert_eq!(deliver(&mut bob, &old), vec![b"old".to_vec()]);
+    // A second forgery within the minute: no second reset.
+    assert!(bob.open(&forged(), NOW + 1).is_err());
+    let (again, _) = bob
+        .reset((alice.account(), alice.device()), NOW + 1)
+        .expect("a contact");
+    assert!(again.is_empty());
+    let (received, _) = alice.open(&reset[0].envelope, NOW).expect("opens");
+    assert!(received.reset && received.app.is_none());
+    assert_talk(&mut alice, &mut bob);
+    // A minute on, a reset goes again; a device Bob never met gets none.
+    let (later, _) = bob
+        .reset((alice.account(), alice.device()), NOW + device::RESET_EVERY)
+        .expect("a contact");
+    assert_eq!(later.len(), 1);
+    let (stranger, _) = new_device(b"stranger");
+    assert!(matches!(
+        bob.reset((stranger.account(), stranger.device()), NOW),
+        Err(Error::UnknownContact(_))
+    ));
+    let (received, _) = alice.open(&later[0].envelope, NOW).expect("opens");
+    assert!(received.reset);
+    assert_talk(&mut alice, &mut bob);
+}

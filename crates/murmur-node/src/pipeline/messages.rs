@@ -286,6 +286,7 @@ impl Handler<AttachChat> for Pipeline {
                 inboxes: Vec::new(),
                 sent: HashMap::new(),
                 sent_order: VecDeque::new(),
+                unacked: Default::default(),
                 groups: None,
                 group_topics: BTreeSet::new(),
                 parked: VecDeque::new(),
@@ -421,7 +422,11 @@ impl Handler<SendChat> for Pipeline {
                     chat.sent.remove(&old);
                 }
             }
-            let seal = crypto::Seal::new(msg.to, chat::encode(id, msg.to, &body));
+            let content = chat::encode(id, msg.to, &body);
+            if msg.to != chat.me {
+                chat.unacked.keep(id, msg.to, content.clone());
+            }
+            let seal = crypto::Seal::new(msg.to, content);
             let publish = publish_sealed(
                 chat.crypto.seal.clone(),
                 seal,

@@ -111,6 +111,14 @@ impl Pipeline {
                         act.hold_ahead(delivery);
                         done()
                     }
+                    Ok(Err(
+                        e @ (crypto::Error::UnknownSession { account, device }
+                        | crypto::Error::BrokenSession { account, device }),
+                    )) => {
+                        act.stats.chat_refused += 1;
+                        act.ask_reset(account, device, &e, ctx);
+                        done()
+                    }
                     Ok(Err(e)) => {
                         act.stats.chat_refused += 1;
                         tracing::debug!(error = %e, "chat envelope refused");
@@ -499,6 +507,9 @@ impl Pipeline {
             let apply = self.apply_effects(effects, self.mailbox(ctx));
             self.background(ctx, "deferred group keys", apply);
         }
+        if opened.reset {
+            self.resend(opened.sender, ctx);
+        }
         let publisher = self.mailbox(ctx).publisher();
         let Some(chat) = self.chat.as_mut() else {
             return done();
@@ -526,6 +537,7 @@ impl Pipeline {
         };
         match chat::decode(opened.sender, opened.device, chat.me, plaintext) {
             Ok(Decoded::Receipts(ids)) => {
+                chat.unacked.acked(opened.sender, &ids);
                 for id in ids {
                     if let Some((state, acks)) = chat.sent.get_mut(&id) {
                         *acks += 1;

@@ -1,0 +1,138 @@
+//! Broken 1:1 sessions: this device starts a new one when a contact's
+//! message does not open, and sends again what a contact that did so lost.
+
+use super::*;
+
+/// Sent 1:1 messages kept, plaintext, until a receipt comes: what a
+/// contact that resets its session gets again. The oldest go first.
+const UNACKED: usize = 1_000;
+
+/// 1:1 messages sent and not acknowledged yet, oldest first, with the
+/// encoded content they were sealed from.
+#[derive(Default)]
+pub(super) struct Unacked(VecDeque<(MessageId, AccountId, bytes::Bytes)>);
+
+impl Unacked {
+    pub(super) fn keep(&mut self, id: MessageId, to: AccountId, content: bytes::Bytes) {
+        if self.0.len() >= UNACKED {
+            self.0.pop_front();
+        }
+        self.0.push_back((id, to, content));
+    }
+
+    /// `from` acknowledged `ids`.
+    pub(super) fn acked(&mut self, from: AccountId, ids: &[MessageId]) {
+        self.0
+            .retain(|(id, to, _)| *to != from || !ids.contains(id));
+    }
+
+    /// What `to` has not acknowledged, oldest first.
+    fn to(&self, to: AccountId) -> Vec<bytes::Bytes> {
+        self.0
+            .iter()
+            .filter(|(_, t, _)| *t == to)
+            .map(|(_, _, c)| c.clone())
+            .collect()
+    }
+}
+
+impl Pipeline {
+    /// `device` of `account` sent a message no session here opens: a new
+    /// session goes to it (the crypto stage limits how often), asking it to
+    /// send again what this device did not acknowledge. The message itself
+    /// is gone (its keys are); its sender sends it again.
+    pub(super) fn ask_reset(
+        &mut self,
+        account: AccountId,
+        device: crypto::DeviceId,
+        reason: &crypto::Error,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(chat) = self.chat.as_ref() else {
+            return;
+        };
+        tracing::info!(%account, %device, %reason, "a message did not open; session reset asked");
+        let reset = chat.crypto.reset.send(crypto::Reset { account, device });
+        let (sharding, outbox, publisher) = (
+            chat.sharding.clone(),
+            chat.outbox.clone(),
+            self.mailbox(ctx).publisher(),
+        );
+        let work = async move {
+            let sealed = reset.await??;
+            if sealed.is_empty() {
+                return Ok(Outcome::default());
+            }
+            publish_all(sealed, sharding, outbox, publisher).await
+        };
+        self.stats.sessions_reset += 1;
+        self.background(ctx, "a session reset", work);
+    }
+
+    /// `to` started a new session because it could not read this device:
+    /// what it did not acknowledge goes again, in the new session (the
+    /// receiver keeps a message once per id).
+    pub(super) fn resend(&mut self, to: AccountId, ctx: &mut Context<Self>) {
+        let publisher = self.mailbox(ctx).publisher();
+        let Some(chat) = self.chat.as_ref() else {
+            return;
+        };
+        let again = chat.unacked.to(to);
+        if again.is_empty() {
+            return;
+        }
+        self.stats.resent += again.len() as u64;
+        tracing::info!(account = %to, messages = again.len(), "sending again what a reset session lost");
+        let (seal, sharding, outbox) = (
+            chat.crypto.seal.clone(),
+            chat.sharding.clone(),
+            chat.outbox.clone(),
+        );
+        let work = async move {
+            let mut outcome = Outcome::default();
+            for content in again {
+                let o = publish_sealed(
+                    seal.clone(),
+                    crypto::Seal::new(to, content),
+                    sharding.clone(),
+                    outbox.clone(),
+                    publisher.clone(),
+                )
+                .await?;
+                outcome.published += o.published;
+                outcome.queued += o.queued;
+            }
+            Ok(outcome)
+        };
+        self.background(ctx, "messages sent again after a reset", work);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_receipt_lets_go_of_its_messages_and_only_for_their_recipient() {
+        let (a, b) = (AccountId([1; 32]), AccountId([2; 32]));
+        let id = |n: u8| MessageId([n; 16]);
+        let mut u = Unacked::default();
+        for n in 0..4 {
+            u.keep(
+                id(n),
+                if n % 2 == 0 { a } else { b },
+                bytes::Bytes::from(vec![n]),
+            );
+        }
+        // B acknowledging A's message changes nothing.
+        u.acked(b, &[id(0)]);
+        u.acked(a, &[id(2)]);
+        assert_eq!(u.to(a), vec![bytes::Bytes::from(vec![0])]);
+        assert_eq!(u.to(b).len(), 2);
+        for n in 0..UNACKED as u32 {
+            u.keep(id(9), b, bytes::Bytes::from(n.to_be_bytes().to_vec()));
+        }
+        assert_eq!(u.0.len(), UNACKED, "bounded");
+        assert!(u.to(a).is_empty(), "the oldest went first");
+    }
+}
