@@ -57,6 +57,13 @@ fn child() {
     let Ok(role) = std::env::var(ROLE) else {
         return;
     };
+    // What a child did, when a failing run is run again to see why.
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     murmur_test_kit::run(async move {
         let mut config = loopback_config(
             Path::new(&std::env::var(DATA).unwrap()),

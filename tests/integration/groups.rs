@@ -365,9 +365,10 @@ async fn a_member_that_missed_a_change_while_offline_pulls_it_from_the_next_mess
 /// out through the relay, which keeps nothing (no store), so Bob never
 /// gets them. When Carol writes, Bob cannot read her message: he asks the
 /// members he knows (Alice) for the key, Alice sees from his heads that
-/// he lacks events and sends her log, Bob learns Carol is a member, asks
-/// her, and reads the message, parked until then. Fails without the key
-/// request (Bob never reads it).
+/// he lacks events and sends her log with her members' bundles, Bob learns
+/// that Carol (whom he never met) is a member, asks her, and reads the
+/// message, parked until then. Fails without the key request (Bob never
+/// reads it).
 #[actix_rt::test]
 async fn a_member_that_missed_a_newcomers_key_while_offline_asks_for_it_and_reads_on() {
     let dirs = [(); 4].map(|_| tempfile::tempdir().unwrap());
@@ -387,9 +388,8 @@ async fn a_member_that_missed_a_newcomers_key_while_offline_asks_for_it_and_read
     let start_bob = || away(dirs[1].path(), &bob_key, &relay);
     let bob = start_bob().await;
     let b = befriend(&alice, &bob).await;
+    // Bob and Carol never met: Bob learns Carol's bundles with Alice's log.
     let c = befriend(&alice, &carol).await;
-    // Bob and Carol have met: what Bob asks Carol can be sealed for her.
-    befriend(&bob, &carol).await;
     let group = alice.create_group("while bob is away").await.unwrap();
     group.add(b).await.unwrap();
     members(&bob, &group, 2).await;

@@ -231,8 +231,27 @@ impl Handler<Control> for Membership {
     fn handle(&mut self, msg: Control, ctx: &mut Context<Self>) -> Self::Result {
         supervise::atomic(self, ctx, |this, _| {
             Box::pin(this.me().into_actor(this).then(move |me, act, _| {
-                match me.and_then(|me| act.apply_control(&msg, me)) {
-                    Ok((id, effects)) => act.persist(id, true, effects).boxed_local(),
+                let applied = me.and_then(|me| act.apply_control(&msg, me));
+                let shipments = std::mem::take(&mut act.shipments);
+                match applied {
+                    Ok((id, effects)) => {
+                        let crypto = act.crypto.clone();
+                        let gather = async move {
+                            let mut more = Vec::new();
+                            for s in shipments {
+                                more.extend(s.messages(crypto.clone()).await);
+                            }
+                            more
+                        };
+                        gather
+                            .into_actor(act)
+                            .then(move |more, act, _| {
+                                let mut effects = effects;
+                                effects.pairwise.extend(more);
+                                act.persist(id, true, effects)
+                            })
+                            .boxed_local()
+                    }
                     Err(e) => fut::ready(Err(e)).boxed_local(),
                 }
             }))

@@ -299,14 +299,30 @@ impl Membership {
             self.metrics.refuse("not_member");
             return Err(Error::NotMember(id));
         }
-        let log = shipped(group.log());
+        self.ship(id, from);
+        Ok(Effects::default())
+    }
+
+    /// Sends `to` the log of group `id`, with the bundles of its members,
+    /// once the Control handler gathered them (see [`Shipment`]).
+    fn ship(&mut self, id: GroupId, to: AccountId) {
+        let Some(group) = self.groups.get(&id) else {
+            return;
+        };
         self.metrics.served.inc();
-        let mut effects = Effects::default();
-        effects.pairwise = log_messages(id, &log, None, Vec::new())
-            .into_iter()
-            .map(|m| (from, m))
-            .collect();
-        Ok(effects)
+        let me = group.me().0;
+        self.shipments.push(Shipment {
+            group: id,
+            to,
+            log: shipped(group.log()),
+            members: group
+                .state()
+                .members
+                .keys()
+                .filter(|m| **m != me && account(**m) != to)
+                .map(|m| account(*m))
+                .collect(),
+        });
     }
 
     /// A group message this device has no key for: every other member is
@@ -380,10 +396,8 @@ impl Membership {
             .log()
             .heads()
             .any(|h| !theirs.contains(h.0.as_slice()));
-        let log = behind.then(|| shipped(group.log()));
         let mut effects = Effects::default();
-        if (key.is_none() && log.is_none()) || !self.repair.answer(id, from, chain, Instant::now())
-        {
+        if (key.is_none() && !behind) || !self.repair.answer(id, from, chain, Instant::now()) {
             return Ok(effects);
         }
         if let Some(key) = key {
@@ -393,13 +407,8 @@ impl Membership {
                 control_message(id, Vec::new(), Some(key.to_bytes().to_vec()), Vec::new()),
             ));
         }
-        if let Some(log) = log {
-            self.metrics.served.inc();
-            effects.pairwise.extend(
-                log_messages(id, &log, None, Vec::new())
-                    .into_iter()
-                    .map(|m| (from, m)),
-            );
+        if behind {
+            self.ship(id, from);
         }
         Ok(effects)
     }

@@ -92,9 +92,42 @@ pub struct Membership {
     asked: BTreeSet<(GroupId, murmur_groups::EventId)>,
     /// Chain keys asked for again, and answered: limited.
     repair: repair::Repair,
+    /// Logs to send, once their members' bundles are gathered.
+    shipments: Vec<Shipment>,
     /// Restarted after a panic: the groups are read back from storage first.
     reload: bool,
     fuse: supervise::Fuse,
+}
+
+/// A group's log for a member that lacks events (it asked for the log, or
+/// for a key whose owner it did not know was a member), with its other
+/// members: their bundles go in the first chunk, so that the member can
+/// write to those it never met (to ask a newcomer for its key).
+struct Shipment {
+    group: GroupId,
+    to: AccountId,
+    log: Vec<Vec<u8>>,
+    members: Vec<AccountId>,
+}
+
+impl Shipment {
+    /// The control messages, once the members' bundles are asked of the
+    /// crypto stage (a member whose bundles it cannot give goes without).
+    async fn messages(self, crypto: crypto::Handle) -> Vec<(AccountId, Bytes)> {
+        let mut bundles = Vec::new();
+        for a in self.members {
+            if let Ok(Ok(b)) = crypto.bundles.send(crypto::Bundles(a)).await {
+                bundles.push(AccountBundles {
+                    account: a.0.to_vec(),
+                    bundles: b.iter().map(|x| x.to_vec()).collect(),
+                });
+            }
+        }
+        log_messages(self.group, &self.log, None, bundles)
+            .into_iter()
+            .map(|m| (self.to, m))
+            .collect()
+    }
 }
 
 /// Join requests kept per group; more are refused until some are handled.
@@ -264,6 +297,7 @@ impl Membership {
             requests: BTreeMap::new(),
             asked: BTreeSet::new(),
             repair: repair::Repair::default(),
+            shipments: Vec::new(),
             reload: false,
             fuse: supervise::Fuse::default(),
         };
