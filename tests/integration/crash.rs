@@ -57,11 +57,15 @@ fn child() {
     let Ok(role) = std::env::var(ROLE) else {
         return;
     };
-    // What a child did, when a failing run is run again to see why.
+    // What a child did, when a failing run is run again to see why: with
+    // RUST_LOG set, each child logs to /tmp/murmur-child-<pid>.log.
     if std::env::var_os("RUST_LOG").is_some() {
+        let log = format!("/tmp/murmur-child-{}.log", std::process::id());
+        let file = std::fs::File::create(log).unwrap();
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
             .try_init();
     }
     murmur_test_kit::run(async move {

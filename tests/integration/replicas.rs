@@ -154,6 +154,12 @@ async fn bot_replicas_on_one_database_take_over_from_each_other_as_one_device() 
 
 #[actix_rt::test]
 async fn a_replica_paused_past_its_lease_writes_nothing_when_it_wakes() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_ansi(false)
+            .try_init();
+    }
     let replicas = Replicas::new().await;
     let paused = replicas.start(0).await;
     let code = paused.ready().await;

@@ -220,6 +220,8 @@ struct Chat {
     sent_order: VecDeque<MessageId>,
     /// Sent 1:1 messages not acknowledged yet, to send again after a reset.
     unacked: reset::Unacked,
+    /// Devices whose message did not open, watched before a reset.
+    suspects: reset::Suspects,
     /// Where envelopes wait until they are published.
     outbox: Outbox,
     /// The membership stage.

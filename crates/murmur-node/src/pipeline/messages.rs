@@ -287,6 +287,7 @@ impl Handler<AttachChat> for Pipeline {
                 sent: HashMap::new(),
                 sent_order: VecDeque::new(),
                 unacked: Default::default(),
+                suspects: Default::default(),
                 groups: None,
                 group_topics: BTreeSet::new(),
                 parked: VecDeque::new(),

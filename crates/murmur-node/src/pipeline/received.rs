@@ -111,12 +111,14 @@ impl Pipeline {
                         act.hold_ahead(delivery);
                         done()
                     }
-                    Ok(Err(
-                        e @ (crypto::Error::UnknownSession { account, device }
-                        | crypto::Error::BrokenSession { account, device }),
-                    )) => {
+                    Ok(Err(e @ crypto::Error::UnknownSession { account, device })) => {
                         act.stats.chat_refused += 1;
                         act.ask_reset(account, device, &e, ctx);
+                        done()
+                    }
+                    Ok(Err(e @ crypto::Error::BrokenSession { account, device })) => {
+                        act.stats.chat_refused += 1;
+                        act.suspect(account, device, e, ctx);
                         done()
                     }
                     Ok(Err(e)) => {
@@ -447,6 +449,9 @@ impl Pipeline {
         ctx: &mut Context<Self>,
     ) -> Step {
         self.stats.chat_opened += 1;
+        if let Some(chat) = self.chat.as_mut() {
+            chat.suspects.cleared(opened.sender, opened.device);
+        }
         if opened.revoked.is_empty() {
             return self.opened(opened, journal, ctx);
         }

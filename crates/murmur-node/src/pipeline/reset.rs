@@ -6,6 +6,13 @@ use super::*;
 /// Sent 1:1 messages kept, plaintext, until a receipt comes: what a
 /// contact that resets its session gets again. The oldest go first.
 const UNACKED: usize = 1_000;
+/// How long a session that did not open a message is watched before it is
+/// reset: a message that opens from that device in the meantime shows the
+/// session works (what did not open was an old copy, from a chain too far
+/// back for the session to recognise: a store round after a takeover).
+const SUSPECT_FOR: std::time::Duration = std::time::Duration::from_secs(8);
+/// Devices watched at most.
+const SUSPECTS: usize = 1024;
 
 /// 1:1 messages sent and not acknowledged yet, oldest first, with the
 /// encoded content they were sealed from.
@@ -36,7 +43,57 @@ impl Unacked {
     }
 }
 
+/// Devices whose message a session here did not open, since when.
+#[derive(Default)]
+pub(super) struct Suspects(HashMap<(AccountId, crypto::DeviceId), std::time::Instant>);
+
+impl Suspects {
+    /// A message from `device` opened: its session works.
+    pub(super) fn cleared(&mut self, account: AccountId, device: crypto::DeviceId) {
+        self.0.remove(&(account, device));
+    }
+}
+
 impl Pipeline {
+    /// A message of `device` of `account` did not open on the session
+    /// with it ([`crypto::Error::BrokenSession`]). Unless one of its
+    /// messages opens within [`SUSPECT_FOR`], the session is reset.
+    pub(super) fn suspect(
+        &mut self,
+        account: AccountId,
+        device: crypto::DeviceId,
+        reason: crypto::Error,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(chat) = self.chat.as_mut() else {
+            return;
+        };
+        let suspects = &mut chat.suspects.0;
+        if suspects.contains_key(&(account, device)) {
+            return;
+        }
+        if suspects.len() >= SUSPECTS {
+            suspects.retain(|_, since| since.elapsed() < SUSPECT_FOR);
+            if suspects.len() >= SUSPECTS {
+                return;
+            }
+        }
+        let since = std::time::Instant::now();
+        suspects.insert((account, device), since);
+        ctx.run_later(SUSPECT_FOR, move |act, ctx| {
+            let still = act.chat.as_mut().is_some_and(|c| {
+                let due = c.suspects.0.get(&(account, device)) == Some(&since);
+                if due {
+                    c.suspects.0.remove(&(account, device));
+                }
+                due
+            });
+            if still {
+                act.ask_reset(account, device, &reason, ctx);
+            }
+        });
+    }
+
     /// `device` of `account` sent a message no session here opens: a new
     /// session goes to it (the crypto stage limits how often), asking it to
     /// send again what this device did not acknowledge. The message itself
