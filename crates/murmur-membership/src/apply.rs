@@ -467,3 +467,34 @@ impl Membership {
         self.topics.insert(group_topic(id).as_str().to_owned(), id);
     }
 }
+
+/// A group's log for a member that lacks events (it asked for the log, or
+/// for a key whose owner it did not know was a member), with its other
+/// members: their bundles go in the first chunk, so that the member can
+/// write to those it never met (to ask a newcomer for its key).
+pub(crate) struct Shipment {
+    group: GroupId,
+    to: AccountId,
+    log: Vec<Vec<u8>>,
+    members: Vec<AccountId>,
+}
+
+impl Shipment {
+    /// The control messages, once the members' bundles are asked of the
+    /// crypto stage (a member whose bundles it cannot give goes without).
+    pub(crate) async fn messages(self, crypto: crypto::Handle) -> Vec<(AccountId, Bytes)> {
+        let mut bundles = Vec::new();
+        for a in self.members {
+            if let Ok(Ok(b)) = crypto.bundles.send(crypto::Bundles(a)).await {
+                bundles.push(AccountBundles {
+                    account: a.0.to_vec(),
+                    bundles: b.iter().map(|x| x.to_vec()).collect(),
+                });
+            }
+        }
+        log_messages(self.group, &self.log, None, bundles)
+            .into_iter()
+            .map(|m| (self.to, m))
+            .collect()
+    }
+}

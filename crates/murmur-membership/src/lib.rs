@@ -32,6 +32,7 @@ use prost::Message as _;
 
 mod actor;
 mod apply;
+use apply::Shipment;
 mod journal;
 mod metrics;
 mod repair;
@@ -97,37 +98,6 @@ pub struct Membership {
     /// Restarted after a panic: the groups are read back from storage first.
     reload: bool,
     fuse: supervise::Fuse,
-}
-
-/// A group's log for a member that lacks events (it asked for the log, or
-/// for a key whose owner it did not know was a member), with its other
-/// members: their bundles go in the first chunk, so that the member can
-/// write to those it never met (to ask a newcomer for its key).
-struct Shipment {
-    group: GroupId,
-    to: AccountId,
-    log: Vec<Vec<u8>>,
-    members: Vec<AccountId>,
-}
-
-impl Shipment {
-    /// The control messages, once the members' bundles are asked of the
-    /// crypto stage (a member whose bundles it cannot give goes without).
-    async fn messages(self, crypto: crypto::Handle) -> Vec<(AccountId, Bytes)> {
-        let mut bundles = Vec::new();
-        for a in self.members {
-            if let Ok(Ok(b)) = crypto.bundles.send(crypto::Bundles(a)).await {
-                bundles.push(AccountBundles {
-                    account: a.0.to_vec(),
-                    bundles: b.iter().map(|x| x.to_vec()).collect(),
-                });
-            }
-        }
-        log_messages(self.group, &self.log, None, bundles)
-            .into_iter()
-            .map(|m| (self.to, m))
-            .collect()
-    }
 }
 
 /// Join requests kept per group; more are refused until some are handled.

@@ -27,8 +27,8 @@ mod messages;
 mod outbox;
 mod raw;
 mod received;
+mod repair;
 mod requests;
-mod reset;
 
 pub(crate) use durable::{AddDurable, AttachInbox, Newest, Position, Which};
 use durable::{Journal, Tap};
@@ -219,9 +219,9 @@ struct Chat {
     sent: HashMap<MessageId, (Arc<watch::Sender<DeliveryState>>, usize)>,
     sent_order: VecDeque<MessageId>,
     /// Sent 1:1 messages not acknowledged yet, to send again after a reset.
-    unacked: reset::Unacked,
+    unacked: repair::Unacked,
     /// Devices whose message did not open, watched before a reset.
-    suspects: reset::Suspects,
+    suspects: repair::Suspects,
     /// Where envelopes wait until they are published.
     outbox: Outbox,
     /// The membership stage.

@@ -1,5 +1,6 @@
-//! Broken 1:1 sessions: this device starts a new one when a contact's
-//! message does not open, and sends again what a contact that did so lost.
+//! What does not open, repaired: a group message's missing chain key is
+//! asked for; a broken 1:1 session is started over, and what a contact
+//! that started over lost is sent again.
 
 use super::*;
 
@@ -55,6 +56,38 @@ impl Suspects {
 }
 
 impl Pipeline {
+    /// A group message no chain key of this device opens: its key is asked
+    /// for (the membership stage limits how often), and what the stage
+    /// answers is sealed and sent beside the lane.
+    pub(super) fn ask_key(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
+        let Some(groups) = self.chat.as_ref().and_then(|c| c.groups.clone()) else {
+            return;
+        };
+        let ask = groups.request_key.send(groups::RequestKey(delivery));
+        ctx.spawn(ask.into_actor(self).map(|asked, act, ctx| match asked {
+            Ok(Ok(effects)) if !effects.is_empty() => {
+                let apply = act.apply_effects(effects, act.mailbox(ctx));
+                act.background(ctx, "a group key request", apply);
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "group key not asked for"),
+            Err(e) => tracing::debug!(error = %e, "membership stage gone; group key not asked for"),
+        }));
+    }
+
+    /// Asks again for the keys of the group messages still parked: the
+    /// first request, or its answer, may have been lost.
+    pub(super) fn ask_keys_again(&mut self, ctx: &mut Context<Self>) {
+        let parked: Vec<Delivery> = self
+            .chat
+            .as_ref()
+            .map(|c| c.parked.iter().cloned().collect())
+            .unwrap_or_default();
+        for delivery in parked {
+            self.ask_key(delivery, ctx);
+        }
+    }
+
     /// A message of `device` of `account` did not open on the session
     /// with it ([`crypto::Error::BrokenSession`]). Unless one of its
     /// messages opens within [`SUSPECT_FOR`], the session is reset.
