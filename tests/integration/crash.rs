@@ -137,6 +137,15 @@ async fn receive(node: Node) {
 /// A bot: each message kept in its store, answered, and a moment spent
 /// before the handler returns, where a kill often lands.
 async fn serve(node: Node) {
+    // What did not open, and the repair attempted (the restore test).
+    let mut unreadable = node.unreadable().await.unwrap();
+    actix::spawn(async move {
+        while let Some(event) = unreadable.recv().await {
+            if let murmur::node::chat::Unreadable::Session { broken, reset, .. } = event {
+                say(&format!("unreadable broken={broken} reset={reset}"));
+            }
+        }
+    });
     let synced = node.clone();
     actix::spawn(async move {
         synced.sync_now().await.unwrap();
@@ -195,6 +204,8 @@ pub(crate) struct Running {
     synced: watch::Receiver<bool>,
     /// Messages handed twice, handlers that failed.
     faults: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// What did not open, as the child's node told it.
+    unreadable: watch::Receiver<Vec<String>>,
 }
 
 /// What a child said about itself.
@@ -249,6 +260,7 @@ impl Running {
         let (synced_tx, synced) = watch::channel(false);
         let faults = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let faults_seen = faults.clone();
+        let (unreadable_tx, unreadable) = watch::channel(Vec::new());
         actix::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
                 let Some(said) = line.strip_prefix("@@ ") else {
@@ -269,6 +281,8 @@ impl Running {
                     count_tx.send_replace(n.parse().unwrap());
                 } else if said == "synced" {
                     synced_tx.send_replace(true);
+                } else if let Some(event) = said.strip_prefix("unreadable ") {
+                    unreadable_tx.send_modify(|u| u.push(event.to_owned()));
                 }
             }
         });
@@ -278,7 +292,21 @@ impl Running {
             count,
             synced,
             faults,
+            unreadable,
         }
+    }
+
+    /// Waits until the child's node told it `event` (`broken=… reset=…`)
+    /// about a message that did not open.
+    pub(crate) async fn told_unreadable(&self, event: &str) {
+        let mut told = self.unreadable.clone();
+        let waited =
+            tokio::time::timeout(PROGRESS, told.wait_for(|u| u.iter().any(|e| e == event))).await;
+        assert!(
+            waited.is_ok_and(|w| w.is_ok()),
+            "the child never said unreadable {event}: {:?}",
+            *self.unreadable.borrow()
+        );
     }
 
     /// Waits until the child said `what`, for at most `within`.

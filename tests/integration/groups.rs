@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use murmur::node::{
-    chat::{ChatMessage, Group, Inbox, Role},
+    chat::{ChatMessage, Group, Inbox, Role, Unreadable},
     groups::group_topic,
     Error, Node,
 };
@@ -416,11 +416,20 @@ async fn a_member_that_missed_a_newcomers_key_while_offline_asks_for_it_and_read
     assert_eq!(bob.group(group.id()).info().await.unwrap().members.len(), 2);
     meshed(&[&carol, &bob], &group).await;
     let mut bob_inbox = bob.inbox().await.unwrap();
+    let mut unreadable = bob.unreadable().await.unwrap();
     carol
         .group(group.id())
         .send_text("hello from the newcomer")
         .await
         .unwrap();
+    assert_eq!(
+        unreadable.recv_timeout(WAIT).await,
+        Some(Unreadable::ChainKey {
+            topic: group_topic(group.id()),
+            asked: true
+        }),
+        "Bob is told what did not open, and that the key was asked for"
+    );
     let got = next(&mut bob_inbox, "Carol's message").await;
     assert_eq!(got.text(), Some("hello from the newcomer"));
     assert_eq!(got.sender, c);

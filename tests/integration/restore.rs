@@ -77,6 +77,9 @@ async fn a_node_back_from_a_backup_starts_its_sessions_over_and_what_it_missed_c
     chat.send_text("while it was down").await.unwrap();
     let bot = Running::start("bot", &data, &peer, &contact).await;
     answer(&mut inbox, "ack while it was down").await;
+    // The bot's node said what did not open, and that it reset.
+    bot.told_unreadable("broken=true reset=false").await;
+    bot.told_unreadable("broken=true reset=true").await;
     let stats = alice.stats().await.unwrap();
     assert!(stats.resent >= 1, "{stats:?}");
     // And the conversation goes on, on the new session.

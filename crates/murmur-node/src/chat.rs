@@ -342,26 +342,68 @@ impl Channel {
     }
 }
 
-/// A queue of group notices for one subscriber.
-#[derive(Debug)]
-pub struct Notices {
-    pub(crate) rx: mpsc::Receiver<Notice>,
+/// A message this device could not open, and the repair it attempted
+/// ([`Node::unreadable`]). Nothing is left unread that could be repaired:
+/// what was repaired opens (or comes again) without the application doing
+/// anything; this says what happened, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unreadable {
+    /// A 1:1 message of `device` of `account` that no session here opens.
+    Session {
+        /// The sending account, as its envelope names it.
+        account: AccountId,
+        /// The sending device.
+        device: DeviceId,
+        /// There is a session, and it does not open the message (this
+        /// device went back to a backup, or the message is an old copy);
+        /// else there is none.
+        broken: bool,
+        /// A new session was asked for now: at once when there is none;
+        /// for a broken one, once nothing of that device opened for 8 s
+        /// after it (then a second event says so). The device sends again
+        /// what it never got a receipt for.
+        reset: bool,
+    },
+    /// A group message whose chain key this device lacks, on the group's
+    /// topic (`groups::topic(id)`): kept until the key comes.
+    ChainKey {
+        /// The group's content topic.
+        topic: murmur_core::ContentTopic,
+        /// The members were asked for the key now (else it was asked for a
+        /// moment ago, or the group's limit of requests was reached).
+        asked: bool,
+    },
 }
 
-impl Notices {
-    /// The next notice; `None` once the node is gone.
-    pub async fn recv(&mut self) -> Option<Notice> {
+/// A queue of events of one kind for one subscriber: group notices
+/// ([`Notices`]), messages that did not open ([`Unreadables`]).
+#[derive(Debug)]
+pub struct Events<T> {
+    pub(crate) rx: mpsc::Receiver<T>,
+}
+
+impl<T> Events<T> {
+    /// The next event; `None` once the node is gone.
+    pub async fn recv(&mut self) -> Option<T> {
         self.rx.recv().await
     }
 
-    /// The next notice, waiting at most `timeout`.
-    pub async fn recv_timeout(&mut self, timeout: Duration) -> Option<Notice> {
+    /// The next event, waiting at most `timeout`.
+    pub async fn recv_timeout(&mut self, timeout: Duration) -> Option<T> {
         tokio::time::timeout(timeout, self.rx.recv())
             .await
             .ok()
             .flatten()
     }
 }
+
+/// A queue of group notices for one subscriber ([`Node::notices`]).
+pub type Notices = Events<Notice>;
+
+/// A queue of [`Unreadable`] events for one subscriber
+/// ([`Node::unreadable`]).
+pub type Unreadables = Events<Unreadable>;
 
 impl fmt::Debug for Group {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -36,6 +36,7 @@ pub(crate) use messages::*;
 pub(crate) use outbox::*;
 use raw::RawInbox;
 pub(crate) use raw::{AddRawDurable, AttachRaw};
+pub(crate) use repair::AddUnreadable;
 pub(crate) use requests::Accepted;
 
 /// Sent messages whose receipts are still counted.
@@ -222,6 +223,8 @@ struct Chat {
     unacked: repair::Unacked,
     /// Devices whose message did not open, watched before a reset.
     suspects: repair::Suspects,
+    /// Where what did not open is told.
+    unreadable: Vec<mpsc::Sender<crate::chat::Unreadable>>,
     /// Where envelopes wait until they are published.
     outbox: Outbox,
     /// The membership stage.

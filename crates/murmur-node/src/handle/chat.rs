@@ -196,6 +196,17 @@ impl Node {
         self.inner.pipeline.send(ApplyEffects(effects)).await??;
         Ok(group)
     }
+    /// Receives, from now on, every message this device could not open,
+    /// with why and the repair it attempted ([`crate::chat::Unreadable`]). A
+    /// subscriber that falls 1,024 events behind misses the next ones.
+    pub async fn unreadable(&self) -> Result<crate::chat::Unreadables, Error> {
+        let rx = self
+            .inner
+            .pipeline
+            .send(crate::pipeline::AddUnreadable { capacity: 1024 })
+            .await??;
+        Ok(crate::chat::Unreadables { rx })
+    }
     /// Receives what changes in this account's groups from now on: joins
     /// and departures, deletions, pins, join requests.
     pub async fn notices(&self) -> Result<Notices, Error> {

@@ -288,6 +288,7 @@ impl Handler<AttachChat> for Pipeline {
                 sent_order: VecDeque::new(),
                 unacked: Default::default(),
                 suspects: Default::default(),
+                unreadable: Vec::new(),
                 groups: None,
                 group_topics: BTreeSet::new(),
                 parked: VecDeque::new(),

@@ -3,6 +3,9 @@
 //! that started over lost is sent again.
 
 use super::*;
+use murmur_core::ContentTopic;
+
+use crate::chat::Unreadable;
 
 /// Sent 1:1 messages kept, plaintext, until a receipt comes: what a
 /// contact that resets its session gets again. The oldest go first.
@@ -55,7 +58,40 @@ impl Suspects {
     }
 }
 
+/// Adds a subscriber of [`Unreadable`] events; answers its queue.
+#[derive(Message)]
+#[rtype(result = "Result<mpsc::Receiver<Unreadable>, Error>")]
+pub(crate) struct AddUnreadable {
+    pub(crate) capacity: usize,
+}
+
+impl Handler<AddUnreadable> for Pipeline {
+    type Result = Result<mpsc::Receiver<Unreadable>, Error>;
+
+    fn handle(&mut self, msg: AddUnreadable, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            let chat = this.chat.as_mut().ok_or(Error::ChatDisabled)?;
+            let (tx, rx) = mpsc::channel(msg.capacity.max(1));
+            chat.unreadable.push(tx);
+            Ok(rx)
+        })?
+    }
+}
+
 impl Pipeline {
+    /// Tells every subscriber of [`Unreadable`] events; one whose queue is
+    /// full misses it.
+    fn tell_unreadable(&mut self, event: &Unreadable) {
+        if let Some(chat) = self.chat.as_mut() {
+            chat.unreadable.retain(|tx| {
+                !matches!(
+                    tx.try_send(event.clone()),
+                    Err(mpsc::error::TrySendError::Closed(_))
+                )
+            });
+        }
+    }
+
     /// A group message no chain key of this device opens: its key is asked
     /// for (the membership stage limits how often), and what the stage
     /// answers is sealed and sent beside the lane.
@@ -63,13 +99,22 @@ impl Pipeline {
         let Some(groups) = self.chat.as_ref().and_then(|c| c.groups.clone()) else {
             return;
         };
+        // A topic of a group this device is in, which parses: only then was
+        // it asked about, and only then is there something to tell.
+        let Ok(topic) = ContentTopic::try_from(delivery.message.content_topic.clone()) else {
+            return;
+        };
         let ask = groups.request_key.send(groups::RequestKey(delivery));
-        ctx.spawn(ask.into_actor(self).map(|asked, act, ctx| match asked {
+        ctx.spawn(ask.into_actor(self).map(move |asked, act, ctx| match asked {
             Ok(Ok(effects)) if !effects.is_empty() => {
+                act.tell_unreadable(&Unreadable::ChainKey { topic, asked: true });
                 let apply = act.apply_effects(effects, act.mailbox(ctx));
                 act.background(ctx, "a group key request", apply);
             }
-            Ok(Ok(_)) => {}
+            Ok(Ok(_)) => act.tell_unreadable(&Unreadable::ChainKey {
+                topic,
+                asked: false,
+            }),
             Ok(Err(e)) => tracing::debug!(error = %e, "group key not asked for"),
             Err(e) => tracing::debug!(error = %e, "membership stage gone; group key not asked for"),
         }));
@@ -113,6 +158,12 @@ impl Pipeline {
         }
         let since = std::time::Instant::now();
         suspects.insert((account, device), since);
+        self.tell_unreadable(&Unreadable::Session {
+            account,
+            device,
+            broken: true,
+            reset: false,
+        });
         ctx.run_later(SUSPECT_FOR, move |act, ctx| {
             let still = act.chat.as_mut().is_some_and(|c| {
                 let due = c.suspects.0.get(&(account, device)) == Some(&since);
@@ -138,10 +189,17 @@ impl Pipeline {
         reason: &crypto::Error,
         ctx: &mut Context<Self>,
     ) {
+        tracing::info!(%account, %device, %reason, "a message did not open; session reset asked");
+        let broken = matches!(reason, crypto::Error::BrokenSession { .. });
+        self.tell_unreadable(&Unreadable::Session {
+            account,
+            device,
+            broken,
+            reset: true,
+        });
         let Some(chat) = self.chat.as_ref() else {
             return;
         };
-        tracing::info!(%account, %device, %reason, "a message did not open; session reset asked");
         let reset = chat.crypto.reset.send(crypto::Reset { account, device });
         let (sharding, outbox, publisher) = (
             chat.sharding.clone(),
