@@ -296,6 +296,12 @@ impl Running {
         }
     }
 
+    /// What the child's node told it so far about messages that did not
+    /// open.
+    pub(crate) fn unreadable_so_far(&self) -> Vec<String> {
+        self.unreadable.borrow().clone()
+    }
+
     /// Waits until the child's node told it `event` (`broken=… reset=…`)
     /// about a message that did not open.
     pub(crate) async fn told_unreadable(&self, event: &str) {

@@ -90,8 +90,8 @@ pub struct Stats {
     /// state, or went back to an older one): each asked for a new session
     /// with the sending device (at most one a minute per device).
     pub sessions_reset: u64,
-    /// Messages sent again because their recipient started a new session
-    /// without having acknowledged them.
+    /// Messages sent again because a new session with their recipient
+    /// started (either side reset) before they were acknowledged.
     pub resent: u64,
 }
 

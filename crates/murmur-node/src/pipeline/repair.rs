@@ -201,25 +201,36 @@ impl Pipeline {
             return;
         };
         let reset = chat.crypto.reset.send(crypto::Reset { account, device });
-        let (sharding, outbox, publisher) = (
-            chat.sharding.clone(),
-            chat.outbox.clone(),
-            self.mailbox(ctx).publisher(),
-        );
-        let work = async move {
-            let sealed = reset.await??;
-            if sealed.is_empty() {
-                return Ok(Outcome::default());
-            }
-            publish_all(sealed, sharding, outbox, publisher).await
-        };
         self.stats.sessions_reset += 1;
-        self.background(ctx, "a session reset", work);
+        ctx.spawn(reset.into_actor(self).map(move |sealed, act, ctx| {
+            let sealed = match sealed {
+                Ok(Ok(sealed)) if !sealed.is_empty() => sealed,
+                // Reset a moment ago: that one's answer is on its way.
+                Ok(Ok(_)) => return,
+                Ok(Err(e)) => return tracing::warn!(error = %e, "session not reset"),
+                Err(e) => return tracing::warn!(error = %e, "crypto stage gone; session not reset"),
+            };
+            let Some(chat) = act.chat.as_ref() else {
+                return;
+            };
+            let publish = publish_all(
+                sealed,
+                chat.sharding.clone(),
+                chat.outbox.clone(),
+                act.mailbox(ctx).publisher(),
+            );
+            act.background(ctx, "a session reset", publish);
+            // The other side may not read this device either (both went
+            // on from different states): what it did not acknowledge goes
+            // again too, in the new session, as the other side's does when
+            // the reset reaches it.
+            act.resend(account, ctx);
+        }));
     }
 
-    /// `to` started a new session because it could not read this device:
-    /// what it did not acknowledge goes again, in the new session (the
-    /// receiver keeps a message once per id).
+    /// A new session with `to` (either side started it): what `to` did not
+    /// acknowledge goes again, in the new session (the receiver keeps a
+    /// message once per id).
     pub(super) fn resend(&mut self, to: AccountId, ctx: &mut Context<Self>) {
         let publisher = self.mailbox(ctx).publisher();
         let Some(chat) = self.chat.as_ref() else {
