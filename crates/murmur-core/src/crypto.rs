@@ -2,11 +2,12 @@
 //! contacts' bundles and the ratchet sessions. Its core is the sans-I/O
 //! `murmur-crypto`; its actor persists what the core changes.
 //!
-//! Asked to: [`Seal`], [`Open`], [`AddContact`], [`ContactCode`], [`Topics`],
-//! [`Identity`], [`PairingCode`], [`Pair`], [`Revoke`], [`Devices`],
-//! [`OwnBundle`], [`BundleTopic`], [`LearnBundles`], [`Bundles`],
-//! [`SignEvent`], [`Revocations`], [`Requests`], [`Accept`], [`Decline`],
-//! [`Unhandled`], [`Handled`].
+//! Asked to: [`Seal`], [`Open`], [`Reset`] (a new session with a device
+//! whose message no session opens), [`AddContact`], [`ContactCode`],
+//! [`Topics`], [`Identity`], [`PairingCode`], [`Pair`], [`Revoke`],
+//! [`Devices`], [`OwnBundle`], [`BundleTopic`], [`LearnBundles`],
+//! [`Bundles`], [`SignEvent`], [`Revocations`], [`Requests`], [`Accept`],
+//! [`Decline`], [`Unhandled`], [`Handled`].
 //! Tells: [`Event`].
 
 use std::fmt;

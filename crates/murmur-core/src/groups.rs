@@ -5,8 +5,8 @@
 //! Asked to: [`Create`], [`Change`], [`Post`] (authorizes the sender and
 //! seals once for every member), [`Open`] (authorizes the sender and
 //! opens), [`RequestKey`] (asks again for a chain key this device lacks),
-//! [`Control`] (applies what a member sent in a pairwise session:
-//! events, chain keys, join requests, key requests), [`CreateInvite`], [`Join`],
+//! [`Control`] (applies what a member sent in a pairwise session: events,
+//! chain keys, join requests, key requests), [`CreateInvite`], [`Join`],
 //! [`Requests`], [`Info`], [`List`], [`Topics`], [`Unhandled`],
 //! [`Handled`].
 //!
