@@ -147,7 +147,12 @@ impl Pipeline {
             return;
         };
         let suspects = &mut chat.suspects.0;
-        if suspects.contains_key(&(account, device)) {
+        // Watched already; an entry whose timer went with a restarted
+        // context (the pipeline keeps its state across one) is stale.
+        if suspects
+            .get(&(account, device))
+            .is_some_and(|since| since.elapsed() < 2 * SUSPECT_FOR)
+        {
             return;
         }
         if suspects.len() >= SUSPECTS {
