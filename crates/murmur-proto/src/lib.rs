@@ -34,6 +34,7 @@ pub mod lp;
 mod message;
 pub mod metadata;
 pub mod peer_exchange;
+pub mod sds;
 pub mod store;
 
 pub use error::Error;
