@@ -97,7 +97,7 @@ fn a_message_is_acknowledged_by_causal_history_or_by_two_filters() {
     let reply = send(&mut bob, "reply", T0 + 2);
     assert_eq!(
         acked(&alice.receive(reply, None, T0 + 3).unwrap()),
-        [first.message_id.clone()]
+        std::slice::from_ref(&first.message_id)
     );
 
     // Carol's filter has it, but carol names nothing: two filters make it.
@@ -377,7 +377,7 @@ fn a_missing_message_is_asked_for_on_the_channel_and_its_author_sends_it_again()
     let tick = alice.tick(T0 + repair.t_max + 3);
     assert_eq!(
         ids(&tick.publish),
-        [lost.message_id.clone()],
+        std::slice::from_ref(&lost.message_id),
         "the author answers at once"
     );
     let events = bob.receive(lost, None, T0 + repair.t_max + 4).unwrap();
