@@ -35,6 +35,7 @@ pub use murmur_crypto as crypto;
 #[cfg(feature = "node")]
 pub use murmur_node as node;
 pub use murmur_proto as proto;
+pub use murmur_sds as sds;
 #[cfg(feature = "transport")]
 pub use murmur_transport as transport;
 

@@ -149,20 +149,6 @@ async fn a_restarted_node_resumes_at_the_saved_position_and_a_resent_id_is_kept_
     assert!(bob.stats().await.unwrap().duplicates >= 1);
 }
 
-/// A node whose only static peer is `store`, a light client of it if
-/// `light`, that catches up only when the test asks.
-async fn away_node(dir: &std::path::Path, key: &Keypair, store: &Node, light: bool) -> Node {
-    let mut config = loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
-    config.network.peers = vec![crate::support::addr(store, false).parse().unwrap()];
-    config.network.light = light;
-    config.store.sync_interval_secs = 0;
-    Builder::new(config)
-        .with_keypair(key.clone())
-        .start()
-        .await
-        .unwrap()
-}
-
 #[actix_rt::test]
 async fn a_message_ahead_of_what_the_store_brings_back_is_held_until_it_opens() {
     const AWAY: usize = 1_050;
@@ -170,7 +156,7 @@ async fn a_message_ahead_of_what_the_store_brings_back_is_held_until_it_opens() 
     let store = crate::support::chat_node(dirs[0].path(), None).await;
     let alice = node(dirs[1].path(), &Keypair::generate_secp256k1(), Some(&store)).await;
     let bob_key = Keypair::generate_secp256k1();
-    let bob = away_node(dirs[2].path(), &bob_key, &store, false).await;
+    let bob = crate::support::away_node(dirs[2].path(), &bob_key, &store, false).await;
     let bob_id = befriend(&alice, &bob).await;
     // Both ends on the store's mesh of Bob's shard: Alice's being there
     // says nothing of Bob's.
@@ -196,7 +182,7 @@ async fn a_message_ahead_of_what_the_store_brings_back_is_held_until_it_opens() 
     // Back as a light client: the store's filter pushes what is new, and
     // nothing else comes until a round (a relay's gossip would bring
     // back some of what was sent in its last seconds).
-    let bob = away_node(dirs[2].path(), &bob_key, &store, true).await;
+    let bob = crate::support::away_node(dirs[2].path(), &bob_key, &store, true).await;
     let mut inbox = bob.durable_inbox("app").await.unwrap();
     // Heard before the store round: too far ahead of the session, held.
     chat.send_text("live").await.unwrap();
@@ -251,7 +237,7 @@ async fn a_group_message_ahead_of_what_the_store_brings_back_is_held_until_it_op
     let store = crate::support::chat_node(dirs[0].path(), None).await;
     let alice = node(dirs[1].path(), &Keypair::generate_secp256k1(), Some(&store)).await;
     let bob_key = Keypair::generate_secp256k1();
-    let bob = away_node(dirs[2].path(), &bob_key, &store, false).await;
+    let bob = crate::support::away_node(dirs[2].path(), &bob_key, &store, false).await;
     let bob_id = befriend(&alice, &bob).await;
     meshed_for(&alice, bob_id).await;
     meshed_for(&bob, bob_id).await;
@@ -280,7 +266,7 @@ async fn a_group_message_ahead_of_what_the_store_brings_back_is_held_until_it_op
     for i in 0..AWAY {
         group.send_text(format!("away {i}")).await.unwrap();
     }
-    let bob = away_node(dirs[2].path(), &bob_key, &store, true).await;
+    let bob = crate::support::away_node(dirs[2].path(), &bob_key, &store, true).await;
     let mut inbox = bob.durable_inbox("app").await.unwrap();
     group.send_text("live").await.unwrap();
     eventually("the live group message is held", || async {

@@ -23,6 +23,7 @@ mod partition;
 mod path;
 mod peer;
 mod plugins;
+mod reliable;
 mod replicas;
 mod requests;
 mod restore;

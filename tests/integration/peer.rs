@@ -108,6 +108,20 @@ impl Peer {
         }
     }
 
+    /// Puts events back, to be taken again.
+    pub(crate) fn keep(&mut self, events: Vec<Value>) {
+        self.events.extend(events);
+    }
+
+    /// The events read and not taken yet, for a failure's message.
+    pub(crate) fn unread(&self) -> String {
+        self.events
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Waits until `peer` is in its gossipsub mesh for `topic`.
     pub(crate) async fn wait_for_mesh_peer(&mut self, topic: &PubsubTopic, peer: &str) {
         let deadline = tokio::time::Instant::now() + WAIT;

@@ -195,3 +195,22 @@ pub(crate) fn partition_topic_of(
         64,
     ))
 }
+
+/// A node whose only static peer is `store`, a light client of it if
+/// `light`, that catches up only when the test asks.
+pub(crate) async fn away_node(
+    dir: &std::path::Path,
+    key: &Keypair,
+    store: &Node,
+    light: bool,
+) -> Node {
+    let mut config = loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
+    config.network.peers = vec![addr(store, false).parse().unwrap()];
+    config.network.light = light;
+    config.store.sync_interval_secs = 0;
+    Builder::new(config)
+        .with_keypair(key.clone())
+        .start()
+        .await
+        .unwrap()
+}

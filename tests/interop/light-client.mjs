@@ -16,7 +16,7 @@ import { createInterface } from "node:readline";
 import { peerIdFromString } from "@libp2p/peer-id";
 import { multiaddr } from "@multiformats/multiaddr";
 import { messageHash } from "@waku/message-hash";
-import { createLightNode, Protocols } from "@waku/sdk";
+import { createLightNode, Protocols, ReliableChannel } from "@waku/sdk";
 
 // ---------------------------------------------------------------- output ---
 
@@ -214,6 +214,37 @@ async function storeCollect(decoders, options) {
   return { messages, pages, undecoded };
 }
 
+// Reliable channels (SDS) by channel id: the SDK's ReliableChannel, fed by a
+// filter subscription and lightpush through the service node, missing
+// messages fetched from its store.
+const reliableChannels = new Map();
+
+function reliableChannel(c) {
+  const channel = reliableChannels.get(c.channelId);
+  if (!channel) throw new Error(`no reliable channel ${JSON.stringify(c.channelId)} is open`);
+  return channel;
+}
+
+// Every event the channel (and its SDS core) reports, as a JSON line.
+function reportReliable(channelId, channel) {
+  const on = (target, type, detail) =>
+    target.addEventListener(type, (e) => emit({ event: `reliable:${type}`, channelId, ...detail(e.detail) }));
+  on(channel, "message-received", (m) => ({
+    payload: toHex(m.payload),
+    hash: toHex(m.hash),
+    pubsubTopic: m.pubsubTopic
+  }));
+  on(channel, "message-sent", (id) => ({ messageId: id }));
+  on(channel, "message-acknowledged", (id) => ({ messageId: id }));
+  on(channel, "message-possibly-acknowledged", (d) => ({ messageId: d.messageId, count: d.possibleAckCount }));
+  on(channel, "sending-message-irrecoverable-error", (d) => ({ messageId: d.messageId, error: String(d.error) }));
+  on(channel.messageChannel, "sds:in:message-delivered", (id) => ({ messageId: id }));
+  on(channel.messageChannel, "sds:in:message-missing", (missing) => ({
+    messageIds: missing.map((m) => m.messageId),
+    hints: missing.map((m) => (m.retrievalHint ? toHex(m.retrievalHint) : null))
+  }));
+}
+
 // -------------------------------------------------------------- commands ---
 
 const handlers = {
@@ -385,6 +416,40 @@ const handlers = {
     const peer = await waku.libp2p.peerStore.get(peerIdFromString(c.peerId));
     const agent = peer.metadata.get("AgentVersion");
     return { protocols: peer.protocols, agentVersion: agent ? Buffer.from(agent).toString() : null };
+  },
+  async reliableOpen(c) {
+    if (reliableChannels.has(c.channelId)) throw new Error(`reliable channel ${c.channelId} is open already`);
+    const [contentTopic] = contentTopicsOf({ contentTopic: c.contentTopic });
+    const encoder = waku.createEncoder({ contentTopic });
+    const decoder = waku.createDecoder({ contentTopic });
+    // Timings are the SDK's options, shortened by the test where it asks.
+    const channel = await ReliableChannel.create(waku, c.channelId, c.senderId, encoder, decoder, {
+      ...(c.options ?? {}),
+      autoStart: false
+    });
+    reportReliable(c.channelId, channel);
+    channel.testDecoder = decoder;
+    reliableChannels.set(c.channelId, channel);
+    await channel.start();
+    return {};
+  },
+  async reliableSend(c) {
+    return { messageId: reliableChannel(c).send(fromHex(c.payload, "payload")) };
+  },
+  // Stops receiving the channel (the filter subscription goes) while
+  // keeping its state: a light client whose subscription lapsed.
+  async reliableAway(c) {
+    const channel = reliableChannel(c);
+    return { unsubscribed: await waku.filter.unsubscribe(channel.testDecoder) };
+  },
+  // Subscribes again, as the channel does when it starts.
+  async reliableBack(c) {
+    return { subscribed: await reliableChannel(c).subscribe() };
+  },
+  async reliableClose(c) {
+    reliableChannel(c).stop();
+    reliableChannels.delete(c.channelId);
+    return {};
   },
   async hangUp(c) {
     await waku.libp2p.hangUp(peerIdFromString(c.peerId));

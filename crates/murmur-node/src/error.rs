@@ -60,6 +60,9 @@ pub enum Error {
     /// does not read back: altered, or sealed with another key.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// A reliable channel refused the message.
+    #[error(transparent)]
+    Reliable(murmur_sds::Error),
     /// The metrics endpoint could not be bound.
     #[error("cannot serve metrics on {address}: {reason}")]
     Metrics {

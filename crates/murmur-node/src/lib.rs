@@ -38,6 +38,7 @@ mod metrics;
 mod pipeline;
 pub mod plugin;
 mod publication;
+pub mod reliable;
 mod store_sync;
 
 pub use builder::{Builder, CryptoContext, GroupsContext, StageContext, SyncContext};
@@ -49,6 +50,7 @@ pub use handle::StageId;
 pub use handle::{Node, Subscription};
 pub use pipeline::{Pipeline, Stats};
 pub use publication::{Publication, PublishState};
+pub use reliable::Reliable;
 
 /// Waits for Ctrl-C or SIGTERM: what `murmur node` stops on.
 pub async fn shutdown_signal() {

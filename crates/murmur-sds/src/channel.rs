@@ -12,9 +12,9 @@ use crate::{
     Error,
 };
 
-/// How a channel behaves. The defaults are js-waku's where it has one.
+/// How a channel behaves. The defaults are js-waku's where it has one;
+/// build one with `..Config::default()`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct Config {
     /// Recent messages each message names as its causal history (200).
     pub causal_history: usize,
@@ -360,7 +360,18 @@ impl Channel {
         hint: Option<Vec<u8>>,
         now: u64,
     ) -> Result<Vec<Event>, Error> {
-        if message.channel_id != self.id || message.sender_id == self.me {
+        if message.channel_id != self.id {
+            return Ok(Vec::new());
+        }
+        if message.sender_id == self.me
+            && (message.kind() != Some(Kind::Content)
+                || self.known.contains(&message.message_id)
+                || self.outgoing.contains_key(&message.message_id))
+        {
+            // Its own echo. A content message of its own that it does not
+            // know is from before it lost its state: others' messages
+            // depend on it, so it is taken like anyone's (js-waku drops
+            // it, and what depends on it waits for good).
             return Ok(Vec::new());
         }
         let kind = message.kind().ok_or(Error::Empty)?;

@@ -406,3 +406,21 @@ fn sync_messages_follow_the_clock_and_come_after_content_to_acknowledge_it() {
         [hello.message_id]
     );
 }
+
+#[test]
+fn a_participant_that_lost_its_state_takes_its_own_old_messages_back() {
+    let mut before = channel("alice");
+    let mut bob = channel("bob");
+    let old = send(&mut before, "said before the loss", T0);
+    bob.receive(old.clone(), None, T0 + 1).unwrap();
+    let reply = send(&mut bob, "reply", T0 + 2);
+    // Alice starts over under the same name, with nothing remembered.
+    let mut alice = channel("alice");
+    let events = alice.receive(reply.clone(), None, T0 + 3).unwrap();
+    assert!(matches!(&events[..], [Event::Missing(m)] if m[0].message_id == old.message_id));
+    let events = alice.receive(old, None, T0 + 4).unwrap();
+    assert_eq!(delivered(&events), ["said before the loss", "reply"]);
+    // Its echo of what it sends now is still nothing.
+    let now = send(&mut alice, "now", T0 + 5);
+    assert!(alice.receive(now, None, T0 + 6).unwrap().is_empty());
+}
