@@ -22,6 +22,23 @@ use crate::{
     support::{addr, away_node, start_node, WAIT},
 };
 
+#[path = "../../examples/reliable_channel.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod example;
+
+#[actix_rt::test]
+async fn the_example_reads_in_order_and_repairs_the_gap() {
+    assert_eq!(
+        example::run().await.unwrap(),
+        [
+            "hello, Bob",
+            "are you there?",
+            "I will wait",
+            "welcome back"
+        ]
+    );
+}
+
 fn topic() -> ContentTopic {
     "/murmur/1/reliable/proto".parse().unwrap()
 }
