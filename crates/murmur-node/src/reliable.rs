@@ -56,9 +56,10 @@ pub struct Options {
     pub fetch_every: Duration,
     /// When asking by hash finds a missing message three times running
     /// not, the topic is read from store nodes over this much of the past
-    /// (1 hour). js-waku 0.0.36 can name a hash of a copy it never sent
-    /// (it stamps the message again between hashing and pushing it).
-    pub reread: Duration,
+    /// (1 hour; `None` never). js-waku 0.0.36 can name a hash of a copy it
+    /// never sent (it stamps the message again between hashing and pushing
+    /// it).
+    pub reread: Option<Duration>,
 }
 
 impl Options {
@@ -70,7 +71,7 @@ impl Options {
             sender: sender.into(),
             config: Config::default(),
             fetch_every: Duration::from_secs(10),
-            reread: Duration::from_secs(3600),
+            reread: Some(Duration::from_secs(3600)),
         }
     }
 
@@ -83,6 +84,13 @@ impl Options {
     /// Asking store nodes for missing messages this often.
     pub fn with_fetch_every(mut self, every: Duration) -> Self {
         self.fetch_every = every;
+        self
+    }
+
+    /// Reading this much of the topic's past when hashes find nothing
+    /// (`None`: never).
+    pub fn with_reread(mut self, reread: Option<Duration>) -> Self {
+        self.reread = reread;
         self
     }
 }
@@ -329,9 +337,13 @@ impl Run {
             return;
         }
         self.fetches += 1;
-        if self.fetches.is_multiple_of(3) {
+        if let Some(reread) = self
+            .options
+            .reread
+            .filter(|_| self.fetches.is_multiple_of(3))
+        {
             let since = murmur_core::now_nanos()
-                - i64::try_from(self.options.reread.as_nanos()).unwrap_or(i64::MAX);
+                .saturating_sub(i64::try_from(reread.as_nanos()).unwrap_or(i64::MAX));
             let pubsub = self.node.pubsub_topic(&self.options.topic);
             let read = CatchUp::new(pubsub, vec![self.options.topic.clone()]).since(Some(since));
             let catch_up = self.node.inner.sync.catch_up.clone();
