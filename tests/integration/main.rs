@@ -11,6 +11,7 @@ mod durable_raw;
 mod faults;
 mod filter;
 mod flood;
+mod gaps;
 mod gate;
 mod gowaku;
 mod groups;

@@ -335,6 +335,7 @@ impl Builder {
                 storage: storage.clone(),
                 connected: connected.clone(),
                 confirm: sync.confirm.clone(),
+                catch_up: sync.catch_up.clone(),
                 archive: self.config.store.archive,
             })
             .await?;

@@ -438,22 +438,38 @@ pub(crate) fn now_millis() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-pub(crate) fn encode(id: MessageId, to: AccountId, body: &Body) -> Bytes {
-    Bytes::from(content(id, Some(to), body).encode_to_vec())
+/// A message sent before, as the next one names it: its id and when it
+/// was sent (ms).
+pub(crate) type Earlier = (MessageId, u64);
+
+pub(crate) fn encode(id: MessageId, to: AccountId, body: &Body, earlier: &[Earlier]) -> Bytes {
+    Bytes::from(content(id, Some(to), body, earlier).encode_to_vec())
 }
 
 /// A group message's plaintext (the membership stage pads it).
-pub(crate) fn encode_group(id: MessageId, channel: Option<&str>, body: &Body) -> Bytes {
-    let mut c = content(id, None, body);
+pub(crate) fn encode_group(
+    id: MessageId,
+    channel: Option<&str>,
+    body: &Body,
+    earlier: &[Earlier],
+) -> Bytes {
+    let mut c = content(id, None, body, earlier);
     c.channel = channel.map(str::to_owned);
     Bytes::from(c.encode_to_vec())
 }
 
-fn content(id: MessageId, to: Option<AccountId>, body: &Body) -> Content {
+fn content(id: MessageId, to: Option<AccountId>, body: &Body, earlier: &[Earlier]) -> Content {
     let mut content = Content {
         id: id.0.to_vec(),
         to: to.map(|to| to.0.to_vec()),
         sent_at: now_millis(),
+        earlier: earlier
+            .iter()
+            .map(|(id, sent_at)| murmur_proto::chat::Earlier {
+                id: id.0.to_vec(),
+                sent_at: *sent_at,
+            })
+            .collect(),
         ..Content::default()
     };
     match body {
@@ -483,7 +499,8 @@ pub(crate) fn encode_receipt(ids: &[MessageId]) -> Bytes {
 
 /// What a decrypted plaintext is.
 pub(crate) enum Decoded {
-    Message(ChatMessage),
+    /// A message, with the earlier ones its sender's device names.
+    Message(Box<ChatMessage>, Vec<Earlier>),
     Receipts(Vec<MessageId>),
     /// A private group's events or keys, for the membership stage.
     Group,
@@ -523,5 +540,11 @@ pub(crate) fn decode(
     };
     let mut message = ChatMessage::new(id, sender, device, to, body).at(c.sent_at);
     message.channel = c.channel;
-    Ok(Decoded::Message(message))
+    let earlier = c
+        .earlier
+        .iter()
+        .take(crate::pipeline::EARLIER)
+        .filter_map(|e| Some((id_from_slice(&e.id)?, e.sent_at)))
+        .collect();
+    Ok(Decoded::Message(Box::new(message), earlier))
 }

@@ -23,6 +23,7 @@ use crate::{
 };
 
 mod durable;
+mod gaps;
 mod messages;
 mod outbox;
 mod raw;
@@ -32,6 +33,7 @@ mod requests;
 
 pub(crate) use durable::{AddDurable, AttachInbox, Newest, Position, Which};
 use durable::{Journal, Tap};
+pub(crate) use gaps::EARLIER;
 pub(crate) use messages::*;
 pub(crate) use outbox::*;
 use raw::RawInbox;
@@ -93,6 +95,11 @@ pub struct Stats {
     /// Messages sent again because a new session with their recipient
     /// started (either side reset) before they were acknowledged.
     pub resent: u64,
+    /// Chat messages a later message named that this device never got: its
+    /// conversation's topic was read from store nodes for them.
+    pub gaps: u64,
+    /// Of those, the ones still missing after two reads, given up.
+    pub gaps_unfilled: u64,
 }
 
 /// Group messages kept that no chain this device holds opens yet: a chain
@@ -128,6 +135,8 @@ pub struct Pipeline {
     outbox: Option<Outbox>,
     /// Asks store nodes which published messages they hold.
     confirm: Option<Recipient<murmur_core::sync::Confirm>>,
+    /// Reads a conversation's topic from store nodes when a gap is noticed.
+    catch_up: Option<Recipient<murmur_core::sync::CatchUp>>,
     /// The publishes under way.
     sends: outbox::Sends,
     /// The raw inbox of durable subscriptions.
@@ -247,6 +256,9 @@ struct Chat {
     ahead: VecDeque<(std::time::Instant, Delivery)>,
     /// When each envelope held (and held again) was first held.
     ahead_since: HashMap<MessageHash, std::time::Instant>,
+    /// What this device sent and saw in each conversation, to notice a gap
+    /// from the next message.
+    gaps: gaps::Gaps,
 }
 
 /// The persistence stage's outbox: every message is in it before a publish
@@ -365,6 +377,7 @@ impl Pipeline {
             recent: Recent::default(),
             outbox: None,
             confirm: None,
+            catch_up: None,
             sends: outbox::Sends::default(),
             raw: RawInbox::default(),
             transport: None,
@@ -521,6 +534,7 @@ impl Pipeline {
     fn tick(&mut self, ctx: &mut Context<Self>) {
         self.tick_outbox(ctx);
         self.retry_ahead();
+        self.read_gaps(ctx);
         if self.sends.tick.is_multiple_of(ASK_KEYS_EVERY) {
             self.ask_keys_again(ctx);
         }

@@ -15,6 +15,14 @@
 //!  10: channel   string      the community channel a group message is in
 //!  11: heads     repeated bytes(32)   a group message's sender's log heads:
 //!                            a member that lacks one asks for the log
+//!  12: earlier   repeated Earlier   the sender device's last messages in
+//!                            this conversation: a receiver that lacks
+//!                            one reads the conversation's topic from
+//!                            store nodes (SDS's causal history)
+//!
+//! Earlier
+//!   1: id        bytes(16)   a message's id
+//!   2: sent_at   uint64      when it was sent (ms): where to read from
 //!
 //! GroupControl
 //!   1: group     bytes(32)   the group's id
@@ -70,6 +78,20 @@ pub struct Content {
     /// A group message's sender's log heads.
     #[prost(bytes = "vec", repeated, tag = "11")]
     pub heads: Vec<Vec<u8>>,
+    /// The sender device's last messages in this conversation.
+    #[prost(message, repeated, tag = "12")]
+    pub earlier: Vec<Earlier>,
+}
+
+/// A message sent before this one in the same conversation.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct Earlier {
+    /// Its id.
+    #[prost(bytes = "vec", tag = "1")]
+    pub id: Vec<u8>,
+    /// When it was sent, in milliseconds since the Unix epoch.
+    #[prost(uint64, tag = "2")]
+    pub sent_at: u64,
 }
 
 /// A request to join a group, to an admin's device.

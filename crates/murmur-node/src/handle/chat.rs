@@ -278,12 +278,17 @@ impl Node {
         let outgoing = crate::chat::Outgoing::new(crate::chat::Target::Group(group), body);
         let body = self.inner.pipeline.send(ChatOutbound(outgoing)).await??;
         let id = id.unwrap_or_else(crate::chat::random_id);
+        let earlier = self
+            .inner
+            .pipeline
+            .send(crate::pipeline::GroupEarlier { group, id })
+            .await?;
         let sealed = self
             .groups_stage()?
             .post
             .send(murmur_core::groups::Post {
                 group,
-                plaintext: crate::chat::encode_group(id, channel, &body),
+                plaintext: crate::chat::encode_group(id, channel, &body, &earlier),
             })
             .await??;
         let outcome = self

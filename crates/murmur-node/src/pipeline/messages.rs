@@ -32,6 +32,8 @@ pub(crate) struct Attach {
     pub(crate) connected: std::sync::Arc<tokio::sync::Notify>,
     /// Asks store nodes which published messages they hold.
     pub(crate) confirm: Recipient<murmur_core::sync::Confirm>,
+    /// Reads a topic from store nodes (a gap in a conversation).
+    pub(crate) catch_up: Recipient<murmur_core::sync::CatchUp>,
     /// Whether arriving messages are archived.
     pub(crate) archive: bool,
 }
@@ -45,6 +47,7 @@ impl Handler<Attach> for Pipeline {
             this.connected = Some(attach.connected);
             this.outbox = Some(Outbox::from(&attach.storage));
             this.confirm = Some(attach.confirm);
+            this.catch_up = Some(attach.catch_up);
             this.storage = attach.archive.then_some(attach.storage);
             // What a previous run left queued goes out once there are peers.
             ctx.run_interval(OUTBOX_RETRY, Pipeline::tick);
@@ -257,7 +260,15 @@ impl Handler<GetStats> for Pipeline {
     type Result = supervise::Answer<<GetStats as Message>::Result>;
 
     fn handle(&mut self, _: GetStats, ctx: &mut Context<Self>) -> Self::Result {
-        supervise::guard(self, ctx, |this, _| this.stats).into()
+        supervise::guard(self, ctx, |this, _| {
+            let mut stats = this.stats;
+            if let Some(chat) = &this.chat {
+                stats.gaps = chat.gaps.noticed;
+                stats.gaps_unfilled = chat.gaps.given_up;
+            }
+            stats
+        })
+        .into()
     }
 }
 
@@ -299,6 +310,7 @@ impl Handler<AttachChat> for Pipeline {
                 taps: Vec::new(),
                 ahead: VecDeque::new(),
                 ahead_since: HashMap::new(),
+                gaps: super::gaps::Gaps::default(),
             });
         });
     }
@@ -424,7 +436,10 @@ impl Handler<SendChat> for Pipeline {
                     chat.sent.remove(&old);
                 }
             }
-            let content = chat::encode(id, msg.to, &body);
+            let earlier =
+                chat.gaps
+                    .sending(super::gaps::Stream::Account(msg.to), id, chat::now_millis());
+            let content = chat::encode(id, msg.to, &body, &earlier);
             if msg.to != chat.me {
                 chat.unacked.keep(id, msg.to, content.clone());
             }
@@ -488,6 +503,29 @@ impl Handler<ChatOutbound> for Pipeline {
             )
             .map(|o| o.body)
         })?
+    }
+}
+
+/// A group message with this id is about to be sent: answers the earlier
+/// ones it names (see `gaps.rs`).
+#[derive(Message)]
+#[rtype(result = "Vec<chat::Earlier>")]
+pub(crate) struct GroupEarlier {
+    pub(crate) group: groups::GroupId,
+    pub(crate) id: MessageId,
+}
+
+impl Handler<GroupEarlier> for Pipeline {
+    type Result = Vec<chat::Earlier>;
+
+    fn handle(&mut self, msg: GroupEarlier, _: &mut Context<Self>) -> Self::Result {
+        self.chat.as_mut().map_or_else(Vec::new, |chat| {
+            chat.gaps.sending(
+                super::gaps::Stream::Group(msg.group),
+                msg.id,
+                chat::now_millis(),
+            )
+        })
     }
 }
 

@@ -221,8 +221,17 @@ impl Pipeline {
             return done();
         };
         match chat::decode(opened.sender, opened.device, chat.me, &opened.plaintext) {
-            Ok(Decoded::Message(mut message)) => {
+            Ok(Decoded::Message(message, earlier)) => {
+                let mut message = *message;
                 self.stats.group_opened += 1;
+                chat.gaps.received(
+                    opened.sender,
+                    opened.device,
+                    super::gaps::Stream::Group(opened.group),
+                    message.id,
+                    &earlier,
+                    std::time::Instant::now(),
+                );
                 message.group = Some(opened.group);
                 message.role = Some(opened.role);
                 message.to = chat.me;
@@ -527,7 +536,16 @@ impl Pipeline {
                         .map(move |(), act, ctx| act.handled(journal, ctx)),
                 );
             }
-            Ok(Decoded::Message(mut message)) => {
+            Ok(Decoded::Message(message, earlier)) => {
+                let mut message = *message;
+                chat.gaps.received(
+                    message.sender,
+                    message.device,
+                    super::gaps::Stream::Account(message.to),
+                    message.id,
+                    &earlier,
+                    std::time::Instant::now(),
+                );
                 message.request = opened.request && !chat.held.accepted_since(message.sender);
                 // Our own other devices get copies; only the other side
                 // acknowledges, and a stranger learns nothing (not even
