@@ -20,6 +20,7 @@ mod light;
 mod lightpush;
 mod load;
 mod outbox;
+mod overhead;
 mod partition;
 mod path;
 mod peer;

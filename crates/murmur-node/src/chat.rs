@@ -438,9 +438,21 @@ pub(crate) fn now_millis() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// A message sent before, as the next one names it: its id and when it
-/// was sent (ms).
-pub(crate) type Earlier = (MessageId, u64);
+/// A message sent before, as the next one names it: the first eight bytes
+/// of its id (enough within one conversation, and a quarter of the room
+/// the whole id would take in a padded envelope), and when it was sent
+/// (ms; on the wire on the oldest only, which is where a read starts).
+pub(crate) type Earlier = (Prefix, u64);
+
+/// The first eight bytes of a message id.
+pub(crate) type Prefix = [u8; 8];
+
+/// The first eight bytes of `id`.
+pub(crate) fn prefix(id: MessageId) -> Prefix {
+    let mut p = [0; 8];
+    p.copy_from_slice(&id.0[..8]);
+    p
+}
 
 pub(crate) fn encode(id: MessageId, to: AccountId, body: &Body, earlier: &[Earlier]) -> Bytes {
     Bytes::from(content(id, Some(to), body, earlier).encode_to_vec())
@@ -465,9 +477,10 @@ fn content(id: MessageId, to: Option<AccountId>, body: &Body, earlier: &[Earlier
         sent_at: now_millis(),
         earlier: earlier
             .iter()
-            .map(|(id, sent_at)| murmur_proto::chat::Earlier {
-                id: id.0.to_vec(),
-                sent_at: *sent_at,
+            .enumerate()
+            .map(|(i, (id, sent_at))| murmur_proto::chat::Earlier {
+                id: id.to_vec(),
+                sent_at: if i == 0 { *sent_at } else { 0 },
             })
             .collect(),
         ..Content::default()
@@ -540,11 +553,18 @@ pub(crate) fn decode(
     };
     let mut message = ChatMessage::new(id, sender, device, to, body).at(c.sent_at);
     message.channel = c.channel;
+    // Only the oldest says when: the others were sent after it.
+    let since = c
+        .earlier
+        .iter()
+        .map(|e| e.sent_at)
+        .find(|&t| t > 0)
+        .unwrap_or(c.sent_at);
     let earlier = c
         .earlier
         .iter()
         .take(crate::pipeline::EARLIER)
-        .filter_map(|e| Some((id_from_slice(&e.id)?, e.sent_at)))
+        .filter_map(|e| Some((Prefix::try_from(e.id.as_slice()).ok()?, since)))
         .collect();
     Ok(Decoded::Message(Box::new(message), earlier))
 }

@@ -21,8 +21,9 @@
 //!                            store nodes (SDS's causal history)
 //!
 //! Earlier
-//!   1: id        bytes(16)   a message's id
-//!   2: sent_at   uint64      when it was sent (ms): where to read from
+//!   1: id        bytes(8)    the first eight bytes of a message's id
+//!   2: sent_at   uint64      when it was sent (ms), on the oldest only:
+//!                            where to read from
 //!
 //! GroupControl
 //!   1: group     bytes(32)   the group's id
@@ -86,10 +87,11 @@ pub struct Content {
 /// A message sent before this one in the same conversation.
 #[derive(Clone, PartialEq, Eq, prost::Message)]
 pub struct Earlier {
-    /// Its id.
+    /// The first eight bytes of its id.
     #[prost(bytes = "vec", tag = "1")]
     pub id: Vec<u8>,
-    /// When it was sent, in milliseconds since the Unix epoch.
+    /// When it was sent, in milliseconds since the Unix epoch (0, left
+    /// off the wire, on all but the oldest).
     #[prost(uint64, tag = "2")]
     pub sent_at: u64,
 }
