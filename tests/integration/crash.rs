@@ -427,16 +427,34 @@ async fn stream_with_kills(role: &str, dir: &Path, data: PathBuf) -> (Node, Runn
     let account = sender.add_contact(&child.ready().await).await.unwrap();
     meshed_for(&sender, account).await;
     let chat = sender.conversation(account);
+    let recoveries = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     for i in 0..MESSAGES {
         if KILLS.contains(&i) {
+            let done = *child.count.borrow();
             child.kill().await;
+            let killed = std::time::Instant::now();
             child = Running::start(role, &data, &peer, &contact).await;
+            let running = killed.elapsed();
+            // How long until it hands out a message it had not: what the
+            // application sees of a crash.
+            let mut count = child.count.clone();
+            let recoveries = recoveries.clone();
+            actix::spawn(async move {
+                if count.wait_for(|c| *c > done).await.is_ok() {
+                    recoveries.lock().unwrap().push((running, killed.elapsed()));
+                }
+            });
         }
         if i >= AHEAD {
             child.keeps_up(i - AHEAD, i).await;
         }
         chat.send_text(format!("m{i}")).await.unwrap();
     }
+    // docs/benchmarks.md quotes it.
+    eprintln!(
+        "{role} killed -9: (node running, handing out again) after {:?}",
+        recoveries.lock().unwrap()
+    );
     (sender, child)
 }
 
