@@ -258,3 +258,72 @@ async fn a_store_node_killed_while_a_light_client_catches_up_loses_nothing() {
         killed.elapsed()
     );
 }
+
+/// A light client given one service node that keeps no store finds a store
+/// node through it (peer exchange: the service node knows the store node's
+/// record) and catches up from there.
+#[actix_rt::test]
+async fn a_light_client_finds_a_store_node_by_peer_exchange_and_catches_up_from_it() {
+    const SENT: usize = 5;
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::support::chat_node(&dir.path().join("store"), None).await;
+    let mut config = loopback_config(&dir.path().join("service"), &["/ip4/127.0.0.1/tcp/0"]);
+    config.network.peers = vec![addr(&store, false).parse().unwrap()];
+    config.network.bootstrap_enrs = vec![store.enr().expect("a record").to_owned()];
+    config.store.enabled = false;
+    let service = Builder::new(config)
+        .with_keypair(Keypair::generate_secp256k1())
+        .start()
+        .await
+        .unwrap();
+    let dave = crate::support::chat_node(&dir.path().join("dave"), Some(&store)).await;
+    let carol_key = Keypair::generate_secp256k1();
+    let carol_config = || {
+        let mut config = loopback_config(&dir.path().join("carol"), &["/ip4/127.0.0.1/tcp/0"]);
+        config.network.peers = vec![addr(&service, false).parse().unwrap()];
+        config.network.light = true;
+        config
+    };
+    let carol = Builder::new(carol_config())
+        .with_keypair(carol_key.clone())
+        .start()
+        .await
+        .unwrap();
+    let carol_id = crate::support::account(&carol).await;
+    dave.add_contact(&carol.contact_code().await.unwrap())
+        .await
+        .unwrap();
+    carol.go_offline().await.unwrap();
+    drop(carol);
+    meshed_for(&dave, carol_id).await;
+    for i in 0..SENT {
+        dave.conversation(carol_id)
+            .send_text(format!("while away {i}"))
+            .await
+            .unwrap();
+    }
+    crate::support::stored(
+        &dave,
+        &addr(&store, false),
+        &crate::support::partition_topic_of(carol_id),
+        SENT,
+    )
+    .await;
+
+    // Back: its only static peer has no store; the round at start asks the
+    // store node that peer told it of.
+    let carol = Builder::new(carol_config())
+        .with_keypair(carol_key)
+        .start()
+        .await
+        .unwrap();
+    let mut inbox = carol.durable_inbox("app").await.unwrap();
+    let mut texts = std::collections::BTreeSet::new();
+    while texts.len() < SENT {
+        let entry = tokio::time::timeout(WAIT, inbox.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{} of {SENT} caught up", texts.len()))
+            .unwrap();
+        texts.insert(entry.message.text().unwrap().to_owned());
+    }
+}

@@ -3,7 +3,8 @@
 //! nothing enters twice) and handled as if it had just arrived.
 //!
 //! Asked to: [`Watch`] topics and run a [`Round`] over them, [`CatchUp`],
-//! [`FetchMissing`], [`Confirm`]. The stage asks store nodes through the transport's
+//! [`FetchMissing`], [`Confirm`], and ask [`Stores`] learned since it
+//! started. The stage asks store nodes through the transport's
 //! [`QueryStore`](crate::transport::QueryStore), page by page, and hands what
 //! comes back to the recipient of [`transport::Event`](crate::transport::Event)s
 //! it was given (the pipeline). It keeps, durably, how far this node has
@@ -165,6 +166,20 @@ pub struct FetchMissing(pub Vec<MessageHash>);
 #[rtype(result = "Result<Vec<MessageHash>, Error>")]
 pub struct Confirm(pub Vec<MessageHash>);
 
+/// Store nodes to ask beside the ones the stage started with: found by
+/// peer exchange or discovery. They are asked after those, the newest
+/// [`Stores::KEPT`] kept; one known already changes nothing. Answers how
+/// many store nodes the stage asks now.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "usize")]
+pub struct Stores(pub Vec<String>);
+
+impl Stores {
+    /// Learned store nodes kept at most: a peer that hands out made-up
+    /// records cannot make every round ask without end.
+    pub const KEPT: usize = 8;
+}
+
 /// What store sync tells the pipeline.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
@@ -187,6 +202,7 @@ pub trait Stage:
     + Handler<CatchUp>
     + Handler<FetchMissing>
     + Handler<Confirm>
+    + Handler<Stores>
     + Handler<InjectPanic>
 {
 }
@@ -198,6 +214,7 @@ impl<A> Stage for A where
         + Handler<CatchUp>
         + Handler<FetchMissing>
         + Handler<Confirm>
+        + Handler<Stores>
         + Handler<InjectPanic>
 {
 }
@@ -215,6 +232,8 @@ pub struct Handle {
     pub fetch_missing: Recipient<FetchMissing>,
     /// Where [`Confirm`] goes.
     pub confirm: Recipient<Confirm>,
+    /// Where [`Stores`] goes.
+    pub stores: Recipient<Stores>,
     /// Where [`InjectPanic`] goes (tests of supervision).
     pub inject_panic: Recipient<InjectPanic>,
 }
@@ -227,6 +246,7 @@ impl<A: Stage> From<Addr<A>> for Handle {
             catch_up: addr.clone().recipient(),
             fetch_missing: addr.clone().recipient(),
             confirm: addr.clone().recipient(),
+            stores: addr.clone().recipient(),
             inject_panic: addr.recipient(),
         }
     }

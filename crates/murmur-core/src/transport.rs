@@ -172,6 +172,46 @@ impl QueryStore {
     }
 }
 
+/// Asks the node at `peer` (an address ending in `/p2p/<peer id>`) for up
+/// to `n` peers it knows (peer exchange, 34/WAKU2-PEER-EXCHANGE): how a
+/// light client finds service nodes beyond the ones it was given.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Vec<Found>, Error>")]
+#[non_exhaustive]
+pub struct PeerExchange {
+    /// Whom to ask.
+    pub peer: String,
+    /// How many at most.
+    pub n: u64,
+}
+
+impl PeerExchange {
+    /// Ask `peer` for up to `n` peers.
+    pub fn new(peer: impl Into<String>, n: u64) -> Self {
+        Self {
+            peer: peer.into(),
+            n,
+        }
+    }
+}
+
+/// A peer another node told of, from its signed record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Found {
+    /// Where to reach it, each ending in `/p2p/<peer id>`.
+    pub addresses: Vec<String>,
+    /// Whether its record says it serves store.
+    pub store: bool,
+}
+
+impl Found {
+    /// A peer at `addresses`; `store` if it serves store.
+    pub fn new(addresses: Vec<String>, store: bool) -> Self {
+        Self { addresses, store }
+    }
+}
+
 /// Asks for the transport's view of the network.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Status")]
@@ -237,6 +277,7 @@ pub trait Stage:
     + Handler<Dial>
     + Handler<GetStatus>
     + Handler<QueryStore>
+    + Handler<PeerExchange>
     + Handler<Stop>
     + Handler<InjectPanic>
 {
@@ -250,6 +291,7 @@ impl<A> Stage for A where
         + Handler<Dial>
         + Handler<GetStatus>
         + Handler<QueryStore>
+        + Handler<PeerExchange>
         + Handler<Stop>
         + Handler<InjectPanic>
 {
@@ -271,6 +313,8 @@ pub struct Handle {
     pub status: Recipient<GetStatus>,
     /// Where [`QueryStore`] goes.
     pub query_store: Recipient<QueryStore>,
+    /// Where [`PeerExchange`] goes.
+    pub peer_exchange: Recipient<PeerExchange>,
     /// Where [`Stop`] goes.
     pub stop: Recipient<Stop>,
     /// Where [`InjectPanic`] goes (tests of supervision).
@@ -286,6 +330,7 @@ impl<A: Stage> From<Addr<A>> for Handle {
             dial: addr.clone().recipient(),
             status: addr.clone().recipient(),
             query_store: addr.clone().recipient(),
+            peer_exchange: addr.clone().recipient(),
             stop: addr.clone().recipient(),
             inject_panic: addr.recipient(),
         }

@@ -483,7 +483,14 @@ impl Builder {
         if !raw_topics.is_empty() {
             node.watch(&raw_topics).await?;
         }
-        crate::store_sync::spawn(&node, connected, &self.config.store);
+        let peers = self
+            .config
+            .network
+            .peers
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        crate::store_sync::spawn(&node, connected, &self.config.store, peers);
         Ok(node)
     }
 }

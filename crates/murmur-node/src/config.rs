@@ -113,6 +113,11 @@ pub struct Store {
     /// fetches from the static peers what came on this node's chat topics
     /// and subscriptions since it last saw them.
     pub sync_interval_secs: u64,
+    /// Ask the static peers, by peer exchange, for the store nodes they
+    /// know (every 10 minutes, before a round), and ask those too after the
+    /// static peers: a light client given one service node finds the
+    /// store nodes that one knows.
+    pub find_stores: bool,
     /// Seconds between retention runs.
     pub retention_interval_secs: u64,
     /// Messages kept for durable subscriptions (`Node::durable_subscribe`),
@@ -166,6 +171,7 @@ impl Default for Store {
             max_age_secs: 2 * 24 * 3600,
             max_messages: 0,
             sync_interval_secs: 300,
+            find_stores: true,
             retention_interval_secs: 60,
             subscription_keep: 10_000,
             lease: LeaseMode::Auto,

@@ -3,12 +3,14 @@
 //! every `store.sync_interval_secs`, give or take a fifth. Before each round
 //! the node tells the stage what to watch: its chat topics (pairwise and
 //! groups, which change as groups are joined) and what [`Node::subscribe`]
-//! asked for.
+//! asked for; and, at most every [`FIND_EVERY`], which store nodes its
+//! static peers know of (peer exchange), to ask after the static peers.
 
 use std::{sync::Arc, time::Duration};
 
 use murmur_core::{
-    sync::{Reason, Round, Watch},
+    sync::{Reason, Round, Stores, Watch},
+    transport::PeerExchange,
     ContentTopic,
 };
 use tokio::sync::Notify;
@@ -23,12 +25,26 @@ const SETTLE: Duration = Duration::from_secs(2);
 /// Rounds for new connections come at least this far apart.
 const MIN_GAP: Duration = Duration::from_secs(30);
 
+/// Static peers are asked for the store nodes they know this often.
+pub(crate) const FIND_EVERY: Duration = Duration::from_secs(600);
+
+/// Peers asked for per static peer.
+const FIND: u64 = 20;
+
 /// Runs rounds for `node` until it is dropped; none with an interval of 0.
-pub(crate) fn spawn(node: &Node, connected: Arc<Notify>, config: &crate::config::Store) {
+/// With `find_stores`, the static `peers` are asked for store nodes first.
+pub(crate) fn spawn(
+    node: &Node,
+    connected: Arc<Notify>,
+    config: &crate::config::Store,
+    peers: Vec<String>,
+) {
     if config.sync_interval_secs == 0 {
         return;
     }
     let every = Duration::from_secs(config.sync_interval_secs);
+    let find = config.find_stores.then_some(peers);
+    let mut found_at: Option<tokio::time::Instant> = None;
     let node = Arc::downgrade(&node.inner);
     actix::spawn(async move {
         // The first round once the static peers have connected; their
@@ -39,7 +55,17 @@ pub(crate) fn spawn(node: &Node, connected: Arc<Notify>, config: &crate::config:
         loop {
             // The node is gone once every handle is dropped.
             let Some(inner) = node.upgrade() else { return };
-            match (Node { inner }).sync_round(reason).await {
+            let strong = Node { inner };
+            if let Some(peers) = &find {
+                if found_at.is_none_or(|at| at.elapsed() >= FIND_EVERY) {
+                    strong.find_stores(peers).await;
+                    found_at = Some(tokio::time::Instant::now());
+                }
+            }
+            let round = strong.sync_round(reason).await;
+            // Not held while waiting for the next round.
+            drop(strong);
+            match round {
                 Ok(fetched) => tracing::debug!(?reason, fetched, "store sync"),
                 Err(Error::Stopped) => return,
                 Err(e) => tracing::debug!(?reason, error = %e, "store sync round failed"),
@@ -67,6 +93,32 @@ impl Node {
     /// ones it already had included.
     pub async fn sync_now(&self) -> Result<usize, Error> {
         self.sync_round(Reason::Asked).await
+    }
+
+    /// Asks each of `peers` by peer exchange for the peers it knows, and
+    /// has store sync ask those that serve store, after the static peers.
+    pub(crate) async fn find_stores(&self, peers: &[String]) {
+        let mut stores = Vec::new();
+        for peer in peers {
+            let ask = PeerExchange::new(peer.clone(), FIND);
+            match self.inner.transport.peer_exchange.send(ask).await {
+                Ok(Ok(found)) => stores.extend(
+                    found
+                        .into_iter()
+                        .filter(|f| f.store)
+                        .filter_map(|f| f.addresses.into_iter().next()),
+                ),
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "no peers from peer exchange"),
+                Err(_) => return,
+            }
+        }
+        if stores.is_empty() {
+            return;
+        }
+        let learned = stores.len();
+        if let Ok(asked) = self.inner.sync.stores.send(Stores(stores)).await {
+            tracing::debug!(learned, asked, "store nodes found by peer exchange");
+        }
     }
 
     async fn sync_round(&self, reason: Reason) -> Result<usize, Error> {

@@ -54,7 +54,7 @@ use murmur_core::{
     storage::{self, LoadState, SaveState},
     store::{Page, Query},
     supervise,
-    sync::{CatchUp, Confirm, Error, FetchMissing, Round, Watch},
+    sync::{CatchUp, Confirm, Error, FetchMissing, Round, Stores, Watch},
     transport::{self, QueryStore},
     ContentTopic, Delivery, MessageHash, PubsubTopic,
 };
@@ -72,6 +72,8 @@ pub struct StoreSync {
     query: Recipient<QueryStore>,
     inbound: Recipient<transport::Event>,
     stores: Vec<String>,
+    /// Store nodes learned since (peer exchange, discovery), oldest first.
+    learned: Vec<String>,
     storage: storage::Handle,
     watched: BTreeMap<PubsubTopic, BTreeSet<ContentTopic>>,
     /// Held by the round that runs: rounds never overlap.
@@ -94,6 +96,7 @@ impl StoreSync {
             query,
             inbound,
             stores,
+            learned: Vec::new(),
             storage,
             watched: BTreeMap::new(),
             rounds: Arc::default(),
@@ -106,7 +109,10 @@ impl StoreSync {
         Asker {
             query: self.query.clone(),
             inbound: self.inbound.clone(),
-            stores: store.map_or_else(|| self.stores.clone(), |s| vec![s]),
+            stores: store.map_or_else(
+                || self.stores.iter().chain(&self.learned).cloned().collect(),
+                |s| vec![s],
+            ),
         }
     }
 }
@@ -437,6 +443,26 @@ impl Handler<FetchMissing> for StoreSync {
             Err(p) => return Box::pin(std::future::ready(Err(p.into()))),
         };
         Box::pin(async move { asker.fetch(Query::hashes(hashes), None).await })
+    }
+}
+
+impl Handler<Stores> for StoreSync {
+    type Result = usize;
+
+    fn handle(&mut self, Stores(found): Stores, ctx: &mut Context<Self>) -> usize {
+        supervise::guard(self, ctx, |act, _| {
+            for store in found {
+                if act.stores.contains(&store) || act.learned.contains(&store) {
+                    continue;
+                }
+                act.learned.push(store);
+                if act.learned.len() > Stores::KEPT {
+                    act.learned.remove(0);
+                }
+            }
+            act.stores.len() + act.learned.len()
+        })
+        .unwrap_or(0)
     }
 }
 

@@ -43,12 +43,14 @@ mod counted {
         let (watch, _) = tally(default.watch.clone(), gone);
         let (round, _) = tally(default.round.clone(), gone);
         let (confirm, _) = tally(default.confirm.clone(), gone);
+        let (stores, _) = tally(default.stores.clone(), || 0);
         sync::Handle {
             watch,
             round,
             catch_up,
             fetch_missing,
             confirm,
+            stores,
             ..default
         }
     }

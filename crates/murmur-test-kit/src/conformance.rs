@@ -87,6 +87,13 @@ macro_rules! transport_conformance_tests {
             }
 
             #[test]
+            fn answers_peer_exchange_it_cannot_make_with_an_error() {
+                $crate::run(
+                    $crate::conformance::answers_peer_exchange_it_cannot_make_with_an_error($start),
+                );
+            }
+
+            #[test]
             fn survives_a_panic_in_a_handler() {
                 $crate::run($crate::conformance::survives_a_panic_in_a_handler($start));
             }
@@ -419,6 +426,24 @@ where
         .expect("transport alive");
     assert!(answer.is_err(), "{answer:?}");
     let t = topic(5);
+    subscribe(&handles[0], &t).await;
+}
+
+/// Peer exchange with somewhere that cannot answer it is refused with a
+/// typed error, and the stage goes on.
+pub async fn answers_peer_exchange_it_cannot_make_with_an_error<F, Fut>(start: F)
+where
+    F: FnOnce(Vec<Recipient<Event>>) -> Fut,
+    Fut: Future<Output = Vec<transport::Handle>>,
+{
+    let (handles, _events) = start_n(start, 1).await;
+    let answer = handles[0]
+        .peer_exchange
+        .send(transport::PeerExchange::new("not an address", 10))
+        .await
+        .expect("transport alive");
+    assert!(answer.is_err(), "{answer:?}");
+    let t = topic(6);
     subscribe(&handles[0], &t).await;
 }
 

@@ -241,6 +241,20 @@ impl Handler<QueryStore> for MemoryTransport {
     }
 }
 
+/// A memory network has no peer exchange: its members know each other.
+impl Handler<transport::PeerExchange> for MemoryTransport {
+    type Result = Result<Vec<transport::Found>, transport::Error>;
+
+    fn handle(&mut self, msg: transport::PeerExchange, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |_, _| {
+            Err(transport::Error::Dial {
+                address: msg.peer,
+                reason: "a memory network has no peer exchange".to_owned(),
+            })
+        })?
+    }
+}
+
 impl Handler<transport::Stop> for MemoryTransport {
     type Result = ();
 

@@ -42,6 +42,7 @@ macro_rules! sync_conformance_tests {
             case!(catches_up_every_page_of_a_topic);
             case!(catches_up_only_since_a_time_and_only_its_topics);
             case!(falls_back_to_the_next_store_node);
+            case!(asks_the_store_nodes_it_learned_after_its_own);
             case!(says_why_no_store_node_answered);
             case!(fetches_missing_messages_by_hash);
             case!(confirms_which_messages_a_store_node_holds);
@@ -197,6 +198,33 @@ where
     let fetched = catch_up(&stage, CatchUp::new(topic(), vec![content("fallback")])).await;
     assert_eq!(fetched, Ok(3));
     assert_eq!(received(&mut events, 3).await, hashes(&kept));
+}
+
+/// Store nodes learned later (peer exchange, discovery) are asked when the
+/// stage's own fail; a flood of them keeps only the newest few.
+pub async fn asks_the_store_nodes_it_learned_after_its_own<F, Fut>(start: F)
+where
+    F: Fn(Recipient<QueryStore>, Recipient<transport::Event>, Vec<String>, storage::Handle) -> Fut,
+    Fut: Future<Output = sync::Handle>,
+{
+    let (store, _, kept) = store_with("learned", 3).await;
+    let (stage, mut events) = start_with(&start, &store, &[MemoryStore::REFUSING]).await;
+    let ask = || CatchUp::new(topic(), vec![content("learned")]);
+    assert!(matches!(
+        catch_up(&stage, ask()).await,
+        Err(Error::Store { .. })
+    ));
+    let learn = |stores: Vec<String>| stage.stores.send(sync::Stores(stores));
+    assert_eq!(learn(vec![MemoryStore::ADDRESS.to_owned()]).await, Ok(2));
+    assert_eq!(
+        learn(vec![MemoryStore::ADDRESS.to_owned()]).await,
+        Ok(2),
+        "once"
+    );
+    assert_eq!(catch_up(&stage, ask()).await, Ok(3));
+    assert_eq!(received(&mut events, 3).await, hashes(&kept));
+    let flood = (0..100).map(|i| format!("made-up-{i}")).collect();
+    assert_eq!(learn(flood).await, Ok(1 + sync::Stores::KEPT));
 }
 
 /// With no store node to ask, or none that answers, the error says why.

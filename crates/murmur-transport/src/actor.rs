@@ -285,6 +285,29 @@ impl Handler<QueryStore> for Transport {
     }
 }
 
+impl Handler<transport::PeerExchange> for Transport {
+    type Result = ResponseFuture<Result<Vec<transport::Found>, transport::Error>>;
+
+    fn handle(&mut self, msg: transport::PeerExchange, ctx: &mut Context<Self>) -> Self::Result {
+        let node = supervise::guard(self, ctx, |act, _| act.node());
+        Box::pin(async move {
+            let records = node??.peer_exchange(&msg.peer, msg.n).await?;
+            Ok(records
+                .iter()
+                .map(|record| {
+                    let addresses = crate::enr::addresses(record)
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect();
+                    let store = crate::enr::capabilities(record)
+                        .is_some_and(|bits| bits & crate::enr::capability::STORE != 0);
+                    transport::Found::new(addresses, store)
+                })
+                .collect())
+        })
+    }
+}
+
 impl Handler<Stop> for Transport {
     type Result = ();
 

@@ -167,6 +167,15 @@ pub fn shards(record: &Record) -> Option<(u16, Vec<u16>)> {
     Some((u16::from_be_bytes([cluster[0], cluster[1]]), shards))
 }
 
+/// The `waku2` capability bits a record claims (see [`capability`]).
+pub fn capabilities(record: &Record) -> Option<u8> {
+    match record.get_raw_rlp("waku2")? {
+        [bits] if *bits < 0x80 => Some(*bits),
+        [0x81, bits] => Some(*bits),
+        _ => None,
+    }
+}
+
 /// The record as the RLP bytes peer exchange carries.
 pub fn encode(record: &Record) -> Vec<u8> {
     alloy_rlp::encode(record)
@@ -213,6 +222,10 @@ mod tests {
             ]
         );
         assert_eq!(decoded.get_raw_rlp("waku2"), Some(&[0x03][..]));
+        assert_eq!(
+            capabilities(&decoded),
+            Some(capability::RELAY | capability::STORE)
+        );
         assert_eq!(
             decoded.get_raw_rlp("rs"),
             Some(&[0x87, 0, 1, 2, 0, 0, 0, 4][..])
