@@ -168,6 +168,8 @@ pub struct Channel {
     answerable: VecDeque<(String, Message)>,
     repairs: Repairs,
     next_sync: Option<u64>,
+    /// Changed since [`Channel::take_changed`] last said so.
+    dirty: bool,
 }
 
 /// The id of a message with this content.
@@ -194,6 +196,7 @@ impl Channel {
             answerable: VecDeque::new(),
             repairs: Repairs::default(),
             next_sync,
+            dirty: false,
         }
     }
 
@@ -223,7 +226,7 @@ impl Channel {
     }
 
     fn tick_lamport(&mut self, now: u64) -> u64 {
-        self.lamport = (self.lamport + 1).max(now);
+        self.lamport = self.lamport.saturating_add(1).max(now);
         self.lamport
     }
 
@@ -271,6 +274,7 @@ impl Channel {
                 possible_acks: 0,
             },
         );
+        self.dirty = true;
         Ok(message)
     }
 
@@ -282,6 +286,7 @@ impl Channel {
         };
         pending.last_sent = Some(now);
         pending.sends += 1;
+        self.dirty = true;
         let message = pending.message.clone();
         if let Some(logged) = self.log.iter_mut().find(|l| l.entry.message_id == id) {
             // Sent again: the newest copy is the one to fetch.
@@ -356,13 +361,17 @@ impl Channel {
     /// As [`Channel::receive_bytes`], decoded.
     pub fn receive(
         &mut self,
-        message: Message,
+        mut message: Message,
         hint: Option<Vec<u8>>,
         now: u64,
     ) -> Result<Vec<Event>, Error> {
         if message.channel_id != self.id {
             return Ok(Vec::new());
         }
+        // No honest participant names more (js-waku: 200 and 3); more is
+        // only work an outsider makes for every participant.
+        message.causal_history.truncate(self.config.causal_history);
+        message.repair_request.truncate(repair::PER_MESSAGE);
         if message.sender_id == self.me
             && (message.kind() != Some(Kind::Content)
                 || self.known.contains(&message.message_id)
@@ -392,6 +401,13 @@ impl Channel {
             return Ok(events);
         }
         let id = message.message_id.clone();
+        if kind == Kind::Content && self.incoming.contains_key(&id) && self.ready(&message) {
+            // A copy held back for what it named, and now one that names
+            // only what is here: the first may have been made up (the id
+            // covers the content, not the history) to hold the real one
+            // back. The one that can go, goes.
+            self.incoming.remove(&id);
+        }
         if kind == Kind::Content && self.seen(&message) {
             // A repeat (a resend, an answer to a repair, a replay): one
             // copy is enough, and an answer this one was to send is not
@@ -399,7 +415,12 @@ impl Channel {
             self.repairs.arrived(&id);
             return Ok(events);
         }
+        self.dirty = true;
         self.repairs.arrived(&id);
+        if kind == Kind::Sync && self.config.sync_every > 0 {
+            // Someone synced: this one need not for a while (as js-waku).
+            self.next_sync = Some(now + random_below(self.config.sync_every));
+        }
         let known = &self.known;
         let answerable = &self.answerable;
         self.repairs.requested(
@@ -422,7 +443,7 @@ impl Channel {
         let lacking: Vec<HistoryEntry> = message
             .causal_history
             .iter()
-            .filter(|e| !self.known.contains(&e.message_id) && e.message_id != id)
+            .filter(|e| !self.has(&e.message_id) && e.message_id != id)
             .cloned()
             .collect();
         let new: Vec<HistoryEntry> = lacking
@@ -434,12 +455,22 @@ impl Channel {
             .cloned()
             .collect();
         for entry in &new {
-            if self.missing.len() < self.config.max_missing {
-                self.missing
-                    .insert(entry.message_id.clone(), (entry.clone(), now));
-                self.repairs
-                    .missing(&self.me, entry, now, self.config.repair);
+            if self.missing.len() >= self.config.max_missing {
+                // Full: the longest missing goes, so that a flood of
+                // made-up names cannot keep real gaps out for good.
+                if let Some(oldest) = self
+                    .missing
+                    .iter()
+                    .min_by_key(|(_, (_, since))| *since)
+                    .map(|(id, _)| id.clone())
+                {
+                    self.missing.remove(&oldest);
+                }
             }
+            self.missing
+                .insert(entry.message_id.clone(), (entry.clone(), now));
+            self.repairs
+                .missing(&self.me, entry, now, self.config.repair);
         }
         if !new.is_empty() {
             events.push(Event::Missing(new));
@@ -473,6 +504,23 @@ impl Channel {
             );
         }
         Ok(events)
+    }
+
+    /// Whether a message named as a dependency is here: remembered, or,
+    /// once the memory is full, in the filter (it may have been delivered
+    /// and forgotten; a false yes, one in a thousand, delivers a message
+    /// without waiting for that dependency).
+    fn has(&self, id: &str) -> bool {
+        self.known.contains(id)
+            || (self.log.len() >= self.config.remember && self.filter.contains(id))
+    }
+
+    /// Whether everything `message` names is here.
+    fn ready(&self, message: &Message) -> bool {
+        message
+            .causal_history
+            .iter()
+            .all(|e| self.has(&e.message_id))
     }
 
     /// Whether a content message was seen already: remembered, held back,
@@ -529,7 +577,12 @@ impl Channel {
         events: &mut Vec<Event>,
     ) {
         let lamport = message.lamport_timestamp.unwrap_or_default();
-        self.lamport = self.lamport.max(lamport);
+        // A clock far ahead (made up, or a participant's clock) would
+        // stamp every later message of this one's with it: followed only
+        // up to a day past this one's own (which is at least its start).
+        self.lamport = self
+            .lamport
+            .max(lamport.min(self.lamport.saturating_add(DAY_MS)));
         let delivered = Delivered {
             id: message.message_id.clone(),
             sender: message.sender_id.clone(),
@@ -556,12 +609,7 @@ impl Channel {
             let ready = self
                 .incoming
                 .iter()
-                .filter(|(_, b)| {
-                    b.message
-                        .causal_history
-                        .iter()
-                        .all(|e| self.known.contains(&e.message_id))
-                })
+                .filter(|(_, b)| self.ready(&b.message))
                 .min_by_key(|(id, b)| (b.message.lamport_timestamp, (*id).clone()))
                 .map(|(id, _)| id.clone());
             let Some(id) = ready else { return };
@@ -579,7 +627,7 @@ impl Channel {
             .message
             .causal_history
             .iter()
-            .filter(|e| !self.known.contains(&e.message_id))
+            .filter(|e| !self.has(&e.message_id))
             .cloned()
             .collect();
         self.deliver(b.message, b.hint, gaps, events);
@@ -608,6 +656,14 @@ impl Channel {
     /// Time passes: what is due (resends, repair answers, a sync) and what
     /// gave up waiting.
     pub fn tick(&mut self, now: u64) -> Tick {
+        let tick = self.tick_inner(now);
+        if !tick.publish.is_empty() || tick.sync.is_some() || !tick.events.is_empty() {
+            self.dirty = true;
+        }
+        tick
+    }
+
+    fn tick_inner(&mut self, now: u64) -> Tick {
         let mut tick = Tick::default();
         // Held back too long: delivered with the gaps named.
         let stale: Vec<String> = self
@@ -650,7 +706,10 @@ impl Channel {
             self.outgoing.remove(&id);
             tick.events.push(Event::Unacknowledged(id));
         }
-        for id in self.repairs.take_answers(now, self.config.repair) {
+        for id in self
+            .repairs
+            .take_answers(now, self.config.repair, ANSWERS_PER_TICK)
+        {
             if let Some((_, message)) = self.answerable.iter().find(|(a, _)| *a == id) {
                 tick.publish.push(message.clone());
             }
@@ -660,6 +719,22 @@ impl Channel {
             self.next_sync = Some(now + random_below(self.config.sync_every.saturating_mul(2)));
         }
         tick
+    }
+
+    /// Whether anything worth saving changed since the last call.
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// Gives up a message [`Channel::send`] made that could not be
+    /// published at all (refused, too large): it is neither sent again nor
+    /// named, and the same content may be sent again.
+    pub fn cancel(&mut self, id: &str) {
+        if let Some(pending) = self.outgoing.get(id) {
+            if pending.sends == 0 {
+                self.outgoing.remove(id);
+            }
+        }
     }
 
     /// Whether `id`, one of this participant's, waits for acknowledgement.
@@ -730,6 +805,12 @@ impl Channel {
         self.repairs.open()
     }
 }
+
+/// Repair answers sent at one tick at most (the rest wait for the next).
+const ANSWERS_PER_TICK: usize = 8;
+
+/// A day, in milliseconds.
+const DAY_MS: u64 = 24 * 3600 * 1000;
 
 fn random_below(bound: u64) -> u64 {
     if bound == 0 {

@@ -128,12 +128,14 @@ impl Repairs {
         }
     }
 
-    /// The answers due: ids to send again.
-    pub(crate) fn take_answers(&mut self, now: u64, timing: Timing) -> Vec<String> {
+    /// The answers due, `limit` at most (the rest wait): ids to send
+    /// again.
+    pub(crate) fn take_answers(&mut self, now: u64, timing: Timing, limit: usize) -> Vec<String> {
         let due: Vec<String> = self
             .answers
             .iter()
             .filter(|(_, at)| **at <= now)
+            .take(limit)
             .map(|(id, _)| id.clone())
             .collect();
         for id in &due {
@@ -188,19 +190,21 @@ mod tests {
         let mut author = Repairs::default();
         let asked = [entry("m1", "bob")];
         author.requested("bob", &asked, |_| true, 0, timing);
-        assert_eq!(author.take_answers(0, timing), ["m1"]);
+        assert_eq!(author.take_answers(0, timing, 8), ["m1"]);
         // A stranger repeating the request gets nothing more for a while.
         author.requested("bob", &asked, |_| true, 1, timing);
-        assert!(author.take_answers(timing.t_max - 1, timing).is_empty());
+        assert!(author.take_answers(timing.t_max - 1, timing, 8).is_empty());
 
         let mut other = Repairs::default();
         other.requested("carol", &asked, |_| true, 0, timing);
         let mut other_missing = Repairs::default();
         other_missing.requested("carol", &asked, |_| false, 0, timing);
-        assert!(other_missing.take_answers(timing.t_max, timing).is_empty());
+        assert!(other_missing
+            .take_answers(timing.t_max, timing, 8)
+            .is_empty());
         // Carol's answer waits, and goes if the message is seen meanwhile.
         other.arrived("m1");
-        assert!(other.take_answers(timing.t_max, timing).is_empty());
+        assert!(other.take_answers(timing.t_max, timing, 8).is_empty());
     }
 
     #[test]

@@ -424,3 +424,96 @@ fn a_participant_that_lost_its_state_takes_its_own_old_messages_back() {
     let now = send(&mut alice, "now", T0 + 5);
     assert!(alice.receive(now, None, T0 + 6).unwrap().is_empty());
 }
+
+#[test]
+fn a_copy_made_up_to_hold_a_real_message_back_gives_way_to_the_real_one() {
+    let mut alice = channel("alice");
+    let mut bob = channel("bob");
+    let real = send(&mut alice, "meet at noon", T0);
+    // Mallory saw it on the topic and sends it first, naming a made-up
+    // dependency: the id covers the content, not the history.
+    let mut held = real.clone();
+    held.causal_history = vec![HistoryEntry {
+        message_id: "f".repeat(64),
+        retrieval_hint: None,
+        sender_id: None,
+    }];
+    assert!(delivered(&bob.receive(held, None, T0 + 1).unwrap()).is_empty());
+    let events = bob.receive(real, None, T0 + 2).unwrap();
+    assert_eq!(
+        delivered(&events),
+        ["meet at noon"],
+        "at once, not after a wait"
+    );
+    assert_eq!(bob.buffered(), 0);
+}
+
+#[test]
+fn a_history_of_thousands_and_a_clock_at_its_end_cost_nothing_more_than_an_honest_message() {
+    let mut bob = channel("bob");
+    let content = b"huge".to_vec();
+    let huge = Message {
+        sender_id: "mallory".into(),
+        message_id: message_id(&content),
+        channel_id: "room".into(),
+        lamport_timestamp: Some(u64::MAX),
+        causal_history: (0..5_000)
+            .map(|i| HistoryEntry {
+                message_id: format!("{i:064}"),
+                retrieval_hint: None,
+                sender_id: None,
+            })
+            .collect(),
+        repair_request: (0..1_000)
+            .map(|i| HistoryEntry {
+                message_id: format!("r{i}"),
+                retrieval_hint: None,
+                sender_id: Some("bob".into()),
+            })
+            .collect(),
+        content: Some(content),
+        ..Default::default()
+    };
+    let events = bob.receive(huge, None, T0).unwrap();
+    let Some(Event::Missing(missing)) = events.first() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(missing.len(), Config::default().causal_history);
+    // Released after the wait, its clock is not taken whole.
+    bob.tick(T0 + Config::default().lost_after);
+    let next = bob
+        .send(b"after", T0 + Config::default().lost_after + 1)
+        .unwrap();
+    assert!(next.lamport_timestamp.unwrap() < u64::MAX / 2);
+}
+
+#[test]
+fn a_flood_of_made_up_names_does_not_keep_a_real_gap_out() {
+    let config = Config {
+        max_missing: 16,
+        sync_every: 0,
+        ..Config::default()
+    };
+    let mut bob = Channel::new("room", "bob", config.clone(), T0);
+    let junk = Message {
+        sender_id: "mallory".into(),
+        message_id: "sync-1".into(),
+        channel_id: "room".into(),
+        lamport_timestamp: Some(T0),
+        causal_history: (0..16)
+            .map(|i| HistoryEntry {
+                message_id: format!("{i:064}"),
+                retrieval_hint: None,
+                sender_id: None,
+            })
+            .collect(),
+        ..Default::default()
+    };
+    bob.receive(junk, None, T0).unwrap();
+    let mut alice = Channel::new("room", "alice", config, T0);
+    let lost = send(&mut alice, "lost", T0 + 1);
+    bob.receive(send(&mut alice, "next", T0 + 2), None, T0 + 3)
+        .unwrap();
+    assert!(bob.missing().any(|m| m.message_id == lost.message_id));
+    assert_eq!(bob.missing().count(), 16);
+}
