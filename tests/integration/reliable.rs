@@ -348,3 +348,30 @@ async fn a_js_waku_reliable_channel_and_a_murmur_node_share_one_channel() {
     .await;
     js.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_message_the_application_was_not_done_with_comes_again() {
+    let dirs = [(); 3].map(|_| tempfile::tempdir().unwrap());
+    let service = start_node(dirs[0].path()).await;
+    let alice_node = participant(dirs[1].path(), &Keypair::generate_secp256k1(), &service).await;
+    let bob_node = participant(dirs[2].path(), &Keypair::generate_secp256k1(), &service).await;
+    meshed(&alice_node).await;
+    meshed(&bob_node).await;
+    let alice = alice_node.reliable_channel(options("alice")).await.unwrap();
+    let mut bob = bob_node.reliable_channel(options("bob")).await.unwrap();
+
+    alice.send("once").await.unwrap();
+    let seen = events_until(&mut bob, "bob gets it", |e| !delivered(e).is_empty()).await;
+    assert_eq!(delivered(&seen), ["once"]);
+    // The application dies with it in hand, before asking for more.
+    drop(bob);
+    let mut bob = bob_node.reliable_channel(options("bob")).await.unwrap();
+    let seen = events_until(&mut bob, "it comes again", |e| !delivered(e).is_empty()).await;
+    assert_eq!(delivered(&seen), ["once"]);
+    // Done with this time (closing says so): it does not come a third time.
+    bob.close().await;
+    let mut bob = bob_node.reliable_channel(options("bob")).await.unwrap();
+    alice.send("twice").await.unwrap();
+    let seen = events_until(&mut bob, "the next", |e| !delivered(e).is_empty()).await;
+    assert_eq!(delivered(&seen), ["twice"]);
+}

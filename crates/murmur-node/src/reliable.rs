@@ -25,9 +25,17 @@ use murmur_core::{
     sync::{CatchUp, FetchMissing},
     ContentTopic, Delivery, MessageHash, WakuMessage,
 };
+use std::{
+    collections::VecDeque,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+};
+
 use murmur_sds::{Channel, Message};
 use prost::Message as _;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::{Durable, Error, Node};
 
@@ -39,6 +47,12 @@ const EVENTS: usize = 256;
 
 /// How often the channel's clock is looked at.
 const TICK: Duration = Duration::from_secs(1);
+
+/// Hashes asked for in one fetch.
+const FETCH: usize = 100;
+
+/// The topic is read over `Options::reread` at most this often.
+const REREAD_EVERY: Duration = Duration::from_secs(300);
 
 /// What a reliable channel is and how it behaves.
 #[derive(Debug, Clone)]
@@ -101,10 +115,20 @@ enum Command {
 }
 
 /// An open reliable channel: send into it, and read what happens on it.
+///
+/// Events come at least once: a message's place on the topic is saved
+/// only once the application asked for the event after its own (as a bot
+/// framework acknowledges a message when its handler returns); a process
+/// that dies before that hands it again after a restart, with the same id.
 #[derive(Debug)]
 pub struct Reliable {
     commands: mpsc::Sender<Command>,
     events: mpsc::Receiver<Event>,
+    /// Events received so far; what the runner reads as done once the
+    /// application asks for the next.
+    received: u64,
+    done: Arc<AtomicU64>,
+    asked: Arc<Notify>,
 }
 
 impl std::fmt::Debug for Command {
@@ -134,22 +158,30 @@ impl Reliable {
 
     /// The next event: a message delivered (in causal order), one of this
     /// participant's acknowledged, a gap, a message given up. `None` once
-    /// the channel or the node is gone.
+    /// the channel or the node is gone. Asking says the events before are
+    /// done with.
     pub async fn recv(&mut self) -> Option<Event> {
-        self.events.recv().await
+        self.done.store(self.received, Ordering::Release);
+        self.asked.notify_one();
+        let event = self.events.recv().await;
+        self.received += u64::from(event.is_some());
+        event
     }
 
     /// The next event, waiting at most `timeout`.
     pub async fn recv_timeout(&mut self, timeout: Duration) -> Option<Event> {
-        tokio::time::timeout(timeout, self.events.recv())
+        tokio::time::timeout(timeout, self.recv())
             .await
             .ok()
             .flatten()
     }
 
-    /// Saves the channel's state and stops it. (Dropping it stops it too,
-    /// with the state as last saved: after every message.)
+    /// Saves the channel's state and stops it, the events received done
+    /// with. (Dropping it stops it too, with the state as last saved; what
+    /// was received and not followed by another `recv` comes again.)
     pub async fn close(self) {
+        // Closing says the events received are done with.
+        self.done.store(self.received, Ordering::Release);
         let (tx, rx) = oneshot::channel();
         if self.commands.send(Command::Close(tx)).await.is_ok() {
             let _ = rx.await;
@@ -187,18 +219,72 @@ impl Node {
         let inbox = self.durable_subscribe(&key, [&options.topic]).await?;
         let (commands, rx) = mpsc::channel(16);
         let (events_tx, events) = mpsc::channel(EVENTS);
+        let (done, asked) = (Arc::new(AtomicU64::new(0)), Arc::new(Notify::new()));
+        let (entries, commits, finished) = read(inbox);
         let run = Run {
             node: self.clone(),
             options,
             key,
             channel,
-            inbox,
+            commits,
             events: events_tx,
+            pending: VecDeque::new(),
+            handed: 0,
+            done: done.clone(),
+            awaiting: None,
             fetches: 0,
+            reread_at: None,
+            fetch_from: 0,
         };
-        actix::spawn(run.run(rx));
-        Ok(Reliable { commands, events })
+        actix::spawn(run.run(rx, entries, asked.clone(), finished));
+        Ok(Reliable {
+            commands,
+            events,
+            received: 0,
+            done,
+            asked,
+        })
     }
+}
+
+/// What the topic's durable subscriber gave, and where it is told to
+/// save its place (with the channel's state, if it changed).
+type Entries = mpsc::Receiver<(u64, Delivery)>;
+type Commits = mpsc::Sender<(u64, Option<Vec<u8>>)>;
+
+/// Reads the durable subscriber in a task of its own, one entry at a time,
+/// each committed before the next: `Durable::recv` is not safe to drop
+/// half-way, as a `select!` would.
+fn read(mut inbox: Durable<Delivery>) -> (Entries, Commits, oneshot::Receiver<()>) {
+    let (entries_tx, entries) = mpsc::channel(1);
+    let (commits, mut commits_rx) = mpsc::channel::<(u64, Option<Vec<u8>>)>(1);
+    let (finished_tx, finished) = oneshot::channel::<()>();
+    let key = inbox.name().to_owned();
+    actix::spawn(async move {
+        // Fires when this task ends, the subscriber let go.
+        let _finished = finished_tx;
+        loop {
+            // Dropped half-way only when the channel is gone for good.
+            let entry = tokio::select! {
+                entry = inbox.recv() => entry,
+                () = entries_tx.closed() => return,
+            };
+            let Some(entry) = entry else { return };
+            if entries_tx.send((entry.seq, entry.message)).await.is_err() {
+                return;
+            }
+            let Some((seq, state)) = commits_rx.recv().await else {
+                return;
+            };
+            let state = state
+                .map(|s| vec![(key.clone(), Some(s))])
+                .unwrap_or_default();
+            if let Err(e) = inbox.commit(seq, state).await {
+                tracing::warn!(channel = %key, error = %e, "reliable channel state not saved");
+            }
+        }
+    });
+    (entries, commits, finished)
 }
 
 /// The task behind a [`Reliable`].
@@ -207,78 +293,126 @@ struct Run {
     options: Options,
     key: String,
     channel: Channel,
-    inbox: Durable<Delivery>,
+    commits: Commits,
     events: mpsc::Sender<Event>,
+    /// Events the application's queue had no room for yet.
+    pending: VecDeque<Event>,
+    /// Events made so far (in the queue or pending).
+    handed: u64,
+    /// Events the application is done with.
+    done: Arc<AtomicU64>,
+    /// An entry handled whose place is saved once the application is
+    /// done with the events it made: its sequence and the events' end.
+    awaiting: Option<(u64, u64)>,
     /// Fetch rounds in a row that found something still missing.
     fetches: u32,
+    /// When the topic was last read over `reread`.
+    reread_at: Option<tokio::time::Instant>,
+    /// Where in the missing list the next fetch starts.
+    fetch_from: usize,
 }
 
 impl Run {
-    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut entries: Entries,
+        asked: Arc<Notify>,
+        finished: oneshot::Receiver<()>,
+    ) {
         let mut clock = tokio::time::interval(TICK);
         clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_fetch = tokio::time::Instant::now();
         loop {
-            // `Durable::recv` keeps what it read in the subscriber, so a
-            // tick or command that wins the race loses nothing.
+            let events = self.events.clone();
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(Command::Send(content, reply)) => {
                         let _ = reply.send(self.send(&content).await);
                     }
                     Some(Command::Close(done)) => {
+                        self.commit_if_done().await;
                         self.save().await;
+                        // The reader commits, sees the channel gone, and
+                        // lets the subscriber go before the answer.
+                        drop(entries);
+                        let _ = finished.await;
                         let _ = done.send(());
                         return;
                     }
                     None => return,
                 },
-                entry = self.inbox.recv() => {
-                    let Some(entry) = entry else { return };
-                    if !self.receive(entry.message).await {
+                entry = entries.recv(), if self.awaiting.is_none() && self.pending.len() < EVENTS => {
+                    let Some((seq, delivery)) = entry else { return };
+                    self.receive(&delivery);
+                    self.awaiting = Some((seq, self.handed));
+                    if !self.commit_if_done().await {
                         return;
                     }
-                    let state = vec![(self.key.clone(), Some(self.channel.save()))];
-                    if let Err(e) = self.inbox.commit(entry.seq, state).await {
-                        tracing::warn!(channel = %self.options.channel, error = %e, "reliable channel state not saved");
+                }
+                permit = events.reserve(), if !self.pending.is_empty() => {
+                    let Ok(permit) = permit else { return };
+                    if let Some(event) = self.pending.pop_front() {
+                        permit.send(event);
+                    }
+                }
+                () = asked.notified(), if self.awaiting.is_some() => {
+                    if !self.commit_if_done().await {
+                        return;
                     }
                 }
                 _ = clock.tick() => {
-                    if !self.tick().await {
-                        return;
-                    }
+                    self.tick().await;
                     if last_fetch.elapsed() >= self.options.fetch_every {
                         last_fetch = tokio::time::Instant::now();
-                        self.fetch_missing().await;
+                        self.fetch_missing();
                     }
                 }
             }
         }
     }
 
-    /// Hands events to the application; false once it is gone.
-    async fn hand(&self, events: Vec<Event>) -> bool {
+    /// Queues events for the application: never waits, so that commands
+    /// are served while it does not read (the queue fills, and the topic
+    /// is not read further until there is room).
+    fn hand(&mut self, events: Vec<Event>) {
         for event in events {
-            if self.events.send(event).await.is_err() {
-                return false;
+            self.handed += 1;
+            match self.events.try_send(event) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(event)) => self.pending.push_back(event),
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
         }
-        true
     }
 
-    async fn receive(&mut self, delivery: Delivery) -> bool {
-        if delivery.message.content_topic != self.options.topic.as_str() {
+    /// Saves the awaited entry's place (with the channel's state) once the
+    /// application is done with its events; false once the subscriber is
+    /// gone.
+    async fn commit_if_done(&mut self) -> bool {
+        let Some((seq, through)) = self.awaiting else {
             return true;
+        };
+        if self.done.load(Ordering::Acquire) < through {
+            return true;
+        }
+        self.awaiting = None;
+        let state = self.channel.take_changed().then(|| self.channel.save());
+        self.commits.send((seq, state)).await.is_ok()
+    }
+
+    fn receive(&mut self, delivery: &Delivery) {
+        if delivery.message.content_topic != self.options.topic.as_str() {
+            return;
         }
         let hint = Some(delivery.hash.as_bytes().to_vec());
         match self
             .channel
             .receive_bytes(&delivery.message.payload, hint, now_ms())
         {
-            Ok(events) => self.hand(events).await,
+            Ok(events) => self.hand(events),
             Err(e) => {
                 tracing::debug!(channel = %self.options.channel, hash = %delivery.hash, error = %e, "not an SDS message of this channel");
-                true
             }
         }
     }
@@ -289,7 +423,12 @@ impl Run {
             .send(content, now_ms())
             .map_err(Error::Reliable)?;
         let id = message.message_id.clone();
-        self.publish(&message).await?;
+        if let Err(e) = self.publish(&message).await {
+            // Refused for good (too large, a hook): neither kept nor sent
+            // again.
+            self.channel.cancel(&id);
+            return Err(e);
+        }
         self.save().await;
         Ok(id)
     }
@@ -314,34 +453,36 @@ impl Run {
     }
 
     /// The channel's clock: resends, repair answers, a sync, and what gave
-    /// up waiting. False once the application is gone.
-    async fn tick(&mut self) -> bool {
+    /// up waiting.
+    async fn tick(&mut self) {
         let tick = self.channel.tick(now_ms());
-        let busy = !tick.publish.is_empty() || tick.sync.is_some() || !tick.events.is_empty();
         for message in tick.publish.iter().chain(tick.sync.iter()) {
             if let Err(e) = self.publish(message).await {
                 tracing::debug!(channel = %self.options.channel, error = %e, "reliable channel message not published");
+                // Tried: the next try waits as a resend would.
+                if message.sender_id == self.options.sender {
+                    self.channel.sent(&message.message_id, None, now_ms());
+                }
             }
         }
-        if busy {
-            self.save().await;
-        }
-        self.hand(tick.events).await
+        self.hand(tick.events);
+        self.save().await;
     }
 
     /// Asks store nodes for what the channel misses, by the hashes it was
     /// told; what comes back arrives through the subscriber.
-    async fn fetch_missing(&mut self) {
-        if self.channel.missing().next().is_none() {
+    fn fetch_missing(&mut self) {
+        let missing = self.channel.missing().count();
+        if missing == 0 {
             self.fetches = 0;
             return;
         }
         self.fetches += 1;
-        if let Some(reread) = self
-            .options
-            .reread
-            .filter(|_| self.fetches.is_multiple_of(3))
-        {
+        let reread = self.options.reread.filter(|_| {
+            self.fetches >= 3 && self.reread_at.is_none_or(|at| at.elapsed() >= REREAD_EVERY)
+        });
+        if let Some(reread) = reread {
+            self.reread_at = Some(tokio::time::Instant::now());
             let since = murmur_core::now_nanos()
                 .saturating_sub(i64::try_from(reread.as_nanos()).unwrap_or(i64::MAX));
             let pubsub = self.node.pubsub_topic(&self.options.topic);
@@ -351,14 +492,21 @@ impl Run {
                 let _ = catch_up.send(read).await;
             });
         }
+        // A hundred at a time, from a different place each round: names
+        // that find nothing (made up, or not stored) do not keep the rest
+        // from being asked for.
+        let from = self.fetch_from % missing;
         let hashes: Vec<MessageHash> = self
             .channel
             .missing()
+            .skip(from)
+            .chain(self.channel.missing().take(from))
             .filter_map(|e| e.retrieval_hint.as_deref())
             .filter_map(|h| <[u8; 32]>::try_from(h).ok())
             .map(MessageHash)
-            .take(100)
+            .take(FETCH)
             .collect();
+        self.fetch_from = from + FETCH;
         if hashes.is_empty() {
             return;
         }
@@ -373,7 +521,13 @@ impl Run {
         });
     }
 
-    async fn save(&self) {
+    /// Saves the channel's state if it changed, unless an entry's effects
+    /// wait for the application: those are saved with the entry's place
+    /// (saved before it, a crash would lose the entry's events).
+    async fn save(&mut self) {
+        if self.awaiting.is_some() || !self.channel.take_changed() {
+            return;
+        }
         if let Err(e) = self
             .node
             .save_app_state(&self.key, Some(self.channel.save()))
