@@ -36,6 +36,12 @@ const READ_EVERY: Duration = Duration::from_secs(20);
 /// How far before the missing message's send time a read starts (clocks
 /// differ).
 const MARGIN_MS: u64 = 60_000;
+/// How far back a read goes at most: a send time is the sender's word, and
+/// a made-up one must not make this node read a topic's whole history.
+/// Store sync rounds bring anything older.
+const LOOKBACK_MS: u64 = 3_600_000;
+/// Missing messages waited for per sending device.
+const PER_DEVICE: usize = 16;
 /// Reads for a missing message before it is given up.
 const TRIES: u8 = 2;
 /// Conversations remembered on either side, ids per sender device and
@@ -75,7 +81,7 @@ pub(super) struct Read {
 pub(super) struct Gaps {
     sent: HashMap<Stream, VecDeque<(MessageId, u64)>>,
     seen: HashMap<(AccountId, DeviceId, Stream), VecDeque<Prefix>>,
-    waiting: HashMap<Prefix, Waiting>,
+    waiting: HashMap<(AccountId, DeviceId, Stream, Prefix), Waiting>,
     read_at: HashMap<Stream, Instant>,
     /// Missing messages noticed, and given up, since start.
     pub(super) noticed: u64,
@@ -119,7 +125,7 @@ impl Gaps {
         now: Instant,
     ) {
         let id = prefix(id);
-        self.waiting.remove(&id);
+        self.waiting.remove(&(sender, device, stream, id));
         let key = (sender, device, stream);
         if !self.seen.contains_key(&key) && self.seen.len() >= STREAMS {
             if let Some(old) = self.seen.keys().next().copied() {
@@ -133,16 +139,24 @@ impl Gaps {
                 seen.pop_front();
             }
         }
+        let mut from_device = self
+            .waiting
+            .keys()
+            .filter(|(s, d, _, _)| *s == sender && *d == device)
+            .count();
         for (missing, sent_at) in earlier {
+            let wait = (sender, device, stream, *missing);
             if seen.contains(missing)
-                || self.waiting.contains_key(missing)
+                || self.waiting.contains_key(&wait)
                 || self.waiting.len() >= WAITING
+                || from_device >= PER_DEVICE
             {
                 continue;
             }
+            from_device += 1;
             self.noticed += 1;
             self.waiting.insert(
-                *missing,
+                wait,
                 Waiting {
                     stream,
                     sent_at: *sent_at,
@@ -156,7 +170,7 @@ impl Gaps {
     /// The reads due now, one per conversation, from a minute before the
     /// earliest message it lacks; a message read for [`TRIES`] times and
     /// still missing is given up.
-    pub(super) fn due(&mut self, now: Instant) -> Vec<Read> {
+    pub(super) fn due(&mut self, now: Instant, now_ms: u64) -> Vec<Read> {
         let mut reads: HashMap<Stream, u64> = HashMap::new();
         let mut gone = HashSet::new();
         for (id, w) in &mut self.waiting {
@@ -176,7 +190,11 @@ impl Gaps {
             }
             w.tries += 1;
             w.due = now + READ_EVERY;
-            let since = w.sent_at.saturating_sub(MARGIN_MS);
+            let since = w
+                .sent_at
+                .min(now_ms)
+                .saturating_sub(MARGIN_MS)
+                .max(now_ms.saturating_sub(LOOKBACK_MS));
             reads
                 .entry(w.stream)
                 .and_modify(|s| *s = (*s).min(since))
@@ -201,113 +219,6 @@ impl Gaps {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn id(n: u8) -> MessageId {
-        MessageId([n; 16])
-    }
-
-    fn p(n: u8) -> Prefix {
-        [n; 8]
-    }
-
-    #[test]
-    fn a_sender_names_its_last_messages_in_that_conversation_only() {
-        let mut gaps = Gaps::default();
-        let bob = Stream::Account(AccountId([2; 32]));
-        let group = Stream::Group(GroupId([3; 32]));
-        assert!(gaps.sending(bob, id(1), 10).is_empty());
-        gaps.sending(group, id(2), 11);
-        assert_eq!(gaps.sending(bob, id(3), 12), [(p(1), 10)]);
-        // A send again under the same id names what came before it.
-        assert_eq!(gaps.sending(bob, id(3), 13), [(p(1), 10)]);
-        for n in 4..20 {
-            gaps.sending(bob, id(n), u64::from(n));
-        }
-        assert_eq!(gaps.sending(bob, id(20), 20).len(), EARLIER);
-    }
-
-    #[test]
-    fn a_missing_message_is_read_for_after_a_moment_and_given_up_after_two_reads() {
-        let mut gaps = Gaps::default();
-        let (alice, device) = (AccountId([1; 32]), DeviceId([1; 16]));
-        let stream = Stream::Account(AccountId([9; 32]));
-        let t0 = Instant::now();
-        gaps.received(alice, device, stream, id(1), &[], t0);
-        gaps.received(
-            alice,
-            device,
-            stream,
-            id(3),
-            &[(p(1), 100_000), (p(2), 200_000)],
-            t0,
-        );
-        assert_eq!(gaps.waiting(), 1, "only the one it lacks");
-        assert!(gaps.due(t0).is_empty(), "it may be on its way");
-        let reads = gaps.due(t0 + SETTLE);
-        assert_eq!(
-            reads,
-            [Read {
-                stream,
-                since_ms: 200_000 - MARGIN_MS
-            }]
-        );
-        assert!(gaps.due(t0 + SETTLE + Duration::from_secs(1)).is_empty());
-        assert_eq!(gaps.due(t0 + SETTLE + READ_EVERY).len(), 1);
-        assert!(gaps.due(t0 + SETTLE + READ_EVERY * 2).is_empty());
-        assert_eq!((gaps.waiting(), gaps.given_up), (0, 1));
-    }
-
-    #[test]
-    fn a_message_that_comes_on_its_own_is_not_read_for() {
-        let mut gaps = Gaps::default();
-        let (alice, device) = (AccountId([1; 32]), DeviceId([1; 16]));
-        let stream = Stream::Group(GroupId([3; 32]));
-        let t0 = Instant::now();
-        gaps.received(alice, device, stream, id(3), &[(p(2), 5)], t0);
-        gaps.received(alice, device, stream, id(2), &[], t0);
-        assert!(gaps.due(t0 + SETTLE).is_empty());
-        // The same id from another device of the account is another stream.
-        gaps.received(alice, DeviceId([2; 16]), stream, id(4), &[(p(2), 5)], t0);
-        assert_eq!(gaps.waiting(), 1);
-    }
-
-    #[test]
-    fn a_stranger_naming_made_up_messages_costs_one_read_per_conversation_and_a_bounded_memory() {
-        let mut gaps = Gaps::default();
-        let t0 = Instant::now();
-        let stream = Stream::Account(AccountId([9; 32]));
-        for n in 0..2000u32 {
-            let mut made_up = [0u8; 16];
-            made_up[..4].copy_from_slice(&n.to_be_bytes());
-            let earlier: Vec<Earlier> = (0..8u8)
-                .map(|k| {
-                    let mut e = made_up;
-                    e[7] = k + 1;
-                    (prefix(MessageId(e)), 1)
-                })
-                .collect();
-            gaps.received(
-                AccountId([7; 32]),
-                DeviceId([7; 16]),
-                stream,
-                MessageId(made_up),
-                &earlier,
-                t0,
-            );
-        }
-        assert_eq!(gaps.waiting(), WAITING);
-        assert_eq!(
-            gaps.due(t0 + SETTLE).len(),
-            1,
-            "one read for the conversation"
-        );
-        assert!(gaps.due(t0 + SETTLE + Duration::from_secs(1)).is_empty());
-    }
-}
-
 impl super::Pipeline {
     /// Reads, from store nodes, the conversations whose gaps are due; what
     /// comes back enters the inbound path like anything else (the archive
@@ -316,7 +227,7 @@ impl super::Pipeline {
         let (Some(chat), Some(catch_up)) = (self.chat.as_mut(), self.catch_up.clone()) else {
             return;
         };
-        let reads = chat.gaps.due(Instant::now());
+        let reads = chat.gaps.due(Instant::now(), crate::chat::now_millis());
         if reads.is_empty() {
             return;
         }
@@ -351,5 +262,141 @@ impl super::Pipeline {
             }
             Ok(())
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> MessageId {
+        MessageId([n; 16])
+    }
+
+    fn p(n: u8) -> Prefix {
+        [n; 8]
+    }
+
+    /// The time of the tests' reads (ms): a little after the messages'.
+    const NOW_MS: u64 = 300_000;
+
+    #[test]
+    fn a_sender_names_its_last_messages_in_that_conversation_only() {
+        let mut gaps = Gaps::default();
+        let bob = Stream::Account(AccountId([2; 32]));
+        let group = Stream::Group(GroupId([3; 32]));
+        assert!(gaps.sending(bob, id(1), 10).is_empty());
+        gaps.sending(group, id(2), 11);
+        assert_eq!(gaps.sending(bob, id(3), 12), [(p(1), 10)]);
+        // A send again under the same id names what came before it.
+        assert_eq!(gaps.sending(bob, id(3), 13), [(p(1), 10)]);
+        for n in 4..20 {
+            gaps.sending(bob, id(n), u64::from(n));
+        }
+        assert_eq!(gaps.sending(bob, id(20), 20).len(), EARLIER);
+    }
+
+    #[test]
+    fn a_missing_message_is_read_for_after_a_moment_and_given_up_after_two_reads() {
+        let mut gaps = Gaps::default();
+        let (alice, device) = (AccountId([1; 32]), DeviceId([1; 16]));
+        let stream = Stream::Account(AccountId([9; 32]));
+        let t0 = Instant::now();
+        gaps.received(alice, device, stream, id(1), &[], t0);
+        gaps.received(
+            alice,
+            device,
+            stream,
+            id(3),
+            &[(p(1), 100_000), (p(2), 200_000)],
+            t0,
+        );
+        assert_eq!(gaps.waiting(), 1, "only the one it lacks");
+        assert!(gaps.due(t0, NOW_MS).is_empty(), "it may be on its way");
+        let reads = gaps.due(t0 + SETTLE, NOW_MS);
+        assert_eq!(
+            reads,
+            [Read {
+                stream,
+                since_ms: 200_000 - MARGIN_MS
+            }]
+        );
+        assert!(gaps
+            .due(t0 + SETTLE + Duration::from_secs(1), NOW_MS)
+            .is_empty());
+        assert_eq!(gaps.due(t0 + SETTLE + READ_EVERY, NOW_MS).len(), 1);
+        assert!(gaps.due(t0 + SETTLE + READ_EVERY * 2, NOW_MS).is_empty());
+        assert_eq!((gaps.waiting(), gaps.given_up), (0, 1));
+    }
+
+    #[test]
+    fn a_made_up_send_time_reads_an_hour_back_at_most() {
+        let mut gaps = Gaps::default();
+        let t0 = Instant::now();
+        let stream = Stream::Account(AccountId([9; 32]));
+        let (mallory, device) = (AccountId([7; 32]), DeviceId([7; 16]));
+        gaps.received(mallory, device, stream, id(1), &[(p(2), 1)], t0);
+        let now_ms = 10 * LOOKBACK_MS;
+        let reads = gaps.due(t0 + SETTLE, now_ms);
+        assert_eq!(
+            reads,
+            [Read {
+                stream,
+                since_ms: now_ms - LOOKBACK_MS
+            }]
+        );
+    }
+
+    #[test]
+    fn a_message_that_comes_on_its_own_is_not_read_for() {
+        let mut gaps = Gaps::default();
+        let (alice, device) = (AccountId([1; 32]), DeviceId([1; 16]));
+        let stream = Stream::Group(GroupId([3; 32]));
+        let t0 = Instant::now();
+        gaps.received(alice, device, stream, id(3), &[(p(2), 5)], t0);
+        gaps.received(alice, device, stream, id(2), &[], t0);
+        assert!(gaps.due(t0 + SETTLE, NOW_MS).is_empty());
+        // The same id from another device of the account is another stream.
+        gaps.received(alice, DeviceId([2; 16]), stream, id(4), &[(p(2), 5)], t0);
+        assert_eq!(gaps.waiting(), 1);
+    }
+
+    #[test]
+    fn a_stranger_naming_made_up_messages_costs_one_read_per_conversation_and_a_bounded_memory() {
+        let mut gaps = Gaps::default();
+        let t0 = Instant::now();
+        let stream = Stream::Account(AccountId([9; 32]));
+        for n in 0..2000u32 {
+            let mut made_up = [0u8; 16];
+            made_up[..4].copy_from_slice(&n.to_be_bytes());
+            let earlier: Vec<Earlier> = (0..8u8)
+                .map(|k| {
+                    let mut e = made_up;
+                    e[7] = k + 1;
+                    (prefix(MessageId(e)), 1)
+                })
+                .collect();
+            gaps.received(
+                AccountId([7; 32]),
+                DeviceId([7; 16]),
+                stream,
+                MessageId(made_up),
+                &earlier,
+                t0,
+            );
+        }
+        assert_eq!(
+            gaps.waiting(),
+            PER_DEVICE,
+            "a stranger's device fills no more"
+        );
+        assert_eq!(
+            gaps.due(t0 + SETTLE, NOW_MS).len(),
+            1,
+            "one read for the conversation"
+        );
+        assert!(gaps
+            .due(t0 + SETTLE + Duration::from_secs(1), NOW_MS)
+            .is_empty());
     }
 }

@@ -538,15 +538,21 @@ impl Pipeline {
             }
             Ok(Decoded::Message(message, earlier)) => {
                 let mut message = *message;
+                message.request = opened.request && !chat.held.accepted_since(message.sender);
+                // A stranger's message names nothing this node reads for.
+                let earlier = if message.request {
+                    &[][..]
+                } else {
+                    &earlier[..]
+                };
                 chat.gaps.received(
                     message.sender,
                     message.device,
                     super::gaps::Stream::Account(message.to),
                     message.id,
-                    &earlier,
+                    earlier,
                     std::time::Instant::now(),
                 );
-                message.request = opened.request && !chat.held.accepted_since(message.sender);
                 // Our own other devices get copies; only the other side
                 // acknowledges, and a stranger learns nothing (not even
                 // that this device is online) until the user accepts it.
