@@ -144,9 +144,10 @@ impl Reliable {
     /// Sends `content`; answers its id (the lowercase hex SHA-256 of the
     /// content, as js-waku names it) once it is in the outbox. It is sent
     /// again until a participant acknowledges it ([`Event::Acknowledged`]).
-    /// The same content is the same message: sending it again while it
-    /// waits for an acknowledgement changes nothing, and afterwards is
-    /// refused ([`murmur_sds::Error::Repeated`]).
+    /// The same content is the same message (another participant's too):
+    /// sending it again while it waits for an acknowledgement sends it
+    /// again (a resend, counted as one), and afterwards is refused
+    /// ([`murmur_sds::Error::Repeated`]): add what tells them apart.
     pub async fn send(&self, content: impl Into<Vec<u8>>) -> Result<String, Error> {
         let (tx, rx) = oneshot::channel();
         self.commands
