@@ -6,6 +6,7 @@ mod bots;
 mod chat;
 mod communities;
 mod crash;
+mod discovery;
 mod durable;
 mod durable_raw;
 mod faults;

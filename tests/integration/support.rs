@@ -214,3 +214,37 @@ pub(crate) async fn away_node(
         .await
         .unwrap()
 }
+
+/// `from` sends `n` texts ("while away 0", …) to `to`, and waits until the
+/// store node at `store` holds them.
+pub(crate) async fn send_while_away(
+    from: &Node,
+    to: murmur::node::chat::AccountId,
+    store: &Node,
+    n: usize,
+) {
+    meshed_for(from, to).await;
+    for i in 0..n {
+        from.conversation(to)
+            .send_text(format!("while away {i}"))
+            .await
+            .unwrap();
+    }
+    stored(from, &addr(store, false), &partition_topic_of(to), n).await;
+}
+
+/// Reads `inbox` until `n` different texts came; answers them.
+pub(crate) async fn caught_up(
+    inbox: &mut murmur::node::Durable,
+    n: usize,
+) -> std::collections::BTreeSet<String> {
+    let mut texts = std::collections::BTreeSet::new();
+    while texts.len() < n {
+        let entry = tokio::time::timeout(WAIT, inbox.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{} of {n} caught up", texts.len()))
+            .unwrap();
+        texts.insert(entry.message.text().unwrap().to_owned());
+    }
+    texts
+}

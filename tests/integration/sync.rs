@@ -295,20 +295,7 @@ async fn a_light_client_finds_a_store_node_by_peer_exchange_and_catches_up_from_
         .unwrap();
     carol.go_offline().await.unwrap();
     drop(carol);
-    meshed_for(&dave, carol_id).await;
-    for i in 0..SENT {
-        dave.conversation(carol_id)
-            .send_text(format!("while away {i}"))
-            .await
-            .unwrap();
-    }
-    crate::support::stored(
-        &dave,
-        &addr(&store, false),
-        &crate::support::partition_topic_of(carol_id),
-        SENT,
-    )
-    .await;
+    crate::support::send_while_away(&dave, carol_id, &store, SENT).await;
 
     // Back: its only static peer has no store; the round at start asks the
     // store node that peer told it of.
@@ -318,12 +305,5 @@ async fn a_light_client_finds_a_store_node_by_peer_exchange_and_catches_up_from_
         .await
         .unwrap();
     let mut inbox = carol.durable_inbox("app").await.unwrap();
-    let mut texts = std::collections::BTreeSet::new();
-    while texts.len() < SENT {
-        let entry = tokio::time::timeout(WAIT, inbox.recv())
-            .await
-            .unwrap_or_else(|_| panic!("{} of {SENT} caught up", texts.len()))
-            .unwrap();
-        texts.insert(entry.message.text().unwrap().to_owned());
-    }
+    crate::support::caught_up(&mut inbox, SENT).await;
 }

@@ -92,6 +92,9 @@ struct NodeArgs {
     /// A peer record (enr:…) to hand out through peer exchange; repeatable.
     #[arg(long = "bootstrap-enr", value_name = "ENR")]
     bootstrap_enrs: Vec<String>,
+    /// An EIP-1459 tree (enrtree://KEY@DOMAIN) to find peers in, as nwaku's; repeatable.
+    #[arg(long = "dns-discovery-url", value_name = "URL")]
+    dns_discovery_urls: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -204,6 +207,12 @@ fn load_config(args: &NodeArgs) -> Result<murmur_node::Config, CliError> {
     }
     if !args.bootstrap_enrs.is_empty() {
         figment = figment.merge(Flag("network.bootstrap_enrs", args.bootstrap_enrs.clone()));
+    }
+    if !args.dns_discovery_urls.is_empty() {
+        figment = figment.merge(Flag(
+            "network.dns_discovery_urls",
+            args.dns_discovery_urls.clone(),
+        ));
     }
     if args.light {
         figment = figment.merge(Flag("network.light", true));

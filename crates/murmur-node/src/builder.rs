@@ -118,6 +118,8 @@ pub struct Builder {
     sync: SyncFactory,
     hooks: Vec<HookSpec>,
     require_static_peers: bool,
+    /// Where DNS discovery asks; the system's name servers if not given.
+    dns: Option<Arc<dyn murmur_transport::dns::Txt>>,
 }
 
 impl Builder {
@@ -167,6 +169,7 @@ impl Builder {
             }),
             hooks: Vec::new(),
             require_static_peers: true,
+            dns: None,
         }
     }
 
@@ -247,6 +250,14 @@ impl Builder {
     /// Adds a hook on the message path, after those added before.
     pub fn with_hook(mut self, hook: impl Hook) -> Self {
         self.hooks.push(HookSpec::Instance(Box::new(hook)));
+        self
+    }
+
+    /// Answers the TXT queries of DNS discovery
+    /// (`network.dns_discovery_urls`) with `txt` instead of the system's
+    /// name servers: a resolver of an integrator's, or a test's own tree.
+    pub fn with_dns(mut self, txt: Arc<dyn murmur_transport::dns::Txt>) -> Self {
+        self.dns = Some(txt);
         self
     }
 
@@ -490,7 +501,8 @@ impl Builder {
             .iter()
             .map(ToString::to_string)
             .collect();
-        crate::store_sync::spawn(&node, connected, &self.config.store, peers);
+        let discovered = discover(&self.config, self.dns.clone(), &node);
+        crate::store_sync::spawn(&node, connected, &self.config.store, peers, discovered);
         Ok(node)
     }
 }
@@ -604,5 +616,35 @@ impl StageContext {
             }
         }
         transport
+    }
+}
+
+/// Starts DNS discovery if trees are configured; answers when it has
+/// tried each once.
+fn discover(
+    config: &Config,
+    dns: Option<Arc<dyn murmur_transport::dns::Txt>>,
+    node: &Node,
+) -> tokio::sync::watch::Receiver<bool> {
+    let urls: Vec<murmur_transport::dns::Url> = config
+        .network
+        .dns_discovery_urls
+        .iter()
+        .filter_map(|u| u.parse().ok())
+        .collect();
+    let txt = match dns {
+        Some(txt) => Some(txt),
+        None if urls.is_empty() => None,
+        None => match murmur_transport::dns::SystemDns::new() {
+            Ok(system) => Some(Arc::new(system) as Arc<dyn murmur_transport::dns::Txt>),
+            Err(e) => {
+                tracing::warn!(error = %e, "no DNS discovery: the system resolver is not usable");
+                None
+            }
+        },
+    };
+    match txt {
+        Some(txt) => crate::discovery::spawn(node, urls, txt, config.network.cluster),
+        None => tokio::sync::watch::channel(true).1,
     }
 }

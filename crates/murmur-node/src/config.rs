@@ -84,6 +84,11 @@ pub struct Network {
     /// Records (`enr:…`) of peers to hand out through peer exchange until the
     /// node learns others.
     pub bootstrap_enrs: Vec<String>,
+    /// EIP-1459 trees (`enrtree://<key>@<domain>`) to read peers from, as
+    /// nwaku's `--dns-discovery-url`: at start, and again every minute until
+    /// one reads. The peers of this cluster are dialled, and the store nodes
+    /// among them asked by store sync after the static peers.
+    pub dns_discovery_urls: Vec<String>,
     /// Work the swarm runs at once: store and lightpush requests, filter
     /// requests, metadata exchanges, archiving a relay message before it is
     /// accepted. Past it a request fails at once with `Busy` and a relay
@@ -371,6 +376,7 @@ impl Default for Network {
             lightpush: true,
             peer_exchange: true,
             bootstrap_enrs: Vec::new(),
+            dns_discovery_urls: Vec::new(),
             max_tasks: 4096,
         }
     }
@@ -540,6 +546,11 @@ impl Config {
                 "network.light",
                 "a light client needs a service node: give it with --peer".to_owned(),
             );
+        }
+        for url in &self.network.dns_discovery_urls {
+            if let Err(e) = url.parse::<murmur_transport::dns::Url>() {
+                return fail("network.dns_discovery_urls", format!("`{url}`: {e}"));
+            }
         }
         for enr in &self.network.bootstrap_enrs {
             if let Err(e) = enr.parse::<murmur_transport::enr::Record>() {

@@ -27,6 +27,7 @@ mod builder;
 pub mod chat;
 pub mod config;
 pub mod crypto;
+mod discovery;
 mod durable;
 mod error;
 pub mod groups;

@@ -22,6 +22,9 @@ use crate::{Error, Node};
 /// runs this long after start.
 const SETTLE: Duration = Duration::from_secs(2);
 
+/// The first round waits at most this long for DNS discovery.
+const DISCOVERY_WAIT: Duration = Duration::from_secs(10);
+
 /// Rounds for new connections come at least this far apart.
 const MIN_GAP: Duration = Duration::from_secs(30);
 
@@ -38,6 +41,7 @@ pub(crate) fn spawn(
     connected: Arc<Notify>,
     config: &crate::config::Store,
     peers: Vec<String>,
+    mut discovered: tokio::sync::watch::Receiver<bool>,
 ) {
     if config.sync_interval_secs == 0 {
         return;
@@ -50,6 +54,8 @@ pub(crate) fn spawn(
         // The first round once the static peers have connected; their
         // connections are what it runs for, not a reason for another.
         tokio::time::sleep(SETTLE).await;
+        // The store nodes DNS discovery finds are asked in the first round.
+        let _ = tokio::time::timeout(DISCOVERY_WAIT, discovered.wait_for(|tried| *tried)).await;
         let _ = tokio::time::timeout(Duration::ZERO, connected.notified()).await;
         let mut reason = Reason::Start;
         loop {

@@ -35,6 +35,7 @@
 mod actor;
 mod behaviour;
 mod config;
+pub mod dns;
 pub mod enr;
 mod error;
 mod filter;
