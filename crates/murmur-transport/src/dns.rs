@@ -183,11 +183,15 @@ pub async fn resolve(url: &Url, txt: &dyn Txt) -> Result<Vec<Record>, Error> {
             continue;
         };
         if let Some(children) = entry.strip_prefix("enrtree-branch:") {
+            // No more queued than can be visited: a branch of thousands
+            // of names costs no more memory than an honest one.
+            let room = MAX_ENTRIES.saturating_sub(queue.len());
             queue.extend(
                 children
                     .split(',')
                     .map(str::trim)
                     .filter(|c| !c.is_empty())
+                    .take(room)
                     .map(str::to_owned),
             );
         } else if let Some(record) = entry.strip_prefix("enr:") {
