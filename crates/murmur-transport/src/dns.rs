@@ -358,15 +358,17 @@ mod tests {
     async fn a_root_signed_by_another_key_and_an_entry_that_is_not_its_hash_are_refused() {
         let (signer, other) = (signer(), signer());
         let a = record(1000);
-        let (url, _) = publish(&signer, "nodes.example.org", &[a.clone()], 1).unwrap();
-        let (_, of_other) = publish(&other, "nodes.example.org", &[a.clone()], 1).unwrap();
+        let (url, _) = publish(&signer, "nodes.example.org", std::slice::from_ref(&a), 1).unwrap();
+        let (_, of_other) =
+            publish(&other, "nodes.example.org", std::slice::from_ref(&a), 1).unwrap();
         assert_eq!(
             resolve(&url.parse().unwrap(), &of_other).await,
             Err(Error::Signature("nodes.example.org".to_owned()))
         );
 
         // A record swapped for another under the same name is skipped.
-        let (url, mut zone) = publish(&signer, "nodes.example.org", &[a.clone()], 1).unwrap();
+        let (url, mut zone) =
+            publish(&signer, "nodes.example.org", std::slice::from_ref(&a), 1).unwrap();
         let leaf = format!("enr:{}", BASE64URL_NOPAD.encode(&crate::enr::encode(&a)));
         let name = format!("{}.nodes.example.org", entry_hash(&leaf));
         let swapped = format!(
