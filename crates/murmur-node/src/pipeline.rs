@@ -23,6 +23,7 @@ use crate::{
 };
 
 mod durable;
+mod effects;
 mod gaps;
 mod messages;
 mod outbox;
