@@ -166,18 +166,52 @@ pub struct FetchMissing(pub Vec<MessageHash>);
 #[rtype(result = "Result<Vec<MessageHash>, Error>")]
 pub struct Confirm(pub Vec<MessageHash>);
 
-/// Store nodes to ask beside the ones the stage started with: found by
-/// peer exchange or discovery. They are asked after those, the newest
-/// [`Stores::KEPT`] kept; one known already changes nothing. Answers how
-/// many store nodes the stage asks now.
+/// Store nodes to ask beside the ones the stage started with: listed in a
+/// signed DNS tree, or told of by peer exchange. They are asked after
+/// those, the listed ones first; of each source the newest
+/// [`Stores::KEPT`] are kept, so that peers handing out made-up records
+/// neither make every round ask without end nor push out what a signed
+/// tree listed. One known already changes nothing. Answers how many store
+/// nodes the stage asks now.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "usize")]
-pub struct Stores(pub Vec<String>);
+#[non_exhaustive]
+pub struct Stores {
+    /// The store nodes, each an address ending in `/p2p/<peer id>`.
+    pub stores: Vec<String>,
+    /// Where they come from.
+    pub source: Source,
+}
+
+/// Where learned store nodes come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Source {
+    /// A DNS tree signed by its operator (EIP-1459).
+    Listed,
+    /// Peer exchange: what a peer said, unauthenticated.
+    Exchanged,
+}
 
 impl Stores {
-    /// Learned store nodes kept at most: a peer that hands out made-up
-    /// records cannot make every round ask without end.
+    /// Store nodes of each source kept at most.
     pub const KEPT: usize = 8;
+
+    /// Store nodes a signed DNS tree listed.
+    pub fn listed(stores: Vec<String>) -> Self {
+        Self {
+            stores,
+            source: Source::Listed,
+        }
+    }
+
+    /// Store nodes a peer told of by peer exchange.
+    pub fn exchanged(stores: Vec<String>) -> Self {
+        Self {
+            stores,
+            source: Source::Exchanged,
+        }
+    }
 }
 
 /// What store sync tells the pipeline.

@@ -122,7 +122,8 @@ impl Node {
             return;
         }
         let learned = stores.len();
-        if let Ok(asked) = self.inner.sync.stores.send(Stores(stores)).await {
+        stores.truncate(Stores::KEPT);
+        if let Ok(asked) = self.inner.sync.stores.send(Stores::exchanged(stores)).await {
             tracing::debug!(learned, asked, "store nodes found by peer exchange");
         }
     }

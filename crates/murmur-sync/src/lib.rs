@@ -54,7 +54,7 @@ use murmur_core::{
     storage::{self, LoadState, SaveState},
     store::{Page, Query},
     supervise,
-    sync::{CatchUp, Confirm, Error, FetchMissing, Round, Stores, Watch},
+    sync::{CatchUp, Confirm, Error, FetchMissing, Round, Source, Stores, Watch},
     transport::{self, QueryStore},
     ContentTopic, Delivery, MessageHash, PubsubTopic,
 };
@@ -72,8 +72,8 @@ pub struct StoreSync {
     query: Recipient<QueryStore>,
     inbound: Recipient<transport::Event>,
     stores: Vec<String>,
-    /// Store nodes learned since (peer exchange, discovery), oldest first.
-    learned: Vec<String>,
+    /// Store nodes learned since, by source (listed first), oldest first.
+    learned: BTreeMap<Source, Vec<String>>,
     storage: storage::Handle,
     watched: BTreeMap<PubsubTopic, BTreeSet<ContentTopic>>,
     /// Held by the round that runs: rounds never overlap.
@@ -96,7 +96,7 @@ impl StoreSync {
             query,
             inbound,
             stores,
-            learned: Vec::new(),
+            learned: BTreeMap::new(),
             storage,
             watched: BTreeMap::new(),
             rounds: Arc::default(),
@@ -110,7 +110,13 @@ impl StoreSync {
             query: self.query.clone(),
             inbound: self.inbound.clone(),
             stores: store.map_or_else(
-                || self.stores.iter().chain(&self.learned).cloned().collect(),
+                || {
+                    self.stores
+                        .iter()
+                        .chain(self.learned.values().flatten())
+                        .cloned()
+                        .collect()
+                },
                 |s| vec![s],
             ),
         }
@@ -449,18 +455,21 @@ impl Handler<FetchMissing> for StoreSync {
 impl Handler<Stores> for StoreSync {
     type Result = usize;
 
-    fn handle(&mut self, Stores(found): Stores, ctx: &mut Context<Self>) -> usize {
+    fn handle(&mut self, found: Stores, ctx: &mut Context<Self>) -> usize {
         supervise::guard(self, ctx, |act, _| {
-            for store in found {
-                if act.stores.contains(&store) || act.learned.contains(&store) {
+            for store in found.stores {
+                let known =
+                    act.stores.contains(&store) || act.learned.values().any(|l| l.contains(&store));
+                if known {
                     continue;
                 }
-                act.learned.push(store);
-                if act.learned.len() > Stores::KEPT {
-                    act.learned.remove(0);
+                let learned = act.learned.entry(found.source).or_default();
+                learned.push(store);
+                if learned.len() > Stores::KEPT {
+                    learned.remove(0);
                 }
             }
-            act.stores.len() + act.learned.len()
+            act.stores.len() + act.learned.values().map(Vec::len).sum::<usize>()
         })
         .unwrap_or(0)
     }

@@ -201,7 +201,8 @@ where
 }
 
 /// Store nodes learned later (peer exchange, discovery) are asked when the
-/// stage's own fail; a flood of them keeps only the newest few.
+/// stage's own fail; a flood of them keeps only the newest few of its
+/// source, and does not push out what a signed tree listed.
 pub async fn asks_the_store_nodes_it_learned_after_its_own<F, Fut>(start: F)
 where
     F: Fn(Recipient<QueryStore>, Recipient<transport::Event>, Vec<String>, storage::Handle) -> Fut,
@@ -214,17 +215,17 @@ where
         catch_up(&stage, ask()).await,
         Err(Error::Store { .. })
     ));
-    let learn = |stores: Vec<String>| stage.stores.send(sync::Stores(stores));
-    assert_eq!(learn(vec![MemoryStore::ADDRESS.to_owned()]).await, Ok(2));
-    assert_eq!(
-        learn(vec![MemoryStore::ADDRESS.to_owned()]).await,
-        Ok(2),
-        "once"
-    );
-    assert_eq!(catch_up(&stage, ask()).await, Ok(3));
-    assert_eq!(received(&mut events, 3).await, hashes(&kept));
+    let learn = |stores: sync::Stores| stage.stores.send(stores);
+    let listed = || sync::Stores::listed(vec![MemoryStore::ADDRESS.to_owned()]);
+    assert_eq!(learn(listed()).await, Ok(2));
+    assert_eq!(learn(listed()).await, Ok(2), "once");
     let flood = (0..100).map(|i| format!("made-up-{i}")).collect();
-    assert_eq!(learn(flood).await, Ok(1 + sync::Stores::KEPT));
+    assert_eq!(
+        learn(sync::Stores::exchanged(flood)).await,
+        Ok(2 + sync::Stores::KEPT)
+    );
+    assert_eq!(catch_up(&stage, ask()).await, Ok(3), "the listed one stays");
+    assert_eq!(received(&mut events, 3).await, hashes(&kept));
 }
 
 /// With no store node to ask, or none that answers, the error says why.
