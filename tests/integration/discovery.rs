@@ -43,7 +43,7 @@ async fn a_node_with_no_static_peer_finds_a_store_node_in_a_dns_tree_and_catches
     // the first round asks.
     let carol = carol().await.unwrap();
     let mut inbox = carol.durable_inbox("app").await.unwrap();
-    caught_up(&mut inbox, SENT).await;
+    caught_up(&carol, &mut inbox, SENT).await;
     assert!(carol
         .status()
         .await

@@ -305,5 +305,5 @@ async fn a_light_client_finds_a_store_node_by_peer_exchange_and_catches_up_from_
         .await
         .unwrap();
     let mut inbox = carol.durable_inbox("app").await.unwrap();
-    crate::support::caught_up(&mut inbox, SENT).await;
+    crate::support::caught_up(&carol, &mut inbox, SENT).await;
 }
