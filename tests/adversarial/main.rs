@@ -238,28 +238,17 @@ async fn a_stranger_writes_nothing_into_a_groups_log() {
     assert_eq!(after.rejected, 0, "not even kept as rejected");
 }
 
-/// A chat node serving `/metrics` on a loopback port of its own.
+/// A chat node on a loopback port of its own, whose metrics a test reads.
 async fn metered(dir: &std::path::Path) -> Node {
     let mut config = murmur::node::Config::new(dir);
     config.network.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
-    config.metrics.enabled = true;
-    config.metrics.address = "127.0.0.1:0".parse().unwrap();
     Builder::new(config).start().await.expect("node starts")
 }
 
 /// The value of the sample `name` that `node` serves on `/metrics`.
 async fn metric(node: &Node, name: &str) -> u64 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(node.metrics_addr().expect("metrics on"))
-        .await
-        .unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.unwrap();
-    body.lines()
+    node.metrics_text()
+        .lines()
         .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
         .unwrap_or(0)
 }
@@ -274,8 +263,6 @@ async fn a_flood_of_strangers_is_bounded_answered_by_nothing_and_stalls_no_conta
     let dirs = [(); 3].map(|_| tempfile::tempdir().unwrap());
     let mut config = murmur::node::Config::new(dirs[0].path());
     config.network.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
-    config.metrics.enabled = true;
-    config.metrics.address = "127.0.0.1:0".parse().unwrap();
     config.chat.max_requests = 8;
     let bob = Builder::new(config).start().await.unwrap();
     let alice = node(dirs[1].path(), Some(&bob)).await;
@@ -357,8 +344,6 @@ async fn a_revoked_phone_reaches_no_contact_even_one_that_missed_the_revocation(
     let mut carol_config = murmur::node::Config::new(dirs[1].path());
     carol_config.network.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
     carol_config.network.peers = vec![bob.listen_addrs()[0].parse().unwrap()];
-    carol_config.metrics.enabled = true;
-    carol_config.metrics.address = "127.0.0.1:0".parse().unwrap();
     let carol = Builder::new(carol_config).start().await.unwrap();
     // Eve's first device (honest) and her phone, run by hand; `wire`
     // carries their frames.
@@ -613,8 +598,6 @@ async fn a_member_cannot_squat_on_another_members_chain_at_a_newcomer() {
     let mut carol_config = murmur::node::Config::new(dirs[1].path());
     carol_config.network.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
     carol_config.network.peers = vec![alice.listen_addrs()[0].parse().unwrap()];
-    carol_config.metrics.enabled = true;
-    carol_config.metrics.address = "127.0.0.1:0".parse().unwrap();
     let carol = Builder::new(carol_config).start().await.unwrap();
     let mut eve = Attacker::new(dirs[2].path(), &alice).await;
     let e = alice.add_contact(&eve.code()).await.unwrap();

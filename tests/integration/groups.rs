@@ -41,8 +41,6 @@ async fn three() -> ([tempfile::TempDir; 3], Node, Node, Node) {
 async fn away(dir: &std::path::Path, key: &libp2p::identity::Keypair, relay: &Node) -> Node {
     let mut c = crate::support::loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
     c.network.peers = vec![crate::support::addr(relay, false).parse().unwrap()];
-    c.metrics.enabled = true;
-    c.metrics.address = "127.0.0.1:0".parse().unwrap();
     murmur::node::Builder::new(c)
         .with_keypair(key.clone())
         .start()

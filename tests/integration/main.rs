@@ -29,6 +29,7 @@ mod plugins;
 mod reliable;
 mod replicas;
 mod requests;
+mod rest;
 mod restore;
 mod seam;
 mod sharding;

@@ -4,7 +4,6 @@ use std::{path::PathBuf, time::Duration};
 
 use libp2p::identity::Keypair;
 use murmur::node::{Builder, Config, Node};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub(crate) const WAIT: Duration = Duration::from_secs(20);
 
@@ -85,14 +84,12 @@ pub(crate) async fn meshed_for(node: &Node, account: murmur::node::chat::Account
         .expect("a peer on the shard");
 }
 
-/// A chat node serving `/metrics` on a loopback port of its own.
+/// A chat node on a loopback port of its own, whose metrics a test reads.
 pub(crate) async fn metered_node(dir: &std::path::Path, peer: Option<&Node>) -> Node {
     let mut config = loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
     if let Some(peer) = peer {
         config.network.peers = vec![addr(peer, false).parse().unwrap()];
     }
-    config.metrics.enabled = true;
-    config.metrics.address = "127.0.0.1:0".parse().unwrap();
     Builder::new(config)
         .with_keypair(Keypair::generate_secp256k1())
         .start()
@@ -103,16 +100,8 @@ pub(crate) async fn metered_node(dir: &std::path::Path, peer: Option<&Node>) -> 
 /// The value of the sample `name` (with its labels) that `node` serves
 /// on `/metrics`, 0 if absent.
 pub(crate) async fn metric(node: &Node, name: &str) -> u64 {
-    let mut stream = tokio::net::TcpStream::connect(node.metrics_addr().expect("metrics on"))
-        .await
-        .unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.unwrap();
-    body.lines()
+    node.metrics_text()
+        .lines()
         .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
         .unwrap_or(0)
 }

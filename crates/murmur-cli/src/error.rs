@@ -15,6 +15,11 @@ pub(crate) enum CliError {
     /// The demo or a benchmark did not see what it expected.
     #[error("{0}")]
     Failed(String),
+    /// An HTTP server (REST API, metrics) could not start.
+    #[error(
+        "{0}; choose another address or port (--rest-address, --rest-port, [metrics] address)"
+    )]
+    Http(#[from] murmur_rest::Error),
     /// Reading standard input or writing output failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),

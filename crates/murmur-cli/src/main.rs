@@ -95,6 +95,22 @@ struct NodeArgs {
     /// An EIP-1459 tree (enrtree://KEY@DOMAIN) to find peers in, as nwaku's; repeatable.
     #[arg(long = "dns-discovery-url", value_name = "URL")]
     dns_discovery_urls: Vec<String>,
+    /// Serve the REST API (nwaku's endpoints; default 127.0.0.1:8645).
+    #[arg(long)]
+    rest: bool,
+    /// The REST API's address.
+    #[arg(long, value_name = "IP")]
+    rest_address: Option<std::net::IpAddr>,
+    /// The REST API's port.
+    #[arg(long, value_name = "PORT")]
+    rest_port: Option<u16>,
+    /// Serve the REST API's /admin endpoints (peers, dialling).
+    #[arg(long)]
+    rest_admin: bool,
+    /// An origin browsers may call the REST API from (`*` and `?`
+    /// wildcards, `*` alone for any); repeatable.
+    #[arg(long = "rest-allow-origin", value_name = "ORIGIN")]
+    rest_allow_origins: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -216,6 +232,21 @@ fn load_config(args: &NodeArgs) -> Result<murmur_node::Config, CliError> {
     }
     if args.light {
         figment = figment.merge(Flag("network.light", true));
+    }
+    if args.rest {
+        figment = figment.merge(Flag("rest.enabled", true));
+    }
+    if let Some(address) = args.rest_address {
+        figment = figment.merge(Flag("rest.address", address));
+    }
+    if let Some(port) = args.rest_port {
+        figment = figment.merge(Flag("rest.port", port));
+    }
+    if args.rest_admin {
+        figment = figment.merge(Flag("rest.admin", true));
+    }
+    if !args.rest_allow_origins.is_empty() {
+        figment = figment.merge(Flag("rest.allow_origin", args.rest_allow_origins.clone()));
     }
     if let Some(dir) = &args.data_dir {
         figment = figment.merge(Flag("data_dir", dir.clone()));

@@ -4,7 +4,18 @@ use crate::{error::CliError, load_config, NodeArgs};
 
 pub(crate) async fn run(args: NodeArgs) -> Result<(), CliError> {
     let config = load_config(&args)?;
-    let node = Builder::new(config).start().await?;
+    let node = Builder::new(config.clone()).start().await?;
+    // Served until the node stops: dropped at the end of this function.
+    let rest = if config.rest.enabled {
+        Some(murmur_rest::serve(&node).await?)
+    } else {
+        None
+    };
+    let metrics = if config.metrics.enabled {
+        Some(murmur_rest::serve_metrics(&node, config.metrics.address).await?)
+    } else {
+        None
+    };
     {
         // A closed stdout (a supervisor that stopped reading) must not stop the node.
         use std::io::Write as _;
@@ -14,6 +25,12 @@ pub(crate) async fn run(args: NodeArgs) -> Result<(), CliError> {
         }
         if let Some(enr) = node.enr() {
             let _ = writeln!(out, "enr {enr}");
+        }
+        if let Some(rest) = &rest {
+            let _ = writeln!(out, "rest http://{}", rest.addr());
+        }
+        if let Some(metrics) = &metrics {
+            let _ = writeln!(out, "metrics http://{}/metrics", metrics.addr());
         }
         let _ = out.flush();
     }

@@ -16,7 +16,7 @@ use thiserror::Error;
 use crate::{supervise::InjectPanic, Delivery, MessageHash, PubsubTopic, WakuMessage};
 
 /// A peer's id, in its text form (`16Uiu2…` for secp256k1 keys).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerId(pub String);
 
 impl fmt::Display for PeerId {
@@ -231,6 +231,39 @@ pub struct Status {
     pub topics: Vec<(PubsubTopic, usize)>,
     /// The node's discovery record (`enr:…`), if the transport has one.
     pub enr: Option<String>,
+    /// What the transport knows of each connected peer, where it knows more
+    /// than the id (an operator's view: nwaku's `/admin/v1/peers`).
+    pub connected: Vec<Peer>,
+}
+
+/// A connected peer as the transport sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Peer {
+    /// Its id.
+    pub id: PeerId,
+    /// The address of its connection, ending in `/p2p/<peer id>`.
+    pub address: String,
+    /// The protocols it says it speaks (identify), once it said.
+    pub protocols: Vec<String>,
+    /// The shards it says it serves in our cluster (metadata), once it said.
+    pub shards: Vec<u16>,
+    /// What it calls itself (identify's agent version), once it said.
+    pub agent: Option<String>,
+    /// Whether this node dials it again when the connection drops (a
+    /// static peer of its configuration).
+    pub static_peer: bool,
+}
+
+impl Peer {
+    /// A peer known only by its id and address.
+    pub fn new(id: PeerId, address: impl Into<String>) -> Self {
+        Self {
+            id,
+            address: address.into(),
+            ..Self::default()
+        }
+    }
 }
 
 /// What the transport tells the stage that started it.

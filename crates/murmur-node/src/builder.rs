@@ -445,14 +445,6 @@ impl Builder {
                 }
             }
         }
-        let metrics_addr = if self.config.metrics.enabled {
-            let bound =
-                crate::metrics::serve(Arc::new(registry), self.config.metrics.address).await?;
-            tracing::info!(address = %bound, "serving metrics at /metrics");
-            Some(bound)
-        } else {
-            None
-        };
         let status = transport.status.send(GetStatus).await?;
         let node = Node {
             inner: Arc::new(Inner {
@@ -461,7 +453,8 @@ impl Builder {
                 sharding,
                 status,
                 metrics,
-                metrics_addr,
+                registry: Arc::new(registry),
+                config: Arc::new(self.config.clone()),
                 crypto_metrics,
                 group_metrics,
                 chat: chat.as_ref().map(|(crypto, ..)| crypto.clone()),

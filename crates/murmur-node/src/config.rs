@@ -5,7 +5,6 @@
 
 use std::{
     collections::BTreeMap,
-    net::SocketAddr,
     path::{Path, PathBuf},
 };
 
@@ -19,6 +18,9 @@ use murmur_core::{Shard, Sharding};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+
+mod http;
+pub use http::{Metrics, Rest, Token};
 
 /// The configuration file read when `--config` is not given, if it exists.
 pub const DEFAULT_FILE: &str = "config/default.toml";
@@ -35,6 +37,8 @@ pub struct Config {
     pub store: Store,
     /// The Prometheus endpoint.
     pub metrics: Metrics,
+    /// The REST API (nwaku's, and murmur's own).
+    pub rest: Rest,
     /// End-to-end encrypted chat.
     pub chat: Chat,
     /// Each plugin's own section, `[plugins.NAME]`, read by the plugin.
@@ -333,16 +337,6 @@ impl Default for Chat {
     }
 }
 
-/// The Prometheus endpoint, off by default.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Metrics {
-    /// Serve `/metrics`.
-    pub enabled: bool,
-    /// Where.
-    pub address: SocketAddr,
-}
-
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -350,6 +344,7 @@ impl Default for Config {
             network: Network::default(),
             store: Store::default(),
             metrics: Metrics::default(),
+            rest: Rest::default(),
             chat: Chat::default(),
             plugins: BTreeMap::new(),
         }
@@ -378,15 +373,6 @@ impl Default for Network {
             bootstrap_enrs: Vec::new(),
             dns_discovery_urls: Vec::new(),
             max_tasks: 4096,
-        }
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            address: SocketAddr::from(([127, 0, 0, 1], 8008)),
         }
     }
 }
@@ -534,6 +520,9 @@ impl Config {
                 "chat.max_skipped_keys",
                 format!("{} is over {MAX_SKIPPED_KEYS}", self.chat.max_skipped_keys),
             );
+        }
+        if let Err((key, problem)) = self.rest.check() {
+            return fail(key, problem);
         }
         if self.network.listen.is_empty() {
             return fail(

@@ -63,14 +63,6 @@ pub enum Error {
     /// A reliable channel refused the message.
     #[error(transparent)]
     Reliable(murmur_sds::Error),
-    /// The metrics endpoint could not be bound.
-    #[error("cannot serve metrics on {address}: {reason}")]
-    Metrics {
-        /// The address.
-        address: String,
-        /// Why.
-        reason: String,
-    },
 }
 
 impl From<actix::MailboxError> for Error {

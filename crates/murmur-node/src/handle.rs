@@ -50,7 +50,10 @@ pub(crate) struct Inner {
     pub(crate) sharding: Sharding,
     pub(crate) status: Status,
     pub(crate) metrics: murmur_transport::Metrics,
-    pub(crate) metrics_addr: Option<std::net::SocketAddr>,
+    /// Every stage's metrics, for `/metrics`.
+    pub(crate) registry: Arc<prometheus_client::registry::Registry>,
+    /// What the node was started with.
+    pub(crate) config: Arc<crate::Config>,
     pub(crate) crypto_metrics: crate::crypto::Metrics,
     pub(crate) group_metrics: crate::groups::Metrics,
     pub(crate) chat: Option<murmur_core::crypto::Handle>,
@@ -372,9 +375,63 @@ impl Node {
         &self.inner.metrics
     }
 
-    /// Where `/metrics` is served, if enabled.
-    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
-        self.inner.metrics_addr
+    /// Every metric of the node in the OpenMetrics text format, as
+    /// `/metrics` serves it (`murmur-rest`).
+    pub fn metrics_text(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail; a metric that could not be
+        // encoded would leave the text short, not wrong.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.inner.registry);
+        text
+    }
+
+    /// The configuration the node was started with.
+    pub fn config(&self) -> &crate::Config {
+        &self.inner.config
+    }
+
+    /// Receives `topic` (a pubsub topic) from now on, beside the shards the
+    /// configuration names: a relay node relays the whole topic (nwaku's
+    /// `POST /relay/v1/subscriptions`), a light client asks its filter
+    /// service for `content_topics` on it (`POST /filter/v2/subscriptions`).
+    /// What comes reaches [`Node::subscribe_all`].
+    pub async fn subscribe_pubsub(
+        &self,
+        topic: PubsubTopic,
+        content_topics: Vec<String>,
+    ) -> Result<(), Error> {
+        Ok(self
+            .inner
+            .transport
+            .subscribe
+            .send(Subscribe::new(topic).with_content_topics(content_topics))
+            .await??)
+    }
+
+    /// Stops receiving `topic`. A shard the configuration names, or one the
+    /// node's own conversations travel on, should not be given up: the
+    /// caller decides (`murmur-rest` gives up only what it asked for).
+    pub async fn unsubscribe_pubsub(&self, topic: PubsubTopic) -> Result<(), Error> {
+        Ok(self
+            .inner
+            .transport
+            .unsubscribe
+            .send(transport::Unsubscribe(topic))
+            .await??)
+    }
+
+    /// One page of `query` from this node's own archive (what its store
+    /// service answers others).
+    pub async fn query_archive(
+        &self,
+        query: murmur_core::store::Query,
+    ) -> Result<murmur_core::store::Page, Error> {
+        Ok(self
+            .inner
+            .storage
+            .query
+            .send(storage::Query(query))
+            .await??)
     }
 
     /// Waits until at least `n` peers receive what this node publishes on `topic`.

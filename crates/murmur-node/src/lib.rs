@@ -35,7 +35,6 @@ mod handle;
 mod inbox;
 pub mod keys;
 mod lease;
-mod metrics;
 mod pipeline;
 pub mod plugin;
 mod publication;

@@ -132,3 +132,36 @@ fn plugins_read_their_own_section() {
         Ok(())
     });
 }
+
+#[test]
+fn the_rest_section_is_checked_and_its_token_never_shown() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "r.toml",
+            "[rest]\nenabled = true\nrelay_cache_capacity = 0\n",
+        )?;
+        let err = Config::from_figment(&Config::figment(Some(Path::new("r.toml"))))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rest.relay_cache_capacity"), "{err}");
+
+        jail.set_env("MURMUR_REST__TOKEN", "short");
+        let err = load().unwrap_err().to_string();
+        assert!(err.contains("rest.token") && err.contains("16"), "{err}");
+        assert!(!err.contains("short"), "{err}");
+
+        jail.set_env("MURMUR_REST__TOKEN", "a-long-enough-secret");
+        jail.set_env("MURMUR_REST__ALLOW_ORIGIN", "[\"localhost:*\"]");
+        let config = load().unwrap();
+        let token = config
+            .rest
+            .token
+            .as_ref()
+            .expect("read from the environment");
+        assert_eq!(token.expose(), "a-long-enough-secret");
+        assert_eq!(config.rest.allow_origin, ["localhost:*"]);
+        assert!(!format!("{config:?}").contains("a-long-enough-secret"));
+        assert_eq!(config.rest.socket_addr().to_string(), "127.0.0.1:8645");
+        Ok(())
+    });
+}

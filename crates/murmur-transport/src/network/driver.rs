@@ -39,6 +39,9 @@ pub(super) struct Driver {
     pub(super) tasks: crate::tasks::Tasks,
     /// Cursors store v2 servers handed this client.
     pub(super) store_cursors: crate::store::Cursors,
+    /// What connected peers said of themselves (identify, metadata), for
+    /// [`Status::connected`].
+    pub(super) profiles: HashMap<PeerId, super::peers::Profile>,
 }
 
 impl Driver {
@@ -399,6 +402,7 @@ impl Driver {
             .connected_peers()
             .map(|p| transport::PeerId(p.to_string()))
             .collect();
+        status.connected = self.peer_views();
         status.topics = relay
             .topics()
             .filter_map(|hash| {
@@ -481,6 +485,7 @@ impl Driver {
                 ..
             } => {
                 self.addresses.remove(&peer_id);
+                self.profiles.remove(&peer_id);
                 if self.confirmed.remove(&peer_id) {
                     tracing::info!(peer = %peer_id, "peer left");
                     self.emit(Event::PeerDisconnected {

@@ -48,7 +48,54 @@ impl StaticPeer {
     }
 }
 
+/// What a connected peer said of itself.
+#[derive(Default)]
+pub(super) struct Profile {
+    pub(super) agent: Option<String>,
+    pub(super) protocols: Vec<String>,
+    pub(super) shards: Vec<u16>,
+}
+
 impl Driver {
+    /// Every connected peer with what it said of itself.
+    pub(super) fn peer_views(&self) -> Vec<transport::Peer> {
+        self.swarm
+            .connected_peers()
+            .map(|peer| {
+                let mut address = self
+                    .addresses
+                    .get(peer)
+                    .cloned()
+                    .unwrap_or_else(Multiaddr::empty);
+                if !matches!(address.iter().last(), Some(Protocol::P2p(_))) {
+                    address.push(Protocol::P2p(*peer));
+                }
+                let mut view =
+                    transport::Peer::new(transport::PeerId(peer.to_string()), address.to_string());
+                if let Some(profile) = self.profiles.get(peer) {
+                    view.agent = profile.agent.clone();
+                    view.protocols = profile.protocols.clone();
+                    view.shards = profile.shards.clone();
+                }
+                view.static_peer = self.static_peers.contains_key(peer);
+                view
+            })
+            .collect()
+    }
+
+    /// Keeps the shards a peer of our cluster says it serves.
+    fn note_shards(&mut self, peer: PeerId, theirs: &murmur_proto::metadata::Metadata) {
+        if theirs.cluster_id != Some(u32::from(self.cluster)) || !self.swarm.is_connected(&peer) {
+            return;
+        }
+        let shards = theirs
+            .shards()
+            .iter()
+            .filter_map(|s| u16::try_from(*s).ok())
+            .collect();
+        self.profiles.entry(peer).or_default().shards = shards;
+    }
+
     /// A peer said what it is: a static peer that relays is expected to
     /// tell its subscriptions.
     pub(super) fn on_identified(&mut self, peer: PeerId, info: &libp2p::identify::Info) {
@@ -58,6 +105,11 @@ impl Driver {
             protocols = ?info.protocols,
             "identified peer"
         );
+        if self.swarm.is_connected(&peer) {
+            let profile = self.profiles.entry(peer).or_default();
+            profile.agent = Some(info.agent_version.clone());
+            profile.protocols = info.protocols.iter().map(ToString::to_string).collect();
+        }
         if let Some(p) = self.static_peers.get_mut(&peer) {
             p.relays = info
                 .protocols
@@ -144,7 +196,10 @@ impl Driver {
     pub(super) fn on_report(&mut self, report: metadata::Report) {
         match report {
             metadata::Report::Answer { peer, result } => match result {
-                Ok(theirs) => self.check_cluster(peer, theirs.cluster_id),
+                Ok(theirs) => {
+                    self.note_shards(peer, &theirs);
+                    self.check_cluster(peer, theirs.cluster_id);
+                }
                 Err(metadata::Failure::Unsupported) => {
                     // nwaku would drop such a peer; relay-only js-waku peers do
                     // not serve metadata, so we keep them.
@@ -157,6 +212,7 @@ impl Driver {
                 }
             },
             metadata::Report::Asked { peer, theirs } => {
+                self.note_shards(peer, &theirs);
                 if theirs
                     .cluster_id
                     .is_some_and(|c| c != u32::from(self.cluster))

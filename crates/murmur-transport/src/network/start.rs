@@ -213,6 +213,7 @@ pub(super) async fn prepare(
         meshed,
         tasks: crate::tasks::Tasks::new(config.max_tasks),
         store_cursors: crate::store::Cursors::default(),
+        profiles: HashMap::new(),
     };
     let enr = {
         use crate::enr::capability;

@@ -1,0 +1,112 @@
+//! README's "Run a node": `murmur node --rest` in a child process, a
+//! message published with the REST API and read back from the store, as
+//! the curl commands there do.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+};
+
+/// Kills the node when the test ends, however it ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `murmur node` with these flags and its data in `dir`; answers the child
+/// and what it printed at start (listen addresses, record, REST address),
+/// read up to its REST line if `rest`, else up to its first line.
+fn spawn(dir: &std::path::Path, flags: &[&str], rest: bool) -> (Killed, Vec<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_murmur"))
+        .args(["node", "--listen", "/ip4/127.0.0.1/tcp/0"])
+        .args(flags)
+        .arg("--data-dir")
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let killed = Killed(child);
+    let mut printed = Vec::new();
+    for line in stdout.lines().map_while(Result::ok) {
+        let done = !rest || line.starts_with("rest ");
+        printed.push(line);
+        if done {
+            break;
+        }
+    }
+    (killed, printed)
+}
+
+async fn get_json(client: &reqwest::Client, url: String) -> serde_json::Value {
+    let body = client.get(url).send().await.unwrap().text().await.unwrap();
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+#[tokio::test]
+async fn a_message_published_over_rest_is_read_back_from_the_store() {
+    let dirs = [(); 2].map(|_| tempfile::tempdir().unwrap());
+    let (_a, printed) = spawn(dirs[0].path(), &["--rest", "--rest-port", "0"], true);
+    let address = printed[0]
+        .strip_prefix("listening on ")
+        .expect("the first line is a listen address")
+        .to_owned();
+    let base = printed
+        .last()
+        .and_then(|l| l.strip_prefix("rest "))
+        .expect("the node prints where the REST API is")
+        .to_owned();
+    let (_b, _) = spawn(dirs[1].path(), &["--peer", &address], false);
+
+    // curl $REST/health, until Relay says READY: a peer is there.
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let health = get_json(&client, format!("{base}/health")).await;
+        assert_eq!(health["nodeHealth"], "READY");
+        if health["protocolsHealth"][0]["Relay"] == "READY" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no peer: {health}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // curl -X POST $REST/relay/v1/auto/messages -H 'content-type: application/json' \
+    //   -d '{"payload":"aGVsbG8gd2FrdQ==","contentTopic":"/my-app/1/chat/proto"}'
+    let published = client
+        .post(format!("{base}/relay/v1/auto/messages"))
+        .header("content-type", "application/json")
+        .body(r#"{"payload":"aGVsbG8gd2FrdQ==","contentTopic":"/my-app/1/chat/proto"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(published.status(), 200);
+    assert_eq!(published.text().await.unwrap(), "OK");
+
+    // curl "$REST/store/v3/messages?includeData=true&contentTopics=%2Fmy-app%2F1%2Fchat%2Fproto"
+    // The node archives what it publishes as the outbox hands it to the
+    // network, a moment after the answer: ask until it is there.
+    loop {
+        let page = get_json(
+            &client,
+            format!("{base}/store/v3/messages?includeData=true&contentTopics=%2Fmy-app%2F1%2Fchat%2Fproto"),
+        )
+        .await;
+        if let Some(message) = page["messages"].get(0) {
+            assert_eq!(message["message"]["payload"], "aGVsbG8gd2FrdQ==");
+            assert!(message["messageHash"].as_str().unwrap().starts_with("0x"));
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never archived: {page}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
