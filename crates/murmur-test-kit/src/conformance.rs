@@ -365,7 +365,8 @@ where
     );
 }
 
-/// [`Dial`] of a peer's listen address answers its peer id; an address
+/// [`Dial`] of a peer's listen address answers its peer id, and the peer is
+/// then among [`GetStatus`]'s connected peers; an address
 /// that means nothing is refused with a typed error.
 pub async fn dials_a_peer_and_refuses_a_bad_address<F, Fut>(start: F)
 where
@@ -393,7 +394,19 @@ where
         .await
         .expect("transport alive")
         .expect("dials a listening peer");
-    assert_eq!(Some(peer), other.peer_id);
+    assert_eq!(Some(peer.clone()), other.peer_id);
+    let mine = handles[0]
+        .status
+        .send(GetStatus)
+        .await
+        .expect("transport alive");
+    assert!(
+        mine.connected
+            .iter()
+            .any(|p| p.id == peer && !p.address.is_empty()),
+        "a dialled peer is among the connected, with an address: {:?}",
+        mine.connected
+    );
     let refused = handles[0]
         .dial
         .send(Dial("not an address".to_owned()))

@@ -281,6 +281,12 @@ impl Handler<GetStatus> for MemoryTransport {
                 .filter(|id| **id != this.id)
                 .map(|id| Self::peer(*id))
                 .collect();
+            // A memory peer's address is its id: there is nothing else to tell.
+            status.connected = status
+                .peers
+                .iter()
+                .map(|p| transport::Peer::new(p.clone(), p.0.clone()))
+                .collect();
             if let Some(me) = inner.members.get(&this.id) {
                 status.topics = me
                     .topics
