@@ -111,6 +111,10 @@ struct NodeArgs {
     /// wildcards, `*` alone for any); repeatable.
     #[arg(long = "rest-allow-origin", value_name = "ORIGIN")]
     rest_allow_origins: Vec<String>,
+    /// POST every chat message to this http:// URL (a webhook bot); the
+    /// secret it is signed with comes from MURMUR_WEBHOOK__SECRET.
+    #[arg(long = "webhook", value_name = "URL")]
+    webhook: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -244,6 +248,9 @@ fn load_config(args: &NodeArgs) -> Result<murmur_node::Config, CliError> {
     }
     if args.rest_admin {
         figment = figment.merge(Flag("rest.admin", true));
+    }
+    if let Some(url) = &args.webhook {
+        figment = figment.merge(Flag("webhook.url", url.clone()));
     }
     if !args.rest_allow_origins.is_empty() {
         figment = figment.merge(Flag("rest.allow_origin", args.rest_allow_origins.clone()));

@@ -11,6 +11,7 @@ pub(crate) async fn run(args: NodeArgs) -> Result<(), CliError> {
     } else {
         None
     };
+    let webhook = murmur_rest::webhook::start(&node).await?;
     let metrics = if config.metrics.enabled {
         Some(murmur_rest::serve_metrics(&node, config.metrics.address).await?)
     } else {
@@ -28,6 +29,13 @@ pub(crate) async fn run(args: NodeArgs) -> Result<(), CliError> {
         }
         if let Some(rest) = &rest {
             let _ = writeln!(out, "rest http://{}", rest.addr());
+        }
+        if webhook.is_some() {
+            let _ = writeln!(
+                out,
+                "webhook {}",
+                config.webhook.url.as_deref().unwrap_or_default()
+            );
         }
         if let Some(metrics) = &metrics {
             let _ = writeln!(out, "metrics http://{}/metrics", metrics.addr());

@@ -6,7 +6,7 @@
 //! whose message no session opens), [`AddContact`], [`ContactCode`],
 //! [`Topics`], [`Identity`], [`PairingCode`], [`Pair`], [`Revoke`],
 //! [`Devices`], [`OwnBundle`], [`BundleTopic`], [`LearnBundles`],
-//! [`Bundles`], [`SignEvent`], [`Revocations`], [`Requests`], [`Accept`],
+//! [`Bundles`], [`SignEvent`], [`Revocations`], [`Requests`], [`Contacts`], [`Accept`],
 //! [`Decline`], [`Unhandled`], [`Handled`].
 //! Tells: [`Event`].
 
@@ -34,6 +34,17 @@ macro_rules! hex_id {
                     write!(f, "{b:02x}")?;
                 }
                 Ok(())
+            }
+        }
+
+        impl std::str::FromStr for $t {
+            type Err = hex::FromHexError;
+
+            /// Parses the hex its `Display` writes.
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                let mut out = [0u8; std::mem::size_of::<$t>()];
+                hex::decode_to_slice(s.trim(), &mut out)?;
+                Ok(Self(out))
             }
         }
 
@@ -378,6 +389,12 @@ pub struct Revocations(pub AccountId);
 #[rtype(result = "Result<Vec<AccountId>, Error>")]
 pub struct Requests;
 
+/// Asks which accounts this one has as contacts: those it added, wrote
+/// to or accepted (its own not among them).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<Vec<AccountId>, Error>")]
+pub struct Contacts;
+
 /// Accepts an account: it gets receipts and may add this account to
 /// groups from now on. Answers this account's device list for its devices,
 /// and the news for this account's other devices, to publish. Unblocks a
@@ -473,6 +490,8 @@ pub struct Handle {
     pub revocations: Recipient<Revocations>,
     /// Where [`Requests`] goes.
     pub requests: Recipient<Requests>,
+    /// Where [`Contacts`] goes.
+    pub contacts: Recipient<Contacts>,
     /// Where [`Accept`] goes.
     pub accept: Recipient<Accept>,
     /// Where [`Decline`] goes.
@@ -507,6 +526,7 @@ where
         + actix::Handler<SignEvent>
         + actix::Handler<Revocations>
         + actix::Handler<Requests>
+        + actix::Handler<Contacts>
         + actix::Handler<Accept>
         + actix::Handler<Decline>
         + actix::Handler<Unhandled>
@@ -533,6 +553,7 @@ where
             sign_event: addr.clone().recipient(),
             revocations: addr.clone().recipient(),
             requests: addr.clone().recipient(),
+            contacts: addr.clone().recipient(),
             accept: addr.clone().recipient(),
             decline: addr.clone().recipient(),
             unhandled: addr.clone().recipient(),

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 
 mod http;
-pub use http::{Metrics, Rest, Token};
+pub use http::{Metrics, Rest, Token, Webhook};
 
 /// The configuration file read when `--config` is not given, if it exists.
 pub const DEFAULT_FILE: &str = "config/default.toml";
@@ -39,6 +39,8 @@ pub struct Config {
     pub metrics: Metrics,
     /// The REST API (nwaku's, and murmur's own).
     pub rest: Rest,
+    /// Webhook bots.
+    pub webhook: Webhook,
     /// End-to-end encrypted chat.
     pub chat: Chat,
     /// Each plugin's own section, `[plugins.NAME]`, read by the plugin.
@@ -345,6 +347,7 @@ impl Default for Config {
             store: Store::default(),
             metrics: Metrics::default(),
             rest: Rest::default(),
+            webhook: Webhook::default(),
             chat: Chat::default(),
             plugins: BTreeMap::new(),
         }
@@ -521,7 +524,7 @@ impl Config {
                 format!("{} is over {MAX_SKIPPED_KEYS}", self.chat.max_skipped_keys),
             );
         }
-        if let Err((key, problem)) = self.rest.check() {
+        if let Err((key, problem)) = self.rest.check().and_then(|()| self.webhook.check()) {
             return fail(key, problem);
         }
         if self.network.listen.is_empty() {

@@ -82,12 +82,23 @@ pub struct Durable<T = ChatMessage> {
     live: mpsc::Receiver<(u64, T)>,
     missed: Arc<AtomicBool>,
     backlog: VecDeque<Entry<T>>,
+    /// A live message held while the gap before it is read from the inbox.
+    arrived: Option<(u64, T)>,
     /// The highest sequence handed out.
     read: u64,
     /// The position saved.
     done: u64,
     /// Messages that went past the inbox's hard limit unread.
     lost: u64,
+}
+
+/// Sets a flag again when dropped: a read the flag asked for was cut off.
+struct Rearm<'a>(&'a AtomicBool);
+
+impl Drop for Rearm<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
 }
 
 impl<T> fmt::Debug for Durable<T> {
@@ -148,6 +159,7 @@ impl<T: Send + 'static> Durable<T> {
             live,
             missed,
             backlog: VecDeque::new(),
+            arrived: None,
             read: done,
             done,
             lost: 0,
@@ -182,33 +194,50 @@ impl<T: Send + 'static> Durable<T> {
     /// process lost the database's lease to a replica ([`Node::lease_lost`]):
     /// a process that was frozen past its lease hands out nothing more
     /// before a renewal says it still holds it.
+    ///
+    /// Cancel-safe: a call dropped before it answers (a timeout, the other
+    /// branch of a `select!`) loses nothing; the next call hands out what
+    /// it would have.
     pub async fn recv(&mut self) -> Option<Entry<T>> {
         loop {
-            if let Some(entry) = self.backlog.pop_front() {
+            if !self.backlog.is_empty() {
                 if !self.node.holds_lease().await {
-                    self.backlog.push_front(entry);
                     return None;
                 }
+                let entry = self.backlog.pop_front()?;
                 if entry.seq > self.read {
                     self.read = entry.seq;
                     return Some(entry);
                 }
                 continue;
             }
-            if self.missed.swap(false, Ordering::AcqRel) || self.read < self.done {
+            if self.arrived.is_none()
+                && (self.missed.load(Ordering::Acquire) || self.read < self.done)
+            {
+                let missed = self.missed.clone();
+                missed.store(false, Ordering::Release);
+                // Set again if this call is dropped before the read is done.
+                let rearm = Rearm(&missed);
                 self.catch_up(u64::MAX).await;
+                std::mem::forget(rearm);
                 if !self.backlog.is_empty() {
                     continue;
                 }
             }
-            let (seq, message) = self.live.recv().await?;
+            let (seq, message) = match self.arrived.take() {
+                Some(item) => item,
+                None => self.live.recv().await?,
+            };
             if seq <= self.read {
                 continue;
             }
             if seq > self.read + 1 {
                 // Some went by while this one was not reading: from the
-                // inbox first.
+                // inbox first; this one waits here meanwhile, so that a
+                // call dropped during the read does not lose it.
+                self.arrived = Some((seq, message));
                 self.catch_up(seq - 1).await;
+                continue;
             }
             self.backlog.push_back(Entry { seq, message });
         }
@@ -281,6 +310,7 @@ impl<T: Send + 'static> Durable<T> {
     pub async fn skip_to_end(&mut self) -> Result<u64, Error> {
         let last = self.node.inner.pipeline.send(Newest(self.which)).await??;
         self.backlog.clear();
+        self.arrived = self.arrived.take().filter(|(seq, _)| *seq > last);
         if last > self.done {
             self.done(last).await?;
         }

@@ -40,6 +40,7 @@ use thiserror::Error;
 
 mod admin;
 mod cache;
+mod chat;
 mod filter;
 mod guard;
 mod info;
@@ -48,6 +49,7 @@ mod message;
 mod relay;
 mod reply;
 mod store;
+pub mod webhook;
 
 /// The largest request body read (nwaku's limit: 16,384 KiB); a message
 /// itself is held to the network's 150 KiB.
@@ -68,6 +70,9 @@ pub enum Error {
     /// The node refused what the server needs of it (it is shutting down).
     #[error(transparent)]
     Node(#[from] murmur_node::Error),
+    /// The HTTP client the webhook posts with could not be built.
+    #[error("cannot build the webhook's HTTP client: {0}")]
+    Client(String),
 }
 
 /// A running server: it serves until dropped (or until the runtime stops).
@@ -97,6 +102,10 @@ impl Drop for Server {
 pub(crate) struct Api {
     pub(crate) node: Node,
     pub(crate) caches: Arc<cache::Caches>,
+    /// The delivery state of recent chat sends.
+    pub(crate) chat: Arc<chat::Tracked>,
+    /// The chat inbox's consumers.
+    pub(crate) consumers: Arc<chat::inbox::Consumers>,
 }
 
 /// Serves the REST API of `node` where its configuration says (`[rest]`:
@@ -107,6 +116,8 @@ pub async fn serve(node: &Node) -> Result<Server, Error> {
     let api = Api {
         node: node.clone(),
         caches: caches.clone(),
+        chat: Arc::default(),
+        consumers: Arc::default(),
     };
     let router = routes(node)
         .layer(axum::middleware::from_fn_with_state(
@@ -136,6 +147,8 @@ pub async fn serve_metrics(node: &Node, address: SocketAddr) -> Result<Server, E
         .with_state(Api {
             node: node.clone(),
             caches: Arc::new(cache::Caches::new(1)),
+            chat: Arc::default(),
+            consumers: Arc::default(),
         });
     let server = listen(address, router).await?;
     tracing::info!(address = %server.addr, "serving metrics at /metrics");
@@ -207,6 +220,14 @@ fn routes(node: &Node) -> Router<Api> {
         router.route(
             "/lightpush/{*rest}",
             unavailable("/lightpush endpoints are not available."),
+        )
+    };
+    router = if config.chat.enabled {
+        router.merge(chat::routes())
+    } else {
+        router.route(
+            "/murmur/{*rest}",
+            unavailable("chat is disabled on this node (chat.enabled = false)"),
         )
     };
     router = if config.rest.admin {

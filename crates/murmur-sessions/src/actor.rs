@@ -294,6 +294,17 @@ impl Handler<Requests> for Crypto {
     }
 }
 
+impl Handler<Contacts> for Crypto {
+    type Result = Result<Vec<AccountId>, Error>;
+
+    fn handle(&mut self, _: Contacts, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |act, _| {
+            act.device.contacts().into_iter().map(account_id).collect()
+        })
+        .map_err(Error::from)
+    }
+}
+
 impl Handler<Accept> for Crypto {
     type Result = supervise::Reply<Self, Result<Vec<Sealed>, Error>>;
 

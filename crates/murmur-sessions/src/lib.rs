@@ -30,9 +30,9 @@ use actix::prelude::*;
 use bytes::Bytes;
 use murmur_core::{
     crypto::{
-        Accept, AccountId, AddContact, BundleTopic, Bundles, ContactCode, Decline, DeviceId,
-        Devices, Error, Identity, LearnBundles, Open, Opened, OwnBundle, Pair, PairingCode,
-        Requests, Reset, Revocations, Revoke, Seal, Sealed, SignEvent, Topics,
+        Accept, AccountId, AddContact, BundleTopic, Bundles, ContactCode, Contacts, Decline,
+        DeviceId, Devices, Error, Identity, LearnBundles, Open, Opened, OwnBundle, Pair,
+        PairingCode, Requests, Reset, Revocations, Revoke, Seal, Sealed, SignEvent, Topics,
     },
     storage, supervise, ContentTopic,
 };

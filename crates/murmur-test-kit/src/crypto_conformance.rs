@@ -8,9 +8,9 @@ use std::future::Future;
 use bytes::Bytes;
 use murmur_core::{
     crypto::{
-        self, Accept, AccountId, AddContact, BundleTopic, Bundles, ContactCode, Decline, Error,
-        Identity, LearnBundles, Open, OwnBundle, Pair, PairingCode, Requests, Revoke, Seal, Sealed,
-        SignEvent, Topics,
+        self, Accept, AccountId, AddContact, BundleTopic, Bundles, ContactCode, Contacts, Decline,
+        Error, Identity, LearnBundles, Open, OwnBundle, Pair, PairingCode, Requests, Revoke, Seal,
+        Sealed, SignEvent, Topics,
     },
     storage,
     supervise::InjectPanic,

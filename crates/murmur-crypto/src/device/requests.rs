@@ -134,6 +134,17 @@ impl Device {
         self.strangers.iter().copied().collect()
     }
 
+    /// Accounts the user added, wrote to or accepted, this one's own not
+    /// among them.
+    pub fn contacts(&self) -> Vec<AccountId> {
+        let own = self.account();
+        self.accepted
+            .iter()
+            .copied()
+            .filter(|a| *a != own)
+            .collect()
+    }
+
     /// Accepts `account`: from now on it gets receipts and may add this
     /// account to groups, and its devices learn this account's other
     /// devices (and their revocations) now. Unblocks it if it was blocked.

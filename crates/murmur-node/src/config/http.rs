@@ -1,4 +1,4 @@
-//! The node's HTTP servers: `[metrics]` and `[rest]`. Both are served by
+//! The node's HTTP side: `[metrics]`, `[rest]` and `[webhook]`. Both are served by
 //! `murmur-rest` (`murmur node` starts them); the node itself opens no
 //! HTTP port.
 
@@ -67,6 +67,76 @@ impl Default for Rest {
     }
 }
 
+/// Webhook bots, off by default: every decrypted chat message POSTed to
+/// `url` (JSON, signed with HMAC-SHA256 of `secret`), at least once, from
+/// a durable position that survives restarts; the reply taken from the
+/// response. Served by `murmur-rest` (`murmur node --webhook URL`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Webhook {
+    /// Where to POST each message (`http://`); none turns webhooks off.
+    pub url: Option<String>,
+    /// The HMAC key the bot checks signatures with: at least 16 printable
+    /// characters; set it with `MURMUR_WEBHOOK__SECRET` rather than here.
+    pub secret: Option<Token>,
+    /// How long one POST may take.
+    pub timeout_secs: u64,
+    /// The longest wait between two tries of a message the bot did not
+    /// take (the wait doubles from 1 s up to this).
+    pub max_backoff_secs: u64,
+    /// At the first start, skip what the inbox already holds (a new bot
+    /// does not answer old messages); later starts resume where the bot
+    /// stopped either way.
+    pub skip_backlog: bool,
+}
+
+impl Default for Webhook {
+    fn default() -> Self {
+        Self {
+            url: None,
+            secret: None,
+            timeout_secs: 10,
+            max_backoff_secs: 60,
+            skip_backlog: true,
+        }
+    }
+}
+
+impl Webhook {
+    /// The key and the problem of the first bad setting.
+    pub(crate) fn check(&self) -> Result<(), (&'static str, String)> {
+        let Some(url) = &self.url else {
+            return Ok(());
+        };
+        if !url.starts_with("http://") || url.len() <= "http://".len() {
+            return Err((
+                "webhook.url",
+                format!("`{url}` is not an http:// URL (put a TLS proxy in front for https)"),
+            ));
+        }
+        match &self.secret {
+            Some(secret) if token_ok(secret) => {}
+            _ => {
+                return Err((
+                    "webhook.secret",
+                    "a webhook needs a secret of at least 16 printable characters, no spaces (MURMUR_WEBHOOK__SECRET)".to_owned(),
+                ))
+            }
+        }
+        if self.timeout_secs == 0 || self.max_backoff_secs == 0 {
+            return Err((
+                "webhook.timeout_secs",
+                "timeouts and backoff are at least 1 second".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn token_ok(token: &Token) -> bool {
+    token.0.len() >= 16 && token.0.chars().all(|c| c.is_ascii_graphic())
+}
+
 /// The most messages a REST cache may keep per topic.
 const MAX_CACHE: usize = 100_000;
 
@@ -88,7 +158,7 @@ impl Rest {
             ));
         }
         if let Some(token) = &self.token {
-            if token.0.len() < 16 || token.0.chars().any(|c| !c.is_ascii_graphic()) {
+            if !token_ok(token) {
                 return Err((
                     "rest.token",
                     "a token is at least 16 printable characters, no spaces".to_owned(),

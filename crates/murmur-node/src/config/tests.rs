@@ -165,3 +165,23 @@ fn the_rest_section_is_checked_and_its_token_never_shown() {
         Ok(())
     });
 }
+
+#[test]
+fn a_webhook_needs_an_http_url_and_a_secret() {
+    Jail::expect_with(|jail| {
+        jail.set_env("MURMUR_WEBHOOK__URL", "ftp://bot");
+        let err = load().unwrap_err().to_string();
+        assert!(err.contains("webhook.url"), "{err}");
+        jail.set_env("MURMUR_WEBHOOK__URL", "http://127.0.0.1:8700/");
+        let err = load().unwrap_err().to_string();
+        assert!(err.contains("webhook.secret"), "{err}");
+        jail.set_env("MURMUR_WEBHOOK__SECRET", "sixteen-chars-or-more");
+        let config = load().unwrap();
+        assert_eq!(
+            config.webhook.url.as_deref(),
+            Some("http://127.0.0.1:8700/")
+        );
+        assert!(!format!("{config:?}").contains("sixteen-chars-or-more"));
+        Ok(())
+    });
+}

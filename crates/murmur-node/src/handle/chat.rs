@@ -72,6 +72,15 @@ impl Node {
             .send(murmur_core::crypto::Requests)
             .await??)
     }
+    /// This account's contacts: the accounts it added, wrote to or
+    /// accepted.
+    pub async fn contacts(&self) -> Result<Vec<AccountId>, Error> {
+        Ok(self
+            .chat()?
+            .contacts
+            .send(murmur_core::crypto::Contacts)
+            .await??)
+    }
     /// Accepts `account`: it gets receipts and may add this account to
     /// groups from now on, and its devices learn this account's others
     /// now. Writing to an account, or adding its contact code, accepts it

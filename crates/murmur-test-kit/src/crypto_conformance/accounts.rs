@@ -66,7 +66,8 @@ where
 }
 
 /// A stranger's first message opens as a request and gets no answer; the
-/// stranger is listed until accepted, declined or blocked; a blocked
+/// stranger is listed until accepted, declined or blocked, and is no
+/// contact until accepted; a blocked
 /// account is refused unopened until it is accepted again; writing to an
 /// account accepts it.
 pub async fn a_stranger_hears_nothing_until_accepted_and_a_blocked_one_is_refused<F, Fut>(start: F)
@@ -101,10 +102,20 @@ where
     expected.sort();
     assert_eq!(waiting, expected);
 
+    let contacts = || async {
+        bob.contacts
+            .send(Contacts)
+            .await
+            .expect("stage alive")
+            .expect("contacts")
+    };
+    assert!(contacts().await.is_empty(), "a request is not a contact");
+
     // Bob answers Dave: writing accepts.
     let answer = seal(&bob, dave_id, "hello Dave").await.expect("sealed");
     open_mine(&dave, &answer).await;
     assert_eq!(requests().await, vec![carol_id]);
+    assert_eq!(contacts().await, vec![dave_id]);
     let again = seal(&dave, bob_id, "good").await.expect("sealed");
     assert!(open_mine(&bob, &again).await.iter().all(|o| !o.request));
 
@@ -118,6 +129,7 @@ where
         .expect("stage alive")
         .expect("blocked");
     assert!(requests().await.is_empty());
+    assert_eq!(contacts().await, vec![dave_id], "a blocked account is none");
     let more = seal(&carol, bob_id, "let me in").await.expect("sealed");
     for envelope in &more {
         match open(&bob, envelope).await {
