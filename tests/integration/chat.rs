@@ -665,6 +665,32 @@ async fn a_message_with_nobody_to_hear_it_waits_in_the_outbox_even_across_a_rest
     assert!(silent(&mut bob_inbox, Duration::from_secs(1)).await, "once");
 }
 
+/// A group send queued for want of a peer says published once the outbox
+/// sends it (a group message gets no receipt: without that its state stayed
+/// queued for ever).
+#[actix_rt::test]
+async fn a_queued_group_message_is_told_published_when_the_outbox_sends_it() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let relay = node_with_peer(dirs[1].path(), None).await;
+    let alice = Builder::new(loopback_config(dirs[0].path(), &["/ip4/127.0.0.1/tcp/0"]))
+        .with_keypair(Keypair::generate_secp256k1())
+        .start()
+        .await
+        .unwrap();
+    let group = alice.create_group("alone for now").await.unwrap();
+    let sent = group.send_text("when someone is there").await.unwrap();
+    assert_eq!(sent.state(), DeliveryState::Queued);
+    let mut state = sent.watch();
+    alice.dial(&addr(&relay, false)).await.unwrap();
+    tokio::time::timeout(
+        WAIT,
+        state.wait_for(|s| matches!(s, DeliveryState::Published { .. })),
+    )
+    .await
+    .expect("told published")
+    .unwrap();
+}
+
 #[actix_rt::test]
 async fn two_accounts_that_start_a_session_at_once_end_up_on_one() {
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];

@@ -10,6 +10,7 @@ mod bench;
 mod bench_serve;
 mod bench_store;
 mod bench_strangers;
+mod chat;
 mod demo;
 mod error;
 mod keys;
@@ -30,6 +31,9 @@ struct Cli {
 enum Command {
     /// Run a relay node on a Waku network.
     Node(NodeArgs),
+    /// Chat as a person: an interactive client on a node of its own, or one
+    /// command (--code, --add, --send, --read) for scripts.
+    Chat(chat::Args),
     /// Start three nodes in this process and watch messages cross between them.
     Demo(demo::Args),
     /// Read history from a Waku store node, as JSON lines.
@@ -125,7 +129,7 @@ fn main() -> ExitCode {
     // The demo and benchmarks print their own story; the node logs its life.
     let quiet = matches!(
         cli.command,
-        Command::Demo(_) | Command::Bench(_) | Command::Query(_)
+        Command::Demo(_) | Command::Bench(_) | Command::Query(_) | Command::Chat(_)
     );
     init_tracing(if quiet {
         LevelFilter::WARN
@@ -135,6 +139,7 @@ fn main() -> ExitCode {
     let outcome = actix_rt::System::new().block_on(async move {
         match cli.command {
             Command::Node(args) => node::run(args).await,
+            Command::Chat(args) => chat::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Query(args) => query::run(args).await,
             Command::Keys(keys::Command::Contact {

@@ -2,47 +2,9 @@
 //! message published with the REST API and read back from the store, as
 //! the curl commands there do.
 
-use std::{
-    io::{BufRead, BufReader},
-    process::{Command, Stdio},
-};
+mod support;
 
-/// Kills the node when the test ends, however it ends.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `murmur node` with these flags and its data in `dir`; answers the child
-/// and what it printed at start (listen addresses, record, REST address),
-/// read up to its REST line if `rest`, else up to its first line.
-fn spawn(dir: &std::path::Path, flags: &[&str], rest: bool) -> (Killed, Vec<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_murmur"))
-        .args(["node", "--listen", "/ip4/127.0.0.1/tcp/0"])
-        .args(flags)
-        .arg("--data-dir")
-        .arg(dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let killed = Killed(child);
-    let mut printed = Vec::new();
-    for line in stdout.lines().map_while(Result::ok) {
-        let done = !rest || line.starts_with("rest ");
-        printed.push(line);
-        if done {
-            break;
-        }
-    }
-    (killed, printed)
-}
+use support::spawn;
 
 async fn get_json(client: &reqwest::Client, url: String) -> serde_json::Value {
     let body = client.get(url).send().await.unwrap().text().await.unwrap();

@@ -305,14 +305,8 @@ impl Node {
             .pipeline
             .send(PublishEnvelopes(vec![sealed]))
             .await??;
-        let state = if outcome.published > 0 {
-            DeliveryState::Published {
-                envelopes: outcome.published,
-            }
-        } else {
-            DeliveryState::Queued
-        };
-        let (_, rx) = tokio::sync::watch::channel(state);
+        let (tx, rx) = tokio::sync::watch::channel(DeliveryState::Queued);
+        outcome.follow(std::sync::Arc::new(tx));
         Ok(Sent::new(id, rx))
     }
     /// Reads what the application saved under `key` with

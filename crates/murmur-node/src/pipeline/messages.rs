@@ -454,17 +454,9 @@ impl Handler<SendChat> for Pipeline {
             Box::pin(async move {
                 match publish.await {
                     Ok(outcome) => {
-                        // A receipt may have come first; envelopes still queued
-                        // leave the state at Queued until a receipt arrives.
-                        tx.send_if_modified(|s| {
-                            let queued = *s == DeliveryState::Queued && outcome.published > 0;
-                            if queued {
-                                *s = DeliveryState::Published {
-                                    envelopes: outcome.published,
-                                };
-                            }
-                            queued
-                        });
+                        // A receipt may have come first: only a queued
+                        // state moves on.
+                        outcome.follow(tx);
                         Ok(Sent::new(id, rx))
                     }
                     Err(e) => {

@@ -379,7 +379,10 @@ pub(crate) async fn publish_all(
             continue;
         };
         match publish_durably(pipeline, Outgoing::new(topic, message)).await {
-            Ok(p) if p.state() == PublishState::Queued => outcome.queued += 1,
+            Ok(p) if p.state() == PublishState::Queued => {
+                outcome.queued += 1;
+                outcome.waiting.push(p);
+            }
             Ok(_) => outcome.published += 1,
             Err(e @ Error::Dropped { .. }) => dropped = Some(e),
             Err(e) => return Err(e),
