@@ -190,7 +190,9 @@ pub(crate) async fn run(command: Command) -> Result<(), CliError> {
     // Before the first bare run, so that every run has the same timer thread.
     murmur_transport::timer::lower_priority(args.timer_nice);
     let mut rounds = Vec::with_capacity(args.rounds);
+    let progress = crate::progress::Progress::new("relay benchmark");
     for round in 1..=args.rounds {
+        progress.set(format!("relay benchmark, round {round} of {}", args.rounds));
         tracing::info!(
             round,
             messages = args.messages,
@@ -215,6 +217,7 @@ pub(crate) async fn run(command: Command) -> Result<(), CliError> {
             archiving,
         });
     }
+    drop(progress);
     print_rounds(&args, &rounds);
     Ok(())
 }

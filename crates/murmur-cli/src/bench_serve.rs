@@ -115,10 +115,13 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
     }
 
     let mut runs = Vec::new();
+    let progress = crate::progress::Progress::new("serve benchmark");
     for &clients in &args.clients {
         tracing::info!(clients, requests = args.requests, "serve run");
+        progress.set(format!("serve benchmark: {clients} clients"));
         runs.push(serve(&service, &address, clients, args.requests).await?);
     }
+    drop(progress);
     report(&runs, args.json);
     Ok(())
 }

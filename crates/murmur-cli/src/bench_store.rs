@@ -215,9 +215,13 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
         "sqlite"
     };
     tracing::info!(messages = args.messages, backend, "bare sqlx run");
+    let progress =
+        crate::progress::Progress::new(format!("store benchmark on {backend}: bare sqlx"));
     let bare = bare_run(&args).await?;
     tracing::info!("murmur run");
+    progress.set(format!("store benchmark on {backend}: murmur"));
     let murmur = murmur_run(&args).await?;
+    drop(progress);
     println!(
         "store on {backend}, {} messages of {} bytes",
         args.messages, args.size

@@ -121,8 +121,7 @@ async fn send_once(
 
 async fn read_once(node: &Node, book: &Book, wait: Duration) -> Result<(), CliError> {
     let mut inbox = node.durable_inbox(READER).await?;
-    // Whatever came while the client was away, from the store nodes first.
-    let _ = node.sync_now().await;
+    catch_up(node).await;
     let mut until = tokio::time::Instant::now() + wait;
     while let Ok(Some(entry)) = tokio::time::timeout_at(until, inbox.recv()).await {
         show(node, book, &mut inbox, &entry).await?;
@@ -130,6 +129,15 @@ async fn read_once(node: &Node, book: &Book, wait: Duration) -> Result<(), CliEr
         until = tokio::time::Instant::now() + Duration::from_secs(1);
     }
     Ok(())
+}
+
+/// Fetches what came while the client was away from the store nodes,
+/// showing how it goes on a terminal.
+pub(crate) async fn catch_up(node: &Node) {
+    let progress = crate::progress::Progress::new("catching up from the store nodes");
+    if let Ok(fetched) = node.sync_now().await {
+        progress.set(format!("fetched {fetched} messages"));
+    }
 }
 
 /// Prints a message, keeps it in the history, and marks it shown.

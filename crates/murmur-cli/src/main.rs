@@ -15,6 +15,7 @@ mod demo;
 mod error;
 mod keys;
 mod node;
+mod progress;
 mod query;
 
 use error::CliError;
@@ -115,6 +116,10 @@ struct NodeArgs {
     /// wildcards, `*` alone for any); repeatable.
     #[arg(long = "rest-allow-origin", value_name = "ORIGIN")]
     rest_allow_origins: Vec<String>,
+    /// Print a status line (peers, messages in and out, archive size) this
+    /// often, in seconds; 0 for none.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    status_interval: u64,
     /// POST every chat message to this http:// URL (a webhook bot); the
     /// secret it is signed with comes from MURMUR_WEBHOOK__SECRET.
     #[arg(long = "webhook", value_name = "URL")]

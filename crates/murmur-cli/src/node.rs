@@ -43,6 +43,10 @@ pub(crate) async fn run(args: NodeArgs) -> Result<(), CliError> {
         let _ = out.flush();
     }
     tracing::info!(peer = %node.peer_id(), "node running; Ctrl-C to stop");
+    let _status = (args.status_interval > 0).then(|| {
+        let every = std::time::Duration::from_secs(args.status_interval);
+        tokio::spawn(status_lines(node.clone(), every))
+    });
     let outcome = tokio::select! {
         () = murmur_node::shutdown_signal() => {
             tracing::info!("shutting down");
@@ -56,4 +60,45 @@ pub(crate) async fn run(args: NodeArgs) -> Result<(), CliError> {
     };
     actix::System::current().stop();
     outcome
+}
+
+/// Prints a short line every `every`: peers, relay messages in and out
+/// since the start, the archive's size on disk (SQLite).
+async fn status_lines(node: murmur_node::Node, every: std::time::Duration) {
+    use std::io::Write as _;
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Ok(status) = node.status().await else {
+            return;
+        };
+        let metrics = node.transport_metrics();
+        let archive = archive_size(node.config())
+            .map(|bytes| format!(", archive {:.1} MB", bytes as f64 / 1e6))
+            .unwrap_or_default();
+        let line = format!(
+            "status: {} peers, {} relay messages in, {} out{archive}",
+            status.peers.len(),
+            metrics.received(),
+            metrics.published(),
+        );
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+}
+
+/// The SQLite archive's size on disk, with its write-ahead log.
+fn archive_size(config: &murmur_node::Config) -> Option<u64> {
+    let url = &config.store.url;
+    let path = if url.is_empty() {
+        config.data_dir.join("murmur.db")
+    } else {
+        std::path::PathBuf::from(url.strip_prefix("sqlite://")?)
+    };
+    let main = std::fs::metadata(&path).ok()?.len();
+    let mut wal = path.into_os_string();
+    wal.push("-wal");
+    Some(main + std::fs::metadata(wal).map_or(0, |m| m.len()))
 }

@@ -110,12 +110,16 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
         .map_err(|e| CliError::Node(e.into()))?;
     let peer = args.peer.to_string();
     let mut pages = 0;
+    let mut messages = 0;
+    let progress = crate::progress::Progress::new(format!("asking {peer}"));
     loop {
         let page = node
             .query_store(&peer, query.clone())
             .await
             .map_err(|e| CliError::Node(e.into()))?;
         pages += 1;
+        messages += page.messages.len();
+        progress.set(format!("{messages} messages in {pages} pages"));
         for stored in &page.messages {
             let line = match &stored.message {
                 Some(m) => serde_json::json!({

@@ -43,7 +43,7 @@ fn stdout(output: &Output) -> String {
 
 /// A store node both people's clients reach.
 fn store_node(dir: &Path) -> (Killed, String) {
-    let (node, printed) = spawn(dir, &[], false);
+    let (node, printed, _) = spawn(dir, &[], false);
     let address = printed[0]
         .strip_prefix("listening on ")
         .expect("the first line is a listen address")

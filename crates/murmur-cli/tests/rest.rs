@@ -14,7 +14,11 @@ async fn get_json(client: &reqwest::Client, url: String) -> serde_json::Value {
 #[tokio::test]
 async fn a_message_published_over_rest_is_read_back_from_the_store() {
     let dirs = [(); 2].map(|_| tempfile::tempdir().unwrap());
-    let (_a, printed) = spawn(dirs[0].path(), &["--rest", "--rest-port", "0"], true);
+    let (_a, printed, mut output) = spawn(
+        dirs[0].path(),
+        &["--rest", "--rest-port", "0", "--status-interval", "1"],
+        true,
+    );
     let address = printed[0]
         .strip_prefix("listening on ")
         .expect("the first line is a listen address")
@@ -24,7 +28,7 @@ async fn a_message_published_over_rest_is_read_back_from_the_store() {
         .and_then(|l| l.strip_prefix("rest "))
         .expect("the node prints where the REST API is")
         .to_owned();
-    let (_b, _) = spawn(dirs[1].path(), &["--peer", &address], false);
+    let (_b, _, _) = spawn(dirs[1].path(), &["--peer", &address], false);
 
     // curl $REST/health, until Relay says READY: a peer is there.
     let client = reqwest::Client::new();
@@ -71,4 +75,14 @@ async fn a_message_published_over_rest_is_read_back_from_the_store() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+
+    // The node tells how it is going, once a second here: the peer, the
+    // message it published, the archive.
+    let status = output
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("status: ") && l.contains(" out"))
+        .expect("a status line");
+    assert!(status.contains("1 peers"), "{status}");
+    assert!(status.contains("archive"), "{status}");
 }

@@ -73,6 +73,11 @@ impl Metrics {
         self.received.get()
     }
 
+    /// How many relay messages this node published.
+    pub fn published(&self) -> u64 {
+        self.published.get()
+    }
+
     /// How many deliveries were dropped because the consumer was too slow.
     pub fn dropped(&self) -> u64 {
         self.dropped.get()

@@ -50,6 +50,7 @@ pub(crate) async fn run(node: &Node, book: Book) -> Result<(), CliError> {
     ))?;
     say("/help lists the commands; /me shows your contact code")?;
     let mut inbox = node.durable_inbox(READER).await?;
+    super::catch_up(node).await;
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let (marks, mut changed) = mpsc::channel::<String>(64);
     let mut open: Option<Open> = None;

@@ -17,10 +17,18 @@ impl Drop for Killed {
     }
 }
 
-/// `murmur node` with these flags and its data in `dir`; answers the child
-/// and what it printed at start (listen addresses, record, REST address),
-/// read up to its REST line if `rest`, else up to its first line.
-pub(crate) fn spawn(dir: &std::path::Path, flags: &[&str], rest: bool) -> (Killed, Vec<String>) {
+/// What a node prints after its start, line by line.
+pub(crate) type Printed = std::io::Lines<BufReader<std::process::ChildStdout>>;
+
+/// `murmur node` with these flags and its data in `dir`; answers the child,
+/// what it printed at start (listen addresses, record, REST address), read
+/// up to its REST line if `rest`, else up to its first line, and the rest
+/// of its output.
+pub(crate) fn spawn(
+    dir: &std::path::Path,
+    flags: &[&str],
+    rest: bool,
+) -> (Killed, Vec<String>, Printed) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_murmur"))
         .args(["node", "--listen", "/ip4/127.0.0.1/tcp/0"])
         .args(flags)
@@ -31,15 +39,15 @@ pub(crate) fn spawn(dir: &std::path::Path, flags: &[&str], rest: bool) -> (Kille
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let killed = Killed(child);
     let mut printed = Vec::new();
-    for line in stdout.lines().map_while(Result::ok) {
+    for line in lines.by_ref().map_while(Result::ok) {
         let done = !rest || line.starts_with("rest ");
         printed.push(line);
         if done {
             break;
         }
     }
-    (killed, printed)
+    (killed, printed, lines)
 }
