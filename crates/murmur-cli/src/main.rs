@@ -100,6 +100,15 @@ struct NodeArgs {
     /// An EIP-1459 tree (enrtree://KEY@DOMAIN) to find peers in, as nwaku's; repeatable.
     #[arg(long = "dns-discovery-url", value_name = "URL")]
     dns_discovery_urls: Vec<String>,
+    /// Find peers with discv5 (Waku's, `d5waku`).
+    #[arg(long = "discv5-discovery")]
+    discv5: bool,
+    /// The UDP port discv5 runs on (default 9000; 0 for any free one).
+    #[arg(long = "discv5-udp-port", value_name = "PORT")]
+    discv5_udp_port: Option<u16>,
+    /// A record (enr:…) discv5 starts from; repeatable. Turns discv5 on.
+    #[arg(long = "discv5-bootstrap-node", value_name = "ENR")]
+    discv5_bootstrap_nodes: Vec<String>,
     /// Serve the REST API (nwaku's endpoints; default 127.0.0.1:8645).
     #[arg(long)]
     rest: bool,
@@ -246,6 +255,18 @@ fn load_config(args: &NodeArgs) -> Result<murmur_node::Config, CliError> {
     }
     if args.light {
         figment = figment.merge(Flag("network.light", true));
+    }
+    if args.discv5 || !args.discv5_bootstrap_nodes.is_empty() {
+        figment = figment.merge(Flag("network.discv5", true));
+    }
+    if let Some(port) = args.discv5_udp_port {
+        figment = figment.merge(Flag("network.discv5_udp_port", port));
+    }
+    if !args.discv5_bootstrap_nodes.is_empty() {
+        figment = figment.merge(Flag(
+            "network.discv5_bootstrap_nodes",
+            args.discv5_bootstrap_nodes.clone(),
+        ));
     }
     if args.rest {
         figment = figment.merge(Flag("rest.enabled", true));

@@ -292,10 +292,22 @@ impl Builder {
     }
 
     /// Starts every stage and the pipeline. Must run inside an actix system.
-    pub async fn start(self) -> Result<Node, Error> {
+    pub async fn start(mut self) -> Result<Node, Error> {
         self.config
             .placement()
             .map_err(|e| Error::Config(format!("network.topic_shards: {e}")))?;
+        // Bound before the transport makes the node's record, which names
+        // its port.
+        let discv5_socket = if self.config.network.discv5 {
+            let socket = crate::discovery::bind_udp(&self.config)?;
+            self.config.network.discv5_udp_port = socket
+                .local_addr()
+                .map_err(|e| Error::Config(format!("network.discv5_udp_port: {e}")))?
+                .port();
+            Some(socket)
+        } else {
+            None
+        };
         let keypair = match self.keypair {
             Some(k) => k,
             None => keys::load_or_create(&self.config.data_dir)?,
@@ -499,6 +511,9 @@ impl Builder {
             .map(ToString::to_string)
             .collect();
         let discovered = discover(&self.config, self.dns.clone(), &node);
+        if let Some(socket) = discv5_socket {
+            crate::discovery::spawn_discv5(&node, &keypair, socket, &self.config);
+        }
         crate::store_sync::spawn(&node, connected, &self.config.store, peers, discovered);
         Ok(node)
     }
@@ -541,6 +556,9 @@ impl StageContext {
             .bootstrap_enrs
             .iter()
             .filter_map(|enr| enr.parse::<murmur_transport::enr::Record>().ok());
+        if config.network.discv5 {
+            transport = transport.with_discv5_port(config.network.discv5_udp_port);
+        }
         transport = transport
             .with_peer_exchange(config.network.peer_exchange)
             .with_bootstrap(bootstrap)

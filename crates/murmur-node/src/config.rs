@@ -95,6 +95,16 @@ pub struct Network {
     /// one reads. The peers of this cluster are dialled, and the store nodes
     /// among them asked by store sync after the static peers.
     pub dns_discovery_urls: Vec<String>,
+    /// Find peers with discv5 (Waku's, protocol id `d5waku`), as nwaku's
+    /// `--discv5-discovery`: a random lookup every 5 seconds; the records
+    /// found of this node's cluster that share a shard with it are dialled.
+    pub discv5: bool,
+    /// The UDP port discv5 runs on (put in the node's record as `udp`); 0
+    /// takes any free one.
+    pub discv5_udp_port: u16,
+    /// Records (`enr:…`) discv5 starts from, as nwaku's
+    /// `--discv5-bootstrap-node`; they are dialled too.
+    pub discv5_bootstrap_nodes: Vec<String>,
     /// Work the swarm runs at once: store and lightpush requests, filter
     /// requests, metadata exchanges, archiving a relay message before it is
     /// accepted. Past it a request fails at once with `Busy` and a relay
@@ -375,6 +385,9 @@ impl Default for Network {
             peer_exchange: true,
             bootstrap_enrs: Vec::new(),
             dns_discovery_urls: Vec::new(),
+            discv5: false,
+            discv5_udp_port: 9000,
+            discv5_bootstrap_nodes: Vec::new(),
             max_tasks: 4096,
         }
     }
@@ -549,6 +562,14 @@ impl Config {
                 return fail(
                     "network.bootstrap_enrs",
                     format!("`{enr}` is not a valid ENR: {e}"),
+                );
+            }
+        }
+        for enr in &self.network.discv5_bootstrap_nodes {
+            if !enr.starts_with("enr:") || enr.parse::<murmur_transport::enr::Record>().is_err() {
+                return fail(
+                    "network.discv5_bootstrap_nodes",
+                    format!("`{enr}` is not a valid ENR (enr:…)"),
                 );
             }
         }

@@ -4,6 +4,11 @@
 //! given to store sync first, asked after the static peers; then the
 //! records of this node's cluster are dialled, all at once. Store sync's
 //! first round waits a few seconds for the store nodes.
+//!
+//! And from discv5 (`network.discv5`): a random lookup every 5 seconds, as
+//! nwaku runs it; the records of this node's cluster that share a shard
+//! with it (or that it was given to start from) are dialled, the store
+//! nodes among them told to store sync.
 
 use std::{sync::Arc, time::Duration};
 
@@ -136,4 +141,130 @@ async fn reach(dial: &Recipient<Dial>, addresses: Vec<String>) {
         }
     });
     futures::future::join_all(dials).await;
+}
+
+/// How often discv5 looks for more peers (nwaku: 5 s).
+const LOOKUP: Duration = Duration::from_secs(5);
+/// A discovered peer that could not be reached is tried again after this.
+const REDIAL: Duration = Duration::from_secs(60);
+/// No more peers are dialled past this many connections.
+const ENOUGH_PEERS: usize = 50;
+
+/// The UDP socket discv5 runs on: the IP of the node's first IPv4 TCP
+/// listen address, `network.discv5_udp_port`.
+pub(crate) fn bind_udp(config: &crate::Config) -> Result<std::net::UdpSocket, crate::Error> {
+    let ip = config
+        .network
+        .listen
+        .iter()
+        .find_map(|a| {
+            a.iter().find_map(|p| match p {
+                libp2p::multiaddr::Protocol::Ip4(ip) => Some(ip),
+                _ => None,
+            })
+        })
+        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+    let port = config.network.discv5_udp_port;
+    std::net::UdpSocket::bind((ip, port)).map_err(|e| {
+        crate::Error::Config(format!(
+            "network.discv5_udp_port: cannot bind UDP {ip}:{port}: {e}"
+        ))
+    })
+}
+
+/// Whether discv5 should dial `record`: a record it was given to start
+/// from, or one of a Waku node (`waku2` set) of `cluster` sharing a shard
+/// with `shards` (nwaku's predicate).
+fn wanted(record: &Record, cluster: u16, shards: &[u16], bootstrap: &[String]) -> bool {
+    if bootstrap.iter().any(|b| *b == record.to_base64()) {
+        return true;
+    }
+    let waku = enr::capabilities(record).is_some_and(|bits| bits != 0);
+    let shared = enr::shards(record)
+        .is_some_and(|(c, theirs)| c == cluster && theirs.iter().any(|s| shards.contains(s)));
+    waku && shared
+}
+
+/// Runs discv5 for `node` on `socket` until the node is gone.
+pub(crate) fn spawn_discv5(
+    node: &Node,
+    keypair: &libp2p::identity::Keypair,
+    socket: std::net::UdpSocket,
+    config: &crate::Config,
+) {
+    let Some(record) = node.enr().map(str::to_owned) else {
+        tracing::warn!("no discv5: the transport has no node record");
+        return;
+    };
+    let alive = Arc::downgrade(&node.inner);
+    let dial = node.inner.transport.dial.clone();
+    let status = node.inner.transport.status.clone();
+    let stores = node.inner.sync.stores.clone();
+    let me = node.peer_id();
+    let keypair = keypair.clone();
+    let bootstrap = config.network.discv5_bootstrap_nodes.clone();
+    let cluster = config.network.cluster;
+    let shards = config.shards();
+    actix::spawn(async move {
+        let discovery =
+            match murmur_transport::discv5::Discovery::start(&keypair, &record, socket, &bootstrap)
+                .await
+            {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(error = %e, "discv5 did not start");
+                    return;
+                }
+            };
+        tracing::info!(bootstrap = bootstrap.len(), "discv5 running");
+        let mut tried: std::collections::HashMap<String, tokio::time::Instant> =
+            std::collections::HashMap::new();
+        loop {
+            if alive.strong_count() == 0 {
+                return;
+            }
+            let mut found = match discovery.find().await {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::debug!(error = %e, "discv5 lookup");
+                    Vec::new()
+                }
+            };
+            found.extend(discovery.known());
+            let Ok(now) = status.send(murmur_core::transport::GetStatus).await else {
+                return;
+            };
+            let connected: std::collections::HashSet<String> =
+                now.peers.iter().map(|p| p.0.clone()).collect();
+            let records: Vec<Record> = found
+                .into_iter()
+                .filter(|r| wanted(r, cluster, &shards, &bootstrap))
+                .filter(|r| {
+                    let Some(id) = enr::peer_id(r).map(|p| p.to_string()) else {
+                        return false;
+                    };
+                    let due = tried.get(&id).is_none_or(|at| at.elapsed() >= REDIAL);
+                    !connected.contains(&id) && due
+                })
+                .collect();
+            if !records.is_empty() && connected.len() < ENOUGH_PEERS {
+                for r in &records {
+                    if let Some(id) = enr::peer_id(r) {
+                        tried.insert(id.to_string(), tokio::time::Instant::now());
+                    }
+                }
+                let (listed, peers) = sort(&records, cluster, &me);
+                tracing::info!(
+                    peers = peers.len(),
+                    stores = listed.len(),
+                    "discv5 found peers"
+                );
+                if !listed.is_empty() {
+                    let _ = stores.send(Stores::exchanged(listed)).await;
+                }
+                reach(&dial, peers).await;
+            }
+            tokio::time::sleep(LOOKUP).await;
+        }
+    });
 }

@@ -26,6 +26,7 @@ pub struct Config {
     pub(crate) light: Option<Multiaddr>,
     pub(crate) peer_exchange: bool,
     pub(crate) bootstrap: Vec<crate::enr::Record>,
+    pub(crate) discv5_port: Option<u16>,
 }
 
 impl Config {
@@ -56,7 +57,15 @@ impl Config {
             light: None,
             peer_exchange: true,
             bootstrap: Vec::new(),
+            discv5_port: None,
         }
+    }
+
+    /// Names the UDP port discv5 runs on in the node's record (`udp`), for
+    /// a node that runs it ([`discv5::Discovery`](crate::discv5::Discovery)).
+    pub fn with_discv5_port(mut self, port: u16) -> Self {
+        self.discv5_port = Some(port);
+        self
     }
 
     /// Runs the swarm on a thread of its own (the default) or, with `false`,

@@ -329,6 +329,7 @@ mod tests {
             crate::enr::capability::RELAY | crate::enr::capability::STORE,
             1,
             &[4],
+            None,
         )
         .unwrap()
     }

@@ -34,13 +34,15 @@ fn rlp_bytes(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// Builds the node's record. `listen` are the addresses peers can reach (the
-/// first IPv4 TCP one goes in `ip`/`tcp`, WebSocket ones in `multiaddrs`).
+/// first IPv4 TCP one goes in `ip`/`tcp`, WebSocket ones in `multiaddrs`);
+/// `udp` is the discv5 port, if the node runs discv5.
 pub fn build(
     keypair: &Keypair,
     listen: &[Multiaddr],
     capabilities: u8,
     cluster: u16,
     shards: &[u16],
+    udp: Option<u16>,
 ) -> Result<Record, String> {
     let secret = keypair
         .clone()
@@ -68,6 +70,9 @@ pub fn build(
             // The first reachable IPv4 TCP address goes in ip/tcp.
             (Some(ip), Some(port), false) if !has_ip && !ip.is_unspecified() => {
                 builder.ip4(ip).tcp4(port);
+                if let Some(udp) = udp {
+                    builder.udp4(udp);
+                }
                 has_ip = true;
             }
             (Some(_), Some(_), true) => {
@@ -204,6 +209,7 @@ mod tests {
             capability::RELAY | capability::STORE,
             1,
             &[0, 4],
+            None,
         )
         .unwrap();
         assert!(record.to_base64().starts_with("enr:"));
@@ -254,6 +260,22 @@ mod tests {
     }
 
     #[test]
+    fn the_discv5_port_goes_in_udp_beside_tcp() {
+        let listen: Vec<Multiaddr> = vec!["/ip4/127.0.0.1/tcp/60000".parse().unwrap()];
+        let record = build(
+            &Keypair::generate_secp256k1(),
+            &listen,
+            capability::RELAY,
+            1,
+            &[0],
+            Some(9000),
+        )
+        .unwrap();
+        assert_eq!(record.udp4(), Some(9000));
+        assert_eq!(record.tcp4(), Some(60000));
+    }
+
+    #[test]
     fn garbage_and_forgeries_are_refused() {
         assert!(decode(&[0xc0]).is_none());
         assert!(decode(b"not rlp at all").is_none());
@@ -263,6 +285,7 @@ mod tests {
             capability::RELAY,
             1,
             &[],
+            None,
         )
         .unwrap();
         let mut bytes = encode(&record);

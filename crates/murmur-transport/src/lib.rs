@@ -35,6 +35,7 @@
 mod actor;
 mod behaviour;
 mod config;
+pub mod discv5;
 pub mod dns;
 pub mod enr;
 mod error;

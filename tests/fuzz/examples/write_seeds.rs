@@ -37,6 +37,7 @@ fn main() {
             1,
             1,
             &[0],
+            None,
         )
         .expect("record"),
     );

@@ -185,3 +185,18 @@ fn a_webhook_needs_an_http_url_and_a_secret() {
         Ok(())
     });
 }
+
+#[test]
+fn a_discv5_bootstrap_record_must_be_an_enr() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "d.toml",
+            "[network]\ndiscv5 = true\ndiscv5_bootstrap_nodes = [\"enode://abc@1.2.3.4:30303\"]\n",
+        )?;
+        let err = Config::from_figment(&Config::figment(Some(Path::new("d.toml"))))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("network.discv5_bootstrap_nodes"), "{err}");
+        Ok(())
+    });
+}

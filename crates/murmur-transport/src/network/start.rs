@@ -236,6 +236,7 @@ pub(super) async fn prepare(
             capabilities,
             config.cluster(),
             &config.shards,
+            config.discv5_port,
         )
         .map_err(Error::Build)?
         .to_base64()
