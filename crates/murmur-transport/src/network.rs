@@ -109,6 +109,8 @@ enum Command {
     },
     /// Records learned from a peer exchange we asked for.
     Learned(Vec<crate::enr::Record>),
+    /// Service nodes a light client's service told of, to fail over to.
+    Fallbacks(Vec<crate::enr::Record>),
     /// A relay message whose archiving finished: accept it now.
     Archived {
         id: gossipsub::MessageId,

@@ -74,6 +74,7 @@ impl Driver {
                 _ = redial.tick() => {
                     self.count_mesh();
                     self.recycle_silent_static_peers();
+                    self.fail_over();
                     self.dial_static_peers();
                     self.refresh_filters(false);
                     let expired = self.filter.expire(Instant::now());
@@ -212,6 +213,7 @@ impl Driver {
                     self.peer_cache.learn(record);
                 }
             }
+            Command::Fallbacks(records) => self.keep_fallbacks(&records),
             Command::Inbound(delivery) => {
                 self.metrics.inc_received();
                 self.emit(Event::Message(delivery));
@@ -465,6 +467,7 @@ impl Driver {
                 {
                     // A new connection to our service: it may have forgotten us.
                     self.refresh_filters(true);
+                    self.service_reached();
                 }
                 if num_established.get() == 1 {
                     self.addresses.insert(peer_id, remote);
@@ -486,6 +489,9 @@ impl Driver {
             } => {
                 self.addresses.remove(&peer_id);
                 self.profiles.remove(&peer_id);
+                if let Some(light) = self.light.as_mut().filter(|l| l.service == peer_id) {
+                    light.lost.get_or_insert_with(Instant::now);
+                }
                 if self.confirmed.remove(&peer_id) {
                     tracing::info!(peer = %peer_id, "peer left");
                     self.emit(Event::PeerDisconnected {

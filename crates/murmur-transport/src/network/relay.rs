@@ -85,6 +85,11 @@ impl Relay {
         self.tell(Command::Learned(records)).await;
     }
 
+    /// Keeps service nodes a light client's service told of.
+    pub(crate) async fn fallbacks(&self, records: Vec<crate::enr::Record>) {
+        self.tell(Command::Fallbacks(records)).await;
+    }
+
     /// Hands a message our filter service pushed to the local pipeline.
     pub(crate) async fn inbound(&self, delivery: Delivery) {
         self.tell(Command::Inbound(delivery)).await;

@@ -199,6 +199,9 @@ pub(super) async fn prepare(
                 service,
                 filters: Default::default(),
                 pinged: Instant::now(),
+                fallbacks: Vec::new(),
+                lost: Some(Instant::now()),
+                asked: false,
             }),
         archive: config.archive.clone(),
         peer_cache: {
