@@ -117,6 +117,43 @@ async fn talk_to(program: &str, script: &str) {
         .await
         .unwrap();
     assert_eq!(forged.status(), 401);
+    // Signed with the secret, but stale: a replayed request is refused too.
+    let body = r#"{"text":"/ping"}"#;
+    let stale = (murmur::core::now_nanos() / 1_000_000_000 - 3600).to_string();
+    let replayed = reqwest::Client::new()
+        .post(&url)
+        .header("x-murmur-timestamp", &stale)
+        .header(
+            "x-murmur-signature",
+            format!(
+                "sha256={}",
+                murmur_rest::webhook::sign(SECRET.as_bytes(), &stale, body)
+            ),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status(), 401);
+    // The same, fresh, is taken: the refusals above were for the forgery
+    // and the age, not for the form.
+    let fresh = (murmur::core::now_nanos() / 1_000_000_000).to_string();
+    let taken = reqwest::Client::new()
+        .post(&url)
+        .header("x-murmur-timestamp", &fresh)
+        .header(
+            "x-murmur-signature",
+            format!(
+                "sha256={}",
+                murmur_rest::webhook::sign(SECRET.as_bytes(), &fresh, body)
+            ),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(taken.status(), 200);
+    assert!(taken.text().await.unwrap().contains("pong"));
 }
 
 #[actix_rt::test]

@@ -268,3 +268,35 @@ pub(crate) fn spawn_discv5(
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use libp2p::identity::Keypair;
+
+    use super::*;
+
+    fn record(caps: u8, cluster: u16, shards: &[u16]) -> Record {
+        enr::build(
+            &Keypair::generate_secp256k1(),
+            &["/ip4/127.0.0.1/tcp/60000".parse().unwrap()],
+            caps,
+            cluster,
+            shards,
+            Some(9000),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn discv5_dials_waku_nodes_of_its_cluster_that_share_a_shard() {
+        let relay = enr::capability::RELAY;
+        assert!(wanted(&record(relay, 1, &[0, 3]), 1, &[3, 4], &[]));
+        // Another cluster, no shard in common, not a Waku node: not dialled.
+        assert!(!wanted(&record(relay, 16, &[3]), 1, &[3], &[]));
+        assert!(!wanted(&record(relay, 1, &[5]), 1, &[3], &[]));
+        assert!(!wanted(&record(0, 1, &[3]), 1, &[3], &[]));
+        // A record it was given to start from is dialled whatever it says.
+        let given = record(0, 16, &[9]);
+        assert!(wanted(&given, 1, &[3], &[given.to_base64()]));
+    }
+}
