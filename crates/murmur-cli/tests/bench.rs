@@ -42,3 +42,74 @@ fn the_relay_benchmark_delivers_every_message_in_every_layout() {
         );
     }
 }
+
+/// Runs `murmur bench ARGS` and answers its one JSON object (or its
+/// table, when it prints no JSON).
+fn bench(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_murmur"))
+        .arg("bench")
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("murmur runs");
+    assert!(
+        out.status.success(),
+        "bench {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `murmur bench store` on SQLite, a few hundred messages: both runs
+/// ingest every message and answer queries.
+#[test]
+fn the_store_benchmark_runs_both_sides() {
+    let table = bench(&["store", "--messages", "400", "--size", "64"]);
+    assert!(table.contains("bare sqlx"), "{table}");
+    assert!(table.contains("ingest murmur / bare"), "{table}");
+}
+
+/// `murmur bench serve` with two client counts: no request fails.
+#[test]
+fn the_serve_benchmark_answers_every_request() {
+    let report: serde_json::Value = serde_json::from_str(&bench(&[
+        "serve",
+        "--clients",
+        "1,3",
+        "--requests",
+        "4",
+        "--stored",
+        "10",
+        "--json",
+    ]))
+    .expect("one JSON object");
+    let runs = report["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 2);
+    for run in runs {
+        assert_eq!(run["failed"], 0, "{run}");
+        assert!(run["requests_per_second"].as_f64().unwrap() > 0.0, "{run}");
+    }
+}
+
+/// `murmur bench strangers`, a small flood: the contact's messages all
+/// arrive, quiet and flooded.
+#[test]
+fn the_strangers_benchmark_measures_the_contact_through_a_flood() {
+    let report: serde_json::Value = serde_json::from_str(&bench(&[
+        "strangers",
+        "--strangers",
+        "20",
+        "--rate",
+        "100",
+        "--messages",
+        "10",
+        "--json",
+    ]))
+    .expect("one JSON object");
+    for key in ["contact_quiet_p50_ms", "contact_flooded_p99_ms"] {
+        assert!(
+            report[key].as_f64().is_some_and(|ms| ms > 0.0),
+            "{key}: {report}"
+        );
+    }
+}
