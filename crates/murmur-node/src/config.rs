@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
+mod errors;
 mod http;
+use errors::one_line;
 pub use http::{Metrics, Rest, Token, Webhook};
 
 /// The configuration file read when `--config` is not given, if it exists.
@@ -585,36 +587,6 @@ impl Config {
             }
         }
         Ok(())
-    }
-}
-
-/// figment's errors can chain several; the first, on one line, with its key
-/// and its source, is what to fix.
-fn one_line(error: &figment::Error) -> String {
-    let first = error
-        .clone()
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| error.clone());
-    let key = first.path.join(".").to_lowercase();
-    let source = match &first.metadata {
-        Some(m) if m.name.contains("environment") => {
-            format!(
-                "environment variable MURMUR_{}",
-                first.path.join("__").to_uppercase()
-            )
-        }
-        Some(m) => match &m.source {
-            Some(source) => format!("{} {source}", m.name),
-            None => m.name.to_string(),
-        },
-        None => "defaults".to_owned(),
-    };
-    let problem = first.kind.to_string().replace('\n', " ");
-    if key.is_empty() {
-        format!("invalid configuration (from {source}): {problem}")
-    } else {
-        format!("invalid value for `{key}` (from {source}): {problem}")
     }
 }
 

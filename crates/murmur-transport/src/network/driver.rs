@@ -385,36 +385,6 @@ impl Driver {
         });
     }
 
-    pub(super) fn status(&self) -> Status {
-        let relay = &self.swarm.behaviour().relay;
-        let mut status = Status::default();
-        status.peer_id = Some(transport::PeerId(self.swarm.local_peer_id().to_string()));
-        status.enr = Some(self.enr.clone());
-        status.listen_addrs = self
-            .swarm
-            .listeners()
-            .map(|a| {
-                a.clone()
-                    .with(Protocol::P2p(*self.swarm.local_peer_id()))
-                    .to_string()
-            })
-            .collect();
-        status.peers = self
-            .swarm
-            .connected_peers()
-            .map(|p| transport::PeerId(p.to_string()))
-            .collect();
-        status.connected = self.peer_views();
-        status.topics = relay
-            .topics()
-            .filter_map(|hash| {
-                let topic = hash.as_str().parse().ok()?;
-                Some((topic, relay.mesh_peers(hash).count()))
-            })
-            .collect();
-        status
-    }
-
     pub(super) fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Relay(gossipsub::Event::Message {
