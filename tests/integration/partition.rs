@@ -158,6 +158,12 @@ enum Speak {
 
 /// Four nodes, one group; split for [`SPLIT`] while all send; healed.
 async fn split_and_heal(speak: Speak) {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_ansi(false)
+            .try_init();
+    }
     let dirs = [(); 4].map(|_| tempfile::tempdir().unwrap());
     let keys = [(); 4].map(|_| Keypair::generate_secp256k1());
     let [a_key, b_key, c_key, d_key] = &keys;
@@ -184,6 +190,7 @@ async fn split_and_heal(speak: Speak) {
     for n in nodes {
         accounts.push(account(n).await);
     }
+    tracing::info!(?names, ?accounts, "who is who");
     for (i, x) in nodes.iter().enumerate() {
         for y in &nodes[i + 1..] {
             befriend(x, y).await;

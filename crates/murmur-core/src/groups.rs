@@ -147,6 +147,10 @@ pub enum Error {
     /// A group message that was read before.
     #[error("replayed group message")]
     Replay,
+    /// A group message of this device's own sending chain, come back from
+    /// a store node: it was handled when it was sent.
+    #[error("a group message this device sent")]
+    Own,
     /// A group message further ahead of its chain than this device skips
     /// (`chat.max_skip`): nothing was opened or advanced. The pipeline holds
     /// it and offers it again once the messages before it (a store round

@@ -85,6 +85,11 @@ pub enum OpenError {
     /// The chain's owner is no longer a member.
     #[error("the sender is not a member")]
     NotMember,
+    /// A message of this device's own sending chain, come back (a store
+    /// node returns everything on the group's topic): it was handled when
+    /// it was sent, and no one else holds the key to ask for.
+    #[error("a message of this device's own chain")]
+    Own,
     /// The chain refused it (signature, tampering, replay, bound).
     #[error(transparent)]
     Chain(#[from] GroupError),
@@ -308,17 +313,16 @@ impl Group {
         self.sending.as_ref().map(SenderChain::chain_key)
     }
 
-    /// `from` could not read message `iteration` of `chain` (its copy of
-    /// the key was lost, or came after the message): if the chain is this
-    /// device's current one and `from` a member, the key to hand it, at
-    /// that message or at the position `from` joined the chain, whichever
-    /// is later, so it reads nothing it could not read before.
-    pub fn answer_chain(
-        &self,
-        from: MemberId,
-        chain: ChainId,
-        iteration: u32,
-    ) -> Result<ChainKey, AnswerError> {
+    /// `from` could not read a message of `chain` (its copy of the key was
+    /// lost, or is still on its way): if the chain is this device's current
+    /// one and `from` a member, the key to hand it, at the position `from`
+    /// joined the chain, so it reads nothing sent before it was let in.
+    ///
+    /// Not at the message it asked about: that is only the first one it
+    /// saw, and the ones before it may still come (a store node sends them
+    /// later, or they cross a healed partition after it); a key from there
+    /// on would make every one of them a replay, lost for good.
+    pub fn answer_chain(&self, from: MemberId, chain: ChainId) -> Result<ChainKey, AnswerError> {
         if from == self.me.0 || !self.state().members.contains_key(&from) {
             return Err(AnswerError::NotMember);
         }
@@ -328,16 +332,22 @@ impl Group {
             .filter(|s| s.id() == chain)
             .ok_or(AnswerError::NotOurs)?;
         let floor = self.floors.get(&from).copied().unwrap_or(0);
-        Ok(sending.chain_key_at(iteration.max(floor)))
+        Ok(sending.chain_key_at(floor))
     }
 
     /// The chain and position of a group message this device has no key
-    /// for, if the bytes are one: what to ask its owner for.
+    /// for, if the bytes are one (and not of its own chain): what to ask
+    /// its owner for.
     pub fn missing_chain(&self, bytes: &[u8]) -> Option<(ChainId, u32)> {
         GroupMessage::from_bytes(bytes)
             .ok()
-            .filter(|m| !self.receivers.contains_key(&m.chain))
+            .filter(|m| !self.receivers.contains_key(&m.chain) && !self.is_own(m.chain))
             .map(|m| (m.chain, m.iteration))
+    }
+
+    /// Whether `chain` is this device's current sending chain.
+    fn is_own(&self, chain: ChainId) -> bool {
+        self.sending.as_ref().is_some_and(|s| s.id() == chain)
     }
 
     /// A chain key that `owner` handed over in a pairwise session (or that
@@ -395,6 +405,9 @@ impl Group {
     pub fn open(&mut self, bytes: &[u8]) -> Result<Opened, OpenError> {
         let message =
             GroupMessage::from_bytes(bytes).map_err(|e| OpenError::Malformed(e.to_string()))?;
+        if self.is_own(message.chain) {
+            return Err(OpenError::Own);
+        }
         let receiver = self
             .receivers
             .get_mut(&message.chain)

@@ -329,6 +329,7 @@ impl Handler<Open> for Membership {
                     let group = this.group(id)?;
                     let opened = group.open(&delivery.message.payload).map_err(|e| match e {
                         OpenError::UnknownChain => Error::UnknownChain,
+                        OpenError::Own => Error::Own,
                         OpenError::NotMember => Error::NotMember(id),
                         OpenError::Chain(murmur_crypto::group::GroupError::Replay(_)) => Error::Replay,
                         OpenError::Chain(
@@ -378,6 +379,8 @@ impl Handler<Open> for Membership {
                     let kept = journal::record(&this.vault, &delivery.hash, &opened);
                     Box::pin(this.persist_all(&[opened.group], false, Some(kept), opened))
                 }
+                // Not refused: its own, handled when it was sent.
+                Err(Error::Own) => Box::pin(fut::ready(Err(Error::Own))),
                 Err(e) => {
                     this.metrics.refuse(match e {
                         Error::UnknownChain => "unknown_chain",

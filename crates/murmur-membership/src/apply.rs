@@ -251,7 +251,9 @@ impl Membership {
             }
         }
         if let Some(key) = &control.chain {
-            match group.receive_chain((member(msg.from), msg.device.0), key) {
+            let received = group.receive_chain((member(msg.from), msg.device.0), key);
+            tracing::debug!(group = %id, me = %me.0, from = %msg.from, ?received, "a chain key handed over");
+            match received {
                 Ok(()) => {}
                 Err(murmur_groups::ChainError::NotMember) => metrics.refuse("not_member"),
                 Err(murmur_groups::ChainError::NotOwn) => metrics.refuse("not_own_chain"),
@@ -353,6 +355,7 @@ impl Membership {
             .map(|h| h.0.to_vec())
             .collect();
         let ask = self.repair.ask(id, chain, members, Instant::now());
+        tracing::debug!(group = %id, me = %account(me), ?chain, iteration, asked = ask.len(), "a chain key missing");
         if ask.is_empty() {
             return Ok(effects);
         }
@@ -363,8 +366,9 @@ impl Membership {
     }
 
     /// A member could not read a message of `request.chain`: if the chain
-    /// is this device's, its key from that message on (never earlier than
-    /// the member joined it) goes back to that member's devices.
+    /// is this device's, its key from where the member joined it (see
+    /// [`murmur_groups::Group::answer_chain`]) goes back to that member's
+    /// devices.
     fn on_chain_request(
         &mut self,
         id: GroupId,
@@ -379,7 +383,7 @@ impl Membership {
                 .try_into()
                 .map_err(|_| Error::Malformed("a chain id is 16 bytes".to_owned()))?,
         );
-        let key = match group.answer_chain(member(from), chain, request.iteration) {
+        let key = match group.answer_chain(member(from), chain) {
             Ok(key) => Some(key),
             Err(AnswerError::NotMember) => {
                 self.metrics.refuse("not_member");
@@ -397,7 +401,10 @@ impl Membership {
             .heads()
             .any(|h| !theirs.contains(h.0.as_slice()));
         let mut effects = Effects::default();
-        if (key.is_none() && !behind) || !self.repair.answer(id, from, chain, Instant::now()) {
+        let answer =
+            (key.is_some() || behind) && self.repair.answer(id, from, chain, Instant::now());
+        tracing::debug!(group = %id, %from, ?chain, ours = key.is_some(), behind, answer, "a chain key asked for");
+        if !answer {
             return Ok(effects);
         }
         if let Some(key) = key {

@@ -450,8 +450,9 @@ where
     );
 }
 
-/// A tampered message, a replay and a message for no known group are each
-/// refused with a typed error; the group goes on.
+/// A tampered message, a replay, a message for no known group and the
+/// sender's own message come back are each refused with a typed error; the
+/// group goes on.
 pub async fn refuses_tampered_replayed_and_stray_messages<F, Fut>(start: F)
 where
     F: Fn(storage::Handle) -> Fut,
@@ -467,6 +468,17 @@ where
     assert!(open(&bob, &tampered).await.is_err(), "a flipped bit opens");
     assert!(open(&bob, &sealed).await.is_ok());
     assert_eq!(open(&bob, &sealed).await.err(), Some(Error::Replay));
+    // Alice's own message, come back from a store node: handled when sent,
+    // and no missing key to ask every member for.
+    assert_eq!(open(&alice, &sealed).await.err(), Some(Error::Own));
+    let asked = alice
+        .groups
+        .request_key
+        .send(groups::RequestKey(delivery(&sealed)))
+        .await
+        .expect("stage alive")
+        .expect("member");
+    assert!(asked.pairwise.is_empty(), "asked for its own key");
     let stray = crypto::Sealed::new(
         groups::topic(GroupId([7; 32])),
         Bytes::from_static(b"no group"),

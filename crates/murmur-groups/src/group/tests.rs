@@ -179,34 +179,47 @@ fn three() -> (Member, Member, Member) {
 }
 
 #[test]
-fn a_member_that_lost_a_chain_key_is_handed_it_again_from_the_message_it_missed() {
+fn a_member_that_lost_a_chain_key_is_handed_it_from_where_it_joined_and_reads_what_comes_late() {
     let (mut alice, mut bob, _) = three();
     let sent: Vec<_> = (0..5u8)
         .map(|i| alice.group.seal(&[i]).expect("member"))
         .collect();
-    // Alice's key never reached Bob.
+    // Alice's key never reached Bob, and message 2 is the first he sees
+    // (the others are still on their way: a partition, a store node).
     assert_eq!(bob.group.open(&sent[2]), Err(OpenError::UnknownChain));
     let (chain, at) = bob.group.missing_chain(&sent[2]).expect("a group message");
     assert_eq!(at, 2);
     let key = alice
         .group
-        .answer_chain(bob.id(), chain, at)
+        .answer_chain(bob.id(), chain)
         .expect("Bob is a member; the chain is Alice's");
     bob.group
         .receive_chain(alice.group.me, &key.to_bytes())
         .expect("Alice's own chain");
     assert!(bob.group.missing_chain(&sent[2]).is_none());
-    for i in [2usize, 4, 3] {
+    // What came before the one he asked about, coming after it, is read
+    // too: a key from message 2 on would have made 0 and 1 replays.
+    for i in [2usize, 4, 3, 1, 0] {
         assert_eq!(
             bob.group.open(&sent[i]).expect("reads").plaintext,
             [i as u8]
         );
     }
-    // Asked for message 2, handed nothing older.
+    // Each once.
     assert_eq!(
         bob.group.open(&sent[1]),
         Err(OpenError::Chain(GroupError::Replay(1)))
     );
+}
+
+#[test]
+fn a_message_of_this_devices_own_chain_come_back_is_not_asked_for() {
+    let (mut alice, _, _) = three();
+    let sent = alice.group.seal(b"mine").expect("member");
+    // A store node returns it: handled when sent, not a missing key to
+    // ask every member about.
+    assert_eq!(alice.group.open(&sent), Err(OpenError::Own));
+    assert_eq!(alice.group.missing_chain(&sent), None);
 }
 
 #[test]
@@ -218,31 +231,25 @@ fn a_chain_key_is_handed_again_to_no_stranger_no_removed_member_and_no_earlier_t
     // her keys through pairing, not from the group), are answered nothing.
     let stranger = member(9, alice.group.id());
     assert_eq!(
-        alice.group.answer_chain(stranger.id(), chain, 0).err(),
+        alice.group.answer_chain(stranger.id(), chain).err(),
         Some(AnswerError::NotMember)
     );
     assert_eq!(
-        alice.group.answer_chain(alice.id(), chain, 0).err(),
+        alice.group.answer_chain(alice.id(), chain).err(),
         Some(AnswerError::NotMember)
     );
     // Another member's chain, or a made-up one, is not Alice's to hand.
     assert_eq!(
-        alice
-            .group
-            .answer_chain(bob.id(), ChainId([7; 16]), 0)
-            .err(),
+        alice.group.answer_chain(bob.id(), ChainId([7; 16])).err(),
         Some(AnswerError::NotOurs)
     );
-    // Dave joins at Alice's position 1; asking for 0 gets him position 1.
+    // Dave joins at Alice's position 1: he is handed position 1, never 0.
     let mut dave = member(4, alice.group.id());
     let (add_dave, _) = alice.act(Action::Add(dave.id()));
     for ev in alice.group.log().events().cloned().collect::<Vec<_>>() {
         let _ = dave.group.insert(ev);
     }
-    let key = alice
-        .group
-        .answer_chain(dave.id(), chain, 0)
-        .expect("member");
+    let key = alice.group.answer_chain(dave.id(), chain).expect("member");
     assert_eq!(key.iteration, 1);
     dave.group
         .receive_chain(alice.group.me, &key.to_bytes())
@@ -255,9 +262,7 @@ fn a_chain_key_is_handed_again_to_no_stranger_no_removed_member_and_no_earlier_t
     let stored = Group::from_parts(&alice.group.log_bytes(), Some(&alice.group.keys_bytes()))
         .expect("decodes");
     assert_eq!(
-        stored
-            .answer_chain(dave.id(), chain, 0)
-            .map(|k| k.iteration),
+        stored.answer_chain(dave.id(), chain).map(|k| k.iteration),
         Ok(1)
     );
     let _ = carol.group.insert(add_dave);
@@ -265,11 +270,11 @@ fn a_chain_key_is_handed_again_to_no_stranger_no_removed_member_and_no_earlier_t
     // asks for is gone (Alice rotated).
     let _ = alice.act(Action::Remove(carol.id()));
     assert_eq!(
-        alice.group.answer_chain(carol.id(), chain, 0).err(),
+        alice.group.answer_chain(carol.id(), chain).err(),
         Some(AnswerError::NotMember)
     );
     assert_eq!(
-        alice.group.answer_chain(bob.id(), chain, 0).err(),
+        alice.group.answer_chain(bob.id(), chain).err(),
         Some(AnswerError::NotOurs),
         "a rotated chain's keys are gone"
     );

@@ -199,6 +199,8 @@ impl Pipeline {
                         act.hold_ahead(delivery);
                         done()
                     }
+                    // Handled when it was sent.
+                    Ok(Err(groups::Error::Own)) => done(),
                     Ok(Err(e)) => {
                         act.stats.group_refused += 1;
                         tracing::debug!(error = %e, "group message refused");

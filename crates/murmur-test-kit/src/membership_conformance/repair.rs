@@ -13,8 +13,9 @@ fn only_a_chain_key(message: &Bytes) -> bool {
 }
 
 /// Carol's chain key never reaches Bob. Bob cannot read her message, asks
-/// the members for the key, Carol answers, and Bob reads it and what she
-/// sends after. Asking again at once sends nothing; a stranger asking is
+/// the members for the key, Carol answers, and Bob reads it, what she
+/// sends after, and what she sent before it that reaches him only later (a
+/// key from the message he asked about on would have lost that). Asking again at once sends nothing; a stranger asking is
 /// refused; a flood of made-up messages on the group's topic makes Bob ask
 /// a few times, not once per message.
 pub async fn a_member_whose_chain_key_was_lost_asks_for_it_and_reads_on<F, Fut>(start: F)
@@ -38,6 +39,9 @@ where
     };
     follow_dropping(&alice, added, &[&alice, &bob, &carol], &lost).await;
 
+    let late = post(&carol, group, "before hello")
+        .await
+        .expect("Carol is a member");
     let sealed = post(&carol, group, "hello")
         .await
         .expect("Carol is a member");
@@ -66,6 +70,14 @@ where
     assert_eq!(
         open(&bob, &next).await.expect("reads").plaintext.as_ref(),
         b"and on"
+    );
+    assert_eq!(
+        open(&bob, &late)
+            .await
+            .expect("reads, late")
+            .plaintext
+            .as_ref(),
+        b"before hello"
     );
     // Asking now that the key is here sends nothing.
     assert!(request_key(&bob, &sealed)
