@@ -103,10 +103,14 @@ pub enum Reason {
 /// round's start once that store node answered it to the end, and stays
 /// where it was otherwise, so that the next round asks it again; a store
 /// node asked for the first time is asked from where every store node
-/// answered last (or since the topic was first watched). Rounds run one
-/// after another. Answers how many messages came back (the archive drops
-/// the ones this node already had, from another store node or by relay);
-/// fails only if no store node could be asked about any topic.
+/// answered last (or since the topic was first watched). However recent
+/// the position, a round reaches back an hour at least (the default stage's
+/// `LATE`): a store node can get a message long after its time, when a
+/// partition heals elsewhere. Before the position it asks for hashes and
+/// fetches only what this node's archive lacks. Rounds run one after another. Answers
+/// how many messages came back (the pipeline drops any this node already
+/// had, from another store node or by relay); fails only if no store node
+/// could be asked about any topic.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Result<usize, Error>")]
 pub struct Round(pub Reason);

@@ -291,6 +291,12 @@ pub enum Event {
     /// A valid message arrived and the transport archived it (new, by hash)
     /// before accepting it for relay: do not archive it again.
     Archived(Delivery),
+    /// A message a store node returned (store sync, a catch-up, a gap
+    /// read): archived however old it is, since a store node kept it (the
+    /// archive's 20 s window is for what relay brings), so that this node
+    /// serves it on and does not fetch it again; then handled like any
+    /// other.
+    Fetched(Delivery),
 }
 
 /// Leaves the network: every connection and listener closes and nothing is

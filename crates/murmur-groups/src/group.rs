@@ -21,6 +21,12 @@ use crate::{
     Event, GroupId, InsertError, Inserted, Log, MemberId, State, Unsigned,
 };
 
+/// How many messages before the one a member asked a chain key for the key
+/// handed over reaches back: what came late is read too, and the skip from
+/// there to the message asked about stays well within what a receiver
+/// skips (`chat.max_skip`, 1,000 by default).
+pub const REACH: u32 = 512;
+
 const STORED_VERSION: u8 = 1;
 /// The stored chains: 1 had no floors, 2 has them.
 const KEYS_VERSION: u8 = 2;
@@ -313,16 +319,23 @@ impl Group {
         self.sending.as_ref().map(SenderChain::chain_key)
     }
 
-    /// `from` could not read a message of `chain` (its copy of the key was
-    /// lost, or is still on its way): if the chain is this device's current
-    /// one and `from` a member, the key to hand it, at the position `from`
-    /// joined the chain, so it reads nothing sent before it was let in.
+    /// `from` could not read message `iteration` of `chain` (its copy of
+    /// the key was lost, or is still on its way): if the chain is this
+    /// device's current one and `from` a member, the key to hand it, from
+    /// [`REACH`] messages before that one, never from before the position
+    /// `from` joined the chain at (so it reads nothing sent before it was
+    /// let in).
     ///
-    /// Not at the message it asked about: that is only the first one it
+    /// Not from the message it asked about: that is only the first one it
     /// saw, and the ones before it may still come (a store node sends them
     /// later, or they cross a healed partition after it); a key from there
     /// on would make every one of them a replay, lost for good.
-    pub fn answer_chain(&self, from: MemberId, chain: ChainId) -> Result<ChainKey, AnswerError> {
+    pub fn answer_chain(
+        &self,
+        from: MemberId,
+        chain: ChainId,
+        iteration: u32,
+    ) -> Result<ChainKey, AnswerError> {
         if from == self.me.0 || !self.state().members.contains_key(&from) {
             return Err(AnswerError::NotMember);
         }
@@ -332,7 +345,7 @@ impl Group {
             .filter(|s| s.id() == chain)
             .ok_or(AnswerError::NotOurs)?;
         let floor = self.floors.get(&from).copied().unwrap_or(0);
-        Ok(sending.chain_key_at(floor))
+        Ok(sending.chain_key_at(iteration.saturating_sub(REACH).max(floor)))
     }
 
     /// The chain and position of a group message this device has no key

@@ -66,7 +66,9 @@ mod log;
 mod state;
 
 pub use codec::DecodeError;
-pub use group::{AnswerError, ChainError, Device, Effects, Group, OpenError, Opened, SealError};
+pub use group::{
+    AnswerError, ChainError, Device, Effects, Group, OpenError, Opened, SealError, REACH,
+};
 pub use invite::{Admission, Invite};
 pub use log::Log;
 pub use state::State;

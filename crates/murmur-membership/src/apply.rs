@@ -383,7 +383,7 @@ impl Membership {
                 .try_into()
                 .map_err(|_| Error::Malformed("a chain id is 16 bytes".to_owned()))?,
         );
-        let key = match group.answer_chain(member(from), chain) {
+        let key = match group.answer_chain(member(from), chain, request.iteration) {
             Ok(key) => Some(key),
             Err(AnswerError::NotMember) => {
                 self.metrics.refuse("not_member");

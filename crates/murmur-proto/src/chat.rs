@@ -139,9 +139,9 @@ pub struct ChainRequest {
     /// The chain's id (16 bytes).
     #[prost(bytes = "vec", tag = "1")]
     pub chain: Vec<u8>,
-    /// The position of that message. Informative: the owner answers with
-    /// the key from where the asker joined the chain, since the messages
-    /// before this one may still come.
+    /// The position of that message. The owner hands the key over from a
+    /// while before it (the messages before it may still come), never from
+    /// before the asker joined the chain.
     #[prost(uint32, tag = "2")]
     pub iteration: u32,
     /// The asker's log heads: a member that holds events the asker lacks

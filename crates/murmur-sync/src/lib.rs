@@ -3,12 +3,16 @@
 //! [`StoreSync`] asks store nodes (the one a request names, else those it
 //! was given, the next one when one fails) through the transport's
 //! `QueryStore`, follows every page's cursor, and hands each message to the
-//! inbound path as a `transport::Event::Message`: the pipeline archives it by
+//! inbound path as a `transport::Event::Fetched`: the pipeline archives it by
 //! hash before anything else, so a message fetched twice, or that also came
 //! by relay, enters once. For the topics it watches it keeps, in the
 //! persistence stage's state, how far this node has seen each at each store
 //! node, and a round asks every store node for what came since: after a
-//! partition, each side's store nodes hold what the other side lacks. The
+//! partition, each side's store nodes hold what the other side lacks.
+//! Before that position, an hour back ([`LATE`]), a round lists hashes and
+//! fetches those the archive lacks: a store node that got a message late
+//! (it fetched it from the other side of a healed partition) is asked
+//! again. The
 //! node runs a round at start, on every new connection and periodically.
 //! Gap repair builds on it.
 //!
@@ -66,6 +70,14 @@ const MAILBOX: usize = 256;
 /// a sender whose clock is behind; store nodes keep nothing more than 20 s
 /// off). What comes twice, the archive drops.
 pub const OVERLAP: Duration = Duration::from_secs(120);
+
+/// How far back every round lists what each store node holds, whatever
+/// the positions say: a store node can get a message long after it was
+/// sent (a partition healed elsewhere, and the store node fetched what the
+/// other side sent), after this node already asked it about that time.
+/// Before the position a round asks for hashes only, and fetches only
+/// those the archive lacks.
+pub const LATE: Duration = Duration::from_secs(3600);
 
 /// The store-sync stage actor.
 pub struct StoreSync {
@@ -185,6 +197,38 @@ impl Asker {
         Ok(held)
     }
 
+    /// What `store` holds under `query`, as hashes; then the messages among
+    /// them this node's archive lacks, fetched by hash and handed on.
+    /// Answers how many were fetched.
+    async fn missing(
+        &self,
+        store: &str,
+        query: Query,
+        topic: &PubsubTopic,
+        archive: &storage::Handle,
+    ) -> Result<usize, Error> {
+        let mut listed = Vec::new();
+        let mut query = query.with_limit(murmur_core::store::MAX_PAGE);
+        query.include_data = false;
+        loop {
+            let page = self.page(store, query.clone()).await?;
+            listed.extend(page.messages.iter().map(|m| m.hash));
+            match page.cursor {
+                Some(cursor) => query = query.with_cursor(Some(cursor)),
+                None => break,
+            }
+        }
+        let held = archived(archive, &listed).await?;
+        let missing: Vec<MessageHash> = listed.into_iter().filter(|h| !held.contains(h)).collect();
+        let mut fetched = 0;
+        for chunk in missing.chunks(murmur_core::store::MAX_HASHES) {
+            fetched += self
+                .pages(store, Query::hashes(chunk.to_vec()), Some(topic))
+                .await?;
+        }
+        Ok(fetched)
+    }
+
     /// One page of `query` from `store`.
     async fn page(&self, store: &str, query: Query) -> Result<Page, Error> {
         self.query
@@ -221,7 +265,7 @@ impl Asker {
                     continue;
                 };
                 self.inbound
-                    .send(transport::Event::Message(Delivery::new(topic, message)))
+                    .send(transport::Event::Fetched(Delivery::new(topic, message)))
                     .await
                     .map_err(|_| Error::Stopped)?;
                 count += 1;
@@ -295,6 +339,34 @@ async fn earliest(storage: &storage::Handle, keys: &[String], unsaved: i64) -> R
         since = Some(since.map_or(at, |s| s.min(at)));
     }
     Ok(since.unwrap_or(unsaved))
+}
+
+/// Which of `hashes` this node's archive holds (none, if it keeps no
+/// archive: then everything listed is fetched, and the pipeline drops what
+/// it has seen).
+async fn archived(
+    archive: &storage::Handle,
+    hashes: &[MessageHash],
+) -> Result<BTreeSet<MessageHash>, Error> {
+    let mut held = BTreeSet::new();
+    for chunk in hashes.chunks(murmur_core::store::MAX_HASHES) {
+        let mut query = Query::hashes(chunk.to_vec());
+        query.include_data = false;
+        loop {
+            let page = archive
+                .query
+                .send(storage::Query(query.clone()))
+                .await
+                .map_err(|_| Error::Stopped)?
+                .map_err(|e| Error::Positions(e.to_string()))?;
+            held.extend(page.messages.iter().map(|m| m.hash));
+            match page.cursor {
+                Some(cursor) => query = query.with_cursor(Some(cursor)),
+                None => break,
+            }
+        }
+    }
+    Ok(held)
 }
 
 async fn load_position(storage: &storage::Handle, key: String) -> Result<Option<i64>, Error> {
@@ -374,6 +446,7 @@ impl Handler<Round> for StoreSync {
             let _turn = rounds.lock().await;
             let started = murmur_core::now_nanos();
             let overlap = i64::try_from(OVERLAP.as_nanos()).unwrap_or(i64::MAX);
+            let late = started.saturating_sub(i64::try_from(LATE.as_nanos()).unwrap_or(i64::MAX));
             let (mut fetched, mut asked, mut failed) = (0, 0, None);
             for (pubsub, contents) in watched {
                 let floor_keys: Vec<String> =
@@ -396,11 +469,23 @@ impl Handler<Round> for StoreSync {
                         .iter()
                         .map(|c| store_position_key(store, &pubsub, c))
                         .collect();
-                    let since = earliest(&storage, &keys, floor).await?;
-                    let query = query
-                        .clone()
-                        .with_time(Some(since.saturating_sub(overlap)), None);
-                    match asker.pages(store, query, Some(&pubsub)).await {
+                    let since = earliest(&storage, &keys, floor)
+                        .await?
+                        .saturating_sub(overlap);
+                    let asked_store = async {
+                        // Everything since the position, as before: what
+                        // the archive has but the node never handled (it
+                        // was killed) comes again too.
+                        let recent = query.clone().with_time(Some(since), None);
+                        let mut n = asker.pages(store, recent, Some(&pubsub)).await?;
+                        // Before it, an hour back: only what came late.
+                        if late < since {
+                            let older = query.clone().with_time(Some(late), Some(since));
+                            n += asker.missing(store, older, &pubsub, &storage).await?;
+                        }
+                        Ok::<_, Error>(n)
+                    };
+                    match asked_store.await {
                         Ok(n) => {
                             fetched += n;
                             asked += 1;
@@ -504,15 +589,12 @@ mod tests {
     async fn positions_move() {
         let pubsub: PubsubTopic = "/waku/2/rs/1/4".parse().unwrap();
         let content: ContentTopic = "/test/1/positions/proto".parse().unwrap();
-        let kept = storage::Handle::from(MemoryStorage::start());
-        let now = murmur_core::now_nanos();
-        let keep = |text: &str, at: i64| {
-            let kept = kept.clone();
+        let save = |into: storage::Handle, text: &str, at: i64| {
             let message =
                 WakuMessage::new(content.as_str(), text.as_bytes().to_vec()).with_timestamp(at);
             let delivery = Delivery::new(pubsub.clone(), message);
             async move {
-                kept.save_raw
+                into.save_raw
                     .send(SaveRaw(delivery.clone()))
                     .await
                     .unwrap()
@@ -520,14 +602,18 @@ mod tests {
                 delivery.hash
             }
         };
-        let _before = keep("before the position and the overlap", now - 13 * MINUTE).await;
-        let within = keep("after the position", now - 9 * MINUTE).await;
+        let kept = storage::Handle::from(MemoryStorage::start());
+        let now = murmur_core::now_nanos();
+        let keep = |text: &'static str, at: i64| save(kept.clone(), text, at);
+        let _before = keep("before the position and the overlap", now - 73 * MINUTE).await;
+        let within = keep("after the position", now - 69 * MINUTE).await;
         let fresh = keep("now", now).await;
 
-        // The topic was last seen ten minutes ago.
-        let positions = storage::Handle::from(MemoryStorage::start());
+        // The topic was last seen seventy minutes ago. This node's own
+        // storage keeps the positions and its archive.
+        let own = storage::Handle::from(MemoryStorage::start());
         let key = position_key(&pubsub, &content);
-        save_positions(&positions, vec![(key.clone(), now - 10 * MINUTE)])
+        save_positions(&own, vec![(key.clone(), now - 70 * MINUTE)])
             .await
             .unwrap();
         let (probe, mut events) = Probe::start();
@@ -535,7 +621,7 @@ mod tests {
             MemoryStore::start(kept.clone()).recipient(),
             probe.recipient(),
             vec![MemoryStore::ADDRESS.to_owned()],
-            positions.clone(),
+            own.clone(),
         );
         // Watching a topic with a position keeps it.
         stage
@@ -549,13 +635,25 @@ mod tests {
             events.next_message().await.hash,
         ];
         assert_eq!(got, [within, fresh]);
+        // The pipeline archives what came.
+        let _ = save(own.clone(), "after the position", now - 69 * MINUTE).await;
+        let _ = save(own.clone(), "now", now).await;
 
-        // Moved to the round's start: what is older than the overlap before
-        // it is not asked for again.
-        let moved = load_position(&positions, key).await.unwrap().unwrap();
+        // Moved to the round's start.
+        let moved = load_position(&own, key).await.unwrap().unwrap();
         assert!(moved >= now, "{moved} < {now}");
-        let _late = keep("five minutes old, after the last round", now - 5 * MINUTE).await;
-        assert_eq!(stage.send(Round(Reason::Asked)).await.unwrap(), Ok(1));
-        assert_eq!(events.next_message().await.hash, fresh);
+        // A message five minutes old reaches the store node only now (a
+        // partition healed elsewhere): the next round finds it, though its
+        // time is before the position less the overlap. Before that it
+        // fetches nothing the archive holds; after it, everything again.
+        let late = keep("five minutes old, come late", now - 5 * MINUTE).await;
+        let _held = keep("half an hour old, archived", now - 30 * MINUTE).await;
+        let _ = save(own.clone(), "half an hour old, archived", now - 30 * MINUTE).await;
+        assert_eq!(stage.send(Round(Reason::Asked)).await.unwrap(), Ok(2));
+        let got = [
+            events.next_message().await.hash,
+            events.next_message().await.hash,
+        ];
+        assert_eq!(got, [fresh, late]);
     }
 }

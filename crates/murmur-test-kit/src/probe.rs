@@ -72,7 +72,7 @@ impl Events {
                 .await
                 .ok()
                 .flatten()?;
-            if let Event::Message(delivery) = event {
+            if let Event::Message(delivery) | Event::Fetched(delivery) = event {
                 return Some(delivery);
             }
         }

@@ -191,7 +191,7 @@ fn a_member_that_lost_a_chain_key_is_handed_it_from_where_it_joined_and_reads_wh
     assert_eq!(at, 2);
     let key = alice
         .group
-        .answer_chain(bob.id(), chain)
+        .answer_chain(bob.id(), chain, at)
         .expect("Bob is a member; the chain is Alice's");
     bob.group
         .receive_chain(alice.group.me, &key.to_bytes())
@@ -213,6 +213,22 @@ fn a_member_that_lost_a_chain_key_is_handed_it_from_where_it_joined_and_reads_wh
 }
 
 #[test]
+fn a_chain_key_handed_again_reaches_back_a_bounded_way() {
+    let (mut alice, bob, _) = three();
+    let chain = alice.group.chain_key().expect("chain").chain;
+    for i in 0..600u32 {
+        alice.group.seal(&i.to_be_bytes()).expect("member");
+    }
+    // Asked about message 599: handed from 599 - REACH, not from 0 (a
+    // receiver would skip more than it keeps to reach 599).
+    let key = alice
+        .group
+        .answer_chain(bob.id(), chain, 599)
+        .expect("member");
+    assert_eq!(key.iteration, 599 - crate::REACH);
+}
+
+#[test]
 fn a_message_of_this_devices_own_chain_come_back_is_not_asked_for() {
     let (mut alice, _, _) = three();
     let sent = alice.group.seal(b"mine").expect("member");
@@ -231,16 +247,19 @@ fn a_chain_key_is_handed_again_to_no_stranger_no_removed_member_and_no_earlier_t
     // her keys through pairing, not from the group), are answered nothing.
     let stranger = member(9, alice.group.id());
     assert_eq!(
-        alice.group.answer_chain(stranger.id(), chain).err(),
+        alice.group.answer_chain(stranger.id(), chain, 0).err(),
         Some(AnswerError::NotMember)
     );
     assert_eq!(
-        alice.group.answer_chain(alice.id(), chain).err(),
+        alice.group.answer_chain(alice.id(), chain, 0).err(),
         Some(AnswerError::NotMember)
     );
     // Another member's chain, or a made-up one, is not Alice's to hand.
     assert_eq!(
-        alice.group.answer_chain(bob.id(), ChainId([7; 16])).err(),
+        alice
+            .group
+            .answer_chain(bob.id(), ChainId([7; 16]), 0)
+            .err(),
         Some(AnswerError::NotOurs)
     );
     // Dave joins at Alice's position 1: he is handed position 1, never 0.
@@ -249,7 +268,10 @@ fn a_chain_key_is_handed_again_to_no_stranger_no_removed_member_and_no_earlier_t
     for ev in alice.group.log().events().cloned().collect::<Vec<_>>() {
         let _ = dave.group.insert(ev);
     }
-    let key = alice.group.answer_chain(dave.id(), chain).expect("member");
+    let key = alice
+        .group
+        .answer_chain(dave.id(), chain, 0)
+        .expect("member");
     assert_eq!(key.iteration, 1);
     dave.group
         .receive_chain(alice.group.me, &key.to_bytes())
@@ -262,7 +284,9 @@ fn a_chain_key_is_handed_again_to_no_stranger_no_removed_member_and_no_earlier_t
     let stored = Group::from_parts(&alice.group.log_bytes(), Some(&alice.group.keys_bytes()))
         .expect("decodes");
     assert_eq!(
-        stored.answer_chain(dave.id(), chain).map(|k| k.iteration),
+        stored
+            .answer_chain(dave.id(), chain, 0)
+            .map(|k| k.iteration),
         Ok(1)
     );
     let _ = carol.group.insert(add_dave);
@@ -270,11 +294,11 @@ fn a_chain_key_is_handed_again_to_no_stranger_no_removed_member_and_no_earlier_t
     // asks for is gone (Alice rotated).
     let _ = alice.act(Action::Remove(carol.id()));
     assert_eq!(
-        alice.group.answer_chain(carol.id(), chain).err(),
+        alice.group.answer_chain(carol.id(), chain, 0).err(),
         Some(AnswerError::NotMember)
     );
     assert_eq!(
-        alice.group.answer_chain(bob.id(), chain).err(),
+        alice.group.answer_chain(bob.id(), chain, 0).err(),
         Some(AnswerError::NotOurs),
         "a rotated chain's keys are gone"
     );

@@ -62,31 +62,18 @@ impl Handler<transport::Event> for Pipeline {
         let _ = supervise::guard(self, ctx, |this, ctx| {
             match event {
                 transport::Event::Message(delivery) => {
-                    let Some(storage) = this
-                        .storage
-                        .as_ref()
-                        .filter(|_| murmur_core::store::archivable(&delivery.message))
-                    else {
-                        this.deliver(delivery, ctx);
-                        return;
-                    };
-                    // Stored by hash before any subscriber sees it; the mailbox
-                    // waits, so deliveries keep their order.
-                    let save = storage.save_raw.send(storage::SaveRaw(delivery.clone()));
-                    ctx.wait(save.into_actor(this).map(move |saved, act, ctx| match saved {
-                        Ok(Ok(true)) => act.deliver(delivery, ctx),
-                        // Subscribers and hooks had it when it was
-                        // archived; the lane perhaps not (a crash).
-                        Ok(Ok(false)) if act.for_lane_again(&delivery) => {
-                            act.queue_for_lane(delivery, ctx)
-                        }
-                        Ok(Ok(false)) => act.stats.duplicates += 1,
-                        Ok(Err(e)) => {
-                            tracing::warn!(hash = %delivery.hash, error = %e, "not archived; delivering anyway");
-                            act.deliver(delivery, ctx);
-                        }
-                        Err(_) => act.deliver(delivery, ctx),
-                    }));
+                    let keep = murmur_core::store::archivable(&delivery.message);
+                    this.archive_and_deliver(delivery, keep, ctx);
+                }
+                transport::Event::Fetched(delivery) => {
+                    // A store node kept it, however old; but not one from
+                    // the future, which retention would never let go.
+                    let ahead = delivery.message.timestamp.is_some_and(|ts| {
+                        ts.saturating_sub(murmur_core::now_nanos())
+                            > murmur_core::store::ARCHIVE_WINDOW_NANOS
+                    });
+                    let keep = !delivery.message.is_ephemeral() && !ahead;
+                    this.archive_and_deliver(delivery, keep, ctx);
                 }
                 // Archived by the lightpush service before it answered.
                 transport::Event::Pushed(delivery) | transport::Event::Archived(delivery) => {
@@ -104,6 +91,31 @@ impl Handler<transport::Event> for Pipeline {
                 _ => {}
             }
         });
+    }
+}
+
+impl Pipeline {
+    /// Archives `delivery` by hash (if this node archives, and `keep`)
+    /// before any subscriber sees it, and delivers it unless the archive
+    /// had it already. The mailbox waits, so deliveries keep their order.
+    fn archive_and_deliver(&mut self, delivery: Delivery, keep: bool, ctx: &mut Context<Self>) {
+        let Some(storage) = self.storage.as_ref().filter(|_| keep) else {
+            self.deliver(delivery, ctx);
+            return;
+        };
+        let save = storage.save_raw.send(storage::SaveRaw(delivery.clone()));
+        ctx.wait(save.into_actor(self).map(move |saved, act, ctx| match saved {
+            Ok(Ok(true)) => act.deliver(delivery, ctx),
+            // Subscribers and hooks had it when it was archived; the lane
+            // perhaps not (a crash).
+            Ok(Ok(false)) if act.for_lane_again(&delivery) => act.queue_for_lane(delivery, ctx),
+            Ok(Ok(false)) => act.stats.duplicates += 1,
+            Ok(Err(e)) => {
+                tracing::warn!(hash = %delivery.hash, error = %e, "not archived; delivering anyway");
+                act.deliver(delivery, ctx);
+            }
+            Err(_) => act.deliver(delivery, ctx),
+        }));
     }
 }
 
