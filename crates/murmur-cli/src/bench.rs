@@ -26,9 +26,9 @@ use tokio::sync::Notify;
 use crate::error::CliError;
 
 const TOPIC: &str = "/murmur/1/bench/proto";
-const SETUP: Duration = Duration::from_secs(20);
+pub(crate) const SETUP: Duration = Duration::from_secs(20);
 /// A run that takes longer than this is reported as failed.
-const RUN_LIMIT: Duration = Duration::from_secs(300);
+pub(crate) const RUN_LIMIT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
@@ -40,6 +40,8 @@ pub(crate) enum Command {
     Serve(crate::bench_serve::Args),
     /// A contact's latency while unknown accounts flood first messages.
     Strangers(crate::bench_strangers::Args),
+    /// Encrypted 1:1 messages end to end, against a bare composition.
+    Chat(crate::bench_chat::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -181,6 +183,7 @@ pub(crate) async fn run(command: Command) -> Result<(), CliError> {
         Command::Store(args) => return crate::bench_store::run(args).await,
         Command::Serve(args) => return crate::bench_serve::run(args).await,
         Command::Strangers(args) => return crate::bench_strangers::run(args).await,
+        Command::Chat(args) => return crate::bench_chat::run(args).await,
     };
     if args.messages == 0 || args.window == 0 || args.rounds == 0 {
         return Err(CliError::Usage(
@@ -222,10 +225,16 @@ pub(crate) async fn run(command: Command) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The median of `values` (the upper one of an even count).
-fn median(mut values: Vec<f64>) -> f64 {
+/// The median of `values`: of an even count, the mean of the two middle
+/// ones.
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(0.0)
+    let n = values.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => values[n / 2],
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
 }
 
 #[allow(clippy::print_stdout)]
@@ -452,7 +461,7 @@ async fn wait_all(progress: &Progress, n: usize) -> Result<(), CliError> {
     Ok(())
 }
 
-fn bare_swarm() -> Result<Swarm<gossipsub::Behaviour>, CliError> {
+pub(crate) fn bare_swarm() -> Result<Swarm<gossipsub::Behaviour>, CliError> {
     let fail = |e: String| CliError::Failed(format!("bare gossipsub: {e}"));
     Ok(
         SwarmBuilder::with_existing_identity(Keypair::generate_secp256k1())
@@ -473,7 +482,7 @@ fn bare_swarm() -> Result<Swarm<gossipsub::Behaviour>, CliError> {
 
 /// Starts `future` now on a thread of its own with a current-thread runtime,
 /// as murmur runs each node's swarm; the result arrives when it is done.
-fn on_own_thread<F, T>(
+pub(crate) fn on_own_thread<F, T>(
     name: &'static str,
     future: F,
 ) -> impl std::future::Future<Output = Result<T, CliError>>

@@ -113,3 +113,28 @@ fn the_strangers_benchmark_measures_the_contact_through_a_flood() {
         );
     }
 }
+
+/// `murmur bench chat`, two rounds of a hundred messages: every message
+/// reaches the inbox and is acknowledged, in both runs (each fails
+/// otherwise).
+#[test]
+fn the_chat_benchmark_delivers_and_acknowledges_every_message_both_ways() {
+    let report: serde_json::Value = serde_json::from_str(&bench(&[
+        "chat",
+        "--messages",
+        "100",
+        "--rounds",
+        "2",
+        "--json",
+    ]))
+    .expect("one JSON object on stdout");
+    let rounds = report["rounds"].as_array().expect("rounds");
+    assert_eq!(rounds.len(), 2);
+    for round in rounds {
+        for run in ["murmur", "bare"] {
+            let per_second = round[run]["per_second"].as_f64().expect(run);
+            assert!(per_second > 0.0, "{run}: {per_second}");
+        }
+    }
+    assert!(report["ratio_median"].as_f64().is_some());
+}
