@@ -15,14 +15,14 @@ use prost::Message as _;
 use crate::error::CliError;
 
 const CONTENT_TOPIC: &str = "/murmur/1/bench-store/proto";
-/// Rows per statement in the bare batched insert.
+/// Rows per statement in the bare batched insert, as murmur's.
 const BATCH: usize = 100;
 const QUERIES: usize = 1000;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// Messages to store in each run.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 200_000)]
     messages: usize,
     /// Payload bytes per message.
     #[arg(long, default_value_t = 1024)]
@@ -30,9 +30,15 @@ pub(crate) struct Args {
     /// A PostgreSQL server URL; without it, SQLite files in a temporary folder.
     #[arg(long, value_name = "URL")]
     postgres: Option<String>,
-    /// SaveRaw requests in flight at once in the murmur run.
+    /// SaveRaw requests in flight at once in the murmur run; the bare run
+    /// commits this many rows per transaction, the most murmur's group
+    /// commit can gather.
     #[arg(long, default_value_t = 256)]
     concurrency: usize,
+    /// Rounds, each a bare and a murmur run, in turn first; the ratios are
+    /// the medians of the rounds' ratios.
+    #[arg(long, default_value_t = 4)]
+    rounds: usize,
 }
 
 struct Run {
@@ -145,8 +151,9 @@ fn check(r: Result<Result<bool, storage::Error>, actix::MailboxError>) -> Result
     }
 }
 
-/// Bare sqlx on the same schema: multi-row inserts of 100 rows, and the same
-/// select murmur runs for that query.
+/// Bare sqlx on the same schema: transactions of `concurrency` rows in
+/// multi-row inserts of 100, and the same select murmur runs for that
+/// query.
 async fn bare_run(args: &Args) -> Result<Run, CliError> {
     let (topic, all) = deliveries(args.messages, args.size);
     let newest = all.last().and_then(|d| d.message.timestamp).unwrap_or(0);
@@ -154,22 +161,26 @@ async fn bare_run(args: &Args) -> Result<Run, CliError> {
     let pool = db.pool();
     let fail = |e: sqlx::Error| CliError::Failed(format!("bare sqlx: {e}"));
     let started = Instant::now();
-    for chunk in all.chunks(BATCH) {
-        let sql = format!(
-            "INSERT INTO messages (hash, pubsub_topic, content_topic, timestamp, message, stored_at) VALUES {} ON CONFLICT (hash) DO NOTHING",
-            murmur_storage::row_placeholders(chunk.len(), 6)
-        );
-        let mut q = sqlx::query(&sql);
-        for d in chunk {
-            q = q
-                .bind(d.hash.as_bytes().to_vec())
-                .bind(d.pubsub_topic.as_str().to_owned())
-                .bind(d.message.content_topic.clone())
-                .bind(d.message.timestamp.unwrap_or(0))
-                .bind(d.message.encode_to_vec())
-                .bind(murmur_core::now_nanos());
+    for commit in all.chunks(args.concurrency.max(1)) {
+        let mut tx = pool.begin().await.map_err(fail)?;
+        for chunk in commit.chunks(BATCH) {
+            let sql = format!(
+                "INSERT INTO messages (hash, pubsub_topic, content_topic, timestamp, message, stored_at) VALUES {} ON CONFLICT (hash) DO NOTHING",
+                murmur_storage::row_placeholders(chunk.len(), 6)
+            );
+            let mut q = sqlx::query(&sql);
+            for d in chunk {
+                q = q
+                    .bind(d.hash.as_bytes().to_vec())
+                    .bind(d.pubsub_topic.as_str().to_owned())
+                    .bind(d.message.content_topic.clone())
+                    .bind(d.message.timestamp.unwrap_or(0))
+                    .bind(d.message.encode_to_vec())
+                    .bind(murmur_core::now_nanos());
+            }
+            q.execute(&mut *tx).await.map_err(fail)?;
         }
-        q.execute(pool).await.map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
     }
     let ingest = args.messages as f64 / started.elapsed().as_secs_f64();
     let query = the_query(&topic, newest);
@@ -209,37 +220,68 @@ async fn bare_run(args: &Args) -> Result<Run, CliError> {
 
 #[allow(clippy::print_stdout)]
 pub(crate) async fn run(args: Args) -> Result<(), CliError> {
+    if args.messages == 0 || args.rounds == 0 || args.concurrency == 0 {
+        return Err(CliError::Usage(
+            "--messages, --rounds and --concurrency must be at least 1".to_owned(),
+        ));
+    }
     let backend = if args.postgres.is_some() {
         "postgresql"
     } else {
         "sqlite"
     };
-    tracing::info!(messages = args.messages, backend, "bare sqlx run");
-    let progress =
-        crate::progress::Progress::new(format!("store benchmark on {backend}: bare sqlx"));
-    let bare = bare_run(&args).await?;
-    tracing::info!("murmur run");
-    progress.set(format!("store benchmark on {backend}: murmur"));
-    let murmur = murmur_run(&args).await?;
+    let progress = crate::progress::Progress::new(format!("store benchmark on {backend}"));
+    let mut rounds = Vec::with_capacity(args.rounds);
+    for round in 1..=args.rounds {
+        progress.set(format!(
+            "store benchmark on {backend}, round {round} of {}",
+            args.rounds
+        ));
+        // In turn first: the second run of a round meets a warmer disk.
+        let (bare, murmur) = if round % 2 == 1 {
+            let bare = bare_run(&args).await?;
+            (bare, murmur_run(&args).await?)
+        } else {
+            let murmur = murmur_run(&args).await?;
+            (bare_run(&args).await?, murmur)
+        };
+        rounds.push((bare, murmur));
+    }
     drop(progress);
     println!(
-        "store on {backend}, {} messages of {} bytes",
-        args.messages, args.size
+        "store on {backend}, {} messages of {} bytes, {} rounds (bare first in odd rounds)",
+        args.messages,
+        args.size,
+        rounds.len()
     );
     println!(
-        "{:<12} {:>14} {:>12} {:>12}",
-        "", "ingest msg/s", "query p50 ms", "query p99 ms"
+        "bare sqlx: transactions of {} rows, inserts of {BATCH}; murmur: SaveRaw with {} in flight, group-committed",
+        args.concurrency, args.concurrency
     );
-    for (name, r) in [("bare sqlx", &bare), ("murmur", &murmur)] {
+    println!(
+        "{:<7} {:>12} {:>12} {:>12} {:>12} {:>7} {:>7}",
+        "round", "bare msg/s", "murmur msg/s", "bare p99 ms", "murmur p99", "ingest", "p99"
+    );
+    for (i, (b, m)) in rounds.iter().enumerate() {
         println!(
-            "{name:<12} {:>14.0} {:>12.3} {:>12.3}",
-            r.ingest_per_second, r.p50_ms, r.p99_ms
+            "{:<7} {:>12.0} {:>12.0} {:>12.3} {:>12.3} {:>7.2} {:>7.2}",
+            i + 1,
+            b.ingest_per_second,
+            m.ingest_per_second,
+            b.p99_ms,
+            m.p99_ms,
+            m.ingest_per_second / b.ingest_per_second,
+            m.p99_ms / b.p99_ms
         );
     }
+    let median =
+        |f: &dyn Fn(&(Run, Run)) -> f64| crate::bench::median(rounds.iter().map(f).collect());
     println!(
-        "ingest murmur / bare: {:.2}x; query p99 murmur / bare: {:.2}x",
-        murmur.ingest_per_second / bare.ingest_per_second,
-        murmur.p99_ms / bare.p99_ms
+        "ingest murmur / bare: {:.2}x; query p99 murmur / bare: {:.2}x (medians of the rounds' ratios; query p50 {:.3} / {:.3} ms)",
+        median(&|(b, m)| m.ingest_per_second / b.ingest_per_second),
+        median(&|(b, m)| m.p99_ms / b.p99_ms),
+        median(&|(b, _)| b.p50_ms),
+        median(&|(_, m)| m.p50_ms),
     );
     Ok(())
 }
