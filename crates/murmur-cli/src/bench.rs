@@ -11,16 +11,9 @@ use std::{
 
 use actix::{Arbiter, ArbiterHandle};
 use futures::{stream::FuturesUnordered, StreamExt};
-use libp2p::{
-    gossipsub::{self, IdentTopic, MessageAcceptance},
-    identity::Keypair,
-    noise,
-    swarm::SwarmEvent,
-    tcp, yamux, Multiaddr, Swarm, SwarmBuilder,
-};
+use libp2p::{identity::Keypair, Multiaddr};
 use murmur_core::{ContentTopic, PubsubTopic, WakuMessage};
 use murmur_node::{Builder, Config, Node};
-use prost::Message as _;
 use tokio::sync::Notify;
 
 use crate::error::CliError;
@@ -48,13 +41,13 @@ pub(crate) enum Command {
 pub(crate) struct RelayArgs {
     /// Messages per run.
     #[arg(long, default_value_t = 20_000)]
-    messages: usize,
+    pub(crate) messages: usize,
     /// Payload bytes per message.
     #[arg(long, default_value_t = 1024)]
-    size: usize,
+    pub(crate) size: usize,
     /// Messages in flight (published, not yet received) at most.
     #[arg(long, default_value_t = 256)]
-    window: usize,
+    pub(crate) window: usize,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -74,23 +67,23 @@ pub(crate) struct RelayArgs {
 
 /// What one run measured.
 #[derive(Debug, Clone, Copy)]
-struct Report {
+pub(crate) struct Report {
     per_second: f64,
     p50_ms: f64,
     p99_ms: f64,
 }
 
 /// The receiving side's bookkeeping, shared with the publisher.
-struct Progress {
+pub(crate) struct Progress {
     start: Instant,
-    received: AtomicUsize,
+    pub(crate) received: AtomicUsize,
     latencies: Mutex<Vec<Duration>>,
     last: Mutex<Option<Instant>>,
-    notify: Notify,
+    pub(crate) notify: Notify,
 }
 
 impl Progress {
-    fn new() -> Arc<Self> {
+    pub(crate) fn new() -> Arc<Self> {
         Arc::new(Self {
             start: Instant::now(),
             received: AtomicUsize::new(0),
@@ -101,7 +94,7 @@ impl Progress {
     }
 
     /// The payload: 8 bytes of sequence, 8 bytes of send time, padding.
-    fn payload(&self, seq: usize, size: usize) -> Vec<u8> {
+    pub(crate) fn payload(&self, seq: usize, size: usize) -> Vec<u8> {
         let mut p = vec![0u8; size.max(16)];
         p[..8].copy_from_slice(&(seq as u64).to_be_bytes());
         let sent = self.start.elapsed().as_nanos() as u64;
@@ -109,7 +102,7 @@ impl Progress {
         p
     }
 
-    fn record(&self, payload: &[u8]) {
+    pub(crate) fn record(&self, payload: &[u8]) {
         if payload.len() < 16 {
             return;
         }
@@ -126,11 +119,11 @@ impl Progress {
         self.notify.notify_one();
     }
 
-    fn in_flight(&self, sent: usize) -> usize {
+    pub(crate) fn in_flight(&self, sent: usize) -> usize {
         sent.saturating_sub(self.received.load(Ordering::Acquire))
     }
 
-    fn report(&self, first_send: Instant) -> Report {
+    pub(crate) fn report(&self, first_send: Instant) -> Report {
         let mut lat = self
             .latencies
             .lock()
@@ -174,7 +167,8 @@ struct Round {
     bare: Report,
     per_node: Report,
     default: Report,
-    archiving: Option<Report>,
+    /// murmur archiving, and its reference: bare gossipsub archiving too.
+    archiving: Option<(Report, Report)>,
 }
 
 pub(crate) async fn run(command: Command) -> Result<(), CliError> {
@@ -202,7 +196,7 @@ pub(crate) async fn run(command: Command) -> Result<(), CliError> {
             size = args.size,
             "bare gossipsub run"
         );
-        let bare = bare_gossipsub(&args).await?;
+        let bare = crate::bench_bare::bare_gossipsub(&args, false).await?;
         tracing::info!(round, "murmur run, a thread per node");
         let per_node = murmur_relay(&args, false, Layout::ThreadPerNode).await?;
         tracing::info!(round, "murmur run, default threads");
@@ -210,8 +204,10 @@ pub(crate) async fn run(command: Command) -> Result<(), CliError> {
         let archiving = if args.no_archive {
             None
         } else {
+            tracing::info!(round, "bare run, archiving");
+            let bare = crate::bench_bare::bare_gossipsub(&args, true).await?;
             tracing::info!(round, "murmur run, archiving");
-            Some(murmur_relay(&args, true, Layout::Default).await?)
+            Some((murmur_relay(&args, true, Layout::Default).await?, bare))
         };
         rounds.push(Round {
             bare,
@@ -249,7 +245,13 @@ fn print_rounds(args: &RelayArgs, rounds: &[Round]) {
     };
     let per_node = ratio(|r| Some(r.per_node));
     let default = ratio(|r| Some(r.default));
-    let archiving = ratio(|r| r.archiving);
+    // Against the bare run that archives too.
+    let archiving = median(
+        rounds
+            .iter()
+            .filter_map(|r| r.archiving.map(|(m, b)| m.per_second / b.per_second))
+            .collect(),
+    );
     if args.json {
         let report = |r: Report| serde_json::json!({"per_second": r.per_second, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms});
         let rounds: Vec<_> = rounds
@@ -259,7 +261,8 @@ fn print_rounds(args: &RelayArgs, rounds: &[Round]) {
                     "bare": report(r.bare),
                     "murmur_thread_per_node": report(r.per_node),
                     "murmur_default": report(r.default),
-                    "murmur_archiving": r.archiving.map(report),
+                    "murmur_archiving": r.archiving.map(|(m, _)| report(m)),
+                    "bare_archiving": r.archiving.map(|(_, b)| report(b)),
                 })
             })
             .collect();
@@ -291,20 +294,32 @@ fn print_rounds(args: &RelayArgs, rounds: &[Round]) {
         "round", "", "msgs/s", "p50 ms", "p99 ms", "/ bare"
     );
     for (i, round) in rounds.iter().enumerate() {
+        // Each against its reference: the archiving run against the bare
+        // run that archives too.
+        let (archiving, bare_archiving) = round.archiving.unzip();
         let runs = [
-            ("bare gossipsub", Some(round.bare)),
-            ("murmur, a thread per node", Some(round.per_node)),
-            ("murmur, default threads", Some(round.default)),
-            ("murmur+archive", round.archiving),
+            ("bare gossipsub", Some(round.bare), round.bare),
+            (
+                "murmur, a thread per node",
+                Some(round.per_node),
+                round.bare,
+            ),
+            ("murmur, default threads", Some(round.default), round.bare),
+            ("bare gossipsub+sqlx", bare_archiving, round.bare),
+            (
+                "murmur+archive",
+                archiving,
+                bare_archiving.unwrap_or(round.bare),
+            ),
         ];
-        for (name, r) in runs.into_iter().filter_map(|(n, r)| Some((n, r?))) {
+        for (name, r, reference) in runs.into_iter().filter_map(|(n, r, f)| Some((n, r?, f))) {
             println!(
                 "{:<6} {name:<26} {:>10.0} {:>9.3} {:>9.3} {:>7.2}x",
                 i + 1,
                 r.per_second,
                 r.p50_ms,
                 r.p99_ms,
-                r.per_second / round.bare.per_second
+                r.per_second / reference.per_second
             );
         }
     }
@@ -314,11 +329,11 @@ fn print_rounds(args: &RelayArgs, rounds: &[Round]) {
     if args.no_archive {
         println!();
     } else {
-        println!("; {archiving:.2}x archiving every message");
+        println!("; {archiving:.2}x of bare gossipsub+sqlx archiving every message");
     }
 }
 
-fn bench_topic() -> Result<(ContentTopic, PubsubTopic), CliError> {
+pub(crate) fn bench_topic() -> Result<(ContentTopic, PubsubTopic), CliError> {
     let content: ContentTopic = TOPIC.parse().map_err(murmur_node::Error::from)?;
     let pubsub = murmur_core::Sharding::auto(1, 8).pubsub_topic(&content);
     Ok((content, pubsub))
@@ -459,159 +474,4 @@ async fn wait_all(progress: &Progress, n: usize) -> Result<(), CliError> {
         }
     }
     Ok(())
-}
-
-pub(crate) fn bare_swarm() -> Result<Swarm<gossipsub::Behaviour>, CliError> {
-    let fail = |e: String| CliError::Failed(format!("bare gossipsub: {e}"));
-    Ok(
-        SwarmBuilder::with_existing_identity(Keypair::generate_secp256k1())
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                (yamux::Config::default, libp2p_mplex::Config::default),
-            )
-            .map_err(|e| fail(e.to_string()))?
-            // murmur's relay exactly: its configuration and nwaku's peer scoring.
-            .with_behaviour(|_| murmur_transport::relay_behaviour().map_err(Box::from))
-            .map_err(|e| fail(e.to_string()))?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build(),
-    )
-}
-
-/// Starts `future` now on a thread of its own with a current-thread runtime,
-/// as murmur runs each node's swarm; the result arrives when it is done.
-pub(crate) fn on_own_thread<F, T>(
-    name: &'static str,
-    future: F,
-) -> impl std::future::Future<Output = Result<T, CliError>>
-where
-    F: std::future::Future<Output = Result<T, CliError>> + Send + 'static,
-    T: Send + 'static,
-{
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let spawned = std::thread::Builder::new()
-        .name(name.to_owned())
-        .spawn(move || {
-            let result = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(CliError::Io)
-                .and_then(|rt| rt.block_on(future));
-            let _ = tx.send(result);
-        });
-    async move {
-        spawned?;
-        rx.await
-            .map_err(|_| CliError::Failed(format!("{name} thread died")))?
-    }
-}
-
-/// Two bare gossipsub swarms with murmur's relay settings, each on its own
-/// thread like murmur's, carrying the same WakuMessage bytes; the receiver
-/// accepts each message after decoding it to read the send time.
-async fn bare_gossipsub(args: &RelayArgs) -> Result<Report, CliError> {
-    let (content, pubsub) = bench_topic()?;
-    let topic = IdentTopic::new(pubsub.as_str());
-    let progress = Progress::new();
-    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    let n = args.messages;
-    let receiving = {
-        let progress = progress.clone();
-        let topic = topic.clone();
-        on_own_thread("bare-receiver", async move {
-            let fail = |e: String| CliError::Failed(format!("bare gossipsub: {e}"));
-            let mut receiver = bare_swarm()?;
-            receiver
-                .behaviour_mut()
-                .subscribe(&topic)
-                .map_err(|e| fail(e.to_string()))?;
-            receiver
-                .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr"))
-                .map_err(|e| fail(e.to_string()))?;
-            let mut addr_tx = Some(addr_tx);
-            let deadline = tokio::time::Instant::now() + RUN_LIMIT;
-            while progress.received.load(Ordering::Acquire) < n {
-                let event = tokio::time::timeout_at(deadline, receiver.select_next_some())
-                    .await
-                    .map_err(|_| fail("timed out".to_owned()))?;
-                match event {
-                    SwarmEvent::NewListenAddr { address, .. } => {
-                        if let Some(tx) = addr_tx.take() {
-                            let _ = tx.send(address);
-                        }
-                    }
-                    SwarmEvent::Behaviour(gossipsub::Event::Message {
-                        propagation_source,
-                        message_id,
-                        message,
-                    }) => {
-                        receiver.behaviour_mut().report_message_validation_result(
-                            &message_id,
-                            &propagation_source,
-                            MessageAcceptance::Accept,
-                        );
-                        if let Ok(m) = WakuMessage::decode(message.data.as_slice()) {
-                            progress.record(&m.payload);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            Ok(())
-        })
-    };
-    let addr = addr_rx
-        .await
-        .map_err(|_| CliError::Failed("bare receiver did not listen".to_owned()))?;
-    let window = args.window;
-    let size = args.size;
-    let publishing = {
-        let progress = progress.clone();
-        on_own_thread("bare-publisher", async move {
-            let fail = |e: String| CliError::Failed(format!("bare gossipsub: {e}"));
-            let mut publisher = bare_swarm()?;
-            publisher
-                .behaviour_mut()
-                .subscribe(&topic)
-                .map_err(|e| fail(e.to_string()))?;
-            publisher.dial(addr).map_err(|e| fail(e.to_string()))?;
-            let deadline = tokio::time::Instant::now() + SETUP;
-            while publisher.behaviour().mesh_peers(&topic.hash()).count() == 0 {
-                tokio::time::timeout_at(deadline, publisher.select_next_some())
-                    .await
-                    .map_err(|_| fail("no mesh within 20 s".to_owned()))?;
-            }
-            let first_send = Instant::now();
-            let run_deadline = tokio::time::Instant::now() + RUN_LIMIT;
-            let mut sent = 0;
-            while progress.received.load(Ordering::Acquire) < n {
-                while sent < n && progress.in_flight(sent) < window {
-                    let message = WakuMessage::new(content.as_str(), progress.payload(sent, size))
-                        .with_timestamp(murmur_core::now_nanos());
-                    match publisher
-                        .behaviour_mut()
-                        .publish(topic.clone(), message.encode_to_vec())
-                    {
-                        Ok(_) => sent += 1,
-                        // The send queue is full: let the swarm drain it.
-                        Err(gossipsub::PublishError::AllQueuesFull(_)) => break,
-                        Err(e) => return Err(fail(e.to_string())),
-                    }
-                }
-                tokio::select! {
-                    _ = publisher.select_next_some() => {}
-                    () = progress.notify.notified() => {}
-                    () = tokio::time::sleep_until(run_deadline) => {
-                        return Err(fail("timed out".to_owned()));
-                    }
-                }
-            }
-            Ok(first_send)
-        })
-    };
-    let first_send = publishing.await?;
-    receiving.await?;
-    Ok(progress.report(first_send))
 }

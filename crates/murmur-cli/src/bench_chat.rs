@@ -25,7 +25,8 @@ use murmur_crypto::{x3dh, Account, Ciphertext, Installation, Limits, PrekeyPolic
 use murmur_node::{chat::DeliveryState, Builder, Config};
 
 use crate::{
-    bench::{bare_swarm, median, on_own_thread, RUN_LIMIT, SETUP},
+    bench::{median, RUN_LIMIT, SETUP},
+    bench_bare::{bare_swarm, on_own_thread},
     bench_store::percentile,
     error::CliError,
 };

@@ -7,6 +7,7 @@ use libp2p::Multiaddr;
 use tracing_subscriber::{filter::LevelFilter, EnvFilter};
 
 mod bench;
+mod bench_bare;
 mod bench_chat;
 mod bench_serve;
 mod bench_store;

@@ -1,5 +1,6 @@
-//! `murmur bench relay` runs every layout to the end: each run fails unless
-//! every message arrives. Speed is not asserted here (see docs/benchmarks.md).
+//! `murmur bench relay` runs every layout to the end, and the archiving
+//! node beside its archiving reference: each run fails unless every
+//! message arrives. Speed is not asserted here (see docs/benchmarks.md).
 
 use std::process::Command;
 
@@ -13,7 +14,6 @@ fn the_relay_benchmark_delivers_every_message_in_every_layout() {
             "300",
             "--rounds",
             "2",
-            "--no-archive",
             "--json",
         ])
         .env("RUST_LOG", "warn")
@@ -29,13 +29,18 @@ fn the_relay_benchmark_delivers_every_message_in_every_layout() {
     let rounds = report["rounds"].as_array().expect("rounds");
     assert_eq!(rounds.len(), 2);
     for round in rounds {
-        for run in ["bare", "murmur_thread_per_node", "murmur_default"] {
+        for run in [
+            "bare",
+            "murmur_thread_per_node",
+            "murmur_default",
+            "bare_archiving",
+            "murmur_archiving",
+        ] {
             let per_second = round[run]["per_second"].as_f64().expect(run);
             assert!(per_second > 0.0, "{run}: {per_second}");
         }
-        assert!(round["murmur_archiving"].is_null(), "--no-archive");
     }
-    for layout in ["thread_per_node", "default"] {
+    for layout in ["thread_per_node", "default", "archiving"] {
         assert!(
             report["median_ratio"][layout].as_f64().is_some(),
             "{layout}"

@@ -1,0 +1,280 @@
+//! The bare references of `murmur bench relay`: rust-libp2p gossipsub with
+//! murmur's relay settings and nothing of murmur's on the path, and the
+//! same with every message archived through sqlx, for murmur's archiving
+//! node.
+
+use std::{
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
+
+use futures::{FutureExt as _, StreamExt};
+use libp2p::{
+    gossipsub::{self, IdentTopic, MessageAcceptance},
+    identity::Keypair,
+    noise,
+    swarm::SwarmEvent,
+    tcp, yamux, Swarm, SwarmBuilder,
+};
+use murmur_core::{Delivery, PubsubTopic, WakuMessage};
+use prost::Message as _;
+
+use crate::{
+    bench::{bench_topic, Progress, RelayArgs, Report, RUN_LIMIT, SETUP},
+    error::CliError,
+};
+
+/// Messages the archiving reference writes in one transaction at most:
+/// murmur's group commit takes up to 1,000 at once; with 256 in flight
+/// (the default window) it never gathers more than that.
+const ARCHIVE_BATCH: usize = 256;
+
+/// A SQLite archive with murmur's schema in `dir`.
+async fn archive_at(dir: &std::path::Path) -> Result<murmur_storage::Database, CliError> {
+    murmur_storage::Database::open(&format!("sqlite://{}", dir.join("bare.db").display()))
+        .await
+        .map_err(|e| CliError::Node(e.into()))
+}
+
+/// Archives `batch` as murmur's archive does: by hash, 100 rows an insert,
+/// one transaction.
+async fn archive_batch(
+    db: &murmur_storage::Database,
+    pubsub: &PubsubTopic,
+    batch: &[WakuMessage],
+) -> Result<(), CliError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let fail = |e: sqlx::Error| CliError::Failed(format!("bare archive: {e}"));
+    let mut tx = db.pool().begin().await.map_err(fail)?;
+    let now = murmur_core::now_nanos();
+    for chunk in batch.chunks(100) {
+        let sql = format!(
+            "INSERT INTO messages (hash, pubsub_topic, content_topic, timestamp, message, stored_at) VALUES {} ON CONFLICT (hash) DO NOTHING",
+            murmur_storage::row_placeholders(chunk.len(), 6)
+        );
+        let mut q = sqlx::query(&sql);
+        for m in chunk {
+            let delivery = Delivery::new(pubsub.clone(), m.clone());
+            q = q
+                .bind(delivery.hash.as_bytes().to_vec())
+                .bind(pubsub.as_str().to_owned())
+                .bind(m.content_topic.clone())
+                .bind(m.timestamp.unwrap_or(0))
+                .bind(m.encode_to_vec())
+                .bind(now);
+        }
+        q.execute(&mut *tx).await.map_err(fail)?;
+    }
+    tx.commit().await.map_err(fail)
+}
+
+pub(crate) fn bare_swarm() -> Result<Swarm<gossipsub::Behaviour>, CliError> {
+    let fail = |e: String| CliError::Failed(format!("bare gossipsub: {e}"));
+    Ok(
+        SwarmBuilder::with_existing_identity(Keypair::generate_secp256k1())
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                (yamux::Config::default, libp2p_mplex::Config::default),
+            )
+            .map_err(|e| fail(e.to_string()))?
+            // murmur's relay exactly: its configuration and nwaku's peer scoring.
+            .with_behaviour(|_| murmur_transport::relay_behaviour().map_err(Box::from))
+            .map_err(|e| fail(e.to_string()))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build(),
+    )
+}
+
+/// Starts `future` now on a thread of its own with a current-thread runtime,
+/// as murmur runs each node's swarm; the result arrives when it is done.
+pub(crate) fn on_own_thread<F, T>(
+    name: &'static str,
+    future: F,
+) -> impl std::future::Future<Output = Result<T, CliError>>
+where
+    F: std::future::Future<Output = Result<T, CliError>> + Send + 'static,
+    T: Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(CliError::Io)
+                .and_then(|rt| rt.block_on(future));
+            let _ = tx.send(result);
+        });
+    async move {
+        spawned?;
+        rx.await
+            .map_err(|_| CliError::Failed(format!("{name} thread died")))?
+    }
+}
+
+/// Two bare gossipsub swarms with murmur's relay settings, each on its own
+/// thread like murmur's, carrying the same WakuMessage bytes; the receiver
+/// accepts each message after decoding it to read the send time. With
+/// `archive`, the reference for murmur's archiving node: the receiver also
+/// writes every message into SQLite with murmur's schema, in one
+/// transaction per batch of what arrived at once (at most [`ARCHIVE_BATCH`]),
+/// before it counts them, as murmur archives before it delivers.
+pub(crate) async fn bare_gossipsub(args: &RelayArgs, archive: bool) -> Result<Report, CliError> {
+    let (content, pubsub) = bench_topic()?;
+    let topic = IdentTopic::new(pubsub.as_str());
+    let progress = Progress::new();
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let n = args.messages;
+    let data = tempfile::tempdir()?;
+    let archive = archive.then(|| data.path().to_owned());
+    let receiving = {
+        let progress = progress.clone();
+        let topic = topic.clone();
+        let pubsub = pubsub.clone();
+        on_own_thread("bare-receiver", async move {
+            let fail = |e: String| CliError::Failed(format!("bare gossipsub: {e}"));
+            let mut receiver = bare_swarm()?;
+            receiver
+                .behaviour_mut()
+                .subscribe(&topic)
+                .map_err(|e| fail(e.to_string()))?;
+            receiver
+                .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr"))
+                .map_err(|e| fail(e.to_string()))?;
+            let mut addr_tx = Some(addr_tx);
+            // The writes on a thread of their own, as murmur's storage
+            // stage has one: the swarm goes on while a batch is written.
+            let writer = archive.map(|dir| {
+                let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<WakuMessage>>(16);
+                let (progress, pubsub) = (progress.clone(), pubsub.clone());
+                let done = on_own_thread("bare-archiver", async move {
+                    let db = archive_at(&dir).await?;
+                    while let Some(batch) = rx.recv().await {
+                        archive_batch(&db, &pubsub, &batch).await?;
+                        for m in &batch {
+                            progress.record(&m.payload);
+                        }
+                    }
+                    Ok(())
+                });
+                (tx, done)
+            });
+            let deadline = tokio::time::Instant::now() + RUN_LIMIT;
+            let mut batch = Vec::new();
+            while progress.received.load(Ordering::Acquire) < n {
+                let first = tokio::select! {
+                    event = tokio::time::timeout_at(deadline, receiver.select_next_some()) => {
+                        event.map_err(|_| fail("timed out".to_owned()))?
+                    }
+                    // The writer may have counted the last ones (its notify
+                    // is the publisher's to take).
+                    () = tokio::time::sleep(Duration::from_millis(20)) => continue,
+                };
+                let mut event = Some(first);
+                while let Some(e) = event.take() {
+                    match e {
+                        SwarmEvent::NewListenAddr { address, .. } => {
+                            if let Some(tx) = addr_tx.take() {
+                                let _ = tx.send(address);
+                            }
+                        }
+                        SwarmEvent::Behaviour(gossipsub::Event::Message {
+                            propagation_source,
+                            message_id,
+                            message,
+                        }) => {
+                            receiver.behaviour_mut().report_message_validation_result(
+                                &message_id,
+                                &propagation_source,
+                                MessageAcceptance::Accept,
+                            );
+                            if let Ok(m) = WakuMessage::decode(message.data.as_slice()) {
+                                batch.push(m);
+                            }
+                        }
+                        _ => {}
+                    }
+                    // Without an archive each message counts at once, as
+                    // before; with one, what is ready goes in one write.
+                    if writer.is_some() && batch.len() < ARCHIVE_BATCH {
+                        event = receiver.select_next_some().now_or_never();
+                    }
+                }
+                match &writer {
+                    Some((tx, _)) if !batch.is_empty() => tx
+                        .send(std::mem::take(&mut batch))
+                        .await
+                        .map_err(|_| fail("the archive writer stopped".to_owned()))?,
+                    Some(_) => {}
+                    None => {
+                        for m in batch.drain(..) {
+                            progress.record(&m.payload);
+                        }
+                    }
+                }
+            }
+            if let Some((tx, done)) = writer {
+                drop(tx);
+                done.await?;
+            }
+            Ok(())
+        })
+    };
+    let addr = addr_rx
+        .await
+        .map_err(|_| CliError::Failed("bare receiver did not listen".to_owned()))?;
+    let window = args.window;
+    let size = args.size;
+    let publishing = {
+        let progress = progress.clone();
+        on_own_thread("bare-publisher", async move {
+            let fail = |e: String| CliError::Failed(format!("bare gossipsub: {e}"));
+            let mut publisher = bare_swarm()?;
+            publisher
+                .behaviour_mut()
+                .subscribe(&topic)
+                .map_err(|e| fail(e.to_string()))?;
+            publisher.dial(addr).map_err(|e| fail(e.to_string()))?;
+            let deadline = tokio::time::Instant::now() + SETUP;
+            while publisher.behaviour().mesh_peers(&topic.hash()).count() == 0 {
+                tokio::time::timeout_at(deadline, publisher.select_next_some())
+                    .await
+                    .map_err(|_| fail("no mesh within 20 s".to_owned()))?;
+            }
+            let first_send = Instant::now();
+            let run_deadline = tokio::time::Instant::now() + RUN_LIMIT;
+            let mut sent = 0;
+            while progress.received.load(Ordering::Acquire) < n {
+                while sent < n && progress.in_flight(sent) < window {
+                    let message = WakuMessage::new(content.as_str(), progress.payload(sent, size))
+                        .with_timestamp(murmur_core::now_nanos());
+                    match publisher
+                        .behaviour_mut()
+                        .publish(topic.clone(), message.encode_to_vec())
+                    {
+                        Ok(_) => sent += 1,
+                        // The send queue is full: let the swarm drain it.
+                        Err(gossipsub::PublishError::AllQueuesFull(_)) => break,
+                        Err(e) => return Err(fail(e.to_string())),
+                    }
+                }
+                tokio::select! {
+                    _ = publisher.select_next_some() => {}
+                    () = progress.notify.notified() => {}
+                    () = tokio::time::sleep_until(run_deadline) => {
+                        return Err(fail("timed out".to_owned()));
+                    }
+                }
+            }
+            Ok(first_send)
+        })
+    };
+    let first_send = publishing.await?;
+    receiving.await?;
+    Ok(progress.report(first_send))
+}
