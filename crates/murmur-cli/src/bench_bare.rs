@@ -138,11 +138,7 @@ pub(crate) async fn bare_gossipsub(args: &RelayArgs, archive: bool) -> Result<Re
         let pubsub = pubsub.clone();
         on_own_thread("bare-receiver", async move {
             let fail = |e: String| CliError::Failed(format!("bare gossipsub: {e}"));
-            let mut receiver = bare_swarm()?;
-            receiver
-                .behaviour_mut()
-                .subscribe(&topic)
-                .map_err(|e| fail(e.to_string()))?;
+            let mut receiver = subscribed(&[&topic])?;
             receiver
                 .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr"))
                 .map_err(|e| fail(e.to_string()))?;
@@ -165,54 +161,32 @@ pub(crate) async fn bare_gossipsub(args: &RelayArgs, archive: bool) -> Result<Re
                 (tx, done)
             });
             let deadline = tokio::time::Instant::now() + RUN_LIMIT;
-            let mut batch = Vec::new();
-            while progress.received.load(Ordering::Acquire) < n {
-                let first = tokio::select! {
-                    event = tokio::time::timeout_at(deadline, receiver.select_next_some()) => {
-                        event.map_err(|_| fail("timed out".to_owned()))?
-                    }
-                    // The writer may have counted the last ones (its notify
-                    // is the publisher's to take).
-                    () = tokio::time::sleep(Duration::from_millis(20)) => continue,
-                };
-                let mut event = Some(first);
-                while let Some(e) = event.take() {
-                    match e {
-                        SwarmEvent::NewListenAddr { address, .. } => {
-                            if let Some(tx) = addr_tx.take() {
-                                let _ = tx.send(address);
-                            }
+            // Without an archive each message counts at once, as before;
+            // with one, what is ready goes in one write.
+            let most = if writer.is_some() { ARCHIVE_BATCH } else { 1 };
+            let mut taken = 0;
+            while taken < n {
+                let ready = events(&mut receiver, deadline, most).await?;
+                for event in &ready {
+                    if let SwarmEvent::NewListenAddr { address, .. } = event {
+                        if let Some(tx) = addr_tx.take() {
+                            let _ = tx.send(address.clone());
                         }
-                        SwarmEvent::Behaviour(gossipsub::Event::Message {
-                            propagation_source,
-                            message_id,
-                            message,
-                        }) => {
-                            receiver.behaviour_mut().report_message_validation_result(
-                                &message_id,
-                                &propagation_source,
-                                MessageAcceptance::Accept,
-                            );
-                            if let Ok(m) = WakuMessage::decode(message.data.as_slice()) {
-                                batch.push(m);
-                            }
-                        }
-                        _ => {}
-                    }
-                    // Without an archive each message counts at once, as
-                    // before; with one, what is ready goes in one write.
-                    if writer.is_some() && batch.len() < ARCHIVE_BATCH {
-                        event = receiver.select_next_some().now_or_never();
                     }
                 }
+                let batch: Vec<WakuMessage> = messages(&mut receiver, ready)
+                    .iter()
+                    .filter_map(|data| WakuMessage::decode(data.as_slice()).ok())
+                    .collect();
+                taken += batch.len();
                 match &writer {
                     Some((tx, _)) if !batch.is_empty() => tx
-                        .send(std::mem::take(&mut batch))
+                        .send(batch)
                         .await
                         .map_err(|_| fail("the archive writer stopped".to_owned()))?,
                     Some(_) => {}
                     None => {
-                        for m in batch.drain(..) {
+                        for m in &batch {
                             progress.record(&m.payload);
                         }
                     }
@@ -234,11 +208,7 @@ pub(crate) async fn bare_gossipsub(args: &RelayArgs, archive: bool) -> Result<Re
         let progress = progress.clone();
         on_own_thread("bare-publisher", async move {
             let fail = |e: String| CliError::Failed(format!("bare gossipsub: {e}"));
-            let mut publisher = bare_swarm()?;
-            publisher
-                .behaviour_mut()
-                .subscribe(&topic)
-                .map_err(|e| fail(e.to_string()))?;
+            let mut publisher = subscribed(&[&topic])?;
             publisher.dial(addr).map_err(|e| fail(e.to_string()))?;
             let deadline = tokio::time::Instant::now() + SETUP;
             while publisher.behaviour().mesh_peers(&topic.hash()).count() == 0 {
@@ -277,4 +247,60 @@ pub(crate) async fn bare_gossipsub(args: &RelayArgs, archive: bool) -> Result<Re
     let first_send = publishing.await?;
     receiving.await?;
     Ok(progress.report(first_send))
+}
+
+/// A bare swarm subscribed to `topics`.
+pub(crate) fn subscribed(topics: &[&IdentTopic]) -> Result<Swarm<gossipsub::Behaviour>, CliError> {
+    let mut swarm = bare_swarm()?;
+    for topic in topics {
+        swarm
+            .behaviour_mut()
+            .subscribe(topic)
+            .map_err(|e| CliError::Failed(format!("bare subscribe: {e}")))?;
+    }
+    Ok(swarm)
+}
+
+/// Waits for the swarm's next event, then takes every one that is ready
+/// too, up to `max` in all.
+pub(crate) async fn events(
+    swarm: &mut Swarm<gossipsub::Behaviour>,
+    deadline: tokio::time::Instant,
+    max: usize,
+) -> Result<Vec<SwarmEvent<gossipsub::Event>>, CliError> {
+    let first = tokio::time::timeout_at(deadline, swarm.select_next_some())
+        .await
+        .map_err(|_| CliError::Failed("bare run timed out".to_owned()))?;
+    let mut events = vec![first];
+    while events.len() < max {
+        match swarm.select_next_some().now_or_never() {
+            Some(event) => events.push(event),
+            None => break,
+        }
+    }
+    Ok(events)
+}
+
+/// The messages among `events`, accepted for relay.
+pub(crate) fn messages(
+    swarm: &mut Swarm<gossipsub::Behaviour>,
+    events: Vec<SwarmEvent<gossipsub::Event>>,
+) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for event in events {
+        if let SwarmEvent::Behaviour(gossipsub::Event::Message {
+            propagation_source,
+            message_id,
+            message,
+        }) = event
+        {
+            swarm.behaviour_mut().report_message_validation_result(
+                &message_id,
+                &propagation_source,
+                MessageAcceptance::Accept,
+            );
+            out.push(message.data);
+        }
+    }
+    out
 }

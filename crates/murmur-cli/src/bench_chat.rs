@@ -15,9 +15,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures::{stream::FuturesUnordered, FutureExt as _, StreamExt};
+use futures::{stream::FuturesUnordered, StreamExt};
 use libp2p::{
-    gossipsub::{self, IdentTopic, MessageAcceptance},
+    gossipsub::{self, IdentTopic},
     swarm::SwarmEvent,
     Multiaddr, Swarm,
 };
@@ -26,7 +26,7 @@ use murmur_node::{chat::DeliveryState, Builder, Config};
 
 use crate::{
     bench::{median, RUN_LIMIT, SETUP},
-    bench_bare::{bare_swarm, on_own_thread},
+    bench_bare::{events, messages, on_own_thread, subscribed},
     bench_store::percentile,
     error::CliError,
 };
@@ -355,49 +355,6 @@ async fn save(
     tx.commit().await.map_err(fail)
 }
 
-/// Waits for the swarm's next event, then takes every one that is ready
-/// too, up to [`BATCH`].
-async fn events(
-    swarm: &mut Swarm<gossipsub::Behaviour>,
-    deadline: tokio::time::Instant,
-) -> Result<Vec<SwarmEvent<gossipsub::Event>>, CliError> {
-    let first = tokio::time::timeout_at(deadline, swarm.select_next_some())
-        .await
-        .map_err(|_| CliError::Failed("bare run timed out".to_owned()))?;
-    let mut events = vec![first];
-    while events.len() < BATCH {
-        match swarm.select_next_some().now_or_never() {
-            Some(event) => events.push(event),
-            None => break,
-        }
-    }
-    Ok(events)
-}
-
-/// The messages among `events`, accepted for relay.
-fn messages(
-    swarm: &mut Swarm<gossipsub::Behaviour>,
-    events: Vec<SwarmEvent<gossipsub::Event>>,
-) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    for event in events {
-        if let SwarmEvent::Behaviour(gossipsub::Event::Message {
-            propagation_source,
-            message_id,
-            message,
-        }) = event
-        {
-            swarm.behaviour_mut().report_message_validation_result(
-                &message_id,
-                &propagation_source,
-                MessageAcceptance::Accept,
-            );
-            out.push(message.data);
-        }
-    }
-    out
-}
-
 /// The same path with nothing of murmur's on it but the ratchet: the
 /// receiver opens each message, writes it and the session's state (a batch
 /// of what is ready at once per transaction), then seals and publishes a
@@ -427,7 +384,7 @@ async fn bare_run(args: &Args) -> Result<Report, CliError> {
             let deadline = tokio::time::Instant::now() + RUN_LIMIT;
             let mut received = 0;
             while received < n {
-                let ready = events(&mut swarm, deadline).await?;
+                let ready = events(&mut swarm, deadline, BATCH).await?;
                 for event in &ready {
                     if let SwarmEvent::NewListenAddr { address, .. } = event {
                         if let Some(tx) = addr_tx.take() {
@@ -503,7 +460,7 @@ async fn bare_run(args: &Args) -> Result<Report, CliError> {
                 if sealed > 0 {
                     save(&db, &[], &session).await?;
                 }
-                let ready = events(&mut swarm, deadline).await?;
+                let ready = events(&mut swarm, deadline, BATCH).await?;
                 let mut opened = 0;
                 for data in messages(&mut swarm, ready) {
                     let receipt = murmur_crypto::Message::from_bytes(&data)
@@ -522,18 +479,6 @@ async fn bare_run(args: &Args) -> Result<Report, CliError> {
     let elapsed = sender.await?;
     receiver.await?;
     clock.report(n, elapsed)
-}
-
-/// A bare swarm subscribed to `topics`.
-fn subscribed(topics: &[&IdentTopic]) -> Result<Swarm<gossipsub::Behaviour>, CliError> {
-    let mut swarm = bare_swarm()?;
-    for topic in topics {
-        swarm
-            .behaviour_mut()
-            .subscribe(topic)
-            .map_err(|e| CliError::Failed(format!("bare subscribe: {e}")))?;
-    }
-    Ok(swarm)
 }
 
 /// Publishes `bytes` on `topic`, letting the swarm drain its queue while
