@@ -54,6 +54,9 @@ pub enum Error {
     /// How far a topic was seen could not be read or saved.
     #[error("sync positions: {0}")]
     Positions(String),
+    /// This node's archive could not be asked which messages it holds.
+    #[error("archive lookup: {0}")]
+    Archive(String),
 }
 
 /// Keeps these topics in sync from now on: each [`Round`] fetches what came

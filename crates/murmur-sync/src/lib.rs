@@ -358,7 +358,7 @@ async fn archived(
                 .send(storage::Query(query.clone()))
                 .await
                 .map_err(|_| Error::Stopped)?
-                .map_err(|e| Error::Positions(e.to_string()))?;
+                .map_err(|e| Error::Archive(e.to_string()))?;
             held.extend(page.messages.iter().map(|m| m.hash));
             match page.cursor {
                 Some(cursor) => query = query.with_cursor(Some(cursor)),
