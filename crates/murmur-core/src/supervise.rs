@@ -277,6 +277,10 @@ pub enum Reply<A: Actor, T> {
     Wait(ResponseActFuture<A, T>),
     /// Answered by a future that runs beside the mailbox.
     Spawn(ResponseActFuture<A, T>),
+    /// Answered by a future that runs on the arbiter, apart from the actor:
+    /// it answers even if the actor restarts meanwhile (a write already
+    /// handed on lands either way, and its asker hears how it went).
+    Detached(Pin<Box<dyn Future<Output = T>>>),
 }
 
 impl<A, M, T> MessageResponse<A, M> for Reply<A, T>
@@ -298,6 +302,9 @@ where
             }
             Self::Spawn(future) => {
                 ctx.spawn(future.map(move |value, _, _| send(value)));
+            }
+            Self::Detached(future) => {
+                actix::spawn(async move { send(future.await) });
             }
         }
     }

@@ -13,14 +13,14 @@ impl Actor for Crypto {
         // Rotate the signed prekey and top one-time prekeys up, hourly.
         ctx.run_interval(std::time::Duration::from_secs(3600), |act, ctx| {
             let saves = act.device.maintain(now());
-            // Through the mailbox's own order, as every save: each batch's
-            // tip record must land after the batch before it.
-            if let supervise::Reply::Wait(save) = act.persist(saves, ()) {
-                ctx.wait(save.map(|saved, _, _| {
-                    if let Err(e) = saved {
+            // In the order of every save: each group's tip record lands
+            // after the group before it.
+            if let supervise::Reply::Detached(save) = act.persist(saves, (), ctx) {
+                actix::spawn(async move {
+                    if let Err(e) = save.await {
                         tracing::warn!(error = %e, "prekeys not saved");
                     }
-                }));
+                });
             }
         });
     }
@@ -30,6 +30,7 @@ impl Supervised for Crypto {
     fn restarting(&mut self, _: &mut Context<Self>) {
         tracing::warn!("crypto stage restarting");
         self.reload = true;
+        self.forget_unwritten();
     }
 }
 
@@ -53,7 +54,7 @@ impl Handler<Seal> for Crypto {
             act.metrics.sealed.inc_by(out.len() as u64);
             Ok((act.sealed(out), saves))
         });
-        self.respond(outcome)
+        self.respond(outcome, ctx)
     }
 }
 
@@ -73,7 +74,7 @@ impl Handler<Reset> for Crypto {
             act.metrics.sealed.inc_by(out.len() as u64);
             Ok((act.sealed(out), saves))
         });
-        self.respond(outcome)
+        self.respond(outcome, ctx)
     }
 }
 
@@ -108,7 +109,7 @@ impl Handler<Open> for Crypto {
             Ok((opened, saves, kept))
         });
         match outcome {
-            Ok(Ok((opened, saves, kept))) => self.persist_with(saves, kept, opened),
+            Ok(Ok((opened, saves, kept))) => self.persist_with(saves, kept, opened, ctx),
             Ok(Err(e)) => supervise::Reply::Now(Err(e)),
             Err(p) => supervise::Reply::Now(Err(p.into())),
         }
@@ -123,7 +124,7 @@ impl Handler<AddContact> for Crypto {
             let (account, saves) = act.on_device(|d, now| d.add_contact(&code, now))?;
             Ok((account_id(account), saves))
         });
-        self.respond(outcome)
+        self.respond(outcome, ctx)
     }
 }
 
@@ -177,7 +178,7 @@ impl Handler<LearnBundles> for Crypto {
             let account = murmur_crypto::AccountId(msg.account.0);
             act.on_device(|d, now| Ok(d.learn_bundles(account, &msg.bundles, now)))
         });
-        self.respond(outcome)
+        self.respond(outcome, ctx)
     }
 }
 
@@ -207,7 +208,7 @@ impl Handler<Pair> for Crypto {
             let (out, saves) = act.on_device(|d, now| d.pair(&code, now))?;
             Ok((act.sealed(out), saves))
         });
-        self.respond(outcome)
+        self.respond(outcome, ctx)
     }
 }
 
@@ -220,7 +221,7 @@ impl Handler<Revoke> for Crypto {
             let (out, saves) = act.on_device(|d, now| d.revoke(device, now))?;
             Ok((act.sealed(out), saves))
         });
-        self.respond(outcome)
+        self.respond(outcome, ctx)
     }
 }
 
@@ -314,7 +315,7 @@ impl Handler<Accept> for Crypto {
             let (out, saves) = act.on_device(|d, now| d.accept(account, now))?;
             Ok((act.sealed(out), saves))
         });
-        self.respond(outcome)
+        self.respond(outcome, ctx)
     }
 }
 
@@ -333,7 +334,7 @@ impl Handler<Decline> for Crypto {
             })?;
             Ok((act.sealed(out), saves))
         });
-        self.respond(outcome)
+        self.respond(outcome, ctx)
     }
 }
 

@@ -120,6 +120,8 @@ pub struct Crypto {
     metrics: Metrics,
     /// Restarted after a panic: the state is read back from storage first.
     reload: bool,
+    /// Changes on their way to storage, a group at a time.
+    saving: state::Saving,
     fuse: supervise::Fuse,
 }
 

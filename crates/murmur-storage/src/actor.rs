@@ -32,17 +32,21 @@ enum Write {
     Enqueue(Delivery),
     /// Take an entry the network took out of the outbox.
     Sent(MessageHash),
+    /// Write or delete entries of stage state.
+    State(Vec<(String, Option<Vec<u8>>)>),
 }
 
 /// The persistence stage actor: a thin shell around a [`Database`]. Each
 /// request runs as its own future, so that slow queries do not hold up saves;
 /// the pool bounds how many run at once.
 ///
-/// Writes (archive saves, outbox entries in and out) are group-committed:
-/// one writer takes what is queued (at most [`MAX_GROUP`]) into one
-/// transaction while the next writes queue behind it, and each is answered
-/// only once its transaction is committed. The queue is bounded: when it is
-/// full, writers wait.
+/// Writes (archive saves, outbox entries in and out, stage state) are
+/// group-committed: one writer takes what is queued (at most
+/// [`MAX_GROUP`]) into one transaction while the next writes queue behind
+/// it, and each is answered only once its transaction is committed. The
+/// stages' state writes of a group go as a few multi-row statements, the
+/// last write of each name winning, as if applied one after the other. The
+/// queue is bounded: when it is full, writers wait.
 pub struct Storage {
     db: Database,
     writes: mpsc::Sender<(Write, Waiter)>,
@@ -80,6 +84,10 @@ async fn write(db: Database, mut queue: mpsc::Receiver<(Write, Waiter)>) {
                 }
                 Write::Sent(hash) => {
                     batch.sent.push(hash);
+                    others.push(waiter);
+                }
+                Write::State(entries) => {
+                    batch.state.extend(entries);
                     others.push(waiter);
                 }
             }
@@ -156,6 +164,15 @@ impl Handler<MarkSent> for Storage {
     }
 }
 
+impl Handler<SaveState> for Storage {
+    type Result = ResponseFuture<Result<(), Error>>;
+
+    fn handle(&mut self, SaveState(entries): SaveState, ctx: &mut Context<Self>) -> Self::Result {
+        let saved = self.queue(Write::State(entries), ctx);
+        Box::pin(async move { saved.await.map(drop) })
+    }
+}
+
 impl Actor for Storage {
     type Context = Context<Self>;
 
@@ -221,7 +238,6 @@ forward!(SaveCursor, (), |db, m| db
 forward!(LoadCursor, Option<Cursor>, |db, m| db
     .load_cursor(&m.0)
     .await);
-forward!(SaveState, (), |db, m| db.save_state(&m.0).await);
 forward!(LoadState, Option<Vec<u8>>, |db, m| db
     .load_state(&m.0)
     .await);

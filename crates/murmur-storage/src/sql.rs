@@ -239,7 +239,12 @@ impl Sql {
         let saved = save_in(&mut tx, &batch.saves).await?;
         outbox::enqueue_in(&mut tx, &batch.queued).await?;
         outbox::sent_in(&mut tx, &batch.sent).await?;
+        state::state_in(&mut tx, &batch.state).await?;
         tx.commit().await.map_err(backend)?;
+        if !batch.state.is_empty() {
+            self.superseded
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(saved)
     }
 

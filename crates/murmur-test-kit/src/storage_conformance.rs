@@ -422,7 +422,9 @@ where
 }
 
 /// Stage state: saved in one batch, overwritten, deleted, listed by prefix in
-/// name order (with `%` and `_` taken literally), bytes kept exactly.
+/// name order (with `%` and `_` taken literally), bytes kept exactly; a name
+/// twice in one save, and many saves in flight at once, as if applied one
+/// after the other.
 pub async fn keeps_stage_state_by_name_and_prefix<F, Fut>(start: F)
 where
     F: FnOnce() -> Fut,
@@ -479,6 +481,49 @@ where
         load("crypto/session/b").await.unwrap().unwrap(),
         Some(vec![7])
     );
+
+    // Within one save, entries apply one after the other.
+    save(vec![
+        ("crypto/x", Some(vec![1])),
+        ("crypto/x", None),
+        ("crypto/y", None),
+        ("crypto/y", Some(vec![2])),
+        ("crypto/z", Some(vec![1])),
+        ("crypto/z", Some(vec![4])),
+    ])
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(load("crypto/x").await.unwrap().unwrap(), None);
+    assert_eq!(load("crypto/y").await.unwrap().unwrap(), Some(vec![2]));
+    assert_eq!(load("crypto/z").await.unwrap().unwrap(), Some(vec![4]));
+
+    // Saves in flight together (a stage may commit them as one) land in
+    // the order they were sent, each whole.
+    let names: Vec<String> = (0..50).map(|i| format!("crypto/k{i:02}")).collect();
+    // (actix queues a message when it is sent, not when it is awaited.)
+    let saves: Vec<_> = (0..50u8)
+        .map(|i| {
+            save(vec![
+                ("crypto/n", Some(vec![i])),
+                (names[usize::from(i)].as_str(), Some(vec![i])),
+            ])
+        })
+        .collect();
+    for saved in saves {
+        saved.await.unwrap().unwrap();
+    }
+    assert_eq!(load("crypto/n").await.unwrap().unwrap(), Some(vec![49]));
+    let listed = store
+        .list_state
+        .send(ListState("crypto/k".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    let expected: Vec<_> = (0..50u8)
+        .map(|i| (names[usize::from(i)].clone(), vec![i]))
+        .collect();
+    assert_eq!(listed, expected);
 }
 
 /// A panic in a handler is answered with [`storage::Error::Restarted`]; the

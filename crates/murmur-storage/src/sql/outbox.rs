@@ -4,12 +4,14 @@
 use super::*;
 
 /// Writes that share one transaction (group commit): messages archived,
-/// messages put in the outbox, and outbox entries the network took.
-#[derive(Debug, Default)]
+/// messages put in the outbox, outbox entries the network took, and
+/// entries of stage state (no `Debug`: they are sealed secrets).
+#[derive(Default)]
 pub(crate) struct Batch {
     pub(crate) saves: Vec<Delivery>,
     pub(crate) queued: Vec<Delivery>,
     pub(crate) sent: Vec<MessageHash>,
+    pub(crate) state: Vec<(String, Option<Vec<u8>>)>,
 }
 
 impl Sql {

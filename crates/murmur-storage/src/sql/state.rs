@@ -10,22 +10,7 @@ impl Sql {
         entries: &[(String, Option<Vec<u8>>)],
     ) -> Result<(), Error> {
         let mut tx = self.begin_write().await?;
-        for (name, value) in entries {
-            match value {
-                Some(value) => sqlx::query(
-                    "INSERT INTO state (name, value, updated_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (name) DO UPDATE SET value = excluded.value, \
-                     updated_at = excluded.updated_at",
-                )
-                .bind(name.as_str())
-                .bind(value.clone())
-                .bind(now_nanos()),
-                None => sqlx::query("DELETE FROM state WHERE name = $1").bind(name.as_str()),
-            }
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        }
+        state_in(&mut tx, entries).await?;
         tx.commit().await.map_err(backend)?;
         self.superseded
             .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -80,4 +65,52 @@ impl Sql {
         }
         Ok(out)
     }
+}
+
+/// Writes `entries` in `tx` as if one after the other: the last entry of a
+/// name wins. Many saves share a group commit, so this is a few statements
+/// for the whole group (upserts and deletions, 100 names each), not one per
+/// entry: each statement is a round trip to the database's thread.
+pub(super) async fn state_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    entries: &[(String, Option<Vec<u8>>)],
+) -> Result<(), Error> {
+    let mut last = std::collections::BTreeMap::new();
+    for (name, value) in entries {
+        last.insert(name.as_str(), value.as_ref());
+    }
+    let (kept, gone): (Vec<_>, Vec<_>) = last.into_iter().partition(|(_, v)| v.is_some());
+    let updated_at = now_nanos();
+    for chunk in kept.chunks(100) {
+        // One row per name: PostgreSQL refuses an upsert that meets a row twice.
+        let sql = format!(
+            "INSERT INTO state (name, value, updated_at) VALUES {} \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value, \
+             updated_at = excluded.updated_at",
+            row_placeholders(chunk.len(), 3)
+        );
+        let mut q = sqlx::query(&sql);
+        for (name, value) in chunk {
+            q = q
+                .bind(*name)
+                .bind(value.cloned().unwrap_or_default())
+                .bind(updated_at);
+        }
+        q.execute(&mut **tx).await.map_err(backend)?;
+    }
+    for chunk in gone.chunks(100) {
+        let sql = format!(
+            "DELETE FROM state WHERE name IN ({})",
+            (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for (name, _) in chunk {
+            q = q.bind(*name);
+        }
+        q.execute(&mut **tx).await.map_err(backend)?;
+    }
+    Ok(())
 }
