@@ -135,7 +135,11 @@ async fn what_each_message_costs_on_the_wire() {
         a.messages, N as u64,
         "one envelope per message, nothing more"
     );
-    assert_eq!(b.messages, N as u64, "one receipt per message");
+    // Messages the receiver reads at once share a receipt.
+    assert!(
+        (1..=N as u64).contains(&b.messages),
+        "at most one receipt per message: {b:?}"
+    );
     // What a message names of the earlier ones must not push a short text
     // out of the smallest padding bucket (512 bytes, and the envelope).
     assert!(a.bytes / N as u64 <= 600, "{a:?}");

@@ -262,6 +262,8 @@ struct Chat {
     /// What this device sent and saw in each conversation, to notice a gap
     /// from the next message.
     gaps: gaps::Gaps,
+    /// Receipts owed, by sender: one envelope for many messages.
+    receipts: HashMap<AccountId, Vec<MessageId>>,
 }
 
 /// The persistence stage's outbox: every message is in it before a publish

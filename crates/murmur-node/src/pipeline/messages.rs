@@ -323,6 +323,7 @@ impl Handler<AttachChat> for Pipeline {
                 ahead: VecDeque::new(),
                 ahead_since: HashMap::new(),
                 gaps: super::gaps::Gaps::default(),
+                receipts: HashMap::new(),
             });
         });
     }

@@ -10,6 +10,9 @@ use super::*;
 /// the next delivery is opened.
 pub(super) type Step = Pin<Box<dyn ActorFuture<Pipeline, Output = ()>>>;
 
+/// Messages one receipt acknowledges at most.
+const RECEIPTS: usize = 64;
+
 pub(super) fn done() -> Step {
     Box::pin(actix::fut::ready(()))
 }
@@ -83,7 +86,11 @@ impl Pipeline {
             }
             match self.lane_rx.poll_recv(task) {
                 Poll::Ready(Some(delivery)) => self.lane_step = Some(self.open(delivery, ctx)),
-                Poll::Ready(None) | Poll::Pending => return,
+                Poll::Ready(None) | Poll::Pending => {
+                    // The lane ran dry: what it read is acknowledged.
+                    self.send_receipts(None, ctx);
+                    return;
+                }
             }
         }
     }
@@ -400,7 +407,6 @@ impl Pipeline {
         } else {
             done()
         };
-        let publisher = self.mailbox(ctx).publisher();
         let Some(chat) = self.chat.as_mut() else {
             return first;
         };
@@ -450,15 +456,11 @@ impl Pipeline {
                     self.stats.requests += 1;
                     chat.held.receipt(message.sender, message.id);
                 } else if message.sender != chat.me {
-                    let receipt = chat::encode_receipt(&[message.id]);
-                    let publish = publish_sealed(
-                        chat.crypto.seal.clone(),
-                        crypto::Seal::new(message.sender, receipt),
-                        chat.sharding.clone(),
-                        chat.outbox.clone(),
-                        publisher,
-                    );
-                    self.background(ctx, "a receipt", publish);
+                    let owed = chat.receipts.entry(message.sender).or_default();
+                    owed.push(message.id);
+                    if owed.len() >= RECEIPTS {
+                        self.send_receipts(Some(message.sender), ctx);
+                    }
                 }
                 let deliver = self.deliver_chat(message, journal, ctx);
                 return Box::pin(first.then(move |(), _, _| deliver));
@@ -470,6 +472,37 @@ impl Pipeline {
         }
         self.handled(journal, ctx);
         first
+    }
+}
+
+impl Pipeline {
+    /// Acknowledges what the lane read, one envelope per sender (of `only`,
+    /// or of every sender owed one): under load many messages share a
+    /// receipt, and so its sealing, publishing and archiving on both sides.
+    fn send_receipts(&mut self, only: Option<AccountId>, ctx: &mut Context<Self>) {
+        let publisher = self.mailbox(ctx).publisher();
+        let Some(chat) = self.chat.as_mut() else {
+            return;
+        };
+        let owed: Vec<(AccountId, Vec<MessageId>)> = match only {
+            Some(sender) => chat.receipts.remove_entry(&sender).into_iter().collect(),
+            None => chat.receipts.drain().collect(),
+        };
+        let (seal, sharding, outbox) = (
+            chat.crypto.seal.clone(),
+            chat.sharding.clone(),
+            chat.outbox.clone(),
+        );
+        for (sender, ids) in owed {
+            let publish = publish_sealed(
+                seal.clone(),
+                crypto::Seal::new(sender, chat::encode_receipt(&ids)),
+                sharding.clone(),
+                outbox.clone(),
+                publisher.clone(),
+            );
+            self.background(ctx, "a receipt", publish);
+        }
     }
 }
 
