@@ -130,6 +130,8 @@ pub struct Pipeline {
     lane_rx: mpsc::Receiver<Delivery>,
     /// What opening the lane's current delivery leads to, in flight.
     lane_step: Option<received::Step>,
+    /// Taken from the lane, next in line (envelopes handed to crypto).
+    lane_ahead: VecDeque<(Delivery, Option<received::Opening>)>,
     /// Told of every new connection: the node's store sync runs a round.
     connected: Option<std::sync::Arc<tokio::sync::Notify>>,
     /// What went to the lane in this run (see [`Recent`]).
@@ -262,8 +264,8 @@ struct Chat {
     /// What this device sent and saw in each conversation, to notice a gap
     /// from the next message.
     gaps: gaps::Gaps,
-    /// Receipts owed, by sender: one envelope for many messages.
-    receipts: HashMap<AccountId, Vec<MessageId>>,
+    /// What the lane settles once it runs dry.
+    owed: received::Owed,
 }
 
 /// The persistence stage's outbox: every message is in it before a publish
@@ -370,6 +372,7 @@ impl Pipeline {
             lane,
             lane_rx,
             lane_step: None,
+            lane_ahead: VecDeque::new(),
             recent: Recent::default(),
             outbox: None,
             confirm: None,

@@ -128,27 +128,41 @@ impl Pipeline {
     }
 
     /// The kept plaintext behind `journal` can go: the message is handled.
+    /// Within the lane, it goes with the others the lane handled, once it
+    /// runs dry (one write for many).
     pub(super) fn handled(&mut self, journal: Journal, ctx: &mut Context<Self>) {
-        let Some(chat) = self.chat.as_ref() else {
+        let Some(chat) = self.chat.as_mut() else {
             return;
         };
-        let let_go = match journal {
-            Journal::Crypto(hash) => {
-                let handled = chat.crypto.handled.clone();
-                Box::pin(async move {
-                    Ok::<_, Error>(handled.send(crypto::Handled(vec![hash])).await??)
-                }) as Pin<Box<dyn Future<Output = Result<(), Error>>>>
-            }
-            Journal::Group(hash) => {
-                let Some(groups) = chat.groups.clone() else {
-                    return;
-                };
-                Box::pin(async move {
-                    Ok::<_, Error>(groups.handled.send(groups::Handled(vec![hash])).await??)
-                })
-            }
+        let owed = &mut chat.owed;
+        match journal {
+            Journal::Crypto(hash) => owed.crypto.push(hash),
+            Journal::Group(hash) => owed.group.push(hash),
+        }
+        if !owed.driving || owed.crypto.len() + owed.group.len() >= super::received::OWED {
+            self.let_go(ctx);
+        }
+    }
+
+    /// Lets go of the kept plaintexts of what was handled.
+    pub(super) fn let_go(&mut self, ctx: &mut Context<Self>) {
+        let Some(chat) = self.chat.as_mut() else {
+            return;
         };
-        self.background(ctx, "letting a handled plaintext go", let_go);
+        let crypto = std::mem::take(&mut chat.owed.crypto);
+        let group = std::mem::take(&mut chat.owed.group);
+        let handled = chat.crypto.handled.clone();
+        let groups = chat.groups.clone();
+        if !crypto.is_empty() {
+            let let_go =
+                async move { Ok::<_, Error>(handled.send(crypto::Handled(crypto)).await??) };
+            self.background(ctx, "letting handled plaintexts go", let_go);
+        }
+        if let (false, Some(groups)) = (group.is_empty(), groups) {
+            let let_go =
+                async move { Ok::<_, Error>(groups.handled.send(groups::Handled(group)).await??) };
+            self.background(ctx, "letting handled group plaintexts go", let_go);
+        }
     }
 
     /// Through the chat hooks, into the durable inbox, then to every inbox

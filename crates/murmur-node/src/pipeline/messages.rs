@@ -15,12 +15,29 @@ where
     M: Message + Clone + Send + 'static,
     M::Result: Send,
 {
-    let answer = stage.send(message.clone()).await?;
-    if restarted(&answer) {
-        tracing::warn!("a stage restarted on an arriving message; asking it again");
-        return stage.send(message).await;
+    ask_now(stage, message, restarted).await
+}
+
+/// [`ask_again_after_restart`], with `message` in the stage's mailbox
+/// before this returns (not when the answer is first awaited).
+pub(crate) fn ask_now<M>(
+    stage: Recipient<M>,
+    message: M,
+    restarted: fn(&M::Result) -> bool,
+) -> impl Future<Output = Result<M::Result, MailboxError>>
+where
+    M: Message + Clone + Send + 'static,
+    M::Result: Send,
+{
+    let first = stage.send(message.clone());
+    async move {
+        let answer = first.await?;
+        if restarted(&answer) {
+            tracing::warn!("a stage restarted on an arriving message; asking it again");
+            return stage.send(message).await;
+        }
+        Ok(answer)
     }
-    Ok(answer)
 }
 
 /// Gives the pipeline its stages; the builder sends it once, at start.
@@ -323,7 +340,7 @@ impl Handler<AttachChat> for Pipeline {
                 ahead: VecDeque::new(),
                 ahead_since: HashMap::new(),
                 gaps: super::gaps::Gaps::default(),
-                receipts: HashMap::new(),
+                owed: Default::default(),
             });
         });
     }

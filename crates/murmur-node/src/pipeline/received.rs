@@ -10,8 +10,21 @@ use super::*;
 /// the next delivery is opened.
 pub(super) type Step = Pin<Box<dyn ActorFuture<Pipeline, Output = ()>>>;
 
-/// Messages one receipt acknowledges at most.
-const RECEIPTS: usize = 64;
+/// Messages one receipt acknowledges at most, and kept plaintexts let go
+/// of in one request at most.
+pub(super) const OWED: usize = 64;
+
+/// What the lane owes for what it handled, settled when it runs dry (or
+/// when there is much of it): receipts, by sender, and the kept plaintexts
+/// to let go of. Under load, many messages share each.
+#[derive(Default)]
+pub(super) struct Owed {
+    receipts: HashMap<AccountId, Vec<MessageId>>,
+    pub(super) crypto: Vec<MessageHash>,
+    pub(super) group: Vec<MessageHash>,
+    /// Whether the lane is being driven now; outside it nothing waits.
+    pub(super) driving: bool,
+}
 
 pub(super) fn done() -> Step {
     Box::pin(actix::fut::ready(()))
@@ -69,35 +82,82 @@ impl ActorFuture<Pipeline> for Room {
     }
 }
 
+/// A pairwise envelope handed to the crypto stage, its answer to come.
+pub(super) type Opening =
+    Pin<Box<dyn Future<Output = Result<Result<crypto::Opened, crypto::Error>, MailboxError>>>>;
+
+/// Deliveries taken from the lane ahead of the one being handled, at most.
+const AHEAD: usize = 64;
+
 impl Pipeline {
     /// Moves the lane on: finishes the step in flight, then opens the next
     /// delivery, until a step is pending or the lane is empty.
+    ///
+    /// Pairwise envelopes waiting in the lane are handed to the crypto
+    /// stage together, before the first of them is handled: the stage
+    /// opens them in arrival order as before, and writes what they change
+    /// as one group instead of one write each. Each is still handled to
+    /// the end, in order, before the next.
     pub(super) fn drive_lane(
         &mut self,
         ctx: &mut Context<Self>,
         task: &mut std::task::Context<'_>,
     ) {
+        self.driving(true);
         loop {
             if let Some(mut step) = self.lane_step.take() {
                 if step.as_mut().poll(self, ctx, task).is_pending() {
                     self.lane_step = Some(step);
+                    self.driving(false);
                     return;
                 }
             }
-            match self.lane_rx.poll_recv(task) {
-                Poll::Ready(Some(delivery)) => self.lane_step = Some(self.open(delivery, ctx)),
-                Poll::Ready(None) | Poll::Pending => {
-                    // The lane ran dry: what it read is acknowledged.
-                    self.send_receipts(None, ctx);
-                    return;
-                }
+            while self.lane_ahead.len() < AHEAD {
+                let Poll::Ready(Some(delivery)) = self.lane_rx.poll_recv(task) else {
+                    break;
+                };
+                let opening = self.hand_to_crypto(&delivery);
+                self.lane_ahead.push_back((delivery, opening));
             }
+            let Some((delivery, opening)) = self.lane_ahead.pop_front() else {
+                // The lane ran dry: what it handled is settled.
+                self.driving(false);
+                self.send_receipts(None, ctx);
+                self.let_go(ctx);
+                return;
+            };
+            self.lane_step = Some(self.open(delivery, opening, ctx));
         }
     }
 
+    fn driving(&mut self, driving: bool) {
+        if let Some(chat) = self.chat.as_mut() {
+            chat.owed.driving = driving;
+        }
+    }
+
+    /// A pairwise envelope in the crypto stage's mailbox now.
+    fn hand_to_crypto(&self, delivery: &Delivery) -> Option<Opening> {
+        let chat = self.chat.as_ref()?;
+        if chat.group_topics.contains(&delivery.message.content_topic) {
+            return None;
+        }
+        Some(Box::pin(ask_now(
+            chat.crypto.open.clone(),
+            crypto::Open(delivery.clone()),
+            |r| matches!(r, Err(crypto::Error::Restarted(_))),
+        )))
+    }
+
     /// Opens one delivery from the lane: a group message, or a pairwise
-    /// envelope on this device's partition.
-    pub(super) fn open(&mut self, delivery: Delivery, _: &mut Context<Self>) -> Step {
+    /// envelope on this device's partition (handed to the crypto stage
+    /// already if `opening`).
+    pub(super) fn open(
+        &mut self,
+        delivery: Delivery,
+        opening: Option<Opening>,
+        _: &mut Context<Self>,
+    ) -> Step {
         let Some(chat) = self.chat.as_ref() else {
             return done();
         };
@@ -105,11 +165,13 @@ impl Pipeline {
             return self.open_group(delivery);
         }
         let hash = delivery.hash;
-        let open = ask_again_after_restart(
-            chat.crypto.open.clone(),
-            crypto::Open(delivery.clone()),
-            |r| matches!(r, Err(crypto::Error::Restarted(_))),
-        );
+        let open = opening.unwrap_or_else(|| {
+            Box::pin(ask_now(
+                chat.crypto.open.clone(),
+                crypto::Open(delivery.clone()),
+                |r| matches!(r, Err(crypto::Error::Restarted(_))),
+            ))
+        });
         Box::pin(
             open.into_actor(self)
                 .then(move |opened, act, ctx| match opened {
@@ -456,9 +518,9 @@ impl Pipeline {
                     self.stats.requests += 1;
                     chat.held.receipt(message.sender, message.id);
                 } else if message.sender != chat.me {
-                    let owed = chat.receipts.entry(message.sender).or_default();
+                    let owed = chat.owed.receipts.entry(message.sender).or_default();
                     owed.push(message.id);
-                    if owed.len() >= RECEIPTS {
+                    if owed.len() >= OWED || !chat.owed.driving {
                         self.send_receipts(Some(message.sender), ctx);
                     }
                 }
@@ -485,8 +547,13 @@ impl Pipeline {
             return;
         };
         let owed: Vec<(AccountId, Vec<MessageId>)> = match only {
-            Some(sender) => chat.receipts.remove_entry(&sender).into_iter().collect(),
-            None => chat.receipts.drain().collect(),
+            Some(sender) => chat
+                .owed
+                .receipts
+                .remove_entry(&sender)
+                .into_iter()
+                .collect(),
+            None => chat.owed.receipts.drain().collect(),
         };
         let (seal, sharding, outbox) = (
             chat.crypto.seal.clone(),
