@@ -328,11 +328,16 @@ impl<K: Kind> Shelf<K> {
     /// Writes `records` in one transaction (a position and what the
     /// application keeps with it).
     pub(crate) async fn save(&self, records: Records) -> Result<(), Error> {
-        Ok(self
-            .storage
-            .save_state
-            .send(storage::SaveState(records))
-            .await??)
+        self.save_now(records).await
+    }
+
+    /// [`Shelf::save`], handed to the storage stage before this returns.
+    pub(crate) fn save_now(
+        &self,
+        records: Records,
+    ) -> impl std::future::Future<Output = Result<(), Error>> + 'static {
+        let sent = self.storage.save_state.send(storage::SaveState(records));
+        async move { Ok(sent.await??) }
     }
 }
 

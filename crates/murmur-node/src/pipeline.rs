@@ -25,6 +25,7 @@ use crate::{
 mod durable;
 mod effects;
 mod gaps;
+mod lane;
 mod messages;
 mod outbox;
 mod outcome;
@@ -125,13 +126,13 @@ pub struct Pipeline {
     chat: Option<Chat>,
     background: crate::background::Background,
     /// Chat and group deliveries, opened one after another beside the
-    /// mailbox (`received::Lane`): raw traffic never waits behind them.
+    /// mailbox (`lane::Lane`): raw traffic never waits behind them.
     lane: mpsc::Sender<Delivery>,
     lane_rx: mpsc::Receiver<Delivery>,
     /// What opening the lane's current delivery leads to, in flight.
-    lane_step: Option<received::Step>,
+    lane_step: Option<lane::Step>,
     /// Taken from the lane, next in line (envelopes handed to crypto).
-    lane_ahead: VecDeque<(Delivery, Option<received::Opening>)>,
+    lane_ahead: VecDeque<(Delivery, Option<lane::Opening>)>,
     /// Told of every new connection: the node's store sync runs a round.
     connected: Option<std::sync::Arc<tokio::sync::Notify>>,
     /// What went to the lane in this run (see [`Recent`]).
@@ -265,7 +266,7 @@ struct Chat {
     /// from the next message.
     gaps: gaps::Gaps,
     /// What the lane settles once it runs dry.
-    owed: received::Owed,
+    owed: lane::Owed,
 }
 
 /// The persistence stage's outbox: every message is in it before a publish
@@ -509,7 +510,7 @@ impl Pipeline {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(delivery)) => {
                 self.stats.chat_queue_full += 1;
-                ctx.wait(received::Room(Some(delivery)));
+                ctx.wait(lane::Room(Some(delivery)));
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
@@ -568,7 +569,7 @@ impl Actor for Pipeline {
         // The lane's reader: one delivery at a time, each opened and
         // handled before the next; it reads the actor's own receiver, so a
         // restart loses nothing queued.
-        ctx.spawn(received::Lane);
+        ctx.spawn(lane::Lane);
         // After a restart: the outbox's timer and the work it ran went
         // with the old context.
         if self.outbox.is_some() {

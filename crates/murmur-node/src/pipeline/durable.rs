@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::received::{done, Step};
+use super::lane::{done, Step};
 use super::*;
 use crate::inbox::{self, Book};
 
@@ -139,7 +139,7 @@ impl Pipeline {
             Journal::Crypto(hash) => owed.crypto.push(hash),
             Journal::Group(hash) => owed.group.push(hash),
         }
-        if !owed.driving || owed.crypto.len() + owed.group.len() >= super::received::OWED {
+        if !owed.driving || owed.crypto.len() + owed.group.len() >= super::lane::OWED {
             self.let_go(ctx);
         }
     }
@@ -198,28 +198,53 @@ impl Pipeline {
             self.handled(journal, ctx);
             return done();
         };
-        let shelf = book.shelf().clone();
-        Box::pin(
-            async move { shelf.save(records).await }
-                .into_actor(self)
-                .map(move |saved, act, ctx| {
-                    let kept = match saved {
-                        Ok(()) => Some(seq),
-                        Err(e) => {
-                            // Kept by the stage that opened it, it comes
-                            // again at the next start.
-                            tracing::warn!(error = %e, id = %message.id, "chat message not kept in the inbox");
-                            None
-                        }
-                    };
-                    if let Some(chat) = act.chat.as_mut() {
-                        chat.deliver_to_inboxes(&message, kept);
-                    }
-                    if kept.is_some() {
-                        act.handled(journal, ctx);
-                    }
-                }),
-        )
+        // Written with what the lane handles meanwhile (the storage stage
+        // commits them as a group); to the inboxes once written, in order
+        // (`Pipeline::settle_deliveries`).
+        let saved = Box::pin(book.shelf().save_now(records));
+        chat.owed.delivering.push_back(super::lane::Delivering {
+            message,
+            seq,
+            journal,
+            saved,
+        });
+        done()
+    }
+
+    /// Hands on what reached the durable inbox, in order: to every inbox
+    /// and durable subscriber, its kept plaintext let go. One that was not
+    /// written is not handed on: the stage that opened it keeps it, and it
+    /// comes again at the next start.
+    pub(super) fn settle_deliveries(
+        &mut self,
+        ctx: &mut Context<Self>,
+        task: &mut std::task::Context<'_>,
+    ) {
+        loop {
+            let Some(chat) = self.chat.as_mut() else {
+                return;
+            };
+            let Some(front) = chat.owed.delivering.front_mut() else {
+                return;
+            };
+            let std::task::Poll::Ready(saved) = front.saved.as_mut().poll(task) else {
+                return;
+            };
+            let Some(done) = chat.owed.delivering.pop_front() else {
+                return;
+            };
+            let kept = match saved {
+                Ok(()) => Some(done.seq),
+                Err(e) => {
+                    tracing::warn!(error = %e, id = %done.message.id, "chat message not kept in the inbox");
+                    None
+                }
+            };
+            chat.deliver_to_inboxes(&done.message, kept);
+            if kept.is_some() {
+                self.handled(done.journal, ctx);
+            }
+        }
     }
 }
 
