@@ -250,6 +250,29 @@ pub(crate) async fn bare_gossipsub(args: &RelayArgs, archive: bool) -> Result<Re
 }
 
 /// A bare swarm subscribed to `topics`.
+/// A bare swarm subscribed to `topics`, listening on a loopback port.
+pub(crate) fn listening(topics: &[&IdentTopic]) -> Result<Swarm<gossipsub::Behaviour>, CliError> {
+    let mut swarm = subscribed(topics)?;
+    swarm
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr"))
+        .map_err(|e| CliError::Failed(format!("bare listen: {e}")))?;
+    Ok(swarm)
+}
+
+/// Hands the first address among `events` the swarm listens on to `tx`.
+pub(crate) fn tell_address(
+    events: &[SwarmEvent<gossipsub::Event>],
+    tx: &mut Option<tokio::sync::oneshot::Sender<libp2p::Multiaddr>>,
+) {
+    for event in events {
+        if let SwarmEvent::NewListenAddr { address, .. } = event {
+            if let Some(tx) = tx.take() {
+                let _ = tx.send(address.clone());
+            }
+        }
+    }
+}
+
 pub(crate) fn subscribed(topics: &[&IdentTopic]) -> Result<Swarm<gossipsub::Behaviour>, CliError> {
     let mut swarm = bare_swarm()?;
     for topic in topics {

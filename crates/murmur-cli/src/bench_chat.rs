@@ -18,7 +18,6 @@ use std::{
 use futures::{stream::FuturesUnordered, StreamExt};
 use libp2p::{
     gossipsub::{self, IdentTopic},
-    swarm::SwarmEvent,
     Multiaddr, Swarm,
 };
 use murmur_crypto::{x3dh, Account, Ciphertext, Installation, Limits, PrekeyPolicy, Session};
@@ -26,25 +25,30 @@ use murmur_node::{chat::DeliveryState, Builder, Config};
 
 use crate::{
     bench::{median, RUN_LIMIT, SETUP},
-    bench_bare::{events, messages, on_own_thread, subscribed},
+    bench_bare::{events, listening, messages, on_own_thread, subscribed, tell_address},
     bench_store::percentile,
     error::CliError,
 };
 
 /// Writes the bare composition gathers into one transaction at most.
-const BATCH: usize = 64;
+pub(crate) const BATCH: usize = 64;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// Messages per run.
     #[arg(long, default_value_t = 2_000)]
-    messages: usize,
+    pub(crate) messages: usize,
     /// Text bytes per message.
     #[arg(long, default_value_t = 200)]
-    size: usize,
-    /// Messages sent and not yet acknowledged, at most.
+    pub(crate) size: usize,
+    /// Messages sent and not yet acknowledged (in a group: not yet read),
+    /// at most.
     #[arg(long, default_value_t = 64)]
-    window: usize,
+    pub(crate) window: usize,
+    /// Members of the group of the group runs (all but two offline); 0
+    /// runs 1:1 only.
+    #[arg(long, default_value_t = 100)]
+    members: usize,
     /// Rounds, each a murmur run then a bare one; the ratio is the median
     /// of the rounds' ratios.
     #[arg(long, default_value_t = 4)]
@@ -56,20 +60,20 @@ pub(crate) struct Args {
 
 /// What one run measured.
 #[derive(Debug, Clone, Copy)]
-struct Report {
+pub(crate) struct Report {
     per_second: f64,
     p50_ms: f64,
     p99_ms: f64,
 }
 
 /// Send times and inbox latencies of one run.
-struct Clock {
+pub(crate) struct Clock {
     start: Instant,
     latencies: Mutex<Vec<Duration>>,
 }
 
 impl Clock {
-    fn new() -> Arc<Self> {
+    pub(crate) fn new() -> Arc<Self> {
         Arc::new(Self {
             start: Instant::now(),
             latencies: Mutex::new(Vec::new()),
@@ -77,7 +81,7 @@ impl Clock {
     }
 
     /// The text of message `seq`: its sequence and send time, padded.
-    fn text(&self, seq: usize, size: usize) -> String {
+    pub(crate) fn text(&self, seq: usize, size: usize) -> String {
         let mut text = format!("{seq:08} {:016} ", self.start.elapsed().as_nanos());
         while text.len() < size {
             text.push('x');
@@ -86,7 +90,7 @@ impl Clock {
     }
 
     /// A message's text came to the inbox.
-    fn arrived(&self, text: &str) {
+    pub(crate) fn arrived(&self, text: &str) {
         let Some(sent) = text.split(' ').nth(1).and_then(|t| t.parse::<u64>().ok()) else {
             return;
         };
@@ -100,7 +104,7 @@ impl Clock {
             .push(latency);
     }
 
-    fn report(&self, n: usize, elapsed: Duration) -> Result<Report, CliError> {
+    pub(crate) fn report(&self, n: usize, elapsed: Duration) -> Result<Report, CliError> {
         let mut latencies = self
             .latencies
             .lock()
@@ -127,8 +131,24 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
             "--messages, --window and --rounds must be at least 1".to_owned(),
         ));
     }
+    if args.members == 1 {
+        return Err(CliError::Usage(
+            "--members is 0 (1:1 only) or at least 2".to_owned(),
+        ));
+    }
     let progress = crate::progress::Progress::new("chat benchmark");
+    let members = tempfile::tempdir()?;
+    let others = if args.members >= 2 {
+        progress.set(format!(
+            "chat benchmark, {} offline members",
+            args.members - 2
+        ));
+        crate::bench_group::offline_members(args.members - 2, members.path()).await?
+    } else {
+        Vec::new()
+    };
     let mut rounds = Vec::with_capacity(args.rounds);
+    let mut groups = Vec::with_capacity(args.rounds);
     for round in 1..=args.rounds {
         progress.set(format!("chat benchmark, round {round} of {}", args.rounds));
         tracing::info!(round, "murmur run, default configuration");
@@ -136,41 +156,71 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
         tracing::info!(round, "bare run");
         let bare = bare_run(&args).await?;
         rounds.push((murmur, bare));
+        if args.members >= 2 {
+            tracing::info!(
+                round,
+                members = args.members,
+                "group run, default configuration"
+            );
+            let murmur = crate::bench_group::murmur_run(&args, &others).await?;
+            tracing::info!(round, "bare group run");
+            let bare = crate::bench_group::bare_run(&args).await?;
+            groups.push((murmur, bare));
+        }
     }
     drop(progress);
-    print(&args, &rounds);
+    print(&args, &rounds, &groups);
     Ok(())
 }
 
-#[allow(clippy::print_stdout)]
-fn print(args: &Args, rounds: &[(Report, Report)]) {
-    let ratio = median(
+fn ratio(rounds: &[(Report, Report)]) -> f64 {
+    median(
         rounds
             .iter()
             .map(|(m, b)| m.per_second / b.per_second)
             .collect(),
-    );
-    let of = |f: fn(&(Report, Report)) -> f64| median(rounds.iter().map(f).collect());
-    if args.json {
-        let runs: Vec<serde_json::Value> = rounds
-            .iter()
-            .map(|(m, b)| {
-                serde_json::json!({
-                    "murmur": {"per_second": m.per_second, "p50_ms": m.p50_ms, "p99_ms": m.p99_ms},
-                    "bare": {"per_second": b.per_second, "p50_ms": b.p50_ms, "p99_ms": b.p99_ms},
-                })
-            })
-            .collect();
-        println!(
-            "{}",
+    )
+}
+
+fn runs_json(rounds: &[(Report, Report)]) -> Vec<serde_json::Value> {
+    rounds
+        .iter()
+        .map(|(m, b)| {
             serde_json::json!({
-                "messages": args.messages,
-                "size": args.size,
-                "window": args.window,
-                "rounds": runs,
-                "ratio_median": ratio,
+                "murmur": {"per_second": m.per_second, "p50_ms": m.p50_ms, "p99_ms": m.p99_ms},
+                "bare": {"per_second": b.per_second, "p50_ms": b.p50_ms, "p99_ms": b.p99_ms},
             })
-        );
+        })
+        .collect()
+}
+
+#[allow(clippy::print_stdout)]
+fn print(args: &Args, rounds: &[(Report, Report)], groups: &[(Report, Report)]) {
+    // A group's messages per second against 1:1's, round by round.
+    let group_vs_one = median(
+        rounds
+            .iter()
+            .zip(groups)
+            .map(|((one, _), (group, _))| group.per_second / one.per_second)
+            .collect(),
+    );
+    if args.json {
+        let mut report = serde_json::json!({
+            "messages": args.messages,
+            "size": args.size,
+            "window": args.window,
+            "rounds": runs_json(rounds),
+            "ratio_median": ratio(rounds),
+        });
+        if !groups.is_empty() {
+            report["group"] = serde_json::json!({
+                "members": args.members,
+                "rounds": runs_json(groups),
+                "ratio_median": ratio(groups),
+                "vs_one_to_one_median": group_vs_one,
+            });
+        }
+        println!("{report}");
         return;
     }
     println!(
@@ -180,6 +230,20 @@ fn print(args: &Args, rounds: &[(Report, Report)]) {
         args.window,
         rounds.len()
     );
+    table(rounds);
+    if !groups.is_empty() {
+        println!(
+            "\nprivate group of {} members (2 online), {} messages of {} bytes, {} in flight",
+            args.members, args.messages, args.size, args.window
+        );
+        table(groups);
+        println!("group msg/s against 1:1 msg/s, median of the rounds: {group_vs_one:.2}");
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn table(rounds: &[(Report, Report)]) {
+    let of = |f: fn(&(Report, Report)) -> f64| median(rounds.iter().map(f).collect());
     println!("round  murmur msg/s  p50 ms  p99 ms   bare msg/s  p50 ms  p99 ms  ratio");
     for (i, (m, b)) in rounds.iter().enumerate() {
         println!(
@@ -202,7 +266,7 @@ fn print(args: &Args, rounds: &[(Report, Report)]) {
         of(|r| r.1.per_second),
         of(|r| r.1.p50_ms),
         of(|r| r.1.p99_ms),
-        ratio
+        ratio(rounds)
     );
 }
 
@@ -306,7 +370,10 @@ fn sessions() -> Result<(Session, Session), CliError> {
 }
 
 /// One side's SQLite database with the archive's schema.
-async fn database(dir: &std::path::Path, name: &str) -> Result<murmur_storage::Database, CliError> {
+pub(crate) async fn database(
+    dir: &std::path::Path,
+    name: &str,
+) -> Result<murmur_storage::Database, CliError> {
     murmur_storage::Database::open(&format!(
         "sqlite://{}",
         dir.join(name).join("bare.db").display()
@@ -316,11 +383,11 @@ async fn database(dir: &std::path::Path, name: &str) -> Result<murmur_storage::D
 }
 
 /// Writes `messages` (each its plaintext under a unique key) and the
-/// session's state in one transaction.
-async fn save(
+/// session's (or chain's) state in one transaction.
+pub(crate) async fn save(
     db: &murmur_storage::Database,
     messages: &[(Vec<u8>, Vec<u8>)],
-    session: &Session,
+    state: &[u8],
 ) -> Result<(), CliError> {
     let fail = |e: sqlx::Error| CliError::Failed(format!("bare sqlx: {e}"));
     let mut tx = db.pool().begin().await.map_err(fail)?;
@@ -347,7 +414,7 @@ async fn save(
          ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
     )
     .bind("session")
-    .bind(session.to_bytes().to_vec())
+    .bind(state.to_vec())
     .bind(murmur_core::now_nanos())
     .execute(&mut *tx)
     .await
@@ -376,22 +443,13 @@ async fn bare_run(args: &Args) -> Result<Report, CliError> {
             let fail = |e: String| CliError::Failed(format!("bare receiver: {e}"));
             let db = database(data.path(), "receiver").await?;
             let mut session = receiving;
-            let mut swarm = subscribed(&[&there, &back])?;
-            swarm
-                .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr"))
-                .map_err(|e| fail(e.to_string()))?;
+            let mut swarm = listening(&[&there, &back])?;
             let mut addr_tx = Some(addr_tx);
             let deadline = tokio::time::Instant::now() + RUN_LIMIT;
             let mut received = 0;
             while received < n {
                 let ready = events(&mut swarm, deadline, BATCH).await?;
-                for event in &ready {
-                    if let SwarmEvent::NewListenAddr { address, .. } = event {
-                        if let Some(tx) = addr_tx.take() {
-                            let _ = tx.send(address.clone());
-                        }
-                    }
-                }
+                tell_address(&ready, &mut addr_tx);
                 let mut opened = Vec::new();
                 for data in messages(&mut swarm, ready) {
                     let message = murmur_crypto::Message::from_bytes(&data)
@@ -404,7 +462,7 @@ async fn bare_run(args: &Args) -> Result<Report, CliError> {
                 if opened.is_empty() {
                     continue;
                 }
-                save(&db, &opened, &session).await?;
+                save(&db, &opened, &session.to_bytes()).await?;
                 // One receipt for the batch, as murmur sends one for what
                 // its lane read at once: each message's first 8 bytes.
                 let mut ids = Vec::with_capacity(8 * opened.len());
@@ -417,7 +475,7 @@ async fn bare_run(args: &Args) -> Result<Report, CliError> {
                 }
                 let receipt = session.encrypt(&ids).map_err(|e| fail(e.to_string()))?;
                 publish(&mut swarm, &back, receipt.to_bytes()).await?;
-                save(&db, &[], &session).await?;
+                save(&db, &[], &session.to_bytes()).await?;
                 received += opened.len();
             }
             // The last receipts leave before the swarm goes.
@@ -463,7 +521,7 @@ async fn bare_run(args: &Args) -> Result<Report, CliError> {
                     sealed += 1;
                 }
                 if sealed > 0 {
-                    save(&db, &[], &session).await?;
+                    save(&db, &[], &session.to_bytes()).await?;
                 }
                 let ready = events(&mut swarm, deadline, BATCH).await?;
                 let mut opened = 0;
@@ -477,7 +535,7 @@ async fn bare_run(args: &Args) -> Result<Report, CliError> {
                         / 8;
                 }
                 if opened > 0 {
-                    save(&db, &[], &session).await?;
+                    save(&db, &[], &session.to_bytes()).await?;
                     acked += opened;
                 }
             }
@@ -491,7 +549,7 @@ async fn bare_run(args: &Args) -> Result<Report, CliError> {
 
 /// Publishes `bytes` on `topic`, letting the swarm drain its queue while
 /// it is full.
-async fn publish(
+pub(crate) async fn publish(
     swarm: &mut Swarm<gossipsub::Behaviour>,
     topic: &IdentTopic,
     bytes: Vec<u8>,

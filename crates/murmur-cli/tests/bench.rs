@@ -119,9 +119,9 @@ fn the_strangers_benchmark_measures_the_contact_through_a_flood() {
     }
 }
 
-/// `murmur bench chat`, two rounds of a hundred messages: every message
-/// reaches the inbox and is acknowledged, in both runs (each fails
-/// otherwise).
+/// `murmur bench chat`, two rounds of a hundred messages, 1:1 and in a
+/// group of five (three offline): every message reaches the inbox (and in
+/// 1:1 is acknowledged), in every run (each fails otherwise).
 #[test]
 fn the_chat_benchmark_delivers_and_acknowledges_every_message_both_ways() {
     let report: serde_json::Value = serde_json::from_str(&bench(&[
@@ -130,16 +130,21 @@ fn the_chat_benchmark_delivers_and_acknowledges_every_message_both_ways() {
         "100",
         "--rounds",
         "2",
+        "--members",
+        "5",
         "--json",
     ]))
     .expect("one JSON object on stdout");
-    let rounds = report["rounds"].as_array().expect("rounds");
-    assert_eq!(rounds.len(), 2);
-    for round in rounds {
-        for run in ["murmur", "bare"] {
-            let per_second = round[run]["per_second"].as_f64().expect(run);
-            assert!(per_second > 0.0, "{run}: {per_second}");
+    for runs in [&report, &report["group"]] {
+        let rounds = runs["rounds"].as_array().expect("rounds");
+        assert_eq!(rounds.len(), 2);
+        for round in rounds {
+            for run in ["murmur", "bare"] {
+                let per_second = round[run]["per_second"].as_f64().expect(run);
+                assert!(per_second > 0.0, "{run}: {per_second}");
+            }
         }
+        assert!(runs["ratio_median"].as_f64().is_some());
     }
-    assert!(report["ratio_median"].as_f64().is_some());
+    assert_eq!(report["group"]["members"], 5);
 }
