@@ -23,6 +23,7 @@
 //! ```
 
 pub mod chat;
+pub mod commit;
 pub mod crypto;
 pub mod groups;
 pub mod hook;

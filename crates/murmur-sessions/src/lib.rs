@@ -121,7 +121,7 @@ pub struct Crypto {
     /// Restarted after a panic: the state is read back from storage first.
     reload: bool,
     /// Changes on their way to storage, a group at a time.
-    saving: state::Saving,
+    saving: murmur_core::commit::Commits<Error>,
     fuse: supervise::Fuse,
 }
 

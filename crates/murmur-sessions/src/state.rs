@@ -48,7 +48,7 @@ impl Crypto {
             partitions: settings.partitions.max(1),
             metrics,
             reload: false,
-            saving: Saving::default(),
+            saving: Default::default(),
             fuse: supervise::Fuse::default(),
         };
         Ok(Supervisor::start(move |_| stage))
@@ -83,57 +83,43 @@ impl Crypto {
         if saves.is_empty() && beside.is_none() {
             return supervise::Reply::Now(Ok(result));
         }
-        self.saving.records.extend(saves);
-        self.saving.beside.extend(beside);
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.saving.waiters.push(tx);
-        if !self.saving.busy {
+        let (written, start) = self.saving.add(saves, beside);
+        if start {
             self.flush(ctx);
         }
         // Detached: a request whose group was handed to storage hears how
         // it went even if this stage restarts meanwhile.
         supervise::Reply::Detached(Box::pin(async move {
-            match rx.await {
+            match written.await {
                 Ok(Ok(())) => Ok(result),
                 Ok(Err(e)) => Err(e),
-                Err(_) => Err(Error::Restarted(supervise::Panicked(
-                    <Self as supervise::Restartable>::NAME,
-                ))),
+                Err(_) => Err(restarted()),
             }
         }))
     }
 
-    /// Hands the next group to storage, if there is one.
+    /// Hands the next group to storage, if there is one, apart from the
+    /// actor ([`murmur_core::commit`]).
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.saving.waiters.is_empty() {
-            self.saving.busy = false;
+        let Some(mut batch) = self.saving.next() else {
             return;
-        }
-        self.saving.busy = true;
-        let mut records = std::mem::take(&mut self.saving.records);
-        let waiters = std::mem::take(&mut self.saving.waiters);
-        let undo = self.device.commit(&mut records);
-        // Outside the device's ledger: added after its tip.
-        records.append(&mut self.saving.beside);
-        let save = self.storage.save_state.clone();
-        let writing = self.saving.writing.clone();
-        let epoch = self.saving.epoch;
-        let me = ctx.address();
-        // Apart from the actor, so that a restart meanwhile neither drops
-        // the answers nor reads the state back before the write landed
-        // (the reload waits for `writing`).
+        };
+        let undo = self.device.commit(&mut batch.records);
+        let (save, me, epoch) = (
+            self.storage.save_state.clone(),
+            ctx.address(),
+            batch.epoch(),
+        );
         actix::spawn(async move {
-            let _writing = writing.acquire_owned().await;
-            let outcome = match save.send(storage::SaveState(records)).await {
-                Ok(Ok(())) => Ok(()),
-                // Not saved: the storage stage restarted on it.
-                Ok(Err(storage::Error::Restarted(p))) => Err(Error::Restarted(p)),
-                Ok(Err(e)) => Err(state_error(e)),
-                Err(e) => Err(state_error(e)),
-            };
-            for waiter in waiters {
-                let _ = waiter.send(outcome.clone());
-            }
+            let outcome = batch
+                .write(save, |answer| match answer {
+                    Ok(Ok(())) => Ok(()),
+                    // Not saved: the storage stage restarted on it.
+                    Ok(Err(storage::Error::Restarted(p))) => Err(Error::Restarted(p)),
+                    Ok(Err(e)) => Err(state_error(e)),
+                    Err(e) => Err(state_error(e)),
+                })
+                .await;
             me.do_send(Written {
                 epoch,
                 failed: outcome.err().map(|e| (e, undo)),
@@ -158,26 +144,18 @@ impl Crypto {
     /// the state in memory, read back from storage once the group being
     /// written landed), and its requests hear so.
     pub(crate) fn forget_unwritten(&mut self) {
-        self.saving.epoch += 1;
-        self.saving.busy = false;
-        self.saving.records.clear();
-        self.saving.beside.clear();
-        for waiter in self.saving.waiters.drain(..) {
-            let _ = waiter.send(Err(Error::Restarted(supervise::Panicked(
-                <Self as supervise::Restartable>::NAME,
-            ))));
-        }
+        self.saving.restarted(&restarted());
     }
 
     /// Reads the persisted state back after a restart: what a panic left
     /// half-changed in memory is replaced by what was last saved.
     pub(crate) fn reload(&mut self, ctx: &mut Context<Self>) {
         let storage = self.storage.clone();
-        let writing = self.saving.writing.clone();
+        let landed = self.saving.landed();
         ctx.wait(
             async move {
                 // A group handed to storage before the restart lands first.
-                let _writing = writing.acquire_owned().await;
+                landed.await;
                 list_state(&storage).await
             }
             .into_actor(self)
@@ -191,36 +169,10 @@ impl Crypto {
     }
 }
 
-/// The crypto stage's group commit: at most one group of changes is being
-/// written; the next gathers meanwhile.
-pub(crate) struct Saving {
-    /// One permit, held while a group is being written.
-    writing: std::sync::Arc<tokio::sync::Semaphore>,
-    /// Whether a group is being written.
-    busy: bool,
-    /// The next group's records, in the order the changes were made.
-    records: Records,
-    /// The next group's records outside the device's ledger (kept
-    /// plaintexts).
-    beside: Records,
-    /// Who waits for the next group.
-    waiters: Vec<tokio::sync::oneshot::Sender<Result<(), Error>>>,
-    /// Counts restarts: a write that finishes after one does not move the
-    /// restarted stage's groups on.
-    epoch: u64,
-}
-
-impl Default for Saving {
-    fn default() -> Self {
-        Self {
-            writing: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
-            busy: false,
-            records: Records::new(),
-            beside: Records::new(),
-            waiters: Vec::new(),
-            epoch: 0,
-        }
-    }
+fn restarted() -> Error {
+    Error::Restarted(supervise::Panicked(
+        <Crypto as supervise::Restartable>::NAME,
+    ))
 }
 
 /// A group was written, or was not.
@@ -235,19 +187,14 @@ impl Handler<Written> for Crypto {
     type Result = ();
 
     fn handle(&mut self, Written { epoch, failed }: Written, ctx: &mut Context<Self>) {
-        if epoch != self.saving.epoch {
+        if !self.saving.written(epoch, failed.as_ref().map(|(e, _)| e)) {
             return;
         }
-        if let Some((e, undo)) = failed {
+        if let Some((_, undo)) = failed {
             // The vault's ledger goes back at once (a reload that fails
             // too must not leave it ahead of storage); the next group was
-            // made on top of the lost one and goes with it.
+            // made on top of the lost one and went with it.
             self.device.undo(undo);
-            self.saving.records.clear();
-            self.saving.beside.clear();
-            for waiter in self.saving.waiters.drain(..) {
-                let _ = waiter.send(Err(e.clone()));
-            }
             self.reload(ctx);
         }
         self.flush(ctx);
