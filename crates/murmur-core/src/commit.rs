@@ -7,7 +7,7 @@
 //! not written fails the one gathered on top of it.
 //!
 //! The stage owns a [`Commits`]: [`Commits::add`] for each change,
-//! [`Commits::next`] to take a group to write (the stage adds what belongs
+//! [`Commits::take`] to take a group to write (the stage adds what belongs
 //! to its ledger, then [`Batch::write`]s it apart from the actor, so that a
 //! restart meanwhile neither drops the answers nor reads the state back
 //! before the write landed: [`Commits::landed`]), [`Commits::written`] when
@@ -75,7 +75,7 @@ impl<E: Clone + 'static> Commits<E> {
     /// Adds a change to the next group. Answers when that group was
     /// written (`Err(Canceled)` if it went with a restart), and whether
     /// nothing is being written, so that the stage starts now
-    /// ([`Commits::next`]).
+    /// ([`Commits::take`]).
     pub fn add(
         &mut self,
         records: Records,
@@ -90,7 +90,7 @@ impl<E: Clone + 'static> Commits<E> {
 
     /// The next group, marked as being written; `None` when nothing
     /// gathered (and then nothing is being written).
-    pub fn next(&mut self) -> Option<Batch<E>> {
+    pub fn take(&mut self) -> Option<Batch<E>> {
         if self.waiters.is_empty() {
             self.busy = false;
             return None;

@@ -101,7 +101,7 @@ impl Crypto {
     /// Hands the next group to storage, if there is one, apart from the
     /// actor ([`murmur_core::commit`]).
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        let Some(mut batch) = self.saving.next() else {
+        let Some(mut batch) = self.saving.take() else {
             return;
         };
         let undo = self.device.commit(&mut batch.records);
