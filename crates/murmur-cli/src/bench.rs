@@ -33,6 +33,9 @@ pub(crate) enum Command {
     Serve(crate::bench_serve::Args),
     /// A contact's latency while unknown accounts flood first messages.
     Strangers(crate::bench_strangers::Args),
+    /// One node's memory and operation times as its contacts, groups and
+    /// archive grow.
+    Scale(crate::bench_scale::Args),
     /// Encrypted 1:1 messages end to end, against a bare composition.
     Chat(crate::bench_chat::Args),
 }
@@ -178,6 +181,7 @@ pub(crate) async fn run(command: Command) -> Result<(), CliError> {
         Command::Serve(args) => return crate::bench_serve::run(args).await,
         Command::Strangers(args) => return crate::bench_strangers::run(args).await,
         Command::Chat(args) => return crate::bench_chat::run(args).await,
+        Command::Scale(args) => return crate::bench_scale::run(args).await,
     };
     if args.messages == 0 || args.window == 0 || args.rounds == 0 {
         return Err(CliError::Usage(

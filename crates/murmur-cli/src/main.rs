@@ -10,6 +10,7 @@ mod bench;
 mod bench_bare;
 mod bench_chat;
 mod bench_group;
+mod bench_scale;
 mod bench_serve;
 mod bench_store;
 mod bench_strangers;

@@ -148,3 +148,49 @@ fn the_chat_benchmark_delivers_and_acknowledges_every_message_both_ways() {
     }
     assert_eq!(report["group"]["members"], 5);
 }
+
+/// `murmur bench scale`, two small steps: each step holds the contacts,
+/// groups and archived messages asked for, every operation timed ran, and
+/// the plot is written.
+#[test]
+fn the_scale_benchmark_grows_a_node_step_by_step_and_draws_it() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let svg = dir.path().join("scale.svg");
+    let report: serde_json::Value = serde_json::from_str(&bench(&[
+        "scale",
+        "--contacts",
+        "20",
+        "--groups",
+        "4",
+        "--messages",
+        "3000",
+        "--steps",
+        "2",
+        "--svg",
+        svg.to_str().expect("a UTF-8 path"),
+        "--json",
+    ]))
+    .expect("one JSON object on stdout");
+    let steps = report["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 2);
+    for (step, (contacts, groups, messages)) in steps.iter().zip([(10, 2, 1500), (20, 4, 3000)]) {
+        assert_eq!(step["contacts"], contacts);
+        assert_eq!(step["groups"], groups);
+        assert_eq!(step["messages"], messages);
+        for measured in [
+            "rss_mb",
+            "add_contact_ms",
+            "create_group_ms",
+            "send_ms",
+            "query_p99_ms",
+        ] {
+            let value = step[measured].as_f64().expect(measured);
+            assert!(value > 0.0, "{measured}: {value}");
+        }
+    }
+    let drawn = std::fs::read_to_string(&svg).expect("the plot is written");
+    assert!(
+        drawn.starts_with("<svg") && drawn.contains("<polyline"),
+        "{drawn}"
+    );
+}
