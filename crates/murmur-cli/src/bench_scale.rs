@@ -96,7 +96,9 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
                         format!("/bench/1/t{}/proto", i % 100),
                         format!("archived {i}").into_bytes(),
                     )
-                    .with_timestamp(1_000_000 + i64::try_from(i).unwrap_or(i64::MAX));
+                    // Stamped now: older ones would go with the node's
+                    // retention (two days) while it is measured.
+                    .with_timestamp(murmur_core::now_nanos());
                     Delivery::new(pubsub.clone(), message)
                 })
                 .collect();

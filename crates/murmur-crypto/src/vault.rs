@@ -49,9 +49,14 @@ pub enum VaultError {
     RolledBack(String),
 }
 
-/// What the vault knew before a batch was committed: hand it back with
-/// [`Vault::undo`] when the batch was not written.
-pub struct Undo(Ledger);
+/// What the vault knew before a batch was committed, of the entries the
+/// batch touched (not a copy of the whole ledger, which grows with every
+/// session and contact): hand it back with [`Vault::undo`] when the batch
+/// was not written.
+pub struct Undo {
+    digest: [u8; 32],
+    before: Vec<(String, Option<u64>)>,
+}
 
 /// What the vault knows of the entries written: each one's version, and
 /// the digest over them.
@@ -162,17 +167,22 @@ impl Vault {
     /// that [`Vault::verify`] checks the state against. Call it once per
     /// batch, just before writing it in one transaction.
     pub fn commit(&self, tip: &str, batch: &mut Vec<(String, Option<Vec<u8>>)>) -> Undo {
-        let undo = Undo(Ledger {
-            next: 0,
-            ..self.ledger().clone()
-        });
         batch.retain(|(name, _)| name != tip);
+        let mut ledger = self.ledger();
+        let mut undo = Undo {
+            digest: ledger.digest,
+            before: Vec::new(),
+        };
         if batch.is_empty() {
             return undo;
         }
-        let mut ledger = self.ledger();
+        let mut touched = std::collections::HashSet::new();
         let mut digest = ledger.digest;
         for (name, value) in batch.iter() {
+            if touched.insert(name.as_str()) {
+                undo.before
+                    .push((name.clone(), ledger.live.get(name).copied()));
+            }
             if let Some(old) = ledger.live.remove(name) {
                 self.toggle(&mut digest, name, old);
             }
@@ -195,8 +205,13 @@ impl Vault {
     /// are never used twice).
     pub fn undo(&self, undo: Undo) {
         let mut ledger = self.ledger();
-        ledger.live = undo.0.live;
-        ledger.digest = undo.0.digest;
+        for (name, version) in undo.before {
+            match version {
+                Some(version) => ledger.live.insert(name, version),
+                None => ledger.live.remove(&name),
+            };
+        }
+        ledger.digest = undo.digest;
     }
 
     /// Checks `entries` (all of a stage's, its tip `tip` among them) as
@@ -373,8 +388,14 @@ mod tests {
             .expect("a batch after a restart verifies");
 
         // A batch committed but never written (the save failed), undone:
-        // the next batch's tip says what storage holds.
-        let mut lost = vec![("s/c".to_owned(), Some(fresh.seal("s/c", b"c2")))];
+        // the next batch's tip says what storage holds. It overwrote an
+        // entry, added one twice and deleted one: each goes back.
+        let mut lost = vec![
+            ("s/c".to_owned(), Some(fresh.seal("s/c", b"c2"))),
+            ("s/e".to_owned(), Some(fresh.seal("s/e", b"e1"))),
+            ("s/a".to_owned(), None),
+            ("s/e".to_owned(), Some(fresh.seal("s/e", b"e2"))),
+        ];
         let undo = fresh.commit(TIP, &mut lost);
         fresh.undo(undo);
         let mut batch = vec![("s/d".to_owned(), Some(fresh.seal("s/d", b"d1")))];
@@ -383,5 +404,17 @@ mod tests {
         Vault::new(b"node secret")
             .verify(TIP, &entries(&db))
             .expect("a failed save, undone, leaves no false rollback");
+        // And the entries it touched are known as storage holds them: a
+        // later batch that touches them again verifies too.
+        let mut again = vec![
+            ("s/c".to_owned(), Some(fresh.seal("s/c", b"c3"))),
+            ("s/a".to_owned(), None),
+            ("s/e".to_owned(), Some(fresh.seal("s/e", b"e3"))),
+        ];
+        let _ = fresh.commit(TIP, &mut again);
+        write(&mut db, again);
+        Vault::new(b"node secret")
+            .verify(TIP, &entries(&db))
+            .expect("what the undone batch touched, touched again");
     }
 }
