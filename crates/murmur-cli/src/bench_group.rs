@@ -91,13 +91,14 @@ pub(crate) async fn murmur_run(args: &Args, others: &[String]) -> Result<Report,
         .await?;
     let reader_id = sender.add_contact(&reader.contact_code().await?).await?;
     reader.add_contact(&sender.contact_code().await?).await?;
+    let mut notices = reader.notices().await?;
     let group = sender.create_group("bench").await?;
     group.add(reader_id).await?;
     for code in others {
         group.add(sender.add_contact(code).await?).await?;
     }
     let members = others.len() + 2;
-    members_seen(&reader, group.id(), members).await?;
+    members_seen(&reader, &mut notices, group.id(), members).await?;
     let mut inbox = reader.inbox().await?;
     group.send_text("set up").await?;
     if inbox.recv_timeout(SETUP).await.is_none() {
@@ -148,9 +149,11 @@ pub(crate) async fn murmur_run(args: &Args, others: &[String]) -> Result<Report,
     clock.report(n, finished.duration_since(started))
 }
 
-/// Waits until `node` knows the group with `members` members.
+/// Waits until `node` knows the group with `members` members, looking
+/// again at each group notice it gives.
 async fn members_seen(
     node: &Node,
+    notices: &mut murmur_node::chat::Notices,
     id: murmur_node::chat::GroupId,
     members: usize,
 ) -> Result<(), CliError> {
@@ -161,14 +164,12 @@ async fn members_seen(
                 return Ok(());
             }
         }
-        if Instant::now() > deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if notices.recv_timeout(left).await.is_none() {
             return Err(CliError::Failed(format!(
                 "the reader never saw the group's {members} members"
             )));
         }
-        // No event tells a member that another joined: it polls, as the
-        // application would.
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 

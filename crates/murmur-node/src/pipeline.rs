@@ -125,8 +125,7 @@ pub struct Pipeline {
     stats: Stats,
     chat: Option<Chat>,
     background: crate::background::Background,
-    /// Chat and group deliveries, opened one after another beside the
-    /// mailbox (`lane::Lane`): raw traffic never waits behind them.
+    /// Chat and group deliveries, opened in order beside the mailbox.
     lane: mpsc::Sender<Delivery>,
     lane_rx: mpsc::Receiver<Delivery>,
     /// What opening the lane's current delivery leads to, in flight.
