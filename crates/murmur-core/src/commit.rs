@@ -9,20 +9,24 @@
 //!
 //! The stage owns a [`Commits`]: [`Commits::add`] for each change,
 //! [`Commits::take`] to take a group to write (the stage adds what belongs
-//! to its ledger, then [`Batch::write`]s it apart from the actor, so that a
-//! restart meanwhile neither drops the answers nor reads the state back
-//! before the write landed: [`Commits::landed`]), [`Commits::written`] when
-//! it is done, [`Commits::restarted`] when the stage restarts.
+//! to its ledger, then [`Batch::spawn`]s its write apart from the actor, so
+//! that a restart meanwhile neither drops the answers nor reads the state
+//! back before the write landed: [`Commits::landed`]), [`Commits::written`]
+//! when it hears [`Written`], [`Commits::restarted`] when the stage
+//! restarts.
 
 use std::{future::Future, sync::Arc};
 
-use actix::{MailboxError, Recipient};
+use actix::{Message, Recipient};
 use futures::{
     channel::oneshot,
     lock::{Mutex, OwnedMutexGuard},
 };
 
-use crate::storage::{self, SaveState};
+use crate::{
+    storage::{self, SaveState},
+    supervise::Panicked,
+};
 
 /// Entries of stage state: a name, and its sealed value or `None` to
 /// delete it.
@@ -57,6 +61,37 @@ impl<E> Default for Commits<E> {
         }
     }
 }
+
+/// How a group's write went, told to the stage by [`Batch::spawn`]: with
+/// what puts the stage's ledger back if it `failed`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Written<E, U> {
+    /// The group's epoch: a write that lands after a restart moves
+    /// nothing on.
+    pub epoch: u64,
+    /// The error and the ledger's undo, when it was not written.
+    pub failed: Option<(E, U)>,
+}
+
+/// The answer to a change once its group is written ([`Commits::add`]):
+/// `result`, or the group's error, or `gone()` if the group went with a
+/// restart.
+pub async fn answer<T, E>(
+    written: oneshot::Receiver<Result<(), E>>,
+    result: T,
+    gone: impl FnOnce() -> E,
+) -> Result<T, E> {
+    match written.await {
+        Ok(Ok(())) => Ok(result),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(gone()),
+    }
+}
+
+/// How a stage names a write that failed: the storage stage restarted on
+/// it, or it failed for the reason given.
+pub type Errors<E> = (fn(Panicked) -> E, fn(String) -> E);
 
 /// A group taken to be written.
 pub struct Batch<E> {
@@ -107,18 +142,20 @@ impl<E: Clone + 'static> Commits<E> {
         })
     }
 
-    /// The group of `epoch` was written, or `failed`. False when it was
-    /// written before a restart (nothing to do). A failed group takes the
-    /// one gathered on top of it along, answered with its error: the
-    /// stage then puts its ledger back and reads its state back.
-    pub fn written(&mut self, epoch: u64, failed: Option<&E>) -> bool {
+    /// What the stage heard of a group's write means: `None` when it was
+    /// written before a restart (nothing to do), else whether it failed,
+    /// with the undo of its ledger. A failed group takes the one gathered
+    /// on top of it along, answered with its error: the stage then puts
+    /// its ledger back and reads its state back. Either way, the stage
+    /// [`Commits::take`]s the next group after.
+    pub fn written<U>(&mut self, Written { epoch, failed }: Written<E, U>) -> Option<Option<U>> {
         if epoch != self.epoch {
-            return false;
+            return None;
         }
-        if let Some(e) = failed {
-            self.fail(e);
-        }
-        true
+        Some(failed.map(|(e, undo)| {
+            self.fail(&e);
+            undo
+        }))
     }
 
     /// The stage restarts: the group gathering goes (its changes with the
@@ -148,18 +185,14 @@ impl<E: Clone + 'static> Commits<E> {
 }
 
 impl<E: Clone> Batch<E> {
-    /// The group's epoch, for [`Commits::written`].
-    pub fn epoch(&self) -> u64 {
-        self.epoch
-    }
-
     /// Writes the group through `save` (its records, then those beside),
-    /// answers every request in it, and answers how it went; `outcome`
-    /// puts the storage stage's answer in the stage's terms.
-    pub async fn write(
+    /// answers every request in it, and answers how it went: `restarted`
+    /// if the storage stage restarted on it, else `failed` with why.
+    async fn write(
         self,
         save: Recipient<SaveState>,
-        outcome: impl FnOnce(Result<Result<(), storage::Error>, MailboxError>) -> Result<(), E>,
+        restarted: fn(Panicked) -> E,
+        failed: fn(String) -> E,
     ) -> Result<(), E> {
         let _writing = match self.held {
             Some(held) => held,
@@ -167,10 +200,39 @@ impl<E: Clone> Batch<E> {
         };
         let mut records = self.records;
         records.extend(self.beside);
-        let written = outcome(save.send(SaveState(records)).await);
+        let written = match save.send(SaveState(records)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(storage::Error::Restarted(p))) => Err(restarted(p)),
+            Ok(Err(e)) => Err(failed(e.to_string())),
+            Err(e) => Err(failed(e.to_string())),
+        };
         for waiter in self.waiters {
             let _ = waiter.send(written.clone());
         }
         written
+    }
+}
+
+impl<E: Clone + Send + 'static> Batch<E> {
+    /// Writes the group through `save` (its records, then those beside)
+    /// apart from the actor, on the arbiter; answers every request in it;
+    /// then tells the stage how it went, with `undo` if it failed: with
+    /// `restarted` if the storage stage restarted on it, else `failed`
+    /// with why.
+    pub fn spawn<U: Send + 'static>(
+        self,
+        save: Recipient<SaveState>,
+        (restarted, failed): Errors<E>,
+        undo: U,
+        tell: Recipient<Written<E, U>>,
+    ) {
+        let epoch = self.epoch;
+        actix::spawn(async move {
+            let written = self.write(save, restarted, failed).await;
+            tell.do_send(Written {
+                epoch,
+                failed: written.err().map(|e| (e, undo)),
+            });
+        });
     }
 }

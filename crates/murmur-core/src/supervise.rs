@@ -209,6 +209,9 @@ where
     }
 }
 
+/// An answer on its way apart from the actor (see [`Reply::Detached`]).
+pub type Later<T> = Pin<Box<dyn Future<Output = T>>>;
+
 /// Runs a handler's body that answers with an actor future, both guarded:
 /// a panic in either is answered as [`Panicked`] and restarts the stage.
 /// The future runs beside the mailbox; see [`atomic`] for one the mailbox
@@ -239,6 +242,46 @@ where
     E: From<Panicked> + 'static,
 {
     guarded_future(act, ctx, body).map_or_else(|e| Reply::Now(Err(e)), Reply::Wait)
+}
+
+/// Runs a handler's body, guarded, that answers with a future apart from
+/// the actor ([`Reply::Detached`]).
+pub fn detached<A, T, E>(
+    act: &mut A,
+    ctx: &mut Context<A>,
+    body: impl FnOnce(&mut A, &mut Context<A>) -> Later<Result<T, E>>,
+) -> Reply<A, Result<T, E>>
+where
+    A: Restartable,
+    E: From<Panicked>,
+{
+    guard(act, ctx, body).map_or_else(|p| Reply::Now(Err(p.into())), Reply::Detached)
+}
+
+/// [`atomic`] for a change whose answer waits for something apart from
+/// the actor (its write to storage): the mailbox waits while the body's
+/// future changes the state, and goes on while the answer it hands on
+/// ([`Reply::Staged`]) waits. A stage whose writes are grouped needs it
+/// where a change first asks another stage something: were the mailbox
+/// held until the write landed, the write of the group before it, which
+/// the actor must see landed before it starts the next, would never be
+/// seen.
+pub fn staged<A, T, E>(
+    act: &mut A,
+    ctx: &mut Context<A>,
+    body: impl FnOnce(&mut A, &mut Context<A>) -> ResponseActFuture<A, Later<Result<T, E>>>,
+) -> Reply<A, Result<T, E>>
+where
+    A: Restartable,
+    T: 'static,
+    E: From<Panicked> + 'static,
+{
+    match guard(act, ctx, body) {
+        Ok(future) => Reply::Staged(Box::pin(Guarded::new(future).map(|outcome, _, _| {
+            outcome.unwrap_or_else(|p| Box::pin(std::future::ready(Err(p.into()))))
+        }))),
+        Err(p) => Reply::Now(Err(p.into())),
+    }
 }
 
 /// The body's future, both guarded, or the error of a body that panicked.
@@ -280,7 +323,11 @@ pub enum Reply<A: Actor, T> {
     /// Answered by a future that runs on the arbiter, apart from the actor:
     /// it answers even if the actor restarts meanwhile (a write already
     /// handed on lands either way, and its asker hears how it went).
-    Detached(Pin<Box<dyn Future<Output = T>>>),
+    Detached(Later<T>),
+    /// Answered in two steps: a future the mailbox waits for, then the one
+    /// it hands on, apart from the actor as [`Reply::Detached`]
+    /// ([`staged`]).
+    Staged(ResponseActFuture<A, Later<T>>),
 }
 
 impl<A, M, T> MessageResponse<A, M> for Reply<A, T>
@@ -305,6 +352,11 @@ where
             }
             Self::Detached(future) => {
                 actix::spawn(async move { send(future.await) });
+            }
+            Self::Staged(future) => {
+                ctx.wait(future.map(move |later, _, _| {
+                    actix::spawn(async move { send(later.await) });
+                }));
             }
         }
     }

@@ -16,6 +16,7 @@ impl Actor for Membership {
 impl Supervised for Membership {
     fn restarting(&mut self, _: &mut Context<Self>) {
         tracing::warn!("membership stage restarting");
+        self.forget_unwritten();
         self.reload = true;
     }
 }
@@ -34,12 +35,12 @@ impl Handler<Create> for Membership {
     type Result = supervise::Reply<Self, Result<(GroupId, Effects), Error>>;
 
     fn handle(&mut self, msg: Create, ctx: &mut Context<Self>) -> Self::Result {
-        supervise::atomic(self, ctx, |this, _| {
+        supervise::staged(self, ctx, |this, _| {
             if msg.name.len() > murmur_groups::MAX_NAME {
-                return Box::pin(fut::ready(Err(Error::Forbidden(format!(
+                return Box::pin(fut::ready(now(Err(Error::Forbidden(format!(
                     "a group name is at most {} bytes",
                     murmur_groups::MAX_NAME
-                )))));
+                ))))));
             }
             let crypto = this.crypto.clone();
             let max_skip = this.max_skip;
@@ -57,7 +58,7 @@ impl Handler<Create> for Membership {
                     .map_err(state_error)??;
                 Ok::<_, Error>((me, unsigned.sign(signature)))
             };
-            Box::pin(sign.into_actor(this).then(move |signed, act, _| {
+            Box::pin(sign.into_actor(this).map(move |signed, act, ctx| {
                 let created = signed.and_then(|(me, create)| {
                     Group::create((member(me.0), me.1 .0), create, max_skip)
                         .map_err(|e| Error::InvalidEvent(e.to_string()))
@@ -71,9 +72,9 @@ impl Handler<Create> for Membership {
                     Ok(id) => {
                         let mut effects = Effects::default();
                         effects.subscribe.push(group_topic(id));
-                        act.persist(id, true, (id, effects)).boxed_local()
+                        act.persist(id, true, (id, effects), ctx)
                     }
-                    Err(e) => fut::ready(Err(e)).boxed_local(),
+                    Err(e) => now(Err(e)),
                 }
             }))
         })
@@ -84,7 +85,7 @@ impl Handler<Change> for Membership {
     type Result = supervise::Reply<Self, Result<Effects, Error>>;
 
     fn handle(&mut self, msg: Change, ctx: &mut Context<Self>) -> Self::Result {
-        supervise::atomic(self, ctx, |this, _| match log_action(msg.action) {
+        supervise::staged(self, ctx, |this, _| match log_action(msg.action) {
             Ok(action) => {
                 if let murmur_groups::Action::Add(m) = &action {
                     if let Some(r) = this.requests.get_mut(&msg.group) {
@@ -93,7 +94,7 @@ impl Handler<Change> for Membership {
                 }
                 this.author(msg.group, action)
             }
-            Err(e) => Box::pin(fut::ready(Err(e))),
+            Err(e) => Box::pin(fut::ready(now(Err(e)))),
         })
     }
 }
@@ -102,7 +103,7 @@ impl Handler<CreateInvite> for Membership {
     type Result = supervise::Reply<Self, Result<(String, Effects), Error>>;
 
     fn handle(&mut self, msg: CreateInvite, ctx: &mut Context<Self>) -> Self::Result {
-        supervise::atomic(self, ctx, |this, _| {
+        supervise::staged(self, ctx, |this, _| {
             let id = msg.group;
             let crypto = this.crypto.clone();
             let checked = this.group(id).map(|g| g.state().clone());
@@ -142,12 +143,16 @@ impl Handler<CreateInvite> for Membership {
                                         id,
                                         murmur_groups::Action::Invite(invite::hash(&secret)),
                                     )
-                                    .map(move |effects, _, _| effects.map(|e| (code, e)))
+                                    .map(move |effects, _, _| -> Later<_> {
+                                        Box::pin(async move { effects.await.map(|e| (code, e)) })
+                                    })
                                     .boxed_local(),
-                                None => fut::ready(Ok((code, Effects::default()))).boxed_local(),
+                                None => {
+                                    fut::ready(now(Ok((code, Effects::default())))).boxed_local()
+                                }
                             }
                         }
-                        Err(e) => fut::ready(Err(e)).boxed_local(),
+                        Err(e) => fut::ready(now(Err(e))).boxed_local(),
                     }),
             )
         })
@@ -203,7 +208,7 @@ impl Handler<Revoked> for Membership {
     type Result = supervise::Reply<Self, Result<Effects, Error>>;
 
     fn handle(&mut self, msg: Revoked, ctx: &mut Context<Self>) -> Self::Result {
-        supervise::atomic(self, ctx, |this, _| {
+        supervise::detached(self, ctx, |this, ctx| {
             let owner = (member(msg.account), msg.device.0);
             let mut effects = Effects::default();
             let mut changed = Vec::new();
@@ -220,7 +225,7 @@ impl Handler<Revoked> for Membership {
                     }
                 }
             }
-            Box::pin(this.persist_all(&changed, false, None, effects))
+            this.persist_all(&changed, false, None, effects, ctx)
         })
     }
 }
@@ -229,7 +234,7 @@ impl Handler<Control> for Membership {
     type Result = supervise::Reply<Self, Result<Effects, Error>>;
 
     fn handle(&mut self, msg: Control, ctx: &mut Context<Self>) -> Self::Result {
-        supervise::atomic(self, ctx, |this, _| {
+        supervise::staged(self, ctx, |this, _| {
             Box::pin(this.me().into_actor(this).then(move |me, act, _| {
                 let applied = me.and_then(|me| act.apply_control(&msg, me));
                 let shipments = std::mem::take(&mut act.shipments);
@@ -245,14 +250,14 @@ impl Handler<Control> for Membership {
                         };
                         gather
                             .into_actor(act)
-                            .then(move |more, act, _| {
+                            .map(move |more, act, ctx| {
                                 let mut effects = effects;
                                 effects.pairwise.extend(more);
-                                act.persist(id, true, effects)
+                                act.persist(id, true, effects, ctx)
                             })
                             .boxed_local()
                     }
-                    Err(e) => fut::ready(Err(e)).boxed_local(),
+                    Err(e) => fut::ready(now(Err(e))).boxed_local(),
                 }
             }))
         })
@@ -263,7 +268,7 @@ impl Handler<Post> for Membership {
     type Result = supervise::Reply<Self, Result<Sealed, Error>>;
 
     fn handle(&mut self, msg: Post, ctx: &mut Context<Self>) -> Self::Result {
-        supervise::atomic(self, ctx, |this, _| {
+        supervise::detached(self, ctx, |this, ctx| {
             // Padded here, to this stage's size buckets. Only what is exactly
             // a chat content (it reads back to the same bytes) is padded:
             // other bytes go as they are.
@@ -305,9 +310,9 @@ impl Handler<Post> for Membership {
                 Ok(payload) => {
                     this.metrics.posted.inc();
                     let sealed = Sealed::new(group_topic(msg.group), Bytes::from(payload));
-                    Box::pin(this.persist(msg.group, false, sealed))
+                    this.persist(msg.group, false, sealed, ctx)
                 }
-                Err(e) => Box::pin(fut::ready(Err(e))),
+                Err(e) => now(Err(e)),
             }
         })
     }
@@ -317,7 +322,7 @@ impl Handler<Open> for Membership {
     type Result = supervise::Reply<Self, Result<Opened, Error>>;
 
     fn handle(&mut self, Open(delivery): Open, ctx: &mut Context<Self>) -> Self::Result {
-        supervise::atomic(self, ctx, |this, _| {
+        supervise::detached(self, ctx, |this, ctx| {
             let opened = this
                 .topics
                 .get(&delivery.message.content_topic)
@@ -377,10 +382,10 @@ impl Handler<Open> for Membership {
                 Ok(opened) => {
                     this.metrics.opened.inc();
                     let kept = journal::record(&this.vault, &delivery.hash, &opened);
-                    Box::pin(this.persist_all(&[opened.group], false, Some(kept), opened))
+                    this.persist_all(&[opened.group], false, Some(kept), opened, ctx)
                 }
                 // Not refused: its own, handled when it was sent.
-                Err(Error::Own) => Box::pin(fut::ready(Err(Error::Own))),
+                Err(Error::Own) => now(Err(Error::Own)),
                 Err(e) => {
                     this.metrics.refuse(match e {
                         Error::UnknownChain => "unknown_chain",
@@ -389,7 +394,7 @@ impl Handler<Open> for Membership {
                         Error::NotMember(_) => "not_member",
                         _ => "malformed",
                     });
-                    Box::pin(fut::ready(Err(e)))
+                    now(Err(e))
                 }
             }
         })

@@ -23,7 +23,7 @@ impl Membership {
         &mut self,
         id: GroupId,
         action: murmur_groups::Action,
-    ) -> std::pin::Pin<Box<dyn ActorFuture<Self, Output = Result<Effects, Error>>>> {
+    ) -> ResponseActFuture<Self, Later<Result<Effects, Error>>> {
         let metrics = self.metrics.clone();
         let prepared = self.group(id).and_then(|group| {
             let mut involved: BTreeSet<AccountId> =
@@ -75,10 +75,10 @@ impl Membership {
                 bundles,
             })
         };
-        Box::pin(gather.into_actor(self).then(move |prepared, act, _| {
+        Box::pin(gather.into_actor(self).map(move |prepared, act, ctx| {
             match prepared.and_then(|p| act.apply_own(id, &p)) {
-                Ok(effects) => act.persist(id, true, effects).boxed_local(),
-                Err(e) => fut::ready(Err(e)).boxed_local(),
+                Ok(effects) => act.persist(id, true, effects, ctx),
+                Err(e) => now(Err(e)),
             }
         }))
     }

@@ -11,13 +11,16 @@ use actix::prelude::*;
 use bytes::Bytes;
 use murmur_core::{
     chat::MessageId,
+    commit::Commits,
     crypto::{self, AccountId, DeviceId, Sealed},
     groups::{
         Action, Change, Control, Create, CreateInvite, Effects, Error, GroupId, Info, Join,
         JoinMode, List, Notice, Open, Opened, Post, RequestKey, Requests, Revoked, Role, Summary,
         Topics,
     },
-    storage, supervise, ContentTopic, Delivery,
+    storage,
+    supervise::{self, Later},
+    ContentTopic, Delivery,
 };
 use murmur_crypto::group::ChainId;
 use murmur_crypto::{envelope, Vault};
@@ -36,6 +39,8 @@ use apply::Shipment;
 mod journal;
 mod metrics;
 mod repair;
+mod state;
+use state::list_state;
 
 pub use metrics::Metrics;
 
@@ -59,6 +64,11 @@ fn now_millis() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// An answer known now, as one on its way.
+fn now<T: 'static>(answer: Result<T, Error>) -> Later<Result<T, Error>> {
+    Box::pin(std::future::ready(answer))
 }
 
 fn member(a: AccountId) -> MemberId {
@@ -97,6 +107,11 @@ pub struct Membership {
     shipments: Vec<Shipment>,
     /// Restarted after a panic: the groups are read back from storage first.
     reload: bool,
+    /// What requests changed, written a group at a time.
+    saving: Commits<Error>,
+    /// Groups changed since the last group was taken to be written, and
+    /// whether their logs changed too.
+    dirty: BTreeMap<GroupId, bool>,
     fuse: supervise::Fuse,
 }
 
@@ -235,15 +250,6 @@ fn notices(
     out
 }
 
-async fn list_state(storage: &storage::Handle) -> Result<Vec<(String, Vec<u8>)>, Error> {
-    storage
-        .list_state
-        .send(storage::ListState(STATE.to_owned()))
-        .await
-        .map_err(state_error)?
-        .map_err(state_error)
-}
-
 impl Membership {
     /// Loads every group this device keeps and starts the stage under a
     /// supervisor.
@@ -269,6 +275,8 @@ impl Membership {
             repair: repair::Repair::default(),
             shipments: Vec::new(),
             reload: false,
+            saving: Commits::default(),
+            dirty: BTreeMap::new(),
             fuse: supervise::Fuse::default(),
         };
         stage.load(entries)?;
@@ -315,21 +323,6 @@ impl Membership {
         Ok(())
     }
 
-    /// Reads the groups back from storage after a restart.
-    fn reload(&mut self, ctx: &mut Context<Self>) {
-        let storage = self.storage.clone();
-        ctx.wait(
-            async move { list_state(&storage).await }
-                .into_actor(self)
-                .map(|entries, act, _| match entries.and_then(|e| act.load(e)) {
-                    Ok(()) => tracing::info!("membership stage reloaded its groups"),
-                    Err(e) => {
-                        tracing::error!(error = %e, "groups not reloaded; keeping those in memory")
-                    }
-                }),
-        );
-    }
-
     /// This device's account and device, as the crypto stage knows them.
     fn me(
         &self,
@@ -365,69 +358,6 @@ impl Membership {
 
     fn group(&mut self, id: GroupId) -> Result<&mut Group, Error> {
         self.groups.get_mut(&id).ok_or(Error::UnknownGroup(id))
-    }
-
-    /// The sealed state entries of a group: its keys, and its log too when
-    /// `log` (membership changed).
-    fn save(&self, id: GroupId, log: bool) -> Vec<(String, Option<Vec<u8>>)> {
-        let Some(g) = self.groups.get(&id) else {
-            return Vec::new();
-        };
-        let keys = format!("{STATE}{id}/keys");
-        let mut entries = vec![(keys.clone(), Some(self.vault.seal(&keys, &g.keys_bytes())))];
-        if log {
-            let name = format!("{STATE}{id}/log");
-            entries.push((name.clone(), Some(self.vault.seal(&name, &g.log_bytes()))));
-        }
-        entries
-    }
-
-    /// Persists `group` (its log too, if `log`), then answers `result`; the
-    /// mailbox waits.
-    fn persist<T: 'static>(
-        &self,
-        group: GroupId,
-        log: bool,
-        result: T,
-    ) -> impl ActorFuture<Self, Output = Result<T, Error>> + use<T> {
-        self.persist_all(&[group], log, None, result)
-    }
-
-    /// Persists `groups` together (and `beside`, a record outside the
-    /// groups' ledger, in the same transaction), then answers `result`; the
-    /// mailbox waits.
-    fn persist_all<T: 'static>(
-        &self,
-        groups: &[GroupId],
-        log: bool,
-        beside: Option<(String, Option<Vec<u8>>)>,
-        result: T,
-    ) -> impl ActorFuture<Self, Output = Result<T, Error>> + use<T> {
-        let save = self.storage.save_state.clone();
-        let mut entries: Vec<_> = groups.iter().flat_map(|g| self.save(*g, log)).collect();
-        let undo = self.vault.commit(&tip(), &mut entries);
-        // Outside the ledger: a record the groups' state does not hold.
-        entries.extend(beside);
-        async move {
-            match save.send(storage::SaveState(entries)).await {
-                Ok(Ok(())) => Ok(result),
-                // Not saved: the storage stage restarted on it.
-                Ok(Err(storage::Error::Restarted(p))) => Err(Error::Restarted(p)),
-                Ok(Err(e)) => Err(state_error(e)),
-                Err(e) => Err(state_error(e)),
-            }
-        }
-        .into_actor(self)
-        .map(|saved, act, ctx| {
-            if saved.is_err() {
-                // Memory and the vault's ledger went past what storage
-                // holds: the ledger back at once (a reload that fails too
-                // must not leave it ahead), the groups with the reload.
-                act.vault.undo(undo);
-                act.reload(ctx);
-            }
-            saved
-        })
     }
 
     fn summary(&self, id: GroupId, group: &Group, me: AccountId) -> Summary {

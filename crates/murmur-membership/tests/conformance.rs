@@ -25,6 +25,17 @@ async fn start(storage: storage::Handle) -> (crypto::Handle, groups::Handle) {
 
 murmur_test_kit::membership_conformance_tests!(start);
 
+/// The default stage gathers what requests change while a write is on its
+/// way into the next write (group commit): twenty posts, one write.
+#[test]
+fn posts_made_while_a_write_is_held_go_as_one_write() {
+    let (during, writes) = murmur_test_kit::run(
+        murmur_test_kit::membership_conformance::writes_of_posts_made_while_one_is_held(start),
+    );
+    assert_eq!(during, 1, "one write at a time");
+    assert_eq!(writes, 2, "the twenty posts made meanwhile are one write");
+}
+
 /// The suite again on a replacement: the default stage behind counters on
 /// the messages that change groups, as an integrator's auditing stage would
 /// wrap it. The pipeline and the suite see only the handle.

@@ -1,6 +1,9 @@
 //! What the stage keeps in storage: reading it at start and after a
 //! restart, and saving each change before the answer.
 
+use murmur_core::commit::{self, Written};
+use murmur_crypto::Undo;
+
 use super::*;
 
 pub(crate) async fn list_state(storage: &storage::Handle) -> Result<Vec<(String, Vec<u8>)>, Error> {
@@ -89,13 +92,7 @@ impl Crypto {
         }
         // Detached: a request whose group was handed to storage hears how
         // it went even if this stage restarts meanwhile.
-        supervise::Reply::Detached(Box::pin(async move {
-            match written.await {
-                Ok(Ok(())) => Ok(result),
-                Ok(Err(e)) => Err(e),
-                Err(_) => Err(restarted()),
-            }
-        }))
+        supervise::Reply::Detached(Box::pin(commit::answer(written, result, restarted)))
     }
 
     /// Hands the next group to storage, if there is one, apart from the
@@ -105,26 +102,12 @@ impl Crypto {
             return;
         };
         let undo = self.device.commit(&mut batch.records);
-        let (save, me, epoch) = (
+        batch.spawn(
             self.storage.save_state.clone(),
-            ctx.address(),
-            batch.epoch(),
+            (Error::Restarted, Error::State),
+            undo,
+            ctx.address().recipient(),
         );
-        actix::spawn(async move {
-            let outcome = batch
-                .write(save, |answer| match answer {
-                    Ok(Ok(())) => Ok(()),
-                    // Not saved: the storage stage restarted on it.
-                    Ok(Err(storage::Error::Restarted(p))) => Err(Error::Restarted(p)),
-                    Ok(Err(e)) => Err(state_error(e)),
-                    Err(e) => Err(state_error(e)),
-                })
-                .await;
-            me.do_send(Written {
-                epoch,
-                failed: outcome.err().map(|e| (e, undo)),
-            });
-        });
     }
 
     /// Answers a guarded change: persisted first, or its error.
@@ -175,22 +158,11 @@ fn restarted() -> Error {
     ))
 }
 
-/// A group was written, or was not.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Written {
-    epoch: u64,
-    failed: Option<(Error, murmur_crypto::vault::Undo)>,
-}
-
-impl Handler<Written> for Crypto {
+impl Handler<Written<Error, Undo>> for Crypto {
     type Result = ();
 
-    fn handle(&mut self, Written { epoch, failed }: Written, ctx: &mut Context<Self>) {
-        if !self.saving.written(epoch, failed.as_ref().map(|(e, _)| e)) {
-            return;
-        }
-        if let Some((_, undo)) = failed {
+    fn handle(&mut self, written: Written<Error, Undo>, ctx: &mut Context<Self>) {
+        if let Some(undo) = self.saving.written(written).flatten() {
             // The vault's ledger goes back at once (a reload that fails
             // too must not leave it ahead of storage); the next group was
             // made on top of the lost one and went with it.

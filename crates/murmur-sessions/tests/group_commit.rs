@@ -2,79 +2,28 @@
 //! on its way goes as one group, in order, and no answer runs ahead of
 //! what storage holds, when a write fails or the stage restarts meanwhile.
 
-use std::sync::{
-    atomic::{AtomicUsize, Ordering},
-    Arc,
-};
-
 use actix::prelude::*;
 use bytes::Bytes;
 use murmur_core::{
     crypto::{self, AccountId, AddContact, ContactCode, Error, Identity, Open, Seal, Sealed},
-    storage::{self, SaveState},
+    storage,
     supervise::InjectPanic,
     Delivery, WakuMessage,
 };
 use murmur_sessions::{Crypto, Metrics, Settings};
-use murmur_test_kit::MemoryStorage;
-use tokio::sync::watch;
+use murmur_test_kit::{gate_saves, MemoryStorage, Valve};
 
 const SECRET: &[u8] = b"the node key of this test";
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Mode {
-    Pass,
-    Hold,
-    Fail,
-}
-
-/// The storage stage's `SaveState` behind a switch the test turns: saves
-/// pass, or wait until it is turned, and are then refused if it is turned
-/// to `Fail`.
-struct Switch {
-    inner: Recipient<SaveState>,
-    mode: watch::Receiver<Mode>,
-    arrived: Arc<AtomicUsize>,
-    held: watch::Sender<usize>,
-}
-
-impl Actor for Switch {
-    type Context = Context<Self>;
-}
-
-impl Handler<SaveState> for Switch {
-    type Result = ResponseFuture<Result<(), storage::Error>>;
-
-    fn handle(&mut self, save: SaveState, _: &mut Context<Self>) -> Self::Result {
-        self.arrived.fetch_add(1, Ordering::SeqCst);
-        let (mut mode, inner, held) = (self.mode.clone(), self.inner.clone(), self.held.clone());
-        Box::pin(async move {
-            if *mode.borrow() == Mode::Hold {
-                held.send_modify(|h| *h += 1);
-                let _ = mode.wait_for(|m| *m != Mode::Hold).await;
-                held.send_modify(|h| *h -= 1);
-                if *mode.borrow() == Mode::Fail {
-                    return Err(storage::Error::Backend("refused by the test".to_owned()));
-                }
-            }
-            inner
-                .send(save)
-                .await
-                .unwrap_or_else(|e| Err(storage::Error::Backend(e.to_string())))
-        })
-    }
-}
-
-/// Alice (her saves behind the switch) and Bob, each other's contacts.
+/// Alice (her saves behind a gate the test opens, closes, or makes
+/// refuse) and Bob, each other's contacts.
 struct Pair {
     alice: crypto::Handle,
     bob: crypto::Handle,
     bob_id: AccountId,
     /// Alice's storage itself, for a stage started again on it.
     storage: storage::Handle,
-    turn: watch::Sender<Mode>,
-    arrived: Arc<AtomicUsize>,
-    held: watch::Receiver<usize>,
+    valve: Valve,
 }
 
 async fn start(storage: storage::Handle) -> crypto::Handle {
@@ -86,21 +35,8 @@ async fn start(storage: storage::Handle) -> crypto::Handle {
 
 async fn pair() -> Pair {
     let storage = storage::Handle::from(MemoryStorage::start());
-    let (turn, mode) = watch::channel(Mode::Pass);
-    let (held_tx, held) = watch::channel(0);
-    let arrived = Arc::new(AtomicUsize::new(0));
-    let switch = Switch {
-        inner: storage.save_state.clone(),
-        mode,
-        arrived: arrived.clone(),
-        held: held_tx,
-    }
-    .start();
-    let switched = storage::Handle {
-        save_state: switch.recipient(),
-        ..storage.clone()
-    };
-    let alice = start(switched).await;
+    let (gated, valve) = gate_saves(&storage);
+    let alice = start(gated).await;
     let bob = start(storage::Handle::from(MemoryStorage::start())).await;
     let code = bob.contact_code.send(ContactCode).await.unwrap().unwrap();
     let bob_id = alice
@@ -120,9 +56,7 @@ async fn pair() -> Pair {
         bob,
         bob_id,
         storage,
-        turn,
-        arrived,
-        held,
+        valve,
     }
 }
 
@@ -145,16 +79,6 @@ async fn handled(stage: &crypto::Handle) {
 }
 
 impl Pair {
-    async fn holding(&mut self) {
-        tokio::time::timeout(
-            std::time::Duration::from_secs(15),
-            self.held.wait_for(|h| *h >= 1),
-        )
-        .await
-        .expect("a write reached storage")
-        .unwrap();
-    }
-
     /// A stage started again on Alice's storage reads what she saved
     /// (refused if a group left it rolled back or torn) and reaches Bob.
     async fn starts_again_and_reaches_bob(&self, text: &str) {
@@ -171,26 +95,22 @@ fn seals_made_while_a_write_is_on_its_way_go_as_one_group_in_order() {
 
 async fn seals_made_while_a_write_is_on_its_way_go_as_one_group_in_order_() {
     let mut p = pair().await;
-    let before = p.arrived.load(Ordering::SeqCst);
-    p.turn.send_replace(Mode::Hold);
+    let before = p.valve.arrived();
+    p.valve.close();
     let first = seal(&p.alice, p.bob_id, "0");
-    p.holding().await;
+    p.valve.holding(1).await;
     let rest: Vec<_> = (1..=20)
         .map(|i| seal(&p.alice, p.bob_id, &i.to_string()))
         .collect();
     handled(&p.alice).await;
-    assert_eq!(
-        p.arrived.load(Ordering::SeqCst) - before,
-        1,
-        "one write at a time"
-    );
-    p.turn.send_replace(Mode::Pass);
+    assert_eq!(p.valve.arrived() - before, 1, "one write at a time");
+    p.valve.open();
     let mut sealed = vec![first.await.unwrap().unwrap()];
     for s in rest {
         sealed.push(s.await.unwrap().unwrap());
     }
     assert_eq!(
-        p.arrived.load(Ordering::SeqCst) - before,
+        p.valve.arrived() - before,
         2,
         "the twenty seals made meanwhile are one write"
     );
@@ -207,16 +127,16 @@ fn a_write_that_fails_fails_the_group_made_on_top_of_it() {
 
 async fn a_write_that_fails_fails_the_group_made_on_top_of_it_() {
     let mut p = pair().await;
-    p.turn.send_replace(Mode::Hold);
+    p.valve.close();
     let first = seal(&p.alice, p.bob_id, "lost");
-    p.holding().await;
+    p.valve.holding(1).await;
     let on_top = [
         seal(&p.alice, p.bob_id, "lost too"),
         seal(&p.alice, p.bob_id, "lost as well"),
     ];
     handled(&p.alice).await;
     // Only the held write fails; what comes after it would be written.
-    p.turn.send_replace(Mode::Fail);
+    p.valve.refuse();
     assert!(matches!(first.await.unwrap(), Err(Error::State(_))));
     for s in on_top {
         assert!(
@@ -224,7 +144,7 @@ async fn a_write_that_fails_fails_the_group_made_on_top_of_it_() {
             "answered only if written"
         );
     }
-    p.turn.send_replace(Mode::Pass);
+    p.valve.open();
     let next = seal(&p.alice, p.bob_id, "next").await.unwrap().unwrap();
     assert_eq!(open(&p.bob, &next).await.unwrap(), "next");
     p.starts_again_and_reaches_bob("after the failure").await;
@@ -239,9 +159,9 @@ fn a_restart_while_a_write_is_on_its_way_answers_it_and_reads_back_after_it() {
 
 async fn a_restart_while_a_write_is_on_its_way_answers_it_and_reads_back_after_it_() {
     let mut p = pair().await;
-    p.turn.send_replace(Mode::Hold);
+    p.valve.close();
     let written = seal(&p.alice, p.bob_id, "written");
-    p.holding().await;
+    p.valve.holding(1).await;
     let gathering = seal(&p.alice, p.bob_id, "gathering");
     p.alice.inject_panic.send(InjectPanic).await.unwrap();
     let met = seal(&p.alice, p.bob_id, "met the panic");
@@ -250,7 +170,7 @@ async fn a_restart_while_a_write_is_on_its_way_answers_it_and_reads_back_after_i
         matches!(gathering.await.unwrap(), Err(Error::Restarted(_))),
         "its change went with the restart"
     );
-    p.turn.send_replace(Mode::Pass);
+    p.valve.open();
     let written = written
         .await
         .unwrap()

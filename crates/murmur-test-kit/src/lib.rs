@@ -48,7 +48,7 @@ pub use memory::{MemoryNetwork, MemoryTransport};
 pub use memory_storage::MemoryStorage;
 pub use memory_store::MemoryStore;
 pub use probe::{Events, Probe};
-pub use wrap::{gate, tally, Tally, Valve};
+pub use wrap::{gate, gate_saves, tally, Tally, Valve};
 
 /// Runs `future` to completion on a fresh actix system: what the conformance
 /// macros use, so that a crate running them needs no test attribute of its own.

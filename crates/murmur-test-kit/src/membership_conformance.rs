@@ -39,6 +39,12 @@ pub use logs::{
     a_member_who_missed_an_event_pulls_it_from_the_next_message,
 };
 pub use repair::a_member_whose_chain_key_was_lost_asks_for_it_and_reads_on;
+mod writes;
+pub use writes::{
+    a_failed_write_moves_no_chain_on,
+    a_restart_while_a_write_is_held_loses_nothing_and_opens_nothing_twice,
+    posts_are_answered_once_written_in_order, writes_of_posts_made_while_one_is_held,
+};
 
 /// Runs the membership stage's suite against `$start`.
 #[macro_export]
@@ -70,6 +76,9 @@ macro_rules! membership_conformance_tests {
             case!(a_joiner_gets_a_log_longer_than_one_envelope);
             case!(keeps_what_it_opened_until_it_is_handled);
             case!(a_member_whose_chain_key_was_lost_asks_for_it_and_reads_on);
+            case!(posts_are_answered_once_written_in_order);
+            case!(a_failed_write_moves_no_chain_on);
+            case!(a_restart_while_a_write_is_held_loses_nothing_and_opens_nothing_twice);
         }
     };
 }

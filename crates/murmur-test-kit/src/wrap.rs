@@ -1,5 +1,5 @@
 //! A stage message wrapped on its way to the stage: counted ([`tally`]) or
-//! held until the test lets it through ([`gate`]). These are the smallest
+//! held until the test lets it through or refuses it ([`gate`]). These are the smallest
 //! replacements of a stage an integrator writes (one that wraps the default
 //! and observes or delays what goes through): the conformance suites run on
 //! them beside the default stages, to prove that a stage is only its
@@ -26,6 +26,15 @@ impl Tally {
     }
 }
 
+/// Where a gate stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stand {
+    Open,
+    Closed,
+    /// Answers what it held, and what comes, as if the stage were gone.
+    Refusing,
+}
+
 /// Forwards each `M` to the stage, counting it, after the gate (if any)
 /// opened.
 struct Wrapper<M>
@@ -35,7 +44,7 @@ where
 {
     inner: Recipient<M>,
     tally: Tally,
-    open: Option<watch::Receiver<bool>>,
+    open: Option<watch::Receiver<Stand>>,
     held: watch::Sender<usize>,
     /// The answer when the stage behind is gone.
     gone: fn() -> M::Result,
@@ -70,9 +79,14 @@ where
         );
         Box::pin(async move {
             if let Some(mut open) = open {
-                held.send_modify(|n| *n += 1);
-                let _ = open.wait_for(|o| *o).await;
-                held.send_modify(|n| *n -= 1);
+                if *open.borrow() == Stand::Closed {
+                    held.send_modify(|n| *n += 1);
+                    let _ = open.wait_for(|s| *s != Stand::Closed).await;
+                    held.send_modify(|n| *n -= 1);
+                }
+                if *open.borrow() == Stand::Refusing {
+                    return gone();
+                }
             }
             inner.send(msg).await.unwrap_or_else(|_| gone())
         })
@@ -82,7 +96,7 @@ where
 fn wrap<M>(
     inner: Recipient<M>,
     gone: fn() -> M::Result,
-    open: Option<watch::Receiver<bool>>,
+    open: Option<watch::Receiver<Stand>>,
 ) -> (Recipient<M>, Tally, watch::Receiver<usize>)
 where
     M: Message + Send + 'static,
@@ -130,13 +144,15 @@ where
 /// The test's side of a [`gate`].
 #[derive(Debug)]
 pub struct Valve {
-    open: watch::Sender<bool>,
+    open: watch::Sender<Stand>,
     held: watch::Receiver<usize>,
+    arrived: Tally,
 }
 
 /// A closed gate in front of `inner`: every `M` sent to the returned
 /// recipient waits until the [`Valve`] opens, then goes to `inner`; `gone`
-/// is the answer when `inner` is no longer there.
+/// is the answer when `inner` is no longer there, and what a refusing
+/// gate answers ([`Valve::refuse`]).
 ///
 /// ```
 /// use murmur_core::storage::{self, ListState};
@@ -159,13 +175,14 @@ where
     M: Message + Send + 'static,
     M::Result: Send,
 {
-    let (open_tx, open) = watch::channel(false);
-    let (recipient, _, held) = wrap(inner, gone, Some(open));
+    let (open_tx, open) = watch::channel(Stand::Closed);
+    let (recipient, arrived, held) = wrap(inner, gone, Some(open));
     (
         recipient,
         Valve {
             open: open_tx,
             held,
+            arrived,
         },
     )
 }
@@ -188,8 +205,41 @@ impl Valve {
         *self.held.borrow()
     }
 
+    /// How many messages reached the gate so far, held or not.
+    pub fn arrived(&self) -> u64 {
+        self.arrived.get()
+    }
+
     /// Lets every message held, and every later one, through.
     pub fn open(&self) {
-        self.open.send_replace(true);
+        self.open.send_replace(Stand::Open);
     }
+
+    /// Holds every later message (those on their way through go on).
+    pub fn close(&self) {
+        self.open.send_replace(Stand::Closed);
+    }
+
+    /// Answers every message held, and every later one, as if the stage
+    /// were gone, without handing it on: a stage that fails.
+    pub fn refuse(&self) {
+        self.open.send_replace(Stand::Refusing);
+    }
+}
+
+/// `storage` with its stage-state writes ([`SaveState`]) behind an open
+/// gate: a refusing gate answers them as a backend error.
+///
+/// [`SaveState`]: murmur_core::storage::SaveState
+pub fn gate_saves(storage: &murmur_core::storage::Handle) -> (murmur_core::storage::Handle, Valve) {
+    use murmur_core::storage;
+    let (save_state, valve) = gate(storage.save_state.clone(), || {
+        Err(storage::Error::Backend("refused by the test".to_owned()))
+    });
+    valve.open();
+    let gated = storage::Handle {
+        save_state,
+        ..storage.clone()
+    };
+    (gated, valve)
 }

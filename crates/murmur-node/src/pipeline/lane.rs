@@ -94,9 +94,16 @@ impl ActorFuture<Pipeline> for Room {
     }
 }
 
-/// A pairwise envelope handed to the crypto stage, its answer to come.
-pub(super) type Opening =
-    Pin<Box<dyn Future<Output = Result<Result<crypto::Opened, crypto::Error>, MailboxError>>>>;
+/// A delivery handed to the stage that opens it, its answer to come.
+pub(super) enum Opening {
+    /// A pairwise envelope, with the crypto stage.
+    Pairwise(Answer<Result<crypto::Opened, crypto::Error>>),
+    /// A group message, with the membership stage.
+    Group(Answer<Result<groups::Opened, groups::Error>>),
+}
+
+/// A stage's answer to come.
+pub(super) type Answer<T> = Pin<Box<dyn Future<Output = Result<T, MailboxError>>>>;
 
 /// Deliveries taken from the lane ahead of the one being handled, at most.
 const AHEAD: usize = 64;
@@ -105,11 +112,14 @@ impl Pipeline {
     /// Moves the lane on: finishes the step in flight, then opens the next
     /// delivery, until a step is pending or the lane is empty.
     ///
-    /// Pairwise envelopes waiting in the lane are handed to the crypto
-    /// stage together, before the first of them is handled: the stage
+    /// Deliveries waiting in the lane are handed to the stage that opens
+    /// them together, before the first of them is handled: the stage
     /// opens them in arrival order as before, and writes what they change
     /// as one group instead of one write each. Each is still handled to
-    /// the end, in order, before the next.
+    /// the end, in order, before the next. A group message goes ahead only
+    /// behind group messages: a pairwise one before it may carry what it
+    /// needs (a chain key, the group's log), given to the membership stage
+    /// only once that one is handled.
     pub(super) fn drive_lane(
         &mut self,
         ctx: &mut Context<Self>,
@@ -129,9 +139,9 @@ impl Pipeline {
                 let Poll::Ready(Some(delivery)) = self.lane_rx.poll_recv(task) else {
                     break;
                 };
-                let opening = self.hand_to_crypto(&delivery);
-                self.lane_ahead.push_back((delivery, opening));
+                self.lane_ahead.push_back((delivery, None));
             }
+            self.hand_on();
             let writing = self.writing();
             // With enough on its way to the inbox, the next waits for it.
             if writing < OWED {
@@ -168,15 +178,38 @@ impl Pipeline {
         }
     }
 
-    /// A pairwise envelope in the crypto stage's mailbox now.
-    fn hand_to_crypto(&self, delivery: &Delivery) -> Option<Opening> {
-        let chat = self.chat.as_ref()?;
-        if chat.group_topics.contains(&delivery.message.content_topic) {
-            return None;
+    /// Hands what waits in the lane to the stages that open it (see
+    /// [`Pipeline::drive_lane`]): every pairwise envelope, and the group
+    /// messages with only group messages before them.
+    fn hand_on(&mut self) {
+        let Some(chat) = self.chat.as_ref() else {
+            return;
+        };
+        let mut behind_pairwise = false;
+        for (delivery, opening) in &mut self.lane_ahead {
+            let group = chat.group_topics.contains(&delivery.message.content_topic);
+            if opening.is_none() && !(group && behind_pairwise) {
+                *opening = Some(Self::opening(chat, delivery.clone()));
+            }
+            behind_pairwise |= !group;
         }
-        Some(Box::pin(ask_now(
+    }
+
+    /// `delivery` in the mailbox of the stage that opens it now, asked
+    /// again if that stage restarted on it.
+    pub(super) fn opening(chat: &Chat, delivery: Delivery) -> Opening {
+        if let Some(groups) = chat.groups.clone() {
+            if chat.group_topics.contains(&delivery.message.content_topic) {
+                return Opening::Group(Box::pin(ask_now(
+                    groups.open,
+                    groups::Open(delivery),
+                    |r| matches!(r, Err(groups::Error::Restarted(_))),
+                )));
+            }
+        }
+        Opening::Pairwise(Box::pin(ask_now(
             chat.crypto.open.clone(),
-            crypto::Open(delivery.clone()),
+            crypto::Open(delivery),
             |r| matches!(r, Err(crypto::Error::Restarted(_))),
         )))
     }

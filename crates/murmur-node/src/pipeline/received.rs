@@ -3,7 +3,7 @@
 //! stage's answers), and delivering what opened to the inboxes.
 
 use super::{
-    lane::{done, Opening, Step, OWED},
+    lane::{done, Answer, Opening, Step, OWED},
     *,
 };
 
@@ -20,17 +20,14 @@ impl Pipeline {
         let Some(chat) = self.chat.as_ref() else {
             return done();
         };
-        if chat.group_topics.contains(&delivery.message.content_topic) {
-            return self.open_group(delivery);
+        if chat.groups.is_none() && chat.group_topics.contains(&delivery.message.content_topic) {
+            return done();
         }
         let hash = delivery.hash;
-        let open = opening.unwrap_or_else(|| {
-            Box::pin(ask_now(
-                chat.crypto.open.clone(),
-                crypto::Open(delivery.clone()),
-                |r| matches!(r, Err(crypto::Error::Restarted(_))),
-            ))
-        });
+        let open = match opening.unwrap_or_else(|| Self::opening(chat, delivery.clone())) {
+            Opening::Pairwise(open) => open,
+            Opening::Group(open) => return self.open_group(delivery, open),
+        };
         Box::pin(
             open.into_actor(self)
                 .then(move |opened, act, ctx| match opened {
@@ -96,13 +93,11 @@ impl Pipeline {
             Err(e) => tracing::warn!(error = %e, "new chat topic not subscribed"),
         }))
     }
-    pub(super) fn open_group(&mut self, delivery: Delivery) -> Step {
-        let Some(groups) = self.chat.as_ref().and_then(|c| c.groups.clone()) else {
-            return done();
-        };
-        let open = ask_again_after_restart(groups.open, groups::Open(delivery.clone()), |r| {
-            matches!(r, Err(groups::Error::Restarted(_)))
-        });
+    pub(super) fn open_group(
+        &mut self,
+        delivery: Delivery,
+        open: Answer<Result<groups::Opened, groups::Error>>,
+    ) -> Step {
         Box::pin(
             open.into_actor(self)
                 .then(move |opened, act, ctx| match opened {
@@ -208,11 +203,19 @@ impl Pipeline {
                     Ok(Ok(effects)) => {
                         let apply = act.apply_effects(effects, act.mailbox(ctx));
                         act.background(ctx, "group keys or events", apply);
-                        // Messages that came before their chain key, in order.
-                        let parked = act.chat.as_mut().map(|c| std::mem::take(&mut c.parked));
+                        // Messages that came before their chain key, handed
+                        // on together and handled in order.
+                        let Some(chat) = act.chat.as_mut() else {
+                            return done();
+                        };
                         let mut step = done();
-                        for delivery in parked.into_iter().flatten() {
-                            step = Box::pin(step.then(move |(), act, _| act.open_group(delivery)));
+                        for delivery in std::mem::take(&mut chat.parked) {
+                            let Opening::Group(open) = Self::opening(chat, delivery.clone()) else {
+                                continue;
+                            };
+                            step = Box::pin(
+                                step.then(move |(), act, _| act.open_group(delivery, open)),
+                            );
                         }
                         step
                     }
