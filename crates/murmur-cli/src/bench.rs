@@ -159,8 +159,10 @@ enum Layout {
     /// false`, the node started on an actix arbiter), as each bare swarm runs
     /// with its loop.
     ThreadPerNode,
-    /// The defaults: each swarm on its own thread, both nodes' actors and the
-    /// loops on the process's actix thread.
+    /// The defaults, as `murmur node` runs a node in its own process: its
+    /// swarm on a thread of its own (`network.own_thread = true`), its
+    /// actors and the loop on another (the node started on an actix
+    /// arbiter of its own, as a process's actix thread).
     Default,
 }
 
@@ -358,17 +360,13 @@ async fn murmur_relay(args: &RelayArgs, archive: bool, layout: Layout) -> Result
         c.store.archive = archive;
         c
     };
-    let threads = match layout {
-        Layout::ThreadPerNode => Some((Arbiter::new(), Arbiter::new())),
-        Layout::Default => None,
-    };
-    let (a_thread, b_thread) = match &threads {
-        Some((a, b)) => (Some(a.handle()), Some(b.handle())),
-        None => (None, None),
-    };
-    let a = start_node(config("a", Vec::new()), a_thread.as_ref()).await?;
+    // Each node on an actix thread of its own: two nodes in one process
+    // sharing one would wait for each other, which two processes do not.
+    let threads = (Arbiter::new(), Arbiter::new());
+    let (a_thread, b_thread) = (threads.0.handle(), threads.1.handle());
+    let a = start_node(config("a", Vec::new()), &a_thread).await?;
     let a_addr = a.listen_addrs()[0].parse().expect("valid multiaddr");
-    let b = start_node(config("b", vec![a_addr]), b_thread.as_ref()).await?;
+    let b = start_node(config("b", vec![a_addr]), &b_thread).await?;
     let mut inbox = b.subscribe([&content]).await?;
     a.wait_for_peers(&pubsub, 1, SETUP).await?;
     b.wait_for_peers(&pubsub, 1, SETUP).await?;
@@ -377,7 +375,7 @@ async fn murmur_relay(args: &RelayArgs, archive: bool, layout: Layout) -> Result
     let receiving = {
         let progress = progress.clone();
         let n = args.messages;
-        run_on(b_thread.as_ref(), async move {
+        run_on(&b_thread, async move {
             while progress.received.load(Ordering::Acquire) < n {
                 match inbox.recv().await {
                     Some(d) => progress.record(&d.message.payload),
@@ -391,7 +389,7 @@ async fn murmur_relay(args: &RelayArgs, archive: bool, layout: Layout) -> Result
     let (messages, window, size) = (args.messages, args.window, args.size);
     let publishing = {
         let progress = progress.clone();
-        run_on(a_thread.as_ref(), async move {
+        run_on(&a_thread, async move {
             let mut sent = 0;
             let mut publishing = FuturesUnordered::new();
             while sent < messages || !publishing.is_empty() {
@@ -418,29 +416,23 @@ async fn murmur_relay(args: &RelayArgs, archive: bool, layout: Layout) -> Result
         let _ = receiving.await;
     }
     drop(b);
-    if let Some((a, b)) = threads {
-        a.stop();
-        b.stop();
-    }
+    threads.0.stop();
+    threads.1.stop();
     published?;
     all?;
     Ok(progress.report(first_send))
 }
 
-/// Starts a node with the default stages; on `thread` if given, so that its
-/// actors (and with `own_thread = false` its swarm) live there.
-async fn start_node(config: Config, thread: Option<&ArbiterHandle>) -> Result<Node, CliError> {
+/// Starts a node with the default stages on `thread`, so that its actors
+/// (and with `own_thread = false` its swarm) live there.
+pub(crate) async fn start_node(config: Config, thread: &ArbiterHandle) -> Result<Node, CliError> {
     let make = || Builder::new(config).with_keypair(Keypair::generate_secp256k1());
-    Ok(match thread {
-        Some(thread) => Builder::start_on(thread, make).await?,
-        None => make().start().await?,
-    })
+    Ok(Builder::start_on(thread, make).await?)
 }
 
-/// Starts `future` now, on `thread` or on this one; its result arrives when
-/// it is done.
+/// Starts `future` now, on `thread`; its result arrives when it is done.
 fn run_on<F>(
-    thread: Option<&ArbiterHandle>,
+    thread: &ArbiterHandle,
     future: F,
 ) -> impl std::future::Future<Output = Result<(), CliError>>
 where
@@ -450,14 +442,7 @@ where
     let run = async move {
         let _ = tx.send(future.await);
     };
-    match thread {
-        Some(thread) => {
-            thread.spawn(run);
-        }
-        None => {
-            actix::spawn(run);
-        }
-    }
+    thread.spawn(run);
     async move {
         rx.await
             .map_err(|_| CliError::Failed("a benchmark loop stopped".to_owned()))?

@@ -15,16 +15,17 @@ use std::{
     time::{Duration, Instant},
 };
 
+use actix::Arbiter;
 use futures::{stream::FuturesUnordered, StreamExt};
 use libp2p::{
     gossipsub::{self, IdentTopic},
     Multiaddr, Swarm,
 };
 use murmur_crypto::{x3dh, Account, Ciphertext, Installation, Limits, PrekeyPolicy, Session};
-use murmur_node::{chat::DeliveryState, Builder, Config};
+use murmur_node::{chat::DeliveryState, Config};
 
 use crate::{
-    bench::{median, RUN_LIMIT, SETUP},
+    bench::{median, start_node, RUN_LIMIT, SETUP},
     bench_bare::{events, listening, messages, on_own_thread, subscribed, tell_address},
     bench_store::percentile,
     error::CliError,
@@ -270,8 +271,8 @@ fn table(rounds: &[(Report, Report)]) {
     );
 }
 
-/// Two nodes in their default configuration but for loopback ports, one
-/// the other's static peer; each adds the other's contact code; one
+/// Two nodes in their default configuration but for loopback ports, each
+/// on an actix thread of its own, one the other's static peer; each adds the other's contact code; one
 /// message goes and is acknowledged before the clock starts (the session
 /// and the mesh are set up).
 async fn murmur_run(args: &Args) -> Result<Report, CliError> {
@@ -282,13 +283,14 @@ async fn murmur_run(args: &Args) -> Result<Report, CliError> {
         c.network.peers = peers;
         c
     };
-    let receiver = Builder::new(config("receiver", Vec::new())).start().await?;
+    // Each node on an actix thread of its own, as in a process of its
+    // own: sharing one, each would wait for the other's actors.
+    let threads = (Arbiter::new(), Arbiter::new());
+    let receiver = start_node(config("receiver", Vec::new()), &threads.0.handle()).await?;
     let address = receiver.listen_addrs()[0]
         .parse()
         .map_err(|_| CliError::Failed("a listen address that does not parse".to_owned()))?;
-    let sender = Builder::new(config("sender", vec![address]))
-        .start()
-        .await?;
+    let sender = start_node(config("sender", vec![address]), &threads.1.handle()).await?;
     let account = sender.add_contact(&receiver.contact_code().await?).await?;
     receiver.add_contact(&sender.contact_code().await?).await?;
     let mut inbox = receiver.inbox().await?;
@@ -336,6 +338,8 @@ async fn murmur_run(args: &Args) -> Result<Report, CliError> {
         .map_err(|_| CliError::Failed("the inbox reader stopped".to_owned()))?;
     sender.close().await?;
     receiver.close().await?;
+    threads.0.stop();
+    threads.1.stop();
     if read.is_none() {
         return Err(CliError::Failed("the inbox stopped".to_owned()));
     }

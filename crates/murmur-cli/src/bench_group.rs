@@ -20,6 +20,7 @@ use std::{
     time::Instant,
 };
 
+use actix::Arbiter;
 use futures::{stream::FuturesUnordered, StreamExt as _};
 use libp2p::{gossipsub::IdentTopic, Multiaddr};
 use murmur_crypto::group::{GroupMessage, ReceiverChain, SenderChain};
@@ -27,7 +28,7 @@ use murmur_node::{Builder, Config, Node};
 use tokio::sync::Notify;
 
 use crate::{
-    bench::{RUN_LIMIT, SETUP},
+    bench::{start_node, RUN_LIMIT, SETUP},
     bench_bare::{events, listening, messages, on_own_thread, subscribed, tell_address},
     bench_chat::{database, publish, save, Args, Clock, Report, BATCH},
     error::CliError,
@@ -74,21 +75,27 @@ impl Arrivals {
 }
 
 /// The group run on murmur: a sender and a reader in the default
-/// configuration, the reader a static peer of the sender, both in a group
+/// configuration, each on a thread of its own, the reader a static peer of the sender, both in a group
 /// with the offline members; one group message read before the clock
 /// starts. Then `--messages` texts, at most `--window` sent and not yet
 /// read.
 pub(crate) async fn murmur_run(args: &Args, others: &[String]) -> Result<Report, CliError> {
     let data = tempfile::tempdir()?;
-    let reader = Builder::new(config(&data.path().join("reader"), Vec::new()))
-        .start()
-        .await?;
+    // Each node on an actix thread of its own, as in a process of its own.
+    let threads = (Arbiter::new(), Arbiter::new());
+    let reader = start_node(
+        config(&data.path().join("reader"), Vec::new()),
+        &threads.0.handle(),
+    )
+    .await?;
     let address = reader.listen_addrs()[0]
         .parse()
         .map_err(|_| CliError::Failed("a listen address that does not parse".to_owned()))?;
-    let sender = Builder::new(config(&data.path().join("sender"), vec![address]))
-        .start()
-        .await?;
+    let sender = start_node(
+        config(&data.path().join("sender"), vec![address]),
+        &threads.1.handle(),
+    )
+    .await?;
     let reader_id = sender.add_contact(&reader.contact_code().await?).await?;
     reader.add_contact(&sender.contact_code().await?).await?;
     let mut notices = reader.notices().await?;
@@ -145,6 +152,8 @@ pub(crate) async fn murmur_run(args: &Args, others: &[String]) -> Result<Report,
         .map_err(|_| CliError::Failed("the inbox reader stopped".to_owned()))?;
     sender.close().await?;
     reader.close().await?;
+    threads.0.stop();
+    threads.1.stop();
     let finished = finished.ok_or_else(|| CliError::Failed("the inbox stopped".to_owned()))?;
     clock.report(n, finished.duration_since(started))
 }

@@ -69,17 +69,44 @@ fn deliveries(n: usize, size: usize) -> (PubsubTopic, Vec<Delivery>) {
     (topic, all)
 }
 
-async fn open(args: &Args, name: &str) -> Result<Database, CliError> {
-    let db = match &args.postgres {
-        Some(url) => Database::open_fresh(url).await,
+/// Where a run keeps its archive: a SQLite folder, or a database of its own
+/// on the PostgreSQL server; gone after the run ([`Scratch::discard`]).
+enum Scratch {
+    Sqlite(std::path::PathBuf),
+    Postgres { server: String, url: String },
+}
+
+async fn open(args: &Args, name: &str) -> Result<(Database, Scratch), CliError> {
+    let fail = |e: murmur_storage::OpenError| CliError::Node(e.into());
+    match &args.postgres {
+        Some(server) => {
+            let url = Database::create_fresh(server).await.map_err(fail)?;
+            let db = Database::open(&url).await.map_err(fail)?;
+            let server = server.clone();
+            Ok((db, Scratch::Postgres { server, url }))
+        }
         None => {
             let dir =
                 std::env::temp_dir().join(format!("murmur-bench-{}-{name}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
-            Database::open(&format!("sqlite://{}", dir.join("bench.db").display())).await
+            let db = Database::open(&format!("sqlite://{}", dir.join("bench.db").display()))
+                .await
+                .map_err(fail)?;
+            Ok((db, Scratch::Sqlite(dir)))
         }
-    };
-    db.map_err(|e| CliError::Node(e.into()))
+    }
+}
+
+impl Scratch {
+    /// Removes what the run wrote (10 million messages are gigabytes).
+    async fn discard(self) -> Result<(), CliError> {
+        match self {
+            Self::Sqlite(dir) => Ok(std::fs::remove_dir_all(dir)?),
+            Self::Postgres { server, url } => Database::drop_fresh(&server, &url)
+                .await
+                .map_err(|e| CliError::Node(e.into())),
+        }
+    }
 }
 
 pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -100,9 +127,15 @@ fn the_query(topic: &PubsubTopic, newest: i64) -> Query {
 /// Through the Storage actor: SaveRaw per message, `concurrency` in flight;
 /// queries through `storage::Query`.
 async fn murmur_run(args: &Args) -> Result<Run, CliError> {
+    let (db, scratch) = open(args, "murmur").await?;
+    let run = murmur_on(args, db).await;
+    scratch.discard().await?;
+    run
+}
+
+async fn murmur_on(args: &Args, db: Database) -> Result<Run, CliError> {
     let (topic, all) = deliveries(args.messages, args.size);
     let newest = all.last().and_then(|d| d.message.timestamp).unwrap_or(0);
-    let db = open(args, "murmur").await?;
     let store = storage::Handle::from(Storage::start(db));
     let started = Instant::now();
     let mut inflight = FuturesUnordered::new();
@@ -155,9 +188,15 @@ fn check(r: Result<Result<bool, storage::Error>, actix::MailboxError>) -> Result
 /// multi-row inserts of 100, and the same select murmur runs for that
 /// query.
 async fn bare_run(args: &Args) -> Result<Run, CliError> {
+    let (db, scratch) = open(args, "bare").await?;
+    let run = bare_on(args, db).await;
+    scratch.discard().await?;
+    run
+}
+
+async fn bare_on(args: &Args, db: Database) -> Result<Run, CliError> {
     let (topic, all) = deliveries(args.messages, args.size);
     let newest = all.last().and_then(|d| d.message.timestamp).unwrap_or(0);
-    let db = open(args, "bare").await?;
     let pool = db.pool();
     let fail = |e: sqlx::Error| CliError::Failed(format!("bare sqlx: {e}"));
     let started = Instant::now();

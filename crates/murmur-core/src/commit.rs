@@ -1,6 +1,5 @@
 //! A stage's group commit, for stages that persist what a request changed
-//! before they answer it (the crypto stage does; the membership stage does
-//! not yet). While one
+//! before they answer it (the crypto and membership stages). While one
 //! group of changes is being written, the stage's mailbox goes on, and what
 //! the next requests change gathers into the next group, written as one
 //! transaction once the first is done. Groups land in the order they were

@@ -123,6 +123,22 @@ impl Database {
             })?
     }
 
+    /// Drops a database [`Database::create_fresh`] made on the server at
+    /// `server_url`, given the URL it answered (its name says it is one;
+    /// any other is refused). Close every handle to it first.
+    pub async fn drop_fresh(server_url: &str, fresh_url: &str) -> Result<(), OpenError> {
+        let (thread, _) = Thread::start(server_url)?;
+        let (server, fresh) = (server_url.to_owned(), fresh_url.to_owned());
+        thread
+            .runtime
+            .spawn(async move { Sql::drop_fresh(&server, &fresh).await })
+            .await
+            .map_err(|e| OpenError::Connect {
+                url: mask(server_url),
+                reason: e.to_string(),
+            })?
+    }
+
     /// Runs `statement` on the database's thread and waits for its answer.
     async fn run<T, F>(&self, statement: impl FnOnce(Sql) -> F) -> Result<T, Error>
     where

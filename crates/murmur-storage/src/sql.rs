@@ -214,6 +214,38 @@ impl Sql {
         Ok(format!("{root}/{name}{query}"))
     }
 
+    /// Drops a database [`Sql::create_fresh`] made on the server at
+    /// `server_url`, given its URL; any other database is left alone.
+    pub(crate) async fn drop_fresh(server_url: &str, fresh_url: &str) -> Result<(), OpenError> {
+        let masked = mask(server_url);
+        let failed = |reason: String| OpenError::Connect {
+            url: masked.clone(),
+            reason,
+        };
+        let name = fresh_url
+            .split('?')
+            .next()
+            .and_then(|base| base.rsplit_once('/'))
+            .map(|(_, name)| name)
+            .filter(|name| {
+                name.starts_with("murmur_test_")
+                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            })
+            .ok_or_else(|| failed("not a database create_fresh made".to_owned()))?;
+        sqlx::any::install_default_drivers();
+        let admin = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(server_url)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let dropped = admin
+            .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+            .await
+            .map_err(|e| failed(e.to_string()));
+        admin.close().await;
+        dropped.map(drop)
+    }
+
     /// Archives a message; `false` if its hash was there already or it is ephemeral.
     pub(crate) async fn save(&self, delivery: &Delivery) -> Result<bool, Error> {
         let new = self.save_batch(std::slice::from_ref(delivery)).await?;

@@ -57,6 +57,37 @@ mod postgres {
     }
 
     murmur_test_kit::storage_conformance_tests!(start, shared = pair);
+
+    /// What `bench store` leaves on a server: nothing. A fresh database is
+    /// dropped, even with a handle still open; the server's own database,
+    /// or any name `create_fresh` does not make, is refused.
+    #[actix_rt::test]
+    async fn a_fresh_database_is_dropped_and_no_other() {
+        let server = std::env::var("TEST_POSTGRES_URL").expect(
+            "TEST_POSTGRES_URL must name a PostgreSQL server for these tests; .ci/run sets one up",
+        );
+        let url = Database::create_fresh(&server).await.expect("creates");
+        let open = Database::open(&url).await.expect("opens");
+        Database::drop_fresh(&server, &url).await.expect("dropped");
+        drop(open);
+        assert!(
+            Database::open(&url).await.is_err(),
+            "the dropped database does not open"
+        );
+        for other in [
+            server.clone(),
+            url.replace("murmur_test_", "murmur_"),
+            format!("{url};DROP"),
+        ] {
+            assert!(
+                Database::drop_fresh(&server, &other).await.is_err(),
+                "{other} is not dropped"
+            );
+        }
+        Database::open(&server)
+            .await
+            .expect("the server's own database is still there");
+    }
 }
 
 /// A flood of saves past every bound on the way (the stage's mailbox of
