@@ -9,7 +9,7 @@
 //! chain and hands it only to those who stay, and the chains of whoever
 //! left are dropped (so it reads nothing from after).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use murmur_crypto::group::{
     ChainId, ChainKey, GroupError, GroupMessage, ReceiverChain, SenderChain,
@@ -28,8 +28,12 @@ use crate::{
 pub const REACH: u32 = 512;
 
 const STORED_VERSION: u8 = 1;
-/// The stored chains: 1 had no floors, 2 has them.
-const KEYS_VERSION: u8 = 2;
+/// The stored chains: 1 had no floors, 2 has them, 3 this device's
+/// retired chains too.
+const KEYS_VERSION: u8 = 3;
+/// This device's own chains before the current one, remembered at most:
+/// their messages come back from store nodes and are its own.
+const RETIRED: usize = 16;
 /// Chains kept per member device: the newest and the one before, for
 /// messages that were in flight when it rotated.
 const CHAINS_PER_DEVICE: usize = 2;
@@ -150,6 +154,9 @@ pub struct Group {
     /// it was at: a key asked for again is never earlier than that.
     floors: BTreeMap<MemberId, u32>,
     receivers: BTreeMap<ChainId, Receiver>,
+    /// The ids of this device's sending chains before the current one,
+    /// newest last (only ids: their keys are gone).
+    retired: VecDeque<ChainId>,
     /// Keys from accounts not (yet) members, oldest first; not persisted.
     held: Vec<(Device, Zeroizing<Vec<u8>>)>,
     max_skip: u32,
@@ -176,6 +183,7 @@ impl Group {
             sending: None,
             floors: BTreeMap::new(),
             receivers: BTreeMap::new(),
+            retired: VecDeque::new(),
             held: Vec::new(),
             max_skip,
         }
@@ -262,16 +270,16 @@ impl Group {
         match (before.contains_key(&me), after.contains_key(&me)) {
             (_, false) => {
                 effects.removed = before.contains_key(&me) || self.sending.is_some();
-                self.sending = None;
+                self.rotate(None);
                 self.receivers.clear();
             }
             (false, true) => {
-                self.sending = Some(SenderChain::generate(&owner_bytes(self.me)));
+                self.rotate(Some(SenderChain::generate(&owner_bytes(self.me))));
                 effects.rotated = true;
                 effects.chain_to = others();
             }
             (true, true) if !gone.is_empty() || self.sending.is_none() => {
-                self.sending = Some(SenderChain::generate(&owner_bytes(self.me)));
+                self.rotate(Some(SenderChain::generate(&owner_bytes(self.me))));
                 effects.rotated = true;
                 effects.chain_to = others();
             }
@@ -299,7 +307,7 @@ impl Group {
         let mut effects = Effects::default();
         let reads_us = self.state().members.contains_key(&device.0) && device != self.me;
         if self.is_member() && reads_us && self.sending.is_some() {
-            self.sending = Some(SenderChain::generate(&owner_bytes(self.me)));
+            self.rotate(Some(SenderChain::generate(&owner_bytes(self.me))));
             self.floors.clear();
             effects.rotated = true;
             effects.chain_to = self
@@ -358,9 +366,21 @@ impl Group {
             .map(|m| (m.chain, m.iteration))
     }
 
-    /// Whether `chain` is this device's current sending chain.
+    /// Whether `chain` is one of this device's sending chains: the
+    /// current one, or one it retired.
     fn is_own(&self, chain: ChainId) -> bool {
-        self.sending.as_ref().is_some_and(|s| s.id() == chain)
+        self.sending.as_ref().is_some_and(|s| s.id() == chain) || self.retired.contains(&chain)
+    }
+
+    /// Replaces this device's sending chain with `next`, remembering the
+    /// old one's id.
+    fn rotate(&mut self, next: Option<SenderChain>) {
+        if let Some(old) = std::mem::replace(&mut self.sending, next) {
+            if self.retired.len() == RETIRED {
+                self.retired.pop_front();
+            }
+            self.retired.push_back(old.id());
+        }
     }
 
     /// A chain key that `owner` handed over in a pairwise session (or that
@@ -478,6 +498,10 @@ impl Group {
             v.extend_from_slice(&m.0);
             v.extend_from_slice(&at.to_be_bytes());
         }
+        v.extend_from_slice(&(self.retired.len() as u32).to_be_bytes());
+        for id in &self.retired {
+            v.extend_from_slice(&id.0);
+        }
         v
     }
 
@@ -498,14 +522,16 @@ impl Group {
         let mut sending = None;
         let mut receivers = BTreeMap::new();
         let mut floors = BTreeMap::new();
+        let mut retired = VecDeque::new();
         if let Some(keys) = keys_bytes {
             // Version 1 kept no floors: a member asking again gets no key
             // older than the oldest the sending chain holds, which is its
             // position when it was stored (see `SenderChain::from_bytes`).
-            let version = if keys.first() == Some(&1) {
-                1
-            } else {
-                KEYS_VERSION
+            // Before 3, no retired chains: their messages come back as
+            // unknown chains, as they did then.
+            let version = match keys.first() {
+                Some(&v @ (1 | 2)) => v,
+                _ => KEYS_VERSION,
             };
             let mut r = Reader::new(keys, "stored group keys", version)?;
             sending = match r.var("sending chain")? {
@@ -526,6 +552,11 @@ impl Group {
                     floors.insert(MemberId(r.array("floor member")?), r.u32("floor")?);
                 }
             }
+            if version > 2 {
+                for _ in 0..r.count(16, "retired chains")? {
+                    retired.push_back(ChainId(r.array("retired chain")?));
+                }
+            }
             r.finish()?;
         }
         Ok(Self {
@@ -534,6 +565,7 @@ impl Group {
             sending,
             floors,
             receivers,
+            retired,
             held: Vec::new(),
             max_skip,
         })
