@@ -53,10 +53,10 @@ impl Membership {
     /// Persists `groups` (and `beside`, a record outside the groups'
     /// ledger, in the same transaction), then answers `result`.
     ///
-    /// Group commit: while one group of changes is being written, the
-    /// mailbox goes on, and the groups the next requests change gather
-    /// into the next, each group's state sealed once however many
-    /// messages moved its chains. Groups land in order, so storage always
+    /// Group commit: while one write is on its way, the mailbox goes on,
+    /// and what the next requests change gathers into the next write,
+    /// each changed chat group's state sealed once per write however many
+    /// messages moved its chains. Writes land in order, so storage always
     /// holds a state the stage was in; one that is not written fails the
     /// requests gathered on top of it, and the groups are read back.
     pub(crate) fn persist_all<T: 'static>(
