@@ -75,9 +75,9 @@ impl Arrivals {
 }
 
 /// The group run on murmur: a sender and a reader in the default
-/// configuration, each on a thread of its own, the reader a static peer of the sender, both in a group
-/// with the offline members; one group message read before the clock
-/// starts. Then `--messages` texts, at most `--window` sent and not yet
+/// configuration, each on a thread of its own, the reader a static peer
+/// of the sender, both in a group with the offline members; one group
+/// message read before the clock starts. Then `--messages` texts, at most `--window` sent and not yet
 /// read.
 pub(crate) async fn murmur_run(args: &Args, others: &[String]) -> Result<Report, CliError> {
     let data = tempfile::tempdir()?;

@@ -83,10 +83,11 @@ impl Membership {
         let Some(mut batch) = self.saving.take() else {
             return;
         };
-        batch.records = std::mem::take(&mut self.dirty)
+        let changed: Vec<_> = std::mem::take(&mut self.dirty)
             .into_iter()
             .flat_map(|(id, log)| self.save(id, log))
             .collect();
+        batch.records.extend(changed);
         let undo = self.vault.commit(&tip(), &mut batch.records);
         batch.spawn(
             self.storage.save_state.clone(),

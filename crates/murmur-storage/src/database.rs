@@ -125,7 +125,7 @@ impl Database {
 
     /// Drops a database [`Database::create_fresh`] made on the server at
     /// `server_url`, given the URL it answered (its name says it is one;
-    /// any other is refused). Close every handle to it first.
+    /// any other is refused). Connections still open to it are cut off.
     pub async fn drop_fresh(server_url: &str, fresh_url: &str) -> Result<(), OpenError> {
         let (thread, _) = Thread::start(server_url)?;
         let (server, fresh) = (server_url.to_owned(), fresh_url.to_owned());

@@ -189,29 +189,29 @@ impl Pipeline {
         for (delivery, opening) in &mut self.lane_ahead {
             let group = chat.group_topics.contains(&delivery.message.content_topic);
             if opening.is_none() && !(group && behind_pairwise) {
-                *opening = Some(Self::opening(chat, delivery.clone()));
+                *opening = Self::opening(chat, delivery.clone());
             }
             behind_pairwise |= !group;
         }
     }
 
     /// `delivery` in the mailbox of the stage that opens it now, asked
-    /// again if that stage restarted on it.
-    pub(super) fn opening(chat: &Chat, delivery: Delivery) -> Opening {
-        if let Some(groups) = chat.groups.clone() {
-            if chat.group_topics.contains(&delivery.message.content_topic) {
-                return Opening::Group(Box::pin(ask_now(
-                    groups.open,
-                    groups::Open(delivery),
-                    |r| matches!(r, Err(groups::Error::Restarted(_))),
-                )));
-            }
+    /// again if that stage restarted on it; `None` for a group message on
+    /// a node without a membership stage.
+    pub(super) fn opening(chat: &Chat, delivery: Delivery) -> Option<Opening> {
+        if !chat.group_topics.contains(&delivery.message.content_topic) {
+            return Some(Opening::Pairwise(Box::pin(ask_now(
+                chat.crypto.open.clone(),
+                crypto::Open(delivery),
+                |r| matches!(r, Err(crypto::Error::Restarted(_))),
+            ))));
         }
-        Opening::Pairwise(Box::pin(ask_now(
-            chat.crypto.open.clone(),
-            crypto::Open(delivery),
-            |r| matches!(r, Err(crypto::Error::Restarted(_))),
-        )))
+        let groups = chat.groups.clone()?;
+        Some(Opening::Group(Box::pin(ask_now(
+            groups.open,
+            groups::Open(delivery),
+            |r| matches!(r, Err(groups::Error::Restarted(_))),
+        ))))
     }
 }
 

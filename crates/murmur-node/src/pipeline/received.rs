@@ -20,13 +20,11 @@ impl Pipeline {
         let Some(chat) = self.chat.as_ref() else {
             return done();
         };
-        if chat.groups.is_none() && chat.group_topics.contains(&delivery.message.content_topic) {
-            return done();
-        }
         let hash = delivery.hash;
-        let open = match opening.unwrap_or_else(|| Self::opening(chat, delivery.clone())) {
-            Opening::Pairwise(open) => open,
-            Opening::Group(open) => return self.open_group(delivery, open),
+        let open = match opening.or_else(|| Self::opening(chat, delivery.clone())) {
+            Some(Opening::Pairwise(open)) => open,
+            Some(Opening::Group(open)) => return self.open_group(delivery, open),
+            None => return done(),
         };
         Box::pin(
             open.into_actor(self)
@@ -210,7 +208,8 @@ impl Pipeline {
                         };
                         let mut step = done();
                         for delivery in std::mem::take(&mut chat.parked) {
-                            let Opening::Group(open) = Self::opening(chat, delivery.clone()) else {
+                            let Some(Opening::Group(open)) = Self::opening(chat, delivery.clone())
+                            else {
                                 continue;
                             };
                             step = Box::pin(
