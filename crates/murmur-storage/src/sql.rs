@@ -15,6 +15,7 @@ use thiserror::Error;
 
 mod lease;
 mod outbox;
+mod script;
 mod state;
 
 pub(crate) use outbox::Batch;
@@ -267,17 +268,29 @@ impl Sql {
     /// then the outbox's; answers, for each message archived, whether it
     /// was new.
     pub(crate) async fn write(&self, batch: &Batch) -> Result<Vec<bool>, Error> {
-        let mut tx = self.begin_write().await?;
-        let saved = save_in(&mut tx, &batch.saves).await?;
-        outbox::enqueue_in(&mut tx, &batch.queued).await?;
-        outbox::sent_in(&mut tx, &batch.sent).await?;
-        state::state_in(&mut tx, &batch.state).await?;
-        tx.commit().await.map_err(backend)?;
+        let mut script = script::Script::default();
+        saves(&mut script, &batch.saves);
+        outbox::enqueue(&mut script, &batch.queued);
+        outbox::sent(&mut script, &batch.sent);
+        state::state(&mut script, &batch.state);
+        // Only the archive's insert returns rows: the hashes it added.
+        let rows = script.commit(self).await?;
         if !batch.state.is_empty() {
             self.superseded
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        Ok(saved)
+        let mut inserted = std::collections::HashSet::new();
+        for row in rows {
+            let hash: Vec<u8> = row.try_get(0).map_err(backend)?;
+            inserted.insert(to_hash(&hash)?);
+        }
+        // A hash twice in one batch is new only the first time.
+        let mut seen = std::collections::HashSet::new();
+        Ok(batch
+            .saves
+            .iter()
+            .map(|d| inserted.contains(&d.hash) && seen.insert(d.hash))
+            .collect())
     }
 
     /// Answers one page of a store query.
@@ -340,15 +353,10 @@ impl Sql {
             " ORDER BY timestamp {order}, hash {order} LIMIT {}",
             args.int(i64::try_from(limit + 1).unwrap_or(i64::MAX))
         );
-        let mut q = sqlx::query(&sql);
-        for arg in args.0 {
-            q = match arg {
-                Arg::Text(s) => q.bind(s),
-                Arg::Int(i) => q.bind(i),
-                Arg::Blob(b) => q.bind(b),
-            };
-        }
-        let rows = q.fetch_all(&self.pool).await.map_err(backend)?;
+        let rows = script::bind(sqlx::query(&sql), args.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
         let messages = rows
             .iter()
             .map(|row| read_stored(row, query.include_data))
@@ -462,45 +470,33 @@ fn decode(bytes: &[u8]) -> Result<WakuMessage, Error> {
     WakuMessage::decode(bytes).map_err(|e| Error::Corrupt(e.to_string()))
 }
 
-/// Archives `deliveries` in `tx`; answers, for each, whether it was new.
-/// Ephemeral messages are skipped (`false`).
-async fn save_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    deliveries: &[Delivery],
-) -> Result<Vec<bool>, Error> {
+/// Archives `deliveries` (ephemeral ones are not kept), 100 rows a
+/// statement; each statement returns the hashes it added.
+fn saves(script: &mut script::Script, deliveries: &[Delivery]) {
     let keep: Vec<&Delivery> = deliveries
         .iter()
         .filter(|d| !d.message.is_ephemeral())
         .collect();
-    let mut inserted = std::collections::HashSet::new();
     let stored_at = now_nanos();
     for chunk in keep.chunks(100) {
         let sql = format!(
             "INSERT INTO messages (hash, pubsub_topic, content_topic, timestamp, message, stored_at) \
              VALUES {} ON CONFLICT (hash) DO NOTHING RETURNING hash",
-            row_placeholders(chunk.len(), 6)
+            script::rows(chunk.len(), 6)
         );
-        let mut q = sqlx::query(&sql);
+        let mut args = Vec::with_capacity(6 * chunk.len());
         for d in chunk {
-            q = q
-                .bind(d.hash.as_bytes().to_vec())
-                .bind(d.pubsub_topic.as_str())
-                .bind(d.message.content_topic.as_str())
-                .bind(d.message.timestamp.unwrap_or(0))
-                .bind(d.message.encode_to_vec())
-                .bind(stored_at);
+            args.extend([
+                Arg::Blob(d.hash.as_bytes().to_vec()),
+                Arg::Text(d.pubsub_topic.as_str().to_owned()),
+                Arg::Text(d.message.content_topic.as_str().to_owned()),
+                Arg::Int(d.message.timestamp.unwrap_or(0)),
+                Arg::Blob(d.message.encode_to_vec()),
+                Arg::Int(stored_at),
+            ]);
         }
-        for row in q.fetch_all(&mut **tx).await.map_err(backend)? {
-            let hash: Vec<u8> = row.try_get(0).map_err(backend)?;
-            inserted.insert(to_hash(&hash)?);
-        }
+        script.push(sql, args);
     }
-    // A hash twice in one batch is new only the first time.
-    let mut seen = std::collections::HashSet::new();
-    Ok(deliveries
-        .iter()
-        .map(|d| inserted.contains(&d.hash) && seen.insert(d.hash))
-        .collect())
 }
 
 /// `($1, $2), ($3, $4)` for 2 rows of 2 columns: numbered placeholders for a

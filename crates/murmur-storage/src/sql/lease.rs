@@ -28,6 +28,14 @@ impl Fence {
             .clone()
     }
 
+    /// Whether writes pass this fence: once the stage asked for a lease.
+    pub(super) fn is_set(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
     fn set(&self, tenure: Tenure) {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(tenure);
     }

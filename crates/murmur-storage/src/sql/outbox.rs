@@ -58,45 +58,41 @@ impl Sql {
     }
 }
 
-/// Puts `queued` in the outbox in `tx`, 100 rows a statement.
-pub(super) async fn enqueue_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    queued: &[Delivery],
-) -> Result<(), Error> {
+/// Puts `queued` in the outbox, 100 rows a statement.
+pub(super) fn enqueue(script: &mut script::Script, queued: &[Delivery]) {
     let created_at = now_nanos();
     for chunk in queued.chunks(100) {
         let sql = format!(
             "INSERT INTO outbox (hash, pubsub_topic, message, created_at) \
              VALUES {} ON CONFLICT (hash) DO NOTHING",
-            row_placeholders(chunk.len(), 4)
+            script::rows(chunk.len(), 4)
         );
-        let mut q = sqlx::query(&sql);
+        let mut args = Vec::with_capacity(4 * chunk.len());
         for d in chunk {
-            q = q
-                .bind(d.hash.as_bytes().to_vec())
-                .bind(d.pubsub_topic.as_str())
-                .bind(d.message.encode_to_vec())
-                .bind(created_at);
+            args.extend([
+                Arg::Blob(d.hash.as_bytes().to_vec()),
+                Arg::Text(d.pubsub_topic.as_str().to_owned()),
+                Arg::Blob(d.message.encode_to_vec()),
+                Arg::Int(created_at),
+            ]);
         }
-        q.execute(&mut **tx).await.map_err(backend)?;
+        script.push(sql, args);
     }
-    Ok(())
 }
 
-/// Deletes the entries the network took, in `tx`: the outbox keeps only
-/// what still waits.
-pub(super) async fn sent_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    sent: &[MessageHash],
-) -> Result<(), Error> {
+/// Deletes the entries the network took: the outbox keeps only what still
+/// waits.
+pub(super) fn sent(script: &mut script::Script, sent: &[MessageHash]) {
     for chunk in sent.chunks(100) {
-        let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-        let sql = format!("DELETE FROM outbox WHERE hash IN ({})", list.join(", "));
-        let mut q = sqlx::query(&sql);
-        for hash in chunk {
-            q = q.bind(hash.as_bytes().to_vec());
-        }
-        q.execute(&mut **tx).await.map_err(backend)?;
+        script.push(
+            format!(
+                "DELETE FROM outbox WHERE hash IN ({})",
+                script::list(chunk.len())
+            ),
+            chunk
+                .iter()
+                .map(|h| Arg::Blob(h.as_bytes().to_vec()))
+                .collect(),
+        );
     }
-    Ok(())
 }

@@ -9,9 +9,9 @@ impl Sql {
         &self,
         entries: &[(String, Option<Vec<u8>>)],
     ) -> Result<(), Error> {
-        let mut tx = self.begin_write().await?;
-        state_in(&mut tx, entries).await?;
-        tx.commit().await.map_err(backend)?;
+        let mut script = script::Script::default();
+        state(&mut script, entries);
+        script.commit(self).await?;
         self.superseded
             .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(())
@@ -67,14 +67,11 @@ impl Sql {
     }
 }
 
-/// Writes `entries` in `tx` as if one after the other: the last entry of a
-/// name wins. Many saves share a group commit, so this is a few statements
-/// for the whole group (upserts and deletions, 100 names each), not one per
-/// entry: each statement is a round trip to the database's thread.
-pub(super) async fn state_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    entries: &[(String, Option<Vec<u8>>)],
-) -> Result<(), Error> {
+/// Writes `entries` as if one after the other: the last entry of a name
+/// wins. Many saves share a group commit, so this is a few statements for
+/// the whole group (upserts and deletions, 100 names each), not one per
+/// entry.
+pub(super) fn state(script: &mut script::Script, entries: &[(String, Option<Vec<u8>>)]) {
     let mut last = std::collections::BTreeMap::new();
     for (name, value) in entries {
         last.insert(name.as_str(), value.as_ref());
@@ -87,30 +84,28 @@ pub(super) async fn state_in(
             "INSERT INTO state (name, value, updated_at) VALUES {} \
              ON CONFLICT (name) DO UPDATE SET value = excluded.value, \
              updated_at = excluded.updated_at",
-            row_placeholders(chunk.len(), 3)
+            script::rows(chunk.len(), 3)
         );
-        let mut q = sqlx::query(&sql);
+        let mut args = Vec::with_capacity(3 * chunk.len());
         for (name, value) in chunk {
-            q = q
-                .bind(*name)
-                .bind(value.cloned().unwrap_or_default())
-                .bind(updated_at);
+            args.extend([
+                Arg::Text((*name).to_owned()),
+                Arg::Blob(value.cloned().unwrap_or_default()),
+                Arg::Int(updated_at),
+            ]);
         }
-        q.execute(&mut **tx).await.map_err(backend)?;
+        script.push(sql, args);
     }
     for chunk in gone.chunks(100) {
-        let sql = format!(
-            "DELETE FROM state WHERE name IN ({})",
-            (1..=chunk.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+        script.push(
+            format!(
+                "DELETE FROM state WHERE name IN ({})",
+                script::list(chunk.len())
+            ),
+            chunk
+                .iter()
+                .map(|(name, _)| Arg::Text((*name).to_owned()))
+                .collect(),
         );
-        let mut q = sqlx::query(&sql);
-        for (name, _) in chunk {
-            q = q.bind(*name);
-        }
-        q.execute(&mut **tx).await.map_err(backend)?;
     }
-    Ok(())
 }
