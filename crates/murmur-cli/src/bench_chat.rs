@@ -1,10 +1,10 @@
 //! `murmur bench chat`: encrypted 1:1 messages end to end between two
 //! nodes as `murmur node` runs them (default configuration: archive on,
 //! SQLite, every stage as shipped), beside a bare composition of the same
-//! primitives in the same process: two rust-libp2p gossipsub swarms, a
-//! Double Ratchet session of `murmur-crypto` used directly, and sqlx writes
-//! of the messages and the session state in batches, with a receipt back
-//! for every batch read at once, as murmur acknowledges what its lane read.
+//! primitives in the same process (`bench_chat_bare.rs`), and beside the
+//! same bare composition with murmur's sealed-sender envelope around each
+//! message, which separates what hiding the sender costs from what
+//! murmur's stages cost.
 //!
 //! Each message counts once it is in the recipient's inbox (opened,
 //! persisted) and its receipt is back at the sender; the latency is from
@@ -17,16 +17,12 @@ use std::{
 
 use actix::Arbiter;
 use futures::{stream::FuturesUnordered, StreamExt};
-use libp2p::{
-    gossipsub::{self, IdentTopic},
-    Multiaddr, Swarm,
-};
-use murmur_crypto::{x3dh, Account, Ciphertext, Installation, Limits, PrekeyPolicy, Session};
+use libp2p::Multiaddr;
 use murmur_node::{chat::DeliveryState, Config};
 
 use crate::{
     bench::{median, start_node, RUN_LIMIT, SETUP},
-    bench_bare::{events, listening, messages, on_own_thread, subscribed, tell_address},
+    bench_chat_bare::Wrap,
     bench_store::percentile,
     error::CliError,
 };
@@ -149,13 +145,19 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
         Vec::new()
     };
     let mut rounds = Vec::with_capacity(args.rounds);
+    let mut sealed = Vec::with_capacity(args.rounds);
     let mut groups = Vec::with_capacity(args.rounds);
     for round in 1..=args.rounds {
         progress.set(format!("chat benchmark, round {round} of {}", args.rounds));
         tracing::info!(round, "murmur run, default configuration");
         let murmur = murmur_run(&args).await?;
         tracing::info!(round, "bare run");
-        let bare = bare_run(&args).await?;
+        let bare = crate::bench_chat_bare::run(&args, Wrap::Plain).await?;
+        tracing::info!(round, "bare run, sealed sender");
+        sealed.push((
+            murmur,
+            crate::bench_chat_bare::run(&args, Wrap::Sealed).await?,
+        ));
         rounds.push((murmur, bare));
         if args.members >= 2 {
             tracing::info!(
@@ -170,7 +172,7 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
         }
     }
     drop(progress);
-    print(&args, &rounds, &groups);
+    print(&args, &rounds, &sealed, &groups);
     Ok(())
 }
 
@@ -196,7 +198,12 @@ fn runs_json(rounds: &[(Report, Report)]) -> Vec<serde_json::Value> {
 }
 
 #[allow(clippy::print_stdout)]
-fn print(args: &Args, rounds: &[(Report, Report)], groups: &[(Report, Report)]) {
+fn print(
+    args: &Args,
+    rounds: &[(Report, Report)],
+    sealed: &[(Report, Report)],
+    groups: &[(Report, Report)],
+) {
     // A group's messages per second against 1:1's, round by round.
     let group_vs_one = median(
         rounds
@@ -212,6 +219,10 @@ fn print(args: &Args, rounds: &[(Report, Report)], groups: &[(Report, Report)]) 
             "window": args.window,
             "rounds": runs_json(rounds),
             "ratio_median": ratio(rounds),
+            "sealed_sender": {
+                "rounds": runs_json(sealed),
+                "ratio_median": ratio(sealed),
+            },
         });
         if !groups.is_empty() {
             report["group"] = serde_json::json!({
@@ -232,6 +243,10 @@ fn print(args: &Args, rounds: &[(Report, Report)], groups: &[(Report, Report)]) 
         rounds.len()
     );
     table(rounds);
+    println!(
+        "\nthe same against a bare composition that also seals each message (and receipt) in murmur's sealed-sender envelope"
+    );
+    table(sealed);
     if !groups.is_empty() {
         println!(
             "\nprivate group of {} members (2 online), {} messages of {} bytes, {} in flight",
@@ -352,219 +367,5 @@ fn acknowledged(state: DeliveryState) -> Result<(), CliError> {
         other => Err(CliError::Failed(format!(
             "a message was not acknowledged: {other:?}"
         ))),
-    }
-}
-
-/// A session pair as X3DH leaves it, one message each way.
-fn sessions() -> Result<(Session, Session), CliError> {
-    let fail = |e: String| CliError::Failed(format!("bare sessions: {e}"));
-    let now = murmur_core::now_nanos().unsigned_abs() / 1_000_000_000;
-    let alice = Installation::create(&Account::generate(), PrekeyPolicy::default(), now);
-    let mut bob = Installation::create(&Account::generate(), PrekeyPolicy::default(), now);
-    let mut a = x3dh::initiate(&alice, &bob.bundle(now), Limits::default())
-        .map_err(|e| fail(e.to_string()))?;
-    let Ciphertext::Prekey(init, m) = a.seal(b"hi").map_err(|e| fail(e.to_string()))? else {
-        return Err(fail("the first message is not a prekey message".to_owned()));
-    };
-    let (mut b, _) =
-        x3dh::respond(&mut bob, &init, &m, Limits::default()).map_err(|e| fail(e.to_string()))?;
-    let answer = b.encrypt(b"ok").map_err(|e| fail(e.to_string()))?;
-    a.decrypt(&answer).map_err(|e| fail(e.to_string()))?;
-    Ok((a, b))
-}
-
-/// One side's SQLite database with the archive's schema.
-pub(crate) async fn database(
-    dir: &std::path::Path,
-    name: &str,
-) -> Result<murmur_storage::Database, CliError> {
-    murmur_storage::Database::open(&format!(
-        "sqlite://{}",
-        dir.join(name).join("bare.db").display()
-    ))
-    .await
-    .map_err(|e| CliError::Node(e.into()))
-}
-
-/// Writes `messages` (each its plaintext under a unique key) and the
-/// session's (or chain's) state in one transaction.
-pub(crate) async fn save(
-    db: &murmur_storage::Database,
-    messages: &[(Vec<u8>, Vec<u8>)],
-    state: &[u8],
-) -> Result<(), CliError> {
-    let fail = |e: sqlx::Error| CliError::Failed(format!("bare sqlx: {e}"));
-    let mut tx = db.pool().begin().await.map_err(fail)?;
-    if !messages.is_empty() {
-        let sql = format!(
-            "INSERT INTO messages (hash, pubsub_topic, content_topic, timestamp, message, stored_at) VALUES {} ON CONFLICT (hash) DO NOTHING",
-            murmur_storage::row_placeholders(messages.len(), 6)
-        );
-        let mut q = sqlx::query(&sql);
-        let now = murmur_core::now_nanos();
-        for (hash, bytes) in messages {
-            q = q
-                .bind(hash.clone())
-                .bind("bench")
-                .bind("bench")
-                .bind(now)
-                .bind(bytes.clone())
-                .bind(now);
-        }
-        q.execute(&mut *tx).await.map_err(fail)?;
-    }
-    sqlx::query(
-        "INSERT INTO state (name, value, updated_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-    )
-    .bind("session")
-    .bind(state.to_vec())
-    .bind(murmur_core::now_nanos())
-    .execute(&mut *tx)
-    .await
-    .map_err(fail)?;
-    tx.commit().await.map_err(fail)
-}
-
-/// The same path with nothing of murmur's on it but the ratchet: the
-/// receiver opens each message, writes it and the session's state (a batch
-/// of what is ready at once per transaction), then seals and publishes one
-/// receipt for the batch; the sender opens the receipts and writes its
-/// session's state the same way.
-async fn bare_run(args: &Args) -> Result<Report, CliError> {
-    let data = Arc::new(tempfile::tempdir()?);
-    let (sending, receiving) = sessions()?;
-    let (there, back) = (
-        IdentTopic::new("bench-messages"),
-        IdentTopic::new("bench-receipts"),
-    );
-    let clock = Clock::new();
-    let n = args.messages;
-    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    let receiver = {
-        let (clock, data, there, back) = (clock.clone(), data.clone(), there.clone(), back.clone());
-        on_own_thread("bare-chat-receiver", async move {
-            let fail = |e: String| CliError::Failed(format!("bare receiver: {e}"));
-            let db = database(data.path(), "receiver").await?;
-            let mut session = receiving;
-            let mut swarm = listening(&[&there, &back])?;
-            let mut addr_tx = Some(addr_tx);
-            let deadline = tokio::time::Instant::now() + RUN_LIMIT;
-            let mut received = 0;
-            while received < n {
-                let ready = events(&mut swarm, deadline, BATCH).await?;
-                tell_address(&ready, &mut addr_tx);
-                let mut opened = Vec::new();
-                for data in messages(&mut swarm, ready) {
-                    let message = murmur_crypto::Message::from_bytes(&data)
-                        .map_err(|e| fail(e.to_string()))?;
-                    let text = session.decrypt(&message).map_err(|e| fail(e.to_string()))?;
-                    // Its version and header: unique within the session.
-                    let key = data[..data.len().min(1 + murmur_crypto::Header::LEN)].to_vec();
-                    opened.push((key, text));
-                }
-                if opened.is_empty() {
-                    continue;
-                }
-                save(&db, &opened, &session.to_bytes()).await?;
-                // One receipt for the batch, as murmur sends one for what
-                // its lane read at once: each message's first 8 bytes.
-                let mut ids = Vec::with_capacity(8 * opened.len());
-                for (_, text) in &opened {
-                    clock.arrived(std::str::from_utf8(text).unwrap_or_default());
-                    let mut id = [0u8; 8];
-                    let k = 8.min(text.len());
-                    id[..k].copy_from_slice(&text[..k]);
-                    ids.extend_from_slice(&id);
-                }
-                let receipt = session.encrypt(&ids).map_err(|e| fail(e.to_string()))?;
-                publish(&mut swarm, &back, receipt.to_bytes()).await?;
-                save(&db, &[], &session.to_bytes()).await?;
-                received += opened.len();
-            }
-            // The last receipts leave before the swarm goes.
-            let linger = tokio::time::Instant::now() + Duration::from_millis(500);
-            while tokio::time::timeout_at(linger, swarm.select_next_some())
-                .await
-                .is_ok()
-            {}
-            Ok(())
-        })
-    };
-    let addr = addr_rx
-        .await
-        .map_err(|_| CliError::Failed("bare receiver did not listen".to_owned()))?;
-    let (window, size) = (args.window, args.size);
-    let sender = {
-        let clock = clock.clone();
-        on_own_thread("bare-chat-sender", async move {
-            let fail = |e: String| CliError::Failed(format!("bare sender: {e}"));
-            let db = database(data.path(), "sender").await?;
-            let mut session = sending;
-            let mut swarm = subscribed(&[&there, &back])?;
-            swarm.dial(addr).map_err(|e| fail(e.to_string()))?;
-            let setup = tokio::time::Instant::now() + SETUP;
-            while swarm.behaviour().mesh_peers(&there.hash()).count() == 0
-                || swarm.behaviour().mesh_peers(&back.hash()).count() == 0
-            {
-                tokio::time::timeout_at(setup, swarm.select_next_some())
-                    .await
-                    .map_err(|_| fail("no mesh within 20 s".to_owned()))?;
-            }
-            let started = Instant::now();
-            let deadline = tokio::time::Instant::now() + RUN_LIMIT;
-            let (mut sent, mut acked) = (0, 0);
-            while acked < n {
-                let mut sealed = 0;
-                while sent < n && sent - acked < window {
-                    let message = session
-                        .encrypt(clock.text(sent, size).as_bytes())
-                        .map_err(|e| fail(e.to_string()))?;
-                    publish(&mut swarm, &there, message.to_bytes()).await?;
-                    sent += 1;
-                    sealed += 1;
-                }
-                if sealed > 0 {
-                    save(&db, &[], &session.to_bytes()).await?;
-                }
-                let ready = events(&mut swarm, deadline, BATCH).await?;
-                let mut opened = 0;
-                for data in messages(&mut swarm, ready) {
-                    let receipt = murmur_crypto::Message::from_bytes(&data)
-                        .map_err(|e| fail(e.to_string()))?;
-                    opened += session
-                        .decrypt(&receipt)
-                        .map_err(|e| fail(e.to_string()))?
-                        .len()
-                        / 8;
-                }
-                if opened > 0 {
-                    save(&db, &[], &session.to_bytes()).await?;
-                    acked += opened;
-                }
-            }
-            Ok(started.elapsed())
-        })
-    };
-    let elapsed = sender.await?;
-    receiver.await?;
-    clock.report(n, elapsed)
-}
-
-/// Publishes `bytes` on `topic`, letting the swarm drain its queue while
-/// it is full.
-pub(crate) async fn publish(
-    swarm: &mut Swarm<gossipsub::Behaviour>,
-    topic: &IdentTopic,
-    bytes: Vec<u8>,
-) -> Result<(), CliError> {
-    loop {
-        match swarm.behaviour_mut().publish(topic.clone(), bytes.clone()) {
-            Ok(_) => return Ok(()),
-            Err(gossipsub::PublishError::AllQueuesFull(_)) => {
-                let _ = swarm.select_next_some().await;
-            }
-            Err(e) => return Err(CliError::Failed(format!("bare publish: {e}"))),
-        }
     }
 }

@@ -30,7 +30,8 @@ use tokio::sync::Notify;
 use crate::{
     bench::{start_node, RUN_LIMIT, SETUP},
     bench_bare::{events, listening, messages, on_own_thread, subscribed, tell_address},
-    bench_chat::{database, publish, save, Args, Clock, Report, BATCH},
+    bench_chat::{Args, Clock, Report, BATCH},
+    bench_chat_bare::{database, publish, save},
     error::CliError,
 };
 

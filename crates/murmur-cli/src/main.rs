@@ -9,6 +9,7 @@ use tracing_subscriber::{filter::LevelFilter, EnvFilter};
 mod bench;
 mod bench_bare;
 mod bench_chat;
+mod bench_chat_bare;
 mod bench_group;
 mod bench_scale;
 mod bench_serve;

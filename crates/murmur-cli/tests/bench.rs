@@ -121,7 +121,8 @@ fn the_strangers_benchmark_measures_the_contact_through_a_flood() {
 
 /// `murmur bench chat`, two rounds of a hundred messages, 1:1 and in a
 /// group of five (three offline): every message reaches the inbox (and in
-/// 1:1 is acknowledged), in every run (each fails otherwise).
+/// 1:1 is acknowledged), in every run (each fails otherwise), the bare
+/// run with sealed-sender envelopes included.
 #[test]
 fn the_chat_benchmark_delivers_and_acknowledges_every_message_both_ways() {
     let report: serde_json::Value = serde_json::from_str(&bench(&[
@@ -135,7 +136,7 @@ fn the_chat_benchmark_delivers_and_acknowledges_every_message_both_ways() {
         "--json",
     ]))
     .expect("one JSON object on stdout");
-    for runs in [&report, &report["group"]] {
+    for runs in [&report, &report["sealed_sender"], &report["group"]] {
         let rounds = runs["rounds"].as_array().expect("rounds");
         assert_eq!(rounds.len(), 2);
         for round in rounds {

@@ -1,0 +1,304 @@
+//! The bare composition beside `murmur bench chat`'s 1:1 runs: two
+//! rust-libp2p gossipsub swarms, a Double Ratchet session of
+//! `murmur-crypto` used directly, and sqlx writes of the messages and the
+//! session state in batches, with a receipt back for every batch read at
+//! once, as murmur acknowledges what its lane read. Nothing of murmur's is
+//! on the path but the ratchet, and, in the second variant, its
+//! sealed-sender envelope around each ratchet message: the public-key work
+//! that hides who writes to whom, without murmur's stages.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt as _;
+
+use libp2p::{
+    gossipsub::{self, IdentTopic},
+    Swarm,
+};
+use murmur_crypto::{
+    envelope, x3dh, Account, Ciphertext, Installation, Limits, Message, PrekeyPolicy, PublicKey,
+    Session,
+};
+
+use crate::{
+    bench::{RUN_LIMIT, SETUP},
+    bench_bare::{events, listening, messages, on_own_thread, subscribed, tell_address},
+    bench_chat::{Args, Clock, Report, BATCH},
+    error::CliError,
+};
+
+/// What travels: the ratchet message as it is, or sealed for the other
+/// side's device as murmur sends every pairwise message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wrap {
+    Plain,
+    Sealed,
+}
+
+/// One side of the bare composition: its device, and the other side's
+/// identity key (what a sealed envelope is sealed to).
+struct End {
+    session: Session,
+    ours: Installation,
+    theirs: PublicKey,
+    wrap: Wrap,
+}
+
+impl End {
+    fn seal(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, CliError> {
+        let message = self
+            .session
+            .encrypt(plaintext)
+            .map_err(|e| CliError::Failed(format!("bare seal: {e}")))?;
+        Ok(match self.wrap {
+            Wrap::Plain => message.to_bytes(),
+            Wrap::Sealed => envelope::seal(
+                &self.theirs,
+                (self.ours.account(), self.ours.device()),
+                &Ciphertext::Message(message),
+            ),
+        })
+    }
+
+    /// The plaintext, and the ratchet message's version and header: unique
+    /// within the session.
+    fn open(&mut self, data: &[u8]) -> Result<(Vec<u8>, Vec<u8>), CliError> {
+        let fail = |e: String| CliError::Failed(format!("bare open: {e}"));
+        let message = match self.wrap {
+            Wrap::Plain => Message::from_bytes(data).map_err(|e| fail(e.to_string()))?,
+            Wrap::Sealed => match envelope::open(&self.ours, data)
+                .map_err(|e| fail(e.to_string()))?
+                .ciphertext
+            {
+                Ciphertext::Message(m) => m,
+                Ciphertext::Prekey(..) => return Err(fail("a prekey message".to_owned())),
+            },
+        };
+        let bytes = message.to_bytes();
+        let key = bytes[..bytes.len().min(1 + murmur_crypto::Header::LEN)].to_vec();
+        let text = self
+            .session
+            .decrypt(&message)
+            .map_err(|e| fail(e.to_string()))?;
+        Ok((text, key))
+    }
+}
+
+/// Both ends as X3DH leaves them, one message each way: the sender's and
+/// the receiver's.
+fn ends(wrap: Wrap) -> Result<(End, End), CliError> {
+    let fail = |e: String| CliError::Failed(format!("bare sessions: {e}"));
+    let now = murmur_core::now_nanos().unsigned_abs() / 1_000_000_000;
+    let alice = Installation::create(&Account::generate(), PrekeyPolicy::default(), now);
+    let mut bob = Installation::create(&Account::generate(), PrekeyPolicy::default(), now);
+    let mut a = x3dh::initiate(&alice, &bob.bundle(now), Limits::default())
+        .map_err(|e| fail(e.to_string()))?;
+    let Ciphertext::Prekey(init, m) = a.seal(b"hi").map_err(|e| fail(e.to_string()))? else {
+        return Err(fail("the first message is not a prekey message".to_owned()));
+    };
+    let (mut b, _) =
+        x3dh::respond(&mut bob, &init, &m, Limits::default()).map_err(|e| fail(e.to_string()))?;
+    let answer = b.encrypt(b"ok").map_err(|e| fail(e.to_string()))?;
+    a.decrypt(&answer).map_err(|e| fail(e.to_string()))?;
+    let (alice_key, bob_key) = (alice.identity_key(), bob.identity_key());
+    Ok((
+        End {
+            session: a,
+            ours: alice,
+            theirs: bob_key,
+            wrap,
+        },
+        End {
+            session: b,
+            ours: bob,
+            theirs: alice_key,
+            wrap,
+        },
+    ))
+}
+
+/// One side's SQLite database with the archive's schema.
+pub(crate) async fn database(
+    dir: &std::path::Path,
+    name: &str,
+) -> Result<murmur_storage::Database, CliError> {
+    murmur_storage::Database::open(&format!(
+        "sqlite://{}",
+        dir.join(name).join("bare.db").display()
+    ))
+    .await
+    .map_err(|e| CliError::Node(e.into()))
+}
+
+/// Writes `messages` (each its plaintext under a unique key) and the
+/// session's (or chain's) state in one transaction.
+pub(crate) async fn save(
+    db: &murmur_storage::Database,
+    messages: &[(Vec<u8>, Vec<u8>)],
+    state: &[u8],
+) -> Result<(), CliError> {
+    let fail = |e: sqlx::Error| CliError::Failed(format!("bare sqlx: {e}"));
+    let mut tx = db.pool().begin().await.map_err(fail)?;
+    if !messages.is_empty() {
+        let sql = format!(
+            "INSERT INTO messages (hash, pubsub_topic, content_topic, timestamp, message, stored_at) VALUES {} ON CONFLICT (hash) DO NOTHING",
+            murmur_storage::row_placeholders(messages.len(), 6)
+        );
+        let mut q = sqlx::query(&sql);
+        let now = murmur_core::now_nanos();
+        for (hash, bytes) in messages {
+            q = q
+                .bind(hash.clone())
+                .bind("bench")
+                .bind("bench")
+                .bind(now)
+                .bind(bytes.clone())
+                .bind(now);
+        }
+        q.execute(&mut *tx).await.map_err(fail)?;
+    }
+    sqlx::query(
+        "INSERT INTO state (name, value, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+    )
+    .bind("session")
+    .bind(state.to_vec())
+    .bind(murmur_core::now_nanos())
+    .execute(&mut *tx)
+    .await
+    .map_err(fail)?;
+    tx.commit().await.map_err(fail)
+}
+
+/// The same path with nothing of murmur's on it but the ratchet (and
+/// with [`Wrap::Sealed`] the envelope): the receiver opens each message, writes it and the session's state (a batch
+/// of what is ready at once per transaction), then seals and publishes one
+/// receipt for the batch; the sender opens the receipts and writes its
+/// session's state the same way.
+pub(crate) async fn run(args: &Args, wrap: Wrap) -> Result<Report, CliError> {
+    let data = Arc::new(tempfile::tempdir()?);
+    let (sending, receiving) = ends(wrap)?;
+    let (there, back) = (
+        IdentTopic::new("bench-messages"),
+        IdentTopic::new("bench-receipts"),
+    );
+    let clock = Clock::new();
+    let n = args.messages;
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let receiver = {
+        let (clock, data, there, back) = (clock.clone(), data.clone(), there.clone(), back.clone());
+        on_own_thread("bare-chat-receiver", async move {
+            let db = database(data.path(), "receiver").await?;
+            let mut end = receiving;
+            let mut swarm = listening(&[&there, &back])?;
+            let mut addr_tx = Some(addr_tx);
+            let deadline = tokio::time::Instant::now() + RUN_LIMIT;
+            let mut received = 0;
+            while received < n {
+                let ready = events(&mut swarm, deadline, BATCH).await?;
+                tell_address(&ready, &mut addr_tx);
+                let mut opened = Vec::new();
+                for data in messages(&mut swarm, ready) {
+                    let (text, key) = end.open(&data)?;
+                    opened.push((key, text));
+                }
+                if opened.is_empty() {
+                    continue;
+                }
+                save(&db, &opened, &end.session.to_bytes()).await?;
+                // One receipt for the batch, as murmur sends one for what
+                // its lane read at once: each message's first 8 bytes.
+                let mut ids = Vec::with_capacity(8 * opened.len());
+                for (_, text) in &opened {
+                    clock.arrived(std::str::from_utf8(text).unwrap_or_default());
+                    let mut id = [0u8; 8];
+                    let k = 8.min(text.len());
+                    id[..k].copy_from_slice(&text[..k]);
+                    ids.extend_from_slice(&id);
+                }
+                let receipt = end.seal(&ids)?;
+                publish(&mut swarm, &back, receipt).await?;
+                save(&db, &[], &end.session.to_bytes()).await?;
+                received += opened.len();
+            }
+            // The last receipts leave before the swarm goes.
+            let linger = tokio::time::Instant::now() + Duration::from_millis(500);
+            while tokio::time::timeout_at(linger, swarm.select_next_some())
+                .await
+                .is_ok()
+            {}
+            Ok(())
+        })
+    };
+    let addr = addr_rx
+        .await
+        .map_err(|_| CliError::Failed("bare receiver did not listen".to_owned()))?;
+    let (window, size) = (args.window, args.size);
+    let sender = {
+        let clock = clock.clone();
+        on_own_thread("bare-chat-sender", async move {
+            let fail = |e: String| CliError::Failed(format!("bare sender: {e}"));
+            let db = database(data.path(), "sender").await?;
+            let mut end = sending;
+            let mut swarm = subscribed(&[&there, &back])?;
+            swarm.dial(addr).map_err(|e| fail(e.to_string()))?;
+            let setup = tokio::time::Instant::now() + SETUP;
+            while swarm.behaviour().mesh_peers(&there.hash()).count() == 0
+                || swarm.behaviour().mesh_peers(&back.hash()).count() == 0
+            {
+                tokio::time::timeout_at(setup, swarm.select_next_some())
+                    .await
+                    .map_err(|_| fail("no mesh within 20 s".to_owned()))?;
+            }
+            let started = Instant::now();
+            let deadline = tokio::time::Instant::now() + RUN_LIMIT;
+            let (mut sent, mut acked) = (0, 0);
+            while acked < n {
+                let mut sealed = 0;
+                while sent < n && sent - acked < window {
+                    let message = end.seal(clock.text(sent, size).as_bytes())?;
+                    publish(&mut swarm, &there, message).await?;
+                    sent += 1;
+                    sealed += 1;
+                }
+                if sealed > 0 {
+                    save(&db, &[], &end.session.to_bytes()).await?;
+                }
+                let ready = events(&mut swarm, deadline, BATCH).await?;
+                let mut opened = 0;
+                for data in messages(&mut swarm, ready) {
+                    opened += end.open(&data)?.0.len() / 8;
+                }
+                if opened > 0 {
+                    save(&db, &[], &end.session.to_bytes()).await?;
+                    acked += opened;
+                }
+            }
+            Ok(started.elapsed())
+        })
+    };
+    let elapsed = sender.await?;
+    receiver.await?;
+    clock.report(n, elapsed)
+}
+
+/// Publishes `bytes` on `topic`, letting the swarm drain its queue while
+/// it is full.
+pub(crate) async fn publish(
+    swarm: &mut Swarm<gossipsub::Behaviour>,
+    topic: &IdentTopic,
+    bytes: Vec<u8>,
+) -> Result<(), CliError> {
+    loop {
+        match swarm.behaviour_mut().publish(topic.clone(), bytes.clone()) {
+            Ok(_) => return Ok(()),
+            Err(gossipsub::PublishError::AllQueuesFull(_)) => {
+                let _ = swarm.select_next_some().await;
+            }
+            Err(e) => return Err(CliError::Failed(format!("bare publish: {e}"))),
+        }
+    }
+}
