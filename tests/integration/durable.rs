@@ -1,12 +1,18 @@
 //! The durable inbox over real nodes: a subscriber that falls behind reads
 //! on from the database where a live inbox misses; a position saved is
 //! where a restarted node resumes; a message sent again under its id is
-//! kept once.
+//! kept once; a receipt that never reached the outbox is sent after a
+//! restart.
 
 use std::{collections::BTreeSet, time::Duration};
 
 use libp2p::identity::Keypair;
-use murmur::node::{chat::MessageId, Builder, Node};
+use murmur::node::{
+    chat::{DeliveryState, MessageId},
+    Builder, Node,
+};
+use murmur_core::storage;
+use murmur_test_kit::{gate, Valve};
 
 use crate::support::{befriend, eventually, loopback_config, meshed_for, WAIT};
 
@@ -308,4 +314,76 @@ async fn a_group_message_ahead_of_what_the_store_brings_back_is_held_until_it_op
     );
     let away: BTreeSet<_> = texts[..AWAY].iter().cloned().collect();
     assert_eq!(away.len(), AWAY, "every message from the store, once");
+}
+
+/// A node on its default SQLite storage, whose outbox entries pass a gate
+/// (open until the test closes it).
+async fn gated_outbox(dir: &std::path::Path, key: &Keypair, peer: &Node) -> (Node, Valve) {
+    let mut config = loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
+    config.network.peers = vec![crate::support::addr(peer, false).parse().unwrap()];
+    let (valve_tx, valve) = tokio::sync::oneshot::channel();
+    let node = Builder::new(config)
+        .with_keypair(key.clone())
+        .with_storage(move |config| async move {
+            let db = murmur_storage::Database::open(&config.store_url()).await?;
+            let inner = storage::Handle::from(murmur_storage::Storage::start(db));
+            let (enqueue, valve) = gate(inner.enqueue.clone(), || {
+                Err(storage::Error::Backend(
+                    "the storage stage is gone".to_owned(),
+                ))
+            });
+            valve.open();
+            let _ = valve_tx.send(valve);
+            Ok(storage::Handle { enqueue, ..inner })
+        })
+        .start()
+        .await
+        .unwrap();
+    (node, valve.await.unwrap())
+}
+
+/// Bob reads a message and stops while his receipt for it is still on its
+/// way to his outbox. The plaintext he kept for it must outlive that
+/// moment: his next start hands it on again (his inbox already has it) and
+/// sends the receipt then. Had it been let go first, Alice would never see
+/// the message acknowledged.
+#[actix_rt::test]
+async fn a_receipt_that_never_reached_the_outbox_is_sent_after_a_restart() {
+    let dirs = [(); 2].map(|_| tempfile::tempdir().unwrap());
+    let (alice_key, bob_key) = (Keypair::generate_secp256k1(), Keypair::generate_secp256k1());
+    let alice = node(dirs[0].path(), &alice_key, None).await;
+    let (bob, mut valve) = gated_outbox(dirs[1].path(), &bob_key, &alice).await;
+    let bob_id = befriend(&alice, &bob).await;
+    meshed_for(&alice, bob_id).await;
+    let mut inbox = bob.inbox().await.unwrap();
+    let chat = alice.conversation(bob_id);
+    let mut first = chat.send_text("first").await.unwrap();
+    assert!(matches!(
+        first.acknowledged(WAIT).await,
+        DeliveryState::Acknowledged { .. }
+    ));
+    assert!(inbox.recv_timeout(WAIT).await.is_some());
+
+    valve.close();
+    let mut second = chat.send_text("second").await.unwrap();
+    let read = inbox.recv_timeout(WAIT).await.expect("Bob reads it");
+    assert_eq!(read.text(), Some("second"));
+    // His receipt for it waits at the gate; he stops there.
+    valve.holding(1).await;
+    bob.go_offline().await.unwrap();
+    drop((inbox, bob));
+    assert!(!matches!(
+        second.state(),
+        DeliveryState::Acknowledged { .. }
+    ));
+
+    let _bob = node(dirs[1].path(), &bob_key, Some(&alice)).await;
+    assert!(
+        matches!(
+            second.acknowledged(WAIT).await,
+            DeliveryState::Acknowledged { .. }
+        ),
+        "the receipt never came: {:?}",
+        second.state()
+    );
 }

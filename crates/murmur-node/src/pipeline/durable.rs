@@ -145,17 +145,46 @@ impl Pipeline {
     }
 
     /// Lets go of the kept plaintexts of what was handled.
+    ///
+    /// The receipts owed for them are sent first, and a pairwise message's
+    /// plaintext goes only once every receipt sent before is in the outbox:
+    /// a process that dies sooner handles the message again at start (the
+    /// durable inbox keeps it once) and sends its receipt then. When the
+    /// work beside the mailbox has no room, the mailbox would wait for
+    /// this, and a receipt may wait for the mailbox: they wait for the next
+    /// time.
     pub(super) fn let_go(&mut self, ctx: &mut Context<Self>) {
+        self.send_receipts(None, ctx);
+        let room = self.background.has_room();
         let Some(chat) = self.chat.as_mut() else {
             return;
         };
-        let crypto = std::mem::take(&mut chat.owed.crypto);
+        let crypto = if room {
+            std::mem::take(&mut chat.owed.crypto)
+        } else {
+            Vec::new()
+        };
+        let sending = if room {
+            std::mem::take(&mut chat.owed.sending)
+        } else {
+            Vec::new()
+        };
         let group = std::mem::take(&mut chat.owed.group);
         let handled = chat.crypto.handled.clone();
         let groups = chat.groups.clone();
         if !crypto.is_empty() {
-            let let_go =
-                async move { Ok::<_, Error>(handled.send(crypto::Handled(crypto)).await??) };
+            let let_go = async move {
+                for receipt in sending {
+                    if receipt.await != Ok(true) {
+                        tracing::warn!(
+                            "a receipt did not reach the outbox: its messages' plaintexts \
+                             are kept, and handled again at the next start"
+                        );
+                        return Ok(());
+                    }
+                }
+                Ok::<_, Error>(handled.send(crypto::Handled(crypto)).await??)
+            };
             self.background(ctx, "letting handled plaintexts go", let_go);
         }
         if let (false, Some(groups)) = (group.is_empty(), groups) {

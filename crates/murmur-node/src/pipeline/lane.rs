@@ -22,6 +22,12 @@ pub(super) const OWED: usize = 64;
 #[derive(Default)]
 pub(super) struct Owed {
     pub(super) receipts: HashMap<AccountId, Vec<MessageId>>,
+    /// Receipts sent and not yet in the outbox: each answers whether it
+    /// got there. Kept plaintexts are let go only once the receipts sent
+    /// before them are in the outbox, so that a process that dies between
+    /// the two handles the messages again at start and sends their
+    /// receipts then.
+    pub(super) sending: Vec<tokio::sync::oneshot::Receiver<bool>>,
     pub(super) crypto: Vec<MessageHash>,
     pub(super) group: Vec<MessageHash>,
     /// Whether the lane is being driven now; outside it nothing waits.
@@ -159,8 +165,8 @@ impl Pipeline {
             }
             self.driving(false);
             if still == 0 {
-                // The lane ran dry: what it handled is settled.
-                self.send_receipts(None, ctx);
+                // The lane ran dry: what it handled is settled (receipts
+                // first, see `let_go`).
                 self.let_go(ctx);
             }
             return;
@@ -238,6 +244,7 @@ impl Pipeline {
             chat.sharding.clone(),
             chat.outbox.clone(),
         );
+        let mut sending = Vec::with_capacity(owed.len());
         for (sender, ids) in owed {
             let publish = publish_sealed(
                 seal.clone(),
@@ -246,7 +253,16 @@ impl Pipeline {
                 outbox.clone(),
                 publisher.clone(),
             );
-            self.background(ctx, "a receipt", publish);
+            let (sent, landed) = tokio::sync::oneshot::channel();
+            sending.push(landed);
+            self.background(ctx, "a receipt", async move {
+                let published = publish.await;
+                let _ = sent.send(published.is_ok());
+                published
+            });
+        }
+        if let Some(chat) = self.chat.as_mut() {
+            chat.owed.sending.append(&mut sending);
         }
     }
 }
