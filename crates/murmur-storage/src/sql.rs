@@ -13,6 +13,7 @@ use sqlx::{
 };
 use thiserror::Error;
 
+mod fresh;
 mod lease;
 mod outbox;
 mod script;
@@ -175,76 +176,6 @@ impl Sql {
             superseded: Default::default(),
             fence: lease::Fence::default(),
         })
-    }
-
-    /// Creates a new, uniquely named database on the PostgreSQL server at
-    /// `server_url`; answers its URL.
-    pub(crate) async fn create_fresh(server_url: &str) -> Result<String, OpenError> {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-
-        sqlx::any::install_default_drivers();
-        let masked = mask(server_url);
-        let name = format!(
-            "murmur_test_{}_{}_{}",
-            std::process::id(),
-            now_nanos(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let admin = AnyPoolOptions::new()
-            .max_connections(1)
-            .connect(server_url)
-            .await
-            .map_err(|e| OpenError::Connect {
-                url: masked.clone(),
-                reason: e.to_string(),
-            })?;
-        admin
-            .execute(format!("CREATE DATABASE {name}").as_str())
-            .await
-            .map_err(|e| OpenError::Connect {
-                url: masked,
-                reason: e.to_string(),
-            })?;
-        admin.close().await;
-        let (base, query) = match server_url.split_once('?') {
-            Some((b, q)) => (b, format!("?{q}")),
-            None => (server_url, String::new()),
-        };
-        let root = base.rsplit_once('/').map_or(base, |(root, _)| root);
-        Ok(format!("{root}/{name}{query}"))
-    }
-
-    /// Drops a database [`Sql::create_fresh`] made on the server at
-    /// `server_url`, given its URL; any other database is left alone.
-    pub(crate) async fn drop_fresh(server_url: &str, fresh_url: &str) -> Result<(), OpenError> {
-        let masked = mask(server_url);
-        let failed = |reason: String| OpenError::Connect {
-            url: masked.clone(),
-            reason,
-        };
-        let name = fresh_url
-            .split('?')
-            .next()
-            .and_then(|base| base.rsplit_once('/'))
-            .map(|(_, name)| name)
-            .filter(|name| {
-                name.starts_with("murmur_test_")
-                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            })
-            .ok_or_else(|| failed("not a database create_fresh made".to_owned()))?;
-        sqlx::any::install_default_drivers();
-        let admin = AnyPoolOptions::new()
-            .max_connections(1)
-            .connect(server_url)
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        let dropped = admin
-            .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-            .await
-            .map_err(|e| failed(e.to_string()));
-        admin.close().await;
-        dropped.map(drop)
     }
 
     /// Archives a message; `false` if its hash was there already or it is ephemeral.

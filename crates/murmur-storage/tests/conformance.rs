@@ -88,6 +88,43 @@ mod postgres {
             .await
             .expect("the server's own database is still there");
     }
+
+    /// What test runs leave on a developer's server goes: a fresh database
+    /// made more than six hours ago is dropped when the next one is made,
+    /// and one made just before stays.
+    #[actix_rt::test]
+    async fn making_a_fresh_database_drops_those_left_from_long_ago() {
+        let server = std::env::var("TEST_POSTGRES_URL").expect(
+            "TEST_POSTGRES_URL must name a PostgreSQL server for these tests; .ci/run sets one up",
+        );
+        // Made in 1970 by process 1, as its name says.
+        let old = "murmur_test_1_1000_0";
+        sqlx::any::install_default_drivers();
+        let admin = sqlx::AnyPool::connect(&server).await.expect("connects");
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {old}"))
+            .execute(&admin)
+            .await
+            .expect("drops a leftover of an earlier run of this test");
+        sqlx::query(&format!("CREATE DATABASE {old}"))
+            .execute(&admin)
+            .await
+            .expect("creates");
+        let recent = Database::create_fresh(&server).await.expect("creates");
+        let newest = Database::create_fresh(&server).await.expect("creates");
+        let left: Vec<String> = sqlx::query_scalar(
+            "SELECT datname::text FROM pg_database WHERE datname LIKE 'murmur_test_%'",
+        )
+        .fetch_all(&admin)
+        .await
+        .expect("lists");
+        admin.close().await;
+        assert!(!left.iter().any(|name| name == old), "{left:?}");
+        for url in [&recent, &newest] {
+            let name = url.rsplit_once('/').expect("a database name").1;
+            assert!(left.iter().any(|n| n == name), "{name} went: {left:?}");
+            Database::drop_fresh(&server, url).await.expect("dropped");
+        }
+    }
 }
 
 /// A flood of saves past every bound on the way (the stage's mailbox of
