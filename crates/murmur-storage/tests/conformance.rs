@@ -97,8 +97,9 @@ mod postgres {
         let server = std::env::var("TEST_POSTGRES_URL").expect(
             "TEST_POSTGRES_URL must name a PostgreSQL server for these tests; .ci/run sets one up",
         );
-        // Made in 1970 by process 1, as its name says.
-        let old = "murmur_test_1_1000_0";
+        // Made in 1970, as its name says (by this process, so that two
+        // runs of this test on one server do not meet).
+        let old = format!("murmur_test_{}_1000_0", std::process::id());
         sqlx::any::install_default_drivers();
         let admin = sqlx::AnyPool::connect(&server).await.expect("connects");
         sqlx::query(&format!("DROP DATABASE IF EXISTS {old}"))
@@ -118,7 +119,7 @@ mod postgres {
         .await
         .expect("lists");
         admin.close().await;
-        assert!(!left.iter().any(|name| name == old), "{left:?}");
+        assert!(!left.iter().any(|name| *name == old), "{left:?}");
         for url in [&recent, &newest] {
             let name = url.rsplit_once('/').expect("a database name").1;
             assert!(left.iter().any(|n| n == name), "{name} went: {left:?}");

@@ -147,45 +147,40 @@ impl Pipeline {
     /// Lets go of the kept plaintexts of what was handled.
     ///
     /// The receipts owed for them are sent first, and a pairwise message's
-    /// plaintext goes only once every receipt sent before is in the outbox:
-    /// a process that dies sooner handles the message again at start (the
-    /// durable inbox keeps it once) and sends its receipt then. When the
-    /// work beside the mailbox has no room, the mailbox would wait for
-    /// this, and a receipt may wait for the mailbox: they wait for the next
-    /// time.
+    /// plaintext goes only once every receipt sent before it is done: in
+    /// the outbox, or failed (and logged). A process that dies sooner
+    /// handles the message again at start (the durable inbox keeps it
+    /// once) and sends its receipt then. The wait is the actor's own
+    /// future beside the mailbox, not work in the bounded queue, whose
+    /// slots the receipts' publishing may need.
     pub(super) fn let_go(&mut self, ctx: &mut Context<Self>) {
         self.send_receipts(None, ctx);
-        let room = self.background.has_room();
         let Some(chat) = self.chat.as_mut() else {
             return;
         };
-        let crypto = if room {
-            std::mem::take(&mut chat.owed.crypto)
-        } else {
-            Vec::new()
-        };
-        let sending = if room {
-            std::mem::take(&mut chat.owed.sending)
-        } else {
-            Vec::new()
-        };
         let group = std::mem::take(&mut chat.owed.group);
-        let handled = chat.crypto.handled.clone();
         let groups = chat.groups.clone();
-        if !crypto.is_empty() {
+        if !chat.owed.crypto.is_empty() {
+            let crypto = std::mem::take(&mut chat.owed.crypto);
+            let sending = std::mem::take(&mut chat.owed.sending);
+            let handled = chat.crypto.handled.clone();
             let let_go = async move {
                 for receipt in sending {
-                    if receipt.await != Ok(true) {
+                    if receipt.await.is_err() {
                         tracing::warn!(
-                            "a receipt did not reach the outbox: its messages' plaintexts \
+                            "a receipt's sending stopped unfinished: its messages' plaintexts \
                              are kept, and handled again at the next start"
                         );
-                        return Ok(());
+                        return;
                     }
                 }
-                Ok::<_, Error>(handled.send(crypto::Handled(crypto)).await??)
+                match handled.send(crypto::Handled(crypto)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "handled plaintexts not let go"),
+                    Err(e) => tracing::warn!(error = %e, "handled plaintexts not let go"),
+                }
             };
-            self.background(ctx, "letting handled plaintexts go", let_go);
+            ctx.spawn(let_go.into_actor(self));
         }
         if let (false, Some(groups)) = (group.is_empty(), groups) {
             let let_go =

@@ -22,12 +22,12 @@ pub(super) const OWED: usize = 64;
 #[derive(Default)]
 pub(super) struct Owed {
     pub(super) receipts: HashMap<AccountId, Vec<MessageId>>,
-    /// Receipts sent and not yet in the outbox: each answers whether it
-    /// got there. Kept plaintexts are let go only once the receipts sent
-    /// before them are in the outbox, so that a process that dies between
-    /// the two handles the messages again at start and sends their
+    /// Receipts being sent: each answers once it is in the outbox (or
+    /// failed, which is logged). Kept plaintexts are let go only once the
+    /// receipts sent before them are done, so that a process that dies
+    /// between the two handles the messages again at start and sends their
     /// receipts then.
-    pub(super) sending: Vec<tokio::sync::oneshot::Receiver<bool>>,
+    pub(super) sending: Vec<tokio::sync::oneshot::Receiver<()>>,
     pub(super) crypto: Vec<MessageHash>,
     pub(super) group: Vec<MessageHash>,
     /// Whether the lane is being driven now; outside it nothing waits.
@@ -226,7 +226,6 @@ impl Pipeline {
     /// or of every sender owed one): under load many messages share a
     /// receipt, and so its sealing, publishing and archiving on both sides.
     pub(super) fn send_receipts(&mut self, only: Option<AccountId>, ctx: &mut Context<Self>) {
-        let publisher = self.mailbox(ctx).publisher();
         let Some(chat) = self.chat.as_mut() else {
             return;
         };
@@ -246,18 +245,21 @@ impl Pipeline {
         );
         let mut sending = Vec::with_capacity(owed.len());
         for (sender, ids) in owed {
+            // Asked for each receipt: one the mailbox itself waits for (no
+            // room beside it) must not publish through the mailbox.
+            let publisher = self.mailbox(ctx).publisher();
             let publish = publish_sealed(
                 seal.clone(),
                 crypto::Seal::new(sender, chat::encode_receipt(&ids)),
                 sharding.clone(),
                 outbox.clone(),
-                publisher.clone(),
+                publisher,
             );
-            let (sent, landed) = tokio::sync::oneshot::channel();
-            sending.push(landed);
+            let (done, finished) = tokio::sync::oneshot::channel();
+            sending.push(finished);
             self.background(ctx, "a receipt", async move {
                 let published = publish.await;
-                let _ = sent.send(published.is_ok());
+                let _ = done.send(());
                 published
             });
         }
