@@ -184,6 +184,30 @@ impl Recent {
     }
 }
 
+/// Where envelopes are published through: the pipeline, and who drives
+/// each publish once the pipeline handed it on.
+#[derive(Clone)]
+pub(crate) struct Publisher {
+    pub(crate) addr: Addr<Pipeline>,
+    /// The caller is work beside the mailbox, which drives its publishes
+    /// itself. Handed to that same bounded runner instead, each would wait
+    /// for a slot that the work waiting for it may hold: with every slot
+    /// so held (a receipt to each of 256 senders at once), none would end.
+    pub(crate) beside: bool,
+}
+
+impl Publisher {
+    /// For a caller that awaits the publish (an application's send): the
+    /// pipeline runs it beside its mailbox, so that it completes even if
+    /// the caller stops waiting.
+    pub(crate) fn caller(addr: Addr<Pipeline>) -> Self {
+        Self {
+            addr,
+            beside: false,
+        }
+    }
+}
+
 /// The pipeline's mailbox as background work reaches it (see
 /// [`Pipeline::mailbox`]).
 #[derive(Clone)]
@@ -199,9 +223,13 @@ impl Mailbox {
         Self { addr, wait: true }
     }
 
-    /// The address to publish through, if the work may wait for it.
-    pub(crate) fn publisher(&self) -> Option<Addr<Pipeline>> {
-        self.wait.then(|| self.addr.clone())
+    /// The pipeline to publish through, if the work may wait for it. The
+    /// work drives each publish itself ([`Publisher`]).
+    pub(crate) fn publisher(&self) -> Option<Publisher> {
+        self.wait.then(|| Publisher {
+            addr: self.addr.clone(),
+            beside: true,
+        })
     }
 
     /// Hands `msg` to the pipeline: waiting for room and for the answer if

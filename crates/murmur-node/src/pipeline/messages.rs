@@ -152,6 +152,8 @@ pub(crate) struct Outbound {
     /// Answer only once the message is in the outbox, even if the network
     /// took it sooner (see [`publish_durably`]).
     pub(crate) durably: bool,
+    /// The caller drives the publish itself ([`Publisher`]).
+    pub(crate) beside: bool,
 }
 
 /// The rest of a publish the pipeline has handed on: the outbox's and the
@@ -164,7 +166,7 @@ pub(crate) async fn publish(
     pipeline: &Addr<Pipeline>,
     outgoing: Outgoing,
 ) -> Result<crate::Publication, Error> {
-    outbound(pipeline, outgoing, false).await
+    outbound(&Publisher::caller(pipeline.clone()), outgoing, false).await
 }
 
 /// Publishes through `pipeline`; answers once the message is in the
@@ -174,18 +176,27 @@ pub(crate) async fn publish(
 /// the reply. A raw publish answers as soon as the network took it, which
 /// is as fast as the relay allows; its guarantee is its acknowledgement.
 pub(crate) async fn publish_durably(
-    pipeline: &Addr<Pipeline>,
+    pipeline: &Publisher,
     outgoing: Outgoing,
 ) -> Result<crate::Publication, Error> {
     outbound(pipeline, outgoing, true).await
 }
 
 async fn outbound(
-    pipeline: &Addr<Pipeline>,
+    pipeline: &Publisher,
     outgoing: Outgoing,
     durably: bool,
 ) -> Result<crate::Publication, Error> {
-    pipeline.send(Outbound { outgoing, durably }).await??.await
+    let beside = pipeline.beside;
+    pipeline
+        .addr
+        .send(Outbound {
+            outgoing,
+            durably,
+            beside,
+        })
+        .await??
+        .await
 }
 
 impl Handler<Outbound> for Pipeline {
@@ -193,7 +204,7 @@ impl Handler<Outbound> for Pipeline {
 
     fn handle(&mut self, msg: Outbound, ctx: &mut Context<Self>) -> Self::Result {
         let published = supervise::guard(self, ctx, |this, ctx| {
-            this.publish(msg.outgoing, msg.durably, ctx)
+            this.publish(msg.outgoing, msg.durably, msg.beside, ctx)
         });
         MessageResult(published.unwrap_or_else(|p| Err(p.into())))
     }
@@ -204,6 +215,7 @@ impl Pipeline {
         &mut self,
         outgoing: Outgoing,
         durably: bool,
+        beside: bool,
         ctx: &mut Context<Self>,
     ) -> Result<Published, Error> {
         let mut outgoing = self.run_hooks(
@@ -238,8 +250,9 @@ impl Pipeline {
             durably,
         }
         .run();
-        if !self.background.has_room() {
-            // Too much beside the mailbox: the caller's wait does it.
+        if beside || !self.background.has_room() {
+            // Work beside the mailbox drives it itself; and with too much
+            // beside the mailbox, the caller's wait does it.
             return Ok(Box::pin(publishing));
         }
         let (answer, answered) = tokio::sync::oneshot::channel();
@@ -479,7 +492,7 @@ impl Handler<SendChat> for Pipeline {
                 seal,
                 chat.sharding.clone(),
                 chat.outbox.clone(),
-                Some(ctx.address()),
+                Some(Publisher::caller(ctx.address())),
             );
             Box::pin(async move {
                 match publish.await {

@@ -346,7 +346,7 @@ pub(crate) async fn publish_sealed(
     seal: crypto::Seal,
     sharding: Sharding,
     outbox: Outbox,
-    pipeline: Option<Addr<Pipeline>>,
+    pipeline: Option<Publisher>,
 ) -> Result<Outcome, Error> {
     let sealed = crypto.send(seal).await??;
     publish_all(sealed, sharding, outbox, pipeline).await
@@ -362,7 +362,7 @@ pub(crate) async fn publish_all(
     sealed: Vec<crypto::Sealed>,
     sharding: Sharding,
     outbox: Outbox,
-    pipeline: Option<Addr<Pipeline>>,
+    pipeline: Option<Publisher>,
 ) -> Result<Outcome, Error> {
     let mut outcome = Outcome::default();
     let mut dropped = None;
@@ -543,7 +543,7 @@ impl Handler<PublishEnvelopes> for Pipeline {
                 msg.0,
                 chat.sharding.clone(),
                 chat.outbox.clone(),
-                Some(ctx.address()),
+                Some(Publisher::caller(ctx.address())),
             ))
         }) {
             Ok(future) => future,
