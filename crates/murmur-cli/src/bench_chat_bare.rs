@@ -63,7 +63,7 @@ impl End {
         })
     }
 
-    /// The plaintext, and the ratchet message's version and header: unique
+    /// The plaintext, and the message's ratchet key and index: unique
     /// within the session.
     fn open(&mut self, data: &[u8]) -> Result<(Vec<u8>, Vec<u8>), CliError> {
         let fail = |e: String| CliError::Failed(format!("bare open: {e}"));
@@ -77,8 +77,9 @@ impl End {
                 Ciphertext::Prekey(..) => return Err(fail("a prekey message".to_owned())),
             },
         };
-        let bytes = message.to_bytes();
-        let key = bytes[..bytes.len().min(1 + murmur_crypto::Header::LEN)].to_vec();
+        let header = &message.header;
+        let mut key = header.ratchet_key.as_bytes().to_vec();
+        key.extend_from_slice(&header.index.to_be_bytes());
         let text = self
             .session
             .decrypt(&message)

@@ -26,6 +26,7 @@ mod durable;
 mod effects;
 mod gaps;
 mod lane;
+mod mailbox;
 mod messages;
 mod outbox;
 mod outcome;
@@ -37,6 +38,7 @@ mod requests;
 pub(crate) use durable::{AddDurable, AttachInbox, Newest, Position, Which};
 use durable::{Journal, Tap};
 pub(crate) use gaps::EARLIER;
+pub(crate) use mailbox::{publish, publish_durably, Mailbox, Publisher};
 pub(crate) use messages::*;
 pub(crate) use outbox::*;
 pub(crate) use outcome::Outcome;
@@ -181,72 +183,6 @@ impl Recent {
 
     fn contains(&self, hash: &MessageHash) -> bool {
         self.set.contains(hash)
-    }
-}
-
-/// Where envelopes are published through: the pipeline, and who drives
-/// each publish once the pipeline handed it on.
-#[derive(Clone)]
-pub(crate) struct Publisher {
-    pub(crate) addr: Addr<Pipeline>,
-    /// The caller is work beside the mailbox, which drives its publishes
-    /// itself. Handed to that same bounded runner instead, each would wait
-    /// for a slot that the work waiting for it may hold: with every slot
-    /// so held (a receipt to each of 256 senders at once), none would end.
-    pub(crate) beside: bool,
-}
-
-impl Publisher {
-    /// For a caller that awaits the publish (an application's send): the
-    /// pipeline runs it beside its mailbox, so that it completes even if
-    /// the caller stops waiting.
-    pub(crate) fn caller(addr: Addr<Pipeline>) -> Self {
-        Self {
-            addr,
-            beside: false,
-        }
-    }
-}
-
-/// The pipeline's mailbox as background work reaches it (see
-/// [`Pipeline::mailbox`]).
-#[derive(Clone)]
-pub(crate) struct Mailbox {
-    addr: Addr<Pipeline>,
-    /// Whether the work may wait for the mailbox's answers.
-    wait: bool,
-}
-
-impl Mailbox {
-    /// For work nobody in the mailbox waits for: it may always wait.
-    pub(crate) fn waiting(addr: Addr<Pipeline>) -> Self {
-        Self { addr, wait: true }
-    }
-
-    /// The pipeline to publish through, if the work may wait for it. The
-    /// work drives each publish itself ([`Publisher`]).
-    pub(crate) fn publisher(&self) -> Option<Publisher> {
-        self.wait.then(|| Publisher {
-            addr: self.addr.clone(),
-            beside: true,
-        })
-    }
-
-    /// Hands `msg` to the pipeline: waiting for room and for the answer if
-    /// the work may, else only if there is room now (`None` then).
-    pub(crate) async fn ask<M>(&self, msg: M) -> Result<Option<M::Result>, Error>
-    where
-        M: actix::Message + Send + 'static,
-        M::Result: Send,
-        Pipeline: Handler<M>,
-    {
-        if self.wait {
-            return Ok(Some(self.addr.send(msg).await?));
-        }
-        self.addr
-            .try_send(msg)
-            .map(|()| None)
-            .map_err(|_| Error::Busy("the pipeline's mailbox is full"))
     }
 }
 

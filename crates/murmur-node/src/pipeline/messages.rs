@@ -160,45 +160,6 @@ pub(crate) struct Outbound {
 /// transport's answers, and, on an archiving node, the message's archiving.
 pub(crate) type Published = Pin<Box<dyn Future<Output = Result<crate::Publication, Error>> + Send>>;
 
-/// Publishes through `pipeline`; answers once the message is durable:
-/// taken by the network, or else in the outbox.
-pub(crate) async fn publish(
-    pipeline: &Addr<Pipeline>,
-    outgoing: Outgoing,
-) -> Result<crate::Publication, Error> {
-    outbound(&Publisher::caller(pipeline.clone()), outgoing, false).await
-}
-
-/// Publishes through `pipeline`; answers once the message is in the
-/// outbox, whether or not the network took it. Chat envelopes go so: a
-/// process that dies before the bytes left publishes the envelope again at
-/// start, and a bot that committed its position after a reply cannot lose
-/// the reply. A raw publish answers as soon as the network took it, which
-/// is as fast as the relay allows; its guarantee is its acknowledgement.
-pub(crate) async fn publish_durably(
-    pipeline: &Publisher,
-    outgoing: Outgoing,
-) -> Result<crate::Publication, Error> {
-    outbound(pipeline, outgoing, true).await
-}
-
-async fn outbound(
-    pipeline: &Publisher,
-    outgoing: Outgoing,
-    durably: bool,
-) -> Result<crate::Publication, Error> {
-    let beside = pipeline.beside;
-    pipeline
-        .addr
-        .send(Outbound {
-            outgoing,
-            durably,
-            beside,
-        })
-        .await??
-        .await
-}
-
 impl Handler<Outbound> for Pipeline {
     type Result = MessageResult<Outbound>;
 
