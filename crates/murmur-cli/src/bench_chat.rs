@@ -50,6 +50,11 @@ pub(crate) struct Args {
     /// of the rounds' ratios.
     #[arg(long, default_value_t = 4)]
     rounds: usize,
+    /// Threads for the envelopes' key agreements in each murmur node of
+    /// the 1:1 runs (`chat.envelope_threads`; 0: on the crypto stage's
+    /// thread); unset, the default.
+    #[arg(long)]
+    pub(crate) envelope_threads: Option<usize>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -294,6 +299,7 @@ async fn murmur_run(args: &Args) -> Result<Report, CliError> {
     let data = tempfile::tempdir()?;
     let config = |name: &str, peers: Vec<Multiaddr>| {
         let mut c = Config::new(data.path().join(name));
+        c.chat.envelope_threads = args.envelope_threads.or(c.chat.envelope_threads);
         c.network.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")];
         c.network.peers = peers;
         c

@@ -163,6 +163,35 @@ pub struct Outgoing {
     pub envelope: Vec<u8>,
 }
 
+/// An envelope for a device of the account `to`, its session step taken
+/// and its sealing left to the caller ([`Device::seal_pending`]), which
+/// may run it on another thread.
+#[derive(Debug)]
+pub struct Pending {
+    /// The account the envelope is for (it tells the topic to publish on).
+    pub to: AccountId,
+    sealing: Sealing,
+}
+
+impl Pending {
+    /// The envelope, sealed.
+    pub fn seal(self) -> Outgoing {
+        Outgoing {
+            to: self.to,
+            envelope: match self.sealing {
+                Sealing::Done(envelope) => envelope,
+                Sealing::Left(sealing) => sealing.seal(),
+            },
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Sealing {
+    Done(Vec<u8>),
+    Left(envelope::Sealing),
+}
+
 /// What a received envelope carried.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -371,6 +400,20 @@ impl Device {
         plaintext: &[u8],
         now: u64,
     ) -> Result<(Vec<Outgoing>, Records), Error> {
+        let (pending, records) = self.seal_pending(to, plaintext, now)?;
+        Ok((pending.into_iter().map(Pending::seal).collect(), records))
+    }
+
+    /// [`Device::seal`], with the sealing of each envelope (its key
+    /// agreement) left to the caller. The session steps are taken and in
+    /// the records: an envelope must be sealed and published before the
+    /// next is made for the same device, or arrive out of order.
+    pub fn seal_pending(
+        &mut self,
+        to: AccountId,
+        plaintext: &[u8],
+        now: u64,
+    ) -> Result<(Vec<Pending>, Records), Error> {
         let devices = self.devices_for(to);
         if !devices.iter().any(|(a, _)| *a == to) {
             return Err(Error::UnknownContact(to));
@@ -382,11 +425,14 @@ impl Device {
         // Writing to an account accepts it, on this account's other
         // devices too.
         let accepted = self.mark_accepted(to);
-        let (mut out, mut records) = self.seal_to(devices, &payload, now)?;
+        let (mut out, mut records) = self.prepare_to(devices, &payload, now)?;
         if let Some(record) = accepted {
             records.push(record);
             let (told, more) = self.tell_own(to, false, now)?;
-            out.extend(told);
+            out.extend(told.into_iter().map(|o| Pending {
+                to: o.to,
+                sealing: Sealing::Done(o.envelope),
+            }));
             records.extend(more);
         }
         Ok((out, records))
@@ -421,6 +467,16 @@ impl Device {
         payload: &Payload,
         now: u64,
     ) -> Result<(Vec<Outgoing>, Records), Error> {
+        let (pending, records) = self.prepare_to(devices, payload, now)?;
+        Ok((pending.into_iter().map(Pending::seal).collect(), records))
+    }
+
+    fn prepare_to(
+        &mut self,
+        devices: Vec<Peer>,
+        payload: &Payload,
+        now: u64,
+    ) -> Result<(Vec<Pending>, Records), Error> {
         let plaintext = zeroize::Zeroizing::new(payload.encode_to_vec());
         let plaintext = plaintext.as_slice();
         let sender = self.me();
@@ -469,10 +525,13 @@ impl Device {
             let ciphertext = session
                 .seal(introduced.as_deref().map_or(plaintext, Vec::as_slice))
                 .map_err(|e| Error::State(e.to_string()))?;
-            let envelope = envelope::seal(&session.peer_identity(), sender, &ciphertext);
-            sealed.push(Outgoing {
+            sealed.push(Pending {
                 to: peer.0,
-                envelope,
+                sealing: Sealing::Left(envelope::Sealing::new(
+                    &session.peer_identity(),
+                    sender,
+                    &ciphertext,
+                )),
             });
             records.push(self.session_record(peer));
         }

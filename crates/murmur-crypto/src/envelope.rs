@@ -126,33 +126,109 @@ pub fn seal(
     sender: (AccountId, DeviceId),
     ciphertext: &Ciphertext,
 ) -> Vec<u8> {
-    let inner = Inner {
-        sender_account: sender.0 .0.to_vec(),
-        sender_device: sender.1 .0.to_vec(),
-        ciphertext: ciphertext.to_bytes(),
-    }
-    .encode_to_vec();
-    let mut padded = Zeroizing::new(Vec::with_capacity(bucket(inner.len() + 4)));
-    padded.extend_from_slice(&(inner.len() as u32).to_be_bytes());
-    padded.extend_from_slice(&inner);
-    padded.resize(bucket(inner.len() + 4), 0);
+    Sealing::new(recipient, sender, ciphertext).seal()
+}
 
-    let ephemeral = KeyPair::generate();
-    let shared = ephemeral.agree(recipient);
-    let okm = seal_key(&ephemeral.public(), recipient, &shared.0);
-    let sealed = ChaCha20Poly1305::new((&okm[..32]).into())
-        .encrypt((&okm[32..]).into(), padded.as_slice())
-        .expect("ChaCha20-Poly1305 encrypts any length this process can hold");
-    Wire {
-        version: VERSION,
-        ephemeral: ephemeral.public().0.to_vec(),
-        sealed,
+/// An envelope ready to be sealed: its contents encoded and padded, the
+/// key agreement not yet made.
+///
+/// The agreement (a fresh key pair and one X25519) is most of what sealing
+/// costs, and it needs nothing of the session, so a caller that keeps its
+/// sessions on one thread can leave [`Sealing::seal`] to others.
+pub struct Sealing {
+    recipient: PublicKey,
+    padded: Zeroizing<Vec<u8>>,
+}
+
+impl Sealing {
+    /// `ciphertext` from `sender`, for the device whose identity key is
+    /// `recipient`.
+    pub fn new(
+        recipient: &PublicKey,
+        sender: (AccountId, DeviceId),
+        ciphertext: &Ciphertext,
+    ) -> Self {
+        let inner = Zeroizing::new(
+            Inner {
+                sender_account: sender.0 .0.to_vec(),
+                sender_device: sender.1 .0.to_vec(),
+                ciphertext: ciphertext.to_bytes(),
+            }
+            .encode_to_vec(),
+        );
+        let mut padded = Zeroizing::new(Vec::with_capacity(bucket(inner.len() + 4)));
+        padded.extend_from_slice(&(inner.len() as u32).to_be_bytes());
+        padded.extend_from_slice(&inner);
+        padded.resize(bucket(inner.len() + 4), 0);
+        Self {
+            recipient: *recipient,
+            padded,
+        }
     }
-    .encode_to_vec()
+
+    /// The envelope, sealed with a fresh ephemeral key.
+    pub fn seal(self) -> Vec<u8> {
+        let ephemeral = KeyPair::generate();
+        let shared = ephemeral.agree(&self.recipient);
+        let okm = seal_key(&ephemeral.public(), &self.recipient, &shared.0);
+        let sealed = ChaCha20Poly1305::new((&okm[..32]).into())
+            .encrypt((&okm[32..]).into(), self.padded.as_slice())
+            .expect("ChaCha20-Poly1305 encrypts any length this process can hold");
+        Wire {
+            version: VERSION,
+            ephemeral: ephemeral.public().0.to_vec(),
+            sealed,
+        }
+        .encode_to_vec()
+    }
+}
+
+impl std::fmt::Debug for Sealing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealing")
+            .field("recipient", &self.recipient)
+            .field("padded_len", &self.padded.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens envelopes for one device: its identity key alone, without the
+/// device's sessions, so that opening (one X25519 each) can run on any
+/// thread while the sessions stay on theirs. Cloning copies the secret,
+/// which each copy wipes on drop.
+#[derive(Clone)]
+pub struct Opener {
+    identity: KeyPair,
+}
+
+impl Opener {
+    /// Opens envelopes sealed to `ours`.
+    pub fn new(ours: &Installation) -> Self {
+        Self {
+            identity: ours.identity().clone(),
+        }
+    }
+
+    /// Opens an envelope, as [`open`] does.
+    pub fn open(&self, payload: &[u8]) -> Result<Opened, EnvelopeError> {
+        open_with(&self.identity, payload)
+    }
+}
+
+impl std::fmt::Debug for Opener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opener")
+            .field("identity", &self.identity.public())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Opens an envelope with this device's identity key.
 pub fn open(ours: &Installation, payload: &[u8]) -> Result<Opened, EnvelopeError> {
+    open_with(ours.identity(), payload)
+}
+
+fn open_with(identity: &KeyPair, payload: &[u8]) -> Result<Opened, EnvelopeError> {
     let wire = Wire::decode(payload).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
     if wire.version != VERSION {
         return Err(EnvelopeError::Version(wire.version));
@@ -163,8 +239,8 @@ pub fn open(ours: &Installation, payload: &[u8]) -> Result<Opened, EnvelopeError
             .try_into()
             .map_err(|_| EnvelopeError::Malformed("ephemeral key is not 32 bytes".to_owned()))?,
     );
-    let shared = ours.identity().agree(&ephemeral);
-    let okm = seal_key(&ephemeral, &ours.identity_key(), &shared.0);
+    let shared = identity.agree(&ephemeral);
+    let okm = seal_key(&ephemeral, &identity.public(), &shared.0);
     let padded = Zeroizing::new(
         ChaCha20Poly1305::new((&okm[..32]).into())
             .decrypt((&okm[32..]).into(), wire.sealed.as_slice())

@@ -207,6 +207,8 @@ impl Default for Store {
 pub const MAX_SKIP: u32 = 100_000;
 /// The most skipped message keys a session may keep.
 pub const MAX_SKIPPED_KEYS: usize = 1_000_000;
+/// The most threads for the envelopes' key agreements.
+pub const MAX_ENVELOPE_THREADS: usize = 64;
 
 /// End-to-end encrypted chat: this node's account and device, its contacts
 /// and sessions, kept in the database sealed with the node key.
@@ -224,6 +226,10 @@ pub struct Chat {
     pub max_skip: u32,
     /// The most keys of skipped messages a session keeps; the oldest go.
     pub max_skipped_keys: usize,
+    /// Threads that make the envelopes' key agreements (an X25519 each,
+    /// most of what a message costs the crypto stage) beside the stage;
+    /// unset, one per core up to four; 0, on the stage's own thread.
+    pub envelope_threads: Option<usize>,
     /// Chat and group deliveries waiting, in arrival order, to be opened;
     /// when full, the pipeline waits for room before it takes the next
     /// message of any kind (nothing is dropped).
@@ -320,14 +326,19 @@ impl Chat {
             Accept::Contacts => murmur_crypto::device::Accept::Contacts,
             Accept::Everyone => murmur_crypto::device::Accept::Everyone,
         };
-        murmur_sessions::Settings::new(self.partitions, self.max_skip, self.max_skipped_keys)
-            .with_policy(
-                murmur_crypto::device::Policy::default()
-                    .accept(accept)
-                    .max_requests(self.max_requests)
-                    .max_devices(self.max_devices)
-                    .requests_per_minute(self.requests_per_minute),
-            )
+        let settings =
+            murmur_sessions::Settings::new(self.partitions, self.max_skip, self.max_skipped_keys);
+        let settings = match self.envelope_threads {
+            Some(threads) => settings.with_threads(threads),
+            None => settings,
+        };
+        settings.with_policy(
+            murmur_crypto::device::Policy::default()
+                .accept(accept)
+                .max_requests(self.max_requests)
+                .max_devices(self.max_devices)
+                .requests_per_minute(self.requests_per_minute),
+        )
     }
 }
 
@@ -338,6 +349,7 @@ impl Default for Chat {
             partitions: 64,
             max_skip: 1000,
             max_skipped_keys: 2000,
+            envelope_threads: None,
             queue: 4096,
             accept: Accept::Contacts,
             max_requests: 1024,
@@ -537,6 +549,19 @@ impl Config {
             return fail(
                 "chat.max_skipped_keys",
                 format!("{} is over {MAX_SKIPPED_KEYS}", self.chat.max_skipped_keys),
+            );
+        }
+        if self
+            .chat
+            .envelope_threads
+            .is_some_and(|n| n > MAX_ENVELOPE_THREADS)
+        {
+            return fail(
+                "chat.envelope_threads",
+                format!(
+                    "{} is over {MAX_ENVELOPE_THREADS}",
+                    self.chat.envelope_threads.unwrap_or_default()
+                ),
             );
         }
         if let Err((key, problem)) = self.rest.check().and_then(|()| self.webhook.check()) {

@@ -31,6 +31,7 @@ impl Supervised for Crypto {
         tracing::warn!("crypto stage restarting");
         self.reload = true;
         self.forget_unwritten();
+        self.opening.restarted();
     }
 }
 
@@ -43,20 +44,6 @@ impl supervise::Restartable for Crypto {
 }
 
 murmur_core::inject_panic_handler!(Crypto);
-
-impl Handler<Seal> for Crypto {
-    type Result = supervise::Reply<Self, Result<Vec<Sealed>, Error>>;
-
-    fn handle(&mut self, msg: Seal, ctx: &mut Context<Self>) -> Self::Result {
-        let outcome = supervise::guard(self, ctx, |act, _| {
-            let to = murmur_crypto::AccountId(msg.to.0);
-            let (out, saves) = act.on_device(|d, now| d.seal(to, &msg.plaintext, now))?;
-            act.metrics.sealed.inc_by(out.len() as u64);
-            Ok((act.sealed(out), saves))
-        });
-        self.respond(outcome, ctx)
-    }
-}
 
 impl Handler<Reset> for Crypto {
     type Result = supervise::Reply<Self, Result<Vec<Sealed>, Error>>;
@@ -75,44 +62,6 @@ impl Handler<Reset> for Crypto {
             Ok((act.sealed(out), saves))
         });
         self.respond(outcome, ctx)
-    }
-}
-
-impl Handler<Open> for Crypto {
-    type Result = supervise::Reply<Self, Result<Opened, Error>>;
-
-    fn handle(&mut self, Open(delivery): Open, ctx: &mut Context<Self>) -> Self::Result {
-        let outcome = supervise::guard(self, ctx, |act, _| {
-            let (received, saves) =
-                act.on_device(|d, now| d.open(&delivery.message.payload, now))?;
-            act.metrics.opened.inc();
-            let (account, device) = received.sender;
-            let publish = act.sealed(received.reply);
-            let opened = Opened::new(
-                account_id(account),
-                device_id(device),
-                received.app.map(Bytes::from),
-            )
-            .with_publish(publish)
-            .with_identity_changed(received.identity_changed)
-            .with_request(received.request)
-            .with_reset(received.reset)
-            .with_accepted(received.accepted.into_iter().map(account_id).collect())
-            .with_revoked(
-                received
-                    .revoked
-                    .iter()
-                    .map(|(a, d)| (account_id(*a), device_id(*d)))
-                    .collect(),
-            );
-            let kept = journal::record(&act.journal, &delivery.hash, &opened);
-            Ok((opened, saves, kept))
-        });
-        match outcome {
-            Ok(Ok((opened, saves, kept))) => self.persist_with(saves, kept, opened, ctx),
-            Ok(Err(e)) => supervise::Reply::Now(Err(e)),
-            Err(p) => supervise::Reply::Now(Err(p.into())),
-        }
     }
 }
 

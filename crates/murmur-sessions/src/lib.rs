@@ -49,6 +49,8 @@ use prometheus_client::{
 mod actor;
 mod journal;
 mod metrics;
+mod opening;
+mod pool;
 mod state;
 
 pub use metrics::Metrics;
@@ -70,6 +72,10 @@ pub struct Settings {
     /// Who is answered without being asked (message requests), and how
     /// many strangers and devices per account are kept.
     pub policy: device::Policy,
+    /// Threads that make the envelopes' key agreements beside the stage
+    /// (by default one per core, at most four); 0 makes them on the
+    /// stage's own thread.
+    pub threads: usize,
 }
 
 impl Default for Settings {
@@ -79,6 +85,7 @@ impl Default for Settings {
             max_skip: 1000,
             max_skipped_keys: 2000,
             policy: device::Policy::default(),
+            threads: pool::default_threads(),
         }
     }
 }
@@ -90,8 +97,14 @@ impl Settings {
             partitions,
             max_skip,
             max_skipped_keys,
-            policy: device::Policy::default(),
+            ..Self::default()
         }
+    }
+
+    /// With `threads` threads for the envelopes' key agreements.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
     }
 
     /// With `policy` for strangers.
@@ -122,6 +135,10 @@ pub struct Crypto {
     reload: bool,
     /// Changes on their way to storage, a group at a time.
     saving: murmur_core::commit::Commits<Error>,
+    /// Makes the envelopes' key agreements.
+    pool: pool::Pool,
+    /// Envelopes being opened, in the order they came.
+    opening: opening::Opening,
     fuse: supervise::Fuse,
 }
 

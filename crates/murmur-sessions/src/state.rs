@@ -52,6 +52,8 @@ impl Crypto {
             metrics,
             reload: false,
             saving: Default::default(),
+            pool: pool::Pool::new(settings.threads),
+            opening: Default::default(),
             fuse: supervise::Fuse::default(),
         };
         Ok(Supervisor::start(move |_| stage))
@@ -83,16 +85,33 @@ impl Crypto {
         result: T,
         ctx: &mut Context<Self>,
     ) -> supervise::Reply<Self, Result<T, Error>> {
+        match self.persisted(saves, beside, ctx) {
+            None => supervise::Reply::Now(Ok(result)),
+            // Detached: a request whose group was handed to storage hears
+            // how it went even if this stage restarts meanwhile.
+            Some(written) => {
+                supervise::Reply::Detached(Box::pin(async move { written.await.map(|()| result) }))
+            }
+        }
+    }
+
+    /// Hands `saves` and `beside` to the group being gathered: how their
+    /// group's write went, apart from the actor, or `None` if there is
+    /// nothing to write.
+    pub(crate) fn persisted(
+        &mut self,
+        saves: Records,
+        beside: Option<(String, Option<Vec<u8>>)>,
+        ctx: &mut Context<Self>,
+    ) -> Option<supervise::Later<Result<(), Error>>> {
         if saves.is_empty() && beside.is_none() {
-            return supervise::Reply::Now(Ok(result));
+            return None;
         }
         let (written, start) = self.saving.add(saves, beside);
         if start {
             self.flush(ctx);
         }
-        // Detached: a request whose group was handed to storage hears how
-        // it went even if this stage restarts meanwhile.
-        supervise::Reply::Detached(Box::pin(commit::answer(written, result, restarted)))
+        Some(Box::pin(commit::answer(written, (), restarted)))
     }
 
     /// Hands the next group to storage, if there is one, apart from the
@@ -152,7 +171,7 @@ impl Crypto {
     }
 }
 
-fn restarted() -> Error {
+pub(crate) fn restarted() -> Error {
     Error::Restarted(supervise::Panicked(
         <Crypto as supervise::Restartable>::NAME,
     ))

@@ -24,7 +24,24 @@ struct First {
 impl Device {
     /// Opens an envelope published for this device.
     pub fn open(&mut self, envelope: &[u8], now: u64) -> Result<(Received, Records), Error> {
-        let opened = envelope::open(&self.installation, envelope).map_err(|e| match e {
+        let unsealed = envelope::open(&self.installation, envelope);
+        self.open_unsealed(unsealed, now)
+    }
+
+    /// What opens this device's envelopes, on any thread: the key
+    /// agreement of [`Device::open`], apart from the sessions.
+    pub fn opener(&self) -> envelope::Opener {
+        envelope::Opener::new(&self.installation)
+    }
+
+    /// [`Device::open`] for an envelope an [`envelope::Opener`] of this
+    /// device opened (or could not).
+    pub fn open_unsealed(
+        &mut self,
+        unsealed: Result<envelope::Opened, EnvelopeError>,
+        now: u64,
+    ) -> Result<(Received, Records), Error> {
+        let opened = unsealed.map_err(|e| match e {
             EnvelopeError::NotForUs => self.refuse("not_for_us", Error::NotForUs),
             other => self.refuse("malformed", Error::Malformed(other.to_string())),
         })?;

@@ -1,5 +1,6 @@
 //! murmur-crypto's behaviour, through its public API only.
 
+mod apart;
 mod device;
 mod known_answer;
 mod ratchet;

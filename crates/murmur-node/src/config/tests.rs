@@ -96,6 +96,19 @@ fn a_bad_multiaddr_and_a_bad_range_are_errors() {
             "{err}"
         );
 
+        jail.create_file("d2.toml", "[chat]\nenvelope_threads = 1000\n")?;
+        let err = Config::from_figment(&Config::figment(Some(Path::new("d2.toml"))))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("chat.envelope_threads") && err.contains("over"),
+            "{err}"
+        );
+        jail.create_file("d3.toml", "[chat]\nenvelope_threads = 0\n")?;
+        let config = Config::from_figment(&Config::figment(Some(Path::new("d3.toml"))))
+            .expect("0 keeps the agreements on the stage's thread");
+        assert_eq!(config.chat.sessions().threads, 0);
+
         jail.create_file(
             "e.toml",
             "[network]\ncluster = 16\nshards = [32]\ntopic_shards = [64]\n",

@@ -1,0 +1,136 @@
+//! Threads beside the stage for the envelopes' key agreements.
+//!
+//! Sealing or opening an envelope costs one X25519 (and sealing a fresh
+//! key pair), most of what a message costs the stage, and needs only the
+//! device's identity key or the recipient's. On the stage's own thread a
+//! burst of envelopes waits for each other's agreements in series; here
+//! they run on every core while the stage goes on with the session steps,
+//! which stay in order on its thread.
+
+use std::{
+    panic::{catch_unwind, AssertUnwindSafe},
+    sync::{mpsc, Arc, Mutex},
+};
+
+use futures::{future::Either, FutureExt as _};
+use tokio::sync::oneshot;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Jobs waiting for a thread, at most; past that a job runs on the
+/// caller's thread, as it would without the pool.
+const QUEUE: usize = 1024;
+
+/// A fixed set of threads that run short jobs in the order given.
+pub(crate) struct Pool {
+    jobs: Option<mpsc::SyncSender<Job>>,
+}
+
+impl Pool {
+    /// `threads` threads; none runs every job on the caller's thread.
+    pub(crate) fn new(threads: usize) -> Self {
+        if threads == 0 {
+            return Self { jobs: None };
+        }
+        let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE);
+        let rx = Arc::new(Mutex::new(rx));
+        let mut spawned = 0;
+        for n in 0..threads {
+            let rx = rx.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("murmur-seal-{n}"))
+                .spawn(move || loop {
+                    // The lock is held only to take a job, not to run it.
+                    let job = match rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        // The stage and its pool are gone.
+                        Err(_) => return,
+                    }
+                });
+            match thread {
+                Ok(_) => spawned += 1,
+                Err(e) => tracing::warn!(error = %e, "an envelope thread did not start"),
+            }
+        }
+        Self {
+            jobs: (spawned > 0).then_some(tx),
+        }
+    }
+
+    /// Runs `work` on a thread of the pool (or here, if it has none or is
+    /// full); `None` if it panicked.
+    pub(crate) fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> impl std::future::Future<Output = Option<T>> {
+        let Some(jobs) = &self.jobs else {
+            return Either::Left(std::future::ready(guarded(work)));
+        };
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            if let Some(value) = guarded(work) {
+                let _ = tx.send(value);
+            }
+        });
+        match jobs.try_send(job) {
+            Ok(()) => Either::Right(rx.map(Result::ok)),
+            Err(mpsc::TrySendError::Full(job) | mpsc::TrySendError::Disconnected(job)) => {
+                job();
+                Either::Right(rx.map(Result::ok))
+            }
+        }
+    }
+}
+
+/// `work`'s value, or `None` (logged) if it panicked: a defect met on one
+/// envelope must not take a thread of the pool with it.
+fn guarded<T>(work: impl FnOnce() -> T) -> Option<T> {
+    match catch_unwind(AssertUnwindSafe(work)) {
+        Ok(value) => Some(value),
+        Err(_) => {
+            tracing::error!("an envelope job panicked");
+            None
+        }
+    }
+}
+
+/// How many threads the pool gets by default: one per core, at most four.
+pub(crate) fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        actix_rt::System::new().block_on(future)
+    }
+
+    #[test]
+    fn jobs_run_on_the_pool_and_a_panic_is_only_that_jobs() {
+        block_on(async {
+            let pool = Pool::new(2);
+            let here = std::thread::current().id();
+            let there = pool.run(move || std::thread::current().id()).await;
+            assert!(there.is_some_and(|id| id != here));
+            assert_eq!(pool.run(|| -> u8 { panic!("a defect") }).await, None);
+            // Both threads still serve.
+            let all: Vec<_> = (0..8u32).map(|n| pool.run(move || n * 2)).collect();
+            let got: Vec<_> = futures::future::join_all(all).await;
+            assert_eq!(got, (0..8).map(|n| Some(n * 2)).collect::<Vec<_>>());
+        });
+    }
+
+    #[test]
+    fn without_threads_a_job_runs_on_the_caller() {
+        let pool = Pool::new(0);
+        let here = std::thread::current().id();
+        let there = block_on(pool.run(move || std::thread::current().id()));
+        assert_eq!(there, Some(here));
+    }
+}
