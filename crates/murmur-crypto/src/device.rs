@@ -295,6 +295,12 @@ impl Device {
         self.installation.account()
     }
 
+    /// This device's X25519 identity key: what envelopes for it are
+    /// sealed to.
+    pub fn identity_key(&self) -> crate::PublicKey {
+        self.installation.identity_key()
+    }
+
     /// This device.
     pub fn device(&self) -> DeviceId {
         self.installation.device()

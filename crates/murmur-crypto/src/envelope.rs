@@ -213,6 +213,11 @@ impl Opener {
     pub fn open(&self, payload: &[u8]) -> Result<Opened, EnvelopeError> {
         open_with(&self.identity, payload)
     }
+
+    /// The identity key it opens envelopes for.
+    pub fn identity_key(&self) -> PublicKey {
+        self.identity.public()
+    }
 }
 
 impl std::fmt::Debug for Opener {

@@ -31,7 +31,6 @@ impl Supervised for Crypto {
         tracing::warn!("crypto stage restarting");
         self.reload = true;
         self.forget_unwritten();
-        self.opening.restarted();
     }
 }
 

@@ -2,19 +2,24 @@
 //! and the session steps on the stage, in the order the requests came.
 //!
 //! A seal takes its session step at once, in the mailbox's order, and
-//! leaves the envelope's agreement to the pool; it answers once both the
-//! envelope is sealed and the step is persisted. An open is the other way
-//! round: the agreement comes first, on the pool, and the envelopes wait
-//! in [`Opening`] until every one that came before has had its step, so
-//! that a session reads its messages in the order they arrived, as it did
-//! when all of it ran on the stage's thread.
+//! leaves the envelope's agreement to the pool; it answers once the
+//! envelope is sealed, the step persisted and every seal before it
+//! answered, so that envelopes leave in the order their steps were taken.
+//! An open is the other way round: the agreement comes first, on the pool,
+//! and comes back as a message ([`Unsealed`]); the envelopes wait in
+//! [`Opening`] until every one that came before has had its step, so that
+//! a session reads its messages in the order they arrived, as it did when
+//! all of it ran on the stage's thread. Both the waiting envelopes and the
+//! messages bringing them back outlive a restart of the stage: only the
+//! request whose step failed hears [`Error::Restarted`], as before.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use actix::dev::MessageResponse;
+use bytes::Bytes;
 use futures::future::join_all;
 use murmur_core::MessageHash;
-use murmur_crypto::EnvelopeError;
+use murmur_crypto::{EnvelopeError, PublicKey};
 use tokio::sync::oneshot;
 
 use super::*;
@@ -29,26 +34,26 @@ pub(crate) struct Opening {
     due: u64,
     /// Opened on the pool, waiting for the envelopes before them.
     ready: BTreeMap<u64, Unsealed>,
-    /// Counts restarts: an agreement begun before one is not stepped after.
-    epoch: u64,
+    /// Opens with the device's identity key as it was last asked for; made
+    /// again once the device has another (a pairing replaces it).
+    opener: Option<Arc<envelope::Opener>>,
+    /// Done once the last seal handed to the pool is answered.
+    sealed_before: Option<oneshot::Receiver<()>>,
 }
 
-struct Unsealed {
+/// An envelope back from the pool.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Unsealed {
+    number: u64,
     /// The hash the envelope travelled under: its plaintext is kept by it.
     hash: MessageHash,
-    opened: Result<envelope::Opened, EnvelopeError>,
+    payload: Bytes,
+    /// The identity key it was opened with.
+    opened_with: PublicKey,
+    /// `None` if opening it panicked (a defect).
+    opened: Option<Result<envelope::Opened, EnvelopeError>>,
     answer: oneshot::Sender<Result<Opened, Error>>,
-}
-
-impl Opening {
-    /// After a restart: the envelopes waiting go unanswered (their askers
-    /// hear [`Error::Restarted`] and ask again), and those still on the
-    /// pool are dropped when they come back.
-    pub(crate) fn restarted(&mut self) {
-        self.ready.clear();
-        self.due = self.next;
-        self.epoch += 1;
-    }
 }
 
 impl Handler<Seal> for Crypto {
@@ -76,17 +81,37 @@ impl Handler<Seal> for Crypto {
             })
             .collect();
         let persisted = self.persisted(saves, None, ctx);
+        let (done, answered) = oneshot::channel();
+        let before = self.opening.sealed_before.replace(answered);
         supervise::Reply::Detached(Box::pin(async move {
             let sealed = join_all(sealing).await;
-            if let Some(persisted) = persisted {
-                persisted.await?;
-            }
+            let written = match persisted {
+                Some(persisted) => persisted.await,
+                None => Ok(()),
+            };
             // The session stepped on (and is saved): the next message on
             // it goes on, and this one's asker hears why it did not.
+            let sealed = written.and_then(|()| {
+                sealed
+                    .into_iter()
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| Error::State("an envelope was not sealed (a defect)".to_owned()))
+            });
+            let wait_before = async move {
+                if let Some(before) = before {
+                    // Gone or done: either way what follows may answer.
+                    let _ = before.await;
+                }
+                let _ = done.send(());
+            };
+            if sealed.is_ok() {
+                wait_before.await;
+            } else {
+                // Nothing of it is published: it answers now, and the
+                // seals after it still wait for those before it.
+                actix::spawn(wait_before);
+            }
             sealed
-                .into_iter()
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| Error::State("an envelope was not sealed (a defect)".to_owned()))
         }))
     }
 }
@@ -98,51 +123,76 @@ impl Handler<Open> for Crypto {
         let (answer, answered) = oneshot::channel();
         let number = self.opening.next;
         self.opening.next += 1;
-        let epoch = self.opening.epoch;
-        let opener = self.device.opener();
-        let hash = delivery.hash;
-        let payload = delivery.message.payload;
-        let unsealing = self.pool.run(move || opener.open(&payload));
-        ctx.spawn(unsealing.into_actor(self).map(move |opened, act, ctx| {
-            if act.opening.epoch != epoch {
-                return;
-            }
-            let opened = opened.unwrap_or_else(|| {
-                Err(EnvelopeError::Malformed(
-                    "opening it panicked (a defect)".to_owned(),
-                ))
-            });
-            let unsealed = Unsealed {
+        let opener = self.opener();
+        let back = ctx.address();
+        let (hash, payload) = (delivery.hash, delivery.message.payload);
+        self.pool.spawn(move || {
+            let opened = pool::guarded(|| opener.open(&payload));
+            back.do_send(Unsealed {
+                number,
                 hash,
+                payload,
+                opened_with: opener.identity_key(),
                 opened,
                 answer,
-            };
-            act.opening.ready.insert(number, unsealed);
-            act.step_due(ctx);
-        }));
+            });
+        });
         supervise::Reply::Detached(Box::pin(async move {
             answered.await.unwrap_or_else(|_| Err(restarted()))
         }))
     }
 }
 
+impl Handler<Unsealed> for Crypto {
+    type Result = ();
+
+    fn handle(&mut self, unsealed: Unsealed, ctx: &mut Context<Self>) {
+        self.opening.ready.insert(unsealed.number, unsealed);
+        self.step_due(ctx);
+    }
+}
+
 impl Crypto {
-    /// Takes the session step of every envelope that is due and opened.
-    fn step_due(&mut self, ctx: &mut Context<Self>) {
-        while let Some(unsealed) = self.opening.ready.remove(&self.opening.due) {
-            self.opening.due += 1;
-            let Unsealed {
-                hash,
-                opened,
-                answer,
-            } = unsealed;
-            let reply = self.step(&hash, opened, ctx);
-            MessageResponse::<Self, Open>::handle(reply, ctx, Some(answer));
-            // A step that panicked stopped the stage: the rest wait for
-            // its restart, which answers them.
-            if ctx.state() != ActorState::Running {
-                break;
+    /// What opens this device's envelopes now.
+    fn opener(&mut self) -> Arc<envelope::Opener> {
+        let current = self.device.identity_key();
+        match &self.opening.opener {
+            Some(opener) if opener.identity_key() == current => opener.clone(),
+            _ => {
+                let opener = Arc::new(self.device.opener());
+                self.opening.opener = Some(opener.clone());
+                opener
             }
+        }
+    }
+
+    /// Takes the session step of every envelope that is due and opened.
+    /// After a restart, once the state is read back, it goes on where it
+    /// stopped.
+    pub(crate) fn step_due(&mut self, ctx: &mut Context<Self>) {
+        // A step that panicked stopped the stage: the rest wait for its
+        // restart.
+        while ctx.state() == ActorState::Running {
+            let Some(unsealed) = self.opening.ready.remove(&self.opening.due) else {
+                break;
+            };
+            self.opening.due += 1;
+            let answer = unsealed.answer;
+            let Some(opened) = unsealed.opened else {
+                // Opening it panicked on the pool: the stage is as it was,
+                // and the asker tries once more, as after a restart.
+                let _ = answer.send(Err(restarted()));
+                continue;
+            };
+            // Opened with a key the device no longer has (a pairing in an
+            // earlier step replaced it): opened again with today's.
+            let opened = if unsealed.opened_with == self.device.identity_key() {
+                opened
+            } else {
+                self.opener().open(&unsealed.payload)
+            };
+            let reply = self.step(&unsealed.hash, opened, ctx);
+            MessageResponse::<Self, Open>::handle(reply, ctx, Some(answer));
         }
     }
 

@@ -9,7 +9,10 @@
 
 use std::{
     panic::{catch_unwind, AssertUnwindSafe},
-    sync::{mpsc, Arc, Mutex},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        mpsc, Arc, Mutex,
+    },
 };
 
 use futures::{future::Either, FutureExt as _};
@@ -20,6 +23,10 @@ type Job = Box<dyn FnOnce() + Send>;
 /// Jobs waiting for a thread, at most; past that a job runs on the
 /// caller's thread, as it would without the pool.
 const QUEUE: usize = 1024;
+
+/// Pools made in this process so far: their threads' names tell the
+/// stages of several nodes in one process apart.
+static POOLS: AtomicUsize = AtomicUsize::new(0);
 
 /// A fixed set of threads that run short jobs in the order given.
 pub(crate) struct Pool {
@@ -34,11 +41,12 @@ impl Pool {
         }
         let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE);
         let rx = Arc::new(Mutex::new(rx));
+        let pool = POOLS.fetch_add(1, Ordering::Relaxed);
         let mut spawned = 0;
         for n in 0..threads {
             let rx = rx.clone();
             let thread = std::thread::Builder::new()
-                .name(format!("murmur-seal-{n}"))
+                .name(format!("murmur-seal-{pool}.{n}"))
                 .spawn(move || loop {
                     // The lock is held only to take a job, not to run it.
                     let job = match rx.lock() {
@@ -58,6 +66,23 @@ impl Pool {
         }
         Self {
             jobs: (spawned > 0).then_some(tx),
+        }
+    }
+
+    /// Runs `work` on a thread of the pool, or here if it has none or is
+    /// full; a panic in it is caught and logged.
+    pub(crate) fn spawn(&self, work: impl FnOnce() + Send + 'static) {
+        let job: Job = Box::new(move || {
+            let _ = guarded(work);
+        });
+        match &self.jobs {
+            Some(jobs) => match jobs.try_send(job) {
+                Ok(()) => {}
+                Err(mpsc::TrySendError::Full(job) | mpsc::TrySendError::Disconnected(job)) => {
+                    job();
+                }
+            },
+            None => job(),
         }
     }
 
@@ -88,11 +113,12 @@ impl Pool {
 
 /// `work`'s value, or `None` (logged) if it panicked: a defect met on one
 /// envelope must not take a thread of the pool with it.
-fn guarded<T>(work: impl FnOnce() -> T) -> Option<T> {
+pub(crate) fn guarded<T>(work: impl FnOnce() -> T) -> Option<T> {
     match catch_unwind(AssertUnwindSafe(work)) {
         Ok(value) => Some(value),
-        Err(_) => {
-            tracing::error!("an envelope job panicked");
+        Err(panic) => {
+            let panic = murmur_core::supervise::message(&*panic);
+            tracing::error!(%panic, "an envelope job panicked");
             None
         }
     }

@@ -161,11 +161,13 @@ impl Crypto {
                 list_state(&storage).await
             }
             .into_actor(self)
-            .map(|records, act, _| {
+            .map(|records, act, ctx| {
                 match records.and_then(|r| act.device.reload(r).map_err(contract_error)) {
                     Ok(()) => tracing::info!("crypto stage reloaded its state"),
                     Err(e) => tracing::error!(error = %e, "crypto state not reloaded; keeping the state in memory"),
                 }
+                // Envelopes opened before the restart take their steps now.
+                act.step_due(ctx);
             }),
         );
     }

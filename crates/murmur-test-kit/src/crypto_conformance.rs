@@ -20,12 +20,14 @@ use murmur_core::{
 use crate::MemoryStorage;
 
 mod accounts;
+mod burst;
 mod journal;
 mod reset;
 pub use accounts::{
     a_revoked_device_reads_nothing_after,
     a_stranger_hears_nothing_until_accepted_and_a_blocked_one_is_refused,
 };
+pub use burst::a_message_right_behind_the_pairing_answer_opens_with_the_new_identity;
 pub use journal::keeps_what_it_opened_until_it_is_handled;
 pub use reset::{
     a_broken_session_is_started_over_once_a_minute_at_most,
@@ -65,6 +67,7 @@ macro_rules! crypto_conformance_tests {
             case!(keeps_what_it_opened_until_it_is_handled);
             case!(a_broken_session_is_started_over_once_a_minute_at_most);
             case!(a_reset_keeps_the_old_session_readable_and_comes_once_a_minute);
+            case!(a_message_right_behind_the_pairing_answer_opens_with_the_new_identity);
         }
     };
 }
@@ -354,6 +357,14 @@ async fn answer_accepted(stage: &crypto::Handle, stranger: &crypto::Handle, hell
 
 /// `second` pairs with `first`'s account: code, request, answer.
 async fn pair(first: &crypto::Handle, second: &crypto::Handle) {
+    let answers = pairing_answers(first, second).await;
+    let opened = open_mine(second, &answers).await;
+    assert!(opened.iter().any(|o| o.identity_changed), "paired");
+}
+
+/// What `first` publishes once `second` asked to pair with its account:
+/// its answer to `second`, and its announcement to everyone else.
+async fn pairing_answers(first: &crypto::Handle, second: &crypto::Handle) -> Vec<Sealed> {
     let code = first
         .pairing_code
         .send(PairingCode)
@@ -370,8 +381,7 @@ async fn pair(first: &crypto::Handle, second: &crypto::Handle) {
     for o in open_mine(first, &request).await {
         answers.extend(o.publish);
     }
-    let opened = open_mine(second, &answers).await;
-    assert!(opened.iter().any(|o| o.identity_changed), "paired");
+    answers
 }
 
 /// A second device joins an account; the first device introduces it to
