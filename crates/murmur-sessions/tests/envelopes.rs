@@ -143,15 +143,20 @@ fn seals_answered_at_once_are_answered_in_the_order_of_their_steps() {
 
 async fn seals_answered_at_once_are_answered_in_the_order_of_their_steps_() {
     use futures::StreamExt as _;
-    // Alice seals on four threads; Bob skips no key, so an envelope that
-    // left before one made earlier for him would be refused.
+    // Alice seals on four threads, every fourth message large enough that
+    // sealing it takes far longer than the small one after it; Bob skips no
+    // key, so an envelope that left before one made earlier for him would
+    // be refused.
+    const SEALS: usize = 12;
+    let text_of = |i: usize| {
+        let fill = if i % 4 == 0 { 256 << 10 } else { 0 };
+        format!("{i} {}", "x".repeat(fill))
+    };
     let alice_settings = Settings::default().with_threads(4);
     let (alice, bob, bob_id) = alice_and_bob(alice_settings, Settings::new(64, 0, 0)).await;
-    let mut seals: futures::stream::FuturesUnordered<_> = (0..BURST)
+    let mut seals: futures::stream::FuturesUnordered<_> = (0..SEALS)
         .map(|i| {
-            let seal = alice
-                .seal
-                .send(Seal::new(bob_id, Bytes::from(i.to_string())));
+            let seal = alice.seal.send(Seal::new(bob_id, Bytes::from(text_of(i))));
             async move { (i, seal.await) }
         })
         .collect();
@@ -160,9 +165,11 @@ async fn seals_answered_at_once_are_answered_in_the_order_of_their_steps_() {
     while let Some((i, sealed)) = seals.next().await {
         published.push((i, sealed.unwrap().expect("sealed")));
     }
+    let order: Vec<_> = published.iter().map(|(i, _)| *i).collect();
+    assert_eq!(order, (0..SEALS).collect::<Vec<_>>(), "answered in order");
     for (i, sealed) in published {
         let opened = bob.open.send(Open(delivery(&sealed[0]))).await.unwrap();
         let opened = opened.unwrap_or_else(|e| panic!("message {i}: {e}"));
-        assert_eq!(text(&opened), i.to_string());
+        assert!(text(&opened) == text_of(i), "message {i}");
     }
 }
