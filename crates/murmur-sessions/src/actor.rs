@@ -60,7 +60,8 @@ impl Handler<Reset> for Crypto {
             act.metrics.sealed.inc_by(out.len() as u64);
             Ok((act.sealed(out), saves))
         });
-        self.respond(outcome, ctx)
+        let reply = self.respond(outcome, ctx);
+        self.in_turn(reply)
     }
 }
 
@@ -156,7 +157,8 @@ impl Handler<Pair> for Crypto {
             let (out, saves) = act.on_device(|d, now| d.pair(&code, now))?;
             Ok((act.sealed(out), saves))
         });
-        self.respond(outcome, ctx)
+        let reply = self.respond(outcome, ctx);
+        self.in_turn(reply)
     }
 }
 
@@ -169,7 +171,8 @@ impl Handler<Revoke> for Crypto {
             let (out, saves) = act.on_device(|d, now| d.revoke(device, now))?;
             Ok((act.sealed(out), saves))
         });
-        self.respond(outcome, ctx)
+        let reply = self.respond(outcome, ctx);
+        self.in_turn(reply)
     }
 }
 
@@ -263,7 +266,8 @@ impl Handler<Accept> for Crypto {
             let (out, saves) = act.on_device(|d, now| d.accept(account, now))?;
             Ok((act.sealed(out), saves))
         });
-        self.respond(outcome, ctx)
+        let reply = self.respond(outcome, ctx);
+        self.in_turn(reply)
     }
 }
 
@@ -282,7 +286,8 @@ impl Handler<Decline> for Crypto {
             })?;
             Ok((act.sealed(out), saves))
         });
-        self.respond(outcome, ctx)
+        let reply = self.respond(outcome, ctx);
+        self.in_turn(reply)
     }
 }
 

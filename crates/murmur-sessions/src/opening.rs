@@ -37,7 +37,7 @@ pub(crate) struct Opening {
     /// Opens with the device's identity key as it was last asked for; made
     /// again once the device has another (a pairing replaces it).
     opener: Option<Arc<envelope::Opener>>,
-    /// Done once the last seal handed to the pool is answered.
+    /// Done once the last answer carrying envelopes has gone.
     sealed_before: Option<oneshot::Receiver<()>>,
 }
 
@@ -81,8 +81,7 @@ impl Handler<Seal> for Crypto {
             })
             .collect();
         let persisted = self.persisted(saves, None, ctx);
-        let (done, answered) = oneshot::channel();
-        let before = self.opening.sealed_before.replace(answered);
+        let turn = self.turn();
         supervise::Reply::Detached(Box::pin(async move {
             let sealed = join_all(sealing).await;
             let written = match persisted {
@@ -97,22 +96,37 @@ impl Handler<Seal> for Crypto {
                     .collect::<Option<Vec<_>>>()
                     .ok_or_else(|| Error::State("an envelope was not sealed (a defect)".to_owned()))
             });
-            let wait_before = async move {
-                if let Some(before) = before {
-                    // Gone or done: either way what follows may answer.
-                    let _ = before.await;
-                }
-                let _ = done.send(());
-            };
-            if sealed.is_ok() {
-                wait_before.await;
-            } else {
-                // Nothing of it is published: it answers now, and the
-                // seals after it still wait for those before it.
-                actix::spawn(wait_before);
-            }
-            sealed
+            turn.answer(sealed).await
         }))
+    }
+}
+
+/// A place in the order in which envelopes are answered: after every one
+/// whose session step was taken before.
+pub(crate) struct Turn {
+    before: Option<oneshot::Receiver<()>>,
+    done: oneshot::Sender<()>,
+}
+
+impl Turn {
+    /// `result`, once every answer before it went; an error goes at once
+    /// (nothing of it is published), and the answers after it still wait
+    /// for those before it.
+    async fn answer<T>(self, result: Result<T, Error>) -> Result<T, Error> {
+        let Self { before, done } = self;
+        let wait = async move {
+            if let Some(before) = before {
+                // Gone or done: either way what follows may answer.
+                let _ = before.await;
+            }
+            let _ = done.send(());
+        };
+        if result.is_ok() {
+            wait.await;
+        } else {
+            actix::spawn(wait);
+        }
+        result
     }
 }
 
@@ -177,33 +191,37 @@ impl Crypto {
                 break;
             };
             self.opening.due += 1;
-            let answer = unsealed.answer;
             let Some(opened) = unsealed.opened else {
-                // Opening it panicked on the pool: the stage is as it was,
-                // and the asker tries once more, as after a restart.
-                let _ = answer.send(Err(restarted()));
+                // Opening it panicked on the pool (logged there): the stage
+                // is as it was, and the asker tries once more, as after a
+                // restart.
+                let _ = unsealed.answer.send(Err(restarted()));
                 continue;
             };
-            // Opened with a key the device no longer has (a pairing in an
-            // earlier step replaced it): opened again with today's.
-            let opened = if unsealed.opened_with == self.device.identity_key() {
-                opened
-            } else {
-                self.opener().open(&unsealed.payload)
-            };
-            let reply = self.step(&unsealed.hash, opened, ctx);
+            let answer = unsealed.answer;
+            let envelope = (unsealed.payload, unsealed.opened_with);
+            let reply = self.step(&unsealed.hash, opened, envelope, ctx);
             MessageResponse::<Self, Open>::handle(reply, ctx, Some(answer));
         }
     }
 
-    /// The session step of one opened envelope, answered once persisted.
+    /// The session step of one opened envelope (its payload, and the key
+    /// it was opened with), answered once persisted.
     fn step(
         &mut self,
         hash: &MessageHash,
         opened: Result<envelope::Opened, EnvelopeError>,
+        (payload, opened_with): (Bytes, PublicKey),
         ctx: &mut Context<Self>,
     ) -> supervise::Reply<Self, Result<Opened, Error>> {
         let outcome = supervise::guard(self, ctx, |act, _| {
+            // Opened with a key the device no longer has (a pairing in an
+            // earlier step replaced it): opened again with today's.
+            let opened = if opened_with == act.device.identity_key() {
+                opened
+            } else {
+                act.opener().open(&payload)
+            };
             let (received, saves) = act.on_device(|d, now| d.open_unsealed(opened, now))?;
             act.metrics.opened.inc();
             let (account, device) = received.sender;
@@ -229,9 +247,45 @@ impl Crypto {
             Ok((opened, saves, kept))
         });
         match outcome {
-            Ok(Ok((opened, saves, kept))) => self.persist_with(saves, kept, opened, ctx),
+            Ok(Ok((opened, saves, kept))) => {
+                let answers = !opened.publish.is_empty();
+                let reply = self.persist_with(saves, kept, opened, ctx);
+                if answers {
+                    self.in_turn(reply)
+                } else {
+                    reply
+                }
+            }
             Ok(Err(e)) => supervise::Reply::Now(Err(e)),
             Err(p) => supervise::Reply::Now(Err(p.into())),
+        }
+    }
+
+    /// The next place in the order in which envelopes are answered.
+    fn turn(&mut self) -> Turn {
+        let (done, answered) = oneshot::channel();
+        let before = self.opening.sealed_before.replace(answered);
+        Turn { before, done }
+    }
+
+    /// `reply`, which carries envelopes sealed on the stage, answered in
+    /// its turn: after the seals still on the pool whose steps came first.
+    pub(crate) fn in_turn<T: 'static>(
+        &mut self,
+        reply: supervise::Reply<Self, Result<T, Error>>,
+    ) -> supervise::Reply<Self, Result<T, Error>> {
+        match reply {
+            supervise::Reply::Now(Err(e)) => supervise::Reply::Now(Err(e)),
+            supervise::Reply::Now(Ok(value)) => {
+                let turn = self.turn();
+                supervise::Reply::Detached(Box::pin(turn.answer(Ok(value))))
+            }
+            supervise::Reply::Detached(later) => {
+                let turn = self.turn();
+                supervise::Reply::Detached(Box::pin(async move { turn.answer(later.await).await }))
+            }
+            // Persisting answers in no other way.
+            other => other,
         }
     }
 }
