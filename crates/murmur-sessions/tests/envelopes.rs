@@ -173,3 +173,42 @@ async fn seals_answered_at_once_are_answered_in_the_order_of_their_steps_() {
         assert!(text(&opened) == text_of(i), "message {i}");
     }
 }
+
+#[test]
+fn an_envelope_sealed_on_the_stage_waits_for_the_seal_still_on_the_pool() {
+    murmur_test_kit::run(an_envelope_sealed_on_the_stage_waits_for_the_seal_still_on_the_pool_());
+}
+
+async fn an_envelope_sealed_on_the_stage_waits_for_the_seal_still_on_the_pool_() {
+    use futures::StreamExt as _;
+    // A reset seals its first message on the stage, a step after the large
+    // message still being sealed on the pool: it is answered after it.
+    let alice_settings = Settings::default().with_threads(4);
+    let (alice, bob, bob_id) = alice_and_bob(alice_settings, Settings::default()).await;
+    let bob_device = bob.identity.send(Identity).await.unwrap().unwrap().1;
+    let large = format!("0 {}", "x".repeat(256 << 10));
+    let seal = alice
+        .seal
+        .send(Seal::new(bob_id, Bytes::from(large.clone())));
+    let reset = alice.reset.send(murmur_core::crypto::Reset {
+        account: bob_id,
+        device: bob_device,
+    });
+    let mut answers: futures::stream::FuturesUnordered<_> = [
+        Box::pin(async move { ("seal", seal.await.unwrap().expect("sealed")) })
+            as std::pin::Pin<Box<dyn std::future::Future<Output = _>>>,
+        Box::pin(async move { ("reset", reset.await.unwrap().expect("reset")) }),
+    ]
+    .into_iter()
+    .collect();
+    let mut order = Vec::new();
+    while let Some((what, sealed)) = answers.next().await {
+        assert!(!sealed.is_empty(), "{what} sealed an envelope");
+        order.push(what);
+    }
+    assert_eq!(
+        order,
+        ["seal", "reset"],
+        "answered in the order of their steps"
+    );
+}
