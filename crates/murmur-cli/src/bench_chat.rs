@@ -299,7 +299,7 @@ async fn murmur_run(args: &Args) -> Result<Report, CliError> {
     let data = tempfile::tempdir()?;
     let config = |name: &str, peers: Vec<Multiaddr>| {
         let mut c = Config::new(data.path().join(name));
-        c.chat.envelope_threads = args.envelope_threads.or(c.chat.envelope_threads);
+        c.chat.envelope_threads = args.envelope_threads;
         c.network.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")];
         c.network.peers = peers;
         c

@@ -395,17 +395,14 @@ impl Config {
                 format!("{} is over {MAX_SKIPPED_KEYS}", self.chat.max_skipped_keys),
             );
         }
-        if self
+        if let Some(n) = self
             .chat
             .envelope_threads
-            .is_some_and(|n| n > MAX_ENVELOPE_THREADS)
+            .filter(|n| *n > MAX_ENVELOPE_THREADS)
         {
             return fail(
                 "chat.envelope_threads",
-                format!(
-                    "{} is over {MAX_ENVELOPE_THREADS}",
-                    self.chat.envelope_threads.unwrap_or_default()
-                ),
+                format!("{n} is over {MAX_ENVELOPE_THREADS}"),
             );
         }
         if let Err((key, problem)) = self.rest.check().and_then(|()| self.webhook.check()) {

@@ -15,7 +15,7 @@ use std::{
     },
 };
 
-use futures::{future::Either, FutureExt as _};
+use futures::FutureExt as _;
 use tokio::sync::oneshot;
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -92,22 +92,12 @@ impl Pool {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> impl std::future::Future<Output = Option<T>> {
-        let Some(jobs) = &self.jobs else {
-            return Either::Left(std::future::ready(guarded(work)));
-        };
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move || {
-            if let Some(value) = guarded(work) {
-                let _ = tx.send(value);
-            }
+        // A panic drops `tx` unsent: the answer is `None`.
+        self.spawn(move || {
+            let _ = tx.send(work());
         });
-        match jobs.try_send(job) {
-            Ok(()) => Either::Right(rx.map(Result::ok)),
-            Err(mpsc::TrySendError::Full(job) | mpsc::TrySendError::Disconnected(job)) => {
-                job();
-                Either::Right(rx.map(Result::ok))
-            }
-        }
+        rx.map(Result::ok)
     }
 }
 
