@@ -28,15 +28,7 @@ async fn the_example_handles_each_message_once_across_a_restart() {
 }
 
 async fn node(dir: &std::path::Path, key: &Keypair, peer: Option<&Node>) -> Node {
-    let mut config = loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
-    if let Some(peer) = peer {
-        config.network.peers = vec![crate::support::addr(peer, false).parse().unwrap()];
-    }
-    Builder::new(config)
-        .with_keypair(key.clone())
-        .start()
-        .await
-        .unwrap()
+    crate::support::keyed_node(dir, key, peer, |_| {}).await
 }
 
 #[actix_rt::test]

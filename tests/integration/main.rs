@@ -2,6 +2,7 @@
 //! and real js-waku peers under Node.js. One binary, to keep link time down.
 
 mod bad_input;
+mod batches;
 mod bots;
 mod chat;
 mod communities;

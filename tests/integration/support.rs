@@ -14,6 +14,26 @@ pub(crate) fn loopback_config(dir: &std::path::Path, listen: &[&str]) -> Config 
     config
 }
 
+/// A node on loopback TCP with `key`, `peer` its static peer, its config
+/// changed by `edit` first.
+pub(crate) async fn keyed_node(
+    dir: &std::path::Path,
+    key: &Keypair,
+    peer: Option<&Node>,
+    edit: impl FnOnce(&mut Config),
+) -> Node {
+    let mut config = loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
+    if let Some(peer) = peer {
+        config.network.peers = vec![addr(peer, false).parse().unwrap()];
+    }
+    edit(&mut config);
+    Builder::new(config)
+        .with_keypair(key.clone())
+        .start()
+        .await
+        .unwrap()
+}
+
 /// Starts a libp2p node on loopback TCP and WebSocket.
 pub(crate) async fn start_node(dir: &std::path::Path) -> Node {
     Builder::new(loopback_config(

@@ -1,10 +1,12 @@
 //! `murmur bench chat`: encrypted 1:1 messages end to end between two
 //! nodes as `murmur node` runs them (default configuration: archive on,
 //! SQLite, every stage as shipped), beside a bare composition of the same
-//! primitives in the same process (`bench_chat_bare.rs`), and beside the
-//! same bare composition with murmur's sealed-sender envelope around each
-//! message, which separates what hiding the sender costs from what
-//! murmur's stages cost.
+//! primitives in the same process (`bench_chat_bare.rs`) in four variants:
+//! with or without murmur's sealed-sender envelope around each ratchet
+//! message (what hiding the sender costs, apart from what murmur's stages
+//! cost), and with the messages the window lets go at once in one ratchet
+//! message, as murmur seals together what waits (`chat.batch`), or each
+//! alone.
 //!
 //! Each message counts once it is in the recipient's inbox (opened,
 //! persisted) and its receipt is back at the sender; the latency is from
@@ -22,7 +24,7 @@ use murmur_node::{chat::DeliveryState, Config};
 
 use crate::{
     bench::{median, start_node, RUN_LIMIT, SETUP},
-    bench_chat_bare::Wrap,
+    bench_chat_bare::{Pack, Wrap},
     bench_store::percentile,
     error::CliError,
 };
@@ -55,6 +57,10 @@ pub(crate) struct Args {
     /// thread); unset, the default.
     #[arg(long)]
     pub(crate) envelope_threads: Option<usize>,
+    /// The most messages sealed together (`chat.batch` of the murmur
+    /// nodes, and the bare compositions' batches); 1: each alone.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) batch: usize,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -128,9 +134,9 @@ impl Clock {
 }
 
 pub(crate) async fn run(args: Args) -> Result<(), CliError> {
-    if args.messages == 0 || args.window == 0 || args.rounds == 0 {
+    if args.messages == 0 || args.window == 0 || args.rounds == 0 || args.batch == 0 {
         return Err(CliError::Usage(
-            "--messages, --window and --rounds must be at least 1".to_owned(),
+            "--messages, --window, --rounds and --batch must be at least 1".to_owned(),
         ));
     }
     if args.members == 1 {
@@ -149,21 +155,17 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
     } else {
         Vec::new()
     };
-    let mut rounds = Vec::with_capacity(args.rounds);
-    let mut sealed = Vec::with_capacity(args.rounds);
+    let mut bare: [Vec<(Report, Report)>; 4] = Default::default();
     let mut groups = Vec::with_capacity(args.rounds);
     for round in 1..=args.rounds {
         progress.set(format!("chat benchmark, round {round} of {}", args.rounds));
         tracing::info!(round, "murmur run, default configuration");
         let murmur = murmur_run(&args).await?;
-        tracing::info!(round, "bare run");
-        let bare = crate::bench_chat_bare::run(&args, Wrap::Plain).await?;
-        tracing::info!(round, "bare run, sealed sender");
-        sealed.push((
-            murmur,
-            crate::bench_chat_bare::run(&args, Wrap::Sealed).await?,
-        ));
-        rounds.push((murmur, bare));
+        for (runs, variant) in bare.iter_mut().zip(&VARIANTS) {
+            tracing::info!(round, variant = variant.key, "bare run");
+            let run = crate::bench_chat_bare::run(&args, variant.wrap, variant.pack).await?;
+            runs.push((murmur, run));
+        }
         if args.members >= 2 {
             tracing::info!(
                 round,
@@ -177,9 +179,48 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
         }
     }
     drop(progress);
-    print(&args, &rounds, &sealed, &groups);
+    print(&args, &bare, &groups);
     Ok(())
 }
+
+/// One bare composition the murmur runs are set against.
+struct Variant {
+    /// Its key in the JSON report (the first's runs are the report's own).
+    key: &'static str,
+    wrap: Wrap,
+    pack: Pack,
+    /// What the table says it is.
+    title: &'static str,
+}
+
+/// The bare compositions, the first: no envelope, batched as
+/// murmur batches.
+const VARIANTS: [Variant; 4] = [
+    Variant {
+        key: "bare",
+        wrap: Wrap::Plain,
+        pack: Pack::Together,
+        title: "against the bare composition: no envelope, the messages the window lets go at once in one ratchet message (as murmur seals together what waits)",
+    },
+    Variant {
+        key: "sealed_sender",
+        wrap: Wrap::Sealed,
+        pack: Pack::Together,
+        title: "against the bare composition with murmur's sealed-sender envelope, batched the same way: the same work as murmur's, without its stages",
+    },
+    Variant {
+        key: "each_alone",
+        wrap: Wrap::Plain,
+        pack: Pack::Alone,
+        title: "against the bare composition with each message a ratchet message of its own, no envelope",
+    },
+    Variant {
+        key: "sealed_sender_each_alone",
+        wrap: Wrap::Sealed,
+        pack: Pack::Alone,
+        title: "against the bare composition with each message (and receipt) in an envelope of its own",
+    },
+];
 
 fn ratio(rounds: &[(Report, Report)]) -> f64 {
     median(
@@ -203,12 +244,8 @@ fn runs_json(rounds: &[(Report, Report)]) -> Vec<serde_json::Value> {
 }
 
 #[allow(clippy::print_stdout)]
-fn print(
-    args: &Args,
-    rounds: &[(Report, Report)],
-    sealed: &[(Report, Report)],
-    groups: &[(Report, Report)],
-) {
+fn print(args: &Args, bare: &[Vec<(Report, Report)>; 4], groups: &[(Report, Report)]) {
+    let rounds = &bare[0];
     // A group's messages per second against 1:1's, round by round.
     let group_vs_one = median(
         rounds
@@ -222,13 +259,16 @@ fn print(
             "messages": args.messages,
             "size": args.size,
             "window": args.window,
+            "batch": args.batch,
             "rounds": runs_json(rounds),
             "ratio_median": ratio(rounds),
-            "sealed_sender": {
-                "rounds": runs_json(sealed),
-                "ratio_median": ratio(sealed),
-            },
         });
+        for (runs, variant) in bare.iter().zip(&VARIANTS).skip(1) {
+            report[variant.key] = serde_json::json!({
+                "rounds": runs_json(runs),
+                "ratio_median": ratio(runs),
+            });
+        }
         if !groups.is_empty() {
             report["group"] = serde_json::json!({
                 "members": args.members,
@@ -241,17 +281,20 @@ fn print(
         return;
     }
     println!(
-        "encrypted 1:1, {} messages of {} bytes, {} in flight, {} rounds",
+        "encrypted 1:1, {} messages of {} bytes, {} in flight, at most {} sealed together, {} rounds",
         args.messages,
         args.size,
         args.window,
+        args.batch,
         rounds.len()
     );
-    table(rounds);
-    println!(
-        "\nthe same against a bare composition that also seals each message (and receipt) in murmur's sealed-sender envelope"
-    );
-    table(sealed);
+    for (i, (runs, variant)) in bare.iter().zip(&VARIANTS).enumerate() {
+        if i > 0 {
+            println!();
+        }
+        println!("{}", variant.title);
+        table(runs);
+    }
     if !groups.is_empty() {
         println!(
             "\nprivate group of {} members (2 online), {} messages of {} bytes, {} in flight",
@@ -300,6 +343,7 @@ async fn murmur_run(args: &Args) -> Result<Report, CliError> {
     let config = |name: &str, peers: Vec<Multiaddr>| {
         let mut c = Config::new(data.path().join(name));
         c.chat.envelope_threads = args.envelope_threads;
+        c.chat.batch = args.batch;
         c.network.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")];
         c.network.peers = peers;
         c

@@ -3,9 +3,12 @@
 //! `murmur-crypto` used directly, and sqlx writes of the messages and the
 //! session state in batches, with a receipt back for every batch read at
 //! once, as murmur acknowledges what its lane read. Nothing of murmur's is
-//! on the path but the ratchet, and, in the second variant, its
+//! on the path but the ratchet, and, in the sealed variants, its
 //! sealed-sender envelope around each ratchet message: the public-key work
-//! that hides who writes to whom, without murmur's stages.
+//! that hides who writes to whom, without murmur's stages. Messages go one
+//! per ratchet message, or what the window lets go at once in one (framed
+//! by their lengths), at most as many and as large as murmur seals
+//! together.
 
 use std::{
     sync::Arc,
@@ -36,6 +39,48 @@ use crate::{
 pub(crate) enum Wrap {
     Plain,
     Sealed,
+}
+
+/// How the sender hands messages to the ratchet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pack {
+    /// One ratchet message each.
+    Alone,
+    /// What the window lets go at once in one ratchet message, up to
+    /// `--batch` messages and [`BATCH_BYTES`], as murmur seals the messages
+    /// that wait while the envelope before them is being sealed.
+    Together,
+}
+
+/// The most text one ratchet message of [`Pack::Together`] carries: the
+/// limit of murmur's batches.
+const BATCH_BYTES: usize = 32 * 1024;
+
+/// Each text of a batch behind its length.
+fn frame(texts: &[String]) -> Vec<u8> {
+    let mut frame = Vec::new();
+    for t in texts {
+        frame.extend_from_slice(&(t.len() as u32).to_be_bytes());
+        frame.extend_from_slice(t.as_bytes());
+    }
+    frame
+}
+
+/// The texts of a batch.
+fn unframe(mut frame: &[u8]) -> Result<Vec<Vec<u8>>, CliError> {
+    let mut texts = Vec::new();
+    while !frame.is_empty() {
+        let (len, rest) = frame
+            .split_first_chunk::<4>()
+            .ok_or_else(|| CliError::Failed("bare batch: a cut length".to_owned()))?;
+        let len = u32::from_be_bytes(*len) as usize;
+        if rest.len() < len {
+            return Err(CliError::Failed("bare batch: a cut text".to_owned()));
+        }
+        texts.push(rest[..len].to_vec());
+        frame = &rest[len..];
+    }
+    Ok(texts)
 }
 
 /// One side of the bare composition: its device, and the other side's
@@ -179,7 +224,7 @@ pub(crate) async fn save(
 /// of what is ready at once per transaction), then seals and publishes one
 /// receipt for the batch; the sender opens the receipts and writes its
 /// session's state the same way.
-pub(crate) async fn run(args: &Args, wrap: Wrap) -> Result<Report, CliError> {
+pub(crate) async fn run(args: &Args, wrap: Wrap, pack: Pack) -> Result<Report, CliError> {
     let data = Arc::new(tempfile::tempdir()?);
     let (sending, receiving) = ends(wrap)?;
     let (there, back) = (
@@ -204,7 +249,16 @@ pub(crate) async fn run(args: &Args, wrap: Wrap) -> Result<Report, CliError> {
                 let mut opened = Vec::new();
                 for data in messages(&mut swarm, ready) {
                     let (text, key) = end.open(&data)?;
-                    opened.push((key, text));
+                    match pack {
+                        Pack::Alone => opened.push((key, text)),
+                        Pack::Together => {
+                            for (i, text) in unframe(&text)?.into_iter().enumerate() {
+                                let mut key = key.clone();
+                                key.extend_from_slice(&(i as u32).to_be_bytes());
+                                opened.push((key, text));
+                            }
+                        }
+                    }
                 }
                 if opened.is_empty() {
                     continue;
@@ -237,7 +291,7 @@ pub(crate) async fn run(args: &Args, wrap: Wrap) -> Result<Report, CliError> {
     let addr = addr_rx
         .await
         .map_err(|_| CliError::Failed("bare receiver did not listen".to_owned()))?;
-    let (window, size) = (args.window, args.size);
+    let (window, size, most) = (args.window, args.size, args.batch.max(1));
     let sender = {
         let clock = clock.clone();
         on_own_thread("bare-chat-sender", async move {
@@ -260,9 +314,27 @@ pub(crate) async fn run(args: &Args, wrap: Wrap) -> Result<Report, CliError> {
             while acked < n {
                 let mut sealed = 0;
                 while sent < n && sent - acked < window {
-                    let message = end.seal(clock.text(sent, size).as_bytes())?;
+                    let message = match pack {
+                        Pack::Alone => {
+                            sent += 1;
+                            end.seal(clock.text(sent - 1, size).as_bytes())?
+                        }
+                        Pack::Together => {
+                            let (mut texts, mut bytes) = (Vec::new(), 0);
+                            while sent < n
+                                && sent - acked < window
+                                && texts.len() < most
+                                && (texts.is_empty() || bytes + size <= BATCH_BYTES)
+                            {
+                                let text = clock.text(sent, size);
+                                bytes += text.len();
+                                texts.push(text);
+                                sent += 1;
+                            }
+                            end.seal(&frame(&texts))?
+                        }
+                    };
                     publish(&mut swarm, &there, message).await?;
-                    sent += 1;
                     sealed += 1;
                 }
                 if sealed > 0 {

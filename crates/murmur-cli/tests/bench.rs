@@ -136,7 +136,13 @@ fn the_chat_benchmark_delivers_and_acknowledges_every_message_both_ways() {
         "--json",
     ]))
     .expect("one JSON object on stdout");
-    for runs in [&report, &report["sealed_sender"], &report["group"]] {
+    for runs in [
+        &report,
+        &report["sealed_sender"],
+        &report["each_alone"],
+        &report["sealed_sender_each_alone"],
+        &report["group"],
+    ] {
         let rounds = runs["rounds"].as_array().expect("rounds");
         assert_eq!(rounds.len(), 2);
         for round in rounds {

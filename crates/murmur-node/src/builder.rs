@@ -402,6 +402,7 @@ impl Builder {
                     sharding: self.config.sharding(),
                     topics: topics.clone(),
                     me: me.0,
+                    batch: self.config.chat.batch,
                 })
                 .await?;
             let groups = (self.groups)(GroupsContext {

@@ -6,11 +6,12 @@ use std::{fmt, time::Duration};
 use bytes::Bytes;
 pub use murmur_core::crypto::{AccountId, DeviceId};
 pub use murmur_core::groups::{GroupId, JoinMode, Notice, Role, Summary};
-use murmur_proto::chat::Content;
-use prost::Message as _;
 use tokio::sync::{mpsc, watch};
 
 use crate::{Error, Node};
+
+mod content;
+pub(crate) use content::*;
 
 pub use crate::durable::{Durable, Entry};
 
@@ -436,135 +437,4 @@ pub(crate) fn now_millis() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// A message sent before, as the next one names it: the first eight bytes
-/// of its id (enough within one conversation, and a quarter of the room
-/// the whole id would take in a padded envelope), and when it was sent
-/// (ms; on the wire on the oldest only, which is where a read starts).
-pub(crate) type Earlier = (Prefix, u64);
-
-/// The first eight bytes of a message id.
-pub(crate) type Prefix = [u8; 8];
-
-/// The first eight bytes of `id`.
-pub(crate) fn prefix(id: MessageId) -> Prefix {
-    let mut p = [0; 8];
-    p.copy_from_slice(&id.0[..8]);
-    p
-}
-
-pub(crate) fn encode(id: MessageId, to: AccountId, body: &Body, earlier: &[Earlier]) -> Bytes {
-    Bytes::from(content(id, Some(to), body, earlier).encode_to_vec())
-}
-
-/// A group message's plaintext (the membership stage pads it).
-pub(crate) fn encode_group(
-    id: MessageId,
-    channel: Option<&str>,
-    body: &Body,
-    earlier: &[Earlier],
-) -> Bytes {
-    let mut c = content(id, None, body, earlier);
-    c.channel = channel.map(str::to_owned);
-    Bytes::from(c.encode_to_vec())
-}
-
-fn content(id: MessageId, to: Option<AccountId>, body: &Body, earlier: &[Earlier]) -> Content {
-    let mut content = Content {
-        id: id.0.to_vec(),
-        to: to.map(|to| to.0.to_vec()),
-        sent_at: now_millis(),
-        earlier: earlier
-            .iter()
-            .enumerate()
-            .map(|(i, (id, sent_at))| murmur_proto::chat::Earlier {
-                id: id.to_vec(),
-                sent_at: if i == 0 { *sent_at } else { 0 },
-            })
-            .collect(),
-        ..Content::default()
-    };
-    match body {
-        Body::Text(t) => content.text = Some(t.clone()),
-        Body::Typed { kind, data } => {
-            content.kind = Some(kind.clone());
-            content.data = Some(data.to_vec());
-        }
-        // Bodies a later version adds travel as the typed payload they
-        // are built on; this version has none.
-        _ => {}
-    }
-    content
-}
-
-pub(crate) fn encode_receipt(ids: &[MessageId]) -> Bytes {
-    Bytes::from(
-        Content {
-            id: random_id().0.to_vec(),
-            sent_at: now_millis(),
-            receipts: ids.iter().map(|id| id.0.to_vec()).collect(),
-            ..Content::default()
-        }
-        .encode_to_vec(),
-    )
-}
-
-/// What a decrypted plaintext is.
-pub(crate) enum Decoded {
-    /// A message, with the earlier ones its sender's device names.
-    Message(Box<ChatMessage>, Vec<Earlier>),
-    Receipts(Vec<MessageId>),
-    /// A private group's events or keys, for the membership stage.
-    Group,
-}
-
-pub(crate) fn decode(
-    sender: AccountId,
-    device: DeviceId,
-    me: AccountId,
-    plaintext: &[u8],
-) -> Result<Decoded, String> {
-    let c = Content::decode(plaintext).map_err(|e| e.to_string())?;
-    if c.group.is_some() {
-        return Ok(Decoded::Group);
-    }
-    if !c.receipts.is_empty() {
-        return Ok(Decoded::Receipts(
-            c.receipts.iter().filter_map(|r| id_from_slice(r)).collect(),
-        ));
-    }
-    let id = id_from_slice(&c.id).ok_or("message id is not 16 bytes")?;
-    let body = match (c.text, c.kind, c.data) {
-        (Some(t), None, None) => Body::Text(t),
-        (None, Some(kind), data) => Body::Typed {
-            kind,
-            data: Bytes::from(data.unwrap_or_default()),
-        },
-        _ => return Err("neither text nor a typed payload".to_owned()),
-    };
-    let to = match c.to {
-        Some(to) => AccountId(
-            to.as_slice()
-                .try_into()
-                .map_err(|_| "recipient is not 32 bytes")?,
-        ),
-        None => me,
-    };
-    let mut message = ChatMessage::new(id, sender, device, to, body).at(c.sent_at);
-    message.channel = c.channel;
-    // Only the oldest says when: the others were sent after it.
-    let since = c
-        .earlier
-        .iter()
-        .map(|e| e.sent_at)
-        .find(|&t| t > 0)
-        .unwrap_or(c.sent_at);
-    let earlier = c
-        .earlier
-        .iter()
-        .take(crate::pipeline::EARLIER)
-        .filter_map(|e| Some((Prefix::try_from(e.id.as_slice()).ok()?, since)))
-        .collect();
-    Ok(Decoded::Message(Box::new(message), earlier))
 }

@@ -23,7 +23,7 @@ mod chat;
 mod errors;
 mod http;
 pub use chat::{
-    Accept, Chat, Vault, VaultSource, MAX_ENVELOPE_THREADS, MAX_SKIP, MAX_SKIPPED_KEYS,
+    Accept, Chat, Vault, VaultSource, MAX_BATCH, MAX_ENVELOPE_THREADS, MAX_SKIP, MAX_SKIPPED_KEYS,
 };
 use errors::one_line;
 pub use http::{Metrics, Rest, Token, Webhook};
@@ -367,6 +367,7 @@ impl Config {
         for (key, value) in [
             ("network.max_tasks", self.network.max_tasks),
             ("chat.queue", self.chat.queue),
+            ("chat.batch", self.chat.batch),
             ("chat.max_devices", self.chat.max_devices),
         ] {
             if value == 0 {
@@ -403,6 +404,12 @@ impl Config {
             return fail(
                 "chat.envelope_threads",
                 format!("{n} is over {MAX_ENVELOPE_THREADS}"),
+            );
+        }
+        if self.chat.batch > MAX_BATCH {
+            return fail(
+                "chat.batch",
+                format!("{} is over {MAX_BATCH}", self.chat.batch),
             );
         }
         if let Err((key, problem)) = self.rest.check().and_then(|()| self.webhook.check()) {

@@ -70,3 +70,33 @@ impl From<actix::MailboxError> for Error {
         Self::Stopped
     }
 }
+
+impl Error {
+    /// The same error for another caller: each message of a batch sealed
+    /// together hears how the batch went. The variants that carry a type
+    /// which cannot be copied come from starting a node, not from a send;
+    /// they are passed on as their text.
+    pub(crate) fn again(&self) -> Self {
+        match self {
+            Self::Config(s) => Self::Config(s.clone()),
+            Self::Archive(e) => Self::Archive(e.clone()),
+            Self::Send(e) => Self::Send(e.clone()),
+            Self::Crypto(e) => Self::Crypto(e.clone()),
+            Self::Group(e) => Self::Group(e.clone()),
+            Self::Sync(e) => Self::Sync(e.clone()),
+            Self::ChatDisabled => Self::ChatDisabled,
+            Self::Topic(e) => Self::Topic(e.clone()),
+            Self::Dropped { hook, reason } => Self::Dropped {
+                hook: hook.clone(),
+                reason: reason.clone(),
+            },
+            Self::Restarted(p) => Self::Restarted(*p),
+            Self::Stopped => Self::Stopped,
+            Self::Busy(s) => Self::Busy(s),
+            Self::Corrupt(s) => Self::Corrupt(s.clone()),
+            Self::Key(_) | Self::Storage(_) | Self::Transport(_) | Self::Reliable(_) => {
+                Self::Corrupt(self.to_string())
+            }
+        }
+    }
+}

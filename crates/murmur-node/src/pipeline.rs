@@ -22,6 +22,7 @@ use crate::{
     Error,
 };
 
+mod batch;
 mod durable;
 mod effects;
 mod gaps;
@@ -230,6 +231,8 @@ struct Chat {
     gaps: gaps::Gaps,
     /// What the lane settles once it runs dry.
     owed: lane::Owed,
+    /// Chat messages waiting to be sealed together, by recipient.
+    batches: batch::Batches,
 }
 
 /// The persistence stage's outbox: every message is in it before a publish

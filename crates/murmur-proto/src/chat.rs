@@ -19,6 +19,10 @@
 //!                            this conversation: a receiver that lacks
 //!                            one reads the conversation's topic from
 //!                            store nodes (SDS's causal history)
+//!  13: batch     repeated bytes   several chat messages to one account,
+//!                            each an encoded Content with an id and a
+//!                            body, sealed in one ratchet message (the
+//!                            other fields are empty)
 //!
 //! Earlier
 //!   1: id        bytes(8)    the first eight bytes of a message's id
@@ -82,6 +86,11 @@ pub struct Content {
     /// The sender device's last messages in this conversation.
     #[prost(message, repeated, tag = "12")]
     pub earlier: Vec<Earlier>,
+    /// Several chat messages to the same account, each an encoded
+    /// `Content`, sealed together (the sender's messages that waited
+    /// while the envelope before them was being sealed).
+    #[prost(bytes = "vec", repeated, tag = "13")]
+    pub batch: Vec<Vec<u8>>,
 }
 
 /// A message sent before this one in the same conversation.

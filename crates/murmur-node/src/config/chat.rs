@@ -9,6 +9,9 @@ pub const MAX_SKIP: u32 = 100_000;
 pub const MAX_SKIPPED_KEYS: usize = 1_000_000;
 /// The most threads for the envelopes' key agreements.
 pub const MAX_ENVELOPE_THREADS: usize = 64;
+/// The most chat messages sealed together (`chat.batch`); a receiver
+/// refuses more in one envelope.
+pub const MAX_BATCH: usize = 256;
 
 /// End-to-end encrypted chat: this node's account and device, its contacts
 /// and sessions, kept in the database sealed with the node key.
@@ -30,6 +33,11 @@ pub struct Chat {
     /// most of what a message costs the crypto stage) beside the stage;
     /// unset, one per core up to four; 0, on the stage's own thread.
     pub envelope_threads: Option<usize>,
+    /// The most chat messages to one account sealed together in one
+    /// envelope: those that wait while the envelope before them is being
+    /// sealed (under load; a message alone goes at once). 1 seals each
+    /// alone, which nodes of versions before batches read.
+    pub batch: usize,
     /// Chat and group deliveries waiting, in arrival order, to be opened;
     /// when full, the pipeline waits for room before it takes the next
     /// message of any kind (nothing is dropped).
@@ -150,6 +158,7 @@ impl Default for Chat {
             max_skip: 1000,
             max_skipped_keys: 2000,
             envelope_threads: None,
+            batch: 64,
             queue: 4096,
             accept: Accept::Contacts,
             max_requests: 1024,

@@ -109,6 +109,14 @@ fn a_bad_multiaddr_and_a_bad_range_are_errors() {
             .expect("0 keeps the agreements on the stage's thread");
         assert_eq!(config.chat.sessions().threads, 0);
 
+        for (file, batch, says) in [("d4.toml", 1000, "over"), ("d5.toml", 0, "at least 1")] {
+            jail.create_file(file, &format!("[chat]\nbatch = {batch}\n"))?;
+            let err = Config::from_figment(&Config::figment(Some(Path::new(file))))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("chat.batch") && err.contains(says), "{err}");
+        }
+
         jail.create_file(
             "e.toml",
             "[network]\ncluster = 16\nshards = [32]\ntopic_shards = [64]\n",

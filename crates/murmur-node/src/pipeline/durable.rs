@@ -12,7 +12,7 @@ use super::*;
 use crate::inbox::{self, Book};
 
 /// Which stage keeps an opened plaintext until the pipeline handled it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Journal {
     /// The crypto stage, by the envelope's hash.
     Crypto(MessageHash),
@@ -135,6 +135,13 @@ impl Pipeline {
             return;
         };
         let owed = &mut chat.owed;
+        if let Some(left) = owed.parts.get_mut(&journal) {
+            *left -= 1;
+            if *left > 0 {
+                return;
+            }
+            owed.parts.remove(&journal);
+        }
         match journal {
             Journal::Crypto(hash) => owed.crypto.push(hash),
             Journal::Group(hash) => owed.group.push(hash),

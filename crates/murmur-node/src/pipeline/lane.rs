@@ -30,6 +30,11 @@ pub(super) struct Owed {
     pub(super) sending: Vec<tokio::sync::oneshot::Receiver<()>>,
     pub(super) crypto: Vec<MessageHash>,
     pub(super) group: Vec<MessageHash>,
+    /// Kept plaintexts that hold several messages, and how many of them
+    /// are not handled yet: one not written to the durable inbox keeps
+    /// the plaintext, and the whole batch comes again at the next start
+    /// (what was written is not handed out twice).
+    pub(super) parts: HashMap<Journal, usize>,
     /// Whether the lane is being driven now; outside it nothing waits.
     pub(super) driving: bool,
     /// Messages on their way into the durable inbox, in the lane's order.

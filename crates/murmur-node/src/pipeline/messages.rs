@@ -284,6 +284,8 @@ pub(crate) struct AttachChat {
     pub(crate) sharding: Sharding,
     pub(crate) topics: Vec<murmur_core::ContentTopic>,
     pub(crate) me: AccountId,
+    /// `chat.batch`: the most messages to one account sealed together.
+    pub(crate) batch: usize,
 }
 
 impl Handler<AttachChat> for Pipeline {
@@ -315,6 +317,7 @@ impl Handler<AttachChat> for Pipeline {
                 ahead_since: HashMap::new(),
                 gaps: super::gaps::Gaps::default(),
                 owed: Default::default(),
+                batches: super::batch::Batches::new(a.batch),
             });
         });
     }
@@ -447,14 +450,13 @@ impl Handler<SendChat> for Pipeline {
             if msg.to != chat.me {
                 chat.unacked.keep(id, msg.to, content.clone());
             }
-            let seal = crypto::Seal::new(msg.to, content);
-            let publish = publish_sealed(
-                chat.crypto.seal.clone(),
-                seal,
-                chat.sharding.clone(),
-                chat.outbox.clone(),
-                Some(Publisher::caller(ctx.address())),
-            );
+            let route = super::batch::Route {
+                crypto: chat.crypto.seal.clone(),
+                sharding: chat.sharding.clone(),
+                outbox: chat.outbox.clone(),
+                publisher: Publisher::caller(ctx.address()),
+            };
+            let publish = chat.batches.send(msg.to, content, route);
             Box::pin(async move {
                 match publish.await {
                     Ok(outcome) => {

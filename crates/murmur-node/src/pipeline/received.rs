@@ -144,8 +144,11 @@ impl Pipeline {
             return done();
         };
         match chat::decode(opened.sender, opened.device, chat.me, &opened.plaintext) {
-            Ok(Decoded::Message(message, earlier)) => {
-                let mut message = *message;
+            // Group messages are sealed one at a time.
+            Ok(Decoded::Messages(mut messages)) if messages.len() == 1 => {
+                let Some((mut message, earlier)) = messages.pop() else {
+                    return done();
+                };
                 self.stats.group_opened += 1;
                 chat.gaps.received(
                     opened.sender,
@@ -355,38 +358,18 @@ impl Pipeline {
                         .map(move |(), act, ctx| act.handled(journal, ctx)),
                 );
             }
-            Ok(Decoded::Message(message, earlier)) => {
-                let mut message = *message;
-                message.request = opened.request && !chat.held.accepted_since(message.sender);
-                // A stranger's message names nothing this node reads for.
-                let earlier = if message.request {
-                    &[][..]
-                } else {
-                    &earlier[..]
-                };
-                chat.gaps.received(
-                    message.sender,
-                    message.device,
-                    super::gaps::Stream::Account(message.to),
-                    message.id,
-                    earlier,
-                    std::time::Instant::now(),
-                );
-                // Our own other devices get copies; only the other side
-                // acknowledges, and a stranger learns nothing (not even
-                // that this device is online) until the user accepts it.
-                if message.request {
-                    self.stats.requests += 1;
-                    chat.held.receipt(message.sender, message.id);
-                } else if message.sender != chat.me {
-                    let owed = chat.owed.receipts.entry(message.sender).or_default();
-                    owed.push(message.id);
-                    if owed.len() >= OWED || !chat.owed.driving {
-                        self.send_receipts(Some(message.sender), ctx);
-                    }
+            Ok(Decoded::Messages(messages)) => {
+                // A batch's kept plaintext goes once every message in it
+                // is handled.
+                if messages.len() > 1 {
+                    chat.owed.parts.insert(journal, messages.len());
                 }
-                let deliver = self.deliver_chat(message, journal, ctx);
-                return Box::pin(first.then(move |(), _, _| deliver));
+                let mut step = first;
+                for (message, earlier) in messages {
+                    let deliver = self.received(opened, message, &earlier, journal, ctx);
+                    step = Box::pin(step.then(move |(), _, _| deliver));
+                }
+                return step;
             }
             Err(reason) => {
                 self.stats.chat_refused += 1;
@@ -395,6 +378,46 @@ impl Pipeline {
         }
         self.handled(journal, ctx);
         first
+    }
+
+    /// One chat message of an opened envelope: its place in the
+    /// conversation, the receipt owed for it, and on into the inboxes.
+    fn received(
+        &mut self,
+        opened: &crypto::Opened,
+        mut message: ChatMessage,
+        earlier: &[chat::Earlier],
+        journal: Journal,
+        ctx: &mut Context<Self>,
+    ) -> Step {
+        let Some(chat) = self.chat.as_mut() else {
+            return done();
+        };
+        message.request = opened.request && !chat.held.accepted_since(message.sender);
+        // A stranger's message names nothing this node reads for.
+        let earlier = if message.request { &[][..] } else { earlier };
+        chat.gaps.received(
+            message.sender,
+            message.device,
+            super::gaps::Stream::Account(message.to),
+            message.id,
+            earlier,
+            std::time::Instant::now(),
+        );
+        // Our own other devices get copies; only the other side
+        // acknowledges, and a stranger learns nothing (not even that this
+        // device is online) until the user accepts it.
+        if message.request {
+            self.stats.requests += 1;
+            chat.held.receipt(message.sender, message.id);
+        } else if message.sender != chat.me {
+            let owed = chat.owed.receipts.entry(message.sender).or_default();
+            owed.push(message.id);
+            if owed.len() >= OWED || !chat.owed.driving {
+                self.send_receipts(Some(message.sender), ctx);
+            }
+        }
+        self.deliver_chat(message, journal, ctx)
     }
 }
 

@@ -1,0 +1,215 @@
+//! Chat messages to one account sealed together: those that wait while
+//! the envelope before them is with the crypto stage go in one plaintext
+//! (`chat::encode_batch`), so that the batch costs one envelope per device
+//! (one key agreement, one ratchet step, one outbox entry, one relay
+//! message) where each message alone would cost all of that.
+//!
+//! An account's sends go through one queue task while any wait. It hands
+//! the crypto stage what waits at once, at most `chat.batch` messages and
+//! [`BYTES`] of content, publishes each batch beside the next seal, and
+//! ends when nothing waits; the next send starts another. A message that
+//! finds nothing before it is sealed at once and alone, as it always was:
+//! a batch forms only under load, and costs no wait.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{outcome::Outcome, publish_all, publish_sealed, Outbox, Publisher};
+use crate::{chat, Error};
+use murmur_core::{crypto, Sharding};
+
+/// The most content one batch carries. Past 16 KiB an envelope is padded
+/// to a multiple of 16 KiB, so a batch stays within two of those.
+pub(crate) const BYTES: usize = 32 * 1024;
+
+/// Messages to one account waiting to be sealed, at most; a send that
+/// finds them full is sealed alone.
+const WAITING: usize = 1024;
+
+/// Accounts whose queues are kept before the ended ones are pruned.
+const PRUNE_PAST: usize = 64;
+
+/// One message waiting, and where its batch's outcome goes.
+struct Part {
+    content: Bytes,
+    answer: oneshot::Sender<Result<Outcome, Error>>,
+}
+
+/// Where a batch goes once sealed.
+#[derive(Clone)]
+pub(crate) struct Route {
+    pub(crate) crypto: actix::Recipient<crypto::Seal>,
+    pub(crate) sharding: Sharding,
+    pub(crate) outbox: Outbox,
+    pub(crate) publisher: Publisher,
+}
+
+/// The pipeline's queues of chat messages waiting to be sealed, one per
+/// account with messages waiting.
+pub(crate) struct Batches {
+    queues: HashMap<crypto::AccountId, mpsc::Sender<Part>>,
+    most: usize,
+}
+
+impl Batches {
+    /// Up to `most` messages in one envelope; 1 seals each alone.
+    pub(crate) fn new(most: usize) -> Self {
+        Self {
+            queues: HashMap::new(),
+            most: most.max(1),
+        }
+    }
+
+    /// Seals `content` for `to`, with what waits beside it, and publishes
+    /// it; answers how its envelopes went out.
+    pub(crate) fn send(
+        &mut self,
+        to: crypto::AccountId,
+        content: Bytes,
+        route: Route,
+    ) -> impl std::future::Future<Output = Result<Outcome, Error>> + 'static {
+        let alone = |content: Bytes, route: Route| {
+            let seal = crypto::Seal::new(to, content);
+            let publish = publish_sealed(
+                route.crypto,
+                seal,
+                route.sharding,
+                route.outbox,
+                Some(route.publisher),
+            );
+            Answer::Alone(Box::pin(publish))
+        };
+        if self.most == 1 {
+            return alone(content, route).wait();
+        }
+        let (answer, outcome) = oneshot::channel();
+        let mut part = Part { content, answer };
+        if let Some(queue) = self.queues.get(&to) {
+            match queue.try_send(part) {
+                Ok(()) => return Answer::Batched(outcome).wait(),
+                Err(mpsc::error::TrySendError::Full(p)) => {
+                    return alone(p.content, route).wait();
+                }
+                // It ended: a new one takes this message.
+                Err(mpsc::error::TrySendError::Closed(p)) => part = p,
+            }
+        }
+        if self.queues.len() >= PRUNE_PAST {
+            self.queues.retain(|_, queue| !queue.is_closed());
+        }
+        let (queue, waiting) = mpsc::channel(WAITING);
+        // A new channel has room.
+        let _ = queue.try_send(part);
+        self.queues.insert(to, queue);
+        actix::spawn(run(to, waiting, route, self.most));
+        Answer::Batched(outcome).wait()
+    }
+}
+
+/// How a send is answered: by its own publish, or by its batch's.
+enum Answer {
+    Alone(std::pin::Pin<Box<dyn std::future::Future<Output = Result<Outcome, Error>>>>),
+    Batched(oneshot::Receiver<Result<Outcome, Error>>),
+}
+
+impl Answer {
+    async fn wait(self) -> Result<Outcome, Error> {
+        match self {
+            Self::Alone(publish) => publish.await,
+            // The queue task answers every part it took; one dropped
+            // unanswered went with the runtime.
+            Self::Batched(outcome) => outcome.await.unwrap_or(Err(Error::Stopped)),
+        }
+    }
+}
+
+/// One account's queue: seals what waits, a batch at a time, each once the
+/// seal before it is answered; ends when nothing waits.
+async fn run(to: crypto::AccountId, mut waiting: mpsc::Receiver<Part>, route: Route, most: usize) {
+    let mut next = None;
+    loop {
+        let batch = take(&mut waiting, &mut next, most);
+        if batch.is_empty() {
+            break;
+        }
+        let sealed = seal(to, batch, &route);
+        // Only the seal is waited for: the batch is published beside the
+        // next one's sealing.
+        let _ = sealed.await;
+    }
+    // Nothing waits: no send reaches this queue from now on, and what came
+    // between the last look and the close is sealed now, in order.
+    waiting.close();
+    loop {
+        let batch = take(&mut waiting, &mut next, most);
+        if batch.is_empty() {
+            return;
+        }
+        // Its answer is no longer waited for: nothing comes after it.
+        drop(seal(to, batch, &route));
+    }
+}
+
+/// What waits now, up to `most` messages and [`BYTES`] (a message larger
+/// than that goes alone); one that did not fit is kept in `next`.
+fn take(waiting: &mut mpsc::Receiver<Part>, next: &mut Option<Part>, most: usize) -> Vec<Part> {
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    while batch.len() < most {
+        let Some(part) = next.take().or_else(|| waiting.try_recv().ok()) else {
+            break;
+        };
+        if !batch.is_empty() && bytes + part.content.len() > BYTES {
+            *next = Some(part);
+            break;
+        }
+        bytes += part.content.len();
+        batch.push(part);
+    }
+    batch
+}
+
+/// Hands the crypto stage `batch` now (the request is queued before this
+/// returns, so batches are sealed in the order taken), and publishes it
+/// beside; the future answers once the seal is.
+fn seal(
+    to: crypto::AccountId,
+    batch: Vec<Part>,
+    route: &Route,
+) -> impl std::future::Future<Output = ()> {
+    let plaintext = match batch.as_slice() {
+        [one] => one.content.clone(),
+        parts => chat::encode_batch(parts.iter().map(|p| &p.content)),
+    };
+    let request = route.crypto.send(crypto::Seal::new(to, plaintext));
+    let (sealed, answered) = oneshot::channel();
+    let route = route.clone();
+    actix::spawn(async move {
+        let envelopes = request.await;
+        let _ = sealed.send(());
+        let outcome = match envelopes {
+            Ok(Ok(envelopes)) => {
+                publish_all(
+                    envelopes,
+                    route.sharding,
+                    route.outbox,
+                    Some(route.publisher),
+                )
+                .await
+            }
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(e.into()),
+        };
+        for part in batch {
+            let _ = part.answer.send(match &outcome {
+                Ok(outcome) => Ok(outcome.clone()),
+                Err(e) => Err(e.again()),
+            });
+        }
+    });
+    async move {
+        let _ = answered.await;
+    }
+}
