@@ -22,6 +22,8 @@ use murmur_groups::{Action, Event, JoinMode, Log, MemberId};
 use murmur_proto::chat::{Content, GroupControl};
 use prost::Message as _;
 
+mod batches;
+
 const WAIT: Duration = Duration::from_secs(20);
 
 fn now() -> u64 {

@@ -1,9 +1,9 @@
-//! Chat messages to one account sealed together while the envelope before
-//! them is being sealed (`chat.batch`), over real nodes: a burst arrives
-//! whole, each message once and acknowledged, in fewer envelopes than
-//! messages; with `chat.batch = 1` each goes alone; and a batch whose
-//! messages reach the durable inbox only in part keeps its plaintext, so
-//! that what is missing comes at the next start.
+//! Chat messages to one account, or one group, sealed together while the
+//! envelope before them is being sealed (`chat.batch`), over real nodes: a
+//! burst arrives whole, each message once (and, 1:1, acknowledged), in
+//! fewer envelopes than messages; with `chat.batch = 1` each goes alone;
+//! and a batch whose messages reach the durable inbox only in part keeps
+//! its plaintext, so that what is missing comes at the next start.
 
 use std::sync::{
     atomic::{AtomicBool, Ordering},
@@ -19,7 +19,9 @@ use murmur::node::{
 };
 use murmur_core::storage;
 
-use crate::support::{befriend, keyed_node, loopback_config, meshed_for, WAIT};
+use crate::support::{
+    befriend, keyed_node, loopback_config, members, meshed_for, next_in_group, WAIT,
+};
 
 /// Messages sent at once, none awaited before the next.
 const BURST: usize = 24;
@@ -101,6 +103,47 @@ async fn with_batches_off_each_message_has_an_envelope_of_its_own() {
     let (envelopes, read) = envelopes_for_a_burst(1).await;
     assert_eq!(read.len(), BURST);
     assert_eq!(envelopes, BURST as u64);
+}
+
+#[actix_rt::test]
+async fn a_burst_to_a_group_arrives_whole_and_once_in_fewer_messages_than_sent() {
+    let dirs = [(); 2].map(|_| tempfile::tempdir().unwrap());
+    let alice = node(dirs[0].path(), &Keypair::generate_secp256k1(), None, 64).await;
+    let bob = node(
+        dirs[1].path(),
+        &Keypair::generate_secp256k1(),
+        Some(&alice),
+        64,
+    )
+    .await;
+    let bob_id = befriend(&alice, &bob).await;
+    meshed_for(&alice, bob_id).await;
+    let group = alice.create_group("burst").await.unwrap();
+    group.add(bob_id).await.unwrap();
+    members(&bob, &group, 2).await;
+    crate::groups::meshed(&[&alice, &bob], &group).await;
+    let mut inbox = bob.inbox().await.unwrap();
+    group.send_text("first").await.unwrap();
+    let first = next_in_group(&mut inbox, Some(group.id()), "the first").await;
+    assert_eq!(first.text(), Some("first"));
+    let before = bob.stats().await.unwrap().group_opened;
+
+    let sent = join_all(texts(BURST).into_iter().map(|t| group.send_text(t))).await;
+    assert!(sent.iter().all(Result::is_ok), "every send answered");
+    let mut read = Vec::new();
+    while read.len() < BURST {
+        let m = next_in_group(&mut inbox, Some(group.id()), "the burst").await;
+        read.push(m.text().unwrap().to_owned());
+    }
+    read.sort();
+    let mut expected = texts(BURST);
+    expected.sort();
+    assert_eq!(read, expected, "every message, once");
+    let opened = bob.stats().await.unwrap().group_opened - before;
+    assert!(
+        opened <= (BURST / 4) as u64,
+        "{BURST} group messages sent at once came in {opened}"
+    );
 }
 
 /// The storage stage's state writes, refusing once the one that holds

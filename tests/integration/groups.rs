@@ -48,7 +48,7 @@ async fn away(dir: &std::path::Path, key: &libp2p::identity::Keypair, relay: &No
         .unwrap()
 }
 
-async fn meshed(nodes: &[&Node], group: &Group) {
+pub(crate) async fn meshed(nodes: &[&Node], group: &Group) {
     let topic = group_topic(group.id());
     for n in nodes {
         n.wait_for_peers(&n.pubsub_topic(&topic), 1, WAIT)

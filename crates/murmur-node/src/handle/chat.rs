@@ -292,19 +292,29 @@ impl Node {
             .pipeline
             .send(crate::pipeline::GroupEarlier { group, id })
             .await?;
-        let sealed = self
-            .groups_stage()?
-            .post
-            .send(murmur_core::groups::Post {
-                group,
-                plaintext: crate::chat::encode_group(id, channel, &body, &earlier),
-            })
-            .await??;
-        let outcome = self
-            .inner
-            .pipeline
-            .send(PublishEnvelopes(vec![sealed]))
-            .await??;
+        let plaintext = crate::chat::encode_group(id, channel, &body, &earlier);
+        let outcome = match channel {
+            // Sealed with those that wait beside it. A channel's message
+            // goes alone: the membership stage checks that its channel
+            // is open, which it reads from the plaintext's own channel.
+            None => {
+                self.inner
+                    .pipeline
+                    .send(crate::pipeline::SendGroup { group, plaintext })
+                    .await??
+            }
+            Some(_) => {
+                let sealed = self
+                    .groups_stage()?
+                    .post
+                    .send(murmur_core::groups::Post { group, plaintext })
+                    .await??;
+                self.inner
+                    .pipeline
+                    .send(PublishEnvelopes(vec![sealed]))
+                    .await??
+            }
+        };
         let (tx, rx) = tokio::sync::watch::channel(DeliveryState::Queued);
         outcome.follow(std::sync::Arc::new(tx));
         Ok(Sent::new(id, rx))

@@ -1,11 +1,13 @@
-//! Chat messages to one account sealed together: those that wait while
-//! the envelope before them is with the crypto stage go in one plaintext
-//! (`chat::encode_batch`), so that the batch costs one envelope per device
-//! (one key agreement, one ratchet step, one outbox entry, one relay
-//! message) where each message alone would cost all of that.
+//! Chat messages to one account, or to one group, sealed together: those
+//! that wait while the envelope before them is with the crypto (or
+//! membership) stage go in one plaintext (`chat::encode_batch`), so that
+//! the batch costs one envelope per device (one key agreement, one ratchet
+//! step, one outbox entry, one relay message; in a group one chain step,
+//! one signature, one relay message) where each message alone would cost
+//! all of that.
 //!
-//! An account's sends go through one queue task while any wait. It hands
-//! the crypto stage what waits at once, at most `chat.batch` messages and
+//! A conversation's sends go through one queue task while any wait. It hands
+//! the stage what waits at once, at most `chat.batch` messages and
 //! [`BYTES`] of content, publishes each batch beside the next seal, and
 //! ends when nothing waits; the next send starts another. A message that
 //! finds nothing before it is sealed at once and alone, as it always was:
@@ -16,9 +18,9 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{outcome::Outcome, publish_all, publish_sealed, Outbox, Publisher};
+use super::{outcome::Outcome, publish_all, Outbox, Publisher};
 use crate::{chat, Error};
-use murmur_core::{crypto, Sharding};
+use murmur_core::{crypto, groups, Sharding};
 
 /// The most content one batch carries. Past 16 KiB an envelope is padded
 /// to a multiple of 16 KiB, so a batch stays within two of those.
@@ -37,19 +39,72 @@ struct Part {
     answer: oneshot::Sender<Result<Outcome, Error>>,
 }
 
-/// Where a batch goes once sealed.
+/// Whom a batch is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Target {
+    /// An account's devices (and this account's other devices), sealed by
+    /// the crypto stage.
+    Account(crypto::AccountId),
+    /// A group's members, sealed by the membership stage.
+    Group(groups::GroupId),
+}
+
+/// The stage that seals for a [`Target`].
+#[derive(Clone)]
+pub(crate) enum Sealer {
+    Crypto(actix::Recipient<crypto::Seal>),
+    Membership(actix::Recipient<groups::Post>),
+}
+
+/// Where a batch is sealed, and where it goes once sealed.
 #[derive(Clone)]
 pub(crate) struct Route {
-    pub(crate) crypto: actix::Recipient<crypto::Seal>,
+    pub(crate) sealer: Sealer,
     pub(crate) sharding: Sharding,
     pub(crate) outbox: Outbox,
     pub(crate) publisher: Publisher,
 }
 
+/// The envelopes a stage answers for one plaintext.
+type Sealing =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<crypto::Sealed>, Error>>>>;
+
+impl Route {
+    /// Hands `plaintext` for `to` to its stage now (queued before this
+    /// returns); the future answers the envelopes to publish.
+    fn seal(&self, to: Target, plaintext: Bytes) -> Sealing {
+        match (&self.sealer, to) {
+            (Sealer::Crypto(seal), Target::Account(account)) => {
+                let sealed = seal.send(crypto::Seal::new(account, plaintext));
+                Box::pin(async move { Ok(sealed.await??) })
+            }
+            (Sealer::Membership(post), Target::Group(group)) => {
+                let sealed = post.send(groups::Post { group, plaintext });
+                Box::pin(async move { Ok(vec![sealed.await??]) })
+            }
+            // The pipeline builds each route for its target.
+            _ => Box::pin(async { Err(Error::ChatDisabled) }),
+        }
+    }
+
+    /// Seals `plaintext` for `to` and publishes it.
+    fn send(
+        self,
+        to: Target,
+        plaintext: Bytes,
+    ) -> impl std::future::Future<Output = Result<Outcome, Error>> {
+        let sealed = self.seal(to, plaintext);
+        async move {
+            let envelopes = sealed.await?;
+            publish_all(envelopes, self.sharding, self.outbox, Some(self.publisher)).await
+        }
+    }
+}
+
 /// The pipeline's queues of chat messages waiting to be sealed, one per
-/// account with messages waiting.
+/// conversation with messages waiting.
 pub(crate) struct Batches {
-    queues: HashMap<crypto::AccountId, mpsc::Sender<Part>>,
+    queues: HashMap<Target, mpsc::Sender<Part>>,
     most: usize,
 }
 
@@ -66,21 +121,11 @@ impl Batches {
     /// it; answers how its envelopes went out.
     pub(crate) fn send(
         &mut self,
-        to: crypto::AccountId,
+        to: Target,
         content: Bytes,
         route: Route,
     ) -> impl std::future::Future<Output = Result<Outcome, Error>> + 'static {
-        let alone = |content: Bytes, route: Route| {
-            let seal = crypto::Seal::new(to, content);
-            let publish = publish_sealed(
-                route.crypto,
-                seal,
-                route.sharding,
-                route.outbox,
-                Some(route.publisher),
-            );
-            Answer::Alone(Box::pin(publish))
-        };
+        let alone = |content: Bytes, route: Route| Answer::Alone(Box::pin(route.send(to, content)));
         if self.most == 1 {
             return alone(content, route).wait();
         }
@@ -127,7 +172,7 @@ impl Answer {
 
 /// One account's queue: seals what waits, a batch at a time, each once the
 /// seal before it is answered; ends when nothing waits.
-async fn run(to: crypto::AccountId, mut waiting: mpsc::Receiver<Part>, route: Route, most: usize) {
+async fn run(to: Target, mut waiting: mpsc::Receiver<Part>, route: Route, most: usize) {
     let mut next = None;
     loop {
         let batch = take(&mut waiting, &mut next, most);
@@ -174,23 +219,19 @@ fn take(waiting: &mut mpsc::Receiver<Part>, next: &mut Option<Part>, most: usize
 /// Hands the crypto stage `batch` now (the request is queued before this
 /// returns, so batches are sealed in the order taken), and publishes it
 /// beside; the future answers once the seal is.
-fn seal(
-    to: crypto::AccountId,
-    batch: Vec<Part>,
-    route: &Route,
-) -> impl std::future::Future<Output = ()> {
+fn seal(to: Target, batch: Vec<Part>, route: &Route) -> impl std::future::Future<Output = ()> {
     let plaintext = match batch.as_slice() {
         [one] => one.content.clone(),
         parts => chat::encode_batch(parts.iter().map(|p| &p.content)),
     };
-    let request = route.crypto.send(crypto::Seal::new(to, plaintext));
+    let request = route.seal(to, plaintext);
     let (sealed, answered) = oneshot::channel();
     let route = route.clone();
     actix::spawn(async move {
         let envelopes = request.await;
         let _ = sealed.send(());
         let outcome = match envelopes {
-            Ok(Ok(envelopes)) => {
+            Ok(envelopes) => {
                 publish_all(
                     envelopes,
                     route.sharding,
@@ -199,8 +240,7 @@ fn seal(
                 )
                 .await
             }
-            Ok(Err(e)) => Err(e.into()),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         };
         for part in batch {
             let _ = part.answer.send(match &outcome {

@@ -451,12 +451,14 @@ impl Handler<SendChat> for Pipeline {
                 chat.unacked.keep(id, msg.to, content.clone());
             }
             let route = super::batch::Route {
-                crypto: chat.crypto.seal.clone(),
+                sealer: super::batch::Sealer::Crypto(chat.crypto.seal.clone()),
                 sharding: chat.sharding.clone(),
                 outbox: chat.outbox.clone(),
                 publisher: Publisher::caller(ctx.address()),
             };
-            let publish = chat.batches.send(msg.to, content, route);
+            let publish = chat
+                .batches
+                .send(super::batch::Target::Account(msg.to), content, route);
             Box::pin(async move {
                 match publish.await {
                     Ok(outcome) => {
@@ -501,6 +503,42 @@ impl Handler<ChatOutbound> for Pipeline {
             )
             .map(|o| o.body)
         })?
+    }
+}
+
+/// Seals a group message's plaintext (`chat::encode_group`) with the
+/// membership stage, together with those to the same group that wait
+/// while the one before them is being sealed, and publishes it.
+#[derive(Message)]
+#[rtype(result = "Result<Outcome, Error>")]
+pub(crate) struct SendGroup {
+    pub(crate) group: groups::GroupId,
+    pub(crate) plaintext: bytes::Bytes,
+}
+
+impl Handler<SendGroup> for Pipeline {
+    type Result = ResponseFuture<Result<Outcome, Error>>;
+
+    fn handle(&mut self, msg: SendGroup, ctx: &mut Context<Self>) -> Self::Result {
+        match supervise::guard(self, ctx, |this, ctx| -> Self::Result {
+            let Some(chat) = this.chat.as_mut() else {
+                return Box::pin(async { Err(Error::ChatDisabled) });
+            };
+            let Some(groups) = chat.groups.as_ref() else {
+                return Box::pin(async { Err(Error::ChatDisabled) });
+            };
+            let route = super::batch::Route {
+                sealer: super::batch::Sealer::Membership(groups.post.clone()),
+                sharding: chat.sharding.clone(),
+                outbox: chat.outbox.clone(),
+                publisher: Publisher::caller(ctx.address()),
+            };
+            let target = super::batch::Target::Group(msg.group);
+            Box::pin(chat.batches.send(target, msg.plaintext, route))
+        }) {
+            Ok(future) => future,
+            Err(p) => Box::pin(std::future::ready(Err(p.into()))),
+        }
     }
 }
 

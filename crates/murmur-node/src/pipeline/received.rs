@@ -144,24 +144,36 @@ impl Pipeline {
             return done();
         };
         match chat::decode(opened.sender, opened.device, chat.me, &opened.plaintext) {
-            // Group messages are sealed one at a time.
-            Ok(Decoded::Messages(mut messages)) if messages.len() == 1 => {
-                let Some((mut message, earlier)) = messages.pop() else {
-                    return done();
-                };
+            // A channel's messages are sealed one at a time: the
+            // membership stage checked the channel of the plaintext, not
+            // of each message in a batch.
+            Ok(Decoded::Messages(messages))
+                if messages.len() == 1 || messages.iter().all(|(m, _)| m.channel.is_none()) =>
+            {
                 self.stats.group_opened += 1;
-                chat.gaps.received(
-                    opened.sender,
-                    opened.device,
-                    super::gaps::Stream::Group(opened.group),
-                    message.id,
-                    &earlier,
-                    std::time::Instant::now(),
-                );
-                message.group = Some(opened.group);
-                message.role = Some(opened.role);
-                message.to = chat.me;
-                return self.deliver_chat(message, journal, ctx);
+                if messages.len() > 1 {
+                    chat.owed.parts.insert(journal, messages.len());
+                }
+                let mut step = done();
+                for (mut message, earlier) in messages {
+                    let Some(chat) = self.chat.as_mut() else {
+                        break;
+                    };
+                    chat.gaps.received(
+                        opened.sender,
+                        opened.device,
+                        super::gaps::Stream::Group(opened.group),
+                        message.id,
+                        &earlier,
+                        std::time::Instant::now(),
+                    );
+                    message.group = Some(opened.group);
+                    message.role = Some(opened.role);
+                    message.to = chat.me;
+                    let deliver = self.deliver_chat(message, journal, ctx);
+                    step = Box::pin(step.then(move |(), _, _| deliver));
+                }
+                return step;
             }
             Ok(_) | Err(_) => {
                 self.stats.group_refused += 1;
