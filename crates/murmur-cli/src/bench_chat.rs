@@ -157,6 +157,7 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
     };
     let mut bare: [Vec<(Report, Report)>; 4] = Default::default();
     let mut groups = Vec::with_capacity(args.rounds);
+    let mut groups_alone = Vec::with_capacity(args.rounds);
     for round in 1..=args.rounds {
         progress.set(format!("chat benchmark, round {round} of {}", args.rounds));
         tracing::info!(round, "murmur run, default configuration");
@@ -174,12 +175,15 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
             );
             let murmur = crate::bench_group::murmur_run(&args, &others).await?;
             tracing::info!(round, "bare group run");
-            let bare = crate::bench_group::bare_run(&args).await?;
+            let bare = crate::bench_group::bare_run(&args, Pack::Together).await?;
             groups.push((murmur, bare));
+            tracing::info!(round, "bare group run, each message alone");
+            let bare = crate::bench_group::bare_run(&args, Pack::Alone).await?;
+            groups_alone.push((murmur, bare));
         }
     }
     drop(progress);
-    print(&args, &bare, &groups);
+    print(&args, &bare, [&groups, &groups_alone]);
     Ok(())
 }
 
@@ -244,7 +248,11 @@ fn runs_json(rounds: &[(Report, Report)]) -> Vec<serde_json::Value> {
 }
 
 #[allow(clippy::print_stdout)]
-fn print(args: &Args, bare: &[Vec<(Report, Report)>; 4], groups: &[(Report, Report)]) {
+fn print(
+    args: &Args,
+    bare: &[Vec<(Report, Report)>; 4],
+    [groups, groups_alone]: [&[(Report, Report)]; 2],
+) {
     let rounds = &bare[0];
     // A group's messages per second against 1:1's, round by round.
     let group_vs_one = median(
@@ -275,6 +283,10 @@ fn print(args: &Args, bare: &[Vec<(Report, Report)>; 4], groups: &[(Report, Repo
                 "rounds": runs_json(groups),
                 "ratio_median": ratio(groups),
                 "vs_one_to_one_median": group_vs_one,
+                "each_alone": {
+                    "rounds": runs_json(groups_alone),
+                    "ratio_median": ratio(groups_alone),
+                },
             });
         }
         println!("{report}");
@@ -300,7 +312,10 @@ fn print(args: &Args, bare: &[Vec<(Report, Report)>; 4], groups: &[(Report, Repo
             "\nprivate group of {} members (2 online), {} messages of {} bytes, {} in flight",
             args.members, args.messages, args.size, args.window
         );
+        println!("against its bare composition, the messages the window lets go at once in one chain message");
         table(groups);
+        println!("\nagainst its bare composition with each message a chain message of its own");
+        table(groups_alone);
         println!("group msg/s against 1:1 msg/s, median of the rounds: {group_vs_one:.2}");
     }
 }

@@ -56,14 +56,55 @@ pub(crate) enum Pack {
 /// limit of murmur's batches.
 const BATCH_BYTES: usize = 32 * 1024;
 
-/// Each text of a batch behind its length.
-fn frame(texts: &[String]) -> Vec<u8> {
-    let mut frame = Vec::new();
-    for t in texts {
-        frame.extend_from_slice(&(t.len() as u32).to_be_bytes());
-        frame.extend_from_slice(t.as_bytes());
+impl Pack {
+    /// The texts from `*sent` on that go in the next ratchet message, with
+    /// `room` left in the window (one at least): one, or up to `most` and
+    /// [`BATCH_BYTES`].
+    pub(crate) fn next(
+        self,
+        clock: &Clock,
+        sent: &mut usize,
+        room: usize,
+        most: usize,
+        size: usize,
+    ) -> Vec<String> {
+        let most = match self {
+            Self::Alone => 1,
+            Self::Together => most.min(room).max(1),
+        };
+        let (mut texts, mut bytes) = (Vec::new(), 0);
+        while texts.len() < most && (texts.is_empty() || bytes + size <= BATCH_BYTES) {
+            let text = clock.text(*sent, size);
+            bytes += text.len();
+            texts.push(text);
+            *sent += 1;
+        }
+        texts
     }
-    frame
+
+    /// The plaintext of one ratchet message holding `texts`: the text
+    /// itself, alone; each behind its length, together.
+    pub(crate) fn plaintext(self, texts: &[String]) -> Vec<u8> {
+        match self {
+            Self::Alone => texts.concat().into_bytes(),
+            Self::Together => {
+                let mut frame = Vec::new();
+                for t in texts {
+                    frame.extend_from_slice(&(t.len() as u32).to_be_bytes());
+                    frame.extend_from_slice(t.as_bytes());
+                }
+                frame
+            }
+        }
+    }
+
+    /// The texts in a ratchet message's plaintext.
+    pub(crate) fn texts(self, plaintext: Vec<u8>) -> Result<Vec<Vec<u8>>, CliError> {
+        match self {
+            Self::Alone => Ok(vec![plaintext]),
+            Self::Together => unframe(&plaintext),
+        }
+    }
 }
 
 /// The texts of a batch.
@@ -248,16 +289,11 @@ pub(crate) async fn run(args: &Args, wrap: Wrap, pack: Pack) -> Result<Report, C
                 tell_address(&ready, &mut addr_tx);
                 let mut opened = Vec::new();
                 for data in messages(&mut swarm, ready) {
-                    let (text, key) = end.open(&data)?;
-                    match pack {
-                        Pack::Alone => opened.push((key, text)),
-                        Pack::Together => {
-                            for (i, text) in unframe(&text)?.into_iter().enumerate() {
-                                let mut key = key.clone();
-                                key.extend_from_slice(&(i as u32).to_be_bytes());
-                                opened.push((key, text));
-                            }
-                        }
+                    let (plaintext, key) = end.open(&data)?;
+                    for (i, text) in pack.texts(plaintext)?.into_iter().enumerate() {
+                        let mut key = key.clone();
+                        key.extend_from_slice(&(i as u32).to_be_bytes());
+                        opened.push((key, text));
                     }
                 }
                 if opened.is_empty() {
@@ -314,26 +350,9 @@ pub(crate) async fn run(args: &Args, wrap: Wrap, pack: Pack) -> Result<Report, C
             while acked < n {
                 let mut sealed = 0;
                 while sent < n && sent - acked < window {
-                    let message = match pack {
-                        Pack::Alone => {
-                            sent += 1;
-                            end.seal(clock.text(sent - 1, size).as_bytes())?
-                        }
-                        Pack::Together => {
-                            let (mut texts, mut bytes) = (Vec::new(), 0);
-                            while sent < n
-                                && sent - acked < window
-                                && texts.len() < most
-                                && (texts.is_empty() || bytes + size <= BATCH_BYTES)
-                            {
-                                let text = clock.text(sent, size);
-                                bytes += text.len();
-                                texts.push(text);
-                                sent += 1;
-                            }
-                            end.seal(&frame(&texts))?
-                        }
-                    };
+                    let room = (window - (sent - acked)).min(n - sent);
+                    let texts = pack.next(&clock, &mut sent, room, most, size);
+                    let message = end.seal(&pack.plaintext(&texts))?;
                     publish(&mut swarm, &there, message).await?;
                     sealed += 1;
                 }

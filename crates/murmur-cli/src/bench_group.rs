@@ -31,6 +31,7 @@ use crate::{
     bench::{start_node, RUN_LIMIT, SETUP},
     bench_bare::{events, listening, messages, on_own_thread, subscribed, tell_address},
     bench_chat::{Args, Clock, Report, BATCH},
+    bench_chat_bare::Pack,
     bench_chat_bare::{database, publish, save},
     error::CliError,
 };
@@ -188,7 +189,7 @@ async fn members_seen(
 /// the chain's state once per burst; the reader opens each message and
 /// writes a batch of what is ready at once and its chain's state in one
 /// transaction.
-pub(crate) async fn bare_run(args: &Args) -> Result<Report, CliError> {
+pub(crate) async fn bare_run(args: &Args, pack: Pack) -> Result<Report, CliError> {
     let fail = |e: String| CliError::Failed(format!("bare group: {e}"));
     let data = Arc::new(tempfile::tempdir()?);
     let mut chain = SenderChain::generate(b"bench sender");
@@ -216,10 +217,14 @@ pub(crate) async fn bare_run(args: &Args) -> Result<Report, CliError> {
                 for data in messages(&mut swarm, ready) {
                     let message =
                         GroupMessage::from_bytes(&data).map_err(|e| fail(e.to_string()))?;
-                    let text = reading_chain
+                    let plaintext = reading_chain
                         .decrypt(&message)
                         .map_err(|e| fail(e.to_string()))?;
-                    opened.push((message.iteration.to_be_bytes().to_vec(), text));
+                    for (i, text) in pack.texts(plaintext)?.into_iter().enumerate() {
+                        let mut key = message.iteration.to_be_bytes().to_vec();
+                        key.extend_from_slice(&(i as u32).to_be_bytes());
+                        opened.push((key, text));
+                    }
                 }
                 if opened.is_empty() {
                     continue;
@@ -237,7 +242,7 @@ pub(crate) async fn bare_run(args: &Args) -> Result<Report, CliError> {
     let addr = addr_rx
         .await
         .map_err(|_| fail("the reader did not listen".to_owned()))?;
-    let (window, size) = (args.window, args.size);
+    let (window, size, most) = (args.window, args.size, args.batch);
     let sender = {
         let (clock, arrivals) = (clock.clone(), arrivals.clone());
         on_own_thread("bare-group-sender", async move {
@@ -257,9 +262,10 @@ pub(crate) async fn bare_run(args: &Args) -> Result<Report, CliError> {
             while arrivals.get() < n {
                 let mut sealed = 0;
                 while sent < n && sent - arrivals.get() < window {
-                    let message = chain.encrypt(clock.text(sent, size).as_bytes());
+                    let room = (window - (sent - arrivals.get())).min(n - sent);
+                    let texts = pack.next(&clock, &mut sent, room, most, size);
+                    let message = chain.encrypt(&pack.plaintext(&texts));
                     publish(&mut swarm, &topic, message.to_bytes()).await?;
-                    sent += 1;
                     sealed += 1;
                 }
                 if sealed > 0 {

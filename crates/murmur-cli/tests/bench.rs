@@ -142,6 +142,7 @@ fn the_chat_benchmark_delivers_and_acknowledges_every_message_both_ways() {
         &report["each_alone"],
         &report["sealed_sender_each_alone"],
         &report["group"],
+        &report["group"]["each_alone"],
     ] {
         let rounds = runs["rounds"].as_array().expect("rounds");
         assert_eq!(rounds.len(), 2);

@@ -18,9 +18,11 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{outcome::Outcome, publish_all, Outbox, Publisher};
+use actix::{AsyncContext as _, Context, Handler, Message, ResponseFuture};
+
+use super::{outcome::Outcome, publish_all, Outbox, Pipeline, Publisher};
 use crate::{chat, Error};
-use murmur_core::{crypto, groups, Sharding};
+use murmur_core::{crypto, groups, supervise, Sharding};
 
 /// The most content one batch carries. Past 16 KiB an envelope is padded
 /// to a multiple of 16 KiB, so a batch stays within two of those.
@@ -251,5 +253,41 @@ fn seal(to: Target, batch: Vec<Part>, route: &Route) -> impl std::future::Future
     });
     async move {
         let _ = answered.await;
+    }
+}
+
+/// Seals a group message's plaintext (`chat::encode_group`) with the
+/// membership stage, together with those to the same group that wait
+/// while the one before them is being sealed, and publishes it.
+#[derive(Message)]
+#[rtype(result = "Result<Outcome, Error>")]
+pub(crate) struct SendGroup {
+    pub(crate) group: groups::GroupId,
+    pub(crate) plaintext: bytes::Bytes,
+}
+
+impl Handler<SendGroup> for Pipeline {
+    type Result = ResponseFuture<Result<Outcome, Error>>;
+
+    fn handle(&mut self, msg: SendGroup, ctx: &mut Context<Self>) -> Self::Result {
+        match supervise::guard(self, ctx, |this, ctx| -> Self::Result {
+            let Some(chat) = this.chat.as_mut() else {
+                return Box::pin(async { Err(Error::ChatDisabled) });
+            };
+            let Some(groups) = chat.groups.as_ref() else {
+                return Box::pin(async { Err(Error::ChatDisabled) });
+            };
+            let route = Route {
+                sealer: Sealer::Membership(groups.post.clone()),
+                sharding: chat.sharding.clone(),
+                outbox: chat.outbox.clone(),
+                publisher: Publisher::caller(ctx.address()),
+            };
+            let target = Target::Group(msg.group);
+            Box::pin(chat.batches.send(target, msg.plaintext, route))
+        }) {
+            Ok(future) => future,
+            Err(p) => Box::pin(std::future::ready(Err(p.into()))),
+        }
     }
 }

@@ -506,42 +506,6 @@ impl Handler<ChatOutbound> for Pipeline {
     }
 }
 
-/// Seals a group message's plaintext (`chat::encode_group`) with the
-/// membership stage, together with those to the same group that wait
-/// while the one before them is being sealed, and publishes it.
-#[derive(Message)]
-#[rtype(result = "Result<Outcome, Error>")]
-pub(crate) struct SendGroup {
-    pub(crate) group: groups::GroupId,
-    pub(crate) plaintext: bytes::Bytes,
-}
-
-impl Handler<SendGroup> for Pipeline {
-    type Result = ResponseFuture<Result<Outcome, Error>>;
-
-    fn handle(&mut self, msg: SendGroup, ctx: &mut Context<Self>) -> Self::Result {
-        match supervise::guard(self, ctx, |this, ctx| -> Self::Result {
-            let Some(chat) = this.chat.as_mut() else {
-                return Box::pin(async { Err(Error::ChatDisabled) });
-            };
-            let Some(groups) = chat.groups.as_ref() else {
-                return Box::pin(async { Err(Error::ChatDisabled) });
-            };
-            let route = super::batch::Route {
-                sealer: super::batch::Sealer::Membership(groups.post.clone()),
-                sharding: chat.sharding.clone(),
-                outbox: chat.outbox.clone(),
-                publisher: Publisher::caller(ctx.address()),
-            };
-            let target = super::batch::Target::Group(msg.group);
-            Box::pin(chat.batches.send(target, msg.plaintext, route))
-        }) {
-            Ok(future) => future,
-            Err(p) => Box::pin(std::future::ready(Err(p.into()))),
-        }
-    }
-}
-
 /// A group message with this id is about to be sent: answers the earlier
 /// ones it names (see `gaps.rs`).
 #[derive(Message)]
