@@ -1,8 +1,11 @@
 //! Several chat messages in one envelope, as an attacker would craft them:
 //! a contact's device that seals what it likes as a batch cannot slip one
 //! bad part past the checks, make the victim read a message twice, forge
-//! receipts inside a batch, or cost it more than a bounded batch; the
-//! session stays sound for the next honest message.
+//! receipts inside a batch, send a batch of one, or cost it more than a
+//! bounded batch; the session stays sound for the next honest message.
+//! (Inside a group, the membership stage's conformance case
+//! `a_batch_is_held_to_what_its_messages_alone_would_be` holds a batch's
+//! messages to the log's deletions and refuses a channel's.)
 
 use murmur::node::chat::{Body, MessageId};
 use murmur_proto::chat::Content;
@@ -47,6 +50,9 @@ async fn a_crafted_batch_is_read_whole_or_not_at_all_and_never_twice() {
     .encode_to_vec();
     let nested = batch(vec![text(1, "inner")]).encode_to_vec();
     let bad = [
+        // One alone goes as itself: a batch of one would carry what a
+        // message alone may not.
+        batch(vec![text(1, "good")]),
         batch(vec![text(1, "good"), b"\xff\xff".to_vec()]),
         batch(vec![text(1, "good"), receipt]),
         batch(vec![text(1, "good"), nested]),
@@ -98,7 +104,12 @@ async fn a_crafted_batch_is_read_whole_or_not_at_all_and_never_twice() {
 
     // The session is sound: an honest message after all that is read,
     // and nothing came between (the copy went out before it).
-    mallory.send(to, &batch(vec![text(5, "still here")])).await;
+    mallory
+        .send(
+            to,
+            &Content::decode(text(5, "still here").as_slice()).unwrap(),
+        )
+        .await;
     let next = inbox
         .recv_timeout(WAIT)
         .await

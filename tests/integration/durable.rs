@@ -308,13 +308,28 @@ async fn a_group_message_ahead_of_what_the_store_brings_back_is_held_until_it_op
     assert_eq!(away.len(), AWAY, "every message from the store, once");
 }
 
-/// A node on its default SQLite storage, whose outbox entries pass a gate
-/// (open until the test closes it).
-async fn gated_outbox(dir: &std::path::Path, key: &Keypair, peer: &Node) -> (Node, Valve) {
+/// A node on its default SQLite storage, whose outbox entries pass a gate,
+/// and whose publishes pass another (both open until the test closes
+/// them): a message is put in the outbox and handed to the network at
+/// once, so holding its outbox entry alone would not keep it from the
+/// other side.
+async fn gated_outbox(dir: &std::path::Path, key: &Keypair, peer: &Node) -> (Node, [Valve; 2]) {
     let mut config = loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
     config.network.peers = vec![crate::support::addr(peer, false).parse().unwrap()];
     let (valve_tx, valve) = tokio::sync::oneshot::channel();
+    let (publish_tx, publish_valve) = tokio::sync::oneshot::channel();
     let node = Builder::new(config)
+        .with_transport(move |cx| async move {
+            let (addr, _) =
+                murmur::transport::Transport::start(cx.transport_config(), cx.events).await?;
+            let inner = murmur_core::transport::Handle::from(addr);
+            let (publish, valve) = gate(inner.publish.clone(), || {
+                Err(murmur_core::transport::Error::Stopped)
+            });
+            valve.open();
+            let _ = publish_tx.send(valve);
+            Ok(murmur_core::transport::Handle { publish, ..inner })
+        })
         .with_keypair(key.clone())
         .with_storage(move |config| async move {
             let db = murmur_storage::Database::open(&config.store_url()).await?;
@@ -331,7 +346,7 @@ async fn gated_outbox(dir: &std::path::Path, key: &Keypair, peer: &Node) -> (Nod
         .start()
         .await
         .unwrap();
-    (node, valve.await.unwrap())
+    (node, [valve.await.unwrap(), publish_valve.await.unwrap()])
 }
 
 /// Bob reads a message and stops while his receipt for it is still on its
@@ -344,7 +359,7 @@ async fn a_receipt_that_never_reached_the_outbox_is_sent_after_a_restart() {
     let dirs = [(); 2].map(|_| tempfile::tempdir().unwrap());
     let (alice_key, bob_key) = (Keypair::generate_secp256k1(), Keypair::generate_secp256k1());
     let alice = node(dirs[0].path(), &alice_key, None).await;
-    let (bob, mut valve) = gated_outbox(dirs[1].path(), &bob_key, &alice).await;
+    let (bob, [mut valve, publish]) = gated_outbox(dirs[1].path(), &bob_key, &alice).await;
     let bob_id = befriend(&alice, &bob).await;
     meshed_for(&alice, bob_id).await;
     let mut inbox = bob.inbox().await.unwrap();
@@ -357,6 +372,7 @@ async fn a_receipt_that_never_reached_the_outbox_is_sent_after_a_restart() {
     assert!(inbox.recv_timeout(WAIT).await.is_some());
 
     valve.close();
+    publish.close();
     let mut second = chat.send_text("second").await.unwrap();
     let read = inbox.recv_timeout(WAIT).await.expect("Bob reads it");
     assert_eq!(read.text(), Some("second"));

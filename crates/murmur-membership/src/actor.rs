@@ -347,12 +347,16 @@ impl Handler<Open> for Membership {
                     // What the log deleted stays deleted, whenever a copy comes;
                     // a channel that was never opened has no messages.
                     let mut missing = Vec::new();
-                    if let Ok(c) = Content::decode(opened.plaintext.as_slice()) {
+                    let mut plaintext = opened.plaintext;
+                    if let Ok(mut c) = Content::decode(plaintext.as_slice()) {
                         if <[u8; 16]>::try_from(c.id.as_slice()).is_ok_and(|m| state.deleted.contains(&m)) {
                             return Err(Error::Deleted);
                         }
-                        if c.channel.is_some_and(|ch| !state.channels.contains(&ch)) {
+                        if c.channel.as_ref().is_some_and(|ch| !state.channels.contains(ch)) {
                             return Err(Error::Malformed("a channel that is not open".to_owned()));
+                        }
+                        if let Some(kept) = batch::unbatch(&mut c, &state.deleted)? {
+                            plaintext = kept;
                         }
                         missing = c
                             .heads
@@ -374,7 +378,7 @@ impl Handler<Open> for Membership {
                         sender,
                         DeviceId(opened.device),
                         role,
-                        Bytes::from(opened.plaintext),
+                        Bytes::from(plaintext),
                     )
                     .with_effects(effects))
                 });

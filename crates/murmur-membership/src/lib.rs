@@ -35,6 +35,7 @@ use prost::Message as _;
 
 mod actor;
 mod apply;
+mod batch;
 use apply::Shipment;
 mod journal;
 mod metrics;

@@ -63,6 +63,10 @@ pub enum Error {
     /// A reliable channel refused the message.
     #[error(transparent)]
     Reliable(murmur_sds::Error),
+    /// What another message sealed in the same batch failed with, as text:
+    /// a failure whose type cannot be copied to every message of it.
+    #[error("{0}")]
+    Batch(String),
 }
 
 impl From<actix::MailboxError> for Error {
@@ -75,7 +79,7 @@ impl Error {
     /// The same error for another caller: each message of a batch sealed
     /// together hears how the batch went. The variants that carry a type
     /// which cannot be copied come from starting a node, not from a send;
-    /// they are passed on as their text.
+    /// they are passed on as their text ([`Error::Batch`]).
     pub(crate) fn again(&self) -> Self {
         match self {
             Self::Config(s) => Self::Config(s.clone()),
@@ -94,8 +98,9 @@ impl Error {
             Self::Stopped => Self::Stopped,
             Self::Busy(s) => Self::Busy(s),
             Self::Corrupt(s) => Self::Corrupt(s.clone()),
+            Self::Batch(s) => Self::Batch(s.clone()),
             Self::Key(_) | Self::Storage(_) | Self::Transport(_) | Self::Reliable(_) => {
-                Self::Corrupt(self.to_string())
+                Self::Batch(self.to_string())
             }
         }
     }

@@ -36,11 +36,11 @@ mod received;
 mod repair;
 mod requests;
 
+pub(crate) use batch::SendGroup;
 pub(crate) use durable::{AddDurable, AttachInbox, Newest, Position, Which};
 use durable::{Journal, Tap};
 pub(crate) use gaps::EARLIER;
 pub(crate) use mailbox::{publish, publish_durably, Mailbox, Publisher};
-pub(crate) use batch::SendGroup;
 pub(crate) use messages::*;
 pub(crate) use outbox::*;
 pub(crate) use outcome::Outcome;

@@ -24,10 +24,12 @@ use murmur_core::{
 
 use crate::MemoryStorage;
 
+mod batches;
 mod joining;
 mod journal;
 mod logs;
 mod repair;
+pub use batches::a_batch_is_held_to_what_its_messages_alone_would_be;
 pub use joining::{
     admits_by_invite_and_keeps_requests_for_approval,
     an_account_not_accepted_adds_this_one_to_no_group,
@@ -79,6 +81,7 @@ macro_rules! membership_conformance_tests {
             case!(posts_are_answered_once_written_in_order);
             case!(a_failed_write_moves_no_chain_on);
             case!(a_restart_while_a_write_is_held_loses_nothing_and_opens_nothing_twice);
+            case!(a_batch_is_held_to_what_its_messages_alone_would_be);
         }
     };
 }

@@ -124,7 +124,10 @@ pub(crate) fn decode(
     if c.batch.is_empty() {
         return Ok(Decoded::Messages(vec![message(sender, device, me, c)?]));
     }
-    if c.batch.len() > crate::config::MAX_BATCH {
+    // A sender seals a message alone as itself: a batch of one was made
+    // to carry what a message alone may not (a group's channel, which the
+    // membership stage checks on the plaintext).
+    if c.batch.len() < 2 || c.batch.len() > crate::config::MAX_BATCH {
         return Err(format!("{} messages in one batch", c.batch.len()));
     }
     if !c.id.is_empty() || c.text.is_some() || c.kind.is_some() || c.data.is_some() {
@@ -246,7 +249,7 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_past_the_limit_or_that_is_also_a_message_is_refused() {
+    fn a_batch_of_one_past_the_limit_or_that_is_also_a_message_is_refused() {
         let (_, good) = text(1);
         let limit = crate::config::MAX_BATCH;
         assert_eq!(
@@ -254,6 +257,7 @@ mod tests {
             limit
         );
         assert!(read(&encode_batch(vec![&good; limit + 1])).is_err());
+        assert!(read(&encode_batch([&good])).is_err(), "a batch of one");
         let both = Content {
             id: vec![7; 16],
             text: Some("hidden".to_owned()),

@@ -293,28 +293,18 @@ impl Node {
             .send(crate::pipeline::GroupEarlier { group, id })
             .await?;
         let plaintext = crate::chat::encode_group(id, channel, &body, &earlier);
-        let outcome = match channel {
-            // Sealed with those that wait beside it. A channel's message
-            // goes alone: the membership stage checks that its channel
-            // is open, which it reads from the plaintext's own channel.
-            None => {
-                self.inner
-                    .pipeline
-                    .send(crate::pipeline::SendGroup { group, plaintext })
-                    .await??
-            }
-            Some(_) => {
-                let sealed = self
-                    .groups_stage()?
-                    .post
-                    .send(murmur_core::groups::Post { group, plaintext })
-                    .await??;
-                self.inner
-                    .pipeline
-                    .send(PublishEnvelopes(vec![sealed]))
-                    .await??
-            }
-        };
+        // Sealed with those that wait beside it; a channel's message
+        // alone, in its turn: the membership stage checks that its channel
+        // is open on the plaintext's own channel.
+        let outcome = self
+            .inner
+            .pipeline
+            .send(crate::pipeline::SendGroup {
+                group,
+                plaintext,
+                alone: channel.is_some(),
+            })
+            .await??;
         let (tx, rx) = tokio::sync::watch::channel(DeliveryState::Queued);
         outcome.follow(std::sync::Arc::new(tx));
         Ok(Sent::new(id, rx))

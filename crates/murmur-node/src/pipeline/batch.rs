@@ -10,8 +10,11 @@
 //! the stage what waits at once, at most `chat.batch` messages and
 //! [`BYTES`] of content, publishes each batch beside the next seal, and
 //! ends when nothing waits; the next send starts another. A message that
-//! finds nothing before it is sealed at once and alone, as it always was:
-//! a batch forms only under load, and costs no wait.
+//! finds no queue starts one and is sealed as soon as that runs, with what
+//! came in the meantime (in practice, alone): a batch forms only under
+//! load, and costs no wait. A message that must go alone (a community
+//! channel's, whose channel the membership stage checks on the plaintext)
+//! waits its turn in the same queue, so that sends keep their order.
 
 use std::collections::HashMap;
 
@@ -24,12 +27,13 @@ use super::{outcome::Outcome, publish_all, Outbox, Pipeline, Publisher};
 use crate::{chat, Error};
 use murmur_core::{crypto, groups, supervise, Sharding};
 
-/// The most content one batch carries. Past 16 KiB an envelope is padded
-/// to a multiple of 16 KiB, so a batch stays within two of those.
+/// The most content one batch carries: with the envelope's own bytes, at
+/// most three of the 16 KiB that an envelope past 16 KiB is padded to a
+/// multiple of.
 pub(crate) const BYTES: usize = 32 * 1024;
 
-/// Messages to one account waiting to be sealed, at most; a send that
-/// finds them full is sealed alone.
+/// Messages to one conversation waiting to be sealed, at most; a send that
+/// finds them full waits for room, in turn.
 const WAITING: usize = 1024;
 
 /// Accounts whose queues are kept before the ended ones are pruned.
@@ -38,6 +42,8 @@ const PRUNE_PAST: usize = 64;
 /// One message waiting, and where its batch's outcome goes.
 struct Part {
     content: Bytes,
+    /// Sealed alone, in its turn.
+    alone: bool,
     answer: oneshot::Sender<Result<Outcome, Error>>,
 }
 
@@ -121,23 +127,38 @@ impl Batches {
 
     /// Seals `content` for `to`, with what waits beside it, and publishes
     /// it; answers how its envelopes went out.
+    /// `alone`, it goes in an envelope of its own, in its turn.
     pub(crate) fn send(
         &mut self,
         to: Target,
         content: Bytes,
+        alone: bool,
         route: Route,
     ) -> impl std::future::Future<Output = Result<Outcome, Error>> + 'static {
-        let alone = |content: Bytes, route: Route| Answer::Alone(Box::pin(route.send(to, content)));
         if self.most == 1 {
-            return alone(content, route).wait();
+            return Answer::Own(Box::pin(route.send(to, content))).wait();
         }
         let (answer, outcome) = oneshot::channel();
-        let mut part = Part { content, answer };
+        let mut part = Part {
+            content,
+            alone,
+            answer,
+        };
         if let Some(queue) = self.queues.get(&to) {
             match queue.try_send(part) {
                 Ok(()) => return Answer::Batched(outcome).wait(),
+                // Its turn comes after those waiting (the channel hands out
+                // room in the order it was asked for); the queue cannot end
+                // while they wait.
                 Err(mpsc::error::TrySendError::Full(p)) => {
-                    return alone(p.content, route).wait();
+                    let queue = queue.clone();
+                    return Answer::Own(Box::pin(async move {
+                        match queue.send(p).await {
+                            Ok(()) => outcome.await.unwrap_or(Err(Error::Stopped)),
+                            Err(mpsc::error::SendError(p)) => route.send(to, p.content).await,
+                        }
+                    }))
+                    .wait();
                 }
                 // It ended: a new one takes this message.
                 Err(mpsc::error::TrySendError::Closed(p)) => part = p,
@@ -155,16 +176,16 @@ impl Batches {
     }
 }
 
-/// How a send is answered: by its own publish, or by its batch's.
+/// How a send is answered: by a future of its own, or by its batch's outcome.
 enum Answer {
-    Alone(std::pin::Pin<Box<dyn std::future::Future<Output = Result<Outcome, Error>>>>),
+    Own(std::pin::Pin<Box<dyn std::future::Future<Output = Result<Outcome, Error>>>>),
     Batched(oneshot::Receiver<Result<Outcome, Error>>),
 }
 
 impl Answer {
     async fn wait(self) -> Result<Outcome, Error> {
         match self {
-            Self::Alone(publish) => publish.await,
+            Self::Own(publish) => publish.await,
             // The queue task answers every part it took; one dropped
             // unanswered went with the runtime.
             Self::Batched(outcome) => outcome.await.unwrap_or(Err(Error::Stopped)),
@@ -186,29 +207,35 @@ async fn run(to: Target, mut waiting: mpsc::Receiver<Part>, route: Route, most: 
         // next one's sealing.
         let _ = sealed.await;
     }
-    // Nothing waits: no send reaches this queue from now on, and what came
-    // between the last look and the close is sealed now, in order.
+    // Nothing waits: no send reaches this queue from now on. One that was
+    // given room before the close may still put its message in (`recv`
+    // waits for it), and what comes so is sealed in order.
     waiting.close();
     loop {
         let batch = take(&mut waiting, &mut next, most);
-        if batch.is_empty() {
-            return;
+        if !batch.is_empty() {
+            // Its answer is not waited for: nothing comes after it here.
+            drop(seal(to, batch, &route));
+            continue;
         }
-        // Its answer is no longer waited for: nothing comes after it.
-        drop(seal(to, batch, &route));
+        match waiting.recv().await {
+            Some(part) => next = Some(part),
+            None => return,
+        }
     }
 }
 
 /// What waits now, up to `most` messages and [`BYTES`] (a message larger
-/// than that goes alone); one that did not fit is kept in `next`.
+/// than that goes alone, as does one marked so); one that did not fit is
+/// kept in `next`.
 fn take(waiting: &mut mpsc::Receiver<Part>, next: &mut Option<Part>, most: usize) -> Vec<Part> {
-    let mut batch = Vec::new();
+    let mut batch: Vec<Part> = Vec::new();
     let mut bytes = 0;
-    while batch.len() < most {
+    while batch.len() < most && !batch.last().is_some_and(|p| p.alone) {
         let Some(part) = next.take().or_else(|| waiting.try_recv().ok()) else {
             break;
         };
-        if !batch.is_empty() && bytes + part.content.len() > BYTES {
+        if !batch.is_empty() && (part.alone || bytes + part.content.len() > BYTES) {
             *next = Some(part);
             break;
         }
@@ -264,6 +291,8 @@ fn seal(to: Target, batch: Vec<Part>, route: &Route) -> impl std::future::Future
 pub(crate) struct SendGroup {
     pub(crate) group: groups::GroupId,
     pub(crate) plaintext: bytes::Bytes,
+    /// Sealed alone, in its turn (a community channel's message).
+    pub(crate) alone: bool,
 }
 
 impl Handler<SendGroup> for Pipeline {
@@ -284,7 +313,7 @@ impl Handler<SendGroup> for Pipeline {
                 publisher: Publisher::caller(ctx.address()),
             };
             let target = Target::Group(msg.group);
-            Box::pin(chat.batches.send(target, msg.plaintext, route))
+            Box::pin(chat.batches.send(target, msg.plaintext, msg.alone, route))
         }) {
             Ok(future) => future,
             Err(p) => Box::pin(std::future::ready(Err(p.into()))),

@@ -456,9 +456,9 @@ impl Handler<SendChat> for Pipeline {
                 outbox: chat.outbox.clone(),
                 publisher: Publisher::caller(ctx.address()),
             };
-            let publish = chat
-                .batches
-                .send(super::batch::Target::Account(msg.to), content, route);
+            let publish =
+                chat.batches
+                    .send(super::batch::Target::Account(msg.to), content, false, route);
             Box::pin(async move {
                 match publish.await {
                     Ok(outcome) => {

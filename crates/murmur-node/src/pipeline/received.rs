@@ -152,7 +152,11 @@ impl Pipeline {
             {
                 self.stats.group_opened += 1;
                 if messages.len() > 1 {
-                    chat.owed.parts.insert(journal, messages.len());
+                    chat.owed
+                        .parts
+                        .entry(journal)
+                        .and_modify(|n| *n += messages.len())
+                        .or_insert(messages.len());
                 }
                 let mut step = done();
                 for (mut message, earlier) in messages {
@@ -374,11 +378,16 @@ impl Pipeline {
                 // A batch's kept plaintext goes once every message in it
                 // is handled.
                 if messages.len() > 1 {
-                    chat.owed.parts.insert(journal, messages.len());
+                    chat.owed
+                        .parts
+                        .entry(journal)
+                        .and_modify(|n| *n += messages.len())
+                        .or_insert(messages.len());
                 }
                 let mut step = first;
-                for (message, earlier) in messages {
-                    let deliver = self.received(opened, message, &earlier, journal, ctx);
+                let last = messages.len() - 1;
+                for (i, (message, earlier)) in messages.into_iter().enumerate() {
+                    let deliver = self.received(opened, message, &earlier, journal, i == last, ctx);
                     step = Box::pin(step.then(move |(), _, _| deliver));
                 }
                 return step;
@@ -393,13 +402,15 @@ impl Pipeline {
     }
 
     /// One chat message of an opened envelope: its place in the
-    /// conversation, the receipt owed for it, and on into the inboxes.
+    /// conversation, the receipt owed for it (outside the lane, sent with
+    /// the `last` of the envelope's messages), and on into the inboxes.
     fn received(
         &mut self,
         opened: &crypto::Opened,
         mut message: ChatMessage,
         earlier: &[chat::Earlier],
         journal: Journal,
+        last: bool,
         ctx: &mut Context<Self>,
     ) -> Step {
         let Some(chat) = self.chat.as_mut() else {
@@ -425,7 +436,7 @@ impl Pipeline {
         } else if message.sender != chat.me {
             let owed = chat.owed.receipts.entry(message.sender).or_default();
             owed.push(message.id);
-            if owed.len() >= OWED || !chat.owed.driving {
+            if owed.len() >= OWED || (last && !chat.owed.driving) {
                 self.send_receipts(Some(message.sender), ctx);
             }
         }
