@@ -7,7 +7,9 @@
 //! position in the durable inbox, or a bot whose handler keeps each message
 //! in its store and replies. The parent is the sender, and the store node
 //! the child catches up from; it kills the child twice in the middle of a
-//! stream of messages and starts it again on the same data folder.
+//! stream of messages (to the receiving node 32 at a time, which the sender
+//! seals together, so that the kills come in the middle of batches) and
+//! starts it again on the same data folder.
 
 use std::{
     collections::HashMap,
@@ -417,9 +419,10 @@ pub(crate) async fn sender(dir: &Path) -> Node {
 }
 
 /// Streams the messages to `role`'s child, at most [`AHEAD`] ahead of
-/// what it has done, killing it at [`KILLS`] and starting it again;
+/// what it has done, `burst` at a time (sent at once, so that the sender
+/// seals them together), killing it at [`KILLS`] and starting it again;
 /// answers the sender and the child still running.
-async fn stream_with_kills(role: &str, dir: &Path, data: PathBuf) -> (Node, Running) {
+async fn stream_with_kills(role: &str, dir: &Path, data: PathBuf, burst: usize) -> (Node, Running) {
     let sender = sender(dir).await;
     let peer = addr(&sender, false);
     let contact = sender.contact_code().await.unwrap();
@@ -428,8 +431,9 @@ async fn stream_with_kills(role: &str, dir: &Path, data: PathBuf) -> (Node, Runn
     meshed_for(&sender, account).await;
     let chat = sender.conversation(account);
     let recoveries = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    for i in 0..MESSAGES {
-        if KILLS.contains(&i) {
+    for i in (0..MESSAGES).step_by(burst) {
+        let n = burst.min(MESSAGES - i);
+        if KILLS.iter().any(|k| (i..i + n).contains(k)) {
             let done = *child.count.borrow();
             child.kill().await;
             let killed = std::time::Instant::now();
@@ -448,7 +452,10 @@ async fn stream_with_kills(role: &str, dir: &Path, data: PathBuf) -> (Node, Runn
         if i >= AHEAD {
             child.keeps_up(i - AHEAD, i).await;
         }
-        chat.send_text(format!("m{i}")).await.unwrap();
+        let sends = futures::future::join_all((i..i + n).map(|j| chat.send_text(format!("m{j}"))));
+        for sent in sends.await {
+            sent.unwrap();
+        }
     }
     // docs/benchmarks.md quotes it.
     eprintln!(
@@ -462,7 +469,9 @@ async fn stream_with_kills(role: &str, dir: &Path, data: PathBuf) -> (Node, Runn
 async fn a_receiving_node_killed_twice_mid_stream_loses_nothing_and_repeats_nothing() {
     let dirs = [(); 2].map(|_| tempfile::tempdir().unwrap());
     let data = dirs[1].path().to_owned();
-    let (sender, child) = stream_with_kills("receiver", dirs[0].path(), data.clone()).await;
+    // In bursts: the sender seals each together, and the kills come while
+    // the child is in the middle of batches.
+    let (sender, child) = stream_with_kills("receiver", dirs[0].path(), data.clone(), 32).await;
     child.counted(MESSAGES).await;
 
     // Started once more: the store's copies of what it handled (a round
@@ -488,7 +497,7 @@ async fn a_receiving_node_killed_twice_mid_stream_loses_nothing_and_repeats_noth
 async fn a_bot_killed_twice_mid_handler_answers_every_message_once() {
     let dirs = [(); 2].map(|_| tempfile::tempdir().unwrap());
     let data = dirs[1].path().to_owned();
-    let (sender, child) = stream_with_kills("bot", dirs[0].path(), data.clone()).await;
+    let (sender, child) = stream_with_kills("bot", dirs[0].path(), data.clone(), 1).await;
     answered_once(&sender, MESSAGES, &child).await;
     child.counted(MESSAGES).await;
     child.kill().await;
