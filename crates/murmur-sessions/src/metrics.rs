@@ -9,6 +9,7 @@ pub struct Metrics {
     pub(crate) opened: Counter,
     pub(crate) refused: Family<Reason, Counter>,
     pub(crate) resets: Counter,
+    pub(crate) envelope_panics: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -35,6 +36,11 @@ impl Metrics {
             "Sessions started over with a device whose message the old one did not open",
             self.resets.clone(),
         );
+        registry.register(
+            "envelope_panics",
+            "Envelope jobs that panicked on the envelope threads (a defect; the request heard Restarted)",
+            self.envelope_panics.clone(),
+        );
     }
 
     /// How many sessions this device started over.
@@ -50,5 +56,11 @@ impl Metrics {
     /// How many envelopes were opened.
     pub fn opened(&self) -> u64 {
         self.opened.get()
+    }
+
+    /// How many envelope jobs panicked on the envelope threads: a defect
+    /// each, whose request heard `Restarted`.
+    pub fn envelope_panics(&self) -> u64 {
+        self.envelope_panics.get()
     }
 }

@@ -140,8 +140,9 @@ impl Handler<Open> for Crypto {
         let opener = self.opener();
         let back = ctx.address();
         let (hash, payload) = (delivery.hash, delivery.message.payload);
+        let panics = self.pool.panics();
         self.pool.spawn(move || {
-            let opened = pool::guarded(|| opener.open(&payload));
+            let opened = pool::guarded(&panics, || opener.open(&payload));
             back.do_send(Unsealed {
                 number,
                 hash,

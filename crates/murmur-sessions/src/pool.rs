@@ -16,6 +16,7 @@ use std::{
 };
 
 use futures::FutureExt as _;
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::oneshot;
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -31,13 +32,16 @@ static POOLS: AtomicUsize = AtomicUsize::new(0);
 /// A fixed set of threads that run short jobs in the order given.
 pub(crate) struct Pool {
     jobs: Option<mpsc::SyncSender<Job>>,
+    /// Jobs that panicked (`Metrics::envelope_panics`).
+    panics: Counter,
 }
 
 impl Pool {
     /// `threads` threads; none runs every job on the caller's thread.
-    pub(crate) fn new(threads: usize) -> Self {
+    /// Each job that panics counts in `panics`.
+    pub(crate) fn new(threads: usize, panics: Counter) -> Self {
         if threads == 0 {
-            return Self { jobs: None };
+            return Self { jobs: None, panics };
         }
         let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE);
         let rx = Arc::new(Mutex::new(rx));
@@ -66,14 +70,21 @@ impl Pool {
         }
         Self {
             jobs: (spawned > 0).then_some(tx),
+            panics,
         }
+    }
+
+    /// What counts the jobs that panicked, for [`guarded`] in a job.
+    pub(crate) fn panics(&self) -> Counter {
+        self.panics.clone()
     }
 
     /// Runs `work` on a thread of the pool, or here if it has none or is
     /// full; a panic in it is caught and logged.
     pub(crate) fn spawn(&self, work: impl FnOnce() + Send + 'static) {
+        let panics = self.panics.clone();
         let job: Job = Box::new(move || {
-            let _ = guarded(work);
+            let _ = guarded(&panics, work);
         });
         match &self.jobs {
             Some(jobs) => match jobs.try_send(job) {
@@ -101,12 +112,14 @@ impl Pool {
     }
 }
 
-/// `work`'s value, or `None` (logged) if it panicked: a defect met on one
-/// envelope must not take a thread of the pool with it.
-pub(crate) fn guarded<T>(work: impl FnOnce() -> T) -> Option<T> {
+/// `work`'s value, or `None` (logged, and counted in `panics`) if it
+/// panicked: a defect met on one envelope must not take a thread of the
+/// pool with it.
+pub(crate) fn guarded<T>(panics: &Counter, work: impl FnOnce() -> T) -> Option<T> {
     match catch_unwind(AssertUnwindSafe(work)) {
         Ok(value) => Some(value),
         Err(panic) => {
+            panics.inc();
             let panic = murmur_core::supervise::message(&*panic);
             tracing::error!(%panic, "an envelope job panicked");
             None
@@ -130,11 +143,13 @@ mod tests {
     #[test]
     fn jobs_run_on_the_pool_and_a_panic_is_only_that_jobs() {
         block_on(async {
-            let pool = Pool::new(2);
+            let panics = Counter::default();
+            let pool = Pool::new(2, panics.clone());
             let here = std::thread::current().id();
             let there = pool.run(move || std::thread::current().id()).await;
             assert!(there.is_some_and(|id| id != here));
             assert_eq!(pool.run(|| -> u8 { panic!("a defect") }).await, None);
+            assert_eq!(panics.get(), 1, "counted");
             // Both threads still serve.
             let all: Vec<_> = (0..8u32).map(|n| pool.run(move || n * 2)).collect();
             let got: Vec<_> = futures::future::join_all(all).await;
@@ -144,7 +159,7 @@ mod tests {
 
     #[test]
     fn without_threads_a_job_runs_on_the_caller() {
-        let pool = Pool::new(0);
+        let pool = Pool::new(0, Counter::default());
         let here = std::thread::current().id();
         let there = block_on(pool.run(move || std::thread::current().id()));
         assert_eq!(there, Some(here));

@@ -44,6 +44,7 @@ impl Crypto {
             }
         };
         device.set_policy(settings.policy);
+        let pool = pool::Pool::new(settings.threads, metrics.envelope_panics.clone());
         let stage = Self {
             device,
             journal: Vault::new(node_secret),
@@ -52,7 +53,7 @@ impl Crypto {
             metrics,
             reload: false,
             saving: Default::default(),
-            pool: pool::Pool::new(settings.threads),
+            pool,
             opening: Default::default(),
             fuse: supervise::Fuse::default(),
         };
