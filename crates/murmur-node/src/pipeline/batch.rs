@@ -102,9 +102,23 @@ impl Route {
         plaintext: Bytes,
     ) -> impl std::future::Future<Output = Result<Outcome, Error>> {
         let sealed = self.seal(to, plaintext);
-        async move {
-            let envelopes = sealed.await?;
-            publish_all(envelopes, self.sharding, self.outbox, Some(self.publisher)).await
+        async move { self.publish(sealed.await?).await }
+    }
+
+    /// Publishes what a stage sealed.
+    async fn publish(self, envelopes: Vec<crypto::Sealed>) -> Result<Outcome, Error> {
+        publish_all(envelopes, self.sharding, self.outbox, Some(self.publisher)).await
+    }
+}
+
+impl super::Chat {
+    /// Where a send through `sealer` goes, published through `publisher`.
+    pub(super) fn route(&self, sealer: Sealer, publisher: Publisher) -> Route {
+        Route {
+            sealer,
+            sharding: self.sharding.clone(),
+            outbox: self.outbox.clone(),
+            publisher,
         }
     }
 }
@@ -260,15 +274,7 @@ fn seal(to: Target, batch: Vec<Part>, route: &Route) -> impl std::future::Future
         let envelopes = request.await;
         let _ = sealed.send(());
         let outcome = match envelopes {
-            Ok(envelopes) => {
-                publish_all(
-                    envelopes,
-                    route.sharding,
-                    route.outbox,
-                    Some(route.publisher),
-                )
-                .await
-            }
+            Ok(envelopes) => route.publish(envelopes).await,
             Err(e) => Err(e),
         };
         for part in batch {
@@ -306,12 +312,10 @@ impl Handler<SendGroup> for Pipeline {
             let Some(groups) = chat.groups.as_ref() else {
                 return Box::pin(async { Err(Error::ChatDisabled) });
             };
-            let route = Route {
-                sealer: Sealer::Membership(groups.post.clone()),
-                sharding: chat.sharding.clone(),
-                outbox: chat.outbox.clone(),
-                publisher: Publisher::caller(ctx.address()),
-            };
+            let route = chat.route(
+                Sealer::Membership(groups.post.clone()),
+                Publisher::caller(ctx.address()),
+            );
             let target = Target::Group(msg.group);
             Box::pin(chat.batches.send(target, msg.plaintext, msg.alone, route))
         }) {

@@ -41,6 +41,16 @@ pub(super) struct Owed {
     pub(super) delivering: VecDeque<Delivering>,
 }
 
+impl Owed {
+    /// A kept plaintext holds `messages` chat messages: it goes once every
+    /// one of them is handled (a batch), not with the first.
+    pub(super) fn expect(&mut self, journal: Journal, messages: usize) {
+        if messages > 1 {
+            *self.parts.entry(journal).or_default() += messages;
+        }
+    }
+}
+
 /// A message being written to the durable inbox.
 pub(super) struct Delivering {
     pub(super) message: ChatMessage,

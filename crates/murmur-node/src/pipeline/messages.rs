@@ -450,12 +450,10 @@ impl Handler<SendChat> for Pipeline {
             if msg.to != chat.me {
                 chat.unacked.keep(id, msg.to, content.clone());
             }
-            let route = super::batch::Route {
-                sealer: super::batch::Sealer::Crypto(chat.crypto.seal.clone()),
-                sharding: chat.sharding.clone(),
-                outbox: chat.outbox.clone(),
-                publisher: Publisher::caller(ctx.address()),
-            };
+            let route = chat.route(
+                super::batch::Sealer::Crypto(chat.crypto.seal.clone()),
+                Publisher::caller(ctx.address()),
+            );
             let publish =
                 chat.batches
                     .send(super::batch::Target::Account(msg.to), content, false, route);

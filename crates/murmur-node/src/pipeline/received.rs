@@ -144,20 +144,12 @@ impl Pipeline {
             return done();
         };
         match chat::decode(opened.sender, opened.device, chat.me, &opened.plaintext) {
-            // A channel's messages are sealed one at a time: the
-            // membership stage checked the channel of the plaintext, not
-            // of each message in a batch.
-            Ok(Decoded::Messages(messages))
-                if messages.len() == 1 || messages.iter().all(|(m, _)| m.channel.is_none()) =>
-            {
+            // The membership stage held each message of a batch to what it
+            // would be alone (its conformance case
+            // `a_batch_is_held_to_what_its_messages_alone_would_be`).
+            Ok(Decoded::Messages(messages)) => {
                 self.stats.group_opened += 1;
-                if messages.len() > 1 {
-                    chat.owed
-                        .parts
-                        .entry(journal)
-                        .and_modify(|n| *n += messages.len())
-                        .or_insert(messages.len());
-                }
+                chat.owed.expect(journal, messages.len());
                 let mut step = done();
                 for (mut message, earlier) in messages {
                     let Some(chat) = self.chat.as_mut() else {
@@ -375,15 +367,7 @@ impl Pipeline {
                 );
             }
             Ok(Decoded::Messages(messages)) => {
-                // A batch's kept plaintext goes once every message in it
-                // is handled.
-                if messages.len() > 1 {
-                    chat.owed
-                        .parts
-                        .entry(journal)
-                        .and_modify(|n| *n += messages.len())
-                        .or_insert(messages.len());
-                }
+                chat.owed.expect(journal, messages.len());
                 let mut step = first;
                 let last = messages.len() - 1;
                 for (i, (message, earlier)) in messages.into_iter().enumerate() {
