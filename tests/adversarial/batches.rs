@@ -14,13 +14,7 @@ use prost::Message as _;
 use super::{account, eventually, now, partition_topic, Attacker, WAIT};
 
 fn text(id: u8, text: &str) -> Vec<u8> {
-    Content {
-        id: vec![id; 16],
-        sent_at: 1,
-        text: Some(text.to_owned()),
-        ..Content::default()
-    }
-    .encode_to_vec()
+    super::message(id, text).encode_to_vec()
 }
 
 fn batch(parts: Vec<Vec<u8>>) -> Content {

@@ -23,6 +23,7 @@ use murmur_proto::chat::{Content, GroupControl};
 use prost::Message as _;
 
 mod batches;
+mod receipts;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -41,6 +42,16 @@ async fn node(dir: &std::path::Path, peer: Option<&Node>) -> Node {
         config.network.peers = vec![peer.listen_addrs()[0].parse().unwrap()];
     }
     Builder::new(config).start().await.expect("node starts")
+}
+
+/// A chat message as a node encodes it: `text` under an id of `id`s.
+fn message(id: u8, text: &str) -> Content {
+    Content {
+        id: vec![id; 16],
+        sent_at: 1,
+        text: Some(text.to_owned()),
+        ..Content::default()
+    }
 }
 
 fn partition_topic(account: AccountId) -> ContentTopic {

@@ -103,6 +103,10 @@ pub struct Stats {
     /// Messages sent again because a new session with their recipient
     /// started (either side reset) before they were acknowledged.
     pub resent: u64,
+    /// Receipts for a sent message that did not count: a device's second
+    /// for the same message, or one from an account the message did not go
+    /// to.
+    pub receipts_refused: u64,
     /// Chat messages a later message named that this device never got: its
     /// conversation's topic was read from store nodes for them.
     pub gaps: u64,
@@ -196,8 +200,8 @@ struct Chat {
     topics: BTreeSet<String>,
     me: AccountId,
     inboxes: Vec<mpsc::Sender<ChatMessage>>,
-    /// Sent messages: their state, and how many receipts came.
-    sent: HashMap<MessageId, (Arc<watch::Sender<DeliveryState>>, usize)>,
+    /// Sent 1:1 messages followed to their receipts.
+    sent: HashMap<MessageId, Tracked>,
     sent_order: VecDeque<MessageId>,
     /// Sent 1:1 messages not acknowledged yet, to send again after a reset.
     unacked: repair::Unacked,
@@ -234,6 +238,41 @@ struct Chat {
     owed: lane::Owed,
     /// Chat messages waiting to be sealed together, by recipient.
     batches: batch::Batches,
+}
+
+/// A sent 1:1 message, followed to its receipts.
+struct Tracked {
+    state: Arc<watch::Sender<DeliveryState>>,
+    /// The account it went to: only its devices acknowledge it.
+    to: AccountId,
+    /// The devices that did, each counted once.
+    devices: Vec<crypto::DeviceId>,
+}
+
+impl Tracked {
+    fn new(state: Arc<watch::Sender<DeliveryState>>, to: AccountId) -> Self {
+        Self {
+            state,
+            to,
+            devices: Vec::new(),
+        }
+    }
+
+    /// A receipt for it from `account`'s `device`. A device counts once,
+    /// however often it sends one (again after its restart, or after a
+    /// reset sent the message twice), and a receipt from any other
+    /// account than the recipient's, which could know the id only from a
+    /// leak, counts not at all; answers whether it counted.
+    fn acknowledged(&mut self, account: AccountId, device: crypto::DeviceId) -> bool {
+        if account != self.to || self.devices.contains(&device) {
+            return false;
+        }
+        self.devices.push(device);
+        self.state.send_replace(DeliveryState::Acknowledged {
+            devices: self.devices.len(),
+        });
+        true
+    }
 }
 
 /// The persistence stage's outbox: every message is in it before a publish

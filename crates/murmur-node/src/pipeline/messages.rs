@@ -436,7 +436,7 @@ impl Handler<SendChat> for Pipeline {
             let id = msg.id.unwrap_or_else(chat::random_id);
             let (tx, rx) = watch::channel(DeliveryState::Queued);
             let tx = Arc::new(tx);
-            chat.sent.insert(id, (tx.clone(), 0));
+            chat.sent.insert(id, Tracked::new(tx.clone(), msg.to));
             chat.sent_order.push_back(id);
             if chat.sent_order.len() > TRACKED {
                 if let Some(old) = chat.sent_order.pop_front() {

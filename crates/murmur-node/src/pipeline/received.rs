@@ -351,9 +351,12 @@ impl Pipeline {
             Ok(Decoded::Receipts(ids)) => {
                 chat.unacked.acked(opened.sender, &ids);
                 for id in ids {
-                    if let Some((state, acks)) = chat.sent.get_mut(&id) {
-                        *acks += 1;
-                        state.send_replace(DeliveryState::Acknowledged { devices: *acks });
+                    // One for a message no longer followed (before a
+                    // restart, or long ago) has nothing to change.
+                    if let Some(sent) = chat.sent.get_mut(&id) {
+                        if !sent.acknowledged(opened.sender, opened.device) {
+                            self.stats.receipts_refused += 1;
+                        }
                     }
                 }
             }
