@@ -149,7 +149,7 @@ async fn seals_answered_at_once_are_answered_in_the_order_of_their_steps_() {
     // be refused.
     const SEALS: usize = 12;
     let text_of = |i: usize| {
-        let fill = if i % 4 == 0 { 256 << 10 } else { 0 };
+        let fill = if i.is_multiple_of(4) { 256 << 10 } else { 0 };
         format!("{i} {}", "x".repeat(fill))
     };
     let alice_settings = Settings::default().with_threads(4);

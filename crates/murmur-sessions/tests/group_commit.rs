@@ -2,7 +2,6 @@
 //! on its way goes as one group, in order, and no answer runs ahead of
 //! what storage holds, when a write fails or the stage restarts meanwhile.
 
-use actix::prelude::*;
 use bytes::Bytes;
 use murmur_core::{
     crypto::{self, AccountId, AddContact, ContactCode, Error, Identity, Open, Seal, Sealed},

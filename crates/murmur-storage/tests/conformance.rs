@@ -119,7 +119,7 @@ mod postgres {
         .await
         .expect("lists");
         admin.close().await;
-        assert!(!left.iter().any(|name| *name == old), "{left:?}");
+        assert!(!left.contains(&old), "{left:?}");
         for url in [&recent, &newest] {
             let name = url.rsplit_once('/').expect("a database name").1;
             assert!(left.iter().any(|n| n == name), "{name} went: {left:?}");
