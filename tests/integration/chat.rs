@@ -84,6 +84,15 @@ async fn two_accounts_chat_end_to_end_with_receipts_and_a_verified_sender() {
         DeliveryState::Acknowledged { devices: 1 }
     );
     assert!(bob.requests().await.unwrap().is_empty());
+    // Each stage on the way timed its part (`/metrics`): Alice's seal,
+    // Bob's archiving before he accepted it, his open.
+    for (node, name) in [
+        (&alice, "murmur_crypto_seal_seconds_count"),
+        (&bob, "murmur_transport_archive_seconds_count"),
+        (&bob, "murmur_crypto_open_seconds_count"),
+    ] {
+        assert!(crate::support::metric(node, name).await >= 1, "{name}");
+    }
 
     // Bob answers without having added Alice: the session she opened is
     // enough.

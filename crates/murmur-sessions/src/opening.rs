@@ -60,6 +60,7 @@ impl Handler<Seal> for Crypto {
     type Result = supervise::Reply<Self, Result<Vec<Sealed>, Error>>;
 
     fn handle(&mut self, msg: Seal, ctx: &mut Context<Self>) -> Self::Result {
+        let started = std::time::Instant::now();
         let outcome = supervise::guard(self, ctx, |act, _| {
             let to = murmur_crypto::AccountId(msg.to.0);
             let (pending, saves) =
@@ -82,6 +83,7 @@ impl Handler<Seal> for Crypto {
             .collect();
         let persisted = self.persisted(saves, None, ctx);
         let turn = self.turn();
+        let seconds = self.metrics.seal_seconds.clone();
         supervise::Reply::Detached(Box::pin(async move {
             let sealed = join_all(sealing).await;
             let written = match persisted {
@@ -96,7 +98,9 @@ impl Handler<Seal> for Crypto {
                     .collect::<Option<Vec<_>>>()
                     .ok_or_else(|| Error::State("an envelope was not sealed (a defect)".to_owned()))
             });
-            turn.answer(sealed).await
+            let answer = turn.answer(sealed).await;
+            seconds.observe(started.elapsed().as_secs_f64());
+            answer
         }))
     }
 }
@@ -134,6 +138,8 @@ impl Handler<Open> for Crypto {
     type Result = supervise::Reply<Self, Result<Opened, Error>>;
 
     fn handle(&mut self, Open(delivery): Open, ctx: &mut Context<Self>) -> Self::Result {
+        let started = std::time::Instant::now();
+        let seconds = self.metrics.open_seconds.clone();
         let (answer, answered) = oneshot::channel();
         let number = self.opening.next;
         self.opening.next += 1;
@@ -153,7 +159,9 @@ impl Handler<Open> for Crypto {
             });
         });
         supervise::Reply::Detached(Box::pin(async move {
-            answered.await.unwrap_or_else(|_| Err(restarted()))
+            let opened = answered.await.unwrap_or_else(|_| Err(restarted()));
+            seconds.observe(started.elapsed().as_secs_f64());
+            opened
         }))
     }
 }

@@ -1,6 +1,11 @@
 use prometheus_client::{
     encoding::{EncodeLabelSet, EncodeLabelValue},
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{exponential_buckets, Histogram},
+    },
     registry::Registry,
 };
 
@@ -28,13 +33,28 @@ struct RejectLabels {
 }
 
 /// The transport's counters; clones share them.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Metrics {
     received: Counter,
     rejected: Family<RejectLabels, Counter>,
     published: Counter,
     dropped: Counter,
     peers: Gauge,
+    archive_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            received: Counter::default(),
+            rejected: Family::default(),
+            published: Counter::default(),
+            dropped: Counter::default(),
+            peers: Gauge::default(),
+            // 100 µs to about 3 s, doubling.
+            archive_seconds: Histogram::new(exponential_buckets(1e-4, 2.0, 16)),
+        }
+    }
 }
 
 impl Metrics {
@@ -61,6 +81,11 @@ impl Metrics {
             self.dropped.clone(),
         );
         registry.register("peers", "Connected peers", self.peers.clone());
+        registry.register(
+            "archive_seconds",
+            "From a relay message's arrival to its archiving, before this node accepts (and so forwards) it",
+            self.archive_seconds.clone(),
+        );
     }
 
     /// How many relay messages were rejected for `reason`.
@@ -93,6 +118,10 @@ impl Metrics {
 
     pub(crate) fn inc_published(&self) {
         self.published.inc();
+    }
+
+    pub(crate) fn archived_after(&self, took: std::time::Duration) {
+        self.archive_seconds.observe(took.as_secs_f64());
     }
 
     pub(crate) fn inc_dropped(&self) {

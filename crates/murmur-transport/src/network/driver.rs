@@ -536,6 +536,7 @@ impl Driver {
                 let archive = self.archive.clone();
                 let myself = self.myself.clone();
                 let task_id = id.clone();
+                let (metrics, arrived) = (self.metrics.clone(), std::time::Instant::now());
                 let archiving = async move {
                     let saved = match archive {
                         Some(archive) => match archive
@@ -547,6 +548,7 @@ impl Driver {
                         },
                         None => Err(()),
                     };
+                    metrics.archived_after(arrived.elapsed());
                     myself.archived(task_id, source, delivery, saved).await;
                 };
                 if self.tasks.start(archiving).is_err() {
