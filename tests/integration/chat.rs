@@ -85,9 +85,10 @@ async fn two_accounts_chat_end_to_end_with_receipts_and_a_verified_sender() {
     );
     assert!(bob.requests().await.unwrap().is_empty());
     // Each stage on the way timed its part (`/metrics`): Alice's seal,
-    // Bob's archiving before he accepted it, his open.
+    // Bob's archiving before he accepted it, his open, their writes.
     for (node, name) in [
         (&alice, "murmur_crypto_seal_seconds_count"),
+        (&alice, "murmur_storage_write_seconds_count"),
         (&bob, "murmur_transport_archive_seconds_count"),
         (&bob, "murmur_crypto_open_seconds_count"),
     ] {

@@ -124,16 +124,21 @@ pub struct Builder {
     require_static_peers: bool,
     /// Where DNS discovery asks; the system's name servers if not given.
     dns: Option<Arc<dyn murmur_transport::dns::Txt>>,
+    /// The default persistence stage's metrics; none once it is replaced.
+    storage_metrics: Option<murmur_storage::Metrics>,
 }
 
 impl Builder {
     /// A node with the libp2p Waku transport.
     pub fn new(config: Config) -> Self {
+        let storage_metrics = murmur_storage::Metrics::default();
+        let counted = storage_metrics.clone();
         Self {
             config,
             keypair: None,
             transport: Box::new(|cx| Box::pin(libp2p_transport(cx))),
-            storage: Box::new(|config| Box::pin(sql_storage(config))),
+            storage: Box::new(|config| Box::pin(sql_storage(config, counted))),
+            storage_metrics: Some(storage_metrics),
             crypto: Box::new(|cx| {
                 Box::pin(async move {
                     crate::crypto::start_default(
@@ -203,6 +208,7 @@ impl Builder {
         Fut: Future<Output = Result<storage::Handle, Error>> + 'static,
     {
         self.storage = Box::new(move |config| Box::pin(factory(config)));
+        self.storage_metrics = None;
         self
     }
 
@@ -333,6 +339,9 @@ impl Builder {
         let metrics = murmur_transport::Metrics::default();
         let mut registry = Registry::with_prefix("murmur");
         metrics.register(registry.sub_registry_with_prefix("transport"));
+        if let Some(storage) = &self.storage_metrics {
+            storage.register(registry.sub_registry_with_prefix("storage"));
+        }
 
         let transport = (self.transport)(StageContext {
             events: pipeline.clone().recipient(),
@@ -520,9 +529,14 @@ impl Builder {
     }
 }
 
-async fn sql_storage(config: Config) -> Result<storage::Handle, Error> {
+async fn sql_storage(
+    config: Config,
+    metrics: murmur_storage::Metrics,
+) -> Result<storage::Handle, Error> {
     let db = murmur_storage::Database::open(&config.store_url()).await?;
-    Ok(storage::Handle::from(murmur_storage::Storage::start(db)))
+    Ok(storage::Handle::from(murmur_storage::Storage::start_with(
+        db, metrics,
+    )))
 }
 
 async fn libp2p_transport(cx: StageContext) -> Result<transport::Handle, Error> {

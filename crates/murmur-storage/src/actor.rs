@@ -9,7 +9,7 @@ use murmur_core::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::Database;
+use crate::{Database, Metrics};
 
 const MAILBOX: usize = 4096;
 
@@ -50,25 +50,34 @@ enum Write {
 pub struct Storage {
     db: Database,
     writes: mpsc::Sender<(Write, Waiter)>,
+    metrics: Metrics,
     fuse: supervise::Fuse,
 }
 
 impl Storage {
     /// Starts the actor under a supervisor.
     pub fn start(db: Database) -> Addr<Self> {
+        Self::start_with(db, Metrics::default())
+    }
+
+    /// Starts the actor under a supervisor, counting its writes in
+    /// `metrics`.
+    pub fn start_with(db: Database, metrics: Metrics) -> Addr<Self> {
         Supervisor::start(move |_| Self {
             db,
             // Replaced in `started`, with the writer that drains it.
             writes: mpsc::channel(1).0,
+            metrics,
             fuse: supervise::Fuse::default(),
         })
     }
 }
 
 /// Writes what is queued, a group at a time, until the stage restarts.
-async fn write(db: Database, mut queue: mpsc::Receiver<(Write, Waiter)>) {
+async fn write(db: Database, mut queue: mpsc::Receiver<(Write, Waiter)>, metrics: Metrics) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
+        let (started, requests) = (std::time::Instant::now(), group.len());
         let mut batch = crate::sql::Batch::default();
         let mut saved = Vec::new();
         let mut others = Vec::new();
@@ -92,7 +101,9 @@ async fn write(db: Database, mut queue: mpsc::Receiver<(Write, Waiter)>) {
                 }
             }
         }
-        match db.write(batch).await {
+        let written = db.write(batch).await;
+        metrics.written(requests, started.elapsed());
+        match written {
             Ok(new) => {
                 for (waiter, new) in saved.into_iter().zip(new) {
                     let _ = waiter.send(Ok(new));
@@ -180,7 +191,7 @@ impl Actor for Storage {
         ctx.set_mailbox_capacity(MAILBOX);
         let (tx, rx) = mpsc::channel(QUEUE);
         self.writes = tx;
-        let writer = Box::pin(write(self.db.clone(), rx)).into_actor(self);
+        let writer = Box::pin(write(self.db.clone(), rx, self.metrics.clone())).into_actor(self);
         ctx.spawn(supervise::Guarded::new(writer).map(|_, _, _| ()));
         ctx.run_interval(ERASE_EVERY, |act, ctx| {
             let db = act.db.clone();

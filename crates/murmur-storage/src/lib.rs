@@ -5,7 +5,8 @@
 //!
 //! [`Database`] is the backend, usable on its own; [`Storage`] is the
 //! supervised actor that handles the stage's messages
-//! ([`murmur_core::storage`]). Both backends run the same numbered migrations
+//! ([`murmur_core::storage`]), its group writes timed and counted in
+//! [`Metrics`]. Both backends run the same numbered migrations
 //! (`migrations/sqlite`, `migrations/postgres`) at open, and the same
 //! conformance suite as the in-memory store of `murmur-test-kit`.
 //!
@@ -27,8 +28,10 @@
 
 mod actor;
 mod database;
+mod metrics;
 mod sql;
 
 pub use actor::Storage;
 pub use database::Database;
+pub use metrics::Metrics;
 pub use sql::{row_placeholders, OpenError};
