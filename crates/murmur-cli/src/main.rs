@@ -61,7 +61,7 @@ struct NodeArgs {
     /// Listen address; repeat for several (default: TCP 60000 and WebSocket 8000).
     #[arg(long = "listen", value_name = "MULTIADDR")]
     listen: Vec<Multiaddr>,
-    /// Static peer, ending in /p2p/<peer id>; repeat for several.
+    /// Static peer, ending in `/p2p/<peer id>`; repeat for several.
     #[arg(long = "peer", value_name = "MULTIADDR")]
     peers: Vec<Multiaddr>,
     /// Cluster id (1 is The Waku Network).

@@ -11,7 +11,7 @@ use crate::error::CliError;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The store node, ending in /p2p/<peer id>.
+    /// The store node, ending in `/p2p/<peer id>`.
     #[arg(long, value_name = "MULTIADDR")]
     peer: Multiaddr,
     /// Content topic; repeat for several (at most 10).
