@@ -10,7 +10,9 @@
 //!
 //! Each message counts once it is in the recipient's inbox (opened,
 //! persisted) and its receipt is back at the sender; the latency is from
-//! the send to the inbox.
+//! the send to the inbox. After the tables, where the last murmur run's
+//! time went, step by step, from the nodes' `/metrics`
+//! (`bench_stages.rs`).
 
 use std::{
     sync::{Arc, Mutex, PoisonError},
@@ -25,6 +27,7 @@ use murmur_node::{chat::DeliveryState, Config};
 use crate::{
     bench::{median, start_node, RUN_LIMIT, SETUP},
     bench_chat_bare::{Pack, Wrap},
+    bench_stages::{Snapshot, Stages},
     bench_store::percentile,
     error::CliError,
 };
@@ -158,10 +161,12 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
     let mut bare: [Vec<(Report, Report)>; 4] = Default::default();
     let mut groups = Vec::with_capacity(args.rounds);
     let mut groups_alone = Vec::with_capacity(args.rounds);
+    let mut stages = [Stages::default(); 2];
     for round in 1..=args.rounds {
         progress.set(format!("chat benchmark, round {round} of {}", args.rounds));
         tracing::info!(round, "murmur run, default configuration");
-        let murmur = murmur_run(&args).await?;
+        let murmur;
+        (murmur, stages) = murmur_run(&args).await?;
         for (runs, variant) in bare.iter_mut().zip(&VARIANTS) {
             tracing::info!(round, variant = variant.key, "bare run");
             let run = crate::bench_chat_bare::run(&args, variant.wrap, variant.pack).await?;
@@ -183,7 +188,7 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
         }
     }
     drop(progress);
-    print(&args, &bare, [&groups, &groups_alone]);
+    print(&args, &bare, [&groups, &groups_alone], stages);
     Ok(())
 }
 
@@ -252,6 +257,7 @@ fn print(
     args: &Args,
     bare: &[Vec<(Report, Report)>; 4],
     [groups, groups_alone]: [&[(Report, Report)]; 2],
+    [sender, receiver]: [Stages; 2],
 ) {
     let rounds = &bare[0];
     // A group's messages per second against 1:1's, round by round.
@@ -270,6 +276,7 @@ fn print(
             "batch": args.batch,
             "rounds": runs_json(rounds),
             "ratio_median": ratio(rounds),
+            "stages": {"sender": sender.json(), "receiver": receiver.json()},
         });
         for (runs, variant) in bare.iter().zip(&VARIANTS).skip(1) {
             report[variant.key] = serde_json::json!({
@@ -307,6 +314,10 @@ fn print(
         println!("{}", variant.title);
         table(runs);
     }
+    println!(
+        "\nmurmur's steps in the last round, from each node's /metrics: how many, and the mean of each"
+    );
+    Stages::table(&[("sender", sender), ("receiver", receiver)]);
     if !groups.is_empty() {
         println!(
             "\nprivate group of {} members (2 online), {} messages of {} bytes, {} in flight",
@@ -353,7 +364,7 @@ fn table(rounds: &[(Report, Report)]) {
 /// on an actix thread of its own, one the other's static peer; each adds the other's contact code; one
 /// message goes and is acknowledged before the clock starts (the session
 /// and the mesh are set up).
-async fn murmur_run(args: &Args) -> Result<Report, CliError> {
+async fn murmur_run(args: &Args) -> Result<(Report, [Stages; 2]), CliError> {
     let data = tempfile::tempdir()?;
     let config = |name: &str, peers: Vec<Multiaddr>| {
         let mut c = Config::new(data.path().join(name));
@@ -381,6 +392,7 @@ async fn murmur_run(args: &Args) -> Result<Report, CliError> {
         return Err(CliError::Failed("the first message never came".to_owned()));
     }
 
+    let before = [Snapshot::of(&sender), Snapshot::of(&receiver)];
     let clock = Clock::new();
     let n = args.messages;
     let reading = {
@@ -416,6 +428,10 @@ async fn murmur_run(args: &Args) -> Result<Report, CliError> {
     let read = reading
         .await
         .map_err(|_| CliError::Failed("the inbox reader stopped".to_owned()))?;
+    let stages = [
+        Stages::between(before[0], Snapshot::of(&sender)),
+        Stages::between(before[1], Snapshot::of(&receiver)),
+    ];
     sender.close().await?;
     receiver.close().await?;
     threads.0.stop();
@@ -423,7 +439,7 @@ async fn murmur_run(args: &Args) -> Result<Report, CliError> {
     if read.is_none() {
         return Err(CliError::Failed("the inbox stopped".to_owned()));
     }
-    clock.report(n, elapsed)
+    Ok((clock.report(n, elapsed)?, stages))
 }
 
 fn acknowledged(state: DeliveryState) -> Result<(), CliError> {

@@ -13,6 +13,7 @@ mod bench_chat_bare;
 mod bench_group;
 mod bench_scale;
 mod bench_serve;
+mod bench_stages;
 mod bench_store;
 mod bench_strangers;
 mod chat;

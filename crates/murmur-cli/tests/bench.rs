@@ -155,6 +155,23 @@ fn the_chat_benchmark_delivers_and_acknowledges_every_message_both_ways() {
         assert!(runs["ratio_median"].as_f64().is_some());
     }
     assert_eq!(report["group"]["members"], 5);
+    // Where murmur's time went, from the nodes' /metrics: the sender
+    // sealed and the receiver opened the hundred messages (in batches),
+    // and both wrote.
+    let stages = &report["stages"];
+    for (node, step) in [
+        ("sender", "seal"),
+        ("receiver", "open"),
+        ("receiver", "archive"),
+        ("receiver", "seal"),
+        ("sender", "open"),
+        ("sender", "write"),
+        ("receiver", "write"),
+    ] {
+        let count = stages[node][step]["count"].as_f64().expect("a count");
+        assert!(count >= 1.0, "{node} {step}: {count}");
+        assert!(stages[node][step]["mean_ms"].as_f64().expect("a mean") > 0.0);
+    }
 }
 
 /// `murmur bench scale`, two small steps: each step holds the contacts,

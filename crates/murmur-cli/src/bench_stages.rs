@@ -1,0 +1,98 @@
+//! Where a murmur run's time went, step by step, read from each node's
+//! `/metrics` before and after the run: how many seals, opens, archived
+//! relay messages and group writes each node made, and their mean time.
+//! The steps of one message and its receipt, in order, are the sender's
+//! seal, the receiver's archive and open, its receipt's seal, and the
+//! sender's archive and open of that; every write of either node is under
+//! one of them.
+
+use murmur_node::Node;
+
+/// The histograms read, by the name `/metrics` gives them.
+const STEPS: [(&str, &str); 4] = [
+    ("seal", "murmur_crypto_seal_seconds"),
+    ("open", "murmur_crypto_open_seconds"),
+    ("archive", "murmur_transport_archive_seconds"),
+    ("write", "murmur_storage_write_seconds"),
+];
+
+/// One node's histogram sums and counts, and its write requests, at one
+/// moment.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Snapshot {
+    /// Per step of [`STEPS`]: seconds in all, and how many.
+    steps: [(f64, f64); 4],
+    requests: f64,
+}
+
+impl Snapshot {
+    pub(crate) fn of(node: &Node) -> Self {
+        let text = node.metrics_text();
+        let sample = |name: &str| -> f64 {
+            text.lines()
+                .find_map(|l| {
+                    let (n, value) = l.split_once(' ')?;
+                    (n == name).then(|| value.trim().parse().ok())?
+                })
+                .unwrap_or(0.0)
+        };
+        let mut snapshot = Self {
+            requests: sample("murmur_storage_write_requests_total"),
+            ..Self::default()
+        };
+        for (step, (_, name)) in snapshot.steps.iter_mut().zip(STEPS) {
+            *step = (
+                sample(&format!("{name}_sum")),
+                sample(&format!("{name}_count")),
+            );
+        }
+        snapshot
+    }
+}
+
+/// What one node did in a run, per step: how many, and the mean in ms.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Stages {
+    steps: [(f64, f64); 4],
+    /// Write requests per group write.
+    per_write: f64,
+}
+
+impl Stages {
+    /// Between two snapshots of one node.
+    pub(crate) fn between(before: Snapshot, after: Snapshot) -> Self {
+        let mut stages = Self::default();
+        for ((step, b), a) in stages.steps.iter_mut().zip(before.steps).zip(after.steps) {
+            let n = a.1 - b.1;
+            let mean_ms = if n > 0.0 { (a.0 - b.0) / n * 1e3 } else { 0.0 };
+            *step = (n, mean_ms);
+        }
+        let writes = stages.steps[3].0;
+        if writes > 0.0 {
+            stages.per_write = (after.requests - before.requests) / writes;
+        }
+        stages
+    }
+
+    pub(crate) fn json(&self) -> serde_json::Value {
+        let mut value = serde_json::json!({ "requests_per_write": self.per_write });
+        for ((step, _), (n, mean_ms)) in STEPS.iter().zip(self.steps) {
+            value[*step] = serde_json::json!({ "count": n, "mean_ms": mean_ms });
+        }
+        value
+    }
+
+    #[allow(clippy::print_stdout)]
+    pub(crate) fn table(nodes: &[(&str, Stages)]) {
+        println!(
+            "node       seals  seal ms   opens  open ms  archived  archive ms   writes  write ms  requests/write"
+        );
+        for (name, s) in nodes {
+            let [seal, open, archive, write] = s.steps;
+            println!(
+                "{name:<8} {:>7.0}  {:>7.2}  {:>6.0}  {:>7.2}  {:>8.0}  {:>10.2}  {:>7.0}  {:>8.2}  {:>14.1}",
+                seal.0, seal.1, open.0, open.1, archive.0, archive.1, write.0, write.1, s.per_write
+            );
+        }
+    }
+}
