@@ -113,3 +113,41 @@ async fn a_declined_account_is_forgotten_and_a_blocked_one_refused_unopened() {
     );
     assert!(bob.requests().await.unwrap().is_empty());
 }
+
+/// Bob restarts before he accepts Alice's request: the receipt held for
+/// it was in memory, but her message is in his durable inbox, and
+/// accepting her acknowledges it from there. Without that, her message
+/// would stay unacknowledged for good.
+#[actix_rt::test]
+async fn a_request_accepted_after_a_restart_is_acknowledged() {
+    let dirs = [(); 2].map(|_| tempfile::tempdir().unwrap());
+    let bob_key = libp2p::identity::Keypair::generate_secp256k1();
+    let alice = node(dirs[0].path(), None).await;
+    let bob = crate::support::keyed_node(dirs[1].path(), &bob_key, Some(&alice), |_| {}).await;
+    let a = account(&alice).await;
+    let b = alice
+        .add_contact(&bob.contact_code().await.unwrap())
+        .await
+        .unwrap();
+    let mut inbox = bob.inbox().await.unwrap();
+    meshed_for(&alice, b).await;
+    let mut sent = alice
+        .conversation(b)
+        .send_text("hi, it's Alice")
+        .await
+        .unwrap();
+    let got = inbox.recv_timeout(WAIT).await.expect("the request arrives");
+    assert!(got.request && got.sender == a);
+    assert!(!matches!(sent.state(), DeliveryState::Acknowledged { .. }));
+
+    bob.go_offline().await.unwrap();
+    drop((inbox, bob));
+    let bob = crate::support::keyed_node(dirs[1].path(), &bob_key, Some(&alice), |_| {}).await;
+    assert_eq!(bob.requests().await.unwrap(), vec![a], "still a request");
+    meshed_for(&bob, a).await;
+    bob.accept(a).await.unwrap();
+    assert_eq!(
+        sent.acknowledged(WAIT).await,
+        DeliveryState::Acknowledged { devices: 1 }
+    );
+}

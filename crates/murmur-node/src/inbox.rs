@@ -479,6 +479,23 @@ impl<K: Kind> Book<K> {
     }
 }
 
+impl Book<Chat> {
+    /// The ids of the newest messages from `sender` this inbox keeps, at
+    /// most `at_most`, oldest first.
+    pub(crate) fn kept_from(&self, sender: AccountId, at_most: usize) -> Vec<MessageId> {
+        let mut ids: Vec<MessageId> = self
+            .kept
+            .iter()
+            .rev()
+            .filter(|(_, (from, _))| *from == sender)
+            .map(|(_, (_, id))| *id)
+            .take(at_most)
+            .collect();
+        ids.reverse();
+        ids
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -96,7 +96,10 @@ impl Node {
         }
         self.inner
             .pipeline
-            .send(crate::pipeline::Accepted(account))
+            .send(crate::pipeline::Accepted {
+                account,
+                by_user: true,
+            })
             .await?;
         Ok(())
     }

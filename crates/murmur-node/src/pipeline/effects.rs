@@ -57,7 +57,13 @@ impl Pipeline {
                     // as a request, may have taught this device its device
                     // before the group did.
                     Ok(_) => {
-                        if let Err(e) = mailbox.ask(super::Accepted(account)).await {
+                        if let Err(e) = mailbox
+                            .ask(super::Accepted {
+                                account,
+                                by_user: false,
+                            })
+                            .await
+                        {
                             tracing::debug!(error = %e, "held requests not released");
                         }
                     }

@@ -308,7 +308,7 @@ impl Pipeline {
         ctx: &mut Context<Self>,
     ) -> Step {
         for account in &opened.accepted {
-            self.release(*account, ctx);
+            self.release(*account, false, ctx);
         }
         if let Some(waiting) = self
             .chat

@@ -1,6 +1,9 @@
 //! Message requests on the chat path: what a stranger's messages would
 //! have caused (a receipt, joining the group it added this account to) is
 //! held, bounded and in memory, until the user accepts it; then it happens.
+//! Across a restart the receipts are not lost: the messages are in the
+//! durable inbox, and the newest of the account's are acknowledged from
+//! there. An invite to a group is: the stranger's next one asks again.
 
 use std::collections::{HashMap, HashSet};
 
@@ -99,30 +102,53 @@ impl Handler<Unpark> for Pipeline {
     }
 }
 
-/// The user accepted `account`: the receipts held for it go, and the
-/// groups it added this account to are joined.
+/// `account` was accepted: the receipts held for it go, and the groups it
+/// added this account to are joined. `by_user`: the user accepted it
+/// (`Node::accept`), so it was a message request, whose receipts a restart
+/// did not lose (see the module's doc); else a group introduced it.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct Accepted(pub(crate) AccountId);
+pub(crate) struct Accepted {
+    pub(crate) account: AccountId,
+    pub(crate) by_user: bool,
+}
 
 impl Handler<Accepted> for Pipeline {
     type Result = ();
 
-    fn handle(&mut self, Accepted(account): Accepted, ctx: &mut Context<Self>) {
-        self.release(account, ctx);
+    fn handle(&mut self, accepted: Accepted, ctx: &mut Context<Self>) {
+        self.release(accepted.account, accepted.by_user, ctx);
     }
 }
 
 impl Pipeline {
     /// What was held for `account`'s requests goes: it was accepted here
-    /// or on another device of this account.
-    pub(super) fn release(&mut self, account: AccountId, ctx: &mut Context<Self>) {
+    /// or on another device of this account. With nothing held this run
+    /// and `from_inbox`, the receipts come from the durable inbox.
+    pub(super) fn release(
+        &mut self,
+        account: AccountId,
+        from_inbox: bool,
+        ctx: &mut Context<Self>,
+    ) {
         let mailbox = self.mailbox(ctx);
         let Some(chat) = self.chat.as_mut() else {
             return;
         };
-        let Some(waiting) = chat.held.take(account) else {
-            return;
+        let waiting = match chat.held.take(account) {
+            Some(waiting) => waiting,
+            None if !from_inbox => return,
+            // Nothing held this run: the node started after the messages
+            // came. The durable inbox still has them; a receipt for one
+            // acknowledged before counts once at its sender.
+            None => Waiting {
+                receipts: chat
+                    .book
+                    .as_ref()
+                    .map(|book| book.kept_from(account, PER_ACCOUNT))
+                    .unwrap_or_default(),
+                controls: Vec::new(),
+            },
         };
         if !waiting.receipts.is_empty() {
             let publish = publish_sealed(
