@@ -13,7 +13,7 @@ use murmur::node::{
 use murmur_core::{groups, WakuMessage};
 
 use crate::support::{
-    account, befriend, chat_node, eventually, members, metered_node, metric, next_in_group, WAIT,
+    account, befriend, chat_node, eventually, members, metric, next_in_group, WAIT,
 };
 
 async fn node(dir: &std::path::Path, peer: Option<&Node>) -> Node {
@@ -329,7 +329,7 @@ async fn a_member_that_missed_a_change_while_offline_pulls_it_from_the_next_mess
     // A relay that stays up: what Alice publishes while Bob is away goes
     // out, and Bob never sees it.
     let relay = node(dirs[2].path(), None).await;
-    let alice = metered_node(dirs[0].path(), Some(&relay)).await;
+    let alice = chat_node(dirs[0].path(), Some(&relay)).await;
     let bob_key = libp2p::identity::Keypair::generate_secp256k1();
     let start_bob = || away(dirs[1].path(), &bob_key, &relay);
     let bob = start_bob().await;
@@ -380,8 +380,8 @@ async fn a_member_that_missed_a_newcomers_key_while_offline_asks_for_it_and_read
             .await
             .unwrap()
     };
-    let alice = metered_node(dirs[0].path(), Some(&relay)).await;
-    let carol = metered_node(dirs[2].path(), Some(&relay)).await;
+    let alice = chat_node(dirs[0].path(), Some(&relay)).await;
+    let carol = chat_node(dirs[2].path(), Some(&relay)).await;
     let bob_key = libp2p::identity::Keypair::generate_secp256k1();
     let start_bob = || away(dirs[1].path(), &bob_key, &relay);
     let bob = start_bob().await;

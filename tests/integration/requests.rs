@@ -5,7 +5,7 @@
 use murmur::node::chat::DeliveryState;
 
 use crate::support::{
-    account, befriend, eventually, members, meshed_for, metered_node as node, metric, WAIT,
+    account, befriend, chat_node as node, eventually, members, meshed_for, metric, WAIT,
 };
 
 #[actix_rt::test]

@@ -104,19 +104,6 @@ pub(crate) async fn meshed_for(node: &Node, account: murmur::node::chat::Account
         .expect("a peer on the shard");
 }
 
-/// A chat node on a loopback port of its own, whose metrics a test reads.
-pub(crate) async fn metered_node(dir: &std::path::Path, peer: Option<&Node>) -> Node {
-    let mut config = loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
-    if let Some(peer) = peer {
-        config.network.peers = vec![addr(peer, false).parse().unwrap()];
-    }
-    Builder::new(config)
-        .with_keypair(Keypair::generate_secp256k1())
-        .start()
-        .await
-        .expect("node starts")
-}
-
 /// The value of the sample `name` (with its labels) that `node` serves
 /// on `/metrics`, 0 if absent.
 pub(crate) async fn metric(node: &Node, name: &str) -> u64 {
