@@ -115,9 +115,10 @@ async fn a_declined_account_is_forgotten_and_a_blocked_one_refused_unopened() {
 }
 
 /// Bob restarts before he accepts Alice's request: the receipt held for
-/// it was in memory, but her message is in his durable inbox, and
-/// accepting her acknowledges it from there. Without that, her message
-/// would stay unacknowledged for good.
+/// her first message was in memory, but the message is in his durable
+/// inbox, and accepting her acknowledges it from there, with the one she
+/// sent after his restart (held as before). Without that, her first
+/// message would stay unacknowledged for good.
 #[actix_rt::test]
 async fn a_request_accepted_after_a_restart_is_acknowledged() {
     let dirs = [(); 2].map(|_| tempfile::tempdir().unwrap());
@@ -144,10 +145,21 @@ async fn a_request_accepted_after_a_restart_is_acknowledged() {
     drop((inbox, bob));
     let bob = crate::support::keyed_node(dirs[1].path(), &bob_key, Some(&alice), |_| {}).await;
     assert_eq!(bob.requests().await.unwrap(), vec![a], "still a request");
+    let mut inbox = bob.inbox().await.unwrap();
+    meshed_for(&alice, b).await;
+    let mut again = alice
+        .conversation(b)
+        .send_text("still there?")
+        .await
+        .unwrap();
+    let got = inbox.recv_timeout(WAIT).await.expect("the second request");
+    assert!(got.request && got.text() == Some("still there?"));
     meshed_for(&bob, a).await;
     bob.accept(a).await.unwrap();
-    assert_eq!(
-        sent.acknowledged(WAIT).await,
-        DeliveryState::Acknowledged { devices: 1 }
-    );
+    for sent in [&mut sent, &mut again] {
+        assert_eq!(
+            sent.acknowledged(WAIT).await,
+            DeliveryState::Acknowledged { devices: 1 }
+        );
+    }
 }

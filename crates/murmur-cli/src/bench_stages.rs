@@ -3,8 +3,9 @@
 //! relay messages and group writes each node made, and their mean time.
 //! The steps of one message and its receipt, in order, are the sender's
 //! seal, the receiver's archive and open, its receipt's seal, and the
-//! sender's archive and open of that; every write of either node is under
-//! one of them.
+//! sender's archive and open of that. The writes are counted apart: those
+//! of a seal or an open are inside its time, the outbox's and the durable
+//! inbox's are not.
 
 use murmur_node::Node;
 
@@ -16,12 +17,18 @@ const STEPS: [(&str, &str); 4] = [
     ("write", "murmur_storage_write_seconds"),
 ];
 
-/// One node's histogram sums and counts, and its write requests, at one
-/// moment.
+/// A histogram's running totals.
+#[derive(Debug, Clone, Copy, Default)]
+struct Totals {
+    seconds: f64,
+    count: f64,
+}
+
+/// One node's histogram totals, and its write requests, at one moment.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Snapshot {
-    /// Per step of [`STEPS`]: seconds in all, and how many.
-    steps: [(f64, f64); 4],
+    /// Per step of [`STEPS`].
+    steps: [Totals; 4],
     requests: f64,
 }
 
@@ -41,19 +48,26 @@ impl Snapshot {
             ..Self::default()
         };
         for (step, (_, name)) in snapshot.steps.iter_mut().zip(STEPS) {
-            *step = (
-                sample(&format!("{name}_sum")),
-                sample(&format!("{name}_count")),
-            );
+            *step = Totals {
+                seconds: sample(&format!("{name}_sum")),
+                count: sample(&format!("{name}_count")),
+            };
         }
         snapshot
     }
 }
 
-/// What one node did in a run, per step: how many, and the mean in ms.
+/// How many of one step a node made in a run, and their mean.
+#[derive(Debug, Clone, Copy, Default)]
+struct Step {
+    count: f64,
+    mean_ms: f64,
+}
+
+/// What one node did in a run, per step.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Stages {
-    steps: [(f64, f64); 4],
+    steps: [Step; 4],
     /// Write requests per group write.
     per_write: f64,
 }
@@ -63,11 +77,15 @@ impl Stages {
     pub(crate) fn between(before: Snapshot, after: Snapshot) -> Self {
         let mut stages = Self::default();
         for ((step, b), a) in stages.steps.iter_mut().zip(before.steps).zip(after.steps) {
-            let n = a.1 - b.1;
-            let mean_ms = if n > 0.0 { (a.0 - b.0) / n * 1e3 } else { 0.0 };
-            *step = (n, mean_ms);
+            let count = a.count - b.count;
+            let mean_ms = if count > 0.0 {
+                (a.seconds - b.seconds) / count * 1e3
+            } else {
+                0.0
+            };
+            *step = Step { count, mean_ms };
         }
-        let writes = stages.steps[3].0;
+        let writes = stages.steps[3].count;
         if writes > 0.0 {
             stages.per_write = (after.requests - before.requests) / writes;
         }
@@ -76,8 +94,8 @@ impl Stages {
 
     pub(crate) fn json(&self) -> serde_json::Value {
         let mut value = serde_json::json!({ "requests_per_write": self.per_write });
-        for ((step, _), (n, mean_ms)) in STEPS.iter().zip(self.steps) {
-            value[*step] = serde_json::json!({ "count": n, "mean_ms": mean_ms });
+        for ((name, _), step) in STEPS.iter().zip(self.steps) {
+            value[*name] = serde_json::json!({ "count": step.count, "mean_ms": step.mean_ms });
         }
         value
     }
@@ -91,7 +109,15 @@ impl Stages {
             let [seal, open, archive, write] = s.steps;
             println!(
                 "{name:<8} {:>7.0}  {:>7.2}  {:>6.0}  {:>7.2}  {:>8.0}  {:>10.2}  {:>7.0}  {:>8.2}  {:>14.1}",
-                seal.0, seal.1, open.0, open.1, archive.0, archive.1, write.0, write.1, s.per_write
+                seal.count,
+                seal.mean_ms,
+                open.count,
+                open.mean_ms,
+                archive.count,
+                archive.mean_ms,
+                write.count,
+                write.mean_ms,
+                s.per_write
             );
         }
     }

@@ -234,8 +234,8 @@ fn seal(key: &Secret, ad: &[u8], plaintext: &[u8]) -> Vec<u8> {
 /// the first message it could not read ([`SenderChain::chain_key_at`]).
 /// That is a bounded exception to forward secrecy on this device, of the
 /// same size as the skipped message keys a receiver keeps: whoever takes
-/// this device's state reads at most the last 16 ×
-/// 64 messages (`CHECKPOINTS` × `CHECKPOINT_EVERY`) of its current chain, never an earlier
+/// this device's state reads at most the last `CHECKPOINTS` ×
+/// `CHECKPOINT_EVERY` messages of its current chain, never an earlier
 /// chain's.
 pub struct SenderChain {
     chain: ChainId,

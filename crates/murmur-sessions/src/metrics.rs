@@ -66,12 +66,12 @@ impl Metrics {
         );
         registry.register(
             "seal_seconds",
-            "From taking a seal to answering it: the session step, the envelope sealed on the envelope threads, the step written",
+            "From taking a seal to answering it, for those that took a session step: the step, the envelope sealed on the envelope threads, the step written (one per request, however many envelopes it sealed)",
             self.seal_seconds.clone(),
         );
         registry.register(
             "open_seconds",
-            "From taking an open to answering it: the envelope opened on the envelope threads, the session step in arrival order, the step and the plaintext written",
+            "From taking an open to answering it, refusals included: the envelope opened on the envelope threads, the session step in arrival order, the step and the plaintext written",
             self.open_seconds.clone(),
         );
     }

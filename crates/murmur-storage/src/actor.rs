@@ -42,7 +42,7 @@ enum Write {
 ///
 /// Writes (archive saves, outbox entries in and out, stage state) are
 /// group-committed: one writer takes what is queued (at most
-/// 1,000) into one transaction while the next writes queue behind
+/// `MAX_GROUP`) into one transaction while the next writes queue behind
 /// it, and each is answered only once its transaction is committed. The
 /// stages' state writes of a group go as a few multi-row statements, the
 /// last write of each name winning, as if applied one after the other. The

@@ -45,7 +45,7 @@ impl Metrics {
         );
         registry.register(
             "write_seconds",
-            "From the writer taking a group to its commit",
+            "From the writer taking a group to its commit (or its failure)",
             self.write_seconds.clone(),
         );
     }

@@ -57,7 +57,7 @@ impl Events {
     ///
     /// # Panics
     ///
-    /// If none arrives within 15 s: this is for tests.
+    /// If none arrives within `WAIT`: this is for tests.
     pub async fn next_message(&mut self) -> Delivery {
         self.message_within(WAIT)
             .await

@@ -83,7 +83,7 @@ impl Metrics {
         registry.register("peers", "Connected peers", self.peers.clone());
         registry.register(
             "archive_seconds",
-            "From a relay message's arrival to its archiving, before this node accepts (and so forwards) it",
+            "From a relay message's arrival to its archiving (or the archive's failure), before this node accepts (and so forwards) it",
             self.archive_seconds.clone(),
         );
     }

@@ -86,6 +86,7 @@ impl Node {
     /// now. Writing to an account, or adding its contact code, accepts it
     /// too; so does `chat.accept = "everyone"` (bots).
     pub async fn accept(&self, account: AccountId) -> Result<(), Error> {
+        let request = self.requests().await?.contains(&account);
         let sealed = self
             .chat()?
             .accept
@@ -96,10 +97,7 @@ impl Node {
         }
         self.inner
             .pipeline
-            .send(crate::pipeline::Accepted {
-                account,
-                by_user: true,
-            })
+            .send(crate::pipeline::Accepted { account, request })
             .await?;
         Ok(())
     }

@@ -60,7 +60,7 @@ impl Pipeline {
                         if let Err(e) = mailbox
                             .ask(super::Accepted {
                                 account,
-                                by_user: false,
+                                request: false,
                             })
                             .await
                         {

@@ -1,9 +1,10 @@
 //! Message requests on the chat path: what a stranger's messages would
 //! have caused (a receipt, joining the group it added this account to) is
 //! held, bounded and in memory, until the user accepts it; then it happens.
-//! Across a restart the receipts are not lost: the messages are in the
-//! durable inbox, and the newest of the account's are acknowledged from
-//! there. An invite to a group is: the stranger's next one asks again.
+//! Across a restart the receipts are not lost: when the user accepts an
+//! account the crypto stage still lists as a request, its newest messages
+//! in the durable inbox are acknowledged too. An invite to a group is
+//! lost: the stranger's next one asks again.
 
 use std::collections::{HashMap, HashSet};
 
@@ -103,28 +104,30 @@ impl Handler<Unpark> for Pipeline {
 }
 
 /// `account` was accepted: the receipts held for it go, and the groups it
-/// added this account to are joined. `by_user`: the user accepted it
-/// (`Node::accept`), so it was a message request, whose receipts a restart
-/// did not lose (see the module's doc); else a group introduced it.
+/// added this account to are joined. `request`: the user accepted it
+/// while the crypto stage listed it as a message request, so its messages
+/// in the durable inbox are all unacknowledged requests (see the module's
+/// doc); not set when a group introduced it, or it was accepted before.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Accepted {
     pub(crate) account: AccountId,
-    pub(crate) by_user: bool,
+    pub(crate) request: bool,
 }
 
 impl Handler<Accepted> for Pipeline {
     type Result = ();
 
     fn handle(&mut self, accepted: Accepted, ctx: &mut Context<Self>) {
-        self.release(accepted.account, accepted.by_user, ctx);
+        self.release(accepted.account, accepted.request, ctx);
     }
 }
 
 impl Pipeline {
     /// What was held for `account`'s requests goes: it was accepted here
-    /// or on another device of this account. With nothing held this run
-    /// and `from_inbox`, the receipts come from the durable inbox.
+    /// or on another device of this account. With `from_inbox`, the
+    /// receipts also go for its messages in the durable inbox, which a
+    /// restart did not forget as it forgot what was held.
     pub(super) fn release(
         &mut self,
         account: AccountId,
@@ -135,21 +138,26 @@ impl Pipeline {
         let Some(chat) = self.chat.as_mut() else {
             return;
         };
-        let waiting = match chat.held.take(account) {
-            Some(waiting) => waiting,
-            None if !from_inbox => return,
-            // Nothing held this run: the node started after the messages
-            // came. The durable inbox still has them; a receipt for one
-            // acknowledged before counts once at its sender.
-            None => Waiting {
-                receipts: chat
-                    .book
-                    .as_ref()
-                    .map(|book| book.kept_from(account, PER_ACCOUNT))
-                    .unwrap_or_default(),
-                controls: Vec::new(),
-            },
-        };
+        let held = chat.held.take(account);
+        if held.is_none() && !from_inbox {
+            return;
+        }
+        let mut waiting = held.unwrap_or_default();
+        if from_inbox {
+            // What came before a restart is in the durable inbox only;
+            // what came since is held too, and goes once.
+            let kept = chat
+                .book
+                .as_ref()
+                .map(|book| book.kept_from(account, PER_ACCOUNT))
+                .unwrap_or_default();
+            let held: HashSet<MessageId> = waiting.receipts.iter().copied().collect();
+            let mut receipts: Vec<MessageId> =
+                kept.into_iter().filter(|id| !held.contains(id)).collect();
+            receipts.append(&mut waiting.receipts);
+            let over = receipts.len().saturating_sub(PER_ACCOUNT);
+            waiting.receipts = receipts.split_off(over);
+        }
         if !waiting.receipts.is_empty() {
             let publish = publish_sealed(
                 chat.crypto.seal.clone(),
