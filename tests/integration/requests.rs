@@ -163,3 +163,34 @@ async fn a_request_accepted_after_a_restart_is_acknowledged() {
         );
     }
 }
+
+/// Bob answers Alice's request without accepting her first: writing to
+/// an account accepts it, so the receipt held for her message goes too.
+#[actix_rt::test]
+async fn answering_a_request_acknowledges_it() {
+    let dirs = [(); 2].map(|_| tempfile::tempdir().unwrap());
+    let alice = node(dirs[0].path(), None).await;
+    let bob = node(dirs[1].path(), Some(&alice)).await;
+    let a = account(&alice).await;
+    let b = alice
+        .add_contact(&bob.contact_code().await.unwrap())
+        .await
+        .unwrap();
+    let mut inbox = bob.inbox().await.unwrap();
+    meshed_for(&alice, b).await;
+    let mut sent = alice
+        .conversation(b)
+        .send_text("hi, it's Alice")
+        .await
+        .unwrap();
+    let got = inbox.recv_timeout(WAIT).await.expect("the request arrives");
+    assert!(got.request && got.sender == a);
+
+    meshed_for(&bob, a).await;
+    bob.conversation(a).send_text("hi Alice").await.unwrap();
+    assert_eq!(
+        sent.acknowledged(WAIT).await,
+        DeliveryState::Acknowledged { devices: 1 }
+    );
+    assert!(bob.requests().await.unwrap().is_empty());
+}

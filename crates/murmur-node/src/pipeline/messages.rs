@@ -457,6 +457,12 @@ impl Handler<SendChat> for Pipeline {
             let publish =
                 chat.batches
                     .send(super::batch::Target::Account(msg.to), content, false, route);
+            // Writing to an account accepts it (the crypto stage marks it
+            // so as it seals): what its requests left held goes now, as
+            // when the user accepts it.
+            if chat.held.holds(msg.to) {
+                this.release(msg.to, false, ctx);
+            }
             Box::pin(async move {
                 match publish.await {
                     Ok(outcome) => {

@@ -42,6 +42,11 @@ impl Held {
         self.accepted.contains(&account)
     }
 
+    /// Whether anything is held for `account`.
+    pub(super) fn holds(&self, account: AccountId) -> bool {
+        self.by_account.contains_key(&account)
+    }
+
     fn waiting(&mut self, account: AccountId) -> &mut Waiting {
         if !self.by_account.contains_key(&account) {
             if self.order.len() >= ACCOUNTS {
