@@ -2,10 +2,13 @@
 //! and it learns nothing back (no receipt, no device list, no group join)
 //! until the user accepts it; a blocked account is refused unopened.
 
-use murmur::node::chat::DeliveryState;
+use murmur::node::{
+    chat::{AccountId, DeliveryState, Sent},
+    Node,
+};
 
 use crate::support::{
-    account, befriend, chat_node as node, eventually, members, meshed_for, metric, WAIT,
+    account, befriend, chat_node as node, eventually, keyed_node, members, meshed_for, metric, WAIT,
 };
 
 #[actix_rt::test]
@@ -114,6 +117,23 @@ async fn a_declined_account_is_forgotten_and_a_blocked_one_refused_unopened() {
     assert!(bob.requests().await.unwrap().is_empty());
 }
 
+/// Alice, a stranger to Bob, writes `text` to him: once his inbox has it,
+/// as a request, answers her send and the two accounts (hers, his).
+async fn request(alice: &Node, bob: &Node, text: &str) -> (Sent, AccountId, AccountId) {
+    let a = account(alice).await;
+    let b = alice
+        .add_contact(&bob.contact_code().await.unwrap())
+        .await
+        .unwrap();
+    let mut inbox = bob.inbox().await.unwrap();
+    meshed_for(alice, b).await;
+    let sent = alice.conversation(b).send_text(text).await.unwrap();
+    let got = inbox.recv_timeout(WAIT).await.expect("the request arrives");
+    assert!(got.request && got.sender == a && got.text() == Some(text));
+    assert!(!matches!(sent.state(), DeliveryState::Acknowledged { .. }));
+    (sent, a, b)
+}
+
 /// Bob restarts before he accepts Alice's request: the receipt held for
 /// her first message was in memory, but the message is in his durable
 /// inbox, and accepting her acknowledges it from there, with the one she
@@ -124,39 +144,17 @@ async fn a_request_accepted_after_a_restart_is_acknowledged() {
     let dirs = [(); 2].map(|_| tempfile::tempdir().unwrap());
     let bob_key = libp2p::identity::Keypair::generate_secp256k1();
     let alice = node(dirs[0].path(), None).await;
-    let bob = crate::support::keyed_node(dirs[1].path(), &bob_key, Some(&alice), |_| {}).await;
-    let a = account(&alice).await;
-    let b = alice
-        .add_contact(&bob.contact_code().await.unwrap())
-        .await
-        .unwrap();
-    let mut inbox = bob.inbox().await.unwrap();
-    meshed_for(&alice, b).await;
-    let mut sent = alice
-        .conversation(b)
-        .send_text("hi, it's Alice")
-        .await
-        .unwrap();
-    let got = inbox.recv_timeout(WAIT).await.expect("the request arrives");
-    assert!(got.request && got.sender == a);
-    assert!(!matches!(sent.state(), DeliveryState::Acknowledged { .. }));
+    let bob = keyed_node(dirs[1].path(), &bob_key, Some(&alice), |_| {}).await;
+    let (mut first, a, _) = request(&alice, &bob, "hi, it's Alice").await;
 
     bob.go_offline().await.unwrap();
-    drop((inbox, bob));
-    let bob = crate::support::keyed_node(dirs[1].path(), &bob_key, Some(&alice), |_| {}).await;
+    drop(bob);
+    let bob = keyed_node(dirs[1].path(), &bob_key, Some(&alice), |_| {}).await;
     assert_eq!(bob.requests().await.unwrap(), vec![a], "still a request");
-    let mut inbox = bob.inbox().await.unwrap();
-    meshed_for(&alice, b).await;
-    let mut again = alice
-        .conversation(b)
-        .send_text("still there?")
-        .await
-        .unwrap();
-    let got = inbox.recv_timeout(WAIT).await.expect("the second request");
-    assert!(got.request && got.text() == Some("still there?"));
+    let (mut again, ..) = request(&alice, &bob, "still there?").await;
     meshed_for(&bob, a).await;
     bob.accept(a).await.unwrap();
-    for sent in [&mut sent, &mut again] {
+    for sent in [&mut first, &mut again] {
         assert_eq!(
             sent.acknowledged(WAIT).await,
             DeliveryState::Acknowledged { devices: 1 }
@@ -171,20 +169,7 @@ async fn answering_a_request_acknowledges_it() {
     let dirs = [(); 2].map(|_| tempfile::tempdir().unwrap());
     let alice = node(dirs[0].path(), None).await;
     let bob = node(dirs[1].path(), Some(&alice)).await;
-    let a = account(&alice).await;
-    let b = alice
-        .add_contact(&bob.contact_code().await.unwrap())
-        .await
-        .unwrap();
-    let mut inbox = bob.inbox().await.unwrap();
-    meshed_for(&alice, b).await;
-    let mut sent = alice
-        .conversation(b)
-        .send_text("hi, it's Alice")
-        .await
-        .unwrap();
-    let got = inbox.recv_timeout(WAIT).await.expect("the request arrives");
-    assert!(got.request && got.sender == a);
+    let (mut sent, a, _) = request(&alice, &bob, "hi, it's Alice").await;
 
     meshed_for(&bob, a).await;
     bob.conversation(a).send_text("hi Alice").await.unwrap();
