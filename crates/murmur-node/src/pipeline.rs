@@ -35,6 +35,7 @@ mod raw;
 mod received;
 mod repair;
 mod requests;
+mod sent;
 
 pub(crate) use batch::SendGroup;
 pub(crate) use durable::{AddDurable, AttachInbox, Newest, Position, Which};
@@ -48,6 +49,7 @@ use raw::RawInbox;
 pub(crate) use raw::{AddRawDurable, AttachRaw};
 pub(crate) use repair::AddUnreadable;
 pub(crate) use requests::Accepted;
+use sent::Tracked;
 
 /// Sent messages whose receipts are still counted.
 const TRACKED: usize = 10_000;
@@ -238,41 +240,6 @@ struct Chat {
     owed: lane::Owed,
     /// Chat messages waiting to be sealed together, by recipient.
     batches: batch::Batches,
-}
-
-/// A sent 1:1 message, followed to its receipts.
-struct Tracked {
-    state: Arc<watch::Sender<DeliveryState>>,
-    /// The account it went to: only its devices acknowledge it.
-    to: AccountId,
-    /// The devices that did, each counted once.
-    devices: Vec<crypto::DeviceId>,
-}
-
-impl Tracked {
-    fn new(state: Arc<watch::Sender<DeliveryState>>, to: AccountId) -> Self {
-        Self {
-            state,
-            to,
-            devices: Vec::new(),
-        }
-    }
-
-    /// A receipt for it from `account`'s `device`. A device counts once,
-    /// however often it sends one (again after its restart, or after a
-    /// reset sent the message twice), and a receipt from any other
-    /// account than the recipient's, which could know the id only from a
-    /// leak, counts not at all; answers whether it counted.
-    fn acknowledged(&mut self, account: AccountId, device: crypto::DeviceId) -> bool {
-        if account != self.to || self.devices.contains(&device) {
-            return false;
-        }
-        self.devices.push(device);
-        self.state.send_replace(DeliveryState::Acknowledged {
-            devices: self.devices.len(),
-        });
-        true
-    }
 }
 
 /// The persistence stage's outbox: every message is in it before a publish

@@ -1,0 +1,115 @@
+use super::*;
+
+fn message(n: u8, sender: u8) -> ChatMessage {
+    let mut m = ChatMessage::new(
+        MessageId([n; 16]),
+        AccountId([sender; 32]),
+        DeviceId([sender; 16]),
+        AccountId([9; 32]),
+        Body::Typed {
+            kind: "k".to_owned(),
+            data: Bytes::from_static(b"\x00\x01"),
+        },
+    )
+    .at(1234);
+    m.group = Some(GroupId([3; 32]));
+    m.channel = Some("general".to_owned());
+    m.role = Some(Role::Moderator);
+    m.request = true;
+    m
+}
+
+#[test]
+fn a_kept_message_reads_back_whole() {
+    let m = message(1, 2);
+    assert_eq!(decode(&encode(&m)), Ok(m));
+    assert!(decode(b"\x0a\x01").is_err(), "a short id is refused");
+}
+
+fn book(keep: usize) -> Book<Chat> {
+    let storage = storage::Handle::from(murmur_test_kit::MemoryStorage::start());
+    Book {
+        shelf: Arc::new(Shelf::new(Some(Vault::new(b"test")), storage)),
+        last: 0,
+        kept: VecDeque::new(),
+        seen: HashSet::new(),
+        positions: HashMap::new(),
+        keep,
+    }
+}
+
+#[test]
+fn a_copy_is_dropped_and_the_oldest_go_only_once_passed() {
+    murmur_test_kit::run(async { copies_and_retention() });
+}
+
+fn copies_and_retention() {
+    let mut book = book(2);
+    assert_eq!(
+        book.admit(&message(1, 1)).map(|(s, r)| (s, r.len())),
+        Some((1, 1))
+    );
+    assert!(
+        book.admit(&message(1, 1)).is_none(),
+        "the same id from the same sender"
+    );
+    assert_eq!(
+        book.admit(&message(1, 2)).map(|(s, _)| s),
+        Some(2),
+        "another sender"
+    );
+    book.moved("bot".to_owned(), 0);
+    let (seq, records) = book.admit(&message(2, 1)).expect("new");
+    assert_eq!(
+        (seq, records.len()),
+        (3, 1),
+        "nothing goes that the bot has not read"
+    );
+    book.moved("bot".to_owned(), 2);
+    let (_, records) = book.admit(&message(3, 1)).expect("new");
+    let gone: Vec<_> = records
+        .iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(n, _)| n.clone())
+        .collect();
+    assert_eq!(gone, vec![message_name::<Chat>(1), message_name::<Chat>(2)]);
+    assert!(
+        book.admit(&message(1, 1)).is_some(),
+        "forgotten once it went"
+    );
+}
+
+#[test]
+fn a_raw_message_reads_back_whole_and_is_kept_once_per_hash() {
+    murmur_test_kit::run(async {
+        let message = WakuMessage::new("/test/1/raw/proto", b"payload".to_vec())
+            .with_timestamp(42)
+            .with_meta(b"meta".to_vec());
+        let d = Delivery::new("/waku/2/rs/1/4".parse().unwrap(), message);
+        assert_eq!(Raw::decode(&Raw::encode(&d)), Ok(d.clone()));
+        assert!(
+            Raw::decode(b"\x0a\x02no").is_err(),
+            "a bad topic is refused"
+        );
+        let storage = storage::Handle::from(murmur_test_kit::MemoryStorage::start());
+        let shelf = Arc::new(Shelf::<Raw>::new(None, storage));
+        let mut book = Book::load(shelf.clone(), 10).await.unwrap();
+        let (seq, records) = book.admit(&d).expect("new");
+        assert!(book.admit(&d).is_none(), "the same hash again");
+        shelf.save(records).await.unwrap();
+        assert_eq!(shelf.read(0, 10).await.unwrap(), vec![(seq, d)]);
+    });
+}
+
+#[test]
+fn past_the_hard_limit_the_oldest_go_even_unread() {
+    murmur_test_kit::run(async {
+        let mut book = book(2);
+        book.moved("stopped".to_owned(), 0);
+        for n in 0..=(2 * HARD_LIMIT) as u8 {
+            book.admit(&message(n, 1)).expect("new");
+        }
+        assert_eq!(book.kept.len(), 2 * HARD_LIMIT, "the oldest went");
+        assert_eq!(book.kept.front().map(|(seq, _)| *seq), Some(2));
+    });
+}
