@@ -3,7 +3,7 @@
 //! until the user accepts it; a blocked account is refused unopened.
 
 use murmur::node::{
-    chat::{AccountId, DeliveryState, Sent},
+    chat::{AccountId, DeliveryState, Group, Sent},
     Node,
 };
 
@@ -16,18 +16,7 @@ async fn a_stranger_joins_this_account_to_no_group_until_accepted() {
     let dirs = [(); 2].map(|_| tempfile::tempdir().unwrap());
     let alice = node(dirs[0].path(), None).await;
     let bob = node(dirs[1].path(), Some(&alice)).await;
-    let a = account(&alice).await;
-    // Alice has Bob's code; Bob never heard of Alice.
-    let b = alice
-        .add_contact(&bob.contact_code().await.unwrap())
-        .await
-        .unwrap();
-    let group = alice.create_group("party").await.unwrap();
-    group.add(b).await.unwrap();
-    eventually("Alice's invite is held as a request", || async {
-        bob.stats().await.unwrap().requests >= 1
-    })
-    .await;
+    let (a, group) = invite(&alice, &bob).await;
     assert!(
         bob.groups().await.unwrap().is_empty(),
         "a stranger added Bob to a group"
@@ -178,4 +167,67 @@ async fn answering_a_request_acknowledges_it() {
         DeliveryState::Acknowledged { devices: 1 }
     );
     assert!(bob.requests().await.unwrap().is_empty());
+}
+
+/// Alice, who has Bob's code while Bob never heard of her, adds him to a
+/// group; answers her account and the group once Bob holds the invite as
+/// a request.
+async fn invite(alice: &Node, bob: &Node) -> (AccountId, Group) {
+    let a = account(alice).await;
+    let b = alice
+        .add_contact(&bob.contact_code().await.unwrap())
+        .await
+        .unwrap();
+    let group = alice.create_group("party").await.unwrap();
+    group.add(b).await.unwrap();
+    eventually("Alice's invite is held as a request", || async {
+        bob.stats().await.unwrap().requests >= 1
+    })
+    .await;
+    (a, group)
+}
+
+/// What [`invite_then_restart`] leaves: the folders, Alice, Bob's
+/// restarted node, Alice's account and her group.
+type Invited = ([tempfile::TempDir; 2], Node, Node, AccountId, Group);
+
+/// Alice, a stranger to Bob, adds him to a group; once its invite is held
+/// (and, with `decline`, Bob declined her), Bob's node restarts.
+async fn invite_then_restart(decline: bool) -> Invited {
+    let dirs = [(); 2].map(|_| tempfile::tempdir().unwrap());
+    let bob_key = libp2p::identity::Keypair::generate_secp256k1();
+    let alice = node(dirs[0].path(), None).await;
+    let bob = keyed_node(dirs[1].path(), &bob_key, Some(&alice), |_| {}).await;
+    let (a, group) = invite(&alice, &bob).await;
+    if decline {
+        bob.decline(a).await.unwrap();
+    }
+    bob.go_offline().await.unwrap();
+    drop(bob);
+    let bob = keyed_node(dirs[1].path(), &bob_key, Some(&alice), |_| {}).await;
+    (dirs, alice, bob, a, group)
+}
+
+/// The invite was held in memory, but its plaintext stays kept until it
+/// is carried out: the restarted node holds it again, and accepting Alice
+/// joins Bob to her group. Without that, the invite was lost.
+#[actix_rt::test]
+async fn a_strangers_invite_held_across_a_restart_is_carried_out_once_accepted() {
+    let (_dirs, _alice, bob, a, group) = invite_then_restart(false).await;
+    // The previous run's kept plaintexts are handled before anything else.
+    assert_eq!(bob.stats().await.unwrap().requests, 1, "held again");
+    assert!(bob.groups().await.unwrap().is_empty());
+    assert_eq!(bob.requests().await.unwrap(), vec![a]);
+    bob.accept(a).await.unwrap();
+    members(&bob, &group, 2).await;
+}
+
+/// Declined, the invite is forgotten for good: the restarted node does
+/// not hold it again (its kept plaintext went with the decline).
+#[actix_rt::test]
+async fn a_declined_strangers_invite_does_not_come_back_after_a_restart() {
+    let (_dirs, _alice, bob, ..) = invite_then_restart(true).await;
+    assert_eq!(bob.stats().await.unwrap().requests, 0, "held again");
+    assert!(bob.requests().await.unwrap().is_empty());
+    assert!(bob.groups().await.unwrap().is_empty());
 }

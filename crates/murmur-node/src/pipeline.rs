@@ -48,7 +48,7 @@ pub(crate) use outcome::Outcome;
 use raw::RawInbox;
 pub(crate) use raw::{AddRawDurable, AttachRaw};
 pub(crate) use repair::AddUnreadable;
-pub(crate) use requests::Accepted;
+pub(crate) use requests::{Accepted, Declined};
 use sent::Tracked;
 
 /// Sent messages whose receipts are still counted.

@@ -120,6 +120,10 @@ impl Node {
         if !sealed.is_empty() {
             self.inner.pipeline.send(PublishEnvelopes(sealed)).await??;
         }
+        self.inner
+            .pipeline
+            .send(crate::pipeline::Declined(account))
+            .await?;
         Ok(())
     }
     /// The devices of `account` this node knows (for its own account: the

@@ -5,7 +5,10 @@
 //! message with its sequence, and read on from the inbox when they fall
 //! behind.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::{
+    collections::HashSet,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
 use super::lane::{done, Step};
 use super::*;
@@ -296,9 +299,10 @@ impl Handler<AttachInbox> for Pipeline {
             };
             chat.book = Some(book);
             let crypto = chat.crypto.unhandled.clone();
+            let contacts = chat.crypto.contacts.clone();
             let groups = chat.groups.as_ref().map(|g| g.unhandled.clone());
             let kept = async move {
-                let pairwise = match crypto.send(crypto::Unhandled).await {
+                let mut pairwise = match crypto.send(crypto::Unhandled).await {
                     Ok(Ok(kept)) => kept,
                     Ok(Err(e)) => {
                         tracing::error!(error = %e, "kept chat messages not read");
@@ -306,6 +310,17 @@ impl Handler<AttachInbox> for Pipeline {
                     }
                     Err(_) => Vec::new(),
                 };
+                // Opened as a request, but accepted before the last run
+                // stopped: an invite held until then is carried out now.
+                if pairwise.iter().any(|(_, o)| o.request) {
+                    let contacts: HashSet<_> = match contacts.send(crypto::Contacts).await {
+                        Ok(Ok(contacts)) => contacts.into_iter().collect(),
+                        _ => HashSet::new(),
+                    };
+                    for (_, opened) in &mut pairwise {
+                        opened.request &= !contacts.contains(&opened.sender);
+                    }
+                }
                 let group = match groups {
                     Some(groups) => match groups.send(groups::Unhandled).await {
                         Ok(Ok(kept)) => kept,

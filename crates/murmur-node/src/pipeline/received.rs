@@ -181,14 +181,19 @@ impl Pipeline {
     }
     /// A group's events or keys arrived in a pairwise session: the lane
     /// waits until the membership stage applied them, so that the group
-    /// messages after them open.
+    /// messages after them open. Its kept plaintext (`journal`) goes then,
+    /// or, for a stranger's invite held as a request, once that is
+    /// carried out or declined.
     pub(super) fn on_group_control(
         &mut self,
         opened: &crypto::Opened,
         plaintext: bytes::Bytes,
+        journal: Journal,
     ) -> Step {
         let Some(groups) = self.chat.as_ref().and_then(|c| c.groups.clone()) else {
-            return done();
+            return Box::pin(actix::fut::ready(()).map(move |(), act: &mut Self, ctx| {
+                act.handled(journal, ctx);
+            }));
         };
         let (from, device) = (opened.sender, opened.device);
         let request = opened.request
@@ -215,6 +220,7 @@ impl Pipeline {
                         // Messages that came before their chain key, handed
                         // on together and handled in order.
                         let Some(chat) = act.chat.as_mut() else {
+                            act.handled(journal, ctx);
                             return done();
                         };
                         let mut step = done();
@@ -227,24 +233,29 @@ impl Pipeline {
                                 step.then(move |(), act, _| act.open_group(delivery, open)),
                             );
                         }
-                        step
+                        Box::pin(step.map(move |(), act, ctx| act.handled(journal, ctx)))
                     }
                     Ok(Err(groups::Error::NotAccepted(_))) => {
                         // An invite from a stranger: joined if the user
-                        // accepts it.
+                        // accepts it, and kept until then.
                         act.stats.requests += 1;
-                        if let Some(chat) = act.chat.as_mut() {
-                            chat.held.control(from, device, plaintext);
-                        }
+                        let crowded = act
+                            .chat
+                            .as_mut()
+                            .map(|chat| chat.held.control(from, device, plaintext, journal))
+                            .unwrap_or_default();
+                        act.let_go_held(crowded, ctx);
                         done()
                     }
                     Ok(Err(e)) => {
                         act.stats.chat_refused += 1;
                         tracing::debug!(error = %e, "group control refused");
+                        act.handled(journal, ctx);
                         done()
                     }
                     Err(_) => {
                         act.stats.chat_refused += 1;
+                        act.handled(journal, ctx);
                         done()
                     }
                 }),
@@ -362,12 +373,8 @@ impl Pipeline {
             }
             Ok(Decoded::Group) => {
                 let plaintext = plaintext.clone();
-                let control = self.on_group_control(opened, plaintext);
-                return Box::pin(
-                    first
-                        .then(move |(), _, _| control)
-                        .map(move |(), act, ctx| act.handled(journal, ctx)),
-                );
+                let control = self.on_group_control(opened, plaintext, journal);
+                return Box::pin(first.then(move |(), _, _| control));
             }
             Ok(Decoded::Messages(messages)) => {
                 chat.owed.expect(journal, messages.len());
@@ -419,7 +426,8 @@ impl Pipeline {
         // device is online) until the user accepts it.
         if message.request {
             self.stats.requests += 1;
-            chat.held.receipt(message.sender, message.id);
+            let crowded = chat.held.receipt(message.sender, message.id);
+            self.let_go_held(crowded, ctx);
         } else if message.sender != chat.me {
             let owed = chat.owed.receipts.entry(message.sender).or_default();
             owed.push(message.id);

@@ -1,10 +1,12 @@
 //! Message requests on the chat path: what a stranger's messages would
 //! have caused (a receipt, joining the group it added this account to) is
 //! held, bounded and in memory, until the user accepts it; then it happens.
-//! Across a restart the receipts are not lost: when the user accepts an
-//! account the crypto stage still lists as a request, its newest messages
-//! in the durable inbox are acknowledged too. An invite to a group is
-//! lost: the stranger's next one asks again.
+//! Across a restart nothing is lost. The receipts: when the user accepts
+//! an account the crypto stage still lists as a request, its newest
+//! messages in the durable inbox are acknowledged too. An invite to a
+//! group: its kept plaintext is let go only once the invite is carried out
+//! (or declined, or crowded out), so the crypto stage hands it over again
+//! at the next start and it is held again.
 
 use std::collections::{HashMap, HashSet};
 
@@ -30,9 +32,24 @@ pub(super) struct Held {
 #[derive(Default)]
 struct Waiting {
     receipts: Vec<MessageId>,
-    /// A group control message (an invite to a group): from which device,
-    /// and the plaintext.
-    controls: Vec<(crypto::DeviceId, bytes::Bytes)>,
+    /// Group control messages (an invite to a group), each kept by the
+    /// crypto stage until it is let go here.
+    controls: Vec<Control>,
+}
+
+/// A group control message held: from which device, the plaintext, and
+/// the crypto stage's kept copy of it.
+struct Control {
+    device: crypto::DeviceId,
+    message: bytes::Bytes,
+    journal: Journal,
+}
+
+impl Waiting {
+    /// The kept plaintexts behind what is held, to let go with it.
+    fn journals(&self) -> impl Iterator<Item = Journal> + '_ {
+        self.controls.iter().map(|c| c.journal)
+    }
 }
 
 impl Held {
@@ -47,38 +64,68 @@ impl Held {
         self.by_account.contains_key(&account)
     }
 
-    fn waiting(&mut self, account: AccountId) -> &mut Waiting {
+    /// What is held for `account`, and the kept plaintexts of the oldest
+    /// account's, crowded out to make room, to let go.
+    fn waiting(&mut self, account: AccountId) -> (&mut Waiting, Vec<Journal>) {
+        let mut crowded = Vec::new();
         if !self.by_account.contains_key(&account) {
             if self.order.len() >= ACCOUNTS {
                 if let Some(oldest) = self.order.pop_front() {
-                    self.by_account.remove(&oldest);
+                    if let Some(w) = self.by_account.remove(&oldest) {
+                        crowded.extend(w.journals());
+                    }
                 }
             }
             self.order.push_back(account);
         }
-        self.by_account.entry(account).or_default()
+        (self.by_account.entry(account).or_default(), crowded)
     }
 
-    /// A message of `account` that was not acknowledged.
-    pub(super) fn receipt(&mut self, account: AccountId, id: MessageId) {
-        let w = self.waiting(account);
+    /// A message of `account` that was not acknowledged; answers the kept
+    /// plaintexts to let go (see [`Held::waiting`]).
+    #[must_use]
+    pub(super) fn receipt(&mut self, account: AccountId, id: MessageId) -> Vec<Journal> {
+        let (w, crowded) = self.waiting(account);
         if w.receipts.len() < PER_ACCOUNT {
             w.receipts.push(id);
         }
+        crowded
     }
 
     /// A group control message of `account` that the membership stage
-    /// refused because the account is not accepted.
+    /// refused because the account is not accepted; answers the kept
+    /// plaintexts to let go: the crowded out, and this one if there is no
+    /// room for it.
+    #[must_use]
     pub(super) fn control(
         &mut self,
         account: AccountId,
         device: crypto::DeviceId,
         message: bytes::Bytes,
-    ) {
-        let w = self.waiting(account);
+        journal: Journal,
+    ) -> Vec<Journal> {
+        let (w, mut crowded) = self.waiting(account);
         if w.controls.len() < PER_ACCOUNT {
-            w.controls.push((device, message));
+            w.controls.push(Control {
+                device,
+                message,
+                journal,
+            });
+        } else {
+            crowded.push(journal);
         }
+        crowded
+    }
+
+    /// `account` was declined: what it would have caused is forgotten, and
+    /// no longer counts as accepted; answers the kept plaintexts to let go.
+    fn declined(&mut self, account: AccountId) -> Vec<Journal> {
+        self.accepted.remove(&account);
+        self.order.retain(|a| *a != account);
+        self.by_account
+            .remove(&account)
+            .map(|w| w.journals().collect())
+            .unwrap_or_default()
     }
 
     fn take(&mut self, account: AccountId) -> Option<Waiting> {
@@ -180,7 +227,14 @@ impl Pipeline {
             return;
         }
         let join = async move {
-            for (device, message) in waiting.controls {
+            let mut carried = Vec::with_capacity(waiting.controls.len());
+            for Control {
+                device,
+                message,
+                journal,
+            } in waiting.controls
+            {
+                carried.push(journal);
                 let control = groups::Control {
                     from: account,
                     device,
@@ -198,8 +252,116 @@ impl Pipeline {
             }
             // Group messages that came before these keys open now.
             mailbox.ask(Unpark).await?;
+            // Carried out (or refused for good): a crash before this point
+            // holds them again at the next start, and the account, a
+            // contact by then, has them carried out.
+            mailbox.ask(LetGo(carried)).await?;
             Ok::<_, Error>(())
         };
         self.background(ctx, "groups held for a message request", join);
+    }
+
+    /// Lets go of the kept plaintexts of held requests that went.
+    pub(super) fn let_go_held(&mut self, journals: Vec<Journal>, ctx: &mut Context<Self>) {
+        for journal in journals {
+            self.handled(journal, ctx);
+        }
+    }
+}
+
+/// The kept plaintexts of held requests that were carried out can go.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct LetGo(Vec<Journal>);
+
+impl Handler<LetGo> for Pipeline {
+    type Result = ();
+
+    fn handle(&mut self, LetGo(journals): LetGo, ctx: &mut Context<Self>) {
+        self.let_go_held(journals, ctx);
+    }
+}
+
+/// `account` was declined or blocked: what its requests left held is
+/// forgotten, its kept invites let go, and it no longer counts as accepted
+/// in this run.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Declined(pub(crate) AccountId);
+
+impl Handler<Declined> for Pipeline {
+    type Result = ();
+
+    fn handle(&mut self, Declined(account): Declined, ctx: &mut Context<Self>) {
+        let journals = self
+            .chat
+            .as_mut()
+            .map(|c| c.held.declined(account))
+            .unwrap_or_default();
+        self.let_go_held(journals, ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journal(n: u16) -> Journal {
+        let mut hash = [0u8; 32];
+        hash[..2].copy_from_slice(&n.to_be_bytes());
+        Journal::Crypto(MessageHash(hash))
+    }
+
+    fn account(n: u16) -> AccountId {
+        let mut id = [0u8; 32];
+        id[..2].copy_from_slice(&n.to_be_bytes());
+        AccountId(id)
+    }
+
+    fn invite(held: &mut Held, from: u16, n: u16) -> Vec<Journal> {
+        held.control(
+            account(from),
+            crypto::DeviceId([0; 16]),
+            bytes::Bytes::new(),
+            journal(n),
+        )
+    }
+
+    /// What the bounds push out is let go, never left kept for good.
+    #[test]
+    fn an_invite_crowded_out_is_let_go() {
+        let mut held = Held::default();
+        for n in 0..PER_ACCOUNT as u16 {
+            assert!(invite(&mut held, 0, n).is_empty());
+        }
+        // No room left for the first account's next invite: it goes.
+        assert_eq!(invite(&mut held, 0, 9_999), vec![journal(9_999)]);
+        for a in 1..ACCOUNTS as u16 {
+            assert!(invite(&mut held, a, 10_000 + a).is_empty());
+        }
+        // One account too many: the oldest account's invites go.
+        let crowded = invite(&mut held, ACCOUNTS as u16, 20_000);
+        assert_eq!(crowded.len(), PER_ACCOUNT);
+        assert!(crowded.contains(&journal(0)));
+        assert!(!held.holds(account(0)));
+        // A receipt crowds out the same way.
+        assert_eq!(
+            held.receipt(account(ACCOUNTS as u16 + 1), MessageId([0; 16])),
+            vec![journal(10_001)]
+        );
+    }
+
+    /// Declining forgets what was held, lets its invites go, and undoes an
+    /// acceptance earlier in the run.
+    #[test]
+    fn a_declined_account_is_a_stranger_again() {
+        let mut held = Held::default();
+        assert!(invite(&mut held, 1, 1).is_empty());
+        assert!(held.take(account(1)).is_some());
+        assert!(held.accepted_since(account(1)));
+        assert!(invite(&mut held, 1, 2).is_empty());
+        assert_eq!(held.declined(account(1)), vec![journal(2)]);
+        assert!(!held.accepted_since(account(1)));
+        assert!(!held.holds(account(1)));
     }
 }
