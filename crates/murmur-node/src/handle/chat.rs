@@ -117,13 +117,13 @@ impl Node {
             .decline
             .send(murmur_core::crypto::Decline { account, block })
             .await??;
-        if !sealed.is_empty() {
-            self.inner.pipeline.send(PublishEnvelopes(sealed)).await??;
-        }
         self.inner
             .pipeline
             .send(crate::pipeline::Declined(account))
             .await?;
+        if !sealed.is_empty() {
+            self.inner.pipeline.send(PublishEnvelopes(sealed)).await??;
+        }
         Ok(())
     }
     /// The devices of `account` this node knows (for its own account: the

@@ -5,10 +5,7 @@
 //! message with its sequence, and read on from the inbox when they fall
 //! behind.
 
-use std::{
-    collections::HashSet,
-    sync::atomic::{AtomicBool, Ordering},
-};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::lane::{done, Step};
 use super::*;
@@ -299,7 +296,7 @@ impl Handler<AttachInbox> for Pipeline {
             };
             chat.book = Some(book);
             let crypto = chat.crypto.unhandled.clone();
-            let contacts = chat.crypto.contacts.clone();
+            let asks = (chat.crypto.contacts.clone(), chat.crypto.requests.clone());
             let groups = chat.groups.as_ref().map(|g| g.unhandled.clone());
             let kept = async move {
                 let mut pairwise = match crypto.send(crypto::Unhandled).await {
@@ -310,17 +307,7 @@ impl Handler<AttachInbox> for Pipeline {
                     }
                     Err(_) => Vec::new(),
                 };
-                // Opened as a request, but accepted before the last run
-                // stopped: an invite held until then is carried out now.
-                if pairwise.iter().any(|(_, o)| o.request) {
-                    let contacts: HashSet<_> = match contacts.send(crypto::Contacts).await {
-                        Ok(Ok(contacts)) => contacts.into_iter().collect(),
-                        _ => HashSet::new(),
-                    };
-                    for (_, opened) in &mut pairwise {
-                        opened.request &= !contacts.contains(&opened.sender);
-                    }
-                }
+                let gone = super::requests::as_they_stand(asks, &mut pairwise).await;
                 let group = match groups {
                     Some(groups) => match groups.send(groups::Unhandled).await {
                         Ok(Ok(kept)) => kept,
@@ -332,29 +319,36 @@ impl Handler<AttachInbox> for Pipeline {
                     },
                     None => Vec::new(),
                 };
-                (pairwise, group)
+                (pairwise, group, gone)
             };
-            ctx.wait(kept.into_actor(this).then(|(pairwise, group), _, _| {
-                if !pairwise.is_empty() || !group.is_empty() {
-                    tracing::info!(
-                        pairwise = pairwise.len(),
-                        group = group.len(),
-                        "handling messages a previous run opened and did not finish"
-                    );
-                }
-                let mut step = done();
-                for (hash, opened) in pairwise {
-                    step = Box::pin(step.then(move |(), act: &mut Self, ctx| {
-                        act.opened(&opened, Journal::Crypto(hash), ctx)
-                    }));
-                }
-                for (hash, opened) in group {
-                    step = Box::pin(step.then(move |(), act: &mut Self, ctx| {
-                        act.on_group_message(&opened, Journal::Group(hash), ctx)
-                    }));
-                }
-                step
-            }));
+            ctx.wait(
+                kept.into_actor(this)
+                    .then(|(pairwise, group, gone), act, ctx| {
+                        if !pairwise.is_empty() || !group.is_empty() {
+                            tracing::info!(
+                                pairwise = pairwise.len(),
+                                group = group.len(),
+                                "handling messages a previous run opened and did not finish"
+                            );
+                        }
+                        let mut step = done();
+                        for (hash, opened) in pairwise {
+                            if act.forgotten_invite(&opened, &gone) {
+                                act.handled(Journal::Crypto(hash), ctx);
+                                continue;
+                            }
+                            step = Box::pin(step.then(move |(), act: &mut Self, ctx| {
+                                act.opened(&opened, Journal::Crypto(hash), ctx)
+                            }));
+                        }
+                        for (hash, opened) in group {
+                            step = Box::pin(step.then(move |(), act: &mut Self, ctx| {
+                                act.on_group_message(&opened, Journal::Group(hash), ctx)
+                            }));
+                        }
+                        step
+                    }),
+            );
         });
     }
 }

@@ -6,7 +6,8 @@
 //! messages in the durable inbox are acknowledged too. An invite to a
 //! group: its kept plaintext is let go only once the invite is carried out
 //! (or declined, or crowded out), so the crypto stage hands it over again
-//! at the next start and it is held again.
+//! at the next start and it is held again ([`as_they_stand`] says, at that
+//! start, which senders were accepted or declined since).
 
 use std::collections::{HashMap, HashSet};
 
@@ -14,8 +15,12 @@ use super::*;
 
 /// Accounts whose requests are held at most; the oldest goes first.
 const ACCOUNTS: usize = 1024;
-/// Receipts, and group control messages, held per account at most.
+/// Receipts held per account at most.
 const PER_ACCOUNT: usize = 64;
+/// Group control messages (invites) held per account at most: each stays
+/// kept on disk until the user answers, and is handled again at every
+/// start.
+const CONTROLS: usize = 8;
 
 /// What is held for the accounts that wait to be accepted.
 #[derive(Default)]
@@ -105,7 +110,7 @@ impl Held {
         journal: Journal,
     ) -> Vec<Journal> {
         let (w, mut crowded) = self.waiting(account);
-        if w.controls.len() < PER_ACCOUNT {
+        if w.controls.len() < CONTROLS {
             w.controls.push(Control {
                 device,
                 message,
@@ -234,20 +239,30 @@ impl Pipeline {
                 journal,
             } in waiting.controls
             {
-                carried.push(journal);
                 let control = groups::Control {
                     from: account,
                     device,
                     message,
                     request: false,
                 };
-                match groups.control.send(control).await? {
+                let applied = ask_again_after_restart(groups.control.clone(), control, |r| {
+                    matches!(r, Err(groups::Error::Restarted(_)))
+                });
+                match applied.await? {
                     Ok(effects) => {
+                        carried.push(journal);
                         if let Some(outcome) = mailbox.ask(ApplyEffects(effects)).await? {
                             outcome?;
                         }
                     }
-                    Err(e) => tracing::debug!(error = %e, "held group control refused"),
+                    // Still kept: carried out at the next start.
+                    Err(e @ groups::Error::Restarted(_)) => {
+                        tracing::warn!(error = %e, "a held group invite waits for the next start");
+                    }
+                    Err(e) => {
+                        carried.push(journal);
+                        tracing::debug!(error = %e, "held group control refused");
+                    }
                 }
             }
             // Group messages that came before these keys open now.
@@ -266,6 +281,59 @@ impl Pipeline {
         for journal in journals {
             self.handled(journal, ctx);
         }
+    }
+}
+
+/// The kept plaintexts a previous run opened as requests, brought up to
+/// date: the sender accepted since is no longer a request (its invite held
+/// until then is carried out now). Answers the senders neither accepted
+/// nor waiting as requests (declined or blocked, here or on another device
+/// of this account), whose invites go; none if the crypto stage cannot
+/// say.
+pub(super) async fn as_they_stand(
+    (contacts, requests): (Recipient<crypto::Contacts>, Recipient<crypto::Requests>),
+    pairwise: &mut [(MessageHash, crypto::Opened)],
+) -> HashSet<AccountId> {
+    if !pairwise.iter().any(|(_, o)| o.request) {
+        return HashSet::new();
+    }
+    let (Ok(Ok(contacts)), Ok(Ok(waiting))) = (
+        contacts.send(crypto::Contacts).await,
+        requests.send(crypto::Requests).await,
+    ) else {
+        return HashSet::new();
+    };
+    let (contacts, waiting): (HashSet<_>, HashSet<_>) = (
+        contacts.into_iter().collect(),
+        waiting.into_iter().collect(),
+    );
+    let mut gone = HashSet::new();
+    for (_, opened) in pairwise.iter_mut().filter(|(_, o)| o.request) {
+        if contacts.contains(&opened.sender) {
+            opened.request = false;
+        } else if !waiting.contains(&opened.sender) {
+            gone.insert(opened.sender);
+        }
+    }
+    gone
+}
+
+impl Pipeline {
+    /// Whether `opened`, kept by a previous run, is a group invite from an
+    /// account in `gone`: nothing would ever carry it out.
+    pub(super) fn forgotten_invite(
+        &self,
+        opened: &crypto::Opened,
+        gone: &HashSet<AccountId>,
+    ) -> bool {
+        let (Some(chat), Some(plaintext)) = (self.chat.as_ref(), opened.plaintext.as_ref()) else {
+            return false;
+        };
+        gone.contains(&opened.sender)
+            && matches!(
+                chat::decode(opened.sender, opened.device, chat.me, plaintext),
+                Ok(Decoded::Group)
+            )
     }
 }
 
@@ -331,7 +399,7 @@ mod tests {
     #[test]
     fn an_invite_crowded_out_is_let_go() {
         let mut held = Held::default();
-        for n in 0..PER_ACCOUNT as u16 {
+        for n in 0..CONTROLS as u16 {
             assert!(invite(&mut held, 0, n).is_empty());
         }
         // No room left for the first account's next invite: it goes.
@@ -341,7 +409,7 @@ mod tests {
         }
         // One account too many: the oldest account's invites go.
         let crowded = invite(&mut held, ACCOUNTS as u16, 20_000);
-        assert_eq!(crowded.len(), PER_ACCOUNT);
+        assert_eq!(crowded.len(), CONTROLS);
         assert!(crowded.contains(&journal(0)));
         assert!(!held.holds(account(0)));
         // A receipt crowds out the same way.
