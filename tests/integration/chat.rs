@@ -773,14 +773,7 @@ async fn a_member_that_missed_a_revocation_drops_the_devices_group_chain_from_th
             meshed_for(node, account).await;
         }
     }
-    laptop
-        .pair(&phone.pairing_code().await.unwrap())
-        .await
-        .unwrap();
-    eventually("the laptop joins Bob's account", || async {
-        laptop.chat_identity().await.unwrap().0 == bob_id
-    })
-    .await;
+    crate::support::pair(&laptop, &phone).await;
     let (_, laptop_device) = laptop.chat_identity().await.unwrap();
     befriend(&carol, &phone).await;
     // Carol writes first; the phone's answer lists Bob's devices.

@@ -8,7 +8,8 @@ use murmur::node::{
 };
 
 use crate::support::{
-    account, befriend, chat_node as node, eventually, keyed_node, members, meshed_for, metric, WAIT,
+    account, befriend, chat_node as node, eventually, keyed_node, members, meshed_for, metric,
+    pair, WAIT,
 };
 
 #[actix_rt::test]
@@ -230,4 +231,57 @@ async fn a_declined_strangers_invite_does_not_come_back_after_a_restart() {
     assert_eq!(bob.stats().await.unwrap().requests, 0, "held again");
     assert!(bob.requests().await.unwrap().is_empty());
     assert!(bob.groups().await.unwrap().is_empty());
+}
+
+/// Bob's laptop, his second device, restarts before Bob accepts Alice on
+/// his phone: the receipt it held for her message went with the restart,
+/// but the phone's acceptance reaches the laptop inside their session, and
+/// the laptop acknowledges her message from its durable inbox. Without
+/// that, only the phone's receipt counted.
+#[actix_rt::test]
+async fn a_request_accepted_on_another_device_is_acknowledged_by_a_restarted_one() {
+    let dirs = [(); 3].map(|_| tempfile::tempdir().unwrap());
+    let laptop_key = libp2p::identity::Keypair::generate_secp256k1();
+    let alice = node(dirs[0].path(), None).await;
+    let phone = node(dirs[1].path(), Some(&alice)).await;
+    let laptop = keyed_node(dirs[2].path(), &laptop_key, Some(&alice), |_| {}).await;
+    let (a, b, throwaway) = (
+        account(&alice).await,
+        account(&phone).await,
+        account(&laptop).await,
+    );
+    for node in [&alice, &phone, &laptop] {
+        for account in [a, b, throwaway] {
+            meshed_for(node, account).await;
+        }
+    }
+    pair(&laptop, &phone).await;
+    // Alice, a stranger to Bob, has the codes of both his devices.
+    for device in [&phone, &laptop] {
+        alice
+            .add_contact(&device.contact_code().await.unwrap())
+            .await
+            .unwrap();
+    }
+    let mut inboxes = [phone.inbox().await.unwrap(), laptop.inbox().await.unwrap()];
+    let sent = alice.conversation(b).send_text("hi Bob").await.unwrap();
+    for inbox in &mut inboxes {
+        let got = inbox.recv_timeout(WAIT).await.expect("each device gets it");
+        assert!(got.request && got.sender == a);
+    }
+
+    laptop.go_offline().await.unwrap();
+    drop(laptop);
+    let laptop = keyed_node(dirs[2].path(), &laptop_key, Some(&alice), |_| {}).await;
+    meshed_for(&laptop, b).await;
+    meshed_for(&laptop, a).await;
+    phone.accept(a).await.unwrap();
+    let mut state = sent.watch();
+    tokio::time::timeout(
+        WAIT,
+        state.wait_for(|s| *s == DeliveryState::Acknowledged { devices: 2 }),
+    )
+    .await
+    .expect("both of Bob's devices acknowledge")
+    .unwrap();
 }

@@ -118,6 +118,20 @@ pub(crate) async fn account(node: &Node) -> murmur::node::chat::AccountId {
     node.chat_identity().await.unwrap().0
 }
 
+/// Pairs `device` with `primary`, its account's first device; answers
+/// once `device` is a device of that account.
+pub(crate) async fn pair(device: &Node, primary: &Node) {
+    let bob = account(primary).await;
+    device
+        .pair(&primary.pairing_code().await.unwrap())
+        .await
+        .unwrap();
+    eventually("the device joins the account", || async {
+        account(device).await == bob
+    })
+    .await;
+}
+
 /// The next message in `inbox` sent in a group (`group`, or any).
 pub(crate) async fn next_in_group(
     inbox: &mut murmur::node::chat::Inbox,

@@ -318,8 +318,10 @@ impl Pipeline {
         journal: Journal,
         ctx: &mut Context<Self>,
     ) -> Step {
+        // Newly accepted here: whatever of theirs the durable inbox holds
+        // came as requests, and a restart since forgot their receipts.
         for account in &opened.accepted {
-            self.release(*account, false, ctx);
+            self.release(*account, true, ctx);
         }
         if let Some(waiting) = self
             .chat
