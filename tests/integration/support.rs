@@ -121,13 +121,13 @@ pub(crate) async fn account(node: &Node) -> murmur::node::chat::AccountId {
 /// Pairs `device` with `primary`, its account's first device; answers
 /// once `device` is a device of that account.
 pub(crate) async fn pair(device: &Node, primary: &Node) {
-    let bob = account(primary).await;
+    let joined = account(primary).await;
     device
         .pair(&primary.pairing_code().await.unwrap())
         .await
         .unwrap();
     eventually("the device joins the account", || async {
-        account(device).await == bob
+        account(device).await == joined
     })
     .await;
 }

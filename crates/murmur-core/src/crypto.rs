@@ -234,8 +234,9 @@ pub struct Opened {
     /// The sender's account is not accepted (a message request): nothing
     /// answers it (no receipt, no group join) until the user accepts it.
     pub request: bool,
-    /// Accounts another device of this account accepted: what was held
-    /// for their requests can go.
+    /// Accounts another device of this account accepted that were message
+    /// requests on this one: what was held for their requests can go, and
+    /// their messages this device kept are acknowledged.
     pub accepted: Vec<AccountId>,
     /// The sender could not read this device's messages and started a new
     /// session ([`Reset`]): what this device sent it and was not

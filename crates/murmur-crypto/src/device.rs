@@ -215,8 +215,9 @@ pub struct Received {
     /// was answered, and nothing should be (no receipt, no group join)
     /// until the user accepts it.
     pub request: bool,
-    /// Accounts another device of this account accepted: what was held
-    /// for them (receipts, group invites) can go now.
+    /// Accounts another device of this account accepted that were
+    /// message requests on this one: what was held for them (receipts,
+    /// group invites) can go now.
     pub accepted: Vec<AccountId>,
     /// The sender could not read this device's messages and started a new
     /// session ([`Device::reset`]): what this device sent it and was not

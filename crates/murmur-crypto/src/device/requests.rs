@@ -204,7 +204,8 @@ impl Device {
     }
 
     /// What another device of this account accepted or blocked; answers
-    /// the accounts newly accepted.
+    /// the accounts newly accepted that were message requests here (only
+    /// theirs has anything held, or unacknowledged in the inbox).
     pub(super) fn on_own_lists(&mut self, payload: &Payload) -> (Vec<AccountId>, Records) {
         let account = |bytes: &Vec<u8>| <[u8; 32]>::try_from(bytes.as_slice()).ok().map(AccountId);
         let mut accepted = Vec::new();
@@ -213,9 +214,12 @@ impl Device {
             if self.blocked.remove(&a) {
                 records.push((records::named(records::BLOCKED, a), None));
             }
+            let request = self.strangers.contains(&a);
             if let Some(record) = self.mark_accepted(a) {
                 records.push(record);
-                accepted.push(a);
+                if request {
+                    accepted.push(a);
+                }
             }
         }
         for a in payload.blocked.iter().filter_map(account) {

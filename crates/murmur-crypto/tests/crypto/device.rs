@@ -443,6 +443,39 @@ fn a_stranger_is_read_but_answered_only_once_accepted() {
     assert!(!received.request);
 }
 
+/// Another device's acceptance names, on this one, only the accounts that
+/// were requests here: only theirs has anything held, or unacknowledged.
+#[test]
+fn another_devices_acceptance_names_only_this_devices_requests() {
+    let (mut bob, _) = new_device(b"bob");
+    let mut phone = paired(&mut bob);
+    let (mut carol, _) = new_device(b"carol");
+    let (mut dave, _) = new_device(b"dave");
+    // Carol writes to Bob's first device only; Dave has both devices' codes.
+    introduce(&mut carol, &bob);
+    introduce(&mut dave, &bob);
+    introduce(&mut dave, &phone);
+    let hello = seal(&mut carol, &bob, "hello");
+    assert_eq!(deliver(&mut bob, &hello).len(), 1);
+    let to_both = seal(&mut dave, &bob, "hi");
+    assert_eq!(deliver(&mut bob, &to_both).len(), 1);
+    assert_eq!(deliver(&mut phone, &to_both).len(), 1);
+    assert_eq!(phone.requests(), vec![dave.account()]);
+    for (stranger, named) in [
+        (carol.account(), vec![]),
+        (dave.account(), vec![dave.account()]),
+    ] {
+        let (answer, _) = bob.accept(stranger, NOW).unwrap();
+        let accepted: Vec<_> = answer
+            .iter()
+            .filter_map(|o| phone.open(&o.envelope, NOW).ok())
+            .flat_map(|(received, _)| received.accepted)
+            .collect();
+        assert_eq!(accepted, named);
+        assert!(phone.is_accepted(stranger));
+    }
+}
+
 #[test]
 fn strangers_and_devices_per_account_are_bounded() {
     let (mut bob, _) = new_device(b"bob");

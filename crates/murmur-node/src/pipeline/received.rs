@@ -318,8 +318,8 @@ impl Pipeline {
         journal: Journal,
         ctx: &mut Context<Self>,
     ) -> Step {
-        // Newly accepted here: whatever of theirs the durable inbox holds
-        // came as requests, and a restart since forgot their receipts.
+        // Requests here until now: whatever of theirs the durable inbox
+        // holds came as requests, and a restart since forgot their receipts.
         for account in &opened.accepted {
             self.release(*account, true, ctx);
         }
