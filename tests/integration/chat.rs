@@ -402,14 +402,7 @@ async fn a_second_device_pairs_gets_copies_both_ways_and_once_revoked_gets_nothi
             (Some("to both of you"), alice_id, bob_id)
         );
     }
-    let mut state = sent.watch();
-    tokio::time::timeout(
-        WAIT,
-        state.wait_for(|s| *s == DeliveryState::Acknowledged { devices: 2 }),
-    )
-    .await
-    .expect("both devices acknowledge")
-    .unwrap();
+    crate::support::acknowledged_by(&sent, 2).await;
 
     // Outgoing: what the phone sends, the laptop gets a copy of.
     phone

@@ -276,12 +276,5 @@ async fn a_request_accepted_on_another_device_is_acknowledged_by_a_restarted_one
     meshed_for(&laptop, b).await;
     meshed_for(&laptop, a).await;
     phone.accept(a).await.unwrap();
-    let mut state = sent.watch();
-    tokio::time::timeout(
-        WAIT,
-        state.wait_for(|s| *s == DeliveryState::Acknowledged { devices: 2 }),
-    )
-    .await
-    .expect("both of Bob's devices acknowledge")
-    .unwrap();
+    crate::support::acknowledged_by(&sent, 2).await;
 }

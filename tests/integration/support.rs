@@ -118,6 +118,19 @@ pub(crate) async fn account(node: &Node) -> murmur::node::chat::AccountId {
     node.chat_identity().await.unwrap().0
 }
 
+/// Waits until `sent` is acknowledged by `devices` devices of its
+/// recipient.
+pub(crate) async fn acknowledged_by(sent: &murmur::node::chat::Sent, devices: usize) {
+    let mut state = sent.watch();
+    tokio::time::timeout(
+        WAIT,
+        state.wait_for(|s| *s == murmur::node::chat::DeliveryState::Acknowledged { devices }),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("not acknowledged by {devices} devices within {WAIT:?}"))
+    .unwrap();
+}
+
 /// Pairs `device` with `primary`, its account's first device; answers
 /// once `device` is a device of that account.
 pub(crate) async fn pair(device: &Node, primary: &Node) {

@@ -231,7 +231,7 @@ impl Pipeline {
         Some(Opening::Group(Box::pin(ask_now(
             groups.open,
             groups::Open(delivery),
-            |r| matches!(r, Err(groups::Error::Restarted(_))),
+            groups_restarted,
         ))))
     }
 }

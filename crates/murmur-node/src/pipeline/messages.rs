@@ -3,6 +3,12 @@
 
 use super::*;
 
+/// Whether the membership stage answered that it restarted on the request
+/// (the `restarted` of [`ask_again_after_restart`] for its messages).
+pub(crate) fn groups_restarted<T>(answer: &Result<T, groups::Error>) -> bool {
+    matches!(answer, Err(groups::Error::Restarted(_)))
+}
+
 /// Asks `stage`, and once more if it failed on the request and restarted:
 /// it restarted from its persisted state, where the request had not been
 /// carried out, and an arriving message must not be lost to a defect.

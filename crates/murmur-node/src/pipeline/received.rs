@@ -207,9 +207,7 @@ impl Pipeline {
             message: plaintext.clone(),
             request,
         };
-        let control = ask_again_after_restart(groups.control, control, |r| {
-            matches!(r, Err(groups::Error::Restarted(_)))
-        });
+        let control = ask_again_after_restart(groups.control, control, groups_restarted);
         Box::pin(
             control
                 .into_actor(self)

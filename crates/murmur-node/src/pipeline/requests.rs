@@ -245,9 +245,8 @@ impl Pipeline {
                     message,
                     request: false,
                 };
-                let applied = ask_again_after_restart(groups.control.clone(), control, |r| {
-                    matches!(r, Err(groups::Error::Restarted(_)))
-                });
+                let applied =
+                    ask_again_after_restart(groups.control.clone(), control, groups_restarted);
                 match applied.await? {
                     Ok(effects) => {
                         carried.push(journal);
