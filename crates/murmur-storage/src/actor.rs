@@ -46,7 +46,9 @@ enum Write {
 /// it, and each is answered only once its transaction is committed. The
 /// stages' state writes of a group go as a few multi-row statements, the
 /// last write of each name winning, as if applied one after the other. The
-/// queue is bounded: when it is full, writers wait.
+/// queue is bounded: when it is full, writers wait. On SQLite the writer
+/// commits on a connection of its own, from the actor's thread, so that a
+/// write is one round trip to SQLite's thread and no more.
 pub struct Storage {
     db: Database,
     writes: mpsc::Sender<(Write, Waiter)>,
@@ -75,6 +77,7 @@ impl Storage {
 
 /// Writes what is queued, a group at a time, until the stage restarts.
 async fn write(db: Database, mut queue: mpsc::Receiver<(Write, Waiter)>, metrics: Metrics) {
+    let mut writer = crate::sql::Writer::new(db);
     let mut group = Vec::with_capacity(MAX_GROUP);
     while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
         let (started, requests) = (std::time::Instant::now(), group.len());
@@ -101,7 +104,7 @@ async fn write(db: Database, mut queue: mpsc::Receiver<(Write, Waiter)>, metrics
                 }
             }
         }
-        let written = db.write(batch).await;
+        let written = writer.write(batch).await;
         metrics.written(requests, started.elapsed());
         match written {
             Ok(new) => {

@@ -8,7 +8,8 @@
 //! own: the callers only await the answer, so dropping a caller abandons the
 //! wait while the statement still finishes where its connection lives, and
 //! when the last handle goes the thread closes the pool (waiting for what is
-//! in flight) and ends.
+//! in flight) and ends. The storage stage's group writer commits on SQLite
+//! through a connection of its own instead (`sql/writer.rs`).
 
 use std::{future::Future, sync::Arc};
 
@@ -259,6 +260,10 @@ impl Database {
     pub async fn release(&self, ask: &Release) -> Result<(), Error> {
         let ask = ask.clone();
         self.run(|sql| async move { sql.release(&ask).await }).await
+    }
+
+    pub(crate) fn sql(&self) -> &Sql {
+        &self.sql
     }
 
     /// The connection pool, for tools and benchmarks that compare against

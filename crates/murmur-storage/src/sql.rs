@@ -18,8 +18,10 @@ mod lease;
 mod outbox;
 mod script;
 mod state;
+mod writer;
 
 pub(crate) use outbox::Batch;
+pub(crate) use writer::Writer;
 
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -50,6 +52,19 @@ pub enum OpenError {
     },
 }
 
+/// Every SQLite connection's settings, the pool's and the group writer's
+/// own alike. WAL: readers do not block the writer. NORMAL: a commit
+/// survives the process being killed (not a power cut) without an fsync
+/// per message. `secure_delete`: a superseded sealed state (an old ratchet
+/// step) is overwritten with zeros, not left in a free page; the WAL's
+/// copies go at the next truncating checkpoint (`erase_superseded`).
+pub(crate) const SQLITE_PRAGMAS: &[&str] = &[
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = NORMAL",
+    "PRAGMA busy_timeout = 5000",
+    "PRAGMA secure_delete = ON",
+];
+
 /// The longest a PostgreSQL transaction of this process may wait for its
 /// next statement: every transaction here runs its statements back to back.
 const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(5);
@@ -70,6 +85,9 @@ pub(crate) struct Sql {
     superseded: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The lease every write checks, once this stage asked for one.
     fence: lease::Fence,
+    /// What a SQLite database is opened with (`None` on PostgreSQL): for
+    /// the group writer's own connection ([`writer::Writer`]).
+    sqlite_url: Option<String>,
 }
 
 // Used as `map_err(backend)`, which hands over the error by value.
@@ -123,20 +141,17 @@ impl Sql {
         let options = AnyPoolOptions::new()
             .max_connections(if kind == Kind::Sqlite { 4 } else { 16 })
             .acquire_timeout(Duration::from_secs(10))
+            // sqlx pings an idle connection before handing it out: on
+            // SQLite a round trip to the connection's thread that can only
+            // succeed (the database is a file in this process), two thread
+            // wake-ups added to every statement and write.
+            .test_before_acquire(kind == Kind::Postgres)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if kind == Kind::Sqlite {
-                        // WAL: readers do not block the writer. NORMAL: a
-                        // commit survives the process being killed (not a
-                        // power cut) without an fsync per message.
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
-                        conn.execute("PRAGMA busy_timeout = 5000").await?;
-                        // A superseded sealed state (an old ratchet step)
-                        // is overwritten with zeros, not left in a free
-                        // page; the WAL's copies go at the next truncating
-                        // checkpoint (`erase_superseded`).
-                        conn.execute("PRAGMA secure_delete = ON").await?;
+                        for pragma in SQLITE_PRAGMAS {
+                            conn.execute(*pragma).await?;
+                        }
                     } else {
                         // A process frozen in the middle of a transaction
                         // (stopped, cut off) would hold its locks, the
@@ -175,6 +190,7 @@ impl Sql {
             kind,
             superseded: Default::default(),
             fence: lease::Fence::default(),
+            sqlite_url: (kind == Kind::Sqlite).then_some(connect_url),
         })
     }
 
@@ -199,21 +215,32 @@ impl Sql {
     /// then the outbox's; answers, for each message archived, whether it
     /// was new.
     pub(crate) async fn write(&self, batch: &Batch) -> Result<Vec<bool>, Error> {
+        let added = Self::script(batch).commit(self).await?;
+        self.written(batch, &added)
+    }
+
+    /// A batch's statements: the archive's messages first, then the
+    /// outbox's, then stage state. Only the archive's insert returns rows:
+    /// the hashes it added.
+    fn script(batch: &Batch) -> script::Script {
         let mut script = script::Script::default();
         saves(&mut script, &batch.saves);
         outbox::enqueue(&mut script, &batch.queued);
         outbox::sent(&mut script, &batch.sent);
         state::state(&mut script, &batch.state);
-        // Only the archive's insert returns rows: the hashes it added.
-        let rows = script.commit(self).await?;
+        script
+    }
+
+    /// What a committed batch answers, given the hashes its archive insert
+    /// added: for each message archived, whether it was new.
+    fn written(&self, batch: &Batch, added: &[Vec<u8>]) -> Result<Vec<bool>, Error> {
         if !batch.state.is_empty() {
             self.superseded
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
         let mut inserted = std::collections::HashSet::new();
-        for row in rows {
-            let hash: Vec<u8> = row.try_get(0).map_err(backend)?;
-            inserted.insert(to_hash(&hash)?);
+        for hash in added {
+            inserted.insert(to_hash(hash)?);
         }
         // A hash twice in one batch is new only the first time.
         let mut seen = std::collections::HashSet::new();

@@ -2,7 +2,8 @@
 //! state entry's bytes are gone from the SQLite file and its WAL once
 //! `erase_superseded` ran (the storage stage runs it every 30 seconds).
 
-use murmur_storage::Database;
+use murmur_core::storage::SaveState;
+use murmur_storage::{Database, Storage};
 
 const OLD: &[u8] = b"an old ratchet state, never to be read again";
 
@@ -46,4 +47,40 @@ async fn an_overwritten_and_a_deleted_state_are_erased_from_the_file_and_the_wal
     );
     // Nothing changed since: nothing to do.
     assert!(!db.erase_superseded().await.unwrap());
+}
+
+/// The same for state written through the storage stage, whose group
+/// writer commits on a connection of its own: that connection zeroes what
+/// it deletes too (`secure_delete`), or an old state would stay in the
+/// database file after the checkpoint.
+#[actix_rt::test]
+async fn state_the_storage_stage_overwrote_or_deleted_is_erased_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(&format!(
+        "sqlite://{}",
+        dir.path().join("murmur.db").display()
+    ))
+    .await
+    .unwrap();
+    let storage = Storage::start(db.clone());
+    let reversed: Vec<u8> = OLD.iter().rev().copied().collect();
+    let writes = [
+        ("crypto/session/x", Some(OLD.to_vec())),
+        ("crypto/gone", Some(reversed.clone())),
+        ("crypto/session/x", Some(b"the next state".to_vec())),
+        ("crypto/gone", None),
+    ];
+    for (i, (name, value)) in writes.into_iter().enumerate() {
+        storage
+            .send(SaveState(vec![(name.to_owned(), value)]))
+            .await
+            .unwrap()
+            .unwrap();
+        if i == 1 {
+            assert!(on_disk(dir.path(), OLD), "the state was written");
+        }
+    }
+    assert!(db.erase_superseded().await.unwrap());
+    assert!(!on_disk(dir.path(), OLD), "an overwritten state lingers");
+    assert!(!on_disk(dir.path(), &reversed), "a deleted state lingers");
 }

@@ -26,9 +26,9 @@ impl Script {
         self.statements.push((sql, args));
     }
 
-    /// Runs the statements in order in one transaction; answers the rows
-    /// they returned, in order.
-    pub(super) async fn commit(self, sql: &Sql) -> Result<Vec<AnyRow>, Error> {
+    /// Runs the statements in order in one transaction; answers the first
+    /// column of the rows they returned, as bytes, in order.
+    pub(super) async fn commit(self, sql: &Sql) -> Result<Vec<Vec<u8>>, Error> {
         if sql.kind == Kind::Sqlite && !sql.fence.is_set() {
             return self.alone(&sql.pool).await;
         }
@@ -55,17 +55,16 @@ impl Script {
             }
         };
         tx.commit().await.map_err(backend)?;
-        Ok(rows)
+        first_columns(&rows)
     }
 
     /// On SQLite with no lease to check first: `BEGIN`, the statements and
     /// `COMMIT` as one request.
-    async fn alone(self, pool: &AnyPool) -> Result<Vec<AnyRow>, Error> {
+    async fn alone(self, pool: &AnyPool) -> Result<Vec<Vec<u8>>, Error> {
         let mut conn = pool.acquire().await.map_err(backend)?;
-        let (text, args) = self.joined();
-        let text = format!("BEGIN;\n{text}COMMIT;");
+        let (text, args) = self.transaction();
         match bind(sqlx::query(&text), args).fetch_all(&mut *conn).await {
-            Ok(rows) => Ok(rows),
+            Ok(rows) => first_columns(&rows),
             Err(e) => {
                 // What ran before the failed statement is in a transaction
                 // still open, unless SQLite ended it: ended either way
@@ -76,6 +75,13 @@ impl Script {
                 Err(backend(e))
             }
         }
+    }
+
+    /// On SQLite: `BEGIN`, the statements and `COMMIT` as one request, and
+    /// their arguments.
+    pub(super) fn transaction(self) -> (String, Vec<Arg>) {
+        let (text, args) = self.joined();
+        (format!("BEGIN;\n{text}COMMIT;"), args)
     }
 
     /// The statements as one SQLite request, and their arguments: SQLite
@@ -90,6 +96,13 @@ impl Script {
         }
         (text, all)
     }
+}
+
+/// The first column of each row, as bytes.
+fn first_columns(rows: &[AnyRow]) -> Result<Vec<Vec<u8>>, Error> {
+    rows.iter()
+        .map(|row| row.try_get(0).map_err(backend))
+        .collect()
 }
 
 /// `sql` with its `?`s numbered `$1`, `$2`, ...
