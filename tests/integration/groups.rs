@@ -90,6 +90,14 @@ async fn a_removed_member_reads_nothing_sent_after_its_removal() {
         assert_eq!(got.group, Some(group.id()));
         assert_eq!(got.id, sent.id);
     }
+    // The membership stage timed its part (`/metrics`): Alice's post,
+    // Bob's open.
+    for (node, name) in [
+        (&alice, "murmur_groups_post_seconds_count"),
+        (&bob, "murmur_groups_open_seconds_count"),
+    ] {
+        assert!(crate::support::metric(node, name).await >= 1, "{name}");
+    }
     // Carol and Bob never met: they read each other through the keys the
     // group handed over.
     carol

@@ -27,7 +27,7 @@ use murmur_node::{chat::DeliveryState, Config};
 use crate::{
     bench::{median, start_node, RUN_LIMIT, SETUP},
     bench_chat_bare::{Pack, Wrap},
-    bench_stages::{Snapshot, Stages},
+    bench_stages::{Path, Snapshot, Stages},
     bench_store::percentile,
     error::CliError,
 };
@@ -162,6 +162,7 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
     let mut groups = Vec::with_capacity(args.rounds);
     let mut groups_alone = Vec::with_capacity(args.rounds);
     let mut stages = [Stages::default(); 2];
+    let mut group_stages = [Stages::default(); 2];
     for round in 1..=args.rounds {
         progress.set(format!("chat benchmark, round {round} of {}", args.rounds));
         tracing::info!(round, "murmur run, default configuration");
@@ -178,7 +179,8 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
                 members = args.members,
                 "group run, default configuration"
             );
-            let murmur = crate::bench_group::murmur_run(&args, &others).await?;
+            let murmur;
+            (murmur, group_stages) = crate::bench_group::murmur_run(&args, &others).await?;
             tracing::info!(round, "bare group run");
             let bare = crate::bench_group::bare_run(&args, Pack::Together).await?;
             groups.push((murmur, bare));
@@ -188,7 +190,12 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
         }
     }
     drop(progress);
-    print(&args, &bare, [&groups, &groups_alone], stages);
+    print(
+        &args,
+        &bare,
+        [&groups, &groups_alone],
+        [stages, group_stages],
+    );
     Ok(())
 }
 
@@ -257,7 +264,7 @@ fn print(
     args: &Args,
     bare: &[Vec<(Report, Report)>; 4],
     [groups, groups_alone]: [&[(Report, Report)]; 2],
-    [sender, receiver]: [Stages; 2],
+    [[sender, receiver], [poster, reader]]: [[Stages; 2]; 2],
 ) {
     let rounds = &bare[0];
     // A group's messages per second against 1:1's, round by round.
@@ -290,6 +297,7 @@ fn print(
                 "rounds": runs_json(groups),
                 "ratio_median": ratio(groups),
                 "vs_one_to_one_median": group_vs_one,
+                "stages": {"sender": poster.json(), "reader": reader.json()},
                 "each_alone": {
                     "rounds": runs_json(groups_alone),
                     "ratio_median": ratio(groups_alone),
@@ -317,7 +325,10 @@ fn print(
     println!(
         "\nmurmur's steps in the last round, from each node's /metrics: how many, and the mean of each"
     );
-    Stages::table(&[("sender", sender), ("receiver", receiver)]);
+    Stages::table(
+        Path::Pairwise,
+        &[("sender", sender), ("receiver", receiver)],
+    );
     if !groups.is_empty() {
         println!(
             "\nprivate group of {} members (2 online), {} messages of {} bytes, {} in flight",
@@ -328,6 +339,10 @@ fn print(
         println!("\nagainst its bare composition with each message a chain message of its own");
         table(groups_alone);
         println!("group msg/s against 1:1 msg/s, median of the rounds: {group_vs_one:.2}");
+        println!(
+            "\nthe group's steps in the last round, from each node's /metrics: how many, and the mean of each"
+        );
+        Stages::table(Path::Group, &[("sender", poster), ("reader", reader)]);
     }
 }
 

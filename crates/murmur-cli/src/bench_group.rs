@@ -33,6 +33,7 @@ use crate::{
     bench_chat::{Args, Clock, Report, BATCH},
     bench_chat_bare::Pack,
     bench_chat_bare::{database, publish, save},
+    bench_stages::{Snapshot, Stages},
     error::CliError,
 };
 
@@ -81,7 +82,12 @@ impl Arrivals {
 /// of the sender, both in a group with the offline members; one group
 /// message read before the clock starts. Then `--messages` texts, at most `--window` sent and not yet
 /// read.
-pub(crate) async fn murmur_run(args: &Args, others: &[String]) -> Result<Report, CliError> {
+/// Answers the run, and each node's steps (sender, reader) from its
+/// `/metrics`.
+pub(crate) async fn murmur_run(
+    args: &Args,
+    others: &[String],
+) -> Result<(Report, [Stages; 2]), CliError> {
     let data = tempfile::tempdir()?;
     // Each node on an actix thread of its own, as in a process of its own.
     let threads = (Arbiter::new(), Arbiter::new());
@@ -116,6 +122,7 @@ pub(crate) async fn murmur_run(args: &Args, others: &[String]) -> Result<Report,
         ));
     }
 
+    let before = [Snapshot::of(&sender), Snapshot::of(&reader)];
     let clock = Clock::new();
     let n = args.messages;
     let arrivals = Arc::new(Arrivals::default());
@@ -152,12 +159,16 @@ pub(crate) async fn murmur_run(args: &Args, others: &[String]) -> Result<Report,
     let finished = reading
         .await
         .map_err(|_| CliError::Failed("the inbox reader stopped".to_owned()))?;
+    let stages = [
+        Stages::between(before[0], Snapshot::of(&sender)),
+        Stages::between(before[1], Snapshot::of(&reader)),
+    ];
     sender.close().await?;
     reader.close().await?;
     threads.0.stop();
     threads.1.stop();
     let finished = finished.ok_or_else(|| CliError::Failed("the inbox stopped".to_owned()))?;
-    clock.report(n, finished.duration_since(started))
+    Ok((clock.report(n, finished.duration_since(started))?, stages))
 }
 
 /// Waits until `node` knows the group with `members` members, looking

@@ -1,21 +1,36 @@
 //! Where a murmur run's time went, step by step, read from each node's
-//! `/metrics` before and after the run: how many seals, opens, archived
-//! relay messages and group writes each node made, and their mean time.
-//! The steps of one message and its receipt, in order, are the sender's
+//! `/metrics` before and after the run: how many seals and opens (the
+//! crypto stage's, 1:1; the membership stage's, a group), archived relay
+//! messages and group writes each node made, and their mean time. The
+//! steps of one 1:1 message and its receipt, in order, are the sender's
 //! seal, the receiver's archive and open, its receipt's seal, and the
-//! sender's archive and open of that. The writes are counted apart: those
-//! of a seal or an open are inside its time, the outbox's and the durable
-//! inbox's are not.
+//! sender's archive and open of that; of a group message, the sender's
+//! post, the reader's archive and open. The writes are counted apart:
+//! those of a seal or an open are inside its time, the outbox's and the
+//! durable inbox's are not.
 
 use murmur_node::Node;
 
-/// The histograms read, by the name `/metrics` gives them.
-const STEPS: [(&str, &str); 4] = [
+/// The histograms read: their key in `--json`, and the name `/metrics`
+/// gives them.
+const STEPS: [(&str, &str); 6] = [
     ("seal", "murmur_crypto_seal_seconds"),
     ("open", "murmur_crypto_open_seconds"),
+    ("post", "murmur_groups_post_seconds"),
+    ("group_open", "murmur_groups_open_seconds"),
     ("archive", "murmur_transport_archive_seconds"),
     ("write", "murmur_storage_write_seconds"),
 ];
+
+/// Which of [`STEPS`] a run's table shows first: its messages' seal and
+/// open.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Path {
+    /// 1:1, the crypto stage's.
+    Pairwise,
+    /// A group, the membership stage's.
+    Group,
+}
 
 /// A histogram's running totals.
 #[derive(Debug, Clone, Copy, Default)]
@@ -28,7 +43,7 @@ struct Totals {
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Snapshot {
     /// Per step of [`STEPS`].
-    steps: [Totals; 4],
+    steps: [Totals; 6],
     requests: f64,
 }
 
@@ -67,7 +82,7 @@ struct Step {
 /// What one node did in a run, per step.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Stages {
-    steps: [Step; 4],
+    steps: [Step; 6],
     /// Write requests per group write.
     per_write: f64,
 }
@@ -85,7 +100,7 @@ impl Stages {
             };
             *step = Step { count, mean_ms };
         }
-        let writes = stages.steps[3].count;
+        let writes = stages.steps[5].count;
         if writes > 0.0 {
             stages.per_write = (after.requests - before.requests) / writes;
         }
@@ -101,12 +116,18 @@ impl Stages {
     }
 
     #[allow(clippy::print_stdout)]
-    pub(crate) fn table(nodes: &[(&str, Stages)]) {
+    pub(crate) fn table(path: Path, nodes: &[(&str, Stages)]) {
+        let (seals, opens) = match path {
+            Path::Pairwise => (("seals", "seal ms"), 0),
+            Path::Group => (("posts", "post ms"), 2),
+        };
         println!(
-            "node       seals  seal ms   opens  open ms  archived  archive ms   writes  write ms  requests/write"
+            "node     {:>7}  {:>7}   opens  open ms  archived  archive ms   writes  write ms  requests/write",
+            seals.0, seals.1
         );
         for (name, s) in nodes {
-            let [seal, open, archive, write] = s.steps;
+            let (seal, open) = (s.steps[opens], s.steps[opens + 1]);
+            let [.., archive, write] = s.steps;
             println!(
                 "{name:<8} {:>7.0}  {:>7.2}  {:>6.0}  {:>7.2}  {:>8.0}  {:>10.2}  {:>7.0}  {:>8.2}  {:>14.1}",
                 seal.count,

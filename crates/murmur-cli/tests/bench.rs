@@ -158,21 +158,38 @@ fn the_chat_benchmark_delivers_and_acknowledges_every_message_both_ways() {
     // Where murmur's time went, from the nodes' /metrics: every step of
     // both nodes (the messages one way in batches, the receipts back),
     // and both wrote.
-    let stages = &report["stages"];
-    for (node, step) in [
-        ("sender", "seal"),
-        ("receiver", "open"),
-        ("receiver", "archive"),
-        ("receiver", "seal"),
-        ("sender", "archive"),
-        ("sender", "open"),
-        ("sender", "write"),
-        ("receiver", "write"),
-    ] {
-        let count = stages[node][step]["count"].as_f64().expect("a count");
-        assert!(count >= 1.0, "{node} {step}: {count}");
-        assert!(stages[node][step]["mean_ms"].as_f64().expect("a mean") > 0.0);
-    }
+    let ran = |stages: &serde_json::Value, steps: &[(&str, &str)]| {
+        for (node, step) in steps {
+            let count = stages[node][step]["count"].as_f64().expect("a count");
+            assert!(count >= 1.0, "{node} {step}: {count}");
+            assert!(stages[node][step]["mean_ms"].as_f64().expect("a mean") > 0.0);
+        }
+    };
+    ran(
+        &report["stages"],
+        &[
+            ("sender", "seal"),
+            ("receiver", "open"),
+            ("receiver", "archive"),
+            ("receiver", "seal"),
+            ("sender", "archive"),
+            ("sender", "open"),
+            ("sender", "write"),
+            ("receiver", "write"),
+        ],
+    );
+    // And the group's: the sender's posts, the reader's archive and opens
+    // of them, both nodes' writes.
+    ran(
+        &report["group"]["stages"],
+        &[
+            ("sender", "post"),
+            ("reader", "archive"),
+            ("reader", "group_open"),
+            ("sender", "write"),
+            ("reader", "write"),
+        ],
+    );
 }
 
 /// `murmur bench scale`, two small steps: each step holds the contacts,

@@ -28,6 +28,7 @@ pub mod crypto;
 pub mod groups;
 pub mod hook;
 mod id;
+pub mod latency;
 mod redacted;
 pub mod storage;
 pub mod store;

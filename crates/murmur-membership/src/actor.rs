@@ -268,6 +268,7 @@ impl Handler<Post> for Membership {
     type Result = supervise::Reply<Self, Result<Sealed, Error>>;
 
     fn handle(&mut self, msg: Post, ctx: &mut Context<Self>) -> Self::Result {
+        let started = std::time::Instant::now();
         supervise::detached(self, ctx, |this, ctx| {
             // Padded here, to this stage's size buckets. Only what is exactly
             // a chat content (it reads back to the same bytes) is padded:
@@ -310,7 +311,8 @@ impl Handler<Post> for Membership {
                 Ok(payload) => {
                     this.metrics.posted.inc();
                     let sealed = Sealed::new(group_topic(msg.group), Bytes::from(payload));
-                    this.persist(msg.group, false, sealed, ctx)
+                    let written = this.persist(msg.group, false, sealed, ctx);
+                    timed(this.metrics.post_seconds.clone(), started, written)
                 }
                 Err(e) => now(Err(e)),
             }
@@ -322,6 +324,7 @@ impl Handler<Open> for Membership {
     type Result = supervise::Reply<Self, Result<Opened, Error>>;
 
     fn handle(&mut self, Open(delivery): Open, ctx: &mut Context<Self>) -> Self::Result {
+        let started = std::time::Instant::now();
         supervise::detached(self, ctx, |this, ctx| {
             let opened = this
                 .topics
@@ -386,7 +389,8 @@ impl Handler<Open> for Membership {
                 Ok(opened) => {
                     this.metrics.opened.inc();
                     let kept = journal::record(&this.vault, &delivery.hash, &opened);
-                    this.persist_all(&[opened.group], false, Some(kept), opened, ctx)
+                    let written = this.persist_all(&[opened.group], false, Some(kept), opened, ctx);
+                    timed(this.metrics.open_seconds.clone(), started, written)
                 }
                 // Not refused: its own, handled when it was sent.
                 Err(Error::Own) => now(Err(Error::Own)),

@@ -72,6 +72,20 @@ fn now<T: 'static>(answer: Result<T, Error>) -> Later<Result<T, Error>> {
     Box::pin(std::future::ready(answer))
 }
 
+/// `answer`, its time from `started` to when it is given observed in
+/// `seconds`.
+fn timed<T: 'static>(
+    seconds: prometheus_client::metrics::histogram::Histogram,
+    started: std::time::Instant,
+    answer: Later<T>,
+) -> Later<T> {
+    Box::pin(async move {
+        let answer = answer.await;
+        seconds.observe(started.elapsed().as_secs_f64());
+        answer
+    })
+}
+
 fn member(a: AccountId) -> MemberId {
     MemberId(a.0)
 }

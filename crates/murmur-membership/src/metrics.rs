@@ -1,9 +1,12 @@
 //! The membership stage's counters.
 
+use prometheus_client::metrics::histogram::Histogram;
+
 use super::*;
 
-/// The membership stage's counters.
-#[derive(Clone, Default, Debug)]
+/// The membership stage's counters, and how long it takes to answer a post
+/// and an open.
+#[derive(Clone, Debug)]
 pub struct Metrics {
     pub(crate) posted: Counter,
     pub(crate) opened: Counter,
@@ -13,6 +16,25 @@ pub struct Metrics {
     pub(crate) equivocations: Counter,
     pub(crate) keys_asked: Counter,
     pub(crate) keys_served: Counter,
+    pub(crate) post_seconds: Histogram,
+    pub(crate) open_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            posted: Counter::default(),
+            opened: Counter::default(),
+            refused: Family::default(),
+            pulled: Counter::default(),
+            served: Counter::default(),
+            equivocations: Counter::default(),
+            keys_asked: Counter::default(),
+            keys_served: Counter::default(),
+            post_seconds: Histogram::new(murmur_core::latency::bounds()),
+            open_seconds: Histogram::new(murmur_core::latency::bounds()),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -54,6 +76,16 @@ impl Metrics {
             "equivocations",
             "Members caught signing two events neither of which cites the other",
             self.equivocations.clone(),
+        );
+        registry.register(
+            "post_seconds",
+            "From taking a group message to seal to answering it, for those sealed: the chain step, the signature, the group's keys written",
+            self.post_seconds.clone(),
+        );
+        registry.register(
+            "open_seconds",
+            "From taking a group message to open to answering it, for those opened: the signature checked, the chain step, the keys and the plaintext written",
+            self.open_seconds.clone(),
         );
     }
 

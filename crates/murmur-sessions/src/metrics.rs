@@ -1,6 +1,6 @@
 //! The crypto stage's counters.
 
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::Histogram;
 
 use super::*;
 
@@ -19,18 +19,14 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        // 100 µs to about 3 s, doubling: a seal or an open on an idle
-        // stage takes a few hundred µs, one behind a loaded writer tens of
-        // ms.
-        let latency = || Histogram::new(exponential_buckets(1e-4, 2.0, 16));
         Self {
             sealed: Counter::default(),
             opened: Counter::default(),
             refused: Family::default(),
             resets: Counter::default(),
             envelope_panics: Counter::default(),
-            seal_seconds: latency(),
-            open_seconds: latency(),
+            seal_seconds: Histogram::new(murmur_core::latency::bounds()),
+            open_seconds: Histogram::new(murmur_core::latency::bounds()),
         }
     }
 }

@@ -46,9 +46,10 @@ enum Write {
 /// it, and each is answered only once its transaction is committed. The
 /// stages' state writes of a group go as a few multi-row statements, the
 /// last write of each name winning, as if applied one after the other. The
-/// queue is bounded: when it is full, writers wait. On SQLite the writer
-/// commits on a connection of its own, from the actor's thread, so that a
-/// write is one round trip to SQLite's thread and no more.
+/// queue is bounded: when it is full, writers wait. On SQLite without a
+/// lease the writer commits on a connection of its own, from the actor's
+/// thread, so that a write is one round trip to SQLite's thread and no
+/// more.
 pub struct Storage {
     db: Database,
     writes: mpsc::Sender<(Write, Waiter)>,

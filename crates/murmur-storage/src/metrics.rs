@@ -1,10 +1,7 @@
 //! How the default persistence stage's writes go.
 
 use prometheus_client::{
-    metrics::{
-        counter::Counter,
-        histogram::{exponential_buckets, Histogram},
-    },
+    metrics::{counter::Counter, histogram::Histogram},
     registry::Registry,
 };
 
@@ -22,9 +19,7 @@ impl Default for Metrics {
         Self {
             writes: Counter::default(),
             requests: Counter::default(),
-            // 100 µs to about 3 s, doubling: a group on SQLite takes a few
-            // hundred µs, one behind a slow disk or a busy PostgreSQL more.
-            write_seconds: Histogram::new(exponential_buckets(1e-4, 2.0, 16)),
+            write_seconds: Histogram::new(murmur_core::latency::bounds()),
         }
     }
 }

@@ -1,11 +1,6 @@
 use prometheus_client::{
     encoding::{EncodeLabelSet, EncodeLabelValue},
-    metrics::{
-        counter::Counter,
-        family::Family,
-        gauge::Gauge,
-        histogram::{exponential_buckets, Histogram},
-    },
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 
@@ -51,8 +46,7 @@ impl Default for Metrics {
             published: Counter::default(),
             dropped: Counter::default(),
             peers: Gauge::default(),
-            // 100 µs to about 3 s, doubling.
-            archive_seconds: Histogram::new(exponential_buckets(1e-4, 2.0, 16)),
+            archive_seconds: Histogram::new(murmur_core::latency::bounds()),
         }
     }
 }

@@ -19,22 +19,27 @@ impl Sql {
 
     /// On SQLite, when state changed since the last call: a truncating
     /// checkpoint, so that the WAL's copies of superseded state are gone
-    /// (the database file's were zeroed by `secure_delete`). PostgreSQL
-    /// keeps old row versions until VACUUM, and in its own WAL and any
-    /// archive of it: nothing murmur can erase (docs/security.md).
+    /// (the database file's were zeroed by `secure_delete`); answers
+    /// whether they are. PostgreSQL keeps old row versions until VACUUM,
+    /// and in its own WAL and any archive of it: nothing murmur can erase
+    /// (docs/security.md).
     pub(crate) async fn erase_superseded(&self) -> Result<bool, Error> {
-        if self.kind != Kind::Sqlite
-            || !self
-                .superseded
-                .swap(false, std::sync::atomic::Ordering::Relaxed)
-        {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.kind != Kind::Sqlite || !self.superseded.swap(false, Relaxed) {
             return Ok(false);
         }
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.pool)
+        let busy = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&self.pool)
             .await
-            .map_err(backend)?;
-        Ok(true)
+            .and_then(|row| row.try_get::<i64, _>(0))
+            .map_err(backend);
+        if busy != Ok(0) {
+            // A reader on an older snapshot (or a writer) kept the WAL from
+            // being truncated, or the checkpoint failed: what it holds is
+            // erased at the next call, not left until the next state write.
+            self.superseded.store(true, Relaxed);
+        }
+        busy.map(|busy| busy == 0)
     }
 
     /// Reads one entry of stage state.

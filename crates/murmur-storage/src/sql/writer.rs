@@ -3,15 +3,18 @@
 //!
 //! A write through [`crate::Database`] hops from the caller's thread to the
 //! database's (`murmur-db`), from there to the thread sqlx gives each
-//! SQLite connection, and back the same way: four thread wake-ups, more
-//! than the commit itself costs. Every stage's state and every message's
-//! archiving go through the group writer, one write after another, so the
-//! writer keeps a connection of its own and talks to its SQLite thread
-//! directly: two wake-ups. A connection that is not pooled is not handed
-//! back by a task on some runtime when it is dropped (the reason
-//! `murmur-db` exists): dropped with the writer (a restart of the stage, a
-//! runtime torn down), its thread finishes the request it has and closes
-//! the database, rolling back a transaction left open.
+//! SQLite connection, and back the same way: four thread wake-ups (six
+//! while the pool pinged each connection it handed out), more than the
+//! commit itself costs. Every stage's state and every message's archiving
+//! go through the group writer, one write after another, so the writer
+//! keeps a connection of its own and talks to its SQLite thread directly:
+//! two wake-ups. A connection that is not pooled is not handed back by a
+//! task on some runtime when it is dropped (the reason `murmur-db`
+//! exists). Dropped with the writer (a restart of the stage, a runtime
+//! torn down), its thread stops at the next statement whose result nobody
+//! waits for and closes the database, which rolls back the transaction
+//! left open; a write whose `COMMIT` had already run stays committed while
+//! its askers hear that the stage restarted, as through `murmur-db`.
 //!
 //! PostgreSQL's connections belong to the runtime that opened them, and a
 //! write under a lease checks the lease in its own transaction: those go
