@@ -6,7 +6,7 @@
 
 use libp2p::identity::Keypair;
 use murmur::node::{crypto::Crypto, Builder, Config, Node};
-use murmur_core::{crypto, storage};
+use murmur_core::{crypto, groups, storage};
 use murmur_test_kit::{gate, MemoryStorage, Valve};
 use tokio::sync::oneshot;
 
@@ -56,4 +56,35 @@ pub(crate) async fn gated_archive(config: Config) -> (Node, Valve) {
         .await
         .expect("the node starts");
     (node, valve.await.expect("the storage stage was started"))
+}
+
+/// A node keyed `key` on `config` whose membership stage is the default
+/// one behind a gate on `Control` (what another account's device sent
+/// about a group: an invite, a chain key).
+pub(crate) async fn gated_control(config: Config, key: &Keypair) -> (Node, Valve) {
+    let (valve_tx, valve) = oneshot::channel();
+    let node = Builder::new(config)
+        .with_keypair(key.clone())
+        .with_groups(move |cx| async move {
+            let stage = murmur::node::groups::Membership::start(
+                cx.storage,
+                cx.crypto,
+                &cx.node_secret,
+                cx.settings.max_skip,
+                cx.metrics,
+            )
+            .await?;
+            let default = groups::Handle::from(stage);
+            let (control, valve) = gate(default.control.clone(), || {
+                Err(groups::Error::Malformed(
+                    "the membership stage is gone".to_owned(),
+                ))
+            });
+            let _ = valve_tx.send(valve);
+            Ok(groups::Handle { control, ..default })
+        })
+        .start()
+        .await
+        .expect("the node starts");
+    (node, valve.await.expect("the membership stage was started"))
 }

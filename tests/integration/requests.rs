@@ -7,9 +7,12 @@ use murmur::node::{
     Node,
 };
 
-use crate::support::{
-    account, befriend, chat_node as node, eventually, keyed_node, members, meshed_for, metric,
-    pair, WAIT,
+use crate::{
+    gate::gated_control,
+    support::{
+        account, addr, befriend, chat_node as node, eventually, keyed_node, loopback_config,
+        members, meshed_for, metric, pair, WAIT,
+    },
 };
 
 #[actix_rt::test]
@@ -231,6 +234,38 @@ async fn a_declined_strangers_invite_does_not_come_back_after_a_restart() {
     assert_eq!(bob.stats().await.unwrap().requests, 0, "held again");
     assert!(bob.requests().await.unwrap().is_empty());
     assert!(bob.groups().await.unwrap().is_empty());
+}
+
+/// Bob accepts Alice, and his node stops while her invite is being
+/// carried out (the membership stage has not taken it: a gate holds it).
+/// The invite's plaintext was kept: the restarted node finds Alice
+/// accepted since it was opened and carries the invite out at once,
+/// without asking Bob again. Without that replay check, the invite came
+/// back as a request from a contact, or was lost.
+#[actix_rt::test]
+async fn an_invite_whose_acceptance_a_stop_interrupted_is_carried_out_at_the_next_start() {
+    let dirs = [(); 2].map(|_| tempfile::tempdir().unwrap());
+    let bob_key = libp2p::identity::Keypair::generate_secp256k1();
+    let alice = node(dirs[0].path(), None).await;
+    let mut config = loopback_config(dirs[1].path(), &["/ip4/127.0.0.1/tcp/0"]);
+    config.network.peers = vec![addr(&alice, false).parse().unwrap()];
+    let (bob, mut valve) = gated_control(config, &bob_key).await;
+    // The membership stage reads a request's invite (to hold it), then
+    // the gate holds what comes after.
+    valve.open();
+    let (a, group) = invite(&alice, &bob).await;
+    valve.close();
+
+    bob.accept(a).await.unwrap();
+    valve.holding(1).await;
+    assert!(bob.groups().await.unwrap().is_empty());
+    bob.go_offline().await.unwrap();
+    drop(bob);
+
+    let bob = keyed_node(dirs[1].path(), &bob_key, Some(&alice), |_| {}).await;
+    members(&bob, &group, 2).await;
+    assert!(bob.requests().await.unwrap().is_empty());
+    assert_eq!(bob.stats().await.unwrap().requests, 0, "not held again");
 }
 
 /// Bob's laptop, his second device, restarts before Bob accepts Alice on
