@@ -3,7 +3,10 @@
 //! nothing of the write behind, and no connection (the pool's, or the
 //! storage stage's group writer's own) inside the transaction it left open.
 
-use murmur_core::storage::SaveState;
+use murmur_core::{
+    storage::{Error, LoadState, SaveState},
+    supervise::InjectPanic,
+};
 use murmur_storage::{Database, Storage};
 
 async fn open(dir: &tempfile::TempDir) -> Database {
@@ -13,6 +16,16 @@ async fn open(dir: &tempfile::TempDir) -> Database {
     ))
     .await
     .unwrap()
+}
+
+/// A write of stage state entries.
+fn save(entries: Vec<(&str, Option<&[u8]>)>) -> SaveState {
+    SaveState(
+        entries
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value.map(<[u8]>::to_vec)))
+            .collect(),
+    )
 }
 
 /// A state entry whose deletion fails: ABORT ends that statement, not the
@@ -83,14 +96,6 @@ async fn a_group_write_that_fails_part_way_leaves_nothing_and_the_next_groups_go
     let db = open(&dir).await;
     arm_fuse(&db).await;
     let storage = Storage::start(db.clone());
-    let save = |entries: Vec<(&str, Option<&[u8]>)>| {
-        SaveState(
-            entries
-                .into_iter()
-                .map(|(name, value)| (name.to_owned(), value.map(<[u8]>::to_vec)))
-                .collect(),
-        )
-    };
     storage
         .send(save(vec![("kept/before", Some(b"in"))]))
         .await
@@ -127,5 +132,64 @@ async fn a_group_write_that_fails_part_way_leaves_nothing_and_the_next_groups_go
     assert_eq!(
         db.load_state("kept/fuse").await.unwrap().as_deref(),
         Some(&b"armed"[..])
+    );
+}
+
+/// The stage restarts (a caught panic) while its writer's own connection
+/// is in the middle of a write: here the write waits for SQLite's write
+/// lock, which another connection holds. The writer goes with the
+/// restart; its connection's thread gives up the write when it finds
+/// nobody waiting for the answer and closes, rolling it back. Nothing of
+/// the write lands, its asker hears the stage restarted, and the restarted
+/// stage's writes go through.
+#[actix_rt::test]
+async fn a_restart_in_the_middle_of_a_write_lands_none_of_it_and_the_next_writes_go_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(&dir).await;
+    let storage = Storage::start(db.clone());
+    // The writer's connection is open.
+    storage
+        .send(save(vec![("kept/before", Some(b"in"))]))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut lock = db.pool().acquire().await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+
+    let caught = storage.send(save(vec![("kept/caught", Some(b"never"))]));
+    let caught = actix::spawn(caught);
+    // However far the write got (queued, or waiting in SQLite for the
+    // lock), nothing of it can land while the lock is held; a moment
+    // lets it reach SQLite, which is the case this test is for.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // The next guarded request panics: the stage restarts, and a request
+    // after it is answered by the restarted stage, so the writer is gone
+    // before the lock is.
+    storage.send(InjectPanic).await.unwrap();
+    let met = storage.send(LoadState("kept/before".to_owned())).await;
+    assert!(matches!(met, Ok(Err(Error::Restarted(_)))), "{met:?}");
+    let read = storage.send(LoadState("kept/before".to_owned())).await;
+    assert_eq!(read.unwrap().unwrap().as_deref(), Some(&b"in"[..]));
+    sqlx::query("COMMIT").execute(&mut *lock).await.unwrap();
+    drop(lock);
+
+    let answer = caught.await.unwrap().unwrap();
+    assert!(matches!(answer, Err(Error::Restarted(_))), "{answer:?}");
+    storage
+        .send(save(vec![("kept/after", Some(b"in"))]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(db.load_state("kept/caught").await.unwrap(), None);
+    assert_eq!(
+        db.load_state("kept/after").await.unwrap().as_deref(),
+        Some(&b"in"[..])
+    );
+    assert_eq!(
+        db.load_state("kept/before").await.unwrap().as_deref(),
+        Some(&b"in"[..])
     );
 }
