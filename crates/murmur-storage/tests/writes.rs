@@ -18,6 +18,18 @@ async fn open(dir: &tempfile::TempDir) -> Database {
     .unwrap()
 }
 
+/// The storage stage on `db`, with `kept/before` written through it (its
+/// writer's connection open).
+async fn started(db: &Database) -> actix::Addr<Storage> {
+    let storage = Storage::start(db.clone());
+    storage
+        .send(save(vec![("kept/before", Some(b"in"))]))
+        .await
+        .unwrap()
+        .unwrap();
+    storage
+}
+
 /// A write of stage state entries.
 fn save(entries: Vec<(&str, Option<&[u8]>)>) -> SaveState {
     SaveState(
@@ -95,12 +107,7 @@ async fn a_group_write_that_fails_part_way_leaves_nothing_and_the_next_groups_go
     let dir = tempfile::tempdir().unwrap();
     let db = open(&dir).await;
     arm_fuse(&db).await;
-    let storage = Storage::start(db.clone());
-    storage
-        .send(save(vec![("kept/before", Some(b"in"))]))
-        .await
-        .unwrap()
-        .unwrap();
+    let storage = started(&db).await;
 
     let failed = storage
         .send(save(vec![
@@ -146,13 +153,7 @@ async fn a_group_write_that_fails_part_way_leaves_nothing_and_the_next_groups_go
 async fn a_restart_in_the_middle_of_a_write_lands_none_of_it_and_the_next_writes_go_through() {
     let dir = tempfile::tempdir().unwrap();
     let db = open(&dir).await;
-    let storage = Storage::start(db.clone());
-    // The writer's connection is open.
-    storage
-        .send(save(vec![("kept/before", Some(b"in"))]))
-        .await
-        .unwrap()
-        .unwrap();
+    let storage = started(&db).await;
     let mut lock = db.pool().acquire().await.unwrap();
     sqlx::query("BEGIN IMMEDIATE")
         .execute(&mut *lock)
