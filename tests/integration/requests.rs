@@ -256,8 +256,9 @@ async fn an_invite_whose_acceptance_a_stop_interrupted_is_carried_out_at_the_nex
     let (a, group) = invite(&alice, &bob).await;
     valve.close();
 
+    let held = valve.held();
     bob.accept(a).await.unwrap();
-    valve.holding(1).await;
+    valve.holding(held + 1).await;
     assert!(bob.groups().await.unwrap().is_empty());
     bob.go_offline().await.unwrap();
     drop(bob);

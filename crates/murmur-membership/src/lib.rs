@@ -73,15 +73,17 @@ fn now<T: 'static>(answer: Result<T, Error>) -> Later<Result<T, Error>> {
 }
 
 /// `answer`, its time from `started` to when it is given observed in
-/// `seconds`.
+/// `seconds` if it succeeded (a write that failed is not the step's time).
 fn timed<T: 'static>(
     seconds: prometheus_client::metrics::histogram::Histogram,
     started: std::time::Instant,
-    answer: Later<T>,
-) -> Later<T> {
+    answer: Later<Result<T, Error>>,
+) -> Later<Result<T, Error>> {
     Box::pin(async move {
         let answer = answer.await;
-        seconds.observe(started.elapsed().as_secs_f64());
+        if answer.is_ok() {
+            seconds.observe(started.elapsed().as_secs_f64());
+        }
         answer
     })
 }

@@ -188,7 +188,11 @@ impl Sql {
         Ok(Self {
             pool,
             kind,
-            superseded: Default::default(),
+            // A previous run may have stopped before it erased what it
+            // superseded: the first tick checks.
+            superseded: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(
+                kind == Kind::Sqlite,
+            )),
             fence: lease::Fence::default(),
             sqlite_url: (kind == Kind::Sqlite).then_some(connect_url),
         })
@@ -215,8 +219,19 @@ impl Sql {
     /// then the outbox's; answers, for each message archived, whether it
     /// was new.
     pub(crate) async fn write(&self, batch: &Batch) -> Result<Vec<bool>, Error> {
+        self.superseding(batch);
         let added = Self::script(batch).commit(self).await?;
         self.written(batch, &added)
+    }
+
+    /// Marks that `batch`, about to be written, may supersede state: set
+    /// before the write, since a write whose answer never comes back (its
+    /// asker gone with a restart) may still have committed.
+    fn superseding(&self, batch: &Batch) {
+        if !batch.state.is_empty() {
+            self.superseded
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// A batch's statements: the archive's messages first, then the
@@ -234,10 +249,9 @@ impl Sql {
     /// What a committed batch answers, given the hashes its archive insert
     /// added: for each message archived, whether it was new.
     fn written(&self, batch: &Batch, added: &[Vec<u8>]) -> Result<Vec<bool>, Error> {
-        if !batch.state.is_empty() {
-            self.superseded
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-        }
+        // Again once committed: a checkpoint since the mark before the
+        // write may have run before this write landed.
+        self.superseding(batch);
         let mut inserted = std::collections::HashSet::new();
         for hash in added {
             inserted.insert(to_hash(hash)?);

@@ -114,3 +114,26 @@ async fn a_checkpoint_a_reader_held_back_is_tried_again() {
     assert!(db.erase_superseded().await.unwrap(), "tried again");
     assert!(!on_disk(dir.path(), OLD), "an overwritten state lingers");
 }
+
+/// A node killed before its stage's first erase leaves the superseded
+/// state in the WAL: the next start's first erase takes it out, though
+/// nothing was written since.
+#[tokio::test]
+async fn what_a_killed_run_superseded_is_erased_by_the_next() {
+    let (dir, db) = open().await;
+    db.save_state(&entry(OLD)).await.unwrap();
+    db.save_state(&entry(b"the next state")).await.unwrap();
+    assert!(on_disk(dir.path(), OLD), "the state was written");
+    // Killed: its connections are never closed (a clean close would
+    // checkpoint the WAL), as a process that died leaves them.
+    std::mem::forget(db);
+
+    let again = Database::open(&format!(
+        "sqlite://{}",
+        dir.path().join("murmur.db").display()
+    ))
+    .await
+    .unwrap();
+    assert!(again.erase_superseded().await.unwrap());
+    assert!(!on_disk(dir.path(), OLD), "an overwritten state lingers");
+}

@@ -11,6 +11,9 @@ impl Sql {
     ) -> Result<(), Error> {
         let mut script = script::Script::default();
         state(&mut script, entries);
+        // Before and after, as for a batch (`Sql::superseding`).
+        self.superseded
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         script.commit(self).await?;
         self.superseded
             .store(true, std::sync::atomic::Ordering::Relaxed);

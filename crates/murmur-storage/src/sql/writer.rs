@@ -56,6 +56,7 @@ impl Writer {
             Some(conn) => conn,
             own @ None => own.insert(open(url).await?),
         };
+        sql.superseding(&batch);
         let (text, args) = Sql::script(&batch).transaction();
         match bind(sqlx::query(&text), args).fetch_all(&mut *conn).await {
             Ok(rows) => {
