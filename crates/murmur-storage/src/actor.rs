@@ -197,6 +197,31 @@ impl Actor for Storage {
         self.writes = tx;
         let writer = Box::pin(write(self.db.clone(), rx, self.metrics.clone())).into_actor(self);
         ctx.spawn(supervise::Guarded::new(writer).map(|_, _, _| ()));
+        let (db, metrics, growth) = (
+            self.db.clone(),
+            self.metrics.clone(),
+            self.db.sql().growth(),
+        );
+        ctx.spawn(
+            async move {
+                loop {
+                    growth.due().await;
+                    let started = std::time::Instant::now();
+                    let done = db.checkpoint().await;
+                    metrics.checkpointed(started.elapsed());
+                    // Not run: the next due one copies what this would
+                    // have, and the writer's backstop bounds the WAL.
+                    match done {
+                        Ok(Some(c)) if c.busy => {
+                            tracing::debug!("checkpoint not run: another was running");
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
+                    }
+                }
+            }
+            .into_actor(self),
+        );
         ctx.run_interval(ERASE_EVERY, |act, ctx| {
             let db = act.db.clone();
             ctx.spawn(

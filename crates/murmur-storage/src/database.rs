@@ -235,6 +235,14 @@ impl Database {
             .await
     }
 
+    /// Copies what SQLite's WAL holds into the database file, without
+    /// waiting for or holding up writes (a passive checkpoint); `None` on
+    /// PostgreSQL. The storage stage runs one each time its writer has
+    /// committed about a mebibyte.
+    pub async fn checkpoint(&self) -> Result<Option<crate::Checkpoint>, Error> {
+        self.run(|sql| async move { sql.checkpoint().await }).await
+    }
+
     /// Loads one stage state entry.
     pub async fn load_state(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
         let name = name.to_owned();

@@ -34,4 +34,4 @@ mod sql;
 pub use actor::Storage;
 pub use database::Database;
 pub use metrics::Metrics;
-pub use sql::{row_placeholders, OpenError};
+pub use sql::{row_placeholders, Checkpoint, OpenError};

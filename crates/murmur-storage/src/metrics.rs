@@ -12,6 +12,8 @@ pub struct Metrics {
     writes: Counter,
     requests: Counter,
     write_seconds: Histogram,
+    checkpoints: Counter,
+    checkpoint_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -20,6 +22,8 @@ impl Default for Metrics {
             writes: Counter::default(),
             requests: Counter::default(),
             write_seconds: Histogram::new(murmur_core::latency::bounds()),
+            checkpoints: Counter::default(),
+            checkpoint_seconds: Histogram::new(murmur_core::latency::bounds()),
         }
     }
 }
@@ -43,6 +47,16 @@ impl Metrics {
             "From the writer taking a group to its commit (or its failure)",
             self.write_seconds.clone(),
         );
+        registry.register(
+            "checkpoints",
+            "Checkpoints of SQLite's WAL run beside the writer (passive), each once it committed about a mebibyte",
+            self.checkpoints.clone(),
+        );
+        registry.register(
+            "checkpoint_seconds",
+            "How long each of those checkpoints took (or took to fail)",
+            self.checkpoint_seconds.clone(),
+        );
     }
 
     /// How many group writes were made.
@@ -53,6 +67,16 @@ impl Metrics {
     /// How many write requests they carried.
     pub fn requests(&self) -> u64 {
         self.requests.get()
+    }
+
+    /// How many checkpoints ran beside the writer.
+    pub fn checkpoints(&self) -> u64 {
+        self.checkpoints.get()
+    }
+
+    pub(crate) fn checkpointed(&self, took: std::time::Duration) {
+        self.checkpoints.inc();
+        self.checkpoint_seconds.observe(took.as_secs_f64());
     }
 
     pub(crate) fn written(&self, requests: usize, took: std::time::Duration) {

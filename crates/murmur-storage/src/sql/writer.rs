@@ -64,6 +64,7 @@ impl Writer {
                     .iter()
                     .map(|row| row.try_get(0).map_err(backend))
                     .collect::<Result<Vec<Vec<u8>>, Error>>()?;
+                sql.growth.add(batch.bytes());
                 sql.written(&batch, &added)
             }
             Err(e) => {
@@ -88,6 +89,10 @@ async fn open(url: &str) -> Result<SqliteConnection, Error> {
     for pragma in SQLITE_PRAGMAS {
         conn.execute(*pragma).await.map_err(backend)?;
     }
+    // Its checkpoints run beside it (`checkpoint`): its own only as a bound.
+    conn.execute(format!("PRAGMA wal_autocheckpoint = {}", checkpoint::BACKSTOP).as_str())
+        .await
+        .map_err(backend)?;
     Ok(conn)
 }
 
