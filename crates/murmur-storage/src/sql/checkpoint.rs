@@ -14,9 +14,7 @@
 //! A passive checkpoint copies only what was committed when it began, and
 //! the WAL starts over only once everything in it was copied, so under
 //! writes that never pause the WAL could grow without end: the writer's
-//! backstop then copies the little that is left and lets it start over
-//! (a WAL of up to 32 MiB under a relay's sustained archiving, cut back to
-//! [`KEEP`] when it starts over).
+//! backstop then copies the little that is left and lets it start over.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -30,10 +28,6 @@ pub(crate) const EVERY: u64 = 1 << 20;
 /// SQLite does by default at 1,000: reached only when the checkpoints
 /// asked for fall behind.
 pub(crate) const BACKSTOP: u32 = 8_000;
-
-/// Bytes of WAL file kept once the WAL starts over: about what SQLite's
-/// default checkpoint leaves (1,000 pages of 4 KiB).
-pub(crate) const KEEP: u64 = 4 << 20;
 
 /// What the group writer committed since it last asked for a checkpoint.
 #[derive(Debug, Default)]

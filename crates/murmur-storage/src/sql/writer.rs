@@ -89,15 +89,10 @@ async fn open(url: &str) -> Result<SqliteConnection, Error> {
     for pragma in SQLITE_PRAGMAS {
         conn.execute(*pragma).await.map_err(backend)?;
     }
-    // Its checkpoints run beside it (`checkpoint`): its own only as a
-    // bound. Once the WAL starts over, its file is cut back to what it is
-    // at SQLite's default bound, not left at the backstop's.
-    for pragma in [
-        format!("PRAGMA wal_autocheckpoint = {}", checkpoint::BACKSTOP),
-        format!("PRAGMA journal_size_limit = {}", checkpoint::KEEP),
-    ] {
-        conn.execute(pragma.as_str()).await.map_err(backend)?;
-    }
+    // Its checkpoints run beside it (`checkpoint`): its own only as a bound.
+    conn.execute(format!("PRAGMA wal_autocheckpoint = {}", checkpoint::BACKSTOP).as_str())
+        .await
+        .map_err(backend)?;
     Ok(conn)
 }
 
