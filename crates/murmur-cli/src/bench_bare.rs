@@ -4,7 +4,10 @@
 //! node.
 
 use std::{
-    sync::atomic::Ordering,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -17,6 +20,7 @@ use libp2p::{
     tcp, yamux, Swarm, SwarmBuilder,
 };
 use murmur_core::{Delivery, PubsubTopic, WakuMessage};
+use murmur_storage::Checkpoint;
 use prost::Message as _;
 
 use crate::{
@@ -29,17 +33,72 @@ use crate::{
 /// (the default window) it never gathers more than that.
 const ARCHIVE_BATCH: usize = 256;
 
-/// A SQLite archive with murmur's schema in `dir`.
-async fn archive_at(dir: &std::path::Path) -> Result<murmur_storage::Database, CliError> {
-    murmur_storage::Database::open(&format!("sqlite://{}", dir.join("bare.db").display()))
-        .await
-        .map_err(|e| CliError::Node(e.into()))
+/// A bare composition's SQLite database with murmur's schema, written as
+/// murmur's storage stage writes, so that the reference is tuned as murmur
+/// is: on one connection held for the run (murmur's writer keeps its own),
+/// the WAL checkpointed beside the writes (a passive checkpoint each time
+/// about [`Checkpoint::EVERY`] bytes were committed), the commits' own
+/// checkpoints only past [`Checkpoint::BACKSTOP`] pages.
+pub(crate) struct Bare {
+    db: murmur_storage::Database,
+    conn: sqlx::pool::PoolConnection<sqlx::Any>,
+    written: u64,
+    checkpointing: Arc<AtomicBool>,
+}
+
+impl Bare {
+    /// Opens (creating) `path`.
+    pub(crate) async fn open(path: &std::path::Path) -> Result<Self, CliError> {
+        let fail = |e: sqlx::Error| CliError::Failed(format!("bare sqlx: {e}"));
+        let db = murmur_storage::Database::open(&format!("sqlite://{}", path.display()))
+            .await
+            .map_err(|e| CliError::Node(e.into()))?;
+        let mut conn = db.pool().acquire().await.map_err(fail)?;
+        let backstop = format!("PRAGMA wal_autocheckpoint = {}", Checkpoint::BACKSTOP);
+        sqlx::query(&backstop)
+            .execute(&mut *conn)
+            .await
+            .map_err(fail)?;
+        Ok(Self {
+            db,
+            conn,
+            written: 0,
+            checkpointing: Arc::default(),
+        })
+    }
+
+    /// A transaction on the held connection.
+    pub(crate) async fn begin(&mut self) -> Result<sqlx::Transaction<'_, sqlx::Any>, CliError> {
+        sqlx::Connection::begin(&mut *self.conn)
+            .await
+            .map_err(|e| CliError::Failed(format!("bare sqlx: {e}")))
+    }
+
+    /// Counts `bytes` committed; past [`Checkpoint::EVERY`], a passive
+    /// checkpoint starts beside the writes (unless one still runs).
+    pub(crate) fn committed(&mut self, bytes: usize) {
+        self.written += bytes as u64;
+        if self.written < Checkpoint::EVERY {
+            return;
+        }
+        self.written = 0;
+        if self.checkpointing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (db, checkpointing) = (self.db.clone(), self.checkpointing.clone());
+        tokio::spawn(async move {
+            if let Err(e) = db.checkpoint().await {
+                tracing::debug!(error = %e, "bare checkpoint failed");
+            }
+            checkpointing.store(false, Ordering::Release);
+        });
+    }
 }
 
 /// Archives `batch` as murmur's archive does: by hash, 100 rows an insert,
 /// one transaction.
 async fn archive_batch(
-    db: &murmur_storage::Database,
+    db: &mut Bare,
     pubsub: &PubsubTopic,
     batch: &[WakuMessage],
 ) -> Result<(), CliError> {
@@ -47,7 +106,8 @@ async fn archive_batch(
         return Ok(());
     }
     let fail = |e: sqlx::Error| CliError::Failed(format!("bare archive: {e}"));
-    let mut tx = db.pool().begin().await.map_err(fail)?;
+    let mut bytes = 0;
+    let mut tx = db.begin().await?;
     let now = murmur_core::now_nanos();
     for chunk in batch.chunks(100) {
         let sql = format!(
@@ -64,10 +124,13 @@ async fn archive_batch(
                 .bind(m.timestamp.unwrap_or(0))
                 .bind(m.encode_to_vec())
                 .bind(now);
+            bytes += m.encoded_len() + Checkpoint::ROW;
         }
         q.execute(&mut *tx).await.map_err(fail)?;
     }
-    tx.commit().await.map_err(fail)
+    tx.commit().await.map_err(fail)?;
+    db.committed(bytes);
+    Ok(())
 }
 
 pub(crate) fn bare_swarm() -> Result<Swarm<gossipsub::Behaviour>, CliError> {
@@ -149,9 +212,9 @@ pub(crate) async fn bare_gossipsub(args: &RelayArgs, archive: bool) -> Result<Re
                 let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<WakuMessage>>(16);
                 let (progress, pubsub) = (progress.clone(), pubsub.clone());
                 let done = on_own_thread("bare-archiver", async move {
-                    let db = archive_at(&dir).await?;
+                    let mut db = Bare::open(&dir.join("bare.db")).await?;
                     while let Some(batch) = rx.recv().await {
-                        archive_batch(&db, &pubsub, &batch).await?;
+                        archive_batch(&mut db, &pubsub, &batch).await?;
                         for m in &batch {
                             progress.record(&m.payload);
                         }

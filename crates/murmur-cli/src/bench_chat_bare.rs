@@ -16,6 +16,7 @@ use std::{
 };
 
 use futures::StreamExt as _;
+use murmur_storage::Checkpoint;
 
 use libp2p::{
     gossipsub::{self, IdentTopic},
@@ -28,7 +29,7 @@ use murmur_crypto::{
 
 use crate::{
     bench::{RUN_LIMIT, SETUP},
-    bench_bare::{events, listening, messages, on_own_thread, subscribed, tell_address},
+    bench_bare::{events, listening, messages, on_own_thread, subscribed, tell_address, Bare},
     bench_chat::{Args, Clock, Report, BATCH},
     error::CliError,
 };
@@ -207,28 +208,27 @@ fn ends(wrap: Wrap) -> Result<(End, End), CliError> {
     ))
 }
 
-/// One side's SQLite database with the archive's schema.
-pub(crate) async fn database(
-    dir: &std::path::Path,
-    name: &str,
-) -> Result<murmur_storage::Database, CliError> {
-    murmur_storage::Database::open(&format!(
-        "sqlite://{}",
-        dir.join(name).join("bare.db").display()
-    ))
-    .await
-    .map_err(|e| CliError::Node(e.into()))
+/// One side's SQLite database with the archive's schema, written as
+/// murmur's storage stage writes ([`Bare`]).
+pub(crate) async fn database(dir: &std::path::Path, name: &str) -> Result<Bare, CliError> {
+    Bare::open(&dir.join(name).join("bare.db")).await
 }
 
 /// Writes `messages` (each its plaintext under a unique key) and the
 /// session's (or chain's) state in one transaction.
 pub(crate) async fn save(
-    db: &murmur_storage::Database,
+    db: &mut Bare,
     messages: &[(Vec<u8>, Vec<u8>)],
     state: &[u8],
 ) -> Result<(), CliError> {
     let fail = |e: sqlx::Error| CliError::Failed(format!("bare sqlx: {e}"));
-    let mut tx = db.pool().begin().await.map_err(fail)?;
+    let bytes = messages
+        .iter()
+        .map(|(key, text)| key.len() + text.len() + Checkpoint::ROW)
+        .sum::<usize>()
+        + state.len()
+        + Checkpoint::ROW;
+    let mut tx = db.begin().await?;
     if !messages.is_empty() {
         let sql = format!(
             "INSERT INTO messages (hash, pubsub_topic, content_topic, timestamp, message, stored_at) VALUES {} ON CONFLICT (hash) DO NOTHING",
@@ -257,7 +257,9 @@ pub(crate) async fn save(
     .execute(&mut *tx)
     .await
     .map_err(fail)?;
-    tx.commit().await.map_err(fail)
+    tx.commit().await.map_err(fail)?;
+    db.committed(bytes);
+    Ok(())
 }
 
 /// The same path with nothing of murmur's on it but the ratchet (and
@@ -278,7 +280,7 @@ pub(crate) async fn run(args: &Args, wrap: Wrap, pack: Pack) -> Result<Report, C
     let receiver = {
         let (clock, data, there, back) = (clock.clone(), data.clone(), there.clone(), back.clone());
         on_own_thread("bare-chat-receiver", async move {
-            let db = database(data.path(), "receiver").await?;
+            let mut db = database(data.path(), "receiver").await?;
             let mut end = receiving;
             let mut swarm = listening(&[&there, &back])?;
             let mut addr_tx = Some(addr_tx);
@@ -299,7 +301,7 @@ pub(crate) async fn run(args: &Args, wrap: Wrap, pack: Pack) -> Result<Report, C
                 if opened.is_empty() {
                     continue;
                 }
-                save(&db, &opened, &end.session.to_bytes()).await?;
+                save(&mut db, &opened, &end.session.to_bytes()).await?;
                 // One receipt for the batch, as murmur sends one for what
                 // its lane read at once: each message's first 8 bytes.
                 let mut ids = Vec::with_capacity(8 * opened.len());
@@ -312,7 +314,7 @@ pub(crate) async fn run(args: &Args, wrap: Wrap, pack: Pack) -> Result<Report, C
                 }
                 let receipt = end.seal(&ids)?;
                 publish(&mut swarm, &back, receipt).await?;
-                save(&db, &[], &end.session.to_bytes()).await?;
+                save(&mut db, &[], &end.session.to_bytes()).await?;
                 received += opened.len();
             }
             // The last receipts leave before the swarm goes.
@@ -332,7 +334,7 @@ pub(crate) async fn run(args: &Args, wrap: Wrap, pack: Pack) -> Result<Report, C
         let clock = clock.clone();
         on_own_thread("bare-chat-sender", async move {
             let fail = |e: String| CliError::Failed(format!("bare sender: {e}"));
-            let db = database(data.path(), "sender").await?;
+            let mut db = database(data.path(), "sender").await?;
             let mut end = sending;
             let mut swarm = subscribed(&[&there, &back])?;
             swarm.dial(addr).map_err(|e| fail(e.to_string()))?;
@@ -357,7 +359,7 @@ pub(crate) async fn run(args: &Args, wrap: Wrap, pack: Pack) -> Result<Report, C
                     sealed += 1;
                 }
                 if sealed > 0 {
-                    save(&db, &[], &end.session.to_bytes()).await?;
+                    save(&mut db, &[], &end.session.to_bytes()).await?;
                 }
                 let ready = events(&mut swarm, deadline, BATCH).await?;
                 let mut opened = 0;
@@ -365,7 +367,7 @@ pub(crate) async fn run(args: &Args, wrap: Wrap, pack: Pack) -> Result<Report, C
                     opened += end.open(&data)?.0.len() / 8;
                 }
                 if opened > 0 {
-                    save(&db, &[], &end.session.to_bytes()).await?;
+                    save(&mut db, &[], &end.session.to_bytes()).await?;
                     acked += opened;
                 }
             }

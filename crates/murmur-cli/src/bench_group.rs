@@ -216,7 +216,7 @@ pub(crate) async fn bare_run(args: &Args, pack: Pack) -> Result<Report, CliError
             (clock.clone(), data.clone(), topic.clone(), arrivals.clone());
         on_own_thread("bare-group-reader", async move {
             let fail = |e: String| CliError::Failed(format!("bare group reader: {e}"));
-            let db = database(data.path(), "reader").await?;
+            let mut db = database(data.path(), "reader").await?;
             let mut swarm = listening(&[&topic])?;
             let mut addr_tx = Some(addr_tx);
             let deadline = tokio::time::Instant::now() + RUN_LIMIT;
@@ -240,7 +240,7 @@ pub(crate) async fn bare_run(args: &Args, pack: Pack) -> Result<Report, CliError
                 if opened.is_empty() {
                     continue;
                 }
-                save(&db, &opened, &reading_chain.to_bytes()).await?;
+                save(&mut db, &opened, &reading_chain.to_bytes()).await?;
                 for (_, text) in &opened {
                     clock.arrived(std::str::from_utf8(text).unwrap_or_default());
                 }
@@ -258,7 +258,7 @@ pub(crate) async fn bare_run(args: &Args, pack: Pack) -> Result<Report, CliError
         let (clock, arrivals) = (clock.clone(), arrivals.clone());
         on_own_thread("bare-group-sender", async move {
             let fail = |e: String| CliError::Failed(format!("bare group sender: {e}"));
-            let db = database(data.path(), "sender").await?;
+            let mut db = database(data.path(), "sender").await?;
             let mut swarm = subscribed(&[&topic])?;
             swarm.dial(addr).map_err(|e| fail(e.to_string()))?;
             let setup = tokio::time::Instant::now() + SETUP;
@@ -280,7 +280,7 @@ pub(crate) async fn bare_run(args: &Args, pack: Pack) -> Result<Report, CliError
                     sealed += 1;
                 }
                 if sealed > 0 {
-                    save(&db, &[], &chain.to_bytes()).await?;
+                    save(&mut db, &[], &chain.to_bytes()).await?;
                 }
                 tokio::select! {
                     _ = swarm.select_next_some() => {}

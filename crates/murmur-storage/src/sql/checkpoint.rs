@@ -6,8 +6,8 @@
 //! the copy and two fsyncs: on a busy relay, a quarter of SQLite's time,
 //! all of it on the path of the writes that publishes and deliveries wait
 //! for. The group writer's own connection therefore checkpoints only as a
-//! backstop ([`BACKSTOP`] pages), and each time it has committed about
-//! [`EVERY`] bytes it asks for a passive checkpoint, which the storage
+//! backstop ([`Checkpoint::BACKSTOP`] pages), and each time it has committed about
+//! [`Checkpoint::EVERY`] bytes it asks for a passive checkpoint, which the storage
 //! stage runs on a pooled connection, on other threads, while the writer
 //! goes on committing.
 //!
@@ -20,15 +20,6 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::*;
 
-/// Bytes the group writer commits between two checkpoints it asks for
-/// (rows' contents, roughly: pages rewritten make the WAL larger).
-pub(crate) const EVERY: u64 = 1 << 20;
-
-/// WAL pages past which the group writer's own commit checkpoints, as
-/// SQLite does by default at 1,000: reached only when the checkpoints
-/// asked for fall behind.
-pub(crate) const BACKSTOP: u32 = 8_000;
-
 /// What the group writer committed since it last asked for a checkpoint.
 #[derive(Debug, Default)]
 pub(crate) struct Growth {
@@ -37,11 +28,11 @@ pub(crate) struct Growth {
 }
 
 impl Growth {
-    /// Counts `bytes` committed; past [`EVERY`], a checkpoint is due.
+    /// Counts `bytes` committed; past [`Checkpoint::EVERY`], a checkpoint is due.
     pub(crate) fn add(&self, bytes: u64) {
         // One writer adds: a load and a store do not lose counts.
         let total = self.written.load(Relaxed).saturating_add(bytes);
-        if total >= EVERY {
+        if total >= Checkpoint::EVERY {
             self.written.store(0, Relaxed);
             self.due.notify_one();
         } else {
@@ -65,6 +56,22 @@ pub struct Checkpoint {
     pub log: i64,
     /// Of those, pages copied into the database file.
     pub copied: i64,
+}
+
+impl Checkpoint {
+    /// Bytes the group writer commits between two checkpoints it asks for
+    /// (rows' contents and [`Checkpoint::ROW`] each: pages rewritten make
+    /// the WAL larger).
+    pub const EVERY: u64 = 1 << 20;
+
+    /// WAL pages past which the group writer's own commit checkpoints, as
+    /// SQLite does by default at 1,000: reached only when the checkpoints
+    /// asked for fall behind.
+    pub const BACKSTOP: u32 = 8_000;
+
+    /// Bytes counted for a row beside its contents: its key, its indexes'
+    /// entries and its header, roughly.
+    pub const ROW: usize = 128;
 }
 
 impl Sql {
@@ -96,8 +103,7 @@ impl Sql {
 impl Batch {
     /// About how many bytes this batch writes.
     pub(crate) fn bytes(&self) -> u64 {
-        // A row's key, its indexes' entries and its header, roughly.
-        const ROW: usize = 128;
+        const ROW: usize = Checkpoint::ROW;
         let messages = self
             .saves
             .iter()

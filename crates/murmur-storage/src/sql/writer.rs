@@ -90,7 +90,7 @@ async fn open(url: &str) -> Result<SqliteConnection, Error> {
         conn.execute(*pragma).await.map_err(backend)?;
     }
     // Its checkpoints run beside it (`checkpoint`): its own only as a bound.
-    conn.execute(format!("PRAGMA wal_autocheckpoint = {}", checkpoint::BACKSTOP).as_str())
+    conn.execute(format!("PRAGMA wal_autocheckpoint = {}", Checkpoint::BACKSTOP).as_str())
         .await
         .map_err(backend)?;
     Ok(conn)
