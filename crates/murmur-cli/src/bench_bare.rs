@@ -49,10 +49,15 @@ pub(crate) struct Bare {
 impl Bare {
     /// Opens (creating) `path`.
     pub(crate) async fn open(path: &std::path::Path) -> Result<Self, CliError> {
-        let fail = |e: sqlx::Error| CliError::Failed(format!("bare sqlx: {e}"));
         let db = murmur_storage::Database::open(&format!("sqlite://{}", path.display()))
             .await
             .map_err(|e| CliError::Node(e.into()))?;
+        Self::on(db).await
+    }
+
+    /// On `db`, a SQLite database.
+    pub(crate) async fn on(db: murmur_storage::Database) -> Result<Self, CliError> {
+        let fail = |e: sqlx::Error| CliError::Failed(format!("bare sqlx: {e}"));
         let mut conn = db.pool().acquire().await.map_err(fail)?;
         let backstop = format!("PRAGMA wal_autocheckpoint = {}", Checkpoint::BACKSTOP);
         sqlx::query(&backstop)

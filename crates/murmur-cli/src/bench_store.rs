@@ -199,9 +199,20 @@ async fn bare_on(args: &Args, db: Database) -> Result<Run, CliError> {
     let newest = all.last().and_then(|d| d.message.timestamp).unwrap_or(0);
     let pool = db.pool();
     let fail = |e: sqlx::Error| CliError::Failed(format!("bare sqlx: {e}"));
+    // On SQLite written as murmur's storage stage writes (`Bare`: one
+    // connection, checkpoints beside the writes); PostgreSQL's writes go
+    // through the pool, as murmur's do.
+    let mut sqlite = match args.postgres {
+        None => Some(crate::bench_bare::Bare::on(db.clone()).await?),
+        Some(_) => None,
+    };
     let started = Instant::now();
     for commit in all.chunks(args.concurrency.max(1)) {
-        let mut tx = pool.begin().await.map_err(fail)?;
+        let mut tx = match &mut sqlite {
+            Some(bare) => bare.begin().await?,
+            None => pool.begin().await.map_err(fail)?,
+        };
+        let mut bytes = 0;
         for chunk in commit.chunks(BATCH) {
             let sql = format!(
                 "INSERT INTO messages (hash, pubsub_topic, content_topic, timestamp, message, stored_at) VALUES {} ON CONFLICT (hash) DO NOTHING",
@@ -216,11 +227,16 @@ async fn bare_on(args: &Args, db: Database) -> Result<Run, CliError> {
                     .bind(d.message.timestamp.unwrap_or(0))
                     .bind(d.message.encode_to_vec())
                     .bind(murmur_core::now_nanos());
+                bytes += d.message.encoded_len() + murmur_storage::Checkpoint::ROW;
             }
             q.execute(&mut *tx).await.map_err(fail)?;
         }
         tx.commit().await.map_err(fail)?;
+        if let Some(bare) = &mut sqlite {
+            bare.committed(bytes);
+        }
     }
+    drop(sqlite);
     let ingest = args.messages as f64 / started.elapsed().as_secs_f64();
     let query = the_query(&topic, newest);
     let (start, end) = match &query.criteria {
