@@ -207,16 +207,22 @@ impl Actor for Storage {
                 loop {
                     growth.due().await;
                     let started = std::time::Instant::now();
-                    let done = db.checkpoint().await;
-                    metrics.checkpointed(started.elapsed());
-                    // Not run: the next due one copies what this would
-                    // have, and the writer's backstop bounds the WAL.
-                    match done {
-                        Ok(Some(c)) if c.busy => {
+                    // One not run leaves its pages to the next due one,
+                    // and the writer's backstop bounds the WAL meanwhile.
+                    match db.checkpoint().await {
+                        Ok(Some(c)) if !c.busy => {
+                            let pages = u64::try_from(c.copied).unwrap_or(0);
+                            metrics.checkpointed(pages, started.elapsed());
+                        }
+                        Ok(Some(_)) => {
+                            metrics.checkpoint_skipped();
                             tracing::debug!("checkpoint not run: another was running");
                         }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
+                        Ok(None) => {}
+                        Err(e) => {
+                            metrics.checkpoint_skipped();
+                            tracing::warn!(error = %e, "checkpoint failed");
+                        }
                     }
                 }
             }

@@ -13,6 +13,8 @@ pub struct Metrics {
     requests: Counter,
     write_seconds: Histogram,
     checkpoints: Counter,
+    checkpoint_pages: Counter,
+    checkpoints_skipped: Counter,
     checkpoint_seconds: Histogram,
 }
 
@@ -23,6 +25,8 @@ impl Default for Metrics {
             requests: Counter::default(),
             write_seconds: Histogram::new(murmur_core::latency::bounds()),
             checkpoints: Counter::default(),
+            checkpoint_pages: Counter::default(),
+            checkpoints_skipped: Counter::default(),
             checkpoint_seconds: Histogram::new(murmur_core::latency::bounds()),
         }
     }
@@ -53,8 +57,18 @@ impl Metrics {
             self.checkpoints.clone(),
         );
         registry.register(
+            "checkpoint_pages",
+            "WAL pages those checkpoints copied into the database file",
+            self.checkpoint_pages.clone(),
+        );
+        registry.register(
+            "checkpoints_skipped",
+            "Checkpoints due beside the writer that did not run: another was running (a commit's, another process's), or it failed",
+            self.checkpoints_skipped.clone(),
+        );
+        registry.register(
             "checkpoint_seconds",
-            "How long each of those checkpoints took (or took to fail)",
+            "How long each checkpoint that ran beside the writer took",
             self.checkpoint_seconds.clone(),
         );
     }
@@ -74,9 +88,21 @@ impl Metrics {
         self.checkpoints.get()
     }
 
-    pub(crate) fn checkpointed(&self, took: std::time::Duration) {
+    /// How many WAL pages they copied into the database file.
+    pub fn checkpoint_pages(&self) -> u64 {
+        self.checkpoint_pages.get()
+    }
+
+    /// A checkpoint beside the writer ran and copied `pages`.
+    pub(crate) fn checkpointed(&self, pages: u64, took: std::time::Duration) {
         self.checkpoints.inc();
+        self.checkpoint_pages.inc_by(pages);
         self.checkpoint_seconds.observe(took.as_secs_f64());
+    }
+
+    /// A checkpoint beside the writer was due and did not run.
+    pub(crate) fn checkpoint_skipped(&self) {
+        self.checkpoints_skipped.inc();
     }
 
     pub(crate) fn written(&self, requests: usize, took: std::time::Duration) {

@@ -94,9 +94,13 @@ pub(crate) struct Sql {
     /// What a SQLite database is opened with (`None` on PostgreSQL): for
     /// the group writer's own connection ([`writer::Writer`]).
     sqlite_url: Option<String>,
-    /// What the group writer's own connection committed since it last
-    /// asked for a checkpoint.
+    /// What the group writer committed since it last asked for a
+    /// checkpoint.
     growth: std::sync::Arc<checkpoint::Growth>,
+    /// Held by each checkpoint this process runs through the pool: SQLite
+    /// runs one at a time and answers a second with "busy" at once, so the
+    /// truncating one that erases would otherwise lose to a passive one.
+    checkpointing: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 // Used as `map_err(backend)`, which hands over the error by value.
@@ -205,6 +209,7 @@ impl Sql {
             fence: lease::Fence::default(),
             sqlite_url: (kind == Kind::Sqlite).then_some(connect_url),
             growth: std::sync::Arc::default(),
+            checkpointing: std::sync::Arc::default(),
         })
     }
 
@@ -231,6 +236,9 @@ impl Sql {
     pub(crate) async fn write(&self, batch: &Batch) -> Result<Vec<bool>, Error> {
         self.superseding(batch);
         let added = Self::script(batch).commit(self).await?;
+        if self.kind == Kind::Sqlite {
+            self.growth.add(batch.bytes());
+        }
         self.written(batch, &added)
     }
 

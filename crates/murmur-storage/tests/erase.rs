@@ -137,3 +137,20 @@ async fn what_a_killed_run_superseded_is_erased_by_the_next() {
     assert!(again.erase_superseded().await.unwrap());
     assert!(!on_disk(dir.path(), OLD), "an overwritten state lingers");
 }
+
+/// The passive checkpoints the storage stage runs beside its writer do not
+/// make the erasing one give up: SQLite answers a second checkpoint with
+/// "busy" at once, so each waits for the other instead.
+#[tokio::test]
+async fn an_erase_beside_a_passive_checkpoint_still_erases() {
+    let (dir, db) = open().await;
+    for round in 0..20u8 {
+        let old = [OLD, &[round][..]].concat();
+        db.save_state(&entry(&old)).await.unwrap();
+        db.save_state(&entry(b"the next state")).await.unwrap();
+        let (passive, erased) = tokio::join!(db.checkpoint(), db.erase_superseded());
+        assert!(!passive.unwrap().expect("SQLite").busy, "round {round}");
+        assert!(erased.unwrap(), "round {round}: the erase gave up");
+        assert!(!on_disk(dir.path(), &old), "round {round}: it lingers");
+    }
+}

@@ -20,7 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::*;
 
-/// What the group writer committed since it last asked for a checkpoint.
+/// What the group writer committed since it last asked for a checkpoint
+/// (on its own connection, or through the pool under a lease).
 #[derive(Debug, Default)]
 pub(crate) struct Growth {
     written: AtomicU64,
@@ -49,8 +50,8 @@ impl Growth {
 /// What a checkpoint did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Checkpoint {
-    /// Another checkpoint was running: this one did nothing (and `log`
-    /// and `copied` are -1).
+    /// Another checkpoint was running (one a commit ran, or another
+    /// process's): this one did nothing (and `log` and `copied` are -1).
     pub busy: bool,
     /// Pages the WAL held.
     pub log: i64,
@@ -81,6 +82,7 @@ impl Sql {
         if self.kind != Kind::Sqlite {
             return Ok(None);
         }
+        let _held = self.checkpointing.lock().await;
         let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
             .fetch_one(&self.pool)
             .await

@@ -31,13 +31,16 @@ impl Sql {
         if self.kind != Kind::Sqlite || !self.superseded.swap(false, Relaxed) {
             return Ok(false);
         }
+        let held = self.checkpointing.lock().await;
         let busy = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .fetch_one(&self.pool)
             .await
             .and_then(|row| row.try_get::<i64, _>(0))
             .map_err(backend);
+        drop(held);
         if busy != Ok(0) {
-            // A reader on an older snapshot (or a writer) kept the WAL from
+            // A reader on an older snapshot, a writer, or a checkpoint a
+            // commit ran (the writer's past its bound) kept the WAL from
             // being truncated, or the checkpoint failed: what it holds is
             // erased at the next call, not left until the next state write.
             self.superseded.store(true, Relaxed);
