@@ -36,13 +36,16 @@ const ARCHIVE_BATCH: usize = 256;
 /// A bare composition's SQLite database with murmur's schema, written as
 /// murmur's storage stage writes, so that the reference is tuned as murmur
 /// is: on one connection held for the run (murmur's writer keeps its own),
-/// the WAL checkpointed beside the writes (a passive checkpoint each time
+/// each transaction's statements sent with their `BEGIN` and `COMMIT` as
+/// one request, the WAL checkpointed beside the writes (a passive checkpoint each time
 /// about [`Checkpoint::EVERY`] bytes were committed), the commits' own
 /// checkpoints only past [`Checkpoint::BACKSTOP`] pages.
 pub(crate) struct Bare {
     db: murmur_storage::Database,
     conn: sqlx::pool::PoolConnection<sqlx::Any>,
     written: u64,
+    /// A checkpoint fell due and has not started yet.
+    due: Arc<AtomicBool>,
     checkpointing: Arc<AtomicBool>,
 }
 
@@ -68,36 +71,72 @@ impl Bare {
             db,
             conn,
             written: 0,
+            due: Arc::default(),
             checkpointing: Arc::default(),
         })
     }
 
-    /// A transaction on the held connection.
-    pub(crate) async fn begin(&mut self) -> Result<sqlx::Transaction<'_, sqlx::Any>, CliError> {
-        sqlx::Connection::begin(&mut *self.conn)
-            .await
-            .map_err(|e| CliError::Failed(format!("bare sqlx: {e}")))
+    /// Runs `script` (its statements between `BEGIN;` and `COMMIT;`, as
+    /// [`Bare::script`] makes it) as one request on the held connection;
+    /// `bytes` count toward the next checkpoint.
+    pub(crate) async fn commit<'q>(
+        &mut self,
+        script: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+        bytes: usize,
+    ) -> Result<(), CliError> {
+        if let Err(e) = script.execute(&mut *self.conn).await {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *self.conn).await;
+            return Err(CliError::Failed(format!("bare sqlx: {e}")));
+        }
+        self.committed(bytes);
+        Ok(())
+    }
+
+    /// One transaction's text: `statements` (with `?` placeholders) between
+    /// `BEGIN;` and `COMMIT;`.
+    pub(crate) fn script(statements: &[String]) -> String {
+        let mut text = String::from("BEGIN;\n");
+        for statement in statements {
+            text.push_str(statement);
+            text.push_str(";\n");
+        }
+        text.push_str("COMMIT;");
+        text
     }
 
     /// Counts `bytes` committed; past [`Checkpoint::EVERY`], a passive
-    /// checkpoint starts beside the writes (unless one still runs).
-    pub(crate) fn committed(&mut self, bytes: usize) {
+    /// checkpoint starts beside the writes, or right after the one still
+    /// running, as the storage stage's does.
+    fn committed(&mut self, bytes: usize) {
         self.written += bytes as u64;
         if self.written < Checkpoint::EVERY {
             return;
         }
         self.written = 0;
+        self.due.store(true, Ordering::Release);
         if self.checkpointing.swap(true, Ordering::AcqRel) {
             return;
         }
-        let (db, checkpointing) = (self.db.clone(), self.checkpointing.clone());
+        let (db, due, checkpointing) = (
+            self.db.clone(),
+            self.due.clone(),
+            self.checkpointing.clone(),
+        );
         tokio::spawn(async move {
-            if let Err(e) = db.checkpoint().await {
-                tracing::debug!(error = %e, "bare checkpoint failed");
+            while due.swap(false, Ordering::AcqRel) {
+                if let Err(e) = db.checkpoint().await {
+                    tracing::debug!(error = %e, "bare checkpoint failed");
+                }
             }
             checkpointing.store(false, Ordering::Release);
         });
     }
+}
+
+/// `(?, ?), (?, ?)` for 2 rows of 2 columns.
+pub(crate) fn rows(rows: usize, columns: usize) -> String {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    vec![row; rows].join(", ")
 }
 
 /// Archives `batch` as murmur's archive does: by hash, 100 rows an insert,
@@ -110,32 +149,30 @@ async fn archive_batch(
     if batch.is_empty() {
         return Ok(());
     }
-    let fail = |e: sqlx::Error| CliError::Failed(format!("bare archive: {e}"));
-    let mut bytes = 0;
-    let mut tx = db.begin().await?;
-    let now = murmur_core::now_nanos();
-    for chunk in batch.chunks(100) {
-        let sql = format!(
-            "INSERT INTO messages (hash, pubsub_topic, content_topic, timestamp, message, stored_at) VALUES {} ON CONFLICT (hash) DO NOTHING",
-            murmur_storage::row_placeholders(chunk.len(), 6)
-        );
-        let mut q = sqlx::query(&sql);
-        for m in chunk {
-            let delivery = Delivery::new(pubsub.clone(), m.clone());
-            q = q
-                .bind(delivery.hash.as_bytes().to_vec())
-                .bind(pubsub.as_str().to_owned())
-                .bind(m.content_topic.clone())
-                .bind(m.timestamp.unwrap_or(0))
-                .bind(m.encode_to_vec())
-                .bind(now);
-            bytes += m.encoded_len() + Checkpoint::ROW;
-        }
-        q.execute(&mut *tx).await.map_err(fail)?;
+    let inserts: Vec<String> = batch
+        .chunks(100)
+        .map(|chunk| {
+            format!(
+                "INSERT INTO messages (hash, pubsub_topic, content_topic, timestamp, message, stored_at) VALUES {} ON CONFLICT (hash) DO NOTHING",
+                rows(chunk.len(), 6)
+            )
+        })
+        .collect();
+    let text = Bare::script(&inserts);
+    let mut q = sqlx::query(&text);
+    let (now, mut bytes) = (murmur_core::now_nanos(), 0);
+    for m in batch {
+        let delivery = Delivery::new(pubsub.clone(), m.clone());
+        q = q
+            .bind(delivery.hash.as_bytes().to_vec())
+            .bind(pubsub.as_str().to_owned())
+            .bind(m.content_topic.clone())
+            .bind(m.timestamp.unwrap_or(0))
+            .bind(m.encode_to_vec())
+            .bind(now);
+        bytes += m.encoded_len() + Checkpoint::ROW;
     }
-    tx.commit().await.map_err(fail)?;
-    db.committed(bytes);
-    Ok(())
+    db.commit(q, bytes).await
 }
 
 pub(crate) fn bare_swarm() -> Result<Swarm<gossipsub::Behaviour>, CliError> {

@@ -221,45 +221,34 @@ pub(crate) async fn save(
     messages: &[(Vec<u8>, Vec<u8>)],
     state: &[u8],
 ) -> Result<(), CliError> {
-    let fail = |e: sqlx::Error| CliError::Failed(format!("bare sqlx: {e}"));
-    let bytes = messages
-        .iter()
-        .map(|(key, text)| key.len() + text.len() + Checkpoint::ROW)
-        .sum::<usize>()
-        + state.len()
-        + Checkpoint::ROW;
-    let mut tx = db.begin().await?;
+    let mut statements = Vec::with_capacity(2);
     if !messages.is_empty() {
-        let sql = format!(
+        statements.push(format!(
             "INSERT INTO messages (hash, pubsub_topic, content_topic, timestamp, message, stored_at) VALUES {} ON CONFLICT (hash) DO NOTHING",
-            murmur_storage::row_placeholders(messages.len(), 6)
-        );
-        let mut q = sqlx::query(&sql);
-        let now = murmur_core::now_nanos();
-        for (hash, bytes) in messages {
-            q = q
-                .bind(hash.clone())
-                .bind("bench")
-                .bind("bench")
-                .bind(now)
-                .bind(bytes.clone())
-                .bind(now);
-        }
-        q.execute(&mut *tx).await.map_err(fail)?;
+            crate::bench_bare::rows(messages.len(), 6)
+        ));
     }
-    sqlx::query(
-        "INSERT INTO state (name, value, updated_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-    )
-    .bind("session")
-    .bind(state.to_vec())
-    .bind(murmur_core::now_nanos())
-    .execute(&mut *tx)
-    .await
-    .map_err(fail)?;
-    tx.commit().await.map_err(fail)?;
-    db.committed(bytes);
-    Ok(())
+    statements.push(
+        "INSERT INTO state (name, value, updated_at) VALUES (?, ?, ?) \
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
+            .to_owned(),
+    );
+    let text = Bare::script(&statements);
+    let mut q = sqlx::query(&text);
+    let now = murmur_core::now_nanos();
+    let mut bytes = state.len() + Checkpoint::ROW;
+    for (hash, text) in messages {
+        q = q
+            .bind(hash.clone())
+            .bind("bench")
+            .bind("bench")
+            .bind(now)
+            .bind(text.clone())
+            .bind(now);
+        bytes += hash.len() + text.len() + Checkpoint::ROW;
+    }
+    let q = q.bind("session").bind(state.to_vec()).bind(now);
+    db.commit(q, bytes).await
 }
 
 /// The same path with nothing of murmur's on it but the ratchet (and

@@ -194,46 +194,68 @@ async fn bare_run(args: &Args) -> Result<Run, CliError> {
     run
 }
 
+/// Binds each delivery's row, in the columns of murmur's archive insert.
+fn bind_rows<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    rows: &[Delivery],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    rows.iter().fold(q, |q, d| {
+        q.bind(d.hash.as_bytes().to_vec())
+            .bind(d.pubsub_topic.as_str().to_owned())
+            .bind(d.message.content_topic.clone())
+            .bind(d.message.timestamp.unwrap_or(0))
+            .bind(d.message.encode_to_vec())
+            .bind(murmur_core::now_nanos())
+    })
+}
+
 async fn bare_on(args: &Args, db: Database) -> Result<Run, CliError> {
     let (topic, all) = deliveries(args.messages, args.size);
     let newest = all.last().and_then(|d| d.message.timestamp).unwrap_or(0);
     let pool = db.pool();
     let fail = |e: sqlx::Error| CliError::Failed(format!("bare sqlx: {e}"));
     // On SQLite written as murmur's storage stage writes (`Bare`: one
-    // connection, checkpoints beside the writes); PostgreSQL's writes go
-    // through the pool, as murmur's do.
+    // connection, a transaction as one request, checkpoints beside the
+    // writes); PostgreSQL's writes go through the pool, as murmur's do.
     let mut sqlite = match args.postgres {
         None => Some(crate::bench_bare::Bare::on(db.clone()).await?),
         Some(_) => None,
     };
     let started = Instant::now();
     for commit in all.chunks(args.concurrency.max(1)) {
-        let mut tx = match &mut sqlite {
-            Some(bare) => bare.begin().await?,
-            None => pool.begin().await.map_err(fail)?,
+        let placeholders = |n: usize| match sqlite {
+            Some(_) => crate::bench_bare::rows(n, 6),
+            None => murmur_storage::row_placeholders(n, 6),
         };
-        let mut bytes = 0;
-        for chunk in commit.chunks(BATCH) {
-            let sql = format!(
-                "INSERT INTO messages (hash, pubsub_topic, content_topic, timestamp, message, stored_at) VALUES {} ON CONFLICT (hash) DO NOTHING",
-                murmur_storage::row_placeholders(chunk.len(), 6)
-            );
-            let mut q = sqlx::query(&sql);
-            for d in chunk {
-                q = q
-                    .bind(d.hash.as_bytes().to_vec())
-                    .bind(d.pubsub_topic.as_str().to_owned())
-                    .bind(d.message.content_topic.clone())
-                    .bind(d.message.timestamp.unwrap_or(0))
-                    .bind(d.message.encode_to_vec())
-                    .bind(murmur_core::now_nanos());
-                bytes += d.message.encoded_len() + murmur_storage::Checkpoint::ROW;
+        let inserts: Vec<String> = commit
+            .chunks(BATCH)
+            .map(|chunk| {
+                format!(
+                    "INSERT INTO messages (hash, pubsub_topic, content_topic, timestamp, message, stored_at) VALUES {} ON CONFLICT (hash) DO NOTHING",
+                    placeholders(chunk.len())
+                )
+            })
+            .collect();
+        match &mut sqlite {
+            Some(bare) => {
+                let text = crate::bench_bare::Bare::script(&inserts);
+                let bytes = commit
+                    .iter()
+                    .map(|d| d.message.encoded_len() + murmur_storage::Checkpoint::ROW)
+                    .sum();
+                bare.commit(bind_rows(sqlx::query(&text), commit), bytes)
+                    .await?;
             }
-            q.execute(&mut *tx).await.map_err(fail)?;
-        }
-        tx.commit().await.map_err(fail)?;
-        if let Some(bare) = &mut sqlite {
-            bare.committed(bytes);
+            None => {
+                let mut tx = pool.begin().await.map_err(fail)?;
+                for (sql, chunk) in inserts.into_iter().zip(commit.chunks(BATCH)) {
+                    bind_rows(sqlx::query(&sql), chunk)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(fail)?;
+                }
+                tx.commit().await.map_err(fail)?;
+            }
         }
     }
     drop(sqlite);
