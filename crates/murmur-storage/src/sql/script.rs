@@ -120,10 +120,18 @@ fn numbered(sql: &str) -> String {
     out
 }
 
-pub(super) fn bind<'q>(
-    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+/// Binds `args` in order, for either driver the statements go through:
+/// `Any` (the pool) or SQLite's own (the group writer's connection).
+pub(super) fn bind<'q, DB>(
+    mut q: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
     args: Vec<Arg>,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Vec<u8>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
     for arg in args {
         q = match arg {
             Arg::Text(s) => q.bind(s),

@@ -22,10 +22,7 @@
 
 use std::str::FromStr;
 
-use sqlx::{
-    sqlite::{SqliteArguments, SqliteConnectOptions},
-    Connection, Executor, Sqlite, SqliteConnection,
-};
+use sqlx::{sqlite::SqliteConnectOptions, Connection, Executor, SqliteConnection};
 
 use super::*;
 use crate::Database;
@@ -58,7 +55,10 @@ impl Writer {
         };
         sql.superseding(&batch);
         let (text, args) = Sql::script(&batch).transaction();
-        match bind(sqlx::query(&text), args).fetch_all(&mut *conn).await {
+        match script::bind(sqlx::query(&text), args)
+            .fetch_all(&mut *conn)
+            .await
+        {
             Ok(rows) => {
                 let added = rows
                     .iter()
@@ -94,18 +94,4 @@ async fn open(url: &str) -> Result<SqliteConnection, Error> {
         .await
         .map_err(backend)?;
     Ok(conn)
-}
-
-fn bind<'q>(
-    mut q: sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>,
-    args: Vec<Arg>,
-) -> sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>> {
-    for arg in args {
-        q = match arg {
-            Arg::Text(s) => q.bind(s),
-            Arg::Int(i) => q.bind(i),
-            Arg::Blob(b) => q.bind(b),
-        };
-    }
-    q
 }
