@@ -14,6 +14,8 @@ use futures::{stream::FuturesUnordered, StreamExt};
 use libp2p::{identity::Keypair, Multiaddr};
 use murmur_core::{ContentTopic, PubsubTopic, WakuMessage};
 use murmur_node::{Builder, Config, Node};
+
+use crate::bench_stages::{Snapshot, Stages};
 use tokio::sync::Notify;
 
 use crate::error::CliError;
@@ -167,13 +169,16 @@ enum Layout {
 }
 
 /// The runs of one round, in the order they run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Round {
     bare: Report,
     per_node: Report,
     default: Report,
     /// murmur archiving, and its reference: bare gossipsub archiving too.
     archiving: Option<(Report, Report)>,
+    /// Each node's writes in the default-threads run, then in the
+    /// archiving run: sender, receiver.
+    stages: Vec<(&'static str, [Stages; 2])>,
 }
 
 pub(crate) async fn run(command: Command) -> Result<(), CliError> {
@@ -204,22 +209,26 @@ pub(crate) async fn run(command: Command) -> Result<(), CliError> {
         );
         let bare = crate::bench_bare::bare_gossipsub(&args, false).await?;
         tracing::info!(round, "murmur run, a thread per node");
-        let per_node = murmur_relay(&args, false, Layout::ThreadPerNode).await?;
+        let (per_node, _) = murmur_relay(&args, false, Layout::ThreadPerNode).await?;
         tracing::info!(round, "murmur run, default threads");
-        let default = murmur_relay(&args, false, Layout::Default).await?;
+        let (default, default_stages) = murmur_relay(&args, false, Layout::Default).await?;
+        let mut stages = vec![("default", default_stages)];
         let archiving = if args.no_archive {
             None
         } else {
             tracing::info!(round, "bare run, archiving");
             let bare = crate::bench_bare::bare_gossipsub(&args, true).await?;
             tracing::info!(round, "murmur run, archiving");
-            Some((murmur_relay(&args, true, Layout::Default).await?, bare))
+            let (murmur, archiving_stages) = murmur_relay(&args, true, Layout::Default).await?;
+            stages.push(("archiving", archiving_stages));
+            Some((murmur, bare))
         };
         rounds.push(Round {
             bare,
             per_node,
             default,
             archiving,
+            stages,
         });
     }
     drop(progress);
@@ -269,6 +278,9 @@ fn print_rounds(args: &RelayArgs, rounds: &[Round]) {
                     "murmur_default": report(r.default),
                     "murmur_archiving": r.archiving.map(|(m, _)| report(m)),
                     "bare_archiving": r.archiving.map(|(_, b)| report(b)),
+                    "stages": r.stages.iter().map(|(run, [sender, receiver])| {
+                        (run.to_string(), serde_json::json!({"sender": sender.json(), "receiver": receiver.json()}))
+                    }).collect::<serde_json::Map<_, _>>(),
                 })
             })
             .collect();
@@ -337,6 +349,11 @@ fn print_rounds(args: &RelayArgs, rounds: &[Round]) {
     } else {
         println!("; {archiving:.2}x of bare gossipsub+sqlx archiving every message");
     }
+    if let Some(last) = rounds.last() {
+        println!();
+        println!("murmur's writes in the last round, from each node's /metrics: how many, and the mean of each");
+        Stages::writes_table(&last.stages);
+    }
 }
 
 pub(crate) fn bench_topic() -> Result<(ContentTopic, PubsubTopic), CliError> {
@@ -347,7 +364,11 @@ pub(crate) fn bench_topic() -> Result<(ContentTopic, PubsubTopic), CliError> {
 
 /// Two murmur nodes: publish through the pipeline actor and the transport
 /// actor, receive through the transport, the pipeline and a subscription.
-async fn murmur_relay(args: &RelayArgs, archive: bool, layout: Layout) -> Result<Report, CliError> {
+async fn murmur_relay(
+    args: &RelayArgs,
+    archive: bool,
+    layout: Layout,
+) -> Result<(Report, [Stages; 2]), CliError> {
     let (content, pubsub) = bench_topic()?;
     let data = tempfile::tempdir()?;
     let config = |name: &str, peers: Vec<Multiaddr>| {
@@ -385,8 +406,10 @@ async fn murmur_relay(args: &RelayArgs, archive: bool, layout: Layout) -> Result
             Ok(())
         })
     };
+    let before = [Snapshot::of(&a), Snapshot::of(&b)];
     let first_send = Instant::now();
     let (messages, window, size) = (args.messages, args.window, args.size);
+    let sender = a.clone();
     let publishing = {
         let progress = progress.clone();
         run_on(&a_thread, async move {
@@ -415,12 +438,16 @@ async fn murmur_relay(args: &RelayArgs, archive: bool, layout: Layout) -> Result
         // It stops after the last message; after a failure it would wait on.
         let _ = receiving.await;
     }
-    drop(b);
+    let stages = [
+        Stages::between(before[0], Snapshot::of(&sender)),
+        Stages::between(before[1], Snapshot::of(&b)),
+    ];
+    drop((sender, b));
     threads.0.stop();
     threads.1.stop();
     published?;
     all?;
-    Ok(progress.report(first_send))
+    Ok((progress.report(first_send), stages))
 }
 
 /// Starts a node with the default stages on `thread`, so that its actors

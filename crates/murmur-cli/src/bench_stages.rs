@@ -45,6 +45,7 @@ pub(crate) struct Snapshot {
     /// Per step of [`STEPS`].
     steps: [Totals; 6],
     requests: f64,
+    checkpoints: f64,
 }
 
 impl Snapshot {
@@ -60,6 +61,7 @@ impl Snapshot {
         };
         let mut snapshot = Self {
             requests: sample("murmur_storage_write_requests_total"),
+            checkpoints: sample("murmur_storage_checkpoints_total"),
             ..Self::default()
         };
         for (step, (_, name)) in snapshot.steps.iter_mut().zip(STEPS) {
@@ -85,6 +87,8 @@ pub(crate) struct Stages {
     steps: [Step; 6],
     /// Write requests per group write.
     per_write: f64,
+    /// WAL checkpoints run beside the writer.
+    checkpoints: f64,
 }
 
 impl Stages {
@@ -100,6 +104,7 @@ impl Stages {
             };
             *step = Step { count, mean_ms };
         }
+        stages.checkpoints = after.checkpoints - before.checkpoints;
         let writes = stages.steps[5].count;
         if writes > 0.0 {
             stages.per_write = (after.requests - before.requests) / writes;
@@ -108,7 +113,10 @@ impl Stages {
     }
 
     pub(crate) fn json(&self) -> serde_json::Value {
-        let mut value = serde_json::json!({ "requests_per_write": self.per_write });
+        let mut value = serde_json::json!({
+            "requests_per_write": self.per_write,
+            "checkpoints": self.checkpoints,
+        });
         for ((name, _), step) in STEPS.iter().zip(self.steps) {
             value[*name] = serde_json::json!({ "count": step.count, "mean_ms": step.mean_ms });
         }
@@ -140,6 +148,29 @@ impl Stages {
                 write.mean_ms,
                 s.per_write
             );
+        }
+    }
+
+    /// The relay runs' writes: each node's archiving, group writes and
+    /// checkpoints beside the writer, per run.
+    #[allow(clippy::print_stdout)]
+    pub(crate) fn writes_table(runs: &[(&str, [Stages; 2])]) {
+        println!(
+            "run        node      archived  archive ms   writes  write ms  requests/write  checkpoints"
+        );
+        for (run, nodes) in runs {
+            for (node, s) in ["sender", "receiver"].into_iter().zip(nodes) {
+                let [.., archive, write] = s.steps;
+                println!(
+                    "{run:<10} {node:<8}  {:>8.0}  {:>10.2}  {:>7.0}  {:>8.2}  {:>14.1}  {:>11.0}",
+                    archive.count,
+                    archive.mean_ms,
+                    write.count,
+                    write.mean_ms,
+                    s.per_write,
+                    s.checkpoints
+                );
+            }
         }
     }
 }
