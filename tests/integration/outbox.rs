@@ -167,3 +167,62 @@ async fn a_message_that_waited_past_the_store_window_is_stamped_again_and_kept()
     assert!(kept.timestamp.unwrap() > minute_ago);
     drop(node);
 }
+
+/// The group writes the node's storage stage made so far.
+fn writes(node: &Node) -> u64 {
+    node.metrics_text()
+        .lines()
+        .find_map(|l| l.strip_prefix("murmur_storage_writes_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the storage stage's writes in /metrics")
+}
+
+/// A burst the network took leaves the outbox at the ticks after it in a
+/// few group writes: a tick's marks go to the storage stage together, not
+/// one write each (at a relay's rate the outbox would fill faster than the
+/// ticks could empty it).
+#[actix_rt::test]
+async fn a_burst_the_network_took_leaves_the_outbox_in_a_few_writes() {
+    const BURST: usize = 300;
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (store_key, port) = (Keypair::generate_secp256k1(), free_port());
+    let _store = store_on(dirs[1].path(), &store_key, port).await;
+    let store = store_addr(&store_key, port);
+    let alice = sender(dirs[0].path(), &Keypair::generate_secp256k1(), &store).await;
+    alice
+        .wait_for_peers(&alice.pubsub_topic(&topic()), 1, WAIT)
+        .await
+        .unwrap();
+    for i in 0..BURST {
+        let sent = alice
+            .send(&topic(), format!("burst {i}").into_bytes())
+            .await
+            .unwrap();
+        assert_eq!(sent.state(), PublishState::Published);
+    }
+    let db = murmur_storage::Database::open(&format!(
+        "sqlite://{}",
+        dirs[0].path().join("murmur.db").display()
+    ))
+    .await
+    .unwrap();
+    let in_outbox = || async { db.pending().await.unwrap().len() };
+    // Each entry is written after its publish answered: all of them in,
+    // then none out until a tick takes them (one at least 5 s later).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while in_outbox().await < BURST {
+        assert!(tokio::time::Instant::now() < deadline, "not all queued");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = writes(&alice);
+    let deadline = tokio::time::Instant::now() + WAIT * 2;
+    while in_outbox().await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "not all taken out");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let taken_out_in = writes(&alice) - before;
+    assert!(
+        taken_out_in < 30,
+        "{BURST} entries taken out in {taken_out_in} writes"
+    );
+}

@@ -20,6 +20,10 @@ const RESTAMP_AFTER: i64 = 10_000_000_000;
 /// How many ticks a published message is asked after at the store nodes.
 const CONFIRM_TRIES: u8 = 12;
 
+/// Outbox entries marked at once, at most: a storage stage's group commit
+/// takes up to 1,000 writes.
+const MARKS_AT_ONCE: usize = 1_000;
+
 /// Hashes asked of a store node in one tick, at most.
 const CONFIRM_BATCH: usize = 1_000;
 
@@ -418,8 +422,15 @@ impl Pipeline {
         let archive = self.storage.as_ref().map(|s| s.save_raw.clone());
         let pipeline = ctx.address();
         let retry = async move {
-            for hash in marks {
-                let _ = outbox.mark_sent.send(storage::MarkSent(hash)).await;
+            // All at once, so that the storage stage commits them in a few
+            // group writes; one after another, each would be a write of
+            // its own, and a busy relay's outbox would grow faster than
+            // its ticks empty it.
+            for marks in marks.chunks(MARKS_AT_ONCE) {
+                let marking = marks
+                    .iter()
+                    .map(|hash| outbox.mark_sent.send(storage::MarkSent(*hash)));
+                futures::future::join_all(marking).await;
             }
             let Ok(Ok(pending)) = outbox.pending.send(storage::Pending).await else {
                 return 0;
