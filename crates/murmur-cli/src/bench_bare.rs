@@ -4,10 +4,7 @@
 //! node.
 
 use std::{
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
+    sync::{atomic::Ordering, Arc},
     time::{Duration, Instant},
 };
 
@@ -20,7 +17,7 @@ use libp2p::{
     tcp, yamux, Swarm, SwarmBuilder,
 };
 use murmur_core::{Delivery, PubsubTopic, WakuMessage};
-use murmur_storage::Checkpoint;
+use murmur_storage::{Checkpoint, Growth};
 use prost::Message as _;
 
 use crate::{
@@ -41,12 +38,18 @@ const ARCHIVE_BATCH: usize = 256;
 /// about [`Checkpoint::EVERY`] bytes were committed), the commits' own
 /// checkpoints only past [`Checkpoint::BACKSTOP`] pages.
 pub(crate) struct Bare {
-    db: murmur_storage::Database,
     conn: sqlx::pool::PoolConnection<sqlx::Any>,
-    written: u64,
-    /// A checkpoint fell due and has not started yet.
-    due: Arc<AtomicBool>,
-    checkpointing: Arc<AtomicBool>,
+    /// What it committed since the last checkpoint it asked for.
+    growth: Arc<Growth>,
+    /// The storage stage's checkpoints beside the writes
+    /// ([`murmur_storage::checkpoint_beside`]), stopped with it.
+    checkpoints: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Bare {
+    fn drop(&mut self) {
+        self.checkpoints.abort();
+    }
 }
 
 impl Bare {
@@ -67,12 +70,16 @@ impl Bare {
             .execute(&mut *conn)
             .await
             .map_err(fail)?;
-        Ok(Self {
+        let growth = Arc::<Growth>::default();
+        let checkpoints = tokio::spawn(murmur_storage::checkpoint_beside(
             db,
+            growth.clone(),
+            murmur_storage::Metrics::default(),
+        ));
+        Ok(Self {
             conn,
-            written: 0,
-            due: Arc::default(),
-            checkpointing: Arc::default(),
+            growth,
+            checkpoints,
         })
     }
 
@@ -88,7 +95,7 @@ impl Bare {
             let _ = sqlx::query("ROLLBACK").execute(&mut *self.conn).await;
             return Err(CliError::Failed(format!("bare sqlx: {e}")));
         }
-        self.committed(bytes);
+        self.growth.add(bytes as u64);
         Ok(())
     }
 
@@ -102,34 +109,6 @@ impl Bare {
         }
         text.push_str("COMMIT;");
         text
-    }
-
-    /// Counts `bytes` committed; past [`Checkpoint::EVERY`], a passive
-    /// checkpoint starts beside the writes, or right after the one still
-    /// running, as the storage stage's does.
-    fn committed(&mut self, bytes: usize) {
-        self.written += bytes as u64;
-        if self.written < Checkpoint::EVERY {
-            return;
-        }
-        self.written = 0;
-        self.due.store(true, Ordering::Release);
-        if self.checkpointing.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let (db, due, checkpointing) = (
-            self.db.clone(),
-            self.due.clone(),
-            self.checkpointing.clone(),
-        );
-        tokio::spawn(async move {
-            while due.swap(false, Ordering::AcqRel) {
-                if let Err(e) = db.checkpoint().await {
-                    tracing::debug!(error = %e, "bare checkpoint failed");
-                }
-            }
-            checkpointing.store(false, Ordering::Release);
-        });
     }
 }
 

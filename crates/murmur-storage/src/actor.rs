@@ -197,37 +197,12 @@ impl Actor for Storage {
         self.writes = tx;
         let writer = Box::pin(write(self.db.clone(), rx, self.metrics.clone())).into_actor(self);
         ctx.spawn(supervise::Guarded::new(writer).map(|_, _, _| ()));
-        let (db, metrics, growth) = (
+        let beside = crate::checkpoint_beside(
             self.db.clone(),
-            self.metrics.clone(),
             self.db.sql().growth(),
+            self.metrics.clone(),
         );
-        ctx.spawn(
-            async move {
-                loop {
-                    growth.due().await;
-                    let started = std::time::Instant::now();
-                    // One not run leaves its pages to the next due one,
-                    // and the writer's backstop bounds the WAL meanwhile.
-                    match db.checkpoint().await {
-                        Ok(Some(c)) if !c.busy => {
-                            let pages = u64::try_from(c.copied).unwrap_or(0);
-                            metrics.checkpointed(pages, started.elapsed());
-                        }
-                        Ok(Some(_)) => {
-                            metrics.checkpoint_skipped();
-                            tracing::debug!("checkpoint not run: another was running");
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            metrics.checkpoint_skipped();
-                            tracing::warn!(error = %e, "checkpoint failed");
-                        }
-                    }
-                }
-            }
-            .into_actor(self),
-        );
+        ctx.spawn(beside.into_actor(self));
         ctx.run_interval(ERASE_EVERY, |act, ctx| {
             let db = act.db.clone();
             ctx.spawn(

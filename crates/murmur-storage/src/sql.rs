@@ -21,7 +21,7 @@ mod script;
 mod state;
 mod writer;
 
-pub use checkpoint::Checkpoint;
+pub use checkpoint::{checkpoint_beside, Checkpoint, Growth};
 pub(crate) use outbox::Batch;
 pub(crate) use writer::Writer;
 

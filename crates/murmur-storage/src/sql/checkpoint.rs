@@ -20,18 +20,19 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::*;
 
-/// What the group writer committed since it last asked for a checkpoint
-/// (on its own connection, or through the pool under a lease).
+/// What a writer committed since it last asked for a checkpoint: the
+/// storage stage's group writer (on its own connection, or through the pool
+/// under a lease), or a writer of one's own beside [`checkpoint_beside`].
 #[derive(Debug, Default)]
-pub(crate) struct Growth {
+pub struct Growth {
     written: AtomicU64,
     due: tokio::sync::Notify,
 }
 
 impl Growth {
-    /// Counts `bytes` committed; past [`Checkpoint::EVERY`], a checkpoint is due.
-    pub(crate) fn add(&self, bytes: u64) {
-        // One writer adds: a load and a store do not lose counts.
+    /// Counts `bytes` committed; past [`Checkpoint::EVERY`], a checkpoint is
+    /// due. For one writer: a load and a store, not an atomic sum.
+    pub fn add(&self, bytes: u64) {
         let total = self.written.load(Relaxed).saturating_add(bytes);
         if total >= Checkpoint::EVERY {
             self.written.store(0, Relaxed);
@@ -42,8 +43,40 @@ impl Growth {
     }
 
     /// Waits until a checkpoint is due (at once if one fell due meanwhile).
-    pub(crate) async fn due(&self) {
+    async fn due(&self) {
         self.due.notified().await;
+    }
+}
+
+/// Runs a passive checkpoint of `db` each time `growth` says one is due,
+/// for as long as it is polled, counted in `metrics`: what the storage
+/// stage runs beside its group writer. One due while another runs runs
+/// right after it.
+pub async fn checkpoint_beside(
+    db: crate::Database,
+    growth: std::sync::Arc<Growth>,
+    metrics: crate::Metrics,
+) {
+    loop {
+        growth.due().await;
+        let started = std::time::Instant::now();
+        // One not run leaves its pages to the next due one, and the
+        // writer's backstop bounds the WAL meanwhile.
+        match db.checkpoint().await {
+            Ok(Some(c)) if !c.busy => {
+                let pages = u64::try_from(c.copied).unwrap_or(0);
+                metrics.checkpointed(pages, started.elapsed());
+            }
+            Ok(Some(_)) => {
+                metrics.checkpoint_skipped();
+                tracing::debug!("checkpoint not run: another was running");
+            }
+            Ok(None) => {}
+            Err(e) => {
+                metrics.checkpoint_skipped();
+                tracing::warn!(error = %e, "checkpoint failed");
+            }
+        }
     }
 }
 
