@@ -118,6 +118,25 @@ pub(crate) fn rows(rows: usize, columns: usize) -> String {
     vec![row; rows].join(", ")
 }
 
+/// An insert of `n` rows into murmur's archive in the form its storage
+/// stage writes them: on SQLite `OR IGNORE` (so that the multi-row insert
+/// keeps no statement journal), on PostgreSQL `ON CONFLICT DO NOTHING`
+/// with numbered placeholders.
+pub(crate) fn archive_insert(n: usize, sqlite: bool) -> String {
+    const COLUMNS: &str = "(hash, pubsub_topic, content_topic, timestamp, message, stored_at)";
+    if sqlite {
+        format!(
+            "INSERT OR IGNORE INTO messages {COLUMNS} VALUES {}",
+            rows(n, 6)
+        )
+    } else {
+        format!(
+            "INSERT INTO messages {COLUMNS} VALUES {} ON CONFLICT (hash) DO NOTHING",
+            murmur_storage::row_placeholders(n, 6)
+        )
+    }
+}
+
 /// Archives `batch` as murmur's archive does: by hash, 100 rows an insert,
 /// one transaction.
 async fn archive_batch(
@@ -130,12 +149,7 @@ async fn archive_batch(
     }
     let inserts: Vec<String> = batch
         .chunks(100)
-        .map(|chunk| {
-            format!(
-                "INSERT INTO messages (hash, pubsub_topic, content_topic, timestamp, message, stored_at) VALUES {} ON CONFLICT (hash) DO NOTHING",
-                rows(chunk.len(), 6)
-            )
-        })
+        .map(|chunk| archive_insert(chunk.len(), true))
         .collect();
     let text = Bare::script(&inserts);
     let mut q = sqlx::query(&text);
@@ -201,13 +215,43 @@ where
     }
 }
 
+/// A writer on a thread of its own, as murmur's storage stage has one (the
+/// swarm goes on while a batch is written): archives each batch it is
+/// handed into a new database at `file`, in one transaction, then hands the
+/// batch to `then`. Done once the sender is dropped and the last batch is
+/// written.
+#[allow(clippy::type_complexity)]
+fn archiver(
+    name: &'static str,
+    file: std::path::PathBuf,
+    pubsub: PubsubTopic,
+    then: impl Fn(Vec<WakuMessage>) + Send + 'static,
+) -> (
+    tokio::sync::mpsc::Sender<Vec<WakuMessage>>,
+    impl std::future::Future<Output = Result<(), CliError>>,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<WakuMessage>>(16);
+    let done = on_own_thread(name, async move {
+        let mut db = Bare::open(&file).await?;
+        while let Some(batch) = rx.recv().await {
+            archive_batch(&mut db, &pubsub, &batch).await?;
+            then(batch);
+        }
+        Ok(())
+    });
+    (tx, done)
+}
+
 /// Two bare gossipsub swarms with murmur's relay settings, each on its own
 /// thread like murmur's, carrying the same WakuMessage bytes; the receiver
 /// accepts each message after decoding it to read the send time. With
-/// `archive`, the reference for murmur's archiving node: the receiver also
-/// writes every message into SQLite with murmur's schema, in one
-/// transaction per batch of what arrived at once (at most [`ARCHIVE_BATCH`]),
-/// before it counts them, as murmur archives before it delivers.
+/// `archive`, the reference for murmur's archiving node, where both nodes
+/// archive: the receiver writes every message into SQLite with murmur's
+/// schema, in one transaction per batch of what arrived at once (at most
+/// [`ARCHIVE_BATCH`]), before it counts them, as murmur archives before it
+/// delivers; the sender writes what each turn of its loop published into a
+/// database of its own, beside its swarm, as murmur's sender archives what
+/// the network took.
 pub(crate) async fn bare_gossipsub(args: &RelayArgs, archive: bool) -> Result<Report, CliError> {
     let (content, pubsub) = bench_topic()?;
     let topic = IdentTopic::new(pubsub.as_str());
@@ -219,7 +263,7 @@ pub(crate) async fn bare_gossipsub(args: &RelayArgs, archive: bool) -> Result<Re
     let receiving = {
         let progress = progress.clone();
         let topic = topic.clone();
-        let pubsub = pubsub.clone();
+        let (pubsub, archive) = (pubsub.clone(), archive.clone());
         on_own_thread("bare-receiver", async move {
             let fail = |e: String| CliError::Failed(format!("bare gossipsub: {e}"));
             let mut receiver = subscribed(&[&topic])?;
@@ -227,22 +271,18 @@ pub(crate) async fn bare_gossipsub(args: &RelayArgs, archive: bool) -> Result<Re
                 .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr"))
                 .map_err(|e| fail(e.to_string()))?;
             let mut addr_tx = Some(addr_tx);
-            // The writes on a thread of their own, as murmur's storage
-            // stage has one: the swarm goes on while a batch is written.
             let writer = archive.map(|dir| {
-                let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<WakuMessage>>(16);
-                let (progress, pubsub) = (progress.clone(), pubsub.clone());
-                let done = on_own_thread("bare-archiver", async move {
-                    let mut db = Bare::open(&dir.join("bare.db")).await?;
-                    while let Some(batch) = rx.recv().await {
-                        archive_batch(&mut db, &pubsub, &batch).await?;
-                        for m in &batch {
+                let progress = progress.clone();
+                archiver(
+                    "bare-archiver",
+                    dir.join("receiver.db"),
+                    pubsub,
+                    move |batch| {
+                        for m in batch {
                             progress.record(&m.payload);
                         }
-                    }
-                    Ok(())
-                });
-                (tx, done)
+                    },
+                )
             });
             let deadline = tokio::time::Instant::now() + RUN_LIMIT;
             // Without an archive each message counts at once, as before;
@@ -290,8 +330,12 @@ pub(crate) async fn bare_gossipsub(args: &RelayArgs, archive: bool) -> Result<Re
     let size = args.size;
     let publishing = {
         let progress = progress.clone();
+        let archive = archive.map(|dir| dir.join("sender.db"));
         on_own_thread("bare-publisher", async move {
             let fail = |e: String| CliError::Failed(format!("bare gossipsub: {e}"));
+            // What an archiving node publishes it archives too, after the
+            // network took it, beside the swarm (murmur's sender does).
+            let writer = archive.map(|file| archiver("bare-sender-archiver", file, pubsub, drop));
             let mut publisher = subscribed(&[&topic])?;
             publisher.dial(addr).map_err(|e| fail(e.to_string()))?;
             let deadline = tokio::time::Instant::now() + SETUP;
@@ -304,6 +348,7 @@ pub(crate) async fn bare_gossipsub(args: &RelayArgs, archive: bool) -> Result<Re
             let run_deadline = tokio::time::Instant::now() + RUN_LIMIT;
             let mut sent = 0;
             while progress.received.load(Ordering::Acquire) < n {
+                let mut published = Vec::new();
                 while sent < n && progress.in_flight(sent) < window {
                     let message = WakuMessage::new(content.as_str(), progress.payload(sent, size))
                         .with_timestamp(murmur_core::now_nanos());
@@ -311,11 +356,19 @@ pub(crate) async fn bare_gossipsub(args: &RelayArgs, archive: bool) -> Result<Re
                         .behaviour_mut()
                         .publish(topic.clone(), message.encode_to_vec())
                     {
-                        Ok(_) => sent += 1,
+                        Ok(_) => {
+                            sent += 1;
+                            published.push(message);
+                        }
                         // The send queue is full: let the swarm drain it.
                         Err(gossipsub::PublishError::AllQueuesFull(_)) => break,
                         Err(e) => return Err(fail(e.to_string())),
                     }
+                }
+                if let (Some((tx, _)), false) = (&writer, published.is_empty()) {
+                    tx.send(published)
+                        .await
+                        .map_err(|_| fail("the sender's archive writer stopped".to_owned()))?;
                 }
                 tokio::select! {
                     _ = publisher.select_next_some() => {}
@@ -325,6 +378,10 @@ pub(crate) async fn bare_gossipsub(args: &RelayArgs, archive: bool) -> Result<Re
                     }
                 }
             }
+            if let Some((tx, done)) = writer {
+                drop(tx);
+                done.await?;
+            }
             Ok(first_send)
         })
     };
@@ -333,7 +390,6 @@ pub(crate) async fn bare_gossipsub(args: &RelayArgs, archive: bool) -> Result<Re
     Ok(progress.report(first_send))
 }
 
-/// A bare swarm subscribed to `topics`.
 /// A bare swarm subscribed to `topics`, listening on a loopback port.
 pub(crate) fn listening(topics: &[&IdentTopic]) -> Result<Swarm<gossipsub::Behaviour>, CliError> {
     let mut swarm = subscribed(topics)?;

@@ -223,10 +223,7 @@ pub(crate) async fn save(
 ) -> Result<(), CliError> {
     let mut statements = Vec::with_capacity(2);
     if !messages.is_empty() {
-        statements.push(format!(
-            "INSERT INTO messages (hash, pubsub_topic, content_topic, timestamp, message, stored_at) VALUES {} ON CONFLICT (hash) DO NOTHING",
-            crate::bench_bare::rows(messages.len(), 6)
-        ));
+        statements.push(crate::bench_bare::archive_insert(messages.len(), true));
     }
     statements.push(
         "INSERT INTO state (name, value, updated_at) VALUES (?, ?, ?) \

@@ -223,18 +223,9 @@ async fn bare_on(args: &Args, db: Database) -> Result<Run, CliError> {
     };
     let started = Instant::now();
     for commit in all.chunks(args.concurrency.max(1)) {
-        let placeholders = |n: usize| match sqlite {
-            Some(_) => crate::bench_bare::rows(n, 6),
-            None => murmur_storage::row_placeholders(n, 6),
-        };
         let inserts: Vec<String> = commit
             .chunks(BATCH)
-            .map(|chunk| {
-                format!(
-                    "INSERT INTO messages (hash, pubsub_topic, content_topic, timestamp, message, stored_at) VALUES {} ON CONFLICT (hash) DO NOTHING",
-                    placeholders(chunk.len())
-                )
-            })
+            .map(|chunk| crate::bench_bare::archive_insert(chunk.len(), sqlite.is_some()))
             .collect();
         match &mut sqlite {
             Some(bare) => {

@@ -81,6 +81,25 @@ enum Kind {
     Postgres,
 }
 
+impl Kind {
+    /// A multi-row insert into `table` (`columns`, `rows` of them) that
+    /// skips the rows whose `hash` is there already.
+    fn insert_new(self, table: &str, columns: &[&str], rows: usize) -> String {
+        let values = script::rows(rows, columns.len());
+        let columns = columns.join(", ");
+        match self {
+            // A multi-row insert whose constraints could abort it makes
+            // SQLite copy every page it touches into a statement journal
+            // first, to undo it alone; with OR IGNORE none can (the binds
+            // are never NULL, so no row is skipped for a NOT NULL).
+            Kind::Sqlite => format!("INSERT OR IGNORE INTO {table} ({columns}) VALUES {values}"),
+            Kind::Postgres => format!(
+                "INSERT INTO {table} ({columns}) VALUES {values} ON CONFLICT (hash) DO NOTHING"
+            ),
+        }
+    }
+}
+
 /// The archive, outbox and cursors in one SQL database: the statements,
 /// run on the database's own thread by [`crate::Database`].
 #[derive(Debug, Clone)]
@@ -235,7 +254,7 @@ impl Sql {
     /// was new.
     pub(crate) async fn write(&self, batch: &Batch) -> Result<Vec<bool>, Error> {
         self.superseding(batch);
-        let added = Self::script(batch).commit(self).await?;
+        let added = Self::script(batch, self.kind).commit(self).await?;
         if self.kind == Kind::Sqlite {
             self.growth.add(batch.bytes());
         }
@@ -255,10 +274,10 @@ impl Sql {
     /// A batch's statements: the archive's messages first, then the
     /// outbox's, then stage state. Only the archive's insert returns rows:
     /// the hashes it added.
-    fn script(batch: &Batch) -> script::Script {
+    fn script(batch: &Batch, kind: Kind) -> script::Script {
         let mut script = script::Script::default();
-        saves(&mut script, &batch.saves);
-        outbox::enqueue(&mut script, &batch.queued);
+        saves(&mut script, &batch.saves, kind);
+        outbox::enqueue(&mut script, &batch.queued, kind);
         outbox::sent(&mut script, &batch.sent);
         state::state(&mut script, &batch.state);
         script
@@ -460,20 +479,26 @@ fn decode(bytes: &[u8]) -> Result<WakuMessage, Error> {
     WakuMessage::decode(bytes).map_err(|e| Error::Corrupt(e.to_string()))
 }
 
+/// The archive's columns, in the order [`saves`] binds them.
+const ARCHIVED: [&str; 6] = [
+    "hash",
+    "pubsub_topic",
+    "content_topic",
+    "timestamp",
+    "message",
+    "stored_at",
+];
+
 /// Archives `deliveries` (ephemeral ones are not kept), 100 rows a
 /// statement; each statement returns the hashes it added.
-fn saves(script: &mut script::Script, deliveries: &[Delivery]) {
+fn saves(script: &mut script::Script, deliveries: &[Delivery], kind: Kind) {
     let keep: Vec<&Delivery> = deliveries
         .iter()
         .filter(|d| !d.message.is_ephemeral())
         .collect();
     let stored_at = now_nanos();
     for chunk in keep.chunks(100) {
-        let sql = format!(
-            "INSERT INTO messages (hash, pubsub_topic, content_topic, timestamp, message, stored_at) \
-             VALUES {} ON CONFLICT (hash) DO NOTHING RETURNING hash",
-            script::rows(chunk.len(), 6)
-        );
+        let sql = kind.insert_new("messages", &ARCHIVED, chunk.len()) + " RETURNING hash";
         let mut args = Vec::with_capacity(6 * chunk.len());
         for d in chunk {
             args.extend([

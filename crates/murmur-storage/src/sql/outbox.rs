@@ -59,13 +59,13 @@ impl Sql {
 }
 
 /// Puts `queued` in the outbox, 100 rows a statement.
-pub(super) fn enqueue(script: &mut script::Script, queued: &[Delivery]) {
+pub(super) fn enqueue(script: &mut script::Script, queued: &[Delivery], kind: super::Kind) {
     let created_at = now_nanos();
     for chunk in queued.chunks(100) {
-        let sql = format!(
-            "INSERT INTO outbox (hash, pubsub_topic, message, created_at) \
-             VALUES {} ON CONFLICT (hash) DO NOTHING",
-            script::rows(chunk.len(), 4)
+        let sql = kind.insert_new(
+            "outbox",
+            &["hash", "pubsub_topic", "message", "created_at"],
+            chunk.len(),
         );
         let mut args = Vec::with_capacity(4 * chunk.len());
         for d in chunk {

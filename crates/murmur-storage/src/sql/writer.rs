@@ -54,7 +54,7 @@ impl Writer {
             own @ None => own.insert(open(url).await?),
         };
         sql.superseding(&batch);
-        let (text, args) = Sql::script(&batch).transaction();
+        let (text, args) = Sql::script(&batch, super::Kind::Sqlite).transaction();
         match script::bind(sqlx::query(&text), args)
             .fetch_all(&mut *conn)
             .await
