@@ -53,6 +53,7 @@ macro_rules! storage_conformance_tests {
             }
 
             case!(saves_once_and_skips_ephemeral);
+            case!(takes_copies_arriving_together_once);
             case!(round_trips_messages_byte_for_byte);
             case!(filters_by_topic_and_time);
             case!(pages_forward_with_an_exclusive_cursor);
@@ -137,6 +138,61 @@ where
         .await
         .unwrap();
     assert_eq!(hashes(&page), vec![d.hash]);
+}
+
+/// Copies of a message asked for together (so in one write of a group
+/// committing stage, even one multi-row insert) are archived once, and
+/// only the first is answered as new; the outbox takes them once too.
+pub async fn takes_copies_arriving_together_once<F, Fut>(start: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = storage::Handle>,
+{
+    let store = start().await;
+    let a = delivery(1, "/c/1/a/proto", 1, 1);
+    let b = delivery(1, "/c/1/a/proto", 2, 2);
+    // Each request is in the stage's mailbox once sent, before any answer.
+    let asked: Vec<_> = [&a, &a, &b, &a, &b]
+        .into_iter()
+        .map(|d| store.save_raw.send(SaveRaw(d.clone())))
+        .collect();
+    let mut new = Vec::new();
+    for answer in asked {
+        new.push(answer.await.expect("store alive").expect("save succeeds"));
+    }
+    assert_eq!(new, [true, false, true, false, false]);
+    let page = query(&store, Query::hashes(vec![a.hash, b.hash]))
+        .await
+        .unwrap();
+    assert_eq!(page.messages.len(), 2, "each archived once");
+
+    let queued: Vec<_> = [&a, &b, &a, &b]
+        .into_iter()
+        .map(|d| {
+            store
+                .enqueue
+                .send(Enqueue::new(d.pubsub_topic.clone(), d.message.clone()))
+        })
+        .collect();
+    for answer in queued {
+        answer
+            .await
+            .expect("store alive")
+            .expect("enqueue succeeds");
+    }
+    let mut pending: Vec<MessageHash> = store
+        .pending
+        .send(Pending)
+        .await
+        .unwrap()
+        .unwrap()
+        .iter()
+        .map(|d| d.hash)
+        .collect();
+    pending.sort();
+    let mut both = vec![a.hash, b.hash];
+    both.sort();
+    assert_eq!(pending, both, "each in the outbox once");
 }
 
 /// What comes back is what went in, every field.
