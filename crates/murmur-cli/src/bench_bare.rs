@@ -30,6 +30,9 @@ use crate::{
 /// (the default window) it never gathers more than that.
 const ARCHIVE_BATCH: usize = 256;
 
+/// Where a bare writer is handed what it archives, a batch at a time.
+type Batches = tokio::sync::mpsc::Sender<Vec<WakuMessage>>;
+
 /// A bare composition's SQLite database with murmur's schema, written as
 /// murmur's storage stage writes, so that the reference is tuned as murmur
 /// is: on one connection held for the run (murmur's writer keeps its own),
@@ -220,14 +223,13 @@ where
 /// handed into a new database at `file`, in one transaction, then hands the
 /// batch to `then`. Done once the sender is dropped and the last batch is
 /// written.
-#[allow(clippy::type_complexity)]
 fn archiver(
     name: &'static str,
     file: std::path::PathBuf,
     pubsub: PubsubTopic,
     then: impl Fn(Vec<WakuMessage>) + Send + 'static,
 ) -> (
-    tokio::sync::mpsc::Sender<Vec<WakuMessage>>,
+    Batches,
     impl std::future::Future<Output = Result<(), CliError>>,
 ) {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<WakuMessage>>(16);
