@@ -25,7 +25,9 @@ use crate::{
     error::CliError,
 };
 
-/// Messages the archiving reference writes in one transaction at most:
+/// Messages the archiving reference gathers into one transaction: what
+/// its receiver's swarm hands over at once, at most this many, and what
+/// queued for a writer while it wrote, until it holds this many or more.
 /// murmur's group commit takes up to 1,000 at once; with 256 in flight
 /// (the default window) it never gathers more than that.
 const ARCHIVE_BATCH: usize = 256;
@@ -218,42 +220,104 @@ where
     }
 }
 
-/// A writer on a thread of its own, as murmur's storage stage has one (the
-/// swarm goes on while a batch is written): archives each batch it is
-/// handed into a new database at `file`, in one transaction, then hands the
-/// batch to `then`. Done once the sender is dropped and the last batch is
-/// written.
-fn archiver(
-    name: &'static str,
-    file: std::path::PathBuf,
-    pubsub: PubsubTopic,
-    then: impl Fn(Vec<WakuMessage>) + Send + 'static,
-) -> (
-    Batches,
-    impl std::future::Future<Output = Result<(), CliError>>,
-) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<WakuMessage>>(16);
-    let done = on_own_thread(name, async move {
-        let mut db = Bare::open(&file).await?;
-        while let Some(batch) = rx.recv().await {
-            archive_batch(&mut db, &pubsub, &batch).await?;
-            then(batch);
+/// A bare writer on a thread of its own, as murmur's storage stage has one
+/// (the swarm goes on while a batch is written). It archives what it is
+/// handed into a new database, in one transaction with whatever piled up
+/// while it wrote the batch before (as murmur's group commit takes what is
+/// queued), until that holds [`ARCHIVE_BATCH`] messages or more; then it
+/// hands what it wrote to `then`.
+struct Archiver {
+    batches: Batches,
+    done: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), CliError>> + Send>>,
+    /// What found the writer's queue full, to go with the next batch.
+    waiting: Vec<WakuMessage>,
+}
+
+impl Archiver {
+    fn start(
+        name: &'static str,
+        file: std::path::PathBuf,
+        pubsub: PubsubTopic,
+        then: impl Fn(Vec<WakuMessage>) + Send + 'static,
+    ) -> Self {
+        let (batches, mut queue) = tokio::sync::mpsc::channel::<Vec<WakuMessage>>(16);
+        let done = on_own_thread(name, async move {
+            let mut db = Bare::open(&file).await?;
+            while let Some(mut batch) = queue.recv().await {
+                while batch.len() < ARCHIVE_BATCH {
+                    match queue.try_recv() {
+                        Ok(more) => batch.extend(more),
+                        Err(_) => break,
+                    }
+                }
+                archive_batch(&mut db, &pubsub, &batch).await?;
+                then(batch);
+            }
+            Ok(())
+        });
+        Self {
+            batches,
+            done: Box::pin(done),
+            waiting: Vec::new(),
         }
-        Ok(())
-    });
-    (tx, done)
+    }
+
+    /// Hands `batch` over, waiting for room in the writer's queue.
+    async fn hand(&mut self, batch: Vec<WakuMessage>) -> Result<(), CliError> {
+        match self.batches.send(batch).await {
+            Ok(()) => Ok(()),
+            Err(_) => Err(self.failure().await),
+        }
+    }
+
+    /// Hands `batch` over without waiting: what finds the queue full goes
+    /// with the next.
+    async fn offer(&mut self, batch: Vec<WakuMessage>) -> Result<(), CliError> {
+        self.waiting.extend(batch);
+        if self.waiting.is_empty() {
+            return Ok(());
+        }
+        match self.batches.try_send(std::mem::take(&mut self.waiting)) {
+            Ok(()) => Ok(()),
+            Err(tokio::sync::mpsc::error::TrySendError::Full(back)) => {
+                self.waiting = back;
+                Ok(())
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => Err(self.failure().await),
+        }
+    }
+
+    /// Why the writer stopped before it was told to.
+    async fn failure(&mut self) -> CliError {
+        match (&mut self.done).await {
+            Err(e) => e,
+            Ok(()) => CliError::Failed("an archive writer stopped early".to_owned()),
+        }
+    }
+
+    /// Hands over what still waits and waits until all of it is written.
+    async fn finish(mut self) -> Result<(), CliError> {
+        let waiting = std::mem::take(&mut self.waiting);
+        if !waiting.is_empty() {
+            self.hand(waiting).await?;
+        }
+        let Self { batches, done, .. } = self;
+        drop(batches);
+        done.await
+    }
 }
 
 /// Two bare gossipsub swarms with murmur's relay settings, each on its own
 /// thread like murmur's, carrying the same WakuMessage bytes; the receiver
 /// accepts each message after decoding it to read the send time. With
 /// `archive`, the reference for murmur's archiving node, where both nodes
-/// archive: the receiver writes every message into SQLite with murmur's
-/// schema, in one transaction per batch of what arrived at once (at most
-/// [`ARCHIVE_BATCH`]), before it counts them, as murmur archives before it
-/// delivers; the sender writes what each turn of its loop published into a
-/// database of its own, beside its swarm, as murmur's sender archives what
-/// the network took.
+/// archive: the receiver hands what arrived at once (at most
+/// [`ARCHIVE_BATCH`]) to a writer of its own, which archives it into SQLite
+/// with murmur's schema ([`Archiver`]), and counts it only then, as murmur
+/// archives before it delivers; the sender hands what each turn of its loop published to a
+/// writer of its own (without waiting: what finds its queue full goes with
+/// the next turn's), which archives it into a database of its own beside
+/// the swarm, as murmur's sender archives what the network took.
 pub(crate) async fn bare_gossipsub(args: &RelayArgs, archive: bool) -> Result<Report, CliError> {
     let (content, pubsub) = bench_topic()?;
     let topic = IdentTopic::new(pubsub.as_str());
@@ -273,9 +337,9 @@ pub(crate) async fn bare_gossipsub(args: &RelayArgs, archive: bool) -> Result<Re
                 .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr"))
                 .map_err(|e| fail(e.to_string()))?;
             let mut addr_tx = Some(addr_tx);
-            let writer = archive.map(|dir| {
+            let mut writer = archive.map(|dir| {
                 let progress = progress.clone();
-                archiver(
+                Archiver::start(
                     "bare-archiver",
                     dir.join("receiver.db"),
                     pubsub,
@@ -305,11 +369,8 @@ pub(crate) async fn bare_gossipsub(args: &RelayArgs, archive: bool) -> Result<Re
                     .filter_map(|data| WakuMessage::decode(data.as_slice()).ok())
                     .collect();
                 taken += batch.len();
-                match &writer {
-                    Some((tx, _)) if !batch.is_empty() => tx
-                        .send(batch)
-                        .await
-                        .map_err(|_| fail("the archive writer stopped".to_owned()))?,
+                match &mut writer {
+                    Some(writer) if !batch.is_empty() => writer.hand(batch).await?,
                     Some(_) => {}
                     None => {
                         for m in &batch {
@@ -318,9 +379,8 @@ pub(crate) async fn bare_gossipsub(args: &RelayArgs, archive: bool) -> Result<Re
                     }
                 }
             }
-            if let Some((tx, done)) = writer {
-                drop(tx);
-                done.await?;
+            if let Some(writer) = writer {
+                writer.finish().await?;
             }
             Ok(())
         })
@@ -337,7 +397,8 @@ pub(crate) async fn bare_gossipsub(args: &RelayArgs, archive: bool) -> Result<Re
             let fail = |e: String| CliError::Failed(format!("bare gossipsub: {e}"));
             // What an archiving node publishes it archives too, after the
             // network took it, beside the swarm (murmur's sender does).
-            let writer = archive.map(|file| archiver("bare-sender-archiver", file, pubsub, drop));
+            let mut writer =
+                archive.map(|file| Archiver::start("bare-sender-archiver", file, pubsub, drop));
             let mut publisher = subscribed(&[&topic])?;
             publisher.dial(addr).map_err(|e| fail(e.to_string()))?;
             let deadline = tokio::time::Instant::now() + SETUP;
@@ -367,10 +428,8 @@ pub(crate) async fn bare_gossipsub(args: &RelayArgs, archive: bool) -> Result<Re
                         Err(e) => return Err(fail(e.to_string())),
                     }
                 }
-                if let (Some((tx, _)), false) = (&writer, published.is_empty()) {
-                    tx.send(published)
-                        .await
-                        .map_err(|_| fail("the sender's archive writer stopped".to_owned()))?;
+                if let Some(writer) = &mut writer {
+                    writer.offer(published).await?;
                 }
                 tokio::select! {
                     _ = publisher.select_next_some() => {}
@@ -380,9 +439,8 @@ pub(crate) async fn bare_gossipsub(args: &RelayArgs, archive: bool) -> Result<Re
                     }
                 }
             }
-            if let Some((tx, done)) = writer {
-                drop(tx);
-                done.await?;
+            if let Some(writer) = writer {
+                writer.finish().await?;
             }
             Ok(first_send)
         })

@@ -345,7 +345,7 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
     let median =
         |f: &dyn Fn(&(Run, Run)) -> f64| crate::bench::median(rounds.iter().map(f).collect());
     println!(
-        "ingest murmur / bare: {:.2}x; query p99 murmur / bare: {:.2}x (medians of the rounds' ratios; query p50 {:.3} / {:.3} ms)",
+        "ingest murmur / bare: {:.2}x; query p99 murmur / bare: {:.2}x (medians of the rounds' ratios; query p50 bare {:.3} ms, murmur {:.3} ms)",
         median(&|(b, m)| m.ingest_per_second / b.ingest_per_second),
         median(&|(b, m)| m.p99_ms / b.p99_ms),
         median(&|(b, _)| b.p50_ms),
