@@ -4,11 +4,13 @@
 
 use std::time::Duration;
 
+use actix::prelude::*;
 use libp2p::identity::Keypair;
 use murmur::{
-    core::{store::Query, ContentTopic, WakuMessage},
+    core::{store::Query, ContentTopic, MessageHash, WakuMessage},
     node::{Builder, Node, PublishState},
 };
+use murmur_core::storage;
 
 use crate::support::{loopback_config, WAIT};
 
@@ -168,13 +170,73 @@ async fn a_message_that_waited_past_the_store_window_is_stamped_again_and_kept()
     drop(node);
 }
 
-/// The group writes the node's storage stage made so far.
-fn writes(node: &Node) -> u64 {
-    node.metrics_text()
-        .lines()
-        .find_map(|l| l.strip_prefix("murmur_storage_writes_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("the storage stage's writes in /metrics")
+/// An entry the outbox's storage stage took in, or out again.
+#[derive(Debug, PartialEq)]
+enum Moved {
+    In,
+    Out,
+}
+
+/// Between the pipeline and the storage stage: hands the outbox's writes on
+/// in their order, and tells of each once the stage answered it.
+struct Watched {
+    inner: storage::Handle,
+    moved: tokio::sync::mpsc::UnboundedSender<Moved>,
+}
+
+impl Actor for Watched {
+    type Context = Context<Self>;
+}
+
+/// Answers `answer` once it came, telling `moved` first if it succeeded.
+fn told<T: 'static>(
+    answer: impl std::future::Future<Output = Result<Result<T, storage::Error>, MailboxError>> + 'static,
+    moved: tokio::sync::mpsc::UnboundedSender<Moved>,
+    what: Moved,
+) -> ResponseFuture<Result<T, storage::Error>> {
+    Box::pin(async move {
+        let answer = answer
+            .await
+            .unwrap_or_else(|_| Err(storage::Error::Backend("gone".to_owned())));
+        if answer.is_ok() {
+            let _ = moved.send(what);
+        }
+        answer
+    })
+}
+
+impl Handler<storage::Enqueue> for Watched {
+    type Result = ResponseFuture<Result<MessageHash, storage::Error>>;
+
+    fn handle(&mut self, enqueue: storage::Enqueue, _: &mut Context<Self>) -> Self::Result {
+        told(
+            self.inner.enqueue.send(enqueue),
+            self.moved.clone(),
+            Moved::In,
+        )
+    }
+}
+
+impl Handler<storage::MarkSent> for Watched {
+    type Result = ResponseFuture<Result<(), storage::Error>>;
+
+    fn handle(&mut self, sent: storage::MarkSent, _: &mut Context<Self>) -> Self::Result {
+        told(
+            self.inner.mark_sent.send(sent),
+            self.moved.clone(),
+            Moved::Out,
+        )
+    }
+}
+
+/// Waits for `n` answers of the kind `what`.
+async fn moved(events: &mut tokio::sync::mpsc::UnboundedReceiver<Moved>, what: Moved, n: usize) {
+    for _ in 0..n {
+        let event = tokio::time::timeout(WAIT * 2, events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no more {what:?} within {:?}", WAIT * 2));
+        assert_eq!(event.as_ref(), Some(&what));
+    }
 }
 
 /// A burst the network took leaves the outbox at the ticks after it in a
@@ -188,7 +250,31 @@ async fn a_burst_the_network_took_leaves_the_outbox_in_a_few_writes() {
     let (store_key, port) = (Keypair::generate_secp256k1(), free_port());
     let _store = store_on(dirs[1].path(), &store_key, port).await;
     let store = store_addr(&store_key, port);
-    let alice = sender(dirs[0].path(), &Keypair::generate_secp256k1(), &store).await;
+    let metrics = murmur_storage::Metrics::default();
+    let (tell, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let mut config = loopback_config(dirs[0].path(), &["/ip4/127.0.0.1/tcp/0"]);
+    config.network.peers = vec![store.parse().unwrap()];
+    config.store.enabled = false;
+    let counted = metrics.clone();
+    let alice = Builder::new(config)
+        .with_keypair(Keypair::generate_secp256k1())
+        .with_storage(move |config| async move {
+            let db = murmur_storage::Database::open(&config.store_url()).await?;
+            let inner = storage::Handle::from(murmur_storage::Storage::start_with(db, counted));
+            let watched = Watched {
+                inner: inner.clone(),
+                moved: tell,
+            }
+            .start();
+            Ok(storage::Handle {
+                enqueue: watched.clone().recipient(),
+                mark_sent: watched.recipient(),
+                ..inner
+            })
+        })
+        .start()
+        .await
+        .expect("sender starts");
     alice
         .wait_for_peers(&alice.pubsub_topic(&topic()), 1, WAIT)
         .await
@@ -200,27 +286,12 @@ async fn a_burst_the_network_took_leaves_the_outbox_in_a_few_writes() {
             .unwrap();
         assert_eq!(sent.state(), PublishState::Published);
     }
-    let db = murmur_storage::Database::open(&format!(
-        "sqlite://{}",
-        dirs[0].path().join("murmur.db").display()
-    ))
-    .await
-    .unwrap();
-    let in_outbox = || async { db.pending().await.unwrap().len() };
     // Each entry is written after its publish answered: all of them in,
     // then none out until a tick takes them (one at least 5 s later).
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while in_outbox().await < BURST {
-        assert!(tokio::time::Instant::now() < deadline, "not all queued");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let before = writes(&alice);
-    let deadline = tokio::time::Instant::now() + WAIT * 2;
-    while in_outbox().await > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "not all taken out");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let taken_out_in = writes(&alice) - before;
+    moved(&mut events, Moved::In, BURST).await;
+    let before = metrics.writes();
+    moved(&mut events, Moved::Out, BURST).await;
+    let taken_out_in = metrics.writes() - before;
     assert!(
         taken_out_in < 30,
         "{BURST} entries taken out in {taken_out_in} writes"
