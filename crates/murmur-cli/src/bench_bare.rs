@@ -117,31 +117,6 @@ impl Bare {
     }
 }
 
-/// `(?, ?), (?, ?)` for 2 rows of 2 columns.
-pub(crate) fn rows(rows: usize, columns: usize) -> String {
-    let row = format!("({})", vec!["?"; columns].join(", "));
-    vec![row; rows].join(", ")
-}
-
-/// An insert of `n` rows into murmur's archive in the form its storage
-/// stage writes them: on SQLite `OR IGNORE` (so that the multi-row insert
-/// keeps no statement journal), on PostgreSQL `ON CONFLICT DO NOTHING`
-/// with numbered placeholders.
-pub(crate) fn archive_insert(n: usize, sqlite: bool) -> String {
-    const COLUMNS: &str = "(hash, pubsub_topic, content_topic, timestamp, message, stored_at)";
-    if sqlite {
-        format!(
-            "INSERT OR IGNORE INTO messages {COLUMNS} VALUES {}",
-            rows(n, 6)
-        )
-    } else {
-        format!(
-            "INSERT INTO messages {COLUMNS} VALUES {} ON CONFLICT (hash) DO NOTHING",
-            murmur_storage::row_placeholders(n, 6)
-        )
-    }
-}
-
 /// Archives `batch` as murmur's archive does: by hash, 100 rows an insert,
 /// one transaction.
 async fn archive_batch(
@@ -154,7 +129,7 @@ async fn archive_batch(
     }
     let inserts: Vec<String> = batch
         .chunks(100)
-        .map(|chunk| archive_insert(chunk.len(), true))
+        .map(|chunk| murmur_storage::archive_insert(chunk.len(), true))
         .collect();
     let text = Bare::script(&inserts);
     let mut q = sqlx::query(&text);

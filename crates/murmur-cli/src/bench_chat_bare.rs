@@ -223,7 +223,7 @@ pub(crate) async fn save(
 ) -> Result<(), CliError> {
     let mut statements = Vec::with_capacity(2);
     if !messages.is_empty() {
-        statements.push(crate::bench_bare::archive_insert(messages.len(), true));
+        statements.push(murmur_storage::archive_insert(messages.len(), true));
     }
     statements.push(
         "INSERT INTO state (name, value, updated_at) VALUES (?, ?, ?) \

@@ -225,7 +225,7 @@ async fn bare_on(args: &Args, db: Database) -> Result<Run, CliError> {
     for commit in all.chunks(args.concurrency.max(1)) {
         let inserts: Vec<String> = commit
             .chunks(BATCH)
-            .map(|chunk| crate::bench_bare::archive_insert(chunk.len(), sqlite.is_some()))
+            .map(|chunk| murmur_storage::archive_insert(chunk.len(), sqlite.is_some()))
             .collect();
         match &mut sqlite {
             Some(bare) => {

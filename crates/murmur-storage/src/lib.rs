@@ -34,4 +34,4 @@ mod sql;
 pub use actor::Storage;
 pub use database::Database;
 pub use metrics::Metrics;
-pub use sql::{checkpoint_beside, row_placeholders, Checkpoint, Growth, OpenError};
+pub use sql::{archive_insert, checkpoint_beside, row_placeholders, Checkpoint, Growth, OpenError};

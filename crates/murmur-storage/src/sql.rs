@@ -479,6 +479,19 @@ fn decode(bytes: &[u8]) -> Result<WakuMessage, Error> {
     WakuMessage::decode(bytes).map_err(|e| Error::Corrupt(e.to_string()))
 }
 
+/// The storage stage's insert of `rows` messages into the archive, for
+/// whoever must write the archive the same way (the benchmarks' bare
+/// references): `?` placeholders on SQLite, `$1`, `$2`, ... on PostgreSQL,
+/// six a row, bound in the order hash, pubsub topic, content topic,
+/// timestamp, the encoded message, the time it was stored.
+pub fn archive_insert(rows: usize, sqlite: bool) -> String {
+    if sqlite {
+        Kind::Sqlite.insert_new("messages", &ARCHIVED, rows)
+    } else {
+        script::numbered(&Kind::Postgres.insert_new("messages", &ARCHIVED, rows))
+    }
+}
+
 /// The archive's columns, in the order [`saves`] binds them.
 const ARCHIVED: [&str; 6] = [
     "hash",
@@ -560,6 +573,16 @@ impl Args {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_archive_insert_skips_known_hashes_in_each_dialect() {
+        let sqlite = archive_insert(2, true);
+        assert!(sqlite.starts_with("INSERT OR IGNORE INTO messages"), "{sqlite}");
+        assert!(sqlite.ends_with("(?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?)"), "{sqlite}");
+        let postgres = archive_insert(2, false);
+        assert!(postgres.contains("($7, $8, $9, $10, $11, $12)"), "{postgres}");
+        assert!(postgres.ends_with("ON CONFLICT (hash) DO NOTHING"), "{postgres}");
+    }
 
     #[test]
     fn placeholders_number_rows_then_columns() {

@@ -106,7 +106,7 @@ fn first_columns(rows: &[AnyRow]) -> Result<Vec<Vec<u8>>, Error> {
 }
 
 /// `sql` with its `?`s numbered `$1`, `$2`, ...
-fn numbered(sql: &str) -> String {
+pub(super) fn numbered(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 16);
     let mut n = 0;
     for c in sql.chars() {
