@@ -39,15 +39,15 @@ fn the_relay_benchmark_delivers_every_message_in_every_layout() {
             let per_second = round[run]["per_second"].as_f64().expect(run);
             assert!(per_second > 0.0, "{run}: {per_second}");
         }
-        // Each node's writes, read from its /metrics: every publish
-        // enters the sender's outbox; archiving, every message is archived
-        // on both sides.
+        // Each node's writes, read from its /metrics: archiving, every
+        // message is archived on both sides. (A raw publish the network
+        // took never enters the outbox.)
         for run in ["default", "archiving"] {
             for node in ["sender", "receiver"] {
                 let stages = &round["stages"][run][node];
                 assert!(stages["checkpoints"].as_f64().is_some(), "{run} {node}");
                 let writes = stages["write"]["count"].as_f64().expect("writes");
-                if node == "sender" || run == "archiving" {
+                if run == "archiving" {
                     assert!(writes > 0.0, "{run} {node}: no write");
                 }
             }

@@ -82,8 +82,9 @@ impl Prune {
     }
 }
 
-/// Puts an outgoing message in the outbox before the send call returns;
-/// answers its hash, the outbox key.
+/// Puts an outgoing message in the outbox (a chat envelope before its send
+/// answers; a raw message that the network did not take); answers its
+/// hash, the outbox key.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<MessageHash, Error>")]
 #[non_exhaustive]

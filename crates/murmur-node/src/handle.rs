@@ -213,11 +213,11 @@ impl Node {
     /// Errors are for what will never go out: a hook dropped it, the network
     /// would refuse it (too large, malformed), or a service node refused it.
     ///
-    /// A message the network took is answered at once, while its outbox
-    /// entry is still being written: a process that dies within those
-    /// moments, before the bytes left, can lose it, as any Waku node would.
-    /// Wait for [`Publication::acknowledged`] where that matters. (Chat
-    /// sends wait for the outbox either way.)
+    /// A message the network took is answered at once and never enters the
+    /// outbox: a process that dies before the bytes left can lose it, as
+    /// any Waku node would. Wait for [`Publication::acknowledged`] where
+    /// that matters. (Chat envelopes enter the outbox either way, and their
+    /// sends wait for it.)
     ///
     /// Dropping the future before it answers may or may not stop the
     /// message (it may already be in the outbox or on the network).

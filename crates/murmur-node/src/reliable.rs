@@ -12,8 +12,9 @@
 //! - receives the topic through a durable subscriber, so that nothing that
 //!   came while the application was away is missed, and saves the channel's
 //!   state in the same transaction that moves the subscriber's position;
-//! - publishes through the outbox, so that a send never fails for want of
-//!   a peer, and gives each message's Waku hash as its retrieval hint;
+//! - publishes as `Node::publish` does (what the network does not take
+//!   waits in the outbox), so that a send never fails for want of a peer,
+//!   and gives each message's Waku hash as its retrieval hint;
 //! - fetches what the channel misses from store nodes by that hint (the
 //!   store-sync stage's `FetchMissing`), every `fetch_every`;
 //! - sends again what nobody acknowledged, answers repair requests, and
@@ -142,8 +143,9 @@ impl std::fmt::Debug for Command {
 
 impl Reliable {
     /// Sends `content`; answers its id (the lowercase hex SHA-256 of the
-    /// content, as js-waku names it) once it is in the outbox. It is sent
-    /// again until a participant acknowledges it ([`Event::Acknowledged`]).
+    /// content, as js-waku names it) once the network took it or it is in
+    /// the outbox. It is sent again until a participant acknowledges it
+    /// ([`Event::Acknowledged`]).
     /// The same content is the same message (another participant's too):
     /// sending it again while it waits for an acknowledgement sends it
     /// again (a resend, counted as one), and afterwards is refused

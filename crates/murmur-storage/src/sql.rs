@@ -577,11 +577,23 @@ mod tests {
     #[test]
     fn the_archive_insert_skips_known_hashes_in_each_dialect() {
         let sqlite = archive_insert(2, true);
-        assert!(sqlite.starts_with("INSERT OR IGNORE INTO messages"), "{sqlite}");
-        assert!(sqlite.ends_with("(?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?)"), "{sqlite}");
+        assert!(
+            sqlite.starts_with("INSERT OR IGNORE INTO messages"),
+            "{sqlite}"
+        );
+        assert!(
+            sqlite.ends_with("(?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?)"),
+            "{sqlite}"
+        );
         let postgres = archive_insert(2, false);
-        assert!(postgres.contains("($7, $8, $9, $10, $11, $12)"), "{postgres}");
-        assert!(postgres.ends_with("ON CONFLICT (hash) DO NOTHING"), "{postgres}");
+        assert!(
+            postgres.contains("($7, $8, $9, $10, $11, $12)"),
+            "{postgres}"
+        );
+        assert!(
+            postgres.ends_with("ON CONFLICT (hash) DO NOTHING"),
+            "{postgres}"
+        );
     }
 
     #[test]

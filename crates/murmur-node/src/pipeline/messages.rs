@@ -145,8 +145,9 @@ impl Pipeline {
 /// Publishes a message through the outbound hooks, the outbox and the
 /// transport.
 ///
-/// The handler runs the hooks and hands the message to the outbox and to the
-/// transport's mailbox at once, in arrival order; it answers with what is
+/// The handler runs the hooks and hands the message to the transport's
+/// mailbox at once, in arrival order (and to the outbox: see
+/// [`Publishing::run`](super::outbox::Publishing)); it answers with what is
 /// left to wait for, which the caller awaits (see [`publish`]), so its
 /// mailbox never waits on the network or the disk. What the network took
 /// is archived by that future, on its own when there is room beside the
@@ -206,7 +207,11 @@ impl Pipeline {
             .map(|s| s.save_raw.clone());
         let delivery = Delivery::new(outgoing.pubsub_topic, outgoing.message);
         let progress = self.sends.watch(delivery.hash);
-        self.sends.unmarked.insert(delivery.hash, None);
+        if durably {
+            // In the outbox at once: a retry must not offer it again while
+            // this publish is under way.
+            self.sends.unmarked.insert(delivery.hash, None);
+        }
         let publishing = Publishing {
             delivery,
             outbox,

@@ -81,11 +81,15 @@ impl Sends {
         rx
     }
 
-    /// Records what one attempt to publish `hash` came to.
-    fn attempted(&mut self, hash: MessageHash, outcome: &Attempt) {
+    /// Records what one attempt to publish `hash` came to; `entered`: the
+    /// outbox holds an entry for it, which a tick takes out once published.
+    fn attempted(&mut self, hash: MessageHash, outcome: &Attempt, entered: bool) {
         match outcome {
-            Attempt::Published(now) => {
+            Attempt::Published(now) if entered => {
                 self.unmarked.insert(*now, Some(self.tick));
+            }
+            Attempt::Published(_) => {
+                self.unmarked.remove(&hash);
             }
             Attempt::Queued(_) => {
                 self.unmarked.remove(&hash);
@@ -225,6 +229,8 @@ fn lasting(e: &transport::Error) -> bool {
 pub(crate) struct Attempted {
     hash: MessageHash,
     outcome: Attempt,
+    /// The outbox holds an entry for it.
+    entered: bool,
 }
 
 impl Handler<Attempted> for Pipeline {
@@ -232,7 +238,7 @@ impl Handler<Attempted> for Pipeline {
 
     fn handle(&mut self, msg: Attempted, ctx: &mut Context<Self>) {
         let _ = supervise::guard(self, ctx, |this, _| {
-            this.sends.attempted(msg.hash, &msg.outcome);
+            this.sends.attempted(msg.hash, &msg.outcome, msg.entered);
         });
     }
 }
@@ -250,13 +256,18 @@ pub(super) struct Publishing {
 }
 
 impl Publishing {
-    /// Puts the message in the outbox while the transport publishes it,
-    /// and answers once it is durable: taken by the network (and archived,
-    /// on an archiving node), or else in the outbox; `durably`, in the
-    /// outbox either way. Both start at once, so that messages reach the
-    /// transport in the order they were published; the outbox entry of a
-    /// message the network took guards it until the next tick, in case the
-    /// process dies before the bytes left.
+    /// Publishes the message and answers once it is durable: taken by the
+    /// network (and archived, on an archiving node), or else in the outbox.
+    ///
+    /// A message `durably` published (a chat envelope) enters the outbox
+    /// while the transport publishes it, and is answered only once it is
+    /// in: a process that dies before the bytes left publishes it again at
+    /// start. Any other enters the outbox only if the network did not take
+    /// it: its guarantee is the network's acknowledgement, and an entry for
+    /// a message already on its way would be two writes (in, and out a tick
+    /// later) that guard nothing the caller waits for. Either way the
+    /// transport has it first, so that messages reach it in the order they
+    /// were published.
     pub(super) async fn run(self) -> Result<crate::Publication, Error> {
         let Self {
             delivery,
@@ -268,32 +279,37 @@ impl Publishing {
             durably,
         } = self;
         let hash = delivery.hash;
-        let queued = outbox.enqueue.send(storage::Enqueue::new(
-            delivery.pubsub_topic.clone(),
-            delivery.message.clone(),
-        ));
         let sent = publish.send(Publish::new(
             delivery.pubsub_topic.clone(),
             delivery.message.clone(),
         ));
+        let enqueue = || {
+            outbox.enqueue.send(storage::Enqueue::new(
+                delivery.pubsub_topic.clone(),
+                delivery.message.clone(),
+            ))
+        };
+        let queued = durably.then(enqueue);
         let refused = |reason: String| {
             pipeline.do_send(Attempted {
                 hash,
                 outcome: Attempt::Refused(reason),
+                entered: false,
             });
         };
         let attempt = match Attempt::of(busy_then_again(sent, &publish, &delivery).await, hash) {
             Err(e) => {
-                // Never goes out: it leaves the outbox (the writes are in
-                // order, so this comes after it entered), and is not watched.
-                let _ = outbox.mark_sent.send(storage::MarkSent(hash)).await;
+                if let Some(queued) = queued {
+                    // Never goes out: it leaves the outbox (the writes are
+                    // in order, so this comes after it entered).
+                    let _ = queued.await;
+                    let _ = outbox.mark_sent.send(storage::MarkSent(hash)).await;
+                }
                 refused(e.to_string());
                 return Err(Error::Send(e));
             }
-            // On the network: the caller need not wait for the outbox,
-            // whose entry the next tick takes out again.
             Ok(attempt @ Attempt::Published(_)) if !durably => attempt,
-            Ok(attempt) => match queued.await {
+            Ok(attempt) => match queued.unwrap_or_else(enqueue).await {
                 Ok(Ok(_)) => attempt,
                 Ok(Err(e)) => {
                     refused(e.to_string());
@@ -307,9 +323,11 @@ impl Publishing {
             // hands them back to us).
             archive.send(storage::SaveRaw(delivery)).await??;
         }
+        let entered = durably || !matches!(attempt, Attempt::Published(_));
         pipeline.do_send(Attempted {
             hash,
             outcome: attempt,
+            entered,
         });
         let publication = crate::Publication::new(progress);
         Ok(publication)
@@ -448,6 +466,7 @@ impl Pipeline {
                 pipeline.do_send(Attempted {
                     hash,
                     outcome: queued,
+                    entered: true,
                 });
                 // Still nobody to publish to: the next tick tries again.
                 if still {
