@@ -26,6 +26,12 @@ mod query;
 
 use error::CliError;
 
+/// A node allocates for every message (buffers, envelopes, futures, mailbox
+/// entries) across several threads; glibc's allocator spent about a third
+/// of a busy relay thread in its bins and consolidation (`perf`, docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Private peer-to-peer messaging over Waku v2.
 #[derive(Debug, Parser)]
 #[command(name = "murmur", version, about, propagate_version = true)]

@@ -148,6 +148,8 @@ pub struct Pipeline {
     recent: Recent,
     /// Where every message waits until the network takes it.
     outbox: Option<Outbox>,
+    /// Where every publish goes, once the stages are attached.
+    route: Option<std::sync::Arc<outbox::Route>>,
     /// Asks store nodes which published messages they hold.
     confirm: Option<Recipient<murmur_core::sync::Confirm>>,
     /// Reads a conversation's topic from store nodes when a gap is noticed.
@@ -349,6 +351,7 @@ impl Pipeline {
             lane_ahead: VecDeque::new(),
             recent: Recent::default(),
             outbox: None,
+            route: None,
             confirm: None,
             catch_up: None,
             sends: outbox::Sends::default(),

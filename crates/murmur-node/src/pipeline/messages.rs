@@ -66,9 +66,16 @@ impl Handler<Attach> for Pipeline {
 
     fn handle(&mut self, attach: Attach, ctx: &mut Context<Self>) {
         let _ = supervise::guard(self, ctx, |this, ctx| {
+            let outbox = Outbox::from(&attach.storage);
+            this.route = Some(std::sync::Arc::new(Route {
+                outbox: outbox.clone(),
+                publish: attach.transport.publish.clone(),
+                archive: attach.archive.then(|| attach.storage.save_raw.clone()),
+                pipeline: ctx.address(),
+            }));
             this.transport = Some(attach.transport);
             this.connected = Some(attach.connected);
-            this.outbox = Some(Outbox::from(&attach.storage));
+            this.outbox = Some(outbox);
             this.confirm = Some(attach.confirm);
             this.catch_up = Some(attach.catch_up);
             this.storage = attach.archive.then_some(attach.storage);
@@ -171,8 +178,8 @@ impl Handler<Outbound> for Pipeline {
     type Result = MessageResult<Outbound>;
 
     fn handle(&mut self, msg: Outbound, ctx: &mut Context<Self>) -> Self::Result {
-        let published = supervise::guard(self, ctx, |this, ctx| {
-            this.publish(msg.outgoing, msg.durably, msg.beside, ctx)
+        let published = supervise::guard(self, ctx, |this, _| {
+            this.publish(msg.outgoing, msg.durably, msg.beside)
         });
         MessageResult(published.unwrap_or_else(|p| Err(p.into())))
     }
@@ -184,7 +191,6 @@ impl Pipeline {
         outgoing: Outgoing,
         durably: bool,
         beside: bool,
-        ctx: &mut Context<Self>,
     ) -> Result<Published, Error> {
         let mut outgoing = self.run_hooks(
             outgoing,
@@ -192,8 +198,7 @@ impl Pipeline {
             |hook, o| hook.outbound(o),
             |o, m| o.message = m,
         )?;
-        let transport = self.transport.as_ref().ok_or(Error::Stopped)?;
-        let outbox = self.outbox.clone().ok_or(Error::Stopped)?;
+        let route = self.route.clone().ok_or(Error::Stopped)?;
         // Stamped here, so that what is archived is what was published.
         outgoing
             .message
@@ -202,9 +207,7 @@ impl Pipeline {
         // What no peer would take never enters the outbox.
         let len = prost::Message::encoded_len(&outgoing.message);
         transport::validate(&outgoing.message, len)?;
-        let archive = (self.storage.as_ref())
-            .filter(|_| murmur_core::store::archivable(&outgoing.message))
-            .map(|s| s.save_raw.clone());
+        let archive = route.archive.is_some() && murmur_core::store::archivable(&outgoing.message);
         let delivery = Delivery::new(outgoing.pubsub_topic, outgoing.message);
         let progress = self.sends.watch(delivery.hash);
         if durably {
@@ -214,10 +217,8 @@ impl Pipeline {
         }
         let publishing = Publishing {
             delivery,
-            outbox,
-            publish: transport.publish.clone(),
+            route,
             archive,
-            pipeline: ctx.address(),
             progress,
             durably,
         }

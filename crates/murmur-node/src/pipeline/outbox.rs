@@ -243,13 +243,23 @@ impl Handler<Attempted> for Pipeline {
     }
 }
 
+/// Where every publish goes: made once when the stages attach, and shared
+/// by every publish (a reference count each, where a clone of each
+/// recipient was an allocation and an atomic count, and its drop another).
+pub(crate) struct Route {
+    pub(super) outbox: Outbox,
+    pub(super) publish: Recipient<Publish>,
+    /// The archive, on an archiving node.
+    pub(super) archive: Option<Recipient<storage::SaveRaw>>,
+    pub(super) pipeline: Addr<Pipeline>,
+}
+
 /// The outbox's side of a publish, once the hooks let the message through.
 pub(super) struct Publishing {
     pub(super) delivery: Delivery,
-    pub(super) outbox: Outbox,
-    pub(super) publish: Recipient<Publish>,
-    pub(super) archive: Option<Recipient<storage::SaveRaw>>,
-    pub(super) pipeline: Addr<Pipeline>,
+    pub(super) route: std::sync::Arc<Route>,
+    /// Archive it once the network took it.
+    pub(super) archive: bool,
     pub(super) progress: watch::Receiver<Progress>,
     /// Wait for the outbox even when the network took the message.
     pub(super) durably: bool,
@@ -271,13 +281,18 @@ impl Publishing {
     pub(super) async fn run(self) -> Result<crate::Publication, Error> {
         let Self {
             delivery,
-            outbox,
-            publish,
+            route,
             archive,
-            pipeline,
             progress,
             durably,
         } = self;
+        let Route {
+            outbox,
+            publish,
+            pipeline,
+            ..
+        } = &*route;
+        let archive = route.archive.as_ref().filter(|_| archive);
         let hash = delivery.hash;
         let sent = publish.send(Publish::new(
             delivery.pubsub_topic.clone(),
@@ -297,7 +312,7 @@ impl Publishing {
                 entered: false,
             });
         };
-        let attempt = match Attempt::of(busy_then_again(sent, &publish, &delivery).await, hash) {
+        let attempt = match Attempt::of(busy_then_again(sent, publish, &delivery).await, hash) {
             Err(e) => {
                 if let Some(queued) = queued {
                     // Never goes out: it leaves the outbox (the writes are
