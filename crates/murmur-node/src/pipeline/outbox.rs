@@ -24,6 +24,10 @@ const CONFIRM_TRIES: u8 = 12;
 /// takes up to 1,000 writes.
 const MARKS_AT_ONCE: usize = 1_000;
 
+/// Queued messages offered again (and archived, and stamped again) as one
+/// chunk, at most: their writes go to the storage stage together.
+const RETRIED_AT_ONCE: usize = 256;
+
 /// Hashes asked of a store node in one tick, at most.
 const CONFIRM_BATCH: usize = 1_000;
 
@@ -468,22 +472,48 @@ impl Pipeline {
             let Ok(Ok(pending)) = outbox.pending.send(storage::Pending).await else {
                 return 0;
             };
+            let pending: Vec<Delivery> = pending
+                .into_iter()
+                .filter(|d| !busy.contains(&d.hash))
+                .collect();
             let mut sent = 0;
-            for d in pending.into_iter().filter(|d| !busy.contains(&d.hash)) {
-                let Some(outcome) = again(d, &outbox, &publish, archive.as_ref()).await else {
+            for chunk in pending.chunks(RETRIED_AT_ONCE) {
+                let Some(chunk) = restamp(chunk, &outbox).await else {
                     break;
                 };
-                let (hash, queued) = outcome;
-                if matches!(queued, Attempt::Published(_)) {
-                    sent += 1;
+                let mut offered = Vec::with_capacity(chunk.len());
+                for (queued_as, d) in chunk {
+                    let attempt = again(&d, &outbox, &publish).await;
+                    let still = matches!(attempt, Attempt::Queued(_));
+                    offered.push((queued_as, d, attempt));
+                    // Still nobody to publish to: the next tick tries again.
+                    if still {
+                        break;
+                    }
                 }
-                let still = matches!(queued, Attempt::Queued(_));
-                pipeline.do_send(Attempted {
-                    hash,
-                    outcome: queued,
-                    entered: true,
-                });
-                // Still nobody to publish to: the next tick tries again.
+                // What went out is archived together, in a few group
+                // writes, before its state says so.
+                if let Some(archive) = &archive {
+                    let archiving = offered
+                        .iter()
+                        .filter(|(_, d, attempt)| {
+                            matches!(attempt, Attempt::Published(_))
+                                && murmur_core::store::archivable(&d.message)
+                        })
+                        .map(|(_, d, _)| archive.send(storage::SaveRaw(d.clone())));
+                    futures::future::join_all(archiving).await;
+                }
+                let still = matches!(offered.last(), Some((_, _, Attempt::Queued(_))));
+                for (hash, _, attempt) in offered {
+                    if matches!(attempt, Attempt::Published(_)) {
+                        sent += 1;
+                    }
+                    pipeline.do_send(Attempted {
+                        hash,
+                        outcome: attempt,
+                        entered: true,
+                    });
+                }
                 if still {
                     break;
                 }
@@ -523,51 +553,62 @@ impl Pipeline {
     }
 }
 
-/// Offers one queued message to the network again, stamped again first if
-/// it waited too long; answers the hash it was queued under and what came
-/// of it, or `None` if the outbox could not be written.
-async fn again(
-    mut d: Delivery,
-    outbox: &Outbox,
-    publish: &Recipient<Publish>,
-    archive: Option<&Recipient<storage::SaveRaw>>,
-) -> Option<(MessageHash, Attempt)> {
-    let queued_as = d.hash;
+/// Stamps again what waited in the outbox too long to go out as it is:
+/// the new entries go in, then the old ones go (a process killed in
+/// between offers both at its next start), each step queued at once so
+/// that the storage stage commits it in a few group writes, and both
+/// before any is offered. Answers each message with the hash it was
+/// queued under, or `None` if the outbox could not be written.
+async fn restamp(chunk: &[Delivery], outbox: &Outbox) -> Option<Vec<(MessageHash, Delivery)>> {
     let now = murmur_core::now_nanos();
-    if d.message
-        .timestamp
-        .is_some_and(|t| now.saturating_sub(t) > RESTAMP_AFTER)
-    {
-        // A new entry before the old goes: killed in between, both go out.
-        let message = d.message.clone().with_timestamp(now);
-        let restamped = Delivery::new(d.pubsub_topic.clone(), message);
-        let enqueue =
-            storage::Enqueue::new(restamped.pubsub_topic.clone(), restamped.message.clone());
-        outbox.enqueue.send(enqueue).await.ok()?.ok()?;
-        outbox
-            .mark_sent
-            .send(storage::MarkSent(queued_as))
-            .await
-            .ok()?
-            .ok()?;
-        d = restamped;
+    let mut old = Vec::new();
+    let mut restamped = Vec::with_capacity(chunk.len());
+    for d in chunk {
+        let late = (d.message.timestamp).is_some_and(|t| now.saturating_sub(t) > RESTAMP_AFTER);
+        if late {
+            let message = d.message.clone().with_timestamp(now);
+            old.push(d.hash);
+            restamped.push((d.hash, Delivery::new(d.pubsub_topic.clone(), message)));
+        } else {
+            restamped.push((d.hash, d.clone()));
+        }
     }
+    if old.is_empty() {
+        return Some(restamped);
+    }
+    let entering = restamped
+        .iter()
+        .filter(|(queued_as, d)| *queued_as != d.hash)
+        .map(|(_, d)| {
+            let enqueue = storage::Enqueue::new(d.pubsub_topic.clone(), d.message.clone());
+            outbox.enqueue.send(enqueue)
+        });
+    let entered = futures::future::join_all(entering).await;
+    if !entered.iter().all(|e| matches!(e, Ok(Ok(_)))) {
+        return None;
+    }
+    let leaving = old
+        .iter()
+        .map(|hash| outbox.mark_sent.send(storage::MarkSent(*hash)));
+    let left = futures::future::join_all(leaving).await;
+    left.iter()
+        .all(|l| matches!(l, Ok(Ok(()))))
+        .then_some(restamped)
+}
+
+/// Offers one queued message to the network again; answers what came of
+/// it (a lasting refusal takes it out of the outbox).
+async fn again(d: &Delivery, outbox: &Outbox, publish: &Recipient<Publish>) -> Attempt {
     let answer = publish
         .send(Publish::new(d.pubsub_topic.clone(), d.message.clone()))
         .await;
-    let attempt = match Attempt::of(answer, d.hash) {
+    match Attempt::of(answer, d.hash) {
         Ok(attempt) => attempt,
         Err(e) => {
             let _ = outbox.mark_sent.send(storage::MarkSent(d.hash)).await;
             Attempt::Refused(e.to_string())
         }
-    };
-    if let (Attempt::Published(_), Some(archive)) = (&attempt, archive) {
-        if murmur_core::store::archivable(&d.message) {
-            let _ = archive.send(storage::SaveRaw(d)).await;
-        }
     }
-    Some((queued_as, attempt))
 }
 
 /// Publishes envelopes the crypto stage made outside a message's path
