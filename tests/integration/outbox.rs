@@ -177,11 +177,11 @@ async fn a_message_that_waited_past_the_store_window_is_stamped_again_and_kept()
     drop(node);
 }
 
-/// An entry the outbox's storage stage took in, or out again.
+/// An entry the outbox's storage stage took in, or out again, by hash.
 #[derive(Debug, PartialEq)]
 enum Moved {
-    In,
-    Out,
+    In(MessageHash),
+    Out(MessageHash),
 }
 
 /// Between the pipeline and the storage stage: hands the outbox's writes on
@@ -189,7 +189,8 @@ enum Moved {
 struct Watched {
     inner: storage::Handle,
     moved: tokio::sync::mpsc::UnboundedSender<Moved>,
-    /// Entries asked for, answered or not.
+    /// Entries on this file's topic asked for, answered or not (the
+    /// node's own chat envelopes, its bundle among them, left out).
     asked: Arc<AtomicUsize>,
 }
 
@@ -197,18 +198,19 @@ impl Actor for Watched {
     type Context = Context<Self>;
 }
 
-/// Answers `answer` once it came, telling `moved` first if it succeeded.
+/// Answers `answer` once it came, telling `moved` first what `what` makes
+/// of it if it succeeded.
 fn told<T: 'static>(
     answer: impl std::future::Future<Output = Result<Result<T, storage::Error>, MailboxError>> + 'static,
     moved: tokio::sync::mpsc::UnboundedSender<Moved>,
-    what: Moved,
+    what: impl FnOnce(&T) -> Moved + 'static,
 ) -> ResponseFuture<Result<T, storage::Error>> {
     Box::pin(async move {
         let answer = answer
             .await
             .unwrap_or_else(|_| Err(storage::Error::Backend("gone".to_owned())));
-        if answer.is_ok() {
-            let _ = moved.send(what);
+        if let Ok(done) = &answer {
+            let _ = moved.send(what(done));
         }
         answer
     })
@@ -218,11 +220,13 @@ impl Handler<storage::Enqueue> for Watched {
     type Result = ResponseFuture<Result<MessageHash, storage::Error>>;
 
     fn handle(&mut self, enqueue: storage::Enqueue, _: &mut Context<Self>) -> Self::Result {
-        self.asked.fetch_add(1, Ordering::SeqCst);
+        if enqueue.message.content_topic == topic().as_str() {
+            self.asked.fetch_add(1, Ordering::SeqCst);
+        }
         told(
             self.inner.enqueue.send(enqueue),
             self.moved.clone(),
-            Moved::In,
+            |hash| Moved::In(*hash),
         )
     }
 }
@@ -231,10 +235,11 @@ impl Handler<storage::MarkSent> for Watched {
     type Result = ResponseFuture<Result<(), storage::Error>>;
 
     fn handle(&mut self, sent: storage::MarkSent, _: &mut Context<Self>) -> Self::Result {
+        let hash = sent.0;
         told(
             self.inner.mark_sent.send(sent),
             self.moved.clone(),
-            Moved::Out,
+            move |()| Moved::Out(hash),
         )
     }
 }
@@ -290,14 +295,26 @@ async fn watched_sender(dir: &std::path::Path, store: &str) -> WatchedSender {
     }
 }
 
-/// Waits for `n` answers of the kind `what`, letting the others pass.
-async fn moved(events: &mut tokio::sync::mpsc::UnboundedReceiver<Moved>, what: Moved, n: usize) {
-    let mut seen = 0;
-    while seen < n {
+/// Waits until every one of `hashes` moved as `kind` makes of it, letting
+/// the rest pass.
+async fn moved(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<Moved>,
+    kind: fn(MessageHash) -> Moved,
+    hashes: impl IntoIterator<Item = MessageHash>,
+) {
+    let mut waiting: Vec<Moved> = hashes.into_iter().map(kind).collect();
+    while !waiting.is_empty() {
         let event = tokio::time::timeout(WAIT * 2, events.recv())
             .await
-            .unwrap_or_else(|_| panic!("no more {what:?} within {:?}", WAIT * 2));
-        seen += usize::from(event.as_ref() == Some(&what));
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{} entries did not move within {:?}",
+                    waiting.len(),
+                    WAIT * 2
+                )
+            })
+            .expect("the watched stage is there");
+        waiting.retain(|w| *w != event);
     }
 }
 
@@ -329,7 +346,7 @@ async fn a_burst_the_network_took_leaves_the_outbox_in_a_few_writes() {
         assert_eq!(sent.state(), PublishState::Queued);
         burst.push((sent.hash(), sent));
     }
-    moved(&mut alice.events, Moved::In, BURST).await;
+    moved(&mut alice.events, Moved::In, burst.iter().map(|(h, _)| *h)).await;
 
     // The store node comes; a tick publishes them all (archiving each as it
     // goes), and the ticks after take them out.
@@ -349,9 +366,13 @@ async fn a_burst_the_network_took_leaves_the_outbox_in_a_few_writes() {
         "{BURST} entries published and archived in {went_out_in} writes"
     );
     let before = alice.metrics.writes();
-    // The old entries of those stamped again (at least), then every entry
-    // published.
-    moved(&mut alice.events, Moved::Out, BURST / 2 + BURST).await;
+    // Every entry published (under its new hash, if stamped again).
+    moved(
+        &mut alice.events,
+        Moved::Out,
+        burst.iter().map(|(_, s)| s.hash()),
+    )
+    .await;
     let taken_out_in = alice.metrics.writes() - before;
     assert!(
         taken_out_in < 30,
@@ -391,4 +412,74 @@ async fn a_raw_message_the_network_took_never_enters_the_outbox() {
         0,
         "outbox entries asked for"
     );
+}
+
+/// Through an outage, a tick stamps again only the oldest message that
+/// waited too long, and offers only it: while nobody takes it, the rest of
+/// the queue is left as it is, not written again every tick.
+#[actix_rt::test]
+async fn through_an_outage_a_tick_stamps_again_only_the_oldest_message() {
+    const QUEUED: usize = 5;
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_addr(&Keypair::generate_secp256k1(), free_port());
+    let mut alice = watched_sender(dir.path(), &store).await;
+    let pubsub = alice.node.pubsub_topic(&topic());
+    let minute_ago = murmur::core::now_nanos() - 60_000_000_000;
+    let mut queued = Vec::with_capacity(QUEUED);
+    for i in 0..QUEUED {
+        let message = WakuMessage::new(topic().as_str(), format!("late {i}").into_bytes())
+            .with_timestamp(minute_ago);
+        let sent = alice.node.publish(pubsub.clone(), message).await.unwrap();
+        assert_eq!(sent.state(), PublishState::Queued);
+        queued.push(sent.hash());
+    }
+    moved(&mut alice.events, Moved::In, queued.iter().copied()).await;
+    // The first two new entries: each from a tick of its own (5 s apart).
+    let mut stamped_at = Vec::new();
+    while stamped_at.len() < 2 {
+        let event = tokio::time::timeout(WAIT * 2, alice.events.recv())
+            .await
+            .expect("stamped again within a few ticks")
+            .expect("the watched stage is there");
+        if matches!(event, Moved::In(hash) if !queued.contains(&hash)) {
+            stamped_at.push(std::time::Instant::now());
+        }
+    }
+    let apart = stamped_at[1] - stamped_at[0];
+    assert!(
+        apart > Duration::from_secs(2),
+        "two entries stamped again {apart:?} apart, in one tick"
+    );
+}
+
+/// Messages alike in all but their stamps, stamped again together, get a
+/// stamp each: one stamp for all would make them one message (one hash),
+/// and the outbox would keep only one of them.
+#[actix_rt::test]
+async fn messages_alike_but_for_their_stamps_stay_apart_when_stamped_again() {
+    const ALIKE: usize = 4;
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (store_key, port) = (Keypair::generate_secp256k1(), free_port());
+    let store = store_addr(&store_key, port);
+    let alice = sender(dirs[0].path(), &Keypair::generate_secp256k1(), &store).await;
+    let pubsub = alice.pubsub_topic(&topic());
+    let minute_ago = murmur::core::now_nanos() - 60_000_000_000;
+    let mut sent = Vec::with_capacity(ALIKE);
+    for i in 0..ALIKE {
+        let message = WakuMessage::new(topic().as_str(), b"the same".to_vec())
+            .with_timestamp(minute_ago + i64::try_from(i).unwrap());
+        sent.push(alice.publish(pubsub.clone(), message).await.unwrap());
+    }
+    let node = store_on(dirs[1].path(), &store_key, port).await;
+    let mut inbox = node.subscribe([&topic()]).await.unwrap();
+    alice.dial(&store).await.unwrap();
+    for s in &mut sent {
+        assert_eq!(s.published(WAIT * 2).await, PublishState::Published);
+    }
+    let hashes: std::collections::HashSet<_> = sent.iter().map(|s| s.hash()).collect();
+    assert_eq!(hashes.len(), ALIKE, "each under a hash of its own");
+    for _ in 0..ALIKE {
+        let got = inbox.recv_timeout(WAIT).await.expect("every one relayed");
+        assert!(hashes.contains(&got.hash));
+    }
 }

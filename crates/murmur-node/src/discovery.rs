@@ -145,8 +145,36 @@ async fn reach(dial: &Recipient<Dial>, addresses: Vec<String>) {
 
 /// How often discv5 looks for more peers (nwaku: 5 s).
 const LOOKUP: Duration = Duration::from_secs(5);
-/// A discovered peer that could not be reached is tried again after this.
+/// A discovered peer that could not be reached (or did not stay) is tried
+/// again after this at first, twice as long after each try since, up to
+/// [`REDIAL`]: a peer lost to a moment's load is back within a few
+/// lookups, one that is gone costs a dial a minute.
+const REDIAL_FIRST: Duration = Duration::from_secs(10);
+/// The longest wait before a discovered peer is tried again.
 const REDIAL: Duration = Duration::from_secs(60);
+
+/// When a discovered peer was last dialled, and how long until it may be
+/// dialled again.
+#[derive(Debug, Clone, Copy)]
+struct Tried {
+    at: tokio::time::Instant,
+    wait: Duration,
+}
+
+impl Tried {
+    /// Dialled now, after `before` (if it was dialled before).
+    fn now(before: Option<Tried>) -> Self {
+        let wait = before.map_or(REDIAL_FIRST, |t| (t.wait * 2).min(REDIAL));
+        Self {
+            at: tokio::time::Instant::now(),
+            wait,
+        }
+    }
+
+    fn due(&self) -> bool {
+        self.at.elapsed() >= self.wait
+    }
+}
 /// No more peers are dialled past this many connections.
 const ENOUGH_PEERS: usize = 50;
 
@@ -217,8 +245,7 @@ pub(crate) fn spawn_discv5(
                 }
             };
         tracing::info!(bootstrap = bootstrap.len(), "discv5 running");
-        let mut tried: std::collections::HashMap<String, tokio::time::Instant> =
-            std::collections::HashMap::new();
+        let mut tried: std::collections::HashMap<String, Tried> = std::collections::HashMap::new();
         loop {
             if alive.strong_count() == 0 {
                 return;
@@ -236,6 +263,8 @@ pub(crate) fn spawn_discv5(
             };
             let connected: std::collections::HashSet<String> =
                 now.peers.iter().map(|p| p.0.clone()).collect();
+            // Reached: should it go, it is tried again soon.
+            tried.retain(|id, _| !connected.contains(id));
             let records: Vec<Record> = found
                 .into_iter()
                 .filter(|r| wanted(r, cluster, &shards, &bootstrap))
@@ -243,14 +272,15 @@ pub(crate) fn spawn_discv5(
                     let Some(id) = enr::peer_id(r).map(|p| p.to_string()) else {
                         return false;
                     };
-                    let due = tried.get(&id).is_none_or(|at| at.elapsed() >= REDIAL);
+                    let due = tried.get(&id).is_none_or(Tried::due);
                     !connected.contains(&id) && due
                 })
                 .collect();
             if !records.is_empty() && connected.len() < ENOUGH_PEERS {
                 for r in &records {
                     if let Some(id) = enr::peer_id(r) {
-                        tried.insert(id.to_string(), tokio::time::Instant::now());
+                        let before = tried.get(&id.to_string()).copied();
+                        tried.insert(id.to_string(), Tried::now(before));
                     }
                 }
                 let (listed, peers) = sort(&records, cluster, &me);
@@ -285,6 +315,19 @@ mod tests {
             Some(9000),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_peer_not_reached_is_tried_again_sooner_first_then_up_to_a_minute_apart() {
+        let first = Tried::now(None);
+        assert!(!first.due());
+        let waits: Vec<Duration> =
+            std::iter::successors(Some(first), |t| Some(Tried::now(Some(*t))))
+                .take(5)
+                .map(|t| t.wait)
+                .collect();
+        let secs = |s| Duration::from_secs(s);
+        assert_eq!(waits, [secs(10), secs(20), secs(40), secs(60), secs(60)]);
     }
 
     #[test]

@@ -146,7 +146,7 @@ pub struct Pipeline {
     connected: Option<std::sync::Arc<tokio::sync::Notify>>,
     /// What went to the lane in this run (see [`Recent`]).
     recent: Recent,
-    /// Where every message waits until the network takes it.
+    /// Where a message waits until the network takes it.
     outbox: Option<Outbox>,
     /// Where every publish goes, once the stages are attached.
     route: Option<std::sync::Arc<outbox::Route>>,
@@ -244,8 +244,9 @@ struct Chat {
     batches: batch::Batches,
 }
 
-/// The persistence stage's outbox: every message is in it before a publish
-/// answers, and until the network took it.
+/// The persistence stage's outbox: chat envelopes before their publish
+/// answers, raw messages the network did not take at once; each until the
+/// network took it.
 #[derive(Clone)]
 pub(crate) struct Outbox {
     enqueue: Recipient<storage::Enqueue>,

@@ -210,11 +210,10 @@ impl Pipeline {
         let archive = route.archive.is_some() && murmur_core::store::archivable(&outgoing.message);
         let delivery = Delivery::new(outgoing.pubsub_topic, outgoing.message);
         let progress = self.sends.watch(delivery.hash);
-        if durably {
-            // In the outbox at once: a retry must not offer it again while
-            // this publish is under way.
-            self.sends.unmarked.insert(delivery.hash, None);
-        }
+        // Under way: a retry must not offer it again meanwhile, should it
+        // be in the outbox (a chat envelope at once; a raw message the
+        // network did not take, before its outcome is recorded).
+        self.sends.unmarked.insert(delivery.hash, None);
         let publishing = Publishing {
             delivery,
             route,

@@ -1,7 +1,8 @@
-//! The outbox: every message, raw or chat, is in it before a publish
-//! answers, and until the network took it; what the network did not take
-//! is offered again every few seconds, across restarts; what it took is
-//! confirmed with a store node.
+//! The outbox: a chat envelope is in it before its publish answers, and
+//! until the network took it; a raw message only if the network did not
+//! take it at once. What the network did not take is offered again every
+//! few seconds, across restarts; what it took is confirmed with a store
+//! node.
 
 use std::collections::HashSet;
 
@@ -394,7 +395,7 @@ pub(crate) async fn publish_sealed(
 }
 
 /// Publishes each envelope through the outbound path, which puts it in the
-/// outbox first. One the network does not take now (no peers yet, the node
+/// outbox as it publishes it. One the network does not take now (no peers yet, the node
 /// offline) stays queued and is retried every few seconds, across
 /// restarts. A hook's drop is final. Without a `pipeline` (work the
 /// pipeline's mailbox itself waits for, which must not wait for that
@@ -477,12 +478,20 @@ impl Pipeline {
                 .filter(|d| !busy.contains(&d.hash))
                 .collect();
             let mut sent = 0;
-            for chunk in pending.chunks(RETRIED_AT_ONCE) {
+            let mut rest = pending.as_slice();
+            // The oldest alone first: while nobody takes it, nothing else
+            // is stamped again or offered (through an outage, each tick
+            // would otherwise stamp a whole chunk again).
+            let mut at_once = 1;
+            while !rest.is_empty() {
+                let (chunk, after) = rest.split_at(at_once.min(rest.len()));
+                (rest, at_once) = (after, RETRIED_AT_ONCE);
                 let Some(chunk) = restamp(chunk, &outbox).await else {
                     break;
                 };
                 let mut offered = Vec::with_capacity(chunk.len());
-                for (queued_as, d) in chunk {
+                let mut chunk = chunk.into_iter();
+                for (queued_as, d) in chunk.by_ref() {
                     let attempt = again(&d, &outbox, &publish).await;
                     let still = matches!(attempt, Attempt::Queued(_));
                     offered.push((queued_as, d, attempt));
@@ -511,6 +520,15 @@ impl Pipeline {
                     pipeline.do_send(Attempted {
                         hash,
                         outcome: attempt,
+                        entered: true,
+                    });
+                }
+                // Stamped again and not offered yet: their states follow
+                // them to the hash they wait under now.
+                for (queued_as, d) in chunk.filter(|(queued_as, d)| *queued_as != d.hash) {
+                    pipeline.do_send(Attempted {
+                        hash: queued_as,
+                        outcome: Attempt::Queued(d.hash),
                         entered: true,
                     });
                 }
@@ -557,8 +575,10 @@ impl Pipeline {
 /// the new entries go in, then the old ones go (a process killed in
 /// between offers both at its next start), each step queued at once so
 /// that the storage stage commits it in a few group writes, and both
-/// before any is offered. Answers each message with the hash it was
-/// queued under, or `None` if the outbox could not be written.
+/// before any is offered. Each gets a stamp of its own (a nanosecond
+/// apart), so that two alike in all else stay two messages. Answers each
+/// message with the hash it was queued under, or `None` if the outbox
+/// could not be written.
 async fn restamp(chunk: &[Delivery], outbox: &Outbox) -> Option<Vec<(MessageHash, Delivery)>> {
     let now = murmur_core::now_nanos();
     let mut old = Vec::new();
@@ -566,7 +586,8 @@ async fn restamp(chunk: &[Delivery], outbox: &Outbox) -> Option<Vec<(MessageHash
     for d in chunk {
         let late = (d.message.timestamp).is_some_and(|t| now.saturating_sub(t) > RESTAMP_AFTER);
         if late {
-            let message = d.message.clone().with_timestamp(now);
+            let stamp = now.saturating_add(i64::try_from(old.len()).unwrap_or(i64::MAX));
+            let message = d.message.clone().with_timestamp(stamp);
             old.push(d.hash);
             restamped.push((d.hash, Delivery::new(d.pubsub_topic.clone(), message)));
         } else {
