@@ -1,0 +1,167 @@
+//! The outbox's retry: what waits in it offered to the network again at
+//! each tick, stamped again when it waited too long, archived once out.
+
+use super::*;
+
+impl Pipeline {
+    pub(super) fn retry_outbox(&mut self, ctx: &mut Context<Self>) {
+        let (Some(outbox), Some(transport)) = (self.outbox.clone(), self.transport.as_ref()) else {
+            return;
+        };
+        if self.sends.retrying {
+            return;
+        }
+        self.sends.retrying = true;
+        let marks = self.sends.take_marks();
+        let busy: HashSet<MessageHash> = self.sends.unmarked.keys().copied().collect();
+        let publish = transport.publish.clone();
+        let archive = self.storage.as_ref().map(|s| s.save_raw.clone());
+        let pipeline = ctx.address();
+        let retry = async move {
+            // All at once, so that the storage stage commits them in a few
+            // group writes; one after another, each would be a write of
+            // its own, and a busy relay's outbox would grow faster than
+            // its ticks empty it.
+            for marks in marks.chunks(MARKS_AT_ONCE) {
+                let marking = marks
+                    .iter()
+                    .map(|hash| outbox.mark_sent.send(storage::MarkSent(*hash)));
+                futures::future::join_all(marking).await;
+            }
+            let Ok(Ok(pending)) = outbox.pending.send(storage::Pending).await else {
+                return 0;
+            };
+            let pending: Vec<Delivery> = pending
+                .into_iter()
+                .filter(|d| !busy.contains(&d.hash))
+                .collect();
+            let mut sent = 0;
+            let mut rest = pending.as_slice();
+            // The oldest alone first: while nobody takes it, nothing else
+            // is stamped again or offered (through an outage, each tick
+            // would otherwise stamp a whole chunk again).
+            let mut at_once = 1;
+            while !rest.is_empty() {
+                let (chunk, after) = rest.split_at(at_once.min(rest.len()));
+                (rest, at_once) = (after, RETRIED_AT_ONCE);
+                let Some(chunk) = restamp(chunk, &outbox).await else {
+                    break;
+                };
+                let mut offered = Vec::with_capacity(chunk.len());
+                let mut chunk = chunk.into_iter();
+                for (queued_as, d) in chunk.by_ref() {
+                    let attempt = again(&d, &outbox, &publish).await;
+                    let still = matches!(attempt, Attempt::Queued(_));
+                    offered.push((queued_as, d, attempt));
+                    // Still nobody to publish to: the next tick tries again.
+                    if still {
+                        break;
+                    }
+                }
+                // What went out is archived together, in a few group
+                // writes, before its state says so.
+                if let Some(archive) = &archive {
+                    let archiving = offered
+                        .iter()
+                        .filter(|(_, d, attempt)| {
+                            matches!(attempt, Attempt::Published(_))
+                                && murmur_core::store::archivable(&d.message)
+                        })
+                        .map(|(_, d, _)| archive.send(storage::SaveRaw(d.clone())));
+                    futures::future::join_all(archiving).await;
+                }
+                let still = matches!(offered.last(), Some((_, _, Attempt::Queued(_))));
+                for (hash, _, attempt) in offered {
+                    if matches!(attempt, Attempt::Published(_)) {
+                        sent += 1;
+                    }
+                    pipeline.do_send(Attempted {
+                        hash,
+                        outcome: attempt,
+                        entered: true,
+                    });
+                }
+                // Stamped again and not offered yet: their states follow
+                // them to the hash they wait under now.
+                for (queued_as, d) in chunk.filter(|(queued_as, d)| *queued_as != d.hash) {
+                    pipeline.do_send(Attempted {
+                        hash: queued_as,
+                        outcome: Attempt::Queued(d.hash),
+                        entered: true,
+                    });
+                }
+                if still {
+                    break;
+                }
+            }
+            sent
+        };
+        ctx.spawn(retry.into_actor(self).map(|sent, act, _| {
+            act.sends.retrying = false;
+            if sent > 0 {
+                tracing::info!(sent, "queued messages published");
+            }
+        }));
+    }
+}
+
+/// Stamps again what waited in the outbox too long to go out as it is:
+/// the new entries go in, then the old ones go (a process killed in
+/// between offers both at its next start), each step queued at once so
+/// that the storage stage commits it in a few group writes, and both
+/// before any is offered. Each gets a stamp of its own (a nanosecond
+/// apart), so that two alike in all else stay two messages. Answers each
+/// message with the hash it was queued under, or `None` if the outbox
+/// could not be written.
+async fn restamp(chunk: &[Delivery], outbox: &Outbox) -> Option<Vec<(MessageHash, Delivery)>> {
+    let now = murmur_core::now_nanos();
+    let mut old = Vec::new();
+    let mut restamped = Vec::with_capacity(chunk.len());
+    for d in chunk {
+        let late = (d.message.timestamp).is_some_and(|t| now.saturating_sub(t) > RESTAMP_AFTER);
+        if late {
+            let stamp = now.saturating_add(i64::try_from(old.len()).unwrap_or(i64::MAX));
+            let message = d.message.clone().with_timestamp(stamp);
+            old.push(d.hash);
+            restamped.push((d.hash, Delivery::new(d.pubsub_topic.clone(), message)));
+        } else {
+            restamped.push((d.hash, d.clone()));
+        }
+    }
+    if old.is_empty() {
+        return Some(restamped);
+    }
+    let entering = restamped
+        .iter()
+        .filter(|(queued_as, d)| *queued_as != d.hash)
+        .map(|(_, d)| {
+            let enqueue = storage::Enqueue::new(d.pubsub_topic.clone(), d.message.clone());
+            outbox.enqueue.send(enqueue)
+        });
+    let entered = futures::future::join_all(entering).await;
+    if !entered.iter().all(|e| matches!(e, Ok(Ok(_)))) {
+        return None;
+    }
+    let leaving = old
+        .iter()
+        .map(|hash| outbox.mark_sent.send(storage::MarkSent(*hash)));
+    let left = futures::future::join_all(leaving).await;
+    left.iter()
+        .all(|l| matches!(l, Ok(Ok(()))))
+        .then_some(restamped)
+}
+
+/// Offers one queued message to the network again; answers what came of
+/// it (a lasting refusal takes it out of the outbox).
+async fn again(d: &Delivery, outbox: &Outbox, publish: &Recipient<Publish>) -> Attempt {
+    let answer = publish
+        .send(Publish::new(d.pubsub_topic.clone(), d.message.clone()))
+        .await;
+    match Attempt::of(answer, d.hash) {
+        Ok(attempt) => attempt,
+        Err(e) => {
+            let _ = outbox.mark_sent.send(storage::MarkSent(d.hash)).await;
+            Attempt::Refused(e.to_string())
+        }
+    }
+}
