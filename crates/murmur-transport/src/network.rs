@@ -41,11 +41,15 @@ const REDIAL_MAX: Duration = Duration::from_secs(60);
 const REDIAL_TICK: Duration = Duration::from_millis(250);
 /// Commands handled per wake-up at most, before the swarm is polled again.
 const COMMAND_BATCH: usize = 64;
+/// Swarm events handled per wake-up at most, before the other work of the
+/// driver's loop gets a turn.
+const SWARM_BATCH: usize = 64;
 /// How often a backlog of events is offered again to a consumer that was full.
 const FLUSH_TICK: Duration = Duration::from_millis(1);
 
 type Reply<T> = oneshot::Sender<Result<T, transport::Error>>;
 
+mod archive;
 mod driver;
 mod events;
 mod light;
@@ -111,13 +115,8 @@ enum Command {
     Learned(Vec<crate::enr::Record>),
     /// Service nodes a light client's service told of, to fail over to.
     Fallbacks(Vec<crate::enr::Record>),
-    /// A relay message whose archiving finished: accept it now.
-    Archived {
-        id: gossipsub::MessageId,
-        source: PeerId,
-        delivery: Delivery,
-        saved: Result<bool, ()>,
-    },
+    /// Relay messages whose archiving finished: accept them now.
+    Archived(Vec<(archive::Held, archive::Saved)>),
     /// A filter subscribe, unsubscribe or ping from `peer`.
     Filter {
         peer: PeerId,

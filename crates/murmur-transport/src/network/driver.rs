@@ -37,6 +37,8 @@ pub(super) struct Driver {
     pub(super) meshed: watch::Sender<Meshed>,
     /// Requests and archiving in flight, bounded.
     pub(super) tasks: crate::tasks::Tasks,
+    /// Relay messages of this wake-up of the swarm, to be archived together.
+    pub(super) gathered: Vec<archive::Held>,
     /// Cursors store v2 servers handed this client.
     pub(super) store_cursors: crate::store::Cursors,
     /// What connected peers said of themselves (identify, metadata), for
@@ -53,7 +55,22 @@ impl Driver {
         loop {
             tokio::select! {
                 _ = flush.tick(), if !self.backlog.is_empty() => self.flush(),
-                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                event = self.swarm.select_next_some() => {
+                    self.on_swarm_event(event);
+                    // What else the swarm has ready comes in this turn, so
+                    // that the relay messages among it are archived together.
+                    for _ in 1..SWARM_BATCH {
+                        match std::future::poll_fn(|cx| {
+                            std::task::Poll::Ready(self.swarm.poll_next_unpin(cx))
+                        })
+                        .await
+                        {
+                            std::task::Poll::Ready(Some(event)) => self.on_swarm_event(event),
+                            _ => break,
+                        }
+                    }
+                    self.archive_gathered();
+                }
                 command = self.commands.recv() => match command {
                     Some(command) => {
                         self.on_command(command);
@@ -166,34 +183,7 @@ impl Driver {
                 let _ = reply.send(self.publish_counted(&topic, message, true));
             }
             Command::Local(delivery) => self.emit(Event::Pushed(delivery)),
-            Command::Archived {
-                id,
-                source,
-                delivery,
-                saved,
-            } => {
-                // Forwarded only now: what we accept is on disk first.
-                self.swarm
-                    .behaviour_mut()
-                    .relay
-                    .report_message_validation_result(&id, &source, MessageAcceptance::Accept);
-                match saved {
-                    Ok(true) => {
-                        self.metrics.inc_received();
-                        self.push_to_filter_subscribers(&delivery);
-                        self.emit(Event::Archived(delivery));
-                    }
-                    // Archived before (a store sync, a lightpush relayed back):
-                    // already delivered here.
-                    Ok(false) => {}
-                    // The archive failed: the pipeline tries again and delivers.
-                    Err(()) => {
-                        self.metrics.inc_received();
-                        self.push_to_filter_subscribers(&delivery);
-                        self.emit(Event::Message(delivery));
-                    }
-                }
-            }
+            Command::Archived(done) => self.on_archived(done),
             Command::SamplePeers { n, asker, reply } => {
                 let _ = reply.send(self.peer_cache.sample(n, asker));
             }
@@ -531,36 +521,7 @@ impl Driver {
             Ok(delivery)
                 if self.archive.is_some() && murmur_core::store::archivable(&delivery.message) =>
             {
-                // Archive first, accept (and so forward) after: a message this
-                // node accepted survives a crash.
-                let archive = self.archive.clone();
-                let myself = self.myself.clone();
-                let task_id = id.clone();
-                let (metrics, arrived) = (self.metrics.clone(), std::time::Instant::now());
-                let archiving = async move {
-                    let saved = match archive {
-                        Some(archive) => match archive
-                            .send(murmur_core::storage::SaveRaw(delivery.clone()))
-                            .await
-                        {
-                            Ok(Ok(new)) => Ok(new),
-                            _ => Err(()),
-                        },
-                        None => Err(()),
-                    };
-                    metrics.archived_after(arrived.elapsed());
-                    myself.archived(task_id, source, delivery, saved).await;
-                };
-                if self.tasks.start(archiving).is_err() {
-                    // More archiving in flight than the bound: let this one
-                    // go unforwarded (Ignore costs the sender nothing).
-                    self.swarm
-                        .behaviour_mut()
-                        .relay
-                        .report_message_validation_result(id, &source, MessageAcceptance::Ignore);
-                    self.metrics.inc_dropped();
-                    tracing::warn!("too many relay messages being archived; one let go");
-                }
+                self.hold(id, source, delivery);
             }
             Ok(delivery) => {
                 relay.report_message_validation_result(id, &source, MessageAcceptance::Accept);

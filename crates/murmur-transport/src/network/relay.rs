@@ -56,21 +56,9 @@ impl Relay {
         ))
     }
 
-    /// Reports that a relay message was archived (or not).
-    pub(crate) async fn archived(
-        &self,
-        id: gossipsub::MessageId,
-        source: PeerId,
-        delivery: Delivery,
-        saved: Result<bool, ()>,
-    ) {
-        self.tell(Command::Archived {
-            id,
-            source,
-            delivery,
-            saved,
-        })
-        .await;
+    /// Reports that relay messages were archived (or not).
+    pub(super) async fn archived(&self, done: Vec<(super::archive::Held, super::archive::Saved)>) {
+        self.tell(Command::Archived(done)).await;
     }
 
     /// Up to `n` known peer records for `asker`.

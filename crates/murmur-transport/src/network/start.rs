@@ -215,6 +215,7 @@ pub(super) async fn prepare(
         myself,
         meshed,
         tasks: crate::tasks::Tasks::new(config.max_tasks),
+        gathered: Vec::new(),
         store_cursors: crate::store::Cursors::default(),
         profiles: HashMap::new(),
     };
