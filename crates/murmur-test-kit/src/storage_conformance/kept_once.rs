@@ -102,7 +102,6 @@ where
             .unwrap()
             .unwrap();
         assert_eq!(hash, d.hash);
-        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let pending = store.pending.send(Pending).await.unwrap().unwrap();
     assert_eq!(pending, vec![a.clone(), b.clone()]);
