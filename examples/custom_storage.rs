@@ -22,7 +22,7 @@ use murmur::{
         now_nanos,
         storage::{
             self, Acquire, Cursor, Enqueue, Error, Lease, Leases, ListState, LoadCursor, LoadState,
-            MarkSent, Pending, Prune, Query, Release, SaveCursor, SaveRaw, SaveState,
+            MarkSent, Pending, Prune, Query, Release, SaveAll, SaveCursor, SaveRaw, SaveState,
         },
         store::{self, Page, Stored},
         supervise, Delivery, MessageHash, PubsubTopic, WakuMessage,
@@ -184,16 +184,28 @@ impl JournalStorage {
     }
 
     fn write(&mut self, record: Record) -> Result<(), Error> {
+        self.write_all(vec![record])
+    }
+
+    /// Appends `records` with one write and one sync. A crash part-way
+    /// may keep the first of them; they were never answered, so nobody
+    /// relies on them, and a copy archived again is not new.
+    fn write_all(&mut self, records: Vec<Record>) -> Result<(), Error> {
         // A write happens only while this stage may write (see `Leases`).
         self.leases.check()?;
-        let bytes = record.encode();
-        let mut framed = (bytes.len() as u32).to_be_bytes().to_vec();
-        framed.extend_from_slice(&bytes);
+        let mut framed = Vec::new();
+        for record in &records {
+            let bytes = record.encode();
+            framed.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+            framed.extend_from_slice(&bytes);
+        }
         self.journal
             .write_all(&framed)
             .and_then(|()| self.journal.sync_data())
             .map_err(|e| Error::Backend(e.to_string()))?;
-        self.apply(record);
+        for record in records {
+            self.apply(record);
+        }
         Ok(())
     }
 
@@ -316,6 +328,27 @@ impl Handler<SaveRaw> for JournalStorage {
                 return Ok(false);
             }
             this.write(Record::Archived(d)).map(|()| true)
+        })?
+    }
+}
+
+impl Handler<SaveAll> for JournalStorage {
+    type Result = Result<Vec<bool>, Error>;
+
+    fn handle(&mut self, SaveAll(all): SaveAll, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            let mut seen = std::collections::HashSet::new();
+            let mut records = Vec::new();
+            let mut new = Vec::with_capacity(all.len());
+            for d in all {
+                let fresh =
+                    !d.message.is_ephemeral() && this.has(&d.hash).is_none() && seen.insert(d.hash);
+                new.push(fresh);
+                if fresh {
+                    records.push(Record::Archived(d));
+                }
+            }
+            this.write_all(records).map(|()| new)
         })?
     }
 }

@@ -36,7 +36,7 @@ pub(crate) async fn gated_open(config: Config) -> (Node, Valve) {
     (node, valve.await.expect("the crypto stage was started"))
 }
 
-/// A node on memory storage behind a gate on `SaveRaw`: nothing it relays
+/// A node on memory storage behind a gate on `SaveAll`: nothing it relays
 /// is archived (and so accepted) until the gate opens.
 pub(crate) async fn gated_archive(config: Config) -> (Node, Valve) {
     let (valve_tx, valve) = oneshot::channel();
@@ -44,13 +44,13 @@ pub(crate) async fn gated_archive(config: Config) -> (Node, Valve) {
         .with_keypair(Keypair::generate_secp256k1())
         .with_storage(move |_| async move {
             let inner = storage::Handle::from(MemoryStorage::start());
-            let (save_raw, valve) = gate(inner.save_raw.clone(), || {
+            let (save_all, valve) = gate(inner.save_all.clone(), || {
                 Err(storage::Error::Backend(
                     "the storage stage is gone".to_owned(),
                 ))
             });
             let _ = valve_tx.send(valve);
-            Ok(storage::Handle { save_raw, ..inner })
+            Ok(storage::Handle { save_all, ..inner })
         })
         .start()
         .await

@@ -1,7 +1,7 @@
 //! The persistence stage: the database. Dedupe by hash, the raw archive (which
 //! the store server answers from), the outbox and per-topic cursors.
 //!
-//! Asked to: [`SaveRaw`], [`Query`], [`Prune`], [`Enqueue`], [`MarkSent`],
+//! Asked to: [`SaveRaw`], [`SaveAll`], [`Query`], [`Prune`], [`Enqueue`], [`MarkSent`],
 //! [`Pending`], [`SaveCursor`], [`LoadCursor`], [`SaveState`], [`LoadState`],
 //! [`ListState`], [`Acquire`], [`Release`]. Tells nothing. Every backend
 //! runs `murmur-test-kit`'s `storage_conformance_tests!`.
@@ -57,6 +57,16 @@ pub enum Error {
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<bool, Error>")]
 pub struct SaveRaw(pub Delivery);
+
+/// Archives messages that arrived together, as one request: answers, for
+/// each in order, what [`SaveRaw`] would (a copy of one before it in the
+/// same request is not new). Durable before the answer, all of them or
+/// none. One request for many spares the stages around it a message, an
+/// answer and a wake-up per message: the transport archives what one poll
+/// of its swarm brought this way.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Vec<bool>, Error>")]
+pub struct SaveAll(pub Vec<Delivery>);
 
 /// Answers one page of a store query from the archive.
 #[derive(Debug, Clone, Message)]
@@ -231,6 +241,7 @@ impl Release {
 pub trait Stage:
     Actor<Context = Context<Self>>
     + Handler<SaveRaw>
+    + Handler<SaveAll>
     + Handler<Query>
     + Handler<Prune>
     + Handler<Enqueue>
@@ -250,6 +261,7 @@ pub trait Stage:
 impl<A> Stage for A where
     A: Actor<Context = Context<A>>
         + Handler<SaveRaw>
+        + Handler<SaveAll>
         + Handler<Query>
         + Handler<Prune>
         + Handler<Enqueue>
@@ -271,6 +283,8 @@ impl<A> Stage for A where
 pub struct Handle {
     /// Where [`SaveRaw`] goes.
     pub save_raw: Recipient<SaveRaw>,
+    /// Where [`SaveAll`] goes.
+    pub save_all: Recipient<SaveAll>,
     /// Where [`Query`] goes.
     pub query: Recipient<Query>,
     /// Where [`Prune`] goes.
@@ -303,6 +317,7 @@ impl<A: Stage> From<Addr<A>> for Handle {
     fn from(addr: Addr<A>) -> Self {
         Self {
             save_raw: addr.clone().recipient(),
+            save_all: addr.clone().recipient(),
             query: addr.clone().recipient(),
             prune: addr.clone().recipient(),
             enqueue: addr.clone().recipient(),

@@ -564,7 +564,7 @@ impl StageContext {
             transport = transport.with_store(self.storage.query.clone());
         }
         if config.store.archive {
-            transport = transport.with_archive(self.storage.save_raw.clone());
+            transport = transport.with_archive(self.storage.save_all.clone());
         }
         let bootstrap = config
             .network

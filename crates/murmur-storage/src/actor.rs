@@ -2,7 +2,7 @@ use actix::prelude::*;
 use murmur_core::{
     storage::{
         Acquire, Cursor, Enqueue, Error, Lease, ListState, LoadCursor, LoadState, MarkSent,
-        Pending, Prune, Query, Release, SaveCursor, SaveRaw, SaveState,
+        Pending, Prune, Query, Release, SaveAll, SaveCursor, SaveRaw, SaveState,
     },
     store::Page,
     supervise, Delivery, MessageHash,
@@ -22,12 +22,14 @@ const MAX_GROUP: usize = 1000;
 /// room instead of the queue growing.
 const QUEUE: usize = 4 * MAX_GROUP;
 
-type Waiter = oneshot::Sender<Result<bool, Error>>;
+/// Answers a write once its group is committed: for the messages it
+/// archived, whether each was new (empty for the other writes).
+type Waiter = oneshot::Sender<Result<Vec<bool>, Error>>;
 
 /// A write the writer groups with others into one transaction.
 enum Write {
-    /// Archive a message (answers whether it was new).
-    Save(Delivery),
+    /// Archive messages (answers, for each, whether it was new).
+    Save(Vec<Delivery>),
     /// Put a message in the outbox.
     Enqueue(Delivery),
     /// Take an entry the network took out of the outbox.
@@ -83,41 +85,28 @@ async fn write(db: Database, mut queue: mpsc::Receiver<(Write, Waiter)>, metrics
     while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
         let (started, requests) = (std::time::Instant::now(), group.len());
         let mut batch = crate::sql::Batch::default();
-        let mut saved = Vec::new();
-        let mut others = Vec::new();
+        // Each waiter with the range of `batch.saves` its write archives.
+        let mut waiters = Vec::with_capacity(requests);
         for (write, waiter) in group.drain(..) {
+            let first = batch.saves.len();
             match write {
-                Write::Save(d) => {
-                    batch.saves.push(d);
-                    saved.push(waiter);
-                }
-                Write::Enqueue(d) => {
-                    batch.queued.push(d);
-                    others.push(waiter);
-                }
-                Write::Sent(hash) => {
-                    batch.sent.push(hash);
-                    others.push(waiter);
-                }
-                Write::State(entries) => {
-                    batch.state.extend(entries);
-                    others.push(waiter);
-                }
+                Write::Save(all) => batch.saves.extend(all),
+                Write::Enqueue(d) => batch.queued.push(d),
+                Write::Sent(hash) => batch.sent.push(hash),
+                Write::State(entries) => batch.state.extend(entries),
             }
+            waiters.push((waiter, first..batch.saves.len()));
         }
         let written = writer.write(batch).await;
         metrics.written(requests, started.elapsed());
         match written {
             Ok(new) => {
-                for (waiter, new) in saved.into_iter().zip(new) {
-                    let _ = waiter.send(Ok(new));
-                }
-                for waiter in others {
-                    let _ = waiter.send(Ok(true));
+                for (waiter, saved) in waiters {
+                    let _ = waiter.send(Ok(new.get(saved).unwrap_or_default().to_vec()));
                 }
             }
             Err(e) => {
-                for waiter in saved.into_iter().chain(others) {
+                for (waiter, _) in waiters {
                     let _ = waiter.send(Err(e.clone()));
                 }
             }
@@ -137,7 +126,7 @@ impl Storage {
         &mut self,
         write: Write,
         ctx: &mut Context<Self>,
-    ) -> ResponseFuture<Result<bool, Error>> {
+    ) -> ResponseFuture<Result<Vec<bool>, Error>> {
         let writes = match supervise::guard(self, ctx, |act, _| act.writes.clone()) {
             Ok(writes) => writes,
             Err(p) => return Box::pin(std::future::ready(Err(p.into()))),
@@ -155,7 +144,19 @@ impl Handler<SaveRaw> for Storage {
     type Result = ResponseFuture<Result<bool, Error>>;
 
     fn handle(&mut self, SaveRaw(delivery): SaveRaw, ctx: &mut Context<Self>) -> Self::Result {
-        self.queue(Write::Save(delivery), ctx)
+        let saved = self.queue(Write::Save(vec![delivery]), ctx);
+        Box::pin(async move { Ok(saved.await?.first() == Some(&true)) })
+    }
+}
+
+impl Handler<SaveAll> for Storage {
+    type Result = ResponseFuture<Result<Vec<bool>, Error>>;
+
+    fn handle(&mut self, SaveAll(all): SaveAll, ctx: &mut Context<Self>) -> Self::Result {
+        if all.is_empty() {
+            return Box::pin(std::future::ready(Ok(Vec::new())));
+        }
+        self.queue(Write::Save(all), ctx)
     }
 }
 

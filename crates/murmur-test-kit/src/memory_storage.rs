@@ -5,7 +5,7 @@ use murmur_core::{
     now_nanos,
     storage::{
         Acquire, Cursor, Enqueue, Error, Lease, Leases, ListState, LoadCursor, LoadState, MarkSent,
-        Pending, Prune, Query, Release, SaveCursor, SaveRaw, SaveState,
+        Pending, Prune, Query, Release, SaveAll, SaveCursor, SaveRaw, SaveState,
     },
     store::{self, Page, Stored},
     supervise, Delivery, MessageHash,
@@ -85,19 +85,36 @@ impl supervise::Restartable for MemoryStorage {
 
 murmur_core::inject_panic_handler!(MemoryStorage);
 
+impl MemoryStorage {
+    fn save(&mut self, d: Delivery) -> bool {
+        if d.message.is_ephemeral() || self.by_hash.contains_key(&d.hash) {
+            return false;
+        }
+        let ts = d.message.timestamp.unwrap_or(0);
+        self.by_hash.insert(d.hash, ts);
+        self.archive.insert((ts, d.hash), d);
+        true
+    }
+}
+
 impl Handler<SaveRaw> for MemoryStorage {
     type Result = Result<bool, Error>;
 
     fn handle(&mut self, SaveRaw(d): SaveRaw, ctx: &mut Context<Self>) -> Self::Result {
         supervise::guard(self, ctx, |this, _| {
             this.leases.check()?;
-            if d.message.is_ephemeral() || this.by_hash.contains_key(&d.hash) {
-                return Ok(false);
-            }
-            let ts = d.message.timestamp.unwrap_or(0);
-            this.by_hash.insert(d.hash, ts);
-            this.archive.insert((ts, d.hash), d);
-            Ok(true)
+            Ok(this.save(d))
+        })?
+    }
+}
+
+impl Handler<SaveAll> for MemoryStorage {
+    type Result = Result<Vec<bool>, Error>;
+
+    fn handle(&mut self, SaveAll(all): SaveAll, ctx: &mut Context<Self>) -> Self::Result {
+        supervise::guard(self, ctx, |this, _| {
+            this.leases.check()?;
+            Ok(all.into_iter().map(|d| this.save(d)).collect())
         })?
     }
 }

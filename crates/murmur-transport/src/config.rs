@@ -20,7 +20,7 @@ pub struct Config {
     pub(crate) max_tasks: usize,
     pub(crate) metrics: Metrics,
     pub(crate) store: Option<actix::Recipient<murmur_core::storage::Query>>,
-    pub(crate) archive: Option<actix::Recipient<murmur_core::storage::SaveRaw>>,
+    pub(crate) archive: Option<actix::Recipient<murmur_core::storage::SaveAll>>,
     pub(crate) lightpush: bool,
     pub(crate) filter: bool,
     pub(crate) light: Option<Multiaddr>,
@@ -138,11 +138,13 @@ impl Config {
         self
     }
 
-    /// Archives what light clients push here before answering them, so that an
-    /// acknowledged message survives a crash.
+    /// Archives what light clients push here before answering them, and
+    /// relay messages before accepting (and so forwarding) them, so that an
+    /// acknowledged or accepted message survives a crash. The relay messages
+    /// one poll of the swarm brings go in one request.
     pub fn with_archive(
         mut self,
-        archive: actix::Recipient<murmur_core::storage::SaveRaw>,
+        archive: actix::Recipient<murmur_core::storage::SaveAll>,
     ) -> Self {
         self.archive = Some(archive);
         self

@@ -41,7 +41,7 @@ impl Outcome {
 #[derive(Clone)]
 pub(crate) struct Service {
     pub(crate) relay: Swarm,
-    pub(crate) archive: Option<Recipient<storage::SaveRaw>>,
+    pub(crate) archive: Option<Recipient<storage::SaveAll>>,
     pub(crate) sharding: Sharding,
 }
 
@@ -87,7 +87,7 @@ impl Service {
         };
         if let Some(archive) = &self.archive {
             if murmur_core::store::archivable(&delivery.message) {
-                match archive.send(storage::SaveRaw(delivery.clone())).await {
+                match archive.send(storage::SaveAll(vec![delivery.clone()])).await {
                     Ok(Ok(_)) => {}
                     _ => {
                         return Outcome::fail(

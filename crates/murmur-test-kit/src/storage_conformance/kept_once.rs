@@ -1,10 +1,10 @@
 //! A message is kept once: the archive by hash (and never an ephemeral
 //! one), and the outbox by hash, until the network took it.
 
-use std::{future::Future, time::Duration};
+use std::future::Future;
 
 use murmur_core::{
-    storage::{self, Enqueue, MarkSent, Pending, SaveRaw},
+    storage::{self, Enqueue, MarkSent, Pending, SaveAll, SaveRaw},
     store::Query,
     MessageHash,
 };
@@ -28,6 +28,66 @@ where
         .await
         .unwrap();
     assert_eq!(hashes(&page), vec![d.hash]);
+}
+
+/// Messages archived in one request are kept as one by one: each answered
+/// in order, a copy of one archived before or earlier in the request not
+/// new, an ephemeral one never stored; requests of one message and of many
+/// asked for together each answered for their own; an empty request
+/// answers nothing.
+pub async fn saves_many_in_one_request<F, Fut>(start: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = storage::Handle>,
+{
+    let store = start().await;
+    let before = delivery(1, "/c/1/a/proto", 1, 1);
+    assert!(save(&store, &before).await);
+    let a = delivery(1, "/c/1/a/proto", 2, 2);
+    let b = delivery(2, "/c/2/b/proto", 3, 3);
+    let mut ephemeral = delivery(1, "/c/1/a/proto", 4, 4);
+    ephemeral.message.ephemeral = Some(true);
+    let all = vec![a.clone(), before.clone(), b.clone(), a.clone(), ephemeral];
+    let new = store
+        .save_all
+        .send(SaveAll(all))
+        .await
+        .expect("store alive")
+        .expect("save succeeds");
+    assert_eq!(new, [true, false, true, false, false]);
+    let page = query(&store, Query::content(None, Vec::new()))
+        .await
+        .unwrap();
+    assert_eq!(page.messages.len(), 3, "each archived once");
+    assert_eq!(hashes(&page), vec![before.hash, a.hash, b.hash]);
+    let b_kept = page.messages.iter().find(|m| m.hash == b.hash);
+    assert_eq!(
+        b_kept.and_then(|m| m.message.as_ref()),
+        Some(&b.message),
+        "byte for byte"
+    );
+    // Requests of both kinds asked for together (so in one write of a
+    // group committing stage): each answered for its own messages.
+    let (c, d) = (
+        delivery(1, "/c/1/a/proto", 5, 5),
+        delivery(1, "/c/1/a/proto", 6, 6),
+    );
+    let one = store.save_raw.send(SaveRaw(c.clone()));
+    let many = store
+        .save_all
+        .send(SaveAll(vec![d.clone(), c.clone(), a.clone()]));
+    let again = store.save_raw.send(SaveRaw(d.clone()));
+    assert!(one.await.expect("store alive").expect("save succeeds"));
+    let many = many.await.expect("store alive").expect("save succeeds");
+    assert_eq!(many, [true, false, false]);
+    assert!(!again.await.expect("store alive").expect("save succeeds"));
+    let none = store
+        .save_all
+        .send(SaveAll(Vec::new()))
+        .await
+        .expect("store alive")
+        .expect("nothing to save succeeds");
+    assert!(none.is_empty());
 }
 
 /// Copies of a message asked for together (so in one write of a group

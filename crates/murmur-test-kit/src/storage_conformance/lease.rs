@@ -6,8 +6,8 @@ use std::{future::Future, time::Duration};
 
 use murmur_core::{
     storage::{
-        self, Acquire, Cursor, Enqueue, Lease, LoadState, MarkSent, Prune, Release, SaveCursor,
-        SaveRaw, SaveState,
+        self, Acquire, Cursor, Enqueue, Lease, LoadState, MarkSent, Prune, Release, SaveAll,
+        SaveCursor, SaveRaw, SaveState,
     },
     store::Query,
     MessageHash, WakuMessage,
@@ -186,6 +186,14 @@ where
     fenced(
         "an archive save",
         old.save_raw.send(SaveRaw(message.clone())).await.unwrap(),
+        "new",
+    );
+    fenced(
+        "archive saves in one request",
+        old.save_all
+            .send(SaveAll(vec![message.clone(), kept.clone()]))
+            .await
+            .unwrap(),
         "new",
     );
     fenced(

@@ -2,10 +2,11 @@
 //! message this node accepted survives a crash.
 //!
 //! The messages one wake-up of the swarm brings go to the archive together,
-//! in one task that reports back once: a message apiece cost the driver a
-//! task, a report and a turn of its loop (with a poll of the whole swarm)
-//! each, and the storage stage's writer commits what is queued at once
-//! anyway.
+//! in one request ([`murmur_core::storage::SaveAll`]) from one task that
+//! reports back once: a message apiece cost the driver a task, a report and
+//! a turn of its loop (with a poll of the whole swarm) each, and the storage
+//! stage a message, an answer and a wake-up each, where its writer commits
+//! what is queued at once anyway.
 
 use super::*;
 
@@ -53,19 +54,16 @@ impl Driver {
         let held = std::mem::take(&mut self.gathered);
         let (units, myself, metrics) = (held.len(), self.myself.clone(), self.metrics.clone());
         let archiving = async move {
-            let saves = held
-                .iter()
-                .map(|h| archive.send(murmur_core::storage::SaveRaw(h.delivery.clone())));
-            let saved = futures::future::join_all(saves).await;
+            let all = held.iter().map(|h| h.delivery.clone()).collect();
+            let saved = match archive.send(murmur_core::storage::SaveAll(all)).await {
+                Ok(Ok(new)) if new.len() == held.len() => new.into_iter().map(Ok).collect(),
+                _ => vec![Err(()); held.len()],
+            };
             let done = held
                 .into_iter()
                 .zip(saved)
                 .map(|(held, saved)| {
                     metrics.archived_after(held.arrived.elapsed());
-                    let saved = match saved {
-                        Ok(Ok(new)) => Ok(new),
-                        _ => Err(()),
-                    };
                     (held, saved)
                 })
                 .collect();

@@ -25,7 +25,7 @@ pub(super) struct Driver {
     pub(super) push_permits: std::sync::Arc<tokio::sync::Semaphore>,
     pub(super) light: Option<Light>,
     /// Where relay messages are archived before they are accepted.
-    pub(super) archive: Option<actix::Recipient<murmur_core::storage::SaveRaw>>,
+    pub(super) archive: Option<actix::Recipient<murmur_core::storage::SaveAll>>,
     /// Records to hand out through peer exchange.
     pub(super) peer_cache: crate::peer_exchange::Cache,
     /// Our own record.
