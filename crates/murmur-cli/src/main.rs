@@ -29,6 +29,8 @@ use error::CliError;
 /// A node allocates for every message (buffers, envelopes, futures, mailbox
 /// entries) across several threads; glibc's allocator spent about a third
 /// of a busy relay thread in its bins and consolidation (`perf`, docs/benchmarks.md).
+/// Built without transparent huge pages (Cargo.toml): with them an idle
+/// node held 16–18 MB more.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
