@@ -39,6 +39,8 @@ enum Record {
     Cursor(String, Cursor),
     State(String, Option<Vec<u8>>),
     Pruned(Vec<MessageHash>),
+    /// Records written together, kept all or none.
+    Batch(Vec<Record>),
 }
 
 impl Record {
@@ -82,6 +84,14 @@ impl Record {
                 v.push(6);
                 for h in hashes {
                     v.extend_from_slice(&h.0);
+                }
+            }
+            Self::Batch(records) => {
+                v.push(7);
+                for record in records {
+                    let bytes = record.encode();
+                    v.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+                    v.extend_from_slice(&bytes);
                 }
             }
         }
@@ -129,6 +139,14 @@ impl Record {
                 Self::State(name, present.then(|| rest.to_vec()))
             }
             6 => Self::Pruned(rest.chunks_exact(32).filter_map(hash).collect()),
+            7 => {
+                let mut records = Vec::new();
+                while let Some(len) = take(4) {
+                    let n = u32::from_be_bytes(len.try_into().ok()?) as usize;
+                    records.push(Self::decode(take(n)?)?);
+                }
+                Self::Batch(records)
+            }
             _ => return None,
         })
     }
@@ -187,25 +205,35 @@ impl JournalStorage {
         self.write_all(vec![record])
     }
 
-    /// Appends `records` with one write and one sync. A crash part-way
-    /// may keep the first of them; they were never answered, so nobody
-    /// relies on them, and a copy archived again is not new.
-    fn write_all(&mut self, records: Vec<Record>) -> Result<(), Error> {
+    /// Appends `records` as one record, with one write and one sync: a
+    /// replay keeps all of them or none (a record cut short ends it). A
+    /// failed write is cut off again, so that the next lands whole after
+    /// the last good one.
+    fn write_all(&mut self, mut records: Vec<Record>) -> Result<(), Error> {
         // A write happens only while this stage may write (see `Leases`).
         self.leases.check()?;
-        let mut framed = Vec::new();
-        for record in &records {
-            let bytes = record.encode();
-            framed.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-            framed.extend_from_slice(&bytes);
-        }
-        self.journal
+        let record = match records.len() {
+            0 => return Ok(()),
+            1 => records.remove(0),
+            _ => Record::Batch(records),
+        };
+        let bytes = record.encode();
+        let mut framed = (bytes.len() as u32).to_be_bytes().to_vec();
+        framed.extend_from_slice(&bytes);
+        let end = self
+            .journal
+            .metadata()
+            .map_err(|e| Error::Backend(e.to_string()))?
+            .len();
+        if let Err(e) = self
+            .journal
             .write_all(&framed)
             .and_then(|()| self.journal.sync_data())
-            .map_err(|e| Error::Backend(e.to_string()))?;
-        for record in records {
-            self.apply(record);
+        {
+            let _ = self.journal.set_len(end);
+            return Err(Error::Backend(e.to_string()));
         }
+        self.apply(record);
         Ok(())
     }
 
@@ -219,6 +247,11 @@ impl JournalStorage {
 
     fn apply(&mut self, record: Record) {
         match record {
+            Record::Batch(records) => {
+                for record in records {
+                    self.apply(record);
+                }
+            }
             Record::Archived(d) => {
                 let key = (d.message.timestamp.unwrap_or(0), d.hash);
                 if let Err(at) = self.position(&key) {
@@ -337,6 +370,9 @@ impl Handler<SaveAll> for JournalStorage {
 
     fn handle(&mut self, SaveAll(all): SaveAll, ctx: &mut Context<Self>) -> Self::Result {
         supervise::guard(self, ctx, |this, _| {
+            if all.is_empty() {
+                return Ok(Vec::new());
+            }
             let mut seen = std::collections::HashSet::new();
             let mut records = Vec::new();
             let mut new = Vec::with_capacity(all.len());

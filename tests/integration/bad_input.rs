@@ -70,6 +70,9 @@ async fn invalid_relay_messages_are_rejected_counted_and_never_delivered() {
         vec![0xff, 0xff, 0xff],
         WakuMessage::new(topic.as_str(), Vec::new()).encode_to_vec(),
         WakuMessage::new("", vec![1]).encode_to_vec(),
+        // A NUL, which PostgreSQL's text refuses: archived, it would fail
+        // every write grouped with it.
+        WakuMessage::new("/murmur/1/bad\0/proto", vec![1]).encode_to_vec(),
         WakuMessage::new(topic.as_str(), vec![7u8; 151 * 1024]).encode_to_vec(),
     ];
     for data in bad {
@@ -101,6 +104,7 @@ async fn invalid_relay_messages_are_rejected_counted_and_never_delivered() {
         RejectReason::Malformed,
         RejectReason::EmptyPayload,
         RejectReason::EmptyContentTopic,
+        RejectReason::BadContentTopic,
         RejectReason::TooLarge,
     ] {
         assert_eq!(metrics.rejected(reason), 1, "{reason:?}");

@@ -49,6 +49,11 @@ pub enum Error {
     /// this holder acquires the lease again.
     #[error("the database's lease was taken by {0}; this process writes nothing more")]
     Fenced(String),
+    /// The message cannot be kept by this database (a content topic with a
+    /// NUL character, which PostgreSQL's text refuses). Refused on its own,
+    /// before it joins a group write, so that it fails no other write.
+    #[error("cannot be stored: {0}")]
+    Unstorable(&'static str),
 }
 
 /// Archives a message that arrived or was published; answers `true` if it was
@@ -61,7 +66,8 @@ pub struct SaveRaw(pub Delivery);
 /// Archives messages that arrived together, as one request: answers, for
 /// each in order, what [`SaveRaw`] would (a copy of one before it in the
 /// same request is not new). Durable before the answer, all of them or
-/// none. One request for many spares the stages around it a message, an
+/// none; an empty request writes nothing and answers at once, with nothing.
+/// One request for many spares the stages around it a message, an
 /// answer and a wake-up per message: the transport archives what one poll
 /// of its swarm brought this way.
 #[derive(Debug, Clone, Message)]

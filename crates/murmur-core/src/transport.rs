@@ -384,7 +384,11 @@ impl fmt::Debug for Handle {
 
 /// Checks the rules every Waku relay peer applies to a message before it
 /// accepts or sends it: a non-empty payload and content topic (js-waku rejects
-/// others), `meta` of at most 64 bytes (nwaku), and the 150 KiB size limit.
+/// others), `meta` of at most 64 bytes (nwaku), and the 150 KiB size limit;
+/// and a content topic without control characters: topics are
+/// `/app/version/name/encoding` text, and a NUL in one is refused by
+/// PostgreSQL's text, so a node archiving on it would fail every write
+/// grouped with such a message.
 pub fn validate(message: &WakuMessage, encoded_len: usize) -> Result<(), Error> {
     if encoded_len > murmur_proto::MAX_WAKU_MESSAGE_LEN {
         return Err(Error::TooLarge {
@@ -397,6 +401,9 @@ pub fn validate(message: &WakuMessage, encoded_len: usize) -> Result<(), Error> 
     }
     if message.content_topic.is_empty() {
         return Err(Error::Invalid("empty content topic"));
+    }
+    if message.content_topic.chars().any(char::is_control) {
+        return Err(Error::Invalid("control character in content topic"));
     }
     if message
         .meta

@@ -140,10 +140,26 @@ impl Storage {
     }
 }
 
+/// Refuses what the database cannot hold before it joins a group, where it
+/// would fail every write committed with it.
+fn storable(delivery: &Delivery) -> Result<(), Error> {
+    if delivery.message.content_topic.contains('\0') {
+        return Err(Error::Unstorable("a NUL character in the content topic"));
+    }
+    Ok(())
+}
+
+fn refused<T: Send + 'static>(e: Error) -> ResponseFuture<Result<T, Error>> {
+    Box::pin(std::future::ready(Err(e)))
+}
+
 impl Handler<SaveRaw> for Storage {
     type Result = ResponseFuture<Result<bool, Error>>;
 
     fn handle(&mut self, SaveRaw(delivery): SaveRaw, ctx: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = storable(&delivery) {
+            return refused(e);
+        }
         let saved = self.queue(Write::Save(vec![delivery]), ctx);
         Box::pin(async move { Ok(saved.await?.first() == Some(&true)) })
     }
@@ -153,8 +169,16 @@ impl Handler<SaveAll> for Storage {
     type Result = ResponseFuture<Result<Vec<bool>, Error>>;
 
     fn handle(&mut self, SaveAll(all): SaveAll, ctx: &mut Context<Self>) -> Self::Result {
+        // All or none: one the database cannot hold refuses the request.
+        if let Err(e) = all.iter().try_for_each(storable) {
+            return refused(e);
+        }
         if all.is_empty() {
-            return Box::pin(std::future::ready(Ok(Vec::new())));
+            // Nothing to write, so nothing a lease could fence.
+            return match supervise::guard(self, ctx, |_, _| ()) {
+                Ok(()) => Box::pin(std::future::ready(Ok(Vec::new()))),
+                Err(p) => refused(p.into()),
+            };
         }
         self.queue(Write::Save(all), ctx)
     }
@@ -165,6 +189,9 @@ impl Handler<Enqueue> for Storage {
 
     fn handle(&mut self, msg: Enqueue, ctx: &mut Context<Self>) -> Self::Result {
         let delivery = Delivery::new(msg.pubsub_topic, msg.message);
+        if let Err(e) = storable(&delivery) {
+            return refused(e);
+        }
         let hash = delivery.hash;
         let queued = self.queue(Write::Enqueue(delivery), ctx);
         Box::pin(async move { queued.await.map(|_| hash) })

@@ -298,7 +298,11 @@ impl Sql {
         Ok(batch
             .saves
             .iter()
-            .map(|d| inserted.contains(&d.hash) && seen.insert(d.hash))
+            // An ephemeral copy shares the hash of the one kept, and is
+            // never new itself.
+            .map(|d| {
+                !d.message.is_ephemeral() && inserted.contains(&d.hash) && seen.insert(d.hash)
+            })
             .collect())
     }
 

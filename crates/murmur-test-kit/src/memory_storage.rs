@@ -113,6 +113,9 @@ impl Handler<SaveAll> for MemoryStorage {
 
     fn handle(&mut self, SaveAll(all): SaveAll, ctx: &mut Context<Self>) -> Self::Result {
         supervise::guard(self, ctx, |this, _| {
+            if all.is_empty() {
+                return Ok(Vec::new());
+            }
             this.leases.check()?;
             Ok(all.into_iter().map(|d| this.save(d)).collect())
         })?

@@ -54,6 +54,7 @@ macro_rules! storage_conformance_tests {
             case!(saves_once_and_skips_ephemeral);
             case!(takes_copies_arriving_together_once);
             case!(saves_many_in_one_request);
+            case!(refuses_alone_what_it_cannot_hold);
             case!(round_trips_messages_byte_for_byte);
             case!(filters_by_topic_and_time);
             case!(pages_forward_with_an_exclusive_cursor);
@@ -74,8 +75,8 @@ macro_rules! storage_conformance_tests {
 
 mod kept_once;
 pub use kept_once::{
-    keeps_an_outbox, saves_many_in_one_request, saves_once_and_skips_ephemeral,
-    takes_copies_arriving_together_once,
+    keeps_an_outbox, refuses_alone_what_it_cannot_hold, saves_many_in_one_request,
+    saves_once_and_skips_ephemeral, takes_copies_arriving_together_once,
 };
 mod lease;
 pub use lease::{

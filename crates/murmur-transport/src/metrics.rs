@@ -16,6 +16,8 @@ pub enum RejectReason {
     EmptyPayload,
     /// Empty content topic.
     EmptyContentTopic,
+    /// A control character in the content topic.
+    BadContentTopic,
     /// `meta` over 64 bytes.
     MetaTooLong,
     /// Not a `/waku/2/rs/<cluster>/<shard>` topic.

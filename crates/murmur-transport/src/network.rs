@@ -479,6 +479,9 @@ fn check(message: gossipsub::Message) -> Result<Delivery, RejectReason> {
         transport::Error::TooLarge { .. } => RejectReason::TooLarge,
         transport::Error::Invalid("empty payload") => RejectReason::EmptyPayload,
         transport::Error::Invalid("empty content topic") => RejectReason::EmptyContentTopic,
+        transport::Error::Invalid("control character in content topic") => {
+            RejectReason::BadContentTopic
+        }
         _ => RejectReason::MetaTooLong,
     })?;
     Ok(Delivery::new(topic, waku))
@@ -570,6 +573,13 @@ mod tests {
             (
                 gossip(topic, WakuMessage::new("", vec![1]).encode_to_vec()),
                 RejectReason::EmptyContentTopic,
+            ),
+            (
+                gossip(
+                    topic,
+                    WakuMessage::new("/a/1/b\0/c", vec![1]).encode_to_vec(),
+                ),
+                RejectReason::BadContentTopic,
             ),
             (
                 gossip(

@@ -23,7 +23,10 @@ type Task = Pin<Box<dyn Future<Output = usize> + Send>>;
 pub(crate) struct Tasks {
     set: FuturesUnordered<Task>,
     limit: usize,
+    /// Units the tasks in flight hold.
     held: usize,
+    /// Units kept for a task about to start ([`Tasks::reserve`]).
+    reserved: usize,
 }
 
 impl Tasks {
@@ -32,6 +35,7 @@ impl Tasks {
             set: FuturesUnordered::new(),
             limit,
             held: 0,
+            reserved: 0,
         }
     }
 
@@ -47,12 +51,27 @@ impl Tasks {
         Ok(())
     }
 
-    /// Starts `work` holding `units`, for which the caller made sure of
-    /// room (see [`Tasks::room`]).
-    pub(crate) fn start_holding<F>(&mut self, work: F, units: usize)
+    /// Keeps one unit for a task about to start with
+    /// [`Tasks::start_reserved`]; `false` if there is no room.
+    pub(crate) fn reserve(&mut self) -> bool {
+        if self.is_full() {
+            return false;
+        }
+        self.reserved += 1;
+        true
+    }
+
+    /// Starts `work` holding the `units` reserved for it.
+    pub(crate) fn start_reserved<F>(&mut self, work: F, units: usize)
     where
         F: Future<Output = ()> + Send + 'static,
     {
+        debug_assert!(
+            units <= self.reserved,
+            "{units} units started, {} reserved",
+            self.reserved
+        );
+        self.reserved -= units.min(self.reserved);
         self.push(work, units);
     }
 
@@ -66,7 +85,7 @@ impl Tasks {
 
     /// Units of work that could start now.
     pub(crate) fn room(&self) -> usize {
-        self.limit.saturating_sub(self.held)
+        self.limit.saturating_sub(self.held + self.reserved)
     }
 
     pub(crate) fn is_full(&self) -> bool {
@@ -90,19 +109,23 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_task_holding_many_units_fills_the_bound_until_it_finishes() {
+    async fn units_reserved_and_held_fill_the_bound_until_their_task_finishes() {
         let mut tasks = Tasks::new(4);
+        assert!(tasks.reserve() && tasks.reserve() && tasks.reserve());
+        // Reserved units count before their task starts: one left.
+        assert_eq!(tasks.room(), 1);
+        assert!(tasks.start(std::future::ready(())).is_ok());
+        assert!(tasks.is_full());
+        assert!(!tasks.reserve(), "no room to reserve");
+        assert!(tasks.start(std::future::ready(())).is_err());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tasks.start_holding(
+        tasks.start_reserved(
             async move {
                 let _ = rx.await;
             },
             3,
         );
-        assert_eq!(tasks.room(), 1);
-        assert!(tasks.start(std::future::ready(())).is_ok());
         assert!(tasks.is_full());
-        assert!(tasks.start(std::future::ready(())).is_err());
         // The one-unit task finishes first; the three stay held.
         tasks.next().await;
         assert_eq!(tasks.room(), 1);

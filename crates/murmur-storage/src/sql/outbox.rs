@@ -58,9 +58,11 @@ impl Sql {
     }
 }
 
-/// Puts `queued` in the outbox, 100 rows a statement.
+/// Puts `queued` in the outbox, 100 rows a statement, each stamped a
+/// nanosecond after the one before it: the outbox is offered again in the
+/// order it was asked for, within a group write as across them.
 pub(super) fn enqueue(script: &mut script::Script, queued: &[Delivery], kind: super::Kind) {
-    let created_at = now_nanos();
+    let mut created_at = now_nanos();
     for chunk in queued.chunks(100) {
         let sql = kind.insert_new(
             "outbox",
@@ -75,6 +77,7 @@ pub(super) fn enqueue(script: &mut script::Script, queued: &[Delivery], kind: su
                 Arg::Blob(d.message.encode_to_vec()),
                 Arg::Int(created_at),
             ]);
+            created_at += 1;
         }
         script.push(sql, args);
     }

@@ -66,20 +66,48 @@ where
         Some(&b.message),
         "byte for byte"
     );
-    // Requests of both kinds asked for together (so in one write of a
+    // An ephemeral copy shares the hash of the message; it is never new,
+    // and does not keep the message from being new.
+    let e = delivery(1, "/c/1/a/proto", 7, 7);
+    let mut e_ephemeral = e.clone();
+    e_ephemeral.message.ephemeral = Some(true);
+    let new = store
+        .save_all
+        .send(SaveAll(vec![e_ephemeral, e.clone()]))
+        .await
+        .expect("store alive")
+        .expect("save succeeds");
+    assert_eq!(new, [false, true]);
+
+    // Requests of every kind asked for together (so in one write of a
     // group committing stage): each answered for its own messages.
     let (c, d) = (
         delivery(1, "/c/1/a/proto", 5, 5),
         delivery(1, "/c/1/a/proto", 6, 6),
     );
     let one = store.save_raw.send(SaveRaw(c.clone()));
+    let queued = store
+        .enqueue
+        .send(Enqueue::new(d.pubsub_topic.clone(), d.message.clone()));
     let many = store
         .save_all
         .send(SaveAll(vec![d.clone(), c.clone(), a.clone()]));
+    let state = store.save_state.send(storage::SaveState(vec![(
+        "kept/many".to_owned(),
+        Some(b"v".to_vec()),
+    )]));
     let again = store.save_raw.send(SaveRaw(d.clone()));
     assert!(one.await.expect("store alive").expect("save succeeds"));
+    assert_eq!(
+        queued
+            .await
+            .expect("store alive")
+            .expect("enqueue succeeds"),
+        d.hash
+    );
     let many = many.await.expect("store alive").expect("save succeeds");
     assert_eq!(many, [true, false, false]);
+    state.await.expect("store alive").expect("state saved");
     assert!(!again.await.expect("store alive").expect("save succeeds"));
     let none = store
         .save_all
@@ -172,5 +200,81 @@ where
         .unwrap()
         .unwrap();
     let pending = store.pending.send(Pending).await.unwrap().unwrap();
-    assert_eq!(pending, vec![b]);
+    assert_eq!(pending, vec![b.clone()]);
+
+    // Asked for together (so in one write of a group committing stage),
+    // they come back in the order asked, not in their hashes' order.
+    let together: Vec<_> = (10..18)
+        .map(|i| delivery(1, "/c/1/a/proto", 100 - i64::from(i), i))
+        .collect();
+    let asked: Vec<_> = together
+        .iter()
+        .map(|d| {
+            store
+                .enqueue
+                .send(Enqueue::new(d.pubsub_topic.clone(), d.message.clone()))
+        })
+        .collect();
+    for answer in asked {
+        answer.await.unwrap().unwrap();
+    }
+    let pending = store.pending.send(Pending).await.unwrap().unwrap();
+    let mut expected = vec![b];
+    expected.extend(together);
+    assert_eq!(pending, expected);
+}
+
+/// What the database cannot hold (a content topic with a NUL character,
+/// which PostgreSQL's text refuses) is kept or refused on its own: the
+/// writes asked for with it land.
+pub async fn refuses_alone_what_it_cannot_hold<F, Fut>(start: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = storage::Handle>,
+{
+    let store = start().await;
+    let bad = delivery(1, "/c/1/bad\0/proto", 1, 1);
+    let (good, queued, more) = (
+        delivery(1, "/c/1/a/proto", 2, 2),
+        delivery(1, "/c/1/a/proto", 3, 3),
+        delivery(1, "/c/1/a/proto", 4, 4),
+    );
+    let refused_or_kept = |answer: Result<_, storage::Error>, what: &str| match answer {
+        Ok(_) | Err(storage::Error::Unstorable(_)) => {}
+        Err(e) => panic!("{what}: {e}"),
+    };
+    let bad_one = store.save_raw.send(SaveRaw(bad.clone()));
+    let good_one = store.save_raw.send(SaveRaw(good.clone()));
+    let bad_queued = store
+        .enqueue
+        .send(Enqueue::new(bad.pubsub_topic.clone(), bad.message.clone()));
+    let good_queued = store.enqueue.send(Enqueue::new(
+        queued.pubsub_topic.clone(),
+        queued.message.clone(),
+    ));
+    let bad_many = store
+        .save_all
+        .send(SaveAll(vec![more.clone(), bad.clone()]));
+    let good_many = store.save_all.send(SaveAll(vec![more.clone()]));
+    refused_or_kept(bad_one.await.expect("store alive").map(drop), "SaveRaw");
+    assert!(good_one
+        .await
+        .expect("store alive")
+        .expect("the good save lands"));
+    refused_or_kept(bad_queued.await.expect("store alive").map(drop), "Enqueue");
+    good_queued
+        .await
+        .expect("store alive")
+        .expect("the good entry lands");
+    refused_or_kept(bad_many.await.expect("store alive").map(drop), "SaveAll");
+    good_many
+        .await
+        .expect("store alive")
+        .expect("the good request lands");
+    let page = query(&store, Query::hashes(vec![good.hash, more.hash]))
+        .await
+        .unwrap();
+    assert_eq!(page.messages.len(), 2);
+    let pending = store.pending.send(Pending).await.unwrap().unwrap();
+    assert!(pending.iter().any(|d| d.hash == queued.hash));
 }

@@ -26,7 +26,7 @@ impl Driver {
     /// lets it go unforwarded when the work in flight is at its bound
     /// (Ignore costs the sender nothing).
     pub(super) fn hold(&mut self, id: &gossipsub::MessageId, source: PeerId, delivery: Delivery) {
-        if self.gathered.len() >= self.tasks.room() {
+        if !self.tasks.reserve() {
             self.swarm
                 .behaviour_mut()
                 .relay
@@ -57,7 +57,16 @@ impl Driver {
             let all = held.iter().map(|h| h.delivery.clone()).collect();
             let saved = match archive.send(murmur_core::storage::SaveAll(all)).await {
                 Ok(Ok(new)) if new.len() == held.len() => new.into_iter().map(Ok).collect(),
-                _ => vec![Err(()); held.len()],
+                answer => {
+                    if let Ok(Ok(new)) = answer {
+                        tracing::error!(
+                            asked = held.len(),
+                            answered = new.len(),
+                            "the storage stage answered an archive request for another count"
+                        );
+                    }
+                    vec![Err(()); held.len()]
+                }
             };
             let done = held
                 .into_iter()
@@ -69,8 +78,8 @@ impl Driver {
                 .collect();
             myself.archived(done).await;
         };
-        // `hold` kept no more than there was room for.
-        self.tasks.start_holding(archiving, units);
+        // `hold` reserved a unit for each.
+        self.tasks.start_reserved(archiving, units);
     }
 
     /// Accepts what was archived, and hands it on.
