@@ -141,7 +141,11 @@ impl Config {
     /// Archives what light clients push here before answering them, and
     /// relay messages before accepting (and so forwarding) them, so that an
     /// acknowledged or accepted message survives a crash. The relay messages
-    /// one poll of the swarm brings go in one request.
+    /// one poll of the swarm brings go in one request. A relay message whose
+    /// archive failed (an error, a restart of the storage stage) is accepted
+    /// all the same, so that the mesh does not lose it for this node's disk,
+    /// and handed on as not archived: the pipeline archives it again before
+    /// it delivers it.
     pub fn with_archive(
         mut self,
         archive: actix::Recipient<murmur_core::storage::SaveAll>,
