@@ -5,8 +5,11 @@
 //!   4,096, its background queue of 1,024, the transport's mailbox and
 //!   command channel of 1,024 each) are all published and all archived;
 //! - chat messages past the chat queue (`chat.queue`) all open, in order;
+//! - a relay node forwards nothing it has not archived;
 //! - relay messages past the swarm's work bound (`network.max_tasks`) are
 //!   let go and counted, and a request then fails at once with `Busy`.
+
+use std::time::Duration;
 
 use futures::{stream::FuturesUnordered, StreamExt};
 use murmur::core::{store::Query, transport, ContentTopic};
@@ -177,4 +180,50 @@ async fn relay_past_the_work_bound_is_counted_and_a_request_is_busy_at_once() {
     bob.query_store(&addr(&alice, false), query)
         .await
         .expect("answered once the work in flight is done");
+}
+
+/// A relay node forwards only what it has archived: while its archive is
+/// held, the peer behind it gets nothing; once the archive answers, the
+/// message goes on.
+#[actix_rt::test]
+async fn a_relay_node_forwards_nothing_it_has_not_archived() {
+    let dirs = [
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    ];
+    let alice = start_node(dirs[0].path()).await;
+    let mut config = loopback_config(dirs[1].path(), &["/ip4/127.0.0.1/tcp/0"]);
+    config.network.peers = vec![addr(&alice, false).parse().unwrap()];
+    config.chat.enabled = false;
+    let (bob, mut valve) = gated_archive(config).await;
+    // Carol knows only bob: what she gets, bob forwarded.
+    let carol = peer_of(dirs[2].path(), &bob, false).await;
+    let topic: ContentTopic = "/murmur/1/held-forward/proto".parse().unwrap();
+    let mut at_carol = carol.subscribe([&topic]).await.unwrap();
+    let shard = bob.pubsub_topic(&topic);
+    bob.wait_for_peers(&shard, 2, WAIT).await.unwrap();
+    for node in [&alice, &carol] {
+        node.wait_for_peers(&shard, 1, WAIT).await.unwrap();
+    }
+
+    let hash = alice
+        .send(&topic, b"held at bob".to_vec())
+        .await
+        .unwrap()
+        .hash();
+    valve.holding(1).await;
+    assert!(
+        at_carol
+            .recv_timeout(Duration::from_secs(1))
+            .await
+            .is_none(),
+        "bob forwarded a message before archiving it"
+    );
+    valve.open();
+    let got = at_carol
+        .recv_timeout(WAIT)
+        .await
+        .expect("forwarded once archived");
+    assert_eq!(got.hash, hash);
 }

@@ -50,6 +50,7 @@ const FLUSH_TICK: Duration = Duration::from_millis(1);
 type Reply<T> = oneshot::Sender<Result<T, transport::Error>>;
 
 mod archive;
+mod check;
 mod driver;
 mod events;
 mod light;
@@ -57,6 +58,7 @@ mod peers;
 mod relay;
 mod start;
 
+use check::check;
 use driver::Driver;
 use events::Sink;
 use light::{filter_request, Light};
@@ -461,32 +463,6 @@ impl Network {
     }
 }
 
-/// Relay validation: the checks every Waku implementation applies.
-fn check(message: gossipsub::Message) -> Result<Delivery, RejectReason> {
-    let topic: PubsubTopic = message
-        .topic
-        .as_str()
-        .parse()
-        .map_err(|_| RejectReason::BadTopic)?;
-    let len = message.data.len();
-    if len > MAX_WAKU_MESSAGE_LEN {
-        return Err(RejectReason::TooLarge);
-    }
-    // Decoding from `Bytes` lets the payload share the received buffer.
-    let waku = WakuMessage::decode(bytes::Bytes::from(message.data))
-        .map_err(|_| RejectReason::Malformed)?;
-    transport::validate(&waku, len).map_err(|e| match e {
-        transport::Error::TooLarge { .. } => RejectReason::TooLarge,
-        transport::Error::Invalid("empty payload") => RejectReason::EmptyPayload,
-        transport::Error::Invalid("empty content topic") => RejectReason::EmptyContentTopic,
-        transport::Error::Invalid("control character in content topic") => {
-            RejectReason::BadContentTopic
-        }
-        _ => RejectReason::MetaTooLong,
-    })?;
-    Ok(Delivery::new(topic, waku))
-}
-
 fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
     match addr.iter().last() {
         Some(Protocol::P2p(peer)) => Some(peer),
@@ -544,62 +520,5 @@ mod tests {
             with_port_of(&requested, &actual).to_string(),
             "/ip4/0.0.0.0/tcp/4242/ws"
         );
-    }
-
-    fn gossip(topic: &str, data: Vec<u8>) -> gossipsub::Message {
-        gossipsub::Message {
-            source: None,
-            data,
-            sequence_number: None,
-            topic: gossipsub::TopicHash::from_raw(topic),
-        }
-    }
-
-    #[test]
-    fn validation_rejects_what_waku_peers_reject() {
-        let topic = "/waku/2/rs/1/0";
-        let ok = WakuMessage::new("/a/1/b/c", vec![1]).encode_to_vec();
-        assert!(check(gossip(topic, ok.clone())).is_ok());
-        let cases = [
-            (
-                gossip("/waku/2/default-waku/proto", ok),
-                RejectReason::BadTopic,
-            ),
-            (gossip(topic, vec![0xff, 0xff]), RejectReason::Malformed),
-            (
-                gossip(topic, WakuMessage::new("/a/1/b/c", vec![]).encode_to_vec()),
-                RejectReason::EmptyPayload,
-            ),
-            (
-                gossip(topic, WakuMessage::new("", vec![1]).encode_to_vec()),
-                RejectReason::EmptyContentTopic,
-            ),
-            (
-                gossip(
-                    topic,
-                    WakuMessage::new("/a/1/b\0/c", vec![1]).encode_to_vec(),
-                ),
-                RejectReason::BadContentTopic,
-            ),
-            (
-                gossip(
-                    topic,
-                    WakuMessage::new("/a/1/b/c", vec![1])
-                        .with_meta(vec![0u8; 65])
-                        .encode_to_vec(),
-                ),
-                RejectReason::MetaTooLong,
-            ),
-            (
-                gossip(
-                    topic,
-                    WakuMessage::new("/a/1/b/c", vec![1u8; MAX_WAKU_MESSAGE_LEN]).encode_to_vec(),
-                ),
-                RejectReason::TooLarge,
-            ),
-        ];
-        for (message, reason) in cases {
-            assert_eq!(check(message).unwrap_err(), reason);
-        }
     }
 }
