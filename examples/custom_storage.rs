@@ -163,6 +163,8 @@ pub struct JournalStorage {
     state: std::collections::BTreeMap<String, Vec<u8>>,
     /// One process opens the journal: its lease needs no record.
     leases: Leases,
+    /// A failed write could not be cut off: nothing more is written.
+    torn: bool,
     fuse: supervise::Fuse,
 }
 
@@ -177,6 +179,7 @@ impl JournalStorage {
             cursors: Default::default(),
             state: Default::default(),
             leases: Leases::default(),
+            torn: false,
             fuse: supervise::Fuse::default(),
         };
         let mut reader = BufReader::new(File::open(path)?);
@@ -212,6 +215,11 @@ impl JournalStorage {
     fn write_all(&mut self, mut records: Vec<Record>) -> Result<(), Error> {
         // A write happens only while this stage may write (see `Leases`).
         self.leases.check()?;
+        if self.torn {
+            return Err(Error::Backend(
+                "the journal has a torn record: reopen it".to_owned(),
+            ));
+        }
         let record = match records.len() {
             0 => return Ok(()),
             1 => records.remove(0),
@@ -230,7 +238,11 @@ impl JournalStorage {
             .write_all(&framed)
             .and_then(|()| self.journal.sync_data())
         {
-            let _ = self.journal.set_len(end);
+            if self.journal.set_len(end).is_err() {
+                // A torn record left in the middle would misframe every
+                // later one: this stage writes nothing more.
+                self.torn = true;
+            }
             return Err(Error::Backend(e.to_string()));
         }
         self.apply(record);

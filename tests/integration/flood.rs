@@ -12,7 +12,11 @@
 use std::time::Duration;
 
 use futures::{stream::FuturesUnordered, StreamExt};
-use murmur::core::{store::Query, transport, ContentTopic};
+use libp2p::identity::Keypair;
+use murmur::{
+    core::{store::Query, transport, ContentTopic},
+    node::{Builder, Config, Node},
+};
 
 use crate::gate::{gated_archive, gated_open};
 use crate::support::{
@@ -192,13 +196,20 @@ async fn a_relay_node_forwards_nothing_it_has_not_archived() {
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
     ];
-    let alice = start_node(dirs[0].path()).await;
-    let mut config = loopback_config(dirs[1].path(), &["/ip4/127.0.0.1/tcp/0"]);
-    config.network.peers = vec![addr(&alice, false).parse().unwrap()];
-    config.chat.enabled = false;
-    let (bob, mut valve) = gated_archive(config).await;
+    // Chat off everywhere: the only relay message is the one sent, so the
+    // request held at bob's gate is it.
+    let no_chat = |dir: &std::path::Path, peer: Option<&Node>| {
+        let mut config = loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
+        config.network.peers = peer
+            .map(|p| vec![addr(p, false).parse().unwrap()])
+            .unwrap_or_default();
+        config.chat.enabled = false;
+        config
+    };
+    let alice = start_with(no_chat(dirs[0].path(), None)).await;
+    let (bob, mut valve) = gated_archive(no_chat(dirs[1].path(), Some(&alice))).await;
     // Carol knows only bob: what she gets, bob forwarded.
-    let carol = peer_of(dirs[2].path(), &bob, false).await;
+    let carol = start_with(no_chat(dirs[2].path(), Some(&bob))).await;
     let topic: ContentTopic = "/murmur/1/held-forward/proto".parse().unwrap();
     let mut at_carol = carol.subscribe([&topic]).await.unwrap();
     let shard = bob.pubsub_topic(&topic);
@@ -226,4 +237,12 @@ async fn a_relay_node_forwards_nothing_it_has_not_archived() {
         .await
         .expect("forwarded once archived");
     assert_eq!(got.hash, hash);
+}
+
+async fn start_with(config: Config) -> Node {
+    Builder::new(config)
+        .with_keypair(Keypair::generate_secp256k1())
+        .start()
+        .await
+        .expect("node starts")
 }

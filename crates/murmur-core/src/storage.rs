@@ -49,9 +49,10 @@ pub enum Error {
     /// this holder acquires the lease again.
     #[error("the database's lease was taken by {0}; this process writes nothing more")]
     Fenced(String),
-    /// The message cannot be kept by this database (a content topic with a
-    /// NUL character, which PostgreSQL's text refuses). Refused on its own,
-    /// before it joins a group write, so that it fails no other write.
+    /// What was asked cannot be kept by this database (a NUL character in
+    /// an archived message's content topic or in a state name, which
+    /// PostgreSQL's text refuses). Refused on its own, before it joins a
+    /// group write, so that it fails no other write.
     #[error("cannot be stored: {0}")]
     Unstorable(&'static str),
 }

@@ -70,6 +70,9 @@ impl FromStr for ContentTopic {
         let rest = s
             .strip_prefix('/')
             .ok_or_else(|| err("must start with `/`"))?;
+        if s.chars().any(char::is_control) {
+            return Err(err("has a control character"));
+        }
         let parts: Vec<&str> = rest.split('/').collect();
         if parts.iter().any(|p| p.is_empty()) {
             return Err(err("has an empty part"));
@@ -460,6 +463,8 @@ mod tests {
             "/1/murmur/1/chat/proto",
             "/a/b/c/d/e/f",
             "/murmur/1/chat/proto/",
+            "/murmur/1/ch\0at/proto",
+            "/murmur/1/chat/proto\n",
         ] {
             let err = bad.parse::<ContentTopic>().unwrap_err();
             assert!(

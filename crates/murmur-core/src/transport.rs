@@ -385,10 +385,11 @@ impl fmt::Debug for Handle {
 /// Checks the rules every Waku relay peer applies to a message before it
 /// accepts or sends it: a non-empty payload and content topic (js-waku rejects
 /// others), `meta` of at most 64 bytes (nwaku), and the 150 KiB size limit;
-/// and a content topic without control characters: topics are
-/// `/app/version/name/encoding` text, and a NUL in one is refused by
-/// PostgreSQL's text, so a node archiving on it would fail every write
-/// grouped with such a message.
+/// and one rule of murmur's own, a content topic without control
+/// characters: topics are `/app/version/name/encoding` text, and a NUL in
+/// one is refused by PostgreSQL's text. Other Waku peers do not apply it,
+/// so a relay node ignores such a message (neither forwards nor scores it)
+/// rather than rejecting it.
 pub fn validate(message: &WakuMessage, encoded_len: usize) -> Result<(), Error> {
     if encoded_len > murmur_proto::MAX_WAKU_MESSAGE_LEN {
         return Err(Error::TooLarge {

@@ -16,7 +16,8 @@ pub enum RejectReason {
     EmptyPayload,
     /// Empty content topic.
     EmptyContentTopic,
-    /// A control character in the content topic.
+    /// A control character in the content topic (ignored, not rejected:
+    /// a rule of murmur's own, which other Waku peers do not apply).
     BadContentTopic,
     /// `meta` over 64 bytes.
     MetaTooLong,

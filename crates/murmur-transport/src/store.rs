@@ -252,15 +252,23 @@ pub(crate) async fn request(
                 .and_then(hash)
                 .ok_or_else(|| bad("an entry without a 32-byte hash".to_owned()))?;
             Ok(match (kv.message, kv.pubsub_topic) {
+                // A message no relay peer would accept goes no further from
+                // a store node either (a filter push is checked the same way).
+                (Some(message), Some(_))
+                    if transport::validate(&message, message.encoded_len()).is_err() =>
+                {
+                    None
+                }
                 (Some(message), Some(topic)) => {
                     let topic = topic
                         .parse()
                         .map_err(|_| bad(format!("invalid pubsub topic {topic}")))?;
-                    Stored::new(h, topic, message)
+                    Some(Stored::new(h, topic, message))
                 }
-                _ => Stored::hash_only(h),
+                _ => Some(Stored::hash_only(h)),
             })
         })
+        .filter_map(Result::transpose)
         .collect::<Result<Vec<_>, transport::Error>>()?;
     let cursor = response.pagination_cursor.as_deref().and_then(hash);
     Ok(Page::new(messages, cursor))

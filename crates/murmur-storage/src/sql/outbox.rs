@@ -59,8 +59,9 @@ impl Sql {
 }
 
 /// Puts `queued` in the outbox, 100 rows a statement, each stamped a
-/// nanosecond after the one before it: the outbox is offered again in the
-/// order it was asked for, within a group write as across them.
+/// nanosecond after the one before it, so that what one group write puts
+/// in is offered again in the order it was asked for, not by hash. (An
+/// entry stamped again by the retry goes in anew, behind the others.)
 pub(super) fn enqueue(script: &mut script::Script, queued: &[Delivery], kind: super::Kind) {
     let mut created_at = now_nanos();
     for chunk in queued.chunks(100) {

@@ -224,9 +224,9 @@ where
     assert_eq!(pending, expected);
 }
 
-/// What the database cannot hold (a content topic with a NUL character,
-/// which PostgreSQL's text refuses) is kept or refused on its own: the
-/// writes asked for with it land.
+/// What the database cannot hold (a NUL character in a content topic or a
+/// state name, which PostgreSQL's text refuses) is kept or refused on its
+/// own: the writes asked for with it land.
 pub async fn refuses_alone_what_it_cannot_hold<F, Fut>(start: F)
 where
     F: FnOnce() -> Fut,
@@ -256,6 +256,14 @@ where
         .save_all
         .send(SaveAll(vec![more.clone(), bad.clone()]));
     let good_many = store.save_all.send(SaveAll(vec![more.clone()]));
+    let bad_state = store.save_state.send(storage::SaveState(vec![(
+        "kept/bad\0name".to_owned(),
+        Some(b"v".to_vec()),
+    )]));
+    let good_state = store.save_state.send(storage::SaveState(vec![(
+        "kept/good".to_owned(),
+        Some(b"v".to_vec()),
+    )]));
     refused_or_kept(bad_one.await.expect("store alive").map(drop), "SaveRaw");
     assert!(good_one
         .await
@@ -271,6 +279,11 @@ where
         .await
         .expect("store alive")
         .expect("the good request lands");
+    refused_or_kept(bad_state.await.expect("store alive"), "SaveState");
+    good_state
+        .await
+        .expect("store alive")
+        .expect("the good state lands");
     let page = query(&store, Query::hashes(vec![good.hash, more.hash]))
         .await
         .unwrap();

@@ -531,8 +531,15 @@ impl Driver {
                 self.emit(Event::Message(delivery));
             }
             Err(reason) => {
-                // Reject, not Ignore: the sender's score pays for it.
-                relay.report_message_validation_result(id, &source, MessageAcceptance::Reject);
+                // Reject, not Ignore: the sender's score pays for it. But not
+                // for a rule of murmur's own that other Waku peers do not
+                // apply: they forward such messages, and an honest
+                // neighbour would pay for what it passed on.
+                let verdict = match reason {
+                    RejectReason::BadContentTopic => MessageAcceptance::Ignore,
+                    _ => MessageAcceptance::Reject,
+                };
+                relay.report_message_validation_result(id, &source, verdict);
                 self.metrics.inc_rejected(reason);
                 tracing::debug!(peer = %source, ?reason, "relay message rejected");
             }
