@@ -88,14 +88,17 @@ impl Record {
             }
             Self::Batch(records) => {
                 v.push(7);
-                for record in records {
-                    let bytes = record.encode();
-                    v.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-                    v.extend_from_slice(&bytes);
-                }
+                records.iter().for_each(|r| r.frame(&mut v));
             }
         }
         v
+    }
+
+    /// Appends the record behind its length, as the journal holds it.
+    fn frame(&self, out: &mut Vec<u8>) {
+        let bytes = self.encode();
+        out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        out.extend_from_slice(&bytes);
     }
 
     fn decode(b: &[u8]) -> Option<Self> {
@@ -204,35 +207,20 @@ impl JournalStorage {
         Ok(Supervisor::start(|_| storage))
     }
 
-    fn write(&mut self, record: Record) -> Result<(), Error> {
-        self.write_all(vec![record])
-    }
-
-    /// Appends `records` as one record, with one write and one sync: a
-    /// replay keeps all of them or none (a record cut short ends it). A
+    /// Appends `record` with one write and one sync (a batch is one record,
+    /// so a replay keeps all of it or none: a record cut short ends it). A
     /// failed write is cut off again, so that the next lands whole after
     /// the last good one.
-    fn write_all(&mut self, mut records: Vec<Record>) -> Result<(), Error> {
+    fn write(&mut self, record: Record) -> Result<(), Error> {
         // A write happens only while this stage may write (see `Leases`).
         self.leases.check()?;
         if self.torn {
-            return Err(Error::Backend(
-                "the journal has a torn record: reopen it".to_owned(),
-            ));
+            return Err(Error::Backend("a torn record: reopen the journal".into()));
         }
-        let record = match records.len() {
-            0 => return Ok(()),
-            1 => records.remove(0),
-            _ => Record::Batch(records),
-        };
-        let bytes = record.encode();
-        let mut framed = (bytes.len() as u32).to_be_bytes().to_vec();
-        framed.extend_from_slice(&bytes);
-        let end = self
-            .journal
-            .metadata()
-            .map_err(|e| Error::Backend(e.to_string()))?
-            .len();
+        let mut framed = Vec::new();
+        record.frame(&mut framed);
+        let backend = |e: std::io::Error| Error::Backend(e.to_string());
+        let end = self.journal.metadata().map_err(backend)?.len();
         if let Err(e) = self
             .journal
             .write_all(&framed)
@@ -243,7 +231,7 @@ impl JournalStorage {
                 // later one: this stage writes nothing more.
                 self.torn = true;
             }
-            return Err(Error::Backend(e.to_string()));
+            return Err(backend(e));
         }
         self.apply(record);
         Ok(())
@@ -364,15 +352,35 @@ impl supervise::Restartable for JournalStorage {
 
 murmur::core::inject_panic_handler!(JournalStorage);
 
+impl JournalStorage {
+    /// Archives the new among `all` in one record; answers which were new.
+    fn archive(&mut self, all: Vec<Delivery>) -> Result<Vec<bool>, Error> {
+        let mut seen = std::collections::HashSet::new();
+        let mut records = Vec::new();
+        let mut new = Vec::with_capacity(all.len());
+        for d in all {
+            let fresh =
+                !d.message.is_ephemeral() && self.has(&d.hash).is_none() && seen.insert(d.hash);
+            new.push(fresh);
+            if fresh {
+                records.push(Record::Archived(d));
+            }
+        }
+        match records.len() {
+            0 => {}
+            1 => self.write(records.remove(0))?,
+            _ => self.write(Record::Batch(records))?,
+        }
+        Ok(new)
+    }
+}
+
 impl Handler<SaveRaw> for JournalStorage {
     type Result = Result<bool, Error>;
 
     fn handle(&mut self, SaveRaw(d): SaveRaw, ctx: &mut Context<Self>) -> Self::Result {
         supervise::guard(self, ctx, |this, _| {
-            if d.message.is_ephemeral() || this.has(&d.hash).is_some() {
-                return Ok(false);
-            }
-            this.write(Record::Archived(d)).map(|()| true)
+            Ok(this.archive(vec![d])?.first() == Some(&true))
         })?
     }
 }
@@ -381,23 +389,7 @@ impl Handler<SaveAll> for JournalStorage {
     type Result = Result<Vec<bool>, Error>;
 
     fn handle(&mut self, SaveAll(all): SaveAll, ctx: &mut Context<Self>) -> Self::Result {
-        supervise::guard(self, ctx, |this, _| {
-            if all.is_empty() {
-                return Ok(Vec::new());
-            }
-            let mut seen = std::collections::HashSet::new();
-            let mut records = Vec::new();
-            let mut new = Vec::with_capacity(all.len());
-            for d in all {
-                let fresh =
-                    !d.message.is_ephemeral() && this.has(&d.hash).is_none() && seen.insert(d.hash);
-                new.push(fresh);
-                if fresh {
-                    records.push(Record::Archived(d));
-                }
-            }
-            this.write_all(records).map(|()| new)
-        })?
+        supervise::guard(self, ctx, |this, _| this.archive(all))?
     }
 }
 
