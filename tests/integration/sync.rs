@@ -307,3 +307,58 @@ async fn a_light_client_finds_a_store_node_by_peer_exchange_and_catches_up_from_
     let mut inbox = carol.durable_inbox("app").await.unwrap();
     crate::support::caught_up(&carol, &mut inbox, SENT).await;
 }
+
+/// What a store node returns comes a page at a time (`FetchedPage`) and is
+/// archived as one request: each message enters once, in the page's order,
+/// whether it came twice in one page, in an earlier page, or in both; the
+/// archive holds each once. A store node may return anything, so the
+/// test hands the node's own pipeline pages as a store-sync stage would.
+#[actix_rt::test]
+async fn a_fetched_page_enters_once_in_its_order() {
+    use murmur::core::{transport::Event, Delivery, WakuMessage};
+    let dir = tempfile::tempdir().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let node = Builder::new(loopback_config(dir.path(), &["/ip4/127.0.0.1/tcp/0"]))
+        .with_keypair(Keypair::generate_secp256k1())
+        .with_sync(move |cx| async move {
+            let _ = tx.send(cx.inbound.clone());
+            let stage =
+                murmur_sync::StoreSync::start(cx.query_store, cx.inbound, cx.stores, cx.storage);
+            Ok(murmur::core::sync::Handle::from(stage))
+        })
+        .start()
+        .await
+        .unwrap();
+    let inbound = rx.await.unwrap();
+    let topic: murmur::core::ContentTopic = "/murmur/1/pages/proto".parse().unwrap();
+    let mut inbox = node.subscribe([&topic]).await.unwrap();
+    let pubsub = node.pubsub_topic(&topic);
+    let message = |text: &str| {
+        let message = WakuMessage::new(topic.as_str(), text.as_bytes().to_vec())
+            .with_timestamp(murmur::core::now_nanos());
+        Delivery::new(pubsub.clone(), message)
+    };
+    let (a, b, c) = (message("a"), message("b"), message("c"));
+    inbound
+        .send(Event::FetchedPage(vec![a.clone(), b.clone(), a.clone()]))
+        .await
+        .unwrap();
+    inbound
+        .send(Event::FetchedPage(vec![b.clone(), c.clone(), a.clone()]))
+        .await
+        .unwrap();
+    // Then one more: anything handed on twice would come before it.
+    let d = message("d");
+    inbound
+        .send(Event::FetchedPage(vec![d.clone()]))
+        .await
+        .unwrap();
+    for expected in [&a, &b, &c, &d] {
+        let got = inbox.recv_timeout(WAIT).await.expect("a fetched message");
+        assert_eq!(got.hash, expected.hash, "in the pages' order, each once");
+    }
+    let query = murmur::core::store::Query::content(Some(pubsub), vec![topic.as_str().to_owned()]);
+    let archived = node.query_archive(query).await.unwrap();
+    assert_eq!(archived.messages.len(), 4, "each archived once");
+    assert_eq!(node.stats().await.unwrap().duplicates, 3);
+}

@@ -40,6 +40,9 @@ pub(crate) enum Command {
     Scale(crate::bench_scale::Args),
     /// Encrypted 1:1 messages end to end, against a bare composition.
     Chat(crate::bench_chat::Args),
+    /// A node catching up from a store node, against the same pages
+    /// written straight to SQLite.
+    Catchup(crate::bench_catchup::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -189,6 +192,7 @@ pub(crate) async fn run(command: Command) -> Result<(), CliError> {
         Command::Strangers(args) => return crate::bench_strangers::run(args).await,
         Command::Chat(args) => return crate::bench_chat::run(args).await,
         Command::Scale(args) => return crate::bench_scale::run(args).await,
+        Command::Catchup(args) => return crate::bench_catchup::run(args).await,
     };
     if args.messages == 0 || args.window == 0 || args.rounds == 0 {
         return Err(CliError::Usage(

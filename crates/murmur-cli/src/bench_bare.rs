@@ -119,7 +119,7 @@ impl Bare {
 
 /// Archives `batch` as murmur's archive does: by hash, 100 rows an insert,
 /// one transaction.
-async fn archive_batch(
+pub(crate) async fn archive_batch(
     db: &mut Bare,
     pubsub: &PubsubTopic,
     batch: &[WakuMessage],

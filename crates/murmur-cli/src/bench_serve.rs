@@ -75,7 +75,7 @@ fn topic() -> ContentTopic {
         .expect("a valid content topic")
 }
 
-fn loopback(dir: &std::path::Path) -> Config {
+pub(crate) fn loopback(dir: &std::path::Path) -> Config {
     let mut config = Config::new(dir);
     config.network.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a valid multiaddr")];
     config.chat.enabled = false;

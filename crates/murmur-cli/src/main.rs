@@ -8,6 +8,7 @@ use tracing_subscriber::{filter::LevelFilter, EnvFilter};
 
 mod bench;
 mod bench_bare;
+mod bench_catchup;
 mod bench_chat;
 mod bench_chat_bare;
 mod bench_group;

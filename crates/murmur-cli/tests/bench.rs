@@ -255,3 +255,28 @@ fn the_scale_benchmark_grows_a_node_step_by_step_and_draws_it() {
         "{drawn}"
     );
 }
+
+/// `murmur bench catchup`, a few pages in two rounds: the node's inbox and
+/// the reference's database each get every message (each run fails
+/// otherwise).
+#[test]
+fn the_catchup_benchmark_brings_every_message_to_both_sides() {
+    let report: serde_json::Value = serde_json::from_str(&bench(&[
+        "catchup",
+        "--messages",
+        "250",
+        "--rounds",
+        "2",
+        "--json",
+    ]))
+    .expect("one JSON object on stdout");
+    let rounds = report["rounds"].as_array().expect("rounds");
+    assert_eq!(rounds.len(), 2);
+    for round in rounds {
+        for run in ["murmur", "bare"] {
+            let per_second = round[run]["per_second"].as_f64().expect(run);
+            assert!(per_second > 0.0, "{run}: {per_second}");
+        }
+    }
+    assert!(report["ratio_median"].as_f64().is_some());
+}

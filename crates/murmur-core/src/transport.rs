@@ -297,6 +297,11 @@ pub enum Event {
     /// serves it on and does not fetch it again; then handled like any
     /// other.
     Fetched(Delivery),
+    /// The messages of one page a store node returned, in its order: each
+    /// as [`Event::Fetched`], archived together in one request
+    /// ([`storage::SaveAll`](crate::storage::SaveAll)), so that catching up
+    /// costs a write a page, not a write a message.
+    FetchedPage(Vec<Delivery>),
 }
 
 /// Leaves the network: every connection and listener closes and nothing is

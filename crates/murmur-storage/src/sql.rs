@@ -17,6 +17,7 @@ mod checkpoint;
 mod fresh;
 mod lease;
 mod outbox;
+mod query;
 mod script;
 mod state;
 mod writer;
@@ -304,77 +305,6 @@ impl Sql {
                 !d.message.is_ephemeral() && inserted.contains(&d.hash) && seen.insert(d.hash)
             })
             .collect())
-    }
-
-    /// Answers one page of a store query.
-    pub(crate) async fn query(&self, query: &Query) -> Result<Page, Error> {
-        query.check().map_err(Error::BadQuery)?;
-        let mut sql = String::from(if query.include_data {
-            "SELECT hash, timestamp, pubsub_topic, message FROM messages WHERE 1 = 1"
-        } else {
-            "SELECT hash, timestamp FROM messages WHERE 1 = 1"
-        });
-        let mut args = Args::default();
-        match &query.criteria {
-            Criteria::Content {
-                pubsub_topic,
-                content_topics,
-                start,
-                end,
-            } => {
-                if let Some(topic) = pubsub_topic {
-                    sql += &format!(" AND pubsub_topic = {}", args.text(topic.as_str()));
-                }
-                if !content_topics.is_empty() {
-                    let list: Vec<String> = content_topics.iter().map(|t| args.text(t)).collect();
-                    sql += &format!(" AND content_topic IN ({})", list.join(", "));
-                }
-                if let Some(start) = start {
-                    sql += &format!(" AND timestamp >= {}", args.int(*start));
-                }
-                if let Some(end) = end {
-                    sql += &format!(" AND timestamp < {}", args.int(*end));
-                }
-            }
-            Criteria::Hashes(hashes) => {
-                let list: Vec<String> = hashes.iter().map(|h| args.blob(h.as_bytes())).collect();
-                sql += &format!(" AND hash IN ({})", list.join(", "));
-            }
-            _ => return Err(Error::BadQuery("criteria this store does not know")),
-        }
-        if let Some(cursor) = query.cursor {
-            let row = sqlx::query("SELECT timestamp FROM messages WHERE hash = $1")
-                .bind(cursor.as_bytes().to_vec())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(backend)?
-                .ok_or(Error::UnknownCursor(cursor))?;
-            let timestamp: i64 = row.try_get(0).map_err(backend)?;
-            let op = if query.forward { ">" } else { "<" };
-            // Row values compare (timestamp, hash) lexicographically: the
-            // store's order, so the cursor is exclusive and stable.
-            sql += &format!(
-                " AND (timestamp, hash) {op} ({}, {})",
-                args.int(timestamp),
-                args.blob(cursor.as_bytes())
-            );
-        }
-        let order = if query.forward { "ASC" } else { "DESC" };
-        // One more than a page tells whether another page follows.
-        let limit = query.limit.clamp(1, murmur_core::store::MAX_PAGE);
-        sql += &format!(
-            " ORDER BY timestamp {order}, hash {order} LIMIT {}",
-            args.int(i64::try_from(limit + 1).unwrap_or(i64::MAX))
-        );
-        let rows = script::bind(sqlx::query(&sql), args.0)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
-        let messages = rows
-            .iter()
-            .map(|row| read_stored(row, query.include_data))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_rows(messages, query))
     }
 
     /// Applies retention; answers how many messages were deleted.

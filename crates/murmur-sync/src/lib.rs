@@ -2,10 +2,10 @@
 //!
 //! [`StoreSync`] asks store nodes (the one a request names, else those it
 //! was given, the next one when one fails) through the transport's
-//! `QueryStore`, follows every page's cursor, and hands each message to the
-//! inbound path as a `transport::Event::Fetched`: the pipeline archives it by
-//! hash before anything else, so a message fetched twice, or that also came
-//! by relay, enters once. For the topics it watches it keeps, in the
+//! `QueryStore`, follows every page's cursor, and hands each page to the
+//! inbound path as a `transport::Event::FetchedPage`: the pipeline archives
+//! its messages by hash, in one request, before anything else, so a message
+//! fetched twice, or that also came by relay, enters once. For the topics it watches it keeps, in the
 //! persistence stage's state, how far this node has seen each at each store
 //! node, and a round asks every store node for what came since: after a
 //! partition, each side's store nodes hold what the other side lacks.
@@ -257,18 +257,20 @@ impl Asker {
         let mut count = 0;
         loop {
             let page = self.page(store, query.clone()).await?;
-            for stored in page.messages {
-                let (Some(message), Some(topic)) = (
-                    stored.message,
-                    stored.pubsub_topic.or_else(|| topic.cloned()),
-                ) else {
-                    continue;
-                };
+            let fetched: Vec<Delivery> = page
+                .messages
+                .into_iter()
+                .filter_map(|stored| {
+                    let topic = stored.pubsub_topic.or_else(|| topic.cloned())?;
+                    Some(Delivery::new(topic, stored.message?))
+                })
+                .collect();
+            if !fetched.is_empty() {
+                count += fetched.len();
                 self.inbound
-                    .send(transport::Event::Fetched(Delivery::new(topic, message)))
+                    .send(transport::Event::FetchedPage(fetched))
                     .await
                     .map_err(|_| Error::Stopped)?;
-                count += 1;
             }
             match page.cursor {
                 Some(cursor) => query = query.with_cursor(Some(cursor)),

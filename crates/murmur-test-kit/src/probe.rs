@@ -28,13 +28,21 @@ impl Actor for Probe {
     }
 }
 
+/// A page of fetched messages ([`Event::FetchedPage`]) reaches the test
+/// as its messages, each an [`Event::Fetched`], in the page's order.
 impl Handler<Event> for Probe {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, event: Event, _: &mut Context<Self>) -> Self::Result {
         let tx = self.tx.clone();
+        let events = match event {
+            Event::FetchedPage(page) => page.into_iter().map(Event::Fetched).collect(),
+            other => vec![other],
+        };
         Box::pin(async move {
-            let _ = tx.send(event).await;
+            for event in events {
+                let _ = tx.send(event).await;
+            }
         })
     }
 }

@@ -59,6 +59,7 @@ macro_rules! storage_conformance_tests {
             case!(filters_by_topic_and_time);
             case!(pages_forward_with_an_exclusive_cursor);
             case!(pages_backward_newest_first_each_page_ascending);
+            case!(pages_a_time_range_both_ways);
             case!(answers_the_final_query_with_an_empty_page);
             case!(looks_up_hashes_with_and_without_data);
             case!(refuses_bad_queries);
@@ -251,6 +252,43 @@ where
     let (got, pages) = collect(&store, q).await;
     assert_eq!(pages, 3);
     assert_eq!(got, all.iter().map(|d| d.hash).collect::<Vec<_>>());
+}
+
+/// A time range pages as every query does, both ways, each message once;
+/// a cursor from outside the range (a client may send any) starts at the
+/// range's edge. (Store sync and js-waku ask for time ranges page by
+/// page.)
+pub async fn pages_a_time_range_both_ways<F, Fut>(start: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = storage::Handle>,
+{
+    let store = start().await;
+    let all = fill(&store, 45).await;
+    // 1100 up to 1350: the 10th to the 34th.
+    let ranged = Query::content(Some(topic(1)), vec!["/c/1/a/proto".into()])
+        .with_time(Some(1100), Some(1350))
+        .with_limit(10);
+    let inside: Vec<MessageHash> = all[10..35].iter().map(|d| d.hash).collect();
+    for forward in [true, false] {
+        let (got, pages) = collect(&store, ranged.clone().with_forward(forward)).await;
+        assert_eq!(pages, 3, "forward: {forward}");
+        assert_eq!(got, inside, "forward: {forward}");
+    }
+    let before = ranged.clone().with_cursor(Some(all[2].hash));
+    let page = query(&store, before).await.unwrap();
+    assert_eq!(
+        hashes(&page),
+        inside[..10].to_vec(),
+        "forward from before the range"
+    );
+    let after = ranged.with_forward(false).with_cursor(Some(all[40].hash));
+    let page = query(&store, after).await.unwrap();
+    assert_eq!(
+        hashes(&page),
+        inside[15..].to_vec(),
+        "backward from after the range"
+    );
 }
 
 /// js-waku pages with the hash of the last message it got until a page is

@@ -96,15 +96,10 @@ impl Handler<transport::Event> for Pipeline {
                     this.archive_and_deliver(delivery, keep, ctx);
                 }
                 transport::Event::Fetched(delivery) => {
-                    // A store node kept it, however old; but not one from
-                    // the future, which retention would never let go.
-                    let ahead = delivery.message.timestamp.is_some_and(|ts| {
-                        ts.saturating_sub(murmur_core::now_nanos())
-                            > murmur_core::store::ARCHIVE_WINDOW_NANOS
-                    });
-                    let keep = !delivery.message.is_ephemeral() && !ahead;
+                    let keep = keeps_fetched(&delivery);
                     this.archive_and_deliver(delivery, keep, ctx);
                 }
+                transport::Event::FetchedPage(page) => this.archive_and_deliver_page(page, ctx),
                 // Archived by the lightpush service before it answered.
                 transport::Event::Pushed(delivery) | transport::Event::Archived(delivery) => {
                     this.deliver(delivery, ctx);
@@ -124,6 +119,16 @@ impl Handler<transport::Event> for Pipeline {
     }
 }
 
+/// Whether a message a store node returned is archived: a store node kept
+/// it, however old; but not one from the future, which retention would
+/// never let go.
+fn keeps_fetched(delivery: &Delivery) -> bool {
+    let ahead = delivery.message.timestamp.is_some_and(|ts| {
+        ts.saturating_sub(murmur_core::now_nanos()) > murmur_core::store::ARCHIVE_WINDOW_NANOS
+    });
+    !delivery.message.is_ephemeral() && !ahead
+}
+
 impl Pipeline {
     /// Archives `delivery` by hash (if this node archives, and `keep`)
     /// before any subscriber sees it, and delivers it unless the archive
@@ -135,17 +140,74 @@ impl Pipeline {
         };
         let save = storage.save_raw.send(storage::SaveRaw(delivery.clone()));
         ctx.wait(save.into_actor(self).map(move |saved, act, ctx| match saved {
-            Ok(Ok(true)) => act.deliver(delivery, ctx),
-            // Subscribers and hooks had it when it was archived; the lane
-            // perhaps not (a crash).
-            Ok(Ok(false)) if act.for_lane_again(&delivery) => act.queue_for_lane(delivery, ctx),
-            Ok(Ok(false)) => act.stats.duplicates += 1,
+            Ok(Ok(new)) => act.archived(delivery, new, ctx),
             Ok(Err(e)) => {
                 tracing::warn!(hash = %delivery.hash, error = %e, "not archived; delivering anyway");
                 act.deliver(delivery, ctx);
             }
             Err(_) => act.deliver(delivery, ctx),
         }));
+    }
+
+    /// [`archive_and_deliver`](Self::archive_and_deliver) for a page a
+    /// store node returned: what is kept archived in one request, then each
+    /// delivered in the page's order unless the archive had it.
+    fn archive_and_deliver_page(&mut self, page: Vec<Delivery>, ctx: &mut Context<Self>) {
+        let keep: Vec<bool> = page.iter().map(keeps_fetched).collect();
+        let kept: Vec<Delivery> = page
+            .iter()
+            .zip(&keep)
+            .filter(|(_, keep)| **keep)
+            .map(|(d, _)| d.clone())
+            .collect();
+        let Some(storage) = self.storage.as_ref().filter(|_| !kept.is_empty()) else {
+            for delivery in page {
+                self.deliver(delivery, ctx);
+            }
+            return;
+        };
+        let asked = kept.len();
+        let save = storage.save_all.send(storage::SaveAll(kept));
+        ctx.wait(save.into_actor(self).map(move |saved, act, ctx| {
+            let mut answers = match saved {
+                Ok(Ok(new)) if new.len() == asked => Some(new.into_iter()),
+                Ok(Ok(new)) => {
+                    tracing::error!(
+                        asked,
+                        answered = new.len(),
+                        "the storage stage answered another count; delivering the page anyway"
+                    );
+                    None
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(messages = asked, error = %e, "a fetched page not archived; delivering it anyway");
+                    None
+                }
+                Err(_) => None,
+            };
+            for (delivery, kept) in page.into_iter().zip(keep) {
+                match answers.as_mut().filter(|_| kept) {
+                    Some(answers) => {
+                        let new = answers.next().unwrap_or(true);
+                        act.archived(delivery, new, ctx);
+                    }
+                    None => act.deliver(delivery, ctx),
+                }
+            }
+        }));
+    }
+
+    /// Goes on with `delivery` once the archive answered whether it was new.
+    fn archived(&mut self, delivery: Delivery, new: bool, ctx: &mut Context<Self>) {
+        if new {
+            self.deliver(delivery, ctx);
+        } else if self.for_lane_again(&delivery) {
+            // Subscribers and hooks had it when it was archived; the lane
+            // perhaps not (a crash).
+            self.queue_for_lane(delivery, ctx);
+        } else {
+            self.stats.duplicates += 1;
+        }
     }
 }
 
