@@ -159,7 +159,8 @@ impl actix::Handler<murmur::core::transport::QueryStore> for Pause {
 #[actix_rt::test]
 async fn a_store_node_killed_while_a_light_client_catches_up_loses_nothing() {
     use actix::Actor as _;
-    const SENT: usize = 100;
+    // Three pages of store sync's (100 each).
+    const SENT: usize = 250;
     let dir = tempfile::tempdir().unwrap();
     let first = crate::support::chat_node(&dir.path().join("first"), None).await;
     let second = crate::support::chat_node(&dir.path().join("second"), Some(&first)).await;
@@ -197,20 +198,28 @@ async fn a_store_node_killed_while_a_light_client_catches_up_loses_nothing() {
     for store in [&first, &second] {
         let store = addr(store, false);
         crate::support::eventually("both stores hold every message", || async {
-            let query = murmur::core::store::Query::content(
+            let mut query = murmur::core::store::Query::content(
                 Some(dave.pubsub_topic(&topic)),
                 vec![topic.as_str().to_owned()],
             )
-            .with_limit(SENT);
-            dave.query_store(&store, query)
-                .await
-                .is_ok_and(|page| page.messages.len() >= SENT)
+            .with_limit(murmur::core::store::MAX_PAGE);
+            let mut held = 0;
+            loop {
+                let Ok(page) = dave.query_store(&store, query.clone()).await else {
+                    return false;
+                };
+                held += page.messages.len();
+                match page.cursor {
+                    Some(cursor) => query = query.with_cursor(Some(cursor)),
+                    None => return held >= SENT,
+                }
+            }
         })
         .await;
     }
 
-    // Back: its first round reads two pages (of 20) from the first store,
-    // which dies before the third.
+    // Back: its first round reads two pages from the first store, which
+    // dies before the third.
     let (reached, mut paused) = tokio::sync::watch::channel(false);
     let (resume, resumed) = tokio::sync::watch::channel(false);
     let carol = Builder::new(carol_config())

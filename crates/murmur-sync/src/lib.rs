@@ -315,7 +315,8 @@ impl Handler<CatchUp> for StoreSync {
             .map(|t| t.as_str().to_owned())
             .collect();
         let query = Query::content(Some(msg.pubsub_topic.clone()), content_topics)
-            .with_time(msg.since_nanos, None);
+            .with_time(msg.since_nanos, None)
+            .with_limit(murmur_core::store::MAX_PAGE);
         Box::pin(async move { asker.fetch(query, Some(msg.pubsub_topic)).await })
     }
 }
@@ -455,10 +456,12 @@ impl Handler<Round> for StoreSync {
                     contents.iter().map(|c| position_key(&pubsub, c)).collect();
                 // A topic watched but never saved starts now.
                 let floor = earliest(&storage, &floor_keys, started).await?;
+                // Pages as large as store nodes serve: a round trip each.
                 let query = Query::content(
                     Some(pubsub.clone()),
                     contents.iter().map(|c| c.as_str().to_owned()).collect(),
-                );
+                )
+                .with_limit(murmur_core::store::MAX_PAGE);
                 if asker.stores.is_empty() {
                     failed = Some(Error::NoStoreNode);
                 }

@@ -82,3 +82,77 @@ async fn positions_move() {
     ];
     assert_eq!(got, [fresh, late]);
 }
+
+/// Passes queries on to a store node, keeping each one's page size.
+struct Sizes {
+    store: Recipient<QueryStore>,
+    asked: Arc<std::sync::Mutex<Vec<usize>>>,
+}
+
+impl Actor for Sizes {
+    type Context = Context<Self>;
+}
+
+impl Handler<QueryStore> for Sizes {
+    type Result = ResponseFuture<Result<Page, transport::Error>>;
+
+    fn handle(&mut self, ask: QueryStore, _: &mut Context<Self>) -> Self::Result {
+        self.asked.lock().unwrap().push(ask.query.limit);
+        let store = self.store.clone();
+        Box::pin(async move {
+            store
+                .send(ask)
+                .await
+                .unwrap_or(Err(transport::Error::Stopped))
+        })
+    }
+}
+
+/// A round and a catch-up ask for pages as large as store nodes serve
+/// (nwaku's cap, 100): a query's default of 20 made a catch-up five times
+/// the round trips.
+#[test]
+fn rounds_and_catch_ups_ask_for_full_pages() {
+    murmur_test_kit::run(async {
+        let pubsub: PubsubTopic = "/waku/2/rs/1/4".parse().unwrap();
+        let content: ContentTopic = "/test/1/pages/proto".parse().unwrap();
+        let kept = storage::Handle::from(MemoryStorage::start());
+        let now = murmur_core::now_nanos();
+        for i in 0..150 {
+            let message = WakuMessage::new(content.as_str(), format!("{i}").into_bytes())
+                .with_timestamp(now - i);
+            let saved = kept
+                .save_raw
+                .send(SaveRaw(Delivery::new(pubsub.clone(), message)));
+            assert_eq!(saved.await.unwrap(), Ok(true));
+        }
+        let asked = Arc::default();
+        let sizes = Sizes {
+            store: MemoryStore::start(kept).recipient(),
+            asked: Arc::clone(&asked),
+        };
+        let (probe, _events) = Probe::start();
+        let stage = StoreSync::start(
+            sizes.start().recipient(),
+            probe.recipient(),
+            vec![MemoryStore::ADDRESS.to_owned()],
+            storage::Handle::from(MemoryStorage::start()),
+        );
+        stage
+            .send(Watch::new(pubsub.clone(), vec![content.clone()]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stage.send(Round(Reason::Asked)).await.unwrap(), Ok(150));
+        let catch_up = CatchUp::new(pubsub, vec![content]);
+        assert_eq!(stage.send(catch_up).await.unwrap(), Ok(150));
+        let asked = asked.lock().unwrap().clone();
+        assert!(asked.len() >= 4, "{asked:?}");
+        assert!(
+            asked
+                .iter()
+                .all(|&limit| limit == murmur_core::store::MAX_PAGE),
+            "{asked:?}"
+        );
+    });
+}
