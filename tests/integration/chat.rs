@@ -863,16 +863,31 @@ async fn a_member_that_missed_a_revocation_drops_the_devices_group_chain_from_th
 
 #[actix_rt::test]
 async fn an_offline_device_catches_up_by_itself_when_it_comes_back() {
+    catches_up_by_itself(4, None).await;
+}
+
+/// The same with a lane of one: the catch-up's page waits for room at
+/// every message, and still opens them in order (the page's messages
+/// once reached the lane last first when it was full).
+#[actix_rt::test]
+async fn an_offline_device_with_a_full_lane_catches_up_in_order() {
+    catches_up_by_itself(12, Some(1)).await;
+}
+
+async fn catches_up_by_itself(sent: usize, lane: Option<usize>) {
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let store = node_with_peer(dirs[0].path(), None).await;
     let carol_dir = tempfile::tempdir().unwrap();
-    let texts: Vec<String> = (0..4).map(|i| format!("kept for you {i}")).collect();
+    let texts: Vec<String> = (0..sent).map(|i| format!("kept for you {i}")).collect();
     let (carol_key, _carol_id, _dave) =
         written_while_away(carol_dir.path(), dirs[1].path(), &store, &texts).await;
 
     // Back, with the store node as its static peer: nothing is asked by hand.
     let mut config = loopback_config(carol_dir.path(), &["/ip4/127.0.0.1/tcp/0"]);
     config.network.peers = vec![addr(&store, false).parse().unwrap()];
+    if let Some(lane) = lane {
+        config.chat.queue = lane;
+    }
     let carol = Builder::new(config)
         .with_keypair(carol_key)
         .start()

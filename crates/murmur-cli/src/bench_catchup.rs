@@ -6,10 +6,11 @@
 //! message in its inbox (fetched page by page, archived by hash, handed
 //! to the subscription).
 //!
-//! The reference, in the same round against the same store node: a client
-//! of the same transport asks for the same pages and writes each page to
-//! its own SQLite file with murmur's schema, one transaction a page, on a
-//! writer beside the fetching (`bench_bare::Bare`, tuned as murmur's
+//! The reference, in the same round against the same store node (each
+//! side first in every other round): a client of the same transport asks
+//! for the same pages (the same time range, 100 a page) and writes each
+//! page to its own SQLite file with murmur's schema, one transaction a
+//! page, on a writer beside the fetching (`bench_bare::Bare`, tuned as murmur's
 //! storage stage writes). The store client and server are the same on both
 //! sides, so the ratio is what the node's inbound path costs: the
 //! store-sync stage, the pipeline, the storage stage, the subscription.
@@ -22,11 +23,11 @@ use murmur_core::{
     ContentTopic, Delivery, PubsubTopic, Sharding, WakuMessage,
 };
 use murmur_node::{Builder, Config, Node};
+use murmur_sync::OVERLAP;
 
 use crate::{
     bench::{median, RUN_LIMIT, SETUP},
     bench_bare::Bare,
-    bench_serve::loopback,
     error::CliError,
 };
 
@@ -45,6 +46,13 @@ pub(crate) struct Args {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+/// A default node (chat on, archive on, SQLite) listening on loopback.
+fn loopback(dir: &std::path::Path) -> Config {
+    let mut config = Config::new(dir);
+    config.network.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a valid multiaddr")];
+    config
 }
 
 fn topic() -> ContentTopic {
@@ -79,14 +87,20 @@ pub(crate) async fn run(args: Args) -> Result<(), CliError> {
         let pubsub = store.pubsub_topic(&topic());
         fill(&config, &pubsub, &args).await?;
         let address = store.listen_addrs()[0].clone();
-        let bare = reference(
-            &address,
-            &pubsub,
-            &dir.path().join(format!("bare-{round}")),
-            &args,
-        )
-        .await?;
-        let murmur = murmur(&address, &dir.path().join(format!("node-{round}")), &args).await?;
+        let bare_dir = dir.path().join(format!("bare-{round}"));
+        let node_dir = dir.path().join(format!("node-{round}"));
+        // Each first in every other round, so that neither always meets
+        // the store node's caches first.
+        let (murmur, bare) = if round % 2 == 1 {
+            let bare = reference(&address, &pubsub, &bare_dir, &args).await?;
+            (murmur(&address, &node_dir, &args).await?, bare)
+        } else {
+            let murmur = murmur(&address, &node_dir, &args).await?;
+            (
+                murmur,
+                reference(&address, &pubsub, &bare_dir, &args).await?,
+            )
+        };
         rounds.push((murmur, bare));
         store.close().await?;
     }
@@ -205,7 +219,10 @@ async fn reference(
         })
     };
     let started = Instant::now();
+    // As store sync asks a fresh node's first round: from two minutes back.
+    let since = murmur_core::now_nanos() - i64::try_from(OVERLAP.as_nanos()).unwrap_or(i64::MAX);
     let mut query = Query::content(Some(pubsub.clone()), vec![topic().as_str().to_owned()])
+        .with_time(Some(since), None)
         .with_limit(MAX_PAGE);
     loop {
         let page = client
@@ -245,7 +262,9 @@ fn report(args: &Args, rounds: &[(f64, f64)]) {
     if args.json {
         let rounds: Vec<_> = rounds
             .iter()
-            .map(|(m, b)| serde_json::json!({"murmur": {"per_second": m}, "bare": {"per_second": b}}))
+            .map(|(m, b)| {
+                serde_json::json!({"murmur": {"per_second": m}, "bare": {"per_second": b}})
+            })
             .collect();
         println!(
             "{}",

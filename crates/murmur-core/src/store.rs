@@ -160,6 +160,15 @@ impl Query {
                 if pubsub_topic.is_none() != content_topics.is_empty() {
                     return Err("pubsub topic and content topics go together");
                 }
+                // No message holds one (relay validation ignores them), and
+                // PostgreSQL's text refuses a NUL: refused as a bad query
+                // on every backend, not failed on one.
+                if content_topics
+                    .iter()
+                    .any(|t| t.chars().any(char::is_control))
+                {
+                    return Err("a control character in a content topic");
+                }
             }
             Criteria::Hashes(hashes) => {
                 if hashes.is_empty() {

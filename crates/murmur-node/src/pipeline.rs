@@ -25,6 +25,7 @@ use crate::{
 mod batch;
 mod durable;
 mod effects;
+mod fetched;
 mod gaps;
 mod lane;
 mod mailbox;

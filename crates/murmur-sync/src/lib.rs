@@ -5,10 +5,11 @@
 //! `QueryStore`, follows every page's cursor, and hands each page to the
 //! inbound path as a `transport::Event::FetchedPage`: the pipeline archives
 //! its messages by hash, in one request, before anything else, so a message
-//! fetched twice, or that also came by relay, enters once. For the topics it watches it keeps, in the
-//! persistence stage's state, how far this node has seen each at each store
-//! node, and a round asks every store node for what came since: after a
-//! partition, each side's store nodes hold what the other side lacks.
+//! fetched twice, or that also came by relay, enters once. For the topics
+//! it watches it keeps, in the persistence stage's state, how far this node
+//! has seen each at each store node, and a round asks every store node for
+//! what came since: after a partition, each side's store nodes hold what
+//! the other side lacks.
 //! Before that position, an hour back ([`LATE`]), a round lists hashes and
 //! fetches those the archive lacks: a store node that got a message late
 //! (it fetched it from the other side of a healed partition) is asked

@@ -339,6 +339,11 @@ where
         query(&store, Query::content(Some(topic(1)), eleven)).await,
         Err(storage::Error::BadQuery(_))
     ));
+    let nul = vec!["/c/1/a\0/proto".to_owned()];
+    assert!(matches!(
+        query(&store, Query::content(Some(topic(1)), nul)).await,
+        Err(storage::Error::BadQuery(_))
+    ));
     let many = (0..101u8).map(|i| MessageHash([i; 32])).collect();
     assert!(matches!(
         query(&store, Query::hashes(many)).await,

@@ -96,7 +96,7 @@ impl Handler<transport::Event> for Pipeline {
                     this.archive_and_deliver(delivery, keep, ctx);
                 }
                 transport::Event::Fetched(delivery) => {
-                    let keep = keeps_fetched(&delivery);
+                    let keep = super::fetched::keeps_fetched(&delivery);
                     this.archive_and_deliver(delivery, keep, ctx);
                 }
                 transport::Event::FetchedPage(page) => this.archive_and_deliver_page(page, ctx),
@@ -119,21 +119,16 @@ impl Handler<transport::Event> for Pipeline {
     }
 }
 
-/// Whether a message a store node returned is archived: a store node kept
-/// it, however old; but not one from the future, which retention would
-/// never let go.
-fn keeps_fetched(delivery: &Delivery) -> bool {
-    let ahead = delivery.message.timestamp.is_some_and(|ts| {
-        ts.saturating_sub(murmur_core::now_nanos()) > murmur_core::store::ARCHIVE_WINDOW_NANOS
-    });
-    !delivery.message.is_ephemeral() && !ahead
-}
-
 impl Pipeline {
     /// Archives `delivery` by hash (if this node archives, and `keep`)
     /// before any subscriber sees it, and delivers it unless the archive
     /// had it already. The mailbox waits, so deliveries keep their order.
-    fn archive_and_deliver(&mut self, delivery: Delivery, keep: bool, ctx: &mut Context<Self>) {
+    pub(super) fn archive_and_deliver(
+        &mut self,
+        delivery: Delivery,
+        keep: bool,
+        ctx: &mut Context<Self>,
+    ) {
         let Some(storage) = self.storage.as_ref().filter(|_| keep) else {
             self.deliver(delivery, ctx);
             return;
@@ -149,56 +144,8 @@ impl Pipeline {
         }));
     }
 
-    /// [`archive_and_deliver`](Self::archive_and_deliver) for a page a
-    /// store node returned: what is kept archived in one request, then each
-    /// delivered in the page's order unless the archive had it.
-    fn archive_and_deliver_page(&mut self, page: Vec<Delivery>, ctx: &mut Context<Self>) {
-        let keep: Vec<bool> = page.iter().map(keeps_fetched).collect();
-        let kept: Vec<Delivery> = page
-            .iter()
-            .zip(&keep)
-            .filter(|(_, keep)| **keep)
-            .map(|(d, _)| d.clone())
-            .collect();
-        let Some(storage) = self.storage.as_ref().filter(|_| !kept.is_empty()) else {
-            for delivery in page {
-                self.deliver(delivery, ctx);
-            }
-            return;
-        };
-        let asked = kept.len();
-        let save = storage.save_all.send(storage::SaveAll(kept));
-        ctx.wait(save.into_actor(self).map(move |saved, act, ctx| {
-            let mut answers = match saved {
-                Ok(Ok(new)) if new.len() == asked => Some(new.into_iter()),
-                Ok(Ok(new)) => {
-                    tracing::error!(
-                        asked,
-                        answered = new.len(),
-                        "the storage stage answered another count; delivering the page anyway"
-                    );
-                    None
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(messages = asked, error = %e, "a fetched page not archived; delivering it anyway");
-                    None
-                }
-                Err(_) => None,
-            };
-            for (delivery, kept) in page.into_iter().zip(keep) {
-                match answers.as_mut().filter(|_| kept) {
-                    Some(answers) => {
-                        let new = answers.next().unwrap_or(true);
-                        act.archived(delivery, new, ctx);
-                    }
-                    None => act.deliver(delivery, ctx),
-                }
-            }
-        }));
-    }
-
     /// Goes on with `delivery` once the archive answered whether it was new.
-    fn archived(&mut self, delivery: Delivery, new: bool, ctx: &mut Context<Self>) {
+    pub(super) fn archived(&mut self, delivery: Delivery, new: bool, ctx: &mut Context<Self>) {
         if new {
             self.deliver(delivery, ctx);
         } else if self.for_lane_again(&delivery) {

@@ -1,0 +1,102 @@
+//! Pages a store node returned: archived in one request, then settled one
+//! message at a time in the page's order.
+
+use std::collections::VecDeque;
+
+use super::*;
+
+/// Whether a message a store node returned is archived: a store node kept
+/// it, however old; but not one from the future, which retention would
+/// never let go.
+pub(super) fn keeps_fetched(delivery: &Delivery) -> bool {
+    let ahead = delivery.message.timestamp.is_some_and(|ts| {
+        ts.saturating_sub(murmur_core::now_nanos()) > murmur_core::store::ARCHIVE_WINDOW_NANOS
+    });
+    !delivery.message.is_ephemeral() && !ahead
+}
+
+/// What is left to do with a fetched message.
+enum Step {
+    /// Not kept: delivered as it is.
+    Deliver,
+    /// The archive answered whether it was new.
+    Archived(bool),
+    /// The page's request failed: archived alone, as a single fetched
+    /// message is, so that one the archive cannot hold costs only itself.
+    Alone,
+}
+
+impl Pipeline {
+    /// Archives what `page` keeps in one request, then settles each of its
+    /// messages in order: delivered unless the archive had it.
+    pub(super) fn archive_and_deliver_page(
+        &mut self,
+        page: Vec<Delivery>,
+        ctx: &mut Context<Self>,
+    ) {
+        let keep: Vec<bool> = page.iter().map(keeps_fetched).collect();
+        let kept: Vec<Delivery> = page
+            .iter()
+            .zip(&keep)
+            .filter(|(_, keep)| **keep)
+            .map(|(d, _)| d.clone())
+            .collect();
+        let Some(storage) = self.storage.as_ref().filter(|_| !kept.is_empty()) else {
+            let steps = page.into_iter().map(|d| (d, Step::Deliver)).collect();
+            self.settle(steps, ctx);
+            return;
+        };
+        let asked = kept.len();
+        let save = storage.save_all.send(storage::SaveAll(kept));
+        ctx.wait(save.into_actor(self).map(move |saved, act, ctx| {
+            let mut answers = match saved {
+                Ok(Ok(new)) if new.len() == asked => Some(new.into_iter()),
+                Ok(Ok(new)) => {
+                    tracing::error!(
+                        asked,
+                        answered = new.len(),
+                        "the storage stage answered another count; archiving the page's messages one by one"
+                    );
+                    None
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(messages = asked, error = %e, "a fetched page not archived together; archiving its messages one by one");
+                    None
+                }
+                // The stage is gone: what a single message meets too.
+                Err(_) => None,
+            };
+            let steps = page
+                .into_iter()
+                .zip(keep)
+                .map(|(delivery, kept)| {
+                    let step = match answers.as_mut() {
+                        _ if !kept => Step::Deliver,
+                        Some(answers) => Step::Archived(answers.next().unwrap_or(true)),
+                        None => Step::Alone,
+                    };
+                    (delivery, step)
+                })
+                .collect();
+            act.settle(steps, ctx);
+        }));
+    }
+
+    /// Settles the first of `steps`, the rest after it. Settling one may
+    /// make the mailbox wait (a full lane, a durable subscriber's write), and
+    /// actix runs the newest wait first: the rest waits in line before the
+    /// first is settled, so that what settling it queued comes before them.
+    fn settle(&mut self, mut steps: VecDeque<(Delivery, Step)>, ctx: &mut Context<Self>) {
+        let Some((delivery, step)) = steps.pop_front() else {
+            return;
+        };
+        if !steps.is_empty() {
+            ctx.wait(fut::ready(()).map(move |(), act: &mut Self, ctx| act.settle(steps, ctx)));
+        }
+        match step {
+            Step::Deliver => self.deliver(delivery, ctx),
+            Step::Archived(new) => self.archived(delivery, new, ctx),
+            Step::Alone => self.archive_and_deliver(delivery, true, ctx),
+        }
+    }
+}
