@@ -16,12 +16,13 @@ pub(super) fn keeps_fetched(delivery: &Delivery) -> bool {
 }
 
 /// What is left to do with a fetched message.
+#[derive(Clone, Copy)]
 enum Step {
     /// Not kept: delivered as it is.
     Deliver,
     /// The archive answered whether it was new.
     Archived(bool),
-    /// The page's request failed: archived alone, as a single fetched
+    /// The page's request was refused: archived alone, as a single fetched
     /// message is, so that one the archive cannot hold costs only itself.
     Alone,
 }
@@ -49,22 +50,24 @@ impl Pipeline {
         let asked = kept.len();
         let save = storage.save_all.send(storage::SaveAll(kept));
         ctx.wait(save.into_actor(self).map(move |saved, act, ctx| {
-            let mut answers = match saved {
-                Ok(Ok(new)) if new.len() == asked => Some(new.into_iter()),
+            // What becomes of the kept messages when there is no answer
+            // for each.
+            let (mut answers, otherwise) = match saved {
+                Ok(Ok(new)) if new.len() == asked => (Some(new.into_iter()), Step::Deliver),
                 Ok(Ok(new)) => {
                     tracing::error!(
                         asked,
                         answered = new.len(),
-                        "the storage stage answered another count; archiving the page's messages one by one"
+                        "the storage stage answered another count; delivering the page as not archived"
                     );
-                    None
+                    (None, Step::Deliver)
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(messages = asked, error = %e, "a fetched page not archived together; archiving its messages one by one");
-                    None
+                    (None, Step::Alone)
                 }
-                // The stage is gone: what a single message meets too.
-                Err(_) => None,
+                // The stage is gone: delivered as a single message would be.
+                Err(_) => (None, Step::Deliver),
             };
             let steps = page
                 .into_iter()
@@ -73,7 +76,7 @@ impl Pipeline {
                     let step = match answers.as_mut() {
                         _ if !kept => Step::Deliver,
                         Some(answers) => Step::Archived(answers.next().unwrap_or(true)),
-                        None => Step::Alone,
+                        None => otherwise,
                     };
                     (delivery, step)
                 })
