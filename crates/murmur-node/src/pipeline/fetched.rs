@@ -22,8 +22,8 @@ enum Step {
     Deliver,
     /// The archive answered whether it was new.
     Archived(bool),
-    /// The page's request was refused: archived alone, as a single fetched
-    /// message is, so that one the archive cannot hold costs only itself.
+    /// The page was refused for one message the archive cannot hold: the
+    /// others archived alone, as a single fetched message is.
     Alone,
 }
 
@@ -62,9 +62,18 @@ impl Pipeline {
                     );
                     (None, Step::Deliver)
                 }
-                Ok(Err(e)) => {
-                    tracing::debug!(messages = asked, error = %e, "a fetched page not archived together; archiving its messages one by one");
+                // One the archive cannot hold refused the page before
+                // anything was written: the others are archived alone.
+                Ok(Err(e @ storage::Error::Unstorable(_))) => {
+                    tracing::debug!(messages = asked, error = %e, "a fetched page refused; archiving its messages one by one");
                     (None, Step::Alone)
+                }
+                // Perhaps written before it failed (a restart that lost the
+                // answer): archived again, each would be "not new" and none
+                // delivered. Delivered as not archived, as a single message.
+                Ok(Err(e)) => {
+                    tracing::warn!(messages = asked, error = %e, "a fetched page not archived; delivering it anyway");
+                    (None, Step::Deliver)
                 }
                 // The stage is gone: delivered as a single message would be.
                 Err(_) => (None, Step::Deliver),
