@@ -898,7 +898,11 @@ async fn catches_up_by_itself(sent: usize, lane: Option<usize>) {
         let got = next(&mut inbox, "caught up by itself").await;
         assert_eq!(got.text(), Some(t.as_str()));
     }
-    assert_eq!(carol.stats().await.unwrap().chat_opened, texts.len() as u64);
+    let stats = carol.stats().await.unwrap();
+    assert_eq!(stats.chat_opened, texts.len() as u64);
+    if lane.is_some() {
+        assert!(stats.chat_queue_full > 0, "the lane was never full");
+    }
     // A round asked for now finds nothing new to deliver.
     carol.sync_now().await.unwrap();
     assert!(silent(&mut inbox, Duration::from_secs(1)).await);

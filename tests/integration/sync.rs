@@ -364,8 +364,9 @@ async fn a_fetched_page_enters_once_in_its_order() {
         .await
         .unwrap();
     // A page with one message no archive takes (a NUL in its topic, which
-    // PostgreSQL refuses; murmur's store client drops such entries, another
-    // transport may not): the others are archived all the same.
+    // PostgreSQL refuses; murmur's store clients drop such entries, another
+    // transport may not): the others are archived all the same, in one
+    // request.
     let (e, f) = (message("e"), message("f"));
     let unstorable = WakuMessage::new("/murmur/1/pa\0ges/proto", b"nul".to_vec())
         .with_timestamp(murmur::core::now_nanos());

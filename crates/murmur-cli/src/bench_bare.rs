@@ -104,6 +104,15 @@ impl Bare {
         Ok(())
     }
 
+    /// How many messages the archive holds.
+    pub(crate) async fn archived(&mut self) -> Result<usize, CliError> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
+            .fetch_one(&mut *self.conn)
+            .await
+            .map_err(|e| CliError::Failed(format!("bare sqlx: {e}")))?;
+        usize::try_from(count).map_err(|e| CliError::Failed(e.to_string()))
+    }
+
     /// One transaction's text: `statements` (with `?` placeholders) between
     /// `BEGIN;` and `COMMIT;`.
     pub(crate) fn script(statements: &[String]) -> String {

@@ -160,7 +160,8 @@ impl Query {
                 if pubsub_topic.is_none() != content_topics.is_empty() {
                     return Err("pubsub topic and content topics go together");
                 }
-                // No message holds one (relay validation ignores them), and
+                // No message murmur archives holds one (relay, filter,
+                // lightpush and both store clients drop them), and
                 // PostgreSQL's text refuses a NUL: refused as a bad query
                 // on every backend, not failed on one.
                 if content_topics

@@ -7,24 +7,24 @@ use super::*;
 
 /// Whether a message a store node returned is archived: a store node kept
 /// it, however old; but not one from the future, which retention would
-/// never let go.
+/// never let go, nor one with a control character in its content topic,
+/// which no store query may name (and which, a NUL, would make the archive
+/// refuse its whole page; murmur's store clients drop such entries, a
+/// transport of another's may not).
 pub(super) fn keeps_fetched(delivery: &Delivery) -> bool {
     let ahead = delivery.message.timestamp.is_some_and(|ts| {
         ts.saturating_sub(murmur_core::now_nanos()) > murmur_core::store::ARCHIVE_WINDOW_NANOS
     });
-    !delivery.message.is_ephemeral() && !ahead
+    let unnamed = delivery.message.content_topic.chars().any(char::is_control);
+    !delivery.message.is_ephemeral() && !ahead && !unnamed
 }
 
 /// What is left to do with a fetched message.
-#[derive(Clone, Copy)]
 enum Step {
-    /// Not kept: delivered as it is.
+    /// Not kept, or the archive gave no answer for it: delivered as it is.
     Deliver,
     /// The archive answered whether it was new.
     Archived(bool),
-    /// The page was refused for one message the archive cannot hold: the
-    /// others archived alone, as a single fetched message is.
-    Alone,
 }
 
 impl Pipeline {
@@ -50,42 +50,33 @@ impl Pipeline {
         let asked = kept.len();
         let save = storage.save_all.send(storage::SaveAll(kept));
         ctx.wait(save.into_actor(self).map(move |saved, act, ctx| {
-            // What becomes of the kept messages when there is no answer
-            // for each.
-            let (mut answers, otherwise) = match saved {
-                Ok(Ok(new)) if new.len() == asked => (Some(new.into_iter()), Step::Deliver),
+            // Without an answer for each, the page is delivered as not
+            // archived, as a single message is. Not archived again one by
+            // one: perhaps written before it failed (a restart that lost
+            // the answer), each would be "not new" and none delivered.
+            let mut answers = match saved {
+                Ok(Ok(new)) if new.len() == asked => Some(new.into_iter()),
                 Ok(Ok(new)) => {
                     tracing::error!(
                         asked,
                         answered = new.len(),
                         "the storage stage answered another count; delivering the page as not archived"
                     );
-                    (None, Step::Deliver)
+                    None
                 }
-                // One the archive cannot hold refused the page before
-                // anything was written: the others are archived alone.
-                Ok(Err(e @ storage::Error::Unstorable(_))) => {
-                    tracing::debug!(messages = asked, error = %e, "a fetched page refused; archiving its messages one by one");
-                    (None, Step::Alone)
-                }
-                // Perhaps written before it failed (a restart that lost the
-                // answer): archived again, each would be "not new" and none
-                // delivered. Delivered as not archived, as a single message.
                 Ok(Err(e)) => {
                     tracing::warn!(messages = asked, error = %e, "a fetched page not archived; delivering it anyway");
-                    (None, Step::Deliver)
+                    None
                 }
-                // The stage is gone: delivered as a single message would be.
-                Err(_) => (None, Step::Deliver),
+                Err(_) => None,
             };
             let steps = page
                 .into_iter()
                 .zip(keep)
                 .map(|(delivery, kept)| {
-                    let step = match answers.as_mut() {
-                        _ if !kept => Step::Deliver,
+                    let step = match answers.as_mut().filter(|_| kept) {
                         Some(answers) => Step::Archived(answers.next().unwrap_or(true)),
-                        None => otherwise,
+                        None => Step::Deliver,
                     };
                     (delivery, step)
                 })
@@ -108,7 +99,6 @@ impl Pipeline {
         match step {
             Step::Deliver => self.deliver(delivery, ctx),
             Step::Archived(new) => self.archived(delivery, new, ctx),
-            Step::Alone => self.archive_and_deliver(delivery, true, ctx),
         }
     }
 }

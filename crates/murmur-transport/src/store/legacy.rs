@@ -194,6 +194,16 @@ fn read_page(
         (Some(_), None) => return Err(bad("a cursor after an empty page".to_owned())),
         (None, _) => None,
     };
+    // A message no relay peer would accept goes no further from a store
+    // node either, as in store v3; the cursor, the server's position, stays.
+    let messages = messages
+        .into_iter()
+        .filter(|s| {
+            s.message
+                .as_ref()
+                .is_none_or(|m| transport::validate(m, m.encoded_len()).is_ok())
+        })
+        .collect();
     Ok(Page::new(messages, cursor))
 }
 
@@ -292,6 +302,36 @@ mod tests {
         let frame = answer(&rpc.request_id, vec![message(5)], None);
         let page = read_page(&frame, &rpc.request_id, &back, &topic(), peer, &cursors).unwrap();
         assert_eq!(page.cursor, None);
+    }
+
+    /// What relay would refuse (here a control character in the content
+    /// topic) is dropped, as store v3 drops it; the page still goes on.
+    #[test]
+    fn entries_relay_would_refuse_are_dropped_and_paging_goes_on() {
+        let (peer, cursors) = (PeerId::random(), Cursors::default());
+        let (rpc, _) = to_request(&content(), peer, &cursors).unwrap();
+        let bad = murmur_core::WakuMessage::new("/test/1/x\u{1}/proto", vec![2]).with_timestamp(2);
+        let frame = answer(&rpc.request_id, vec![message(1), bad], Some(index(2)));
+        let page = read_page(
+            &frame,
+            &rpc.request_id,
+            &content(),
+            &topic(),
+            peer,
+            &cursors,
+        )
+        .unwrap();
+        assert_eq!(page.messages.len(), 1);
+        assert_eq!(
+            page.messages[0].hash,
+            MessageHash::of(&topic(), &message(1))
+        );
+        let next = content().with_cursor(page.cursor);
+        let (rpc, _) = to_request(&next, peer, &cursors).unwrap();
+        assert_eq!(
+            rpc.query.unwrap().paging_info.unwrap().cursor,
+            Some(index(2))
+        );
     }
 
     #[test]
