@@ -80,7 +80,12 @@ async fn three_nodes_that_know_one_bootstrap_record_find_each_other_and_form_a_m
     let third = discv5_node(dirs[2].path(), Some(&record)).await;
     let nodes = [&first, &second, &third];
     let ids: Vec<String> = nodes.iter().map(|n| n.peer_id()).collect();
-    crate::support::eventually("every node connected to both others", || async {
+    // discv5 looks every 5 s and tries a peer it could not reach again
+    // after 10 s, then 20 s: on a loaded machine (once in CI, beside the
+    // whole suite) a first lookup or dial that fails takes the meeting past
+    // `WAIT`. A minute allows two failed tries.
+    let meet = std::time::Duration::from_secs(60);
+    crate::support::eventually_within("every node connected to both others", meet, || async {
         let mut all = true;
         for (i, node) in nodes.iter().enumerate() {
             let peers: Vec<String> = node

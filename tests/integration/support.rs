@@ -181,12 +181,22 @@ pub(crate) async fn members(node: &Node, group: &murmur::node::chat::Group, memb
 
 /// Polls `check` until it holds, at most [`WAIT`]: for state that has no
 /// event to wait on.
-pub(crate) async fn eventually<F, Fut>(what: &str, mut check: F)
+pub(crate) async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
+    eventually_within(what, WAIT, check).await;
+}
+
+/// [`eventually`], at most `wait`: for what runs on timers of its own
+/// longer than [`WAIT`] allows for when the machine is loaded.
+pub(crate) async fn eventually_within<F, Fut>(what: &str, wait: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + wait;
     while !check().await {
         assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
