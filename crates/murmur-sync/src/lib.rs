@@ -2,10 +2,10 @@
 //!
 //! [`StoreSync`] asks store nodes (the one a request names, else those it
 //! was given, the next one when one fails) through the transport's
-//! `QueryStore`, follows every page's cursor, and hands each message to the
-//! inbound path as a `transport::Event::Fetched`: the pipeline archives it
-//! by hash before anything else, so a message fetched twice, or that also
-//! came by relay, enters once. For the topics
+//! `QueryStore`, follows every page's cursor, and hands each page to the
+//! inbound path as a `transport::Event::FetchedPage`: the pipeline archives
+//! its messages by hash, in one request, before anything else, so a message
+//! fetched twice, or that also came by relay, enters once. For the topics
 //! it watches it keeps, in the persistence stage's state, how far this node
 //! has seen each at each store node, and a round asks every store node for
 //! what came since: after a partition, each side's store nodes hold what
@@ -268,16 +268,10 @@ impl Asker {
                 .collect();
             if !fetched.is_empty() {
                 count += fetched.len();
-                // One at a time, not as a page (`Event::FetchedPage`): with
-                // pages, a light client's catch-up of chat messages lost
-                // some in one run of five (`sync::a_light_client_finds_a_store_node_by_peer_exchange_and_catches_up_from_it`),
-                // for a reason not yet found.
-                for delivery in fetched {
-                    self.inbound
-                        .send(transport::Event::Fetched(delivery))
-                        .await
-                        .map_err(|_| Error::Stopped)?;
-                }
+                self.inbound
+                    .send(transport::Event::FetchedPage(fetched))
+                    .await
+                    .map_err(|_| Error::Stopped)?;
             }
             match page.cursor {
                 Some(cursor) => query = query.with_cursor(Some(cursor)),
