@@ -28,6 +28,13 @@ pub(crate) const PROTOCOL: StreamProtocol = StreamProtocol::new(protocol::STORE)
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const SERVICE: &str = "store";
 
+/// Whether a message a store node returned goes on: one no relay peer
+/// would accept goes no further from a store node either (a filter push
+/// is checked the same way). Both store clients, v3 and v2, ask this.
+fn relayable(message: &murmur_core::WakuMessage) -> bool {
+    transport::validate(message, message.encoded_len()).is_ok()
+}
+
 /// Answers store queries from `storage`.
 pub(crate) async fn serve(incoming: Incoming, storage: Recipient<storage::Query>) {
     crate::rpc::serve(incoming, wire::MAX_REQUEST_LEN, Server(storage)).await;
@@ -233,7 +240,17 @@ pub(crate) async fn request(
         }
         Err(e) => return Err(bad(e.to_string())),
     };
-    let response = Response::decode(frame.as_slice()).map_err(|e| bad(e.to_string()))?;
+    read_page(&frame)
+}
+
+/// A store v3 response as a page: entries relay would refuse are dropped
+/// (`relayable`), the cursor stays as the server gave it.
+fn read_page(frame: &[u8]) -> Result<Page, transport::Error> {
+    let bad = |reason: String| transport::Error::BadResponse {
+        service: SERVICE,
+        reason,
+    };
+    let response = Response::decode(frame).map_err(|e| bad(e.to_string()))?;
     let code = response.status_code.unwrap_or(0);
     if code != status::OK {
         return Err(transport::Error::Remote {
@@ -252,13 +269,7 @@ pub(crate) async fn request(
                 .and_then(hash)
                 .ok_or_else(|| bad("an entry without a 32-byte hash".to_owned()))?;
             Ok(match (kv.message, kv.pubsub_topic) {
-                // A message no relay peer would accept goes no further from
-                // a store node either (a filter push is checked the same way).
-                (Some(message), Some(_))
-                    if transport::validate(&message, message.encoded_len()).is_err() =>
-                {
-                    None
-                }
+                (Some(message), Some(_)) if !relayable(&message) => None,
                 (Some(message), Some(topic)) => {
                     let topic = topic
                         .parse()
@@ -316,6 +327,31 @@ mod tests {
         let mut r = request();
         r.pubsub_topic = Some("/waku/2/default-waku/proto".into());
         assert_eq!(to_query(&r).unwrap_err(), "invalid pubsub topic");
+    }
+
+    /// What no relay peer would take goes no further from a store node;
+    /// the rest of the page, and its cursor, do.
+    #[test]
+    fn entries_relay_would_refuse_are_dropped_and_the_cursor_stays() {
+        let topic: PubsubTopic = "/waku/2/rs/1/0".parse().unwrap();
+        let good = murmur_core::WakuMessage::new("/test/1/x/proto", vec![1]).with_timestamp(1);
+        let bad = murmur_core::WakuMessage::new("/test/1/x\u{1}/proto", vec![2]).with_timestamp(2);
+        let entry = |message: &murmur_core::WakuMessage| KeyValue {
+            message_hash: Some(MessageHash::of(&topic, message).as_bytes().to_vec()),
+            message: Some(message.clone()),
+            pubsub_topic: Some(topic.to_string()),
+        };
+        let response = Response {
+            request_id: "r".into(),
+            status_code: Some(status::OK),
+            status_desc: Some("OK".into()),
+            messages: vec![entry(&good), entry(&bad)],
+            pagination_cursor: Some(vec![7; 32]),
+        };
+        let page = read_page(&response.encode_to_vec()).unwrap();
+        assert_eq!(page.messages.len(), 1);
+        assert_eq!(page.messages[0].hash, MessageHash::of(&topic, &good));
+        assert_eq!(page.cursor, Some(MessageHash([7; 32])));
     }
 
     #[test]

@@ -194,15 +194,10 @@ fn read_page(
         (Some(_), None) => return Err(bad("a cursor after an empty page".to_owned())),
         (None, _) => None,
     };
-    // A message no relay peer would accept goes no further from a store
-    // node either, as in store v3; the cursor, the server's position, stays.
+    // The cursor, the server's position, stays where the server put it.
     let messages = messages
         .into_iter()
-        .filter(|s| {
-            s.message
-                .as_ref()
-                .is_none_or(|m| transport::validate(m, m.encoded_len()).is_ok())
-        })
+        .filter(|s| s.message.as_ref().is_none_or(super::relayable))
         .collect();
     Ok(Page::new(messages, cursor))
 }
