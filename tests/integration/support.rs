@@ -282,10 +282,12 @@ pub(crate) async fn caught_up(
             // What the node counted says where the rest went (refused,
             // duplicates, held): the failure is rare, and its run may be the
             // only one there is to read.
+            // Asked with a limit: a node stuck is a failure too, not a hang.
+            let stats = tokio::time::timeout(WAIT / 4, node.stats()).await;
             panic!(
-                "{} of {n} caught up; the node's counters: {:?}",
+                "{} of {n} caught up; passed over by the subscriber: {}; the node's counters: {stats:?}",
                 texts.len(),
-                node.stats().await
+                inbox.lost(),
             );
         }
         match tokio::time::timeout(WAIT / 4, inbox.recv()).await {
