@@ -279,10 +279,10 @@ pub(crate) async fn caught_up(
     let deadline = tokio::time::Instant::now() + WAIT * 2;
     while texts.len() < n {
         if tokio::time::Instant::now() >= deadline {
-            // What the node counted says where the rest went (refused,
-            // duplicates, held): the failure is rare, and its run may be the
-            // only one there is to read.
-            // Asked with a limit: a node stuck is a failure too, not a hang.
+            // What the node and the subscriber counted says where the rest
+            // went (refused, duplicates, held, passed over): the failure is
+            // rare, and its run may be the only one there is to read. Asked
+            // with a limit, so that a stuck node fails rather than hangs.
             let stats = tokio::time::timeout(WAIT / 4, node.stats()).await;
             panic!(
                 "{} of {n} caught up; passed over by the subscriber: {}; the node's counters: {stats:?}",

@@ -35,6 +35,14 @@ fn relayable(message: &murmur_core::WakuMessage) -> bool {
     transport::validate(message, message.encoded_len()).is_ok()
 }
 
+/// A store node's answer that breaks the protocol (either version).
+fn bad(reason: String) -> transport::Error {
+    transport::Error::BadResponse {
+        service: SERVICE,
+        reason,
+    }
+}
+
 /// Answers store queries from `storage`.
 pub(crate) async fn serve(incoming: Incoming, storage: Recipient<storage::Query>) {
     crate::rpc::serve(incoming, wire::MAX_REQUEST_LEN, Server(storage)).await;
@@ -190,10 +198,6 @@ pub(crate) async fn request(
     query: Query,
     cursors: Cursors,
 ) -> Result<Page, transport::Error> {
-    let bad = |reason: String| transport::Error::BadResponse {
-        service: SERVICE,
-        reason,
-    };
     let id = murmur_core::RequestId::next().to_string();
     let mut request = Request {
         request_id: id.clone(),
@@ -246,10 +250,6 @@ pub(crate) async fn request(
 /// A store v3 response as a page: entries relay would refuse are dropped
 /// (`relayable`), the cursor stays as the server gave it.
 fn read_page(frame: &[u8]) -> Result<Page, transport::Error> {
-    let bad = |reason: String| transport::Error::BadResponse {
-        service: SERVICE,
-        reason,
-    };
     let response = Response::decode(frame).map_err(|e| bad(e.to_string()))?;
     let code = response.status_code.unwrap_or(0);
     if code != status::OK {

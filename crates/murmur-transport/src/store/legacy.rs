@@ -17,7 +17,7 @@ use murmur_core::{
 use murmur_proto::{legacy_store as legacy_wire, protocol, store as wire};
 use prost::Message as _;
 
-use super::{REQUEST_TIMEOUT, SERVICE};
+use super::{bad, REQUEST_TIMEOUT, SERVICE};
 
 const PROTOCOL_V2: StreamProtocol = StreamProtocol::new(protocol::STORE_V2);
 
@@ -74,13 +74,6 @@ pub(super) async fn request(
     .await
     .map_err(|e| bad(e.to_string()))?;
     read_page(&frame, &rpc.request_id, &query, &topic, peer, cursors)
-}
-
-fn bad(reason: String) -> transport::Error {
-    transport::Error::BadResponse {
-        service: SERVICE,
-        reason,
-    }
 }
 
 /// The v2 request for `query`. v2 answers content queries only, and its
