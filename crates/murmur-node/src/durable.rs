@@ -73,12 +73,9 @@ impl<K: Kind> Read<K::Item> for Shelf<K> {
 /// [`Durable::commit`]), so a process killed while it handles a message
 /// gets that message again at its next start; once `done` returned, never.
 /// A subscriber that falls behind is not dropped: it reads on from the
-/// inbox.
-///
-/// One hole is known and open: while the storage stage's mailbox is full,
-/// a later chat message's write to the inbox can be committed before an
-/// earlier one's, and a subscriber reading on from the database then
-/// passes over the earlier one (docs/benchmarks.md, "Catching up").
+/// inbox, up to the newest message whose write and every earlier one's
+/// are done, so that a write the storage stage answered out of order is
+/// not passed over.
 pub struct Durable<T = ChatMessage> {
     name: String,
     node: Node,

@@ -13,12 +13,19 @@
 //! the configured number kept, but not one a durable subscriber has not
 //! passed, up to ten times that number ([`HARD_LIMIT`]): past it, a flood on
 //! a topic a stopped subscriber asked for goes too.
+//!
+//! A reader sees a message only once every earlier one's write is done
+//! ([`Book::settled`]), so that it never mistakes a write still on its way
+//! for a message retention took.
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet, VecDeque},
     hash::Hash,
     marker::PhantomData,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
 };
 
 use bytes::Bytes;
@@ -240,6 +247,13 @@ pub(crate) struct Shelf<K> {
     /// Seals what is kept; `None` keeps it as it is.
     vault: Option<Vault>,
     storage: storage::Handle,
+    /// The newest sequence whose write, and every earlier one's, is done
+    /// (committed, or failed and never coming): readers see no further.
+    /// The pipeline hands writes to the storage stage several at a time,
+    /// and a full mailbox lets a later one be committed first; a reader
+    /// that saw it would take the gap before it for retention and pass
+    /// over the earlier message when it lands.
+    settled: AtomicU64,
     kind: PhantomData<K>,
 }
 
@@ -248,6 +262,7 @@ impl<K: Kind> Shelf<K> {
         Self {
             vault,
             storage,
+            settled: AtomicU64::new(0),
             kind: PhantomData,
         }
     }
@@ -284,20 +299,29 @@ impl<K: Kind> Shelf<K> {
         decoded.map_err(|e| Error::Corrupt(format!("{name}: {e}")))
     }
 
-    /// The messages after `after`, in order, at most `limit`.
+    /// The messages after `after`, in order, at most `limit`: those
+    /// settled ([`Book::settled`]), no later one.
     pub(crate) async fn read(
         &self,
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, K::Item)>, Error> {
+        // Read before the names: what settled by then is in them.
+        let settled = self.settled();
         let mut names = self.names().await?;
-        names.retain(|(seq, ..)| *seq > after);
+        names.retain(|(seq, ..)| *seq > after && *seq <= settled);
         names.sort_unstable_by_key(|(seq, ..)| *seq);
         names
             .iter()
             .take(limit)
             .map(|(seq, name, value)| Ok((*seq, self.open(name, value)?)))
             .collect()
+    }
+
+    /// The newest message a reader may see: its write and every earlier
+    /// one's are done.
+    pub(crate) fn settled(&self) -> u64 {
+        self.settled.load(Ordering::Acquire)
     }
 
     /// Where subscriber `name` last said it was done.
@@ -408,8 +432,10 @@ impl<K: Kind> Book<K> {
                 Some((name.strip_prefix(&prefix)?.to_owned(), seq))
             })
             .collect();
+        let last = kept.back().map_or(0, |(seq, _)| *seq);
+        shelf.settled.fetch_max(last, Ordering::AcqRel);
         Ok(Self {
-            last: kept.back().map_or(0, |(seq, _)| *seq),
+            last,
             seen: kept.iter().map(|(_, k)| *k).collect(),
             kept,
             shelf,
@@ -418,9 +444,12 @@ impl<K: Kind> Book<K> {
         })
     }
 
-    /// The sequence of the newest message kept (0: none yet).
-    pub(crate) fn last(&self) -> u64 {
-        self.last
+    /// The write of `seq`, and of every sequence before it, is done
+    /// (committed, or failed): readers may see up to it. The pipeline says
+    /// so in the order it admitted them, whatever order the storage stage
+    /// answered in.
+    pub(crate) fn settled(&self, seq: u64) {
+        self.shelf.settled.fetch_max(seq, Ordering::AcqRel);
     }
 
     /// Subscriber `name` is done up to `seq`.

@@ -6,7 +6,8 @@
 //! - [`MemoryStorage`]: the persistence stage in memory.
 //! - [`MemoryStore`]: a store node in memory, answering `QueryStore`.
 //! - [`tally`] and [`gate`]: a stage message counted, or held until the
-//!   test lets it through, on its way to the stage: the smallest
+//!   test lets it through, on its way to the stage (every message, or those
+//!   [`gate_some`] picks, so that later ones overtake them): the smallest
 //!   replacements of a stage (ones that wrap the default).
 //! - [`transport_conformance_tests!`], [`storage_conformance_tests!`],
 //!   [`crypto_conformance_tests!`], [`membership_conformance_tests!`] and
@@ -48,7 +49,7 @@ pub use memory::{MemoryNetwork, MemoryTransport};
 pub use memory_storage::MemoryStorage;
 pub use memory_store::MemoryStore;
 pub use probe::{Events, Probe};
-pub use wrap::{gate, gate_saves, tally, Tally, Valve};
+pub use wrap::{gate, gate_saves, gate_some, tally, Tally, Valve};
 
 /// Runs `future` to completion on a fresh actix system: what the conformance
 /// macros use, so that a crate running them needs no test attribute of its own.

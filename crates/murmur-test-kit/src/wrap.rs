@@ -48,7 +48,12 @@ where
     held: watch::Sender<usize>,
     /// The answer when the stage behind is gone.
     gone: fn() -> M::Result,
+    /// Which messages the gate holds; the others pass it.
+    picks: Picks<M>,
 }
+
+/// Which messages a gate holds.
+type Picks<M> = Box<dyn Fn(&M) -> bool + Send>;
 
 impl<M> Actor for Wrapper<M>
 where
@@ -77,6 +82,7 @@ where
             self.held.clone(),
             self.gone,
         );
+        let open = open.filter(|_| (self.picks)(&msg));
         Box::pin(async move {
             if let Some(mut open) = open {
                 if *open.borrow() == Stand::Closed {
@@ -97,6 +103,7 @@ fn wrap<M>(
     inner: Recipient<M>,
     gone: fn() -> M::Result,
     open: Option<watch::Receiver<Stand>>,
+    picks: Picks<M>,
 ) -> (Recipient<M>, Tally, watch::Receiver<usize>)
 where
     M: Message + Send + 'static,
@@ -110,6 +117,7 @@ where
         open,
         held: held_tx,
         gone,
+        picks,
     }
     .start();
     (wrapper.recipient(), tally, held)
@@ -137,7 +145,7 @@ where
     M: Message + Send + 'static,
     M::Result: Send,
 {
-    let (recipient, tally, _) = wrap(inner, gone, None);
+    let (recipient, tally, _) = wrap(inner, gone, None, Box::new(|_| true));
     (recipient, tally)
 }
 
@@ -175,8 +183,43 @@ where
     M: Message + Send + 'static,
     M::Result: Send,
 {
+    gate_some(inner, gone, |_| true)
+}
+
+/// A [`gate`] that holds only the messages `picks` answers `true` for: the
+/// others go straight to `inner`, so that one held can be overtaken by
+/// those sent after it (a stage that answers out of order).
+///
+/// ```
+/// use murmur_core::storage::{self, LoadState};
+/// use murmur_test_kit::{gate_some, MemoryStorage};
+///
+/// murmur_test_kit::run(async {
+///     let default = storage::Handle::from(MemoryStorage::start());
+///     let (load_state, mut valve) = gate_some(
+///         default.load_state.clone(),
+///         || Err(storage::Error::Backend("gone".to_owned())),
+///         |LoadState(name): &LoadState| name == "held",
+///     );
+///     let held = actix::spawn(load_state.send(LoadState("held".to_owned())));
+///     valve.holding(1).await;
+///     let passed = load_state.send(LoadState("passes".to_owned())).await;
+///     assert_eq!(passed.unwrap().unwrap(), None, "past the one held");
+///     valve.open();
+///     held.await.unwrap().unwrap().unwrap();
+/// });
+/// ```
+pub fn gate_some<M>(
+    inner: Recipient<M>,
+    gone: fn() -> M::Result,
+    picks: impl Fn(&M) -> bool + Send + 'static,
+) -> (Recipient<M>, Valve)
+where
+    M: Message + Send + 'static,
+    M::Result: Send,
+{
     let (open_tx, open) = watch::channel(Stand::Closed);
-    let (recipient, arrived, held) = wrap(inner, gone, Some(open));
+    let (recipient, arrived, held) = wrap(inner, gone, Some(open), Box::new(picks));
     (
         recipient,
         Valve {

@@ -97,6 +97,7 @@ fn a_raw_message_reads_back_whole_and_is_kept_once_per_hash() {
         let (seq, records) = book.admit(&d).expect("new");
         assert!(book.admit(&d).is_none(), "the same hash again");
         shelf.save(records).await.unwrap();
+        book.settled(seq);
         assert_eq!(shelf.read(0, 10).await.unwrap(), vec![(seq, d)]);
     });
 }
@@ -111,5 +112,48 @@ fn past_the_hard_limit_the_oldest_go_even_unread() {
         }
         assert_eq!(book.kept.len(), 2 * HARD_LIMIT, "the oldest went");
         assert_eq!(book.kept.front().map(|(seq, _)| *seq), Some(2));
+    });
+}
+
+/// The pipeline hands the storage stage several writes at once, and a full
+/// mailbox can let a later one be committed first: a reader must not see
+/// it before the earlier one, or it takes the gap for retention and passes
+/// over the earlier message when it lands.
+#[test]
+fn a_reader_sees_a_message_only_once_every_earlier_write_is_done() {
+    murmur_test_kit::run(async {
+        let mut book = book(10);
+        let (first, early) = book.admit(&message(1, 1)).expect("new");
+        let (second, late) = book.admit(&message(2, 1)).expect("new");
+        let shelf = book.shelf().clone();
+        let seqs = || async {
+            shelf
+                .read(0, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(s, _)| s)
+                .collect::<Vec<_>>()
+        };
+        shelf.save(late).await.unwrap();
+        assert_eq!(seqs().await, Vec::<u64>::new(), "the gap is a write on its way");
+
+        shelf.save(early).await.unwrap();
+        book.settled(first);
+        assert_eq!(seqs().await, vec![first]);
+        book.settled(second);
+        assert_eq!(seqs().await, vec![first, second]);
+
+        let loaded = Book::<Chat>::load(
+            Arc::new(Shelf::new(Some(Vault::new(b"test")), shelf.storage.clone())),
+            10,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            loaded.shelf().settled(),
+            second,
+            "what a previous run wrote is settled"
+        );
     });
 }

@@ -264,6 +264,11 @@ impl Pipeline {
             let Some(done) = chat.owed.delivering.pop_front() else {
                 return;
             };
+            // In admission order, whatever order the writes were answered
+            // in; one that failed is never coming, and holds no reader.
+            if let Some(book) = chat.book.as_ref() {
+                book.settled(done.seq);
+            }
             let kept = match saved {
                 Ok(()) => Some(done.seq),
                 Err(e) => {
@@ -374,7 +379,8 @@ impl Handler<AddDurable> for Pipeline {
     }
 }
 
-/// Asks for the newest sequence in a durable inbox (0: empty).
+/// Asks for the newest sequence in a durable inbox a reader may see (0:
+/// empty): written, with every one before it.
 #[derive(Message)]
 #[rtype(result = "Result<u64, Error>")]
 pub(crate) struct Newest(pub(crate) Which);
@@ -386,9 +392,12 @@ impl Handler<Newest> for Pipeline {
         supervise::guard(self, ctx, |this, _| match which {
             Which::Chat => {
                 let book = this.chat.as_ref().and_then(|c| c.book.as_ref());
-                book.map(Book::last).ok_or(Error::ChatDisabled)
+                book.map(|b| b.shelf().settled()).ok_or(Error::ChatDisabled)
             }
-            Which::Raw => this.raw.book.as_ref().map(Book::last).ok_or(Error::Stopped),
+            Which::Raw => {
+                let book = this.raw.book.as_ref();
+                book.map(|b| b.shelf().settled()).ok_or(Error::Stopped)
+            }
         })?
     }
 }

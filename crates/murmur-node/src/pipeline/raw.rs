@@ -39,12 +39,17 @@ impl Pipeline {
         let shelf = book.shelf().clone();
         let delivery = delivery.clone();
         let save = async move { shelf.save(records).await };
-        ctx.wait(save.into_actor(self).map(move |saved, act, _| match saved {
-            Ok(()) => act.raw.taps.retain(|(topics, tap)| {
-                !topics.contains(&delivery.message.content_topic) || tap.offer(seq, &delivery)
-            }),
-            Err(e) => {
-                tracing::warn!(hash = %delivery.hash, error = %e, "raw message not kept for durable subscribers")
+        ctx.wait(save.into_actor(self).map(move |saved, act, _| {
+            if let Some(book) = act.raw.book.as_ref() {
+                book.settled(seq);
+            }
+            match saved {
+                Ok(()) => act.raw.taps.retain(|(topics, tap)| {
+                    !topics.contains(&delivery.message.content_topic) || tap.offer(seq, &delivery)
+                }),
+                Err(e) => {
+                    tracing::warn!(hash = %delivery.hash, error = %e, "raw message not kept for durable subscribers")
+                }
             }
         }));
     }
