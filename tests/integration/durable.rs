@@ -19,7 +19,7 @@ use murmur::node::{
     Builder, Node,
 };
 use murmur_core::storage;
-use murmur_test_kit::{gate, gate_some, Valve};
+use murmur_test_kit::{gate, Valve};
 
 use crate::support::{befriend, eventually, loopback_config, meshed_for, WAIT};
 
@@ -412,47 +412,6 @@ fn inbox_write(records: &[(String, Option<Vec<u8>>)]) -> Option<u64> {
     })
 }
 
-/// A node on its default SQLite storage whose write of the chat message
-/// with sequence `held` (none while it is 0) waits at a gate while every
-/// other write goes by; with the storage stage's own handle, to look into
-/// the database behind the gate.
-async fn overtaken_inbox(
-    dir: &std::path::Path,
-    peer: &Node,
-    held: Arc<AtomicU64>,
-) -> (Node, Valve, storage::Handle) {
-    let mut config = loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
-    config.network.peers = vec![crate::support::addr(peer, false).parse().unwrap()];
-    let (stage_tx, stage) = tokio::sync::oneshot::channel();
-    let node = Builder::new(config)
-        .with_keypair(Keypair::generate_secp256k1())
-        .with_storage(move |config| async move {
-            let db = murmur_storage::Database::open(&config.store_url()).await?;
-            let inner = storage::Handle::from(murmur_storage::Storage::start(db));
-            let (save_state, valve) = gate_some(
-                inner.save_state.clone(),
-                || {
-                    Err(storage::Error::Backend(
-                        "the storage stage is gone".to_owned(),
-                    ))
-                },
-                move |storage::SaveState(records): &storage::SaveState| {
-                    inbox_write(records) == Some(held.load(Ordering::SeqCst))
-                },
-            );
-            let _ = stage_tx.send((valve, inner.clone()));
-            Ok(storage::Handle {
-                save_state,
-                ..inner
-            })
-        })
-        .start()
-        .await
-        .unwrap();
-    let (valve, inner) = stage.await.unwrap();
-    (node, valve, inner)
-}
-
 /// The pipeline hands the storage stage several inbox writes at once, and
 /// with its mailbox full a later one can be committed first. A subscriber
 /// reading the inbox meanwhile must not see the later message alone: it
@@ -462,8 +421,18 @@ async fn overtaken_inbox(
 async fn a_subscriber_does_not_pass_over_a_message_whose_write_a_later_one_overtook() {
     let dirs = [(); 2].map(|_| tempfile::tempdir().unwrap());
     let alice = node(dirs[0].path(), &Keypair::generate_secp256k1(), None).await;
+    // The write of the chat message with this sequence waits (none at 0).
     let held = Arc::new(AtomicU64::new(0));
-    let (bob, mut valve, stage) = overtaken_inbox(dirs[1].path(), &alice, held.clone()).await;
+    let picked = held.clone();
+    let (bob, mut valve, stage) = crate::gate::gated_state(
+        dirs[1].path(),
+        &Keypair::generate_secp256k1(),
+        &alice,
+        move |storage::SaveState(records)| {
+            inbox_write(records) == Some(picked.load(Ordering::SeqCst))
+        },
+    )
+    .await;
     let bob_id = befriend(&alice, &bob).await;
     meshed_for(&alice, bob_id).await;
     let mut reader = bob.durable_inbox("reader").await.unwrap();

@@ -1,13 +1,16 @@
 //! Durable subscriptions to raw topics over real nodes: a subscriber that
 //! falls behind reads on from the database where a live subscription
 //! misses; a restarted node keeps what comes on the topics before the
-//! application asks again, and resumes at the saved position.
+//! application asks again, and resumes at the saved position; what was
+//! archived and never kept for the subscriber comes with a store round.
 
 use libp2p::identity::Keypair;
 use murmur::{
     core::ContentTopic,
     node::{Builder, Node},
 };
+
+use murmur_core::storage;
 
 use crate::support::{addr, eventually, loopback_config, WAIT};
 
@@ -197,4 +200,46 @@ async fn a_flood_while_the_subscriber_is_stopped_is_bounded_and_counted() {
         format!("f{}", FLOOD - 10 * KEEP),
         "the oldest went"
     );
+}
+
+/// Bob archives a message on a durably subscribed topic (before his relay
+/// accepts it) and stops before it is kept for his subscriber: here its
+/// write to the raw inbox fails, as a crash between the two would leave
+/// it. Started again, his store round brings the message back from Alice;
+/// the archive has it, so it is no news, but the subscriber never had it.
+#[actix_rt::test]
+async fn what_was_archived_and_never_kept_for_the_subscriber_comes_with_a_store_round() {
+    let dirs = [(); 2].map(|_| tempfile::tempdir().unwrap());
+    let alice = node(dirs[0].path(), &Keypair::generate_secp256k1(), None).await;
+    let bob_key = Keypair::generate_secp256k1();
+    let pubsub = alice.pubsub_topic(&topic());
+
+    // His writes to the raw inbox fail; everything else is written.
+    let (bob, valve, _) = crate::gate::gated_state(
+        dirs[1].path(),
+        &bob_key,
+        &alice,
+        |storage::SaveState(records)| {
+            records
+                .iter()
+                .any(|(name, value)| value.is_some() && name.starts_with("raw/m/"))
+        },
+    )
+    .await;
+    valve.refuse();
+    let durable = bob.durable_subscribe("app", [&topic()]).await.unwrap();
+    alice.wait_for_peers(&pubsub, 1, WAIT).await.unwrap();
+    alice.send(&topic(), b"archived".to_vec()).await.unwrap();
+    // Delivered live, and its raw inbox write refused.
+    eventually("Bob's raw inbox write was refused", || async {
+        valve.arrived() >= 1
+    })
+    .await;
+    drop(durable);
+    bob.go_offline().await.unwrap();
+    drop(bob);
+
+    let bob = node(dirs[1].path(), &bob_key, Some(&alice)).await;
+    let mut durable = bob.durable_subscribe("app", [&topic()]).await.unwrap();
+    assert_eq!(next_text(&mut durable).await.1, "archived");
 }

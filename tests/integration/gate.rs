@@ -7,7 +7,7 @@
 use libp2p::identity::Keypair;
 use murmur::node::{crypto::Crypto, Builder, Config, Node};
 use murmur_core::{crypto, groups, storage};
-use murmur_test_kit::{gate, MemoryStorage, Valve};
+use murmur_test_kit::{gate, gate_some, MemoryStorage, Valve};
 use tokio::sync::oneshot;
 
 /// A node whose crypto stage is the default one behind a gate on `Open`.
@@ -87,4 +87,40 @@ pub(crate) async fn gated_control(config: Config, key: &Keypair) -> (Node, Valve
         .await
         .expect("the node starts");
     (node, valve.await.expect("the membership stage was started"))
+}
+
+/// A node keyed `key`, on its default SQLite storage, peered with `peer`,
+/// whose stage-state writes that `picks` chooses wait at a closed gate
+/// while every other write goes by; with the storage stage's own handle,
+/// to look into the database behind the gate.
+pub(crate) async fn gated_state(
+    dir: &std::path::Path,
+    key: &Keypair,
+    peer: &Node,
+    picks: impl Fn(&storage::SaveState) -> bool + Send + 'static,
+) -> (Node, Valve, storage::Handle) {
+    let mut config = crate::support::loopback_config(dir, &["/ip4/127.0.0.1/tcp/0"]);
+    config.network.peers = vec![crate::support::addr(peer, false).parse().unwrap()];
+    let (stage_tx, stage) = oneshot::channel();
+    let node = Builder::new(config)
+        .with_keypair(key.clone())
+        .with_storage(move |config| async move {
+            let db = murmur_storage::Database::open(&config.store_url()).await?;
+            let inner = storage::Handle::from(murmur_storage::Storage::start(db));
+            let (save_state, valve) = gate_some(
+                inner.save_state.clone(),
+                || Err(storage::Error::Backend("refused by the test".to_owned())),
+                picks,
+            );
+            let _ = stage_tx.send((valve, inner.clone()));
+            Ok(storage::Handle {
+                save_state,
+                ..inner
+            })
+        })
+        .start()
+        .await
+        .expect("the node starts");
+    let (valve, inner) = stage.await.expect("the storage stage was started");
+    (node, valve, inner)
 }

@@ -502,6 +502,11 @@ impl<K: Kind> Book<K> {
         Some((seq, records))
     }
 
+    /// Whether `key` was taken in and is kept.
+    pub(crate) fn holds(&self, key: &K::Key) -> bool {
+        self.seen.contains(key)
+    }
+
     /// The shelf, to write through.
     pub(crate) fn shelf(&self) -> &Arc<Shelf<K>> {
         &self.shelf

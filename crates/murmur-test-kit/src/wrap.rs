@@ -75,14 +75,17 @@ where
     type Result = ResponseFuture<M::Result>;
 
     fn handle(&mut self, msg: M, _: &mut Context<Self>) -> Self::Result {
-        self.tally.0.fetch_add(1, Ordering::Relaxed);
+        let picked = (self.picks)(&msg);
+        if picked {
+            self.tally.0.fetch_add(1, Ordering::Relaxed);
+        }
         let (inner, open, held, gone) = (
             self.inner.clone(),
             self.open.clone(),
             self.held.clone(),
             self.gone,
         );
-        let open = open.filter(|_| (self.picks)(&msg));
+        let open = open.filter(|_| picked);
         Box::pin(async move {
             if let Some(mut open) = open {
                 if *open.borrow() == Stand::Closed {
@@ -248,7 +251,8 @@ impl Valve {
         *self.held.borrow()
     }
 
-    /// How many messages reached the gate so far, held or not.
+    /// How many messages reached the gate so far, held or not (of a
+    /// [`gate_some`], those it picks).
     pub fn arrived(&self) -> u64 {
         self.arrived.get()
     }

@@ -136,7 +136,11 @@ fn a_reader_sees_a_message_only_once_every_earlier_write_is_done() {
                 .collect::<Vec<_>>()
         };
         shelf.save(late).await.unwrap();
-        assert_eq!(seqs().await, Vec::<u64>::new(), "the gap is a write on its way");
+        assert_eq!(
+            seqs().await,
+            Vec::<u64>::new(),
+            "the gap is a write on its way"
+        );
 
         shelf.save(early).await.unwrap();
         book.settled(first);

@@ -148,11 +148,14 @@ impl Pipeline {
     pub(super) fn archived(&mut self, delivery: Delivery, new: bool, ctx: &mut Context<Self>) {
         if new {
             self.deliver(delivery, ctx);
-        } else if self.for_lane_again(&delivery) {
-            // Subscribers and hooks had it when it was archived; the lane
-            // perhaps not (a crash).
+            return;
+        }
+        // Subscribers and hooks had it when it was archived; the lane and
+        // the raw inbox perhaps not (a crash).
+        let kept = self.keep_raw_again(&delivery, ctx);
+        if self.for_lane_again(&delivery) {
             self.queue_for_lane(delivery, ctx);
-        } else {
+        } else if !kept {
             self.stats.duplicates += 1;
         }
     }

@@ -2,7 +2,8 @@
 //! durable subscription asked for is kept (once per hash) before a durable
 //! subscriber sees it, in arrival order, so that one resumes from its
 //! position after a restart and reads on from the database when it falls
-//! behind.
+//! behind. One that a store round brings back, which the archive had and
+//! the inbox does not (a run stopped between the two), is kept then.
 
 use std::sync::atomic::AtomicBool;
 
@@ -52,6 +53,30 @@ impl Pipeline {
                 }
             }
         }));
+    }
+
+    /// Keeps `delivery`, which the archive had already, in the raw inbox
+    /// if a durable subscription asked for its topic and the inbox does
+    /// not hold it: a previous run archived it and stopped (or its write
+    /// failed) before it was kept, and a store round brought it back.
+    /// Through the inbound hooks first, as it would have gone. Answers
+    /// whether it was taken in again.
+    pub(super) fn keep_raw_again(&mut self, delivery: &Delivery, ctx: &mut Context<Self>) -> bool {
+        let raw = &self.raw;
+        let held = raw.book.as_ref().is_none_or(|b| b.holds(&delivery.hash));
+        if held || !raw.topics.contains(&delivery.message.content_topic) {
+            return false;
+        }
+        let Ok(delivery) = self.run_hooks(
+            delivery.clone(),
+            "inbound",
+            |hook, d| hook.inbound(d),
+            |d, m| d.message = m,
+        ) else {
+            return true;
+        };
+        self.keep_raw(&delivery, ctx);
+        true
     }
 }
 
