@@ -17,19 +17,29 @@ async fn store_without_filter(dir: &std::path::Path) -> murmur::node::Node {
         .expect("the store node starts")
 }
 
+/// A node of `store` that runs a store round every second, as `edit`
+/// makes it.
+async fn every_second(
+    dir: &std::path::Path,
+    store: &murmur::node::Node,
+    edit: impl FnOnce(&mut murmur::node::Config),
+) -> murmur::node::Node {
+    let key = Keypair::generate_secp256k1();
+    crate::support::keyed_node(dir, &key, Some(store), |config| {
+        config.store.sync_interval_secs = 1;
+        edit(config);
+    })
+    .await
+}
+
 #[actix_rt::test]
 async fn periodic_rounds_bring_what_nothing_else_would() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_without_filter(&dir.path().join("store")).await;
-    let mut config = loopback_config(&dir.path().join("carol"), &["/ip4/127.0.0.1/tcp/0"]);
-    config.network.peers = vec![addr(&store, false).parse().unwrap()];
-    config.network.light = true;
-    config.store.sync_interval_secs = 1;
-    let carol = Builder::new(config)
-        .with_keypair(Keypair::generate_secp256k1())
-        .start()
-        .await
-        .unwrap();
+    let carol = every_second(&dir.path().join("carol"), &store, |config| {
+        config.network.light = true;
+    })
+    .await;
     let mut inbox = carol.inbox().await.unwrap();
     let carol_id = crate::support::account(&carol).await;
     let carol_code = carol.contact_code().await.unwrap();
@@ -383,4 +393,36 @@ async fn a_fetched_page_enters_once_in_its_order() {
     let archived = node.query_archive(query).await.unwrap();
     assert_eq!(archived.messages.len(), 6, "each archived once");
     assert_eq!(node.stats().await.unwrap().duplicates, 3);
+}
+
+/// A node that archives nothing has no archive to say whether what a store
+/// round brings is new, and every round asks again for the two minutes
+/// before where the last one left off: what it handed on once in this run
+/// it does not hand on again.
+#[actix_rt::test]
+async fn a_node_that_archives_nothing_hands_on_what_rounds_bring_again_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::support::start_node(&dir.path().join("store")).await;
+    let carol = every_second(&dir.path().join("carol"), &store, |config| {
+        config.store.archive = false;
+    })
+    .await;
+    let topic: murmur::core::ContentTopic = "/murmur/1/rounds-again/proto".parse().unwrap();
+    let mut subscription = carol.subscribe([&topic]).await.unwrap();
+    store
+        .wait_for_peers(&store.pubsub_topic(&topic), 1, WAIT)
+        .await
+        .unwrap();
+    store.send(&topic, b"once".to_vec()).await.unwrap();
+    let got = subscription.recv_timeout(WAIT).await.expect("delivered");
+    assert_eq!(got.message.payload.as_ref(), b"once");
+
+    crate::support::eventually("two rounds brought it again", || async {
+        carol.stats().await.unwrap().duplicates >= 2
+    })
+    .await;
+    let again = subscription
+        .recv_timeout(std::time::Duration::from_millis(100))
+        .await;
+    assert!(again.is_none(), "handed on again: {again:?}");
 }

@@ -73,8 +73,9 @@ pub struct Stats {
     pub subscriber_overflows: u64,
     /// Connected peers, as the transport reported them.
     pub peers: u64,
-    /// Messages that arrived again after they were archived, and were not
-    /// delivered twice.
+    /// Messages that arrived again after they were archived (or, on a node
+    /// that does not archive them, after they were handed on in this run),
+    /// and were not delivered twice.
     pub duplicates: u64,
     /// Chat envelopes opened.
     pub chat_opened: u64,
@@ -147,6 +148,9 @@ pub struct Pipeline {
     connected: Option<std::sync::Arc<tokio::sync::Notify>>,
     /// What went to the lane in this run (see [`Recent`]).
     recent: Recent,
+    /// What was handed on in this run with no archive's word that it was
+    /// new (see [`Pipeline::deliver_unarchived`]).
+    unarchived: Recent,
     /// Where a message waits until the network takes it.
     outbox: Option<Outbox>,
     /// Where every publish goes, once the stages are attached.
@@ -352,6 +356,7 @@ impl Pipeline {
             lane_step: None,
             lane_ahead: VecDeque::new(),
             recent: Recent::default(),
+            unarchived: Recent::default(),
             outbox: None,
             route: None,
             confirm: None,
@@ -446,6 +451,19 @@ impl Pipeline {
         }
         self.keep_raw(&delivery, ctx);
         self.queue_for_lane(delivery, ctx);
+    }
+
+    /// Delivers what no archive said was new (it is off, or does not keep
+    /// this message), once per hash in this run, the newest
+    /// [`Recent::CAPACITY`]: every store round asks again for what came in
+    /// the two minutes before where it left off, and a light node hears a
+    /// message pushed and fetched both.
+    fn deliver_unarchived(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
+        if !self.unarchived.insert(delivery.hash) {
+            self.stats.duplicates += 1;
+            return;
+        }
+        self.deliver(delivery, ctx);
     }
 
     /// Whether `delivery` is for the lane and not in it this run: one the

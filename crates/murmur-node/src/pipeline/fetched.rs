@@ -21,7 +21,8 @@ pub(super) fn keeps_fetched(delivery: &Delivery) -> bool {
 
 /// What is left to do with a fetched message.
 enum Step {
-    /// Not kept, or the archive gave no answer for it: delivered as it is.
+    /// Not kept, or the archive gave no answer for it: delivered as it is,
+    /// once in this run.
     Deliver,
     /// The archive answered whether it was new.
     Archived(bool),
@@ -97,7 +98,7 @@ impl Pipeline {
             ctx.wait(fut::ready(()).map(move |(), act: &mut Self, ctx| act.settle(steps, ctx)));
         }
         match step {
-            Step::Deliver => self.deliver(delivery, ctx),
+            Step::Deliver => self.deliver_unarchived(delivery, ctx),
             Step::Archived(new) => self.archived(delivery, new, ctx),
         }
     }

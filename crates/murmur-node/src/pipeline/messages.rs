@@ -130,7 +130,7 @@ impl Pipeline {
         ctx: &mut Context<Self>,
     ) {
         let Some(storage) = self.storage.as_ref().filter(|_| keep) else {
-            self.deliver(delivery, ctx);
+            self.deliver_unarchived(delivery, ctx);
             return;
         };
         let save = storage.save_raw.send(storage::SaveRaw(delivery.clone()));
