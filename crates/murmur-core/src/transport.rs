@@ -396,27 +396,64 @@ impl fmt::Debug for Handle {
 /// so a relay node ignores such a message (neither forwards nor scores it)
 /// rather than rejecting it.
 pub fn validate(message: &WakuMessage, encoded_len: usize) -> Result<(), Error> {
-    if encoded_len > murmur_proto::MAX_WAKU_MESSAGE_LEN {
-        return Err(Error::TooLarge {
+    match broken(message, encoded_len) {
+        None => Ok(()),
+        Some(Rule::TooLarge) => Err(Error::TooLarge {
             len: encoded_len,
             max: murmur_proto::MAX_WAKU_MESSAGE_LEN,
-        });
+        }),
+        Some(rule) => Err(Error::Invalid(rule.text())),
     }
-    if message.payload.is_empty() {
-        return Err(Error::Invalid("empty payload"));
+}
+
+/// A rule of [`validate`]'s. Not `non_exhaustive`: a relay counts each
+/// refusal by its rule, and a new rule is a change of the contract that
+/// every such count must take in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rule {
+    /// At most `murmur_proto::MAX_WAKU_MESSAGE_LEN` bytes encoded.
+    TooLarge,
+    /// A payload.
+    EmptyPayload,
+    /// A content topic.
+    EmptyContentTopic,
+    /// No control character in the content topic (murmur's own).
+    ControlInContentTopic,
+    /// `meta` of at most `murmur_proto::MAX_META_LEN` bytes.
+    MetaTooLong,
+}
+
+impl Rule {
+    /// What [`Error::Invalid`] says of it.
+    pub const fn text(self) -> &'static str {
+        match self {
+            Self::TooLarge => "too large",
+            Self::EmptyPayload => "empty payload",
+            Self::EmptyContentTopic => "empty content topic",
+            Self::ControlInContentTopic => "control character in content topic",
+            Self::MetaTooLong => "meta longer than 64 bytes",
+        }
     }
-    if message.content_topic.is_empty() {
-        return Err(Error::Invalid("empty content topic"));
-    }
-    if message.content_topic.chars().any(char::is_control) {
-        return Err(Error::Invalid("control character in content topic"));
-    }
-    if message
+}
+
+/// The first rule of [`validate`]'s that `message` (`encoded_len` bytes
+/// encoded) breaks, if any.
+pub fn broken(message: &WakuMessage, encoded_len: usize) -> Option<Rule> {
+    if encoded_len > murmur_proto::MAX_WAKU_MESSAGE_LEN {
+        Some(Rule::TooLarge)
+    } else if message.payload.is_empty() {
+        Some(Rule::EmptyPayload)
+    } else if message.content_topic.is_empty() {
+        Some(Rule::EmptyContentTopic)
+    } else if message.content_topic.chars().any(char::is_control) {
+        Some(Rule::ControlInContentTopic)
+    } else if message
         .meta
         .as_ref()
         .is_some_and(|m| m.len() > murmur_proto::MAX_META_LEN)
     {
-        return Err(Error::Invalid("meta longer than 64 bytes"));
+        Some(Rule::MetaTooLong)
+    } else {
+        None
     }
-    Ok(())
 }

@@ -17,15 +17,15 @@ pub(super) fn check(message: gossipsub::Message) -> Result<Delivery, RejectReaso
     // Decoding from `Bytes` lets the payload share the received buffer.
     let waku = WakuMessage::decode(bytes::Bytes::from(message.data))
         .map_err(|_| RejectReason::Malformed)?;
-    transport::validate(&waku, len).map_err(|e| match e {
-        transport::Error::TooLarge { .. } => RejectReason::TooLarge,
-        transport::Error::Invalid("empty payload") => RejectReason::EmptyPayload,
-        transport::Error::Invalid("empty content topic") => RejectReason::EmptyContentTopic,
-        transport::Error::Invalid("control character in content topic") => {
-            RejectReason::BadContentTopic
-        }
-        _ => RejectReason::MetaTooLong,
-    })?;
+    if let Some(rule) = transport::broken(&waku, len) {
+        return Err(match rule {
+            transport::Rule::TooLarge => RejectReason::TooLarge,
+            transport::Rule::EmptyPayload => RejectReason::EmptyPayload,
+            transport::Rule::EmptyContentTopic => RejectReason::EmptyContentTopic,
+            transport::Rule::ControlInContentTopic => RejectReason::BadContentTopic,
+            transport::Rule::MetaTooLong => RejectReason::MetaTooLong,
+        });
+    }
     Ok(Delivery::new(topic, waku))
 }
 
