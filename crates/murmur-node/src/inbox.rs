@@ -15,7 +15,7 @@
 //! a topic a stopped subscriber asked for goes too.
 //!
 //! A reader sees a message only once every earlier one's write is done
-//! ([`Book::settled`]), so that it never mistakes a write still on its way
+//! ([`Book::settle`]), so that it never mistakes a write still on its way
 //! for a message retention took.
 
 use std::{
@@ -41,7 +41,9 @@ use prost::Message as _;
 use crate::Error;
 
 /// What an inbox keeps, and under which records: `<prefix>m/<sequence, 20
-/// digits>` for the messages, `<prefix>p/<subscriber>` for positions.
+/// digits>` for the messages, `<prefix>p/<subscriber>` for positions,
+/// `<prefix>h` for the newest stamp retention let go (of a kind that keeps
+/// one).
 pub(crate) trait Kind: Send + Sync + 'static {
     /// A message as subscribers get it.
     type Item: Clone + Send + 'static;
@@ -50,6 +52,10 @@ pub(crate) trait Kind: Send + Sync + 'static {
     /// The records' prefix.
     const PREFIX: &'static str;
     fn key(item: &Self::Item) -> Self::Key;
+    /// Its stamp, for a kind that remembers how far retention went (what
+    /// was let go must not be taken in again when it comes back); `None`
+    /// for one that does not need to.
+    fn stamp(item: &Self::Item) -> Option<i64>;
     fn encode(item: &Self::Item) -> Vec<u8>;
     fn decode(bytes: &[u8]) -> Result<Self::Item, String>;
 }
@@ -64,6 +70,13 @@ impl Kind for Chat {
 
     fn key(m: &ChatMessage) -> Self::Key {
         (m.sender, m.id)
+    }
+
+    /// A chat message let go is never taken in again by the pipeline's
+    /// own path: only a stage's kept plaintext comes back, and it is let
+    /// go once in the inbox.
+    fn stamp(_: &ChatMessage) -> Option<i64> {
+        None
     }
 
     fn encode(m: &ChatMessage) -> Vec<u8> {
@@ -97,6 +110,10 @@ impl Kind for Raw {
         d.hash
     }
 
+    fn stamp(d: &Delivery) -> Option<i64> {
+        Some(d.message.timestamp.unwrap_or(0))
+    }
+
     fn encode(d: &Delivery) -> Vec<u8> {
         KeptRaw {
             pubsub_topic: d.pubsub_topic.as_str().to_owned(),
@@ -119,6 +136,10 @@ fn messages<K: Kind>() -> String {
 
 fn message_name<K: Kind>(seq: u64) -> String {
     format!("{}m/{seq:020}", K::PREFIX)
+}
+
+fn horizon_name<K: Kind>() -> String {
+    format!("{}h", K::PREFIX)
 }
 
 fn position_name<K: Kind>(name: &str) -> String {
@@ -248,7 +269,8 @@ pub(crate) struct Shelf<K> {
     vault: Option<Vault>,
     storage: storage::Handle,
     /// The newest sequence whose write, and every earlier one's, is done
-    /// (committed, or failed and never coming): readers see no further.
+    /// (committed, or failed: a failed chat write comes again at the next
+    /// start, under a new sequence): readers see no further.
     /// The pipeline hands writes to the storage stage several at a time,
     /// and a full mailbox lets a later one be committed first; a reader
     /// that saw it would take the gap before it for retention and pass
@@ -300,7 +322,7 @@ impl<K: Kind> Shelf<K> {
     }
 
     /// The messages after `after`, in order, at most `limit`: those
-    /// settled ([`Book::settled`]), no later one.
+    /// settled ([`Book::settle`]), no later one.
     pub(crate) async fn read(
         &self,
         after: u64,
@@ -402,8 +424,10 @@ impl Shelf<Raw> {
 pub(crate) struct Book<K: Kind> {
     shelf: Arc<Shelf<K>>,
     last: u64,
-    /// Messages kept, oldest first: their sequence and key.
-    kept: VecDeque<(u64, K::Key)>,
+    /// Messages kept, oldest first: their sequence, key and stamp.
+    kept: VecDeque<(u64, K::Key, Option<i64>)>,
+    /// The newest stamp of a message retention let go (`i64::MIN`: none).
+    horizon: i64,
     seen: HashSet<K::Key>,
     /// Durable subscribers' positions, as last saved or told.
     positions: HashMap<String, u64>,
@@ -418,7 +442,7 @@ impl<K: Kind> Book<K> {
         let mut kept = VecDeque::with_capacity(names.len());
         for (seq, name, value) in &names {
             let item = shelf.open(name, value)?;
-            kept.push_back((*seq, K::key(&item)));
+            kept.push_back((*seq, K::key(&item), K::stamp(&item)));
         }
         let prefix = position_name::<K>("");
         let positions = shelf
@@ -432,12 +456,20 @@ impl<K: Kind> Book<K> {
                 Some((name.strip_prefix(&prefix)?.to_owned(), seq))
             })
             .collect();
-        let last = kept.back().map_or(0, |(seq, _)| *seq);
+        let horizon = shelf
+            .storage
+            .load_state
+            .send(storage::LoadState(horizon_name::<K>()))
+            .await??
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map_or(i64::MIN, i64::from_be_bytes);
+        let last = kept.back().map_or(0, |(seq, ..)| *seq);
         shelf.settled.fetch_max(last, Ordering::AcqRel);
         Ok(Self {
             last,
-            seen: kept.iter().map(|(_, k)| *k).collect(),
+            seen: kept.iter().map(|(_, k, _)| *k).collect(),
             kept,
+            horizon,
             shelf,
             positions,
             keep,
@@ -448,7 +480,7 @@ impl<K: Kind> Book<K> {
     /// (committed, or failed): readers may see up to it. The pipeline says
     /// so in the order it admitted them, whatever order the storage stage
     /// answered in.
-    pub(crate) fn settled(&self, seq: u64) {
+    pub(crate) fn settle(&self, seq: u64) {
         self.shelf.settled.fetch_max(seq, Ordering::AcqRel);
     }
 
@@ -471,40 +503,56 @@ impl<K: Kind> Book<K> {
         }
         self.last += 1;
         let seq = self.last;
-        self.kept.push_back((seq, key));
+        self.kept.push_back((seq, key, K::stamp(item)));
         let name = message_name::<K>(seq);
         let sealed = self.shelf.seal(&name, item);
         let mut records = vec![(name, Some(sealed))];
         let passed = self.positions.values().copied().min().unwrap_or(u64::MAX);
+        let horizon = self.horizon;
         while self.kept.len() > self.keep {
             match self.kept.front() {
-                Some((oldest, _)) if *oldest <= passed => {}
+                Some((oldest, ..)) if *oldest <= passed => {}
                 _ => break,
             }
-            if let Some((oldest, key)) = self.kept.pop_front() {
-                self.seen.remove(&key);
-                records.push((message_name::<K>(oldest), None));
-            }
+            self.let_go_oldest(&mut records);
         }
         // A subscriber that stopped reading must not make the node keep a
         // flood without end: past the hard limit the oldest go, passed or
         // not (the subscriber counts them, `Durable::lost`).
         while self.kept.len() > self.keep.saturating_mul(HARD_LIMIT) {
-            if let Some((oldest, key)) = self.kept.pop_front() {
-                self.seen.remove(&key);
-                records.push((message_name::<K>(oldest), None));
+            if let Some(oldest) = self.let_go_oldest(&mut records) {
                 tracing::warn!(
                     seq = oldest,
                     "inbox past its hard limit: a message no durable subscriber read went"
                 );
             }
         }
+        if self.horizon != horizon {
+            let stamp = self.horizon.to_be_bytes().to_vec();
+            records.push((horizon_name::<K>(), Some(stamp)));
+        }
         Some((seq, records))
     }
 
-    /// Whether `key` was taken in and is kept.
-    pub(crate) fn holds(&self, key: &K::Key) -> bool {
-        self.seen.contains(key)
+    /// Lets the oldest message go: its record's deletion joins `records`.
+    /// Answers its sequence.
+    fn let_go_oldest(&mut self, records: &mut Records) -> Option<u64> {
+        let (oldest, key, stamp) = self.kept.pop_front()?;
+        self.seen.remove(&key);
+        if let Some(stamp) = stamp {
+            self.horizon = self.horizon.max(stamp);
+        }
+        records.push((message_name::<K>(oldest), None));
+        Some(oldest)
+    }
+
+    /// Whether `item`, which an earlier run may have meant to take in and
+    /// did not (it stopped, or the write failed), may be taken in now: it
+    /// is not kept, and not as old as what retention let go, which may
+    /// have been it (taken in again, a subscriber done with it would get
+    /// it twice). Always `false` for a kind that keeps no stamps.
+    pub(crate) fn may_take_again(&self, item: &K::Item) -> bool {
+        !self.seen.contains(&K::key(item)) && K::stamp(item).is_some_and(|s| s > self.horizon)
     }
 
     /// The shelf, to write through.
@@ -521,8 +569,8 @@ impl Book<Chat> {
             .kept
             .iter()
             .rev()
-            .filter(|(_, (from, _))| *from == sender)
-            .map(|(_, (_, id))| *id)
+            .filter(|(_, (from, _), _)| *from == sender)
+            .map(|(_, (_, id), _)| *id)
             .take(at_most)
             .collect();
         ids.reverse();

@@ -75,7 +75,8 @@ pub struct Stats {
     pub peers: u64,
     /// Messages that arrived again after they were archived (or, on a node
     /// that does not archive them, after they were handed on in this run),
-    /// and were not delivered twice.
+    /// and were not delivered twice; not those a durable raw subscription
+    /// had never been given, which are kept for it then.
     pub duplicates: u64,
     /// Chat envelopes opened.
     pub chat_opened: u64,

@@ -35,8 +35,8 @@ enum Stand {
     Refusing,
 }
 
-/// Forwards each `M` to the stage, counting it, after the gate (if any)
-/// opened.
+/// Forwards each `M` to the stage, counting it (each a gate picks), after
+/// the gate (if any) opened.
 struct Wrapper<M>
 where
     M: Message + Send,

@@ -267,7 +267,7 @@ impl Pipeline {
             // In admission order, whatever order the writes were answered
             // in; one that failed is never coming, and holds no reader.
             if let Some(book) = chat.book.as_ref() {
-                book.settled(done.seq);
+                book.settle(done.seq);
             }
             let kept = match saved {
                 Ok(()) => Some(done.seq),

@@ -1,5 +1,7 @@
-//! Pages a store node returned: archived in one request, then settled one
-//! message at a time in the page's order.
+//! What the pipeline archives before it delivers: a message (relay's when
+//! the transport did not archive it, a store round's) archived by hash,
+//! and pages a store node returned, archived in one request, then settled
+//! one message at a time in the page's order.
 
 use std::collections::VecDeque;
 
@@ -100,6 +102,54 @@ impl Pipeline {
         match step {
             Step::Deliver => self.deliver_unarchived(delivery, ctx),
             Step::Archived(new) => self.archived(delivery, new, ctx),
+        }
+    }
+}
+
+impl Pipeline {
+    /// Archives `delivery` by hash (if this node archives, and `keep`)
+    /// before any subscriber sees it, and delivers it unless the archive
+    /// had it already. The mailbox waits, so deliveries keep their order.
+    pub(super) fn archive_and_deliver(
+        &mut self,
+        delivery: Delivery,
+        keep: bool,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(storage) = self.storage.as_ref().filter(|_| keep) else {
+            self.deliver_unarchived(delivery, ctx);
+            return;
+        };
+        let save = storage.save_raw.send(storage::SaveRaw(delivery.clone()));
+        ctx.wait(save.into_actor(self).map(move |saved, act, ctx| match saved {
+            Ok(Ok(new)) => act.archived(delivery, new, ctx),
+            Ok(Err(e)) => {
+                tracing::warn!(hash = %delivery.hash, error = %e, "not archived; delivering anyway");
+                act.deliver_unarchived(delivery, ctx);
+            }
+            Err(_) => act.deliver_unarchived(delivery, ctx),
+        }));
+    }
+
+    /// Goes on with `delivery` once the archive answered whether it was new.
+    pub(super) fn archived(&mut self, delivery: Delivery, new: bool, ctx: &mut Context<Self>) {
+        if new {
+            // New to the archive, not to this run: handed on before the
+            // archive would keep it (stamped ahead of the clock then).
+            if self.unarchived.contains(&delivery.hash) {
+                self.stats.duplicates += 1;
+            } else {
+                self.deliver(delivery, ctx);
+            }
+            return;
+        }
+        // Subscribers and hooks had it when it was archived; the lane and
+        // the raw inbox perhaps not (a crash).
+        let kept = self.keep_raw_again(&delivery, ctx);
+        if self.for_lane_again(&delivery) {
+            self.queue_for_lane(delivery, ctx);
+        } else if !kept {
+            self.stats.duplicates += 1;
         }
     }
 }

@@ -100,7 +100,11 @@ impl Handler<transport::Event> for Pipeline {
                     this.archive_and_deliver(delivery, keep, ctx);
                 }
                 transport::Event::FetchedPage(page) => this.archive_and_deliver_page(page, ctx),
-                // Archived by the lightpush service before it answered.
+                // Archived by the lightpush service before it answered,
+                // if this node archives.
+                transport::Event::Pushed(delivery) if this.storage.is_none() => {
+                    this.deliver_unarchived(delivery, ctx);
+                }
                 transport::Event::Pushed(delivery) | transport::Event::Archived(delivery) => {
                     this.deliver(delivery, ctx);
                 }
@@ -116,48 +120,6 @@ impl Handler<transport::Event> for Pipeline {
                 _ => {}
             }
         });
-    }
-}
-
-impl Pipeline {
-    /// Archives `delivery` by hash (if this node archives, and `keep`)
-    /// before any subscriber sees it, and delivers it unless the archive
-    /// had it already. The mailbox waits, so deliveries keep their order.
-    pub(super) fn archive_and_deliver(
-        &mut self,
-        delivery: Delivery,
-        keep: bool,
-        ctx: &mut Context<Self>,
-    ) {
-        let Some(storage) = self.storage.as_ref().filter(|_| keep) else {
-            self.deliver_unarchived(delivery, ctx);
-            return;
-        };
-        let save = storage.save_raw.send(storage::SaveRaw(delivery.clone()));
-        ctx.wait(save.into_actor(self).map(move |saved, act, ctx| match saved {
-            Ok(Ok(new)) => act.archived(delivery, new, ctx),
-            Ok(Err(e)) => {
-                tracing::warn!(hash = %delivery.hash, error = %e, "not archived; delivering anyway");
-                act.deliver(delivery, ctx);
-            }
-            Err(_) => act.deliver(delivery, ctx),
-        }));
-    }
-
-    /// Goes on with `delivery` once the archive answered whether it was new.
-    pub(super) fn archived(&mut self, delivery: Delivery, new: bool, ctx: &mut Context<Self>) {
-        if new {
-            self.deliver(delivery, ctx);
-            return;
-        }
-        // Subscribers and hooks had it when it was archived; the lane and
-        // the raw inbox perhaps not (a crash).
-        let kept = self.keep_raw_again(&delivery, ctx);
-        if self.for_lane_again(&delivery) {
-            self.queue_for_lane(delivery, ctx);
-        } else if !kept {
-            self.stats.duplicates += 1;
-        }
     }
 }
 

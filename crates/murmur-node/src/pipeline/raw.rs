@@ -20,6 +20,10 @@ pub(crate) struct RawInbox {
     taps: Vec<(BTreeSet<String>, Tap<Delivery>)>,
     /// Every topic kept: what subscribers asked for, in this run or before.
     topics: BTreeSet<String>,
+    /// What was offered again in this run ([`Pipeline::keep_raw_again`]):
+    /// once each, so that the inbound hooks do not see a message a hook
+    /// dropped again with every store round.
+    again: super::Recent,
 }
 
 impl Pipeline {
@@ -42,7 +46,7 @@ impl Pipeline {
         let save = async move { shelf.save(records).await };
         ctx.wait(save.into_actor(self).map(move |saved, act, _| {
             if let Some(book) = act.raw.book.as_ref() {
-                book.settled(seq);
+                book.settle(seq);
             }
             match saved {
                 Ok(()) => act.raw.taps.retain(|(topics, tap)| {
@@ -56,15 +60,22 @@ impl Pipeline {
     }
 
     /// Keeps `delivery`, which the archive had already, in the raw inbox
-    /// if a durable subscription asked for its topic and the inbox does
-    /// not hold it: a previous run archived it and stopped (or its write
-    /// failed) before it was kept, and a store round brought it back.
-    /// Through the inbound hooks first, as it would have gone. Answers
-    /// whether it was taken in again.
+    /// if a durable subscription asked for its topic and the inbox may take
+    /// it ([`Book::may_take_again`]: not kept, and newer than what
+    /// retention let go): a previous run archived it and stopped before it
+    /// was kept, and a store round brought it back. Through the inbound
+    /// hooks first, as it would have gone; once a run. Answers whether it
+    /// was offered again.
     pub(super) fn keep_raw_again(&mut self, delivery: &Delivery, ctx: &mut Context<Self>) -> bool {
-        let raw = &self.raw;
-        let held = raw.book.as_ref().is_none_or(|b| b.holds(&delivery.hash));
-        if held || !raw.topics.contains(&delivery.message.content_topic) {
+        let raw = &mut self.raw;
+        let may = raw
+            .book
+            .as_ref()
+            .is_some_and(|b| b.may_take_again(delivery));
+        if !may
+            || !raw.topics.contains(&delivery.message.content_topic)
+            || !raw.again.insert(delivery.hash)
+        {
             return false;
         }
         let Ok(delivery) = self.run_hooks(
