@@ -76,6 +76,12 @@ impl<K: Kind> Read<K::Item> for Shelf<K> {
 /// inbox, up to the newest message whose write and every earlier one's
 /// are done, so that a write the storage stage answered out of order is
 /// not passed over.
+///
+/// What it misses: past the inbox's hard limit, the oldest unread
+/// ([`Durable::lost`]); and, raw, a message archived and not yet kept
+/// when the process died is kept when a store round brings it back,
+/// unless its stamp is no newer than one the raw inbox's retention let go
+/// (which could have been it, and would be handed out twice).
 pub struct Durable<T = ChatMessage> {
     name: String,
     node: Node,

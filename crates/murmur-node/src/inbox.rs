@@ -461,8 +461,13 @@ impl<K: Kind> Book<K> {
             .load_state
             .send(storage::LoadState(horizon_name::<K>()))
             .await??
-            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-            .map_or(i64::MIN, i64::from_be_bytes);
+            .map(|b| {
+                <[u8; 8]>::try_from(b.as_slice())
+                    .map(i64::from_be_bytes)
+                    .map_err(|_| Error::Corrupt(horizon_name::<K>()))
+            })
+            .transpose()?
+            .unwrap_or(i64::MIN);
         let last = kept.back().map_or(0, |(seq, ..)| *seq);
         shelf.settled.fetch_max(last, Ordering::AcqRel);
         Ok(Self {
@@ -508,7 +513,7 @@ impl<K: Kind> Book<K> {
         let sealed = self.shelf.seal(&name, item);
         let mut records = vec![(name, Some(sealed))];
         let passed = self.positions.values().copied().min().unwrap_or(u64::MAX);
-        let horizon = self.horizon;
+        let before = records.len();
         while self.kept.len() > self.keep {
             match self.kept.front() {
                 Some((oldest, ..)) if *oldest <= passed => {}
@@ -527,7 +532,9 @@ impl<K: Kind> Book<K> {
                 );
             }
         }
-        if self.horizon != horizon {
+        // With every write that lets a stamped message go, not only when
+        // the horizon moves: a write that failed may have carried its move.
+        if records.len() > before && self.horizon > i64::MIN {
             let stamp = self.horizon.to_be_bytes().to_vec();
             records.push((horizon_name::<K>(), Some(stamp)));
         }
@@ -540,14 +547,20 @@ impl<K: Kind> Book<K> {
         let (oldest, key, stamp) = self.kept.pop_front()?;
         self.seen.remove(&key);
         if let Some(stamp) = stamp {
-            self.horizon = self.horizon.max(stamp);
+            // Only what is archivable comes back to be taken again: a stamp
+            // further ahead (anyone can send one) must not move the
+            // horizon past every message for good.
+            let ahead =
+                murmur_core::now_nanos().saturating_add(murmur_core::store::ARCHIVE_WINDOW_NANOS);
+            self.horizon = self.horizon.max(stamp.min(ahead));
         }
         records.push((message_name::<K>(oldest), None));
         Some(oldest)
     }
 
     /// Whether `item`, which an earlier run may have meant to take in and
-    /// did not (it stopped, or the write failed), may be taken in now: it
+    /// did not (it stopped before the write, or the write failed), may be
+    /// taken in now: it
     /// is not kept, and not as old as what retention let go, which may
     /// have been it (taken in again, a subscriber done with it would get
     /// it twice). Always `false` for a kind that keeps no stamps.

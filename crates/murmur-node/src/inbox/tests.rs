@@ -188,3 +188,31 @@ fn what_retention_let_go_is_not_taken_again_after_a_restart() {
         }
     });
 }
+
+/// Anyone can stamp a message far ahead; letting it go must not move the
+/// horizon past every later message for good. A horizon that does not
+/// read back is refused, as a position is.
+#[test]
+fn a_stamp_far_ahead_moves_the_horizon_no_further_than_the_archive_window() {
+    murmur_test_kit::run(async {
+        let storage = storage::Handle::from(murmur_test_kit::MemoryStorage::start());
+        let shelf = Arc::new(Shelf::<Raw>::new(None, storage.clone()));
+        let stamped = |stamp: i64, n: u8| {
+            let message = WakuMessage::new("/test/1/raw/proto", vec![n]).with_timestamp(stamp);
+            Delivery::new("/waku/2/rs/1/4".parse().unwrap(), message)
+        };
+        let mut book = Book::load(shelf.clone(), 1).await.unwrap();
+        for (stamp, n) in [(i64::MAX, 1), (1, 2)] {
+            let (_, records) = book.admit(&stamped(stamp, n)).expect("new");
+            shelf.save(records).await.unwrap();
+        }
+        let bound = murmur_core::now_nanos() + murmur_core::store::ARCHIVE_WINDOW_NANOS;
+        assert!(book.horizon <= bound, "{} past {bound}", book.horizon);
+
+        shelf
+            .save(vec![(horizon_name::<Raw>(), Some(vec![1, 2, 3]))])
+            .await
+            .unwrap();
+        assert!(matches!(Book::load(shelf, 1).await, Err(Error::Corrupt(_))));
+    });
+}
