@@ -560,10 +560,10 @@ impl<K: Kind> Book<K> {
 
     /// Whether `item`, which an earlier run may have meant to take in and
     /// did not (it stopped before the write, or the write failed), may be
-    /// taken in now: it
-    /// is not kept, and not as old as what retention let go, which may
-    /// have been it (taken in again, a subscriber done with it would get
-    /// it twice). Always `false` for a kind that keeps no stamps.
+    /// taken in now: it is not kept, and not as old as what retention let
+    /// go, which may have been it (taken in again, a subscriber done with
+    /// it would get it twice). Always `false` for a kind that keeps no
+    /// stamps.
     pub(crate) fn may_take_again(&self, item: &K::Item) -> bool {
         !self.seen.contains(&K::key(item)) && K::stamp(item).is_some_and(|s| s > self.horizon)
     }

@@ -265,7 +265,8 @@ impl Pipeline {
                 return;
             };
             // In admission order, whatever order the writes were answered
-            // in; one that failed is never coming, and holds no reader.
+            // in. One that failed holds no reader: its message comes again
+            // at the next start, under a new sequence.
             if let Some(book) = chat.book.as_ref() {
                 book.settle(done.seq);
             }

@@ -104,9 +104,7 @@ impl Pipeline {
             Step::Archived(new) => self.archived(delivery, new, ctx),
         }
     }
-}
 
-impl Pipeline {
     /// Archives `delivery` by hash (if this node archives, and `keep`)
     /// before any subscriber sees it, and delivers it unless the archive
     /// had it already. The mailbox waits, so deliveries keep their order.
