@@ -2,7 +2,8 @@
 //! on from the database where a live inbox misses; a position saved is
 //! where a restarted node resumes; a message sent again under its id is
 //! kept once; a receipt that never reached the outbox is sent after a
-//! restart; a write to the inbox answered out of order is not passed over.
+//! restart; a write to the inbox answered out of order is not passed over;
+//! a message that comes while the node starts is kept.
 
 use std::{
     collections::BTreeSet,
@@ -465,4 +466,58 @@ async fn a_subscriber_does_not_pass_over_a_message_whose_write_a_later_one_overt
         assert_eq!((entry.seq, entry.message.text()), (seq, Some(text)));
     }
     assert_eq!(reader.lost(), 0);
+}
+
+/// A message that arrives while the node is being assembled is kept like
+/// any other. Here the transport reports it before the builder attached a
+/// stage; on the network, a filter service that still holds a light
+/// client's subscription from before its restart pushes as soon as it
+/// connects. Handled then, it found no chat stage (or no durable inbox),
+/// went to no one, and was not taken again in the run.
+#[actix_rt::test]
+async fn a_message_that_arrives_while_the_node_starts_is_kept() {
+    let dirs = [(); 3].map(|_| tempfile::tempdir().unwrap());
+    let bob_key = Keypair::generate_secp256k1();
+    let alice = node(dirs[0].path(), &Keypair::generate_secp256k1(), None).await;
+    let bob = node(dirs[1].path(), &bob_key, Some(&alice)).await;
+    let bob_id = befriend(&alice, &bob).await;
+    bob.go_offline().await.unwrap();
+    drop(bob);
+
+    // Bob's envelope, as a node on his shard hears it.
+    let watcher = node(dirs[2].path(), &Keypair::generate_secp256k1(), Some(&alice)).await;
+    let topic = crate::support::partition_topic_of(bob_id);
+    let mut heard = watcher.subscribe([&topic]).await.unwrap();
+    watcher
+        .wait_for_peers(&watcher.pubsub_topic(&topic), 1, WAIT)
+        .await
+        .unwrap();
+    alice
+        .conversation(bob_id)
+        .send_text("while starting")
+        .await
+        .unwrap();
+    let envelope = heard.recv_timeout(WAIT).await.expect("the envelope");
+
+    // Bob again, with no peer: the envelope can come only as his
+    // transport reports it, before anything else is attached.
+    let bob = Builder::new(loopback_config(dirs[1].path(), &["/ip4/127.0.0.1/tcp/0"]))
+        .with_keypair(bob_key)
+        .with_transport(move |cx| async move {
+            let events = cx.events.clone();
+            let (addr, _) =
+                murmur::transport::Transport::start(cx.transport_config(), cx.events).await?;
+            events.do_send(murmur_core::transport::Event::Message(envelope));
+            Ok(murmur_core::transport::Handle::from(addr))
+        })
+        .start()
+        .await
+        .unwrap();
+    let mut inbox = bob.durable_inbox("app").await.unwrap();
+    let entry = tokio::time::timeout(WAIT, inbox.recv())
+        .await
+        .expect("the message, kept")
+        .unwrap();
+    assert_eq!(entry.message.text(), Some("while starting"));
+    assert_eq!(bob.stats().await.unwrap().chat_opened, 1);
 }

@@ -12,7 +12,7 @@ use prometheus_client::registry::Registry;
 use crate::{
     handle::{Inner, Node},
     keys,
-    pipeline::{Attach, AttachChat, AttachGroups, AttachInbox, AttachRaw, Slot},
+    pipeline::{Attach, AttachChat, AttachGroups, AttachInbox, AttachRaw, Slot, Started},
     Config, Error, Pipeline,
 };
 
@@ -441,6 +441,8 @@ impl Builder {
         } else {
             None
         };
+        // What came while the stages were attached is handled now.
+        pipeline.send(Started).await?;
 
         let sharding = self.config.sharding();
         // A light client relays nothing: it subscribes only to what it asks for.

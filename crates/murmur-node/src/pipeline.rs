@@ -34,9 +34,11 @@ mod outbox;
 mod outcome;
 mod raw;
 mod received;
+mod recent;
 mod repair;
 mod requests;
 mod sent;
+mod starting;
 
 pub(crate) use batch::SendGroup;
 pub(crate) use durable::{AddDurable, AttachInbox, Newest, Position, Which};
@@ -48,9 +50,11 @@ pub(crate) use outbox::*;
 pub(crate) use outcome::Outcome;
 use raw::RawInbox;
 pub(crate) use raw::{AddRawDurable, AttachRaw};
+use recent::Recent;
 pub(crate) use repair::AddUnreadable;
 pub(crate) use requests::{Accepted, Declined};
 use sent::Tracked;
+pub(crate) use starting::Started;
 
 /// Sent messages whose receipts are still counted.
 const TRACKED: usize = 10_000;
@@ -147,7 +151,13 @@ pub struct Pipeline {
     lane_ahead: VecDeque<(Delivery, Option<lane::Opening>)>,
     /// Told of every new connection: the node's store sync runs a round.
     connected: Option<std::sync::Arc<tokio::sync::Notify>>,
-    /// What went to the lane in this run (see [`Recent`]).
+    /// What went to the lane in this run. A delivery the archive holds
+    /// already is opened again unless it is here: a node killed with
+    /// deliveries still in its lane archived them and never opened them,
+    /// and finds them again only at a store node; what it did open, the
+    /// crypto and membership stages refuse as a replay (counted as
+    /// refused, as an attacker's replay is: after a restart, those of the
+    /// first store round).
     recent: Recent,
     /// What was handed on in this run with no archive's word that it was
     /// new (see [`Pipeline::deliver_unarchived`]).
@@ -164,42 +174,10 @@ pub struct Pipeline {
     sends: outbox::Sends,
     /// The raw inbox of durable subscriptions.
     raw: RawInbox,
+    /// What arrived before the builder attached every stage, until it has
+    /// (see [`Started`]); `None` after.
+    starting: Option<starting::Held>,
     fuse: supervise::Fuse,
-}
-
-/// The hashes of the chat and group deliveries that went to the lane in
-/// this run, the newest [`Recent::CAPACITY`]. A delivery the archive holds
-/// already is opened again unless it is here: a node killed with
-/// deliveries still in its lane archived them and never opened them, and
-/// finds them again only at a store node; what it did open, the crypto
-/// and membership stages refuse as a replay (counted as refused, as an
-/// attacker's replay is: after a restart, those of the first store round).
-#[derive(Default)]
-struct Recent {
-    set: std::collections::HashSet<MessageHash>,
-    order: VecDeque<MessageHash>,
-}
-
-impl Recent {
-    const CAPACITY: usize = 1 << 16;
-
-    /// Remembers `hash`; answers whether it is new.
-    fn insert(&mut self, hash: MessageHash) -> bool {
-        if !self.set.insert(hash) {
-            return false;
-        }
-        self.order.push_back(hash);
-        if self.order.len() > Self::CAPACITY {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
-        }
-        true
-    }
-
-    fn contains(&self, hash: &MessageHash) -> bool {
-        self.set.contains(hash)
-    }
 }
 
 /// The chat side of the pipeline.
@@ -364,6 +342,7 @@ impl Pipeline {
             catch_up: None,
             sends: outbox::Sends::default(),
             raw: RawInbox::default(),
+            starting: Some(starting::Held::default()),
             transport: None,
             storage: None,
             hooks,

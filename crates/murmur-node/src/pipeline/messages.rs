@@ -90,36 +90,45 @@ impl Handler<transport::Event> for Pipeline {
 
     fn handle(&mut self, event: transport::Event, ctx: &mut Context<Self>) {
         let _ = supervise::guard(self, ctx, |this, ctx| {
-            match event {
-                transport::Event::Message(delivery) => {
-                    let keep = murmur_core::store::archivable(&delivery.message);
-                    this.archive_and_deliver(delivery, keep, ctx);
-                }
-                transport::Event::Fetched(delivery) => {
-                    let keep = super::fetched::keeps_fetched(&delivery);
-                    this.archive_and_deliver(delivery, keep, ctx);
-                }
-                transport::Event::FetchedPage(page) => this.archive_and_deliver_page(page, ctx),
-                // Archived by the lightpush service before it answered,
-                // if this node archives.
-                transport::Event::Pushed(delivery) if this.storage.is_none() => {
-                    this.deliver_unarchived(delivery, ctx);
-                }
-                transport::Event::Pushed(delivery) | transport::Event::Archived(delivery) => {
-                    this.deliver(delivery, ctx);
-                }
-                transport::Event::PeerConnected { .. } => {
-                    this.stats.peers += 1;
-                    if let Some(connected) = &this.connected {
-                        connected.notify_one();
-                    }
-                }
-                transport::Event::PeerDisconnected { .. } => {
-                    this.stats.peers = this.stats.peers.saturating_sub(1);
-                }
-                _ => {}
+            if let Some(event) = this.hold(event) {
+                this.on_event(event, ctx);
             }
         });
+    }
+}
+
+impl Pipeline {
+    /// What the transport (or store sync) reported, handled.
+    pub(super) fn on_event(&mut self, event: transport::Event, ctx: &mut Context<Self>) {
+        match event {
+            transport::Event::Message(delivery) => {
+                let keep = murmur_core::store::archivable(&delivery.message);
+                self.archive_and_deliver(delivery, keep, ctx);
+            }
+            transport::Event::Fetched(delivery) => {
+                let keep = super::fetched::keeps_fetched(&delivery);
+                self.archive_and_deliver(delivery, keep, ctx);
+            }
+            transport::Event::FetchedPage(page) => self.archive_and_deliver_page(page, ctx),
+            // Archived by the lightpush service before it answered,
+            // if this node archives.
+            transport::Event::Pushed(delivery) if self.storage.is_none() => {
+                self.deliver_unarchived(delivery, ctx);
+            }
+            transport::Event::Pushed(delivery) | transport::Event::Archived(delivery) => {
+                self.deliver(delivery, ctx);
+            }
+            transport::Event::PeerConnected { .. } => {
+                self.stats.peers += 1;
+                if let Some(connected) = &self.connected {
+                    connected.notify_one();
+                }
+            }
+            transport::Event::PeerDisconnected { .. } => {
+                self.stats.peers = self.stats.peers.saturating_sub(1);
+            }
+            _ => {}
+        }
     }
 }
 
