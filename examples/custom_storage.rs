@@ -25,135 +25,13 @@ use murmur::{
             MarkSent, Pending, Prune, Query, Release, SaveAll, SaveCursor, SaveRaw, SaveState,
         },
         store::{self, Page, Stored},
-        supervise, Delivery, MessageHash, PubsubTopic, WakuMessage,
+        supervise, Delivery, MessageHash,
     },
     node::{Builder, Config},
 };
-use prost::Message as _;
-
-/// What the journal records, one change per record.
-enum Record {
-    Archived(Delivery),
-    Queued(Delivery),
-    Sent(MessageHash),
-    Cursor(String, Cursor),
-    State(String, Option<Vec<u8>>),
-    Pruned(Vec<MessageHash>),
-    /// Records written together, kept all or none.
-    Batch(Vec<Record>),
-}
-
-impl Record {
-    fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::new();
-        let text = |v: &mut Vec<u8>, s: &str| {
-            v.extend_from_slice(&(s.len() as u32).to_be_bytes());
-            v.extend_from_slice(s.as_bytes());
-        };
-        match self {
-            Self::Archived(d) | Self::Queued(d) => {
-                v.push(if matches!(self, Self::Archived(_)) {
-                    1
-                } else {
-                    2
-                });
-                text(&mut v, d.pubsub_topic.as_str());
-                v.extend_from_slice(&d.message.encode_to_vec());
-            }
-            Self::Sent(h) => {
-                v.push(3);
-                v.extend_from_slice(&h.0);
-            }
-            Self::Cursor(name, c) => {
-                v.push(4);
-                text(&mut v, name);
-                v.extend_from_slice(&c.timestamp.to_be_bytes());
-                v.extend_from_slice(&c.hash.0);
-            }
-            Self::State(name, value) => {
-                v.push(5);
-                text(&mut v, name);
-                if let Some(value) = value {
-                    v.push(1);
-                    v.extend_from_slice(value);
-                } else {
-                    v.push(0);
-                }
-            }
-            Self::Pruned(hashes) => {
-                v.push(6);
-                for h in hashes {
-                    v.extend_from_slice(&h.0);
-                }
-            }
-            Self::Batch(records) => {
-                v.push(7);
-                records.iter().for_each(|r| r.frame(&mut v));
-            }
-        }
-        v
-    }
-
-    /// Appends the record behind its length, as the journal holds it.
-    fn frame(&self, out: &mut Vec<u8>) {
-        let bytes = self.encode();
-        out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-        out.extend_from_slice(&bytes);
-    }
-
-    fn decode(b: &[u8]) -> Option<Self> {
-        let (&tag, mut rest) = b.split_first()?;
-        let mut take = |n: usize| -> Option<&[u8]> {
-            let (head, tail) = rest.split_at_checked(n)?;
-            rest = tail;
-            Some(head)
-        };
-        let mut text = || -> Option<String> {
-            let n = u32::from_be_bytes(take(4)?.try_into().ok()?) as usize;
-            String::from_utf8(take(n)?.to_vec()).ok()
-        };
-        let hash = |b: &[u8]| Some(MessageHash(b.try_into().ok()?));
-        Some(match tag {
-            1 | 2 => {
-                let topic: PubsubTopic = text()?.parse().ok()?;
-                let message = WakuMessage::decode(rest).ok()?;
-                let d = Delivery::new(topic, message);
-                if tag == 1 {
-                    Self::Archived(d)
-                } else {
-                    Self::Queued(d)
-                }
-            }
-            3 => Self::Sent(hash(rest)?),
-            4 => {
-                let name = text()?;
-                let timestamp = i64::from_be_bytes(take(8)?.try_into().ok()?);
-                Self::Cursor(
-                    name,
-                    Cursor {
-                        timestamp,
-                        hash: hash(take(32)?)?,
-                    },
-                )
-            }
-            5 => {
-                let name = text()?;
-                let present = take(1)?[0] == 1;
-                Self::State(name, present.then(|| rest.to_vec()))
-            }
-            6 => Self::Pruned(rest.chunks_exact(32).filter_map(hash).collect()),
-            7 => {
-                let mut records = Vec::new();
-                while let Some(len) = take(4) {
-                    let n = u32::from_be_bytes(len.try_into().ok()?) as usize;
-                    records.push(Self::decode(take(n)?)?);
-                }
-                Self::Batch(records)
-            }
-            _ => return None,
-        })
-    }
-}
+#[path = "custom_storage/record.rs"]
+mod record;
+use record::Record;
 
 /// The persistence stage on a journal file.
 pub struct JournalStorage {
@@ -261,6 +139,17 @@ impl JournalStorage {
             Record::Queued(d) => {
                 if !self.outbox.iter().any(|(o, _)| o.hash == d.hash) {
                     self.outbox.push((d, false));
+                }
+            }
+            Record::InPlace(old, d) => {
+                let waiting = |o: &(Delivery, bool)| o.0.hash == old && !o.1;
+                if !self.outbox.iter().any(waiting) {
+                    return self.apply(Record::Queued(d));
+                }
+                self.outbox.retain(|(o, _)| o.hash != d.hash);
+                if let Some(at) = self.outbox.iter().position(waiting) {
+                    self.outbox[at].1 = true;
+                    self.outbox.insert(at + 1, (d, false));
                 }
             }
             Record::Sent(h) => {
@@ -436,7 +325,10 @@ impl Handler<Enqueue> for JournalStorage {
         supervise::guard(self, ctx, |this, _| {
             let d = Delivery::new(e.pubsub_topic, e.message);
             let hash = d.hash;
-            this.write(Record::Queued(d))?;
+            match e.replaces.filter(|old| *old != hash) {
+                Some(old) => this.write(Record::InPlace(old, d))?,
+                None => this.write(Record::Queued(d))?,
+            }
             Ok(hash)
         })?
     }

@@ -223,10 +223,17 @@ impl Handler<storage::Enqueue> for Watched {
         if enqueue.message.content_topic == topic().as_str() {
             self.asked.fetch_add(1, Ordering::SeqCst);
         }
+        // An entry put in another's place takes that one out.
+        let (replaces, moved) = (enqueue.replaces, self.moved.clone());
         told(
             self.inner.enqueue.send(enqueue),
             self.moved.clone(),
-            |hash| Moved::In(*hash),
+            move |hash| {
+                if let Some(old) = replaces {
+                    let _ = moved.send(Moved::Out(old));
+                }
+                Moved::In(*hash)
+            },
         )
     }
 }
@@ -449,6 +456,57 @@ async fn through_an_outage_a_tick_stamps_again_only_the_oldest_message() {
     assert!(
         apart > Duration::from_secs(2),
         "two entries stamped again {apart:?} apart, in one tick"
+    );
+}
+
+/// What waits through an outage goes out in the order it was sent: the
+/// entry a tick stamps again keeps its turn in the outbox. Put in behind
+/// the rest, the oldest went last, and store nodes, which order by stamp,
+/// kept the queue rotated.
+#[actix_rt::test]
+async fn what_waits_through_an_outage_goes_out_in_the_order_it_was_sent() {
+    const QUEUED: usize = 3;
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (store_key, port) = (Keypair::generate_secp256k1(), free_port());
+    let store = store_addr(&store_key, port);
+    let mut alice = watched_sender(dirs[0].path(), &store).await;
+    let pubsub = alice.node.pubsub_topic(&topic());
+    let minute_ago = murmur::core::now_nanos() - 60_000_000_000;
+    let mut queued = Vec::with_capacity(QUEUED);
+    for i in 0..QUEUED {
+        let message = WakuMessage::new(topic().as_str(), format!("late {i}").into_bytes())
+            .with_timestamp(minute_ago + i64::try_from(i).unwrap());
+        queued.push(alice.node.publish(pubsub.clone(), message).await.unwrap());
+    }
+    let hashes: Vec<_> = queued.iter().map(|q| q.hash()).collect();
+    moved(&mut alice.events, Moved::In, hashes.iter().copied()).await;
+    // A tick of the outage stamps the oldest again.
+    loop {
+        let event = tokio::time::timeout(WAIT * 2, alice.events.recv())
+            .await
+            .expect("stamped again within a few ticks")
+            .expect("the watched stage is there");
+        if matches!(event, Moved::In(hash) if !hashes.contains(&hash)) {
+            break;
+        }
+    }
+
+    let node = store_on(dirs[1].path(), &store_key, port).await;
+    let mut inbox = node.subscribe([&topic()]).await.unwrap();
+    alice.node.dial(&store).await.unwrap();
+    let mut stamps = Vec::with_capacity(QUEUED);
+    for i in 0..QUEUED {
+        let got = inbox
+            .recv_timeout(WAIT * 2)
+            .await
+            .expect("every one relayed");
+        let text = String::from_utf8_lossy(&got.message.payload).into_owned();
+        assert_eq!(text, format!("late {i}"), "in the order sent");
+        stamps.push(got.message.timestamp.unwrap());
+    }
+    assert!(
+        stamps.windows(2).all(|w| w[0] < w[1]),
+        "stamped in the order sent: {stamps:?}"
     );
 }
 

@@ -110,15 +110,28 @@ pub struct Enqueue {
     pub pubsub_topic: PubsubTopic,
     /// What will be published.
     pub message: WakuMessage,
+    /// The entry this one replaces ([`Enqueue::in_place_of`]).
+    pub replaces: Option<MessageHash>,
 }
 
 impl Enqueue {
-    /// Enqueue `message` for `pubsub_topic`.
+    /// Enqueue `message` for `pubsub_topic`, behind every entry waiting.
     pub fn new(pubsub_topic: PubsubTopic, message: WakuMessage) -> Self {
         Self {
             pubsub_topic,
             message,
+            replaces: None,
         }
+    }
+
+    /// Puts it where the entry `old` waits, and takes `old` out, in one
+    /// write: a message stamped again while it waited (its hash changes
+    /// with its stamp) keeps its turn, so that an outage does not rotate
+    /// the queue. If `old` is not waiting (the network took it meanwhile),
+    /// it goes in behind every entry, as [`Enqueue::new`] would.
+    pub fn in_place_of(mut self, old: MessageHash) -> Self {
+        self.replaces = Some(old);
+        self
     }
 }
 
@@ -127,7 +140,8 @@ impl Enqueue {
 #[rtype(result = "Result<(), Error>")]
 pub struct MarkSent(pub MessageHash);
 
-/// Lists the outbox entries not yet published, oldest first.
+/// Lists the outbox entries not yet published, in their turn: the order
+/// they were put in, an entry put in place of another in that one's turn.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Result<Vec<Delivery>, Error>")]
 pub struct Pending;

@@ -30,8 +30,8 @@ type Waiter = oneshot::Sender<Result<Vec<bool>, Error>>;
 enum Write {
     /// Archive messages (answers, for each, whether it was new).
     Save(Vec<Delivery>),
-    /// Put a message in the outbox.
-    Enqueue(Delivery),
+    /// Put a message in the outbox, in place of an entry if one is named.
+    Enqueue(Box<Delivery>, Option<MessageHash>),
     /// Take an entry the network took out of the outbox.
     Sent(MessageHash),
     /// Write or delete entries of stage state.
@@ -91,7 +91,7 @@ async fn write(db: Database, mut queue: mpsc::Receiver<(Write, Waiter)>, metrics
             let first = batch.saves.len();
             match write {
                 Write::Save(all) => batch.saves.extend(all),
-                Write::Enqueue(d) => batch.queued.push(d),
+                Write::Enqueue(d, replaces) => batch.enqueue(*d, replaces),
                 Write::Sent(hash) => batch.sent.push(hash),
                 Write::State(entries) => batch.state.extend(entries),
             }
@@ -192,7 +192,7 @@ impl Handler<Enqueue> for Storage {
         // which take a NUL, so nothing here is refused.
         let delivery = Delivery::new(msg.pubsub_topic, msg.message);
         let hash = delivery.hash;
-        let queued = self.queue(Write::Enqueue(delivery), ctx);
+        let queued = self.queue(Write::Enqueue(Box::new(delivery), msg.replaces), ctx);
         Box::pin(async move { queued.await.map(|_| hash) })
     }
 }

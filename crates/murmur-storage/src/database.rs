@@ -178,14 +178,18 @@ impl Database {
         self.run(|sql| async move { sql.prune(prune).await }).await
     }
 
-    /// Puts a message in the outbox; answers its hash.
+    /// Puts a message in the outbox, in `old`'s turn (and `old` taken
+    /// out) if it names an entry waiting
+    /// ([`Enqueue::in_place_of`](murmur_core::storage::Enqueue::in_place_of));
+    /// answers its hash.
     pub async fn enqueue(
         &self,
         topic: &PubsubTopic,
         message: &WakuMessage,
+        old: Option<MessageHash>,
     ) -> Result<MessageHash, Error> {
         let (topic, message) = (topic.clone(), message.clone());
-        self.run(|sql| async move { sql.enqueue(&topic, &message).await })
+        self.run(|sql| async move { sql.enqueue(&topic, &message, old).await })
             .await
     }
 

@@ -278,7 +278,7 @@ impl Sql {
     fn script(batch: &Batch, kind: Kind) -> script::Script {
         let mut script = script::Script::default();
         saves(&mut script, &batch.saves, kind);
-        outbox::enqueue(&mut script, &batch.queued, kind);
+        outbox::enqueue(&mut script, &batch.queued, &batch.in_place, kind);
         outbox::sent(&mut script, &batch.sent);
         state::state(&mut script, &batch.state);
         script

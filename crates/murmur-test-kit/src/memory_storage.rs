@@ -168,8 +168,20 @@ impl Handler<Enqueue> for MemoryStorage {
             this.leases.check()?;
             let d = Delivery::new(msg.pubsub_topic, msg.message);
             let hash = d.hash;
-            if !this.outbox.iter().any(|(o, _)| o.hash == hash) {
-                this.outbox.push((d, false));
+            let waiting = |outbox: &[(Delivery, bool)], hash| {
+                outbox.iter().position(|(o, sent)| o.hash == hash && !sent)
+            };
+            match msg.replaces.filter(|old| *old != hash) {
+                // In the old entry's turn; the old one taken out.
+                Some(old) if waiting(&this.outbox, old).is_some() => {
+                    this.outbox.retain(|(o, _)| o.hash != hash);
+                    if let Some(at) = waiting(&this.outbox, old) {
+                        this.outbox[at].1 = true;
+                        this.outbox.insert(at + 1, (d, false));
+                    }
+                }
+                _ if this.outbox.iter().any(|(o, _)| o.hash == hash) => {}
+                _ => this.outbox.push((d, false)),
             }
             Ok(hash)
         })?

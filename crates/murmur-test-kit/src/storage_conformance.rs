@@ -65,6 +65,7 @@ macro_rules! storage_conformance_tests {
             case!(refuses_bad_queries);
             case!(prunes_by_count_and_age);
             case!(keeps_an_outbox);
+            case!(puts_an_entry_in_the_turn_of_the_one_it_replaces);
             case!(keeps_cursors);
             case!(keeps_stage_state_by_name_and_prefix);
             case!(survives_a_panic_in_a_handler);
@@ -76,8 +77,9 @@ macro_rules! storage_conformance_tests {
 
 mod kept_once;
 pub use kept_once::{
-    keeps_an_outbox, refuses_alone_what_it_cannot_hold, saves_many_in_one_request,
-    saves_once_and_skips_ephemeral, takes_copies_arriving_together_once,
+    keeps_an_outbox, puts_an_entry_in_the_turn_of_the_one_it_replaces,
+    refuses_alone_what_it_cannot_hold, saves_many_in_one_request, saves_once_and_skips_ephemeral,
+    takes_copies_arriving_together_once,
 };
 mod lease;
 pub use lease::{

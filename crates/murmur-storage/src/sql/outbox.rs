@@ -10,23 +10,37 @@ use super::*;
 pub(crate) struct Batch {
     pub(crate) saves: Vec<Delivery>,
     pub(crate) queued: Vec<Delivery>,
+    /// Of those, the ones that take an entry's turn: (new, old).
+    pub(crate) in_place: Vec<(MessageHash, MessageHash)>,
     pub(crate) sent: Vec<MessageHash>,
     pub(crate) state: Vec<(String, Option<Vec<u8>>)>,
 }
 
+impl Batch {
+    /// Puts `queued` in the outbox; in `old`'s turn, `old` taken out, if
+    /// it names one.
+    pub(crate) fn enqueue(&mut self, queued: Delivery, old: Option<MessageHash>) {
+        if let Some(old) = old.filter(|old| *old != queued.hash) {
+            self.in_place.push((queued.hash, old));
+            self.sent.push(old);
+        }
+        self.queued.push(queued);
+    }
+}
+
 impl Sql {
-    /// Puts a message in the outbox; answers its hash.
+    /// Puts a message in the outbox (in `old`'s turn, `old` taken out, if
+    /// it names one); answers its hash.
     pub(crate) async fn enqueue(
         &self,
         topic: &PubsubTopic,
         message: &WakuMessage,
+        old: Option<MessageHash>,
     ) -> Result<MessageHash, Error> {
         let delivery = Delivery::new(topic.clone(), message.clone());
         let hash = delivery.hash;
-        let batch = Batch {
-            queued: vec![delivery],
-            ..Batch::default()
-        };
+        let mut batch = Batch::default();
+        batch.enqueue(delivery, old);
         self.write(&batch).await?;
         Ok(hash)
     }
@@ -60,9 +74,16 @@ impl Sql {
 
 /// Puts `queued` in the outbox, 100 rows a statement, each stamped a
 /// nanosecond after the one before it, so that what one group write puts
-/// in is offered again in the order it was asked for, not by hash. (An
-/// entry stamped again by the retry goes in anew, behind the others.)
-pub(super) fn enqueue(script: &mut script::Script, queued: &[Delivery], kind: super::Kind) {
+/// in is offered again in the order it was asked for, not by hash; then
+/// gives each entry that takes another's turn that one's stamp (the other
+/// is deleted after, with the entries sent). One whose old entry is gone
+/// keeps its own, behind the others.
+pub(super) fn enqueue(
+    script: &mut script::Script,
+    queued: &[Delivery],
+    in_place: &[(MessageHash, MessageHash)],
+    kind: super::Kind,
+) {
     let mut created_at = now_nanos();
     for chunk in queued.chunks(100) {
         let sql = kind.insert_new(
@@ -81,6 +102,18 @@ pub(super) fn enqueue(script: &mut script::Script, queued: &[Delivery], kind: su
             created_at += 1;
         }
         script.push(sql, args);
+    }
+    for (new, old) in in_place {
+        script.push(
+            "UPDATE outbox SET created_at = COALESCE(\
+             (SELECT o.created_at FROM outbox o WHERE o.hash = ?), created_at) \
+             WHERE hash = ?"
+                .to_owned(),
+            vec![
+                Arg::Blob(old.as_bytes().to_vec()),
+                Arg::Blob(new.as_bytes().to_vec()),
+            ],
+        );
     }
 }
 

@@ -6,7 +6,7 @@ use std::future::Future;
 use murmur_core::{
     storage::{self, Enqueue, MarkSent, Pending, SaveAll, SaveRaw},
     store::Query,
-    MessageHash,
+    Delivery, MessageHash,
 };
 
 use super::{delivery, hashes, query, save};
@@ -222,6 +222,54 @@ where
     let mut expected = vec![b];
     expected.extend(together);
     assert_eq!(pending, expected);
+}
+
+/// An entry put in place of another ([`Enqueue::in_place_of`]: a message
+/// stamped again while it waited) takes that one's turn, and the other
+/// goes; in place of one no longer waiting, it goes in behind the rest.
+/// Through an outage the retry stamps the oldest entry again at every
+/// tick: behind the rest, it would rotate the queue.
+pub async fn puts_an_entry_in_the_turn_of_the_one_it_replaces<F, Fut>(start: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = storage::Handle>,
+{
+    let store = start().await;
+    let put = |d: &Delivery, old: Option<MessageHash>| {
+        let enqueue = Enqueue::new(d.pubsub_topic.clone(), d.message.clone());
+        let enqueue = match old {
+            Some(old) => enqueue.in_place_of(old),
+            None => enqueue,
+        };
+        let asked = store.enqueue.send(enqueue);
+        async move { asked.await.unwrap().unwrap() }
+    };
+    let pending = || async { store.pending.send(Pending).await.unwrap().unwrap() };
+    let [a, b, c] = [1, 2, 3].map(|i| delivery(1, "/c/1/a/proto", i64::from(i), i));
+    for d in [&a, &b, &c] {
+        put(d, None).await;
+    }
+    // The same message stamped again: a new hash.
+    let again = |d: &Delivery, stamp| {
+        let message = d.message.clone().with_timestamp(stamp);
+        Delivery::new(d.pubsub_topic.clone(), message)
+    };
+    let (a2, b2) = (again(&a, 100), again(&b, 101));
+    assert_eq!(put(&a2, Some(a.hash)).await, a2.hash);
+    assert_eq!(pending().await, vec![a2.clone(), b.clone(), c.clone()]);
+    put(&b2, Some(b.hash)).await;
+    assert_eq!(pending().await, vec![a2.clone(), b2.clone(), c.clone()]);
+
+    // In place of one the network took meanwhile: behind the rest.
+    store
+        .mark_sent
+        .send(MarkSent(a2.hash))
+        .await
+        .unwrap()
+        .unwrap();
+    let a3 = again(&a, 102);
+    put(&a3, Some(a2.hash)).await;
+    assert_eq!(pending().await, vec![b2, c, a3]);
 }
 
 /// What the database cannot hold (a NUL character in a content topic or a

@@ -106,48 +106,39 @@ impl Pipeline {
 }
 
 /// Stamps again what waited in the outbox too long to go out as it is:
-/// the new entries go in, then the old ones go (a process killed in
-/// between offers both at its next start), each step queued at once so
-/// that the storage stage commits it in a few group writes, and both
-/// before any is offered. Each gets a stamp of its own (a nanosecond
-/// apart), so that two alike in all else stay two messages. Answers each
-/// message with the hash it was queued under, or `None` if the outbox
-/// could not be written.
+/// each new entry in the turn of the one it replaces, which goes in the
+/// same write (`Enqueue::in_place_of`), so that an outage, through which
+/// each tick stamps the oldest again, does not rotate the queue. All are
+/// asked for at once, so that the storage stage commits them in a few
+/// group writes, before any is offered. Each gets a stamp of its own (a
+/// nanosecond apart), so that two alike in all else stay two messages.
+/// Answers each message with the hash it was queued under, or `None` if
+/// the outbox could not be written.
 async fn restamp(chunk: &[Delivery], outbox: &Outbox) -> Option<Vec<(MessageHash, Delivery)>> {
     let now = murmur_core::now_nanos();
-    let mut old = Vec::new();
+    let mut late = 0;
     let mut restamped = Vec::with_capacity(chunk.len());
     for d in chunk {
-        let late = (d.message.timestamp).is_some_and(|t| now.saturating_sub(t) > RESTAMP_AFTER);
-        if late {
-            let stamp = now.saturating_add(i64::try_from(old.len()).unwrap_or(i64::MAX));
+        if (d.message.timestamp).is_some_and(|t| now.saturating_sub(t) > RESTAMP_AFTER) {
+            let stamp = now.saturating_add(late);
+            late += 1;
             let message = d.message.clone().with_timestamp(stamp);
-            old.push(d.hash);
             restamped.push((d.hash, Delivery::new(d.pubsub_topic.clone(), message)));
         } else {
             restamped.push((d.hash, d.clone()));
         }
     }
-    if old.is_empty() {
-        return Some(restamped);
-    }
     let entering = restamped
         .iter()
         .filter(|(queued_as, d)| *queued_as != d.hash)
-        .map(|(_, d)| {
+        .map(|(queued_as, d)| {
             let enqueue = storage::Enqueue::new(d.pubsub_topic.clone(), d.message.clone());
-            outbox.enqueue.send(enqueue)
+            outbox.enqueue.send(enqueue.in_place_of(*queued_as))
         });
     let entered = futures::future::join_all(entering).await;
-    if !entered.iter().all(|e| matches!(e, Ok(Ok(_)))) {
-        return None;
-    }
-    let leaving = old
+    entered
         .iter()
-        .map(|hash| outbox.mark_sent.send(storage::MarkSent(*hash)));
-    let left = futures::future::join_all(leaving).await;
-    left.iter()
-        .all(|l| matches!(l, Ok(Ok(()))))
+        .all(|e| matches!(e, Ok(Ok(_))))
         .then_some(restamped)
 }
 
