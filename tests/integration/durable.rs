@@ -468,14 +468,16 @@ async fn a_subscriber_does_not_pass_over_a_message_whose_write_a_later_one_overt
     assert_eq!(reader.lost(), 0);
 }
 
-/// A message that arrives while the node is being assembled is kept like
-/// any other. Here the transport reports it before the builder attached a
-/// stage; on the network, a filter service that still holds a light
-/// client's subscription from before its restart pushes as soon as it
-/// connects. Handled then, it found no chat stage (or no durable inbox),
-/// went to no one, and was not taken again in the run.
+/// Messages that arrive while the node is being assembled are kept like
+/// any other, in the order they came. Here the transport reports them
+/// before the builder attached a stage; on the network, a filter service
+/// that still holds a light client's subscription from before its restart
+/// pushes as soon as it connects. Handled then, they found no chat stage
+/// (or no durable inbox), went to no one, and were not taken again in the
+/// run.
 #[actix_rt::test]
-async fn a_message_that_arrives_while_the_node_starts_is_kept() {
+async fn messages_that_arrive_while_the_node_starts_are_kept_in_order() {
+    const SENT: usize = 3;
     let dirs = [(); 3].map(|_| tempfile::tempdir().unwrap());
     let bob_key = Keypair::generate_secp256k1();
     let alice = node(dirs[0].path(), &Keypair::generate_secp256k1(), None).await;
@@ -484,7 +486,7 @@ async fn a_message_that_arrives_while_the_node_starts_is_kept() {
     bob.go_offline().await.unwrap();
     drop(bob);
 
-    // Bob's envelope, as a node on his shard hears it.
+    // Bob's envelopes, as a node on his shard hears them.
     let watcher = node(dirs[2].path(), &Keypair::generate_secp256k1(), Some(&alice)).await;
     let topic = crate::support::partition_topic_of(bob_id);
     let mut heard = watcher.subscribe([&topic]).await.unwrap();
@@ -492,32 +494,37 @@ async fn a_message_that_arrives_while_the_node_starts_is_kept() {
         .wait_for_peers(&watcher.pubsub_topic(&topic), 1, WAIT)
         .await
         .unwrap();
-    alice
-        .conversation(bob_id)
-        .send_text("while starting")
-        .await
-        .unwrap();
-    let envelope = heard.recv_timeout(WAIT).await.expect("the envelope");
+    let mut envelopes = Vec::with_capacity(SENT);
+    for i in 0..SENT {
+        let chat = alice.conversation(bob_id);
+        chat.send_text(format!("while starting {i}")).await.unwrap();
+        envelopes.push(heard.recv_timeout(WAIT).await.expect("the envelope"));
+    }
 
-    // Bob again, with no peer: the envelope can come only as his
-    // transport reports it, before anything else is attached.
+    // Bob again, with no peer: the envelopes can come only as his
+    // transport reports them, before anything else is attached.
     let bob = Builder::new(loopback_config(dirs[1].path(), &["/ip4/127.0.0.1/tcp/0"]))
         .with_keypair(bob_key)
         .with_transport(move |cx| async move {
             let events = cx.events.clone();
             let (addr, _) =
                 murmur::transport::Transport::start(cx.transport_config(), cx.events).await?;
-            events.do_send(murmur_core::transport::Event::Message(envelope));
+            for envelope in envelopes {
+                events.do_send(murmur_core::transport::Event::Message(envelope));
+            }
             Ok(murmur_core::transport::Handle::from(addr))
         })
         .start()
         .await
         .unwrap();
     let mut inbox = bob.durable_inbox("app").await.unwrap();
-    let entry = tokio::time::timeout(WAIT, inbox.recv())
-        .await
-        .expect("the message, kept")
-        .unwrap();
-    assert_eq!(entry.message.text(), Some("while starting"));
-    assert_eq!(bob.stats().await.unwrap().chat_opened, 1);
+    for i in 0..SENT {
+        let entry = tokio::time::timeout(WAIT, inbox.recv())
+            .await
+            .expect("the message, kept")
+            .unwrap();
+        let expected = format!("while starting {i}");
+        assert_eq!(entry.message.text(), Some(expected.as_str()), "in order");
+    }
+    assert_eq!(bob.stats().await.unwrap().chat_opened, SENT as u64);
 }

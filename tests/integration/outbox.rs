@@ -21,6 +21,8 @@ use murmur_core::storage;
 
 use crate::support::{loopback_config, WAIT};
 
+mod stamps;
+
 fn topic() -> ContentTopic {
     "/murmur/1/outbox/proto".parse().unwrap()
 }
@@ -138,43 +140,6 @@ async fn a_message_queued_before_a_restart_goes_out_after_it_once() {
         inbox.recv_timeout(Duration::from_secs(1)).await.is_none(),
         "sent once"
     );
-}
-
-/// Store nodes keep nothing stamped more than 20 s off their clock: a
-/// message that waited longer in the outbox is stamped again as it goes
-/// out, so that those who catch up later get it too.
-#[actix_rt::test]
-async fn a_message_that_waited_past_the_store_window_is_stamped_again_and_kept() {
-    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let (store_key, port) = (Keypair::generate_secp256k1(), free_port());
-    let store = store_addr(&store_key, port);
-    let alice = sender(dirs[0].path(), &Keypair::generate_secp256k1(), &store).await;
-
-    // As a message queued a minute ago would be.
-    let minute_ago = murmur::core::now_nanos() - 60_000_000_000;
-    let message = WakuMessage::new(topic().as_str(), b"late".to_vec()).with_timestamp(minute_ago);
-    let mut sent = alice
-        .publish(alice.pubsub_topic(&topic()), message)
-        .await
-        .unwrap();
-    assert_eq!(sent.state(), PublishState::Queued);
-    let queued_as = sent.hash();
-
-    let node = store_on(dirs[1].path(), &store_key, port).await;
-    alice.dial(&store).await.unwrap();
-    assert_eq!(
-        sent.acknowledged(WAIT * 2).await,
-        PublishState::Acknowledged
-    );
-    assert_ne!(sent.hash(), queued_as, "stamped again");
-    let page = alice
-        .query_store(&store, Query::hashes(vec![sent.hash()]))
-        .await
-        .unwrap();
-    let kept = page.messages[0].message.as_ref().expect("with its data");
-    assert_eq!(kept.payload.as_ref(), b"late");
-    assert!(kept.timestamp.unwrap() > minute_ago);
-    drop(node);
 }
 
 /// An entry the outbox's storage stage took in, or out again, by hash.
@@ -419,125 +384,4 @@ async fn a_raw_message_the_network_took_never_enters_the_outbox() {
         0,
         "outbox entries asked for"
     );
-}
-
-/// Through an outage, a tick stamps again only the oldest message that
-/// waited too long, and offers only it: while nobody takes it, the rest of
-/// the queue is left as it is, not written again every tick.
-#[actix_rt::test]
-async fn through_an_outage_a_tick_stamps_again_only_the_oldest_message() {
-    const QUEUED: usize = 5;
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_addr(&Keypair::generate_secp256k1(), free_port());
-    let mut alice = watched_sender(dir.path(), &store).await;
-    let pubsub = alice.node.pubsub_topic(&topic());
-    let minute_ago = murmur::core::now_nanos() - 60_000_000_000;
-    let mut queued = Vec::with_capacity(QUEUED);
-    for i in 0..QUEUED {
-        let message = WakuMessage::new(topic().as_str(), format!("late {i}").into_bytes())
-            .with_timestamp(minute_ago);
-        let sent = alice.node.publish(pubsub.clone(), message).await.unwrap();
-        assert_eq!(sent.state(), PublishState::Queued);
-        queued.push(sent.hash());
-    }
-    moved(&mut alice.events, Moved::In, queued.iter().copied()).await;
-    // The first two new entries: each from a tick of its own (5 s apart).
-    let mut stamped_at = Vec::new();
-    while stamped_at.len() < 2 {
-        let event = tokio::time::timeout(WAIT * 2, alice.events.recv())
-            .await
-            .expect("stamped again within a few ticks")
-            .expect("the watched stage is there");
-        if matches!(event, Moved::In(hash) if !queued.contains(&hash)) {
-            stamped_at.push(std::time::Instant::now());
-        }
-    }
-    let apart = stamped_at[1] - stamped_at[0];
-    assert!(
-        apart > Duration::from_secs(2),
-        "two entries stamped again {apart:?} apart, in one tick"
-    );
-}
-
-/// What waits through an outage goes out in the order it was sent: the
-/// entry a tick stamps again keeps its turn in the outbox. Put in behind
-/// the rest, the oldest went last, and store nodes, which order by stamp,
-/// kept the queue rotated.
-#[actix_rt::test]
-async fn what_waits_through_an_outage_goes_out_in_the_order_it_was_sent() {
-    const QUEUED: usize = 3;
-    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let (store_key, port) = (Keypair::generate_secp256k1(), free_port());
-    let store = store_addr(&store_key, port);
-    let mut alice = watched_sender(dirs[0].path(), &store).await;
-    let pubsub = alice.node.pubsub_topic(&topic());
-    let minute_ago = murmur::core::now_nanos() - 60_000_000_000;
-    let mut queued = Vec::with_capacity(QUEUED);
-    for i in 0..QUEUED {
-        let message = WakuMessage::new(topic().as_str(), format!("late {i}").into_bytes())
-            .with_timestamp(minute_ago + i64::try_from(i).unwrap());
-        queued.push(alice.node.publish(pubsub.clone(), message).await.unwrap());
-    }
-    let hashes: Vec<_> = queued.iter().map(|q| q.hash()).collect();
-    moved(&mut alice.events, Moved::In, hashes.iter().copied()).await;
-    // A tick of the outage stamps the oldest again.
-    loop {
-        let event = tokio::time::timeout(WAIT * 2, alice.events.recv())
-            .await
-            .expect("stamped again within a few ticks")
-            .expect("the watched stage is there");
-        if matches!(event, Moved::In(hash) if !hashes.contains(&hash)) {
-            break;
-        }
-    }
-
-    let node = store_on(dirs[1].path(), &store_key, port).await;
-    let mut inbox = node.subscribe([&topic()]).await.unwrap();
-    alice.node.dial(&store).await.unwrap();
-    let mut stamps = Vec::with_capacity(QUEUED);
-    for i in 0..QUEUED {
-        let got = inbox
-            .recv_timeout(WAIT * 2)
-            .await
-            .expect("every one relayed");
-        let text = String::from_utf8_lossy(&got.message.payload).into_owned();
-        assert_eq!(text, format!("late {i}"), "in the order sent");
-        stamps.push(got.message.timestamp.unwrap());
-    }
-    assert!(
-        stamps.windows(2).all(|w| w[0] < w[1]),
-        "stamped in the order sent: {stamps:?}"
-    );
-}
-
-/// Messages alike in all but their stamps, stamped again together, get a
-/// stamp each: one stamp for all would make them one message (one hash),
-/// and the outbox would keep only one of them.
-#[actix_rt::test]
-async fn messages_alike_but_for_their_stamps_stay_apart_when_stamped_again() {
-    const ALIKE: usize = 4;
-    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let (store_key, port) = (Keypair::generate_secp256k1(), free_port());
-    let store = store_addr(&store_key, port);
-    let alice = sender(dirs[0].path(), &Keypair::generate_secp256k1(), &store).await;
-    let pubsub = alice.pubsub_topic(&topic());
-    let minute_ago = murmur::core::now_nanos() - 60_000_000_000;
-    let mut sent = Vec::with_capacity(ALIKE);
-    for i in 0..ALIKE {
-        let message = WakuMessage::new(topic().as_str(), b"the same".to_vec())
-            .with_timestamp(minute_ago + i64::try_from(i).unwrap());
-        sent.push(alice.publish(pubsub.clone(), message).await.unwrap());
-    }
-    let node = store_on(dirs[1].path(), &store_key, port).await;
-    let mut inbox = node.subscribe([&topic()]).await.unwrap();
-    alice.dial(&store).await.unwrap();
-    for s in &mut sent {
-        assert_eq!(s.published(WAIT * 2).await, PublishState::Published);
-    }
-    let hashes: std::collections::HashSet<_> = sent.iter().map(|s| s.hash()).collect();
-    assert_eq!(hashes.len(), ALIKE, "each under a hash of its own");
-    for _ in 0..ALIKE {
-        let got = inbox.recv_timeout(WAIT).await.expect("every one relayed");
-        assert!(hashes.contains(&got.hash));
-    }
 }

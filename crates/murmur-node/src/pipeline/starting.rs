@@ -10,17 +10,22 @@
 
 use super::*;
 
-/// Messages held at most; what comes beyond is left to the store rounds
-/// (nothing of it was archived or marked as seen, so a round takes it as
-/// new).
+/// Messages held at most (a page a store node returned counts each of its
+/// messages). Only remote peers pushing in the moment the node starts fill
+/// it; what comes beyond is dropped and counted in the log. A store round
+/// brings back what of it this node never archived; a message the
+/// transport archived before it reported it (a lightpush this node served)
+/// is handed on to no subscriber then.
 const HELD: usize = 4096;
 
 /// What arrived before [`Started`].
 #[derive(Default)]
 pub(super) struct Held {
     events: VecDeque<transport::Event>,
+    /// Messages held.
+    messages: usize,
     /// Messages that found it full.
-    dropped: u64,
+    dropped: usize,
 }
 
 impl Pipeline {
@@ -30,21 +35,21 @@ impl Pipeline {
         let Some(held) = self.starting.as_mut() else {
             return Some(event);
         };
-        match event {
+        let messages = match &event {
+            transport::Event::FetchedPage(page) => page.len(),
             transport::Event::Message(_)
             | transport::Event::Fetched(_)
-            | transport::Event::FetchedPage(_)
             | transport::Event::Pushed(_)
-            | transport::Event::Archived(_) => {
-                if held.events.len() < HELD {
-                    held.events.push_back(event);
-                } else {
-                    held.dropped += 1;
-                }
-                None
-            }
-            other => Some(other),
+            | transport::Event::Archived(_) => 1,
+            _ => return Some(event),
+        };
+        if held.messages + messages <= HELD {
+            held.messages += messages;
+            held.events.push_back(event);
+        } else {
+            held.dropped += messages;
         }
+        None
     }
 }
 
@@ -58,20 +63,38 @@ impl Handler<Started> for Pipeline {
     type Result = ();
 
     fn handle(&mut self, _: Started, ctx: &mut Context<Self>) {
+        // Taken whatever the handler does: held on, every message after
+        // would be held too.
+        let Some(held) = self.starting.take() else {
+            return;
+        };
         let _ = supervise::guard(self, ctx, |this, ctx| {
-            let Some(held) = this.starting.take() else {
-                return;
-            };
             if held.dropped > 0 {
                 tracing::warn!(
                     dropped = held.dropped,
                     "messages arrived faster than the node started; \
-                     the next store round brings them"
+                     those never archived come with the next store round"
                 );
             }
-            for event in held.events {
-                this.on_event(event, ctx);
-            }
+            this.replay(held.events, ctx);
         });
+    }
+}
+
+impl Pipeline {
+    /// Handles the first of `events`, the rest after it. Handling one may
+    /// make the mailbox wait (its archiving, a full lane), and actix runs
+    /// the newest wait first: the rest waits in line before the first is
+    /// handled, so that what handling it queued comes before them.
+    fn replay(&mut self, mut events: VecDeque<transport::Event>, ctx: &mut Context<Self>) {
+        let Some(event) = events.pop_front() else {
+            return;
+        };
+        if !events.is_empty() {
+            ctx.wait(
+                actix::fut::ready(()).map(move |(), act: &mut Self, ctx| act.replay(events, ctx)),
+            );
+        }
+        self.on_event(event, ctx);
     }
 }

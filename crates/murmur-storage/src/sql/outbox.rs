@@ -103,16 +103,23 @@ pub(super) fn enqueue(
         }
         script.push(sql, args);
     }
-    for (new, old) in in_place {
+    // 100 a statement (each a round trip on PostgreSQL): each new entry's
+    // old one found by a CASE over the new hashes.
+    for chunk in in_place.chunks(100) {
+        let blob = |h: &MessageHash| Arg::Blob(h.as_bytes().to_vec());
+        let mut args: Vec<Arg> = chunk
+            .iter()
+            .flat_map(|(new, old)| [blob(new), blob(old)])
+            .collect();
+        args.extend(chunk.iter().map(|(new, _)| blob(new)));
         script.push(
-            "UPDATE outbox SET created_at = COALESCE(\
-             (SELECT o.created_at FROM outbox o WHERE o.hash = ?), created_at) \
-             WHERE hash = ?"
-                .to_owned(),
-            vec![
-                Arg::Blob(old.as_bytes().to_vec()),
-                Arg::Blob(new.as_bytes().to_vec()),
-            ],
+            format!(
+                "UPDATE outbox SET created_at = COALESCE((SELECT o.created_at FROM outbox o \
+                 WHERE o.hash = CASE outbox.hash {} END), created_at) WHERE hash IN ({})",
+                vec!["WHEN ? THEN ?"; chunk.len()].join(" "),
+                script::list(chunk.len()),
+            ),
+            args,
         );
     }
 }

@@ -269,7 +269,14 @@ where
         .unwrap();
     let a3 = again(&a, 102);
     put(&a3, Some(a2.hash)).await;
-    assert_eq!(pending().await, vec![b2, c, a3]);
+    assert_eq!(pending().await, vec![b2.clone(), c.clone(), a3.clone()]);
+
+    // Two asked for together (one write, in a stage that commits groups).
+    let (b3, c2) = (again(&b, 103), again(&c, 104));
+    let (first, second) = (put(&b3, Some(b2.hash)), put(&c2, Some(c.hash)));
+    first.await;
+    second.await;
+    assert_eq!(pending().await, vec![b3, c2, a3]);
 }
 
 /// What the database cannot hold (a NUL character in a content topic or a

@@ -44,12 +44,13 @@ impl Pipeline {
             while !rest.is_empty() {
                 let (chunk, after) = rest.split_at(at_once.min(rest.len()));
                 (rest, at_once) = (after, RETRIED_AT_ONCE);
-                let Some(chunk) = restamp(chunk, &outbox).await else {
-                    break;
-                };
+                let (chunk, failed) = restamp(chunk, &outbox).await;
                 let mut offered = Vec::with_capacity(chunk.len());
+                // Up to one that could not be stamped again: it waits for
+                // the next tick, and what is behind it with it.
+                let offerable = failed.unwrap_or(chunk.len());
                 let mut chunk = chunk.into_iter();
-                for (queued_as, d) in chunk.by_ref() {
+                for (queued_as, d) in chunk.by_ref().take(offerable) {
                     let attempt = again(&d, &outbox, &publish).await;
                     let still = matches!(attempt, Attempt::Queued(_));
                     offered.push((queued_as, d, attempt));
@@ -70,7 +71,8 @@ impl Pipeline {
                         .map(|(_, d, _)| archive.send(storage::SaveRaw(d.clone())));
                     futures::future::join_all(archiving).await;
                 }
-                let still = matches!(offered.last(), Some((_, _, Attempt::Queued(_))));
+                let still =
+                    failed.is_some() || matches!(offered.last(), Some((_, _, Attempt::Queued(_))));
                 for (hash, _, attempt) in offered {
                     if matches!(attempt, Attempt::Published(_)) {
                         sent += 1;
@@ -112,9 +114,14 @@ impl Pipeline {
 /// asked for at once, so that the storage stage commits them in a few
 /// group writes, before any is offered. Each gets a stamp of its own (a
 /// nanosecond apart), so that two alike in all else stay two messages.
-/// Answers each message with the hash it was queued under, or `None` if
-/// the outbox could not be written.
-async fn restamp(chunk: &[Delivery], outbox: &Outbox) -> Option<Vec<(MessageHash, Delivery)>> {
+///
+/// Answers each message with the hash it was queued under, and the index
+/// of the first whose new entry could not be written, if one could not
+/// (it stays under its old hash, as it is).
+async fn restamp(
+    chunk: &[Delivery],
+    outbox: &Outbox,
+) -> (Vec<(MessageHash, Delivery)>, Option<usize>) {
     let now = murmur_core::now_nanos();
     let mut late = 0;
     let mut restamped = Vec::with_capacity(chunk.len());
@@ -135,11 +142,28 @@ async fn restamp(chunk: &[Delivery], outbox: &Outbox) -> Option<Vec<(MessageHash
             let enqueue = storage::Enqueue::new(d.pubsub_topic.clone(), d.message.clone());
             outbox.enqueue.send(enqueue.in_place_of(*queued_as))
         });
-    let entered = futures::future::join_all(entering).await;
-    entered
+    let mut entered = futures::future::join_all(entering).await.into_iter();
+    let mut failed = None;
+    let mut left = Vec::new();
+    for (i, (queued_as, d)) in restamped.iter_mut().enumerate() {
+        if *queued_as == d.hash {
+            continue;
+        }
+        if matches!(entered.next(), Some(Ok(Ok(_)))) {
+            left.push(*queued_as);
+        } else {
+            failed.get_or_insert(i);
+            *d = chunk[i].clone();
+        }
+    }
+    // A stage that does not know `in_place_of` (one written before it)
+    // would keep the old entry too and offer it again at every tick; it
+    // goes now, after its new entry is in.
+    let leaving = left
         .iter()
-        .all(|e| matches!(e, Ok(Ok(_))))
-        .then_some(restamped)
+        .map(|hash| outbox.mark_sent.send(storage::MarkSent(*hash)));
+    futures::future::join_all(leaving).await;
+    (restamped, failed)
 }
 
 /// Offers one queued message to the network again; answers what came of
