@@ -59,6 +59,11 @@ pub(crate) struct RelayArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// `network.own_thread` of the default runs (default threads and
+    /// archiving); unset, the node's default: a thread of its own on a
+    /// machine with more than two cores.
+    #[arg(long)]
+    own_thread: Option<bool>,
     /// Leave out the run with archiving (SQLite ingest bounds it; see `bench store`).
     #[arg(long)]
     no_archive: bool,
@@ -164,10 +169,11 @@ enum Layout {
     /// false`, the node started on an actix arbiter), as each bare swarm runs
     /// with its loop.
     ThreadPerNode,
-    /// The defaults, as `murmur node` runs a node in its own process: its
-    /// swarm on a thread of its own (`network.own_thread = true`), its
-    /// actors and the loop on another (the node started on an actix
-    /// arbiter of its own, as a process's actix thread).
+    /// The defaults, as `murmur node` runs a node in its own process (the
+    /// node started on an actix arbiter of its own, as a process's actix
+    /// thread): on a machine with more than two cores its swarm on a
+    /// thread of its own (`network.own_thread`), its actors and the loop on
+    /// the other; on two or fewer, as [`Layout::ThreadPerNode`].
     Default,
 }
 
@@ -311,6 +317,17 @@ fn print_rounds(args: &RelayArgs, rounds: &[Round]) {
         rounds.len(),
         args.timer_nice
     );
+    let own = args
+        .own_thread
+        .unwrap_or_else(|| Config::default().network.own_thread);
+    println!(
+        "default threads: each node's swarm on {}",
+        if own {
+            "a thread of its own"
+        } else {
+            "the node's actix thread, beside its actors"
+        }
+    );
     println!(
         "{:<6} {:<26} {:>10} {:>9} {:>9} {:>8}",
         "round", "", "msgs/s", "p50 ms", "p99 ms", "/ bare"
@@ -380,7 +397,10 @@ async fn murmur_relay(
         c.network.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")];
         c.network.shards = vec![pubsub.shard().index];
         c.network.peers = peers;
-        c.network.own_thread = layout == Layout::Default;
+        c.network.own_thread = match layout {
+            Layout::ThreadPerNode => false,
+            Layout::Default => args.own_thread.unwrap_or(c.network.own_thread),
+        };
         c.network.timer_thread_nice = args.timer_nice;
         c.store.archive = archive;
         c

@@ -60,6 +60,11 @@ pub(crate) struct Args {
     /// thread); unset, the default.
     #[arg(long)]
     pub(crate) envelope_threads: Option<usize>,
+    /// Whether each murmur node's swarm runs on a thread of its own
+    /// (`network.own_thread`), or on the node's actix thread; unset, the
+    /// default.
+    #[arg(long)]
+    own_thread: Option<bool>,
     /// The most messages sealed together (`chat.batch` of the murmur
     /// nodes, and the bare compositions' batches); 1: each alone.
     #[arg(long, default_value_t = 64)]
@@ -385,6 +390,9 @@ async fn murmur_run(args: &Args) -> Result<(Report, [Stages; 2]), CliError> {
         let mut c = Config::new(data.path().join(name));
         c.chat.envelope_threads = args.envelope_threads;
         c.chat.batch = args.batch;
+        if let Some(own) = args.own_thread {
+            c.network.own_thread = own;
+        }
         c.network.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")];
         c.network.peers = peers;
         c

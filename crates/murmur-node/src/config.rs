@@ -74,11 +74,14 @@ pub struct Network {
     pub peers: Vec<Multiaddr>,
     /// Seconds an idle connection is kept.
     pub idle_timeout_secs: u64,
-    /// Run the swarm on a thread of its own (the default), so the network
-    /// keeps its pace whatever the actors do. `false` runs it on the thread
-    /// the node is started on, beside its stage actors: one thread per node,
-    /// no hand-off between threads on the message path, the faster relay
-    /// when each node has a core (see docs/benchmarks.md).
+    /// Run the swarm on a thread of its own, so the network keeps its pace
+    /// whatever the actors do; `false` runs it on the thread the node is
+    /// started on, beside its stage actors: one thread per node, no
+    /// hand-off between threads on the message path. The default is a
+    /// thread of its own on a machine with more than two cores; on two or
+    /// fewer the hand-offs cost more than the second thread gains (on two
+    /// cores: relay about 1.3 times as fast beside the actors, encrypted
+    /// chat about the same; see docs/benchmarks.md, "Relay").
     pub own_thread: bool,
     /// The nice value (0 to 19) given to the one timer thread gossipsub
     /// wakes for every message, so that it does not preempt the network
@@ -235,7 +238,7 @@ impl Default for Network {
             ],
             peers: Vec::new(),
             idle_timeout_secs: 300,
-            own_thread: true,
+            own_thread: std::thread::available_parallelism().map_or(true, |n| n.get() > 2),
             timer_thread_nice: murmur_transport::timer::DEFAULT_NICE,
             light: false,
             filter: true,
