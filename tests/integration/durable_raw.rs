@@ -202,6 +202,24 @@ async fn a_flood_while_the_subscriber_is_stopped_is_bounded_and_counted() {
     );
 }
 
+/// A node whose writes to the raw inbox are refused (until the valve
+/// opens); everything else is written.
+async fn raw_writes_refused(
+    dir: &std::path::Path,
+    key: &Keypair,
+    peer: &Node,
+) -> (Node, murmur_test_kit::Valve) {
+    let (node, valve, _) =
+        crate::gate::gated_state(dir, key, peer, |storage::SaveState(records)| {
+            records
+                .iter()
+                .any(|(name, value)| value.is_some() && name.starts_with("raw/m/"))
+        })
+        .await;
+    valve.refuse();
+    (node, valve)
+}
+
 /// Bob archives a message on a durably subscribed topic (before his relay
 /// accepts it) and stops before it is kept for his subscriber: here its
 /// write to the raw inbox fails, as a crash between the two would leave
@@ -215,18 +233,7 @@ async fn what_was_archived_and_never_kept_for_the_subscriber_comes_with_a_store_
     let pubsub = alice.pubsub_topic(&topic());
 
     // His writes to the raw inbox fail; everything else is written.
-    let (bob, valve, _) = crate::gate::gated_state(
-        dirs[1].path(),
-        &bob_key,
-        &alice,
-        |storage::SaveState(records)| {
-            records
-                .iter()
-                .any(|(name, value)| value.is_some() && name.starts_with("raw/m/"))
-        },
-    )
-    .await;
-    valve.refuse();
+    let (bob, valve) = raw_writes_refused(dirs[1].path(), &bob_key, &alice).await;
     let durable = bob.durable_subscribe("app", [&topic()]).await.unwrap();
     alice.wait_for_peers(&pubsub, 1, WAIT).await.unwrap();
     alice.send(&topic(), b"archived".to_vec()).await.unwrap();
@@ -242,4 +249,30 @@ async fn what_was_archived_and_never_kept_for_the_subscriber_comes_with_a_store_
     let bob = node(dirs[1].path(), &bob_key, Some(&alice)).await;
     let mut durable = bob.durable_subscribe("app", [&topic()]).await.unwrap();
     assert_eq!(next_text(&mut durable).await.1, "archived");
+}
+
+/// A message whose write to the raw inbox failed is not lost for the rest
+/// of the run: the next store round brings it back, and it is kept then
+/// (before, the inbox counted it as taken in until the next start).
+#[actix_rt::test]
+async fn what_the_raw_inbox_failed_to_keep_comes_with_the_next_round() {
+    let dirs = [(); 2].map(|_| tempfile::tempdir().unwrap());
+    let alice = node(dirs[0].path(), &Keypair::generate_secp256k1(), None).await;
+    let pubsub = alice.pubsub_topic(&topic());
+    let bob_key = Keypair::generate_secp256k1();
+    let (bob, valve) = raw_writes_refused(dirs[1].path(), &bob_key, &alice).await;
+    let mut durable = bob.durable_subscribe("app", [&topic()]).await.unwrap();
+    alice.wait_for_peers(&pubsub, 1, WAIT).await.unwrap();
+    alice
+        .send(&topic(), b"refused once".to_vec())
+        .await
+        .unwrap();
+    eventually("Bob's raw inbox write was refused", || async {
+        valve.arrived() >= 1
+    })
+    .await;
+
+    valve.open();
+    bob.sync_now().await.unwrap();
+    assert_eq!(next_text(&mut durable).await.1, "refused once");
 }

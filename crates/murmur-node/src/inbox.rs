@@ -167,101 +167,6 @@ pub(crate) const HARD_LIMIT: usize = 10;
 /// State records to write in one transaction (`None` deletes).
 pub(crate) type Records = Vec<(String, Option<Vec<u8>>)>;
 
-/// A message as the inbox keeps it.
-#[derive(Clone, PartialEq, prost::Message)]
-struct Kept {
-    #[prost(bytes = "vec", tag = "1")]
-    id: Vec<u8>,
-    #[prost(bytes = "vec", tag = "2")]
-    sender: Vec<u8>,
-    #[prost(bytes = "vec", tag = "3")]
-    device: Vec<u8>,
-    #[prost(bytes = "vec", tag = "4")]
-    to: Vec<u8>,
-    #[prost(uint64, tag = "5")]
-    sent_at: u64,
-    #[prost(string, optional, tag = "6")]
-    text: Option<String>,
-    #[prost(string, optional, tag = "7")]
-    kind: Option<String>,
-    #[prost(bytes = "vec", optional, tag = "8")]
-    data: Option<Vec<u8>>,
-    #[prost(bytes = "vec", optional, tag = "9")]
-    group: Option<Vec<u8>>,
-    #[prost(string, optional, tag = "10")]
-    channel: Option<String>,
-    #[prost(uint32, optional, tag = "11")]
-    role: Option<u32>,
-    #[prost(bool, tag = "12")]
-    request: bool,
-}
-
-fn encode(m: &ChatMessage) -> Vec<u8> {
-    let (text, kind, data) = match &m.body {
-        Body::Text(t) => (Some(t.clone()), None, None),
-        Body::Typed { kind, data } => (None, Some(kind.clone()), Some(data.to_vec())),
-        // Bodies a later version adds are kept as the typed payload they
-        // are built on; this version has none.
-        _ => (None, None, None),
-    };
-    Kept {
-        id: m.id.0.to_vec(),
-        sender: m.sender.0.to_vec(),
-        device: m.device.0.to_vec(),
-        to: m.to.0.to_vec(),
-        sent_at: m.sent_at,
-        text,
-        kind,
-        data,
-        group: m.group.map(|g| g.0.to_vec()),
-        channel: m.channel.clone(),
-        role: m.role.map(|r| match r {
-            Role::Owner => 0,
-            Role::Admin => 1,
-            Role::Moderator => 2,
-            _ => 3,
-        }),
-        request: m.request,
-    }
-    .encode_to_vec()
-}
-
-fn decode(bytes: &[u8]) -> Result<ChatMessage, String> {
-    fn array<const N: usize>(b: &[u8], what: &str) -> Result<[u8; N], String> {
-        b.try_into().map_err(|_| format!("{what} is not {N} bytes"))
-    }
-    let k = Kept::decode(bytes).map_err(|e| e.to_string())?;
-    let body = match (k.text, k.kind) {
-        (Some(t), None) => Body::Text(t),
-        (None, Some(kind)) => Body::Typed {
-            kind,
-            data: Bytes::from(k.data.unwrap_or_default()),
-        },
-        _ => return Err("neither text nor a typed payload".to_owned()),
-    };
-    let mut m = ChatMessage::new(
-        MessageId(array(&k.id, "id")?),
-        AccountId(array(&k.sender, "sender")?),
-        DeviceId(array(&k.device, "device")?),
-        AccountId(array(&k.to, "recipient")?),
-        body,
-    )
-    .at(k.sent_at);
-    m.group = k
-        .group
-        .map(|g| array(&g, "group").map(GroupId))
-        .transpose()?;
-    m.channel = k.channel;
-    m.role = k.role.map(|r| match r {
-        0 => Role::Owner,
-        1 => Role::Admin,
-        2 => Role::Moderator,
-        _ => Role::Member,
-    });
-    m.request = k.request;
-    Ok(m)
-}
-
 /// An inbox's records as anyone reads them: the node's handles and the
 /// pipeline share it.
 pub(crate) struct Shelf<K> {
@@ -558,6 +463,16 @@ impl<K: Kind> Book<K> {
         Some(oldest)
     }
 
+    /// The write that took sequence `seq` in failed: its item is not kept,
+    /// and may be taken in again (a store round brings it back).
+    pub(crate) fn failed(&mut self, seq: u64) {
+        if let Some(at) = self.kept.iter().rposition(|(s, ..)| *s == seq) {
+            if let Some((_, key, _)) = self.kept.remove(at) {
+                self.seen.remove(&key);
+            }
+        }
+    }
+
     /// Whether `item`, which an earlier run may have meant to take in and
     /// did not (it stopped before the write, or the write failed), may be
     /// taken in now: it is not kept, and not as old as what retention let
@@ -590,6 +505,9 @@ impl Book<Chat> {
         ids
     }
 }
+
+mod kept;
+use kept::{decode, encode};
 
 #[cfg(test)]
 mod tests;

@@ -45,15 +45,20 @@ impl Pipeline {
         let delivery = delivery.clone();
         let save = async move { shelf.save(records).await };
         ctx.wait(save.into_actor(self).map(move |saved, act, _| {
-            if let Some(book) = act.raw.book.as_ref() {
+            if let Some(book) = act.raw.book.as_mut() {
                 book.settle(seq);
+                if saved.is_err() {
+                    // Not kept: the next store round brings it again.
+                    book.failed(seq);
+                    act.raw.again.remove(&delivery.hash);
+                }
             }
             match saved {
                 Ok(()) => act.raw.taps.retain(|(topics, tap)| {
                     !topics.contains(&delivery.message.content_topic) || tap.offer(seq, &delivery)
                 }),
                 Err(e) => {
-                    tracing::warn!(hash = %delivery.hash, error = %e, "raw message not kept for durable subscribers")
+                    tracing::warn!(hash = %delivery.hash, error = %e, "raw message not kept for durable subscribers; the next store round brings it again")
                 }
             }
         }));

@@ -29,6 +29,12 @@ impl Recent {
         true
     }
 
+    /// Forgets `hash`. Its place in the order stays: taken in again, it is
+    /// forgotten as soon as it would have been the first time.
+    pub(super) fn remove(&mut self, hash: &MessageHash) {
+        self.set.remove(hash);
+    }
+
     pub(super) fn contains(&self, hash: &MessageHash) -> bool {
         self.set.contains(hash)
     }
