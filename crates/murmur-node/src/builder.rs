@@ -318,6 +318,14 @@ impl Builder {
             Some(k) => k,
             None => keys::load_or_create(&self.config.data_dir)?,
         };
+        // Before the transport listens: deriving it takes a while (a key
+        // derivation made to be slow, or an outside command), and the
+        // swarm may share this thread.
+        let vault_secret = if self.config.chat.enabled {
+            Some(crate::crypto::vault_secret(&keypair, &self.config)?)
+        } else {
+            None
+        };
         let storage = (self.storage)(self.config.clone()).await?;
         // Before any stage loads its state: a replica standing by has
         // loaded nothing that the holder may change.
@@ -390,8 +398,7 @@ impl Builder {
         crypto_metrics.register(registry.sub_registry_with_prefix("crypto"));
         let group_metrics = crate::groups::Metrics::default();
         group_metrics.register(registry.sub_registry_with_prefix("groups"));
-        let chat = if self.config.chat.enabled {
-            let vault_secret = crate::crypto::vault_secret(&keypair, &self.config)?;
+        let chat = if let Some(vault_secret) = vault_secret {
             let crypto = (self.crypto)(CryptoContext {
                 storage: storage.clone(),
                 node_secret: vault_secret.clone(),

@@ -77,7 +77,8 @@ pub struct Network {
     /// Run the swarm on a thread of its own, so the network keeps its pace
     /// whatever the actors do; `false` runs it on the thread the node is
     /// started on, beside its stage actors: one thread per node, no
-    /// hand-off between threads on the message path. The default is a
+    /// hand-off between threads on the message path, and a hook or handler
+    /// that blocks holds the network up meanwhile. The default is a
     /// thread of its own on a machine with more than two cores; on two or
     /// fewer the hand-offs cost more than the second thread gains (on two
     /// cores: relay about 1.3 times as fast beside the actors, encrypted

@@ -245,6 +245,15 @@ impl<T: Send + 'static> Durable<T> {
                 // call dropped during the read does not lose it.
                 self.arrived = Some((seq, message));
                 self.catch_up(seq - 1).await;
+                if self.backlog.is_empty() {
+                    // Nothing between: those sequences were never written
+                    // (a write that failed; what it held comes again under
+                    // a new one). Every write up to this one is done, or
+                    // it would not have come.
+                    if let Some((seq, message)) = self.arrived.take() {
+                        self.backlog.push_back(Entry { seq, message });
+                    }
+                }
                 continue;
             }
             self.backlog.push_back(Entry { seq, message });

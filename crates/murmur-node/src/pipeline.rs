@@ -440,7 +440,11 @@ impl Pipeline {
     /// message pushed and fetched both.
     fn deliver_unarchived(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
         if !self.unarchived.insert(delivery.hash) {
-            self.stats.duplicates += 1;
+            // Handed on before; the raw inbox may still lack it (its write
+            // failed).
+            if !self.keep_raw_again(&delivery, ctx) {
+                self.stats.duplicates += 1;
+            }
             return;
         }
         self.deliver(delivery, ctx);
