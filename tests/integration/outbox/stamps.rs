@@ -5,6 +5,41 @@
 
 use super::*;
 
+/// Publishes `n` texts ("late 0", …) stamped a minute ago, each `apart`
+/// nanoseconds after the one before, through `node`, with no peer to take
+/// them: each waits in the outbox.
+async fn queue_late(node: &Node, n: usize, apart: i64) -> Vec<murmur::node::Publication> {
+    let pubsub = node.pubsub_topic(&topic());
+    let minute_ago = murmur::core::now_nanos() - 60_000_000_000;
+    let mut queued = Vec::with_capacity(n);
+    for i in 0..n {
+        let stamp = minute_ago + apart * i64::try_from(i).unwrap();
+        let message = WakuMessage::new(topic().as_str(), format!("late {i}").into_bytes())
+            .with_timestamp(stamp);
+        let sent = node.publish(pubsub.clone(), message).await.unwrap();
+        assert_eq!(sent.state(), PublishState::Queued);
+        queued.push(sent);
+    }
+    queued
+}
+
+/// Waits until an entry other than `queued` enters the outbox: one of them
+/// stamped again.
+async fn stamped_again(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<Moved>,
+    queued: &[MessageHash],
+) {
+    loop {
+        let event = tokio::time::timeout(WAIT * 2, events.recv())
+            .await
+            .expect("stamped again within a few ticks")
+            .expect("the watched stage is there");
+        if matches!(event, Moved::In(hash) if !queued.contains(&hash)) {
+            return;
+        }
+    }
+}
+
 /// Store nodes keep nothing stamped more than 20 s off their clock: a
 /// message that waited longer in the outbox is stamped again as it goes
 /// out, so that those who catch up later get it too.
@@ -51,27 +86,17 @@ async fn through_an_outage_a_tick_stamps_again_only_the_oldest_message() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_addr(&Keypair::generate_secp256k1(), free_port());
     let mut alice = watched_sender(dir.path(), &store).await;
-    let pubsub = alice.node.pubsub_topic(&topic());
-    let minute_ago = murmur::core::now_nanos() - 60_000_000_000;
-    let mut queued = Vec::with_capacity(QUEUED);
-    for i in 0..QUEUED {
-        let message = WakuMessage::new(topic().as_str(), format!("late {i}").into_bytes())
-            .with_timestamp(minute_ago);
-        let sent = alice.node.publish(pubsub.clone(), message).await.unwrap();
-        assert_eq!(sent.state(), PublishState::Queued);
-        queued.push(sent.hash());
-    }
+    let queued: Vec<_> = queue_late(&alice.node, QUEUED, 0)
+        .await
+        .iter()
+        .map(|q| q.hash())
+        .collect();
     moved(&mut alice.events, Moved::In, queued.iter().copied()).await;
     // The first two new entries: each from a tick of its own (5 s apart).
     let mut stamped_at = Vec::new();
     while stamped_at.len() < 2 {
-        let event = tokio::time::timeout(WAIT * 2, alice.events.recv())
-            .await
-            .expect("stamped again within a few ticks")
-            .expect("the watched stage is there");
-        if matches!(event, Moved::In(hash) if !queued.contains(&hash)) {
-            stamped_at.push(std::time::Instant::now());
-        }
+        stamped_again(&mut alice.events, &queued).await;
+        stamped_at.push(std::time::Instant::now());
     }
     let apart = stamped_at[1] - stamped_at[0];
     assert!(
@@ -91,26 +116,11 @@ async fn what_waits_through_an_outage_goes_out_in_the_order_it_was_sent() {
     let (store_key, port) = (Keypair::generate_secp256k1(), free_port());
     let store = store_addr(&store_key, port);
     let mut alice = watched_sender(dirs[0].path(), &store).await;
-    let pubsub = alice.node.pubsub_topic(&topic());
-    let minute_ago = murmur::core::now_nanos() - 60_000_000_000;
-    let mut queued = Vec::with_capacity(QUEUED);
-    for i in 0..QUEUED {
-        let message = WakuMessage::new(topic().as_str(), format!("late {i}").into_bytes())
-            .with_timestamp(minute_ago + i64::try_from(i).unwrap());
-        queued.push(alice.node.publish(pubsub.clone(), message).await.unwrap());
-    }
+    let queued = queue_late(&alice.node, QUEUED, 1).await;
     let hashes: Vec<_> = queued.iter().map(|q| q.hash()).collect();
     moved(&mut alice.events, Moved::In, hashes.iter().copied()).await;
     // A tick of the outage stamps the oldest again.
-    loop {
-        let event = tokio::time::timeout(WAIT * 2, alice.events.recv())
-            .await
-            .expect("stamped again within a few ticks")
-            .expect("the watched stage is there");
-        if matches!(event, Moved::In(hash) if !hashes.contains(&hash)) {
-            break;
-        }
-    }
+    stamped_again(&mut alice.events, &hashes).await;
 
     let node = store_on(dirs[1].path(), &store_key, port).await;
     let mut inbox = node.subscribe([&topic()]).await.unwrap();
@@ -167,14 +177,7 @@ async fn a_stamp_not_written_holds_its_entry_and_loses_no_state() {
         .await
         .unwrap();
     let valve = valve.await.unwrap();
-    let pubsub = alice.pubsub_topic(&topic());
-    let minute_ago = murmur::core::now_nanos() - 60_000_000_000;
-    let mut sent = Vec::new();
-    for i in 0..3 {
-        let message = WakuMessage::new(topic().as_str(), format!("late {i}").into_bytes())
-            .with_timestamp(minute_ago + i);
-        sent.push(alice.publish(pubsub.clone(), message).await.unwrap());
-    }
+    let mut sent = queue_late(&alice, 3, 1).await;
     *refused.lock().unwrap() = Some(sent[1].hash());
     let queued_as: Vec<_> = sent.iter().map(|s| s.hash()).collect();
 

@@ -47,7 +47,7 @@ impl Pipeline {
             .collect();
         let Some(storage) = self.storage.as_ref().filter(|_| !kept.is_empty()) else {
             let steps = page.into_iter().map(|d| (d, Step::Deliver)).collect();
-            self.settle(steps, ctx);
+            self.in_turn(steps, ctx, Self::settle);
             return;
         };
         let asked = kept.len();
@@ -84,25 +84,38 @@ impl Pipeline {
                     (delivery, step)
                 })
                 .collect();
-            act.settle(steps, ctx);
+            act.in_turn(steps, ctx, Self::settle);
         }));
     }
 
-    /// Settles the first of `steps`, the rest after it. Settling one may
-    /// make the mailbox wait (a full lane, a durable subscriber's write), and
-    /// actix runs the newest wait first: the rest waits in line before the
-    /// first is settled, so that what settling it queued comes before them.
-    fn settle(&mut self, mut steps: VecDeque<(Delivery, Step)>, ctx: &mut Context<Self>) {
-        let Some((delivery, step)) = steps.pop_front() else {
-            return;
-        };
-        if !steps.is_empty() {
-            ctx.wait(fut::ready(()).map(move |(), act: &mut Self, ctx| act.settle(steps, ctx)));
-        }
+    /// One message of a page, once the archive answered for the page.
+    fn settle(&mut self, (delivery, step): (Delivery, Step), ctx: &mut Context<Self>) {
         match step {
             Step::Deliver => self.deliver_unarchived(delivery, ctx),
             Step::Archived(new) => self.archived(delivery, new, ctx),
         }
+    }
+
+    /// Handles the first of `items` with `handle`, the rest after it.
+    /// Handling one may make the mailbox wait (its archiving, a full lane,
+    /// a durable subscriber's write), and actix runs the newest wait first:
+    /// the rest waits in line before the first is handled, so that what
+    /// handling it queued comes before them.
+    pub(super) fn in_turn<T: 'static>(
+        &mut self,
+        mut items: VecDeque<T>,
+        ctx: &mut Context<Self>,
+        handle: fn(&mut Self, T, &mut Context<Self>),
+    ) {
+        let Some(item) = items.pop_front() else {
+            return;
+        };
+        if !items.is_empty() {
+            ctx.wait(
+                fut::ready(()).map(move |(), act: &mut Self, ctx| act.in_turn(items, ctx, handle)),
+            );
+        }
+        handle(self, item, ctx);
     }
 
     /// Archives `delivery` by hash (if this node archives, and `keep`)

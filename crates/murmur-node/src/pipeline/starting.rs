@@ -76,25 +76,9 @@ impl Handler<Started> for Pipeline {
                      those never archived come with the next store round"
                 );
             }
-            this.replay(held.events, ctx);
+            // One after another: handled in one go, the newest archive wait
+            // would run first.
+            this.in_turn(held.events, ctx, Self::on_event);
         });
-    }
-}
-
-impl Pipeline {
-    /// Handles the first of `events`, the rest after it. Handling one may
-    /// make the mailbox wait (its archiving, a full lane), and actix runs
-    /// the newest wait first: the rest waits in line before the first is
-    /// handled, so that what handling it queued comes before them.
-    fn replay(&mut self, mut events: VecDeque<transport::Event>, ctx: &mut Context<Self>) {
-        let Some(event) = events.pop_front() else {
-            return;
-        };
-        if !events.is_empty() {
-            ctx.wait(
-                actix::fut::ready(()).map(move |(), act: &mut Self, ctx| act.replay(events, ctx)),
-            );
-        }
-        self.on_event(event, ctx);
     }
 }
